@@ -1,0 +1,82 @@
+// The validated, defaulted and frozen configuration. Mirrors src/config/schema.ts.
+
+export type KeyType = 'ecdsa-p256' | 'ecdsa-p384' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096';
+export type ProxyLogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'off';
+
+export interface ResourceConfig {
+  readonly cpuRequest: string;
+  readonly memoryRequest: string;
+  readonly cpuLimit: string | null;
+  readonly memoryLimit: string | null;
+}
+
+export interface InjectorConfig {
+  readonly proxyImage: string;
+  readonly initImage: string;
+  readonly imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+  readonly proxyUID: number;
+  readonly proxyGID: number;
+  readonly ports: {
+    readonly outboundCapture: number;
+    readonly inboundCapture: number;
+    readonly agent: number;
+    readonly readiness: number;
+    readonly proxyMetrics: number;
+  };
+  readonly resources: ResourceConfig;
+  readonly initResources: ResourceConfig;
+  readonly ignoredNamespaces: readonly string[];
+  readonly nativeSidecar: boolean;
+  readonly holdApplication: boolean;
+  readonly rewriteProbes: boolean;
+  readonly logLevel: ProxyLogLevel;
+  readonly caAddress: string;
+  readonly drainSeconds: number;
+  readonly failOpen: boolean;
+}
+
+export interface CAConfig {
+  readonly rootKeyType: KeyType;
+  readonly rootLifetimeSeconds: number;
+  readonly rootSubject: string;
+  readonly workloadDefaultTtlSeconds: number;
+  readonly workloadMaxTtlSeconds: number;
+  readonly backdateSeconds: number;
+  readonly rotation: {
+    readonly auto: boolean;
+    readonly beforeExpirySeconds: number;
+    readonly propagationDelaySeconds: number;
+    readonly checkIntervalSeconds: number;
+  };
+  readonly pluginDir: string | null;
+  readonly servingCertLifetimeSeconds: number;
+  readonly servingCertRenewFraction: number;
+}
+
+export interface ServerConfig {
+  readonly listen: string;
+  readonly adminListen: string;
+  readonly dataDir: string;
+  readonly bodyLimitBytes: number;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  readonly shutdownGraceSeconds: number;
+}
+
+export interface ClusterConfig {
+  readonly namespace: string;
+  readonly serviceName: string;
+  readonly webhookConfigName: string;
+  readonly patchCABundle: boolean;
+  readonly tokenReviewCacheSeconds: number;
+  readonly tokenReviewCacheSize: number;
+  readonly csrSigner: boolean;
+  readonly csrAutoApprove: boolean;
+}
+
+export interface Config {
+  readonly trustDomain: string;
+  readonly injector: InjectorConfig;
+  readonly ca: CAConfig;
+  readonly server: ServerConfig;
+  readonly cluster: ClusterConfig;
+}

@@ -1,0 +1,90 @@
+// Every label, annotation, name and port of the product contract (../shared/PRODUCT.md) in one
+// module, so that no other file spells them out.
+
+export const INJECT_LABEL = 'mooring.dev/inject';
+export const NAMESPACE_ENABLED = 'enabled';
+export const NAMESPACE_DISABLED = 'disabled';
+export const STATUS_ANNOTATION = 'mooring.dev/status';
+export const DEFAULT_CONTAINER_ANNOTATION = 'kubectl.kubernetes.io/default-container';
+
+export const ANNOTATION = {
+  proxyImage: 'proxy.mooring.dev/image',
+  cpuRequest: 'proxy.mooring.dev/cpu-request',
+  memoryRequest: 'proxy.mooring.dev/memory-request',
+  cpuLimit: 'proxy.mooring.dev/cpu-limit',
+  memoryLimit: 'proxy.mooring.dev/memory-limit',
+  logLevel: 'proxy.mooring.dev/log-level',
+  nativeSidecar: 'proxy.mooring.dev/native-sidecar',
+  holdApplication: 'proxy.mooring.dev/hold-application',
+  rewriteProbes: 'proxy.mooring.dev/rewrite-probes',
+  includeOutboundIPRanges: 'traffic.mooring.dev/include-outbound-ip-ranges',
+  excludeOutboundIPRanges: 'traffic.mooring.dev/exclude-outbound-ip-ranges',
+  includeInboundPorts: 'traffic.mooring.dev/include-inbound-ports',
+  excludeInboundPorts: 'traffic.mooring.dev/exclude-inbound-ports',
+  excludeOutboundPorts: 'traffic.mooring.dev/exclude-outbound-ports',
+} as const;
+
+export const INIT_CONTAINER_NAME = 'mooring-init';
+export const PROXY_CONTAINER_NAME = 'mooring-proxy';
+
+export const PORT = {
+  webhook: 8443,
+  admin: 9090,
+  outboundCapture: 15001,
+  inboundCapture: 15006,
+  agent: 15020,
+  readiness: 15021,
+  proxyMetrics: 15090,
+} as const;
+
+export const PROXY_UID = 1337;
+export const PROXY_GID = 1337;
+
+/** Audience of the projected service-account token the agent presents to the CA. */
+export const CA_TOKEN_AUDIENCE = 'mooring-ca';
+/** ConfigMap holding every trusted root, distributed to every namespace. */
+export const ROOT_CERT_CONFIGMAP = 'mooring-ca-root-cert';
+export const ROOT_CERT_KEY = 'root-cert.pem';
+/** Secret holding the CA in cluster mode. */
+export const CA_SECRET = 'mooring-ca';
+export const CA_LEASE = 'mooring-ca-rotation';
+export const CSR_SIGNER_NAME = 'mooring.dev/workload';
+export const ADMIN_API_GROUP = 'mooring.dev';
+export const ADMIN_RESOURCE = 'certificates';
+
+/** Volume names and mount paths inside an injected Pod. */
+export const VOLUME = {
+  token: 'mooring-token',
+  rootCert: 'mooring-ca-root-cert',
+  certs: 'mooring-certs',
+} as const;
+export const MOUNT_PATH = {
+  token: '/var/run/secrets/mooring.dev/token',
+  rootCert: '/var/run/secrets/mooring.dev/root',
+  certs: '/var/run/secrets/mooring.dev/certs',
+} as const;
+export const TOKEN_FILE = 'token';
+
+/** Istio's file names for a plugged-in CA, so that an existing `cacerts` Secret works. */
+export const PLUGIN_CA_FILES = {
+  cert: 'ca-cert.pem',
+  key: 'ca-key.pem',
+  chain: 'cert-chain.pem',
+  root: 'root-cert.pem',
+} as const;
+
+/** Environment variables that configure `mooring agent` inside the injected proxy container. */
+export const AGENT_ENV = {
+  caUrl: 'MOORING_CA_URL',
+  tokenFile: 'MOORING_TOKEN_FILE',
+  rootCert: 'MOORING_ROOT_CERT',
+  outDir: 'MOORING_OUT_DIR',
+  ttl: 'MOORING_TTL',
+  keyType: 'MOORING_KEY_TYPE',
+  renewFraction: 'MOORING_RENEW_FRACTION',
+  drain: 'MOORING_DRAIN',
+  logLevel: 'MOORING_LOG_LEVEL',
+  appProbes: 'MOORING_APP_PROBES',
+} as const;
+
+export const SYSTEM_NAMESPACES = ['kube-system', 'kube-public', 'kube-node-lease'] as const;

@@ -1,0 +1,70 @@
+// One catalog of coded errors: stable code, HTTP status, and the generic message a client sees
+// for 5xx. The detail of a 4xx is the error's own message; the detail of a 5xx goes to the log.
+// test/unit/errors.test.ts checks this catalog against README.md.
+
+export const ERROR_CATALOG = {
+  // configuration
+  CFG_ERR_INVALID: { status: 400, summary: 'the configuration is invalid' },
+  CFG_ERR_READ: { status: 400, summary: 'the configuration file cannot be read' },
+  // injection
+  INJ_ERR_ANNOTATION: { status: 400, summary: 'an annotation has an invalid value' },
+  INJ_ERR_INPUT: { status: 400, summary: 'the input is not a valid object' },
+  INJ_ERR_INTERNAL: { status: 500, summary: 'injection failed' },
+  // admission
+  ADM_ERR_BODY: { status: 400, summary: 'the body is not a valid AdmissionReview' },
+  ADM_ERR_CONTENT_TYPE: { status: 415, summary: 'the content type must be application/json' },
+  // certificate authority
+  CA_ERR_BODY: { status: 400, summary: 'the request body is invalid' },
+  CA_ERR_CONTENT_TYPE: { status: 415, summary: 'the content type must be application/json' },
+  CA_ERR_TOO_LARGE: { status: 413, summary: 'the request body is too large' },
+  CA_ERR_CSR: { status: 400, summary: 'the CSR cannot be parsed' },
+  CA_ERR_CSR_SIGNATURE: { status: 400, summary: 'the CSR signature does not verify' },
+  CA_ERR_KEY_TYPE: { status: 400, summary: 'the CSR key type is not accepted' },
+  CA_ERR_SAN: { status: 400, summary: 'the CSR names an identity other than the caller' },
+  CA_ERR_SPIFFE_ID: {
+    status: 400,
+    summary: 'the SPIFFE ID is invalid or outside the trust domain',
+  },
+  CA_ERR_TTL: { status: 400, summary: 'the requested lifetime is above the maximum' },
+  CA_ERR_UNAUTHENTICATED: { status: 401, summary: 'missing or invalid credential' },
+  CA_ERR_FORBIDDEN: { status: 403, summary: 'the caller is not allowed to do this' },
+  CA_ERR_NOT_READY: { status: 503, summary: 'the certificate authority is not ready' },
+  CA_ERR_PLUGIN: { status: 500, summary: 'the plugged-in CA is invalid' },
+  CA_ERR_STORE: { status: 500, summary: 'the CA store is unusable' },
+  CA_ERR_INTERNAL: { status: 500, summary: 'internal error' },
+  // http
+  HTTP_ERR_NOT_FOUND: { status: 404, summary: 'no such route' },
+  HTTP_ERR_METHOD: { status: 405, summary: 'method not allowed' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CATALOG;
+
+export class MooringError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: readonly string[];
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown; details?: readonly string[] },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'MooringError';
+    this.code = code;
+    this.status = ERROR_CATALOG[code].status;
+    this.details = options?.details ?? [];
+  }
+
+  /** What a client may see: the message for 4xx, the generic summary for 5xx. */
+  toJSON(): { code: ErrorCode; message: string } {
+    return {
+      code: this.code,
+      message: this.status >= 500 ? ERROR_CATALOG[this.code].summary : this.message,
+    };
+  }
+}
+
+export function isMooringError(err: unknown): err is MooringError {
+  return err instanceof MooringError;
+}
