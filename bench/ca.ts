@@ -1,0 +1,722 @@
+// Benchmark of the CA.
+//
+//   npx tsc -p bench/tsconfig.json && node .cache/bench/bench/ca.js core
+//   make build && npx tsc -p bench/tsconfig.json && node .cache/bench/bench/ca.js http
+//   options: --seconds N (per measurement, default 3)  --duration N (HTTP runs, default 10)
+//            --connections N (default 10)  --loader wrk|autocannon|both (default both)  --json
+//            --rounds N (HTTP: repeat, alternating Mooring and cfssl; medians reported)
+//            --cas ecdsa|rsa|both (HTTP: CA key types)  --workers N (HTTP: run serve in N
+//            node:cluster workers, an experiment: bench/ca-serve-cluster.ts)
+//
+// core: in one process, one core:
+//   - the ceiling: raw node:crypto signatures with an ECDSA P-256 key and an RSA 2048 key;
+//   - what a CSR costs: parse (our DER reader vs node-forge ASN.1), public-key import (SPKI
+//     DER vs the component import we use), signature check;
+//   - TBSCertificate building: direct DER (what we ship) vs node-forge ASN.1 objects;
+//   - Authority.issueWorkload() end to end, for P-256 and RSA 2048 CSRs, ECDSA and RSA CAs.
+// http: `mooring serve` (from dist/, local mode) and `cfssl serve` (Debian golang-cfssl) side
+//   by side, same machine, same CSRs, same load generator: POST /v1/admin/certificates with the
+//   admin token against POST /api/v1/cfssl/sign, for P-256 and RSA 2048 CSRs, each with an
+//   ECDSA P-256 CA and an RSA 2048 CA. `--url URL --token T` targets a running server instead.
+
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import forge from 'node-forge';
+import { systemClock, systemRandom } from '../src/adapters/system-clock';
+import { Authority } from '../src/ca/authority';
+import { csrDerFromPem, parseCsr } from '../src/ca/csr';
+import { importPublicKey, keyIdentifier } from '../src/ca/keys';
+import { compileIssuer, buildRoot, signLeaf } from '../src/ca/issuer';
+import { serialNumber, workloadTemplate } from '../src/ca/profile';
+import type { KeyStore, StoredCAState } from '../src/ca/ports';
+import type { CAState } from '../src/ca/rotation';
+import { buildTbs } from '../src/ca/x509';
+import { defaultConfig } from '../src/config/validate';
+
+const ROOT = process.cwd();
+const ID = 'spiffe://cluster.local/ns/bench/sa/bench';
+
+interface Options {
+  mode: 'core' | 'http';
+  seconds: number;
+  duration: number;
+  connections: number;
+  loader: 'wrk' | 'autocannon' | 'both';
+  json: boolean;
+  rounds: number;
+  /** 0: plain `mooring serve`; N: the node:cluster experiment of bench/ca-serve-cluster.ts. */
+  workers: number;
+  /** Which CA key types to run the HTTP comparison with. */
+  cas: 'ecdsa' | 'rsa' | 'both';
+  url?: string;
+  token?: string;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = {
+    mode: 'core',
+    seconds: 3,
+    duration: 10,
+    connections: 10,
+    loader: 'both',
+    json: false,
+    rounds: 1,
+    workers: 0,
+    cas: 'both',
+  };
+  for (let i = 0; i < argv.length; i += 1) {
+    const a = argv[i];
+    if (a === 'core' || a === 'http') o.mode = a;
+    else if (a === '--seconds') o.seconds = Number(argv[++i]);
+    else if (a === '--duration') o.duration = Number(argv[++i]);
+    else if (a === '--connections') o.connections = Number(argv[++i]);
+    else if (a === '--loader') o.loader = argv[++i] as Options['loader'];
+    else if (a === '--json') o.json = true;
+    else if (a === '--rounds') o.rounds = Number(argv[++i]);
+    else if (a === '--workers') o.workers = Number(argv[++i]);
+    else if (a === '--cas') o.cas = argv[++i] as Options['cas'];
+    else if (a === '--url') o.url = argv[++i];
+    else if (a === '--token') o.token = argv[++i];
+  }
+  return o;
+}
+
+// --- measuring ------------------------------------------------------------------------------
+
+interface Rate {
+  readonly name: string;
+  readonly perSecond: number;
+  readonly microseconds: number;
+}
+
+/** Runs `fn` for `seconds` (after a short warm-up) and reports operations per second. */
+async function rate(name: string, seconds: number, fn: () => unknown): Promise<Rate> {
+  const isAsync = fn() instanceof Promise;
+  const deadline = (s: number): bigint => process.hrtime.bigint() + BigInt(Math.round(s * 1e9));
+  const warm = deadline(Math.min(0.5, seconds / 4));
+  while (process.hrtime.bigint() < warm) {
+    if (isAsync) await fn();
+    else fn();
+  }
+  let n = 0;
+  const start = process.hrtime.bigint();
+  const end = deadline(seconds);
+  while (process.hrtime.bigint() < end) {
+    for (let i = 0; i < 50; i++) {
+      if (isAsync) await fn();
+      else fn();
+    }
+    n += 50;
+  }
+  const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+  const r = {
+    name,
+    perSecond: Math.round(n / elapsed),
+    microseconds: Math.round((elapsed / n) * 1e7) / 10,
+  };
+  process.stderr.write(`  ${name}: ${r.perSecond}/s (${r.microseconds} µs)\n`);
+  return r;
+}
+
+class MemoryStore implements KeyStore<CAState> {
+  private data: StoredCAState<CAState> | null = null;
+  load(): Promise<StoredCAState<CAState> | null> {
+    return Promise.resolve(this.data);
+  }
+  save(state: CAState): Promise<string> {
+    this.data = { state, version: 'v1' };
+    return Promise.resolve('v1');
+  }
+}
+
+function opensslCsr(dir: string, kind: 'p256' | 'rsa2048'): string {
+  const keyFile = join(dir, `${kind}.key`);
+  const { privateKey } =
+    kind === 'p256'
+      ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+      : generateKeyPairSync('rsa', { modulusLength: 2048 });
+  writeFileSync(keyFile, privateKey.export({ format: 'pem', type: 'pkcs8' }));
+  return execFileSync('openssl', ['req', '-new', '-key', keyFile, '-subj', '/CN=bench', '-batch'], {
+    encoding: 'utf8',
+  });
+}
+
+// --- node-forge variants, for comparison only -------------------------------------------------
+
+const A = forge.asn1;
+// The typings lack the options form; `decodeBitStrings: false` keeps signatures intact.
+const asn1FromDer = A.fromDer as unknown as (
+  bytes: forge.util.ByteStringBuffer,
+  options: { decodeBitStrings: boolean },
+) => forge.asn1.Asn1;
+
+/** Parses a CSR with forge ASN.1 and re-encodes what must be exact bytes (info, SPKI). */
+function forgeParseCsr(der: Buffer): { info: Buffer; spki: Buffer } {
+  const root = asn1FromDer(forge.util.createBuffer(der.toString('binary')), {
+    decodeBitStrings: false,
+  });
+  const info = (root.value as forge.asn1.Asn1[])[0] as forge.asn1.Asn1;
+  const spki = (info.value as forge.asn1.Asn1[])[2] as forge.asn1.Asn1;
+  return {
+    info: Buffer.from(A.toDer(info).getBytes(), 'binary'),
+    spki: Buffer.from(A.toDer(spki).getBytes(), 'binary'),
+  };
+}
+
+const fromDer = (b: Buffer): forge.asn1.Asn1 =>
+  asn1FromDer(forge.util.createBuffer(b.toString('binary')), { decodeBitStrings: false });
+const seq = (v: forge.asn1.Asn1[]): forge.asn1.Asn1 =>
+  A.create(A.Class.UNIVERSAL, A.Type.SEQUENCE, true, v);
+const oidNode = (o: string): forge.asn1.Asn1 =>
+  A.create(A.Class.UNIVERSAL, A.Type.OID, false, A.oidToDer(o).getBytes());
+const octets = (b: string): forge.asn1.Asn1 =>
+  A.create(A.Class.UNIVERSAL, A.Type.OCTETSTRING, false, b);
+const bool = (): forge.asn1.Asn1 => A.create(A.Class.UNIVERSAL, A.Type.BOOLEAN, false, '\xff');
+const ext = (o: string, critical: boolean, value: forge.asn1.Asn1): forge.asn1.Asn1 =>
+  seq([oidNode(o), ...(critical ? [bool()] : []), octets(A.toDer(value).getBytes())]);
+
+/** The same TBSCertificate as buildTbs() builds, as forge ASN.1 objects. */
+function forgeTbs(p: {
+  serial: Buffer;
+  alg: Buffer;
+  issuer: Buffer;
+  spki: Buffer;
+  notBefore: Date;
+  notAfter: Date;
+  akid: Buffer;
+}): Buffer {
+  const ski = keyIdentifier(p.spki).toString('binary');
+  const tbs = seq([
+    A.create(A.Class.CONTEXT_SPECIFIC, 0, true, [
+      A.create(A.Class.UNIVERSAL, A.Type.INTEGER, false, '\x02'),
+    ]),
+    A.create(A.Class.UNIVERSAL, A.Type.INTEGER, false, p.serial.toString('binary')),
+    fromDer(p.alg),
+    fromDer(p.issuer),
+    seq([
+      A.create(A.Class.UNIVERSAL, A.Type.UTCTIME, false, A.dateToUtcTime(p.notBefore)),
+      A.create(A.Class.UNIVERSAL, A.Type.UTCTIME, false, A.dateToUtcTime(p.notAfter)),
+    ]),
+    seq([]),
+    fromDer(p.spki),
+    A.create(A.Class.CONTEXT_SPECIFIC, 3, true, [
+      seq([
+        ext('2.5.29.19', true, seq([])),
+        ext('2.5.29.15', true, A.create(A.Class.UNIVERSAL, A.Type.BITSTRING, false, '\x07\x80')),
+        ext('2.5.29.37', false, seq([oidNode('1.3.6.1.5.5.7.3.1'), oidNode('1.3.6.1.5.5.7.3.2')])),
+        ext('2.5.29.17', true, seq([A.create(A.Class.CONTEXT_SPECIFIC, 6, false, ID)])),
+        ext('2.5.29.14', false, octets(ski)),
+        ext(
+          '2.5.29.35',
+          false,
+          seq([A.create(A.Class.CONTEXT_SPECIFIC, 0, false, p.akid.toString('binary'))]),
+        ),
+      ]),
+    ]),
+  ]);
+  return Buffer.from(A.toDer(tbs).getBytes(), 'binary');
+}
+
+// --- core -----------------------------------------------------------------------------------
+
+async function core(o: Options): Promise<Record<string, Rate[]>> {
+  const dir = mkdtempSync(join(tmpdir(), 'mooring-bench-ca-'));
+  const csrs = { p256: opensslCsr(dir, 'p256'), rsa2048: opensslCsr(dir, 'rsa2048') };
+  const tbsLike = Buffer.alloc(450, 7);
+  const ec = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const out: Record<string, Rate[]> = {};
+
+  process.stderr.write('ceiling: raw node:crypto signatures over 450 bytes\n');
+  out.ceiling = [
+    await rate('sign ECDSA P-256', o.seconds, () => sign('sha256', tbsLike, ec.privateKey)),
+    await rate('sign RSA 2048', o.seconds, () => sign('sha256', tbsLike, rsa.privateKey)),
+  ];
+
+  process.stderr.write('CSR: parse, key import, signature check\n');
+  out.csr = [];
+  for (const [kind, pem] of Object.entries(csrs)) {
+    const der = csrDerFromPem(pem);
+    const parsed = parseCsr(der);
+    const { key } = await importPublicKey(parsed.spki);
+    const hash = 'sha256';
+    out.csr.push(
+      await rate(`${kind} parse, our DER reader`, o.seconds, () => parseCsr(der)),
+      await rate(`${kind} parse, node-forge ASN.1 + re-encode`, o.seconds, () =>
+        forgeParseCsr(der),
+      ),
+      await rate(`${kind} import, SPKI DER (createPublicKey)`, o.seconds, () =>
+        createPublicKey({ key: parsed.spki, format: 'der', type: 'spki' }),
+      ),
+      await rate(`${kind} import, components (ours)`, o.seconds, () =>
+        importPublicKey(parsed.spki),
+      ),
+      await rate(`${kind} verify`, o.seconds, () =>
+        verify(hash, parsed.info, key, parsed.signature),
+      ),
+    );
+  }
+
+  process.stderr.write('TBSCertificate building (P-256 CSR, P-256 CA)\n');
+  const rootKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const rootPem = buildRoot({
+    key: rootKey,
+    commonName: 'Bench',
+    organization: 'cluster.local',
+    now: new Date(),
+    lifetimeSeconds: 3650 * 86400,
+    backdateSeconds: 60,
+    serial: Buffer.from([1]),
+  });
+  const issuer = compileIssuer({
+    certPem: rootPem,
+    privateKey: rootKey.privateKey,
+    chainPems: [],
+    windowCertificates: [],
+  });
+  const verified = {
+    ...(await importPublicKey(parseCsr(csrDerFromPem(csrs.p256)).spki)),
+    spki: parseCsr(csrDerFromPem(csrs.p256)).spki,
+    names: parseCsr(csrDerFromPem(csrs.p256)).names,
+  };
+  const policy = { defaultTtlSeconds: 86400, maxTtlSeconds: 604800, backdateSeconds: 60 };
+  const template = () =>
+    workloadTemplate({
+      csr: {
+        publicKey: verified.key,
+        keyType: verified.keyType,
+        spki: verified.spki,
+        names: verified.names,
+      },
+      spiffeId: ID,
+      ttlSeconds: undefined,
+      now: new Date(),
+      serial: serialNumber(systemRandom),
+      issuer: issuer.window,
+      policy,
+    });
+  const akid = keyIdentifier(readRootSpki(rootPem));
+  out.tbs = [
+    await rate('direct DER: template + TBS (shipped)', o.seconds, () => {
+      const t = template();
+      return buildTbs({
+        serial: t.serial,
+        signatureAlgorithm: issuer.signer.algorithmIdentifierDer,
+        issuerName: issuer.nameDer,
+        notBefore: t.notBefore,
+        notAfter: t.notAfter,
+        subjectName: t.subjectName,
+        spki: t.spki,
+        extensions: [...t.extensions, issuer.authorityKeyIdExtension],
+      });
+    }),
+    await rate('node-forge ASN.1 objects + toDer', o.seconds, () =>
+      forgeTbs({
+        serial: serialNumber(systemRandom),
+        alg: issuer.signer.algorithmIdentifierDer,
+        issuer: issuer.nameDer,
+        spki: verified.spki,
+        notBefore: new Date(),
+        notAfter: new Date(Date.now() + 86400e3),
+        akid,
+      }),
+    ),
+    await rate('direct DER + sign (whole certificate)', o.seconds, () =>
+      signLeaf(template(), issuer),
+    ),
+  ];
+
+  process.stderr.write(
+    'Authority.issueWorkload() end to end (parse, verify, profile, build, sign, PEM)\n',
+  );
+  out.issue = [];
+  for (const cryptoMode of ['sync', 'threadpool'] as const) {
+    for (const rootKeyType of ['ecdsa-p256', 'rsa-2048'] as const) {
+      const config = defaultConfig();
+      const authority = await Authority.open(
+        {
+          trustDomain: 'cluster.local',
+          ca: { ...config.ca, rootKeyType },
+          clock: systemClock,
+          random: systemRandom,
+          store: new MemoryStore(),
+          cryptoMode,
+        },
+        { create: true },
+      );
+      for (const [kind, pem] of Object.entries(csrs)) {
+        const issue = () => authority.issueWorkload({ csrPem: pem, spiffeId: ID });
+        // 16 in flight, as concurrent HTTP requests would have them.
+        const batch = () => Promise.all(Array.from({ length: 16 }, issue));
+        const r = await rate(
+          `${cryptoMode}: ${rootKeyType} CA, ${kind} CSR, 16 at a time`,
+          o.seconds,
+          batch,
+        );
+        const perCert = {
+          name: r.name,
+          perSecond: r.perSecond * 16,
+          microseconds: Math.round((r.microseconds / 16) * 10) / 10,
+        };
+        process.stderr.write(`    = ${perCert.perSecond} certificates/s\n`);
+        out.issue.push(perCert);
+      }
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+  return out;
+}
+
+function readRootSpki(pem: string): Buffer {
+  return createPublicKey(pem).export({ format: 'der', type: 'spki' });
+}
+
+// --- http -----------------------------------------------------------------------------------
+
+interface LoadResult {
+  readonly name: string;
+  readonly loader: string;
+  readonly rps: number;
+  readonly p50ms: number;
+  readonly p99ms: number;
+  readonly errors: number;
+}
+
+function luaPost(path: string, bodyFile: string, headers: Record<string, string>): string {
+  const lines = [
+    'wrk.method = "POST"',
+    `local f = assert(io.open(${JSON.stringify(bodyFile)}, "rb"))`,
+    'wrk.body = f:read("*a")',
+    'f:close()',
+    ...Object.entries(headers).map(
+      ([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`,
+    ),
+  ];
+  writeFileSync(path, `${lines.join('\n')}\n`);
+  return path;
+}
+
+function runWrk(
+  name: string,
+  url: string,
+  body: string,
+  headers: Record<string, string>,
+  o: Options,
+  dir: string,
+): LoadResult {
+  const bodyFile = join(dir, `body-${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(bodyFile, body);
+  const script = luaPost(`${bodyFile}.lua`, bodyFile, headers);
+  const out = execFileSync(
+    'wrk',
+    ['-t1', `-c${o.connections}`, `-d${o.duration}s`, '--latency', '-s', script, url],
+    { encoding: 'utf8' },
+  );
+  const toMs = (v: string, u: string): number =>
+    u === 'us' ? Number(v) / 1000 : u === 's' ? Number(v) * 1000 : Number(v);
+  const pct = (p: string): number => {
+    const m = new RegExp(`\\s${p}%\\s+([0-9.]+)(us|ms|s)`).exec(out);
+    return m?.[1] !== undefined && m[2] !== undefined
+      ? Math.round(toMs(m[1], m[2]) * 100) / 100
+      : NaN;
+  };
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors = non2xx + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  return {
+    name,
+    loader: 'wrk',
+    rps: Math.round(Number(/Requests\/sec:\s+([0-9.]+)/.exec(out)?.[1] ?? NaN)),
+    p50ms: pct('50'),
+    p99ms: pct('99'),
+    errors,
+  };
+}
+
+interface AutocannonResult {
+  requests: { average: number };
+  latency: { p50: number; p99: number };
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+
+async function runAutocannon(
+  name: string,
+  url: string,
+  body: string,
+  headers: Record<string, string>,
+  o: Options,
+): Promise<LoadResult> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const autocannon = require('autocannon') as (
+    opts: Record<string, unknown>,
+  ) => Promise<AutocannonResult>;
+  const r = await autocannon({
+    url,
+    method: 'POST',
+    headers,
+    body,
+    connections: o.connections,
+    duration: o.duration,
+  });
+  return {
+    name,
+    loader: 'autocannon',
+    rps: Math.round(r.requests.average),
+    p50ms: r.latency.p50,
+    p99ms: r.latency.p99,
+    errors: r.non2xx + r.errors + r.timeouts,
+  };
+}
+
+async function load(
+  name: string,
+  url: string,
+  body: string,
+  headers: Record<string, string>,
+  o: Options,
+  dir: string,
+): Promise<LoadResult[]> {
+  const results: LoadResult[] = [];
+  if (o.loader !== 'autocannon') results.push(runWrk(name, url, body, headers, o, dir));
+  if (o.loader !== 'wrk') results.push(await runAutocannon(name, url, body, headers, o));
+  for (const r of results)
+    process.stderr.write(
+      `  ${r.loader.padEnd(10)} ${name}: ${r.rps}/s p50 ${r.p50ms} ms p99 ${r.p99ms} ms errors ${r.errors}\n`,
+    );
+  return results;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function httpStatus(port: number, path: string, method = 'GET'): Promise<number> {
+  return new Promise((resolve) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, method, timeout: 500 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', () => resolve(0));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(0);
+    });
+    req.end();
+  });
+}
+
+async function waitFor(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    if (await check()) return;
+    await sleep(50);
+  }
+  throw new Error(`${what} did not start`);
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+async function startMooring(
+  dir: string,
+  rootKeyType: string,
+  port: number,
+  workers: number,
+): Promise<{ child: ChildProcess; url: string; token: string }> {
+  const dataDir = join(dir, `mooring-${rootKeyType}`);
+  const config = join(dir, `mooring-${rootKeyType}.yaml`);
+  writeFileSync(config, `ca:\n  rootKeyType: ${rootKeyType}\n`);
+  const entry =
+    workers > 0
+      ? [join(ROOT, '.cache', 'bench', 'bench', 'ca-serve-cluster.js'), String(workers)]
+      : [join(ROOT, 'bin', 'mooring.js')];
+  const log = openSync(join(dir, `serve-${rootKeyType}-${port}.log`), 'a');
+  const child = spawn(
+    process.execPath,
+    [
+      ...entry,
+      'serve',
+      '--config',
+      config,
+      '--data-dir',
+      dataDir,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--admin-listen',
+      `127.0.0.1:${port + 1}`,
+    ],
+    { stdio: ['ignore', 'ignore', log] },
+  );
+  await waitFor(async () => (await httpStatus(port + 1, '/readyz')) === 200, 'mooring serve');
+  // With workers, give every worker time to load the CA and listen.
+  if (workers > 0) await sleep(1500);
+  return {
+    child,
+    url: `https://127.0.0.1:${port}/v1/admin/certificates`,
+    token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim(),
+  };
+}
+
+async function startCfssl(
+  dir: string,
+  kind: 'ecdsa' | 'rsa',
+  port: number,
+): Promise<{ child: ChildProcess; url: string }> {
+  const key = join(dir, `cfssl-${kind}-key.pem`);
+  const cert = join(dir, `cfssl-${kind}.pem`);
+  const newKey =
+    kind === 'ecdsa'
+      ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']
+      : ['-newkey', 'rsa:2048'];
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-new',
+      '-nodes',
+      ...newKey,
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-subj',
+      `/CN=cfssl ${kind}`,
+      '-days',
+      '3650',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    { stdio: 'ignore' },
+  );
+  const child = spawn(
+    'cfssl',
+    ['serve', '-address', '127.0.0.1', '-port', String(port), '-ca', cert, '-ca-key', key],
+    { stdio: 'ignore' },
+  );
+  await waitFor(
+    async () => (await httpStatus(port, '/api/v1/cfssl/sign', 'POST')) === 400,
+    'cfssl serve',
+  );
+  return { child, url: `http://127.0.0.1:${port}/api/v1/cfssl/sign` };
+}
+
+async function http(o: Options): Promise<LoadResult[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'mooring-bench-http-'));
+  const csrs = { 'P-256': opensslCsr(dir, 'p256'), 'RSA 2048': opensslCsr(dir, 'rsa2048') };
+  const results: LoadResult[] = [];
+  const children: ChildProcess[] = [];
+  try {
+    if (o.url !== undefined) {
+      for (const [kind, csr] of Object.entries(csrs)) {
+        results.push(
+          ...(await load(
+            `given server, ${kind} CSR`,
+            o.url,
+            JSON.stringify({ csr, spiffeId: ID }),
+            { 'content-type': 'application/json', authorization: `Bearer ${o.token ?? ''}` },
+            o,
+            dir,
+          )),
+        );
+      }
+      return results;
+    }
+    if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js')))
+      throw new Error('run `make build` first (dist/ is missing)');
+    const cas = [
+      ['ECDSA P-256 CA', 'ecdsa-p256', 'ecdsa'],
+      ['RSA 2048 CA', 'rsa-2048', 'rsa'],
+    ] as const;
+    let port = 19443;
+    for (const [caName, rootKeyType, cfsslKind] of cas) {
+      if (o.cas !== 'both' && o.cas !== cfsslKind) continue;
+      const mooring = await startMooring(dir, rootKeyType, port, o.workers);
+      children.push(mooring.child);
+      const cfssl = await startCfssl(dir, cfsslKind, port + 2);
+      children.push(cfssl.child);
+      port += 4;
+      for (let round = 0; round < o.rounds; round++)
+        for (const [kind, csr] of Object.entries(csrs)) {
+          // One after the other on the same machine, never at the same time.
+          results.push(
+            ...(await load(
+              `mooring, ${caName}, ${kind} CSR`,
+              mooring.url,
+              JSON.stringify({ csr, spiffeId: ID }),
+              { 'content-type': 'application/json', authorization: `Bearer ${mooring.token}` },
+              o,
+              dir,
+            )),
+          );
+          results.push(
+            ...(await load(
+              `cfssl, ${caName}, ${kind} CSR`,
+              cfssl.url,
+              JSON.stringify({ certificate_request: csr }),
+              { 'content-type': 'application/json' },
+              o,
+              dir,
+            )),
+          );
+        }
+      await stop(mooring.child);
+      await stop(cfssl.child);
+    }
+    summarize(results);
+    return results;
+  } finally {
+    for (const c of children) await stop(c);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+};
+
+/** Median certificates/s per case and loader over the rounds, Mooring beside cfssl. */
+function summarize(results: LoadResult[]): void {
+  const cases = [
+    ...new Set(results.map((r) => `${r.loader}|${r.name.replace(/^(mooring|cfssl), /, '')}`)),
+  ];
+  process.stderr.write('\nmedian certificates/s (rounds alternate Mooring and cfssl)\n');
+  for (const c of cases) {
+    const [loader, rest] = c.split('|') as [string, string];
+    const of = (who: string) =>
+      median(
+        results
+          .filter((r) => r.loader === loader && r.name === `${who}, ${rest}`)
+          .map((r) => r.rps),
+      );
+    const m = of('mooring');
+    const f = of('cfssl');
+    process.stderr.write(
+      `  ${loader.padEnd(10)} ${rest.padEnd(32)} mooring ${String(Math.round(m)).padStart(6)}  cfssl ${String(Math.round(f)).padStart(6)}  ratio ${(m / f).toFixed(2)}\n`,
+    );
+  }
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const result = o.mode === 'core' ? await core(o) : await http(o);
+  if (o.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${String((err as Error).stack ?? err)}\n`);
+  process.exit(1);
+});

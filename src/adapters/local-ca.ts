@@ -1,0 +1,104 @@
+// Local mode's CA in one call: the file store in --data-dir (or a plugged-in CA from
+// config.ca.pluginDir), the system clock and randomness, the admin token and tokens.json.
+// Used by `mooring serve` (local mode) and `mooring ca`.
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Authority, type AuthorityOptions } from '../ca/authority';
+import type { CryptoMode } from '../ca/csr';
+import { spiffeIdOf } from '../ca/identity';
+import type { KeyPair, RootKeyType } from '../ca/keys';
+import { loadPluginCA, type PluginCA } from '../ca/plugin';
+import type { Clock, RandomSource, WorkloadIdentity } from '../ca/ports';
+import type { Config } from '../config/types';
+import { PLUGIN_CA_FILES } from '../constants';
+import { MooringError } from '../errors';
+import { FileCAStore, type FileStoreOptions } from './file-store';
+import { ensureAdminToken, LocalAdminAuthorizer, TokensFileAuthenticator } from './local-auth';
+import { systemClock, systemRandom } from './system-clock';
+
+export interface LocalCAOptions {
+  readonly config: Config;
+  readonly dataDir: string;
+  /** Create the CA when the store is empty (serve, ca init); false: CA_ERR_STORE. */
+  readonly create: boolean;
+  readonly clock?: Clock;
+  readonly random?: RandomSource;
+  readonly generateKey?: (type: RootKeyType) => Promise<KeyPair>;
+  readonly storeOptions?: FileStoreOptions;
+  /** See AuthorityOptions.cryptoMode. */
+  readonly cryptoMode?: CryptoMode;
+}
+
+export interface LocalCA {
+  readonly authority: Authority;
+  /** Undefined with a plugged-in CA. */
+  readonly store: FileCAStore | undefined;
+  readonly plugin: PluginCA | undefined;
+}
+
+export interface LocalCredentials {
+  readonly adminToken: string;
+  readonly adminAuthorizer: LocalAdminAuthorizer;
+  readonly authenticator: TokensFileAuthenticator;
+  readonly spiffeIdOf: (identity: WorkloadIdentity) => string;
+}
+
+/** Reads and checks the four files of a plugged-in CA; CA_ERR_PLUGIN names a missing one. */
+export async function readPluginCA(dir: string, now: Date): Promise<PluginCA> {
+  const read = async (name: string): Promise<string> => {
+    try {
+      return await readFile(join(dir, name), 'utf8');
+    } catch (err) {
+      throw new MooringError(
+        'CA_ERR_PLUGIN',
+        `plugged-in CA: cannot read ${join(dir, name)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        { cause: err },
+      );
+    }
+  };
+  return loadPluginCA(
+    {
+      caCertPem: await read(PLUGIN_CA_FILES.cert),
+      caKeyPem: await read(PLUGIN_CA_FILES.key),
+      certChainPem: await read(PLUGIN_CA_FILES.chain),
+      rootCertPem: await read(PLUGIN_CA_FILES.root),
+    },
+    now,
+  );
+}
+
+/** Opens the CA of local mode. */
+export async function openLocalCA(options: LocalCAOptions): Promise<LocalCA> {
+  const clock = options.clock ?? systemClock;
+  const pluginDir = options.config.ca.pluginDir;
+  const plugin = pluginDir === null ? undefined : await readPluginCA(pluginDir, clock.now());
+  const store =
+    plugin === undefined ? new FileCAStore(options.dataDir, options.storeOptions) : undefined;
+  const authorityOptions: AuthorityOptions = {
+    trustDomain: options.config.trustDomain,
+    ca: options.config.ca,
+    clock,
+    random: options.random ?? systemRandom,
+    ...(store === undefined ? {} : { store }),
+    ...(plugin === undefined ? {} : { plugin }),
+    ...(options.generateKey === undefined ? {} : { generateKey: options.generateKey }),
+    ...(options.cryptoMode === undefined ? {} : { cryptoMode: options.cryptoMode }),
+  };
+  const authority = await Authority.open(authorityOptions, { create: options.create });
+  return { authority, store, plugin };
+}
+
+/** The admin token (created if absent) and the tokens.json authenticator of `dataDir`. */
+export async function openLocalCredentials(
+  dataDir: string,
+  trustDomain: string,
+): Promise<LocalCredentials> {
+  const adminToken = await ensureAdminToken(dataDir);
+  return {
+    adminToken,
+    adminAuthorizer: new LocalAdminAuthorizer(adminToken),
+    authenticator: new TokensFileAuthenticator(dataDir),
+    spiffeIdOf: (identity) => spiffeIdOf(trustDomain, identity),
+  };
+}
