@@ -1,6 +1,6 @@
 // Jest through ts-jest. @kubernetes/client-node and its dependencies are ESM only: they go
 // through the same transform (allowJs) instead of being ignored (see ../shared/FACTS.md).
-const esmOnly = ['@kubernetes/client-node', 'openid-client', 'oauth4webapi', 'jose'];
+const esmOnly = ['@kubernetes/client-node', 'openid-client', 'oauth4webapi', 'jose', 'cookie'];
 const transform = {
   '^.+\\.[jt]s$': [
     'ts-jest',

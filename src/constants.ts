@@ -37,6 +37,9 @@ export const PORT = {
   proxyMetrics: 15090,
 } as const;
 
+/** Path of the admission webhook on the HTTPS port. */
+export const INJECT_PATH = '/inject';
+
 export const PROXY_UID = 1337;
 export const PROXY_GID = 1337;
 

@@ -13,6 +13,7 @@ export const ERROR_CATALOG = {
   // admission
   ADM_ERR_BODY: { status: 400, summary: 'the body is not a valid AdmissionReview' },
   ADM_ERR_CONTENT_TYPE: { status: 415, summary: 'the content type must be application/json' },
+  ADM_ERR_TOO_LARGE: { status: 413, summary: 'the AdmissionReview is larger than the body limit' },
   // certificate authority
   CA_ERR_BODY: { status: 400, summary: 'the request body is invalid' },
   CA_ERR_CONTENT_TYPE: { status: 415, summary: 'the content type must be application/json' },
@@ -31,10 +32,16 @@ export const ERROR_CATALOG = {
   CA_ERR_NOT_READY: { status: 503, summary: 'the certificate authority is not ready' },
   CA_ERR_PLUGIN: { status: 500, summary: 'the plugged-in CA is invalid' },
   CA_ERR_STORE: { status: 500, summary: 'the CA store is unusable' },
+  CA_ERR_ROTATION: { status: 409, summary: 'a root rotation is already under way' },
+  CA_ERR_CONFLICT: { status: 409, summary: 'the CA store was changed by someone else' },
   CA_ERR_INTERNAL: { status: 500, summary: 'internal error' },
+  // iptables (the init container's program)
+  IPT_ERR_APPLY: { status: 500, summary: 'the iptables rules could not be applied' },
   // http
   HTTP_ERR_NOT_FOUND: { status: 404, summary: 'no such route' },
   HTTP_ERR_METHOD: { status: 405, summary: 'method not allowed' },
+  HTTP_ERR_BAD_REQUEST: { status: 400, summary: 'the request is malformed' },
+  HTTP_ERR_INTERNAL: { status: 500, summary: 'internal error' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;

@@ -21,6 +21,11 @@ export const REDACT_PATHS = [
   'req.body',
   'body.csr',
   'request.body',
+  // The CA's request objects, and headers logged on their own.
+  'csrPem',
+  '*.csrPem',
+  'headers.authorization',
+  '*.headers.authorization',
 ];
 
 export function loggerOptions(level: string): LoggerOptions {

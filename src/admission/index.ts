@@ -1,0 +1,3 @@
+export * from './review';
+export * from './response';
+export * from './admit';

@@ -1,0 +1,46 @@
+// Local mode of `mooring serve` (PRODUCT.md "Local mode"): the CA in --data-dir (created on
+// first start), the admin credential in <data-dir>/admin-token, workload tokens in
+// <data-dir>/tokens.json, a serving certificate for localhost and 127.0.0.1.
+
+import { X509Certificate } from 'node:crypto';
+import { openLocalCA, openLocalCredentials } from '../adapters/local-ca';
+import { localServingNames, type ModeAdapters, type ModeContext } from './serve';
+
+export async function buildLocalMode(ctx: ModeContext): Promise<ModeAdapters> {
+  const { config, logger, clock, listen } = ctx;
+  const dataDir = config.server.dataDir;
+  const { authority, plugin } = await openLocalCA({ config, dataDir, create: true, clock });
+  const credentials = await openLocalCredentials(dataDir, config.trustDomain);
+  const status = authority.status();
+  logger.info(
+    {
+      dataDir,
+      pluggedIn: plugin !== undefined,
+      roots: status.roots.map((r) => ({
+        fingerprint: r.fingerprint,
+        notAfter: r.notAfter.toISOString(),
+        status: r.status,
+      })),
+      issuer: status.issuer.subject,
+    },
+    'certificate authority loaded',
+  );
+  return {
+    name: 'local',
+    certificates: authority,
+    authenticator: credentials.authenticator,
+    adminAuthorizer: credentials.adminAuthorizer,
+    spiffeIdOf: credentials.spiffeIdOf,
+    servingNames: localServingNames(listen.host),
+    async tick() {
+      const { reloaded, events } = await authority.tick(clock.now());
+      if (reloaded) logger.info({ dataDir }, 'CA store changed on disk: reloaded');
+      for (const e of events) {
+        const fingerprint = new X509Certificate(e.certPem).fingerprint256;
+        const activateAt = e.event === 'rotation-started' ? e.activateAt.toISOString() : undefined;
+        logger.info({ event: e.event, fingerprint, activateAt }, 'CA rotation step');
+      }
+    },
+    close: () => Promise.resolve(),
+  };
+}

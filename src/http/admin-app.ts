@@ -1,0 +1,29 @@
+// The plain-HTTP admin app of `mooring serve`: /healthz, /readyz, /metrics. Never listens.
+
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
+import { installErrorHandler } from './error-handler';
+import { registerHealthRoutes, type ReadinessProbe } from './plugins/health';
+import { registerMetricsRoute } from './plugins/metrics';
+import { genReqId } from './request';
+
+export interface AdminAppDeps {
+  readonly logger: FastifyBaseLogger;
+  readonly registry: Registry;
+  readonly readiness: ReadinessProbe;
+}
+
+export function buildAdminApp(deps: AdminAppDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    // One line per request of our own (the review line, 'certificate issued', 'request refused').
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId,
+    bodyLimit: 1024,
+    forceCloseConnections: true,
+  }) as unknown as FastifyInstance;
+  installErrorHandler(app);
+  registerHealthRoutes(app, deps.readiness);
+  registerMetricsRoute(app, deps.registry);
+  return app;
+}

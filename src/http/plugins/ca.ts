@@ -1,0 +1,224 @@
+// The CA API of PRODUCT.md: POST /v1/certificates (workload token), POST /v1/admin/certificates
+// (admin credential), GET /v1/trust-bundle (no auth). Authentication runs before the body is
+// read, so an unauthenticated caller never makes us buffer a body.
+
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type {
+  AdminAuthorizer,
+  Authenticator,
+  CertificateService,
+  IssuedChain,
+  WorkloadIdentity,
+} from '../../ca/ports';
+import { isMooringError, MooringError } from '../../errors';
+import type { AuthFailureReason, MooringMetrics } from '../metrics';
+import { bearerToken, requireJson } from '../request';
+
+export const CA_PATHS = {
+  workload: '/v1/certificates',
+  admin: '/v1/admin/certificates',
+  trustBundle: '/v1/trust-bundle',
+} as const;
+
+/** A CSR is 1-2 KB; nothing on these routes needs more than this. */
+export const CA_BODY_LIMIT_BYTES = 64 * 1024;
+
+export interface CARouteDeps {
+  readonly certificates: CertificateService;
+  readonly authenticator: Authenticator;
+  readonly adminAuthorizer: AdminAuthorizer;
+  /** Builds the workload's SPIFFE ID from its authenticated identity. */
+  readonly spiffeIdOf: (identity: WorkloadIdentity) => string;
+  readonly metrics: MooringMetrics;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the authentication hook: the workload, or the admin subject. */
+    caller:
+      | { readonly kind: 'workload'; readonly identity: WorkloadIdentity }
+      | { readonly kind: 'admin'; readonly subject: string }
+      | null;
+  }
+}
+
+interface WorkloadBody {
+  readonly csr: string;
+  readonly ttlSeconds?: number;
+}
+interface AdminBody extends WorkloadBody {
+  readonly spiffeId: string;
+}
+
+const bodyError = (message: string): MooringError => new MooringError('CA_ERR_BODY', message);
+
+function parseBody(body: unknown, fields: readonly string[]): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw bodyError('the body must be a JSON object');
+  }
+  const record = body as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    if (!fields.includes(key)) throw bodyError(`unknown field "${key.slice(0, 64)}"`);
+  }
+  const { csr, ttlSeconds } = record;
+  if (typeof csr !== 'string' || csr.trim() === '')
+    throw bodyError('"csr" must be a PEM PKCS#10 string');
+  if (
+    ttlSeconds !== undefined &&
+    (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds <= 0)
+  ) {
+    throw bodyError('"ttlSeconds" must be a positive integer');
+  }
+  return record;
+}
+
+/** `{csr, ttlSeconds?}` */
+export function parseWorkloadBody(body: unknown): WorkloadBody {
+  const r = parseBody(body, ['csr', 'ttlSeconds']);
+  return {
+    csr: r.csr as string,
+    ...(r.ttlSeconds === undefined ? {} : { ttlSeconds: r.ttlSeconds as number }),
+  };
+}
+
+/** `{csr, spiffeId, ttlSeconds?}` */
+export function parseAdminBody(body: unknown): AdminBody {
+  const r = parseBody(body, ['csr', 'spiffeId', 'ttlSeconds']);
+  if (typeof r.spiffeId !== 'string' || r.spiffeId === '')
+    throw bodyError('"spiffeId" must be a string');
+  return {
+    csr: r.csr as string,
+    spiffeId: r.spiffeId,
+    ...(r.ttlSeconds === undefined ? {} : { ttlSeconds: r.ttlSeconds as number }),
+  };
+}
+
+/** RFC 3339 in UTC, whole seconds (certificate times have no fractions). */
+export function rfc3339(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+export function chainResponse(chain: IssuedChain): {
+  certificateChain: readonly string[];
+  trustBundle: readonly string[];
+  expiresAt: string;
+} {
+  return {
+    certificateChain: chain.certificateChain,
+    trustBundle: chain.trustBundle,
+    expiresAt: rfc3339(chain.expiresAt),
+  };
+}
+
+function authFailureReason(err: unknown): AuthFailureReason {
+  if (!isMooringError(err)) return 'error';
+  if (err.code === 'CA_ERR_UNAUTHENTICATED') return 'invalid';
+  if (err.code === 'CA_ERR_FORBIDDEN') return 'forbidden';
+  return 'error';
+}
+
+export function registerCARoutes(app: FastifyInstance, deps: CARouteDeps): void {
+  const { certificates, authenticator, adminAuthorizer, spiffeIdOf, metrics } = deps;
+  app.decorateRequest('caller', null);
+
+  const authenticate = (route: 'workload' | 'admin') => async (request: FastifyRequest) => {
+    const bearer = bearerToken(request.headers.authorization);
+    if (!bearer.ok) {
+      metrics.authenticationFailures.inc({ reason: bearer.reason, route });
+      throw new MooringError(
+        'CA_ERR_UNAUTHENTICATED',
+        bearer.reason === 'missing'
+          ? 'the Authorization header is missing: send "Authorization: Bearer <token>"'
+          : 'the Authorization header must be "Bearer <token>"',
+      );
+    }
+    try {
+      request.caller =
+        route === 'workload'
+          ? { kind: 'workload', identity: await authenticator.authenticateWorkload(bearer.token) }
+          : {
+              kind: 'admin',
+              subject: (await adminAuthorizer.authorizeAdmin(bearer.token)).subject,
+            };
+    } catch (err) {
+      metrics.authenticationFailures.inc({ reason: authFailureReason(err), route });
+      throw err;
+    }
+  };
+
+  const requireReady = (): void => {
+    if (!certificates.ready()) {
+      throw new MooringError('CA_ERR_NOT_READY', 'the certificate authority is not ready yet');
+    }
+  };
+
+  const issue = async (
+    request: FastifyRequest,
+    logFields: { route: 'workload' | 'admin'; subject?: string },
+    req: { csrPem: string; spiffeId: string; ttlSeconds?: number },
+  ) => {
+    requireReady();
+    const start = performance.now();
+    const chain = await certificates.issueWorkload(req);
+    const seconds = (performance.now() - start) / 1000;
+    metrics.certificateIssueDuration.observe({ key_type: chain.keyType }, seconds);
+    metrics.certificatesIssued.inc({ result: 'issued', key_type: chain.keyType });
+    request.log.info(
+      {
+        ...logFields,
+        spiffeId: req.spiffeId,
+        keyType: chain.keyType,
+        serial: chain.serialNumber,
+        expiresAt: rfc3339(chain.expiresAt),
+        durationMs: Math.round(seconds * 1e6) / 1e3,
+      },
+      'certificate issued',
+    );
+    return chainResponse(chain);
+  };
+
+  const routeOptions = (route: 'workload' | 'admin') => ({
+    config: { area: 'ca' as const },
+    bodyLimit: CA_BODY_LIMIT_BYTES,
+    onRequest: [authenticate(route), requireJson('ca')],
+  });
+
+  app.post(CA_PATHS.workload, routeOptions('workload'), async (request: FastifyRequest) => {
+    const body = parseWorkloadBody(request.body);
+    const caller = request.caller;
+    if (caller?.kind !== 'workload')
+      throw new MooringError('CA_ERR_UNAUTHENTICATED', 'not authenticated');
+    return issue(
+      request,
+      { route: 'workload' },
+      {
+        csrPem: body.csr,
+        spiffeId: spiffeIdOf(caller.identity),
+        ...(body.ttlSeconds === undefined ? {} : { ttlSeconds: body.ttlSeconds }),
+      },
+    );
+  });
+
+  app.post(CA_PATHS.admin, routeOptions('admin'), async (request: FastifyRequest) => {
+    const body = parseAdminBody(request.body);
+    const caller = request.caller;
+    if (caller?.kind !== 'admin')
+      throw new MooringError('CA_ERR_UNAUTHENTICATED', 'not authenticated');
+    return issue(
+      request,
+      { route: 'admin', subject: caller.subject },
+      {
+        csrPem: body.csr,
+        spiffeId: body.spiffeId,
+        ...(body.ttlSeconds === undefined ? {} : { ttlSeconds: body.ttlSeconds }),
+      },
+    );
+  });
+
+  app.get(CA_PATHS.trustBundle, { config: { area: 'ca' } }, (_request, reply: FastifyReply) => {
+    requireReady();
+    return reply
+      .header('cache-control', 'no-cache')
+      .send({ trustBundle: certificates.trustBundle() });
+  });
+}

@@ -1,0 +1,78 @@
+// The HTTPS app of `mooring serve`: POST /inject and the CA API. It never listens: the
+// composition root (src/cli/serve.ts) does, and tests call app.inject().
+
+import type { SecureContextOptions } from 'node:tls';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { PodInjector } from '../admission';
+import type {
+  AdminAuthorizer,
+  Authenticator,
+  CertificateService,
+  WorkloadIdentity,
+} from '../ca/ports';
+import type { MooringMetrics } from './metrics';
+import { installErrorHandler } from './error-handler';
+import { registerCARoutes } from './plugins/ca';
+import { registerInjectRoute } from './plugins/inject';
+import { genReqId, REQUEST_ID_HEADER } from './request';
+
+export interface WebhookAppDeps {
+  readonly logger: FastifyBaseLogger;
+  readonly metrics: MooringMetrics;
+  /** config.server.bodyLimitBytes (at least 10 MiB). */
+  readonly bodyLimitBytes: number;
+  /** config.injector.failOpen. */
+  readonly failOpen: boolean;
+  readonly injectPod: PodInjector;
+  readonly certificates: CertificateService;
+  readonly authenticator: Authenticator;
+  readonly adminAuthorizer: AdminAuthorizer;
+  readonly spiffeIdOf: (identity: WorkloadIdentity) => string;
+  /** Key and certificate of the HTTPS server; absent: plain HTTP (tests with app.inject()). */
+  readonly tls?: SecureContextOptions;
+}
+
+/** Slow or stuck clients are cut after this long (a 10 MiB review takes well under it). */
+export const REQUEST_TIMEOUT_MS = 60_000;
+
+export function buildWebhookApp(deps: WebhookAppDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    // One line per request of our own (the review line, 'certificate issued', 'request refused').
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId,
+    bodyLimit: deps.bodyLimitBytes,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+    ...(deps.tls === undefined ? {} : { https: deps.tls }),
+  }) as unknown as FastifyInstance;
+
+  // Only JSON is accepted; without this parser text/plain would reach the handlers.
+  app.removeContentTypeParser('text/plain');
+  app.addHook('onRequest', (request, reply, done) => {
+    void reply.header(REQUEST_ID_HEADER, request.id);
+    done();
+  });
+
+  const { metrics } = deps;
+  installErrorHandler(app, (area, err, request) => {
+    if (area === 'admission') metrics.injectionRequests.inc({ result: 'invalid' });
+    if (area === 'ca' && request.method === 'POST') {
+      metrics.certificatesIssued.inc({
+        result: err.status >= 500 ? 'error' : 'rejected',
+        key_type: 'unknown',
+      });
+    }
+  });
+
+  registerInjectRoute(app, { injectPod: deps.injectPod, failOpen: deps.failOpen, metrics });
+  registerCARoutes(app, {
+    certificates: deps.certificates,
+    authenticator: deps.authenticator,
+    adminAuthorizer: deps.adminAuthorizer,
+    spiffeIdOf: deps.spiffeIdOf,
+    metrics,
+  });
+  return app;
+}

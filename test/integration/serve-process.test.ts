@@ -1,0 +1,180 @@
+// `mooring serve` as a process (dist/, as `make run` starts it): graceful shutdown on SIGTERM
+// and SIGINT with a request in flight, exit codes, and a clear failure when a port is taken.
+
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect as netConnect, createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import { waitFor } from './serve-helpers';
+
+const ROOT = join(__dirname, '..', '..');
+const FIXTURE = join(ROOT, 'test', 'fixtures', 'admission', 'pod-create-deployment.json');
+
+interface Spawned {
+  readonly child: ChildProcess;
+  readonly stderr: string[];
+  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function spawnServe(args: string[]): Spawned {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'mooring.js'), 'serve', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stderr: string[] = [];
+  let partial = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    const lines = (partial + chunk.toString('utf8')).split('\n');
+    partial = lines.pop() ?? '';
+    stderr.push(...lines);
+  });
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return { child, stderr, exit };
+}
+
+async function readyPorts(s: Spawned): Promise<{ webhook: number; admin: number }> {
+  const line = await waitFor('mooring serve is ready', () =>
+    s.stderr
+      .map((l) =>
+        l.includes('"mooring serve is ready"')
+          ? (JSON.parse(l) as { listen: string; adminListen: string })
+          : undefined,
+      )
+      .find((x) => x !== undefined),
+  );
+  return {
+    webhook: Number(line.listen.split(':').pop()),
+    admin: Number(line.adminListen.split(':').pop()),
+  };
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ host: '127.0.0.1', port }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+  });
+}
+
+beforeAll(() => {
+  // The process runs the compiled CLI: bring dist/ up to date (incremental, fast when it is).
+  execFileSync(
+    process.execPath,
+    [
+      join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+      '-p',
+      join(ROOT, 'tsconfig.build.json'),
+    ],
+    {
+      cwd: ROOT,
+      stdio: 'ignore',
+    },
+  );
+}, 120_000);
+
+describe('mooring serve as a process', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'mooring-proc-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.each<[NodeJS.Signals]>([['SIGTERM'], ['SIGINT']])(
+    'on %s stops accepting, finishes the request in flight, and exits 0',
+    async (signal) => {
+      const s = spawnServe([
+        '--data-dir',
+        join(dir, 'store'),
+        '--listen',
+        '127.0.0.1:0',
+        '--admin-listen',
+        '127.0.0.1:0',
+      ]);
+      try {
+        const ports = await readyPorts(s);
+        const ca = readFileSync(join(dir, 'store', 'root-cert.pem'), 'utf8');
+        const body = Buffer.from(readFileSync(FIXTURE, 'utf8'));
+        const uid = (JSON.parse(body.toString()) as { request: { uid: string } }).request.uid;
+
+        // A slow upload: headers and half of the body, then the signal, then the rest.
+        const socket = tlsConnect({ host: '127.0.0.1', port: ports.webhook, ca });
+        await new Promise<void>((resolve, reject) => {
+          socket.once('secureConnect', resolve);
+          socket.once('error', reject);
+        });
+        const chunks: Buffer[] = [];
+        socket.on('data', (c: Buffer) => chunks.push(c));
+        const ended = new Promise<void>((resolve) => socket.once('end', resolve));
+        const half = Math.floor(body.length / 2);
+        socket.write(
+          `POST /inject HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+        );
+        socket.write(body.subarray(0, half));
+        await new Promise((r) => setTimeout(r, 200));
+
+        s.child.kill(signal);
+        await waitFor('the listener to close', async () =>
+          (await portOpen(ports.webhook)) ? undefined : true,
+        );
+        expect(s.child.exitCode).toBeNull(); // still finishing the request in flight
+
+        socket.write(body.subarray(half));
+        await ended; // the server closes the connection once the answer is out
+        const response = Buffer.concat(chunks).toString('utf8');
+        expect(response).toMatch(/^HTTP\/1\.1 200 /);
+        expect(response).toContain(`"uid":"${uid}"`);
+
+        const { code } = await s.exit;
+        expect(code).toBe(0);
+        expect(await portOpen(ports.webhook)).toBe(false);
+        expect(await portOpen(ports.admin)).toBe(false);
+        const messages = s.stderr.map((l) => (JSON.parse(l) as { msg: string }).msg);
+        expect(messages).toContain(
+          'shutting down: no new connections, finishing requests in flight',
+        );
+        expect(messages[messages.length - 1]).toBe('stopped');
+        // Finished by itself, not cut by the grace period.
+        expect(messages).not.toContain('grace period over: closing connections');
+      } finally {
+        s.child.kill('SIGKILL');
+      }
+    },
+    60_000,
+  );
+
+  it('exits 1 with a clear message when the HTTPS port is taken', async () => {
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const port = (blocker.address() as AddressInfo).port;
+    const s = spawnServe([
+      '--data-dir',
+      join(dir, 'store'),
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--admin-listen',
+      '127.0.0.1:0',
+    ]);
+    try {
+      const { code } = await s.exit;
+      expect(code).toBe(1);
+      expect(s.stderr.join('\n')).toMatch(
+        new RegExp(`--listen 127\\.0\\.0\\.1:${port}: cannot listen: .*EADDRINUSE`),
+      );
+    } finally {
+      blocker.close();
+      s.child.kill('SIGKILL');
+    }
+  }, 60_000);
+
+  it('exits 2 for a malformed --listen', async () => {
+    const s = spawnServe(['--data-dir', join(dir, 'store'), '--listen', 'localhost']);
+    const { code } = await s.exit;
+    expect(code).toBe(2);
+    expect(s.stderr.join('\n')).toContain('--listen must be HOST:PORT, got "localhost"');
+  }, 60_000);
+});
