@@ -1,0 +1,89 @@
+// A fresh key and a PKCS#10 CSR for it. The CSR carries only the public key and the proof of
+// possession (its signature): the CA takes the identity from the caller's token, so the subject
+// is empty and there are no SANs (PRODUCT.md: the CA refuses SANs other than the caller's own).
+
+import { generateKeyPair, sign, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
+import type { KeyAlgorithm } from '../ca/ports';
+import { bitString, contextConstructed, derNull, integer, oid, sequence, toPem } from './der';
+
+export const AGENT_KEY_TYPES: readonly KeyAlgorithm[] = [
+  'ecdsa-p256',
+  'ecdsa-p384',
+  'rsa-2048',
+  'rsa-3072',
+  'rsa-4096',
+  'ed25519',
+];
+
+export interface KeyPair {
+  readonly privateKey: KeyObject;
+  readonly publicKey: KeyObject;
+}
+
+const generate = promisify(generateKeyPair);
+
+/** A new key pair of the given type (native; RSA takes ~150 ms, ECDSA well under 1 ms). */
+export async function generateKey(type: KeyAlgorithm): Promise<KeyPair> {
+  switch (type) {
+    case 'ecdsa-p256':
+      return generate('ec', { namedCurve: 'P-256' });
+    case 'ecdsa-p384':
+      return generate('ec', { namedCurve: 'P-384' });
+    case 'rsa-2048':
+      return generate('rsa', { modulusLength: 2048 });
+    case 'rsa-3072':
+      return generate('rsa', { modulusLength: 3072 });
+    case 'rsa-4096':
+      return generate('rsa', { modulusLength: 4096 });
+    case 'ed25519':
+      return generate('ed25519');
+  }
+}
+
+export interface SignatureScheme {
+  /** Hash for crypto.sign, null for Ed25519. */
+  readonly hash: string | null;
+  readonly algorithmIdentifier: Buffer;
+}
+
+/** The signature algorithm the agent uses with a key: SHA-256 (SHA-384 for P-384) or Ed25519. */
+export function signatureScheme(publicKey: KeyObject): SignatureScheme {
+  const type = publicKey.asymmetricKeyType;
+  if (type === 'rsa') {
+    // sha256WithRSAEncryption, parameters NULL.
+    return {
+      hash: 'sha256',
+      algorithmIdentifier: sequence(oid('1.2.840.113549.1.1.11'), derNull()),
+    };
+  }
+  if (type === 'ed25519') {
+    return { hash: null, algorithmIdentifier: sequence(oid('1.3.101.112')) };
+  }
+  if (type === 'ec') {
+    const curve = publicKey.asymmetricKeyDetails?.namedCurve;
+    if (curve === 'secp384r1') {
+      return { hash: 'sha384', algorithmIdentifier: sequence(oid('1.2.840.10045.4.3.3')) };
+    }
+    if (curve === 'prime256v1') {
+      return { hash: 'sha256', algorithmIdentifier: sequence(oid('1.2.840.10045.4.3.2')) };
+    }
+  }
+  throw new RangeError(`unsupported key type ${type ?? 'unknown'}`);
+}
+
+/** A PEM PKCS#10 CSR with an empty subject, no attributes, signed by `key`. */
+export function buildCsr(key: KeyPair): string {
+  const scheme = signatureScheme(key.publicKey);
+  const spki = key.publicKey.export({ format: 'der', type: 'spki' });
+  const info = sequence(integer(0), sequence(), spki, contextConstructed(0));
+  const signature = sign(scheme.hash, info, key.privateKey);
+  return toPem(
+    'CERTIFICATE REQUEST',
+    sequence(info, scheme.algorithmIdentifier, bitString(signature)),
+  );
+}
+
+/** The private key as PKCS#8 PEM, for key.pem. */
+export const privateKeyPem = (key: KeyPair): string =>
+  key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();

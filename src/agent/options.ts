@@ -1,0 +1,241 @@
+// The agent's options: flags beat environment variables (AGENT_ENV, what the injector sets),
+// which beat defaults that match the injected Pod's mounts, so that the container needs no
+// arguments. Pure: the CLI passes flags and the environment in.
+
+import type { KeyAlgorithm } from '../ca/ports';
+import { AGENT_ENV, MOUNT_PATH, PORT, ROOT_CERT_KEY, TOKEN_FILE } from '../constants';
+import { MooringError } from '../errors';
+import { AGENT_KEY_TYPES } from './csr';
+import { parseAppProbes, type AppProbes } from './probes';
+
+export type AgentLogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'off';
+const LOG_LEVELS: readonly AgentLogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'off'];
+
+export interface AgentOptions {
+  readonly caUrl: URL;
+  readonly tokenFile: string;
+  readonly rootCert: string;
+  readonly outDir: string;
+  /** Requested certificate lifetime; undefined lets the CA pick its default. */
+  readonly ttlSeconds: number | undefined;
+  readonly keyType: KeyAlgorithm;
+  readonly renewFraction: number;
+  readonly drainSeconds: number;
+  readonly logLevel: AgentLogLevel;
+  readonly appProbes: AppProbes;
+  readonly listenHost: string;
+  readonly readinessPort: number;
+  readonly agentPort: number;
+  /** How often the root file is re-read in case a change notification was missed. */
+  readonly rootPollSeconds: number;
+  /** The proxy command and its arguments; empty when there is none. */
+  readonly command: readonly string[];
+}
+
+/** Flag values as the CLI parsed them (strings, undefined when absent). */
+export interface AgentFlags {
+  readonly caUrl?: string;
+  readonly tokenFile?: string;
+  readonly rootCert?: string;
+  readonly outDir?: string;
+  readonly ttl?: string;
+  readonly keyType?: string;
+  readonly renewFraction?: string;
+  readonly drain?: string;
+  readonly logLevel?: string;
+  readonly appProbes?: string;
+  readonly listenHost?: string;
+  readonly readinessPort?: string;
+  readonly agentPort?: string;
+  readonly rootPollInterval?: string;
+}
+
+export const AGENT_DEFAULTS = {
+  caUrl: 'https://mooring.mooring-system.svc:443',
+  tokenFile: `${MOUNT_PATH.token}/${TOKEN_FILE}`,
+  rootCert: `${MOUNT_PATH.rootCert}/${ROOT_CERT_KEY}`,
+  outDir: MOUNT_PATH.certs,
+  keyType: 'ecdsa-p256',
+  renewFraction: 0.5,
+  drainSeconds: 5,
+  logLevel: 'info',
+  listenHost: '0.0.0.0',
+  readinessPort: PORT.readiness,
+  agentPort: PORT.agent,
+  rootPollSeconds: 10,
+} as const;
+
+const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
+
+/**
+ * A duration in seconds from `90`, `90s`, `1500ms`, `5m`, `24h`, `1h30m` or `7d`. A bare number
+ * is seconds. Returns null for anything else.
+ */
+export function parseDuration(text: string): number | null {
+  const s = text.trim();
+  if (/^[0-9]+(\.[0-9]+)?$/.test(s)) return Number(s);
+  if (!/^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$/.test(s)) return null;
+  let total = 0;
+  for (const m of s.matchAll(/([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)/g)) {
+    total += Number(m[1]) * (UNIT_SECONDS[m[2] ?? 's'] ?? 1);
+  }
+  return total;
+}
+
+/** The flag when given, else the environment variable when set and not empty. */
+function pick(
+  flag: string | undefined,
+  envName: string | undefined,
+  env: NodeJS.ProcessEnv,
+): { readonly value: string } | undefined {
+  if (flag !== undefined) return { value: flag };
+  const fromEnv = envName === undefined ? undefined : env[envName];
+  return fromEnv === undefined || fromEnv === '' ? undefined : { value: fromEnv };
+}
+
+/**
+ * Resolves the agent's options. Every invalid value is listed in one CFG_ERR_INVALID error that
+ * names the flag and its environment variable.
+ */
+export function resolveAgentOptions(
+  flags: AgentFlags,
+  env: NodeJS.ProcessEnv,
+  command: readonly string[] = [],
+): AgentOptions {
+  const problems: string[] = [];
+  const bad = (name: string, envName: string | undefined, value: string, want: string): void => {
+    const where = envName === undefined ? `--${name}` : `--${name} / ${envName}`;
+    problems.push(`${where}: ${JSON.stringify(value)} ${want}`);
+  };
+
+  const text = (
+    name: string,
+    flag: string | undefined,
+    envName: string | undefined,
+    dflt: string,
+  ): string => {
+    const p = pick(flag, envName, env);
+    if (p === undefined) return dflt;
+    if (p.value.trim() === '') bad(name, envName, p.value, 'must not be empty');
+    return p.value;
+  };
+
+  const seconds = (
+    name: string,
+    flag: string | undefined,
+    envName: string | undefined,
+    opts: { min: number },
+  ): number | undefined => {
+    const p = pick(flag, envName, env);
+    if (p === undefined) return undefined;
+    const value = parseDuration(p.value);
+    if (value === null || value < opts.min) {
+      bad(
+        name,
+        envName,
+        p.value,
+        `is not a duration of at least ${opts.min}s (e.g. 90, 90s, 5m, 24h)`,
+      );
+      return undefined;
+    }
+    return value;
+  };
+
+  const portNumber = (name: string, flag: string | undefined, dflt: number): number => {
+    if (flag === undefined) return dflt;
+    const n = Number(flag);
+    if (!/^[0-9]+$/.test(flag.trim()) || n > 65535) {
+      bad(name, undefined, flag, 'is not a port (0-65535)');
+      return dflt;
+    }
+    return n;
+  };
+
+  const caUrlText = text('ca-url', flags.caUrl, AGENT_ENV.caUrl, AGENT_DEFAULTS.caUrl);
+  let caUrl = new URL(AGENT_DEFAULTS.caUrl);
+  try {
+    caUrl = new URL(caUrlText);
+    if (caUrl.protocol !== 'https:')
+      bad('ca-url', AGENT_ENV.caUrl, caUrlText, 'must be an https:// URL');
+  } catch {
+    bad('ca-url', AGENT_ENV.caUrl, caUrlText, 'is not a URL');
+  }
+
+  const ttl = seconds('ttl', flags.ttl, AGENT_ENV.ttl, { min: 1 });
+  const ttlSeconds = ttl === undefined ? undefined : Math.round(ttl);
+
+  const keyTypeText = text('key-type', flags.keyType, AGENT_ENV.keyType, AGENT_DEFAULTS.keyType);
+  const keyType = AGENT_KEY_TYPES.find((k) => k === keyTypeText) ?? AGENT_DEFAULTS.keyType;
+  if (!AGENT_KEY_TYPES.includes(keyTypeText as KeyAlgorithm)) {
+    bad('key-type', AGENT_ENV.keyType, keyTypeText, `must be one of ${AGENT_KEY_TYPES.join(', ')}`);
+  }
+
+  let renewFraction: number = AGENT_DEFAULTS.renewFraction;
+  const fraction = pick(flags.renewFraction, AGENT_ENV.renewFraction, env);
+  if (fraction !== undefined) {
+    const n = Number(fraction.value);
+    if (fraction.value.trim() === '' || !Number.isFinite(n) || n <= 0 || n >= 1) {
+      bad(
+        'renew-fraction',
+        AGENT_ENV.renewFraction,
+        fraction.value,
+        'must be a number between 0 and 1 (exclusive)',
+      );
+    } else {
+      renewFraction = n;
+    }
+  }
+
+  const drainSeconds =
+    seconds('drain', flags.drain, AGENT_ENV.drain, { min: 0 }) ?? AGENT_DEFAULTS.drainSeconds;
+  const rootPollSeconds =
+    seconds('root-poll-interval', flags.rootPollInterval, undefined, { min: 0.05 }) ??
+    AGENT_DEFAULTS.rootPollSeconds;
+
+  const logLevelText = text(
+    'log-level',
+    flags.logLevel,
+    AGENT_ENV.logLevel,
+    AGENT_DEFAULTS.logLevel,
+  );
+  const logLevel = LOG_LEVELS.find((l) => l === logLevelText) ?? AGENT_DEFAULTS.logLevel;
+  if (!LOG_LEVELS.includes(logLevelText as AgentLogLevel)) {
+    bad('log-level', AGENT_ENV.logLevel, logLevelText, `must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+
+  let appProbes: AppProbes = new Map();
+  const probesText = pick(flags.appProbes, AGENT_ENV.appProbes, env);
+  if (probesText !== undefined) {
+    try {
+      appProbes = parseAppProbes(probesText.value);
+    } catch (err) {
+      problems.push(`--app-probes / ${AGENT_ENV.appProbes}: ${(err as Error).message}`);
+    }
+  }
+
+  const options: AgentOptions = {
+    caUrl,
+    tokenFile: text('token-file', flags.tokenFile, AGENT_ENV.tokenFile, AGENT_DEFAULTS.tokenFile),
+    rootCert: text('root-cert', flags.rootCert, AGENT_ENV.rootCert, AGENT_DEFAULTS.rootCert),
+    outDir: text('out-dir', flags.outDir, AGENT_ENV.outDir, AGENT_DEFAULTS.outDir),
+    ttlSeconds,
+    keyType,
+    renewFraction,
+    drainSeconds,
+    logLevel,
+    appProbes,
+    listenHost: text('listen-host', flags.listenHost, undefined, AGENT_DEFAULTS.listenHost),
+    readinessPort: portNumber('readiness-port', flags.readinessPort, AGENT_DEFAULTS.readinessPort),
+    agentPort: portNumber('agent-port', flags.agentPort, AGENT_DEFAULTS.agentPort),
+    rootPollSeconds,
+    command: [...command],
+  };
+  if (problems.length > 0) {
+    throw new MooringError(
+      'CFG_ERR_INVALID',
+      `the agent's options are invalid:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
+      { details: problems },
+    );
+  }
+  return options;
+}

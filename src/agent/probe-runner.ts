@@ -1,0 +1,176 @@
+// Runs an app's original probe from inside the Pod, with Kubernetes semantics: HTTP success is a
+// status in [200, 400), TCP success is an accepted connection, gRPC success is SERVING; each
+// within timeoutSeconds, or it fails.
+
+import http from 'node:http';
+import http2 from 'node:http2';
+import https from 'node:https';
+import net from 'node:net';
+import {
+  decodeHealthCheckResponse,
+  encodeHealthCheckRequest,
+  frameMessage,
+  HEALTH_CHECK_PATH,
+  SERVING_STATUS,
+  unframeMessage,
+} from './grpc-health';
+import type { AppProbe, ProbeAction } from './probes';
+
+export interface ProbeResult {
+  readonly ok: boolean;
+  /** One line for the probe's answer body and the log: never secret (no header values). */
+  readonly detail: string;
+}
+
+/** Where a probe without a host goes: the Pod's own loopback (the agent shares its network). */
+export const DEFAULT_PROBE_HOST = '127.0.0.1';
+const USER_AGENT = 'kube-probe/mooring';
+/** The kubelet reads at most 10 KiB of a probe's body; so do we, and discard it. */
+const MAX_BODY_BYTES = 10 * 1024;
+
+type Settle = (result: ProbeResult) => void;
+
+/**
+ * Runs `start` with a deadline: the first of its own answer or the timeout wins; `cleanup` runs
+ * once either way (closing sockets, sessions).
+ */
+function withDeadline(
+  timeoutMs: number,
+  what: string,
+  start: (settle: Settle) => () => void,
+): Promise<ProbeResult> {
+  return new Promise((resolve) => {
+    let done = false;
+    let cleanup: () => void = () => undefined;
+    const settle: Settle = (result) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      cleanup();
+      resolve(result);
+    };
+    const timer = setTimeout(
+      () => settle({ ok: false, detail: `${what}: timeout after ${timeoutMs} ms` }),
+      timeoutMs,
+    );
+    cleanup = start(settle);
+    if (done) cleanup();
+  });
+}
+
+function httpProbe(
+  action: Extract<ProbeAction, { type: 'http' }>,
+  timeoutMs: number,
+): Promise<ProbeResult> {
+  const host = action.host ?? DEFAULT_PROBE_HOST;
+  const what = `${action.scheme.toUpperCase()} GET ${host}:${action.port}${action.path}`;
+  return withDeadline(timeoutMs, what, (settle) => {
+    const headers: Record<string, string> = { 'user-agent': USER_AGENT, accept: '*/*' };
+    for (const h of action.headers) headers[h.name.toLowerCase()] = h.value;
+    const options: https.RequestOptions = {
+      host,
+      port: action.port,
+      path: action.path,
+      method: 'GET',
+      headers,
+      agent: false,
+      // The kubelet does not verify an app's serving certificate on HTTPS probes (Kubernetes
+      // semantics; apps often serve self-signed or mesh certificates on their probe port). This
+      // is the one place the agent does not verify TLS: it is the app's own endpoint, reached on
+      // the Pod's loopback, and the probe only reads a status code.
+      rejectUnauthorized: false,
+    };
+    const req = (action.scheme === 'https' ? https : http).request(options, (res) => {
+      const status = res.statusCode ?? 0;
+      let read = 0;
+      res.on('data', (chunk: Buffer) => {
+        read += chunk.length;
+        if (read > MAX_BODY_BYTES) res.destroy();
+      });
+      res.on('error', () => undefined);
+      const ok = status >= 200 && status < 400;
+      settle({ ok, detail: `${what}: HTTP ${status}` });
+    });
+    req.on('error', (err) => settle({ ok: false, detail: `${what}: ${err.message}` }));
+    req.end();
+    return () => req.destroy();
+  });
+}
+
+function tcpProbe(
+  action: Extract<ProbeAction, { type: 'tcp' }>,
+  timeoutMs: number,
+): Promise<ProbeResult> {
+  const host = action.host ?? DEFAULT_PROBE_HOST;
+  const what = `TCP ${host}:${action.port}`;
+  return withDeadline(timeoutMs, what, (settle) => {
+    const socket = net.connect({ host, port: action.port });
+    socket.on('connect', () => settle({ ok: true, detail: `${what}: connected` }));
+    socket.on('error', (err) => settle({ ok: false, detail: `${what}: ${err.message}` }));
+    return () => socket.destroy();
+  });
+}
+
+const SERVING_NAMES = Object.fromEntries(Object.entries(SERVING_STATUS).map(([k, v]) => [v, k]));
+
+function grpcProbe(
+  action: Extract<ProbeAction, { type: 'grpc' }>,
+  timeoutMs: number,
+): Promise<ProbeResult> {
+  const what = `gRPC ${DEFAULT_PROBE_HOST}:${action.port} health(${JSON.stringify(action.service)})`;
+  return withDeadline(timeoutMs, what, (settle) => {
+    const fail = (reason: string): void => settle({ ok: false, detail: `${what}: ${reason}` });
+    const session = http2.connect(`http://${DEFAULT_PROBE_HOST}:${action.port}`);
+    session.on('error', (err: Error) => fail(err.message));
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': HEALTH_CHECK_PATH,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'grpc-timeout': `${Math.max(1, Math.floor(timeoutMs))}m`,
+      'user-agent': USER_AGENT,
+    });
+    const chunks: Buffer[] = [];
+    let grpcStatus: string | undefined;
+    let httpStatus = 0;
+    stream.on('response', (headers) => {
+      httpStatus = Number(headers[':status'] ?? 0);
+      // A trailers-only answer (an error) carries grpc-status in the headers.
+      if (headers['grpc-status'] !== undefined) grpcStatus = String(headers['grpc-status']);
+    });
+    stream.on('trailers', (trailers: http2.IncomingHttpHeaders) => {
+      if (trailers['grpc-status'] !== undefined) grpcStatus = String(trailers['grpc-status']);
+    });
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('error', (err: Error) => fail(err.message));
+    stream.on('end', () => {
+      if (httpStatus !== 200) return fail(`HTTP/2 status ${httpStatus}`);
+      if (grpcStatus !== '0') return fail(`grpc-status ${grpcStatus ?? 'missing'}`);
+      try {
+        const status = decodeHealthCheckResponse(unframeMessage(Buffer.concat(chunks)));
+        const name = SERVING_NAMES[status] ?? String(status);
+        settle({ ok: status === SERVING_STATUS.SERVING, detail: `${what}: ${name}` });
+      } catch (err) {
+        fail((err as Error).message);
+      }
+    });
+    stream.end(frameMessage(encodeHealthCheckRequest(action.service)));
+    return () => {
+      stream.destroy();
+      session.destroy();
+    };
+  });
+}
+
+/** Runs one app probe; never rejects. */
+export function runProbe(probe: AppProbe): Promise<ProbeResult> {
+  const timeoutMs = Math.round(probe.timeoutSeconds * 1000);
+  switch (probe.action.type) {
+    case 'http':
+      return httpProbe(probe.action, timeoutMs);
+    case 'tcp':
+      return tcpProbe(probe.action, timeoutMs);
+    case 'grpc':
+      return grpcProbe(probe.action, timeoutMs);
+  }
+}

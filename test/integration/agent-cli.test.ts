@@ -1,0 +1,314 @@
+// `mooring agent` as the injected container runs it: the compiled CLI, configured by the
+// environment the injector sets, supervising a stand-in proxy command (test/fixtures/agent-child.js),
+// next to a real `mooring serve` in local mode. Plus `mooring agent wait` and usage errors.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { AGENT_ENV } from '../../src/constants';
+import {
+  BIN,
+  ensureBuilt,
+  eventually,
+  freePort,
+  sleep,
+  startServe,
+  tempDir,
+  type ServeProcess,
+} from './agent-harness';
+
+jest.setTimeout(60_000);
+
+const CHILD = path.join(__dirname, '../fixtures/agent-child.js');
+
+interface Agent {
+  readonly process: ChildProcess;
+  readonly outDir: string;
+  readonly readinessPort: number;
+  readonly agentPort: number;
+  readonly childLog: string;
+  exited: Promise<number>;
+  stderr(): string;
+  readiness(): Promise<number>;
+  childLines(): string[];
+}
+
+const spawned: ChildProcess[] = [];
+afterEach(() => {
+  for (const p of spawned.splice(0))
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+});
+
+let serve: ServeProcess;
+beforeAll(async () => {
+  ensureBuilt();
+  serve = await startServe({
+    tokens: { 'token-web': { namespace: 'shop', serviceAccount: 'web' } },
+  });
+});
+afterAll(async () => {
+  await serve?.stop();
+});
+
+async function runAgentCli(
+  opts: { args?: string[]; env?: Record<string, string>; command?: string[] } = {},
+): Promise<Agent> {
+  const dir = tempDir('mooring-agent-cli');
+  const outDir = path.join(dir, 'out');
+  const tokenFile = path.join(dir, 'token');
+  const childLog = path.join(dir, 'child.log');
+  writeFileSync(tokenFile, 'token-web');
+  const readinessPort = await freePort();
+  const agentPort = await freePort();
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    [AGENT_ENV.caUrl]: serve.url,
+    [AGENT_ENV.tokenFile]: tokenFile,
+    [AGENT_ENV.rootCert]: serve.rootsFile,
+    [AGENT_ENV.outDir]: outDir,
+    [AGENT_ENV.drain]: '0',
+    CHILD_LOG: childLog,
+    ...opts.env,
+  };
+  const args = [
+    BIN,
+    'agent',
+    '--listen-host',
+    '127.0.0.1',
+    '--readiness-port',
+    String(readinessPort),
+    '--agent-port',
+    String(agentPort),
+    ...(opts.args ?? []),
+    ...(opts.command ? ['--', ...opts.command] : []),
+  ];
+  const p = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  spawned.push(p);
+  let stderr = '';
+  p.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number>((resolve) =>
+    p.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : 0))),
+  );
+  return {
+    process: p,
+    outDir,
+    readinessPort,
+    agentPort,
+    childLog,
+    exited,
+    stderr: () => stderr,
+    readiness: async () => {
+      try {
+        return (await fetch(`http://127.0.0.1:${readinessPort}/healthz/ready`)).status;
+      } catch {
+        return 0;
+      }
+    },
+    childLines: () =>
+      existsSync(childLog) ? readFileSync(childLog, 'utf8').trim().split('\n') : [],
+  };
+}
+
+const childCommand = [process.execPath, CHILD, 'proxy-arg'];
+
+describe('mooring agent (CLI)', () => {
+  it('runs from the environment alone, as in the injected container, with app probes', async () => {
+    const app = net.createServer((s) => s.end());
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const appPort = (app.address() as net.AddressInfo).port;
+    try {
+      const agent = await runAgentCli({
+        env: {
+          [AGENT_ENV.keyType]: 'ecdsa-p384',
+          [AGENT_ENV.ttl]: '1h',
+          [AGENT_ENV.logLevel]: 'debug',
+          [AGENT_ENV.appProbes]: JSON.stringify({ 'web/livez': { tcpSocket: { port: appPort } } }),
+        },
+      });
+      await eventually('readiness 200', async () => (await agent.readiness()) === 200);
+      const leaf = new X509Certificate(readFileSync(path.join(agent.outDir, 'cert-chain.pem')));
+      expect(leaf.publicKey.asymmetricKeyDetails?.namedCurve).toBe('secp384r1');
+      const lifetime = new Date(leaf.validTo).getTime() - Date.now();
+      expect(lifetime).toBeLessThanOrEqual(3600_000);
+      expect(lifetime).toBeGreaterThan(3500_000);
+      const probe = await fetch(`http://127.0.0.1:${agent.agentPort}/app-health/web/livez`);
+      expect(probe.status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${agent.agentPort}/app-health/db/livez`)).status).toBe(
+        404,
+      );
+      const metrics = await (await fetch(`http://127.0.0.1:${agent.agentPort}/metrics`)).text();
+      expect(metrics).toContain('mooring_agent_renewals_total 1');
+      agent.process.kill('SIGTERM');
+      expect(await agent.exited).toBe(0);
+      // Logs are JSON on stderr, and never hold the key.
+      expect(agent.stderr()).toContain('"msg":"certificate issued"');
+      expect(agent.stderr()).not.toContain('PRIVATE KEY');
+    } finally {
+      app.close();
+    }
+  });
+
+  it('lets a flag beat the environment', async () => {
+    const agent = await runAgentCli({
+      args: ['--key-type', 'ed25519'],
+      env: { [AGENT_ENV.keyType]: 'ecdsa-p384' },
+    });
+    await eventually('readiness 200', async () => (await agent.readiness()) === 200);
+    const leaf = new X509Certificate(readFileSync(path.join(agent.outDir, 'cert-chain.pem')));
+    expect(leaf.publicKey.asymmetricKeyType).toBe('ed25519');
+    agent.process.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+  });
+
+  it('starts the proxy command once the certificate is on disk, then is ready', async () => {
+    const agent = await runAgentCli({ command: childCommand });
+    await eventually('readiness 200', async () => (await agent.readiness()) === 200);
+    await eventually('the command started', () => agent.childLines().length >= 1);
+    expect(agent.childLines()[0]).toMatch(/^started \d+ proxy-arg$/);
+    expect(existsSync(path.join(agent.outDir, 'key.pem'))).toBe(true);
+    agent.process.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+  });
+
+  it('holds the proxy command back and is not ready while there is no certificate', async () => {
+    const dir = tempDir('mooring-agent-cli-token');
+    writeFileSync(path.join(dir, 'token'), 'token-unknown-to-the-ca');
+    const agent = await runAgentCli({
+      env: { [AGENT_ENV.tokenFile]: path.join(dir, 'token') },
+      command: childCommand,
+    });
+    await eventually('a refused request', () => agent.stderr().includes('CA_ERR_UNAUTHENTICATED'));
+    const res = await fetch(`http://127.0.0.1:${agent.readinessPort}/healthz/ready`);
+    expect(res.status).toBe(503);
+    const body = await res.text();
+    expect(body).toContain('no certificate yet');
+    expect(body).toContain('the proxy command is not running');
+    expect(agent.childLines()).toEqual([]);
+    agent.process.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+  });
+
+  it('forwards signals to the proxy command', async () => {
+    const agent = await runAgentCli({ command: childCommand });
+    await eventually('the command started', () => agent.childLines().length >= 1);
+    agent.process.kill('SIGHUP');
+    await eventually('SIGHUP forwarded', () => agent.childLines().includes('signal SIGHUP'));
+    agent.process.kill('SIGUSR2');
+    await eventually('SIGUSR2 forwarded', () => agent.childLines().includes('signal SIGUSR2'));
+    expect(agent.process.exitCode).toBeNull();
+    agent.process.kill('SIGTERM');
+    await agent.exited;
+  });
+
+  it('on SIGTERM: readiness false at once, the command keeps running through the drain, then stops; its code is the exit code', async () => {
+    const agent = await runAgentCli({
+      args: ['--drain', '1500ms'],
+      env: { CHILD_TERM_CODE: '3' },
+      command: childCommand,
+    });
+    await eventually('readiness 200', async () => (await agent.readiness()) === 200);
+    const sentAt = Date.now();
+    agent.process.kill('SIGTERM');
+    await eventually(
+      'readiness 503 during the drain',
+      async () => (await agent.readiness()) === 503,
+      1000,
+      20,
+    );
+    expect(Date.now() - sentAt).toBeLessThan(1000);
+    await sleep(500);
+    expect(agent.childLines()).not.toContain('signal SIGTERM');
+    expect(agent.process.exitCode).toBeNull();
+    const code = await agent.exited;
+    expect(Date.now() - sentAt).toBeGreaterThanOrEqual(1400);
+    expect(agent.childLines()).toContain('signal SIGTERM');
+    expect(code).toBe(3);
+  });
+
+  it('exits non-zero when the proxy command dies on its own, even with code 0', async () => {
+    const agent = await runAgentCli({
+      env: { CHILD_EXIT_AFTER_MS: '800', CHILD_EXIT_CODE: '0' },
+      command: childCommand,
+    });
+    expect(await agent.exited).toBe(1);
+    expect(agent.childLines()).toContain('exiting on its own');
+    expect(agent.stderr()).toContain('the proxy command exited on its own');
+  });
+
+  it("passes on the dead command's error code", async () => {
+    const agent = await runAgentCli({
+      env: { CHILD_EXIT_AFTER_MS: '300', CHILD_EXIT_CODE: '9' },
+      command: childCommand,
+    });
+    expect(await agent.exited).toBe(9);
+  });
+
+  it('exits 127 when the proxy command does not exist', async () => {
+    const agent = await runAgentCli({ command: ['/nonexistent/envoy'] });
+    expect(await agent.exited).toBe(127);
+  });
+
+  it('exits 2 on an invalid option, naming it', async () => {
+    const agent = await runAgentCli({ args: ['--key-type', 'dsa'] });
+    expect(await agent.exited).toBe(2);
+    expect(agent.stderr()).toContain('--key-type');
+  });
+
+  it('exits 2 on an invalid environment variable, naming it', async () => {
+    const agent = await runAgentCli({ env: { [AGENT_ENV.renewFraction]: '1.5' } });
+    expect(await agent.exited).toBe(2);
+    expect(agent.stderr()).toContain('MOORING_RENEW_FRACTION');
+  });
+});
+
+describe('mooring agent wait', () => {
+  const wait = (args: string[]): Promise<{ code: number; out: string }> =>
+    new Promise((resolve) => {
+      const p = spawn(process.execPath, [BIN, 'agent', 'wait', ...args], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      spawned.push(p);
+      let out = '';
+      p.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+      p.stderr?.on('data', (c: Buffer) => (out += c.toString()));
+      p.once('exit', (code) => resolve({ code: code ?? -1, out }));
+    });
+
+  it('exits 0 once the agent is ready', async () => {
+    const agent = await runAgentCli({ command: childCommand });
+    const result = await wait([
+      '--readiness-port',
+      String(agent.readinessPort),
+      '--timeout',
+      '30s',
+      '--interval',
+      '100ms',
+    ]);
+    expect(result.code).toBe(0);
+    expect(await agent.readiness()).toBe(200);
+    agent.process.kill('SIGTERM');
+    await agent.exited;
+  });
+
+  it('exits 1 when the agent is not ready in time', async () => {
+    const port = await freePort();
+    const started = Date.now();
+    const result = await wait([
+      '--readiness-port',
+      String(port),
+      '--timeout',
+      '500ms',
+      '--interval',
+      '100ms',
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.out).toContain('not ready within 500ms');
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('exits 2 on a bad timeout', async () => {
+    expect((await wait(['--timeout', 'soon'])).code).toBe(2);
+  });
+});

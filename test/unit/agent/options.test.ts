@@ -1,0 +1,161 @@
+import { AGENT_ENV } from '../../../src/constants';
+import { MooringError } from '../../../src/errors';
+import { AGENT_DEFAULTS, parseDuration, resolveAgentOptions } from '../../../src/agent/options';
+
+describe('parseDuration', () => {
+  it.each([
+    ['a bare number is seconds', '90', 90],
+    ['seconds', '90s', 90],
+    ['milliseconds', '1500ms', 1.5],
+    ['minutes', '5m', 300],
+    ['hours', '24h', 86400],
+    ['days', '7d', 604800],
+    ['a compound duration', '1h30m', 5400],
+    ['a fraction', '0.5s', 0.5],
+    ['surrounding spaces', ' 4s ', 4],
+  ])('reads %s', (_name, text, seconds) => {
+    expect(parseDuration(text)).toBe(seconds);
+  });
+
+  it.each([
+    ['a unit alone', 's'],
+    ['a negative number', '-5'],
+    ['an unknown unit', '5w'],
+    ['words', 'soon'],
+    ['empty', ''],
+  ])('refuses %s', (_name, text) => {
+    expect(parseDuration(text)).toBeNull();
+  });
+});
+
+const problemsOf = (fn: () => unknown): readonly string[] => {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(MooringError);
+    expect((err as MooringError).code).toBe('CFG_ERR_INVALID');
+    return (err as MooringError).details;
+  }
+  throw new Error('expected an error');
+};
+
+describe('resolveAgentOptions', () => {
+  it('uses defaults that match the injected Pod when nothing is set', () => {
+    const o = resolveAgentOptions({}, {});
+    expect(o.caUrl.href).toBe(`${AGENT_DEFAULTS.caUrl.replace(':443', '')}/`);
+    expect(o.tokenFile).toBe('/var/run/secrets/mooring.dev/token/token');
+    expect(o.rootCert).toBe('/var/run/secrets/mooring.dev/root/root-cert.pem');
+    expect(o.outDir).toBe('/var/run/secrets/mooring.dev/certs');
+    expect(o.keyType).toBe('ecdsa-p256');
+    expect(o.renewFraction).toBe(0.5);
+    expect(o.drainSeconds).toBe(5);
+    expect(o.ttlSeconds).toBeUndefined();
+    expect(o.readinessPort).toBe(15021);
+    expect(o.agentPort).toBe(15020);
+    expect(o.listenHost).toBe('0.0.0.0');
+    expect(o.appProbes.size).toBe(0);
+    expect(o.command).toEqual([]);
+  });
+
+  it('reads every option from the environment the injector sets', () => {
+    const o = resolveAgentOptions(
+      {},
+      {
+        [AGENT_ENV.caUrl]: 'https://ca.example:8443',
+        [AGENT_ENV.tokenFile]: '/t/token',
+        [AGENT_ENV.rootCert]: '/r/root.pem',
+        [AGENT_ENV.outDir]: '/out',
+        [AGENT_ENV.ttl]: '2h',
+        [AGENT_ENV.keyType]: 'ed25519',
+        [AGENT_ENV.renewFraction]: '0.66',
+        [AGENT_ENV.drain]: '30',
+        [AGENT_ENV.logLevel]: 'debug',
+        [AGENT_ENV.appProbes]: '{"web/livez":{"tcpSocket":{"port":8080}}}',
+      },
+    );
+    expect(o).toMatchObject({
+      tokenFile: '/t/token',
+      rootCert: '/r/root.pem',
+      outDir: '/out',
+      ttlSeconds: 7200,
+      keyType: 'ed25519',
+      renewFraction: 0.66,
+      drainSeconds: 30,
+      logLevel: 'debug',
+    });
+    expect(o.caUrl.host).toBe('ca.example:8443');
+    expect(o.appProbes.get('web/livez')?.action).toEqual({
+      type: 'tcp',
+      host: undefined,
+      port: 8080,
+    });
+  });
+
+  it('lets flags beat the environment', () => {
+    const o = resolveAgentOptions(
+      { caUrl: 'https://flag:1', ttl: '60', keyType: 'rsa-2048', drain: '0', outDir: '/flag' },
+      {
+        [AGENT_ENV.caUrl]: 'https://env:2',
+        [AGENT_ENV.ttl]: '3600',
+        [AGENT_ENV.keyType]: 'ecdsa-p384',
+        [AGENT_ENV.drain]: '9',
+        [AGENT_ENV.outDir]: '/env',
+      },
+    );
+    expect(o.caUrl.host).toBe('flag:1');
+    expect(o.ttlSeconds).toBe(60);
+    expect(o.keyType).toBe('rsa-2048');
+    expect(o.drainSeconds).toBe(0);
+    expect(o.outDir).toBe('/flag');
+  });
+
+  it('treats an empty environment variable as unset', () => {
+    expect(resolveAgentOptions({}, { [AGENT_ENV.ttl]: '', [AGENT_ENV.keyType]: '' }).keyType).toBe(
+      'ecdsa-p256',
+    );
+  });
+
+  it('keeps the proxy command', () => {
+    expect(resolveAgentOptions({}, {}, ['envoy', '-c', 'x']).command).toEqual(['envoy', '-c', 'x']);
+  });
+
+  it('reads test ports and the listen host', () => {
+    const o = resolveAgentOptions(
+      { readinessPort: '0', agentPort: '25020', listenHost: '127.0.0.1' },
+      {},
+    );
+    expect([o.readinessPort, o.agentPort, o.listenHost]).toEqual([0, 25020, '127.0.0.1']);
+  });
+
+  it.each([
+    ['a plain-HTTP CA URL', { caUrl: 'http://ca:80' }, '--ca-url / MOORING_CA_URL'],
+    ['a CA URL that is not a URL', { caUrl: 'not a url' }, '--ca-url / MOORING_CA_URL'],
+    ['an unknown key type', { keyType: 'dsa' }, '--key-type / MOORING_KEY_TYPE'],
+    ['a renew fraction of 1', { renewFraction: '1' }, '--renew-fraction'],
+    ['a renew fraction of 0', { renewFraction: '0' }, '--renew-fraction'],
+    ['a renew fraction that is not a number', { renewFraction: 'half' }, '--renew-fraction'],
+    ['a TTL that is not a duration', { ttl: 'forever' }, '--ttl / MOORING_TTL'],
+    ['a TTL of zero', { ttl: '0' }, '--ttl'],
+    ['a drain that is not a duration', { drain: 'x' }, '--drain / MOORING_DRAIN'],
+    ['an unknown log level', { logLevel: 'loud' }, '--log-level'],
+    ['a port above 65535', { agentPort: '70000' }, '--agent-port'],
+    ['app probes that are not JSON', { appProbes: '{' }, '--app-probes / MOORING_APP_PROBES'],
+    ['an empty token file', { tokenFile: ' ' }, '--token-file'],
+  ])('refuses %s, naming the flag', (_name, flags, where) => {
+    const problems = problemsOf(() => resolveAgentOptions(flags, {}));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain(where);
+  });
+
+  it('names the environment variable when the bad value came from it', () => {
+    const problems = problemsOf(() => resolveAgentOptions({}, { [AGENT_ENV.renewFraction]: '2' }));
+    expect(problems[0]).toContain('MOORING_RENEW_FRACTION');
+    expect(problems[0]).toContain('"2"');
+  });
+
+  it('lists every bad value at once', () => {
+    expect(
+      problemsOf(() => resolveAgentOptions({ keyType: 'x', ttl: 'y', drain: 'z' }, {})),
+    ).toHaveLength(3);
+  });
+});
