@@ -1,0 +1,206 @@
+// Cluster mode with exactly the RBAC of the Helm chart: the chart's ServiceAccount, Role,
+// ClusterRole and bindings (helm template, applied), and `mooring serve --kubeconfig` running
+// with a token of that ServiceAccount. Everything the cluster adapters do must work without a
+// single 403: the CA Secret, the Lease, trust distribution, TokenReview, SubjectAccessReview,
+// the webhook caBundle, the CSR signer and the auto-approver.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { CHART_DIR, runHelm } from '../chart/helm';
+import { startControlPlane, type ControlPlane } from './harness/control-plane';
+import { createNamespace, createServiceAccount, kubectl, kubectlJson } from './harness/kube';
+import {
+  createIdlePod,
+  kubeconfigWithToken,
+  makeCsr,
+  opensslVerify,
+  runMooring,
+  sansOf,
+  startMooring,
+  suffix,
+  testConfig,
+  tokenFor,
+  waitFor,
+  type MooringServer,
+} from './support/mooring';
+
+const NS = 'mooring-system';
+const RELEASE = 'mooring';
+const MWC = 'mooring-sidecar-injector';
+
+let cp: ControlPlane;
+let mooring: MooringServer;
+let bundle: string[];
+let tmp: string;
+
+beforeAll(async () => {
+  cp = await startControlPlane();
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mooring-e2e-rbac-'));
+  await createNamespace(cp, NS);
+  const rendered = await runHelm([
+    ...['template', RELEASE, CHART_DIR, '--namespace', NS],
+    ...['--show-only', 'templates/serviceaccount.yaml', '--show-only', 'templates/rbac.yaml'],
+    ...['--set', 'config.cluster.csrAutoApprove=true'],
+  ]);
+  if (rendered.code !== 0) throw new Error(`helm template: ${rendered.stderr}`);
+  await kubectl(cp, ['apply', '-n', NS, '-f', '-'], rendered.stdout);
+  const token = await tokenFor(cp, NS, RELEASE, { durationSeconds: 3600 });
+  const kubeconfig = kubeconfigWithToken(cp, token, tmp, 'mooring-sa');
+  // The webhook configuration exists (as the chart installs it), without caBundle.
+  const webhook = await runMooring([
+    'webhook-config',
+    '--url',
+    'https://127.0.0.1:9/inject',
+    '--failure-policy',
+    'Ignore',
+  ]);
+  await kubectl(cp, ['apply', '-f', '-'], webhook.stdout);
+  mooring = await startMooring(cp, {
+    namespace: NS,
+    kubeconfig,
+    config: testConfig(NS, { cluster: { csrAutoApprove: true } }),
+  });
+  bundle = await mooring.trustBundle();
+}, 120_000);
+
+afterAll(async () => {
+  await mooring?.stop();
+  await cp?.stop();
+  if (tmp !== undefined) fs.rmSync(tmp, { recursive: true, force: true });
+}, 60_000);
+
+describe("mooring serve with the chart's RBAC", () => {
+  it('creates the CA Secret and holds the Lease as its ServiceAccount', async () => {
+    await kubectl(cp, ['get', 'secret', 'mooring-ca', '-n', NS]);
+    const lease = await waitFor('the Lease', async () => {
+      const l = (await kubectlJson(cp, ['get', 'lease', 'mooring-ca-rotation', '-n', NS])) as {
+        spec: { holderIdentity?: string };
+      };
+      return l.spec.holderIdentity ?? undefined;
+    });
+    expect(lease).toBeTruthy();
+  });
+
+  it('distributes the trust bundle and restores a deleted ConfigMap', async () => {
+    const ns = `app-${suffix()}`;
+    await createNamespace(cp, ns);
+    const read = async (): Promise<string | undefined> =>
+      (
+        (await kubectlJson(cp, ['get', 'configmap', 'mooring-ca-root-cert', '-n', ns]).catch(
+          () => undefined,
+        )) as { data?: Record<string, string> } | undefined
+      )?.data?.['root-cert.pem'];
+    await waitFor('the ConfigMap', read, 10_000);
+    await kubectl(cp, ['delete', 'configmap', 'mooring-ca-root-cert', '-n', ns]);
+    expect(await waitFor('the ConfigMap back', read, 10_000)).toContain('BEGIN CERTIFICATE');
+  }, 30_000);
+
+  it('sets the caBundle of its webhook configuration', async () => {
+    await waitFor(
+      'the caBundle',
+      async () => {
+        const mwc = (await kubectlJson(cp, ['get', 'mutatingwebhookconfiguration', MWC])) as {
+          webhooks: { clientConfig: { caBundle?: string } }[];
+        };
+        return mwc.webhooks.every((w) => (w.clientConfig.caBundle ?? '') !== '') ? true : undefined;
+      },
+      10_000,
+    );
+  }, 30_000);
+
+  it('authenticates workloads with TokenReview and admins with SubjectAccessReview', async () => {
+    const ns = `app-${suffix()}`;
+    await createNamespace(cp, ns);
+    await createServiceAccount(cp, ns, 'web');
+    const pod = await createIdlePod(cp, ns, 'web-0', 'web');
+    const token = await tokenFor(cp, ns, 'web', {
+      audience: 'mooring-ca',
+      pod: { name: 'web-0', uid: pod.uid },
+    });
+    const issued = await mooring.post(
+      '/v1/certificates',
+      { csr: (await makeCsr()).csrPem },
+      { authorization: `Bearer ${token}` },
+      bundle.join('\n'),
+    );
+    expect(issued.status).toBe(200);
+    const refused = await mooring.post(
+      '/v1/admin/certificates',
+      { csr: (await makeCsr()).csrPem, spiffeId: 'spiffe://cluster.local/vm/x' },
+      { authorization: `Bearer ${await tokenFor(cp, ns, 'web')}` },
+      bundle.join('\n'),
+    );
+    expect(refused.status).toBe(403);
+  }, 30_000);
+
+  it('auto-approves and signs a CSR naming exactly its requester, and leaves another pending', async () => {
+    const ns = `csr-${suffix()}`;
+    await createNamespace(cp, ns);
+    await createServiceAccount(cp, ns, 'agent');
+    await kubectl(cp, [
+      'create',
+      'clusterrole',
+      `csr-${ns}`,
+      '--verb=create,get',
+      '--resource=certificatesigningrequests.certificates.k8s.io',
+    ]);
+    await kubectl(cp, [
+      'create',
+      'clusterrolebinding',
+      `csr-${ns}`,
+      `--clusterrole=csr-${ns}`,
+      `--serviceaccount=${ns}:agent`,
+    ]);
+    const agent = {
+      kubeconfigPath: kubeconfigWithToken(cp, await tokenFor(cp, ns, 'agent'), tmp, `agent-${ns}`),
+    };
+    const id = `spiffe://cluster.local/ns/${ns}/sa/agent`;
+    const csr = async (name: string, uri: string): Promise<void> => {
+      const object = {
+        apiVersion: 'certificates.k8s.io/v1',
+        kind: 'CertificateSigningRequest',
+        metadata: { name },
+        spec: {
+          request: Buffer.from((await makeCsr([uri])).csrPem).toString('base64'),
+          signerName: 'mooring.dev/workload',
+          usages: ['digital signature', 'client auth'],
+        },
+      };
+      await kubectl(agent, ['create', '-f', '-'], JSON.stringify(object));
+    };
+    await csr(`own-${ns}`, id);
+    await csr(`other-${ns}`, `spiffe://cluster.local/ns/${ns}/sa/admin`);
+    interface Csr {
+      status?: { certificate?: string; conditions?: { type: string; reason?: string }[] };
+    }
+    const own = await waitFor(
+      'the certificate',
+      async () => {
+        const c = (await kubectlJson(cp, ['get', 'csr', `own-${ns}`])) as Csr;
+        return c.status?.certificate === undefined ? undefined : c;
+      },
+      10_000,
+    );
+    expect(own.status?.conditions?.[0]).toMatchObject({
+      type: 'Approved',
+      reason: 'MooringAutoApproved',
+    });
+    const pem = Buffer.from(own.status?.certificate ?? '', 'base64').toString('utf8');
+    expect(sansOf(pem)).toBe(`URI:${id}`);
+    await expect(opensslVerify([pem], bundle)).resolves.toContain('OK');
+    const other = (await kubectlJson(cp, ['get', 'csr', `other-${ns}`])) as Csr;
+    expect(other.status?.conditions ?? []).toEqual([]);
+  }, 30_000);
+
+  it('never met a 403 from the apiserver', async () => {
+    expect(await mooring.metric('mooring_kube_api_requests_total', { code: '403' })).toBe(0);
+    // Nothing went wrong on the way: no warning or error in the server's log.
+    const problems = fs
+      .readFileSync(mooring.logPath, 'utf8')
+      .split('\n')
+      .filter(
+        (line) => line.startsWith('{') && (JSON.parse(line) as { level: number }).level >= 40,
+      );
+    expect(problems).toEqual([]);
+  });
+});
