@@ -1,0 +1,105 @@
+// The chart's MutatingWebhookConfiguration is the one `mooring webhook-config` prints, for the
+// same inputs: same name and webhooks; the CLI's labels are among the chart's.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runWebhookConfigCli } from './cli';
+import { one, parseObjects, render, type KubeObject, type TemplateOptions } from './helm';
+import { WEBHOOK_CONFIG_DIR, WEBHOOK_FILE } from './render-webhook-config';
+
+const PEM = '-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n';
+
+interface Case {
+  readonly values: Record<string, unknown>;
+  readonly options?: TemplateOptions;
+  /** CLI arguments; `CA_FILE` stands for a file holding PEM. */
+  readonly args: readonly string[];
+}
+
+async function cliObject(args: readonly string[]): Promise<KubeObject> {
+  const dir = mkdtempSync(join(tmpdir(), 'mooring-wc-'));
+  try {
+    const caFile = join(dir, 'ca.pem');
+    writeFileSync(caFile, PEM);
+    const result = await runWebhookConfigCli(args.map((a) => (a === 'CA_FILE' ? caFile : a)));
+    if (result.code !== 0) throw new Error(`mooring webhook-config failed: ${result.stderr}`);
+    return one(parseObjects(result.stdout), 'MutatingWebhookConfiguration');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Equal in content: everything but the labels, which the chart may add to. */
+function expectSameContent(chart: KubeObject, cli: KubeObject): void {
+  const { metadata: chartMeta, ...chartRest } = chart;
+  const { metadata: cliMeta, ...cliRest } = cli;
+  expect(chartRest).toEqual(cliRest);
+  expect(Object.keys(chartMeta).sort()).toEqual(Object.keys(cliMeta).sort());
+  expect(chartMeta.name).toBe(cliMeta.name);
+  expect(chartMeta.labels).toMatchObject(cliMeta.labels ?? {});
+}
+
+describe('the chart and `mooring webhook-config` give the same configuration', () => {
+  it.each<[string, Case]>([
+    ['for the defaults', { values: {}, args: ['--service', 'mooring-system/mooring'] }],
+    [
+      'for another release and namespace',
+      {
+        values: {},
+        options: { release: 'mesh', namespace: 'infra' },
+        args: ['--service', 'infra/mesh-mooring'],
+      },
+    ],
+    [
+      'for a URL without a path, a caBundle, Ignore and another name',
+      {
+        values: {
+          webhook: {
+            url: 'https://127.0.0.1:8443',
+            caBundle: PEM,
+            failurePolicy: 'Ignore',
+            name: 'dev-injector',
+          },
+        },
+        args: [
+          ...['--url', 'https://127.0.0.1:8443', '--ca-bundle', 'CA_FILE'],
+          ...['--failure-policy', 'Ignore', '--name', 'dev-injector'],
+        ],
+      },
+    ],
+    [
+      'for a URL with a path',
+      {
+        values: { webhook: { url: 'https://dev.example:9443/hooks/inject' } },
+        args: ['--url', 'https://dev.example:9443/hooks/inject'],
+      },
+    ],
+    [
+      'for the Service and a caBundle',
+      {
+        values: { webhook: { caBundle: PEM } },
+        args: ['--service', 'mooring-system/mooring', '--ca-bundle', 'CA_FILE'],
+      },
+    ],
+  ])('%s', async (_name, c) => {
+    const chart = one(await render(c.values, c.options), 'MutatingWebhookConfiguration');
+    expectSameContent(chart, await cliObject(c.args));
+  });
+
+  it('and the committed webhook-config/ file is that configuration too', async () => {
+    const committed = one(
+      parseObjects(readFileSync(join(WEBHOOK_CONFIG_DIR, WEBHOOK_FILE), 'utf8')),
+      'MutatingWebhookConfiguration',
+    );
+    expectSameContent(one(await render(), 'MutatingWebhookConfiguration'), committed);
+  });
+
+  it('notices a difference (the comparison itself works)', async () => {
+    const chart = one(
+      await render({ webhook: { failurePolicy: 'Ignore' } }),
+      'MutatingWebhookConfiguration',
+    );
+    const cli = await cliObject(['--service', 'mooring-system/mooring']);
+    expect(() => expectSameContent(chart, cli)).toThrow();
+  });
+});
