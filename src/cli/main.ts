@@ -1,6 +1,12 @@
 import { Command, CommanderError } from 'commander';
 import { isMooringError } from '../errors';
+import { registerAgent } from './agent';
+import { registerInject } from './inject';
+import { registerCA } from './ca';
 import { EXIT, processIO, UsageError, type CliIO } from './io';
+import { registerIptables } from './iptables';
+import { registerServe } from './serve';
+import { registerWebhookConfig } from './webhook-config';
 
 /**
  * A command module registers its subcommand on the program. Its action resolves to an exit code
@@ -13,7 +19,7 @@ export type RegisterCommand = (
 ) => void;
 
 // Each subcommand lives in its own module; they are listed here.
-const COMMANDS: RegisterCommand[] = [];
+const COMMANDS: RegisterCommand[] = [registerWebhookConfig, registerIptables, registerAgent, registerCA, registerServe, registerInject];
 
 export function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   const program = new Command('mooring')
