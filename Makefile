@@ -3,7 +3,7 @@ SHELL := bash
 NODE_BIN := node_modules/.bin
 DATA_DIR ?= ca/dev-store
 
-.PHONY: help deps build run test unit e2e netns verify lint format golden bench webhook-config control-plane
+.PHONY: help deps build run test unit e2e netns verify lint format golden webhook-config control-plane bench-build bench-inject bench-ca bench-webhook bench-agent bench-cluster
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -26,7 +26,7 @@ control-plane: ## build (once, cached in .cache/bin) kube-apiserver, etcd, kubec
 test: build control-plane ## run every test: unit, golden, HTTP, integration, netns (root), e2e
 	$(NODE_BIN)/jest --selectProjects unit netns e2e
 
-unit: build ## run the tests that need no root and no control plane
+unit: build control-plane ## run the tests that need no root and no apiserver (the chart tests use .cache/bin/helm)
 	$(NODE_BIN)/jest --selectProjects unit
 
 netns: build ## run the network-namespace test of `mooring iptables` (root)
@@ -35,8 +35,11 @@ netns: build ## run the network-namespace test of `mooring iptables` (root)
 e2e: build control-plane ## run the end-to-end tests against a real kube-apiserver and etcd
 	$(NODE_BIN)/jest --selectProjects e2e --runInBand
 
-golden: node_modules ## rewrite the golden files of test/golden from the current code
-	REFRESH_GOLDEN=1 $(NODE_BIN)/jest --selectProjects unit test/golden
+golden: build ## rewrite the golden files (injection, iptables, admission) from the current code
+	REFRESH_GOLDEN=1 $(NODE_BIN)/jest --selectProjects unit --testPathPatterns test/golden test/http/fixtures.test.ts
+
+webhook-config: build control-plane ## render webhook-config/ and the config part of values.schema.json from the chart
+	REFRESH_GOLDEN=1 $(NODE_BIN)/jest --selectProjects unit --testPathPatterns test/chart/generated.test.ts
 
 lint: node_modules ## eslint (type-checked) and prettier check
 	$(NODE_BIN)/eslint .
@@ -45,9 +48,26 @@ lint: node_modules ## eslint (type-checked) and prettier check
 format: node_modules ## rewrite files with prettier
 	$(NODE_BIN)/prettier --write .
 
-bench: build ## run the benchmarks of bench/ (numbers go to bench/RESULTS.md by hand)
-	@echo "see bench/RESULTS.md for each benchmark's command"
+bench-build: build
+	$(NODE_BIN)/tsc -p bench/tsconfig.json
 
-verify: lint ## lint, type-check, every test, and generated-file drift
+bench-inject: bench-build ## injector core, one core (bench/RESULTS.md)
+	taskset -c 0 node .cache/bench/bench/inject.js
+
+bench-ca: bench-build ## CA: core rates, then HTTP side by side with cfssl (needs wrk, golang-cfssl)
+	node .cache/bench/bench/ca.js core
+	node .cache/bench/bench/ca.js http --rounds 2 --duration 5
+
+bench-webhook: bench-build ## admission reviews per second, latency at fixed rates, idle RSS, time to ready
+	node .cache/bench/bench/webhook.js
+
+bench-agent: bench-build ## agent start, memory, renewal CPU, probe throughput
+	node .cache/bench/bench/agent.js
+
+bench-cluster: bench-build control-plane ## cluster mode at rest with 200 namespaces, TokenReview cache under a burst
+	node .cache/bench/bench/cluster.js
+
+verify: lint control-plane ## lint, type-check, helm lint, every test (generated-file drift included)
 	$(NODE_BIN)/tsc --noEmit
+	.cache/bin/helm lint --strict charts/mooring
 	$(MAKE) test
