@@ -3,20 +3,43 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const infra = ['fastify', 'fastify/*', '@kubernetes/client-node', 'pino', 'prom-client', 'commander'];
+const infra = [
+  'fastify',
+  'fastify/*',
+  '@kubernetes/client-node',
+  'pino',
+  'prom-client',
+  'commander',
+];
 const io = ['fs', 'fs/*', 'node:fs', 'node:fs/*', 'child_process', 'node:child_process'];
 const restrict = (patterns, message) => ({
   'no-restricted-imports': ['error', { patterns: [{ group: patterns, message }] }],
 });
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', '.cache/', 'coverage/', 'charts/', 'webhook-config/', '**/*.js', '**/*.mjs'] },
+  {
+    ignores: [
+      'dist/',
+      'node_modules/',
+      '.cache/',
+      'coverage/',
+      'charts/',
+      'webhook-config/',
+      '**/*.js',
+      '**/*.mjs',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
-    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       '@typescript-eslint/consistent-type-imports': 'error',
       'no-console': 'error',
     },

@@ -19,7 +19,14 @@ export type RegisterCommand = (
 ) => void;
 
 // Each subcommand lives in its own module; they are listed here.
-const COMMANDS: RegisterCommand[] = [registerWebhookConfig, registerIptables, registerAgent, registerCA, registerServe, registerInject];
+const COMMANDS: RegisterCommand[] = [
+  registerWebhookConfig,
+  registerIptables,
+  registerAgent,
+  registerCA,
+  registerServe,
+  registerInject,
+];
 
 export function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   const program = new Command('mooring')

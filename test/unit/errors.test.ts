@@ -8,7 +8,7 @@ const codes = Object.keys(ERROR_CATALOG) as ErrorCode[];
 /** Rows of the README's error table: | `CODE` | status | meaning |. */
 function documentedCodes(): Map<string, number> {
   const rows = new Map<string, number>();
-  for (const m of readme.matchAll(/^\| `([A-Z]+_ERR_[A-Z_]+)` \| (\d{3}) \|/gm)) {
+  for (const m of readme.matchAll(/^\| `([A-Z]+_ERR_[A-Z_]+)` *\| *(\d{3}) *\|/gm)) {
     rows.set(m[1] ?? '', Number(m[2]));
   }
   return rows;
@@ -35,7 +35,10 @@ describe('the error catalog', () => {
   });
 
   it('shows a client the detail of a 4xx and only the summary of a 5xx', () => {
-    const badInput = new MooringError('CA_ERR_TTL', 'ttlSeconds 900000 is above the maximum 604800');
+    const badInput = new MooringError(
+      'CA_ERR_TTL',
+      'ttlSeconds 900000 is above the maximum 604800',
+    );
     expect(badInput.toJSON()).toEqual({
       code: 'CA_ERR_TTL',
       message: 'ttlSeconds 900000 is above the maximum 604800',
