@@ -5,7 +5,7 @@
 import { generateKeyPair, sign, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { KeyAlgorithm } from '../ca/ports';
-import { bitString, contextConstructed, derNull, integer, oid, sequence, toPem } from './der';
+import { bitString, derNull, explicit, oid, sequence, smallInteger, toPem } from '../ca/der';
 
 export const AGENT_KEY_TYPES: readonly KeyAlgorithm[] = [
   'ecdsa-p256',
@@ -76,7 +76,7 @@ export function signatureScheme(publicKey: KeyObject): SignatureScheme {
 export function buildCsr(key: KeyPair): string {
   const scheme = signatureScheme(key.publicKey);
   const spki = key.publicKey.export({ format: 'der', type: 'spki' });
-  const info = sequence(integer(0), sequence(), spki, contextConstructed(0));
+  const info = sequence(smallInteger(0), sequence(), spki, explicit(0));
   const signature = sign(scheme.hash, info, key.privateKey);
   return toPem(
     'CERTIFICATE REQUEST',

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AGENT_KEY_TYPES, buildCsr, generateKey, privateKeyPem } from '../../../src/agent/csr';
-import { integer, oid, toPem } from '../../../src/agent/der';
+import { oid, smallInteger as integer, toPem } from '../../../src/ca/der';
 import { csrPublicKey } from '../../fixtures/agent-pki';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'agent-csr-'));
