@@ -10,7 +10,7 @@ import type { Clock } from '../ca/ports';
 import { createRegistry } from '../observability/metrics';
 import { requestCertificate } from './ca-client';
 import { CertDirectory } from './cert-dir';
-import { generateKey } from './csr';
+import { generateKeyPair as generateKey } from '../ca/keys';
 import { CertificateLifecycle, systemTimers, type Timers } from './lifecycle';
 import { createAgentMetrics } from './metrics';
 import type { AgentOptions } from './options';

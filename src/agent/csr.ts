@@ -2,10 +2,10 @@
 // possession (its signature): the CA takes the identity from the caller's token, so the subject
 // is empty and there are no SANs (PRODUCT.md: the CA refuses SANs other than the caller's own).
 
-import { generateKeyPair, sign, type KeyObject } from 'node:crypto';
-import { promisify } from 'node:util';
+import { sign, type KeyObject } from 'node:crypto';
 import type { KeyAlgorithm } from '../ca/ports';
 import { bitString, derNull, explicit, oid, sequence, smallInteger, toPem } from '../ca/der';
+import type { KeyPair } from '../ca/keys';
 
 export const AGENT_KEY_TYPES: readonly KeyAlgorithm[] = [
   'ecdsa-p256',
@@ -15,31 +15,6 @@ export const AGENT_KEY_TYPES: readonly KeyAlgorithm[] = [
   'rsa-4096',
   'ed25519',
 ];
-
-export interface KeyPair {
-  readonly privateKey: KeyObject;
-  readonly publicKey: KeyObject;
-}
-
-const generate = promisify(generateKeyPair);
-
-/** A new key pair of the given type (native; RSA takes ~150 ms, ECDSA well under 1 ms). */
-export async function generateKey(type: KeyAlgorithm): Promise<KeyPair> {
-  switch (type) {
-    case 'ecdsa-p256':
-      return generate('ec', { namedCurve: 'P-256' });
-    case 'ecdsa-p384':
-      return generate('ec', { namedCurve: 'P-384' });
-    case 'rsa-2048':
-      return generate('rsa', { modulusLength: 2048 });
-    case 'rsa-3072':
-      return generate('rsa', { modulusLength: 3072 });
-    case 'rsa-4096':
-      return generate('rsa', { modulusLength: 4096 });
-    case 'ed25519':
-      return generate('ed25519');
-  }
-}
 
 export interface SignatureScheme {
   /** Hash for crypto.sign, null for Ed25519. */

@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import type { Clock, KeyAlgorithm } from '../ca/ports';
 import { RenewalError, type CertificateResponse, type FailureReason } from './ca-client';
 import { ChainError, splitPemCertificates, verifyChain, type VerifiedChain } from './chain';
-import { buildCsr, privateKeyPem, type KeyPair } from './csr';
+import type { KeyPair } from '../ca/keys';
+import { buildCsr, privateKeyPem } from './csr';
 import type { DirectoryContent } from './cert-dir';
 import type { AgentMetrics } from './metrics';
 import {

@@ -3,7 +3,8 @@ import { createPublicKey } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AGENT_KEY_TYPES, buildCsr, generateKey, privateKeyPem } from '../../../src/agent/csr';
+import { AGENT_KEY_TYPES, buildCsr, privateKeyPem } from '../../../src/agent/csr';
+import { generateKeyPair as generateKey } from '../../../src/ca/keys';
 import { oid, smallInteger as integer, toPem } from '../../../src/ca/der';
 import { csrPublicKey } from '../../fixtures/agent-pki';
 

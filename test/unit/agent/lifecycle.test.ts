@@ -4,7 +4,7 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { RenewalError, type CertificateResponse } from '../../../src/agent/ca-client';
 import type { DirectoryContent } from '../../../src/agent/cert-dir';
-import { generateKey } from '../../../src/agent/csr';
+import { generateKeyPair as generateKey } from '../../../src/ca/keys';
 import { CertificateLifecycle, type IssueCall, type Timers } from '../../../src/agent/lifecycle';
 import { createAgentMetrics } from '../../../src/agent/metrics';
 import {
