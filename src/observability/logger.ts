@@ -1,37 +1,86 @@
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 
-/**
- * Paths never logged in clear: CSRs, keys, tokens, authorization headers, wherever they appear
- * in a logged object (top level, request bodies and headers, one level of nesting).
- */
-export const REDACT_PATHS = [
+// Redaction. pino's `redact` option (@pinojs/redact) clones and walks every logged object for
+// wildcard paths such as `*.token`: 20 µs per line, a tenth of a whole admission review (see
+// bench/RESULTS.md). redactSecrets does the same job in one pass over the keys that copies only
+// what it censors, and logs without secrets pass through untouched.
+
+/** Keys whose values never reach a log, at any depth up to MAX_DEPTH (case-insensitive). */
+export const SECRET_KEYS: ReadonlySet<string> = new Set([
   'csr',
+  'csrpem',
   'key',
-  'privateKey',
+  'privatekey',
   'token',
-  'adminToken',
+  'admintoken',
   'authorization',
-  '*.csr',
-  '*.key',
-  '*.privateKey',
-  '*.token',
-  '*.authorization',
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'req.body',
-  'body.csr',
-  'request.body',
-  // The CA's request objects, and headers logged on their own.
-  'csrPem',
-  '*.csrPem',
-  'headers.authorization',
-  '*.headers.authorization',
-];
+  'cookie',
+  // Request bodies carry CSRs and Pods: never logged whole.
+  'body',
+]);
+
+export const CENSOR = '[redacted]';
+
+/** Objects are searched this deep (the top level is 0); deeper values are logged as they are. */
+const MAX_DEPTH = 4;
+
+const isSecretKey = (key: string): boolean =>
+  SECRET_KEYS.has(key) || SECRET_KEYS.has(key.toLowerCase());
+
+function isSearchable(value: unknown): value is object {
+  if (value === null || typeof value !== 'object') return false;
+  if (Array.isArray(value) || value instanceof Error) return true;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function redactValue(value: unknown, depth: number): unknown {
+  if (depth > MAX_DEPTH || !isSearchable(value)) return value;
+  if (Array.isArray(value)) {
+    let out: unknown[] | null = null;
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      const redacted = redactValue(item, depth + 1);
+      if (redacted !== item) {
+        out ??= value.slice();
+        out[i] = redacted;
+      }
+    }
+    return out ?? value;
+  }
+  const redacted = redactSecrets(value as Record<string, unknown>, depth);
+  if (redacted === value || !(value instanceof Error)) return redacted;
+  // An error with a secret among its own fields: a copy of the same class, secret censored.
+  const copy = Object.create(Object.getPrototypeOf(value) as object) as Error;
+  Object.defineProperties(copy, Object.getOwnPropertyDescriptors(value));
+  return Object.assign(copy, redacted);
+}
+
+/**
+ * `obj` with the value of every secret key (SECRET_KEYS) replaced by CENSOR, in nested objects,
+ * arrays and errors too. Copy-on-write: `obj` itself when nothing is secret; never mutated.
+ */
+export function redactSecrets(obj: Record<string, unknown>, depth = 0): Record<string, unknown> {
+  let out: Record<string, unknown> | null = null;
+  for (const key of Object.keys(obj)) {
+    const value = obj[key];
+    const redacted = isSecretKey(key)
+      ? value === undefined
+        ? value
+        : CENSOR
+      : redactValue(value, depth + 1);
+    if (redacted !== value) {
+      out ??= { ...obj };
+      out[key] = redacted;
+    }
+  }
+  return out ?? obj;
+}
 
 export function loggerOptions(level: string): LoggerOptions {
   return {
     level,
-    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    formatters: { log: (obj) => redactSecrets(obj) },
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
   };

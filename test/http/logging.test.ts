@@ -28,6 +28,40 @@ describe('the logger', () => {
     expect(sink.text()).toContain('[redacted]');
   });
 
+  it.each<[string, Record<string, unknown>]>([
+    ['a header whatever its case', { headers: { Authorization: `Bearer ${MARKER}` } }],
+    ['a key inside an array', { roots: [{ fingerprint: 'ab' }, { privateKey: MARKER }] }],
+    ['a token four levels down', { a: { b: { c: { token: MARKER } } } }],
+  ])('never writes %s in clear either', (_name, fields) => {
+    const sink = new LogSink();
+    createLogger('info', sink).info(fields, 'something happened');
+    expect(sink.text()).not.toContain(MARKER);
+    expect(sink.text()).toContain('[redacted]');
+  });
+
+  it('censors a secret field of an error and keeps its type and message', () => {
+    const sink = new LogSink();
+    const err = Object.assign(new TypeError('the request failed'), { token: MARKER });
+    createLogger('info', sink).error({ err }, 'request failed');
+    expect(sink.text()).not.toContain(MARKER);
+    expect(sink.lines[0]).toMatchObject({
+      err: { type: 'TypeError', message: 'the request failed', token: '[redacted]' },
+    });
+    // The caller's error is left as it was.
+    expect(err.token).toBe(MARKER);
+  });
+
+  it('leaves the logged object unchanged and logs its other fields in clear', () => {
+    const sink = new LogSink();
+    const fields = { uid: 'u-1', request: { csrPem: MARKER, spiffeId: 'spiffe://x/y' } };
+    createLogger('info', sink).info(fields, 'certificate issued');
+    expect(fields.request.csrPem).toBe(MARKER);
+    expect(sink.lines[0]).toMatchObject({
+      uid: 'u-1',
+      request: { csrPem: '[redacted]', spiffeId: 'spiffe://x/y' },
+    });
+  });
+
   it('writes JSON lines with level, time, pid and message', () => {
     const sink = new LogSink();
     createLogger('info', sink).info({ uid: 'u-1' }, 'admission review');
