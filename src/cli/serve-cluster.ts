@@ -153,7 +153,14 @@ export async function buildClusterMode(ctx: ModeContext): Promise<ModeAdapters> 
   const namespace = clusterNamespace(config, env);
   await requireNamespace(api, namespace);
 
-  const { authority, store } = await openClusterCA({ api, config, namespace, create: true, clock });
+  const { authority, store } = await openClusterCA({
+    api,
+    config,
+    namespace,
+    create: true,
+    clock,
+    ...(ctx.cryptoMode === undefined ? {} : { cryptoMode: ctx.cryptoMode }),
+  });
   const status = authority.status();
   logger.info(
     {

@@ -9,7 +9,13 @@ import { localServingNames, type ModeAdapters, type ModeContext } from './serve'
 export async function buildLocalMode(ctx: ModeContext): Promise<ModeAdapters> {
   const { config, logger, clock, listen } = ctx;
   const dataDir = config.server.dataDir;
-  const { authority, plugin } = await openLocalCA({ config, dataDir, create: true, clock });
+  const { authority, plugin } = await openLocalCA({
+    config,
+    dataDir,
+    create: true,
+    clock,
+    ...(ctx.cryptoMode === undefined ? {} : { cryptoMode: ctx.cryptoMode }),
+  });
   const credentials = await openLocalCredentials(dataDir, config.trustDomain);
   const status = authority.status();
   logger.info(

@@ -6,6 +6,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP, type AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import type { Command } from 'commander';
@@ -16,6 +17,7 @@ import type { Registry } from 'prom-client';
 import type { PodInjector } from '../admission';
 import { systemClock } from '../adapters/system-clock';
 import { TlsReloader } from '../adapters/tls-reloader';
+import type { CryptoMode } from '../ca/csr';
 import type {
   AdminAuthorizer,
   Authenticator,
@@ -36,6 +38,8 @@ export interface ServeFlags {
   readonly listen?: string;
   readonly adminListen?: string;
   readonly kubeconfig?: string;
+  /** `N` or `auto`: node:cluster workers serving the HTTPS port (server.workers). */
+  readonly workers?: string;
 }
 
 // --- configuration -----------------------------------------------------------------------------
@@ -48,8 +52,17 @@ export function resolveConfig(flags: ServeFlags): Config {
     ...(flags.listen === undefined ? {} : { listen: flags.listen }),
     ...(flags.adminListen === undefined ? {} : { adminListen: flags.adminListen }),
     ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }),
+    ...(flags.workers === undefined
+      ? {}
+      : { workers: flags.workers === 'auto' ? 'auto' : Number(flags.workers) }),
   };
   return validateConfig({ ...structuredClone(base), server }, flags.config ?? 'flags');
+}
+
+/** How many processes serve the HTTPS port: server.workers, with 'auto' one per CPU. */
+export function workerCount(config: Config, cpus: () => number = availableParallelism): number {
+  const { workers } = config.server;
+  return workers === 'auto' ? Math.max(1, Math.min(64, cpus())) : workers;
 }
 
 export interface HostPort {
@@ -112,6 +125,8 @@ export interface ModeContext {
   readonly kubeconfig?: string;
   /** The process's metrics registry (served on /metrics), for the mode's own metrics. */
   readonly registry?: Registry;
+  /** Where CSR signatures are checked and certificates signed (see serverCryptoMode). */
+  readonly cryptoMode?: CryptoMode;
 }
 
 /** What a mode gives the server: the ports of the CA and its periodic work. */
@@ -158,6 +173,20 @@ export interface ServeEnvironment {
   readonly buildMode?: ModeBuilder;
   /** The injector; the real one by default. */
   readonly injectPod?: PodInjector;
+  /**
+   * 'single' (default): the whole server in this process. 'worker': one of server.workers
+   * processes under src/cli/serve-workers.ts: no admin port (the primary serves it).
+   */
+  readonly role?: 'single' | 'worker';
+}
+
+/**
+ * One process: signatures in libuv's thread pool, so that they run on the other cores while the
+ * event loop serves HTTP. A process per core: on the calling thread, the least CPU per
+ * certificate (bench/RESULTS-ca.md has both).
+ */
+export function serverCryptoMode(role: 'single' | 'worker'): CryptoMode {
+  return role === 'single' ? 'threadpool' : 'sync';
 }
 
 export interface RunningServer {
@@ -167,9 +196,10 @@ export interface RunningServer {
   readonly registry: Registry;
   readonly reloader: TlsReloader;
   readonly webhook: FastifyInstance;
-  readonly admin: FastifyInstance;
+  /** Null in a worker process: its primary serves the admin port. */
+  readonly admin: FastifyInstance | null;
   readonly webhookAddress: AddressInfo;
-  readonly adminAddress: AddressInfo;
+  readonly adminAddress: AddressInfo | null;
   readiness(): Readiness;
   /** Graceful stop: not ready, stop accepting, finish in-flight requests, close. Idempotent. */
   close(reason?: string): Promise<void>;
@@ -241,12 +271,16 @@ export async function startServer(
     caStatus: () => (mode?.certificates.ready() ? mode.certificates.status() : null),
     servingCert: () => reloader?.current() ?? null,
   });
-  const admin = buildAdminApp({ logger: fastifyLogger, registry, readiness });
-  try {
-    await admin.listen({ host: adminListen.host, port: adminListen.port });
-  } catch (err) {
-    await admin.close();
-    throw listenError('--admin-listen', config.server.adminListen, err);
+  const role = environment.role ?? 'single';
+  const admin =
+    role === 'worker' ? null : buildAdminApp({ logger: fastifyLogger, registry, readiness });
+  if (admin !== null) {
+    try {
+      await admin.listen({ host: adminListen.host, port: adminListen.port });
+    } catch (err) {
+      await admin.close();
+      throw listenError('--admin-listen', config.server.adminListen, err);
+    }
   }
 
   let webhook: FastifyInstance | null = null;
@@ -257,6 +291,7 @@ export async function startServer(
       clock,
       listen,
       registry,
+      cryptoMode: serverCryptoMode(role),
       ...(flags.kubeconfig === undefined ? {} : { kubeconfig: flags.kubeconfig }),
     });
     const injectPod = environment.injectPod ?? (await realInjector(config, version));
@@ -290,14 +325,14 @@ export async function startServer(
     }
   } catch (err) {
     reloader?.stop();
-    await Promise.allSettled([webhook?.close(), admin.close(), mode?.close()]);
+    await Promise.allSettled([webhook?.close(), admin?.close(), mode?.close()]);
     throw err;
   }
   const readyMode: ModeAdapters = mode;
   const readyReloader: TlsReloader = reloader;
   const webhookApp: FastifyInstance = webhook;
   const webhookAddress = webhookApp.server.address() as AddressInfo;
-  const adminAddress = admin.server.address() as AddressInfo;
+  const adminAddress = admin === null ? null : (admin.server.address() as AddressInfo);
 
   // Periodic work: CA store changes and rotation, then the serving certificate (issuer change).
   let ticking = false;
@@ -321,12 +356,14 @@ export async function startServer(
       mode: readyMode.name,
       version,
       listen: `${webhookAddress.address}:${webhookAddress.port}`,
-      adminListen: `${adminAddress.address}:${adminAddress.port}`,
+      ...(adminAddress === null
+        ? {}
+        : { adminListen: `${adminAddress.address}:${adminAddress.port}` }),
       dataDir: readyMode.name === 'local' ? config.server.dataDir : undefined,
       servingSerial: readyReloader.current()?.serialNumber,
       startupMs: Math.round(performance.now() - started),
     },
-    'mooring serve is ready',
+    role === 'worker' ? 'worker is ready' : 'mooring serve is ready',
   );
 
   let resolveClosed: () => void = () => undefined;
@@ -353,7 +390,7 @@ export async function startServer(
       grace.unref();
       try {
         await webhookApp.close();
-        await admin.close();
+        await admin?.close();
         await readyMode.close();
       } finally {
         clearTimeout(grace);
@@ -404,6 +441,7 @@ interface RawServeOptions {
   listen?: string;
   adminListen?: string;
   kubeconfig?: string;
+  workers?: string;
 }
 
 export function registerServe(program: Command, _io: CliIO, setExit: (code: number) => void): void {
@@ -424,6 +462,10 @@ export function registerServe(program: Command, _io: CliIO, setExit: (code: numb
       'HTTP address of /healthz, /readyz, /metrics (default 0.0.0.0:9090)',
     )
     .option('--kubeconfig <file>', 'run in cluster mode against this cluster')
+    .option(
+      '--workers <n|auto>',
+      'processes serving the HTTPS port: N, or auto for one per CPU (default 1)',
+    )
     .action(async (raw: RawServeOptions) => {
       const flags: ServeFlags = {
         ...(raw.config === undefined ? {} : { config: raw.config }),
@@ -431,9 +473,23 @@ export function registerServe(program: Command, _io: CliIO, setExit: (code: numb
         ...(raw.listen === undefined ? {} : { listen: raw.listen }),
         ...(raw.adminListen === undefined ? {} : { adminListen: raw.adminListen }),
         ...(raw.kubeconfig === undefined ? {} : { kubeconfig: raw.kubeconfig }),
+        ...(raw.workers === undefined ? {} : { workers: raw.workers }),
       };
       if (flags.listen !== undefined) parseHostPort(flags.listen, '--listen');
       if (flags.adminListen !== undefined) parseHostPort(flags.adminListen, '--admin-listen');
+      if (flags.workers !== undefined && !/^([0-9]+|auto)$/.test(flags.workers)) {
+        throw new UsageError(`--workers must be a number or auto, got "${flags.workers}"`);
+      }
+      const workers = await import('./serve-workers');
+      if (workers.isServeWorker()) {
+        setExit(await workers.runWorker(flags));
+        return;
+      }
+      const config = resolveConfig(flags);
+      if (workerCount(config) > 1) {
+        setExit(await workers.runPrimary(flags, config));
+        return;
+      }
       const server = await startServer(flags, { env: process.env });
       let signals = 0;
       const onSignal = (signal: NodeJS.Signals): void => {
@@ -441,7 +497,7 @@ export function registerServe(program: Command, _io: CliIO, setExit: (code: numb
         if (signals > 1) {
           server.logger.warn({ signal }, 'second signal: closing every connection now');
           server.webhook.server.closeAllConnections();
-          server.admin.server.closeAllConnections();
+          server.admin?.server.closeAllConnections();
           return;
         }
         void server.close(signal);

@@ -171,6 +171,12 @@ export const CONFIG_SCHEMA = {
           default: 'info',
         },
         shutdownGraceSeconds: { type: 'integer', minimum: 0, default: 15 },
+        workers: {
+          anyOf: [{ type: 'integer', minimum: 1, maximum: 64 }, { const: 'auto' }],
+          default: 1,
+          description:
+            'Processes serving the HTTPS port: 1 (one process), N, or auto (one per CPU).',
+        },
       },
     },
     cluster: {

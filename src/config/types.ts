@@ -60,6 +60,8 @@ export interface ServerConfig {
   readonly bodyLimitBytes: number;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   readonly shutdownGraceSeconds: number;
+  /** Processes serving the HTTPS port (node:cluster workers); 'auto': one per CPU. */
+  readonly workers: number | 'auto';
 }
 
 export interface ClusterConfig {

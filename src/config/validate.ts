@@ -18,6 +18,7 @@ function describe(e: ErrorObject): string {
   if (e.keyword === 'enum') {
     return `${path}: must be one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
   }
+  if (e.keyword === 'const') return `${path}: must be ${JSON.stringify(e.params.allowedValue)}`;
   return `${path}: ${e.message ?? 'is invalid'}`;
 }
 

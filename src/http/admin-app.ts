@@ -1,15 +1,14 @@
 // The plain-HTTP admin app of `mooring serve`: /healthz, /readyz, /metrics. Never listens.
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import type { Registry } from 'prom-client';
 import { installErrorHandler } from './error-handler';
 import { registerHealthRoutes, type ReadinessProbe } from './plugins/health';
-import { registerMetricsRoute } from './plugins/metrics';
+import { registerMetricsRoute, type MetricsSource } from './plugins/metrics';
 import { genReqId } from './request';
 
 export interface AdminAppDeps {
   readonly logger: FastifyBaseLogger;
-  readonly registry: Registry;
+  readonly registry: MetricsSource;
   readonly readiness: ReadinessProbe;
 }
 

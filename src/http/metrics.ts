@@ -46,6 +46,7 @@ export function createMooringMetrics(
     help: 'notAfter of each trusted root (Unix seconds) by fingerprint and status (active, pending, retired).',
     labelNames: ['fingerprint', 'status'],
     registers,
+    aggregator: 'min',
     collect() {
       this.reset();
       const status = caStatus?.();
@@ -62,6 +63,7 @@ export function createMooringMetrics(
     help: 'notAfter of the certificate that signs workload certificates (root or intermediate).',
     labelNames: ['fingerprint', 'intermediate'],
     registers,
+    aggregator: 'min',
     collect() {
       this.reset();
       const status = caStatus?.();
@@ -78,6 +80,7 @@ export function createMooringMetrics(
     help: 'notAfter of the HTTPS serving certificate of the webhook and CA API, by serial.',
     labelNames: ['serial'],
     registers,
+    aggregator: 'min',
     collect() {
       this.reset();
       const cert = servingCert?.();

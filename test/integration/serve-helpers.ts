@@ -1,7 +1,10 @@
 // Real-TLS clients for the serve tests: every request pins the trust bundle (never
 // rejectUnauthorized: false) and reports the serving certificate it saw.
 
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
+import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
 import type { Agent } from 'node:https';
 import { request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
@@ -86,4 +89,73 @@ export async function waitFor<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+// --- `mooring serve` as a process (dist/) ---------------------------------------------------
+
+const ROOT = join(__dirname, '..', '..');
+
+export interface Spawned {
+  readonly child: ChildProcess;
+  readonly stderr: string[];
+  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export function spawnServe(args: string[]): Spawned {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'mooring.js'), 'serve', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stderr: string[] = [];
+  let partial = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    const lines = (partial + chunk.toString('utf8')).split('\n');
+    partial = lines.pop() ?? '';
+    stderr.push(...lines);
+  });
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return { child, stderr, exit };
+}
+
+export async function readyPorts(s: Spawned): Promise<{ webhook: number; admin: number }> {
+  const line = await waitFor('mooring serve is ready', () =>
+    s.stderr
+      .map((l) =>
+        l.includes('"mooring serve is ready"')
+          ? (JSON.parse(l) as { listen: string; adminListen: string })
+          : undefined,
+      )
+      .find((x) => x !== undefined),
+  );
+  return {
+    webhook: Number(line.listen.split(':').pop()),
+    admin: Number(line.adminListen.split(':').pop()),
+  };
+}
+
+export function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ host: '127.0.0.1', port }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+  });
+}
+
+/** Brings dist/ up to date (incremental, fast when it is): the processes run the compiled CLI. */
+export function buildDist(): void {
+  execFileSync(
+    process.execPath,
+    [
+      join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+      '-p',
+      join(ROOT, 'tsconfig.build.json'),
+    ],
+    {
+      cwd: ROOT,
+      stdio: 'ignore',
+    },
+  );
 }

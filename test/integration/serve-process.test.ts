@@ -1,81 +1,18 @@
 // `mooring serve` as a process (dist/, as `make run` starts it): graceful shutdown on SIGTERM
 // and SIGINT with a request in flight, exit codes, and a clear failure when a port is taken.
 
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect as netConnect, createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { waitFor } from './serve-helpers';
+import { buildDist, portOpen, readyPorts, spawnServe, waitFor } from './serve-helpers';
 
 const ROOT = join(__dirname, '..', '..');
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'admission', 'pod-create-deployment.json');
 
-interface Spawned {
-  readonly child: ChildProcess;
-  readonly stderr: string[];
-  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function spawnServe(args: string[]): Spawned {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'mooring.js'), 'serve', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const stderr: string[] = [];
-  let partial = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    const lines = (partial + chunk.toString('utf8')).split('\n');
-    partial = lines.pop() ?? '';
-    stderr.push(...lines);
-  });
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
-  );
-  return { child, stderr, exit };
-}
-
-async function readyPorts(s: Spawned): Promise<{ webhook: number; admin: number }> {
-  const line = await waitFor('mooring serve is ready', () =>
-    s.stderr
-      .map((l) =>
-        l.includes('"mooring serve is ready"')
-          ? (JSON.parse(l) as { listen: string; adminListen: string })
-          : undefined,
-      )
-      .find((x) => x !== undefined),
-  );
-  return {
-    webhook: Number(line.listen.split(':').pop()),
-    admin: Number(line.adminListen.split(':').pop()),
-  };
-}
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = netConnect({ host: '127.0.0.1', port }, () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.on('error', () => resolve(false));
-  });
-}
-
-beforeAll(() => {
-  // The process runs the compiled CLI: bring dist/ up to date (incremental, fast when it is).
-  execFileSync(
-    process.execPath,
-    [
-      join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
-      '-p',
-      join(ROOT, 'tsconfig.build.json'),
-    ],
-    {
-      cwd: ROOT,
-      stdio: 'ignore',
-    },
-  );
-}, 120_000);
+// The process runs the compiled CLI: bring dist/ up to date (incremental, fast when it is).
+beforeAll(buildDist, 120_000);
 
 describe('mooring serve as a process', () => {
   let dir: string;

@@ -73,9 +73,10 @@ describe('mooring serve (local mode, in-process)', () => {
   });
 
   it('is ready on the admin port and serves /healthz and /metrics', async () => {
-    expect((await httpGet(server.adminAddress.port, '/readyz')).status).toBe(200);
-    expect((await httpGet(server.adminAddress.port, '/healthz')).status).toBe(200);
-    const metrics = await httpGet(server.adminAddress.port, '/metrics');
+    const adminPort = server.adminAddress?.port ?? 0;
+    expect((await httpGet(adminPort, '/readyz')).status).toBe(200);
+    expect((await httpGet(adminPort, '/healthz')).status).toBe(200);
+    const metrics = await httpGet(adminPort, '/metrics');
     expect(metrics.body).toContain('mooring_ca_root_expiry_timestamp_seconds{');
     expect(metrics.body).toContain('mooring_serving_certificate_expiry_timestamp_seconds{serial=');
     expect(metrics.body).toContain('process_resident_memory_bytes');

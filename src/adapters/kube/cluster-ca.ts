@@ -3,6 +3,7 @@
 // in cluster mode and by `mooring ca ... --kubeconfig`.
 
 import { Authority } from '../../ca/authority';
+import type { CryptoMode } from '../../ca/csr';
 import type { Clock, RandomSource } from '../../ca/ports';
 import { bundleRoots, checkState, type CAState } from '../../ca/rotation';
 import type { Config } from '../../config/types';
@@ -39,6 +40,8 @@ export interface ClusterCAOptions {
   readonly create: boolean;
   readonly clock?: Clock;
   readonly random?: RandomSource;
+  /** See AuthorityOptions.cryptoMode. */
+  readonly cryptoMode?: CryptoMode;
 }
 
 export interface ClusterCA {
@@ -91,6 +94,7 @@ export async function openClusterCA(options: ClusterCAOptions): Promise<ClusterC
       random: options.random ?? systemRandom,
       ...(store === undefined ? {} : { store }),
       ...(plugin === undefined ? {} : { plugin }),
+      ...(options.cryptoMode === undefined ? {} : { cryptoMode: options.cryptoMode }),
     },
     { create: options.create },
   );

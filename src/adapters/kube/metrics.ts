@@ -46,6 +46,8 @@ export function createKubeMetrics(registry: Registry): KubeMetrics {
       name: 'mooring_ca_leader',
       help: '1 while this replica holds the rotation Lease (and runs the cluster controllers).',
       registers,
+      // Summed over server.workers, one holder would still read 1; max says so directly.
+      aggregator: 'max',
     }),
     configMapWrites: new Counter({
       name: 'mooring_trust_configmap_writes_total',

@@ -1,9 +1,14 @@
-// GET /metrics: the Prometheus text of the process's registry.
+// GET /metrics: the Prometheus text of the process's registry (or of its workers').
 
 import type { FastifyInstance } from 'fastify';
-import type { Registry } from 'prom-client';
 
-export function registerMetricsRoute(app: FastifyInstance, registry: Registry): void {
+/** A prom-client Registry, or the primary's view over its workers (src/cli/serve-workers.ts). */
+export interface MetricsSource {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+}
+
+export function registerMetricsRoute(app: FastifyInstance, registry: MetricsSource): void {
   app.get('/metrics', async (_request, reply) => {
     const text = await registry.metrics();
     return reply.header('content-type', registry.contentType).send(text);
