@@ -251,7 +251,7 @@ export async function verifyCsr(
   csr: CsrStructure,
   mode: CryptoMode = 'sync',
 ): Promise<VerifiedCsr> {
-  const { key, keyType } = await importPublicKey(csr.spki);
+  const { key, keyType } = importPublicKey(csr.spki);
   const hash = verificationHash(csr.signatureAlgorithm, csr.signatureParameters, keyType);
   let ok: boolean;
   if (mode === 'threadpool') {

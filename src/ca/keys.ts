@@ -3,17 +3,18 @@
 //
 // Importing an SPKI with createPublicKey({format: 'der', type: 'spki'}) costs 140-215 µs on
 // OpenSSL 3 (its decoder lookup), more than the signature check itself. The components import
-// much faster: RSA as PKCS#1 DER (~10 µs), Ed25519 as JWK (~11 µs), ECDSA as a raw point through
-// WebCrypto (~75 µs, most of it OpenSSL building the curve group). bench/ca.ts measures them.
+// much faster: RSA as PKCS#1 DER (~10 µs), Ed25519 as JWK (~11 µs), ECDSA as a JWK of its point
+// (~75 µs, most of it OpenSSL building the curve group; the same point through WebCrypto's
+// importKey costs a third more in its JavaScript layers). bench/ca.ts measures them.
 
+import type {
+  KeyObject} from 'node:crypto';
 import {
   createHash,
   createPrivateKey,
   createPublicKey,
   generateKeyPair as generateKeyPairCallback,
-  KeyObject,
   sign,
-  subtle,
 } from 'node:crypto';
 import { promisify } from 'node:util';
 import { MooringError } from '../errors';
@@ -109,7 +110,7 @@ const CURVES: Readonly<Record<string, { name: 'P-256' | 'P-384'; pointLength: nu
   [OID.p384]: { name: 'P-384', pointLength: 97 },
 };
 
-async function importEc(parts: SpkiParts): Promise<ImportedKey> {
+function importEc(parts: SpkiParts): ImportedKey {
   const params = parts.parameters;
   if (params?.[0] !== TAG.oid) throw keyTypeError('ECDSA keys must name their curve');
   const curveOid = oidToString(contentOf(params, readRoot(params)));
@@ -121,15 +122,11 @@ async function importEc(parts: SpkiParts): Promise<ImportedKey> {
     throw keyTypeError(`the ${curve.name} public key must be an uncompressed point`);
   }
   try {
-    const cryptoKey = await subtle.importKey(
-      'raw',
-      parts.publicKey,
-      { name: 'ECDSA', namedCurve: curve.name },
-      true,
-      ['verify'],
-    );
+    const size = (curve.pointLength - 1) / 2;
+    const x = parts.publicKey.subarray(1, 1 + size).toString('base64url');
+    const y = parts.publicKey.subarray(1 + size).toString('base64url');
     return {
-      key: KeyObject.from(cryptoKey),
+      key: createPublicKey({ key: { kty: 'EC', crv: curve.name, x, y }, format: 'jwk' }),
       keyType: curve.name === 'P-256' ? 'ecdsa-p256' : 'ecdsa-p384',
     };
   } catch (err) {
@@ -175,7 +172,7 @@ function importEd25519(parts: SpkiParts): ImportedKey {
  * Imports the public key of a SubjectPublicKeyInfo (DER), refusing every key type but ECDSA
  * P-256/P-384 (uncompressed points), RSA 2048/3072/4096 and Ed25519 with CA_ERR_KEY_TYPE.
  */
-export async function importPublicKey(spki: Buffer): Promise<ImportedKey> {
+export function importPublicKey(spki: Buffer): ImportedKey {
   let parts: SpkiParts;
   try {
     parts = splitSpki(spki);
