@@ -5,8 +5,9 @@
 //   options: --seconds N (per measurement, default 3)  --duration N (HTTP runs, default 10)
 //            --connections N (default 10)  --loader wrk|autocannon|both (default both)  --json
 //            --rounds N (HTTP: repeat, alternating Mooring and cfssl; medians reported)
-//            --cas ecdsa|rsa|both (HTTP: CA key types)  --workers N (HTTP: run serve in N
-//            node:cluster workers, an experiment: bench/ca-serve-cluster.ts)
+//            --cas ecdsa|rsa|both (HTTP: CA key types)  --workers N|auto (HTTP: serve's
+//            --workers, default auto)  --warmup N (HTTP: seconds of unmeasured load before
+//            each measured run, for both servers, default 3)
 //
 // core: in one process, one core:
 //   - the ceiling: raw node:crypto signatures with an ECDSA P-256 key and an RSA 2048 key;
@@ -20,7 +21,14 @@
 //   ECDSA P-256 CA and an RSA 2048 CA. `--url URL --token T` targets a running server instead.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
+import {
+  createPublicKey,
+  generateKeyPairSync,
+  KeyObject,
+  sign,
+  verify,
+  webcrypto,
+} from 'node:crypto';
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -48,8 +56,10 @@ interface Options {
   loader: 'wrk' | 'autocannon' | 'both';
   json: boolean;
   rounds: number;
-  /** 0: plain `mooring serve`; N: the node:cluster experiment of bench/ca-serve-cluster.ts. */
-  workers: number;
+  /** `mooring serve --workers`: a number or auto. */
+  workers: string;
+  /** Seconds of load before each measured run (JIT warm-up for Mooring, the same for cfssl). */
+  warmup: number;
   /** Which CA key types to run the HTTP comparison with. */
   cas: 'ecdsa' | 'rsa' | 'both';
   url?: string;
@@ -65,7 +75,8 @@ function parseArgs(argv: string[]): Options {
     loader: 'both',
     json: false,
     rounds: 1,
-    workers: 0,
+    workers: 'auto',
+    warmup: 3,
     cas: 'both',
   };
   for (let i = 0; i < argv.length; i += 1) {
@@ -77,7 +88,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--loader') o.loader = argv[++i] as Options['loader'];
     else if (a === '--json') o.json = true;
     else if (a === '--rounds') o.rounds = Number(argv[++i]);
-    else if (a === '--workers') o.workers = Number(argv[++i]);
+    else if (a === '--workers') o.workers = argv[++i] ?? 'auto';
+    else if (a === '--warmup') o.warmup = Number(argv[++i]);
     else if (a === '--cas') o.cas = argv[++i] as Options['cas'];
     else if (a === '--url') o.url = argv[++i];
     else if (a === '--token') o.token = argv[++i];
@@ -242,7 +254,7 @@ async function core(o: Options): Promise<Record<string, Rate[]>> {
   for (const [kind, pem] of Object.entries(csrs)) {
     const der = csrDerFromPem(pem);
     const parsed = parseCsr(der);
-    const { key } = await importPublicKey(parsed.spki);
+    const { key } = importPublicKey(parsed.spki);
     const hash = 'sha256';
     out.csr.push(
       await rate(`${kind} parse, our DER reader`, o.seconds, () => parseCsr(der)),
@@ -255,6 +267,22 @@ async function core(o: Options): Promise<Record<string, Rate[]>> {
       await rate(`${kind} import, components (ours)`, o.seconds, () =>
         importPublicKey(parsed.spki),
       ),
+      ...(kind === 'p256'
+        ? [
+            // The previous way: the raw point through WebCrypto, then a KeyObject.
+            await rate(`${kind} import, raw point through WebCrypto`, o.seconds, async () =>
+              KeyObject.from(
+                await webcrypto.subtle.importKey(
+                  'raw',
+                  parsed.spki.subarray(-65),
+                  { name: 'ECDSA', namedCurve: 'P-256' },
+                  true,
+                  ['verify'],
+                ),
+              ),
+            ),
+          ]
+        : []),
       await rate(`${kind} verify`, o.seconds, () =>
         verify(hash, parsed.info, key, parsed.signature),
       ),
@@ -279,7 +307,7 @@ async function core(o: Options): Promise<Record<string, Rate[]>> {
     windowCertificates: [],
   });
   const verified = {
-    ...(await importPublicKey(parseCsr(csrDerFromPem(csrs.p256)).spki)),
+    ...(importPublicKey(parseCsr(csrDerFromPem(csrs.p256)).spki)),
     spki: parseCsr(csrDerFromPem(csrs.p256)).spki,
     names: parseCsr(csrDerFromPem(csrs.p256)).names,
   };
@@ -483,6 +511,9 @@ async function load(
   dir: string,
 ): Promise<LoadResult[]> {
   const results: LoadResult[] = [];
+  // Unmeasured load first: a long-running server is measured, not its first seconds.
+  if (o.warmup > 0)
+    runWrk(`${name} (warm-up)`, url, body, headers, { ...o, duration: o.warmup }, dir);
   if (o.loader !== 'autocannon') results.push(runWrk(name, url, body, headers, o, dir));
   if (o.loader !== 'wrk') results.push(await runAutocannon(name, url, body, headers, o));
   for (const r of results)
@@ -528,21 +559,19 @@ async function startMooring(
   dir: string,
   rootKeyType: string,
   port: number,
-  workers: number,
+  workers: string,
 ): Promise<{ child: ChildProcess; url: string; token: string }> {
   const dataDir = join(dir, `mooring-${rootKeyType}`);
   const config = join(dir, `mooring-${rootKeyType}.yaml`);
   writeFileSync(config, `ca:\n  rootKeyType: ${rootKeyType}\n`);
-  const entry =
-    workers > 0
-      ? [join(ROOT, '.cache', 'bench', 'bench', 'ca-serve-cluster.js'), String(workers)]
-      : [join(ROOT, 'bin', 'mooring.js')];
   const log = openSync(join(dir, `serve-${rootKeyType}-${port}.log`), 'a');
   const child = spawn(
     process.execPath,
     [
-      ...entry,
+      join(ROOT, 'bin', 'mooring.js'),
       'serve',
+      '--workers',
+      workers,
       '--config',
       config,
       '--data-dir',
@@ -554,9 +583,8 @@ async function startMooring(
     ],
     { stdio: ['ignore', 'ignore', log] },
   );
+  // With several workers, /readyz is 200 once every worker is ready.
   await waitFor(async () => (await httpStatus(port + 1, '/readyz')) === 200, 'mooring serve');
-  // With workers, give every worker time to load the CA and listen.
-  if (workers > 0) await sleep(1500);
   return {
     child,
     url: `https://127.0.0.1:${port}/v1/admin/certificates`,

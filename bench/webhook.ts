@@ -3,6 +3,8 @@
 //
 //   make build && npx tsc -p bench/tsconfig.json && node .cache/bench/bench/webhook.js
 //   options: --duration SECONDS (default 10)  --connections N (default 32)  --json
+//            --workers N|auto (serve's --workers, default auto)  --warmup SECONDS (unmeasured
+//            load before the measured runs, default 3)
 //
 // Max throughput is measured with wrk (C, light on the shared 2 cores) and autocannon; fixed
 // rates with an evenly paced open-loop Node client (runPaced) and with autocannon's overallRate
@@ -27,15 +29,25 @@ interface Options {
   duration: number;
   connections: number;
   json: boolean;
+  workers: string;
+  warmup: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { duration: 10, connections: 32, json: false };
+  const options: Options = {
+    duration: 10,
+    connections: 32,
+    json: false,
+    workers: 'auto',
+    warmup: 3,
+  };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
     if (arg === '--duration') options.duration = Number(argv[++i]);
     else if (arg === '--connections') options.connections = Number(argv[++i]);
     else if (arg === '--json') options.json = true;
+    else if (arg === '--workers') options.workers = argv[++i] ?? 'auto';
+    else if (arg === '--warmup') options.warmup = Number(argv[++i]);
   }
   return options;
 }
@@ -62,7 +74,7 @@ function freePort(): Promise<number> {
   });
 }
 
-async function spawnServe(dataDir: string, logFile: string): Promise<Server> {
+async function spawnServe(dataDir: string, logFile: string, workers: string): Promise<Server> {
   const webhookPort = await freePort();
   const adminPort = await freePort();
   const log = openSync(logFile, 'a');
@@ -71,6 +83,8 @@ async function spawnServe(dataDir: string, logFile: string): Promise<Server> {
     [
       BIN,
       'serve',
+      '--workers',
+      workers,
       '--data-dir',
       dataDir,
       '--listen',
@@ -115,10 +129,37 @@ async function stop(server: Server): Promise<number | null> {
   return exited;
 }
 
-function rssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
-  return Math.round((kb / 1024) * 10) / 10;
+/** The process and its descendants (the primary and its workers with --workers). */
+function processTree(pid: number): number[] {
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter((p) => p !== '')
+      .map(Number);
+  } catch {
+    // gone
+  }
+  return [pid, ...children.flatMap(processTree)];
+}
+
+/**
+ * Memory of the process tree in MiB: RSS summed (pages shared between the processes, such as
+ * Node's own code, counted in each) and PSS summed (shared pages divided among their users).
+ */
+function memoryMiB(pid: number): { rss: number; pss: number; processes: number } {
+  let rss = 0;
+  let pss = 0;
+  const pids = processTree(pid);
+  for (const p of pids) {
+    const status = readFileSync(`/proc/${p}/status`, 'utf8');
+    rss += Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
+    const rollup = readFileSync(`/proc/${p}/smaps_rollup`, 'utf8');
+    pss += Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? NaN);
+  }
+  const mib = (kb: number): number => Math.round((kb / 1024) * 10) / 10;
+  return { rss: mib(rss), pss: mib(pss), processes: pids.length };
 }
 
 function getText(port: number, path: string): Promise<string> {
@@ -353,7 +394,7 @@ async function main(): Promise<void> {
 
   try {
     // 1. A store to start from.
-    const first = await spawnServe(dataDir, logFile);
+    const first = await spawnServe(dataDir, logFile, options.workers);
     const firstStart = process.hrtime.bigint();
     results.firstStartMs = Math.round(await waitReady(first, firstStart));
     await stop(first);
@@ -362,7 +403,7 @@ async function main(): Promise<void> {
     const readyTimes: number[] = [];
     for (let i = 0; i < 5; i += 1) {
       const started = process.hrtime.bigint();
-      const s = await spawnServe(dataDir, logFile);
+      const s = await spawnServe(dataDir, logFile, options.workers);
       readyTimes.push(await waitReady(s, started));
       await stop(s);
     }
@@ -370,11 +411,11 @@ async function main(): Promise<void> {
     results.readyMs = { median: Math.round(readyTimes[2] ?? NaN), all: readyTimes.map(Math.round) };
 
     // 3. The server under load.
-    const server = await spawnServe(dataDir, logFile);
+    const server = await spawnServe(dataDir, logFile, options.workers);
     await waitReady(server, process.hrtime.bigint());
     const pid = server.child.pid ?? 0;
     await sleep(3000);
-    results.idleRssMiB = rssMiB(pid);
+    results.idleMemory = memoryMiB(pid);
 
     const ca = readFileSync(join(dataDir, 'root-cert.pem'), 'utf8');
     const body = JSON.stringify(JSON.parse(readFileSync(FIXTURE, 'utf8')));
@@ -386,6 +427,9 @@ async function main(): Promise<void> {
     });
 
     const load: LoadResult[] = [];
+    // Unmeasured load first: a long-running server is measured, not its first seconds.
+    if (options.warmup > 0)
+      runWrk('warm-up', injectUrl, injectLua, { ...options, duration: options.warmup });
     const measured = async (run: () => Promise<LoadResult> | LoadResult): Promise<void> => {
       const before = await injectionBuckets(server.adminPort);
       const result = await run();
@@ -414,7 +458,7 @@ async function main(): Promise<void> {
       );
     }
     results.reviewBytes = body.length;
-    results.rssAfterLoadMiB = rssMiB(pid);
+    results.memoryAfterLoad = memoryMiB(pid);
 
     // 4. The CA API (admin route), one CSR per key type, same CSR each time.
     const adminToken = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
@@ -445,7 +489,7 @@ async function main(): Promise<void> {
       );
     }
     results.load = load;
-    results.rssAfterCaMiB = rssMiB(pid);
+    results.memoryAfterCa = memoryMiB(pid);
     results.exitCode = await stop(server);
   } catch (err) {
     process.stderr.write(
@@ -464,7 +508,16 @@ async function main(): Promise<void> {
   const lines = [
     `review body: ${String(results.reviewBytes)} bytes; ${options.duration}s per run; ${options.connections} connections (max), 16 (fixed rates)`,
     `time to /readyz 200, existing store: median ${(results.readyMs as { median: number }).median} ms (runs: ${(results.readyMs as { all: number[] }).all.join(', ')}); first start (new CA): ${String(results.firstStartMs)} ms`,
-    `RSS: idle ${String(results.idleRssMiB)} MiB, after the review load ${String(results.rssAfterLoadMiB)} MiB, after the CA load ${String(results.rssAfterCaMiB)} MiB`,
+    `workers: ${options.workers}; memory of the ${(results.idleMemory as { processes: number }).processes} process(es), RSS summed / PSS summed: ${[
+      ['idle', results.idleMemory],
+      ['after the review load', results.memoryAfterLoad],
+      ['after the CA load', results.memoryAfterCa],
+    ]
+      .map(([what, m]) => {
+        const { rss, pss } = m as { rss: number; pss: number };
+        return `${String(what)} ${rss} / ${pss} MiB`;
+      })
+      .join('; ')}`,
     `exit code after SIGTERM: ${String(results.exitCode)}`,
     '',
     '| run | requests/s | p50 ms | p99 ms | errors | server p50 / p99 ms (decision time, bucket bound) |',
