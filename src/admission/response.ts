@@ -113,3 +113,20 @@ export function buildAdmissionReviewResponse(
   }
   return { apiVersion: ADMISSION_API_VERSION, kind: ADMISSION_KIND, response };
 }
+
+/**
+ * The JSON text of an AdmissionReview answer. The base64 patch (most of the bytes) is spliced in
+ * as it is: base64 needs no JSON escaping, and JSON.stringify would scan it character by
+ * character (20 µs for a 7 KB patch, a tenth of a review: bench/RESULTS.md).
+ */
+export function serializeAdmissionReviewResponse(review: AdmissionReviewResponse): string {
+  const { patch, ...response } = review.response;
+  // encodePatch makes the patch, base64 by construction; a quote or backslash, which only a
+  // patch from elsewhere could hold, takes the slow path.
+  if (patch === undefined || patch.includes('"') || patch.includes('\\')) {
+    return JSON.stringify(review);
+  }
+  const head = JSON.stringify({ ...review, response });
+  // head ends with the two braces of `response` and of the review.
+  return `${head.slice(0, -2)},"patch":"${patch}"}}`;
+}

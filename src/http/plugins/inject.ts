@@ -2,7 +2,12 @@
 // src/admission), count, log one line, answer.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { admit, parseAdmissionReview, type PodInjector } from '../../admission';
+import {
+  admit,
+  parseAdmissionReview,
+  serializeAdmissionReviewResponse,
+  type PodInjector,
+} from '../../admission';
 import { INJECT_PATH } from '../../constants';
 import type { MooringMetrics } from '../metrics';
 import { requireJson } from '../request';
@@ -47,7 +52,9 @@ export function registerInjectRoute(app: FastifyInstance, deps: InjectRouteDeps)
       } else {
         request.log.error({ ...line, err: outcome.error }, 'admission review');
       }
-      return reply.send(outcome.response);
+      return reply
+        .type('application/json; charset=utf-8')
+        .send(serializeAdmissionReviewResponse(outcome.response));
     },
   );
 }

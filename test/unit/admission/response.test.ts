@@ -1,4 +1,6 @@
+import fc from 'fast-check';
 import {
+  serializeAdmissionReviewResponse,
   buildAdmissionReviewResponse,
   encodePatch,
   normalizeWarnings,
@@ -89,5 +91,40 @@ describe('encodePatch', () => {
   it('encodes UTF-8 values losslessly', () => {
     const patch = [{ op: 'add', path: '/metadata/annotations/x', value: 'größe ✓' }];
     expect(decode(encodePatch(patch))).toEqual(patch);
+  });
+});
+
+describe('serializeAdmissionReviewResponse', () => {
+  const jsonValue = fc.jsonValue({ maxDepth: 3 });
+
+  it('writes JSON that reads back as the answer, whatever the patch and warnings', () => {
+    fc.assert(
+      fc.property(
+        fc.string(),
+        fc.array(
+          fc.record({ op: fc.constantFrom('add', 'replace'), path: fc.string(), value: jsonValue }),
+        ),
+        fc.array(fc.string()),
+        fc.boolean(),
+        (uid, patch, warnings, allowed) => {
+          const review = buildAdmissionReviewResponse(
+            uid,
+            allowed
+              ? { allowed: true, patch, warnings }
+              : { allowed: false, code: 400, message: uid, warnings },
+          );
+          expect(JSON.parse(serializeAdmissionReviewResponse(review))).toEqual(review);
+        },
+      ),
+    );
+  });
+
+  it('writes a patch from elsewhere that needs escaping through JSON.stringify', () => {
+    const review = {
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      response: { uid: 'u', allowed: true, patchType: 'JSONPatch', patch: 'a"b\\c' },
+    } as const;
+    expect(JSON.parse(serializeAdmissionReviewResponse(review))).toEqual(review);
   });
 });
