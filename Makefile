@@ -3,7 +3,7 @@ SHELL := bash
 NODE_BIN := node_modules/.bin
 DATA_DIR ?= ca/dev-store
 
-.PHONY: help deps build run test unit e2e netns verify lint format golden webhook-config control-plane bench-build bench-inject bench-ca bench-webhook bench-agent bench-cluster
+.PHONY: help deps build run test unit e2e netns verify lint format golden webhook-config control-plane bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,10 +56,15 @@ bench-inject: bench-build ## injector core, one core (bench/RESULTS.md)
 
 bench-ca: bench-build ## CA: core rates, then HTTP side by side with cfssl (needs wrk, golang-cfssl)
 	node .cache/bench/bench/ca.js core
-	node .cache/bench/bench/ca.js http --rounds 2 --duration 5
+	node .cache/bench/bench/ca.js http --rounds 2 --duration 5 --loader wrk --workers 1
+	node .cache/bench/bench/ca.js http --rounds 2 --duration 5 --loader wrk --workers auto
 
-bench-webhook: bench-build ## admission reviews per second, latency at fixed rates, idle RSS, time to ready
-	node .cache/bench/bench/webhook.js
+bench-tools: ## vegeta (constant-rate load, Go) into .cache/bin through the Go module proxy
+	test -x .cache/bin/vegeta || GOTOOLCHAIN=local GOBIN=$(CURDIR)/.cache/bin go install github.com/tsenart/vegeta/v12@v12.13.0
+
+bench-webhook: bench-build bench-tools ## admission reviews per second, latency at fixed rates, memory, time to ready
+	node .cache/bench/bench/webhook.js --workers 1
+	node .cache/bench/bench/webhook.js --workers auto
 
 bench-agent: bench-build ## agent start, memory, renewal CPU, probe throughput
 	node .cache/bench/bench/agent.js

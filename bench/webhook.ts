@@ -245,6 +245,56 @@ function runWrk(name: string, url: string, luaScript: string, options: Options):
   return { name, rps: Math.round(rps), p50ms: pct('50'), p99ms: pct('99'), errors };
 }
 
+const VEGETA = join(ROOT, '.cache', 'bin', 'vegeta');
+
+/**
+ * vegeta (Go, `make bench-tools`) at a constant rate, open loop: requests leave on schedule
+ * whether or not earlier ones have been answered, so a slow answer cannot hide the ones queued
+ * behind it. Light on the shared CPU, unlike a Node client; exact percentiles.
+ */
+function runVegeta(
+  name: string,
+  url: string,
+  bodyFile: string,
+  rate: number,
+  caFile: string,
+  options: Options,
+  dir: string,
+): LoadResult {
+  const targets = join(dir, 'vegeta-targets.txt');
+  writeFileSync(targets, `POST ${url}\nContent-Type: application/json\n@${bodyFile}\n`);
+  const results = join(dir, 'vegeta.bin');
+  execFileSync(
+    VEGETA,
+    [
+      'attack',
+      `-rate=${rate}/s`,
+      `-duration=${options.duration}s`,
+      `-targets=${targets}`,
+      `-root-certs=${caFile}`,
+      '-max-connections=64',
+      '-workers=16',
+      `-output=${results}`,
+    ],
+    { stdio: 'ignore' },
+  );
+  const report = JSON.parse(
+    execFileSync(VEGETA, ['report', '-type=json', results], { encoding: 'utf8' }),
+  ) as {
+    throughput: number;
+    latencies: { '50th': number; '99th': number };
+    success: number;
+    requests: number;
+  };
+  return {
+    name,
+    rps: Math.round(report.throughput),
+    p50ms: Math.round(report.latencies['50th'] / 1e4) / 100,
+    p99ms: Math.round(report.latencies['99th'] / 1e4) / 100,
+    errors: Math.round(report.requests * (1 - report.success)),
+  };
+}
+
 interface AutocannonResult {
   requests: { average: number };
   latency: { p50: number; p99: number };
@@ -440,6 +490,24 @@ async function main(): Promise<void> {
     await measured(() =>
       runAutocannon('inject max (autocannon)', injectUrl, body, null, ca, options),
     );
+    if (existsSync(VEGETA)) {
+      const caFile = join(dataDir, 'root-cert.pem');
+      for (const rate of [500, 1000, 2000]) {
+        await measured(() =>
+          runVegeta(
+            `inject at ${rate}/s (vegeta)`,
+            injectUrl,
+            bodyFile,
+            rate,
+            caFile,
+            options,
+            work,
+          ),
+        );
+      }
+    } else {
+      process.stderr.write('no .cache/bin/vegeta (make bench-tools): fixed rates without it\n');
+    }
     for (const rate of [500, 1000, 2000]) {
       await measured(() =>
         runPaced(`inject at ${rate}/s (paced, node client)`, injectUrl, body, rate, ca, options),
