@@ -3,7 +3,7 @@
 // serial a TLS client sees tells which one answered), the admin port sums their metrics, a
 // killed worker is replaced, a worker that cannot start stops the server, SIGTERM stops all.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +49,20 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Pids of the processes whose command line holds `text`. */
+function processesWith(text: string): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^[0-9]+$/.test(name))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(text);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
 }
 
 /** The value of one sample of the Prometheus text, or undefined. */
@@ -206,6 +220,36 @@ describe('mooring serve --workers: failures', () => {
       const text = s.stderr.join('\n');
       expect(text).toMatch(new RegExp(`--listen 127\\.0\\.0\\.1:${port}: cannot listen`));
       expect(text).toContain('a worker failed before it was ready: stopping');
+    } finally {
+      blocker.close();
+      s.child.kill('SIGKILL');
+    }
+  }, 60_000);
+
+  it('exits 1, naming the address, when the admin port is taken, and stops the workers', async () => {
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const port = (blocker.address() as AddressInfo).port;
+    const s = spawnServe([
+      '--workers',
+      '2',
+      '--data-dir',
+      join(dir, 'store'),
+      '--listen',
+      '127.0.0.1:0',
+      '--admin-listen',
+      `127.0.0.1:${port}`,
+    ]);
+    try {
+      const { code } = await s.exit;
+      expect(code).toBe(1);
+      expect(s.stderr.join('\n')).toMatch(
+        new RegExp(`--admin-listen 127\\.0\\.0\\.1:${port}: cannot listen: .*EADDRINUSE`),
+      );
+      // No process of this server is left: none runs with its data directory.
+      await waitFor('the workers to exit', () =>
+        processesWith(join(dir, 'store')).length === 0 ? true : undefined,
+      );
     } finally {
       blocker.close();
       s.child.kill('SIGKILL');
