@@ -307,7 +307,7 @@ async function core(o: Options): Promise<Record<string, Rate[]>> {
     windowCertificates: [],
   });
   const verified = {
-    ...(importPublicKey(parseCsr(csrDerFromPem(csrs.p256)).spki)),
+    ...importPublicKey(parseCsr(csrDerFromPem(csrs.p256)).spki),
     spki: parseCsr(csrDerFromPem(csrs.p256)).spki,
     names: parseCsr(csrDerFromPem(csrs.p256)).names,
   };

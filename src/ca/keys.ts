@@ -7,8 +7,7 @@
 // (~75 µs, most of it OpenSSL building the curve group; the same point through WebCrypto's
 // importKey costs a third more in its JavaScript layers). bench/ca.ts measures them.
 
-import type {
-  KeyObject} from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import {
   createHash,
   createPrivateKey,
