@@ -3,7 +3,7 @@
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Agent } from 'node:https';
 import { request as httpsRequest } from 'node:https';
@@ -158,4 +158,30 @@ export function buildDist(): void {
       stdio: 'ignore',
     },
   );
+}
+
+/**
+ * Starts `mooring serve` with `flag` on a port another listener holds, and expects exit 1 with a
+ * message naming the flag, the address and EADDRINUSE. Resolves with the process's stderr lines.
+ */
+export async function servesOnTakenPort(
+  flag: '--listen' | '--admin-listen',
+  args: readonly string[],
+): Promise<string[]> {
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+  const port = (blocker.address() as AddressInfo).port;
+  const other = flag === '--listen' ? '--admin-listen' : '--listen';
+  const s = spawnServe([...args, flag, `127.0.0.1:${port}`, other, '127.0.0.1:0']);
+  try {
+    const { code } = await s.exit;
+    expect(code).toBe(1);
+    expect(s.stderr.join('\n')).toMatch(
+      new RegExp(`${flag} 127\\.0\\.0\\.1:${port}: cannot listen: .*EADDRINUSE`),
+    );
+    return s.stderr;
+  } finally {
+    blocker.close();
+    s.child.kill('SIGKILL');
+  }
 }

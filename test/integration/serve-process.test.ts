@@ -2,11 +2,17 @@
 // and SIGINT with a request in flight, exit codes, and a clear failure when a port is taken.
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { buildDist, portOpen, readyPorts, spawnServe, waitFor } from './serve-helpers';
+import {
+  buildDist,
+  portOpen,
+  readyPorts,
+  servesOnTakenPort,
+  spawnServe,
+  waitFor,
+} from './serve-helpers';
 
 const ROOT = join(__dirname, '..', '..');
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'admission', 'pod-create-deployment.json');
@@ -85,27 +91,7 @@ describe('mooring serve as a process', () => {
   );
 
   it('exits 1 with a clear message when the HTTPS port is taken', async () => {
-    const blocker = createServer();
-    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
-    const port = (blocker.address() as AddressInfo).port;
-    const s = spawnServe([
-      '--data-dir',
-      join(dir, 'store'),
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--admin-listen',
-      '127.0.0.1:0',
-    ]);
-    try {
-      const { code } = await s.exit;
-      expect(code).toBe(1);
-      expect(s.stderr.join('\n')).toMatch(
-        new RegExp(`--listen 127\\.0\\.0\\.1:${port}: cannot listen: .*EADDRINUSE`),
-      );
-    } finally {
-      blocker.close();
-      s.child.kill('SIGKILL');
-    }
+    await servesOnTakenPort('--listen', ['--data-dir', join(dir, 'store')]);
   }, 60_000);
 
   it('exits 2 for a malformed --listen', async () => {

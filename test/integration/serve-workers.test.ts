@@ -4,7 +4,6 @@
 // killed worker is replaced, a worker that cannot start stops the server, SIGTERM stops all.
 
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -13,6 +12,7 @@ import {
   httpsCall,
   portOpen,
   readyPorts,
+  servesOnTakenPort,
   spawnServe,
   waitFor,
   type Spawned,
@@ -201,59 +201,21 @@ describe('mooring serve --workers: failures', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   it('exits 1, naming the address, when the workers cannot listen', async () => {
-    const blocker = createServer();
-    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
-    const port = (blocker.address() as AddressInfo).port;
-    const s = spawnServe([
+    const stderr = await servesOnTakenPort('--listen', [
       '--workers',
       '2',
       '--data-dir',
       join(dir, 'store'),
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--admin-listen',
-      '127.0.0.1:0',
     ]);
-    try {
-      const { code } = await s.exit;
-      expect(code).toBe(1);
-      const text = s.stderr.join('\n');
-      expect(text).toMatch(new RegExp(`--listen 127\\.0\\.0\\.1:${port}: cannot listen`));
-      expect(text).toContain('a worker failed before it was ready: stopping');
-    } finally {
-      blocker.close();
-      s.child.kill('SIGKILL');
-    }
+    expect(stderr.join('\n')).toContain('a worker failed before it was ready: stopping');
   }, 60_000);
 
-  it('exits 1, naming the address, when the admin port is taken, and stops the workers', async () => {
-    const blocker = createServer();
-    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
-    const port = (blocker.address() as AddressInfo).port;
-    const s = spawnServe([
-      '--workers',
-      '2',
-      '--data-dir',
-      join(dir, 'store'),
-      '--listen',
-      '127.0.0.1:0',
-      '--admin-listen',
-      `127.0.0.1:${port}`,
-    ]);
-    try {
-      const { code } = await s.exit;
-      expect(code).toBe(1);
-      expect(s.stderr.join('\n')).toMatch(
-        new RegExp(`--admin-listen 127\\.0\\.0\\.1:${port}: cannot listen: .*EADDRINUSE`),
-      );
-      // No process of this server is left: none runs with its data directory.
-      await waitFor('the workers to exit', () =>
-        processesWith(join(dir, 'store')).length === 0 ? true : undefined,
-      );
-    } finally {
-      blocker.close();
-      s.child.kill('SIGKILL');
-    }
+  it('exits 1, naming the address, when the admin port is taken, and leaves no process', async () => {
+    await servesOnTakenPort('--admin-listen', ['--workers', '2', '--data-dir', join(dir, 'store')]);
+    // No process of this server is left: none runs with its data directory.
+    await waitFor('the workers to exit', () =>
+      processesWith(join(dir, 'store')).length === 0 ? true : undefined,
+    );
   }, 60_000);
 
   it.each([
