@@ -92,19 +92,16 @@ export async function runWorker(flags: ServeFlags): Promise<number> {
     }
     void server.close(signal);
   };
-  // The primary gone (killed): stop too, rather than serve on unsupervised.
-  const onDisconnect = (): void => void server.close('primary exited');
   // Ctrl-C reaches the whole process group: the primary handles it and sends SIGTERM, so that a
-  // worker never stops before its primary knows the server is stopping.
+  // worker never stops before its primary knows the server is stopping. A primary that dies
+  // takes the workers with it: node:cluster ends a worker whose IPC channel closes unexpectedly.
   const ignore = (): void => undefined;
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', ignore);
-  process.on('disconnect', onDisconnect);
   await server.closed;
   clearInterval(poll);
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', ignore);
-  process.off('disconnect', onDisconnect);
   release();
   return EXIT.ok;
 }

@@ -193,6 +193,35 @@ describe('mooring serve --workers 2', () => {
   }, 40_000);
 });
 
+describe('mooring serve --workers: the primary killed', () => {
+  it('takes its workers down with it: none serves on unsupervised', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mooring-workers-'));
+    const s = spawnServe([
+      '--workers',
+      '2',
+      '--data-dir',
+      join(dir, 'store'),
+      '--listen',
+      '127.0.0.1:0',
+      '--admin-listen',
+      '127.0.0.1:0',
+    ]);
+    try {
+      const ports = await readyPorts(s);
+      const pids = workerPids(s);
+      expect(pids).toHaveLength(2);
+      s.child.kill('SIGKILL');
+      await s.exit;
+      await waitFor('the workers to exit', () => (pids.some(alive) ? undefined : true));
+      expect(await portOpen(ports.webhook)).toBe(false);
+    } finally {
+      s.child.kill('SIGKILL');
+      for (const pid of workerPids(s)) if (alive(pid)) process.kill(pid, 'SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
 describe('mooring serve --workers: failures', () => {
   let dir: string;
   beforeEach(() => {
