@@ -6,7 +6,6 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP, type AddressInfo } from 'node:net';
-import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import type { Command } from 'commander';
@@ -15,6 +14,7 @@ import type { Logger } from 'pino';
 import type { DestinationStream } from 'pino';
 import type { Registry } from 'prom-client';
 import type { PodInjector } from '../admission';
+import { usableCpus } from '../adapters/cpus';
 import { systemClock } from '../adapters/system-clock';
 import { TlsReloader } from '../adapters/tls-reloader';
 import type { CryptoMode } from '../ca/csr';
@@ -59,8 +59,11 @@ export function resolveConfig(flags: ServeFlags): Config {
   return validateConfig({ ...structuredClone(base), server }, flags.config ?? 'flags');
 }
 
-/** How many processes serve the HTTPS port: server.workers, with 'auto' one per CPU. */
-export function workerCount(config: Config, cpus: () => number = availableParallelism): number {
+/**
+ * How many processes serve the HTTPS port: server.workers, with 'auto' one per usable CPU (the
+ * CPUs the process may run on, at most its cgroup's CPU limit: a Pod's limits.cpu).
+ */
+export function workerCount(config: Config, cpus: () => number = usableCpus): number {
   const { workers } = config.server;
   return workers === 'auto' ? Math.max(1, Math.min(64, cpus())) : workers;
 }

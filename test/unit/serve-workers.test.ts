@@ -1,5 +1,6 @@
 // How many processes `mooring serve` runs (server.workers) and how fast it replaces one.
 
+import { cgroupCpuLimit, cpusFromCpuMax, usableCpus } from '../../src/adapters/cpus';
 import { restartDelayMs } from '../../src/cli/serve-workers';
 import { resolveConfig, workerCount } from '../../src/cli/serve';
 import { validateConfig } from '../../src/config/validate';
@@ -46,5 +47,63 @@ describe('replacing a worker that died', () => {
     [50, 30_000],
   ])('after %i failures in the last minute waits %i ms', (failures, ms) => {
     expect(restartDelayMs(failures)).toBe(ms);
+  });
+});
+
+describe('the CPUs `--workers auto` counts', () => {
+  it.each([
+    ['max 100000', null],
+    ['100000 100000', 1],
+    ['150000 100000', 2],
+    ['50000 100000', 1],
+    ['400000 100000', 4],
+  ])('cgroup v2 cpu.max %p allows %p', (text, cpus) => {
+    expect(cpusFromCpuMax(text)).toBe(cpus);
+  });
+
+  const files =
+    (map: Record<string, string>) =>
+    (path: string): string | null =>
+      map[path] ?? null;
+
+  it("reads the process's own cgroup v2 group first", () => {
+    const read = files({
+      '/proc/self/cgroup': '0::/kubepods/pod1/c1\n',
+      '/sys/fs/cgroup/kubepods/pod1/c1/cpu.max': '200000 100000\n',
+      '/sys/fs/cgroup/cpu.max': 'max 100000\n',
+    });
+    expect(cgroupCpuLimit(read)).toBe(2);
+  });
+
+  it('reads the root of the hierarchy inside a cgroup namespace', () => {
+    const read = files({
+      '/proc/self/cgroup': '0::/\n',
+      '/sys/fs/cgroup/cpu.max': '100000 100000',
+    });
+    expect(cgroupCpuLimit(read)).toBe(1);
+  });
+
+  it('reads a cgroup v1 quota, where -1 means none', () => {
+    const v1 = (quota: string) =>
+      files({
+        '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': quota,
+        '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n',
+      });
+    expect(cgroupCpuLimit(v1('300000\n'))).toBe(3);
+    expect(cgroupCpuLimit(v1('-1\n'))).toBeNull();
+    expect(cgroupCpuLimit(files({}))).toBeNull();
+  });
+
+  it.each([
+    [16, 1, 1],
+    [16, null, 16],
+    [2, 4, 2],
+  ])('%i CPUs with a limit of %p: %i', (parallelism, limit, expected) => {
+    expect(
+      usableCpus(
+        () => parallelism,
+        () => limit,
+      ),
+    ).toBe(expected);
   });
 });
