@@ -238,9 +238,11 @@ describe('mooring agent against mooring serve (local mode)', () => {
     expect(
       opensslVerify(path.join(out, 'root-cert.pem'), path.join(out, 'cert-chain.pem')),
     ).toContain('OK');
-    // Only the current and the previous version are kept.
-    expect((await fs.readdir(out)).filter((e) => e.startsWith('..v')).length).toBeLessThanOrEqual(
-      2,
+    // Only the current and the previous version are kept: between writing a new version and
+    // pruning, a renewal in progress briefly holds a third.
+    await eventually(
+      'two versions at most',
+      async () => (await fs.readdir(out)).filter((e) => e.startsWith('..v')).length <= 2,
     );
     await agent.stop();
   });
