@@ -42,6 +42,7 @@ export const ERROR_CATALOG = {
   HTTP_ERR_METHOD: { status: 405, summary: 'method not allowed' },
   HTTP_ERR_BAD_REQUEST: { status: 400, summary: 'the request is malformed' },
   HTTP_ERR_INTERNAL: { status: 500, summary: 'internal error' },
+  HTTP_ERR_WORKERS_NOT_READY: { status: 503, summary: 'a worker is starting: try again' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;

@@ -16,6 +16,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
 import type { Config } from '../config/types';
+import { MooringError } from '../errors';
 import { EXIT } from './io';
 import { parseHostPort, startServer, workerCount, type ServeFlags } from './serve';
 
@@ -154,6 +155,14 @@ export async function runPrimary(
   const metricsSource = {
     contentType: aggregator.contentType,
     async metrics(): Promise<string> {
+      // A worker still booting does not answer the aggregator yet, which would then wait 5 s
+      // and fail: say so at once instead.
+      if (!readiness().checks.workersReady) {
+        throw new MooringError(
+          'HTTP_ERR_WORKERS_NOT_READY',
+          `${[...states.values()].filter((w) => w.ready).length} of ${count} workers are ready: the summed metrics are back once all are`,
+        );
+      }
       const workers = String(await aggregator.clusterMetrics());
       return `${workers.trimEnd()}\n${await own.metrics()}`;
     },

@@ -164,6 +164,19 @@ describe('mooring serve --workers 2', () => {
   it('replaces a worker that dies and keeps answering', async () => {
     const [victim] = workerPids(s);
     process.kill(victim as number, 'SIGKILL');
+    // Once the primary knows, and until the replacement is ready (1 s of backoff, then its
+    // start), the summed metrics are refused at once, with a reason.
+    await waitFor('the primary to see the exit', () =>
+      lines(s).some((l) => l.msg === 'a worker exited unexpectedly: starting a new one')
+        ? true
+        : undefined,
+    );
+    const refused = await httpGet(ports.admin, '/metrics');
+    expect(refused.status).toBe(503);
+    expect(JSON.parse(refused.body)).toMatchObject({
+      code: 'HTTP_ERR_WORKERS_NOT_READY',
+      message: 'a worker is starting: try again',
+    });
     await waitFor('a third worker', () => (workerPids(s).length === 3 ? true : undefined), 20_000);
     await waitFor('ready again', async () =>
       (await httpGet(ports.admin, '/readyz')).status === 200 ? true : undefined,
