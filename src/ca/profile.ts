@@ -207,9 +207,12 @@ export interface WorkloadProfileInput {
   readonly policy: LifetimePolicy;
 }
 
-/** The X.509-SVID for `spiffeId` (already checked against the trust domain). */
-export function workloadTemplate(input: WorkloadProfileInput): LeafTemplate {
-  checkRequestedNames(input.csr.names, input.spiffeId);
+/** What the two leaf profiles share: lifetime, validity window, key usage, SKI, basic constraints. */
+function leafTemplate(
+  input: Omit<WorkloadProfileInput, 'spiffeId'>,
+  eku: Buffer,
+  names: Parameters<typeof subjectAltName>[0],
+): LeafTemplate {
   const ttl = resolveTtl(input.ttlSeconds, input.policy);
   const validity = validityWindow(input.now, ttl, input.policy.backdateSeconds, input.issuer);
   return {
@@ -220,11 +223,17 @@ export function workloadTemplate(input: WorkloadProfileInput): LeafTemplate {
     extensions: [
       LEAF_CONSTRAINTS,
       keyUsageExtension(input.csr.keyType),
-      WORKLOAD_EKU,
-      subjectAltName({ uris: [input.spiffeId] }, true),
+      eku,
+      subjectAltName(names, true),
       subjectKeyIdentifier(keyIdentifier(input.csr.spki)),
     ],
   };
+}
+
+/** The X.509-SVID for `spiffeId` (already checked against the trust domain). */
+export function workloadTemplate(input: WorkloadProfileInput): LeafTemplate {
+  checkRequestedNames(input.csr.names, input.spiffeId);
+  return leafTemplate(input, WORKLOAD_EKU, { uris: [input.spiffeId] });
 }
 
 export interface ServingProfileInput {
@@ -240,20 +249,5 @@ export interface ServingProfileInput {
 
 /** The server's own TLS certificate: the CSR's names are ignored, the given ones put in. */
 export function servingTemplate(input: ServingProfileInput): LeafTemplate {
-  const names = checkServingNames(input.dnsNames, input.ipAddresses);
-  const ttl = resolveTtl(input.ttlSeconds, input.policy);
-  const validity = validityWindow(input.now, ttl, input.policy.backdateSeconds, input.issuer);
-  return {
-    serial: input.serial,
-    ...validity,
-    subjectName: EMPTY_NAME,
-    spki: input.csr.spki,
-    extensions: [
-      LEAF_CONSTRAINTS,
-      keyUsageExtension(input.csr.keyType),
-      SERVING_EKU,
-      subjectAltName(names, true),
-      subjectKeyIdentifier(keyIdentifier(input.csr.spki)),
-    ],
-  };
+  return leafTemplate(input, SERVING_EKU, checkServingNames(input.dnsNames, input.ipAddresses));
 }
