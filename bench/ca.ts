@@ -43,6 +43,7 @@ import { serialNumber, workloadTemplate } from '../src/ca/profile';
 import type { KeyStore, StoredCAState } from '../src/ca/ports';
 import type { CAState } from '../src/ca/rotation';
 import { buildTbs } from '../src/ca/x509';
+import { luaPost, runWrkOnce } from './wrk';
 import { defaultConfig } from '../src/config/validate';
 
 const ROOT = process.cwd();
@@ -414,20 +415,6 @@ interface LoadResult {
   readonly errors: number;
 }
 
-function luaPost(path: string, bodyFile: string, headers: Record<string, string>): string {
-  const lines = [
-    'wrk.method = "POST"',
-    `local f = assert(io.open(${JSON.stringify(bodyFile)}, "rb"))`,
-    'wrk.body = f:read("*a")',
-    'f:close()',
-    ...Object.entries(headers).map(
-      ([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`,
-    ),
-  ];
-  writeFileSync(path, `${lines.join('\n')}\n`);
-  return path;
-}
-
 function runWrk(
   name: string,
   url: string,
@@ -439,29 +426,10 @@ function runWrk(
   const bodyFile = join(dir, `body-${Math.random().toString(36).slice(2)}.json`);
   writeFileSync(bodyFile, body);
   const script = luaPost(`${bodyFile}.lua`, bodyFile, headers);
-  const out = execFileSync(
-    'wrk',
-    ['-t1', `-c${o.connections}`, `-d${o.duration}s`, '--latency', '-s', script, url],
-    { encoding: 'utf8' },
-  );
-  const toMs = (v: string, u: string): number =>
-    u === 'us' ? Number(v) / 1000 : u === 's' ? Number(v) * 1000 : Number(v);
-  const pct = (p: string): number => {
-    const m = new RegExp(`\\s${p}%\\s+([0-9.]+)(us|ms|s)`).exec(out);
-    return m?.[1] !== undefined && m[2] !== undefined
-      ? Math.round(toMs(m[1], m[2]) * 100) / 100
-      : NaN;
-  };
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const errors = non2xx + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
   return {
     name,
     loader: 'wrk',
-    rps: Math.round(Number(/Requests\/sec:\s+([0-9.]+)/.exec(out)?.[1] ?? NaN)),
-    p50ms: pct('50'),
-    p99ms: pct('99'),
-    errors,
+    ...runWrkOnce(url, { connections: o.connections, duration: o.duration, script }),
   };
 }
 

@@ -20,6 +20,7 @@ import { createHistogram } from 'node:perf_hooks';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { luaPost, runWrkOnce } from './wrk';
 
 const ROOT = process.cwd();
 const BIN = join(ROOT, 'bin', 'mooring.js');
@@ -216,33 +217,7 @@ interface LoadResult {
 
 /** wrk at full speed; latency percentiles from --latency. */
 function runWrk(name: string, url: string, luaScript: string, options: Options): LoadResult {
-  const out = execFileSync(
-    'wrk',
-    [
-      '-t1',
-      `-c${options.connections}`,
-      `-d${options.duration}s`,
-      '--latency',
-      '-s',
-      luaScript,
-      url,
-    ],
-    { encoding: 'utf8' },
-  );
-  const toMs = (value: string, unit: string): number =>
-    unit === 'us' ? Number(value) / 1000 : unit === 's' ? Number(value) * 1000 : Number(value);
-  const pct = (p: string): number => {
-    const m = new RegExp(`\\s${p}%\\s+([0-9.]+)(us|ms|s)`).exec(out);
-    return m?.[1] !== undefined && m[2] !== undefined ? toMs(m[1], m[2]) : NaN;
-  };
-  const rps = Number(/Requests\/sec:\s+([0-9.]+)/.exec(out)?.[1] ?? NaN);
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(
-    out,
-  );
-  const errors =
-    non2xx + (socketErrors ? socketErrors.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-  return { name, rps: Math.round(rps), p50ms: pct('50'), p99ms: pct('99'), errors };
+  return { name, ...runWrkOnce(url, { ...options, script: luaScript }) };
 }
 
 const VEGETA = join(ROOT, '.cache', 'bin', 'vegeta');
@@ -403,20 +378,6 @@ async function runPaced(
     p99ms: histogram.percentile(99) / 1e6,
     errors,
   };
-}
-
-function luaPost(path: string, bodyFile: string, headers: Record<string, string>): string {
-  const lines = [
-    'wrk.method = "POST"',
-    `local f = assert(io.open(${JSON.stringify(bodyFile)}, "rb"))`,
-    'wrk.body = f:read("*a")',
-    'f:close()',
-    ...Object.entries(headers).map(
-      ([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`,
-    ),
-  ];
-  writeFileSync(path, `${lines.join('\n')}\n`);
-  return path;
 }
 
 function csrFor(kind: 'ec' | 'rsa', dir: string): string {
