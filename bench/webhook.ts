@@ -3,8 +3,9 @@
 //
 //   make build && npx tsc -p bench/tsconfig.json && node .cache/bench/bench/webhook.js
 //   options: --duration SECONDS (default 10)  --connections N (default 32)  --json
-//            --workers N|auto (serve's --workers, default auto)  --warmup SECONDS (unmeasured
-//            load before the measured runs, default 3)
+//            --workers N|auto (serve's --workers, default auto)  --inject-threads N|auto
+//            (serve's --inject-threads, default auto)  --warmup SECONDS (unmeasured load before
+//            the measured runs, default 3)
 //
 // Max throughput is measured with wrk (C, light on the shared 2 cores) and autocannon; fixed
 // rates with an evenly paced open-loop Node client (runPaced) and with autocannon's overallRate
@@ -31,6 +32,7 @@ interface Options {
   connections: number;
   json: boolean;
   workers: string;
+  injectThreads: string;
   warmup: number;
 }
 
@@ -40,6 +42,7 @@ function parseArgs(argv: string[]): Options {
     connections: 32,
     json: false,
     workers: 'auto',
+    injectThreads: 'auto',
     warmup: 3,
   };
   for (let i = 0; i < argv.length; i += 1) {
@@ -48,6 +51,7 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--connections') options.connections = Number(argv[++i]);
     else if (arg === '--json') options.json = true;
     else if (arg === '--workers') options.workers = argv[++i] ?? 'auto';
+    else if (arg === '--inject-threads') options.injectThreads = argv[++i] ?? 'auto';
     else if (arg === '--warmup') options.warmup = Number(argv[++i]);
   }
   return options;
@@ -75,7 +79,7 @@ function freePort(): Promise<number> {
   });
 }
 
-async function spawnServe(dataDir: string, logFile: string, workers: string): Promise<Server> {
+async function spawnServe(dataDir: string, logFile: string, options: Options): Promise<Server> {
   const webhookPort = await freePort();
   const adminPort = await freePort();
   const log = openSync(logFile, 'a');
@@ -85,7 +89,9 @@ async function spawnServe(dataDir: string, logFile: string, workers: string): Pr
       BIN,
       'serve',
       '--workers',
-      workers,
+      options.workers,
+      '--inject-threads',
+      options.injectThreads,
       '--data-dir',
       dataDir,
       '--listen',
@@ -405,7 +411,7 @@ async function main(): Promise<void> {
 
   try {
     // 1. A store to start from.
-    const first = await spawnServe(dataDir, logFile, options.workers);
+    const first = await spawnServe(dataDir, logFile, options);
     const firstStart = process.hrtime.bigint();
     results.firstStartMs = Math.round(await waitReady(first, firstStart));
     await stop(first);
@@ -414,7 +420,7 @@ async function main(): Promise<void> {
     const readyTimes: number[] = [];
     for (let i = 0; i < 5; i += 1) {
       const started = process.hrtime.bigint();
-      const s = await spawnServe(dataDir, logFile, options.workers);
+      const s = await spawnServe(dataDir, logFile, options);
       readyTimes.push(await waitReady(s, started));
       await stop(s);
     }
@@ -422,7 +428,7 @@ async function main(): Promise<void> {
     results.readyMs = { median: Math.round(readyTimes[2] ?? NaN), all: readyTimes.map(Math.round) };
 
     // 3. The server under load.
-    const server = await spawnServe(dataDir, logFile, options.workers);
+    const server = await spawnServe(dataDir, logFile, options);
     await waitReady(server, process.hrtime.bigint());
     const pid = server.child.pid ?? 0;
     await sleep(3000);
@@ -537,7 +543,7 @@ async function main(): Promise<void> {
   const lines = [
     `review body: ${String(results.reviewBytes)} bytes; ${options.duration}s per run; ${options.connections} connections (max), 16 (fixed rates)`,
     `time to /readyz 200, existing store: median ${(results.readyMs as { median: number }).median} ms (runs: ${(results.readyMs as { all: number[] }).all.join(', ')}); first start (new CA): ${String(results.firstStartMs)} ms`,
-    `workers: ${options.workers}; memory of the ${(results.idleMemory as { processes: number }).processes} process(es), RSS summed / PSS summed: ${[
+    `workers: ${options.workers}; inject threads: ${options.injectThreads}; memory of the ${(results.idleMemory as { processes: number }).processes} process(es), RSS summed / PSS summed: ${[
       ['idle', results.idleMemory],
       ['after the review load', results.memoryAfterLoad],
       ['after the CA load', results.memoryAfterCa],

@@ -1,3 +1,4 @@
 export * from './review';
 export * from './response';
 export * from './admit';
+export * from './answer';

@@ -15,6 +15,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
+import { restartDelayMs } from '../adapters/backoff';
 import type { Config } from '../config/types';
 import { MooringError } from '../errors';
 import { EXIT } from './io';
@@ -35,11 +36,6 @@ export type WorkerMessage =
 
 function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && 'mooring' in m;
-}
-
-/** How long the primary waits before replacing a worker that died: doubling, at most 30 s. */
-export function restartDelayMs(recentFailures: number): number {
-  return Math.min(30_000, 1000 * 2 ** Math.max(0, recentFailures - 1));
 }
 
 // --- the worker --------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ import type { DestinationStream } from 'pino';
 import type { Registry } from 'prom-client';
 import type { PodInjector } from '../admission';
 import { usableCpus } from '../adapters/cpus';
+import type { InjectThreadData } from '../adapters/inject-thread';
+import type { InjectThreads } from '../adapters/inject-threads';
 import { systemClock } from '../adapters/system-clock';
 import { TlsReloader } from '../adapters/tls-reloader';
 import type { CryptoMode } from '../ca/csr';
@@ -40,6 +42,8 @@ export interface ServeFlags {
   readonly kubeconfig?: string;
   /** `N` or `auto`: node:cluster workers serving the HTTPS port (server.workers). */
   readonly workers?: string;
+  /** `N` or `auto`: worker threads answering admission reviews (server.injectThreads). */
+  readonly injectThreads?: string;
 }
 
 // --- configuration -----------------------------------------------------------------------------
@@ -55,6 +59,11 @@ export function resolveConfig(flags: ServeFlags): Config {
     ...(flags.workers === undefined
       ? {}
       : { workers: flags.workers === 'auto' ? 'auto' : Number(flags.workers) }),
+    ...(flags.injectThreads === undefined
+      ? {}
+      : {
+          injectThreads: flags.injectThreads === 'auto' ? 'auto' : Number(flags.injectThreads),
+        }),
   };
   return validateConfig({ ...structuredClone(base), server }, flags.config ?? 'flags');
 }
@@ -66,6 +75,21 @@ export function resolveConfig(flags: ServeFlags): Config {
 export function workerCount(config: Config, cpus: () => number = usableCpus): number {
   const { workers } = config.server;
   return workers === 'auto' ? Math.max(1, Math.min(64, cpus())) : workers;
+}
+
+/**
+ * How many inject threads answer admission reviews: server.injectThreads, with 'auto' one when a
+ * single process may use 2 CPUs or more (the event loop keeps TLS and HTTP, the thread the
+ * review), none in a worker of --workers (the other workers use the other CPUs).
+ */
+export function injectThreadCount(
+  config: Config,
+  role: 'single' | 'worker',
+  cpus: () => number = usableCpus,
+): number {
+  const { injectThreads } = config.server;
+  if (injectThreads !== 'auto') return injectThreads;
+  return role === 'single' && cpus() >= 2 ? 1 : 0;
 }
 
 export interface HostPort {
@@ -211,9 +235,35 @@ export interface RunningServer {
 }
 
 async function realInjector(config: Config, version: string): Promise<PodInjector> {
-  const { inject } = await import('../injector');
-  return (pod, namespace) =>
-    inject(pod as Parameters<typeof inject>[0], { config, namespace, version });
+  const { podInjector } = await import('../injector');
+  return podInjector(config, version);
+}
+
+/** With inject threads the event loop never runs the injector. */
+const refuseOnEventLoop: PodInjector = () => {
+  throw new MooringError('INJ_ERR_INTERNAL', 'the injector runs in the inject threads only');
+};
+
+/** Reviews answered in threads when the count says so and the injector is the real one. */
+async function startInjectThreads(
+  config: Config,
+  environment: ServeEnvironment,
+  version: string,
+  logger: Logger,
+  onRestart: () => void,
+): Promise<InjectThreads | null> {
+  const count = injectThreadCount(config, environment.role ?? 'single');
+  if (count === 0 || environment.injectPod !== undefined) return null;
+  const { InjectThreads } = await import('../adapters/inject-threads');
+  const data: InjectThreadData = { config, version };
+  const threads = new InjectThreads({
+    size: count,
+    workerData: data,
+    logger: logger.child({ component: 'inject-threads' }),
+    onRestart,
+  });
+  await threads.start();
+  return threads;
 }
 
 export function packageVersion(): string {
@@ -260,6 +310,7 @@ export async function startServer(
   // Filled in as the server comes up; readiness and metrics read them.
   let mode: ModeAdapters | null = null;
   let reloader: TlsReloader | null = null;
+  let threads: InjectThreads | null = null;
   let closing = false;
   const readiness = (): Readiness => {
     const checks = {
@@ -273,6 +324,7 @@ export async function startServer(
   const metrics = createMooringMetrics(registry, {
     caStatus: () => (mode?.certificates.ready() ? mode.certificates.status() : null),
     servingCert: () => reloader?.current() ?? null,
+    injectThreads: () => threads?.readyCount() ?? 0,
   });
   const role = environment.role ?? 'single';
   const admin =
@@ -287,6 +339,12 @@ export async function startServer(
   }
 
   let webhook: FastifyInstance | null = null;
+  // The threads load the injector while this thread loads the CA.
+  const threadsStarting = startInjectThreads(config, environment, version, logger, () =>
+    metrics.injectThreadRestarts.inc(),
+  );
+  // Awaited below; a failure while the CA loads must not count as an unhandled rejection.
+  threadsStarting.catch(() => undefined);
   try {
     mode = await buildMode({
       config,
@@ -297,7 +355,10 @@ export async function startServer(
       cryptoMode: serverCryptoMode(role),
       ...(flags.kubeconfig === undefined ? {} : { kubeconfig: flags.kubeconfig }),
     });
-    const injectPod = environment.injectPod ?? (await realInjector(config, version));
+    threads = await threadsStarting;
+    const injectPod =
+      environment.injectPod ??
+      (threads === null ? await realInjector(config, version) : refuseOnEventLoop);
     reloader = new TlsReloader({
       certificates: mode.certificates,
       clock,
@@ -314,6 +375,7 @@ export async function startServer(
       bodyLimitBytes: config.server.bodyLimitBytes,
       failOpen: config.injector.failOpen,
       injectPod,
+      ...(threads === null ? {} : { injectThreads: threads }),
       certificates: mode.certificates,
       authenticator: mode.authenticator,
       adminAuthorizer: mode.adminAuthorizer,
@@ -328,9 +390,15 @@ export async function startServer(
     }
   } catch (err) {
     reloader?.stop();
-    await Promise.allSettled([webhook?.close(), admin?.close(), mode?.close()]);
+    await Promise.allSettled([
+      webhook?.close(),
+      admin?.close(),
+      mode?.close(),
+      threadsStarting.then((t) => t?.close()),
+    ]);
     throw err;
   }
+  const readyThreads: InjectThreads | null = threads;
   const readyMode: ModeAdapters = mode;
   const readyReloader: TlsReloader = reloader;
   const webhookApp: FastifyInstance = webhook;
@@ -393,6 +461,7 @@ export async function startServer(
       grace.unref();
       try {
         await webhookApp.close();
+        await readyThreads?.close();
         await admin?.close();
         await readyMode.close();
       } finally {
@@ -445,6 +514,7 @@ interface RawServeOptions {
   adminListen?: string;
   kubeconfig?: string;
   workers?: string;
+  injectThreads?: string;
 }
 
 export function registerServe(program: Command, _io: CliIO, setExit: (code: number) => void): void {
@@ -469,6 +539,10 @@ export function registerServe(program: Command, _io: CliIO, setExit: (code: numb
       '--workers <n|auto>',
       'processes serving the HTTPS port: N, or auto for one per CPU (default 1)',
     )
+    .option(
+      '--inject-threads <n|auto>',
+      'threads answering admission reviews: N, 0 for the event loop, or auto (default)',
+    )
     .action(async (raw: RawServeOptions) => {
       const flags: ServeFlags = {
         ...(raw.config === undefined ? {} : { config: raw.config }),
@@ -477,11 +551,17 @@ export function registerServe(program: Command, _io: CliIO, setExit: (code: numb
         ...(raw.adminListen === undefined ? {} : { adminListen: raw.adminListen }),
         ...(raw.kubeconfig === undefined ? {} : { kubeconfig: raw.kubeconfig }),
         ...(raw.workers === undefined ? {} : { workers: raw.workers }),
+        ...(raw.injectThreads === undefined ? {} : { injectThreads: raw.injectThreads }),
       };
       if (flags.listen !== undefined) parseHostPort(flags.listen, '--listen');
       if (flags.adminListen !== undefined) parseHostPort(flags.adminListen, '--admin-listen');
       if (flags.workers !== undefined && !/^([0-9]+|auto)$/.test(flags.workers)) {
         throw new UsageError(`--workers must be a number or auto, got "${flags.workers}"`);
+      }
+      if (flags.injectThreads !== undefined && !/^([0-9]+|auto)$/.test(flags.injectThreads)) {
+        throw new UsageError(
+          `--inject-threads must be a number or auto, got "${flags.injectThreads}"`,
+        );
       }
       const workers = await import('./serve-workers');
       if (workers.isServeWorker()) {

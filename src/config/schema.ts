@@ -177,6 +177,12 @@ export const CONFIG_SCHEMA = {
           description:
             'Processes serving the HTTPS port: 1 (one process), N, or auto (one per CPU).',
         },
+        injectThreads: {
+          anyOf: [{ type: 'integer', minimum: 0, maximum: 64 }, { const: 'auto' }],
+          default: 'auto',
+          description:
+            'Worker threads answering admission reviews: 0 (on the event loop), N, or auto (1 when one process may use 2 CPUs or more, else 0).',
+        },
       },
     },
     cluster: {

@@ -62,6 +62,11 @@ export interface ServerConfig {
   readonly shutdownGraceSeconds: number;
   /** Processes serving the HTTPS port (node:cluster workers); 'auto': one per CPU. */
   readonly workers: number | 'auto';
+  /**
+   * Worker threads that answer admission reviews off the event loop; 0: on the event loop.
+   * 'auto': 1 when one process may use 2 CPUs or more, else 0.
+   */
+  readonly injectThreads: number | 'auto';
 }
 
 export interface ClusterConfig {

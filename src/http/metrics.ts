@@ -20,6 +20,8 @@ export interface MetricSources {
   readonly caStatus?: () => CAStatusView | null;
   /** The serving certificate's serial and notAfter, or null while there is none. */
   readonly servingCert?: () => { readonly serialNumber: string; readonly notAfter: Date } | null;
+  /** Inject threads that answer reviews now (0: reviews run on the event loop). */
+  readonly injectThreads?: () => number;
 }
 
 export interface MooringMetrics {
@@ -29,6 +31,8 @@ export interface MooringMetrics {
   readonly injectionRequests: Counter<'result'>;
   readonly injectionSkipped: Counter<'reason'>;
   readonly injectionDuration: Histogram;
+  readonly injectThreadsReady: Gauge;
+  readonly injectThreadRestarts: Counter;
 }
 
 const seconds = (d: Date): number => Math.floor(d.getTime() / 1000);
@@ -39,7 +43,7 @@ export function createMooringMetrics(
   sources: MetricSources = {},
 ): MooringMetrics {
   const registers = [registry];
-  const { caStatus, servingCert } = sources;
+  const { caStatus, servingCert, injectThreads } = sources;
 
   new Gauge({
     name: 'mooring_ca_root_expiry_timestamp_seconds',
@@ -124,6 +128,19 @@ export function createMooringMetrics(
       name: 'mooring_injection_duration_seconds',
       help: 'Time to decide one AdmissionReview (parse, inject, patch), without network.',
       buckets: INJECTION_DURATION_BUCKETS,
+      registers,
+    }),
+    injectThreadsReady: new Gauge({
+      name: 'mooring_inject_threads',
+      help: 'Inject threads answering admission reviews (0: reviews run on the event loop).',
+      registers,
+      collect() {
+        this.set(injectThreads?.() ?? 0);
+      },
+    }),
+    injectThreadRestarts: new Counter({
+      name: 'mooring_inject_thread_restarts_total',
+      help: 'Inject threads replaced after they exited unexpectedly.',
       registers,
     }),
   };

@@ -13,7 +13,7 @@ import type {
 import type { MooringMetrics } from './metrics';
 import { installErrorHandler } from './error-handler';
 import { registerCARoutes } from './plugins/ca';
-import { registerInjectRoute } from './plugins/inject';
+import { registerInjectRoute, type ReviewThreads } from './plugins/inject';
 import { genReqId, REQUEST_ID_HEADER } from './request';
 
 export interface WebhookAppDeps {
@@ -24,6 +24,8 @@ export interface WebhookAppDeps {
   /** config.injector.failOpen. */
   readonly failOpen: boolean;
   readonly injectPod: PodInjector;
+  /** Inject threads (config server.injectThreads); absent: reviews run on the event loop. */
+  readonly injectThreads?: ReviewThreads;
   readonly certificates: CertificateService;
   readonly authenticator: Authenticator;
   readonly adminAuthorizer: AdminAuthorizer;
@@ -66,7 +68,12 @@ export function buildWebhookApp(deps: WebhookAppDeps): FastifyInstance {
     }
   });
 
-  registerInjectRoute(app, { injectPod: deps.injectPod, failOpen: deps.failOpen, metrics });
+  registerInjectRoute(app, {
+    injectPod: deps.injectPod,
+    ...(deps.injectThreads === undefined ? {} : { threads: deps.injectThreads }),
+    failOpen: deps.failOpen,
+    metrics,
+  });
   registerCARoutes(app, {
     certificates: deps.certificates,
     authenticator: deps.authenticator,

@@ -1,6 +1,12 @@
 // The injector's public API, shared by the webhook (src/admission, src/http) and `mooring inject`.
 
-export { inject, type InjectionContext, type InjectOutcome, type InjectionSummary } from './inject';
+export {
+  inject,
+  podInjector,
+  type InjectionContext,
+  type InjectOutcome,
+  type InjectionSummary,
+} from './inject';
 export { SKIP_REASONS, SKIP_CODES, type SkipCode } from './decide';
 export {
   ANNOTATIONS,

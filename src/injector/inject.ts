@@ -224,3 +224,11 @@ export function inject(pod: Pod, ctx: InjectionContext): InjectOutcome {
     summary: { status, settings, rewrittenProbes: probes.map(([key]) => key) },
   };
 }
+
+/** The webhook's injector (src/admission's PodInjector): `inject` bound to the configuration. */
+export function podInjector(
+  config: Config,
+  version: string,
+): (pod: unknown, namespace: string) => InjectOutcome {
+  return (pod, namespace) => inject(pod as Pod, { config, namespace, version });
+}

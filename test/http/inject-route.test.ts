@@ -1,7 +1,10 @@
 import { applyPatch, type Operation } from 'fast-json-patch';
-import type { PodInjector } from '../../src/admission';
+import { InjectThreadError } from '../../src/adapters/inject-threads';
+import { answerReview, type PodInjector } from '../../src/admission';
+import type { ReviewThreads } from '../../src/http';
 import { MooringError } from '../../src/errors';
 import {
+  INTERNAL_ERROR_STATUS,
   objectOf,
   pod,
   review,
@@ -16,6 +19,7 @@ import {
   type Json,
 } from '../unit/admission/builders';
 import { buildTestWebhookApp, JSON_HEADERS, metricValue } from './helpers';
+import { injectorUnderTest } from './injector-under-test';
 
 interface ReviewAnswer {
   apiVersion: string;
@@ -228,12 +232,7 @@ describe('POST /inject (HTTP behaviour)', () => {
     expect(response).toEqual({
       uid: uidOf(body),
       allowed: false,
-      status: {
-        status: 'Failure',
-        code: 500,
-        reason: 'InternalError',
-        message: 'INJ_ERR_INTERNAL: injection failed',
-      },
+      status: INTERNAL_ERROR_STATUS,
     });
     expect(res.body).not.toContain('secret');
     const [line] = sink.withMessage('admission review');
@@ -377,5 +376,97 @@ describe('POST /inject (HTTP behaviour)', () => {
     expect(res.statusCode).toBe(405);
     expect(res.headers.allow).toBe(allow);
     expect(res.json<{ code: string }>().code).toBe('HTTP_ERR_METHOD');
+  });
+});
+
+describe('POST /inject with inject threads', () => {
+  // Stand-ins for src/adapters/inject-threads.ts: the real pool is tested with real threads in
+  // test/unit/adapters/inject-threads.test.ts and through the compiled server.
+  const sameAsThread = (injectPod: PodInjector, failOpen = false): ReviewThreads => ({
+    answer: (text) =>
+      new Promise((resolve) =>
+        setImmediate(() => resolve(answerReview(text, injectPod, { failOpen }))),
+      ),
+  });
+  const dead: ReviewThreads = {
+    answer: () => Promise.reject(new InjectThreadError('the inject thread exited: exit code 1')),
+  };
+  const unusedOnTheEventLoop: PodInjector = () => {
+    throw new Error('the event loop ran the injector');
+  };
+  const post = (app: ReturnType<typeof buildTestWebhookApp>['app'], payload: string | Json) =>
+    app.inject({ method: 'POST', url: '/inject', headers: JSON_HEADERS, payload });
+
+  it('sends the answer of the thread, byte for byte what the event loop answers', async () => {
+    const inline = buildTestWebhookApp({ injectPod: injectorUnderTest() });
+    const threaded = buildTestWebhookApp({
+      injectPod: unusedOnTheEventLoop,
+      injectThreads: sameAsThread(injectorUnderTest()),
+    });
+    const payload = JSON.stringify(review(withAnnotation('mooring.dev/inject', 'true')));
+    const [a, b] = await Promise.all([post(inline.app, payload), post(threaded.app, payload)]);
+    expect(b.statusCode).toBe(200);
+    expect(b.body).toBe(a.body);
+    expect(b.headers['content-type']).toBe(a.headers['content-type']);
+    expect(threaded.sink.withMessage('admission review')[0]).toMatchObject({
+      decision: 'injected',
+    });
+  });
+
+  it('answers 400 with the code the thread refused the body with', async () => {
+    const { app, registry } = buildTestWebhookApp({
+      injectPod: unusedOnTheEventLoop,
+      injectThreads: sameAsThread(injectorUnderTest()),
+    });
+    const res = await post(app, '{"__proto__": {"admin": true}}');
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toEqual({
+      code: 'ADM_ERR_BODY',
+      message: 'the body holds a "__proto__" or "constructor.prototype" key',
+    });
+    expect(
+      await metricValue(registry, 'mooring_injection_requests_total', { result: 'invalid' }),
+    ).toBe(1);
+  });
+
+  it('denies the Pod with INJ_ERR_INTERNAL when its thread died, uid echoed, cause logged', async () => {
+    const { app, sink, registry } = buildTestWebhookApp({
+      injectPod: unusedOnTheEventLoop,
+      injectThreads: dead,
+    });
+    const body = review();
+    const res = await post(app, body);
+    expect(res.statusCode).toBe(200);
+    expect(res.json<ReviewAnswer>().response).toEqual({
+      uid: uidOf(body),
+      allowed: false,
+      status: INTERNAL_ERROR_STATUS,
+    });
+    const [line] = sink.withMessage('admission review');
+    expect(line).toMatchObject({ level: 50, decision: 'error', reason: 'INJ_ERR_INTERNAL' });
+    expect((line?.err as { message: string }).message).toMatch(/exit code 1/);
+    expect(
+      await metricValue(registry, 'mooring_injection_requests_total', { result: 'error' }),
+    ).toBe(1);
+  });
+
+  it('allows the Pod uninjected when its thread died and failOpen is on', async () => {
+    const { app } = buildTestWebhookApp({
+      injectPod: unusedOnTheEventLoop,
+      injectThreads: dead,
+      failOpen: true,
+    });
+    const res = await post(app, review());
+    const { response } = res.json<ReviewAnswer>();
+    expect(response.allowed).toBe(true);
+    expect(response.patch).toBeUndefined();
+    expect(response.warnings?.[0]).toMatch(/INJ_ERR_INTERNAL/);
+  });
+
+  it('still answers 400 for a body that is not a review when the thread died', async () => {
+    const { app } = buildTestWebhookApp({ injectPod: unusedOnTheEventLoop, injectThreads: dead });
+    const res = await post(app, '[]');
+    expect(res.statusCode).toBe(400);
+    expect(res.json<{ code: string }>().code).toBe('ADM_ERR_BODY');
   });
 });

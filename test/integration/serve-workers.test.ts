@@ -263,6 +263,8 @@ describe('mooring serve --workers: failures', () => {
   it.each([
     ['--workers', 'two', '--workers must be a number or auto, got "two"'],
     ['--workers', '0', '/server/workers: must be >= 1'],
+    ['--inject-threads', '1.5', '--inject-threads must be a number or auto, got "1.5"'],
+    ['--inject-threads', '65', '/server/injectThreads: must be <= 64'],
   ])(
     'refuses %s %s',
     async (flag, value, message) => {

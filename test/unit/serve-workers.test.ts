@@ -1,8 +1,9 @@
-// How many processes `mooring serve` runs (server.workers) and how fast it replaces one.
+// How many processes `mooring serve` runs (server.workers), how many inject threads each has
+// (server.injectThreads), and how fast a dead one is replaced.
 
 import { cgroupCpuLimit, cpusFromCpuMax, usableCpus } from '../../src/adapters/cpus';
-import { restartDelayMs } from '../../src/cli/serve-workers';
-import { resolveConfig, workerCount } from '../../src/cli/serve';
+import { restartDelayMs } from '../../src/adapters/backoff';
+import { injectThreadCount, resolveConfig, workerCount } from '../../src/cli/serve';
 import { validateConfig } from '../../src/config/validate';
 
 const withWorkers = (workers: unknown) => validateConfig({ server: { workers } });
@@ -34,6 +35,44 @@ describe('server.workers', () => {
   it('takes --workers over the configuration file', () => {
     expect(resolveConfig({ workers: '3' }).server.workers).toBe(3);
     expect(resolveConfig({ workers: 'auto' }).server.workers).toBe('auto');
+  });
+});
+
+const withThreads = (injectThreads: unknown, workers: unknown = 1) =>
+  validateConfig({ server: { injectThreads, workers } });
+
+describe('server.injectThreads', () => {
+  it("is 'auto' by default: one thread beside the event loop when there is a second CPU", () => {
+    const config = validateConfig({});
+    expect(config.server.injectThreads).toBe('auto');
+    expect(injectThreadCount(config, 'single', () => 2)).toBe(1);
+    expect(injectThreadCount(config, 'single', () => 8)).toBe(1);
+    expect(injectThreadCount(config, 'single', () => 1)).toBe(0);
+  });
+
+  it("'auto' gives none to a worker of --workers: the other workers use the other CPUs", () => {
+    expect(injectThreadCount(withThreads('auto', 2), 'worker', () => 2)).toBe(0);
+  });
+
+  it.each([
+    [0, 'single', 0],
+    [3, 'single', 3],
+    [2, 'worker', 2],
+  ] as const)('%i in a %s process runs %i threads, whatever the CPUs', (n, role, expected) => {
+    expect(injectThreadCount(withThreads(n), role, () => 1)).toBe(expected);
+  });
+
+  it.each([
+    [-1, '/server/injectThreads: must be >= 0'],
+    [65, '/server/injectThreads: must be <= 64'],
+    ['many', '/server/injectThreads: must be "auto"'],
+  ])('refuses %p with a message naming the key', (threads, message) => {
+    expect(() => withThreads(threads)).toThrow(message);
+  });
+
+  it('takes --inject-threads over the configuration file', () => {
+    expect(resolveConfig({ injectThreads: '0' }).server.injectThreads).toBe(0);
+    expect(resolveConfig({ injectThreads: 'auto' }).server.injectThreads).toBe('auto');
   });
 });
 

@@ -118,3 +118,11 @@ export function uidOf(r: Json): string {
 export function objectOf(r: Json): Json {
   return req(r).object as Json;
 }
+
+/** The Status of a review answered after an internal error (failOpen off). */
+export const INTERNAL_ERROR_STATUS = {
+  status: 'Failure',
+  code: 500,
+  reason: 'InternalError',
+  message: 'INJ_ERR_INTERNAL: injection failed',
+} as const;
