@@ -5,7 +5,10 @@
 // runs with no threads).
 //
 // A thread that dies fails the reviews it held (the route answers them as internal errors) and
-// is replaced after a backoff; the others keep serving.
+// is replaced after a backoff; the others keep serving. A thread that holds a review longer than
+// the deadline (a review takes well under a millisecond; the API server gives up after the
+// webhook's timeoutSeconds, 10 s) is stopped and replaced the same way, so that the API server
+// gets an answer, not a timeout.
 
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -40,11 +43,18 @@ export interface InjectThreadsOptions {
   readonly onRestart?: () => void;
   /** Backoff before a dead thread is replaced, by how many died in the last minute. */
   readonly restartDelayMs?: (recentFailures: number) => number;
+  /** A thread that holds a review this long is replaced (default REVIEW_DEADLINE_MS). */
+  readonly reviewDeadlineMs?: number;
 }
+
+/** Below the webhook's timeoutSeconds (10 s), so that the answer reaches the API server. */
+export const REVIEW_DEADLINE_MS = 8000;
 
 interface Pending {
   resolve(answer: ReviewAnswer): void;
   reject(err: Error): void;
+  /** performance.now() when the review was handed to the thread. */
+  readonly since: number;
 }
 
 interface Slot {
@@ -55,6 +65,8 @@ interface Slot {
   /** Exit times of the last minute, for the backoff. */
   failures: number[];
   timer: NodeJS.Timeout | null;
+  /** Why the pool stopped this thread itself (a review past the deadline). */
+  stopCause: string | null;
 }
 
 /** The error of a review whose thread died or failed: the route answers an internal error. */
@@ -67,14 +79,17 @@ const FAILURE_WINDOW_MS = 60_000;
 export class InjectThreads {
   private readonly slots: Slot[];
   private readonly script: string;
+  private readonly deadlineMs: number;
   private nextId = 1;
   private closing = false;
+  private watchdog: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: InjectThreadsOptions) {
     if (!Number.isInteger(options.size) || options.size < 1) {
       throw new RangeError(`inject threads: size must be a positive integer, got ${options.size}`);
     }
     this.script = options.script ?? join(__dirname, 'inject-thread.js');
+    this.deadlineMs = options.reviewDeadlineMs ?? REVIEW_DEADLINE_MS;
     this.slots = Array.from({ length: options.size }, (_, index) => ({
       index,
       worker: null,
@@ -82,6 +97,7 @@ export class InjectThreads {
       pending: new Map<number, Pending>(),
       failures: [],
       timer: null,
+      stopCause: null,
     }));
   }
 
@@ -101,6 +117,11 @@ export class InjectThreads {
   async start(): Promise<void> {
     try {
       await Promise.all(this.slots.map((slot) => this.spawn(slot)));
+      this.watchdog = setInterval(
+        () => this.stopStuckThreads(),
+        Math.min(1000, this.deadlineMs / 4),
+      );
+      this.watchdog.unref();
     } catch (err) {
       await this.close();
       throw err;
@@ -122,7 +143,7 @@ export class InjectThreads {
     const id = this.nextId++;
     const slot = best;
     return new Promise<ReviewAnswer>((resolve, reject) => {
-      slot.pending.set(id, { resolve, reject });
+      slot.pending.set(id, { resolve, reject, since: performance.now() });
       const message: ReviewMessage = { id, text };
       worker.postMessage(message);
     });
@@ -131,6 +152,8 @@ export class InjectThreads {
   /** Stops every thread; reviews still in hand fail. Idempotent. */
   async close(): Promise<void> {
     this.closing = true;
+    if (this.watchdog !== null) clearInterval(this.watchdog);
+    this.watchdog = null;
     const exits: Promise<number>[] = [];
     for (const slot of this.slots) {
       if (slot.timer !== null) clearTimeout(slot.timer);
@@ -167,7 +190,8 @@ export class InjectThreads {
       });
       worker.on('exit', (code) => {
         if (slot.worker !== worker) return; // terminated by close()
-        const cause = lastError?.message ?? `exit code ${code}`;
+        const cause = slot.stopCause ?? lastError?.message ?? `exit code ${code}`;
+        slot.stopCause = null;
         slot.worker = null;
         const wasReady = slot.ready;
         slot.ready = false;
@@ -179,6 +203,18 @@ export class InjectThreads {
         this.replace(slot, code, cause);
       });
     });
+  }
+
+  /** Stops each thread whose oldest review is past the deadline; its exit replaces it. */
+  private stopStuckThreads(): void {
+    const now = performance.now();
+    for (const slot of this.slots) {
+      const oldest = slot.pending.values().next();
+      if (oldest.done === true || slot.worker === null || slot.stopCause !== null) continue;
+      if (now - oldest.value.since < this.deadlineMs) continue;
+      slot.stopCause = `held a review for more than ${this.deadlineMs} ms`;
+      void slot.worker.terminate();
+    }
   }
 
   private replace(slot: Slot, code: number, cause: string): void {

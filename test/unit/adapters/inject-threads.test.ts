@@ -15,7 +15,7 @@ interface LogCall {
   msg: string;
 }
 
-function pool(size: number, workerData: unknown = {}, script = SCRIPT) {
+function pool(size: number, workerData: unknown = {}, script = SCRIPT, reviewDeadlineMs = 8000) {
   const logs: LogCall[] = [];
   let restarts = 0;
   const threads = new InjectThreads({
@@ -30,6 +30,7 @@ function pool(size: number, workerData: unknown = {}, script = SCRIPT) {
       restarts += 1;
     },
     restartDelayMs: () => 20,
+    reviewDeadlineMs,
   });
   return { threads, logs, restarts: () => restarts };
 }
@@ -51,8 +52,8 @@ async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
 
 describe('InjectThreads', () => {
   let open: InjectThreads[] = [];
-  const started = async (size: number, workerData: unknown = {}) => {
-    const p = pool(size, workerData);
+  const started = async (size: number, workerData: unknown = {}, deadlineMs = 8000) => {
+    const p = pool(size, workerData, SCRIPT, deadlineMs);
     open.push(p.threads);
     await p.threads.start();
     return p;
@@ -104,6 +105,22 @@ describe('InjectThreads', () => {
     const after = said(await threads.answer('y'));
     expect(after.text).toBe('y');
     expect(after.thread).not.toBe(before);
+  });
+
+  it('replaces a thread that holds a review past the deadline, failing what it held', async () => {
+    const { threads, logs, restarts } = await started(1, {}, 200);
+    const before = said(await threads.answer('x')).thread;
+    const heldAt = Date.now();
+    await expect(threads.answer('hold')).rejects.toThrow(
+      /the inject thread exited: held a review for more than 200 ms/,
+    );
+    expect(Date.now() - heldAt).toBeGreaterThanOrEqual(200);
+    expect(restarts()).toBe(1);
+    expect(logs.find((l) => l.level === 'error')?.obj).toMatchObject({
+      cause: 'held a review for more than 200 ms',
+    });
+    await until(() => threads.readyCount() === 1);
+    expect(said(await threads.answer('y')).thread).not.toBe(before);
   });
 
   it('names the uncaught error that killed a thread', async () => {
