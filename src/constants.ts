@@ -60,11 +60,14 @@ export const VOLUME = {
   token: 'mooring-token',
   rootCert: 'mooring-ca-root-cert',
   certs: 'mooring-certs',
+  xtablesLock: 'mooring-xtables-lock',
 } as const;
 export const MOUNT_PATH = {
   token: '/var/run/secrets/mooring.dev/token',
   rootCert: '/var/run/secrets/mooring.dev/root',
   certs: '/var/run/secrets/mooring.dev/certs',
+  /** iptables-legacy takes its lock in /run/xtables.lock: writable in a read-only container. */
+  xtablesLock: '/run',
 } as const;
 export const TOKEN_FILE = 'token';
 

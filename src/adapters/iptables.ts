@@ -145,10 +145,19 @@ function firstLine(text: string): string {
   return text.trim().split('\n')[0] ?? '';
 }
 
+/** What to do about a failure iptables explains badly. */
+function hint(stderr: string): string {
+  return /can't open lock file/.test(stderr)
+    ? ' (the legacy backend locks /run/xtables.lock: /run must be writable; injected Pods mount' +
+        ' the emptyDir mooring-xtables-lock there)'
+    : '';
+}
+
 function failure(command: string, args: readonly string[], result: CommandResult): MooringError {
+  const stderr = result.stderr.trim();
   return new MooringError(
     'IPT_ERR_APPLY',
-    `${[command, ...args].join(' ')} failed (exit ${result.code}): ${result.stderr.trim()}`,
+    `${[command, ...args].join(' ')} failed (exit ${result.code}): ${stderr}${hint(stderr)}`,
   );
 }
 

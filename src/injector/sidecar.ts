@@ -89,6 +89,9 @@ export function initContainer(settings: PodSettings, config: InjectorConfig): Co
       readOnlyRootFilesystem: true,
       capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] },
     },
+    // On nodes with the legacy backend, iptables-restore opens /run/xtables.lock and fails on a
+    // read-only root filesystem (exit 4, "can't open lock file"). Linkerd mounts the same.
+    volumeMounts: [{ name: VOLUME.xtablesLock, mountPath: MOUNT_PATH.xtablesLock }],
   };
 }
 
@@ -205,7 +208,10 @@ export function proxyContainer(
   };
 }
 
-/** The token the agent presents to the CA, the trusted roots, and a memory dir for the cert. */
+/**
+ * The token the agent presents to the CA, the trusted roots, a memory dir for the cert, and the
+ * init container's writable /run.
+ */
 export function sidecarVolumes(): Volume[] {
   return [
     {
@@ -224,6 +230,7 @@ export function sidecarVolumes(): Volume[] {
     },
     { name: VOLUME.rootCert, configMap: { name: ROOT_CERT_CONFIGMAP } },
     { name: VOLUME.certs, emptyDir: { medium: 'Memory' } },
+    { name: VOLUME.xtablesLock, emptyDir: {} },
   ];
 }
 

@@ -104,7 +104,15 @@ async function checkPreconditions(): Promise<void> {
         'run `sudo make netns` (CI runs it as root); it does not skip',
     );
   }
-  const tools = ['ip', 'setpriv', 'iptables', 'ip6tables', 'iptables-legacy-save'];
+  const tools = [
+    'ip',
+    'setpriv',
+    'iptables',
+    'ip6tables',
+    'iptables-legacy-save',
+    'unshare',
+    'mount',
+  ];
   for (const tool of tools) {
     const found = await run('sh', ['-c', 'command -v "$0"', tool]);
     if (found.code !== 0) {
@@ -403,5 +411,53 @@ describe.each(backends)('mooring iptables in a network namespace (backend $backe
     expect(await savedNat(rig.pod, b.save4)).toBe(afterFirst.v4);
     expect(await savedNat(rig.pod, b.save6)).toBe(afterFirst.v6);
     expect(await fromPod(PEER.v4, 8080)).toBe('outbound-capture');
+  });
+});
+
+// mooring-init runs with readOnlyRootFilesystem; the injector mounts the emptyDir
+// mooring-xtables-lock on its /run (src/injector/sidecar.ts). Here the same two mounts, in a
+// mount namespace: a read-only /run, then a writable one over it, as the kubelet's emptyDir.
+describe('mooring iptables with a read-only root filesystem (backend legacy)', () => {
+  const ns = `${PREFIX}${process.pid}-ro`;
+  const inReadOnlyContainer = (writableRun: boolean): Promise<Result> =>
+    inNs(ns, 'unshare', [
+      '--mount',
+      'sh',
+      '-c',
+      [
+        'mount -t tmpfs -o ro tmpfs /run',
+        ...(writableRun ? ['mount -t tmpfs tmpfs /run'] : []),
+        'exec "$0" "$@"',
+      ].join(' && '),
+      NODE,
+      MOORING,
+      'iptables',
+      ...MOORING_FLAGS,
+      '--backend',
+      'legacy',
+    ]);
+
+  beforeAll(async () => {
+    await checkPreconditions();
+    await removeLeftovers();
+    await must('ip', ['netns', 'add', ns]);
+  });
+  afterAll(async () => {
+    await run('ip', ['netns', 'del', ns]);
+  });
+
+  it('fails without a writable /run, and says which mount is missing', async () => {
+    const result = await inReadOnlyContainer(false);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain("can't open lock file /run/xtables.lock");
+    expect(result.stderr).toContain('mooring-xtables-lock');
+    expect(await savedNat(ns, 'iptables-legacy-save')).not.toContain('MOORING_INBOUND');
+  });
+
+  it('installs the rules with the emptyDir the injector mounts on /run', async () => {
+    const result = await inReadOnlyContainer(true);
+    expect({ code: result.code, stderr: result.stderr }).toMatchObject({ code: 0 });
+    expect(await savedNat(ns, 'iptables-legacy-save')).toContain('MOORING_INBOUND');
+    expect(await savedNat(ns, 'ip6tables-legacy-save')).toContain('MOORING_INBOUND');
   });
 });

@@ -214,8 +214,8 @@ describe('inject: the containers', () => {
     expect(rules).toContain('--uid-owner 1337');
   });
 
-  it('adds the three volumes: the mooring-ca token, the root ConfigMap and a memory emptyDir', () => {
-    expect(out.spec.volumes?.slice(-3)).toEqual([
+  it('adds the four volumes: the mooring-ca token, the root ConfigMap, a memory emptyDir and /run of mooring-init', () => {
+    expect(out.spec.volumes?.slice(-4)).toEqual([
       {
         name: 'mooring-token',
         projected: {
@@ -232,8 +232,15 @@ describe('inject: the containers', () => {
       },
       { name: 'mooring-ca-root-cert', configMap: { name: 'mooring-ca-root-cert' } },
       { name: 'mooring-certs', emptyDir: { medium: 'Memory' } },
+      { name: 'mooring-xtables-lock', emptyDir: {} },
     ]);
     expect(out.spec.volumes?.[0]?.name).toBe('config');
+  });
+
+  it('gives mooring-init, whose root filesystem is read-only, a writable /run for the xtables lock', () => {
+    const init = [...(out.spec.initContainers ?? [])].find((c) => c.name === 'mooring-init');
+    expect(init?.securityContext?.readOnlyRootFilesystem).toBe(true);
+    expect(init?.volumeMounts).toEqual([{ name: 'mooring-xtables-lock', mountPath: '/run' }]);
   });
 });
 
@@ -243,7 +250,7 @@ describe('inject: annotations it writes', () => {
     expect(JSON.parse(out.metadata?.annotations?.[STATUS_ANNOTATION] ?? '')).toEqual({
       initContainers: ['mooring-init'],
       containers: ['mooring-proxy'],
-      volumes: ['mooring-token', 'mooring-ca-root-cert', 'mooring-certs'],
+      volumes: ['mooring-token', 'mooring-ca-root-cert', 'mooring-certs', 'mooring-xtables-lock'],
       image: 'ghcr.io/mooring-dev/mooring-proxy:0.1.0',
       version: '1.2.3',
     });
