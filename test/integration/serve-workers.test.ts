@@ -221,8 +221,11 @@ describe('mooring serve --workers: the primary killed', () => {
     ]);
     try {
       const ports = await readyPorts(s);
-      const pids = workerPids(s);
-      expect(pids).toHaveLength(2);
+      // Each worker's 'worker is ready' line may reach the pipe after the primary's.
+      const pids = await waitFor('both workers to log', () => {
+        const found = workerPids(s);
+        return found.length === 2 ? found : undefined;
+      });
       s.child.kill('SIGKILL');
       await s.exit;
       await waitFor('the workers to exit', () => (pids.some(alive) ? undefined : true));
