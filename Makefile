@@ -64,6 +64,7 @@ bench-tools: ## vegeta (constant-rate load, Go) into .cache/bin through the Go m
 
 bench-webhook: bench-build bench-tools ## admission reviews per second, latency at fixed rates, memory, time to ready
 	node .cache/bench/bench/webhook.js --workers 1
+	node .cache/bench/bench/webhook.js --workers 1 --inject-threads 0
 	node .cache/bench/bench/webhook.js --workers auto
 
 bench-agent: bench-build ## agent start, memory, renewal CPU, probe throughput
