@@ -239,7 +239,7 @@ describe('inject: the containers', () => {
 
   it('gives mooring-init, whose root filesystem is read-only, a writable /run for the xtables lock', () => {
     const init = [...(out.spec.initContainers ?? [])].find((c) => c.name === 'mooring-init');
-    expect(init?.securityContext?.readOnlyRootFilesystem).toBe(true);
+    expect(init?.securityContext).toMatchObject({ readOnlyRootFilesystem: true });
     expect(init?.volumeMounts).toEqual([{ name: 'mooring-xtables-lock', mountPath: '/run' }]);
   });
 });
