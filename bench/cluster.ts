@@ -13,7 +13,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as https from 'node:https';
-import { buildEcdsaCsr } from '../src/adapters/tls-reloader';
+import { buildCsr } from '../src/ca/csr-writer';
 import { startControlPlane, type ControlPlane } from '../test/e2e/harness/control-plane';
 import { createNamespace, kubectl } from '../test/e2e/harness/kube';
 import {
@@ -299,8 +299,8 @@ async function main(): Promise<void> {
         }),
       );
     }
-    const csrs = Array.from({ length: o.accounts }, (_, i) =>
-      buildEcdsaCsr(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey, `w${i}`),
+    const csrs = Array.from({ length: o.accounts }, () =>
+      buildCsr(generateKeyPairSync('ec', { namedCurve: 'prime256v1' })),
     );
     await delay(2000);
 

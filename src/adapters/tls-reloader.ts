@@ -3,13 +3,8 @@
 // and swapped into the running server with setSecureContext(): open connections keep their
 // session, new handshakes get the new certificate.
 
-import {
-  createPublicKey,
-  generateKeyPairSync,
-  sign,
-  X509Certificate,
-  type KeyObject,
-} from 'node:crypto';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { buildCsr } from '../ca/csr-writer';
 import type { CertificateService, Clock } from '../ca/ports';
 
 export interface ServingCertificate {
@@ -47,35 +42,6 @@ export interface TlsReloaderOptions {
   readonly logger: ReloaderLogger;
   /** Wait after a failed renewal before trying again. */
   readonly retryMs?: number;
-}
-
-// --- a minimal PKCS#10 writer (DER), enough for an ECDSA P-256 CSR --------------------------
-
-function derLength(n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n]);
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
-}
-function tlv(tag: number, ...content: Buffer[]): Buffer {
-  const body = Buffer.concat(content);
-  return Buffer.concat([Buffer.from([tag]), derLength(body.length), body]);
-}
-const OID_COMMON_NAME = Buffer.from([0x06, 0x03, 0x55, 0x04, 0x03]);
-const OID_ECDSA_SHA256 = Buffer.from([0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]);
-
-/** A PEM PKCS#10 CSR with subject CN=`commonName`, signed with an ECDSA P-256 key. */
-export function buildEcdsaCsr(privateKey: KeyObject, commonName: string): string {
-  const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
-  const subject = tlv(
-    0x30,
-    tlv(0x31, tlv(0x30, OID_COMMON_NAME, tlv(0x0c, Buffer.from(commonName, 'utf8')))),
-  );
-  const info = tlv(0x30, tlv(0x02, Buffer.from([0])), subject, spki, Buffer.from([0xa0, 0x00]));
-  const signature = sign('sha256', info, privateKey);
-  const csr = tlv(0x30, info, tlv(0x30, OID_ECDSA_SHA256), tlv(0x03, Buffer.from([0]), signature));
-  const b64 = csr.toString('base64').replace(/(.{64})/g, '$1\n');
-  return `-----BEGIN CERTIFICATE REQUEST-----\n${b64.trimEnd()}\n-----END CERTIFICATE REQUEST-----\n`;
 }
 
 // --- the reloader -------------------------------------------------------------------------------
@@ -179,9 +145,10 @@ export class TlsReloader {
 
   private async issue(): Promise<ServingCertificate> {
     const { certificates, dnsNames, ipAddresses, lifetimeSeconds, logger } = this.options;
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const { privateKey } = key;
     const chain = await certificates.issueServing({
-      csrPem: buildEcdsaCsr(privateKey, dnsNames[0] ?? ipAddresses[0] ?? 'mooring'),
+      csrPem: buildCsr(key),
       dnsNames,
       ipAddresses,
       ttlSeconds: lifetimeSeconds,

@@ -1,11 +1,9 @@
-// A fresh key and a PKCS#10 CSR for it. The CSR carries only the public key and the proof of
-// possession (its signature): the CA takes the identity from the caller's token, so the subject
-// is empty and there are no SANs (PRODUCT.md: the CA refuses SANs other than the caller's own).
+// The agent's keys: the types it can make, and the private key as it writes it. Its CSRs carry
+// only the public key and the proof of possession (src/ca/csr-writer.ts): the CA takes the
+// identity from the caller's token (PRODUCT.md: the CA refuses SANs other than the caller's own).
 
-import { sign, type KeyObject } from 'node:crypto';
-import type { KeyAlgorithm } from '../ca/ports';
-import { bitString, derNull, explicit, oid, sequence, smallInteger, toPem } from '../ca/der';
 import type { KeyPair } from '../ca/keys';
+import type { KeyAlgorithm } from '../ca/ports';
 
 export const AGENT_KEY_TYPES: readonly KeyAlgorithm[] = [
   'ecdsa-p256',
@@ -15,49 +13,6 @@ export const AGENT_KEY_TYPES: readonly KeyAlgorithm[] = [
   'rsa-4096',
   'ed25519',
 ];
-
-export interface SignatureScheme {
-  /** Hash for crypto.sign, null for Ed25519. */
-  readonly hash: string | null;
-  readonly algorithmIdentifier: Buffer;
-}
-
-/** The signature algorithm the agent uses with a key: SHA-256 (SHA-384 for P-384) or Ed25519. */
-export function signatureScheme(publicKey: KeyObject): SignatureScheme {
-  const type = publicKey.asymmetricKeyType;
-  if (type === 'rsa') {
-    // sha256WithRSAEncryption, parameters NULL.
-    return {
-      hash: 'sha256',
-      algorithmIdentifier: sequence(oid('1.2.840.113549.1.1.11'), derNull()),
-    };
-  }
-  if (type === 'ed25519') {
-    return { hash: null, algorithmIdentifier: sequence(oid('1.3.101.112')) };
-  }
-  if (type === 'ec') {
-    const curve = publicKey.asymmetricKeyDetails?.namedCurve;
-    if (curve === 'secp384r1') {
-      return { hash: 'sha384', algorithmIdentifier: sequence(oid('1.2.840.10045.4.3.3')) };
-    }
-    if (curve === 'prime256v1') {
-      return { hash: 'sha256', algorithmIdentifier: sequence(oid('1.2.840.10045.4.3.2')) };
-    }
-  }
-  throw new RangeError(`unsupported key type ${type ?? 'unknown'}`);
-}
-
-/** A PEM PKCS#10 CSR with an empty subject, no attributes, signed by `key`. */
-export function buildCsr(key: KeyPair): string {
-  const scheme = signatureScheme(key.publicKey);
-  const spki = key.publicKey.export({ format: 'der', type: 'spki' });
-  const info = sequence(smallInteger(0), sequence(), spki, explicit(0));
-  const signature = sign(scheme.hash, info, key.privateKey);
-  return toPem(
-    'CERTIFICATE REQUEST',
-    sequence(info, scheme.algorithmIdentifier, bitString(signature)),
-  );
-}
 
 /** The private key as PKCS#8 PEM, for key.pem. */
 export const privateKeyPem = (key: KeyPair): string =>

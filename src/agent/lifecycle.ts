@@ -10,7 +10,8 @@ import type { Clock, KeyAlgorithm } from '../ca/ports';
 import { RenewalError, type CertificateResponse, type FailureReason } from './ca-client';
 import { ChainError, splitPemCertificates, verifyChain, type VerifiedChain } from './chain';
 import type { KeyPair } from '../ca/keys';
-import { buildCsr, privateKeyPem } from './csr';
+import { buildCsr } from '../ca/csr-writer';
+import { privateKeyPem } from './csr';
 import type { DirectoryContent } from './cert-dir';
 import type { AgentMetrics } from './metrics';
 import {

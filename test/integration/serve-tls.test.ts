@@ -2,17 +2,12 @@
 // controlled clock: issue, renew at the configured fraction, renew when the CA's issuer changes,
 // install into the server, keep the old one when a renewal fails.
 
-import { execFileSync } from 'node:child_process';
-import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openLocalCA } from '../../src/adapters/local-ca';
-import {
-  buildEcdsaCsr,
-  TlsReloader,
-  type SecureContextTarget,
-} from '../../src/adapters/tls-reloader';
+import { TlsReloader, type SecureContextTarget } from '../../src/adapters/tls-reloader';
 import type { Authority } from '../../src/ca/authority';
 import type { CertificateService, Clock } from '../../src/ca/ports';
 import { validateConfig } from '../../src/config/validate';
@@ -62,19 +57,6 @@ function reloader(
     logger: silent,
   });
 }
-
-describe('buildEcdsaCsr', () => {
-  it('writes a PKCS#10 CSR whose signature openssl verifies', () => {
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    const pem = buildEcdsaCsr(privateKey, 'localhost');
-    const out = execFileSync('openssl', ['req', '-verify', '-noout', '-subject'], {
-      input: pem,
-      encoding: 'utf8',
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    expect(out).toMatch(/subject=CN\s?=\s?localhost/);
-  });
-});
 
 describe('TlsReloader', () => {
   it('issues a certificate for the names, valid now, whose key matches, and installs it', async () => {
