@@ -1,14 +1,19 @@
 // Property-based tests (fast-check): random bodies, mutated reviews and random Pods never get a
 // 5xx or crash the server; every 200 echoes the uid; every patch applies cleanly to the object.
+// Once with the injector on the event loop, once in a real inject thread.
 
 import fc from 'fast-check';
 import { applyPatch, type Operation } from 'fast-json-patch';
 import type { FastifyInstance } from 'fastify';
+import { join } from 'node:path';
+import { InjectThreads } from '../../src/adapters/inject-threads';
 import type { PodInjector } from '../../src/admission';
+import { validateConfig } from '../../src/config/validate';
+import { buildDist } from '../integration/serve-helpers';
 import { ANNOTATION, INJECT_LABEL, STATUS_ANNOTATION } from '../../src/constants';
 import { review, type Json } from '../unit/admission/builders';
 import { buildTestWebhookApp, JSON_HEADERS } from './helpers';
-import { injectorUnderTest } from './injector-under-test';
+import { injectorUnderTest, TEST_VERSION } from './injector-under-test';
 
 const RUNS = Number(process.env.FC_RUNS ?? 200);
 
@@ -207,61 +212,96 @@ const randomPod: fc.Arbitrary<Json> = fc.record(
   { requiredKeys: ['metadata', 'spec'] },
 );
 
-describe.each<[string, PodInjector]>([['the real injector', injectorUnderTest()]])(
-  'POST /inject properties with %s',
-  (_name, injectPod) => {
-    const { app } = buildTestWebhookApp({ injectPod });
-    afterAll(() => app.close());
+/** The app under test: the real injector on the event loop, or in a real inject thread. */
+type Setup = () => Promise<{ app: FastifyInstance; close: () => Promise<void> }>;
 
-    it('never answers 5xx to arbitrary JSON', async () => {
-      await fc.assert(
-        fc.asyncProperty(fc.jsonValue({ maxDepth: 4 }), async (value) => {
-          const res = await post(app, JSON.stringify(value));
-          expect(res.statusCode).toBeLessThan(500);
-        }),
-        { numRuns: RUNS },
-      );
-    });
+const onTheEventLoop: Setup = () => {
+  const { app } = buildTestWebhookApp({ injectPod: injectorUnderTest() });
+  return Promise.resolve({ app, close: () => app.close() });
+};
 
-    it('never answers 5xx to arbitrary strings', async () => {
-      await fc.assert(
-        fc.asyncProperty(fc.string({ maxLength: 200 }), async (text) => {
-          const res = await post(app, text);
-          expect(res.statusCode).toBeLessThan(500);
-        }),
-        { numRuns: RUNS },
-      );
-    });
+// The compiled thread script (dist/), with the configuration injectorUnderTest() binds.
+const inAnInjectThread: Setup = async () => {
+  buildDist();
+  const threads = new InjectThreads({
+    size: 1,
+    script: join(__dirname, '..', '..', 'dist', 'adapters', 'inject-thread.js'),
+    workerData: { config: validateConfig({}), version: TEST_VERSION },
+    logger: { info: () => undefined, error: () => undefined },
+  });
+  await threads.start();
+  const unused: PodInjector = () => {
+    throw new Error('the event loop ran the injector');
+  };
+  const { app } = buildTestWebhookApp({ injectPod: unused, injectThreads: threads });
+  return {
+    app,
+    close: async () => {
+      await app.close();
+      await threads.close();
+    },
+  };
+};
 
-    it('answers mutated reviews with 4xx or a 200 that echoes the uid and carries a clean patch', async () => {
-      await fc.assert(
-        fc.asyncProperty(fc.array(mutation, { minLength: 1, maxLength: 3 }), async (mutations) => {
-          const body = mutations.reduce<unknown>((doc, m) => applyMutation(doc, m), review());
-          const res = await post(app, JSON.stringify(body));
-          checkAnswer(body, res.statusCode, res.json());
-        }),
-        { numRuns: RUNS },
-      );
-    });
+describe.each<[string, Setup]>([
+  ['the real injector', onTheEventLoop],
+  ['the real injector in an inject thread', inAnInjectThread],
+])('POST /inject properties with %s', (_name, setup) => {
+  let app: FastifyInstance;
+  let close: () => Promise<void>;
+  beforeAll(async () => {
+    ({ app, close } = await setup());
+  }, 120_000);
+  afterAll(() => close());
 
-    it('answers reviews of random Pods with a 200 that echoes the uid and carries a clean patch', async () => {
-      await fc.assert(
-        fc.asyncProperty(randomPod, fc.boolean(), async (object, dryRun) => {
-          const body = review((r) => ({
-            ...r,
-            request: { ...(r.request as Json), object, dryRun },
-          }));
-          const res = await post(app, JSON.stringify(body));
-          expect(res.statusCode).toBe(200);
-          checkAnswer(body, res.statusCode, res.json());
-        }),
-        { numRuns: RUNS },
-      );
-    });
+  it('never answers 5xx to arbitrary JSON', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.jsonValue({ maxDepth: 4 }), async (value) => {
+        const res = await post(app, JSON.stringify(value));
+        expect(res.statusCode).toBeLessThan(500);
+      }),
+      { numRuns: RUNS },
+    );
+  });
 
-    it('still serves after all of that', async () => {
-      const res = await post(app, JSON.stringify(review()));
-      expect(res.statusCode).toBe(200);
-    });
-  },
-);
+  it('never answers 5xx to arbitrary strings', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.string({ maxLength: 200 }), async (text) => {
+        const res = await post(app, text);
+        expect(res.statusCode).toBeLessThan(500);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('answers mutated reviews with 4xx or a 200 that echoes the uid and carries a clean patch', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(mutation, { minLength: 1, maxLength: 3 }), async (mutations) => {
+        const body = mutations.reduce<unknown>((doc, m) => applyMutation(doc, m), review());
+        const res = await post(app, JSON.stringify(body));
+        checkAnswer(body, res.statusCode, res.json());
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('answers reviews of random Pods with a 200 that echoes the uid and carries a clean patch', async () => {
+    await fc.assert(
+      fc.asyncProperty(randomPod, fc.boolean(), async (object, dryRun) => {
+        const body = review((r) => ({
+          ...r,
+          request: { ...(r.request as Json), object, dryRun },
+        }));
+        const res = await post(app, JSON.stringify(body));
+        expect(res.statusCode).toBe(200);
+        checkAnswer(body, res.statusCode, res.json());
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('still serves after all of that', async () => {
+    const res = await post(app, JSON.stringify(review()));
+    expect(res.statusCode).toBe(200);
+  });
+});
