@@ -213,21 +213,30 @@ const randomPod: fc.Arbitrary<Json> = fc.record(
 );
 
 /** The app under test: the real injector on the event loop, or in a real inject thread. */
-type Setup = () => Promise<{ app: FastifyInstance; close: () => Promise<void> }>;
+type Setup = () => Promise<{
+  app: FastifyInstance;
+  close: () => Promise<void>;
+  /** Inject threads replaced so far: a dead thread would hide behind internal-error answers. */
+  restarts: () => number;
+}>;
 
 const onTheEventLoop: Setup = () => {
   const { app } = buildTestWebhookApp({ injectPod: injectorUnderTest() });
-  return Promise.resolve({ app, close: () => app.close() });
+  return Promise.resolve({ app, close: () => app.close(), restarts: () => 0 });
 };
 
 // The compiled thread script (dist/), with the configuration injectorUnderTest() binds.
 const inAnInjectThread: Setup = async () => {
   buildDist();
+  let restarts = 0;
   const threads = new InjectThreads({
     size: 1,
     script: join(__dirname, '..', '..', 'dist', 'adapters', 'inject-thread.js'),
     workerData: { config: validateConfig({}), version: TEST_VERSION },
     logger: { info: () => undefined, error: () => undefined },
+    onRestart: () => {
+      restarts += 1;
+    },
   });
   await threads.start();
   const unused: PodInjector = () => {
@@ -240,6 +249,7 @@ const inAnInjectThread: Setup = async () => {
       await app.close();
       await threads.close();
     },
+    restarts: () => restarts,
   };
 };
 
@@ -249,8 +259,9 @@ describe.each<[string, Setup]>([
 ])('POST /inject properties with %s', (_name, setup) => {
   let app: FastifyInstance;
   let close: () => Promise<void>;
+  let restarts: () => number;
   beforeAll(async () => {
-    ({ app, close } = await setup());
+    ({ app, close, restarts } = await setup());
   }, 120_000);
   afterAll(() => close());
 
@@ -303,5 +314,7 @@ describe.each<[string, Setup]>([
   it('still serves after all of that', async () => {
     const res = await post(app, JSON.stringify(review()));
     expect(res.statusCode).toBe(200);
+    expect(res.json<Answer>().response?.allowed).toBe(true);
+    expect(restarts()).toBe(0);
   });
 });
