@@ -47,6 +47,9 @@ export function kubectl(
       if (code === 0) resolve(stdout);
       else reject(new KubectlError(args, code, stderr));
     });
+    // kubectl may exit before it reads stdin: the write then fails with EPIPE, and the exit
+    // code says what happened.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(stdin ?? '');
   });
 }

@@ -324,6 +324,9 @@ function run(bin: string, args: readonly string[], input?: string): Promise<stri
       if (err) reject(new Error(`${bin} ${args.join(' ')}: ${err.message}\n${stderr}`));
       else resolve(stdout);
     });
+    // openssl may exit before it reads stdin (it needs none here): the write then fails with
+    // EPIPE, and the exit code is what tells success from failure.
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(input ?? '');
   });
 }
