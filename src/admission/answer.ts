@@ -4,8 +4,7 @@
 // (src/adapters/inject-threads.ts): what crosses between threads is text in, text out.
 
 import { parse as parseJson } from 'secure-json-parse';
-import type { ErrorCode } from '../errors';
-import { isMooringError } from '../errors';
+import { isMooringError, type ErrorCode } from '../errors';
 import { admit, type AdmitOptions, type Decision, type PodInjector } from './admit';
 import { serializeAdmissionReviewResponse } from './response';
 import { parseAdmissionReview } from './review';

@@ -15,6 +15,7 @@ import {
   makeCsr,
   opensslVerify,
   pemsOf,
+  rotationLeaseHolder,
   runMooring,
   startMooring,
   suffix,
@@ -137,16 +138,7 @@ describe('two replicas', () => {
   });
 
   it('elect exactly one leader on the Lease', async () => {
-    const holder = await waitFor('a lease holder', async () => {
-      const lease = (await kubectlJson(cp, [
-        'get',
-        'lease',
-        'mooring-ca-rotation',
-        '-n',
-        MOORING_NS,
-      ])) as { spec: { holderIdentity?: string } };
-      return lease.spec.holderIdentity ?? undefined;
-    });
+    const holder = await waitFor('a lease holder', () => rotationLeaseHolder(cp, MOORING_NS));
     expect(holder).toMatch(/^replica-[ab]-[0-9a-f]{8}$/);
     const leaders = [await a.metric('mooring_ca_leader'), await b.metric('mooring_ca_leader')];
     expect(leaders.sort()).toEqual([0, 1]);

@@ -10,6 +10,7 @@ import {
   makeCsr,
   opensslVerify,
   request,
+  rotationLeaseHolder,
   startMooring,
   suffix,
   testConfig,
@@ -47,14 +48,7 @@ describe('mooring serve --workers 2 in cluster mode', () => {
         (await mooring.metric('mooring_ca_leader')) === 1 ? true : undefined,
       ),
     ).toBe(true);
-    const lease = (await kubectlJson(cp, [
-      'get',
-      'lease',
-      'mooring-ca-rotation',
-      '-n',
-      MOORING_NS,
-    ])) as { spec?: { holderIdentity?: string } };
-    expect(lease.spec?.holderIdentity).toEqual(expect.any(String));
+    expect(await rotationLeaseHolder(cp, MOORING_NS)).toEqual(expect.any(String));
   }, 30_000);
 
   it('issues certificates for service-account tokens from both workers, all verifying', async () => {

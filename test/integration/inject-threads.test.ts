@@ -10,7 +10,7 @@ import {
   httpGet,
   httpsCall,
   readyPorts,
-  spawnServe,
+  spawnLocalServe,
   type Spawned,
 } from './serve-helpers';
 
@@ -32,16 +32,7 @@ describe('mooring serve --inject-threads', () => {
 
   async function serve(name: string, threads: string): Promise<Running> {
     const store = join(dir, name);
-    const spawned = spawnServe([
-      '--data-dir',
-      store,
-      '--listen',
-      '127.0.0.1:0',
-      '--admin-listen',
-      '127.0.0.1:0',
-      '--inject-threads',
-      threads,
-    ]);
+    const spawned = spawnLocalServe(store, '--inject-threads', threads);
     running.push(spawned);
     const ports = await readyPorts(spawned);
     return { spawned, ...ports, ca: readFileSync(join(store, 'root-cert.pem'), 'utf8') };

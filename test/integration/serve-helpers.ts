@@ -118,6 +118,19 @@ export function spawnServe(args: string[]): Spawned {
   return { child, stderr, exit };
 }
 
+/** `mooring serve` on `dataDir`, both ports on 127.0.0.1 and chosen by the system. */
+export function spawnLocalServe(dataDir: string, ...extra: string[]): Spawned {
+  return spawnServe([
+    ...extra,
+    '--data-dir',
+    dataDir,
+    '--listen',
+    '127.0.0.1:0',
+    '--admin-listen',
+    '127.0.0.1:0',
+  ]);
+}
+
 export async function readyPorts(s: Spawned): Promise<{ webhook: number; admin: number }> {
   const line = await waitFor('mooring serve is ready', () =>
     s.stderr

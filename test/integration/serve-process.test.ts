@@ -10,6 +10,7 @@ import {
   portOpen,
   readyPorts,
   servesOnTakenPort,
+  spawnLocalServe,
   spawnServe,
   waitFor,
 } from './serve-helpers';
@@ -30,14 +31,7 @@ describe('mooring serve as a process', () => {
   it.each<[NodeJS.Signals]>([['SIGTERM'], ['SIGINT']])(
     'on %s stops accepting, finishes the request in flight, and exits 0',
     async (signal) => {
-      const s = spawnServe([
-        '--data-dir',
-        join(dir, 'store'),
-        '--listen',
-        '127.0.0.1:0',
-        '--admin-listen',
-        '127.0.0.1:0',
-      ]);
+      const s = spawnLocalServe(join(dir, 'store'));
       try {
         const ports = await readyPorts(s);
         const ca = readFileSync(join(dir, 'store', 'root-cert.pem'), 'utf8');

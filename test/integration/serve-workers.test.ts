@@ -13,6 +13,7 @@ import {
   portOpen,
   readyPorts,
   servesOnTakenPort,
+  spawnLocalServe,
   spawnServe,
   waitFor,
   type Spawned,
@@ -80,16 +81,7 @@ describe('mooring serve --workers 2', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'mooring-workers-'));
-    s = spawnServe([
-      '--workers',
-      '2',
-      '--data-dir',
-      join(dir, 'store'),
-      '--listen',
-      '127.0.0.1:0',
-      '--admin-listen',
-      '127.0.0.1:0',
-    ]);
+    s = spawnLocalServe(join(dir, 'store'), '--workers', '2');
     ports = await readyPorts(s);
     ca = readFileSync(join(dir, 'store', 'root-cert.pem'), 'utf8');
     adminToken = readFileSync(join(dir, 'store', 'admin-token'), 'utf8').trim();
@@ -209,16 +201,7 @@ describe('mooring serve --workers 2', () => {
 describe('mooring serve --workers: the primary killed', () => {
   it('takes its workers down with it: none serves on unsupervised', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mooring-workers-'));
-    const s = spawnServe([
-      '--workers',
-      '2',
-      '--data-dir',
-      join(dir, 'store'),
-      '--listen',
-      '127.0.0.1:0',
-      '--admin-listen',
-      '127.0.0.1:0',
-    ]);
+    const s = spawnLocalServe(join(dir, 'store'), '--workers', '2');
     try {
       const ports = await readyPorts(s);
       // Each worker's 'worker is ready' line may reach the pipe after the primary's.

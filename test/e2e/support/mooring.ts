@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePorts, REPO_ROOT, tailFile, type ControlPlane } from '../harness/control-plane';
 import { kubectl, kubectlJson } from '../harness/kube';
+import { CA_LEASE } from '../../../src/constants';
 
 /** The CLI under test: $MOORING_E2E_BIN, else bin/mooring.js (which runs dist/). */
 export function mooringBin(): string {
@@ -481,3 +482,14 @@ export function kubeconfigWithToken(
 
 /** A unique lowercase suffix for namespace names. */
 export const suffix = (): string => Math.random().toString(36).slice(2, 8);
+
+/** The holderIdentity of the CA's rotation Lease in `namespace`, undefined while none holds it. */
+export async function rotationLeaseHolder(
+  cp: Pick<ControlPlane, 'kubeconfigPath'>,
+  namespace: string,
+): Promise<string | undefined> {
+  const lease = (await kubectlJson(cp, ['get', 'lease', CA_LEASE, '-n', namespace])) as {
+    spec?: { holderIdentity?: string };
+  };
+  return lease.spec?.holderIdentity ?? undefined;
+}
