@@ -269,7 +269,7 @@ export function registerCA(program: Command, io: CliIO): void {
 
   commonOptions(ca.command('rotate'))
     .description(
-      'start a root rotation now: the new root joins the trust bundle, issues after the propagation delay',
+      "start a root rotation now: the new root joins the trust bundle, issues after the propagation delay (key type, lifetime and delay from --config: pass the server's)",
     )
     .action(async (raw: CommonOptions) => {
       const ctx = context(raw);

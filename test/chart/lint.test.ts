@@ -84,3 +84,44 @@ describe('values.schema.json refuses', () => {
     expect(result.stderr).toContain(where);
   });
 });
+
+describe('the chart refuses at template time what the server or the API server would', () => {
+  it.each<[string, Record<string, unknown>, string]>([
+    [
+      'a webhook URL without a caBundle (nothing would set it)',
+      { webhook: { url: 'https://10.0.0.5:8443' } },
+      'webhook.url needs webhook.caBundle',
+    ],
+    [
+      'a caBundle that is neither PEM nor base64 of a PEM',
+      { webhook: { caBundle: 'notapem' } },
+      'webhook.caBundle must be PEM certificates',
+    ],
+    [
+      'base64 of something that is not a certificate',
+      { webhook: { caBundle: Buffer.from('hello').toString('base64') } },
+      'webhook.caBundle must be PEM certificates',
+    ],
+    [
+      'a default workload lifetime above the maximum',
+      { config: { ca: { workloadDefaultTtlSeconds: 100, workloadMaxTtlSeconds: 10 } } },
+      'config.ca.workloadDefaultTtlSeconds (100) must not exceed config.ca.workloadMaxTtlSeconds (10)',
+    ],
+    [
+      'a root that would be rotated as soon as it is made',
+      { config: { ca: { rootLifetimeSeconds: 86400 } } },
+      'config.ca.rootLifetimeSeconds (86400) must exceed config.ca.rotation.beforeExpirySeconds + config.ca.rotation.propagationDelaySeconds (63072900)',
+    ],
+  ])('%s', async (_name, values, message) => {
+    const result = await templateRaw(values);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain(message);
+  });
+
+  it('takes a short root lifetime when automatic rotation is off', async () => {
+    const result = await templateRaw({
+      config: { ca: { rootLifetimeSeconds: 86400, rotation: { auto: false } } },
+    });
+    expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: '' });
+  });
+});

@@ -241,12 +241,12 @@ describe('chart rendering', () => {
     it('grants exactly the least-privilege rules, each named object by resourceNames', () => {
       expect(ruleLines(objects)).toEqual([
         'ClusterRole/mooring: core/namespaces: get,list,watch',
-        'ClusterRole/mooring: core/configmaps[mooring-ca-root-cert]: get,list,watch,update',
+        'ClusterRole/mooring: core/configmaps[mooring-ca-root-cert]: list,watch,update',
         'ClusterRole/mooring: core/configmaps: create',
         'ClusterRole/mooring: authentication.k8s.io/tokenreviews: create',
         'ClusterRole/mooring: authorization.k8s.io/subjectaccessreviews: create',
-        'ClusterRole/mooring: admissionregistration.k8s.io/mutatingwebhookconfigurations[mooring-sidecar-injector]: get,list,watch,update,patch',
-        'ClusterRole/mooring: certificates.k8s.io/certificatesigningrequests: get,list,watch',
+        'ClusterRole/mooring: admissionregistration.k8s.io/mutatingwebhookconfigurations[mooring-sidecar-injector]: list,watch,update',
+        'ClusterRole/mooring: certificates.k8s.io/certificatesigningrequests: list,watch',
         'ClusterRole/mooring: certificates.k8s.io/certificatesigningrequests/status: update',
         'ClusterRole/mooring: certificates.k8s.io/signers[mooring.dev/workload]: sign',
         'ClusterRole/mooring-certificate-issuer: mooring.dev/certificates: create',
@@ -326,9 +326,25 @@ describe('chart rendering', () => {
     });
 
     it('says where the webhook goes when it is a URL', async () => {
-      const text = await notes(['--set', 'webhook.url=https://10.0.0.5:8443']);
+      const text = await notes([
+        ...['--set', 'webhook.url=https://10.0.0.5:8443'],
+        ...['--set-string', `webhook.caBundle=${PEM}`],
+      ]);
       expect(text).toContain('https://10.0.0.5:8443/inject');
       expect(text).not.toContain('rollout status');
+    });
+
+    it('warns that nothing sets the caBundle when patching is off and none is given', async () => {
+      const text = await notes(['--set', 'config.cluster.patchCABundle=false']);
+      expect(text).toContain('WARNING: config.cluster.patchCABundle is false');
+      expect(text).toContain('refuses every Pod of an injected namespace');
+      expect(text).not.toContain('The server patches the caBundle');
+      const given = await notes([
+        ...['--set', 'config.cluster.patchCABundle=false'],
+        ...['--set-string', `webhook.caBundle=${PEM}`],
+      ]);
+      expect(given).not.toContain('WARNING');
+      expect(given).toContain('is set by this release');
     });
   });
 
@@ -372,17 +388,20 @@ describe('chart rendering', () => {
     });
 
     it('points the webhook at webhook.url (with /inject added) and stops the server patching the caBundle', async () => {
-      const objects = await render({ webhook: { url: 'https://10.0.0.5:8443' } });
+      const objects = await render({ webhook: { url: 'https://10.0.0.5:8443', caBundle: PEM } });
       const mwc = one<WebhookConfiguration>(objects, 'MutatingWebhookConfiguration');
+      const caBundle = Buffer.from(`${PEM}\n`).toString('base64');
       expect(mwc.webhooks.map((w) => w.clientConfig)).toEqual([
-        { url: 'https://10.0.0.5:8443/inject' },
-        { url: 'https://10.0.0.5:8443/inject' },
+        { url: 'https://10.0.0.5:8443/inject', caBundle },
+        { url: 'https://10.0.0.5:8443/inject', caBundle },
       ]);
       expect(configOf(objects).cluster.patchCABundle).toBe(false);
     });
 
     it('keeps the path of webhook.url when it has one', async () => {
-      const objects = await render({ webhook: { url: 'https://dev.example:9443/hooks/inject' } });
+      const objects = await render({
+        webhook: { url: 'https://dev.example:9443/hooks/inject', caBundle: PEM },
+      });
       const mwc = one<WebhookConfiguration>(objects, 'MutatingWebhookConfiguration');
       expect(mwc.webhooks[1]?.clientConfig.url).toBe('https://dev.example:9443/hooks/inject');
     });
@@ -416,7 +435,7 @@ describe('chart rendering', () => {
       one(objects, 'MutatingWebhookConfiguration', 'mesh-injector');
       expect(configOf(objects).cluster.webhookConfigName).toBe('mesh-injector');
       expect(ruleLines(objects)).toContain(
-        'ClusterRole/mooring: admissionregistration.k8s.io/mutatingwebhookconfigurations[mesh-injector]: get,list,watch,update,patch',
+        'ClusterRole/mooring: admissionregistration.k8s.io/mutatingwebhookconfigurations[mesh-injector]: list,watch,update',
       );
     });
 

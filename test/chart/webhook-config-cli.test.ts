@@ -70,8 +70,8 @@ describe('the chart and `mooring webhook-config` give the same configuration', (
     [
       'for a URL with a path',
       {
-        values: { webhook: { url: 'https://dev.example:9443/hooks/inject' } },
-        args: ['--url', 'https://dev.example:9443/hooks/inject'],
+        values: { webhook: { url: 'https://dev.example:9443/hooks/inject', caBundle: PEM } },
+        args: ['--url', 'https://dev.example:9443/hooks/inject', '--ca-bundle', 'CA_FILE'],
       },
     ],
     [

@@ -473,14 +473,14 @@ describe('the Helm chart on the e2e control plane', () => {
         true,
       ],
       [
-        'patches its webhook configuration',
+        'patches not even its own webhook configuration (it replaces it)',
         {
           verb: 'patch',
           group: 'admissionregistration.k8s.io',
           resource: 'mutatingwebhookconfigurations',
           name: WEBHOOK_NAME,
         },
-        true,
+        false,
       ],
       [
         'patches no other webhook configuration',

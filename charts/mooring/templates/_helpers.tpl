@@ -77,6 +77,36 @@ The webhook URL of webhook.url, with path /inject when it has none (as `mooring 
 {{- urlJoin $url }}
 {{- end }}
 
+{{/*
+What values.schema.json cannot say (it sees one value at a time): refused here, at template time,
+with the message the server would give, instead of a Pod that crash-loops or a webhook that no
+TLS handshake can trust.
+*/}}
+{{- define "mooring.validate" -}}
+{{- with .Values.webhook }}
+{{- if and .url (not .caBundle) }}
+{{- fail "webhook.url needs webhook.caBundle: nothing else would set the caBundle of a webhook that calls a server outside the cluster (set it to that server's trust bundle: root-cert.pem of its --data-dir, or the trustBundle of its GET /v1/trust-bundle)" }}
+{{- end }}
+{{- if and .caBundle (not (contains "-----BEGIN CERTIFICATE-----" (include "mooring.caBundlePEM" $))) }}
+{{- fail "webhook.caBundle must be PEM certificates, or the base64 of PEM certificates" }}
+{{- end }}
+{{- end }}
+{{- $ca := .Values.config.ca }}
+{{- if gt (float64 $ca.workloadDefaultTtlSeconds) (float64 $ca.workloadMaxTtlSeconds) }}
+{{- fail (printf "config.ca.workloadDefaultTtlSeconds (%.0f) must not exceed config.ca.workloadMaxTtlSeconds (%.0f)" (float64 $ca.workloadDefaultTtlSeconds) (float64 $ca.workloadMaxTtlSeconds)) }}
+{{- end }}
+{{- $needed := addf $ca.rotation.beforeExpirySeconds $ca.rotation.propagationDelaySeconds }}
+{{- if and $ca.rotation.auto (le (float64 $ca.rootLifetimeSeconds) (float64 $needed)) }}
+{{- fail (printf "config.ca.rootLifetimeSeconds (%.0f) must exceed config.ca.rotation.beforeExpirySeconds + config.ca.rotation.propagationDelaySeconds (%.0f), or every new root would be rotated at once" (float64 $ca.rootLifetimeSeconds) (float64 $needed)) }}
+{{- end }}
+{{- end }}
+
+{{/* webhook.caBundle as PEM text (base64 is decoded; what is not base64 decodes to an error text). */}}
+{{- define "mooring.caBundlePEM" -}}
+{{- $bundle := trim .Values.webhook.caBundle }}
+{{- if contains "-----BEGIN" $bundle }}{{ $bundle }}{{ else }}{{ $bundle | nospace | b64dec }}{{ end }}
+{{- end }}
+
 {{/* webhook.caBundle as base64: a PEM is encoded, anything else is taken as base64 already. */}}
 {{- define "mooring.caBundle" -}}
 {{- $bundle := trim .Values.webhook.caBundle }}
