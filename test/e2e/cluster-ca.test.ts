@@ -190,6 +190,15 @@ describe('admin issuance (TokenReview + SubjectAccessReview)', () => {
     expect(answer.status).toBe(200);
     const { certificateChain } = JSON.parse(answer.body) as { certificateChain: string[] };
     expect(sansOf(certificateChain[0] ?? '')).toBe('URI:spiffe://cluster.local/vm/db-1');
+    // A token bound to audience mooring-ca (no use against the Kubernetes API) works too;
+    // one for another audience does not.
+    const bound = await adminCsr(await tokenFor(cp, ns, 'issuer', { audience: 'mooring-ca' }));
+    expect(bound.status).toBe(200);
+    const other = await adminCsr(await tokenFor(cp, ns, 'issuer', { audience: 'vault' }));
+    expect({ status: other.status, body: JSON.parse(other.body) as unknown }).toMatchObject({
+      status: 401,
+      body: { code: 'CA_ERR_UNAUTHENTICATED' },
+    });
   }, 30_000);
 
   it('refuses (403) an identity that RBAC does not allow', async () => {

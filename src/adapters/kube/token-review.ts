@@ -1,7 +1,9 @@
 // Cluster-mode credentials. Workloads: a service-account token with audience `mooring-ca`,
-// checked by TokenReview, cached (see token-cache.ts). Admins: any Kubernetes identity (a token
-// the apiserver accepts for its default audiences) that RBAC allows to `create` `certificates`
-// in API group `mooring.dev`, checked by TokenReview then SubjectAccessReview.
+// checked by TokenReview, cached (see token-cache.ts). Admins: any Kubernetes identity that RBAC
+// allows to `create` `certificates` in API group `mooring.dev`, checked by TokenReview then
+// SubjectAccessReview. The admin's token may be for the apiserver's own audiences (a kubeconfig's
+// token) or for audience `mooring-ca` (`kubectl create token SA --audience mooring-ca`, which
+// keeps a credential for the whole Kubernetes API away from Mooring).
 
 import type { AdminAuthorizer, Authenticator, Clock, WorkloadIdentity } from '../../ca/ports';
 import { ADMIN_API_GROUP, ADMIN_RESOURCE, CA_TOKEN_AUDIENCE } from '../../constants';
@@ -182,7 +184,10 @@ export function adminAccessReview(user: UserInfo): object {
   };
 }
 
-/** Admin: TokenReview (the apiserver's default audiences) + SubjectAccessReview. Uncached. */
+/**
+ * Admin: TokenReview (the apiserver's default audiences, then audience `mooring-ca`) +
+ * SubjectAccessReview. Uncached.
+ */
 export class SubjectAccessReviewAuthorizer implements AdminAuthorizer {
   constructor(private readonly options: SubjectAccessReviewAuthorizerOptions) {}
 
@@ -191,6 +196,11 @@ export class SubjectAccessReviewAuthorizer implements AdminAuthorizer {
     let status: TokenReviewStatus | undefined;
     try {
       status = await review(api, token, undefined);
+      if (status?.authenticated !== true) {
+        const bound = await review(api, token, [CA_TOKEN_AUDIENCE]);
+        // Asked for an audience, the apiserver answers with those the token is good for.
+        if ((bound?.audiences ?? []).includes(CA_TOKEN_AUDIENCE)) status = bound;
+      }
     } catch (err) {
       observer?.review('admin', 'error');
       throw err;
@@ -198,7 +208,9 @@ export class SubjectAccessReviewAuthorizer implements AdminAuthorizer {
     const username = status?.user?.username;
     if (status?.authenticated !== true || username === undefined || username === '') {
       observer?.review('admin', 'rejected');
-      throw unauthenticated('the credential is not valid for the Kubernetes API');
+      throw unauthenticated(
+        `the credential is not valid for the Kubernetes API nor for audience "${CA_TOKEN_AUDIENCE}"`,
+      );
     }
     let sar: SubjectAccessReview;
     try {

@@ -388,6 +388,46 @@ describe('admin authorization by TokenReview and SubjectAccessReview', () => {
     const { authorizer, seen } = adminSetup(true, false);
     const err = await errorOf(authorizer.authorizeAdmin('t'));
     expect(err.code).toBe('CA_ERR_UNAUTHENTICATED');
-    expect(seen.map((s) => s.resource)).toEqual(['tokenreviews']);
+    expect(err.message).toContain('audience "mooring-ca"');
+    // Tried for the apiserver's audiences, then for mooring-ca; RBAC never asked.
+    expect(seen.map((s) => s.resource)).toEqual(['tokenreviews', 'tokenreviews']);
+    expect(seen[1]?.body).toMatchObject({ spec: { token: 't', audiences: ['mooring-ca'] } });
+  });
+
+  /** An apiserver that knows token `bound` for audience mooring-ca only. */
+  function boundTokenSetup(answerAudiences: readonly string[]) {
+    const api = new FakeKubeApi();
+    const seen: Record<string, unknown>[] = [];
+    api.reviewHandler = (resource, body) => {
+      seen.push(body);
+      if (resource === 'subjectaccessreviews') return { status: { allowed: true } };
+      const spec = body.spec as { audiences?: string[] };
+      if (spec.audiences === undefined) return { status: { authenticated: false } };
+      return {
+        status: {
+          authenticated: true,
+          audiences: answerAudiences,
+          user: { username: 'system:serviceaccount:ops:robot', groups: ['system:serviceaccounts'] },
+        },
+      };
+    };
+    return { authorizer: new SubjectAccessReviewAuthorizer({ api }), seen };
+  }
+
+  it('allows a token bound to audience mooring-ca, checked by RBAC like any other', async () => {
+    const { authorizer, seen } = boundTokenSetup(['mooring-ca']);
+    await expect(authorizer.authorizeAdmin('bound')).resolves.toEqual({
+      subject: 'system:serviceaccount:ops:robot',
+    });
+    expect(seen[2]).toMatchObject({
+      spec: { user: 'system:serviceaccount:ops:robot', resourceAttributes: { verb: 'create' } },
+    });
+  });
+
+  it('refuses a token the apiserver vouches for but not for audience mooring-ca', async () => {
+    const { authorizer, seen } = boundTokenSetup(['other']);
+    const err = await errorOf(authorizer.authorizeAdmin('bound'));
+    expect(err.code).toBe('CA_ERR_UNAUTHENTICATED');
+    expect(seen).toHaveLength(2);
   });
 });
