@@ -77,10 +77,28 @@ export function redactSecrets(obj: Record<string, unknown>, depth = 0): Record<s
   return out ?? obj;
 }
 
+/**
+ * pino's error serializer, except that a cause's message is not added again when the error's own
+ * message already quotes it (`cannot read x: ENOENT...` caused by the ENOENT error): pino joins
+ * the messages of the whole cause chain, and most of Mooring's errors quote their cause.
+ */
+export function serializeError(err: Error): Record<string, unknown> {
+  const out = pino.stdSerializers.err(err) as unknown as Record<string, unknown>;
+  if (!(err instanceof Error)) return out;
+  let message = err.message;
+  const seen = new Set<unknown>([err]);
+  for (let cause = err.cause; cause instanceof Error && !seen.has(cause); cause = cause.cause) {
+    seen.add(cause);
+    if (!message.includes(cause.message)) message += `: ${cause.message}`;
+  }
+  return { ...out, message };
+}
+
 export function loggerOptions(level: string): LoggerOptions {
   return {
     level,
     formatters: { log: (obj) => redactSecrets(obj) },
+    serializers: { err: serializeError },
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
   };

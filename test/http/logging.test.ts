@@ -51,6 +51,26 @@ describe('the logger', () => {
     expect(err.token).toBe(MARKER);
   });
 
+  it('writes the message of a cause once, whether the error quotes it or not', () => {
+    const sink = new LogSink();
+    const root = new Error('unknown CA state schema undefined');
+    const quoted = new Error(`Secret ns/mooring-ca does not hold a valid CA: ${root.message}`, {
+      cause: root,
+    });
+    const unquoted = new Error('the store cannot be read', { cause: root });
+    const logger = createLogger('info', sink);
+    logger.error({ err: quoted }, 'failed');
+    logger.error({ err: unquoted }, 'failed');
+    expect(sink.lines.map((l) => (l.err as { message: string }).message)).toEqual([
+      'Secret ns/mooring-ca does not hold a valid CA: unknown CA state schema undefined',
+      'the store cannot be read: unknown CA state schema undefined',
+    ]);
+    // The chain itself is still logged, in the stack.
+    expect((sink.lines[0]?.err as { stack: string }).stack).toContain(
+      'caused by: Error: unknown CA state schema undefined',
+    );
+  });
+
   it('leaves the logged object unchanged and logs its other fields in clear', () => {
     const sink = new LogSink();
     const fields = { uid: 'u-1', request: { csrPem: MARKER, spiffeId: 'spiffe://x/y' } };

@@ -11,7 +11,7 @@ import { CA_SECRET, ROOT_CERT_KEY } from '../../constants';
 import { MooringError } from '../../errors';
 import { readPluginCA } from '../local-ca';
 import { systemClock, systemRandom } from '../system-clock';
-import { corePath, isNotFound, type KubeApi } from './api';
+import { corePath, isKubeApiError, isNotFound, type KubeApi } from './api';
 import { SecretKeyStore, type StateCodec } from './secret-store';
 
 /** Keys of Secret mooring-ca: the whole state (roots and keys) and, for humans, the bundle. */
@@ -56,6 +56,18 @@ export function clusterNamespace(config: Config, env: NodeJS.ProcessEnv): string
   return fromEnv !== undefined && fromEnv !== '' ? fromEnv : config.cluster.namespace;
 }
 
+/** Why reading Mooring's namespace failed, in words that say what to fix. */
+function apiFailure(err: unknown, namespace: string): string {
+  const message = (err as Error).message;
+  if (isKubeApiError(err, 401)) {
+    return `the Kubernetes API refuses Mooring's credential (expired, revoked or wrong token in the kubeconfig or service account): ${message}`;
+  }
+  if (isKubeApiError(err, 403)) {
+    return `the Kubernetes API does not allow Mooring to get namespace "${namespace}" (RBAC: the chart's ClusterRole grants it): ${message}`;
+  }
+  return `cannot reach the Kubernetes API: ${message}`;
+}
+
 /** Fails with a clear message when Mooring's namespace does not exist. */
 export async function requireNamespace(api: KubeApi, namespace: string): Promise<void> {
   try {
@@ -67,13 +79,7 @@ export async function requireNamespace(api: KubeApi, namespace: string): Promise
         `namespace "${namespace}" does not exist: create it (kubectl create namespace ${namespace}) or set cluster.namespace / POD_NAMESPACE`,
       );
     }
-    throw new MooringError(
-      'CA_ERR_STORE',
-      `cannot reach the Kubernetes API: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
+    throw new MooringError('CA_ERR_STORE', apiFailure(err, namespace), { cause: err });
   }
 }
 

@@ -1,4 +1,5 @@
-import { caStateCodec, SECRET_KEYS } from '../../../src/adapters/kube/cluster-ca';
+import { KubeApiError } from '../../../src/adapters/kube/api';
+import { caStateCodec, requireNamespace, SECRET_KEYS } from '../../../src/adapters/kube/cluster-ca';
 import type { CAState } from '../../../src/ca/rotation';
 import { defaultConfig, validateConfig } from '../../../src/config/validate';
 import {
@@ -6,6 +7,7 @@ import {
   clusterServingNames,
   replicaIdentity,
 } from '../../../src/cli/serve-cluster';
+import { FakeKubeApi } from './fake-api';
 
 describe('the serving certificate names of cluster mode', () => {
   const service = ['mooring', 'mooring.mesh', 'mooring.mesh.svc', 'mooring.mesh.svc.cluster.local'];
@@ -30,6 +32,49 @@ describe("cluster mode's namespace", () => {
   });
   it('defaults to mooring-system', () => {
     expect(clusterNamespace(defaultConfig(), {})).toBe('mooring-system');
+  });
+});
+
+describe("the check of Mooring's namespace at start", () => {
+  const failing = (error: Error): FakeKubeApi => {
+    const api = new FakeKubeApi();
+    api.failures.push({ when: () => true, error });
+    return api;
+  };
+  it.each<[string, FakeKubeApi, string, string]>([
+    [
+      'a namespace that does not exist',
+      new FakeKubeApi(),
+      'CFG_ERR_INVALID',
+      'kubectl create namespace mesh',
+    ],
+    [
+      'a refused credential (401): not "cannot reach"',
+      failing(new KubeApiError(401, 'Unauthorized', 'Unauthorized')),
+      'CA_ERR_STORE',
+      "the Kubernetes API refuses Mooring's credential (expired, revoked or wrong token",
+    ],
+    [
+      'a forbidden read (403)',
+      failing(new KubeApiError(403, 'Forbidden', 'forbidden')),
+      'CA_ERR_STORE',
+      'does not allow Mooring to get namespace "mesh"',
+    ],
+    [
+      'an API that cannot be reached',
+      failing(new Error('connect ECONNREFUSED 127.0.0.1:6443')),
+      'CA_ERR_STORE',
+      'cannot reach the Kubernetes API: connect ECONNREFUSED',
+    ],
+  ])('names %s', async (_name, api, code, message) => {
+    const err = (await requireNamespace(api, 'mesh').then(
+      () => new Error('no error'),
+      (e: unknown) => e,
+    )) as { code?: string; message: string };
+    expect({ code: err.code, message: err.message }).toMatchObject({
+      code,
+      message: expect.stringContaining(message) as unknown,
+    });
   });
 });
 
