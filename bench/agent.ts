@@ -97,6 +97,7 @@ async function main(): Promise<void> {
   writeFileSync(
     join(dir, 'tokens.json'),
     JSON.stringify({ t: { namespace: 'bench', serviceAccount: 'agent' } }),
+    { mode: 0o600 },
   );
   writeFileSync(join(dir, 'token'), 't');
   const [caPort, adminPort, readyPort, agentPort] = await Promise.all([

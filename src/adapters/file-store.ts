@@ -1,6 +1,7 @@
 // The local CA store in --data-dir (local mode):
 //
-//   ca-state.json   the whole CA state (roots, their keys, rotation times) in ONE file, 0600,
+//   ca-state.json   the whole CA state (roots, their keys, rotation times) in ONE file, 0600
+//                   (refused when others could read or write it: private-file.ts),
 //                   written atomically: a rotation step that changes several roots at once is
 //                   one rename, so a crash leaves the old state or the new one.
 //   root-cert.pem   convenience export of the trust bundle (0644), rewritten after the state and
@@ -13,12 +14,13 @@
 // timer, which reloads the state when the version changed (e.g. after `mooring ca rotate`).
 
 import { createHash } from 'node:crypto';
-import { link, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bundleRoots, type CAState } from '../ca/rotation';
 import type { KeyStore, StoredCAState } from '../ca/ports';
 import { MooringError } from '../errors';
 import { removeStaleTemps, writeFileAtomic, type StepObserver } from './atomic-file';
+import { checkDataDir, readPrivateFile } from './private-file';
 
 export const STORE_FILES = {
   state: 'ca-state.json',
@@ -82,14 +84,9 @@ export class FileCAStore implements KeyStore<CAState> {
   }
 
   async load(): Promise<StoredCAState<CAState> | null> {
-    const bytes = await readIfExists(this.statePath);
+    await checkDataDir(this.dataDir);
+    const bytes = await readPrivateFile(this.statePath);
     if (bytes === null) return null;
-    const mode = (await stat(this.statePath)).mode & 0o777;
-    if (mode & 0o077) {
-      throw storeError(
-        `${this.statePath} holds private keys but its mode is 0${mode.toString(8)}: run chmod 600 on it`,
-      );
-    }
     let state: CAState;
     try {
       state = JSON.parse(bytes.toString('utf8')) as CAState;

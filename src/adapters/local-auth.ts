@@ -1,16 +1,21 @@
 // Local-mode credentials (PRODUCT.md "Local mode"):
 //   <data-dir>/admin-token  the admin credential: random, 0600, created if absent;
-//   <data-dir>/tokens.json  workload tokens: {"<token>": {"namespace": ..., "serviceAccount": ...}}
-//                           re-read when it changes; without it every workload token is refused.
+//   <data-dir>/tokens.json  workload tokens: {"<token>": {"namespace": ..., "serviceAccount": ...}};
+//                           without it every workload token is refused.
+// Both are re-read when they change (checked at most once a second), so that replacing a leaked
+// token takes effect without a restart. Both must be private files (private-file.ts). A file that
+// is unsafe or cannot be parsed refuses every credential it would have vouched for (503) until it
+// is fixed: a broken edit meant to revoke a token must not keep that token valid.
 // Tokens are never logged and never appear in error messages.
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AdminAuthorizer, Authenticator, WorkloadIdentity } from '../ca/ports';
 import { MooringError } from '../errors';
 import { writeFileAtomic } from './atomic-file';
 import { DATA_DIR_MODE, KEY_FILE_MODE } from './file-store';
+import { checkDataDir, fileSignature, readPrivateFile } from './private-file';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
 export const TOKENS_FILE = 'tokens.json';
@@ -21,10 +26,20 @@ const digest = (token: string): Buffer => createHash('sha256').update(token, 'ut
 const unauthenticated = (message: string): MooringError =>
   new MooringError('CA_ERR_UNAUTHENTICATED', message);
 
+/** The admin token of a file's text: an empty one is an error. */
+function parseAdminToken(text: string, path: string): string {
+  const token = text.trim();
+  if (token === '') {
+    throw new MooringError('CA_ERR_STORE', `${path} is empty: delete it to get a new admin token`);
+  }
+  return token;
+}
+
 /** Reads `<dataDir>/admin-token`, creating it (32 random bytes, base64url, 0600) if absent. */
 export async function ensureAdminToken(dataDir: string): Promise<string> {
   const path = join(dataDir, ADMIN_TOKEN_FILE);
   await mkdir(dataDir, { recursive: true, mode: DATA_DIR_MODE });
+  await checkDataDir(dataDir);
   try {
     await writeFileAtomic(path, `${randomBytes(32).toString('base64url')}\n`, {
       mode: KEY_FILE_MODE,
@@ -33,27 +48,93 @@ export async function ensureAdminToken(dataDir: string): Promise<string> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
-  const token = (await readFile(path, 'utf8')).trim();
-  if (token === '') {
-    throw new MooringError('CA_ERR_STORE', `${path} is empty: delete it to get a new admin token`);
-  }
-  return token;
+  const bytes = await readPrivateFile(path);
+  if (bytes === null) throw new MooringError('CA_ERR_STORE', `${path} disappeared`);
+  return parseAdminToken(bytes.toString('utf8'), path);
 }
 
-/** The admin credential of local mode: one token, compared in constant time. */
-export class LocalAdminAuthorizer implements AdminAuthorizer {
-  private readonly expected: Buffer;
+export interface WatchOptions {
+  /** Minimum time between two checks of the file for changes. */
+  readonly recheckMs?: number;
+  /** Monotonic milliseconds (performance.now by default). */
+  readonly monotonicMs?: () => number;
+}
 
-  constructor(adminToken: string) {
-    this.expected = digest(adminToken);
+type Watched<T> = { readonly value: T } | { readonly problem: MooringError } | null;
+
+/** A private file parsed into T, re-read when its metadata changes; null while it is absent. */
+class WatchedPrivateFile<T> {
+  private signature: string | null | undefined = undefined;
+  private state: Watched<T> = null;
+  private checkedAt = -Infinity;
+  private readonly recheckMs: number;
+  private readonly monotonicMs: () => number;
+
+  constructor(
+    readonly path: string,
+    private readonly parse: (text: string, path: string) => T,
+    options: WatchOptions,
+  ) {
+    this.recheckMs = options.recheckMs ?? 1000;
+    this.monotonicMs = options.monotonicMs ?? (() => performance.now());
   }
 
-  authorizeAdmin(token: string): Promise<{ readonly subject: string }> {
-    // Both sides are SHA-256 digests: equal lengths, and the comparison leaks nothing.
-    if (!timingSafeEqual(digest(token), this.expected)) {
-      return Promise.reject(unauthenticated('the admin credential is not valid'));
+  async current(): Promise<Watched<T>> {
+    const t = this.monotonicMs();
+    if (this.signature !== undefined && t - this.checkedAt < this.recheckMs) return this.state;
+    this.checkedAt = t;
+    const signature = await fileSignature(this.path);
+    if (signature === this.signature) return this.state;
+    this.signature = signature;
+    try {
+      const bytes = await readPrivateFile(this.path);
+      this.state = bytes === null ? null : { value: this.parse(bytes.toString('utf8'), this.path) };
+    } catch (err) {
+      this.state = {
+        problem:
+          err instanceof MooringError
+            ? err
+            : new MooringError('CA_ERR_STORE', `${this.path}: ${(err as Error).message}`),
+      };
     }
-    return Promise.resolve({ subject: LOCAL_ADMIN_SUBJECT });
+    return this.state;
+  }
+}
+
+/** The 503 of a credential file that cannot be trusted or parsed: nothing it lists is accepted. */
+const unusable = (problem: MooringError, refused: string): MooringError =>
+  new MooringError('CA_ERR_NOT_READY', `${problem.message}; ${refused} until it is fixed`, {
+    cause: problem,
+  });
+
+/**
+ * The admin credential of local mode: the token in `<dataDir>/admin-token`, compared in constant
+ * time, re-read when the file changes (deleting it refuses every admin request).
+ */
+export class LocalAdminAuthorizer implements AdminAuthorizer {
+  private readonly file: WatchedPrivateFile<Buffer>;
+
+  constructor(dataDir: string, options: WatchOptions = {}) {
+    this.file = new WatchedPrivateFile(
+      join(dataDir, ADMIN_TOKEN_FILE),
+      (text, path) => digest(parseAdminToken(text, path)),
+      options,
+    );
+  }
+
+  async authorizeAdmin(token: string): Promise<{ readonly subject: string }> {
+    const file = await this.file.current();
+    if (file === null) {
+      throw unauthenticated(
+        `there is no ${ADMIN_TOKEN_FILE} in the data directory: \`mooring ca init\` makes a new one`,
+      );
+    }
+    if ('problem' in file) throw unusable(file.problem, 'admin requests are refused');
+    // Both sides are SHA-256 digests: equal lengths, and the comparison leaks nothing.
+    if (!timingSafeEqual(digest(token), file.value)) {
+      throw unauthenticated('the admin credential is not valid');
+    }
+    return { subject: LOCAL_ADMIN_SUBJECT };
   }
 }
 
@@ -98,62 +179,34 @@ export function parseTokensFile(text: string, path: string): Map<string, Workloa
   return map;
 }
 
-export interface TokensFileOptions {
-  /** Minimum time between two checks of the file for changes. */
-  readonly recheckMs?: number;
-  /** Monotonic milliseconds (performance.now by default). */
-  readonly monotonicMs?: () => number;
-}
-
 /** Workload tokens of local mode, from `<dataDir>/tokens.json`, re-read when the file changes. */
 export class TokensFileAuthenticator implements Authenticator {
-  readonly path: string;
-  private tokens: Map<string, WorkloadIdentity> | null = null;
-  private signature = '';
-  private checkedAt = -Infinity;
-  private readonly recheckMs: number;
-  private readonly monotonicMs: () => number;
+  private readonly file: WatchedPrivateFile<Map<string, WorkloadIdentity>>;
 
-  constructor(dataDir: string, options: TokensFileOptions = {}) {
-    this.path = join(dataDir, TOKENS_FILE);
-    this.recheckMs = options.recheckMs ?? 1000;
-    this.monotonicMs = options.monotonicMs ?? (() => performance.now());
+  constructor(dataDir: string, options: WatchOptions = {}) {
+    this.file = new WatchedPrivateFile(join(dataDir, TOKENS_FILE), parseTokensFile, options);
+  }
+
+  get path(): string {
+    return this.file.path;
   }
 
   async authenticateWorkload(token: string): Promise<WorkloadIdentity> {
-    await this.refresh();
-    if (this.tokens === null) {
+    const file = await this.file.current();
+    if (file === null) {
       throw unauthenticated(
         `workload tokens are checked against ${TOKENS_FILE} in the data directory, which does not exist`,
       );
     }
-    const identity = this.tokens.get(digest(token).toString('hex'));
+    if ('problem' in file) throw unusable(file.problem, 'every workload token is refused');
+    const identity = file.value.get(digest(token).toString('hex'));
     if (identity === undefined) throw unauthenticated('the workload token is not valid');
     return identity;
   }
 
-  /** Re-reads the file if it changed (checked at most every recheckMs). */
-  async refresh(): Promise<void> {
-    const t = this.monotonicMs();
-    if (t - this.checkedAt < this.recheckMs) return;
-    this.checkedAt = t;
-    let signature: string;
-    try {
-      const s = await stat(this.path);
-      signature = `${s.ino}:${s.size}:${s.mtimeMs}`;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      this.tokens = null;
-      this.signature = '';
-      return;
-    }
-    if (signature === this.signature) return;
-    // A broken edit keeps the previous good map; with none, the error surfaces (500).
-    try {
-      this.tokens = parseTokensFile(await readFile(this.path, 'utf8'), this.path);
-      this.signature = signature;
-    } catch (err) {
-      if (this.tokens === null) throw err;
-    }
+  /** Throws what is wrong with tokens.json (its absence is not wrong): checked at start. */
+  async check(): Promise<void> {
+    const file = await this.file.current();
+    if (file !== null && 'problem' in file) throw file.problem;
   }
 }

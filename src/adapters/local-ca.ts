@@ -95,10 +95,12 @@ export async function openLocalCredentials(
   trustDomain: string,
 ): Promise<LocalCredentials> {
   const adminToken = await ensureAdminToken(dataDir);
+  const authenticator = new TokensFileAuthenticator(dataDir);
+  await authenticator.check();
   return {
     adminToken,
-    adminAuthorizer: new LocalAdminAuthorizer(adminToken),
-    authenticator: new TokensFileAuthenticator(dataDir),
+    adminAuthorizer: new LocalAdminAuthorizer(dataDir),
+    authenticator,
     spiffeIdOf: (identity) => spiffeIdOf(trustDomain, identity),
   };
 }

@@ -86,7 +86,8 @@ export class CertDirectory {
 
   /** Writes `content` as a new version and switches to it. Returns the version's name. */
   async write(content: DirectoryContent): Promise<string> {
-    await fs.mkdir(this.dir, { recursive: true });
+    // Never writable by others, whatever the umask: whoever could write here could swap `..data`.
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o755 });
     const version = `${VERSION_PREFIX}${this.nowMs()}-${randomBytes(4).toString('hex')}`;
     const versionDir = path.join(this.dir, version);
     await fs.mkdir(versionDir, { mode: 0o755 });

@@ -67,12 +67,13 @@ beforeAll(async () => {
   const dataDir = join(dir, 'store');
   const config = validateConfig({ server: { dataDir } });
   const { authority } = await openLocalCA({ config, dataDir, create: true });
-  const credentials = await openLocalCredentials(dataDir, config.trustDomain);
-  adminToken = credentials.adminToken;
   writeFileSync(
     join(dataDir, 'tokens.json'),
     JSON.stringify({ [WORKLOAD_TOKEN]: { namespace: 'shop', serviceAccount: 'web' } }),
+    { mode: 0o600 },
   );
+  const credentials = await openLocalCredentials(dataDir, config.trustDomain);
+  adminToken = credentials.adminToken;
   sink = new LogSink();
   const registry = createRegistry({ processMetrics: false });
   app = buildWebhookApp({

@@ -155,7 +155,7 @@ export async function startServe(options: ServeOptions = {}): Promise<ServeProce
 
   const setTokens = (tokens: Record<string, Identity>): void => {
     const tmp = path.join(dataDir, 'tokens.json.tmp');
-    writeFileSync(tmp, JSON.stringify(tokens));
+    writeFileSync(tmp, JSON.stringify(tokens), { mode: 0o600 });
     execFileSync('mv', [tmp, path.join(dataDir, 'tokens.json')]);
   };
   if (options.tokens) setTokens(options.tokens);

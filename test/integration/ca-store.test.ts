@@ -1,9 +1,13 @@
 import {
   chmodSync,
+  chownSync,
   mkdtempSync,
   readFileSync,
   readdirSync,
+  renameSync,
   statSync,
+  symlinkSync,
+  unlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -85,6 +89,36 @@ describe('the file store', () => {
     await store.save((await sampleStates())[0], null);
     chmodSync(join(dir, STORE_FILES.state), 0o644);
     await expect(store.load()).rejects.toThrow('chmod 600');
+  });
+
+  // Another local user must not be able to plant a CA whose key they hold (sshd's StrictModes).
+  it.each<[string, (dir: string) => void, string]>([
+    [
+      'a data directory others can write to',
+      (dir) => chmodSync(dir, 0o777),
+      `the data directory DIR is writable by group or others (mode 0777): whoever can write there could replace the CA or its credentials; run chmod 700 DIR`,
+    ],
+    [
+      'a state file owned by another user',
+      (dir) => chownSync(join(dir, STORE_FILES.state), 65534, 65534),
+      'DIR/ca-state.json belongs to uid 65534, not to the user running Mooring',
+    ],
+    [
+      'a state file that is a symbolic link',
+      (dir) => {
+        renameSync(join(dir, STORE_FILES.state), join(dir, 'elsewhere.json'));
+        symlinkSync(join(dir, 'elsewhere.json'), join(dir, STORE_FILES.state));
+      },
+      'DIR/ca-state.json is a symbolic link',
+    ],
+  ])('refuses to load %s, and says how to fix it', async (_name, spoil, message) => {
+    const dir = tempDir();
+    const store = new FileCAStore(dir);
+    await store.save((await sampleStates())[0], null);
+    spoil(dir);
+    const err = await store.load().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'CA_ERR_STORE' });
+    expect((err as Error).message).toContain(message.replaceAll('DIR', dir));
   });
 
   it('refuses a state file that is not JSON', async () => {
@@ -218,18 +252,65 @@ describe('local credentials', () => {
     expect(await ensureAdminToken(tempDir())).not.toBe(token);
   });
 
+  /** A data dir whose admin-token holds `token`, and its authorizer (rechecked every call). */
+  const adminSetup = (token: string) => {
+    const dir = tempDir();
+    writeFileSync(join(dir, ADMIN_TOKEN_FILE), `${token}\n`, { mode: 0o600 });
+    return { dir, auth: new LocalAdminAuthorizer(dir, { recheckMs: 0 }) };
+  };
+  const adminResult = (auth: LocalAdminAuthorizer, token: string) =>
+    auth.authorizeAdmin(token).then(
+      (r) => (r.subject === 'local-admin' ? 'ok' : 'bad subject'),
+      (e: MooringError) => e.code,
+    );
+
   it.each([
     ['the admin token', 'secret-token', 'ok'],
     ['another token', 'secret-tokem', 'CA_ERR_UNAUTHENTICATED'],
     ['a prefix of it', 'secret', 'CA_ERR_UNAUTHENTICATED'],
     ['an empty token', '', 'CA_ERR_UNAUTHENTICATED'],
   ])('the admin authorizer accepts only the admin token: %s', async (_name, token, expected) => {
-    const auth = new LocalAdminAuthorizer('secret-token');
-    const result = await auth.authorizeAdmin(token).then(
-      (r) => (r.subject === 'local-admin' ? 'ok' : 'bad subject'),
-      (e: MooringError) => e.code,
-    );
-    expect(result).toBe(expected);
+    expect(await adminResult(adminSetup('secret-token').auth, token)).toBe(expected);
+  });
+
+  it('takes a replaced admin-token without a restart, and refuses every admin once it is deleted', async () => {
+    const { dir, auth } = adminSetup('old-token');
+    expect(await adminResult(auth, 'old-token')).toBe('ok');
+    writeFileSync(join(dir, 'next'), 'new-token\n', { mode: 0o600 });
+    renameSync(join(dir, 'next'), join(dir, ADMIN_TOKEN_FILE));
+    expect(await adminResult(auth, 'old-token')).toBe('CA_ERR_UNAUTHENTICATED');
+    expect(await adminResult(auth, 'new-token')).toBe('ok');
+    unlinkSync(join(dir, ADMIN_TOKEN_FILE));
+    const err = await auth.authorizeAdmin('new-token').catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'CA_ERR_UNAUTHENTICATED' });
+    expect((err as Error).message).toContain('mooring ca init');
+  });
+
+  it.each<[string, (path: string) => void, string]>([
+    ['readable by others', (path) => chmodSync(path, 0o644), 'run chmod 600'],
+    ['owned by another user', (path) => chownSync(path, 65534, 65534), 'belongs to uid 65534'],
+    [
+      'a symbolic link',
+      (path) => {
+        renameSync(path, `${path}.real`);
+        symlinkSync(`${path}.real`, path);
+      },
+      'is a symbolic link',
+    ],
+  ])('refuses every admin request (503) while admin-token is %s', async (_name, spoil, why) => {
+    const { dir, auth } = adminSetup('secret-token');
+    spoil(join(dir, ADMIN_TOKEN_FILE));
+    const err = await auth.authorizeAdmin('secret-token').catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'CA_ERR_NOT_READY', status: 503 });
+    expect((err as Error).message).toContain(why);
+    expect((err as Error).message).not.toContain('secret-token');
+    await expect(ensureAdminToken(dir)).rejects.toThrow(why);
+  });
+
+  it('refuses to make an admin token in a data directory others can write to', async () => {
+    const dir = tempDir();
+    chmodSync(dir, 0o777);
+    await expect(ensureAdminToken(dir)).rejects.toThrow('run chmod 700');
   });
 
   it('refuses every workload token when tokens.json does not exist', async () => {
@@ -245,6 +326,7 @@ describe('local credentials', () => {
     writeFileSync(
       path,
       JSON.stringify({ 'token-a': { namespace: 'shop', serviceAccount: 'cart' } }),
+      { mode: 0o600 },
     );
     const auth = new TokensFileAuthenticator(dir, { recheckMs: 0 });
     expect(await auth.authenticateWorkload('token-a')).toEqual({
@@ -270,37 +352,52 @@ describe('local credentials', () => {
       code: 'CA_ERR_UNAUTHENTICATED',
     });
 
-    // A broken edit keeps the last good map.
-    writeFileSync(path, '{ broken');
-    expect(await auth.authenticateWorkload('token-b')).toEqual({
-      namespace: 'shop',
-      serviceAccount: 'web',
+    // A broken edit (meant to revoke token-b, say) refuses every token until it is fixed.
+    writeFileSync(path, JSON.stringify({ x: { namespace: 'a', serviceAccount: 'b' } }) + ',');
+    const err = await auth.authenticateWorkload('token-b').catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'CA_ERR_NOT_READY', status: 503 });
+    expect((err as Error).message).toContain(`${path}: not valid JSON; every workload token`);
+    writeFileSync(path, JSON.stringify({ x: { namespace: 'a', serviceAccount: 'b' } }));
+    await expect(auth.authenticateWorkload('token-b')).rejects.toMatchObject({
+      code: 'CA_ERR_UNAUTHENTICATED',
     });
+    expect(await auth.authenticateWorkload('x')).toEqual({ namespace: 'a', serviceAccount: 'b' });
   });
 
   it.each([
-    ['not JSON', '{', 'not valid JSON'],
-    ['an array', '[]', 'must be an object'],
+    ['not JSON', '{', 0o600, 'not valid JSON'],
+    ['an array', '[]', 0o600, 'must be an object'],
     [
       'a bad namespace',
       JSON.stringify({ t: { namespace: 'Shop', serviceAccount: 'a' } }),
+      0o600,
       'entry 1: "namespace"',
     ],
     [
       'a missing service account',
       JSON.stringify({ t: { namespace: 'shop' } }),
+      0o600,
       'entry 1: "serviceAccount"',
     ],
+    [
+      'readable by others',
+      JSON.stringify({ t: { namespace: 'shop', serviceAccount: 'a' } }),
+      0o644,
+      'run chmod 600',
+    ],
   ])(
-    'refuses a tokens.json that is %s, without quoting tokens',
-    async (_name, content, message) => {
+    'refuses a tokens.json that is %s at start and on every request, without quoting tokens',
+    async (_name, content, fileMode, message) => {
       const dir = tempDir();
-      writeFileSync(join(dir, TOKENS_FILE), content);
-      const err = await new TokensFileAuthenticator(dir)
-        .authenticateWorkload('t')
-        .catch((e: unknown) => e);
-      expect(err).toMatchObject({ code: 'CA_ERR_STORE' });
+      writeFileSync(join(dir, TOKENS_FILE), content, { mode: fileMode });
+      const auth = new TokensFileAuthenticator(dir);
+      const atStart = await auth.check().catch((e: unknown) => e);
+      expect(atStart).toMatchObject({ code: 'CA_ERR_STORE' });
+      expect((atStart as Error).message).toContain(message);
+      const err = await auth.authenticateWorkload('t').catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'CA_ERR_NOT_READY' });
       expect((err as Error).message).toContain(message);
+      expect((err as Error).message).not.toMatch(/"t"/);
     },
   );
 });

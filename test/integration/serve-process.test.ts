@@ -1,7 +1,7 @@
 // `mooring serve` as a process (dist/, as `make run` starts it): graceful shutdown on SIGTERM
 // and SIGINT with a request in flight, exit codes, and a clear failure when a port is taken.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -87,6 +87,31 @@ describe('mooring serve as a process', () => {
   it('exits 1 with a clear message when the HTTPS port is taken', async () => {
     await servesOnTakenPort('--listen', ['--data-dir', join(dir, 'store')]);
   }, 60_000);
+
+  it.each<[string, (store: string) => void, string]>([
+    [
+      'a tokens.json that is not valid JSON',
+      (store) => writeFileSync(join(store, 'tokens.json'), '{"t": {', { mode: 0o600 }),
+      'tokens.json: not valid JSON',
+    ],
+    [
+      'a data directory others can write to',
+      (store) => chmodSync(store, 0o777),
+      'is writable by group or others (mode 0777)',
+    ],
+  ])(
+    'exits 1 at start, before serving, for %s',
+    async (_name, spoil, message) => {
+      const store = join(dir, 'store');
+      mkdirSync(store, { mode: 0o700 });
+      spoil(store);
+      const s = spawnServe(['--data-dir', store, '--listen', '127.0.0.1:0']);
+      const { code } = await s.exit;
+      expect(code).toBe(1);
+      expect(s.stderr.join('\n')).toContain(message);
+    },
+    60_000,
+  );
 
   it('exits 2 for a malformed --listen', async () => {
     const s = spawnServe(['--data-dir', join(dir, 'store'), '--listen', 'localhost']);

@@ -31,8 +31,8 @@ describe('CertDirectory', () => {
     expect(statSync(path.join(dir, 'cert-chain.pem')).mode & 0o777).toBe(0o644);
   });
 
-  it('keeps the key 0600 whatever the umask', async () => {
-    const dir = fresh();
+  it('keeps the key 0600, and the directory it makes unwritable by others, whatever the umask', async () => {
+    const dir = path.join(fresh(), 'out');
     const old = process.umask(0);
     try {
       await new CertDirectory(dir).write(content(1));
@@ -40,6 +40,7 @@ describe('CertDirectory', () => {
       process.umask(old);
     }
     expect(statSync(path.join(dir, 'key.pem')).mode & 0o777).toBe(0o600);
+    expect(statSync(dir).mode & 0o777).toBe(0o755);
   });
 
   it('switches every file at once through the ..data symlink', async () => {
