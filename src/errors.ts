@@ -41,6 +41,8 @@ export const ERROR_CATALOG = {
   HTTP_ERR_NOT_FOUND: { status: 404, summary: 'no such route' },
   HTTP_ERR_METHOD: { status: 405, summary: 'method not allowed' },
   HTTP_ERR_BAD_REQUEST: { status: 400, summary: 'the request is malformed' },
+  HTTP_ERR_TIMEOUT: { status: 408, summary: 'the request was not received in time' },
+  HTTP_ERR_HEADERS_TOO_LARGE: { status: 431, summary: 'the request headers are too large' },
   HTTP_ERR_INTERNAL: { status: 500, summary: 'internal error' },
   HTTP_ERR_WORKERS_NOT_READY: { status: 503, summary: 'a worker is starting: try again' },
 } as const;

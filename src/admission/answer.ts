@@ -3,11 +3,11 @@
 // synchronous, so that it runs the same on the event loop and in an inject thread
 // (src/adapters/inject-threads.ts): what crosses between threads is text in, text out.
 
-import { parse as parseJson } from 'secure-json-parse';
 import { isMooringError, type ErrorCode } from '../errors';
 import { admit, type AdmitOptions, type Decision, type PodInjector } from './admit';
 import { serializeAdmissionReviewResponse } from './response';
 import { parseAdmissionReview } from './review';
+import { parseJsonBody } from '../json';
 
 /** An internal error as the log line needs it: plain data, so that it crosses threads. */
 export interface ErrorRecord {
@@ -39,10 +39,6 @@ export type ReviewAnswer =
       readonly message: string;
     };
 
-const PARSE_OPTIONS = { protoAction: 'error', constructorAction: 'error' } as const;
-/** secure-json-parse's error for a "__proto__" or "constructor.prototype" key. */
-const FORBIDDEN_KEY_MESSAGE = 'Object contains forbidden prototype property';
-
 export function errorRecord(err: unknown): ErrorRecord {
   if (!(err instanceof Error)) return { type: typeof err, message: String(err) };
   const code = (err as { code?: unknown }).code;
@@ -61,23 +57,9 @@ export function answerReview(
   options: AdmitOptions,
 ): ReviewAnswer {
   const start = performance.now();
-  if (text === undefined || text.length === 0) {
-    return { kind: 'refused', code: 'ADM_ERR_BODY', message: 'the body is empty' };
-  }
-  let body: unknown;
-  try {
-    body = parseJson(text, undefined, PARSE_OPTIONS);
-  } catch (err) {
-    // JSON.parse's message may quote the body: never pass it on.
-    const forbidden = err instanceof SyntaxError && err.message === FORBIDDEN_KEY_MESSAGE;
-    return {
-      kind: 'refused',
-      code: 'ADM_ERR_BODY',
-      message: forbidden
-        ? 'the body holds a "__proto__" or "constructor.prototype" key'
-        : 'the body is not valid JSON',
-    };
-  }
+  const parsed = parseJsonBody(text);
+  if (!parsed.ok) return { kind: 'refused', code: 'ADM_ERR_BODY', message: parsed.message };
+  const body = parsed.value;
   let review;
   try {
     review = parseAdmissionReview(body);

@@ -1,7 +1,7 @@
 // The plain-HTTP admin app of `mooring serve`: /healthz, /readyz, /metrics. Never listens.
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { installErrorHandler } from './error-handler';
+import { frameworkErrorOptions, installErrorHandler } from './error-handler';
 import { registerHealthRoutes, type ReadinessProbe } from './plugins/health';
 import { registerMetricsRoute, type MetricsSource } from './plugins/metrics';
 import { genReqId } from './request';
@@ -18,6 +18,7 @@ export function buildAdminApp(deps: AdminAppDeps): FastifyInstance {
     // One line per request of our own (the review line, 'certificate issued', 'request refused').
     logController: new LogController({ disableRequestLogging: true }),
     genReqId,
+    ...frameworkErrorOptions(),
     bodyLimit: 1024,
     forceCloseConnections: true,
   }) as unknown as FastifyInstance;

@@ -1,8 +1,18 @@
 // Every error of the HTTP apps becomes `{code, message}` with the catalog's status. Framework
 // errors (body too large, wrong content type, unparsable JSON) get the code of the route's area;
-// anything unexpected is a 5xx with the generic summary, its detail logged, never sent.
+// anything unexpected is a 5xx with the generic summary, its detail logged, never sent. Requests
+// Node cannot parse (a bad header line or method, headers too large, too slow) and URLs Fastify
+// cannot route get the same shape (frameworkErrorOptions). The log names the path of a request,
+// never its query string, and never the raw bytes of a request: either may hold a token.
 
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Socket } from 'node:net';
+import type {
+  FastifyError,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  FastifyServerOptions,
+} from 'fastify';
 import { isMooringError, MooringError, type ErrorCode } from '../errors';
 
 /** Which family of codes a route answers with. */
@@ -95,6 +105,65 @@ export function routeArea(request: FastifyRequest): RouteArea {
 }
 
 const MAX_URL_IN_MESSAGE = 200;
+
+/** The path of a request, without its query string (which may carry a token), cut short. */
+const pathOf = (url: string): string => (url.split('?')[0] ?? '').slice(0, MAX_URL_IN_MESSAGE);
+
+/** What Node's HTTP parser refuses, as the catalog's code and a message of our own. */
+function clientErrorOf(code: string | undefined): MooringError {
+  switch (code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new MooringError('HTTP_ERR_TIMEOUT', 'the request was not received in time');
+    case 'HPE_HEADER_OVERFLOW':
+      return new MooringError('HTTP_ERR_HEADERS_TOO_LARGE', 'the request headers are too large');
+    case 'HPE_INVALID_METHOD':
+      return new MooringError('HTTP_ERR_BAD_REQUEST', 'the request method is not valid');
+    default:
+      return new MooringError('HTTP_ERR_BAD_REQUEST', 'the request is not valid HTTP');
+  }
+}
+
+/**
+ * Fastify options for requests that never reach a route: the answer in our shape, and a log line
+ * with the parser's code only (Node's error holds the raw request, `Authorization` included).
+ */
+export function frameworkErrorOptions(): Pick<
+  FastifyServerOptions,
+  'clientErrorHandler' | 'frameworkErrors'
+> {
+  return {
+    clientErrorHandler(this: FastifyInstance, err: Error & { code?: string }, socket: Socket) {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const coded = clientErrorOf(err.code);
+      this.log.debug({ code: coded.code, parserCode: err.code }, 'malformed request');
+      if (socket.writable) {
+        const body = JSON.stringify(coded.toJSON());
+        socket.write(
+          `HTTP/1.1 ${coded.status} ${STATUS_TEXT[coded.status] ?? 'Error'}\r\nContent-Type: application/json\r\n` +
+            `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        );
+      }
+      socket.destroy();
+    },
+    frameworkErrors(err, request, reply) {
+      const coded =
+        err.code === 'FST_ERR_BAD_URL'
+          ? new MooringError('HTTP_ERR_BAD_REQUEST', 'the URL is not valid (bad percent-encoding)')
+          : new MooringError('HTTP_ERR_BAD_REQUEST', 'the request is malformed');
+      request.log.info(
+        { code: coded.code, status: coded.status, method: request.method },
+        'request refused',
+      );
+      void (reply as FastifyReply).code(coded.status).send(coded.toJSON());
+    },
+  };
+}
+
+const STATUS_TEXT: Readonly<Record<number, string>> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+};
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 
 /** Called once per error answer, for metrics. */
@@ -113,7 +182,7 @@ export function installErrorHandler(app: FastifyInstance, observe?: ErrorObserve
           code: coded.code,
           status: coded.status,
           method: request.method,
-          url: request.url.slice(0, MAX_URL_IN_MESSAGE),
+          path: pathOf(request.url),
         },
         'request refused',
       );
@@ -123,11 +192,10 @@ export function installErrorHandler(app: FastifyInstance, observe?: ErrorObserve
     return reply.code(coded.status).send(coded.toJSON());
   });
   app.setNotFoundHandler((request, reply) => {
-    const url = request.url.slice(0, MAX_URL_IN_MESSAGE);
-    const path = url.split('?')[0] ?? url;
+    const path = pathOf(request.url);
     const allowed = METHODS.filter((method) => app.hasRoute({ method, url: path }));
     if (allowed.length > 0) {
-      request.log.info({ method: request.method, url }, 'method not allowed');
+      request.log.info({ method: request.method, path }, 'method not allowed');
       return reply
         .code(405)
         .header('allow', allowed.join(', '))
@@ -138,9 +206,9 @@ export function installErrorHandler(app: FastifyInstance, observe?: ErrorObserve
           ).toJSON(),
         );
     }
-    request.log.info({ method: request.method, url }, 'no such route');
+    request.log.info({ method: request.method, path }, 'no such route');
     return reply
       .code(404)
-      .send(new MooringError('HTTP_ERR_NOT_FOUND', `no route ${request.method} ${url}`).toJSON());
+      .send(new MooringError('HTTP_ERR_NOT_FOUND', `no route ${request.method} ${path}`).toJSON());
   });
 }

@@ -11,7 +11,9 @@ import type {
   WorkloadIdentity,
 } from '../ca/ports';
 import type { MooringMetrics } from './metrics';
-import { installErrorHandler } from './error-handler';
+import { AREA_CODES, frameworkErrorOptions, installErrorHandler, routeArea } from './error-handler';
+import { parseJsonBody } from '../json';
+import { MooringError } from '../errors';
 import { registerCARoutes } from './plugins/ca';
 import { registerInjectRoute, type ReviewThreads } from './plugins/inject';
 import { genReqId, REQUEST_ID_HEADER } from './request';
@@ -43,6 +45,7 @@ export function buildWebhookApp(deps: WebhookAppDeps): FastifyInstance {
     // One line per request of our own (the review line, 'certificate issued', 'request refused').
     logController: new LogController({ disableRequestLogging: true }),
     genReqId,
+    ...frameworkErrorOptions(),
     bodyLimit: deps.bodyLimitBytes,
     requestTimeout: REQUEST_TIMEOUT_MS,
     forceCloseConnections: 'idle',
@@ -52,6 +55,14 @@ export function buildWebhookApp(deps: WebhookAppDeps): FastifyInstance {
 
   // Only JSON is accepted; without this parser text/plain would reach the handlers.
   app.removeContentTypeParser('text/plain');
+  // Fastify's JSON parser, with our messages (a "__proto__" key is named as what is refused).
+  // The /inject route has a parser of its own (the review is parsed where it is answered).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const parsed = parseJsonBody(body as string);
+    if (parsed.ok) done(null, parsed.value);
+    else done(new MooringError(AREA_CODES[routeArea(request)].body, parsed.message), undefined);
+  });
   app.addHook('onRequest', (request, reply, done) => {
     void reply.header(REQUEST_ID_HEADER, request.id);
     done();

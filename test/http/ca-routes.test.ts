@@ -294,16 +294,36 @@ describe('POST /v1/admin/certificates', () => {
     expect(certificates.requests).toHaveLength(0);
   });
 
-  it('answers 400 CA_ERR_BODY without a spiffeId', async () => {
+  it.each<[string, Record<string, unknown>, string]>([
+    ['without a spiffeId', { csr: CSR }, '"spiffeId" must be a string'],
+    ['with an empty spiffeId', { csr: CSR, spiffeId: '' }, '"spiffeId" must not be empty'],
+  ])('answers 400 CA_ERR_BODY %s', async (_name, payload, message) => {
     const { app } = buildTestWebhookApp();
     const res = await app.inject({
       method: 'POST',
       url: '/v1/admin/certificates',
       headers: auth(ADMIN_TOKEN),
-      payload: { csr: CSR },
+      payload,
     });
     expect(res.statusCode).toBe(400);
-    expect(res.json()).toEqual({ code: 'CA_ERR_BODY', message: '"spiffeId" must be a string' });
+    expect(res.json()).toEqual({ code: 'CA_ERR_BODY', message });
+  });
+
+  it('names a __proto__ key as what is refused, not as invalid JSON', async () => {
+    const { app, certificates } = buildTestWebhookApp();
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/admin/certificates',
+      headers: auth(ADMIN_TOKEN),
+      payload: `{"__proto__": {"polluted": true}, "csr": ${JSON.stringify(CSR)}, "spiffeId": "spiffe://cluster.local/vm/a"}`,
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toEqual({
+      code: 'CA_ERR_BODY',
+      message: 'the body holds a "__proto__" or "constructor.prototype" key',
+    });
+    expect(certificates.requests).toHaveLength(0);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 });
 

@@ -84,8 +84,8 @@ export function parseWorkloadBody(body: unknown): WorkloadBody {
 /** `{csr, spiffeId, ttlSeconds?}` */
 export function parseAdminBody(body: unknown): AdminBody {
   const r = parseBody(body, ['csr', 'spiffeId', 'ttlSeconds']);
-  if (typeof r.spiffeId !== 'string' || r.spiffeId === '')
-    throw bodyError('"spiffeId" must be a string');
+  if (typeof r.spiffeId !== 'string') throw bodyError('"spiffeId" must be a string');
+  if (r.spiffeId === '') throw bodyError('"spiffeId" must not be empty');
   return {
     csr: r.csr as string,
     spiffeId: r.spiffeId,
