@@ -66,13 +66,23 @@ export async function runInject(flags: InjectFlags, io: CliIO): Promise<number> 
   const config = loadConfigFile(flags.config);
   const text = await readInput(flags.filename, io);
   const result = injectManifests(text, { config, version: packageVersion() });
-  for (const report of result.reports) {
-    for (const line of describeReport(report)) io.stderr.write(`mooring: ${line}\n`);
-  }
   if (flags.output === undefined) {
     io.stdout.write(result.output);
   } else {
-    await writeFileAtomic(flags.output, result.output, { mode: 0o644 });
+    try {
+      await writeFileAtomic(flags.output, result.output, { mode: 0o644 });
+    } catch (err) {
+      // The atomic write's message names its temporary file: name the file the user asked for.
+      throw new MooringError(
+        'INJ_ERR_INPUT',
+        `cannot write ${flags.output}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+  // What was done, once it is done.
+  for (const report of result.reports) {
+    for (const line of describeReport(report)) io.stderr.write(`mooring: ${line}\n`);
   }
   return EXIT.ok;
 }

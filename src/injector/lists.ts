@@ -39,7 +39,8 @@ export function parsePortListOrWildcard(value: string): ParseResult<number[] | W
 /** Canonical form of an IPv4 or IPv6 CIDR (a bare address gets /32 or /128). */
 export function parseCidr(text: string): string | undefined {
   const [addr, prefix, ...rest] = text.split('/');
-  if (addr === undefined || rest.length > 0) return undefined;
+  // isIP accepts an IPv6 zone (fe80::1%eth0), which iptables does not.
+  if (addr === undefined || rest.length > 0 || addr.includes('%')) return undefined;
   const family = isIP(addr);
   if (family === 0) return undefined;
   const max = family === 4 ? 32 : 128;

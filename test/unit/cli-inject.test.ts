@@ -121,6 +121,13 @@ describe('mooring inject', () => {
     expect(statSync(target).mode & 0o777).toBe(0o644);
   });
 
+  it('exits 1 naming the -o file it cannot write, and reports no injection', async () => {
+    const target = join(dir, 'no-such-dir', 'out.yaml');
+    const result = await run(['-f', file('app.yaml', DEPLOYMENT), '-o', target]);
+    expect(result.code).toBe(1);
+    expect(result.err).toBe(`mooring: INJ_ERR_INPUT: cannot write ${target}: ENOENT\n`);
+  });
+
   it('uses --config', async () => {
     const config = file(
       'mooring.yaml',

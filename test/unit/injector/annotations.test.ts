@@ -111,6 +111,7 @@ describe('invalid values: an error naming the key and the value', () => {
     [ANNOTATION.rewriteProbes, '1', 'must be "true" or "false"'],
     [ANNOTATION.includeOutboundIPRanges, '10.0.0.0/33', 'is not an IPv4 or IPv6 CIDR'],
     [ANNOTATION.excludeOutboundIPRanges, '*', 'is not an IPv4 or IPv6 CIDR'],
+    [ANNOTATION.excludeOutboundIPRanges, 'fe80::1%eth0', 'is not an IPv4 or IPv6 CIDR'],
     [ANNOTATION.includeInboundPorts, '80,abc', 'is not a port'],
     [ANNOTATION.excludeInboundPorts, '0', 'is not a port'],
     [ANNOTATION.excludeOutboundPorts, '70000', 'is not a port'],
