@@ -1,6 +1,6 @@
 // JSON request bodies, parsed with prototype poisoning refused (secure-json-parse, as Fastify's
 // own parser), with messages of our own: JSON.parse's may quote the body, which may hold a CSR or
-// a Pod's secrets, and never reaches a client or a log.
+// a Pod's secrets, and never reaches a client or a log. The same care for YAML files' errors.
 
 import { parse } from 'secure-json-parse';
 
@@ -25,4 +25,14 @@ export function parseJsonBody(text: string | undefined): ParsedJson {
         : 'the body is not valid JSON',
     };
   }
+}
+
+/**
+ * A YAML parse error without the source lines the yaml library quotes after its message (a
+ * manifest's Secret or a configuration's value): "Missing , between flow map items at line 2,
+ * column 3".
+ */
+export function yamlErrorSummary(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return (message.split('\n')[0] ?? '').replace(/:$/, '');
 }

@@ -19,6 +19,7 @@ import { fingerprintOf, parseCertificatePem } from '../ca/issuer';
 import type { CAStatusView } from '../ca/ports';
 import { loadConfigFile } from '../config/load';
 import type { Config } from '../config/types';
+import { MooringError } from '../errors';
 import { UsageError, type CliIO } from './io';
 
 interface CommonOptions {
@@ -156,7 +157,14 @@ function rotationNote(ctx: Context, local: OpenedCA): string {
 }
 
 function readCsrFile(path: string, io: CliIO): Promise<string> {
-  if (path !== '-') return Promise.resolve(readFileSync(path, 'utf8'));
+  if (path !== '-') {
+    try {
+      return Promise.resolve(readFileSync(path, 'utf8'));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new MooringError('CA_ERR_CSR', `cannot read the CSR file ${path}: ${code}`);
+    }
+  }
   return new Promise((resolve, reject) => {
     let text = '';
     io.stdin.on('data', (d: Buffer | string) => (text += d.toString()));

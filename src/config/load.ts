@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { MooringError } from '../errors';
+import { yamlErrorSummary } from '../json';
 import type { Config } from './types';
 import { validateConfig } from './validate';
 
@@ -25,7 +26,7 @@ export function loadConfigFile(path: string | undefined): Config {
   } catch (err) {
     throw new MooringError(
       'CFG_ERR_INVALID',
-      `${path} is not valid YAML or JSON: ${(err as Error).message}`,
+      `${path} is not valid YAML or JSON: ${yamlErrorSummary(err)}`,
       {
         cause: err,
       },

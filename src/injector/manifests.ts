@@ -8,6 +8,7 @@
 
 import { parseAllDocuments, stringify, type Document } from 'yaml';
 import { MooringError } from '../errors';
+import { yamlErrorSummary } from '../json';
 import type { InjectionSummary } from './inject';
 import {
   injectWorkload,
@@ -51,7 +52,7 @@ function parseDocuments(text: string): ParsedDocument[] {
       if (error !== undefined) {
         throw new MooringError(
           'INJ_ERR_INPUT',
-          `document ${index + 1} is not valid YAML or JSON: ${error.message}`,
+          `document ${index + 1} is not valid YAML or JSON: ${yamlErrorSummary(error)}`,
         );
       }
       return { doc, value: doc.toJS({ maxAliasCount: 1000 }) as unknown };

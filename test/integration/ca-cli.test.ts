@@ -223,6 +223,24 @@ describe('mooring ca issue', () => {
     expect(result.stdout).toBe('');
   });
 
+  it('names the CSR file it cannot read', async () => {
+    const dir = tempDir();
+    await run(['ca', 'init', '--data-dir', dir]);
+    const missing = join(dir, 'missing.csr');
+    const result = await run([
+      'ca',
+      'issue',
+      '--data-dir',
+      dir,
+      '--csr',
+      missing,
+      '--spiffe-id',
+      ID,
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`CA_ERR_CSR: cannot read the CSR file ${missing}: ENOENT`);
+  });
+
   it('refuses a CSR that asks for a DNS name', async () => {
     const dir = tempDir();
     await run(['ca', 'init', '--data-dir', dir]);

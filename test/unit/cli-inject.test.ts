@@ -162,6 +162,11 @@ describe('mooring inject', () => {
     const broken = await run(['-f', '-'], 'kind: [Pod\n');
     expect(broken.code).toBe(1);
     expect(broken.err).toContain('INJ_ERR_INPUT: document 1 is not valid YAML or JSON');
+    // The position, not the source lines (the manifest may be a Secret).
+    const secret = await run(['-f', '-'], 'kind: Secret\ndata: {password: c2VjcmV0\n  x: y\n');
+    expect(secret.code).toBe(1);
+    expect(secret.err).toMatch(/at line \d+, column \d+\n$/);
+    expect(secret.err).not.toContain('c2VjcmV0');
   });
 
   it('exits 1 for an invalid configuration', async () => {

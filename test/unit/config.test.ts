@@ -126,9 +126,14 @@ describe('configuration', () => {
       expect(err.message).toContain('/server/listen');
     });
 
-    it('reports unparsable YAML as a configuration error', () => {
-      const err = errorOf(() => loadConfigFile(file('broken.yaml', 'a: [1, 2\n')));
+    it('reports unparsable YAML as a configuration error, with the position but no source line', () => {
+      const path = file('broken.yaml', 'server: {listen: "x"\n  token: SECRET-NEAR-THE-ERROR\n');
+      const err = errorOf(() => loadConfigFile(path));
       expect(err.code).toBe('CFG_ERR_INVALID');
+      expect(err.message).toMatch(
+        new RegExp(`^${path} is not valid YAML or JSON: .* at line \\d+, column \\d+$`),
+      );
+      expect(err.message).not.toContain('SECRET-NEAR-THE-ERROR');
     });
 
     it('reports a missing file with its path', () => {
