@@ -2,7 +2,7 @@
 // config.ca.pluginDir), the system clock and randomness, the admin token and tokens.json.
 // Used by `mooring serve` (local mode) and `mooring ca`.
 
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Authority, type AuthorityOptions } from '../ca/authority';
 import type { CryptoMode } from '../ca/csr';
@@ -13,7 +13,14 @@ import type { Clock, RandomSource, WorkloadIdentity } from '../ca/ports';
 import type { Config } from '../config/types';
 import { PLUGIN_CA_FILES } from '../constants';
 import { MooringError } from '../errors';
-import { FileCAStore, type FileStoreOptions } from './file-store';
+import { writeFileAtomic } from './atomic-file';
+import {
+  DATA_DIR_MODE,
+  FileCAStore,
+  PUBLIC_FILE_MODE,
+  STORE_FILES,
+  type FileStoreOptions,
+} from './file-store';
 import { ensureAdminToken, LocalAdminAuthorizer, TokensFileAuthenticator } from './local-auth';
 import { systemClock, systemRandom } from './system-clock';
 
@@ -86,7 +93,21 @@ export async function openLocalCA(options: LocalCAOptions): Promise<LocalCA> {
     ...(options.cryptoMode === undefined ? {} : { cryptoMode: options.cryptoMode }),
   };
   const authority = await Authority.open(authorityOptions, { create: options.create });
+  if (plugin !== undefined) await exportPluginBundle(options.dataDir, authority.trustBundle());
   return { authority, store, plugin };
+}
+
+/**
+ * `<dataDir>/root-cert.pem` is where every local recipe finds the trust bundle (curl --cacert, the
+ * agent's --root-cert): with a plugged-in CA it holds the plug-in's roots, not a stale one.
+ */
+async function exportPluginBundle(dataDir: string, bundle: readonly string[]): Promise<void> {
+  await mkdir(dataDir, { recursive: true, mode: DATA_DIR_MODE });
+  await writeFileAtomic(
+    join(dataDir, STORE_FILES.rootExport),
+    bundle.map((pem) => `${pem.trim()}\n`).join(''),
+    { mode: PUBLIC_FILE_MODE },
+  );
 }
 
 /** The admin token (created if absent) and the tokens.json authenticator of `dataDir`. */

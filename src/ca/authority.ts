@@ -179,7 +179,7 @@ export class Authority implements CertificateService {
       if (!open.create) {
         throw new MooringError(
           'CA_ERR_STORE',
-          'the CA store is empty: create the CA first (mooring ca init)',
+          'the CA store is empty: create the CA first (mooring ca init), or give the configuration of a plugged-in CA (--config)',
         );
       }
       const now = options.clock.now();
@@ -195,7 +195,29 @@ export class Authority implements CertificateService {
       }
     }
     authority.adopt(checkState(loaded.state), loaded.version);
+    authority.checkTrustDomain();
     return authority;
+  }
+
+  /**
+   * A root made here names its trust domain (O=); a configuration with another trust domain is
+   * the wrong configuration (`mooring ca issue` without the server's --config, say), and would
+   * issue identities of one trust domain under the root of another.
+   */
+  private checkTrustDomain(): void {
+    const state = this.state;
+    if (state === null) return;
+    const active = this.compiled.roots.find((r) => r.record === activeRoot(state));
+    const madeFor = active?.certificate.subject
+      .split('\n')
+      .find((line) => line.startsWith('O='))
+      ?.slice(2);
+    if (madeFor === undefined || madeFor === this.options.trustDomain) return;
+    throw new MooringError(
+      'CFG_ERR_INVALID',
+      `the CA was made for trust domain "${madeFor}" but trustDomain is "${this.options.trustDomain}": ` +
+        `give the configuration the CA was made with (--config), or make a new CA elsewhere`,
+    );
   }
 
   // --- CertificateService ------------------------------------------------------------------

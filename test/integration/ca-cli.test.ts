@@ -241,6 +241,27 @@ describe('mooring ca issue', () => {
     expect(result.stderr).toContain(`CA_ERR_CSR: cannot read the CSR file ${missing}: ENOENT`);
   });
 
+  it('refuses to issue without the configuration the CA was made with (another trust domain)', async () => {
+    const dir = tempDir();
+    const config = join(dir, 'acme.yaml');
+    writeFileSync(config, 'trustDomain: acme.io\n');
+    expect((await run(['ca', 'init', '--data-dir', dir, '--config', config])).code).toBe(0);
+    const args = ['ca', 'issue', '--data-dir', dir, '--csr', writeCsr(dir)];
+    const without = await run([...args, '--spiffe-id', 'spiffe://acme.io/vm/a']);
+    expect(without.code).toBe(1);
+    expect(without.stderr).toContain(
+      'CFG_ERR_INVALID: the CA was made for trust domain "acme.io" but trustDomain is "cluster.local"',
+    );
+    const withConfig = await run([
+      ...args,
+      '--config',
+      config,
+      '--spiffe-id',
+      'spiffe://acme.io/vm/a',
+    ]);
+    expect(withConfig.code).toBe(0);
+  });
+
   it('refuses a CSR that asks for a DNS name', async () => {
     const dir = tempDir();
     await run(['ca', 'init', '--data-dir', dir]);

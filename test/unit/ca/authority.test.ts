@@ -88,6 +88,30 @@ describe('opening the CA', () => {
     expect(await errorCode(() => Authority.open(options, { create: false }))).toBe('CA_ERR_STORE');
   });
 
+  it('refuses a store made for another trust domain (the wrong configuration), and takes its own', async () => {
+    const { store, clock } = await openCA();
+    const reopen = (trustDomain: string) =>
+      Authority.open(
+        {
+          trustDomain,
+          ca: caConfig(),
+          clock,
+          random: countingRandom(),
+          store,
+          generateKey: cachedKeyGenerator(),
+        },
+        { create: false },
+      );
+    const err = await reopen('acme.io').catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: 'CFG_ERR_INVALID',
+      message:
+        'the CA was made for trust domain "cluster.local" but trustDomain is "acme.io": give the ' +
+        'configuration the CA was made with (--config), or make a new CA elsewhere',
+    });
+    await expect(reopen('cluster.local')).resolves.toBeInstanceOf(Authority);
+  });
+
   it('refuses a rotation window that would rotate every new root at once', async () => {
     expect(
       await errorCode(() =>

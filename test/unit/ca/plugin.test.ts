@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openLocalCA } from '../../../src/adapters/local-ca';
 import { Authority } from '../../../src/ca/authority';
 import { loadPluginCA, type PluginFiles } from '../../../src/ca/plugin';
+import { validateConfig } from '../../../src/config/validate';
 import { MooringError } from '../../../src/errors';
 import { caConfig, countingRandom, csrPem, fixedClock, withKeyType } from './fixtures';
 
@@ -261,4 +263,23 @@ describe('issuing from a plugged-in CA', () => {
       }
     },
   );
+});
+
+describe('a plugged-in CA in local mode', () => {
+  it("puts the plug-in's roots into <data-dir>/root-cert.pem, replacing a stale self-made one", async () => {
+    const pluginDir = mkdtempSync(join(tmpdir(), 'mooring-plugin-dir-'));
+    const f = files();
+    writeFileSync(join(pluginDir, 'ca-cert.pem'), f.caCertPem);
+    writeFileSync(join(pluginDir, 'ca-key.pem'), f.caKeyPem, { mode: 0o600 });
+    writeFileSync(join(pluginDir, 'cert-chain.pem'), f.certChainPem);
+    writeFileSync(join(pluginDir, 'root-cert.pem'), f.rootCertPem);
+    const dataDir = mkdtempSync(join(tmpdir(), 'mooring-plugin-data-'));
+    writeFileSync(join(dataDir, 'root-cert.pem'), read('other-root-cert.pem'));
+    await openLocalCA({ config: validateConfig({ ca: { pluginDir } }), dataDir, create: true });
+    const exported = readFileSync(join(dataDir, 'root-cert.pem'), 'utf8');
+    expect(new X509Certificate(exported).fingerprint256).toBe(
+      new X509Certificate(read('root-cert.pem')).fingerprint256,
+    );
+    expect(statSync(join(dataDir, 'root-cert.pem')).mode & 0o777).toBe(0o644);
+  });
 });
