@@ -6,14 +6,21 @@ import type { Config } from './types';
 // Compiled once, lazily: nothing is built when the module is imported.
 let compiled: ReturnType<Ajv['compile']> | undefined;
 function validator(): ReturnType<Ajv['compile']> {
-  compiled ??= new Ajv({ allErrors: true, useDefaults: true, strict: true }).compile(CONFIG_SCHEMA);
+  // verbose: an error carries its schema, so that an unknown key can list the known ones.
+  compiled ??= new Ajv({ allErrors: true, useDefaults: true, strict: true, verbose: true }).compile(
+    CONFIG_SCHEMA,
+  );
   return compiled;
 }
 
 function describe(e: ErrorObject): string {
   const path = e.instancePath === '' ? '(root)' : e.instancePath;
   if (e.keyword === 'additionalProperties') {
-    return `${path}: unknown key "${String(e.params.additionalProperty)}"`;
+    const known = Object.keys(
+      (e.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {},
+    );
+    const hint = known.length > 0 ? ` (known keys: ${known.join(', ')})` : '';
+    return `${path}: unknown key "${String(e.params.additionalProperty)}"${hint}`;
   }
   if (e.keyword === 'enum') {
     return `${path}: must be one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;

@@ -86,7 +86,7 @@ describe('configuration', () => {
         expect.stringContaining(
           '/injector/imagePullPolicy: must be one of "Always", "IfNotPresent", "Never"',
         ),
-        '/injector: unknown key "colour"',
+        '/injector: unknown key "colour" (known keys: proxyImage, initImage, imagePullPolicy, proxyUID, proxyGID, ports, resources, initResources, ignoredNamespaces, nativeSidecar, holdApplication, rewriteProbes, logLevel, caAddress, drainSeconds, failOpen)',
         expect.stringContaining('/ca/rootKeyType'),
       ]),
     );
