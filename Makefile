@@ -2,6 +2,8 @@
 SHELL := bash
 NODE_BIN := node_modules/.bin
 DATA_DIR ?= ca/dev-store
+LISTEN ?= 127.0.0.1:8443
+ADMIN_LISTEN ?= 127.0.0.1:9090
 
 .PHONY: help deps build run test unit e2e netns verify lint format golden webhook-config control-plane bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster
 
@@ -17,8 +19,8 @@ deps: node_modules ## install the npm dependencies (npm ci)
 build: node_modules ## compile TypeScript into dist/
 	$(NODE_BIN)/tsc -p tsconfig.build.json
 
-run: build ## run Mooring: `mooring serve` in local mode with its embedded CA in $(DATA_DIR)
-	node bin/mooring.js serve --data-dir $(DATA_DIR) --listen 127.0.0.1:8443 --admin-listen 127.0.0.1:9090
+run: build ## run Mooring: `mooring serve` in local mode with its embedded CA in $(DATA_DIR) (LISTEN, ADMIN_LISTEN)
+	node bin/mooring.js serve --data-dir $(DATA_DIR) --listen $(LISTEN) --admin-listen $(ADMIN_LISTEN)
 
 control-plane: ## build (once, cached in .cache/bin) kube-apiserver, etcd, kubectl and helm
 	bash test/e2e/harness/build-control-plane.sh
