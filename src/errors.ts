@@ -44,7 +44,6 @@ export const ERROR_CATALOG = {
   HTTP_ERR_TIMEOUT: { status: 408, summary: 'the request was not received in time' },
   HTTP_ERR_HEADERS_TOO_LARGE: { status: 431, summary: 'the request headers are too large' },
   HTTP_ERR_INTERNAL: { status: 500, summary: 'internal error' },
-  HTTP_ERR_WORKERS_NOT_READY: { status: 503, summary: 'a worker is starting: try again' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;

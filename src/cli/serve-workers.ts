@@ -17,7 +17,6 @@ import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
 import { restartDelayMs } from '../adapters/backoff';
 import type { Config } from '../config/types';
-import { MooringError } from '../errors';
 import { EXIT } from './io';
 import { parseHostPort, startServer, workerCount, type ServeFlags } from './serve';
 
@@ -152,13 +151,9 @@ export async function runPrimary(
     contentType: aggregator.contentType,
     async metrics(): Promise<string> {
       // A worker still booting does not answer the aggregator yet, which would then wait 5 s
-      // and fail: say so at once instead.
-      if (!readiness().checks.workersReady) {
-        throw new MooringError(
-          'HTTP_ERR_WORKERS_NOT_READY',
-          `${[...states.values()].filter((w) => w.ready).length} of ${count} workers are ready: the summed metrics are back once all are`,
-        );
-      }
+      // and fail. Until every worker is ready, the primary's own metrics alone: the restart
+      // count and the workers by state are what one wants to see during a crash loop.
+      if (!readiness().checks.workersReady) return own.metrics();
       const workers = String(await aggregator.clusterMetrics());
       return `${workers.trimEnd()}\n${await own.metrics()}`;
     },

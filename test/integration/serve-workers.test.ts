@@ -157,18 +157,17 @@ describe('mooring serve --workers 2', () => {
     const [victim] = workerPids(s);
     process.kill(victim as number, 'SIGKILL');
     // Once the primary knows, and until the replacement is ready (1 s of backoff, then its
-    // start), the summed metrics are refused at once, with a reason.
+    // start), the metrics are the primary's own, at once: the restart is visible.
     await waitFor('the primary to see the exit', () =>
       lines(s).some((l) => l.msg === 'a worker exited unexpectedly: starting a new one')
         ? true
         : undefined,
     );
-    const refused = await httpGet(ports.admin, '/metrics');
-    expect(refused.status).toBe(503);
-    expect(JSON.parse(refused.body)).toMatchObject({
-      code: 'HTTP_ERR_WORKERS_NOT_READY',
-      message: 'a worker is starting: try again',
-    });
+    const during = await httpGet(ports.admin, '/metrics');
+    expect(during.status).toBe(200);
+    expect(sample(during.body, 'mooring_worker_restarts_total')).toBe(1);
+    expect(sample(during.body, 'mooring_workers{state="ready"}')).toBe(1);
+    expect(during.body).not.toContain('mooring_certificates_issued_total');
     await waitFor('a third worker', () => (workerPids(s).length === 3 ? true : undefined), 20_000);
     await waitFor('ready again', async () =>
       (await httpGet(ports.admin, '/readyz')).status === 200 ? true : undefined,
