@@ -37,6 +37,8 @@ export const ERROR_CATALOG = {
   CA_ERR_INTERNAL: { status: 500, summary: 'internal error' },
   // iptables (the init container's program)
   IPT_ERR_APPLY: { status: 500, summary: 'the iptables rules could not be applied' },
+  // the server process
+  SRV_ERR_LISTEN: { status: 500, summary: 'the server cannot listen on its address' },
   // http
   HTTP_ERR_NOT_FOUND: { status: 404, summary: 'no such route' },
   HTTP_ERR_METHOD: { status: 405, summary: 'method not allowed' },

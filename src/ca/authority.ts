@@ -7,6 +7,7 @@
 
 import type { X509Certificate } from 'node:crypto';
 import type { CAConfig } from '../config/types';
+import { checkRotationConfig } from '../config/validate';
 import { MooringError } from '../errors';
 import { toPem } from './der';
 import { readCsr, type CryptoMode } from './csr';
@@ -116,19 +117,6 @@ export function rotationPolicyOf(ca: CAConfig): RotationPolicy {
     maxIssuedLifetimeSeconds: Math.max(ca.workloadMaxTtlSeconds, ca.servingCertLifetimeSeconds),
     graceSeconds: ca.rotation.checkIntervalSeconds,
   };
-}
-
-/** An automatic rotation that would start again right after it starts is a config error. */
-export function checkRotationConfig(ca: CAConfig): void {
-  if (!ca.rotation.auto) return;
-  const needed = ca.rotation.beforeExpirySeconds + ca.rotation.propagationDelaySeconds;
-  if (ca.rootLifetimeSeconds <= needed) {
-    throw new MooringError(
-      'CFG_ERR_INVALID',
-      `ca.rootLifetimeSeconds (${ca.rootLifetimeSeconds}) must exceed ca.rotation.beforeExpirySeconds + ` +
-        `ca.rotation.propagationDelaySeconds (${needed}), or every new root would be rotated at once`,
-    );
-  }
 }
 
 const serialHex = (serial: Buffer): string => serial.toString('hex');

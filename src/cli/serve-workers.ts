@@ -18,7 +18,7 @@ import type { DestinationStream, Logger } from 'pino';
 import { restartDelayMs } from '../adapters/backoff';
 import type { Config } from '../config/types';
 import { EXIT } from './io';
-import { parseHostPort, startServer, workerCount, type ServeFlags } from './serve';
+import { listenError, parseHostPort, startServer, workerCount, type ServeFlags } from './serve';
 
 /** Set in the environment of the processes the primary forks. */
 export const WORKER_ENV = 'MOORING_SERVE_WORKER';
@@ -181,10 +181,7 @@ export async function runPrimary(
     await admin.listen({ host: adminListen.host, port: adminListen.port });
   } catch (err) {
     await admin.close();
-    throw new Error(
-      `--admin-listen ${config.server.adminListen}: cannot listen: ${(err as Error).message}`,
-      { cause: err },
-    );
+    throw listenError('--admin-listen', config.server.adminListen, err);
   }
   const adminAddress = admin.server.address() as AddressInfo;
 

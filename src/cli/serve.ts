@@ -68,6 +68,14 @@ export function resolveConfig(flags: ServeFlags): Config {
   return validateConfig({ ...structuredClone(base), server }, flags.config ?? 'flags');
 }
 
+/** A count flag (`--workers`, `--inject-threads`): `auto` or an integer from `min` to 64. */
+function checkCountFlag(flag: string, value: string | undefined, min: number): void {
+  if (value === undefined || value === 'auto') return;
+  if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > 64) {
+    throw new UsageError(`${flag} must be a number from ${min} to 64, or auto; got "${value}"`);
+  }
+}
+
 /**
  * How many processes serve the HTTPS port: server.workers, with 'auto' one per usable CPU (the
  * CPUs the process may run on, at most its cgroup's CPU limit: a Pod's limits.cpu).
@@ -490,13 +498,11 @@ export async function startServer(
   };
 }
 
-function listenError(flag: string, address: string, err: unknown): MooringError {
+export function listenError(flag: string, address: string, err: unknown): MooringError {
   return new MooringError(
-    'CFG_ERR_INVALID',
+    'SRV_ERR_LISTEN',
     `${flag} ${address}: cannot listen: ${(err as Error).message}`,
-    {
-      cause: err,
-    },
+    { cause: err },
   );
 }
 
@@ -555,14 +561,8 @@ export function registerServe(program: Command, _io: CliIO, setExit: (code: numb
       };
       if (flags.listen !== undefined) parseHostPort(flags.listen, '--listen');
       if (flags.adminListen !== undefined) parseHostPort(flags.adminListen, '--admin-listen');
-      if (flags.workers !== undefined && !/^([0-9]+|auto)$/.test(flags.workers)) {
-        throw new UsageError(`--workers must be a number or auto, got "${flags.workers}"`);
-      }
-      if (flags.injectThreads !== undefined && !/^([0-9]+|auto)$/.test(flags.injectThreads)) {
-        throw new UsageError(
-          `--inject-threads must be a number or auto, got "${flags.injectThreads}"`,
-        );
-      }
+      checkCountFlag('--workers', flags.workers, 1);
+      checkCountFlag('--inject-threads', flags.injectThreads, 0);
       const workers = await import('./serve-workers');
       if (workers.isServeWorker()) {
         setExit(await workers.runWorker(flags));

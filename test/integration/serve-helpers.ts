@@ -190,7 +190,7 @@ export async function servesOnTakenPort(
     const { code } = await s.exit;
     expect(code).toBe(1);
     expect(s.stderr.join('\n')).toMatch(
-      new RegExp(`${flag} 127\\.0\\.0\\.1:${port}: cannot listen: .*EADDRINUSE`),
+      new RegExp(`SRV_ERR_LISTEN: ${flag} 127\\.0\\.0\\.1:${port}: cannot listen: .*EADDRINUSE`),
     );
     return s.stderr;
   } finally {

@@ -1,7 +1,15 @@
 // `mooring serve` as a process (dist/, as `make run` starts it): graceful shutdown on SIGTERM
 // and SIGINT with a request in flight, exit codes, and a clear failure when a port is taken.
 
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -88,27 +96,42 @@ describe('mooring serve as a process', () => {
     await servesOnTakenPort('--listen', ['--data-dir', join(dir, 'store')]);
   }, 60_000);
 
-  it.each<[string, (store: string) => void, string]>([
+  // The admin port opens first (its /readyz says 503 while the CA loads); a bad configuration is
+  // refused before any port opens.
+  it.each<[string, (store: string) => void, string, boolean]>([
     [
       'a tokens.json that is not valid JSON',
       (store) => writeFileSync(join(store, 'tokens.json'), '{"t": {', { mode: 0o600 }),
       'tokens.json: not valid JSON',
+      false,
     ],
     [
       'a data directory others can write to',
       (store) => chmodSync(store, 0o777),
       'is writable by group or others (mode 0777)',
+      false,
+    ],
+    [
+      'a root lifetime inside its own rotation window',
+      (store) => writeFileSync(join(store, 'config.yaml'), 'ca:\n  rootLifetimeSeconds: 3600\n'),
+      'CFG_ERR_INVALID: ca.rootLifetimeSeconds (3600) must exceed',
+      true,
     ],
   ])(
     'exits 1 at start, before serving, for %s',
-    async (_name, spoil, message) => {
+    async (_name, spoil, message, beforeAnyPort) => {
       const store = join(dir, 'store');
       mkdirSync(store, { mode: 0o700 });
       spoil(store);
-      const s = spawnServe(['--data-dir', store, '--listen', '127.0.0.1:0']);
+      const config = join(store, 'config.yaml');
+      const s = spawnServe([
+        ...['--data-dir', store, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
+        ...(existsSync(config) ? ['--config', config] : []),
+      ]);
       const { code } = await s.exit;
       expect(code).toBe(1);
       expect(s.stderr.join('\n')).toContain(message);
+      expect(s.stderr.join('\n').includes('listening')).toBe(!beforeAnyPort);
     },
     60_000,
   );

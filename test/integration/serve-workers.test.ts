@@ -246,16 +246,21 @@ describe('mooring serve --workers: failures', () => {
   }, 60_000);
 
   it.each([
-    ['--workers', 'two', '--workers must be a number or auto, got "two"'],
-    ['--workers', '0', '/server/workers: must be >= 1'],
-    ['--inject-threads', '1.5', '--inject-threads must be a number or auto, got "1.5"'],
-    ['--inject-threads', '65', '/server/injectThreads: must be <= 64'],
+    ['--workers', 'two', '--workers must be a number from 1 to 64, or auto; got "two"'],
+    ['--workers', '0', '--workers must be a number from 1 to 64, or auto; got "0"'],
+    ['--workers', '65', '--workers must be a number from 1 to 64, or auto; got "65"'],
+    [
+      '--inject-threads',
+      '1.5',
+      '--inject-threads must be a number from 0 to 64, or auto; got "1.5"',
+    ],
+    ['--inject-threads', '65', '--inject-threads must be a number from 0 to 64, or auto; got "65"'],
   ])(
-    'refuses %s %s',
+    'refuses %s %s as a usage error (exit 2)',
     async (flag, value, message) => {
       const s = spawnServe([flag, value, '--data-dir', join(dir, 'store')]);
       const { code } = await s.exit;
-      expect(code).not.toBe(0);
+      expect(code).toBe(2);
       expect(s.stderr.join('\n')).toContain(message);
     },
     30_000,
