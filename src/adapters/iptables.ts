@@ -139,6 +139,25 @@ export interface ApplyReport {
 export interface ApplyOptions {
   readonly backend: BackendChoice;
   readonly ipv6: Ipv6Mode;
+  /**
+   * The network namespace's IPv6 addresses other than loopback and link-local. With `--ipv6
+   * auto` IPv6 may be skipped only when there is none: a Pod with one would send its IPv6
+   * traffic around the proxy.
+   */
+  readonly routableIPv6?: readonly string[];
+}
+
+/** Routable IPv6 addresses among a host's interfaces (os.networkInterfaces()). */
+export function routableIPv6Addresses(
+  interfaces: NodeJS.Dict<
+    readonly { address: string; family: string | number; internal: boolean }[]
+  >,
+): string[] {
+  return Object.values(interfaces)
+    .flatMap((list) => list ?? [])
+    .filter((a) => (a.family === 'IPv6' || a.family === 6) && !a.internal)
+    .map((a) => a.address)
+    .filter((address) => !/^fe[89ab]/i.test(address));
 }
 
 function firstLine(text: string): string {
@@ -147,10 +166,16 @@ function firstLine(text: string): string {
 
 /** What to do about a failure iptables explains badly. */
 function hint(stderr: string): string {
-  return /can't open lock file/.test(stderr)
-    ? ' (the legacy backend locks /run/xtables.lock: /run must be writable; injected Pods mount' +
-        ' the emptyDir mooring-xtables-lock there)'
-    : '';
+  if (/can't open lock file/.test(stderr)) {
+    return (
+      ' (the legacy backend locks /run/xtables.lock: /run must be writable; injected Pods mount' +
+      ' the emptyDir mooring-xtables-lock there)'
+    );
+  }
+  if (/Permission denied|Operation not permitted/.test(stderr)) {
+    return ' (the program needs the capabilities NET_ADMIN and NET_RAW: mooring-init adds them in its securityContext)';
+  }
+  return '';
 }
 
 function failure(command: string, args: readonly string[], result: CommandResult): MooringError {
@@ -165,16 +190,18 @@ async function applyFamily(
   plan: FamilyPlan,
   exec: CommandExecutor,
   backend: Backend,
-  optional: boolean,
+  optional: { readonly skippable: boolean; readonly whyNot?: string },
 ): Promise<FamilyReport> {
   const save = backend.save(plan.family);
   const current = await exec.run(save, ['-t', 'nat']);
   if (current.code !== 0) {
-    if (optional) {
+    if (optional.skippable) {
       const skipped = `${save} -t nat failed (exit ${current.code}): ${firstLine(current.stderr)}`;
       return { family: plan.family, applied: false, skipped, deletedJumps: 0, rules: 0 };
     }
-    throw failure(save, ['-t', 'nat'], current);
+    const err = failure(save, ['-t', 'nat'], current);
+    if (optional.whyNot === undefined) throw err;
+    throw new MooringError('IPT_ERR_APPLY', `${err.message}; ${optional.whyNot}`);
   }
   const cleanup = staleJumpDeletions(current.stdout);
   const restore = backend.restore(plan.family);
@@ -189,8 +216,10 @@ async function applyFamily(
 }
 
 /**
- * Installs the plan: IPv4 always; IPv6 with `on`, never with `off`, and with `auto` only when the
- * backend's ip6tables-save can read the nat table (a kernel without IPv6 NAT skips it).
+ * Installs the plan: IPv4 always; IPv6 with `on`, never with `off`, and with `auto` when the
+ * backend's ip6tables-save can read the nat table. With `auto` a failing ip6tables is skipped only
+ * when the namespace has no routable IPv6 address (a kernel without IPv6 NAT on an IPv4 Pod);
+ * with one it is an error, as Istio's does: its IPv6 traffic would go around the proxy.
  */
 export async function applyPlan(
   plan: IptablesPlan,
@@ -204,11 +233,23 @@ export async function applyPlan(
   const { backend } = detection;
   const versionResult = await exec.run(backend.save(4), ['--version']);
   const version = firstLine(versionResult.stdout) || firstLine(versionResult.stderr);
-  const families: FamilyReport[] = [await applyFamily(plan.v4, exec, backend, false)];
+  const families: FamilyReport[] = [
+    await applyFamily(plan.v4, exec, backend, { skippable: false }),
+  ];
+  const routable = options.routableIPv6 ?? [];
   if (options.ipv6 === 'off') {
     families.push({ family: 6, applied: false, skipped: '--ipv6 off', deletedJumps: 0, rules: 0 });
   } else {
-    families.push(await applyFamily(plan.v6, exec, backend, options.ipv6 === 'auto'));
+    families.push(
+      await applyFamily(plan.v6, exec, backend, {
+        skippable: options.ipv6 === 'auto' && routable.length === 0,
+        ...(options.ipv6 === 'auto'
+          ? {
+              whyNot: `the Pod has the IPv6 address ${routable.join(', ')}: its IPv6 traffic would bypass the proxy (--ipv6 off to accept that)`,
+            }
+          : {}),
+      }),
+    );
   }
   return { backend: backend.name, version, counts: detection.counts, families };
 }

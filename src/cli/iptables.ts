@@ -2,10 +2,13 @@
 // (src/injector/redirect.ts), plans the rules (src/injector/iptables-plan.ts) and either prints
 // them (--dry-run) or applies them (src/adapters/iptables.ts).
 
+import { networkInterfaces } from 'node:os';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import {
   applyPlan,
+  backendCommands,
   childProcessExecutor,
+  routableIPv6Addresses,
   type BackendChoice,
   type CommandExecutor,
   type Ipv6Mode,
@@ -27,7 +30,7 @@ import {
 } from '../injector/lists';
 import { REDIRECT_FLAGS, type RedirectSpec } from '../injector/redirect';
 import { createLogger } from '../observability/logger';
-import type { CliIO } from './io';
+import { UsageError, type CliIO } from './io';
 
 export interface IptablesCommandOptions {
   readonly spec: RedirectSpec;
@@ -36,12 +39,21 @@ export interface IptablesCommandOptions {
   readonly backend: BackendChoice;
 }
 
-/** A commander argument parser from a list parser: the error names the value and why. */
-function listParser<T>(parse: (value: string) => ParseResult<T>): (value: string) => T {
-  return (value) => {
+/**
+ * A commander argument parser from a list parser: the error names the value and why. A flag given
+ * twice adds up (as Linkerd's proxy-init), and `*` with anything else is refused.
+ */
+function listParser<T>(
+  parse: (value: string) => ParseResult<T[] | '*'>,
+): (value: string, previous: T[] | '*' | undefined) => T[] | '*' {
+  return (value, previous) => {
     const result = parse(value);
     if (!result.ok) throw new InvalidArgumentError(result.reason);
-    return result.value;
+    if (previous === undefined) return result.value;
+    if (previous === '*' || result.value === '*') {
+      throw new InvalidArgumentError('"*" cannot be combined with other values');
+    }
+    return [...previous, ...result.value.filter((v) => !previous.includes(v))];
   };
 }
 
@@ -55,7 +67,7 @@ function parsePortArg(value: string): number {
 function valueOption<T>(
   flags: string,
   description: string,
-  parse: (value: string) => T,
+  parse: (value: string, previous: T) => T,
   defaultValue: T,
   defaultDescription?: string,
 ): Option {
@@ -78,15 +90,39 @@ interface RawOptions {
   proxyGid: number;
   inboundCapturePort: number;
   outboundCapturePort: number;
-  includeInboundPorts: number[] | '*';
-  excludeInboundPorts: number[];
-  includeOutboundIpRanges: string[] | '*';
-  excludeOutboundIpRanges: string[];
-  excludeOutboundPorts: number[];
+  // Absent when the flag is not given (see listParser).
+  includeInboundPorts?: number[] | '*';
+  excludeInboundPorts?: number[] | '*';
+  includeOutboundIpRanges?: string[] | '*';
+  excludeOutboundIpRanges?: string[] | '*';
+  excludeOutboundPorts?: number[] | '*';
   dryRun?: boolean;
   ipv6: Ipv6Mode;
   backend: BackendChoice;
 }
+
+/** The two capture ports must differ, and neither may be a port that is never captured. */
+function checkCapturePorts(inbound: number, outbound: number): void {
+  const F = REDIRECT_FLAGS;
+  if (inbound === outbound) {
+    throw new UsageError(
+      `${F.inboundCapturePort} and ${F.outboundCapturePort} must differ (both are ${inbound})`,
+    );
+  }
+  for (const [flag, port] of [
+    [F.inboundCapturePort, inbound],
+    [F.outboundCapturePort, outbound],
+  ] as const) {
+    if (ALWAYS_EXCLUDED_INBOUND_PORTS.includes(port)) {
+      throw new UsageError(
+        `${flag} ${port} is one of the sidecar's own ports (${ALWAYS_EXCLUDED_INBOUND_PORTS.join(', ')}), which are never captured`,
+      );
+    }
+  }
+}
+
+/** An exclusion list: absent is empty (its parser never gives `*`). */
+const list = <T>(value: T[] | '*' | undefined): T[] => (Array.isArray(value) ? value : []);
 
 export function toCommandOptions(raw: RawOptions): IptablesCommandOptions {
   return {
@@ -95,11 +131,11 @@ export function toCommandOptions(raw: RawOptions): IptablesCommandOptions {
       proxyGID: raw.proxyGid,
       inboundCapturePort: raw.inboundCapturePort,
       outboundCapturePort: raw.outboundCapturePort,
-      includeInboundPorts: raw.includeInboundPorts,
-      excludeInboundPorts: raw.excludeInboundPorts,
-      includeOutboundIPRanges: raw.includeOutboundIpRanges,
-      excludeOutboundIPRanges: raw.excludeOutboundIpRanges,
-      excludeOutboundPorts: raw.excludeOutboundPorts,
+      includeInboundPorts: raw.includeInboundPorts ?? '*',
+      excludeInboundPorts: list(raw.excludeInboundPorts),
+      includeOutboundIPRanges: raw.includeOutboundIpRanges ?? '*',
+      excludeOutboundIPRanges: list(raw.excludeOutboundIpRanges),
+      excludeOutboundPorts: list(raw.excludeOutboundPorts),
     },
     dryRun: raw.dryRun === true,
     ipv6: raw.ipv6,
@@ -112,14 +148,24 @@ export async function runIptables(
   options: IptablesCommandOptions,
   io: CliIO,
   exec: CommandExecutor,
+  interfaces: () => ReturnType<typeof networkInterfaces> = networkInterfaces,
 ): Promise<number> {
   const plan = planRedirect(options.spec);
   if (options.dryRun) {
-    io.stdout.write(renderDryRun(options.ipv6 === 'off' ? [plan.v4] : [plan.v4, plan.v6]));
+    const backend = backendCommands(options.backend === 'auto' ? 'default' : options.backend);
+    io.stdout.write(
+      renderDryRun(options.ipv6 === 'off' ? [plan.v4] : [plan.v4, plan.v6], (family) =>
+        backend.restore(family),
+      ),
+    );
     return 0;
   }
   const log = createLogger('info', io.stderr);
-  const report = await applyPlan(plan, exec, { backend: options.backend, ipv6: options.ipv6 });
+  const report = await applyPlan(plan, exec, {
+    backend: options.backend,
+    ipv6: options.ipv6,
+    routableIPv6: routableIPv6Addresses(interfaces()),
+  });
   log.info(
     {
       backend: report.backend,
@@ -129,6 +175,17 @@ export async function runIptables(
     },
     'iptables backend',
   );
+  if (
+    options.backend === 'auto' &&
+    report.counts.legacy === undefined &&
+    report.counts.nft === undefined
+  ) {
+    // Rules another program left in the other backend would then be missed.
+    log.warn(
+      { backend: report.backend },
+      'neither iptables-legacy-save nor iptables-nft-save runs: cannot tell which backend holds rules; using iptables on the PATH',
+    );
+  }
   for (const family of report.families) {
     if (family.applied) {
       log.info(
@@ -147,6 +204,7 @@ export function registerIptables(
   io: CliIO,
   setExit: (code: number) => void,
   exec: CommandExecutor = childProcessExecutor(),
+  interfaces: () => ReturnType<typeof networkInterfaces> = networkInterfaces,
 ): void {
   const F = REDIRECT_FLAGS;
   program
@@ -196,6 +254,7 @@ export function registerIptables(
         `${F.includeInboundPorts} <ports>`,
         'inbound ports captured: comma-separated list or *',
         listParser(parsePortListOrWildcard),
+        undefined,
         '*',
       ),
     )
@@ -204,7 +263,7 @@ export function registerIptables(
         `${F.excludeInboundPorts} <ports>`,
         `inbound ports never captured, besides ${ALWAYS_EXCLUDED_INBOUND_PORTS.join(', ')}`,
         listParser(parsePortList),
-        [],
+        undefined,
         'none',
       ),
     )
@@ -213,6 +272,7 @@ export function registerIptables(
         `${F.includeOutboundIPRanges} <cidrs>`,
         'outbound IPv4/IPv6 ranges captured: comma-separated CIDRs or *',
         listParser(parseCidrListOrWildcard),
+        undefined,
         '*',
       ),
     )
@@ -221,7 +281,7 @@ export function registerIptables(
         `${F.excludeOutboundIPRanges} <cidrs>`,
         'outbound IPv4/IPv6 ranges never captured',
         listParser(parseCidrList),
-        [],
+        undefined,
         'none',
       ),
     )
@@ -230,7 +290,7 @@ export function registerIptables(
         `${F.excludeOutboundPorts} <ports>`,
         'outbound destination ports never captured',
         listParser(parsePortList),
-        [],
+        undefined,
         'none',
       ),
     )
@@ -245,6 +305,7 @@ export function registerIptables(
         .default('auto'),
     )
     .action(async (raw: RawOptions) => {
-      setExit(await runIptables(toCommandOptions(raw), io, exec));
+      checkCapturePorts(raw.inboundCapturePort, raw.outboundCapturePort);
+      setExit(await runIptables(toCommandOptions(raw), io, exec, interfaces));
     });
 }

@@ -250,12 +250,18 @@ export function renderRestore(plan: FamilyPlan, cleanup: readonly string[] = [])
 const restoreCommand = (family: IpFamily): string =>
   family === 4 ? 'iptables-restore' : 'ip6tables-restore';
 
-/** What `--dry-run` prints: each family's restore input under a comment naming the command. */
-export function renderDryRun(plans: readonly FamilyPlan[]): string {
+/**
+ * What `--dry-run` prints: each family's restore input under a comment naming the command (the
+ * backend's, when one is chosen). A real run on a namespace that already has our chains also
+ * deletes the jumps an earlier run left (staleJumpDeletions), before the same lines.
+ */
+export function renderDryRun(
+  plans: readonly FamilyPlan[],
+  commandOf: (family: IpFamily) => string = restoreCommand,
+): string {
   return plans
     .map(
-      (plan) =>
-        `# IPv${plan.family}: ${restoreCommand(plan.family)} --noflush\n${renderRestore(plan)}`,
+      (plan) => `# IPv${plan.family}: ${commandOf(plan.family)} --noflush\n${renderRestore(plan)}`,
     )
     .join('');
 }

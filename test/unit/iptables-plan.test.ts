@@ -4,6 +4,7 @@ import {
   applyPlan,
   childProcessExecutor,
   detectBackend,
+  routableIPv6Addresses,
   type CommandExecutor,
   type CommandResult,
 } from '../../src/adapters/iptables';
@@ -494,6 +495,38 @@ describe('applying the plan', () => {
     expect(report.families[1]?.skipped).toContain('table nat does not exist');
   });
 
+  it('fails with --ipv6 auto when ip6tables cannot read the nat table of a Pod with an IPv6 address', async () => {
+    const exec = recordingExecutor((command) =>
+      command === 'ip6tables-nft-save'
+        ? { code: 3, stderr: 'table nat does not exist' }
+        : undefined,
+    );
+    const err = await applyPlan(plan, exec, {
+      backend: 'nft',
+      ipv6: 'auto',
+      routableIPv6: ['fd77::2'],
+    }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'IPT_ERR_APPLY' });
+    expect((err as Error).message).toBe(
+      'ip6tables-nft-save -t nat failed (exit 3): table nat does not exist; the Pod has the IPv6 ' +
+        'address fd77::2: its IPv6 traffic would bypass the proxy (--ipv6 off to accept that)',
+    );
+  });
+
+  it('hints at the capabilities when iptables is not permitted', async () => {
+    const exec = recordingExecutor((command) =>
+      command === 'iptables-legacy-save'
+        ? {
+            code: 1,
+            stderr: 'iptables-legacy-save: Cannot initialize: Permission denied (you must be root)',
+          }
+        : undefined,
+    );
+    await expect(applyPlan(plan, exec, { backend: 'legacy', ipv6: 'off' })).rejects.toThrow(
+      'needs the capabilities NET_ADMIN and NET_RAW',
+    );
+  });
+
   it('fails with --ipv6 on when ip6tables cannot read the nat table', async () => {
     const exec = recordingExecutor((command) =>
       command === 'ip6tables-nft-save'
@@ -519,6 +552,26 @@ describe('applying the plan', () => {
     expect((err as MooringError).message).toBe(
       'iptables-restore --noflush failed (exit 2): iptables-restore: line 9 failed',
     );
+  });
+});
+
+describe('the routable IPv6 addresses of a network namespace', () => {
+  it('are the IPv6 addresses that are neither loopback nor link-local', () => {
+    expect(
+      routableIPv6Addresses({
+        lo: [
+          { address: '127.0.0.1', family: 'IPv4', internal: true },
+          { address: '::1', family: 'IPv6', internal: true },
+        ],
+        eth0: [
+          { address: '10.1.0.5', family: 'IPv4', internal: false },
+          { address: 'fe80::1', family: 'IPv6', internal: false },
+          { address: 'FEBF::2', family: 'IPv6', internal: false },
+          { address: 'fd77::2', family: 'IPv6', internal: false },
+          { address: '2001:db8::5', family: 6, internal: false },
+        ],
+      }),
+    ).toEqual(['fd77::2', '2001:db8::5']);
   });
 });
 
@@ -660,6 +713,56 @@ describe('mooring iptables flags', () => {
     );
   });
 
+  it("names the chosen backend's restore command in --dry-run", async () => {
+    const result = await runCli(['--dry-run', '--backend', 'legacy']);
+    expect(result.out).toContain('# IPv4: iptables-legacy-restore --noflush\n');
+    expect(result.out).toContain('# IPv6: ip6tables-legacy-restore --noflush\n');
+  });
+
+  it("adds up a list flag given twice (as Linkerd's proxy-init)", async () => {
+    const result = await runCli([
+      ...['--dry-run', '--ipv6', 'off'],
+      ...['--exclude-inbound-ports', '8080', '--exclude-inbound-ports', '9000,8080'],
+      ...[
+        '--exclude-outbound-ip-ranges',
+        '10.0.0.0/8',
+        '--exclude-outbound-ip-ranges',
+        '192.168.0.0/16',
+      ],
+    ]);
+    expect(result.code).toBe(0);
+    const plan = planRedirect(
+      spec(
+        withExcludeInboundPorts(8080, 9000),
+        withExcludeOutboundRanges('10.0.0.0/8', '192.168.0.0/16'),
+      ),
+    );
+    expect(result.out).toBe(`# IPv4: iptables-restore --noflush\n${renderRestore(plan.v4)}`);
+  });
+
+  it.each<[string, string[], string]>([
+    [
+      'a wildcard with other values',
+      ['--include-inbound-ports', '80', '--include-inbound-ports', '*'],
+      '"*" cannot be combined with other values',
+    ],
+    [
+      'the same port for both captures',
+      ['--inbound-capture-port', '15001'],
+      '--inbound-capture-port and --outbound-capture-port must differ (both are 15001)',
+    ],
+    [
+      "a capture port that is one of the sidecar's own",
+      ['--outbound-capture-port', '15021'],
+      "--outbound-capture-port 15021 is one of the sidecar's own ports (15020, 15021, 15090)",
+    ],
+  ])('refuses %s with exit 2', async (_name, args, message) => {
+    const result = await runCli(['--dry-run', ...args]);
+    expect(result.code).toBe(2);
+    expect(result.out).toBe('');
+    expect(result.err).toContain(message);
+  });
+
   it('prints only IPv4 rules with --dry-run --ipv6 off', async () => {
     const result = await runCli(['--dry-run', '--ipv6', 'off']);
     expect(result.out).toContain('# IPv4');
@@ -763,5 +866,54 @@ describe('mooring iptables flags', () => {
       .catch((e: unknown) => e);
     expect(err).not.toBeInstanceOf(CommanderError);
     expect((err as MooringError).code).toBe('IPT_ERR_APPLY');
+  });
+
+  it('warns when it cannot tell the backends apart (no -legacy or -nft command)', async () => {
+    const run = async (suffixed: boolean) => {
+      const io = bufferIO();
+      const program = new Command('mooring').exitOverride();
+      const exec = recordingExecutor((command) =>
+        !suffixed && /-(legacy|nft)-save$/.test(command)
+          ? { code: 127, stderr: 'not found' }
+          : undefined,
+      );
+      registerIptables(
+        program,
+        io,
+        () => undefined,
+        exec,
+        () => ({}),
+      );
+      await program.parseAsync(['node', 'mooring', 'iptables', '--ipv6', 'off']);
+      return io.err();
+    };
+    expect(await run(false)).toContain('cannot tell which backend holds rules');
+    expect(await run(true)).not.toContain('cannot tell which backend holds rules');
+  });
+
+  it("takes the namespace's IPv6 addresses into account: --ipv6 auto fails on a dual-stack Pod", async () => {
+    const run = async (addresses: string[]) => {
+      const io = bufferIO();
+      const program = new Command('mooring').exitOverride();
+      const exec = recordingExecutor((command) =>
+        command === 'ip6tables-save' ? { code: 3, stderr: 'table nat does not exist' } : undefined,
+      );
+      let code = -1;
+      registerIptables(
+        program,
+        io,
+        (c) => (code = c),
+        exec,
+        () => ({
+          eth0: addresses.map((address) => ({ address, family: 'IPv6', internal: false }) as never),
+        }),
+      );
+      return program.parseAsync(['node', 'mooring', 'iptables']).then(
+        () => code,
+        (e: unknown) => (e as MooringError).code,
+      );
+    };
+    expect(await run(['fe80::1'])).toBe(0);
+    expect(await run(['fe80::1', 'fd77::2'])).toBe('IPT_ERR_APPLY');
   });
 });
