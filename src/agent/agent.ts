@@ -88,7 +88,12 @@ export async function runAgent(options: AgentOptions, runtime: AgentRuntime): Pr
   };
 
   const readinessServer = createReadinessServer({ readiness, log });
-  const agentServer = createAgentServer({ registry, probes: options.appProbes, runProbe, log });
+  const agentServer = createAgentServer({
+    registry,
+    probes: options.appProbes,
+    runProbe: (probe) => runProbe(probe, options.probeHost),
+    log,
+  });
   try {
     const addresses = {
       readiness: await listen(readinessServer, options.listenHost, options.readinessPort),

@@ -2,10 +2,12 @@
 // which beat defaults that match the injected Pod's mounts, so that the container needs no
 // arguments. Pure: the CLI passes flags and the environment in.
 
+import { isIP } from 'node:net';
 import type { KeyAlgorithm } from '../ca/ports';
 import { AGENT_ENV, MOUNT_PATH, PORT, ROOT_CERT_KEY, TOKEN_FILE } from '../constants';
 import { MooringError } from '../errors';
 import { AGENT_KEY_TYPES } from './csr';
+import { DEFAULT_PROBE_HOST } from './probe-runner';
 import { parseAppProbes, type AppProbes } from './probes';
 
 export type AgentLogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'off';
@@ -28,6 +30,11 @@ export interface AgentOptions {
   readonly agentPort: number;
   /** How often the root file is re-read in case a change notification was missed. */
   readonly rootPollSeconds: number;
+  /**
+   * Where app probes without a host go: the Pod's IP ($POD_IP, from the downward API), as the
+   * kubelet probes it, so that rewriting a probe does not change its result; 127.0.0.1 without.
+   */
+  readonly probeHost: string;
   /** The proxy command and its arguments; empty when there is none. */
   readonly command: readonly string[];
 }
@@ -213,6 +220,17 @@ export function resolveAgentOptions(
     }
   }
 
+  const readinessPort = portNumber(
+    'readiness-port',
+    flags.readinessPort,
+    AGENT_DEFAULTS.readinessPort,
+  );
+  const agentPort = portNumber('agent-port', flags.agentPort, AGENT_DEFAULTS.agentPort);
+  if (readinessPort === agentPort && agentPort !== 0) {
+    problems.push(`--readiness-port and --agent-port must differ (both are ${agentPort})`);
+  }
+  const podIP = env.POD_IP?.trim() ?? '';
+
   const options: AgentOptions = {
     caUrl,
     tokenFile: text('token-file', flags.tokenFile, AGENT_ENV.tokenFile, AGENT_DEFAULTS.tokenFile),
@@ -225,9 +243,10 @@ export function resolveAgentOptions(
     logLevel,
     appProbes,
     listenHost: text('listen-host', flags.listenHost, undefined, AGENT_DEFAULTS.listenHost),
-    readinessPort: portNumber('readiness-port', flags.readinessPort, AGENT_DEFAULTS.readinessPort),
-    agentPort: portNumber('agent-port', flags.agentPort, AGENT_DEFAULTS.agentPort),
+    readinessPort,
+    agentPort,
     rootPollSeconds,
+    probeHost: isIP(podIP) === 0 ? DEFAULT_PROBE_HOST : podIP,
     command: [...command],
   };
   if (problems.length > 0) {

@@ -1,6 +1,6 @@
 // Runs an app's original probe from inside the Pod, with Kubernetes semantics: HTTP success is a
-// status in [200, 400), TCP success is an accepted connection, gRPC success is SERVING; each
-// within timeoutSeconds, or it fails.
+// status in [200, 400) once redirects to the same host are followed (up to 10), TCP success is an
+// accepted connection, gRPC success is SERVING; each within timeoutSeconds, or it fails.
 
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -22,7 +22,7 @@ export interface ProbeResult {
   readonly detail: string;
 }
 
-/** Where a probe without a host goes: the Pod's own loopback (the agent shares its network). */
+/** Where a probe without a host goes when the Pod's IP is unknown: the Pod's own loopback. */
 export const DEFAULT_PROBE_HOST = '127.0.0.1';
 const USER_AGENT = 'kube-probe/mooring';
 /** The kubelet reads at most 10 KiB of a probe's body; so do we, and discard it. */
@@ -58,50 +58,103 @@ function withDeadline(
   });
 }
 
+/** Redirects followed, as the kubelet (its 11th is a failure). */
+const MAX_REDIRECTS = 10;
+
+/** A request target the kubelet would send: characters not allowed in one are escaped. */
+function escapePath(path: string): string {
+  return Array.from(path, (c) => (/[\x21-\x7e]/.test(c) ? c : encodeURIComponent(c))).join('');
+}
+
 function httpProbe(
   action: Extract<ProbeAction, { type: 'http' }>,
   timeoutMs: number,
+  defaultHost: string,
 ): Promise<ProbeResult> {
-  const host = action.host ?? DEFAULT_PROBE_HOST;
+  const host = action.host ?? defaultHost;
   const what = `${action.scheme.toUpperCase()} GET ${host}:${action.port}${action.path}`;
   return withDeadline(timeoutMs, what, (settle) => {
-    const headers: Record<string, string> = { 'user-agent': USER_AGENT, accept: '*/*' };
-    for (const h of action.headers) headers[h.name.toLowerCase()] = h.value;
-    const options: https.RequestOptions = {
-      host,
-      port: action.port,
-      path: action.path,
-      method: 'GET',
-      headers,
-      agent: false,
-      // The kubelet does not verify an app's serving certificate on HTTPS probes (Kubernetes
-      // semantics; apps often serve self-signed or mesh certificates on their probe port). This
-      // is the one place the agent does not verify TLS: it is the app's own endpoint, reached on
-      // the Pod's loopback, and the probe only reads a status code.
-      rejectUnauthorized: false,
+    // A repeated header is sent as many times as it is given, as the kubelet does.
+    const headers: Record<string, string | string[]> = { 'user-agent': USER_AGENT, accept: '*/*' };
+    const given = new Map<string, string[]>();
+    for (const h of action.headers) {
+      const name = h.name.toLowerCase();
+      given.set(name, [...(given.get(name) ?? []), h.value]);
+    }
+    for (const [name, values] of given) headers[name] = values.length === 1 ? values[0]! : values;
+    let req: http.ClientRequest | undefined;
+    const get = (url: URL, redirects: number): void => {
+      const options: https.RequestOptions = {
+        host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+        port: url.port === '' ? action.port : Number(url.port),
+        path: `${url.pathname}${url.search}`,
+        method: 'GET',
+        headers,
+        agent: false,
+        // The kubelet does not verify an app's serving certificate on HTTPS probes (Kubernetes
+        // semantics; apps often serve self-signed or mesh certificates on their probe port). This
+        // is the one place the agent does not verify TLS: it is the app's own endpoint, reached
+        // inside the Pod, and the probe only reads a status code.
+        rejectUnauthorized: false,
+      };
+      try {
+        req = (url.protocol === 'https:' ? https : http).request(options, (res) => {
+          const status = res.statusCode ?? 0;
+          let read = 0;
+          res.on('data', (chunk: Buffer) => {
+            read += chunk.length;
+            if (read > MAX_BODY_BYTES) res.destroy();
+          });
+          res.on('error', () => undefined);
+          const location = res.headers.location;
+          if (status >= 300 && status < 400 && location !== undefined) {
+            res.resume();
+            let next: URL;
+            try {
+              next = new URL(location, url);
+            } catch {
+              return settle({
+                ok: false,
+                detail: `${what}: HTTP ${status} to an invalid Location`,
+              });
+            }
+            // Like the kubelet: a redirect to another host is not followed and counts as success.
+            if (next.hostname !== url.hostname) {
+              return settle({ ok: true, detail: `${what}: HTTP ${status} to another host` });
+            }
+            if (redirects >= MAX_REDIRECTS) {
+              return settle({
+                ok: false,
+                detail: `${what}: stopped after ${MAX_REDIRECTS} redirects`,
+              });
+            }
+            return get(next, redirects + 1);
+          }
+          const ok = status >= 200 && status < 400;
+          settle({
+            ok,
+            detail: `${what}: HTTP ${status}${redirects > 0 ? ` after ${redirects} redirect(s)` : ''}`,
+          });
+        });
+      } catch (err) {
+        // An invalid header name or value: the kubelet fails the probe; so do we.
+        return settle({ ok: false, detail: `${what}: ${(err as Error).message}` });
+      }
+      req.on('error', (err) => settle({ ok: false, detail: `${what}: ${err.message}` }));
+      req.end();
     };
-    const req = (action.scheme === 'https' ? https : http).request(options, (res) => {
-      const status = res.statusCode ?? 0;
-      let read = 0;
-      res.on('data', (chunk: Buffer) => {
-        read += chunk.length;
-        if (read > MAX_BODY_BYTES) res.destroy();
-      });
-      res.on('error', () => undefined);
-      const ok = status >= 200 && status < 400;
-      settle({ ok, detail: `${what}: HTTP ${status}` });
-    });
-    req.on('error', (err) => settle({ ok: false, detail: `${what}: ${err.message}` }));
-    req.end();
-    return () => req.destroy();
+    const hostInUrl = host.includes(':') ? `[${host}]` : host;
+    get(new URL(`${action.scheme}://${hostInUrl}:${action.port}${escapePath(action.path)}`), 0);
+    return () => req?.destroy();
   });
 }
 
 function tcpProbe(
   action: Extract<ProbeAction, { type: 'tcp' }>,
   timeoutMs: number,
+  defaultHost: string,
 ): Promise<ProbeResult> {
-  const host = action.host ?? DEFAULT_PROBE_HOST;
+  const host = action.host ?? defaultHost;
   const what = `TCP ${host}:${action.port}`;
   return withDeadline(timeoutMs, what, (settle) => {
     const socket = net.connect({ host, port: action.port });
@@ -116,11 +169,14 @@ const SERVING_NAMES = Object.fromEntries(Object.entries(SERVING_STATUS).map(([k,
 function grpcProbe(
   action: Extract<ProbeAction, { type: 'grpc' }>,
   timeoutMs: number,
+  host: string,
 ): Promise<ProbeResult> {
-  const what = `gRPC ${DEFAULT_PROBE_HOST}:${action.port} health(${JSON.stringify(action.service)})`;
+  const what = `gRPC ${host}:${action.port} health(${JSON.stringify(action.service)})`;
   return withDeadline(timeoutMs, what, (settle) => {
     const fail = (reason: string): void => settle({ ok: false, detail: `${what}: ${reason}` });
-    const session = http2.connect(`http://${DEFAULT_PROBE_HOST}:${action.port}`);
+    const session = http2.connect(
+      `http://${host.includes(':') ? `[${host}]` : host}:${action.port}`,
+    );
     session.on('error', (err: Error) => fail(err.message));
     const stream = session.request({
       ':method': 'POST',
@@ -162,15 +218,18 @@ function grpcProbe(
   });
 }
 
-/** Runs one app probe; never rejects. */
-export function runProbe(probe: AppProbe): Promise<ProbeResult> {
+/**
+ * Runs one app probe; never rejects. A probe without a host goes to `defaultHost`: the Pod's IP
+ * (the kubelet's target) when the agent knows it.
+ */
+export function runProbe(probe: AppProbe, defaultHost = DEFAULT_PROBE_HOST): Promise<ProbeResult> {
   const timeoutMs = Math.round(probe.timeoutSeconds * 1000);
   switch (probe.action.type) {
     case 'http':
-      return httpProbe(probe.action, timeoutMs);
+      return httpProbe(probe.action, timeoutMs, defaultHost);
     case 'tcp':
-      return tcpProbe(probe.action, timeoutMs);
+      return tcpProbe(probe.action, timeoutMs, defaultHost);
     case 'grpc':
-      return grpcProbe(probe.action, timeoutMs);
+      return grpcProbe(probe.action, timeoutMs, defaultHost);
   }
 }

@@ -23,6 +23,16 @@ function appHandler(req: http.IncomingMessage, res: http.ServerResponse): void {
     res.writeHead(500).end('boom');
   } else if (url === '/redirect') {
     res.writeHead(302, { location: '/elsewhere' }).end();
+  } else if (url === '/redirect-ok') {
+    res.writeHead(301, { location: '/ok' }).end();
+  } else if (url === '/redirect-away') {
+    res.writeHead(302, { location: 'http://elsewhere.invalid/fail' }).end();
+  } else if (url === '/loop') {
+    res.writeHead(302, { location: '/loop' }).end();
+  } else if (url === '/a%20b') {
+    res.end('escaped');
+  } else if (url === '/multi') {
+    res.writeHead(req.headers['x-multi'] === 'a, b' ? 200 : 400).end();
   } else if (url === '/headers') {
     const good = req.headers['x-probe'] === 'yes' && req.headers.host === 'app.internal';
     res.writeHead(good ? 200 : 401).end(JSON.stringify(req.headers));
@@ -71,6 +81,23 @@ beforeAll(async () => {
       'web/livez': { httpGet: { path: '/ok', port: httpPort } },
       'web/readyz': { httpGet: { path: '/fail', port: httpPort } },
       'web/startupz': { httpGet: { path: '/redirect', port: httpPort } },
+      'redirect/livez': { httpGet: { path: '/redirect-ok', port: httpPort } },
+      'redirect/readyz': { httpGet: { path: '/redirect-away', port: httpPort } },
+      'redirect/startupz': { httpGet: { path: '/loop', port: httpPort } },
+      'odd/livez': { httpGet: { path: '/a b', port: httpPort } },
+      'odd/readyz': {
+        httpGet: { path: '/ok', port: httpPort, httpHeaders: [{ name: 'Bad Header', value: 'v' }] },
+      },
+      'odd/startupz': {
+        httpGet: {
+          path: '/multi',
+          port: httpPort,
+          httpHeaders: [
+            { name: 'X-Multi', value: 'a' },
+            { name: 'x-multi', value: 'b' },
+          ],
+        },
+      },
       'headers/readyz': {
         httpGet: {
           path: '/headers',
@@ -119,11 +146,14 @@ describe('app probes on /app-health', () => {
   it.each([
     ['an HTTP probe on a 200', '/app-health/web/livez', 200],
     ['an HTTP probe on a 500', '/app-health/web/readyz', 503],
-    [
-      'an HTTP probe on a redirect (a success, as for the kubelet)',
-      '/app-health/web/startupz',
-      200,
-    ],
+    // Redirects as the kubelet: followed on the same host (up to 10), judged by the end.
+    ['an HTTP probe redirected to a failing page', '/app-health/web/startupz', 503],
+    ['an HTTP probe redirected to a good page', '/app-health/redirect/livez', 200],
+    ['an HTTP probe redirected to another host (not followed)', '/app-health/redirect/readyz', 200],
+    ['an HTTP probe redirected in a loop', '/app-health/redirect/startupz', 503],
+    ['an HTTP probe whose path needs escaping', '/app-health/odd/livez', 200],
+    ['an HTTP probe with an invalid header (failed, not an error)', '/app-health/odd/readyz', 503],
+    ['an HTTP probe with a header given twice', '/app-health/odd/startupz', 200],
     ['an HTTP probe that sends its headers and Host', '/app-health/headers/readyz', 200],
     ['the same path without the headers', '/app-health/headers/livez', 503],
     ['an HTTPS probe on a self-signed app certificate', '/app-health/tls/livez', 200],
@@ -140,6 +170,21 @@ describe('app probes on /app-health', () => {
   ])('answers %s with %s', async (_name, path, status) => {
     const res = await get(path);
     expect({ path, status: res.status }).toEqual({ path, status });
+  });
+
+  it('probes the Pod IP it is given when the probe names no host', async () => {
+    const onPodIp = http.createServer((_req, res) => res.end('pod ip'));
+    await new Promise<void>((r) => onPodIp.listen(0, '127.0.0.2', r));
+    try {
+      const port = (onPodIp.address() as AddressInfo).port;
+      const probe = parseAppProbes(
+        JSON.stringify({ 'a/livez': { httpGet: { path: '/', port } } }),
+      ).get('a/livez');
+      expect((await runProbe(probe!, '127.0.0.2')).ok).toBe(true);
+      expect((await runProbe(probe!)).ok).toBe(false); // 127.0.0.1: nothing listens there
+    } finally {
+      onPodIp.close();
+    }
   });
 
   it('asks the gRPC server about the configured service', async () => {

@@ -115,6 +115,21 @@ describe('resolveAgentOptions', () => {
     );
   });
 
+  it.each<[string, NodeJS.ProcessEnv, string]>([
+    ['the Pod IP of the downward API', { POD_IP: '10.1.2.3' }, '10.1.2.3'],
+    ['an IPv6 Pod IP', { POD_IP: 'fd00::7' }, 'fd00::7'],
+    ['loopback without a Pod IP', {}, '127.0.0.1'],
+    ['loopback for a Pod IP that is not an address', { POD_IP: 'pending' }, '127.0.0.1'],
+  ])('probes apps at %s', (_name, env, host) => {
+    expect(resolveAgentOptions({}, env).probeHost).toBe(host);
+  });
+
+  it('refuses the same port for readiness and the agent', () => {
+    expect(() => resolveAgentOptions({ readinessPort: '15021', agentPort: '15021' }, {})).toThrow(
+      '--readiness-port and --agent-port must differ (both are 15021)',
+    );
+  });
+
   it('keeps the proxy command', () => {
     expect(resolveAgentOptions({}, {}, ['envoy', '-c', 'x']).command).toEqual(['envoy', '-c', 'x']);
   });
