@@ -143,7 +143,8 @@ export async function runAgent(options: AgentOptions, runtime: AgentRuntime): Pr
 
   log.info(
     {
-      caUrl: options.caUrl.href,
+      // Without user info or a query string: either may hold a credential.
+      caUrl: `${options.caUrl.origin}${options.caUrl.pathname}`,
       outDir: options.outDir,
       keyType: options.keyType,
       ttlSeconds: options.ttlSeconds ?? null,

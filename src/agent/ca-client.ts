@@ -76,13 +76,33 @@ function parseResponse(body: string): CertificateResponse {
   };
 }
 
+/** Longest part of a CA's error message the agent repeats. */
+const MAX_SERVER_MESSAGE = 300;
+
+/**
+ * A CA's error message fit for the log: a CA (or a proxy in front of it) that echoes the request
+ * would otherwise put the bearer token or the CSR there. Bearer tokens and PEM blocks are cut
+ * out, and the rest is shortened.
+ */
+export function serverMessageForLog(text: string): string {
+  const cleaned = text
+    .replace(/-----BEGIN [A-Z0-9 ]+-----[\s\S]*?(-----END [A-Z0-9 ]+-----|$)/g, '[PEM redacted]')
+    .replace(/(bearer)(\s+|%20)[^\s"',;]+/gi, '$1 [redacted]')
+    .replace(/\s+/g, ' ');
+  return cleaned.length > MAX_SERVER_MESSAGE
+    ? `${cleaned.slice(0, MAX_SERVER_MESSAGE)}...`
+    : cleaned;
+}
+
 function errorFrom(status: number, body: string): RenewalError {
   let code: string | undefined;
   let message = `HTTP ${status}`;
   try {
     const e = JSON.parse(body) as { code?: unknown; message?: unknown };
-    if (typeof e.code === 'string') code = e.code;
-    if (typeof e.message === 'string') message = `${e.code as string}: ${e.message}`;
+    if (typeof e.code === 'string') code = serverMessageForLog(e.code);
+    if (typeof e.message === 'string') {
+      message = `${code ?? 'no code'}: ${serverMessageForLog(e.message)}`;
+    }
   } catch {
     // not a JSON error
   }

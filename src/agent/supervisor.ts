@@ -63,7 +63,7 @@ export class ChildCommand {
       const child = spawn(file, args, { stdio: 'inherit', env: this.env });
       this.child = child;
       child.once('spawn', () => {
-        this.log.info({ command: file, pid: child.pid }, 'proxy command started');
+        this.log.info({ command: file, childPid: child.pid }, 'proxy command started');
         resolve();
       });
       child.once('error', (err: NodeJS.ErrnoException) => {
@@ -101,10 +101,15 @@ export class ChildCommand {
   }
 }
 
+/** How long a stopping command may ignore SIGTERM (the kubelet's grace period is usually 30 s). */
+export const DEFAULT_KILL_AFTER_MS = 10_000;
+
 export interface SupervisionOptions {
   readonly child: ChildCommand | null;
   readonly signals: SignalSource;
   readonly drainMs: number;
+  /** How long a command that was told to stop (SIGTERM) may take before it is killed. */
+  readonly killAfterMs?: number;
   readonly log: Logger;
   /** Called when the drain starts: readiness goes false. */
   readonly onDrain: () => void;
@@ -128,12 +133,21 @@ export function supervise(options: SupervisionOptions): Promise<number> {
       finished = true;
       for (const [signal, fn] of listeners) signals.off(signal, fn);
       clearTimeout(drainTimer);
+      clearTimeout(killTimer);
       resolve(code);
     };
 
     let shuttingDown = false;
     let drainTimer: NodeJS.Timeout | undefined;
+    let killTimer: NodeJS.Timeout | undefined;
     let endDrain: () => void = () => undefined;
+    // A command that ignores SIGTERM is killed (as pilot-agent does to Envoy), after
+    // killAfterMs or at the next shutdown signal, so that the agent always ends.
+    const kill = (why: string): void => {
+      if (!child?.isRunning()) return;
+      log.warn({ why }, 'the proxy command did not stop: killing it (SIGKILL)');
+      child.signal('SIGKILL');
+    };
 
     const stopChild = (): void => {
       if (child === null || !child.hasStarted()) {
@@ -145,6 +159,11 @@ export function supervise(options: SupervisionOptions): Promise<number> {
       if (!child.isRunning()) return;
       log.info({}, 'drain over; stopping the proxy command');
       child.signal('SIGTERM');
+      const killAfterMs = options.killAfterMs ?? DEFAULT_KILL_AFTER_MS;
+      killTimer = setTimeout(
+        () => kill(`still running ${killAfterMs} ms after SIGTERM`),
+        killAfterMs,
+      );
     };
 
     for (const signal of FORWARDED_SIGNALS) {
@@ -160,7 +179,7 @@ export function supervise(options: SupervisionOptions): Promise<number> {
           log.info({ signal, drainMs: options.drainMs }, 'shutting down: readiness off, draining');
           options.onDrain();
           endDrain = () => {
-            endDrain = () => child?.signal(signal);
+            endDrain = () => kill('another shutdown signal');
             clearTimeout(drainTimer);
             stopChild();
           };

@@ -162,6 +162,23 @@ describe('mooring agent (CLI)', () => {
     expect(await agent.exited).toBe(0);
   });
 
+  it('logs the CA URL without its user info or query string', async () => {
+    const url = new URL(serve.url);
+    url.username = 'user';
+    url.password = 'SECRET-PASSWORD';
+    url.search = '?token=SECRET-QUERY';
+    const agent = await runAgentCli({ env: { [AGENT_ENV.caUrl]: url.href } });
+    await eventually('the start line', () => agent.stderr().includes('agent started'));
+    agent.process.kill('SIGTERM');
+    await agent.exited;
+    const started = agent
+      .stderr()
+      .split('\n')
+      .find((l) => l.includes('agent started'));
+    expect(JSON.parse(started ?? '{}')).toMatchObject({ caUrl: `${url.origin}/` });
+    expect(agent.stderr()).not.toMatch(/SECRET-(PASSWORD|QUERY)/);
+  });
+
   it('starts the proxy command once the certificate is on disk, then is ready', async () => {
     const agent = await runAgentCli({ command: childCommand });
     await eventually('readiness 200', async () => (await agent.readiness()) === 200);

@@ -169,6 +169,28 @@ describe('requestCertificate', () => {
     }
   });
 
+  it('never repeats the token or the CSR of a CA that echoes the request in its error', async () => {
+    const csr =
+      '-----BEGIN CERTIFICATE REQUEST-----\nMIIBSECRETCSR\n-----END CERTIFICATE REQUEST-----\n';
+    const ca = await fakeCa(
+      json(400, {
+        code: 'CA_ERR_CSR',
+        message: `AUTH=Bearer tok-SECRET-1 BODY={"csr":${JSON.stringify(csr)}} ${'x'.repeat(500)}`,
+      }),
+    );
+    try {
+      const err = await failure(request(ca.url, { token: 'tok-SECRET-1', csrPem: csr }));
+      expect(err.message).not.toContain('tok-SECRET-1');
+      expect(err.message).not.toContain('MIIBSECRETCSR');
+      expect(err.message).toContain(
+        'CA_ERR_CSR: AUTH=Bearer [redacted] BODY={"csr":"[PEM redacted]',
+      );
+      expect(err.message.length).toBeLessThan(400);
+    } finally {
+      await ca.close();
+    }
+  });
+
   it('reports a CA that is down as unreachable', async () => {
     const ca = await fakeCa(ok);
     await ca.close();

@@ -131,6 +131,46 @@ describe('supervise', () => {
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
+  it('kills a command that ignores SIGTERM, after killAfterMs', async () => {
+    const out = childLog();
+    const child = startChild({ CHILD_LOG: out.file, CHILD_IGNORE_TERM: '1' });
+    const signals = new Signals();
+    const done = supervise({
+      child,
+      signals,
+      drainMs: 10,
+      killAfterMs: 300,
+      log,
+      onDrain: () => undefined,
+    });
+    await child.start();
+    await until(() => out.lines().length >= 1);
+    signals.send('SIGTERM');
+    expect(await done).toBe(137);
+    expect(out.lines()).toContain('signal SIGTERM');
+  });
+
+  it('kills a command that ignores SIGTERM at the next shutdown signal', async () => {
+    const out = childLog();
+    const child = startChild({ CHILD_LOG: out.file, CHILD_IGNORE_TERM: '1' });
+    const signals = new Signals();
+    const done = supervise({
+      child,
+      signals,
+      drainMs: 60_000,
+      killAfterMs: 60_000,
+      log,
+      onDrain: () => undefined,
+    });
+    await child.start();
+    await until(() => out.lines().length >= 1);
+    signals.send('SIGTERM'); // drain
+    signals.send('SIGTERM'); // end the drain: SIGTERM to the command, which ignores it
+    await until(() => out.lines().includes('signal SIGTERM'));
+    signals.send('SIGINT'); // kill
+    expect(await done).toBe(137);
+  });
+
   it('exits non-zero when the command dies on its own, even with code 0', async () => {
     const child = startChild({ CHILD_EXIT_AFTER_MS: '50', CHILD_EXIT_CODE: '0' });
     const done = supervise({
