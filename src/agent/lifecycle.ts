@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { Clock, KeyAlgorithm } from '../ca/ports';
 import { RenewalError, type CertificateResponse, type FailureReason } from './ca-client';
 import { ChainError, splitPemCertificates, verifyChain, type VerifiedChain } from './chain';
-import type { KeyPair } from '../ca/keys';
+import { keyTypeOf, type KeyPair } from '../ca/keys';
 import { buildCsr } from '../ca/csr-writer';
 import { privateKeyPem } from './csr';
 import type { DirectoryContent } from './cert-dir';
@@ -82,6 +82,8 @@ interface Current {
 /** setTimeout's largest delay (about 24.8 days); longer waits are chained. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const DAY_MS = 86_400_000;
+/** How much longer than asked a kept certificate may live: the CA's backdating, and some. */
+const LIFETIME_SLACK_MS = 5 * 60_000;
 
 const rootsText = (roots: readonly string[]): string => roots.join('');
 
@@ -351,12 +353,28 @@ export class CertificateLifecycle {
     if (chainPem === undefined || keyPem === undefined) return false;
     try {
       const publicKey = createPublicKey(createPrivateKey(keyPem));
+      // A restart with another --key-type or a shorter --ttl gets a certificate that follows
+      // them at once, not at the next renewal.
+      const keyType = keyTypeOf(publicKey);
+      if (keyType !== this.options.keyType) {
+        throw new Error(
+          `its key is ${keyType ?? 'of another type'}, --key-type asks for ${this.options.keyType}`,
+        );
+      }
       const verified = verifyChain(
         splitPemCertificates(chainPem),
         this.roots,
         publicKey,
         this.deps.clock.now(),
       );
+      const ttlMs = (this.options.ttlSeconds ?? 0) * 1000;
+      const lifetimeMs = verified.notAfter.getTime() - verified.notBefore.getTime();
+      // The CA backdates by a minute or two; anything longer than that was asked for otherwise.
+      if (ttlMs > 0 && lifetimeMs > ttlMs + LIFETIME_SLACK_MS) {
+        throw new Error(
+          `it lives ${Math.round(lifetimeMs / 1000)} s, --ttl asks for ${ttlMs / 1000} s`,
+        );
+      }
       const restored: Current = {
         chainPem,
         keyPem,

@@ -34,16 +34,21 @@ function probeOnce(options: WaitOptions, timeoutMs: number): Promise<number> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Resolves true once the agent is ready, false when the timeout passes first. */
+/**
+ * Resolves true once the agent is ready, false when the timeout passes first. It asks at least
+ * once, whatever the timeout (`--timeout 0` checks once).
+ */
 export async function waitForReady(
   options: WaitOptions,
   now: () => number = Date.now,
 ): Promise<boolean> {
   const deadline = now() + options.timeoutMs;
-  for (;;) {
+  for (let attempt = 0; ; attempt++) {
     const left = deadline - now();
-    if (left <= 0) return false;
-    if ((await probeOnce(options, Math.min(left, 1000))) === 200) return true;
+    if (attempt > 0 && left <= 0) return false;
+    if ((await probeOnce(options, attempt === 0 ? 1000 : Math.min(left, 1000))) === 200) {
+      return true;
+    }
     const pause = Math.min(options.intervalMs, deadline - now());
     if (pause <= 0) return false;
     await sleep(pause);

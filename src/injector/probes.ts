@@ -65,6 +65,20 @@ function resolvePort(port: unknown, container: Container): number | string {
   return `port ${JSON.stringify(port)} is not a port number`;
 }
 
+/** Why the agent could not send a probe's headers (each must be a name and a value, strings). */
+function headersProblem(probe: Probe): string | undefined {
+  const headers = (probe.httpGet as { httpHeaders?: unknown } | undefined)?.httpHeaders;
+  if (headers === undefined || headers === null) return undefined;
+  const ok =
+    Array.isArray(headers) &&
+    headers.every(
+      (h: unknown) =>
+        typeof (h as { name?: unknown } | null)?.name === 'string' &&
+        typeof (h as { value?: unknown }).value === 'string',
+    );
+  return ok ? undefined : 'httpHeaders are not {name, value} strings (quote them in YAML)';
+}
+
 /** The probe's single network handler, or undefined (exec, none, or several). */
 function networkHandler(probe: Probe): Handler | undefined {
   const present = HANDLERS.filter((h) => probe[h] !== undefined && probe[h] !== null);
@@ -108,9 +122,11 @@ export function rewriteProbes(container: Container, agentPort: number): ProbeRew
     const handler = networkHandler(probe);
     if (handler === undefined) continue;
     const port = resolvePort((probe[handler] as { port?: unknown }).port, container);
-    if (typeof port === 'string') {
+    const problem =
+      typeof port === 'string' ? port : handler === 'httpGet' ? headersProblem(probe) : undefined;
+    if (problem !== undefined || typeof port === 'string') {
       warnings.push(
-        `container ${container.name}: ${field} ${port}; the probe is not rewritten and the ` +
+        `container ${container.name}: ${field} ${problem ?? ''}; the probe is not rewritten and the ` +
           'kubelet calls the app directly',
       );
       continue;

@@ -305,6 +305,9 @@ describe('mooring agent wait', () => {
     ]);
     expect(result.code).toBe(0);
     expect(await agent.readiness()).toBe(200);
+    // --timeout 0 still asks once.
+    const once = await wait(['--readiness-port', String(agent.readinessPort), '--timeout', '0']);
+    expect(once.code).toBe(0);
     agent.process.kill('SIGTERM');
     await agent.exited;
   });

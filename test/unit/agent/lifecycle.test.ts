@@ -5,6 +5,7 @@ import { Registry } from 'prom-client';
 import { RenewalError, type CertificateResponse } from '../../../src/agent/ca-client';
 import type { DirectoryContent } from '../../../src/agent/cert-dir';
 import { generateKeyPair as generateKey } from '../../../src/ca/keys';
+import type { KeyAlgorithm } from '../../../src/ca/ports';
 import { CertificateLifecycle, type IssueCall, type Timers } from '../../../src/agent/lifecycle';
 import { createAgentMetrics } from '../../../src/agent/metrics';
 import {
@@ -89,7 +90,13 @@ class FakeCa {
 }
 
 function setup(
-  opts: { ttlMs?: number; tokens?: string[]; directory?: DirectoryContent | null } = {},
+  opts: {
+    ttlMs?: number;
+    tokens?: string[];
+    directory?: DirectoryContent | null;
+    keyType?: KeyAlgorithm;
+    ttlSeconds?: number;
+  } = {},
 ) {
   const time = new FakeTime();
   const root = makeCa('Root');
@@ -126,7 +133,7 @@ function setup(
       issue: ca.issue,
       generateKey,
     },
-    { keyType: 'ecdsa-p256', renewFraction: 0.5, ttlSeconds: undefined },
+    { keyType: opts.keyType ?? 'ecdsa-p256', renewFraction: 0.5, ttlSeconds: opts.ttlSeconds },
   );
   const counter = async (name: string): Promise<number> => {
     const m = await registry.getSingleMetric(name)?.get();
@@ -304,6 +311,27 @@ describe('CertificateLifecycle', () => {
     expect(s.lifecycle.hasValidCertificate()).toBe(true);
     expect(s.time.pending.size).toBe(1);
   });
+
+  it.each<[string, { keyType?: KeyAlgorithm; ttlSeconds?: number }]>([
+    ['another key type is asked for now', { keyType: 'ecdsa-p384' }],
+    ['a shorter lifetime is asked for now', { ttlSeconds: 3600 }],
+  ])(
+    'requests a new certificate instead of the one in the output directory when %s',
+    async (_n, o) => {
+      const root = makeCa('Root');
+      const key = await generateKey('ecdsa-p256');
+      const keyPem = key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+      const s = setup({
+        ...o,
+        directory: { 'cert-chain.pem': makeLeaf(root, key.publicKey), 'key.pem': keyPem },
+      });
+      await s.lifecycle.start([root.pem]);
+      expect(s.ca.calls).toHaveLength(1);
+      expect(s.logLines.join('')).toContain(
+        'the certificate in the output directory is not usable',
+      );
+    },
+  );
 
   it('requests a new certificate when the one in the output directory does not verify', async () => {
     const key = await generateKey('ecdsa-p256');

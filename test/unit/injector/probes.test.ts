@@ -135,6 +135,19 @@ describe('rewriteProbes', () => {
     ]);
   });
 
+  it('leaves a probe whose header value is not a string as it is, with a warning', () => {
+    const probe = {
+      httpGet: { path: '/', port: 8080, httpHeaders: [{ name: 'X-Probe', value: true }] },
+    } as unknown as Probe;
+    const c = container('web', withProbe('livenessProbe', probe));
+    const result = rewrite(c);
+    expect(result.container).toEqual(c);
+    expect(result.probes).toEqual([]);
+    expect(result.warnings).toEqual([
+      'container web: livenessProbe httpHeaders are not {name, value} strings (quote them in YAML); the probe is not rewritten and the kubelet calls the app directly',
+    ]);
+  });
+
   it('does not change the key order of the probe (the handler stays in its place)', () => {
     const probe = { periodSeconds: 1, tcpSocket: { port: 1 }, failureThreshold: 2 } as Probe;
     const { container: out } = rewrite(container('web', withProbe('livenessProbe', probe)));
