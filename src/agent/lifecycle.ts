@@ -151,7 +151,8 @@ export class CertificateLifecycle {
   /**
    * A new content of the root file: written out, and used from now on to verify the CA and
    * every chain. When the current certificate no longer chains to a trusted root (its root was
-   * removed after a rotation), it is renewed at once.
+   * removed after a rotation), it is renewed at once; so is a certificate still missing after
+   * failures (the new roots may be what it lacked: no need to wait out the backoff).
    */
   async updateRoots(roots: readonly string[]): Promise<void> {
     if (rootsText(roots) === rootsText(this.roots)) return;
@@ -161,7 +162,14 @@ export class CertificateLifecycle {
       this.deps.log.error({ err: err.message }, 'writing root-cert.pem failed'),
     );
     const c = this.current;
-    if (c === null || this.stopped) return;
+    if (this.stopped) return;
+    if (c === null) {
+      if (this.failures > 0) {
+        this.clearTimer();
+        void this.renewNow();
+      }
+      return;
+    }
     try {
       verifyChain(splitPemCertificates(c.chainPem), this.roots, c.publicKey, this.deps.clock.now());
     } catch (err) {
@@ -259,18 +267,26 @@ export class CertificateLifecycle {
     const cap = backoffCapMs(this.lifetimeMs(), this.options.backoff ?? DEFAULT_BACKOFF);
     const delay = backoffDelayMs(this.failures, cap, this.deps.random(), this.options.backoff);
     const c = this.current;
-    this.deps.log.warn(
-      {
-        reason: failure.reason,
-        err: failure.message,
-        ...failure.detail,
-        attempt: this.failures,
-        retryInMs: delay,
-        currentNotAfter: c?.verified.notAfter.toISOString() ?? null,
-        currentValid: this.hasValidCertificate(),
-      },
-      'certificate request failed; keeping the current certificate and retrying',
-    );
+    const fields = {
+      reason: failure.reason,
+      err: failure.message,
+      ...failure.detail,
+      attempt: this.failures,
+      retryInMs: delay,
+      currentNotAfter: c?.verified.notAfter.toISOString() ?? null,
+      currentValid: this.hasValidCertificate(),
+    };
+    if (c === null) {
+      // A refusal will not go away by itself (a --ttl above the CA's maximum, an unknown token):
+      // an error, not a warning, while the workload has no certificate at all.
+      const log = failure.reason === 'rejected' ? this.deps.log.error : this.deps.log.warn;
+      log.call(this.deps.log, fields, 'certificate request failed; no certificate yet, retrying');
+    } else {
+      this.deps.log.warn(
+        fields,
+        'certificate request failed; keeping the current certificate and retrying',
+      );
+    }
     this.setTimer(delay);
   }
 

@@ -59,6 +59,8 @@ class FakeCa {
   down = 0;
   signWith: Issuer;
   forgeKey = false;
+  /** Refuses every request with this error (a 4xx of the CA). */
+  refuseWith: RenewalError | null = null;
   constructor(
     private readonly time: FakeTime,
     private readonly opts: FakeCaOptions,
@@ -67,6 +69,7 @@ class FakeCa {
   }
   issue = (call: IssueCall): Promise<CertificateResponse> => {
     this.calls.push(call);
+    if (this.refuseWith !== null) return Promise.reject(this.refuseWith);
     if (this.down > 0) {
       this.down -= 1;
       return Promise.reject(new RenewalError('unreachable', 'connect ECONNREFUSED'));
@@ -284,6 +287,35 @@ describe('CertificateLifecycle', () => {
     const n = s.writes.length;
     await s.lifecycle.updateRoots([s.root.pem]);
     expect(s.writes).toHaveLength(n);
+  });
+
+  it('tries again at once when the roots change while it has no certificate yet', async () => {
+    const s = setup();
+    s.ca.down = 3;
+    await s.lifecycle.start([s.root.pem]);
+    s.time.fire(); // the first retry fails too
+    await s.lifecycle.settled();
+    expect(s.ca.calls).toHaveLength(2);
+    expect(s.lifecycle.hasValidCertificate()).toBe(false);
+    const before = s.time.nowMs;
+    s.ca.down = 0;
+    await s.lifecycle.updateRoots([s.root.pem, makeCa('Next Root').pem]);
+    await s.lifecycle.settled();
+    // At once, not at the end of the 2 s backoff.
+    expect(s.ca.calls).toHaveLength(3);
+    expect(s.time.nowMs).toBe(before);
+    expect(s.lifecycle.hasValidCertificate()).toBe(true);
+  });
+
+  it('logs a refusal with no certificate yet as an error (it will not pass by itself)', async () => {
+    const s = setup();
+    s.ca.refuseWith = new RenewalError(
+      'rejected',
+      'the CA refused the request (CA_ERR_TTL: too long)',
+    );
+    await s.lifecycle.start([s.root.pem]);
+    const line = s.logLines.find((l) => l.includes('no certificate yet, retrying'));
+    expect(JSON.parse(line ?? '{}')).toMatchObject({ level: 50, reason: 'rejected' });
   });
 
   it('renews at once when the current certificate no longer chains to a trusted root', async () => {
