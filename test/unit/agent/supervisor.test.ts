@@ -131,39 +131,26 @@ describe('supervise', () => {
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
-  it('kills a command that ignores SIGTERM, after killAfterMs', async () => {
+  /** A started command that ignores SIGTERM, under supervision. */
+  async function stubborn(timing: { drainMs: number; killAfterMs: number }) {
     const out = childLog();
     const child = startChild({ CHILD_LOG: out.file, CHILD_IGNORE_TERM: '1' });
     const signals = new Signals();
-    const done = supervise({
-      child,
-      signals,
-      drainMs: 10,
-      killAfterMs: 300,
-      log,
-      onDrain: () => undefined,
-    });
+    const done = supervise({ child, signals, ...timing, log, onDrain: () => undefined });
     await child.start();
     await until(() => out.lines().length >= 1);
+    return { out, signals, done };
+  }
+
+  it('kills a command that ignores SIGTERM, after killAfterMs', async () => {
+    const { out, signals, done } = await stubborn({ drainMs: 10, killAfterMs: 300 });
     signals.send('SIGTERM');
     expect(await done).toBe(137);
     expect(out.lines()).toContain('signal SIGTERM');
   });
 
   it('kills a command that ignores SIGTERM at the next shutdown signal', async () => {
-    const out = childLog();
-    const child = startChild({ CHILD_LOG: out.file, CHILD_IGNORE_TERM: '1' });
-    const signals = new Signals();
-    const done = supervise({
-      child,
-      signals,
-      drainMs: 60_000,
-      killAfterMs: 60_000,
-      log,
-      onDrain: () => undefined,
-    });
-    await child.start();
-    await until(() => out.lines().length >= 1);
+    const { out, signals, done } = await stubborn({ drainMs: 60_000, killAfterMs: 60_000 });
     signals.send('SIGTERM'); // drain
     signals.send('SIGTERM'); // end the drain: SIGTERM to the command, which ignores it
     await until(() => out.lines().includes('signal SIGTERM'));
