@@ -48,10 +48,11 @@ const versionOf = (bytes: Buffer): string =>
 export const serializeState = (state: CAState): Buffer =>
   Buffer.from(`${JSON.stringify(state, null, 2)}\n`, 'utf8');
 
-const bundlePem = (state: CAState): string =>
-  bundleRoots(state)
-    .map((r) => r.certPem.trim() + '\n')
-    .join('');
+/** The text of root-cert.pem: each root's PEM on its own lines. */
+export const bundleText = (pems: readonly string[]): string =>
+  pems.map((pem) => `${pem.trim()}\n`).join('');
+
+const bundlePem = (state: CAState): string => bundleText(bundleRoots(state).map((r) => r.certPem));
 
 async function readIfExists(path: string): Promise<Buffer | null> {
   try {

@@ -15,6 +15,7 @@ import { PLUGIN_CA_FILES } from '../constants';
 import { MooringError } from '../errors';
 import { writeFileAtomic } from './atomic-file';
 import {
+  bundleText,
   DATA_DIR_MODE,
   FileCAStore,
   PUBLIC_FILE_MODE,
@@ -103,11 +104,9 @@ export async function openLocalCA(options: LocalCAOptions): Promise<LocalCA> {
  */
 async function exportPluginBundle(dataDir: string, bundle: readonly string[]): Promise<void> {
   await mkdir(dataDir, { recursive: true, mode: DATA_DIR_MODE });
-  await writeFileAtomic(
-    join(dataDir, STORE_FILES.rootExport),
-    bundle.map((pem) => `${pem.trim()}\n`).join(''),
-    { mode: PUBLIC_FILE_MODE },
-  );
+  await writeFileAtomic(join(dataDir, STORE_FILES.rootExport), bundleText(bundle), {
+    mode: PUBLIC_FILE_MODE,
+  });
 }
 
 /** The admin token (created if absent) and the tokens.json authenticator of `dataDir`. */

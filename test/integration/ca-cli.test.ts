@@ -27,6 +27,12 @@ async function run(
 const tempDir = (): string => mkdtempSync(join(tmpdir(), 'mooring-ca-cli-'));
 const ID = 'spiffe://cluster.local/ns/vm/sa/db';
 
+/** `mooring ca issue` on the store in `dir` for the CSR file `csr`, then `extra`. */
+const issueArgs = (dir: string, csr: string, ...extra: string[]): string[] => [
+  ...['ca', 'issue', '--data-dir', dir, '--csr', csr, '--spiffe-id', ID],
+  ...extra,
+];
+
 function writeCsr(dir: string, pem = csrPem()): string {
   const path = join(dir, 'req.csr');
   writeFileSync(path, pem);
@@ -161,18 +167,9 @@ describe('mooring ca issue', () => {
   it('prints the chain of a certificate for the SPIFFE ID that openssl verifies against the bundle', async () => {
     const dir = tempDir();
     await run(['ca', 'init', '--data-dir', dir]);
-    const result = await run([
-      'ca',
-      'issue',
-      '--data-dir',
-      dir,
-      '--csr',
-      writeCsr(dir, csrPem(withKeyType('rsa-2048'))),
-      '--spiffe-id',
-      ID,
-      '--ttl',
-      '2h',
-    ]);
+    const result = await run(
+      issueArgs(dir, writeCsr(dir, csrPem(withKeyType('rsa-2048'))), '--ttl', '2h'),
+    );
     expect(result.code).toBe(0);
     expect(result.stderr).toMatch(
       /issued spiffe:\/\/cluster\.local\/ns\/vm\/sa\/db, serial [0-9a-f]{32}, expires/,
@@ -196,10 +193,7 @@ describe('mooring ca issue', () => {
   it('reads the CSR from stdin with --csr -', async () => {
     const dir = tempDir();
     await run(['ca', 'init', '--data-dir', dir]);
-    const result = await run(
-      ['ca', 'issue', '--data-dir', dir, '--csr', '-', '--spiffe-id', ID],
-      csrPem(),
-    );
+    const result = await run(issueArgs(dir, '-'), csrPem());
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^-----BEGIN CERTIFICATE-----/);
   });
@@ -227,16 +221,7 @@ describe('mooring ca issue', () => {
     const dir = tempDir();
     await run(['ca', 'init', '--data-dir', dir]);
     const missing = join(dir, 'missing.csr');
-    const result = await run([
-      'ca',
-      'issue',
-      '--data-dir',
-      dir,
-      '--csr',
-      missing,
-      '--spiffe-id',
-      ID,
-    ]);
+    const result = await run(issueArgs(dir, missing));
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`CA_ERR_CSR: cannot read the CSR file ${missing}: ENOENT`);
   });
@@ -265,16 +250,7 @@ describe('mooring ca issue', () => {
   it('refuses a CSR that asks for a DNS name', async () => {
     const dir = tempDir();
     await run(['ca', 'init', '--data-dir', dir]);
-    const result = await run([
-      'ca',
-      'issue',
-      '--data-dir',
-      dir,
-      '--csr',
-      writeCsr(dir, csrPem(withDns('db.example'))),
-      '--spiffe-id',
-      ID,
-    ]);
+    const result = await run(issueArgs(dir, writeCsr(dir, csrPem(withDns('db.example')))));
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('CA_ERR_SAN: the CSR asks for DNS:db.example');
   });
