@@ -5,7 +5,7 @@
 #
 #   docker build -t ghcr.io/mooring-dev/mooring:0.1.0 .
 #   docker run --rm ghcr.io/mooring-dev/mooring:0.1.0 --help
-ARG NODE_IMAGE=node:20-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 # --- build: compile TypeScript, then keep only the production dependencies ----------------------
 FROM ${NODE_IMAGE} AS build

@@ -1,5 +1,11 @@
 # Mooring: `make help` lists the targets.
 SHELL := bash
+# Node 24 LTS: this machine's own when it is >= 24, else the pinned one in .cache/node (hack/node.sh).
+NODE_DIR := $(shell bash hack/node.sh)
+ifeq ($(NODE_DIR),)
+$(error no Node >= 24 and hack/node.sh could not install one into .cache/node)
+endif
+export PATH := $(NODE_DIR):$(PATH)
 NODE_BIN := node_modules/.bin
 DATA_DIR ?= ca/dev-store
 LISTEN ?= 127.0.0.1:8443

@@ -1,6 +1,19 @@
-// Jest through ts-jest. @kubernetes/client-node and its dependencies are ESM only: they go
+// Jest through ts-jest. @kubernetes/client-node 2.x, commander 15 and their ESM-only dependencies: they go
 // through the same transform (allowJs) instead of being ignored (see ../shared/FACTS.md).
-const esmOnly = ['@kubernetes/client-node', 'openid-client', 'oauth4webapi', 'jose', 'cookie'];
+const esmOnly = [
+  '@kubernetes/client-node',
+  'openid-client',
+  'oauth4webapi',
+  'jose',
+  'cookie',
+  'commander',
+  'socks-proxy-agent',
+  'agent-base',
+  'rfc4648',
+  'jsonpath-plus',
+  'jsep',
+  '@jsep-plugin',
+];
 const transform = {
   '^.+\\.[jt]s$': [
     'ts-jest',

@@ -185,7 +185,7 @@ export class InjectThreads {
         if (message.type === 'answer') pending.resolve(message.answer);
         else pending.reject(new InjectThreadError(`inject thread: ${message.error.message}`));
       });
-      worker.on('error', (err) => {
+      worker.on('error', (err: Error) => {
         lastError = err;
       });
       worker.on('exit', (code) => {

@@ -125,7 +125,7 @@ export function parseAppProbes(text: string): AppProbes {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new Error(`not valid JSON (${(err as Error).message})`);
+    throw new Error(`not valid JSON (${(err as Error).message})`, { cause: err });
   }
   if (!isObject(raw))
     throw new Error('must be a JSON object keyed "<container>/<livez|readyz|startupz>"');

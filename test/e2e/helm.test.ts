@@ -134,7 +134,9 @@ async function startServe(extraArgs: readonly string[]): Promise<Serve> {
   } catch (err) {
     const log = tailFile(logPath);
     await stop();
-    throw new Error(`${(err as Error).message}\n--- mooring serve log ---\n${log}`);
+    throw new Error(`${(err as Error).message}\n--- mooring serve log ---\n${log}`, {
+      cause: err,
+    });
   }
 }
 
@@ -589,6 +591,7 @@ describe('the Helm chart on the e2e control plane', () => {
     } catch (err) {
       throw new Error(
         `${(err as Error).message}\n--- mooring serve log ---\n${tailFile(clusterServe.logPath)}`,
+        { cause: err },
       );
     } finally {
       await clusterServe.stop();

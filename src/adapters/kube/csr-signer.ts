@@ -107,7 +107,7 @@ export class CsrSigner {
 
   /** True when it approved (the watch then brings the approved CSR back to be signed). */
   private async maybeApprove(csr: CertificateSigningRequest): Promise<boolean> {
-    let names: RequestedNames | null = null;
+    let names: RequestedNames | null;
     try {
       names = (await readCsr(Buffer.from(csr.spec?.request ?? '', 'base64').toString('utf8')))
         .names;

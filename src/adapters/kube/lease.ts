@@ -195,7 +195,7 @@ export class LeaseElector {
     const renewMs = this.options.renewMs ?? 5_000;
     const retryMs = this.options.retryMs ?? 2_000;
     const now = this.options.clock.now().getTime();
-    let held = false;
+    let held: boolean;
     try {
       held = await this.tryAcquireOrRenew();
       if (held) this.lastRenewOk = now;

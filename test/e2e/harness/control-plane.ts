@@ -521,6 +521,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       `the e2e control plane did not start: ${message}\n` +
         `--- kube-apiserver log (tail) ---\n${apiserverTail || '(empty)'}\n` +
         `--- etcd log (tail) ---\n${etcdTail || '(empty)'}`,
+      { cause: err },
     );
   }
 }

@@ -35,7 +35,7 @@ export async function waitFor<T>(
   ms = 20_000,
 ): Promise<T> {
   const deadline = Date.now() + ms;
-  let last: unknown = 'never tried';
+  let last: unknown;
   for (;;) {
     try {
       const value = await probe();
@@ -280,7 +280,9 @@ export async function startMooring(
   } catch (err) {
     const log = tailFile(logPath, 60);
     await stop();
-    throw new Error(`${(err as Error).message}\n--- mooring serve log ---\n${log}`);
+    throw new Error(`${(err as Error).message}\n--- mooring serve log ---\n${log}`, {
+      cause: err,
+    });
   }
   return {
     url,
