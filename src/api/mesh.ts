@@ -1,0 +1,364 @@
+// The mesh configuration the server pushes to every proxy (`mooring serve` -> `mooring agent`),
+// one wire contract for both ends. Shaped like Envoy's configuration, in Mooring's words:
+// services (listeners and clusters: addresses, ports, protocols) -> routes -> endpoints, each a
+// plain JSON value that the proxy compiles once into lookup tables.
+//
+// Transport: `GET /v1/mesh/watch` on the server's HTTPS port, authenticated like the CA API with
+// the workload's service-account token (`Authorization: Bearer ...`). The query names the Pod
+// (`pod`, `namespace`, `ip`); the server refuses a Pod outside the token's namespace or run by
+// another service account. The answer is `application/x-ndjson`: one `MeshMessage` per line,
+// first a `snapshot`, then `delta`s (only the resources that changed, after a short debounce),
+// and `heartbeat`s while nothing changes so that the agent can tell a dead stream from a quiet
+// mesh. A stream that ends is resumed with a new request; its first message is a new snapshot.
+// Versions only grow within one server process; the agent keeps its last good configuration while
+// the server is away.
+//
+// Pure: types, constants and a structural check of what arrives. No I/O.
+
+export const MESH_API_VERSION = 'mooring.dev/mesh/v1';
+export const MESH_WATCH_PATH = '/v1/mesh/watch';
+export const MESH_CONTENT_TYPE = 'application/x-ndjson';
+/** The server sends a heartbeat at least this often while nothing changes. */
+export const MESH_HEARTBEAT_MS = 15_000;
+/** The agent treats a stream silent for this long as dead and reconnects. */
+export const MESH_STREAM_IDLE_MS = 45_000;
+
+/**
+ * How the proxy carries a port. `http`: HTTP/1.1 (and an `Upgrade` such as WebSocket); `http2`:
+ * HTTP/2 (h2c from the app); `grpc`: HTTP/2 with trailers; `tcp`: opaque bytes, never sniffed (a
+ * server-first protocol works at once); `unknown`: sniffed from the client's first bytes, opaque
+ * TCP after a short wait (`settings.protocolDetectionTimeoutMs`).
+ */
+export type Protocol = 'http' | 'http2' | 'grpc' | 'tcp' | 'unknown';
+export const PROTOCOLS: readonly Protocol[] = ['http', 'http2', 'grpc', 'tcp', 'unknown'];
+
+/** PeerAuthentication's `mtls.mode` (UNSET resolves to the parent's mode before it is sent). */
+export type MtlsMode = 'PERMISSIVE' | 'STRICT' | 'DISABLE';
+export const MTLS_MODES: readonly MtlsMode[] = ['PERMISSIVE', 'STRICT', 'DISABLE'];
+
+/** Who a workload is, for metric labels and span attributes (Istio's `unknown` when absent). */
+export interface WorkloadInfo {
+  /** The workload's name: the Deployment (ReplicaSet owner), StatefulSet, Job... or the Pod. */
+  readonly name: string;
+  readonly namespace: string;
+  /** The `app` (or `app.kubernetes.io/name`) label. */
+  readonly app: string | null;
+  /** The `version` (or `app.kubernetes.io/version`) label. */
+  readonly version: string | null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Traffic management (VirtualService, DestinationRule, HTTPRoute), compiled by the server from
+// whichever object applies to a host. Durations are milliseconds; a percentage is 0-100.
+
+export type StringMatch =
+  { readonly exact: string } | { readonly prefix: string } | { readonly regex: string };
+
+export interface HeaderMatch {
+  /** Lowercase header name. */
+  readonly name: string;
+  /** Absent: the header must be present (any value). */
+  readonly value?: StringMatch;
+  /** True: the request matches when this header does NOT match (Istio's `withoutHeaders`). */
+  readonly invert?: boolean;
+}
+
+export interface RequestMatch {
+  readonly uri?: StringMatch;
+  readonly method?: StringMatch;
+  readonly headers?: readonly HeaderMatch[];
+  readonly queryParams?: readonly { readonly name: string; readonly value?: StringMatch }[];
+}
+
+export interface RouteDestination {
+  /** The destination service's key, `<namespace>/<name>` (a key of the snapshot's services). */
+  readonly service: string;
+  /** The service port; absent: the port the request came in on. */
+  readonly port?: number;
+  /** A subset of the service's DestinationRule. */
+  readonly subset?: string;
+  /** Relative weight; the weights of one rule need not add up to 100. */
+  readonly weight: number;
+}
+
+export interface RetryPolicy {
+  /** Retries after the first try (Istio's `attempts`). 0: no retry. */
+  readonly attempts: number;
+  readonly perTryTimeoutMs?: number;
+  /** Envoy's conditions: `5xx`, `gateway-error`, `connect-failure`, `refused-stream`, `reset`,... */
+  readonly retryOn: readonly string[];
+  /** For `retriable-status-codes` (and HTTPRoute's `retry.codes`). */
+  readonly retriableStatusCodes?: readonly number[];
+  /** HTTPRoute's `retry.backoff`; Envoy's default base interval is 25 ms. */
+  readonly backoffBaseMs?: number;
+}
+
+export interface FaultPolicy {
+  readonly delay?: { readonly fixedDelayMs: number; readonly percent: number };
+  readonly abort?: { readonly httpStatus: number; readonly percent: number };
+}
+
+export interface HeaderOperations {
+  readonly set?: readonly { readonly name: string; readonly value: string }[];
+  readonly add?: readonly { readonly name: string; readonly value: string }[];
+  readonly remove?: readonly string[];
+}
+
+export interface HttpRouteRule {
+  /** For logs, metrics and the config dump. */
+  readonly name?: string;
+  /** Any one matches (OR); empty: every request. */
+  readonly matches: readonly RequestMatch[];
+  readonly destinations: readonly RouteDestination[];
+  /** Whole-request timeout; absent: none (Istio's default for HTTP). */
+  readonly timeoutMs?: number;
+  readonly retries?: RetryPolicy;
+  readonly fault?: FaultPolicy;
+  readonly requestHeaders?: HeaderOperations;
+}
+
+/** The routes of one host (one service), in order: the first rule that matches wins. */
+export interface HttpRouteTable {
+  /** Where the rules come from, for the config dump and logs. */
+  readonly source: {
+    readonly kind: 'VirtualService' | 'HTTPRoute';
+    readonly namespace: string;
+    readonly name: string;
+  };
+  /** Service ports the table applies to; absent: every HTTP port of the service. */
+  readonly ports?: readonly number[];
+  readonly rules: readonly HttpRouteRule[];
+}
+
+export type LoadBalancer = 'LEAST_REQUEST' | 'ROUND_ROBIN' | 'RANDOM';
+
+export interface ConnectionPoolPolicy {
+  readonly tcp?: { readonly maxConnections?: number; readonly connectTimeoutMs?: number };
+  readonly http?: {
+    readonly http1MaxPendingRequests?: number;
+    readonly maxRequestsPerConnection?: number;
+    readonly maxRetries?: number;
+  };
+}
+
+export interface OutlierDetectionPolicy {
+  readonly consecutive5xxErrors?: number;
+  readonly consecutiveGatewayErrors?: number;
+  readonly intervalMs?: number;
+  readonly baseEjectionTimeMs?: number;
+  readonly maxEjectionPercent?: number;
+}
+
+export interface TrafficPolicy {
+  readonly loadBalancer?: LoadBalancer;
+  readonly connectionPool?: ConnectionPoolPolicy;
+  readonly outlierDetection?: OutlierDetectionPolicy;
+}
+
+export interface DestinationPolicy {
+  readonly source: { readonly namespace: string; readonly name: string };
+  /** The host-wide policy. */
+  readonly trafficPolicy?: TrafficPolicy;
+  /** Subsets by name; each endpoint lists the subsets it belongs to (`Endpoint.subsets`). */
+  readonly subsets?: readonly { readonly name: string; readonly trafficPolicy?: TrafficPolicy }[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Services and endpoints.
+
+export interface ServicePort {
+  readonly port: number;
+  /** The Service port's name; '' when the Service has one unnamed port. */
+  readonly name: string;
+  readonly protocol: Protocol;
+}
+
+export interface Endpoint {
+  readonly address: string;
+  /** The endpoint's port for each service port, by service port number. */
+  readonly ports: Readonly<Record<string, number>>;
+  /** False while the endpoint is terminating (EndpointSlice `serving` but not `ready`). */
+  readonly ready: boolean;
+  /**
+   * The SPIFFE ID the endpoint must present, when it is meshed (its Pod carries
+   * `mooring.dev/status`) and accepts mutual TLS; null: connect in plain text.
+   */
+  readonly identity: string | null;
+  /** Ports on which a meshed endpoint takes plain text (port-level `DISABLE`). */
+  readonly plaintextPorts?: readonly number[];
+  readonly workload: WorkloadInfo | null;
+  readonly pod: string | null;
+  /** The DestinationRule subsets whose labels this endpoint's Pod carries. */
+  readonly subsets?: readonly string[];
+}
+
+export interface MeshService {
+  /** `<namespace>/<name>`. */
+  readonly key: string;
+  readonly name: string;
+  readonly namespace: string;
+  /** `<name>.<namespace>.svc.<cluster domain>`. */
+  readonly hostname: string;
+  /** ClusterIPs (IPv4 and IPv6); empty for a headless Service (its endpoints are dialled). */
+  readonly addresses: readonly string[];
+  readonly ports: readonly ServicePort[];
+  readonly endpoints: readonly Endpoint[];
+  readonly routes?: HttpRouteTable;
+  readonly policy?: DestinationPolicy;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What one proxy is, and mesh-wide settings.
+
+export interface InboundPolicy {
+  /** The resolved PeerAuthentication mode of this workload. */
+  readonly mtlsMode: MtlsMode;
+  /** `portLevelMtls`, by container port. */
+  readonly portMtls?: Readonly<Record<string, MtlsMode>>;
+  /** Protocols of this Pod's ports, from the Services that select it (others: sniffed). */
+  readonly ports?: readonly { readonly port: number; readonly protocol: Protocol }[];
+  /** Where the mode comes from, for the config dump. */
+  readonly source?: string;
+}
+
+export interface ProxyScope {
+  readonly pod: { readonly name: string; readonly namespace: string; readonly ip: string | null };
+  /** The SPIFFE ID the proxy's own certificate carries. */
+  readonly identity: string;
+  readonly workload: WorkloadInfo;
+  readonly inbound: InboundPolicy;
+  /** Per Pod `proxy.mooring.dev/trace-sampling`, overriding the mesh's percentage. */
+  readonly traceSamplingPercent?: number;
+  /** Per Pod `proxy.mooring.dev/access-log`, overriding the mesh's setting. */
+  readonly accessLog?: boolean;
+}
+
+export interface MeshSettings {
+  readonly trustDomain: string;
+  /** How long an undeclared port waits for the client's first bytes before it is opaque TCP. */
+  readonly protocolDetectionTimeoutMs: number;
+  readonly tracing: {
+    /** OTLP/HTTP base URL; spans go to `<base>/v1/traces`. null: no export. */
+    readonly otlpEndpoint: string | null;
+    readonly samplingPercent: number;
+  };
+  readonly accessLog: boolean;
+}
+
+export type MeshMessage =
+  | {
+      readonly type: 'snapshot';
+      readonly apiVersion: typeof MESH_API_VERSION;
+      readonly version: number;
+      readonly proxy: ProxyScope;
+      readonly settings: MeshSettings;
+      readonly services: readonly MeshService[];
+    }
+  | {
+      readonly type: 'delta';
+      readonly apiVersion: typeof MESH_API_VERSION;
+      readonly version: number;
+      /** Present when it changed. */
+      readonly proxy?: ProxyScope;
+      readonly settings?: MeshSettings;
+      /** Services added or changed: each replaces the one with the same key. */
+      readonly services?: readonly MeshService[];
+      /** Keys of services removed. */
+      readonly removed?: readonly string[];
+    }
+  | {
+      readonly type: 'heartbeat';
+      readonly apiVersion: typeof MESH_API_VERSION;
+      readonly version: number;
+    };
+
+/** The whole configuration of one proxy: a snapshot with the deltas since applied. */
+export interface MeshState {
+  readonly version: number;
+  readonly proxy: ProxyScope;
+  readonly settings: MeshSettings;
+  readonly services: ReadonlyMap<string, MeshService>;
+}
+
+export class MeshMessageError extends Error {
+  override readonly name = 'MeshMessageError';
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Checks the envelope of one line of the stream (type, apiVersion, version, the presence of the
+ * parts each type needs) and returns it typed; throws MeshMessageError naming what is wrong.
+ * The server is trusted (TLS pinned to the mesh's roots): this guards against a version skew or
+ * a truncated line, not an attacker, so the resources inside are not re-validated field by field.
+ */
+export function parseMeshMessage(line: string): MeshMessage {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch (err) {
+    throw new MeshMessageError(`not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (!isObject(raw)) throw new MeshMessageError('a message must be a JSON object');
+  if (raw.apiVersion !== MESH_API_VERSION) {
+    throw new MeshMessageError(
+      `apiVersion ${JSON.stringify(raw.apiVersion)} is not ${MESH_API_VERSION}: the server and the agent are of different versions`,
+    );
+  }
+  if (typeof raw.version !== 'number' || !Number.isSafeInteger(raw.version) || raw.version < 0) {
+    throw new MeshMessageError('"version" must be a non-negative integer');
+  }
+  switch (raw.type) {
+    case 'snapshot':
+      if (!isObject(raw.proxy)) throw new MeshMessageError('a snapshot needs "proxy"');
+      if (!isObject(raw.settings)) throw new MeshMessageError('a snapshot needs "settings"');
+      if (!Array.isArray(raw.services)) throw new MeshMessageError('a snapshot needs "services"');
+      break;
+    case 'delta':
+      if (raw.services !== undefined && !Array.isArray(raw.services)) {
+        throw new MeshMessageError('"services" of a delta must be an array');
+      }
+      if (raw.removed !== undefined && !Array.isArray(raw.removed)) {
+        throw new MeshMessageError('"removed" of a delta must be an array');
+      }
+      break;
+    case 'heartbeat':
+      break;
+    default:
+      throw new MeshMessageError(`unknown message type ${JSON.stringify(raw.type)}`);
+  }
+  return raw as unknown as MeshMessage;
+}
+
+/**
+ * The state after a message: a snapshot replaces it, a delta patches it, a heartbeat keeps it.
+ * A delta before any snapshot, or one whose version does not grow, is an error (the stream is
+ * out of step: reconnect for a new snapshot).
+ */
+export function applyMeshMessage(state: MeshState | null, message: MeshMessage): MeshState | null {
+  if (message.type === 'heartbeat') return state;
+  if (message.type === 'snapshot') {
+    return {
+      version: message.version,
+      proxy: message.proxy,
+      settings: message.settings,
+      services: new Map(message.services.map((s) => [s.key, s])),
+    };
+  }
+  if (state === null) throw new MeshMessageError('a delta arrived before any snapshot');
+  if (message.version <= state.version) {
+    throw new MeshMessageError(
+      `delta version ${message.version} does not follow version ${state.version}`,
+    );
+  }
+  const services = new Map(state.services);
+  for (const key of message.removed ?? []) services.delete(key);
+  for (const service of message.services ?? []) services.set(service.key, service);
+  return {
+    version: message.version,
+    proxy: message.proxy ?? state.proxy,
+    settings: message.settings ?? state.settings,
+    services,
+  };
+}
