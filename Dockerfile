@@ -7,11 +7,18 @@
 #   docker run --rm ghcr.io/mooring-dev/mooring:0.1.0 --help
 ARG NODE_IMAGE=node:24-bookworm-slim
 
-# --- build: compile TypeScript, then keep only the production dependencies ----------------------
+# --- build: the addon, TypeScript, then keep only the production dependencies ------------------
 FROM ${NODE_IMAGE} AS build
+# python3, make, g++: node-gyp builds the original-destination addon with this image's own Node
+# headers (/usr/local/include/node): nothing is downloaded.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
+COPY native/original-dst ./native/original-dst
+RUN bash native/original-dst/build.sh
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npx tsc -p tsconfig.build.json \
@@ -29,6 +36,8 @@ ENV NODE_ENV=production
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
+# Where dist/agent/proxy/l4/original-dst.js looks for it.
+COPY --from=build /src/native/original-dst/build/Release/original_dst.node ./native/original-dst/build/Release/
 COPY bin ./bin
 RUN chmod 0755 /app/bin/mooring.js \
  && ln -s /app/bin/mooring.js /usr/local/bin/mooring

@@ -11,7 +11,7 @@ DATA_DIR ?= ca/dev-store
 LISTEN ?= 127.0.0.1:8443
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
-.PHONY: help deps build run test unit e2e netns verify lint format golden webhook-config control-plane bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster
+.PHONY: help deps addon build run test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -22,7 +22,10 @@ node_modules: package-lock.json
 
 deps: node_modules ## install the npm dependencies (npm ci)
 
-build: node_modules ## compile TypeScript into dist/
+addon: node_modules ## build the original-destination addon (native/original-dst) if its C source or Node changed
+	bash native/original-dst/build.sh
+
+build: node_modules addon ## compile TypeScript into dist/ and build the addon
 	$(NODE_BIN)/tsc -p tsconfig.build.json
 
 run: build ## run Mooring: `mooring serve` in local mode with its embedded CA in $(DATA_DIR) (LISTEN, ADMIN_LISTEN)
@@ -31,16 +34,19 @@ run: build ## run Mooring: `mooring serve` in local mode with its embedded CA in
 control-plane: ## build (once, cached in .cache/bin) kube-apiserver, etcd, kubectl and helm
 	bash test/e2e/harness/build-control-plane.sh
 
-test: build control-plane ## run every test: unit, golden, HTTP, integration, netns (root), e2e
+jaeger: ## build (once, cached in .cache/jaeger) Jaeger, the trace store of the tracing tests
+	bash test/e2e/harness/build-jaeger.sh
+
+test: build control-plane jaeger ## run every test: unit, golden, HTTP, integration, netns (root), e2e
 	$(NODE_BIN)/jest --selectProjects unit netns e2e
 
 unit: build control-plane ## run the tests that need no root and no apiserver (the chart tests use .cache/bin/helm)
 	$(NODE_BIN)/jest --selectProjects unit
 
-netns: build ## run the network-namespace test of `mooring iptables` (root)
+netns: build ## run the network-namespace tests (root): `mooring iptables`, the original destination
 	$(NODE_BIN)/jest --selectProjects netns
 
-e2e: build control-plane ## run the end-to-end tests against a real kube-apiserver and etcd
+e2e: build control-plane jaeger ## run the end-to-end tests against a real kube-apiserver and etcd
 	$(NODE_BIN)/jest --selectProjects e2e --runInBand
 
 golden: build ## rewrite the golden files (injection, iptables, admission) from the current code
@@ -80,6 +86,9 @@ bench-agent: bench-build ## agent start, memory, renewal CPU, probe throughput
 
 bench-cluster: bench-build control-plane ## cluster mode at rest with 200 namespaces, TokenReview cache under a burst
 	node .cache/bench/bench/cluster.js
+
+bench-original-dst: bench-build ## cost per call of reading a redirected connection's original destination (root)
+	node .cache/bench/bench/original-dst.js
 
 verify: lint control-plane ## lint, type-check, helm lint, every test (generated-file drift included)
 	$(NODE_BIN)/tsc --noEmit

@@ -11,16 +11,22 @@
 // removed in afterAll, which also runs when a test or the setup fails; namespaces left behind by
 // a killed run are removed by the next one.
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { type ChildProcess } from 'node:child_process';
+import {
+  checkPreconditions,
+  inNs,
+  killAll,
+  MOORING,
+  must,
+  NODE,
+  PREFIX,
+  removeLeftovers,
+  run,
+  startReady,
+  type Result,
+} from './support';
 
 jest.setTimeout(60_000);
-
-const ROOT = join(__dirname, '../..');
-const MOORING = join(ROOT, 'bin/mooring.js');
-const NODE = process.execPath;
-const PREFIX = 'mooring-t-';
 
 const POD = { v4: '192.0.2.1', v6: '2001:db8::1' };
 const PEER = { v4: '192.0.2.2', v6: '2001:db8::2' };
@@ -69,102 +75,16 @@ s.on('data', (c) => { data += c; });
 s.on('end', () => { process.stdout.write(data.trim()); });
 s.on('error', (e) => { process.stdout.write('ERROR ' + e.code); process.exit(1); });`;
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: readonly string[], timeout = 20_000): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(command, [...args], { timeout, encoding: 'utf8' }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
-      resolve({ code, stdout, stderr: err !== null && stderr === '' ? err.message : stderr });
-    });
-  });
-}
-
-async function must(command: string, args: readonly string[]): Promise<string> {
-  const result = await run(command, args);
-  if (result.code !== 0) {
-    throw new Error(`${[command, ...args].join(' ')} failed (${result.code}): ${result.stderr}`);
-  }
-  return result.stdout;
-}
-
-const inNs = (ns: string, command: string, args: readonly string[]): Promise<Result> =>
-  run('ip', ['netns', 'exec', ns, command, ...args]);
-
-// ---- preconditions ----------------------------------------------------------------------------
-
-async function checkPreconditions(): Promise<void> {
-  if (process.getuid?.() !== 0) {
-    throw new Error(
-      'the netns test must run as root (it creates network namespaces and iptables rules): ' +
-        'run `sudo make netns` (CI runs it as root); it does not skip',
-    );
-  }
-  const tools = [
-    'ip',
-    'setpriv',
-    'iptables',
-    'ip6tables',
-    'iptables-legacy-save',
-    'unshare',
-    'mount',
-  ];
-  for (const tool of tools) {
-    const found = await run('sh', ['-c', 'command -v "$0"', tool]);
-    if (found.code !== 0) {
-      throw new Error(
-        `${tool} is not installed: apt-get install iproute2 iptables util-linux (the netns test needs them)`,
-      );
-    }
-  }
-  const unprivileged = await run('setpriv', [
-    `--reuid=${APP_USER.uid}`,
-    `--regid=${APP_USER.gid}`,
-    '--clear-groups',
-    NODE,
-    '-e',
-    '0',
-  ]);
-  if (unprivileged.code !== 0) {
-    throw new Error(
-      `${NODE} cannot run as UID ${APP_USER.uid} (the test's ordinary app user): install Node ` +
-        `system-wide (e.g. /usr/bin/node), not under a private home: ${unprivileged.stderr}`,
-    );
-  }
-  const sources: [string, string][] = [
-    ['src/cli/main.ts', 'dist/cli/main.js'],
-    ['src/cli/iptables.ts', 'dist/cli/iptables.js'],
-    ['src/adapters/iptables.ts', 'dist/adapters/iptables.js'],
-    ['src/injector/iptables-plan.ts', 'dist/injector/iptables-plan.js'],
-  ];
-  for (const [src, dist] of sources) {
-    const built = join(ROOT, dist);
-    if (!existsSync(built) || statSync(built).mtimeMs < statSync(join(ROOT, src)).mtimeMs) {
-      throw new Error(`${dist} is missing or older than ${src}: run \`make build\` first`);
-    }
-  }
-}
-
-/** Removes namespaces of earlier runs whose process is gone (a run killed before afterAll). */
-async function removeLeftovers(): Promise<void> {
-  const list = await must('ip', ['netns', 'list']);
-  for (const line of list.split('\n')) {
-    const name = line.split(' ')[0] ?? '';
-    const pid = /^mooring-t-(\d+)-/.exec(name)?.[1];
-    if (pid === undefined || Number(pid) === process.pid) continue;
-    let alive = true;
-    try {
-      process.kill(Number(pid), 0);
-    } catch {
-      alive = false;
-    }
-    if (!alive) await run('ip', ['netns', 'del', name]);
-  }
-}
+const preconditions = (): Promise<void> =>
+  checkPreconditions(
+    ['ip', 'setpriv', 'iptables', 'ip6tables', 'iptables-legacy-save', 'unshare', 'mount'],
+    [
+      ['src/cli/main.ts', 'dist/cli/main.js'],
+      ['src/cli/iptables.ts', 'dist/cli/iptables.js'],
+      ['src/adapters/iptables.ts', 'dist/adapters/iptables.js'],
+      ['src/injector/iptables-plan.ts', 'dist/injector/iptables-plan.js'],
+    ],
+  );
 
 // ---- the rig ----------------------------------------------------------------------------------
 
@@ -174,28 +94,9 @@ interface Rig {
   readonly listeners: ChildProcess[];
 }
 
-function startListener(ns: string, map: Record<number, string>): Promise<ChildProcess> {
-  const child = spawn('ip', ['netns', 'exec', ns, NODE, '-e', LISTENER, JSON.stringify(map)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new Promise((resolve, reject) => {
-    let err = '';
-    const timer = setTimeout(
-      () => reject(new Error(`listeners in ${ns} not ready: ${err}`)),
-      10_000,
-    );
-    child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-    child.stdout?.on('data', (c: Buffer) => {
-      if (c.toString().includes('ready')) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`listeners in ${ns} exited (${code}): ${err}`));
-    });
-  });
+async function startListener(ns: string, map: Record<number, string>): Promise<ChildProcess> {
+  const args = ['netns', 'exec', ns, NODE, '-e', LISTENER, JSON.stringify(map)];
+  return (await startReady('ip', args)).child;
 }
 
 /** Creates the namespaces; `rig.listeners` is filled as listeners start, for the teardown. */
@@ -222,13 +123,7 @@ async function buildRig(rig: Rig): Promise<void> {
 }
 
 async function destroyRig(rig: Rig): Promise<void> {
-  for (const child of rig.listeners) {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      await exited;
-    }
-  }
+  await killAll(rig.listeners);
   for (const ns of [rig.pod, rig.peer]) await run('ip', ['netns', 'del', ns]);
 }
 
@@ -310,7 +205,7 @@ describe.each(backends)('mooring iptables in a network namespace (backend $backe
     connect(rig.pod, host, port, who);
 
   beforeAll(async () => {
-    await checkPreconditions();
+    await preconditions();
     await removeLeftovers();
     await buildRig(rig);
   });
@@ -438,7 +333,7 @@ describe('mooring iptables with a read-only root filesystem (backend legacy)', (
     ]);
 
   beforeAll(async () => {
-    await checkPreconditions();
+    await preconditions();
     await removeLeftovers();
     await must('ip', ['netns', 'add', ns]);
   });

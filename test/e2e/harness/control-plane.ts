@@ -3,15 +3,16 @@
 // kubelet: objects are stored and admitted (webhooks, ServiceAccount admission, RBAC,
 // TokenRequest/TokenReview), never run. Use createNamespace() from ./kube to get a namespace with
 // its `default` ServiceAccount, which no controller creates here.
-import { execFile, spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { freePorts, spawnLogged, tailFile, trackProcesses, waitUntil } from './processes';
+
+export { freePorts, tailFile } from './processes';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const DEFAULT_BIN_DIR = path.join(REPO_ROOT, '.cache', 'bin');
@@ -51,146 +52,7 @@ export interface ControlPlane {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Processes: each one leads its own process group, so that stop() and the exit handlers can kill
-// everything it started.
-
-interface Proc {
-  readonly name: string;
-  readonly pid: number;
-  readonly logPath: string;
-  readonly exited: Promise<void>;
-  exitCode(): string | undefined;
-}
-
-function spawnLogged(name: string, bin: string, args: readonly string[], logPath: string): Proc {
-  const fd = fs.openSync(logPath, 'a');
-  let child: ChildProcess;
-  try {
-    child = spawn(bin, args, { detached: true, stdio: ['ignore', fd, fd] });
-  } finally {
-    fs.closeSync(fd);
-  }
-  const pid = child.pid;
-  if (pid === undefined) {
-    throw new Error(`could not start ${name} (${bin})`);
-  }
-  let status: string | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.on('exit', (code, signal) => {
-      status = signal === null ? `exit code ${String(code)}` : `signal ${signal}`;
-      resolve();
-    });
-  });
-  // Let the test process end even if a test forgets stop(): the exit handler kills the group.
-  child.unref();
-  return { name, pid, logPath, exited, exitCode: () => status };
-}
-
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // ESRCH: the group is gone already.
-  }
-}
-
-async function stopProc(proc: Proc, graceMs: number): Promise<void> {
-  if (proc.exitCode() === undefined) {
-    killGroup(proc.pid, 'SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
-      proc.exited.then(() => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
-    ]);
-    clearTimeout(timer);
-    if (timedOut) {
-      killGroup(proc.pid, 'SIGKILL');
-      await proc.exited;
-    }
-  }
-  // Anything the leader left behind in its group.
-  killGroup(proc.pid, 'SIGKILL');
-}
-
-// Control planes still running, killed synchronously if this process goes away first.
-interface Live {
-  readonly procs: readonly Proc[];
-  readonly tmpDir: string;
-  readonly keepTmpDir: boolean;
-}
-const live = new Set<Live>();
-
-function removeDir(dir: string): void {
-  try {
-    // Retries: a process killed a moment ago may still be writing into the directory.
-    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
-  } catch {
-    // Best effort on the way out; it is a temporary directory.
-  }
-}
-
-function killAllNow(): void {
-  for (const entry of live) {
-    for (const proc of entry.procs) killGroup(proc.pid, 'SIGKILL');
-    if (!entry.keepTmpDir) removeDir(entry.tmpDir);
-  }
-  live.clear();
-}
-
-function onSignal(signal: NodeJS.Signals): void {
-  killAllNow();
-  uninstallExitHandlers();
-  // Re-raise so that the default behaviour (or another listener) decides what happens next.
-  process.kill(process.pid, signal);
-}
-const onSigint = (): void => onSignal('SIGINT');
-const onSigterm = (): void => onSignal('SIGTERM');
-let handlersInstalled = false;
-
-function installExitHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  process.on('exit', killAllNow);
-  process.on('SIGINT', onSigint);
-  process.on('SIGTERM', onSigterm);
-}
-
-function uninstallExitHandlers(): void {
-  if (!handlersInstalled) return;
-  handlersInstalled = false;
-  process.off('exit', killAllNow);
-  process.off('SIGINT', onSigint);
-  process.off('SIGTERM', onSigterm);
-}
-
-// ---------------------------------------------------------------------------------------------
 // Small helpers.
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Distinct free TCP ports on 127.0.0.1 (all held open together, then released). */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers: net.Server[] = [];
-  try {
-    const ports: number[] = [];
-    for (let i = 0; i < count; i++) {
-      const server = net.createServer();
-      servers.push(server);
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', resolve);
-      });
-      const address = server.address();
-      if (address === null || typeof address === 'string') throw new Error('no port');
-      ports.push(address.port);
-    }
-    return ports;
-  } finally {
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  }
-}
 
 function run(bin: string, args: readonly string[], cwd: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -199,17 +61,6 @@ function run(bin: string, args: readonly string[], cwd: string): Promise<string>
       else resolve(stdout);
     });
   });
-}
-
-/** The last `lines` lines of a log file ('' if it does not exist). */
-export function tailFile(file: string, lines = 40): string {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-  return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
 
 interface HttpAnswer {
@@ -233,28 +84,6 @@ function httpGet(url: string, opts: https.RequestOptions): Promise<HttpAnswer> {
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
   });
-}
-
-/** Polls `probe` until it returns true; fails early when `proc` exits, or at `deadline`. */
-async function waitUntil(
-  what: string,
-  proc: Proc,
-  deadline: number,
-  probe: () => Promise<boolean>,
-): Promise<void> {
-  let last = 'not tried';
-  while (Date.now() < deadline) {
-    const status = proc.exitCode();
-    if (status !== undefined) throw new Error(`${proc.name} exited (${status}) before ${what}`);
-    try {
-      if (await probe()) return;
-      last = 'not ready';
-    } catch (err) {
-      last = err instanceof Error ? err.message : String(err);
-    }
-    await delay(200);
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,22 +235,9 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const deadline = Date.now() + (opts.startTimeoutMs ?? 90_000);
 
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mooring-e2e-'));
-  const procs: Proc[] = [];
-  const entry: Live = { procs, tmpDir, keepTmpDir };
-  live.add(entry);
-  installExitHandlers();
-
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      // The apiserver first, so that it does not log etcd errors while it goes down.
-      for (const proc of [...procs].reverse()) await stopProc(proc, 10_000);
-      live.delete(entry);
-      if (live.size === 0) uninstallExitHandlers();
-      if (!keepTmpDir) removeDir(tmpDir);
-    })();
-    return stopped;
-  };
+  const { procs, stop } = trackProcesses(tmpDir, keepTmpDir);
+  // The apiserver stops first (the reverse order of start), so that it does not log etcd errors
+  // while it goes down.
 
   const logPaths = {
     etcd: path.join(tmpDir, 'etcd.log'),

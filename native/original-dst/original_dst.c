@@ -1,0 +1,120 @@
+// The original destination of a connection that iptables REDIRECTed to this process (Mooring's
+// proxy listeners 15001 and 15006): getsockopt(SO_ORIGINAL_DST) for IPv4 and
+// getsockopt(IP6T_SO_ORIGINAL_DST) for IPv6, as Envoy's original_dst listener filter reads it.
+// Needs no capability: the kernel answers from the socket's own conntrack entry.
+//
+// One function, originalDst(fd, out):
+//   - the original destination address as a string, with out[0] = port and out[1] = family
+//     (4 or 6); an IPv4 connection to a dual-stack listener (::ffff:a.b.c.d) answers family 4;
+//   - null when the connection was not redirected: no conntrack entry (ENOENT), or an original
+//     destination that is the socket's own local address (tracked, but never translated);
+//   - a negative errno when a system call failed (src/agent/proxy/l4/original-dst.ts names it).
+// Nothing is allocated but the answer's string. Linux only.
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+
+// <linux/netfilter_ipv4.h> and <linux/netfilter_ipv6/ip6_tables.h>; defined here because those
+// headers clash with <netinet/in.h>.
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST 80
+#endif
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST 80
+#endif
+
+static napi_value negative_errno(napi_env env, int err) {
+  napi_value result;
+  napi_create_int32(env, -err, &result);
+  return result;
+}
+
+static napi_value original_dst(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_value result;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
+    napi_throw_type_error(env, NULL, "originalDst(fd, out): two arguments expected");
+    return NULL;
+  }
+  int32_t fd;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "originalDst(fd, out): fd must be a number");
+    return NULL;
+  }
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL) != napi_ok ||
+      type != napi_int32_array || length < 2) {
+    napi_throw_type_error(env, NULL, "originalDst(fd, out): out must be an Int32Array of 2");
+    return NULL;
+  }
+  int32_t *out = data;
+
+  struct sockaddr_storage local;
+  socklen_t local_len = sizeof local;
+  if (getsockname(fd, (struct sockaddr *)&local, &local_len) != 0) {
+    return negative_errno(env, errno);
+  }
+
+  // IPv4, or IPv4 through a dual-stack IPv6 listener (the conntrack entry is an IPv4 one).
+  const struct sockaddr_in6 *local6 = (const struct sockaddr_in6 *)&local;
+  const int mapped = local.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&local6->sin6_addr);
+  char text[INET6_ADDRSTRLEN];
+  if (local.ss_family == AF_INET || mapped) {
+    struct sockaddr_in dst;
+    socklen_t len = sizeof dst;
+    if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &len) != 0) {
+      if (errno == ENOENT) goto not_redirected;
+      return negative_errno(env, errno);
+    }
+    // The socket's own address and port: not redirected if the original destination is them.
+    const struct sockaddr_in *local4 = (const struct sockaddr_in *)&local;
+    const struct in_addr *own = mapped ? (const struct in_addr *)&local6->sin6_addr.s6_addr[12]
+                                       : &local4->sin_addr;
+    const in_port_t own_port = mapped ? local6->sin6_port : local4->sin_port;
+    if (dst.sin_port == own_port && dst.sin_addr.s_addr == own->s_addr) goto not_redirected;
+    inet_ntop(AF_INET, &dst.sin_addr, text, sizeof text);
+    out[0] = ntohs(dst.sin_port);
+    out[1] = 4;
+  } else if (local.ss_family == AF_INET6) {
+    struct sockaddr_in6 dst;
+    socklen_t len = sizeof dst;
+    if (getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &len) != 0) {
+      if (errno == ENOENT) goto not_redirected;
+      return negative_errno(env, errno);
+    }
+    if (dst.sin6_port == local6->sin6_port &&
+        memcmp(&dst.sin6_addr, &local6->sin6_addr, sizeof dst.sin6_addr) == 0) {
+      goto not_redirected;
+    }
+    inet_ntop(AF_INET6, &dst.sin6_addr, text, sizeof text);
+    out[0] = ntohs(dst.sin6_port);
+    out[1] = 6;
+  } else {
+    return negative_errno(env, EAFNOSUPPORT);
+  }
+  napi_create_string_latin1(env, text, NAPI_AUTO_LENGTH, &result);
+  return result;
+
+not_redirected:
+  napi_get_null(env, &result);
+  return result;
+}
+
+NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
+  napi_value fn;
+  if (napi_create_function(env, "originalDst", NAPI_AUTO_LENGTH, original_dst, NULL, &fn) !=
+          napi_ok ||
+      napi_set_named_property(env, exports, "originalDst", fn) != napi_ok) {
+    return NULL;
+  }
+  return exports;
+}

@@ -1,0 +1,139 @@
+// A real Jaeger for the tracing tests: Jaeger v2 (an OpenTelemetry Collector) with in-memory
+// storage, built by build-jaeger.sh into .cache/jaeger/bin. It receives OTLP (HTTP and gRPC) and
+// answers its query API, every port on 127.0.0.1 and chosen free; its log is in tmpDir.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { freePorts, spawnLogged, tailFile, trackProcesses, waitUntil } from './processes';
+
+export const JAEGER_BIN = path.resolve(__dirname, '../../../.cache/jaeger/bin/jaeger');
+
+export interface JaegerOptions {
+  /** The jaeger binary; default .cache/jaeger/bin/jaeger. */
+  readonly binary?: string;
+  /** How long to wait for the query API; default 60 s. */
+  readonly startTimeoutMs?: number;
+  /** Leave the temporary directory (configuration, log) on stop(), for debugging. */
+  readonly keepTmpDir?: boolean;
+}
+
+export interface Jaeger {
+  /** OTLP/HTTP receiver, `http://127.0.0.1:PORT` (spans go to `/v1/traces`). */
+  readonly otlpHttpUrl: string;
+  /** OTLP/gRPC receiver, `127.0.0.1:PORT`. */
+  readonly otlpGrpcAddress: string;
+  /** Query API and UI, `http://127.0.0.1:PORT` (`/api/traces/<trace id>`, `/api/services`). */
+  readonly queryUrl: string;
+  readonly logPath: string;
+  /** Stops Jaeger and removes its temporary directory. Safe to call more than once. */
+  stop(): Promise<void>;
+}
+
+/** Jaeger's configuration: OTLP in, memory storage, the query API; nothing else listens. */
+export function jaegerConfig(ports: {
+  otlpHttp: number;
+  otlpGrpc: number;
+  query: number;
+  queryGrpc: number;
+}): string {
+  return `service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: info
+extensions:
+  jaeger_storage:
+    backends:
+      memstore:
+        memory:
+          max_traces: 100000
+  jaeger_query:
+    storage:
+      traces: memstore
+    http:
+      endpoint: 127.0.0.1:${ports.query}
+    grpc:
+      endpoint: 127.0.0.1:${ports.queryGrpc}
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:${ports.otlpHttp}
+      grpc:
+        endpoint: 127.0.0.1:${ports.otlpGrpc}
+processors:
+  batch:
+    timeout: 100ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memstore
+`;
+}
+
+export async function startJaeger(opts: JaegerOptions = {}): Promise<Jaeger> {
+  const binary = opts.binary ?? JAEGER_BIN;
+  try {
+    fs.accessSync(binary, fs.constants.X_OK);
+  } catch {
+    throw new Error(
+      `${binary} is missing: build it first (\`make jaeger\` or ` +
+        '`bash test/e2e/harness/build-jaeger.sh`)',
+    );
+  }
+  const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
+  const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mooring-jaeger-'));
+  const { procs, stop } = trackProcesses(tmpDir, opts.keepTmpDir ?? false, 5_000);
+  const logPath = path.join(tmpDir, 'jaeger.log');
+  try {
+    const [otlpHttp, otlpGrpc, query, queryGrpc] = await freePorts(4);
+    if (
+      otlpHttp === undefined ||
+      otlpGrpc === undefined ||
+      query === undefined ||
+      queryGrpc === undefined
+    ) {
+      throw new Error('could not reserve four ports');
+    }
+    const configPath = path.join(tmpDir, 'config.yaml');
+    fs.writeFileSync(configPath, jaegerConfig({ otlpHttp, otlpGrpc, query, queryGrpc }));
+    const jaeger = spawnLogged('jaeger', binary, ['--config', configPath], logPath);
+    procs.push(jaeger);
+
+    const queryUrl = `http://127.0.0.1:${query}`;
+    const otlpHttpUrl = `http://127.0.0.1:${otlpHttp}`;
+    await waitUntil('the Jaeger query API', jaeger, deadline, async () => {
+      return (await fetch(`${queryUrl}/api/services`)).status === 200;
+    });
+    // The receiver starts with the pipeline: an empty export answers 200 once it listens.
+    await waitUntil('the OTLP/HTTP receiver', jaeger, deadline, async () => {
+      const answer = await fetch(`${otlpHttpUrl}/v1/traces`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"resourceSpans":[]}',
+      });
+      return answer.status === 200;
+    });
+    return {
+      otlpHttpUrl,
+      otlpGrpcAddress: `127.0.0.1:${otlpGrpc}`,
+      queryUrl,
+      logPath,
+      stop,
+    };
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    const log = tailFile(logPath);
+    await stop();
+    throw new Error(
+      `Jaeger did not start: ${message}\n--- jaeger log (tail) ---\n${log || '(empty)'}`,
+      { cause: err },
+    );
+  }
+}

@@ -1,0 +1,210 @@
+// Processes of the end-to-end harnesses (the control plane, Jaeger): each one leads its own
+// process group, logs into a file, and is killed with everything it started when the harness
+// stops it or when the test process goes away first.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+
+export interface Proc {
+  readonly name: string;
+  readonly pid: number;
+  readonly logPath: string;
+  readonly exited: Promise<void>;
+  exitCode(): string | undefined;
+}
+
+export function spawnLogged(
+  name: string,
+  bin: string,
+  args: readonly string[],
+  logPath: string,
+): Proc {
+  const fd = fs.openSync(logPath, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(bin, args, { detached: true, stdio: ['ignore', fd, fd] });
+  } finally {
+    fs.closeSync(fd);
+  }
+  const pid = child.pid;
+  if (pid === undefined) {
+    throw new Error(`could not start ${name} (${bin})`);
+  }
+  let status: string | undefined;
+  const exited = new Promise<void>((resolve) => {
+    child.on('exit', (code, signal) => {
+      status = signal === null ? `exit code ${String(code)}` : `signal ${signal}`;
+      resolve();
+    });
+  });
+  // Let the test process end even if a test forgets stop(): the exit handler kills the group.
+  child.unref();
+  return { name, pid, logPath, exited, exitCode: () => status };
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // ESRCH: the group is gone already.
+  }
+}
+
+export async function stopProc(proc: Proc, graceMs: number): Promise<void> {
+  if (proc.exitCode() === undefined) {
+    killGroup(proc.pid, 'SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      proc.exited.then(() => false),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      killGroup(proc.pid, 'SIGKILL');
+      await proc.exited;
+    }
+  }
+  // Anything the leader left behind in its group.
+  killGroup(proc.pid, 'SIGKILL');
+}
+
+// Control planes still running, killed synchronously if this process goes away first.
+interface Live {
+  readonly procs: readonly Proc[];
+  readonly tmpDir: string;
+  readonly keepTmpDir: boolean;
+}
+const live = new Set<Live>();
+
+function removeDir(dir: string): void {
+  try {
+    // Retries: a process killed a moment ago may still be writing into the directory.
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+  } catch {
+    // Best effort on the way out; it is a temporary directory.
+  }
+}
+
+function killAllNow(): void {
+  for (const entry of live) {
+    for (const proc of entry.procs) killGroup(proc.pid, 'SIGKILL');
+    if (!entry.keepTmpDir) removeDir(entry.tmpDir);
+  }
+  live.clear();
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  killAllNow();
+  uninstallExitHandlers();
+  // Re-raise so that the default behaviour (or another listener) decides what happens next.
+  process.kill(process.pid, signal);
+}
+const onSigint = (): void => onSignal('SIGINT');
+const onSigterm = (): void => onSignal('SIGTERM');
+let handlersInstalled = false;
+
+function installExitHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.on('exit', killAllNow);
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
+}
+
+function uninstallExitHandlers(): void {
+  if (!handlersInstalled) return;
+  handlersInstalled = false;
+  process.off('exit', killAllNow);
+  process.off('SIGINT', onSigint);
+  process.off('SIGTERM', onSigterm);
+}
+
+/**
+ * Tracks the processes that a harness will start (push them into `procs`): `stop()` stops them
+ * in reverse order (SIGTERM, then SIGKILL after `graceMs`) and removes `tmpDir` unless kept; an
+ * exit or a signal of this process kills them at once. `stop()` is safe to call more than once.
+ */
+export function trackProcesses(
+  tmpDir: string,
+  keepTmpDir: boolean,
+  graceMs = 10_000,
+): { procs: Proc[]; stop(): Promise<void> } {
+  const procs: Proc[] = [];
+  const entry: Live = { procs, tmpDir, keepTmpDir };
+  live.add(entry);
+  installExitHandlers();
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopped ??= (async () => {
+      for (const proc of [...procs].reverse()) await stopProc(proc, graceMs);
+      live.delete(entry);
+      if (live.size === 0) uninstallExitHandlers();
+      if (!keepTmpDir) removeDir(tmpDir);
+    })();
+    return stopped;
+  };
+  return { procs, stop };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers.
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Distinct free TCP ports on 127.0.0.1 (all held open together, then released). */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers: net.Server[] = [];
+  try {
+    const ports: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const server = net.createServer();
+      servers.push(server);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', resolve);
+      });
+      const address = server.address();
+      if (address === null || typeof address === 'string') throw new Error('no port');
+      ports.push(address.port);
+    }
+    return ports;
+  } finally {
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+}
+
+/** The last `lines` lines of a log file ('' if it does not exist). */
+export function tailFile(file: string, lines = 40): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+  return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/** Polls `probe` until it returns true; fails early when `proc` exits, or at `deadline`. */
+export async function waitUntil(
+  what: string,
+  proc: Proc,
+  deadline: number,
+  probe: () => Promise<boolean>,
+): Promise<void> {
+  let last = 'not tried';
+  while (Date.now() < deadline) {
+    const status = proc.exitCode();
+    if (status !== undefined) throw new Error(`${proc.name} exited (${status}) before ${what}`);
+    try {
+      if (await probe()) return;
+      last = 'not ready';
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    await delay(200);
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}

@@ -1,0 +1,138 @@
+// The original-destination loader and its errors, with the real addon that `make addon` builds.
+// The answers for redirected connections are proven in network namespaces with mooring's own
+// iptables rules: test/netns/original-dst.test.ts.
+
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  loadOriginalDestination,
+  ORIGINAL_DST_ADDON,
+  OriginalDstAddonError,
+  OriginalDstError,
+} from '../../../src/agent/proxy/l4/original-dst';
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'mooring-original-dst-'));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function loadError(file: string): OriginalDstAddonError {
+  try {
+    loadOriginalDestination(file);
+  } catch (err) {
+    if (err instanceof OriginalDstAddonError) return err;
+    throw err;
+  }
+  throw new Error(`${file} loaded`);
+}
+
+describe('loading the addon', () => {
+  it('loads the addon that make addon built', () => {
+    expect(typeof loadOriginalDestination()).toBe('function');
+  });
+
+  it('names the missing file and how to build it', () => {
+    const file = join(dir, 'absent/original_dst.node');
+    const err = loadError(file);
+    expect(err.file).toBe(file);
+    expect(err.message).toBe(
+      `the original-destination addon is missing: ${file} does not exist; \`make addon\` builds ` +
+        'it on this machine (node-gyp, python3, make and g++: native/original-dst/build.sh)',
+    );
+  });
+
+  it('names the architecture an addon was built for when it is not this one', () => {
+    // The real addon with the ELF header of an arm64 build (e_machine 183, EM_AARCH64).
+    const file = join(dir, 'arm64.node');
+    const elf = readFileSync(ORIGINAL_DST_ADDON);
+    elf.writeUInt16LE(process.arch === 'arm64' ? 62 : 183, 18);
+    writeFileSync(file, elf);
+    const err = loadError(file);
+    const other = process.arch === 'arm64' ? 'x64' : 'arm64';
+    expect(err.message).toContain(
+      `the original-destination addon ${file} cannot be loaded by Node ${process.version} ` +
+        `(linux-${process.arch}, Node-API ${process.versions.napi}): it was built for ${other} ` +
+        `(64-bit), not ${process.arch}; `,
+    );
+    expect(err.message).toContain('`make addon` builds it on this machine');
+    expect((err.cause as { code?: string }).code).toBe('ERR_DLOPEN_FAILED');
+  });
+
+  it('says a file that is not a shared object is not one', () => {
+    const file = join(dir, 'text.node');
+    writeFileSync(file, 'not an addon, but long enough to have a header\n');
+    expect(loadError(file).message).toMatch(
+      /cannot be loaded by Node .*: it is not an ELF shared object; .*text\.node: file too short; `make addon` builds it/,
+    );
+  });
+
+  it('passes on why Node refused a shared object of this architecture that is not an addon', () => {
+    writeFileSync(join(dir, 'plain.c'), 'int mooring_not_an_addon;\n');
+    const file = join(dir, 'plain.node');
+    execFileSync('cc', ['-shared', '-fPIC', '-o', file, join(dir, 'plain.c')]);
+    expect(loadError(file).message).toMatch(
+      /cannot be loaded by Node [^:]*\): Module did not self-register: '.*plain\.node'; `make addon`/,
+    );
+  });
+
+  it('loads a copy of the addon from another place (a container image lays it out anew)', () => {
+    const file = join(dir, 'copy.node');
+    copyFileSync(ORIGINAL_DST_ADDON, file);
+    expect(typeof loadOriginalDestination(file)).toBe('function');
+  });
+});
+
+describe('reading a socket that cannot have an original destination', () => {
+  const read = loadOriginalDestination();
+  let server: Server;
+  let path: string;
+  const accepted: Socket[] = [];
+
+  beforeAll(async () => {
+    path = join(dir, 'unix.sock');
+    server = createServer((s) => accepted.push(s));
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+  });
+  afterAll(async () => {
+    for (const s of accepted) s.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('refuses a Unix socket with EAFNOSUPPORT', async () => {
+    const client = connect(path);
+    await new Promise((resolve) => client.once('connect', resolve));
+    try {
+      expect(() => read(client)).toThrow(OriginalDstError);
+      expect(() => read(client)).toThrow(
+        /getsockopt\(SO_ORIGINAL_DST\) failed with EAFNOSUPPORT: the socket is neither IPv4 nor IPv6$/,
+      );
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('refuses a closed socket with EBADF', async () => {
+    const client = connect(path);
+    await new Promise((resolve) => client.once('connect', resolve));
+    client.destroy();
+    let caught: unknown;
+    try {
+      read(client);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(OriginalDstError);
+    expect(caught).toMatchObject({
+      code: 'EBADF',
+      message:
+        'cannot read the original destination of a socket that has no file descriptor (it is ' +
+        'closed, or not a TCP socket)',
+    });
+  });
+});
