@@ -4,6 +4,7 @@
 // sidecar B's inbound ones to the app's port.
 
 import { generateKeyPairSync } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -71,6 +72,7 @@ let bTarget: OriginalDestination;
 
 const CLUSTER_IP = '10.96.0.10';
 const TCP_IP = '10.96.0.11';
+const GRPC_IP = '10.96.0.12';
 const dst = (address: string, p: number): OriginalDestination => ({ address, port: p, family: 4 });
 
 function serverService(
@@ -95,10 +97,19 @@ function tcpService() {
   );
 }
 
+function grpcService() {
+  return service(
+    'grpc-echo',
+    GRPC_IP,
+    [port(7070, 'grpc')],
+    [endpoint('127.0.0.1', { 7070: bPorts.inbound.port }, meshedAs('server'))],
+  );
+}
+
 function meshForA(...services: ReturnType<typeof service>[]): MeshState {
   return meshState(
     proxyScope('client'),
-    ...(services.length > 0 ? services : [serverService(), tcpService()]),
+    ...(services.length > 0 ? services : [serverService(), tcpService(), grpcService()]),
   );
 }
 
@@ -444,6 +455,101 @@ describe('opaque TCP between two sidecars', () => {
     await done;
     socket.destroy();
     expect(reply).toBe('got HELLO WORLD');
+  });
+});
+
+// A gRPC service with raw bytes as messages (no .proto needed).
+const raw = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
+const method = (name: string, responseStream = false) => ({
+  path: `/test.Echo/${name}`,
+  requestStream: false,
+  responseStream,
+  requestSerialize: raw.serialize,
+  requestDeserialize: raw.deserialize,
+  responseSerialize: raw.serialize,
+  responseDeserialize: raw.deserialize,
+});
+const ECHO_SERVICE = { echo: method('Echo'), fail: method('Fail'), count: method('Count', true) };
+
+describe('gRPC between two sidecars', () => {
+  let server: grpc.Server;
+  let client: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+  let grpcPort: number;
+
+  beforeAll(async () => {
+    server = new grpc.Server();
+    server.addService(ECHO_SERVICE, {
+      echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+        const xfcc = call.metadata.get('x-forwarded-client-cert')[0] ?? '';
+        cb(null, Buffer.from(`${call.request.toString()}|${String(xfcc)}`));
+      },
+      fail: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) =>
+        cb({ code: grpc.status.NOT_FOUND, details: 'no such thing' }),
+      count: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+        const n = Number(call.request.toString());
+        for (let i = 1; i <= n; i++) call.write(Buffer.from(String(i)));
+        call.end();
+      },
+    });
+    grpcPort = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+    const Client = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo');
+    client = new Client(
+      `127.0.0.1:${aPorts.outbound.port}`,
+      grpc.credentials.createInsecure(),
+    ) as typeof client;
+  });
+
+  afterAll(() => {
+    client.close();
+    server.forceShutdown();
+  });
+
+  beforeEach(() => {
+    aTarget = dst(GRPC_IP, 7070);
+    bTarget = dst('127.0.0.1', grpcPort);
+  });
+
+  const unary = (name: string, body: string): Promise<Buffer> =>
+    new Promise((resolve, reject) =>
+      (client[name] as (b: Buffer, cb: (err: grpc.ServiceError | null, r: Buffer) => void) => void)(
+        Buffer.from(body),
+        (err, r) => (err ? reject(err) : resolve(r)),
+      ),
+    );
+
+  it('carries a unary call, the server seeing the caller identity', async () => {
+    const reply = await unary('echo', 'ping');
+    expect(reply.toString()).toBe(`ping|By=${spiffe('server')};URI=${spiffe('client')}`);
+  });
+
+  it('passes an error status in the trailers, with its message', async () => {
+    await expect(unary('fail', 'x')).rejects.toMatchObject({
+      code: grpc.status.NOT_FOUND,
+      details: 'no such thing',
+    });
+    expect(aMetrics.render()).toMatch(
+      /istio_requests_total\{reporter="source".*destination_service="grpc-echo.default.svc.cluster.local".*request_protocol="grpc",response_code="200",grpc_response_status="5",response_flags="-"\} [1-9]/,
+    );
+    expect(bMetrics.render()).toMatch(
+      /istio_requests_total\{reporter="destination",source_workload="client".*request_protocol="grpc",response_code="200",grpc_response_status="5"/,
+    );
+  });
+
+  it('streams server messages', async () => {
+    const call = (client.count as (b: Buffer) => grpc.ClientReadableStream<Buffer>)(
+      Buffer.from('5'),
+    );
+    const got: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      call.on('data', (d: Buffer) => got.push(d.toString()));
+      call.on('end', () => resolve());
+      call.on('error', reject);
+    });
+    expect(got).toEqual(['1', '2', '3', '4', '5']);
   });
 });
 

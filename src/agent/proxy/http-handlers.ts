@@ -5,9 +5,10 @@
 // caller's identity in `x-forwarded-client-cert`, `reporter="destination"` metrics.
 
 import { randomUUID } from 'node:crypto';
+import type http2 from 'node:http2';
 import type { MeshService, WorkloadInfo } from '../../api/mesh';
 import { pickEndpoint, type Random, type UpstreamEndpoint } from './core/endpoints';
-import { ALPN, xfccValue } from './core/identity';
+import { ALPN, xfccValue, type MooringAlpn } from './core/identity';
 import {
   DEFAULT_LOAD_BALANCER,
   effectivePolicy,
@@ -27,6 +28,7 @@ import {
   type Http1Handler,
   type LocalReply,
 } from './l7/http1-proxy';
+import type { H2Handler, H2Record } from './l7/http2-proxy';
 import { Edge, UNKNOWN, UNKNOWN_PEER, type IstioMetrics, type PeerLabels } from './metrics';
 
 export const XFCC_HEADER = 'x-forwarded-client-cert';
@@ -88,21 +90,33 @@ export class OutboundHttp implements Http1Handler {
   /** Edges by endpoint and service, for this configuration. */
   private edges = new Map<string, Edge>();
   private edgesVersion = -1;
+  readonly metrics: IstioMetrics;
 
-  constructor(private readonly ctx: HandlerContext) {}
+  constructor(private readonly ctx: HandlerContext) {
+    this.metrics = ctx.metrics;
+  }
 
   plan(head: RequestHead, down: Http1Downstream): ExchangePlan | LocalReply {
     const { target } = down.info as unknown as OutboundInfo;
+    const hasId = headerValue(head.headers, REQUEST_ID_HEADER) !== null;
+    return this.planRequest(target, requestView(head), hasId, ALPN.http1);
+  }
+
+  /** Where a request to `target` goes, for either HTTP version. */
+  planRequest(
+    target: Target,
+    view: RequestView,
+    hasRequestId: boolean,
+    alpn: MooringAlpn,
+  ): ExchangePlan | LocalReply {
     const index = this.ctx.index();
     if (index === null) return localReply(503, 'no mesh configuration yet', ['UH']);
     const add: string[] = [];
-    if (headerValue(head.headers, REQUEST_ID_HEADER) === null)
-      add.push(REQUEST_ID_HEADER, randomUUID());
-    const tls = this.ctx.tls();
+    if (!hasRequestId) add.push(REQUEST_ID_HEADER, randomUUID());
     const base = {
       kind: 'forward' as const,
-      alpn: ALPN.http1,
-      tls,
+      alpn,
+      tls: this.ctx.tls(),
       connectTimeoutMs: this.ctx.connectTimeoutMs,
       removeHeaders: OUTBOUND_REMOVE,
       addHeaders: add,
@@ -122,12 +136,8 @@ export class OutboundHttp implements Http1Handler {
         service: target.service,
       };
     }
-    const decision = routeRequest(
-      target.service,
-      target.port.port,
-      requestView(head),
-      this.ctx.random,
-      (key) => index.service(key),
+    const decision = routeRequest(target.service, target.port.port, view, this.ctx.random, (key) =>
+      index.service(key),
     );
     if (decision === null) return localReply(404, '', ['NR']);
     const set = index.endpointSet(decision.service, decision.port, decision.subset);
@@ -208,18 +218,25 @@ const INBOUND_REMOVE: ReadonlySet<string> = new Set([XFCC_HEADER, PEER_HEADER]);
 export class InboundHttp implements Http1Handler {
   private edges = new Map<string, Edge>();
   private edgesVersion = -1;
+  readonly metrics: IstioMetrics;
 
-  constructor(private readonly ctx: HandlerContext) {}
+  constructor(private readonly ctx: HandlerContext) {
+    this.metrics = ctx.metrics;
+  }
 
   plan(head: RequestHead, down: Http1Downstream): ExchangePlan {
     const info = down.info as unknown as InboundInfo;
+    return this.planRequest(info, headerValue(head.headers, REQUEST_ID_HEADER) !== null);
+  }
+
+  /** To the app, for either HTTP version. */
+  planRequest(info: InboundInfo, hasRequestId: boolean): ExchangePlan {
     const add: string[] = [];
     if (info.peer !== null) {
       const own = this.ctx.ownIdentity();
       if (own !== null) add.push(XFCC_HEADER, xfccValue(own, info.peer));
     }
-    if (headerValue(head.headers, REQUEST_ID_HEADER) === null)
-      add.push(REQUEST_ID_HEADER, randomUUID());
+    if (!hasRequestId) add.push(REQUEST_ID_HEADER, randomUUID());
     const app = info.app;
     return {
       kind: 'forward',
@@ -321,3 +338,71 @@ function inboundService(index: MeshIndex | null, port: number, host: string | nu
 }
 
 export const flagsOf = flagsText;
+
+// --------------------------------------------------------------------------------------------
+// HTTP/2 and gRPC: the same decisions, per stream.
+
+const h2HasRequestId = (h: http2.IncomingHttpHeaders): boolean =>
+  h[REQUEST_ID_HEADER] !== undefined;
+
+export class OutboundH2 implements H2Handler {
+  constructor(private readonly http: OutboundHttp) {}
+
+  plan(
+    view: RequestView,
+    headers: http2.IncomingHttpHeaders,
+    info: unknown,
+  ): ExchangePlan | LocalReply {
+    return this.http.planRequest(
+      (info as OutboundInfo).target,
+      view,
+      h2HasRequestId(headers),
+      ALPN.h2,
+    );
+  }
+
+  finished(r: H2Record, info: unknown): void {
+    const service =
+      (r.plan.kind === 'forward' ? r.plan.service : undefined) ??
+      (info as OutboundInfo).target.service;
+    const edge = this.http.edge(r.endpoint, service, r.grpc ? 'grpc' : 'http');
+    this.http.metrics.request(
+      edge,
+      r.status,
+      r.grpcStatus,
+      flagsText(r.flags),
+      r.durationMs,
+      r.requestBytes,
+      r.responseBytes,
+    );
+  }
+}
+
+export class InboundH2 implements H2Handler {
+  constructor(private readonly http: InboundHttp) {}
+
+  plan(_view: RequestView, headers: http2.IncomingHttpHeaders, info: unknown): ExchangePlan {
+    return this.http.planRequest(info as InboundInfo, h2HasRequestId(headers));
+  }
+
+  finished(r: H2Record, info: unknown): void {
+    const inbound = info as InboundInfo;
+    const peerValue = inbound.peer === null ? null : r.headers[PEER_HEADER];
+    const authority = r.headers[':authority'] ?? null;
+    const edge = this.http.edge(
+      inbound,
+      typeof peerValue === 'string' ? peerValue : null,
+      typeof authority === 'string' ? authority : null,
+      r.grpc ? 'grpc' : 'http',
+    );
+    this.http.metrics.request(
+      edge,
+      r.status,
+      r.grpcStatus,
+      flagsText(r.flags),
+      r.durationMs,
+      r.requestBytes,
+      r.responseBytes,
+    );
+  }
+}

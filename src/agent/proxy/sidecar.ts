@@ -28,7 +28,10 @@ import {
   peerLabels,
   type HandlerContext,
   type InboundInfo,
+  InboundH2,
+  OutboundH2,
 } from './http-handlers';
+import { H2SessionPool, serveH2 } from './l7/http2-proxy';
 import { Edge, UNKNOWN, UNKNOWN_PEER, type IstioMetrics } from './metrics';
 
 export interface OriginalDestination {
@@ -107,6 +110,10 @@ export class Sidecar {
   });
   private readonly outboundHttp: OutboundHttp;
   private readonly inboundHttp: InboundHttp;
+  private readonly outboundH2: OutboundH2;
+  private readonly inboundH2: InboundH2;
+  private readonly outboundH2Pool = new H2SessionPool();
+  private readonly inboundH2Pool = new H2SessionPool();
   private readonly appEndpoints = new Map<string, UpstreamEndpoint>();
   private readonly open = new Set<net.Socket>();
   private inboundDraining = false;
@@ -141,6 +148,8 @@ export class Sidecar {
     };
     this.outboundHttp = new OutboundHttp(ctx);
     this.inboundHttp = new InboundHttp(ctx);
+    this.outboundH2 = new OutboundH2(this.outboundHttp);
+    this.inboundH2 = new InboundH2(this.inboundHttp);
   }
 
   // --- state ------------------------------------------------------------------------------
@@ -244,6 +253,8 @@ export class Sidecar {
     for (const s of this.open) s.destroy();
     this.outboundPool.closeIdle();
     this.inboundPool.closeIdle();
+    this.outboundH2Pool.close();
+    this.inboundH2Pool.close();
     await Promise.all(closing);
   }
 
@@ -293,16 +304,19 @@ export class Sidecar {
       case 'http':
         new Http1Downstream(socket, this.outboundHttp, this.outboundPool, { target }, null);
         return;
-      case 'tcp':
       case 'http2':
       case 'grpc':
-        // HTTP/2 and gRPC: carried whole between the sidecars until the HTTP/2 layer lands.
+        serveH2(socket, null, this.outboundH2, this.outboundH2Pool, { target });
+        return;
+      case 'tcp':
         this.outboundTcp(socket, target, null);
         return;
       default:
         this.sniffFirst(socket, this.detectionTimeoutMs(), (first, kind) => {
           if (kind.kind === 'http1') {
             new Http1Downstream(socket, this.outboundHttp, this.outboundPool, { target }, first);
+          } else if (kind.kind === 'http2') {
+            serveH2(socket, first, this.outboundH2, this.outboundH2Pool, { target });
           } else {
             this.outboundTcp(socket, target, first);
           }
@@ -505,8 +519,14 @@ export class Sidecar {
   ): void {
     this.counters.inboundPlaintext++;
     const info: InboundInfo = { app, peer: null };
-    const http1 = sniffed !== null ? sniffed.kind === 'http1' : protocol === 'http';
-    if (http1 && (protocol === 'http' || protocol === 'unknown')) {
+    const kind =
+      sniffed?.kind ??
+      (protocol === 'http'
+        ? 'http1'
+        : protocol === 'http2' || protocol === 'grpc'
+          ? 'http2'
+          : 'other');
+    if (kind === 'http1' && protocol !== 'tcp') {
       new Http1Downstream(
         socket,
         this.inboundHttp,
@@ -514,6 +534,10 @@ export class Sidecar {
         info as unknown as Record<string, unknown>,
         first,
       );
+      return;
+    }
+    if (kind === 'http2' && protocol !== 'tcp') {
+      serveH2(socket, first, this.inboundH2, this.inboundH2Pool, info);
       return;
     }
     this.inboundTcp(socket, app, first, null, null);
@@ -595,6 +619,9 @@ export class Sidecar {
           info as unknown as Record<string, unknown>,
           null,
         );
+        return;
+      case ALPN.h2:
+        serveH2(socket, null, this.inboundH2, this.inboundH2Pool, info);
         return;
       default:
         this.readPeerLine(socket, (workload, rest) =>
