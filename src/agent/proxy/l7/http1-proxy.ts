@@ -149,10 +149,15 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
   }
 
   private onData(chunk: Buffer): void {
+    // What one read produces for the upstream leaves in one write.
+    const up = this.exchange?.upstreamSocket ?? null;
+    up?.cork();
     try {
       this.parser.execute(chunk);
     } catch (err) {
       this.parseFailed(err as Error);
+    } finally {
+      up?.uncork();
     }
   }
 
@@ -252,6 +257,14 @@ const RESPONSE_REMOVE = new Set<string>();
 
 /** One request and its response. */
 export class Exchange implements ConnectionEvents {
+  get downstreamSocket(): net.Socket {
+    return this.down.socket;
+  }
+
+  get upstreamSocket(): net.Socket | null {
+    return this.upstream?.socket ?? null;
+  }
+
   private readonly startNs = process.hrtime.bigint();
   private readonly plan: ExchangePlan | LocalReply;
   private readonly tried = new Set<UpstreamEndpoint>();

@@ -9,6 +9,11 @@ import { ResponseParser, type ParserHandler, type ResponseHead } from './http1-c
 export interface ConnectionEvents extends ParserHandler<ResponseHead> {
   /** The connection closed or failed while leased. */
   onUpstreamClose(err: Error | null): void;
+  /**
+   * The socket the response goes to: corked while one read is framed, so that a head and the
+   * body that came with it leave in one write (one TLS record, one system call).
+   */
+  readonly downstreamSocket: net.Socket | null;
 }
 
 const IDLE: ConnectionEvents = {
@@ -16,6 +21,7 @@ const IDLE: ConnectionEvents = {
   onBody: () => {},
   onMessageEnd: () => {},
   onUpstreamClose: () => {},
+  downstreamSocket: null,
 };
 
 export class UpstreamConnection implements ParserHandler<ResponseHead> {
@@ -98,12 +104,16 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
       return;
     }
     this.received += chunk.length;
+    const down = this.events.downstreamSocket;
+    down?.cork();
     try {
       this.parser.execute(chunk);
     } catch (err) {
       const events = this.events;
       this.discard();
       events.onUpstreamClose(err as Error);
+    } finally {
+      down?.uncork();
     }
   }
 
