@@ -29,11 +29,13 @@ export interface WrkResult {
 /** One wrk run, one thread, keep-alive, against `url` (with `script`, or plain GETs). */
 export function runWrkOnce(
   url: string,
-  options: { connections: number; duration: number; script?: string },
+  options: { connections: number; duration: number; script?: string; pinned?: string },
 ): WrkResult {
+  const pin = options.pinned === undefined ? [] : ['-c', options.pinned, 'wrk'];
   const out = execFileSync(
-    'wrk',
+    options.pinned === undefined ? 'wrk' : 'taskset',
     [
+      ...pin,
       '-t1',
       `-c${options.connections}`,
       `-d${options.duration}s`,

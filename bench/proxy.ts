@@ -1,0 +1,519 @@
+// The sidecar pair against direct and against a pair of nginx proxies doing the same mutual TLS,
+// side by side in one run (issue: "Benchmarks", bench/RESULTS.md).
+//
+//   wrk -> [A: outbound] --mTLS 1.3--> [B: inbound] -> backend (nginx, 1 KB answers)
+//
+// Mooring: two `Sidecar`s, each in its own process (bench/sidecar-process.ts), the original
+// destination fixed (as one iptables redirect gives) so that everything runs on loopback.
+// nginx: the same topology with proxy_pass / proxy_ssl_certificate and the same certificates.
+// The load generator runs on CPU 0, proxies and backend on CPU 1. CPU per request is read from
+// /proc (user + system time of each proxy's processes) over the measured interval.
+//
+//   node .cache/bench/bench/proxy.js [--duration 10] [--connections 50] [--rate 1000] [--rounds 1]
+//                                     [--tcp-mib 1024] [--only direct,mooring,nginx]
+
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  MESH_API_VERSION,
+  type MeshMessage,
+  type MeshService,
+  type ProxyScope,
+} from '../src/api/mesh';
+import { makeCa, makeLeaf, withDns, withUri } from '../test/fixtures/agent-pki';
+import { runWrkOnce, type WrkResult } from './wrk';
+
+const args = process.argv.slice(2);
+const flag = (name: string, fallback: string): string => {
+  const i = args.indexOf(`--${name}`);
+  return i === -1 ? fallback : (args[i + 1] ?? fallback);
+};
+const DURATION = Number(flag('duration', '10'));
+const CONNECTIONS = Number(flag('connections', '50'));
+const RATE = Number(flag('rate', '1000'));
+const ROUNDS = Number(flag('rounds', '1'));
+const TCP_MIB = Number(flag('tcp-mib', '1024'));
+const ONLY = new Set(flag('only', 'direct,mooring,nginx').split(','));
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const VEGETA = path.join(ROOT, '.cache', 'bin', 'vegeta');
+const CLK_TCK = 100;
+
+const dir = mkdtempSync(path.join(tmpdir(), 'mooring-bench-proxy-'));
+const children: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+// --- certificates: one root, a client and a server leaf (URI SAN for Mooring, DNS for nginx) --
+
+const root = makeCa('Mooring Bench Root');
+function leaf(name: string): { cert: string; key: string; spiffe: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const spiffe = `spiffe://cluster.local/ns/default/sa/${name}`;
+  return {
+    cert: makeLeaf(root, publicKey, withUri(spiffe), withDns(`${name}.mesh`)),
+    key: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    spiffe,
+  };
+}
+const client = leaf('client');
+const server = leaf('server');
+const file = (name: string, text: string): string => {
+  const p = path.join(dir, name);
+  writeFileSync(p, text, { mode: 0o600 });
+  return p;
+};
+const ROOT_PEM = file('root.pem', root.pem);
+const CLIENT_CERT = file('client.pem', client.cert);
+const CLIENT_KEY = file('client-key.pem', client.key);
+const SERVER_CERT = file('server.pem', server.cert);
+const SERVER_KEY = file('server-key.pem', server.key);
+
+// --- processes -----------------------------------------------------------------------------
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const p = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return p;
+}
+
+async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+function nginx(name: string, config: string): ChildProcess {
+  const prefix = path.join(dir, name);
+  execFileSync('mkdir', ['-p', prefix]);
+  const conf = file(`${name}.conf`, config.replace(/PREFIX/g, prefix));
+  const child = spawn(
+    'taskset',
+    ['-c', '1', 'nginx', '-p', prefix, '-c', conf, '-e', path.join(prefix, 'error.log')],
+    {
+      stdio: 'inherit',
+    },
+  );
+  children.push(child);
+  return child;
+}
+
+const NGINX_HEAD = `
+daemon off; master_process off; worker_processes 1; pid PREFIX/nginx.pid; error_log PREFIX/error.log warn;
+events { worker_connections 4096; }
+`;
+const BODY = 'x'.repeat(1024);
+
+async function startBackend(): Promise<{ port: number; proc: ChildProcess }> {
+  const port = await freePort();
+  const proc = nginx(
+    'backend',
+    `${NGINX_HEAD} http { access_log off; keepalive_requests 1000000;
+      server { listen 127.0.0.1:${port}; location / { return 200 "${BODY}"; } } }`,
+  );
+  await waitPort(port);
+  return { port, proc };
+}
+
+async function startNginxPair(backend: number): Promise<{ port: number; procs: ChildProcess[] }> {
+  const [front, back] = [await freePort(), await freePort()];
+  const tls = 'ssl_protocols TLSv1.3;';
+  const b = nginx(
+    'nginx-b',
+    `${NGINX_HEAD} http { access_log off; keepalive_requests 1000000;
+      upstream app { server 127.0.0.1:${backend}; keepalive 64; }
+      server { listen 127.0.0.1:${back} ssl; ${tls}
+        ssl_certificate ${SERVER_CERT}; ssl_certificate_key ${SERVER_KEY};
+        ssl_verify_client on; ssl_client_certificate ${ROOT_PEM}; ssl_verify_depth 2;
+        location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }`,
+  );
+  const a = nginx(
+    'nginx-a',
+    `${NGINX_HEAD} http { access_log off; keepalive_requests 1000000;
+      upstream peer { server 127.0.0.1:${back}; keepalive 64; }
+      server { listen 127.0.0.1:${front};
+        location / { proxy_pass https://peer; proxy_http_version 1.1; proxy_set_header Connection "";
+          proxy_ssl_protocols TLSv1.3; proxy_ssl_session_reuse on;
+          proxy_ssl_certificate ${CLIENT_CERT}; proxy_ssl_certificate_key ${CLIENT_KEY};
+          proxy_ssl_trusted_certificate ${ROOT_PEM}; proxy_ssl_verify on; proxy_ssl_verify_depth 2;
+          proxy_ssl_name server.mesh; } } }`,
+  );
+  await waitPort(front);
+  await waitPort(back);
+  return { port: front, procs: [a, b] };
+}
+
+async function startNginxTcpPair(sink: number): Promise<{ port: number; procs: ChildProcess[] }> {
+  const [front, back] = [await freePort(), await freePort()];
+  const load = 'load_module /usr/lib/nginx/modules/ngx_stream_module.so;';
+  const b = nginx(
+    'nginx-tcp-b',
+    `${load} ${NGINX_HEAD} stream { server { listen 127.0.0.1:${back} ssl; ssl_protocols TLSv1.3;
+      ssl_certificate ${SERVER_CERT}; ssl_certificate_key ${SERVER_KEY};
+      ssl_verify_client on; ssl_client_certificate ${ROOT_PEM}; proxy_pass 127.0.0.1:${sink}; } }`,
+  );
+  const a = nginx(
+    'nginx-tcp-a',
+    `${load} ${NGINX_HEAD} stream { server { listen 127.0.0.1:${front}; proxy_pass 127.0.0.1:${back};
+      proxy_ssl on; proxy_ssl_protocols TLSv1.3; proxy_ssl_certificate ${CLIENT_CERT};
+      proxy_ssl_certificate_key ${CLIENT_KEY}; proxy_ssl_trusted_certificate ${ROOT_PEM};
+      proxy_ssl_verify on; proxy_ssl_name server.mesh; } }`,
+  );
+  await waitPort(front);
+  await waitPort(back);
+  return { port: front, procs: [a, b] };
+}
+
+function scope(sa: string): ProxyScope {
+  return {
+    pod: { name: `${sa}-0`, namespace: 'default', ip: '127.0.0.1' },
+    identity: `spiffe://cluster.local/ns/default/sa/${sa}`,
+    workload: { name: sa, namespace: 'default', app: sa, version: 'v1' },
+    inbound: { mtlsMode: 'PERMISSIVE' },
+  };
+}
+
+function meshFile(name: string, sa: string, services: MeshService[]): string {
+  const message: MeshMessage = {
+    type: 'snapshot',
+    apiVersion: MESH_API_VERSION,
+    version: 1,
+    proxy: scope(sa),
+    settings: {
+      trustDomain: 'cluster.local',
+      protocolDetectionTimeoutMs: 100,
+      tracing: { otlpEndpoint: null, samplingPercent: 1 },
+      accessLog: false,
+    },
+    services,
+  };
+  return file(name, JSON.stringify(message));
+}
+
+async function sidecar(
+  setup: object,
+): Promise<{ proc: ChildProcess; outbound: number; inbound: number }> {
+  const script = path.join(__dirname, 'sidecar-process.js');
+  const prof =
+    process.env.MOORING_BENCH_PROF === undefined
+      ? []
+      : ['--cpu-prof', `--cpu-prof-dir=${process.env.MOORING_BENCH_PROF}`];
+  const proc = spawn(
+    'taskset',
+    ['-c', '1', process.execPath, ...prof, script, JSON.stringify(setup)],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  children.push(proc);
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    proc.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve(out.split('\n')[0] as string);
+    });
+    proc.once('exit', (code) => reject(new Error(`sidecar exited with ${code}`)));
+  });
+  const ports = JSON.parse(line) as { outbound: number; inbound: number };
+  return { proc, ...ports };
+}
+
+async function startMooringPair(
+  backend: number,
+  protocol: 'http' | 'tcp',
+): Promise<{ port: number; procs: ChildProcess[] }> {
+  const b = await sidecar({
+    originalDestination: { address: '127.0.0.1', port: backend },
+    meshFile: meshFile(`mesh-b-${protocol}.json`, 'server', []),
+    credentials: {
+      chainPem: server.cert,
+      keyPem: server.key,
+      roots: [root.pem],
+      spiffeId: server.spiffe,
+    },
+  });
+  const svc: MeshService = {
+    key: 'default/server',
+    name: 'server',
+    namespace: 'default',
+    hostname: 'server.default.svc.cluster.local',
+    addresses: ['10.96.0.10'],
+    ports: [{ port: 80, name: protocol, protocol }],
+    endpoints: [
+      {
+        address: '127.0.0.1',
+        ports: { '80': b.inbound },
+        ready: true,
+        identity: server.spiffe,
+        workload: { name: 'server', namespace: 'default', app: 'server', version: 'v1' },
+        pod: 'server-0',
+      },
+    ],
+  };
+  const a = await sidecar({
+    originalDestination: { address: '10.96.0.10', port: 80 },
+    meshFile: meshFile(`mesh-a-${protocol}.json`, 'client', [svc]),
+    credentials: {
+      chainPem: client.cert,
+      keyPem: client.key,
+      roots: [root.pem],
+      spiffeId: client.spiffe,
+    },
+  });
+  return { port: a.outbound, procs: [a.proc, b.proc] };
+}
+
+// --- measuring -----------------------------------------------------------------------------
+
+/** user+system CPU seconds of a process and its children (threads included). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  // utime, stime, cutime, cstime are fields 14-17 (1-based): here indices 11-14.
+  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i] ?? 0), 0);
+  return ticks / CLK_TCK;
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Math.round((Number(m?.[1] ?? 0) / 1024) * 10) / 10;
+}
+
+/** The process doing the work: taskset execs it, so the child's pid is the process itself. */
+const pidOf = (c: ChildProcess): number => c.pid as number;
+
+interface Measured extends WrkResult {
+  /** µs of CPU per request, per proxy process. */
+  cpuUsPerRequest: number[];
+  rssMiB: number[];
+}
+
+function measure(url: string, procs: ChildProcess[]): Measured {
+  runWrkOnce(url, { connections: CONNECTIONS, duration: 3 }); // warm-up
+  const before = procs.map((p) => cpuSeconds(pidOf(p)));
+  const wrk = runWrkOnce(url, { connections: CONNECTIONS, duration: DURATION, pinned: '0' });
+  const after = procs.map((p) => cpuSeconds(pidOf(p)));
+  const requests = wrk.rps * DURATION;
+  return {
+    ...wrk,
+    cpuUsPerRequest: after.map((a, i) =>
+      Math.round(((a - (before[i] as number)) / requests) * 1e6),
+    ),
+    rssMiB: procs.map((p) => rssMiB(pidOf(p))),
+  };
+}
+
+interface Latency {
+  p50ms: number;
+  p99ms: number;
+  rate: number;
+  errors: number;
+}
+
+function fixedRate(url: string): Latency | null {
+  try {
+    execFileSync(VEGETA, ['-version'], { stdio: 'ignore' });
+  } catch {
+    return null;
+  }
+  const target = file('targets.txt', `GET ${url}\n`);
+  const attack = execFileSync(
+    'taskset',
+    [
+      '-c',
+      '0',
+      VEGETA,
+      'attack',
+      `-targets=${target}`,
+      `-rate=${RATE}/s`,
+      `-duration=${DURATION}s`,
+      '-keepalive=true',
+      '-connections=16',
+    ],
+    { maxBuffer: 1 << 30 },
+  );
+  const report = JSON.parse(
+    execFileSync(VEGETA, ['report', '-type=json'], {
+      input: attack,
+      maxBuffer: 1 << 28,
+    }).toString(),
+  ) as {
+    latencies: { '50th': number; '99th': number };
+    rate: number;
+    status_codes: Record<string, number>;
+  };
+  const ok = report.status_codes['200'] ?? 0;
+  const total = Object.values(report.status_codes).reduce((a, b) => a + b, 0);
+  return {
+    p50ms: Math.round(report.latencies['50th'] / 1e4) / 100,
+    p99ms: Math.round(report.latencies['99th'] / 1e4) / 100,
+    rate: Math.round(report.rate),
+    errors: total - ok,
+  };
+}
+
+/** Sends `mib` MiB through `port` and waits for the sink to have them all. */
+async function transfer(port: number, mib: number, sinkCount: () => number): Promise<number> {
+  const start = process.hrtime.bigint();
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  const total = mib * 1024 * 1024;
+  await new Promise<void>((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < total) {
+        sent += chunk.length;
+        if (!s.write(chunk)) {
+          s.once('drain', pump);
+          return;
+        }
+      }
+      s.end();
+    };
+    s.on('connect', pump);
+    s.on('error', reject);
+    s.on('close', () => resolve());
+    s.resume();
+  });
+  while (sinkCount() < total) await new Promise((r) => setTimeout(r, 20));
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+/** SIGTERM, and wait for the exit (a profiled sidecar writes its profile then). */
+async function stopAll(procs: ChildProcess[]): Promise<void> {
+  await Promise.all(
+    procs.map(
+      (p) =>
+        new Promise<void>((resolve) => {
+          if (p.exitCode !== null) return resolve();
+          const timer = setTimeout(() => {
+            p.kill('SIGKILL');
+            resolve();
+          }, 10_000);
+          p.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          p.kill('SIGTERM');
+        }),
+    ),
+  );
+}
+
+// --- main ----------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const backend = await startBackend();
+  const url = (port: number): string => `http://127.0.0.1:${port}/`;
+  const rows: string[] = [];
+  const results: Record<string, Measured[]> = { direct: [], mooring: [], nginx: [] };
+  const latency: Record<string, Latency | null> = {};
+  const mooring = ONLY.has('mooring') ? await startMooringPair(backend.port, 'http') : null;
+  const nginxPair = ONLY.has('nginx') ? await startNginxPair(backend.port) : null;
+  for (let round = 0; round < ROUNDS; round++) {
+    if (ONLY.has('direct')) results.direct?.push(measure(url(backend.port), [backend.proc]));
+    if (mooring !== null) results.mooring?.push(measure(url(mooring.port), mooring.procs));
+    if (nginxPair !== null) results.nginx?.push(measure(url(nginxPair.port), nginxPair.procs));
+  }
+  if (ONLY.has('direct')) latency.direct = fixedRate(url(backend.port));
+  if (mooring !== null) latency.mooring = fixedRate(url(mooring.port));
+  if (nginxPair !== null) latency.nginx = fixedRate(url(nginxPair.port));
+
+  rows.push(
+    `### HTTP/1.1, 1 KB answers, keep-alive, wrk -t1 -c${CONNECTIONS} -d${DURATION}s (${ROUNDS} round(s))`,
+    '',
+  );
+  rows.push(
+    '| setup | requests/s | p50 ms | p99 ms | errors | CPU µs/request per proxy (A, B) | RSS MiB (A, B) |',
+  );
+  rows.push('|---|---|---|---|---|---|---|');
+  for (const [name, list] of Object.entries(results)) {
+    for (const m of list) {
+      rows.push(
+        `| ${name} | ${m.rps} | ${m.p50ms} | ${m.p99ms} | ${m.errors} | ${name === 'direct' ? '-' : m.cpuUsPerRequest.join(', ')} | ${name === 'direct' ? '-' : m.rssMiB.join(', ')} |`,
+      );
+    }
+  }
+  const best = (name: string): number => Math.max(...(results[name] ?? []).map((m) => m.rps));
+  if (results.mooring?.length && results.nginx?.length) {
+    rows.push(
+      '',
+      `Mooring pair / nginx pair, max throughput: ${(best('mooring') / best('nginx')).toFixed(2)}`,
+    );
+  }
+  if (results.mooring?.length && results.direct?.length) {
+    rows.push(`Mooring pair / direct: ${(best('mooring') / best('direct')).toFixed(2)}`);
+  }
+  rows.push('', `### Latency at a fixed ${RATE} requests/s (vegeta, keep-alive, ${DURATION}s)`, '');
+  rows.push(
+    '| setup | rate | p50 ms | p99 ms | errors | added p50 ms | added p99 ms |',
+    '|---|---|---|---|---|---|---|',
+  );
+  const d = latency.direct;
+  for (const [name, l] of Object.entries(latency)) {
+    if (l === null) {
+      rows.push(`| ${name} | (vegeta missing: make bench-tools) | | | | | |`);
+      continue;
+    }
+    const added = (x: number, y: number | undefined): string =>
+      y === undefined || name === 'direct' ? '-' : (x - y).toFixed(2);
+    rows.push(
+      `| ${name} | ${l.rate} | ${l.p50ms} | ${l.p99ms} | ${l.errors} | ${added(l.p50ms, d?.p50ms)} | ${added(l.p99ms, d?.p99ms)} |`,
+    );
+  }
+  await stopAll([...(mooring?.procs ?? []), ...(nginxPair?.procs ?? [])]);
+
+  if (TCP_MIB > 0) {
+    let received = 0;
+    const sink = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('data', (d: Buffer) => (received += d.length));
+      s.on('end', () => s.end());
+    });
+    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+    const sinkPort = (sink.address() as net.AddressInfo).port;
+    rows.push(
+      '',
+      `### ${TCP_MIB} MiB of opaque TCP through the pair (mTLS between the proxies)`,
+      '',
+    );
+    rows.push('| setup | seconds | CPU s (A, B) | CPU s total |', '|---|---|---|---|');
+    for (const name of ['mooring', 'nginx']) {
+      if (!ONLY.has(name)) continue;
+      const pair =
+        name === 'mooring'
+          ? await startMooringPair(sinkPort, 'tcp')
+          : await startNginxTcpPair(sinkPort);
+      received = 0;
+      const before = pair.procs.map((p) => cpuSeconds(pidOf(p)));
+      const seconds = await transfer(pair.port, TCP_MIB, () => received);
+      const cpu = pair.procs.map((p, i) => cpuSeconds(pidOf(p)) - (before[i] as number));
+      rows.push(
+        `| ${name} | ${seconds.toFixed(2)} | ${cpu.map((c) => c.toFixed(2)).join(', ')} | ${cpu.reduce((a, b) => a + b, 0).toFixed(2)} |`,
+      );
+      await stopAll(pair.procs);
+    }
+    sink.close();
+  }
+  process.stdout.write(`${rows.join('\n')}\n`);
+  process.exit(0);
+}
+
+void main().catch((err: Error) => {
+  process.stderr.write(`${err.stack ?? err.message}\n`);
+  process.exit(1);
+});

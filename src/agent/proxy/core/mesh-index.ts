@@ -1,0 +1,158 @@
+// The proxy's lookup tables, compiled once per configuration (pure): the request path only reads
+// them. Envoy's listeners -> routes -> clusters -> endpoints, in Mooring's words:
+//
+//   destination `ip:port` -> a service port (a ClusterIP) or one endpoint (a Pod IP)
+//   service key           -> the service (its routes and destination policy)
+//   (service, port, subset) -> an EndpointSet, built on first use and kept
+//
+// Endpoint records are carried over from the previous index by key, so that a push keeps the
+// in-flight counts and outlier-detection state of endpoints that did not change.
+
+import type {
+  LoadBalancer,
+  MeshService,
+  MeshState,
+  MtlsMode,
+  Protocol,
+  ServicePort,
+  TrafficPolicy,
+} from '../../../api/mesh';
+import {
+  endpointKey,
+  newUpstreamEndpoint,
+  type EndpointSet,
+  type UpstreamEndpoint,
+} from './endpoints';
+
+export interface ServiceTarget {
+  readonly kind: 'service';
+  readonly service: MeshService;
+  readonly port: ServicePort;
+}
+
+export interface EndpointTarget {
+  readonly kind: 'endpoint';
+  readonly service: MeshService;
+  readonly port: ServicePort;
+  readonly endpoint: UpstreamEndpoint;
+}
+
+export type Target = ServiceTarget | EndpointTarget;
+
+/** `ip:port` with IPv6 in brackets: the key of a destination. */
+export const addressKey = (address: string, port: number): string =>
+  address.includes(':') ? `[${address.toLowerCase()}]:${port}` : `${address}:${port}`;
+
+/** The traffic policy for a subset (subset-level fields win over the host's). */
+export function effectivePolicy(service: MeshService, subset: string | undefined): TrafficPolicy {
+  const host = service.policy?.trafficPolicy ?? {};
+  if (subset === undefined) return host;
+  const sub = service.policy?.subsets?.find((s) => s.name === subset)?.trafficPolicy;
+  if (sub === undefined) return host;
+  return {
+    loadBalancer: sub.loadBalancer ?? host.loadBalancer,
+    connectionPool: sub.connectionPool ?? host.connectionPool,
+    outlierDetection: sub.outlierDetection ?? host.outlierDetection,
+  };
+}
+
+export const DEFAULT_LOAD_BALANCER: LoadBalancer = 'LEAST_REQUEST';
+
+export class MeshIndex {
+  readonly version: number;
+  private readonly byDestination = new Map<string, Target>();
+  private readonly sets = new Map<string, EndpointSet>();
+  private readonly records = new Map<string, UpstreamEndpoint>();
+  private readonly inboundProtocols = new Map<number, Protocol>();
+
+  constructor(
+    readonly state: MeshState,
+    previous: MeshIndex | null = null,
+  ) {
+    this.version = state.version;
+    const old = previous?.records ?? null;
+    for (const service of state.services.values()) {
+      for (const port of service.ports) {
+        const target: ServiceTarget = { kind: 'service', service, port };
+        for (const address of service.addresses) {
+          this.byDestination.set(addressKey(address, port.port), target);
+        }
+        for (const e of service.endpoints) {
+          const epPort = e.ports[String(port.port)];
+          if (epPort === undefined) continue;
+          const record = this.record(e, epPort, old);
+          const key = addressKey(e.address, epPort);
+          // A ClusterIP wins over a Pod IP; the first service owning a Pod IP wins.
+          if (!this.byDestination.has(key)) {
+            this.byDestination.set(key, { kind: 'endpoint', service, port, endpoint: record });
+          }
+        }
+      }
+    }
+    for (const p of state.proxy.inbound.ports ?? []) this.inboundProtocols.set(p.port, p.protocol);
+  }
+
+  private record(
+    e: MeshService['endpoints'][number],
+    port: number,
+    old: Map<string, UpstreamEndpoint> | null,
+  ): UpstreamEndpoint {
+    const plaintext = e.identity !== null && e.plaintextPorts?.includes(port) === true;
+    const identity = plaintext ? null : e.identity;
+    const key = endpointKey(e.address, port, identity);
+    let record = this.records.get(key);
+    if (record !== undefined) return record;
+    record = old?.get(key);
+    if (record !== undefined) {
+      record.ready = e.ready;
+    } else {
+      record = newUpstreamEndpoint(e, port, plaintext);
+    }
+    this.records.set(key, record);
+    return record;
+  }
+
+  /** What a redirected connection to `address:port` reaches, or null (outside the mesh). */
+  lookup(address: string, port: number): Target | null {
+    return this.byDestination.get(addressKey(address, port)) ?? null;
+  }
+
+  service(key: string): MeshService | null {
+    return this.state.services.get(key) ?? null;
+  }
+
+  /** The endpoints of a service port (by service port number), optionally of one subset. */
+  endpointSet(service: MeshService, servicePort: number, subset?: string): EndpointSet {
+    const key = `${service.key}|${servicePort}|${subset ?? ''}`;
+    let set = this.sets.get(key);
+    if (set !== undefined) return set;
+    const endpoints: UpstreamEndpoint[] = [];
+    for (const e of service.endpoints) {
+      const port = e.ports[String(servicePort)];
+      if (port === undefined) continue;
+      if (subset !== undefined && e.subsets?.includes(subset) !== true) continue;
+      const plaintext = e.identity !== null && e.plaintextPorts?.includes(port) === true;
+      const record = this.records.get(endpointKey(e.address, port, plaintext ? null : e.identity));
+      if (record !== undefined) endpoints.push(record);
+    }
+    set = { endpoints, next: 0 };
+    this.sets.set(key, set);
+    return set;
+  }
+
+  /** The inbound mTLS mode of a port of this Pod. */
+  inboundMode(port: number): MtlsMode {
+    const inbound = this.state.proxy.inbound;
+    return inbound.portMtls?.[String(port)] ?? inbound.mtlsMode;
+  }
+
+  /** The declared protocol of a port of this Pod ('unknown': sniff). */
+  inboundProtocol(port: number): Protocol {
+    return this.inboundProtocols.get(port) ?? 'unknown';
+  }
+
+  /** Every endpoint record, for the config dump. */
+  endpointRecords(): IterableIterator<UpstreamEndpoint> {
+    return this.records.values();
+  }
+}

@@ -1,0 +1,599 @@
+// A streaming HTTP/1.1 message framer for the proxy (RFC 9112), pure: bytes in, callbacks out.
+//
+// It parses a message's head into a small object and then only *frames* the body: body bytes
+// (with their chunked framing and trailers, unchanged) are handed on as slices of the input,
+// never copied or decoded, so a proxy writes them through as they came. It is strict where a
+// lenient parser lets request smuggling through: Transfer-Encoding together with
+// Content-Length, differing Content-Lengths, a Transfer-Encoding other than `chunked` last, bad
+// chunk sizes, bare LF in a head, obsolete line folding, control characters in values: each is
+// a parse error (the proxy answers 400 and closes).
+
+export class Http1ParseError extends Error {
+  override readonly name = 'Http1ParseError';
+  constructor(
+    message: string,
+    /** 431 for a head too large, else 400 (a request) / 502 (a response). */
+    readonly tooLarge = false,
+  ) {
+    super(message);
+  }
+}
+
+/** Flat list of raw header lines: name at 2i, value at 2i+1, names in the case they came in. */
+export type RawHeaders = string[];
+
+interface HeadCommon {
+  readonly versionMinor: number;
+  readonly headers: RawHeaders;
+  /** -1 when absent. */
+  readonly contentLength: number;
+  readonly chunked: boolean;
+  /** The connection is to close after this message (Connection: close, or HTTP/1.0 without keep-alive). */
+  readonly close: boolean;
+  /** The Upgrade header (lowercase) when Connection names `upgrade`, else null. */
+  readonly upgrade: string | null;
+}
+
+export interface RequestHead extends HeadCommon {
+  readonly method: string;
+  readonly target: string;
+  readonly host: string | null;
+  readonly expectContinue: boolean;
+}
+
+export interface ResponseHead extends HeadCommon {
+  readonly statusCode: number;
+  readonly reason: string;
+}
+
+export interface ParserHandler<H> {
+  onHead(head: H): void;
+  /** A slice of the input (valid only during the call unless copied). */
+  onBody(chunk: Buffer): void;
+  onMessageEnd(): void;
+}
+
+/** Largest head accepted (Envoy's default max_request_headers_kb is 60). */
+export const MAX_HEAD_BYTES = 60 * 1024;
+const MAX_HEADERS = 200;
+const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// Field values: visible chars, space, tab and obs-text; no CR, LF, NUL or other controls.
+// eslint-disable-next-line no-control-regex
+const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+const DIGITS = /^[0-9]{1,15}$/;
+
+const enum Body {
+  None,
+  Length,
+  Chunked,
+  UntilClose,
+}
+
+const enum Chunk {
+  Size,
+  Ext,
+  SizeLf,
+  Data,
+  DataCr,
+  DataLf,
+  Trailer,
+}
+
+interface ParsedFields {
+  contentLength: number;
+  chunked: boolean;
+  close: boolean;
+  keepAlive: boolean;
+  upgrade: string | null;
+  connectionUpgrade: boolean;
+  host: string | null;
+  expectContinue: boolean;
+}
+
+function parseFields(lines: string[], start: number, headers: RawHeaders): ParsedFields {
+  const f: ParsedFields = {
+    contentLength: -1,
+    chunked: false,
+    close: false,
+    keepAlive: false,
+    upgrade: null,
+    connectionUpgrade: false,
+    host: null,
+    expectContinue: false,
+  };
+  let transferEncoding: string | null = null;
+  if (lines.length - start > MAX_HEADERS) throw new Http1ParseError('too many header fields', true);
+  for (let i = start; i < lines.length; i++) {
+    const line = lines[i] as string;
+    if (line === '') continue;
+    const c0 = line.charCodeAt(0);
+    if (c0 === 0x20 || c0 === 0x09) throw new Http1ParseError('obsolete line folding');
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw new Http1ParseError('a header line without a name');
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) throw new Http1ParseError(`invalid header name "${name.slice(0, 64)}"`);
+    const value = line.slice(colon + 1).trim();
+    if (BAD_VALUE.test(value)) throw new Http1ParseError(`invalid value of header ${name}`);
+    headers.push(name, value);
+    switch (name.length) {
+      case 4:
+        if (name.toLowerCase() === 'host') {
+          if (f.host !== null) throw new Http1ParseError('more than one Host header');
+          f.host = value;
+        }
+        break;
+      case 6:
+        if (name.toLowerCase() === 'expect' && value.toLowerCase() === '100-continue') {
+          f.expectContinue = true;
+        }
+        break;
+      case 7:
+        if (name.toLowerCase() === 'upgrade') f.upgrade = value.toLowerCase();
+        break;
+      case 10:
+        if (name.toLowerCase() === 'connection') {
+          for (const token of value.toLowerCase().split(',')) {
+            const t = token.trim();
+            if (t === 'close') f.close = true;
+            else if (t === 'keep-alive') f.keepAlive = true;
+            else if (t === 'upgrade') f.connectionUpgrade = true;
+          }
+        }
+        break;
+      case 14:
+        if (name.toLowerCase() === 'content-length') {
+          // A list of identical values is allowed (RFC 9110 8.6); anything else is refused.
+          for (const part of value.split(',')) {
+            const v = part.trim();
+            if (!DIGITS.test(v))
+              throw new Http1ParseError(`invalid Content-Length "${value.slice(0, 32)}"`);
+            const n = Number(v);
+            if (f.contentLength !== -1 && f.contentLength !== n) {
+              throw new Http1ParseError('differing Content-Length values');
+            }
+            f.contentLength = n;
+          }
+        }
+        break;
+      case 17:
+        if (name.toLowerCase() === 'transfer-encoding') {
+          transferEncoding =
+            transferEncoding === null
+              ? value.toLowerCase()
+              : `${transferEncoding}, ${value.toLowerCase()}`;
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  if (transferEncoding !== null) {
+    if (f.contentLength !== -1) {
+      throw new Http1ParseError('both Transfer-Encoding and Content-Length');
+    }
+    const codings = transferEncoding.split(',').map((s) => s.trim());
+    if (codings[codings.length - 1] !== 'chunked') {
+      throw new Http1ParseError(
+        `Transfer-Encoding "${transferEncoding.slice(0, 64)}" does not end with chunked`,
+      );
+    }
+    if (codings.indexOf('chunked') !== codings.length - 1) {
+      throw new Http1ParseError('chunked applied more than once');
+    }
+    f.chunked = true;
+  }
+  return f;
+}
+
+/**
+ * Frames a stream of HTTP/1.x messages of one kind. `execute` may be called with any split of
+ * the bytes; after `pause()` it stops at the next message boundary and keeps the rest until
+ * `resume()` (a proxy handles one request at a time per connection).
+ */
+abstract class Http1Framer<H extends HeadCommon> {
+  private pending: Buffer | null = null;
+  private body = Body.None;
+  private remaining = 0;
+  private chunk = Chunk.Size;
+  private chunkSize = 0;
+  private sizeDigits = 0;
+  private trailerLineLength = 0;
+  private inHead = true;
+  private paused = false;
+  private failed = false;
+  /** Bytes of the current head seen so far across calls (for the size limit). */
+  private headBytes = 0;
+
+  constructor(protected readonly handler: ParserHandler<H>) {}
+
+  get isIdle(): boolean {
+    return this.inHead && this.pending === null;
+  }
+
+  /** True while a message's body is being framed. */
+  get inBody(): boolean {
+    return !this.inHead;
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    const rest = this.pending;
+    if (rest !== null) {
+      this.pending = null;
+      this.execute(rest);
+    }
+  }
+
+  /** The connection ended: a body read until close ends here; anything else half-done is an error. */
+  finish(): void {
+    if (this.failed) return;
+    if (!this.inHead && this.body === Body.UntilClose) {
+      this.inHead = true;
+      this.handler.onMessageEnd();
+      return;
+    }
+    if (!this.inHead) throw new Http1ParseError('the connection closed in the middle of a body');
+  }
+
+  /** Bytes that arrived after a message the caller stopped framing (an upgrade). */
+  takeRest(): Buffer | null {
+    const rest = this.pending;
+    this.pending = null;
+    return rest;
+  }
+
+  execute(input: Buffer): void {
+    if (this.failed) return;
+    let buf = input;
+    try {
+      while (buf.length > 0) {
+        if (this.paused && this.inHead) {
+          this.pending = this.pending === null ? buf : Buffer.concat([this.pending, buf]);
+          return;
+        }
+        if (this.inHead) {
+          if (this.pending !== null) {
+            buf = Buffer.concat([this.pending, buf]);
+            this.pending = null;
+          }
+          const end = buf.indexOf(CRLFCRLF);
+          if (end === -1) {
+            if (buf.length > MAX_HEAD_BYTES)
+              throw new Http1ParseError('the head is too large', true);
+            this.pending = buf;
+            return;
+          }
+          if (end + 4 > MAX_HEAD_BYTES) throw new Http1ParseError('the head is too large', true);
+          const text = buf.toString('latin1', 0, end);
+          buf = buf.subarray(end + 4);
+          this.headBytes = 0;
+          this.startMessage(text);
+          continue;
+        }
+        buf = this.frameBody(buf);
+      }
+    } catch (err) {
+      this.failed = true;
+      throw err;
+    }
+  }
+
+  /** The kind-specific part: parse the head text (without the final CRLFCRLF), call onHead. */
+  protected abstract parseHead(text: string): {
+    head: H;
+    body: 'none' | 'length' | 'chunked' | 'close';
+  };
+
+  private startMessage(text: string): void {
+    // A leading empty line before a request is tolerated (RFC 9112 2.2).
+    const trimmed = text.startsWith('\r\n') ? text.replace(/^(\r\n)+/, '') : text;
+    if (trimmed.includes('\n') && /(^|[^\r])\n/.test(trimmed)) {
+      throw new Http1ParseError('a bare LF in the head');
+    }
+    const { head, body } = this.parseHead(trimmed);
+    this.inHead = false;
+    switch (body) {
+      case 'none':
+        this.body = Body.None;
+        break;
+      case 'length':
+        this.body = head.contentLength === 0 ? Body.None : Body.Length;
+        this.remaining = head.contentLength;
+        break;
+      case 'chunked':
+        this.body = Body.Chunked;
+        this.chunk = Chunk.Size;
+        this.chunkSize = 0;
+        this.sizeDigits = 0;
+        break;
+      case 'close':
+        this.body = Body.UntilClose;
+        break;
+    }
+    this.handler.onHead(head);
+    if (this.body === Body.None) this.endMessage();
+  }
+
+  private endMessage(): void {
+    this.inHead = true;
+    this.handler.onMessageEnd();
+  }
+
+  /** Frames body bytes; returns what follows the message (or an empty buffer). */
+  private frameBody(buf: Buffer): Buffer {
+    switch (this.body) {
+      case Body.UntilClose:
+        this.handler.onBody(buf);
+        return buf.subarray(buf.length);
+      case Body.Length: {
+        const n = Math.min(this.remaining, buf.length);
+        this.remaining -= n;
+        this.handler.onBody(n === buf.length ? buf : buf.subarray(0, n));
+        if (this.remaining === 0) this.endMessage();
+        return buf.subarray(n);
+      }
+      case Body.Chunked:
+        return this.frameChunked(buf);
+      default:
+        this.endMessage();
+        return buf;
+    }
+  }
+
+  private frameChunked(buf: Buffer): Buffer {
+    let i = 0;
+    const n = buf.length;
+    while (i < n) {
+      const c = buf[i] as number;
+      switch (this.chunk) {
+        case Chunk.Size: {
+          const d = hexValue(c);
+          if (d >= 0) {
+            if (++this.sizeDigits > 12) throw new Http1ParseError('chunk size too large');
+            this.chunkSize = this.chunkSize * 16 + d;
+            i++;
+          } else if (this.sizeDigits === 0) {
+            throw new Http1ParseError('invalid chunk size');
+          } else if (c === 0x3b /* ; */ || c === 0x20 || c === 0x09) {
+            this.chunk = Chunk.Ext;
+            i++;
+          } else if (c === 0x0d) {
+            this.chunk = Chunk.SizeLf;
+            i++;
+          } else {
+            throw new Http1ParseError('invalid chunk size');
+          }
+          break;
+        }
+        case Chunk.Ext:
+          if (c === 0x0d) this.chunk = Chunk.SizeLf;
+          else if (c === 0x0a || c < 0x09) throw new Http1ParseError('invalid chunk extension');
+          i++;
+          break;
+        case Chunk.SizeLf:
+          if (c !== 0x0a) throw new Http1ParseError('a chunk size line without CRLF');
+          i++;
+          if (this.chunkSize === 0) {
+            this.chunk = Chunk.Trailer;
+            this.trailerLineLength = 0;
+          } else {
+            this.chunk = Chunk.Data;
+            this.remaining = this.chunkSize;
+          }
+          break;
+        case Chunk.Data: {
+          const take = Math.min(this.remaining, n - i);
+          this.remaining -= take;
+          i += take;
+          if (this.remaining === 0) this.chunk = Chunk.DataCr;
+          break;
+        }
+        case Chunk.DataCr:
+          if (c !== 0x0d) throw new Http1ParseError('a chunk without its CRLF');
+          this.chunk = Chunk.DataLf;
+          i++;
+          break;
+        case Chunk.DataLf:
+          if (c !== 0x0a) throw new Http1ParseError('a chunk without its CRLF');
+          this.chunk = Chunk.Size;
+          this.chunkSize = 0;
+          this.sizeDigits = 0;
+          i++;
+          break;
+        case Chunk.Trailer:
+          // Trailer lines until an empty line. Only their CRLF structure matters here.
+          if (c === 0x0a) {
+            if (this.trailerLineLength === 1) {
+              // "\r\n" alone: the end of the message.
+              i++;
+              this.handler.onBody(buf.subarray(0, i));
+              this.endMessage();
+              return buf.subarray(i);
+            }
+            this.trailerLineLength = 0;
+          } else {
+            if (++this.trailerLineLength > MAX_HEAD_BYTES) {
+              throw new Http1ParseError('trailers too large', true);
+            }
+            if (c !== 0x0d && this.trailerLineLength === 1 && c < 0x20 && c !== 0x09) {
+              throw new Http1ParseError('invalid trailer');
+            }
+          }
+          i++;
+          break;
+      }
+    }
+    this.handler.onBody(buf);
+    return buf.subarray(n);
+  }
+}
+
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  return -1;
+}
+
+function parseVersion(v: string): number {
+  if (v === 'HTTP/1.1') return 1;
+  if (v === 'HTTP/1.0') return 0;
+  throw new Http1ParseError(`unsupported version "${v.slice(0, 16)}"`);
+}
+
+export class RequestParser extends Http1Framer<RequestHead> {
+  protected parseHead(text: string): { head: RequestHead; body: 'none' | 'length' | 'chunked' } {
+    const lines = text.split('\r\n');
+    const line = lines[0] as string;
+    const sp1 = line.indexOf(' ');
+    const sp2 = line.lastIndexOf(' ');
+    if (sp1 <= 0 || sp2 === sp1) throw new Http1ParseError('invalid request line');
+    const method = line.slice(0, sp1);
+    const target = line.slice(sp1 + 1, sp2);
+    if (!TOKEN.test(method)) throw new Http1ParseError('invalid method');
+    // eslint-disable-next-line no-control-regex
+    if (target === '' || /[\x00-\x20\x7f]/.test(target))
+      throw new Http1ParseError('invalid request target');
+    const versionMinor = parseVersion(line.slice(sp2 + 1));
+    const headers: RawHeaders = [];
+    const f = parseFields(lines, 1, headers);
+    if (versionMinor === 1 && f.host === null)
+      throw new Http1ParseError('an HTTP/1.1 request without Host');
+    const head: RequestHead = {
+      method,
+      target,
+      versionMinor,
+      headers,
+      contentLength: f.contentLength,
+      chunked: f.chunked,
+      close: f.close || (versionMinor === 0 && !f.keepAlive),
+      upgrade: f.connectionUpgrade && f.upgrade !== null ? f.upgrade : null,
+      host: f.host,
+      expectContinue: f.expectContinue,
+    };
+    const body = f.chunked ? 'chunked' : f.contentLength > 0 ? 'length' : 'none';
+    return { head, body };
+  }
+}
+
+export class ResponseParser extends Http1Framer<ResponseHead> {
+  /** Set before each response: the request was HEAD (its response has no body). */
+  requestMethod = 'GET';
+
+  protected parseHead(text: string): {
+    head: ResponseHead;
+    body: 'none' | 'length' | 'chunked' | 'close';
+  } {
+    const lines = text.split('\r\n');
+    const line = lines[0] as string;
+    // HTTP/1.1 200 OK   (the reason may be empty, and may hold spaces)
+    const sp1 = line.indexOf(' ');
+    if (sp1 <= 0) throw new Http1ParseError('invalid status line');
+    const versionMinor = parseVersion(line.slice(0, sp1));
+    const codeText = line.slice(sp1 + 1, sp1 + 4);
+    if (!/^[1-9][0-9]{2}$/.test(codeText)) throw new Http1ParseError('invalid status code');
+    const statusCode = Number(codeText);
+    const rest = line.slice(sp1 + 4);
+    if (rest !== '' && !rest.startsWith(' ')) throw new Http1ParseError('invalid status line');
+    const headers: RawHeaders = [];
+    const f = parseFields(lines, 1, headers);
+    const head: ResponseHead = {
+      statusCode,
+      reason: rest.slice(1),
+      versionMinor,
+      headers,
+      contentLength: f.contentLength,
+      chunked: f.chunked,
+      close: f.close || (versionMinor === 0 && !f.keepAlive),
+      upgrade: f.connectionUpgrade && f.upgrade !== null ? f.upgrade : null,
+    };
+    let body: 'none' | 'length' | 'chunked' | 'close';
+    if (
+      this.requestMethod === 'HEAD' ||
+      (statusCode >= 100 && statusCode < 200) ||
+      statusCode === 204 ||
+      statusCode === 304
+    ) {
+      body = 'none';
+    } else if (f.chunked) {
+      body = 'chunked';
+    } else if (f.contentLength >= 0) {
+      body = 'length';
+    } else {
+      body = 'close';
+    }
+    return { head, body };
+  }
+}
+
+/** Lowercase names whose lines a proxy does not forward (RFC 9110 7.6.1), plus those named by Connection. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'upgrade',
+]);
+
+export interface HeadRewrite {
+  /** Lowercase names to drop (in addition to hop-by-hop ones). */
+  readonly remove?: ReadonlySet<string>;
+  /** Lines to add at the end, as [name, value, name, value...]. */
+  readonly add?: readonly string[];
+  /** The Connection header to send (e.g. 'keep-alive', 'close', 'upgrade'), or null for none. */
+  readonly connection: string | null;
+  /** For an upgrade: the Upgrade header to keep. */
+  readonly upgrade?: string | null;
+}
+
+/** Header lines to forward: hop-by-hop ones and `remove` dropped, `add` appended. */
+export function forwardHeaderLines(headers: RawHeaders, rewrite: HeadRewrite): string {
+  let connectionTokens: string[] | null = null;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i] as string;
+    if (name.length === 10 && name.toLowerCase() === 'connection') {
+      for (const t of (headers[i + 1] as string).split(',')) {
+        const token = t.trim().toLowerCase();
+        if (token !== '' && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade') {
+          (connectionTokens ??= []).push(token);
+        }
+      }
+    }
+  }
+  let out = '';
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i] as string;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) continue;
+    if (rewrite.remove?.has(lower) === true) continue;
+    if (connectionTokens?.includes(lower) === true) continue;
+    out += `${name}: ${headers[i + 1] as string}\r\n`;
+  }
+  if (rewrite.upgrade) out += `Upgrade: ${rewrite.upgrade}\r\n`;
+  if (rewrite.connection !== null) out += `Connection: ${rewrite.connection}\r\n`;
+  const add = rewrite.add;
+  if (add !== undefined) {
+    for (let i = 0; i < add.length; i += 2)
+      out += `${add[i] as string}: ${add[i + 1] as string}\r\n`;
+  }
+  return out;
+}
+
+/** The first value of a header (case-insensitive name given in lowercase), or null. */
+export function headerValue(headers: RawHeaders, lowerName: string): string | null {
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i] as string;
+    if (name.length === lowerName.length && name.toLowerCase() === lowerName) {
+      return headers[i + 1] as string;
+    }
+  }
+  return null;
+}

@@ -1,0 +1,228 @@
+// Pools of upstream HTTP/1.1 connections, one list of idle keep-alive connections per endpoint.
+// A connection is leased to one exchange at a time and comes back when its response ended
+// cleanly; an idle connection that closes, errors or sends anything leaves the pool at once.
+// The most recently used connection is reused first (warm, least likely closed by the peer).
+
+import type net from 'node:net';
+import { ResponseParser, type ParserHandler, type ResponseHead } from './http1-codec';
+
+export interface ConnectionEvents extends ParserHandler<ResponseHead> {
+  /** The connection closed or failed while leased. */
+  onUpstreamClose(err: Error | null): void;
+  /**
+   * The socket the response goes to: corked while one read is framed, so that a head and the
+   * body that came with it leave in one write (one TLS record, one system call).
+   */
+  readonly downstreamSocket: net.Socket | null;
+}
+
+const IDLE: ConnectionEvents = {
+  onHead: () => {},
+  onBody: () => {},
+  onMessageEnd: () => {},
+  onUpstreamClose: () => {},
+  downstreamSocket: null,
+};
+
+export class UpstreamConnection implements ParserHandler<ResponseHead> {
+  readonly parser: ResponseParser;
+  /** The exchange this connection is leased to, or IDLE. */
+  private events: ConnectionEvents = IDLE;
+  leased = false;
+  closed = false;
+  /** Requests sent on it (for maxRequestsPerConnection and reuse decisions). */
+  requests = 0;
+  /** Bytes received for the current lease (a retry on a reused connection needs 0). */
+  received = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly socket: net.Socket,
+    readonly poolKey: string,
+    private readonly pool: ConnectionPool,
+  ) {
+    this.parser = new ResponseParser(this);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err: Error) => this.onClose(err));
+    socket.on('close', () => this.onClose(null));
+    // The peer ended its side: nothing more can come on this connection. A response read until
+    // close ends here (onClose finishes it); anything else half-done fails.
+    socket.on('end', () => socket.destroy());
+  }
+
+  lease(events: ConnectionEvents): void {
+    this.clearIdle();
+    this.events = events;
+    this.leased = true;
+    this.received = 0;
+    this.requests++;
+  }
+
+  /** The exchange is over and left the connection clean: back to the pool. */
+  release(): void {
+    this.events = IDLE;
+    this.leased = false;
+    if (this.closed) return;
+    this.pool.putIdle(this);
+  }
+
+  /** The exchange is over and the connection cannot be reused. */
+  discard(): void {
+    this.events = IDLE;
+    this.leased = false;
+    this.clearIdle();
+    this.socket.destroy();
+  }
+
+  /** The connection leaves the pool for good (an upgrade): its socket is the caller's. */
+  detach(): void {
+    this.events = IDLE;
+    this.leased = false;
+    this.closed = true;
+    this.clearIdle();
+    for (const event of ['data', 'end', 'close', 'error']) this.socket.removeAllListeners(event);
+    this.pool.forget(this);
+  }
+
+  startIdleTimer(ms: number): void {
+    this.clearIdle();
+    this.idleTimer = setTimeout(() => this.socket.destroy(), ms);
+    this.idleTimer.unref();
+  }
+
+  private clearIdle(): void {
+    if (this.idleTimer !== null) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    if (!this.leased) {
+      // Nothing is expected on an idle connection (a 408 before closing, say): drop it.
+      this.socket.destroy();
+      return;
+    }
+    this.received += chunk.length;
+    const down = this.events.downstreamSocket;
+    down?.cork();
+    try {
+      this.parser.execute(chunk);
+    } catch (err) {
+      const events = this.events;
+      this.discard();
+      events.onUpstreamClose(err as Error);
+    } finally {
+      down?.uncork();
+    }
+  }
+
+  private onClose(err: Error | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.clearIdle();
+    this.pool.forget(this);
+    if (this.leased) {
+      const events = this.events;
+      // A response read until close ends here.
+      if (err === null && this.parser.inBody) {
+        try {
+          this.parser.finish();
+          return;
+        } catch {
+          // half a body: fall through to the failure
+        }
+      }
+      this.events = IDLE;
+      this.leased = false;
+      events.onUpstreamClose(err);
+    }
+  }
+
+  // ParserHandler: forwarded to the exchange that holds the lease.
+  onHead(head: ResponseHead): void {
+    this.events.onHead(head);
+  }
+  onBody(chunk: Buffer): void {
+    this.events.onBody(chunk);
+  }
+  onMessageEnd(): void {
+    this.events.onMessageEnd();
+  }
+}
+
+export interface PoolOptions {
+  /** How long an idle connection is kept. */
+  readonly idleTimeoutMs: number;
+  /** Idle connections kept per endpoint at most. */
+  readonly maxIdlePerKey: number;
+}
+
+export class ConnectionPool {
+  private readonly idle = new Map<string, UpstreamConnection[]>();
+  private readonly open = new Map<string, number>();
+
+  constructor(private readonly options: PoolOptions) {}
+
+  /** An idle connection to reuse, or null. */
+  take(key: string): UpstreamConnection | null {
+    const list = this.idle.get(key);
+    if (list === undefined) return null;
+    while (list.length > 0) {
+      const conn = list.pop() as UpstreamConnection;
+      if (!conn.closed && !conn.socket.destroyed) return conn;
+    }
+    this.idle.delete(key);
+    return null;
+  }
+
+  /** A new connection joins the pool's accounting (leased by its creator). */
+  adopt(socket: net.Socket, key: string): UpstreamConnection {
+    this.open.set(key, (this.open.get(key) ?? 0) + 1);
+    return new UpstreamConnection(socket, key, this);
+  }
+
+  /** Connections open (idle or leased) to an endpoint. */
+  openCount(key: string): number {
+    return this.open.get(key) ?? 0;
+  }
+
+  putIdle(conn: UpstreamConnection): void {
+    let list = this.idle.get(conn.poolKey);
+    if (list === undefined) {
+      list = [];
+      this.idle.set(conn.poolKey, list);
+    }
+    if (list.length >= this.options.maxIdlePerKey) {
+      conn.socket.destroy();
+      return;
+    }
+    list.push(conn);
+    conn.startIdleTimer(this.options.idleTimeoutMs);
+  }
+
+  forget(conn: UpstreamConnection): void {
+    const n = (this.open.get(conn.poolKey) ?? 1) - 1;
+    if (n <= 0) this.open.delete(conn.poolKey);
+    else this.open.set(conn.poolKey, n);
+    const list = this.idle.get(conn.poolKey);
+    if (list === undefined) return;
+    const i = list.indexOf(conn);
+    if (i !== -1) list.splice(i, 1);
+    if (list.length === 0) this.idle.delete(conn.poolKey);
+  }
+
+  /** Closes every idle connection (shutdown). */
+  closeIdle(): void {
+    for (const list of this.idle.values()) for (const conn of list) conn.socket.destroy();
+    this.idle.clear();
+  }
+
+  stats(): { endpoints: number; idle: number; open: number } {
+    let idle = 0;
+    for (const list of this.idle.values()) idle += list.length;
+    let open = 0;
+    for (const n of this.open.values()) open += n;
+    return { endpoints: this.open.size, idle, open };
+  }
+}

@@ -1,0 +1,214 @@
+// Istio's standard metrics, kept by the proxy itself and rendered in Prometheus text on 15090
+// `/stats/prometheus`. The request path does one Map lookup and a few additions per request:
+// the labels that describe an edge (who talks to whom, how) are rendered once into an `Edge`,
+// and each (edge, response code, gRPC status, flags) is one `Series` of counters and histograms
+// with Envoy's default buckets.
+
+export const ENVOY_DEFAULT_BUCKETS: readonly number[] = [
+  0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000,
+  1800000, 3600000,
+];
+
+export type Reporter = 'source' | 'destination';
+
+export interface PeerLabels {
+  readonly workload: string;
+  readonly namespace: string;
+  readonly principal: string;
+  readonly app: string;
+  readonly version: string;
+}
+
+export interface EdgeLabels {
+  readonly reporter: Reporter;
+  readonly source: PeerLabels;
+  readonly destination: PeerLabels;
+  /** FQDN of the destination service, or `unknown`. */
+  readonly service: string;
+  readonly serviceName: string;
+  readonly serviceNamespace: string;
+  /** `http`, `grpc`, `tcp` (Istio reports HTTP/2 as `http`). */
+  readonly protocol: 'http' | 'grpc' | 'tcp';
+  readonly security: 'mutual_tls' | 'none';
+}
+
+export const UNKNOWN = 'unknown';
+export const UNKNOWN_PEER: PeerLabels = Object.freeze({
+  workload: UNKNOWN,
+  namespace: UNKNOWN,
+  principal: UNKNOWN,
+  app: UNKNOWN,
+  version: UNKNOWN,
+});
+
+const escapeLabel = (v: string): string =>
+  v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+
+/** An edge: its label text is made once. */
+export class Edge {
+  /** `reporter="...",source_workload="...",...,connection_security_policy="..."` */
+  readonly text: string;
+  readonly tcpText: string;
+
+  constructor(readonly labels: EdgeLabels) {
+    const l = labels;
+    const pairs: [string, string][] = [
+      ['reporter', l.reporter],
+      ['source_workload', l.source.workload],
+      ['source_workload_namespace', l.source.namespace],
+      ['source_principal', l.source.principal],
+      ['source_app', l.source.app],
+      ['source_version', l.source.version],
+      ['destination_workload', l.destination.workload],
+      ['destination_workload_namespace', l.destination.namespace],
+      ['destination_principal', l.destination.principal],
+      ['destination_app', l.destination.app],
+      ['destination_version', l.destination.version],
+      ['destination_service', l.service],
+      ['destination_service_name', l.serviceName],
+      ['destination_service_namespace', l.serviceNamespace],
+      ['connection_security_policy', l.security],
+    ];
+    this.text = pairs.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',');
+    this.tcpText = `${this.text},request_protocol="tcp"`;
+  }
+}
+
+class Histogram {
+  readonly counts = new Float64Array(ENVOY_DEFAULT_BUCKETS.length);
+  sum = 0;
+
+  observe(v: number): void {
+    this.sum += v;
+    const b = ENVOY_DEFAULT_BUCKETS;
+    for (let i = 0; i < b.length; i++) {
+      if (v <= (b[i] as number)) {
+        this.counts[i] = (this.counts[i] as number) + 1;
+        return;
+      }
+    }
+  }
+}
+
+interface RequestSeries {
+  readonly labels: string;
+  count: number;
+  readonly duration: Histogram;
+  readonly requestBytes: Histogram;
+  readonly responseBytes: Histogram;
+}
+
+interface TcpSeries {
+  readonly labels: string;
+  opened: number;
+  closed: number;
+  sent: number;
+  received: number;
+}
+
+export class IstioMetrics {
+  private readonly requests = new Map<string, RequestSeries>();
+  private readonly tcp = new Map<Edge, TcpSeries>();
+
+  /** One HTTP or gRPC request, at its end. */
+  request(
+    edge: Edge,
+    code: number,
+    grpcStatus: string,
+    flags: string,
+    durationMs: number,
+    requestBytes: number,
+    responseBytes: number,
+  ): void {
+    const protocol = edge.labels.protocol === 'grpc' ? 'grpc' : 'http';
+    const key = `${edge.text}|${code}|${grpcStatus}|${flags}|${protocol}`;
+    let s = this.requests.get(key);
+    if (s === undefined) {
+      s = {
+        labels:
+          `${edge.text},request_protocol="${protocol}",response_code="${code}",` +
+          `grpc_response_status="${escapeLabel(grpcStatus)}",response_flags="${escapeLabel(flags)}"`,
+        count: 0,
+        duration: new Histogram(),
+        requestBytes: new Histogram(),
+        responseBytes: new Histogram(),
+      };
+      this.requests.set(key, s);
+    }
+    s.count++;
+    s.duration.observe(durationMs);
+    s.requestBytes.observe(requestBytes);
+    s.responseBytes.observe(responseBytes);
+  }
+
+  private tcpSeries(edge: Edge): TcpSeries {
+    let s = this.tcp.get(edge);
+    if (s === undefined) {
+      s = { labels: edge.tcpText, opened: 0, closed: 0, sent: 0, received: 0 };
+      this.tcp.set(edge, s);
+    }
+    return s;
+  }
+
+  tcpOpened(edge: Edge): void {
+    this.tcpSeries(edge).opened++;
+  }
+
+  /** Bytes of an open TCP connection since the last report (reported at close and on a timer). */
+  tcpBytes(edge: Edge, sent: number, received: number): void {
+    const s = this.tcpSeries(edge);
+    s.sent += sent;
+    s.received += received;
+  }
+
+  tcpClosed(edge: Edge): void {
+    this.tcpSeries(edge).closed++;
+  }
+
+  /** Prometheus text exposition (version 0.0.4). */
+  render(): string {
+    const out: string[] = [];
+    const reqs = [...this.requests.values()];
+    if (reqs.length > 0) {
+      out.push('# TYPE istio_requests_total counter');
+      for (const s of reqs) out.push(`istio_requests_total{${s.labels}} ${s.count}`);
+      renderHistogram(out, 'istio_request_duration_milliseconds', reqs, (s) => s.duration);
+      renderHistogram(out, 'istio_request_bytes', reqs, (s) => s.requestBytes);
+      renderHistogram(out, 'istio_response_bytes', reqs, (s) => s.responseBytes);
+    }
+    const tcp = [...this.tcp.values()];
+    if (tcp.length > 0) {
+      out.push('# TYPE istio_tcp_sent_bytes_total counter');
+      for (const s of tcp) out.push(`istio_tcp_sent_bytes_total{${s.labels}} ${s.sent}`);
+      out.push('# TYPE istio_tcp_received_bytes_total counter');
+      for (const s of tcp) out.push(`istio_tcp_received_bytes_total{${s.labels}} ${s.received}`);
+      out.push('# TYPE istio_tcp_connections_opened_total counter');
+      for (const s of tcp) out.push(`istio_tcp_connections_opened_total{${s.labels}} ${s.opened}`);
+      out.push('# TYPE istio_tcp_connections_closed_total counter');
+      for (const s of tcp) out.push(`istio_tcp_connections_closed_total{${s.labels}} ${s.closed}`);
+    }
+    return out.length === 0 ? '' : `${out.join('\n')}\n`;
+  }
+}
+
+function renderHistogram(
+  out: string[],
+  name: string,
+  series: readonly RequestSeries[],
+  pick: (s: RequestSeries) => Histogram,
+): void {
+  out.push(`# TYPE ${name} histogram`);
+  for (const s of series) {
+    const h = pick(s);
+    let cumulative = 0;
+    for (let i = 0; i < ENVOY_DEFAULT_BUCKETS.length; i++) {
+      cumulative += h.counts[i] as number;
+      out.push(
+        `${name}_bucket{${s.labels},le="${ENVOY_DEFAULT_BUCKETS[i] as number}"} ${cumulative}`,
+      );
+    }
+    out.push(`${name}_bucket{${s.labels},le="+Inf"} ${s.count}`);
+    out.push(`${name}_sum{${s.labels}} ${h.sum}`);
+    out.push(`${name}_count{${s.labels}} ${s.count}`);
+  }
+}

@@ -1,0 +1,790 @@
+// The sidecar proxy: the outbound (15001) and inbound (15006) listeners and what happens to each
+// redirected connection, per the data-plane contract (PRODUCT.md).
+//
+// Outbound: the original destination names a service port (ClusterIP) or an endpoint (Pod IP)
+// of the mesh -> routed by the proxy (HTTP per request, TCP per connection), mutual TLS to a
+// meshed endpoint; anything else passes through untouched.
+// Inbound: a ClientHello offering a Mooring ALPN is mutual TLS from a sidecar (the client chain
+// must lead to the trust bundle); anything else is plain text, accepted unless the port's
+// PeerAuthentication mode is STRICT. Traffic reaches the app on its original address and port.
+
+import net from 'node:net';
+import tls from 'node:tls';
+import type { MeshState, Protocol, WorkloadInfo } from '../../api/mesh';
+import { newUpstreamEndpoint, type Random, type UpstreamEndpoint } from './core/endpoints';
+import { pickEndpoint } from './core/endpoints';
+import { ALPN, MOORING_ALPNS, offersMooring, peerSpiffeId } from './core/identity';
+import { DEFAULT_LOAD_BALANCER, effectivePolicy, MeshIndex, type Target } from './core/mesh-index';
+import { encodeWorkload, MAX_PEER_LINE, PEER_LINE_PREFIX, decodeWorkload } from './core/peer';
+import { sniff, type Sniffed } from './core/sniff';
+import { dial } from './l4/dial';
+import { relayTcp } from './l4/tcp';
+import { createTlsContexts, MESH_TLS, type TlsContexts, type WorkloadCredentials } from './l4/tls';
+import { Http1Downstream } from './l7/http1-proxy';
+import { ConnectionPool } from './l7/pool';
+import {
+  InboundHttp,
+  OutboundHttp,
+  peerLabels,
+  type HandlerContext,
+  type InboundInfo,
+  InboundH2,
+  OutboundH2,
+} from './http-handlers';
+import { H2SessionPool, serveH2 } from './l7/http2-proxy';
+import { Edge, UNKNOWN, UNKNOWN_PEER, type IstioMetrics } from './metrics';
+
+export interface OriginalDestination {
+  readonly address: string;
+  readonly port: number;
+  readonly family: 4 | 6;
+}
+
+export type OriginalDestinationFn = (socket: net.Socket) => OriginalDestination | null;
+
+export interface ProxyLog {
+  debug(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface SidecarDeps {
+  readonly log: ProxyLog;
+  readonly originalDestination: OriginalDestinationFn;
+  readonly random: Random;
+  /** Milliseconds, for ejection times (Date.now in production). */
+  readonly nowMs: () => number;
+  readonly metrics: IstioMetrics;
+}
+
+export interface SidecarOptions {
+  readonly outboundPort: number;
+  readonly inboundPort: number;
+  /** null: every address (`::` dual stack, or `0.0.0.0` without IPv6). */
+  readonly listenHost: string | null;
+  /** Istio's default connect timeout is 10 s. */
+  readonly connectTimeoutMs: number;
+  /** Time allowed for a sidecar's TLS handshake. */
+  readonly handshakeTimeoutMs: number;
+  /** Ports of the proxy and agent themselves: a redirected connection to one is a loop. */
+  readonly ownPorts: readonly number[];
+}
+
+export const SIDECAR_DEFAULTS = {
+  connectTimeoutMs: 10_000,
+  handshakeTimeoutMs: 10_000,
+  protocolDetectionTimeoutMs: 100,
+} as const;
+
+/** Idle keep-alive connections: to a sidecar (ours, long-lived) and to an app (Node's own
+ * servers close idle connections after 5 s, so we let go first). */
+const POOL_IDLE_MS = { sidecar: 60_000, app: 4_000 };
+
+interface ProxyCounters {
+  outbound: number;
+  inbound: number;
+  passthrough: number;
+  inboundMtls: number;
+  inboundPlaintext: number;
+  refusedPlaintext: number;
+  refusedHandshake: number;
+  refusedIdentity: number;
+  loops: number;
+  noOriginalDestination: number;
+}
+
+export class Sidecar {
+  private index: MeshIndex | null = null;
+  private tlsContexts: TlsContexts | null = null;
+  private ownPeer = '';
+  private outboundServer: net.Server | null = null;
+  private inboundServer: net.Server | null = null;
+  private readonly outboundPool = new ConnectionPool({
+    idleTimeoutMs: POOL_IDLE_MS.sidecar,
+    maxIdlePerKey: 64,
+  });
+  private readonly inboundPool = new ConnectionPool({
+    idleTimeoutMs: POOL_IDLE_MS.app,
+    maxIdlePerKey: 64,
+  });
+  private readonly outboundHttp: OutboundHttp;
+  private readonly inboundHttp: InboundHttp;
+  private readonly outboundH2: OutboundH2;
+  private readonly inboundH2: InboundH2;
+  private readonly outboundH2Pool = new H2SessionPool();
+  private readonly inboundH2Pool = new H2SessionPool();
+  private readonly appEndpoints = new Map<string, UpstreamEndpoint>();
+  private readonly open = new Set<net.Socket>();
+  private inboundDraining = false;
+  readonly counters: ProxyCounters = {
+    outbound: 0,
+    inbound: 0,
+    passthrough: 0,
+    inboundMtls: 0,
+    inboundPlaintext: 0,
+    refusedPlaintext: 0,
+    refusedHandshake: 0,
+    refusedIdentity: 0,
+    loops: 0,
+    noOriginalDestination: 0,
+  };
+
+  constructor(
+    private readonly deps: SidecarDeps,
+    private readonly options: SidecarOptions,
+  ) {
+    const ctx: HandlerContext = {
+      index: () => this.index,
+      tls: () => this.tlsContexts,
+      random: deps.random,
+      nowMs: deps.nowMs,
+      metrics: deps.metrics,
+      connectTimeoutMs: options.connectTimeoutMs,
+      ownPeerValue: () => this.ownPeer,
+      ownWorkload: () => this.index?.state.proxy.workload ?? null,
+      ownIdentity: () => this.tlsContexts?.spiffeId ?? this.index?.state.proxy.identity ?? null,
+      draining: () => this.inboundDraining,
+    };
+    this.outboundHttp = new OutboundHttp(ctx);
+    this.inboundHttp = new InboundHttp(ctx);
+    this.outboundH2 = new OutboundH2(this.outboundHttp);
+    this.inboundH2 = new InboundH2(this.inboundHttp);
+  }
+
+  // --- state ------------------------------------------------------------------------------
+
+  setMesh(state: MeshState): void {
+    this.index = new MeshIndex(state, this.index);
+    this.ownPeer = encodeWorkload(state.proxy.workload);
+  }
+
+  mesh(): MeshIndex | null {
+    return this.index;
+  }
+
+  /** A new certificate or trust bundle: new handshakes use it, open connections keep theirs. */
+  setCredentials(credentials: WorkloadCredentials, now: Date): void {
+    this.tlsContexts = createTlsContexts(credentials, now);
+    this.credentialsPem = {
+      key: credentials.keyPem,
+      cert: credentials.chainPem,
+      ca: [...credentials.roots],
+      ...MESH_TLS,
+    };
+    this.tlsServer?.setSecureContext(this.credentialsPem);
+    this.deps.log.info(
+      {
+        spiffeId: credentials.spiffeId,
+        roots: credentials.roots.length,
+        fingerprint: this.tlsContexts.fingerprint,
+      },
+      'proxy credentials updated',
+    );
+  }
+
+  credentials(): TlsContexts | null {
+    return this.tlsContexts;
+  }
+
+  /** Ready to carry traffic: both listeners, a certificate and a configuration. */
+  ready(): boolean {
+    return (
+      this.outboundServer !== null &&
+      this.inboundServer !== null &&
+      this.tlsContexts !== null &&
+      this.index !== null
+    );
+  }
+
+  // --- listeners --------------------------------------------------------------------------
+
+  async start(): Promise<{ outbound: net.AddressInfo; inbound: net.AddressInfo }> {
+    this.outboundServer = await this.listen(this.options.outboundPort, (s) => this.onOutbound(s));
+    this.inboundServer = await this.listen(this.options.inboundPort, (s) => this.onInbound(s));
+    return {
+      outbound: this.outboundServer.address() as net.AddressInfo,
+      inbound: this.inboundServer.address() as net.AddressInfo,
+    };
+  }
+
+  private async listen(port: number, handler: (s: net.Socket) => void): Promise<net.Server> {
+    const hosts = this.options.listenHost !== null ? [this.options.listenHost] : ['::', '0.0.0.0'];
+    let lastError: Error | null = null;
+    for (const host of hosts) {
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+        this.open.add(socket);
+        socket.once('close', () => this.open.delete(socket));
+        handler(socket);
+      });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ host, port, ipv6Only: false }, () => {
+            server.removeListener('error', reject);
+            resolve();
+          });
+        });
+        return server;
+      } catch (err) {
+        lastError = err as Error;
+        // No IPv6 in this network namespace: listen on IPv4 only.
+        if (
+          (err as NodeJS.ErrnoException).code !== 'EAFNOSUPPORT' &&
+          (err as NodeJS.ErrnoException).code !== 'EADDRNOTAVAIL'
+        )
+          break;
+      }
+    }
+    throw lastError ?? new Error(`cannot listen on port ${port}`);
+  }
+
+  /** Stops accepting inbound connections; keep-alive connections close after their current request. */
+  drainInbound(): void {
+    this.inboundDraining = true;
+    this.inboundServer?.close();
+  }
+
+  async close(): Promise<void> {
+    this.inboundDraining = true;
+    const closing = [this.outboundServer, this.inboundServer].map(
+      (s) => new Promise<void>((resolve) => (s === null ? resolve() : s.close(() => resolve()))),
+    );
+    for (const s of this.open) s.destroy();
+    this.outboundPool.closeIdle();
+    this.inboundPool.closeIdle();
+    this.outboundH2Pool.close();
+    this.inboundH2Pool.close();
+    await Promise.all(closing);
+  }
+
+  /** Connections open through the proxy (both directions). */
+  openConnections(): number {
+    return this.open.size;
+  }
+
+  // --- outbound ---------------------------------------------------------------------------
+
+  private isOwn(dst: { address: string; port: number }): boolean {
+    if (!this.options.ownPorts.includes(dst.port)) return false;
+    const podIp = this.index?.state.proxy.pod.ip ?? null;
+    return (
+      dst.address === podIp ||
+      dst.address === '127.0.0.1' ||
+      dst.address === '::1' ||
+      podIp === null
+    );
+  }
+
+  private onOutbound(socket: net.Socket): void {
+    this.counters.outbound++;
+    socket.on('error', () => socket.destroy());
+    const dst = this.originalDestination(socket);
+    if (dst === null) {
+      // A direct connection to the listener, not a redirected one: nothing to proxy to.
+      this.counters.noOriginalDestination++;
+      socket.destroy();
+      return;
+    }
+    if (this.isOwn(dst)) {
+      this.counters.loops++;
+      socket.destroy();
+      return;
+    }
+    const target = this.index?.lookup(dst.address, dst.port) ?? null;
+    if (target === null) {
+      this.passthrough(socket, dst, null);
+      return;
+    }
+    this.dispatchOutbound(socket, target, target.port.protocol);
+  }
+
+  private dispatchOutbound(socket: net.Socket, target: Target, protocol: Protocol): void {
+    switch (protocol) {
+      case 'http':
+        new Http1Downstream(socket, this.outboundHttp, this.outboundPool, { target }, null);
+        return;
+      case 'http2':
+      case 'grpc':
+        serveH2(socket, null, this.outboundH2, this.outboundH2Pool, { target });
+        return;
+      case 'tcp':
+        this.outboundTcp(socket, target, null);
+        return;
+      default:
+        this.sniffFirst(socket, this.detectionTimeoutMs(), (first, kind) => {
+          if (kind.kind === 'http1') {
+            new Http1Downstream(socket, this.outboundHttp, this.outboundPool, { target }, first);
+          } else if (kind.kind === 'http2') {
+            serveH2(socket, first, this.outboundH2, this.outboundH2Pool, { target });
+          } else {
+            this.outboundTcp(socket, target, first);
+          }
+        });
+    }
+  }
+
+  private detectionTimeoutMs(): number {
+    return (
+      this.index?.state.settings.protocolDetectionTimeoutMs ??
+      SIDECAR_DEFAULTS.protocolDetectionTimeoutMs
+    );
+  }
+
+  private outboundTcp(socket: net.Socket, target: Target, first: Buffer | null): void {
+    const index = this.index as MeshIndex;
+    let endpoint: UpstreamEndpoint | null;
+    if (target.kind === 'endpoint') {
+      endpoint = target.endpoint;
+    } else {
+      const set = index.endpointSet(target.service, target.port.port);
+      const lb = effectivePolicy(target.service, undefined).loadBalancer ?? DEFAULT_LOAD_BALANCER;
+      endpoint = pickEndpoint(set, lb, this.deps.random, this.deps.nowMs());
+    }
+    const edge = this.outboundHttp.edge(endpoint, target.service);
+    const tcpEdge = new Edge({ ...edge.labels, protocol: 'tcp' });
+    if (endpoint === null) {
+      this.deps.metrics.tcpOpened(tcpEdge);
+      this.deps.metrics.tcpClosed(tcpEdge);
+      socket.destroy();
+      return;
+    }
+    const chosen = endpoint;
+    chosen.active++;
+    socket.pause();
+    dial(
+      {
+        endpoint: chosen,
+        alpn: ALPN.tcp,
+        tls: this.tlsContexts,
+        connectTimeoutMs: this.options.connectTimeoutMs,
+      },
+      (err, upstream) => {
+        if (err !== null || upstream === null) {
+          chosen.active--;
+          this.deps.log.debug(
+            { endpoint: chosen.key, err: err?.message },
+            'outbound TCP connect failed',
+          );
+          this.deps.metrics.tcpOpened(tcpEdge);
+          this.deps.metrics.tcpClosed(tcpEdge);
+          socket.destroy();
+          return;
+        }
+        if (socket.destroyed) {
+          chosen.active--;
+          upstream.destroy();
+          return;
+        }
+        if (chosen.identity !== null) upstream.write(`${PEER_LINE_PREFIX}${this.ownPeer}\n`);
+        this.deps.metrics.tcpOpened(tcpEdge);
+        relayTcp(
+          socket,
+          upstream,
+          first,
+          {
+            bytes: (sent, received) => this.deps.metrics.tcpBytes(tcpEdge, sent, received),
+            closed: () => {
+              chosen.active--;
+              this.deps.metrics.tcpClosed(tcpEdge);
+            },
+          },
+          true,
+        );
+        socket.resume();
+      },
+    );
+  }
+
+  private passthrough(socket: net.Socket, dst: OriginalDestination, first: Buffer | null): void {
+    this.counters.passthrough++;
+    socket.pause();
+    const upstream = net.connect({
+      host: dst.address,
+      port: dst.port,
+      allowHalfOpen: true,
+      noDelay: true,
+    });
+    const edge = this.passthroughEdge();
+    upstream.once('error', () => {
+      this.deps.metrics.tcpOpened(edge);
+      this.deps.metrics.tcpClosed(edge);
+      socket.destroy();
+      upstream.destroy();
+    });
+    upstream.once('connect', () => {
+      upstream.removeAllListeners('error');
+      this.deps.metrics.tcpOpened(edge);
+      relayTcp(
+        socket,
+        upstream,
+        first,
+        {
+          bytes: (s, r) => this.deps.metrics.tcpBytes(edge, s, r),
+          closed: () => this.deps.metrics.tcpClosed(edge),
+        },
+        true,
+      );
+      socket.resume();
+    });
+  }
+
+  private passthroughEdgeCache: { version: number; edge: Edge } | null = null;
+
+  private passthroughEdge(): Edge {
+    const version = this.index?.version ?? -1;
+    if (this.passthroughEdgeCache?.version === version) return this.passthroughEdgeCache.edge;
+    const own = this.index?.state.proxy.workload ?? null;
+    const edge = new Edge({
+      reporter: 'source',
+      source: peerLabels(own, this.tlsContexts?.spiffeId ?? null),
+      destination: UNKNOWN_PEER,
+      service: 'PassthroughCluster',
+      serviceName: 'PassthroughCluster',
+      serviceNamespace: UNKNOWN,
+      protocol: 'tcp',
+      security: 'none',
+    });
+    this.passthroughEdgeCache = { version, edge };
+    return edge;
+  }
+
+  // --- inbound ----------------------------------------------------------------------------
+
+  private onInbound(socket: net.Socket): void {
+    this.counters.inbound++;
+    socket.on('error', () => socket.destroy());
+    const dst = this.originalDestination(socket);
+    if (dst === null) {
+      this.counters.noOriginalDestination++;
+      socket.destroy();
+      return;
+    }
+    if (this.options.ownPorts.includes(dst.port)) {
+      this.counters.loops++;
+      socket.destroy();
+      return;
+    }
+    const index = this.index;
+    const mode = index?.inboundMode(dst.port) ?? 'PERMISSIVE';
+    const protocol = index?.inboundProtocol(dst.port) ?? 'unknown';
+    const app = this.appEndpoint(dst);
+    if (mode === 'DISABLE') {
+      this.inboundPlaintext(socket, app, protocol, null, null);
+      return;
+    }
+    // Wait for the client's first bytes. A plain-text client of a server-first protocol sends
+    // nothing: after the detection timeout it is taken as plain TCP (never under STRICT).
+    const waitMs =
+      mode === 'STRICT'
+        ? this.options.handshakeTimeoutMs
+        : protocol === 'tcp' || protocol === 'unknown'
+          ? this.detectionTimeoutMs()
+          : this.options.handshakeTimeoutMs;
+    this.sniffFirst(socket, waitMs, (first, kind) => {
+      if (kind.kind === 'tls' && offersMooring(kind.alpn)) {
+        this.inboundMtls(socket, first, app);
+        return;
+      }
+      if (mode === 'STRICT') {
+        this.counters.refusedPlaintext++;
+        this.deps.log.debug({ port: dst.port }, 'STRICT: plain-text connection refused');
+        socket.destroy();
+        return;
+      }
+      this.inboundPlaintext(socket, app, protocol, first, kind);
+    });
+  }
+
+  private appEndpoint(dst: OriginalDestination): UpstreamEndpoint {
+    const key = `${dst.address}|${dst.port}`;
+    let e = this.appEndpoints.get(key);
+    if (e === undefined) {
+      e = newUpstreamEndpoint(
+        { address: dst.address, ports: {}, ready: true, identity: null, workload: null, pod: null },
+        dst.port,
+        true,
+      );
+      this.appEndpoints.set(key, e);
+    }
+    return e;
+  }
+
+  private inboundPlaintext(
+    socket: net.Socket,
+    app: UpstreamEndpoint,
+    protocol: Protocol,
+    first: Buffer | null,
+    sniffed: Sniffed | null,
+  ): void {
+    this.counters.inboundPlaintext++;
+    const info: InboundInfo = { app, peer: null };
+    const kind =
+      sniffed?.kind ??
+      (protocol === 'http'
+        ? 'http1'
+        : protocol === 'http2' || protocol === 'grpc'
+          ? 'http2'
+          : 'other');
+    if (kind === 'http1' && protocol !== 'tcp') {
+      new Http1Downstream(
+        socket,
+        this.inboundHttp,
+        this.inboundPool,
+        info as unknown as Record<string, unknown>,
+        first,
+      );
+      return;
+    }
+    if (kind === 'http2' && protocol !== 'tcp') {
+      serveH2(socket, first, this.inboundH2, this.inboundH2Pool, info);
+      return;
+    }
+    this.inboundTcp(socket, app, first, null, null);
+  }
+
+  /**
+   * The TLS server of the inbound side. It never listens: the inbound listener hands it each
+   * connection that opened with a Mooring ClientHello. Node's tls.Server checks the client
+   * chain against the bundle and refuses an unverified one; we check the SPIFFE ID.
+   */
+  private mtlsServer(): tls.Server {
+    if (this.tlsServer !== null) return this.tlsServer;
+    const server = tls.createServer({
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: [...MOORING_ALPNS],
+      handshakeTimeout: this.options.handshakeTimeoutMs,
+      allowHalfOpen: true,
+      ...MESH_TLS,
+    });
+    if (this.credentialsPem !== null) server.setSecureContext(this.credentialsPem);
+    server.on('tlsClientError', (err: Error) => {
+      this.counters.refusedHandshake++;
+      this.deps.log.debug({ err: err.message }, 'inbound mTLS handshake refused');
+    });
+    server.on('secureConnection', (socket: tls.TLSSocket) => this.onMtls(socket));
+    this.tlsServer = server;
+    return server;
+  }
+
+  private tlsServer: tls.Server | null = null;
+  private credentialsPem: tls.SecureContextOptions | null = null;
+  /** The app endpoint of each connection in its handshake, by the client's address and port. */
+  private readonly tlsApps = new Map<string, UpstreamEndpoint>();
+
+  private inboundMtls(raw: net.Socket, first: Buffer, app: UpstreamEndpoint): void {
+    const contexts = this.tlsContexts;
+    if (contexts === null || this.index === null) {
+      // No certificate yet: a sidecar cannot be answered (never in plain text).
+      this.counters.refusedHandshake++;
+      raw.destroy();
+      return;
+    }
+    const server = this.mtlsServer();
+    raw.pause();
+    raw.unshift(first);
+    const key = `${raw.remoteAddress}|${raw.remotePort}`;
+    this.tlsApps.set(key, app);
+    raw.once('close', () => this.tlsApps.delete(key));
+    server.emit('connection', raw);
+  }
+
+  private onMtls(socket: tls.TLSSocket): void {
+    const index = this.index;
+    const app = this.tlsApps.get(`${socket.remoteAddress}|${socket.remotePort}`);
+    socket.on('error', () => socket.destroy());
+    if (index === null || app === undefined) {
+      socket.destroy();
+      return;
+    }
+    const peer = peerSpiffeId(
+      socket.getPeerCertificate().subjectaltname,
+      index.state.settings.trustDomain,
+    );
+    if (!peer.ok) {
+      this.counters.refusedIdentity++;
+      this.deps.log.debug({ reason: peer.reason }, 'inbound mTLS: peer identity refused');
+      socket.destroy();
+      return;
+    }
+    this.counters.inboundMtls++;
+    const info: InboundInfo = { app, peer: peer.id };
+    switch (socket.alpnProtocol) {
+      case ALPN.http1:
+        new Http1Downstream(
+          socket,
+          this.inboundHttp,
+          this.inboundPool,
+          info as unknown as Record<string, unknown>,
+          null,
+        );
+        return;
+      case ALPN.h2:
+        serveH2(socket, null, this.inboundH2, this.inboundH2Pool, info);
+        return;
+      default:
+        this.readPeerLine(socket, (workload, rest) =>
+          this.inboundTcp(socket, app, rest, peer.id, workload),
+        );
+    }
+  }
+
+  /** The TCP preamble of a sidecar: `MOORING-PEER <encoded workload>\n`. */
+  private readPeerLine(
+    socket: net.Socket,
+    then: (workload: WorkloadInfo | null, rest: Buffer | null) => void,
+  ): void {
+    let buffered: Buffer | null = null;
+    const onData = (chunk: Buffer): void => {
+      buffered = buffered === null ? chunk : Buffer.concat([buffered, chunk]);
+      const nl = buffered.indexOf(0x0a);
+      if (nl === -1) {
+        if (buffered.length > MAX_PEER_LINE) socket.destroy();
+        return;
+      }
+      socket.removeListener('data', onData);
+      socket.pause();
+      const line = buffered.toString('latin1', 0, nl);
+      const rest = buffered.subarray(nl + 1);
+      const workload = line.startsWith(PEER_LINE_PREFIX)
+        ? decodeWorkload(line.slice(PEER_LINE_PREFIX.length))
+        : null;
+      if (!line.startsWith(PEER_LINE_PREFIX)) {
+        socket.destroy();
+        return;
+      }
+      then(workload, rest.length > 0 ? rest : null);
+    };
+    socket.on('data', onData);
+  }
+
+  private inboundTcp(
+    socket: net.Socket,
+    app: UpstreamEndpoint,
+    first: Buffer | null,
+    peer: string | null,
+    workload: WorkloadInfo | null,
+  ): void {
+    socket.pause();
+    const index = this.index;
+    const own = index?.state.proxy.workload ?? null;
+    const edge = new Edge({
+      reporter: 'destination',
+      source: peerLabels(workload, peer),
+      destination: peerLabels(own, peer !== null ? (this.tlsContexts?.spiffeId ?? null) : null),
+      service: UNKNOWN,
+      serviceName: UNKNOWN,
+      serviceNamespace: own?.namespace ?? UNKNOWN,
+      protocol: 'tcp',
+      security: peer !== null ? 'mutual_tls' : 'none',
+    });
+    const upstream = net.connect({
+      host: app.address,
+      port: app.port,
+      allowHalfOpen: true,
+      noDelay: true,
+    });
+    upstream.once('error', () => {
+      this.deps.metrics.tcpOpened(edge);
+      this.deps.metrics.tcpClosed(edge);
+      socket.destroy();
+      upstream.destroy();
+    });
+    upstream.once('connect', () => {
+      upstream.removeAllListeners('error');
+      this.deps.metrics.tcpOpened(edge);
+      relayTcp(
+        socket,
+        upstream,
+        first,
+        {
+          bytes: (s, r) => this.deps.metrics.tcpBytes(edge, s, r),
+          closed: () => this.deps.metrics.tcpClosed(edge),
+        },
+        false,
+      );
+      socket.resume();
+    });
+  }
+
+  // --- helpers ----------------------------------------------------------------------------
+
+  private originalDestination(socket: net.Socket): OriginalDestination | null {
+    try {
+      return this.deps.originalDestination(socket);
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'cannot read the original destination');
+      return null;
+    }
+  }
+
+  /**
+   * Reads the client's first bytes until `sniff` knows what they are, or `timeoutMs` passes
+   * with nothing (a server-first protocol: `other`, no bytes). The bytes read are handed on.
+   */
+  private sniffFirst(
+    socket: net.Socket,
+    timeoutMs: number,
+    then: (first: Buffer, kind: Sniffed) => void,
+  ): void {
+    let buffered: Buffer = Buffer.alloc(0);
+    let done = false;
+    const finish = (kind: Sniffed): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      socket.removeListener('end', onEnd);
+      socket.pause();
+      then(buffered, kind);
+    };
+    const onData = (chunk: Buffer): void => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      const kind = sniff(buffered);
+      if (kind.kind !== 'more') finish(kind);
+    };
+    const onEnd = (): void => finish({ kind: 'other' });
+    const timer = setTimeout(() => finish({ kind: 'other' }), timeoutMs);
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+  }
+
+  /** The proxy's state for `/config_dump`. */
+  configDump(): Record<string, unknown> {
+    const index = this.index;
+    return {
+      version: index?.version ?? null,
+      ready: this.ready(),
+      tls:
+        this.tlsContexts === null
+          ? null
+          : {
+              spiffeId: this.tlsContexts.spiffeId,
+              fingerprint: this.tlsContexts.fingerprint,
+              since: this.tlsContexts.since,
+            },
+      proxy: index?.state.proxy ?? null,
+      settings: index?.state.settings ?? null,
+      services: index === null ? [] : [...index.state.services.values()],
+      endpoints:
+        index === null
+          ? []
+          : [...index.endpointRecords()].map((e) => ({
+              address: e.address,
+              port: e.port,
+              identity: e.identity,
+              ready: e.ready,
+              active: e.active,
+              ejectedUntil: e.ejectedUntil === 0 ? null : new Date(e.ejectedUntil).toISOString(),
+              ejections: e.ejections,
+            })),
+      connections: {
+        open: this.open.size,
+        outboundPool: this.outboundPool.stats(),
+        inboundPool: this.inboundPool.stats(),
+        counters: { ...this.counters },
+      },
+    };
+  }
+}

@@ -1,0 +1,586 @@
+// Two real sidecars on loopback with mutual TLS between them, a real app behind the second.
+// Only the original destination is given by the test (the netns tests read it from real
+// iptables redirects): sidecar A's outbound connections "were sent to" a ClusterIP of the mesh,
+// sidecar B's inbound ones to the app's port.
+
+import { generateKeyPairSync } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import http from 'node:http';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { MeshState } from '../../src/api/mesh';
+import type { WorkloadCredentials } from '../../src/agent/proxy/l4/tls';
+import { IstioMetrics } from '../../src/agent/proxy/metrics';
+import { Sidecar, type OriginalDestination } from '../../src/agent/proxy/sidecar';
+import { makeCa, makeLeaf, withUri, type Issuer } from '../fixtures/agent-pki';
+import {
+  endpoint,
+  inboundMode,
+  meshedAs,
+  meshState,
+  port,
+  proxyScope,
+  service,
+  spiffe,
+} from '../fixtures/mesh';
+
+jest.setTimeout(30_000);
+
+const root = makeCa('Mooring Test Root');
+const otherRoot = makeCa('Somebody Else');
+
+function credentials(
+  sa: string,
+  issuer: Issuer = root,
+  roots: Issuer[] = [root],
+): WorkloadCredentials {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return {
+    chainPem: makeLeaf(issuer, publicKey, withUri(spiffe(sa))),
+    keyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    roots: roots.map((r) => r.pem),
+    spiffeId: spiffe(sa),
+  };
+}
+
+const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+
+interface Echo {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+let app: http.Server;
+let appPort: number;
+let otherApp: http.Server;
+let otherAppPort: number;
+let tcpApp: net.Server;
+let tcpAppPort: number;
+
+let a: Sidecar;
+let b: Sidecar;
+let aMetrics: IstioMetrics;
+let bMetrics: IstioMetrics;
+let aPorts: { outbound: AddressInfo; inbound: AddressInfo };
+let bPorts: { outbound: AddressInfo; inbound: AddressInfo };
+/** Where A's next outbound connection "was sent". */
+let aTarget: OriginalDestination;
+/** Where B's next inbound connection "was sent". */
+let bTarget: OriginalDestination;
+
+const CLUSTER_IP = '10.96.0.10';
+const TCP_IP = '10.96.0.11';
+const GRPC_IP = '10.96.0.12';
+const dst = (address: string, p: number): OriginalDestination => ({ address, port: p, family: 4 });
+
+function serverService(
+  expected = 'server',
+  extraEndpoints: ReturnType<typeof endpoint>[] = [],
+  address = '127.0.0.1',
+) {
+  return service(
+    'server',
+    CLUSTER_IP,
+    [port(80, 'http')],
+    [endpoint(address, { 80: bPorts.inbound.port }, meshedAs(expected)), ...extraEndpoints],
+  );
+}
+
+function tcpService() {
+  return service(
+    'tcp-echo',
+    TCP_IP,
+    [port(5000, 'tcp')],
+    [endpoint('127.0.0.1', { 5000: bPorts.inbound.port }, meshedAs('server'))],
+  );
+}
+
+function grpcService() {
+  return service(
+    'grpc-echo',
+    GRPC_IP,
+    [port(7070, 'grpc')],
+    [endpoint('127.0.0.1', { 7070: bPorts.inbound.port }, meshedAs('server'))],
+  );
+}
+
+function meshForA(...services: ReturnType<typeof service>[]): MeshState {
+  return meshState(
+    proxyScope('client'),
+    ...(services.length > 0 ? services : [serverService(), tcpService(), grpcService()]),
+  );
+}
+
+const listen = async (server: net.Server): Promise<number> => {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+};
+
+beforeAll(async () => {
+  app = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = JSON.stringify({
+        method: req.method,
+        url: req.url,
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString(),
+      });
+      res.writeHead(req.url === '/fail' ? 503 : 200, { 'content-type': 'application/json' });
+      res.end(body);
+    });
+  });
+  app.on('upgrade', (req, socket: net.Socket, head: Buffer) => {
+    socket.write(
+      'HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n',
+    );
+    if (head.length > 0) socket.write(head);
+    socket.on('data', (d: Buffer) => socket.write(Buffer.from(d.toString().toUpperCase())));
+    socket.on('end', () => socket.end());
+  });
+  appPort = await listen(app);
+  otherApp = http.createServer((req, res) => res.end(`other ${req.url}`));
+  otherAppPort = await listen(otherApp);
+  // Reads until the client half-closes, then answers with what it read, upper-cased.
+  tcpApp = net.createServer({ allowHalfOpen: true }, (socket) => {
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('end', () => socket.end(`got ${Buffer.concat(chunks).toString().toUpperCase()}`));
+  });
+  tcpAppPort = await listen(tcpApp);
+
+  aMetrics = new IstioMetrics();
+  bMetrics = new IstioMetrics();
+  const options = {
+    outboundPort: 0,
+    inboundPort: 0,
+    listenHost: '127.0.0.1',
+    connectTimeoutMs: 2_000,
+    handshakeTimeoutMs: 2_000,
+    ownPorts: [15000, 15020, 15021, 15090],
+  };
+  a = new Sidecar(
+    {
+      log: silent,
+      originalDestination: () => aTarget,
+      random: Math.random,
+      nowMs: Date.now,
+      metrics: aMetrics,
+    },
+    options,
+  );
+  b = new Sidecar(
+    {
+      log: silent,
+      originalDestination: () => bTarget,
+      random: Math.random,
+      nowMs: Date.now,
+      metrics: bMetrics,
+    },
+    options,
+  );
+  aPorts = await a.start();
+  bPorts = await b.start();
+  a.setCredentials(credentials('client'), new Date());
+  b.setCredentials(credentials('server'), new Date());
+  a.setMesh(meshForA());
+  b.setMesh(meshState(proxyScope('server')));
+});
+
+afterAll(async () => {
+  await Promise.all([a.close(), b.close()]);
+  for (const s of [app, otherApp]) s.closeAllConnections();
+  for (const s of [app, otherApp, tcpApp]) s.close();
+});
+
+beforeEach(() => {
+  aTarget = dst(CLUSTER_IP, 80);
+  bTarget = dst('127.0.0.1', appPort);
+});
+
+function request(
+  path: string,
+  options: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string | Buffer;
+    agent?: http.Agent;
+  } = {},
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port: aPorts.outbound.port,
+        path,
+        method: options.method ?? 'GET',
+        headers: { host: 'server', ...options.headers },
+        agent: options.agent ?? false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            text: Buffer.concat(chunks).toString(),
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+const echoOf = (text: string): Echo => JSON.parse(text) as Echo;
+
+describe('HTTP/1.1 between two sidecars', () => {
+  it('carries a request to the app with the caller identity in x-forwarded-client-cert', async () => {
+    const res = await request('/hello?x=1');
+    expect(res.status).toBe(200);
+    const echo = echoOf(res.text);
+    expect(echo.url).toBe('/hello?x=1');
+    expect(echo.headers['x-forwarded-client-cert']).toBe(
+      `By=${spiffe('server')};URI=${spiffe('client')}`,
+    );
+    expect(echo.headers['x-mooring-peer']).toBeUndefined();
+    expect(echo.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(echo.headers['x-envoy-attempt-count']).toBe('1');
+  });
+
+  it('removes a forged x-forwarded-client-cert and keeps a given x-request-id', async () => {
+    const res = await request('/', {
+      headers: {
+        'x-forwarded-client-cert':
+          'By=spiffe://evil/x;URI=spiffe://cluster.local/ns/kube-system/sa/admin',
+        'x-request-id': 'abc',
+      },
+    });
+    const echo = echoOf(res.text);
+    expect(echo.headers['x-forwarded-client-cert']).toBe(
+      `By=${spiffe('server')};URI=${spiffe('client')}`,
+    );
+    expect(echo.headers['x-request-id']).toBe('abc');
+  });
+
+  it('passes request bodies intact, with a length and chunked, small and large', async () => {
+    const big = 'x'.repeat(300_000);
+    const sized = await request('/post', {
+      method: 'POST',
+      body: big,
+      headers: { 'content-length': String(big.length) },
+    });
+    expect(echoOf(sized.text).body).toBe(big);
+    const chunked = await request('/post', {
+      method: 'POST',
+      body: 'abc',
+      headers: { 'transfer-encoding': 'chunked' },
+    });
+    expect(echoOf(chunked.text).body).toBe('abc');
+  });
+
+  it('serves many requests over kept-alive connections on both sides', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => request(`/n/${i}`, { agent })),
+    );
+    agent.destroy();
+    expect(results.map((r) => r.status)).toEqual(Array(40).fill(200));
+    expect(results.map((r) => echoOf(r.text).url)).toEqual(
+      Array.from({ length: 40 }, (_, i) => `/n/${i}`),
+    );
+    // The sidecars reuse their connections between them: far fewer than 40.
+    const dump = a.configDump() as { connections: { outboundPool: { open: number } } };
+    expect(dump.connections.outboundPool.open).toBeLessThanOrEqual(4);
+  });
+
+  it('upgrades a connection (WebSocket-style) and carries its bytes both ways', async () => {
+    const socket = net.connect(aPorts.outbound.port, '127.0.0.1');
+    socket.write(
+      'GET /ws HTTP/1.1\r\nHost: server\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n',
+    );
+    let received = '';
+    await new Promise<void>((resolve, reject) => {
+      socket.on('data', (d: Buffer) => {
+        received += d.toString();
+        if (received.includes('\r\n\r\n') && !received.includes('PING')) socket.write('ping');
+        if (received.includes('PING')) resolve();
+      });
+      socket.on('error', reject);
+    });
+    socket.destroy();
+    expect(received).toMatch(/^HTTP\/1.1 101 /);
+    expect(received.toLowerCase()).toContain('upgrade: echo');
+    expect(received).toContain('PING');
+  });
+});
+
+describe('identity between sidecars', () => {
+  afterEach(() => {
+    a.setMesh(meshForA());
+    b.setCredentials(credentials('server'), new Date());
+  });
+
+  it('refuses an endpoint that presents another identity than the mesh expects', async () => {
+    a.setMesh(meshForA(serverService('not-server')));
+    const res = await request('/secret');
+    expect(res.status).toBe(503);
+    expect(res.text).toContain('upstream connect error');
+  });
+
+  // Connections already open keep working through a credential change (nothing is dropped):
+  // these cases reach B at another loopback address, so that each needs a new handshake.
+  it('refuses an endpoint whose chain does not lead to the trust bundle', async () => {
+    b.setCredentials(credentials('server', otherRoot, [root]), new Date());
+    a.setMesh(meshForA(serverService('server', [], '127.0.0.2')));
+    const res = await request('/secret');
+    expect(res.status).toBe(503);
+  });
+
+  it('an inbound sidecar refuses a client whose chain it does not trust', async () => {
+    a.setCredentials(credentials('client', otherRoot, [root]), new Date());
+    a.setMesh(meshForA(serverService('server', [], '127.0.0.3')));
+    try {
+      const res = await request('/secret');
+      expect(res.status).toBe(503);
+    } finally {
+      a.setCredentials(credentials('client'), new Date());
+    }
+  });
+});
+
+describe('inbound modes', () => {
+  const plain = (headers: Record<string, string> = {}): Promise<{ status: number; text: string }> =>
+    new Promise((resolve, reject) => {
+      const req = http.request(
+        { host: '127.0.0.1', port: bPorts.inbound.port, path: '/plain', headers, agent: false },
+        (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+
+  afterEach(() => b.setMesh(meshState(proxyScope('server'))));
+
+  it('PERMISSIVE takes plain text, with no client identity and a forged one removed', async () => {
+    const res = await plain({
+      'x-forwarded-client-cert': 'By=x;URI=spiffe://cluster.local/ns/a/sa/b',
+    });
+    expect(res.status).toBe(200);
+    expect(echoOf(res.text).headers['x-forwarded-client-cert']).toBeUndefined();
+  });
+
+  it('STRICT refuses plain text and still takes mutual TLS', async () => {
+    b.setMesh(meshState(proxyScope('server', inboundMode('STRICT'))));
+    await expect(plain()).rejects.toThrow(/socket hang up|ECONNRESET/);
+    const res = await request('/strict');
+    expect(res.status).toBe(200);
+  });
+
+  it('a port-level PERMISSIVE opens one port of a STRICT workload', async () => {
+    b.setMesh(meshState(proxyScope('server', inboundMode('STRICT', { [appPort]: 'PERMISSIVE' }))));
+    const res = await plain();
+    expect(res.status).toBe(200);
+  });
+});
+
+describe('outbound destinations', () => {
+  it('passes a destination outside the mesh through untouched', async () => {
+    aTarget = dst('127.0.0.1', otherAppPort);
+    const res = await request('/outside');
+    expect(res.status).toBe(200);
+    expect(res.text).toBe('other /outside');
+  });
+
+  it('retries a connect failure on another endpoint (Istio default), and says UH/UF when none works', async () => {
+    // A port nothing listens on: take one and close it.
+    const closed = net.createServer();
+    const deadPort = await listen(closed);
+    closed.close();
+    a.setMesh(
+      meshForA(
+        serverService('server', [endpoint('127.0.0.1', { 80: deadPort }, meshedAs('server'))]),
+      ),
+    );
+    const results = await Promise.all(Array.from({ length: 10 }, () => request('/retry')));
+    expect(results.map((r) => r.status)).toEqual(Array(10).fill(200));
+    a.setMesh(
+      meshForA(
+        service(
+          'server',
+          CLUSTER_IP,
+          [port(80, 'http')],
+          [endpoint('127.0.0.1', { 80: deadPort }, meshedAs('server'))],
+        ),
+      ),
+    );
+    const failed = await request('/retry');
+    expect(failed.status).toBe(503);
+    expect(failed.text).toContain('connection failure');
+    a.setMesh(meshForA(service('server', CLUSTER_IP, [port(80, 'http')], [])));
+    const none = await request('/none');
+    expect(none.status).toBe(503);
+    expect(none.text).toBe('no healthy upstream');
+    a.setMesh(meshForA());
+  });
+});
+
+describe('opaque TCP between two sidecars', () => {
+  it('keeps half-close: the client ends its side and still gets the whole reply', async () => {
+    aTarget = dst(TCP_IP, 5000);
+    bTarget = dst('127.0.0.1', tcpAppPort);
+    const socket = net.connect({
+      host: '127.0.0.1',
+      port: aPorts.outbound.port,
+      allowHalfOpen: true,
+    });
+    let reply = '';
+    const done = new Promise<void>((resolve) => {
+      socket.on('data', (d: Buffer) => (reply += d.toString()));
+      socket.on('end', () => resolve());
+    });
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write('hello ');
+    socket.end('world');
+    await done;
+    socket.destroy();
+    expect(reply).toBe('got HELLO WORLD');
+  });
+});
+
+// A gRPC service with raw bytes as messages (no .proto needed).
+const raw = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
+const method = (name: string, responseStream = false) => ({
+  path: `/test.Echo/${name}`,
+  requestStream: false,
+  responseStream,
+  requestSerialize: raw.serialize,
+  requestDeserialize: raw.deserialize,
+  responseSerialize: raw.serialize,
+  responseDeserialize: raw.deserialize,
+});
+const ECHO_SERVICE = { echo: method('Echo'), fail: method('Fail'), count: method('Count', true) };
+
+describe('gRPC between two sidecars', () => {
+  let server: grpc.Server;
+  let client: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+  let grpcPort: number;
+
+  beforeAll(async () => {
+    server = new grpc.Server();
+    server.addService(ECHO_SERVICE, {
+      echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+        const xfcc = call.metadata.get('x-forwarded-client-cert')[0] ?? '';
+        cb(null, Buffer.from(`${call.request.toString()}|${String(xfcc)}`));
+      },
+      fail: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) =>
+        cb({ code: grpc.status.NOT_FOUND, details: 'no such thing' }),
+      count: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+        const n = Number(call.request.toString());
+        for (let i = 1; i <= n; i++) call.write(Buffer.from(String(i)));
+        call.end();
+      },
+    });
+    grpcPort = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+    const Client = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo');
+    client = new Client(
+      `127.0.0.1:${aPorts.outbound.port}`,
+      grpc.credentials.createInsecure(),
+    ) as typeof client;
+  });
+
+  afterAll(() => {
+    client.close();
+    server.forceShutdown();
+  });
+
+  beforeEach(() => {
+    aTarget = dst(GRPC_IP, 7070);
+    bTarget = dst('127.0.0.1', grpcPort);
+  });
+
+  const unary = (name: string, body: string): Promise<Buffer> =>
+    new Promise((resolve, reject) =>
+      (client[name] as (b: Buffer, cb: (err: grpc.ServiceError | null, r: Buffer) => void) => void)(
+        Buffer.from(body),
+        (err, r) => (err ? reject(err) : resolve(r)),
+      ),
+    );
+
+  it('carries a unary call, the server seeing the caller identity', async () => {
+    const reply = await unary('echo', 'ping');
+    expect(reply.toString()).toBe(`ping|By=${spiffe('server')};URI=${spiffe('client')}`);
+  });
+
+  it('passes an error status in the trailers, with its message', async () => {
+    await expect(unary('fail', 'x')).rejects.toMatchObject({
+      code: grpc.status.NOT_FOUND,
+      details: 'no such thing',
+    });
+    expect(aMetrics.render()).toMatch(
+      /istio_requests_total\{reporter="source".*destination_service="grpc-echo.default.svc.cluster.local".*request_protocol="grpc",response_code="200",grpc_response_status="5",response_flags="-"\} [1-9]/,
+    );
+    expect(bMetrics.render()).toMatch(
+      /istio_requests_total\{reporter="destination",source_workload="client".*request_protocol="grpc",response_code="200",grpc_response_status="5"/,
+    );
+  });
+
+  it('streams server messages', async () => {
+    const call = (client.count as (b: Buffer) => grpc.ClientReadableStream<Buffer>)(
+      Buffer.from('5'),
+    );
+    const got: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      call.on('data', (d: Buffer) => got.push(d.toString()));
+      call.on('end', () => resolve());
+      call.on('error', reject);
+    });
+    expect(got).toEqual(['1', '2', '3', '4', '5']);
+  });
+});
+
+describe('metrics', () => {
+  it('both sidecars report the requests with Istio labels', async () => {
+    const before = aMetrics.render();
+    const count = (text: string, re: RegExp): number => Number(re.exec(text)?.[1] ?? 0);
+    const sourceRe = new RegExp(
+      `istio_requests_total\\{reporter="source",source_workload="client",source_workload_namespace="default",` +
+        `source_principal="${spiffe('client')}",source_app="client",source_version="v1",destination_workload="server",` +
+        `destination_workload_namespace="default",destination_principal="${spiffe('server')}",destination_app="server",` +
+        `destination_version="v1",destination_service="server.default.svc.cluster.local",destination_service_name="server",` +
+        `destination_service_namespace="default",connection_security_policy="mutual_tls",request_protocol="http",` +
+        `response_code="200",grpc_response_status="",response_flags="-"\\} (\\d+)`,
+    );
+    const start = count(before, sourceRe);
+    for (let i = 0; i < 5; i++) await request('/m');
+    const after = aMetrics.render();
+    expect(count(after, sourceRe) - start).toBe(5);
+    const dest = bMetrics.render();
+    expect(dest).toMatch(
+      new RegExp(
+        `istio_requests_total\\{reporter="destination",source_workload="client",source_workload_namespace="default",source_principal="${spiffe('client')}",` +
+          `source_app="client",source_version="v1",destination_workload="server",destination_workload_namespace="default",destination_principal="${spiffe('server')}"`,
+      ),
+    );
+    expect(after).toMatch(
+      /istio_request_duration_milliseconds_bucket\{reporter="source".*le="\+Inf"\} \d+/,
+    );
+    expect(after).toMatch(
+      /istio_tcp_connections_opened_total\{reporter="source".*destination_service="tcp-echo.default.svc.cluster.local".*request_protocol="tcp"\} [1-9]/,
+    );
+  });
+});

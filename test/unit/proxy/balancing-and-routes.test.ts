@@ -1,0 +1,267 @@
+import type { HttpRouteTable } from '../../../src/api/mesh';
+import {
+  pickEndpoint,
+  type EndpointSet,
+  type UpstreamEndpoint,
+} from '../../../src/agent/proxy/core/endpoints';
+import { MeshIndex } from '../../../src/agent/proxy/core/mesh-index';
+import {
+  DEFAULT_RETRIES,
+  routeRequest,
+  type RequestView,
+} from '../../../src/agent/proxy/core/route';
+import {
+  endpoint,
+  meshedAs,
+  meshState,
+  notReady,
+  port,
+  proxyScope,
+  service,
+} from '../../fixtures/mesh';
+
+/** A seeded random source (mulberry32), so that a split is checked on a known sequence. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function endpointsOf(...specs: ReturnType<typeof endpoint>[]): {
+  set: EndpointSet;
+  records: UpstreamEndpoint[];
+} {
+  const svc = service('web', '10.96.0.1', [port(80)], specs);
+  const index = new MeshIndex(meshState(proxyScope('client'), svc));
+  const set = index.endpointSet(svc, 80);
+  return { set, records: [...set.endpoints] };
+}
+
+describe('pickEndpoint', () => {
+  const three = () =>
+    endpointsOf(
+      endpoint('10.0.0.1', { 80: 8080 }),
+      endpoint('10.0.0.2', { 80: 8080 }),
+      endpoint('10.0.0.3', { 80: 8080 }),
+    );
+
+  it('least request: of two random candidates, the one with fewer requests in flight', () => {
+    const { set, records } = three();
+    (records[0] as UpstreamEndpoint).active = 5;
+    (records[1] as UpstreamEndpoint).active = 5;
+    const random = seeded(1);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 3000; i++) {
+      const e = pickEndpoint(set, 'LEAST_REQUEST', random, 0) as UpstreamEndpoint;
+      counts.set(e.address, (counts.get(e.address) ?? 0) + 1);
+    }
+    // 10.0.0.3 wins every draw it is part of: 2 of the 3 pairs.
+    expect((counts.get('10.0.0.3') ?? 0) / 3000).toBeCloseTo(2 / 3, 1);
+  });
+
+  it('round robin takes every endpoint in turn', () => {
+    const { set } = three();
+    const seen = Array.from(
+      { length: 6 },
+      () => pickEndpoint(set, 'ROUND_ROBIN', Math.random, 0)?.address,
+    );
+    expect(seen).toEqual(['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.1', '10.0.0.2', '10.0.0.3']);
+  });
+
+  it('skips ejected, terminating and already tried endpoints while others are left', () => {
+    const { set, records } = endpointsOf(
+      endpoint('10.0.0.1', { 80: 8080 }),
+      endpoint('10.0.0.2', { 80: 8080 }, notReady),
+      endpoint('10.0.0.3', { 80: 8080 }),
+      endpoint('10.0.0.4', { 80: 8080 }),
+    );
+    (records[0] as UpstreamEndpoint).ejectedUntil = 1000;
+    const tried = new Set([records[2] as UpstreamEndpoint]);
+    for (let i = 0; i < 50; i++) {
+      expect(pickEndpoint(set, 'RANDOM', Math.random, 500, tried)?.address).toBe('10.0.0.4');
+    }
+    // The ejection ends at 1000.
+    const after = new Set<string>();
+    for (let i = 0; i < 200; i++)
+      after.add(pickEndpoint(set, 'RANDOM', Math.random, 1000, tried)?.address ?? '');
+    expect([...after].sort()).toEqual(['10.0.0.1', '10.0.0.4']);
+  });
+
+  it('never empties a service: with every endpoint ejected, it picks among them (panic)', () => {
+    const { set, records } = three();
+    for (const r of records) r.ejectedUntil = 10_000;
+    expect(pickEndpoint(set, 'LEAST_REQUEST', Math.random, 0)).not.toBeNull();
+  });
+
+  it('an empty set gives null', () => {
+    expect(pickEndpoint({ endpoints: [], next: 0 }, 'LEAST_REQUEST', Math.random, 0)).toBeNull();
+  });
+});
+
+describe('MeshIndex', () => {
+  it('maps ClusterIPs and Pod IPs to their service, the ClusterIP first', () => {
+    const svc = service(
+      'web',
+      '10.96.0.1',
+      [port(80), port(9090, 'grpc')],
+      [endpoint('10.0.0.1', { 80: 8080, 9090: 9090 }, meshedAs('web'))],
+    );
+    const index = new MeshIndex(meshState(proxyScope('client'), svc));
+    expect(index.lookup('10.96.0.1', 80)).toMatchObject({ kind: 'service', port: { port: 80 } });
+    expect(index.lookup('10.96.0.1', 9090)).toMatchObject({
+      kind: 'service',
+      port: { protocol: 'grpc' },
+    });
+    expect(index.lookup('10.0.0.1', 8080)).toMatchObject({
+      kind: 'endpoint',
+      endpoint: { address: '10.0.0.1', port: 8080 },
+    });
+    expect(index.lookup('10.96.0.1', 81)).toBeNull();
+    expect(index.lookup('10.0.0.9', 8080)).toBeNull();
+  });
+
+  it('keeps the live state of unchanged endpoints across a new configuration', () => {
+    const svc = (...eps: ReturnType<typeof endpoint>[]) =>
+      service('web', '10.96.0.1', [port(80)], eps);
+    const first = new MeshIndex(
+      meshState(
+        proxyScope('c'),
+        svc(endpoint('10.0.0.1', { 80: 80 }), endpoint('10.0.0.2', { 80: 80 })),
+      ),
+    );
+    const kept = first.endpointSet(first.state.services.get('default/web')!, 80)
+      .endpoints[0] as UpstreamEndpoint;
+    kept.active = 3;
+    kept.ejections = 2;
+    const second = new MeshIndex(
+      meshState(
+        proxyScope('c'),
+        svc(endpoint('10.0.0.1', { 80: 80 }), endpoint('10.0.0.3', { 80: 80 })),
+      ),
+      first,
+    );
+    const again = second.endpointSet(second.state.services.get('default/web')!, 80).endpoints;
+    expect(again.map((e) => e.address)).toEqual(['10.0.0.1', '10.0.0.3']);
+    expect(again[0]).toBe(kept);
+    expect(again[0]?.active).toBe(3);
+    expect(again[1]?.active).toBe(0);
+  });
+
+  it('an endpoint on a plain-text port of a meshed Pod is dialled without TLS', () => {
+    const e = {
+      ...endpoint('10.0.0.1', { 80: 80, 81: 81 }, meshedAs('web')),
+      plaintextPorts: [81],
+    };
+    const svc = service('web', '10.96.0.1', [port(80), port(81)], [e]);
+    const index = new MeshIndex(meshState(proxyScope('c'), svc));
+    expect(index.endpointSet(svc, 80).endpoints[0]?.identity).toBe(
+      'spiffe://cluster.local/ns/default/sa/web',
+    );
+    expect(index.endpointSet(svc, 81).endpoints[0]?.identity).toBeNull();
+  });
+});
+
+describe('routeRequest', () => {
+  const view = (
+    path: string,
+    headers: Record<string, string> = {},
+    method = 'GET',
+  ): RequestView => ({
+    method,
+    path,
+    header: (n) => headers[n] ?? null,
+  });
+  const reviews = service('reviews', '10.96.0.5', [port(9080)], []);
+  const v3 = service('reviews-v3', '10.96.0.6', [port(9080)], []);
+  const services = new Map([
+    [reviews.key, reviews],
+    [v3.key, v3],
+  ]);
+  const lookup = (k: string) => services.get(k) ?? null;
+  const table: HttpRouteTable = {
+    source: { kind: 'VirtualService', namespace: 'default', name: 'reviews' },
+    rules: [
+      {
+        name: 'dark-launch',
+        matches: [{ headers: [{ name: 'custom-header-dark-launch', value: { exact: 'v3' } }] }],
+        destinations: [{ service: v3.key, weight: 100 }],
+      },
+      {
+        name: 'api',
+        matches: [
+          { uri: { prefix: '/api/' }, method: { exact: 'POST' } },
+          { uri: { regex: '/v[0-9]+/.*' } },
+        ],
+        destinations: [{ service: reviews.key, subset: 'v2', weight: 1 }],
+        timeoutMs: 500,
+      },
+      {
+        name: 'canary',
+        matches: [],
+        destinations: [
+          { service: reviews.key, subset: 'v1', weight: 95 },
+          { service: reviews.key, subset: 'v2', weight: 5 },
+        ],
+        retries: {
+          attempts: 3,
+          perTryTimeoutMs: 2000,
+          retryOn: ['connect-failure', 'refused-stream'],
+        },
+      },
+    ],
+  };
+  const routed = { ...reviews, routes: table };
+
+  it('without a table: the service itself with Istio default retries and no timeout', () => {
+    const d = routeRequest(reviews, 9080, view('/'), Math.random, lookup);
+    expect(d).toMatchObject({
+      service: reviews,
+      port: 9080,
+      subset: undefined,
+      timeoutMs: null,
+      retries: DEFAULT_RETRIES,
+    });
+  });
+
+  it('the first rule that matches wins', () => {
+    expect(
+      routeRequest(
+        routed,
+        9080,
+        view('/api/x', { 'custom-header-dark-launch': 'v3' }, 'POST'),
+        Math.random,
+        lookup,
+      )?.service,
+    ).toBe(v3);
+    expect(
+      routeRequest(routed, 9080, view('/api/x', {}, 'POST'), Math.random, lookup),
+    ).toMatchObject({ subset: 'v2', timeoutMs: 500 });
+    expect(
+      routeRequest(routed, 9080, view('/api/x', {}, 'GET'), Math.random, lookup)?.rule?.name,
+    ).toBe('canary');
+    expect(
+      routeRequest(routed, 9080, view('/v2/ratings?q=1'), Math.random, lookup)?.rule?.name,
+    ).toBe('api');
+    expect(routeRequest(routed, 9080, view('/v2x/ratings'), Math.random, lookup)?.rule?.name).toBe(
+      'canary',
+    );
+  });
+
+  it('splits by weight: 95/5 over 20,000 seeded draws within 1%', () => {
+    const random = seeded(42);
+    let v2 = 0;
+    for (let i = 0; i < 20_000; i++)
+      if (routeRequest(routed, 9080, view('/'), random, lookup)?.subset === 'v2') v2++;
+    expect(Math.abs(v2 / 20_000 - 0.05)).toBeLessThan(0.01);
+  });
+
+  it('no matching rule is no route (null)', () => {
+    const only = { ...reviews, routes: { ...table, rules: [table.rules[0]!] } };
+    expect(routeRequest(only, 9080, view('/'), Math.random, lookup)).toBeNull();
+  });
+});

@@ -1,0 +1,240 @@
+import {
+  forwardHeaderLines,
+  Http1ParseError,
+  RequestParser,
+  ResponseParser,
+  type RequestHead,
+  type ResponseHead,
+} from '../../../src/agent/proxy/l7/http1-codec';
+
+interface Message<H> {
+  head: H;
+  body: string;
+}
+
+/** Frames `input`, fed in pieces of `split` bytes, into messages (body bytes as they came). */
+function frame<H>(
+  parser: 'request' | 'response',
+  input: string,
+  split = Infinity,
+  method = 'GET',
+): Message<H>[] {
+  const out: Message<H>[] = [];
+  let current: Message<H> | null = null;
+  const handler = {
+    onHead: (head: H) => {
+      current = { head, body: '' };
+    },
+    onBody: (chunk: Buffer) => {
+      (current as unknown as Message<H>).body += chunk.toString('latin1');
+    },
+    onMessageEnd: () => {
+      out.push(current as unknown as Message<H>);
+      current = null;
+    },
+  };
+  const p =
+    parser === 'request'
+      ? new RequestParser(handler as never)
+      : new ResponseParser(handler as never);
+  if (p instanceof ResponseParser) p.requestMethod = method;
+  const bytes = Buffer.from(input, 'latin1');
+  const step = Number.isFinite(split) ? split : bytes.length;
+  for (let i = 0; i < bytes.length; i += step) p.execute(bytes.subarray(i, i + step));
+  p.finish();
+  return out;
+}
+
+const requests = (input: string, split?: number) => frame<RequestHead>('request', input, split);
+const responses = (input: string, split?: number, method?: string) =>
+  frame<ResponseHead>('response', input, split, method);
+
+describe('RequestParser', () => {
+  const twoRequests =
+    'POST /a?x=1 HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello' +
+    'GET /b HTTP/1.1\r\nhost: svc\r\n\r\n';
+
+  it.each([1, 2, 7, 1000])(
+    'frames pipelined requests the same whatever the split (%i bytes)',
+    (split) => {
+      const got = requests(twoRequests, split);
+      expect(got.map((m) => [m.head.method, m.head.target, m.head.host, m.body])).toEqual([
+        ['POST', '/a?x=1', 'svc', 'hello'],
+        ['GET', '/b', 'svc', ''],
+      ]);
+      expect(got[0]?.head.headers).toEqual(['Host', 'svc', 'Content-Length', '5', 'X-A', '1']);
+    },
+  );
+
+  it('passes a chunked body through unchanged, extensions and trailers included', () => {
+    const body = '5;ext=1\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n';
+    const [m] = requests(
+      `POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n${body}`,
+      3,
+    );
+    expect(m?.head.chunked).toBe(true);
+    expect(m?.body).toBe(body);
+  });
+
+  it('knows connection semantics: close, HTTP/1.0 keep-alive, upgrade, expect', () => {
+    const [close] = requests('GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+    expect(close?.head.close).toBe(true);
+    const [old] = requests('GET / HTTP/1.0\r\n\r\n');
+    expect(old?.head.close).toBe(true);
+    const [oldKeep] = requests('GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n');
+    expect(oldKeep?.head.close).toBe(false);
+    const [up] = requests(
+      'GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n\r\n',
+    );
+    expect(up?.head.upgrade).toBe('websocket');
+    const [noConn] = requests('GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n');
+    expect(noConn?.head.upgrade).toBeNull();
+    const [expect100] = requests(
+      'PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n',
+    );
+    expect(expect100?.head.expectContinue).toBe(true);
+  });
+
+  // Each of these lets a request hide inside another when two parsers disagree (smuggling).
+  it.each([
+    [
+      'Transfer-Encoding with Content-Length',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n',
+    ],
+    [
+      'differing Content-Lengths',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n',
+    ],
+    [
+      'a Content-Length that is not a number',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3x\r\n\r\n',
+    ],
+    [
+      'a coding after chunked',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n',
+    ],
+    [
+      'chunked twice',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n',
+    ],
+    ['obsolete line folding', 'GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n  2\r\n\r\n'],
+    ['a bare LF in the head', 'GET / HTTP/1.1\nHost: a\r\n\r\n'],
+    ['a space before the colon', 'GET / HTTP/1.1\r\nHost : a\r\n\r\n'],
+    ['a control character in a value', 'GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n'],
+    ['two Hosts', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'],
+    ['an HTTP/1.1 request without Host', 'GET / HTTP/1.1\r\nX: 1\r\n\r\n'],
+    ['an unknown version', 'GET / HTTP/2.0\r\nHost: a\r\n\r\n'],
+    ['a bad chunk size', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n'],
+    [
+      'a chunk without its CRLF',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX',
+    ],
+  ])('refuses %s', (_name, input) => {
+    expect(() => requests(input)).toThrow(Http1ParseError);
+  });
+
+  it('refuses a head over the limit as "too large" (431), even when it never ends', () => {
+    const huge = `GET / HTTP/1.1\r\nHost: a\r\nX: ${'a'.repeat(70_000)}`;
+    try {
+      requests(huge, 4096);
+      throw new Error('no error');
+    } catch (err) {
+      expect(err).toBeInstanceOf(Http1ParseError);
+      expect((err as Http1ParseError).tooLarge).toBe(true);
+    }
+  });
+
+  it('a body cut by the end of the connection is an error', () => {
+    expect(() => requests('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc')).toThrow(
+      /middle of a body/,
+    );
+  });
+});
+
+describe('ResponseParser', () => {
+  it.each([
+    ['a length', 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi', 'GET', 'hi'],
+    [
+      'chunks',
+      'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n',
+      'GET',
+      '2\r\nhi\r\n0\r\n\r\n',
+    ],
+    ['no body for HEAD', 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n', 'HEAD', ''],
+    ['no body for 204', 'HTTP/1.1 204 No Content\r\n\r\n', 'GET', ''],
+    ['no body for 304', 'HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n', 'GET', ''],
+    [
+      'a body until the connection closes',
+      'HTTP/1.1 200 OK\r\n\r\nuntil close',
+      'GET',
+      'until close',
+    ],
+  ])('frames a response body with %s', (_name, input, method, body) => {
+    const [m] = responses(input, 3, method);
+    expect(m?.body).toBe(body);
+  });
+
+  it('frames a 100 Continue and then the response', () => {
+    const got = responses(
+      'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n',
+    );
+    expect(got.map((m) => m.head.statusCode)).toEqual([100, 201]);
+  });
+
+  it('keeps a reason with spaces, and an empty one', () => {
+    expect(
+      responses('HTTP/1.1 404 Not Very Found\r\nContent-Length: 0\r\n\r\n')[0]?.head.reason,
+    ).toBe('Not Very Found');
+    expect(responses('HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n')[0]?.head.reason).toBe('');
+  });
+
+  it.each([
+    ['a status that is not three digits', 'HTTP/1.1 20 OK\r\n\r\n'],
+    [
+      'Transfer-Encoding with Content-Length',
+      'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n',
+    ],
+  ])('refuses %s', (_name, input) => {
+    expect(() => responses(input)).toThrow(Http1ParseError);
+  });
+});
+
+describe('forwardHeaderLines', () => {
+  it('drops hop-by-hop headers and those Connection names, and adds the proxy own', () => {
+    const lines = forwardHeaderLines(
+      [
+        'Host',
+        'a',
+        'Connection',
+        'keep-alive, X-Hop',
+        'X-Hop',
+        '1',
+        'Keep-Alive',
+        'timeout=5',
+        'TE',
+        'trailers',
+        'X-Forwarded-Client-Cert',
+        'forged',
+        'X-Keep',
+        'yes',
+      ],
+      {
+        remove: new Set(['x-forwarded-client-cert']),
+        add: ['x-request-id', 'r1'],
+        connection: null,
+      },
+    );
+    expect(lines).toBe('Host: a\r\nX-Keep: yes\r\nx-request-id: r1\r\n');
+  });
+
+  it('keeps Upgrade and sets Connection for an upgrade', () => {
+    const lines = forwardHeaderLines(
+      ['Host', 'a', 'Upgrade', 'websocket', 'Connection', 'Upgrade'],
+      {
+        connection: 'upgrade',
+        upgrade: 'websocket',
+      },
+    );
+    expect(lines).toBe('Host: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n');
+  });
+});
