@@ -6,10 +6,9 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Authority, type AuthorityOptions } from '../ca/authority';
 import type { CryptoMode } from '../ca/csr';
-import { spiffeIdOf } from '../ca/identity';
 import type { KeyPair, RootKeyType } from '../ca/keys';
 import { loadPluginCA, type PluginCA } from '../ca/plugin';
-import type { Clock, RandomSource, WorkloadIdentity } from '../ca/ports';
+import type { Clock, RandomSource } from '../ca/ports';
 import type { Config } from '../config/types';
 import { PLUGIN_CA_FILES } from '../constants';
 import { MooringError } from '../errors';
@@ -49,7 +48,6 @@ export interface LocalCredentials {
   readonly adminToken: string;
   readonly adminAuthorizer: LocalAdminAuthorizer;
   readonly authenticator: TokensFileAuthenticator;
-  readonly spiffeIdOf: (identity: WorkloadIdentity) => string;
 }
 
 /** Reads and checks the four files of a plugged-in CA; CA_ERR_PLUGIN names a missing one. */
@@ -110,10 +108,7 @@ async function exportPluginBundle(dataDir: string, bundle: readonly string[]): P
 }
 
 /** The admin token (created if absent) and the tokens.json authenticator of `dataDir`. */
-export async function openLocalCredentials(
-  dataDir: string,
-  trustDomain: string,
-): Promise<LocalCredentials> {
+export async function openLocalCredentials(dataDir: string): Promise<LocalCredentials> {
   const adminToken = await ensureAdminToken(dataDir);
   const authenticator = new TokensFileAuthenticator(dataDir);
   await authenticator.check();
@@ -121,6 +116,5 @@ export async function openLocalCredentials(
     adminToken,
     adminAuthorizer: new LocalAdminAuthorizer(dataDir),
     authenticator,
-    spiffeIdOf: (identity) => spiffeIdOf(trustDomain, identity),
   };
 }

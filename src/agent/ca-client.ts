@@ -1,13 +1,15 @@
-// POST /v1/certificates over HTTPS, the CA's certificate verified against the roots of the root
-// file (the CA's trust bundle). Verification is never turned off.
+// POST /v1/certificates (the contract: src/api/certificates.ts) over HTTPS, the CA's certificate
+// verified against the roots of the root file (the CA's trust bundle). Verification is never
+// turned off.
 
 import https from 'node:https';
-
-export interface CertificateResponse {
-  readonly certificateChain: readonly string[];
-  readonly trustBundle: readonly string[];
-  readonly expiresAt: string;
-}
+import {
+  CA_PATHS,
+  parseCertificateResponse,
+  parseErrorResponse,
+  workloadRequestText,
+  type CertificateResponse,
+} from '../api/certificates';
 
 /** Why a renewal failed: the metric label and log field. */
 export type FailureReason =
@@ -45,35 +47,10 @@ export interface CertificateRequest {
 
 const MAX_RESPONSE_BYTES = 1024 * 1024;
 
-const isStringList = (v: unknown): v is string[] =>
-  Array.isArray(v) && v.every((s) => typeof s === 'string');
-
 function parseResponse(body: string): CertificateResponse {
-  let data: unknown;
-  try {
-    data = JSON.parse(body);
-  } catch {
-    throw new RenewalError('invalid_response', 'the CA answered with invalid JSON');
-  }
-  const r = data as Partial<Record<keyof CertificateResponse, unknown>>;
-  if (
-    typeof data !== 'object' ||
-    data === null ||
-    !isStringList(r.certificateChain) ||
-    r.certificateChain.length === 0 ||
-    !isStringList(r.trustBundle) ||
-    typeof r.expiresAt !== 'string'
-  ) {
-    throw new RenewalError(
-      'invalid_response',
-      'the CA answer lacks certificateChain, trustBundle or expiresAt',
-    );
-  }
-  return {
-    certificateChain: r.certificateChain,
-    trustBundle: r.trustBundle,
-    expiresAt: r.expiresAt,
-  };
+  const parsed = parseCertificateResponse(body);
+  if (!parsed.ok) throw new RenewalError('invalid_response', parsed.problem);
+  return parsed.value;
 }
 
 /** Longest part of a CA's error message the agent repeats. */
@@ -95,29 +72,23 @@ export function serverMessageForLog(text: string): string {
 }
 
 function errorFrom(status: number, body: string): RenewalError {
-  let code: string | undefined;
-  let message = `HTTP ${status}`;
-  try {
-    const e = JSON.parse(body) as { code?: unknown; message?: unknown };
-    if (typeof e.code === 'string') code = serverMessageForLog(e.code);
-    if (typeof e.message === 'string') {
-      message = `${code ?? 'no code'}: ${serverMessageForLog(e.message)}`;
-    }
-  } catch {
-    // not a JSON error
-  }
+  const e = parseErrorResponse(body);
+  const code = e.code === undefined ? undefined : serverMessageForLog(e.code);
+  const message =
+    e.message === undefined
+      ? `HTTP ${status}`
+      : `${code ?? 'no code'}: ${serverMessageForLog(e.message)}`;
   const reason = status >= 500 || status === 429 ? 'unavailable' : 'rejected';
   return new RenewalError(reason, `the CA refused the request (${message})`, { status, code });
 }
 
 /** Asks the CA for a certificate. Rejects with RenewalError. */
 export function requestCertificate(req: CertificateRequest): Promise<CertificateResponse> {
-  const payload = JSON.stringify(
-    req.ttlSeconds === undefined
-      ? { csr: req.csrPem }
-      : { csr: req.csrPem, ttlSeconds: req.ttlSeconds },
-  );
-  const url = new URL('/v1/certificates', req.caUrl);
+  const payload = workloadRequestText({
+    csr: req.csrPem,
+    ...(req.ttlSeconds === undefined ? {} : { ttlSeconds: req.ttlSeconds }),
+  });
+  const url = new URL(CA_PATHS.workload, req.caUrl);
   return new Promise((resolve, reject) => {
     const request = https.request(
       url,

@@ -7,7 +7,8 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock, KeyAlgorithm } from '../ca/ports';
-import { RenewalError, type CertificateResponse, type FailureReason } from './ca-client';
+import type { CertificateResponse } from '../api/certificates';
+import { RenewalError, type FailureReason } from './ca-client';
 import { ChainError, splitPemCertificates, verifyChain, type VerifiedChain } from './chain';
 import { keyTypeOf, type KeyPair } from '../ca/keys';
 import { buildCsr } from '../ca/csr-writer';

@@ -11,7 +11,7 @@ import { checkRotationConfig } from '../config/validate';
 import { MooringError } from '../errors';
 import { toPem } from './der';
 import { readCsr, type CryptoMode } from './csr';
-import { workloadSpiffeId } from './identity';
+import { spiffeIdOf, workloadSpiffeId } from './identity';
 import {
   compileIssuer,
   fingerprintOf,
@@ -39,6 +39,7 @@ import type {
   KeyStore,
   RandomSource,
   ServingIssueRequest,
+  WorkloadIdentity,
   WorkloadIssueRequest,
 } from './ports';
 import {
@@ -209,6 +210,10 @@ export class Authority implements CertificateService {
   }
 
   // --- CertificateService ------------------------------------------------------------------
+
+  spiffeIdOf(identity: WorkloadIdentity): string {
+    return spiffeIdOf(this.options.trustDomain, identity);
+  }
 
   async issueWorkload(req: WorkloadIssueRequest): Promise<IssuedChain> {
     const spiffeId = workloadSpiffeId(req.spiffeId, this.options.trustDomain);

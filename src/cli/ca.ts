@@ -231,7 +231,7 @@ export function registerCA(program: Command, io: CliIO): void {
       const existed = local.existed ?? existedLocally;
       // The admin token is local mode's credential; in a cluster, RBAC is.
       if (ctx.kubeconfig === undefined)
-        await openLocalCredentials(ctx.dataDir, ctx.config.trustDomain);
+        await openLocalCredentials(ctx.dataDir);
       const issuer = local.authority.status().issuer;
       const verb =
         local.plugin !== undefined

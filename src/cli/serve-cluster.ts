@@ -22,7 +22,6 @@ import { corePath } from '../adapters/kube/api';
 import { KubeClient, loadKubeConfig } from '../adapters/kube/client';
 import { clusterNamespace, openClusterCA, requireNamespace } from '../adapters/kube/cluster-ca';
 import { CsrSigner } from '../adapters/kube/csr-signer';
-import { spiffeIdOf } from '../adapters/kube/identity';
 import { LeaseElector } from '../adapters/kube/lease';
 import { createKubeMetrics, type KubeMetrics } from '../adapters/kube/metrics';
 import { Reflector } from '../adapters/kube/reflector';
@@ -317,7 +316,6 @@ export async function buildClusterMode(ctx: ModeContext): Promise<ModeAdapters> 
       api,
       observer: metrics.tokenReviewObserver,
     }),
-    spiffeIdOf: (identity) => spiffeIdOf(config.trustDomain, identity),
     servingNames: clusterServingNames(config.cluster.serviceName, namespace, listen.host),
     async tick() {
       // The leader performs due rotation steps; followers learn of them from the Secret watch.

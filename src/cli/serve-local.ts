@@ -16,7 +16,7 @@ export async function buildLocalMode(ctx: ModeContext): Promise<ModeAdapters> {
     clock,
     ...(ctx.cryptoMode === undefined ? {} : { cryptoMode: ctx.cryptoMode }),
   });
-  const credentials = await openLocalCredentials(dataDir, config.trustDomain);
+  const credentials = await openLocalCredentials(dataDir);
   const status = authority.status();
   logger.info(
     {
@@ -36,7 +36,6 @@ export async function buildLocalMode(ctx: ModeContext): Promise<ModeAdapters> {
     certificates: authority,
     authenticator: credentials.authenticator,
     adminAuthorizer: credentials.adminAuthorizer,
-    spiffeIdOf: credentials.spiffeIdOf,
     servingNames: localServingNames(listen.host),
     async tick() {
       const { reloaded, events } = await authority.tick(clock.now());

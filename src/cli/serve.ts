@@ -20,13 +20,7 @@ import type { InjectThreads } from '../adapters/inject-threads';
 import { systemClock } from '../adapters/system-clock';
 import { TlsReloader } from '../adapters/tls-reloader';
 import type { CryptoMode } from '../ca/csr';
-import type {
-  AdminAuthorizer,
-  Authenticator,
-  CertificateService,
-  Clock,
-  WorkloadIdentity,
-} from '../ca/ports';
+import type { AdminAuthorizer, Authenticator, CertificateService, Clock } from '../ca/ports';
 import { loadConfigFile } from '../config/load';
 import type { Config } from '../config/types';
 import { validateConfig } from '../config/validate';
@@ -170,7 +164,6 @@ export interface ModeAdapters {
   readonly certificates: CertificateService;
   readonly authenticator: Authenticator;
   readonly adminAuthorizer: AdminAuthorizer;
-  readonly spiffeIdOf: (identity: WorkloadIdentity) => string;
   /** DNS names and IPs of the webhook's serving certificate. */
   readonly servingNames: { readonly dnsNames: string[]; readonly ipAddresses: string[] };
   /** Periodic work: pick up store changes, rotation transitions. */
@@ -387,7 +380,6 @@ export async function startServer(
       certificates: mode.certificates,
       authenticator: mode.authenticator,
       adminAuthorizer: mode.adminAuthorizer,
-      spiffeIdOf: mode.spiffeIdOf,
       tls: { key: serving.key, cert: serving.cert },
     });
     reloader.attach(webhook.server as unknown as HttpsServer);

@@ -2,7 +2,8 @@ import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypt
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { RenewalError, type CertificateResponse } from '../../../src/agent/ca-client';
+import type { CertificateResponse } from '../../../src/api/certificates';
+import { RenewalError } from '../../../src/agent/ca-client';
 import type { DirectoryContent } from '../../../src/agent/cert-dir';
 import { generateKeyPair as generateKey } from '../../../src/ca/keys';
 import type { KeyAlgorithm } from '../../../src/ca/ports';
