@@ -15,15 +15,8 @@ import { buildCsr } from '../ca/csr-writer';
 import { privateKeyPem } from './csr';
 import type { DirectoryContent } from './cert-dir';
 import type { AgentMetrics } from './metrics';
-import {
-  backoffCapMs,
-  backoffDelayMs,
-  DEFAULT_BACKOFF,
-  DEFAULT_JITTER_FRACTION,
-  effectiveStart,
-  renewalTime,
-  type BackoffPolicy,
-} from './schedule';
+import { backoffDelayMs, type BackoffPolicy } from '../backoff';
+import { DEFAULT_JITTER_FRACTION, effectiveStart, renewalTime, retryCapMs } from '../ca/renewal';
 
 export interface Timers {
   setTimeout(fn: () => void, ms: number): unknown;
@@ -79,6 +72,16 @@ interface Current {
   /** Start of the useful life, for renewal times (see effectiveStart). */
   readonly start: Date;
 }
+
+/**
+ * Retries of a failed renewal: 1 s doubling, ± 20%, at most 60 s and at most a quarter of the
+ * certificate's lifetime (retryCapMs).
+ */
+export const RENEWAL_BACKOFF: BackoffPolicy = {
+  initialMs: 1000,
+  maxMs: 60_000,
+  jitterFraction: 0.2,
+};
 
 /** setTimeout's largest delay (about 24.8 days); longer waits are chained. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -265,8 +268,9 @@ export class CertificateLifecycle {
     this.lastFailure = { reason: failure.reason, message: failure.message };
     this.deps.metrics.renewalFailures.inc({ reason: failure.reason });
     if (this.stopped) return;
-    const cap = backoffCapMs(this.lifetimeMs(), this.options.backoff ?? DEFAULT_BACKOFF);
-    const delay = backoffDelayMs(this.failures, cap, this.deps.random(), this.options.backoff);
+    const backoff = this.options.backoff ?? RENEWAL_BACKOFF;
+    const cap = retryCapMs(this.lifetimeMs(), { minMs: backoff.initialMs, maxMs: backoff.maxMs });
+    const delay = backoffDelayMs(this.failures, { ...backoff, maxMs: cap }, this.deps.random());
     const c = this.current;
     const fields = {
       reason: failure.reason,

@@ -15,7 +15,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
-import { restartDelayMs } from '../adapters/backoff';
+import { restartDelayMs } from '../backoff';
 import type { Config } from '../config/types';
 import { EXIT } from './io';
 import { listenError, parseHostPort, startServer, workerCount, type ServeFlags } from './serve';

@@ -2,7 +2,7 @@
 // (server.injectThreads), and how fast a dead one is replaced.
 
 import { cgroupCpuLimit, cpusFromCpuMax, usableCpus } from '../../src/adapters/cpus';
-import { restartDelayMs } from '../../src/adapters/backoff';
+import { restartDelayMs } from '../../src/backoff';
 import { injectThreadCount, resolveConfig, workerCount } from '../../src/cli/serve';
 import { validateConfig } from '../../src/config/validate';
 

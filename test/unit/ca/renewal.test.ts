@@ -1,10 +1,4 @@
-import {
-  backoffCapMs,
-  backoffDelayMs,
-  DEFAULT_BACKOFF,
-  effectiveStart,
-  renewalTime,
-} from '../../../src/agent/schedule';
+import { effectiveStart, renewalTime, retryCapMs } from '../../../src/ca/renewal';
 
 const t = (s: number): Date => new Date(Date.UTC(2030, 0, 1) + s * 1000);
 const policy = { renewFraction: 0.5, jitterFraction: 0.1 };
@@ -52,31 +46,15 @@ describe('effectiveStart', () => {
   });
 });
 
-describe('backoff', () => {
-  const noJitter = { ...DEFAULT_BACKOFF, jitterFraction: 0 };
-
-  it('doubles from 1 s', () => {
-    expect([1, 2, 3, 4, 5].map((a) => backoffDelayMs(a, 60_000, 0.5, noJitter))).toEqual([
-      1000, 2000, 4000, 8000, 16000,
-    ]);
-  });
-
-  it('stops at the cap', () => {
-    expect(backoffDelayMs(30, 60_000, 0.5, noJitter)).toBe(60_000);
-    expect(backoffDelayMs(1000, 60_000, 0.99)).toBeLessThanOrEqual(60_000);
-  });
-
-  it('jitters by at most ±20%', () => {
-    expect(backoffDelayMs(3, 60_000, 0)).toBe(3200);
-    expect(backoffDelayMs(3, 60_000, 0.5)).toBe(4000);
-  });
+describe('retryCapMs', () => {
+  const bounds = { minMs: 1_000, maxMs: 60_000 };
 
   it('caps at a quarter of the lifetime for short-lived certificates', () => {
-    expect(backoffCapMs(8_000)).toBe(2_000);
+    expect(retryCapMs(8_000, bounds)).toBe(2_000);
   });
 
-  it('caps at 60 s for long-lived certificates and at least at 1 s', () => {
-    expect(backoffCapMs(86_400_000)).toBe(60_000);
-    expect(backoffCapMs(100)).toBe(1_000);
+  it('caps at the maximum for long-lived certificates and at least at the minimum', () => {
+    expect(retryCapMs(86_400_000, bounds)).toBe(60_000);
+    expect(retryCapMs(100, bounds)).toBe(1_000);
   });
 });
