@@ -1,5 +1,5 @@
 import { backoffDelayMs } from '../../src/backoff';
-import { RENEWAL_BACKOFF } from '../../src/agent/lifecycle';
+import { RENEWAL_BACKOFF } from '../../src/agent/identity/lifecycle';
 
 describe('backoffDelayMs', () => {
   const policy = { initialMs: 1000, maxMs: 60_000, jitterFraction: 0.2 };

@@ -188,10 +188,8 @@ describe('inject: the containers', () => {
     expect(options.outDir).toBe('/var/run/secrets/mooring.dev/certs');
     expect(options.drainSeconds).toBe(5);
     expect([...options.appProbes.keys()]).toEqual(['web/livez', 'web/readyz', 'web/startupz']);
-    expect(options.appProbes.get('web/readyz')?.action).toMatchObject({
-      type: 'http',
-      port: 8080,
-      path: '/ready',
+    expect(options.appProbes.get('web/readyz')).toMatchObject({
+      httpGet: { port: 8080, path: '/ready' },
     });
   });
 

@@ -3,7 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { makeCa, makeIntermediate, makeLeaf, makeServing } from '../../fixtures/agent-pki';
+import { makeCa, makeIntermediate, makeLeaf, makeServing } from '../../../fixtures/agent-pki';
 
 describe('the test PKI fixture', () => {
   it('builds chains that openssl verifies', () => {

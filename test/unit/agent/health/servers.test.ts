@@ -1,15 +1,17 @@
 import type http from 'node:http';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { createAgentMetrics } from '../../../src/agent/metrics';
+import { createAgentMetrics } from '../../../../src/agent/identity/metrics';
+import { parseAppProbes } from '../../../../src/api/app-probes';
 import {
   close,
   createAgentServer,
   createReadinessServer,
   listen,
+  probeForPath,
   type Readiness,
-} from '../../../src/agent/servers';
-import { waitForReady } from '../../../src/agent/wait';
+} from '../../../../src/agent/health/servers';
+import { waitForReady } from '../../../../src/agent/health/wait';
 
 const log = pino({ level: 'silent' });
 const open: http.Server[] = [];
@@ -102,5 +104,31 @@ describe('waitForReady', () => {
     await expect(
       waitForReady({ host: '127.0.0.1', port: 1, timeoutMs: 200, intervalMs: 50 }),
     ).resolves.toBe(false);
+  });
+});
+
+describe('probeForPath', () => {
+  const probes = parseAppProbes(
+    JSON.stringify({
+      'web/livez': { tcpSocket: { port: 1 } },
+      'my-app/readyz': { tcpSocket: { port: 2 } },
+    }),
+  );
+
+  it.each([
+    ['/app-health/web/livez', 1],
+    ['/app-health/my-app/readyz', 2],
+  ])('finds %s', (path, port) => {
+    expect(probeForPath(path, probes)).toMatchObject({ tcpSocket: { port } });
+  });
+
+  it.each([
+    ['an unknown container', '/app-health/db/livez'],
+    ['an unknown kind', '/app-health/web/healthz'],
+    ['a known container without that probe', '/app-health/web/readyz'],
+    ['no container', '/app-health/livez'],
+    ['another prefix', '/health/web/livez'],
+  ])('finds nothing for %s', (_name, path) => {
+    expect(probeForPath(path, probes)).toBeUndefined();
   });
 });

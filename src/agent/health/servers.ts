@@ -8,11 +8,16 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { ProbeResult } from './probe-runner';
-import { PROBE_KINDS, probeKey, type AppProbe, type AppProbes } from './probes';
+import {
+  APP_HEALTH_PREFIX,
+  PROBE_KINDS,
+  probeKey,
+  type AppProbe,
+  type AppProbes,
+} from '../../api/app-probes';
 
 export const READY_PATH = '/healthz/ready';
 export const METRICS_PATH = '/metrics';
-export const APP_HEALTH_PREFIX = '/app-health/';
 
 export interface Readiness {
   readonly ready: boolean;

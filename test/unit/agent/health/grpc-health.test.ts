@@ -6,7 +6,7 @@ import {
   frameMessage,
   SERVING_STATUS,
   unframeMessage,
-} from '../../../src/agent/grpc-health';
+} from '../../../../src/agent/health/grpc-health';
 
 describe('gRPC health messages', () => {
   it('encodes the service name as field 1, wire type 2', () => {

@@ -8,7 +8,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { CertDirectory, DATA_LINK } from '../../../src/agent/cert-dir';
+import { CertDirectory, DATA_LINK } from '../../../../src/agent/identity/cert-dir';
 
 const fresh = (): string => mkdtempSync(path.join(tmpdir(), 'agent-out-'));
 const content = (n: number) => ({

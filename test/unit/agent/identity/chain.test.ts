@@ -1,12 +1,16 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { ChainError, splitPemCertificates, verifyChain } from '../../../src/agent/chain';
+import {
+  ChainError,
+  splitPemCertificates,
+  verifyChain,
+} from '../../../../src/agent/identity/chain';
 import {
   makeCa,
   makeIntermediate,
   makeLeaf,
   withUri,
   withValidity,
-} from '../../fixtures/agent-pki';
+} from '../../../fixtures/agent-pki';
 
 const HOUR = 3_600_000;
 const now = new Date();

@@ -5,8 +5,8 @@ import {
   requestCertificate,
   RenewalError,
   type CertificateRequest,
-} from '../../../src/agent/ca-client';
-import { makeCa, makeServing } from '../../fixtures/agent-pki';
+} from '../../../../src/agent/identity/ca-client';
+import { makeCa, makeServing } from '../../../fixtures/agent-pki';
 
 const root = makeCa('CA Root');
 const serving = makeServing(root);

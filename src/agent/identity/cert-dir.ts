@@ -19,6 +19,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { replaceSymlink, syncDirectory, writeNewFileSynced } from '../../adapters/atomic-file';
 
 export const FILES = {
   chain: 'cert-chain.pem',
@@ -36,39 +37,6 @@ const FILE_MODES: Record<FileName, number> = {
 };
 
 export type DirectoryContent = Partial<Record<FileName, string>>;
-
-async function fsyncPath(p: string): Promise<void> {
-  const handle = await fs.open(p, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Writes a new file with `mode` (whatever the umask), fsyncs it. */
-async function writeSynced(file: string, content: string, mode: number): Promise<void> {
-  const handle = await fs.open(file, 'wx', mode);
-  try {
-    await handle.chmod(mode);
-    await handle.writeFile(content);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Points `link` at `target` atomically: a temporary symlink renamed over it. */
-async function replaceSymlink(dir: string, link: string, target: string): Promise<void> {
-  const tmp = path.join(dir, `${link}.tmp-${randomBytes(4).toString('hex')}`);
-  await fs.symlink(target, tmp);
-  try {
-    await fs.rename(tmp, path.join(dir, link));
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-}
 
 async function readLink(p: string): Promise<string | null> {
   try {
@@ -93,9 +61,13 @@ export class CertDirectory {
     await fs.mkdir(versionDir, { mode: 0o755 });
     const names = (Object.keys(content) as FileName[]).filter((n) => content[n] !== undefined);
     for (const name of names) {
-      await writeSynced(path.join(versionDir, name), content[name] as string, FILE_MODES[name]);
+      await writeNewFileSynced(
+        path.join(versionDir, name),
+        content[name] as string,
+        FILE_MODES[name],
+      );
     }
-    await fsyncPath(versionDir);
+    await syncDirectory(versionDir);
 
     const previous = await readLink(path.join(this.dir, DATA_LINK));
     await replaceSymlink(this.dir, DATA_LINK, version);
@@ -105,7 +77,7 @@ export class CertDirectory {
         await replaceSymlink(this.dir, name, target);
       }
     }
-    await fsyncPath(this.dir);
+    await syncDirectory(this.dir);
     await this.removeOldVersions([version, previous]);
     return version;
   }

@@ -2,8 +2,8 @@
 // only the public key and the proof of possession (src/ca/csr-writer.ts): the CA takes the
 // identity from the caller's token (PRODUCT.md: the CA refuses SANs other than the caller's own).
 
-import type { KeyPair } from '../ca/keys';
-import type { KeyAlgorithm } from '../ca/ports';
+import type { KeyPair } from '../../ca/keys';
+import type { KeyAlgorithm } from '../../ca/ports';
 
 export const AGENT_KEY_TYPES: readonly KeyAlgorithm[] = [
   'ecdsa-p256',

@@ -8,9 +8,9 @@ import {
   exitCodeOf,
   supervise,
   type SignalSource,
-} from '../../../src/agent/supervisor';
+} from '../../../../src/agent/process/supervisor';
 
-const CHILD = path.join(__dirname, '../../fixtures/agent-child.js');
+const CHILD = path.join(__dirname, '../../../fixtures/agent-child.js');
 const log = pino({ level: 'silent' });
 
 class Signals extends EventEmitter implements SignalSource {

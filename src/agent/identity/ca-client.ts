@@ -9,7 +9,7 @@ import {
   parseErrorResponse,
   workloadRequestText,
   type CertificateResponse,
-} from '../api/certificates';
+} from '../../api/certificates';
 
 /** Why a renewal failed: the metric label and log field. */
 export type FailureReason =

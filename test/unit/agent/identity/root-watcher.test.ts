@@ -2,8 +2,8 @@ import { promises as fs, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { readRootFile, RootFileWatcher } from '../../../src/agent/root-watcher';
-import { makeCa } from '../../fixtures/agent-pki';
+import { readRootFile, RootFileWatcher } from '../../../../src/agent/identity/root-watcher';
+import { makeCa } from '../../../fixtures/agent-pki';
 
 const log = pino({ level: 'silent' });
 const rootA = makeCa('Root A').pem;

@@ -14,7 +14,7 @@ import {
   SERVING_STATUS,
   unframeMessage,
 } from './grpc-health';
-import type { AppProbe, ProbeAction } from './probes';
+import type { AppProbe, GrpcProbe, HttpGetProbe, TcpSocketProbe } from '../../api/app-probes';
 
 export interface ProbeResult {
   readonly ok: boolean;
@@ -67,17 +67,19 @@ function escapePath(path: string): string {
 }
 
 function httpProbe(
-  action: Extract<ProbeAction, { type: 'http' }>,
+  action: HttpGetProbe,
   timeoutMs: number,
   defaultHost: string,
 ): Promise<ProbeResult> {
   const host = action.host ?? defaultHost;
-  const what = `${action.scheme.toUpperCase()} GET ${host}:${action.port}${action.path}`;
+  const scheme = (action.scheme ?? 'HTTP').toLowerCase() === 'https' ? 'https' : 'http';
+  const path = action.path ?? '/';
+  const what = `${scheme.toUpperCase()} GET ${host}:${action.port}${path}`;
   return withDeadline(timeoutMs, what, (settle) => {
     // A repeated header is sent as many times as it is given, as the kubelet does.
     const headers: Record<string, string | string[]> = { 'user-agent': USER_AGENT, accept: '*/*' };
     const given = new Map<string, string[]>();
-    for (const h of action.headers) {
+    for (const h of action.httpHeaders ?? []) {
       const name = h.name.toLowerCase();
       given.set(name, [...(given.get(name) ?? []), h.value]);
     }
@@ -144,13 +146,13 @@ function httpProbe(
       req.end();
     };
     const hostInUrl = host.includes(':') ? `[${host}]` : host;
-    get(new URL(`${action.scheme}://${hostInUrl}:${action.port}${escapePath(action.path)}`), 0);
+    get(new URL(`${scheme}://${hostInUrl}:${action.port}${escapePath(path)}`), 0);
     return () => req?.destroy();
   });
 }
 
 function tcpProbe(
-  action: Extract<ProbeAction, { type: 'tcp' }>,
+  action: TcpSocketProbe,
   timeoutMs: number,
   defaultHost: string,
 ): Promise<ProbeResult> {
@@ -166,12 +168,9 @@ function tcpProbe(
 
 const SERVING_NAMES = Object.fromEntries(Object.entries(SERVING_STATUS).map(([k, v]) => [v, k]));
 
-function grpcProbe(
-  action: Extract<ProbeAction, { type: 'grpc' }>,
-  timeoutMs: number,
-  host: string,
-): Promise<ProbeResult> {
-  const what = `gRPC ${host}:${action.port} health(${JSON.stringify(action.service)})`;
+function grpcProbe(action: GrpcProbe, timeoutMs: number, host: string): Promise<ProbeResult> {
+  const service = action.service ?? '';
+  const what = `gRPC ${host}:${action.port} health(${JSON.stringify(service)})`;
   return withDeadline(timeoutMs, what, (settle) => {
     const fail = (reason: string): void => settle({ ok: false, detail: `${what}: ${reason}` });
     const session = http2.connect(
@@ -210,7 +209,7 @@ function grpcProbe(
         fail((err as Error).message);
       }
     });
-    stream.end(frameMessage(encodeHealthCheckRequest(action.service)));
+    stream.end(frameMessage(encodeHealthCheckRequest(service)));
     return () => {
       stream.destroy();
       session.destroy();
@@ -224,12 +223,7 @@ function grpcProbe(
  */
 export function runProbe(probe: AppProbe, defaultHost = DEFAULT_PROBE_HOST): Promise<ProbeResult> {
   const timeoutMs = Math.round(probe.timeoutSeconds * 1000);
-  switch (probe.action.type) {
-    case 'http':
-      return httpProbe(probe.action, timeoutMs, defaultHost);
-    case 'tcp':
-      return tcpProbe(probe.action, timeoutMs, defaultHost);
-    case 'grpc':
-      return grpcProbe(probe.action, timeoutMs, defaultHost);
-  }
+  if ('httpGet' in probe) return httpProbe(probe.httpGet, timeoutMs, defaultHost);
+  if ('tcpSocket' in probe) return tcpProbe(probe.tcpSocket, timeoutMs, defaultHost);
+  return grpcProbe(probe.grpc, timeoutMs, defaultHost);
 }

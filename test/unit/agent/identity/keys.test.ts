@@ -3,11 +3,11 @@ import { createPublicKey } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AGENT_KEY_TYPES, privateKeyPem } from '../../../src/agent/csr';
-import { buildCsr } from '../../../src/ca/csr-writer';
-import { generateKeyPair as generateKey } from '../../../src/ca/keys';
-import { oid, smallInteger as integer, toPem } from '../../../src/ca/der';
-import { csrPublicKey } from '../../fixtures/agent-pki';
+import { AGENT_KEY_TYPES, privateKeyPem } from '../../../../src/agent/identity/keys';
+import { buildCsr } from '../../../../src/ca/csr-writer';
+import { generateKeyPair as generateKey } from '../../../../src/ca/keys';
+import { oid, smallInteger as integer, toPem } from '../../../../src/ca/der';
+import { csrPublicKey } from '../../../fixtures/agent-pki';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'agent-csr-'));
 

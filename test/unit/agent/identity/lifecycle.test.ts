@@ -2,20 +2,24 @@ import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypt
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import type { CertificateResponse } from '../../../src/api/certificates';
-import { RenewalError } from '../../../src/agent/ca-client';
-import type { DirectoryContent } from '../../../src/agent/cert-dir';
-import { generateKeyPair as generateKey } from '../../../src/ca/keys';
-import type { KeyAlgorithm } from '../../../src/ca/ports';
-import { CertificateLifecycle, type IssueCall, type Timers } from '../../../src/agent/lifecycle';
-import { createAgentMetrics } from '../../../src/agent/metrics';
+import type { CertificateResponse } from '../../../../src/api/certificates';
+import { RenewalError } from '../../../../src/agent/identity/ca-client';
+import type { DirectoryContent } from '../../../../src/agent/identity/cert-dir';
+import { generateKeyPair as generateKey } from '../../../../src/ca/keys';
+import type { KeyAlgorithm } from '../../../../src/ca/ports';
+import {
+  CertificateLifecycle,
+  type IssueCall,
+  type Timers,
+} from '../../../../src/agent/identity/lifecycle';
+import { createAgentMetrics } from '../../../../src/agent/identity/metrics';
 import {
   csrPublicKey,
   makeCa,
   makeLeaf,
   withValidity,
   type Issuer,
-} from '../../fixtures/agent-pki';
+} from '../../../fixtures/agent-pki';
 
 const SECOND = 1000;
 

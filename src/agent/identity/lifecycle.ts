@@ -6,17 +6,17 @@
 
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Clock, KeyAlgorithm } from '../ca/ports';
-import type { CertificateResponse } from '../api/certificates';
+import type { Clock, KeyAlgorithm } from '../../ca/ports';
+import type { CertificateResponse } from '../../api/certificates';
 import { RenewalError, type FailureReason } from './ca-client';
 import { ChainError, splitPemCertificates, verifyChain, type VerifiedChain } from './chain';
-import { keyTypeOf, type KeyPair } from '../ca/keys';
-import { buildCsr } from '../ca/csr-writer';
-import { privateKeyPem } from './csr';
+import { keyTypeOf, type KeyPair } from '../../ca/keys';
+import { buildCsr } from '../../ca/csr-writer';
+import { privateKeyPem } from './keys';
 import type { DirectoryContent } from './cert-dir';
 import type { AgentMetrics } from './metrics';
-import { backoffDelayMs, type BackoffPolicy } from '../backoff';
-import { DEFAULT_JITTER_FRACTION, effectiveStart, renewalTime, retryCapMs } from '../ca/renewal';
+import { backoffDelayMs, type BackoffPolicy } from '../../backoff';
+import { DEFAULT_JITTER_FRACTION, effectiveStart, renewalTime, retryCapMs } from '../../ca/renewal';
 
 export interface Timers {
   setTimeout(fn: () => void, ms: number): unknown;
