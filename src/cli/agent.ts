@@ -6,8 +6,7 @@ import type { Command } from 'commander';
 import { AGENT_ENV, PORT } from '../constants';
 import { isMooringError } from '../errors';
 import type { AgentFlags } from '../agent/options';
-import { EXIT, UsageError, type CliIO } from './io';
-import type { RegisterCommand } from './main';
+import { EXIT, UsageError, type CliIO, type RegisterCommand } from './io';
 
 const env = (name: string): string => ` (env ${name})`;
 

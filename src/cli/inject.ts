@@ -7,11 +7,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { writeFileAtomic } from '../adapters/atomic-file';
-import { loadConfigFile } from '../config/load';
+import { readConfigFile } from '../adapters/config-file';
 import { MooringError } from '../errors';
 import { describeReport, injectManifests } from '../injector/manifests';
-import { EXIT, type CliIO } from './io';
-import type { RegisterCommand } from './main';
+import { EXIT, type CliIO, type RegisterCommand } from './io';
 
 export interface InjectFlags {
   readonly filename: string;
@@ -63,7 +62,7 @@ async function readInput(filename: string, io: CliIO): Promise<string> {
 
 /** Runs the command; resolves to the exit code. MooringErrors propagate to main (exit 1). */
 export async function runInject(flags: InjectFlags, io: CliIO): Promise<number> {
-  const config = loadConfigFile(flags.config);
+  const config = readConfigFile(flags.config);
   const text = await readInput(flags.filename, io);
   const result = injectManifests(text, { config, version: packageVersion() });
   if (flags.output === undefined) {

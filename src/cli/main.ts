@@ -3,20 +3,10 @@ import { isMooringError } from '../errors';
 import { registerAgent } from './agent';
 import { registerInject } from './inject';
 import { registerCA } from './ca';
-import { EXIT, processIO, UsageError, type CliIO } from './io';
+import { EXIT, processIO, UsageError, type CliIO, type RegisterCommand } from './io';
 import { registerIptables } from './iptables';
 import { registerServe } from './serve';
 import { registerWebhookConfig } from './webhook-config';
-
-/**
- * A command module registers its subcommand on the program. Its action resolves to an exit code
- * (or undefined for 0); a long-running command (serve, agent) resolves when it stops.
- */
-export type RegisterCommand = (
-  program: Command,
-  io: CliIO,
-  setExit: (code: number) => void,
-) => void;
 
 // Each subcommand lives in its own module; they are listed here.
 const COMMANDS: RegisterCommand[] = [

@@ -1,5 +1,5 @@
 // The HTTPS app of `mooring serve`: POST /inject and the CA API. It never listens: the
-// composition root (src/cli/serve.ts) does, and tests call app.inject().
+// composition root (src/server/server.ts) does, and tests call app.inject().
 
 import type { SecureContextOptions } from 'node:tls';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';

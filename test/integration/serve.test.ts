@@ -10,12 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyPatch, type Operation } from 'fast-json-patch';
 import { openLocalCA } from '../../src/adapters/local-ca';
-import {
-  buildLocalMode,
-  startServer,
-  type ModeBuilder,
-  type RunningServer,
-} from '../../src/cli/serve';
+import type { ModeBuilder } from '../../src/server/mode';
+import { buildLocalMode, startServer, type RunningServer } from '../../src/server/server';
 import { validateConfig } from '../../src/config/validate';
 import { LogSink } from '../http/helpers';
 import { injectorUnderTest } from '../http/injector-under-test';

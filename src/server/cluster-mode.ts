@@ -38,7 +38,7 @@ import type { Clock } from '../ca/ports';
 import type { Config } from '../config/types';
 import { CA_LEASE, CA_SECRET } from '../constants';
 import { isMooringError } from '../errors';
-import type { ModeAdapters, ModeContext } from './serve';
+import type { ModeAdapters, ModeContext } from './mode';
 
 export { clusterNamespace };
 

@@ -3,8 +3,27 @@
 // <data-dir>/tokens.json, a serving certificate for localhost and 127.0.0.1.
 
 import { X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
 import { openLocalCA, openLocalCredentials } from '../adapters/local-ca';
-import { localServingNames, type ModeAdapters, type ModeContext } from './serve';
+import type { ModeAdapters, ModeContext } from './mode';
+
+/** Names the local serving certificate is valid for: localhost, 127.0.0.1, and the listen host. */
+export function localServingNames(listenHost: string): {
+  dnsNames: string[];
+  ipAddresses: string[];
+} {
+  const dnsNames = ['localhost'];
+  const ipAddresses = ['127.0.0.1'];
+  const wildcard = listenHost === '0.0.0.0' || listenHost === '::';
+  if (!wildcard) {
+    if (isIP(listenHost) !== 0) {
+      if (!ipAddresses.includes(listenHost)) ipAddresses.push(listenHost);
+    } else if (!dnsNames.includes(listenHost)) {
+      dnsNames.push(listenHost);
+    }
+  }
+  return { dnsNames, ipAddresses };
+}
 
 export async function buildLocalMode(ctx: ModeContext): Promise<ModeAdapters> {
   const { config, logger, clock, listen } = ctx;

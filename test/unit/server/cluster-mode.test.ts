@@ -6,8 +6,8 @@ import {
   clusterNamespace,
   clusterServingNames,
   replicaIdentity,
-} from '../../../src/cli/serve-cluster';
-import { FakeKubeApi } from './fake-api';
+} from '../../../src/server/cluster-mode';
+import { FakeKubeApi } from '../kube/fake-api';
 
 describe('the serving certificate names of cluster mode', () => {
   const service = ['mooring', 'mooring.mesh', 'mooring.mesh.svc', 'mooring.mesh.svc.cluster.local'];

@@ -1,10 +1,10 @@
 // How many processes `mooring serve` runs (server.workers), how many inject threads each has
 // (server.injectThreads), and how fast a dead one is replaced.
 
-import { cgroupCpuLimit, cpusFromCpuMax, usableCpus } from '../../src/adapters/cpus';
-import { restartDelayMs } from '../../src/backoff';
-import { injectThreadCount, resolveConfig, workerCount } from '../../src/cli/serve';
-import { validateConfig } from '../../src/config/validate';
+import { cgroupCpuLimit, cpusFromCpuMax, usableCpus } from '../../../src/adapters/cpus';
+import { restartDelayMs } from '../../../src/backoff';
+import { injectThreadCount, resolveConfig, workerCount } from '../../../src/server/config';
+import { validateConfig } from '../../../src/config/validate';
 
 const withWorkers = (workers: unknown) => validateConfig({ server: { workers } });
 

@@ -1,6 +1,6 @@
 // `mooring serve` with server.workers > 1: a primary process and N node:cluster workers.
 //
-// Every worker is a whole server (src/cli/serve.ts, role 'worker'): it opens the CA, issues its
+// Every worker is a whole server (server.ts, role 'worker'): it opens the CA, issues its
 // own serving certificate, ticks, and serves the HTTPS port, which the workers share (the
 // primary accepts connections and hands them round-robin to the workers). Several workers are
 // safe for the same reasons several replicas are: the local store's writes are optimistic and
@@ -16,9 +16,13 @@ import cluster, { type Worker } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream, Logger } from 'pino';
 import { restartDelayMs } from '../backoff';
+
+/** Exit codes of `mooring serve` (the CLI's: 0 success, 1 failure). */
+const EXIT_OK = 0;
+const EXIT_FAILURE = 1;
 import type { Config } from '../config/types';
-import { EXIT } from './io';
-import { listenError, parseHostPort, startServer, workerCount, type ServeFlags } from './serve';
+import { parseHostPort, workerCount, type ServeFlags } from './config';
+import { listenError, startServer } from './server';
 
 /** Set in the environment of the processes the primary forks. */
 export const WORKER_ENV = 'MOORING_SERVE_WORKER';
@@ -99,7 +103,7 @@ export async function runWorker(flags: ServeFlags): Promise<number> {
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', ignore);
   release();
-  return EXIT.ok;
+  return EXIT_OK;
 }
 
 // --- the primary -------------------------------------------------------------------------------
@@ -185,7 +189,7 @@ export async function runPrimary(
   }
   const adminAddress = admin.server.address() as AddressInfo;
 
-  let exitCode: number = EXIT.ok;
+  let exitCode: number = EXIT_OK;
   let announced = false;
   let resolveStopped: () => void = () => undefined;
   const stopped = new Promise<void>((resolve) => {
@@ -272,7 +276,7 @@ export async function runPrimary(
         { worker: worker.id, workerPid: worker.process.pid, code, signal },
         'a worker failed before it was ready: stopping',
       );
-      void stop('a worker failed to start', EXIT.failure);
+      void stop('a worker failed to start', EXIT_FAILURE);
       return;
     }
     const now = Date.now();
@@ -299,7 +303,7 @@ export async function runPrimary(
       admin.server.closeAllConnections();
       return;
     }
-    void stop(signal, EXIT.ok);
+    void stop(signal, EXIT_OK);
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
