@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { MOORING_VERSION } from '../constants';
 import { isMooringError } from '../errors';
 import { registerAgent } from './agent';
 import { registerInject } from './inject';
@@ -21,7 +22,7 @@ const COMMANDS: RegisterCommand[] = [
 export function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   const program = new Command('mooring')
     .description('Sidecar injector and workload certificate authority for Kubernetes')
-    .version(process.env.npm_package_version ?? '0.1.0')
+    .version(MOORING_VERSION)
     .exitOverride()
     .showHelpAfterError()
     .configureOutput({

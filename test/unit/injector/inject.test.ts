@@ -249,7 +249,7 @@ describe('inject: annotations it writes', () => {
       initContainers: ['mooring-init'],
       containers: ['mooring-proxy'],
       volumes: ['mooring-token', 'mooring-ca-root-cert', 'mooring-certs', 'mooring-xtables-lock'],
-      image: 'ghcr.io/mooring-dev/mooring-proxy:0.1.0',
+      image: 'ghcr.io/mooring-dev/mooring:0.1.0',
       version: '1.2.3',
     });
   });
