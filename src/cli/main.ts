@@ -19,17 +19,36 @@ const COMMANDS: RegisterCommand[] = [
   registerInject,
 ];
 
+/** `mooring ca status`: the command's full name. */
+function commandPath(command: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = command; c !== null; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/** The one line after a usage error: where the whole usage is. */
+export const usageHint = (command: Command): string =>
+  `mooring: run '${commandPath(command)} --help' for the usage`;
+
+/** Every command and subcommand of `command`, itself first. */
+const allCommands = (command: Command): Command[] => [
+  command,
+  ...command.commands.flatMap((c) => allCommands(c)),
+];
+
 export function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   const program = new Command('mooring')
     .description('Sidecar injector and workload certificate authority for Kubernetes')
     .version(MOORING_VERSION)
     .exitOverride()
-    .showHelpAfterError()
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
+      // A usage error is its message and one line of hint, not the whole help.
+      outputError: (s, write) => write(`mooring: ${s.replace(/^error: /, '')}`),
     });
   for (const register of COMMANDS) register(program, io, setExit);
+  for (const command of allCommands(program)) command.showHelpAfterError(usageHint(command));
   return program;
 }
 
@@ -38,6 +57,11 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
   let code: number = EXIT.ok;
   const program = buildProgram(io, (c) => {
     code = c;
+  });
+  // The command whose action runs: a usage error it finds gets that command's hint.
+  let running: Command = program;
+  program.hook('preAction', (_program, action) => {
+    running = action;
   });
   try {
     await program.parseAsync([...argv]);
@@ -48,7 +72,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
     if (err instanceof UsageError) {
-      io.stderr.write(`mooring: ${err.message}\n`);
+      io.stderr.write(`mooring: ${err.message}\n${usageHint(running)}\n`);
       return EXIT.usage;
     }
     const message = isMooringError(err) ? `${err.code}: ${err.message}` : (err as Error).message;
