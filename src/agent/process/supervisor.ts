@@ -1,7 +1,10 @@
 // Supervision of the proxy command: `mooring agent [flags] -- CMD ARGS...` starts CMD, forwards
-// signals to it, and on SIGTERM (or SIGINT) turns readiness false, waits the drain time while CMD
-// keeps serving, then stops CMD and exits with its code. If CMD dies on its own the agent exits
-// non-zero so that the kubelet restarts the container.
+// signals to it, and on SIGTERM (or SIGINT) turns readiness false and drains: CMD keeps serving
+// for the drain time, then is stopped, and the agent exits with its code. The drain ends as soon
+// as nothing is in flight: no command running (none given, or it has exited) and no connection
+// of the agent's own (`inFlight`; what a command carries the agent cannot see, so a running
+// command gets the whole drain time). If CMD dies on its own the agent exits non-zero so that the
+// kubelet restarts the container.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
@@ -113,7 +116,15 @@ export interface SupervisionOptions {
   readonly log: Logger;
   /** Called when the drain starts: readiness goes false. */
   readonly onDrain: () => void;
+  /**
+   * Requests and connections the agent itself carries (its built-in proxy); none when absent.
+   * Read when the drain starts and every DRAIN_POLL_MS during it.
+   */
+  readonly inFlight?: () => number;
 }
+
+/** How often a drain looks whether anything is still in flight. */
+export const DRAIN_POLL_MS = 100;
 
 /**
  * Runs until a shutdown signal or the command's end; resolves with the agent's exit code.
@@ -133,13 +144,17 @@ export function supervise(options: SupervisionOptions): Promise<number> {
       finished = true;
       for (const [signal, fn] of listeners) signals.off(signal, fn);
       clearTimeout(drainTimer);
+      clearInterval(pollTimer);
       clearTimeout(killTimer);
       resolve(code);
     };
 
     let shuttingDown = false;
     let drainTimer: NodeJS.Timeout | undefined;
+    let pollTimer: NodeJS.Timeout | undefined;
     let killTimer: NodeJS.Timeout | undefined;
+    const nothingInFlight = (): boolean =>
+      !(child?.isRunning() ?? false) && (options.inFlight?.() ?? 0) === 0;
     let endDrain: () => void = () => undefined;
     // A command that ignores SIGTERM is killed (as pilot-agent does to Envoy), after
     // killAfterMs or at the next shutdown signal, so that the agent always ends.
@@ -181,9 +196,20 @@ export function supervise(options: SupervisionOptions): Promise<number> {
           endDrain = () => {
             endDrain = () => kill('another shutdown signal');
             clearTimeout(drainTimer);
+            clearInterval(pollTimer);
             stopChild();
           };
+          if (nothingInFlight()) {
+            log.info({}, 'nothing in flight: the drain ends now');
+            endDrain();
+            return;
+          }
           drainTimer = setTimeout(() => endDrain(), options.drainMs);
+          pollTimer = setInterval(() => {
+            if (!nothingInFlight()) return;
+            log.info({}, 'nothing in flight any more: the drain ends now');
+            endDrain();
+          }, DRAIN_POLL_MS);
         } else {
           log.info({ signal }, 'second shutdown signal: ending the drain now');
           endDrain();

@@ -5,6 +5,7 @@ import path from 'node:path';
 import pino from 'pino';
 import {
   ChildCommand,
+  DRAIN_POLL_MS,
   exitCodeOf,
   supervise,
   type SignalSource,
@@ -211,19 +212,72 @@ describe('supervise', () => {
     expect(await done).toBe(127);
   });
 
-  it('without a command, drains and exits 0 on SIGTERM', async () => {
-    const signals = new Signals();
-    let drained = false;
-    const done = supervise({
-      child: null,
-      signals,
-      drainMs: 50,
-      log,
-      onDrain: () => (drained = true),
+  describe('the drain ends as soon as nothing is in flight', () => {
+    beforeEach(() => jest.useFakeTimers());
+    afterEach(() => jest.useRealTimers());
+
+    /** Whether `promise` has settled, without letting any timer run. */
+    async function settled(promise: Promise<unknown>): Promise<boolean> {
+      let done = false;
+      void promise.then(() => (done = true));
+      await Promise.resolve();
+      await Promise.resolve();
+      return done;
+    }
+
+    it('without a command: readiness off, then exit 0 at once, not after the drain time', async () => {
+      const signals = new Signals();
+      let drained = false;
+      const done = supervise({
+        child: null,
+        signals,
+        drainMs: 60_000,
+        log,
+        onDrain: () => (drained = true),
+      });
+      signals.send('SIGTERM');
+      expect(drained).toBe(true);
+      expect(await settled(done)).toBe(true);
+      expect(await done).toBe(0);
+      expect(jest.getTimerCount()).toBe(0);
     });
-    signals.send('SIGTERM');
-    expect(drained).toBe(true);
-    expect(await done).toBe(0);
+
+    it("with the agent's own connections: once the last one is done", async () => {
+      const signals = new Signals();
+      let open = 2;
+      const done = supervise({
+        child: null,
+        signals,
+        drainMs: 60_000,
+        log,
+        onDrain: () => undefined,
+        inFlight: () => open,
+      });
+      signals.send('SIGTERM');
+      jest.advanceTimersByTime(DRAIN_POLL_MS * 3);
+      expect(await settled(done)).toBe(false);
+      open = 0;
+      jest.advanceTimersByTime(DRAIN_POLL_MS);
+      expect(await settled(done)).toBe(true);
+      expect(await done).toBe(0);
+    });
+
+    it('with connections that never end: after the drain time', async () => {
+      const signals = new Signals();
+      const done = supervise({
+        child: null,
+        signals,
+        drainMs: 5_000,
+        log,
+        onDrain: () => undefined,
+        inFlight: () => 1,
+      });
+      signals.send('SIGTERM');
+      jest.advanceTimersByTime(4_900);
+      expect(await settled(done)).toBe(false);
+      jest.advanceTimersByTime(100);
+      expect(await done).toBe(0);
+    });
   });
 
   it('never starts a command that had not started when the shutdown came', async () => {
