@@ -56,6 +56,14 @@ export async function buildLocalMode(ctx: ModeContext): Promise<ModeAdapters> {
     authenticator: credentials.authenticator,
     adminAuthorizer: credentials.adminAuthorizer,
     servingNames: localServingNames(listen.host),
+    // A tokens.json broken while the server runs refuses every workload (503): not ready.
+    async checks() {
+      const problem = await credentials.authenticator.problem();
+      return {
+        workloadTokens:
+          problem === null ? null : `tokens.json is ${problem.kind}: ${problem.message}`,
+      };
+    },
     async tick() {
       const { reloaded, events } = await authority.tick(clock.now());
       if (reloaded) logger.info({ dataDir }, 'CA store changed on disk: reloaded');

@@ -48,7 +48,15 @@ export interface ModeAdapters {
   readonly servingNames: { readonly dnsNames: string[]; readonly ipAddresses: string[] };
   /** Periodic work: pick up store changes, rotation transitions. */
   tick(): Promise<void>;
+  /**
+   * The mode's own readiness checks, by name: null when met, else what is wrong (shown by
+   * /readyz: no secret). Read every MODE_CHECK_INTERVAL_MS; absent: none.
+   */
+  checks?(): Promise<Readonly<Record<string, string | null>>>;
   close(): Promise<void>;
 }
+
+/** How often the server reads the mode's checks (local mode's credential files: 1 s). */
+export const MODE_CHECK_INTERVAL_MS = 1000;
 
 export type ModeBuilder = (ctx: ModeContext) => Promise<ModeAdapters>;

@@ -28,7 +28,7 @@ import {
   tickIntervalMs,
   type ServeFlags,
 } from './config';
-import { detectMode, type ModeAdapters, type ModeBuilder } from './mode';
+import { detectMode, MODE_CHECK_INTERVAL_MS, type ModeAdapters, type ModeBuilder } from './mode';
 
 // --- the modes ---------------------------------------------------------------------------------
 
@@ -171,13 +171,20 @@ export async function startServer(
   let reloader: TlsReloader | null = null;
   let threads: InjectThreads | null = null;
   let closing = false;
+  /** The mode's checks as last read (refreshed every MODE_CHECK_INTERVAL_MS). */
+  let modeChecks: Readonly<Record<string, string | null>> = {};
   const readiness = (): Readiness => {
-    const checks = {
+    const checks: Record<string, boolean> = {
       caLoaded: mode?.certificates.ready() ?? false,
       servingCertificate: reloader?.valid(clock.now()) ?? false,
       accepting: !closing,
     };
-    return { ready: checks.caLoaded && checks.servingCertificate && checks.accepting, checks };
+    const problems: Record<string, string> = {};
+    for (const [name, problem] of Object.entries(modeChecks)) {
+      checks[name] = problem === null;
+      if (problem !== null) problems[name] = problem;
+    }
+    return { ready: Object.values(checks).every(Boolean), checks, problems };
   };
   const registry = createRegistry();
   const metrics = createMooringMetrics(registry, {
@@ -279,6 +286,16 @@ export async function startServer(
   };
   const tickTimer = setInterval(() => void tick(), tickIntervalMs(config));
   tickTimer.unref();
+  const readModeChecks = async (): Promise<void> => {
+    try {
+      modeChecks = (await readyMode.checks?.()) ?? {};
+    } catch (err) {
+      logger.error({ err }, 'reading the readiness checks of the mode failed');
+    }
+  };
+  await readModeChecks();
+  const checkTimer = setInterval(() => void readModeChecks(), MODE_CHECK_INTERVAL_MS);
+  checkTimer.unref();
 
   logger.info(
     {
@@ -305,6 +322,7 @@ export async function startServer(
       closing = true;
       logger.info({ reason }, 'shutting down: no new connections, finishing requests in flight');
       clearInterval(tickTimer);
+      clearInterval(checkTimer);
       readyReloader.stop();
       // Connections that finish a request from now on close right after it (Node applies the
       // keep-alive timeout when a response ends), so close() does not wait for idle clients.
