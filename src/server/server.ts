@@ -4,10 +4,8 @@
 // finishes what is in flight and resolves. The command (src/cli/serve.ts) parses the flags and
 // handles the signals; workers.ts runs several of these behind one port.
 
-import { readFileSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { DestinationStream, Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -19,6 +17,7 @@ import { TlsReloader } from '../adapters/tls-reloader';
 import type { CryptoMode } from '../ca/csr';
 import type { Clock } from '../ca/ports';
 import type { Config } from '../config/types';
+import { MOORING_VERSION } from '../constants';
 import { MooringError } from '../errors';
 import type { Readiness } from '../http';
 import {
@@ -125,17 +124,6 @@ async function startInjectThreads(
   return threads;
 }
 
-export function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
-      version?: unknown;
-    };
-    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-}
-
 /**
  * Builds everything and listens on both ports. The admin port opens first, so that /healthz
  * answers and /readyz says 503 while the CA loads; resolves once both accept connections.
@@ -160,7 +148,7 @@ export async function startServer(
   const logger = createLogger(config.server.logLevel, environment.logDestination);
   const fastifyLogger = logger as FastifyBaseLogger;
   const clock = environment.clock ?? systemClock;
-  const version = packageVersion();
+  const version = MOORING_VERSION;
   const modeName = detectMode(flags, environment.env);
   const buildMode =
     environment.buildMode ?? (modeName === 'cluster' ? buildClusterMode : buildLocalMode);

@@ -3,27 +3,12 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { humanDuration, parseDuration } from '../../src/cli/ca';
-import { main } from '../../src/cli/main';
+import { runCli } from '../fixtures/cli';
 import { defaultConfig } from '../../src/config/validate';
 import { csrPem, withDns, withKeyType } from '../unit/ca/fixtures';
 
-async function run(
-  args: string[],
-  stdinText?: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdin = new PassThrough();
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (b: Buffer) => out.push(b));
-  stderr.on('data', (b: Buffer) => err.push(b));
-  if (stdinText !== undefined) stdin.end(stdinText);
-  const code = await main(['node', 'mooring', ...args], { stdin, stdout, stderr });
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-}
+const run = (args: string[], stdinText?: string) => runCli(args, stdinText);
 
 const tempDir = (): string => mkdtempSync(join(tmpdir(), 'mooring-ca-cli-'));
 const ID = 'spiffe://cluster.local/ns/vm/sa/db';

@@ -1,27 +1,13 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { parseAllDocuments } from 'yaml';
-import { main } from '../../src/cli/main';
+import { runCli } from '../fixtures/cli';
 
 const ROOT = join(__dirname, '..', '..');
 const COMMITTED = join(ROOT, 'webhook-config', 'mutatingwebhookconfiguration.yaml');
 
-async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (b: Buffer) => out.push(b));
-  stderr.on('data', (b: Buffer) => err.push(b));
-  const code = await main(['node', 'mooring', ...args], {
-    stdin: new PassThrough(),
-    stdout,
-    stderr,
-  });
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-}
+const run = (...args: string[]) => runCli(args);
 
 interface Requirement {
   key: string;

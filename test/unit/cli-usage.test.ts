@@ -1,23 +1,9 @@
 // A usage error (exit 2) is the error and one line that says where the usage is, not the whole
 // help: for what commander refuses and for what a command refuses itself.
 
-import { PassThrough } from 'node:stream';
-import { main } from '../../src/cli/main';
+import { runCli } from '../fixtures/cli';
 
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (b: Buffer) => out.push(b));
-  stderr.on('data', (b: Buffer) => err.push(b));
-  const code = await main(['node', 'mooring', ...args], {
-    stdin: new PassThrough(),
-    stdout,
-    stderr,
-  });
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-}
+const run = (args: string[]) => runCli(args);
 
 describe('a usage error', () => {
   it.each([

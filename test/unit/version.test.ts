@@ -3,11 +3,10 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { parse } from 'yaml';
-import { main } from '../../src/cli/main';
 import { defaultConfig } from '../../src/config/validate';
 import { MOORING_IMAGE, MOORING_VERSION } from '../../src/constants';
+import { runCli } from '../fixtures/cli';
 
 const ROOT = join(__dirname, '..', '..');
 const read = (file: string): string => readFileSync(join(ROOT, file), 'utf8');
@@ -21,14 +20,11 @@ describe("Mooring's version", () => {
   });
 
   it('is what `mooring --version` prints', async () => {
-    const stdout = new PassThrough();
-    const code = await main(['node', 'mooring', '--version'], {
-      stdin: new PassThrough(),
-      stdout,
-      stderr: new PassThrough(),
+    expect(await runCli(['--version'])).toEqual({
+      code: 0,
+      stdout: `${MOORING_VERSION}\n`,
+      stderr: '',
     });
-    expect(code).toBe(0);
-    expect(String(stdout.read())).toBe(`${MOORING_VERSION}\n`);
   });
 });
 
