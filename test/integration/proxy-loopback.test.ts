@@ -584,3 +584,67 @@ describe('metrics', () => {
     );
   });
 });
+
+describe('drain', () => {
+  it('stops taking inbound connections, finishes the request in flight with Connection: close, and counts it down', async () => {
+    const slow = http.createServer((req, res) => setTimeout(() => res.end(`slow ${req.url}`), 300));
+    const slowPort = await listen(slow);
+    const draining = new Sidecar(
+      {
+        log: silent,
+        originalDestination: () => dst('127.0.0.1', slowPort),
+        random: Math.random,
+        nowMs: Date.now,
+        metrics: new IstioMetrics(),
+      },
+      {
+        outboundPort: 0,
+        inboundPort: 0,
+        listenHost: '127.0.0.1',
+        connectTimeoutMs: 2_000,
+        handshakeTimeoutMs: 2_000,
+        ownPorts: [],
+      },
+    );
+    const ports = await draining.start();
+    draining.setCredentials(credentials('server'), new Date());
+    draining.setMesh(meshState(proxyScope('server')));
+    try {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const get = (path: string) =>
+        new Promise<{ status: number; connection: string | undefined; text: string }>(
+          (resolve, reject) => {
+            const req = http.get(
+              { host: '127.0.0.1', port: ports.inbound.port, path, agent },
+              (res) => {
+                let text = '';
+                res.on('data', (d: Buffer) => (text += d.toString()));
+                res.on('end', () =>
+                  resolve({
+                    status: res.statusCode ?? 0,
+                    connection: res.headers.connection,
+                    text,
+                  }),
+                );
+              },
+            );
+            req.on('error', reject);
+          },
+        );
+      // A kept-alive connection exists, then a request is in flight on it when the drain starts.
+      expect((await get('/first')).connection).not.toBe('close');
+      const inFlight = get('/second');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(draining.inFlight()).toBe(1);
+      draining.drainInbound();
+      const answered = await inFlight;
+      expect(answered).toEqual({ status: 200, connection: 'close', text: 'slow /second' });
+      expect(draining.inFlight()).toBe(0);
+      await expect(get('/third')).rejects.toThrow(/ECONNREFUSED|socket hang up|ECONNRESET/);
+      agent.destroy();
+    } finally {
+      await draining.close();
+      slow.close();
+    }
+  });
+});

@@ -46,8 +46,10 @@ export interface HandlerContext {
   ownPeerValue(): string;
   ownWorkload(): WorkloadInfo | null;
   ownIdentity(): string | null;
-  /** The proxy is draining: every response closes its connection. */
+  /** The proxy is draining its inbound side: every response closes its connection. */
   draining(): boolean;
+  /** Requests in flight, both directions (a drain waits for them). */
+  readonly load: { requests: number };
 }
 
 export function peerLabels(w: WorkloadInfo | null, principal: string | null): PeerLabels {
@@ -96,6 +98,11 @@ export class OutboundHttp implements Http1Handler {
     this.metrics = ctx.metrics;
   }
 
+  /** An HTTP/2 stream planned here has ended. */
+  requestDone(): void {
+    this.ctx.load.requests--;
+  }
+
   plan(head: RequestHead, down: Http1Downstream): ExchangePlan | LocalReply {
     const { target } = down.info as unknown as OutboundInfo;
     const hasId = headerValue(head.headers, REQUEST_ID_HEADER) !== null;
@@ -109,6 +116,7 @@ export class OutboundHttp implements Http1Handler {
     hasRequestId: boolean,
     alpn: MooringAlpn,
   ): ExchangePlan | LocalReply {
+    this.ctx.load.requests++;
     const index = this.ctx.index();
     if (index === null) return localReply(503, 'no mesh configuration yet', ['UH']);
     const add: string[] = [];
@@ -159,6 +167,7 @@ export class OutboundHttp implements Http1Handler {
   }
 
   finished(r: ExchangeRecord, down: Http1Downstream): void {
+    this.ctx.load.requests--;
     const { target } = down.info as unknown as OutboundInfo;
     const service = (r.plan.kind === 'forward' ? r.plan.service : undefined) ?? target.service;
     const edge = this.edge(r.endpoint, service);
@@ -216,12 +225,21 @@ export interface InboundInfo {
 const INBOUND_REMOVE: ReadonlySet<string> = new Set([XFCC_HEADER, PEER_HEADER]);
 
 export class InboundHttp implements Http1Handler {
+  draining(): boolean {
+    return this.ctx.draining();
+  }
+
   private edges = new Map<string, Edge>();
   private edgesVersion = -1;
   readonly metrics: IstioMetrics;
 
   constructor(private readonly ctx: HandlerContext) {
     this.metrics = ctx.metrics;
+  }
+
+  /** An HTTP/2 stream planned here has ended. */
+  requestDone(): void {
+    this.ctx.load.requests--;
   }
 
   plan(head: RequestHead, down: Http1Downstream): ExchangePlan {
@@ -231,6 +249,7 @@ export class InboundHttp implements Http1Handler {
 
   /** To the app, for either HTTP version. */
   planRequest(info: InboundInfo, hasRequestId: boolean): ExchangePlan {
+    this.ctx.load.requests++;
     const add: string[] = [];
     if (info.peer !== null) {
       const own = this.ctx.ownIdentity();
@@ -253,6 +272,7 @@ export class InboundHttp implements Http1Handler {
   }
 
   finished(r: ExchangeRecord, down: Http1Downstream): void {
+    this.ctx.load.requests--;
     const info = down.info as unknown as InboundInfo;
     // Peer metadata only from a verified sidecar.
     const peerValue = info.peer === null ? null : headerValue(r.head.headers, PEER_HEADER);
@@ -362,6 +382,7 @@ export class OutboundH2 implements H2Handler {
   }
 
   finished(r: H2Record, info: unknown): void {
+    this.http.requestDone();
     const service =
       (r.plan.kind === 'forward' ? r.plan.service : undefined) ??
       (info as OutboundInfo).target.service;
@@ -386,6 +407,7 @@ export class InboundH2 implements H2Handler {
   }
 
   finished(r: H2Record, info: unknown): void {
+    this.http.requestDone();
     const inbound = info as InboundInfo;
     const peerValue = inbound.peer === null ? null : r.headers[PEER_HEADER];
     const authority = r.headers[':authority'] ?? null;

@@ -8,11 +8,16 @@
 // must lead to the trust bundle); anything else is plain text, accepted unless the port's
 // PeerAuthentication mode is STRICT. Traffic reaches the app on its original address and port.
 
+import type http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { MeshState, Protocol, WorkloadInfo } from '../../api/mesh';
-import { newUpstreamEndpoint, type Random, type UpstreamEndpoint } from './core/endpoints';
-import { pickEndpoint } from './core/endpoints';
+import {
+  newUpstreamEndpoint,
+  pickEndpoint,
+  type Random,
+  type UpstreamEndpoint,
+} from './core/endpoints';
 import { ALPN, MOORING_ALPNS, offersMooring, peerSpiffeId } from './core/identity';
 import { DEFAULT_LOAD_BALANCER, effectivePolicy, MeshIndex, type Target } from './core/mesh-index';
 import { encodeWorkload, MAX_PEER_LINE, PEER_LINE_PREFIX, decodeWorkload } from './core/peer';
@@ -117,6 +122,11 @@ export class Sidecar {
   private readonly appEndpoints = new Map<string, UpstreamEndpoint>();
   private readonly open = new Set<net.Socket>();
   private inboundDraining = false;
+  /** What a drain waits for: HTTP requests and TCP connections in flight. */
+  private readonly load = { requests: 0, tcp: 0 };
+  /** Inbound HTTP/1.1 connections and HTTP/2 sessions, closed when the drain starts. */
+  private readonly inboundHttp1 = new Set<Http1Downstream>();
+  private readonly inboundSessions = new Set<http2.ServerHttp2Session>();
   readonly counters: ProxyCounters = {
     outbound: 0,
     inbound: 0,
@@ -145,6 +155,7 @@ export class Sidecar {
       ownWorkload: () => this.index?.state.proxy.workload ?? null,
       ownIdentity: () => this.tlsContexts?.spiffeId ?? this.index?.state.proxy.identity ?? null,
       draining: () => this.inboundDraining,
+      load: this.load,
     };
     this.outboundHttp = new OutboundHttp(ctx);
     this.inboundHttp = new InboundHttp(ctx);
@@ -239,10 +250,41 @@ export class Sidecar {
     throw lastError ?? new Error(`cannot listen on port ${port}`);
   }
 
-  /** Stops accepting inbound connections; keep-alive connections close after their current request. */
+  /**
+   * The drain's first step: inbound stops accepting; kept-alive HTTP/1.1 connections close once
+   * their request is answered (idle ones at once), HTTP/2 sessions get a GOAWAY and finish their
+   * streams. Outbound keeps working: the app may still be finishing its own requests.
+   */
   drainInbound(): void {
     this.inboundDraining = true;
     this.inboundServer?.close();
+    for (const c of this.inboundHttp1) c.closeIfIdle();
+    for (const s of this.inboundSessions) s.close();
+  }
+
+  /** HTTP requests and TCP connections in flight (the drain ends when none is left). */
+  inFlight(): number {
+    return this.load.requests + this.load.tcp;
+  }
+
+  private serveInboundHttp1(socket: net.Socket, info: InboundInfo, first: Buffer | null): void {
+    const conn = new Http1Downstream(
+      socket,
+      this.inboundHttp,
+      this.inboundPool,
+      info as unknown as Record<string, unknown>,
+      first,
+    );
+    this.inboundHttp1.add(conn);
+    socket.once('close', () => this.inboundHttp1.delete(conn));
+    if (this.inboundDraining) conn.closeIfIdle();
+  }
+
+  private serveInboundH2(socket: net.Socket, first: Buffer | null, info: InboundInfo): void {
+    const session = serveH2(socket, first, this.inboundH2, this.inboundH2Pool, info);
+    this.inboundSessions.add(session);
+    session.once('close', () => this.inboundSessions.delete(session));
+    if (this.inboundDraining) session.close();
   }
 
   async close(): Promise<void> {
@@ -378,6 +420,7 @@ export class Sidecar {
         }
         if (chosen.identity !== null) upstream.write(`${PEER_LINE_PREFIX}${this.ownPeer}\n`);
         this.deps.metrics.tcpOpened(tcpEdge);
+        this.load.tcp++;
         relayTcp(
           socket,
           upstream,
@@ -386,6 +429,7 @@ export class Sidecar {
             bytes: (sent, received) => this.deps.metrics.tcpBytes(tcpEdge, sent, received),
             closed: () => {
               chosen.active--;
+              this.load.tcp--;
               this.deps.metrics.tcpClosed(tcpEdge);
             },
           },
@@ -415,13 +459,17 @@ export class Sidecar {
     upstream.once('connect', () => {
       upstream.removeAllListeners('error');
       this.deps.metrics.tcpOpened(edge);
+      this.load.tcp++;
       relayTcp(
         socket,
         upstream,
         first,
         {
           bytes: (s, r) => this.deps.metrics.tcpBytes(edge, s, r),
-          closed: () => this.deps.metrics.tcpClosed(edge),
+          closed: () => {
+            this.load.tcp--;
+            this.deps.metrics.tcpClosed(edge);
+          },
         },
         true,
       );
@@ -527,17 +575,11 @@ export class Sidecar {
           ? 'http2'
           : 'other');
     if (kind === 'http1' && protocol !== 'tcp') {
-      new Http1Downstream(
-        socket,
-        this.inboundHttp,
-        this.inboundPool,
-        info as unknown as Record<string, unknown>,
-        first,
-      );
+      this.serveInboundHttp1(socket, info, first);
       return;
     }
     if (kind === 'http2' && protocol !== 'tcp') {
-      serveH2(socket, first, this.inboundH2, this.inboundH2Pool, info);
+      this.serveInboundH2(socket, first, info);
       return;
     }
     this.inboundTcp(socket, app, first, null, null);
@@ -612,16 +654,10 @@ export class Sidecar {
     const info: InboundInfo = { app, peer: peer.id };
     switch (socket.alpnProtocol) {
       case ALPN.http1:
-        new Http1Downstream(
-          socket,
-          this.inboundHttp,
-          this.inboundPool,
-          info as unknown as Record<string, unknown>,
-          null,
-        );
+        this.serveInboundHttp1(socket, info, null);
         return;
       case ALPN.h2:
-        serveH2(socket, null, this.inboundH2, this.inboundH2Pool, info);
+        this.serveInboundH2(socket, null, info);
         return;
       default:
         this.readPeerLine(socket, (workload, rest) =>
@@ -694,13 +730,17 @@ export class Sidecar {
     upstream.once('connect', () => {
       upstream.removeAllListeners('error');
       this.deps.metrics.tcpOpened(edge);
+      this.load.tcp++;
       relayTcp(
         socket,
         upstream,
         first,
         {
           bytes: (s, r) => this.deps.metrics.tcpBytes(edge, s, r),
-          closed: () => this.deps.metrics.tcpClosed(edge),
+          closed: () => {
+            this.load.tcp--;
+            this.deps.metrics.tcpClosed(edge);
+          },
         },
         false,
       );

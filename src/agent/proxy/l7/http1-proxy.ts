@@ -97,6 +97,8 @@ export interface ExchangeRecord {
 export interface Http1Handler {
   plan(head: RequestHead, downstream: Http1Downstream): ExchangePlan | LocalReply;
   finished(record: ExchangeRecord, downstream: Http1Downstream): void;
+  /** True while the proxy drains this side: each response closes its connection. */
+  draining?(): boolean;
 }
 
 const STATUS_TEXT: Record<number, string> = {
@@ -208,12 +210,22 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
   }
 
   /** The exchange is over: the next request, or the end of the connection. */
+  /** The proxy drains this side: no new request on this connection after the current one. */
+  get closing(): boolean {
+    return this.handler.draining?.() === true;
+  }
+
+  /** Ends the connection now if no request is in flight on it (a drain starts). */
+  closeIfIdle(): void {
+    if (this.exchange === null && !this.closed) this.socket.end();
+  }
+
   exchangeDone(ex: Exchange, keepAlive: boolean): void {
     if (this.exchange !== ex) return;
     this.exchange = null;
     this.handler.finished(ex.record(), this);
     if (this.closed) return;
-    if (!keepAlive || this.ended) {
+    if (!keepAlive || this.ended || this.closing) {
       this.socket.end();
       return;
     }
@@ -373,7 +385,7 @@ export class Exchange implements ConnectionEvents {
   private finishLocal(reply: LocalReply): void {
     if (this.done) return;
     this.done = true;
-    const close = this.head.close;
+    const close = this.head.close || this.down.closing;
     this.responseBytes = writeLocal(this.down.socket, reply, close, this.head.method === 'HEAD');
     this.down.exchangeDone(this, !close);
   }
@@ -527,7 +539,7 @@ export class Exchange implements ConnectionEvents {
     this.status = status;
     this.done = true;
     this.resumeDownstream();
-    const close = this.head.close || !this.requestComplete;
+    const close = this.head.close || !this.requestComplete || this.down.closing;
     this.responseBytes = writeLocal(
       this.down.socket,
       localReply(status, text),
@@ -597,7 +609,7 @@ export class Exchange implements ConnectionEvents {
     this.responseHead = head;
     this.status = status;
     this.responseStarted = true;
-    const keep = !this.head.close && !head.close;
+    const keep = !this.head.close && !head.close && !this.down.closing;
     // A close-delimited body can only be delimited by closing the client connection.
     const closeDelimited =
       head.contentLength === -1 &&

@@ -1,0 +1,102 @@
+// The proxy's two plain-HTTP endpoints, on node:http:
+//   admin   127.0.0.1:15000  GET /config_dump   the configuration, endpoints, TLS and connection
+//                                                state, as Envoy's admin port has it (loopback only:
+//                                                it shows the mesh the proxy knows)
+//                            GET /ready          200 when the proxy carries traffic, else 503
+//   stats   :15090           GET /stats/prometheus  Istio's standard metrics (Prometheus text)
+
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export const CONFIG_DUMP_PATH = '/config_dump';
+export const PROXY_READY_PATH = '/ready';
+export const PROXY_STATS_PATH = '/stats/prometheus';
+
+export interface AdminSource {
+  configDump(): Record<string, unknown>;
+  ready(): boolean;
+}
+
+type Route = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+function reply(res: http.ServerResponse, status: number, type: string, body: string): void {
+  res.writeHead(status, {
+    'content-type': type,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+function jsonError(res: http.ServerResponse, status: number, code: string, message: string): void {
+  reply(res, status, 'application/json', `${JSON.stringify({ code, message })}\n`);
+}
+
+function serve(routes: Record<string, Route>): http.Server {
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      jsonError(res, 405, 'HTTP_ERR_METHOD', 'only GET and HEAD are served');
+      return;
+    }
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const route = routes[path];
+    if (route === undefined) {
+      jsonError(res, 404, 'HTTP_ERR_NOT_FOUND', `no route ${path.slice(0, 128)}`);
+      return;
+    }
+    try {
+      route(req, res);
+    } catch {
+      if (!res.headersSent) jsonError(res, 500, 'HTTP_ERR_INTERNAL', 'internal error');
+    }
+  });
+  server.keepAliveTimeout = 5000;
+  server.headersTimeout = 10_000;
+  return server;
+}
+
+export function createProxyAdminServer(source: AdminSource): http.Server {
+  return serve({
+    [CONFIG_DUMP_PATH]: (_req, res) =>
+      reply(res, 200, 'application/json', `${JSON.stringify(source.configDump(), null, 2)}\n`),
+    [PROXY_READY_PATH]: (_req, res) =>
+      source.ready()
+        ? reply(res, 200, 'text/plain; charset=utf-8', 'LIVE\n')
+        : reply(res, 503, 'text/plain; charset=utf-8', 'not ready\n'),
+  });
+}
+
+/** `render` returns the whole Prometheus text (Istio's metrics and the proxy's own). */
+export function createProxyStatsServer(render: () => Promise<string> | string): http.Server {
+  return serve({
+    [PROXY_STATS_PATH]: (_req, res) => {
+      Promise.resolve(render()).then(
+        (text) => reply(res, 200, 'text/plain; version=0.0.4; charset=utf-8', text),
+        () => jsonError(res, 500, 'HTTP_ERR_INTERNAL', 'internal error'),
+      );
+    },
+  });
+}
+
+export async function listenOn(
+  server: http.Server,
+  host: string,
+  port: number,
+): Promise<AddressInfo> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.removeListener('error', reject);
+      resolve();
+    });
+  });
+  return server.address() as AddressInfo;
+}
+
+export function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  });
+}
