@@ -308,6 +308,7 @@ function measure(url: string, procs: ChildProcess[]): Measured {
   const before = procs.map((p) => cpuSeconds(pidOf(p)));
   const wrk = runWrkOnce(url, { connections: CONNECTIONS, duration: DURATION, pinned: '0' });
   const after = procs.map((p) => cpuSeconds(pidOf(p)));
+  if (process.env.MOORING_BENCH_MEMORY !== undefined) for (const p of procs) p.kill('SIGUSR2');
   const requests = wrk.rps * DURATION;
   return {
     ...wrk,

@@ -57,4 +57,10 @@ process.on('SIGTERM', () => {
   void sidecar.close().then(() => process.exit(0));
 });
 // The bench reads the metrics once at the end (their rendering is part of the real cost).
-process.on('SIGUSR2', () => process.stderr.write(`metrics-bytes ${metrics.render().length}\n`));
+process.on('SIGUSR2', () => {
+  const m = process.memoryUsage();
+  const mib = (n: number): string => (n / 1048576).toFixed(1);
+  process.stderr.write(
+    `memory rss=${mib(m.rss)} heapTotal=${mib(m.heapTotal)} heapUsed=${mib(m.heapUsed)} external=${mib(m.external)} arrayBuffers=${mib(m.arrayBuffers)} metrics-bytes=${metrics.render().length}\n`,
+  );
+});
