@@ -175,7 +175,7 @@ export interface EchoOptions {
   readonly terminationGracePeriodSeconds?: number;
 }
 
-/** The echo container of the test image, with the downward API's Pod name. */
+/** The echo container of the test image, with the downward API's Pod name, Ready once it listens. */
 export function echoContainer(
   env: ClusterEnv,
   name = 'echo',
@@ -194,6 +194,11 @@ export function echoContainer(
       { name: 'grpc', containerPort: ECHO_PORTS.grpc },
       { name: 'tcp', containerPort: ECHO_PORTS.tcp },
     ],
+    // Ready means listening (Node takes a moment to start).
+    readinessProbe: {
+      httpGet: { path: '/healthz', port: Number(vars.ECHO_HTTP_PORT ?? ECHO_PORTS.http) },
+      periodSeconds: 1,
+    },
   };
 }
 
