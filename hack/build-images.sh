@@ -15,8 +15,8 @@
 # containerd stores it once. Each image has a stamp naming what it was built from; a matching
 # stamp means nothing is done (about 1 s: hashing dist/). FORCE=1 rebuilds. Writes
 # .cache/images/images.json: {"mooring": REF, "echo": REF, "pause": REF, "layout": DIR}.
-# Needs: umoci, cc (static libc), ldd, npm (from .cache/node), and the kubernetes module in the
-# Go module cache (test/e2e/harness/build-control-plane.sh puts it there).
+# Needs: umoci, cc (static libc), ldd, npm (from .cache/node), go (the kubernetes module, in the
+# module cache once test/e2e/harness/build-control-plane.sh ran).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -98,8 +98,12 @@ tag_image() {
 
 # ---------------------------------------------------------------------------------------------
 # pause: Kubernetes' pause.c, static, as the only file of the image.
-pause_src="$(go env GOMODCACHE 2>/dev/null)/k8s.io/kubernetes@$K8S_VERSION/build/pause/linux/pause.c"
-[ -f "$pause_src" ] || die "$pause_src is missing: run test/e2e/harness/build-control-plane.sh first"
+command -v go >/dev/null || die 'go is not on PATH (the pause source comes from the kubernetes module)'
+# The kubernetes module is in the module cache once build-control-plane.sh ran; else fetched.
+k8s_dir="$(cd "$stage" && GOFLAGS=-mod=mod GOTOOLCHAIN=local go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
+  sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+pause_src="$k8s_dir/build/pause/linux/pause.c"
+[ -f "$pause_src" ] || die "no pause.c in k8s.io/kubernetes@$K8S_VERSION ($pause_src)"
 PAUSE_STAMP="recipe=$RECIPE pause=$PAUSE_VERSION src=$(sha256sum <"$pause_src" | cut -c1-16) $(cc -dumpfullversion)"
 if stamp_ok pause "$PAUSE_STAMP"; then
   log "pause: up to date"

@@ -14,6 +14,7 @@ import {
   echoed,
   httpFrom,
   plainNamespace,
+  repeatFrom,
   waitForPod,
   isReady,
   type ClusterEnv,
@@ -99,7 +100,7 @@ async function plainPods(env: ClusterEnv, ...names: string[]): Promise<Pod[]> {
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name, labels: { app: name } },
-      spec: { containers: [echoContainer(env)] },
+      spec: { containers: [echoContainer(env, 'echo', { ECHO_VERSION: 'v2' })] },
     })),
   );
   return Promise.all(names.map((n) => waitForPod(env, ns, n, 'Ready', isReady)));
@@ -135,6 +136,10 @@ async function exercise(cluster: NodeCluster): Promise<void> {
   const direct = echoed(await httpFrom(a!, `http://${b!.status.podIP}:8080/direct`));
   expect(direct).toMatchObject({ pod: 'b', path: '/direct' });
   expect(direct.peer.address).toBe(a!.status.podIP);
+  // Many in a row, each on a new connection: the counts are what a rollout or split test reads.
+  const many = await repeatFrom(a!, `http://${b!.status.podIP}:8080/again`, { count: 25 });
+  expect(many).toMatchObject({ sent: 25, ok: 25, failures: [], byPod: { b: 25 } });
+  expect(many.byVersion).toEqual({ v2: 25 });
 
   await apply(env, b!.metadata.namespace, {
     apiVersion: 'v1',

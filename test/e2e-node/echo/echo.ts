@@ -21,10 +21,15 @@
 //                        request from this Pod; answers {"status", "headers", "body"} or 502
 //                        {"error"}
 //   POST /grpc-call      {"target": "host:port", "message"?, "metadata"?, "timeoutMs"?}: a unary
-//                        Echo call from this Pod; answers {"response", "metadata", "trailers"}
-//                        or 502 {"error", "code"}
-//   anything else        {"pod", "method", "path", "httpVersion", "headers", "body", "peer",
-//                        "local"}
+//                        Echo call from this Pod; answers {"response", "metadata"} or 502
+//                        {"error", "code"}
+//   POST /repeat         {"url", "count"?, "durationMs"?, "intervalMs"?, "method"?, "headers"?,
+//                        "timeoutMs"?}: requests one after another (a new connection each) until
+//                        `count` or `durationMs`; answers {"sent", "ok", "failures" (the first 20),
+//                        "byStatus", "byPod", "byVersion"} (the last two from echo answers)
+//   anything else        {"pod", "version", "method", "path", "httpVersion", "headers", "body",
+//                        "peer", "local"}
+// ECHO_VERSION is the `version` of the answers (a weighted split tells the versions apart).
 import * as grpc from '@grpc/grpc-js';
 import * as http from 'node:http';
 import * as net from 'node:net';
@@ -165,6 +170,61 @@ function httpCall(call: HttpCall): Promise<HttpAnswer> {
   });
 }
 
+interface Repeat extends HttpCall {
+  readonly count?: number;
+  readonly durationMs?: number;
+  readonly intervalMs?: number;
+}
+
+/** A JSON object's fields, or none when the text is not one (an answer not from echo). */
+function parseObject(text: string): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+async function repeat(r: Repeat): Promise<Record<string, unknown>> {
+  const until = Date.now() + (r.durationMs ?? 0);
+  const count = r.count ?? (r.durationMs === undefined ? 1 : Number.MAX_SAFE_INTEGER);
+  const tally = (map: Record<string, number>, key: string): void => {
+    map[key] = (map[key] ?? 0) + 1;
+  };
+  const out = {
+    sent: 0,
+    ok: 0,
+    failures: [] as { at: number; status?: number; error?: string }[],
+    byStatus: {} as Record<string, number>,
+    byPod: {} as Record<string, number>,
+    byVersion: {} as Record<string, number>,
+  };
+  const t0 = Date.now();
+  while (out.sent < count && (r.durationMs === undefined || Date.now() < until)) {
+    out.sent++;
+    const failed = (f: { status?: number; error?: string }): void => {
+      if (out.failures.length < 20) out.failures.push({ at: Date.now() - t0, ...f });
+    };
+    const a: HttpAnswer | { error: string } = await httpCall(r).catch((err: unknown) => ({
+      error: err instanceof Error ? err.message : String(err),
+    }));
+    if ('error' in a) {
+      tally(out.byStatus, 'error');
+      failed({ error: a.error });
+    } else {
+      tally(out.byStatus, String(a.status));
+      if (a.status >= 200 && a.status < 300) out.ok++;
+      else failed({ status: a.status });
+      const body = parseObject(a.body);
+      if (typeof body.pod === 'string') tally(out.byPod, body.pod);
+      if (typeof body.version === 'string') tally(out.byVersion, body.version);
+    }
+    if (r.intervalMs !== undefined) await new Promise((done) => setTimeout(done, r.intervalMs));
+  }
+  return out;
+}
+
 function reply(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': text.length });
@@ -212,9 +272,12 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse): Prom
       (answer) => reply(res, 200, answer),
       (err: unknown) => reply(res, 502, errorOf(err)),
     );
+  } else if (req.method === 'POST' && path === '/repeat') {
+    reply(res, 200, await repeat(input() as unknown as Repeat));
   } else {
     reply(res, 200, {
       pod: POD,
+      version: process.env.ECHO_VERSION ?? null,
       method: req.method,
       path,
       httpVersion: req.httpVersion,

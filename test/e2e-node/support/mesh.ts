@@ -332,6 +332,29 @@ export function echoed(answer: HttpAnswer): Echoed {
   return JSON.parse(answer.body) as Echoed;
 }
 
+export interface RepeatAnswer {
+  readonly sent: number;
+  readonly ok: number;
+  /** The first 20 failures: time since the start (ms), and the status or the error. */
+  readonly failures: readonly { at: number; status?: number; error?: string }[];
+  readonly byStatus: Record<string, number>;
+  /** Answers per echo Pod and per ECHO_VERSION: a split or a rollout, counted. */
+  readonly byPod: Record<string, number>;
+  readonly byVersion: Record<string, number>;
+}
+
+/**
+ * Requests made one after another by the echo app in `from` (a new connection each), for
+ * `count` requests or `durationMs`: what a rolling update or a weighted split is measured with.
+ */
+export function repeatFrom(
+  from: Pod,
+  url: string,
+  o: { count?: number; durationMs?: number; intervalMs?: number; headers?: Record<string, string> },
+): Promise<RepeatAnswer> {
+  return control(from, '/repeat', { url, ...o }) as Promise<RepeatAnswer>;
+}
+
 export interface GrpcAnswer {
   readonly response?: { pod: string; message: unknown; metadata: Record<string, unknown> };
   readonly error?: string;

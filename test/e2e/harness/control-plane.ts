@@ -266,17 +266,19 @@ function httpGet(url: string, opts: https.RequestOptions): Promise<HttpAnswer> {
   });
 }
 
-/** Polls `probe` until it returns true; fails early when `proc` exits, or at `deadline`. */
-async function waitUntil(
+/** Polls `probe` until it returns true; fails early when a `proc` exits, or at `deadline`. */
+export async function waitUntil(
   what: string,
-  proc: Proc,
+  proc: Proc | readonly Proc[],
   deadline: number,
   probe: () => Promise<boolean>,
 ): Promise<void> {
   let last = 'not tried';
   while (Date.now() < deadline) {
-    const status = proc.exitCode();
-    if (status !== undefined) throw new Error(`${proc.name} exited (${status}) before ${what}`);
+    for (const p of Array.isArray(proc) ? proc : [proc]) {
+      const status = p.exitCode();
+      if (status !== undefined) throw new Error(`${p.name} exited (${status}) before ${what}`);
+    }
     try {
       if (await probe()) return;
       last = 'not ready';

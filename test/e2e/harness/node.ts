@@ -32,6 +32,7 @@ import {
   run,
   startControlPlane,
   tailFile,
+  waitUntil,
   type ControlPlane,
   type Proc,
 } from './control-plane';
@@ -392,30 +393,6 @@ function installExitHandler(): void {
   }
 }
 
-/** Polls until `probe` is true; fails early when one of `procs` exits, or at `deadline`. */
-async function waitFor(
-  what: string,
-  procs: readonly Proc[],
-  deadline: number,
-  probe: () => Promise<boolean>,
-): Promise<void> {
-  let last = 'not tried';
-  while (Date.now() < deadline) {
-    for (const proc of procs) {
-      const status = proc.exitCode();
-      if (status !== undefined) throw new Error(`${proc.name} exited (${status}) before ${what}`);
-    }
-    try {
-      if (await probe()) return;
-      last = 'not yet';
-    } catch (err) {
-      last = err instanceof Error ? err.message : String(err);
-    }
-    await delay(250);
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
-
 interface NodeObject {
   status?: { conditions?: { type: string; status: string; message?: string }[] };
 }
@@ -515,7 +492,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
       logPaths.containerd,
     );
     const imported = (async () => {
-      await waitFor('containerd', [containerd], deadline, async () => {
+      await waitUntil('containerd', [containerd], deadline, async () => {
         await run(bins.ctr ?? 'ctr', ['-a', containerdSocket, 'version'], dir);
         return true;
       });
@@ -597,49 +574,45 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
       ],
       logPaths.kubelet,
     );
-    const schedulerConfig = kubeconfigFor('scheduler', 'system:kube-scheduler');
+    // What the scheduler and the controller-manager share: their identity, and their own HTTPS
+    // port on the node's loopback only.
+    const controllerArgs = (name: string, user: string): string[] => {
+      const kubeconfig = kubeconfigFor(name, user);
+      return [
+        ...[`--kubeconfig=${kubeconfig}`, `--authentication-kubeconfig=${kubeconfig}`],
+        ...[`--authorization-kubeconfig=${kubeconfig}`, '--bind-address=127.0.0.1'],
+        ...['--leader-elect=false', '--v=1'],
+      ];
+    };
     const scheduler = inNode(
       'kube-scheduler',
       path.join(binDir, 'kube-scheduler'),
-      [
-        `--kubeconfig=${schedulerConfig}`,
-        `--authentication-kubeconfig=${schedulerConfig}`,
-        `--authorization-kubeconfig=${schedulerConfig}`,
-        '--bind-address=127.0.0.1',
-        '--leader-elect=false',
-        '--v=1',
-      ],
+      controllerArgs('scheduler', 'system:kube-scheduler'),
       logPaths.scheduler,
     );
-    const kcmConfig = kubeconfigFor('controller-manager', 'system:kube-controller-manager');
     const controllerManager = inNode(
       'kube-controller-manager',
       path.join(binDir, 'kube-controller-manager'),
       [
-        `--kubeconfig=${kcmConfig}`,
-        `--authentication-kubeconfig=${kcmConfig}`,
-        `--authorization-kubeconfig=${kcmConfig}`,
-        '--bind-address=127.0.0.1',
-        '--leader-elect=false',
+        ...controllerArgs('controller-manager', 'system:kube-controller-manager'),
         // Each controller with its own service account, as kubeadm runs it.
         '--use-service-account-credentials=true',
         `--service-account-private-key-file=${path.join(cp.tmpDir, 'sa.key')}`,
         // The kube-root-ca.crt ConfigMap of every namespace (kube-api-access volumes need it).
         `--root-ca-file=${cp.caCertPath}`,
-        '--v=1',
       ],
       logPaths.controllerManager,
     );
 
     const running = [containerd, kubelet, scheduler, controllerManager];
     const cpRef = cp;
-    await waitFor(`node ${layout.nodeName} Ready`, running, deadline, async () => {
+    await waitUntil(`node ${layout.nodeName} Ready`, running, deadline, async () => {
       const node = (await kubectlJson(cpRef, ['get', 'node', layout.nodeName])) as NodeObject;
       return (node.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
     });
     log(`node ${layout.nodeName} Ready`);
     // The controllers are up once the `default` ServiceAccount of `default` exists.
-    await waitFor('the ServiceAccount controller', running, deadline, async () => {
+    await waitUntil('the ServiceAccount controller', running, deadline, async () => {
       await kubectlJson(cpRef, ['get', 'serviceaccount', 'default', '-n', 'default']);
       return true;
     });
