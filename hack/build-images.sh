@@ -12,8 +12,8 @@
 #                                          under containerd's exact sandbox_image name
 #
 # The mooring and echo images share their first layer (Node and the C libraries it needs), so
-# containerd stores it once. Each image has a stamp naming what it was built from; a matching
-# stamp means nothing is done (about 1 s: hashing dist/). FORCE=1 rebuilds. Writes
+# containerd stores it once. Each layer has a stamp naming what it was built from; a matching
+# stamp means nothing is done (a few seconds: hashing dist/). FORCE=1 rebuilds. Writes
 # .cache/images/images.json: {"mooring": REF, "echo": REF, "pause": REF, "layout": DIR}.
 # Needs: umoci, cc (static libc), ldd, npm (from .cache/node), go (the kubernetes module, in the
 # module cache once test/e2e/harness/build-control-plane.sh ran).
@@ -151,42 +151,28 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
-# mooring: the Dockerfile's runtime stage.
+# mooring: the Dockerfile's runtime stage, in two layers over the base: what changes with
+# package-lock.json or the system (production node_modules, iptables), then what changes with
+# every build (dist/, bin/, the addon), so that a code change repacks a few MB only.
 [ -f "$ROOT/dist/cli/main.js" ] || die 'dist/ is missing: make build first'
 ADDON_DIR=native/original-dst/build/Release
 IPTABLES_VERSION="$(dpkg-query -W -f '${Version}' iptables 2>/dev/null || echo none)"
-MOORING_STAMP="recipe=$RECIPE ref=$MOORING_REF base=$(cat "$STAMPS/base") iptables=$IPTABLES_VERSION"
-MOORING_STAMP+=" dist=$(hash_tree dist bin package.json) lock=$(hash_tree package-lock.json)"
-MOORING_STAMP+=" addon=$(hash_tree "$ADDON_DIR")"
-if [ "$base_rebuilt" = 0 ] && stamp_ok mooring "$MOORING_STAMP"; then
-  log "mooring: up to date ($MOORING_REF)"
+DEPS_STAMP="recipe=$RECIPE base=$(cat "$STAMPS/base") iptables=$IPTABLES_VERSION"
+DEPS_STAMP+=" lock=$(hash_tree package-lock.json)"
+deps_rebuilt=0
+if [ "$base_rebuilt" = 0 ] && stamp_ok mooring-deps "$DEPS_STAMP"; then
+  log "mooring dependencies: up to date"
 else
-  r="$stage/mooring"
-  mkdir -p "$r/app" "$r/usr/local/bin" "$r/usr/sbin" "$r/etc"
-  # Production dependencies, as the Dockerfile's `npm prune --omit=dev`: kept between builds
-  # (they change with package-lock.json only), pruned from a hard-linked copy.
-  PROD_STAMP="lock=$(hash_tree package-lock.json) node=$NODE_VERSION"
-  if ! stamp_ok prod-modules "$PROD_STAMP" || [ ! -d "$OUT/prod/node_modules" ]; then
-    log 'production node_modules (npm prune --omit=dev of a copy)'
-    rm -rf "$OUT/prod"
-    mkdir -p "$OUT/prod"
-    cp "$ROOT/package.json" "$ROOT/package-lock.json" "$OUT/prod/"
-    cp -al "$ROOT/node_modules" "$OUT/prod/node_modules"
-    (cd "$OUT/prod" && npm prune --omit=dev --offline --no-audit --no-fund --ignore-scripts \
-      --loglevel=error >/dev/null)
-    printf '%s\n' "$PROD_STAMP" >"$STAMPS/prod-modules"
-  fi
-  cp -al "$OUT/prod/node_modules" "$r/app/node_modules"
-  cp "$ROOT/package.json" "$r/app/package.json"
-  cp -r "$ROOT/dist" "$ROOT/bin" "$r/app/"
-  chmod 0755 "$r/app/bin/mooring.js"
-  ln -s /app/bin/mooring.js "$r/usr/local/bin/mooring"
-  # The original-destination addon (native/, built by `make build`): the one place where it
-  # enters the image, at the same path under /app as in the repository.
-  if compgen -G "$ROOT/$ADDON_DIR/*.node" >/dev/null; then
-    mkdir -p "$r/app/$ADDON_DIR"
-    cp "$ROOT/$ADDON_DIR"/*.node "$r/app/$ADDON_DIR/"
-  fi
+  r="$stage/deps"
+  mkdir -p "$r/app" "$r/usr/sbin" "$r/etc"
+  # Production dependencies, as the Dockerfile's `npm prune --omit=dev`, from a hard-linked copy.
+  log 'production node_modules (npm prune --omit=dev of a copy)'
+  mkdir -p "$stage/prod"
+  cp "$ROOT/package.json" "$ROOT/package-lock.json" "$stage/prod/"
+  cp -al "$ROOT/node_modules" "$stage/prod/node_modules"
+  (cd "$stage/prod" && npm prune --omit=dev --offline --no-audit --no-fund --ignore-scripts \
+    --loglevel=error >/dev/null)
+  mv "$stage/prod/node_modules" "$r/app/node_modules"
   # iptables as Debian installs it: the two multi-call binaries, the names that point at them
   # (`iptables` is the nft one, Debian's default alternative), the xtables modules, the libraries.
   cp /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi "$r/usr/sbin/"
@@ -203,11 +189,38 @@ else
   # The base layer has these already (the C library...): keep one copy.
   while read -r f; do rm -f "$r$f"; done <"$OUT/base.files"
   for f in /etc/protocols /etc/services /etc/ethertypes; do [ -f "$f" ] && cp "$f" "$r$f"; done
+  umoci rm --image "$LAYOUT:mooring-deps" 2>/dev/null || true
+  umoci insert --history.created_by hack/build-images.sh --image "$LAYOUT:base" \
+    --tag mooring-deps "$r" /
+  tag_image mooring-deps "localhost/mooring-e2e-deps:$NODE_VERSION"
+  printf '%s\n' "$DEPS_STAMP" >"$STAMPS/mooring-deps"
+  deps_rebuilt=1
+  log "mooring dependencies: built"
+fi
+
+MOORING_STAMP="recipe=$RECIPE ref=$MOORING_REF deps=$(cat "$STAMPS/mooring-deps")"
+MOORING_STAMP+=" dist=$(hash_tree dist bin package.json) addon=$(hash_tree "$ADDON_DIR")"
+if [ "$deps_rebuilt" = 0 ] && stamp_ok mooring "$MOORING_STAMP"; then
+  log "mooring: up to date ($MOORING_REF)"
+else
+  r="$stage/mooring"
+  mkdir -p "$r/app" "$r/usr/local/bin"
+  cp "$ROOT/package.json" "$r/app/package.json"
+  cp -r "$ROOT/dist" "$ROOT/bin" "$r/app/"
+  chmod 0755 "$r/app/bin/mooring.js"
+  ln -s /app/bin/mooring.js "$r/usr/local/bin/mooring"
+  # The original-destination addon (native/, built by `make build`): the one place where it
+  # enters the image, at the same path under /app as in the repository.
+  if compgen -G "$ROOT/$ADDON_DIR/*.node" >/dev/null; then
+    mkdir -p "$r/app/$ADDON_DIR"
+    cp "$ROOT/$ADDON_DIR"/*.node "$r/app/$ADDON_DIR/"
+  fi
   umoci rm --image "$LAYOUT:mooring" 2>/dev/null || true
-  umoci insert --history.created_by hack/build-images.sh --image "$LAYOUT:base" --tag mooring "$r" /
-  umoci config --history.created_by hack/build-images.sh --image "$LAYOUT:mooring" --config.user 65532:65532 \
-    --config.workingdir /app --config.entrypoint mooring --config.cmd=--help \
-    --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  umoci insert --history.created_by hack/build-images.sh --image "$LAYOUT:mooring-deps" \
+    --tag mooring "$r" /
+  umoci config --history.created_by hack/build-images.sh --image "$LAYOUT:mooring" \
+    --config.user 65532:65532 --config.workingdir /app --config.entrypoint mooring \
+    --config.cmd=--help --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --config.env NODE_ENV=production --config.exposedports 8443/tcp \
     --config.exposedports 9090/tcp \
     --config.label org.opencontainers.image.title=mooring \
