@@ -88,12 +88,7 @@ export interface Proc {
   exitCode(): string | undefined;
 }
 
-export function spawnLogged(
-  name: string,
-  bin: string,
-  args: readonly string[],
-  logPath: string,
-): Proc {
+function spawnLogged(name: string, bin: string, args: readonly string[], logPath: string): Proc {
   const fd = fs.openSync(logPath, 'a');
   let child: ChildProcess;
   try {
@@ -197,7 +192,7 @@ function uninstallExitHandlers(): void {
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
 
-export function delay(ms: number): Promise<void> {
+function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
@@ -275,7 +270,7 @@ export async function waitUntil(
 ): Promise<void> {
   let last = 'not tried';
   while (Date.now() < deadline) {
-    for (const p of Array.isArray(proc) ? proc : [proc]) {
+    for (const p of ([] as readonly Proc[]).concat(proc)) {
       const status = p.exitCode();
       if (status !== undefined) throw new Error(`${p.name} exited (${status}) before ${what}`);
     }

@@ -28,7 +28,6 @@ import * as path from 'node:path';
 import {
   DEFAULT_BIN_DIR,
   REPO_ROOT,
-  delay,
   run,
   startControlPlane,
   tailFile,
