@@ -7,7 +7,8 @@ $(error no Node >= 24 and hack/node.sh could not install one into .cache/node)
 endif
 export PATH := $(NODE_DIR):$(PATH)
 NODE_BIN := node_modules/.bin
-DATA_DIR ?= ca/dev-store
+# Empty: the default of every command (server.dataDir, .data).
+DATA_DIR ?=
 LISTEN ?= 127.0.0.1:8443
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
@@ -26,11 +27,17 @@ deps: node_modules ## install the npm dependencies (npm ci)
 addon: node_modules ## build the original-destination addon (native/original-dst) if its C source or Node changed
 	bash native/original-dst/build.sh
 
-build: node_modules addon ## compile TypeScript into dist/ and build the addon
+# dist/ is compiled again only when a source, a folder of src/ (a file added, moved or removed)
+# or the TypeScript settings changed; tsc itself is incremental (.cache/tsbuildinfo).
+BUILT := dist/.built
+$(BUILT): package-lock.json tsconfig.json tsconfig.build.json $(shell find src -name '*.ts' -o -type d) | node_modules
 	$(NODE_BIN)/tsc -p tsconfig.build.json
+	@touch $@
 
-run: build ## run Mooring: `mooring serve` in local mode with its embedded CA in $(DATA_DIR) (LISTEN, ADMIN_LISTEN)
-	node bin/mooring.js serve --data-dir $(DATA_DIR) --listen $(LISTEN) --admin-listen $(ADMIN_LISTEN)
+build: $(BUILT) addon ## compile TypeScript into dist/ (only when something changed) and build the addon
+
+run: build ## run Mooring: `mooring serve` in local mode, its CA in .data (DATA_DIR, LISTEN, ADMIN_LISTEN)
+	node bin/mooring.js serve $(if $(DATA_DIR),--data-dir $(DATA_DIR) )--listen $(LISTEN) --admin-listen $(ADMIN_LISTEN)
 
 control-plane: ## build (once, cached in .cache/bin) kube-apiserver, etcd, kubectl and helm
 	bash test/e2e/harness/build-control-plane.sh

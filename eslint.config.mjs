@@ -2,19 +2,10 @@
 // adapters are the only Kubernetes/fs code, the shell depends on everything else).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import boundaries from './hack/eslint-boundaries.js';
 
-const infra = [
-  'fastify',
-  'fastify/*',
-  '@kubernetes/client-node',
-  'pino',
-  'prom-client',
-  'commander',
-];
-const io = ['fs', 'fs/*', 'node:fs', 'node:fs/*', 'child_process', 'node:child_process'];
-const restrict = (patterns, message) => ({
-  'no-restricted-imports': ['error', { patterns: [{ group: patterns, message }] }],
-});
+// The import boundaries of every part: zones in hack/eslint-boundaries.js (test/unit/boundaries.test.ts).
+const mooring = { rules: { boundaries: boundaries.rule } };
 
 export default tseslint.config(
   {
@@ -45,22 +36,13 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/injector/**', 'src/ca/**', 'src/admission/**'],
-    rules: restrict(
-      [...infra, ...io, '../adapters/*', '../http/*', '../cli/*', '../observability/*'],
-      'The core is pure: no I/O, no framework, no adapters (../shared/STYLE.md).',
-    ),
+    files: ['src/**/*.ts'],
+    plugins: { mooring },
+    rules: { 'mooring/boundaries': ['error', { zones: boundaries.ZONES }] },
   },
   {
-    files: ['src/adapters/**'],
-    rules: restrict(['fastify', '../http/*', '../cli/*'], 'Adapters do not depend on the shell.'),
-  },
-  {
-    files: ['src/http/**'],
-    rules: restrict(
-      ['@kubernetes/client-node', '../cli/*', ...io],
-      'HTTP apps get adapters through their deps, never build them.',
-    ),
+    files: boundaries.PURE_FILES,
+    rules: boundaries.PURE_GLOBALS,
   },
   {
     files: ['test/**', 'bench/**'],

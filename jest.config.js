@@ -25,6 +25,8 @@ const transform = {
 };
 const common = {
   transform,
+  // Slow test keys (RSA) are made once, before any test: test/fixtures/keys.ts.
+  globalSetup: '<rootDir>/test/global-setup.ts',
   transformIgnorePatterns: [`/node_modules/(?!(${esmOnly.join('|')})/)`],
   testEnvironment: 'node',
   moduleFileExtensions: ['ts', 'js', 'json'],

@@ -1,6 +1,18 @@
 // Every label, annotation, name and port of the product contract (../shared/PRODUCT.md) in one
 // module, so that no other file spells them out.
 
+/**
+ * Mooring's version: package.json's, the chart's appVersion and the tag of the default image
+ * (test/unit/version.test.ts keeps them equal).
+ */
+export const MOORING_VERSION = '0.1.0';
+
+/**
+ * The one image of the three roles (the Dockerfile builds it): the server, the init container
+ * `mooring-init` (`mooring iptables`) and the proxy container `mooring-proxy` (`mooring agent`).
+ */
+export const MOORING_IMAGE = `ghcr.io/mooring-dev/mooring:${MOORING_VERSION}` as const;
+
 export const INJECT_LABEL = 'mooring.dev/inject';
 export const NAMESPACE_ENABLED = 'enabled';
 export const NAMESPACE_DISABLED = 'disabled';

@@ -54,24 +54,36 @@ export class MooringError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly details: readonly string[];
+  /** For a 5xx: what the client may see besides the summary (the kind of problem, no detail). */
+  readonly publicDetail: string | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options?: { cause?: unknown; details?: readonly string[] },
+    options?: { cause?: unknown; details?: readonly string[]; publicDetail?: string },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'MooringError';
     this.code = code;
     this.status = ERROR_CATALOG[code].status;
     this.details = options?.details ?? [];
+    this.publicDetail = options?.publicDetail;
   }
 
-  /** What a client may see: the message for 4xx, the generic summary for 5xx. */
+  /**
+   * What a client may see: the message for 4xx; for 5xx the generic summary, followed by the
+   * public detail when there is one.
+   */
   toJSON(): { code: ErrorCode; message: string } {
+    const { summary } = ERROR_CATALOG[this.code];
     return {
       code: this.code,
-      message: this.status >= 500 ? ERROR_CATALOG[this.code].summary : this.message,
+      message:
+        this.status < 500
+          ? this.message
+          : this.publicDetail === undefined
+            ? summary
+            : `${summary}: ${this.publicDetail}`,
     };
   }
 }

@@ -5,7 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, link, open, readdir, rename, unlink } from 'node:fs/promises';
+import { chmod, link, open, readdir, rename, rm, symlink, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** The steps of an atomic write, in order. */
@@ -43,6 +43,27 @@ export async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Creates `path` (it must not exist) with `data` and `mode` (whatever the umask) and flushes it
+ * (fsync) before it resolves. `written` runs between the write and the flush.
+ */
+export async function writeNewFileSynced(
+  path: string,
+  data: string | Buffer,
+  mode: number,
+  written: () => void = () => undefined,
+): Promise<void> {
+  const handle = await open(path, 'wx', mode);
+  try {
+    await handle.chmod(mode);
+    await handle.writeFile(data);
+    written();
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Writes `data` to `target` atomically and durably, with `options.mode`. */
 export async function writeFileAtomic(
   target: string,
@@ -51,17 +72,9 @@ export async function writeFileAtomic(
 ): Promise<void> {
   const temp = tempName(target);
   const observe = options.observe ?? (() => undefined);
-  const handle = await open(temp, 'wx', options.mode);
   try {
-    try {
-      await handle.chmod(options.mode);
-      await handle.writeFile(data);
-      observe('temp-written', target);
-      await handle.sync();
-      observe('temp-synced', target);
-    } finally {
-      await handle.close();
-    }
+    await writeNewFileSynced(temp, data, options.mode, () => observe('temp-written', target));
+    observe('temp-synced', target);
     if (options.exclusive) {
       await link(temp, target);
       await unlink(temp);
@@ -75,6 +88,22 @@ export async function writeFileAtomic(
   }
   await syncDirectory(dirname(target));
   observe('dir-synced', target);
+}
+
+/**
+ * Points the symbolic link `dir/name` at `target` atomically: a temporary link renamed over it,
+ * so that a reader sees the old target or the new one, never none. Not flushed: call
+ * syncDirectory(dir) once the directory holds what it should.
+ */
+export async function replaceSymlink(dir: string, name: string, target: string): Promise<void> {
+  const temp = join(dir, `.${name}.${process.pid}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
+  await symlink(target, temp);
+  try {
+    await rename(temp, join(dir, name));
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
 }
 
 const isAlive = (pid: number): boolean => {

@@ -17,7 +17,10 @@ const port = parentPort;
 if (port === null) throw new Error('inject-thread.js runs as a worker thread only');
 const { config, version } = workerData as InjectThreadData;
 const injectPod = podInjector(config, version);
-const options = { failOpen: config.injector.failOpen };
+const options = {
+  failOpen: config.injector.failOpen,
+  monotonicMs: () => performance.now(),
+};
 
 port.on('message', (message: ReviewMessage) => {
   let reply: ThreadMessage;

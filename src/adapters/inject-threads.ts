@@ -13,7 +13,7 @@
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { ErrorRecord, ReviewAnswer } from '../admission/answer';
-import { restartDelayMs } from './backoff';
+import { restartDelayMs } from '../backoff';
 
 /** Main thread to inject thread. */
 export interface ReviewMessage {

@@ -15,7 +15,13 @@ import type { AdminAuthorizer, Authenticator, WorkloadIdentity } from '../ca/por
 import { MooringError } from '../errors';
 import { writeFileAtomic } from './atomic-file';
 import { DATA_DIR_MODE, KEY_FILE_MODE } from './file-store';
-import { checkDataDir, fileSignature, readPrivateFile } from './private-file';
+import {
+  checkDataDir,
+  fileSignature,
+  PrivateFileError,
+  readPrivateFile,
+  type FileProblem,
+} from './private-file';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
 export const TOKENS_FILE = 'tokens.json';
@@ -101,10 +107,27 @@ class WatchedPrivateFile<T> {
   }
 }
 
-/** The 503 of a credential file that cannot be trusted or parsed: nothing it lists is accepted. */
-const unusable = (problem: MooringError, refused: string): MooringError =>
+/** What is wrong with a credential file, as a client and /readyz may be told. */
+export type CredentialProblem = FileProblem | 'invalid';
+
+const PROBLEM_TEXT: Readonly<Record<CredentialProblem, string>> = {
+  unsafe: 'unsafe (its mode, owner or type would let someone else read or write it)',
+  unreadable: 'unreadable',
+  invalid: 'invalid (not the JSON it must be)',
+};
+
+/** The kind of problem of a file's error: the file's own (unsafe, unreadable), else its content. */
+const problemOf = (err: MooringError): CredentialProblem =>
+  err instanceof PrivateFileError ? err.problem : 'invalid';
+
+/**
+ * The 503 of a credential file that cannot be trusted or parsed: nothing it lists is accepted.
+ * The client learns which file and the kind of problem; the log gets the whole message.
+ */
+const unusable = (problem: MooringError, file: string, refused: string): MooringError =>
   new MooringError('CA_ERR_NOT_READY', `${problem.message}; ${refused} until it is fixed`, {
     cause: problem,
+    publicDetail: `${refused}: the server's ${file} is ${PROBLEM_TEXT[problemOf(problem)]}`,
   });
 
 /**
@@ -129,7 +152,9 @@ export class LocalAdminAuthorizer implements AdminAuthorizer {
         `there is no ${ADMIN_TOKEN_FILE} in the data directory: \`mooring ca init\` makes a new one`,
       );
     }
-    if ('problem' in file) throw unusable(file.problem, 'admin requests are refused');
+    if ('problem' in file) {
+      throw unusable(file.problem, ADMIN_TOKEN_FILE, 'admin requests are refused');
+    }
     // Both sides are SHA-256 digests: equal lengths, and the comparison leaks nothing.
     if (!timingSafeEqual(digest(token), file.value)) {
       throw unauthenticated('the admin credential is not valid');
@@ -198,7 +223,9 @@ export class TokensFileAuthenticator implements Authenticator {
         `workload tokens are checked against ${TOKENS_FILE} in the data directory, which does not exist`,
       );
     }
-    if ('problem' in file) throw unusable(file.problem, 'every workload token is refused');
+    if ('problem' in file) {
+      throw unusable(file.problem, TOKENS_FILE, 'every workload token is refused');
+    }
     const identity = file.value.get(digest(token).toString('hex'));
     if (identity === undefined) throw unauthenticated('the workload token is not valid');
     return identity;
@@ -208,5 +235,15 @@ export class TokensFileAuthenticator implements Authenticator {
   async check(): Promise<void> {
     const file = await this.file.current();
     if (file !== null && 'problem' in file) throw file.problem;
+  }
+
+  /**
+   * What is wrong with tokens.json now (its absence is not wrong), for readiness: the kind of
+   * problem and the message (the file, what to fix; never a token). Null when it is usable.
+   */
+  async problem(): Promise<{ readonly kind: CredentialProblem; readonly message: string } | null> {
+    const file = await this.file.current();
+    if (file === null || !('problem' in file)) return null;
+    return { kind: problemOf(file.problem), message: file.problem.message };
   }
 }

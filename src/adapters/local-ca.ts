@@ -3,13 +3,12 @@
 // Used by `mooring serve` (local mode) and `mooring ca`.
 
 import { mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Authority, type AuthorityOptions } from '../ca/authority';
 import type { CryptoMode } from '../ca/csr';
-import { spiffeIdOf } from '../ca/identity';
 import type { KeyPair, RootKeyType } from '../ca/keys';
 import { loadPluginCA, type PluginCA } from '../ca/plugin';
-import type { Clock, RandomSource, WorkloadIdentity } from '../ca/ports';
+import type { Clock, RandomSource } from '../ca/ports';
 import type { Config } from '../config/types';
 import { PLUGIN_CA_FILES } from '../constants';
 import { MooringError } from '../errors';
@@ -49,7 +48,6 @@ export interface LocalCredentials {
   readonly adminToken: string;
   readonly adminAuthorizer: LocalAdminAuthorizer;
   readonly authenticator: TokensFileAuthenticator;
-  readonly spiffeIdOf: (identity: WorkloadIdentity) => string;
 }
 
 /** Reads and checks the four files of a plugged-in CA; CA_ERR_PLUGIN names a missing one. */
@@ -76,6 +74,21 @@ export async function readPluginCA(dir: string, now: Date): Promise<PluginCA> {
   );
 }
 
+/**
+ * No CA where one was expected: the error names the directory (absolute: a relative default
+ * depends on where the command runs) and says first how to point at an existing CA, so that
+ * nobody makes a second CA by mistake.
+ */
+export function noCAIn(dataDir: string): MooringError {
+  const dir = resolve(dataDir);
+  return new MooringError(
+    'CA_ERR_STORE',
+    `there is no CA in the data directory ${dir}: if your CA lives elsewhere, name its directory ` +
+      `(--data-dir DIR, or server.dataDir in --config); to make a new CA here, run ` +
+      `mooring ca init --data-dir ${dir} (mooring serve makes one on its first start)`,
+  );
+}
+
 /** Opens the CA of local mode. */
 export async function openLocalCA(options: LocalCAOptions): Promise<LocalCA> {
   const clock = options.clock ?? systemClock;
@@ -83,6 +96,9 @@ export async function openLocalCA(options: LocalCAOptions): Promise<LocalCA> {
   const plugin = pluginDir === null ? undefined : await readPluginCA(pluginDir, clock.now());
   const store =
     plugin === undefined ? new FileCAStore(options.dataDir, options.storeOptions) : undefined;
+  if (store !== undefined && !options.create && !(await store.exists())) {
+    throw noCAIn(options.dataDir);
+  }
   const authorityOptions: AuthorityOptions = {
     trustDomain: options.config.trustDomain,
     ca: options.config.ca,
@@ -110,10 +126,7 @@ async function exportPluginBundle(dataDir: string, bundle: readonly string[]): P
 }
 
 /** The admin token (created if absent) and the tokens.json authenticator of `dataDir`. */
-export async function openLocalCredentials(
-  dataDir: string,
-  trustDomain: string,
-): Promise<LocalCredentials> {
+export async function openLocalCredentials(dataDir: string): Promise<LocalCredentials> {
   const adminToken = await ensureAdminToken(dataDir);
   const authenticator = new TokensFileAuthenticator(dataDir);
   await authenticator.check();
@@ -121,6 +134,5 @@ export async function openLocalCredentials(
     adminToken,
     adminAuthorizer: new LocalAdminAuthorizer(dataDir),
     authenticator,
-    spiffeIdOf: (identity) => spiffeIdOf(trustDomain, identity),
   };
 }

@@ -9,15 +9,33 @@ import { constants, type Stats } from 'node:fs';
 import { lstat, open, stat } from 'node:fs/promises';
 import { MooringError } from '../errors';
 
-const storeError = (message: string, cause?: unknown): MooringError =>
-  new MooringError('CA_ERR_STORE', message, cause === undefined ? undefined : { cause });
+/**
+ * What is wrong with a private file, as a client may be told: `unsafe` (someone else could have
+ * read or written it: mode, owner, link, not a regular file, its directory) or `unreadable`.
+ */
+export type FileProblem = 'unsafe' | 'unreadable';
+
+/** A private file that cannot be trusted or read: CA_ERR_STORE, with the kind of problem. */
+export class PrivateFileError extends MooringError {
+  constructor(
+    readonly problem: FileProblem,
+    message: string,
+    cause?: unknown,
+  ) {
+    super('CA_ERR_STORE', message, cause === undefined ? undefined : { cause });
+  }
+}
+
+const unreadable = (message: string, cause?: unknown): MooringError =>
+  new PrivateFileError('unreadable', message, cause);
+const unsafe = (message: string): MooringError => new PrivateFileError('unsafe', message);
 
 const octal = (mode: number): string => `0${(mode & 0o777).toString(8)}`;
 
 function checkOwner(path: string, s: Stats): void {
   const uid = process.geteuid?.();
   if (uid === undefined || s.uid === uid || s.uid === 0) return;
-  throw storeError(
+  throw unsafe(
     `${path} belongs to uid ${s.uid}, not to the user running Mooring (uid ${uid}): another user could have written it; check it, then chown it`,
   );
 }
@@ -29,12 +47,12 @@ export async function checkDataDir(dir: string): Promise<void> {
     s = await stat(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw storeError(`cannot read the data directory ${dir}: ${(err as Error).message}`, err);
+    throw unreadable(`cannot read the data directory ${dir}: ${(err as Error).message}`, err);
   }
-  if (!s.isDirectory()) throw storeError(`the data directory ${dir} is not a directory`);
+  if (!s.isDirectory()) throw unsafe(`the data directory ${dir} is not a directory`);
   checkOwner(dir, s);
   if (s.mode & 0o022) {
-    throw storeError(
+    throw unsafe(
       `the data directory ${dir} is writable by group or others (mode ${octal(s.mode)}): whoever can write there could replace the CA or its credentials; run chmod 700 ${dir}`,
     );
   }
@@ -47,7 +65,7 @@ export async function fileSignature(path: string): Promise<string | null> {
     return `${s.ino}:${s.size}:${s.mtimeMs}:${s.mode}:${s.uid}`;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw storeError(`cannot read ${path}: ${(err as Error).message}`, err);
+    throw unreadable(`cannot read ${path}: ${(err as Error).message}`, err);
   }
 }
 
@@ -63,20 +81,18 @@ export async function readPrivateFile(path: string): Promise<Buffer | null> {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
     if (code === 'ELOOP') {
-      throw storeError(
+      throw unsafe(
         `${path} is a symbolic link: Mooring reads its keys and credentials only from regular files in its data directory`,
       );
     }
-    throw storeError(`cannot read ${path}: ${(err as Error).message}`, err);
+    throw unreadable(`cannot read ${path}: ${(err as Error).message}`, err);
   }
   try {
     const s = await handle.stat();
-    if (!s.isFile()) throw storeError(`${path} is not a regular file`);
+    if (!s.isFile()) throw unsafe(`${path} is not a regular file`);
     checkOwner(path, s);
     if (s.mode & 0o077) {
-      throw storeError(
-        `${path} holds secrets but its mode is ${octal(s.mode)}: run chmod 600 ${path}`,
-      );
+      throw unsafe(`${path} holds secrets but its mode is ${octal(s.mode)}: run chmod 600 ${path}`);
     }
     return await handle.readFile();
   } finally {

@@ -6,6 +6,7 @@
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { buildCsr } from '../ca/csr-writer';
 import type { CertificateService, Clock } from '../ca/ports';
+import { effectiveStart, renewalTime } from '../ca/renewal';
 
 export interface ServingCertificate {
   /** PEM PKCS#8 private key. */
@@ -65,9 +66,13 @@ export class TlsReloader {
   renewAt(): Date | null {
     const cert = this.currentCert;
     if (cert === null) return null;
-    const start = Math.max(cert.notBefore.getTime(), cert.issuedAt.getTime());
-    const span = cert.notAfter.getTime() - start;
-    return new Date(start + span * this.options.renewFraction);
+    // The agent's rule (src/ca/renewal.ts), without jitter: one certificate per process.
+    return renewalTime(
+      effectiveStart(cert.notBefore, cert.notAfter, cert.issuedAt),
+      cert.notAfter,
+      { renewFraction: this.options.renewFraction, jitterFraction: 0 },
+      0.5,
+    );
   }
 
   /** True when there is a certificate and `now` is within its validity. */

@@ -50,13 +50,18 @@ export function errorRecord(err: unknown): ErrorRecord {
   };
 }
 
+export interface AnswerOptions extends AdmitOptions {
+  /** Milliseconds of a monotonic clock (the shell's performance.now): the answer's durationMs. */
+  readonly monotonicMs: () => number;
+}
+
 /** The review of `text` (the request body; undefined when there was none) answered. */
 export function answerReview(
   text: string | undefined,
   injectPod: PodInjector,
-  options: AdmitOptions,
+  options: AnswerOptions,
 ): ReviewAnswer {
-  const start = performance.now();
+  const start = options.monotonicMs();
   const parsed = parseJsonBody(text);
   if (!parsed.ok) return { kind: 'refused', code: 'ADM_ERR_BODY', message: parsed.message };
   const body = parsed.value;
@@ -78,7 +83,7 @@ export function answerReview(
     pod: outcome.pod,
     decision: outcome.decision,
     reason: outcome.reason,
-    durationMs: performance.now() - start,
+    durationMs: options.monotonicMs() - start,
     ...(outcome.error === undefined ? {} : { error: errorRecord(outcome.error) }),
   };
 }
@@ -90,7 +95,7 @@ export function answerReview(
 export function answerAfterFailure(
   text: string | undefined,
   failure: unknown,
-  options: AdmitOptions,
+  options: AnswerOptions,
 ): ReviewAnswer {
   return answerReview(
     text,

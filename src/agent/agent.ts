@@ -1,23 +1,39 @@
-// The composition root of `mooring agent`: builds the metrics registry, the output directory,
-// the certificate lifecycle, the root-file watcher, the two HTTP servers and the supervision of
-// the proxy command, and runs them until the agent stops. Resolves with the exit code.
+// The composition root of `mooring agent`: builds the metrics registry and the agent's parts, and
+// runs them until the agent stops. Resolves with the exit code. The parts, each a folder that
+// imports none of the others (eslint.config.mjs holds the rule):
+//
+//   identity/     the workload certificate: key, CSR, CA call, chain check, output directory,
+//                 renewal, the root file
+//   health/       readiness (15021), metrics and the rewritten app probes (15020), `agent wait`
+//   process/      supervision of a proxy command given after `--`, signals, drain
+//   mesh-client/  (to come) the mesh configuration pushed by the server
+//   proxy/        (to come) the sidecar proxy; proxy/core/ is pure
+//
+// options.ts turns flags and environment into the options every part reads.
 
 import { randomInt } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { systemClock } from '../adapters/system-clock';
+import { generateKeyPair as generateKey } from '../ca/keys';
 import type { Clock } from '../ca/ports';
 import { createRegistry } from '../observability/metrics';
-import { requestCertificate } from './ca-client';
-import { CertDirectory } from './cert-dir';
-import { generateKeyPair as generateKey } from '../ca/keys';
-import { CertificateLifecycle, systemTimers, type Timers } from './lifecycle';
-import { createAgentMetrics } from './metrics';
+import { runProbe } from './health/probe-runner';
+import {
+  close,
+  createAgentServer,
+  createReadinessServer,
+  listen,
+  type Readiness,
+} from './health/servers';
+import { requestCertificate } from './identity/ca-client';
+import { CertDirectory } from './identity/cert-dir';
+import { CertificateLifecycle, systemTimers, type Timers } from './identity/lifecycle';
+import { createAgentMetrics } from './identity/metrics';
+import { readRootFile, RootFileWatcher } from './identity/root-watcher';
 import type { AgentOptions } from './options';
-import { runProbe } from './probe-runner';
-import { readRootFile, RootFileWatcher } from './root-watcher';
-import { close, createAgentServer, createReadinessServer, listen, type Readiness } from './servers';
-import { ChildCommand, supervise, type SignalSource } from './supervisor';
+import { ChildCommand, supervise, type SignalSource } from './process/supervisor';
 
 export interface AgentRuntime {
   readonly log: Logger;
@@ -31,7 +47,6 @@ export interface AgentRuntime {
 
 /** Time allowed for one call to the CA. */
 const CA_TIMEOUT_MS = 15_000;
-const systemClock: Clock = { now: () => new Date() };
 /** A uniform number in [0, 1) from the CSPRNG (jitter needs no more than 2^-32 resolution). */
 const cryptoRandom = (): number => randomInt(0, 2 ** 32) / 2 ** 32;
 

@@ -6,9 +6,9 @@ import { isIP } from 'node:net';
 import type { KeyAlgorithm } from '../ca/ports';
 import { AGENT_ENV, MOUNT_PATH, PORT, ROOT_CERT_KEY, TOKEN_FILE } from '../constants';
 import { MooringError } from '../errors';
-import { AGENT_KEY_TYPES } from './csr';
-import { DEFAULT_PROBE_HOST } from './probe-runner';
-import { parseAppProbes, type AppProbes } from './probes';
+import { AGENT_KEY_TYPES } from './identity/keys';
+import { DEFAULT_PROBE_HOST } from './health/probe-runner';
+import { parseAppProbes, type AppProbes } from '../api/app-probes';
 
 export type AgentLogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'off';
 const LOG_LEVELS: readonly AgentLogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'off'];

@@ -6,12 +6,10 @@
 // from the RandomSource, persistence from the KeyStore, new keys from the key generator.
 
 import type { X509Certificate } from 'node:crypto';
-import type { CAConfig } from '../config/types';
-import { checkRotationConfig } from '../config/validate';
 import { MooringError } from '../errors';
 import { toPem } from './der';
 import { readCsr, type CryptoMode } from './csr';
-import { workloadSpiffeId } from './identity';
+import { spiffeIdOf, workloadSpiffeId } from './identity';
 import {
   compileIssuer,
   fingerprintOf,
@@ -30,6 +28,13 @@ import {
   type RootKeyType,
 } from './keys';
 import type { PluginCA } from './plugin';
+import {
+  checkCAPolicy,
+  rotationPolicyOf,
+  servingLifetimes,
+  workloadLifetimes,
+  type CAPolicy,
+} from './policy';
 import type {
   CAStatusView,
   CertificateService,
@@ -39,6 +44,7 @@ import type {
   KeyStore,
   RandomSource,
   ServingIssueRequest,
+  WorkloadIdentity,
   WorkloadIssueRequest,
 } from './ports';
 import {
@@ -66,7 +72,8 @@ import {
 
 export interface AuthorityOptions {
   readonly trustDomain: string;
-  readonly ca: CAConfig;
+  /** What it issues and how it rotates (the `ca` section of the configuration fits). */
+  readonly ca: CAPolicy;
   readonly clock: Clock;
   readonly random: RandomSource;
   /** The CA state's home; unused (may be omitted) with a plugged-in CA. */
@@ -108,17 +115,6 @@ interface Compiled {
   readonly roots: readonly CompiledRoot[];
 }
 
-/** The rotation policy of config.ca. */
-export function rotationPolicyOf(ca: CAConfig): RotationPolicy {
-  return {
-    auto: ca.rotation.auto,
-    beforeExpirySeconds: ca.rotation.beforeExpirySeconds,
-    propagationDelaySeconds: ca.rotation.propagationDelaySeconds,
-    maxIssuedLifetimeSeconds: Math.max(ca.workloadMaxTtlSeconds, ca.servingCertLifetimeSeconds),
-    graceSeconds: ca.rotation.checkIntervalSeconds,
-  };
-}
-
 const serialHex = (serial: Buffer): string => serial.toString('hex');
 
 export class Authority implements CertificateService {
@@ -134,16 +130,8 @@ export class Authority implements CertificateService {
 
   private constructor(private readonly options: AuthorityOptions) {
     const ca = options.ca;
-    this.workloadPolicy = {
-      defaultTtlSeconds: ca.workloadDefaultTtlSeconds,
-      maxTtlSeconds: ca.workloadMaxTtlSeconds,
-      backdateSeconds: ca.backdateSeconds,
-    };
-    this.servingPolicy = {
-      defaultTtlSeconds: ca.servingCertLifetimeSeconds,
-      maxTtlSeconds: ca.servingCertLifetimeSeconds,
-      backdateSeconds: ca.backdateSeconds,
-    };
+    this.workloadPolicy = workloadLifetimes(ca);
+    this.servingPolicy = servingLifetimes(ca);
     this.rotationPolicy = rotationPolicyOf(ca);
     this.generateKey = options.generateKey ?? generateKeyPair;
     this.cryptoMode = options.cryptoMode ?? 'sync';
@@ -155,7 +143,7 @@ export class Authority implements CertificateService {
    * root when empty and `create`). Due transitions are not applied here: call tick().
    */
   static async open(options: AuthorityOptions, open: OpenOptions): Promise<Authority> {
-    checkRotationConfig(options.ca);
+    checkCAPolicy(options.ca);
     const authority = new Authority(options);
     if (options.plugin !== undefined) {
       authority.compiled = authority.compilePlugin(options.plugin);
@@ -209,6 +197,10 @@ export class Authority implements CertificateService {
   }
 
   // --- CertificateService ------------------------------------------------------------------
+
+  spiffeIdOf(identity: WorkloadIdentity): string {
+    return spiffeIdOf(this.options.trustDomain, identity);
+  }
 
   async issueWorkload(req: WorkloadIssueRequest): Promise<IssuedChain> {
     const spiffeId = workloadSpiffeId(req.spiffeId, this.options.trustDomain);

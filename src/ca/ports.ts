@@ -115,6 +115,11 @@ export interface CAStatusView {
 
 /** What the HTTP shell needs from the CA. One implementation serves every mode. */
 export interface CertificateService {
+  /**
+   * The SPIFFE ID of an authenticated workload under this CA's trust domain:
+   * `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`, validated (CA_ERR_SPIFFE_ID).
+   */
+  spiffeIdOf(identity: WorkloadIdentity): string;
   issueWorkload(req: WorkloadIssueRequest): Promise<IssuedChain>;
   issueServing(req: ServingIssueRequest): Promise<IssuedChain>;
   trustBundle(): readonly string[];

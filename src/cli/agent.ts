@@ -6,8 +6,7 @@ import type { Command } from 'commander';
 import { AGENT_ENV, PORT } from '../constants';
 import { isMooringError } from '../errors';
 import type { AgentFlags } from '../agent/options';
-import { EXIT, UsageError, type CliIO } from './io';
-import type { RegisterCommand } from './main';
+import { EXIT, UsageError, type CliIO, type RegisterCommand } from './io';
 
 const env = (name: string): string => ` (env ${name})`;
 
@@ -33,7 +32,7 @@ function registerWait(agent: Command, io: CliIO, setExit: (code: number) => void
     .action(async (_flags: unknown, command: Command) => {
       const flags = command.optsWithGlobals<WaitFlags>();
       const { parseDuration } = await import('../agent/options');
-      const { waitForReady } = await import('../agent/wait');
+      const { waitForReady } = await import('../agent/health/wait');
       const timeout = parseDuration(flags.timeout);
       const interval = parseDuration(flags.interval);
       const portText = flags.readinessPort ?? String(PORT.readiness);

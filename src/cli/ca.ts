@@ -17,7 +17,7 @@ import { FileCAStore } from '../adapters/file-store';
 import type { Authority, TickResult } from '../ca/authority';
 import { fingerprintOf, parseCertificatePem } from '../ca/issuer';
 import type { CAStatusView } from '../ca/ports';
-import { loadConfigFile } from '../config/load';
+import { readConfigFile } from '../adapters/config-file';
 import type { Config } from '../config/types';
 import { MooringError } from '../errors';
 import { UsageError, type CliIO } from './io';
@@ -36,7 +36,7 @@ interface Context {
 }
 
 function context(raw: CommonOptions): Context {
-  const config = loadConfigFile(raw.config);
+  const config = readConfigFile(raw.config);
   return {
     config,
     dataDir: raw.dataDir ?? config.server.dataDir,
@@ -230,8 +230,7 @@ export function registerCA(program: Command, io: CliIO): void {
       const local = await open(ctx, true);
       const existed = local.existed ?? existedLocally;
       // The admin token is local mode's credential; in a cluster, RBAC is.
-      if (ctx.kubeconfig === undefined)
-        await openLocalCredentials(ctx.dataDir, ctx.config.trustDomain);
+      if (ctx.kubeconfig === undefined) await openLocalCredentials(ctx.dataDir);
       const issuer = local.authority.status().issuer;
       const verb =
         local.plugin !== undefined

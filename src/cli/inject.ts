@@ -2,16 +2,14 @@
 // same inject() as the webhook. YAML (multi-document) or JSON in, YAML out on stdout (or -o, replaced
 // atomically). What happened to each Pod or workload, and every warning, goes to stderr.
 
-import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { writeFileAtomic } from '../adapters/atomic-file';
-import { loadConfigFile } from '../config/load';
+import { readConfigFile } from '../adapters/config-file';
+import { MOORING_VERSION } from '../constants';
 import { MooringError } from '../errors';
 import { describeReport, injectManifests } from '../injector/manifests';
-import { EXIT, type CliIO } from './io';
-import type { RegisterCommand } from './main';
+import { EXIT, type CliIO, type RegisterCommand } from './io';
 
 export interface InjectFlags {
   readonly filename: string;
@@ -29,18 +27,6 @@ Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, ReplicationCo
 are injected (the keys are read from the Pod template); other kinds pass through unchanged.
 Skipped objects pass through unchanged, with the reason on stderr. An invalid annotation exits 1.
 `;
-
-/** Mooring's version, recorded in mooring.dev/status. */
-export function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
-      version?: unknown;
-    };
-    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-}
 
 async function readAll(stream: Readable): Promise<string> {
   const chunks: Buffer[] = [];
@@ -63,9 +49,9 @@ async function readInput(filename: string, io: CliIO): Promise<string> {
 
 /** Runs the command; resolves to the exit code. MooringErrors propagate to main (exit 1). */
 export async function runInject(flags: InjectFlags, io: CliIO): Promise<number> {
-  const config = loadConfigFile(flags.config);
+  const config = readConfigFile(flags.config);
   const text = await readInput(flags.filename, io);
-  const result = injectManifests(text, { config, version: packageVersion() });
+  const result = injectManifests(text, { config, version: MOORING_VERSION });
   if (flags.output === undefined) {
     io.stdout.write(result.output);
   } else {

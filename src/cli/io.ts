@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { Command } from 'commander';
 
 /** Where a command reads and writes: the process's streams, or buffers in tests. */
 export interface CliIO {
@@ -23,3 +24,13 @@ export class UsageError extends Error {
     this.name = 'UsageError';
   }
 }
+
+/**
+ * A command module registers its subcommand on the program. Its action resolves to an exit code
+ * (or undefined for 0); a long-running command (serve, agent) resolves when it stops.
+ */
+export type RegisterCommand = (
+  program: Command,
+  io: CliIO,
+  setExit: (code: number) => void,
+) => void;

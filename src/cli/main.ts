@@ -1,22 +1,13 @@
 import { Command, CommanderError } from 'commander';
+import { MOORING_VERSION } from '../constants';
 import { isMooringError } from '../errors';
 import { registerAgent } from './agent';
 import { registerInject } from './inject';
 import { registerCA } from './ca';
-import { EXIT, processIO, UsageError, type CliIO } from './io';
+import { EXIT, processIO, UsageError, type CliIO, type RegisterCommand } from './io';
 import { registerIptables } from './iptables';
 import { registerServe } from './serve';
 import { registerWebhookConfig } from './webhook-config';
-
-/**
- * A command module registers its subcommand on the program. Its action resolves to an exit code
- * (or undefined for 0); a long-running command (serve, agent) resolves when it stops.
- */
-export type RegisterCommand = (
-  program: Command,
-  io: CliIO,
-  setExit: (code: number) => void,
-) => void;
 
 // Each subcommand lives in its own module; they are listed here.
 const COMMANDS: RegisterCommand[] = [
@@ -28,17 +19,36 @@ const COMMANDS: RegisterCommand[] = [
   registerInject,
 ];
 
+/** `mooring ca status`: the command's full name. */
+function commandPath(command: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = command; c !== null; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/** The one line after a usage error: where the whole usage is. */
+export const usageHint = (command: Command): string =>
+  `mooring: run '${commandPath(command)} --help' for the usage`;
+
+/** Every command and subcommand of `command`, itself first. */
+const allCommands = (command: Command): Command[] => [
+  command,
+  ...command.commands.flatMap((c) => allCommands(c)),
+];
+
 export function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   const program = new Command('mooring')
     .description('Sidecar injector and workload certificate authority for Kubernetes')
-    .version(process.env.npm_package_version ?? '0.1.0')
+    .version(MOORING_VERSION)
     .exitOverride()
-    .showHelpAfterError()
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
+      // A usage error is its message and one line of hint, not the whole help.
+      outputError: (s, write) => write(`mooring: ${s.replace(/^error: /, '')}`),
     });
   for (const register of COMMANDS) register(program, io, setExit);
+  for (const command of allCommands(program)) command.showHelpAfterError(usageHint(command));
   return program;
 }
 
@@ -47,6 +57,11 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
   let code: number = EXIT.ok;
   const program = buildProgram(io, (c) => {
     code = c;
+  });
+  // The command whose action runs: a usage error it finds gets that command's hint.
+  let running: Command = program;
+  program.hook('preAction', (_program, action) => {
+    running = action;
   });
   try {
     await program.parseAsync([...argv]);
@@ -57,7 +72,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
     if (err instanceof UsageError) {
-      io.stderr.write(`mooring: ${err.message}\n`);
+      io.stderr.write(`mooring: ${err.message}\n${usageHint(running)}\n`);
       return EXIT.usage;
     }
     const message = isMooringError(err) ? `${err.code}: ${err.message}` : (err as Error).message;

@@ -209,7 +209,7 @@ export function registerWebhookConfig(program: Command, io: CliIO): void {
     )
     .option(
       '--ca-bundle <file>',
-      'PEM file of the CA that signs the serving certificate (the trust bundle)',
+      'PEM file of the CA that signs the serving certificate (the trust bundle; needed with --url)',
     )
     .addOption(
       new Option('--failure-policy <policy>', 'what the API server does when the webhook fails')
@@ -220,6 +220,16 @@ export function registerWebhookConfig(program: Command, io: CliIO): void {
     .action((raw: RawOptions, command: Command) => {
       if ((raw.url === undefined) === (raw.service === undefined)) {
         throw new UsageError('give exactly one of --url URL and --service NS/NAME');
+      }
+      // The chart's rule (webhook.url needs webhook.caBundle): the API server must trust a server
+      // outside the cluster from the first call, and no in-cluster Mooring would set it.
+      if (raw.url !== undefined && raw.caBundle === undefined) {
+        throw new UsageError(
+          '--url needs --ca-bundle FILE: the API server must trust the server it calls ' +
+            "(give that server's trust bundle: root-cert.pem of its --data-dir, or the " +
+            'trustBundle of its GET /v1/trust-bundle; a server in cluster mode keeps it up to ' +
+            'date from then on), as the chart refuses webhook.url without webhook.caBundle',
+        );
       }
       if (!DNS_SUBDOMAIN.test(raw.name))
         throw new UsageError(`--name must be a DNS subdomain, got "${raw.name}"`);

@@ -2,6 +2,8 @@
 // Helm chart's values (charts/mooring) all go through it. Every object is closed
 // (additionalProperties: false) so that a misspelt key is an error, not a silent default.
 
+import { MOORING_IMAGE } from '../constants';
+
 const quantity = {
   type: 'string',
   pattern: '^[0-9]+(\\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$',
@@ -31,12 +33,9 @@ export const CONFIG_SCHEMA = {
       additionalProperties: false,
       default: {},
       properties: {
-        proxyImage: {
-          type: 'string',
-          minLength: 1,
-          default: 'ghcr.io/mooring-dev/mooring-proxy:0.1.0',
-        },
-        initImage: { type: 'string', minLength: 1, default: 'ghcr.io/mooring-dev/mooring:0.1.0' },
+        // One image, three roles: the proxy and the init container run the server's image.
+        proxyImage: { type: 'string', minLength: 1, default: MOORING_IMAGE },
+        initImage: { type: 'string', minLength: 1, default: MOORING_IMAGE },
         imagePullPolicy: {
           type: 'string',
           enum: ['Always', 'IfNotPresent', 'Never'],

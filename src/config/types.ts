@@ -1,5 +1,7 @@
 // The validated, defaulted and frozen configuration. Mirrors src/config/schema.ts.
 
+import type { CAPolicy } from '../ca/policy';
+
 export type KeyType = 'ecdsa-p256' | 'ecdsa-p384' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096';
 export type ProxyLogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'off';
 
@@ -35,21 +37,11 @@ export interface InjectorConfig {
   readonly failOpen: boolean;
 }
 
-export interface CAConfig {
-  readonly rootKeyType: KeyType;
-  readonly rootLifetimeSeconds: number;
-  readonly rootSubject: string;
-  readonly workloadDefaultTtlSeconds: number;
-  readonly workloadMaxTtlSeconds: number;
-  readonly backdateSeconds: number;
-  readonly rotation: {
-    readonly auto: boolean;
-    readonly beforeExpirySeconds: number;
-    readonly propagationDelaySeconds: number;
-    readonly checkIntervalSeconds: number;
-  };
+/** The `ca` section: the CA's own policy (src/ca/policy.ts), and what the server does with it. */
+export interface CAConfig extends CAPolicy {
+  /** A plugged-in CA's directory (Istio's cacerts files), or null for the self-signed root. */
   readonly pluginDir: string | null;
-  readonly servingCertLifetimeSeconds: number;
+  /** Renew the server's own HTTPS certificate after this fraction of its lifetime. */
   readonly servingCertRenewFraction: number;
 }
 

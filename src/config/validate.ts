@@ -1,7 +1,8 @@
 import Ajv, { type ErrorObject } from 'ajv';
+import { checkCAPolicy } from '../ca/policy';
 import { MooringError } from '../errors';
 import { CONFIG_SCHEMA } from './schema';
-import type { CAConfig, Config } from './types';
+import type { Config } from './types';
 
 // Compiled once, lazily: nothing is built when the module is imported.
 let compiled: ReturnType<Ajv['compile']> | undefined;
@@ -62,21 +63,8 @@ export function validateConfig(raw: unknown, source = 'configuration'): Config {
       `${source} is invalid:\n  - /ca/workloadDefaultTtlSeconds: must not exceed /ca/workloadMaxTtlSeconds`,
     );
   }
-  checkRotationConfig(config.ca);
+  checkCAPolicy(config.ca);
   return deepFreeze(config);
-}
-
-/** An automatic rotation that would start again right after it starts is a config error. */
-export function checkRotationConfig(ca: CAConfig): void {
-  if (!ca.rotation.auto) return;
-  const needed = ca.rotation.beforeExpirySeconds + ca.rotation.propagationDelaySeconds;
-  if (ca.rootLifetimeSeconds <= needed) {
-    throw new MooringError(
-      'CFG_ERR_INVALID',
-      `ca.rootLifetimeSeconds (${ca.rootLifetimeSeconds}) must exceed ca.rotation.beforeExpirySeconds + ` +
-        `ca.rotation.propagationDelaySeconds (${needed}), or every new root would be rotated at once`,
-    );
-  }
 }
 
 /** The defaults alone. */

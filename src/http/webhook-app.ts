@@ -1,15 +1,10 @@
 // The HTTPS app of `mooring serve`: POST /inject and the CA API. It never listens: the
-// composition root (src/cli/serve.ts) does, and tests call app.inject().
+// composition root (src/server/server.ts) does, and tests call app.inject().
 
 import type { SecureContextOptions } from 'node:tls';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { PodInjector } from '../admission';
-import type {
-  AdminAuthorizer,
-  Authenticator,
-  CertificateService,
-  WorkloadIdentity,
-} from '../ca/ports';
+import type { AdminAuthorizer, Authenticator, CertificateService } from '../ca/ports';
 import type { MooringMetrics } from './metrics';
 import { AREA_CODES, frameworkErrorOptions, installErrorHandler, routeArea } from './error-handler';
 import { parseJsonBody } from '../json';
@@ -31,7 +26,6 @@ export interface WebhookAppDeps {
   readonly certificates: CertificateService;
   readonly authenticator: Authenticator;
   readonly adminAuthorizer: AdminAuthorizer;
-  readonly spiffeIdOf: (identity: WorkloadIdentity) => string;
   /** Key and certificate of the HTTPS server; absent: plain HTTP (tests with app.inject()). */
   readonly tls?: SecureContextOptions;
 }
@@ -89,7 +83,6 @@ export function buildWebhookApp(deps: WebhookAppDeps): FastifyInstance {
     certificates: deps.certificates,
     authenticator: deps.authenticator,
     adminAuthorizer: deps.adminAuthorizer,
-    spiffeIdOf: deps.spiffeIdOf,
     metrics,
   });
   return app;

@@ -25,5 +25,4 @@ export {
 } from './workload';
 export { injectManifests, type ManifestsResult, type DocumentResult } from './manifests';
 export { assertPod, type Pod, type Container, type PodSpec, type ObjectMeta } from './pod';
-export { APP_HEALTH_PREFIX, appHealthPath, type AppProbe } from './probes';
 export { WAIT_COMMAND, READY_PATH, type InjectionStatus } from './sidecar';

@@ -40,7 +40,8 @@ import {
   type Pod,
   type PodSpec,
 } from './pod';
-import { appProbesJson, rewriteProbes, type AppProbe } from './probes';
+import { appProbesText, type AppProbe } from '../api/app-probes';
+import { rewriteProbes } from './probes';
 import {
   initContainer,
   proxyContainer,
@@ -184,7 +185,7 @@ export function inject(pod: Pod, ctx: InjectionContext): InjectOutcome {
   const appContainers = spec.containers.map(withAgentProbes);
 
   const init = initContainer(settings, injector);
-  const proxy = proxyContainer(settings, injector, { appProbes: appProbesJson(probes) });
+  const proxy = proxyContainer(settings, injector, { appProbes: appProbesText(probes) });
   const volumes = sidecarVolumes();
   const changes: Partial<PodSpec> = {
     initContainers: settings.nativeSidecar ? [init, proxy, ...appInit] : [...appInit, init],

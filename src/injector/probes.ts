@@ -1,17 +1,14 @@
 // Probe rewriting. The kubelet's HTTP, TCP and gRPC probes of an app container would be captured
 // by the inbound redirect (and an mTLS-only proxy would refuse them), so each becomes an HTTP GET
 // on the agent (15020) `/app-health/<container>/<livez|readyz|startupz>`, and the agent runs the
-// original probe from inside the Pod. The originals go to the agent as JSON in
-// MOORING_APP_PROBES (parsed by src/agent/probes.ts):
-//
-//   { "<container>/<livez|readyz|startupz>":
-//       { "httpGet": { ...the original, "port": <number> } | "tcpSocket": {...} | "grpc": {...},
-//         "timeoutSeconds": <the original, default 1> } }
+// original probe from inside the Pod. The originals go to the agent in MOORING_APP_PROBES, whose
+// shape is the contract of src/api/app-probes.ts.
 //
 // Named ports are resolved against the container's own ports; a name that is not there leaves the
 // probe as it is, with a warning. Exec probes never touch the network and stay as they are. Every
 // timing field (delays, period, thresholds, timeout) stays on the rewritten probe.
 
+import { appHealthPath, type AppProbe, type ProbeKind } from '../api/app-probes';
 import {
   containerPorts,
   type Container,
@@ -25,21 +22,9 @@ export const PROBE_FIELDS = [
   ['livenessProbe', 'livez'],
   ['readinessProbe', 'readyz'],
   ['startupProbe', 'startupz'],
-] as const;
+] as const satisfies readonly (readonly [string, ProbeKind])[];
 
 export type ProbeField = (typeof PROBE_FIELDS)[number][0];
-export type ProbeKind = (typeof PROBE_FIELDS)[number][1];
-
-export const APP_HEALTH_PREFIX = '/app-health/';
-
-export const appHealthPath = (container: string, kind: ProbeKind): string =>
-  `${APP_HEALTH_PREFIX}${container}/${kind}`;
-
-/** One original probe as the agent receives it: the handler with a numeric port. */
-export type AppProbe =
-  | { readonly httpGet: HTTPGetAction & { port: number }; readonly timeoutSeconds: number }
-  | { readonly tcpSocket: TCPSocketAction & { port: number }; readonly timeoutSeconds: number }
-  | { readonly grpc: GRPCAction; readonly timeoutSeconds: number };
 
 export interface ProbeRewrite {
   /** `[<container>/<kind>, original]`, in container then liveness/readiness/startup order. */
@@ -135,11 +120,4 @@ export function rewriteProbes(container: Container, agentPort: number): ProbeRew
     probes.push([`${container.name}/${kind}`, original(probe, handler, port)]);
   }
   return { probes, warnings };
-}
-
-/** The MOORING_APP_PROBES value; undefined when there is no probe to hand over. */
-export function appProbesJson(
-  probes: readonly (readonly [string, AppProbe])[],
-): string | undefined {
-  return probes.length === 0 ? undefined : JSON.stringify(Object.fromEntries(probes));
 }

@@ -19,7 +19,7 @@ import type { PodSettings } from './annotations';
 import type { Container, EnvVar, Probe, Volume } from './pod';
 import { redirectArgs, type RedirectSpec } from './redirect';
 
-/** Path of the agent's readiness endpoint (src/agent/servers.ts serves it). */
+/** Path of the agent's readiness endpoint (src/agent/health/servers.ts serves it). */
 export const READY_PATH = '/healthz/ready';
 /** Lifetime of the projected token the agent presents to the CA. */
 export const TOKEN_EXPIRATION_SECONDS = 3600;

@@ -22,7 +22,11 @@ export const CHART_OWNED_KEYS: readonly string[] = [
 ];
 
 /** Keys whose default the chart derives (its image, its Service); values may still set them. */
-export const CHART_DERIVED_KEYS: readonly string[] = ['injector.initImage', 'injector.caAddress'];
+export const CHART_DERIVED_KEYS: readonly string[] = [
+  'injector.proxyImage',
+  'injector.initImage',
+  'injector.caAddress',
+];
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };

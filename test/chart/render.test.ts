@@ -293,6 +293,7 @@ describe('chart rendering', () => {
       expect(config.server.adminListen).toBe('0.0.0.0:9090');
       expect(config.injector.caAddress).toBe('https://mooring.mooring-system.svc:443');
       expect(config.injector.initImage).toBe('ghcr.io/mooring-dev/mooring:0.1.0');
+      expect(config.injector.proxyImage).toBe('ghcr.io/mooring-dev/mooring:0.1.0');
       expect(config.ca.pluginDir).toBeNull();
     });
 
@@ -482,21 +483,37 @@ describe('chart rendering', () => {
       expect(deployment.spec.template.spec.serviceAccountName).toBe('platform-mooring');
     });
 
-    it('pins the image by digest and uses it for the injected init container too', async () => {
+    it('pins the image by digest and uses it for the injected containers too', async () => {
       const digest = `sha256:${'a'.repeat(64)}`;
       const objects = await render({ image: { repository: 'registry.local/mooring', digest } });
       expect(container(objects).image).toBe(`registry.local/mooring@${digest}`);
       expect(configOf(objects).injector.initImage).toBe(`registry.local/mooring@${digest}`);
+      expect(configOf(objects).injector.proxyImage).toBe(`registry.local/mooring@${digest}`);
     });
 
-    it('keeps an initImage and a caAddress that the values set', async () => {
+    it('runs one image in the three roles: image.repository and image.tag set the server, mooring-init and mooring-proxy', async () => {
+      const objects = await render({ image: { repository: 'mirror.local/mooring', tag: '9.9.9' } });
+      const { injector } = configOf(objects);
+      expect([container(objects).image, injector.initImage, injector.proxyImage]).toEqual([
+        'mirror.local/mooring:9.9.9',
+        'mirror.local/mooring:9.9.9',
+        'mirror.local/mooring:9.9.9',
+      ]);
+    });
+
+    it('keeps images and a caAddress that the values set', async () => {
       const objects = await render({
         config: {
-          injector: { initImage: 'mirror/mooring:1', caAddress: 'https://ca.example:443' },
+          injector: {
+            initImage: 'mirror/mooring:1',
+            proxyImage: 'mirror/proxy:2',
+            caAddress: 'https://ca.example:443',
+          },
         },
       });
       expect(configOf(objects).injector).toMatchObject({
         initImage: 'mirror/mooring:1',
+        proxyImage: 'mirror/proxy:2',
         caAddress: 'https://ca.example:443',
       });
     });

@@ -86,6 +86,16 @@ describe('the chart and `mooring webhook-config` give the same configuration', (
     expectSameContent(chart, await cliObject(c.args));
   });
 
+  it('and refuse the same: a URL without a caBundle', async () => {
+    await expect(render({ webhook: { url: 'https://127.0.0.1:8443' } })).rejects.toThrow(
+      'webhook.url needs webhook.caBundle',
+    );
+    const cli = await runWebhookConfigCli(['--url', 'https://127.0.0.1:8443']);
+    expect(cli.code).toBe(2);
+    expect(cli.stdout).toBe('');
+    expect(cli.stderr).toContain('--url needs --ca-bundle FILE');
+  });
+
   it('and the committed webhook-config/ file is that configuration too', async () => {
     const committed = one(
       parseObjects(readFileSync(join(WEBHOOK_CONFIG_DIR, WEBHOOK_FILE), 'utf8')),

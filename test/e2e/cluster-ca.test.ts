@@ -3,7 +3,8 @@
 // audience, of a token whose Pod is gone and of a forged one; admin issuance allowed by RBAC
 // (SubjectAccessReview) or refused; the Kubernetes CSR signer; trust distribution ConfigMaps.
 // Each test works in namespaces of its own.
-import { generateKeyPairSync, sign } from 'node:crypto';
+import { sign } from 'node:crypto';
+import { fixtureKey } from '../fixtures/keys';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -124,7 +125,7 @@ describe('workload certificates for service-account tokens (TokenReview)', () =>
     const { ns, sa, pod } = await workload();
     const real = await tokenFor(cp, ns, sa, { audience: 'mooring-ca', pod });
     const [header = '', payload = ''] = real.split('.');
-    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const { privateKey } = fixtureKey('rsa-2048');
     const signature = sign('sha256', Buffer.from(`${header}.${payload}`), privateKey).toString(
       'base64url',
     );

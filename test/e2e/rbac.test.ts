@@ -46,13 +46,12 @@ beforeAll(async () => {
   await kubectl(cp, ['apply', '-n', NS, '-f', '-'], rendered.stdout);
   const token = await tokenFor(cp, NS, RELEASE, { durationSeconds: 3600 });
   const kubeconfig = kubeconfigWithToken(cp, token, tmp, 'mooring-sa');
-  // The webhook configuration exists (as the chart installs it), without caBundle.
+  // The webhook configuration exists, with a caBundle that is not Mooring's (the API server's
+  // CA): the server must put its own trust bundle in.
   const webhook = await runMooring([
     'webhook-config',
-    '--url',
-    'https://127.0.0.1:9/inject',
-    '--failure-policy',
-    'Ignore',
+    ...['--url', 'https://127.0.0.1:9/inject', '--ca-bundle', cp.caCertPath],
+    ...['--failure-policy', 'Ignore'],
   ]);
   await kubectl(cp, ['apply', '-f', '-'], webhook.stdout);
   mooring = await startMooring(cp, {
@@ -95,14 +94,20 @@ describe("mooring serve with the chart's RBAC", () => {
     expect(await waitFor('the ConfigMap back', read, 10_000)).toContain('BEGIN CERTIFICATE');
   }, 30_000);
 
-  it('sets the caBundle of its webhook configuration', async () => {
+  it('sets the caBundle of its webhook configuration to its trust bundle', async () => {
+    const expected = bundle.join('');
     await waitFor(
       'the caBundle',
       async () => {
         const mwc = (await kubectlJson(cp, ['get', 'mutatingwebhookconfiguration', MWC])) as {
           webhooks: { clientConfig: { caBundle?: string } }[];
         };
-        return mwc.webhooks.every((w) => (w.clientConfig.caBundle ?? '') !== '') ? true : undefined;
+        const pems = mwc.webhooks.map((w) =>
+          Buffer.from(w.clientConfig.caBundle ?? '', 'base64')
+            .toString('utf8')
+            .replace(/\s+/g, ''),
+        );
+        return pems.every((p) => p === expected.replace(/\s+/g, '')) ? true : undefined;
       },
       10_000,
     );

@@ -108,13 +108,12 @@ beforeAll(async () => {
     startMooring(cp, { namespace: MOORING_NS, env: { POD_NAME: 'replica-a' } }),
     startMooring(cp, { namespace: MOORING_NS, env: { POD_NAME: 'replica-b' } }),
   ]);
-  // The webhook configuration, without caBundle: the leader sets it.
+  // The webhook configuration, with a caBundle that is not Mooring's (the API server's CA): the
+  // leader puts the trust bundle in.
   const rendered = await runMooring([
     'webhook-config',
-    '--url',
-    `https://127.0.0.1:${a.port}/inject`,
-    '--failure-policy',
-    'Ignore',
+    ...['--url', `https://127.0.0.1:${a.port}/inject`, '--ca-bundle', cp.caCertPath],
+    ...['--failure-policy', 'Ignore'],
   ]);
   if (rendered.code !== 0) throw new Error(rendered.stderr);
   await kubectl(cp, ['apply', '-f', '-'], rendered.stdout);

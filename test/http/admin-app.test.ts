@@ -30,6 +30,19 @@ describe('admin app', () => {
     expect(after.json()).toEqual({ status: 'ready', checks });
   });
 
+  it('says what is wrong with a failing check that has more to say than its name', async () => {
+    const { app } = buildTestAdminApp(() => ({
+      ready: false,
+      checks: { caLoaded: true, workloadTokens: false },
+      problems: { workloadTokens: 'tokens.json is unsafe: mode 0644' },
+    }));
+    const res = await app.inject({ method: 'GET', url: '/readyz' });
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toMatchObject({
+      message: 'not ready: workloadTokens (tokens.json is unsafe: mode 0644)',
+    });
+  });
+
   it('serves the Prometheus text of the registry with process metrics', async () => {
     const registry = createRegistry();
     const { app } = buildTestAdminApp(() => ({ ready: true, checks: {} }), registry);

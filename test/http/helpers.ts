@@ -14,6 +14,7 @@ import type {
   IssuedChain,
   WorkloadIssueRequest,
 } from '../../src/ca/ports';
+import { spiffeIdOf } from '../../src/ca/identity';
 import { MooringError } from '../../src/errors';
 import {
   buildAdminApp,
@@ -99,6 +100,7 @@ export function fakeCertificates(): FakeCertificates {
     requests: [],
     isReady: true,
     failWith: undefined,
+    spiffeIdOf: (id) => spiffeIdOf('cluster.local', id),
     issueWorkload(req) {
       fake.requests.push(req);
       if (fake.failWith !== undefined) return Promise.reject(fake.failWith);
@@ -169,7 +171,6 @@ export function buildTestWebhookApp(overrides: Partial<WebhookAppDeps> = {}): Te
     certificates,
     authenticator: fakeAuthenticator,
     adminAuthorizer: fakeAdminAuthorizer,
-    spiffeIdOf: (id) => `spiffe://cluster.local/ns/${id.namespace}/sa/${id.serviceAccount}`,
     ...overrides,
   });
   return { app, sink, registry, metrics, certificates };

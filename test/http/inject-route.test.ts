@@ -385,7 +385,11 @@ describe('POST /inject with inject threads', () => {
   const sameAsThread = (injectPod: PodInjector, failOpen = false): ReviewThreads => ({
     answer: (text) =>
       new Promise((resolve) =>
-        setImmediate(() => resolve(answerReview(text, injectPod, { failOpen }))),
+        setImmediate(() =>
+          resolve(
+            answerReview(text, injectPod, { failOpen, monotonicMs: () => performance.now() }),
+          ),
+        ),
       ),
   });
   const dead: ReviewThreads = {

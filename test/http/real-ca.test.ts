@@ -72,7 +72,7 @@ beforeAll(async () => {
     JSON.stringify({ [WORKLOAD_TOKEN]: { namespace: 'shop', serviceAccount: 'web' } }),
     { mode: 0o600 },
   );
-  const credentials = await openLocalCredentials(dataDir, config.trustDomain);
+  const credentials = await openLocalCredentials(dataDir);
   adminToken = credentials.adminToken;
   sink = new LogSink();
   const registry = createRegistry({ processMetrics: false });
@@ -85,7 +85,6 @@ beforeAll(async () => {
     certificates: authority,
     authenticator: credentials.authenticator,
     adminAuthorizer: credentials.adminAuthorizer,
-    spiffeIdOf: credentials.spiffeIdOf,
   });
 });
 afterAll(async () => {

@@ -244,6 +244,15 @@ describe('mooring agent (CLI)', () => {
     expect(code).toBe(3);
   });
 
+  it('on SIGTERM without a proxy command (nothing in flight): exits 0 at once, not after --drain', async () => {
+    const agent = await runAgentCli({ args: ['--drain', '120s'] });
+    await eventually('readiness 200', async () => (await agent.readiness()) === 200);
+    agent.process.kill('SIGTERM');
+    // Within the test's timeout, far below the 120 s of --drain.
+    expect(await agent.exited).toBe(0);
+    expect(agent.stderr()).toContain('nothing in flight: the drain ends now');
+  });
+
   it('exits non-zero when the proxy command dies on its own, even with code 0', async () => {
     const agent = await runAgentCli({
       env: { CHILD_EXIT_AFTER_MS: '800', CHILD_EXIT_CODE: '0' },

@@ -6,10 +6,10 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { SERVING_STATUS } from '../../src/agent/grpc-health';
-import { runProbe } from '../../src/agent/probe-runner';
-import { parseAppProbes } from '../../src/agent/probes';
-import { close, createAgentServer, listen } from '../../src/agent/servers';
+import { SERVING_STATUS } from '../../src/agent/health/grpc-health';
+import { runProbe } from '../../src/agent/health/probe-runner';
+import { parseAppProbes } from '../../src/api/app-probes';
+import { close, createAgentServer, listen } from '../../src/agent/health/servers';
 import { startGrpcHealthServer, type GrpcHealthServer } from '../fixtures/grpc-health-server';
 import { makeCa, makeServing } from '../fixtures/agent-pki';
 

@@ -3,26 +3,12 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { humanDuration, parseDuration } from '../../src/cli/ca';
-import { main } from '../../src/cli/main';
+import { runCli } from '../fixtures/cli';
+import { defaultConfig } from '../../src/config/validate';
 import { csrPem, withDns, withKeyType } from '../unit/ca/fixtures';
 
-async function run(
-  args: string[],
-  stdinText?: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdin = new PassThrough();
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (b: Buffer) => out.push(b));
-  stderr.on('data', (b: Buffer) => err.push(b));
-  if (stdinText !== undefined) stdin.end(stdinText);
-  const code = await main(['node', 'mooring', ...args], { stdin, stdout, stderr });
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-}
+const run = (args: string[], stdinText?: string) => runCli(args, stdinText);
 
 const tempDir = (): string => mkdtempSync(join(tmpdir(), 'mooring-ca-cli-'));
 const ID = 'spiffe://cluster.local/ns/vm/sa/db';
@@ -112,13 +98,33 @@ describe('mooring ca status', () => {
     expect(Date.parse(status.nextRotationAt)).toBeGreaterThan(Date.now());
   });
 
-  it('fails when there is no CA yet, and creates nothing', async () => {
+  it('fails when there is no CA yet, naming the directory, and creates nothing', async () => {
     const dir = join(tempDir(), 'empty');
     const result = await run(['ca', 'status', '--data-dir', dir]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain('CA_ERR_STORE');
-    expect(result.stderr).toContain('mooring ca init');
+    expect(result.stderr).toContain(`CA_ERR_STORE: there is no CA in the data directory ${dir}:`);
+    expect(result.stderr).toContain(
+      'if your CA lives elsewhere, name its directory (--data-dir DIR',
+    );
+    expect(result.stderr).toContain(`mooring ca init --data-dir ${dir}`);
     expect(existsSync(join(dir, 'ca-state.json'))).toBe(false);
+  });
+
+  it('looks where `mooring serve` and `make run` keep the CA when --data-dir is absent, and says so', async () => {
+    const cwd = tempDir();
+    const expected = join(cwd, defaultConfig().server.dataDir);
+    const before = process.cwd();
+    process.chdir(cwd);
+    try {
+      for (const command of ['status', 'rotate']) {
+        const result = await run(['ca', command]);
+        expect(result.code).toBe(1);
+        expect(result.stderr).toContain(`there is no CA in the data directory ${expected}:`);
+      }
+    } finally {
+      process.chdir(before);
+    }
+    expect(existsSync(expected)).toBe(false);
   });
 
   it('rejects an unknown output format as a usage error', async () => {

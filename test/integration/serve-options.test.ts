@@ -3,15 +3,9 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  detectMode,
-  localServingNames,
-  parseHostPort,
-  resolveConfig,
-  SERVICE_ACCOUNT_TOKEN,
-  tickIntervalMs,
-} from '../../src/cli/serve';
-import { UsageError } from '../../src/cli/io';
+import { parseHostPort, resolveConfig, tickIntervalMs } from '../../src/server/config';
+import { localServingNames } from '../../src/server/local-mode';
+import { detectMode, SERVICE_ACCOUNT_TOKEN } from '../../src/server/mode';
 import { validateConfig } from '../../src/config/validate';
 import { MooringError } from '../../src/errors';
 
@@ -29,7 +23,7 @@ describe('parseHostPort', () => {
   it.each(['8443', 'localhost', ':8443', '::1:8443', 'host:99999', 'host:port'])(
     'refuses %s as a usage error',
     (value) => {
-      expect(() => parseHostPort(value, '--listen')).toThrow(UsageError);
+      expect(() => parseHostPort(value, '--listen')).toThrow(/^--listen must be HOST:PORT/);
     },
   );
 });

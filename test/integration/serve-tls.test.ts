@@ -109,6 +109,7 @@ describe('TlsReloader', () => {
   it('keeps the current certificate when a renewal fails', async () => {
     let fail = false;
     const flaky: CertificateService = {
+      spiffeIdOf: (id) => authority.spiffeIdOf(id),
       issueWorkload: (req) => authority.issueWorkload(req),
       issueServing: (req) =>
         fail ? Promise.reject(new Error('CA unavailable')) : authority.issueServing(req),

@@ -4,21 +4,18 @@
 
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyPatch, type Operation } from 'fast-json-patch';
 import { openLocalCA } from '../../src/adapters/local-ca';
-import {
-  buildLocalMode,
-  startServer,
-  type ModeBuilder,
-  type RunningServer,
-} from '../../src/cli/serve';
+import type { ModeBuilder } from '../../src/server/mode';
+import { buildLocalMode, startServer, type RunningServer } from '../../src/server/server';
 import { validateConfig } from '../../src/config/validate';
 import { LogSink } from '../http/helpers';
 import { injectorUnderTest } from '../http/injector-under-test';
+import { csrPem } from '../unit/ca/fixtures';
 import { httpGet, httpsCall, waitFor } from './serve-helpers';
 
 const FIXTURES = join(__dirname, '..', 'fixtures', 'admission');
@@ -285,6 +282,71 @@ describe('readiness', () => {
     expect(server.readiness().ready).toBe(false);
     await server.closed;
     rmSync(dir, { recursive: true, force: true });
+  }, 30_000);
+
+  it('shows a tokens.json broken while it runs: /readyz 503 naming it, workloads told the kind of problem', async () => {
+    const dir = tempDir();
+    const store = join(dir, 'store');
+    mkdirSync(store, { recursive: true, mode: 0o700 });
+    const tokens = join(store, 'tokens.json');
+    writeFileSync(tokens, '{"tok-web": {"namespace": "shop", "serviceAccount": "web"}}', {
+      mode: 0o600,
+    });
+    const { server } = await start(dir);
+    const adminPort = server.adminAddress?.port ?? 0;
+    const workloadCall = () =>
+      httpsCall({
+        port: server.webhookAddress.port,
+        ca: bundleOf(server),
+        method: 'POST',
+        path: '/v1/certificates',
+        headers: { authorization: 'Bearer tok-web', 'content-type': 'application/json' },
+        body: JSON.stringify({ csr: csrPem() }),
+      });
+    try {
+      expect((await httpGet(adminPort, '/readyz')).status).toBe(200);
+      expect((await workloadCall()).status).toBe(200);
+
+      chmodSync(tokens, 0o644);
+      const notReady = await waitFor('/readyz 503', async () => {
+        const res = await httpGet(adminPort, '/readyz');
+        return res.status === 503 ? res : undefined;
+      });
+      const body = JSON.parse(notReady.body) as {
+        message: string;
+        checks: Record<string, boolean>;
+      };
+      expect(body.checks).toMatchObject({ caLoaded: true, workloadTokens: false });
+      expect(body.message).toContain('workloadTokens (tokens.json is unsafe:');
+      expect(body.message).toContain(`mode is 0644: run chmod 600 ${tokens}`);
+      const refused = await workloadCall();
+      expect(refused.status).toBe(503);
+      expect(JSON.parse(refused.body)).toEqual({
+        code: 'CA_ERR_NOT_READY',
+        message:
+          "the certificate authority is not ready: every workload token is refused: the server's " +
+          'tokens.json is unsafe (its mode, owner or type would let someone else read or write it)',
+      });
+
+      writeFileSync(tokens, '{"tok-web": ', { mode: 0o600 });
+      chmodSync(tokens, 0o600);
+      await waitFor('the invalid file named', async () => {
+        const res = await httpGet(adminPort, '/readyz');
+        return res.body.includes('tokens.json is invalid') ? res : undefined;
+      });
+      expect(JSON.parse((await workloadCall()).body).message).toContain(
+        "the server's tokens.json is invalid",
+      );
+
+      writeFileSync(tokens, '{"tok-web": {"namespace": "shop", "serviceAccount": "web"}}');
+      await waitFor('/readyz 200 again', async () =>
+        (await httpGet(adminPort, '/readyz')).status === 200 ? true : undefined,
+      );
+      expect((await workloadCall()).status).toBe(200);
+    } finally {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 30_000);
 });
 

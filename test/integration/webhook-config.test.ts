@@ -1,27 +1,13 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { parseAllDocuments } from 'yaml';
-import { main } from '../../src/cli/main';
+import { runCli } from '../fixtures/cli';
 
 const ROOT = join(__dirname, '..', '..');
 const COMMITTED = join(ROOT, 'webhook-config', 'mutatingwebhookconfiguration.yaml');
 
-async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  stdout.on('data', (b: Buffer) => out.push(b));
-  stderr.on('data', (b: Buffer) => err.push(b));
-  const code = await main(['node', 'mooring', ...args], {
-    stdin: new PassThrough(),
-    stdout,
-    stderr,
-  });
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-}
+const run = (...args: string[]) => runCli(args);
 
 interface Requirement {
   key: string;
@@ -194,8 +180,19 @@ describe('mooring webhook-config', () => {
   });
 
   it('keeps a URL path that is given', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mooring-wc-'));
+    writeFileSync(
+      join(dir, 'ca.pem'),
+      '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
+    );
     const config = parseConfiguration(
-      (await run('webhook-config', '--url', 'https://mooring.example:9443/hooks/inject')).stdout,
+      (
+        await run(
+          'webhook-config',
+          ...['--url', 'https://mooring.example:9443/hooks/inject'],
+          ...['--ca-bundle', join(dir, 'ca.pem')],
+        )
+      ).stdout,
     );
     expect(config.webhooks[0]?.clientConfig.url).toBe('https://mooring.example:9443/hooks/inject');
   });
@@ -203,8 +200,13 @@ describe('mooring webhook-config', () => {
   it.each<[string, string[], RegExp]>([
     ['neither --url nor --service', [], /exactly one of --url URL and --service NS\/NAME/],
     ['both --url and --service', ['--url', 'https://a', '--service', 'a/b'], /exactly one/],
-    ['a plain-HTTP URL', ['--url', 'http://127.0.0.1:8443'], /https/],
-    ['a relative URL', ['--url', 'inject'], /absolute URL/],
+    ['a plain-HTTP URL', ['--url', 'http://127.0.0.1:8443', '--ca-bundle', 'x.pem'], /https/],
+    ['a relative URL', ['--url', 'inject', '--ca-bundle', 'x.pem'], /absolute URL/],
+    [
+      'a URL without --ca-bundle, as the chart refuses webhook.url without webhook.caBundle',
+      ['--url', 'https://127.0.0.1:8443/inject'],
+      /^mooring: --url needs --ca-bundle FILE: the API server must trust the server it calls/,
+    ],
     ['a service without namespace', ['--service', 'mooring'], /NAMESPACE\/NAME/],
     ['a service with upper case', ['--service', 'Mooring/x'], /NAMESPACE\/NAME/],
     [

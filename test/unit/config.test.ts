@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfigFile } from '../../src/config/load';
+import { readConfigFile } from '../../src/adapters/config-file';
 import { defaultConfig, validateConfig } from '../../src/config/validate';
 import { MooringError } from '../../src/errors';
 
@@ -110,25 +110,25 @@ describe('configuration', () => {
     };
 
     it('reads YAML', () => {
-      const config = loadConfigFile(file('a.yaml', 'injector:\n  holdApplication: false\n'));
+      const config = readConfigFile(file('a.yaml', 'injector:\n  holdApplication: false\n'));
       expect(config.injector.holdApplication).toBe(false);
     });
 
     it('reads JSON', () => {
-      const config = loadConfigFile(file('a.json', '{"trustDomain": "corp.example"}'));
+      const config = readConfigFile(file('a.json', '{"trustDomain": "corp.example"}'));
       expect(config.trustDomain).toBe('corp.example');
     });
 
     it('names the file in a validation error', () => {
       const path = file('bad.yaml', 'server:\n  listen: nowhere\n');
-      const err = errorOf(() => loadConfigFile(path));
+      const err = errorOf(() => readConfigFile(path));
       expect(err.message).toContain(path);
       expect(err.message).toContain('/server/listen');
     });
 
     it('reports unparsable YAML as a configuration error, with the position but no source line', () => {
       const path = file('broken.yaml', 'server: {listen: "x"\n  token: SECRET-NEAR-THE-ERROR\n');
-      const err = errorOf(() => loadConfigFile(path));
+      const err = errorOf(() => readConfigFile(path));
       expect(err.code).toBe('CFG_ERR_INVALID');
       expect(err.message).toMatch(
         new RegExp(`^${path} is not valid YAML or JSON: .* at line \\d+, column \\d+$`),
@@ -137,7 +137,7 @@ describe('configuration', () => {
     });
 
     it('reports a missing file with its path', () => {
-      const err = errorOf(() => loadConfigFile(join(dir, 'missing.yaml')));
+      const err = errorOf(() => readConfigFile(join(dir, 'missing.yaml')));
       expect(err.code).toBe('CFG_ERR_READ');
       expect(err.message).toContain('missing.yaml');
     });

@@ -48,4 +48,17 @@ describe('the error catalog', () => {
     expect(internal.status).toBe(500);
     expect(JSON.stringify(internal.toJSON())).not.toContain('/var/lib/mooring');
   });
+
+  it('adds to the summary of a 5xx the public detail it was given, never the message', () => {
+    const refused = new MooringError(
+      'CA_ERR_NOT_READY',
+      '/var/lib/mooring/tokens.json holds secrets but its mode is 0644: run chmod 600 ...',
+      { publicDetail: "every workload token is refused: the server's tokens.json is unsafe" },
+    );
+    expect(refused.toJSON()).toEqual({
+      code: 'CA_ERR_NOT_READY',
+      message:
+        "the certificate authority is not ready: every workload token is refused: the server's tokens.json is unsafe",
+    });
+  });
 });

@@ -119,7 +119,7 @@ TLS handshake can trust.
 
 {{/*
 The server's configuration (config.yaml). Three layers:
-  1. defaults the chart derives (the init image is the chart's image; the CA address is the
+  1. defaults the chart derives (the init and proxy images are the chart's image; the CA address is the
      chart's Service), used when config does not set them;
   2. .Values.config;
   3. what the chart owns, always set: namespace, Service and webhook names, listen addresses and
@@ -131,6 +131,9 @@ The server's configuration (config.yaml). Three layers:
 {{- $injector := default dict (get $config "injector") }}
 {{- if not (hasKey $injector "initImage") }}
 {{- $_ := set $injector "initImage" (include "mooring.image" .) }}
+{{- end }}
+{{- if not (hasKey $injector "proxyImage") }}
+{{- $_ := set $injector "proxyImage" (include "mooring.image" .) }}
 {{- end }}
 {{- if not (hasKey $injector "caAddress") }}
 {{- $_ := set $injector "caAddress" (printf "https://%s.%s.svc:443" (include "mooring.fullname" .) .Release.Namespace) }}

@@ -7,7 +7,8 @@ import type { RequestedNames } from '../../ca/csr';
 import { CSR_SIGNER_NAME } from '../../constants';
 import type { ErrorCode } from '../../errors';
 import type { KubeObject } from './api';
-import { serviceAccountOfUsername, spiffeIdOf } from './identity';
+import { spiffeIdOf } from '../../ca/identity';
+import { serviceAccountOfUsername } from './identity';
 
 export interface CsrCondition {
   readonly type: string;

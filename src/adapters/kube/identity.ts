@@ -20,8 +20,3 @@ export function serviceAccountOfUsername(username: string | undefined): Workload
   if (!DNS_LABEL.test(namespace) || !DNS_SUBDOMAIN.test(serviceAccount)) return null;
   return { namespace, serviceAccount };
 }
-
-/** `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>` */
-export function spiffeIdOf(trustDomain: string, identity: WorkloadIdentity): string {
-  return `spiffe://${trustDomain}/ns/${identity.namespace}/sa/${identity.serviceAccount}`;
-}

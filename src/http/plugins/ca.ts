@@ -7,28 +7,24 @@ import type {
   AdminAuthorizer,
   Authenticator,
   CertificateService,
-  IssuedChain,
   WorkloadIdentity,
 } from '../../ca/ports';
+import {
+  CA_BODY_LIMIT_BYTES,
+  CA_PATHS,
+  certificateResponse,
+  parseAdminRequest,
+  parseWorkloadRequest,
+  rfc3339,
+} from '../../api/certificates';
 import { isMooringError, MooringError } from '../../errors';
 import type { AuthFailureReason, MooringMetrics } from '../metrics';
 import { bearerToken, requireJson } from '../request';
-
-export const CA_PATHS = {
-  workload: '/v1/certificates',
-  admin: '/v1/admin/certificates',
-  trustBundle: '/v1/trust-bundle',
-} as const;
-
-/** A CSR is 1-2 KB; nothing on these routes needs more than this. */
-export const CA_BODY_LIMIT_BYTES = 64 * 1024;
 
 export interface CARouteDeps {
   readonly certificates: CertificateService;
   readonly authenticator: Authenticator;
   readonly adminAuthorizer: AdminAuthorizer;
-  /** Builds the workload's SPIFFE ID from its authenticated identity. */
-  readonly spiffeIdOf: (identity: WorkloadIdentity) => string;
   readonly metrics: MooringMetrics;
 }
 
@@ -42,74 +38,6 @@ declare module 'fastify' {
   }
 }
 
-interface WorkloadBody {
-  readonly csr: string;
-  readonly ttlSeconds?: number;
-}
-interface AdminBody extends WorkloadBody {
-  readonly spiffeId: string;
-}
-
-const bodyError = (message: string): MooringError => new MooringError('CA_ERR_BODY', message);
-
-function parseBody(body: unknown, fields: readonly string[]): Record<string, unknown> {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw bodyError('the body must be a JSON object');
-  }
-  const record = body as Record<string, unknown>;
-  for (const key of Object.keys(record)) {
-    if (!fields.includes(key)) throw bodyError(`unknown field "${key.slice(0, 64)}"`);
-  }
-  const { csr, ttlSeconds } = record;
-  if (typeof csr !== 'string' || csr.trim() === '')
-    throw bodyError('"csr" must be a PEM PKCS#10 string');
-  if (
-    ttlSeconds !== undefined &&
-    (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds <= 0)
-  ) {
-    throw bodyError('"ttlSeconds" must be a positive integer');
-  }
-  return record;
-}
-
-/** `{csr, ttlSeconds?}` */
-export function parseWorkloadBody(body: unknown): WorkloadBody {
-  const r = parseBody(body, ['csr', 'ttlSeconds']);
-  return {
-    csr: r.csr as string,
-    ...(r.ttlSeconds === undefined ? {} : { ttlSeconds: r.ttlSeconds as number }),
-  };
-}
-
-/** `{csr, spiffeId, ttlSeconds?}` */
-export function parseAdminBody(body: unknown): AdminBody {
-  const r = parseBody(body, ['csr', 'spiffeId', 'ttlSeconds']);
-  if (typeof r.spiffeId !== 'string') throw bodyError('"spiffeId" must be a string');
-  if (r.spiffeId === '') throw bodyError('"spiffeId" must not be empty');
-  return {
-    csr: r.csr as string,
-    spiffeId: r.spiffeId,
-    ...(r.ttlSeconds === undefined ? {} : { ttlSeconds: r.ttlSeconds as number }),
-  };
-}
-
-/** RFC 3339 in UTC, whole seconds (certificate times have no fractions). */
-export function rfc3339(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
-
-export function chainResponse(chain: IssuedChain): {
-  certificateChain: readonly string[];
-  trustBundle: readonly string[];
-  expiresAt: string;
-} {
-  return {
-    certificateChain: chain.certificateChain,
-    trustBundle: chain.trustBundle,
-    expiresAt: rfc3339(chain.expiresAt),
-  };
-}
-
 function authFailureReason(err: unknown): AuthFailureReason {
   if (!isMooringError(err)) return 'error';
   if (err.code === 'CA_ERR_UNAUTHENTICATED') return 'invalid';
@@ -118,7 +46,7 @@ function authFailureReason(err: unknown): AuthFailureReason {
 }
 
 export function registerCARoutes(app: FastifyInstance, deps: CARouteDeps): void {
-  const { certificates, authenticator, adminAuthorizer, spiffeIdOf, metrics } = deps;
+  const { certificates, authenticator, adminAuthorizer, metrics } = deps;
   app.decorateRequest('caller', null);
 
   const authenticate = (route: 'workload' | 'admin') => async (request: FastifyRequest) => {
@@ -174,7 +102,7 @@ export function registerCARoutes(app: FastifyInstance, deps: CARouteDeps): void 
       },
       'certificate issued',
     );
-    return chainResponse(chain);
+    return certificateResponse(chain);
   };
 
   const routeOptions = (route: 'workload' | 'admin') => ({
@@ -184,7 +112,7 @@ export function registerCARoutes(app: FastifyInstance, deps: CARouteDeps): void 
   });
 
   app.post(CA_PATHS.workload, routeOptions('workload'), async (request: FastifyRequest) => {
-    const body = parseWorkloadBody(request.body);
+    const body = parseWorkloadRequest(request.body);
     const caller = request.caller;
     if (caller?.kind !== 'workload')
       throw new MooringError('CA_ERR_UNAUTHENTICATED', 'not authenticated');
@@ -193,14 +121,14 @@ export function registerCARoutes(app: FastifyInstance, deps: CARouteDeps): void 
       { route: 'workload' },
       {
         csrPem: body.csr,
-        spiffeId: spiffeIdOf(caller.identity),
+        spiffeId: certificates.spiffeIdOf(caller.identity),
         ...(body.ttlSeconds === undefined ? {} : { ttlSeconds: body.ttlSeconds }),
       },
     );
   });
 
   app.post(CA_PATHS.admin, routeOptions('admin'), async (request: FastifyRequest) => {
-    const body = parseAdminBody(request.body);
+    const body = parseAdminRequest(request.body);
     const caller = request.caller;
     if (caller?.kind !== 'admin')
       throw new MooringError('CA_ERR_UNAUTHENTICATED', 'not authenticated');

@@ -31,7 +31,7 @@ export interface InjectRouteDeps {
 
 export function registerInjectRoute(app: FastifyInstance, deps: InjectRouteDeps): void {
   const { injectPod, threads, failOpen, metrics } = deps;
-  const options = { failOpen };
+  const options = { failOpen, monotonicMs: () => performance.now() };
 
   const answerOf = (text: string | undefined): ReviewAnswer | Promise<ReviewAnswer> =>
     threads === undefined

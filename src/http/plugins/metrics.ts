@@ -2,7 +2,7 @@
 
 import type { FastifyInstance } from 'fastify';
 
-/** A prom-client Registry, or the primary's view over its workers (src/cli/serve-workers.ts). */
+/** A prom-client Registry, or the primary's view over its workers (src/server/workers.ts). */
 export interface MetricsSource {
   readonly contentType: string;
   metrics(): Promise<string>;

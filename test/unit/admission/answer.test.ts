@@ -26,7 +26,12 @@ const injecting: PodInjector = () => ({
   patch: [{ op: 'add', path: '/metadata/annotations', value: { 'mooring.dev/status': '{}' } }],
   warnings: [],
 });
-const OPTIONS = { failOpen: false };
+/** A clock that moves 0.25 ms each time it is read. */
+const ticking = (): (() => number) => {
+  let t = 0;
+  return () => (t += 0.25);
+};
+const OPTIONS = { failOpen: false, monotonicMs: ticking() };
 
 function answered(answer: ReviewAnswer): Extract<ReviewAnswer, { kind: 'answer' }> {
   if (answer.kind !== 'answer') throw new Error(`refused: ${answer.code} ${answer.message}`);
@@ -39,7 +44,9 @@ const responseOf = (answer: ReviewAnswer): Json =>
 describe('answerReview: from the body text to the answer text', () => {
   it('answers exactly what admit() decides, serialized, with the fields of the log line', () => {
     const body = review(withDryRun());
-    const answer = answered(answerReview(JSON.stringify(body), injecting, OPTIONS));
+    const answer = answered(
+      answerReview(JSON.stringify(body), injecting, { ...OPTIONS, monotonicMs: ticking() }),
+    );
     const expected = admit(parseAdmissionReview(body), injecting, OPTIONS);
     expect(answer.body).toBe(serializeAdmissionReviewResponse(expected.response));
     expect(answer).toMatchObject({
@@ -50,7 +57,8 @@ describe('answerReview: from the body text to the answer text', () => {
       decision: 'injected',
       reason: 'injected',
     });
-    expect(answer.durationMs).toBeGreaterThanOrEqual(0);
+    // Read once before and once after the work, from the clock it was given.
+    expect(answer.durationMs).toBe(0.25);
     expect(answer.error).toBeUndefined();
   });
 
@@ -116,7 +124,9 @@ describe('answerAfterFailure: a review whose thread died', () => {
   });
 
   it('allows the Pod uninjected, with a warning, when failOpen is on', () => {
-    const answer = answered(answerAfterFailure(JSON.stringify(review()), died, { failOpen: true }));
+    const answer = answered(
+      answerAfterFailure(JSON.stringify(review()), died, { ...OPTIONS, failOpen: true }),
+    );
     const response = responseOf(answer);
     expect(response.allowed).toBe(true);
     expect(response.patch).toBeUndefined();

@@ -84,11 +84,7 @@ describe('resolveAgentOptions', () => {
       logLevel: 'debug',
     });
     expect(o.caUrl.host).toBe('ca.example:8443');
-    expect(o.appProbes.get('web/livez')?.action).toEqual({
-      type: 'tcp',
-      host: undefined,
-      port: 8080,
-    });
+    expect(o.appProbes.get('web/livez')).toEqual({ tcpSocket: { port: 8080 }, timeoutSeconds: 1 });
   });
 
   it('lets flags beat the environment', () => {

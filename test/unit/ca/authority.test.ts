@@ -121,6 +121,22 @@ describe('opening the CA', () => {
   });
 });
 
+describe('the identity of a workload', () => {
+  it('is the SPIFFE ID under the trust domain of the CA, for cluster and local mode alike', async () => {
+    const { authority } = await openCA();
+    expect(authority.spiffeIdOf({ namespace: 'shop', serviceAccount: 'cart' })).toBe(ID);
+  });
+
+  it('is refused when a name could not be a path segment (CA_ERR_SPIFFE_ID), never built', async () => {
+    const { authority } = await openCA();
+    expect(
+      await errorCode(() =>
+        authority.spiffeIdOf({ namespace: 'shop/../x', serviceAccount: 'cart' }),
+      ),
+    ).toBe('CA_ERR_SPIFFE_ID');
+  });
+});
+
 describe('issuing workload certificates', () => {
   it('returns the leaf alone as the chain, the roots as the bundle, and the expiry of the leaf', async () => {
     const { authority } = await openCA();

@@ -1,14 +1,8 @@
-// Fixture builders for the CA tests: keys (generated once per type and cached), CSRs with
+// Fixture builders for the CA tests: keys (test/fixtures/keys.ts: slow ones made once), CSRs with
 // modifiers, a fixed clock, a counting random source, a CA config with overrides, and an
 // in-memory KeyStore.
 
-import {
-  createHash,
-  generateKeyPairSync,
-  sign,
-  X509Certificate,
-  type KeyObject,
-} from 'node:crypto';
+import { createHash, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import type { CAConfig } from '../../../src/config/types';
 import { defaultConfig } from '../../../src/config/validate';
 import {
@@ -35,37 +29,27 @@ import type {
 import type { CAState } from '../../../src/ca/rotation';
 import { MooringError } from '../../../src/errors';
 import { encodeName } from '../../../src/ca/x509';
+import { fixtureKey } from '../../fixtures/keys';
 
 // --- keys ----------------------------------------------------------------------------------
 
-const keyCache = new Map<string, KeyPair>();
+/** Each (type, slot) asked for gets its own index into the fixture keys of that type. */
+const slots = new Map<string, number>();
+const nextIndex = new Map<KeyAlgorithm, number>();
 
-function generate(type: KeyAlgorithm): KeyPair {
-  switch (type) {
-    case 'ecdsa-p256':
-      return generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    case 'ecdsa-p384':
-      return generateKeyPairSync('ec', { namedCurve: 'P-384' });
-    case 'rsa-2048':
-      return generateKeyPairSync('rsa', { modulusLength: 2048 });
-    case 'rsa-3072':
-      return generateKeyPairSync('rsa', { modulusLength: 3072 });
-    case 'rsa-4096':
-      return generateKeyPairSync('rsa', { modulusLength: 4096 });
-    case 'ed25519':
-      return generateKeyPairSync('ed25519');
-  }
-}
-
-/** A key of `type`; `slot` gives distinct keys of the same type. Cached for the test file. */
+/**
+ * A key of `type`; `slot` gives distinct keys of the same type. Slow (RSA) keys come from the pool
+ * made once before the tests (test/fixtures/keys.ts).
+ */
 export function testKey(type: KeyAlgorithm, slot = 0): KeyPair {
   const id = `${type}#${slot}`;
-  let key = keyCache.get(id);
-  if (key === undefined) {
-    key = generate(type);
-    keyCache.set(id, key);
+  let index = slots.get(id);
+  if (index === undefined) {
+    index = nextIndex.get(type) ?? 0;
+    nextIndex.set(type, index + 1);
+    slots.set(id, index);
   }
-  return key;
+  return fixtureKey(type, index);
 }
 
 let nextRootSlot = 100;

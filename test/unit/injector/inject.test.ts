@@ -188,10 +188,8 @@ describe('inject: the containers', () => {
     expect(options.outDir).toBe('/var/run/secrets/mooring.dev/certs');
     expect(options.drainSeconds).toBe(5);
     expect([...options.appProbes.keys()]).toEqual(['web/livez', 'web/readyz', 'web/startupz']);
-    expect(options.appProbes.get('web/readyz')?.action).toMatchObject({
-      type: 'http',
-      port: 8080,
-      path: '/ready',
+    expect(options.appProbes.get('web/readyz')).toMatchObject({
+      httpGet: { port: 8080, path: '/ready' },
     });
   });
 
@@ -251,7 +249,7 @@ describe('inject: annotations it writes', () => {
       initContainers: ['mooring-init'],
       containers: ['mooring-proxy'],
       volumes: ['mooring-token', 'mooring-ca-root-cert', 'mooring-certs', 'mooring-xtables-lock'],
-      image: 'ghcr.io/mooring-dev/mooring-proxy:0.1.0',
+      image: 'ghcr.io/mooring-dev/mooring:0.1.0',
       version: '1.2.3',
     });
   });

@@ -1,6 +1,6 @@
-import { parseAppProbes } from '../../../src/agent/probes';
+import { appProbesText, parseAppProbes } from '../../../src/api/app-probes';
 import type { Container, Probe } from '../../../src/injector/pod';
-import { appProbesJson, rewriteProbes } from '../../../src/injector/probes';
+import { rewriteProbes } from '../../../src/injector/probes';
 import {
   container,
   execProbe,
@@ -161,10 +161,10 @@ describe('rewriteProbes', () => {
 
 describe('MOORING_APP_PROBES', () => {
   it('is absent when there is nothing to hand over', () => {
-    expect(appProbesJson([])).toBeUndefined();
+    expect(appProbesText([])).toBeUndefined();
   });
 
-  it("is the shape the agent's parser reads (src/agent/probes.ts)", () => {
+  it("is the shape the agent's parser reads (src/api/app-probes.ts)", () => {
     const c = container(
       'web',
       withPort(8080, 'http'),
@@ -175,22 +175,21 @@ describe('MOORING_APP_PROBES', () => {
       withProbe('readinessProbe', { ...tcpSocket('http'), timeoutSeconds: 3 }),
       withProbe('startupProbe', grpc(9090, 'svc')),
     );
-    const json = appProbesJson(rewrite(c).probes);
+    const json = appProbesText(rewrite(c).probes);
     const parsed = parseAppProbes(json ?? '');
     expect(Object.fromEntries(parsed)).toEqual({
       'web/livez': {
-        action: {
-          type: 'http',
-          scheme: 'http',
+        httpGet: {
+          scheme: 'HTTP',
           host: '127.0.0.1',
           port: 8080,
           path: '/live',
-          headers: [{ name: 'X', value: 'y' }],
+          httpHeaders: [{ name: 'X', value: 'y' }],
         },
         timeoutSeconds: 1,
       },
-      'web/readyz': { action: { type: 'tcp', host: undefined, port: 8080 }, timeoutSeconds: 3 },
-      'web/startupz': { action: { type: 'grpc', port: 9090, service: 'svc' }, timeoutSeconds: 1 },
+      'web/readyz': { tcpSocket: { port: 8080 }, timeoutSeconds: 3 },
+      'web/startupz': { grpc: { port: 9090, service: 'svc' }, timeoutSeconds: 1 },
     });
   });
 });

@@ -22,6 +22,7 @@ import type {
   IssuedChain,
   WorkloadIssueRequest,
 } from '../../../src/ca/ports';
+import { spiffeIdOf } from '../../../src/ca/identity';
 import { MooringError } from '../../../src/errors';
 import { eventually, FakeKubeApi, silentLogger } from './fake-api';
 
@@ -516,6 +517,7 @@ describe('the CA Secret store', () => {
 describe('the Kubernetes CSR signer', () => {
   const issued: WorkloadIssueRequest[] = [];
   const certificates: CertificateService = {
+    spiffeIdOf: (id) => spiffeIdOf('cluster.local', id),
     issueWorkload: (req) => {
       issued.push(req);
       if (req.csrPem.includes('BADSAN'))

@@ -1,0 +1,144 @@
+// The agent's two plain-HTTP servers, on node:http (no framework: the agent runs in every Pod):
+//   readiness (15021)  GET /healthz/ready                           200 ready / 503 not ready
+//   agent     (15020)  GET /metrics                                 Prometheus text
+//                      GET /app-health/<container>/<livez|readyz|startupz>   the app's probe
+
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { ProbeResult } from './probe-runner';
+import {
+  APP_HEALTH_PREFIX,
+  PROBE_KINDS,
+  probeKey,
+  type AppProbe,
+  type AppProbes,
+} from '../../api/app-probes';
+
+export const READY_PATH = '/healthz/ready';
+export const METRICS_PATH = '/metrics';
+
+export interface Readiness {
+  readonly ready: boolean;
+  /** Why not ready (empty when ready). */
+  readonly reasons: readonly string[];
+}
+
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void> | void;
+
+function send(
+  res: http.ServerResponse,
+  status: number,
+  body: string,
+  type = 'text/plain; charset=utf-8',
+): void {
+  res.writeHead(status, {
+    'content-type': type,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+function sendError(res: http.ServerResponse, status: 404 | 405 | 500, message: string): void {
+  const code =
+    status === 404
+      ? 'HTTP_ERR_NOT_FOUND'
+      : status === 405
+        ? 'HTTP_ERR_METHOD'
+        : 'HTTP_ERR_INTERNAL';
+  send(res, status, `${JSON.stringify({ code, message })}\n`, 'application/json');
+}
+
+function server(log: Logger, handle: Handler): http.Server {
+  const s = http.createServer((req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      sendError(res, 405, 'only GET and HEAD are served');
+      return;
+    }
+    Promise.resolve(handle(req, res)).catch((err: Error) => {
+      log.error({ err: err.message, url: req.url }, 'request failed');
+      if (!res.headersSent) sendError(res, 500, 'internal error');
+    });
+  });
+  s.keepAliveTimeout = 5000;
+  s.headersTimeout = 10_000;
+  s.requestTimeout = 60_000;
+  return s;
+}
+
+const pathOf = (req: http.IncomingMessage): string => (req.url ?? '/').split('?')[0] ?? '/';
+
+export function createReadinessServer(deps: {
+  readiness: () => Readiness;
+  log: Logger;
+}): http.Server {
+  return server(deps.log, (req, res) => {
+    if (pathOf(req) !== READY_PATH) return sendError(res, 404, `no route ${pathOf(req)}`);
+    const { ready, reasons } = deps.readiness();
+    send(res, ready ? 200 : 503, ready ? 'ready\n' : `not ready: ${reasons.join('; ')}\n`);
+  });
+}
+
+export interface AgentServerDeps {
+  readonly registry: Registry;
+  readonly probes: AppProbes;
+  readonly runProbe: (probe: AppProbe) => Promise<ProbeResult>;
+  readonly log: Logger;
+}
+
+/** The probe a path names, `undefined` for an unknown one (404). */
+export function probeForPath(path: string, probes: AppProbes): AppProbe | undefined {
+  if (!path.startsWith(APP_HEALTH_PREFIX)) return undefined;
+  const rest = path.slice(APP_HEALTH_PREFIX.length);
+  const slash = rest.lastIndexOf('/');
+  if (slash <= 0) return undefined;
+  let container: string;
+  try {
+    container = decodeURIComponent(rest.slice(0, slash));
+  } catch {
+    return undefined;
+  }
+  const kind = rest.slice(slash + 1);
+  if (!(PROBE_KINDS as readonly string[]).includes(kind)) return undefined;
+  return probes.get(probeKey(container, kind));
+}
+
+export function createAgentServer(deps: AgentServerDeps): http.Server {
+  return server(deps.log, async (req, res) => {
+    const path = pathOf(req);
+    if (path === METRICS_PATH) {
+      const body = await deps.registry.metrics();
+      return send(res, 200, body, deps.registry.contentType);
+    }
+    if (path.startsWith(APP_HEALTH_PREFIX)) {
+      const probe = probeForPath(path, deps.probes);
+      if (probe === undefined)
+        return sendError(res, 404, `no app probe ${path.slice(APP_HEALTH_PREFIX.length)}`);
+      const result = await deps.runProbe(probe);
+      if (!result.ok) deps.log.debug({ path, detail: result.detail }, 'app probe failed');
+      return send(res, result.ok ? 200 : 503, `${result.detail}\n`);
+    }
+    sendError(res, 404, `no route ${path}`);
+  });
+}
+
+/** Listens; resolves with the bound address (port 0 picks a free port). */
+export function listen(s: http.Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(port, host, () => {
+      s.off('error', reject);
+      resolve(s.address() as AddressInfo);
+    });
+  });
+}
+
+export function close(s: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    s.close(() => resolve());
+    s.closeAllConnections();
+  });
+}
