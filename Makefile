@@ -12,7 +12,8 @@ DATA_DIR ?=
 LISTEN ?= 127.0.0.1:8443
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
-.PHONY: help deps addon build run test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst
+PHONY_NODE := node-binaries images harness e2e-node cluster-up cluster-down
+.PHONY: $(PHONY_NODE) help deps addon build run test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -44,8 +45,9 @@ control-plane: ## build (once, cached in .cache/bin) kube-apiserver, etcd, kubec
 jaeger: ## build (once, cached in .cache/jaeger) Jaeger, the trace store of the tracing tests
 	bash test/e2e/harness/build-jaeger.sh
 
-test: build control-plane jaeger ## run every test: unit, golden, HTTP, integration, netns (root), e2e
+test: build control-plane jaeger node-binaries images harness ## run every test: unit, golden, HTTP, integration, netns (root), e2e, e2e on a node (root)
 	$(NODE_BIN)/jest --selectProjects unit netns e2e
+	$(NODE_BIN)/jest --selectProjects node --runInBand
 
 unit: build control-plane ## run the tests that need no root and no apiserver (the chart tests use .cache/bin/helm)
 	$(NODE_BIN)/jest --selectProjects unit
@@ -55,6 +57,24 @@ netns: build ## run the network-namespace tests (root): `mooring iptables`, the 
 
 e2e: build control-plane jaeger ## run the end-to-end tests against a real kube-apiserver and etcd
 	$(NODE_BIN)/jest --selectProjects e2e --runInBand
+
+node-binaries: ## build (once, cached in .cache/bin) kubelet, kube-scheduler, kube-controller-manager, and the control plane
+	bash test/e2e/harness/build-control-plane.sh --node
+
+images: build control-plane ## the Mooring, echo and pause images of the node (hack/build-images.sh; cached in .cache/images)
+	bash hack/build-images.sh
+
+harness: node_modules ## compile the e2e harness into .cache/harness (make cluster-up, the node tests' crash fixture)
+	$(NODE_BIN)/tsc -p test/e2e/harness/tsconfig.json
+
+e2e-node: build node-binaries images harness ## run the end-to-end tests on a real node (root: containerd, kubelet, network namespaces)
+	$(NODE_BIN)/jest --selectProjects node --runInBand
+
+cluster-up: build node-binaries images harness ## start a node cluster with Mooring installed, left running (README: Development)
+	node .cache/harness/test/e2e/harness/cluster.js up
+
+cluster-down: harness ## stop the cluster of make cluster-up, leaving the machine as it was
+	node .cache/harness/test/e2e/harness/cluster.js down
 
 golden: build ## rewrite the golden files (injection, iptables, admission) from the current code
 	REFRESH_GOLDEN=1 $(NODE_BIN)/jest --selectProjects unit --testPathPatterns test/golden test/http/fixtures.test.ts

@@ -30,6 +30,8 @@ const common = {
   transformIgnorePatterns: [`/node_modules/(?!(${esmOnly.join('|')})/)`],
   testEnvironment: 'node',
   moduleFileExtensions: ['ts', 'js', 'json'],
+  // .cache holds copies of package.json (the images' production node_modules): not modules.
+  modulePathIgnorePatterns: ['<rootDir>/.cache/'],
 };
 
 module.exports = {
@@ -38,7 +40,11 @@ module.exports = {
       ...common,
       displayName: 'unit',
       testMatch: ['<rootDir>/test/**/*.test.ts'],
-      testPathIgnorePatterns: ['<rootDir>/test/e2e/', '<rootDir>/test/netns/'],
+      testPathIgnorePatterns: [
+        '<rootDir>/test/e2e/',
+        '<rootDir>/test/e2e-node/',
+        '<rootDir>/test/netns/',
+      ],
     },
     {
       ...common,
@@ -49,6 +55,11 @@ module.exports = {
       ...common,
       displayName: 'e2e',
       testMatch: ['<rootDir>/test/e2e/**/*.test.ts'],
+    },
+    {
+      ...common,
+      displayName: 'node',
+      testMatch: ['<rootDir>/test/e2e-node/**/*.test.ts'],
     },
   ],
 };

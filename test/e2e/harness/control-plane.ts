@@ -12,9 +12,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePorts, spawnLogged, tailFile, trackProcesses, waitUntil } from './processes';
 
-export { freePorts, tailFile } from './processes';
+export { freePorts, tailFile, waitUntil, type Proc } from './processes';
 
-export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+// This file is test/e2e/harness/ of the repository, or .cache/harness/test/e2e/harness/ when
+// compiled for make cluster-up.
+const compiledIn = path.resolve(__dirname, '..', '..', '..');
+export const REPO_ROOT =
+  path.basename(path.dirname(compiledIn)) === '.cache'
+    ? path.resolve(compiledIn, '..', '..')
+    : compiledIn;
 export const DEFAULT_BIN_DIR = path.join(REPO_ROOT, '.cache', 'bin');
 
 /** The issuer of service-account tokens, and the audience of tokens meant for the apiserver. */
@@ -27,10 +33,30 @@ export interface ControlPlaneOptions {
   readonly binDir?: string;
   /** How long to wait for etcd and then for the apiserver's /readyz; default 90 s. */
   readonly startTimeoutMs?: number;
-  /** More kube-apiserver flags, appended last (a repeated flag wins). */
-  readonly extraApiServerArgs?: readonly string[];
+  /**
+   * More kube-apiserver flags, appended last (a repeated flag wins); a function gets the CA first
+   * (to sign, say, the apiserver's kubelet client certificate) and is awaited.
+   */
+  readonly extraApiServerArgs?:
+    | readonly string[]
+    | ((pki: {
+        readonly caCert: string;
+        readonly caKey: string;
+        readonly dir: string;
+      }) => Promise<readonly string[]>);
+  /**
+   * The IPv4 address the apiserver listens on, advertises and has in its serving certificate;
+   * default 127.0.0.1. The node harness (./node.ts) uses its host-side address, which the
+   * kubelet in the node's network namespace can reach.
+   */
+  readonly address?: string;
   /** Leave the temporary directory (certificates, logs) on stop(), for debugging. */
   readonly keepTmpDir?: boolean;
+  /**
+   * Leave etcd and the apiserver running when this process exits (make cluster-up); stop() still
+   * stops them. Default: they are killed with this process.
+   */
+  readonly persistent?: boolean;
 }
 
 export interface ControlPlane {
@@ -54,7 +80,7 @@ export interface ControlPlane {
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
 
-function run(bin: string, args: readonly string[], cwd: string): Promise<string> {
+export function run(bin: string, args: readonly string[], cwd: string): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(bin, args, { cwd }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${bin} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
@@ -98,7 +124,7 @@ interface Pki {
   readonly saPub: string;
 }
 
-async function makePki(dir: string): Promise<Pki> {
+async function makePki(dir: string, address: string): Promise<Pki> {
   const p = (name: string): string => path.join(dir, name);
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
   await run(
@@ -124,7 +150,8 @@ async function makePki(dir: string): Promise<Pki> {
       'basicConstraints=critical,CA:FALSE',
       'keyUsage=critical,digitalSignature',
       'extendedKeyUsage=serverAuth',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,' +
+      `subjectAltName=IP:127.0.0.1${address === '127.0.0.1' ? '' : `,IP:${address}`},` +
+        'DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,' +
         'DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local',
       '',
     ].join('\n'),
@@ -198,11 +225,12 @@ export function apiServerArgs(o: {
   readonly pki: Pki;
   readonly tokenFile: string;
   readonly certDir: string;
+  readonly address?: string;
 }): string[] {
   return [
     `--etcd-servers=${o.etcdUrl}`,
-    '--bind-address=127.0.0.1',
-    '--advertise-address=127.0.0.1',
+    `--bind-address=${o.address ?? '127.0.0.1'}`,
+    `--advertise-address=${o.address ?? '127.0.0.1'}`,
     `--secure-port=${o.port}`,
     `--cert-dir=${o.certDir}`,
     `--tls-cert-file=${o.pki.servingCert}`,
@@ -232,12 +260,15 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const etcdBin = requireBinary(binDir, 'etcd');
   const apiserverBin = requireBinary(binDir, 'kube-apiserver');
   const keepTmpDir = opts.keepTmpDir ?? false;
+  const address = opts.address ?? '127.0.0.1';
   const deadline = Date.now() + (opts.startTimeoutMs ?? 90_000);
 
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mooring-e2e-'));
-  const { procs, stop } = trackProcesses(tmpDir, keepTmpDir);
-  // The apiserver stops first (the reverse order of start), so that it does not log etcd errors
-  // while it goes down.
+  // Stopped in reverse order: the apiserver first, so that it does not log etcd errors while it
+  // goes down. A persistent control plane (make cluster-up) outlives this process.
+  const { procs, stop } = trackProcesses(tmpDir, keepTmpDir, 10_000, {
+    persistent: opts.persistent === true,
+  });
 
   const logPaths = {
     etcd: path.join(tmpDir, 'etcd.log'),
@@ -245,7 +276,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   };
   try {
     // openssl runs while etcd starts; awaited (and its failure reported) below.
-    const pki = makePki(tmpDir);
+    const pki = makePki(tmpDir, address);
     pki.catch(() => undefined);
     const [clientPort, peerPort, apiPort] = await freePorts(3);
     if (clientPort === undefined || peerPort === undefined || apiPort === undefined) {
@@ -287,6 +318,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       return answer.status === 200 && answer.body.includes('"true"');
     });
 
+    const extra = opts.extraApiServerArgs ?? [];
     const apiserver = spawnLogged(
       'kube-apiserver',
       apiserverBin,
@@ -297,14 +329,15 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
           pki: await pki,
           tokenFile,
           certDir: path.join(tmpDir, 'apiserver-certs'),
+          address,
         }),
-        ...(opts.extraApiServerArgs ?? []),
+        ...(typeof extra === 'function' ? await extra({ caCert, caKey, dir: tmpDir }) : extra),
       ],
       logPaths.apiserver,
     );
     procs.push(apiserver);
 
-    const server = `https://127.0.0.1:${apiPort}`;
+    const server = `https://${address}:${apiPort}`;
     await waitUntil('kube-apiserver /readyz', apiserver, deadline, async () => {
       const answer = await httpGet(`${server}/readyz`, {
         ca: caCertPem,

@@ -1,5 +1,6 @@
-// kubectl against an e2e control plane, and the objects a fresh namespace needs here (no
-// controller-manager runs, so nothing creates a namespace's `default` ServiceAccount).
+// kubectl against an e2e control plane, and the objects a fresh namespace needs here (without
+// the node harness no controller-manager runs, so nothing creates a namespace's `default`
+// ServiceAccount).
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -89,7 +90,14 @@ export async function createNamespace(
       { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: name } },
     ],
   };
-  await kubectl(cp, ['apply', '-f', '-'], JSON.stringify(list));
+  try {
+    await kubectl(cp, ['apply', '-f', '-'], JSON.stringify(list));
+  } catch (err) {
+    // With a controller-manager (the node harness), its ServiceAccount controller may create
+    // `default` between apply's read and its create: apply again, which then finds it.
+    if (!(err instanceof KubectlError && err.stderr.includes('AlreadyExists'))) throw err;
+    await kubectl(cp, ['apply', '-f', '-'], JSON.stringify(list));
+  }
 }
 
 /** Creates a ServiceAccount (other than `default`) in an existing namespace. */

@@ -129,11 +129,15 @@ export function trackProcesses(
   tmpDir: string,
   keepTmpDir: boolean,
   graceMs = 10_000,
+  options: { readonly persistent?: boolean } = {},
 ): { procs: Proc[]; stop(): Promise<void> } {
   const procs: Proc[] = [];
   const entry: Live = { procs, tmpDir, keepTmpDir };
-  live.add(entry);
-  installExitHandlers();
+  // Persistent processes (make cluster-up) outlive this process: no exit handler kills them.
+  if (options.persistent !== true) {
+    live.add(entry);
+    installExitHandlers();
+  }
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
@@ -187,17 +191,19 @@ export function tailFile(file: string, lines = 40): string {
   return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
 
-/** Polls `probe` until it returns true; fails early when `proc` exits, or at `deadline`. */
+/** Polls `probe` until it returns true; fails early when a `proc` exits, or at `deadline`. */
 export async function waitUntil(
   what: string,
-  proc: Proc,
+  proc: Proc | readonly Proc[],
   deadline: number,
   probe: () => Promise<boolean>,
 ): Promise<void> {
   let last = 'not tried';
   while (Date.now() < deadline) {
-    const status = proc.exitCode();
-    if (status !== undefined) throw new Error(`${proc.name} exited (${status}) before ${what}`);
+    for (const p of ([] as readonly Proc[]).concat(proc)) {
+      const status = p.exitCode();
+      if (status !== undefined) throw new Error(`${p.name} exited (${status}) before ${what}`);
+    }
     try {
       if (await probe()) return;
       last = 'not ready';

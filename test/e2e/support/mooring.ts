@@ -117,6 +117,12 @@ export interface MooringOptions {
   readonly readyTimeoutMs?: number;
   /** The kubeconfig the server runs with; default the control plane's admin. */
   readonly kubeconfig?: string;
+  /** The address both ports listen on; default 127.0.0.1 (a node's Pods need its hostIP). */
+  readonly listenHost?: string;
+  /** Leave the server running when this process exits (make cluster-up). */
+  readonly persistent?: boolean;
+  /** The HTTPS and admin ports; default two free ones. */
+  readonly ports?: readonly [number, number];
 }
 
 const children = new Set<number>();
@@ -162,14 +168,14 @@ function deepMerge(
   return out;
 }
 
-/** Starts `mooring serve --kubeconfig` on free ports of 127.0.0.1 and waits for /readyz. */
+/** Starts `mooring serve --kubeconfig` on free ports (of 127.0.0.1 by default), waits for /readyz. */
 export async function startMooring(
   cp: ControlPlane,
   options: MooringOptions,
 ): Promise<MooringServer> {
   requireBuild();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mooring-cluster-'));
-  const [port, adminPort] = await freePorts(2);
+  const [port, adminPort] = options.ports ?? (await freePorts(2));
   if (port === undefined || adminPort === undefined) throw new Error('no free ports');
   const configPath = path.join(dir, 'config.json');
   fs.writeFileSync(
@@ -177,13 +183,14 @@ export async function startMooring(
     JSON.stringify(options.config ?? testConfig(options.namespace), null, 2),
   );
   const logPath = path.join(dir, 'serve.log');
+  const host = options.listenHost ?? '127.0.0.1';
   const fd = fs.openSync(logPath, 'a');
   const child = spawn(
     process.execPath,
     [
       mooringBin(),
       ...['serve', '--kubeconfig', options.kubeconfig ?? cp.kubeconfigPath, '--config', configPath],
-      ...['--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`],
+      ...['--listen', `${host}:${port}`, '--admin-listen', `${host}:${adminPort}`],
     ],
     {
       detached: true,
@@ -194,7 +201,7 @@ export async function startMooring(
   fs.closeSync(fd);
   const pid = child.pid;
   if (pid === undefined) throw new Error('could not start mooring serve');
-  children.add(pid);
+  if (options.persistent !== true) children.add(pid);
   let exited: string | undefined;
   const done = new Promise<void>((resolve) =>
     child.on('exit', (code, signal) => {
@@ -224,8 +231,8 @@ export async function startMooring(
     })();
     return stopping;
   };
-  const url = `https://127.0.0.1:${port}`;
-  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  const url = `https://${host}:${port}`;
+  const adminUrl = `http://${host}:${adminPort}`;
 
   const trustBundle = async (): Promise<string[]> => {
     const parse = (a: Answer): string[] => {

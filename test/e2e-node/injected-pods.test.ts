@@ -1,0 +1,367 @@
+// Injected Pods really run on a node: Mooring's own image as mooring-init and mooring-proxy, the
+// echo app held until the proxy is ready, the kubelet's probes answered through the agent, a
+// Job that completes, a deleted Pod whose sidecar drains, a root rotation followed by the
+// running agents. The data-plane proxy is not needed for any of it (the kubelet's probes use
+// 15020 and 15021, which are never captured).
+import { spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import * as tls from 'node:tls';
+import { kubectl, kubectlJson, kubectlPath } from '../e2e/harness/kube';
+import {
+  bundleText,
+  issuedByOneOf,
+  opensslVerify,
+  pemsOf,
+  runMooring,
+  waitFor,
+} from '../e2e/support/mooring';
+import {
+  agentFiles,
+  apply,
+  deployEcho,
+  echoContainer,
+  getPod,
+  isReady,
+  listPods,
+  meshNamespace,
+  MOORING_NAMESPACE,
+  nodeIn,
+  setHealth,
+  spiffeId,
+  startupCheck,
+  statusOf,
+  useMeshCluster,
+  waitForPod,
+  type Pod,
+} from './support/mesh';
+
+const env = useMeshCluster();
+
+const names = (list: Record<string, unknown>[] | undefined): unknown[] =>
+  (list ?? []).map((c) => c.name);
+
+describe('an injected Deployment on a real node', () => {
+  let ns: string;
+  let pod: Pod;
+
+  beforeAll(async () => {
+    ns = await meshNamespace(env);
+    const web = await deployEcho(env, ns, 'web', {
+      // What the app sees of the proxy's readiness at its very first instant.
+      env: { ECHO_STARTUP_CHECK_URL: 'http://127.0.0.1:15021/healthz/ready' },
+    });
+    pod = web.pods[0]!;
+  }, 240_000);
+
+  it('ran mooring-init to completion, then the native sidecar, then the app', () => {
+    expect(names(pod.spec.initContainers)).toEqual(['mooring-init', 'mooring-proxy']);
+    expect(pod.spec.initContainers?.[1]?.restartPolicy).toBe('Always');
+    expect(pod.spec.initContainers?.[0]?.image).toBe(env.cluster.images.mooring);
+    expect(pod.spec.initContainers?.[1]?.image).toBe(env.cluster.images.mooring);
+    expect(statusOf(pod, 'mooring-init')?.state?.terminated).toMatchObject({
+      exitCode: 0,
+      reason: 'Completed',
+    });
+    expect(statusOf(pod, 'mooring-proxy')).toMatchObject({ ready: true, restartCount: 0 });
+    expect(statusOf(pod, 'echo')).toMatchObject({ ready: true, restartCount: 0 });
+    expect(isReady(pod)).toBe(true);
+  });
+
+  it('installed the redirect with the image’s iptables (the init container’s log, read through the kubelet)', async () => {
+    const log = await kubectl(env.cluster.controlPlane, [
+      ...['logs', pod.metadata.name, '-n', ns, '-c', 'mooring-init'],
+    ]);
+    const applied = log
+      .split('\n')
+      .filter((l) => l.includes('"iptables rules applied"'))
+      .map((l) => JSON.parse(l) as { family: number; rules: number });
+    expect(applied.map((a) => a.family).sort()).toEqual([4, 6]);
+    for (const a of applied) expect(a.rules).toBeGreaterThan(0);
+  });
+
+  it('runs mooring-proxy as UID/GID 1337 and the app as the image’s non-root user', async () => {
+    const ids = 'process.stdout.write(process.getuid() + ":" + process.getgid())';
+    expect(await nodeIn(env, pod, 'mooring-proxy', ids)).toBe('1337:1337');
+    expect(await nodeIn(env, pod, 'echo', ids)).toBe('65532:65532');
+  });
+
+  it('gave the proxy the certificate of its service account, chained to the trust bundle', async () => {
+    const files = await agentFiles(env, pod);
+    const chain = pemsOf(files.chain);
+    const leaf = new X509Certificate(chain[0]!);
+    expect(leaf.subjectAltName).toBe(`URI:${spiffeId(ns, 'web')}`);
+    const bundle = await env.mooring.trustBundle();
+    expect(pemsOf(files.roots)).toEqual(pemsOf(bundleText(bundle)));
+    await expect(opensslVerify(chain, bundle)).resolves.toContain('OK');
+  });
+
+  it('held the app until the proxy was ready: its first look at 15021 saw 200', async () => {
+    await expect(startupCheck(pod)).resolves.toMatchObject({ status: 200 });
+  });
+});
+
+describe('the kubelet’s probes through the agent', () => {
+  // Three echo containers, one per probe kind, each able to turn its own health off.
+  const grpcVars = {
+    ...{ ECHO_HTTP_PORT: '8180', ECHO_CONTROL_PORT: '8181' },
+    ...{ ECHO_GRPC_PORT: '50151', ECHO_TCP_PORT: '9100' },
+  };
+  const tcpVars = {
+    ...{ ECHO_HTTP_PORT: '8280', ECHO_CONTROL_PORT: '8281' },
+    ...{ ECHO_GRPC_PORT: '50251', ECHO_TCP_PORT: '9200' },
+  };
+  const fast = { periodSeconds: 1, failureThreshold: 1, successThreshold: 1 };
+  let ns: string;
+  let pod: Pod;
+
+  beforeAll(async () => {
+    ns = await meshNamespace(env);
+    const probed = await deployEcho(env, ns, 'probed', {
+      annotations: { 'traffic.mooring.dev/exclude-inbound-ports': '8081,8181,8281' },
+      probes: {
+        readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, ...fast },
+        livenessProbe: { tcpSocket: { port: 9000 }, periodSeconds: 2, failureThreshold: 30 },
+        startupProbe: { grpc: { port: 50051 }, periodSeconds: 1, failureThreshold: 120 },
+      },
+      extraContainers: [
+        {
+          ...echoContainer(env, 'grpc', grpcVars),
+          ports: [],
+          readinessProbe: { grpc: { port: 50151 }, ...fast },
+        },
+        {
+          ...echoContainer(env, 'tcp', tcpVars),
+          ports: [],
+          readinessProbe: { tcpSocket: { port: 9200 }, ...fast },
+        },
+      ],
+    });
+    pod = probed.pods[0]!;
+  }, 240_000);
+
+  it('are rewritten to the agent on 15020, and the Pod is Ready through them', () => {
+    const containers = pod.spec.containers as {
+      name: string;
+      readinessProbe?: { httpGet?: { port: number; path: string } };
+      livenessProbe?: { httpGet?: { port: number; path: string } };
+      startupProbe?: { httpGet?: { port: number; path: string } };
+    }[];
+    const rewritten = containers.flatMap((c) =>
+      [c.readinessProbe, c.livenessProbe, c.startupProbe]
+        .filter((p) => p !== undefined)
+        .map((p) => ({ container: c.name, port: p.httpGet?.port, path: p.httpGet?.path })),
+    );
+    expect(rewritten).toHaveLength(5);
+    for (const r of rewritten) {
+      expect(r.port).toBe(15020);
+      expect(r.path).toContain(`/app-health/${r.container}/`);
+    }
+    expect(isReady(pod)).toBe(true);
+  });
+
+  it.each([
+    ['HTTP', 'echo', 8081, { http: false }, { http: true }],
+    ['gRPC', 'grpc', 8181, { grpc: false }, { grpc: true }],
+    ['TCP', 'tcp', 8281, { tcp: false }, { tcp: true }],
+  ] as const)(
+    'follow the app’s %s health: off makes the Pod NotReady, on makes it Ready again',
+    async (_kind, container, controlPort, off, on) => {
+      await setHealth(pod, off, controlPort);
+      const notReady = await waitForPod(env, ns, pod.metadata.name, 'NotReady', (p) => !isReady(p));
+      expect(statusOf(notReady, container)?.ready).toBe(false);
+      await setHealth(pod, on, controlPort);
+      const ready = await waitForPod(env, ns, pod.metadata.name, 'Ready again', isReady);
+      // The liveness probe (TCP through the agent) never failed meanwhile.
+      for (const name of ['echo', 'grpc', 'tcp']) {
+        expect(statusOf(ready, name)?.restartCount).toBe(0);
+      }
+    },
+    90_000,
+  );
+});
+
+describe('Pods that end', () => {
+  it('a Job with an injected Pod completes, and its sidecar stops with it', async () => {
+    const ns = await meshNamespace(env);
+    await apply(
+      env,
+      ns,
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'job' } },
+      {
+        apiVersion: 'batch/v1',
+        kind: 'Job',
+        metadata: { name: 'once' },
+        spec: {
+          backoffLimit: 0,
+          template: {
+            spec: {
+              serviceAccountName: 'job',
+              restartPolicy: 'Never',
+              containers: [
+                {
+                  ...echoContainer(env, 'work'),
+                  command: ['/usr/local/bin/node', '-e', 'console.log("job done")'],
+                },
+              ],
+            },
+          },
+        },
+      },
+    );
+    await kubectl(env.cluster.controlPlane, [
+      ...['wait', '--for=condition=complete', 'job/once', '-n', ns, '--timeout=180s'],
+    ]);
+    const [jobPod] = await listPods(env, ns, 'job-name=once');
+    expect(jobPod?.status.phase).toBe('Succeeded');
+    expect(statusOf(jobPod!, 'work')?.state?.terminated?.exitCode).toBe(0);
+    expect(statusOf(jobPod!, 'mooring-init')?.state?.terminated?.exitCode).toBe(0);
+    // The native sidecar was stopped by the kubelet once the app ended, and drained cleanly.
+    expect(statusOf(jobPod!, 'mooring-proxy')?.state?.terminated?.exitCode).toBe(0);
+  }, 240_000);
+
+  it('a deleted Pod: its sidecar drains after the app stops, and the Pod is gone within its grace period', async () => {
+    const ns = await meshNamespace(env);
+    const grace = 30;
+    const drain = await deployEcho(env, ns, 'drain', { terminationGracePeriodSeconds: grace });
+    const target = drain.pods[0]!;
+    // Every version of the Pod until it is gone, from a watch.
+    const seen = watchPod(env, ns, target.metadata.name);
+    const t0 = Date.now();
+    await kubectl(env.cluster.controlPlane, [
+      ...['delete', 'pod', target.metadata.name, '-n', ns, '--wait=false'],
+    ]);
+    await waitFor(
+      'the Pod to be gone',
+      async () => {
+        const left = (await kubectlJson(env.cluster.controlPlane, [
+          ...['get', 'pods', '-n', ns, '--field-selector', `metadata.name=${target.metadata.name}`],
+        ])) as { items: unknown[] };
+        return left.items.length === 0 ? true : undefined;
+      },
+      (grace + 30) * 1000,
+    );
+    const gone = (Date.now() - t0) / 1000;
+    const versions = await seen.stop();
+    expect(gone).toBeLessThan(grace);
+
+    const last = [...versions].reverse();
+    const app = last.map((p) => statusOf(p, 'echo')?.state?.terminated).find((t) => t);
+    const proxy = last.map((p) => statusOf(p, 'mooring-proxy')?.state?.terminated).find((t) => t);
+    expect(app?.exitCode).toBe(0);
+    // Exit code 0: the agent ended by itself after its drain, not killed at the deadline.
+    expect(proxy?.exitCode).toBe(0);
+    // The proxy outlived the app by its drain time (5 s; timestamps have 1 s resolution).
+    const drained = (Date.parse(proxy!.finishedAt!) - Date.parse(app!.finishedAt!)) / 1000;
+    expect(drained).toBeGreaterThanOrEqual(4);
+  }, 240_000);
+});
+
+describe('a root rotation while Pods run', () => {
+  it('reaches the running agents, and a new Pod gets a certificate of the new root', async () => {
+    const ns = await meshNamespace(env);
+    const rot = await deployEcho(env, ns, 'rot', { replicas: 2 });
+    const before = await env.mooring.trustBundle();
+    expect(before).toHaveLength(1);
+
+    const rotated = await runMooring(
+      [
+        'ca',
+        'rotate',
+        '--kubeconfig',
+        env.cluster.kubeconfigPath,
+        '--config',
+        env.mooring.configPath,
+      ],
+      { POD_NAMESPACE: MOORING_NAMESPACE },
+    );
+    expect(rotated.code).toBe(0);
+    const both = await waitFor('two roots', async () => {
+      const b = await env.mooring.trustBundle();
+      return b.length === 2 ? b : undefined;
+    });
+    // PEMs as pemsOf gives them (no trailing newline), whatever their source.
+    const newRoot = pemsOf(bundleText(both)).find((r) => !bundleText(before).includes(r))!;
+
+    // Each running agent's trust bundle gains the new root (ConfigMap volume -> agent), and the
+    // Pods stay Ready: nothing restarts.
+    for (const p of rot.pods) {
+      await waitFor(
+        `the new root in ${p.metadata.name}'s agent`,
+        async () => (pemsOf((await agentFiles(env, p)).roots).includes(newRoot) ? true : undefined),
+        90_000,
+      );
+      const now = await getPod(env, ns, p.metadata.name);
+      expect(isReady(now)).toBe(true);
+      expect(statusOf(now, 'mooring-proxy')?.restartCount).toBe(0);
+      // Its certificate (from the old root) still verifies against the new bundle.
+      const files = await agentFiles(env, p);
+      await expect(opensslVerify(pemsOf(files.chain), both)).resolves.toContain('OK');
+    }
+
+    // After the propagation delay the CA issues from the new root (its own serving certificate
+    // first): a new Pod's agent gets such a certificate, over TLS verified with the new bundle.
+    await waitFor(
+      'the CA serving from the new root',
+      async () => ((await servedBy(env.mooring.url, [newRoot])) === newRoot ? true : undefined),
+      60_000,
+    );
+    await kubectl(env.cluster.controlPlane, ['scale', 'deployment/rot', '-n', ns, '--replicas=3']);
+    await kubectl(env.cluster.controlPlane, [
+      ...['rollout', 'status', 'deployment/rot', '-n', ns, '--timeout=180s'],
+    ]);
+    const newcomer = (await listPods(env, ns, 'app=rot')).find(
+      (p) => !rot.pods.some((o) => o.metadata.name === p.metadata.name),
+    )!;
+    const chain = await waitFor(
+      'a certificate of the new root',
+      async () => {
+        const c = pemsOf((await agentFiles(env, newcomer)).chain);
+        return issuedByOneOf(c[c.length - 1]!, [newRoot]) !== undefined ? c : undefined;
+      },
+      60_000,
+    );
+    await expect(opensslVerify(chain, [newRoot])).resolves.toContain('OK');
+  }, 420_000);
+});
+
+/** The root (of `roots`) that the server's certificate chains to, over a verified connection. */
+function servedBy(url: string, roots: readonly string[]): Promise<string | undefined> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect(
+      { host: hostname, port: Number(port), ca: bundleText(roots) },
+      () => {
+        const leaf = socket.getPeerX509Certificate();
+        socket.end();
+        resolve(roots.find((r) => leaf !== undefined && issuedByOneOf(leaf.toString(), [r])));
+      },
+    );
+    socket.on('error', reject);
+  });
+}
+
+/** Collects every version of a Pod from `kubectl get -w` until stop(). */
+function watchPod(envRef: typeof env, ns: string, name: string): { stop(): Promise<Pod[]> } {
+  const child = spawn(
+    kubectlPath(),
+    [
+      ...['--kubeconfig', envRef.cluster.kubeconfigPath, 'get', 'pod', name, '-n', ns],
+      ...['-w', '-o', 'json'],
+    ],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  let text = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (text += c));
+  return {
+    stop: async () => {
+      child.kill();
+      await new Promise((r) => child.on('close', r));
+      // Pretty-printed objects one after another: each ends with a `}` alone on its line.
+      return text
+        .split(/^}$/m)
+        .map((chunk) => chunk.trim())
+        .filter((chunk) => chunk.startsWith('{'))
+        .map((chunk) => JSON.parse(`${chunk}}`) as Pod);
+    },
+  };
+}
