@@ -47,6 +47,8 @@ export const PORT = {
   agent: 15020,
   readiness: 15021,
   proxyMetrics: 15090,
+  /** The proxy's admin endpoint (/config_dump), on 127.0.0.1 only. */
+  proxyAdmin: 15000,
 } as const;
 
 /** Path of the admission webhook on the HTTPS port. */

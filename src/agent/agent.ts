@@ -6,13 +6,15 @@
 //                 renewal, the root file
 //   health/       readiness (15021), metrics and the rewritten app probes (15020), `agent wait`
 //   process/      supervision of a proxy command given after `--`, signals, drain
-//   mesh-client/  (to come) the mesh configuration pushed by the server
-//   proxy/        (to come) the sidecar proxy; proxy/core/ is pure
+//   mesh-client/  the mesh configuration pushed by the server (GET /v1/mesh/watch)
+//   proxy/        the sidecar proxy (15001 outbound, 15006 inbound, 15000 admin, 15090 stats);
+//                 proxy/core/ is pure
 //
 // options.ts turns flags and environment into the options every part reads.
 
 import { randomInt } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { systemClock } from '../adapters/system-clock';
@@ -32,8 +34,18 @@ import { CertDirectory } from './identity/cert-dir';
 import { CertificateLifecycle, systemTimers, type Timers } from './identity/lifecycle';
 import { createAgentMetrics } from './identity/metrics';
 import { readRootFile, RootFileWatcher } from './identity/root-watcher';
+import { MeshClient } from './mesh-client';
 import type { AgentOptions } from './options';
 import { ChildCommand, supervise, type SignalSource } from './process/supervisor';
+import {
+  closeServer,
+  createProxyAdminServer,
+  createProxyStatsServer,
+  listenOn,
+} from './proxy/admin';
+import { loadOriginalDestination } from './proxy/l4/original-dst';
+import { IstioMetrics } from './proxy/metrics';
+import { SIDECAR_DEFAULTS, Sidecar } from './proxy/sidecar';
 
 export interface AgentRuntime {
   readonly log: Logger;
@@ -43,6 +55,13 @@ export interface AgentRuntime {
   readonly random?: () => number;
   /** Called once both servers listen (tests use port 0). */
   readonly onListening?: (addresses: { readiness: AddressInfo; agent: AddressInfo }) => void;
+}
+
+/** The built-in proxy and what serves it: the sidecar, the mesh client, the proxy's endpoints. */
+interface ProxyParts {
+  readonly sidecar: Sidecar;
+  readonly mesh: MeshClient;
+  readonly servers: http.Server[];
 }
 
 /** Time allowed for one call to the CA. */
@@ -79,7 +98,10 @@ export async function runAgent(options: AgentOptions, runtime: AgentRuntime): Pr
           timeoutMs: CA_TIMEOUT_MS,
         }),
       generateKey,
-      onCertificate: () => startChild(),
+      onCertificate: () => {
+        startChild();
+        pushCredentials();
+      },
     },
     {
       keyType: options.keyType,
@@ -99,8 +121,39 @@ export async function runAgent(options: AgentOptions, runtime: AgentRuntime): Pr
       );
     }
     if (child !== null && !child.isRunning()) reasons.push('the proxy command is not running');
+    if (proxy !== null && !proxy.sidecar.ready()) {
+      reasons.push(
+        proxy.mesh.state() === null
+          ? `no mesh configuration yet${meshError()}`
+          : 'the proxy has no certificate yet',
+      );
+    }
     return { ready: reasons.length === 0, reasons };
   };
+  const meshError = (): string => {
+    const last = proxy?.mesh.status().lastError ?? null;
+    return last === null ? '' : ` (last error: ${last})`;
+  };
+
+  // The built-in proxy: its listeners first, so that nothing redirected to them is refused once
+  // the app runs; it carries traffic (and the Pod is ready) once it has a certificate and the
+  // first configuration.
+  let roots: readonly string[] = [];
+  let proxy: ProxyParts | null = null;
+  const pushCredentials = (): void => {
+    const credentials = lifecycle.credentials();
+    if (proxy === null || credentials === null || roots.length === 0) return;
+    proxy.sidecar.setCredentials(
+      {
+        chainPem: credentials.chainPem,
+        keyPem: credentials.keyPem,
+        roots,
+        spiffeId: credentials.spiffeId ?? '',
+      },
+      clock.now(),
+    );
+  };
+  if (options.proxy.enabled) proxy = await startProxy(options, { log, clock, roots: () => roots });
 
   const readinessServer = createReadinessServer({ readiness, log });
   const agentServer = createAgentServer({
@@ -146,9 +199,16 @@ export async function runAgent(options: AgentOptions, runtime: AgentRuntime): Pr
   const watcher = new RootFileWatcher(options.rootCert, {
     pollMs: options.rootPollSeconds * 1000,
     log,
-    onChange: (roots) => (lifecycleStarted ? lifecycle.updateRoots(roots) : startLifecycle(roots)),
+    onChange: (next) => {
+      // New roots reach the proxy at once (new handshakes trust them); through a rotation the
+      // bundle holds the old and the new root, so no handshake between sidecars fails.
+      roots = next;
+      pushCredentials();
+      return lifecycleStarted ? lifecycle.updateRoots(next) : startLifecycle(next);
+    },
   });
   const initial = await readRootFile(options.rootCert);
+  if (initial.ok) roots = initial.roots;
   watcher.start(initial.ok ? initial.roots : []);
   if (initial.ok) {
     void startLifecycle(initial.roots);
@@ -174,12 +234,94 @@ export async function runAgent(options: AgentOptions, runtime: AgentRuntime): Pr
     log,
     onDrain: () => {
       draining = true;
+      proxy?.sidecar.drainInbound();
     },
+    inFlight: () => proxy?.sidecar.inFlight() ?? 0,
   });
 
   lifecycle.stop();
   watcher.stop();
+  if (proxy !== null) await stopProxy(proxy);
   await Promise.all([close(readinessServer), close(agentServer)]);
   log.info({ code }, 'agent stopped');
   return code;
+}
+
+/**
+ * Starts the built-in proxy: the original-destination reader (a missing addon stops the agent
+ * with the file it looked for), the listeners, its endpoints and the mesh client.
+ */
+async function startProxy(
+  options: AgentOptions,
+  deps: { log: Logger; clock: Clock; roots: () => readonly string[] },
+): Promise<ProxyParts> {
+  const { log, clock } = deps;
+  const p = options.proxy;
+  const originalDestination = loadOriginalDestination();
+  const istio = new IstioMetrics();
+  const sidecar = new Sidecar(
+    {
+      log,
+      originalDestination,
+      random: Math.random,
+      nowMs: () => clock.now().getTime(),
+      metrics: istio,
+    },
+    {
+      outboundPort: p.outboundPort,
+      inboundPort: p.inboundPort,
+      listenHost: null,
+      connectTimeoutMs: SIDECAR_DEFAULTS.connectTimeoutMs,
+      handshakeTimeoutMs: SIDECAR_DEFAULTS.handshakeTimeoutMs,
+      ownPorts: [
+        p.outboundPort,
+        p.inboundPort,
+        p.adminPort,
+        p.statsPort,
+        options.readinessPort,
+        options.agentPort,
+      ],
+    },
+  );
+  const mesh = new MeshClient({
+    url: options.meshUrl,
+    pod: {
+      name: options.pod.name ?? '',
+      namespace: options.pod.namespace ?? '',
+      ip: options.pod.ip,
+    },
+    readToken: () => fs.readFile(options.tokenFile, 'utf8'),
+    roots: deps.roots,
+    log,
+  });
+  const servers: http.Server[] = [];
+  try {
+    const listening = await sidecar.start();
+    const admin = createProxyAdminServer({
+      configDump: () => ({ ...sidecar.configDump(), meshClient: mesh.status() }),
+      ready: () => sidecar.ready(),
+    });
+    servers.push(admin);
+    await listenOn(admin, '127.0.0.1', p.adminPort);
+    const stats = createProxyStatsServer(() => istio.render());
+    servers.push(stats);
+    await listenOn(stats, options.listenHost, p.statsPort);
+    log.info(
+      { outbound: listening.outbound.port, inbound: listening.inbound.port, admin: p.adminPort, stats: p.statsPort },
+      'proxy listening',
+    );
+  } catch (err) {
+    await sidecar.close();
+    await Promise.all(servers.map(closeServer));
+    throw err;
+  }
+  mesh.onChange(({ state }) => sidecar.setMesh(state));
+  mesh.start();
+  return { sidecar, mesh, servers };
+}
+
+async function stopProxy(proxy: ProxyParts): Promise<void> {
+  await proxy.mesh.stop();
+  await proxy.sidecar.close();
+  await Promise.all(proxy.servers.map(closeServer));
 }

@@ -37,6 +37,19 @@ export interface AgentOptions {
   readonly probeHost: string;
   /** The proxy command and its arguments; empty when there is none. */
   readonly command: readonly string[];
+  /** The built-in sidecar proxy (off with --no-proxy). */
+  readonly proxy: ProxyOptions;
+}
+
+export interface ProxyOptions {
+  readonly enabled: boolean;
+  /** Outbound capture (15001) and inbound capture (15006), on every address. */
+  readonly outboundPort: number;
+  readonly inboundPort: number;
+  /** The proxy's admin endpoint on 127.0.0.1 (15000: /config_dump). */
+  readonly adminPort: number;
+  /** Istio's metrics (15090: /stats/prometheus). */
+  readonly statsPort: number;
 }
 
 /** Flag values as the CLI parsed them (strings, undefined when absent). */
@@ -55,6 +68,12 @@ export interface AgentFlags {
   readonly readinessPort?: string;
   readonly agentPort?: string;
   readonly rootPollInterval?: string;
+  /** commander's `--no-proxy`: false when given. */
+  readonly proxy?: boolean;
+  readonly outboundPort?: string;
+  readonly inboundPort?: string;
+  readonly proxyAdminPort?: string;
+  readonly statsPort?: string;
 }
 
 export const AGENT_DEFAULTS = {
@@ -70,6 +89,10 @@ export const AGENT_DEFAULTS = {
   readinessPort: PORT.readiness,
   agentPort: PORT.agent,
   rootPollSeconds: 10,
+  outboundPort: PORT.outboundCapture,
+  inboundPort: PORT.inboundCapture,
+  proxyAdminPort: PORT.proxyAdmin,
+  statsPort: PORT.proxyMetrics,
 } as const;
 
 const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
@@ -231,6 +254,34 @@ export function resolveAgentOptions(
   }
   const podIP = env.POD_IP?.trim() ?? '';
 
+  const proxyEnabled = flags.proxy !== false;
+  const proxy: ProxyOptions = {
+    enabled: proxyEnabled,
+    outboundPort: portNumber('outbound-port', flags.outboundPort, AGENT_DEFAULTS.outboundPort),
+    inboundPort: portNumber('inbound-port', flags.inboundPort, AGENT_DEFAULTS.inboundPort),
+    adminPort: portNumber('proxy-admin-port', flags.proxyAdminPort, AGENT_DEFAULTS.proxyAdminPort),
+    statsPort: portNumber('stats-port', flags.statsPort, AGENT_DEFAULTS.statsPort),
+  };
+  if (proxyEnabled) {
+    const ports: [string, number][] = [
+      ['--readiness-port', readinessPort],
+      ['--agent-port', agentPort],
+      ['--outbound-port', proxy.outboundPort],
+      ['--inbound-port', proxy.inboundPort],
+      ['--proxy-admin-port', proxy.adminPort],
+      ['--stats-port', proxy.statsPort],
+    ];
+    for (let i = 0; i < ports.length; i++) {
+      for (let j = i + 1; j < ports.length; j++) {
+        const [a, pa] = ports[i] as [string, number];
+        const [b, pb] = ports[j] as [string, number];
+        if (pa === pb && pa !== 0 && !(a === '--readiness-port' && b === '--agent-port')) {
+          problems.push(`${a} and ${b} must differ (both are ${pa})`);
+        }
+      }
+    }
+  }
+
   const options: AgentOptions = {
     caUrl,
     tokenFile: text('token-file', flags.tokenFile, AGENT_ENV.tokenFile, AGENT_DEFAULTS.tokenFile),
@@ -248,6 +299,7 @@ export function resolveAgentOptions(
     rootPollSeconds,
     probeHost: isIP(podIP) === 0 ? DEFAULT_PROBE_HOST : podIP,
     command: [...command],
+    proxy,
   };
   if (problems.length > 0) {
     throw new MooringError(

@@ -7,8 +7,11 @@
 //   ECHO_CONTROL_PORT 8081   the same handler; tests reach the app here (a Pod's injection
 //                            excludes it from the inbound capture)
 //   ECHO_GRPC_PORT    50051  gRPC in plaintext (grpc-js): grpc.health.v1.Health/Check and
-//                            mooring.e2e.Echo/Echo (JSON messages)
-//   ECHO_TCP_PORT     9000   raw TCP: echoes the bytes
+//                            mooring.e2e.Echo/Echo (JSON messages), Echo/Fail (answers the status
+//                            {"code", "details"} it is sent), Echo/Count ({"n"}: n messages back)
+//   ECHO_TCP_PORT     9000   raw TCP: echoes the bytes (a half-close ends the echo)
+//   ECHO_GREET_PORT   2525   a server-first TCP protocol (as SMTP): `220 <pod> ready` at once,
+//                            then each line back upper-cased
 //   ECHO_STARTUP_CHECK_URL   fetched once at start; GET /startup answers what came back (proves
 //                            that the app was held until the proxy was ready)
 //
@@ -29,6 +32,7 @@
 //                        "byStatus", "byPod", "byVersion"} (the last two from echo answers)
 //   anything else        {"pod", "version", "method", "path", "httpVersion", "headers", "body",
 //                        "peer", "local"}
+//   an Upgrade request   101, then every byte back upper-cased (a WebSocket-like echo)
 // ECHO_VERSION is the `version` of the answers (a weighted split tells the versions apart).
 import * as grpc from '@grpc/grpc-js';
 import * as http from 'node:http';
@@ -46,16 +50,19 @@ const json = {
   serialize: (value: unknown): Buffer => Buffer.from(JSON.stringify(value)),
   deserialize: (bytes: Buffer): unknown => (bytes.length === 0 ? {} : JSON.parse(bytes.toString())),
 };
+const jsonMethod = (name: string, responseStream = false) => ({
+  path: `/mooring.e2e.Echo/${name}`,
+  requestStream: false,
+  responseStream,
+  requestSerialize: json.serialize,
+  requestDeserialize: json.deserialize,
+  responseSerialize: json.serialize,
+  responseDeserialize: json.deserialize,
+});
 const ECHO_SERVICE = {
-  echo: {
-    path: '/mooring.e2e.Echo/Echo',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: json.serialize,
-    requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize,
-    responseDeserialize: json.deserialize,
-  },
+  echo: jsonMethod('Echo'),
+  fail: jsonMethod('Fail'),
+  count: jsonMethod('Count', true),
 } satisfies grpc.ServiceDefinition;
 // HealthCheckResponse { ServingStatus status = 1; }: field 1, varint; SERVING 1, NOT_SERVING 2.
 const HEALTH_SERVICE = {
@@ -85,6 +92,15 @@ function startGrpc(port: number): void {
         metadata: metadataObject(call.metadata),
         peer: call.getPeer(),
       }),
+    fail: (call: grpc.ServerUnaryCall<unknown, unknown>, done: grpc.sendUnaryData<unknown>) => {
+      const want = call.request as { code?: number; details?: string };
+      done({ code: want.code ?? grpc.status.UNKNOWN, details: want.details ?? 'failed on request' });
+    },
+    count: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      const n = Number((call.request as { n?: number }).n ?? 3);
+      for (let i = 1; i <= n; i++) call.write({ pod: POD, i });
+      call.end();
+    },
   });
   server.addService(HEALTH_SERVICE, {
     check: (_call: grpc.ServerUnaryCall<Buffer, boolean>, done: grpc.sendUnaryData<boolean>) =>
@@ -293,6 +309,35 @@ function startHttp(port: number): http.Server {
   const server = http.createServer((req, res) => {
     handle(req, res).catch((err: unknown) => reply(res, 400, errorOf(err)));
   });
+  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${req.headers.upgrade ?? 'echo'}\r\nConnection: Upgrade\r\n\r\n`,
+    );
+    const upper = (d: Buffer): boolean => socket.write(d.toString().toUpperCase());
+    if (head.length > 0) upper(head);
+    socket.on('data', upper);
+    socket.on('end', () => socket.end());
+    socket.on('error', () => socket.destroy());
+  });
+  server.listen(port, '0.0.0.0');
+  return server;
+}
+
+/** A server-first protocol: the server speaks first, as SMTP or MySQL do. */
+function startGreeter(port: number): net.Server {
+  const server = net.createServer((socket) => {
+    socket.on('error', () => socket.destroy());
+    socket.write(`220 ${POD} ready\r\n`);
+    let buffered = '';
+    socket.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) !== -1) {
+        socket.write(`${buffered.slice(0, nl).toUpperCase()}\n`);
+        buffered = buffered.slice(nl + 1);
+      }
+    });
+  });
   server.listen(port, '0.0.0.0');
   return server;
 }
@@ -313,11 +358,12 @@ async function main(): Promise<void> {
       (err: unknown) => ({ url: checkUrl, ...errorOf(err) }),
     );
   }
-  const servers = [
+  const servers: net.Server[] = [
     startHttp(env('ECHO_HTTP_PORT', 8080)),
     startHttp(env('ECHO_CONTROL_PORT', 8081)),
   ];
   startTcp();
+  servers.push(startGreeter(env('ECHO_GREET_PORT', 2525)));
   startGrpc(env('ECHO_GRPC_PORT', 50051));
   process.stdout.write(`${JSON.stringify({ msg: 'echo started', pod: POD, startup })}\n`);
   process.on('SIGTERM', () => {

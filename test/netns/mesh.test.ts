@@ -1,0 +1,302 @@
+// The data plane for real (root: `make netns`): Pods in network namespaces with the rules of
+// `mooring iptables`, `mooring agent`s as UID 1337 with no capability carrying every connection
+// of their Pod, and a local `mooring serve --mesh-dir` giving them certificates and the mesh.
+//
+//   web      10.77.0.11  meshed, the client
+//   api      10.77.0.12  meshed, behind Service api (ClusterIP 10.96.10.1, only the proxies know it)
+//   legacy   10.77.0.13  not meshed, behind Service legacy (10.96.10.2)
+//   outside  10.77.0.14  not meshed, in no Service: reached by its address (passthrough)
+//   impostor 10.77.0.15  meshed, but the mesh says it runs as service account `api-ghost`
+//
+// Every app is the echo app of the node tests (test/e2e-node/echo/echo.ts) as UID 1000.
+
+import { chmodSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { checkPreconditions, removeLeftovers, ROOT, run } from './support';
+import {
+  APP_USER,
+  ECHO,
+  MeshRig,
+  peerAuthentication,
+  podObject,
+  serviceObject,
+  sliceObject,
+  type Pod,
+  type PortSpec,
+} from './mesh-rig';
+
+jest.setTimeout(120_000);
+
+const API_IP = '10.96.10.1';
+const LEGACY_IP = '10.96.10.2';
+const IMPOSTOR_IP = '10.96.10.3';
+const PORTS: PortSpec[] = [
+  { name: 'http', port: 80, targetPort: 8080 },
+  { name: 'grpc', port: 50051, targetPort: 50051 },
+  { name: 'tcp-echo', port: 9000, targetPort: 9000 },
+  { name: 'tcp-greet', port: 2525, targetPort: 2525 },
+  // Undeclared: sniffed (a server-first protocol there waits the detection timeout).
+  { name: 'greet', port: 2526, targetPort: 2525 },
+];
+
+let rig: MeshRig;
+let web: Pod;
+let api: Pod;
+let legacy: Pod;
+let outside: Pod;
+let impostor: Pod;
+
+/** An HTTP/1.1 request from a Pod (as its app), answered as {status, headers, body}. */
+const HTTP = `
+const http = require('http');
+const [url, headers, body] = [process.argv[1], JSON.parse(process.argv[2] || '{}'), process.argv[3]];
+const req = http.request(url, { method: body ? 'POST' : 'GET', headers, agent: false }, (res) => {
+  let text = '';
+  res.on('data', (d) => (text += d));
+  res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, headers: res.headers, body: text })));
+});
+req.on('error', (e) => console.log(JSON.stringify({ error: e.code || e.message })));
+req.setTimeout(10000, () => req.destroy(new Error('TIMEOUT')));
+req.end(body);`;
+
+interface Answer {
+  status?: number;
+  headers?: Record<string, string>;
+  body?: string;
+  error?: string;
+}
+
+async function httpFrom(pod: Pod, url: string, headers: Record<string, string> = {}, body?: string): Promise<Answer> {
+  return JSON.parse(await rig.node(pod.spec.name, HTTP, [url, JSON.stringify(headers), ...(body ? [body] : [])])) as Answer;
+}
+
+const echoed = (a: Answer): { pod: string; headers: Record<string, string>; body: string; peer: { address: string } } =>
+  JSON.parse(a.body ?? '{}') as never;
+
+function meshObjects(extra: object[] = []): object[] {
+  return [
+    serviceObject('api', API_IP, PORTS, { app: 'api' }),
+    sliceObject('api', PORTS, [api]),
+    serviceObject('legacy', LEGACY_IP, PORTS.slice(0, 1), { app: 'legacy' }),
+    sliceObject('legacy', PORTS.slice(0, 1), [legacy]),
+    serviceObject('impostor', IMPOSTOR_IP, PORTS.slice(0, 1), { app: 'impostor' }),
+    sliceObject('impostor', PORTS.slice(0, 1), [impostor]),
+    ...[web, api, legacy, impostor].map(podObject),
+    ...extra,
+  ];
+}
+
+beforeAll(async () => {
+  await checkPreconditions(['ip', 'iptables', 'setpriv', 'curl', 'tcpdump'], [
+    ['src/agent/agent.ts', 'dist/agent/agent.js'],
+    ['src/agent/proxy/sidecar.ts', 'dist/agent/proxy/sidecar.js'],
+  ]);
+  if (!existsSync(ECHO)) throw new Error(`${ECHO} is missing: run \`make netns\` (it compiles the echo app)`);
+  await removeLeftovers();
+  // The agents (UID 1337) and the apps (UID 1000) read the repository's files.
+  chmodSync(ROOT, 0o755);
+  rig = new MeshRig('mesh');
+  await rig.start({
+    'token-web': { namespace: 'default', serviceAccount: 'web' },
+    'token-api': { namespace: 'default', serviceAccount: 'api' },
+    // The impostor's agent gets a certificate for `impostor`; the mesh expects `api-ghost`.
+    'token-impostor': { namespace: 'default', serviceAccount: 'impostor' },
+  });
+  web = await rig.addPod({ name: 'web', ip: '10.77.0.11', meshed: true });
+  api = await rig.addPod({ name: 'api', ip: '10.77.0.12', meshed: true });
+  legacy = await rig.addPod({ name: 'legacy', ip: '10.77.0.13', meshed: false });
+  outside = await rig.addPod({ name: 'outside', ip: '10.77.0.14', meshed: false });
+  impostor = await rig.addPod({ name: 'impostor', ip: '10.77.0.15', meshed: true, serviceAccount: 'api-ghost' });
+  rig.writeMesh('mesh.yaml', meshObjects());
+  for (const name of ['web', 'api', 'impostor']) await rig.waitReady(name);
+}, 180_000);
+
+afterAll(async () => {
+  await rig?.stop();
+});
+
+describe('a meshed Pod calls a Service', () => {
+  it('reaches a ClusterIP that only the sidecar knows, with mutual TLS and the caller identity in XFCC', async () => {
+    const answer = await httpFrom(web, `http://${API_IP}/hello?x=1`);
+    expect(answer.status).toBe(200);
+    const e = echoed(answer);
+    expect(e.pod).toBe('api');
+    expect(e.headers['x-forwarded-client-cert']).toBe(
+      'By=spiffe://cluster.local/ns/default/sa/api;URI=spiffe://cluster.local/ns/default/sa/web',
+    );
+    expect(e.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(e.headers['x-mooring-peer']).toBeUndefined();
+  });
+
+  it('never passes a forged x-forwarded-client-cert on', async () => {
+    const forged = 'By=spiffe://cluster.local/ns/default/sa/api;URI=spiffe://cluster.local/ns/kube-system/sa/admin';
+    const viaMesh = echoed(await httpFrom(web, `http://${API_IP}/`, { 'x-forwarded-client-cert': forged }));
+    expect(viaMesh.headers['x-forwarded-client-cert']).toContain('URI=spiffe://cluster.local/ns/default/sa/web');
+    const plain = echoed(await httpFrom(legacy, `http://${api.spec.ip}:8080/`, { 'x-forwarded-client-cert': forged }));
+    expect(plain.headers['x-forwarded-client-cert']).toBeUndefined();
+  });
+
+  it('shows no plaintext between the sidecars on the wire', async () => {
+    const marker = `secret-payload-${Date.now()}`;
+    const capture = join(rig.dir, 'wire.pcap');
+    const tcpdump = rig.spawnLogged(['ip', 'netns', 'exec', rig.hub, 'tcpdump', '-i', 'br0', '-U', '-w', capture, 'tcp', 'and', 'host', api.spec.ip], () => {});
+    await new Promise((r) => setTimeout(r, 1000));
+    const answer = await httpFrom(web, `http://${API_IP}/${marker}`, { 'x-secret': marker }, marker);
+    expect(echoed(answer).body).toBe(marker);
+    await new Promise((r) => setTimeout(r, 500));
+    tcpdump.kill('SIGINT');
+    await new Promise((r) => tcpdump.once('exit', r));
+    const dump = await run('tcpdump', ['-r', capture, '-A', '-nn']);
+    expect(dump.stdout).toContain(`${web.spec.ip}.`);
+    expect(dump.stdout).toContain(`${api.spec.ip}.8080`);
+    expect(dump.stdout).not.toContain(marker);
+    expect(dump.stdout).not.toContain('x-forwarded-client-cert');
+  });
+
+  it('reaches a Pod outside the mesh in plain text, and a host in no Service through passthrough', async () => {
+    const plain = await httpFrom(web, `http://${LEGACY_IP}/legacy`);
+    expect(plain.status).toBe(200);
+    expect(echoed(plain).pod).toBe('legacy');
+    expect(echoed(plain).headers['x-forwarded-client-cert']).toBeUndefined();
+    const through = await httpFrom(web, `http://${outside.spec.ip}:8080/outside`);
+    expect(through.status).toBe(200);
+    expect(echoed(through).pod).toBe('outside');
+  });
+
+  it('refuses an endpoint that answers with another identity than the mesh expects', async () => {
+    const answer = await httpFrom(web, `http://${IMPOSTOR_IP}/`);
+    expect(answer.status).toBe(503);
+    expect(answer.body).toContain('upstream connect error');
+  });
+});
+
+describe('other protocols through two sidecars', () => {
+  const GRPC = `
+const grpc = require('@grpc/grpc-js');
+const json = { serialize: (v) => Buffer.from(JSON.stringify(v)), deserialize: (b) => JSON.parse(b.toString() || '{}') };
+const m = (name, responseStream = false) => ({ path: '/mooring.e2e.Echo/' + name, requestStream: false, responseStream,
+  requestSerialize: json.serialize, requestDeserialize: json.deserialize, responseSerialize: json.serialize, responseDeserialize: json.deserialize });
+const Client = grpc.makeGenericClientConstructor({ echo: m('Echo'), fail: m('Fail'), count: m('Count', true) }, 'Echo');
+const c = new Client(process.argv[1], grpc.credentials.createInsecure());
+const out = {};
+c.echo({ hi: 1 }, (err, r) => {
+  out.echo = err ? { code: err.code } : r;
+  c.fail({ code: 5, details: 'not here' }, (err2) => {
+    out.fail = { code: err2.code, details: err2.details };
+    const s = c.count({ n: 4 });
+    out.count = [];
+    s.on('data', (d) => out.count.push(d.i));
+    s.on('end', () => { console.log(JSON.stringify(out)); c.close(); });
+    s.on('error', (e) => { out.countError = e.code; console.log(JSON.stringify(out)); c.close(); });
+  });
+});`;
+
+  it('carries gRPC: unary, an error status in the trailers, and server streaming', async () => {
+    const out = JSON.parse(await rig.node('web', GRPC, [`${API_IP}:50051`], 40_000)) as {
+      echo: { pod: string; metadata: Record<string, string> };
+      fail: { code: number; details: string };
+      count: number[];
+    };
+    expect(out.echo.pod).toBe('api');
+    expect(out.echo.metadata['x-forwarded-client-cert']).toContain('URI=spiffe://cluster.local/ns/default/sa/web');
+    expect(out.fail).toEqual({ code: 5, details: 'not here' });
+    expect(out.count).toEqual([1, 2, 3, 4]);
+  });
+
+  const RAW = `
+const net = require('net');
+const [host, port, mode] = [process.argv[1], Number(process.argv[2]), process.argv[3]];
+const s = net.connect({ host, port, allowHalfOpen: true });
+let text = '';
+const t0 = Date.now();
+let greetedAt = null;
+s.on('data', (d) => { text += d; if (greetedAt === null) greetedAt = Date.now() - t0;
+  if (mode === 'greet' && text.includes('HELLO')) s.end(); });
+s.on('end', () => { console.log(JSON.stringify({ text, greetedAt })); s.destroy(); });
+s.on('error', (e) => console.log(JSON.stringify({ error: e.code })));
+s.on('connect', () => {
+  if (mode === 'half-close') { s.write('first '); s.end('second'); }
+});
+if (mode === 'greet') setTimeout(() => s.write('hello\\n'), 1500);`;
+
+  it('keeps half-close on opaque TCP: the client ends its side and still gets the whole echo', async () => {
+    const out = JSON.parse(await rig.node('web', RAW, [API_IP, '9000', 'half-close'])) as { text: string };
+    expect(out.text).toBe('first second');
+  });
+
+  it('a server-first protocol answers at once on a declared tcp port', async () => {
+    const out = JSON.parse(await rig.node('web', RAW, [API_IP, '2525', 'greet'])) as { text: string; greetedAt: number };
+    expect(out.text).toBe('220 api ready\r\nHELLO\n');
+    // The greeting came before the client said anything (it speaks after 1.5 s).
+    expect(out.greetedAt).toBeLessThan(1500);
+  });
+
+  it('a server-first protocol works on an undeclared port after the detection wait', async () => {
+    const out = JSON.parse(await rig.node('web', RAW, [API_IP, '2526', 'greet'])) as { text: string; greetedAt: number };
+    expect(out.text).toBe('220 api ready\r\nHELLO\n');
+    expect(out.greetedAt).toBeLessThan(1500);
+  });
+
+  it('carries an upgraded connection (WebSocket-style) both ways', async () => {
+    const UPGRADE = `
+const net = require('net');
+const s = net.connect(80, process.argv[1]);
+s.write('GET /ws HTTP/1.1\\r\\nHost: api\\r\\nConnection: Upgrade\\r\\nUpgrade: websocket\\r\\n\\r\\n');
+let text = '';
+s.on('data', (d) => { text += d;
+  if (text.includes('\\r\\n\\r\\n') && !text.includes('PING')) s.write('ping');
+  if (text.includes('PING')) { console.log(JSON.stringify({ text })); s.destroy(); } });
+s.on('error', (e) => console.log(JSON.stringify({ error: e.code })));`;
+    const out = JSON.parse(await rig.node('web', UPGRADE, [API_IP])) as { text: string };
+    expect(out.text).toMatch(/^HTTP\/1.1 101 /);
+    expect(out.text).toContain('PING');
+  });
+});
+
+describe('PeerAuthentication', () => {
+  afterAll(() => rig.writeMesh('mesh.yaml', meshObjects()));
+
+  it('PERMISSIVE (the default) takes plain text from outside the mesh; STRICT refuses it within a second and keeps mTLS', async () => {
+    const plain = await httpFrom(legacy, `http://${api.spec.ip}:8080/plain`);
+    expect(plain.status).toBe(200);
+    rig.writeMesh('mesh.yaml', meshObjects([peerAuthentication('strict', 'STRICT', 'default', { app: 'api' })]));
+    const start = Date.now();
+    await rig.waitFor('STRICT in force', async () => (await httpFrom(legacy, `http://${api.spec.ip}:8080/plain`)).error !== undefined, 10_000);
+    expect(Date.now() - start).toBeLessThan(3_000);
+    const refused = await httpFrom(legacy, `http://${api.spec.ip}:8080/plain`);
+    expect(refused.error).toMatch(/ECONNRESET|socket hang up/);
+    const meshed = await httpFrom(web, `http://${API_IP}/still`);
+    expect(meshed.status).toBe(200);
+  });
+});
+
+describe('metrics', () => {
+  it('counts known traffic on both sides with Istio labels', async () => {
+    const count = (text: string, re: RegExp): number =>
+      [...text.matchAll(re)].reduce((sum, m) => sum + Number(m[1]), 0);
+    const SOURCE =
+      /istio_requests_total\{reporter="source",source_workload="web".*destination_workload="api".*destination_service="api\.default\.svc\.cluster\.local".*connection_security_policy="mutual_tls",request_protocol="http",response_code="200".*\} (\d+)/g;
+    const DEST =
+      /istio_requests_total\{reporter="destination",source_workload="web".*source_principal="spiffe:\/\/cluster\.local\/ns\/default\/sa\/web".*destination_workload="api".*connection_security_policy="mutual_tls",request_protocol="http",response_code="200".*\} (\d+)/g;
+    const before = [count(await rig.stats('web'), SOURCE), count(await rig.stats('api'), DEST)];
+    for (let i = 0; i < 7; i++) expect((await httpFrom(web, `http://${API_IP}/m`)).status).toBe(200);
+    const after = [count(await rig.stats('web'), SOURCE), count(await rig.stats('api'), DEST)];
+    expect(after[0]! - before[0]!).toBe(7);
+    expect(after[1]! - before[1]!).toBe(7);
+  });
+});
+
+describe('the proxy under the app', () => {
+  it('runs as UID 1337 with no capability, and shows its configuration on 127.0.0.1:15000', async () => {
+    const pid = web.agent?.pid;
+    const status = (await run('cat', [`/proc/${pid}/status`])).stdout;
+    expect(status).toMatch(/^Uid:\s+1337\s+1337\s+1337\s+1337$/m);
+    expect(status).toMatch(/^CapEff:\s+0+$/m);
+    const dump = (await rig.configDump('web')) as { ready: boolean; services: { key: string }[]; tls: { spiffeId: string } };
+    expect(dump.ready).toBe(true);
+    expect(dump.tls.spiffeId).toBe('spiffe://cluster.local/ns/default/sa/web');
+    expect(dump.services.map((s) => s.key)).toEqual(expect.arrayContaining(['default/api', 'default/legacy']));
+    // Not reachable from another Pod.
+    expect((await rig.exec(legacy.ns, ['curl', '-sf', '--max-time', '2', `http://${web.spec.ip}:15000/config_dump`], APP_USER)).code).not.toBe(0);
+  });
+});
