@@ -45,7 +45,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/injector/**', 'src/ca/**', 'src/admission/**'],
+    files: ['src/injector/**', 'src/ca/**', 'src/admission/**', 'src/mesh/**'],
     rules: restrict(
       [...infra, ...io, '../adapters/*', '../http/*', '../cli/*', '../observability/*'],
       'The core is pure: no I/O, no framework, no adapters (../shared/STYLE.md).',
