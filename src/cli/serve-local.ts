@@ -4,6 +4,7 @@
 
 import { X509Certificate } from 'node:crypto';
 import { openLocalCA, openLocalCredentials } from '../adapters/local-ca';
+import { MeshDirSource } from '../adapters/mesh-dir';
 import { localServingNames, type ModeAdapters, type ModeContext } from './serve';
 
 export async function buildLocalMode(ctx: ModeContext): Promise<ModeAdapters> {
@@ -38,6 +39,14 @@ export async function buildLocalMode(ctx: ModeContext): Promise<ModeAdapters> {
     adminAuthorizer: credentials.adminAuthorizer,
     spiffeIdOf: credentials.spiffeIdOf,
     servingNames: localServingNames(listen.host),
+    mesh: {
+      rootNamespace: config.cluster.namespace,
+      source:
+        config.server.meshDir === null
+          ? null
+          : (deps) => new MeshDirSource({ dir: config.server.meshDir ?? '', ...deps }),
+      waitForSource: true,
+    },
     async tick() {
       const { reloaded, events } = await authority.tick(clock.now());
       if (reloaded) logger.info({ dataDir }, 'CA store changed on disk: reloaded');

@@ -32,6 +32,7 @@ import type { Config } from '../config/types';
 import { validateConfig } from '../config/validate';
 import { MooringError } from '../errors';
 import type { Readiness } from '../http';
+import type { MeshPlan, MeshRuntime } from '../server/mesh/runtime';
 import { EXIT, UsageError, type CliIO } from './io';
 
 export interface ServeFlags {
@@ -44,6 +45,8 @@ export interface ServeFlags {
   readonly workers?: string;
   /** `N` or `auto`: worker threads answering admission reviews (server.injectThreads). */
   readonly injectThreads?: string;
+  /** Local mode: the directory of mesh objects (server.meshDir). */
+  readonly meshDir?: string;
 }
 
 // --- configuration -----------------------------------------------------------------------------
@@ -56,6 +59,7 @@ export function resolveConfig(flags: ServeFlags): Config {
     ...(flags.listen === undefined ? {} : { listen: flags.listen }),
     ...(flags.adminListen === undefined ? {} : { adminListen: flags.adminListen }),
     ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }),
+    ...(flags.meshDir === undefined ? {} : { meshDir: flags.meshDir }),
     ...(flags.workers === undefined
       ? {}
       : { workers: flags.workers === 'auto' ? 'auto' : Number(flags.workers) }),
@@ -173,6 +177,8 @@ export interface ModeAdapters {
   readonly spiffeIdOf: (identity: WorkloadIdentity) => string;
   /** DNS names and IPs of the webhook's serving certificate. */
   readonly servingNames: { readonly dnsNames: string[]; readonly ipAddresses: string[] };
+  /** Where the mesh's objects come from; absent: an empty mesh. */
+  readonly mesh?: MeshPlan;
   /** Periodic work: pick up store changes, rotation transitions. */
   tick(): Promise<void>;
   close(): Promise<void>;
@@ -235,6 +241,8 @@ export interface RunningServer {
   readonly admin: FastifyInstance | null;
   readonly webhookAddress: AddressInfo;
   readonly adminAddress: AddressInfo | null;
+  /** The mesh model and its push to the proxies. */
+  readonly mesh: MeshRuntime;
   readiness(): Readiness;
   /** Graceful stop: not ready, stop accepting, finish in-flight requests, close. Idempotent. */
   close(reason?: string): Promise<void>;
@@ -298,10 +306,12 @@ export async function startServer(
     { buildAdminApp, buildWebhookApp, createMooringMetrics },
     { createLogger },
     { createRegistry },
+    { deferredMeshDebug, startMesh },
   ] = await Promise.all([
     import('../http'),
     import('../observability/logger'),
     import('../observability/metrics'),
+    import('../server/mesh/runtime'),
   ]);
   const config = resolveConfig(flags);
   const listen = parseHostPort(config.server.listen, '--listen');
@@ -311,6 +321,11 @@ export async function startServer(
   const clock = environment.clock ?? systemClock;
   const version = packageVersion();
   const modeName = detectMode(flags, environment.env);
+  if (modeName === 'cluster' && config.server.meshDir !== null) {
+    throw new UsageError(
+      '--mesh-dir (server.meshDir) is for local mode: in cluster mode the mesh is read from the API server',
+    );
+  }
   const buildMode =
     environment.buildMode ?? (modeName === 'cluster' ? buildClusterMode : buildLocalMode);
   const started = performance.now();
@@ -319,6 +334,7 @@ export async function startServer(
   let mode: ModeAdapters | null = null;
   let reloader: TlsReloader | null = null;
   let threads: InjectThreads | null = null;
+  let mesh: MeshRuntime | null = null;
   let closing = false;
   const readiness = (): Readiness => {
     const checks = {
@@ -336,7 +352,14 @@ export async function startServer(
   });
   const role = environment.role ?? 'single';
   const admin =
-    role === 'worker' ? null : buildAdminApp({ logger: fastifyLogger, registry, readiness });
+    role === 'worker'
+      ? null
+      : buildAdminApp({
+          logger: fastifyLogger,
+          registry,
+          readiness,
+          meshDebug: deferredMeshDebug(() => mesh),
+        });
   if (admin !== null) {
     try {
       await admin.listen({ host: adminListen.host, port: adminListen.port });
@@ -364,6 +387,16 @@ export async function startServer(
       ...(flags.kubeconfig === undefined ? {} : { kubeconfig: flags.kubeconfig }),
     });
     threads = await threadsStarting;
+    mesh = await startMesh({
+      config,
+      plan: mode.mesh ?? {
+        rootNamespace: config.cluster.namespace,
+        source: null,
+        waitForSource: false,
+      },
+      log: logger.child({ component: 'mesh' }),
+      registry,
+    });
     const injectPod =
       environment.injectPod ??
       (threads === null ? await realInjector(config, version) : refuseOnEventLoop);
@@ -388,6 +421,7 @@ export async function startServer(
       authenticator: mode.authenticator,
       adminAuthorizer: mode.adminAuthorizer,
       spiffeIdOf: mode.spiffeIdOf,
+      meshWatch: mesh.push,
       tls: { key: serving.key, cert: serving.cert },
     });
     reloader.attach(webhook.server as unknown as HttpsServer);
@@ -398,6 +432,7 @@ export async function startServer(
     }
   } catch (err) {
     reloader?.stop();
+    await mesh?.close();
     await Promise.allSettled([
       webhook?.close(),
       admin?.close(),
@@ -406,6 +441,7 @@ export async function startServer(
     ]);
     throw err;
   }
+  const readyMesh: MeshRuntime = mesh;
   const readyThreads: InjectThreads | null = threads;
   const readyMode: ModeAdapters = mode;
   const readyReloader: TlsReloader = reloader;
@@ -429,6 +465,7 @@ export async function startServer(
   };
   const tickTimer = setInterval(() => void tick(), tickIntervalMs(config));
   tickTimer.unref();
+  const configWatcher = await watchConfigFile(flags, config, readyMesh, logger);
 
   logger.info(
     {
@@ -455,7 +492,11 @@ export async function startServer(
       closing = true;
       logger.info({ reason }, 'shutting down: no new connections, finishing requests in flight');
       clearInterval(tickTimer);
+      configWatcher?.stop();
       readyReloader.stop();
+      // The watch streams never end on their own: end them, so that the agents reconnect (to
+      // another replica) and close() does not wait for them.
+      readyMesh.push.close();
       // Connections that finish a request from now on close right after it (Node applies the
       // keep-alive timeout when a response ends), so close() does not wait for idle clients.
       webhookApp.server.keepAliveTimeout = 1;
@@ -471,6 +512,7 @@ export async function startServer(
         await webhookApp.close();
         await readyThreads?.close();
         await admin?.close();
+        await readyMesh.close();
         await readyMode.close();
       } finally {
         clearTimeout(grace);
@@ -492,10 +534,53 @@ export async function startServer(
     admin,
     webhookAddress,
     adminAddress,
+    mesh: readyMesh,
     readiness,
     close,
     closed,
   };
+}
+
+/**
+ * Re-reads the --config file when it changes: its `mesh` part applies at once (pushed to every
+ * proxy); a change elsewhere is logged as needing a restart; an invalid file is logged and the
+ * running configuration kept.
+ */
+async function watchConfigFile(
+  flags: ServeFlags,
+  started: Config,
+  mesh: MeshRuntime,
+  logger: Logger,
+): Promise<{ stop(): void } | null> {
+  if (flags.config === undefined) return null;
+  const { FileWatcher } = await import('../adapters/file-watcher');
+  const path = flags.config;
+  const watcher = new FileWatcher(path, {
+    onChange: () => {
+      let next: Config;
+      try {
+        next = resolveConfig(flags);
+      } catch (err) {
+        logger.error(
+          { config: path, err: (err as Error).message },
+          'the configuration file is invalid: keeping the running configuration',
+        );
+        return;
+      }
+      mesh.applyConfig(next);
+      const restart = (Object.keys(next) as (keyof Config)[]).filter(
+        (key) => key !== 'mesh' && JSON.stringify(next[key]) !== JSON.stringify(started[key]),
+      );
+      if (restart.length > 0) {
+        logger.warn(
+          { config: path, keys: restart },
+          'the configuration file changed: these parts apply at the next start of mooring serve',
+        );
+      }
+    },
+  });
+  await watcher.start();
+  return watcher;
 }
 
 export function listenError(flag: string, address: string, err: unknown): MooringError {
@@ -521,6 +606,7 @@ interface RawServeOptions {
   kubeconfig?: string;
   workers?: string;
   injectThreads?: string;
+  meshDir?: string;
 }
 
 export function registerServe(program: Command, _io: CliIO, setExit: (code: number) => void): void {
@@ -542,6 +628,10 @@ export function registerServe(program: Command, _io: CliIO, setExit: (code: numb
     )
     .option('--kubeconfig <file>', 'run in cluster mode against this cluster')
     .option(
+      '--mesh-dir <dir>',
+      'local mode: read the mesh (Services, EndpointSlices, Pods, PeerAuthentications) from the YAML and JSON files of this directory',
+    )
+    .option(
       '--workers <n|auto>',
       'processes serving the HTTPS port: N, or auto for one per CPU (default 1)',
     )
@@ -558,6 +648,7 @@ export function registerServe(program: Command, _io: CliIO, setExit: (code: numb
         ...(raw.kubeconfig === undefined ? {} : { kubeconfig: raw.kubeconfig }),
         ...(raw.workers === undefined ? {} : { workers: raw.workers }),
         ...(raw.injectThreads === undefined ? {} : { injectThreads: raw.injectThreads }),
+        ...(raw.meshDir === undefined ? {} : { meshDir: raw.meshDir }),
       };
       if (flags.listen !== undefined) parseHostPort(flags.listen, '--listen');
       if (flags.adminListen !== undefined) parseHostPort(flags.adminListen, '--admin-listen');

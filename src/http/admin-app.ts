@@ -3,13 +3,17 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { frameworkErrorOptions, installErrorHandler } from './error-handler';
 import { registerHealthRoutes, type ReadinessProbe } from './plugins/health';
+import { registerMeshDebugRoutes } from './plugins/mesh-debug';
 import { registerMetricsRoute, type MetricsSource } from './plugins/metrics';
+import type { MeshDebug } from '../server/mesh/runtime';
 import { genReqId } from './request';
 
 export interface AdminAppDeps {
   readonly logger: FastifyBaseLogger;
   readonly registry: MetricsSource;
   readonly readiness: ReadinessProbe;
+  /** The mesh's debug views (/debug/mesh/...); absent: no such routes. */
+  readonly meshDebug?: MeshDebug;
 }
 
 export function buildAdminApp(deps: AdminAppDeps): FastifyInstance {
@@ -25,5 +29,6 @@ export function buildAdminApp(deps: AdminAppDeps): FastifyInstance {
   installErrorHandler(app);
   registerHealthRoutes(app, deps.readiness);
   registerMetricsRoute(app, deps.registry);
+  if (deps.meshDebug !== undefined) registerMeshDebugRoutes(app, deps.meshDebug);
   return app;
 }

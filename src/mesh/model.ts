@@ -176,6 +176,11 @@ export class MeshModel {
     return true;
   }
 
+  /** True when the model holds an object of that kind and name. */
+  has(ref: ObjectRef): boolean {
+    return this.texts.has(`${ref.kind}/${nameKey(ref)}`);
+  }
+
   /** Removes an object; returns false when there was none. */
   remove(ref: ObjectRef): boolean {
     const key = nameKey(ref);
