@@ -35,6 +35,8 @@ export interface MeshDirOptions {
   readonly onChange: () => void;
   /** How often the directory is scanned besides notifications. Default 500 ms. */
   readonly pollMs?: number;
+  /** Use change notifications (default true); the poll always runs. */
+  readonly watch?: boolean;
   /** Larger files are refused (reported and skipped). Default 32 MiB. */
   readonly maxFileBytes?: number;
 }
@@ -81,14 +83,16 @@ export class MeshDirSource {
     }
     if (!isDir) throw new MooringError('CFG_ERR_READ', `--mesh-dir ${this.dir} is not a directory`);
     await this.check();
-    try {
-      this.watcher = watch(this.dir, { persistent: false }, () => this.schedule());
-      this.watcher.on('error', () => {
-        this.watcher?.close();
-        this.watcher = null;
-      });
-    } catch {
-      // Polling alone still sees every change within pollMs.
+    if (this.options.watch !== false) {
+      try {
+        this.watcher = watch(this.dir, { persistent: false }, () => this.schedule());
+        this.watcher.on('error', () => {
+          this.watcher?.close();
+          this.watcher = null;
+        });
+      } catch {
+        // Polling alone still sees every change within pollMs.
+      }
     }
     this.poller = setInterval(() => void this.check(), this.options.pollMs ?? 500);
     this.poller.unref();

@@ -94,7 +94,11 @@ export function serverMessageForLog(text: string): string {
     : cleaned;
 }
 
-function errorFrom(status: number, body: string): RenewalError {
+/**
+ * A server's JSON error (`{"code", "message"}`) fit for the log: `CODE: message`, or `HTTP n`
+ * when the body is not one; the code alone for metrics.
+ */
+export function serverErrorOf(status: number, body: string): { code?: string; message: string } {
   let code: string | undefined;
   let message = `HTTP ${status}`;
   try {
@@ -106,6 +110,11 @@ function errorFrom(status: number, body: string): RenewalError {
   } catch {
     // not a JSON error
   }
+  return code === undefined ? { message } : { code, message };
+}
+
+function errorFrom(status: number, body: string): RenewalError {
+  const { code, message } = serverErrorOf(status, body);
   const reason = status >= 500 || status === 429 ? 'unavailable' : 'rejected';
   return new RenewalError(reason, `the CA refused the request (${message})`, { status, code });
 }

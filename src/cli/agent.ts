@@ -71,6 +71,16 @@ export const registerAgent: RegisterCommand = (program, io, setExit) => {
     .argument('[command...]', 'proxy command and its arguments, after --')
     .option('--ca-url <url>', `HTTPS URL of the CA${env(AGENT_ENV.caUrl)}`)
     .option(
+      '--mesh-url <url>',
+      `HTTPS URL of the server that pushes the mesh (default: --ca-url)${env(AGENT_ENV.meshUrl)}`,
+    )
+    .option('--pod-name <name>', `name of the Pod the agent serves${env(AGENT_ENV.podName)}`)
+    .option(
+      '--pod-namespace <namespace>',
+      `namespace of the Pod the agent serves${env(AGENT_ENV.podNamespace)}`,
+    )
+    .option('--pod-ip <ip>', `IP address of the Pod the agent serves${env(AGENT_ENV.podIp)}`)
+    .option(
       '--token-file <file>',
       `service-account token, re-read at every call${env(AGENT_ENV.tokenFile)}`,
     )

@@ -5,6 +5,7 @@ import { registerInject } from './inject';
 import { registerCA } from './ca';
 import { EXIT, processIO, UsageError, type CliIO } from './io';
 import { registerIptables } from './iptables';
+import { registerProxyConfig } from './proxy-config';
 import { registerServe } from './serve';
 import { registerWebhookConfig } from './webhook-config';
 
@@ -26,6 +27,7 @@ const COMMANDS: RegisterCommand[] = [
   registerCA,
   registerServe,
   registerInject,
+  registerProxyConfig,
 ];
 
 export function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
