@@ -23,7 +23,7 @@ export {
 } from './objects';
 export { resolvePeerAuthentication, type ResolvedMtls } from './peer-authentication';
 export { protocolOf } from './protocol';
-export { ProxySync, type SyncLine } from './proxy-sync';
+export { lineText, ProxySync, type SyncLine } from './proxy-sync';
 export { validateMeshObject, type FieldProblem, type Validation } from './validate';
 export { isVisible } from './visibility';
 export { workloadInfoOf, workloadOf } from './workload';

@@ -16,7 +16,7 @@ import type {
   ServicePort,
 } from '../api/mesh';
 import { spiffeIdOf } from '../ca/identity';
-import { canonicalJson } from './canonical';
+import { canonicalJson, utf8Length } from './canonical';
 import {
   nameKey,
   selectorMatches,
@@ -50,6 +50,8 @@ export interface BuiltService {
   readonly namespace: string;
   readonly service: MeshService;
   readonly json: string;
+  /** Bytes of `json` in UTF-8. */
+  readonly bytes: number;
   /** The model version at which its content (or visibility) last changed. */
   readonly version: number;
   readonly exportTo: readonly string[] | null;
@@ -354,6 +356,7 @@ export class MeshModel {
         namespace: svc.meta.namespace,
         service,
         json,
+        bytes: utf8Length(json),
         version: next,
         exportTo: svc.exportTo,
         exportToVersion,

@@ -3,10 +3,12 @@
 // the keys of those it no longer sees), and heartbeats. Lines are built from the canonical texts
 // the model keeps, so that a change is serialized once for every proxy. A proxy that could not
 // take a message (a slow reader) simply holds an older version: its next delta covers everything
-// since, coalesced. Pure: the push (src/server/mesh/push.ts) writes the lines.
+// since, coalesced. A line is given as pieces (the services' texts as the model holds them), so
+// that a snapshot of a large mesh is written piece by piece as the socket takes it, never copied
+// whole. Pure: the push (src/server/mesh/push.ts) writes the lines.
 
 import { MESH_API_VERSION } from '../api/mesh';
-import { canonicalJson } from './canonical';
+import { canonicalJson, utf8Length } from './canonical';
 import type { MeshModel } from './model';
 
 const ENVELOPE = `"apiVersion":${JSON.stringify(MESH_API_VERSION)}`;
@@ -14,9 +16,38 @@ const ENVELOPE = `"apiVersion":${JSON.stringify(MESH_API_VERSION)}`;
 export interface SyncLine {
   readonly type: 'snapshot' | 'delta' | 'heartbeat';
   readonly version: number;
-  /** One NDJSON line, newline included. */
-  readonly line: string;
+  /** One NDJSON line, newline included, as pieces to write in order. */
+  readonly pieces: readonly string[];
+  /** Bytes of the line in UTF-8. */
+  readonly bytes: number;
 }
+
+/** The line as one text (tests, small messages). */
+export const lineText = (line: SyncLine): string => line.pieces.join('');
+
+/** `head`, the services' texts separated by commas, `tail`: the pieces of one line. */
+function piecesOf(
+  head: string,
+  services: readonly { readonly json: string; readonly bytes: number }[],
+  tail: string,
+): { pieces: string[]; bytes: number } {
+  const pieces = [head];
+  let bytes = utf8Length(head) + utf8Length(tail) + Math.max(0, services.length - 1);
+  services.forEach((s, i) => {
+    if (i > 0) pieces.push(',');
+    pieces.push(s.json);
+    bytes += s.bytes;
+  });
+  pieces.push(tail);
+  return { pieces, bytes };
+}
+
+const single = (type: SyncLine['type'], version: number, text: string): SyncLine => ({
+  type,
+  version,
+  pieces: [text],
+  bytes: utf8Length(text),
+});
 
 export class ProxySync {
   /** The model version the proxy is up to date with (0 before the snapshot). */
@@ -48,45 +79,44 @@ export class ProxySync {
     this.settingsText = this.model.settingsJson;
     this.version = version;
     this.sentVersion = version;
-    const services = this.model.visibleServices(this.namespace).map((b) => b.json);
-    return {
-      type: 'snapshot',
-      version,
-      line: `{${ENVELOPE},"proxy":${this.scopeText},"services":[${services.join(',')}],"settings":${this.settingsText},"type":"snapshot","version":${version}}\n`,
-    };
+    const { pieces, bytes } = piecesOf(
+      `{${ENVELOPE},"proxy":${this.scopeText},"services":[`,
+      this.model.visibleServices(this.namespace),
+      `],"settings":${this.settingsText},"type":"snapshot","version":${version}}\n`,
+    );
+    return { type: 'snapshot', version, pieces, bytes };
   }
 
   /** The delta that brings the proxy to the model's version; null when it has nothing new. */
   delta(): SyncLine | null {
     const version = this.model.version;
     if (version <= this.version) return null;
-    const parts: string[] = [];
+    const head: string[] = [];
     const scope = this.model.proxyScope(this.podKey);
     const scopeText = scope === null ? this.scopeText : canonicalJson(scope);
-    if (scopeText !== null && scopeText !== this.scopeText) parts.push(`"proxy":${scopeText}`);
+    if (scopeText !== null && scopeText !== this.scopeText) head.push(`"proxy":${scopeText}`);
     const { services, removed } = this.model.changesSince(this.version, this.namespace);
-    if (removed.length > 0) parts.push(`"removed":${JSON.stringify(removed)}`);
-    if (services.length > 0) parts.push(`"services":[${services.map((b) => b.json).join(',')}]`);
+    if (removed.length > 0) head.push(`"removed":${JSON.stringify(removed)}`);
     const settingsText = this.model.settingsJson;
-    if (settingsText !== this.settingsText) parts.push(`"settings":${settingsText}`);
+    if (settingsText !== this.settingsText) head.push(`"settings":${settingsText}`);
     // Up to date either way: what changed is nothing this proxy sees.
     this.version = version;
-    if (parts.length === 0) return null;
+    if (head.length === 0 && services.length === 0) return null;
     this.sentVersion = version;
     this.scopeText = scopeText;
     this.settingsText = settingsText;
-    return {
-      type: 'delta',
-      version,
-      line: `{${ENVELOPE},${parts.join(',')},"type":"delta","version":${version}}\n`,
-    };
+    const tail = `"type":"delta","version":${version}}\n`;
+    const start = `{${ENVELOPE},${head.map((h) => `${h},`).join('')}`;
+    if (services.length === 0) return single('delta', version, `${start}${tail}`);
+    const { pieces, bytes } = piecesOf(`${start}"services":[`, services, `],${tail}`);
+    return { type: 'delta', version, pieces, bytes };
   }
 
   heartbeat(): SyncLine {
-    return {
-      type: 'heartbeat',
-      version: this.version,
-      line: `{${ENVELOPE},"type":"heartbeat","version":${this.version}}\n`,
-    };
+    return single(
+      'heartbeat',
+      this.version,
+      `{${ENVELOPE},"type":"heartbeat","version":${this.version}}\n`,
+    );
   }
 }

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Authenticator } from '../../src/ca/ports';
 import { MooringError } from '../../src/errors';
 import { MeshModel } from '../../src/mesh';
-import { MeshPush } from '../../src/server/mesh/push';
+import { CHUNK_BYTES, MeshPush } from '../../src/server/mesh/push';
 import { makeCa, makeServing } from '../fixtures/agent-pki';
 import {
   endpointSlice,
@@ -299,14 +299,51 @@ describe('a slow reader', () => {
     expect(s.push.waiting()).toBe(0);
   }, 120_000);
 
+  it('is sent a snapshot larger than its socket buffers chunk by chunk, never held whole', async () => {
+    const s = await start();
+    for (let i = 0; i < 12; i++) {
+      s.model.upsert(
+        valid(
+          endpointSlice(
+            `big-${i}`,
+            withSlicePort(8080, 'http'),
+            ...Array.from({ length: 4000 }, (_, j) =>
+              withEndpoint(`10.${i}.${Math.floor(j / 250)}.${j % 250}`),
+            ),
+          ),
+        ),
+      );
+      s.model.upsert(valid(service(`big-${i}`, withPort(80, 'http', 8080))));
+    }
+    s.push.flush();
+    const w = await watch(s, 'tok-web');
+    w.res.pause();
+    const deadline = Date.now() + 20_000;
+    while (s.push.streamViews()[0]?.waitingForReader !== true && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const [view] = s.push.streamViews();
+    expect(view?.waitingForReader).toBe(true);
+    // About 5 MB to send: the server holds at most one chunk more than the socket took.
+    expect(view?.bytes).toBeGreaterThan(4_000_000);
+    expect(view?.buffered).toBeLessThanOrEqual(2 * CHUNK_BYTES);
+    w.res.resume();
+    const snapshot = await w.next((m) => m.type === 'snapshot', 60_000);
+    expect(snapshot.type === 'snapshot' ? snapshot.services.length : 0).toBe(13);
+  }, 120_000);
+
   it('is closed when it reads nothing for too long', async () => {
     const s = await start({ stallMs: 300, heartbeatMs: 100 });
     const w = await watch(s, 'tok-web');
     await w.next((m) => m.type === 'snapshot');
     w.res.pause();
-    await fillSocket(s);
+    // Changes keep coming; the kernel's buffers grow, then fill: the stream stalls, and closes.
     const deadline = Date.now() + 60_000;
-    while (s.push.count() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (let round = 1; s.push.count() > 0 && Date.now() < deadline; round++) {
+      s.model.upsert(bigSlice(4000, round));
+      s.push.flush();
+      await new Promise((r) => setTimeout(r, 20));
+    }
     expect(s.push.count()).toBe(0);
   }, 120_000);
 });

@@ -1,11 +1,13 @@
 // The push of the mesh to the connected proxies (`GET /v1/mesh/watch`, src/http/plugins/mesh.ts
 // opens the streams). Sources change the model and call `changed()`; after Istio's debounce
 // (100 ms of quiet, at most 10 s) the model commits and every stream gets the delta of what it
-// sees (src/mesh/proxy-sync.ts builds the lines, each change serialized once). A stream whose
-// reader is slow (its socket buffer is full) is not written to until it drains; then one delta
-// brings it from the version it holds to the current one, so the server never buffers more than
-// one message per stream. A stream that takes nothing for `stallMs` is closed (the agent
-// reconnects and gets a snapshot). Heartbeats every `heartbeatMs` while nothing changes.
+// sees (src/mesh/proxy-sync.ts builds the lines, each change serialized once). A line is written
+// in chunks of at most CHUNK_BYTES as the socket takes them (a snapshot of a large mesh is never
+// copied whole); a stream whose reader is slow (its socket buffer is full) gets nothing more
+// until it drains, then one delta brings it from the version it holds to the current one. So
+// the server holds at most one chunk per stream beyond what the socket took, whatever the number
+// of changes. A stream that takes nothing for `stallMs` is closed (the agent reconnects and gets
+// a snapshot). Heartbeats every `heartbeatMs` while nothing changes.
 
 import type { MeshService, MeshSettings, ProxyScope } from '../../api/mesh';
 import { MESH_HEARTBEAT_MS, MESH_STREAM_IDLE_MS } from '../../api/mesh';
@@ -85,9 +87,14 @@ export interface StreamView {
   readonly versionSynced: number;
   /** Its socket is full: it gets the coalesced delta when it drains. */
   readonly waitingForReader: boolean;
+  /** Bytes the server holds for it beyond what its socket took. */
+  readonly buffered: number;
   readonly messages: number;
   readonly bytes: number;
 }
+
+/** Most bytes handed to the socket at once. */
+export const CHUNK_BYTES = 64 * 1024;
 
 interface Stream {
   readonly id: number;
@@ -97,7 +104,10 @@ interface Stream {
   readonly remote: string | null;
   readonly since: Date;
   lastWriteAt: number;
+  /** Since when the socket refused more (null: it takes writes). */
   blockedSince: number | null;
+  /** The pieces of the line being written, and where the next write starts. */
+  pending: { readonly pieces: readonly string[]; next: number; offset: number } | null;
   messages: number;
   bytes: number;
 }
@@ -180,7 +190,7 @@ export class MeshPush {
     if (commit !== null) {
       this.options.observer?.commit?.(commit);
       for (const stream of this.streams.values()) {
-        if (stream.blockedSince === null) this.sendDelta(stream, startedAt);
+        if (stream.pending === null) this.sendDelta(stream, startedAt);
       }
     }
     this.prune();
@@ -253,6 +263,7 @@ export class MeshPush {
       since: new Date(),
       lastWriteAt: this.now(),
       blockedSince: null,
+      pending: null,
       messages: 0,
       bytes: 0,
     };
@@ -284,31 +295,65 @@ export class MeshPush {
 
   private write(stream: Stream, line: SyncLine, startedAt: number | null): void {
     if (stream.target.destroyed) return;
-    const ok = stream.target.write(line.line);
-    const bytes = Buffer.byteLength(line.line);
     stream.messages += 1;
-    stream.bytes += bytes;
+    stream.bytes += line.bytes;
     stream.lastWriteAt = this.now();
-    this.options.observer?.message?.(line.type, bytes);
+    this.options.observer?.message?.(line.type, line.bytes);
     if (startedAt !== null && line.type === 'delta') {
       this.options.observer?.latency?.((stream.lastWriteAt - startedAt) / 1000);
     }
-    if (!ok && stream.blockedSince === null) {
-      stream.blockedSince = this.now();
-      stream.target.once('drain', () => {
-        stream.blockedSince = null;
-        // Everything since the version it holds, in one delta.
-        if (this.streams.has(stream.id)) this.sendDelta(stream, null);
-      });
+    stream.pending = { pieces: line.pieces, next: 0, offset: 0 };
+    this.pump(stream);
+  }
+
+  /** Writes the pending line's pieces while the socket takes them. */
+  private pump(stream: Stream): void {
+    const pending = stream.pending;
+    if (pending === null) return;
+    const { pieces } = pending;
+    while (pending.next < pieces.length) {
+      if (stream.target.destroyed) return;
+      // Up to CHUNK_BYTES characters: small pieces joined, a large one cut.
+      let chunk = '';
+      while (pending.next < pieces.length && chunk.length < CHUNK_BYTES) {
+        const piece = pieces[pending.next] ?? '';
+        let take = Math.min(piece.length - pending.offset, CHUNK_BYTES - chunk.length);
+        // Never between the two halves of a surrogate pair (each chunk is encoded alone).
+        const last = piece.charCodeAt(pending.offset + take - 1);
+        if (take > 1 && pending.offset + take < piece.length && last >= 0xd800 && last <= 0xdbff) {
+          take -= 1;
+        }
+        chunk +=
+          pending.offset === 0 && take === piece.length
+            ? piece
+            : piece.slice(pending.offset, pending.offset + take);
+        pending.offset += take;
+        if (pending.offset >= piece.length) {
+          pending.next += 1;
+          pending.offset = 0;
+        }
+      }
+      if (!stream.target.write(chunk)) {
+        stream.blockedSince = this.now();
+        stream.target.once('drain', () => {
+          stream.blockedSince = null;
+          if (!this.streams.has(stream.id)) return;
+          this.pump(stream);
+          // Everything that changed meanwhile, in one delta.
+          if (stream.pending === null) this.sendDelta(stream, null);
+        });
+        return;
+      }
     }
+    stream.pending = null;
   }
 
   /** Heartbeats for quiet streams; closes streams stalled too long. */
   private tick(): void {
     const now = this.now();
     for (const stream of this.streams.values()) {
-      if (stream.blockedSince !== null) {
-        if (now - stream.blockedSince > this.stallMs) {
+      if (stream.pending !== null) {
+        if (stream.blockedSince !== null && now - stream.blockedSince > this.stallMs) {
           this.options.log.warn(
             {
               pod: stream.sync.podKey,
@@ -346,7 +391,7 @@ export class MeshPush {
 
   waiting(): number {
     let n = 0;
-    for (const stream of this.streams.values()) if (stream.blockedSince !== null) n += 1;
+    for (const stream of this.streams.values()) if (stream.pending !== null) n += 1;
     return n;
   }
 
@@ -359,7 +404,8 @@ export class MeshPush {
       connectedSince: stream.since.toISOString(),
       versionSent: stream.sync.sentVersion,
       versionSynced: stream.sync.version,
-      waitingForReader: stream.blockedSince !== null,
+      waitingForReader: stream.pending !== null,
+      buffered: stream.target.writableLength,
       messages: stream.messages,
       bytes: stream.bytes,
     };

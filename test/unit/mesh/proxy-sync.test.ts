@@ -4,7 +4,7 @@ import {
   type MeshMessage,
   type MeshState,
 } from '../../../src/api/mesh';
-import { ProxySync, type SyncLine } from '../../../src/mesh';
+import { lineText, ProxySync, type SyncLine } from '../../../src/mesh';
 import {
   endpointSlice,
   inNamespace,
@@ -27,9 +27,11 @@ import {
 
 const parsed = (line: SyncLine | null): MeshMessage => {
   if (line === null) throw new Error('no line');
-  expect(line.line.endsWith('\n')).toBe(true);
-  expect(line.line.indexOf('\n')).toBe(line.line.length - 1);
-  return parseMeshMessage(line.line);
+  const text = lineText(line);
+  expect(text.endsWith('\n')).toBe(true);
+  expect(text.indexOf('\n')).toBe(text.length - 1);
+  expect(line.bytes).toBe(Buffer.byteLength(text));
+  return parseMeshMessage(text);
 };
 
 function setup() {
@@ -146,9 +148,10 @@ describe('what one proxy is sent', () => {
 
   it('writes the same text for a Service to every proxy (serialized once, canonical)', () => {
     const { model } = setup();
-    const a = new ProxySync(model, 'default/web-1', 'default').snapshot()?.line ?? '';
-    const b = new ProxySync(model, 'default/web-1', 'default').snapshot()?.line ?? '';
-    expect(a).toBe(b);
-    expect(a).toContain(model.service('default/web')?.json ?? 'missing');
+    const a = new ProxySync(model, 'default/web-1', 'default').snapshot();
+    const b = new ProxySync(model, 'default/web-1', 'default').snapshot();
+    expect(a?.pieces).toContain(model.service('default/web')?.json);
+    expect(b?.pieces).toContain(model.service('default/web')?.json);
+    expect(a === null ? '' : lineText(a)).toBe(b === null ? '' : lineText(b));
   });
 });
