@@ -1,8 +1,10 @@
 // Local mode's mesh source (`mooring serve --mesh-dir DIR`): every `*.yaml`, `*.yml` and
 // `*.json` file of DIR (not its subdirectories; hidden files and editor leftovers are not read).
-// DIR is watched for change notifications and scanned every `pollMs` as well (a notification can
-// be lost; a ConfigMap mounted as DIR changes by a symbolic-link swap), so a change is seen well
-// within a second. A file is read again only when its inode, size or times change. What is
+// DIR is watched for change notifications (inotify: a change is seen within milliseconds, a
+// ConfigMap mounted as DIR included, whose files change by a symbolic-link swap in DIR), and
+// scanned every `pollMs` as a safety net (5 s; 500 ms where notifications are not available, so
+// that a change is still seen within a second). A file is read again only when its inode, size
+// or times change. What is
 // wrong is logged once with its file, kind, name and field, shown by problems(), and skipped
 // (src/mesh/files.ts); the rest of the mesh keeps working.
 
@@ -12,13 +14,11 @@ import { join, resolve } from 'node:path';
 import { MooringError } from '../errors';
 import {
   isMeshFile,
-  mergeMeshFiles,
+  MeshFileSet,
   readMeshFile,
-  refOf,
   type FileObjects,
   type MeshModel,
   type ObjectProblem,
-  type ObjectRef,
 } from '../mesh';
 
 export interface SourceLogger {
@@ -33,7 +33,10 @@ export interface MeshDirOptions {
   readonly log: SourceLogger;
   /** Called after the model changed (the push debounces). */
   readonly onChange: () => void;
-  /** How often the directory is scanned besides notifications. Default 500 ms. */
+  /**
+   * How often the directory is scanned besides notifications. Default 5 s with notifications,
+   * 500 ms without.
+   */
   readonly pollMs?: number;
   /** Use change notifications (default true); the poll always runs. */
   readonly watch?: boolean;
@@ -53,8 +56,10 @@ const problemKey = (p: ObjectProblem): string =>
 export class MeshDirSource {
   readonly dir: string;
   private readonly files = new Map<string, FileState>();
-  private applied = new Map<string, ObjectRef>();
+  private readonly set = new MeshFileSet();
   private problemList: ObjectProblem[] = [];
+  /** Files named by change notifications since the last scan; null: scan everything. */
+  private dirtyNames: Set<string> | null = new Set();
   private logged = new Set<string>();
   private watcher: FSWatcher | null = null;
   private poller: NodeJS.Timeout | null = null;
@@ -85,21 +90,32 @@ export class MeshDirSource {
     await this.check();
     if (this.options.watch !== false) {
       try {
-        this.watcher = watch(this.dir, { persistent: false }, () => this.schedule());
+        this.watcher = watch(this.dir, { persistent: false }, (_event, name) =>
+          this.schedule(typeof name === 'string' && isMeshFile(name) ? name : null),
+        );
         this.watcher.on('error', () => {
           this.watcher?.close();
           this.watcher = null;
+          this.poll();
         });
       } catch {
         // Polling alone still sees every change within pollMs.
       }
     }
-    this.poller = setInterval(() => void this.check(), this.options.pollMs ?? 500);
-    this.poller.unref();
+    this.poll();
     this.options.log.info(
-      { meshDir: this.dir, files: this.files.size, objects: this.applied.size },
+      { meshDir: this.dir, files: this.files.size, objects: this.set.size() },
       'mesh directory loaded',
     );
+  }
+
+  /** (Re)starts the scan timer: often without notifications, rarely with them. */
+  private poll(): void {
+    if (this.poller !== null) clearInterval(this.poller);
+    if (this.stopped) return;
+    const pollMs = this.options.pollMs ?? (this.watcher === null ? 500 : 5000);
+    this.poller = setInterval(() => void this.check(), pollMs);
+    this.poller.unref();
   }
 
   stop(): Promise<void> {
@@ -120,21 +136,32 @@ export class MeshDirSource {
       source: 'files',
       meshDir: this.dir,
       files: [...this.files.keys()].sort(),
-      objects: this.applied.size,
+      objects: this.set.size(),
       ...(this.dirProblem === null ? {} : { problem: this.dirProblem }),
     };
   }
 
-  private schedule(): void {
-    if (this.debounce !== null || this.stopped) return;
+  /**
+   * A notification: re-reads the file it names soon (a burst of events is one read); anything
+   * else (a ConfigMap's `..data` swap, a directory event) re-reads the whole directory.
+   */
+  private schedule(name: string | null): void {
+    if (this.stopped) return;
+    if (name === null) this.dirtyNames = null;
+    else this.dirtyNames?.add(name);
+    if (this.debounce !== null) return;
     this.debounce = setTimeout(() => {
       this.debounce = null;
-      void this.check();
+      const names = this.dirtyNames;
+      this.dirtyNames = new Set();
+      this.scanning = this.scanning.then(() =>
+        this.stopped ? undefined : names === null ? this.scan() : this.scanFiles([...names]),
+      );
     }, 20);
     this.debounce.unref();
   }
 
-  /** Scans the directory now (serialised with other scans). */
+  /** Scans the whole directory now (serialised with other scans). */
   check(): Promise<void> {
     this.scanning = this.scanning.then(() => (this.stopped ? undefined : this.scan()));
     return this.scanning;
@@ -158,24 +185,41 @@ export class MeshDirSource {
       return;
     }
     this.dirProblem = null;
-    let changed = false;
-    const seen = new Set<string>();
+    const present = new Set(names.map((name) => join(this.dir, name)));
+    const gone = [...this.files.keys()].filter((path) => !present.has(path));
+    await this.update([...present], gone);
+  }
+
+  /** Re-reads the named files only (a notification named them). */
+  private async scanFiles(names: readonly string[]): Promise<void> {
+    const present: string[] = [];
+    const gone: string[] = [];
     for (const name of names) {
       const path = join(this.dir, name);
-      seen.add(path);
+      if (await isFile(path)) present.push(path);
+      else if (this.files.has(path)) gone.push(path);
+    }
+    await this.update(present, gone);
+  }
+
+  /** Reads the files that changed among `paths`, forgets `gone`, and updates the model. */
+  private async update(paths: readonly string[], gone: readonly string[]): Promise<void> {
+    const changes: [string, FileState | null][] = gone.map((path) => [path, null]);
+    for (const path of paths) {
       const state = await this.readIfChanged(path);
-      if (state !== null) {
-        this.files.set(path, state);
-        changed = true;
-      }
+      if (state !== null) changes.push([path, state]);
     }
-    for (const path of [...this.files.keys()]) {
-      if (!seen.has(path)) {
-        this.files.delete(path);
-        changed = true;
-      }
+    if (changes.length === 0) return;
+    let changed = false;
+    for (const [path, state] of changes) {
+      if (state === null) this.files.delete(path);
+      else this.files.set(path, state);
+      const { upserts, removes } = this.set.setFile(path, state?.result ?? null);
+      for (const ref of removes) changed = this.options.model.remove(ref) || changed;
+      for (const obj of upserts) changed = this.options.model.upsert(obj) || changed;
     }
-    if (changed) this.apply();
+    this.reportProblems();
+    if (changed) this.options.onChange();
   }
 
   /** The file's new state, or null when it did not change (or vanished meanwhile). */
@@ -222,21 +266,9 @@ export class MeshDirSource {
     return { signature, result: readMeshFile(path, text, previous?.result ?? null) };
   }
 
-  /** The merged objects of every file into the model; new problems into the log. */
-  private apply(): void {
-    const { objects, problems } = mergeMeshFiles(
-      [...this.files].map(([path, s]) => [path, s.result]),
-    );
-    let changed = false;
-    for (const [key, ref] of this.applied) {
-      if (!objects.has(key)) changed = this.options.model.remove(ref) || changed;
-    }
-    const applied = new Map<string, ObjectRef>();
-    for (const [key, obj] of objects) {
-      changed = this.options.model.upsert(obj) || changed;
-      applied.set(key, refOf(obj));
-    }
-    this.applied = applied;
+  /** Logs each new problem once. */
+  private reportProblems(): void {
+    const problems = this.set.problems();
     this.problemList = problems;
     const logged = new Set<string>();
     for (const p of problems) {
@@ -257,6 +289,13 @@ export class MeshDirSource {
       );
     }
     this.logged = logged;
-    if (changed) this.options.onChange();
+  }
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
   }
 }

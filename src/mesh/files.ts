@@ -11,7 +11,14 @@
 
 import { parseManifests } from '../injector/manifests';
 import { yamlErrorSummary } from '../json';
-import { MESH_KINDS, refKey, refOf, type MeshKind, type MeshObject } from './objects';
+import {
+  MESH_KINDS,
+  refKey,
+  refOf,
+  type MeshKind,
+  type MeshObject,
+  type ObjectRef,
+} from './objects';
 import { validateMeshObject, type FieldProblem, type ObjectIdentity } from './validate';
 
 export type ProblemEffect = 'skipped' | 'kept-last-valid' | 'field-ignored';
@@ -164,20 +171,92 @@ export function readMeshFile(
   return { objects, problems, ignored };
 }
 
-/** The objects of every file (in name order: the first file that defines an object gives it). */
-export function mergeMeshFiles(files: readonly (readonly [string, FileObjects])[]): {
-  readonly objects: Map<string, MeshObject>;
-  readonly problems: ObjectProblem[];
-} {
-  const objects = new Map<string, MeshObject>();
-  const from = new Map<string, string>();
-  const problems: ObjectProblem[] = [];
-  const sorted = [...files].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  for (const [file, result] of sorted) {
-    problems.push(...result.problems);
-    for (const [key, obj] of result.objects) {
-      const first = from.get(key);
-      if (first !== undefined) {
+/**
+ * The objects of every file of the directory, kept up to date file by file: the first file (by
+ * name) that defines an object gives it; a later definition is reported and skipped. A change of
+ * one file tells which objects to put into the model or take out of it, without going over the
+ * objects of the other files.
+ */
+export class MeshFileSet {
+  private readonly files = new Map<string, FileObjects>();
+  /** The files that define each object (refKey). */
+  private readonly definers = new Map<string, Set<string>>();
+
+  /** Sets (or, with null, removes) the objects of a file; returns what the model must do. */
+  setFile(
+    file: string,
+    result: FileObjects | null,
+  ): { readonly upserts: MeshObject[]; readonly removes: ObjectRef[] } {
+    const old = this.files.get(file);
+    const affected = new Map<string, ObjectRef>();
+    for (const [key, obj] of old?.objects ?? []) {
+      affected.set(key, refOf(obj));
+      this.definers.get(key)?.delete(file);
+    }
+    if (result === null) this.files.delete(file);
+    else this.files.set(file, result);
+    for (const [key, obj] of result?.objects ?? []) {
+      affected.set(key, refOf(obj));
+      let set = this.definers.get(key);
+      if (set === undefined) this.definers.set(key, (set = new Set()));
+      set.add(file);
+    }
+    const upserts: MeshObject[] = [];
+    const removes: ObjectRef[] = [];
+    for (const [key, ref] of affected) {
+      const obj = this.objectOf(key);
+      if (obj === undefined) {
+        this.definers.delete(key);
+        removes.push(ref);
+      } else {
+        upserts.push(obj);
+      }
+    }
+    return { upserts, removes };
+  }
+
+  /** The file that gives an object: the first by name among those that define it. */
+  private winner(key: string): string | undefined {
+    let first: string | undefined;
+    for (const file of this.definers.get(key) ?? [])
+      if (first === undefined || file < first) first = file;
+    return first;
+  }
+
+  private objectOf(key: string): MeshObject | undefined {
+    const file = this.winner(key);
+    return file === undefined ? undefined : this.files.get(file)?.objects.get(key);
+  }
+
+  fileNames(): string[] {
+    return [...this.files.keys()].sort();
+  }
+
+  /** Every object given, by refKey. */
+  objects(): Map<string, MeshObject> {
+    const out = new Map<string, MeshObject>();
+    for (const key of this.definers.keys()) {
+      const obj = this.objectOf(key);
+      if (obj !== undefined) out.set(key, obj);
+    }
+    return out;
+  }
+
+  size(): number {
+    return this.definers.size;
+  }
+
+  /** The problems of every file, then the objects defined twice. */
+  problems(): ObjectProblem[] {
+    const problems: ObjectProblem[] = [];
+    for (const file of this.fileNames()) problems.push(...(this.files.get(file)?.problems ?? []));
+    for (const [key, files] of this.definers) {
+      if (files.size < 2) continue;
+      const first = this.winner(key) ?? '';
+      const obj = this.objectOf(key);
+      if (obj === undefined) continue;
+      for (const file of [...files].sort()) {
+        if (file === first) continue;
         problems.push(
           ...problemsOf(
             file,
@@ -186,11 +265,18 @@ export function mergeMeshFiles(files: readonly (readonly [string, FileObjects])[
             'skipped',
           ),
         );
-        continue;
       }
-      objects.set(key, obj);
-      from.set(key, file);
     }
+    return problems;
   }
-  return { objects, problems };
+}
+
+/** The objects of every file at once (in name order: the first file that defines an object gives it). */
+export function mergeMeshFiles(files: readonly (readonly [string, FileObjects])[]): {
+  readonly objects: Map<string, MeshObject>;
+  readonly problems: ObjectProblem[];
+} {
+  const set = new MeshFileSet();
+  for (const [file, result] of files) set.setFile(file, result);
+  return { objects: set.objects(), problems: set.problems() };
 }

@@ -5,6 +5,7 @@ export { DEBOUNCE_MAX_MS, DEBOUNCE_QUIET_MS, debounceWait, type DebounceTimes } 
 export {
   isMeshFile,
   mergeMeshFiles,
+  MeshFileSet,
   readMeshFile,
   type FileObjects,
   type ObjectProblem,

@@ -87,12 +87,16 @@ export class ProxySync {
     return { type: 'snapshot', version, pieces, bytes };
   }
 
-  /** The delta that brings the proxy to the model's version; null when it has nothing new. */
-  delta(): SyncLine | null {
+  /**
+   * The delta that brings the proxy to the model's version; null when it has nothing new.
+   * `scopeMayHaveChanged` false (its Pod is not among a commit's pods) spares rebuilding its
+   * scope, the costly part of a delta when a thousand proxies are told of one change.
+   */
+  delta(scopeMayHaveChanged = true): SyncLine | null {
     const version = this.model.version;
     if (version <= this.version) return null;
     const head: string[] = [];
-    const scope = this.model.proxyScope(this.podKey);
+    const scope = scopeMayHaveChanged ? this.model.proxyScope(this.podKey) : null;
     const scopeText = scope === null ? this.scopeText : canonicalJson(scope);
     if (scopeText !== null && scopeText !== this.scopeText) head.push(`"proxy":${scopeText}`);
     const { services, removed } = this.model.changesSince(this.version, this.namespace);

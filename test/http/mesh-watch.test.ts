@@ -19,6 +19,7 @@ import {
   withEndpoint,
   withIP,
   withPort,
+  withAnnotation,
   withServiceAccount,
   withSlicePort,
 } from '../fixtures/mesh-objects';
@@ -202,6 +203,32 @@ describe('GET /v1/mesh/watch streams', () => {
     expect(s.push.streamViews()).toMatchObject([
       { pod: 'default/web-1', versionSent: delta.version, messages: 2 },
     ]);
+  });
+
+  it("its own scope when its Pod changed, and not another proxy's", async () => {
+    const s = await start();
+    s.model.upsert(valid(pod('web-2', meshed(), withServiceAccount('web'), withIP('10.0.0.2'))));
+    s.push.flush();
+    const one = await watch(s, 'tok-web');
+    const two = await watch(s, 'tok-web', { pod: 'web-2', namespace: 'default' });
+    await one.next((m) => m.type === 'snapshot');
+    await two.next((m) => m.type === 'snapshot');
+    s.model.upsert(
+      valid(
+        pod(
+          'web-1',
+          meshed(),
+          withServiceAccount('web'),
+          withIP('10.0.0.1'),
+          withAnnotation('proxy.mooring.dev/access-log', 'true'),
+        ),
+      ),
+    );
+    s.push.changed();
+    expect(await one.next((m) => m.type === 'delta')).toMatchObject({ proxy: { accessLog: true } });
+    // The other proxy's scope did not change, and no Service did: it is sent nothing.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(two.messages.map((m) => m.type)).toEqual(['snapshot']);
   });
 
   it('one delta for a burst of changes (the debounce)', async () => {

@@ -108,6 +108,8 @@ interface Stream {
   blockedSince: number | null;
   /** The pieces of the line being written, and where the next write starts. */
   pending: { readonly pieces: readonly string[]; next: number; offset: number } | null;
+  /** A commit touched its Pod while it was busy. */
+  scopeStale: boolean;
   messages: number;
   bytes: number;
 }
@@ -189,8 +191,14 @@ export class MeshPush {
     const commit = this.options.model.commit();
     if (commit !== null) {
       this.options.observer?.commit?.(commit);
+      const pods = new Set(commit.pods);
       for (const stream of this.streams.values()) {
-        if (stream.pending === null) this.sendDelta(stream, startedAt);
+        if (stream.pending === null) {
+          this.sendDelta(stream, startedAt, pods.has(stream.sync.podKey));
+        } else if (pods.has(stream.sync.podKey)) {
+          // Busy: its scope is looked at again when it catches up.
+          stream.scopeStale = true;
+        }
       }
     }
     this.prune();
@@ -264,6 +272,7 @@ export class MeshPush {
       lastWriteAt: this.now(),
       blockedSince: null,
       pending: null,
+      scopeStale: false,
       messages: 0,
       bytes: 0,
     };
@@ -288,8 +297,9 @@ export class MeshPush {
     return this.view(stream);
   }
 
-  private sendDelta(stream: Stream, startedAt: number | null): void {
-    const delta = stream.sync.delta();
+  private sendDelta(stream: Stream, startedAt: number | null, scopeMayHaveChanged: boolean): void {
+    const delta = stream.sync.delta(scopeMayHaveChanged || stream.scopeStale);
+    stream.scopeStale = false;
     if (delta !== null) this.write(stream, delta, startedAt);
   }
 
@@ -340,7 +350,7 @@ export class MeshPush {
           if (!this.streams.has(stream.id)) return;
           this.pump(stream);
           // Everything that changed meanwhile, in one delta.
-          if (stream.pending === null) this.sendDelta(stream, null);
+          if (stream.pending === null) this.sendDelta(stream, null, false);
         });
         return;
       }

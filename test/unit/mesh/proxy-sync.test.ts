@@ -128,6 +128,25 @@ describe('what one proxy is sent', () => {
     });
   });
 
+  it("leaves its scope out when told it did not change (its Pod is not among the commit's)", () => {
+    const { model, sync } = setup();
+    sync.snapshot();
+    model.upsert(
+      valid(
+        pod(
+          'web-1',
+          meshed(),
+          withServiceAccount('web'),
+          withIP('10.0.0.1'),
+          withAnnotation('proxy.mooring.dev/access-log', 'true'),
+        ),
+      ),
+    );
+    model.upsert(valid(service('new', withPort(81, 'http'))));
+    model.commit();
+    expect(parsed(sync.delta(false))).not.toHaveProperty('proxy');
+  });
+
   it('says in a heartbeat the version it is up to date with, also after a change it does not see', () => {
     const { model, sync } = setup();
     sync.snapshot();
