@@ -201,7 +201,7 @@ describe("mooring serve with the chart's RBAC", () => {
       };
       const { kinds } = body.source;
       return ['Service', 'EndpointSlice', 'Pod'].every(
-        (k) => typeof kinds[k] === 'object' && (kinds[k] as { synced?: boolean }).synced === true,
+        (k) => typeof kinds[k] === 'object' && kinds[k].synced === true,
       )
         ? body
         : undefined;
