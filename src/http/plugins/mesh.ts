@@ -89,6 +89,8 @@ export function registerMeshRoutes(app: FastifyInstance, deps: MeshRouteDeps): v
       }
       const query = parseWatchQuery(request.query);
       const admission = watch.admit(caller, query);
+      // The client may have gone while its token was reviewed.
+      if (request.socket.destroyed) return reply.hijack();
 
       void reply.hijack();
       const res = reply.raw;

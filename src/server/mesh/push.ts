@@ -262,6 +262,8 @@ export class MeshPush {
     info: { readonly ip: string | null; readonly remote: string | null },
   ): StreamView {
     if (this.closed) throw new MooringError('MESH_ERR_NOT_READY', 'the server is shutting down');
+    // Gone while it was authenticated: its 'close' has already been emitted.
+    if (target.destroyed) throw new MooringError('MESH_ERR_NOT_READY', 'the client went away');
     const stream: Stream = {
       id: this.nextId++,
       sync: new ProxySync(this.options.model, admission.podKey, admission.namespace),

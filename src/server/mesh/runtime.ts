@@ -88,10 +88,16 @@ export class MeshRuntime implements MeshDebug {
     private readonly log: MeshLogger,
   ) {}
 
-  /** The `mesh` configuration (and the trust domain's settings) of a re-read config file. */
+  /**
+   * The `mesh` part of a re-read configuration file. The trust domain stays the running one
+   * (identities are the CA's: a new one needs a restart).
+   */
   applyConfig(config: Config): void {
     this.model.setDefaultMtlsMode(config.mesh.mtlsMode);
-    this.model.setSettings(meshSettingsOf(config));
+    this.model.setSettings({
+      ...meshSettingsOf(config),
+      trustDomain: this.model.settings.trustDomain,
+    });
     if (this.model.dirty()) {
       this.log.info({ mesh: config.mesh }, 'mesh configuration changed: pushing it to the proxies');
       this.push.changed();
