@@ -272,6 +272,11 @@ export type MeshMessage =
   | {
       readonly type: 'heartbeat';
       readonly apiVersion: typeof MESH_API_VERSION;
+      /**
+       * The version the proxy is up to date with: above that of its last snapshot or delta when
+       * what changed since concerned it not (another namespace's Service not exported to it).
+       * Not a sign of a missed message.
+       */
       readonly version: number;
     };
 
