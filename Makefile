@@ -13,7 +13,7 @@ LISTEN ?= 127.0.0.1:8443
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
 PHONY_NODE := node-binaries images harness e2e-node cluster-up cluster-down
-.PHONY: $(PHONY_NODE) help deps addon build run test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst
+.PHONY: $(PHONY_NODE) help deps addon build run test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -110,6 +110,9 @@ bench-webhook: bench-build bench-tools ## admission reviews per second, latency 
 
 bench-agent: bench-build ## agent start, memory, renewal CPU, probe throughput
 	node .cache/bench/bench/agent.js
+
+bench-mesh: bench-build ## the mesh push: 1,000 Services x 10 endpoints, 1,000 proxies, EndpointSlice changes
+	node .cache/bench/bench/mesh-push.js --changes 10
 
 bench-cluster: bench-build control-plane ## cluster mode at rest with 200 namespaces, TokenReview cache under a burst
 	node .cache/bench/bench/cluster.js

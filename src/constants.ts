@@ -105,6 +105,10 @@ export const AGENT_ENV = {
   drain: 'MOORING_DRAIN',
   logLevel: 'MOORING_LOG_LEVEL',
   appProbes: 'MOORING_APP_PROBES',
+  meshUrl: 'MOORING_MESH_URL',
+  podName: 'MOORING_POD_NAME',
+  podNamespace: 'MOORING_POD_NAMESPACE',
+  podIp: 'MOORING_POD_IP',
 } as const;
 
 export const SYSTEM_NAMESPACES = ['kube-system', 'kube-public', 'kube-node-lease'] as const;

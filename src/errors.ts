@@ -37,6 +37,12 @@ export const ERROR_CATALOG = {
   CA_ERR_INTERNAL: { status: 500, summary: 'internal error' },
   // iptables (the init container's program)
   IPT_ERR_APPLY: { status: 500, summary: 'the iptables rules could not be applied' },
+  // the mesh push (GET /v1/mesh/watch)
+  MESH_ERR_QUERY: { status: 400, summary: 'the watch request does not name a valid Pod' },
+  MESH_ERR_FORBIDDEN: { status: 403, summary: 'the token may not watch the mesh of this Pod' },
+  MESH_ERR_POD_NOT_FOUND: { status: 404, summary: 'the mesh does not know this Pod' },
+  MESH_ERR_NOT_READY: { status: 503, summary: 'the mesh is not loaded yet' },
+  MESH_ERR_SOURCE: { status: 500, summary: 'the mesh cannot be read' },
   // the server process
   SRV_ERR_LISTEN: { status: 500, summary: 'the server cannot listen on its address' },
   // http

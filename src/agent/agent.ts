@@ -307,7 +307,12 @@ async function startProxy(
     servers.push(stats);
     await listenOn(stats, options.listenHost, p.statsPort);
     log.info(
-      { outbound: listening.outbound.port, inbound: listening.inbound.port, admin: p.adminPort, stats: p.statsPort },
+      {
+        outbound: listening.outbound.port,
+        inbound: listening.inbound.port,
+        admin: p.adminPort,
+        stats: p.statsPort,
+      },
       'proxy listening',
     );
   } catch (err) {

@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import type { KeyAlgorithm } from '../ca/ports';
 import { AGENT_ENV, MOUNT_PATH, PORT, ROOT_CERT_KEY, TOKEN_FILE } from '../constants';
 import { MooringError } from '../errors';
+import { isDnsLabel, isDnsSubdomain } from '../mesh/validate';
 import { AGENT_KEY_TYPES } from './identity/keys';
 import { DEFAULT_PROBE_HOST } from './health/probe-runner';
 import { parseAppProbes, type AppProbes } from '../api/app-probes';
@@ -15,6 +16,17 @@ const LOG_LEVELS: readonly AgentLogLevel[] = ['trace', 'debug', 'info', 'warn', 
 
 export interface AgentOptions {
   readonly caUrl: URL;
+  /** Where the mesh configuration comes from (GET /v1/mesh/watch); --ca-url by default. */
+  readonly meshUrl: URL;
+  /**
+   * The Pod the agent serves (--pod-name, --pod-namespace, --pod-ip; the injector sets their
+   * environment variables from the downward API); null where not given.
+   */
+  readonly pod: {
+    readonly name: string | null;
+    readonly namespace: string | null;
+    readonly ip: string | null;
+  };
   readonly tokenFile: string;
   readonly rootCert: string;
   readonly outDir: string;
@@ -55,6 +67,10 @@ export interface ProxyOptions {
 /** Flag values as the CLI parsed them (strings, undefined when absent). */
 export interface AgentFlags {
   readonly caUrl?: string;
+  readonly meshUrl?: string;
+  readonly podName?: string;
+  readonly podNamespace?: string;
+  readonly podIp?: string;
   readonly tokenFile?: string;
   readonly rootCert?: string;
   readonly outDir?: string;
@@ -191,6 +207,37 @@ export function resolveAgentOptions(
     bad('ca-url', AGENT_ENV.caUrl, caUrlText, 'is not a URL');
   }
 
+  const meshUrlText = pick(flags.meshUrl, AGENT_ENV.meshUrl, env)?.value;
+  let meshUrl = caUrl;
+  if (meshUrlText !== undefined) {
+    try {
+      meshUrl = new URL(meshUrlText);
+      if (meshUrl.protocol !== 'https:') {
+        bad('mesh-url', AGENT_ENV.meshUrl, meshUrlText, 'must be an https:// URL');
+      }
+    } catch {
+      bad('mesh-url', AGENT_ENV.meshUrl, meshUrlText, 'is not a URL');
+    }
+  }
+  const podName = pick(flags.podName, AGENT_ENV.podName, env)?.value.trim() ?? null;
+  if (podName !== null && !isDnsSubdomain(podName)) {
+    bad('pod-name', AGENT_ENV.podName, podName, 'is not a Pod name (a DNS subdomain)');
+  }
+  const podNamespace = pick(flags.podNamespace, AGENT_ENV.podNamespace, env)?.value.trim() ?? null;
+  if (podNamespace !== null && !isDnsLabel(podNamespace)) {
+    bad(
+      'pod-namespace',
+      AGENT_ENV.podNamespace,
+      podNamespace,
+      'is not a namespace name (a DNS label)',
+    );
+  }
+  const podIpText = pick(flags.podIp, AGENT_ENV.podIp, env)?.value.trim() ?? null;
+  if (podIpText !== null && isIP(podIpText) === 0) {
+    bad('pod-ip', AGENT_ENV.podIp, podIpText, 'is not an IP address');
+  }
+  const podIp = podIpText !== null && isIP(podIpText) !== 0 ? podIpText : null;
+
   const ttl = seconds('ttl', flags.ttl, AGENT_ENV.ttl, { min: 1 });
   const ttlSeconds = ttl === undefined ? undefined : Math.round(ttl);
 
@@ -252,7 +299,8 @@ export function resolveAgentOptions(
   if (readinessPort === agentPort && agentPort !== 0) {
     problems.push(`--readiness-port and --agent-port must differ (both are ${agentPort})`);
   }
-  const podIP = env.POD_IP?.trim() ?? '';
+  // The kubelet probes the Pod's IP: --pod-ip, else $POD_IP of older injections.
+  const podIP = podIp ?? env.POD_IP?.trim() ?? '';
 
   const proxyEnabled = flags.proxy !== false;
   const proxy: ProxyOptions = {
@@ -262,6 +310,12 @@ export function resolveAgentOptions(
     adminPort: portNumber('proxy-admin-port', flags.proxyAdminPort, AGENT_DEFAULTS.proxyAdminPort),
     statsPort: portNumber('stats-port', flags.statsPort, AGENT_DEFAULTS.statsPort),
   };
+  if (proxyEnabled && (podName === null || podNamespace === null)) {
+    problems.push(
+      '--pod-name and --pod-namespace are needed by the built-in proxy (the injector sets ' +
+        `${AGENT_ENV.podName} and ${AGENT_ENV.podNamespace}); give them, or --no-proxy`,
+    );
+  }
   if (proxyEnabled) {
     const ports: [string, number][] = [
       ['--readiness-port', readinessPort],
@@ -284,6 +338,8 @@ export function resolveAgentOptions(
 
   const options: AgentOptions = {
     caUrl,
+    meshUrl,
+    pod: { name: podName, namespace: podNamespace, ip: podIp },
     tokenFile: text('token-file', flags.tokenFile, AGENT_ENV.tokenFile, AGENT_DEFAULTS.tokenFile),
     rootCert: text('root-cert', flags.rootCert, AGENT_ENV.rootCert, AGENT_DEFAULTS.rootCert),
     outDir: text('out-dir', flags.outDir, AGENT_ENV.outDir, AGENT_DEFAULTS.outDir),

@@ -172,3 +172,38 @@ export function parseErrorResponse(text: string): Partial<ErrorResponse> {
     return {};
   }
 }
+
+/** Longest part of a server's error message an agent repeats. */
+const MAX_SERVER_MESSAGE = 300;
+
+/**
+ * A server's error message fit for a log: a server (or a proxy in front of it) that echoes the
+ * request would otherwise put the bearer token or the CSR there. Bearer tokens and PEM blocks
+ * are cut out, and the rest is shortened.
+ */
+export function serverMessageForLog(text: string): string {
+  const cleaned = text
+    .replace(/-----BEGIN [A-Z0-9 ]+-----[\s\S]*?(-----END [A-Z0-9 ]+-----|$)/g, '[PEM redacted]')
+    .replace(/(bearer)(\s+|%20)[^\s"',;]+/gi, '$1 [redacted]')
+    .replace(/\s+/g, ' ');
+  return cleaned.length > MAX_SERVER_MESSAGE
+    ? `${cleaned.slice(0, MAX_SERVER_MESSAGE)}...`
+    : cleaned;
+}
+
+/**
+ * A server's error answer (`{"code", "message"}`, the house's shape) fit for a log: `CODE:
+ * message`, or `HTTP n` when the body is not one; the code alone for metrics.
+ */
+export function serverErrorForLog(
+  status: number,
+  body: string,
+): { code?: string; message: string } {
+  const e = parseErrorResponse(body);
+  const code = e.code === undefined ? undefined : serverMessageForLog(e.code);
+  const message =
+    e.message === undefined
+      ? `HTTP ${status}`
+      : `${code ?? 'no code'}: ${serverMessageForLog(e.message)}`;
+  return code === undefined ? { message } : { code, message };
+}

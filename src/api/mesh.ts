@@ -184,7 +184,10 @@ export interface Endpoint {
    * `mooring.dev/status`) and accepts mutual TLS; null: connect in plain text.
    */
   readonly identity: string | null;
-  /** Ports on which a meshed endpoint takes plain text (port-level `DISABLE`). */
+  /**
+   * Endpoint (container) ports on which a meshed endpoint takes plain text (`portLevelMtls`
+   * DISABLE); absent when it takes mutual TLS on each of its ports.
+   */
   readonly plaintextPorts?: readonly number[];
   readonly workload: WorkloadInfo | null;
   readonly pod: string | null;
@@ -269,8 +272,48 @@ export type MeshMessage =
   | {
       readonly type: 'heartbeat';
       readonly apiVersion: typeof MESH_API_VERSION;
+      /**
+       * The version the proxy is up to date with: above that of its last snapshot or delta when
+       * what changed since concerned it not (another namespace's Service not exported to it).
+       * Not a sign of a missed message.
+       */
       readonly version: number;
     };
+
+// ---------------------------------------------------------------------------------------------
+// Debug views: the server's admin port shows what it pushes to each Pod; the proxy's own admin
+// port (127.0.0.1:15000, like Envoy's) shows what it holds. Both put the configuration under
+// `mesh` in the same shape, so that `mooring proxy-config` prints either.
+
+export const PROXY_ADMIN_PORT = 15000;
+/** On the proxy's admin port: `{"source": "proxy", "mesh": MeshConfigDump, ...}`. */
+export const PROXY_CONFIG_DUMP_PATH = '/config_dump';
+/** On the server's admin port. */
+export const MESH_DEBUG_PATHS = {
+  /** Every connected proxy: version sent, connected since. */
+  syncz: '/debug/mesh/syncz',
+  /** `?pod=<namespace>/<name>`: `{"source": "server", "mesh": MeshConfigDump, "streams": [...]}`. */
+  configDump: '/debug/mesh/config_dump',
+  /** The objects read, and those that are invalid. */
+  objects: '/debug/mesh/objects',
+} as const;
+
+/** A proxy's configuration as JSON (a MeshState with its services as a list, by key). */
+export interface MeshConfigDump {
+  readonly version: number;
+  readonly proxy: ProxyScope;
+  readonly settings: MeshSettings;
+  readonly services: readonly MeshService[];
+}
+
+export function meshConfigDump(state: MeshState): MeshConfigDump {
+  return {
+    version: state.version,
+    proxy: state.proxy,
+    settings: state.settings,
+    services: [...state.services.values()].sort((a, b) => (a.key < b.key ? -1 : 1)),
+  };
+}
 
 /** The whole configuration of one proxy: a snapshot with the deltas since applied. */
 export interface MeshState {

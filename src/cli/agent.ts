@@ -70,6 +70,16 @@ export const registerAgent: RegisterCommand = (program, io, setExit) => {
     .argument('[command...]', 'proxy command and its arguments, after --')
     .option('--ca-url <url>', `HTTPS URL of the CA${env(AGENT_ENV.caUrl)}`)
     .option(
+      '--mesh-url <url>',
+      `HTTPS URL of the server that pushes the mesh (default: --ca-url)${env(AGENT_ENV.meshUrl)}`,
+    )
+    .option('--pod-name <name>', `name of the Pod the agent serves${env(AGENT_ENV.podName)}`)
+    .option(
+      '--pod-namespace <namespace>',
+      `namespace of the Pod the agent serves${env(AGENT_ENV.podNamespace)}`,
+    )
+    .option('--pod-ip <ip>', `IP address of the Pod the agent serves${env(AGENT_ENV.podIp)}`)
+    .option(
       '--token-file <file>',
       `service-account token, re-read at every call${env(AGENT_ENV.tokenFile)}`,
     )
@@ -106,11 +116,17 @@ export const registerAgent: RegisterCommand = (program, io, setExit) => {
     .option('--readiness-port <port>', 'readiness port, 0 for any (default 15021)')
     .option('--agent-port <port>', 'metrics and app-probe port, 0 for any (default 15020)')
     .option('--root-poll-interval <duration>', 'how often the root file is re-read (default 10s)')
-    .option('--no-proxy', 'no built-in proxy: certificate lifecycle only (a command after -- may be the proxy)')
-    .option('--outbound-port <port>', 'the proxy\'s outbound capture port (default 15001)')
-    .option('--inbound-port <port>', 'the proxy\'s inbound capture port (default 15006)')
-    .option('--proxy-admin-port <port>', 'the proxy\'s admin port on 127.0.0.1, /config_dump (default 15000)')
-    .option('--stats-port <port>', 'the proxy\'s metrics port, /stats/prometheus (default 15090)')
+    .option(
+      '--no-proxy',
+      'no built-in proxy: certificate lifecycle only (a command after -- may be the proxy)',
+    )
+    .option('--outbound-port <port>', "the proxy's outbound capture port (default 15001)")
+    .option('--inbound-port <port>', "the proxy's inbound capture port (default 15006)")
+    .option(
+      '--proxy-admin-port <port>',
+      "the proxy's admin port on 127.0.0.1, /config_dump (default 15000)",
+    )
+    .option('--stats-port <port>', "the proxy's metrics port, /stats/prometheus (default 15090)")
     .action(async (command: string[], flags: AgentFlags) => {
       const { resolveAgentOptions } = await import('../agent/options');
       let options;

@@ -6,6 +6,7 @@ import { registerInject } from './inject';
 import { registerCA } from './ca';
 import { EXIT, processIO, UsageError, type CliIO, type RegisterCommand } from './io';
 import { registerIptables } from './iptables';
+import { registerProxyConfig } from './proxy-config';
 import { registerServe } from './serve';
 import { registerWebhookConfig } from './webhook-config';
 
@@ -17,6 +18,7 @@ const COMMANDS: RegisterCommand[] = [
   registerCA,
   registerServe,
   registerInject,
+  registerProxyConfig,
 ];
 
 /** `mooring ca status`: the command's full name. */

@@ -34,6 +34,7 @@ interface RawServeOptions {
   kubeconfig?: string;
   workers?: string;
   injectThreads?: string;
+  meshDir?: string;
 }
 
 export function registerServe(program: Command, _io: CliIO, setExit: (code: number) => void): void {
@@ -55,6 +56,10 @@ export function registerServe(program: Command, _io: CliIO, setExit: (code: numb
     )
     .option('--kubeconfig <file>', 'run in cluster mode against this cluster')
     .option(
+      '--mesh-dir <dir>',
+      'local mode: read the mesh (Services, EndpointSlices, Pods, PeerAuthentications) from the YAML and JSON files of this directory',
+    )
+    .option(
       '--workers <n|auto>',
       'processes serving the HTTPS port: N, or auto for one per CPU (default 1)',
     )
@@ -71,22 +76,32 @@ export function registerServe(program: Command, _io: CliIO, setExit: (code: numb
         ...(raw.kubeconfig === undefined ? {} : { kubeconfig: raw.kubeconfig }),
         ...(raw.workers === undefined ? {} : { workers: raw.workers }),
         ...(raw.injectThreads === undefined ? {} : { injectThreads: raw.injectThreads }),
+        ...(raw.meshDir === undefined ? {} : { meshDir: raw.meshDir }),
       };
       checkAddressFlag('--listen', flags.listen);
       checkAddressFlag('--admin-listen', flags.adminListen);
       checkCountFlag('--workers', flags.workers, 1);
       checkCountFlag('--inject-threads', flags.injectThreads, 0);
       // The server's modules load here, not when the CLI starts: other commands never pay for them.
-      const [workers, { resolveConfig, workerCount }, { startServer }] = await Promise.all([
+      const [
+        workers,
+        { resolveConfig, workerCount },
+        { MESH_DIR_IN_CLUSTER_MODE, startServer },
+        { detectMode },
+      ] = await Promise.all([
         import('../server/workers'),
         import('../server/config'),
         import('../server/server'),
+        import('../server/mode'),
       ]);
       if (workers.isServeWorker()) {
         setExit(await workers.runWorker(flags));
         return;
       }
       const config = resolveConfig(flags);
+      if (config.server.meshDir !== null && detectMode(flags, process.env) === 'cluster') {
+        throw new UsageError(MESH_DIR_IN_CLUSTER_MODE);
+      }
       if (workerCount(config) > 1) {
         setExit(await workers.runPrimary(flags, config));
         return;

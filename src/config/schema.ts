@@ -182,6 +182,54 @@ export const CONFIG_SCHEMA = {
           description:
             'Worker threads answering admission reviews: 0 (on the event loop), N, or auto (1 when one process may use 2 CPUs or more, else 0).',
         },
+        meshDir: {
+          anyOf: [{ type: 'string', minLength: 1 }, { type: 'null' }],
+          default: null,
+          description:
+            'Local mode: the directory of Kubernetes objects (*.yaml, *.yml, *.json) the mesh is read from.',
+        },
+      },
+    },
+    mesh: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        mtlsMode: {
+          type: 'string',
+          enum: ['PERMISSIVE', 'STRICT'],
+          default: 'PERMISSIVE',
+          description:
+            'Mutual TLS of inbound traffic where no PeerAuthentication sets a mode: PERMISSIVE accepts plain text too.',
+        },
+        tracing: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            otlpEndpoint: {
+              anyOf: [
+                { type: 'string', pattern: '^https?://[^\\s/?#]+[^\\s?#]*$' },
+                { type: 'null' },
+              ],
+              default: null,
+              description:
+                'OTLP/HTTP base URL of the trace collector (spans go to <base>/v1/traces); null: no export.',
+            },
+            samplingPercent: {
+              type: 'number',
+              minimum: 0,
+              maximum: 100,
+              default: 1,
+              description: 'Share of new traces sampled, in percent.',
+            },
+          },
+        },
+        accessLog: {
+          type: 'boolean',
+          default: false,
+          description: 'Every proxy writes one JSON line per request or connection on stdout.',
+        },
       },
     },
     cluster: {

@@ -59,6 +59,19 @@ export interface ServerConfig {
    * 'auto': 1 when one process may use 2 CPUs or more, else 0.
    */
   readonly injectThreads: number | 'auto';
+  /** Local mode: the directory of Kubernetes objects the mesh is read from; null: none. */
+  readonly meshDir: string | null;
+}
+
+export interface MeshConfig {
+  /** Where no PeerAuthentication sets a mode. */
+  readonly mtlsMode: 'PERMISSIVE' | 'STRICT';
+  readonly tracing: {
+    /** OTLP/HTTP base URL; null: no export. */
+    readonly otlpEndpoint: string | null;
+    readonly samplingPercent: number;
+  };
+  readonly accessLog: boolean;
 }
 
 export interface ClusterConfig {
@@ -78,4 +91,6 @@ export interface Config {
   readonly ca: CAConfig;
   readonly server: ServerConfig;
   readonly cluster: ClusterConfig;
+  /** The data plane's settings, pushed to every proxy (a change applies without a restart). */
+  readonly mesh: MeshConfig;
 }

@@ -3,6 +3,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { frameworkErrorOptions, installErrorHandler } from './error-handler';
 import { registerHealthRoutes, type ReadinessProbe } from './plugins/health';
+import { registerMeshDebugRoutes, type MeshDebug } from './plugins/mesh-debug';
 import { registerMetricsRoute, type MetricsSource } from './plugins/metrics';
 import { genReqId } from './request';
 
@@ -10,6 +11,8 @@ export interface AdminAppDeps {
   readonly logger: FastifyBaseLogger;
   readonly registry: MetricsSource;
   readonly readiness: ReadinessProbe;
+  /** The mesh's debug views (/debug/mesh/...); absent: no such routes. */
+  readonly meshDebug?: MeshDebug;
 }
 
 export function buildAdminApp(deps: AdminAppDeps): FastifyInstance {
@@ -25,5 +28,6 @@ export function buildAdminApp(deps: AdminAppDeps): FastifyInstance {
   installErrorHandler(app);
   registerHealthRoutes(app, deps.readiness);
   registerMetricsRoute(app, deps.registry);
+  if (deps.meshDebug !== undefined) registerMeshDebugRoutes(app, deps.meshDebug);
   return app;
 }

@@ -16,7 +16,7 @@ import type {
 import { isMooringError, MooringError, type ErrorCode } from '../errors';
 
 /** Which family of codes a route answers with. */
-export type RouteArea = 'admission' | 'ca' | 'none';
+export type RouteArea = 'admission' | 'ca' | 'mesh' | 'none';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -43,6 +43,12 @@ export const AREA_CODES: Readonly<Record<RouteArea, AreaCodes>> = {
     contentType: 'CA_ERR_CONTENT_TYPE',
     tooLarge: 'CA_ERR_TOO_LARGE',
     internal: 'CA_ERR_INTERNAL',
+  },
+  mesh: {
+    body: 'MESH_ERR_QUERY',
+    contentType: 'MESH_ERR_QUERY',
+    tooLarge: 'MESH_ERR_QUERY',
+    internal: 'HTTP_ERR_INTERNAL',
   },
   none: {
     body: 'HTTP_ERR_BAD_REQUEST',

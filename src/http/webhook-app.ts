@@ -11,6 +11,7 @@ import { parseJsonBody } from '../json';
 import { MooringError } from '../errors';
 import { registerCARoutes } from './plugins/ca';
 import { registerInjectRoute, type ReviewThreads } from './plugins/inject';
+import { registerMeshRoutes, type MeshWatchService } from './plugins/mesh';
 import { genReqId, REQUEST_ID_HEADER } from './request';
 
 export interface WebhookAppDeps {
@@ -26,6 +27,8 @@ export interface WebhookAppDeps {
   readonly certificates: CertificateService;
   readonly authenticator: Authenticator;
   readonly adminAuthorizer: AdminAuthorizer;
+  /** The mesh push (GET /v1/mesh/watch); absent: no such route. */
+  readonly meshWatch?: MeshWatchService;
   /** Key and certificate of the HTTPS server; absent: plain HTTP (tests with app.inject()). */
   readonly tls?: SecureContextOptions;
 }
@@ -85,5 +88,8 @@ export function buildWebhookApp(deps: WebhookAppDeps): FastifyInstance {
     adminAuthorizer: deps.adminAuthorizer,
     metrics,
   });
+  if (deps.meshWatch !== undefined) {
+    registerMeshRoutes(app, { authenticator: deps.authenticator, watch: deps.meshWatch, metrics });
+  }
   return app;
 }

@@ -23,6 +23,7 @@ import { KubeClient, loadKubeConfig } from '../adapters/kube/client';
 import { clusterNamespace, openClusterCA, requireNamespace } from '../adapters/kube/cluster-ca';
 import { CsrSigner } from '../adapters/kube/csr-signer';
 import { LeaseElector } from '../adapters/kube/lease';
+import { ClusterMeshSource } from '../adapters/kube/mesh-source';
 import { createKubeMetrics, type KubeMetrics } from '../adapters/kube/metrics';
 import { Reflector } from '../adapters/kube/reflector';
 import type { Secret } from '../adapters/kube/secret-store';
@@ -317,6 +318,13 @@ export async function buildClusterMode(ctx: ModeContext): Promise<ModeAdapters> 
       observer: metrics.tokenReviewObserver,
     }),
     servingNames: clusterServingNames(config.cluster.serviceName, namespace, listen.host),
+    // Services, EndpointSlices, Pods and PeerAuthentications of the cluster; watches are taken
+    // once they are listed (the CA and the webhook do not wait for them).
+    mesh: {
+      rootNamespace: namespace,
+      source: (deps) => new ClusterMeshSource({ api, ...deps }),
+      waitForSource: false,
+    },
     async tick() {
       // The leader performs due rotation steps; followers learn of them from the Secret watch.
       await rotate();

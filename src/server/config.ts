@@ -18,6 +18,8 @@ export interface ServeFlags {
   readonly workers?: string;
   /** `N` or `auto`: worker threads answering admission reviews (server.injectThreads). */
   readonly injectThreads?: string;
+  /** Local mode: the directory of mesh objects (server.meshDir). */
+  readonly meshDir?: string;
 }
 
 /** The configuration file (or the defaults) with the command-line flags on top, validated. */
@@ -28,6 +30,7 @@ export function resolveConfig(flags: ServeFlags): Config {
     ...(flags.listen === undefined ? {} : { listen: flags.listen }),
     ...(flags.adminListen === undefined ? {} : { adminListen: flags.adminListen }),
     ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }),
+    ...(flags.meshDir === undefined ? {} : { meshDir: flags.meshDir }),
     ...(flags.workers === undefined
       ? {}
       : { workers: flags.workers === 'auto' ? 'auto' : Number(flags.workers) }),

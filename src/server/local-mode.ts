@@ -5,6 +5,7 @@
 import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { openLocalCA, openLocalCredentials } from '../adapters/local-ca';
+import { MeshDirSource } from '../adapters/mesh-dir';
 import type { ModeAdapters, ModeContext } from './mode';
 
 /** Names the local serving certificate is valid for: localhost, 127.0.0.1, and the listen host. */
@@ -63,6 +64,14 @@ export async function buildLocalMode(ctx: ModeContext): Promise<ModeAdapters> {
         workloadTokens:
           problem === null ? null : `tokens.json is ${problem.kind}: ${problem.message}`,
       };
+    },
+    mesh: {
+      rootNamespace: config.cluster.namespace,
+      source:
+        config.server.meshDir === null
+          ? null
+          : (deps) => new MeshDirSource({ dir: config.server.meshDir ?? '', ...deps }),
+      waitForSource: true,
     },
     async tick() {
       const { reloaded, events } = await authority.tick(clock.now());

@@ -9,6 +9,7 @@ import type { CryptoMode } from '../ca/csr';
 import type { AdminAuthorizer, Authenticator, CertificateService, Clock } from '../ca/ports';
 import type { Config } from '../config/types';
 import type { HostPort, ServeFlags } from './config';
+import type { MeshPlan } from './mesh/runtime';
 
 export type ModeName = 'local' | 'cluster';
 
@@ -46,6 +47,8 @@ export interface ModeAdapters {
   readonly adminAuthorizer: AdminAuthorizer;
   /** DNS names and IPs of the webhook's serving certificate. */
   readonly servingNames: { readonly dnsNames: string[]; readonly ipAddresses: string[] };
+  /** Where the mesh's objects come from; absent: an empty mesh. */
+  readonly mesh?: MeshPlan;
   /** Periodic work: pick up store changes, rotation transitions. */
   tick(): Promise<void>;
   /**

@@ -28,6 +28,7 @@ import {
   type ServeFlags,
 } from './config';
 import { detectMode, MODE_CHECK_INTERVAL_MS, type ModeAdapters, type ModeBuilder } from './mode';
+import type { MeshRuntime } from './mesh/runtime';
 
 // --- the modes ---------------------------------------------------------------------------------
 
@@ -85,6 +86,8 @@ export interface RunningServer {
   readonly admin: FastifyInstance | null;
   readonly webhookAddress: AddressInfo;
   readonly adminAddress: AddressInfo | null;
+  /** The mesh model and its push to the proxies. */
+  readonly mesh: MeshRuntime;
   readiness(): Readiness;
   /** Graceful stop: not ready, stop accepting, finish in-flight requests, close. Idempotent. */
   close(reason?: string): Promise<void>;
@@ -137,10 +140,12 @@ export async function startServer(
     { buildAdminApp, buildWebhookApp, createMooringMetrics },
     { createLogger },
     { createRegistry },
+    { deferredMeshDebug, startMesh },
   ] = await Promise.all([
     import('../http'),
     import('../observability/logger'),
     import('../observability/metrics'),
+    import('./mesh/runtime'),
   ]);
   const config = resolveConfig(flags);
   const listen = parseHostPort(config.server.listen, '--listen');
@@ -150,6 +155,9 @@ export async function startServer(
   const clock = environment.clock ?? systemClock;
   const version = MOORING_VERSION;
   const modeName = detectMode(flags, environment.env);
+  if (modeName === 'cluster' && config.server.meshDir !== null) {
+    throw new MooringError('CFG_ERR_INVALID', MESH_DIR_IN_CLUSTER_MODE);
+  }
   const buildMode =
     environment.buildMode ?? (modeName === 'cluster' ? buildClusterMode : buildLocalMode);
   const started = performance.now();
@@ -158,6 +166,7 @@ export async function startServer(
   let mode: ModeAdapters | null = null;
   let reloader: TlsReloader | null = null;
   let threads: InjectThreads | null = null;
+  let mesh: MeshRuntime | null = null;
   let closing = false;
   /** The mode's checks as last read (refreshed every MODE_CHECK_INTERVAL_MS). */
   let modeChecks: Readonly<Record<string, string | null>> = {};
@@ -182,7 +191,14 @@ export async function startServer(
   });
   const role = environment.role ?? 'single';
   const admin =
-    role === 'worker' ? null : buildAdminApp({ logger: fastifyLogger, registry, readiness });
+    role === 'worker'
+      ? null
+      : buildAdminApp({
+          logger: fastifyLogger,
+          registry,
+          readiness,
+          meshDebug: deferredMeshDebug(() => mesh),
+        });
   if (admin !== null) {
     try {
       await admin.listen({ host: adminListen.host, port: adminListen.port });
@@ -210,6 +226,16 @@ export async function startServer(
       ...(flags.kubeconfig === undefined ? {} : { kubeconfig: flags.kubeconfig }),
     });
     threads = await threadsStarting;
+    mesh = await startMesh({
+      config,
+      plan: mode.mesh ?? {
+        rootNamespace: config.cluster.namespace,
+        source: null,
+        waitForSource: false,
+      },
+      log: logger.child({ component: 'mesh' }),
+      registry,
+    });
     const injectPod =
       environment.injectPod ??
       (threads === null ? await realInjector(config, version) : refuseOnEventLoop);
@@ -233,6 +259,7 @@ export async function startServer(
       certificates: mode.certificates,
       authenticator: mode.authenticator,
       adminAuthorizer: mode.adminAuthorizer,
+      meshWatch: mesh.push,
       tls: { key: serving.key, cert: serving.cert },
     });
     reloader.attach(webhook.server as unknown as HttpsServer);
@@ -243,6 +270,7 @@ export async function startServer(
     }
   } catch (err) {
     reloader?.stop();
+    await mesh?.close();
     await Promise.allSettled([
       webhook?.close(),
       admin?.close(),
@@ -251,6 +279,7 @@ export async function startServer(
     ]);
     throw err;
   }
+  const readyMesh: MeshRuntime = mesh;
   const readyThreads: InjectThreads | null = threads;
   const readyMode: ModeAdapters = mode;
   const readyReloader: TlsReloader = reloader;
@@ -284,6 +313,7 @@ export async function startServer(
   await readModeChecks();
   const checkTimer = setInterval(() => void readModeChecks(), MODE_CHECK_INTERVAL_MS);
   checkTimer.unref();
+  const configWatcher = await watchConfigFile(flags, config, readyMesh, logger);
 
   logger.info(
     {
@@ -311,7 +341,11 @@ export async function startServer(
       logger.info({ reason }, 'shutting down: no new connections, finishing requests in flight');
       clearInterval(tickTimer);
       clearInterval(checkTimer);
+      configWatcher?.stop();
       readyReloader.stop();
+      // The watch streams never end on their own: end them, so that the agents reconnect (to
+      // another replica) and close() does not wait for them.
+      readyMesh.push.close();
       // Connections that finish a request from now on close right after it (Node applies the
       // keep-alive timeout when a response ends), so close() does not wait for idle clients.
       webhookApp.server.keepAliveTimeout = 1;
@@ -327,6 +361,7 @@ export async function startServer(
         await webhookApp.close();
         await readyThreads?.close();
         await admin?.close();
+        await readyMesh.close();
         await readyMode.close();
       } finally {
         clearTimeout(grace);
@@ -348,11 +383,15 @@ export async function startServer(
     admin,
     webhookAddress,
     adminAddress,
+    mesh: readyMesh,
     readiness,
     close,
     closed,
   };
 }
+
+export const MESH_DIR_IN_CLUSTER_MODE =
+  '--mesh-dir (server.meshDir) is for local mode: in cluster mode the mesh is read from the API server';
 
 export function listenError(flag: string, address: string, err: unknown): MooringError {
   return new MooringError(
@@ -360,4 +399,46 @@ export function listenError(flag: string, address: string, err: unknown): Moorin
     `${flag} ${address}: cannot listen: ${(err as Error).message}`,
     { cause: err },
   );
+}
+
+/**
+ * Follows the configuration file: a change of its `mesh` part reaches the proxies at once (the
+ * next push); other parts apply at the next start, and a warning says which. An invalid file
+ * keeps the running configuration.
+ */
+async function watchConfigFile(
+  flags: ServeFlags,
+  started: Config,
+  mesh: MeshRuntime,
+  logger: Logger,
+): Promise<{ stop(): void } | null> {
+  if (flags.config === undefined) return null;
+  const { FileWatcher } = await import('../adapters/file-watcher');
+  const path = flags.config;
+  const watcher = new FileWatcher(path, {
+    onChange: () => {
+      let next: Config;
+      try {
+        next = resolveConfig(flags);
+      } catch (err) {
+        logger.error(
+          { config: path, err: (err as Error).message },
+          'the configuration file is invalid: keeping the running configuration',
+        );
+        return;
+      }
+      mesh.applyConfig(next);
+      const restart = (Object.keys(next) as (keyof Config)[]).filter(
+        (key) => key !== 'mesh' && JSON.stringify(next[key]) !== JSON.stringify(started[key]),
+      );
+      if (restart.length > 0) {
+        logger.warn(
+          { config: path, keys: restart },
+          'the configuration file changed: these parts apply at the next start of mooring serve',
+        );
+      }
+    },
+  });
+  await watcher.start();
+  return watcher;
 }

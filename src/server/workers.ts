@@ -21,6 +21,7 @@ import { restartDelayMs } from '../backoff';
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
 import type { Config } from '../config/types';
+import type { ConfigDumpView, MeshDebug, ObjectsView, SynczView } from './mesh/runtime';
 import { parseHostPort, workerCount, type ServeFlags } from './config';
 import { listenError, startServer } from './server';
 
@@ -35,7 +36,19 @@ export function isServeWorker(env: NodeJS.ProcessEnv = process.env): boolean {
 /** Messages from a worker to the primary. */
 export type WorkerMessage =
   | { readonly mooring: 'listening'; readonly address: string; readonly port: number }
-  | { readonly mooring: 'readiness'; readonly ready: boolean };
+  | { readonly mooring: 'readiness'; readonly ready: boolean }
+  | { readonly mooring: 'mesh-debug-answer'; readonly id: number; readonly body: unknown };
+
+/** The primary asks a worker for a mesh debug view (each worker has its own streams). */
+export interface MeshDebugRequest {
+  readonly mooring: 'mesh-debug';
+  readonly id: number;
+  readonly view: 'syncz' | 'configDump' | 'objects';
+  readonly pod?: string;
+}
+
+const isMeshDebugRequest = (m: unknown): m is MeshDebugRequest =>
+  typeof m === 'object' && m !== null && (m as { mooring?: unknown }).mooring === 'mesh-debug';
 
 function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && 'mooring' in m;
@@ -73,6 +86,19 @@ export async function runWorker(flags: ServeFlags): Promise<number> {
     address: server.webhookAddress.address,
     port: server.webhookAddress.port,
   });
+  // The primary's admin port shows the mesh of every worker: answer its questions.
+  const onPrimaryMessage = (m: unknown): void => {
+    if (!isMeshDebugRequest(m)) return;
+    const answer = (body: unknown): void => send({ mooring: 'mesh-debug-answer', id: m.id, body });
+    const view =
+      m.view === 'syncz'
+        ? server.mesh.syncz()
+        : m.view === 'objects'
+          ? server.mesh.objects()
+          : server.mesh.configDump(m.pod ?? '');
+    view.then(answer, () => answer(null));
+  };
+  process.on('message', onPrimaryMessage);
   let last: boolean | null = null;
   const report = (): void => {
     const { ready } = server.readiness();
@@ -99,6 +125,7 @@ export async function runWorker(flags: ServeFlags): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', ignore);
   await server.closed;
+  process.off('message', onPrimaryMessage);
   clearInterval(poll);
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', ignore);
@@ -176,10 +203,14 @@ export async function runPrimary(
     workersGauge.set({ state: 'ready' }, [...states.values()].filter((s) => s.ready).length);
   };
 
+  const meshDebug = workersMeshDebug(() =>
+    [...states.values()].filter((s) => s.ready).map((s) => s.worker),
+  );
   const admin = buildAdminApp({
     logger: logger,
     registry: metricsSource,
     readiness,
+    meshDebug: meshDebug.debug,
   });
   try {
     await admin.listen({ host: adminListen.host, port: adminListen.port });
@@ -205,6 +236,10 @@ export async function runPrimary(
     updateGauge();
     worker.on('message', (m: unknown) => {
       if (!isWorkerMessage(m)) return;
+      if (m.mooring === 'mesh-debug-answer') {
+        meshDebug.answer(worker.id, m.id, m.body);
+        return;
+      }
       if (m.mooring === 'listening') state.listening = { address: m.address, port: m.port };
       if (m.mooring === 'readiness') {
         state.ready = m.ready;
@@ -314,4 +349,87 @@ export async function runPrimary(
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   return exitCode;
+}
+
+// --- the mesh's debug views over the workers -----------------------------------------------------
+
+const MESH_DEBUG_TIMEOUT_MS = 5000;
+
+/**
+ * The primary's view of the mesh: each worker holds its own model (the same objects, read by
+ * each) and its own streams (a proxy is connected to one of them). Streams are listed with their
+ * worker; the configuration of a Pod and the objects are the first worker's.
+ */
+function workersMeshDebug(workers: () => Worker[]): {
+  debug: MeshDebug;
+  answer(worker: number, id: number, body: unknown): void;
+} {
+  let nextId = 1;
+  const pending = new Map<
+    number,
+    { answers: Map<number, unknown>; expected: number; done: () => void }
+  >();
+  const ask = async (
+    view: MeshDebugRequest['view'],
+    pod?: string,
+  ): Promise<Map<number, unknown>> => {
+    const targets = workers();
+    const id = nextId++;
+    const answers = new Map<number, unknown>();
+    if (targets.length === 0) return answers;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, MESH_DEBUG_TIMEOUT_MS);
+      pending.set(id, {
+        answers,
+        expected: targets.length,
+        done: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
+      const request: MeshDebugRequest = {
+        mooring: 'mesh-debug',
+        id,
+        view,
+        ...(pod === undefined ? {} : { pod }),
+      };
+      for (const w of targets) w.send(request);
+    });
+    pending.delete(id);
+    return answers;
+  };
+  const sorted = <T>(answers: Map<number, unknown>): [number, T][] =>
+    [...answers].filter(([, body]) => body !== null).sort(([a], [b]) => a - b) as [number, T][];
+  const debug: MeshDebug = {
+    async syncz() {
+      const answers = sorted<SynczView>(await ask('syncz'));
+      return {
+        version: Math.max(0, ...answers.map(([, v]) => v.version)),
+        synced: answers.length > 0 && answers.every(([, v]) => v.synced),
+        proxies: answers.flatMap(([worker, v]) => v.proxies.map((p) => ({ ...p, worker }))),
+      };
+    },
+    async configDump(pod) {
+      const answers = sorted<ConfigDumpView>(await ask('configDump', pod));
+      const first = answers[0]?.[1];
+      if (first === undefined) return null;
+      return {
+        ...first,
+        streams: answers.flatMap(([worker, v]) => v.streams.map((st) => ({ ...st, worker }))),
+      };
+    },
+    async objects() {
+      const first = sorted<ObjectsView>(await ask('objects'))[0]?.[1];
+      return first ?? { source: { source: 'none' }, counts: {}, problems: [] };
+    },
+  };
+  return {
+    debug,
+    answer(worker, id, body) {
+      const p = pending.get(id);
+      if (p === undefined) return;
+      p.answers.set(worker, body);
+      if (p.answers.size >= p.expected) p.done();
+    },
+  };
 }

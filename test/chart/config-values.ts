@@ -19,6 +19,8 @@ export const CHART_OWNED_KEYS: readonly string[] = [
   'server.adminListen',
   'server.dataDir',
   'ca.pluginDir',
+  // Local mode only: in a cluster the mesh comes from the API server (left unset, null).
+  'server.meshDir',
 ];
 
 /** Keys whose default the chart derives (its image, its Service); values may still set them. */

@@ -14,6 +14,7 @@ import {
   kubeconfigWithToken,
   makeCsr,
   opensslVerify,
+  request,
   runMooring,
   sansOf,
   startMooring,
@@ -195,6 +196,23 @@ describe("mooring serve with the chart's RBAC", () => {
     await expect(opensslVerify([pem], bundle)).resolves.toContain('OK');
     const other = (await kubectlJson(cp, ['get', 'csr', `other-${ns}`])) as Csr;
     expect(other.status?.conditions ?? []).toEqual([]);
+  }, 30_000);
+
+  it('reads the mesh (Services, EndpointSlices, Pods) with exactly those rights', async () => {
+    const objects = await waitFor('the mesh loaded', async () => {
+      const answer = await request(`${mooring.adminUrl}/debug/mesh/objects`);
+      const body = JSON.parse(answer.body) as {
+        source: { kinds: Record<string, { synced?: boolean } | 'off'> };
+      };
+      const { kinds } = body.source;
+      return ['Service', 'EndpointSlice', 'Pod'].every(
+        (k) => typeof kinds[k] === 'object' && kinds[k].synced === true,
+      )
+        ? body
+        : undefined;
+    });
+    // No Istio CRD in this cluster: PeerAuthentication is off, not forbidden.
+    expect(objects.source.kinds.PeerAuthentication).toBe('off');
   }, 30_000);
 
   it('never met a 403 from the apiserver', async () => {

@@ -12,7 +12,16 @@
 // helpers at the end of this file.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -21,8 +30,22 @@ import { killAll, MOORING, must, NODE, PREFIX, ROOT, run, type Result } from './
 export const HUB_IP = '10.77.0.1';
 export const SERVER_URL = `https://${HUB_IP}:8443`;
 export const ECHO = join(ROOT, '.cache/images/echo-build/echo.js');
-export const PROXY_USER = ['--reuid=1337', '--regid=1337', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs'];
-export const APP_USER = ['--reuid=1000', '--regid=1000', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs'];
+export const PROXY_USER = [
+  '--reuid=1337',
+  '--regid=1337',
+  '--clear-groups',
+  '--inh-caps=-all',
+  '--bounding-set=-all',
+  '--no-new-privs',
+];
+export const APP_USER = [
+  '--reuid=1000',
+  '--regid=1000',
+  '--clear-groups',
+  '--inh-caps=-all',
+  '--bounding-set=-all',
+  '--no-new-privs',
+];
 
 export interface PodSpec {
   readonly name: string;
@@ -75,7 +98,9 @@ export class MeshRig {
   }
 
   /** The hub namespace, its bridge, and the server (the CA and the mesh push). */
-  async start(tokens: Record<string, { namespace: string; serviceAccount: string }>): Promise<void> {
+  async start(
+    tokens: Record<string, { namespace: string; serviceAccount: string }>,
+  ): Promise<void> {
     await must('ip', ['netns', 'add', this.hub]);
     await this.ip(this.hub, 'link', 'set', 'lo', 'up');
     await this.ip(this.hub, 'link', 'add', 'br0', 'type', 'bridge');
@@ -83,10 +108,30 @@ export class MeshRig {
     await this.ip(this.hub, 'link', 'set', 'br0', 'up');
     writeFileSync(join(this.dataDir, 'tokens.json'), JSON.stringify(tokens), { mode: 0o600 });
     this.server = this.spawnLogged(
-      ['ip', 'netns', 'exec', this.hub, NODE, MOORING, 'serve', '--data-dir', this.dataDir, '--listen', `${HUB_IP}:8443`, '--admin-listen', '127.0.0.1:9090', '--mesh-dir', this.meshDir],
+      [
+        'ip',
+        'netns',
+        'exec',
+        this.hub,
+        NODE,
+        MOORING,
+        'serve',
+        '--data-dir',
+        this.dataDir,
+        '--listen',
+        `${HUB_IP}:8443`,
+        '--admin-listen',
+        '127.0.0.1:9090',
+        '--mesh-dir',
+        this.meshDir,
+      ],
       (t) => (this.serverLog += t),
     );
-    await this.waitFor('the server ready', async () => (await this.exec(this.hub, ['curl', '-sf', 'http://127.0.0.1:9090/readyz'])).code === 0);
+    await this.waitFor(
+      'the server ready',
+      async () =>
+        (await this.exec(this.hub, ['curl', '-sf', 'http://127.0.0.1:9090/readyz'])).code === 0,
+    );
   }
 
   /** The trust bundle as the server has it now (root-cert.pem of its data directory). */
@@ -113,7 +158,19 @@ export class MeshRig {
     this.pods.set(spec.name, pod);
     await must('ip', ['netns', 'add', ns]);
     const veth = `v${process.pid % 10000}${this.id.slice(0, 3)}${n}`.slice(0, 15);
-    await this.ip(this.hub, 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+    await this.ip(
+      this.hub,
+      'link',
+      'add',
+      veth,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      ns,
+    );
     await this.ip(this.hub, 'link', 'set', veth, 'master', 'br0', 'up');
     await this.ip(ns, 'link', 'set', 'lo', 'up');
     await this.ip(ns, 'addr', 'add', `${spec.ip}/24`, 'dev', 'eth0');
@@ -121,16 +178,21 @@ export class MeshRig {
     await this.ip(ns, 'route', 'add', 'default', 'via', HUB_IP);
     if (spec.meshed) {
       const rules = await this.exec(ns, [NODE, MOORING, 'iptables', ...(spec.iptables ?? [])]);
-      if (rules.code !== 0) throw new Error(`mooring iptables failed in ${spec.name}: ${rules.stderr}`);
-      await this.startAgent(pod);
+      if (rules.code !== 0)
+        throw new Error(`mooring iptables failed in ${spec.name}: ${rules.stderr}`);
+      this.startAgent(pod);
     }
     if (spec.app !== false) await this.startApp(pod);
     return pod;
   }
 
-  async startAgent(pod: Pod, extra: readonly string[] = []): Promise<void> {
+  startAgent(pod: Pod, extra: readonly string[] = []): void {
     const token = `token-${pod.spec.name}`;
-    const files = { token: join(pod.dir, 'token'), root: join(pod.dir, 'root-cert.pem'), out: join(pod.dir, 'certs') };
+    const files = {
+      token: join(pod.dir, 'token'),
+      root: join(pod.dir, 'root-cert.pem'),
+      out: join(pod.dir, 'certs'),
+    };
     writeFileSync(files.token, `${token}\n`, { mode: 0o644 });
     writeFileSync(files.root, this.bundle(), { mode: 0o644 });
     mkdirSync(files.out, { recursive: true });
@@ -138,11 +200,35 @@ export class MeshRig {
     pod.logs.agent = '';
     pod.agent = this.spawnLogged(
       [
-        'ip', 'netns', 'exec', pod.ns, 'setpriv', ...PROXY_USER, NODE, MOORING, 'agent',
-        '--ca-url', SERVER_URL, '--token-file', files.token, '--root-cert', files.root, '--out-dir', files.out,
-        '--pod-name', pod.spec.name, '--pod-namespace', pod.namespace, '--pod-ip', pod.spec.ip,
-        '--root-poll-interval', '200ms', '--drain', '2s',
-        ...(pod.spec.agentArgs ?? []), ...extra,
+        'ip',
+        'netns',
+        'exec',
+        pod.ns,
+        'setpriv',
+        ...PROXY_USER,
+        NODE,
+        MOORING,
+        'agent',
+        '--ca-url',
+        SERVER_URL,
+        '--token-file',
+        files.token,
+        '--root-cert',
+        files.root,
+        '--out-dir',
+        files.out,
+        '--pod-name',
+        pod.spec.name,
+        '--pod-namespace',
+        pod.namespace,
+        '--pod-ip',
+        pod.spec.ip,
+        '--root-poll-interval',
+        '200ms',
+        '--drain',
+        '2s',
+        ...(pod.spec.agentArgs ?? []),
+        ...extra,
       ],
       (t) => (pod.logs.agent += t),
     );
@@ -153,7 +239,9 @@ export class MeshRig {
     const pod = this.pod(name);
     await this.waitFor(
       `${name}'s agent ready`,
-      async () => (await this.exec(pod.ns, ['curl', '-sf', 'http://127.0.0.1:15021/healthz/ready'])).code === 0,
+      async () =>
+        (await this.exec(pod.ns, ['curl', '-sf', 'http://127.0.0.1:15021/healthz/ready'])).code ===
+        0,
       timeoutMs,
       () => pod.logs.agent,
     );
@@ -181,7 +269,11 @@ export class MeshRig {
       ['ip', 'netns', 'exec', pod.ns, 'setpriv', ...APP_USER, 'env', ...envArgs, NODE, ECHO],
       (t) => (pod.logs.app += t),
     );
-    await this.waitFor(`${pod.spec.name}'s app`, async () => (await this.exec(pod.ns, ['curl', '-sf', 'http://127.0.0.1:8081/healthz'])).code === 0);
+    await this.waitFor(
+      `${pod.spec.name}'s app`,
+      async () =>
+        (await this.exec(pod.ns, ['curl', '-sf', 'http://127.0.0.1:8081/healthz'])).code === 0,
+    );
   }
 
   /** Writes one file of the mesh directory (YAML of the given objects); the server re-reads it. */
@@ -203,13 +295,23 @@ export class MeshRig {
   }
 
   /** Runs a command in a namespace (as root unless `user` gives setpriv flags). */
-  exec(ns: string, command: readonly string[], user: readonly string[] = [], timeout = 30_000): Promise<Result> {
+  exec(
+    ns: string,
+    command: readonly string[],
+    user: readonly string[] = [],
+    timeout = 30_000,
+  ): Promise<Result> {
     const cmd = user.length === 0 ? command : ['setpriv', ...user, ...command];
     return run('ip', ['netns', 'exec', ns, ...cmd], timeout);
   }
 
   /** Runs a Node script in a Pod as its app's user (UID 1000): the app's own outgoing traffic. */
-  async node(name: string, script: string, args: readonly string[] = [], timeout = 30_000): Promise<string> {
+  async node(
+    name: string,
+    script: string,
+    args: readonly string[] = [],
+    timeout = 30_000,
+  ): Promise<string> {
     const r = await this.exec(this.pod(name).ns, [NODE, '-e', script, ...args], APP_USER, timeout);
     if (r.code !== 0) throw new Error(`script in ${name} failed (${r.code}): ${r.stderr}`);
     return r.stdout;
@@ -217,19 +319,32 @@ export class MeshRig {
 
   /** The proxy's /config_dump (127.0.0.1:15000 in the Pod). */
   async configDump(name: string): Promise<Record<string, unknown>> {
-    const r = await this.exec(this.pod(name).ns, ['curl', '-sf', 'http://127.0.0.1:15000/config_dump']);
+    const r = await this.exec(this.pod(name).ns, [
+      'curl',
+      '-sf',
+      'http://127.0.0.1:15000/config_dump',
+    ]);
     if (r.code !== 0) throw new Error(`no config dump from ${name}: ${r.stderr}`);
     return JSON.parse(r.stdout) as Record<string, unknown>;
   }
 
   /** The proxy's Istio metrics (15090 in the Pod). */
   async stats(name: string): Promise<string> {
-    const r = await this.exec(this.pod(name).ns, ['curl', '-sf', 'http://127.0.0.1:15090/stats/prometheus']);
+    const r = await this.exec(this.pod(name).ns, [
+      'curl',
+      '-sf',
+      'http://127.0.0.1:15090/stats/prometheus',
+    ]);
     if (r.code !== 0) throw new Error(`no stats from ${name}: ${r.stderr}`);
     return r.stdout;
   }
 
-  async waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 30_000, log?: () => string): Promise<void> {
+  async waitFor(
+    what: string,
+    probe: () => Promise<boolean>,
+    timeoutMs = 30_000,
+    log?: () => string,
+  ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       try {
@@ -239,7 +354,9 @@ export class MeshRig {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new Error(`timed out waiting for ${what}\n--- server log ---\n${this.serverLog.slice(-3000)}${log ? `\n--- log ---\n${log().slice(-3000)}` : ''}`);
+    throw new Error(
+      `timed out waiting for ${what}\n--- server log ---\n${this.serverLog.slice(-3000)}${log ? `\n--- log ---\n${log().slice(-3000)}` : ''}`,
+    );
   }
 
   spawnLogged(command: readonly string[], sink: (text: string) => void): ChildProcess {
@@ -256,7 +373,9 @@ export class MeshRig {
     const pod = this.pod(name);
     const agent = pod.agent;
     if (agent === null || agent.exitCode !== null) return agent?.exitCode ?? null;
-    const exited = new Promise<number | null>((resolve) => agent.once('exit', (code) => resolve(code)));
+    const exited = new Promise<number | null>((resolve) =>
+      agent.once('exit', (code) => resolve(code)),
+    );
     // `ip netns exec` and setpriv exec the agent: the child's pid is the agent itself.
     agent.kill(signal);
     return exited;
@@ -283,7 +402,13 @@ export interface PortSpec {
   readonly appProtocol?: string;
 }
 
-export function serviceObject(name: string, clusterIP: string, ports: readonly PortSpec[], selector: Record<string, string>, namespace = 'default'): object {
+export function serviceObject(
+  name: string,
+  clusterIP: string,
+  ports: readonly PortSpec[],
+  selector: Record<string, string>,
+  namespace = 'default',
+): object {
   return {
     apiVersion: 'v1',
     kind: 'Service',
@@ -291,16 +416,30 @@ export function serviceObject(name: string, clusterIP: string, ports: readonly P
     spec: {
       clusterIP,
       selector,
-      ports: ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.targetPort, ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) })),
+      ports: ports.map((p) => ({
+        name: p.name,
+        port: p.port,
+        targetPort: p.targetPort,
+        ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}),
+      })),
     },
   };
 }
 
-export function sliceObject(service: string, ports: readonly PortSpec[], pods: readonly Pod[], namespace = 'default'): object {
+export function sliceObject(
+  service: string,
+  ports: readonly PortSpec[],
+  pods: readonly Pod[],
+  namespace = 'default',
+): object {
   return {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
-    metadata: { name: `${service}-1`, namespace, labels: { 'kubernetes.io/service-name': service } },
+    metadata: {
+      name: `${service}-1`,
+      namespace,
+      labels: { 'kubernetes.io/service-name': service },
+    },
     addressType: 'IPv4',
     endpoints: pods.map((p) => ({
       addresses: [p.spec.ip],
@@ -319,14 +458,27 @@ export function podObject(pod: Pod): object {
       name: pod.spec.name,
       namespace: pod.namespace,
       labels: { app: pod.spec.name, ...pod.spec.labels },
-      ...(pod.spec.meshed ? { annotations: { 'mooring.dev/status': '{"initContainers":["mooring-init"],"containers":["mooring-proxy"]}' } } : {}),
+      ...(pod.spec.meshed
+        ? {
+            annotations: {
+              'mooring.dev/status':
+                '{"initContainers":["mooring-init"],"containers":["mooring-proxy"]}',
+            },
+          }
+        : {}),
     },
     spec: { serviceAccountName: pod.serviceAccount, containers: [{ name: 'app', image: 'echo' }] },
     status: { podIP: pod.spec.ip, podIPs: [{ ip: pod.spec.ip }] },
   };
 }
 
-export function peerAuthentication(name: string, mode: string, namespace = 'default', selector?: Record<string, string>, portLevel?: Record<number, string>): object {
+export function peerAuthentication(
+  name: string,
+  mode: string,
+  namespace = 'default',
+  selector?: Record<string, string>,
+  portLevel?: Record<number, string>,
+): object {
   return {
     apiVersion: 'security.istio.io/v1',
     kind: 'PeerAuthentication',
@@ -334,7 +486,13 @@ export function peerAuthentication(name: string, mode: string, namespace = 'defa
     spec: {
       ...(selector ? { selector: { matchLabels: selector } } : {}),
       mtls: { mode },
-      ...(portLevel ? { portLevelMtls: Object.fromEntries(Object.entries(portLevel).map(([p, m]) => [p, { mode: m }])) } : {}),
+      ...(portLevel
+        ? {
+            portLevelMtls: Object.fromEntries(
+              Object.entries(portLevel).map(([p, m]) => [p, { mode: m }]),
+            ),
+          }
+        : {}),
     },
   };
 }

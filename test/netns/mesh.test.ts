@@ -66,11 +66,20 @@ interface Answer {
   error?: string;
 }
 
-async function httpFrom(pod: Pod, url: string, headers: Record<string, string> = {}, body?: string): Promise<Answer> {
-  return JSON.parse(await rig.node(pod.spec.name, HTTP, [url, JSON.stringify(headers), ...(body ? [body] : [])])) as Answer;
+async function httpFrom(
+  pod: Pod,
+  url: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<Answer> {
+  return JSON.parse(
+    await rig.node(pod.spec.name, HTTP, [url, JSON.stringify(headers), ...(body ? [body] : [])]),
+  ) as Answer;
 }
 
-const echoed = (a: Answer): { pod: string; headers: Record<string, string>; body: string; peer: { address: string } } =>
+const echoed = (
+  a: Answer,
+): { pod: string; headers: Record<string, string>; body: string; peer: { address: string } } =>
   JSON.parse(a.body ?? '{}') as never;
 
 function meshObjects(extra: object[] = []): object[] {
@@ -87,11 +96,15 @@ function meshObjects(extra: object[] = []): object[] {
 }
 
 beforeAll(async () => {
-  await checkPreconditions(['ip', 'iptables', 'setpriv', 'curl', 'tcpdump'], [
-    ['src/agent/agent.ts', 'dist/agent/agent.js'],
-    ['src/agent/proxy/sidecar.ts', 'dist/agent/proxy/sidecar.js'],
-  ]);
-  if (!existsSync(ECHO)) throw new Error(`${ECHO} is missing: run \`make netns\` (it compiles the echo app)`);
+  await checkPreconditions(
+    ['ip', 'iptables', 'setpriv', 'curl', 'tcpdump'],
+    [
+      ['src/agent/agent.ts', 'dist/agent/agent.js'],
+      ['src/agent/proxy/sidecar.ts', 'dist/agent/proxy/sidecar.js'],
+    ],
+  );
+  if (!existsSync(ECHO))
+    throw new Error(`${ECHO} is missing: run \`make netns\` (it compiles the echo app)`);
   await removeLeftovers();
   // The agents (UID 1337) and the apps (UID 1000) read the repository's files.
   chmodSync(ROOT, 0o755);
@@ -106,7 +119,12 @@ beforeAll(async () => {
   api = await rig.addPod({ name: 'api', ip: '10.77.0.12', meshed: true });
   legacy = await rig.addPod({ name: 'legacy', ip: '10.77.0.13', meshed: false });
   outside = await rig.addPod({ name: 'outside', ip: '10.77.0.14', meshed: false });
-  impostor = await rig.addPod({ name: 'impostor', ip: '10.77.0.15', meshed: true, serviceAccount: 'api-ghost' });
+  impostor = await rig.addPod({
+    name: 'impostor',
+    ip: '10.77.0.15',
+    meshed: true,
+    serviceAccount: 'api-ghost',
+  });
   rig.writeMesh('mesh.yaml', meshObjects());
   for (const name of ['web', 'api', 'impostor']) await rig.waitReady(name);
 }, 180_000);
@@ -129,19 +147,49 @@ describe('a meshed Pod calls a Service', () => {
   });
 
   it('never passes a forged x-forwarded-client-cert on', async () => {
-    const forged = 'By=spiffe://cluster.local/ns/default/sa/api;URI=spiffe://cluster.local/ns/kube-system/sa/admin';
-    const viaMesh = echoed(await httpFrom(web, `http://${API_IP}/`, { 'x-forwarded-client-cert': forged }));
-    expect(viaMesh.headers['x-forwarded-client-cert']).toContain('URI=spiffe://cluster.local/ns/default/sa/web');
-    const plain = echoed(await httpFrom(legacy, `http://${api.spec.ip}:8080/`, { 'x-forwarded-client-cert': forged }));
+    const forged =
+      'By=spiffe://cluster.local/ns/default/sa/api;URI=spiffe://cluster.local/ns/kube-system/sa/admin';
+    const viaMesh = echoed(
+      await httpFrom(web, `http://${API_IP}/`, { 'x-forwarded-client-cert': forged }),
+    );
+    expect(viaMesh.headers['x-forwarded-client-cert']).toContain(
+      'URI=spiffe://cluster.local/ns/default/sa/web',
+    );
+    const plain = echoed(
+      await httpFrom(legacy, `http://${api.spec.ip}:8080/`, { 'x-forwarded-client-cert': forged }),
+    );
     expect(plain.headers['x-forwarded-client-cert']).toBeUndefined();
   });
 
   it('shows no plaintext between the sidecars on the wire', async () => {
     const marker = `secret-payload-${Date.now()}`;
     const capture = join(rig.dir, 'wire.pcap');
-    const tcpdump = rig.spawnLogged(['ip', 'netns', 'exec', rig.hub, 'tcpdump', '-i', 'br0', '-U', '-w', capture, 'tcp', 'and', 'host', api.spec.ip], () => {});
+    const tcpdump = rig.spawnLogged(
+      [
+        'ip',
+        'netns',
+        'exec',
+        rig.hub,
+        'tcpdump',
+        '-i',
+        'br0',
+        '-U',
+        '-w',
+        capture,
+        'tcp',
+        'and',
+        'host',
+        api.spec.ip,
+      ],
+      () => {},
+    );
     await new Promise((r) => setTimeout(r, 1000));
-    const answer = await httpFrom(web, `http://${API_IP}/${marker}`, { 'x-secret': marker }, marker);
+    const answer = await httpFrom(
+      web,
+      `http://${API_IP}/${marker}`,
+      { 'x-secret': marker },
+      marker,
+    );
     expect(echoed(answer).body).toBe(marker);
     await new Promise((r) => setTimeout(r, 500));
     tcpdump.kill('SIGINT');
@@ -198,7 +246,9 @@ c.echo({ hi: 1 }, (err, r) => {
       count: number[];
     };
     expect(out.echo.pod).toBe('api');
-    expect(out.echo.metadata['x-forwarded-client-cert']).toContain('URI=spiffe://cluster.local/ns/default/sa/web');
+    expect(out.echo.metadata['x-forwarded-client-cert']).toContain(
+      'URI=spiffe://cluster.local/ns/default/sa/web',
+    );
     expect(out.fail).toEqual({ code: 5, details: 'not here' });
     expect(out.count).toEqual([1, 2, 3, 4]);
   });
@@ -220,19 +270,27 @@ s.on('connect', () => {
 if (mode === 'greet') setTimeout(() => s.write('hello\\n'), 1500);`;
 
   it('keeps half-close on opaque TCP: the client ends its side and still gets the whole echo', async () => {
-    const out = JSON.parse(await rig.node('web', RAW, [API_IP, '9000', 'half-close'])) as { text: string };
+    const out = JSON.parse(await rig.node('web', RAW, [API_IP, '9000', 'half-close'])) as {
+      text: string;
+    };
     expect(out.text).toBe('first second');
   });
 
   it('a server-first protocol answers at once on a declared tcp port', async () => {
-    const out = JSON.parse(await rig.node('web', RAW, [API_IP, '2525', 'greet'])) as { text: string; greetedAt: number };
+    const out = JSON.parse(await rig.node('web', RAW, [API_IP, '2525', 'greet'])) as {
+      text: string;
+      greetedAt: number;
+    };
     expect(out.text).toBe('220 api ready\r\nHELLO\n');
     // The greeting came before the client said anything (it speaks after 1.5 s).
     expect(out.greetedAt).toBeLessThan(1500);
   });
 
   it('a server-first protocol works on an undeclared port after the detection wait', async () => {
-    const out = JSON.parse(await rig.node('web', RAW, [API_IP, '2526', 'greet'])) as { text: string; greetedAt: number };
+    const out = JSON.parse(await rig.node('web', RAW, [API_IP, '2526', 'greet'])) as {
+      text: string;
+      greetedAt: number;
+    };
     expect(out.text).toBe('220 api ready\r\nHELLO\n');
     expect(out.greetedAt).toBeLessThan(1500);
   });
@@ -259,9 +317,16 @@ describe('PeerAuthentication', () => {
   it('PERMISSIVE (the default) takes plain text from outside the mesh; STRICT refuses it within a second and keeps mTLS', async () => {
     const plain = await httpFrom(legacy, `http://${api.spec.ip}:8080/plain`);
     expect(plain.status).toBe(200);
-    rig.writeMesh('mesh.yaml', meshObjects([peerAuthentication('strict', 'STRICT', 'default', { app: 'api' })]));
+    rig.writeMesh(
+      'mesh.yaml',
+      meshObjects([peerAuthentication('strict', 'STRICT', 'default', { app: 'api' })]),
+    );
     const start = Date.now();
-    await rig.waitFor('STRICT in force', async () => (await httpFrom(legacy, `http://${api.spec.ip}:8080/plain`)).error !== undefined, 10_000);
+    await rig.waitFor(
+      'STRICT in force',
+      async () => (await httpFrom(legacy, `http://${api.spec.ip}:8080/plain`)).error !== undefined,
+      10_000,
+    );
     expect(Date.now() - start).toBeLessThan(3_000);
     const refused = await httpFrom(legacy, `http://${api.spec.ip}:8080/plain`);
     expect(refused.error).toMatch(/ECONNRESET|socket hang up/);
@@ -279,7 +344,8 @@ describe('metrics', () => {
     const DEST =
       /istio_requests_total\{reporter="destination",source_workload="web".*source_principal="spiffe:\/\/cluster\.local\/ns\/default\/sa\/web".*destination_workload="api".*connection_security_policy="mutual_tls",request_protocol="http",response_code="200".*\} (\d+)/g;
     const before = [count(await rig.stats('web'), SOURCE), count(await rig.stats('api'), DEST)];
-    for (let i = 0; i < 7; i++) expect((await httpFrom(web, `http://${API_IP}/m`)).status).toBe(200);
+    for (let i = 0; i < 7; i++)
+      expect((await httpFrom(web, `http://${API_IP}/m`)).status).toBe(200);
     const after = [count(await rig.stats('web'), SOURCE), count(await rig.stats('api'), DEST)];
     expect(after[0]! - before[0]!).toBe(7);
     expect(after[1]! - before[1]!).toBe(7);
@@ -292,11 +358,27 @@ describe('the proxy under the app', () => {
     const status = (await run('cat', [`/proc/${pid}/status`])).stdout;
     expect(status).toMatch(/^Uid:\s+1337\s+1337\s+1337\s+1337$/m);
     expect(status).toMatch(/^CapEff:\s+0+$/m);
-    const dump = (await rig.configDump('web')) as { ready: boolean; services: { key: string }[]; tls: { spiffeId: string } };
+    const dump = (await rig.configDump('web')) as {
+      source: string;
+      ready: boolean;
+      mesh: { services: { key: string }[] };
+      tls: { spiffeId: string };
+    };
+    expect(dump.source).toBe('proxy');
     expect(dump.ready).toBe(true);
     expect(dump.tls.spiffeId).toBe('spiffe://cluster.local/ns/default/sa/web');
-    expect(dump.services.map((s) => s.key)).toEqual(expect.arrayContaining(['default/api', 'default/legacy']));
+    expect(dump.mesh.services.map((s) => s.key)).toEqual(
+      expect.arrayContaining(['default/api', 'default/legacy']),
+    );
     // Not reachable from another Pod.
-    expect((await rig.exec(legacy.ns, ['curl', '-sf', '--max-time', '2', `http://${web.spec.ip}:15000/config_dump`], APP_USER)).code).not.toBe(0);
+    expect(
+      (
+        await rig.exec(
+          legacy.ns,
+          ['curl', '-sf', '--max-time', '2', `http://${web.spec.ip}:15000/config_dump`],
+          APP_USER,
+        )
+      ).code,
+    ).not.toBe(0);
   });
 });

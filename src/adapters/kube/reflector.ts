@@ -37,6 +37,11 @@ export interface ReflectorOptions<T extends KubeObject> {
   readonly watchTimeoutSeconds?: () => number;
   readonly logger: ReflectorLogger;
   readonly onEvent: (type: ReflectorEventType, obj: T) => void;
+  /**
+   * Applied to every object before it is cached and handed on (client-go's SetTransform): keep
+   * only the fields the handler reads, so that a cache of many Pods stays small.
+   */
+  readonly transform?: (obj: T) => T;
 }
 
 /** Cache key of an object: `namespace/name` or `name`. */
@@ -140,7 +145,10 @@ export class Reflector<T extends KubeObject> {
       query: this.selectors(),
     });
     const fresh = new Map<string, T>();
-    for (const item of list.items) fresh.set(objectKey(item), item);
+    const transform = this.options.transform;
+    for (const item of list.items) {
+      fresh.set(objectKey(item), transform === undefined ? item : transform(item));
+    }
     for (const [key, old] of this.cache) {
       if (!fresh.has(key)) {
         this.cache.delete(key);
@@ -163,7 +171,11 @@ export class Reflector<T extends KubeObject> {
   }
 
   private onWatchEvent(event: WatchEvent): void {
-    const obj = event.object as T;
+    const raw = event.object as T;
+    const obj =
+      this.options.transform === undefined || event.type === 'ERROR' || event.type === 'BOOKMARK'
+        ? raw
+        : this.options.transform(raw);
     switch (event.type) {
       case 'ADDED':
       case 'MODIFIED': {

@@ -6,7 +6,7 @@ import https from 'node:https';
 import {
   CA_PATHS,
   parseCertificateResponse,
-  parseErrorResponse,
+  serverErrorForLog,
   workloadRequestText,
   type CertificateResponse,
 } from '../../api/certificates';
@@ -53,31 +53,8 @@ function parseResponse(body: string): CertificateResponse {
   return parsed.value;
 }
 
-/** Longest part of a CA's error message the agent repeats. */
-const MAX_SERVER_MESSAGE = 300;
-
-/**
- * A CA's error message fit for the log: a CA (or a proxy in front of it) that echoes the request
- * would otherwise put the bearer token or the CSR there. Bearer tokens and PEM blocks are cut
- * out, and the rest is shortened.
- */
-export function serverMessageForLog(text: string): string {
-  const cleaned = text
-    .replace(/-----BEGIN [A-Z0-9 ]+-----[\s\S]*?(-----END [A-Z0-9 ]+-----|$)/g, '[PEM redacted]')
-    .replace(/(bearer)(\s+|%20)[^\s"',;]+/gi, '$1 [redacted]')
-    .replace(/\s+/g, ' ');
-  return cleaned.length > MAX_SERVER_MESSAGE
-    ? `${cleaned.slice(0, MAX_SERVER_MESSAGE)}...`
-    : cleaned;
-}
-
 function errorFrom(status: number, body: string): RenewalError {
-  const e = parseErrorResponse(body);
-  const code = e.code === undefined ? undefined : serverMessageForLog(e.code);
-  const message =
-    e.message === undefined
-      ? `HTTP ${status}`
-      : `${code ?? 'no code'}: ${serverMessageForLog(e.message)}`;
+  const { code, message } = serverErrorForLog(status, body);
   const reason = status >= 500 || status === 429 ? 'unavailable' : 'rejected';
   return new RenewalError(reason, `the CA refused the request (${message})`, { status, code });
 }

@@ -146,9 +146,15 @@ export class CertificateLifecycle {
    * The current certificate chain and its private key (PEM), for the built-in proxy's TLS; null
    * before the first certificate. Never logged.
    */
-  credentials(): { readonly chainPem: string; readonly keyPem: string; readonly spiffeId: string | null } | null {
+  credentials(): {
+    readonly chainPem: string;
+    readonly keyPem: string;
+    readonly spiffeId: string | null;
+  } | null {
     const c = this.current;
-    return c === null ? null : { chainPem: c.chainPem, keyPem: c.keyPem, spiffeId: c.verified.spiffeId };
+    return c === null
+      ? null
+      : { chainPem: c.chainPem, keyPem: c.keyPem, spiffeId: c.verified.spiffeId };
   }
 
   lastError(): { reason: FailureReason; message: string } | null {

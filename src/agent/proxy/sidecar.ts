@@ -11,7 +11,7 @@
 import type http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
-import type { MeshState, Protocol, WorkloadInfo } from '../../api/mesh';
+import { meshConfigDump, type MeshState, type Protocol, type WorkloadInfo } from '../../api/mesh';
 import {
   newUpstreamEndpoint,
   pickEndpoint,
@@ -790,11 +790,11 @@ export class Sidecar {
     socket.once('end', onEnd);
   }
 
-  /** The proxy's state for `/config_dump`. */
+  /** The proxy's state for `/config_dump` (its `mesh` part as the server's debug view has it). */
   configDump(): Record<string, unknown> {
     const index = this.index;
     return {
-      version: index?.version ?? null,
+      source: 'proxy',
       ready: this.ready(),
       tls:
         this.tlsContexts === null
@@ -804,9 +804,7 @@ export class Sidecar {
               fingerprint: this.tlsContexts.fingerprint,
               since: this.tlsContexts.since,
             },
-      proxy: index?.state.proxy ?? null,
-      settings: index?.state.settings ?? null,
-      services: index === null ? [] : [...index.state.services.values()],
+      mesh: index === null ? null : meshConfigDump(index.state),
       endpoints:
         index === null
           ? []

@@ -94,7 +94,10 @@ function startGrpc(port: number): void {
       }),
     fail: (call: grpc.ServerUnaryCall<unknown, unknown>, done: grpc.sendUnaryData<unknown>) => {
       const want = call.request as { code?: number; details?: string };
-      done({ code: want.code ?? grpc.status.UNKNOWN, details: want.details ?? 'failed on request' });
+      done({
+        code: want.code ?? grpc.status.UNKNOWN,
+        details: want.details ?? 'failed on request',
+      });
     },
     count: (call: grpc.ServerWritableStream<unknown, unknown>) => {
       const n = Number((call.request as { n?: number }).n ?? 3);

@@ -169,4 +169,52 @@ describe('resolveAgentOptions', () => {
       problemsOf(() => resolveAgentOptions({ keyType: 'x', ttl: 'y', drain: 'z' }, {})),
     ).toHaveLength(3);
   });
+  describe("the Pod and the mesh server (the proxy's mesh client)", () => {
+    it('takes the mesh from the CA by default and knows no Pod', () => {
+      const o = resolveAgentOptions({ caUrl: 'https://ca.example:8443' }, {});
+      expect(o.meshUrl.href).toBe('https://ca.example:8443/');
+      expect(o.pod).toEqual({ name: null, namespace: null, ip: null });
+    });
+
+    it('reads the Pod from the downward-API environment, flags winning', () => {
+      const env = {
+        [AGENT_ENV.podName]: 'web-1',
+        [AGENT_ENV.podNamespace]: 'shop',
+        [AGENT_ENV.podIp]: '10.0.0.5',
+        [AGENT_ENV.meshUrl]: 'https://mesh.example',
+      };
+      expect(resolveAgentOptions({}, env)).toMatchObject({
+        pod: { name: 'web-1', namespace: 'shop', ip: '10.0.0.5' },
+        meshUrl: new URL('https://mesh.example'),
+        probeHost: '10.0.0.5',
+      });
+      expect(
+        resolveAgentOptions(
+          {
+            podName: 'web-2',
+            podNamespace: 'ops',
+            podIp: 'fd00::7',
+            meshUrl: 'https://other:9443',
+          },
+          env,
+        ),
+      ).toMatchObject({
+        pod: { name: 'web-2', namespace: 'ops', ip: 'fd00::7' },
+        meshUrl: new URL('https://other:9443'),
+      });
+    });
+
+    it.each([
+      ['--pod-name', { podName: 'Web_1' }, 'is not a Pod name'],
+      ['--pod-namespace', { podNamespace: 'Shop' }, 'is not a namespace name'],
+      ['--pod-ip', { podIp: '10.0.0.300' }, 'is not an IP address'],
+      ['--mesh-url', { meshUrl: 'http://mesh.example' }, 'must be an https:// URL'],
+      ['--mesh-url', { meshUrl: 'not a url' }, 'is not a URL'],
+    ])('refuses a bad %s, naming it', (flag, flags, message) => {
+      const problems = problemsOf(() => resolveAgentOptions(flags, {}));
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toContain(flag);
+      expect(problems[0]).toContain(message);
+    });
+  });
 });

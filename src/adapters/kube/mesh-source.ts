@@ -1,0 +1,310 @@
+// Cluster mode's mesh source: Services, EndpointSlices and Pods of every namespace, and
+// PeerAuthentications (security.istio.io, v1 or else v1beta1) when their CRD is installed, each
+// through a Reflector (list, then watch; relist after a failure). Every object goes through the
+// validator that --mesh-dir files go through, so the same objects make the same model.
+//
+// A kind whose CRD is not installed is off, said in one log line, and looked for again every
+// `crdRecheckMs`: installed later, it comes on (and goes off again if the CRD is deleted). When
+// the CRD is there at start, start() waits for its first list like the others': a proxy must
+// never get a PERMISSIVE scope before a STRICT policy was read.
+//
+// An invalid object (an admission webhook or a CRD schema let it through) is logged once and
+// skipped; one that was valid before keeps its last valid version.
+
+import {
+  MESH_API_VERSIONS,
+  refKey,
+  validateMeshObject,
+  type MeshKind,
+  type MeshModel,
+  type ObjectProblem,
+  type ObjectRef,
+} from '../../mesh';
+import { groupPath, corePath, isKubeApiError, type KubeApi, type KubeObject } from './api';
+import { Reflector, type ReflectorEventType } from './reflector';
+import type { SourceLogger } from '../mesh-dir';
+
+export const PEER_AUTHENTICATION_GROUP = 'security.istio.io';
+
+export interface ClusterMeshSourceOptions {
+  readonly api: KubeApi;
+  readonly model: MeshModel;
+  readonly log: SourceLogger;
+  readonly onChange: () => void;
+  /** How often a missing CRD is looked for again. Default 30 s. */
+  readonly crdRecheckMs?: number;
+  /** Every object again to the model this often (repairs a missed event). Default 5 min. */
+  readonly resyncMs?: number;
+}
+
+type Raw = KubeObject & Record<string, unknown>;
+
+/** Only what the model reads of a Pod: a cache of many Pods stays small. */
+export function slimPod(pod: Raw): Raw {
+  const metadata = (pod.metadata ?? {}) as Record<string, unknown>;
+  const spec = (pod.spec ?? {}) as Record<string, unknown>;
+  const status = (pod.status ?? {}) as Record<string, unknown>;
+  const ports = (containers: unknown): unknown =>
+    Array.isArray(containers)
+      ? containers.map((c: unknown) =>
+          typeof c === 'object' && c !== null ? { ports: (c as { ports?: unknown }).ports } : c,
+        )
+      : containers;
+  return {
+    apiVersion: pod.apiVersion,
+    kind: pod.kind,
+    metadata: {
+      name: metadata.name,
+      namespace: metadata.namespace,
+      resourceVersion: metadata.resourceVersion,
+      creationTimestamp: metadata.creationTimestamp,
+      generateName: metadata.generateName,
+      labels: metadata.labels,
+      annotations: metadata.annotations,
+      ownerReferences: metadata.ownerReferences,
+    },
+    spec: {
+      serviceAccountName: spec.serviceAccountName,
+      serviceAccount: spec.serviceAccount,
+      containers: ports(spec.containers),
+      initContainers: ports(spec.initContainers),
+    },
+    status: { podIP: status.podIP, podIPs: status.podIPs },
+  } as Raw;
+}
+
+interface KindWatch {
+  readonly kind: MeshKind;
+  readonly apiVersion: string;
+  readonly reflector: Reflector<Raw>;
+}
+
+export class ClusterMeshSource {
+  private readonly watches = new Map<MeshKind, KindWatch>();
+  /** Problems by object (refKey). */
+  private readonly problemsByObject = new Map<string, ObjectProblem[]>();
+  private readonly logged = new Map<string, string>();
+  private crdTimer: NodeJS.Timeout | null = null;
+  private peerAuthenticationVersion: string | null = null;
+  private crdChecked = false;
+  private stopped = false;
+  private checking: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: ClusterMeshSourceOptions) {}
+
+  /** Starts every watch; resolves once each has listed its objects once. */
+  async start(): Promise<void> {
+    const core: [MeshKind, string, string, ((o: Raw) => Raw)?][] = [
+      ['Service', 'v1', corePath('services')],
+      ['EndpointSlice', 'discovery.k8s.io/v1', groupPath('discovery.k8s.io/v1', 'endpointslices')],
+      ['Pod', 'v1', corePath('pods'), slimPod],
+    ];
+    const starting = core.map(([kind, apiVersion, path, transform]) =>
+      this.startWatch(kind, apiVersion, path, transform),
+    );
+    starting.push(this.checkCrds());
+    await Promise.all(starting);
+    this.crdTimer = setInterval(() => {
+      this.checking = this.checking.then(() => this.checkCrds()).catch(() => undefined);
+    }, this.options.crdRecheckMs ?? 30_000);
+    this.crdTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.crdTimer !== null) clearInterval(this.crdTimer);
+    await this.checking;
+    await Promise.all([...this.watches.values()].map((w) => w.reflector.stop()));
+    this.watches.clear();
+  }
+
+  problems(): readonly ObjectProblem[] {
+    return [...this.problemsByObject.values()].flat();
+  }
+
+  describe(): Record<string, unknown> {
+    return {
+      source: 'cluster',
+      kinds: Object.fromEntries(
+        (['Service', 'EndpointSlice', 'Pod', 'PeerAuthentication'] as const).map((kind) => {
+          const w = this.watches.get(kind);
+          return [
+            kind,
+            w === undefined
+              ? 'off'
+              : { apiVersion: w.apiVersion, synced: w.reflector.hasSynced(), ...w.reflector.stats },
+          ];
+        }),
+      ),
+    };
+  }
+
+  private async startWatch(
+    kind: MeshKind,
+    apiVersion: string,
+    path: string,
+    transform?: (o: Raw) => Raw,
+  ): Promise<void> {
+    const reflector = new Reflector<Raw>({
+      api: this.options.api,
+      name: `mesh-${kind.toLowerCase()}s`,
+      path,
+      resyncMs: this.options.resyncMs ?? 300_000,
+      logger: this.options.log,
+      ...(transform === undefined ? {} : { transform }),
+      onEvent: (type, obj) => this.onEvent(kind, apiVersion, type, obj),
+    });
+    this.watches.set(kind, { kind, apiVersion, reflector });
+    await reflector.start();
+  }
+
+  /** Which served version of security.istio.io has PeerAuthentication: v1, else v1beta1. */
+  private async peerAuthenticationApi(): Promise<string | null> {
+    let group: { versions?: { groupVersion?: string; version?: string }[] };
+    try {
+      group = await this.options.api.request({
+        method: 'GET',
+        path: `/apis/${PEER_AUTHENTICATION_GROUP}`,
+      });
+    } catch (err) {
+      if (isKubeApiError(err, 404)) return null;
+      throw err;
+    }
+    const served = new Set((group.versions ?? []).map((v) => v.groupVersion));
+    for (const apiVersion of MESH_API_VERSIONS.PeerAuthentication) {
+      if (!served.has(apiVersion)) continue;
+      // The group may be served for other kinds (AuthorizationPolicy) without this one.
+      try {
+        await this.options.api.request({
+          method: 'GET',
+          path: `/apis/${apiVersion}/peerauthentications`,
+          query: { limit: '1' },
+        });
+        return apiVersion;
+      } catch (err) {
+        if (!isKubeApiError(err, 404)) throw err;
+      }
+    }
+    return null;
+  }
+
+  private async checkCrds(): Promise<void> {
+    if (this.stopped) return;
+    let apiVersion: string | null;
+    try {
+      apiVersion = await this.peerAuthenticationApi();
+    } catch (err) {
+      this.options.log.warn(
+        { err },
+        'cannot tell whether PeerAuthentication is installed; trying again later',
+      );
+      return;
+    }
+    if (this.crdChecked && apiVersion === this.peerAuthenticationVersion) return;
+    this.crdChecked = true;
+    const previous = this.watches.get('PeerAuthentication');
+    if (previous !== undefined) {
+      this.watches.delete('PeerAuthentication');
+      await previous.reflector.stop();
+      let changed = false;
+      for (const obj of previous.reflector.list()) {
+        changed = this.forget(this.refOf('PeerAuthentication', obj)) || changed;
+      }
+      if (changed) this.options.onChange();
+    }
+    this.peerAuthenticationVersion = apiVersion;
+    if (apiVersion === null) {
+      this.options.log.info(
+        {
+          kind: 'PeerAuthentication',
+          group: PEER_AUTHENTICATION_GROUP,
+          recheckSeconds: (this.options.crdRecheckMs ?? 30_000) / 1000,
+        },
+        'PeerAuthentication is off: its CRD (peerauthentications.security.istio.io) is not installed',
+      );
+      return;
+    }
+    this.options.log.info({ kind: 'PeerAuthentication', apiVersion }, 'PeerAuthentication is on');
+    const [group, version] = apiVersion.split('/');
+    await this.startWatch(
+      'PeerAuthentication',
+      apiVersion,
+      groupPath(`${group}/${version}`, 'peerauthentications'),
+    );
+  }
+
+  private refOf(kind: MeshKind, obj: Raw): ObjectRef {
+    return { kind, namespace: obj.metadata?.namespace ?? '', name: obj.metadata?.name ?? '' };
+  }
+
+  /** Removes an object from the model and its problems; true when the model changed. */
+  private forget(ref: ObjectRef): boolean {
+    const key = refKey(ref);
+    this.problemsByObject.delete(key);
+    this.logged.delete(key);
+    return this.options.model.remove(ref);
+  }
+
+  private onEvent(kind: MeshKind, apiVersion: string, type: ReflectorEventType, obj: Raw): void {
+    const ref = this.refOf(kind, obj);
+    if (type === 'deleted') {
+      if (this.forget(ref)) this.options.onChange();
+      return;
+    }
+    // Objects of a list carry no kind or apiVersion.
+    const v = validateMeshObject(
+      { ...obj, apiVersion: obj.apiVersion ?? apiVersion, kind },
+      ref.namespace,
+    );
+    const key = refKey(ref);
+    if (v.status === 'valid') {
+      this.record(key, ref, v.warnings, 'field-ignored');
+      if (this.options.model.upsert(v.object)) this.options.onChange();
+      return;
+    }
+    if (v.status === 'invalid') {
+      // The model keeps the last valid version: it holds the object when it was ever valid.
+      const kept = this.options.model.has(ref);
+      this.record(key, ref, v.problems, kept ? 'kept-last-valid' : 'skipped');
+    }
+  }
+
+  private record(
+    key: string,
+    ref: ObjectRef,
+    list: readonly { field: string; message: string }[],
+    effect: ObjectProblem['effect'],
+  ): void {
+    if (list.length === 0) {
+      this.problemsByObject.delete(key);
+      this.logged.delete(key);
+      return;
+    }
+    const problems = list.map((p) => ({
+      source: 'cluster',
+      kind: ref.kind,
+      namespace: ref.namespace,
+      name: ref.name,
+      field: p.field,
+      message: p.message,
+      effect,
+    }));
+    this.problemsByObject.set(key, problems);
+    const text = JSON.stringify(problems);
+    if (this.logged.get(key) === text) return;
+    this.logged.set(key, text);
+    for (const p of problems) {
+      this.options.log.warn(
+        {
+          kind: p.kind,
+          namespace: p.namespace,
+          name: p.name,
+          field: p.field,
+          effect: p.effect,
+          reason: p.message,
+        },
+        'invalid mesh object',
+      );
+    }
+  }
+}

@@ -1,0 +1,627 @@
+// The mesh model: the checked Kubernetes objects in, each Service's `MeshService` and each
+// Pod's `ProxyScope` out (src/api/mesh.ts). Incremental: a change marks what it touches (a
+// Service itself; the Service of an EndpointSlice; the Services whose endpoints are a changed
+// Pod; the Pods, and their Services, under a changed PeerAuthentication), and `commit()`
+// rebuilds only those, keeps the ones whose canonical text did not change, and stamps the others
+// with a new version. The push asks what changed since the version a proxy holds.
+// Pure: no I/O, no clock; the caller decides when to commit.
+
+import type {
+  Endpoint,
+  MeshService,
+  MeshSettings,
+  MtlsMode,
+  Protocol,
+  ProxyScope,
+  ServicePort,
+} from '../api/mesh';
+import { spiffeIdOf } from '../ca/identity';
+import { canonicalJson, utf8Length } from './canonical';
+import {
+  nameKey,
+  selectorMatches,
+  type EndpointSliceObject,
+  type MeshKind,
+  type MeshObject,
+  type ObjectRef,
+  type PeerAuthenticationObject,
+  type PodObject,
+  type ServiceObject,
+} from './objects';
+import { modeOfPort, resolvePeerAuthentication, type ResolvedMtls } from './peer-authentication';
+import { protocolOf } from './protocol';
+import { isVisible } from './visibility';
+import { workloadInfoOf } from './workload';
+
+export interface MeshModelOptions {
+  readonly trustDomain: string;
+  /** Mooring's namespace: a PeerAuthentication there without selector is mesh-wide. */
+  readonly rootNamespace: string;
+  /** `mesh.mtlsMode`: the mode where no PeerAuthentication sets one. */
+  readonly defaultMtlsMode: MtlsMode;
+  readonly settings: MeshSettings;
+  /** Default `cluster.local`. */
+  readonly clusterDomain?: string;
+}
+
+/** A Service as the model built it, with its canonical text (what goes on the wire). */
+export interface BuiltService {
+  readonly key: string;
+  readonly namespace: string;
+  readonly service: MeshService;
+  readonly json: string;
+  /** Bytes of `json` in UTF-8. */
+  readonly bytes: number;
+  /** The model version at which its content (or visibility) last changed. */
+  readonly version: number;
+  readonly exportTo: readonly string[] | null;
+  /** The model version at which its visibility last changed. */
+  readonly exportToVersion: number;
+}
+
+/** What one commit changed. */
+export interface Commit {
+  readonly version: number;
+  /** Services added, or whose content or visibility changed. */
+  readonly services: readonly string[];
+  readonly removed: readonly string[];
+  /** Pods whose ProxyScope may have changed (each proxy compares its own). */
+  readonly pods: readonly string[];
+  readonly settings: boolean;
+  /** Services rebuilt (changed or not): the cost of the commit. */
+  readonly rebuilt: number;
+}
+
+export interface ModelChanges {
+  readonly services: readonly BuiltService[];
+  readonly removed: readonly string[];
+}
+
+const add = <K, V>(index: Map<K, Set<V>>, key: K, value: V): void => {
+  let set = index.get(key);
+  if (set === undefined) index.set(key, (set = new Set()));
+  set.add(value);
+};
+const drop = <K, V>(index: Map<K, Set<V>>, key: K, value: V): void => {
+  const set = index.get(key);
+  if (set === undefined) return;
+  set.delete(value);
+  if (set.size === 0) index.delete(key);
+};
+
+const podRefsOf = (slice: EndpointSliceObject): string[] => {
+  const refs = new Set<string>();
+  for (const e of slice.endpoints) {
+    if (e.targetRef?.kind === 'Pod') refs.add(nameKey(e.targetRef));
+  }
+  return [...refs];
+};
+
+const serviceKeyOf = (slice: EndpointSliceObject): string | null =>
+  slice.serviceName === null ? null : `${slice.meta.namespace}/${slice.serviceName}`;
+
+interface EndpointDraft {
+  address: string;
+  ports: Record<string, number>;
+  ready: boolean;
+  pod: PodObject | undefined;
+  podName: string | null;
+}
+
+export class MeshModel {
+  private readonly services = new Map<string, ServiceObject>();
+  private readonly servicesByNamespace = new Map<string, Set<string>>();
+  private readonly slices = new Map<string, EndpointSliceObject>();
+  private readonly slicesByService = new Map<string, Set<string>>();
+  private readonly slicesByPod = new Map<string, Set<string>>();
+  private readonly pods = new Map<string, PodObject>();
+  private readonly podsByNamespace = new Map<string, Set<string>>();
+  private readonly peerAuthentications = new Map<string, PeerAuthenticationObject>();
+  private readonly peerAuthenticationsByNamespace = new Map<string, Set<string>>();
+  /** The text of each stored object, to tell a rewrite from a change. */
+  private readonly texts = new Map<string, string>();
+
+  private readonly built = new Map<string, BuiltService>();
+  private readonly tombstones = new Map<string, number>();
+  /** Keys changed at each version after `logFloor`. */
+  private log: { readonly version: number; readonly keys: readonly string[] }[] = [];
+  private logFloor = 0;
+
+  private readonly dirtyServices = new Set<string>();
+  private readonly dirtyPods = new Set<string>();
+  private settingsDirty = false;
+  private settingsValue: MeshSettings;
+  private settingsText: string;
+  private defaultMtlsMode: MtlsMode;
+  private versionValue = 0;
+  private readonly clusterDomain: string;
+
+  constructor(private readonly options: MeshModelOptions) {
+    this.settingsValue = options.settings;
+    this.settingsText = canonicalJson(options.settings);
+    this.defaultMtlsMode = options.defaultMtlsMode;
+    this.clusterDomain = options.clusterDomain ?? 'cluster.local';
+  }
+
+  get version(): number {
+    return this.versionValue;
+  }
+
+  get settings(): MeshSettings {
+    return this.settingsValue;
+  }
+
+  get settingsJson(): string {
+    return this.settingsText;
+  }
+
+  /** How many objects of each kind the model holds. */
+  counts(): Record<MeshKind, number> {
+    return {
+      Service: this.services.size,
+      EndpointSlice: this.slices.size,
+      Pod: this.pods.size,
+      PeerAuthentication: this.peerAuthentications.size,
+    };
+  }
+
+  // --- input -----------------------------------------------------------------------------------
+
+  /** Adds or replaces an object; returns false when it is the same as the stored one. */
+  upsert(obj: MeshObject): boolean {
+    const key = nameKey(obj.meta);
+    const textKey = `${obj.kind}/${key}`;
+    const text = JSON.stringify(obj);
+    if (this.texts.get(textKey) === text) return false;
+    this.texts.set(textKey, text);
+    this.put(obj.kind, key, obj);
+    return true;
+  }
+
+  /** True when the model holds an object of that kind and name. */
+  has(ref: ObjectRef): boolean {
+    return this.texts.has(`${ref.kind}/${nameKey(ref)}`);
+  }
+
+  /** Removes an object; returns false when there was none. */
+  remove(ref: ObjectRef): boolean {
+    const key = nameKey(ref);
+    if (!this.texts.delete(`${ref.kind}/${key}`)) return false;
+    this.put(ref.kind, key, null);
+    return true;
+  }
+
+  /** Stores (or, with null, deletes) an object of `kind` and marks what it touches. */
+  private put(kind: MeshKind, key: string, obj: MeshObject | null): void {
+    switch (kind) {
+      case 'Service':
+        return this.putService(key, obj as ServiceObject | null);
+      case 'EndpointSlice':
+        return this.putSlice(key, obj as EndpointSliceObject | null);
+      case 'Pod':
+        return this.putPod(key, obj as PodObject | null);
+      case 'PeerAuthentication':
+        return this.putPeerAuthentication(key, obj as PeerAuthenticationObject | null);
+    }
+  }
+
+  /** `mesh.mtlsMode` changed: every Pod's mode may have. */
+  setDefaultMtlsMode(mode: MtlsMode): void {
+    if (mode === this.defaultMtlsMode) return;
+    this.defaultMtlsMode = mode;
+    for (const podKey of this.pods.keys()) this.touchPod(podKey);
+  }
+
+  setSettings(settings: MeshSettings): void {
+    const text = canonicalJson(settings);
+    if (text === this.settingsText) return;
+    this.settingsValue = settings;
+    this.settingsText = text;
+    this.settingsDirty = true;
+  }
+
+  /** True when something awaits a commit. */
+  dirty(): boolean {
+    return this.dirtyServices.size > 0 || this.dirtyPods.size > 0 || this.settingsDirty;
+  }
+
+  private putService(key: string, svc: ServiceObject | null): void {
+    const old = this.services.get(key);
+    const namespace = (svc ?? old)?.meta.namespace;
+    if (namespace === undefined) return;
+    if (svc === null) {
+      this.services.delete(key);
+      drop(this.servicesByNamespace, namespace, key);
+    } else {
+      this.services.set(key, svc);
+      add(this.servicesByNamespace, namespace, key);
+    }
+    this.dirtyServices.add(key);
+    // The Pods it selects (before or after) may see their inbound ports change.
+    for (const selector of [old?.selector, svc?.selector]) {
+      if (selector === null || selector === undefined) continue;
+      for (const podKey of this.podsByNamespace.get(namespace) ?? []) {
+        const pod = this.pods.get(podKey);
+        if (pod !== undefined && selectorMatches(selector, pod.meta.labels)) {
+          this.dirtyPods.add(podKey);
+        }
+      }
+    }
+  }
+
+  private putSlice(key: string, slice: EndpointSliceObject | null): void {
+    const old = this.slices.get(key);
+    if (old !== undefined) {
+      const oldService = serviceKeyOf(old);
+      if (oldService !== null) {
+        drop(this.slicesByService, oldService, key);
+        this.dirtyServices.add(oldService);
+      }
+      for (const podKey of podRefsOf(old)) drop(this.slicesByPod, podKey, key);
+    }
+    if (slice === null) {
+      this.slices.delete(key);
+      return;
+    }
+    this.slices.set(key, slice);
+    const service = serviceKeyOf(slice);
+    if (service !== null) {
+      add(this.slicesByService, service, key);
+      this.dirtyServices.add(service);
+    }
+    for (const podKey of podRefsOf(slice)) add(this.slicesByPod, podKey, key);
+  }
+
+  private putPod(key: string, pod: PodObject | null): void {
+    const old = this.pods.get(key);
+    const namespace = (pod ?? old)?.meta.namespace;
+    if (namespace === undefined) return;
+    if (pod === null) {
+      this.pods.delete(key);
+      drop(this.podsByNamespace, namespace, key);
+    } else {
+      this.pods.set(key, pod);
+      add(this.podsByNamespace, namespace, key);
+    }
+    this.touchPod(key);
+  }
+
+  private putPeerAuthentication(key: string, pa: PeerAuthenticationObject | null): void {
+    const old = this.peerAuthentications.get(key);
+    const namespace = (pa ?? old)?.meta.namespace;
+    if (namespace === undefined) return;
+    if (pa === null) {
+      this.peerAuthentications.delete(key);
+      drop(this.peerAuthenticationsByNamespace, namespace, key);
+    } else {
+      this.peerAuthentications.set(key, pa);
+      add(this.peerAuthenticationsByNamespace, namespace, key);
+    }
+    const affected =
+      namespace === this.options.rootNamespace
+        ? this.pods.keys()
+        : (this.podsByNamespace.get(namespace) ?? []);
+    for (const podKey of affected) this.touchPod(podKey);
+  }
+
+  /** A Pod changed: its scope, and every Service with it as an endpoint. */
+  private touchPod(podKey: string): void {
+    this.dirtyPods.add(podKey);
+    for (const sliceKey of this.slicesByPod.get(podKey) ?? []) {
+      const slice = this.slices.get(sliceKey);
+      const service = slice === undefined ? null : serviceKeyOf(slice);
+      if (service !== null) this.dirtyServices.add(service);
+    }
+  }
+
+  // --- commit ----------------------------------------------------------------------------------
+
+  /** Rebuilds what changed since the last commit; null when nothing did. */
+  commit(): Commit | null {
+    if (!this.dirty()) return null;
+    const next = this.versionValue + 1;
+    const mtls = new Map<string, ResolvedMtls>();
+    const changed: string[] = [];
+    const removed: string[] = [];
+    const rebuilt = this.dirtyServices.size;
+    for (const key of this.dirtyServices) {
+      const svc = this.services.get(key);
+      const service = svc === undefined ? null : this.buildService(key, svc, mtls);
+      const prev = this.built.get(key);
+      if (service === null || svc === undefined) {
+        if (prev !== undefined) {
+          this.built.delete(key);
+          this.tombstones.set(key, next);
+          removed.push(key);
+        }
+        continue;
+      }
+      const json = canonicalJson(service);
+      const sameExport =
+        prev !== undefined && canonicalJson(prev.exportTo) === canonicalJson(svc.exportTo);
+      if (prev !== undefined && prev.json === json && sameExport) continue;
+      // A proxy that cannot see it now may have seen it before: an earlier exportTo, or the
+      // version that was deleted (its tombstone) before this one came. A new Service was seen
+      // by nobody.
+      const exportToVersion =
+        prev === undefined
+          ? this.tombstones.has(key)
+            ? next
+            : 0
+          : sameExport
+            ? prev.exportToVersion
+            : next;
+      this.built.set(key, {
+        key,
+        namespace: svc.meta.namespace,
+        service,
+        json,
+        bytes: utf8Length(json),
+        version: next,
+        exportTo: svc.exportTo,
+        exportToVersion,
+      });
+      this.tombstones.delete(key);
+      changed.push(key);
+    }
+    const pods = [...this.dirtyPods];
+    const settings = this.settingsDirty;
+    this.dirtyServices.clear();
+    this.dirtyPods.clear();
+    this.settingsDirty = false;
+    if (changed.length === 0 && removed.length === 0 && pods.length === 0 && !settings) {
+      return null;
+    }
+    this.versionValue = next;
+    if (changed.length > 0 || removed.length > 0) {
+      this.log.push({ version: next, keys: [...changed, ...removed] });
+    }
+    return { version: next, services: changed, removed, pods, settings, rebuilt };
+  }
+
+  /**
+   * Forgets the history a proxy at `version` or later no longer needs: removed Services and the
+   * change log up to it. A proxy older than that is answered from a scan of every Service.
+   */
+  prune(version: number): void {
+    const upTo = Math.min(version, this.versionValue);
+    if (upTo <= this.logFloor) return;
+    this.log = this.log.filter((entry) => entry.version > upTo);
+    this.logFloor = upTo;
+    for (const [key, at] of this.tombstones) if (at <= upTo) this.tombstones.delete(key);
+  }
+
+  // --- output ----------------------------------------------------------------------------------
+
+  service(key: string): BuiltService | undefined {
+    return this.built.get(key);
+  }
+
+  /** The Services a proxy in `namespace` sees, by key. */
+  visibleServices(namespace: string): BuiltService[] {
+    const out: BuiltService[] = [];
+    for (const b of this.built.values()) {
+      if (isVisible(b.exportTo, b.namespace, namespace)) out.push(b);
+    }
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /** What a proxy in `namespace` that holds `since` must learn to be at the current version. */
+  changesSince(since: number, namespace: string): ModelChanges {
+    if (since >= this.versionValue) return { services: [], removed: [] };
+    let keys: Iterable<string>;
+    if (since >= this.logFloor) {
+      const set = new Set<string>();
+      for (const entry of this.log) {
+        if (entry.version > since) for (const key of entry.keys) set.add(key);
+      }
+      keys = set;
+    } else {
+      keys = new Set([...this.built.keys(), ...this.tombstones.keys()]);
+    }
+    const services: BuiltService[] = [];
+    const removed: string[] = [];
+    for (const key of keys) {
+      const b = this.built.get(key);
+      if (b === undefined) {
+        const at = this.tombstones.get(key);
+        if (at !== undefined && at > since) removed.push(key);
+        continue;
+      }
+      if (b.version <= since) continue;
+      if (isVisible(b.exportTo, b.namespace, namespace)) services.push(b);
+      else if (b.exportToVersion > since) removed.push(key);
+    }
+    services.sort((a, b) => (a.key < b.key ? -1 : 1));
+    return { services, removed: removed.sort() };
+  }
+
+  /** The scope of the proxy of Pod `namespace/name`; null when the model has no such Pod. */
+  proxyScope(podKey: string): ProxyScope | null {
+    const pod = this.pods.get(podKey);
+    if (pod === undefined) return null;
+    let identity: string;
+    try {
+      identity = this.identityOf(pod);
+    } catch {
+      return null;
+    }
+    const mtls = this.mtlsOf(pod);
+    const ports = this.inboundPorts(pod);
+    return {
+      pod: { name: pod.meta.name, namespace: pod.meta.namespace, ip: pod.ips[0] ?? null },
+      identity,
+      workload: workloadInfoOf(pod),
+      inbound: {
+        mtlsMode: mtls.mode,
+        ...(mtls.portMtls === undefined ? {} : { portMtls: mtls.portMtls }),
+        ...(ports.length === 0 ? {} : { ports }),
+        source: mtls.source,
+      },
+      ...(pod.traceSamplingPercent === null
+        ? {}
+        : { traceSamplingPercent: pod.traceSamplingPercent }),
+      ...(pod.accessLog === null ? {} : { accessLog: pod.accessLog }),
+    };
+  }
+
+  /** The Pod `namespace/name` as the model holds it. */
+  pod(podKey: string): PodObject | undefined {
+    return this.pods.get(podKey);
+  }
+
+  // --- building --------------------------------------------------------------------------------
+
+  private identityOf(pod: PodObject): string {
+    return spiffeIdOf(this.options.trustDomain, {
+      namespace: pod.meta.namespace,
+      serviceAccount: pod.serviceAccount,
+    });
+  }
+
+  private mtlsOf(pod: PodObject, cache?: Map<string, ResolvedMtls>): ResolvedMtls {
+    const key = nameKey(pod.meta);
+    const cached = cache?.get(key);
+    if (cached !== undefined) return cached;
+    const candidates: PeerAuthenticationObject[] = [];
+    for (const ns of new Set([this.options.rootNamespace, pod.meta.namespace])) {
+      for (const paKey of this.peerAuthenticationsByNamespace.get(ns) ?? []) {
+        const pa = this.peerAuthentications.get(paKey);
+        if (pa !== undefined) candidates.push(pa);
+      }
+    }
+    const resolved = resolvePeerAuthentication(
+      pod.meta,
+      candidates,
+      this.options.rootNamespace,
+      this.defaultMtlsMode,
+    );
+    cache?.set(key, resolved);
+    return resolved;
+  }
+
+  /** The protocols of the Pod's ports, from the Services that select it (Istio's targetPort). */
+  private inboundPorts(pod: PodObject): { port: number; protocol: Protocol }[] {
+    const byPort = new Map<number, Protocol>();
+    const keys = [...(this.servicesByNamespace.get(pod.meta.namespace) ?? [])].sort();
+    for (const key of keys) {
+      const svc = this.services.get(key);
+      if (svc?.selector === null || svc === undefined) continue;
+      if (!selectorMatches(svc.selector, pod.meta.labels)) continue;
+      for (const sp of svc.ports) {
+        const protocol = protocolOf(sp);
+        if (protocol === null) continue;
+        const target =
+          typeof sp.targetPort === 'number'
+            ? sp.targetPort
+            : pod.containerPorts.find((c) => c.name === sp.targetPort && c.protocol === 'TCP')
+                ?.containerPort;
+        if (target === undefined) continue;
+        const known = byPort.get(target);
+        if (known === undefined || (known === 'unknown' && protocol !== 'unknown')) {
+          byPort.set(target, protocol);
+        }
+      }
+    }
+    return [...byPort.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([port, protocol]) => ({ port, protocol }));
+  }
+
+  private buildService(
+    key: string,
+    svc: ServiceObject,
+    mtlsCache: Map<string, ResolvedMtls>,
+  ): MeshService | null {
+    if (svc.type === 'ExternalName') return null;
+    const ports: ServicePort[] = [];
+    for (const sp of svc.ports) {
+      const protocol = protocolOf(sp);
+      if (protocol !== null) ports.push({ port: sp.port, name: sp.name, protocol });
+    }
+    if (ports.length === 0) return null;
+    ports.sort((a, b) => a.port - b.port);
+
+    const drafts = new Map<string, EndpointDraft>();
+    for (const sliceKey of [...(this.slicesByService.get(key) ?? [])].sort()) {
+      const slice = this.slices.get(sliceKey);
+      if (slice === undefined || slice.addressType === 'FQDN') continue;
+      const mapping: [number, number][] = [];
+      for (const sp of ports) {
+        const match = slice.ports.find((p) => p.name === sp.name && p.protocol === 'TCP');
+        if (match?.port !== null && match?.port !== undefined) mapping.push([sp.port, match.port]);
+      }
+      if (mapping.length === 0) continue;
+      for (const e of slice.endpoints) {
+        if (!e.ready && !e.serving) continue;
+        const podRef = e.targetRef?.kind === 'Pod' ? e.targetRef : null;
+        const pod = podRef === null ? undefined : this.pods.get(nameKey(podRef));
+        for (const address of e.addresses) {
+          const draft = drafts.get(address);
+          if (draft === undefined) {
+            drafts.set(address, {
+              address,
+              ports: Object.fromEntries(mapping.map(([s, t]) => [String(s), t])),
+              ready: e.ready,
+              pod,
+              podName: podRef?.name ?? null,
+            });
+          } else {
+            for (const [s, t] of mapping) draft.ports[String(s)] ??= t;
+            draft.ready ||= e.ready;
+          }
+        }
+      }
+    }
+
+    const endpoints: Endpoint[] = [];
+    for (const draft of drafts.values()) {
+      const endpoint = this.buildEndpoint(draft, mtlsCache);
+      if (endpoint !== null) endpoints.push(endpoint);
+    }
+    endpoints.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+    return {
+      key,
+      name: svc.meta.name,
+      namespace: svc.meta.namespace,
+      hostname: `${svc.meta.name}.${svc.meta.namespace}.svc.${this.clusterDomain}`,
+      addresses: [...svc.clusterIPs],
+      ports,
+      endpoints,
+    };
+  }
+
+  /** An endpoint: plain text unless its Pod is meshed; null when its identity cannot be named. */
+  private buildEndpoint(
+    draft: EndpointDraft,
+    mtlsCache: Map<string, ResolvedMtls>,
+  ): Endpoint | null {
+    const { pod } = draft;
+    let identity: string | null = null;
+    let plaintextPorts: number[] = [];
+    if (pod?.meshed === true) {
+      const mtls = this.mtlsOf(pod, mtlsCache);
+      const endpointPorts = [...new Set(Object.values(draft.ports))].sort((a, b) => a - b);
+      plaintextPorts = endpointPorts.filter((p) => modeOfPort(mtls, p) === 'DISABLE');
+      if (plaintextPorts.length < endpointPorts.length) {
+        try {
+          identity = this.identityOf(pod);
+        } catch {
+          // Fail closed: a meshed endpoint without a valid identity is never dialled.
+          return null;
+        }
+      } else {
+        plaintextPorts = [];
+      }
+    }
+    return {
+      address: draft.address,
+      ports: draft.ports,
+      ready: draft.ready,
+      identity,
+      ...(plaintextPorts.length > 0 ? { plaintextPorts } : {}),
+      workload: pod === undefined ? null : workloadInfoOf(pod),
+      pod: draft.podName,
+    };
+  }
+}

@@ -1,0 +1,150 @@
+// The Kubernetes objects the mesh model reads, as the validator (validate.ts) leaves them: only
+// the fields the model uses, defaults filled, every value checked. Both sources (the apiserver
+// and --mesh-dir files) go through the same validator, so the same objects give the same model.
+// Pure: types and small helpers, no I/O.
+
+import type { MtlsMode } from '../api/mesh';
+
+/** The kinds the mesh reads, by `kind`. */
+export const MESH_KINDS = ['Service', 'EndpointSlice', 'Pod', 'PeerAuthentication'] as const;
+export type MeshKind = (typeof MESH_KINDS)[number];
+
+/** `apiVersion`s accepted for each kind. */
+export const MESH_API_VERSIONS: Readonly<Record<MeshKind, readonly string[]>> = {
+  Service: ['v1'],
+  EndpointSlice: ['discovery.k8s.io/v1'],
+  Pod: ['v1'],
+  PeerAuthentication: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
+};
+
+/** Names an object: kind, namespace, name. */
+export interface ObjectRef {
+  readonly kind: MeshKind;
+  readonly namespace: string;
+  readonly name: string;
+}
+
+/** `Kind/namespace/name`: unique over every kind. */
+export const refKey = (ref: ObjectRef): string => `${ref.kind}/${ref.namespace}/${ref.name}`;
+/** `namespace/name`: unique within a kind. */
+export const nameKey = (ref: { readonly namespace: string; readonly name: string }): string =>
+  `${ref.namespace}/${ref.name}`;
+
+export interface Meta {
+  readonly name: string;
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** RFC 3339, or null when absent (objects from files): an absent one sorts last. */
+  readonly creationTimestamp: string | null;
+}
+
+export type PortProtocol = 'TCP' | 'UDP' | 'SCTP';
+
+export interface ServicePortSpec {
+  /** '' when unnamed (a Service with one port). */
+  readonly name: string;
+  readonly port: number;
+  /** A container port number, or the name of a container port; default: `port`. */
+  readonly targetPort: number | string;
+  readonly protocol: PortProtocol;
+  readonly appProtocol: string | null;
+}
+
+export interface ServiceObject {
+  readonly kind: 'Service';
+  readonly meta: Meta;
+  readonly type: 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
+  /** Every ClusterIP (IPv4 and IPv6); empty for a headless Service. */
+  readonly clusterIPs: readonly string[];
+  readonly ports: readonly ServicePortSpec[];
+  /** null: no selector (endpoints managed by hand). */
+  readonly selector: Readonly<Record<string, string>> | null;
+  /** The `networking.istio.io/exportTo` annotation's entries; null: exported everywhere. */
+  readonly exportTo: readonly string[] | null;
+}
+
+export interface SliceEndpoint {
+  readonly addresses: readonly string[];
+  /** conditions.ready, true when absent (unknown state is ready, as Kubernetes says). */
+  readonly ready: boolean;
+  /** conditions.serving, `ready` when absent. */
+  readonly serving: boolean;
+  readonly targetRef: {
+    readonly kind: string;
+    readonly namespace: string;
+    readonly name: string;
+  } | null;
+}
+
+export interface SlicePort {
+  readonly name: string;
+  /** null: the slice says nothing of this port's number (it is then unusable). */
+  readonly port: number | null;
+  readonly protocol: PortProtocol;
+}
+
+export interface EndpointSliceObject {
+  readonly kind: 'EndpointSlice';
+  readonly meta: Meta;
+  /** The `kubernetes.io/service-name` label; null: the slice belongs to no Service. */
+  readonly serviceName: string | null;
+  readonly addressType: 'IPv4' | 'IPv6' | 'FQDN';
+  readonly endpoints: readonly SliceEndpoint[];
+  readonly ports: readonly SlicePort[];
+}
+
+export interface ContainerPortSpec {
+  readonly name: string | null;
+  readonly containerPort: number;
+  readonly protocol: PortProtocol;
+}
+
+export interface PodObject {
+  readonly kind: 'Pod';
+  readonly meta: Meta;
+  readonly generateName: string | null;
+  /** The controller owner reference, if any. */
+  readonly controller: { readonly kind: string; readonly name: string } | null;
+  readonly serviceAccount: string;
+  /** The Pod carries `mooring.dev/status`: its proxy speaks mutual TLS. */
+  readonly meshed: boolean;
+  /** status.podIPs (or podIP); empty before the Pod has an address. */
+  readonly ips: readonly string[];
+  readonly containerPorts: readonly ContainerPortSpec[];
+  /** `proxy.mooring.dev/trace-sampling`, when valid. */
+  readonly traceSamplingPercent: number | null;
+  /** `proxy.mooring.dev/access-log`, when valid. */
+  readonly accessLog: boolean | null;
+}
+
+/** PeerAuthentication's mode, UNSET included (it inherits from the level above). */
+export type PeerAuthMode = MtlsMode | 'UNSET';
+
+export interface PeerAuthenticationObject {
+  readonly kind: 'PeerAuthentication';
+  readonly meta: Meta;
+  /** spec.selector.matchLabels; null or empty: a namespace (or mesh-wide) policy. */
+  readonly selector: Readonly<Record<string, string>> | null;
+  readonly mode: PeerAuthMode;
+  /** spec.portLevelMtls by container port. */
+  readonly portLevel: Readonly<Record<string, PeerAuthMode>>;
+}
+
+export type MeshObject = ServiceObject | EndpointSliceObject | PodObject | PeerAuthenticationObject;
+
+export const refOf = (obj: MeshObject): ObjectRef => ({
+  kind: obj.kind,
+  namespace: obj.meta.namespace,
+  name: obj.meta.name,
+});
+
+/** True when every label of `selector` is on `labels` with the same value. */
+export function selectorMatches(
+  selector: Readonly<Record<string, string>>,
+  labels: Readonly<Record<string, string>>,
+): boolean {
+  for (const [key, value] of Object.entries(selector)) {
+    if (labels[key] !== value) return false;
+  }
+  return true;
+}

@@ -1,0 +1,280 @@
+// Cluster mode's mesh source over the in-memory apiserver: lists (items without kind, as the API
+// gives them) and watches into the model, PeerAuthentication off while its CRD is missing and on
+// once it appears, invalid objects logged once and skipped or kept at their last valid version.
+// test/e2e/mesh.test.ts runs it against a real kube-apiserver.
+import { ClusterMeshSource, slimPod } from '../../../src/adapters/kube/mesh-source';
+import { KubeApiError, type KubeApi, type KubeRequest } from '../../../src/adapters/kube/api';
+import { MeshModel } from '../../../src/mesh';
+import {
+  endpointSlice,
+  meshed,
+  MODEL_OPTIONS,
+  peerAuthentication,
+  pod,
+  service,
+  withEndpoint,
+  withField,
+  withIP,
+  withMode,
+  withPort,
+  withServiceAccount,
+  withSlicePort,
+  type Raw,
+} from '../../fixtures/mesh-objects';
+import { FakeKubeApi } from './fake-api';
+
+const SERVICES = '/api/v1/namespaces/shop/services';
+const SLICES = '/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices';
+const PODS = '/api/v1/namespaces/shop/pods';
+const PAS = '/apis/security.istio.io/v1/namespaces/shop/peerauthentications';
+
+/** The in-memory apiserver, with the API group security.istio.io served or not. */
+class Cluster implements KubeApi {
+  readonly fake = new FakeKubeApi();
+  istioVersions: string[] = [];
+
+  request<T>(req: KubeRequest): Promise<T> {
+    if (req.path === '/apis/security.istio.io') {
+      if (this.istioVersions.length === 0) {
+        return Promise.reject(
+          new KubeApiError(404, 'NotFound', 'the server could not find the requested resource'),
+        );
+      }
+      return Promise.resolve({
+        versions: this.istioVersions.map((v) => ({
+          groupVersion: `security.istio.io/${v}`,
+          version: v,
+        })),
+      } as T);
+    }
+    if (
+      req.path.startsWith('/apis/security.istio.io/') &&
+      !this.istioVersions.some((v) => req.path.startsWith(`/apis/security.istio.io/${v}/`))
+    ) {
+      return Promise.reject(new KubeApiError(404, 'NotFound', 'not found'));
+    }
+    return this.fake.request(req);
+  }
+
+  watch(...args: Parameters<KubeApi['watch']>): Promise<void> {
+    return this.fake.watch(...args);
+  }
+}
+
+/** As the apiserver stores it: no kind in list items is tested by the source itself. */
+const put = (cluster: Cluster, path: string, raw: Raw) => cluster.fake.seed(path, raw);
+
+interface Logged {
+  readonly msg: string;
+  readonly fields: Record<string, unknown>;
+}
+
+const sources: ClusterMeshSource[] = [];
+afterEach(async () => {
+  for (const s of sources.splice(0)) await s.stop();
+});
+
+function setup(cluster = new Cluster()) {
+  const model = new MeshModel(MODEL_OPTIONS);
+  const logs: Logged[] = [];
+  const log = (fields: object, msg: string) =>
+    logs.push({ msg, fields: fields as Record<string, unknown> });
+  let changes = 0;
+  const source = new ClusterMeshSource({
+    api: cluster,
+    model,
+    log: { info: log, warn: log, debug: log },
+    onChange: () => {
+      changes += 1;
+      model.commit();
+    },
+    crdRecheckMs: 30,
+  });
+  sources.push(source);
+  return { cluster, model, logs, source, changes: () => changes };
+}
+
+async function until<T>(
+  what: string,
+  probe: () => T | undefined | false,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const inShop = (raw: Raw): Raw => withField('metadata.namespace', 'shop')(raw);
+
+function seedWeb(cluster: Cluster): void {
+  put(cluster, SERVICES, inShop(service('web', withPort(80, 'http', 8080))));
+  put(
+    cluster,
+    SLICES,
+    inShop(
+      endpointSlice('web', withSlicePort(8080, 'http'), withEndpoint('10.0.0.1', { pod: 'web-1' })),
+    ),
+  );
+  put(cluster, PODS, inShop(pod('web-1', meshed(), withServiceAccount('web'), withIP('10.0.0.1'))));
+}
+
+describe("cluster mode's mesh source", () => {
+  it('lists Services, EndpointSlices and Pods into the model, then follows their changes', async () => {
+    const { cluster, model, source } = setup();
+    seedWeb(cluster);
+    await source.start();
+    model.commit();
+    expect(model.service('shop/web')?.service.endpoints).toMatchObject([
+      { address: '10.0.0.1', identity: 'spiffe://cluster.local/ns/shop/sa/web' },
+    ]);
+    put(
+      cluster,
+      SLICES,
+      inShop(
+        endpointSlice(
+          'web',
+          withSlicePort(8080, 'http'),
+          withEndpoint('10.0.0.2', { pod: 'web-1' }),
+        ),
+      ),
+    );
+    await until(
+      'the new endpoint',
+      () => model.service('shop/web')?.service.endpoints[0]?.address === '10.0.0.2',
+    );
+    cluster.fake.remove(`${PODS}/web-1`);
+    await until(
+      'the plain-text endpoint',
+      () => model.service('shop/web')?.service.endpoints[0]?.identity === null,
+    );
+  });
+
+  it('reads the list items, which carry no kind or apiVersion', async () => {
+    const { cluster, model, source } = setup();
+    const bare = (raw: Raw): Raw => {
+      const { kind: _kind, apiVersion: _apiVersion, ...rest } = inShop(raw);
+      return rest;
+    };
+    put(cluster, SERVICES, bare(service('web', withPort(80, 'http'))));
+    await source.start();
+    model.commit();
+    expect(model.service('shop/web')).toBeDefined();
+  });
+
+  it('keeps only what the model reads of a Pod in its cache', () => {
+    const slim = slimPod(
+      inShop(
+        pod(
+          'web-1',
+          meshed(),
+          withServiceAccount('web'),
+          withField('spec.containers', [
+            {
+              name: 'app',
+              image: 'big',
+              env: [{ name: 'A', value: 'x' }],
+              ports: [{ containerPort: 8080 }],
+            },
+          ]),
+        ),
+      ),
+    );
+    expect(slim.spec).toEqual({
+      serviceAccountName: 'web',
+      serviceAccount: undefined,
+      containers: [{ ports: [{ containerPort: 8080 }] }],
+      initContainers: undefined,
+    });
+    expect(JSON.stringify(slim)).not.toContain('"image"');
+  });
+
+  it('has PeerAuthentication off, said once, while its CRD is missing, and on once it appears', async () => {
+    const { cluster, model, logs, source } = setup();
+    seedWeb(cluster);
+    await source.start();
+    await new Promise((r) => setTimeout(r, 150));
+    expect(logs.filter((l) => l.msg.startsWith('PeerAuthentication is off'))).toHaveLength(1);
+    expect(model.proxyScope('shop/web-1')?.inbound.mtlsMode).toBe('PERMISSIVE');
+
+    cluster.istioVersions = ['v1', 'v1beta1'];
+    put(cluster, PAS, inShop(peerAuthentication('strict', withMode('STRICT'))));
+    await until(
+      'the STRICT policy',
+      () => model.proxyScope('shop/web-1')?.inbound.mtlsMode === 'STRICT',
+    );
+    expect(
+      logs.filter((l) => l.msg === 'PeerAuthentication is on').map((l) => l.fields.apiVersion),
+    ).toEqual(['security.istio.io/v1']);
+
+    cluster.istioVersions = [];
+    await until(
+      'the policy gone with its CRD',
+      () => model.proxyScope('shop/web-1')?.inbound.mtlsMode === 'PERMISSIVE',
+    );
+    expect(logs.filter((l) => l.msg.startsWith('PeerAuthentication is off'))).toHaveLength(2);
+  });
+
+  it('reads PeerAuthentication v1beta1 where v1 is not served', async () => {
+    const cluster = new Cluster();
+    cluster.istioVersions = ['v1beta1'];
+    const { model, source } = setup(cluster);
+    seedWeb(cluster);
+    put(
+      cluster,
+      '/apis/security.istio.io/v1beta1/namespaces/shop/peerauthentications',
+      inShop(peerAuthentication('off', withMode('DISABLE'))),
+    );
+    await source.start();
+    model.commit();
+    expect(model.proxyScope('shop/web-1')?.inbound.mtlsMode).toBe('DISABLE');
+  });
+
+  it('waits at start for the PeerAuthentications of an installed CRD before it says it is loaded', async () => {
+    const cluster = new Cluster();
+    cluster.istioVersions = ['v1'];
+    const { model, source } = setup(cluster);
+    seedWeb(cluster);
+    put(cluster, PAS, inShop(peerAuthentication('strict', withMode('STRICT'))));
+    await source.start();
+    expect(model.proxyScope('shop/web-1')?.inbound.mtlsMode).toBe('STRICT');
+  });
+
+  it('logs an invalid object once and skips it; keeps the last valid version of one an update broke', async () => {
+    const { cluster, model, logs, source } = setup();
+    seedWeb(cluster);
+    put(cluster, SERVICES, inShop(service('bad', withPort(80, 'http', 'No_Name'))));
+    await source.start();
+    model.commit();
+    expect(model.service('shop/bad')).toBeUndefined();
+    expect(source.problems()).toEqual([
+      expect.objectContaining({
+        source: 'cluster',
+        kind: 'Service',
+        namespace: 'shop',
+        name: 'bad',
+        field: 'spec.ports[0].targetPort',
+        effect: 'skipped',
+      }),
+    ]);
+    put(cluster, SERVICES, inShop(service('web', withPort(80, 'http', 'No_Name'))));
+    await until('the problem of web', () => source.problems().some((p) => p.name === 'web'));
+    expect(source.problems().find((p) => p.name === 'web')?.effect).toBe('kept-last-valid');
+    expect(model.service('shop/web')?.service.ports).toEqual([
+      { port: 80, name: 'http', protocol: 'http' },
+    ]);
+    // The same invalid object again (an update of something else, a resync): not logged again.
+    put(cluster, SERVICES, inShop(service('bad', withPort(80, 'http', 'No_Name'))));
+    put(cluster, SERVICES, inShop(service('api', withPort(80, 'http'))));
+    await until('the next object', () => model.service('shop/api'));
+    expect(logs.filter((l) => l.msg === 'invalid mesh object')).toHaveLength(2);
+    cluster.fake.remove(`${SERVICES}/bad`);
+    await until(
+      'the problem gone with its object',
+      () => !source.problems().some((p) => p.name === 'bad'),
+    );
+  });
+});
