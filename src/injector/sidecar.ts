@@ -32,6 +32,8 @@ export const WAIT_COMMAND: readonly string[] = ['mooring', 'agent', 'wait'];
 
 /** Port names are at most 15 characters and must not collide with the app's. */
 export const PORT_NAME = {
+  outboundCapture: 'mooring-out',
+  inboundCapture: 'mooring-in',
   proxyMetrics: 'mooring-metrics',
   readiness: 'mooring-ready',
   agent: 'mooring-agent',
@@ -107,6 +109,15 @@ function portFlags(config: InjectorConfig): string[] {
     flags.push('--readiness-port', String(config.ports.readiness));
   }
   if (config.ports.agent !== PORT.agent) flags.push('--agent-port', String(config.ports.agent));
+  if (config.ports.outboundCapture !== PORT.outboundCapture) {
+    flags.push('--outbound-port', String(config.ports.outboundCapture));
+  }
+  if (config.ports.inboundCapture !== PORT.inboundCapture) {
+    flags.push('--inbound-port', String(config.ports.inboundCapture));
+  }
+  if (config.ports.proxyMetrics !== PORT.proxyMetrics) {
+    flags.push('--stats-port', String(config.ports.proxyMetrics));
+  }
   return flags;
 }
 
@@ -141,10 +152,10 @@ export function proxyContainer(
 ): Container {
   const { ports } = config;
   const env: EnvVar[] = [
-    fieldEnv('POD_NAME', 'metadata.name'),
-    fieldEnv('POD_NAMESPACE', 'metadata.namespace'),
-    fieldEnv('SERVICE_ACCOUNT', 'spec.serviceAccountName'),
-    fieldEnv('POD_IP', 'status.podIP'),
+    // The Pod the built-in proxy serves (its mesh configuration, its app probes' address).
+    fieldEnv(AGENT_ENV.podName, 'metadata.name'),
+    fieldEnv(AGENT_ENV.podNamespace, 'metadata.namespace'),
+    fieldEnv(AGENT_ENV.podIp, 'status.podIP'),
     { name: AGENT_ENV.caUrl, value: config.caAddress },
     { name: AGENT_ENV.tokenFile, value: `${MOUNT_PATH.token}/${TOKEN_FILE}` },
     { name: AGENT_ENV.rootCert, value: `${MOUNT_PATH.rootCert}/${ROOT_CERT_KEY}` },
@@ -167,6 +178,8 @@ export function proxyContainer(
     command: ['mooring', 'agent', ...portFlags(config)],
     ...(native ? { restartPolicy: 'Always' } : {}),
     ports: [
+      { name: PORT_NAME.outboundCapture, containerPort: ports.outboundCapture, protocol: 'TCP' },
+      { name: PORT_NAME.inboundCapture, containerPort: ports.inboundCapture, protocol: 'TCP' },
       { name: PORT_NAME.proxyMetrics, containerPort: ports.proxyMetrics, protocol: 'TCP' },
       { name: PORT_NAME.readiness, containerPort: ports.readiness, protocol: 'TCP' },
       { name: PORT_NAME.agent, containerPort: ports.agent, protocol: 'TCP' },

@@ -62,6 +62,8 @@ async function startAgent(
       rootPollInterval: '200ms',
       drain: '0',
       logLevel: 'debug',
+      // The certificate lifecycle alone: the built-in proxy is proven in test/netns/mesh.test.ts.
+      proxy: false,
       ...flags,
     },
     {},

@@ -10,6 +10,7 @@ import {
   promises as fs,
   readdirSync,
   rmdirSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
@@ -44,6 +45,12 @@ export function ensureBuilt(): void {
       mkdirSync(lock);
       break;
     } catch {
+      // A lock older than any build is a killed run's: taken over, not waited for.
+      const since = statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now();
+      if (Date.now() - since > 90_000) {
+        rmSync(lock, { recursive: true, force: true });
+        continue;
+      }
       if (Date.now() > deadline) throw new Error(`build lock ${lock} held for too long`);
       execFileSync('sleep', ['0.2']);
     }

@@ -28,6 +28,14 @@ describe('parseDuration', () => {
   });
 });
 
+/** The Pod the built-in proxy needs, as the injector sets it; each test adds what it checks. */
+const POD_ENV = { [AGENT_ENV.podName]: 'web-1', [AGENT_ENV.podNamespace]: 'default' };
+const resolve = (
+  flags: Parameters<typeof resolveAgentOptions>[0],
+  env: NodeJS.ProcessEnv,
+  command?: readonly string[],
+) => resolveAgentOptions(flags, { ...POD_ENV, ...env }, command);
+
 const problemsOf = (fn: () => unknown): readonly string[] => {
   try {
     fn();
@@ -41,7 +49,7 @@ const problemsOf = (fn: () => unknown): readonly string[] => {
 
 describe('resolveAgentOptions', () => {
   it('uses defaults that match the injected Pod when nothing is set', () => {
-    const o = resolveAgentOptions({}, {});
+    const o = resolve({}, {});
     expect(o.caUrl.href).toBe(`${AGENT_DEFAULTS.caUrl.replace(':443', '')}/`);
     expect(o.tokenFile).toBe('/var/run/secrets/mooring.dev/token/token');
     expect(o.rootCert).toBe('/var/run/secrets/mooring.dev/root/root-cert.pem');
@@ -58,7 +66,7 @@ describe('resolveAgentOptions', () => {
   });
 
   it('reads every option from the environment the injector sets', () => {
-    const o = resolveAgentOptions(
+    const o = resolve(
       {},
       {
         [AGENT_ENV.caUrl]: 'https://ca.example:8443',
@@ -88,7 +96,7 @@ describe('resolveAgentOptions', () => {
   });
 
   it('lets flags beat the environment', () => {
-    const o = resolveAgentOptions(
+    const o = resolve(
       { caUrl: 'https://flag:1', ttl: '60', keyType: 'rsa-2048', drain: '0', outDir: '/flag' },
       {
         [AGENT_ENV.caUrl]: 'https://env:2',
@@ -106,7 +114,7 @@ describe('resolveAgentOptions', () => {
   });
 
   it('treats an empty environment variable as unset', () => {
-    expect(resolveAgentOptions({}, { [AGENT_ENV.ttl]: '', [AGENT_ENV.keyType]: '' }).keyType).toBe(
+    expect(resolve({}, { [AGENT_ENV.ttl]: '', [AGENT_ENV.keyType]: '' }).keyType).toBe(
       'ecdsa-p256',
     );
   });
@@ -117,21 +125,21 @@ describe('resolveAgentOptions', () => {
     ['loopback without a Pod IP', {}, '127.0.0.1'],
     ['loopback for a Pod IP that is not an address', { POD_IP: 'pending' }, '127.0.0.1'],
   ])('probes apps at %s', (_name, env, host) => {
-    expect(resolveAgentOptions({}, env).probeHost).toBe(host);
+    expect(resolve({}, env).probeHost).toBe(host);
   });
 
   it('refuses the same port for readiness and the agent', () => {
-    expect(() => resolveAgentOptions({ readinessPort: '15021', agentPort: '15021' }, {})).toThrow(
+    expect(() => resolve({ readinessPort: '15021', agentPort: '15021' }, {})).toThrow(
       '--readiness-port and --agent-port must differ (both are 15021)',
     );
   });
 
   it('keeps the proxy command', () => {
-    expect(resolveAgentOptions({}, {}, ['envoy', '-c', 'x']).command).toEqual(['envoy', '-c', 'x']);
+    expect(resolve({}, {}, ['envoy', '-c', 'x']).command).toEqual(['envoy', '-c', 'x']);
   });
 
   it('reads test ports and the listen host', () => {
-    const o = resolveAgentOptions(
+    const o = resolve(
       { readinessPort: '0', agentPort: '25020', listenHost: '127.0.0.1' },
       {},
     );
@@ -153,27 +161,35 @@ describe('resolveAgentOptions', () => {
     ['app probes that are not JSON', { appProbes: '{' }, '--app-probes / MOORING_APP_PROBES'],
     ['an empty token file', { tokenFile: ' ' }, '--token-file'],
   ])('refuses %s, naming the flag', (_name, flags, where) => {
-    const problems = problemsOf(() => resolveAgentOptions(flags, {}));
+    const problems = problemsOf(() => resolve(flags, {}));
     expect(problems).toHaveLength(1);
     expect(problems[0]).toContain(where);
   });
 
   it('names the environment variable when the bad value came from it', () => {
-    const problems = problemsOf(() => resolveAgentOptions({}, { [AGENT_ENV.renewFraction]: '2' }));
+    const problems = problemsOf(() => resolve({}, { [AGENT_ENV.renewFraction]: '2' }));
     expect(problems[0]).toContain('MOORING_RENEW_FRACTION');
     expect(problems[0]).toContain('"2"');
   });
 
   it('lists every bad value at once', () => {
     expect(
-      problemsOf(() => resolveAgentOptions({ keyType: 'x', ttl: 'y', drain: 'z' }, {})),
+      problemsOf(() => resolve({ keyType: 'x', ttl: 'y', drain: 'z' }, {})),
     ).toHaveLength(3);
   });
   describe("the Pod and the mesh server (the proxy's mesh client)", () => {
-    it('takes the mesh from the CA by default and knows no Pod', () => {
-      const o = resolveAgentOptions({ caUrl: 'https://ca.example:8443' }, {});
+    it('takes the mesh from the CA by default; without the proxy it needs no Pod', () => {
+      const o = resolveAgentOptions({ caUrl: 'https://ca.example:8443', proxy: false }, {});
       expect(o.meshUrl.href).toBe('https://ca.example:8443/');
       expect(o.pod).toEqual({ name: null, namespace: null, ip: null });
+      expect(o.proxy.enabled).toBe(false);
+    });
+
+    it('the built-in proxy needs the Pod, and says how to give it or turn the proxy off', () => {
+      const problems = problemsOf(() => resolveAgentOptions({}, {}));
+      expect(problems).toEqual([
+        '--pod-name and --pod-namespace are needed by the built-in proxy (the injector sets MOORING_POD_NAME and MOORING_POD_NAMESPACE); give them, or --no-proxy',
+      ]);
     });
 
     it('reads the Pod from the downward-API environment, flags winning', () => {
@@ -183,13 +199,13 @@ describe('resolveAgentOptions', () => {
         [AGENT_ENV.podIp]: '10.0.0.5',
         [AGENT_ENV.meshUrl]: 'https://mesh.example',
       };
-      expect(resolveAgentOptions({}, env)).toMatchObject({
+      expect(resolve({}, env)).toMatchObject({
         pod: { name: 'web-1', namespace: 'shop', ip: '10.0.0.5' },
         meshUrl: new URL('https://mesh.example'),
         probeHost: '10.0.0.5',
       });
       expect(
-        resolveAgentOptions(
+        resolve(
           {
             podName: 'web-2',
             podNamespace: 'ops',
@@ -211,10 +227,37 @@ describe('resolveAgentOptions', () => {
       ['--mesh-url', { meshUrl: 'http://mesh.example' }, 'must be an https:// URL'],
       ['--mesh-url', { meshUrl: 'not a url' }, 'is not a URL'],
     ])('refuses a bad %s, naming it', (flag, flags, message) => {
-      const problems = problemsOf(() => resolveAgentOptions(flags, {}));
+      const problems = problemsOf(() => resolve(flags, {}));
       expect(problems).toHaveLength(1);
       expect(problems[0]).toContain(flag);
       expect(problems[0]).toContain(message);
     });
+  });
+});
+
+describe('resolveAgentOptions: the built-in proxy', () => {
+  it('is on by default, on the ports of the contract', () => {
+    expect(resolve({}, {}).proxy).toEqual({
+      enabled: true,
+      outboundPort: 15001,
+      inboundPort: 15006,
+      adminPort: 15000,
+      statsPort: 15090,
+    });
+  });
+
+  it('--no-proxy turns it off', () => {
+    expect(resolve({ proxy: false }, {}).proxy.enabled).toBe(false);
+  });
+
+  it('takes other ports, and refuses two of its ports that are the same', () => {
+    const o = resolve({ outboundPort: '25001', inboundPort: '25006', proxyAdminPort: '25000', statsPort: '25090' }, {});
+    expect(o.proxy).toMatchObject({ outboundPort: 25001, inboundPort: 25006, adminPort: 25000, statsPort: 25090 });
+    expect(problemsOf(() => resolve({ inboundPort: '15001' }, {}))).toEqual([
+      '--outbound-port and --inbound-port must differ (both are 15001)',
+    ]);
+    expect(problemsOf(() => resolve({ statsPort: '15020' }, {}))).toEqual([
+      '--agent-port and --stats-port must differ (both are 15020)',
+    ]);
   });
 });

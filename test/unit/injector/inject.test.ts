@@ -49,10 +49,24 @@ const find = (p: Pod, name: string): Container => {
   if (found === undefined) throw new Error(`no container ${name}`);
   return found;
 };
-const envOf = (c: Container): Record<string, string> =>
+/** The container's environment as the kubelet gives it: downward-API fields filled from `pod`. */
+const envOf = (c: Container, pod: Record<string, string> = DOWNWARD): Record<string, string> =>
   Object.fromEntries(
-    (c.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value as string]),
+    (c.env ?? []).map((e) => [
+      e.name,
+      e.value ??
+        pod[
+          (e.valueFrom as { fieldRef?: { fieldPath?: string } } | undefined)?.fieldRef?.fieldPath ??
+            ''
+        ] ??
+        '',
+    ]),
   );
+const DOWNWARD: Record<string, string> = {
+  'metadata.name': 'web-7d9f',
+  'metadata.namespace': 'shop',
+  'status.podIP': '10.1.2.3',
+};
 
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object') {
@@ -160,6 +174,8 @@ describe('inject: the containers', () => {
       capabilities: { drop: ['ALL'] },
     });
     expect(proxy.ports?.map((p) => [p.name, p.containerPort])).toEqual([
+      ['mooring-out', 15001],
+      ['mooring-in', 15006],
       ['mooring-metrics', 15090],
       ['mooring-ready', 15021],
       ['mooring-agent', 15020],
@@ -172,7 +188,7 @@ describe('inject: the containers', () => {
 
   it('mooring-proxy gets the downward API and mounts the token, the roots and the cert dir', () => {
     const fields = (proxy.env ?? []).filter((e) => e.valueFrom !== undefined).map((e) => e.name);
-    expect(fields).toEqual(['POD_NAME', 'POD_NAMESPACE', 'SERVICE_ACCOUNT', 'POD_IP']);
+    expect(fields).toEqual(['MOORING_POD_NAME', 'MOORING_POD_NAMESPACE', 'MOORING_POD_IP']);
     expect(proxy.volumeMounts?.map((m) => [m.name, m.mountPath, m.readOnly ?? false])).toEqual([
       ['mooring-token', '/var/run/secrets/mooring.dev/token', true],
       ['mooring-ca-root-cert', '/var/run/secrets/mooring.dev/root', true],
@@ -187,6 +203,11 @@ describe('inject: the containers', () => {
     expect(options.rootCert).toBe('/var/run/secrets/mooring.dev/root/root-cert.pem');
     expect(options.outDir).toBe('/var/run/secrets/mooring.dev/certs');
     expect(options.drainSeconds).toBe(5);
+    // The built-in proxy knows its Pod from the downward API, and probes go to the Pod's IP.
+    expect(options.proxy.enabled).toBe(true);
+    expect(options.pod).toEqual({ name: 'web-7d9f', namespace: 'shop', ip: '10.1.2.3' });
+    expect(options.meshUrl.href).toBe('https://mooring.mooring-system.svc/');
+    expect(options.probeHost).toBe('10.1.2.3');
     expect([...options.appProbes.keys()]).toEqual(['web/livez', 'web/readyz', 'web/startupz']);
     expect(options.appProbes.get('web/readyz')).toMatchObject({
       httpGet: { port: 8080, path: '/ready' },
