@@ -115,11 +115,14 @@ export async function openLocalCredentials(
   trustDomain: string,
 ): Promise<LocalCredentials> {
   const adminToken = await ensureAdminToken(dataDir);
+  // Both files are read before the server can say it is ready: a request that comes first finds
+  // them loaded, and a broken one stops the start.
   const authenticator = new TokensFileAuthenticator(dataDir);
-  await authenticator.check();
+  const adminAuthorizer = new LocalAdminAuthorizer(dataDir);
+  await Promise.all([authenticator.check(), adminAuthorizer.check()]);
   return {
     adminToken,
-    adminAuthorizer: new LocalAdminAuthorizer(dataDir),
+    adminAuthorizer,
     authenticator,
     spiffeIdOf: (identity) => spiffeIdOf(trustDomain, identity),
   };
