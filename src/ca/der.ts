@@ -19,6 +19,14 @@ export const TAG = {
   set: 0x31,
 } as const;
 
+/** Malformed DER: what the reader throws (callers turn it into their coded error). */
+export class DerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DerError';
+  }
+}
+
 /** One TLV: tag, definite minimal length, content; written in one allocation. */
 export function tlv(tag: number, ...content: Buffer[]): Buffer {
   let length = 0;
@@ -115,9 +123,9 @@ export function oid(dotted: string): Buffer {
   return tlv(TAG.oid, Buffer.from(out));
 }
 
-/** The dotted form of an OID's content bytes. */
+/** The dotted form of an OID's content bytes; DerError when they are empty or cut short. */
 export function oidToString(content: Buffer): string {
-  if (content.length === 0) throw new RangeError('empty OID');
+  if (content.length === 0) throw new DerError('empty OID');
   const arcs: number[] = [];
   let value = 0;
   for (const byte of content) {
@@ -127,7 +135,7 @@ export function oidToString(content: Buffer): string {
       value = 0;
     }
   }
-  if ((content[content.length - 1] as number) & 0x80) throw new RangeError('truncated OID');
+  if ((content[content.length - 1] as number) & 0x80) throw new DerError('truncated OID');
   const first = arcs.shift() as number;
   const head = first < 80 ? [Math.floor(first / 40), first % 40] : [2, first - 80];
   return [...head, ...arcs].join('.');
@@ -190,13 +198,6 @@ export interface Node {
   readonly contentStart: number;
   /** Offset just after the content. */
   readonly end: number;
-}
-
-export class DerError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DerError';
-  }
 }
 
 /** Reads the TLV at `offset` (single-byte tags, definite minimal lengths: DER only). */

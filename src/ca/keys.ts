@@ -21,6 +21,7 @@ import {
   bytesOf,
   children,
   contentOf,
+  DerError,
   derNull,
   oid,
   oidToString,
@@ -112,7 +113,14 @@ const CURVES: Readonly<Record<string, { name: 'P-256' | 'P-384'; pointLength: nu
 function importEc(parts: SpkiParts): ImportedKey {
   const params = parts.parameters;
   if (params?.[0] !== TAG.oid) throw keyTypeError('ECDSA keys must name their curve');
-  const curveOid = oidToString(contentOf(params, readRoot(params)));
+  let curveOid: string;
+  try {
+    curveOid = oidToString(contentOf(params, readRoot(params)));
+  } catch (err) {
+    throw new MooringError('CA_ERR_KEY_TYPE', 'the ECDSA curve identifier is malformed', {
+      cause: err,
+    });
+  }
   const curve = CURVES[curveOid];
   if (curve === undefined) {
     throw keyTypeError(`ECDSA curve ${curveOid} is not accepted (P-256 and P-384 are)`);
@@ -179,17 +187,25 @@ export function importPublicKey(spki: Buffer): ImportedKey {
     if (err instanceof MooringError) throw err;
     throw new MooringError('CA_ERR_KEY_TYPE', 'the public key is malformed', { cause: err });
   }
-  switch (parts.algorithm) {
-    case OID.ecPublicKey:
-      return importEc(parts);
-    case OID.rsaEncryption:
-      return importRsa(parts);
-    case OID.ed25519:
-      return importEd25519(parts);
-    default:
-      throw keyTypeError(
-        `key algorithm ${parts.algorithm} is not accepted (ECDSA P-256/P-384, RSA 2048-4096, Ed25519 are)`,
-      );
+  try {
+    switch (parts.algorithm) {
+      case OID.ecPublicKey:
+        return importEc(parts);
+      case OID.rsaEncryption:
+        return importRsa(parts);
+      case OID.ed25519:
+        return importEd25519(parts);
+      default:
+        throw keyTypeError(
+          `key algorithm ${parts.algorithm} is not accepted (ECDSA P-256/P-384, RSA 2048-4096, Ed25519 are)`,
+        );
+    }
+  } catch (err) {
+    // Bytes from the network: whatever part of them is malformed DER is the caller's error.
+    if (err instanceof DerError) {
+      throw new MooringError('CA_ERR_KEY_TYPE', 'the public key is malformed', { cause: err });
+    }
+    throw err;
   }
 }
 

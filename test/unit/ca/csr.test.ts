@@ -10,6 +10,7 @@ import type { KeyAlgorithm } from '../../../src/ca/ports';
 import {
   csrDer,
   csrPem,
+  ecSpkiWithCurve,
   errorCode,
   signedBy,
   testKey,
@@ -21,6 +22,7 @@ import {
   withKeyType,
   withSignature,
   withSubject,
+  withSpki,
   withUri,
 } from './fixtures';
 
@@ -127,6 +129,17 @@ describe('refusing a CSR', () => {
     ],
   ])('with %s', async (_name, modifier, code) => {
     expect(await errorCode(() => readCsr(csrPem(modifier)))).toBe(code);
+  });
+
+  // Found by the stress run: these answered 500 CA_ERR_INTERNAL instead of a coded 400.
+  it.each([
+    ['an empty curve identifier', '0600'],
+    ['a curve identifier cut inside an arc', '06062a8648ce3d83'],
+    ['a curve identifier of one unterminated byte', '060186'],
+    ['a curve that is not an OBJECT IDENTIFIER', '0500'],
+  ])('with an ECDSA key with %s as CA_ERR_KEY_TYPE', async (_name, curveHex) => {
+    const pem = csrPem(withSpki(ecSpkiWithCurve(Buffer.from(curveHex, 'hex'))));
+    expect(await errorCode(() => readCsr(pem))).toBe('CA_ERR_KEY_TYPE');
   });
 
   it('with an RSA-PSS signature OID as a signature error', async () => {
