@@ -21,6 +21,7 @@ import { createHistogram } from 'node:perf_hooks';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { processTree } from './proc';
 import { luaPost, runWrkOnce } from './wrk';
 
 const ROOT = process.cwd();
@@ -134,21 +135,6 @@ async function stop(server: Server): Promise<number | null> {
   const exited = new Promise<number | null>((r) => server.child.once('exit', (code) => r(code)));
   server.child.kill('SIGTERM');
   return exited;
-}
-
-/** The process and its descendants (the primary and its workers with --workers). */
-function processTree(pid: number): number[] {
-  let children: number[] = [];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter((p) => p !== '')
-      .map(Number);
-  } catch {
-    // gone
-  }
-  return [pid, ...children.flatMap(processTree)];
 }
 
 /**
