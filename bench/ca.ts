@@ -395,7 +395,7 @@ async function core(o: Options): Promise<Record<string, Rate[]>> {
     'Authority.issueWorkload() end to end (parse, verify, profile, build, sign, PEM)\n',
   );
   out.issue = [];
-  for (const cryptoMode of ['sync', 'threadpool'] as const) {
+  for (const cryptoMode of ['sync', 'threadpool', 'batched'] as const) {
     for (const rootKeyType of ['ecdsa-p256', 'rsa-2048'] as const) {
       const config = defaultConfig();
       const authority = await Authority.open(

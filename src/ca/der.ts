@@ -104,8 +104,24 @@ export function unsignedInteger(magnitude: Buffer): Buffer {
     : tlv(TAG.integer, trimmed);
 }
 
-/** An OBJECT IDENTIFIER from its dotted form. */
+const OID_ENCODINGS = new Map<string, Buffer>();
+const MAX_CACHED_OIDS = 256;
+
+/**
+ * An OBJECT IDENTIFIER from its dotted form. Encoded once per OID (the few the CA writes are
+ * written into every certificate): the Buffer is shared, callers copy it and never change it.
+ */
 export function oid(dotted: string): Buffer {
+  let encoded = OID_ENCODINGS.get(dotted);
+  if (encoded === undefined) {
+    encoded = encodeOid(dotted);
+    // Bounded, should a caller ever pass OIDs that are not constants of the code.
+    if (OID_ENCODINGS.size < MAX_CACHED_OIDS) OID_ENCODINGS.set(dotted, encoded);
+  }
+  return encoded;
+}
+
+function encodeOid(dotted: string): Buffer {
   const arcs = dotted.split('.').map((a) => {
     if (!/^[0-9]+$/.test(a)) throw new RangeError(`bad OID ${dotted}`);
     return Number(a);

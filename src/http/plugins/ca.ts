@@ -163,18 +163,19 @@ export function registerCARoutes(app: FastifyInstance, deps: CARouteDeps): void 
     const seconds = (performance.now() - start) / 1000;
     metrics.certificateIssueDuration.observe({ key_type: chain.keyType }, seconds);
     metrics.certificatesIssued.inc({ result: 'issued', key_type: chain.keyType });
+    const response = chainResponse(chain);
     request.log.info(
       {
         ...logFields,
         spiffeId: req.spiffeId,
         keyType: chain.keyType,
         serial: chain.serialNumber,
-        expiresAt: rfc3339(chain.expiresAt),
+        expiresAt: response.expiresAt,
         durationMs: Math.round(seconds * 1e6) / 1e3,
       },
       'certificate issued',
     );
-    return chainResponse(chain);
+    return response;
   };
 
   const routeOptions = (route: 'workload' | 'admin') => ({

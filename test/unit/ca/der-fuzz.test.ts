@@ -86,6 +86,7 @@ beforeAll(async () => {
   authorities = {
     sync: await fuzzAuthority('sync'),
     threadpool: await fuzzAuthority('threadpool'),
+    batched: await fuzzAuthority('batched'),
   };
 });
 
@@ -126,7 +127,7 @@ describe('the CA given bytes from the network', () => {
       csrPem: toPem('CERTIFICATE REQUEST', der),
       spiffeId: FUZZ_ID,
     });
-  const mode = fc.constantFrom<CryptoMode>('sync', 'threadpool');
+  const mode = fc.constantFrom<CryptoMode>('sync', 'threadpool', 'batched');
   const issuedOr4xx = (status: number): boolean => status === 0 || (status >= 400 && status < 500);
 
   it('issues the CSRs of the corpus, and refuses the two with foreign names (the mutations start from valid requests)', async () => {
