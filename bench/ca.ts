@@ -297,7 +297,7 @@ async function core(o: Options): Promise<Record<string, Rate[]>> {
       await rate(`${kind} import, SPKI DER (createPublicKey)`, o.seconds, () =>
         createPublicKey({ key: parsed.spki, format: 'der', type: 'spki' }),
       ),
-      await rate(`${kind} import, components (ours)`, o.seconds, () =>
+      await rate(`${kind} import, our checks + import (shipped)`, o.seconds, () =>
         importPublicKey(parsed.spki),
       ),
       ...(kind === 'p256'

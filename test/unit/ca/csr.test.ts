@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { csrDerFromPem, parseCsr, readCsr } from '../../../src/ca/csr';
-import { derNull, toPem } from '../../../src/ca/der';
+import { DerError, derNull, toPem } from '../../../src/ca/der';
+import { rsaModulusBits } from '../../../src/ca/keys';
 import { OID } from '../../../src/ca/oids';
 import type { KeyAlgorithm } from '../../../src/ca/ports';
 import {
@@ -169,5 +170,30 @@ describe('refusing a CSR', () => {
 
   it('reads the one PEM block with surrounding text', () => {
     expect(csrDerFromPem(`comment\n${csrPem()}more`).length).toBeGreaterThan(100);
+  });
+});
+
+describe('the RSA modulus size, read from the DER (not asked of the imported key)', () => {
+  it.each<[string, () => KeyObject, number]>([
+    ['2048', () => testKey('rsa-2048').publicKey, 2048],
+    ['3072', () => testKey('rsa-3072').publicKey, 3072],
+    ['1024', () => generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey, 1024],
+    [
+      '1023 (an odd size)',
+      () => generateKeyPairSync('rsa', { modulusLength: 1023 }).publicKey,
+      1023,
+    ],
+  ])('is %s bits as OpenSSL says', (_name, key, bits) => {
+    const pkcs1 = key().export({ format: 'der', type: 'pkcs1' });
+    expect(key().asymmetricKeyDetails?.modulusLength).toBe(bits);
+    expect(rsaModulusBits(pkcs1)).toBe(bits);
+  });
+
+  it.each([
+    ['a negative modulus', '3006020180020103'],
+    ['a missing exponent', '3004020200c1'],
+    ['a modulus that is not an INTEGER', '300704020100020103'],
+  ])('refuses %s as malformed DER', (_name, hex) => {
+    expect(() => rsaModulusBits(Buffer.from(hex, 'hex'))).toThrow(DerError);
   });
 });
