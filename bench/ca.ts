@@ -4,23 +4,29 @@
 //   make build && npx tsc -p bench/tsconfig.json && node .cache/bench/bench/ca.js http
 //   options: --seconds N (per measurement, default 3)  --duration N (HTTP runs, default 10)
 //            --connections N (default 10)  --loader wrk|autocannon|both (default both)  --json
-//            --rounds N (HTTP: repeat, alternating Mooring and cfssl; medians reported)
+//            --rounds N (HTTP: repeat, alternating the servers; medians reported)
 //            --cas ecdsa|rsa|both (HTTP: CA key types)  --workers N|auto (HTTP: serve's
 //            --workers, default auto)  --warmup N (HTTP: seconds of unmeasured load before
-//            each measured run, for both servers, default 3)
+//            each measured run, for every server, default 3)
+//            --server NAME=DIR[@NODE] (HTTP, repeatable: `mooring serve` from the build in DIR,
+//            run by the node binary NODE; default: this checkout with this node), e.g.
+//            --server node24=. --server node20=/tmp/n20@/usr/bin/node
+//            --cfssl-plain (HTTP: cfssl over plain HTTP instead of TLS)
 //
 // core: in one process, one core:
 //   - the ceiling: raw node:crypto signatures with an ECDSA P-256 key and an RSA 2048 key;
-//   - what a CSR costs: parse (our DER reader vs node-forge ASN.1), public-key import (SPKI
-//     DER vs the component import we use), signature check;
+//   - what a CSR costs: parse (our DER reader vs node-forge ASN.1), public-key import (raw
+//     createPublicKey of the SPKI vs ours: our checks, then the cheapest import), signature check;
 //   - TBSCertificate building: direct DER (what we ship) vs node-forge ASN.1 objects;
 //   - Authority.issueWorkload() end to end, for P-256 and RSA 2048 CSRs, ECDSA and RSA CAs.
-// http: `mooring serve` (from dist/, local mode) and `cfssl serve` (Debian golang-cfssl) side
-//   by side, same machine, same CSRs, same load generator: POST /v1/admin/certificates with the
-//   admin token against POST /api/v1/cfssl/sign, for P-256 and RSA 2048 CSRs, each with an
-//   ECDSA P-256 CA and an RSA 2048 CA. `--url URL --token T` targets a running server instead.
+// http: each `mooring serve` (local mode) and `cfssl serve` (Debian golang-cfssl) side by side,
+//   same machine, same CSRs, same load generator, like for like: both over TLS with keep-alive,
+//   POST /v1/admin/certificates with the admin token against POST /api/v1/cfssl/sign, for P-256
+//   and RSA 2048 CSRs, each with an ECDSA P-256 CA and an RSA 2048 CA. Each run also reports the
+//   CPU time the server (its whole process tree) used per certificate. `--url URL --token T`
+//   targets a running server instead.
 
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
   createPublicKey,
   generateKeyPairSync,
@@ -32,9 +38,9 @@ import {
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import forge from 'node-forge';
-import { systemClock, systemRandom } from '../src/adapters/system-clock';
+import { nextTurn, systemClock, systemRandom } from '../src/adapters/system-clock';
 import { Authority } from '../src/ca/authority';
 import { csrDerFromPem, parseCsr } from '../src/ca/csr';
 import { importPublicKey, keyIdentifier } from '../src/ca/keys';
@@ -43,6 +49,7 @@ import { serialNumber, workloadTemplate } from '../src/ca/profile';
 import type { KeyStore, StoredCAState } from '../src/ca/ports';
 import type { CAState } from '../src/ca/rotation';
 import { buildTbs } from '../src/ca/x509';
+import { treeCpuSeconds } from './proc';
 import { luaPost, runWrkOnce } from './wrk';
 import { defaultConfig } from '../src/config/validate';
 
@@ -65,6 +72,25 @@ interface Options {
   cas: 'ecdsa' | 'rsa' | 'both';
   url?: string;
   token?: string;
+  /** The builds of `mooring serve` to compare. */
+  servers: ServerBuild[];
+  /** cfssl over plain HTTP (as in the earlier results) instead of TLS. */
+  cfsslPlain: boolean;
+}
+
+/** A build of Mooring: its checkout (with dist/ built) and the node binary that runs it. */
+interface ServerBuild {
+  readonly name: string;
+  readonly dir: string;
+  readonly node: string;
+}
+
+/** `NAME=DIR[@NODE]` */
+function parseServer(spec: string): ServerBuild {
+  const eq = spec.indexOf('=');
+  if (eq <= 0) throw new Error(`--server ${spec}: expected NAME=DIR[@NODE]`);
+  const [dir = '.', node = process.execPath] = spec.slice(eq + 1).split('@');
+  return { name: spec.slice(0, eq), dir: resolve(dir), node };
 }
 
 function parseArgs(argv: string[]): Options {
@@ -79,6 +105,8 @@ function parseArgs(argv: string[]): Options {
     workers: 'auto',
     warmup: 3,
     cas: 'both',
+    servers: [],
+    cfsslPlain: false,
   };
   for (let i = 0; i < argv.length; i += 1) {
     const a = argv[i];
@@ -94,7 +122,11 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--cas') o.cas = argv[++i] as Options['cas'];
     else if (a === '--url') o.url = argv[++i];
     else if (a === '--token') o.token = argv[++i];
+    else if (a === '--server') o.servers.push(parseServer(argv[++i] ?? ''));
+    else if (a === '--cfssl-plain') o.cfsslPlain = true;
   }
+  if (o.servers.length === 0)
+    o.servers.push({ name: 'mooring', dir: ROOT, node: process.execPath });
   return o;
 }
 
@@ -265,7 +297,7 @@ async function core(o: Options): Promise<Record<string, Rate[]>> {
       await rate(`${kind} import, SPKI DER (createPublicKey)`, o.seconds, () =>
         createPublicKey({ key: parsed.spki, format: 'der', type: 'spki' }),
       ),
-      await rate(`${kind} import, components (ours)`, o.seconds, () =>
+      await rate(`${kind} import, our checks + import (shipped)`, o.seconds, () =>
         importPublicKey(parsed.spki),
       ),
       ...(kind === 'p256'
@@ -363,7 +395,7 @@ async function core(o: Options): Promise<Record<string, Rate[]>> {
     'Authority.issueWorkload() end to end (parse, verify, profile, build, sign, PEM)\n',
   );
   out.issue = [];
-  for (const cryptoMode of ['sync', 'threadpool'] as const) {
+  for (const cryptoMode of ['sync', 'threadpool', 'batched'] as const) {
     for (const rootKeyType of ['ecdsa-p256', 'rsa-2048'] as const) {
       const config = defaultConfig();
       const authority = await Authority.open(
@@ -372,6 +404,7 @@ async function core(o: Options): Promise<Record<string, Rate[]>> {
           ca: { ...config.ca, rootKeyType },
           clock: systemClock,
           random: systemRandom,
+          schedule: nextTurn,
           store: new MemoryStore(),
           cryptoMode,
         },
@@ -413,23 +446,28 @@ interface LoadResult {
   readonly p50ms: number;
   readonly p99ms: number;
   readonly errors: number;
+  /** CPU time of the server's process tree per answered request, µs (when its pid is known). */
+  cpuUsPerRequest?: number;
 }
 
-function runWrk(
-  name: string,
-  url: string,
-  body: string,
-  headers: Record<string, string>,
-  o: Options,
-  dir: string,
-): LoadResult {
+/** What to load: a URL, its body and headers, and the server's pid and trust anchor. */
+interface Target {
+  readonly url: string;
+  readonly body: string;
+  readonly headers: Record<string, string>;
+  /** PEM of the TLS server's CA (autocannon verifies it); wrk does not check certificates. */
+  readonly ca?: string;
+  readonly pid?: number;
+}
+
+function runWrk(name: string, t: Target, o: Options, dir: string): LoadResult {
   const bodyFile = join(dir, `body-${Math.random().toString(36).slice(2)}.json`);
-  writeFileSync(bodyFile, body);
-  const script = luaPost(`${bodyFile}.lua`, bodyFile, headers);
+  writeFileSync(bodyFile, t.body);
+  const script = luaPost(`${bodyFile}.lua`, bodyFile, t.headers);
   return {
     name,
     loader: 'wrk',
-    ...runWrkOnce(url, { connections: o.connections, duration: o.duration, script }),
+    ...runWrkOnce(t.url, { connections: o.connections, duration: o.duration, script }),
   };
 }
 
@@ -441,24 +479,19 @@ interface AutocannonResult {
   timeouts: number;
 }
 
-async function runAutocannon(
-  name: string,
-  url: string,
-  body: string,
-  headers: Record<string, string>,
-  o: Options,
-): Promise<LoadResult> {
+async function runAutocannon(name: string, t: Target, o: Options): Promise<LoadResult> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const autocannon = require('autocannon') as (
     opts: Record<string, unknown>,
   ) => Promise<AutocannonResult>;
   const r = await autocannon({
-    url,
+    url: t.url,
     method: 'POST',
-    headers,
-    body,
+    headers: t.headers,
+    body: t.body,
     connections: o.connections,
     duration: o.duration,
+    ...(t.ca === undefined ? {} : { tlsOptions: { ca: t.ca } }),
   });
   return {
     name,
@@ -470,23 +503,27 @@ async function runAutocannon(
   };
 }
 
-async function load(
-  name: string,
-  url: string,
-  body: string,
-  headers: Record<string, string>,
-  o: Options,
-  dir: string,
-): Promise<LoadResult[]> {
+/** One measured run, with the server's CPU time per request when its pid is known. */
+async function measure(run: () => LoadResult | Promise<LoadResult>, t: Target, o: Options) {
+  const cpuBefore = t.pid === undefined ? 0 : treeCpuSeconds(t.pid);
+  const result = await run();
+  if (t.pid !== undefined) {
+    const cpu = treeCpuSeconds(t.pid) - cpuBefore;
+    result.cpuUsPerRequest = Math.round((cpu * 1e6) / (result.rps * o.duration));
+  }
+  return result;
+}
+
+async function load(name: string, t: Target, o: Options, dir: string): Promise<LoadResult[]> {
   const results: LoadResult[] = [];
   // Unmeasured load first: a long-running server is measured, not its first seconds.
-  if (o.warmup > 0)
-    runWrk(`${name} (warm-up)`, url, body, headers, { ...o, duration: o.warmup }, dir);
-  if (o.loader !== 'autocannon') results.push(runWrk(name, url, body, headers, o, dir));
-  if (o.loader !== 'wrk') results.push(await runAutocannon(name, url, body, headers, o));
+  if (o.warmup > 0) runWrk(`${name} (warm-up)`, t, { ...o, duration: o.warmup }, dir);
+  if (o.loader !== 'autocannon') results.push(await measure(() => runWrk(name, t, o, dir), t, o));
+  if (o.loader !== 'wrk') results.push(await measure(() => runAutocannon(name, t, o), t, o));
   for (const r of results)
     process.stderr.write(
-      `  ${r.loader.padEnd(10)} ${name}: ${r.rps}/s p50 ${r.p50ms} ms p99 ${r.p99ms} ms errors ${r.errors}\n`,
+      `  ${r.loader.padEnd(10)} ${name}: ${r.rps}/s p50 ${r.p50ms} ms p99 ${r.p99ms} ms errors ${r.errors}` +
+        (r.cpuUsPerRequest === undefined ? '\n' : ` cpu ${r.cpuUsPerRequest} µs/request\n`),
     );
   return results;
 }
@@ -523,20 +560,29 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited;
 }
 
+interface Started {
+  readonly child: ChildProcess;
+  readonly url: string;
+  readonly ca: string;
+}
+
 async function startMooring(
+  build: ServerBuild,
   dir: string,
   rootKeyType: string,
   port: number,
   workers: string,
-): Promise<{ child: ChildProcess; url: string; token: string }> {
-  const dataDir = join(dir, `mooring-${rootKeyType}`);
-  const config = join(dir, `mooring-${rootKeyType}.yaml`);
+): Promise<Started & { token: string }> {
+  const dataDir = join(dir, `${build.name}-${rootKeyType}`);
+  const config = join(dir, `${build.name}-${rootKeyType}.yaml`);
   writeFileSync(config, `ca:\n  rootKeyType: ${rootKeyType}\n`);
-  const log = openSync(join(dir, `serve-${rootKeyType}-${port}.log`), 'a');
+  const log = openSync(join(dir, `serve-${build.name}-${rootKeyType}-${port}.log`), 'a');
+  if (!existsSync(join(build.dir, 'dist', 'cli', 'main.js')))
+    throw new Error(`run \`make build\` in ${build.dir} first (dist/ is missing)`);
   const child = spawn(
-    process.execPath,
+    build.node,
     [
-      join(ROOT, 'bin', 'mooring.js'),
+      join(build.dir, 'bin', 'mooring.js'),
       'serve',
       '--workers',
       workers,
@@ -549,7 +595,7 @@ async function startMooring(
       '--admin-listen',
       `127.0.0.1:${port + 1}`,
     ],
-    { stdio: ['ignore', 'ignore', log] },
+    { stdio: ['ignore', 'ignore', log], cwd: build.dir },
   );
   // With several workers, /readyz is 200 once every worker is ready.
   await waitFor(async () => (await httpStatus(port + 1, '/readyz')) === 200, 'mooring serve');
@@ -557,16 +603,19 @@ async function startMooring(
     child,
     url: `https://127.0.0.1:${port}/v1/admin/certificates`,
     token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim(),
+    ca: readFileSync(join(dataDir, 'root-cert.pem'), 'utf8'),
   };
 }
 
-async function startCfssl(
+/** A self-signed CA (or TLS) certificate and key made by openssl, as files. */
+function opensslSelfSigned(
   dir: string,
+  name: string,
   kind: 'ecdsa' | 'rsa',
-  port: number,
-): Promise<{ child: ChildProcess; url: string }> {
-  const key = join(dir, `cfssl-${kind}-key.pem`);
-  const cert = join(dir, `cfssl-${kind}.pem`);
+  extensions: string[],
+): { cert: string; key: string } {
+  const key = join(dir, `${name}-key.pem`);
+  const cert = join(dir, `${name}.pem`);
   const newKey =
     kind === 'ecdsa'
       ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']
@@ -584,26 +633,55 @@ async function startCfssl(
       '-out',
       cert,
       '-subj',
-      `/CN=cfssl ${kind}`,
+      `/CN=${name}`,
       '-days',
       '3650',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign,cRLSign',
+      ...extensions.flatMap((e) => ['-addext', e]),
     ],
     { stdio: 'ignore' },
   );
+  return { cert, key };
+}
+
+/**
+ * `cfssl serve` with a CA of its own, over TLS with an ECDSA P-256 serving certificate (as
+ * Mooring's), or plain HTTP with --cfssl-plain.
+ */
+async function startCfssl(
+  dir: string,
+  kind: 'ecdsa' | 'rsa',
+  port: number,
+  plain: boolean,
+): Promise<Started> {
+  const ca = opensslSelfSigned(dir, `cfssl-${kind}`, kind, [
+    'basicConstraints=critical,CA:TRUE',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
+  const tls = opensslSelfSigned(dir, `cfssl-tls-${kind}`, 'ecdsa', ['subjectAltName=IP:127.0.0.1']);
   const child = spawn(
     'cfssl',
-    ['serve', '-address', '127.0.0.1', '-port', String(port), '-ca', cert, '-ca-key', key],
+    [
+      'serve',
+      '-address',
+      '127.0.0.1',
+      '-port',
+      String(port),
+      '-ca',
+      ca.cert,
+      '-ca-key',
+      ca.key,
+      ...(plain ? [] : ['-tls-cert', tls.cert, '-tls-key', tls.key]),
+    ],
     { stdio: 'ignore' },
   );
+  const scheme = plain ? 'http' : 'https';
+  const url = `${scheme}://127.0.0.1:${port}/api/v1/cfssl/sign`;
+  // curl exits 0 on any HTTP answer (a GET on the sign endpoint is a 405), 7 while refused.
   await waitFor(
-    async () => (await httpStatus(port, '/api/v1/cfssl/sign', 'POST')) === 400,
+    () => Promise.resolve(spawnSync('curl', ['-sk', '-o', '/dev/null', url]).status === 0),
     'cfssl serve',
   );
-  return { child, url: `http://127.0.0.1:${port}/api/v1/cfssl/sign` };
+  return { child, url, ca: readFileSync(tls.cert, 'utf8') };
 }
 
 async function http(o: Options): Promise<LoadResult[]> {
@@ -614,21 +692,15 @@ async function http(o: Options): Promise<LoadResult[]> {
   try {
     if (o.url !== undefined) {
       for (const [kind, csr] of Object.entries(csrs)) {
-        results.push(
-          ...(await load(
-            `given server, ${kind} CSR`,
-            o.url,
-            JSON.stringify({ csr, spiffeId: ID }),
-            { 'content-type': 'application/json', authorization: `Bearer ${o.token ?? ''}` },
-            o,
-            dir,
-          )),
-        );
+        const t: Target = {
+          url: o.url,
+          body: JSON.stringify({ csr, spiffeId: ID }),
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${o.token ?? ''}` },
+        };
+        results.push(...(await load(`given server, ${kind} CSR`, t, o, dir)));
       }
       return results;
     }
-    if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js')))
-      throw new Error('run `make build` first (dist/ is missing)');
     const cas = [
       ['ECDSA P-256 CA', 'ecdsa-p256', 'ecdsa'],
       ['RSA 2048 CA', 'rsa-2048', 'rsa'],
@@ -636,39 +708,47 @@ async function http(o: Options): Promise<LoadResult[]> {
     let port = 19443;
     for (const [caName, rootKeyType, cfsslKind] of cas) {
       if (o.cas !== 'both' && o.cas !== cfsslKind) continue;
-      const mooring = await startMooring(dir, rootKeyType, port, o.workers);
-      children.push(mooring.child);
-      const cfssl = await startCfssl(dir, cfsslKind, port + 2);
+      const targets: { name: string; child: ChildProcess; target: (csr: string) => Target }[] = [];
+      for (const build of o.servers) {
+        const m = await startMooring(build, dir, rootKeyType, port, o.workers);
+        port += 2;
+        children.push(m.child);
+        targets.push({
+          name: build.name,
+          child: m.child,
+          target: (csr) => ({
+            url: m.url,
+            body: JSON.stringify({ csr, spiffeId: ID }),
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${m.token}` },
+            ca: m.ca,
+            ...(m.child.pid === undefined ? {} : { pid: m.child.pid }),
+          }),
+        });
+      }
+      const cfssl = await startCfssl(dir, cfsslKind, port, o.cfsslPlain);
+      port += 2;
       children.push(cfssl.child);
-      port += 4;
+      targets.push({
+        name: 'cfssl',
+        child: cfssl.child,
+        target: (csr) => ({
+          url: cfssl.url,
+          body: JSON.stringify({ certificate_request: csr }),
+          headers: { 'content-type': 'application/json' },
+          ca: cfssl.ca,
+          ...(cfssl.child.pid === undefined ? {} : { pid: cfssl.child.pid }),
+        }),
+      });
       for (let round = 0; round < o.rounds; round++)
-        for (const [kind, csr] of Object.entries(csrs)) {
+        for (const [kind, csr] of Object.entries(csrs))
           // One after the other on the same machine, never at the same time.
-          results.push(
-            ...(await load(
-              `mooring, ${caName}, ${kind} CSR`,
-              mooring.url,
-              JSON.stringify({ csr, spiffeId: ID }),
-              { 'content-type': 'application/json', authorization: `Bearer ${mooring.token}` },
-              o,
-              dir,
-            )),
-          );
-          results.push(
-            ...(await load(
-              `cfssl, ${caName}, ${kind} CSR`,
-              cfssl.url,
-              JSON.stringify({ certificate_request: csr }),
-              { 'content-type': 'application/json' },
-              o,
-              dir,
-            )),
-          );
-        }
-      await stop(mooring.child);
-      await stop(cfssl.child);
+          for (const t of targets)
+            results.push(
+              ...(await load(`${t.name}, ${caName}, ${kind} CSR`, t.target(csr), o, dir)),
+            );
+      for (const t of targets) await stop(t.child);
     }
-    summarize(results);
+    summarize(results, o);
     return results;
   } finally {
     for (const c of children) await stop(c);
@@ -684,25 +764,31 @@ const median = (values: number[]): number => {
     : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 };
 
-/** Median certificates/s per case and loader over the rounds, Mooring beside cfssl. */
-function summarize(results: LoadResult[]): void {
+/** Median certificates/s and CPU µs per certificate per case, each server beside cfssl. */
+function summarize(results: LoadResult[], o: Options): void {
+  const servers = [...o.servers.map((s) => s.name), 'cfssl'];
   const cases = [
-    ...new Set(results.map((r) => `${r.loader}|${r.name.replace(/^(mooring|cfssl), /, '')}`)),
+    ...new Set(results.map((r) => `${r.loader}|${r.name.slice(r.name.indexOf(', ') + 2)}`)),
   ];
-  process.stderr.write('\nmedian certificates/s (rounds alternate Mooring and cfssl)\n');
+  process.stderr.write(
+    `\nmedians over ${o.rounds} round(s), alternating the servers: certificates/s (CPU µs per certificate); ratio to cfssl\n`,
+  );
   for (const c of cases) {
     const [loader, rest] = c.split('|') as [string, string];
-    const of = (who: string) =>
-      median(
-        results
-          .filter((r) => r.loader === loader && r.name === `${who}, ${rest}`)
-          .map((r) => r.rps),
-      );
-    const m = of('mooring');
-    const f = of('cfssl');
-    process.stderr.write(
-      `  ${loader.padEnd(10)} ${rest.padEnd(32)} mooring ${String(Math.round(m)).padStart(6)}  cfssl ${String(Math.round(f)).padStart(6)}  ratio ${(m / f).toFixed(2)}\n`,
-    );
+    const of = (who: string) => {
+      const runs = results.filter((r) => r.loader === loader && r.name === `${who}, ${rest}`);
+      return {
+        rps: median(runs.map((r) => r.rps)),
+        cpu: median(runs.map((r) => r.cpuUsPerRequest ?? NaN)),
+      };
+    };
+    const cfssl = of('cfssl');
+    const cells = servers.map((who) => {
+      const v = of(who);
+      const ratio = who === 'cfssl' ? '' : ` ${(v.rps / cfssl.rps).toFixed(2)}x`;
+      return `${who} ${Math.round(v.rps)} (${Math.round(v.cpu)} µs)${ratio}`;
+    });
+    process.stderr.write(`  ${loader.padEnd(10)} ${rest.padEnd(28)} ${cells.join('  ')}\n`);
   }
 }
 

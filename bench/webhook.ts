@@ -5,7 +5,9 @@
 //   options: --duration SECONDS (default 10)  --connections N (default 32)  --json
 //            --workers N|auto (serve's --workers, default auto)  --inject-threads N|auto
 //            (serve's --inject-threads, default auto)  --warmup SECONDS (unmeasured load before
-//            the measured runs, default 3)
+//            the measured runs, default 3)  --mooring-dir DIR (a build of Mooring to run instead of
+//            this checkout, e.g. an older commit's worktree)  --node PATH (the node binary that
+//            runs it; default this one), e.g. --mooring-dir /tmp/n20 --node /usr/bin/node
 //
 // Max throughput is measured with wrk (C, light on the shared 2 cores) and autocannon; fixed
 // rates with an evenly paced open-loop Node client (runPaced) and with autocannon's overallRate
@@ -20,11 +22,11 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { createHistogram } from 'node:perf_hooks';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { processTree } from './proc';
 import { luaPost, runWrkOnce } from './wrk';
 
 const ROOT = process.cwd();
-const BIN = join(ROOT, 'bin', 'mooring.js');
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'admission', 'pod-create-8k.json');
 
 interface Options {
@@ -34,6 +36,10 @@ interface Options {
   workers: string;
   injectThreads: string;
   warmup: number;
+  /** The checkout whose bin/mooring.js (and dist/) is run. */
+  mooringDir: string;
+  /** The node binary that runs it. */
+  node: string;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -44,6 +50,8 @@ function parseArgs(argv: string[]): Options {
     workers: 'auto',
     injectThreads: 'auto',
     warmup: 3,
+    mooringDir: ROOT,
+    node: process.execPath,
   };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
@@ -53,6 +61,8 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--workers') options.workers = argv[++i] ?? 'auto';
     else if (arg === '--inject-threads') options.injectThreads = argv[++i] ?? 'auto';
     else if (arg === '--warmup') options.warmup = Number(argv[++i]);
+    else if (arg === '--mooring-dir') options.mooringDir = resolve(argv[++i] ?? ROOT);
+    else if (arg === '--node') options.node = argv[++i] ?? process.execPath;
   }
   return options;
 }
@@ -84,9 +94,9 @@ async function spawnServe(dataDir: string, logFile: string, options: Options): P
   const adminPort = await freePort();
   const log = openSync(logFile, 'a');
   const child = spawn(
-    process.execPath,
+    options.node,
     [
-      BIN,
+      join(options.mooringDir, 'bin', 'mooring.js'),
       'serve',
       '--workers',
       options.workers,
@@ -99,7 +109,7 @@ async function spawnServe(dataDir: string, logFile: string, options: Options): P
       '--admin-listen',
       `127.0.0.1:${adminPort}`,
     ],
-    { stdio: ['ignore', 'ignore', log] },
+    { stdio: ['ignore', 'ignore', log], cwd: options.mooringDir },
   );
   return { child, webhookPort, adminPort };
 }
@@ -134,21 +144,6 @@ async function stop(server: Server): Promise<number | null> {
   const exited = new Promise<number | null>((r) => server.child.once('exit', (code) => r(code)));
   server.child.kill('SIGTERM');
   return exited;
-}
-
-/** The process and its descendants (the primary and its workers with --workers). */
-function processTree(pid: number): number[] {
-  let children: number[] = [];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter((p) => p !== '')
-      .map(Number);
-  } catch {
-    // gone
-  }
-  return [pid, ...children.flatMap(processTree)];
 }
 
 /**
@@ -402,8 +397,8 @@ function csrFor(kind: 'ec' | 'rsa', dir: string): string {
 
 async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js')))
-    throw new Error('run `make build` first (dist/ is missing)');
+  if (!existsSync(join(options.mooringDir, 'dist', 'cli', 'main.js')))
+    throw new Error(`run \`make build\` in ${options.mooringDir} first (dist/ is missing)`);
   const work = mkdtempSync(join(tmpdir(), 'mooring-bench-'));
   const dataDir = join(work, 'store');
   const logFile = join(work, 'serve.log');
@@ -543,6 +538,7 @@ async function main(): Promise<void> {
   const lines = [
     `review body: ${String(results.reviewBytes)} bytes; ${options.duration}s per run; ${options.connections} connections (max), 16 (fixed rates)`,
     `time to /readyz 200, existing store: median ${(results.readyMs as { median: number }).median} ms (runs: ${(results.readyMs as { all: number[] }).all.join(', ')}); first start (new CA): ${String(results.firstStartMs)} ms`,
+    `server: ${options.mooringDir} on node ${execFileSync(options.node, ['--version'], { encoding: 'utf8' }).trim()}`,
     `workers: ${options.workers}; inject threads: ${options.injectThreads}; memory of the ${(results.idleMemory as { processes: number }).processes} process(es), RSS summed / PSS summed: ${[
       ['idle', results.idleMemory],
       ['after the review load', results.memoryAfterLoad],

@@ -68,11 +68,20 @@ export interface WatchOptions {
 
 type Watched<T> = { readonly value: T } | { readonly problem: MooringError } | null;
 
-/** A private file parsed into T, re-read when its metadata changes; null while it is absent. */
+/**
+ * A private file parsed into T, re-read when its metadata changes; null while it is absent.
+ * One read at a time: callers that arrive while the file is being checked or read wait for that
+ * read, and the signature and the state it read are recorded together, so that no caller ever
+ * sees "checked" without the state of that check (concurrent first admin requests were refused as
+ * if there were no admin-token).
+ */
 class WatchedPrivateFile<T> {
+  /** Of the last read; undefined when it could not be taken (read again at the next check). */
   private signature: string | null | undefined = undefined;
   private state: Watched<T> = null;
+  private loadedOnce = false;
   private checkedAt = -Infinity;
+  private reading: Promise<Watched<T>> | null = null;
   private readonly recheckMs: number;
   private readonly monotonicMs: () => number;
 
@@ -85,26 +94,55 @@ class WatchedPrivateFile<T> {
     this.monotonicMs = options.monotonicMs ?? (() => performance.now());
   }
 
-  async current(): Promise<Watched<T>> {
+  /** True once the file has been read (or found absent) at least once. */
+  get loaded(): boolean {
+    return this.loadedOnce;
+  }
+
+  current(): Promise<Watched<T>> {
+    if (this.reading !== null) return this.reading;
     const t = this.monotonicMs();
-    if (this.signature !== undefined && t - this.checkedAt < this.recheckMs) return this.state;
-    this.checkedAt = t;
-    const signature = await fileSignature(this.path);
-    if (signature === this.signature) return this.state;
-    this.signature = signature;
+    if (this.loadedOnce && t - this.checkedAt < this.recheckMs) return Promise.resolve(this.state);
+    const reading = this.refresh(t).finally(() => {
+      this.reading = null;
+    });
+    this.reading = reading;
+    return reading;
+  }
+
+  private async refresh(t: number): Promise<Watched<T>> {
+    let signature: string | null | undefined = undefined;
+    let state: Watched<T>;
     try {
+      signature = await fileSignature(this.path);
+      if (this.loadedOnce && signature === this.signature && signature !== undefined) {
+        this.checkedAt = t;
+        return this.state;
+      }
       const bytes = await readPrivateFile(this.path);
-      this.state = bytes === null ? null : { value: this.parse(bytes.toString('utf8'), this.path) };
+      state = bytes === null ? null : { value: this.parse(bytes.toString('utf8'), this.path) };
     } catch (err) {
-      this.state = {
+      // A file that fails its checks keeps its signature (a chmod or a new file changes it);
+      // one whose signature could not be taken is read again at the next check.
+      state = {
         problem:
           err instanceof MooringError
             ? err
             : new MooringError('CA_ERR_STORE', `${this.path}: ${(err as Error).message}`),
       };
     }
-    return this.state;
+    this.signature = signature;
+    this.state = state;
+    this.loadedOnce = true;
+    this.checkedAt = t;
+    return state;
   }
+}
+
+/** Reads the file now if it was never read, and throws what is wrong with it (not its absence). */
+async function loadOrThrow<T>(file: WatchedPrivateFile<T>): Promise<void> {
+  const state = await file.current();
+  if (state !== null && 'problem' in state) throw state.problem;
 }
 
 /** What is wrong with a credential file, as a client and /readyz may be told. */
@@ -160,6 +198,16 @@ export class LocalAdminAuthorizer implements AdminAuthorizer {
       throw unauthenticated('the admin credential is not valid');
     }
     return { subject: LOCAL_ADMIN_SUBJECT };
+  }
+
+  /** True once admin-token has been read: serve reads it before it says it is ready. */
+  get loaded(): boolean {
+    return this.file.loaded;
+  }
+
+  /** Reads admin-token and throws what is wrong with it (its absence is not wrong). */
+  check(): Promise<void> {
+    return loadOrThrow(this.file);
   }
 }
 
@@ -231,10 +279,14 @@ export class TokensFileAuthenticator implements Authenticator {
     return identity;
   }
 
+  /** True once tokens.json has been read (or found absent). */
+  get loaded(): boolean {
+    return this.file.loaded;
+  }
+
   /** Throws what is wrong with tokens.json (its absence is not wrong): checked at start. */
-  async check(): Promise<void> {
-    const file = await this.file.current();
-    if (file !== null && 'problem' in file) throw file.problem;
+  check(): Promise<void> {
+    return loadOrThrow(this.file);
   }
 
   /**

@@ -22,7 +22,7 @@ import {
   type FileStoreOptions,
 } from './file-store';
 import { ensureAdminToken, LocalAdminAuthorizer, TokensFileAuthenticator } from './local-auth';
-import { systemClock, systemRandom } from './system-clock';
+import { nextTurn, systemClock, systemRandom } from './system-clock';
 
 export interface LocalCAOptions {
   readonly config: Config;
@@ -104,6 +104,7 @@ export async function openLocalCA(options: LocalCAOptions): Promise<LocalCA> {
     ca: options.config.ca,
     clock,
     random: options.random ?? systemRandom,
+    schedule: nextTurn,
     ...(store === undefined ? {} : { store }),
     ...(plugin === undefined ? {} : { plugin }),
     ...(options.generateKey === undefined ? {} : { generateKey: options.generateKey }),
@@ -128,11 +129,14 @@ async function exportPluginBundle(dataDir: string, bundle: readonly string[]): P
 /** The admin token (created if absent) and the tokens.json authenticator of `dataDir`. */
 export async function openLocalCredentials(dataDir: string): Promise<LocalCredentials> {
   const adminToken = await ensureAdminToken(dataDir);
+  // Both files are read before the server can say it is ready: a request that comes first finds
+  // them loaded, and a broken one stops the start.
   const authenticator = new TokensFileAuthenticator(dataDir);
-  await authenticator.check();
+  const adminAuthorizer = new LocalAdminAuthorizer(dataDir);
+  await Promise.all([authenticator.check(), adminAuthorizer.check()]);
   return {
     adminToken,
-    adminAuthorizer: new LocalAdminAuthorizer(dataDir),
+    adminAuthorizer,
     authenticator,
   };
 }

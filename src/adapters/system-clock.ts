@@ -1,9 +1,15 @@
 // The system's sources of time and randomness, behind the CA's Clock and RandomSource ports.
 
 import { randomBytes } from 'node:crypto';
+import type { Schedule } from '../ca/crypto-queue';
 import type { Clock, RandomSource } from '../ca/ports';
 
 export const systemClock: Clock = { now: () => new Date() };
+
+/** The CA's batched crypto runs its queue after the I/O already waiting (AuthorityOptions.schedule). */
+export const nextTurn: Schedule = (flush) => {
+  setImmediate(flush);
+};
 
 const POOL_SIZE = 4096;
 

@@ -232,8 +232,13 @@ export function verificationHash(
   );
 }
 
-/** How signatures are computed and checked: on the calling thread, or in libuv's thread pool. */
-export type CryptoMode = 'sync' | 'threadpool';
+/**
+ * Where and when CSR signatures are checked and certificates signed: 'sync' at once on the calling
+ * thread; 'threadpool' in libuv's thread pool (crypto.verify/sign with a callback); 'batched' on
+ * the calling thread, queued and run back to back with those of the other requests of the same
+ * event-loop turn (./crypto-queue.ts).
+ */
+export type CryptoMode = 'sync' | 'threadpool' | 'batched';
 
 function verifyInPool(
   hash: string | null,
@@ -246,24 +251,35 @@ function verifyInPool(
   });
 }
 
-/** Imports the key and verifies the signature: CA_ERR_KEY_TYPE, CA_ERR_CSR_SIGNATURE. */
+const badSignature = (): MooringError =>
+  signatureError('the CSR signature does not verify with its own public key');
+
+/** Imports the key and verifies the signature now: CA_ERR_KEY_TYPE, CA_ERR_CSR_SIGNATURE. */
+export function checkCsr(csr: CsrStructure): VerifiedCsr {
+  const { key, keyType } = importPublicKey(csr.spki);
+  const hash = verificationHash(csr.signatureAlgorithm, csr.signatureParameters, keyType);
+  let ok: boolean;
+  try {
+    ok = verify(hash, csr.info, key, csr.signature);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw badSignature();
+  return { spki: csr.spki, publicKey: key, keyType, names: csr.names };
+}
+
+/**
+ * checkCsr, with the signature checked in the thread pool in 'threadpool' mode. ('batched' is
+ * the caller's queue around checkCsr: alone, a check has nothing to be batched with.)
+ */
 export async function verifyCsr(
   csr: CsrStructure,
   mode: CryptoMode = 'sync',
 ): Promise<VerifiedCsr> {
+  if (mode !== 'threadpool') return checkCsr(csr);
   const { key, keyType } = importPublicKey(csr.spki);
   const hash = verificationHash(csr.signatureAlgorithm, csr.signatureParameters, keyType);
-  let ok: boolean;
-  if (mode === 'threadpool') {
-    ok = await verifyInPool(hash, csr.info, key, csr.signature);
-  } else {
-    try {
-      ok = verify(hash, csr.info, key, csr.signature);
-    } catch {
-      ok = false;
-    }
-  }
-  if (!ok) throw signatureError('the CSR signature does not verify with its own public key');
+  if (!(await verifyInPool(hash, csr.info, key, csr.signature))) throw badSignature();
   return { spki: csr.spki, publicKey: key, keyType, names: csr.names };
 }
 

@@ -19,6 +19,14 @@ export const TAG = {
   set: 0x31,
 } as const;
 
+/** Malformed DER: what the reader throws (callers turn it into their coded error). */
+export class DerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DerError';
+  }
+}
+
 /** One TLV: tag, definite minimal length, content; written in one allocation. */
 export function tlv(tag: number, ...content: Buffer[]): Buffer {
   let length = 0;
@@ -96,8 +104,24 @@ export function unsignedInteger(magnitude: Buffer): Buffer {
     : tlv(TAG.integer, trimmed);
 }
 
-/** An OBJECT IDENTIFIER from its dotted form. */
+const OID_ENCODINGS = new Map<string, Buffer>();
+const MAX_CACHED_OIDS = 256;
+
+/**
+ * An OBJECT IDENTIFIER from its dotted form. Encoded once per OID (the few the CA writes are
+ * written into every certificate): the Buffer is shared, callers copy it and never change it.
+ */
 export function oid(dotted: string): Buffer {
+  let encoded = OID_ENCODINGS.get(dotted);
+  if (encoded === undefined) {
+    encoded = encodeOid(dotted);
+    // Bounded, should a caller ever pass OIDs that are not constants of the code.
+    if (OID_ENCODINGS.size < MAX_CACHED_OIDS) OID_ENCODINGS.set(dotted, encoded);
+  }
+  return encoded;
+}
+
+function encodeOid(dotted: string): Buffer {
   const arcs = dotted.split('.').map((a) => {
     if (!/^[0-9]+$/.test(a)) throw new RangeError(`bad OID ${dotted}`);
     return Number(a);
@@ -115,9 +139,9 @@ export function oid(dotted: string): Buffer {
   return tlv(TAG.oid, Buffer.from(out));
 }
 
-/** The dotted form of an OID's content bytes. */
+/** The dotted form of an OID's content bytes; DerError when they are empty or cut short. */
 export function oidToString(content: Buffer): string {
-  if (content.length === 0) throw new RangeError('empty OID');
+  if (content.length === 0) throw new DerError('empty OID');
   const arcs: number[] = [];
   let value = 0;
   for (const byte of content) {
@@ -127,7 +151,7 @@ export function oidToString(content: Buffer): string {
       value = 0;
     }
   }
-  if ((content[content.length - 1] as number) & 0x80) throw new RangeError('truncated OID');
+  if ((content[content.length - 1] as number) & 0x80) throw new DerError('truncated OID');
   const first = arcs.shift() as number;
   const head = first < 80 ? [Math.floor(first / 40), first % 40] : [2, first - 80];
   return [...head, ...arcs].join('.');
@@ -190,13 +214,6 @@ export interface Node {
   readonly contentStart: number;
   /** Offset just after the content. */
   readonly end: number;
-}
-
-export class DerError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DerError';
-  }
 }
 
 /** Reads the TLV at `offset` (single-byte tags, definite minimal lengths: DER only). */

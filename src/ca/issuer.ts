@@ -13,6 +13,7 @@ import {
   authorityKeyIdentifier,
   basicConstraints,
   buildTbs,
+  certificateOf,
   encodeName,
   keyUsage,
   readCertificate,
@@ -89,6 +90,19 @@ export function signLeaf(template: LeafTemplate, ca: IssuingCA): Buffer {
 /** signLeaf with the signature computed in libuv's thread pool. */
 export function signLeafInPool(template: LeafTemplate, ca: IssuingCA): Promise<Buffer> {
   return signTbsInPool(leafTbs(template, ca), ca.signer);
+}
+
+/**
+ * signLeaf with the signature run by `run` (the crypto queue of 'batched' mode): the TBS is built
+ * first, so that only the signature waits in the queue.
+ */
+export async function signLeafQueued(
+  template: LeafTemplate,
+  ca: IssuingCA,
+  run: (op: () => Buffer) => Promise<Buffer>,
+): Promise<Buffer> {
+  const tbs = leafTbs(template, ca);
+  return certificateOf(tbs, ca.signer, await run(() => ca.signer.sign(tbs)));
 }
 
 function leafTbs(template: LeafTemplate, ca: IssuingCA): Buffer {

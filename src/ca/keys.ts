@@ -1,11 +1,11 @@
 // Keys: the public key of a CSR (strictly parsed, imported the fast way), key types, the CA's
 // Signer, key generation and key identifiers.
 //
-// Importing an SPKI with createPublicKey({format: 'der', type: 'spki'}) costs 140-215 µs on
-// OpenSSL 3 (its decoder lookup), more than the signature check itself. The components import
-// much faster: RSA as PKCS#1 DER (~10 µs), Ed25519 as JWK (~11 µs), ECDSA as a JWK of its point
-// (~75 µs, most of it OpenSSL building the curve group; the same point through WebCrypto's
-// importKey costs a third more in its JavaScript layers). bench/ca.ts measures them.
+// Import costs on Node 24 (OpenSSL 3.5; bench/ca.ts measures them): a P-256 SPKI as DER 11-14 µs
+// (a JWK of the same point 14-18 µs; on OpenSSL 3.0 the SPKI was the slow way, 114 against 58 µs);
+// an RSA key as PKCS#1 DER 5 µs (SPKI 7-8 µs). Asking the imported key for its size
+// (asymmetricKeyDetails) costs 10 µs more: the RSA modulus size is read from the DER instead.
+// Every key is checked by our own DER reading first (types, curves, sizes, point form).
 
 import type { KeyObject } from 'node:crypto';
 import {
@@ -21,6 +21,7 @@ import {
   bytesOf,
   children,
   contentOf,
+  DerError,
   derNull,
   oid,
   oidToString,
@@ -109,10 +110,17 @@ const CURVES: Readonly<Record<string, { name: 'P-256' | 'P-384'; pointLength: nu
   [OID.p384]: { name: 'P-384', pointLength: 97 },
 };
 
-function importEc(parts: SpkiParts): ImportedKey {
+function importEc(parts: SpkiParts, spki: Buffer): ImportedKey {
   const params = parts.parameters;
   if (params?.[0] !== TAG.oid) throw keyTypeError('ECDSA keys must name their curve');
-  const curveOid = oidToString(contentOf(params, readRoot(params)));
+  let curveOid: string;
+  try {
+    curveOid = oidToString(contentOf(params, readRoot(params)));
+  } catch (err) {
+    throw new MooringError('CA_ERR_KEY_TYPE', 'the ECDSA curve identifier is malformed', {
+      cause: err,
+    });
+  }
   const curve = CURVES[curveOid];
   if (curve === undefined) {
     throw keyTypeError(`ECDSA curve ${curveOid} is not accepted (P-256 and P-384 are)`);
@@ -121,11 +129,8 @@ function importEc(parts: SpkiParts): ImportedKey {
     throw keyTypeError(`the ${curve.name} public key must be an uncompressed point`);
   }
   try {
-    const size = (curve.pointLength - 1) / 2;
-    const x = parts.publicKey.subarray(1, 1 + size).toString('base64url');
-    const y = parts.publicKey.subarray(1 + size).toString('base64url');
     return {
-      key: createPublicKey({ key: { kty: 'EC', crv: curve.name, x, y }, format: 'jwk' }),
+      key: createPublicKey({ key: spki, format: 'der', type: 'spki' }),
       keyType: curve.name === 'P-256' ? 'ecdsa-p256' : 'ecdsa-p384',
     };
   } catch (err) {
@@ -135,31 +140,44 @@ function importEc(parts: SpkiParts): ImportedKey {
   }
 }
 
+/** The size in bits of the modulus of a PKCS#1 RSAPublicKey (DER); DerError when malformed. */
+export function rsaModulusBits(pkcs1: Buffer): number {
+  const [modulus, exponent, extra] = children(pkcs1, readRoot(pkcs1));
+  if (modulus?.tag !== TAG.integer || exponent?.tag !== TAG.integer || extra !== undefined) {
+    throw new DerError('not an RSAPublicKey');
+  }
+  let bytes = contentOf(pkcs1, modulus);
+  if ((bytes[0] ?? 0x80) & 0x80) throw new DerError('the RSA modulus is not positive');
+  while (bytes.length > 1 && bytes[0] === 0) bytes = bytes.subarray(1);
+  const top = bytes[0] as number;
+  return (bytes.length - 1) * 8 + (top === 0 ? 0 : 32 - Math.clz32(top));
+}
+
 function importRsa(parts: SpkiParts): ImportedKey {
   if (parts.parameters === undefined || !parts.parameters.equals(NULL_DER)) {
     throw keyTypeError('RSA key parameters must be NULL');
   }
-  let key: KeyObject;
+  const bits = rsaModulusBits(parts.publicKey);
+  const keyType = RSA_SIZES[bits];
+  if (keyType === undefined) {
+    throw keyTypeError(`RSA keys of ${bits} bits are not accepted (2048, 3072 and 4096 are)`);
+  }
   try {
-    key = createPublicKey({ key: parts.publicKey, format: 'der', type: 'pkcs1' });
+    return {
+      key: createPublicKey({ key: parts.publicKey, format: 'der', type: 'pkcs1' }),
+      keyType,
+    };
   } catch (err) {
     throw new MooringError('CA_ERR_KEY_TYPE', 'the RSA public key is invalid', { cause: err });
   }
-  const keyType = keyTypeOf(key);
-  if (keyType === null) {
-    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-    throw keyTypeError(`RSA keys of ${bits} bits are not accepted (2048, 3072 and 4096 are)`);
-  }
-  return { key, keyType };
 }
 
-function importEd25519(parts: SpkiParts): ImportedKey {
+function importEd25519(parts: SpkiParts, spki: Buffer): ImportedKey {
   if (parts.parameters !== undefined) throw keyTypeError('Ed25519 keys have no parameters');
   if (parts.publicKey.length !== 32) throw keyTypeError('the Ed25519 public key is invalid');
-  const x = parts.publicKey.toString('base64url');
   try {
     return {
-      key: createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' }),
+      key: createPublicKey({ key: spki, format: 'der', type: 'spki' }),
       keyType: 'ed25519',
     };
   } catch (err) {
@@ -179,17 +197,25 @@ export function importPublicKey(spki: Buffer): ImportedKey {
     if (err instanceof MooringError) throw err;
     throw new MooringError('CA_ERR_KEY_TYPE', 'the public key is malformed', { cause: err });
   }
-  switch (parts.algorithm) {
-    case OID.ecPublicKey:
-      return importEc(parts);
-    case OID.rsaEncryption:
-      return importRsa(parts);
-    case OID.ed25519:
-      return importEd25519(parts);
-    default:
-      throw keyTypeError(
-        `key algorithm ${parts.algorithm} is not accepted (ECDSA P-256/P-384, RSA 2048-4096, Ed25519 are)`,
-      );
+  try {
+    switch (parts.algorithm) {
+      case OID.ecPublicKey:
+        return importEc(parts, spki);
+      case OID.rsaEncryption:
+        return importRsa(parts);
+      case OID.ed25519:
+        return importEd25519(parts, spki);
+      default:
+        throw keyTypeError(
+          `key algorithm ${parts.algorithm} is not accepted (ECDSA P-256/P-384, RSA 2048-4096, Ed25519 are)`,
+        );
+    }
+  } catch (err) {
+    // Bytes from the network: whatever part of them is malformed DER is the caller's error.
+    if (err instanceof DerError) {
+      throw new MooringError('CA_ERR_KEY_TYPE', 'the public key is malformed', { cause: err });
+    }
+    throw err;
   }
 }
 

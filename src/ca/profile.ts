@@ -60,6 +60,11 @@ export interface LeafTemplate {
  * Anything else is refused with CA_ERR_SAN (never silently dropped, never copied).
  */
 export function checkRequestedNames(names: RequestedNames, spiffeId: string): void {
+  // What nearly every CSR asks for: nothing, or its own SPIFFE ID once.
+  const plain =
+    names.dnsNames.length + names.ipAddresses.length + names.emails.length + names.otherCount === 0;
+  if (plain && (names.uris.length === 0 || (names.uris.length === 1 && names.uris[0] === spiffeId)))
+    return;
   const others = describeNames({ ...names, uris: names.uris.filter((u) => u !== spiffeId) });
   if (others.length > 0) {
     throw new MooringError(

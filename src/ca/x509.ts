@@ -59,15 +59,20 @@ export function buildTbs(parts: TbsParts): Buffer {
 }
 
 /** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }. */
+export function certificateOf(tbs: Buffer, signer: Signer, signature: Buffer): Buffer {
+  return sequence(tbs, signer.algorithmIdentifierDer, bitString(signature));
+}
+
+/** The Certificate of `tbs`, signed now. */
 export function signTbs(tbs: Buffer, signer: Signer): Buffer {
-  return sequence(tbs, signer.algorithmIdentifierDer, bitString(signer.sign(tbs)));
+  return certificateOf(tbs, signer, signer.sign(tbs));
 }
 
 /** signTbs with the signature computed in the thread pool when the signer can. */
 export async function signTbsInPool(tbs: Buffer, signer: Signer): Promise<Buffer> {
   const signature =
     signer.signInPool === undefined ? signer.sign(tbs) : await signer.signInPool(tbs);
-  return sequence(tbs, signer.algorithmIdentifierDer, bitString(signature));
+  return certificateOf(tbs, signer, signature);
 }
 
 // --- names ---------------------------------------------------------------------------------

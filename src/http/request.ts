@@ -25,15 +25,54 @@ export function isJsonContentType(header: string | undefined): boolean {
   return media === 'application/json';
 }
 
-/** An onRequest hook: 415 with the area's code unless the body is declared as JSON. */
+/** The labels of UTF-8 (the WHATWG Encoding Standard's two common ones). */
+const UTF8_LABELS = new Set(['utf-8', 'utf8']);
+const MAX_CHARSET_IN_MESSAGE = 40;
+
+/**
+ * The charset a Content-Type declares, lower case and unquoted; undefined when it declares none.
+ * A repeated charset parameter counts as its first value that is not UTF-8.
+ */
+export function declaredCharset(header: string): string | undefined {
+  let found: string | undefined;
+  for (const parameter of header.split(';').slice(1)) {
+    const eq = parameter.indexOf('=');
+    if (eq === -1 || parameter.slice(0, eq).trim().toLowerCase() !== 'charset') continue;
+    const value = parameter
+      .slice(eq + 1)
+      .trim()
+      .replace(/^"(.*)"$/, '$1')
+      .toLowerCase();
+    if (found === undefined || UTF8_LABELS.has(found)) found = value;
+  }
+  return found;
+}
+
+/**
+ * An onRequest hook: 415 with the area's code unless the body is declared as JSON in UTF-8, the
+ * encoding of JSON (RFC 8259 8.1): the body is read as UTF-8, so a body declared in another
+ * charset would be read as something it is not.
+ */
 export function requireJson(area: RouteArea) {
   const code = AREA_CODES[area].contentType;
   return (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void => {
-    if (isJsonContentType(request.headers['content-type'])) {
-      done();
+    const header = request.headers['content-type'];
+    if (header === undefined || !isJsonContentType(header)) {
+      done(new MooringError(code, 'the content type must be application/json'));
       return;
     }
-    done(new MooringError(code, 'the content type must be application/json'));
+    const charset = declaredCharset(header);
+    if (charset !== undefined && !UTF8_LABELS.has(charset)) {
+      const shown = JSON.stringify(charset.slice(0, MAX_CHARSET_IN_MESSAGE));
+      done(
+        new MooringError(
+          code,
+          `the body must be JSON in UTF-8: charset ${shown} is not accepted (send charset=utf-8 or none)`,
+        ),
+      );
+      return;
+    }
+    done();
   };
 }
 

@@ -67,12 +67,12 @@ export interface ServeEnvironment {
 }
 
 /**
- * One process: signatures in libuv's thread pool, so that they run on the other cores while the
- * event loop serves HTTP. A process per core: on the calling thread, the least CPU per
- * certificate (bench/RESULTS-ca.md has both).
+ * CSR checks and signatures run on the event loop, batched: those of the requests that arrive
+ * together run back to back. It beat libuv's thread pool (two thread hand-offs per certificate)
+ * and one-at-a-time checks, in one process and with workers (bench/RESULTS-ca.md).
  */
-export function serverCryptoMode(role: 'single' | 'worker'): CryptoMode {
-  return role === 'single' ? 'threadpool' : 'sync';
+export function serverCryptoMode(_role: 'single' | 'worker'): CryptoMode {
+  return 'batched';
 }
 
 export interface RunningServer {

@@ -145,6 +145,22 @@ describe('POST /v1/certificates (workload)', () => {
     });
   });
 
+  it('answers 415 CA_ERR_CONTENT_TYPE for a JSON body declared in UTF-16', async () => {
+    const { app, certificates } = buildTestWebhookApp();
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/certificates',
+      headers: {
+        'content-type': 'application/json; charset=utf-16',
+        authorization: `Bearer ${WORKLOAD_TOKEN}`,
+      },
+      payload: Buffer.from(JSON.stringify({ csr: CSR }), 'utf16le'),
+    });
+    expect(res.statusCode).toBe(415);
+    expect(res.json<{ code: string }>().code).toBe('CA_ERR_CONTENT_TYPE');
+    expect(certificates.requests).toEqual([]);
+  });
+
   it('answers 413 CA_ERR_TOO_LARGE for a body over 64 KiB', async () => {
     const { app } = buildTestWebhookApp();
     const res = await app.inject({

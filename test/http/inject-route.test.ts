@@ -63,16 +63,47 @@ describe('POST /inject (HTTP behaviour)', () => {
     expect((patched.metadata as Json).annotations).toEqual({ 'mooring.dev/status': '{}' });
   });
 
-  it('accepts application/json with a charset', async () => {
+  it.each([
+    'application/json; charset=utf-8',
+    'Application/JSON;charset=UTF-8',
+    'application/json; charset="utf-8"',
+    'application/json; charset=utf8',
+    'application/json; foo=bar',
+  ])('accepts %s', async (contentType) => {
     const { app } = buildTestWebhookApp();
     const res = await app.inject({
       method: 'POST',
       url: '/inject',
-      headers: { 'content-type': 'application/json; charset=utf-8' },
+      headers: { 'content-type': contentType },
       payload: review(),
     });
     expect(res.statusCode).toBe(200);
   });
+
+  it.each<[string, string, BufferEncoding]>([
+    ['utf-16', 'application/json; charset=utf-16', 'utf16le'],
+    ['UTF-16LE, quoted', 'application/json; charset="UTF-16LE"', 'utf16le'],
+    ['latin1', 'application/json; charset=iso-8859-1', 'latin1'],
+    ['a second charset after utf-8', 'application/json; charset=utf-8; charset=utf-16', 'utf8'],
+  ])(
+    'answers 415 ADM_ERR_CONTENT_TYPE for a body declared in another charset: %s',
+    async (_name, contentType, encoding) => {
+      const { app } = buildTestWebhookApp();
+      const res = await app.inject({
+        method: 'POST',
+        url: '/inject',
+        headers: { 'content-type': contentType },
+        payload: Buffer.from(JSON.stringify(review()), encoding),
+      });
+      expect(res.statusCode).toBe(415);
+      expect(res.json()).toEqual({
+        code: 'ADM_ERR_CONTENT_TYPE',
+        message: expect.stringMatching(
+          /^the body must be JSON in UTF-8: charset "[^"]+" is not accepted/,
+        ),
+      });
+    },
+  );
 
   it('answers a skipped Pod with no patch field', async () => {
     const { app } = buildTestWebhookApp();

@@ -355,3 +355,48 @@ describe.each<[string, Setup]>([
     expect(restarts()).toBe(0);
   });
 });
+
+describe('POST /inject content types', () => {
+  // The stress run sent `application/json; charset=utf-16` and had the body read as UTF-8.
+  const { app } = buildTestWebhookApp({ injectPod: injectorUnderTest() });
+  afterAll(() => app.close());
+
+  const token = fc.stringMatching(/^[a-z0-9-]{0,10}$/);
+  const parameter = fc.record({
+    name: fc.oneof(fc.constantFrom('charset', 'Charset', 'CHARSET', 'foo'), token),
+    value: fc.oneof(
+      fc.constantFrom('utf-8', 'UTF-8', '"utf-8"', 'utf8', 'utf-16', '"UTF-16LE"', 'iso-8859-1'),
+      fc.constantFrom('us-ascii', 'utf-32', 'latin1', ''),
+      token,
+    ),
+  });
+  const media = fc.oneof(
+    fc.constantFrom('application/json', 'Application/JSON', ' application/json '),
+    fc.constantFrom('text/plain', 'application/json-patch+json', 'application/jsonx'),
+  );
+  const utf8 = (value: string): boolean =>
+    ['utf-8', 'utf8'].includes(value.replace(/"/g, '').toLowerCase());
+
+  it('reads a review only when it is declared as JSON in UTF-8 (or with no charset), else 415', async () => {
+    await fc.assert(
+      fc.asyncProperty(media, fc.array(parameter, { maxLength: 3 }), async (type, params) => {
+        const header = [type, ...params.map((p) => `${p.name}=${p.value}`)].join('; ');
+        const json = type.trim().toLowerCase() === 'application/json';
+        const charsets = params.filter((p) => p.name.toLowerCase() === 'charset');
+        const accepted = json && charsets.every((p) => utf8(p.value));
+        const res = await app.inject({
+          method: 'POST',
+          url: '/inject',
+          headers: { 'content-type': header },
+          payload: JSON.stringify(review()),
+        });
+        expect({ header, status: res.statusCode }).toEqual({
+          header,
+          status: accepted ? 200 : 415,
+        });
+        if (!accepted) expect(res.json<{ code: string }>().code).toBe('ADM_ERR_CONTENT_TYPE');
+      }),
+      { numRuns: RUNS, seed: 20261204 },
+    );
+  });
+});

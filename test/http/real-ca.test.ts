@@ -13,6 +13,7 @@ import { validateConfig } from '../../src/config/validate';
 import { buildWebhookApp, createMooringMetrics } from '../../src/http';
 import { createLogger } from '../../src/observability/logger';
 import { createRegistry } from '../../src/observability/metrics';
+import { csrPem, ecSpkiWithCurve, withSpki } from '../unit/ca/fixtures';
 import { fakeInjector, JSON_HEADERS, LogSink } from './helpers';
 
 interface ChainAnswer {
@@ -228,6 +229,24 @@ describe('CA routes through the real CA', () => {
     [
       'an RSA 1024 key',
       () => ({ csr: opensslCsr(['-newkey', 'rsa:1024']) }),
+      'workload',
+      400,
+      'CA_ERR_KEY_TYPE',
+    ],
+    // Found by the stress run: 500 CA_ERR_INTERNAL with a stack trace, on both routes.
+    [
+      'an ECDSA key with an empty curve identifier',
+      () => ({
+        csr: csrPem(withSpki(ecSpkiWithCurve(Buffer.from('0600', 'hex')))),
+        spiffeId: 'spiffe://cluster.local/vm/a',
+      }),
+      'admin',
+      400,
+      'CA_ERR_KEY_TYPE',
+    ],
+    [
+      'an ECDSA key with a truncated curve identifier',
+      () => ({ csr: csrPem(withSpki(ecSpkiWithCurve(Buffer.from('06062a8648ce3d83', 'hex')))) }),
       'workload',
       400,
       'CA_ERR_KEY_TYPE',

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { writeFileAtomic, type AtomicStep } from '../../src/adapters/atomic-file';
 import { FileCAStore, STORE_FILES } from '../../src/adapters/file-store';
 import { pooledRandom } from '../../src/adapters/system-clock';
-import { openLocalCA } from '../../src/adapters/local-ca';
+import { openLocalCA, openLocalCredentials } from '../../src/adapters/local-ca';
 import {
   ADMIN_TOKEN_FILE,
   ensureAdminToken,
@@ -271,6 +271,25 @@ describe('local credentials', () => {
     ['an empty token', '', 'CA_ERR_UNAUTHENTICATED'],
   ])('the admin authorizer accepts only the admin token: %s', async (_name, token, expected) => {
     expect(await adminResult(adminSetup('secret-token').auth, token)).toBe(expected);
+  });
+
+  it('concurrent first admin requests all wait for the one read of admin-token (none refused as if it were absent)', async () => {
+    // As after a start: sixteen requests arrive before the file was ever read.
+    const dir = tempDir();
+    writeFileSync(join(dir, ADMIN_TOKEN_FILE), 'secret-token\n', { mode: 0o600 });
+    const auth = new LocalAdminAuthorizer(dir);
+    const results = await Promise.all(
+      Array.from({ length: 16 }, () => adminResult(auth, 'secret-token')),
+    );
+    expect(results).toEqual(Array.from({ length: 16 }, () => 'ok'));
+  });
+
+  it('reads admin-token and tokens.json before the server can be ready (openLocalCredentials)', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, TOKENS_FILE), '{}', { mode: 0o600 });
+    const credentials = await openLocalCredentials(dir);
+    expect(credentials.adminAuthorizer.loaded).toBe(true);
+    expect(credentials.authenticator.loaded).toBe(true);
   });
 
   it('takes a replaced admin-token without a restart, and refuses every admin once it is deleted', async () => {

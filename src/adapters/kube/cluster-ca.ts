@@ -10,7 +10,7 @@ import type { Config } from '../../config/types';
 import { CA_SECRET, ROOT_CERT_KEY } from '../../constants';
 import { MooringError } from '../../errors';
 import { readPluginCA } from '../local-ca';
-import { systemClock, systemRandom } from '../system-clock';
+import { nextTurn, systemClock, systemRandom } from '../system-clock';
 import { corePath, isKubeApiError, isNotFound, type KubeApi } from './api';
 import { SecretKeyStore, type StateCodec } from './secret-store';
 
@@ -98,6 +98,7 @@ export async function openClusterCA(options: ClusterCAOptions): Promise<ClusterC
       ca: config.ca,
       clock,
       random: options.random ?? systemRandom,
+      schedule: nextTurn,
       ...(store === undefined ? {} : { store }),
       ...(plugin === undefined ? {} : { plugin }),
       ...(options.cryptoMode === undefined ? {} : { cryptoMode: options.cryptoMode }),

@@ -15,7 +15,6 @@ import {
   certificateResponse,
   parseAdminRequest,
   parseWorkloadRequest,
-  rfc3339,
 } from '../../api/certificates';
 import { isMooringError, MooringError } from '../../errors';
 import type { AuthFailureReason, MooringMetrics } from '../metrics';
@@ -91,18 +90,19 @@ export function registerCARoutes(app: FastifyInstance, deps: CARouteDeps): void 
     const seconds = (performance.now() - start) / 1000;
     metrics.certificateIssueDuration.observe({ key_type: chain.keyType }, seconds);
     metrics.certificatesIssued.inc({ result: 'issued', key_type: chain.keyType });
+    const response = certificateResponse(chain);
     request.log.info(
       {
         ...logFields,
         spiffeId: req.spiffeId,
         keyType: chain.keyType,
         serial: chain.serialNumber,
-        expiresAt: rfc3339(chain.expiresAt),
+        expiresAt: response.expiresAt,
         durationMs: Math.round(seconds * 1e6) / 1e3,
       },
       'certificate issued',
     );
-    return certificateResponse(chain);
+    return response;
   };
 
   const routeOptions = (route: 'workload' | 'admin') => ({

@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { Authority, type AuthorityOptions } from '../../../src/ca/authority';
 import type { CAConfig } from '../../../src/config/types';
+import type { MooringError } from '../../../src/errors';
 import {
   cachedKeyGenerator,
   caConfig,
@@ -30,6 +31,7 @@ interface Harness {
 async function openCA(
   overrides: Parameters<typeof caConfig>[0] = {},
   shared?: { store: MemoryStore; clock: FixedClock },
+  crypto: Pick<AuthorityOptions, 'cryptoMode' | 'schedule'> = {},
 ): Promise<Harness> {
   const clock = shared?.clock ?? fixedClock(T0);
   const store = shared?.store ?? new MemoryStore();
@@ -40,6 +42,8 @@ async function openCA(
     random: countingRandom(),
     store,
     generateKey: cachedKeyGenerator(),
+    schedule: (flush) => setImmediate(flush),
+    ...crypto,
   };
   return { authority: await Authority.open(options, { create: true }), clock, store };
 }
@@ -151,21 +155,35 @@ describe('issuing workload certificates', () => {
     expect(chain.trustBundle).toEqual(authority.trustBundle());
   });
 
-  it.each(['sync', 'threadpool'] as const)(
+  it('in batched mode, checks the CSRs of requests that arrive together in one run and signs them in the next; a bad one fails alone', async () => {
+    let flushes = 0;
+    const { authority } = await openCA({}, undefined, {
+      cryptoMode: 'batched',
+      schedule: (flush) => {
+        flushes += 1;
+        setImmediate(flush);
+      },
+    });
+    const issue = (pem: string) =>
+      authority.issueWorkload({ csrPem: pem, spiffeId: ID }).then(
+        (chain) => verifiesAgainst(chain.certificateChain[0] as string, chain.trustBundle),
+        (err: MooringError) => err.code,
+      );
+    const results = await Promise.all([
+      issue(csrPem()),
+      issue(csrPem(withKeyType('rsa-2048'))),
+      issue(csrPem(withCorruptSignature())),
+      issue(csrPem(withKeyType('ed25519'))),
+    ]);
+    expect(results).toEqual([true, true, 'CA_ERR_CSR_SIGNATURE', true]);
+    // Four checks in one run, then the three signatures in one run.
+    expect(flushes).toBe(2);
+  });
+
+  it.each(['sync', 'threadpool', 'batched'] as const)(
     'issues verifiable certificates and refuses bad CSR signatures with crypto mode %s',
     async (cryptoMode) => {
-      const authority = await Authority.open(
-        {
-          trustDomain: 'cluster.local',
-          ca: caConfig(),
-          clock: fixedClock(T0),
-          random: countingRandom(),
-          store: new MemoryStore(),
-          generateKey: cachedKeyGenerator(),
-          cryptoMode,
-        },
-        { create: true },
-      );
+      const { authority } = await openCA({}, undefined, { cryptoMode });
       for (const type of ['ecdsa-p256', 'rsa-2048', 'ed25519'] as const) {
         const chain = await authority.issueWorkload({
           csrPem: csrPem(withKeyType(type)),

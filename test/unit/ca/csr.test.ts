@@ -1,15 +1,17 @@
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { csrDerFromPem, parseCsr, readCsr } from '../../../src/ca/csr';
-import { derNull, toPem } from '../../../src/ca/der';
+import { DerError, derNull, toPem } from '../../../src/ca/der';
+import { rsaModulusBits } from '../../../src/ca/keys';
 import { OID } from '../../../src/ca/oids';
 import type { KeyAlgorithm } from '../../../src/ca/ports';
 import {
   csrDer,
   csrPem,
+  ecSpkiWithCurve,
   errorCode,
   signedBy,
   testKey,
@@ -21,6 +23,7 @@ import {
   withKeyType,
   withSignature,
   withSubject,
+  withSpki,
   withUri,
 } from './fixtures';
 
@@ -129,6 +132,17 @@ describe('refusing a CSR', () => {
     expect(await errorCode(() => readCsr(csrPem(modifier)))).toBe(code);
   });
 
+  // Found by the stress run: these answered 500 CA_ERR_INTERNAL instead of a coded 400.
+  it.each([
+    ['an empty curve identifier', '0600'],
+    ['a curve identifier cut inside an arc', '06062a8648ce3d83'],
+    ['a curve identifier of one unterminated byte', '060186'],
+    ['a curve that is not an OBJECT IDENTIFIER', '0500'],
+  ])('with an ECDSA key with %s as CA_ERR_KEY_TYPE', async (_name, curveHex) => {
+    const pem = csrPem(withSpki(ecSpkiWithCurve(Buffer.from(curveHex, 'hex'))));
+    expect(await errorCode(() => readCsr(pem))).toBe('CA_ERR_KEY_TYPE');
+  });
+
   it('with an RSA-PSS signature OID as a signature error', async () => {
     const pem = csrPem(withKeyType('rsa-2048'), withSignature('1.2.840.113549.1.1.10', 'sha256'));
     expect(await errorCode(() => readCsr(pem))).toBe('CA_ERR_CSR_SIGNATURE');
@@ -156,5 +170,30 @@ describe('refusing a CSR', () => {
 
   it('reads the one PEM block with surrounding text', () => {
     expect(csrDerFromPem(`comment\n${csrPem()}more`).length).toBeGreaterThan(100);
+  });
+});
+
+describe('the RSA modulus size, read from the DER (not asked of the imported key)', () => {
+  it.each<[string, () => KeyObject, number]>([
+    ['2048', () => testKey('rsa-2048').publicKey, 2048],
+    ['3072', () => testKey('rsa-3072').publicKey, 3072],
+    ['1024', () => generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey, 1024],
+    [
+      '1023 (an odd size)',
+      () => generateKeyPairSync('rsa', { modulusLength: 1023 }).publicKey,
+      1023,
+    ],
+  ])('is %s bits as OpenSSL says', (_name, key, bits) => {
+    const pkcs1 = key().export({ format: 'der', type: 'pkcs1' });
+    expect(key().asymmetricKeyDetails?.modulusLength).toBe(bits);
+    expect(rsaModulusBits(pkcs1)).toBe(bits);
+  });
+
+  it.each([
+    ['a negative modulus', '3006020180020103'],
+    ['a missing exponent', '3004020200c1'],
+    ['a modulus that is not an INTEGER', '300704020100020103'],
+  ])('refuses %s as malformed DER', (_name, hex) => {
+    expect(() => rsaModulusBits(Buffer.from(hex, 'hex'))).toThrow(DerError);
   });
 });

@@ -77,6 +77,8 @@ export interface CsrSpec {
   corruptSignature?: boolean;
   /** Sign with this key instead of the CSR's own (proof of possession fails). */
   signWith?: KeyObject;
+  /** Put these bytes in place of the key's SubjectPublicKeyInfo (signed as they are). */
+  spki?: Buffer;
 }
 
 export type CsrModifier = (spec: CsrSpec) => void;
@@ -121,6 +123,22 @@ export const withSignature =
 export const withCorruptSignature = (): CsrModifier => (s) => {
   s.corruptSignature = true;
 };
+/** The CSR carries `spki` instead of its key's SubjectPublicKeyInfo. */
+export const withSpki =
+  (spki: Buffer): CsrModifier =>
+  (s) => {
+    s.spki = spki;
+  };
+/**
+ * An ECDSA SubjectPublicKeyInfo around a P-256 point whose namedCurve parameter is `curve`
+ * (encoded as given: an empty or truncated OBJECT IDENTIFIER, say).
+ */
+export function ecSpkiWithCurve(curve: Buffer): Buffer {
+  const point = testKey('ecdsa-p256')
+    .publicKey.export({ format: 'der', type: 'spki' })
+    .subarray(-65);
+  return sequence(sequence(oid(OID.ecPublicKey), curve), bitString(point));
+}
 export const signedBy =
   (key: KeyObject): CsrModifier =>
   (s) => {
@@ -168,7 +186,7 @@ export function csrDer(...modifiers: CsrModifier[]): Buffer {
     spec.subjectCN === undefined
       ? sequence()
       : encodeName([{ oid: OID.commonName, value: spec.subjectCN }]);
-  const spki = spec.key.publicKey.export({ format: 'der', type: 'spki' });
+  const spki = spec.spki ?? spec.key.publicKey.export({ format: 'der', type: 'spki' });
   const info = sequence(smallInteger(0), subject, spki, attributes);
   const scheme = spec.signature ?? defaultSignature(spec.key.privateKey);
   const signature = sign(scheme.hash, info, spec.signWith ?? spec.key.privateKey);
