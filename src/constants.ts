@@ -103,6 +103,8 @@ export const AGENT_ENV = {
   drain: 'MOORING_DRAIN',
   logLevel: 'MOORING_LOG_LEVEL',
   appProbes: 'MOORING_APP_PROBES',
+  /** The app's original `prometheus.io/*` annotations, as JSON (src/api/app-metrics.ts). */
+  prometheusAnnotations: 'MOORING_PROMETHEUS_ANNOTATIONS',
 } as const;
 
 export const SYSTEM_NAMESPACES = ['kube-system', 'kube-public', 'kube-node-lease'] as const;
