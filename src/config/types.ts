@@ -72,10 +72,17 @@ export interface ClusterConfig {
   readonly csrAutoApprove: boolean;
 }
 
+export interface UiConfig {
+  /** Prometheus scraping the sidecars, for the mesh graph (/ui/graph); null: none. */
+  readonly prometheusUrl: string | null;
+}
+
 export interface Config {
   readonly trustDomain: string;
   readonly injector: InjectorConfig;
   readonly ca: CAConfig;
   readonly server: ServerConfig;
   readonly cluster: ClusterConfig;
+  /** The admin port's pages (the mesh graph). */
+  readonly ui: UiConfig;
 }

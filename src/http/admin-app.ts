@@ -1,7 +1,9 @@
-// The plain-HTTP admin app of `mooring serve`: /healthz, /readyz, /metrics. Never listens.
+// The plain-HTTP admin app of `mooring serve`: /healthz, /readyz, /metrics, the mesh graph
+// (/ui/graph). Never listens.
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { frameworkErrorOptions, installErrorHandler } from './error-handler';
+import { registerGraphRoutes, type GraphDeps } from './plugins/graph';
 import { registerHealthRoutes, type ReadinessProbe } from './plugins/health';
 import { registerMetricsRoute, type MetricsSource } from './plugins/metrics';
 import { genReqId } from './request';
@@ -10,6 +12,8 @@ export interface AdminAppDeps {
   readonly logger: FastifyBaseLogger;
   readonly registry: MetricsSource;
   readonly readiness: ReadinessProbe;
+  /** The mesh graph; absent: no /ui/graph. */
+  readonly graph?: GraphDeps;
 }
 
 export function buildAdminApp(deps: AdminAppDeps): FastifyInstance {
@@ -25,5 +29,6 @@ export function buildAdminApp(deps: AdminAppDeps): FastifyInstance {
   installErrorHandler(app);
   registerHealthRoutes(app, deps.readiness);
   registerMetricsRoute(app, deps.registry);
+  if (deps.graph !== undefined) registerGraphRoutes(app, deps.graph);
   return app;
 }

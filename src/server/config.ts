@@ -18,6 +18,8 @@ export interface ServeFlags {
   readonly workers?: string;
   /** `N` or `auto`: worker threads answering admission reviews (server.injectThreads). */
   readonly injectThreads?: string;
+  /** Prometheus for the mesh graph (ui.prometheusUrl). */
+  readonly prometheusUrl?: string;
 }
 
 /** The configuration file (or the defaults) with the command-line flags on top, validated. */
@@ -37,7 +39,11 @@ export function resolveConfig(flags: ServeFlags): Config {
           injectThreads: flags.injectThreads === 'auto' ? 'auto' : Number(flags.injectThreads),
         }),
   };
-  return validateConfig({ ...structuredClone(base), server }, flags.config ?? 'flags');
+  const ui = {
+    ...base.ui,
+    ...(flags.prometheusUrl === undefined ? {} : { prometheusUrl: flags.prometheusUrl }),
+  };
+  return validateConfig({ ...structuredClone(base), server, ui }, flags.config ?? 'flags');
 }
 
 /**

@@ -27,6 +27,7 @@ import {
   tickIntervalMs,
   type ServeFlags,
 } from './config';
+import { graphDeps } from './graph';
 import { detectMode, MODE_CHECK_INTERVAL_MS, type ModeAdapters, type ModeBuilder } from './mode';
 
 // --- the modes ---------------------------------------------------------------------------------
@@ -182,7 +183,9 @@ export async function startServer(
   });
   const role = environment.role ?? 'single';
   const admin =
-    role === 'worker' ? null : buildAdminApp({ logger: fastifyLogger, registry, readiness });
+    role === 'worker'
+      ? null
+      : buildAdminApp({ logger: fastifyLogger, registry, readiness, graph: graphDeps(config) });
   if (admin !== null) {
     try {
       await admin.listen({ host: adminListen.host, port: adminListen.port });

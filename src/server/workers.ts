@@ -21,6 +21,7 @@ import { restartDelayMs } from '../backoff';
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
 import type { Config } from '../config/types';
+import { graphDeps } from './graph';
 import { parseHostPort, workerCount, type ServeFlags } from './config';
 import { listenError, startServer } from './server';
 
@@ -180,6 +181,7 @@ export async function runPrimary(
     logger: logger,
     registry: metricsSource,
     readiness,
+    graph: graphDeps(config),
   });
   try {
     await admin.listen({ host: adminListen.host, port: adminListen.port });
