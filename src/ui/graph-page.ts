@@ -1,8 +1,8 @@
 // The mesh graph page (`/ui/graph` on the admin port): one HTML page and its script, served by
 // `mooring serve` itself with cytoscape.js (no CDN: it works with no other server). The script
 // reads `/ui/graph/data` every few seconds and draws the workloads and services as nodes and the
-// edges with their request rate, 5xx share and p99; a solid edge with a lock is mutual TLS, a
-// dashed one plain text. The table view shows the same numbers.
+// edges with their request rate, 5xx share and p99; a solid edge labelled `mTLS` is mutual TLS,
+// a dashed one plain text. The table view shows the same numbers.
 
 export const GRAPH_PATH = '/ui/graph';
 export const GRAPH_DATA_PATH = '/ui/graph/data';
@@ -59,7 +59,7 @@ export const GRAPH_HTML = `<!doctype html>
   <details><summary>The PromQL behind these numbers</summary><div id="queries"></div></details>
 </div>
 <footer>
-  <span><span class="sw"></span>mutual TLS 🔒</span>
+  <span><span class="sw"></span>mutual TLS (mTLS)</span>
   <span><span class="sw dash"></span>plain text</span>
   <span><span class="sw warn"></span>some 5xx</span>
   <span><span class="sw err"></span>5xx above 5%</span>
@@ -97,13 +97,13 @@ export const GRAPH_SCRIPT = `'use strict';
 
   function fmt(n, digits) { return Number(n).toFixed(digits); }
   function bytes(n) { return n >= 1048576 ? fmt(n / 1048576, 1) + ' MiB/s' : n >= 1024 ? fmt(n / 1024, 1) + ' KiB/s' : fmt(n, 0) + ' B/s'; }
-  function mtlsText(e) { return e.mtlsShare >= 0.9999 ? '🔒' : e.mtlsShare > 0 ? '🔓 partial' : ''; }
+  function mtlsText(e) { return e.mtlsShare >= 0.9999 ? 'mTLS' : e.mtlsShare > 0 ? 'partly mTLS' : 'plain'; }
   function edgeLabel(e) {
     var parts = e.protocol === 'tcp'
       ? ['TCP ' + bytes(e.bytesPerSecond)]
       : [fmt(e.rps, 2) + ' rps', fmt(e.errorRate * 100, 1) + '% 5xx', 'p99 ' + (e.p99Ms === null ? 'n/a' : fmt(e.p99Ms, 1) + ' ms')];
     var lock = mtlsText(e);
-    return (lock ? lock + ' ' : '') + parts.join(' · ');
+    return lock + ' · ' + parts.join(' · ');
   }
   function edgeColor(e) { return e.errorRate > 0.05 ? '#dc2626' : e.errorRate > 0 ? '#f59e0b' : e.mtlsShare > 0 ? '#16a34a' : '#64748b'; }
   function nodeLabel(n) { return n.kind === 'unknown' ? 'unknown (outside the mesh)' : n.name + '\\n' + n.namespace; }
@@ -129,7 +129,9 @@ export const GRAPH_SCRIPT = `'use strict';
     if (!same) {
       cy.elements().remove();
       cy.add(elements);
-      cy.layout({ name: 'breadthfirst', directed: true, spacingFactor: 1.4, padding: 40 }).run();
+      // Left to right: callers on the left, so that the edges and their labels run across.
+      cy.layout({ name: 'breadthfirst', directed: true, spacingFactor: 1.2, padding: 50,
+        transform: function (_node, p) { return { x: p.y * 1.8, y: p.x * 0.7 }; } }).run();
     }
     var byId = {};
     data.nodes.forEach(function (n) { byId[n.id] = n; });
