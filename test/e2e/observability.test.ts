@@ -33,6 +33,7 @@ import {
   type EchoApp,
   type LoopbackSidecar,
 } from '../fixtures/sidecars';
+import { DASHBOARDS, dashboard, queries, substitute } from '../chart/dashboards';
 import { startJaeger, type Jaeger } from './harness/jaeger';
 import { freePorts, delay } from './harness/processes';
 import { startPrometheus, type Prometheus } from './harness/prometheus';
@@ -259,6 +260,27 @@ describe('metrics in Prometheus, and the mesh graph', () => {
       rate['reviews.default.svc.cluster.local'] as number,
     );
   });
+
+  it.each(DASHBOARDS)(
+    'runs every query of the %s dashboard, and its main panels show the traffic',
+    async (name) => {
+      const vars = {
+        namespace: 'default',
+        workload: 'reviews',
+        service: 'reviews.default.svc.cluster.local',
+      };
+      const answered: Record<string, number> = {};
+      for (const [panel, expr] of queries(dashboard(name))) {
+        const result = await prometheus.query(substitute(expr, vars));
+        answered[panel] = Math.max(answered[panel] ?? 0, result.length);
+      }
+      // Every request panel has data (TCP panels have none: this traffic is HTTP).
+      const empty = Object.entries(answered)
+        .filter(([panel, n]) => n === 0 && !panel.startsWith('TCP') && !panel.includes('4xx'))
+        .map(([panel]) => panel);
+      expect(empty).toEqual([]);
+    },
+  );
 
   it('draws the graph in Chromium from `mooring serve --prometheus-url`, with its numbers', async () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mooring-graph-'));
