@@ -45,14 +45,19 @@ control-plane: ## build (once, cached in .cache/bin) kube-apiserver, etcd, kubec
 jaeger: ## build (once, cached in .cache/jaeger) Jaeger, the trace store of the tracing tests
 	bash test/e2e/harness/build-jaeger.sh
 
-test: build control-plane jaeger node-binaries images harness ## run every test: unit, golden, HTTP, integration, netns (root), e2e, e2e on a node (root)
+test: build $(ECHO_JS) control-plane jaeger node-binaries images harness ## run every test: unit, golden, HTTP, integration, netns (root), e2e, e2e on a node (root)
 	$(NODE_BIN)/jest --selectProjects unit netns e2e
 	$(NODE_BIN)/jest --selectProjects node --runInBand
 
 unit: build control-plane ## run the tests that need no root and no apiserver (the chart tests use .cache/bin/helm)
 	$(NODE_BIN)/jest --selectProjects unit
 
-netns: build ## run the network-namespace tests (root): `mooring iptables`, the original destination
+# The echo app of the netns and node tests, run by Node from .cache/images/echo-build.
+ECHO_JS := .cache/images/echo-build/echo.js
+$(ECHO_JS): test/e2e-node/echo/echo.ts test/e2e-node/echo/tsconfig.json | node_modules
+	$(NODE_BIN)/tsc -p test/e2e-node/echo/tsconfig.json
+
+netns: build $(ECHO_JS) ## run the network-namespace tests (root): `mooring iptables`, the original destination, sidecars in Pods' namespaces
 	$(NODE_BIN)/jest --selectProjects netns
 
 e2e: build control-plane jaeger ## run the end-to-end tests against a real kube-apiserver and etcd

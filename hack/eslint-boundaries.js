@@ -91,6 +91,7 @@ const ZONES = [
       'src/api/**',
       'src/mesh/**',
       'src/config/**',
+      'src/ui/**',
       'src/*.ts',
     ],
     disallow: [...IO, ...FRAMEWORKS, ...NOT_PURE],

@@ -109,6 +109,8 @@ export const AGENT_ENV = {
   podName: 'MOORING_POD_NAME',
   podNamespace: 'MOORING_POD_NAMESPACE',
   podIp: 'MOORING_POD_IP',
+  /** The app's original `prometheus.io/*` annotations, as JSON (src/api/app-metrics.ts). */
+  prometheusAnnotations: 'MOORING_PROMETHEUS_ANNOTATIONS',
 } as const;
 
 export const SYSTEM_NAMESPACES = ['kube-system', 'kube-public', 'kube-node-lease'] as const;

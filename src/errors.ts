@@ -45,6 +45,12 @@ export const ERROR_CATALOG = {
   MESH_ERR_SOURCE: { status: 500, summary: 'the mesh cannot be read' },
   // the server process
   SRV_ERR_LISTEN: { status: 500, summary: 'the server cannot listen on its address' },
+  // the mesh graph (/ui/graph)
+  UI_ERR_NO_PROMETHEUS: {
+    status: 503,
+    summary: 'the mesh graph needs Prometheus: start mooring serve with --prometheus-url',
+  },
+  UI_ERR_PROMETHEUS: { status: 502, summary: 'Prometheus did not answer the graph queries' },
   // http
   HTTP_ERR_NOT_FOUND: { status: 404, summary: 'no such route' },
   HTTP_ERR_METHOD: { status: 405, summary: 'method not allowed' },

@@ -44,6 +44,7 @@ import {
   listenOn,
 } from './proxy/admin';
 import { loadOriginalDestination } from './proxy/l4/original-dst';
+import { podMetrics } from './health/merged-metrics';
 import { IstioMetrics } from './proxy/metrics';
 import { SIDECAR_DEFAULTS, Sidecar } from './proxy/sidecar';
 
@@ -61,6 +62,7 @@ export interface AgentRuntime {
 interface ProxyParts {
   readonly sidecar: Sidecar;
   readonly mesh: MeshClient;
+  readonly metrics: IstioMetrics;
   readonly servers: http.Server[];
 }
 
@@ -154,6 +156,7 @@ export async function runAgent(options: AgentOptions, runtime: AgentRuntime): Pr
     );
   };
   if (options.proxy.enabled) proxy = await startProxy(options, { log, clock, roots: () => roots });
+  const proxyMetrics = proxy?.metrics ?? null;
 
   const readinessServer = createReadinessServer({ readiness, log });
   const agentServer = createAgentServer({
@@ -161,6 +164,14 @@ export async function runAgent(options: AgentOptions, runtime: AgentRuntime): Pr
     probes: options.appProbes,
     runProbe: (probe) => runProbe(probe, options.probeHost),
     log,
+    // One scrape for the Pod, as Istio's agent: the app's, the proxy's and the agent's metrics.
+    mergedMetrics: podMetrics({
+      app: options.appMetrics,
+      appHost: options.probeHost,
+      proxy: proxyMetrics === null ? null : () => proxyMetrics.render(),
+      registry,
+      log,
+    }),
   });
   try {
     const addresses = {
@@ -322,7 +333,7 @@ async function startProxy(
   }
   mesh.onChange(({ state }) => sidecar.setMesh(state));
   mesh.start();
-  return { sidecar, mesh, servers };
+  return { sidecar, mesh, metrics: istio, servers };
 }
 
 async function stopProxy(proxy: ProxyParts): Promise<void> {

@@ -9,6 +9,7 @@ import { MooringError } from '../errors';
 import { isDnsLabel, isDnsSubdomain } from '../mesh/validate';
 import { AGENT_KEY_TYPES } from './identity/keys';
 import { DEFAULT_PROBE_HOST } from './health/probe-runner';
+import { parseAppMetrics, type AppMetricsTarget } from '../api/app-metrics';
 import { parseAppProbes, type AppProbes } from '../api/app-probes';
 
 export type AgentLogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'off';
@@ -37,6 +38,8 @@ export interface AgentOptions {
   readonly drainSeconds: number;
   readonly logLevel: AgentLogLevel;
   readonly appProbes: AppProbes;
+  /** The app's metrics, merged into 15020 /stats/prometheus (MOORING_PROMETHEUS_ANNOTATIONS). */
+  readonly appMetrics: AppMetricsTarget | null;
   readonly listenHost: string;
   readonly readinessPort: number;
   readonly agentPort: number;
@@ -290,6 +293,14 @@ export function resolveAgentOptions(
     }
   }
 
+  // Set by the injector from the app's prometheus.io/* annotations (no flag: Istio has none).
+  let appMetrics: AppMetricsTarget | null = null;
+  try {
+    appMetrics = parseAppMetrics(env[AGENT_ENV.prometheusAnnotations]);
+  } catch (err) {
+    problems.push(`${AGENT_ENV.prometheusAnnotations}: ${(err as Error).message}`);
+  }
+
   const readinessPort = portNumber(
     'readiness-port',
     flags.readinessPort,
@@ -349,6 +360,7 @@ export function resolveAgentOptions(
     drainSeconds,
     logLevel,
     appProbes,
+    appMetrics,
     listenHost: text('listen-host', flags.listenHost, undefined, AGENT_DEFAULTS.listenHost),
     readinessPort,
     agentPort,

@@ -35,6 +35,7 @@ interface RawServeOptions {
   workers?: string;
   injectThreads?: string;
   meshDir?: string;
+  prometheusUrl?: string;
 }
 
 export function registerServe(program: Command, _io: CliIO, setExit: (code: number) => void): void {
@@ -67,6 +68,10 @@ export function registerServe(program: Command, _io: CliIO, setExit: (code: numb
       '--inject-threads <n|auto>',
       'threads answering admission reviews: N, 0 for the event loop, or auto (default)',
     )
+    .option(
+      '--prometheus-url <url>',
+      'Prometheus that scrapes the sidecars: the mesh graph at /ui/graph on the admin port reads it',
+    )
     .action(async (raw: RawServeOptions) => {
       const flags: ServeFlags = {
         ...(raw.config === undefined ? {} : { config: raw.config }),
@@ -77,6 +82,7 @@ export function registerServe(program: Command, _io: CliIO, setExit: (code: numb
         ...(raw.workers === undefined ? {} : { workers: raw.workers }),
         ...(raw.injectThreads === undefined ? {} : { injectThreads: raw.injectThreads }),
         ...(raw.meshDir === undefined ? {} : { meshDir: raw.meshDir }),
+        ...(raw.prometheusUrl === undefined ? {} : { prometheusUrl: raw.prometheusUrl }),
       };
       checkAddressFlag('--listen', flags.listen);
       checkAddressFlag('--admin-listen', flags.adminListen);

@@ -232,6 +232,19 @@ export const CONFIG_SCHEMA = {
         },
       },
     },
+    ui: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        prometheusUrl: {
+          anyOf: [{ type: 'string', pattern: '^https?://[^\\s/?#]+[^\\s?#]*$' }, { type: 'null' }],
+          default: null,
+          description:
+            'Prometheus (base URL) that scrapes the sidecars: the mesh graph on the admin port at /ui/graph reads it; null: no graph data.',
+        },
+      },
+    },
     cluster: {
       type: 'object',
       additionalProperties: false,

@@ -85,6 +85,11 @@ export interface ClusterConfig {
   readonly csrAutoApprove: boolean;
 }
 
+export interface UiConfig {
+  /** Prometheus scraping the sidecars, for the mesh graph (/ui/graph); null: none. */
+  readonly prometheusUrl: string | null;
+}
+
 export interface Config {
   readonly trustDomain: string;
   readonly injector: InjectorConfig;
@@ -93,4 +98,6 @@ export interface Config {
   readonly cluster: ClusterConfig;
   /** The data plane's settings, pushed to every proxy (a change applies without a restart). */
   readonly mesh: MeshConfig;
+  /** The admin port's pages (the mesh graph). */
+  readonly ui: UiConfig;
 }

@@ -1,7 +1,9 @@
-// The plain-HTTP admin app of `mooring serve`: /healthz, /readyz, /metrics. Never listens.
+// The plain-HTTP admin app of `mooring serve`: /healthz, /readyz, /metrics, the mesh graph
+// (/ui/graph). Never listens.
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { frameworkErrorOptions, installErrorHandler } from './error-handler';
+import { registerGraphRoutes, type GraphDeps } from './plugins/graph';
 import { registerHealthRoutes, type ReadinessProbe } from './plugins/health';
 import { registerMeshDebugRoutes, type MeshDebug } from './plugins/mesh-debug';
 import { registerMetricsRoute, type MetricsSource } from './plugins/metrics';
@@ -13,6 +15,8 @@ export interface AdminAppDeps {
   readonly readiness: ReadinessProbe;
   /** The mesh's debug views (/debug/mesh/...); absent: no such routes. */
   readonly meshDebug?: MeshDebug;
+  /** The mesh graph; absent: no /ui/graph. */
+  readonly graph?: GraphDeps;
 }
 
 export function buildAdminApp(deps: AdminAppDeps): FastifyInstance {
@@ -29,5 +33,6 @@ export function buildAdminApp(deps: AdminAppDeps): FastifyInstance {
   registerHealthRoutes(app, deps.readiness);
   registerMetricsRoute(app, deps.registry);
   if (deps.meshDebug !== undefined) registerMeshDebugRoutes(app, deps.meshDebug);
+  if (deps.graph !== undefined) registerGraphRoutes(app, deps.graph);
   return app;
 }

@@ -41,6 +41,7 @@ import {
   type PodSpec,
 } from './pod';
 import { appProbesText, type AppProbe } from '../api/app-probes';
+import { scrapeRewrite } from './prometheus';
 import { rewriteProbes } from './probes';
 import {
   initContainer,
@@ -185,7 +186,12 @@ export function inject(pod: Pod, ctx: InjectionContext): InjectOutcome {
   const appContainers = spec.containers.map(withAgentProbes);
 
   const init = initContainer(settings, injector);
-  const proxy = proxyContainer(settings, injector, { appProbes: appProbesText(probes) });
+  // Metrics merging: Prometheus scrapes the agent, which adds the app's metrics to the proxy's.
+  const scrape = scrapeRewrite(podAnnotations(pod), injector.ports.agent);
+  const proxy = proxyContainer(settings, injector, {
+    appProbes: appProbesText(probes),
+    appMetrics: scrape?.appMetrics,
+  });
   const volumes = sidecarVolumes();
   const changes: Partial<PodSpec> = {
     initContainers: settings.nativeSidecar ? [init, proxy, ...appInit] : [...appInit, init],
@@ -208,6 +214,7 @@ export function inject(pod: Pod, ctx: InjectionContext): InjectOutcome {
   };
   const annotations: Record<string, string> = {
     ...pod.metadata?.annotations,
+    ...scrape?.annotations,
     [STATUS_ANNOTATION]: statusAnnotation(status),
   };
   annotations[DEFAULT_CONTAINER_ANNOTATION] ??= spec.containers[0]?.name ?? '';

@@ -138,6 +138,8 @@ function readyProbe(config: InjectorConfig, timing: Partial<Probe>): Probe {
 export interface ProxyOptions {
   /** MOORING_APP_PROBES, when the app has probes for the agent. */
   readonly appProbes: string | undefined;
+  /** MOORING_PROMETHEUS_ANNOTATIONS, when the app asked to be scraped (metrics merging). */
+  readonly appMetrics?: string | undefined;
 }
 
 /**
@@ -165,6 +167,9 @@ export function proxyContainer(
   ];
   if (options.appProbes !== undefined) {
     env.push({ name: AGENT_ENV.appProbes, value: options.appProbes });
+  }
+  if (options.appMetrics !== undefined) {
+    env.push({ name: AGENT_ENV.prometheusAnnotations, value: options.appMetrics });
   }
   const hold = settings.holdApplication;
   const native = settings.nativeSidecar;

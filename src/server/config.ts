@@ -20,6 +20,8 @@ export interface ServeFlags {
   readonly injectThreads?: string;
   /** Local mode: the directory of mesh objects (server.meshDir). */
   readonly meshDir?: string;
+  /** Prometheus for the mesh graph (ui.prometheusUrl). */
+  readonly prometheusUrl?: string;
 }
 
 /** The configuration file (or the defaults) with the command-line flags on top, validated. */
@@ -40,7 +42,11 @@ export function resolveConfig(flags: ServeFlags): Config {
           injectThreads: flags.injectThreads === 'auto' ? 'auto' : Number(flags.injectThreads),
         }),
   };
-  return validateConfig({ ...structuredClone(base), server }, flags.config ?? 'flags');
+  const ui = {
+    ...base.ui,
+    ...(flags.prometheusUrl === undefined ? {} : { prometheusUrl: flags.prometheusUrl }),
+  };
+  return validateConfig({ ...structuredClone(base), server, ui }, flags.config ?? 'flags');
 }
 
 /**

@@ -27,6 +27,7 @@ import {
   tickIntervalMs,
   type ServeFlags,
 } from './config';
+import { graphDeps } from './graph';
 import { detectMode, MODE_CHECK_INTERVAL_MS, type ModeAdapters, type ModeBuilder } from './mode';
 import type { MeshRuntime } from './mesh/runtime';
 
@@ -198,6 +199,7 @@ export async function startServer(
           registry,
           readiness,
           meshDebug: deferredMeshDebug(() => mesh),
+          graph: graphDeps(config),
         });
   if (admin !== null) {
     try {

@@ -22,6 +22,7 @@ const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
 import type { Config } from '../config/types';
 import type { ConfigDumpView, MeshDebug, ObjectsView, SynczView } from './mesh/runtime';
+import { graphDeps } from './graph';
 import { parseHostPort, workerCount, type ServeFlags } from './config';
 import { listenError, startServer } from './server';
 
@@ -211,6 +212,7 @@ export async function runPrimary(
     registry: metricsSource,
     readiness,
     meshDebug: meshDebug.debug,
+    graph: graphDeps(config),
   });
   try {
     await admin.listen({ host: adminListen.host, port: adminListen.port });

@@ -18,7 +18,12 @@ const valuesText = readFileSync(VALUES_FILE, 'utf8');
 const values = parse(valuesText) as { config: Record<string, unknown> };
 
 /** Values passed as they are into the Pod spec: one comment documents the whole object. */
-const PASS_THROUGH = ['resources', 'podSecurityContext', 'securityContext'];
+const PASS_THROUGH = [
+  'resources',
+  'podSecurityContext',
+  'securityContext',
+  'grafana.dashboards.labels',
+];
 
 /** Every key of values.yaml without a `# -- ` comment, as dotted paths. */
 function undocumentedKeys(map: YAMLMap, prefix = ''): string[] {

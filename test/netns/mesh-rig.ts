@@ -103,7 +103,9 @@ export class MeshRig {
   ): Promise<void> {
     await must('ip', ['netns', 'add', this.hub]);
     await this.ip(this.hub, 'link', 'set', 'lo', 'up');
-    await this.ip(this.hub, 'link', 'add', 'br0', 'type', 'bridge');
+    // A bridge takes the lowest MAC of its ports unless given one: each Pod plugged in later would
+    // change it, and the Pods' ARP entries for the hub would go stale mid-connection.
+    await this.ip(this.hub, 'link', 'add', 'br0', 'address', '02:00:0a:4d:00:01', 'type', 'bridge');
     await this.ip(this.hub, 'addr', 'add', `${HUB_IP}/24`, 'dev', 'br0');
     await this.ip(this.hub, 'link', 'set', 'br0', 'up');
     writeFileSync(join(this.dataDir, 'tokens.json'), JSON.stringify(tokens), { mode: 0o600 });

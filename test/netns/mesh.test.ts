@@ -6,7 +6,8 @@
 //   api      10.77.0.12  meshed, behind Service api (ClusterIP 10.96.10.1, only the proxies know it)
 //   legacy   10.77.0.13  not meshed, behind Service legacy (10.96.10.2)
 //   outside  10.77.0.14  not meshed, in no Service: reached by its address (passthrough)
-//   impostor 10.77.0.15  meshed, but the mesh says it runs as service account `api-ghost`
+//   impostor 10.77.0.15  meshed as `impostor`, but Service impostor's endpoint at its address is
+//                        Pod `ghost` (service account `api-ghost`): the caller must refuse it
 //
 // Every app is the echo app of the node tests (test/e2e-node/echo/echo.ts) as UID 1000.
 
@@ -45,6 +46,12 @@ let api: Pod;
 let legacy: Pod;
 let outside: Pod;
 let impostor: Pod;
+/** Not run: the Pod the mesh believes is at the impostor's address. */
+const ghost = {
+  spec: { name: 'ghost', ip: '10.77.0.15', meshed: true },
+  namespace: 'default',
+  serviceAccount: 'api-ghost',
+} as Pod;
 
 /** An HTTP/1.1 request from a Pod (as its app), answered as {status, headers, body}. */
 const HTTP = `
@@ -89,8 +96,8 @@ function meshObjects(extra: object[] = []): object[] {
     serviceObject('legacy', LEGACY_IP, PORTS.slice(0, 1), { app: 'legacy' }),
     sliceObject('legacy', PORTS.slice(0, 1), [legacy]),
     serviceObject('impostor', IMPOSTOR_IP, PORTS.slice(0, 1), { app: 'impostor' }),
-    sliceObject('impostor', PORTS.slice(0, 1), [impostor]),
-    ...[web, api, legacy, impostor].map(podObject),
+    sliceObject('impostor', PORTS.slice(0, 1), [ghost]),
+    ...[web, api, legacy, impostor, ghost].map(podObject),
     ...extra,
   ];
 }
@@ -112,19 +119,14 @@ beforeAll(async () => {
   await rig.start({
     'token-web': { namespace: 'default', serviceAccount: 'web' },
     'token-api': { namespace: 'default', serviceAccount: 'api' },
-    // The impostor's agent gets a certificate for `impostor`; the mesh expects `api-ghost`.
+    // The impostor's agent gets a certificate for `impostor`; the mesh expects `api-ghost` there.
     'token-impostor': { namespace: 'default', serviceAccount: 'impostor' },
   });
   web = await rig.addPod({ name: 'web', ip: '10.77.0.11', meshed: true });
   api = await rig.addPod({ name: 'api', ip: '10.77.0.12', meshed: true });
   legacy = await rig.addPod({ name: 'legacy', ip: '10.77.0.13', meshed: false });
   outside = await rig.addPod({ name: 'outside', ip: '10.77.0.14', meshed: false });
-  impostor = await rig.addPod({
-    name: 'impostor',
-    ip: '10.77.0.15',
-    meshed: true,
-    serviceAccount: 'api-ghost',
-  });
+  impostor = await rig.addPod({ name: 'impostor', ip: '10.77.0.15', meshed: true });
   rig.writeMesh('mesh.yaml', meshObjects());
   for (const name of ['web', 'api', 'impostor']) await rig.waitReady(name);
 }, 180_000);
@@ -164,15 +166,21 @@ describe('a meshed Pod calls a Service', () => {
   it('shows no plaintext between the sidecars on the wire', async () => {
     const marker = `secret-payload-${Date.now()}`;
     const capture = join(rig.dir, 'wire.pcap');
+    let tcpdumpLog = '';
     const tcpdump = rig.spawnLogged(
       [
         'ip',
         'netns',
         'exec',
-        rig.hub,
+        api.ns,
         'tcpdump',
         '-i',
-        'br0',
+        'eth0',
+        // Not as the user tcpdump: it could not write into the rig's private directory.
+        '-Z',
+        'root',
+        // Each packet handed over at once: a SIGINT would drop the ring's pending block.
+        '--immediate-mode',
         '-U',
         '-w',
         capture,
@@ -181,9 +189,11 @@ describe('a meshed Pod calls a Service', () => {
         'host',
         api.spec.ip,
       ],
-      () => {},
+      (t) => (tcpdumpLog += t),
     );
-    await new Promise((r) => setTimeout(r, 1000));
+    await rig.waitFor('tcpdump listening', () =>
+      Promise.resolve(tcpdumpLog.includes('listening on eth0')),
+    );
     const answer = await httpFrom(
       web,
       `http://${API_IP}/${marker}`,

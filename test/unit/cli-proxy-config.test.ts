@@ -146,7 +146,10 @@ describe('mooring proxy-config', () => {
       '--admin-url must be an http:// or https:// URL, not "localhost:9090"',
     ],
   ])('refuses %s (exit 2)', async (_sentence, args, message) => {
-    expect(await run(args)).toMatchObject({ code: 2, err: `mooring: ${message}\n` });
+    expect(await run(args)).toMatchObject({
+      code: 2,
+      err: `mooring: ${message}\nmooring: run 'mooring proxy-config --help' for the usage\n`,
+    });
   });
 
   it('says when the server cannot be reached (exit 1)', async () => {

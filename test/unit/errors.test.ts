@@ -32,7 +32,7 @@ describe('the error catalog', () => {
 
   it('names every code with an area prefix in SCREAMING_SNAKE case', () => {
     for (const code of codes)
-      expect(code).toMatch(/^(CFG|INJ|ADM|CA|IPT|MESH|SRV|HTTP|AGT)_ERR_[A-Z_]+$/);
+      expect(code).toMatch(/^(CFG|INJ|ADM|CA|IPT|MESH|SRV|HTTP|AGT|UI)_ERR_[A-Z_]+$/);
   });
 
   it('shows a client the detail of a 4xx and only the summary of a 5xx', () => {

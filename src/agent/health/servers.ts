@@ -1,12 +1,15 @@
 // The agent's two plain-HTTP servers, on node:http (no framework: the agent runs in every Pod):
 //   readiness (15021)  GET /healthz/ready                           200 ready / 503 not ready
-//   agent     (15020)  GET /metrics                                 Prometheus text
+//   agent     (15020)  GET /metrics                                 Prometheus text (the agent's)
+//                      GET /stats/prometheus                        the app's, the proxy's and the
+//                                                                   agent's metrics (merging)
 //                      GET /app-health/<container>/<livez|readyz|startupz>   the app's probe
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { MERGED_METRICS_PATH } from '../../api/app-metrics';
 import type { ProbeResult } from './probe-runner';
 import {
   APP_HEALTH_PREFIX,
@@ -87,6 +90,8 @@ export interface AgentServerDeps {
   readonly probes: AppProbes;
   readonly runProbe: (probe: AppProbe) => Promise<ProbeResult>;
   readonly log: Logger;
+  /** The merged scrape (merged-metrics.ts); absent: the agent's own metrics there. */
+  readonly mergedMetrics?: () => Promise<string>;
 }
 
 /** The probe a path names, `undefined` for an unknown one (404). */
@@ -112,6 +117,13 @@ export function createAgentServer(deps: AgentServerDeps): http.Server {
     if (path === METRICS_PATH) {
       const body = await deps.registry.metrics();
       return send(res, 200, body, deps.registry.contentType);
+    }
+    if (path === MERGED_METRICS_PATH) {
+      const body =
+        deps.mergedMetrics === undefined
+          ? await deps.registry.metrics()
+          : await deps.mergedMetrics();
+      return send(res, 200, body, 'text/plain; version=0.0.4; charset=utf-8');
     }
     if (path.startsWith(APP_HEALTH_PREFIX)) {
       const probe = probeForPath(path, deps.probes);

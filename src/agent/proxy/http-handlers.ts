@@ -16,7 +16,16 @@ import {
   type Target,
 } from './core/mesh-index';
 import { PEER_HEADER, parsePeerHeader, peerHeaderValue } from './core/peer';
+import { clusterName, hostPort, type RequestFacts } from './core/request-facts';
 import { routeRequest, type RequestView } from './core/route';
+import {
+  propagationHeaders,
+  readH2TraceHeaders,
+  readTraceHeaders,
+  TRACE_HEADERS,
+  type SpanContext,
+  type TraceHeaders,
+} from './core/trace-context';
 import type { TlsContexts } from './l4/tls';
 import { headerValue, type RequestHead } from './l7/http1-codec';
 import {
@@ -30,6 +39,7 @@ import {
 } from './l7/http1-proxy';
 import type { H2Handler, H2Record } from './l7/http2-proxy';
 import { Edge, UNKNOWN, UNKNOWN_PEER, type IstioMetrics, type PeerLabels } from './metrics';
+import type { ProxyTelemetry } from './telemetry/telemetry';
 
 export const XFCC_HEADER = 'x-forwarded-client-cert';
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -50,6 +60,126 @@ export interface HandlerContext {
   draining(): boolean;
   /** Requests in flight, both directions (a drain waits for them). */
   readonly load: { requests: number };
+  /** Tracing and the access log. */
+  readonly telemetry: ProxyTelemetry;
+}
+
+/**
+ * The `x-request-id` (made when absent) and this sidecar's span, added to `add` with the trace
+ * headers of the next hop (the incoming ones are in the remove sets).
+ */
+function traceRequest(
+  telemetry: ProxyTelemetry,
+  th: TraceHeaders,
+  add: string[],
+): { span: SpanContext; requestId: string } {
+  let requestId = th.requestId;
+  if (requestId === null) {
+    requestId = randomUUID();
+    add.push(REQUEST_ID_HEADER, requestId);
+  }
+  const span = telemetry.open(th);
+  propagationHeaders(span, add);
+  return { span, requestId };
+}
+
+export const principalOf = (p: PeerLabels): string | null =>
+  p.principal === UNKNOWN ? null : p.principal;
+export const remoteOf = (socket: {
+  remoteAddress?: string | undefined;
+  remotePort?: number | undefined;
+}): string | null =>
+  socket.remoteAddress === undefined
+    ? null
+    : hostPort(socket.remoteAddress, socket.remotePort ?? 0);
+
+/** What one request tells, for its span and its access log line. */
+function requestFacts(
+  telemetry: ProxyTelemetry,
+  edge: Edge,
+  direction: 'outbound' | 'inbound',
+  port: number,
+  r: {
+    readonly status: number;
+    readonly grpcStatus: string;
+    readonly flags: string;
+    readonly durationMs: number;
+    readonly requestBytes: number;
+    readonly responseBytes: number;
+    readonly endpoint: UpstreamEndpoint | null;
+  },
+  req: {
+    readonly protocol: 'HTTP/1.1' | 'HTTP/2';
+    readonly method: string;
+    readonly path: string;
+    readonly authority: string | null;
+    readonly requestId: string | null;
+    readonly userAgent: string | null;
+    readonly downstreamRemote: string | null;
+  },
+): RequestFacts {
+  const service = edge.labels.service === UNKNOWN ? null : edge.labels.service;
+  return {
+    direction,
+    startMs: telemetry.nowMs() - r.durationMs,
+    durationMs: r.durationMs,
+    protocol: req.protocol,
+    method: req.method,
+    path: req.path,
+    authority: req.authority,
+    status: r.status,
+    grpcStatus: r.grpcStatus,
+    flags: r.flags,
+    bytesReceived: r.requestBytes,
+    bytesSent: r.responseBytes,
+    requestId: req.requestId,
+    userAgent: req.userAgent,
+    upstreamHost: r.endpoint === null ? null : hostPort(r.endpoint.address, r.endpoint.port),
+    upstreamCluster: clusterName(direction, port, service),
+    downstreamRemote: req.downstreamRemote,
+    sourcePrincipal: principalOf(edge.labels.source),
+    destinationPrincipal: principalOf(edge.labels.destination),
+    service,
+    port,
+    mtls: edge.labels.security === 'mutual_tls',
+  };
+}
+
+const planSpan = (plan: ExchangePlan | LocalReply): SpanContext | null =>
+  plan.kind === 'forward' ? (plan.span ?? null) : null;
+
+/** The span and access log line of an HTTP/1.1 request, when telemetry wants them. */
+function finishHttp1(
+  telemetry: ProxyTelemetry,
+  r: ExchangeRecord,
+  down: Http1Downstream,
+  edge: Edge,
+  direction: 'outbound' | 'inbound',
+  port: number,
+  flags: string,
+): void {
+  const span = planSpan(r.plan);
+  if (!telemetry.wants(span)) return;
+  const th = readTraceHeaders(r.head.headers);
+  telemetry.finished(
+    span,
+    requestFacts(
+      telemetry,
+      edge,
+      direction,
+      port,
+      { ...r, grpcStatus: '', flags },
+      {
+        protocol: 'HTTP/1.1',
+        method: r.head.method,
+        path: requestView(r.head).path,
+        authority: r.head.host,
+        requestId: (r.plan.kind === 'forward' ? r.plan.requestId : undefined) ?? th.requestId,
+        userAgent: th.userAgent,
+        downstreamRemote: remoteOf(down.socket),
+      },
+    ),
+  );
 }
 
 export function peerLabels(w: WorkloadInfo | null, principal: string | null): PeerLabels {
@@ -85,7 +215,11 @@ export interface OutboundInfo {
   readonly target: Target;
 }
 
-const OUTBOUND_REMOVE: ReadonlySet<string> = new Set([PEER_HEADER, 'x-envoy-attempt-count']);
+const OUTBOUND_REMOVE: ReadonlySet<string> = new Set([
+  PEER_HEADER,
+  'x-envoy-attempt-count',
+  ...TRACE_HEADERS,
+]);
 const NO_RETRIES = Object.freeze({ attempts: 0, retryOn: Object.freeze([] as string[]) });
 
 export class OutboundHttp implements Http1Handler {
@@ -98,6 +232,10 @@ export class OutboundHttp implements Http1Handler {
     this.metrics = ctx.metrics;
   }
 
+  get telemetry(): ProxyTelemetry {
+    return this.ctx.telemetry;
+  }
+
   /** An HTTP/2 stream planned here has ended. */
   requestDone(): void {
     this.ctx.load.requests--;
@@ -105,22 +243,21 @@ export class OutboundHttp implements Http1Handler {
 
   plan(head: RequestHead, down: Http1Downstream): ExchangePlan | LocalReply {
     const { target } = down.info as unknown as OutboundInfo;
-    const hasId = headerValue(head.headers, REQUEST_ID_HEADER) !== null;
-    return this.planRequest(target, requestView(head), hasId, ALPN.http1);
+    return this.planRequest(target, requestView(head), readTraceHeaders(head.headers), ALPN.http1);
   }
 
   /** Where a request to `target` goes, for either HTTP version. */
   planRequest(
     target: Target,
     view: RequestView,
-    hasRequestId: boolean,
+    th: TraceHeaders,
     alpn: MooringAlpn,
   ): ExchangePlan | LocalReply {
     this.ctx.load.requests++;
     const index = this.ctx.index();
     if (index === null) return localReply(503, 'no mesh configuration yet', ['UH']);
     const add: string[] = [];
-    if (!hasRequestId) add.push(REQUEST_ID_HEADER, randomUUID());
+    const { span, requestId } = traceRequest(this.ctx.telemetry, th, add);
     const base = {
       kind: 'forward' as const,
       alpn,
@@ -129,6 +266,8 @@ export class OutboundHttp implements Http1Handler {
       removeHeaders: OUTBOUND_REMOVE,
       addHeaders: add,
       attemptCountHeader: true,
+      span,
+      requestId,
     };
     if (target.kind === 'endpoint') {
       const endpoint = target.endpoint;
@@ -171,15 +310,17 @@ export class OutboundHttp implements Http1Handler {
     const { target } = down.info as unknown as OutboundInfo;
     const service = (r.plan.kind === 'forward' ? r.plan.service : undefined) ?? target.service;
     const edge = this.edge(r.endpoint, service);
+    const flags = flagsText(r.flags);
     this.ctx.metrics.request(
       edge,
       r.status,
       '',
-      flagsText(r.flags),
+      flags,
       r.durationMs,
       r.requestBytes,
       r.responseBytes,
     );
+    finishHttp1(this.ctx.telemetry, r, down, edge, 'outbound', target.port.port, flags);
   }
 
   edge(
@@ -222,7 +363,7 @@ export interface InboundInfo {
   readonly peer: string | null;
 }
 
-const INBOUND_REMOVE: ReadonlySet<string> = new Set([XFCC_HEADER, PEER_HEADER]);
+const INBOUND_REMOVE: ReadonlySet<string> = new Set([XFCC_HEADER, PEER_HEADER, ...TRACE_HEADERS]);
 
 export class InboundHttp implements Http1Handler {
   draining(): boolean {
@@ -237,6 +378,10 @@ export class InboundHttp implements Http1Handler {
     this.metrics = ctx.metrics;
   }
 
+  get telemetry(): ProxyTelemetry {
+    return this.ctx.telemetry;
+  }
+
   /** An HTTP/2 stream planned here has ended. */
   requestDone(): void {
     this.ctx.load.requests--;
@@ -244,18 +389,18 @@ export class InboundHttp implements Http1Handler {
 
   plan(head: RequestHead, down: Http1Downstream): ExchangePlan {
     const info = down.info as unknown as InboundInfo;
-    return this.planRequest(info, headerValue(head.headers, REQUEST_ID_HEADER) !== null);
+    return this.planRequest(info, readTraceHeaders(head.headers));
   }
 
   /** To the app, for either HTTP version. */
-  planRequest(info: InboundInfo, hasRequestId: boolean): ExchangePlan {
+  planRequest(info: InboundInfo, th: TraceHeaders): ExchangePlan {
     this.ctx.load.requests++;
     const add: string[] = [];
     if (info.peer !== null) {
       const own = this.ctx.ownIdentity();
       if (own !== null) add.push(XFCC_HEADER, xfccValue(own, info.peer));
     }
-    if (!hasRequestId) add.push(REQUEST_ID_HEADER, randomUUID());
+    const { span, requestId } = traceRequest(this.ctx.telemetry, th, add);
     const app = info.app;
     return {
       kind: 'forward',
@@ -268,6 +413,8 @@ export class InboundHttp implements Http1Handler {
       pick: () => app,
       retries: NO_RETRIES,
       timeoutMs: null,
+      span,
+      requestId,
     };
   }
 
@@ -277,15 +424,17 @@ export class InboundHttp implements Http1Handler {
     // Peer metadata only from a verified sidecar.
     const peerValue = info.peer === null ? null : headerValue(r.head.headers, PEER_HEADER);
     const edge = this.edge(info, peerValue, r.head.host, 'http');
+    const flags = flagsText(r.flags);
     this.ctx.metrics.request(
       edge,
       r.status,
       '',
-      flagsText(r.flags),
+      flags,
       r.durationMs,
       r.requestBytes,
       r.responseBytes,
     );
+    finishHttp1(this.ctx.telemetry, r, down, edge, 'inbound', info.app.port, flags);
   }
 
   edge(
@@ -362,8 +511,28 @@ export const flagsOf = flagsText;
 // --------------------------------------------------------------------------------------------
 // HTTP/2 and gRPC: the same decisions, per stream.
 
-const h2HasRequestId = (h: http2.IncomingHttpHeaders): boolean =>
-  h[REQUEST_ID_HEADER] !== undefined;
+/** The request's facts from HTTP/2 headers. */
+function h2Request(r: H2Record): {
+  protocol: 'HTTP/2';
+  method: string;
+  path: string;
+  authority: string | null;
+  requestId: string | null;
+  userAgent: string | null;
+  downstreamRemote: null;
+} {
+  const th = readH2TraceHeaders(r.headers);
+  const authority = r.headers[':authority'];
+  return {
+    protocol: 'HTTP/2',
+    method: String(r.headers[':method'] ?? 'GET'),
+    path: String(r.headers[':path'] ?? '/'),
+    authority: typeof authority === 'string' ? authority : null,
+    requestId: (r.plan.kind === 'forward' ? r.plan.requestId : undefined) ?? th.requestId,
+    userAgent: th.userAgent,
+    downstreamRemote: null,
+  };
+}
 
 export class OutboundH2 implements H2Handler {
   constructor(private readonly http: OutboundHttp) {}
@@ -376,7 +545,7 @@ export class OutboundH2 implements H2Handler {
     return this.http.planRequest(
       (info as OutboundInfo).target,
       view,
-      h2HasRequestId(headers),
+      readH2TraceHeaders(headers),
       ALPN.h2,
     );
   }
@@ -387,15 +556,25 @@ export class OutboundH2 implements H2Handler {
       (r.plan.kind === 'forward' ? r.plan.service : undefined) ??
       (info as OutboundInfo).target.service;
     const edge = this.http.edge(r.endpoint, service, r.grpc ? 'grpc' : 'http');
+    const flags = flagsText(r.flags);
     this.http.metrics.request(
       edge,
       r.status,
       r.grpcStatus,
-      flagsText(r.flags),
+      flags,
       r.durationMs,
       r.requestBytes,
       r.responseBytes,
     );
+    const telemetry = this.http.telemetry;
+    const span = planSpan(r.plan);
+    if (telemetry.wants(span)) {
+      const port = (info as OutboundInfo).target.port.port;
+      telemetry.finished(
+        span,
+        requestFacts(telemetry, edge, 'outbound', port, { ...r, flags }, h2Request(r)),
+      );
+    }
   }
 }
 
@@ -403,7 +582,7 @@ export class InboundH2 implements H2Handler {
   constructor(private readonly http: InboundHttp) {}
 
   plan(_view: RequestView, headers: http2.IncomingHttpHeaders, info: unknown): ExchangePlan {
-    return this.http.planRequest(info as InboundInfo, h2HasRequestId(headers));
+    return this.http.planRequest(info as InboundInfo, readH2TraceHeaders(headers));
   }
 
   finished(r: H2Record, info: unknown): void {
@@ -417,14 +596,23 @@ export class InboundH2 implements H2Handler {
       typeof authority === 'string' ? authority : null,
       r.grpc ? 'grpc' : 'http',
     );
+    const flags = flagsText(r.flags);
     this.http.metrics.request(
       edge,
       r.status,
       r.grpcStatus,
-      flagsText(r.flags),
+      flags,
       r.durationMs,
       r.requestBytes,
       r.responseBytes,
     );
+    const telemetry = this.http.telemetry;
+    const span = planSpan(r.plan);
+    if (telemetry.wants(span)) {
+      telemetry.finished(
+        span,
+        requestFacts(telemetry, edge, 'inbound', inbound.app.port, { ...r, flags }, h2Request(r)),
+      );
+    }
   }
 }

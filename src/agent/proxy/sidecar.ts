@@ -21,9 +21,10 @@ import {
 import { ALPN, MOORING_ALPNS, offersMooring, peerSpiffeId } from './core/identity';
 import { DEFAULT_LOAD_BALANCER, effectivePolicy, MeshIndex, type Target } from './core/mesh-index';
 import { encodeWorkload, MAX_PEER_LINE, PEER_LINE_PREFIX, decodeWorkload } from './core/peer';
+import { clusterName, hostPort } from './core/request-facts';
 import { sniff, type Sniffed } from './core/sniff';
 import { dial } from './l4/dial';
-import { relayTcp } from './l4/tcp';
+import { relayTcp, type TcpReport } from './l4/tcp';
 import { createTlsContexts, MESH_TLS, type TlsContexts, type WorkloadCredentials } from './l4/tls';
 import { Http1Downstream } from './l7/http1-proxy';
 import { ConnectionPool } from './l7/pool';
@@ -31,6 +32,8 @@ import {
   InboundHttp,
   OutboundHttp,
   peerLabels,
+  principalOf,
+  remoteOf,
   type HandlerContext,
   type InboundInfo,
   InboundH2,
@@ -38,6 +41,7 @@ import {
 } from './http-handlers';
 import { H2SessionPool, serveH2 } from './l7/http2-proxy';
 import { Edge, UNKNOWN, UNKNOWN_PEER, type IstioMetrics } from './metrics';
+import { ProxyTelemetry } from './telemetry/telemetry';
 
 export interface OriginalDestination {
   readonly address: string;
@@ -61,6 +65,8 @@ export interface SidecarDeps {
   /** Milliseconds, for ejection times (Date.now in production). */
   readonly nowMs: () => number;
   readonly metrics: IstioMetrics;
+  /** Tracing and the access log (default: configured by the mesh, access log on stdout). */
+  readonly telemetry?: ProxyTelemetry;
 }
 
 export interface SidecarOptions {
@@ -127,6 +133,7 @@ export class Sidecar {
   /** Inbound HTTP/1.1 connections and HTTP/2 sessions, closed when the drain starts. */
   private readonly inboundHttp1 = new Set<Http1Downstream>();
   private readonly inboundSessions = new Set<http2.ServerHttp2Session>();
+  readonly telemetry: ProxyTelemetry;
   readonly counters: ProxyCounters = {
     outbound: 0,
     inbound: 0,
@@ -144,6 +151,7 @@ export class Sidecar {
     private readonly deps: SidecarDeps,
     private readonly options: SidecarOptions,
   ) {
+    this.telemetry = deps.telemetry ?? new ProxyTelemetry();
     const ctx: HandlerContext = {
       index: () => this.index,
       tls: () => this.tlsContexts,
@@ -156,6 +164,7 @@ export class Sidecar {
       ownIdentity: () => this.tlsContexts?.spiffeId ?? this.index?.state.proxy.identity ?? null,
       draining: () => this.inboundDraining,
       load: this.load,
+      telemetry: this.telemetry,
     };
     this.outboundHttp = new OutboundHttp(ctx);
     this.inboundHttp = new InboundHttp(ctx);
@@ -168,6 +177,7 @@ export class Sidecar {
   setMesh(state: MeshState): void {
     this.index = new MeshIndex(state, this.index);
     this.ownPeer = encodeWorkload(state.proxy.workload);
+    this.telemetry.configure(state.settings, state.proxy);
   }
 
   mesh(): MeshIndex | null {
@@ -297,7 +307,7 @@ export class Sidecar {
     this.inboundPool.closeIdle();
     this.outboundH2Pool.close();
     this.inboundH2Pool.close();
-    await Promise.all(closing);
+    await Promise.all([...closing, this.telemetry.close()]);
   }
 
   /** Connections open through the proxy (both directions). */
@@ -425,14 +435,9 @@ export class Sidecar {
           socket,
           upstream,
           first,
-          {
-            bytes: (sent, received) => this.deps.metrics.tcpBytes(tcpEdge, sent, received),
-            closed: () => {
-              chosen.active--;
-              this.load.tcp--;
-              this.deps.metrics.tcpClosed(tcpEdge);
-            },
-          },
+          this.tcpReport(tcpEdge, 'outbound', target.port.port, chosen, socket, () => {
+            chosen.active--;
+          }),
           true,
         );
         socket.resume();
@@ -464,13 +469,7 @@ export class Sidecar {
         socket,
         upstream,
         first,
-        {
-          bytes: (s, r) => this.deps.metrics.tcpBytes(edge, s, r),
-          closed: () => {
-            this.load.tcp--;
-            this.deps.metrics.tcpClosed(edge);
-          },
-        },
+        this.tcpReport(edge, 'outbound', dst.port, dst, socket),
         true,
       );
       socket.resume();
@@ -735,13 +734,7 @@ export class Sidecar {
         socket,
         upstream,
         first,
-        {
-          bytes: (s, r) => this.deps.metrics.tcpBytes(edge, s, r),
-          closed: () => {
-            this.load.tcp--;
-            this.deps.metrics.tcpClosed(edge);
-          },
-        },
+        this.tcpReport(edge, 'inbound', app.port, app, socket),
         false,
       );
       socket.resume();
@@ -749,6 +742,61 @@ export class Sidecar {
   }
 
   // --- helpers ----------------------------------------------------------------------------
+
+  /** Istio's TCP metrics of one connection, and its access log line when it closes. */
+  private tcpReport(
+    edge: Edge,
+    direction: 'outbound' | 'inbound',
+    port: number,
+    upstream: { readonly address: string; readonly port: number },
+    client: net.Socket,
+    onClose?: () => void,
+  ): TcpReport {
+    const startMs = this.telemetry.nowMs();
+    let sent = 0;
+    let received = 0;
+    return {
+      bytes: (s, r) => {
+        sent += s;
+        received += r;
+        this.deps.metrics.tcpBytes(edge, s, r);
+      },
+      closed: () => {
+        onClose?.();
+        this.load.tcp--;
+        this.deps.metrics.tcpClosed(edge);
+        if (!this.telemetry.accessLogOn) return;
+        const l = edge.labels;
+        const service = l.service === UNKNOWN ? null : l.service;
+        const now = this.telemetry.nowMs();
+        this.telemetry.finished(null, {
+          direction,
+          startMs,
+          durationMs: now - startMs,
+          protocol: 'TCP',
+          method: null,
+          path: null,
+          authority: null,
+          status: 0,
+          grpcStatus: '',
+          flags: '-',
+          bytesReceived: received,
+          bytesSent: sent,
+          requestId: null,
+          userAgent: null,
+          upstreamHost: hostPort(upstream.address, upstream.port),
+          upstreamCluster:
+            service === 'PassthroughCluster' ? service : clusterName(direction, port, service),
+          downstreamRemote: remoteOf(client),
+          sourcePrincipal: principalOf(l.source),
+          destinationPrincipal: principalOf(l.destination),
+          service,
+          port,
+          mtls: l.security === 'mutual_tls',
+        });
+      },
+    };
+  }
 
   private originalDestination(socket: net.Socket): OriginalDestination | null {
     try {

@@ -12,6 +12,7 @@ import type net from 'node:net';
 import type { MeshService, RetryPolicy } from '../../../api/mesh';
 import type { UpstreamEndpoint } from '../core/endpoints';
 import type { MooringAlpn } from '../core/identity';
+import type { SpanContext } from '../core/trace-context';
 import { dial, type DialFailure } from '../l4/dial';
 import type { TlsContexts } from '../l4/tls';
 import {
@@ -72,6 +73,9 @@ export interface ExchangePlan {
   onAttempt?(endpoint: UpstreamEndpoint, outcome: AttemptOutcome): void;
   /** The destination service (outbound), for the handler's records. */
   readonly service?: MeshService;
+  /** This sidecar's span of the request, and its `x-request-id`, for the handler's records. */
+  readonly span?: SpanContext;
+  readonly requestId?: string;
 }
 
 export type AttemptOutcome =

@@ -1,0 +1,119 @@
+// A real Prometheus for the metrics tests: Debian's `prometheus` (apt-get install prometheus),
+// scraping the given targets every second, its storage and log in a temporary directory, its
+// web API on a free port of 127.0.0.1.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { freePorts, spawnLogged, tailFile, trackProcesses, waitUntil } from './processes';
+
+export const PROMETHEUS_BIN = process.env.MOORING_PROMETHEUS ?? '/usr/bin/prometheus';
+
+export interface PrometheusTarget {
+  /** The job label. */
+  readonly job: string;
+  /** `host:port` targets. */
+  readonly targets: readonly string[];
+  readonly metricsPath: string;
+}
+
+export interface Prometheus {
+  /** `http://127.0.0.1:PORT`. */
+  readonly url: string;
+  readonly logPath: string;
+  /** One instant query: the result vector. */
+  query(promql: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]>;
+  /** Resolves once every target has been scraped successfully at least `times` times. */
+  waitForScrapes(times: number, timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function prometheusConfig(jobs: readonly PrometheusTarget[], intervalSeconds = 1): string {
+  const lines = [
+    'global:',
+    `  scrape_interval: ${intervalSeconds}s`,
+    `  scrape_timeout: ${intervalSeconds}s`,
+    'scrape_configs:',
+  ];
+  for (const j of jobs) {
+    lines.push(
+      `  - job_name: ${JSON.stringify(j.job)}`,
+      `    metrics_path: ${JSON.stringify(j.metricsPath)}`,
+      '    static_configs:',
+      `      - targets: [${j.targets.map((t) => JSON.stringify(t)).join(', ')}]`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export async function startPrometheus(
+  jobs: readonly PrometheusTarget[],
+  opts: { startTimeoutMs?: number; keepTmpDir?: boolean } = {},
+): Promise<Prometheus> {
+  try {
+    fs.accessSync(PROMETHEUS_BIN, fs.constants.X_OK);
+  } catch {
+    throw new Error(`${PROMETHEUS_BIN} is missing: apt-get install prometheus (.ci/run does)`);
+  }
+  const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
+  const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mooring-prometheus-'));
+  const { procs, stop } = trackProcesses(tmpDir, opts.keepTmpDir ?? false, 5_000);
+  const logPath = path.join(tmpDir, 'prometheus.log');
+  try {
+    const [port] = await freePorts(1);
+    const configPath = path.join(tmpDir, 'prometheus.yml');
+    fs.writeFileSync(configPath, prometheusConfig(jobs));
+    const proc = spawnLogged(
+      'prometheus',
+      PROMETHEUS_BIN,
+      [
+        `--config.file=${configPath}`,
+        `--storage.tsdb.path=${path.join(tmpDir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--log.level=warn',
+      ],
+      logPath,
+    );
+    procs.push(proc);
+    const url = `http://127.0.0.1:${port}`;
+    await waitUntil('the Prometheus API', proc, deadline, async () => {
+      return (await fetch(`${url}/-/ready`)).status === 200;
+    });
+    const query: Prometheus['query'] = async (promql) => {
+      const res = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(promql)}`);
+      const body = (await res.json()) as {
+        status: string;
+        error?: string;
+        data: { result: { metric: Record<string, string>; value: [number, string] }[] };
+      };
+      if (body.status !== 'success') throw new Error(`PromQL ${promql}: ${body.error ?? ''}`);
+      return body.data.result;
+    };
+    return {
+      url,
+      logPath,
+      query,
+      async waitForScrapes(times, timeoutMs = 60_000) {
+        const until = Date.now() + timeoutMs;
+        await waitUntil(`${times} scrapes of every target`, proc, until, async () => {
+          const up = await query('count_over_time(up[1h])');
+          const down = await query('up == 0');
+          const targets = jobs.reduce((n, j) => n + j.targets.length, 0);
+          return (
+            down.length === 0 &&
+            up.length === targets &&
+            up.every((s) => Number(s.value[1]) >= times)
+          );
+        });
+      },
+      stop,
+    };
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    const log = tailFile(logPath);
+    await stop();
+    throw new Error(
+      `Prometheus did not start: ${message}\n--- prometheus log (tail) ---\n${log || '(empty)'}`,
+      { cause: err },
+    );
+  }
+}
