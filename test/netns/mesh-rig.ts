@@ -100,6 +100,7 @@ export class MeshRig {
   /** The hub namespace, its bridge, and the server (the CA and the mesh push). */
   async start(
     tokens: Record<string, { namespace: string; serviceAccount: string }>,
+    config?: object,
   ): Promise<void> {
     await must('ip', ['netns', 'add', this.hub]);
     await this.ip(this.hub, 'link', 'set', 'lo', 'up');
@@ -109,6 +110,8 @@ export class MeshRig {
     await this.ip(this.hub, 'addr', 'add', `${HUB_IP}/24`, 'dev', 'br0');
     await this.ip(this.hub, 'link', 'set', 'br0', 'up');
     writeFileSync(join(this.dataDir, 'tokens.json'), JSON.stringify(tokens), { mode: 0o600 });
+    const configFile = join(this.dir, 'server.json');
+    if (config !== undefined) writeFileSync(configFile, JSON.stringify(config));
     this.server = this.spawnLogged(
       [
         'ip',
@@ -126,6 +129,7 @@ export class MeshRig {
         '127.0.0.1:9090',
         '--mesh-dir',
         this.meshDir,
+        ...(config === undefined ? [] : ['--config', configFile]),
       ],
       (t) => (this.serverLog += t),
     );
