@@ -159,6 +159,8 @@ export function proxyContainer(
     fieldEnv(AGENT_ENV.podNamespace, 'metadata.namespace'),
     fieldEnv(AGENT_ENV.podIp, 'status.podIP'),
     { name: AGENT_ENV.caUrl, value: config.caAddress },
+    // The same server pushes the mesh (as istiod is both CA and discovery address).
+    { name: AGENT_ENV.meshUrl, value: config.caAddress },
     { name: AGENT_ENV.tokenFile, value: `${MOUNT_PATH.token}/${TOKEN_FILE}` },
     { name: AGENT_ENV.rootCert, value: `${MOUNT_PATH.rootCert}/${ROOT_CERT_KEY}` },
     { name: AGENT_ENV.outDir, value: MOUNT_PATH.certs },
