@@ -13,7 +13,7 @@ LISTEN ?= 127.0.0.1:8443
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
 PHONY_NODE := node-binaries images harness e2e-node cluster-up cluster-down
-.PHONY: $(PHONY_NODE) help deps addon build run test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh
+.PHONY: $(PHONY_NODE) help deps addon build run demo test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,6 +56,10 @@ unit: build control-plane ## run the tests that need no root and no apiserver (t
 ECHO_JS := .cache/images/echo-build/echo.js
 $(ECHO_JS): test/e2e-node/echo/echo.ts test/e2e-node/echo/tsconfig.json | node_modules
 	$(NODE_BIN)/tsc -p test/e2e-node/echo/tsconfig.json
+
+demo: build $(ECHO_JS) ## (root) two sidecars in network namespaces carry a request with mTLS: the answer, the wire, the metrics
+	$(NODE_BIN)/tsc -p test/netns/tsconfig.demo.json
+	MOORING_ROOT=$(CURDIR) node .cache/demo/test/netns/demo.js $(DEMO_FLAGS)
 
 netns: build $(ECHO_JS) ## run the network-namespace tests (root): `mooring iptables`, the original destination, sidecars in Pods' namespaces
 	$(NODE_BIN)/jest --selectProjects netns
