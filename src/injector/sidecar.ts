@@ -10,6 +10,7 @@ import {
   MOUNT_PATH,
   PORT,
   PROXY_CONTAINER_NAME,
+  PROXY_NODE_OPTIONS,
   ROOT_CERT_CONFIGMAP,
   ROOT_CERT_KEY,
   TOKEN_FILE,
@@ -166,6 +167,7 @@ export function proxyContainer(
     { name: AGENT_ENV.outDir, value: MOUNT_PATH.certs },
     { name: AGENT_ENV.logLevel, value: settings.logLevel },
     { name: AGENT_ENV.drain, value: `${config.drainSeconds}s` },
+    { name: 'NODE_OPTIONS', value: PROXY_NODE_OPTIONS },
   ];
   if (options.appProbes !== undefined) {
     env.push({ name: AGENT_ENV.appProbes, value: options.appProbes });
