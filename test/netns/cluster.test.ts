@@ -9,20 +9,18 @@
 //   api  10.77.0.32  meshed, behind Service api (ClusterIP 10.96.0.50)
 //   api2 10.77.0.33  meshed, the endpoint that replaces api
 
-import { chmodSync, existsSync } from 'node:fs';
 import { startControlPlane, type ControlPlane } from '../e2e/harness/control-plane';
 import { createNamespace, createObject, createServiceAccount, kubectl } from '../e2e/harness/kube';
 import { suffix, testConfig, tokenFor } from '../e2e/support/mooring';
 import {
-  ECHO,
   MeshRig,
   podObject,
+  prepareRig,
   serviceObject,
   sliceObject,
   type Pod,
   type PortSpec,
 } from './mesh-rig';
-import { checkPreconditions, removeLeftovers, ROOT } from './support';
 
 jest.setTimeout(180_000);
 
@@ -75,13 +73,7 @@ async function call(path: string): Promise<{ status?: number; pod?: string; xfcc
 }
 
 beforeAll(async () => {
-  await checkPreconditions(
-    ['ip', 'iptables', 'setpriv', 'curl'],
-    [['src/agent/agent.ts', 'dist/agent/agent.js']],
-  );
-  if (!existsSync(ECHO)) throw new Error(`${ECHO} is missing: run \`make netns\``);
-  await removeLeftovers();
-  chmodSync(ROOT, 0o755);
+  await prepareRig([]);
   cp = await startControlPlane();
   await createNamespace(cp, MOORING_NS);
   await createNamespace(cp, NS);

@@ -7,10 +7,15 @@
 //
 // test/netns/demo.test.ts runs it; the README's quick start shows its output.
 
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { MeshRig, podObject, serviceObject, sliceObject, type PortSpec } from './mesh-rig';
-import { checkPreconditions, removeLeftovers, run } from './support';
+import {
+  MeshRig,
+  podObject,
+  prepareRig,
+  serviceObject,
+  sliceObject,
+  type PortSpec,
+} from './mesh-rig';
 
 const API_IP = '10.96.0.10';
 const PORTS: PortSpec[] = [{ name: 'http', port: 80, targetPort: 8080 }];
@@ -38,8 +43,7 @@ export async function runDemo(
   print: (line: string) => void,
   wait: (rig: MeshRig) => Promise<void>,
 ): Promise<DemoResult> {
-  await checkPreconditions(['ip', 'iptables', 'setpriv', 'curl', 'tcpdump'], []);
-  await removeLeftovers();
+  await prepareRig(['tcpdump']);
   const rig = new MeshRig('demo');
   try {
     print('starting mooring serve (CA and mesh push) in namespace ' + rig.hub + ' on 10.77.0.1');
@@ -59,23 +63,7 @@ export async function runDemo(
     await rig.waitReady('api');
     print(`Pods: web ${web.spec.ip} (${web.ns}), api ${api.spec.ip} (${api.ns}); agents ready`);
 
-    const capture = join(rig.dir, 'wire.pcap');
-    let tcpdumpLog = '';
-    const tcpdump = rig.spawnLogged(
-      // As in test/netns/mesh.test.ts: root (the rig's directory), every packet at once.
-      ['ip', 'netns', 'exec', api.ns, 'tcpdump', '-i', 'eth0', '-Z', 'root'].concat([
-        '--immediate-mode',
-        '-U',
-        '-w',
-        capture,
-        'tcp',
-        'and',
-        'host',
-        web.spec.ip,
-      ]),
-      (t) => (tcpdumpLog += t),
-    );
-    await rig.waitFor('tcpdump', () => Promise.resolve(tcpdumpLog.includes('listening')));
+    const capture = await rig.capture('api', ['tcp', 'and', 'host', web.spec.ip]);
 
     const marker = `demo-${Date.now()}`;
     print(`web's app: GET http://${API_IP}/hello (Service api's ClusterIP) with x-demo: ${marker}`);
@@ -86,10 +74,7 @@ export async function runDemo(
     print(`  answer ${answer.status ?? 'none'} from api's app, which saw:`);
     print(`  x-forwarded-client-cert: ${echoed.headers?.['x-forwarded-client-cert'] ?? '(none)'}`);
 
-    await new Promise((r) => setTimeout(r, 300));
-    tcpdump.kill('SIGINT');
-    await new Promise((r) => tcpdump.once('exit', r));
-    const wire = (await run('tcpdump', ['-r', capture, '-A', '-nn'])).stdout;
+    const wire = await capture.stop();
     const packets = wire.split('\n').filter((l) => / IP /.test(l)).length;
     print(
       `on the wire between the Pods: ${packets} packets to ${api.spec.ip}:8080, ` +

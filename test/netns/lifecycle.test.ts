@@ -6,13 +6,13 @@
 //   api  10.77.0.22  meshed, behind Service api (ClusterIP 10.96.20.1)
 
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkPreconditions, MOORING, NODE, removeLeftovers, ROOT, run } from './support';
+import { MOORING, NODE, run } from './support';
 import {
-  ECHO,
   MeshRig,
   podObject,
+  prepareRig,
   serviceObject,
   sliceObject,
   type Pod,
@@ -113,17 +113,7 @@ function leafOf(pod: Pod): X509Certificate {
 }
 
 beforeAll(async () => {
-  await checkPreconditions(
-    ['ip', 'iptables', 'setpriv', 'curl'],
-    [
-      ['src/agent/agent.ts', 'dist/agent/agent.js'],
-      ['src/agent/proxy/sidecar.ts', 'dist/agent/proxy/sidecar.js'],
-    ],
-  );
-  if (!existsSync(ECHO))
-    throw new Error(`${ECHO} is missing: run \`make netns\` (it compiles the echo app)`);
-  await removeLeftovers();
-  chmodSync(ROOT, 0o755);
+  await prepareRig([]);
   rig = new MeshRig('life');
   await rig.start(
     {

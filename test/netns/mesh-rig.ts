@@ -16,6 +16,7 @@ import {
   chmodSync,
   chownSync,
   copyFileSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -26,7 +27,18 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { killAll, MOORING, must, NODE, PREFIX, ROOT, run, type Result } from './support';
+import {
+  checkPreconditions,
+  killAll,
+  MOORING,
+  must,
+  NODE,
+  PREFIX,
+  removeLeftovers,
+  ROOT,
+  run,
+  type Result,
+} from './support';
 
 export const HUB_IP = '10.77.0.1';
 
@@ -58,6 +70,24 @@ export const APP_USER = [
   '--bounding-set=-all',
   '--no-new-privs',
 ];
+
+/**
+ * What every rig test needs first: root, the tools, a fresh build, the echo app, no namespaces
+ * left by a killed run, and a repository the agents (UID 1337) and apps (UID 1000) can read.
+ */
+export async function prepareRig(tools: readonly string[]): Promise<void> {
+  await checkPreconditions(
+    ['ip', 'iptables', 'setpriv', 'curl', ...tools],
+    [
+      ['src/agent/agent.ts', 'dist/agent/agent.js'],
+      ['src/agent/proxy/sidecar.ts', 'dist/agent/proxy/sidecar.js'],
+    ],
+  );
+  if (!existsSync(ECHO))
+    throw new Error(`${ECHO} is missing: run \`make netns\` (it compiles the echo app)`);
+  await removeLeftovers();
+  chmodSync(ROOT, 0o755);
+}
 
 export interface PodSpec {
   readonly name: string;
@@ -426,6 +456,31 @@ export class MeshRig {
     child.stderr?.on('data', (d: Buffer) => sink(d.toString()));
     this.children.push(child);
     return child;
+  }
+
+  /**
+   * Starts tcpdump on a Pod's eth0 (as root: the rig's directory is private; every packet handed
+   * over at once, which a SIGINT would otherwise drop); `stop()` answers what it saw (`-A -nn`).
+   */
+  async capture(name: string, filter: readonly string[]): Promise<{ stop(): Promise<string> }> {
+    const file = join(this.dir, `${name}-${Date.now()}.pcap`);
+    let log = '';
+    const tcpdump = this.spawnLogged(
+      [
+        ...['ip', 'netns', 'exec', this.pod(name).ns, 'tcpdump', '-i', 'eth0', '-Z', 'root'],
+        ...['--immediate-mode', '-U', '-w', file, ...filter],
+      ],
+      (t) => (log += t),
+    );
+    await this.waitFor('tcpdump listening', () => Promise.resolve(log.includes('listening on')));
+    return {
+      stop: async () => {
+        await new Promise((r) => setTimeout(r, 300));
+        tcpdump.kill('SIGINT');
+        await new Promise((r) => tcpdump.once('exit', r));
+        return (await run('tcpdump', ['-r', file, '-A', '-nn'])).stdout;
+      },
+    };
   }
 
   /** Sends a signal to the agent of a Pod and waits for its exit code. */

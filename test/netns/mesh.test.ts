@@ -11,20 +11,18 @@
 //
 // Every app is the echo app of the node tests (test/e2e-node/echo/echo.ts) as UID 1000.
 
-import { chmodSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { checkPreconditions, removeLeftovers, ROOT, run } from './support';
 import {
   APP_USER,
-  ECHO,
   MeshRig,
   peerAuthentication,
   podObject,
+  prepareRig,
   serviceObject,
   sliceObject,
   type Pod,
   type PortSpec,
 } from './mesh-rig';
+import { run } from './support';
 
 jest.setTimeout(120_000);
 
@@ -103,18 +101,7 @@ function meshObjects(extra: object[] = []): object[] {
 }
 
 beforeAll(async () => {
-  await checkPreconditions(
-    ['ip', 'iptables', 'setpriv', 'curl', 'tcpdump'],
-    [
-      ['src/agent/agent.ts', 'dist/agent/agent.js'],
-      ['src/agent/proxy/sidecar.ts', 'dist/agent/proxy/sidecar.js'],
-    ],
-  );
-  if (!existsSync(ECHO))
-    throw new Error(`${ECHO} is missing: run \`make netns\` (it compiles the echo app)`);
-  await removeLeftovers();
-  // The agents (UID 1337) and the apps (UID 1000) read the repository's files.
-  chmodSync(ROOT, 0o755);
+  await prepareRig(['tcpdump']);
   rig = new MeshRig('mesh');
   await rig.start({
     'token-web': { namespace: 'default', serviceAccount: 'web' },
@@ -165,35 +152,7 @@ describe('a meshed Pod calls a Service', () => {
 
   it('shows no plaintext between the sidecars on the wire', async () => {
     const marker = `secret-payload-${Date.now()}`;
-    const capture = join(rig.dir, 'wire.pcap');
-    let tcpdumpLog = '';
-    const tcpdump = rig.spawnLogged(
-      [
-        'ip',
-        'netns',
-        'exec',
-        api.ns,
-        'tcpdump',
-        '-i',
-        'eth0',
-        // Not as the user tcpdump: it could not write into the rig's private directory.
-        '-Z',
-        'root',
-        // Each packet handed over at once: a SIGINT would drop the ring's pending block.
-        '--immediate-mode',
-        '-U',
-        '-w',
-        capture,
-        'tcp',
-        'and',
-        'host',
-        api.spec.ip,
-      ],
-      (t) => (tcpdumpLog += t),
-    );
-    await rig.waitFor('tcpdump listening', () =>
-      Promise.resolve(tcpdumpLog.includes('listening on eth0')),
-    );
+    const capture = await rig.capture('api', ['tcp', 'and', 'host', api.spec.ip]);
     const answer = await httpFrom(
       web,
       `http://${API_IP}/${marker}`,
@@ -201,10 +160,7 @@ describe('a meshed Pod calls a Service', () => {
       marker,
     );
     expect(echoed(answer).body).toBe(marker);
-    await new Promise((r) => setTimeout(r, 500));
-    tcpdump.kill('SIGINT');
-    await new Promise((r) => tcpdump.once('exit', r));
-    const dump = await run('tcpdump', ['-r', capture, '-A', '-nn']);
+    const dump = { stdout: await capture.stop() };
     expect(dump.stdout).toContain(`${web.spec.ip}.`);
     expect(dump.stdout).toContain(`${api.spec.ip}.8080`);
     expect(dump.stdout).not.toContain(marker);
