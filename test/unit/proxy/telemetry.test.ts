@@ -4,6 +4,7 @@
 import {
   accessLogLine,
   buildSpan,
+  hostPort,
   nodeInfo,
   otlpTraceRequest,
   pathOnly,
@@ -167,6 +168,15 @@ describe('an access log line', () => {
     ['/', '/'],
   ])('path %s is logged as %s', (input, expected) => {
     expect(pathOnly(input)).toBe(expected);
+  });
+
+  it.each([
+    ['10.77.0.21', '10.77.0.21:4000'],
+    ['::ffff:10.77.0.21', '10.77.0.21:4000'],
+    ['fd00::21', '[fd00::21]:4000'],
+    ['::ffff:a4d:15', '[::ffff:a4d:15]:4000'],
+  ])('address %s is written %s', (address, expected) => {
+    expect(hostPort(address, 4000)).toBe(expected);
   });
 });
 
