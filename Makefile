@@ -57,7 +57,7 @@ ECHO_JS := .cache/images/echo-build/echo.js
 $(ECHO_JS): test/e2e-node/echo/echo.ts test/e2e-node/echo/tsconfig.json | node_modules
 	$(NODE_BIN)/tsc -p test/e2e-node/echo/tsconfig.json
 
-netns: build $(ECHO_JS) ## run the network-namespace tests (root): `mooring iptables`, the original destination, sidecars in Pods' namespaces
+netns: build $(ECHO_JS) jaeger ## run the network-namespace tests (root): `mooring iptables`, the original destination, sidecars in Pods' namespaces, their traces, metrics, access log and graph
 	$(NODE_BIN)/jest --selectProjects netns
 
 e2e: build control-plane jaeger ## run the end-to-end tests against a real kube-apiserver and etcd

@@ -63,6 +63,8 @@ export interface PodSpec {
   readonly appEnv?: Record<string, string>;
   /** false: no app. */
   readonly app?: boolean;
+  /** Annotations of the Pod object in the mesh (e.g. `proxy.mooring.dev/access-log`). */
+  readonly annotations?: Record<string, string>;
 }
 
 export interface Pod {
@@ -73,8 +75,36 @@ export interface Pod {
   readonly dir: string;
   agent: ChildProcess | null;
   app: ChildProcess | null;
-  readonly logs: { agent: string; app: string };
+  /** `agent`: everything the agent printed; `agentStdout`: its stdout alone (the access log). */
+  readonly logs: { agent: string; agentStdout: string; app: string };
 }
+
+export interface RigOptions {
+  /** The server's configuration file (`mooring serve --config`), e.g. `{ mesh: { accessLog: true } }`. */
+  readonly config?: object;
+  /** Extra flags of `mooring serve` (e.g. `--prometheus-url`). */
+  readonly serveArgs?: readonly string[];
+}
+
+export interface HttpAnswer {
+  status?: number;
+  headers?: Record<string, string>;
+  body?: string;
+  error?: string;
+}
+
+/** MeshRig.http's client: argv url, method, headers (JSON), body. */
+const HTTP_SCRIPT = `
+const http = require('http');
+const [url, method, headers, body] = [process.argv[1], process.argv[2], JSON.parse(process.argv[3]), process.argv[4]];
+const req = http.request(url, { method, headers, agent: false }, (res) => {
+  let text = '';
+  res.on('data', (d) => (text += d));
+  res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, headers: res.headers, body: text })));
+});
+req.on('error', (e) => console.log(JSON.stringify({ error: e.code || e.message })));
+req.setTimeout(10000, () => req.destroy(new Error('TIMEOUT')));
+req.end(body);`;
 
 export class MeshRig {
   readonly hub: string;
@@ -100,6 +130,7 @@ export class MeshRig {
   /** The hub namespace, its bridge, and the server (the CA and the mesh push). */
   async start(
     tokens: Record<string, { namespace: string; serviceAccount: string }>,
+    options: RigOptions = {},
   ): Promise<void> {
     await must('ip', ['netns', 'add', this.hub]);
     await this.ip(this.hub, 'link', 'set', 'lo', 'up');
@@ -109,6 +140,12 @@ export class MeshRig {
     await this.ip(this.hub, 'addr', 'add', `${HUB_IP}/24`, 'dev', 'br0');
     await this.ip(this.hub, 'link', 'set', 'br0', 'up');
     writeFileSync(join(this.dataDir, 'tokens.json'), JSON.stringify(tokens), { mode: 0o600 });
+    const configArgs: string[] = [];
+    if (options.config !== undefined) {
+      const configFile = join(this.dir, 'config.json');
+      writeFileSync(configFile, JSON.stringify(options.config), { mode: 0o600 });
+      configArgs.push('--config', configFile);
+    }
     this.server = this.spawnLogged(
       [
         'ip',
@@ -126,6 +163,8 @@ export class MeshRig {
         '127.0.0.1:9090',
         '--mesh-dir',
         this.meshDir,
+        ...configArgs,
+        ...(options.serveArgs ?? []),
       ],
       (t) => (this.serverLog += t),
     );
@@ -155,7 +194,7 @@ export class MeshRig {
       dir,
       agent: null,
       app: null,
-      logs: { agent: '', app: '' },
+      logs: { agent: '', agentStdout: '', app: '' },
     };
     this.pods.set(spec.name, pod);
     await must('ip', ['netns', 'add', ns]);
@@ -200,6 +239,7 @@ export class MeshRig {
     mkdirSync(files.out, { recursive: true });
     chownSync(files.out, 1337, 1337);
     pod.logs.agent = '';
+    pod.logs.agentStdout = '';
     pod.agent = this.spawnLogged(
       [
         'ip',
@@ -233,6 +273,7 @@ export class MeshRig {
         ...extra,
       ],
       (t) => (pod.logs.agent += t),
+      (t) => (pod.logs.agentStdout += t),
     );
   }
 
@@ -319,6 +360,21 @@ export class MeshRig {
     return r.stdout;
   }
 
+  /**
+   * An HTTP/1.1 request made by a Pod's app (UID 1000: through its sidecar when meshed), a new
+   * connection each; a connection error is `{error}`, never a throw.
+   */
+  async http(
+    name: string,
+    url: string,
+    opts: { method?: string; headers?: Record<string, string>; body?: string } = {},
+  ): Promise<HttpAnswer> {
+    const method = opts.method ?? (opts.body === undefined ? 'GET' : 'POST');
+    const args = [url, method, JSON.stringify(opts.headers ?? {})];
+    if (opts.body !== undefined) args.push(opts.body);
+    return JSON.parse(await this.node(name, HTTP_SCRIPT, args)) as HttpAnswer;
+  }
+
   /** The proxy's /config_dump (127.0.0.1:15000 in the Pod). */
   async configDump(name: string): Promise<Record<string, unknown>> {
     const r = await this.exec(this.pod(name).ns, [
@@ -361,10 +417,18 @@ export class MeshRig {
     );
   }
 
-  spawnLogged(command: readonly string[], sink: (text: string) => void): ChildProcess {
+  /** Starts a command; everything it prints goes to `sink`, its stdout also to `stdoutSink`. */
+  spawnLogged(
+    command: readonly string[],
+    sink: (text: string) => void,
+    stdoutSink?: (text: string) => void,
+  ): ChildProcess {
     const [file, ...args] = command as [string, ...string[]];
     const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout?.on('data', (d: Buffer) => sink(d.toString()));
+    child.stdout?.on('data', (d: Buffer) => {
+      sink(d.toString());
+      stdoutSink?.(d.toString());
+    });
     child.stderr?.on('data', (d: Buffer) => sink(d.toString()));
     this.children.push(child);
     return child;
@@ -460,14 +524,15 @@ export function podObject(pod: Pod): object {
       name: pod.spec.name,
       namespace: pod.namespace,
       labels: { app: pod.spec.name, ...pod.spec.labels },
-      ...(pod.spec.meshed
-        ? {
-            annotations: {
+      annotations: {
+        ...(pod.spec.meshed
+          ? {
               'mooring.dev/status':
                 '{"initContainers":["mooring-init"],"containers":["mooring-proxy"]}',
-            },
-          }
-        : {}),
+            }
+          : {}),
+        ...pod.spec.annotations,
+      },
     },
     spec: { serviceAccountName: pod.serviceAccount, containers: [{ name: 'app', image: 'echo' }] },
     status: { podIP: pod.spec.ip, podIPs: [{ ip: pod.spec.ip }] },
