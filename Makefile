@@ -13,7 +13,7 @@ LISTEN ?= 127.0.0.1:8443
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
 PHONY_NODE := node-binaries images harness e2e-node cluster-up cluster-down
-.PHONY: $(PHONY_NODE) help deps addon build run test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh
+.PHONY: $(PHONY_NODE) help deps addon build run test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh bench-telemetry
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -121,6 +121,9 @@ bench-mesh: bench-build ## the mesh push: 1,000 Services x 10 endpoints, 1,000 p
 
 bench-cluster: bench-build control-plane ## cluster mode at rest with 200 namespaces, TokenReview cache under a burst
 	node .cache/bench/bench/cluster.js
+
+bench-telemetry: bench-build bench-tools ## the sidecar pair with tracing at 1% and 100% and with the access log, against all off
+	node .cache/bench/bench/proxy.js --telemetry off,trace1,trace100,log --duration 10 --rounds 5 --rate 500
 
 bench-original-dst: bench-build ## cost per call of reading a redirected connection's original destination (root)
 	node .cache/bench/bench/original-dst.js
