@@ -123,7 +123,7 @@ bench-cluster: bench-build control-plane ## cluster mode at rest with 200 namesp
 	node .cache/bench/bench/cluster.js
 
 bench-telemetry: bench-build bench-tools ## the sidecar pair with tracing at 1% and 100% and with the access log, against all off
-	node .cache/bench/bench/proxy.js --telemetry off,trace1,trace100,log --duration 10 --rounds 5 --rate 500
+	node .cache/bench/bench/proxy.js --telemetry off,trace1,trace100,log --duration 5 --rounds 7 --rate 300
 
 bench-original-dst: bench-build ## cost per call of reading a redirected connection's original destination (root)
 	node .cache/bench/bench/original-dst.js

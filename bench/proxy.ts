@@ -514,32 +514,50 @@ async function telemetryMain(): Promise<void> {
     const settings = (TELEMETRY_MODES[m] as (url: string) => Telemetry)(`${collector.url}/${m}`);
     pairs.set(m, await startMooringPair(backend.port, 'http', settings, `-${m}`));
   }
-  const results = new Map<string, Measured[]>(TELEMETRY.map((m) => [m, []]));
-  const latency = new Map<string, Latency | null>();
+  interface Round {
+    readonly wrk: Measured;
+    /** vegeta at RATE/s; null without vegeta. */
+    readonly fixed: Latency | null;
+    /** CPU µs per request of the pair during the fixed-rate run. */
+    readonly fixedCpuUs: number;
+  }
+  const rounds = new Map<string, Round[]>(TELEMETRY.map((m) => [m, []]));
   // Round after round, each mode in turn: the machine's other load falls on all of them alike.
   for (let round = 0; round < ROUNDS; round++) {
     for (const [m, pair] of pairs) {
-      results.get(m)?.push(await measure(`http://127.0.0.1:${pair.port}/`, pair.procs));
+      const url = `http://127.0.0.1:${pair.port}/`;
+      const wrk = await measure(url, pair.procs);
+      const cpu = (): number => pair.procs.reduce((t, p) => t + cpuSeconds(pidOf(p)), 0);
+      const before = cpu();
+      const fixed = await fixedRate(url);
+      const fixedCpuUs =
+        fixed === null ? NaN : Math.round(((cpu() - before) / (RATE * DURATION)) * 1e6);
+      rounds.get(m)?.push({ wrk, fixed, fixedCpuUs });
     }
   }
-  for (const [m, pair] of pairs) latency.set(m, await fixedRate(`http://127.0.0.1:${pair.port}/`));
   // The last batch of spans (a second at most) and the access log's tail, then the exit.
   await new Promise((r) => setTimeout(r, 1500));
   await stopAll([...pairs.values()].flatMap((p) => p.procs));
+  /** `median (min–max)` of a list. */
+  const spread = (xs: readonly number[]): string =>
+    `${median(xs)} (${Math.min(...xs)}–${Math.max(...xs)})`;
+  const vsOff = (m: string, pick: (r: Round) => number): string => {
+    const off = rounds.get('off');
+    if (off === undefined || m === 'off') return '-';
+    const base = median(off.map(pick));
+    return `${(((median((rounds.get(m) ?? []).map(pick)) - base) / base) * 100).toFixed(1)}%`;
+  };
+  const saturated = (r: Round): number => r.wrk.cpuUsPerRequest.reduce((a, b) => a + b, 0);
+  const atRate = (r: Round): number => r.fixedCpuUs;
   const rows = [
-    `### Telemetry: the pair with tracing and the access log against all off (HTTP/1.1, 1 KB answers, wrk -t1 -c${CONNECTIONS} -d${DURATION}s, ${ROUNDS} rounds in turn: medians; vegeta at ${RATE}/s for the fixed-rate p99)`,
+    `### Telemetry: the pair with tracing and the access log against all off`,
     '',
-    '| mode | requests/s | wrk p99 ms | CPU µs/request (A, B) | CPU µs/request, pair | vs off | p99 ms at fixed rate | requests sent (about) | spans exported / access log lines |',
-    '|---|---|---|---|---|---|---|---|---|',
+    `HTTP/1.1, 1 KB answers; each of ${ROUNDS} rounds runs every mode in turn: wrk -t1 -c${CONNECTIONS} -d${DURATION}s (saturated), then vegeta at ${RATE}/s for ${DURATION}s (keep-alive). Medians, (min–max) over the rounds; CPU is the pair's (A + B) user + system time per request.`,
+    '',
+    `| mode | requests/s (wrk) | CPU µs/request, saturated | vs off | CPU µs/request at ${RATE}/s | vs off | p99 ms at ${RATE}/s | errors | requests sent | spans exported / log lines |`,
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
-  const pairCpu = (list: Measured[]): number =>
-    median(list.map((x) => x.cpuUsPerRequest.reduce((a, b) => a + b, 0)));
-  const offCpu = results.has('off') ? pairCpu(results.get('off') as Measured[]) : null;
-  for (const [m, list] of results) {
-    const cpu = pairCpu(list);
-    const a = median(list.map((x) => x.cpuUsPerRequest[0] as number));
-    const b = median(list.map((x) => x.cpuUsPerRequest[1] as number));
-    const l = latency.get(m);
+  for (const [m, list] of rounds) {
     const procs = pairs.get(m)?.procs ?? [];
     const lines = procs.reduce((n, p) => n + (stdoutLines.get(pidOf(p)) ?? 0), 0);
     const out = m.startsWith('trace')
@@ -547,9 +565,11 @@ async function telemetryMain(): Promise<void> {
       : m === 'log'
         ? `${lines} lines`
         : '-';
-    const sent = list.reduce((n, x) => n + x.requests, 0) + (l ? l.rate * DURATION : 0);
+    const fixed = list.flatMap((r) => (r.fixed === null ? [] : [r.fixed]));
+    const sent = list.reduce((n, r) => n + r.wrk.requests + (r.fixed?.rate ?? 0) * DURATION, 0);
+    const errors = list.reduce((n, r) => n + r.wrk.errors + (r.fixed?.errors ?? 0), 0);
     rows.push(
-      `| ${m} | ${median(list.map((x) => x.rps))} | ${median(list.map((x) => x.p99ms))} | ${a}, ${b} | ${cpu} | ${offCpu === null || m === 'off' ? '-' : `${(((cpu - offCpu) / offCpu) * 100).toFixed(1)}%`} | ${l === null || l === undefined ? 'vegeta missing' : `${l.p99ms}${l.errors > 0 ? ` (${l.errors} errors)` : ''}`} | ${sent} | ${out} |`,
+      `| ${m} | ${spread(list.map((r) => r.wrk.rps))} | ${spread(list.map(saturated))} | ${vsOff(m, saturated)} | ${fixed.length === 0 ? 'vegeta missing' : spread(list.map(atRate))} | ${fixed.length === 0 ? '-' : vsOff(m, atRate)} | ${fixed.length === 0 ? '-' : spread(fixed.map((f) => f.p99ms))} | ${errors} | ${Math.round(sent)} | ${out} |`,
     );
   }
   collector.close();
