@@ -82,8 +82,6 @@ export interface Pod {
 export interface RigOptions {
   /** The server's configuration file (`mooring serve --config`), e.g. `{ mesh: { accessLog: true } }`. */
   readonly config?: object;
-  /** Extra flags of `mooring serve` (e.g. `--prometheus-url`). */
-  readonly serveArgs?: readonly string[];
 }
 
 export interface HttpAnswer {
@@ -164,7 +162,6 @@ export class MeshRig {
         '--mesh-dir',
         this.meshDir,
         ...configArgs,
-        ...(options.serveArgs ?? []),
       ],
       (t) => (this.serverLog += t),
     );

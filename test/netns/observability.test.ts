@@ -92,12 +92,12 @@ async function repeat(
   return out;
 }
 
-/** The access log lines (JSON) a Pod's agent printed on its stdout. */
-const accessLog = (pod: Pod): Record<string, unknown>[] =>
-  pod.logs.agentStdout
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+/** The access log lines (JSON) a Pod's agent has printed whole on its stdout so far. */
+function accessLog(pod: Pod): Record<string, unknown>[] {
+  const lines = pod.logs.agentStdout.split('\n');
+  lines.pop(); // '' after the last newline, or a line still being written
+  return lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+}
 
 const counter = (text: string, name: string): number =>
   Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
