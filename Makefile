@@ -13,7 +13,8 @@ LISTEN ?= 127.0.0.1:8443
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
 PHONY_NODE := node-binaries images harness e2e-node cluster-up cluster-down
-.PHONY: $(PHONY_NODE) help deps addon build run demo test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh bench-proxy
+.PHONY: $(PHONY_NODE) help deps addon build run demo test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh bench-proxy bench-telemetry
+
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -61,7 +62,8 @@ demo: build $(ECHO_JS) ## (root) two sidecars in network namespaces carry a requ
 	$(NODE_BIN)/tsc -p test/netns/tsconfig.demo.json
 	MOORING_ROOT=$(CURDIR) node .cache/demo/test/netns/demo.js $(DEMO_FLAGS)
 
-netns: build $(ECHO_JS) control-plane ## run the network-namespace tests (root): `mooring iptables`, the original destination, sidecars in Pods' namespaces
+netns: build $(ECHO_JS) control-plane jaeger ## run the network-namespace tests (root): `mooring iptables`, the original destination, sidecars in Pods' namespaces (local and cluster mode), their traces, metrics, access log and graph
+
 	$(NODE_BIN)/jest --selectProjects netns
 
 e2e: build control-plane jaeger ## run the end-to-end tests against a real kube-apiserver and etcd
@@ -128,6 +130,9 @@ bench-proxy: bench-build bench-tools ## the sidecar pair with mTLS beside direct
 
 bench-cluster: bench-build control-plane ## cluster mode at rest with 200 namespaces, TokenReview cache under a burst
 	node .cache/bench/bench/cluster.js
+
+bench-telemetry: bench-build bench-tools ## the sidecar pair with tracing at 1% and 100% and with the access log, against all off
+	node .cache/bench/bench/proxy.js --telemetry off,trace1,trace100,log --duration 5 --rounds 7 --rate 300
 
 bench-original-dst: bench-build ## cost per call of reading a redirected connection's original destination (root)
 	node .cache/bench/bench/original-dst.js

@@ -11,22 +11,30 @@
 //
 //   node .cache/bench/bench/proxy.js [--duration 10] [--connections 50] [--rate 1000] [--rounds 1]
 //                                     [--tcp-mib 1024] [--only direct,mooring,nginx]
+//
+// With --telemetry off,trace1,trace100,log the run compares the Mooring pair with itself instead:
+// everything off, tracing at 1% and at 100% (spans exported over OTLP/HTTP to a collector in this
+// process that answers 200), and the access log on (JSON lines on each proxy's stdout, a pipe
+// this process drains), each pair in its own processes, measured round after round in turn.
 
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import {
   MESH_API_VERSION,
   type MeshMessage,
   type MeshService,
+  type MeshSettings,
   type ProxyScope,
 } from '../src/api/mesh';
 import { PROXY_NODE_OPTIONS } from '../src/constants';
 import { makeCa, makeLeaf, withDns, withUri } from '../test/fixtures/agent-pki';
-import { runWrkOnce, type WrkResult } from './wrk';
+import { runWrk, type WrkResult } from './wrk';
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: string): string => {
@@ -39,6 +47,9 @@ const RATE = Number(flag('rate', '1000'));
 const ROUNDS = Number(flag('rounds', '1'));
 const TCP_MIB = Number(flag('tcp-mib', '1024'));
 const ONLY = new Set(flag('only', 'direct,mooring,nginx').split(','));
+const TELEMETRY = flag('telemetry', '')
+  .split(',')
+  .filter((m) => m !== '');
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const VEGETA = path.join(ROOT, '.cache', 'bin', 'vegeta');
 const CLK_TCK = 100;
@@ -190,7 +201,19 @@ function scope(sa: string): ProxyScope {
   };
 }
 
-function meshFile(name: string, sa: string, services: MeshService[]): string {
+/** The telemetry part of the pushed settings. */
+type Telemetry = Pick<MeshSettings, 'tracing' | 'accessLog'>;
+const TELEMETRY_OFF: Telemetry = {
+  tracing: { otlpEndpoint: null, samplingPercent: 1 },
+  accessLog: false,
+};
+
+function meshFile(
+  name: string,
+  sa: string,
+  services: MeshService[],
+  telemetry: Telemetry = TELEMETRY_OFF,
+): string {
   const message: MeshMessage = {
     type: 'snapshot',
     apiVersion: MESH_API_VERSION,
@@ -199,13 +222,15 @@ function meshFile(name: string, sa: string, services: MeshService[]): string {
     settings: {
       trustDomain: 'cluster.local',
       protocolDetectionTimeoutMs: 100,
-      tracing: { otlpEndpoint: null, samplingPercent: 1 },
-      accessLog: false,
+      ...telemetry,
     },
     services,
   };
   return file(name, JSON.stringify(message));
 }
+
+/** Lines each sidecar printed after its ports (the access log), by pid. */
+const stdoutLines = new Map<number, number>();
 
 async function sidecar(
   setup: object,
@@ -229,10 +254,18 @@ async function sidecar(
   );
   children.push(proc);
   const line = await new Promise<string>((resolve, reject) => {
-    let out = '';
+    let out: string | null = '';
+    let lines = -1;
     proc.stdout?.on('data', (d: Buffer) => {
+      // The first line holds the ports; the rest (the access log) is counted, not kept.
+      for (let i = d.indexOf(10); i !== -1; i = d.indexOf(10, i + 1)) lines++;
+      stdoutLines.set(proc.pid as number, lines);
+      if (out === null) return;
       out += d.toString();
-      if (out.includes('\n')) resolve(out.split('\n')[0] as string);
+      if (out.includes('\n')) {
+        resolve(out.split('\n')[0] as string);
+        out = null;
+      }
     });
     proc.once('exit', (code) => reject(new Error(`sidecar exited with ${code}`)));
   });
@@ -243,10 +276,12 @@ async function sidecar(
 async function startMooringPair(
   backend: number,
   protocol: 'http' | 'tcp',
+  telemetry: Telemetry = TELEMETRY_OFF,
+  tag = '',
 ): Promise<{ port: number; procs: ChildProcess[] }> {
   const b = await sidecar({
     originalDestination: { address: '127.0.0.1', port: backend },
-    meshFile: meshFile(`mesh-b-${protocol}.json`, 'server', []),
+    meshFile: meshFile(`mesh-b-${protocol}${tag}.json`, 'server', [], telemetry),
     credentials: {
       chainPem: server.cert,
       keyPem: server.key,
@@ -274,7 +309,7 @@ async function startMooringPair(
   };
   const a = await sidecar({
     originalDestination: { address: '10.96.0.10', port: 80 },
-    meshFile: meshFile(`mesh-a-${protocol}.json`, 'client', [svc]),
+    meshFile: meshFile(`mesh-a-${protocol}${tag}.json`, 'client', [svc], telemetry),
     credentials: {
       chainPem: client.cert,
       keyPem: client.key,
@@ -310,20 +345,24 @@ function rssMiB(pid: number): string {
 const pidOf = (c: ChildProcess): number => c.pid as number;
 
 interface Measured extends WrkResult {
+  /** Requests sent (about: requests/s times seconds), the warm-up's included. */
+  requests: number;
   /** µs of CPU per request, per proxy process. */
   cpuUsPerRequest: number[];
   rssMiB: string[];
 }
 
-function measure(url: string, procs: ChildProcess[]): Measured {
-  runWrkOnce(url, { connections: CONNECTIONS, duration: 3 }); // warm-up
+/** wrk against `url`, the CPU of `procs` read around it (this process' event loop stays free). */
+async function measure(url: string, procs: ChildProcess[]): Promise<Measured> {
+  const warm = await runWrk(url, { connections: CONNECTIONS, duration: 3 }); // warm-up
   const before = procs.map((p) => cpuSeconds(pidOf(p)));
-  const wrk = runWrkOnce(url, { connections: CONNECTIONS, duration: DURATION, pinned: '0' });
+  const wrk = await runWrk(url, { connections: CONNECTIONS, duration: DURATION, pinned: '0' });
   const after = procs.map((p) => cpuSeconds(pidOf(p)));
   if (process.env.MOORING_BENCH_MEMORY !== undefined) for (const p of procs) p.kill('SIGUSR2');
   const requests = wrk.rps * DURATION;
   return {
     ...wrk,
+    requests: Math.round(requests + warm.rps * 3),
     cpuUsPerRequest: after.map((a, i) =>
       Math.round(((a - (before[i] as number)) / requests) * 1e6),
     ),
@@ -338,14 +377,14 @@ interface Latency {
   errors: number;
 }
 
-function fixedRate(url: string): Latency | null {
+async function fixedRate(url: string): Promise<Latency | null> {
   try {
     execFileSync(VEGETA, ['-version'], { stdio: 'ignore' });
   } catch {
     return null;
   }
   const target = file('targets.txt', `GET ${url}\n`);
-  const attack = execFileSync(
+  const { stdout: attack } = await promisify(execFile)(
     'taskset',
     [
       '-c',
@@ -358,7 +397,7 @@ function fixedRate(url: string): Latency | null {
       '-keepalive=true',
       '-connections=16',
     ],
-    { maxBuffer: 1 << 30 },
+    { maxBuffer: 1 << 30, encoding: 'buffer' },
   );
   const report = JSON.parse(
     execFileSync(VEGETA, ['report', '-type=json'], {
@@ -430,7 +469,128 @@ async function stopAll(procs: ChildProcess[]): Promise<void> {
 
 // --- main ----------------------------------------------------------------------------------
 
+// --- telemetry: the pair against itself with tracing and the access log -----------------------
+
+/**
+ * A collector that takes OTLP/HTTP exports (answers 200) and counts the spans in them by the
+ * first segment of the path (each mode's base URL is `<collector>/<mode>`).
+ */
+async function startCollector(): Promise<{
+  url: string;
+  spans: (mode: string) => number;
+  close(): void;
+}> {
+  const spans = new Map<string, number>();
+  const collector = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const mode = (req.url ?? '').split('/')[1] ?? '';
+      const n = Buffer.concat(chunks).toString().split('"spanId"').length - 1;
+      spans.set(mode, (spans.get(mode) ?? 0) + n);
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
+  const { port } = collector.address() as net.AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    spans: (mode) => spans.get(mode) ?? 0,
+    close: () => collector.close(),
+  };
+}
+
+const TELEMETRY_MODES: Record<string, (collector: string) => Telemetry> = {
+  off: () => TELEMETRY_OFF,
+  trace1: (url) => ({ tracing: { otlpEndpoint: url, samplingPercent: 1 }, accessLog: false }),
+  trace100: (url) => ({ tracing: { otlpEndpoint: url, samplingPercent: 100 }, accessLog: false }),
+  log: () => ({ ...TELEMETRY_OFF, accessLog: true }),
+};
+
+const median = (xs: readonly number[]): number => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)] as number;
+};
+
+async function telemetryMain(): Promise<void> {
+  for (const m of TELEMETRY) {
+    if (TELEMETRY_MODES[m] === undefined)
+      throw new Error(
+        `--telemetry: unknown mode ${m} (${Object.keys(TELEMETRY_MODES).join(', ')})`,
+      );
+  }
+  const backend = await startBackend();
+  const collector = await startCollector();
+  const pairs = new Map<string, { port: number; procs: ChildProcess[] }>();
+  for (const m of TELEMETRY) {
+    const settings = (TELEMETRY_MODES[m] as (url: string) => Telemetry)(`${collector.url}/${m}`);
+    pairs.set(m, await startMooringPair(backend.port, 'http', settings, `-${m}`));
+  }
+  interface Round {
+    readonly wrk: Measured;
+    /** vegeta at RATE/s; null without vegeta. */
+    readonly fixed: Latency | null;
+    /** CPU µs per request of the pair during the fixed-rate run. */
+    readonly fixedCpuUs: number;
+  }
+  const rounds = new Map<string, Round[]>(TELEMETRY.map((m) => [m, []]));
+  // Round after round, each mode in turn: the machine's other load falls on all of them alike.
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [m, pair] of pairs) {
+      const url = `http://127.0.0.1:${pair.port}/`;
+      const wrk = await measure(url, pair.procs);
+      const cpu = (): number => pair.procs.reduce((t, p) => t + cpuSeconds(pidOf(p)), 0);
+      const before = cpu();
+      const fixed = await fixedRate(url);
+      const fixedCpuUs =
+        fixed === null ? NaN : Math.round(((cpu() - before) / (RATE * DURATION)) * 1e6);
+      rounds.get(m)?.push({ wrk, fixed, fixedCpuUs });
+    }
+  }
+  // The last batch of spans (a second at most) and the access log's tail, then the exit.
+  await new Promise((r) => setTimeout(r, 1500));
+  await stopAll([...pairs.values()].flatMap((p) => p.procs));
+  /** `median (min–max)` of a list. */
+  const spread = (xs: readonly number[]): string =>
+    `${median(xs)} (${Math.min(...xs)}–${Math.max(...xs)})`;
+  const vsOff = (m: string, pick: (r: Round) => number): string => {
+    const off = rounds.get('off');
+    if (off === undefined || m === 'off') return '-';
+    const base = median(off.map(pick));
+    return `${(((median((rounds.get(m) ?? []).map(pick)) - base) / base) * 100).toFixed(1)}%`;
+  };
+  const saturated = (r: Round): number => r.wrk.cpuUsPerRequest.reduce((a, b) => a + b, 0);
+  const atRate = (r: Round): number => r.fixedCpuUs;
+  const rows = [
+    `### Telemetry: the pair with tracing and the access log against all off`,
+    '',
+    `HTTP/1.1, 1 KB answers; each of ${ROUNDS} rounds runs every mode in turn: wrk -t1 -c${CONNECTIONS} -d${DURATION}s (saturated), then vegeta at ${RATE}/s for ${DURATION}s (keep-alive). Medians, (min–max) over the rounds; CPU is the pair's (A + B) user + system time per request.`,
+    '',
+    `| mode | requests/s (wrk) | CPU µs/request, saturated | vs off | CPU µs/request at ${RATE}/s | vs off | p99 ms at ${RATE}/s | errors | requests sent | spans exported / log lines |`,
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const [m, list] of rounds) {
+    const procs = pairs.get(m)?.procs ?? [];
+    const lines = procs.reduce((n, p) => n + (stdoutLines.get(pidOf(p)) ?? 0), 0);
+    const out = m.startsWith('trace')
+      ? `${collector.spans(m)} spans`
+      : m === 'log'
+        ? `${lines} lines`
+        : '-';
+    const fixed = list.flatMap((r) => (r.fixed === null ? [] : [r.fixed]));
+    const sent = list.reduce((n, r) => n + r.wrk.requests + (r.fixed?.rate ?? 0) * DURATION, 0);
+    const errors = list.reduce((n, r) => n + r.wrk.errors + (r.fixed?.errors ?? 0), 0);
+    rows.push(
+      `| ${m} | ${spread(list.map((r) => r.wrk.rps))} | ${spread(list.map(saturated))} | ${vsOff(m, saturated)} | ${fixed.length === 0 ? 'vegeta missing' : spread(list.map(atRate))} | ${fixed.length === 0 ? '-' : vsOff(m, atRate)} | ${fixed.length === 0 ? '-' : spread(fixed.map((f) => f.p99ms))} | ${errors} | ${Math.round(sent)} | ${out} |`,
+    );
+  }
+  collector.close();
+  process.stdout.write(`${rows.join('\n')}\n`);
+  process.exit(0);
+}
+
 async function main(): Promise<void> {
+  if (TELEMETRY.length > 0) return telemetryMain();
   const backend = await startBackend();
   const url = (port: number): string => `http://127.0.0.1:${port}/`;
   const rows: string[] = [];
@@ -439,13 +599,14 @@ async function main(): Promise<void> {
   const mooring = ONLY.has('mooring') ? await startMooringPair(backend.port, 'http') : null;
   const nginxPair = ONLY.has('nginx') ? await startNginxPair(backend.port) : null;
   for (let round = 0; round < ROUNDS; round++) {
-    if (ONLY.has('direct')) results.direct?.push(measure(url(backend.port), [backend.proc]));
-    if (mooring !== null) results.mooring?.push(measure(url(mooring.port), mooring.procs));
-    if (nginxPair !== null) results.nginx?.push(measure(url(nginxPair.port), nginxPair.procs));
+    if (ONLY.has('direct')) results.direct?.push(await measure(url(backend.port), [backend.proc]));
+    if (mooring !== null) results.mooring?.push(await measure(url(mooring.port), mooring.procs));
+    if (nginxPair !== null)
+      results.nginx?.push(await measure(url(nginxPair.port), nginxPair.procs));
   }
-  if (ONLY.has('direct')) latency.direct = fixedRate(url(backend.port));
-  if (mooring !== null) latency.mooring = fixedRate(url(mooring.port));
-  if (nginxPair !== null) latency.nginx = fixedRate(url(nginxPair.port));
+  if (ONLY.has('direct')) latency.direct = await fixedRate(url(backend.port));
+  if (mooring !== null) latency.mooring = await fixedRate(url(mooring.port));
+  if (nginxPair !== null) latency.nginx = await fixedRate(url(nginxPair.port));
 
   rows.push(
     `### HTTP/1.1, 1 KB answers, keep-alive, wrk -t1 -c${CONNECTIONS} -d${DURATION}s (${ROUNDS} round(s))`,

@@ -1,8 +1,9 @@
 // wrk for the benchmarks: a Lua script that POSTs a body file, and one run read back as
 // requests/s, p50/p99 (from --latency) and errors (non-2xx responses and socket errors).
 
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 
 /** Writes a wrk script to `path` that POSTs the content of `bodyFile` with `headers`. */
 export function luaPost(path: string, bodyFile: string, headers: Record<string, string>): string {
@@ -26,13 +27,16 @@ export interface WrkResult {
   readonly errors: number;
 }
 
-/** One wrk run, one thread, keep-alive, against `url` (with `script`, or plain GETs). */
-export function runWrkOnce(
-  url: string,
-  options: { connections: number; duration: number; script?: string; pinned?: string },
-): WrkResult {
+interface WrkOptions {
+  readonly connections: number;
+  readonly duration: number;
+  readonly script?: string;
+  readonly pinned?: string;
+}
+
+function wrkCommand(url: string, options: WrkOptions): [string, string[]] {
   const pin = options.pinned === undefined ? [] : ['-c', options.pinned, 'wrk'];
-  const out = execFileSync(
+  return [
     options.pinned === undefined ? 'wrk' : 'taskset',
     [
       ...pin,
@@ -43,8 +47,22 @@ export function runWrkOnce(
       ...(options.script === undefined ? [] : ['-s', options.script]),
       url,
     ],
-    { encoding: 'utf8' },
-  );
+  ];
+}
+
+/** One wrk run, one thread, keep-alive, against `url` (with `script`, or plain GETs). */
+export function runWrkOnce(url: string, options: WrkOptions): WrkResult {
+  const [command, args] = wrkCommand(url, options);
+  return parseWrk(execFileSync(command, args, { encoding: 'utf8' }));
+}
+
+/** runWrkOnce without blocking this process' event loop (it serves or drains while wrk runs). */
+export async function runWrk(url: string, options: WrkOptions): Promise<WrkResult> {
+  const [command, args] = wrkCommand(url, options);
+  return parseWrk((await promisify(execFile)(command, args, { encoding: 'utf8' })).stdout);
+}
+
+function parseWrk(out: string): WrkResult {
   const toMs = (value: string, unit: string): number =>
     unit === 'us' ? Number(value) / 1000 : unit === 's' ? Number(value) * 1000 : Number(value);
   const pct = (p: string): number => {

@@ -63,6 +63,8 @@ interface ProxyParts {
   readonly sidecar: Sidecar;
   readonly mesh: MeshClient;
   readonly metrics: IstioMetrics;
+  /** The proxy's scrape (15090, and its part of 15020): Istio's metrics and the telemetry's own. */
+  readonly renderStats: () => string;
   readonly servers: http.Server[];
 }
 
@@ -156,7 +158,7 @@ export async function runAgent(options: AgentOptions, runtime: AgentRuntime): Pr
     );
   };
   if (options.proxy.enabled) proxy = await startProxy(options, { log, clock, roots: () => roots });
-  const proxyMetrics = proxy?.metrics ?? null;
+  const proxyStats = proxy?.renderStats ?? null;
 
   const readinessServer = createReadinessServer({ readiness, log });
   const agentServer = createAgentServer({
@@ -168,7 +170,7 @@ export async function runAgent(options: AgentOptions, runtime: AgentRuntime): Pr
     mergedMetrics: podMetrics({
       app: options.appMetrics,
       appHost: options.probeHost,
-      proxy: proxyMetrics === null ? null : () => proxyMetrics.render(),
+      proxy: proxyStats,
       registry,
       log,
     }),
@@ -306,6 +308,7 @@ async function startProxy(
     log,
   });
   const servers: http.Server[] = [];
+  const renderStats = (): string => istio.render() + sidecar.telemetry.render();
   try {
     const listening = await sidecar.start();
     const admin = createProxyAdminServer({
@@ -314,7 +317,7 @@ async function startProxy(
     });
     servers.push(admin);
     await listenOn(admin, '127.0.0.1', p.adminPort);
-    const stats = createProxyStatsServer(() => istio.render());
+    const stats = createProxyStatsServer(renderStats);
     servers.push(stats);
     await listenOn(stats, options.listenHost, p.statsPort);
     log.info(
@@ -333,7 +336,7 @@ async function startProxy(
   }
   mesh.onChange(({ state }) => sidecar.setMesh(state));
   mesh.start();
-  return { sidecar, mesh, metrics: istio, servers };
+  return { sidecar, mesh, metrics: istio, renderStats, servers };
 }
 
 async function stopProxy(proxy: ProxyParts): Promise<void> {

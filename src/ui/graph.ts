@@ -7,7 +7,9 @@
 // workload graph draws them. Requests from outside the mesh have no source reporter: they come
 // from reporter="destination" with `source_workload="unknown"`. Each edge carries its request
 // rate, the share of 5xx answers, the p99 latency and whether its traffic was mutual TLS; TCP
-// edges carry bytes per second.
+// edges carry bytes per second. An edge idle in the window (a rate of 0: its counter exists but
+// did not grow) is not drawn, as Kiali hides idle edges by default: with no traffic there is
+// nothing to say about its rate, errors or mutual TLS.
 
 /** One sample of an instant vector (Prometheus' /api/v1/query answer, resultType "vector"). */
 export interface PromSample {
@@ -154,6 +156,7 @@ export function buildGraph(a: GraphAnswers): MeshGraph {
   };
   const addRequests = (s: PromSample): void => {
     const v = numberOf(s);
+    if (v <= 0) return;
     const code = label(s, 'response_code');
     const failed = code.startsWith('5') || code === '0';
     const mtls = label(s, 'connection_security_policy') === 'mutual_tls';
@@ -179,6 +182,7 @@ export function buildGraph(a: GraphAnswers): MeshGraph {
   }
   for (const s of a.tcp) {
     const v = numberOf(s);
+    if (v <= 0) continue;
     const mtls = label(s, 'connection_security_policy') === 'mutual_tls';
     const { src, svc, dst } = nodeIds(s);
     for (const e of [edge(src, svc, 'tcp'), edge(svc, dst, 'tcp')]) {

@@ -1,6 +1,6 @@
 // The Grafana dashboards of the chart: rendered as ConfigMaps for Grafana's sidecar only when
 // enabled, and built on Istio's standard metrics and labels alone (the end-to-end test runs every
-// query against a real Prometheus: test/e2e/observability.test.ts).
+// query against a real Prometheus: test/netns/observability.test.ts).
 import { render, type KubeObject } from './helm';
 import { dashboard, dashboardText, DASHBOARDS, queries } from './dashboards';
 

@@ -120,7 +120,7 @@ beforeAll(async () => {
       'token-web': { namespace: 'default', serviceAccount: 'web' },
       'token-api': { namespace: 'default', serviceAccount: 'api' },
     },
-    SERVER_CONFIG,
+    { config: SERVER_CONFIG },
   );
   // The drain test below needs more than the rig's 2 s: the last flag wins.
   const agentArgs = ['--ttl', '10s', '--drain', '15s'];

@@ -107,6 +107,9 @@ export interface PodSpec {
   readonly app?: boolean;
   /** The agent's token (local mode: `token-<name>`, listed in tokens.json). */
   readonly token?: string;
+  /** Annotations of the Pod object in the mesh (e.g. `proxy.mooring.dev/access-log`). */
+  readonly annotations?: Record<string, string>;
+
 }
 
 export interface Pod {
@@ -117,8 +120,34 @@ export interface Pod {
   readonly dir: string;
   agent: ChildProcess | null;
   app: ChildProcess | null;
-  readonly logs: { agent: string; app: string };
+  /** `agent`: everything the agent printed; `agentStdout`: its stdout alone (the access log). */
+  readonly logs: { agent: string; agentStdout: string; app: string };
 }
+
+export interface RigOptions {
+  /** The server's configuration file (`mooring serve --config`), e.g. `{ mesh: { accessLog: true } }`. */
+  readonly config?: object;
+}
+
+export interface HttpAnswer {
+  status?: number;
+  headers?: Record<string, string>;
+  body?: string;
+  error?: string;
+}
+
+/** MeshRig.http's client: argv url, method, headers (JSON), body. */
+const HTTP_SCRIPT = `
+const http = require('http');
+const [url, method, headers, body] = [process.argv[1], process.argv[2], JSON.parse(process.argv[3]), process.argv[4]];
+const req = http.request(url, { method, headers, agent: false }, (res) => {
+  let text = '';
+  res.on('data', (d) => (text += d));
+  res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, headers: res.headers, body: text })));
+});
+req.on('error', (e) => console.log(JSON.stringify({ error: e.code || e.message })));
+req.setTimeout(10000, () => req.destroy(new Error('TIMEOUT')));
+req.end(body);`;
 
 export class MeshRig {
   readonly hub: string;
@@ -146,12 +175,14 @@ export class MeshRig {
   /** The hub namespace, its bridge, and the server (the CA and the mesh push). */
   async start(
     tokens: Record<string, { namespace: string; serviceAccount: string }>,
-    config?: object,
+    options: RigOptions = {},
+
   ): Promise<void> {
     await this.startHub();
     writeFileSync(join(this.dataDir, 'tokens.json'), JSON.stringify(tokens), { mode: 0o600 });
     const configFile = join(this.dir, 'server.json');
-    if (config !== undefined) writeFileSync(configFile, JSON.stringify(config));
+    const { config } = options;
+    if (config !== undefined) writeFileSync(configFile, JSON.stringify(config), { mode: 0o600 });
     await this.startServer(
       [
         ...['--data-dir', this.dataDir, '--mesh-dir', this.meshDir],
@@ -213,6 +244,7 @@ export class MeshRig {
       [
         ...['ip', 'netns', 'exec', this.hub, 'env', ...envArgs, NODE, MOORING, 'serve'],
         ...['--listen', `${HUB_IP}:8443`, '--admin-listen', '127.0.0.1:9090', ...flags],
+
       ],
       (t) => (this.serverLog += t),
     );
@@ -243,7 +275,7 @@ export class MeshRig {
       dir,
       agent: null,
       app: null,
-      logs: { agent: '', app: '' },
+      logs: { agent: '', agentStdout: '', app: '' },
     };
     this.pods.set(spec.name, pod);
     await must('ip', ['netns', 'add', ns]);
@@ -288,6 +320,7 @@ export class MeshRig {
     mkdirSync(files.out, { recursive: true });
     chownSync(files.out, 1337, 1337);
     pod.logs.agent = '';
+    pod.logs.agentStdout = '';
     pod.agent = this.spawnLogged(
       [
         'ip',
@@ -321,6 +354,7 @@ export class MeshRig {
         ...extra,
       ],
       (t) => (pod.logs.agent += t),
+      (t) => (pod.logs.agentStdout += t),
     );
   }
 
@@ -407,6 +441,21 @@ export class MeshRig {
     return r.stdout;
   }
 
+  /**
+   * An HTTP/1.1 request made by a Pod's app (UID 1000: through its sidecar when meshed), a new
+   * connection each; a connection error is `{error}`, never a throw.
+   */
+  async http(
+    name: string,
+    url: string,
+    opts: { method?: string; headers?: Record<string, string>; body?: string } = {},
+  ): Promise<HttpAnswer> {
+    const method = opts.method ?? (opts.body === undefined ? 'GET' : 'POST');
+    const args = [url, method, JSON.stringify(opts.headers ?? {})];
+    if (opts.body !== undefined) args.push(opts.body);
+    return JSON.parse(await this.node(name, HTTP_SCRIPT, args)) as HttpAnswer;
+  }
+
   /** The proxy's /config_dump (127.0.0.1:15000 in the Pod). */
   async configDump(name: string): Promise<Record<string, unknown>> {
     const r = await this.exec(this.pod(name).ns, [
@@ -449,10 +498,18 @@ export class MeshRig {
     );
   }
 
-  spawnLogged(command: readonly string[], sink: (text: string) => void): ChildProcess {
+  /** Starts a command; everything it prints goes to `sink`, its stdout also to `stdoutSink`. */
+  spawnLogged(
+    command: readonly string[],
+    sink: (text: string) => void,
+    stdoutSink?: (text: string) => void,
+  ): ChildProcess {
     const [file, ...args] = command as [string, ...string[]];
     const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout?.on('data', (d: Buffer) => sink(d.toString()));
+    child.stdout?.on('data', (d: Buffer) => {
+      sink(d.toString());
+      stdoutSink?.(d.toString());
+    });
     child.stderr?.on('data', (d: Buffer) => sink(d.toString()));
     this.children.push(child);
     return child;
@@ -576,14 +633,15 @@ export function podObject(pod: Pod): object {
       name: pod.spec.name,
       namespace: pod.namespace,
       labels: { app: pod.spec.name, ...pod.spec.labels },
-      ...(pod.spec.meshed
-        ? {
-            annotations: {
+      annotations: {
+        ...(pod.spec.meshed
+          ? {
               'mooring.dev/status':
                 '{"initContainers":["mooring-init"],"containers":["mooring-proxy"]}',
-            },
-          }
-        : {}),
+            }
+          : {}),
+        ...pod.spec.annotations,
+      },
     },
     spec: { serviceAccountName: pod.serviceAccount, containers: [{ name: 'app', image: 'echo' }] },
     status: { podIP: pod.spec.ip, podIPs: [{ ip: pod.spec.ip }] },

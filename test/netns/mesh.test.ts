@@ -19,6 +19,7 @@ import {
   prepareRig,
   serviceObject,
   sliceObject,
+  type HttpAnswer,
   type Pod,
   type PortSpec,
 } from './mesh-rig';
@@ -51,35 +52,15 @@ const ghost = {
   serviceAccount: 'api-ghost',
 } as Pod;
 
-/** An HTTP/1.1 request from a Pod (as its app), answered as {status, headers, body}. */
-const HTTP = `
-const http = require('http');
-const [url, headers, body] = [process.argv[1], JSON.parse(process.argv[2] || '{}'), process.argv[3]];
-const req = http.request(url, { method: body ? 'POST' : 'GET', headers, agent: false }, (res) => {
-  let text = '';
-  res.on('data', (d) => (text += d));
-  res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, headers: res.headers, body: text })));
-});
-req.on('error', (e) => console.log(JSON.stringify({ error: e.code || e.message })));
-req.setTimeout(10000, () => req.destroy(new Error('TIMEOUT')));
-req.end(body);`;
+type Answer = HttpAnswer;
 
-interface Answer {
-  status?: number;
-  headers?: Record<string, string>;
-  body?: string;
-  error?: string;
-}
-
-async function httpFrom(
+function httpFrom(
   pod: Pod,
   url: string,
   headers: Record<string, string> = {},
   body?: string,
 ): Promise<Answer> {
-  return JSON.parse(
-    await rig.node(pod.spec.name, HTTP, [url, JSON.stringify(headers), ...(body ? [body] : [])]),
-  ) as Answer;
+  return rig.http(pod.spec.name, url, { headers, ...(body ? { body } : {}) });
 }
 
 const echoed = (

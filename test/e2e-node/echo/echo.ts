@@ -20,9 +20,10 @@
 //   GET  /startup        the answer of ECHO_STARTUP_CHECK_URL at start
 //   POST /admin/health   {"http"?: bool, "grpc"?: bool, "tcp"?: bool}: health on or off (tcp off
 //                        closes the TCP listener)
-//   POST /call           {"url", "method"?, "headers"?, "body"?, "timeoutMs"?}: an HTTP/1.1
-//                        request from this Pod; answers {"status", "headers", "body"} or 502
-//                        {"error"}
+//   POST /call           {"url", "method"?, "headers"?, "body"?, "timeoutMs"?, "propagate"?}: an
+//                        HTTP/1.1 request from this Pod; answers {"status", "headers", "body"} or
+//                        502 {"error"}; with "propagate": true it copies the trace headers of the
+//                        request it serves onto its call, as a traced app must (README: Tracing)
 //   POST /grpc-call      {"target": "host:port", "message"?, "metadata"?, "timeoutMs"?}: a unary
 //                        Echo call from this Pod; answers {"response", "metadata"} or 502
 //                        {"error", "code"}
@@ -153,6 +154,31 @@ interface HttpCall {
   readonly headers?: Record<string, string>;
   readonly body?: string;
   readonly timeoutMs?: number;
+  /** /call: copy TRACE_HEADERS of the request being served onto this call. */
+  readonly propagate?: boolean;
+}
+
+/** What an app copies from the request it serves onto the calls it makes, for tracing. */
+const TRACE_HEADERS = [
+  'x-request-id',
+  'traceparent',
+  'tracestate',
+  'x-b3-traceid',
+  'x-b3-spanid',
+  'x-b3-parentspanid',
+  'x-b3-sampled',
+  'x-b3-flags',
+  'b3',
+];
+
+function propagated(from: http.IncomingMessage, call: HttpCall): HttpCall {
+  if (call.propagate !== true) return call;
+  const headers: Record<string, string> = { ...call.headers };
+  for (const name of TRACE_HEADERS) {
+    const value = from.headers[name];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  return { ...call, headers };
 }
 
 interface HttpAnswer {
@@ -283,7 +309,7 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse): Prom
     }
     reply(res, 200, health);
   } else if (req.method === 'POST' && path === '/call') {
-    await httpCall(input() as unknown as HttpCall).then(
+    await httpCall(propagated(req, input() as unknown as HttpCall)).then(
       (answer) => reply(res, 200, answer),
       (err: unknown) => reply(res, 502, errorOf(err)),
     );

@@ -1,10 +1,20 @@
 // A real Jaeger for the tracing tests: Jaeger v2 (an OpenTelemetry Collector) with in-memory
 // storage, built by build-jaeger.sh into .cache/jaeger/bin. It receives OTLP (HTTP and gRPC) and
-// answers its query API, every port on 127.0.0.1 and chosen free; its log is in tmpDir.
+// answers its query API, every port on 127.0.0.1 and chosen free; its log is in tmpDir. With
+// `netns`, it runs in that network namespace and listens on `host` there (the netns tests: the
+// hub, where the agents of the Pods send their spans).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { freePorts, spawnLogged, tailFile, trackProcesses, waitUntil } from './processes';
+import {
+  freePorts,
+  netnsFetch,
+  spawnLogged,
+  tailFile,
+  trackProcesses,
+  waitUntil,
+  type Fetch,
+} from './processes';
 
 export const JAEGER_BIN = path.resolve(__dirname, '../../../.cache/jaeger/bin/jaeger');
 
@@ -15,27 +25,37 @@ export interface JaegerOptions {
   readonly startTimeoutMs?: number;
   /** Leave the temporary directory (configuration, log) on stop(), for debugging. */
   readonly keepTmpDir?: boolean;
+  /** Run in this network namespace (root); `fetch` of the answer reaches it there. */
+  readonly netns?: string;
+  /** The address every port listens on; default 127.0.0.1. */
+  readonly host?: string;
+  /** The ports; default: free ones of 127.0.0.1. */
+  readonly ports?: JaegerPorts;
+}
+
+export interface JaegerPorts {
+  readonly otlpHttp: number;
+  readonly otlpGrpc: number;
+  readonly query: number;
+  readonly queryGrpc: number;
 }
 
 export interface Jaeger {
-  /** OTLP/HTTP receiver, `http://127.0.0.1:PORT` (spans go to `/v1/traces`). */
+  /** OTLP/HTTP receiver, `http://HOST:PORT` (spans go to `/v1/traces`). */
   readonly otlpHttpUrl: string;
   /** OTLP/gRPC receiver, `127.0.0.1:PORT`. */
   readonly otlpGrpcAddress: string;
   /** Query API and UI, `http://127.0.0.1:PORT` (`/api/traces/<trace id>`, `/api/services`). */
   readonly queryUrl: string;
   readonly logPath: string;
+  /** A fetch that reaches the ports (the global one, or one inside `netns`). */
+  readonly fetch: Fetch;
   /** Stops Jaeger and removes its temporary directory. Safe to call more than once. */
   stop(): Promise<void>;
 }
 
 /** Jaeger's configuration: OTLP in, memory storage, the query API; nothing else listens. */
-export function jaegerConfig(ports: {
-  otlpHttp: number;
-  otlpGrpc: number;
-  query: number;
-  queryGrpc: number;
-}): string {
+export function jaegerConfig(ports: JaegerPorts, host = '127.0.0.1'): string {
   return `service:
   extensions: [jaeger_storage, jaeger_query]
   pipelines:
@@ -58,16 +78,16 @@ extensions:
     storage:
       traces: memstore
     http:
-      endpoint: 127.0.0.1:${ports.query}
+      endpoint: ${host}:${ports.query}
     grpc:
-      endpoint: 127.0.0.1:${ports.queryGrpc}
+      endpoint: ${host}:${ports.queryGrpc}
 receivers:
   otlp:
     protocols:
       http:
-        endpoint: 127.0.0.1:${ports.otlpHttp}
+        endpoint: ${host}:${ports.otlpHttp}
       grpc:
-        endpoint: 127.0.0.1:${ports.otlpGrpc}
+        endpoint: ${host}:${ports.otlpGrpc}
 processors:
   batch:
     timeout: 100ms
@@ -92,7 +112,10 @@ export async function startJaeger(opts: JaegerOptions = {}): Promise<Jaeger> {
   const { procs, stop } = trackProcesses(tmpDir, opts.keepTmpDir ?? false, 5_000);
   const logPath = path.join(tmpDir, 'jaeger.log');
   try {
-    const [otlpHttp, otlpGrpc, query, queryGrpc] = await freePorts(4);
+    const [otlpHttp, otlpGrpc, query, queryGrpc] =
+      opts.ports === undefined
+        ? await freePorts(4)
+        : [opts.ports.otlpHttp, opts.ports.otlpGrpc, opts.ports.query, opts.ports.queryGrpc];
     if (
       otlpHttp === undefined ||
       otlpGrpc === undefined ||
@@ -102,12 +125,18 @@ export async function startJaeger(opts: JaegerOptions = {}): Promise<Jaeger> {
       throw new Error('could not reserve four ports');
     }
     const configPath = path.join(tmpDir, 'config.yaml');
-    fs.writeFileSync(configPath, jaegerConfig({ otlpHttp, otlpGrpc, query, queryGrpc }));
-    const jaeger = spawnLogged('jaeger', binary, ['--config', configPath], logPath);
+    const host = opts.host ?? '127.0.0.1';
+    fs.writeFileSync(configPath, jaegerConfig({ otlpHttp, otlpGrpc, query, queryGrpc }, host));
+    const args = ['--config', configPath];
+    const jaeger =
+      opts.netns === undefined
+        ? spawnLogged('jaeger', binary, args, logPath)
+        : spawnLogged('jaeger', 'ip', ['netns', 'exec', opts.netns, binary, ...args], logPath);
     procs.push(jaeger);
+    const fetch: Fetch = opts.netns === undefined ? globalThis.fetch : netnsFetch(opts.netns);
 
-    const queryUrl = `http://127.0.0.1:${query}`;
-    const otlpHttpUrl = `http://127.0.0.1:${otlpHttp}`;
+    const queryUrl = `http://${host}:${query}`;
+    const otlpHttpUrl = `http://${host}:${otlpHttp}`;
     await waitUntil('the Jaeger query API', jaeger, deadline, async () => {
       return (await fetch(`${queryUrl}/api/services`)).status === 200;
     });
@@ -122,9 +151,10 @@ export async function startJaeger(opts: JaegerOptions = {}): Promise<Jaeger> {
     });
     return {
       otlpHttpUrl,
-      otlpGrpcAddress: `127.0.0.1:${otlpGrpc}`,
+      otlpGrpcAddress: `${host}:${otlpGrpc}`,
       queryUrl,
       logPath,
+      fetch,
       stop,
     };
   } catch (err) {

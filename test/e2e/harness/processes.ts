@@ -1,7 +1,7 @@
 // Processes of the end-to-end harnesses (the control plane, Jaeger): each one leads its own
 // process group, logs into a file, and is killed with everything it started when the harness
 // stops it or when the test process goes away first.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -153,6 +153,42 @@ export function trackProcesses(
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
+
+/** The part of `fetch` the harnesses use: the global one, or netnsFetch's. */
+export type Fetch = (
+  url: string,
+  init?: { method?: string; headers?: Record<string, string>; body?: string },
+) => Promise<{ status: number; text(): Promise<string>; json(): Promise<unknown> }>;
+
+/**
+ * A `fetch` from inside a network namespace (root: `ip netns exec NS curl`), for a harness whose
+ * tool listens where only that namespace reaches (Jaeger and Prometheus in the hub of the netns
+ * tests). A connection failure rejects, as `fetch` does.
+ */
+export function netnsFetch(ns: string): Fetch {
+  return (url, init = {}) => {
+    const args = ['netns', 'exec', ns, 'curl', '-sS', '--max-time', '20', '-o', '-'];
+    args.push('-w', '\n%{http_code}', '-X', init.method ?? 'GET');
+    for (const [k, v] of Object.entries(init.headers ?? {})) args.push('-H', `${k}: ${v}`);
+    if (init.body !== undefined) args.push('--data-binary', init.body);
+    args.push('--', url);
+    return new Promise((resolve, reject) => {
+      execFile('ip', args, { encoding: 'utf8', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+        if (err !== null) {
+          reject(new Error(`curl ${url} in ${ns}: ${stderr.trim() || err.message}`));
+          return;
+        }
+        const cut = stdout.lastIndexOf('\n');
+        const body = stdout.slice(0, cut);
+        resolve({
+          status: Number(stdout.slice(cut + 1)),
+          text: () => Promise.resolve(body),
+          json: () => Promise.resolve(JSON.parse(body) as unknown),
+        });
+      });
+    });
+  };
+}
 
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

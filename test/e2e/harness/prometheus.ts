@@ -1,10 +1,18 @@
 // A real Prometheus for the metrics tests: Debian's `prometheus` (apt-get install prometheus),
 // scraping the given targets every second, its storage and log in a temporary directory, its
-// web API on a free port of 127.0.0.1.
+// web API on a free port of 127.0.0.1 (with `netns`: in that network namespace, on `host`).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { freePorts, spawnLogged, tailFile, trackProcesses, waitUntil } from './processes';
+import {
+  freePorts,
+  netnsFetch,
+  spawnLogged,
+  tailFile,
+  trackProcesses,
+  waitUntil,
+  type Fetch,
+} from './processes';
 
 export const PROMETHEUS_BIN = process.env.MOORING_PROMETHEUS ?? '/usr/bin/prometheus';
 
@@ -17,8 +25,10 @@ export interface PrometheusTarget {
 }
 
 export interface Prometheus {
-  /** `http://127.0.0.1:PORT`. */
+  /** `http://HOST:PORT`. */
   readonly url: string;
+  /** A fetch that reaches `url` (the global one, or one inside `netns`). */
+  readonly fetch: Fetch;
   readonly logPath: string;
   /** One instant query: the result vector. */
   query(promql: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]>;
@@ -47,7 +57,14 @@ export function prometheusConfig(jobs: readonly PrometheusTarget[], intervalSeco
 
 export async function startPrometheus(
   jobs: readonly PrometheusTarget[],
-  opts: { startTimeoutMs?: number; keepTmpDir?: boolean } = {},
+  opts: {
+    startTimeoutMs?: number;
+    keepTmpDir?: boolean;
+    netns?: string;
+    host?: string;
+    /** Default: a free port of 127.0.0.1. */
+    port?: number;
+  } = {},
 ): Promise<Prometheus> {
   try {
     fs.accessSync(PROMETHEUS_BIN, fs.constants.X_OK);
@@ -59,22 +76,28 @@ export async function startPrometheus(
   const { procs, stop } = trackProcesses(tmpDir, opts.keepTmpDir ?? false, 5_000);
   const logPath = path.join(tmpDir, 'prometheus.log');
   try {
-    const [port] = await freePorts(1);
+    const port = opts.port ?? (await freePorts(1))[0];
     const configPath = path.join(tmpDir, 'prometheus.yml');
     fs.writeFileSync(configPath, prometheusConfig(jobs));
-    const proc = spawnLogged(
-      'prometheus',
-      PROMETHEUS_BIN,
-      [
-        `--config.file=${configPath}`,
-        `--storage.tsdb.path=${path.join(tmpDir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-        '--log.level=warn',
-      ],
-      logPath,
-    );
+    const host = opts.host ?? '127.0.0.1';
+    const args = [
+      `--config.file=${configPath}`,
+      `--storage.tsdb.path=${path.join(tmpDir, 'data')}`,
+      `--web.listen-address=${host}:${port}`,
+      '--log.level=warn',
+    ];
+    const proc =
+      opts.netns === undefined
+        ? spawnLogged('prometheus', PROMETHEUS_BIN, args, logPath)
+        : spawnLogged(
+            'prometheus',
+            'ip',
+            ['netns', 'exec', opts.netns, PROMETHEUS_BIN, ...args],
+            logPath,
+          );
     procs.push(proc);
-    const url = `http://127.0.0.1:${port}`;
+    const fetch: Fetch = opts.netns === undefined ? globalThis.fetch : netnsFetch(opts.netns);
+    const url = `http://${host}:${port}`;
     await waitUntil('the Prometheus API', proc, deadline, async () => {
       return (await fetch(`${url}/-/ready`)).status === 200;
     });
@@ -90,6 +113,7 @@ export async function startPrometheus(
     };
     return {
       url,
+      fetch,
       logPath,
       query,
       async waitForScrapes(times, timeoutMs = 60_000) {

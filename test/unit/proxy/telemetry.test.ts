@@ -4,6 +4,7 @@
 import {
   accessLogLine,
   buildSpan,
+  hostPort,
   nodeInfo,
   otlpTraceRequest,
   pathOnly,
@@ -12,7 +13,10 @@ import {
   type RequestFacts,
 } from '../../../src/agent/proxy/core/request-facts';
 import type { SpanContext } from '../../../src/agent/proxy/core/trace-context';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import {
+  httpPost,
   LineSink,
   OtlpExporter,
   RandomIds,
@@ -168,6 +172,15 @@ describe('an access log line', () => {
   ])('path %s is logged as %s', (input, expected) => {
     expect(pathOnly(input)).toBe(expected);
   });
+
+  it.each([
+    ['10.77.0.21', '10.77.0.21:4000'],
+    ['::ffff:10.77.0.21', '10.77.0.21:4000'],
+    ['fd00::21', '[fd00::21]:4000'],
+    ['::ffff:a4d:15', '[::ffff:a4d:15]:4000'],
+  ])('address %s is written %s', (address, expected) => {
+    expect(hostPort(address, 4000)).toBe(expected);
+  });
 });
 
 describe('the OTLP exporter', () => {
@@ -251,6 +264,37 @@ describe('the OTLP exporter', () => {
     expect(c).toMatchObject({ exported: 0, droppedExportFailed: 2, exportFailures: 2 });
     expect(errors).toEqual(['HTTP 503', 'ECONNREFUSED']);
     await e.close();
+  });
+});
+
+describe("the exporter's POST", () => {
+  it('sends the body as JSON on one kept-alive connection, and times out a collector that does not answer', async () => {
+    const seen: { body: string; type: string | undefined; port: number }[] = [];
+    let answer = true;
+    const collector = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        seen.push({ body, type: req.headers['content-type'], port: req.socket.remotePort ?? 0 });
+        if (answer) res.writeHead(202).end();
+      });
+    });
+    await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(collector.address() as AddressInfo).port}/v1/traces`;
+    try {
+      expect(await httpPost(url, '{"a":1}', 5_000)).toBe(202);
+      expect(await httpPost(url, '{"b":2}', 5_000)).toBe(202);
+      expect(seen.map((x) => [x.body, x.type])).toEqual([
+        ['{"a":1}', 'application/json'],
+        ['{"b":2}', 'application/json'],
+      ]);
+      expect(seen[1]?.port).toBe(seen[0]?.port);
+      answer = false;
+      await expect(httpPost(url, '{}', 300)).rejects.toThrow('no answer within 300 ms');
+    } finally {
+      collector.closeAllConnections();
+      collector.close();
+    }
   });
 });
 

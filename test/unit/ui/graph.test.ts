@@ -95,6 +95,21 @@ describe('the graph of the answers', () => {
     expect(g.edges.filter((e) => e.protocol === 'http')).toEqual([]);
   });
 
+  it('leaves out an edge idle in the window, whose mutual TLS it cannot tell', () => {
+    const g = buildGraph({
+      ...EMPTY,
+      requests: [edge({}, 2), edge({ destination_service: 'old.shop.svc.cluster.local' }, 0)],
+      tcp: [edge({ destination_service: 'db.shop.svc.cluster.local' }, 0)],
+      p99: [edge({ destination_service: 'old.shop.svc.cluster.local' }, NaN)],
+    });
+    expect(g.edges.map((e) => e.id)).toEqual([
+      'service:reviews.shop.svc.cluster.local->workload:shop/reviews-v1|http',
+      'workload:shop/web->service:reviews.shop.svc.cluster.local|http',
+    ]);
+    expect(g.nodes.map((n) => n.id)).not.toContain('service:db.shop.svc.cluster.local');
+    expect(g.nodes.map((n) => n.id)).not.toContain('service:old.shop.svc.cluster.local');
+  });
+
   it('asks the standard metrics for the chosen window', () => {
     const q = graphQueries('5m');
     expect(q.requests).toContain('rate(istio_requests_total{reporter="source"}[5m])');

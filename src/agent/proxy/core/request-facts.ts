@@ -78,9 +78,14 @@ export function nodeInfo(
   };
 }
 
-/** `address:port`, an IPv6 address in brackets. */
-export const hostPort = (address: string, port: number): string =>
-  address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+/**
+ * `address:port`, an IPv6 address in brackets; an IPv4-mapped IPv6 address (a client of a
+ * dual-stack listener) as the IPv4 address it is, as Envoy prints it.
+ */
+export function hostPort(address: string, port: number): string {
+  if (address.startsWith('::ffff:') && address.includes('.')) return `${address.slice(7)}:${port}`;
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
 
 /** `outbound|<port>||<fqdn>` / `inbound|<port>||`, Envoy's cluster names under Istio. */
 export const clusterName = (

@@ -25,7 +25,7 @@ import {
   LineSink,
   OtlpExporter,
   RandomIds,
-  fetchPost,
+  httpPost,
   type ExportCounters,
   type Post,
 } from './exporter';
@@ -115,7 +115,7 @@ export class ProxyTelemetry {
               { url, ...EXPORTER_DEFAULTS, ...this.deps.exporter },
               (spans) => otlpTraceRequest(this.node, spans),
               this.counters,
-              this.deps.post ?? fetchPost,
+              this.deps.post ?? httpPost,
               this.deps.onExportError,
             );
       void old?.close();
