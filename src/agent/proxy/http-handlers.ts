@@ -6,7 +6,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type http2 from 'node:http2';
-import type { MeshService, WorkloadInfo } from '../../api/mesh';
+import type { HeaderOperations, MeshService, WorkloadInfo } from '../../api/mesh';
 import { pickEndpoint, type Random, type UpstreamEndpoint } from './core/endpoints';
 import { ALPN, xfccValue, type MooringAlpn } from './core/identity';
 import {
@@ -17,7 +17,9 @@ import {
 } from './core/mesh-index';
 import { PEER_HEADER, parsePeerHeader, peerHeaderValue } from './core/peer';
 import { clusterName, hostPort, type RequestFacts } from './core/request-facts';
-import { routeRequest, type RequestView } from './core/route';
+import { recordOutcome } from './core/outlier';
+import { RetryBudget } from './core/retry-budget';
+import { rewritePath, routeRequest, type RequestView } from './core/route';
 import {
   propagationHeaders,
   readH2TraceHeaders,
@@ -31,6 +33,7 @@ import { headerValue, type RequestHead } from './l7/http1-codec';
 import {
   flagsText,
   localReply,
+  type AttemptOutcome,
   type ExchangePlan,
   type ExchangeRecord,
   type Http1Downstream,
@@ -62,6 +65,8 @@ export interface HandlerContext {
   readonly load: { requests: number };
   /** Tracing and the access log. */
   readonly telemetry: ProxyTelemetry;
+  /** Outlier detection ejected an endpoint until `untilMs` (for a log line). */
+  onEjection?(service: MeshService, endpoint: UpstreamEndpoint, untilMs: number): void;
 }
 
 /**
@@ -222,7 +227,32 @@ const OUTBOUND_REMOVE: ReadonlySet<string> = new Set([
 ]);
 const NO_RETRIES = Object.freeze({ attempts: 0, retryOn: Object.freeze([] as string[]) });
 
+/**
+ * A route's request header operations (and an authority rewrite) as the headers to drop and the
+ * lines to add: `set` replaces, `add` appends, `remove` drops. null: nothing changes.
+ */
+export function requestHeaderChanges(
+  ops: HeaderOperations | undefined,
+  authority: string | undefined,
+): { remove: ReadonlySet<string>; add: string[] } | null {
+  if (ops === undefined && authority === undefined) return null;
+  const remove = new Set(OUTBOUND_REMOVE);
+  const add: string[] = [];
+  for (const { name, value } of ops?.set ?? []) {
+    remove.add(name);
+    add.push(name, value);
+  }
+  for (const name of ops?.remove ?? []) remove.add(name);
+  for (const { name, value } of ops?.add ?? []) add.push(name, value);
+  if (authority !== undefined) {
+    remove.add('host');
+    add.push('host', authority);
+  }
+  return { remove, add };
+}
+
 export class OutboundHttp implements Http1Handler {
+  private readonly budgets = new Map<string, RetryBudget>();
   /** Edges by endpoint and service, for this configuration. */
   private edges = new Map<string, Edge>();
   private edgesVersion = -1;
@@ -283,26 +313,67 @@ export class OutboundHttp implements Http1Handler {
         service: target.service,
       };
     }
-    const decision = routeRequest(target.service, target.port.port, view, this.ctx.random, (key) =>
+    const random = this.ctx.random;
+    const decision = routeRequest(target.service, target.port.port, view, random, (key) =>
       index.service(key),
     );
     if (decision === null) return localReply(404, '', ['NR']);
+    if (decision.kind === 'failure') {
+      return localReply(decision.status, decision.reason, [decision.status === 503 ? 'NC' : 'NR']);
+    }
+    // Fault injection, as Envoy's fault filter: the abort first, then the delay.
+    const fault = decision.fault;
+    if (fault?.abort !== undefined && random() * 100 < fault.abort.percent) {
+      return localReply(fault.abort.httpStatus, 'fault filter abort', ['FI']);
+    }
+    const delayMs =
+      fault?.delay !== undefined && random() * 100 < fault.delay.percent
+        ? fault.delay.fixedDelayMs
+        : 0;
     const set = index.endpointSet(decision.service, decision.port, decision.subset);
-    const lb =
-      effectivePolicy(decision.service, decision.subset).loadBalancer ?? DEFAULT_LOAD_BALANCER;
-    const random = this.ctx.random;
+    const policy = effectivePolicy(decision.service, decision.subset);
+    const lb = policy.loadBalancer ?? DEFAULT_LOAD_BALANCER;
     const now = this.ctx.nowMs();
+    const budget = this.budget(decision.service.key);
+    budget.request(now);
+    const outlier = policy.outlierDetection;
+    const nowMs = (): number => this.ctx.nowMs();
+    const headers = requestHeaderChanges(decision.requestHeaders, decision.rewrite?.authority);
     return {
       ...base,
+      ...(headers === null
+        ? {}
+        : { removeHeaders: headers.remove, addHeaders: [...headers.add, ...add] }),
+      ...(decision.rewrite === undefined ||
+      (decision.rewrite.prefix === undefined && decision.rewrite.fullPath === undefined)
+        ? {}
+        : { target: rewritePath(view.path, decision.match, decision.rewrite) }),
+      ...(delayMs > 0 ? { delayMs } : {}),
       addHeadersMeshed: [
         PEER_HEADER,
         peerHeaderValue(this.ctx.ownPeerValue(), decision.service.hostname),
       ],
-      pick: (tried) => pickEndpoint(set, lb, random, now, tried.size === 0 ? null : tried),
+      pick: (tried) => pickEndpoint(set, lb, random, nowMs(), tried.size === 0 ? null : tried),
       retries: decision.retries,
       timeoutMs: decision.timeoutMs,
       service: decision.service,
+      canRetry: () => budget.tryRetry(nowMs()),
+      ...(outlier === undefined
+        ? {}
+        : {
+            onAttempt: (endpoint: UpstreamEndpoint, outcome: AttemptOutcome) => {
+              const d = recordOutcome(endpoint, set.endpoints, outlier, outcome, nowMs());
+              if (d.ejected) this.ctx.onEjection?.(decision.service, endpoint, d.until ?? 0);
+            },
+          }),
     };
+  }
+
+  /** The retry budget of a destination service (kept across configurations). */
+  private budget(serviceKey: string): RetryBudget {
+    let budget = this.budgets.get(serviceKey);
+    if (budget === undefined) this.budgets.set(serviceKey, (budget = new RetryBudget()));
+    return budget;
   }
 
   finished(r: ExchangeRecord, down: Http1Downstream): void {
