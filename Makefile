@@ -13,7 +13,7 @@ LISTEN ?= 127.0.0.1:8443
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
 PHONY_NODE := node-binaries images harness e2e-node cluster-up cluster-down
-.PHONY: $(PHONY_NODE) help deps addon build run test unit e2e netns verify lint format golden webhook-config control-plane jaeger crds bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh
+.PHONY: $(PHONY_NODE) help deps addon build run test unit e2e netns verify lint format golden webhook-config control-plane jaeger crds bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh bench-traffic
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -121,6 +121,9 @@ bench-agent: bench-build ## agent start, memory, renewal CPU, probe throughput
 
 bench-mesh: bench-build ## the mesh push: 1,000 Services x 10 endpoints, 1,000 proxies, EndpointSlice changes
 	node .cache/bench/bench/mesh-push.js --changes 10
+
+bench-traffic: bench-build ## traffic management in the proxy: route selection over 1,000 rules, memory of 1,000 Services with rules
+	node .cache/bench/bench/traffic.js
 
 bench-cluster: bench-build control-plane ## cluster mode at rest with 200 namespaces, TokenReview cache under a burst
 	node .cache/bench/bench/cluster.js

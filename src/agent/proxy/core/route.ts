@@ -144,11 +144,103 @@ export function firstMatch(
   req: RequestView,
   port?: number,
 ): { rule: HttpRouteRule; match: RequestMatch | null } | null {
+  if (table.rules.length > INDEX_FROM_RULES) return indexOf(table).first(req, port);
   for (const rule of table.rules) {
     if (rule.matches.length === 0) return { rule, match: null };
     for (const m of rule.matches) if (matchRequest(m, req, port)) return { rule, match: m };
   }
   return null;
+}
+
+/** Tables with more rules than this are looked up through a RuleIndex. */
+const INDEX_FROM_RULES = 16;
+
+interface TrieNode {
+  next?: Map<number, TrieNode>;
+  /** Entries whose path literal ends here. */
+  here?: number[];
+}
+
+/**
+ * A large route table compiled once (kept with the table, which a push replaces): a trie of the
+ * literal path prefix each match needs (a uri prefix or exact path, a path prefix), walked along
+ * the request's path, gives the few matches that can apply; those with no literal (a regex, no
+ * path condition) are candidates for every request. The candidates are tried in the table's
+ * order, so the first match still wins, as in a linear scan.
+ */
+class RuleIndex {
+  private readonly entries: { rule: HttpRouteRule; match: RequestMatch | null }[] = [];
+  private readonly always: number[] = [];
+  private readonly root: TrieNode = {};
+
+  constructor(table: HttpRouteTable) {
+    for (const rule of table.rules) {
+      const matches = rule.matches.length === 0 ? [null] : rule.matches;
+      for (const match of matches) {
+        const i = this.entries.push({ rule, match }) - 1;
+        const literal = match === null ? null : literalOf(match);
+        if (literal === null || literal === '') {
+          this.always.push(i);
+          continue;
+        }
+        let node = this.root;
+        for (let c = 0; c < literal.length; c++) {
+          const code = literal.charCodeAt(c);
+          node.next ??= new Map();
+          let child = node.next.get(code);
+          if (child === undefined) node.next.set(code, (child = {}));
+          node = child;
+        }
+        (node.here ??= []).push(i);
+      }
+    }
+  }
+
+  first(
+    req: RequestView,
+    port?: number,
+  ): { rule: HttpRouteRule; match: RequestMatch | null } | null {
+    const hits: number[] = [];
+    let node: TrieNode | undefined = this.root;
+    const path = req.path;
+    for (let c = 0; node !== undefined; c++) {
+      if (node.here !== undefined) for (const i of node.here) hits.push(i);
+      if (c >= path.length || node.next === undefined) break;
+      node = node.next.get(path.charCodeAt(c));
+    }
+    if (hits.length > 1) hits.sort((a, b) => a - b);
+    // Both lists in table order: merge them, trying each candidate once.
+    let a = 0;
+    let h = 0;
+    const always = this.always;
+    while (a < always.length || h < hits.length) {
+      const next =
+        h >= hits.length || (a < always.length && (always[a] as number) < (hits[h] as number))
+          ? (always[a++] as number)
+          : (hits[h++] as number);
+      const entry = this.entries[next] as { rule: HttpRouteRule; match: RequestMatch | null };
+      if (entry.match === null || matchRequest(entry.match, req, port)) return entry;
+    }
+    return null;
+  }
+}
+
+/** The literal start of the path a match needs; null when it needs none (or only a regex). */
+function literalOf(m: RequestMatch): string | null {
+  if (m.pathPrefix !== undefined) {
+    const p = m.pathPrefix.endsWith('/') ? m.pathPrefix.slice(0, -1) : m.pathPrefix;
+    return p;
+  }
+  if (m.uri === undefined || 'regex' in m.uri) return null;
+  return 'prefix' in m.uri ? m.uri.prefix : m.uri.exact;
+}
+
+const indexes = new WeakMap<HttpRouteTable, RuleIndex>();
+
+function indexOf(table: HttpRouteTable): RuleIndex {
+  let index = indexes.get(table);
+  if (index === undefined) indexes.set(table, (index = new RuleIndex(table)));
+  return index;
 }
 
 /**
