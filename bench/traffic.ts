@@ -13,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import type { HttpRouteTable, MeshService, MeshState } from '../src/api/mesh';
 import { MeshIndex } from '../src/agent/proxy/core/mesh-index';
 import { routeRequest, type RequestView } from '../src/agent/proxy/core/route';
+import { meshState, proxyScope, seeded } from '../test/fixtures/mesh';
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: string): string => {
@@ -20,18 +21,6 @@ const flag = (name: string, fallback: string): string => {
   return i === -1 ? fallback : (args[i + 1] ?? fallback);
 };
 const SECONDS = Number(flag('seconds', '2'));
-
-/** A seeded random source (mulberry32). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function service(i: number, routes?: HttpRouteTable): MeshService {
   const name = `svc-${i}`;
@@ -196,22 +185,7 @@ function meshOf(withRules: boolean): MeshState {
         : s,
     );
   }
-  return {
-    version: 1,
-    proxy: {
-      pod: { name: 'client-1', namespace: 'default', ip: '10.0.0.1' },
-      identity: 'spiffe://cluster.local/ns/default/sa/client',
-      workload: { name: 'client', namespace: 'default', app: 'client', version: null },
-      inbound: { mtlsMode: 'PERMISSIVE' },
-    },
-    settings: {
-      trustDomain: 'cluster.local',
-      protocolDetectionTimeoutMs: 100,
-      tracing: { otlpEndpoint: null, samplingPercent: 1 },
-      accessLog: false,
-    },
-    services,
-  };
+  return { ...meshState(proxyScope('client')), services };
 }
 
 /** The heap one proxy's mesh takes, measured in a fresh process for each variant. */

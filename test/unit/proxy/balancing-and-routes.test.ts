@@ -17,20 +17,9 @@ import {
   notReady,
   port,
   proxyScope,
+  seeded,
   service,
 } from '../../fixtures/mesh';
-
-/** A seeded random source (mulberry32), so that a split is checked on a known sequence. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function endpointsOf(...specs: ReturnType<typeof endpoint>[]): {
   set: EndpointSet;
