@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { HttpRouteTable, MeshService } from '../../../src/api/mesh';
-import { validateMeshObject } from '../../../src/mesh';
+import { readMeshFile, validateMeshObject } from '../../../src/mesh';
 import { parseManifests } from '../../../src/injector/manifests';
 import { compareGatewayMatches } from '../../../src/mesh/traffic';
 import { parseDuration } from '../../../src/mesh/traffic-validate';
@@ -816,5 +816,35 @@ describe('bad objects: the field and what is wrong', () => {
       parseDuration('3m'),
       parseDuration('10'),
     ]).toEqual([10_000, 1500, 250, 90_000, 180_000, null]);
+  });
+});
+
+describe('local mode: a bad traffic object in a file', () => {
+  it('is reported with its file, kind, name and field, and skipped; the file keeps its other objects', () => {
+    const docs = [
+      readFileSync(path.join(EXAMPLES, 'retries-timeout.yaml'), 'utf8'),
+      '---',
+      'apiVersion: networking.istio.io/v1',
+      'kind: VirtualService',
+      'metadata: {name: broken}',
+      'spec:',
+      '  hosts: [details]',
+      '  http:',
+      '  - match: [{uri: {regex: "(?<=a)b"}}]',
+      '    route: [{destination: {host: details}}]',
+    ].join('\n');
+    const file = readMeshFile('traffic.yaml', docs, null);
+    expect([...file.objects.keys()]).toEqual(['VirtualService/default/ratings']);
+    expect(file.problems).toEqual([
+      {
+        source: 'traffic.yaml',
+        kind: 'VirtualService',
+        namespace: 'default',
+        name: 'broken',
+        field: 'spec.http[0].match[0].uri.regex',
+        message: '"(?<=a)b" uses lookaround or a backreference, which RE2 has not',
+        effect: 'skipped',
+      },
+    ]);
   });
 });
