@@ -33,7 +33,8 @@ import {
 } from './objects';
 import { modeOfPort, resolvePeerAuthentication, type ResolvedMtls } from './peer-authentication';
 import { protocolOf } from './protocol';
-import { serviceTraffic, subsetsOf, type ServiceTraffic } from './traffic';
+import type { RouteFacts } from './httproute-status';
+import { olderFirst, serviceTraffic, subsetsOf, type ServiceTraffic } from './traffic';
 import { isVisible } from './visibility';
 import { workloadInfoOf } from './workload';
 
@@ -271,6 +272,23 @@ export class MeshModel {
       if (obj !== undefined) out.push(obj);
     }
     return out;
+  }
+
+  /** An HTTPRoute as the model holds it (`namespace/name`). */
+  httpRoute(key: string): HttpRouteObject | undefined {
+    return this.httpRoutes.get(key);
+  }
+
+  /** What an HTTPRoute's status depends on: which Services exist, which VirtualService wins. */
+  routeFacts(): RouteFacts {
+    return {
+      serviceExists: (key) => this.services.has(key),
+      virtualServiceFor: (key) => {
+        const vss = this.trafficObjects('VirtualService', key, this.virtualServices);
+        const oldest = vss.sort(olderFirst)[0];
+        return oldest === undefined ? null : nameKey(oldest.meta);
+      },
+    };
   }
 
   /** The route table, destination policy and subsets of a Service. */

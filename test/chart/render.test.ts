@@ -250,6 +250,7 @@ describe('chart rendering', () => {
         'ClusterRole/mooring: networking.istio.io/virtualservices: list,watch',
         'ClusterRole/mooring: networking.istio.io/destinationrules: list,watch',
         'ClusterRole/mooring: gateway.networking.k8s.io/httproutes: list,watch',
+        'ClusterRole/mooring: gateway.networking.k8s.io/httproutes/status: update',
         'ClusterRole/mooring: authentication.k8s.io/tokenreviews: create',
         'ClusterRole/mooring: authorization.k8s.io/subjectaccessreviews: create',
         'ClusterRole/mooring: admissionregistration.k8s.io/mutatingwebhookconfigurations[mooring-sidecar-injector]: list,watch,update',

@@ -7,7 +7,13 @@ import * as fs from 'node:fs';
 import path from 'node:path';
 import type { MeshClient } from '../../src/agent/mesh-client';
 import { startControlPlane, type ControlPlane } from './harness/control-plane';
-import { createNamespace, createObject, createServiceAccount, kubectl } from './harness/kube';
+import {
+  createNamespace,
+  createObject,
+  createServiceAccount,
+  kubectl,
+  kubectlJson,
+} from './harness/kube';
 import { meshClients, stateWhere } from './support/mesh-client';
 import { startMooring, suffix, waitFor, type MooringServer } from './support/mooring';
 
@@ -282,6 +288,67 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
       },
     ]);
   }, 120_000);
+
+  it('writes the status of HTTPRoutes: Accepted, ResolvedRefs, a missing backend, the VirtualService that wins', async () => {
+    await kubectl(
+      cp,
+      ['apply', '-n', NS, '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'HTTPRoute',
+        metadata: { name: 'catalog-missing' },
+        spec: {
+          parentRefs: [{ group: '', kind: 'Service', name: 'catalog', port: 9080 }],
+          rules: [
+            {
+              matches: [{ path: { type: 'Exact', value: '/gone' } }],
+              backendRefs: [{ name: 'nowhere', port: 80 }],
+            },
+          ],
+        },
+      }),
+    );
+    type Status = {
+      status?: {
+        parents?: {
+          controllerName: string;
+          parentRef: { name: string };
+          conditions: { type: string; status: string; reason: string; message: string }[];
+        }[];
+      };
+    };
+    const conditionsOf = async (name: string) =>
+      waitFor(
+        `the status of HTTPRoute ${name}`,
+        async () => {
+          const route = (await kubectlJson(cp, ['get', 'httproute', name, '-n', NS])) as Status;
+          const mine = route.status?.parents?.find((p) => p.controllerName === 'mooring.dev/mesh');
+          return mine === undefined
+            ? undefined
+            : Object.fromEntries(mine.conditions.map((c) => [c.type, c]));
+        },
+        30_000,
+      );
+    expect(await conditionsOf('catalog')).toMatchObject({
+      Accepted: { status: 'True', reason: 'Accepted' },
+      ResolvedRefs: { status: 'True', reason: 'ResolvedRefs' },
+    });
+    expect(await conditionsOf('catalog-missing')).toMatchObject({
+      Accepted: { status: 'True' },
+      ResolvedRefs: {
+        status: 'False',
+        reason: 'BackendNotFound',
+        message: expect.stringContaining(`${NS}/nowhere`),
+      },
+    });
+    expect(await conditionsOf('reviews')).toMatchObject({
+      Accepted: {
+        status: 'True',
+        message: expect.stringContaining(`VirtualService ${NS}/reviews`),
+      },
+      ResolvedRefs: { status: 'True' },
+    });
+  }, 90_000);
 
   it('reports an invalid VirtualService the CRD lets through, skips it, and keeps the rest working', async () => {
     await kubectl(

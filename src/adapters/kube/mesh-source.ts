@@ -15,8 +15,10 @@
 // skipped; one that was valid before keeps its last valid version.
 
 import {
+  httpRouteStatusParents,
   MESH_API_VERSIONS,
   MESH_KINDS,
+  nameKey,
   refKey,
   validateMeshObject,
   type MeshKind,
@@ -53,6 +55,8 @@ export interface ClusterMeshSourceOptions {
   readonly crdRecheckMs?: number;
   /** Every object again to the model this often (repairs a missed event). Default 5 min. */
   readonly resyncMs?: number;
+  /** Write `status.parents` of the HTTPRoutes attached to Services. Default true. */
+  readonly writeRouteStatus?: boolean;
 }
 
 type Raw = KubeObject & Record<string, unknown>;
@@ -107,6 +111,9 @@ export class ClusterMeshSource {
   private readonly crdVersions = new Map<MeshKind, string | null>();
   private stopped = false;
   private checking: Promise<void> = Promise.resolve();
+  private statusTimer: NodeJS.Timeout | null = null;
+  private statusWriting: Promise<void> = Promise.resolve();
+  private statusForbiddenLogged = false;
 
   constructor(private readonly options: ClusterMeshSourceOptions) {}
 
@@ -131,7 +138,9 @@ export class ClusterMeshSource {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.crdTimer !== null) clearInterval(this.crdTimer);
+    if (this.statusTimer !== null) clearTimeout(this.statusTimer);
     await this.checking;
+    await this.statusWriting;
     await Promise.all([...this.watches.values()].map((w) => w.reflector.stop()));
     this.watches.clear();
   }
@@ -260,7 +269,71 @@ export class ClusterMeshSource {
     return this.options.model.remove(ref);
   }
 
+  /** Soon (after a burst of events), the status of every HTTPRoute that needs a new one. */
+  private scheduleRouteStatus(): void {
+    if (this.options.writeRouteStatus === false || this.statusTimer !== null || this.stopped)
+      return;
+    this.statusTimer = setTimeout(() => {
+      this.statusTimer = null;
+      this.statusWriting = this.statusWriting.then(() => this.writeRouteStatus());
+    }, 200);
+    this.statusTimer.unref();
+  }
+
+  private async writeRouteStatus(): Promise<void> {
+    const watch = this.watches.get('HTTPRoute');
+    if (watch === undefined || this.stopped) return;
+    const facts = this.options.model.routeFacts();
+    for (const raw of watch.reflector.list()) {
+      const ref = this.refOf('HTTPRoute', raw);
+      const route = this.options.model.httpRoute(nameKey(ref));
+      if (route === undefined || route.parents.length === 0) continue;
+      const status = (raw as { status?: { parents?: unknown } }).status;
+      const parents = httpRouteStatusParents(
+        route,
+        status?.parents,
+        facts,
+        new Date().toISOString(),
+      );
+      if (parents === null) continue;
+      try {
+        await this.options.api.request({
+          method: 'PUT',
+          path: `${groupPath(watch.apiVersion, 'httproutes', ref.namespace, ref.name)}/status`,
+          body: {
+            ...raw,
+            apiVersion: watch.apiVersion,
+            kind: 'HTTPRoute',
+            status: { ...status, parents },
+          },
+        });
+      } catch (err) {
+        if (isKubeApiError(err, 409) || isKubeApiError(err, 404)) {
+          // Changed or gone meanwhile: its event brings the next try.
+          continue;
+        }
+        if (isKubeApiError(err, 403)) {
+          if (!this.statusForbiddenLogged) {
+            this.statusForbiddenLogged = true;
+            this.options.log.warn(
+              { kind: 'HTTPRoute' },
+              'cannot write HTTPRoute status (RBAC: update on httproutes/status): routes still apply',
+            );
+          }
+          return;
+        }
+        this.options.log.warn(
+          { err, namespace: ref.namespace, name: ref.name },
+          'cannot write HTTPRoute status',
+        );
+      }
+    }
+  }
+
   private onEvent(kind: MeshKind, apiVersion: string, type: ReflectorEventType, obj: Raw): void {
+    if (kind === 'HTTPRoute' || kind === 'Service' || kind === 'VirtualService') {
+      this.scheduleRouteStatus();
+    }
     const ref = this.refOf(kind, obj);
     if (type === 'deleted') {
       if (this.forget(ref)) this.options.onChange();

@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { HttpRouteTable, MeshService } from '../../../src/api/mesh';
-import { readMeshFile, validateMeshObject } from '../../../src/mesh';
+import {
+  httpRouteStatusParents,
+  MESH_CONTROLLER_NAME,
+  readMeshFile,
+  validateMeshObject,
+} from '../../../src/mesh';
 import { parseManifests } from '../../../src/injector/manifests';
 import { compareGatewayMatches } from '../../../src/mesh/traffic';
 import { parseDuration } from '../../../src/mesh/traffic-validate';
@@ -846,5 +851,101 @@ describe('local mode: a bad traffic object in a file', () => {
         effect: 'skipped',
       },
     ]);
+  });
+});
+
+describe('HTTPRoute status (cluster mode)', () => {
+  const NOW = '2026-12-04T12:00:00Z';
+  const route = (raw: Raw) => {
+    const v = validateMeshObject(raw);
+    if (v.status !== 'valid' || v.object.kind !== 'HTTPRoute') throw new Error('invalid route');
+    return v.object;
+  };
+  const facts = (services: string[], vs: string | null = null) => ({
+    serviceExists: (k: string) => services.includes(k),
+    virtualServiceFor: () => vs,
+  });
+  const r = route(
+    httpRoute('r', [
+      {
+        backendRefs: [
+          { name: 'reviews', port: 9080 },
+          { name: 'gone', port: 80 },
+        ],
+      },
+    ]),
+  );
+
+  it('says Accepted and names the backends it cannot resolve, keeping other controllers entries', () => {
+    const other = {
+      parentRef: { name: 'gw' },
+      controllerName: 'example.com/gateway',
+      conditions: [],
+    };
+    const parents = httpRouteStatusParents(r, [other], facts(['default/reviews']), NOW);
+    expect(parents).toEqual([
+      other,
+      {
+        parentRef: {
+          group: '',
+          kind: 'Service',
+          namespace: 'default',
+          name: 'reviews',
+          port: 9080,
+        },
+        controllerName: MESH_CONTROLLER_NAME,
+        conditions: [
+          expect.objectContaining({
+            type: 'Accepted',
+            status: 'True',
+            reason: 'Accepted',
+            lastTransitionTime: NOW,
+          }),
+          expect.objectContaining({
+            type: 'ResolvedRefs',
+            status: 'False',
+            reason: 'BackendNotFound',
+            message: expect.stringContaining('default/gone'),
+          }),
+        ],
+      },
+    ]);
+  });
+
+  it('writes nothing when the status already says it, and keeps the transition time of an unchanged condition', () => {
+    const first = httpRouteStatusParents(r, [], facts(['default/reviews']), NOW);
+    expect(
+      httpRouteStatusParents(r, first, facts(['default/reviews']), '2026-12-05T00:00:00Z'),
+    ).toBeNull();
+    const later = httpRouteStatusParents(
+      r,
+      first,
+      facts(['default/reviews', 'default/gone']),
+      '2026-12-05T00:00:00Z',
+    ) as {
+      conditions: { type: string; status: string; lastTransitionTime: string }[];
+    }[];
+    expect(later[0]?.conditions.map((c) => [c.type, c.status, c.lastTransitionTime])).toEqual([
+      ['Accepted', 'True', NOW],
+      ['ResolvedRefs', 'True', '2026-12-05T00:00:00Z'],
+    ]);
+  });
+
+  it('says NoMatchingParent for a missing Service, and names the VirtualService that wins', () => {
+    const missing = httpRouteStatusParents(r, [], facts([]), NOW) as {
+      conditions: { reason: string }[];
+    }[];
+    expect(missing[0]?.conditions[0]?.reason).toBe('NoMatchingParent');
+    const shadowed = httpRouteStatusParents(
+      r,
+      [],
+      facts(['default/reviews', 'default/gone'], 'default/reviews-vs'),
+      NOW,
+    ) as {
+      conditions: { message: string }[];
+    }[];
+    expect(shadowed[0]?.conditions[0]?.message).toMatch(
+      /VirtualService default\/reviews-vs .* wins/,
+    );
   });
 });
