@@ -123,7 +123,7 @@ export function httpRouteStatusParents(
   facts: RouteFacts,
   now: string,
 ): unknown[] | null {
-  const before = Array.isArray(previous) ? previous : [];
+  const before: unknown[] = Array.isArray(previous) ? (previous as unknown[]) : [];
   const others = before.filter((p) => !isObject(p) || p.controllerName !== MESH_CONTROLLER_NAME);
   const mine = before.filter(
     (p): p is Raw => isObject(p) && p.controllerName === MESH_CONTROLLER_NAME,
@@ -152,7 +152,9 @@ export function httpRouteStatusParents(
           ? {
               ...p,
               conditions: Array.isArray(p.conditions)
-                ? p.conditions.map((c) => (isObject(c) ? { ...c, lastTransitionTime: '' } : c))
+                ? (p.conditions as unknown[]).map((c) =>
+                    isObject(c) ? { ...c, lastTransitionTime: '' } : c,
+                  )
                 : p.conditions,
             }
           : p,

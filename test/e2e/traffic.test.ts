@@ -90,6 +90,10 @@ const applyFiles = (files: string[], namespace?: string): Promise<string> =>
     ...files.flatMap((f) => ['-f', f]),
   ]);
 
+/** `kubectl apply` of one object into the test namespace. */
+const applyObject = (object: object): Promise<string> =>
+  kubectl(cp, ['apply', '-n', NS, '-f', '-'], JSON.stringify(object));
+
 const service = (name: string) => client.state()?.services.get(`${NS}/${name}`);
 
 beforeAll(async () => {
@@ -247,26 +251,22 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
       '--for=condition=Established',
       'crd/httproutes.gateway.networking.k8s.io',
     ]);
-    await kubectl(
-      cp,
-      ['apply', '-n', NS, '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'gateway.networking.k8s.io/v1',
-        kind: 'HTTPRoute',
-        metadata: { name: 'catalog' },
-        spec: {
-          parentRefs: [{ group: '', kind: 'Service', name: 'catalog', port: 9080 }],
-          rules: [
-            {
-              matches: [{ path: { type: 'PathPrefix', value: '/api' } }],
-              backendRefs: [{ name: 'catalog', port: 9080 }],
-              timeouts: { request: '4s', backendRequest: '1s' },
-              retry: { attempts: 3, codes: [503] },
-            },
-          ],
-        },
-      }),
-    );
+    await applyObject({
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name: 'catalog' },
+      spec: {
+        parentRefs: [{ group: '', kind: 'Service', name: 'catalog', port: 9080 }],
+        rules: [
+          {
+            matches: [{ path: { type: 'PathPrefix', value: '/api' } }],
+            backendRefs: [{ name: 'catalog', port: 9080 }],
+            timeouts: { request: '4s', backendRequest: '1s' },
+            retry: { attempts: 3, codes: [503] },
+          },
+        ],
+      },
+    });
     await stateWhere(client, (s) => s.services.get(`${NS}/catalog`)?.routes !== undefined, 60_000);
     expect(service('catalog')?.routes?.rules).toEqual([
       {
@@ -290,24 +290,20 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
   }, 120_000);
 
   it('writes the status of HTTPRoutes: Accepted, ResolvedRefs, a missing backend, the VirtualService that wins', async () => {
-    await kubectl(
-      cp,
-      ['apply', '-n', NS, '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'gateway.networking.k8s.io/v1',
-        kind: 'HTTPRoute',
-        metadata: { name: 'catalog-missing' },
-        spec: {
-          parentRefs: [{ group: '', kind: 'Service', name: 'catalog', port: 9080 }],
-          rules: [
-            {
-              matches: [{ path: { type: 'Exact', value: '/gone' } }],
-              backendRefs: [{ name: 'nowhere', port: 80 }],
-            },
-          ],
-        },
-      }),
-    );
+    await applyObject({
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name: 'catalog-missing' },
+      spec: {
+        parentRefs: [{ group: '', kind: 'Service', name: 'catalog', port: 9080 }],
+        rules: [
+          {
+            matches: [{ path: { type: 'Exact', value: '/gone' } }],
+            backendRefs: [{ name: 'nowhere', port: 80 }],
+          },
+        ],
+      },
+    });
     type Status = {
       status?: {
         parents?: {
@@ -351,24 +347,20 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
   }, 90_000);
 
   it('reports an invalid VirtualService the CRD lets through, skips it, and keeps the rest working', async () => {
-    await kubectl(
-      cp,
-      ['apply', '-n', NS, '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'networking.istio.io/v1',
-        kind: 'VirtualService',
-        metadata: { name: 'details-broken' },
-        spec: {
-          hosts: ['details'],
-          http: [
-            {
-              match: [{ uri: { regex: '(?<=a)b' } }],
-              route: [{ destination: { host: 'details' } }],
-            },
-          ],
-        },
-      }),
-    );
+    await applyObject({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'details-broken' },
+      spec: {
+        hosts: ['details'],
+        http: [
+          {
+            match: [{ uri: { regex: '(?<=a)b' } }],
+            route: [{ destination: { host: 'details' } }],
+          },
+        ],
+      },
+    });
     const text = await waitFor('the problem in the log', () =>
       Promise.resolve(
         fs
