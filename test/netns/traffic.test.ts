@@ -36,7 +36,9 @@ const REVIEWS_IP = '10.96.20.1';
 const BACKEND_IP = '10.96.20.2';
 const HANG_IP = '10.96.20.3';
 const DETAILS_IP = '10.96.20.4';
+const GRPC_IP = '10.96.20.5';
 const HTTP: PortSpec[] = [{ name: 'http', port: 80, targetPort: 8080 }];
+const GRPC_PORTS: PortSpec[] = [{ name: 'grpc', port: 50051, targetPort: 50051 }];
 
 let rig: MeshRig;
 const pods: Record<string, Pod> = {};
@@ -199,6 +201,8 @@ beforeAll(async () => {
     sliceObject('backend', HTTP, [pods.flaky, pods.steady]),
     serviceObject('details', DETAILS_IP, HTTP, { app: 'details' }),
     sliceObject('details', HTTP, [pods.flaky, pods.steady]),
+    serviceObject('grpc-reviews', GRPC_IP, GRPC_PORTS, { app: 'reviews' }),
+    sliceObject('grpc-reviews', GRPC_PORTS, reviews),
     serviceObject('hang', HANG_IP, HTTP, { app: 'hang' }),
     sliceObject('hang', HTTP, [pods.hang]),
     ...Object.values(pods).map(podObject),
@@ -349,5 +353,74 @@ describe('resiliency', () => {
     expect(later.byStatus).toEqual({ '200': 30 });
     expect(later.byPod).toEqual({ steady: 30 });
     expect(await received('flaky')).toBe(flakyBefore);
+  });
+});
+
+describe('HTTP/2: gRPC through the same rules', () => {
+  const GRPC = `
+const grpc = require('@grpc/grpc-js');
+const json = { serialize: (v) => Buffer.from(JSON.stringify(v)), deserialize: (b) => JSON.parse(b.toString() || '{}') };
+const Client = grpc.makeGenericClientConstructor({ echo: { path: '/mooring.e2e.Echo/Echo', requestStream: false, responseStream: false,
+  requestSerialize: json.serialize, requestDeserialize: json.deserialize, responseSerialize: json.serialize, responseDeserialize: json.deserialize } }, 'Echo');
+const c = new Client(process.argv[1], grpc.credentials.createInsecure());
+const md = new grpc.Metadata();
+for (const [k, v] of Object.entries(JSON.parse(process.argv[2]))) md.set(k, v);
+const t0 = Date.now();
+c.echo({ hi: 1 }, md, (err, r) => {
+  console.log(JSON.stringify(err ? { code: err.code, details: err.details, ms: Date.now() - t0 } : { ...r, ms: Date.now() - t0 }));
+  c.close();
+});`;
+  const call = async (metadata: Record<string, string>) =>
+    JSON.parse(
+      await rig.node('client', GRPC, [`${GRPC_IP}:50051`, JSON.stringify(metadata)], 40_000),
+    ) as {
+      code?: number;
+      details?: string;
+      pod?: string;
+      metadata?: Record<string, unknown>;
+      ms: number;
+    };
+
+  it('aborts and delays by a fault, sets a request header, routes to a subset', async () => {
+    rig.writeMesh('grpc.yaml', [
+      vs('grpc-reviews', 'grpc-reviews', [
+        {
+          match: [{ headers: { 'x-fault': { exact: 'abort' } } }],
+          route: [{ destination: { host: 'grpc-reviews' } }],
+          fault: { abort: { httpStatus: 503 } },
+        },
+        {
+          match: [{ headers: { 'x-fault': { exact: 'delay' } } }],
+          route: [{ destination: { host: 'grpc-reviews', subset: 'v2' } }],
+          fault: { delay: { fixedDelay: '600ms' } },
+        },
+        {
+          route: [{ destination: { host: 'grpc-reviews', subset: 'v3' } }],
+          headers: { request: { set: { 'x-routed': 'mooring' } } },
+        },
+      ]),
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'DestinationRule',
+        metadata: { name: 'grpc-reviews', namespace: 'default' },
+        spec: {
+          host: 'grpc-reviews',
+          subsets: ['v1', 'v2', 'v3'].map((v) => ({ name: v, labels: { version: v } })),
+        },
+      },
+    ]);
+    await routesApplied('grpc-reviews', 'grpc-reviews');
+    const aborted = await call({ 'x-fault': 'abort' });
+    // UNAVAILABLE, in a trailers-only answer.
+    expect({ code: aborted.code, details: aborted.details }).toEqual({
+      code: 14,
+      details: 'fault filter abort',
+    });
+    const delayed = await call({ 'x-fault': 'delay' });
+    expect(delayed.pod).toBe('reviews-v2');
+    expect(delayed.ms).toBeGreaterThanOrEqual(600);
+    const plain = await call({});
+    expect(plain.pod).toBe('reviews-v3');
+    expect(plain.metadata?.['x-routed']).toBe('mooring');
   });
 });
