@@ -267,6 +267,26 @@ describe('resiliency', () => {
     expect(after.byStatus).toEqual({ '200': 40 });
   });
 
+  it('stops retrying at connectionPool.http.maxRetries: with 0, the 503s come back', async () => {
+    rig.writeMesh('backend-pool.yaml', [
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'DestinationRule',
+        metadata: { name: 'backend', namespace: 'default' },
+        spec: { host: 'backend', trafficPolicy: { connectionPool: { http: { maxRetries: 0 } } } },
+      },
+    ]);
+    await rig.waitFor('the pool limit in the client', async () => {
+      const dump = (await rig.configDump('client')) as {
+        mesh: { services: { key: string; policy?: unknown }[] };
+      };
+      return dump.mesh.services.find((s) => s.key === 'default/backend')?.policy !== undefined;
+    });
+    const limited = await load(`http://${BACKEND_IP}/healthz`, 40);
+    expect(limited.byStatus['503']).toBeGreaterThan(0);
+    rig.removeMesh('backend-pool.yaml');
+  });
+
   it('answers 504 when the route timeout passes, on time', async () => {
     rig.writeMesh('hang.yaml', [
       vs('hang', 'hang', [{ route: [{ destination: { host: 'hang' } }], timeout: '1s' }]),

@@ -253,6 +253,8 @@ export function requestHeaderChanges(
 
 export class OutboundHttp implements Http1Handler {
   private readonly budgets = new Map<string, RetryBudget>();
+  /** Exchanges retrying now, by destination service (connectionPool.http.maxRetries). */
+  private readonly retrying = new Map<string, number>();
   /** Edges by endpoint and service, for this configuration. */
   private edges = new Map<string, Edge>();
   private edgesVersion = -1;
@@ -267,8 +269,9 @@ export class OutboundHttp implements Http1Handler {
   }
 
   /** An HTTP/2 stream planned here has ended. */
-  requestDone(): void {
+  requestDone(plan?: ExchangePlan | LocalReply): void {
     this.ctx.load.requests--;
+    if (plan?.kind === 'forward') plan.onDone?.();
   }
 
   plan(head: RequestHead, down: Http1Downstream): ExchangePlan | LocalReply {
@@ -336,6 +339,30 @@ export class OutboundHttp implements Http1Handler {
     const now = this.ctx.nowMs();
     const budget = this.budget(decision.service.key);
     budget.request(now);
+    const serviceKey = decision.service.key;
+    const http = policy.connectionPool?.http;
+    const maxRetries = http?.maxRetries;
+    // Envoy's circuit breaker on retries: at most maxRetries exchanges retrying at once.
+    let retrying = false;
+    const canRetry = (): boolean => {
+      if (!retrying) {
+        if (maxRetries !== undefined && (this.retrying.get(serviceKey) ?? 0) >= maxRetries) {
+          return false;
+        }
+        if (!budget.tryRetry(nowMs())) return false;
+        retrying = true;
+        this.retrying.set(serviceKey, (this.retrying.get(serviceKey) ?? 0) + 1);
+        return true;
+      }
+      return budget.tryRetry(nowMs());
+    };
+    const onDone = (): void => {
+      if (!retrying) return;
+      retrying = false;
+      const left = (this.retrying.get(serviceKey) ?? 1) - 1;
+      if (left <= 0) this.retrying.delete(serviceKey);
+      else this.retrying.set(serviceKey, left);
+    };
     const outlier = policy.outlierDetection;
     const nowMs = (): number => this.ctx.nowMs();
     const headers = requestHeaderChanges(decision.requestHeaders, decision.rewrite?.authority);
@@ -357,7 +384,12 @@ export class OutboundHttp implements Http1Handler {
       retries: decision.retries,
       timeoutMs: decision.timeoutMs,
       service: decision.service,
-      canRetry: () => budget.tryRetry(nowMs()),
+      canRetry,
+      onDone,
+      connectTimeoutMs: policy.connectionPool?.tcp?.connectTimeoutMs ?? this.ctx.connectTimeoutMs,
+      ...(http?.maxRequestsPerConnection === undefined
+        ? {}
+        : { maxRequestsPerConnection: http.maxRequestsPerConnection }),
       ...(outlier === undefined
         ? {}
         : {
@@ -378,6 +410,7 @@ export class OutboundHttp implements Http1Handler {
 
   finished(r: ExchangeRecord, down: Http1Downstream): void {
     this.ctx.load.requests--;
+    if (r.plan.kind === 'forward') r.plan.onDone?.();
     const { target } = down.info as unknown as OutboundInfo;
     const service = (r.plan.kind === 'forward' ? r.plan.service : undefined) ?? target.service;
     const edge = this.edge(r.endpoint, service);
@@ -622,7 +655,7 @@ export class OutboundH2 implements H2Handler {
   }
 
   finished(r: H2Record, info: unknown): void {
-    this.http.requestDone();
+    this.http.requestDone(r.plan);
     const service =
       (r.plan.kind === 'forward' ? r.plan.service : undefined) ??
       (info as OutboundInfo).target.service;

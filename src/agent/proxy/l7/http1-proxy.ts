@@ -74,10 +74,14 @@ export interface ExchangePlan {
   onAttempt?(endpoint: UpstreamEndpoint, outcome: AttemptOutcome): void;
   /** Whether the retry budget has room for one more retry (counted when it has). */
   canRetry?(): boolean;
+  /** Called once when the exchange is over (the handler's `finished` calls it). */
+  onDone?(): void;
   /** Fault injection: wait this long before the request goes out (flag DI). */
   readonly delayMs?: number;
   /** The request target sent upstream, when a route rewrote it. */
   readonly target?: string;
+  /** DestinationRule `connectionPool.http.maxRequestsPerConnection`: then a new connection. */
+  readonly maxRequestsPerConnection?: number;
   /** The destination service (outbound), for the handler's records. */
   readonly service?: MeshService;
   /** This sidecar's span of the request, and its `x-request-id`, for the handler's records. */
@@ -723,12 +727,15 @@ export class Exchange implements ConnectionEvents {
     }
     if (this.responseHead === null) return; // the end of a 1xx
     const up = this.upstream as UpstreamConnection;
+    const plan = this.plan as ExchangePlan;
     this.closeAttempt({ kind: 'response', status: this.status });
     this.clearTimeout();
     this.upstream = null;
     this.done = true;
     // The connection is reusable when the server did not close it and it got the whole request.
-    if (!this.responseHead.close && this.requestComplete && !up.closed) up.release();
+    const spent =
+      plan.maxRequestsPerConnection !== undefined && up.requests >= plan.maxRequestsPerConnection;
+    if (!this.responseHead.close && this.requestComplete && !up.closed && !spent) up.release();
     else up.discard();
     // The server answered before the request ended: the rest of its body cannot be told from
     // a next request, so the client's connection closes.
