@@ -13,8 +13,7 @@ LISTEN ?= 127.0.0.1:8443
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
 PHONY_NODE := node-binaries images harness e2e-node cluster-up cluster-down
-.PHONY: $(PHONY_NODE) help deps addon build run demo test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh bench-proxy bench-telemetry
-
+.PHONY: $(PHONY_NODE) help deps addon build run demo test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh bench-proxy bench-telemetry bench-traffic crds
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -43,10 +42,13 @@ run: build ## run Mooring: `mooring serve` in local mode, its CA in .data (DATA_
 control-plane: ## build (once, cached in .cache/bin) kube-apiserver, etcd, kubectl and helm
 	bash test/e2e/harness/build-control-plane.sh
 
+crds: ## fetch (once, cached in .cache/crds) the Istio and Gateway API CRDs of the traffic tests, from their Go modules
+	bash test/e2e/harness/fetch-crds.sh
+
 jaeger: ## build (once, cached in .cache/jaeger) Jaeger, the trace store of the tracing tests
 	bash test/e2e/harness/build-jaeger.sh
 
-test: build $(ECHO_JS) control-plane jaeger node-binaries images harness ## run every test: unit, golden, HTTP, integration, netns (root), e2e, e2e on a node (root)
+test: build $(ECHO_JS) control-plane jaeger crds node-binaries images harness ## run every test: unit, golden, HTTP, integration, netns (root), e2e, e2e on a node (root)
 	$(NODE_BIN)/jest --selectProjects unit netns e2e
 	$(NODE_BIN)/jest --selectProjects node --runInBand
 
@@ -66,7 +68,7 @@ netns: build $(ECHO_JS) control-plane jaeger ## run the network-namespace tests 
 
 	$(NODE_BIN)/jest --selectProjects netns
 
-e2e: build control-plane jaeger ## run the end-to-end tests against a real kube-apiserver and etcd
+e2e: build control-plane jaeger crds ## run the end-to-end tests against a real kube-apiserver and etcd
 	$(NODE_BIN)/jest --selectProjects e2e --runInBand
 
 node-binaries: ## build (once, cached in .cache/bin) kubelet, kube-scheduler, kube-controller-manager, and the control plane
@@ -127,6 +129,9 @@ bench-mesh: bench-build ## the mesh push: 1,000 Services x 10 endpoints, 1,000 p
 
 bench-proxy: bench-build bench-tools ## the sidecar pair with mTLS beside direct and a pair of nginx (needs wrk, nginx, libnginx-mod-stream)
 	node .cache/bench/bench/proxy.js --rounds 2 --duration 10
+
+bench-traffic: bench-build ## traffic management in the proxy: route selection over 1,000 rules, memory of 1,000 Services with rules
+	node .cache/bench/bench/traffic.js
 
 bench-cluster: bench-build control-plane ## cluster mode at rest with 200 namespaces, TokenReview cache under a burst
 	node .cache/bench/bench/cluster.js

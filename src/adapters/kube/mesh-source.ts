@@ -1,18 +1,24 @@
 // Cluster mode's mesh source: Services, EndpointSlices and Pods of every namespace, and
-// PeerAuthentications (security.istio.io, v1 or else v1beta1) when their CRD is installed, each
-// through a Reflector (list, then watch; relist after a failure). Every object goes through the
+// PeerAuthentications (security.istio.io), VirtualServices and DestinationRules
+// (networking.istio.io), HTTPRoutes (gateway.networking.k8s.io), each at the first version of
+// MESH_API_VERSIONS the apiserver serves, when its CRD is installed; each through a Reflector
+// (list, then watch; relist after a failure). Every object goes through the
 // validator that --mesh-dir files go through, so the same objects make the same model.
 //
 // A kind whose CRD is not installed is off, said in one log line, and looked for again every
 // `crdRecheckMs`: installed later, it comes on (and goes off again if the CRD is deleted). When
 // the CRD is there at start, start() waits for its first list like the others': a proxy must
-// never get a PERMISSIVE scope before a STRICT policy was read.
+// never get a PERMISSIVE scope before a STRICT policy was read, nor the default routes before
+// the VirtualService.
 //
 // An invalid object (an admission webhook or a CRD schema let it through) is logged once and
 // skipped; one that was valid before keeps its last valid version.
 
 import {
+  httpRouteStatusParents,
   MESH_API_VERSIONS,
+  MESH_KINDS,
+  nameKey,
   refKey,
   validateMeshObject,
   type MeshKind,
@@ -26,6 +32,20 @@ import type { SourceLogger } from '../mesh-dir';
 
 export const PEER_AUTHENTICATION_GROUP = 'security.istio.io';
 
+/** The kinds that come with a CRD: each is on only while its CRD is installed. */
+interface OptionalKind {
+  readonly kind: MeshKind;
+  readonly group: string;
+  readonly plural: string;
+}
+
+export const OPTIONAL_KINDS: readonly OptionalKind[] = [
+  { kind: 'PeerAuthentication', group: PEER_AUTHENTICATION_GROUP, plural: 'peerauthentications' },
+  { kind: 'VirtualService', group: 'networking.istio.io', plural: 'virtualservices' },
+  { kind: 'DestinationRule', group: 'networking.istio.io', plural: 'destinationrules' },
+  { kind: 'HTTPRoute', group: 'gateway.networking.k8s.io', plural: 'httproutes' },
+];
+
 export interface ClusterMeshSourceOptions {
   readonly api: KubeApi;
   readonly model: MeshModel;
@@ -35,6 +55,8 @@ export interface ClusterMeshSourceOptions {
   readonly crdRecheckMs?: number;
   /** Every object again to the model this often (repairs a missed event). Default 5 min. */
   readonly resyncMs?: number;
+  /** Write `status.parents` of the HTTPRoutes attached to Services. Default true. */
+  readonly writeRouteStatus?: boolean;
 }
 
 type Raw = KubeObject & Record<string, unknown>;
@@ -85,10 +107,13 @@ export class ClusterMeshSource {
   private readonly problemsByObject = new Map<string, ObjectProblem[]>();
   private readonly logged = new Map<string, string>();
   private crdTimer: NodeJS.Timeout | null = null;
-  private peerAuthenticationVersion: string | null = null;
-  private crdChecked = false;
+  /** The apiVersion each optional kind is watched at (null: its CRD is not installed). */
+  private readonly crdVersions = new Map<MeshKind, string | null>();
   private stopped = false;
   private checking: Promise<void> = Promise.resolve();
+  private statusTimer: NodeJS.Timeout | null = null;
+  private statusWriting: Promise<void> = Promise.resolve();
+  private statusForbiddenLogged = false;
 
   constructor(private readonly options: ClusterMeshSourceOptions) {}
 
@@ -113,7 +138,9 @@ export class ClusterMeshSource {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.crdTimer !== null) clearInterval(this.crdTimer);
+    if (this.statusTimer !== null) clearTimeout(this.statusTimer);
     await this.checking;
+    await this.statusWriting;
     await Promise.all([...this.watches.values()].map((w) => w.reflector.stop()));
     this.watches.clear();
   }
@@ -126,7 +153,7 @@ export class ClusterMeshSource {
     return {
       source: 'cluster',
       kinds: Object.fromEntries(
-        (['Service', 'EndpointSlice', 'Pod', 'PeerAuthentication'] as const).map((kind) => {
+        MESH_KINDS.map((kind) => {
           const w = this.watches.get(kind);
           return [
             kind,
@@ -158,26 +185,23 @@ export class ClusterMeshSource {
     await reflector.start();
   }
 
-  /** Which served version of security.istio.io has PeerAuthentication: v1, else v1beta1. */
-  private async peerAuthenticationApi(): Promise<string | null> {
+  /** Which served version of the kind's group has the kind (the first of MESH_API_VERSIONS). */
+  private async servedVersion(crd: OptionalKind): Promise<string | null> {
     let group: { versions?: { groupVersion?: string; version?: string }[] };
     try {
-      group = await this.options.api.request({
-        method: 'GET',
-        path: `/apis/${PEER_AUTHENTICATION_GROUP}`,
-      });
+      group = await this.options.api.request({ method: 'GET', path: `/apis/${crd.group}` });
     } catch (err) {
       if (isKubeApiError(err, 404)) return null;
       throw err;
     }
     const served = new Set((group.versions ?? []).map((v) => v.groupVersion));
-    for (const apiVersion of MESH_API_VERSIONS.PeerAuthentication) {
+    for (const apiVersion of MESH_API_VERSIONS[crd.kind]) {
       if (!served.has(apiVersion)) continue;
       // The group may be served for other kinds (AuthorizationPolicy) without this one.
       try {
         await this.options.api.request({
           method: 'GET',
-          path: `/apis/${apiVersion}/peerauthentications`,
+          path: `/apis/${apiVersion}/${crd.plural}`,
           query: { limit: '1' },
         });
         return apiVersion;
@@ -189,48 +213,48 @@ export class ClusterMeshSource {
   }
 
   private async checkCrds(): Promise<void> {
+    await Promise.all(OPTIONAL_KINDS.map((crd) => this.checkCrd(crd)));
+  }
+
+  private async checkCrd(crd: OptionalKind): Promise<void> {
     if (this.stopped) return;
+    const { kind } = crd;
     let apiVersion: string | null;
     try {
-      apiVersion = await this.peerAuthenticationApi();
+      apiVersion = await this.servedVersion(crd);
     } catch (err) {
       this.options.log.warn(
         { err },
-        'cannot tell whether PeerAuthentication is installed; trying again later',
+        `cannot tell whether ${kind} is installed; trying again later`,
       );
       return;
     }
-    if (this.crdChecked && apiVersion === this.peerAuthenticationVersion) return;
-    this.crdChecked = true;
-    const previous = this.watches.get('PeerAuthentication');
+    const known = this.crdVersions.get(kind);
+    if (known !== undefined && apiVersion === known) return;
+    const previous = this.watches.get(kind);
     if (previous !== undefined) {
-      this.watches.delete('PeerAuthentication');
+      this.watches.delete(kind);
       await previous.reflector.stop();
       let changed = false;
       for (const obj of previous.reflector.list()) {
-        changed = this.forget(this.refOf('PeerAuthentication', obj)) || changed;
+        changed = this.forget(this.refOf(kind, obj)) || changed;
       }
       if (changed) this.options.onChange();
     }
-    this.peerAuthenticationVersion = apiVersion;
+    this.crdVersions.set(kind, apiVersion);
     if (apiVersion === null) {
       this.options.log.info(
         {
-          kind: 'PeerAuthentication',
-          group: PEER_AUTHENTICATION_GROUP,
+          kind,
+          group: crd.group,
           recheckSeconds: (this.options.crdRecheckMs ?? 30_000) / 1000,
         },
-        'PeerAuthentication is off: its CRD (peerauthentications.security.istio.io) is not installed',
+        `${kind} is off: its CRD (${crd.plural}.${crd.group}) is not installed`,
       );
       return;
     }
-    this.options.log.info({ kind: 'PeerAuthentication', apiVersion }, 'PeerAuthentication is on');
-    const [group, version] = apiVersion.split('/');
-    await this.startWatch(
-      'PeerAuthentication',
-      apiVersion,
-      groupPath(`${group}/${version}`, 'peerauthentications'),
-    );
+    this.options.log.info({ kind, apiVersion }, `${kind} is on`);
+    await this.startWatch(kind, apiVersion, groupPath(apiVersion, crd.plural));
   }
 
   private refOf(kind: MeshKind, obj: Raw): ObjectRef {
@@ -245,7 +269,71 @@ export class ClusterMeshSource {
     return this.options.model.remove(ref);
   }
 
+  /** Soon (after a burst of events), the status of every HTTPRoute that needs a new one. */
+  private scheduleRouteStatus(): void {
+    if (this.options.writeRouteStatus === false || this.statusTimer !== null || this.stopped)
+      return;
+    this.statusTimer = setTimeout(() => {
+      this.statusTimer = null;
+      this.statusWriting = this.statusWriting.then(() => this.writeRouteStatus());
+    }, 200);
+    this.statusTimer.unref();
+  }
+
+  private async writeRouteStatus(): Promise<void> {
+    const watch = this.watches.get('HTTPRoute');
+    if (watch === undefined || this.stopped) return;
+    const facts = this.options.model.routeFacts();
+    for (const raw of watch.reflector.list()) {
+      const ref = this.refOf('HTTPRoute', raw);
+      const route = this.options.model.httpRoute(nameKey(ref));
+      if (route === undefined || route.parents.length === 0) continue;
+      const status = (raw as { status?: { parents?: unknown } }).status;
+      const parents = httpRouteStatusParents(
+        route,
+        status?.parents,
+        facts,
+        new Date().toISOString(),
+      );
+      if (parents === null) continue;
+      try {
+        await this.options.api.request({
+          method: 'PUT',
+          path: `${groupPath(watch.apiVersion, 'httproutes', ref.namespace, ref.name)}/status`,
+          body: {
+            ...raw,
+            apiVersion: watch.apiVersion,
+            kind: 'HTTPRoute',
+            status: { ...status, parents },
+          },
+        });
+      } catch (err) {
+        if (isKubeApiError(err, 409) || isKubeApiError(err, 404)) {
+          // Changed or gone meanwhile: its event brings the next try.
+          continue;
+        }
+        if (isKubeApiError(err, 403)) {
+          if (!this.statusForbiddenLogged) {
+            this.statusForbiddenLogged = true;
+            this.options.log.warn(
+              { kind: 'HTTPRoute' },
+              'cannot write HTTPRoute status (RBAC: update on httproutes/status): routes still apply',
+            );
+          }
+          return;
+        }
+        this.options.log.warn(
+          { err, namespace: ref.namespace, name: ref.name },
+          'cannot write HTTPRoute status',
+        );
+      }
+    }
+  }
+
   private onEvent(kind: MeshKind, apiVersion: string, type: ReflectorEventType, obj: Raw): void {
+    if (kind === 'HTTPRoute' || kind === 'Service' || kind === 'VirtualService') {
+      this.scheduleRouteStatus();
+    }
     const ref = this.refOf(kind, obj);
     if (type === 'deleted') {
       if (this.forget(ref)) this.options.onChange();

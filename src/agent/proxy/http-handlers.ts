@@ -6,7 +6,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type http2 from 'node:http2';
-import type { MeshService, WorkloadInfo } from '../../api/mesh';
+import type { HeaderOperations, MeshService, WorkloadInfo } from '../../api/mesh';
 import { pickEndpoint, type Random, type UpstreamEndpoint } from './core/endpoints';
 import { ALPN, xfccValue, type MooringAlpn } from './core/identity';
 import {
@@ -17,7 +17,9 @@ import {
 } from './core/mesh-index';
 import { PEER_HEADER, parsePeerHeader, peerHeaderValue } from './core/peer';
 import { clusterName, hostPort, type RequestFacts } from './core/request-facts';
-import { routeRequest, type RequestView } from './core/route';
+import { recordOutcome } from './core/outlier';
+import { RetryBudget } from './core/retry-budget';
+import { rewritePath, routeRequest, type RequestView } from './core/route';
 import {
   propagationHeaders,
   readH2TraceHeaders,
@@ -31,6 +33,7 @@ import { headerValue, type RequestHead } from './l7/http1-codec';
 import {
   flagsText,
   localReply,
+  type AttemptOutcome,
   type ExchangePlan,
   type ExchangeRecord,
   type Http1Downstream,
@@ -62,6 +65,8 @@ export interface HandlerContext {
   readonly load: { requests: number };
   /** Tracing and the access log. */
   readonly telemetry: ProxyTelemetry;
+  /** Outlier detection ejected an endpoint until `untilMs` (for a log line). */
+  onEjection?(service: MeshService, endpoint: UpstreamEndpoint, untilMs: number): void;
 }
 
 /**
@@ -222,7 +227,34 @@ const OUTBOUND_REMOVE: ReadonlySet<string> = new Set([
 ]);
 const NO_RETRIES = Object.freeze({ attempts: 0, retryOn: Object.freeze([] as string[]) });
 
+/**
+ * A route's request header operations (and an authority rewrite) as the headers to drop and the
+ * lines to add: `set` replaces, `add` appends, `remove` drops. null: nothing changes.
+ */
+export function requestHeaderChanges(
+  ops: HeaderOperations | undefined,
+  authority: string | undefined,
+): { remove: ReadonlySet<string>; add: string[] } | null {
+  if (ops === undefined && authority === undefined) return null;
+  const remove = new Set(OUTBOUND_REMOVE);
+  const add: string[] = [];
+  for (const { name, value } of ops?.set ?? []) {
+    remove.add(name);
+    add.push(name, value);
+  }
+  for (const name of ops?.remove ?? []) remove.add(name);
+  for (const { name, value } of ops?.add ?? []) add.push(name, value);
+  if (authority !== undefined) {
+    remove.add('host');
+    add.push('host', authority);
+  }
+  return { remove, add };
+}
+
 export class OutboundHttp implements Http1Handler {
+  private readonly budgets = new Map<string, RetryBudget>();
+  /** Exchanges retrying now, by destination service (connectionPool.http.maxRetries). */
+  private readonly retrying = new Map<string, number>();
   /** Edges by endpoint and service, for this configuration. */
   private edges = new Map<string, Edge>();
   private edgesVersion = -1;
@@ -237,8 +269,9 @@ export class OutboundHttp implements Http1Handler {
   }
 
   /** An HTTP/2 stream planned here has ended. */
-  requestDone(): void {
+  requestDone(plan?: ExchangePlan | LocalReply): void {
     this.ctx.load.requests--;
+    if (plan?.kind === 'forward') plan.onDone?.();
   }
 
   plan(head: RequestHead, down: Http1Downstream): ExchangePlan | LocalReply {
@@ -283,30 +316,101 @@ export class OutboundHttp implements Http1Handler {
         service: target.service,
       };
     }
-    const decision = routeRequest(target.service, target.port.port, view, this.ctx.random, (key) =>
+    const random = this.ctx.random;
+    const decision = routeRequest(target.service, target.port.port, view, random, (key) =>
       index.service(key),
     );
     if (decision === null) return localReply(404, '', ['NR']);
+    if (decision.kind === 'failure') {
+      return localReply(decision.status, decision.reason, [decision.status === 503 ? 'NC' : 'NR']);
+    }
+    // Fault injection, as Envoy's fault filter: the abort first, then the delay.
+    const fault = decision.fault;
+    if (fault?.abort !== undefined && random() * 100 < fault.abort.percent) {
+      return localReply(fault.abort.httpStatus, 'fault filter abort', ['FI']);
+    }
+    const delayMs =
+      fault?.delay !== undefined && random() * 100 < fault.delay.percent
+        ? fault.delay.fixedDelayMs
+        : 0;
     const set = index.endpointSet(decision.service, decision.port, decision.subset);
-    const lb =
-      effectivePolicy(decision.service, decision.subset).loadBalancer ?? DEFAULT_LOAD_BALANCER;
-    const random = this.ctx.random;
+    const policy = effectivePolicy(decision.service, decision.subset);
+    const lb = policy.loadBalancer ?? DEFAULT_LOAD_BALANCER;
     const now = this.ctx.nowMs();
+    const budget = this.budget(decision.service.key);
+    budget.request(now);
+    const serviceKey = decision.service.key;
+    const http = policy.connectionPool?.http;
+    const maxRetries = http?.maxRetries;
+    // Envoy's circuit breaker on retries: at most maxRetries exchanges retrying at once.
+    let retrying = false;
+    const canRetry = (): boolean => {
+      if (!retrying) {
+        if (maxRetries !== undefined && (this.retrying.get(serviceKey) ?? 0) >= maxRetries) {
+          return false;
+        }
+        if (!budget.tryRetry(nowMs())) return false;
+        retrying = true;
+        this.retrying.set(serviceKey, (this.retrying.get(serviceKey) ?? 0) + 1);
+        return true;
+      }
+      return budget.tryRetry(nowMs());
+    };
+    const onDone = (): void => {
+      if (!retrying) return;
+      retrying = false;
+      const left = (this.retrying.get(serviceKey) ?? 1) - 1;
+      if (left <= 0) this.retrying.delete(serviceKey);
+      else this.retrying.set(serviceKey, left);
+    };
+    const outlier = policy.outlierDetection;
+    const nowMs = (): number => this.ctx.nowMs();
+    const headers = requestHeaderChanges(decision.requestHeaders, decision.rewrite?.authority);
     return {
       ...base,
+      ...(headers === null
+        ? {}
+        : { removeHeaders: headers.remove, addHeaders: [...headers.add, ...add] }),
+      ...(decision.rewrite === undefined ||
+      (decision.rewrite.prefix === undefined && decision.rewrite.fullPath === undefined)
+        ? {}
+        : { target: rewritePath(view.path, decision.match, decision.rewrite) }),
+      ...(delayMs > 0 ? { delayMs } : {}),
       addHeadersMeshed: [
         PEER_HEADER,
         peerHeaderValue(this.ctx.ownPeerValue(), decision.service.hostname),
       ],
-      pick: (tried) => pickEndpoint(set, lb, random, now, tried.size === 0 ? null : tried),
+      pick: (tried) => pickEndpoint(set, lb, random, nowMs(), tried.size === 0 ? null : tried),
       retries: decision.retries,
       timeoutMs: decision.timeoutMs,
       service: decision.service,
+      canRetry,
+      onDone,
+      connectTimeoutMs: policy.connectionPool?.tcp?.connectTimeoutMs ?? this.ctx.connectTimeoutMs,
+      ...(http?.maxRequestsPerConnection === undefined
+        ? {}
+        : { maxRequestsPerConnection: http.maxRequestsPerConnection }),
+      ...(outlier === undefined
+        ? {}
+        : {
+            onAttempt: (endpoint: UpstreamEndpoint, outcome: AttemptOutcome) => {
+              const d = recordOutcome(endpoint, set.endpoints, outlier, outcome, nowMs());
+              if (d.ejected) this.ctx.onEjection?.(decision.service, endpoint, d.until ?? 0);
+            },
+          }),
     };
+  }
+
+  /** The retry budget of a destination service (kept across configurations). */
+  private budget(serviceKey: string): RetryBudget {
+    let budget = this.budgets.get(serviceKey);
+    if (budget === undefined) this.budgets.set(serviceKey, (budget = new RetryBudget()));
+    return budget;
   }
 
   finished(r: ExchangeRecord, down: Http1Downstream): void {
     this.ctx.load.requests--;
+    if (r.plan.kind === 'forward') r.plan.onDone?.();
     const { target } = down.info as unknown as OutboundInfo;
     const service = (r.plan.kind === 'forward' ? r.plan.service : undefined) ?? target.service;
     const edge = this.edge(r.endpoint, service);
@@ -551,7 +655,7 @@ export class OutboundH2 implements H2Handler {
   }
 
   finished(r: H2Record, info: unknown): void {
-    this.http.requestDone();
+    this.http.requestDone(r.plan);
     const service =
       (r.plan.kind === 'forward' ? r.plan.service : undefined) ??
       (info as OutboundInfo).target.service;

@@ -165,6 +165,16 @@ export class Sidecar {
       draining: () => this.inboundDraining,
       load: this.load,
       telemetry: this.telemetry,
+      onEjection: (service, endpoint, untilMs) =>
+        this.deps.log.info(
+          {
+            service: service.key,
+            endpoint: `${endpoint.address}:${endpoint.port}`,
+            ejections: endpoint.ejections,
+            ejectedForMs: Math.max(0, untilMs - deps.nowMs()),
+          },
+          'outlier detection ejected an endpoint',
+        ),
     };
     this.outboundHttp = new OutboundHttp(ctx);
     this.inboundHttp = new InboundHttp(ctx);

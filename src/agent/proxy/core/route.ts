@@ -11,6 +11,7 @@ import type {
   MeshService,
   RequestMatch,
   RetryPolicy,
+  RouteRewrite,
   StringMatch,
 } from '../../../api/mesh';
 import type { Random } from './endpoints';
@@ -24,7 +25,10 @@ export interface RequestView {
 }
 
 export interface RouteDecision {
+  readonly kind?: undefined;
   readonly rule: HttpRouteRule | null;
+  /** The match of the rule that matched (null: the rule matches every request). */
+  readonly match: RequestMatch | null;
   readonly table: HttpRouteTable | null;
   readonly service: MeshService;
   readonly port: number;
@@ -33,6 +37,19 @@ export interface RouteDecision {
   readonly retries: RetryPolicy;
   readonly fault: FaultPolicy | undefined;
   readonly requestHeaders: HeaderOperations | undefined;
+  readonly rewrite: RouteRewrite | undefined;
+}
+
+/**
+ * A rule matched but nothing can take the request: no destination, or weights that add up to 0
+ * (Gateway API: 500), or a destination the mesh does not know (an HTTPRoute's backend: 500; a
+ * VirtualService's host: 503, Envoy's missing cluster).
+ */
+export interface RouteFailure {
+  readonly kind: 'failure';
+  readonly status: 500 | 503;
+  readonly reason: string;
+  readonly rule: HttpRouteRule;
 }
 
 /** Istio's default retry policy (see PRODUCT.md): not on 503. */
@@ -81,9 +98,20 @@ function queryParam(path: string, name: string): string | null {
   return null;
 }
 
-export function matchRequest(m: RequestMatch, req: RequestView): boolean {
+/** Gateway API's PathPrefix: whole segments (`/foo` matches `/foo`, `/foo/x`, not `/foobar`). */
+export function matchPathPrefix(prefix: string, path: string): boolean {
+  const p = pathOnly(path);
+  const trimmed = prefix.length > 1 && prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+  if (trimmed === '/') return true;
+  return p === trimmed || (p.startsWith(trimmed) && p[trimmed.length] === '/');
+}
+
+/** `port`: the service port the request came in on (for a match's `port`). */
+export function matchRequest(m: RequestMatch, req: RequestView, port?: number): boolean {
+  if (m.port !== undefined && port !== undefined && m.port !== port) return false;
   if (m.method !== undefined && !matchString(m.method, req.method)) return false;
   if (m.uri !== undefined && !matchUri(m.uri, req.path)) return false;
+  if (m.pathPrefix !== undefined && !matchPathPrefix(m.pathPrefix, req.path)) return false;
   if (m.headers !== undefined) {
     for (const h of m.headers) {
       const value = req.header(h.name);
@@ -102,12 +130,154 @@ export function matchRequest(m: RequestMatch, req: RequestView): boolean {
 }
 
 /** The first matching rule of a table, or null. An empty match list matches every request. */
-export function firstMatchingRule(table: HttpRouteTable, req: RequestView): HttpRouteRule | null {
+export function firstMatchingRule(
+  table: HttpRouteTable,
+  req: RequestView,
+  port?: number,
+): HttpRouteRule | null {
+  return firstMatch(table, req, port)?.rule ?? null;
+}
+
+/** The first matching rule and which of its matches matched (null: it has none). */
+export function firstMatch(
+  table: HttpRouteTable,
+  req: RequestView,
+  port?: number,
+): { rule: HttpRouteRule; match: RequestMatch | null } | null {
+  if (table.rules.length > INDEX_FROM_RULES) return indexOf(table).first(req, port);
   for (const rule of table.rules) {
-    if (rule.matches.length === 0) return rule;
-    for (const m of rule.matches) if (matchRequest(m, req)) return rule;
+    if (rule.matches.length === 0) return { rule, match: null };
+    for (const m of rule.matches) if (matchRequest(m, req, port)) return { rule, match: m };
   }
   return null;
+}
+
+/** Tables with more rules than this are looked up through a RuleIndex. */
+const INDEX_FROM_RULES = 16;
+
+interface TrieNode {
+  next?: Map<number, TrieNode>;
+  /** Entries whose path literal ends here. */
+  here?: number[];
+}
+
+/**
+ * A large route table compiled once (kept with the table, which a push replaces): a trie of the
+ * literal path prefix each match needs (a uri prefix or exact path, a path prefix), walked along
+ * the request's path, gives the few matches that can apply; those with no literal (a regex, no
+ * path condition) are candidates for every request. The candidates are tried in the table's
+ * order, so the first match still wins, as in a linear scan.
+ */
+class RuleIndex {
+  private readonly entries: { rule: HttpRouteRule; match: RequestMatch | null }[] = [];
+  private readonly always: number[] = [];
+  private readonly root: TrieNode = {};
+
+  constructor(table: HttpRouteTable) {
+    for (const rule of table.rules) {
+      const matches = rule.matches.length === 0 ? [null] : rule.matches;
+      for (const match of matches) {
+        const i = this.entries.push({ rule, match }) - 1;
+        const literal = match === null ? null : literalOf(match);
+        if (literal === null || literal === '') {
+          this.always.push(i);
+          continue;
+        }
+        let node = this.root;
+        for (let c = 0; c < literal.length; c++) {
+          const code = literal.charCodeAt(c);
+          node.next ??= new Map();
+          let child = node.next.get(code);
+          if (child === undefined) node.next.set(code, (child = {}));
+          node = child;
+        }
+        (node.here ??= []).push(i);
+      }
+    }
+  }
+
+  first(
+    req: RequestView,
+    port?: number,
+  ): { rule: HttpRouteRule; match: RequestMatch | null } | null {
+    const hits: number[] = [];
+    let node: TrieNode | undefined = this.root;
+    const path = req.path;
+    for (let c = 0; node !== undefined; c++) {
+      if (node.here !== undefined) for (const i of node.here) hits.push(i);
+      if (c >= path.length || node.next === undefined) break;
+      node = node.next.get(path.charCodeAt(c));
+    }
+    if (hits.length > 1) hits.sort((a, b) => a - b);
+    // Both lists in table order: merge them, trying each candidate once.
+    let a = 0;
+    let h = 0;
+    const always = this.always;
+    while (a < always.length || h < hits.length) {
+      const next =
+        h >= hits.length || (a < always.length && (always[a] as number) < (hits[h] as number))
+          ? (always[a++] as number)
+          : (hits[h++] as number);
+      const entry = this.entries[next] as { rule: HttpRouteRule; match: RequestMatch | null };
+      if (entry.match === null || matchRequest(entry.match, req, port)) return entry;
+    }
+    return null;
+  }
+}
+
+/** The literal start of the path a match needs; null when it needs none (or only a regex). */
+function literalOf(m: RequestMatch): string | null {
+  if (m.pathPrefix !== undefined) {
+    const p = m.pathPrefix.endsWith('/') ? m.pathPrefix.slice(0, -1) : m.pathPrefix;
+    return p;
+  }
+  if (m.uri === undefined || 'regex' in m.uri) return null;
+  return 'prefix' in m.uri ? m.uri.prefix : m.uri.exact;
+}
+
+const indexes = new WeakMap<HttpRouteTable, RuleIndex>();
+
+function indexOf(table: HttpRouteTable): RuleIndex {
+  let index = indexes.get(table);
+  if (index === undefined) indexes.set(table, (index = new RuleIndex(table)));
+  return index;
+}
+
+/**
+ * The request target after a rewrite: `fullPath` replaces the path; `prefix` replaces what the
+ * match matched of it (its uri prefix, its path prefix by segments, its exact path; `/` without
+ * a path condition; the whole path for a regex). The query is kept.
+ */
+export function rewritePath(
+  path: string,
+  match: RequestMatch | null,
+  rewrite: RouteRewrite,
+): string {
+  const q = path.indexOf('?');
+  const p = q === -1 ? path : path.slice(0, q);
+  const query = q === -1 ? '' : path.slice(q);
+  if (rewrite.fullPath !== undefined) return rewrite.fullPath + query;
+  if (rewrite.prefix === undefined) return path;
+  const to = rewrite.prefix;
+  let matched: string;
+  if (match?.pathPrefix !== undefined) {
+    matched =
+      match.pathPrefix.length > 1 && match.pathPrefix.endsWith('/')
+        ? match.pathPrefix.slice(0, -1)
+        : match.pathPrefix;
+    if (matched === '/') matched = '';
+    // Segment-wise: `/foo` -> `/bar` turns `/foo/x` into `/bar/x`, and `/foo` into `/bar`.
+    let rest = p.slice(matched.length);
+    let head = to.endsWith('/') && rest.startsWith('/') ? to.slice(0, -1) : to;
+    if (head === '' && !rest.startsWith('/')) head = '/';
+    if (rest === '' && head === '') rest = '/';
+    return head + rest + query;
+  }
+  if (match?.uri === undefined) matched = '/';
+  else if ('prefix' in match.uri) matched = match.uri.prefix;
+  else if ('exact' in match.uri) matched = match.uri.exact;
+  else return to + query;
+  return (p.startsWith(matched) ? to + p.slice(matched.length) : to) + query;
 }
 
 /**
@@ -120,11 +290,12 @@ export function routeRequest(
   req: RequestView,
   random: Random,
   lookupService: (key: string) => MeshService | null,
-): RouteDecision | null {
+): RouteDecision | RouteFailure | null {
   const table = service.routes;
   if (table === undefined || (table.ports !== undefined && !table.ports.includes(port))) {
     return {
       rule: null,
+      match: null,
       table: null,
       service,
       port,
@@ -133,30 +304,41 @@ export function routeRequest(
       retries: DEFAULT_RETRIES,
       fault: undefined,
       requestHeaders: undefined,
+      rewrite: undefined,
     };
   }
-  const rule = firstMatchingRule(table, req);
-  if (rule === null || rule.destinations.length === 0) return null;
+  const found = firstMatch(table, req, port);
+  if (found === null) return null;
+  const { rule, match } = found;
+  let total = 0;
+  for (const d of rule.destinations) total += d.weight;
+  if (rule.destinations.length === 0 || (rule.destinations.length > 1 && total <= 0)) {
+    return { kind: 'failure', status: 500, reason: 'no backend: the weights add up to 0', rule };
+  }
   let chosen = rule.destinations[0];
   if (rule.destinations.length > 1) {
-    let total = 0;
-    for (const d of rule.destinations) total += d.weight;
-    if (total > 0) {
-      let draw = random() * total;
-      for (const d of rule.destinations) {
-        draw -= d.weight;
-        if (draw < 0) {
-          chosen = d;
-          break;
-        }
+    let draw = random() * total;
+    for (const d of rule.destinations) {
+      draw -= d.weight;
+      if (draw < 0) {
+        chosen = d;
+        break;
       }
     }
   }
   if (chosen === undefined) return null;
   const dest = chosen.service === service.key ? service : lookupService(chosen.service);
-  if (dest === null) return null;
+  if (dest === null) {
+    return {
+      kind: 'failure',
+      status: table.source.kind === 'HTTPRoute' ? 500 : 503,
+      reason: `no such service ${chosen.service}`,
+      rule,
+    };
+  }
   return {
     rule,
+    match,
     table,
     service: dest,
     port: chosen.port ?? port,
@@ -165,5 +347,6 @@ export function routeRequest(
     retries: rule.retries ?? DEFAULT_RETRIES,
     fault: rule.fault,
     requestHeaders: rule.requestHeaders,
+    rewrite: rule.rewrite,
   };
 }

@@ -36,6 +36,7 @@ export type ResponseFlag =
   | 'UT' // upstream request timeout
   | 'URX' // retry limit exceeded
   | 'NR' // no route
+  | 'NC' // no cluster: the route's destination is not known
   | 'DC' // downstream connection termination
   | 'UO' // upstream overflow (circuit breaker)
   | 'FI' // fault injected: abort
@@ -71,6 +72,16 @@ export interface ExchangePlan {
   readonly attemptCountHeader: boolean;
   /** Called after each attempt with its outcome (outlier detection). */
   onAttempt?(endpoint: UpstreamEndpoint, outcome: AttemptOutcome): void;
+  /** Whether the retry budget has room for one more retry (counted when it has). */
+  canRetry?(): boolean;
+  /** Called once when the exchange is over (the handler's `finished` calls it). */
+  onDone?(): void;
+  /** Fault injection: wait this long before the request goes out (flag DI). */
+  readonly delayMs?: number;
+  /** The request target sent upstream, when a route rewrote it. */
+  readonly target?: string;
+  /** DestinationRule `connectionPool.http.maxRequestsPerConnection`: then a new connection. */
+  readonly maxRequestsPerConnection?: number;
   /** The destination service (outbound), for the handler's records. */
   readonly service?: MeshService;
   /** This sidecar's span of the request, and its `x-request-id`, for the handler's records. */
@@ -306,6 +317,10 @@ export class Exchange implements ConnectionEvents {
   private responseBytes = 0;
   private done = false;
   private timeout: NodeJS.Timeout | null = null;
+  /** The current attempt's own timeout (the route's per-try timeout). */
+  private tryTimer: NodeJS.Timeout | null = null;
+  /** A fault delay or a retry's backoff, before the next attempt. */
+  private retryTimer: NodeJS.Timeout | null = null;
   private upgraded = false;
   private downstreamPaused = false;
 
@@ -320,6 +335,20 @@ export class Exchange implements ConnectionEvents {
       this.status = plan.status;
       return;
     }
+    if (plan.delayMs !== undefined && plan.delayMs > 0) {
+      // The fault filter holds the request before the router: the route's timeout starts after.
+      this.flags.push('DI');
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        this.start(plan);
+      }, plan.delayMs);
+      return;
+    }
+    this.start(plan);
+  }
+
+  private start(plan: ExchangePlan): void {
+    if (this.done) return;
     if (plan.timeoutMs !== null && plan.timeoutMs > 0) {
       this.timeout = setTimeout(() => this.onTimeout(), plan.timeoutMs);
     }
@@ -397,6 +426,7 @@ export class Exchange implements ConnectionEvents {
   // --- attempts ---------------------------------------------------------------------------
 
   private attempt(): void {
+    if (this.done) return;
     const plan = this.plan as ExchangePlan;
     const endpoint = plan.pick(this.tried);
     if (endpoint === null) {
@@ -408,6 +438,10 @@ export class Exchange implements ConnectionEvents {
     this.tried.add(endpoint);
     endpoint.active++;
     this.attemptOpen = true;
+    const perTry = plan.retries.perTryTimeoutMs;
+    if (perTry !== undefined && perTry > 0) {
+      this.tryTimer = setTimeout(() => this.onTryTimeout(), perTry);
+    }
     const pooled = this.down.pool.take(endpoint.key);
     if (pooled !== null) {
       this.send(pooled, true);
@@ -433,6 +467,10 @@ export class Exchange implements ConnectionEvents {
 
   /** The current attempt is over: it no longer counts as in flight. */
   private closeAttempt(outcome: AttemptOutcome): void {
+    if (this.tryTimer !== null) {
+      clearTimeout(this.tryTimer);
+      this.tryTimer = null;
+    }
     if (!this.attemptOpen) return;
     this.attemptOpen = false;
     const endpoint = this.endpoint as UpstreamEndpoint;
@@ -461,7 +499,7 @@ export class Exchange implements ConnectionEvents {
     }
     const connection = h.upgrade !== null ? 'upgrade' : h.versionMinor === 0 ? 'keep-alive' : null;
     const text =
-      `${h.method} ${h.target} HTTP/1.${h.versionMinor}\r\n` +
+      `${h.method} ${plan.target ?? h.target} HTTP/1.${h.versionMinor}\r\n` +
       forwardHeaderLines(h.headers, {
         remove: plan.removeHeaders,
         add,
@@ -503,15 +541,18 @@ export class Exchange implements ConnectionEvents {
       this.reusedConnection &&
       received === 0 &&
       isIdempotent(this.head.method);
-    if (
-      !this.responseStarted &&
-      this.replayable &&
-      (stale || (condition && this.attempts <= plan.retries.attempts))
-    ) {
-      if (stale && endpoint !== null) this.tried.delete(endpoint);
-      this.reusedConnection = false;
-      this.attempt();
-      return;
+    if (!this.responseStarted && this.replayable) {
+      if (stale) {
+        if (endpoint !== null) this.tried.delete(endpoint);
+        this.reusedConnection = false;
+        this.attempt();
+        return;
+      }
+      if (condition && this.attempts <= plan.retries.attempts && this.mayRetry(plan)) {
+        this.reusedConnection = false;
+        this.retryAfterBackoff(plan);
+        return;
+      }
     }
     const flag: ResponseFlag = reason === 'reset' ? 'UC' : reason === 'timeout' ? 'UT' : 'UF';
     if (this.attempts > 1 && condition) this.flags.push('URX');
@@ -534,6 +575,38 @@ export class Exchange implements ConnectionEvents {
         `upstream connect error or disconnect/reset before headers. reset reason: ${why}${detail}`,
         flag,
       );
+  }
+
+  /** The retry budget's word (a retry it refuses is not made: the failure goes to the client). */
+  private mayRetry(plan: ExchangePlan): boolean {
+    return plan.canRetry?.() ?? true;
+  }
+
+  /** Envoy's backoff: a random wait up to base x 2^(retries so far - 1), capped at 10 x base. */
+  private retryAfterBackoff(plan: ExchangePlan): void {
+    const base = plan.retries.backoffBaseMs ?? 25;
+    const ceiling = Math.min(base * 2 ** Math.max(0, this.attempts - 1), base * 10);
+    const wait = Math.floor(Math.random() * ceiling);
+    if (wait <= 0) {
+      this.attempt();
+      return;
+    }
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.attempt();
+    }, wait);
+  }
+
+  /** The current attempt ran out of its per-try time: it fails as a timeout (maybe retried). */
+  private onTryTimeout(): void {
+    this.tryTimer = null;
+    if (this.done || this.responseStarted || !this.attemptOpen) return;
+    this.cancelDial?.();
+    this.cancelDial = null;
+    const up = this.upstream;
+    this.upstream = null;
+    up?.discard();
+    this.attemptFailed('timeout', null, 0);
   }
 
   private fail(status: number, text: string, flag: ResponseFlag): void {
@@ -575,6 +648,10 @@ export class Exchange implements ConnectionEvents {
       clearTimeout(this.timeout);
       this.timeout = null;
     }
+    if (this.retryTimer !== null) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+    }
   }
 
   // --- the response, from the upstream connection -----------------------------------------
@@ -602,12 +679,13 @@ export class Exchange implements ConnectionEvents {
       this.replayable &&
       this.requestComplete &&
       this.attempts <= plan.retries.attempts &&
-      retriableStatus(plan.retries, status)
+      retriableStatus(plan.retries, status) &&
+      this.mayRetry(plan)
     ) {
       this.closeAttempt({ kind: 'response', status });
       this.upstream = null;
       up.discard();
-      this.attempt();
+      this.retryAfterBackoff(plan);
       return;
     }
     this.responseHead = head;
@@ -649,12 +727,15 @@ export class Exchange implements ConnectionEvents {
     }
     if (this.responseHead === null) return; // the end of a 1xx
     const up = this.upstream as UpstreamConnection;
+    const plan = this.plan as ExchangePlan;
     this.closeAttempt({ kind: 'response', status: this.status });
     this.clearTimeout();
     this.upstream = null;
     this.done = true;
     // The connection is reusable when the server did not close it and it got the whole request.
-    if (!this.responseHead.close && this.requestComplete && !up.closed) up.release();
+    const spent =
+      plan.maxRequestsPerConnection !== undefined && up.requests >= plan.maxRequestsPerConnection;
+    if (!this.responseHead.close && this.requestComplete && !up.closed && !spent) up.release();
     else up.discard();
     // The server answered before the request ended: the rest of its body cannot be told from
     // a next request, so the client's connection closes.

@@ -214,6 +214,10 @@ class H2Exchange {
   private responseBytes = 0;
   private done = false;
   private timer: NodeJS.Timeout | null = null;
+  /** The current attempt's per-try timeout. */
+  private tryTimer: NodeJS.Timeout | null = null;
+  /** A fault delay before the first attempt. */
+  private delayTimer: NodeJS.Timeout | null = null;
   private trailers: http2.IncomingHttpHeaders | null = null;
   private readonly grpc: boolean;
 
@@ -236,6 +240,20 @@ class H2Exchange {
       this.localReply(plan.status, plan.body);
       return;
     }
+    if (plan.delayMs !== undefined && plan.delayMs > 0) {
+      // The fault filter holds the request before the router: the route's timeout starts after.
+      this.flags.push('DI');
+      this.delayTimer = setTimeout(() => {
+        this.delayTimer = null;
+        this.begin(plan);
+      }, plan.delayMs);
+      return;
+    }
+    this.begin(plan);
+  }
+
+  private begin(plan: ExchangePlan): void {
+    if (this.done) return;
     if (plan.timeoutMs !== null && plan.timeoutMs > 0) {
       this.timer = setTimeout(() => this.onTimeout(), plan.timeoutMs);
     }
@@ -266,19 +284,25 @@ class H2Exchange {
   }
 
   private attempt(): void {
+    if (this.done) return;
     const plan = this.plan as ExchangePlan;
     const endpoint = plan.pick(this.tried);
     if (endpoint === null) {
       this.fail(503, 'no healthy upstream', this.attempts === 0 ? 'UH' : 'URX');
       return;
     }
-    this.attempts++;
+    const attempt = ++this.attempts;
     this.endpoint = endpoint;
     this.tried.add(endpoint);
     endpoint.active++;
     this.attemptOpen = true;
+    const perTry = plan.retries.perTryTimeoutMs;
+    if (perTry !== undefined && perTry > 0) {
+      this.tryTimer = setTimeout(() => this.onTryTimeout(), perTry);
+    }
     this.pool.get(endpoint, plan.alpn, plan.tls, plan.connectTimeoutMs, (err, session) => {
-      if (this.done) return;
+      // Done, or this attempt already ended (its per-try timeout) and another one runs.
+      if (this.done || attempt !== this.attempts || !this.attemptOpen) return;
       if (err !== null || session === null) {
         this.failedAttempt(err?.kind === 'connect-failure' ? 'connect-failure' : 'tls', err);
         return;
@@ -288,6 +312,10 @@ class H2Exchange {
   }
 
   private closeAttempt(status: number | null): void {
+    if (this.tryTimer !== null) {
+      clearTimeout(this.tryTimer);
+      this.tryTimer = null;
+    }
     if (!this.attemptOpen) return;
     this.attemptOpen = false;
     const endpoint = this.endpoint as UpstreamEndpoint;
@@ -309,9 +337,13 @@ class H2Exchange {
       out[name] = value;
     }
     const add = (lines: readonly string[]): void => {
-      for (let i = 0; i < lines.length; i += 2)
-        out[(lines[i] as string).toLowerCase()] = lines[i + 1];
+      for (let i = 0; i < lines.length; i += 2) {
+        const name = (lines[i] as string).toLowerCase();
+        // An authority rewrite comes as `host`: HTTP/2 carries it in :authority.
+        out[name === 'host' ? ':authority' : name] = lines[i + 1];
+      }
     };
+    if (plan.target !== undefined) out[':path'] = plan.target;
     add(plan.addHeaders);
     if (endpoint.identity !== null && plan.addHeadersMeshed !== undefined)
       add(plan.addHeadersMeshed);
@@ -364,7 +396,7 @@ class H2Exchange {
     ) {
       const grpcRetry =
         grpcStatus !== undefined && grpcRetriable(plan.retries.retryOn, String(grpcStatus));
-      if (grpcRetry || retriableStatus(plan.retries, status)) {
+      if ((grpcRetry || retriableStatus(plan.retries, status)) && (plan.canRetry?.() ?? true)) {
         this.closeAttempt(status);
         this.upstream = null;
         up.close(NGHTTP2_CANCEL);
@@ -417,8 +449,18 @@ class H2Exchange {
     this.failedAttempt(code === NGHTTP2_REFUSED_STREAM ? 'refused-stream' : 'reset', null);
   }
 
+  /** The current attempt ran out of its per-try time: a timeout, retried like a reset. */
+  private onTryTimeout(): void {
+    this.tryTimer = null;
+    if (this.done || this.responded || !this.attemptOpen) return;
+    const up = this.upstream;
+    this.upstream = null;
+    if (up !== null && !up.destroyed) up.close(NGHTTP2_CANCEL);
+    this.failedAttempt('timeout', null);
+  }
+
   private failedAttempt(
-    reason: 'connect-failure' | 'tls' | 'reset' | 'refused-stream',
+    reason: 'connect-failure' | 'tls' | 'reset' | 'refused-stream' | 'timeout',
     err: Error | null,
   ): void {
     const plan = this.plan as ExchangePlan;
@@ -432,11 +474,21 @@ class H2Exchange {
         : reason === 'refused-stream'
           ? any('refused-stream', '5xx', 'reset')
           : any('reset', '5xx', 'gateway-error');
-    if (!this.responded && this.replayable && condition && this.attempts <= plan.retries.attempts) {
+    if (
+      !this.responded &&
+      this.replayable &&
+      condition &&
+      this.attempts <= plan.retries.attempts &&
+      (plan.canRetry?.() ?? true)
+    ) {
       this.attempt();
       return;
     }
     if (this.attempts > 1 && condition) this.flags.push('URX');
+    if (reason === 'timeout') {
+      this.fail(504, 'upstream request timeout', 'UT');
+      return;
+    }
     const flag: ResponseFlag = reason === 'reset' || reason === 'refused-stream' ? 'UC' : 'UF';
     const why =
       reason === 'connect-failure'
@@ -523,6 +575,8 @@ class H2Exchange {
     if (this.done) return;
     this.done = true;
     if (this.timer !== null) clearTimeout(this.timer);
+    if (this.tryTimer !== null) clearTimeout(this.tryTimer);
+    if (this.delayTimer !== null) clearTimeout(this.delayTimer);
     this.handler.finished(
       {
         headers: this.headers,

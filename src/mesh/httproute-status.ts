@@ -1,0 +1,168 @@
+// The status Mooring writes on an HTTPRoute attached to Services (GAMMA), one entry in
+// `status.parents` per Service parent with `controllerName: mooring.dev/mesh` (entries of other
+// controllers are kept as they are):
+//   Accepted      True / Accepted; False / NoMatchingParent when the Service does not exist
+//   ResolvedRefs  True / ResolvedRefs; False / BackendNotFound naming the missing Services
+// A VirtualService for the same Service wins over the route (README "Traffic management"): the
+// route stays Accepted and its message says so. `lastTransitionTime` moves only when a
+// condition's status changes. Pure: the adapter reads the objects and writes the status.
+
+import { nameKey, type HttpRouteObject } from './objects';
+
+export const MESH_CONTROLLER_NAME = 'mooring.dev/mesh';
+
+export interface RouteCondition {
+  readonly type: 'Accepted' | 'ResolvedRefs';
+  readonly status: 'True' | 'False';
+  readonly reason: string;
+  readonly message: string;
+  readonly observedGeneration: number;
+  readonly lastTransitionTime: string;
+}
+
+export interface RouteParentStatus {
+  readonly parentRef: {
+    readonly group: '';
+    readonly kind: 'Service';
+    readonly namespace: string;
+    readonly name: string;
+    readonly port?: number;
+  };
+  readonly controllerName: string;
+  readonly conditions: readonly RouteCondition[];
+}
+
+export interface RouteFacts {
+  /** Whether a Service of that key exists. */
+  serviceExists(key: string): boolean;
+  /** The VirtualService (`namespace/name`) that wins over routes for a Service, if any. */
+  virtualServiceFor(key: string): string | null;
+}
+
+type Raw = Record<string, unknown>;
+const isObject = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Our parents' statuses, before timestamps: what decides whether a write is needed. */
+function ourParents(route: HttpRouteObject, facts: RouteFacts): Omit<RouteParentStatus, never>[] {
+  const missing = [...new Set(route.rules.flatMap((r) => r.backends.map((b) => b.service)))].filter(
+    (k) => !facts.serviceExists(k),
+  );
+  const out: RouteParentStatus[] = [];
+  for (const parent of route.parents) {
+    const [namespace, name] = parent.service.split('/') as [string, string];
+    const exists = facts.serviceExists(parent.service);
+    const vs = exists ? facts.virtualServiceFor(parent.service) : null;
+    const conditions: RouteCondition[] = [
+      exists
+        ? {
+            type: 'Accepted',
+            status: 'True',
+            reason: 'Accepted',
+            message:
+              vs === null
+                ? 'Mooring routes the requests to this Service by this route'
+                : `VirtualService ${vs} names this Service too and wins: this route is not used while it exists`,
+            observedGeneration: route.generation,
+            lastTransitionTime: '',
+          }
+        : {
+            type: 'Accepted',
+            status: 'False',
+            reason: 'NoMatchingParent',
+            message: `Service ${parent.service} does not exist`,
+            observedGeneration: route.generation,
+            lastTransitionTime: '',
+          },
+      missing.length === 0
+        ? {
+            type: 'ResolvedRefs',
+            status: 'True',
+            reason: 'ResolvedRefs',
+            message: 'every backend is a Service of the mesh',
+            observedGeneration: route.generation,
+            lastTransitionTime: '',
+          }
+        : {
+            type: 'ResolvedRefs',
+            status: 'False',
+            reason: 'BackendNotFound',
+            message: `no such Service: ${missing.join(', ')} (its share of the requests is answered 500)`,
+            observedGeneration: route.generation,
+            lastTransitionTime: '',
+          },
+    ];
+    out.push({
+      parentRef: {
+        group: '',
+        kind: 'Service',
+        namespace,
+        name,
+        ...(parent.port === undefined ? {} : { port: parent.port }),
+      },
+      controllerName: MESH_CONTROLLER_NAME,
+      conditions,
+    });
+  }
+  return out;
+}
+
+const sameRef = (a: unknown, b: RouteParentStatus['parentRef']): boolean =>
+  isObject(a) &&
+  a.name === b.name &&
+  (a.namespace ?? b.namespace) === b.namespace &&
+  (a.kind ?? 'Gateway') === 'Service' &&
+  (a.port ?? undefined) === b.port;
+
+/**
+ * `status.parents` for a route given the current one (`previous`, raw): null when it already
+ * says what it should (no write needed).
+ */
+export function httpRouteStatusParents(
+  route: HttpRouteObject,
+  previous: unknown,
+  facts: RouteFacts,
+  now: string,
+): unknown[] | null {
+  const before: unknown[] = Array.isArray(previous) ? (previous as unknown[]) : [];
+  const others = before.filter((p) => !isObject(p) || p.controllerName !== MESH_CONTROLLER_NAME);
+  const mine = before.filter(
+    (p): p is Raw => isObject(p) && p.controllerName === MESH_CONTROLLER_NAME,
+  );
+  const wanted = ourParents(route, facts).map((status) => {
+    const old = mine.find((p) => sameRef(p.parentRef, status.parentRef));
+    const oldConditions = Array.isArray(old?.conditions) ? (old.conditions as unknown[]) : [];
+    return {
+      ...status,
+      conditions: status.conditions.map((c) => {
+        const prev = oldConditions.find((o): o is Raw => isObject(o) && o.type === c.type);
+        const since =
+          prev !== undefined &&
+          prev.status === c.status &&
+          typeof prev.lastTransitionTime === 'string'
+            ? prev.lastTransitionTime
+            : now;
+        return { ...c, lastTransitionTime: since };
+      }),
+    };
+  });
+  const strip = (list: unknown[]): string =>
+    JSON.stringify(
+      list.map((p) =>
+        isObject(p)
+          ? {
+              ...p,
+              conditions: Array.isArray(p.conditions)
+                ? (p.conditions as unknown[]).map((c) =>
+                    isObject(c) ? { ...c, lastTransitionTime: '' } : c,
+                  )
+                : p.conditions,
+            }
+          : p,
+      ),
+    );
+  if (strip(mine) === strip(wanted) && mine.length === wanted.length) return null;
+  return [...others, ...wanted];
+}
+
+/** The route's key, for logs. */
+export const routeKey = (route: HttpRouteObject): string => nameKey(route.meta);

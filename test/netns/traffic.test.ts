@@ -1,0 +1,446 @@
+// Traffic management with real sidecars (root: `make netns`): VirtualServices and
+// DestinationRules written into the server's --mesh-dir (the seed examples of examples/traffic
+// copied as they are), requests from a meshed client Pod through its sidecar, answered by echo
+// apps behind theirs.
+//
+//   client      10.77.0.21  meshed, makes the requests
+//   reviews-v1  10.77.0.22  meshed, version v1   \
+//   reviews-v2  10.77.0.23  meshed, version v2    > Service reviews 10.96.20.1
+//   reviews-v3  10.77.0.24  meshed, version v3   /
+//   flaky       10.77.0.25  meshed, GET /healthz answers 503 (health turned off)  \ Services
+//   steady      10.77.0.26  meshed, healthy                                        / backend, details
+//   hang        10.77.0.27  not meshed: accepts connections and never answers     Service hang
+//
+// Statistical checks use bounds of about 4 standard deviations: a correct split fails them far
+// less than once in 10,000 runs.
+
+import { chmodSync, copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { checkPreconditions, NODE, removeLeftovers, ROOT } from './support';
+import {
+  APP_USER,
+  ECHO,
+  MeshRig,
+  podObject,
+  serviceObject,
+  sliceObject,
+  type Pod,
+  type PortSpec,
+} from './mesh-rig';
+
+jest.setTimeout(180_000);
+
+const EXAMPLES = join(ROOT, 'examples/traffic');
+const REVIEWS_IP = '10.96.20.1';
+const BACKEND_IP = '10.96.20.2';
+const HANG_IP = '10.96.20.3';
+const DETAILS_IP = '10.96.20.4';
+const GRPC_IP = '10.96.20.5';
+const HTTP: PortSpec[] = [{ name: 'http', port: 80, targetPort: 8080 }];
+const GRPC_PORTS: PortSpec[] = [{ name: 'grpc', port: 50051, targetPort: 50051 }];
+
+let rig: MeshRig;
+const pods: Record<string, Pod> = {};
+
+/**
+ * Sequential HTTP/1.1 requests from the client Pod (as its app), each on a new connection:
+ * the answers counted by status and by the echo's version, with each request's duration.
+ */
+const LOAD = `
+const http = require('http');
+const [url, count, headers] = [process.argv[1], Number(process.argv[2]), JSON.parse(process.argv[3] || '{}')];
+const out = { byStatus: {}, byVersion: {}, byPod: {}, ms: [], bodies: [] };
+const one = () => new Promise((resolve) => {
+  const t0 = Date.now();
+  const req = http.request(url, { headers, agent: false }, (res) => {
+    let text = '';
+    res.on('data', (d) => (text += d));
+    res.on('end', () => {
+      out.ms.push(Date.now() - t0);
+      out.byStatus[res.statusCode] = (out.byStatus[res.statusCode] || 0) + 1;
+      try {
+        const b = JSON.parse(text);
+        if (b.version) out.byVersion[b.version] = (out.byVersion[b.version] || 0) + 1;
+        if (b.pod) out.byPod[b.pod] = (out.byPod[b.pod] || 0) + 1;
+        if (out.bodies.length < 3) out.bodies.push(b);
+      } catch { if (out.bodies.length < 3) out.bodies.push(text); }
+      resolve();
+    });
+  });
+  req.on('error', (e) => { out.byStatus[e.code || 'error'] = (out.byStatus[e.code || 'error'] || 0) + 1; resolve(); });
+  req.setTimeout(20000, () => req.destroy(new Error('TIMEOUT')));
+  req.end();
+});
+(async () => { for (let i = 0; i < count; i++) await one(); console.log(JSON.stringify(out)); })();`;
+
+interface Load {
+  byStatus: Record<string, number>;
+  byVersion: Record<string, number>;
+  byPod: Record<string, number>;
+  ms: number[];
+  bodies: unknown[];
+}
+
+async function load(
+  url: string,
+  count: number,
+  headers: Record<string, string> = {},
+): Promise<Load> {
+  return JSON.parse(
+    await rig.node('client', LOAD, [url, String(count), JSON.stringify(headers)], 170_000),
+  ) as Load;
+}
+
+/** An example file of examples/traffic, copied into the mesh directory as it is. */
+function applyExample(file: string): void {
+  copyFileSync(join(EXAMPLES, file), join(rig.meshDir, `example-${file}`));
+}
+
+/** Documents of an example file of a given kind, as objects (for a file of one kind only). */
+function exampleDocs(file: string, kind: string): object[] {
+  return parseAllDocuments(readFileSync(join(EXAMPLES, file), 'utf8'))
+    .map((d) => d.toJS() as { kind: string })
+    .filter((d) => d.kind === kind);
+}
+
+const vs = (name: string, host: string, http: object[]): object => ({
+  apiVersion: 'networking.istio.io/v1',
+  kind: 'VirtualService',
+  metadata: { name, namespace: 'default' },
+  spec: { hosts: [host], http },
+});
+
+/** Waits until the client's proxy holds a route table (or none) for `service`. */
+async function routesApplied(service: string, source: string | null): Promise<void> {
+  await rig.waitFor(
+    `routes of ${service} from ${source ?? 'nothing'}`,
+    async () => {
+      const dump = (await rig.configDump('client')) as {
+        mesh: { services: { key: string; routes?: { source: { name: string } } }[] };
+      };
+      const s = dump.mesh.services.find((x) => x.key === `default/${service}`);
+      return (s?.routes?.source.name ?? null) === source;
+    },
+    30_000,
+  );
+}
+
+async function setHealth(pod: string, on: boolean): Promise<void> {
+  const r = await rig.exec(pods[pod]!.ns, [
+    'curl',
+    '-sf',
+    '-XPOST',
+    '-d',
+    JSON.stringify({ http: on }),
+    'http://127.0.0.1:8081/admin/health',
+  ]);
+  if (r.code !== 0) throw new Error(`cannot set the health of ${pod}: ${r.stderr}`);
+}
+
+/** Requests the sidecar of `pod` received (reporter=destination), from its metrics. */
+async function received(pod: string): Promise<number> {
+  let total = 0;
+  for (const line of (await rig.stats(pod)).split('\n')) {
+    if (line.startsWith('istio_requests_total{') && line.includes('reporter="destination"')) {
+      total += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return total;
+}
+
+beforeAll(async () => {
+  await checkPreconditions(
+    ['ip', 'iptables', 'setpriv', 'curl'],
+    [['src/agent/proxy/http-handlers.ts', 'dist/agent/proxy/http-handlers.js']],
+  );
+  if (!existsSync(ECHO))
+    throw new Error(`${ECHO} is missing: run \`make netns\` (it compiles the echo app)`);
+  await removeLeftovers();
+  chmodSync(ROOT, 0o755);
+  rig = new MeshRig('traffic');
+  const meshed = ['client', 'reviews-v1', 'reviews-v2', 'reviews-v3', 'flaky', 'steady'];
+  await rig.start(
+    Object.fromEntries(
+      meshed.map((n) => [`token-${n}`, { namespace: 'default', serviceAccount: n }]),
+    ),
+  );
+  pods.client = await rig.addPod({ name: 'client', ip: '10.77.0.21', meshed: true });
+  for (const [i, v] of ['v1', 'v2', 'v3'].entries()) {
+    pods[`reviews-${v}`] = await rig.addPod({
+      name: `reviews-${v}`,
+      ip: `10.77.0.${22 + i}`,
+      meshed: true,
+      labels: { version: v },
+      appEnv: { ECHO_VERSION: v },
+    });
+  }
+  pods.flaky = await rig.addPod({ name: 'flaky', ip: '10.77.0.25', meshed: true });
+  pods.steady = await rig.addPod({ name: 'steady', ip: '10.77.0.26', meshed: true });
+  pods.hang = await rig.addPod({ name: 'hang', ip: '10.77.0.27', meshed: false, app: false });
+  // Accepts every connection and never answers.
+  rig.spawnLogged(
+    [
+      'ip',
+      'netns',
+      'exec',
+      pods.hang.ns,
+      'setpriv',
+      ...APP_USER,
+      NODE,
+      '-e',
+      "require('net').createServer(() => {}).listen(8080)",
+    ],
+    () => undefined,
+  );
+  const reviews = [pods['reviews-v1']!, pods['reviews-v2']!, pods['reviews-v3']!];
+  rig.writeMesh('mesh.yaml', [
+    serviceObject('reviews', REVIEWS_IP, HTTP, { app: 'reviews' }),
+    sliceObject('reviews', HTTP, reviews),
+    serviceObject('backend', BACKEND_IP, HTTP, { app: 'backend' }),
+    sliceObject('backend', HTTP, [pods.flaky, pods.steady]),
+    serviceObject('details', DETAILS_IP, HTTP, { app: 'details' }),
+    sliceObject('details', HTTP, [pods.flaky, pods.steady]),
+    serviceObject('grpc-reviews', GRPC_IP, GRPC_PORTS, { app: 'reviews' }),
+    sliceObject('grpc-reviews', GRPC_PORTS, reviews),
+    serviceObject('hang', HANG_IP, HTTP, { app: 'hang' }),
+    sliceObject('hang', HTTP, [pods.hang]),
+    ...Object.values(pods).map(podObject),
+  ]);
+  for (const name of meshed) await rig.waitReady(name);
+}, 300_000);
+
+afterAll(async () => {
+  await rig?.stop();
+});
+
+describe('routing', () => {
+  it('splits 95/5 between subsets v1 and v2 (canary-95-5.yaml as written), v3 getting nothing', async () => {
+    applyExample('canary-95-5.yaml');
+    await routesApplied('reviews', 'reviews');
+    const n = 1000;
+    const got = await load(`http://${REVIEWS_IP}/`, n);
+    expect(got.byStatus).toEqual({ '200': n });
+    const v2 = got.byVersion.v2 ?? 0;
+    // 50 expected, standard deviation 6.9.
+    expect(v2).toBeGreaterThanOrEqual(22);
+    expect(v2).toBeLessThanOrEqual(78);
+    expect(got.byVersion.v3).toBeUndefined();
+    expect((got.byVersion.v1 ?? 0) + v2).toBe(n);
+  });
+
+  it('sends the dark-launch header to v3 and the rest to v1 (dark-launch.yaml as written); the change applies at once', async () => {
+    rig.removeMesh('example-canary-95-5.yaml');
+    rig.writeMesh(
+      'reviews-destination-rule.yaml',
+      exampleDocs('canary-95-5.yaml', 'DestinationRule'),
+    );
+    const written = Date.now();
+    applyExample('dark-launch.yaml');
+    await routesApplied('reviews', 'reviews-dark-launch');
+    console.log(
+      `dark launch applied in the client's proxy ${Date.now() - written} ms after the write`,
+    );
+    const dark = await load(`http://${REVIEWS_IP}/`, 50, { 'custom-header-dark-launch': 'v3' });
+    expect(dark.byVersion).toEqual({ v3: 50 });
+    const plain = await load(`http://${REVIEWS_IP}/`, 50, { 'custom-header-dark-launch': 'v2' });
+    expect(plain.byVersion).toEqual({ v1: 50 });
+  });
+});
+
+describe('resiliency', () => {
+  beforeAll(async () => {
+    await setHealth('flaky', false);
+  });
+
+  it('retries hide an endpoint answering 503 (retryOn 5xx), which the default policy does not retry', async () => {
+    const before = await load(`http://${BACKEND_IP}/healthz`, 40);
+    // Without a rule: Istio's default retries (not on 503); about half the requests fail.
+    expect(before.byStatus['503']).toBeGreaterThan(0);
+    rig.writeMesh('backend-retries.yaml', [
+      vs('backend', 'backend', [
+        { route: [{ destination: { host: 'backend' } }], retries: { attempts: 2, retryOn: '5xx' } },
+      ]),
+    ]);
+    await routesApplied('backend', 'backend');
+    const after = await load(`http://${BACKEND_IP}/healthz`, 40);
+    expect(after.byStatus).toEqual({ '200': 40 });
+  });
+
+  it('stops retrying at connectionPool.http.maxRetries: with 0, the 503s come back', async () => {
+    rig.writeMesh('backend-pool.yaml', [
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'DestinationRule',
+        metadata: { name: 'backend', namespace: 'default' },
+        spec: { host: 'backend', trafficPolicy: { connectionPool: { http: { maxRetries: 0 } } } },
+      },
+    ]);
+    await rig.waitFor('the pool limit in the client', async () => {
+      const dump = (await rig.configDump('client')) as {
+        mesh: { services: { key: string; policy?: unknown }[] };
+      };
+      return dump.mesh.services.find((s) => s.key === 'default/backend')?.policy !== undefined;
+    });
+    const limited = await load(`http://${BACKEND_IP}/healthz`, 40);
+    expect(limited.byStatus['503']).toBeGreaterThan(0);
+    rig.removeMesh('backend-pool.yaml');
+  });
+
+  it('answers 504 when the route timeout passes, on time', async () => {
+    rig.writeMesh('hang.yaml', [
+      vs('hang', 'hang', [{ route: [{ destination: { host: 'hang' } }], timeout: '1s' }]),
+    ]);
+    await routesApplied('hang', 'hang');
+    const got = await load(`http://${HANG_IP}/`, 3);
+    expect(got.byStatus).toEqual({ '504': 3 });
+    for (const ms of got.ms) {
+      expect(ms).toBeGreaterThanOrEqual(1000);
+      expect(ms).toBeLessThan(5000);
+    }
+  });
+
+  it('ends each try at its per-try timeout and retries, within the route timeout', async () => {
+    rig.writeMesh('hang.yaml', [
+      vs('hang-per-try', 'hang', [
+        {
+          route: [{ destination: { host: 'hang' } }],
+          timeout: '10s',
+          retries: { attempts: 2, perTryTimeout: '400ms', retryOn: 'gateway-error' },
+        },
+      ]),
+    ]);
+    await routesApplied('hang', 'hang-per-try');
+    const got = await load(`http://${HANG_IP}/`, 2);
+    expect(got.byStatus).toEqual({ '504': 2 });
+    // Three tries of 400 ms (and backoffs), far from the 10 s of the route.
+    for (const ms of got.ms) {
+      expect(ms).toBeGreaterThanOrEqual(1200);
+      expect(ms).toBeLessThan(8000);
+    }
+  });
+
+  it('injects faults: an abort with its status, a delay, and an abort for a percentage of the requests', async () => {
+    rig.writeMesh('reviews-fault.yaml', [
+      vs('a-fault', 'reviews', [
+        {
+          match: [{ headers: { 'x-fault': { exact: 'abort' } } }],
+          route: [{ destination: { host: 'reviews' } }],
+          fault: { abort: { httpStatus: 418, percentage: { value: 100 } } },
+        },
+        {
+          match: [{ headers: { 'x-fault': { exact: 'delay' } } }],
+          route: [{ destination: { host: 'reviews' } }],
+          fault: { delay: { fixedDelay: '700ms' } },
+        },
+        {
+          route: [{ destination: { host: 'reviews' } }],
+          fault: { abort: { httpStatus: 503, percentage: { value: 50 } } },
+        },
+      ]),
+    ]);
+    // "a-fault" sorts before "reviews-dark-launch": without timestamps, the name decides.
+    await routesApplied('reviews', 'a-fault');
+    const abort = await load(`http://${REVIEWS_IP}/`, 5, { 'x-fault': 'abort' });
+    expect(abort.byStatus).toEqual({ '418': 5 });
+    expect(abort.bodies[0]).toBe('fault filter abort');
+    const delay = await load(`http://${REVIEWS_IP}/`, 3, { 'x-fault': 'delay' });
+    expect(delay.byStatus).toEqual({ '200': 3 });
+    for (const ms of delay.ms) expect(ms).toBeGreaterThanOrEqual(700);
+    const half = await load(`http://${REVIEWS_IP}/`, 200);
+    // 100 expected, standard deviation 7.1.
+    expect(half.byStatus['503']).toBeGreaterThanOrEqual(72);
+    expect(half.byStatus['503']).toBeLessThanOrEqual(128);
+    expect((half.byStatus['503'] ?? 0) + (half.byStatus['200'] ?? 0)).toBe(200);
+    rig.removeMesh('reviews-fault.yaml');
+  });
+
+  it('ejects the endpoint answering 503 after 2 in a row (outlier-detection.yaml as written): it then receives nothing', async () => {
+    applyExample('outlier-detection.yaml');
+    await rig.waitFor('the outlier policy in the client', async () => {
+      const dump = (await rig.configDump('client')) as {
+        mesh: { services: { key: string; policy?: unknown }[] };
+      };
+      return dump.mesh.services.find((s) => s.key === 'default/details')?.policy !== undefined;
+    });
+    const first = await load(`http://${DETAILS_IP}/healthz`, 20);
+    // Exactly two 503 from flaky, then it is out.
+    expect(first.byStatus).toEqual({ '200': 18, '503': 2 });
+    expect(pods.client!.logs.agent).toContain('outlier detection ejected an endpoint');
+    expect(pods.client!.logs.agent).toContain('10.77.0.25:8080');
+    const flakyBefore = await received('flaky');
+    const later = await load(`http://${DETAILS_IP}/`, 30);
+    expect(later.byStatus).toEqual({ '200': 30 });
+    expect(later.byPod).toEqual({ steady: 30 });
+    expect(await received('flaky')).toBe(flakyBefore);
+  });
+});
+
+describe('HTTP/2: gRPC through the same rules', () => {
+  const GRPC = `
+const grpc = require('@grpc/grpc-js');
+const json = { serialize: (v) => Buffer.from(JSON.stringify(v)), deserialize: (b) => JSON.parse(b.toString() || '{}') };
+const Client = grpc.makeGenericClientConstructor({ echo: { path: '/mooring.e2e.Echo/Echo', requestStream: false, responseStream: false,
+  requestSerialize: json.serialize, requestDeserialize: json.deserialize, responseSerialize: json.serialize, responseDeserialize: json.deserialize } }, 'Echo');
+const c = new Client(process.argv[1], grpc.credentials.createInsecure());
+const md = new grpc.Metadata();
+for (const [k, v] of Object.entries(JSON.parse(process.argv[2]))) md.set(k, v);
+const t0 = Date.now();
+c.echo({ hi: 1 }, md, (err, r) => {
+  console.log(JSON.stringify(err ? { code: err.code, details: err.details, ms: Date.now() - t0 } : { ...r, ms: Date.now() - t0 }));
+  c.close();
+});`;
+  const call = async (metadata: Record<string, string>) =>
+    JSON.parse(
+      await rig.node('client', GRPC, [`${GRPC_IP}:50051`, JSON.stringify(metadata)], 40_000),
+    ) as {
+      code?: number;
+      details?: string;
+      pod?: string;
+      metadata?: Record<string, unknown>;
+      ms: number;
+    };
+
+  it('aborts and delays by a fault, sets a request header, routes to a subset', async () => {
+    rig.writeMesh('grpc.yaml', [
+      vs('grpc-reviews', 'grpc-reviews', [
+        {
+          match: [{ headers: { 'x-fault': { exact: 'abort' } } }],
+          route: [{ destination: { host: 'grpc-reviews' } }],
+          fault: { abort: { httpStatus: 503 } },
+        },
+        {
+          match: [{ headers: { 'x-fault': { exact: 'delay' } } }],
+          route: [{ destination: { host: 'grpc-reviews', subset: 'v2' } }],
+          fault: { delay: { fixedDelay: '600ms' } },
+        },
+        {
+          route: [{ destination: { host: 'grpc-reviews', subset: 'v3' } }],
+          headers: { request: { set: { 'x-routed': 'mooring' } } },
+        },
+      ]),
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'DestinationRule',
+        metadata: { name: 'grpc-reviews', namespace: 'default' },
+        spec: {
+          host: 'grpc-reviews',
+          subsets: ['v1', 'v2', 'v3'].map((v) => ({ name: v, labels: { version: v } })),
+        },
+      },
+    ]);
+    await routesApplied('grpc-reviews', 'grpc-reviews');
+    const aborted = await call({ 'x-fault': 'abort' });
+    // UNAVAILABLE, in a trailers-only answer.
+    expect({ code: aborted.code, details: aborted.details }).toEqual({
+      code: 14,
+      details: 'fault filter abort',
+    });
+    const delayed = await call({ 'x-fault': 'delay' });
+    expect(delayed.pod).toBe('reviews-v2');
+    expect(delayed.ms).toBeGreaterThanOrEqual(600);
+    const plain = await call({});
+    expect(plain.pod).toBe('reviews-v3');
+    expect(plain.metadata?.['x-routed']).toBe('mooring');
+  });
+});
