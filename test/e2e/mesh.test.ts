@@ -10,7 +10,14 @@ import type { MeshState } from '../../src/api/mesh';
 import { openWatch } from '../fixtures/mesh-stream';
 import { startControlPlane, type ControlPlane } from './harness/control-plane';
 import { createNamespace, createObject, createServiceAccount, kubectl } from './harness/kube';
-import { startMooring, suffix, tokenFor, waitFor, type MooringServer } from './support/mooring';
+import {
+  PEER_AUTHENTICATION_CRD,
+  startMooring,
+  suffix,
+  tokenFor,
+  waitFor,
+  type MooringServer,
+} from './support/mooring';
 
 const MOORING_NS = `mooring-${suffix()}`;
 const NS = `shop-${suffix()}`;
@@ -237,31 +244,7 @@ describe('the mesh in cluster mode', () => {
         .split('\n')
         .filter((l) => l.includes('PeerAuthentication is off'));
     expect(offLines()).toHaveLength(1);
-    const schema = {
-      openAPIV3Schema: {
-        type: 'object',
-        properties: { spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
-      },
-    };
-    await createObject(cp, {
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: 'peerauthentications.security.istio.io' },
-      spec: {
-        group: 'security.istio.io',
-        names: {
-          kind: 'PeerAuthentication',
-          listKind: 'PeerAuthenticationList',
-          plural: 'peerauthentications',
-          singular: 'peerauthentication',
-        },
-        scope: 'Namespaced',
-        versions: [
-          { name: 'v1', served: true, storage: true, schema },
-          { name: 'v1beta1', served: true, storage: false, schema },
-        ],
-      },
-    });
+    await createObject(cp, PEER_AUTHENTICATION_CRD);
     await kubectl(cp, [
       'wait',
       '--for=condition=Established',

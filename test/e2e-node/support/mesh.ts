@@ -173,6 +173,12 @@ export interface EchoOptions {
   /** More containers of the echo image (other ports through their env). */
   readonly extraContainers?: Record<string, unknown>[];
   readonly terminationGracePeriodSeconds?: number;
+  /**
+   * A preStop sleep of the echo container (the kubelet's own sleep action): the app keeps
+   * serving that long after its Pod starts terminating, as a graceful server does while the
+   * mesh takes its endpoint out.
+   */
+  readonly preStopSleepSeconds?: number;
 }
 
 /** The echo container of the test image, with the downward API's Pod name, Ready once it listens. */
@@ -246,7 +252,13 @@ export async function deployEcho(
             serviceAccountName: sa,
             terminationGracePeriodSeconds: o.terminationGracePeriodSeconds ?? 30,
             containers: [
-              { ...echoContainer(env, 'echo', o.env), ...o.probes },
+              {
+                ...echoContainer(env, 'echo', o.env),
+                ...o.probes,
+                ...(o.preStopSleepSeconds === undefined
+                  ? {}
+                  : { lifecycle: { preStop: { sleep: { seconds: o.preStopSleepSeconds } } } }),
+              },
               ...(o.extraContainers ?? []),
             ],
           },
@@ -353,6 +365,53 @@ export function repeatFrom(
   o: { count?: number; durationMs?: number; intervalMs?: number; headers?: Record<string, string> },
 ): Promise<RepeatAnswer> {
   return control(from, '/repeat', { url, ...o }) as Promise<RepeatAnswer>;
+}
+
+/**
+ * A client loop in `from`: repeatFrom in chunks of `chunkMs`, one after another, until stop(),
+ * which answers the sum (failure times from the start of the loop). What a rollout or a root
+ * rotation is measured with, however long it takes.
+ */
+export function loopFrom(
+  from: Pod,
+  url: string,
+  chunkMs = 5_000,
+): { stop(): Promise<RepeatAnswer> } {
+  const add = (a: Record<string, number>, b: Record<string, number>): Record<string, number> => {
+    const out = { ...a };
+    for (const [k, n] of Object.entries(b)) out[k] = (out[k] ?? 0) + n;
+    return out;
+  };
+  let sum: RepeatAnswer = { sent: 0, ok: 0, failures: [], byStatus: {}, byPod: {}, byVersion: {} };
+  const t0 = Date.now();
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      const offset = Date.now() - t0;
+      const chunk = await repeatFrom(from, url, { durationMs: chunkMs });
+      sum = {
+        sent: sum.sent + chunk.sent,
+        ok: sum.ok + chunk.ok,
+        failures: [...sum.failures, ...chunk.failures.map((f) => ({ ...f, at: f.at + offset }))],
+        byStatus: add(sum.byStatus, chunk.byStatus),
+        byPod: add(sum.byPod, chunk.byPod),
+        byVersion: add(sum.byVersion, chunk.byVersion),
+      };
+    }
+  })();
+  // A failed control call ends the loop; stop() reports it (never an unhandled rejection).
+  const ended = done.then(
+    () => undefined,
+    (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+  );
+  return {
+    stop: async () => {
+      running = false;
+      const err = await ended;
+      if (err !== undefined) throw err;
+      return sum;
+    },
+  };
 }
 
 export interface GrpcAnswer {

@@ -14,6 +14,7 @@ import { createNamespace, kubectl } from './kube';
 import type { NodeCluster } from './node';
 import {
   bundleText,
+  PEER_AUTHENTICATION_CRD,
   runMooring,
   startMooring,
   testConfig,
@@ -48,12 +49,25 @@ export function nodeMooringConfig(
   });
 }
 
-/** Starts Mooring for this cluster and registers its webhook; resolves once Pods can use it. */
+/**
+ * Starts Mooring for this cluster and registers its webhook; resolves once Pods can use it. The
+ * PeerAuthentication CRD is installed first, so that the server watches PeerAuthentications
+ * from its start (a CRD installed later is found within 30 s).
+ */
 export async function installMooring(
   cluster: NodeCluster,
   opts: MooringOnNodeOptions = {},
 ): Promise<MooringServer> {
   await createNamespace(cluster.controlPlane, MOORING_NAMESPACE);
+  await kubectl(
+    cluster.controlPlane,
+    ['apply', '-f', '-'],
+    JSON.stringify(PEER_AUTHENTICATION_CRD),
+  );
+  await kubectl(cluster.controlPlane, [
+    ...['wait', '--for=condition=Established', `crd/${PEER_AUTHENTICATION_CRD.metadata.name}`],
+    '--timeout=60s',
+  ]);
   const ports = (await freePorts(2)) as [number, number];
   const caUrl = `https://${cluster.hostIP}:${ports[0]}`;
   const server = await startMooring(cluster.controlPlane, {
