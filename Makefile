@@ -13,7 +13,7 @@ LISTEN ?= 127.0.0.1:8443
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
 PHONY_NODE := node-binaries images harness e2e-node cluster-up cluster-down
-.PHONY: $(PHONY_NODE) help deps addon build run test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh
+.PHONY: $(PHONY_NODE) help deps addon build run test unit e2e netns verify lint format golden webhook-config control-plane jaeger crds bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -42,10 +42,13 @@ run: build ## run Mooring: `mooring serve` in local mode, its CA in .data (DATA_
 control-plane: ## build (once, cached in .cache/bin) kube-apiserver, etcd, kubectl and helm
 	bash test/e2e/harness/build-control-plane.sh
 
+crds: ## fetch (once, cached in .cache/crds) the Istio and Gateway API CRDs of the traffic tests, from their Go modules
+	bash test/e2e/harness/fetch-crds.sh
+
 jaeger: ## build (once, cached in .cache/jaeger) Jaeger, the trace store of the tracing tests
 	bash test/e2e/harness/build-jaeger.sh
 
-test: build $(ECHO_JS) control-plane jaeger node-binaries images harness ## run every test: unit, golden, HTTP, integration, netns (root), e2e, e2e on a node (root)
+test: build $(ECHO_JS) control-plane jaeger crds node-binaries images harness ## run every test: unit, golden, HTTP, integration, netns (root), e2e, e2e on a node (root)
 	$(NODE_BIN)/jest --selectProjects unit netns e2e
 	$(NODE_BIN)/jest --selectProjects node --runInBand
 
@@ -60,7 +63,7 @@ $(ECHO_JS): test/e2e-node/echo/echo.ts test/e2e-node/echo/tsconfig.json | node_m
 netns: build $(ECHO_JS) ## run the network-namespace tests (root): `mooring iptables`, the original destination, sidecars in Pods' namespaces
 	$(NODE_BIN)/jest --selectProjects netns
 
-e2e: build control-plane jaeger ## run the end-to-end tests against a real kube-apiserver and etcd
+e2e: build control-plane jaeger crds ## run the end-to-end tests against a real kube-apiserver and etcd
 	$(NODE_BIN)/jest --selectProjects e2e --runInBand
 
 node-binaries: ## build (once, cached in .cache/bin) kubelet, kube-scheduler, kube-controller-manager, and the control plane
@@ -72,10 +75,10 @@ images: build control-plane ## the Mooring, echo and pause images of the node (h
 harness: node_modules ## compile the e2e harness into .cache/harness (make cluster-up, the node tests' crash fixture)
 	$(NODE_BIN)/tsc -p test/e2e/harness/tsconfig.json
 
-e2e-node: build node-binaries images harness ## run the end-to-end tests on a real node (root: containerd, kubelet, network namespaces)
+e2e-node: build crds node-binaries images harness ## run the end-to-end tests on a real node (root: containerd, kubelet, network namespaces)
 	$(NODE_BIN)/jest --selectProjects node --runInBand
 
-cluster-up: build node-binaries images harness ## start a node cluster with Mooring installed, left running (README: Development)
+cluster-up: build crds node-binaries images harness ## start a node cluster with Mooring installed, left running (README: Development)
 	node .cache/harness/test/e2e/harness/cluster.js up
 
 cluster-down: harness ## stop the cluster of make cluster-up, leaving the machine as it was

@@ -65,6 +65,13 @@ export interface HeaderMatch {
 
 export interface RequestMatch {
   readonly uri?: StringMatch;
+  /**
+   * Gateway API's `PathPrefix`: the path's segments start with these (`/foo` matches `/foo`,
+   * `/foo/` and `/foo/bar`, not `/foobar`); the query is not part of the path.
+   */
+  readonly pathPrefix?: string;
+  /** The service port the request came in on (Istio's `match.port`, a HTTPRoute parentRef's port). */
+  readonly port?: number;
   readonly method?: StringMatch;
   readonly headers?: readonly HeaderMatch[];
   readonly queryParams?: readonly { readonly name: string; readonly value?: StringMatch }[];
@@ -115,6 +122,21 @@ export interface HttpRouteRule {
   readonly retries?: RetryPolicy;
   readonly fault?: FaultPolicy;
   readonly requestHeaders?: HeaderOperations;
+  /** Path and authority rewrite, after the match and before the request leaves. */
+  readonly rewrite?: RouteRewrite;
+}
+
+/**
+ * Istio's `rewrite` and Gateway API's `URLRewrite`. `prefix` replaces what the matching match
+ * matched of the path (its `uri.prefix`, its `pathPrefix` segment by segment, its `uri.exact`;
+ * `/` when the match has no path condition; the whole path for a regex); `fullPath` replaces the
+ * whole path. The query is kept either way.
+ */
+export interface RouteRewrite {
+  readonly prefix?: string;
+  readonly fullPath?: string;
+  /** The new `Host` / `:authority`. */
+  readonly authority?: string;
 }
 
 /** The routes of one host (one service), in order: the first rule that matches wins. */
@@ -128,6 +150,21 @@ export interface HttpRouteTable {
   /** Service ports the table applies to; absent: every HTTP port of the service. */
   readonly ports?: readonly number[];
   readonly rules: readonly HttpRouteRule[];
+  /**
+   * With HTTPRoutes, every route merged into this table (the `source` is the first); the rules
+   * are then in Gateway API's precedence order across them.
+   */
+  readonly merged?: readonly { readonly namespace: string; readonly name: string }[];
+  /**
+   * Objects that name this host too and lose to `source` (a younger VirtualService, any
+   * HTTPRoute when a VirtualService exists), with why: the precedence made visible.
+   */
+  readonly shadowed?: readonly {
+    readonly kind: 'VirtualService' | 'HTTPRoute';
+    readonly namespace: string;
+    readonly name: string;
+    readonly reason: string;
+  }[];
 }
 
 export type LoadBalancer = 'LEAST_REQUEST' | 'ROUND_ROBIN' | 'RANDOM';
@@ -157,6 +194,8 @@ export interface TrafficPolicy {
 
 export interface DestinationPolicy {
   readonly source: { readonly namespace: string; readonly name: string };
+  /** Younger DestinationRules for the same host, not used (the oldest one wins). */
+  readonly shadowed?: readonly { readonly namespace: string; readonly name: string }[];
   /** The host-wide policy. */
   readonly trafficPolicy?: TrafficPolicy;
   /** Subsets by name; each endpoint lists the subsets it belongs to (`Endpoint.subsets`). */

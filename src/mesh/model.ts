@@ -24,12 +24,16 @@ import {
   type MeshKind,
   type MeshObject,
   type ObjectRef,
+  type DestinationRuleObject,
+  type HttpRouteObject,
   type PeerAuthenticationObject,
   type PodObject,
   type ServiceObject,
+  type VirtualServiceObject,
 } from './objects';
 import { modeOfPort, resolvePeerAuthentication, type ResolvedMtls } from './peer-authentication';
 import { protocolOf } from './protocol';
+import { serviceTraffic, subsetsOf, type ServiceTraffic } from './traffic';
 import { isVisible } from './visibility';
 import { workloadInfoOf } from './workload';
 
@@ -118,6 +122,11 @@ export class MeshModel {
   private readonly podsByNamespace = new Map<string, Set<string>>();
   private readonly peerAuthentications = new Map<string, PeerAuthenticationObject>();
   private readonly peerAuthenticationsByNamespace = new Map<string, Set<string>>();
+  private readonly virtualServices = new Map<string, VirtualServiceObject>();
+  private readonly destinationRules = new Map<string, DestinationRuleObject>();
+  private readonly httpRoutes = new Map<string, HttpRouteObject>();
+  /** Traffic objects by the Service keys they name: `Kind` -> Service key -> object keys. */
+  private readonly trafficByService = new Map<string, Set<string>>();
   /** The text of each stored object, to tell a rewrite from a change. */
   private readonly texts = new Map<string, string>();
 
@@ -162,6 +171,9 @@ export class MeshModel {
       EndpointSlice: this.slices.size,
       Pod: this.pods.size,
       PeerAuthentication: this.peerAuthentications.size,
+      VirtualService: this.virtualServices.size,
+      DestinationRule: this.destinationRules.size,
+      HTTPRoute: this.httpRoutes.size,
     };
   }
 
@@ -202,7 +214,73 @@ export class MeshModel {
         return this.putPod(key, obj as PodObject | null);
       case 'PeerAuthentication':
         return this.putPeerAuthentication(key, obj as PeerAuthenticationObject | null);
+      case 'VirtualService':
+        return this.putTraffic(kind, key, this.virtualServices, obj as VirtualServiceObject | null);
+      case 'DestinationRule':
+        return this.putTraffic(
+          kind,
+          key,
+          this.destinationRules,
+          obj as DestinationRuleObject | null,
+        );
+      case 'HTTPRoute':
+        return this.putTraffic(kind, key, this.httpRoutes, obj as HttpRouteObject | null);
     }
+  }
+
+  /** The Service keys a traffic object names. */
+  private static targetsOf(
+    obj: VirtualServiceObject | DestinationRuleObject | HttpRouteObject,
+  ): string[] {
+    switch (obj.kind) {
+      case 'VirtualService':
+        return [...obj.hosts];
+      case 'DestinationRule':
+        return obj.host === null ? [] : [obj.host];
+      case 'HTTPRoute':
+        return [...new Set(obj.parents.map((p) => p.service))];
+    }
+  }
+
+  private putTraffic<T extends VirtualServiceObject | DestinationRuleObject | HttpRouteObject>(
+    kind: T['kind'],
+    key: string,
+    store: Map<string, T>,
+    obj: T | null,
+  ): void {
+    const old = store.get(key);
+    for (const target of old === undefined ? [] : MeshModel.targetsOf(old)) {
+      drop(this.trafficByService, `${kind}|${target}`, key);
+      this.dirtyServices.add(target);
+    }
+    if (obj === null) {
+      store.delete(key);
+      return;
+    }
+    store.set(key, obj);
+    for (const target of MeshModel.targetsOf(obj)) {
+      add(this.trafficByService, `${kind}|${target}`, key);
+      this.dirtyServices.add(target);
+    }
+  }
+
+  private trafficObjects<T>(kind: MeshKind, serviceKey: string, store: Map<string, T>): T[] {
+    const out: T[] = [];
+    for (const key of this.trafficByService.get(`${kind}|${serviceKey}`) ?? []) {
+      const obj = store.get(key);
+      if (obj !== undefined) out.push(obj);
+    }
+    return out;
+  }
+
+  /** The route table, destination policy and subsets of a Service. */
+  trafficOf(serviceKey: string): ServiceTraffic {
+    return serviceTraffic(
+      serviceKey,
+      this.trafficObjects('VirtualService', serviceKey, this.virtualServices),
+      this.trafficObjects('DestinationRule', serviceKey, this.destinationRules),
+      this.trafficObjects('HTTPRoute', serviceKey, this.httpRoutes),
+    );
   }
 
   /** `mesh.mtlsMode` changed: every Pod's mode may have. */
@@ -574,10 +652,16 @@ export class MeshModel {
       }
     }
 
+    const traffic = this.trafficOf(key);
     const endpoints: Endpoint[] = [];
     for (const draft of drafts.values()) {
       const endpoint = this.buildEndpoint(draft, mtlsCache);
-      if (endpoint !== null) endpoints.push(endpoint);
+      if (endpoint === null) continue;
+      const subsets =
+        traffic.subsets.length === 0
+          ? []
+          : subsetsOf(traffic.subsets, draft.pod?.meta.labels ?? null);
+      endpoints.push(subsets.length === 0 ? endpoint : { ...endpoint, subsets });
     }
     endpoints.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
     return {
@@ -588,6 +672,8 @@ export class MeshModel {
       addresses: [...svc.clusterIPs],
       ports,
       endpoints,
+      ...(traffic.routes === undefined ? {} : { routes: traffic.routes }),
+      ...(traffic.policy === undefined ? {} : { policy: traffic.policy }),
     };
   }
 

@@ -3,10 +3,26 @@
 // and --mesh-dir files) go through the same validator, so the same objects give the same model.
 // Pure: types and small helpers, no I/O.
 
-import type { MtlsMode } from '../api/mesh';
+import type {
+  FaultPolicy,
+  HeaderOperations,
+  MtlsMode,
+  RequestMatch,
+  RetryPolicy,
+  RouteRewrite,
+  TrafficPolicy,
+} from '../api/mesh';
 
 /** The kinds the mesh reads, by `kind`. */
-export const MESH_KINDS = ['Service', 'EndpointSlice', 'Pod', 'PeerAuthentication'] as const;
+export const MESH_KINDS = [
+  'Service',
+  'EndpointSlice',
+  'Pod',
+  'PeerAuthentication',
+  'VirtualService',
+  'DestinationRule',
+  'HTTPRoute',
+] as const;
 export type MeshKind = (typeof MESH_KINDS)[number];
 
 /** `apiVersion`s accepted for each kind. */
@@ -15,6 +31,9 @@ export const MESH_API_VERSIONS: Readonly<Record<MeshKind, readonly string[]>> = 
   EndpointSlice: ['discovery.k8s.io/v1'],
   Pod: ['v1'],
   PeerAuthentication: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
+  VirtualService: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
+  DestinationRule: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
+  HTTPRoute: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'],
 };
 
 /** Names an object: kind, namespace, name. */
@@ -130,7 +149,97 @@ export interface PeerAuthenticationObject {
   readonly portLevel: Readonly<Record<string, PeerAuthMode>>;
 }
 
-export type MeshObject = ServiceObject | EndpointSliceObject | PodObject | PeerAuthenticationObject;
+// --- traffic management ------------------------------------------------------------------------
+// Hosts and destinations are resolved to Service keys (`namespace/name`) by the validator: a
+// short name is relative to the object's namespace, `name.namespace` and
+// `name.namespace.svc[.<cluster domain>]` name a Service. The rest is already the wire form.
+
+/** A weighted destination of a route, its host resolved to a Service key. */
+export interface RouteTarget {
+  readonly service: string;
+  /** The host as written, for messages. */
+  readonly host: string;
+  readonly port?: number;
+  readonly subset?: string;
+  readonly weight: number;
+}
+
+export interface VirtualServiceRoute {
+  readonly name?: string;
+  /** Any one matches; empty: every request. */
+  readonly matches: readonly RequestMatch[];
+  readonly route: readonly RouteTarget[];
+  readonly timeoutMs?: number;
+  /** Absent: Istio's default policy; `attempts: 0`: none. */
+  readonly retries?: RetryPolicy;
+  readonly fault?: FaultPolicy;
+  readonly requestHeaders?: HeaderOperations;
+  readonly rewrite?: RouteRewrite;
+}
+
+export interface VirtualServiceObject {
+  readonly kind: 'VirtualService';
+  readonly meta: Meta;
+  /** The Services its hosts name (hosts outside the mesh's Services are left out, with a warning). */
+  readonly hosts: readonly string[];
+  readonly http: readonly VirtualServiceRoute[];
+}
+
+export interface DestinationRuleObject {
+  readonly kind: 'DestinationRule';
+  readonly meta: Meta;
+  /** The Service its host names; null: a host outside the mesh's Services (no effect). */
+  readonly host: string | null;
+  readonly trafficPolicy?: TrafficPolicy;
+  readonly subsets: readonly {
+    readonly name: string;
+    readonly labels: Readonly<Record<string, string>>;
+    readonly trafficPolicy?: TrafficPolicy;
+  }[];
+}
+
+export interface HttpRouteBackend {
+  readonly service: string;
+  readonly port: number;
+  readonly weight: number;
+}
+
+export interface HttpRouteRuleSpec {
+  readonly name?: string;
+  /** Defaults filled: a rule without matches has one match, `PathPrefix /`. */
+  readonly matches: readonly RequestMatch[];
+  readonly backends: readonly HttpRouteBackend[];
+  /** `timeouts.request`. */
+  readonly timeoutMs?: number;
+  /** `timeouts.backendRequest`: each try's timeout. */
+  readonly backendTimeoutMs?: number;
+  readonly retry?: {
+    readonly attempts?: number;
+    readonly codes: readonly number[];
+    readonly backoffMs?: number;
+  };
+  readonly requestHeaders?: HeaderOperations;
+  readonly rewrite?: RouteRewrite;
+}
+
+export interface HttpRouteObject {
+  readonly kind: 'HTTPRoute';
+  readonly meta: Meta;
+  /** The Service parents (GAMMA); Gateway parents are not the mesh's and are left out. */
+  readonly parents: readonly {
+    readonly service: string;
+    readonly port?: number;
+    readonly index: number;
+  }[];
+  readonly rules: readonly HttpRouteRuleSpec[];
+  /** `metadata.generation`, for the status' `observedGeneration`. */
+  readonly generation: number;
+}
+
+export type TrafficObject = VirtualServiceObject | DestinationRuleObject | HttpRouteObject;
+
+export type MeshObject =
+  ServiceObject | EndpointSliceObject | PodObject | PeerAuthenticationObject | TrafficObject;
 
 export const refOf = (obj: MeshObject): ObjectRef => ({
   kind: obj.kind,

@@ -18,12 +18,15 @@ import {
   type PeerAuthenticationObject,
   type PeerAuthMode,
   type PodObject,
-  type PortProtocol,
   type ServiceObject,
   type ServicePortSpec,
   type SliceEndpoint,
   type SlicePort,
 } from './objects';
+import { readDestinationRule, readHttpRoute, readVirtualService } from './traffic-validate';
+import { Fields, isObject, isPort, type FieldProblem, type Json } from './fields';
+
+export type { FieldProblem } from './fields';
 
 /** Per-Pod overrides of the mesh's tracing and access log (PRODUCT.md "Observability"). */
 export const TRACE_SAMPLING_ANNOTATION = 'proxy.mooring.dev/trace-sampling';
@@ -32,12 +35,6 @@ export const ACCESS_LOG_ANNOTATION = 'proxy.mooring.dev/access-log';
 export const EXPORT_TO_ANNOTATION = 'networking.istio.io/exportTo';
 /** The EndpointSlice label naming its Service. */
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
-
-export interface FieldProblem {
-  /** Path of the field, e.g. `spec.ports[1].port`; `` for the object itself. */
-  readonly field: string;
-  readonly message: string;
-}
 
 /** What the object says it is, as far as it could be read. */
 export interface ObjectIdentity {
@@ -62,11 +59,6 @@ export type Validation =
     }
   /** A kind the mesh does not read (a Deployment in the same directory, say). */
   | { readonly status: 'ignored'; readonly identity: ObjectIdentity };
-
-type Json = Record<string, unknown>;
-
-const isObject = (v: unknown): v is Json =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
@@ -108,78 +100,6 @@ export function isIPv6(s: string): boolean {
 }
 
 export const isIP = (s: string): boolean => isIPv4(s) || isIPv6(s);
-
-const isPort = (v: unknown): v is number =>
-  typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535;
-
-/** Collects problems under a path. */
-class Fields {
-  readonly problems: FieldProblem[] = [];
-  readonly warnings: FieldProblem[] = [];
-
-  problem(field: string, message: string): void {
-    this.problems.push({ field, message });
-  }
-
-  warn(field: string, message: string): void {
-    this.warnings.push({ field, message });
-  }
-
-  /** An optional object; a value of another type is a problem. */
-  object(value: unknown, field: string): Json | undefined {
-    if (value === undefined || value === null) return undefined;
-    if (!isObject(value)) {
-      this.problem(field, 'must be an object');
-      return undefined;
-    }
-    return value;
-  }
-
-  /** An optional array; a value of another type is a problem. */
-  array(value: unknown, field: string): unknown[] {
-    if (value === undefined || value === null) return [];
-    if (!Array.isArray(value)) {
-      this.problem(field, 'must be a list');
-      return [];
-    }
-    return value;
-  }
-
-  string(value: unknown, field: string): string | undefined {
-    if (value === undefined || value === null) return undefined;
-    if (typeof value !== 'string') {
-      this.problem(field, 'must be a string');
-      return undefined;
-    }
-    return value;
-  }
-
-  boolean(value: unknown, field: string): boolean | undefined {
-    if (value === undefined || value === null) return undefined;
-    if (typeof value !== 'boolean') {
-      this.problem(field, 'must be true or false');
-      return undefined;
-    }
-    return value;
-  }
-
-  stringMap(value: unknown, field: string): Record<string, string> {
-    const obj = this.object(value, field);
-    const out: Record<string, string> = {};
-    for (const [key, v] of Object.entries(obj ?? {})) {
-      if (typeof v !== 'string') this.problem(`${field}.${key}`, 'must be a string');
-      else out[key] = v;
-    }
-    return out;
-  }
-
-  protocol(value: unknown, field: string): PortProtocol {
-    if (value === undefined || value === null) return 'TCP';
-    if (value === 'TCP' || value === 'UDP' || value === 'SCTP') return value;
-    this.problem(field, `must be TCP, UDP or SCTP, not ${JSON.stringify(value)}`);
-    return 'TCP';
-  }
-}
 
 function identityOf(raw: Json, defaultNamespace: string): ObjectIdentity {
   const metadata = isObject(raw.metadata) ? raw.metadata : {};
@@ -619,6 +539,9 @@ const READERS: {
   EndpointSlice: readEndpointSlice,
   Pod: readPod,
   PeerAuthentication: readPeerAuthentication,
+  VirtualService: readVirtualService,
+  DestinationRule: readDestinationRule,
+  HTTPRoute: readHttpRoute,
 };
 
 /**

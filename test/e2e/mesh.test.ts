@@ -5,19 +5,12 @@
 // on once the CRD is installed. No controller runs here: EndpointSlices are created by hand, as
 // the EndpointSlice controller would.
 import * as fs from 'node:fs';
-import { MeshClient } from '../../src/agent/mesh-client';
-import type { MeshState } from '../../src/api/mesh';
+import type { MeshClient } from '../../src/agent/mesh-client';
 import { openWatch } from '../fixtures/mesh-stream';
 import { startControlPlane, type ControlPlane } from './harness/control-plane';
 import { createNamespace, createObject, createServiceAccount, kubectl } from './harness/kube';
-import {
-  PEER_AUTHENTICATION_CRD,
-  startMooring,
-  suffix,
-  tokenFor,
-  waitFor,
-  type MooringServer,
-} from './support/mooring';
+import { meshClients, stateWhere } from './support/mesh-client';
+import { startMooring, suffix, tokenFor, waitFor, type MooringServer } from './support/mooring';
 
 const MOORING_NS = `mooring-${suffix()}`;
 const NS = `shop-${suffix()}`;
@@ -25,7 +18,6 @@ const NS = `shop-${suffix()}`;
 let cp: ControlPlane;
 let mooring: MooringServer;
 let bundle: string[];
-const clients: MeshClient[] = [];
 
 const meshedPod = (name: string, serviceAccount: string, app: string) => ({
   apiVersion: 'v1',
@@ -74,55 +66,14 @@ const sliceOf = (service: string, address: string, podName: string) => ({
   ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
 });
 
-async function meshClient(
-  podName: string,
-  serviceAccount: string,
-  uid: string,
-): Promise<MeshClient> {
-  const token = await tokenFor(cp, NS, serviceAccount, {
-    audience: 'mooring-ca',
-    pod: { name: podName, uid },
-  });
-  const client = new MeshClient({
-    url: new URL(mooring.url),
-    pod: { name: podName, namespace: NS, ip: null },
-    readToken: () => Promise.resolve(token),
-    roots: () => bundle,
-    log: { info: () => undefined, warn: () => undefined, debug: () => undefined },
-    minBackoffMs: 100,
-    maxBackoffMs: 1000,
-  });
-  clients.push(client);
-  client.start();
-  return client;
-}
-
-/** Resolves when the client's state satisfies `predicate`, with the time it took from now. */
-function stateWhere(
-  client: MeshClient,
-  predicate: (s: MeshState) => boolean,
-  timeoutMs = 20_000,
-): Promise<number> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const check = (): boolean => {
-      const state = client.state();
-      if (state !== null && predicate(state)) {
-        stop();
-        clearTimeout(timer);
-        resolve(performance.now() - started);
-        return true;
-      }
-      return false;
-    };
-    const stop = client.onChange(() => void check());
-    const timer = setTimeout(() => {
-      stop();
-      reject(new Error(`the mesh client did not see the change within ${timeoutMs} ms`));
-    }, timeoutMs);
-    check();
-  });
-}
+const clients = meshClients(
+  () => cp,
+  () => mooring,
+  () => bundle,
+  NS,
+);
+const meshClient = (podName: string, serviceAccount: string, uid: string): Promise<MeshClient> =>
+  clients.client(podName, serviceAccount, uid);
 
 beforeAll(async () => {
   cp = await startControlPlane();
@@ -135,7 +86,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const c of clients) await c.stop();
+  await clients.stopAll();
   await mooring?.stop();
   await cp?.stop();
 }, 60_000);
@@ -244,7 +195,31 @@ describe('the mesh in cluster mode', () => {
         .split('\n')
         .filter((l) => l.includes('PeerAuthentication is off'));
     expect(offLines()).toHaveLength(1);
-    await createObject(cp, PEER_AUTHENTICATION_CRD);
+    const schema = {
+      openAPIV3Schema: {
+        type: 'object',
+        properties: { spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+      },
+    };
+    await createObject(cp, {
+      apiVersion: 'apiextensions.k8s.io/v1',
+      kind: 'CustomResourceDefinition',
+      metadata: { name: 'peerauthentications.security.istio.io' },
+      spec: {
+        group: 'security.istio.io',
+        names: {
+          kind: 'PeerAuthentication',
+          listKind: 'PeerAuthenticationList',
+          plural: 'peerauthentications',
+          singular: 'peerauthentication',
+        },
+        scope: 'Namespaced',
+        versions: [
+          { name: 'v1', served: true, storage: true, schema },
+          { name: 'v1beta1', served: true, storage: false, schema },
+        ],
+      },
+    });
     await kubectl(cp, [
       'wait',
       '--for=condition=Established',

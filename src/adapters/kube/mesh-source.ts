@@ -1,18 +1,22 @@
 // Cluster mode's mesh source: Services, EndpointSlices and Pods of every namespace, and
-// PeerAuthentications (security.istio.io, v1 or else v1beta1) when their CRD is installed, each
-// through a Reflector (list, then watch; relist after a failure). Every object goes through the
+// PeerAuthentications (security.istio.io), VirtualServices and DestinationRules
+// (networking.istio.io), HTTPRoutes (gateway.networking.k8s.io), each at the first version of
+// MESH_API_VERSIONS the apiserver serves, when its CRD is installed; each through a Reflector
+// (list, then watch; relist after a failure). Every object goes through the
 // validator that --mesh-dir files go through, so the same objects make the same model.
 //
 // A kind whose CRD is not installed is off, said in one log line, and looked for again every
 // `crdRecheckMs`: installed later, it comes on (and goes off again if the CRD is deleted). When
 // the CRD is there at start, start() waits for its first list like the others': a proxy must
-// never get a PERMISSIVE scope before a STRICT policy was read.
+// never get a PERMISSIVE scope before a STRICT policy was read, nor the default routes before
+// the VirtualService.
 //
 // An invalid object (an admission webhook or a CRD schema let it through) is logged once and
 // skipped; one that was valid before keeps its last valid version.
 
 import {
   MESH_API_VERSIONS,
+  MESH_KINDS,
   refKey,
   validateMeshObject,
   type MeshKind,
@@ -25,6 +29,20 @@ import { Reflector, type ReflectorEventType } from './reflector';
 import type { SourceLogger } from '../mesh-dir';
 
 export const PEER_AUTHENTICATION_GROUP = 'security.istio.io';
+
+/** The kinds that come with a CRD: each is on only while its CRD is installed. */
+interface OptionalKind {
+  readonly kind: MeshKind;
+  readonly group: string;
+  readonly plural: string;
+}
+
+export const OPTIONAL_KINDS: readonly OptionalKind[] = [
+  { kind: 'PeerAuthentication', group: PEER_AUTHENTICATION_GROUP, plural: 'peerauthentications' },
+  { kind: 'VirtualService', group: 'networking.istio.io', plural: 'virtualservices' },
+  { kind: 'DestinationRule', group: 'networking.istio.io', plural: 'destinationrules' },
+  { kind: 'HTTPRoute', group: 'gateway.networking.k8s.io', plural: 'httproutes' },
+];
 
 export interface ClusterMeshSourceOptions {
   readonly api: KubeApi;
@@ -85,8 +103,8 @@ export class ClusterMeshSource {
   private readonly problemsByObject = new Map<string, ObjectProblem[]>();
   private readonly logged = new Map<string, string>();
   private crdTimer: NodeJS.Timeout | null = null;
-  private peerAuthenticationVersion: string | null = null;
-  private crdChecked = false;
+  /** The apiVersion each optional kind is watched at (null: its CRD is not installed). */
+  private readonly crdVersions = new Map<MeshKind, string | null>();
   private stopped = false;
   private checking: Promise<void> = Promise.resolve();
 
@@ -126,7 +144,7 @@ export class ClusterMeshSource {
     return {
       source: 'cluster',
       kinds: Object.fromEntries(
-        (['Service', 'EndpointSlice', 'Pod', 'PeerAuthentication'] as const).map((kind) => {
+        MESH_KINDS.map((kind) => {
           const w = this.watches.get(kind);
           return [
             kind,
@@ -158,26 +176,23 @@ export class ClusterMeshSource {
     await reflector.start();
   }
 
-  /** Which served version of security.istio.io has PeerAuthentication: v1, else v1beta1. */
-  private async peerAuthenticationApi(): Promise<string | null> {
+  /** Which served version of the kind's group has the kind (the first of MESH_API_VERSIONS). */
+  private async servedVersion(crd: OptionalKind): Promise<string | null> {
     let group: { versions?: { groupVersion?: string; version?: string }[] };
     try {
-      group = await this.options.api.request({
-        method: 'GET',
-        path: `/apis/${PEER_AUTHENTICATION_GROUP}`,
-      });
+      group = await this.options.api.request({ method: 'GET', path: `/apis/${crd.group}` });
     } catch (err) {
       if (isKubeApiError(err, 404)) return null;
       throw err;
     }
     const served = new Set((group.versions ?? []).map((v) => v.groupVersion));
-    for (const apiVersion of MESH_API_VERSIONS.PeerAuthentication) {
+    for (const apiVersion of MESH_API_VERSIONS[crd.kind]) {
       if (!served.has(apiVersion)) continue;
       // The group may be served for other kinds (AuthorizationPolicy) without this one.
       try {
         await this.options.api.request({
           method: 'GET',
-          path: `/apis/${apiVersion}/peerauthentications`,
+          path: `/apis/${apiVersion}/${crd.plural}`,
           query: { limit: '1' },
         });
         return apiVersion;
@@ -189,48 +204,48 @@ export class ClusterMeshSource {
   }
 
   private async checkCrds(): Promise<void> {
+    await Promise.all(OPTIONAL_KINDS.map((crd) => this.checkCrd(crd)));
+  }
+
+  private async checkCrd(crd: OptionalKind): Promise<void> {
     if (this.stopped) return;
+    const { kind } = crd;
     let apiVersion: string | null;
     try {
-      apiVersion = await this.peerAuthenticationApi();
+      apiVersion = await this.servedVersion(crd);
     } catch (err) {
       this.options.log.warn(
         { err },
-        'cannot tell whether PeerAuthentication is installed; trying again later',
+        `cannot tell whether ${kind} is installed; trying again later`,
       );
       return;
     }
-    if (this.crdChecked && apiVersion === this.peerAuthenticationVersion) return;
-    this.crdChecked = true;
-    const previous = this.watches.get('PeerAuthentication');
+    const known = this.crdVersions.get(kind);
+    if (known !== undefined && apiVersion === known) return;
+    const previous = this.watches.get(kind);
     if (previous !== undefined) {
-      this.watches.delete('PeerAuthentication');
+      this.watches.delete(kind);
       await previous.reflector.stop();
       let changed = false;
       for (const obj of previous.reflector.list()) {
-        changed = this.forget(this.refOf('PeerAuthentication', obj)) || changed;
+        changed = this.forget(this.refOf(kind, obj)) || changed;
       }
       if (changed) this.options.onChange();
     }
-    this.peerAuthenticationVersion = apiVersion;
+    this.crdVersions.set(kind, apiVersion);
     if (apiVersion === null) {
       this.options.log.info(
         {
-          kind: 'PeerAuthentication',
-          group: PEER_AUTHENTICATION_GROUP,
+          kind,
+          group: crd.group,
           recheckSeconds: (this.options.crdRecheckMs ?? 30_000) / 1000,
         },
-        'PeerAuthentication is off: its CRD (peerauthentications.security.istio.io) is not installed',
+        `${kind} is off: its CRD (${crd.plural}.${crd.group}) is not installed`,
       );
       return;
     }
-    this.options.log.info({ kind: 'PeerAuthentication', apiVersion }, 'PeerAuthentication is on');
-    const [group, version] = apiVersion.split('/');
-    await this.startWatch(
-      'PeerAuthentication',
-      apiVersion,
-      groupPath(`${group}/${version}`, 'peerauthentications'),
-    );
+    this.options.log.info({ kind, apiVersion }, `${kind} is on`);
+    await this.startWatch(kind, apiVersion, groupPath(apiVersion, crd.plural));
   }
 
   private refOf(kind: MeshKind, obj: Raw): ObjectRef {

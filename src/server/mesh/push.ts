@@ -185,12 +185,48 @@ export class MeshPush {
     }, wait);
   }
 
+  /** What was last said of each Service's shadowed traffic objects. */
+  private readonly precedenceLogged = new Map<string, string>();
+
+  /** One log line when objects for the same host lose to another (the precedence rules). */
+  private logPrecedence(commit: Commit): void {
+    for (const key of [...commit.services, ...commit.removed]) {
+      const service = this.options.model.service(key)?.service;
+      const routes = service?.routes;
+      const policy = service?.policy;
+      const shadowed = [
+        ...(routes?.shadowed ?? []).map((s) => ({ ...s, winner: routes?.source })),
+        ...(policy?.shadowed ?? []).map((s) => ({
+          kind: 'DestinationRule',
+          ...s,
+          reason: `DestinationRule ${policy?.source.namespace}/${policy?.source.name} is older and names the same host`,
+          winner: { kind: 'DestinationRule', ...policy?.source },
+        })),
+      ];
+      const text = JSON.stringify(shadowed);
+      if ((this.precedenceLogged.get(key) ?? '[]') === text) continue;
+      if (shadowed.length === 0) this.precedenceLogged.delete(key);
+      else this.precedenceLogged.set(key, text);
+      for (const s of shadowed) {
+        this.options.log.info(
+          {
+            service: key,
+            used: s.winner,
+            shadowed: { kind: s.kind, namespace: s.namespace, name: s.name },
+          },
+          `traffic rules for ${key} not used: ${s.reason}`,
+        );
+      }
+    }
+  }
+
   /** Commits the model and writes the deltas now. `startedAt`: when the burst began. */
   flush(startedAt: number | null = null): Commit | null {
     if (!this.synced) return null;
     const commit = this.options.model.commit();
     if (commit !== null) {
       this.options.observer?.commit?.(commit);
+      this.logPrecedence(commit);
       const pods = new Set(commit.pods);
       for (const stream of this.streams.values()) {
         if (stream.pending === null) {

@@ -10,11 +10,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { freePorts } from './control-plane';
+import { installMeshCrds } from './crds';
 import { createNamespace, kubectl } from './kube';
 import type { NodeCluster } from './node';
 import {
   bundleText,
-  PEER_AUTHENTICATION_CRD,
   runMooring,
   startMooring,
   testConfig,
@@ -50,24 +50,17 @@ export function nodeMooringConfig(
 }
 
 /**
- * Starts Mooring for this cluster and registers its webhook; resolves once Pods can use it. The
- * PeerAuthentication CRD is installed first, so that the server watches PeerAuthentications
- * from its start (a CRD installed later is found within 30 s).
+ * Starts Mooring for this cluster and registers its webhook; resolves once Pods can use it.
+ * Istio's CRDs and the Gateway API's HTTPRoute are installed first, so that the server watches
+ * PeerAuthentications and the traffic rules from its start (a CRD installed later is found
+ * within 30 s).
  */
 export async function installMooring(
   cluster: NodeCluster,
   opts: MooringOnNodeOptions = {},
 ): Promise<MooringServer> {
   await createNamespace(cluster.controlPlane, MOORING_NAMESPACE);
-  await kubectl(
-    cluster.controlPlane,
-    ['apply', '-f', '-'],
-    JSON.stringify(PEER_AUTHENTICATION_CRD),
-  );
-  await kubectl(cluster.controlPlane, [
-    ...['wait', '--for=condition=Established', `crd/${PEER_AUTHENTICATION_CRD.metadata.name}`],
-    '--timeout=60s',
-  ]);
+  await installMeshCrds(cluster.controlPlane);
   const ports = (await freePorts(2)) as [number, number];
   const caUrl = `https://${cluster.hostIP}:${ports[0]}`;
   const server = await startMooring(cluster.controlPlane, {

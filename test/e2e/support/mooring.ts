@@ -83,37 +83,6 @@ export const pemsOf = (text: string): string[] =>
 export const bundleText = (pems: readonly string[]): string =>
   pems.map((p) => `${p.trim()}\n`).join('');
 
-/**
- * Istio's PeerAuthentication CRD (security.istio.io v1 and v1beta1), as a cluster that runs
- * Istio's resources has it; its schema keeps every field: Mooring validates the objects itself.
- */
-export const PEER_AUTHENTICATION_CRD = {
-  apiVersion: 'apiextensions.k8s.io/v1',
-  kind: 'CustomResourceDefinition',
-  metadata: { name: 'peerauthentications.security.istio.io' },
-  spec: {
-    group: 'security.istio.io',
-    names: {
-      kind: 'PeerAuthentication',
-      listKind: 'PeerAuthenticationList',
-      plural: 'peerauthentications',
-      singular: 'peerauthentication',
-    },
-    scope: 'Namespaced',
-    versions: ['v1', 'v1beta1'].map((name) => ({
-      name,
-      served: true,
-      storage: name === 'v1',
-      schema: {
-        openAPIV3Schema: {
-          type: 'object',
-          properties: { spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
-        },
-      },
-    })),
-  },
-} as const;
-
 // --- the server --------------------------------------------------------------------------------
 
 export interface MooringServer {

@@ -28,12 +28,21 @@ const SLICES = '/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices';
 const PODS = '/api/v1/namespaces/shop/pods';
 const PAS = '/apis/security.istio.io/v1/namespaces/shop/peerauthentications';
 
-/** The in-memory apiserver, with the API group security.istio.io served or not. */
+/** The in-memory apiserver, with the API groups of the CRDs served or not. */
 class Cluster implements KubeApi {
   readonly fake = new FakeKubeApi();
   istioVersions: string[] = [];
+  /** Other CRD groups served, with their versions. */
+  readonly groups = new Map<string, string[]>();
 
   request<T>(req: KubeRequest): Promise<T> {
+    for (const [group, versions] of this.groups) {
+      if (req.path === `/apis/${group}`) {
+        return Promise.resolve({
+          versions: versions.map((v) => ({ groupVersion: `${group}/${v}`, version: v })),
+        } as T);
+      }
+    }
     if (req.path === '/apis/security.istio.io') {
       if (this.istioVersions.length === 0) {
         return Promise.reject(
@@ -275,6 +284,44 @@ describe("cluster mode's mesh source", () => {
     await until(
       'the problem gone with its object',
       () => !source.problems().some((p) => p.name === 'bad'),
+    );
+  });
+
+  it('watches VirtualServices, DestinationRules and HTTPRoutes once their CRDs are served', async () => {
+    const { cluster, model, logs, source } = setup();
+    seedWeb(cluster);
+    await source.start();
+    expect(logs.map((l) => l.msg)).toEqual(
+      expect.arrayContaining([
+        'VirtualService is off: its CRD (virtualservices.networking.istio.io) is not installed',
+        'HTTPRoute is off: its CRD (httproutes.gateway.networking.k8s.io) is not installed',
+      ]),
+    );
+    cluster.groups.set('networking.istio.io', ['v1', 'v1beta1']);
+    cluster.groups.set('gateway.networking.k8s.io', ['v1']);
+    put(cluster, '/apis/networking.istio.io/v1/namespaces/shop/virtualservices', {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'web', namespace: 'shop' },
+      spec: {
+        hosts: ['web'],
+        http: [{ route: [{ destination: { host: 'web' } }], timeout: '3s' }],
+      },
+    });
+    put(cluster, '/apis/networking.istio.io/v1/namespaces/shop/destinationrules', {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'DestinationRule',
+      metadata: { name: 'web', namespace: 'shop' },
+      spec: { host: 'web', trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } } },
+    });
+    await until('the routes and the policy', () => {
+      const s = model.service('shop/web')?.service;
+      return s?.routes !== undefined && s.policy !== undefined;
+    });
+    expect(model.service('shop/web')?.service.routes?.rules[0]?.timeoutMs).toBe(3000);
+    expect(model.counts()).toMatchObject({ VirtualService: 1, DestinationRule: 1, HTTPRoute: 0 });
+    expect(logs.filter((l) => l.msg === 'HTTPRoute is on').map((l) => l.fields.apiVersion)).toEqual(
+      ['gateway.networking.k8s.io/v1'],
     );
   });
 });

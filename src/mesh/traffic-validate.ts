@@ -1,0 +1,1037 @@
+// Raw VirtualService, DestinationRule and HTTPRoute objects into the checked forms of objects.ts,
+// with Istio's and the Gateway API's defaults. Every problem names its field
+// (`spec.http[0].route[1].weight`). What Mooring does not implement yet is a problem when
+// ignoring it would route requests differently from what the object says (a redirect, a mirror,
+// `sourceLabels`), and a warning when it only drops a refinement (`corsPolicy`, response headers).
+// Pure: no I/O.
+
+import type {
+  FaultPolicy,
+  HeaderMatch,
+  HeaderOperations,
+  LoadBalancer,
+  OutlierDetectionPolicy,
+  RequestMatch,
+  RetryPolicy,
+  RouteRewrite,
+  StringMatch,
+  TrafficPolicy,
+  ConnectionPoolPolicy,
+} from '../api/mesh';
+import { isObject, isPort, type Fields, type Json } from './fields';
+import type {
+  DestinationRuleObject,
+  HttpRouteBackend,
+  HttpRouteObject,
+  HttpRouteRuleSpec,
+  Meta,
+  RouteTarget,
+  VirtualServiceObject,
+  VirtualServiceRoute,
+} from './objects';
+
+// --- shared ------------------------------------------------------------------------------------
+
+const DURATION = /^(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+$/;
+const UNIT_MS: Readonly<Record<string, number>> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/** A Go / protobuf duration (`10s`, `1.5s`, `250ms`, `1m30s`) in milliseconds, or null. */
+export function parseDuration(text: string): number | null {
+  if (!DURATION.test(text)) return null;
+  let ms = 0;
+  for (const m of text.matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/g)) {
+    ms += Number(m[1]) * (UNIT_MS[m[2] as string] as number);
+  }
+  return ms;
+}
+
+function duration(
+  f: Fields,
+  value: unknown,
+  field: string,
+  opts: { readonly min?: number } = {},
+): number | undefined {
+  const text = f.string(value, field);
+  if (text === undefined) return undefined;
+  const ms = parseDuration(text);
+  if (ms === null) {
+    f.problem(field, `${JSON.stringify(text)} is not a duration (such as "10s", "1.5s", "250ms")`);
+    return undefined;
+  }
+  if (opts.min !== undefined && ms < opts.min) {
+    f.problem(field, `must be at least ${opts.min}ms, not ${JSON.stringify(text)}`);
+    return undefined;
+  }
+  return ms;
+}
+
+/** Constructs JavaScript's RegExp has and RE2 (Envoy's regex engine) has not. */
+const NOT_RE2 = /\(\?<?[=!]|\\[1-9]|\\k</;
+
+/** A regex the proxy can use as Envoy would (RE2 syntax, the whole value matches). */
+function regex(f: Fields, value: unknown, field: string): string | undefined {
+  const text = f.string(value, field);
+  if (text === undefined) return undefined;
+  if (NOT_RE2.test(text)) {
+    f.problem(
+      field,
+      `${JSON.stringify(text)} uses lookaround or a backreference, which RE2 has not`,
+    );
+    return undefined;
+  }
+  try {
+    new RegExp(text, 'su');
+  } catch (err) {
+    f.problem(
+      field,
+      `${JSON.stringify(text)} is not a valid regular expression: ${(err as Error).message}`,
+    );
+    return undefined;
+  }
+  return text;
+}
+
+/** Istio's StringMatch: exactly one of exact, prefix, regex; `{}`: any value (presence). */
+function stringMatch(f: Fields, raw: unknown, field: string): StringMatch | null | undefined {
+  const m = f.object(raw, field);
+  if (m === undefined) return raw === undefined || raw === null ? null : undefined;
+  const keys = ['exact', 'prefix', 'regex'].filter((k) => m[k] !== undefined && m[k] !== null);
+  if (keys.length === 0) return null;
+  if (keys.length > 1) {
+    f.problem(field, `must have one of exact, prefix or regex, not ${keys.join(' and ')}`);
+    return undefined;
+  }
+  if (m.exact !== undefined && m.exact !== null) {
+    const v = f.string(m.exact, `${field}.exact`);
+    return v === undefined ? undefined : { exact: v };
+  }
+  if (m.prefix !== undefined && m.prefix !== null) {
+    const v = f.string(m.prefix, `${field}.prefix`);
+    return v === undefined ? undefined : { prefix: v };
+  }
+  const v = regex(f, m.regex, `${field}.regex`);
+  return v === undefined ? undefined : { regex: v };
+}
+
+const HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
+
+function headerName(f: Fields, name: string, field: string, lowercase: boolean): string | null {
+  const lower = name.toLowerCase();
+  if (!HEADER_NAME.test(lower) || (!lowercase && lower !== name)) {
+    f.problem(
+      field,
+      lower !== name && !lowercase
+        ? `header name ${JSON.stringify(name)} must be lowercase`
+        : `${JSON.stringify(name)} is not a header name`,
+    );
+    return null;
+  }
+  return lower;
+}
+
+/**
+ * A Kubernetes Service host: `name` (in `namespace`), `name.ns`, `name.ns.svc`, `name.ns.svc.<domain>`;
+ * null for anything else (an external host, a wildcard).
+ */
+export function serviceKeyOfHost(host: string, namespace: string): string | null {
+  const parts = host.toLowerCase().split('.');
+  const label = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+  if (parts.some((p) => !label.test(p))) return null;
+  if (parts.length === 1) return `${namespace}/${parts[0] as string}`;
+  if (parts.length === 2) return `${parts[1] as string}/${parts[0] as string}`;
+  if (parts[2] === 'svc') return `${parts[1] as string}/${parts[0] as string}`;
+  return null;
+}
+
+function percentage(f: Fields, obj: Json, field: string): number {
+  const p = f.object(obj.percentage, `${field}.percentage`);
+  if (p !== undefined) {
+    return f.number(p.value, `${field}.percentage.value`, { min: 0, max: 100 }) ?? 100;
+  }
+  // The deprecated integer `percent`.
+  return f.number(obj.percent, `${field}.percent`, { min: 0, max: 100, integer: true }) ?? 100;
+}
+
+function headerOps(
+  f: Fields,
+  raw: Json | undefined,
+  field: string,
+  asList: boolean,
+): HeaderOperations | undefined {
+  if (raw === undefined) return undefined;
+  const pairs = (key: 'set' | 'add'): { name: string; value: string }[] => {
+    const out: { name: string; value: string }[] = [];
+    if (asList) {
+      for (const [i, item] of f.array(raw[key], `${field}.${key}`).entries()) {
+        const e = f.object(item, `${field}.${key}[${i}]`);
+        if (e === undefined) continue;
+        const name = f.string(e.name, `${field}.${key}[${i}].name`);
+        const value = f.string(e.value, `${field}.${key}[${i}].value`) ?? '';
+        if (name === undefined) f.problem(`${field}.${key}[${i}].name`, 'is required');
+        else {
+          const n = headerName(f, name, `${field}.${key}[${i}].name`, true);
+          if (n !== null) out.push({ name: n, value });
+        }
+      }
+    } else {
+      for (const [name, value] of Object.entries(f.stringMap(raw[key], `${field}.${key}`))) {
+        const n = headerName(f, name, `${field}.${key}.${name}`, true);
+        if (n !== null) out.push({ name: n, value });
+      }
+    }
+    return out;
+  };
+  const set = pairs('set');
+  const add = pairs('add');
+  const remove: string[] = [];
+  for (const [i, item] of f.array(raw.remove, `${field}.remove`).entries()) {
+    const name = f.string(item, `${field}.remove[${i}]`);
+    if (name === undefined) continue;
+    const n = headerName(f, name, `${field}.remove[${i}]`, true);
+    if (n !== null) remove.push(n);
+  }
+  if (set.length + add.length + remove.length === 0) return undefined;
+  return {
+    ...(set.length > 0 ? { set } : {}),
+    ...(add.length > 0 ? { add } : {}),
+    ...(remove.length > 0 ? { remove } : {}),
+  };
+}
+
+function unsupported(
+  f: Fields,
+  obj: Json,
+  keys: readonly string[],
+  field: string,
+  problem: boolean,
+): void {
+  for (const key of keys) {
+    if (obj[key] === undefined || obj[key] === null) continue;
+    if (problem) f.problem(`${field}.${key}`, 'is not supported by Mooring yet');
+    else f.warn(`${field}.${key}`, 'is not supported by Mooring yet: ignored');
+  }
+}
+
+// --- VirtualService ----------------------------------------------------------------------------
+
+/** Envoy's retry conditions Istio passes through (`retryOn`), HTTP and gRPC. */
+export const RETRY_CONDITIONS: readonly string[] = [
+  '5xx',
+  'gateway-error',
+  'reset',
+  'reset-before-request',
+  'connect-failure',
+  'envoy-ratelimited',
+  'retriable-4xx',
+  'refused-stream',
+  'retriable-status-codes',
+  'retriable-headers',
+  'http3-post-connect-failure',
+  'cancelled',
+  'deadline-exceeded',
+  'internal',
+  'resource-exhausted',
+  'unavailable',
+];
+
+/** Istio's default `retryOn` when `retries` gives none. */
+export const DEFAULT_RETRY_ON: readonly string[] = [
+  'connect-failure',
+  'refused-stream',
+  'unavailable',
+  'cancelled',
+  'retriable-status-codes',
+];
+
+function readRetries(
+  f: Fields,
+  raw: unknown,
+  field: string,
+  timeoutMs: number | undefined,
+): RetryPolicy | undefined {
+  const r = f.object(raw, field);
+  if (r === undefined) return undefined;
+  const attempts = f.number(r.attempts, `${field}.attempts`, { min: 0, integer: true }) ?? 2;
+  let perTryTimeoutMs = duration(f, r.perTryTimeout, `${field}.perTryTimeout`, { min: 1 });
+  const codes: number[] = [];
+  let retryOn = DEFAULT_RETRY_ON;
+  const text = f.string(r.retryOn, `${field}.retryOn`);
+  if (text !== undefined && text.trim() !== '') {
+    const conditions: string[] = [];
+    for (const part of text.split(',').map((p) => p.trim())) {
+      if (part === '') continue;
+      if (/^[0-9]+$/.test(part)) {
+        const code = Number(part);
+        if (code < 100 || code > 599) {
+          f.problem(`${field}.retryOn`, `${part} is not an HTTP status code`);
+        } else {
+          codes.push(code);
+          if (!conditions.includes('retriable-status-codes'))
+            conditions.push('retriable-status-codes');
+        }
+      } else if (RETRY_CONDITIONS.includes(part)) {
+        if (!conditions.includes(part)) conditions.push(part);
+      } else {
+        f.problem(
+          `${field}.retryOn`,
+          `${JSON.stringify(part)} is not a retry condition (${RETRY_CONDITIONS.join(', ')}, or a status code)`,
+        );
+      }
+    }
+    retryOn = conditions;
+  }
+  // A try never outlives the request: Envoy caps the per-try timeout by the route's.
+  if (perTryTimeoutMs !== undefined && timeoutMs !== undefined && perTryTimeoutMs > timeoutMs) {
+    f.warn(
+      `${field}.perTryTimeout`,
+      `is longer than the route's timeout: each try ends with the request`,
+    );
+    perTryTimeoutMs = timeoutMs;
+  }
+  return {
+    attempts,
+    retryOn: [...retryOn],
+    ...(perTryTimeoutMs === undefined ? {} : { perTryTimeoutMs }),
+    ...(codes.length > 0 ? { retriableStatusCodes: codes } : {}),
+  };
+}
+
+function readFault(f: Fields, raw: unknown, field: string): FaultPolicy | undefined {
+  const fault = f.object(raw, field);
+  if (fault === undefined) return undefined;
+  const out: { delay?: FaultPolicy['delay']; abort?: FaultPolicy['abort'] } = {};
+  const delay = f.object(fault.delay, `${field}.delay`);
+  if (delay !== undefined) {
+    unsupported(f, delay, ['exponentialDelay'], `${field}.delay`, true);
+    const ms = duration(f, delay.fixedDelay, `${field}.delay.fixedDelay`, { min: 1 });
+    if (ms === undefined && (delay.fixedDelay === undefined || delay.fixedDelay === null)) {
+      f.problem(`${field}.delay.fixedDelay`, 'is required');
+    }
+    const percent = percentage(f, delay, `${field}.delay`);
+    if (ms !== undefined) out.delay = { fixedDelayMs: ms, percent };
+  }
+  const abort = f.object(fault.abort, `${field}.abort`);
+  if (abort !== undefined) {
+    unsupported(f, abort, ['grpcStatus', 'http2Error'], `${field}.abort`, true);
+    const status = f.number(abort.httpStatus, `${field}.abort.httpStatus`, {
+      min: 200,
+      max: 599,
+      integer: true,
+    });
+    if (abort.httpStatus === undefined && abort.grpcStatus === undefined) {
+      f.problem(`${field}.abort.httpStatus`, 'is required');
+    }
+    const percent = percentage(f, abort, `${field}.abort`);
+    if (status !== undefined) out.abort = { httpStatus: status, percent };
+  }
+  if (out.delay === undefined && out.abort === undefined) {
+    if (delay === undefined && abort === undefined) f.problem(field, 'needs delay or abort');
+    return undefined;
+  }
+  return out;
+}
+
+function readVsMatch(f: Fields, raw: unknown, field: string): RequestMatch | null {
+  const m = f.object(raw, field);
+  if (m === undefined) return null;
+  unsupported(f, m, ['authority', 'scheme'], field, true);
+  // A match that only some clients can meet cannot be told apart per client by Mooring (one
+  // route table per Service): it is dropped, so that it never matches more than it says.
+  for (const key of ['sourceLabels', 'sourceNamespace']) {
+    if (m[key] !== undefined && m[key] !== null) {
+      f.warn(`${field}.${key}`, 'is not supported by Mooring yet: this match is left out');
+      return null;
+    }
+  }
+  if (m.ignoreUriCase === true) {
+    f.warn(
+      `${field}.ignoreUriCase`,
+      'is not supported by Mooring yet: the uri match is case-sensitive',
+    );
+  }
+  const out: {
+    uri?: StringMatch;
+    method?: StringMatch;
+    port?: number;
+    headers?: HeaderMatch[];
+    queryParams?: { name: string; value?: StringMatch }[];
+  } = {};
+  const uri = stringMatch(f, m.uri, `${field}.uri`);
+  if (uri) out.uri = uri;
+  const method = stringMatch(f, m.method, `${field}.method`);
+  if (method) out.method = method;
+  if (m.port !== undefined && m.port !== null) {
+    if (isPort(m.port)) out.port = m.port;
+    else f.problem(`${field}.port`, 'must be a port number from 1 to 65535');
+  }
+  const headers: HeaderMatch[] = [];
+  for (const [key, invert] of [
+    ['headers', false],
+    ['withoutHeaders', true],
+  ] as const) {
+    const h = f.object(m[key], `${field}.${key}`);
+    for (const [name, value] of Object.entries(h ?? {})) {
+      const n = headerName(f, name, `${field}.${key}.${name}`, false);
+      const v = stringMatch(f, value, `${field}.${key}.${name}`);
+      if (n === null || v === undefined) continue;
+      headers.push({ name: n, ...(v === null ? {} : { value: v }), ...(invert ? { invert } : {}) });
+    }
+  }
+  if (headers.length > 0) out.headers = headers;
+  const q = f.object(m.queryParams, `${field}.queryParams`);
+  const params: { name: string; value?: StringMatch }[] = [];
+  for (const [name, value] of Object.entries(q ?? {})) {
+    const v = stringMatch(f, value, `${field}.queryParams.${name}`);
+    if (v === undefined) continue;
+    params.push({ name, ...(v === null ? {} : { value: v }) });
+  }
+  if (params.length > 0) out.queryParams = params;
+  return out;
+}
+
+function readDestination(
+  f: Fields,
+  raw: unknown,
+  field: string,
+  namespace: string,
+  single: boolean,
+): RouteTarget | null {
+  const d = f.object(raw, field);
+  if (d === undefined) return null;
+  const dest = f.object(d.destination, `${field}.destination`);
+  if (dest === undefined) {
+    f.problem(`${field}.destination`, 'is required');
+    return null;
+  }
+  const host = f.string(dest.host, `${field}.destination.host`);
+  if (host === undefined || host === '') {
+    f.problem(`${field}.destination.host`, 'is required');
+    return null;
+  }
+  const service = serviceKeyOfHost(host, namespace);
+  if (service === null) {
+    f.problem(
+      `${field}.destination.host`,
+      `${JSON.stringify(host)} is not a Kubernetes Service (name, name.namespace or name.namespace.svc.<domain>): Mooring routes to Services only`,
+    );
+    return null;
+  }
+  let port: number | undefined;
+  const p = f.object(dest.port, `${field}.destination.port`);
+  if (p !== undefined) {
+    if (isPort(p.number)) port = p.number;
+    else f.problem(`${field}.destination.port.number`, 'must be a port number from 1 to 65535');
+  }
+  const subset = f.string(dest.subset, `${field}.destination.subset`);
+  // One destination takes every request whatever its weight (Istio); among several, an absent
+  // weight is 0.
+  const weight =
+    f.number(d.weight, `${field}.weight`, { min: 0, integer: true }) ?? (single ? 100 : 0);
+  unsupported(f, d, ['headers'], field, false);
+  return {
+    service,
+    host,
+    ...(port === undefined ? {} : { port }),
+    ...(subset === undefined || subset === '' ? {} : { subset }),
+    weight: single ? Math.max(weight, 1) : weight,
+  };
+}
+
+function readVsRoute(
+  f: Fields,
+  raw: unknown,
+  field: string,
+  namespace: string,
+): VirtualServiceRoute | null {
+  const r = f.object(raw, field);
+  if (r === undefined) return null;
+  unsupported(f, r, ['redirect', 'directResponse', 'delegate', 'mirror', 'mirrors'], field, true);
+  unsupported(f, r, ['corsPolicy', 'mirrorPercentage'], field, false);
+  const name = f.string(r.name, `${field}.name`);
+  const rawMatches = f.array(r.match, `${field}.match`);
+  const matches: RequestMatch[] = [];
+  for (const [i, m] of rawMatches.entries()) {
+    const match = readVsMatch(f, m, `${field}.match[${i}]`);
+    if (match !== null) matches.push(match);
+  }
+  if (rawMatches.length > 0 && matches.length === 0) {
+    // Every match was left out: the rule matches nothing (rather than everything).
+    return null;
+  }
+  const rawRoute = f.array(r.route, `${field}.route`);
+  if (rawRoute.length === 0 && r.redirect === undefined && r.directResponse === undefined) {
+    f.problem(`${field}.route`, 'needs at least one destination');
+  }
+  const route: RouteTarget[] = [];
+  for (const [i, d] of rawRoute.entries()) {
+    const t = readDestination(f, d, `${field}.route[${i}]`, namespace, rawRoute.length === 1);
+    if (t !== null) route.push(t);
+  }
+  if (route.length > 1 && route.every((t) => t.weight === 0)) {
+    f.problem(`${field}.route`, 'the weights add up to 0: no destination can receive a request');
+  }
+  let timeoutMs = duration(f, r.timeout, `${field}.timeout`);
+  // Istio: a timeout of 0 is no timeout.
+  if (timeoutMs === 0) timeoutMs = undefined;
+  const retries = readRetries(f, r.retries, `${field}.retries`, timeoutMs);
+  const fault = readFault(f, r.fault, `${field}.fault`);
+  const headers = f.object(r.headers, `${field}.headers`);
+  if (headers !== undefined) unsupported(f, headers, ['response'], `${field}.headers`, false);
+  const requestHeaders = headerOps(
+    f,
+    headers === undefined ? undefined : f.object(headers.request, `${field}.headers.request`),
+    `${field}.headers.request`,
+    false,
+  );
+  let rewrite: RouteRewrite | undefined;
+  const rw = f.object(r.rewrite, `${field}.rewrite`);
+  if (rw !== undefined) {
+    unsupported(f, rw, ['uriRegexRewrite'], `${field}.rewrite`, true);
+    const uri = f.string(rw.uri, `${field}.rewrite.uri`);
+    const authority = f.string(rw.authority, `${field}.rewrite.authority`);
+    if (uri !== undefined && uri !== '' && !uri.startsWith('/')) {
+      f.problem(`${field}.rewrite.uri`, 'must start with "/"');
+    }
+    rewrite = {
+      ...(uri === undefined || uri === '' ? {} : { prefix: uri }),
+      ...(authority === undefined || authority === '' ? {} : { authority }),
+    };
+    if (Object.keys(rewrite).length === 0) rewrite = undefined;
+  }
+  return {
+    ...(name === undefined ? {} : { name }),
+    matches,
+    route,
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    ...(retries === undefined ? {} : { retries }),
+    ...(fault === undefined ? {} : { fault }),
+    ...(requestHeaders === undefined ? {} : { requestHeaders }),
+    ...(rewrite === undefined ? {} : { rewrite }),
+  };
+}
+
+export function readVirtualService(raw: Json, f: Fields, meta: Meta): VirtualServiceObject {
+  const spec = f.object(raw.spec, 'spec') ?? {};
+  unsupported(f, spec, ['tcp', 'tls'], 'spec', false);
+  const hosts: string[] = [];
+  const rawHosts = f.array(spec.hosts, 'spec.hosts');
+  if (rawHosts.length === 0) f.problem('spec.hosts', 'needs at least one host');
+  for (const [i, h] of rawHosts.entries()) {
+    const host = f.string(h, `spec.hosts[${i}]`);
+    if (host === undefined) continue;
+    if (host === '') {
+      f.problem(`spec.hosts[${i}]`, 'must not be empty');
+      continue;
+    }
+    const key = serviceKeyOfHost(host, meta.namespace);
+    if (key === null) {
+      f.warn(`spec.hosts[${i}]`, `${JSON.stringify(host)} is not a Kubernetes Service: ignored`);
+    } else if (!hosts.includes(key)) {
+      hosts.push(key);
+    }
+  }
+  // `gateways` without `mesh` binds the rules to gateways only: none applies to sidecars.
+  const gateways = f.array(spec.gateways, 'spec.gateways').filter((g) => typeof g === 'string');
+  const forMesh = gateways.length === 0 || gateways.includes('mesh');
+  if (!forMesh)
+    f.warn(
+      'spec.gateways',
+      'does not list "mesh": the rules apply to gateways only, not to sidecars',
+    );
+  const http: VirtualServiceRoute[] = [];
+  for (const [i, r] of f.array(spec.http, 'spec.http').entries()) {
+    const route = readVsRoute(f, r, `spec.http[${i}]`, meta.namespace);
+    if (route !== null) http.push(route);
+  }
+  return { kind: 'VirtualService', meta, hosts: forMesh ? hosts : [], http };
+}
+
+// --- DestinationRule ---------------------------------------------------------------------------
+
+const LOAD_BALANCERS: Readonly<Record<string, LoadBalancer>> = {
+  ROUND_ROBIN: 'ROUND_ROBIN',
+  LEAST_REQUEST: 'LEAST_REQUEST',
+  LEAST_CONN: 'LEAST_REQUEST',
+  RANDOM: 'RANDOM',
+};
+
+/** Istio's outlier detection defaults (Envoy's). */
+export const OUTLIER_DEFAULTS = {
+  consecutive5xxErrors: 5,
+  intervalMs: 10_000,
+  baseEjectionTimeMs: 30_000,
+  maxEjectionPercent: 10,
+} as const;
+
+function readTrafficPolicy(f: Fields, raw: unknown, field: string): TrafficPolicy | undefined {
+  const tp = f.object(raw, field);
+  if (tp === undefined) return undefined;
+  unsupported(f, tp, ['tls', 'portLevelSettings', 'tunnel', 'proxyProtocol'], field, false);
+  const out: {
+    loadBalancer?: LoadBalancer;
+    connectionPool?: ConnectionPoolPolicy;
+    outlierDetection?: OutlierDetectionPolicy;
+  } = {};
+  const lb = f.object(tp.loadBalancer, `${field}.loadBalancer`);
+  if (lb !== undefined) {
+    unsupported(
+      f,
+      lb,
+      ['consistentHash', 'localityLbSetting', 'warmupDurationSecs', 'warmup'],
+      `${field}.loadBalancer`,
+      false,
+    );
+    const simple = f.string(lb.simple, `${field}.loadBalancer.simple`);
+    if (simple !== undefined && simple !== 'UNSPECIFIED') {
+      const value = LOAD_BALANCERS[simple];
+      if (value === undefined) {
+        f.problem(
+          `${field}.loadBalancer.simple`,
+          `must be ROUND_ROBIN, LEAST_REQUEST, LEAST_CONN or RANDOM, not ${JSON.stringify(simple)}`,
+        );
+      } else {
+        out.loadBalancer = value;
+      }
+    }
+  }
+  const cp = f.object(tp.connectionPool, `${field}.connectionPool`);
+  if (cp !== undefined) {
+    const tcp = f.object(cp.tcp, `${field}.connectionPool.tcp`);
+    const http = f.object(cp.http, `${field}.connectionPool.http`);
+    const pool: { tcp?: ConnectionPoolPolicy['tcp']; http?: ConnectionPoolPolicy['http'] } = {};
+    if (tcp !== undefined) {
+      unsupported(
+        f,
+        tcp,
+        ['tcpKeepalive', 'maxConnectionDuration', 'idleTimeout'],
+        `${field}.connectionPool.tcp`,
+        false,
+      );
+      const maxConnections = f.number(
+        tcp.maxConnections,
+        `${field}.connectionPool.tcp.maxConnections`,
+        {
+          min: 1,
+          integer: true,
+        },
+      );
+      const connectTimeoutMs = duration(
+        f,
+        tcp.connectTimeout,
+        `${field}.connectionPool.tcp.connectTimeout`,
+        {
+          min: 1,
+        },
+      );
+      pool.tcp = {
+        ...(maxConnections === undefined ? {} : { maxConnections }),
+        ...(connectTimeoutMs === undefined ? {} : { connectTimeoutMs }),
+      };
+    }
+    if (http !== undefined) {
+      unsupported(
+        f,
+        http,
+        [
+          'http2MaxRequests',
+          'idleTimeout',
+          'h2UpgradePolicy',
+          'useClientProtocol',
+          'maxConcurrentStreams',
+        ],
+        `${field}.connectionPool.http`,
+        false,
+      );
+      const at = `${field}.connectionPool.http`;
+      const http1MaxPendingRequests = f.number(
+        http.http1MaxPendingRequests,
+        `${at}.http1MaxPendingRequests`,
+        {
+          min: 1,
+          integer: true,
+        },
+      );
+      const maxRequestsPerConnection = f.number(
+        http.maxRequestsPerConnection,
+        `${at}.maxRequestsPerConnection`,
+        {
+          min: 0,
+          integer: true,
+        },
+      );
+      const maxRetries = f.number(http.maxRetries, `${at}.maxRetries`, { min: 0, integer: true });
+      pool.http = {
+        ...(http1MaxPendingRequests === undefined ? {} : { http1MaxPendingRequests }),
+        ...(maxRequestsPerConnection === undefined || maxRequestsPerConnection === 0
+          ? {}
+          : { maxRequestsPerConnection }),
+        ...(maxRetries === undefined ? {} : { maxRetries }),
+      };
+    }
+    out.connectionPool = pool;
+  }
+  const od = f.object(tp.outlierDetection, `${field}.outlierDetection`);
+  if (od !== undefined) {
+    const at = `${field}.outlierDetection`;
+    unsupported(
+      f,
+      od,
+      ['consecutiveLocalOriginFailures', 'splitExternalLocalOriginErrors', 'minHealthPercent'],
+      at,
+      false,
+    );
+    // The deprecated `consecutiveErrors` meant gateway errors (502, 503, 504).
+    const consecutive5xxErrors =
+      f.number(od.consecutive5xxErrors, `${at}.consecutive5xxErrors`, { min: 0, integer: true }) ??
+      (od.consecutiveErrors === undefined ? OUTLIER_DEFAULTS.consecutive5xxErrors : 0);
+    const consecutiveGatewayErrors =
+      f.number(od.consecutiveGatewayErrors, `${at}.consecutiveGatewayErrors`, {
+        min: 0,
+        integer: true,
+      }) ??
+      f.number(od.consecutiveErrors, `${at}.consecutiveErrors`, { min: 0, integer: true }) ??
+      0;
+    const intervalMs =
+      duration(f, od.interval, `${at}.interval`, { min: 1 }) ?? OUTLIER_DEFAULTS.intervalMs;
+    const baseEjectionTimeMs =
+      duration(f, od.baseEjectionTime, `${at}.baseEjectionTime`, { min: 1 }) ??
+      OUTLIER_DEFAULTS.baseEjectionTimeMs;
+    const maxEjectionPercent =
+      f.number(od.maxEjectionPercent, `${at}.maxEjectionPercent`, {
+        min: 0,
+        max: 100,
+        integer: true,
+      }) ?? OUTLIER_DEFAULTS.maxEjectionPercent;
+    out.outlierDetection = {
+      consecutive5xxErrors,
+      consecutiveGatewayErrors,
+      intervalMs,
+      baseEjectionTimeMs,
+      maxEjectionPercent,
+    };
+  }
+  return out;
+}
+
+const SUBSET_NAME = /^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$/;
+
+export function readDestinationRule(raw: Json, f: Fields, meta: Meta): DestinationRuleObject {
+  const spec = f.object(raw.spec, 'spec') ?? {};
+  unsupported(f, spec, ['workloadSelector'], 'spec', true);
+  const hostText = f.string(spec.host, 'spec.host');
+  let host: string | null = null;
+  if (hostText === undefined || hostText === '') f.problem('spec.host', 'is required');
+  else {
+    host = serviceKeyOfHost(hostText, meta.namespace);
+    if (host === null)
+      f.warn('spec.host', `${JSON.stringify(hostText)} is not a Kubernetes Service: ignored`);
+  }
+  const trafficPolicy = readTrafficPolicy(f, spec.trafficPolicy, 'spec.trafficPolicy');
+  const subsets: DestinationRuleObject['subsets'][number][] = [];
+  for (const [i, s] of f.array(spec.subsets, 'spec.subsets').entries()) {
+    const subset = f.object(s, `spec.subsets[${i}]`);
+    if (subset === undefined) continue;
+    const name = f.string(subset.name, `spec.subsets[${i}].name`);
+    if (name === undefined || name === '') {
+      f.problem(`spec.subsets[${i}].name`, 'is required');
+      continue;
+    }
+    if (!SUBSET_NAME.test(name)) {
+      f.problem(`spec.subsets[${i}].name`, `${JSON.stringify(name)} is not a valid subset name`);
+      continue;
+    }
+    if (subsets.some((x) => x.name === name)) {
+      f.problem(`spec.subsets[${i}].name`, `${JSON.stringify(name)} is used twice`);
+      continue;
+    }
+    const labels = f.stringMap(subset.labels, `spec.subsets[${i}].labels`);
+    const tp = readTrafficPolicy(f, subset.trafficPolicy, `spec.subsets[${i}].trafficPolicy`);
+    subsets.push({ name, labels, ...(tp === undefined ? {} : { trafficPolicy: tp }) });
+  }
+  return {
+    kind: 'DestinationRule',
+    meta,
+    host,
+    ...(trafficPolicy === undefined ? {} : { trafficPolicy }),
+    subsets,
+  };
+}
+
+// --- HTTPRoute ---------------------------------------------------------------------------------
+
+const CORE_GROUPS = ['', 'core'];
+
+function readGatewayStringMatch(
+  f: Fields,
+  m: Json,
+  field: string,
+  what: 'header' | 'query parameter',
+): { name: string; value: StringMatch } | null {
+  const type = f.string(m.type, `${field}.type`) ?? 'Exact';
+  const name = f.string(m.name, `${field}.name`);
+  const value = f.string(m.value, `${field}.value`);
+  if (name === undefined || name === '') {
+    f.problem(`${field}.name`, 'is required');
+    return null;
+  }
+  if (value === undefined) {
+    f.problem(`${field}.value`, 'is required');
+    return null;
+  }
+  if (type === 'Exact') return { name, value: { exact: value } };
+  if (type === 'RegularExpression') {
+    const re = regex(f, value, `${field}.value`);
+    return re === undefined ? null : { name, value: { regex: re } };
+  }
+  f.problem(
+    `${field}.type`,
+    `must be Exact or RegularExpression for a ${what}, not ${JSON.stringify(type)}`,
+  );
+  return null;
+}
+
+function readGatewayMatch(f: Fields, raw: unknown, field: string): RequestMatch | null {
+  const m = f.object(raw, field);
+  if (m === undefined) return null;
+  const out: {
+    uri?: StringMatch;
+    pathPrefix?: string;
+    method?: StringMatch;
+    headers?: HeaderMatch[];
+    queryParams?: { name: string; value?: StringMatch }[];
+  } = {};
+  const path = f.object(m.path, `${field}.path`);
+  const type =
+    (path === undefined ? undefined : f.string(path.type, `${field}.path.type`)) ?? 'PathPrefix';
+  const value =
+    (path === undefined ? undefined : f.string(path.value, `${field}.path.value`)) ?? '/';
+  if (type === 'RegularExpression') {
+    const re = regex(f, value, `${field}.path.value`);
+    if (re !== undefined) out.uri = { regex: re };
+  } else if (!value.startsWith('/')) {
+    f.problem(`${field}.path.value`, `must start with "/", not ${JSON.stringify(value)}`);
+  } else if (type === 'Exact') {
+    out.uri = { exact: value };
+  } else if (type === 'PathPrefix') {
+    out.pathPrefix = value;
+  } else {
+    f.problem(
+      `${field}.path.type`,
+      `must be Exact, PathPrefix or RegularExpression, not ${JSON.stringify(type)}`,
+    );
+  }
+  const method = f.string(m.method, `${field}.method`);
+  if (method !== undefined) out.method = { exact: method };
+  const headers: HeaderMatch[] = [];
+  for (const [i, h] of f.array(m.headers, `${field}.headers`).entries()) {
+    const hm = f.object(h, `${field}.headers[${i}]`);
+    if (hm === undefined) continue;
+    const r = readGatewayStringMatch(f, hm, `${field}.headers[${i}]`, 'header');
+    if (r === null) continue;
+    const name = headerName(f, r.name, `${field}.headers[${i}].name`, true);
+    // Gateway API: the first of several matches on one header name wins.
+    if (name !== null && !headers.some((x) => x.name === name))
+      headers.push({ name, value: r.value });
+  }
+  if (headers.length > 0) out.headers = headers;
+  const params: { name: string; value?: StringMatch }[] = [];
+  for (const [i, q] of f.array(m.queryParams, `${field}.queryParams`).entries()) {
+    const qm = f.object(q, `${field}.queryParams[${i}]`);
+    if (qm === undefined) continue;
+    const r = readGatewayStringMatch(f, qm, `${field}.queryParams[${i}]`, 'query parameter');
+    if (r !== null && !params.some((x) => x.name === r.name)) params.push(r);
+  }
+  if (params.length > 0) out.queryParams = params;
+  return out;
+}
+
+function readFilters(
+  f: Fields,
+  raw: unknown,
+  field: string,
+): { requestHeaders?: HeaderOperations; rewrite?: RouteRewrite } {
+  const out: { requestHeaders?: HeaderOperations; rewrite?: RouteRewrite } = {};
+  for (const [i, item] of f.array(raw, field).entries()) {
+    const filter = f.object(item, `${field}[${i}]`);
+    if (filter === undefined) continue;
+    const type = f.string(filter.type, `${field}[${i}].type`);
+    if (type === 'RequestHeaderModifier') {
+      const ops = headerOps(
+        f,
+        f.object(filter.requestHeaderModifier, `${field}[${i}].requestHeaderModifier`),
+        `${field}[${i}].requestHeaderModifier`,
+        true,
+      );
+      if (ops !== undefined) out.requestHeaders = ops;
+    } else if (type === 'URLRewrite') {
+      const u = f.object(filter.urlRewrite, `${field}[${i}].urlRewrite`) ?? {};
+      const rewrite: { prefix?: string; fullPath?: string; authority?: string } = {};
+      const hostname = f.string(u.hostname, `${field}[${i}].urlRewrite.hostname`);
+      if (hostname !== undefined) rewrite.authority = hostname;
+      const p = f.object(u.path, `${field}[${i}].urlRewrite.path`);
+      if (p !== undefined) {
+        const pt = f.string(p.type, `${field}[${i}].urlRewrite.path.type`);
+        if (pt === 'ReplaceFullPath') {
+          const v = f.string(p.replaceFullPath, `${field}[${i}].urlRewrite.path.replaceFullPath`);
+          if (v === undefined)
+            f.problem(`${field}[${i}].urlRewrite.path.replaceFullPath`, 'is required');
+          else rewrite.fullPath = v;
+        } else if (pt === 'ReplacePrefixMatch') {
+          const v = f.string(
+            p.replacePrefixMatch,
+            `${field}[${i}].urlRewrite.path.replacePrefixMatch`,
+          );
+          if (v === undefined)
+            f.problem(`${field}[${i}].urlRewrite.path.replacePrefixMatch`, 'is required');
+          else rewrite.prefix = v;
+        } else {
+          f.problem(
+            `${field}[${i}].urlRewrite.path.type`,
+            `must be ReplaceFullPath or ReplacePrefixMatch, not ${JSON.stringify(pt)}`,
+          );
+        }
+      }
+      out.rewrite = rewrite;
+    } else {
+      f.problem(
+        `${field}[${i}].type`,
+        `${JSON.stringify(type)} is not supported by Mooring yet (RequestHeaderModifier and URLRewrite are)`,
+      );
+    }
+  }
+  return out;
+}
+
+export function readHttpRoute(raw: Json, f: Fields, meta: Meta): HttpRouteObject {
+  const spec = f.object(raw.spec, 'spec') ?? {};
+  const metadata = isObject(raw.metadata) ? raw.metadata : {};
+  const generation = typeof metadata.generation === 'number' ? metadata.generation : 0;
+  const parents: { service: string; port?: number; index: number }[] = [];
+  for (const [i, p] of f.array(spec.parentRefs, 'spec.parentRefs').entries()) {
+    const ref = f.object(p, `spec.parentRefs[${i}]`);
+    if (ref === undefined) continue;
+    const group = f.string(ref.group, `spec.parentRefs[${i}].group`) ?? 'gateway.networking.k8s.io';
+    const kind = f.string(ref.kind, `spec.parentRefs[${i}].kind`) ?? 'Gateway';
+    if (!(CORE_GROUPS.includes(group) && kind === 'Service')) continue;
+    const name = f.string(ref.name, `spec.parentRefs[${i}].name`);
+    if (name === undefined || name === '') {
+      f.problem(`spec.parentRefs[${i}].name`, 'is required');
+      continue;
+    }
+    const ns = f.string(ref.namespace, `spec.parentRefs[${i}].namespace`) || meta.namespace;
+    let port: number | undefined;
+    if (ref.port !== undefined && ref.port !== null) {
+      if (isPort(ref.port)) port = ref.port;
+      else f.problem(`spec.parentRefs[${i}].port`, 'must be a port number from 1 to 65535');
+    }
+    if (ref.sectionName !== undefined) {
+      f.warn(
+        `spec.parentRefs[${i}].sectionName`,
+        'is not supported by Mooring yet: the route applies to every port',
+      );
+    }
+    parents.push({ service: `${ns}/${name}`, ...(port === undefined ? {} : { port }), index: i });
+  }
+  const rules: HttpRouteRuleSpec[] = [];
+  const rawRules = f.array(spec.rules, 'spec.rules');
+  for (const [i, r] of (rawRules.length === 0 ? [{}] : rawRules).entries()) {
+    const at = `spec.rules[${i}]`;
+    const rule = f.object(r, at);
+    if (rule === undefined) continue;
+    const name = f.string(rule.name, `${at}.name`);
+    const rawMatches = f.array(rule.matches, `${at}.matches`);
+    const matches: RequestMatch[] = [];
+    for (const [j, m] of (rawMatches.length === 0 ? [{}] : rawMatches).entries()) {
+      const match = readGatewayMatch(f, m, `${at}.matches[${j}]`);
+      if (match !== null) matches.push(match);
+    }
+    const backends: HttpRouteBackend[] = [];
+    for (const [j, b] of f.array(rule.backendRefs, `${at}.backendRefs`).entries()) {
+      const bt = `${at}.backendRefs[${j}]`;
+      const ref = f.object(b, bt);
+      if (ref === undefined) continue;
+      const group = f.string(ref.group, `${bt}.group`) ?? '';
+      const kind = f.string(ref.kind, `${bt}.kind`) ?? 'Service';
+      if (!(CORE_GROUPS.includes(group) && kind === 'Service')) {
+        f.problem(
+          `${bt}.kind`,
+          `only Services are supported as backends, not ${group === '' ? '' : `${group}/`}${kind}`,
+        );
+        continue;
+      }
+      if (ref.filters !== undefined) f.problem(`${bt}.filters`, 'is not supported by Mooring yet');
+      const bname = f.string(ref.name, `${bt}.name`);
+      if (bname === undefined || bname === '') {
+        f.problem(`${bt}.name`, 'is required');
+        continue;
+      }
+      const ns = f.string(ref.namespace, `${bt}.namespace`) || meta.namespace;
+      if (!isPort(ref.port)) {
+        f.problem(
+          `${bt}.port`,
+          'is required for a Service backend (a port number from 1 to 65535)',
+        );
+        continue;
+      }
+      const weight =
+        f.number(ref.weight, `${bt}.weight`, { min: 0, max: 1_000_000, integer: true }) ?? 1;
+      backends.push({ service: `${ns}/${bname}`, port: ref.port, weight });
+    }
+    const timeouts = f.object(rule.timeouts, `${at}.timeouts`) ?? {};
+    const timeoutMs = duration(f, timeouts.request, `${at}.timeouts.request`);
+    const backendTimeoutMs = duration(f, timeouts.backendRequest, `${at}.timeouts.backendRequest`);
+    if (
+      timeoutMs !== undefined &&
+      timeoutMs > 0 &&
+      backendTimeoutMs !== undefined &&
+      backendTimeoutMs > timeoutMs
+    ) {
+      f.problem(`${at}.timeouts.backendRequest`, 'must not be longer than timeouts.request');
+    }
+    let retry: HttpRouteRuleSpec['retry'];
+    const rr = f.object(rule.retry, `${at}.retry`);
+    if (rr !== undefined) {
+      const attempts = f.number(rr.attempts, `${at}.retry.attempts`, { min: 0, integer: true });
+      const codes: number[] = [];
+      for (const [j, c] of f.array(rr.codes, `${at}.retry.codes`).entries()) {
+        const code = f.number(c, `${at}.retry.codes[${j}]`, { min: 400, max: 599, integer: true });
+        if (code !== undefined) codes.push(code);
+      }
+      const backoffMs = duration(f, rr.backoff, `${at}.retry.backoff`);
+      retry = {
+        ...(attempts === undefined ? {} : { attempts }),
+        codes,
+        ...(backoffMs === undefined ? {} : { backoffMs }),
+      };
+    }
+    unsupported(f, rule, ['sessionPersistence'], at, false);
+    const filters = readFilters(f, rule.filters, `${at}.filters`);
+    if (
+      filters.rewrite?.prefix !== undefined &&
+      !matches.every((m) => m.pathPrefix !== undefined)
+    ) {
+      f.problem(
+        `${at}.filters`,
+        'ReplacePrefixMatch needs every match of the rule to be a PathPrefix match',
+      );
+    }
+    rules.push({
+      ...(name === undefined ? {} : { name }),
+      matches,
+      backends,
+      ...(timeoutMs === undefined || timeoutMs === 0 ? {} : { timeoutMs }),
+      ...(backendTimeoutMs === undefined || backendTimeoutMs === 0 ? {} : { backendTimeoutMs }),
+      ...(retry === undefined ? {} : { retry }),
+      ...filters,
+    });
+  }
+  return { kind: 'HTTPRoute', meta, parents, rules, generation };
+}

@@ -1,0 +1,339 @@
+// Traffic management in cluster mode against a real kube-apiserver: Istio's CRDs (istio.io/api
+// v1.32.0) and the Gateway API's (sigs.k8s.io/gateway-api v1.6.3, standard then experimental
+// channel), fetched through the Go module proxy by test/e2e/harness/fetch-crds.sh, installed as
+// a user installs them; the seed examples (examples/traffic) applied verbatim with kubectl reach
+// a proxy's mesh client; an invalid object is reported and skipped while the rest keeps working.
+import * as fs from 'node:fs';
+import path from 'node:path';
+import type { MeshClient } from '../../src/agent/mesh-client';
+import { startControlPlane, type ControlPlane } from './harness/control-plane';
+import { createNamespace, createObject, createServiceAccount, kubectl } from './harness/kube';
+import { meshClients, stateWhere } from './support/mesh-client';
+import { startMooring, suffix, waitFor, type MooringServer } from './support/mooring';
+
+const ROOT = path.join(__dirname, '../..');
+const CRDS = path.join(ROOT, '.cache/crds');
+const EXAMPLES = path.join(ROOT, 'examples/traffic');
+const MOORING_NS = `mooring-${suffix()}`;
+const NS = `bookinfo-${suffix()}`;
+
+let cp: ControlPlane;
+let mooring: MooringServer;
+let bundle: string[];
+const clients = meshClients(
+  () => cp,
+  () => mooring,
+  () => bundle,
+  NS,
+);
+let client: MeshClient;
+
+const podOf = (name: string, labels: Record<string, string>) => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: {
+    name,
+    namespace: NS,
+    labels,
+    annotations: { 'mooring.dev/status': '{"containers":["mooring-proxy"]}' },
+  },
+  spec: {
+    serviceAccountName: 'bookinfo',
+    containers: [
+      {
+        name: 'app',
+        image: 'registry.invalid/app:1',
+        ports: [{ containerPort: 9080, name: 'http' }],
+      },
+    ],
+  },
+});
+
+const serviceOf = (name: string, selector: Record<string, string>) => ({
+  apiVersion: 'v1',
+  kind: 'Service',
+  metadata: { name, namespace: NS },
+  spec: { selector, ports: [{ name: 'http', port: 9080, targetPort: 'http' }] },
+});
+
+/** The EndpointSlice the controller would write (no controller runs here). */
+const sliceOf = (service: string, endpoints: [address: string, pod: string][]) => ({
+  apiVersion: 'discovery.k8s.io/v1',
+  kind: 'EndpointSlice',
+  metadata: {
+    name: `${service}-1`,
+    namespace: NS,
+    labels: { 'kubernetes.io/service-name': service },
+  },
+  addressType: 'IPv4',
+  endpoints: endpoints.map(([address, pod]) => ({
+    addresses: [address],
+    conditions: { ready: true },
+    targetRef: { kind: 'Pod', name: pod, namespace: NS },
+  })),
+  ports: [{ name: 'http', port: 9080, protocol: 'TCP' }],
+});
+
+/** `kubectl apply --server-side` of files (Istio's CRDs are too large for client-side apply). */
+const applyFiles = (files: string[], namespace?: string): Promise<string> =>
+  kubectl(cp, [
+    'apply',
+    '--server-side',
+    '--force-conflicts',
+    ...(namespace === undefined ? [] : ['-n', namespace]),
+    ...files.flatMap((f) => ['-f', f]),
+  ]);
+
+const service = (name: string) => client.state()?.services.get(`${NS}/${name}`);
+
+beforeAll(async () => {
+  if (!fs.existsSync(path.join(CRDS, 'istio.yaml'))) {
+    throw new Error(
+      'no CRDs in .cache/crds: run `bash test/e2e/harness/fetch-crds.sh` (make crds)',
+    );
+  }
+  cp = await startControlPlane();
+  // The CRDs a user installs: Istio's, and the Gateway API's standard channel.
+  await applyFiles([
+    path.join(CRDS, 'istio.yaml'),
+    path.join(CRDS, 'gateway-api-standard/gateway.networking.k8s.io_httproutes.yaml'),
+  ]);
+  await kubectl(cp, [
+    'wait',
+    '--for=condition=Established',
+    'crd/virtualservices.networking.istio.io',
+    'crd/destinationrules.networking.istio.io',
+    'crd/peerauthentications.security.istio.io',
+    'crd/httproutes.gateway.networking.k8s.io',
+    '--timeout=120s',
+  ]);
+  await createNamespace(cp, MOORING_NS);
+  await createNamespace(cp, NS);
+  await createServiceAccount(cp, NS, 'bookinfo');
+  mooring = await startMooring(cp, { namespace: MOORING_NS });
+  bundle = await mooring.trustBundle();
+  const created = (await createObject(cp, podOf('productpage-1', { app: 'productpage' }))) as {
+    metadata: { uid: string };
+  };
+  client = await clients.client('productpage-1', 'bookinfo', created.metadata.uid);
+  await client.firstState;
+}, 240_000);
+
+afterAll(async () => {
+  await clients.stopAll();
+  await mooring?.stop();
+  await cp?.stop();
+}, 60_000);
+
+describe('traffic management in cluster mode, with the real CRDs', () => {
+  it('watches the kinds whose CRDs are installed', () => {
+    const log = fs.readFileSync(mooring.logPath, 'utf8');
+    for (const kind of ['VirtualService', 'DestinationRule', 'PeerAuthentication', 'HTTPRoute']) {
+      expect(log).toContain(`"${kind} is on"`);
+    }
+  });
+
+  it('brings the seed canary (95/5 between subsets v1 and v2), applied with kubectl as written, to a proxy', async () => {
+    for (const version of ['v1', 'v2', 'v3']) {
+      await createObject(cp, podOf(`reviews-${version}`, { app: 'reviews', version }));
+    }
+    await createObject(cp, serviceOf('reviews', { app: 'reviews' }));
+    await createObject(
+      cp,
+      sliceOf('reviews', [
+        ['10.1.0.1', 'reviews-v1'],
+        ['10.1.0.2', 'reviews-v2'],
+        ['10.1.0.3', 'reviews-v3'],
+      ]),
+    );
+    await applyFiles([path.join(EXAMPLES, 'canary-95-5.yaml')], NS);
+    await stateWhere(client, (s) => s.services.get(`${NS}/reviews`)?.routes !== undefined, 60_000);
+    expect(service('reviews')?.routes).toEqual({
+      source: { kind: 'VirtualService', namespace: NS, name: 'reviews' },
+      rules: [
+        {
+          matches: [],
+          destinations: [
+            { service: `${NS}/reviews`, subset: 'v1', weight: 95 },
+            { service: `${NS}/reviews`, subset: 'v2', weight: 5 },
+          ],
+        },
+      ],
+    });
+    await stateWhere(client, (s) =>
+      (s.services.get(`${NS}/reviews`)?.endpoints ?? []).every((e) => e.subsets?.length === 1),
+    );
+    expect(service('reviews')?.endpoints.map((e) => [e.address, e.subsets])).toEqual([
+      ['10.1.0.1', ['v1']],
+      ['10.1.0.2', ['v2']],
+      ['10.1.0.3', ['v3']],
+    ]);
+  }, 90_000);
+
+  it('brings the retries and timeout, and the outlier detection examples, as written', async () => {
+    for (const name of ['ratings', 'details']) {
+      await createObject(cp, serviceOf(name, { app: name }));
+    }
+    await applyFiles(
+      [path.join(EXAMPLES, 'retries-timeout.yaml'), path.join(EXAMPLES, 'outlier-detection.yaml')],
+      NS,
+    );
+    await stateWhere(
+      client,
+      (s) =>
+        s.services.get(`${NS}/ratings`)?.routes !== undefined &&
+        s.services.get(`${NS}/details`)?.policy !== undefined,
+      60_000,
+    );
+    expect(service('ratings')?.routes?.rules[0]).toMatchObject({
+      timeoutMs: 10_000,
+      retries: {
+        attempts: 3,
+        perTryTimeoutMs: 2000,
+        retryOn: ['connect-failure', 'refused-stream'],
+      },
+    });
+    expect(service('details')?.policy?.trafficPolicy?.outlierDetection).toEqual({
+      consecutive5xxErrors: 2,
+      consecutiveGatewayErrors: 0,
+      intervalMs: 1000,
+      baseEjectionTimeMs: 180_000,
+      maxEjectionPercent: 100,
+    });
+  }, 90_000);
+
+  it('brings an HTTPRoute attached to a Service (standard channel), then one with retry (experimental channel)', async () => {
+    for (const name of ['reviews-v1', 'reviews-v2', 'catalog']) {
+      await createObject(cp, serviceOf(name, { app: name }));
+    }
+    // The example names Service reviews, which the VirtualService above already routes: it is
+    // shadowed there (a VirtualService wins), visible in the pushed table.
+    await applyFiles([path.join(EXAMPLES, 'httproute-canary.yaml')], NS);
+    await stateWhere(
+      client,
+      (s) => (s.services.get(`${NS}/reviews`)?.routes?.shadowed?.length ?? 0) > 0,
+      60_000,
+    );
+    expect(service('reviews')?.routes?.shadowed).toEqual([
+      {
+        kind: 'HTTPRoute',
+        namespace: NS,
+        name: 'reviews',
+        reason: `VirtualService ${NS}/reviews names the same host: a VirtualService wins over an HTTPRoute`,
+      },
+    ]);
+    await waitFor('the precedence log line', () =>
+      Promise.resolve(
+        fs
+          .readFileSync(mooring.logPath, 'utf8')
+          .includes(`traffic rules for ${NS}/reviews not used`)
+          ? true
+          : undefined,
+      ),
+    );
+
+    // The experimental channel's HTTPRoute has `retry`.
+    await applyFiles([
+      path.join(CRDS, 'gateway-api-experimental/gateway.networking.k8s.io_httproutes.yaml'),
+    ]);
+    await kubectl(cp, [
+      'wait',
+      '--for=condition=Established',
+      'crd/httproutes.gateway.networking.k8s.io',
+    ]);
+    await kubectl(
+      cp,
+      ['apply', '-n', NS, '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'HTTPRoute',
+        metadata: { name: 'catalog' },
+        spec: {
+          parentRefs: [{ group: '', kind: 'Service', name: 'catalog', port: 9080 }],
+          rules: [
+            {
+              matches: [{ path: { type: 'PathPrefix', value: '/api' } }],
+              backendRefs: [{ name: 'catalog', port: 9080 }],
+              timeouts: { request: '4s', backendRequest: '1s' },
+              retry: { attempts: 3, codes: [503] },
+            },
+          ],
+        },
+      }),
+    );
+    await stateWhere(client, (s) => s.services.get(`${NS}/catalog`)?.routes !== undefined, 60_000);
+    expect(service('catalog')?.routes?.rules).toEqual([
+      {
+        matches: [{ pathPrefix: '/api', port: 9080 }],
+        destinations: [{ service: `${NS}/catalog`, port: 9080, weight: 1 }],
+        timeoutMs: 4000,
+        retries: {
+          attempts: 3,
+          perTryTimeoutMs: 1000,
+          retriableStatusCodes: [503],
+          retryOn: [
+            'connect-failure',
+            'refused-stream',
+            'unavailable',
+            'cancelled',
+            'retriable-status-codes',
+          ],
+        },
+      },
+    ]);
+  }, 120_000);
+
+  it('reports an invalid VirtualService the CRD lets through, skips it, and keeps the rest working', async () => {
+    await kubectl(
+      cp,
+      ['apply', '-n', NS, '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'VirtualService',
+        metadata: { name: 'details-broken' },
+        spec: {
+          hosts: ['details'],
+          http: [
+            {
+              match: [{ uri: { regex: '(?<=a)b' } }],
+              route: [{ destination: { host: 'details' } }],
+            },
+          ],
+        },
+      }),
+    );
+    const text = await waitFor('the problem in the log', () =>
+      Promise.resolve(
+        fs
+          .readFileSync(mooring.logPath, 'utf8')
+          .split('\n')
+          .find((l) => l.includes('invalid mesh object') && l.includes('details-broken')),
+      ),
+    );
+    const line = JSON.parse(text) as Record<string, unknown>;
+    expect(line).toMatchObject({
+      kind: 'VirtualService',
+      namespace: NS,
+      name: 'details-broken',
+      field: 'spec.http[0].match[0].uri.regex',
+      effect: 'skipped',
+    });
+    // The rest goes on: a change to the canary still reaches the proxy.
+    await kubectl(cp, [
+      'patch',
+      'virtualservice',
+      'reviews',
+      '-n',
+      NS,
+      '--type=json',
+      '-p',
+      '[{"op":"replace","path":"/spec/http/0/route/0/weight","value":50},{"op":"replace","path":"/spec/http/0/route/1/weight","value":50}]',
+    ]);
+    await stateWhere(
+      client,
+      (s) => s.services.get(`${NS}/reviews`)?.routes?.rules[0]?.destinations[0]?.weight === 50,
+      30_000,
+    );
+    expect(service('details')?.routes).toBeUndefined();
+  }, 90_000);
+});

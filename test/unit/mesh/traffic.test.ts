@@ -1,0 +1,820 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { HttpRouteTable, MeshService } from '../../../src/api/mesh';
+import { validateMeshObject } from '../../../src/mesh';
+import { parseManifests } from '../../../src/injector/manifests';
+import { compareGatewayMatches } from '../../../src/mesh/traffic';
+import { parseDuration } from '../../../src/mesh/traffic-validate';
+import {
+  createdAt,
+  endpointSlice,
+  inNamespace,
+  modelOf,
+  pod,
+  service,
+  withClusterIP,
+  withEndpoint,
+  withIP,
+  withLabels,
+  withPort,
+  withSlicePort,
+  type Raw,
+} from '../../fixtures/mesh-objects';
+
+const EXAMPLES = path.join(__dirname, '../../../examples/traffic');
+/** The documents of an example file, as written. */
+const example = (file: string): Raw[] =>
+  parseManifests(readFileSync(path.join(EXAMPLES, file), 'utf8')) as Raw[];
+const ofKind = (raws: Raw[], kind: string): Raw[] => raws.filter((r) => r.kind === kind);
+
+/** Service reviews (9080 http) with Pods reviews-1/2/3 labelled version v1/v2/v3. */
+function reviewsMesh(...extra: Raw[]): Raw[] {
+  const slice = endpointSlice(
+    'reviews',
+    withSlicePort(9080, 'http'),
+    withEndpoint('10.0.0.1', { pod: 'reviews-1' }),
+    withEndpoint('10.0.0.2', { pod: 'reviews-2' }),
+    withEndpoint('10.0.0.3', { pod: 'reviews-3' }),
+  );
+  return [
+    service('reviews', withPort(9080, 'http'), withClusterIP('10.96.0.20')),
+    slice,
+    pod('reviews-1', withLabels({ version: 'v1' }), withIP('10.0.0.1')),
+    pod('reviews-2', withLabels({ version: 'v2' }), withIP('10.0.0.2')),
+    pod('reviews-3', withLabels({ version: 'v3' }), withIP('10.0.0.3')),
+    ...extra,
+  ];
+}
+
+const built = (raws: Raw[], key = 'default/reviews'): MeshService => {
+  const s = modelOf(raws).service(key)?.service;
+  if (s === undefined) throw new Error(`no service ${key}`);
+  return s;
+};
+
+function problemsOf(raw: Raw): { field: string; message: string }[] {
+  const v = validateMeshObject(raw);
+  if (v.status !== 'invalid') throw new Error(`expected invalid, got ${JSON.stringify(v)}`);
+  return [...v.problems];
+}
+
+function warningsOf(raw: Raw): { field: string; message: string }[] {
+  const v = validateMeshObject(raw);
+  if (v.status !== 'valid') throw new Error(`expected valid, got ${JSON.stringify(v)}`);
+  return [...v.warnings];
+}
+
+const vs = (http: unknown[], extra: Raw = {}, name = 'reviews'): Raw => ({
+  apiVersion: 'networking.istio.io/v1',
+  kind: 'VirtualService',
+  metadata: { name, namespace: 'default' },
+  spec: { hosts: ['reviews'], http, ...extra },
+});
+const dr = (spec: Raw, name = 'reviews'): Raw => ({
+  apiVersion: 'networking.istio.io/v1beta1',
+  kind: 'DestinationRule',
+  metadata: { name, namespace: 'default' },
+  spec: { host: 'reviews', ...spec },
+});
+const httpRoute = (name: string, rules: unknown[], parentRefs?: unknown[]): Raw => ({
+  apiVersion: 'gateway.networking.k8s.io/v1',
+  kind: 'HTTPRoute',
+  metadata: { name, namespace: 'default' },
+  spec: {
+    parentRefs: parentRefs ?? [{ group: '', kind: 'Service', name: 'reviews', port: 9080 }],
+    rules,
+  },
+});
+const to = (host: string, extra: Raw = {}): Raw => ({ destination: { host }, ...extra });
+
+describe('the seed examples, as written in examples/traffic', () => {
+  it('canary-95-5.yaml: 95% to subset v1, 5% to v2; each endpoint lists the subsets its Pod labels put it in', () => {
+    const s = built(reviewsMesh(...example('canary-95-5.yaml')));
+    expect(s.routes).toEqual({
+      source: { kind: 'VirtualService', namespace: 'default', name: 'reviews' },
+      rules: [
+        {
+          matches: [],
+          destinations: [
+            { service: 'default/reviews', subset: 'v1', weight: 95 },
+            { service: 'default/reviews', subset: 'v2', weight: 5 },
+          ],
+        },
+      ],
+    });
+    expect(s.policy).toEqual({
+      source: { namespace: 'default', name: 'reviews' },
+      subsets: [{ name: 'v1' }, { name: 'v2' }, { name: 'v3' }],
+    });
+    expect(s.endpoints.map((e) => [e.address, e.subsets])).toEqual([
+      ['10.0.0.1', ['v1']],
+      ['10.0.0.2', ['v2']],
+      ['10.0.0.3', ['v3']],
+    ]);
+  });
+
+  it('dark-launch.yaml: the header custom-header-dark-launch: v3 goes to v3, the rest to v1', () => {
+    const raws = [
+      ...example('dark-launch.yaml'),
+      ...ofKind(example('canary-95-5.yaml'), 'DestinationRule'),
+    ];
+    const routes = built(reviewsMesh(...raws)).routes as HttpRouteTable;
+    expect(routes.rules).toEqual([
+      {
+        name: 'reviews-v3',
+        matches: [{ headers: [{ name: 'custom-header-dark-launch', value: { exact: 'v3' } }] }],
+        destinations: [{ service: 'default/reviews', subset: 'v3', weight: 100 }],
+      },
+      {
+        name: 'reviews-v1',
+        matches: [],
+        destinations: [{ service: 'default/reviews', subset: 'v1', weight: 100 }],
+      },
+    ]);
+  });
+
+  it('retries-timeout.yaml: 3 retries of 2 s each on connect-failure and refused-stream, 10 s in all', () => {
+    const raws = [service('ratings', withPort(9080, 'http')), ...example('retries-timeout.yaml')];
+    expect(built(raws, 'default/ratings').routes?.rules).toEqual([
+      {
+        matches: [],
+        destinations: [{ service: 'default/ratings', weight: 100 }],
+        timeoutMs: 10_000,
+        retries: {
+          attempts: 3,
+          perTryTimeoutMs: 2000,
+          retryOn: ['connect-failure', 'refused-stream'],
+        },
+      },
+    ]);
+  });
+
+  it('outlier-detection.yaml: 2 consecutive 5xx, checked each second, 3 minutes of ejection, up to 100%', () => {
+    const raws = [service('details', withPort(9080, 'http')), ...example('outlier-detection.yaml')];
+    expect(built(raws, 'default/details').policy?.trafficPolicy).toEqual({
+      outlierDetection: {
+        consecutive5xxErrors: 2,
+        consecutiveGatewayErrors: 0,
+        intervalMs: 1000,
+        baseEjectionTimeMs: 180_000,
+        maxEjectionPercent: 100,
+      },
+    });
+  });
+
+  it('httproute-canary.yaml: the header match first, then the 90/10 split with its timeout and header', () => {
+    const raws = [
+      ...reviewsMesh(),
+      service('reviews-v1', withPort(9080, 'http')),
+      service('reviews-v2', withPort(9080, 'http')),
+      ...example('httproute-canary.yaml'),
+    ];
+    expect(built(raws).routes).toEqual({
+      source: { kind: 'HTTPRoute', namespace: 'default', name: 'reviews' },
+      rules: [
+        {
+          matches: [
+            {
+              pathPrefix: '/',
+              port: 9080,
+              headers: [{ name: 'x-canary', value: { exact: 'true' } }],
+            },
+          ],
+          destinations: [{ service: 'default/reviews-v2', port: 9080, weight: 1 }],
+        },
+        {
+          matches: [{ pathPrefix: '/', port: 9080 }],
+          destinations: [
+            { service: 'default/reviews-v1', port: 9080, weight: 90 },
+            { service: 'default/reviews-v2', port: 9080, weight: 10 },
+          ],
+          timeoutMs: 5000,
+          requestHeaders: { add: [{ name: 'x-routed-by', value: 'mooring' }] },
+        },
+      ],
+    });
+  });
+});
+
+describe('VirtualService: hosts, matches, weights, retries, faults, with Istio defaults', () => {
+  it.each([
+    ['a short name, in the VirtualService namespace', 'reviews', 'default/reviews'],
+    ['name.namespace', 'reviews.shop', 'shop/reviews'],
+    ['the FQDN', 'reviews.shop.svc.cluster.local', 'shop/reviews'],
+    ['name.namespace.svc', 'reviews.shop.svc', 'shop/reviews'],
+  ])('resolves a host given as %s', (_, host, key) => {
+    const raws = [
+      service('reviews', withPort(9080, 'http'), inNamespace('shop')),
+      service('reviews', withPort(9080, 'http')),
+      vs([{ route: [to(host)] }], { hosts: [host] }),
+    ];
+    const model = modelOf(raws);
+    expect(model.service(key)?.service.routes?.rules[0]?.destinations).toEqual([
+      { service: key, weight: 100 },
+    ]);
+    const other = key === 'default/reviews' ? 'shop/reviews' : 'default/reviews';
+    expect(model.service(other)?.service.routes).toBeUndefined();
+  });
+
+  it('warns about a host that is no Kubernetes Service and routes the others', () => {
+    expect(
+      warningsOf(vs([{ route: [to('reviews')] }], { hosts: ['reviews', 'www.example.com', '*'] })),
+    ).toEqual([
+      { field: 'spec.hosts[1]', message: '"www.example.com" is not a Kubernetes Service: ignored' },
+      { field: 'spec.hosts[2]', message: '"*" is not a Kubernetes Service: ignored' },
+    ]);
+  });
+
+  it('reads uri, method, headers, withoutHeaders, queryParams and port into the match', () => {
+    const raws = reviewsMesh(
+      vs([
+        {
+          match: [
+            {
+              uri: { prefix: '/api' },
+              method: { exact: 'GET' },
+              headers: { 'x-user': { regex: 'a.*' }, 'x-any': {} },
+              withoutHeaders: { 'x-debug': { exact: '1' } },
+              queryParams: { v: { exact: '2' } },
+              port: 9080,
+            },
+          ],
+          route: [to('reviews')],
+        },
+      ]),
+    );
+    expect(built(raws).routes?.rules[0]?.matches).toEqual([
+      {
+        uri: { prefix: '/api' },
+        method: { exact: 'GET' },
+        port: 9080,
+        headers: [
+          { name: 'x-user', value: { regex: 'a.*' } },
+          { name: 'x-any' },
+          { name: 'x-debug', value: { exact: '1' }, invert: true },
+        ],
+        queryParams: [{ name: 'v', value: { exact: '2' } }],
+      },
+    ]);
+  });
+
+  it('gives a lone destination every request, and a destination without weight among several none', () => {
+    const raws = reviewsMesh(
+      vs([
+        { match: [{ uri: { exact: '/a' } }], route: [to('reviews', { weight: 10 })] },
+        {
+          route: [
+            to('reviews', { weight: 100 }),
+            { destination: { host: 'reviews', subset: 'v2' } },
+          ],
+        },
+      ]),
+    );
+    const rules = built(raws).routes?.rules ?? [];
+    expect(rules[0]?.destinations).toEqual([{ service: 'default/reviews', weight: 10 }]);
+    expect(rules[1]?.destinations).toEqual([
+      { service: 'default/reviews', weight: 100 },
+      { service: 'default/reviews', subset: 'v2', weight: 0 },
+    ]);
+  });
+
+  it('keeps a destination subset no DestinationRule defines: no endpoint is in it (the proxy answers 503)', () => {
+    const s = built(
+      reviewsMesh(
+        vs([{ route: [to('reviews', { destination: { host: 'reviews', subset: 'v9' } })] }]),
+      ),
+    );
+    expect(s.routes?.rules[0]?.destinations).toEqual([
+      { service: 'default/reviews', subset: 'v9', weight: 100 },
+    ]);
+    expect(s.endpoints.every((e) => e.subsets === undefined)).toBe(true);
+  });
+
+  it('fills retries as Istio: attempts 2 and the default conditions; numeric retryOn entries are status codes', () => {
+    const raws = reviewsMesh(
+      vs([
+        { match: [{ uri: { exact: '/a' } }], route: [to('reviews')], retries: {} },
+        { match: [{ uri: { exact: '/b' } }], route: [to('reviews')], retries: { attempts: 0 } },
+        {
+          route: [to('reviews')],
+          retries: { attempts: 4, retryOn: '5xx, 409,gateway-error' },
+        },
+      ]),
+    );
+    expect(built(raws).routes?.rules.map((r) => r.retries)).toEqual([
+      {
+        attempts: 2,
+        retryOn: [
+          'connect-failure',
+          'refused-stream',
+          'unavailable',
+          'cancelled',
+          'retriable-status-codes',
+        ],
+      },
+      {
+        attempts: 0,
+        retryOn: [
+          'connect-failure',
+          'refused-stream',
+          'unavailable',
+          'cancelled',
+          'retriable-status-codes',
+        ],
+      },
+      {
+        attempts: 4,
+        retryOn: ['5xx', 'retriable-status-codes', 'gateway-error'],
+        retriableStatusCodes: [409],
+      },
+    ]);
+  });
+
+  it('caps a per-try timeout at the route timeout, with a warning; a timeout of 0 is none', () => {
+    const raw = vs([
+      { route: [to('reviews')], timeout: '1s', retries: { attempts: 1, perTryTimeout: '5s' } },
+      { route: [to('reviews')], timeout: '0s' },
+    ]);
+    expect(warningsOf(raw)).toEqual([
+      {
+        field: 'spec.http[0].retries.perTryTimeout',
+        message: "is longer than the route's timeout: each try ends with the request",
+      },
+    ]);
+    const rules = built(reviewsMesh(raw)).routes?.rules ?? [];
+    expect(rules[0]?.retries?.perTryTimeoutMs).toBe(1000);
+    expect(rules[1]?.timeoutMs).toBeUndefined();
+  });
+
+  it('reads a fault: a delay and an abort, each for a percentage (100 when absent)', () => {
+    const raws = reviewsMesh(
+      vs([
+        {
+          route: [to('reviews')],
+          fault: {
+            delay: { fixedDelay: '1.5s', percentage: { value: 12.5 } },
+            abort: { httpStatus: 503 },
+          },
+        },
+      ]),
+    );
+    expect(built(raws).routes?.rules[0]?.fault).toEqual({
+      delay: { fixedDelayMs: 1500, percent: 12.5 },
+      abort: { httpStatus: 503, percent: 100 },
+    });
+  });
+
+  it('reads request header operations and a rewrite', () => {
+    const raws = reviewsMesh(
+      vs([
+        {
+          route: [to('reviews')],
+          headers: { request: { set: { 'x-a': '1' }, add: { 'x-b': '2' }, remove: ['x-c'] } },
+          rewrite: { uri: '/v2', authority: 'reviews.internal' },
+        },
+      ]),
+    );
+    const rule = built(raws).routes?.rules[0];
+    expect(rule?.requestHeaders).toEqual({
+      set: [{ name: 'x-a', value: '1' }],
+      add: [{ name: 'x-b', value: '2' }],
+      remove: ['x-c'],
+    });
+    expect(rule?.rewrite).toEqual({ prefix: '/v2', authority: 'reviews.internal' });
+  });
+
+  it('leaves a VirtualService bound to gateways only out of the mesh', () => {
+    const raws = reviewsMesh(vs([{ route: [to('reviews')] }], { gateways: ['ingress'] }));
+    expect(built(raws).routes).toBeUndefined();
+  });
+});
+
+describe('conflicting objects: which one wins', () => {
+  it('of two VirtualServices for one host, the older one gives the routes; the other is listed as shadowed', () => {
+    const older = createdAt('2026-01-01T00:00:00Z')(
+      vs(
+        [{ route: [to('reviews', { destination: { host: 'reviews', subset: 'v1' } })] }],
+        {},
+        'b-old',
+      ),
+    );
+    const younger = createdAt('2026-06-01T00:00:00Z')(
+      vs([{ route: [to('reviews')] }], {}, 'a-young'),
+    );
+    const routes = built(reviewsMesh(younger, older)).routes;
+    expect(routes?.source).toEqual({ kind: 'VirtualService', namespace: 'default', name: 'b-old' });
+    expect(routes?.shadowed).toEqual([
+      {
+        kind: 'VirtualService',
+        namespace: 'default',
+        name: 'a-young',
+        reason: 'VirtualService default/b-old is older and names the same host',
+      },
+    ]);
+  });
+
+  it('with equal (or no) timestamps, namespace/name order decides', () => {
+    const routes = built(
+      reviewsMesh(
+        vs([{ route: [to('reviews')] }], {}, 'zeta'),
+        vs([{ route: [to('reviews')] }], {}, 'alpha'),
+      ),
+    ).routes;
+    expect(routes?.source.name).toBe('alpha');
+  });
+
+  it('a VirtualService wins over an HTTPRoute for the same Service', () => {
+    const raws = reviewsMesh(
+      createdAt('2026-06-01T00:00:00Z')(vs([{ route: [to('reviews')] }])),
+      createdAt('2026-01-01T00:00:00Z')(
+        httpRoute('older-route', [{ backendRefs: [{ name: 'reviews', port: 9080 }] }]),
+      ),
+    );
+    const routes = built(raws).routes;
+    expect(routes?.source.kind).toBe('VirtualService');
+    expect(routes?.shadowed).toEqual([
+      {
+        kind: 'HTTPRoute',
+        namespace: 'default',
+        name: 'older-route',
+        reason:
+          'VirtualService default/reviews names the same host: a VirtualService wins over an HTTPRoute',
+      },
+    ]);
+  });
+
+  it('of two DestinationRules for one host, the older one is used', () => {
+    const raws = reviewsMesh(
+      createdAt('2026-06-01T00:00:00Z')(
+        dr({ trafficPolicy: { loadBalancer: { simple: 'RANDOM' } } }, 'young'),
+      ),
+      createdAt('2026-01-01T00:00:00Z')(
+        dr({ trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } } }, 'old'),
+      ),
+    );
+    expect(built(raws).policy).toEqual({
+      source: { namespace: 'default', name: 'old' },
+      shadowed: [{ namespace: 'default', name: 'young' }],
+      trafficPolicy: { loadBalancer: 'ROUND_ROBIN' },
+    });
+  });
+});
+
+describe('DestinationRule: policies with Istio defaults', () => {
+  it('fills outlier detection defaults (5 errors, 10 s, 30 s, 10%) and maps LEAST_CONN to LEAST_REQUEST', () => {
+    const raws = reviewsMesh(
+      dr({
+        trafficPolicy: {
+          loadBalancer: { simple: 'LEAST_CONN' },
+          outlierDetection: {},
+          connectionPool: {
+            tcp: { maxConnections: 10, connectTimeout: '250ms' },
+            http: { http1MaxPendingRequests: 5, maxRequestsPerConnection: 0, maxRetries: 3 },
+          },
+        },
+        subsets: [
+          {
+            name: 'v2',
+            labels: { version: 'v2' },
+            trafficPolicy: { loadBalancer: { simple: 'RANDOM' } },
+          },
+        ],
+      }),
+    );
+    const s = built(raws);
+    expect(s.policy?.trafficPolicy).toEqual({
+      loadBalancer: 'LEAST_REQUEST',
+      connectionPool: {
+        tcp: { maxConnections: 10, connectTimeoutMs: 250 },
+        http: { http1MaxPendingRequests: 5, maxRetries: 3 },
+      },
+      outlierDetection: {
+        consecutive5xxErrors: 5,
+        consecutiveGatewayErrors: 0,
+        intervalMs: 10_000,
+        baseEjectionTimeMs: 30_000,
+        maxEjectionPercent: 10,
+      },
+    });
+    expect(s.policy?.subsets).toEqual([{ name: 'v2', trafficPolicy: { loadBalancer: 'RANDOM' } }]);
+    expect(s.endpoints.map((e) => e.subsets)).toEqual([undefined, ['v2'], undefined]);
+  });
+});
+
+describe('HTTPRoute for a Service (GAMMA): defaults and Gateway API precedence', () => {
+  it('fills a rule without matches with PathPrefix /, a backend without weight with 1; Gateway parents are not the mesh', () => {
+    const raws = reviewsMesh(
+      httpRoute(
+        'r',
+        [{ backendRefs: [{ name: 'reviews', port: 9080 }] }],
+        [{ name: 'ingress' }, { kind: 'Service', group: '', name: 'reviews' }],
+      ),
+    );
+    expect(built(raws).routes?.rules).toEqual([
+      {
+        matches: [{ pathPrefix: '/' }],
+        destinations: [{ service: 'default/reviews', port: 9080, weight: 1 }],
+      },
+    ]);
+  });
+
+  it('orders matches across routes: exact path, regex, longest prefix, method, most headers, most query params, then the oldest route', () => {
+    const raws = reviewsMesh(
+      createdAt('2026-01-01T00:00:00Z')(
+        httpRoute('old', [
+          {
+            matches: [{ path: { type: 'PathPrefix', value: '/a' } }],
+            backendRefs: [{ name: 'reviews', port: 9080 }],
+          },
+          {
+            matches: [{ headers: [{ name: 'x-h', value: '1' }] }],
+            backendRefs: [{ name: 'reviews', port: 9080 }],
+          },
+        ]),
+      ),
+      createdAt('2026-02-01T00:00:00Z')(
+        httpRoute('new', [
+          {
+            matches: [
+              { path: { type: 'PathPrefix', value: '/a/b' } },
+              { path: { type: 'Exact', value: '/x' } },
+              { path: { type: 'PathPrefix', value: '/a' }, method: 'POST' },
+              { headers: [{ name: 'x-h', value: '1' }] },
+              {
+                headers: [
+                  { name: 'x-h', value: '1' },
+                  { name: 'x-i', value: '2' },
+                ],
+              },
+              { path: { type: 'RegularExpression', value: '/r/[0-9]+' } },
+            ],
+            backendRefs: [{ name: 'reviews', port: 9080 }],
+          },
+        ]),
+      ),
+    );
+    const routes = built(raws).routes as HttpRouteTable;
+    expect(routes.source.name).toBe('old');
+    expect(routes.merged).toEqual([
+      { namespace: 'default', name: 'old' },
+      { namespace: 'default', name: 'new' },
+    ]);
+    const strip = ({ port: _, ...m }: Record<string, unknown>) => m;
+    expect(routes.rules.map((r) => strip({ ...r.matches[0] }))).toEqual([
+      { uri: { exact: '/x' } },
+      { uri: { regex: '/r/[0-9]+' } },
+      { pathPrefix: '/a/b' },
+      { pathPrefix: '/a', method: { exact: 'POST' } },
+      { pathPrefix: '/a' },
+      {
+        pathPrefix: '/',
+        headers: [
+          { name: 'x-h', value: { exact: '1' } },
+          { name: 'x-i', value: { exact: '2' } },
+        ],
+      },
+      // the same match in both routes: the older route first
+      { pathPrefix: '/', headers: [{ name: 'x-h', value: { exact: '1' } }] },
+      { pathPrefix: '/', headers: [{ name: 'x-h', value: { exact: '1' } }] },
+    ]);
+    expect(compareGatewayMatches({ pathPrefix: '/a' }, { pathPrefix: '/a' })).toBe(0);
+  });
+
+  it('answers 500 for a rule whose backend weights add up to 0 (no destination), and maps timeouts and retry', () => {
+    const raws = reviewsMesh(
+      httpRoute('r', [
+        {
+          matches: [{ path: { type: 'Exact', value: '/zero' } }],
+          backendRefs: [{ name: 'reviews', port: 9080, weight: 0 }],
+        },
+        {
+          backendRefs: [{ name: 'reviews', port: 9080 }],
+          timeouts: { request: '3s', backendRequest: '1s' },
+          retry: { attempts: 3, codes: [503], backoff: '50ms' },
+        },
+      ]),
+    );
+    const rules = built(raws).routes?.rules ?? [];
+    expect(rules[0]?.destinations).toEqual([]);
+    expect(rules[1]).toMatchObject({
+      timeoutMs: 3000,
+      retries: {
+        attempts: 3,
+        perTryTimeoutMs: 1000,
+        retriableStatusCodes: [503],
+        backoffBaseMs: 50,
+        retryOn: [
+          'connect-failure',
+          'refused-stream',
+          'unavailable',
+          'cancelled',
+          'retriable-status-codes',
+        ],
+      },
+    });
+  });
+
+  it('reads URLRewrite and RequestHeaderModifier filters', () => {
+    const raws = reviewsMesh(
+      httpRoute('r', [
+        {
+          matches: [{ path: { type: 'PathPrefix', value: '/old' } }],
+          filters: [
+            {
+              type: 'URLRewrite',
+              urlRewrite: {
+                hostname: 'new.host',
+                path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' },
+              },
+            },
+            {
+              type: 'RequestHeaderModifier',
+              requestHeaderModifier: { set: [{ name: 'X-Set', value: 'v' }], remove: ['x-gone'] },
+            },
+          ],
+          backendRefs: [{ name: 'reviews', port: 9080 }],
+        },
+      ]),
+    );
+    const rule = built(raws).routes?.rules[0];
+    expect(rule?.rewrite).toEqual({ authority: 'new.host', prefix: '/new' });
+    expect(rule?.requestHeaders).toEqual({
+      set: [{ name: 'x-set', value: 'v' }],
+      remove: ['x-gone'],
+    });
+  });
+});
+
+describe('the model follows changes', () => {
+  it('takes the routes away when the VirtualService goes, and a DestinationRule change re-labels endpoints', () => {
+    const model = modelOf(reviewsMesh(...example('canary-95-5.yaml')));
+    expect(model.service('default/reviews')?.service.routes).toBeDefined();
+    model.remove({ kind: 'VirtualService', namespace: 'default', name: 'reviews' });
+    const commit = model.commit();
+    expect(commit?.services).toEqual(['default/reviews']);
+    expect(model.service('default/reviews')?.service.routes).toBeUndefined();
+    expect(model.service('default/reviews')?.service.endpoints[0]?.subsets).toEqual(['v1']);
+    model.remove({ kind: 'DestinationRule', namespace: 'default', name: 'reviews' });
+    model.commit();
+    expect(model.service('default/reviews')?.service.endpoints[0]?.subsets).toBeUndefined();
+    expect(model.counts()).toMatchObject({ VirtualService: 0, DestinationRule: 0, HTTPRoute: 0 });
+  });
+});
+
+describe('bad objects: the field and what is wrong', () => {
+  it.each<[string, Raw, string, RegExp]>([
+    [
+      'a regex RE2 cannot read',
+      vs([{ match: [{ uri: { regex: '(?=x)a' } }], route: [to('reviews')] }]),
+      'spec.http[0].match[0].uri.regex',
+      /lookaround/,
+    ],
+    [
+      'a regex that does not compile',
+      vs([{ match: [{ headers: { 'x-a': { regex: '(' } } }], route: [to('reviews')] }]),
+      'spec.http[0].match[0].headers.x-a.regex',
+      /not a valid regular expression/,
+    ],
+    [
+      'weights that add up to 0',
+      vs([{ route: [to('reviews', { weight: 0 }), to('reviews', { weight: 0 })] }]),
+      'spec.http[0].route',
+      /add up to 0/,
+    ],
+    [
+      'a negative weight',
+      vs([{ route: [to('reviews', { weight: -5 }), to('reviews', { weight: 10 })] }]),
+      'spec.http[0].route[0].weight',
+      /at least 0/,
+    ],
+    [
+      'two kinds of string match',
+      vs([{ match: [{ uri: { exact: '/a', prefix: '/' } }], route: [to('reviews')] }]),
+      'spec.http[0].match[0].uri',
+      /one of exact, prefix or regex/,
+    ],
+    [
+      'an uppercase header name',
+      vs([{ match: [{ headers: { 'X-User': { exact: 'a' } } }], route: [to('reviews')] }]),
+      'spec.http[0].match[0].headers.X-User',
+      /lowercase/,
+    ],
+    [
+      'a timeout that is no duration',
+      vs([{ route: [to('reviews')], timeout: '10' }]),
+      'spec.http[0].timeout',
+      /not a duration/,
+    ],
+    [
+      'an unknown retry condition',
+      vs([{ route: [to('reviews')], retries: { attempts: 2, retryOn: '5xx,sometimes' } }]),
+      'spec.http[0].retries.retryOn',
+      /"sometimes" is not a retry condition/,
+    ],
+    [
+      'a destination outside the Services',
+      vs([{ route: [to('www.example.com')] }]),
+      'spec.http[0].route[0].destination.host',
+      /not a Kubernetes Service/,
+    ],
+    [
+      'a rule without destination',
+      vs([{ match: [{ uri: { prefix: '/' } }] }]),
+      'spec.http[0].route',
+      /at least one destination/,
+    ],
+    [
+      'a redirect (not supported yet)',
+      vs([{ redirect: { uri: '/x' } }]),
+      'spec.http[0].redirect',
+      /not supported by Mooring yet/,
+    ],
+    [
+      'an abort status out of range',
+      vs([{ route: [to('reviews')], fault: { abort: { httpStatus: 99 } } }]),
+      'spec.http[0].fault.abort.httpStatus',
+      /from 200 to 599/,
+    ],
+    [
+      'a fault percentage over 100',
+      vs([
+        {
+          route: [to('reviews')],
+          fault: { delay: { fixedDelay: '1s', percentage: { value: 150 } } },
+        },
+      ]),
+      'spec.http[0].fault.delay.percentage.value',
+      /from 0 to 100/,
+    ],
+    [
+      'no hosts',
+      vs([{ route: [to('reviews')] }], { hosts: [] }),
+      'spec.hosts',
+      /at least one host/,
+    ],
+    [
+      'an unknown load balancer',
+      dr({ trafficPolicy: { loadBalancer: { simple: 'FASTEST' } } }),
+      'spec.trafficPolicy.loadBalancer.simple',
+      /not "FASTEST"/,
+    ],
+    [
+      'a subset defined twice',
+      dr({
+        subsets: [
+          { name: 'v1', labels: {} },
+          { name: 'v1', labels: {} },
+        ],
+      }),
+      'spec.subsets[1].name',
+      /used twice/,
+    ],
+    [
+      'an ejection percentage over 100',
+      dr({ trafficPolicy: { outlierDetection: { maxEjectionPercent: 101 } } }),
+      'spec.trafficPolicy.outlierDetection.maxEjectionPercent',
+      /from 0 to 100/,
+    ],
+    ['a DestinationRule without host', dr({ host: '' }), 'spec.host', /required/],
+    [
+      'a Service backend without port',
+      httpRoute('r', [{ backendRefs: [{ name: 'reviews' }] }]),
+      'spec.rules[0].backendRefs[0].port',
+      /required/,
+    ],
+    [
+      'an unsupported filter',
+      httpRoute('r', [
+        { filters: [{ type: 'RequestMirror' }], backendRefs: [{ name: 'reviews', port: 9080 }] },
+      ]),
+      'spec.rules[0].filters[0].type',
+      /not supported/,
+    ],
+    [
+      'a path type that does not exist',
+      httpRoute('r', [{ matches: [{ path: { type: 'Glob', value: '/a' } }] }]),
+      'spec.rules[0].matches[0].path.type',
+      /Exact, PathPrefix or RegularExpression/,
+    ],
+    [
+      'a backend timeout longer than the request timeout',
+      httpRoute('r', [{ timeouts: { request: '1s', backendRequest: '2s' } }]),
+      'spec.rules[0].timeouts.backendRequest',
+      /not be longer/,
+    ],
+  ])('refuses %s', (_, raw, field, message) => {
+    const problems = problemsOf(raw);
+    expect(problems).toContainEqual({ field, message: expect.stringMatching(message) });
+  });
+
+  it('parses Go durations as Istio reads them', () => {
+    expect([
+      parseDuration('10s'),
+      parseDuration('1.5s'),
+      parseDuration('250ms'),
+      parseDuration('1m30s'),
+      parseDuration('3m'),
+      parseDuration('10'),
+    ]).toEqual([10_000, 1500, 250, 90_000, 180_000, null]);
+  });
+});
