@@ -1,8 +1,11 @@
 // The built-in proxy inside real Pods on a node: two Deployments behind Services talking through
 // both sidecars with mutual TLS (HTTP and gRPC), a Pod outside the mesh reached in plain text,
-// PERMISSIVE then STRICT (a PeerAuthentication applied with kubectl), and a rolling update of
-// the server that drops no request. There is no kube-proxy on this node: a ClusterIP works only
+// PERMISSIVE then STRICT (a PeerAuthentication applied with kubectl), a rolling update of the
+// server that drops no request, and Istio's traffic rules (a weighted split, a header route)
+// honoured by real Pods. There is no kube-proxy on this node: a ClusterIP works only
 // through the caller's sidecar, so every call to one below went through it.
+import * as path from 'node:path';
+import { REPO_ROOT } from '../e2e/harness/control-plane';
 import { kubectl } from '../e2e/harness/kube';
 import { request, waitFor } from '../e2e/support/mooring';
 import {
@@ -15,9 +18,12 @@ import {
   loopFrom,
   meshNamespace,
   plainNamespace,
+  proxyConfig,
+  repeatFrom,
   spiffeId,
   useMeshCluster,
   type Echo,
+  type EchoOptions,
 } from './support/mesh';
 
 const env = useMeshCluster();
@@ -163,4 +169,75 @@ describe('a rolling update of the server Deployment', () => {
     expect(calls.byVersion.v1).toBeGreaterThan(0);
     expect(calls.byVersion.v2).toBeGreaterThan(0);
   }, 420_000);
+});
+
+describe('traffic rules applied with kubectl, as written in examples/traffic', () => {
+  // reviews: one Service over three Deployments (version v1, v2, v3), as in Istio's Bookinfo.
+  let ns: string;
+  let productpage: Echo;
+  let reviews: string;
+
+  const example = (file: string): string => path.join(REPO_ROOT, 'examples', 'traffic', file);
+  const kubectlIn = (args: string[]): Promise<string> =>
+    kubectl(env.cluster.controlPlane, [...args, '-n', ns]);
+  /** Resolves once the caller's own proxy routes reviews by `source` (its config dump). */
+  const routedBy = (source: string, subsets: boolean): Promise<true> =>
+    waitFor(
+      `the caller's proxy routing reviews by VirtualService ${source}`,
+      async () => {
+        const dump = await proxyConfig(env, productpage.pods[0]!);
+        const svc = dump.mesh?.services.find((s) => s.key === `${ns}/reviews`);
+        const withSubsets = (svc?.endpoints ?? []).every((e) => (e.subsets?.length ?? 0) > 0);
+        return svc?.routes?.source.name === source && (!subsets || withSubsets) ? true : undefined;
+      },
+      60_000,
+    );
+
+  beforeAll(async () => {
+    ns = await meshNamespace(env);
+    const version = (v: string): EchoOptions => ({
+      app: 'reviews',
+      serviceAccount: 'reviews',
+      labels: { version: v },
+      env: { ECHO_VERSION: v },
+    });
+    // v1 first: it creates the shared Service and service account.
+    const v1 = await deployEcho(env, ns, 'reviews-v1', version('v1'));
+    [productpage] = await Promise.all([
+      deployEcho(env, ns, 'productpage'),
+      deployEcho(env, ns, 'reviews-v2', version('v2')),
+      deployEcho(env, ns, 'reviews-v3', version('v3')),
+    ]);
+    reviews = `http://${v1.clusterIP}:8080/reviews`;
+  }, 300_000);
+
+  it('a weighted split (canary-95-5.yaml: VirtualService and DestinationRule subsets) sends 95% to v1 and 5% to v2, none to v3', async () => {
+    await kubectlIn(['apply', '-f', example('canary-95-5.yaml')]);
+    await routedBy('reviews', true);
+    const calls = await repeatFrom(productpage.pods[0]!, reviews, { count: 400 });
+    expect(calls.failures).toEqual([]);
+    expect(calls.ok).toBe(400);
+    // Binomial(400, 0.05): mean 20, sd 4.4; 5..40 holds with odds above 99.9%, while an
+    // unweighted pick (a third each) gives about 133.
+    expect(calls.byVersion.v2 ?? 0).toBeGreaterThanOrEqual(5);
+    expect(calls.byVersion.v2 ?? 0).toBeLessThanOrEqual(40);
+    expect(calls.byVersion.v3).toBeUndefined();
+    expect(calls.byVersion.v1).toBe(400 - (calls.byVersion.v2 ?? 0));
+    await kubectlIn(['delete', 'virtualservice', 'reviews']);
+  }, 150_000);
+
+  it('a header route (dark-launch.yaml) sends only the requests with the header to v3, the rest to v1', async () => {
+    await kubectlIn(['apply', '-f', example('dark-launch.yaml')]);
+    await routedBy('reviews-dark-launch', true);
+    const dark = await repeatFrom(productpage.pods[0]!, reviews, {
+      count: 30,
+      headers: { 'custom-header-dark-launch': 'v3' },
+    });
+    expect(dark.byVersion).toEqual({ v3: 30 });
+    const others = await repeatFrom(productpage.pods[0]!, reviews, {
+      count: 30,
+      headers: { 'custom-header-dark-launch': 'v2' },
+    });
+    expect(others.byVersion).toEqual({ v1: 30 });
+  }, 150_000);
 });

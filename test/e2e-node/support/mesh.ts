@@ -16,6 +16,7 @@ import { createNamespace, kubectl, kubectlJson } from '../../e2e/harness/kube';
 import { startNodeCluster, type NodeCluster } from '../../e2e/harness/node';
 import { installMooring, MOORING_NAMESPACE } from '../../e2e/harness/node-mooring';
 import { request, suffix, waitFor, type MooringServer } from '../../e2e/support/mooring';
+import type { MeshService } from '../../../src/api/mesh';
 import { MOUNT_PATH } from '../../../src/constants';
 
 export const ECHO_PORTS = { http: 8080, control: 8081, grpc: 50051, tcp: 9000 } as const;
@@ -163,6 +164,11 @@ export async function apply(env: ClusterEnv, ns: string, ...objects: object[]): 
 
 export interface EchoOptions {
   readonly replicas?: number;
+  /**
+   * The `app` label and the Service's name; default the Deployment's name. Several Deployments
+   * of one app (one per `version` label) share its Service.
+   */
+  readonly app?: string;
   /** Service account of the Pods (created here); default the Deployment's name. */
   readonly serviceAccount?: string;
   readonly labels?: Record<string, string>;
@@ -228,7 +234,11 @@ export async function deployEcho(
   o: EchoOptions = {},
 ): Promise<Echo> {
   const sa = o.serviceAccount ?? name;
-  const labels = { app: name, ...o.labels };
+  const app = o.app ?? name;
+  const labels = { app, ...o.labels };
+  const selector = Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
   await apply(
     env,
     ns,
@@ -239,7 +249,7 @@ export async function deployEcho(
       metadata: { name },
       spec: {
         replicas: o.replicas ?? 1,
-        selector: { matchLabels: { app: name } },
+        selector: { matchLabels: labels },
         template: {
           metadata: {
             labels,
@@ -268,9 +278,9 @@ export async function deployEcho(
     {
       apiVersion: 'v1',
       kind: 'Service',
-      metadata: { name },
+      metadata: { name: app },
       spec: {
-        selector: { app: name },
+        selector: { app },
         ports: [
           { name: 'http', port: ECHO_PORTS.http, appProtocol: 'http' },
           { name: 'grpc', port: ECHO_PORTS.grpc, appProtocol: 'grpc' },
@@ -282,10 +292,10 @@ export async function deployEcho(
   await kubectl(env.cluster.controlPlane, [
     ...['rollout', 'status', `deployment/${name}`, '-n', ns, '--timeout=180s'],
   ]);
-  const svc = (await kubectlJson(env.cluster.controlPlane, ['get', 'service', name, '-n', ns])) as {
+  const svc = (await kubectlJson(env.cluster.controlPlane, ['get', 'service', app, '-n', ns])) as {
     spec: { clusterIP: string };
   };
-  const pods = (await listPods(env, ns, `app=${name}`)).filter(
+  const pods = (await listPods(env, ns, selector)).filter(
     (p) => p.metadata.deletionTimestamp === undefined,
   );
   return { name, namespace: ns, clusterIP: svc.spec.clusterIP, pods };
@@ -455,6 +465,20 @@ export function nodeIn(
     ...['exec', pod.metadata.name, '-n', pod.metadata.namespace, '-c', container, '--'],
     ...['node', '-e', script],
   ]);
+}
+
+/** The proxy's own view of its configuration (GET 127.0.0.1:15000/config_dump, loopback only). */
+export async function proxyConfig(
+  env: ClusterEnv,
+  pod: Pod,
+): Promise<{ mesh: { services: MeshService[] } | null }> {
+  const out = await nodeIn(
+    env,
+    pod,
+    'mooring-proxy',
+    `fetch('http://127.0.0.1:15000/config_dump').then((r) => r.text()).then((t) => process.stdout.write(t))`,
+  );
+  return JSON.parse(out) as { mesh: { services: MeshService[] } | null };
 }
 
 /** The files the agent wrote: its certificate chain and the trust bundle it uses. */
