@@ -47,6 +47,6 @@ ENTRYPOINT ["mooring"]
 CMD ["--help"]
 
 LABEL org.opencontainers.image.title="mooring" \
-      org.opencontainers.image.description="Sidecar injector and workload certificate authority for Kubernetes" \
+      org.opencontainers.image.description="Service mesh for Kubernetes: injector, CA, mesh push and the sidecar proxy" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/mooring-dev/mooring"

@@ -13,7 +13,7 @@ LISTEN ?= 127.0.0.1:8443
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
 PHONY_NODE := node-binaries images harness e2e-node cluster-up cluster-down
-.PHONY: $(PHONY_NODE) help deps addon build run test unit e2e netns verify lint format golden webhook-config control-plane jaeger crds bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh
+.PHONY: $(PHONY_NODE) help deps addon build run demo test unit e2e netns verify lint format golden webhook-config control-plane jaeger crds bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh bench-proxy
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -60,7 +60,11 @@ ECHO_JS := .cache/images/echo-build/echo.js
 $(ECHO_JS): test/e2e-node/echo/echo.ts test/e2e-node/echo/tsconfig.json | node_modules
 	$(NODE_BIN)/tsc -p test/e2e-node/echo/tsconfig.json
 
-netns: build $(ECHO_JS) ## run the network-namespace tests (root): `mooring iptables`, the original destination, sidecars in Pods' namespaces
+demo: build $(ECHO_JS) ## (root) two sidecars in network namespaces carry a request with mTLS: the answer, the wire, the metrics
+	$(NODE_BIN)/tsc -p test/netns/tsconfig.demo.json
+	MOORING_ROOT=$(CURDIR) node .cache/demo/test/netns/demo.js $(DEMO_FLAGS)
+
+netns: build $(ECHO_JS) control-plane ## run the network-namespace tests (root): `mooring iptables`, the original destination, sidecars in Pods' namespaces
 	$(NODE_BIN)/jest --selectProjects netns
 
 e2e: build control-plane jaeger crds ## run the end-to-end tests against a real kube-apiserver and etcd
@@ -121,6 +125,9 @@ bench-agent: bench-build ## agent start, memory, renewal CPU, probe throughput
 
 bench-mesh: bench-build ## the mesh push: 1,000 Services x 10 endpoints, 1,000 proxies, EndpointSlice changes
 	node .cache/bench/bench/mesh-push.js --changes 10
+
+bench-proxy: bench-build bench-tools ## the sidecar pair with mTLS beside direct and a pair of nginx (needs wrk, nginx, libnginx-mod-stream)
+	node .cache/bench/bench/proxy.js --rounds 2 --duration 10
 
 bench-cluster: bench-build control-plane ## cluster mode at rest with 200 namespaces, TokenReview cache under a burst
 	node .cache/bench/bench/cluster.js

@@ -24,6 +24,7 @@ import {
   type MeshService,
   type ProxyScope,
 } from '../src/api/mesh';
+import { PROXY_NODE_OPTIONS } from '../src/constants';
 import { makeCa, makeLeaf, withDns, withUri } from '../test/fixtures/agent-pki';
 import { runWrkOnce, type WrkResult } from './wrk';
 
@@ -214,9 +215,14 @@ async function sidecar(
     process.env.MOORING_BENCH_PROF === undefined
       ? []
       : ['--cpu-prof', `--cpu-prof-dir=${process.env.MOORING_BENCH_PROF}`];
+  // As the injector runs the sidecar, unless MOORING_BENCH_NODE_FLAGS says otherwise.
+  const nodeFlags = (process.env.MOORING_BENCH_NODE_FLAGS ?? PROXY_NODE_OPTIONS)
+    .split(' ')
+    .filter(Boolean);
   const proc = spawn(
     'taskset',
-    ['-c', '1', process.execPath, ...prof, script, JSON.stringify(setup)],
+    // MOORING_BENCH_NODE_FLAGS: Node/V8 flags of the sidecars (e.g. --max-semi-space-size=2).
+    ['-c', '1', process.execPath, ...prof, ...nodeFlags, script, JSON.stringify(setup)],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },
@@ -289,9 +295,15 @@ function cpuSeconds(pid: number): number {
   return ticks / CLK_TCK;
 }
 
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Math.round((Number(m?.[1] ?? 0) / 1024) * 10) / 10;
+/** Resident memory: the whole (VmRSS), then in parentheses the process's own (RssAnon: not the
+ * pages of the executable and libraries, which every process of the same binary shares). */
+function rssMiB(pid: number): string {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const mib = (name: string): number => {
+    const m = new RegExp(`${name}:\\s+(\\d+) kB`).exec(status);
+    return Math.round((Number(m?.[1] ?? 0) / 1024) * 10) / 10;
+  };
+  return `${mib('VmRSS')} (${mib('RssAnon')})`;
 }
 
 /** The process doing the work: taskset execs it, so the child's pid is the process itself. */
@@ -300,7 +312,7 @@ const pidOf = (c: ChildProcess): number => c.pid as number;
 interface Measured extends WrkResult {
   /** µs of CPU per request, per proxy process. */
   cpuUsPerRequest: number[];
-  rssMiB: number[];
+  rssMiB: string[];
 }
 
 function measure(url: string, procs: ChildProcess[]): Measured {
@@ -440,7 +452,7 @@ async function main(): Promise<void> {
     '',
   );
   rows.push(
-    '| setup | requests/s | p50 ms | p99 ms | errors | CPU µs/request per proxy (A, B) | RSS MiB (A, B) |',
+    '| setup | requests/s | p50 ms | p99 ms | errors | CPU µs/request per proxy (A, B) | RSS MiB (own) (A, B) |',
   );
   rows.push('|---|---|---|---|---|---|---|');
   for (const [name, list] of Object.entries(results)) {

@@ -40,7 +40,7 @@ const allCommands = (command: Command): Command[] => [
 
 export function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   const program = new Command('mooring')
-    .description('Sidecar injector and workload certificate authority for Kubernetes')
+    .description('A service mesh for Kubernetes: sidecar injector, workload CA, mesh push and sidecar proxy')
     .version(MOORING_VERSION)
     .exitOverride()
     .configureOutput({

@@ -10,6 +10,7 @@ import {
   MOUNT_PATH,
   PORT,
   PROXY_CONTAINER_NAME,
+  PROXY_NODE_OPTIONS,
   ROOT_CERT_CONFIGMAP,
   ROOT_CERT_KEY,
   TOKEN_FILE,
@@ -159,11 +160,14 @@ export function proxyContainer(
     fieldEnv(AGENT_ENV.podNamespace, 'metadata.namespace'),
     fieldEnv(AGENT_ENV.podIp, 'status.podIP'),
     { name: AGENT_ENV.caUrl, value: config.caAddress },
+    // The same server pushes the mesh (as istiod is both CA and discovery address).
+    { name: AGENT_ENV.meshUrl, value: config.caAddress },
     { name: AGENT_ENV.tokenFile, value: `${MOUNT_PATH.token}/${TOKEN_FILE}` },
     { name: AGENT_ENV.rootCert, value: `${MOUNT_PATH.rootCert}/${ROOT_CERT_KEY}` },
     { name: AGENT_ENV.outDir, value: MOUNT_PATH.certs },
     { name: AGENT_ENV.logLevel, value: settings.logLevel },
     { name: AGENT_ENV.drain, value: `${config.drainSeconds}s` },
+    { name: 'NODE_OPTIONS', value: PROXY_NODE_OPTIONS },
   ];
   if (options.appProbes !== undefined) {
     env.push({ name: AGENT_ENV.appProbes, value: options.appProbes });

@@ -22,12 +22,24 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { killAll, MOORING, must, NODE, PREFIX, ROOT, run, type Result } from './support';
 
 export const HUB_IP = '10.77.0.1';
+
+/** In the hub: 127.0.0.1:<port> relayed to a Unix socket (argv: port, socket). */
+const RELAY = `
+const net = require('net');
+const [port, socket] = [Number(process.argv[1]), process.argv[2]];
+net.createServer((c) => {
+  const up = net.connect(socket);
+  c.pipe(up).pipe(c);
+  c.on('error', () => up.destroy());
+  up.on('error', () => c.destroy());
+}).listen(port, '127.0.0.1');`;
 export const SERVER_URL = `https://${HUB_IP}:8443`;
 export const ECHO = join(ROOT, '.cache/images/echo-build/echo.js');
 export const PROXY_USER = [
@@ -63,6 +75,8 @@ export interface PodSpec {
   readonly appEnv?: Record<string, string>;
   /** false: no app. */
   readonly app?: boolean;
+  /** The agent's token (local mode: `token-<name>`, listed in tokens.json). */
+  readonly token?: string;
 }
 
 export interface Pod {
@@ -83,6 +97,8 @@ export class MeshRig {
   readonly dataDir: string;
   readonly meshDir: string;
   private server: ChildProcess | null = null;
+  private relay: net.Server | null = null;
+  private clusterBundle: string | null = null;
   private readonly children: ChildProcess[] = [];
   serverLog = '';
   private index = 0;
@@ -100,7 +116,58 @@ export class MeshRig {
   /** The hub namespace, its bridge, and the server (the CA and the mesh push). */
   async start(
     tokens: Record<string, { namespace: string; serviceAccount: string }>,
+    config?: object,
   ): Promise<void> {
+    await this.startHub();
+    writeFileSync(join(this.dataDir, 'tokens.json'), JSON.stringify(tokens), { mode: 0o600 });
+    const configFile = join(this.dir, 'server.json');
+    if (config !== undefined) writeFileSync(configFile, JSON.stringify(config));
+    await this.startServer(
+      [
+        ...['--data-dir', this.dataDir, '--mesh-dir', this.meshDir],
+        ...(config === undefined ? [] : ['--config', configFile]),
+      ],
+      {},
+    );
+  }
+
+  /**
+   * Cluster mode: `mooring serve --kubeconfig` in the hub, its apiserver (on this machine's
+   * 127.0.0.1, which a namespace cannot reach) relayed through a Unix socket to the same port on
+   * the hub's 127.0.0.1. The Pods' tokens and trust bundle come from the caller (TokenRequest,
+   * the mooring-ca-root-cert ConfigMap), as the kubelet would mount them.
+   */
+  async startCluster(options: {
+    readonly apiPort: number;
+    readonly kubeconfig: string;
+    readonly config: object;
+    readonly namespace: string;
+    readonly bundle: () => Promise<string>;
+  }): Promise<void> {
+    await this.startHub();
+    const socket = join(this.dir, 'apiserver.sock');
+    this.relay = net
+      .createServer((c) => {
+        const up = net.connect(options.apiPort, '127.0.0.1');
+        c.pipe(up).pipe(c);
+        c.on('error', () => up.destroy());
+        up.on('error', () => c.destroy());
+      })
+      .listen(socket);
+    await new Promise((resolve) => this.relay?.once('listening', resolve));
+    this.spawnLogged(
+      ['ip', 'netns', 'exec', this.hub, NODE, '-e', RELAY, String(options.apiPort), socket],
+      (t) => (this.serverLog += t),
+    );
+    const configFile = join(this.dir, 'server.json');
+    writeFileSync(configFile, JSON.stringify(options.config));
+    await this.startServer(['--kubeconfig', options.kubeconfig, '--config', configFile], {
+      POD_NAMESPACE: options.namespace,
+    });
+    this.clusterBundle = await options.bundle();
+  }
+
+  private async startHub(): Promise<void> {
     await must('ip', ['netns', 'add', this.hub]);
     await this.ip(this.hub, 'link', 'set', 'lo', 'up');
     // A bridge takes the lowest MAC of its ports unless given one: each Pod plugged in later would
@@ -108,24 +175,14 @@ export class MeshRig {
     await this.ip(this.hub, 'link', 'add', 'br0', 'address', '02:00:0a:4d:00:01', 'type', 'bridge');
     await this.ip(this.hub, 'addr', 'add', `${HUB_IP}/24`, 'dev', 'br0');
     await this.ip(this.hub, 'link', 'set', 'br0', 'up');
-    writeFileSync(join(this.dataDir, 'tokens.json'), JSON.stringify(tokens), { mode: 0o600 });
+  }
+
+  private async startServer(flags: readonly string[], env: Record<string, string>): Promise<void> {
+    const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
     this.server = this.spawnLogged(
       [
-        'ip',
-        'netns',
-        'exec',
-        this.hub,
-        NODE,
-        MOORING,
-        'serve',
-        '--data-dir',
-        this.dataDir,
-        '--listen',
-        `${HUB_IP}:8443`,
-        '--admin-listen',
-        '127.0.0.1:9090',
-        '--mesh-dir',
-        this.meshDir,
+        ...['ip', 'netns', 'exec', this.hub, 'env', ...envArgs, NODE, MOORING, 'serve'],
+        ...['--listen', `${HUB_IP}:8443`, '--admin-listen', '127.0.0.1:9090', ...flags],
       ],
       (t) => (this.serverLog += t),
     );
@@ -138,6 +195,7 @@ export class MeshRig {
 
   /** The trust bundle as the server has it now (root-cert.pem of its data directory). */
   bundle(): string {
+    if (this.clusterBundle !== null) return this.clusterBundle;
     return readFileSync(join(this.dataDir, 'root-cert.pem'), 'utf8');
   }
 
@@ -189,7 +247,7 @@ export class MeshRig {
   }
 
   startAgent(pod: Pod, extra: readonly string[] = []): void {
-    const token = `token-${pod.spec.name}`;
+    const token = pod.spec.token ?? `token-${pod.spec.name}`;
     const files = {
       token: join(pod.dir, 'token'),
       root: join(pod.dir, 'root-cert.pem'),
@@ -385,6 +443,9 @@ export class MeshRig {
 
   async stop(): Promise<void> {
     await killAll(this.children);
+    await new Promise((resolve) =>
+      this.relay === null ? resolve(null) : this.relay.close(resolve),
+    );
     for (const pod of this.pods.values()) await run('ip', ['netns', 'del', pod.ns]);
     await run('ip', ['netns', 'del', this.hub]);
     rmSync(this.dir, { recursive: true, force: true });

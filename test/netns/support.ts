@@ -5,7 +5,8 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-export const ROOT = join(__dirname, '../..');
+// MOORING_ROOT: the repository, when this runs compiled elsewhere (`make demo`: .cache/demo).
+export const ROOT = process.env.MOORING_ROOT ?? join(__dirname, '../..');
 export const MOORING = join(ROOT, 'bin/mooring.js');
 export const NODE = process.execPath;
 /** Every namespace of these tests is named `${PREFIX}<pid>-...`, for removeLeftovers. */

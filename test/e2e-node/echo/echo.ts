@@ -30,6 +30,7 @@
 //                        "timeoutMs"?}: requests one after another (a new connection each) until
 //                        `count` or `durationMs`; answers {"sent", "ok", "failures" (the first 20),
 //                        "byStatus", "byPod", "byVersion"} (the last two from echo answers)
+//   GET  /delay/<ms>...  the echo below, answered after <ms> milliseconds
 //   anything else        {"pod", "version", "method", "path", "httpVersion", "headers", "body",
 //                        "peer", "local"}
 //   an Upgrade request   101, then every byte back upper-cased (a WebSocket-like echo)
@@ -294,6 +295,9 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse): Prom
   } else if (req.method === 'POST' && path === '/repeat') {
     reply(res, 200, await repeat(input() as unknown as Repeat));
   } else {
+    // GET /delay/<ms>...: the echo after that many milliseconds (a request in flight for drains).
+    const delay = /^\/delay\/(\d{1,6})(?:[/?]|$)/.exec(path);
+    if (delay !== null) await new Promise((done) => setTimeout(done, Number(delay[1])));
     reply(res, 200, {
       pod: POD,
       version: process.env.ECHO_VERSION ?? null,
