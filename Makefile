@@ -80,10 +80,10 @@ images: build control-plane ## the Mooring, echo and pause images of the node (h
 harness: node_modules ## compile the e2e harness into .cache/harness (make cluster-up, the node tests' crash fixture)
 	$(NODE_BIN)/tsc -p test/e2e/harness/tsconfig.json
 
-e2e-node: build node-binaries images harness ## run the end-to-end tests on a real node (root: containerd, kubelet, network namespaces)
+e2e-node: build crds node-binaries images harness ## run the end-to-end tests on a real node (root: containerd, kubelet, network namespaces)
 	$(NODE_BIN)/jest --selectProjects node --runInBand
 
-cluster-up: build node-binaries images harness ## start a node cluster with Mooring installed, left running (README: Development)
+cluster-up: build crds node-binaries images harness ## start a node cluster with Mooring installed, left running (README: Development)
 	node .cache/harness/test/e2e/harness/cluster.js up
 
 cluster-down: harness ## stop the cluster of make cluster-up, leaving the machine as it was

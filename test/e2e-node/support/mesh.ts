@@ -16,6 +16,7 @@ import { createNamespace, kubectl, kubectlJson } from '../../e2e/harness/kube';
 import { startNodeCluster, type NodeCluster } from '../../e2e/harness/node';
 import { installMooring, MOORING_NAMESPACE } from '../../e2e/harness/node-mooring';
 import { request, suffix, waitFor, type MooringServer } from '../../e2e/support/mooring';
+import type { MeshService } from '../../../src/api/mesh';
 import { MOUNT_PATH } from '../../../src/constants';
 
 export const ECHO_PORTS = { http: 8080, control: 8081, grpc: 50051, tcp: 9000 } as const;
@@ -163,6 +164,11 @@ export async function apply(env: ClusterEnv, ns: string, ...objects: object[]): 
 
 export interface EchoOptions {
   readonly replicas?: number;
+  /**
+   * The `app` label and the Service's name; default the Deployment's name. Several Deployments
+   * of one app (one per `version` label) share its Service.
+   */
+  readonly app?: string;
   /** Service account of the Pods (created here); default the Deployment's name. */
   readonly serviceAccount?: string;
   readonly labels?: Record<string, string>;
@@ -173,6 +179,12 @@ export interface EchoOptions {
   /** More containers of the echo image (other ports through their env). */
   readonly extraContainers?: Record<string, unknown>[];
   readonly terminationGracePeriodSeconds?: number;
+  /**
+   * A preStop sleep of the echo container (the kubelet's own sleep action): the app keeps
+   * serving that long after its Pod starts terminating, as a graceful server does while the
+   * mesh takes its endpoint out.
+   */
+  readonly preStopSleepSeconds?: number;
 }
 
 /** The echo container of the test image, with the downward API's Pod name, Ready once it listens. */
@@ -222,7 +234,11 @@ export async function deployEcho(
   o: EchoOptions = {},
 ): Promise<Echo> {
   const sa = o.serviceAccount ?? name;
-  const labels = { app: name, ...o.labels };
+  const app = o.app ?? name;
+  const labels = { app, ...o.labels };
+  const selector = Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
   await apply(
     env,
     ns,
@@ -233,7 +249,7 @@ export async function deployEcho(
       metadata: { name },
       spec: {
         replicas: o.replicas ?? 1,
-        selector: { matchLabels: { app: name } },
+        selector: { matchLabels: labels },
         template: {
           metadata: {
             labels,
@@ -246,7 +262,13 @@ export async function deployEcho(
             serviceAccountName: sa,
             terminationGracePeriodSeconds: o.terminationGracePeriodSeconds ?? 30,
             containers: [
-              { ...echoContainer(env, 'echo', o.env), ...o.probes },
+              {
+                ...echoContainer(env, 'echo', o.env),
+                ...o.probes,
+                ...(o.preStopSleepSeconds === undefined
+                  ? {}
+                  : { lifecycle: { preStop: { sleep: { seconds: o.preStopSleepSeconds } } } }),
+              },
               ...(o.extraContainers ?? []),
             ],
           },
@@ -256,9 +278,9 @@ export async function deployEcho(
     {
       apiVersion: 'v1',
       kind: 'Service',
-      metadata: { name },
+      metadata: { name: app },
       spec: {
-        selector: { app: name },
+        selector: { app },
         ports: [
           { name: 'http', port: ECHO_PORTS.http, appProtocol: 'http' },
           { name: 'grpc', port: ECHO_PORTS.grpc, appProtocol: 'grpc' },
@@ -270,10 +292,10 @@ export async function deployEcho(
   await kubectl(env.cluster.controlPlane, [
     ...['rollout', 'status', `deployment/${name}`, '-n', ns, '--timeout=180s'],
   ]);
-  const svc = (await kubectlJson(env.cluster.controlPlane, ['get', 'service', name, '-n', ns])) as {
+  const svc = (await kubectlJson(env.cluster.controlPlane, ['get', 'service', app, '-n', ns])) as {
     spec: { clusterIP: string };
   };
-  const pods = (await listPods(env, ns, `app=${name}`)).filter(
+  const pods = (await listPods(env, ns, selector)).filter(
     (p) => p.metadata.deletionTimestamp === undefined,
   );
   return { name, namespace: ns, clusterIP: svc.spec.clusterIP, pods };
@@ -355,6 +377,53 @@ export function repeatFrom(
   return control(from, '/repeat', { url, ...o }) as Promise<RepeatAnswer>;
 }
 
+/**
+ * A client loop in `from`: repeatFrom in chunks of `chunkMs`, one after another, until stop(),
+ * which answers the sum (failure times from the start of the loop). What a rollout or a root
+ * rotation is measured with, however long it takes.
+ */
+export function loopFrom(
+  from: Pod,
+  url: string,
+  chunkMs = 5_000,
+): { stop(): Promise<RepeatAnswer> } {
+  const add = (a: Record<string, number>, b: Record<string, number>): Record<string, number> => {
+    const out = { ...a };
+    for (const [k, n] of Object.entries(b)) out[k] = (out[k] ?? 0) + n;
+    return out;
+  };
+  let sum: RepeatAnswer = { sent: 0, ok: 0, failures: [], byStatus: {}, byPod: {}, byVersion: {} };
+  const t0 = Date.now();
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      const offset = Date.now() - t0;
+      const chunk = await repeatFrom(from, url, { durationMs: chunkMs });
+      sum = {
+        sent: sum.sent + chunk.sent,
+        ok: sum.ok + chunk.ok,
+        failures: [...sum.failures, ...chunk.failures.map((f) => ({ ...f, at: f.at + offset }))],
+        byStatus: add(sum.byStatus, chunk.byStatus),
+        byPod: add(sum.byPod, chunk.byPod),
+        byVersion: add(sum.byVersion, chunk.byVersion),
+      };
+    }
+  })();
+  // A failed control call ends the loop; stop() reports it (never an unhandled rejection).
+  const ended = done.then(
+    () => undefined,
+    (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+  );
+  return {
+    stop: async () => {
+      running = false;
+      const err = await ended;
+      if (err !== undefined) throw err;
+      return sum;
+    },
+  };
+}
+
 export interface GrpcAnswer {
   readonly response?: { pod: string; message: unknown; metadata: Record<string, unknown> };
   readonly error?: string;
@@ -396,6 +465,20 @@ export function nodeIn(
     ...['exec', pod.metadata.name, '-n', pod.metadata.namespace, '-c', container, '--'],
     ...['node', '-e', script],
   ]);
+}
+
+/** The proxy's own view of its configuration (GET 127.0.0.1:15000/config_dump, loopback only). */
+export async function proxyConfig(
+  env: ClusterEnv,
+  pod: Pod,
+): Promise<{ mesh: { services: MeshService[] } | null }> {
+  const out = await nodeIn(
+    env,
+    pod,
+    'mooring-proxy',
+    `fetch('http://127.0.0.1:15000/config_dump').then((r) => r.text()).then((t) => process.stdout.write(t))`,
+  );
+  return JSON.parse(out) as { mesh: { services: MeshService[] } | null };
 }
 
 /** The files the agent wrote: its certificate chain and the trust bundle it uses. */

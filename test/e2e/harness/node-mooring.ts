@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { freePorts } from './control-plane';
+import { installMeshCrds } from './crds';
 import { createNamespace, kubectl } from './kube';
 import type { NodeCluster } from './node';
 import {
@@ -48,12 +49,18 @@ export function nodeMooringConfig(
   });
 }
 
-/** Starts Mooring for this cluster and registers its webhook; resolves once Pods can use it. */
+/**
+ * Starts Mooring for this cluster and registers its webhook; resolves once Pods can use it.
+ * Istio's CRDs and the Gateway API's HTTPRoute are installed first, so that the server watches
+ * PeerAuthentications and the traffic rules from its start (a CRD installed later is found
+ * within 30 s).
+ */
 export async function installMooring(
   cluster: NodeCluster,
   opts: MooringOnNodeOptions = {},
 ): Promise<MooringServer> {
   await createNamespace(cluster.controlPlane, MOORING_NAMESPACE);
+  await installMeshCrds(cluster.controlPlane);
   const ports = (await freePorts(2)) as [number, number];
   const caUrl = `https://${cluster.hostIP}:${ports[0]}`;
   const server = await startMooring(cluster.controlPlane, {

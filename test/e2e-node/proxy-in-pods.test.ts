@@ -1,0 +1,243 @@
+// The built-in proxy inside real Pods on a node: two Deployments behind Services talking through
+// both sidecars with mutual TLS (HTTP and gRPC), a Pod outside the mesh reached in plain text,
+// PERMISSIVE then STRICT (a PeerAuthentication applied with kubectl), a rolling update of the
+// server that drops no request, and Istio's traffic rules (a weighted split, a header route)
+// honoured by real Pods. There is no kube-proxy on this node: a ClusterIP works only
+// through the caller's sidecar, so every call to one below went through it.
+import * as path from 'node:path';
+import { REPO_ROOT } from '../e2e/harness/control-plane';
+import { kubectl } from '../e2e/harness/kube';
+import { request, waitFor } from '../e2e/support/mooring';
+import {
+  apply,
+  deployEcho,
+  echoed,
+  grpcFrom,
+  httpFrom,
+  listPods,
+  loopFrom,
+  meshNamespace,
+  plainNamespace,
+  proxyConfig,
+  repeatFrom,
+  spiffeId,
+  useMeshCluster,
+  type Echo,
+  type EchoOptions,
+} from './support/mesh';
+
+const env = useMeshCluster();
+
+describe('meshed Deployments behind Services, and a Pod outside the mesh', () => {
+  let ns: string;
+  let server: Echo;
+  let client: Echo;
+  let outside: Echo;
+
+  beforeAll(async () => {
+    ns = await meshNamespace(env);
+    const plain = await plainNamespace(env);
+    [server, client, outside] = await Promise.all([
+      deployEcho(env, ns, 'server', { replicas: 2 }),
+      deployEcho(env, ns, 'client'),
+      deployEcho(env, plain, 'outside'),
+    ]);
+  }, 300_000);
+
+  it('a request to the other’s ClusterIP goes through both sidecars with mutual TLS: the app sees the caller’s SPIFFE ID', async () => {
+    const answer = echoed(
+      await httpFrom(client.pods[0]!, `http://${server.clusterIP}:8080/hello`, {
+        // A header of that name from the app is never believed.
+        headers: { 'x-forwarded-client-cert': `By=x;URI=${spiffeId('kube-system', 'admin')}` },
+      }),
+    );
+    expect(answer.path).toBe('/hello');
+    expect(server.pods.map((p) => p.metadata.name)).toContain(answer.pod);
+    expect(answer.headers['x-forwarded-client-cert']).toBe(
+      `By=${spiffeId(ns, 'server')};URI=${spiffeId(ns, 'client')}`,
+    );
+    // The server's sidecar counted it as mutual TLS from the client's identity (15090 is never
+    // captured: the host reads it at the Pod's address).
+    const served = server.pods.find((p) => p.metadata.name === answer.pod)!;
+    const stats = await request(`http://${served.status.podIP}:15090/stats/prometheus`);
+    expect(stats.body).toMatch(
+      new RegExp(
+        `istio_requests_total\\{reporter="destination",[^}]*source_principal="${spiffeId(ns, 'client')}"` +
+          `[^}]*connection_security_policy="mutual_tls"[^}]*response_code="200"[^}]*\\} [1-9]`,
+      ),
+    );
+  });
+
+  it('a gRPC call to the ClusterIP goes through both sidecars too', async () => {
+    const answer = await grpcFrom(client.pods[0]!, `${server.clusterIP}:50051`, { say: 'hi' });
+    expect(answer.error).toBeUndefined();
+    expect(answer.response?.message).toEqual({ say: 'hi' });
+    expect(answer.response?.metadata['x-forwarded-client-cert']).toBe(
+      `By=${spiffeId(ns, 'server')};URI=${spiffeId(ns, 'client')}`,
+    );
+  });
+
+  it('a Pod outside the mesh, behind its Service, is reached in plain text', async () => {
+    const answer = echoed(
+      await httpFrom(client.pods[0]!, `http://${outside.clusterIP}:8080/to-outside`),
+    );
+    expect(answer.pod).toBe(outside.pods[0]!.metadata.name);
+    expect(answer.path).toBe('/to-outside');
+    expect(answer.headers['x-forwarded-client-cert']).toBeUndefined();
+    // From the client's own address: its sidecar dialled the endpoint (a plain HTTP server read
+    // the request, so it was plain text).
+    expect(answer.peer.address).toBe(client.pods[0]!.status.podIP);
+  });
+
+  it('takes plain text from outside the mesh while PERMISSIVE; STRICT, applied with kubectl, refuses it and keeps mutual TLS', async () => {
+    const target = server.pods[0]!;
+    const plainUrl = `http://${target.status.podIP}:8080/plain`;
+    const before = echoed(await httpFrom(outside.pods[0]!, plainUrl));
+    expect(before.pod).toBe(target.metadata.name);
+    expect(before.headers['x-forwarded-client-cert']).toBeUndefined();
+
+    await apply(env, ns, {
+      apiVersion: 'security.istio.io/v1',
+      kind: 'PeerAuthentication',
+      metadata: { name: 'default' },
+      spec: { mtls: { mode: 'STRICT' } },
+    });
+    const refused = await waitFor(
+      'plain text refused',
+      async () => {
+        const a = await httpFrom(outside.pods[0]!, plainUrl);
+        return a.status === undefined ? a : undefined;
+      },
+      60_000,
+    );
+    expect(refused.error).toBeDefined();
+    // Mutual TLS from a meshed Pod still passes, to the same Pod.
+    const meshed = echoed(
+      await httpFrom(client.pods[0]!, `http://${target.status.podIP}:8080/strict`),
+    );
+    expect(meshed.pod).toBe(target.metadata.name);
+    expect(meshed.headers['x-forwarded-client-cert']).toBe(
+      `By=${spiffeId(ns, 'server')};URI=${spiffeId(ns, 'client')}`,
+    );
+
+    // The policy deleted: plain text is taken again.
+    await kubectl(env.cluster.controlPlane, [
+      ...['delete', 'peerauthentication', 'default', '-n', ns],
+    ]);
+    await waitFor(
+      'plain text taken again',
+      async () => ((await httpFrom(outside.pods[0]!, plainUrl)).status === 200 ? true : undefined),
+      60_000,
+    );
+  }, 150_000);
+});
+
+describe('a rolling update of the server Deployment', () => {
+  it('drops no request between meshed Pods', async () => {
+    const ns = await meshNamespace(env);
+    // A graceful server: it keeps serving 5 s into its termination (preStop sleep), the time
+    // for the mesh to take its endpoint out, as with any Kubernetes Service.
+    const [server, client] = await Promise.all([
+      deployEcho(env, ns, 'server', {
+        replicas: 2,
+        env: { ECHO_VERSION: 'v1' },
+        preStopSleepSeconds: 5,
+      }),
+      deployEcho(env, ns, 'client'),
+    ]);
+    const loop = loopFrom(client.pods[0]!, `http://${server.clusterIP}:8080/rollout`);
+    await kubectl(env.cluster.controlPlane, [
+      ...['set', 'env', 'deployment/server', '-n', ns, '-c', 'echo', 'ECHO_VERSION=v2'],
+    ]);
+    await kubectl(env.cluster.controlPlane, [
+      ...['rollout', 'status', 'deployment/server', '-n', ns, '--timeout=300s'],
+    ]);
+    // Until the old Pods are gone (their preStop and their sidecars' drain over).
+    const old = new Set(server.pods.map((p) => p.metadata.name));
+    await waitFor(
+      'the old Pods gone',
+      async () =>
+        (await listPods(env, ns, 'app=server')).some((p) => old.has(p.metadata.name))
+          ? undefined
+          : true,
+      120_000,
+    );
+    const calls = await loop.stop();
+    expect(calls.failures).toEqual([]);
+    expect(calls.ok).toBe(calls.sent);
+    expect(calls.sent).toBeGreaterThan(50);
+    expect(calls.byVersion.v1).toBeGreaterThan(0);
+    expect(calls.byVersion.v2).toBeGreaterThan(0);
+  }, 420_000);
+});
+
+describe('traffic rules applied with kubectl, as written in examples/traffic', () => {
+  // reviews: one Service over three Deployments (version v1, v2, v3), as in Istio's Bookinfo.
+  let ns: string;
+  let productpage: Echo;
+  let reviews: string;
+
+  const example = (file: string): string => path.join(REPO_ROOT, 'examples', 'traffic', file);
+  const kubectlIn = (args: string[]): Promise<string> =>
+    kubectl(env.cluster.controlPlane, [...args, '-n', ns]);
+  /** Resolves once the caller's own proxy routes reviews by `source` (its config dump). */
+  const routedBy = (source: string, subsets: boolean): Promise<true> =>
+    waitFor(
+      `the caller's proxy routing reviews by VirtualService ${source}`,
+      async () => {
+        const dump = await proxyConfig(env, productpage.pods[0]!);
+        const svc = dump.mesh?.services.find((s) => s.key === `${ns}/reviews`);
+        const withSubsets = (svc?.endpoints ?? []).every((e) => (e.subsets?.length ?? 0) > 0);
+        return svc?.routes?.source.name === source && (!subsets || withSubsets) ? true : undefined;
+      },
+      60_000,
+    );
+
+  beforeAll(async () => {
+    ns = await meshNamespace(env);
+    const version = (v: string): EchoOptions => ({
+      app: 'reviews',
+      serviceAccount: 'reviews',
+      labels: { version: v },
+      env: { ECHO_VERSION: v },
+    });
+    // v1 first: it creates the shared Service and service account.
+    const v1 = await deployEcho(env, ns, 'reviews-v1', version('v1'));
+    [productpage] = await Promise.all([
+      deployEcho(env, ns, 'productpage'),
+      deployEcho(env, ns, 'reviews-v2', version('v2')),
+      deployEcho(env, ns, 'reviews-v3', version('v3')),
+    ]);
+    reviews = `http://${v1.clusterIP}:8080/reviews`;
+  }, 300_000);
+
+  it('a weighted split (canary-95-5.yaml: VirtualService and DestinationRule subsets) sends 95% to v1 and 5% to v2, none to v3', async () => {
+    await kubectlIn(['apply', '-f', example('canary-95-5.yaml')]);
+    await routedBy('reviews', true);
+    const calls = await repeatFrom(productpage.pods[0]!, reviews, { count: 400 });
+    expect(calls.failures).toEqual([]);
+    expect(calls.ok).toBe(400);
+    // Binomial(400, 0.05): mean 20, sd 4.4; 5..40 holds with odds above 99.9%, while an
+    // unweighted pick (a third each) gives about 133.
+    expect(calls.byVersion.v2 ?? 0).toBeGreaterThanOrEqual(5);
+    expect(calls.byVersion.v2 ?? 0).toBeLessThanOrEqual(40);
+    expect(calls.byVersion.v3).toBeUndefined();
+    expect(calls.byVersion.v1).toBe(400 - (calls.byVersion.v2 ?? 0));
+    await kubectlIn(['delete', 'virtualservice', 'reviews']);
+  }, 150_000);
+
+  it('a header route (dark-launch.yaml) sends only the requests with the header to v3, the rest to v1', async () => {
+    await kubectlIn(['apply', '-f', example('dark-launch.yaml')]);
+    await routedBy('reviews-dark-launch', true);
+    const dark = await repeatFrom(productpage.pods[0]!, reviews, {
+      count: 30,
+      headers: { 'custom-header-dark-launch': 'v3' },
+    });
+    expect(dark.byVersion).toEqual({ v3: 30 });
+    const others = await repeatFrom(productpage.pods[0]!, reviews, {
+      count: 30,
+      headers: { 'custom-header-dark-launch': 'v2' },
+    });
+    expect(others.byVersion).toEqual({ v1: 30 });
+  }, 150_000);
+});
