@@ -40,7 +40,9 @@ const allCommands = (command: Command): Command[] => [
 
 export function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   const program = new Command('mooring')
-    .description('A service mesh for Kubernetes: sidecar injector, workload CA, mesh push and sidecar proxy')
+    .description(
+      'A service mesh for Kubernetes: sidecar injector, workload CA, mesh push and sidecar proxy',
+    )
     .version(MOORING_VERSION)
     .exitOverride()
     .configureOutput({

@@ -109,7 +109,6 @@ export interface PodSpec {
   readonly token?: string;
   /** Annotations of the Pod object in the mesh (e.g. `proxy.mooring.dev/access-log`). */
   readonly annotations?: Record<string, string>;
-
 }
 
 export interface Pod {
@@ -176,7 +175,6 @@ export class MeshRig {
   async start(
     tokens: Record<string, { namespace: string; serviceAccount: string }>,
     options: RigOptions = {},
-
   ): Promise<void> {
     await this.startHub();
     writeFileSync(join(this.dataDir, 'tokens.json'), JSON.stringify(tokens), { mode: 0o600 });
@@ -244,7 +242,6 @@ export class MeshRig {
       [
         ...['ip', 'netns', 'exec', this.hub, 'env', ...envArgs, NODE, MOORING, 'serve'],
         ...['--listen', `${HUB_IP}:8443`, '--admin-listen', '127.0.0.1:9090', ...flags],
-
       ],
       (t) => (this.serverLog += t),
     );

@@ -139,10 +139,7 @@ describe('resolveAgentOptions', () => {
   });
 
   it('reads test ports and the listen host', () => {
-    const o = resolve(
-      { readinessPort: '0', agentPort: '25020', listenHost: '127.0.0.1' },
-      {},
-    );
+    const o = resolve({ readinessPort: '0', agentPort: '25020', listenHost: '127.0.0.1' }, {});
     expect([o.readinessPort, o.agentPort, o.listenHost]).toEqual([0, 25020, '127.0.0.1']);
   });
 
@@ -173,9 +170,7 @@ describe('resolveAgentOptions', () => {
   });
 
   it('lists every bad value at once', () => {
-    expect(
-      problemsOf(() => resolve({ keyType: 'x', ttl: 'y', drain: 'z' }, {})),
-    ).toHaveLength(3);
+    expect(problemsOf(() => resolve({ keyType: 'x', ttl: 'y', drain: 'z' }, {}))).toHaveLength(3);
   });
   describe("the Pod and the mesh server (the proxy's mesh client)", () => {
     it('takes the mesh from the CA by default; without the proxy it needs no Pod', () => {
@@ -251,8 +246,16 @@ describe('resolveAgentOptions: the built-in proxy', () => {
   });
 
   it('takes other ports, and refuses two of its ports that are the same', () => {
-    const o = resolve({ outboundPort: '25001', inboundPort: '25006', proxyAdminPort: '25000', statsPort: '25090' }, {});
-    expect(o.proxy).toMatchObject({ outboundPort: 25001, inboundPort: 25006, adminPort: 25000, statsPort: 25090 });
+    const o = resolve(
+      { outboundPort: '25001', inboundPort: '25006', proxyAdminPort: '25000', statsPort: '25090' },
+      {},
+    );
+    expect(o.proxy).toMatchObject({
+      outboundPort: 25001,
+      inboundPort: 25006,
+      adminPort: 25000,
+      statsPort: 25090,
+    });
     expect(problemsOf(() => resolve({ inboundPort: '15001' }, {}))).toEqual([
       '--outbound-port and --inbound-port must differ (both are 15001)',
     ]);
