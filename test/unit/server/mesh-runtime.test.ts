@@ -20,7 +20,15 @@ describe('the mesh runtime', () => {
     expect(mesh.push.isSynced()).toBe(true);
     expect(await mesh.objects()).toEqual({
       source: { source: 'none' },
-      counts: { Service: 0, EndpointSlice: 0, Pod: 0, PeerAuthentication: 0 },
+      counts: {
+        Service: 0,
+        EndpointSlice: 0,
+        Pod: 0,
+        PeerAuthentication: 0,
+        VirtualService: 0,
+        DestinationRule: 0,
+        HTTPRoute: 0,
+      },
       problems: [],
     });
     await mesh.close();
