@@ -168,11 +168,26 @@ function deepMerge(
   return out;
 }
 
-/** Starts `mooring serve --kubeconfig` on free ports (of 127.0.0.1 by default), waits for /readyz. */
+/**
+ * Starts `mooring serve --kubeconfig` on free ports (of 127.0.0.1 by default), waits for /readyz.
+ * A free port can be taken by a test running beside this one before the server binds it: then
+ * it starts again on other ports (unless the caller chose them).
+ */
 export async function startMooring(
   cp: ControlPlane,
   options: MooringOptions,
 ): Promise<MooringServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startMooringOnce(cp, options);
+    } catch (err) {
+      const raced = (err as Error).message.includes('EADDRINUSE');
+      if (!raced || options.ports !== undefined || attempt === 3) throw err;
+    }
+  }
+}
+
+async function startMooringOnce(cp: ControlPlane, options: MooringOptions): Promise<MooringServer> {
   requireBuild();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mooring-cluster-'));
   const [port, adminPort] = options.ports ?? (await freePorts(2));
