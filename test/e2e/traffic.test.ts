@@ -267,7 +267,12 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
         ],
       },
     });
-    await stateWhere(client, (s) => s.services.get(`${NS}/catalog`)?.routes !== undefined, 60_000);
+    // The standard route is there already: wait for this one's retry, not for any route.
+    await stateWhere(
+      client,
+      (s) => s.services.get(`${NS}/catalog`)?.routes?.rules[0]?.retries?.attempts === 3,
+      60_000,
+    );
     expect(service('catalog')?.routes?.rules).toEqual([
       {
         matches: [{ pathPrefix: '/api', port: 9080 }],
