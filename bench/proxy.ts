@@ -11,6 +11,8 @@
 //
 //   node .cache/bench/bench/proxy.js [--duration 10] [--connections 50] [--rate 1000] [--rounds 1]
 //                                     [--tcp-mib 1024] [--only direct,mooring,nginx]
+//   --only mooring,mooring-rules: the pair without rules against the same pair with a weighted
+//   route, retries, a timeout and outlier detection (bench/RESULTS.md, traffic management)
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -234,13 +236,56 @@ async function sidecar(
   return { proc, ...ports };
 }
 
+/**
+ * The traffic rules of `--only mooring-rules` (issue 15): a weighted route between two subsets,
+ * retries and a timeout, a DestinationRule with round robin and outlier detection.
+ */
+function withRules(svc: MeshService): MeshService {
+  return {
+    ...svc,
+    endpoints: svc.endpoints.map((e) => ({ ...e, subsets: ['v1', 'v2'] })),
+    routes: {
+      source: { kind: 'VirtualService', namespace: 'default', name: 'server' },
+      rules: [
+        {
+          matches: [{ headers: [{ name: 'x-canary', value: { exact: 'always' } }] }],
+          destinations: [{ service: svc.key, subset: 'v2', weight: 1 }],
+        },
+        {
+          matches: [],
+          destinations: [
+            { service: svc.key, subset: 'v1', weight: 90 },
+            { service: svc.key, subset: 'v2', weight: 10 },
+          ],
+          timeoutMs: 10_000,
+          retries: { attempts: 2, perTryTimeoutMs: 5000, retryOn: ['5xx', 'connect-failure'] },
+        },
+      ],
+    },
+    policy: {
+      source: { namespace: 'default', name: 'server' },
+      trafficPolicy: {
+        loadBalancer: 'ROUND_ROBIN',
+        outlierDetection: {
+          consecutive5xxErrors: 5,
+          intervalMs: 10_000,
+          baseEjectionTimeMs: 30_000,
+          maxEjectionPercent: 10,
+        },
+      },
+      subsets: [{ name: 'v1' }, { name: 'v2' }],
+    },
+  };
+}
+
 async function startMooringPair(
   backend: number,
   protocol: 'http' | 'tcp',
+  rules = false,
 ): Promise<{ port: number; procs: ChildProcess[] }> {
   const b = await sidecar({
     originalDestination: { address: '127.0.0.1', port: backend },
-    meshFile: meshFile(`mesh-b-${protocol}.json`, 'server', []),
+    meshFile: meshFile(`mesh-b-${protocol}${rules ? '-rules' : ''}.json`, 'server', []),
     credentials: {
       chainPem: server.cert,
       keyPem: server.key,
@@ -268,7 +313,9 @@ async function startMooringPair(
   };
   const a = await sidecar({
     originalDestination: { address: '10.96.0.10', port: 80 },
-    meshFile: meshFile(`mesh-a-${protocol}.json`, 'client', [svc]),
+    meshFile: meshFile(`mesh-a-${protocol}${rules ? '-rules' : ''}.json`, 'client', [
+      rules ? withRules(svc) : svc,
+    ]),
     credentials: {
       chainPem: client.cert,
       keyPem: client.key,
@@ -422,17 +469,29 @@ async function main(): Promise<void> {
   const backend = await startBackend();
   const url = (port: number): string => `http://127.0.0.1:${port}/`;
   const rows: string[] = [];
-  const results: Record<string, Measured[]> = { direct: [], mooring: [], nginx: [] };
+  const results: Record<string, Measured[]> = {
+    direct: [],
+    mooring: [],
+    'mooring-rules': [],
+    nginx: [],
+  };
   const latency: Record<string, Latency | null> = {};
   const mooring = ONLY.has('mooring') ? await startMooringPair(backend.port, 'http') : null;
+  const mooringRules = ONLY.has('mooring-rules')
+    ? await startMooringPair(backend.port, 'http', true)
+    : null;
   const nginxPair = ONLY.has('nginx') ? await startNginxPair(backend.port) : null;
   for (let round = 0; round < ROUNDS; round++) {
     if (ONLY.has('direct')) results.direct?.push(measure(url(backend.port), [backend.proc]));
     if (mooring !== null) results.mooring?.push(measure(url(mooring.port), mooring.procs));
+    if (mooringRules !== null) {
+      results['mooring-rules']?.push(measure(url(mooringRules.port), mooringRules.procs));
+    }
     if (nginxPair !== null) results.nginx?.push(measure(url(nginxPair.port), nginxPair.procs));
   }
   if (ONLY.has('direct')) latency.direct = fixedRate(url(backend.port));
   if (mooring !== null) latency.mooring = fixedRate(url(mooring.port));
+  if (mooringRules !== null) latency['mooring-rules'] = fixedRate(url(mooringRules.port));
   if (nginxPair !== null) latency.nginx = fixedRate(url(nginxPair.port));
 
   rows.push(
@@ -451,6 +510,12 @@ async function main(): Promise<void> {
     }
   }
   const best = (name: string): number => Math.max(...(results[name] ?? []).map((m) => m.rps));
+  if (results.mooring?.length && results['mooring-rules']?.length) {
+    rows.push(
+      '',
+      `Mooring pair with traffic rules / without, max throughput: ${(best('mooring-rules') / best('mooring')).toFixed(2)}`,
+    );
+  }
   if (results.mooring?.length && results.nginx?.length) {
     rows.push(
       '',
@@ -477,7 +542,11 @@ async function main(): Promise<void> {
       `| ${name} | ${l.rate} | ${l.p50ms} | ${l.p99ms} | ${l.errors} | ${added(l.p50ms, d?.p50ms)} | ${added(l.p99ms, d?.p99ms)} |`,
     );
   }
-  await stopAll([...(mooring?.procs ?? []), ...(nginxPair?.procs ?? [])]);
+  await stopAll([
+    ...(mooring?.procs ?? []),
+    ...(mooringRules?.procs ?? []),
+    ...(nginxPair?.procs ?? []),
+  ]);
 
   if (TCP_MIB > 0) {
     let received = 0;
