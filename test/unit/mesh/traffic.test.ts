@@ -8,6 +8,7 @@ import {
   validateMeshObject,
 } from '../../../src/mesh';
 import { parseManifests } from '../../../src/injector/manifests';
+import { formatProxyConfig } from '../../../src/cli/proxy-config';
 import { compareGatewayMatches } from '../../../src/mesh/traffic';
 import { parseDuration } from '../../../src/mesh/traffic-validate';
 import {
@@ -17,6 +18,8 @@ import {
   modelOf,
   pod,
   service,
+  SETTINGS,
+  WEB_PROXY,
   withClusterIP,
   withEndpoint,
   withIP,
@@ -946,6 +949,34 @@ describe('HTTPRoute status (cluster mode)', () => {
     }[];
     expect(shadowed[0]?.conditions[0]?.message).toMatch(
       /VirtualService default\/reviews-vs .* wins/,
+    );
+  });
+});
+
+describe('mooring proxy-config shows the traffic rules', () => {
+  it('lists each Service with rules: where its routes and policy come from, and what is not used', () => {
+    const model = modelOf(
+      reviewsMesh(
+        ...example('canary-95-5.yaml'),
+        // No timestamps: the name decides.
+        vs([{ route: [to('reviews')] }], {}, 'reviews-later'),
+      ),
+    );
+    const reviews = model.service('default/reviews')?.service as MeshService;
+    const text = formatProxyConfig(
+      {
+        source: 'proxy',
+        mesh: {
+          version: 1,
+          proxy: WEB_PROXY,
+          settings: SETTINGS,
+          services: [reviews],
+        },
+      },
+      'the proxy at test',
+    );
+    expect(text).toContain(
+      'default/reviews  VirtualService default/reviews (1 rules)  DestinationRule default/reviews  VirtualService default/reviews-later',
     );
   });
 });
