@@ -8,6 +8,7 @@ import {
   validateMeshObject,
 } from '../../../src/mesh';
 import { parseManifests } from '../../../src/injector/manifests';
+import { answerMeshValidation } from '../../../src/admission/validate-mesh';
 import { formatProxyConfig } from '../../../src/cli/proxy-config';
 import { compareGatewayMatches } from '../../../src/mesh/traffic';
 import { parseDuration } from '../../../src/mesh/traffic-validate';
@@ -978,5 +979,61 @@ describe('mooring proxy-config shows the traffic rules', () => {
     expect(text).toContain(
       'default/reviews  VirtualService default/reviews (1 rules)  DestinationRule default/reviews  VirtualService default/reviews-later',
     );
+  });
+});
+
+describe('the validating webhook (POST /validate)', () => {
+  const review = (
+    object: Raw,
+    extra: Raw = {},
+    kind = 'VirtualService',
+    group = 'networking.istio.io',
+  ) => ({
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: 'u-1',
+      kind: { group, version: 'v1', kind },
+      operation: 'CREATE',
+      namespace: 'default',
+      object,
+      ...extra,
+    },
+  });
+  const badVs = vs([{ route: [to('reviews', { weight: 0 }), to('reviews', { weight: 0 })] }]);
+
+  it('refuses an object the mesh would skip, with its kind, name, field and reason', () => {
+    expect(answerMeshValidation(review(badVs)).response).toEqual({
+      uid: 'u-1',
+      allowed: false,
+      status: {
+        status: 'Failure',
+        code: 422,
+        reason: 'Invalid',
+        message:
+          'VirtualService default/reviews is invalid for Mooring: spec.http[0].route: the weights add up to 0: no destination can receive a request',
+      },
+    });
+  });
+
+  it('allows a valid one with the ignored fields as warnings, and deletes, status updates and other kinds', () => {
+    expect(
+      answerMeshValidation(
+        review(dr({ trafficPolicy: { tls: { mode: 'ISTIO_MUTUAL' } } }), {}, 'DestinationRule'),
+      ).response,
+    ).toEqual({
+      uid: 'u-1',
+      allowed: true,
+      warnings: ['spec.trafficPolicy.tls: is not supported by Mooring yet: ignored'],
+    });
+    expect(answerMeshValidation(review(badVs, { operation: 'DELETE' })).response.allowed).toBe(
+      true,
+    );
+    expect(answerMeshValidation(review(badVs, { subResource: 'status' })).response.allowed).toBe(
+      true,
+    );
+    expect(
+      answerMeshValidation(review({ metadata: { name: 'x' } }, {}, 'Gateway')).response.allowed,
+    ).toBe(true);
   });
 });
