@@ -16,6 +16,9 @@
 // everything off, tracing at 1% and at 100% (spans exported over OTLP/HTTP to a collector in this
 // process that answers 200), and the access log on (JSON lines on each proxy's stdout, a pipe
 // this process drains), each pair in its own processes, measured round after round in turn.
+//
+//   --only mooring,mooring-rules: the pair without rules against the same pair with a weighted
+//   route, retries, a timeout and outlier detection (bench/RESULTS.md, traffic management)
 
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -273,15 +276,63 @@ async function sidecar(
   return { proc, ...ports };
 }
 
+/**
+ * The traffic rules of `--only mooring-rules` (issue 15): a weighted route between two subsets,
+ * retries and a timeout, a DestinationRule with round robin and outlier detection.
+ */
+function withRules(svc: MeshService): MeshService {
+  return {
+    ...svc,
+    endpoints: svc.endpoints.map((e) => ({ ...e, subsets: ['v1', 'v2'] })),
+    routes: {
+      source: { kind: 'VirtualService', namespace: 'default', name: 'server' },
+      rules: [
+        {
+          matches: [{ headers: [{ name: 'x-canary', value: { exact: 'always' } }] }],
+          destinations: [{ service: svc.key, subset: 'v2', weight: 1 }],
+        },
+        {
+          matches: [],
+          destinations: [
+            { service: svc.key, subset: 'v1', weight: 90 },
+            { service: svc.key, subset: 'v2', weight: 10 },
+          ],
+          timeoutMs: 10_000,
+          retries: { attempts: 2, perTryTimeoutMs: 5000, retryOn: ['5xx', 'connect-failure'] },
+        },
+      ],
+    },
+    policy: {
+      source: { namespace: 'default', name: 'server' },
+      trafficPolicy: {
+        loadBalancer: 'ROUND_ROBIN',
+        outlierDetection: {
+          consecutive5xxErrors: 5,
+          intervalMs: 10_000,
+          baseEjectionTimeMs: 30_000,
+          maxEjectionPercent: 10,
+        },
+      },
+      subsets: [{ name: 'v1' }, { name: 'v2' }],
+    },
+  };
+}
+
 async function startMooringPair(
   backend: number,
   protocol: 'http' | 'tcp',
   telemetry: Telemetry = TELEMETRY_OFF,
   tag = '',
+  rules = false,
 ): Promise<{ port: number; procs: ChildProcess[] }> {
   const b = await sidecar({
     originalDestination: { address: '127.0.0.1', port: backend },
-    meshFile: meshFile(`mesh-b-${protocol}${tag}.json`, 'server', [], telemetry),
+    meshFile: meshFile(
+      `mesh-b-${protocol}${tag}${rules ? '-rules' : ''}.json`,
+      'server',
+      [],
+      telemetry,
+    ),
     credentials: {
       chainPem: server.cert,
       keyPem: server.key,
@@ -309,7 +360,12 @@ async function startMooringPair(
   };
   const a = await sidecar({
     originalDestination: { address: '10.96.0.10', port: 80 },
-    meshFile: meshFile(`mesh-a-${protocol}${tag}.json`, 'client', [svc], telemetry),
+    meshFile: meshFile(
+      `mesh-a-${protocol}${tag}${rules ? '-rules' : ''}.json`,
+      'client',
+      [rules ? withRules(svc) : svc],
+      telemetry,
+    ),
     credentials: {
       chainPem: client.cert,
       keyPem: client.key,
@@ -594,18 +650,30 @@ async function main(): Promise<void> {
   const backend = await startBackend();
   const url = (port: number): string => `http://127.0.0.1:${port}/`;
   const rows: string[] = [];
-  const results: Record<string, Measured[]> = { direct: [], mooring: [], nginx: [] };
+  const results: Record<string, Measured[]> = {
+    direct: [],
+    mooring: [],
+    'mooring-rules': [],
+    nginx: [],
+  };
   const latency: Record<string, Latency | null> = {};
   const mooring = ONLY.has('mooring') ? await startMooringPair(backend.port, 'http') : null;
+  const mooringRules = ONLY.has('mooring-rules')
+    ? await startMooringPair(backend.port, 'http', TELEMETRY_OFF, '', true)
+    : null;
   const nginxPair = ONLY.has('nginx') ? await startNginxPair(backend.port) : null;
   for (let round = 0; round < ROUNDS; round++) {
     if (ONLY.has('direct')) results.direct?.push(await measure(url(backend.port), [backend.proc]));
     if (mooring !== null) results.mooring?.push(await measure(url(mooring.port), mooring.procs));
+    if (mooringRules !== null) {
+      results['mooring-rules']?.push(await measure(url(mooringRules.port), mooringRules.procs));
+    }
     if (nginxPair !== null)
       results.nginx?.push(await measure(url(nginxPair.port), nginxPair.procs));
   }
   if (ONLY.has('direct')) latency.direct = await fixedRate(url(backend.port));
   if (mooring !== null) latency.mooring = await fixedRate(url(mooring.port));
+  if (mooringRules !== null) latency['mooring-rules'] = await fixedRate(url(mooringRules.port));
   if (nginxPair !== null) latency.nginx = await fixedRate(url(nginxPair.port));
 
   rows.push(
@@ -624,6 +692,12 @@ async function main(): Promise<void> {
     }
   }
   const best = (name: string): number => Math.max(...(results[name] ?? []).map((m) => m.rps));
+  if (results.mooring?.length && results['mooring-rules']?.length) {
+    rows.push(
+      '',
+      `Mooring pair with traffic rules / without, max throughput: ${(best('mooring-rules') / best('mooring')).toFixed(2)}`,
+    );
+  }
   if (results.mooring?.length && results.nginx?.length) {
     rows.push(
       '',
@@ -650,7 +724,11 @@ async function main(): Promise<void> {
       `| ${name} | ${l.rate} | ${l.p50ms} | ${l.p99ms} | ${l.errors} | ${added(l.p50ms, d?.p50ms)} | ${added(l.p99ms, d?.p99ms)} |`,
     );
   }
-  await stopAll([...(mooring?.procs ?? []), ...(nginxPair?.procs ?? [])]);
+  await stopAll([
+    ...(mooring?.procs ?? []),
+    ...(mooringRules?.procs ?? []),
+    ...(nginxPair?.procs ?? []),
+  ]);
 
   if (TCP_MIB > 0) {
     let received = 0;

@@ -109,6 +109,28 @@ export function formatProxyConfig(answer: ConfigDumpAnswer, from: string): strin
       ),
     ]),
   );
+  const traffic = services.filter((s) => s.routes !== undefined || s.policy !== undefined);
+  if (traffic.length > 0) {
+    lines.push(
+      '',
+      table([
+        ['SERVICE', 'ROUTES', 'POLICY', 'NOT USED'],
+        ...traffic.map((s) => [
+          s.key,
+          s.routes === undefined
+            ? '-'
+            : `${s.routes.source.kind} ${s.routes.source.namespace}/${s.routes.source.name} (${s.routes.rules.length} rules)`,
+          s.policy === undefined
+            ? '-'
+            : `DestinationRule ${s.policy.source.namespace}/${s.policy.source.name}`,
+          [
+            ...(s.routes?.shadowed ?? []).map((x) => `${x.kind} ${x.namespace}/${x.name}`),
+            ...(s.policy?.shadowed ?? []).map((x) => `DestinationRule ${x.namespace}/${x.name}`),
+          ].join(', ') || '-',
+        ]),
+      ]),
+    );
+  }
   return `${lines.join('\n')}\n`;
 }
 

@@ -1,4 +1,4 @@
-// The HTTPS app of `mooring serve`: POST /inject and the CA API. It never listens: the
+// The HTTPS app of `mooring serve`: POST /inject, POST /validate and the CA API. It never listens: the
 // composition root (src/server/server.ts) does, and tests call app.inject().
 
 import type { SecureContextOptions } from 'node:tls';
@@ -12,6 +12,7 @@ import { MooringError } from '../errors';
 import { registerCARoutes } from './plugins/ca';
 import { registerInjectRoute, type ReviewThreads } from './plugins/inject';
 import { registerMeshRoutes, type MeshWatchService } from './plugins/mesh';
+import { registerValidateRoute } from './plugins/validate';
 import { genReqId, REQUEST_ID_HEADER } from './request';
 
 export interface WebhookAppDeps {
@@ -82,6 +83,7 @@ export function buildWebhookApp(deps: WebhookAppDeps): FastifyInstance {
     failOpen: deps.failOpen,
     metrics,
   });
+  registerValidateRoute(app);
   registerCARoutes(app, {
     certificates: deps.certificates,
     authenticator: deps.authenticator,

@@ -251,7 +251,7 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
       '--for=condition=Established',
       'crd/httproutes.gateway.networking.k8s.io',
     ]);
-    await applyObject({
+    const catalogRoute = {
       apiVersion: 'gateway.networking.k8s.io/v1',
       kind: 'HTTPRoute',
       metadata: { name: 'catalog' },
@@ -266,8 +266,22 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
           },
         ],
       },
-    });
-    // The standard route is there already: wait for this one's retry, not for any route.
+    };
+    // Established comes before every apiserver handler serves the new schema: until then
+    // `retry` is pruned. Apply until it is kept.
+    await waitFor(
+      'the experimental schema',
+      async () => {
+        await applyObject(catalogRoute);
+        const stored = (await kubectlJson(cp, ['get', 'httproute', 'catalog', '-n', NS])) as {
+          spec: { rules: { retry?: unknown }[] };
+        };
+        if (stored.spec.rules[0]?.retry !== undefined) return true;
+        await new Promise((r) => setTimeout(r, 500));
+        return undefined;
+      },
+      30_000,
+    );
     await stateWhere(
       client,
       (s) => s.services.get(`${NS}/catalog`)?.routes?.rules[0]?.retries?.attempts === 3,
@@ -399,5 +413,83 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
       30_000,
     );
     expect(service('details')?.routes).toBeUndefined();
+  }, 90_000);
+
+  it('refuses a bad VirtualService at kubectl apply through the validating webhook (POST /validate), naming the field', async () => {
+    await createObject(cp, {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingWebhookConfiguration',
+      metadata: { name: `mooring-traffic-${NS}` },
+      webhooks: [
+        {
+          name: 'traffic.validation.mooring.dev',
+          admissionReviewVersions: ['v1'],
+          clientConfig: {
+            url: `${mooring.url}/validate`,
+            caBundle: Buffer.from(bundle.join('')).toString('base64'),
+          },
+          rules: [
+            {
+              operations: ['CREATE', 'UPDATE'],
+              apiGroups: ['networking.istio.io'],
+              apiVersions: ['*'],
+              resources: ['virtualservices', 'destinationrules'],
+            },
+            {
+              operations: ['CREATE', 'UPDATE'],
+              apiGroups: ['gateway.networking.k8s.io'],
+              apiVersions: ['*'],
+              resources: ['httproutes'],
+            },
+          ],
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': NS } },
+          failurePolicy: 'Fail',
+          sideEffects: 'None',
+          timeoutSeconds: 10,
+        },
+      ],
+    });
+    const bad = {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'refused' },
+      spec: {
+        hosts: ['details'],
+        http: [
+          {
+            route: [
+              { destination: { host: 'details', subset: 'a' }, weight: 0 },
+              { destination: { host: 'details', subset: 'b' }, weight: 0 },
+            ],
+          },
+        ],
+      },
+    };
+    // The configuration reaches the apiserver's webhook cache within a few seconds.
+    const message = await waitFor(
+      'the refusal',
+      async () => {
+        try {
+          await applyObject(bad);
+          await kubectl(cp, ['delete', 'virtualservice', 'refused', '-n', NS]);
+          return undefined;
+        } catch (err) {
+          return String((err as Error).message);
+        }
+      },
+      30_000,
+    );
+    expect(message).toContain('denied the request');
+    expect(message).toContain(
+      `VirtualService ${NS}/refused is invalid for Mooring: spec.http[0].route: the weights add up to 0`,
+    );
+    // A valid object still goes in, with the fields Mooring ignores as warnings.
+    const out = await applyObject({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'DestinationRule',
+      metadata: { name: 'details-tls' },
+      spec: { host: 'details', trafficPolicy: { tls: { mode: 'ISTIO_MUTUAL' } } },
+    });
+    expect(out).toContain('destinationrule.networking.istio.io/details-tls created');
   }, 90_000);
 });

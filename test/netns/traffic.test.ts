@@ -355,6 +355,37 @@ describe('resiliency', () => {
     rig.removeMesh('reviews-fault.yaml');
   });
 
+  it('sends to an ejected endpoint again once its ejection time is over', async () => {
+    rig.writeMesh('details-short.yaml', [
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'DestinationRule',
+        metadata: { name: 'details', namespace: 'default' },
+        spec: {
+          host: 'details',
+          trafficPolicy: {
+            outlierDetection: { consecutive5xxErrors: 2, interval: '1s', baseEjectionTime: '4s' },
+          },
+        },
+      },
+    ]);
+    await rig.waitFor('the short ejection policy in the client', async () => {
+      const dump = (await rig.configDump('client')) as {
+        mesh: { services: { key: string; policy?: unknown }[] };
+      };
+      return dump.mesh.services.find((s) => s.key === 'default/details')?.policy !== undefined;
+    });
+    const failing = await load(`http://${DETAILS_IP}/healthz`, 10);
+    expect(failing.byStatus).toEqual({ '200': 8, '503': 2 });
+    const ejectedAt = Date.now();
+    const during = await load(`http://${DETAILS_IP}/`, 5);
+    expect(during.byPod).toEqual({ steady: 5 });
+    await new Promise((r) => setTimeout(r, Math.max(0, 4500 - (Date.now() - ejectedAt))));
+    const after = await load(`http://${DETAILS_IP}/`, 30);
+    expect(after.byPod.flaky ?? 0).toBeGreaterThan(0);
+    rig.removeMesh('details-short.yaml');
+  });
+
   it('ejects the endpoint answering 503 after 2 in a row (outlier-detection.yaml as written): it then receives nothing', async () => {
     applyExample('outlier-detection.yaml');
     await rig.waitFor('the outlier policy in the client', async () => {

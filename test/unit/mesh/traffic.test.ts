@@ -8,6 +8,8 @@ import {
   validateMeshObject,
 } from '../../../src/mesh';
 import { parseManifests } from '../../../src/injector/manifests';
+import { answerMeshValidation } from '../../../src/admission/validate-mesh';
+import { formatProxyConfig } from '../../../src/cli/proxy-config';
 import { compareGatewayMatches } from '../../../src/mesh/traffic';
 import { parseDuration } from '../../../src/mesh/traffic-validate';
 import {
@@ -17,6 +19,8 @@ import {
   modelOf,
   pod,
   service,
+  SETTINGS,
+  WEB_PROXY,
   withClusterIP,
   withEndpoint,
   withIP,
@@ -947,5 +951,89 @@ describe('HTTPRoute status (cluster mode)', () => {
     expect(shadowed[0]?.conditions[0]?.message).toMatch(
       /VirtualService default\/reviews-vs .* wins/,
     );
+  });
+});
+
+describe('mooring proxy-config shows the traffic rules', () => {
+  it('lists each Service with rules: where its routes and policy come from, and what is not used', () => {
+    const model = modelOf(
+      reviewsMesh(
+        ...example('canary-95-5.yaml'),
+        // No timestamps: the name decides.
+        vs([{ route: [to('reviews')] }], {}, 'reviews-later'),
+      ),
+    );
+    const reviews = model.service('default/reviews')?.service as MeshService;
+    const text = formatProxyConfig(
+      {
+        source: 'proxy',
+        mesh: {
+          version: 1,
+          proxy: WEB_PROXY,
+          settings: SETTINGS,
+          services: [reviews],
+        },
+      },
+      'the proxy at test',
+    );
+    expect(text).toContain(
+      'default/reviews  VirtualService default/reviews (1 rules)  DestinationRule default/reviews  VirtualService default/reviews-later',
+    );
+  });
+});
+
+describe('the validating webhook (POST /validate)', () => {
+  const review = (
+    object: Raw,
+    extra: Raw = {},
+    kind = 'VirtualService',
+    group = 'networking.istio.io',
+  ) => ({
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: 'u-1',
+      kind: { group, version: 'v1', kind },
+      operation: 'CREATE',
+      namespace: 'default',
+      object,
+      ...extra,
+    },
+  });
+  const badVs = vs([{ route: [to('reviews', { weight: 0 }), to('reviews', { weight: 0 })] }]);
+
+  it('refuses an object the mesh would skip, with its kind, name, field and reason', () => {
+    expect(answerMeshValidation(review(badVs)).response).toEqual({
+      uid: 'u-1',
+      allowed: false,
+      status: {
+        status: 'Failure',
+        code: 422,
+        reason: 'Invalid',
+        message:
+          'VirtualService default/reviews is invalid for Mooring: spec.http[0].route: the weights add up to 0: no destination can receive a request',
+      },
+    });
+  });
+
+  it('allows a valid one with the ignored fields as warnings, and deletes, status updates and other kinds', () => {
+    expect(
+      answerMeshValidation(
+        review(dr({ trafficPolicy: { tls: { mode: 'ISTIO_MUTUAL' } } }), {}, 'DestinationRule'),
+      ).response,
+    ).toEqual({
+      uid: 'u-1',
+      allowed: true,
+      warnings: ['spec.trafficPolicy.tls: is not supported by Mooring yet: ignored'],
+    });
+    expect(answerMeshValidation(review(badVs, { operation: 'DELETE' })).response.allowed).toBe(
+      true,
+    );
+    expect(answerMeshValidation(review(badVs, { subResource: 'status' })).response.allowed).toBe(
+      true,
+    );
+    expect(
+      answerMeshValidation(review({ metadata: { name: 'x' } }, {}, 'Gateway')).response.allowed,
+    ).toBe(true);
   });
 });
