@@ -125,5 +125,6 @@ describe('CertDirectory', () => {
     await reader;
     expect(problems).toEqual([]);
     expect(seen.size).toBeGreaterThan(3);
-  });
+    // 150 versions, each written with fsyncs: seconds on a busy disk, not a speed goal.
+  }, 60_000);
 });
