@@ -7,6 +7,9 @@ $(error no Node >= 24 and hack/node.sh could not install one into .cache/node)
 endif
 export PATH := $(NODE_DIR):$(PATH)
 NODE_BIN := node_modules/.bin
+# Defined before the rules that name it (a prerequisite list is expanded where it is read).
+# The echo app of the netns and node tests, run by Node from .cache/echo-build (outside .cache/images, which `make images` rebuilds).
+ECHO_JS := .cache/echo-build/echo.js
 # Empty: the default of every command (server.dataDir, .data).
 DATA_DIR ?=
 LISTEN ?= 127.0.0.1:8443
@@ -55,8 +58,6 @@ test: build $(ECHO_JS) control-plane jaeger crds node-binaries images harness ##
 unit: build control-plane ## run the tests that need no root and no apiserver (the chart tests use .cache/bin/helm)
 	$(NODE_BIN)/jest --selectProjects unit
 
-# The echo app of the netns and node tests, run by Node from .cache/images/echo-build.
-ECHO_JS := .cache/images/echo-build/echo.js
 $(ECHO_JS): test/e2e-node/echo/echo.ts test/e2e-node/echo/tsconfig.json | node_modules
 	$(NODE_BIN)/tsc -p test/e2e-node/echo/tsconfig.json
 

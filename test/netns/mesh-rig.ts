@@ -53,7 +53,7 @@ net.createServer((c) => {
   up.on('error', () => c.destroy());
 }).listen(port, '127.0.0.1');`;
 export const SERVER_URL = `https://${HUB_IP}:8443`;
-export const ECHO = join(ROOT, '.cache/images/echo-build/echo.js');
+export const ECHO = join(ROOT, '.cache/echo-build/echo.js');
 export const PROXY_USER = [
   '--reuid=1337',
   '--regid=1337',
