@@ -251,6 +251,7 @@ describe('chart rendering', () => {
         'ClusterRole/mooring: networking.istio.io/destinationrules: list,watch',
         'ClusterRole/mooring: gateway.networking.k8s.io/httproutes: list,watch',
         'ClusterRole/mooring: gateway.networking.k8s.io/httproutes/status: update',
+        'ClusterRole/mooring: apiextensions.k8s.io/customresourcedefinitions[peerauthentications.security.istio.io,virtualservices.networking.istio.io,destinationrules.networking.istio.io,httproutes.gateway.networking.k8s.io]: get',
         'ClusterRole/mooring: authentication.k8s.io/tokenreviews: create',
         'ClusterRole/mooring: authorization.k8s.io/subjectaccessreviews: create',
         'ClusterRole/mooring: admissionregistration.k8s.io/mutatingwebhookconfigurations[mooring-sidecar-injector]: list,watch,update',

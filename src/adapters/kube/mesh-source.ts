@@ -11,6 +11,13 @@
 // never get a PERMISSIVE scope before a STRICT policy was read, nor the default routes before
 // the VirtualService.
 //
+// A CRD whose schema changes (the Gateway API's standard channel replaced by the experimental
+// one, say) is noticed by its generation at the same recheck: its kind is listed again (twice:
+// at once and CRD_SETTLE_MS later, for the apiserver's handlers take a moment to serve the new
+// schema), because until then the watch hands on objects pruned by the old schema, and their
+// resourceVersion does not move when the new schema keeps more of them. Reading CRDs needs `get`
+// on them (the chart grants it for these four); without it, the next resync repairs this.
+//
 // An invalid object (an admission webhook or a CRD schema let it through) is logged once and
 // skipped; one that was valid before keeps its last valid version.
 
@@ -60,6 +67,9 @@ export interface ClusterMeshSourceOptions {
 }
 
 type Raw = KubeObject & Record<string, unknown>;
+
+/** After a CRD's schema changed, the second list of its kind comes this much later. */
+export const CRD_SETTLE_MS = 5_000;
 
 /** Only what the model reads of a Pod: a cache of many Pods stays small. */
 export function slimPod(pod: Raw): Raw {
@@ -114,6 +124,10 @@ export class ClusterMeshSource {
   private statusTimer: NodeJS.Timeout | null = null;
   private statusWriting: Promise<void> = Promise.resolve();
   private statusForbiddenLogged = false;
+  /** The generation of each optional kind's CRD when last read (to see a schema change). */
+  private readonly crdGenerations = new Map<MeshKind, number>();
+  private crdReadForbidden = false;
+  private readonly settleTimers = new Set<NodeJS.Timeout>();
 
   constructor(private readonly options: ClusterMeshSourceOptions) {}
 
@@ -139,6 +153,8 @@ export class ClusterMeshSource {
     this.stopped = true;
     if (this.crdTimer !== null) clearInterval(this.crdTimer);
     if (this.statusTimer !== null) clearTimeout(this.statusTimer);
+    for (const t of this.settleTimers) clearTimeout(t);
+    this.settleTimers.clear();
     await this.checking;
     await this.statusWriting;
     await Promise.all([...this.watches.values()].map((w) => w.reflector.stop()));
@@ -230,7 +246,10 @@ export class ClusterMeshSource {
       return;
     }
     const known = this.crdVersions.get(kind);
-    if (known !== undefined && apiVersion === known) return;
+    if (known !== undefined && apiVersion === known) {
+      if (apiVersion !== null) await this.checkSchema(crd);
+      return;
+    }
     const previous = this.watches.get(kind);
     if (previous !== undefined) {
       this.watches.delete(kind);
@@ -254,7 +273,56 @@ export class ClusterMeshSource {
       return;
     }
     this.options.log.info({ kind, apiVersion }, `${kind} is on`);
+    const generation = await this.crdGeneration(crd);
+    if (generation !== null) this.crdGenerations.set(kind, generation);
     await this.startWatch(kind, apiVersion, groupPath(apiVersion, crd.plural));
+  }
+
+  /** Lists the kind again when its CRD's generation moved (its schema may have changed). */
+  private async checkSchema(crd: OptionalKind): Promise<void> {
+    const { kind } = crd;
+    const generation = await this.crdGeneration(crd);
+    if (generation === null) return;
+    const previous = this.crdGenerations.get(kind);
+    this.crdGenerations.set(kind, generation);
+    if (previous === undefined || previous === generation) return;
+    const watch = this.watches.get(kind);
+    if (watch === undefined) return;
+    this.options.log.info(
+      { kind, crd: `${crd.plural}.${crd.group}`, generation },
+      `the CRD of ${kind} changed: listing its objects again`,
+    );
+    watch.reflector.refresh();
+    const timer = setTimeout(() => {
+      this.settleTimers.delete(timer);
+      if (!this.stopped) this.watches.get(kind)?.reflector.refresh();
+    }, CRD_SETTLE_MS);
+    timer.unref();
+    this.settleTimers.add(timer);
+  }
+
+  /** `metadata.generation` of the kind's CRD; null when it cannot be read. */
+  private async crdGeneration(crd: OptionalKind): Promise<number | null> {
+    if (this.crdReadForbidden) return null;
+    const name = `${crd.plural}.${crd.group}`;
+    try {
+      const obj = await this.options.api.request<{ metadata?: { generation?: number } }>({
+        method: 'GET',
+        path: groupPath('apiextensions.k8s.io/v1', 'customresourcedefinitions', undefined, name),
+      });
+      return obj.metadata?.generation ?? null;
+    } catch (err) {
+      if (isKubeApiError(err, 403)) {
+        this.crdReadForbidden = true;
+        this.options.log.warn(
+          { crd: name },
+          'cannot read CRDs (RBAC: get on customresourcedefinitions): a CRD schema change reaches the mesh at the next resync',
+        );
+      } else if (!isKubeApiError(err, 404)) {
+        this.options.log.warn({ err, crd: name }, 'cannot read a CRD; trying again later');
+      }
+      return null;
+    }
   }
 
   private refOf(kind: MeshKind, obj: Raw): ObjectRef {

@@ -2,6 +2,9 @@
 // handler what changed. A watch that ends is resumed from the last resourceVersion; a 410 Gone
 // (history compacted) or any failure relists after a backoff; every `resyncMs` the handler sees
 // every cached object again ('sync'), so that a missed event or a failed reconcile is repaired.
+// refresh() ends the current watch and lists again, handing on every object even when its
+// resourceVersion did not move: after a CRD's schema changed, the apiserver serves the same
+// version of an object with fields the old schema pruned.
 // This is client-go's reflector + informer, small: client-node's informer stops on an error.
 
 import {
@@ -81,6 +84,11 @@ export class Reflector<T extends KubeObject> {
   private syncedResolve: (() => void) | null = null;
   private readonly syncedPromise: Promise<void>;
   private synced = false;
+  /** The current watch's own abort (refresh() ends it without stopping the reflector). */
+  private watchController: AbortController | null = null;
+  /** refresh() calls asked for, and the last one a completed list answered. */
+  private refreshAsked = 0;
+  private refreshDone = 0;
   /** Lists made (each costs a full LIST); watches started. For tests and metrics. */
   readonly stats = { lists: 0, watches: 0, failures: 0 };
 
@@ -120,6 +128,15 @@ export class Reflector<T extends KubeObject> {
     return [...this.cache.values()];
   }
 
+  /**
+   * Ends the current watch and lists again; objects whose resourceVersion did not move are
+   * handed on as 'sync' (the handler compares their content).
+   */
+  refresh(): void {
+    this.refreshAsked++;
+    this.watchController?.abort();
+  }
+
   /** The handler sees every cached object again. */
   resync(): void {
     for (const obj of this.cache.values()) this.emit('sync', obj);
@@ -138,6 +155,8 @@ export class Reflector<T extends KubeObject> {
   }
 
   private async relist(): Promise<void> {
+    const asked = this.refreshAsked;
+    const refreshing = asked > this.refreshDone;
     this.stats.lists++;
     const list = await this.options.api.request<KubeList<T>>({
       method: 'GET',
@@ -161,9 +180,12 @@ export class Reflector<T extends KubeObject> {
       if (old === undefined) this.emit('added', obj);
       else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) {
         this.emit('modified', obj);
+      } else if (refreshing) {
+        this.emit('sync', obj);
       }
     }
     this.resourceVersion = list.metadata?.resourceVersion ?? '';
+    this.refreshDone = asked;
     if (!this.synced) {
       this.synced = true;
       this.syncedResolve?.();
@@ -220,17 +242,31 @@ export class Reflector<T extends KubeObject> {
         const startedAt = Date.now();
         const timeout =
           this.options.watchTimeoutSeconds?.() ?? 300 + Math.floor(Math.random() * 300);
-        await this.options.api.watch(
-          this.options.path,
-          {
-            ...this.selectors(),
-            resourceVersion: this.resourceVersion,
-            allowWatchBookmarks: 'true',
-            timeoutSeconds: String(timeout),
-          },
-          (event) => this.onWatchEvent(event),
-          signal,
-        );
+        const watchController = new AbortController();
+        const endWatch = (): void => watchController.abort();
+        signal.addEventListener('abort', endWatch);
+        this.watchController = watchController;
+        if (this.refreshAsked > this.refreshDone) watchController.abort();
+        try {
+          await this.options.api.watch(
+            this.options.path,
+            {
+              ...this.selectors(),
+              resourceVersion: this.resourceVersion,
+              allowWatchBookmarks: 'true',
+              timeoutSeconds: String(timeout),
+            },
+            (event) => this.onWatchEvent(event),
+            watchController.signal,
+          );
+        } finally {
+          signal.removeEventListener('abort', endWatch);
+          this.watchController = null;
+        }
+        if (this.refreshAsked > this.refreshDone) {
+          needList = true;
+          continue;
+        }
         // A watch the server ends at once (a proxy cutting it, say) must not become a busy loop.
         if (Date.now() - startedAt < 1000) await delay(backoff, signal);
         backoff = minBackoff;

@@ -34,8 +34,28 @@ class Cluster implements KubeApi {
   istioVersions: string[] = [];
   /** Other CRD groups served, with their versions. */
   readonly groups = new Map<string, string[]>();
+  /** CRDs by name, with their generation (absent: 404, as for a CRD not installed). */
+  readonly crds = new Map<string, number>();
+  /** The schema's pruning of objects read at a collection path (lists and watch events). */
+  readonly pruning = new Map<string, (raw: Raw) => Raw>();
 
   request<T>(req: KubeRequest): Promise<T> {
+    const crd = /^\/apis\/apiextensions\.k8s\.io\/v1\/customresourcedefinitions\/(.+)$/.exec(
+      req.path,
+    );
+    if (crd !== null) {
+      const generation = this.crds.get(crd[1] as string);
+      if (generation === undefined) {
+        return Promise.reject(new KubeApiError(404, 'NotFound', 'not found'));
+      }
+      return Promise.resolve({ metadata: { name: crd[1], generation } } as T);
+    }
+    const prune = this.pruning.get(req.path);
+    if (prune !== undefined && req.method === 'GET') {
+      return this.fake
+        .request<{ items: Raw[] }>(req)
+        .then((list) => ({ ...list, items: list.items.map(prune) }) as T);
+    }
     for (const [group, versions] of this.groups) {
       if (req.path === `/apis/${group}`) {
         return Promise.resolve({
@@ -66,7 +86,15 @@ class Cluster implements KubeApi {
   }
 
   watch(...args: Parameters<KubeApi['watch']>): Promise<void> {
-    return this.fake.watch(...args);
+    const [path, query, onEvent, signal] = args;
+    const prune = this.pruning.get(path);
+    if (prune === undefined) return this.fake.watch(...args);
+    return this.fake.watch(
+      path,
+      query,
+      (event) => onEvent({ ...event, object: prune(event.object as Raw) }),
+      signal,
+    );
   }
 }
 
@@ -322,6 +350,43 @@ describe("cluster mode's mesh source", () => {
     expect(model.counts()).toMatchObject({ VirtualService: 1, DestinationRule: 1, HTTPRoute: 0 });
     expect(logs.filter((l) => l.msg === 'HTTPRoute is on').map((l) => l.fields.apiVersion)).toEqual(
       ['gateway.networking.k8s.io/v1'],
+    );
+  });
+
+  it("reads its objects again when a CRD's schema changes, though their resourceVersion did not move", async () => {
+    const { cluster, model, logs, source } = setup();
+    seedWeb(cluster);
+    const routes = '/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes';
+    cluster.groups.set('gateway.networking.k8s.io', ['v1']);
+    cluster.crds.set('httproutes.gateway.networking.k8s.io', 1);
+    // The standard channel's schema: no `retry` (the apiserver prunes it when it reads).
+    const standard = (raw: Raw): Raw => {
+      const spec = raw.spec as { rules: Record<string, unknown>[] };
+      return { ...raw, spec: { ...spec, rules: spec.rules.map(({ retry: _pruned, ...r }) => r) } };
+    };
+    cluster.pruning.set(routes, standard);
+    cluster.pruning.set('/apis/gateway.networking.k8s.io/v1/httproutes', standard);
+    put(cluster, routes, {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name: 'web', namespace: 'shop' },
+      spec: {
+        parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }],
+        rules: [{ backendRefs: [{ name: 'web', port: 80 }], retry: { attempts: 3, codes: [503] } }],
+      },
+    });
+    await source.start();
+    const rule = () => model.service('shop/web')?.service.routes?.rules[0];
+    await until('the route', () => rule() !== undefined);
+    expect(rule()?.retries).toBeUndefined(); // The field was pruned: the defaults apply.
+
+    // The experimental channel's CRD replaces it: same objects, more of them kept.
+    cluster.pruning.clear();
+    cluster.crds.set('httproutes.gateway.networking.k8s.io', 2);
+    await until('the retry of the new schema', () => rule()?.retries?.attempts === 3);
+    expect(rule()?.retries?.retriableStatusCodes).toEqual([503]);
+    expect(logs.map((l) => l.msg)).toContain(
+      'the CRD of HTTPRoute changed: listing its objects again',
     );
   });
 });
