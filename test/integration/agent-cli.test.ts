@@ -32,6 +32,8 @@ interface Agent {
   exited: Promise<number>;
   stderr(): string;
   readiness(): Promise<number>;
+  /** Until /healthz/ready answers 200; fails at once if the agent exits, with what it printed. */
+  waitReady(): Promise<void>;
   childLines(): string[];
 }
 
@@ -93,6 +95,13 @@ async function runAgentCli(
   const exited = new Promise<number>((resolve) =>
     p.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : 0))),
   );
+  const readiness = async (): Promise<number> => {
+    try {
+      return (await fetch(`http://127.0.0.1:${readinessPort}/healthz/ready`)).status;
+    } catch {
+      return 0;
+    }
+  };
   return {
     process: p,
     outDir,
@@ -101,11 +110,20 @@ async function runAgentCli(
     childLog,
     exited,
     stderr: () => stderr,
-    readiness: async () => {
-      try {
-        return (await fetch(`http://127.0.0.1:${readinessPort}/healthz/ready`)).status;
-      } catch {
-        return 0;
+    readiness,
+    waitReady: async () => {
+      // A loaded CI machine runs several suites at once: a cold Node start and the first
+      // certificate can take seconds, so the budget is generous and a failure says why.
+      const deadline = Date.now() + 45_000;
+      for (;;) {
+        const status = await readiness();
+        if (status === 200) return;
+        if (p.exitCode !== null || p.signalCode !== null || Date.now() > deadline) {
+          throw new Error(
+            `the agent is not ready (last status ${status}, exit ${p.exitCode ?? p.signalCode ?? 'none'}); it printed:\n${stderr.slice(-3000)}`,
+          );
+        }
+        await sleep(50);
       }
     },
     childLines: () =>
@@ -129,7 +147,7 @@ describe('mooring agent (CLI)', () => {
           [AGENT_ENV.appProbes]: JSON.stringify({ 'web/livez': { tcpSocket: { port: appPort } } }),
         },
       });
-      await eventually('readiness 200', async () => (await agent.readiness()) === 200);
+      await agent.waitReady();
       const leaf = new X509Certificate(readFileSync(path.join(agent.outDir, 'cert-chain.pem')));
       expect(leaf.publicKey.asymmetricKeyDetails?.namedCurve).toBe('secp384r1');
       const lifetime = new Date(leaf.validTo).getTime() - Date.now();
@@ -157,7 +175,7 @@ describe('mooring agent (CLI)', () => {
       args: ['--key-type', 'ed25519'],
       env: { [AGENT_ENV.keyType]: 'ecdsa-p384' },
     });
-    await eventually('readiness 200', async () => (await agent.readiness()) === 200);
+    await agent.waitReady();
     const leaf = new X509Certificate(readFileSync(path.join(agent.outDir, 'cert-chain.pem')));
     expect(leaf.publicKey.asymmetricKeyType).toBe('ed25519');
     agent.process.kill('SIGTERM');
@@ -183,7 +201,7 @@ describe('mooring agent (CLI)', () => {
 
   it('starts the proxy command once the certificate is on disk, then is ready', async () => {
     const agent = await runAgentCli({ command: childCommand });
-    await eventually('readiness 200', async () => (await agent.readiness()) === 200);
+    await agent.waitReady();
     await eventually('the command started', () => agent.childLines().length >= 1);
     expect(agent.childLines()[0]).toMatch(/^started \d+ proxy-arg$/);
     expect(existsSync(path.join(agent.outDir, 'key.pem'))).toBe(true);
@@ -227,7 +245,7 @@ describe('mooring agent (CLI)', () => {
       env: { CHILD_TERM_CODE: '3' },
       command: childCommand,
     });
-    await eventually('readiness 200', async () => (await agent.readiness()) === 200);
+    await agent.waitReady();
     const sentAt = Date.now();
     agent.process.kill('SIGTERM');
     await eventually(
@@ -248,7 +266,7 @@ describe('mooring agent (CLI)', () => {
 
   it('on SIGTERM without a proxy command (nothing in flight): exits 0 at once, not after --drain', async () => {
     const agent = await runAgentCli({ args: ['--drain', '120s'] });
-    await eventually('readiness 200', async () => (await agent.readiness()) === 200);
+    await agent.waitReady();
     agent.process.kill('SIGTERM');
     // Within the test's timeout, far below the 120 s of --drain.
     expect(await agent.exited).toBe(0);

@@ -65,10 +65,16 @@ async function call(path: string): Promise<{ status?: number; pod?: string; xfcc
     status?: number;
     body?: string;
   };
-  const body = JSON.parse(answer.body ?? '{}') as {
-    pod?: string;
-    headers?: Record<string, string>;
-  };
+  let body: { pod?: string; headers?: Record<string, string> };
+  try {
+    body = JSON.parse(answer.body ?? '{}') as typeof body;
+  } catch {
+    // A local reply of web's sidecar (503 and its text): say what the mesh looked like then.
+    const dump = await rig.configDump('web').catch((e: Error) => e.message);
+    throw new Error(
+      `${path}: ${answer.status} ${answer.body}\n--- web's configuration ---\n${JSON.stringify(dump).slice(0, 4000)}\n--- server log ---\n${rig.serverLog.slice(-4000)}\n--- web's agent ---\n${rig.pod('web').logs.agent.slice(-3000)}`,
+    );
+  }
   return { status: answer.status, pod: body.pod, xfcc: body.headers?.['x-forwarded-client-cert'] };
 }
 
