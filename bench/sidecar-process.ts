@@ -3,7 +3,9 @@
 // iptables redirect to one port gives) instead of read from iptables, so that it can run next
 // to nginx on loopback without root. Reads its setup as JSON from argv[2]; prints its ports.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import {
   MESH_API_VERSION,
   applyMeshMessage,
@@ -53,9 +55,81 @@ void sidecar.start().then((ports) => {
     `${JSON.stringify({ outbound: ports.outbound.port, inbound: ports.inbound.port })}\n`,
   );
 });
+// MOORING_BENCH_PAUSES=1: what holds the event loop (GC pauses by kind, the loop's delay),
+// printed on stderr at exit, to tell where the tail latency comes from.
+const pauses = process.env.MOORING_BENCH_PAUSES === undefined ? null : startPauseWatch();
+// MOORING_BENCH_ALLOC=dir: a sampling profile of every allocation (kept or collected), written
+// there at exit as <pid>.heapprofile (open it in Chrome's DevTools, or sum it by function).
+const allocations = process.env.MOORING_BENCH_ALLOC === undefined ? null : startAllocationProfile();
 process.on('SIGTERM', () => {
-  void sidecar.close().then(() => process.exit(0));
+  pauses?.();
+  void (allocations ?? Promise.resolve(async () => {}))
+    .then((stop) => stop())
+    .then(() => sidecar.close())
+    .then(() => process.exit(0));
 });
+
+async function startAllocationProfile(): Promise<() => Promise<void>> {
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object): Promise<unknown> =>
+    new Promise((resolve, reject) =>
+      session.post(method, params, (err, res) => (err ? reject(err) : resolve(res))),
+    );
+  await post('HeapProfiler.enable');
+  await post('HeapProfiler.startSampling', {
+    samplingInterval: 4096,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  });
+  return async () => {
+    const { profile } = (await post('HeapProfiler.stopSampling')) as { profile: unknown };
+    const file = `${process.env.MOORING_BENCH_ALLOC}/${process.pid}.heapprofile`;
+    writeFileSync(file, JSON.stringify(profile));
+    // The requests it carried, to divide by: the sum of its istio_requests_total series.
+    let requests = 0;
+    for (const line of metrics.render().split('\n')) {
+      if (line.startsWith('istio_requests_total{')) requests += Number(line.split(' ').pop());
+    }
+    writeFileSync(`${file}.requests`, `${requests}\n`);
+  };
+}
+
+function startPauseWatch(): () => void {
+  const gc = new Map<number, { n: number; total: number; max: number; over1ms: number }>();
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind ?? 0;
+      const s = gc.get(kind) ?? { n: 0, total: 0, max: 0, over1ms: 0 };
+      s.n++;
+      s.total += e.duration;
+      s.max = Math.max(s.max, e.duration);
+      if (e.duration > 1) s.over1ms++;
+      gc.set(kind, s);
+    }
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  return () => {
+    const ms = (ns: number): string => (ns / 1e6).toFixed(2);
+    const kinds: Record<number, string> = {
+      1: 'scavenge',
+      2: 'mark-compact',
+      4: 'incremental',
+      8: 'weak-cb',
+      16: 'minor-mc',
+    };
+    for (const [kind, s] of gc) {
+      process.stderr.write(
+        `pid ${process.pid} gc ${kinds[kind] ?? kind}: ${s.n} pauses, total ${s.total.toFixed(1)} ms, max ${s.max.toFixed(2)} ms, ${s.over1ms} over 1 ms\n`,
+      );
+    }
+    process.stderr.write(
+      `pid ${process.pid} loop delay: p50 ${ms(loop.percentile(50))} p99 ${ms(loop.percentile(99))} p99.9 ${ms(loop.percentile(99.9))} max ${ms(loop.max)} ms\n`,
+    );
+  };
+}
 // The bench reads the metrics once at the end (their rendering is part of the real cost).
 process.on('SIGUSR2', () => {
   const m = process.memoryUsage();
