@@ -4,17 +4,8 @@
 // `netns`, it runs in that network namespace and listens on `host` there (the netns tests: the
 // hub, where the agents of the Pods send their spans).
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import {
-  freePorts,
-  netnsFetch,
-  spawnLogged,
-  tailFile,
-  trackProcesses,
-  waitUntil,
-  type Fetch,
-} from './processes';
+import { freePorts, startTool, waitUntil, type Fetch } from './processes';
 
 export const JAEGER_BIN = path.resolve(__dirname, '../../../.cache/jaeger/bin/jaeger');
 
@@ -97,21 +88,14 @@ exporters:
 `;
 }
 
-export async function startJaeger(opts: JaegerOptions = {}): Promise<Jaeger> {
-  const binary = opts.binary ?? JAEGER_BIN;
-  try {
-    fs.accessSync(binary, fs.constants.X_OK);
-  } catch {
-    throw new Error(
-      `${binary} is missing: build it first (\`make jaeger\` or ` +
-        '`bash test/e2e/harness/build-jaeger.sh`)',
-    );
-  }
-  const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
-  const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mooring-jaeger-'));
-  const { procs, stop } = trackProcesses(tmpDir, opts.keepTmpDir ?? false, 5_000);
-  const logPath = path.join(tmpDir, 'jaeger.log');
-  try {
+export function startJaeger(opts: JaegerOptions = {}): Promise<Jaeger> {
+  const spec = {
+    ...opts,
+    title: 'Jaeger',
+    binary: opts.binary ?? JAEGER_BIN,
+    missing: 'build it first (`make jaeger` or `bash test/e2e/harness/build-jaeger.sh`)',
+  };
+  return startTool(spec, async ({ tmpDir, logPath, deadline, fetch, spawn, stop }) => {
     const [otlpHttp, otlpGrpc, query, queryGrpc] =
       opts.ports === undefined
         ? await freePorts(4)
@@ -127,14 +111,7 @@ export async function startJaeger(opts: JaegerOptions = {}): Promise<Jaeger> {
     const configPath = path.join(tmpDir, 'config.yaml');
     const host = opts.host ?? '127.0.0.1';
     fs.writeFileSync(configPath, jaegerConfig({ otlpHttp, otlpGrpc, query, queryGrpc }, host));
-    const args = ['--config', configPath];
-    const jaeger =
-      opts.netns === undefined
-        ? spawnLogged('jaeger', binary, args, logPath)
-        : spawnLogged('jaeger', 'ip', ['netns', 'exec', opts.netns, binary, ...args], logPath);
-    procs.push(jaeger);
-    const fetch: Fetch = opts.netns === undefined ? globalThis.fetch : netnsFetch(opts.netns);
-
+    const jaeger = spawn(['--config', configPath]);
     const queryUrl = `http://${host}:${query}`;
     const otlpHttpUrl = `http://${host}:${otlpHttp}`;
     await waitUntil('the Jaeger query API', jaeger, deadline, async () => {
@@ -157,13 +134,5 @@ export async function startJaeger(opts: JaegerOptions = {}): Promise<Jaeger> {
       fetch,
       stop,
     };
-  } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    const log = tailFile(logPath);
-    await stop();
-    throw new Error(
-      `Jaeger did not start: ${message}\n--- jaeger log (tail) ---\n${log || '(empty)'}`,
-      { cause: err },
-    );
-  }
+  });
 }

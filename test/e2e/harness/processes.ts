@@ -5,6 +5,8 @@ import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 
 export interface Proc {
   readonly name: string;
@@ -249,4 +251,68 @@ export async function waitUntil(
     await delay(200);
   }
   throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}
+
+/** What a harness's tool (Jaeger, Prometheus) is given while it starts. */
+export interface ToolStart {
+  readonly tmpDir: string;
+  readonly logPath: string;
+  /** When the start must be done. */
+  readonly deadline: number;
+  /** A fetch that reaches the tool (the global one, or one inside `netns`). */
+  readonly fetch: Fetch;
+  /** Starts the binary with `args` (in `netns` when given), tracked and logged to logPath. */
+  spawn(args: readonly string[]): Proc;
+  stop(): Promise<void>;
+}
+
+/**
+ * The common start of a harness's tool: the binary must exist (else `missing` says how to get
+ * it), a temporary directory with its log, its processes tracked; `start` launches it and waits
+ * until it answers. When `start` fails, everything is stopped and the error carries the log's
+ * tail.
+ */
+export async function startTool<T>(
+  spec: {
+    /** For messages (`Jaeger`); its lower case names the directory and the log. */
+    readonly title: string;
+    readonly binary: string;
+    readonly missing: string;
+    readonly startTimeoutMs?: number;
+    readonly keepTmpDir?: boolean;
+    readonly netns?: string;
+  },
+  start: (tool: ToolStart) => Promise<T>,
+): Promise<T> {
+  try {
+    fs.accessSync(spec.binary, fs.constants.X_OK);
+  } catch {
+    throw new Error(`${spec.binary} is missing: ${spec.missing}`);
+  }
+  const name = spec.title.toLowerCase();
+  const deadline = Date.now() + (spec.startTimeoutMs ?? 60_000);
+  const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), `mooring-${name}-`));
+  const { procs, stop } = trackProcesses(tmpDir, spec.keepTmpDir ?? false, 5_000);
+  const logPath = path.join(tmpDir, `${name}.log`);
+  const { netns } = spec;
+  const fetch: Fetch = netns === undefined ? globalThis.fetch : netnsFetch(netns);
+  const spawnTool = (args: readonly string[]): Proc => {
+    const proc =
+      netns === undefined
+        ? spawnLogged(name, spec.binary, args, logPath)
+        : spawnLogged(name, 'ip', ['netns', 'exec', netns, spec.binary, ...args], logPath);
+    procs.push(proc);
+    return proc;
+  };
+  try {
+    return await start({ tmpDir, logPath, deadline, fetch, spawn: spawnTool, stop });
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    const log = tailFile(logPath);
+    await stop();
+    throw new Error(
+      `${spec.title} did not start: ${message}\n--- ${name} log (tail) ---\n${log || '(empty)'}`,
+      { cause: err },
+    );
+  }
 }

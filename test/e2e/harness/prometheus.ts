@@ -2,17 +2,8 @@
 // scraping the given targets every second, its storage and log in a temporary directory, its
 // web API on a free port of 127.0.0.1 (with `netns`: in that network namespace, on `host`).
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import {
-  freePorts,
-  netnsFetch,
-  spawnLogged,
-  tailFile,
-  trackProcesses,
-  waitUntil,
-  type Fetch,
-} from './processes';
+import { freePorts, startTool, waitUntil, type Fetch } from './processes';
 
 export const PROMETHEUS_BIN = process.env.MOORING_PROMETHEUS ?? '/usr/bin/prometheus';
 
@@ -55,7 +46,7 @@ export function prometheusConfig(jobs: readonly PrometheusTarget[], intervalSeco
   return `${lines.join('\n')}\n`;
 }
 
-export async function startPrometheus(
+export function startPrometheus(
   jobs: readonly PrometheusTarget[],
   opts: {
     startTimeoutMs?: number;
@@ -66,37 +57,23 @@ export async function startPrometheus(
     port?: number;
   } = {},
 ): Promise<Prometheus> {
-  try {
-    fs.accessSync(PROMETHEUS_BIN, fs.constants.X_OK);
-  } catch {
-    throw new Error(`${PROMETHEUS_BIN} is missing: apt-get install prometheus (.ci/run does)`);
-  }
-  const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
-  const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mooring-prometheus-'));
-  const { procs, stop } = trackProcesses(tmpDir, opts.keepTmpDir ?? false, 5_000);
-  const logPath = path.join(tmpDir, 'prometheus.log');
-  try {
+  const spec = {
+    ...opts,
+    title: 'Prometheus',
+    binary: PROMETHEUS_BIN,
+    missing: 'apt-get install prometheus (.ci/run does)',
+  };
+  return startTool(spec, async ({ tmpDir, logPath, deadline, fetch, spawn, stop }) => {
     const port = opts.port ?? (await freePorts(1))[0];
     const configPath = path.join(tmpDir, 'prometheus.yml');
     fs.writeFileSync(configPath, prometheusConfig(jobs));
     const host = opts.host ?? '127.0.0.1';
-    const args = [
+    const proc = spawn([
       `--config.file=${configPath}`,
       `--storage.tsdb.path=${path.join(tmpDir, 'data')}`,
       `--web.listen-address=${host}:${port}`,
       '--log.level=warn',
-    ];
-    const proc =
-      opts.netns === undefined
-        ? spawnLogged('prometheus', PROMETHEUS_BIN, args, logPath)
-        : spawnLogged(
-            'prometheus',
-            'ip',
-            ['netns', 'exec', opts.netns, PROMETHEUS_BIN, ...args],
-            logPath,
-          );
-    procs.push(proc);
-    const fetch: Fetch = opts.netns === undefined ? globalThis.fetch : netnsFetch(opts.netns);
+    ]);
     const url = `http://${host}:${port}`;
     await waitUntil('the Prometheus API', proc, deadline, async () => {
       return (await fetch(`${url}/-/ready`)).status === 200;
@@ -131,13 +108,5 @@ export async function startPrometheus(
       },
       stop,
     };
-  } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    const log = tailFile(logPath);
-    await stop();
-    throw new Error(
-      `Prometheus did not start: ${message}\n--- prometheus log (tail) ---\n${log || '(empty)'}`,
-      { cause: err },
-    );
-  }
+  });
 }
