@@ -43,17 +43,22 @@ function expectSameContent(chart: KubeObject, cli: KubeObject): void {
   expect(chartMeta.labels).toMatchObject(cliMeta.labels ?? {});
 }
 
+/** The cases of both configurations where the webhook is the release's Service. */
+const SERVICE_CASES: [string, Case][] = [
+  ['for the defaults', { values: {}, args: ['--service', 'mooring-system/mooring'] }],
+  [
+    'for another release and namespace',
+    {
+      values: {},
+      options: { release: 'mesh', namespace: 'infra' },
+      args: ['--service', 'infra/mesh-mooring'],
+    },
+  ],
+];
+
 describe('the chart and `mooring webhook-config` give the same configuration', () => {
   it.each<[string, Case]>([
-    ['for the defaults', { values: {}, args: ['--service', 'mooring-system/mooring'] }],
-    [
-      'for another release and namespace',
-      {
-        values: {},
-        options: { release: 'mesh', namespace: 'infra' },
-        args: ['--service', 'infra/mesh-mooring'],
-      },
-    ],
+    ...SERVICE_CASES,
     [
       'for a URL without a path, a caBundle, Ignore and another name',
       {
@@ -121,15 +126,7 @@ describe('the chart and `mooring webhook-config` give the same configuration', (
 describe('the chart and `mooring webhook-config --validating` give the same configuration', () => {
   const VWC = 'ValidatingWebhookConfiguration';
   it.each<[string, Case]>([
-    ['for the defaults', { values: {}, args: ['--service', 'mooring-system/mooring'] }],
-    [
-      'for another release and namespace',
-      {
-        values: {},
-        options: { release: 'mesh', namespace: 'infra' },
-        args: ['--service', 'infra/mesh-mooring'],
-      },
-    ],
+    ...SERVICE_CASES,
     [
       'for a URL (path /validate), a caBundle, Fail and another name',
       {

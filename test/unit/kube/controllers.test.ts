@@ -16,6 +16,7 @@ import {
   WebhookCABundlePatcher,
   type MutatingWebhookConfiguration,
   type WebhookConfiguration,
+  type WebhookConfigurationKind,
 } from '../../../src/adapters/kube/webhook-ca-bundle';
 import { WorkQueue } from '../../../src/adapters/kube/work-queue';
 import type {
@@ -317,10 +318,14 @@ describe('the webhook caBundle', () => {
       (w) => w.clientConfig?.caBundle,
     );
 
-  async function patcher(api: FakeKubeApi, roots: { value: string[] }) {
+  async function patcher(
+    api: FakeKubeApi,
+    roots: { value: string[] },
+    target: { kind?: WebhookConfigurationKind; name: string } = { name: MWC_NAME },
+  ) {
     const p = new WebhookCABundlePatcher({
       api,
-      name: MWC_NAME,
+      ...target,
       roots: () => roots.value,
       logger: silentLogger,
       resyncMs: 0,
@@ -388,19 +393,8 @@ describe('the webhook caBundle', () => {
         (w) => w.clientConfig?.caBundle,
       );
 
-    async function validatingPatcher(api: FakeKubeApi, roots: { value: string[] }) {
-      const p = new WebhookCABundlePatcher({
-        api,
-        kind: 'ValidatingWebhookConfiguration',
-        name: VWC_NAME,
-        roots: () => roots.value,
-        logger: silentLogger,
-        resyncMs: 0,
-      });
-      await p.start();
-      await p.idle();
-      return p;
-    }
+    const validatingPatcher = (api: FakeKubeApi, roots: { value: string[] }) =>
+      patcher(api, roots, { kind: 'ValidatingWebhookConfiguration', name: VWC_NAME });
 
     it('sets its caBundle at start, with a PUT of that one object and nothing else', async () => {
       const api = new FakeKubeApi();
