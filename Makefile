@@ -16,7 +16,7 @@ LISTEN ?= 127.0.0.1:8443
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
 PHONY_NODE := node-binaries images harness e2e-node cluster-up cluster-down
-.PHONY: $(PHONY_NODE) help deps addon build run demo test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh bench-proxy bench-telemetry bench-traffic crds
+.PHONY: $(PHONY_NODE) help deps addon build run demo test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh bench-proxy bench-telemetry bench-traffic crds chart-crds
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ control-plane: ## build (once, cached in .cache/bin) kube-apiserver, etcd, kubec
 crds: ## fetch (once, cached in .cache/crds) the Istio and Gateway API CRDs of the traffic tests, from their Go modules
 	bash test/e2e/harness/fetch-crds.sh
 
+chart-crds: crds ## copy the CRDs of crds.install from .cache/crds into charts/mooring/charts/crds/crd-files (commit them; test/chart/crds.test.ts checks them against upstream)
+	bash hack/chart-crds.sh
+
 jaeger: ## build (once, cached in .cache/jaeger) Jaeger, the trace store of the tracing tests
 	bash test/e2e/harness/build-jaeger.sh
 
@@ -55,7 +58,7 @@ test: build $(ECHO_JS) control-plane jaeger crds node-binaries images harness ##
 	$(NODE_BIN)/jest --selectProjects unit netns e2e
 	$(NODE_BIN)/jest --selectProjects node --runInBand
 
-unit: build control-plane ## run the tests that need no root and no apiserver (the chart tests use .cache/bin/helm)
+unit: build control-plane crds ## run the tests that need no root and no apiserver (the chart tests use .cache/bin/helm, and .cache/crds for the chart's copies of the CRDs)
 	$(NODE_BIN)/jest --selectProjects unit
 
 $(ECHO_JS): test/e2e-node/echo/echo.ts test/e2e-node/echo/tsconfig.json | node_modules

@@ -54,6 +54,16 @@ export const PORT = {
 /** Path of the admission webhook on the HTTPS port. */
 export const INJECT_PATH = '/inject';
 
+/** The MutatingWebhookConfiguration that sends Pods to INJECT_PATH (config.cluster.webhookConfigName). */
+export const MUTATING_WEBHOOK_CONFIG_NAME = 'mooring-sidecar-injector';
+/**
+ * The ValidatingWebhookConfiguration that sends the traffic kinds (VirtualService,
+ * DestinationRule, PeerAuthentication, HTTPRoute) to POST /validate
+ * (config.cluster.validatingWebhookConfigName), and the name of its one webhook.
+ */
+export const VALIDATING_WEBHOOK_CONFIG_NAME = 'mooring-traffic-validator';
+export const VALIDATING_WEBHOOK_NAME = 'traffic.validator.mooring.dev';
+
 export const PROXY_UID = 1337;
 export const PROXY_GID = 1337;
 

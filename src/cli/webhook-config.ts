@@ -4,18 +4,25 @@
 //   namespace.*: namespace labelled enabled, Pod not labelled "false";
 //   object.*:    Pod labelled "true", namespace labelled neither enabled nor disabled.
 // System namespaces are excluded by selector in both.
+// `mooring webhook-config --validating`: prints the ValidatingWebhookConfiguration that sends the
+// traffic kinds the mesh reads (VirtualService, DestinationRule, PeerAuthentication, HTTPRoute;
+// CREATE and UPDATE, in the API versions of src/mesh/objects.ts) to POST /validate, failurePolicy
+// Ignore unless told.
 
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { stringify } from 'yaml';
+import { VALIDATE_PATH } from '../admission/validate-mesh';
 import {
   INJECT_LABEL,
   INJECT_PATH,
   NAMESPACE_DISABLED,
   NAMESPACE_ENABLED,
   SYSTEM_NAMESPACES,
+  VALIDATING_WEBHOOK_NAME,
 } from '../constants';
 import { CONFIG_SCHEMA } from '../config/schema';
+import { MESH_API_VERSIONS, type MeshKind } from '../mesh/objects';
 import { UsageError, type CliIO } from './io';
 
 export const WEBHOOK_NAMES = {
@@ -25,6 +32,16 @@ export const WEBHOOK_NAMES = {
 const NAMESPACE_NAME_LABEL = 'kubernetes.io/metadata.name';
 const SERVICE_PORT = 443;
 const TIMEOUT_SECONDS = 10;
+/** Validation is a pure check of one object: a short wait, then (Ignore) the object is admitted. */
+const VALIDATE_TIMEOUT_SECONDS = 5;
+
+/** The kinds POST /validate checks, with their resource names, in the order of the rules. */
+const VALIDATED_KINDS: readonly (readonly [MeshKind, string])[] = [
+  ['VirtualService', 'virtualservices'],
+  ['DestinationRule', 'destinationrules'],
+  ['PeerAuthentication', 'peerauthentications'],
+  ['HTTPRoute', 'httproutes'],
+];
 
 export type FailurePolicy = 'Fail' | 'Ignore';
 
@@ -52,7 +69,7 @@ const notSystem: LabelSelectorRequirement = {
   values: [...SYSTEM_NAMESPACES],
 };
 
-function clientConfig(options: WebhookConfigOptions): Record<string, unknown> {
+function clientConfig(options: WebhookConfigOptions, path: string): Record<string, unknown> {
   const target =
     'url' in options.target
       ? { url: options.target.url }
@@ -60,7 +77,7 @@ function clientConfig(options: WebhookConfigOptions): Record<string, unknown> {
           service: {
             namespace: options.target.service.namespace,
             name: options.target.service.name,
-            path: INJECT_PATH,
+            path,
             port: SERVICE_PORT,
           },
         };
@@ -80,7 +97,7 @@ function webhook(
   return {
     name,
     admissionReviewVersions: ['v1'],
-    clientConfig: clientConfig(options),
+    clientConfig: clientConfig(options, INJECT_PATH),
     rules: [
       {
         operations: ['CREATE'],
@@ -132,12 +149,67 @@ export function buildWebhookConfiguration(options: WebhookConfigOptions): Record
   };
 }
 
+/** One rule per API group, CREATE and UPDATE, in the versions the mesh reads. */
+function validationRules(): Record<string, unknown>[] {
+  const groups = new Map<string, { versions: string[]; resources: string[] }>();
+  for (const [kind, resource] of VALIDATED_KINDS) {
+    for (const apiVersion of MESH_API_VERSIONS[kind]) {
+      const [group = '', version = ''] = apiVersion.split('/');
+      const entry = groups.get(group) ?? { versions: [], resources: [] };
+      if (!entry.versions.includes(version)) entry.versions.push(version);
+      if (!entry.resources.includes(resource)) entry.resources.push(resource);
+      groups.set(group, entry);
+    }
+  }
+  return [...groups].map(([group, { versions, resources }]) => ({
+    operations: ['CREATE', 'UPDATE'],
+    apiGroups: [group],
+    apiVersions: versions,
+    resources,
+    scope: 'Namespaced',
+  }));
+}
+
+/** The ValidatingWebhookConfiguration of the traffic kinds (POST /validate). Pure. */
+export function buildValidatingWebhookConfiguration(
+  options: WebhookConfigOptions,
+): Record<string, unknown> {
+  return {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'ValidatingWebhookConfiguration',
+    metadata: {
+      name: options.name,
+      labels: {
+        'app.kubernetes.io/name': 'mooring',
+        'app.kubernetes.io/component': 'traffic-validator',
+      },
+    },
+    webhooks: [
+      {
+        name: VALIDATING_WEBHOOK_NAME,
+        admissionReviewVersions: ['v1'],
+        clientConfig: clientConfig(options, VALIDATE_PATH),
+        rules: validationRules(),
+        failurePolicy: options.failurePolicy,
+        matchPolicy: 'Equivalent',
+        sideEffects: 'None',
+        timeoutSeconds: VALIDATE_TIMEOUT_SECONDS,
+      },
+    ],
+  };
+}
+
 /** The YAML document, with a header that says how to make it again. */
 export function renderWebhookConfiguration(
   options: WebhookConfigOptions,
   commandLine: string,
+  kind: 'mutating' | 'validating' = 'mutating',
 ): string {
-  const yaml = stringify(buildWebhookConfiguration(options), { aliasDuplicateObjects: false });
+  const object =
+    kind === 'mutating'
+      ? buildWebhookConfiguration(options)
+      : buildValidatingWebhookConfiguration(options);
+  const yaml = stringify(object, { aliasDuplicateObjects: false });
   return `# Generated by \`${commandLine}\`. Do not edit: run the command again.\n---\n${yaml}`;
 }
 
@@ -159,8 +231,11 @@ export function parseServiceRef(value: string): { namespace: string; name: strin
   return { namespace, name };
 }
 
-/** `--url URL`: https only (the API server calls webhooks over TLS); /inject added when no path. */
-export function parseWebhookUrl(value: string): string {
+/**
+ * `--url URL`: https only (the API server calls webhooks over TLS); `defaultPath` (/inject, or
+ * /validate with --validating) added when it has no path.
+ */
+export function parseWebhookUrl(value: string, defaultPath: string = INJECT_PATH): string {
   let url: URL;
   try {
     url = new URL(value);
@@ -171,7 +246,7 @@ export function parseWebhookUrl(value: string): string {
   if (url.username !== '' || url.password !== '' || url.hash !== '' || url.search !== '') {
     throw new UsageError('--url must not carry user info, a query or a fragment');
   }
-  if (url.pathname === '/' || url.pathname === '') url.pathname = INJECT_PATH;
+  if (url.pathname === '/' || url.pathname === '') url.pathname = defaultPath;
   return url.toString();
 }
 
@@ -179,8 +254,9 @@ interface RawOptions {
   url?: string;
   service?: string;
   caBundle?: string;
-  failurePolicy: FailurePolicy;
-  name: string;
+  failurePolicy?: FailurePolicy;
+  name?: string;
+  validating?: boolean;
 }
 
 function readCaBundle(path: string): string {
@@ -193,31 +269,50 @@ function readCaBundle(path: string): string {
 
 export function registerWebhookConfig(program: Command, io: CliIO): void {
   // Read from the schema, not defaultConfig(): registering a command must not compile the schema.
-  const defaultName = CONFIG_SCHEMA.properties.cluster.properties.webhookConfigName.default;
+  const cluster = CONFIG_SCHEMA.properties.cluster.properties;
+  const defaults = {
+    mutating: { name: cluster.webhookConfigName.default, failurePolicy: 'Fail' },
+    validating: { name: cluster.validatingWebhookConfigName.default, failurePolicy: 'Ignore' },
+  } as const;
   program
     .command('webhook-config')
     .description(
-      'print the MutatingWebhookConfiguration that sends Pods to the injector (YAML on stdout)',
+      'print the MutatingWebhookConfiguration that sends Pods to the injector, or with ' +
+        '--validating the ValidatingWebhookConfiguration of the traffic kinds (YAML on stdout)',
+    )
+    .option(
+      '--validating',
+      'print the ValidatingWebhookConfiguration that sends VirtualServices, DestinationRules, ' +
+        'PeerAuthentications and HTTPRoutes (CREATE, UPDATE) to /validate',
     )
     .option(
       '--url <url>',
-      'the webhook URL, for a server outside the cluster (https; /inject added when no path)',
+      'the webhook URL, for a server outside the cluster (https; /inject, or /validate with ' +
+        '--validating, added when no path)',
     )
     .option(
       '--service <ns/name>',
-      'the Service in front of `mooring serve`, port 443, path /inject',
+      'the Service in front of `mooring serve`, port 443, path /inject (or /validate)',
     )
     .option(
       '--ca-bundle <file>',
       'PEM file of the CA that signs the serving certificate (the trust bundle; needed with --url)',
     )
     .addOption(
-      new Option('--failure-policy <policy>', 'what the API server does when the webhook fails')
-        .choices(['Fail', 'Ignore'])
-        .default('Fail'),
+      new Option(
+        '--failure-policy <policy>',
+        'what the API server does when the webhook fails (default: Fail, with --validating Ignore)',
+      ).choices(['Fail', 'Ignore']),
     )
-    .option('--name <name>', 'metadata.name of the configuration', defaultName)
+    .option(
+      '--name <name>',
+      `metadata.name of the configuration (default: "${defaults.mutating.name}", with ` +
+        `--validating "${defaults.validating.name}")`,
+    )
     .action((raw: RawOptions, command: Command) => {
+      const kind = raw.validating === true ? 'validating' : 'mutating';
+      const name = raw.name ?? defaults[kind].name;
+      const failurePolicy = raw.failurePolicy ?? defaults[kind].failurePolicy;
       if ((raw.url === undefined) === (raw.service === undefined)) {
         throw new UsageError('give exactly one of --url URL and --service NS/NAME');
       }
@@ -231,35 +326,40 @@ export function registerWebhookConfig(program: Command, io: CliIO): void {
             'date from then on), as the chart refuses webhook.url without webhook.caBundle',
         );
       }
-      if (!DNS_SUBDOMAIN.test(raw.name))
-        throw new UsageError(`--name must be a DNS subdomain, got "${raw.name}"`);
+      if (!DNS_SUBDOMAIN.test(name))
+        throw new UsageError(`--name must be a DNS subdomain, got "${name}"`);
       const target: WebhookTarget =
         raw.url !== undefined
-          ? { url: parseWebhookUrl(raw.url) }
+          ? { url: parseWebhookUrl(raw.url, kind === 'mutating' ? INJECT_PATH : VALIDATE_PATH) }
           : { service: parseServiceRef(raw.service ?? '') };
       const options: WebhookConfigOptions = {
         target,
-        failurePolicy: raw.failurePolicy,
-        name: raw.name,
+        failurePolicy,
+        name,
         ...(raw.caBundle === undefined ? {} : { caBundlePem: readCaBundle(raw.caBundle) }),
       };
       const commandLine = [
         'mooring',
         'webhook-config',
         ...command.args,
-        ...describeFlags(raw, defaultName),
+        ...describeFlags(raw, defaults[kind]),
       ].join(' ');
-      io.stdout.write(renderWebhookConfiguration(options, commandLine));
+      io.stdout.write(renderWebhookConfiguration(options, commandLine, kind));
     });
 }
 
-/** The flags as given, in a fixed order, for the header line. */
-function describeFlags(raw: RawOptions, defaultName: string): string[] {
+/** The flags as given (those that differ from the defaults), in a fixed order, for the header line. */
+function describeFlags(
+  raw: RawOptions,
+  defaults: { readonly name: string; readonly failurePolicy: FailurePolicy },
+): string[] {
   const flags: string[] = [];
+  if (raw.validating === true) flags.push('--validating');
   if (raw.url !== undefined) flags.push('--url', raw.url);
   if (raw.service !== undefined) flags.push('--service', raw.service);
   if (raw.caBundle !== undefined) flags.push('--ca-bundle', raw.caBundle);
-  if (raw.failurePolicy !== 'Fail') flags.push('--failure-policy', raw.failurePolicy);
-  if (raw.name !== defaultName) flags.push('--name', raw.name);
+  if (raw.failurePolicy !== undefined && raw.failurePolicy !== defaults.failurePolicy)
+    flags.push('--failure-policy', raw.failurePolicy);
+  if (raw.name !== undefined && raw.name !== defaults.name) flags.push('--name', raw.name);
   return flags;
 }

@@ -2,7 +2,11 @@
 // Helm chart's values (charts/mooring) all go through it. Every object is closed
 // (additionalProperties: false) so that a misspelt key is an error, not a silent default.
 
-import { MOORING_IMAGE } from '../constants';
+import {
+  MOORING_IMAGE,
+  MUTATING_WEBHOOK_CONFIG_NAME,
+  VALIDATING_WEBHOOK_CONFIG_NAME,
+} from '../constants';
 
 const quantity = {
   type: 'string',
@@ -252,7 +256,13 @@ export const CONFIG_SCHEMA = {
       properties: {
         namespace: { type: 'string', minLength: 1, default: 'mooring-system' },
         serviceName: { type: 'string', minLength: 1, default: 'mooring' },
-        webhookConfigName: { type: 'string', minLength: 1, default: 'mooring-sidecar-injector' },
+        webhookConfigName: { type: 'string', minLength: 1, default: MUTATING_WEBHOOK_CONFIG_NAME },
+        validatingWebhookConfigName: {
+          anyOf: [{ type: 'string', minLength: 1 }, { type: 'null' }],
+          default: VALIDATING_WEBHOOK_CONFIG_NAME,
+          description:
+            'The ValidatingWebhookConfiguration of the traffic kinds whose caBundle the server patches too; null: none.',
+        },
         patchCABundle: { type: 'boolean', default: true },
         tokenReviewCacheSeconds: { type: 'integer', minimum: 0, maximum: 60, default: 60 },
         tokenReviewCacheSize: { type: 'integer', minimum: 0, default: 10000 },

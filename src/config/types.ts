@@ -78,6 +78,8 @@ export interface ClusterConfig {
   readonly namespace: string;
   readonly serviceName: string;
   readonly webhookConfigName: string;
+  /** The ValidatingWebhookConfiguration of the traffic kinds (caBundle patched too); null: none. */
+  readonly validatingWebhookConfigName: string | null;
   readonly patchCABundle: boolean;
   readonly tokenReviewCacheSeconds: number;
   readonly tokenReviewCacheSize: number;

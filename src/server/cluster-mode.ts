@@ -7,8 +7,9 @@
 //   Lease     `mooring-ca-rotation`: its holder performs the rotation steps (auto start,
 //             activation, removal) and runs the controllers below; every replica follows the
 //             Secret by watch and reloads the CA when it changes
-//   leader    trust distribution (ConfigMap mooring-ca-root-cert everywhere), the webhook
-//             caBundle, the Kubernetes CSR signer (and auto-approver)
+//   leader    trust distribution (ConfigMap mooring-ca-root-cert everywhere), the caBundle of
+//             the webhook configurations (injector and traffic validator), the Kubernetes CSR
+//             signer (and auto-approver)
 //
 // Namespace: $POD_NAMESPACE (the Deployment sets it from the downward API), else
 // config.cluster.namespace.
@@ -32,7 +33,10 @@ import {
   TokenReviewAuthenticator,
 } from '../adapters/kube/token-review';
 import { TrustDistributor } from '../adapters/kube/trust-distributor';
-import { WebhookCABundlePatcher } from '../adapters/kube/webhook-ca-bundle';
+import {
+  WebhookCABundlePatcher,
+  type WebhookConfigurationKind,
+} from '../adapters/kube/webhook-ca-bundle';
 import type { Authority } from '../ca/authority';
 import type { RotationEvent } from '../ca/rotation';
 import type { Clock } from '../ca/ports';
@@ -82,7 +86,8 @@ function logRotationEvents(logger: Logger, events: readonly RotationEvent[]): vo
 /** The controllers the Lease holder runs; made anew for each term (they do not restart). */
 class LeaderControllers {
   private readonly distributor: TrustDistributor;
-  private readonly patcher: WebhookCABundlePatcher | null;
+  /** The caBundle of the injector's webhook configuration, and of the validator's if any. */
+  private readonly patchers: readonly WebhookCABundlePatcher[];
   private readonly signer: CsrSigner | null;
 
   constructor(deps: {
@@ -101,15 +106,24 @@ class LeaderControllers {
       logger: logger.child({ component: 'trust-distributor' }),
       observe: (action) => metrics.configMapWrites.inc({ action }),
     });
-    this.patcher = config.cluster.patchCABundle
-      ? new WebhookCABundlePatcher({
-          api,
-          name: config.cluster.webhookConfigName,
-          roots,
-          logger: logger.child({ component: 'webhook-ca-bundle' }),
-          observe: () => metrics.webhookCABundlePatches.inc(),
-        })
-      : null;
+    const patcher = (kind: WebhookConfigurationKind, name: string): WebhookCABundlePatcher =>
+      new WebhookCABundlePatcher({
+        api,
+        kind,
+        name,
+        roots,
+        logger: logger.child({ component: 'webhook-ca-bundle' }),
+        observe: () => metrics.webhookCABundlePatches.inc({ kind }),
+      });
+    const { patchCABundle, webhookConfigName, validatingWebhookConfigName } = config.cluster;
+    this.patchers = patchCABundle
+      ? [
+          patcher('MutatingWebhookConfiguration', webhookConfigName),
+          ...(validatingWebhookConfigName === null
+            ? []
+            : [patcher('ValidatingWebhookConfiguration', validatingWebhookConfigName)]),
+        ]
+      : [];
     this.signer = config.cluster.csrSigner
       ? new CsrSigner({
           api,
@@ -128,16 +142,24 @@ class LeaderControllers {
   }
 
   async start(): Promise<void> {
-    await Promise.all([this.distributor.start(), this.patcher?.start(), this.signer?.start()]);
+    await Promise.all([
+      this.distributor.start(),
+      ...this.patchers.map((p) => p.start()),
+      this.signer?.start(),
+    ]);
   }
 
   bundleChanged(): void {
     this.distributor.bundleChanged();
-    this.patcher?.bundleChanged();
+    for (const p of this.patchers) p.bundleChanged();
   }
 
   async stop(): Promise<void> {
-    await Promise.allSettled([this.distributor.stop(), this.patcher?.stop(), this.signer?.stop()]);
+    await Promise.allSettled([
+      this.distributor.stop(),
+      ...this.patchers.map((p) => p.stop()),
+      this.signer?.stop(),
+    ]);
   }
 }
 

@@ -15,6 +15,7 @@ export const CHART_OWNED_KEYS: readonly string[] = [
   'cluster.namespace',
   'cluster.serviceName',
   'cluster.webhookConfigName',
+  'cluster.validatingWebhookConfigName',
   'server.listen',
   'server.adminListen',
   'server.dataDir',

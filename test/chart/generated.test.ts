@@ -6,6 +6,7 @@ import {
   MAIN_FILE,
   readWebhookConfigDir,
   renderWebhookConfig,
+  VALIDATING_FILE,
   WEBHOOK_FILE,
   writeWebhookConfig,
 } from './render-webhook-config';
@@ -25,7 +26,7 @@ describe('generated files', () => {
     const want = await renderWebhookConfig();
     const have = readWebhookConfigDir();
     expect({ files: [...have.keys()], note: STALE }).toEqual({
-      files: [MAIN_FILE, WEBHOOK_FILE],
+      files: [MAIN_FILE, WEBHOOK_FILE, VALIDATING_FILE],
       note: STALE,
     });
     for (const [name, text] of want) {

@@ -5,6 +5,10 @@
 //   mutatingwebhookconfiguration.yaml: what `mooring webhook-config --service mooring-system/mooring`
 //     prints, byte for byte (test/integration/webhook-config.test.ts checks that too); a test
 //     (webhook-config-cli.test.ts) proves it equal in content to the chart's.
+//   validatingwebhookconfiguration.yaml: the same for `mooring webhook-config --validating
+//     --service mooring-system/mooring` (the traffic kinds, POST /validate).
+// The CRDs are not in it (the chart renders them only with crds.install): webhook-config/README.md
+// says how to install the chart's copies with kubectl.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -17,8 +21,13 @@ export const WEBHOOK_CONFIG_DIR = join(REPO_ROOT, 'webhook-config');
 export const MAIN_FILE = 'mooring.yaml';
 /** The MutatingWebhookConfiguration, applied last (after the Service it points at exists). */
 export const WEBHOOK_FILE = 'mutatingwebhookconfiguration.yaml';
+/** The ValidatingWebhookConfiguration of the traffic kinds, applied last too. */
+export const VALIDATING_FILE = 'validatingwebhookconfiguration.yaml';
 /** The `mooring webhook-config` arguments that match the chart's defaults. */
 export const WEBHOOK_CLI_ARGS = ['--service', `${DEFAULT_NAMESPACE}/${DEFAULT_RELEASE}`] as const;
+export const VALIDATING_CLI_ARGS = ['--validating', ...WEBHOOK_CLI_ARGS] as const;
+/** The kinds that have a file of their own, made by the CLI. */
+const OWN_FILE_KINDS = ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration'];
 
 const HEADER = [
   '# Generated from charts/mooring with its default values by `make webhook-config`',
@@ -59,13 +68,17 @@ export async function renderWebhookConfig(): Promise<Map<string, string>> {
   const result = await templateRaw({});
   if (result.code !== 0) throw new Error(`helm template failed:\n${result.stderr}`);
   const docs = splitDocuments(result.stdout);
-  const rest = docs.filter((d) => kindOf(d) !== 'MutatingWebhookConfiguration');
+  const rest = docs.filter((d) => !OWN_FILE_KINDS.includes(kindOf(d)));
   const main = [namespaceDocument().trimEnd(), ...rest].map((p) => `---\n${p}\n`).join('');
-  const cli = await runWebhookConfigCli(WEBHOOK_CLI_ARGS);
-  if (cli.code !== 0) throw new Error(`mooring webhook-config failed:\n${cli.stderr}`);
+  const cli = async (args: readonly string[]): Promise<string> => {
+    const result = await runWebhookConfigCli(args);
+    if (result.code !== 0) throw new Error(`mooring webhook-config failed:\n${result.stderr}`);
+    return result.stdout;
+  };
   return new Map([
     [MAIN_FILE, `${HEADER}\n${main}`],
-    [WEBHOOK_FILE, cli.stdout],
+    [WEBHOOK_FILE, await cli(WEBHOOK_CLI_ARGS)],
+    [VALIDATING_FILE, await cli(VALIDATING_CLI_ARGS)],
   ]);
 }
 

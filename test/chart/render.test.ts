@@ -121,11 +121,17 @@ describe('chart rendering', () => {
         'RoleBinding/mooring',
         'Service/mooring',
         'ServiceAccount/mooring',
+        'ValidatingWebhookConfiguration/mooring-traffic-validator',
       ]);
     });
 
     it('puts every namespaced object into the release namespace', () => {
-      const cluster = ['ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration'];
+      const cluster = [
+        'ClusterRole',
+        'ClusterRoleBinding',
+        'MutatingWebhookConfiguration',
+        'ValidatingWebhookConfiguration',
+      ];
       for (const o of objects.filter((x) => !cluster.includes(x.kind))) {
         expect([o.kind, o.metadata.namespace]).toEqual([o.kind, 'mooring-system']);
       }
@@ -255,6 +261,7 @@ describe('chart rendering', () => {
         'ClusterRole/mooring: authentication.k8s.io/tokenreviews: create',
         'ClusterRole/mooring: authorization.k8s.io/subjectaccessreviews: create',
         'ClusterRole/mooring: admissionregistration.k8s.io/mutatingwebhookconfigurations[mooring-sidecar-injector]: list,watch,update',
+        'ClusterRole/mooring: admissionregistration.k8s.io/validatingwebhookconfigurations[mooring-traffic-validator]: list,watch,update',
         'ClusterRole/mooring: certificates.k8s.io/certificatesigningrequests: list,watch',
         'ClusterRole/mooring: certificates.k8s.io/certificatesigningrequests/status: update',
         'ClusterRole/mooring: certificates.k8s.io/signers[mooring.dev/workload]: sign',
@@ -296,6 +303,7 @@ describe('chart rendering', () => {
         namespace: 'mooring-system',
         serviceName: 'mooring',
         webhookConfigName: 'mooring-sidecar-injector',
+        validatingWebhookConfigName: 'mooring-traffic-validator',
         patchCABundle: true,
       });
       expect(config.server.listen).toBe('0.0.0.0:8443');
@@ -314,6 +322,103 @@ describe('chart rendering', () => {
         });
         expect(w.failurePolicy).toBe('Fail');
       }
+    });
+  });
+
+  describe('the ValidatingWebhookConfiguration of the traffic kinds', () => {
+    interface Rule {
+      operations: string[];
+      apiGroups: string[];
+      apiVersions: string[];
+      resources: string[];
+      scope: string;
+    }
+    interface Vwc extends KubeObject {
+      webhooks: (Webhook & {
+        admissionReviewVersions: string[];
+        rules: Rule[];
+        sideEffects: string;
+        timeoutSeconds: number;
+        matchPolicy: string;
+      })[];
+    }
+    const vwcOf = (objects: readonly KubeObject[]): Vwc =>
+      one<Vwc>(objects, 'ValidatingWebhookConfiguration');
+
+    it('sends CREATE and UPDATE of the four traffic kinds to /validate on the Service, Ignore by default', async () => {
+      const [webhook, ...more] = vwcOf(await render()).webhooks;
+      expect(more).toEqual([]);
+      expect(webhook).toMatchObject({
+        name: 'traffic.validator.mooring.dev',
+        admissionReviewVersions: ['v1'],
+        clientConfig: {
+          service: { namespace: 'mooring-system', name: 'mooring', path: '/validate', port: 443 },
+        },
+        failurePolicy: 'Ignore',
+        sideEffects: 'None',
+        matchPolicy: 'Equivalent',
+        timeoutSeconds: 5,
+      });
+      expect(webhook?.clientConfig.caBundle).toBeUndefined();
+      const lines = (webhook?.rules ?? []).flatMap((r) =>
+        r.resources.map(
+          (res) =>
+            `${r.apiGroups.join()}/${res} ${r.apiVersions.join()} ${r.operations.join()} ${r.scope}`,
+        ),
+      );
+      expect(lines).toEqual([
+        'networking.istio.io/virtualservices v1,v1beta1 CREATE,UPDATE Namespaced',
+        'networking.istio.io/destinationrules v1,v1beta1 CREATE,UPDATE Namespaced',
+        'security.istio.io/peerauthentications v1,v1beta1 CREATE,UPDATE Namespaced',
+        'gateway.networking.k8s.io/httproutes v1,v1beta1 CREATE,UPDATE Namespaced',
+      ]);
+    });
+
+    it('takes Fail from validatingWebhook.failurePolicy, leaving the injector alone', async () => {
+      const objects = await render({ validatingWebhook: { failurePolicy: 'Fail' } });
+      expect(vwcOf(objects).webhooks[0]?.failurePolicy).toBe('Fail');
+      const mwc = one<WebhookConfiguration>(objects, 'MutatingWebhookConfiguration');
+      expect(mwc.webhooks.map((w) => w.failurePolicy)).toEqual(['Fail', 'Fail']);
+      const ignore = await render({ webhook: { failurePolicy: 'Ignore' } });
+      expect(vwcOf(ignore).webhooks[0]?.failurePolicy).toBe('Ignore');
+    });
+
+    it('renames the configuration, its RBAC grant and the config key together', async () => {
+      const objects = await render({ validatingWebhook: { name: 'mesh-validator' } });
+      expect(vwcOf(objects).metadata.name).toBe('mesh-validator');
+      expect(configOf(objects).cluster.validatingWebhookConfigName).toBe('mesh-validator');
+      const grants = ruleLines(objects).filter((l) => l.includes('validatingwebhook'));
+      expect(grants).toEqual([
+        'ClusterRole/mooring: admissionregistration.k8s.io/validatingwebhookconfigurations[mesh-validator]: list,watch,update',
+      ]);
+    });
+
+    it('is gone with validatingWebhook.enabled false, with its grant, and the server patches nothing', async () => {
+      const objects = await render({ validatingWebhook: { enabled: false } });
+      expect(objects.some((o) => o.kind === 'ValidatingWebhookConfiguration')).toBe(false);
+      expect(ruleLines(objects).filter((l) => l.includes('validatingwebhook'))).toEqual([]);
+      expect(configOf(objects).cluster.validatingWebhookConfigName).toBeNull();
+    });
+
+    it('follows webhook.url (path /validate) and webhook.caBundle, like the injector', async () => {
+      const objects = await render({
+        webhook: { url: 'https://10.0.0.5:8443/hooks/inject', caBundle: PEM },
+      });
+      expect(vwcOf(objects).webhooks[0]?.clientConfig).toEqual({
+        url: 'https://10.0.0.5:8443/validate',
+        caBundle: Buffer.from(`${PEM}\n`).toString('base64'),
+      });
+      expect(configOf(objects).cluster.patchCABundle).toBe(false);
+    });
+
+    it('points at the release Service in another namespace', async () => {
+      const objects = await render({}, { release: 'mesh', namespace: 'infra' });
+      expect(vwcOf(objects).webhooks[0]?.clientConfig.service).toEqual({
+        namespace: 'infra',
+        name: 'mesh-mooring',
+        path: '/validate',
+        port: 443,
+      });
     });
   });
 

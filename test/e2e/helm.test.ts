@@ -25,6 +25,7 @@ const SA_GROUPS = [
   'system:authenticated',
 ];
 const WEBHOOK_NAME = 'mooring-sidecar-injector';
+const VALIDATING_NAME = 'mooring-traffic-validator';
 
 // ---------------------------------------------------------------------------------------------
 // `mooring serve` as a child process (bin/mooring.js runs dist/: `make build`).
@@ -219,6 +220,7 @@ const CLUSTER_KINDS = [
   'clusterroles.rbac.authorization.k8s.io',
   'clusterrolebindings.rbac.authorization.k8s.io',
   'mutatingwebhookconfigurations.admissionregistration.k8s.io',
+  'validatingwebhookconfigurations.admissionregistration.k8s.io',
 ];
 
 /** `kind/name` of every object labelled as part of the release. */
@@ -279,6 +281,10 @@ describe('the Helm chart on the e2e control plane', () => {
       'mutatingwebhookconfiguration',
       WEBHOOK_NAME,
     ])) as WebhookConfiguration;
+  const vwc = async (): Promise<WebhookConfiguration> =>
+    (await kubectlJson(cp, [
+      ...['get', 'validatingwebhookconfiguration', VALIDATING_NAME],
+    ])) as WebhookConfiguration;
 
   /** A kubeconfig holding a token of the release's ServiceAccount: requests as the server. */
   const serviceAccountKubeconfig = async (): Promise<string> => {
@@ -331,6 +337,7 @@ describe('the Helm chart on the e2e control plane', () => {
       'rolebinding.rbac.authorization.k8s.io/mooring',
       'service/mooring',
       'serviceaccount/mooring',
+      `validatingwebhookconfiguration.admissionregistration.k8s.io/${VALIDATING_NAME}`,
     ]);
     const config = await mwc();
     for (const w of config.webhooks) {
@@ -339,6 +346,13 @@ describe('the Helm chart on the e2e control plane', () => {
         caBundle: Buffer.from(serve.bundlePem).toString('base64'),
       });
     }
+    // The validating webhook goes to the same server, path /validate.
+    expect((await vwc()).webhooks.map((w) => [w.failurePolicy, w.clientConfig])).toEqual([
+      [
+        'Ignore',
+        { url: `${serve.url}/validate`, caBundle: Buffer.from(serve.bundlePem).toString('base64') },
+      ],
+    ]);
   }, 120_000);
 
   it('injects a Pod created in a labelled namespace through the installed configuration', async () => {
@@ -501,6 +515,46 @@ describe('the Helm chart on the e2e control plane', () => {
           group: 'admissionregistration.k8s.io',
           resource: 'mutatingwebhookconfigurations',
           name: WEBHOOK_NAME,
+        },
+        false,
+      ],
+      [
+        'watches its ValidatingWebhookConfiguration by name',
+        {
+          verb: 'watch',
+          group: 'admissionregistration.k8s.io',
+          resource: 'validatingwebhookconfigurations',
+          name: VALIDATING_NAME,
+        },
+        true,
+      ],
+      [
+        'updates its ValidatingWebhookConfiguration',
+        {
+          verb: 'update',
+          group: 'admissionregistration.k8s.io',
+          resource: 'validatingwebhookconfigurations',
+          name: VALIDATING_NAME,
+        },
+        true,
+      ],
+      [
+        'updates no other ValidatingWebhookConfiguration',
+        {
+          verb: 'update',
+          group: 'admissionregistration.k8s.io',
+          resource: 'validatingwebhookconfigurations',
+          name: 'istio-validator-istio-system',
+        },
+        false,
+      ],
+      [
+        'deletes not even its own ValidatingWebhookConfiguration',
+        {
+          verb: 'delete',
+          group: 'admissionregistration.k8s.io',
+          resource: 'validatingwebhookconfigurations',
+          name: VALIDATING_NAME,
         },
         false,
       ],
@@ -763,12 +817,15 @@ describe('the Helm chart on the e2e control plane', () => {
   it('reinstalled with the defaults, the server patches the caBundle with the root it kept', async () => {
     await helmOk(['install', RELEASE, CHART_DIR, '--namespace', NS]);
     for (const w of (await mwc()).webhooks) expect(w.clientConfig.caBundle).toBeUndefined();
+    for (const w of (await vwc()).webhooks) expect(w.clientConfig.caBundle).toBeUndefined();
     await withClusterServe(async () => {
+      // Both configurations, with the release's RBAC (update on exactly these two names).
       const caBundle = await eventually(async () => {
-        const bundles = (await mwc()).webhooks.map((w) => w.clientConfig.caBundle);
+        const webhooks = [...(await mwc()).webhooks, ...(await vwc()).webhooks];
+        const bundles = webhooks.map((w) => w.clientConfig.caBundle);
         return bundles.every((b) => b !== undefined && b !== '') ? bundles : undefined;
       });
-      expect(caBundle).toBeDefined();
+      expect(caBundle).toHaveLength(3);
       for (const b of caBundle ?? []) {
         // The Secret survived the uninstall, so the root is the one of the first install.
         expect(certificates(Buffer.from(b ?? '', 'base64').toString('utf8'))).toEqual(firstRoots);
@@ -777,4 +834,69 @@ describe('the Helm chart on the e2e control plane', () => {
     await helmOk(['uninstall', RELEASE, '--namespace', NS]);
     expect(await releaseObjects(cp)).toEqual([]);
   }, 120_000);
+
+  describe('crds.install', () => {
+    const CRD_FILES = path.join(CHART_DIR, 'charts', 'crds', 'crd-files');
+    /** The CRD names of the chart's copies, from their file names. */
+    const chartCrds = (): string[] => [
+      ...fs.readdirSync(path.join(CRD_FILES, 'istio')).map((f) => f.replace(/\.yaml$/, '')),
+      ...fs
+        .readdirSync(path.join(CRD_FILES, 'gateway-api'))
+        .map((f) => f.replace(/^(.*)_(.*)\.yaml$/, '$2.$1')),
+    ];
+    /** Installed before the release, as another owner would: the chart must leave it alone. */
+    const FOREIGN = 'peerauthentications.security.istio.io';
+    interface Crd {
+      metadata: Meta & { generation: number };
+    }
+    const crd = async (name: string): Promise<Crd> =>
+      (await kubectlJson(cp, ['get', 'crd', name])) as Crd;
+    const HELM_OWNER = 'meta.helm.sh/release-name';
+
+    it('installs the CRDs that are not there, leaves alone one that is, and keeps them all on uninstall', async () => {
+      const names = chartCrds();
+      expect(names).toHaveLength(13);
+      expect(names).toContain('httproutes.gateway.networking.k8s.io');
+      await kubectl(cp, ['create', '-f', path.join(CRD_FILES, 'istio', `${FOREIGN}.yaml`)]);
+      const foreign = await crd(FOREIGN);
+
+      await helmOk([
+        ...['install', RELEASE, CHART_DIR, '--namespace', NS],
+        ...['--set', 'crds.install=true'],
+      ]);
+      for (const name of names) {
+        const { metadata } = await crd(name);
+        if (name === FOREIGN) {
+          expect([name, metadata.uid, metadata.generation]).toEqual([
+            name,
+            foreign.metadata.uid,
+            foreign.metadata.generation,
+          ]);
+          expect([name, metadata.annotations?.[HELM_OWNER]]).toEqual([name, undefined]);
+        } else {
+          expect([name, metadata.annotations?.[HELM_OWNER]]).toEqual([name, RELEASE]);
+        }
+        expect([name, metadata.annotations?.['helm.sh/resource-policy']]).toEqual([name, 'keep']);
+      }
+
+      // An upgrade renders again the CRDs the release installed (lookup finds them as its own),
+      // and still not the other one.
+      await helmOk(['upgrade', RELEASE, CHART_DIR, '--namespace', NS, '--reuse-values']);
+      const manifest = await helmOk(['get', 'manifest', RELEASE, '--namespace', NS]);
+      const rendered = [
+        ...manifest.matchAll(/^kind: CustomResourceDefinition\n(?:.*\n)*? {2}name: (\S+)$/gm),
+      ]
+        .map((m) => m[1])
+        .sort();
+      expect(rendered).toEqual(names.filter((n) => n !== FOREIGN).sort());
+
+      // Uninstalled: the release's objects go, every CRD stays (and with it users' routes).
+      await helmOk(['uninstall', RELEASE, '--namespace', NS]);
+      expect(await releaseObjects(cp)).toEqual([]);
+      const left = (await kubectl(cp, ['get', 'crd', '-o', 'name'])).split('\n');
+      for (const name of names) {
+        expect(left).toContain(`customresourcedefinition.apiextensions.k8s.io/${name}`);
+      }
+    }, 180_000);
+  });
 });

@@ -1,11 +1,14 @@
 // Traffic management in cluster mode against a real kube-apiserver: Istio's CRDs (istio.io/api
 // v1.32.0) and the Gateway API's (sigs.k8s.io/gateway-api v1.6.3, standard then experimental
-// channel), fetched through the Go module proxy by test/e2e/harness/fetch-crds.sh, installed as
-// a user installs them; the seed examples (examples/traffic) applied verbatim with kubectl reach
-// a proxy's mesh client; an invalid object is reported and skipped while the rest keeps working.
+// channel), fetched through the Go module proxy by test/e2e/harness/fetch-crds.sh; the standard
+// ones installed from the chart (crds.install: the chart's copies, test/chart/crds.test.ts keeps
+// them equal to upstream); the seed examples (examples/traffic) applied verbatim with kubectl
+// reach a proxy's mesh client; an invalid object is reported and skipped while the rest keeps
+// working; the chart's ValidatingWebhookConfiguration makes kubectl refuse it.
 import * as fs from 'node:fs';
 import path from 'node:path';
 import type { MeshClient } from '../../src/agent/mesh-client';
+import { CHART_DIR, parseObjects, runHelm } from '../chart/helm';
 import { startControlPlane, type ControlPlane } from './harness/control-plane';
 import {
   createNamespace,
@@ -90,6 +93,16 @@ const applyFiles = (files: string[], namespace?: string): Promise<string> =>
     ...files.flatMap((f) => ['-f', f]),
   ]);
 
+/** `helm template` of one template of the chart, with these `--set` values. */
+async function chartTemplate(template: string, set: readonly string[] = []): Promise<string> {
+  const result = await runHelm([
+    ...['template', 'mooring', CHART_DIR, '--namespace', MOORING_NS],
+    ...['--show-only', template, ...set.flatMap((v) => ['--set', v])],
+  ]);
+  if (result.code !== 0) throw new Error(`helm template ${template}: ${result.stderr}`);
+  return result.stdout;
+}
+
 /** `kubectl apply` of one object into the test namespace. */
 const applyObject = (object: object): Promise<string> =>
   kubectl(cp, ['apply', '-n', NS, '-f', '-'], JSON.stringify(object));
@@ -103,11 +116,11 @@ beforeAll(async () => {
     );
   }
   cp = await startControlPlane();
-  // The CRDs a user installs: Istio's, and the Gateway API's standard channel.
-  await applyFiles([
-    path.join(CRDS, 'istio.yaml'),
-    path.join(CRDS, 'gateway-api-standard/gateway.networking.k8s.io_httproutes.yaml'),
-  ]);
+  // The CRDs as the chart installs them (crds.install: Istio's VirtualService, DestinationRule,
+  // PeerAuthentication and the Gateway API's standard channel): a CRD the template breaks fails
+  // here. Server-side: Istio's are too large for client-side apply.
+  const crds = await chartTemplate('charts/crds/templates/crds.yaml', ['crds.install=true']);
+  await kubectl(cp, ['apply', '--server-side', '-f', '-'], crds);
   await kubectl(cp, [
     'wait',
     '--for=condition=Established',
@@ -418,40 +431,39 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     expect(service('details')?.routes).toBeUndefined();
   }, 90_000);
 
-  it('refuses a bad VirtualService at kubectl apply through the validating webhook (POST /validate), naming the field', async () => {
-    await createObject(cp, {
-      apiVersion: 'admissionregistration.k8s.io/v1',
-      kind: 'ValidatingWebhookConfiguration',
-      metadata: { name: `mooring-traffic-${NS}` },
-      webhooks: [
-        {
-          name: 'traffic.validation.mooring.dev',
-          admissionReviewVersions: ['v1'],
-          clientConfig: {
-            url: `${mooring.url}/validate`,
-            caBundle: Buffer.from(bundle.join('')).toString('base64'),
-          },
-          rules: [
-            {
-              operations: ['CREATE', 'UPDATE'],
-              apiGroups: ['networking.istio.io'],
-              apiVersions: ['*'],
-              resources: ['virtualservices', 'destinationrules'],
-            },
-            {
-              operations: ['CREATE', 'UPDATE'],
-              apiGroups: ['gateway.networking.k8s.io'],
-              apiVersions: ['*'],
-              resources: ['httproutes'],
-            },
-          ],
-          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': NS } },
-          failurePolicy: 'Fail',
-          sideEffects: 'None',
-          timeoutSeconds: 10,
-        },
-      ],
-    });
+  it("refuses a bad VirtualService at kubectl apply through the chart's validating webhook (POST /validate), naming the field", async () => {
+    // The chart's ValidatingWebhookConfiguration as `helm template` renders it with its defaults
+    // (failurePolicy Ignore, no caBundle), with one change: no Service routes to the server
+    // here, so its clientConfig is the server's URL (the path the chart gives the Service).
+    const [vwc, ...more] = parseObjects(
+      await chartTemplate('templates/validatingwebhookconfiguration.yaml'),
+    ) as unknown as {
+      metadata: { name: string };
+      webhooks: { clientConfig: { url?: string; service?: { path: string }; caBundle?: string } }[];
+    }[];
+    expect(more).toEqual([]);
+    if (vwc === undefined) throw new Error('the chart rendered no ValidatingWebhookConfiguration');
+    for (const webhook of vwc.webhooks) {
+      const { service: target, ...rest } = webhook.clientConfig;
+      expect([target?.path, rest]).toEqual(['/validate', {}]);
+      webhook.clientConfig = { url: `${mooring.url}${target?.path}` };
+    }
+    await createObject(cp, vwc);
+    // The server sets its caBundle, as it does the injector's (config.cluster
+    // .validatingWebhookConfigName, by default the chart's name).
+    const caBundle = await waitFor(
+      'the caBundle patched by the server',
+      async () => {
+        const live = (await kubectlJson(cp, [
+          ...['get', 'validatingwebhookconfiguration', vwc.metadata.name],
+        ])) as typeof vwc;
+        return live.webhooks[0]?.clientConfig.caBundle;
+      },
+      30_000,
+    );
+    expect(Buffer.from(caBundle, 'base64').toString('utf8').replace(/\s+/g, '')).toBe(
+      bundle.join('').replace(/\s+/g, ''),
+    );
     const bad = {
       apiVersion: 'networking.istio.io/v1',
       kind: 'VirtualService',
@@ -485,6 +497,26 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     expect(message).toContain('denied the request');
     expect(message).toContain(
       `VirtualService ${NS}/refused is invalid for Mooring: spec.http[0].route: the weights add up to 0`,
+    );
+    // The Gateway API's kind too (the rule of gateway.networking.k8s.io): a path regex RE2 cannot
+    // run, which the CRD lets through.
+    await expect(
+      applyObject({
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'HTTPRoute',
+        metadata: { name: 'refused-route' },
+        spec: {
+          parentRefs: [{ group: '', kind: 'Service', name: 'details', port: 9080 }],
+          rules: [
+            {
+              matches: [{ path: { type: 'RegularExpression', value: '(?<=a)b' } }],
+              backendRefs: [{ name: 'details', port: 9080 }],
+            },
+          ],
+        },
+      }),
+    ).rejects.toThrow(
+      `HTTPRoute ${NS}/refused-route is invalid for Mooring: spec.rules[0].matches[0].path.value`,
     );
     // A valid object still goes in, with the fields Mooring ignores as warnings.
     const out = await applyObject({

@@ -78,6 +78,16 @@ The webhook URL of webhook.url, with path /inject when it has none (as `mooring 
 {{- end }}
 
 {{/*
+The URL of the validating webhook when webhook.url is set: the same server (scheme, host, port),
+path /validate.
+*/}}
+{{- define "mooring.validateURL" -}}
+{{- $url := urlParse .Values.webhook.url }}
+{{- $_ := set $url "path" "/validate" }}
+{{- urlJoin $url }}
+{{- end }}
+
+{{/*
 What values.schema.json cannot say (it sees one value at a time): refused here, at template time,
 with the message the server would give, instead of a Pod that crash-loops or a webhook that no
 TLS handshake can trust.
@@ -122,7 +132,8 @@ The server's configuration (config.yaml). Three layers:
   1. defaults the chart derives (the init and proxy images are the chart's image; the CA address is the
      chart's Service), used when config does not set them;
   2. .Values.config;
-  3. what the chart owns, always set: namespace, Service and webhook names, listen addresses and
+  3. what the chart owns, always set: namespace, Service and webhook configuration names (the
+     validating one null when validatingWebhook.enabled is false), listen addresses and
      data directory (the ports and the volumes of the Deployment), the plug-in CA directory, and
      patchCABundle false when the caBundle is set explicitly or the webhook is a URL.
 */}}
@@ -148,6 +159,7 @@ The server's configuration (config.yaml). Three layers:
 {{- $_ = set $cluster "namespace" .Release.Namespace }}
 {{- $_ = set $cluster "serviceName" (include "mooring.fullname" .) }}
 {{- $_ = set $cluster "webhookConfigName" .Values.webhook.name }}
+{{- $_ = set $cluster "validatingWebhookConfigName" (ternary .Values.validatingWebhook.name nil .Values.validatingWebhook.enabled) }}
 {{- if or .Values.webhook.url .Values.webhook.caBundle }}
 {{- $_ = set $cluster "patchCABundle" false }}
 {{- end }}

@@ -57,7 +57,8 @@ export function createKubeMetrics(registry: Registry): KubeMetrics {
     }),
     webhookCABundlePatches: new Counter({
       name: 'mooring_webhook_ca_bundle_patches_total',
-      help: 'Updates of the MutatingWebhookConfiguration caBundle.',
+      help: 'Updates of the caBundle of the webhook configurations by kind (MutatingWebhookConfiguration, ValidatingWebhookConfiguration).',
+      labelNames: ['kind'],
       registers,
     }),
     csrs: new Counter({

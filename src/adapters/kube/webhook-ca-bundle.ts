@@ -1,7 +1,10 @@
-// Keeps the caBundle of the named MutatingWebhookConfiguration equal to the trust bundle: at
-// start, on rotation (bundleChanged) and on drift (it is watched; someone editing it, or a
-// `kubectl apply` of the manifest without caBundle, is put right within seconds). Turned off
-// with config.cluster.patchCABundle: false (GitOps installs that set the caBundle themselves).
+// Keeps the caBundle of a named webhook configuration equal to the trust bundle: at start, on
+// rotation (bundleChanged) and on drift (it is watched; someone editing it, or a `kubectl apply`
+// of the manifest without caBundle, is put right within seconds). One patcher per object: the
+// MutatingWebhookConfiguration of the injector (config.cluster.webhookConfigName) and the
+// ValidatingWebhookConfiguration of the traffic kinds (config.cluster.validatingWebhookConfigName).
+// Turned off with config.cluster.patchCABundle: false (GitOps installs that set the caBundle
+// themselves).
 
 import { groupPath, isConflict, isNotFound, type KubeApi, type KubeObject } from './api';
 import { Reflector, type ReflectorLogger } from './reflector';
@@ -12,6 +15,23 @@ export const MWC_COLLECTION = groupPath(
   'admissionregistration.k8s.io/v1',
   'mutatingwebhookconfigurations',
 );
+export const VWC_COLLECTION = groupPath(
+  'admissionregistration.k8s.io/v1',
+  'validatingwebhookconfigurations',
+);
+
+export type WebhookConfigurationKind =
+  'MutatingWebhookConfiguration' | 'ValidatingWebhookConfiguration';
+
+const COLLECTIONS: Readonly<
+  Record<WebhookConfigurationKind, { readonly path: string; readonly resource: string }>
+> = {
+  MutatingWebhookConfiguration: { path: MWC_COLLECTION, resource: 'mutatingwebhookconfigurations' },
+  ValidatingWebhookConfiguration: {
+    path: VWC_COLLECTION,
+    resource: 'validatingwebhookconfigurations',
+  },
+};
 
 interface Webhook {
   readonly name?: string;
@@ -22,9 +42,11 @@ interface Webhook {
   };
 }
 
-export interface MutatingWebhookConfiguration extends KubeObject {
+/** A Mutating- or ValidatingWebhookConfiguration: the caBundle lives in the same place. */
+export interface WebhookConfiguration extends KubeObject {
   readonly webhooks?: readonly Webhook[];
 }
+export type MutatingWebhookConfiguration = WebhookConfiguration;
 
 /** base64 of the concatenated roots, as caBundle wants it. */
 export function caBundleOf(roots: readonly string[]): string {
@@ -33,9 +55,9 @@ export function caBundleOf(roots: readonly string[]): string {
 
 /** The configuration with every webhook's caBundle set, or null when nothing changes. Pure. */
 export function withCABundle(
-  mwc: MutatingWebhookConfiguration,
+  mwc: WebhookConfiguration,
   caBundle: string,
-): MutatingWebhookConfiguration | null {
+): WebhookConfiguration | null {
   const webhooks = mwc.webhooks ?? [];
   if (webhooks.every((w) => w.clientConfig?.caBundle === caBundle)) return null;
   return {
@@ -50,6 +72,8 @@ export interface WebhookCABundleLogger extends ReflectorLogger {
 
 export interface WebhookCABundleOptions {
   readonly api: KubeApi;
+  /** Which configuration (default: the MutatingWebhookConfiguration). */
+  readonly kind?: WebhookConfigurationKind;
   readonly name: string;
   readonly roots: () => readonly string[];
   readonly logger: WebhookCABundleLogger;
@@ -58,20 +82,25 @@ export interface WebhookCABundleOptions {
 }
 
 export class WebhookCABundlePatcher {
-  private readonly reflector: Reflector<MutatingWebhookConfiguration>;
+  private readonly reflector: Reflector<WebhookConfiguration>;
   private readonly queue: WorkQueue;
+  private readonly kind: WebhookConfigurationKind;
+  private readonly collection: string;
 
   constructor(private readonly options: WebhookCABundleOptions) {
+    this.kind = options.kind ?? 'MutatingWebhookConfiguration';
+    const { path, resource } = COLLECTIONS[this.kind];
+    this.collection = path;
     this.queue = new WorkQueue({
-      name: 'webhook-ca-bundle',
+      name: `webhook-ca-bundle/${resource}`,
       concurrency: 1,
       logger: options.logger,
       handler: () => this.reconcile(),
     });
-    this.reflector = new Reflector<MutatingWebhookConfiguration>({
+    this.reflector = new Reflector<WebhookConfiguration>({
       api: options.api,
-      name: 'mutatingwebhookconfigurations',
-      path: MWC_COLLECTION,
+      name: resource,
+      path,
       fieldSelector: `metadata.name=${options.name}`,
       resyncMs: options.resyncMs ?? 300_000,
       logger: options.logger,
@@ -85,8 +114,8 @@ export class WebhookCABundlePatcher {
     await this.reflector.start();
     if (this.reflector.get(this.options.name) === undefined) {
       this.options.logger.info(
-        { webhookConfiguration: this.options.name },
-        'MutatingWebhookConfiguration not found yet; its caBundle is set when it appears',
+        { kind: this.kind, webhookConfiguration: this.options.name },
+        `${this.kind} not found yet; its caBundle is set when it appears`,
       );
     }
   }
@@ -113,7 +142,7 @@ export class WebhookCABundlePatcher {
     try {
       await this.options.api.request({
         method: 'PUT',
-        path: `${MWC_COLLECTION}/${encodeURIComponent(this.options.name)}`,
+        path: `${this.collection}/${encodeURIComponent(this.options.name)}`,
         body: updated,
       });
     } catch (err) {
@@ -122,7 +151,7 @@ export class WebhookCABundlePatcher {
     }
     this.options.observe?.();
     this.options.logger.info(
-      { webhookConfiguration: this.options.name, roots: roots.length },
+      { kind: this.kind, webhookConfiguration: this.options.name, roots: roots.length },
       'webhook caBundle updated',
     );
   }

@@ -12,8 +12,11 @@ import { SecretKeyStore, type Secret } from '../../../src/adapters/kube/secret-s
 import { TrustDistributor, type ConfigMap } from '../../../src/adapters/kube/trust-distributor';
 import {
   MWC_COLLECTION,
+  VWC_COLLECTION,
   WebhookCABundlePatcher,
   type MutatingWebhookConfiguration,
+  type WebhookConfiguration,
+  type WebhookConfigurationKind,
 } from '../../../src/adapters/kube/webhook-ca-bundle';
 import { WorkQueue } from '../../../src/adapters/kube/work-queue';
 import type {
@@ -315,10 +318,14 @@ describe('the webhook caBundle', () => {
       (w) => w.clientConfig?.caBundle,
     );
 
-  async function patcher(api: FakeKubeApi, roots: { value: string[] }) {
+  async function patcher(
+    api: FakeKubeApi,
+    roots: { value: string[] },
+    target: { kind?: WebhookConfigurationKind; name: string } = { name: MWC_NAME },
+  ) {
     const p = new WebhookCABundlePatcher({
       api,
-      name: MWC_NAME,
+      ...target,
       roots: () => roots.value,
       logger: silentLogger,
       resyncMs: 0,
@@ -363,6 +370,75 @@ describe('the webhook caBundle', () => {
     const p = await patcher(api, { value: [ROOT_A] });
     expect(api.calls.filter((c) => c.method === 'PUT')).toEqual([]);
     await p.stop();
+  });
+
+  describe('of the ValidatingWebhookConfiguration of the traffic kinds', () => {
+    const VWC_NAME = 'mooring-traffic-validator';
+    const vwc = (name: string, caBundle?: string): WebhookConfiguration => ({
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingWebhookConfiguration',
+      metadata: { name },
+      webhooks: [
+        {
+          name: 'traffic.validator.mooring.dev',
+          clientConfig: {
+            service: { namespace: 'mooring-system', name: 'mooring', path: '/validate' },
+            ...(caBundle === undefined ? {} : { caBundle }),
+          },
+        },
+      ],
+    });
+    const vwcBundles = (api: FakeKubeApi, name = VWC_NAME): (string | undefined)[] =>
+      (api.get<WebhookConfiguration>(`${VWC_COLLECTION}/${name}`)?.webhooks ?? []).map(
+        (w) => w.clientConfig?.caBundle,
+      );
+
+    const validatingPatcher = (api: FakeKubeApi, roots: { value: string[] }) =>
+      patcher(api, roots, { kind: 'ValidatingWebhookConfiguration', name: VWC_NAME });
+
+    it('sets its caBundle at start, with a PUT of that one object and nothing else', async () => {
+      const api = new FakeKubeApi();
+      api.seed(VWC_COLLECTION, vwc(VWC_NAME));
+      const p = await validatingPatcher(api, { value: [ROOT_A] });
+      expect(vwcBundles(api)).toEqual([b64(ROOT_A)]);
+      expect(api.calls.filter((c) => c.method === 'PUT').map((c) => c.path)).toEqual([
+        `${VWC_COLLECTION}/${VWC_NAME}`,
+      ]);
+      await p.stop();
+    });
+
+    it('sets it when it appears later, puts it back on drift and follows a rotation', async () => {
+      const api = new FakeKubeApi();
+      const roots = { value: [ROOT_A] };
+      const p = await validatingPatcher(api, roots);
+      api.seed(VWC_COLLECTION, vwc(VWC_NAME));
+      await eventually(() => vwcBundles(api)[0] === b64(ROOT_A));
+      api.seed(VWC_COLLECTION, vwc(VWC_NAME, 'dGFtcGVyZWQ='));
+      await eventually(() => vwcBundles(api)[0] === b64(ROOT_A));
+      roots.value = [ROOT_A, ROOT_B];
+      p.bundleChanged();
+      await eventually(() => vwcBundles(api)[0] === b64(ROOT_A, ROOT_B));
+      await p.stop();
+    });
+
+    it('touches neither a MutatingWebhookConfiguration of the same name nor another validating one', async () => {
+      const api = new FakeKubeApi();
+      api.seed(MWC_COLLECTION, { ...mwc(), metadata: { name: VWC_NAME } });
+      api.seed(VWC_COLLECTION, vwc('someone-else'));
+      const p = await validatingPatcher(api, { value: [ROOT_A] });
+      expect(api.calls.filter((c) => c.method === 'PUT')).toEqual([]);
+      expect(vwcBundles(api, 'someone-else')).toEqual([undefined]);
+      await p.stop();
+    });
+
+    it('is not touched by the patcher of the MutatingWebhookConfiguration', async () => {
+      const api = new FakeKubeApi();
+      api.seed(VWC_COLLECTION, vwc(MWC_NAME));
+      const p = await patcher(api, { value: [ROOT_A] });
+      expect(vwcBundles(api, MWC_NAME)).toEqual([undefined]);
+      expect(api.calls.filter((c) => c.method === 'PUT')).toEqual([]);
+      await p.stop();
+    });
   });
 });
 
