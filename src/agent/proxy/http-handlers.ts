@@ -6,7 +6,13 @@
 
 import { randomUUID } from 'node:crypto';
 import type http2 from 'node:http2';
-import type { HeaderOperations, MeshService, WorkloadInfo } from '../../api/mesh';
+import type {
+  ConnectionPoolPolicy,
+  HeaderOperations,
+  MeshService,
+  WorkloadInfo,
+} from '../../api/mesh';
+import { CircuitBreaker, clusterKey, NO_LIMIT, poolLimits } from './core/circuit-breaker';
 import { pickEndpoint, type Random, type UpstreamEndpoint } from './core/endpoints';
 import { ALPN, xfccValue, type MooringAlpn } from './core/identity';
 import {
@@ -41,6 +47,7 @@ import {
   type LocalReply,
 } from './l7/http1-proxy';
 import type { H2Handler, H2Record } from './l7/http2-proxy';
+import type { UpstreamConnection } from './l7/pool';
 import { Edge, UNKNOWN, UNKNOWN_PEER, type IstioMetrics, type PeerLabels } from './metrics';
 import type { ProxyTelemetry } from './telemetry/telemetry';
 
@@ -255,6 +262,8 @@ export class OutboundHttp implements Http1Handler {
   private readonly budgets = new Map<string, RetryBudget>();
   /** Exchanges retrying now, by destination service (connectionPool.http.maxRetries). */
   private readonly retrying = new Map<string, number>();
+  /** Circuit breakers by cluster (kept across configurations: their counts stay true). */
+  private readonly breakers = new Map<string, CircuitBreaker<UpstreamConnection>>();
   /** Edges by endpoint and service, for this configuration. */
   private edges = new Map<string, Edge>();
   private edgesVersion = -1;
@@ -364,6 +373,12 @@ export class OutboundHttp implements Http1Handler {
       else this.retrying.set(serviceKey, left);
     };
     const outlier = policy.outlierDetection;
+    const breaker = this.breaker(
+      decision.service,
+      decision.port,
+      decision.subset,
+      policy.connectionPool,
+    );
     const nowMs = (): number => this.ctx.nowMs();
     const headers = requestHeaderChanges(decision.requestHeaders, decision.rewrite?.authority);
     return {
@@ -390,6 +405,7 @@ export class OutboundHttp implements Http1Handler {
       ...(http?.maxRequestsPerConnection === undefined
         ? {}
         : { maxRequestsPerConnection: http.maxRequestsPerConnection }),
+      ...(breaker === undefined ? {} : { breaker }),
       ...(outlier === undefined
         ? {}
         : {
@@ -399,6 +415,36 @@ export class OutboundHttp implements Http1Handler {
             },
           }),
     };
+  }
+
+  /**
+   * The circuit breaker of a cluster under its current limits, or undefined when the policy sets
+   * none (a breaker left from an earlier rule then lets its waiting requests go).
+   */
+  breaker(
+    service: MeshService,
+    port: number,
+    subset: string | undefined,
+    pool: ConnectionPoolPolicy | undefined,
+  ): CircuitBreaker<UpstreamConnection> | undefined {
+    const limits = poolLimits(pool);
+    if (limits === null && this.breakers.size === 0) return undefined;
+    const key = clusterKey(service.key, port, subset);
+    let breaker = this.breakers.get(key);
+    if (breaker === undefined) {
+      if (limits === null) return undefined;
+      this.breakers.set(key, (breaker = new CircuitBreaker(key, limits)));
+      return breaker;
+    }
+    const now = limits ?? { maxConnections: NO_LIMIT, maxPending: NO_LIMIT };
+    if (
+      now.maxConnections !== breaker.limits.maxConnections ||
+      now.maxPending !== breaker.limits.maxPending
+    ) {
+      breaker.limits = now;
+      breaker.pump();
+    }
+    return limits === null ? undefined : breaker;
   }
 
   /** The retry budget of a destination service (kept across configurations). */

@@ -19,6 +19,7 @@ import {
   type UpstreamEndpoint,
 } from './core/endpoints';
 import { ALPN, MOORING_ALPNS, offersMooring, peerSpiffeId } from './core/identity';
+import type { CircuitBreaker } from './core/circuit-breaker';
 import { DEFAULT_LOAD_BALANCER, effectivePolicy, MeshIndex, type Target } from './core/mesh-index';
 import { encodeWorkload, MAX_PEER_LINE, PEER_LINE_PREFIX, decodeWorkload } from './core/peer';
 import { clusterName, hostPort } from './core/request-facts';
@@ -396,11 +397,24 @@ export class Sidecar {
   private outboundTcp(socket: net.Socket, target: Target, first: Buffer | null): void {
     const index = this.index as MeshIndex;
     let endpoint: UpstreamEndpoint | null;
+    let breaker: CircuitBreaker | undefined;
     if (target.kind === 'endpoint') {
       endpoint = target.endpoint;
     } else {
+      const policy = effectivePolicy(target.service, undefined);
+      breaker = this.outboundHttp.breaker(
+        target.service,
+        target.port.port,
+        undefined,
+        policy.connectionPool,
+      );
+      if (breaker !== undefined && !breaker.mayConnectTcp()) {
+        // Envoy's TCP proxy: beyond maxConnections a new connection is closed at once (UO).
+        this.tcpRefused(socket, target, 'UO');
+        return;
+      }
       const set = index.endpointSet(target.service, target.port.port);
-      const lb = effectivePolicy(target.service, undefined).loadBalancer ?? DEFAULT_LOAD_BALANCER;
+      const lb = policy.loadBalancer ?? DEFAULT_LOAD_BALANCER;
       endpoint = pickEndpoint(set, lb, this.deps.random, this.deps.nowMs());
     }
     const edge = this.outboundHttp.edge(endpoint, target.service);
@@ -413,6 +427,11 @@ export class Sidecar {
     }
     const chosen = endpoint;
     chosen.active++;
+    breaker?.connectionOpened();
+    const done = (): void => {
+      chosen.active--;
+      breaker?.connectionClosed();
+    };
     socket.pause();
     dial(
       {
@@ -423,7 +442,7 @@ export class Sidecar {
       },
       (err, upstream) => {
         if (err !== null || upstream === null) {
-          chosen.active--;
+          done();
           this.deps.log.debug(
             { endpoint: chosen.key, err: err?.message },
             'outbound TCP connect failed',
@@ -434,7 +453,7 @@ export class Sidecar {
           return;
         }
         if (socket.destroyed) {
-          chosen.active--;
+          done();
           upstream.destroy();
           return;
         }
@@ -445,14 +464,24 @@ export class Sidecar {
           socket,
           upstream,
           first,
-          this.tcpReport(tcpEdge, 'outbound', target.port.port, chosen, socket, () => {
-            chosen.active--;
-          }),
+          this.tcpReport(tcpEdge, 'outbound', target.port.port, chosen, socket, done),
           true,
         );
         socket.resume();
       },
     );
+  }
+
+  /** A TCP connection the proxy closes at once: counted opened and closed, logged with `flags`. */
+  private tcpRefused(socket: net.Socket, target: Target, flags: string): void {
+    const edge = new Edge({
+      ...this.outboundHttp.edge(null, target.service).labels,
+      protocol: 'tcp',
+    });
+    this.deps.metrics.tcpOpened(edge);
+    this.load.tcp++;
+    this.tcpReport(edge, 'outbound', target.port.port, null, socket, undefined, flags).closed();
+    socket.destroy();
   }
 
   private passthrough(socket: net.Socket, dst: OriginalDestination, first: Buffer | null): void {
@@ -758,9 +787,10 @@ export class Sidecar {
     edge: Edge,
     direction: 'outbound' | 'inbound',
     port: number,
-    upstream: { readonly address: string; readonly port: number },
+    upstream: { readonly address: string; readonly port: number } | null,
     client: net.Socket,
     onClose?: () => void,
+    flags = '-',
   ): TcpReport {
     const startMs = this.telemetry.nowMs();
     let sent = 0;
@@ -789,12 +819,12 @@ export class Sidecar {
           authority: null,
           status: 0,
           grpcStatus: '',
-          flags: '-',
+          flags,
           bytesReceived: received,
           bytesSent: sent,
           requestId: null,
           userAgent: null,
-          upstreamHost: hostPort(upstream.address, upstream.port),
+          upstreamHost: upstream === null ? null : hostPort(upstream.address, upstream.port),
           upstreamCluster:
             service === 'PassthroughCluster' ? service : clusterName(direction, port, service),
           downstreamRemote: remoteOf(client),

@@ -10,6 +10,12 @@
 
 import type net from 'node:net';
 import type { MeshService, RetryPolicy } from '../../../api/mesh';
+import {
+  OVERFLOW_BODY,
+  OVERLOADED_HEADER,
+  type CircuitBreaker,
+  type Waiter,
+} from '../core/circuit-breaker';
 import type { UpstreamEndpoint } from '../core/endpoints';
 import type { MooringAlpn } from '../core/identity';
 import type { SpanContext } from '../core/trace-context';
@@ -82,6 +88,11 @@ export interface ExchangePlan {
   readonly target?: string;
   /** DestinationRule `connectionPool.http.maxRequestsPerConnection`: then a new connection. */
   readonly maxRequestsPerConnection?: number;
+  /**
+   * The cluster's circuit breaker (`connectionPool.tcp.maxConnections`,
+   * `http.http1MaxPendingRequests`); absent when the rule sets neither (nothing is counted).
+   */
+  readonly breaker?: CircuitBreaker<UpstreamConnection>;
   /** The destination service (outbound), for the handler's records. */
   readonly service?: MeshService;
   /** This sidecar's span of the request, and its `x-request-id`, for the handler's records. */
@@ -215,7 +226,9 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
     this.parser.pause();
     this.requests++;
     const plan = this.handler.plan(head, this);
-    this.exchange = new Exchange(this, head, plan);
+    const exchange = new Exchange(this, head, plan);
+    this.exchange = exchange;
+    exchange.begin();
   }
   onBody(chunk: Buffer): void {
     this.exchange?.requestBody(chunk);
@@ -333,8 +346,16 @@ export class Exchange implements ConnectionEvents {
     if (plan.kind === 'local') {
       this.flags.push(...plan.flags);
       this.status = plan.status;
-      return;
     }
+  }
+
+  /**
+   * Starts the exchange, once the downstream holds it: an answer made at once (no healthy
+   * upstream, an overflow) must find it there to be recorded.
+   */
+  begin(): void {
+    const plan = this.plan;
+    if (plan.kind === 'local') return;
     if (plan.delayMs !== undefined && plan.delayMs > 0) {
       // The fault filter holds the request before the router: the route's timeout starts after.
       this.flags.push('DI');
@@ -433,6 +454,15 @@ export class Exchange implements ConnectionEvents {
       this.fail(503, 'no healthy upstream', this.attempts === 0 ? 'UH' : 'URX');
       return;
     }
+    const breaker = plan.breaker;
+    const key = breaker === undefined ? endpoint.key : breaker.poolKey(endpoint.key);
+    const pooled = this.down.pool.take(key);
+    if (pooled === null && breaker !== undefined && !breaker.admit()) {
+      // No ready connection and no room to wait: Envoy's overflow, never retried.
+      this.endpoint = endpoint;
+      this.fail(503, OVERFLOW_BODY, 'UO', OVERLOADED_HEADER);
+      return;
+    }
     this.attempts++;
     this.endpoint = endpoint;
     this.tried.add(endpoint);
@@ -442,27 +472,74 @@ export class Exchange implements ConnectionEvents {
     if (perTry !== undefined && perTry > 0) {
       this.tryTimer = setTimeout(() => this.onTryTimeout(), perTry);
     }
-    const pooled = this.down.pool.take(endpoint.key);
     if (pooled !== null) {
       this.send(pooled, true);
       return;
     }
-    this.cancelDial = dial(
+    if (breaker === undefined || breaker.mayConnect(this.down.pool.openCount(key))) {
+      this.connect(plan, endpoint, key, breaker ?? null);
+      return;
+    }
+    // Pending: the next connection to this endpoint that comes free, or room to open one.
+    const waiter: Waiter<UpstreamConnection> = {
+      key,
+      wake: (conn) => {
+        this.cancelDial = null;
+        if (conn === null) {
+          this.connect(plan, endpoint, key, breaker);
+          return;
+        }
+        breaker.leave();
+        this.send(conn, true);
+      },
+    };
+    breaker.wait(waiter);
+    this.cancelDial = () => {
+      breaker.cancel(waiter);
+      breaker.leave();
+    };
+  }
+
+  /** Opens a connection for the current attempt (counted by the breaker, if any, from now). */
+  private connect(
+    plan: ExchangePlan,
+    endpoint: UpstreamEndpoint,
+    key: string,
+    breaker: CircuitBreaker<UpstreamConnection> | null,
+  ): void {
+    breaker?.connectionOpened();
+    const unslot = (): void => {
+      if (breaker === null) return;
+      breaker.connectionClosed();
+      breaker.pump();
+    };
+    const cancel = dial(
       { endpoint, alpn: plan.alpn, tls: plan.tls, connectTimeoutMs: plan.connectTimeoutMs },
       (err, socket) => {
         this.cancelDial = null;
+        breaker?.leave();
         if (this.done) {
           socket?.destroy();
+          unslot();
           return;
         }
         if (err !== null || socket === null) {
+          unslot();
           const kind = (err as DialFailure).kind;
           this.attemptFailed(kind === 'connect-failure' ? 'connect-failure' : 'tls', err, 0);
           return;
         }
-        this.send(this.down.pool.adopt(socket, endpoint.key), false);
+        this.send(this.down.pool.adopt(socket, key, breaker), false);
       },
     );
+    this.cancelDial =
+      breaker === null
+        ? cancel
+        : () => {
+            cancel();
+            breaker.leave();
+            unslot();
+          };
   }
 
   /** The current attempt is over: it no longer counts as in flight. */
@@ -609,7 +686,12 @@ export class Exchange implements ConnectionEvents {
     this.attemptFailed('timeout', null, 0);
   }
 
-  private fail(status: number, text: string, flag: ResponseFlag): void {
+  private fail(
+    status: number,
+    text: string,
+    flag: ResponseFlag,
+    headers?: readonly string[],
+  ): void {
     if (this.done) return;
     this.flags.push(flag);
     this.clearTimeout();
@@ -619,7 +701,7 @@ export class Exchange implements ConnectionEvents {
     const close = this.head.close || !this.requestComplete || this.down.closing;
     this.responseBytes = writeLocal(
       this.down.socket,
-      localReply(status, text),
+      localReply(status, text, [], headers),
       close,
       this.head.method === 'HEAD',
     );

@@ -7,6 +7,7 @@
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
+import { OVERFLOW_BODY, OVERLOADED_HEADER, type CircuitBreaker } from '../core/circuit-breaker';
 import type { UpstreamEndpoint } from '../core/endpoints';
 import type { MooringAlpn } from '../core/identity';
 import type { RequestView } from '../core/route';
@@ -69,7 +70,13 @@ export function h2RequestView(h: http2.IncomingHttpHeaders): RequestView {
 
 // ---------------------------------------------------------------------------------------------
 
-/** One multiplexed session per upstream endpoint. */
+/**
+ * One multiplexed session per upstream endpoint (per cluster and endpoint under a circuit
+ * breaker). Under a breaker, a request waiting for the session being opened is pending (the
+ * caller admitted it) until the session is there or failed; a session counts as a connection
+ * until it closes. An endpoint always gets its one session (Envoy's exception to maxConnections
+ * for an endpoint without a connection): HTTP/2 meets maxConnections only in the counts.
+ */
 export class H2SessionPool {
   private readonly sessions = new Map<string, http2.ClientHttp2Session>();
   private readonly waiting = new Map<
@@ -77,29 +84,45 @@ export class H2SessionPool {
     ((err: DialFailure | null, s: http2.ClientHttp2Session | null) => void)[]
   >();
 
+  /** Whether a live session to this pool key exists (a request on it is not pending). */
+  has(key: string): boolean {
+    const s = this.sessions.get(key);
+    return s !== undefined && !s.closed && !s.destroyed;
+  }
+
   get(
     endpoint: UpstreamEndpoint,
     alpn: MooringAlpn,
     tls: TlsContexts | null,
     connectTimeoutMs: number,
     cb: (err: DialFailure | null, session: http2.ClientHttp2Session | null) => void,
+    breaker: CircuitBreaker | null = null,
   ): void {
-    const key = endpoint.key;
+    const key = breaker === null ? endpoint.key : breaker.poolKey(endpoint.key);
     const existing = this.sessions.get(key);
     if (existing !== undefined && !existing.closed && !existing.destroyed) {
       cb(null, existing);
       return;
     }
+    const waiter =
+      breaker === null
+        ? cb
+        : (err: DialFailure | null, session: http2.ClientHttp2Session | null): void => {
+            breaker.leave();
+            cb(err, session);
+          };
     const queue = this.waiting.get(key);
     if (queue !== undefined) {
-      queue.push(cb);
+      queue.push(waiter);
       return;
     }
-    this.waiting.set(key, [cb]);
+    this.waiting.set(key, [waiter]);
+    breaker?.connectionOpened();
     dial({ endpoint, alpn, tls, connectTimeoutMs }, (err, socket) => {
       const callbacks = this.waiting.get(key) ?? [];
       this.waiting.delete(key);
       if (err !== null || socket === null) {
+        breaker?.connectionClosed();
         for (const c of callbacks) c(err, null);
         return;
       }
@@ -113,6 +136,7 @@ export class H2SessionPool {
         if (this.sessions.get(key) === session) this.sessions.delete(key);
       };
       session.on('close', forget);
+      if (breaker !== null) session.once('close', () => breaker.connectionClosed());
       session.on('goaway', forget);
       session.on('error', () => {
         forget();
@@ -291,6 +315,13 @@ class H2Exchange {
       this.fail(503, 'no healthy upstream', this.attempts === 0 ? 'UH' : 'URX');
       return;
     }
+    const breaker = plan.breaker ?? null;
+    if (breaker !== null && !this.pool.has(breaker.poolKey(endpoint.key)) && !breaker.admit()) {
+      // No session yet and no room to wait for it: Envoy's overflow, never retried.
+      this.endpoint = endpoint;
+      this.fail(503, OVERFLOW_BODY, 'UO', OVERLOADED_HEADER);
+      return;
+    }
     const attempt = ++this.attempts;
     this.endpoint = endpoint;
     this.tried.add(endpoint);
@@ -300,15 +331,22 @@ class H2Exchange {
     if (perTry !== undefined && perTry > 0) {
       this.tryTimer = setTimeout(() => this.onTryTimeout(), perTry);
     }
-    this.pool.get(endpoint, plan.alpn, plan.tls, plan.connectTimeoutMs, (err, session) => {
-      // Done, or this attempt already ended (its per-try timeout) and another one runs.
-      if (this.done || attempt !== this.attempts || !this.attemptOpen) return;
-      if (err !== null || session === null) {
-        this.failedAttempt(err?.kind === 'connect-failure' ? 'connect-failure' : 'tls', err);
-        return;
-      }
-      this.send(session);
-    });
+    this.pool.get(
+      endpoint,
+      plan.alpn,
+      plan.tls,
+      plan.connectTimeoutMs,
+      (err, session) => {
+        // Done, or this attempt already ended (its per-try timeout) and another one runs.
+        if (this.done || attempt !== this.attempts || !this.attemptOpen) return;
+        if (err !== null || session === null) {
+          this.failedAttempt(err?.kind === 'connect-failure' ? 'connect-failure' : 'tls', err);
+          return;
+        }
+        this.send(session);
+      },
+      breaker,
+    );
   }
 
   private closeAttempt(status: number | null): void {
@@ -521,16 +559,24 @@ class H2Exchange {
     this.localReply(504, 'upstream request timeout');
   }
 
-  private fail(status: number, text: string, flag: ResponseFlag): void {
+  private fail(
+    status: number,
+    text: string,
+    flag: ResponseFlag,
+    headers?: readonly string[],
+  ): void {
     this.flags.push(flag);
-    this.localReply(status, text);
+    this.localReply(status, text, headers);
   }
 
   /** Envoy's local replies; for gRPC, the status in a trailers-only answer (UNAVAILABLE, ...). */
-  private localReply(status: number, text: string): void {
+  private localReply(status: number, text: string, headers?: readonly string[]): void {
     if (this.done) return;
     this.status = status;
     if (!this.down.destroyed && !this.down.headersSent) {
+      const extra: http2.OutgoingHttpHeaders = {};
+      const lines = headers ?? [];
+      for (let i = 0; i + 1 < lines.length; i += 2) extra[lines[i] as string] = lines[i + 1];
       if (this.grpc) {
         this.grpcStatus = status === 504 ? '4' : status === 404 ? '12' : '14';
         this.down.respond(
@@ -539,6 +585,7 @@ class H2Exchange {
             'content-type': 'application/grpc',
             'grpc-status': this.grpcStatus,
             'grpc-message': text,
+            ...extra,
           },
           { endStream: true },
         );
@@ -547,6 +594,7 @@ class H2Exchange {
           ':status': status,
           'content-type': 'text/plain',
           'content-length': Buffer.byteLength(text),
+          ...extra,
         });
         this.down.end(text);
         this.responseBytes = Buffer.byteLength(text);
