@@ -157,6 +157,21 @@ describe('waiting requests', () => {
     expect(b.connections).toBe(1);
   });
 
+  it('lets a request waiting for an endpoint left with no connection open one, over the limit', () => {
+    const b = breaker(1, NO_LIMIT);
+    const log: string[] = [];
+    b.connectionOpened();
+    b.connectionOpened();
+    b.wait(waiter(b, 'a', log, 'for-a'));
+    b.wait(waiter(b, 'b', log, 'for-b'));
+    // b's one connection closed; a's (over the limit) is still open.
+    b.connectionClosed();
+    b.pump('b');
+    expect(log).toEqual(['for-b:connect']);
+    b.pump();
+    expect(log).toEqual(['for-b:connect']);
+  });
+
   it('lets as many waiting requests open connections as a raised limit allows', () => {
     const b = breaker(1, NO_LIMIT);
     const log: string[] = [];

@@ -127,8 +127,14 @@ export class CircuitBreaker<C = unknown> {
   /**
    * Room for connections (one closed, or the limit was raised): the first waiting requests open
    * theirs, as many as the limit now allows (each counts its connection when it opens it).
+   * `emptyKey`: an endpoint left with no connection at all; its first waiting request opens one
+   * whatever the limit (Envoy's exception).
    */
-  pump(): void {
+  pump(emptyKey?: string): void {
+    if (emptyKey !== undefined) {
+      const i = this.waiting.findIndex((w) => w.key === emptyKey);
+      if (i !== -1) (this.waiting.splice(i, 1)[0] as Waiter<C>).wake(null);
+    }
     while (this.waiting.length > 0 && this.connections < this.limits.maxConnections) {
       (this.waiting.shift() as Waiter<C>).wake(null);
     }

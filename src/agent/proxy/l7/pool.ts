@@ -97,7 +97,7 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
   private freeSlot(): void {
     if (this.breaker === null) return;
     this.breaker.connectionClosed();
-    this.breaker.pump();
+    this.breaker.pump(this.pool.openCount(this.poolKey) === 0 ? this.poolKey : undefined);
   }
 
   startIdleTimer(ms: number): void {
