@@ -8,7 +8,14 @@ import http2 from 'node:http2';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import type { ConnectionPoolPolicy, MeshService } from '../../src/api/mesh';
 import { endpoint, meshState, port, proxyScope, service } from '../fixtures/mesh';
-import { destination, get, startSidecar, type LoopbackSidecar } from '../fixtures/sidecars';
+import { ProxyTelemetry } from '../../src/agent/proxy/telemetry/telemetry';
+import {
+  destination,
+  get,
+  startSidecar,
+  withSettings,
+  type LoopbackSidecar,
+} from '../fixtures/sidecars';
 
 const CLUSTER_IP = '10.96.0.50';
 
@@ -17,6 +24,8 @@ let app: http.Server;
 let appPort: number;
 const connections: Socket[] = [];
 const seen: { url: string; host: string | undefined }[] = [];
+/** The client's access log lines (on when a test's mesh turns it on). */
+const accessLog: string[] = [];
 
 beforeAll(async () => {
   app = http.createServer((req, res) => {
@@ -30,7 +39,10 @@ beforeAll(async () => {
   app.on('connection', (s: Socket) => connections.push(s));
   await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
   appPort = (app.address() as AddressInfo).port;
-  client = await startSidecar('client');
+  client = await startSidecar(
+    'client',
+    new ProxyTelemetry({ accessLog: { write: (l: string) => accessLog.push(l), dropped: 0 } }),
+  );
   client.outboundTarget = destination(CLUSTER_IP, 80);
 });
 
@@ -183,24 +195,27 @@ describe('circuit breakers over HTTP/2 and opaque TCP', () => {
     });
     await new Promise<void>((resolve) => tcpApp.listen(0, '127.0.0.1', resolve));
     client.sidecar.setMesh(
-      meshState(
-        proxyScope('client'),
-        withPool({ tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } })(
-          service(
-            'h2',
-            H2_IP,
-            [port(80, 'http2')],
-            [endpoint('127.0.0.1', { 80: (h2app.address() as AddressInfo).port })],
+      withSettings(
+        meshState(
+          proxyScope('client'),
+          withPool({ tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } })(
+            service(
+              'h2',
+              H2_IP,
+              [port(80, 'http2')],
+              [endpoint('127.0.0.1', { 80: (h2app.address() as AddressInfo).port })],
+            ),
+          ),
+          withPool({ tcp: { maxConnections: 1 } })(
+            service(
+              'tcp',
+              TCP_IP,
+              [port(5000, 'tcp')],
+              [endpoint('127.0.0.1', { 5000: (tcpApp.address() as AddressInfo).port })],
+            ),
           ),
         ),
-        withPool({ tcp: { maxConnections: 1 } })(
-          service(
-            'tcp',
-            TCP_IP,
-            [port(5000, 'tcp')],
-            [endpoint('127.0.0.1', { 5000: (tcpApp.address() as AddressInfo).port })],
-          ),
-        ),
+        { accessLog: true },
       ),
     );
   });
@@ -262,8 +277,13 @@ describe('circuit breakers over HTTP/2 and opaque TCP', () => {
     try {
       const first = await open();
       expect(await first.echoed).toBe('ping\n');
+      accessLog.length = 0;
       const second = await open();
       expect(await second.echoed).toBe('');
+      const refused = accessLog.map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(refused).toEqual([
+        expect.objectContaining({ protocol: 'TCP', response_flags: 'UO', upstream_host: null }),
+      ]);
       expect(second.socket.destroyed || second.socket.readableEnded).toBe(true);
       expect(tcpAccepted).toHaveLength(1);
       first.socket.destroy();
