@@ -341,14 +341,8 @@ export class Sidecar {
 
   private onOutbound(socket: net.Socket): void {
     this.counters.outbound++;
-    socket.on('error', () => socket.destroy());
-    const dst = this.originalDestination(socket);
-    if (dst === null) {
-      // A direct connection to the listener, not a redirected one: nothing to proxy to.
-      this.counters.noOriginalDestination++;
-      socket.destroy();
-      return;
-    }
+    const dst = this.redirectedTo(socket);
+    if (dst === null) return;
     if (this.isOwn(dst)) {
       this.counters.loops++;
       socket.destroy();
@@ -487,13 +481,27 @@ export class Sidecar {
   private passthrough(socket: net.Socket, dst: OriginalDestination, first: Buffer | null): void {
     this.counters.passthrough++;
     socket.pause();
+    this.relayPlain(socket, dst, first, this.passthroughEdge(), 'outbound');
+  }
+
+  /**
+   * Plain TCP to `dst` (a passthrough destination, or the app behind the inbound side): the
+   * client's bytes relayed once it connects, Istio's TCP metrics and access log for the
+   * connection; a failed connect counts as a connection opened and closed.
+   */
+  private relayPlain(
+    socket: net.Socket,
+    dst: { readonly address: string; readonly port: number },
+    first: Buffer | null,
+    edge: Edge,
+    direction: 'outbound' | 'inbound',
+  ): void {
     const upstream = net.connect({
       host: dst.address,
       port: dst.port,
       allowHalfOpen: true,
       noDelay: true,
     });
-    const edge = this.passthroughEdge();
     upstream.once('error', () => {
       this.deps.metrics.tcpOpened(edge);
       this.deps.metrics.tcpClosed(edge);
@@ -504,13 +512,9 @@ export class Sidecar {
       upstream.removeAllListeners('error');
       this.deps.metrics.tcpOpened(edge);
       this.load.tcp++;
-      relayTcp(
-        socket,
-        upstream,
-        first,
-        this.tcpReport(edge, 'outbound', dst.port, dst, socket),
-        true,
-      );
+      const report = this.tcpReport(edge, direction, dst.port, dst, socket);
+      // The plain-text side: the client going out, the app coming in.
+      relayTcp(socket, upstream, first, report, direction === 'outbound');
       socket.resume();
     });
   }
@@ -539,13 +543,8 @@ export class Sidecar {
 
   private onInbound(socket: net.Socket): void {
     this.counters.inbound++;
-    socket.on('error', () => socket.destroy());
-    const dst = this.originalDestination(socket);
-    if (dst === null) {
-      this.counters.noOriginalDestination++;
-      socket.destroy();
-      return;
-    }
+    const dst = this.redirectedTo(socket);
+    if (dst === null) return;
     if (this.options.ownPorts.includes(dst.port)) {
       this.counters.loops++;
       socket.destroy();
@@ -753,31 +752,7 @@ export class Sidecar {
       protocol: 'tcp',
       security: peer !== null ? 'mutual_tls' : 'none',
     });
-    const upstream = net.connect({
-      host: app.address,
-      port: app.port,
-      allowHalfOpen: true,
-      noDelay: true,
-    });
-    upstream.once('error', () => {
-      this.deps.metrics.tcpOpened(edge);
-      this.deps.metrics.tcpClosed(edge);
-      socket.destroy();
-      upstream.destroy();
-    });
-    upstream.once('connect', () => {
-      upstream.removeAllListeners('error');
-      this.deps.metrics.tcpOpened(edge);
-      this.load.tcp++;
-      relayTcp(
-        socket,
-        upstream,
-        first,
-        this.tcpReport(edge, 'inbound', app.port, app, socket),
-        false,
-      );
-      socket.resume();
-    });
+    this.relayPlain(socket, app, first, edge, 'inbound');
   }
 
   // --- helpers ----------------------------------------------------------------------------
@@ -836,6 +811,20 @@ export class Sidecar {
         });
       },
     };
+  }
+
+  /**
+   * Where an accepted connection was redirected from; null, the connection closed, for a direct
+   * connection to the listener (nothing to proxy to).
+   */
+  private redirectedTo(socket: net.Socket): OriginalDestination | null {
+    socket.on('error', () => socket.destroy());
+    const dst = this.originalDestination(socket);
+    if (dst === null) {
+      this.counters.noOriginalDestination++;
+      socket.destroy();
+    }
+    return dst;
   }
 
   private originalDestination(socket: net.Socket): OriginalDestination | null {
