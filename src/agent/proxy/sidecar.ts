@@ -424,7 +424,10 @@ export class Sidecar {
     breaker?.connectionOpened();
     const done = (): void => {
       chosen.active--;
-      breaker?.connectionClosed();
+      if (breaker === undefined) return;
+      // Room for a request of the same cluster waiting for an HTTP connection (a sniffed port).
+      breaker.connectionClosed();
+      breaker.pump();
     };
     socket.pause();
     dial(
