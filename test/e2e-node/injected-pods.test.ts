@@ -368,7 +368,16 @@ describe('a root rotation while Pods run', () => {
     );
     await expect(opensslVerify(chain, [newRoot])).resolves.toContain('OK');
 
-    // The newcomer (new root) is called by the caller (old root) with both roots trusted.
+    // The newcomer (new root) is called by the caller (old root) with both roots trusted: the
+    // caller's agent must hold the new root first (the kubelet refreshes a ConfigMap volume
+    // within about a minute, longer than this server's 4 s propagation delay; until then the
+    // caller refuses the newcomer's chain, fail-closed, and its retries go to the old Pods).
+    await waitFor(
+      "the new root in the caller's agent",
+      async () =>
+        pemsOf((await agentFiles(env, caller.pods[0]!)).roots).includes(newRoot) ? true : undefined,
+      90_000,
+    );
     await waitFor(
       'a call answered by the Pod of the new root',
       async () => {
@@ -384,7 +393,7 @@ describe('a root rotation while Pods run', () => {
     expect(Object.keys(calls.byPod).sort()).toEqual(
       expect.arrayContaining(rot.pods.map((p) => p.metadata.name).sort()),
     );
-  }, 420_000);
+  }, 510_000);
 });
 
 /** The root (of `roots`) that the server's certificate chains to, over a verified connection. */
