@@ -7,17 +7,13 @@
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
-import { OVERLOADED_HEADER, type CircuitBreaker } from '../core/circuit-breaker';
 import type { UpstreamEndpoint } from '../core/endpoints';
 import type { MooringAlpn } from '../core/identity';
-import { grpcRetriable, retriableFailure, retriableStatus } from '../core/retry';
 import type { RequestView } from '../core/route';
 import { dial, type DialFailure } from '../l4/dial';
 import type { TlsContexts } from '../l4/tls';
-import { ExchangePolicy, failureFlag, resetReply } from './exchange-policy';
 import {
-  RETRY_BUFFER_BYTES,
-  type AttemptOutcome,
+  retriableStatus,
   type ExchangePlan,
   type LocalReply,
   type ResponseFlag,
@@ -73,13 +69,7 @@ export function h2RequestView(h: http2.IncomingHttpHeaders): RequestView {
 
 // ---------------------------------------------------------------------------------------------
 
-/**
- * One multiplexed session per upstream endpoint (per cluster and endpoint under a circuit
- * breaker). Under a breaker, a request waiting for the session being opened is pending (the
- * caller admitted it) until the session is there or failed; a session counts as a connection
- * until it closes. An endpoint always gets its one session (Envoy's exception to maxConnections
- * for an endpoint without a connection): HTTP/2 meets maxConnections only in the counts.
- */
+/** One multiplexed session per upstream endpoint. */
 export class H2SessionPool {
   private readonly sessions = new Map<string, http2.ClientHttp2Session>();
   private readonly waiting = new Map<
@@ -87,45 +77,29 @@ export class H2SessionPool {
     ((err: DialFailure | null, s: http2.ClientHttp2Session | null) => void)[]
   >();
 
-  /** Whether a live session to this pool key exists (a request on it is not pending). */
-  has(key: string): boolean {
-    const s = this.sessions.get(key);
-    return s !== undefined && !s.closed && !s.destroyed;
-  }
-
   get(
     endpoint: UpstreamEndpoint,
     alpn: MooringAlpn,
     tls: TlsContexts | null,
     connectTimeoutMs: number,
     cb: (err: DialFailure | null, session: http2.ClientHttp2Session | null) => void,
-    breaker: CircuitBreaker | null = null,
   ): void {
-    const key = breaker === null ? endpoint.key : breaker.poolKey(endpoint.key);
+    const key = endpoint.key;
     const existing = this.sessions.get(key);
     if (existing !== undefined && !existing.closed && !existing.destroyed) {
       cb(null, existing);
       return;
     }
-    const waiter =
-      breaker === null
-        ? cb
-        : (err: DialFailure | null, session: http2.ClientHttp2Session | null): void => {
-            breaker.leave();
-            cb(err, session);
-          };
     const queue = this.waiting.get(key);
     if (queue !== undefined) {
-      queue.push(waiter);
+      queue.push(cb);
       return;
     }
-    this.waiting.set(key, [waiter]);
-    breaker?.connectionOpened();
+    this.waiting.set(key, [cb]);
     dial({ endpoint, alpn, tls, connectTimeoutMs }, (err, socket) => {
       const callbacks = this.waiting.get(key) ?? [];
       this.waiting.delete(key);
       if (err !== null || socket === null) {
-        breaker?.connectionClosed();
         for (const c of callbacks) c(err, null);
         return;
       }
@@ -139,7 +113,6 @@ export class H2SessionPool {
         if (this.sessions.get(key) === session) this.sessions.delete(key);
       };
       session.on('close', forget);
-      if (breaker !== null) session.once('close', () => breaker.connectionClosed());
       session.on('goaway', forget);
       session.on('error', () => {
         forget();
@@ -220,12 +193,14 @@ function prepend(socket: net.Socket, first: Buffer): Duplex {
   return duplex;
 }
 
-const RESET: AttemptOutcome = Object.freeze({ kind: 'failure', reason: 'reset' });
+const RETRY_BUFFER_BYTES = 64 * 1024;
 
 class H2Exchange {
   private readonly start = process.hrtime.bigint();
-  /** The route's policies around the request (null for a local answer). */
-  private readonly policy: ExchangePolicy | null;
+  private readonly tried = new Set<UpstreamEndpoint>();
+  private endpoint: UpstreamEndpoint | null = null;
+  private attemptOpen = false;
+  private attempts = 0;
   private upstream: http2.ClientHttp2Stream | null = null;
   private readonly body: Buffer[] = [];
   private bodyBytes = 0;
@@ -238,6 +213,11 @@ class H2Exchange {
   private requestBytes = 0;
   private responseBytes = 0;
   private done = false;
+  private timer: NodeJS.Timeout | null = null;
+  /** The current attempt's per-try timeout. */
+  private tryTimer: NodeJS.Timeout | null = null;
+  /** A fault delay before the first attempt. */
+  private delayTimer: NodeJS.Timeout | null = null;
   private trailers: http2.IncomingHttpHeaders | null = null;
   private readonly grpc: boolean;
 
@@ -249,7 +229,6 @@ class H2Exchange {
     private readonly pool: H2SessionPool,
     private readonly info: unknown,
   ) {
-    this.policy = plan.kind === 'local' ? null : new ExchangePolicy(plan, this);
     const ct = headers['content-type'];
     this.grpc = typeof ct === 'string' && ct.startsWith('application/grpc');
     down.on('data', (chunk: Buffer) => this.onRequestData(chunk));
@@ -261,11 +240,24 @@ class H2Exchange {
       this.localReply(plan.status, plan.body);
       return;
     }
-    this.policy?.begin(
-      this.flags,
-      () => this.done,
-      () => this.attempt(),
-    );
+    if (plan.delayMs !== undefined && plan.delayMs > 0) {
+      // The fault filter holds the request before the router: the route's timeout starts after.
+      this.flags.push('DI');
+      this.delayTimer = setTimeout(() => {
+        this.delayTimer = null;
+        this.begin(plan);
+      }, plan.delayMs);
+      return;
+    }
+    this.begin(plan);
+  }
+
+  private begin(plan: ExchangePlan): void {
+    if (this.done) return;
+    if (plan.timeoutMs !== null && plan.timeoutMs > 0) {
+      this.timer = setTimeout(() => this.onTimeout(), plan.timeoutMs);
+    }
+    this.attempt();
   }
 
   private onRequestData(chunk: Buffer): void {
@@ -293,37 +285,50 @@ class H2Exchange {
 
   private attempt(): void {
     if (this.done) return;
-    const policy = this.policy as ExchangePolicy;
-    const plan = policy.plan;
-    const endpoint = policy.next();
-    if (endpoint === null) return;
-    const breaker = plan.breaker ?? null;
-    // No session yet and no room to wait for it: answered at once.
-    const ready = breaker === null || this.pool.has(breaker.poolKey(endpoint.key));
-    if (!policy.admit(endpoint, ready)) return;
-    const attempt = policy.open(endpoint);
-    this.pool.get(
+    const plan = this.plan as ExchangePlan;
+    const endpoint = plan.pick(this.tried);
+    if (endpoint === null) {
+      this.fail(503, 'no healthy upstream', this.attempts === 0 ? 'UH' : 'URX');
+      return;
+    }
+    const attempt = ++this.attempts;
+    this.endpoint = endpoint;
+    this.tried.add(endpoint);
+    endpoint.active++;
+    this.attemptOpen = true;
+    const perTry = plan.retries.perTryTimeoutMs;
+    if (perTry !== undefined && perTry > 0) {
+      this.tryTimer = setTimeout(() => this.onTryTimeout(), perTry);
+    }
+    this.pool.get(endpoint, plan.alpn, plan.tls, plan.connectTimeoutMs, (err, session) => {
+      // Done, or this attempt already ended (its per-try timeout) and another one runs.
+      if (this.done || attempt !== this.attempts || !this.attemptOpen) return;
+      if (err !== null || session === null) {
+        this.failedAttempt(err?.kind === 'connect-failure' ? 'connect-failure' : 'tls', err);
+        return;
+      }
+      this.send(session);
+    });
+  }
+
+  private closeAttempt(status: number | null): void {
+    if (this.tryTimer !== null) {
+      clearTimeout(this.tryTimer);
+      this.tryTimer = null;
+    }
+    if (!this.attemptOpen) return;
+    this.attemptOpen = false;
+    const endpoint = this.endpoint as UpstreamEndpoint;
+    endpoint.active--;
+    (this.plan as ExchangePlan).onAttempt?.(
       endpoint,
-      plan.alpn,
-      plan.tls,
-      plan.connectTimeoutMs,
-      (err, session) => {
-        // Done, or this attempt already ended (its per-try timeout) and another one runs.
-        if (this.done || attempt !== policy.attempts || !policy.attemptOpen) return;
-        if (err !== null || session === null) {
-          this.failedAttempt(err?.kind === 'connect-failure' ? 'connect-failure' : 'tls', err);
-          return;
-        }
-        this.send(session);
-      },
-      breaker,
+      status === null ? { kind: 'failure', reason: 'reset' } : { kind: 'response', status },
     );
   }
 
   private send(session: http2.ClientHttp2Session): void {
-    const policy = this.policy as ExchangePolicy;
-    const plan = policy.plan;
-    const endpoint = policy.endpoint as UpstreamEndpoint;
+    const plan = this.plan as ExchangePlan;
+    const endpoint = this.endpoint as UpstreamEndpoint;
     const out: http2.OutgoingHttpHeaders = {};
     for (const [name, value] of Object.entries(this.headers)) {
       if (value === undefined || CONNECTION_SPECIFIC.has(name) || plan.removeHeaders.has(name))
@@ -342,7 +347,7 @@ class H2Exchange {
     add(plan.addHeaders);
     if (endpoint.identity !== null && plan.addHeadersMeshed !== undefined)
       add(plan.addHeadersMeshed);
-    if (plan.attemptCountHeader) out['x-envoy-attempt-count'] = String(policy.attempts);
+    if (plan.attemptCountHeader) out['x-envoy-attempt-count'] = String(this.attempts);
     let up: http2.ClientHttp2Stream;
     try {
       up = session.request(out, { endStream: this.requestEnded && this.body.length === 0 });
@@ -378,17 +383,21 @@ class H2Exchange {
     flags: number,
   ): void {
     if (this.done || up !== this.upstream) return;
-    const policy = this.policy as ExchangePolicy;
+    const plan = this.plan as ExchangePlan;
     const status = Number(headers[':status'] ?? 0);
     const endStream = (flags & END_STREAM) !== 0;
     const grpcStatus = headers['grpc-status'];
     // A trailers-only gRPC answer with a retriable status, or a retriable HTTP status: again.
-    if (!this.responded && this.replayable && this.requestEnded) {
-      const retries = policy.plan.retries;
+    if (
+      !this.responded &&
+      this.replayable &&
+      this.requestEnded &&
+      this.attempts <= plan.retries.attempts
+    ) {
       const grpcRetry =
-        grpcStatus !== undefined && grpcRetriable(retries.retryOn, String(grpcStatus));
-      if ((grpcRetry || retriableStatus(retries, status)) && policy.mayRetry()) {
-        policy.close({ kind: 'response', status });
+        grpcStatus !== undefined && grpcRetriable(plan.retries.retryOn, String(grpcStatus));
+      if ((grpcRetry || retriableStatus(plan.retries, status)) && (plan.canRetry?.() ?? true)) {
+        this.closeAttempt(status);
         this.upstream = null;
         up.close(NGHTTP2_CANCEL);
         this.attempt();
@@ -428,7 +437,7 @@ class H2Exchange {
     if (up !== this.upstream || this.done) return;
     const code = up.rstCode ?? 0;
     if (this.responded) {
-      this.policy?.close({ kind: 'response', status: this.status });
+      this.closeAttempt(this.status);
       if (code !== 0) {
         this.flags.push('UC');
         if (!this.down.destroyed) this.down.close(code);
@@ -441,8 +450,9 @@ class H2Exchange {
   }
 
   /** The current attempt ran out of its per-try time: a timeout, retried like a reset. */
-  onTryTimeout(): void {
-    if (this.done || this.responded || this.policy?.attemptOpen !== true) return;
+  private onTryTimeout(): void {
+    this.tryTimer = null;
+    if (this.done || this.responded || !this.attemptOpen) return;
     const up = this.upstream;
     this.upstream = null;
     if (up !== null && !up.destroyed) up.close(NGHTTP2_CANCEL);
@@ -453,19 +463,33 @@ class H2Exchange {
     reason: 'connect-failure' | 'tls' | 'reset' | 'refused-stream' | 'timeout',
     err: Error | null,
   ): void {
-    const policy = this.policy as ExchangePolicy;
-    policy.close(RESET);
+    const plan = this.plan as ExchangePlan;
+    this.closeAttempt(null);
     this.upstream = null;
-    const condition = retriableFailure(policy.plan.retries.retryOn, reason);
-    if (!this.responded && this.replayable && condition && policy.mayRetry()) {
+    const retryOn = plan.retries.retryOn;
+    const any = (...c: string[]): boolean => c.some((x) => retryOn.includes(x));
+    const condition =
+      reason === 'connect-failure' || reason === 'tls'
+        ? any('connect-failure', '5xx', 'gateway-error')
+        : reason === 'refused-stream'
+          ? any('refused-stream', '5xx', 'reset')
+          : any('reset', '5xx', 'gateway-error');
+    if (
+      !this.responded &&
+      this.replayable &&
+      condition &&
+      this.attempts <= plan.retries.attempts &&
+      (plan.canRetry?.() ?? true)
+    ) {
       this.attempt();
       return;
     }
-    if (policy.attempts > 1 && condition) this.flags.push('URX');
+    if (this.attempts > 1 && condition) this.flags.push('URX');
     if (reason === 'timeout') {
       this.fail(504, 'upstream request timeout', 'UT');
       return;
     }
+    const flag: ResponseFlag = reason === 'reset' || reason === 'refused-stream' ? 'UC' : 'UF';
     const why =
       reason === 'connect-failure'
         ? 'connection failure'
@@ -474,17 +498,21 @@ class H2Exchange {
           : reason === 'refused-stream'
             ? 'remote refused stream reset'
             : 'remote reset';
-    this.fail(503, resetReply(why), failureFlag(reason));
+    this.fail(
+      503,
+      `upstream connect error or disconnect/reset before headers. reset reason: ${why}`,
+      flag,
+    );
   }
 
-  /** The route timeout passed. */
-  onTimeout(): void {
+  private onTimeout(): void {
+    this.timer = null;
     if (this.done) return;
     this.flags.push('UT');
     const up = this.upstream;
     this.upstream = null;
     up?.close(NGHTTP2_CANCEL);
-    this.policy?.close(RESET);
+    this.closeAttempt(null);
     if (this.responded) {
       if (!this.down.destroyed) this.down.close(NGHTTP2_INTERNAL_ERROR);
       this.finish();
@@ -493,21 +521,16 @@ class H2Exchange {
     this.localReply(504, 'upstream request timeout');
   }
 
-  /** Answers the request from the proxy (an attempt's failure, no endpoint, an overflow). */
-  fail(status: number, text: string, flag: ResponseFlag): void {
+  private fail(status: number, text: string, flag: ResponseFlag): void {
     this.flags.push(flag);
-    // A circuit breaker's overflow says so to the client, as Envoy does.
-    this.localReply(status, text, flag === 'UO' ? OVERLOADED_HEADER : undefined);
+    this.localReply(status, text);
   }
 
   /** Envoy's local replies; for gRPC, the status in a trailers-only answer (UNAVAILABLE, ...). */
-  private localReply(status: number, text: string, headers?: readonly string[]): void {
+  private localReply(status: number, text: string): void {
     if (this.done) return;
     this.status = status;
     if (!this.down.destroyed && !this.down.headersSent) {
-      const extra: http2.OutgoingHttpHeaders = {};
-      const lines = headers ?? [];
-      for (let i = 0; i + 1 < lines.length; i += 2) extra[lines[i] as string] = lines[i + 1];
       if (this.grpc) {
         this.grpcStatus = status === 504 ? '4' : status === 404 ? '12' : '14';
         this.down.respond(
@@ -516,7 +539,6 @@ class H2Exchange {
             'content-type': 'application/grpc',
             'grpc-status': this.grpcStatus,
             'grpc-message': text,
-            ...extra,
           },
           { endStream: true },
         );
@@ -525,7 +547,6 @@ class H2Exchange {
           ':status': status,
           'content-type': 'text/plain',
           'content-length': Buffer.byteLength(text),
-          ...extra,
         });
         this.down.end(text);
         this.responseBytes = Buffer.byteLength(text);
@@ -543,9 +564,9 @@ class H2Exchange {
       const up = this.upstream;
       this.upstream = null;
       up?.close(NGHTTP2_CANCEL);
-      this.policy?.close(RESET);
+      this.closeAttempt(null);
     } else {
-      this.policy?.close({ kind: 'response', status: this.status });
+      this.closeAttempt(this.status);
     }
     this.finish();
   }
@@ -553,12 +574,14 @@ class H2Exchange {
   private finish(): void {
     if (this.done) return;
     this.done = true;
-    this.policy?.clear();
+    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.tryTimer !== null) clearTimeout(this.tryTimer);
+    if (this.delayTimer !== null) clearTimeout(this.delayTimer);
     this.handler.finished(
       {
         headers: this.headers,
         plan: this.plan,
-        endpoint: this.policy?.endpoint ?? null,
+        endpoint: this.endpoint,
         status: this.status,
         grpcStatus: this.grpcStatus,
         grpc: this.grpc,
@@ -569,5 +592,23 @@ class H2Exchange {
       },
       this.info,
     );
+  }
+}
+
+/** Envoy's gRPC retry conditions on the `grpc-status` of a trailers-only answer. */
+export function grpcRetriable(retryOn: readonly string[], status: string): boolean {
+  switch (status) {
+    case '1':
+      return retryOn.includes('cancelled');
+    case '4':
+      return retryOn.includes('deadline-exceeded');
+    case '8':
+      return retryOn.includes('resource-exhausted');
+    case '13':
+      return retryOn.includes('internal');
+    case '14':
+      return retryOn.includes('unavailable');
+    default:
+      return false;
   }
 }
