@@ -37,6 +37,7 @@ import {
 } from '../src/api/mesh';
 import { PROXY_NODE_OPTIONS } from '../src/constants';
 import { makeCa, makeLeaf, withDns, withUri } from '../test/fixtures/agent-pki';
+import { roundRobinSubsetsPolicy } from '../test/fixtures/mesh';
 import { runWrk, type WrkResult } from './wrk';
 
 const args = process.argv.slice(2);
@@ -302,19 +303,7 @@ function withRules(svc: MeshService): MeshService {
         },
       ],
     },
-    policy: {
-      source: { namespace: 'default', name: 'server' },
-      trafficPolicy: {
-        loadBalancer: 'ROUND_ROBIN',
-        outlierDetection: {
-          consecutive5xxErrors: 5,
-          intervalMs: 10_000,
-          baseEjectionTimeMs: 30_000,
-          maxEjectionPercent: 10,
-        },
-      },
-      subsets: [{ name: 'v1' }, { name: 'v2' }],
-    },
+    policy: roundRobinSubsetsPolicy('server'),
   };
 }
 

@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import type { HttpRouteTable, MeshService, MeshState } from '../src/api/mesh';
 import { MeshIndex } from '../src/agent/proxy/core/mesh-index';
 import { routeRequest, type RequestView } from '../src/agent/proxy/core/route';
-import { meshState, proxyScope, seeded } from '../test/fixtures/mesh';
+import { meshState, proxyScope, roundRobinSubsetsPolicy, seeded } from '../test/fixtures/mesh';
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: string): string => {
@@ -168,19 +168,7 @@ function meshOf(withRules: boolean): MeshState {
       withRules
         ? {
             ...s,
-            policy: {
-              source: { namespace: 'default', name: `svc-${i}` },
-              trafficPolicy: {
-                loadBalancer: 'ROUND_ROBIN',
-                outlierDetection: {
-                  consecutive5xxErrors: 5,
-                  intervalMs: 10_000,
-                  baseEjectionTimeMs: 30_000,
-                  maxEjectionPercent: 10,
-                },
-              },
-              subsets: [{ name: 'v1' }, { name: 'v2' }],
-            },
+            policy: roundRobinSubsetsPolicy(`svc-${i}`),
           }
         : s,
     );
