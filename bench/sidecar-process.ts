@@ -63,10 +63,13 @@ const pauses = process.env.MOORING_BENCH_PAUSES === undefined ? null : startPaus
 const allocations = process.env.MOORING_BENCH_ALLOC === undefined ? null : startAllocationProfile();
 process.on('SIGTERM', () => {
   pauses?.();
-  void (allocations ?? Promise.resolve(async () => {}))
-    .then((stop) => stop())
-    .then(() => sidecar.close())
-    .then(() => process.exit(0));
+  void (async () => {
+    await (
+      await allocations
+    )?.();
+    await sidecar.close();
+    process.exit(0);
+  })();
 });
 
 async function startAllocationProfile(): Promise<() => Promise<void>> {
