@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import type { MeshClient } from '../../src/agent/mesh-client';
 import { openWatch } from '../fixtures/mesh-stream';
 import { startControlPlane, type ControlPlane } from './harness/control-plane';
+import { waitForCrds } from './harness/crds';
 import { createNamespace, createObject, createServiceAccount, kubectl } from './harness/kube';
 import { meshClients, stateWhere } from './support/mesh-client';
 import { startMooring, suffix, tokenFor, waitFor, type MooringServer } from './support/mooring';
@@ -220,12 +221,7 @@ describe('the mesh in cluster mode', () => {
         ],
       },
     });
-    await kubectl(cp, [
-      'wait',
-      '--for=condition=Established',
-      'crd/peerauthentications.security.istio.io',
-      '--timeout=60s',
-    ]);
+    await waitForCrds(cp, ['peerauthentications.security.istio.io'], 60_000);
     await createObject(cp, {
       apiVersion: 'security.istio.io/v1',
       kind: 'PeerAuthentication',

@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { MeshClient } from '../../src/agent/mesh-client';
 import { CHART_DIR, parseObjects, runHelm } from '../chart/helm';
 import { startControlPlane, type ControlPlane } from './harness/control-plane';
+import { waitForCrds } from './harness/crds';
 import {
   createNamespace,
   createObject,
@@ -121,14 +122,11 @@ beforeAll(async () => {
   // here. Server-side: Istio's are too large for client-side apply.
   const crds = await chartTemplate('charts/crds/templates/crds.yaml', ['crds.install=true']);
   await kubectl(cp, ['apply', '--server-side', '-f', '-'], crds);
-  await kubectl(cp, [
-    'wait',
-    '--for=condition=Established',
-    'crd/virtualservices.networking.istio.io',
-    'crd/destinationrules.networking.istio.io',
-    'crd/peerauthentications.security.istio.io',
-    'crd/httproutes.gateway.networking.k8s.io',
-    '--timeout=120s',
+  await waitForCrds(cp, [
+    'virtualservices.networking.istio.io',
+    'destinationrules.networking.istio.io',
+    'peerauthentications.security.istio.io',
+    'httproutes.gateway.networking.k8s.io',
   ]);
   await createNamespace(cp, MOORING_NS);
   await createNamespace(cp, NS);
@@ -259,11 +257,7 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     await applyFiles([
       path.join(CRDS, 'gateway-api-experimental/gateway.networking.k8s.io_httproutes.yaml'),
     ]);
-    await kubectl(cp, [
-      'wait',
-      '--for=condition=Established',
-      'crd/httproutes.gateway.networking.k8s.io',
-    ]);
+    await waitForCrds(cp, ['httproutes.gateway.networking.k8s.io']);
     const catalogRoute = {
       apiVersion: 'gateway.networking.k8s.io/v1',
       kind: 'HTTPRoute',

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO_ROOT, type ControlPlane } from './control-plane';
-import { kubectl } from './kube';
+import { kubectl, kubectlJson } from './kube';
 
 export const CRDS_DIR = path.join(REPO_ROOT, '.cache', 'crds');
 
@@ -27,8 +27,44 @@ export async function installMeshCrds(cp: ControlPlane): Promise<void> {
     ...['apply', '--server-side', '--force-conflicts'],
     ...files.flatMap((f) => ['-f', f]),
   ]);
-  await kubectl(cp, [
-    ...['wait', '--for=condition=Established', '--timeout=120s'],
-    ...NAMES.map((n) => `crd/${n}`),
-  ]);
+  await waitForCrds(cp, NAMES);
+}
+
+interface CrdStatus {
+  readonly metadata: { readonly name: string };
+  readonly status?: { readonly conditions?: readonly { type: string; status: string }[] };
+}
+
+/**
+ * Waits until every named CRD is Established. Polls rather than `kubectl wait`: a CRD just created
+ * may have no `.status.conditions` yet, and `kubectl wait --for=condition=...` then fails at once
+ * ("<nil> is of the type <nil>") instead of waiting.
+ */
+export async function waitForCrds(
+  cp: Pick<ControlPlane, 'kubeconfigPath'>,
+  names: readonly string[],
+  timeoutMs = 120_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const list = (await kubectlJson(cp, ['get', ...names.map((n) => `crd/${n}`)])) as {
+      items?: readonly CrdStatus[];
+    };
+    const items = list.items ?? [list as unknown as CrdStatus];
+    const established = new Set(
+      items
+        .filter((crd) =>
+          (crd.status?.conditions ?? []).some(
+            (c) => c.type === 'Established' && c.status === 'True',
+          ),
+        )
+        .map((crd) => crd.metadata.name),
+    );
+    const pending = names.filter((n) => !established.has(n));
+    if (pending.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new Error(`CRDs not Established within ${timeoutMs} ms: ${pending.join(', ')}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
