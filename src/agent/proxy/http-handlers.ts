@@ -67,6 +67,15 @@ export interface HandlerContext {
   readonly telemetry: ProxyTelemetry;
   /** Outlier detection ejected an endpoint until `untilMs` (for a log line). */
   onEjection?(service: MeshService, endpoint: UpstreamEndpoint, untilMs: number): void;
+  /**
+   * An attempt to an endpoint failed (connect, TLS, reset, timeout), retried or not: a debug log
+   * line. Absent unless the log level shows it, so the request path makes no closure for it.
+   */
+  readonly onAttemptFailure?: (
+    service: MeshService,
+    endpoint: UpstreamEndpoint,
+    outcome: AttemptOutcome,
+  ) => void;
 }
 
 /**
@@ -317,7 +326,11 @@ export class OutboundHttp implements Http1Handler {
       };
     }
     const random = this.ctx.random;
-    const decision = routeRequest(target.service, target.port.port, view, random, (key) =>
+    // The service as the configuration has it now: the connection (kept alive, or accepted just
+    // before an update) may have been matched under an older one, and its next request follows
+    // the current routes, policy and endpoints, as Envoy's do.
+    const service = index.service(target.service.key) ?? target.service;
+    const decision = routeRequest(service, target.port.port, view, random, (key) =>
       index.service(key),
     );
     if (decision === null) return localReply(404, '', ['NR']);
@@ -365,6 +378,7 @@ export class OutboundHttp implements Http1Handler {
     };
     const outlier = policy.outlierDetection;
     const nowMs = (): number => this.ctx.nowMs();
+    const onFailure = this.ctx.onAttemptFailure;
     const headers = requestHeaderChanges(decision.requestHeaders, decision.rewrite?.authority);
     return {
       ...base,
@@ -390,10 +404,12 @@ export class OutboundHttp implements Http1Handler {
       ...(http?.maxRequestsPerConnection === undefined
         ? {}
         : { maxRequestsPerConnection: http.maxRequestsPerConnection }),
-      ...(outlier === undefined
+      ...(outlier === undefined && onFailure === undefined
         ? {}
         : {
             onAttempt: (endpoint: UpstreamEndpoint, outcome: AttemptOutcome) => {
+              if (outcome.kind === 'failure') onFailure?.(decision.service, endpoint, outcome);
+              if (outlier === undefined) return;
               const d = recordOutcome(endpoint, set.endpoints, outlier, outcome, nowMs());
               if (d.ejected) this.ctx.onEjection?.(decision.service, endpoint, d.until ?? 0);
             },

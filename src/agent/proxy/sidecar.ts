@@ -56,6 +56,8 @@ export interface ProxyLog {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
   error(obj: object, msg: string): void;
+  /** Pino's: a line of that level would be written. */
+  isLevelEnabled?(level: string): boolean;
 }
 
 export interface SidecarDeps {
@@ -175,6 +177,20 @@ export class Sidecar {
           },
           'outlier detection ejected an endpoint',
         ),
+      ...(deps.log.isLevelEnabled?.('debug') === true
+        ? {
+            onAttemptFailure: (service, endpoint, outcome) =>
+              deps.log.debug(
+                {
+                  service: service.key,
+                  endpoint: `${endpoint.address}:${endpoint.port}`,
+                  reason: outcome.kind === 'failure' ? outcome.reason : undefined,
+                  detail: outcome.kind === 'failure' ? outcome.detail : undefined,
+                },
+                'upstream attempt failed',
+              ),
+          }
+        : {}),
     };
     this.outboundHttp = new OutboundHttp(ctx);
     this.inboundHttp = new InboundHttp(ctx);
@@ -399,8 +415,10 @@ export class Sidecar {
     if (target.kind === 'endpoint') {
       endpoint = target.endpoint;
     } else {
-      const set = index.endpointSet(target.service, target.port.port);
-      const lb = effectivePolicy(target.service, undefined).loadBalancer ?? DEFAULT_LOAD_BALANCER;
+      // The service as the configuration has it now (the sniffing may have outlasted an update).
+      const service = index.service(target.service.key) ?? target.service;
+      const set = index.endpointSet(service, target.port.port);
+      const lb = effectivePolicy(service, undefined).loadBalancer ?? DEFAULT_LOAD_BALANCER;
       endpoint = pickEndpoint(set, lb, this.deps.random, this.deps.nowMs());
     }
     const edge = this.outboundHttp.edge(endpoint, target.service);
@@ -413,6 +431,7 @@ export class Sidecar {
     }
     const chosen = endpoint;
     chosen.active++;
+    chosen.attempts++;
     socket.pause();
     dial(
       {
@@ -424,6 +443,7 @@ export class Sidecar {
       (err, upstream) => {
         if (err !== null || upstream === null) {
           chosen.active--;
+          chosen.failures++;
           this.deps.log.debug(
             { endpoint: chosen.key, err: err?.message },
             'outbound TCP connect failed',
@@ -872,9 +892,20 @@ export class Sidecar {
               identity: e.identity,
               ready: e.ready,
               active: e.active,
+              attempts: e.attempts,
+              failures: e.failures,
               ejectedUntil: e.ejectedUntil === 0 ? null : new Date(e.ejectedUntil).toISOString(),
               ejections: e.ejections,
             })),
+      endpointSets:
+        index === null
+          ? {}
+          : Object.fromEntries(
+              [...index.endpointSets()].map(([key, set]) => [
+                key,
+                set.endpoints.map((e) => `${e.address}:${e.port}`),
+              ]),
+            ),
       connections: {
         open: this.open.size,
         outboundPool: this.outboundPool.stats(),

@@ -1,4 +1,4 @@
-import type { HttpRouteTable } from '../../../src/api/mesh';
+import type { HttpRouteTable, MeshService } from '../../../src/api/mesh';
 import {
   pickEndpoint,
   type EndpointSet,
@@ -114,31 +114,46 @@ describe('MeshIndex', () => {
     expect(index.lookup('10.0.0.9', 8080)).toBeNull();
   });
 
-  it('keeps the live state of unchanged endpoints across a new configuration', () => {
-    const svc = (...eps: ReturnType<typeof endpoint>[]) =>
-      service('web', '10.96.0.1', [port(80)], eps);
-    const first = new MeshIndex(
+  /** A configuration whose service web (10.96.0.1:80) has endpoints at `addresses` (port 80). */
+  const webIndex = (addresses: readonly string[], previous: MeshIndex | null = null) =>
+    new MeshIndex(
       meshState(
         proxyScope('c'),
-        svc(endpoint('10.0.0.1', { 80: 80 }), endpoint('10.0.0.2', { 80: 80 })),
+        service(
+          'web',
+          '10.96.0.1',
+          [port(80)],
+          addresses.map((a) => endpoint(a, { 80: 80 })),
+        ),
       ),
+      previous,
     );
-    const kept = first.endpointSet(first.state.services.get('default/web')!, 80)
-      .endpoints[0] as UpstreamEndpoint;
+  const webOf = (index: MeshIndex) => index.state.services.get('default/web')!;
+
+  it('keeps the live state of unchanged endpoints across a new configuration', () => {
+    const first = webIndex(['10.0.0.1', '10.0.0.2']);
+    const kept = first.endpointSet(webOf(first), 80).endpoints[0] as UpstreamEndpoint;
     kept.active = 3;
     kept.ejections = 2;
-    const second = new MeshIndex(
-      meshState(
-        proxyScope('c'),
-        svc(endpoint('10.0.0.1', { 80: 80 }), endpoint('10.0.0.3', { 80: 80 })),
-      ),
-      first,
-    );
-    const again = second.endpointSet(second.state.services.get('default/web')!, 80).endpoints;
+    const second = webIndex(['10.0.0.1', '10.0.0.3'], first);
+    const again = second.endpointSet(webOf(second), 80).endpoints;
     expect(again.map((e) => e.address)).toEqual(['10.0.0.1', '10.0.0.3']);
     expect(again[0]).toBe(kept);
     expect(again[0]?.active).toBe(3);
     expect(again[1]?.active).toBe(0);
+  });
+
+  it('balances over its own endpoints when handed the service of an older configuration (a connection accepted before the update), and caches nothing stale', () => {
+    const first = webIndex(['10.0.0.1', '10.0.0.2']);
+    const stale = webOf(first);
+    const second = webIndex(['10.0.0.1', '10.0.0.2', '10.0.0.3'], first);
+    const addresses = (s: MeshService) => second.endpointSet(s, 80).endpoints.map((e) => e.address);
+    const all = ['10.0.0.1', '10.0.0.2', '10.0.0.3'];
+    expect(addresses(stale)).toEqual(all);
+    expect(addresses(webOf(second))).toEqual(all);
+    // A service the new configuration no longer has: nothing to balance over.
+    const third = new MeshIndex(meshState(proxyScope('c')), second);
+    expect(third.endpointSet(stale, 80).endpoints).toEqual([]);
   });
 
   it('an endpoint on a plain-text port of a meshed Pod is dialled without TLS', () => {

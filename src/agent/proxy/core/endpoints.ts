@@ -20,6 +20,10 @@ export interface UpstreamEndpoint {
   ready: boolean;
   /** Requests (or TCP connections) in flight: least-request balancing reads it. */
   active: number;
+  /** Attempts (or TCP connections) sent to it, and how many failed before an answer: the
+   * config dump's per-host counters, as Envoy's `/clusters` rq_total and cx_connect_fail. */
+  attempts: number;
+  failures: number;
   /** Outlier detection: ejected until this time (ms, the proxy's clock); 0: not ejected. */
   ejectedUntil: number;
   /** How many times it was ejected (the ejection time grows with it). */
@@ -47,6 +51,8 @@ export function newUpstreamEndpoint(
     pod: e.pod,
     ready: e.ready,
     active: 0,
+    attempts: 0,
+    failures: 0,
     ejectedUntil: 0,
     ejections: 0,
     consecutive5xx: 0,

@@ -121,13 +121,20 @@ export class MeshIndex {
     return this.state.services.get(key) ?? null;
   }
 
-  /** The endpoints of a service port (by service port number), optionally of one subset. */
+  /**
+   * The endpoints of a service port (by service port number), optionally of one subset, as this
+   * configuration has them: `service` may come from an older one (a connection accepted before
+   * the last update), and its key alone counts. A service this configuration no longer has gets
+   * an empty set, not cached.
+   */
   endpointSet(service: MeshService, servicePort: number, subset?: string): EndpointSet {
     const key = `${service.key}|${servicePort}|${subset ?? ''}`;
     let set = this.sets.get(key);
     if (set !== undefined) return set;
+    const current = this.state.services.get(service.key);
+    if (current === undefined) return { endpoints: [], next: 0 };
     const endpoints: UpstreamEndpoint[] = [];
-    for (const e of service.endpoints) {
+    for (const e of current.endpoints) {
       const port = e.ports[String(servicePort)];
       if (port === undefined) continue;
       if (subset !== undefined && e.subsets?.includes(subset) !== true) continue;
@@ -149,6 +156,11 @@ export class MeshIndex {
   /** The declared protocol of a port of this Pod ('unknown': sniff). */
   inboundProtocol(port: number): Protocol {
     return this.inboundProtocols.get(port) ?? 'unknown';
+  }
+
+  /** The endpoint sets balanced over so far under this configuration, for the config dump. */
+  endpointSets(): IterableIterator<[string, EndpointSet]> {
+    return this.sets.entries();
   }
 
   /** Every endpoint record, for the config dump. */

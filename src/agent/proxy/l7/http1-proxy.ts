@@ -91,7 +91,12 @@ export interface ExchangePlan {
 
 export type AttemptOutcome =
   | { readonly kind: 'response'; readonly status: number }
-  | { readonly kind: 'failure'; readonly reason: 'connect-failure' | 'reset' | 'timeout' | 'tls' };
+  | {
+      readonly kind: 'failure';
+      readonly reason: 'connect-failure' | 'reset' | 'timeout' | 'tls' | 'refused-stream';
+      /** What the socket or TLS said, when known (a debug log line). */
+      readonly detail?: string;
+    };
 
 /** What the handler learns when an exchange is over (metrics, access log). */
 export interface ExchangeRecord {
@@ -437,6 +442,7 @@ export class Exchange implements ConnectionEvents {
     this.endpoint = endpoint;
     this.tried.add(endpoint);
     endpoint.active++;
+    endpoint.attempts++;
     this.attemptOpen = true;
     const perTry = plan.retries.perTryTimeoutMs;
     if (perTry !== undefined && perTry > 0) {
@@ -475,6 +481,7 @@ export class Exchange implements ConnectionEvents {
     this.attemptOpen = false;
     const endpoint = this.endpoint as UpstreamEndpoint;
     endpoint.active--;
+    if (outcome.kind === 'failure') endpoint.failures++;
     (this.plan as ExchangePlan).onAttempt?.(endpoint, outcome);
   }
 
@@ -524,7 +531,9 @@ export class Exchange implements ConnectionEvents {
   ): void {
     const plan = this.plan as ExchangePlan;
     const endpoint = this.endpoint;
-    this.closeAttempt({ kind: 'failure', reason });
+    this.closeAttempt(
+      err === null ? { kind: 'failure', reason } : { kind: 'failure', reason, detail: err.message },
+    );
     this.upstream = null;
     const retryOn = plan.retries.retryOn;
     const any = (...conds: string[]): boolean => conds.some((c) => retryOn.includes(c));

@@ -14,6 +14,7 @@ import { dial, type DialFailure } from '../l4/dial';
 import type { TlsContexts } from '../l4/tls';
 import {
   retriableStatus,
+  type AttemptOutcome,
   type ExchangePlan,
   type LocalReply,
   type ResponseFlag,
@@ -295,6 +296,7 @@ class H2Exchange {
     this.endpoint = endpoint;
     this.tried.add(endpoint);
     endpoint.active++;
+    endpoint.attempts++;
     this.attemptOpen = true;
     const perTry = plan.retries.perTryTimeoutMs;
     if (perTry !== undefined && perTry > 0) {
@@ -311,7 +313,7 @@ class H2Exchange {
     });
   }
 
-  private closeAttempt(status: number | null): void {
+  private closeAttempt(status: number | null, failure?: AttemptOutcome): void {
     if (this.tryTimer !== null) {
       clearTimeout(this.tryTimer);
       this.tryTimer = null;
@@ -320,9 +322,11 @@ class H2Exchange {
     this.attemptOpen = false;
     const endpoint = this.endpoint as UpstreamEndpoint;
     endpoint.active--;
+    if (failure !== undefined || status === null) endpoint.failures++;
     (this.plan as ExchangePlan).onAttempt?.(
       endpoint,
-      status === null ? { kind: 'failure', reason: 'reset' } : { kind: 'response', status },
+      failure ??
+        (status === null ? { kind: 'failure', reason: 'reset' } : { kind: 'response', status }),
     );
   }
 
@@ -464,7 +468,10 @@ class H2Exchange {
     err: Error | null,
   ): void {
     const plan = this.plan as ExchangePlan;
-    this.closeAttempt(null);
+    this.closeAttempt(
+      null,
+      err === null ? { kind: 'failure', reason } : { kind: 'failure', reason, detail: err.message },
+    );
     this.upstream = null;
     const retryOn = plan.retries.retryOn;
     const any = (...c: string[]): boolean => c.some((x) => retryOn.includes(x));
