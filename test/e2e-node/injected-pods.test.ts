@@ -29,6 +29,7 @@ import {
   meshNamespace,
   MOORING_NAMESPACE,
   nodeIn,
+  proxyConfig,
   repeatFrom,
   setHealth,
   spiffeId,
@@ -300,7 +301,8 @@ describe('a root rotation while Pods run', () => {
     const ns = await meshNamespace(env);
     const [rot, caller] = await Promise.all([
       deployEcho(env, ns, 'rot', { replicas: 2 }),
-      deployEcho(env, ns, 'caller'),
+      // Its failed attempts (retried to another Pod, unseen by the app) in its log.
+      deployEcho(env, ns, 'caller', { annotations: { 'proxy.mooring.dev/log-level': 'debug' } }),
     ]);
     const before = await env.mooring.trustBundle();
     expect(before).toHaveLength(1);
@@ -378,14 +380,34 @@ describe('a root rotation while Pods run', () => {
         pemsOf((await agentFiles(env, caller.pods[0]!)).roots).includes(newRoot) ? true : undefined,
       90_000,
     );
+    let last: unknown;
     await waitFor(
       'a call answered by the Pod of the new root',
       async () => {
         const some = await repeatFrom(caller.pods[0]!, url, { count: 10 });
+        last = some;
         return (some.byPod[newcomer.metadata.name] ?? 0) > 0 ? true : undefined;
       },
       60_000,
-    );
+    ).catch(async (err: unknown) => {
+      // What the caller's proxy saw: per endpoint its attempts and failures, the sets it balanced
+      // over; its log (debug: each failed attempt), the newcomer's.
+      const dump = (await proxyConfig(env, caller.pods[0]!).catch((e: unknown) => String(e))) as {
+        endpoints?: unknown;
+        endpointSets?: unknown;
+      };
+      const logs = async (p: Pod) =>
+        kubectl(env.cluster.controlPlane, [
+          ...['logs', p.metadata.name, '-n', ns, '-c', 'mooring-proxy', '--tail=60'],
+        ]).catch((e: unknown) => String(e));
+      throw new Error(
+        `${String(err)}\nlast calls: ${JSON.stringify(last)}\n` +
+          `newcomer: ${newcomer.metadata.name} ${JSON.stringify(newcomer.status?.podIP)}\n` +
+          `caller's endpoints: ${JSON.stringify(dump.endpoints ?? dump)}\n` +
+          `caller's endpoint sets: ${JSON.stringify(dump.endpointSets)}\n` +
+          `caller's log:\n${await logs(caller.pods[0]!)}\nnewcomer's log:\n${await logs(newcomer)}`,
+      );
+    });
     const calls = await loop.stop();
     expect(calls.failures).toEqual([]);
     expect(calls.ok).toBe(calls.sent);
@@ -428,12 +450,33 @@ function watchPod(envRef: typeof env, ns: string, name: string): { stop(): Promi
     stop: async () => {
       child.kill();
       await new Promise((r) => child.on('close', r));
-      // Pretty-printed objects one after another: each ends with a `}` alone on its line.
-      return text
-        .split(/^}$/m)
-        .map((chunk) => chunk.trim())
-        .filter((chunk) => chunk.startsWith('{'))
-        .map((chunk) => JSON.parse(`${chunk}}`) as Pod);
+      return jsonValues(text) as Pod[];
     },
   };
+}
+
+/**
+ * The JSON values of a stream of them one after another (kubectl's watch output), by bracket
+ * depth outside strings; a last value cut short (kubectl killed while writing) is left out.
+ */
+function jsonValues(text: string): unknown[] {
+  const values: unknown[] = [];
+  let depth = 0;
+  let start = -1;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '{' || c === '[') {
+      if (depth === 0) start = i;
+      depth++;
+    } else if (c === '}' || c === ']') {
+      depth--;
+      if (depth === 0) values.push(JSON.parse(text.slice(start, i + 1)));
+    }
+  }
+  return values;
 }
