@@ -1,12 +1,21 @@
 // A client sidecar on loopback in front of a plain-text app, for what the network-namespace test
 // cannot see from outside: the upstream connections a DestinationRule's
-// `connectionPool.http.maxRequestsPerConnection` makes the proxy open, and the route rewrite of
-// the path and authority as the app receives them.
+// `connectionPool.http.maxRequestsPerConnection` makes the proxy open, its circuit breakers
+// (`tcp.maxConnections`, `http.http1MaxPendingRequests`) over HTTP/1.1, HTTP/2 and opaque TCP,
+// and the route rewrite of the path and authority as the app receives them.
 import http from 'node:http';
+import http2 from 'node:http2';
 import net, { type AddressInfo, type Socket } from 'node:net';
-import type { HttpRouteRule, MeshService } from '../../src/api/mesh';
+import type { ConnectionPoolPolicy, HttpRouteRule, MeshService } from '../../src/api/mesh';
 import { endpoint, meshState, port, proxyScope, service } from '../fixtures/mesh';
-import { destination, get, startSidecar, type LoopbackSidecar } from '../fixtures/sidecars';
+import { ProxyTelemetry } from '../../src/agent/proxy/telemetry/telemetry';
+import {
+  destination,
+  get,
+  startSidecar,
+  withSettings,
+  type LoopbackSidecar,
+} from '../fixtures/sidecars';
 
 const CLUSTER_IP = '10.96.0.50';
 
@@ -15,17 +24,25 @@ let app: http.Server;
 let appPort: number;
 const connections: Socket[] = [];
 const seen: { url: string; host: string | undefined }[] = [];
+/** The client's access log lines (on when a test's mesh turns it on). */
+const accessLog: string[] = [];
 
 beforeAll(async () => {
   app = http.createServer((req, res) => {
     seen.push({ url: req.url ?? '', host: req.headers.host });
     req.resume();
-    res.end('ok');
+    // /slow/<ms>: answered after that long (requests that hold their connection).
+    const slow = /^\/slow\/(\d+)/.exec(req.url ?? '');
+    if (slow === null) res.end('ok');
+    else setTimeout(() => res.end('ok'), Number(slow[1]));
   });
   app.on('connection', (s: Socket) => connections.push(s));
   await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
   appPort = (app.address() as AddressInfo).port;
-  client = await startSidecar('client');
+  client = await startSidecar(
+    'client',
+    new ProxyTelemetry({ accessLog: { write: (l: string) => accessLog.push(l), dropped: 0 } }),
+  );
   client.outboundTarget = destination(CLUSTER_IP, 80);
 });
 
@@ -63,6 +80,24 @@ const rewriteOld =
     },
   });
 
+const withPool =
+  (connectionPool: ConnectionPoolPolicy) =>
+  (s: MeshService): MeshService => ({
+    ...s,
+    policy: { source: { namespace: 'default', name: s.name }, trafficPolicy: { connectionPool } },
+  });
+
+/** The count of the client's istio_requests_total series with these response flags. */
+function requestsFlagged(flags: string): number {
+  let total = 0;
+  for (const line of clientMetricsText().split('\n')) {
+    if (line.startsWith('istio_requests_total{') && line.includes(`response_flags="${flags}"`))
+      total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
+}
+const clientMetricsText = (): string => client.metrics.render();
+
 async function sequential(n: number): Promise<void> {
   for (let i = 0; i < n; i++) expect((await get(client.outbound, `/r/${i}`)).status).toBe(200);
 }
@@ -86,6 +121,197 @@ describe('connection pool limits', () => {
     // The idle connection of the first part may serve 2 more before it goes.
     expect(connections.length).toBeGreaterThanOrEqual(2);
     expect(connections.length).toBeLessThanOrEqual(3);
+  });
+});
+
+describe('circuit breakers (maxConnections, http1MaxPendingRequests)', () => {
+  it('HTTP/1.1, 1 connection and 1 pending: of 5 requests at once, 2 are served on the one connection and 3 answered 503 UO at once; lifted, all 5 pass', async () => {
+    useMesh(withPool({ tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } }));
+    // A connection of the cluster, idle in the pool: the first request takes it at once.
+    expect((await get(client.outbound, '/warm')).status).toBe(200);
+    connections.length = 0;
+    const flaggedBefore = requestsFlagged('UO');
+    const t0 = Date.now();
+    const answers = await Promise.all(
+      [1, 2, 3, 4, 5].map(async (i) => ({
+        ...(await get(client.outbound, `/slow/1500?i=${i}`)),
+        ms: Date.now() - t0,
+      })),
+    );
+    const overflow = answers.filter((a) => a.status === 503);
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 200, 503, 503, 503]);
+    for (const a of overflow) {
+      expect(a.headers['x-envoy-overloaded']).toBe('true');
+      expect(a.text).toBe(
+        'upstream connect error or disconnect/reset before headers. reset reason: overflow',
+      );
+      // At once: not after the slow request (1.5 s).
+      expect(a.ms).toBeLessThan(1500);
+    }
+    // The one pending request waited for the one connection: served after the first, on it.
+    const served = answers.filter((a) => a.status === 200).map((a) => a.ms);
+    expect(Math.max(...served)).toBeGreaterThanOrEqual(3000);
+    expect(connections).toHaveLength(0);
+    expect(requestsFlagged('UO') - flaggedBefore).toBe(3);
+
+    useMesh((s) => s);
+    const lifted = await Promise.all(
+      [1, 2, 3, 4, 5].map((i) => get(client.outbound, `/slow/300?i=${i}`)),
+    );
+    expect(lifted.map((a) => a.status)).toEqual([200, 200, 200, 200, 200]);
+    expect(connections.length).toBeGreaterThanOrEqual(4);
+  });
+
+  it('HTTP/1.1, a raised limit lets the waiting requests open their connections at once', async () => {
+    useMesh(withPool({ tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 10 } }));
+    expect((await get(client.outbound, '/warm')).status).toBe(200);
+    connections.length = 0;
+    const t0 = Date.now();
+    const running = [1, 2, 3].map((i) =>
+      get(client.outbound, `/slow/1500?i=${i}`).then((a) => ({ ...a, ms: Date.now() - t0 })),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    useMesh(withPool({ tcp: { maxConnections: 5 }, http: { http1MaxPendingRequests: 10 } }));
+    // The next request under the new rule wakes the two waiting ones: they open connections.
+    const fourth = await get(client.outbound, '/slow/10');
+    expect(fourth.status).toBe(200);
+    const answers = await Promise.all(running);
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200]);
+    expect(Math.max(...answers.map((a) => a.ms))).toBeLessThan(3000);
+    expect(connections.length).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('answers made at once', () => {
+  it('records a request answered 503 UH (no endpoint) in the metrics, as any other', async () => {
+    useMesh((s) => ({ ...s, endpoints: [] }));
+    const before = requestsFlagged('UH');
+    expect((await get(client.outbound, '/none')).status).toBe(503);
+    expect(requestsFlagged('UH') - before).toBe(1);
+  });
+});
+
+describe('circuit breakers over HTTP/2 and opaque TCP', () => {
+  const H2_IP = '10.96.0.51';
+  const TCP_IP = '10.96.0.52';
+  let h2app: http2.Http2Server;
+  let tcpApp: net.Server;
+  const tcpAccepted: Socket[] = [];
+
+  beforeAll(async () => {
+    h2app = http2.createServer();
+    h2app.on('stream', (stream) => {
+      stream.respond({ ':status': 200 });
+      stream.end('h2 ok');
+    });
+    await new Promise<void>((resolve) => h2app.listen(0, '127.0.0.1', resolve));
+    tcpApp = net.createServer((s) => {
+      tcpAccepted.push(s);
+      s.on('data', (d) => s.write(d));
+      s.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => tcpApp.listen(0, '127.0.0.1', resolve));
+    client.sidecar.setMesh(
+      withSettings(
+        meshState(
+          proxyScope('client'),
+          withPool({ tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } })(
+            service(
+              'h2',
+              H2_IP,
+              [port(80, 'http2')],
+              [endpoint('127.0.0.1', { 80: (h2app.address() as AddressInfo).port })],
+            ),
+          ),
+          withPool({ tcp: { maxConnections: 1 } })(
+            service(
+              'tcp',
+              TCP_IP,
+              [port(5000, 'tcp')],
+              [endpoint('127.0.0.1', { 5000: (tcpApp.address() as AddressInfo).port })],
+            ),
+          ),
+        ),
+        { accessLog: true },
+      ),
+    );
+  });
+
+  afterAll(async () => {
+    for (const s of tcpAccepted) s.destroy();
+    await new Promise((r) => tcpApp.close(r));
+    await new Promise((r) => h2app.close(r));
+  });
+
+  it('HTTP/2, 1 pending: while the session is being opened one stream waits and the others get 503 UO; then all share the session', async () => {
+    client.outboundTarget = destination(H2_IP, 80);
+    const session = http2.connect(`http://127.0.0.1:${client.outbound}`);
+    const one = (): Promise<{ status: number; overloaded: unknown }> =>
+      new Promise((resolve, reject) => {
+        const req = session.request({ ':path': '/', ':authority': 'h2' });
+        req.on('response', (h) => {
+          req.resume();
+          req.on('end', () =>
+            resolve({ status: Number(h[':status']), overloaded: h['x-envoy-overloaded'] }),
+          );
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      const first = await Promise.all([one(), one(), one()]);
+      expect(first.map((a) => a.status).sort()).toEqual([200, 503, 503]);
+      expect(first.filter((a) => a.status === 503).map((a) => a.overloaded)).toEqual([
+        'true',
+        'true',
+      ]);
+      const then = await Promise.all([one(), one(), one(), one()]);
+      expect(then.map((a) => a.status)).toEqual([200, 200, 200, 200]);
+    } finally {
+      session.close();
+      client.outboundTarget = destination(CLUSTER_IP, 80);
+    }
+  });
+
+  it('opaque TCP, maxConnections 1: a second connection is closed at once; after the first closes, a new one passes', async () => {
+    client.outboundTarget = destination(TCP_IP, 5000);
+    const open = (): Promise<{ socket: Socket; echoed: Promise<string> }> =>
+      new Promise((resolve, reject) => {
+        const socket = net.connect(client.outbound, '127.0.0.1', () => {
+          const echoed = new Promise<string>((done) => {
+            let got = '';
+            socket.on('data', (d: Buffer) => {
+              got += d.toString();
+              if (got.includes('\n')) done(got);
+            });
+            socket.on('close', () => done(got));
+          });
+          socket.write('ping\n');
+          resolve({ socket, echoed });
+        });
+        socket.on('error', reject);
+      });
+    try {
+      const first = await open();
+      expect(await first.echoed).toBe('ping\n');
+      accessLog.length = 0;
+      const second = await open();
+      expect(await second.echoed).toBe('');
+      const refused = accessLog.map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(refused).toEqual([
+        expect.objectContaining({ protocol: 'TCP', response_flags: 'UO', upstream_host: null }),
+      ]);
+      expect(second.socket.destroyed || second.socket.readableEnded).toBe(true);
+      expect(tcpAccepted).toHaveLength(1);
+      first.socket.destroy();
+      await new Promise((r) => setTimeout(r, 200));
+      const third = await open();
+      expect(await third.echoed).toBe('ping\n');
+      expect(tcpAccepted).toHaveLength(2);
+      third.socket.destroy();
+    } finally {
+      client.outboundTarget = destination(CLUSTER_IP, 80);
+    }
   });
 });
 

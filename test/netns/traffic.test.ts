@@ -10,6 +10,7 @@
 //   flaky       10.77.0.25  meshed, GET /healthz answers 503 (health turned off)  \ Services
 //   steady      10.77.0.26  meshed, healthy                                        / backend, details
 //   hang        10.77.0.27  not meshed: accepts connections and never answers     Service hang
+//   Service ratings 10.96.20.6: reviews-v1 alone (a subset with connection pool limits)
 //
 // Statistical checks use bounds of about 4 standard deviations: a correct split fails them far
 // less than once in 10,000 runs.
@@ -37,6 +38,7 @@ const BACKEND_IP = '10.96.20.2';
 const HANG_IP = '10.96.20.3';
 const DETAILS_IP = '10.96.20.4';
 const GRPC_IP = '10.96.20.5';
+const RATINGS_IP = '10.96.20.6';
 const HTTP: PortSpec[] = [{ name: 'http', port: 80, targetPort: 8080 }];
 const GRPC_PORTS: PortSpec[] = [{ name: 'grpc', port: 50051, targetPort: 50051 }];
 
@@ -203,6 +205,8 @@ beforeAll(async () => {
     sliceObject('details', HTTP, [pods.flaky, pods.steady]),
     serviceObject('grpc-reviews', GRPC_IP, GRPC_PORTS, { app: 'reviews' }),
     sliceObject('grpc-reviews', GRPC_PORTS, reviews),
+    serviceObject('ratings', RATINGS_IP, HTTP, { app: 'ratings' }),
+    sliceObject('ratings', HTTP, [pods['reviews-v1']!]),
     serviceObject('hang', HANG_IP, HTTP, { app: 'hang' }),
     sliceObject('hang', HTTP, [pods.hang]),
     ...Object.values(pods).map(podObject),
@@ -473,5 +477,119 @@ c.echo({ hi: 1 }, md, (err, r) => {
     const plain = await call({});
     expect(plain.pod).toBe('reviews-v3');
     expect(plain.metadata?.['x-routed']).toBe('mooring');
+  });
+});
+
+describe('connection pool limits (circuit breakers)', () => {
+  /** `count` HTTP/1.1 requests at once from the client Pod, each on its own connection. */
+  const AT_ONCE = `
+const http = require('http');
+const [url, count] = [process.argv[1], Number(process.argv[2])];
+const t0 = Date.now();
+const one = () => new Promise((resolve) => {
+  const req = http.request(url, { agent: false }, (res) => {
+    let body = '';
+    res.on('data', (d) => (body += d));
+    res.on('end', () => resolve({ status: res.statusCode, overloaded: res.headers['x-envoy-overloaded'] || null, body, ms: Date.now() - t0 }));
+  });
+  req.on('error', (e) => resolve({ status: e.code || 'error', ms: Date.now() - t0 }));
+  req.setTimeout(30000, () => req.destroy(new Error('TIMEOUT')));
+  req.end();
+});
+Promise.all(Array.from({ length: count }, one)).then((all) => console.log(JSON.stringify(all)));`;
+  interface Answer {
+    status: number | string;
+    overloaded: string | null;
+    body: string;
+    ms: number;
+  }
+  const atOnce = async (url: string, count: number): Promise<Answer[]> =>
+    JSON.parse(await rig.node('client', AT_ONCE, [url, String(count)], 120_000)) as Answer[];
+
+  /** The client sidecar's requests to ratings answered with flag UO (reporter=source). */
+  async function overflowed(): Promise<number> {
+    let total = 0;
+    for (const line of (await rig.stats('client')).split('\n')) {
+      if (
+        line.startsWith('istio_requests_total{reporter="source"') &&
+        line.includes('destination_service="ratings.default.svc.cluster.local"') &&
+        line.includes('response_flags="UO"')
+      )
+        total += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return total;
+  }
+
+  const rule = (v1Pool: object | null): object => ({
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'DestinationRule',
+    metadata: { name: 'ratings', namespace: 'default' },
+    spec: {
+      host: 'ratings',
+      // Host-wide: no real limit; the subset's own connectionPool wins for v1.
+      trafficPolicy: { connectionPool: { tcp: { maxConnections: 100 } } },
+      subsets: [
+        {
+          name: 'v1',
+          labels: { version: 'v1' },
+          ...(v1Pool === null ? {} : { trafficPolicy: { connectionPool: v1Pool } }),
+        },
+      ],
+    },
+  });
+
+  async function subsetPool(limited: boolean): Promise<void> {
+    await rig.waitFor(
+      `the ratings v1 pool ${limited ? 'limited' : 'lifted'} in the client`,
+      async () => {
+        const dump = (await rig.configDump('client')) as {
+          mesh: {
+            services: {
+              key: string;
+              policy?: { subsets?: { name: string; trafficPolicy?: unknown }[] };
+            }[];
+          };
+        };
+        const s = dump.mesh.services.find((x) => x.key === 'default/ratings');
+        const v1 = s?.policy?.subsets?.find((x) => x.name === 'v1');
+        return v1 !== undefined && (v1.trafficPolicy !== undefined) === limited;
+      },
+    );
+  }
+
+  it('maxConnections 1 and http1MaxPendingRequests 1 on a subset: of 6 requests at once to a slow endpoint, 2 pass and 4 get 503 UO at once; lifting the limit lets all pass', async () => {
+    rig.writeMesh('ratings.yaml', [
+      vs('ratings', 'ratings', [{ route: [{ destination: { host: 'ratings', subset: 'v1' } }] }]),
+      rule({ tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } }),
+    ]);
+    await routesApplied('ratings', 'ratings');
+    await subsetPool(true);
+    // One connection of the subset's pool, idle: the first of the burst takes it at once.
+    expect((await load(`http://${RATINGS_IP}/`, 1)).byStatus).toEqual({ '200': 1 });
+    const before = await overflowed();
+    const burst = await atOnce(`http://${RATINGS_IP}/delay/3000`, 6);
+    expect(burst.map((a) => a.status).sort()).toEqual([200, 200, 503, 503, 503, 503]);
+    for (const a of burst.filter((x) => x.status === 503)) {
+      expect(a.overloaded).toBe('true');
+      expect(a.body).toBe(
+        'upstream connect error or disconnect/reset before headers. reset reason: overflow',
+      );
+      expect(a.ms).toBeLessThan(3000);
+    }
+    // The pending one waited for the one connection: it was served after the first.
+    expect(
+      Math.max(...burst.filter((x) => x.status === 200).map((a) => a.ms)),
+    ).toBeGreaterThanOrEqual(6000);
+    expect((await overflowed()) - before).toBe(4);
+
+    rig.writeMesh('ratings.yaml', [
+      vs('ratings', 'ratings', [{ route: [{ destination: { host: 'ratings', subset: 'v1' } }] }]),
+      rule(null),
+    ]);
+    await subsetPool(false);
+    const lifted = await atOnce(`http://${RATINGS_IP}/delay/1000`, 6);
+    expect(lifted.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    expect(await overflowed()).toBe(before + 4);
+    rig.removeMesh('ratings.yaml');
   });
 });

@@ -6,7 +6,13 @@
 
 import { randomUUID } from 'node:crypto';
 import type http2 from 'node:http2';
-import type { HeaderOperations, MeshService, WorkloadInfo } from '../../api/mesh';
+import type {
+  ConnectionPoolPolicy,
+  HeaderOperations,
+  MeshService,
+  WorkloadInfo,
+} from '../../api/mesh';
+import { CircuitBreaker, clusterKey, NO_LIMIT, poolLimits } from './core/circuit-breaker';
 import { pickEndpoint, type Random, type UpstreamEndpoint } from './core/endpoints';
 import { ALPN, xfccValue, type MooringAlpn } from './core/identity';
 import {
@@ -41,6 +47,7 @@ import {
   type LocalReply,
 } from './l7/http1-proxy';
 import type { H2Handler, H2Record } from './l7/http2-proxy';
+import type { UpstreamConnection } from './l7/pool';
 import { Edge, UNKNOWN, UNKNOWN_PEER, type IstioMetrics, type PeerLabels } from './metrics';
 import type { ProxyTelemetry } from './telemetry/telemetry';
 
@@ -162,16 +169,48 @@ function requestFacts(
 const planSpan = (plan: ExchangePlan | LocalReply): SpanContext | null =>
   plan.kind === 'forward' ? (plan.span ?? null) : null;
 
-/** The span and access log line of an HTTP/1.1 request, when telemetry wants them. */
-function finishHttp1(
+/** The edges of one configuration by key: a new configuration starts afresh. */
+class EdgeCache {
+  private edges = new Map<string, Edge>();
+  private version = -1;
+
+  get(version: number, key: string): Edge | undefined {
+    if (version !== this.version) {
+      this.edges = new Map();
+      this.version = version;
+    }
+    return this.edges.get(key);
+  }
+
+  add(key: string, edge: Edge): Edge {
+    this.edges.set(key, edge);
+    return edge;
+  }
+}
+
+/** The metrics of one request, either HTTP version; its flags' text. */
+function countRequest(
+  metrics: IstioMetrics,
+  edge: Edge,
+  r: ExchangeRecord | H2Record,
+  grpcStatus: string,
+): string {
+  const flags = flagsText(r.flags);
+  metrics.request(edge, r.status, grpcStatus, flags, r.durationMs, r.requestBytes, r.responseBytes);
+  return flags;
+}
+
+/** An HTTP/1.1 request's metrics, and its span and access log line when telemetry wants them. */
+function recordHttp1(
+  metrics: IstioMetrics,
   telemetry: ProxyTelemetry,
   r: ExchangeRecord,
   down: Http1Downstream,
   edge: Edge,
   direction: 'outbound' | 'inbound',
   port: number,
-  flags: string,
 ): void {
+  const flags = countRequest(metrics, edge, r, '');
   const span = planSpan(r.plan);
   if (!telemetry.wants(span)) return;
   const th = readTraceHeaders(r.head.headers);
@@ -260,22 +299,27 @@ export function requestHeaderChanges(
   return { remove, add };
 }
 
-export class OutboundHttp implements Http1Handler {
-  private readonly budgets = new Map<string, RetryBudget>();
-  /** Exchanges retrying now, by destination service (connectionPool.http.maxRetries). */
-  private readonly retrying = new Map<string, number>();
-  /** Edges by endpoint and service, for this configuration. */
-  private edges = new Map<string, Edge>();
-  private edgesVersion = -1;
+/** What both sides hold: the proxy's context, the edges of this configuration, the telemetry. */
+abstract class HttpSide {
+  /** Edges (metric labels) by who talks to whom, for this configuration. */
+  protected readonly edges = new EdgeCache();
   readonly metrics: IstioMetrics;
 
-  constructor(private readonly ctx: HandlerContext) {
+  constructor(protected readonly ctx: HandlerContext) {
     this.metrics = ctx.metrics;
   }
 
   get telemetry(): ProxyTelemetry {
     return this.ctx.telemetry;
   }
+}
+
+export class OutboundHttp extends HttpSide implements Http1Handler {
+  private readonly budgets = new Map<string, RetryBudget>();
+  /** Exchanges retrying now, by destination service (connectionPool.http.maxRetries). */
+  private readonly retrying = new Map<string, number>();
+  /** Circuit breakers by cluster (kept across configurations: their counts stay true). */
+  private readonly breakers = new Map<string, CircuitBreaker<UpstreamConnection>>();
 
   /** An HTTP/2 stream planned here has ended. */
   requestDone(plan?: ExchangePlan | LocalReply): void {
@@ -377,6 +421,12 @@ export class OutboundHttp implements Http1Handler {
       else this.retrying.set(serviceKey, left);
     };
     const outlier = policy.outlierDetection;
+    const breaker = this.breaker(
+      decision.service,
+      decision.port,
+      decision.subset,
+      policy.connectionPool,
+    );
     const nowMs = (): number => this.ctx.nowMs();
     const onFailure = this.ctx.onAttemptFailure;
     const headers = requestHeaderChanges(decision.requestHeaders, decision.rewrite?.authority);
@@ -404,6 +454,7 @@ export class OutboundHttp implements Http1Handler {
       ...(http?.maxRequestsPerConnection === undefined
         ? {}
         : { maxRequestsPerConnection: http.maxRequestsPerConnection }),
+      ...(breaker === undefined ? {} : { breaker }),
       ...(outlier === undefined && onFailure === undefined
         ? {}
         : {
@@ -415,6 +466,36 @@ export class OutboundHttp implements Http1Handler {
             },
           }),
     };
+  }
+
+  /**
+   * The circuit breaker of a cluster under its current limits, or undefined when the policy sets
+   * none (a breaker left from an earlier rule then lets its waiting requests go).
+   */
+  breaker(
+    service: MeshService,
+    port: number,
+    subset: string | undefined,
+    pool: ConnectionPoolPolicy | undefined,
+  ): CircuitBreaker<UpstreamConnection> | undefined {
+    const limits = poolLimits(pool);
+    if (limits === null && this.breakers.size === 0) return undefined;
+    const key = clusterKey(service.key, port, subset);
+    let breaker = this.breakers.get(key);
+    if (breaker === undefined) {
+      if (limits === null) return undefined;
+      this.breakers.set(key, (breaker = new CircuitBreaker(key, limits)));
+      return breaker;
+    }
+    const now = limits ?? { maxConnections: NO_LIMIT, maxPending: NO_LIMIT };
+    if (
+      now.maxConnections !== breaker.limits.maxConnections ||
+      now.maxPending !== breaker.limits.maxPending
+    ) {
+      breaker.limits = now;
+      breaker.pump();
+    }
+    return limits === null ? undefined : breaker;
   }
 
   /** The retry budget of a destination service (kept across configurations). */
@@ -430,17 +511,7 @@ export class OutboundHttp implements Http1Handler {
     const { target } = down.info as unknown as OutboundInfo;
     const service = (r.plan.kind === 'forward' ? r.plan.service : undefined) ?? target.service;
     const edge = this.edge(r.endpoint, service);
-    const flags = flagsText(r.flags);
-    this.ctx.metrics.request(
-      edge,
-      r.status,
-      '',
-      flags,
-      r.durationMs,
-      r.requestBytes,
-      r.responseBytes,
-    );
-    finishHttp1(this.ctx.telemetry, r, down, edge, 'outbound', target.port.port, flags);
+    recordHttp1(this.metrics, this.ctx.telemetry, r, down, edge, 'outbound', target.port.port);
   }
 
   edge(
@@ -448,29 +519,24 @@ export class OutboundHttp implements Http1Handler {
     service: MeshService,
     protocol: 'http' | 'grpc' = 'http',
   ): Edge {
-    const index = this.ctx.index();
-    const version = index?.version ?? -1;
-    if (version !== this.edgesVersion) {
-      this.edges = new Map();
-      this.edgesVersion = version;
-    }
     const key = `${endpoint?.key ?? '-'}|${service.key}|${protocol}`;
-    let edge = this.edges.get(key);
-    if (edge === undefined) {
-      edge = new Edge({
-        reporter: 'source',
-        source: peerLabels(this.ctx.ownWorkload(), this.ctx.ownIdentity()),
-        destination:
-          endpoint === null ? UNKNOWN_PEER : peerLabels(endpoint.workload, endpoint.identity),
-        service: service.hostname,
-        serviceName: service.name,
-        serviceNamespace: service.namespace,
-        protocol,
-        security: endpoint?.identity != null ? 'mutual_tls' : 'none',
-      });
-      this.edges.set(key, edge);
-    }
-    return edge;
+    return (
+      this.edges.get(this.ctx.index()?.version ?? -1, key) ??
+      this.edges.add(
+        key,
+        new Edge({
+          reporter: 'source',
+          source: peerLabels(this.ctx.ownWorkload(), this.ctx.ownIdentity()),
+          destination:
+            endpoint === null ? UNKNOWN_PEER : peerLabels(endpoint.workload, endpoint.identity),
+          service: service.hostname,
+          serviceName: service.name,
+          serviceNamespace: service.namespace,
+          protocol,
+          security: endpoint?.identity != null ? 'mutual_tls' : 'none',
+        }),
+      )
+    );
   }
 }
 
@@ -485,21 +551,9 @@ export interface InboundInfo {
 
 const INBOUND_REMOVE: ReadonlySet<string> = new Set([XFCC_HEADER, PEER_HEADER, ...TRACE_HEADERS]);
 
-export class InboundHttp implements Http1Handler {
+export class InboundHttp extends HttpSide implements Http1Handler {
   draining(): boolean {
     return this.ctx.draining();
-  }
-
-  private edges = new Map<string, Edge>();
-  private edgesVersion = -1;
-  readonly metrics: IstioMetrics;
-
-  constructor(private readonly ctx: HandlerContext) {
-    this.metrics = ctx.metrics;
-  }
-
-  get telemetry(): ProxyTelemetry {
-    return this.ctx.telemetry;
   }
 
   /** An HTTP/2 stream planned here has ended. */
@@ -544,17 +598,7 @@ export class InboundHttp implements Http1Handler {
     // Peer metadata only from a verified sidecar.
     const peerValue = info.peer === null ? null : headerValue(r.head.headers, PEER_HEADER);
     const edge = this.edge(info, peerValue, r.head.host, 'http');
-    const flags = flagsText(r.flags);
-    this.ctx.metrics.request(
-      edge,
-      r.status,
-      '',
-      flags,
-      r.durationMs,
-      r.requestBytes,
-      r.responseBytes,
-    );
-    finishHttp1(this.ctx.telemetry, r, down, edge, 'inbound', info.app.port, flags);
+    recordHttp1(this.metrics, this.ctx.telemetry, r, down, edge, 'inbound', info.app.port);
   }
 
   edge(
@@ -564,13 +608,8 @@ export class InboundHttp implements Http1Handler {
     protocol: 'http' | 'grpc' | 'tcp',
   ): Edge {
     const index = this.ctx.index();
-    const version = index?.version ?? -1;
-    if (version !== this.edgesVersion) {
-      this.edges = new Map();
-      this.edgesVersion = version;
-    }
     const key = `${info.peer ?? '-'}|${peerValue ?? '-'}|${info.app.port}|${protocol}|${peerValue === null ? (host ?? '') : ''}`;
-    let edge = this.edges.get(key);
+    let edge = this.edges.get(index?.version ?? -1, key);
     if (edge === undefined) {
       const meta = peerValue === null ? null : parsePeerHeader(peerValue);
       const service = meta?.service ?? inboundService(index, info.app.port, host);
@@ -586,7 +625,7 @@ export class InboundHttp implements Http1Handler {
         protocol,
         security: info.peer !== null ? 'mutual_tls' : 'none',
       });
-      this.edges.set(key, edge);
+      this.edges.add(key, edge);
     }
     return edge;
   }
@@ -654,6 +693,25 @@ function h2Request(r: H2Record): {
   };
 }
 
+/** An HTTP/2 stream's metrics, and its span and access log line when telemetry wants them. */
+function recordH2(
+  metrics: IstioMetrics,
+  telemetry: ProxyTelemetry,
+  r: H2Record,
+  edge: Edge,
+  direction: 'outbound' | 'inbound',
+  port: number,
+): void {
+  const flags = countRequest(metrics, edge, r, r.grpcStatus);
+  const span = planSpan(r.plan);
+  if (telemetry.wants(span)) {
+    telemetry.finished(
+      span,
+      requestFacts(telemetry, edge, direction, port, { ...r, flags }, h2Request(r)),
+    );
+  }
+}
+
 export class OutboundH2 implements H2Handler {
   constructor(private readonly http: OutboundHttp) {}
 
@@ -676,25 +734,8 @@ export class OutboundH2 implements H2Handler {
       (r.plan.kind === 'forward' ? r.plan.service : undefined) ??
       (info as OutboundInfo).target.service;
     const edge = this.http.edge(r.endpoint, service, r.grpc ? 'grpc' : 'http');
-    const flags = flagsText(r.flags);
-    this.http.metrics.request(
-      edge,
-      r.status,
-      r.grpcStatus,
-      flags,
-      r.durationMs,
-      r.requestBytes,
-      r.responseBytes,
-    );
-    const telemetry = this.http.telemetry;
-    const span = planSpan(r.plan);
-    if (telemetry.wants(span)) {
-      const port = (info as OutboundInfo).target.port.port;
-      telemetry.finished(
-        span,
-        requestFacts(telemetry, edge, 'outbound', port, { ...r, flags }, h2Request(r)),
-      );
-    }
+    const port = (info as OutboundInfo).target.port.port;
+    recordH2(this.http.metrics, this.http.telemetry, r, edge, 'outbound', port);
   }
 }
 
@@ -716,23 +757,6 @@ export class InboundH2 implements H2Handler {
       typeof authority === 'string' ? authority : null,
       r.grpc ? 'grpc' : 'http',
     );
-    const flags = flagsText(r.flags);
-    this.http.metrics.request(
-      edge,
-      r.status,
-      r.grpcStatus,
-      flags,
-      r.durationMs,
-      r.requestBytes,
-      r.responseBytes,
-    );
-    const telemetry = this.http.telemetry;
-    const span = planSpan(r.plan);
-    if (telemetry.wants(span)) {
-      telemetry.finished(
-        span,
-        requestFacts(telemetry, edge, 'inbound', inbound.app.port, { ...r, flags }, h2Request(r)),
-      );
-    }
+    recordH2(this.http.metrics, this.http.telemetry, r, edge, 'inbound', inbound.app.port);
   }
 }

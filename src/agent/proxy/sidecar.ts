@@ -19,6 +19,7 @@ import {
   type UpstreamEndpoint,
 } from './core/endpoints';
 import { ALPN, MOORING_ALPNS, offersMooring, peerSpiffeId } from './core/identity';
+import type { CircuitBreaker } from './core/circuit-breaker';
 import { DEFAULT_LOAD_BALANCER, effectivePolicy, MeshIndex, type Target } from './core/mesh-index';
 import { encodeWorkload, MAX_PEER_LINE, PEER_LINE_PREFIX, decodeWorkload } from './core/peer';
 import { clusterName, hostPort } from './core/request-facts';
@@ -356,14 +357,8 @@ export class Sidecar {
 
   private onOutbound(socket: net.Socket): void {
     this.counters.outbound++;
-    socket.on('error', () => socket.destroy());
-    const dst = this.originalDestination(socket);
-    if (dst === null) {
-      // A direct connection to the listener, not a redirected one: nothing to proxy to.
-      this.counters.noOriginalDestination++;
-      socket.destroy();
-      return;
-    }
+    const dst = this.redirectedTo(socket);
+    if (dst === null) return;
     if (this.isOwn(dst)) {
       this.counters.loops++;
       socket.destroy();
@@ -412,13 +407,26 @@ export class Sidecar {
   private outboundTcp(socket: net.Socket, target: Target, first: Buffer | null): void {
     const index = this.index as MeshIndex;
     let endpoint: UpstreamEndpoint | null;
+    let breaker: CircuitBreaker | undefined;
     if (target.kind === 'endpoint') {
       endpoint = target.endpoint;
     } else {
       // The service as the configuration has it now (the sniffing may have outlasted an update).
       const service = index.service(target.service.key) ?? target.service;
+      const policy = effectivePolicy(service, undefined);
+      breaker = this.outboundHttp.breaker(
+        service,
+        target.port.port,
+        undefined,
+        policy.connectionPool,
+      );
+      if (breaker !== undefined && !breaker.mayConnectTcp()) {
+        // Envoy's TCP proxy: beyond maxConnections a new connection is closed at once (UO).
+        this.tcpRefused(socket, target, 'UO');
+        return;
+      }
       const set = index.endpointSet(service, target.port.port);
-      const lb = effectivePolicy(service, undefined).loadBalancer ?? DEFAULT_LOAD_BALANCER;
+      const lb = policy.loadBalancer ?? DEFAULT_LOAD_BALANCER;
       endpoint = pickEndpoint(set, lb, this.deps.random, this.deps.nowMs());
     }
     const edge = this.outboundHttp.edge(endpoint, target.service);
@@ -432,6 +440,14 @@ export class Sidecar {
     const chosen = endpoint;
     chosen.active++;
     chosen.attempts++;
+    breaker?.connectionOpened();
+    const done = (): void => {
+      chosen.active--;
+      if (breaker === undefined) return;
+      // Room for a request of the same cluster waiting for an HTTP connection (a sniffed port).
+      breaker.connectionClosed();
+      breaker.pump();
+    };
     socket.pause();
     dial(
       {
@@ -442,8 +458,8 @@ export class Sidecar {
       },
       (err, upstream) => {
         if (err !== null || upstream === null) {
-          chosen.active--;
           chosen.failures++;
+          done();
           this.deps.log.debug(
             { endpoint: chosen.key, err: err?.message },
             'outbound TCP connect failed',
@@ -454,7 +470,7 @@ export class Sidecar {
           return;
         }
         if (socket.destroyed) {
-          chosen.active--;
+          done();
           upstream.destroy();
           return;
         }
@@ -465,9 +481,7 @@ export class Sidecar {
           socket,
           upstream,
           first,
-          this.tcpReport(tcpEdge, 'outbound', target.port.port, chosen, socket, () => {
-            chosen.active--;
-          }),
+          this.tcpReport(tcpEdge, 'outbound', target.port.port, chosen, socket, done),
           true,
         );
         socket.resume();
@@ -475,16 +489,42 @@ export class Sidecar {
     );
   }
 
+  /** A TCP connection the proxy closes at once: counted opened and closed, logged with `flags`. */
+  private tcpRefused(socket: net.Socket, target: Target, flags: string): void {
+    const edge = new Edge({
+      ...this.outboundHttp.edge(null, target.service).labels,
+      protocol: 'tcp',
+    });
+    this.deps.metrics.tcpOpened(edge);
+    this.load.tcp++;
+    this.tcpReport(edge, 'outbound', target.port.port, null, socket, undefined, flags).closed();
+    socket.destroy();
+  }
+
   private passthrough(socket: net.Socket, dst: OriginalDestination, first: Buffer | null): void {
     this.counters.passthrough++;
     socket.pause();
+    this.relayPlain(socket, dst, first, this.passthroughEdge(), 'outbound');
+  }
+
+  /**
+   * Plain TCP to `dst` (a passthrough destination, or the app behind the inbound side): the
+   * client's bytes relayed once it connects, Istio's TCP metrics and access log for the
+   * connection; a failed connect counts as a connection opened and closed.
+   */
+  private relayPlain(
+    socket: net.Socket,
+    dst: { readonly address: string; readonly port: number },
+    first: Buffer | null,
+    edge: Edge,
+    direction: 'outbound' | 'inbound',
+  ): void {
     const upstream = net.connect({
       host: dst.address,
       port: dst.port,
       allowHalfOpen: true,
       noDelay: true,
     });
-    const edge = this.passthroughEdge();
     upstream.once('error', () => {
       this.deps.metrics.tcpOpened(edge);
       this.deps.metrics.tcpClosed(edge);
@@ -495,13 +535,9 @@ export class Sidecar {
       upstream.removeAllListeners('error');
       this.deps.metrics.tcpOpened(edge);
       this.load.tcp++;
-      relayTcp(
-        socket,
-        upstream,
-        first,
-        this.tcpReport(edge, 'outbound', dst.port, dst, socket),
-        true,
-      );
+      const report = this.tcpReport(edge, direction, dst.port, dst, socket);
+      // The plain-text side: the client going out, the app coming in.
+      relayTcp(socket, upstream, first, report, direction === 'outbound');
       socket.resume();
     });
   }
@@ -530,13 +566,8 @@ export class Sidecar {
 
   private onInbound(socket: net.Socket): void {
     this.counters.inbound++;
-    socket.on('error', () => socket.destroy());
-    const dst = this.originalDestination(socket);
-    if (dst === null) {
-      this.counters.noOriginalDestination++;
-      socket.destroy();
-      return;
-    }
+    const dst = this.redirectedTo(socket);
+    if (dst === null) return;
     if (this.options.ownPorts.includes(dst.port)) {
       this.counters.loops++;
       socket.destroy();
@@ -744,31 +775,7 @@ export class Sidecar {
       protocol: 'tcp',
       security: peer !== null ? 'mutual_tls' : 'none',
     });
-    const upstream = net.connect({
-      host: app.address,
-      port: app.port,
-      allowHalfOpen: true,
-      noDelay: true,
-    });
-    upstream.once('error', () => {
-      this.deps.metrics.tcpOpened(edge);
-      this.deps.metrics.tcpClosed(edge);
-      socket.destroy();
-      upstream.destroy();
-    });
-    upstream.once('connect', () => {
-      upstream.removeAllListeners('error');
-      this.deps.metrics.tcpOpened(edge);
-      this.load.tcp++;
-      relayTcp(
-        socket,
-        upstream,
-        first,
-        this.tcpReport(edge, 'inbound', app.port, app, socket),
-        false,
-      );
-      socket.resume();
-    });
+    this.relayPlain(socket, app, first, edge, 'inbound');
   }
 
   // --- helpers ----------------------------------------------------------------------------
@@ -778,9 +785,10 @@ export class Sidecar {
     edge: Edge,
     direction: 'outbound' | 'inbound',
     port: number,
-    upstream: { readonly address: string; readonly port: number },
+    upstream: { readonly address: string; readonly port: number } | null,
     client: net.Socket,
     onClose?: () => void,
+    flags = '-',
   ): TcpReport {
     const startMs = this.telemetry.nowMs();
     let sent = 0;
@@ -809,12 +817,12 @@ export class Sidecar {
           authority: null,
           status: 0,
           grpcStatus: '',
-          flags: '-',
+          flags,
           bytesReceived: received,
           bytesSent: sent,
           requestId: null,
           userAgent: null,
-          upstreamHost: hostPort(upstream.address, upstream.port),
+          upstreamHost: upstream === null ? null : hostPort(upstream.address, upstream.port),
           upstreamCluster:
             service === 'PassthroughCluster' ? service : clusterName(direction, port, service),
           downstreamRemote: remoteOf(client),
@@ -826,6 +834,20 @@ export class Sidecar {
         });
       },
     };
+  }
+
+  /**
+   * Where an accepted connection was redirected from; null, the connection closed, for a direct
+   * connection to the listener (nothing to proxy to).
+   */
+  private redirectedTo(socket: net.Socket): OriginalDestination | null {
+    socket.on('error', () => socket.destroy());
+    const dst = this.originalDestination(socket);
+    if (dst === null) {
+      this.counters.noOriginalDestination++;
+      socket.destroy();
+    }
+    return dst;
   }
 
   private originalDestination(socket: net.Socket): OriginalDestination | null {

@@ -9,12 +9,10 @@
 // enough to be kept (RETRY_BUFFER_BYTES); a request whose body streamed past it is not retried.
 
 import type net from 'node:net';
-import type { MeshService, RetryPolicy } from '../../../api/mesh';
+import { OVERLOADED_HEADER, type CircuitBreaker, type Waiter } from '../core/circuit-breaker';
 import type { UpstreamEndpoint } from '../core/endpoints';
-import type { MooringAlpn } from '../core/identity';
-import type { SpanContext } from '../core/trace-context';
+import { retriableFailure, retriableStatus } from '../core/retry';
 import { dial, type DialFailure } from '../l4/dial';
-import type { TlsContexts } from '../l4/tls';
 import {
   forwardHeaderLines,
   Http1ParseError,
@@ -23,80 +21,14 @@ import {
   type RequestHead,
   type ResponseHead,
 } from './http1-codec';
+import type { ExchangePlan, LocalReply, ResponseFlag } from './exchange-plan';
+import { ExchangePolicy, failureFlag, resetReply } from './exchange-policy';
 import type { ConnectionPool, ConnectionEvents, UpstreamConnection } from './pool';
 
 /** Request bodies up to this size are kept for a retry (Envoy keeps up to its buffer limit). */
 export const RETRY_BUFFER_BYTES = 64 * 1024;
 
-/** Envoy's response flags (the access log's %RESPONSE_FLAGS%). */
-export type ResponseFlag =
-  | 'UH' // no healthy upstream
-  | 'UF' // upstream connection failure
-  | 'UC' // upstream connection termination
-  | 'UT' // upstream request timeout
-  | 'URX' // retry limit exceeded
-  | 'NR' // no route
-  | 'NC' // no cluster: the route's destination is not known
-  | 'DC' // downstream connection termination
-  | 'UO' // upstream overflow (circuit breaker)
-  | 'FI' // fault injected: abort
-  | 'DI' // fault injected: delay
-  | 'UAEX'; // (unused) external authorization
-
-export interface LocalReply {
-  readonly kind: 'local';
-  readonly status: number;
-  readonly body: string;
-  readonly flags: ResponseFlag[];
-  readonly headers?: readonly string[];
-}
-
-/** How one request is sent. The handler makes it from the head; the exchange runs it. */
-export interface ExchangePlan {
-  readonly kind: 'forward';
-  /** Picks the endpoint of an attempt; `tried` holds the endpoints of earlier attempts. */
-  pick(tried: ReadonlySet<UpstreamEndpoint>): UpstreamEndpoint | null;
-  /** The ALPN between sidecars for a meshed endpoint. */
-  readonly alpn: MooringAlpn;
-  readonly tls: TlsContexts | null;
-  readonly connectTimeoutMs: number;
-  /** Lowercase header names to drop from the request. */
-  readonly removeHeaders: ReadonlySet<string>;
-  /** Header lines to add to the request ([name, value, ...]). */
-  readonly addHeaders: readonly string[];
-  /** Header lines added to the request only when the endpoint is meshed (peer metadata). */
-  readonly addHeadersMeshed?: readonly string[];
-  readonly retries: RetryPolicy;
-  readonly timeoutMs: number | null;
-  /** Set `x-envoy-attempt-count` on each attempt (Istio does on outbound). */
-  readonly attemptCountHeader: boolean;
-  /** Called after each attempt with its outcome (outlier detection). */
-  onAttempt?(endpoint: UpstreamEndpoint, outcome: AttemptOutcome): void;
-  /** Whether the retry budget has room for one more retry (counted when it has). */
-  canRetry?(): boolean;
-  /** Called once when the exchange is over (the handler's `finished` calls it). */
-  onDone?(): void;
-  /** Fault injection: wait this long before the request goes out (flag DI). */
-  readonly delayMs?: number;
-  /** The request target sent upstream, when a route rewrote it. */
-  readonly target?: string;
-  /** DestinationRule `connectionPool.http.maxRequestsPerConnection`: then a new connection. */
-  readonly maxRequestsPerConnection?: number;
-  /** The destination service (outbound), for the handler's records. */
-  readonly service?: MeshService;
-  /** This sidecar's span of the request, and its `x-request-id`, for the handler's records. */
-  readonly span?: SpanContext;
-  readonly requestId?: string;
-}
-
-export type AttemptOutcome =
-  | { readonly kind: 'response'; readonly status: number }
-  | {
-      readonly kind: 'failure';
-      readonly reason: 'connect-failure' | 'reset' | 'timeout' | 'tls' | 'refused-stream';
-      /** What the socket or TLS said, when known (a debug log line). */
-      readonly detail?: string;
-    };
+export type { AttemptOutcome, ExchangePlan, LocalReply, ResponseFlag } from './exchange-plan';
 
 /** What the handler learns when an exchange is over (metrics, access log). */
 export interface ExchangeRecord {
@@ -220,7 +152,9 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
     this.parser.pause();
     this.requests++;
     const plan = this.handler.plan(head, this);
-    this.exchange = new Exchange(this, head, plan);
+    const exchange = new Exchange(this, head, plan);
+    this.exchange = exchange;
+    exchange.begin();
   }
   onBody(chunk: Buffer): void {
     this.exchange?.requestBody(chunk);
@@ -299,15 +233,11 @@ export class Exchange implements ConnectionEvents {
 
   private readonly startNs = process.hrtime.bigint();
   private readonly plan: ExchangePlan | LocalReply;
-  private readonly tried = new Set<UpstreamEndpoint>();
-  /** The endpoint of the current (or last) attempt. */
-  private endpoint: UpstreamEndpoint | null = null;
-  /** The current attempt counts in `endpoint.active`. */
-  private attemptOpen = false;
+  /** The route's policies around the request (null for a local answer). */
+  private readonly policy: ExchangePolicy | null;
   private upstream: UpstreamConnection | null = null;
   private reusedConnection = false;
   private cancelDial: (() => void) | null = null;
-  private attempts = 0;
   /** Body chunks kept for a retry, or waiting for the connection. */
   private body: Buffer[] = [];
   private bodyBytes = 0;
@@ -321,11 +251,6 @@ export class Exchange implements ConnectionEvents {
   private requestBytes = 0;
   private responseBytes = 0;
   private done = false;
-  private timeout: NodeJS.Timeout | null = null;
-  /** The current attempt's own timeout (the route's per-try timeout). */
-  private tryTimer: NodeJS.Timeout | null = null;
-  /** A fault delay or a retry's backoff, before the next attempt. */
-  private retryTimer: NodeJS.Timeout | null = null;
   private upgraded = false;
   private downstreamPaused = false;
 
@@ -335,43 +260,37 @@ export class Exchange implements ConnectionEvents {
     plan: ExchangePlan | LocalReply,
   ) {
     this.plan = plan;
+    this.policy = plan.kind === 'local' ? null : new ExchangePolicy(plan, this);
     if (plan.kind === 'local') {
       this.flags.push(...plan.flags);
       this.status = plan.status;
-      return;
     }
-    if (plan.delayMs !== undefined && plan.delayMs > 0) {
-      // The fault filter holds the request before the router: the route's timeout starts after.
-      this.flags.push('DI');
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = null;
-        this.start(plan);
-      }, plan.delayMs);
-      return;
-    }
-    this.start(plan);
   }
 
-  private start(plan: ExchangePlan): void {
-    if (this.done) return;
-    if (plan.timeoutMs !== null && plan.timeoutMs > 0) {
-      this.timeout = setTimeout(() => this.onTimeout(), plan.timeoutMs);
-    }
-    this.attempt();
+  /**
+   * Starts the exchange, once the downstream holds it: an answer made at once (no healthy
+   * upstream, an overflow) must find it there to be recorded.
+   */
+  begin(): void {
+    this.policy?.begin(
+      this.flags,
+      () => this.done,
+      () => this.attempt(),
+    );
   }
 
   record(): ExchangeRecord {
     return {
       head: this.head,
       plan: this.plan,
-      endpoint: this.endpoint,
+      endpoint: this.policy?.endpoint ?? null,
       status: this.status,
       flags: this.flags,
       startNs: this.startNs,
       durationMs: Number(process.hrtime.bigint() - this.startNs) / 1e6,
       requestBytes: this.requestBytes,
       responseBytes: this.responseBytes,
-      attempts: this.attempts,
+      attempts: this.policy?.attempts ?? 0,
     };
   }
 
@@ -432,62 +351,90 @@ export class Exchange implements ConnectionEvents {
 
   private attempt(): void {
     if (this.done) return;
-    const plan = this.plan as ExchangePlan;
-    const endpoint = plan.pick(this.tried);
-    if (endpoint === null) {
-      this.fail(503, 'no healthy upstream', this.attempts === 0 ? 'UH' : 'URX');
-      return;
-    }
-    this.attempts++;
-    this.endpoint = endpoint;
-    this.tried.add(endpoint);
-    endpoint.active++;
-    endpoint.attempts++;
-    this.attemptOpen = true;
-    const perTry = plan.retries.perTryTimeoutMs;
-    if (perTry !== undefined && perTry > 0) {
-      this.tryTimer = setTimeout(() => this.onTryTimeout(), perTry);
-    }
-    const pooled = this.down.pool.take(endpoint.key);
+    const policy = this.policy as ExchangePolicy;
+    const endpoint = policy.next();
+    if (endpoint === null) return;
+    const { plan } = policy;
+    const breaker = plan.breaker;
+    const key = breaker === undefined ? endpoint.key : breaker.poolKey(endpoint.key);
+    const pooled = this.down.pool.take(key);
+    // No ready connection and no room to wait: answered at once.
+    if (!policy.admit(endpoint, pooled !== null)) return;
+    policy.open(endpoint);
     if (pooled !== null) {
       this.send(pooled, true);
       return;
     }
-    this.cancelDial = dial(
+    if (breaker === undefined || breaker.mayConnect(this.down.pool.openCount(key))) {
+      this.connect(plan, endpoint, key, breaker ?? null);
+      return;
+    }
+    // Pending: the next connection to this endpoint that comes free, or room to open one.
+    const waiter: Waiter<UpstreamConnection> = {
+      key,
+      wake: (conn) => {
+        this.cancelDial = null;
+        if (conn === null) {
+          this.connect(plan, endpoint, key, breaker);
+          return;
+        }
+        breaker.leave();
+        this.send(conn, true);
+      },
+    };
+    breaker.wait(waiter);
+    this.cancelDial = () => {
+      breaker.cancel(waiter);
+      breaker.leave();
+    };
+  }
+
+  /** Opens a connection for the current attempt (counted by the breaker, if any, from now). */
+  private connect(
+    plan: ExchangePlan,
+    endpoint: UpstreamEndpoint,
+    key: string,
+    breaker: CircuitBreaker<UpstreamConnection> | null,
+  ): void {
+    breaker?.connectionOpened();
+    const unslot = (): void => {
+      if (breaker === null) return;
+      breaker.connectionClosed();
+      breaker.pump();
+    };
+    const cancel = dial(
       { endpoint, alpn: plan.alpn, tls: plan.tls, connectTimeoutMs: plan.connectTimeoutMs },
       (err, socket) => {
         this.cancelDial = null;
+        breaker?.leave();
         if (this.done) {
           socket?.destroy();
+          unslot();
           return;
         }
         if (err !== null || socket === null) {
+          unslot();
           const kind = (err as DialFailure).kind;
           this.attemptFailed(kind === 'connect-failure' ? 'connect-failure' : 'tls', err, 0);
           return;
         }
-        this.send(this.down.pool.adopt(socket, endpoint.key), false);
+        this.send(this.down.pool.adopt(socket, key, breaker), false);
       },
     );
-  }
-
-  /** The current attempt is over: it no longer counts as in flight. */
-  private closeAttempt(outcome: AttemptOutcome): void {
-    if (this.tryTimer !== null) {
-      clearTimeout(this.tryTimer);
-      this.tryTimer = null;
-    }
-    if (!this.attemptOpen) return;
-    this.attemptOpen = false;
-    const endpoint = this.endpoint as UpstreamEndpoint;
-    endpoint.active--;
-    if (outcome.kind === 'failure') endpoint.failures++;
-    (this.plan as ExchangePlan).onAttempt?.(endpoint, outcome);
+    this.cancelDial =
+      breaker === null
+        ? cancel
+        : () => {
+            cancel();
+            breaker.leave();
+            unslot();
+          };
   }
 
   private send(up: UpstreamConnection, reused: boolean): void {
-    const plan = this.plan as ExchangePlan;
-    const endpoint = this.endpoint as UpstreamEndpoint;
+    const policy = this.policy as ExchangePolicy;
+    const plan = policy.plan;
+    const endpoint = policy.endpoint as UpstreamEndpoint;
     this.upstream = up;
     this.reusedConnection = reused;
     up.lease(this);
@@ -501,7 +448,7 @@ export class Exchange implements ConnectionEvents {
       const lines = [...plan.addHeaders];
       if (endpoint.identity !== null && plan.addHeadersMeshed !== undefined)
         lines.push(...plan.addHeadersMeshed);
-      if (plan.attemptCountHeader) lines.push('x-envoy-attempt-count', String(this.attempts));
+      if (plan.attemptCountHeader) lines.push('x-envoy-attempt-count', String(policy.attempts));
       add = lines;
     }
     const connection = h.upgrade !== null ? 'upgrade' : h.versionMinor === 0 ? 'keep-alive' : null;
@@ -529,20 +476,13 @@ export class Exchange implements ConnectionEvents {
     err: Error | null,
     received: number,
   ): void {
-    const plan = this.plan as ExchangePlan;
-    const endpoint = this.endpoint;
-    this.closeAttempt(
+    const policy = this.policy as ExchangePolicy;
+    const endpoint = policy.endpoint;
+    policy.close(
       err === null ? { kind: 'failure', reason } : { kind: 'failure', reason, detail: err.message },
     );
     this.upstream = null;
-    const retryOn = plan.retries.retryOn;
-    const any = (...conds: string[]): boolean => conds.some((c) => retryOn.includes(c));
-    const condition =
-      reason === 'connect-failure' || reason === 'tls'
-        ? any('connect-failure', '5xx', 'gateway-error')
-        : reason === 'reset'
-          ? any('reset', '5xx', 'gateway-error')
-          : any('5xx', 'gateway-error', 'reset');
+    const condition = retriableFailure(policy.plan.retries.retryOn, reason);
     // A request that failed on a reused keep-alive connection before any byte came back may
     // have met a connection the peer was closing: it is retried once on a new connection.
     const stale =
@@ -552,19 +492,20 @@ export class Exchange implements ConnectionEvents {
       isIdempotent(this.head.method);
     if (!this.responseStarted && this.replayable) {
       if (stale) {
-        if (endpoint !== null) this.tried.delete(endpoint);
+        if (endpoint !== null) policy.tried.delete(endpoint);
         this.reusedConnection = false;
         this.attempt();
         return;
       }
-      if (condition && this.attempts <= plan.retries.attempts && this.mayRetry(plan)) {
+      // The retry budget's word last (a retry it refuses is not made: the failure goes on).
+      if (condition && policy.mayRetry()) {
         this.reusedConnection = false;
-        this.retryAfterBackoff(plan);
+        this.retryAfterBackoff(policy);
         return;
       }
     }
-    const flag: ResponseFlag = reason === 'reset' ? 'UC' : reason === 'timeout' ? 'UT' : 'UF';
-    if (this.attempts > 1 && condition) this.flags.push('URX');
+    const flag = failureFlag(reason);
+    if (policy.attempts > 1 && condition) this.flags.push('URX');
     if (this.responseStarted) {
       this.flags.push(flag);
       this.abort(null);
@@ -578,38 +519,24 @@ export class Exchange implements ConnectionEvents {
           : 'connection failure';
     const detail = err !== null && reason === 'tls' ? `, ${err.message}` : '';
     if (reason === 'timeout') this.fail(504, 'upstream request timeout', flag);
-    else
-      this.fail(
-        503,
-        `upstream connect error or disconnect/reset before headers. reset reason: ${why}${detail}`,
-        flag,
-      );
-  }
-
-  /** The retry budget's word (a retry it refuses is not made: the failure goes to the client). */
-  private mayRetry(plan: ExchangePlan): boolean {
-    return plan.canRetry?.() ?? true;
+    else this.fail(503, resetReply(`${why}${detail}`), flag);
   }
 
   /** Envoy's backoff: a random wait up to base x 2^(retries so far - 1), capped at 10 x base. */
-  private retryAfterBackoff(plan: ExchangePlan): void {
-    const base = plan.retries.backoffBaseMs ?? 25;
-    const ceiling = Math.min(base * 2 ** Math.max(0, this.attempts - 1), base * 10);
+  private retryAfterBackoff(policy: ExchangePolicy): void {
+    const base = policy.plan.retries.backoffBaseMs ?? 25;
+    const ceiling = Math.min(base * 2 ** Math.max(0, policy.attempts - 1), base * 10);
     const wait = Math.floor(Math.random() * ceiling);
     if (wait <= 0) {
       this.attempt();
       return;
     }
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      this.attempt();
-    }, wait);
+    policy.after(wait, () => this.attempt());
   }
 
   /** The current attempt ran out of its per-try time: it fails as a timeout (maybe retried). */
-  private onTryTimeout(): void {
-    this.tryTimer = null;
-    if (this.done || this.responseStarted || !this.attemptOpen) return;
+  onTryTimeout(): void {
+    if (this.done || this.responseStarted || this.policy?.attemptOpen !== true) return;
     this.cancelDial?.();
     this.cancelDial = null;
     const up = this.upstream;
@@ -618,25 +545,26 @@ export class Exchange implements ConnectionEvents {
     this.attemptFailed('timeout', null, 0);
   }
 
-  private fail(status: number, text: string, flag: ResponseFlag): void {
+  /** Answers the request from the proxy (an attempt's failure, no endpoint, an overflow). */
+  fail(status: number, text: string, flag: ResponseFlag): void {
     if (this.done) return;
     this.flags.push(flag);
-    this.clearTimeout();
+    this.policy?.clear();
     this.status = status;
     this.done = true;
     this.resumeDownstream();
     const close = this.head.close || !this.requestComplete || this.down.closing;
     this.responseBytes = writeLocal(
       this.down.socket,
-      localReply(status, text),
+      localReply(status, text, [], flag === 'UO' ? OVERLOADED_HEADER : undefined),
       close,
       this.head.method === 'HEAD',
     );
     this.down.exchangeDone(this, !close);
   }
 
-  private onTimeout(): void {
-    this.timeout = null;
+  /** The route timeout passed. */
+  onTimeout(): void {
     if (this.done) return;
     if (this.responseStarted) {
       this.flags.push('UT');
@@ -648,25 +576,14 @@ export class Exchange implements ConnectionEvents {
     const up = this.upstream;
     this.upstream = null;
     up?.discard();
-    this.closeAttempt({ kind: 'failure', reason: 'timeout' });
+    this.policy?.close({ kind: 'failure', reason: 'timeout' });
     this.fail(504, 'upstream request timeout', 'UT');
-  }
-
-  private clearTimeout(): void {
-    if (this.timeout !== null) {
-      clearTimeout(this.timeout);
-      this.timeout = null;
-    }
-    if (this.retryTimer !== null) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = null;
-    }
   }
 
   // --- the response, from the upstream connection -----------------------------------------
 
   onHead(head: ResponseHead): void {
-    const plan = this.plan as ExchangePlan;
+    const policy = this.policy as ExchangePolicy;
     const up = this.upstream as UpstreamConnection;
     const status = head.statusCode;
     if (status >= 100 && status < 200 && status !== 101) {
@@ -687,14 +604,13 @@ export class Exchange implements ConnectionEvents {
       !this.responseStarted &&
       this.replayable &&
       this.requestComplete &&
-      this.attempts <= plan.retries.attempts &&
-      retriableStatus(plan.retries, status) &&
-      this.mayRetry(plan)
+      retriableStatus(policy.plan.retries, status) &&
+      policy.mayRetry()
     ) {
-      this.closeAttempt({ kind: 'response', status });
+      policy.close({ kind: 'response', status });
       this.upstream = null;
       up.discard();
-      this.retryAfterBackoff(plan);
+      this.retryAfterBackoff(policy);
       return;
     }
     this.responseHead = head;
@@ -737,8 +653,8 @@ export class Exchange implements ConnectionEvents {
     if (this.responseHead === null) return; // the end of a 1xx
     const up = this.upstream as UpstreamConnection;
     const plan = this.plan as ExchangePlan;
-    this.closeAttempt({ kind: 'response', status: this.status });
-    this.clearTimeout();
+    this.policy?.close({ kind: 'response', status: this.status });
+    this.policy?.clear();
     this.upstream = null;
     this.done = true;
     // The connection is reusable when the server did not close it and it got the whole request.
@@ -771,23 +687,23 @@ export class Exchange implements ConnectionEvents {
     this.done = true;
     if (flag !== null) this.flags.push(flag);
     if (flag === 'DC' && !this.responseStarted) this.status = 0;
-    this.clearTimeout();
+    this.policy?.clear();
     this.cancelDial?.();
     this.cancelDial = null;
     const up = this.upstream;
     this.upstream = null;
     up?.discard();
-    this.closeAttempt({ kind: 'failure', reason: 'reset' });
+    this.policy?.close({ kind: 'failure', reason: 'reset' });
     this.down.socket.destroy();
     this.down.exchangeDone(this, false);
   }
 
   private startTunnel(): void {
     const up = this.upstream as UpstreamConnection;
-    this.clearTimeout();
+    this.policy?.clear();
     this.done = true;
     this.upstream = null;
-    this.closeAttempt({ kind: 'response', status: 101 });
+    this.policy?.close({ kind: 'response', status: 101 });
     const upSocket = up.socket;
     const upRest = up.parser.takeRest();
     // The connection leaves the pool for good: it now carries the upgraded protocol.
@@ -814,29 +730,6 @@ function isIdempotent(method: string): boolean {
     method === 'DELETE' ||
     method === 'TRACE'
   );
-}
-
-/** Whether a response status calls for a retry under a policy (Envoy's retry_on). */
-export function retriableStatus(p: RetryPolicy, status: number): boolean {
-  for (const cond of p.retryOn) {
-    switch (cond) {
-      case '5xx':
-        if (status >= 500) return true;
-        break;
-      case 'gateway-error':
-        if (status === 502 || status === 503 || status === 504) return true;
-        break;
-      case 'retriable-4xx':
-        if (status === 409) return true;
-        break;
-      case 'retriable-status-codes':
-        if (p.retriableStatusCodes?.includes(status) === true) return true;
-        break;
-      default:
-        break;
-    }
-  }
-  return false;
 }
 
 function responseHeadText(head: ResponseHead, connection: string | null, upgrade = false): string {

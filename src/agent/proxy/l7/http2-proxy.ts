@@ -7,13 +7,16 @@
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
+import { OVERLOADED_HEADER, type CircuitBreaker } from '../core/circuit-breaker';
 import type { UpstreamEndpoint } from '../core/endpoints';
 import type { MooringAlpn } from '../core/identity';
+import { grpcRetriable, retriableFailure, retriableStatus } from '../core/retry';
 import type { RequestView } from '../core/route';
 import { dial, type DialFailure } from '../l4/dial';
 import type { TlsContexts } from '../l4/tls';
+import { ExchangePolicy, failureFlag, resetReply } from './exchange-policy';
 import {
-  retriableStatus,
+  RETRY_BUFFER_BYTES,
   type AttemptOutcome,
   type ExchangePlan,
   type LocalReply,
@@ -70,7 +73,13 @@ export function h2RequestView(h: http2.IncomingHttpHeaders): RequestView {
 
 // ---------------------------------------------------------------------------------------------
 
-/** One multiplexed session per upstream endpoint. */
+/**
+ * One multiplexed session per upstream endpoint (per cluster and endpoint under a circuit
+ * breaker). Under a breaker, a request waiting for the session being opened is pending (the
+ * caller admitted it) until the session is there or failed; a session counts as a connection
+ * until it closes. An endpoint always gets its one session (Envoy's exception to maxConnections
+ * for an endpoint without a connection): HTTP/2 meets maxConnections only in the counts.
+ */
 export class H2SessionPool {
   private readonly sessions = new Map<string, http2.ClientHttp2Session>();
   private readonly waiting = new Map<
@@ -78,29 +87,45 @@ export class H2SessionPool {
     ((err: DialFailure | null, s: http2.ClientHttp2Session | null) => void)[]
   >();
 
+  /** Whether a live session to this pool key exists (a request on it is not pending). */
+  has(key: string): boolean {
+    const s = this.sessions.get(key);
+    return s !== undefined && !s.closed && !s.destroyed;
+  }
+
   get(
     endpoint: UpstreamEndpoint,
     alpn: MooringAlpn,
     tls: TlsContexts | null,
     connectTimeoutMs: number,
     cb: (err: DialFailure | null, session: http2.ClientHttp2Session | null) => void,
+    breaker: CircuitBreaker | null = null,
   ): void {
-    const key = endpoint.key;
+    const key = breaker === null ? endpoint.key : breaker.poolKey(endpoint.key);
     const existing = this.sessions.get(key);
     if (existing !== undefined && !existing.closed && !existing.destroyed) {
       cb(null, existing);
       return;
     }
+    const waiter =
+      breaker === null
+        ? cb
+        : (err: DialFailure | null, session: http2.ClientHttp2Session | null): void => {
+            breaker.leave();
+            cb(err, session);
+          };
     const queue = this.waiting.get(key);
     if (queue !== undefined) {
-      queue.push(cb);
+      queue.push(waiter);
       return;
     }
-    this.waiting.set(key, [cb]);
+    this.waiting.set(key, [waiter]);
+    breaker?.connectionOpened();
     dial({ endpoint, alpn, tls, connectTimeoutMs }, (err, socket) => {
       const callbacks = this.waiting.get(key) ?? [];
       this.waiting.delete(key);
       if (err !== null || socket === null) {
+        breaker?.connectionClosed();
         for (const c of callbacks) c(err, null);
         return;
       }
@@ -114,6 +139,7 @@ export class H2SessionPool {
         if (this.sessions.get(key) === session) this.sessions.delete(key);
       };
       session.on('close', forget);
+      if (breaker !== null) session.once('close', () => breaker.connectionClosed());
       session.on('goaway', forget);
       session.on('error', () => {
         forget();
@@ -194,14 +220,12 @@ function prepend(socket: net.Socket, first: Buffer): Duplex {
   return duplex;
 }
 
-const RETRY_BUFFER_BYTES = 64 * 1024;
+const RESET: AttemptOutcome = Object.freeze({ kind: 'failure', reason: 'reset' });
 
 class H2Exchange {
   private readonly start = process.hrtime.bigint();
-  private readonly tried = new Set<UpstreamEndpoint>();
-  private endpoint: UpstreamEndpoint | null = null;
-  private attemptOpen = false;
-  private attempts = 0;
+  /** The route's policies around the request (null for a local answer). */
+  private readonly policy: ExchangePolicy | null;
   private upstream: http2.ClientHttp2Stream | null = null;
   private readonly body: Buffer[] = [];
   private bodyBytes = 0;
@@ -214,11 +238,6 @@ class H2Exchange {
   private requestBytes = 0;
   private responseBytes = 0;
   private done = false;
-  private timer: NodeJS.Timeout | null = null;
-  /** The current attempt's per-try timeout. */
-  private tryTimer: NodeJS.Timeout | null = null;
-  /** A fault delay before the first attempt. */
-  private delayTimer: NodeJS.Timeout | null = null;
   private trailers: http2.IncomingHttpHeaders | null = null;
   private readonly grpc: boolean;
 
@@ -230,6 +249,7 @@ class H2Exchange {
     private readonly pool: H2SessionPool,
     private readonly info: unknown,
   ) {
+    this.policy = plan.kind === 'local' ? null : new ExchangePolicy(plan, this);
     const ct = headers['content-type'];
     this.grpc = typeof ct === 'string' && ct.startsWith('application/grpc');
     down.on('data', (chunk: Buffer) => this.onRequestData(chunk));
@@ -241,24 +261,11 @@ class H2Exchange {
       this.localReply(plan.status, plan.body);
       return;
     }
-    if (plan.delayMs !== undefined && plan.delayMs > 0) {
-      // The fault filter holds the request before the router: the route's timeout starts after.
-      this.flags.push('DI');
-      this.delayTimer = setTimeout(() => {
-        this.delayTimer = null;
-        this.begin(plan);
-      }, plan.delayMs);
-      return;
-    }
-    this.begin(plan);
-  }
-
-  private begin(plan: ExchangePlan): void {
-    if (this.done) return;
-    if (plan.timeoutMs !== null && plan.timeoutMs > 0) {
-      this.timer = setTimeout(() => this.onTimeout(), plan.timeoutMs);
-    }
-    this.attempt();
+    this.policy?.begin(
+      this.flags,
+      () => this.done,
+      () => this.attempt(),
+    );
   }
 
   private onRequestData(chunk: Buffer): void {
@@ -286,53 +293,37 @@ class H2Exchange {
 
   private attempt(): void {
     if (this.done) return;
-    const plan = this.plan as ExchangePlan;
-    const endpoint = plan.pick(this.tried);
-    if (endpoint === null) {
-      this.fail(503, 'no healthy upstream', this.attempts === 0 ? 'UH' : 'URX');
-      return;
-    }
-    const attempt = ++this.attempts;
-    this.endpoint = endpoint;
-    this.tried.add(endpoint);
-    endpoint.active++;
-    endpoint.attempts++;
-    this.attemptOpen = true;
-    const perTry = plan.retries.perTryTimeoutMs;
-    if (perTry !== undefined && perTry > 0) {
-      this.tryTimer = setTimeout(() => this.onTryTimeout(), perTry);
-    }
-    this.pool.get(endpoint, plan.alpn, plan.tls, plan.connectTimeoutMs, (err, session) => {
-      // Done, or this attempt already ended (its per-try timeout) and another one runs.
-      if (this.done || attempt !== this.attempts || !this.attemptOpen) return;
-      if (err !== null || session === null) {
-        this.failedAttempt(err?.kind === 'connect-failure' ? 'connect-failure' : 'tls', err);
-        return;
-      }
-      this.send(session);
-    });
-  }
-
-  private closeAttempt(status: number | null, failure?: AttemptOutcome): void {
-    if (this.tryTimer !== null) {
-      clearTimeout(this.tryTimer);
-      this.tryTimer = null;
-    }
-    if (!this.attemptOpen) return;
-    this.attemptOpen = false;
-    const endpoint = this.endpoint as UpstreamEndpoint;
-    endpoint.active--;
-    if (failure !== undefined || status === null) endpoint.failures++;
-    (this.plan as ExchangePlan).onAttempt?.(
+    const policy = this.policy as ExchangePolicy;
+    const plan = policy.plan;
+    const endpoint = policy.next();
+    if (endpoint === null) return;
+    const breaker = plan.breaker ?? null;
+    // No session yet and no room to wait for it: answered at once.
+    const ready = breaker === null || this.pool.has(breaker.poolKey(endpoint.key));
+    if (!policy.admit(endpoint, ready)) return;
+    const attempt = policy.open(endpoint);
+    this.pool.get(
       endpoint,
-      failure ??
-        (status === null ? { kind: 'failure', reason: 'reset' } : { kind: 'response', status }),
+      plan.alpn,
+      plan.tls,
+      plan.connectTimeoutMs,
+      (err, session) => {
+        // Done, or this attempt already ended (its per-try timeout) and another one runs.
+        if (this.done || attempt !== policy.attempts || !policy.attemptOpen) return;
+        if (err !== null || session === null) {
+          this.failedAttempt(err?.kind === 'connect-failure' ? 'connect-failure' : 'tls', err);
+          return;
+        }
+        this.send(session);
+      },
+      breaker,
     );
   }
 
   private send(session: http2.ClientHttp2Session): void {
-    const plan = this.plan as ExchangePlan;
-    const endpoint = this.endpoint as UpstreamEndpoint;
+    const policy = this.policy as ExchangePolicy;
+    const plan = policy.plan;
+    const endpoint = policy.endpoint as UpstreamEndpoint;
     const out: http2.OutgoingHttpHeaders = {};
     for (const [name, value] of Object.entries(this.headers)) {
       if (value === undefined || CONNECTION_SPECIFIC.has(name) || plan.removeHeaders.has(name))
@@ -351,7 +342,7 @@ class H2Exchange {
     add(plan.addHeaders);
     if (endpoint.identity !== null && plan.addHeadersMeshed !== undefined)
       add(plan.addHeadersMeshed);
-    if (plan.attemptCountHeader) out['x-envoy-attempt-count'] = String(this.attempts);
+    if (plan.attemptCountHeader) out['x-envoy-attempt-count'] = String(policy.attempts);
     let up: http2.ClientHttp2Stream;
     try {
       up = session.request(out, { endStream: this.requestEnded && this.body.length === 0 });
@@ -387,21 +378,17 @@ class H2Exchange {
     flags: number,
   ): void {
     if (this.done || up !== this.upstream) return;
-    const plan = this.plan as ExchangePlan;
+    const policy = this.policy as ExchangePolicy;
     const status = Number(headers[':status'] ?? 0);
     const endStream = (flags & END_STREAM) !== 0;
     const grpcStatus = headers['grpc-status'];
     // A trailers-only gRPC answer with a retriable status, or a retriable HTTP status: again.
-    if (
-      !this.responded &&
-      this.replayable &&
-      this.requestEnded &&
-      this.attempts <= plan.retries.attempts
-    ) {
+    if (!this.responded && this.replayable && this.requestEnded) {
+      const retries = policy.plan.retries;
       const grpcRetry =
-        grpcStatus !== undefined && grpcRetriable(plan.retries.retryOn, String(grpcStatus));
-      if ((grpcRetry || retriableStatus(plan.retries, status)) && (plan.canRetry?.() ?? true)) {
-        this.closeAttempt(status);
+        grpcStatus !== undefined && grpcRetriable(retries.retryOn, String(grpcStatus));
+      if ((grpcRetry || retriableStatus(retries, status)) && policy.mayRetry()) {
+        policy.close({ kind: 'response', status });
         this.upstream = null;
         up.close(NGHTTP2_CANCEL);
         this.attempt();
@@ -441,7 +428,7 @@ class H2Exchange {
     if (up !== this.upstream || this.done) return;
     const code = up.rstCode ?? 0;
     if (this.responded) {
-      this.closeAttempt(this.status);
+      this.policy?.close({ kind: 'response', status: this.status });
       if (code !== 0) {
         this.flags.push('UC');
         if (!this.down.destroyed) this.down.close(code);
@@ -454,9 +441,8 @@ class H2Exchange {
   }
 
   /** The current attempt ran out of its per-try time: a timeout, retried like a reset. */
-  private onTryTimeout(): void {
-    this.tryTimer = null;
-    if (this.done || this.responded || !this.attemptOpen) return;
+  onTryTimeout(): void {
+    if (this.done || this.responded || this.policy?.attemptOpen !== true) return;
     const up = this.upstream;
     this.upstream = null;
     if (up !== null && !up.destroyed) up.close(NGHTTP2_CANCEL);
@@ -467,36 +453,21 @@ class H2Exchange {
     reason: 'connect-failure' | 'tls' | 'reset' | 'refused-stream' | 'timeout',
     err: Error | null,
   ): void {
-    const plan = this.plan as ExchangePlan;
-    this.closeAttempt(
-      null,
+    const policy = this.policy as ExchangePolicy;
+    policy.close(
       err === null ? { kind: 'failure', reason } : { kind: 'failure', reason, detail: err.message },
     );
     this.upstream = null;
-    const retryOn = plan.retries.retryOn;
-    const any = (...c: string[]): boolean => c.some((x) => retryOn.includes(x));
-    const condition =
-      reason === 'connect-failure' || reason === 'tls'
-        ? any('connect-failure', '5xx', 'gateway-error')
-        : reason === 'refused-stream'
-          ? any('refused-stream', '5xx', 'reset')
-          : any('reset', '5xx', 'gateway-error');
-    if (
-      !this.responded &&
-      this.replayable &&
-      condition &&
-      this.attempts <= plan.retries.attempts &&
-      (plan.canRetry?.() ?? true)
-    ) {
+    const condition = retriableFailure(policy.plan.retries.retryOn, reason);
+    if (!this.responded && this.replayable && condition && policy.mayRetry()) {
       this.attempt();
       return;
     }
-    if (this.attempts > 1 && condition) this.flags.push('URX');
+    if (policy.attempts > 1 && condition) this.flags.push('URX');
     if (reason === 'timeout') {
       this.fail(504, 'upstream request timeout', 'UT');
       return;
     }
-    const flag: ResponseFlag = reason === 'reset' || reason === 'refused-stream' ? 'UC' : 'UF';
     const why =
       reason === 'connect-failure'
         ? 'connection failure'
@@ -505,21 +476,17 @@ class H2Exchange {
           : reason === 'refused-stream'
             ? 'remote refused stream reset'
             : 'remote reset';
-    this.fail(
-      503,
-      `upstream connect error or disconnect/reset before headers. reset reason: ${why}`,
-      flag,
-    );
+    this.fail(503, resetReply(why), failureFlag(reason));
   }
 
-  private onTimeout(): void {
-    this.timer = null;
+  /** The route timeout passed. */
+  onTimeout(): void {
     if (this.done) return;
     this.flags.push('UT');
     const up = this.upstream;
     this.upstream = null;
     up?.close(NGHTTP2_CANCEL);
-    this.closeAttempt(null);
+    this.policy?.close(RESET);
     if (this.responded) {
       if (!this.down.destroyed) this.down.close(NGHTTP2_INTERNAL_ERROR);
       this.finish();
@@ -528,16 +495,21 @@ class H2Exchange {
     this.localReply(504, 'upstream request timeout');
   }
 
-  private fail(status: number, text: string, flag: ResponseFlag): void {
+  /** Answers the request from the proxy (an attempt's failure, no endpoint, an overflow). */
+  fail(status: number, text: string, flag: ResponseFlag): void {
     this.flags.push(flag);
-    this.localReply(status, text);
+    // A circuit breaker's overflow says so to the client, as Envoy does.
+    this.localReply(status, text, flag === 'UO' ? OVERLOADED_HEADER : undefined);
   }
 
   /** Envoy's local replies; for gRPC, the status in a trailers-only answer (UNAVAILABLE, ...). */
-  private localReply(status: number, text: string): void {
+  private localReply(status: number, text: string, headers?: readonly string[]): void {
     if (this.done) return;
     this.status = status;
     if (!this.down.destroyed && !this.down.headersSent) {
+      const extra: http2.OutgoingHttpHeaders = {};
+      const lines = headers ?? [];
+      for (let i = 0; i + 1 < lines.length; i += 2) extra[lines[i] as string] = lines[i + 1];
       if (this.grpc) {
         this.grpcStatus = status === 504 ? '4' : status === 404 ? '12' : '14';
         this.down.respond(
@@ -546,6 +518,7 @@ class H2Exchange {
             'content-type': 'application/grpc',
             'grpc-status': this.grpcStatus,
             'grpc-message': text,
+            ...extra,
           },
           { endStream: true },
         );
@@ -554,6 +527,7 @@ class H2Exchange {
           ':status': status,
           'content-type': 'text/plain',
           'content-length': Buffer.byteLength(text),
+          ...extra,
         });
         this.down.end(text);
         this.responseBytes = Buffer.byteLength(text);
@@ -571,9 +545,9 @@ class H2Exchange {
       const up = this.upstream;
       this.upstream = null;
       up?.close(NGHTTP2_CANCEL);
-      this.closeAttempt(null);
+      this.policy?.close(RESET);
     } else {
-      this.closeAttempt(this.status);
+      this.policy?.close({ kind: 'response', status: this.status });
     }
     this.finish();
   }
@@ -581,14 +555,12 @@ class H2Exchange {
   private finish(): void {
     if (this.done) return;
     this.done = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-    if (this.tryTimer !== null) clearTimeout(this.tryTimer);
-    if (this.delayTimer !== null) clearTimeout(this.delayTimer);
+    this.policy?.clear();
     this.handler.finished(
       {
         headers: this.headers,
         plan: this.plan,
-        endpoint: this.endpoint,
+        endpoint: this.policy?.endpoint ?? null,
         status: this.status,
         grpcStatus: this.grpcStatus,
         grpc: this.grpc,
@@ -599,23 +571,5 @@ class H2Exchange {
       },
       this.info,
     );
-  }
-}
-
-/** Envoy's gRPC retry conditions on the `grpc-status` of a trailers-only answer. */
-export function grpcRetriable(retryOn: readonly string[], status: string): boolean {
-  switch (status) {
-    case '1':
-      return retryOn.includes('cancelled');
-    case '4':
-      return retryOn.includes('deadline-exceeded');
-    case '8':
-      return retryOn.includes('resource-exhausted');
-    case '13':
-      return retryOn.includes('internal');
-    case '14':
-      return retryOn.includes('unavailable');
-    default:
-      return false;
   }
 }

@@ -4,6 +4,7 @@
 // The most recently used connection is reused first (warm, least likely closed by the peer).
 
 import type net from 'node:net';
+import type { CircuitBreaker } from '../core/circuit-breaker';
 import { ResponseParser, type ParserHandler, type ResponseHead } from './http1-codec';
 
 export interface ConnectionEvents extends ParserHandler<ResponseHead> {
@@ -40,6 +41,8 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
     readonly socket: net.Socket,
     readonly poolKey: string,
     private readonly pool: ConnectionPool,
+    /** The cluster's circuit breaker that counts this connection (a DestinationRule's limits). */
+    private readonly breaker: CircuitBreaker<UpstreamConnection> | null = null,
   ) {
     this.parser = new ResponseParser(this);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -58,11 +61,15 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
     this.requests++;
   }
 
-  /** The exchange is over and left the connection clean: back to the pool. */
+  /**
+   * The exchange is over and left the connection clean: to a request waiting for it (under a
+   * circuit breaker), else back to the pool.
+   */
   release(): void {
     this.events = IDLE;
     this.leased = false;
     if (this.closed) return;
+    if (this.breaker?.handOver(this.poolKey, this) === true) return;
     this.pool.putIdle(this);
   }
 
@@ -82,6 +89,15 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
     this.clearIdle();
     for (const event of ['data', 'end', 'close', 'error']) this.socket.removeAllListeners(event);
     this.pool.forget(this);
+    // A tunnel still holds a connection to the cluster until it closes.
+    if (this.breaker !== null) this.socket.once('close', () => this.freeSlot());
+  }
+
+  /** The connection no longer counts against its cluster's limit: a waiting request may open one. */
+  private freeSlot(): void {
+    if (this.breaker === null) return;
+    this.breaker.connectionClosed();
+    this.breaker.pump(this.pool.openCount(this.poolKey) === 0 ? this.poolKey : undefined);
   }
 
   startIdleTimer(ms: number): void {
@@ -122,6 +138,7 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
     this.closed = true;
     this.clearIdle();
     this.pool.forget(this);
+    this.freeSlot();
     if (this.leased) {
       const events = this.events;
       // A response read until close ends here.
@@ -176,10 +193,17 @@ export class ConnectionPool {
     return null;
   }
 
-  /** A new connection joins the pool's accounting (leased by its creator). */
-  adopt(socket: net.Socket, key: string): UpstreamConnection {
+  /**
+   * A new connection joins the pool's accounting (leased by its creator); with a breaker, it
+   * counts against the cluster's limit (from its dial) until it closes.
+   */
+  adopt(
+    socket: net.Socket,
+    key: string,
+    breaker: CircuitBreaker<UpstreamConnection> | null = null,
+  ): UpstreamConnection {
     this.open.set(key, (this.open.get(key) ?? 0) + 1);
-    return new UpstreamConnection(socket, key, this);
+    return new UpstreamConnection(socket, key, this, breaker);
   }
 
   /** Connections open (idle or leased) to an endpoint. */

@@ -1,0 +1,86 @@
+// What an exchange is asked to do, for either HTTP version: the plan a handler makes for one
+// request (where it goes, which headers change, the route's policies), or the answer the proxy
+// gives itself; Envoy's response flags; what an attempt ended with.
+
+import type { MeshService, RetryPolicy } from '../../../api/mesh';
+import type { CircuitBreaker } from '../core/circuit-breaker';
+import type { UpstreamEndpoint } from '../core/endpoints';
+import type { MooringAlpn } from '../core/identity';
+import type { SpanContext } from '../core/trace-context';
+import type { TlsContexts } from '../l4/tls';
+import type { UpstreamConnection } from './pool';
+
+/** Envoy's response flags (the access log's %RESPONSE_FLAGS%). */
+export type ResponseFlag =
+  | 'UH' // no healthy upstream
+  | 'UF' // upstream connection failure
+  | 'UC' // upstream connection termination
+  | 'UT' // upstream request timeout
+  | 'URX' // retry limit exceeded
+  | 'NR' // no route
+  | 'NC' // no cluster: the route's destination is not known
+  | 'DC' // downstream connection termination
+  | 'UO' // upstream overflow (circuit breaker)
+  | 'FI' // fault injected: abort
+  | 'DI' // fault injected: delay
+  | 'UAEX'; // (unused) external authorization
+
+export interface LocalReply {
+  readonly kind: 'local';
+  readonly status: number;
+  readonly body: string;
+  readonly flags: ResponseFlag[];
+  readonly headers?: readonly string[];
+}
+
+/** How one request is sent. The handler makes it from the head; the exchange runs it. */
+export interface ExchangePlan {
+  readonly kind: 'forward';
+  /** Picks the endpoint of an attempt; `tried` holds the endpoints of earlier attempts. */
+  pick(tried: ReadonlySet<UpstreamEndpoint>): UpstreamEndpoint | null;
+  /** The ALPN between sidecars for a meshed endpoint. */
+  readonly alpn: MooringAlpn;
+  readonly tls: TlsContexts | null;
+  readonly connectTimeoutMs: number;
+  /** Lowercase header names to drop from the request. */
+  readonly removeHeaders: ReadonlySet<string>;
+  /** Header lines to add to the request ([name, value, ...]). */
+  readonly addHeaders: readonly string[];
+  /** Header lines added to the request only when the endpoint is meshed (peer metadata). */
+  readonly addHeadersMeshed?: readonly string[];
+  readonly retries: RetryPolicy;
+  readonly timeoutMs: number | null;
+  /** Set `x-envoy-attempt-count` on each attempt (Istio does on outbound). */
+  readonly attemptCountHeader: boolean;
+  /** Called after each attempt with its outcome (outlier detection). */
+  onAttempt?(endpoint: UpstreamEndpoint, outcome: AttemptOutcome): void;
+  /** Whether the retry budget has room for one more retry (counted when it has). */
+  canRetry?(): boolean;
+  /** Called once when the exchange is over (the handler's `finished` calls it). */
+  onDone?(): void;
+  /** Fault injection: wait this long before the request goes out (flag DI). */
+  readonly delayMs?: number;
+  /** The request target sent upstream, when a route rewrote it. */
+  readonly target?: string;
+  /** DestinationRule `connectionPool.http.maxRequestsPerConnection`: then a new connection. */
+  readonly maxRequestsPerConnection?: number;
+  /**
+   * The cluster's circuit breaker (`connectionPool.tcp.maxConnections`,
+   * `http.http1MaxPendingRequests`); absent when the rule sets neither (nothing is counted).
+   */
+  readonly breaker?: CircuitBreaker<UpstreamConnection>;
+  /** The destination service (outbound), for the handler's records. */
+  readonly service?: MeshService;
+  /** This sidecar's span of the request, and its `x-request-id`, for the handler's records. */
+  readonly span?: SpanContext;
+  readonly requestId?: string;
+}
+
+export type AttemptOutcome =
+  | { readonly kind: 'response'; readonly status: number }
+  | {
+      readonly kind: 'failure';
+      readonly reason: 'connect-failure' | 'reset' | 'timeout' | 'tls' | 'refused-stream';
+      /** What the socket or TLS said, when known (a debug log line). */
+      readonly detail?: string;
+    };
