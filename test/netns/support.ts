@@ -38,7 +38,7 @@ export async function must(command: string, args: readonly string[]): Promise<st
 export const inNs = (ns: string, command: string, args: readonly string[]): Promise<Result> =>
   run('ip', ['netns', 'exec', ns, command, ...args]);
 
-/** Root, the tools, Node runnable by an ordinary UID, and dist/ newer than each source. */
+/** Root, the tools, Node runnable by an ordinary UID, and dist/ built since each source changed. */
 export async function checkPreconditions(
   tools: readonly string[],
   built: readonly (readonly [src: string, dist: string])[],
@@ -71,9 +71,15 @@ export async function checkPreconditions(
         `not under a private home: ${unprivileged.stderr}`,
     );
   }
+  // `make build` stamps dist/.built after each successful tsc; tsc (incremental) leaves an output
+  // whose text did not change untouched, so a source only touched (a git checkout) is built
+  // when the stamp is newer.
+  const stamp = join(ROOT, 'dist', '.built');
+  const stampMs = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
   for (const [src, dist] of built) {
     const file = join(ROOT, dist);
-    if (!existsSync(file) || statSync(file).mtimeMs < statSync(join(ROOT, src)).mtimeMs) {
+    const srcMs = statSync(join(ROOT, src)).mtimeMs;
+    if (!existsSync(file) || Math.max(statSync(file).mtimeMs, stampMs) < srcMs) {
       throw new Error(`${dist} is missing or older than ${src}: run \`make build\` first`);
     }
   }
