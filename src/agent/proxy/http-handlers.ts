@@ -39,6 +39,7 @@ import { headerValue, type RequestHead } from './l7/http1-codec';
 import {
   flagsText,
   localReply,
+  type AttemptFailure,
   type AttemptOutcome,
   type ExchangePlan,
   type ExchangeRecord,
@@ -81,7 +82,7 @@ export interface HandlerContext {
   readonly onAttemptFailure?: (
     service: MeshService,
     endpoint: UpstreamEndpoint,
-    outcome: AttemptOutcome,
+    failure: AttemptFailure,
   ) => void;
 }
 
@@ -370,12 +371,12 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
       };
     }
     const random = this.ctx.random;
-    // The service as the configuration has it now: the connection (kept alive, or accepted just
-    // before an update) may have been matched under an older one, and its next request follows
-    // the current routes, policy and endpoints, as Envoy's do.
-    const service = index.service(target.service.key) ?? target.service;
-    const decision = routeRequest(service, target.port.port, view, random, (key) =>
-      index.service(key),
+    const decision = routeRequest(
+      index.current(target.service),
+      target.port.port,
+      view,
+      random,
+      (key) => index.service(key),
     );
     if (decision === null) return localReply(404, '', ['NR']);
     if (decision.kind === 'failure') {

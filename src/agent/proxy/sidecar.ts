@@ -180,13 +180,13 @@ export class Sidecar {
         ),
       ...(deps.log.isLevelEnabled?.('debug') === true
         ? {
-            onAttemptFailure: (service, endpoint, outcome) =>
+            onAttemptFailure: (service, endpoint, failure) =>
               deps.log.debug(
                 {
                   service: service.key,
                   endpoint: `${endpoint.address}:${endpoint.port}`,
-                  reason: outcome.kind === 'failure' ? outcome.reason : undefined,
-                  detail: outcome.kind === 'failure' ? outcome.detail : undefined,
+                  reason: failure.reason,
+                  detail: failure.detail,
                 },
                 'upstream attempt failed',
               ),
@@ -411,8 +411,7 @@ export class Sidecar {
     if (target.kind === 'endpoint') {
       endpoint = target.endpoint;
     } else {
-      // The service as the configuration has it now (the sniffing may have outlasted an update).
-      const service = index.service(target.service.key) ?? target.service;
+      const service = index.current(target.service);
       const policy = effectivePolicy(service, undefined);
       breaker = this.outboundHttp.breaker(
         service,

@@ -122,6 +122,15 @@ export class MeshIndex {
   }
 
   /**
+   * `service` as this configuration has it (by key): a connection kept alive, or accepted just
+   * before an update, was matched under an older one; its next request follows the current
+   * routes, policy and endpoints, as Envoy's do. Itself when this configuration has it no more.
+   */
+  current(service: MeshService): MeshService {
+    return this.state.services.get(service.key) ?? service;
+  }
+
+  /**
    * The endpoints of a service port (by service port number), optionally of one subset, as this
    * configuration has them: `service` may come from an older one (a connection accepted before
    * the last update), and its key alone counts. A service this configuration no longer has gets

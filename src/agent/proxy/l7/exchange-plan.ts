@@ -76,11 +76,13 @@ export interface ExchangePlan {
   readonly requestId?: string;
 }
 
+/** An attempt that failed before any answer. */
+export interface AttemptFailure {
+  readonly kind: 'failure';
+  readonly reason: 'connect-failure' | 'reset' | 'timeout' | 'tls' | 'refused-stream';
+  /** What the socket or TLS said, when known (a debug log line). */
+  readonly detail?: string;
+}
+
 export type AttemptOutcome =
-  | { readonly kind: 'response'; readonly status: number }
-  | {
-      readonly kind: 'failure';
-      readonly reason: 'connect-failure' | 'reset' | 'timeout' | 'tls' | 'refused-stream';
-      /** What the socket or TLS said, when known (a debug log line). */
-      readonly detail?: string;
-    };
+  { readonly kind: 'response'; readonly status: number } | AttemptFailure;

@@ -28,7 +28,13 @@ import type { ConnectionPool, ConnectionEvents, UpstreamConnection } from './poo
 /** Request bodies up to this size are kept for a retry (Envoy keeps up to its buffer limit). */
 export const RETRY_BUFFER_BYTES = 64 * 1024;
 
-export type { AttemptOutcome, ExchangePlan, LocalReply, ResponseFlag } from './exchange-plan';
+export type {
+  AttemptFailure,
+  AttemptOutcome,
+  ExchangePlan,
+  LocalReply,
+  ResponseFlag,
+} from './exchange-plan';
 
 /** What the handler learns when an exchange is over (metrics, access log). */
 export interface ExchangeRecord {
