@@ -654,6 +654,11 @@ async function importImages(ctr: string, socket: string, layout: string, cwd: st
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     tar.stdout.pipe(imp.stdin);
+    // ctr stops reading at the archive's end marker and may exit before tar has written its
+    // last record's padding: that write then fails with EPIPE. ctr's exit code decides.
+    imp.stdin.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') reject(err);
+    });
     let stderr = '';
     imp.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     tar.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
