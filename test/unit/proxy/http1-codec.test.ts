@@ -144,6 +144,44 @@ describe('RequestParser', () => {
     }
   });
 
+  it('reads names in any case, and trims only spaces and tabs around a value', () => {
+    const [m] = requests(
+      'POST / HTTP/1.1\r\nHOST: svc\r\ncontent-LENGTH: \t 2 \r\nX-Obs:\xa0v\xa0\r\nX-Empty:\r\n\r\nhi',
+    );
+    expect(m?.head.host).toBe('svc');
+    expect(m?.head.contentLength).toBe(2);
+    expect(m?.body).toBe('hi');
+    // obs-text (0xA0) is part of a value; String#trim would have taken it away.
+    expect(m?.head.headers).toEqual([
+      ...['HOST', 'svc', 'content-LENGTH', '2'],
+      ...['X-Obs', '\xa0v\xa0', 'X-Empty', ''],
+    ]);
+  });
+
+  it.each([
+    [
+      'a line without a colon, before one with a colon',
+      'GET / HTTP/1.1\r\nHost: a\r\nX\r\nY: 1\r\n\r\n',
+      /without a name/,
+    ],
+    ['an empty name', 'GET / HTTP/1.1\r\nHost: a\r\n: 1\r\n\r\n', /without a name/],
+    [
+      'a form feed at the end of a value',
+      'GET / HTTP/1.1\r\nHost: a\r\nX: 1\f\r\n\r\n',
+      /invalid value/,
+    ],
+    ['201 header lines', `GET / HTTP/1.1\r\nHost: a\r\n${'X: 1\r\n'.repeat(200)}\r\n`, /too many/],
+  ])('refuses %s with a message that says so', (_name, input, message) => {
+    expect(() => requests(input)).toThrow(message);
+  });
+
+  it('takes 200 header lines, and a request line with no header at all (HTTP/1.0)', () => {
+    const [many] = requests(`GET / HTTP/1.1\r\nHost: a\r\n${'X: 1\r\n'.repeat(199)}\r\n`);
+    expect(many?.head.headers).toHaveLength(400);
+    const [bare] = requests('GET /only HTTP/1.0\r\n\r\n');
+    expect(bare?.head).toMatchObject({ target: '/only', headers: [], host: null });
+  });
+
   it('a body cut by the end of the connection is an error', () => {
     expect(() => requests('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc')).toThrow(
       /middle of a body/,
@@ -225,6 +263,25 @@ describe('forwardHeaderLines', () => {
       },
     );
     expect(lines).toBe('Host: a\r\nX-Keep: yes\r\nx-request-id: r1\r\n');
+  });
+
+  it('matches hop-by-hop, removed and Connection-named headers whatever their case', () => {
+    const lines = forwardHeaderLines(
+      [
+        ...['HOST', 'a', 'CONNECTION', 'x-HOP', 'X-hop', '1', 'KEEP-ALIVE', 't'],
+        ...['x-forwarded-CLIENT-cert', 'forged', 'X-Hope', 'kept', 'Proxy-Connection', 'x'],
+      ],
+      { remove: new Set(['x-forwarded-client-cert']), connection: 'keep-alive' },
+    );
+    expect(lines).toBe('HOST: a\r\nX-Hope: kept\r\nConnection: keep-alive\r\n');
+  });
+
+  it('does not take a name for another that differs only outside the letters (^ and ~)', () => {
+    const lines = forwardHeaderLines(['Host', 'a', 'x^', '1', 'x~', '2'], {
+      remove: new Set(['x~']),
+      connection: null,
+    });
+    expect(lines).toBe('Host: a\r\nx^: 1\r\n');
   });
 
   it('keeps Upgrade and sets Connection for an upgrade', () => {

@@ -92,7 +92,53 @@ interface ParsedFields {
   expectContinue: boolean;
 }
 
-function parseFields(lines: string[], start: number, headers: RawHeaders): ParsedFields {
+/** `name` equals `lower` (lowercase) with ASCII case ignored: no lowercased copy is made. */
+function sameName(name: string, lower: string): boolean {
+  const n = name.length;
+  if (n !== lower.length) return false;
+  for (let i = 0; i < n; i++) {
+    let c = name.charCodeAt(i);
+    if (c >= 0x41 && c <= 0x5a) c += 0x20;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** Lowercase names grouped by length, so that a lookup compares only names of the same length. */
+type NamesByLength = ReadonlyMap<number, readonly string[]>;
+const byLengthOf = new WeakMap<ReadonlySet<string>, NamesByLength>();
+
+function namesByLength(set: ReadonlySet<string>): NamesByLength {
+  let index = byLengthOf.get(set);
+  if (index === undefined) {
+    const m = new Map<number, string[]>();
+    for (const name of set) {
+      const lower = name.toLowerCase();
+      const list = m.get(lower.length);
+      if (list === undefined) m.set(lower.length, [lower]);
+      else list.push(lower);
+    }
+    index = m;
+    byLengthOf.set(set, index);
+  }
+  return index;
+}
+
+function hasName(index: NamesByLength, name: string): boolean {
+  const candidates = index.get(name.length);
+  if (candidates === undefined) return false;
+  for (const lower of candidates) if (sameName(name, lower)) return true;
+  return false;
+}
+
+/** Optional whitespace around a field value (RFC 9110 5.6.3): space and tab only. */
+const isOws = (c: number): boolean => c === 0x20 || c === 0x09;
+
+/**
+ * The header lines of a head's text from `start` (the first line's end) to the end, read in
+ * place: only each field's name and value become strings.
+ */
+function parseFields(text: string, start: number, headers: RawHeaders): ParsedFields {
   const f: ParsedFields = {
     contentLength: -1,
     chunked: false,
@@ -104,36 +150,46 @@ function parseFields(lines: string[], start: number, headers: RawHeaders): Parse
     expectContinue: false,
   };
   let transferEncoding: string | null = null;
-  if (lines.length - start > MAX_HEADERS) throw new Http1ParseError('too many header fields', true);
-  for (let i = start; i < lines.length; i++) {
-    const line = lines[i] as string;
-    if (line === '') continue;
-    const c0 = line.charCodeAt(0);
+  let count = 0;
+  const end = text.length;
+  for (let pos = start; pos < end;) {
+    let eol = text.indexOf('\r\n', pos);
+    if (eol === -1) eol = end;
+    const lineStart = pos;
+    pos = eol + 2;
+    if (eol === lineStart) continue;
+    if (++count > MAX_HEADERS) throw new Http1ParseError('too many header fields', true);
+    const c0 = text.charCodeAt(lineStart);
     if (c0 === 0x20 || c0 === 0x09) throw new Http1ParseError('obsolete line folding');
-    const colon = line.indexOf(':');
-    if (colon <= 0) throw new Http1ParseError('a header line without a name');
-    const name = line.slice(0, colon);
+    const colon = text.indexOf(':', lineStart);
+    if (colon <= lineStart || colon > eol)
+      throw new Http1ParseError('a header line without a name');
+    const name = text.slice(lineStart, colon);
     if (!TOKEN.test(name)) throw new Http1ParseError(`invalid header name "${name.slice(0, 64)}"`);
-    const value = line.slice(colon + 1).trim();
+    let vs = colon + 1;
+    let ve = eol;
+    while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
+    while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
+    const value = text.slice(vs, ve);
     if (BAD_VALUE.test(value)) throw new Http1ParseError(`invalid value of header ${name}`);
     headers.push(name, value);
     switch (name.length) {
       case 4:
-        if (name.toLowerCase() === 'host') {
+        if (sameName(name, 'host')) {
           if (f.host !== null) throw new Http1ParseError('more than one Host header');
           f.host = value;
         }
         break;
       case 6:
-        if (name.toLowerCase() === 'expect' && value.toLowerCase() === '100-continue') {
+        if (sameName(name, 'expect') && value.toLowerCase() === '100-continue') {
           f.expectContinue = true;
         }
         break;
       case 7:
-        if (name.toLowerCase() === 'upgrade') f.upgrade = value.toLowerCase();
+        if (sameName(name, 'upgrade')) f.upgrade = value.toLowerCase();
         break;
       case 10:
-        if (name.toLowerCase() === 'connection') {
+        if (sameName(name, 'connection')) {
           for (const token of value.toLowerCase().split(',')) {
             const t = token.trim();
             if (t === 'close') f.close = true;
@@ -143,7 +199,7 @@ function parseFields(lines: string[], start: number, headers: RawHeaders): Parse
         }
         break;
       case 14:
-        if (name.toLowerCase() === 'content-length') {
+        if (sameName(name, 'content-length')) {
           // A list of identical values is allowed (RFC 9110 8.6); anything else is refused.
           for (const part of value.split(',')) {
             const v = part.trim();
@@ -158,7 +214,7 @@ function parseFields(lines: string[], start: number, headers: RawHeaders): Parse
         }
         break;
       case 17:
-        if (name.toLowerCase() === 'transfer-encoding') {
+        if (sameName(name, 'transfer-encoding')) {
           transferEncoding =
             transferEncoding === null
               ? value.toLowerCase()
@@ -449,8 +505,8 @@ function parseVersion(v: string): number {
 
 export class RequestParser extends Http1Framer<RequestHead> {
   protected parseHead(text: string): { head: RequestHead; body: 'none' | 'length' | 'chunked' } {
-    const lines = text.split('\r\n');
-    const line = lines[0] as string;
+    const eol = text.indexOf('\r\n');
+    const line = eol === -1 ? text : text.slice(0, eol);
     const sp1 = line.indexOf(' ');
     const sp2 = line.lastIndexOf(' ');
     if (sp1 <= 0 || sp2 === sp1) throw new Http1ParseError('invalid request line');
@@ -462,7 +518,7 @@ export class RequestParser extends Http1Framer<RequestHead> {
       throw new Http1ParseError('invalid request target');
     const versionMinor = parseVersion(line.slice(sp2 + 1));
     const headers: RawHeaders = [];
-    const f = parseFields(lines, 1, headers);
+    const f = parseFields(text, eol === -1 ? text.length : eol + 2, headers);
     if (versionMinor === 1 && f.host === null)
       throw new Http1ParseError('an HTTP/1.1 request without Host');
     const head: RequestHead = {
@@ -490,8 +546,8 @@ export class ResponseParser extends Http1Framer<ResponseHead> {
     head: ResponseHead;
     body: 'none' | 'length' | 'chunked' | 'close';
   } {
-    const lines = text.split('\r\n');
-    const line = lines[0] as string;
+    const eol = text.indexOf('\r\n');
+    const line = eol === -1 ? text : text.slice(0, eol);
     // HTTP/1.1 200 OK   (the reason may be empty, and may hold spaces)
     const sp1 = line.indexOf(' ');
     if (sp1 <= 0) throw new Http1ParseError('invalid status line');
@@ -502,7 +558,7 @@ export class ResponseParser extends Http1Framer<ResponseHead> {
     const rest = line.slice(sp1 + 4);
     if (rest !== '' && !rest.startsWith(' ')) throw new Http1ParseError('invalid status line');
     const headers: RawHeaders = [];
-    const f = parseFields(lines, 1, headers);
+    const f = parseFields(text, eol === -1 ? text.length : eol + 2, headers);
     const head: ResponseHead = {
       statusCode,
       reason: rest.slice(1),
@@ -533,15 +589,17 @@ export class ResponseParser extends Http1Framer<ResponseHead> {
 }
 
 /** Lowercase names whose lines a proxy does not forward (RFC 9110 7.6.1), plus those named by Connection. */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'upgrade',
-]);
+const HOP_BY_HOP: NamesByLength = namesByLength(
+  new Set([
+    'connection',
+    'keep-alive',
+    'proxy-connection',
+    'proxy-authenticate',
+    'proxy-authorization',
+    'te',
+    'upgrade',
+  ]),
+);
 
 export interface HeadRewrite {
   /** Lowercase names to drop (in addition to hop-by-hop ones). */
@@ -559,7 +617,7 @@ export function forwardHeaderLines(headers: RawHeaders, rewrite: HeadRewrite): s
   let connectionTokens: string[] | null = null;
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i] as string;
-    if (name.length === 10 && name.toLowerCase() === 'connection') {
+    if (sameName(name, 'connection')) {
       for (const t of (headers[i + 1] as string).split(',')) {
         const token = t.trim().toLowerCase();
         if (token !== '' && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade') {
@@ -568,13 +626,13 @@ export function forwardHeaderLines(headers: RawHeaders, rewrite: HeadRewrite): s
       }
     }
   }
+  const remove = rewrite.remove === undefined ? null : namesByLength(rewrite.remove);
   let out = '';
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i] as string;
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower)) continue;
-    if (rewrite.remove?.has(lower) === true) continue;
-    if (connectionTokens?.includes(lower) === true) continue;
+    if (hasName(HOP_BY_HOP, name)) continue;
+    if (remove !== null && hasName(remove, name)) continue;
+    if (connectionTokens?.some((t) => sameName(name, t)) === true) continue;
     out += `${name}: ${headers[i + 1] as string}\r\n`;
   }
   if (rewrite.upgrade) out += `Upgrade: ${rewrite.upgrade}\r\n`;
@@ -591,7 +649,7 @@ export function forwardHeaderLines(headers: RawHeaders, rewrite: HeadRewrite): s
 export function headerValue(headers: RawHeaders, lowerName: string): string | null {
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i] as string;
-    if (name.length === lowerName.length && name.toLowerCase() === lowerName) {
+    if (sameName(name, lowerName)) {
       return headers[i + 1] as string;
     }
   }
