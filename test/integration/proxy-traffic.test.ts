@@ -422,8 +422,13 @@ describe('a connection opened before a configuration change', () => {
 });
 
 describe('what the proxy tells of its upstream attempts', () => {
-  it('counts attempts and failures per endpoint in its config dump, lists its balanced sets, and logs each failed attempt at debug', async () => {
-    const lines: { obj: Record<string, unknown>; msg: string }[] = [];
+  let lines: { obj: Record<string, unknown>; msg: string }[];
+  let debugClient: LoopbackSidecar;
+  /** A port nothing listens on: connection refused. */
+  let closedPort: number;
+
+  beforeEach(async () => {
+    lines = [];
     const record = (obj: object, msg: string): void => {
       lines.push({ obj: obj as Record<string, unknown>, msg });
     };
@@ -434,53 +439,107 @@ describe('what the proxy tells of its upstream attempts', () => {
       error: record,
       isLevelEnabled: (level: string) => level === 'debug',
     };
-    const debugClient = await startSidecar('client', undefined, 'default', debugLog);
-    // A port nothing listens on: connection refused.
+    debugClient = await startSidecar('client', undefined, 'default', debugLog);
     const closed = http.createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
-    const closedPort = (closed.address() as AddressInfo).port;
+    closedPort = (closed.address() as AddressInfo).port;
     await new Promise((r) => closed.close(r));
+  });
+  afterEach(() => debugClient.close());
+
+  const endpointsOf = (s: LoopbackSidecar) =>
+    (
+      s.sidecar.configDump() as {
+        endpoints: { port: number; attempts: number; failures: number; active: number }[];
+      }
+    ).endpoints;
+
+  it('counts attempts and failures per endpoint in its config dump, lists its balanced sets, and logs each failed attempt at debug', async () => {
+    debugClient.outboundTarget = destination(CLUSTER_IP, 80);
+    debugClient.sidecar.setMesh(
+      meshState(proxyScope('client'), {
+        ...service(
+          'web',
+          CLUSTER_IP,
+          [port(80, 'http')],
+          [endpoint('127.0.0.1', { 80: closedPort }), endpoint('127.0.0.1', { 80: appPort })],
+        ),
+        policy: {
+          source: { namespace: 'default', name: 'web' },
+          trafficPolicy: { loadBalancer: 'ROUND_ROBIN' },
+        },
+      }),
+    );
+    // Round robin: the 1st and 3rd requests try the closed port first, then (Istio's default
+    // retry on connect-failure) the app.
+    for (let i = 0; i < 4; i++) {
+      expect((await get(debugClient.outbound, `/a/${i}`)).status).toBe(200);
+    }
+    const dump = debugClient.sidecar.configDump() as { endpointSets: Record<string, string[]> };
+    const byPort = (p: number) => endpointsOf(debugClient).find((e) => e.port === p);
+    expect(byPort(closedPort)).toMatchObject({ attempts: 2, failures: 2, active: 0 });
+    expect(byPort(appPort)).toMatchObject({ attempts: 4, failures: 0, active: 0 });
+    expect(dump.endpointSets).toEqual({
+      'default/web|80|': [`127.0.0.1:${closedPort}`, `127.0.0.1:${appPort}`],
+    });
+    const failed = lines.filter((l) => l.msg === 'upstream attempt failed');
+    expect(failed).toHaveLength(2);
+    expect(failed[0]?.obj).toMatchObject({
+      service: 'default/web',
+      endpoint: `127.0.0.1:${closedPort}`,
+      reason: 'connect-failure',
+    });
+    expect(String(failed[0]?.obj.detail)).toContain('ECONNREFUSED');
+  });
+
+  it('counts and logs a refused opaque TCP connection the same way (no retry: the client is closed)', async () => {
+    const TCP_IP = '10.96.0.60';
+    const echo = net.createServer((s) => s.pipe(s));
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    const echoPort = (echo.address() as AddressInfo).port;
     try {
-      debugClient.outboundTarget = destination(CLUSTER_IP, 80);
+      debugClient.outboundTarget = destination(TCP_IP, 5000);
       debugClient.sidecar.setMesh(
         meshState(proxyScope('client'), {
           ...service(
-            'web',
-            CLUSTER_IP,
-            [port(80, 'http')],
-            [endpoint('127.0.0.1', { 80: closedPort }), endpoint('127.0.0.1', { 80: appPort })],
+            'db',
+            TCP_IP,
+            [port(5000, 'tcp')],
+            [
+              endpoint('127.0.0.1', { 5000: closedPort }),
+              endpoint('127.0.0.1', { 5000: echoPort }),
+            ],
           ),
           policy: {
-            source: { namespace: 'default', name: 'web' },
+            source: { namespace: 'default', name: 'db' },
             trafficPolicy: { loadBalancer: 'ROUND_ROBIN' },
           },
         }),
       );
-      // Round robin: the 1st and 3rd requests try the closed port first, then (Istio's default
-      // retry on connect-failure) the app.
-      for (let i = 0; i < 4; i++) {
-        expect((await get(debugClient.outbound, `/a/${i}`)).status).toBe(200);
-      }
-      const dump = debugClient.sidecar.configDump() as {
-        endpoints: { port: number; attempts: number; failures: number; active: number }[];
-        endpointSets: Record<string, string[]>;
-      };
-      const byPort = (p: number) => dump.endpoints.find((e) => e.port === p);
-      expect(byPort(closedPort)).toMatchObject({ attempts: 2, failures: 2, active: 0 });
-      expect(byPort(appPort)).toMatchObject({ attempts: 4, failures: 0, active: 0 });
-      expect(dump.endpointSets).toEqual({
-        'default/web|80|': [`127.0.0.1:${closedPort}`, `127.0.0.1:${appPort}`],
-      });
+      const exchange = (): Promise<string> =>
+        new Promise((resolve, reject) => {
+          const socket = net.connect(debugClient.outbound, '127.0.0.1', () => socket.end('ping'));
+          let got = '';
+          socket.on('data', (d: Buffer) => (got += d.toString()));
+          socket.on('close', () => resolve(got));
+          socket.on('error', reject);
+        });
+      const answers = [await exchange(), await exchange()];
+      expect(answers.sort()).toEqual(['', 'ping']);
+      const byPort = (p: number) => endpointsOf(debugClient).find((e) => e.port === p);
+      expect(byPort(closedPort)).toMatchObject({ attempts: 1, failures: 1, active: 0 });
+      expect(byPort(echoPort)).toMatchObject({ attempts: 1, failures: 0, active: 0 });
       const failed = lines.filter((l) => l.msg === 'upstream attempt failed');
-      expect(failed).toHaveLength(2);
-      expect(failed[0]?.obj).toMatchObject({
-        service: 'default/web',
-        endpoint: `127.0.0.1:${closedPort}`,
-        reason: 'connect-failure',
-      });
-      expect(String(failed[0]?.obj.detail)).toContain('ECONNREFUSED');
+      expect(failed.map((l) => l.obj)).toEqual([
+        expect.objectContaining({
+          service: 'default/db',
+          endpoint: `127.0.0.1:${closedPort}`,
+          reason: 'connect-failure',
+          detail: expect.stringContaining('ECONNREFUSED') as unknown,
+        }),
+      ]);
     } finally {
-      await debugClient.close();
+      await new Promise((r) => echo.close(r));
     }
   });
 });

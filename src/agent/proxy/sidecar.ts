@@ -150,10 +150,25 @@ export class Sidecar {
     noOriginalDestination: 0,
   };
 
+  /** At debug level only: one log line per failed upstream attempt (HTTP or TCP). */
+  private readonly onAttemptFailure: HandlerContext['onAttemptFailure'];
+
   constructor(
     private readonly deps: SidecarDeps,
     private readonly options: SidecarOptions,
   ) {
+    if (deps.log.isLevelEnabled?.('debug') === true) {
+      this.onAttemptFailure = (service, endpoint, failure) =>
+        deps.log.debug(
+          {
+            service: service.key,
+            endpoint: `${endpoint.address}:${endpoint.port}`,
+            reason: failure.reason,
+            detail: failure.detail,
+          },
+          'upstream attempt failed',
+        );
+    }
     this.telemetry = deps.telemetry ?? new ProxyTelemetry();
     const ctx: HandlerContext = {
       index: () => this.index,
@@ -178,20 +193,7 @@ export class Sidecar {
           },
           'outlier detection ejected an endpoint',
         ),
-      ...(deps.log.isLevelEnabled?.('debug') === true
-        ? {
-            onAttemptFailure: (service, endpoint, failure) =>
-              deps.log.debug(
-                {
-                  service: service.key,
-                  endpoint: `${endpoint.address}:${endpoint.port}`,
-                  reason: failure.reason,
-                  detail: failure.detail,
-                },
-                'upstream attempt failed',
-              ),
-          }
-        : {}),
+      ...(this.onAttemptFailure === undefined ? {} : { onAttemptFailure: this.onAttemptFailure }),
     };
     this.outboundHttp = new OutboundHttp(ctx);
     this.inboundHttp = new InboundHttp(ctx);
@@ -459,10 +461,11 @@ export class Sidecar {
         if (err !== null || upstream === null) {
           chosen.failures++;
           done();
-          this.deps.log.debug(
-            { endpoint: chosen.key, err: err?.message },
-            'outbound TCP connect failed',
-          );
+          this.onAttemptFailure?.(target.service, chosen, {
+            kind: 'failure',
+            reason: err?.kind === 'connect-failure' ? 'connect-failure' : 'tls',
+            ...(err === null ? {} : { detail: err.message }),
+          });
           this.deps.metrics.tcpOpened(tcpEdge);
           this.deps.metrics.tcpClosed(tcpEdge);
           socket.destroy();
