@@ -492,6 +492,55 @@ describe('what the proxy tells of its upstream attempts', () => {
     expect(String(failed[0]?.obj.detail)).toContain('ECONNREFUSED');
   });
 
+  it('logs a failed HTTP/2 attempt with its reason and detail, then the retry answers', async () => {
+    const H2_IP = '10.96.0.61';
+    const h2app = http2.createServer((_req, res) => res.end('h2 ok'));
+    await new Promise<void>((resolve) => h2app.listen(0, '127.0.0.1', resolve));
+    const h2Port = (h2app.address() as AddressInfo).port;
+    const session = http2.connect(`http://127.0.0.1:${debugClient.outbound}`);
+    try {
+      debugClient.outboundTarget = destination(H2_IP, 80);
+      debugClient.sidecar.setMesh(
+        meshState(proxyScope('client'), {
+          ...service(
+            'grpcish',
+            H2_IP,
+            [port(80, 'http2')],
+            [endpoint('127.0.0.1', { 80: closedPort }), endpoint('127.0.0.1', { 80: h2Port })],
+          ),
+          policy: {
+            source: { namespace: 'default', name: 'grpcish' },
+            trafficPolicy: { loadBalancer: 'ROUND_ROBIN' },
+          },
+        }),
+      );
+      const one = (): Promise<string> =>
+        new Promise((resolve, reject) => {
+          const req = session.request({ ':path': '/', ':authority': 'grpcish' });
+          let body = '';
+          req.setEncoding('utf8').on('data', (c: string) => (body += c));
+          req.on('response', (h) => req.on('end', () => resolve(`${h[':status']} ${body}`)));
+          req.on('error', reject);
+          req.end();
+        });
+      // Round robin from the closed port: the first stream's first attempt fails, its retry
+      // (Istio's default on connect-failure) reaches the app; the second goes to the app.
+      expect([await one(), await one()]).toEqual(['200 h2 ok', '200 h2 ok']);
+      const failed = lines.filter((l) => l.msg === 'upstream attempt failed');
+      expect(failed.map((l) => l.obj)).toEqual([
+        expect.objectContaining({
+          service: 'default/grpcish',
+          endpoint: `127.0.0.1:${closedPort}`,
+          reason: 'connect-failure',
+          detail: expect.stringContaining('ECONNREFUSED') as unknown,
+        }),
+      ]);
+    } finally {
+      session.close();
+      await new Promise((r) => h2app.close(r));
+    }
+  });
+
   it('counts and logs a refused opaque TCP connection the same way (no retry: the client is closed)', async () => {
     const TCP_IP = '10.96.0.60';
     const echo = net.createServer((s) => s.pipe(s));
