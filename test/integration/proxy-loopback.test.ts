@@ -172,6 +172,7 @@ beforeAll(async () => {
     },
     options,
   );
+  // B on every loopback address: a test reaches it at 127.0.0.x to need a new handshake.
   b = new Sidecar(
     {
       log: silent,
@@ -180,7 +181,7 @@ beforeAll(async () => {
       nowMs: Date.now,
       metrics: bMetrics,
     },
-    options,
+    { ...options, listenHost: '0.0.0.0' },
   );
   aPorts = await a.start();
   bPorts = await b.start();
@@ -331,27 +332,84 @@ describe('identity between sidecars', () => {
     a.setMesh(meshForA(serverService('not-server')));
     const res = await request('/secret');
     expect(res.status).toBe(503);
-    expect(res.text).toContain('upstream connect error');
+    expect(res.text).toMatch(/^upstream connect error .*TLS error.*not-server/);
   });
 
   // Connections already open keep working through a credential change (nothing is dropped):
   // these cases reach B at another loopback address, so that each needs a new handshake.
   it('refuses an endpoint whose chain does not lead to the trust bundle', async () => {
-    b.setCredentials(credentials('server', otherRoot, [root]), new Date());
     a.setMesh(meshForA(serverService('server', [], '127.0.0.2')));
+    expect((await request('/reachable')).status).toBe(200);
+    b.setCredentials(credentials('server', otherRoot, [root]), new Date());
+    a.setMesh(meshForA(serverService('server', [], '127.0.0.5')));
     const res = await request('/secret');
     expect(res.status).toBe(503);
+    expect(res.text).toMatch(/TLS error.*certificate/);
   });
 
   it('an inbound sidecar refuses a client whose chain it does not trust', async () => {
     a.setCredentials(credentials('client', otherRoot, [root]), new Date());
     a.setMesh(meshForA(serverService('server', [], '127.0.0.3')));
+    const refused = b.counters.refusedHandshake;
     try {
       const res = await request('/secret');
       expect(res.status).toBe(503);
+      expect(b.counters.refusedHandshake).toBe(refused + 1);
     } finally {
       a.setCredentials(credentials('client'), new Date());
     }
+  });
+});
+
+describe('TLS session resumption between sidecars', () => {
+  /** The server at its own loopback address, one request per upstream connection. */
+  const oneRequestPerConnection = (address: string, expected = 'server') => ({
+    ...serverService(expected, [], address),
+    policy: {
+      source: { namespace: 'default', name: 'server' },
+      trafficPolicy: { connectionPool: { http: { maxRequestsPerConnection: 1 } } },
+    },
+  });
+  /** `n` requests one after another; what B counted meanwhile. */
+  async function handshakes(n: number): Promise<{ full: number; resumed: number }> {
+    const before = { ...b.counters };
+    for (let i = 0; i < n; i++) {
+      const res = await request(`/resume/${i}`);
+      expect(res.status).toBe(200);
+      expect(echoOf(res.text).headers['x-forwarded-client-cert']).toBe(
+        `By=${spiffe('server')};URI=${spiffe('client')}`,
+      );
+    }
+    const resumed = b.counters.inboundMtlsResumed - before.inboundMtlsResumed;
+    return { full: b.counters.inboundMtls - before.inboundMtls - resumed, resumed };
+  }
+
+  afterEach(() => a.setMesh(meshForA()));
+
+  it('resumes the handshake of each new connection to a sidecar it has met, the caller still known', async () => {
+    a.setMesh(meshForA(oneRequestPerConnection('127.0.0.6')));
+    expect(await handshakes(5)).toEqual({ full: 1, resumed: 4 });
+  });
+
+  it('starts over with a full handshake after a new certificate or trust bundle on either side', async () => {
+    a.setMesh(meshForA(oneRequestPerConnection('127.0.0.7')));
+    expect(await handshakes(2)).toEqual({ full: 1, resumed: 1 });
+    a.setCredentials(credentials('client'), new Date());
+    expect(await handshakes(2)).toEqual({ full: 1, resumed: 1 });
+    // B's new context has new ticket keys: A's ticket is refused, the handshake is full.
+    b.setCredentials(credentials('server'), new Date());
+    expect(await handshakes(2)).toEqual({ full: 1, resumed: 1 });
+  });
+
+  it('never resumes into an identity the mesh no longer expects there', async () => {
+    a.setMesh(meshForA(oneRequestPerConnection('127.0.0.8')));
+    expect(await handshakes(2)).toEqual({ full: 1, resumed: 1 });
+    a.setMesh(meshForA(oneRequestPerConnection('127.0.0.8', 'not-server')));
+    const before = { ...b.counters };
+    const res = await request('/secret');
+    expect(res.status).toBe(503);
+    expect(res.text).toMatch(/TLS error.*not-server/);
+    expect(b.counters.inboundMtlsResumed).toBe(before.inboundMtlsResumed);
   });
 });
 

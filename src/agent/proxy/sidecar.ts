@@ -100,6 +100,8 @@ interface ProxyCounters {
   inbound: number;
   passthrough: number;
   inboundMtls: number;
+  /** Of those, resumed from a TLS session ticket (no certificate exchanged). */
+  inboundMtlsResumed: number;
   inboundPlaintext: number;
   refusedPlaintext: number;
   refusedHandshake: number;
@@ -142,6 +144,7 @@ export class Sidecar {
     inbound: 0,
     passthrough: 0,
     inboundMtls: 0,
+    inboundMtlsResumed: 0,
     inboundPlaintext: 0,
     refusedPlaintext: 0,
     refusedHandshake: 0,
@@ -713,6 +716,7 @@ export class Sidecar {
       return;
     }
     this.counters.inboundMtls++;
+    if (socket.isSessionReused()) this.counters.inboundMtlsResumed++;
     const info: InboundInfo = { app, peer: peer.id };
     switch (socket.alpnProtocol) {
       case ALPN.http1:

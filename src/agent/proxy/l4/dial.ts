@@ -39,6 +39,37 @@ export interface DialOptions {
 
 export type DialCallback = (err: DialFailure | null, socket: net.Socket | null) => void;
 
+/**
+ * TLS 1.3 session tickets from sidecars, to resume the next connection to the same one: no
+ * certificate signature or chain verification on either side (Envoy reuses upstream sessions
+ * the same way). Kept per client context: a renewed certificate or a new trust bundle makes a
+ * new context, which starts with none (and the inbound side's new context has new ticket keys,
+ * so an older ticket is refused there too). Within a context, per endpoint, expected identity
+ * and ALPN, and kept only from a connection whose chain and identity were checked. A resumed
+ * connection shows no certificate (Node skips checkServerIdentity then, and OpenSSL keeps no
+ * peer chain in a ticket): it is that same checked peer, as only the sidecar that issued the
+ * ticket holds the key that opens it (random per context, never leaving its process). The
+ * inbound side still sees the client's certificate on resumption, and checks it as always.
+ */
+const sessions = new WeakMap<tls.SecureContext, Map<string, Buffer>>();
+/** Tickets kept per context at most (the oldest goes first). */
+export const MAX_TLS_SESSIONS = 1024;
+
+function sessionsOf(context: tls.SecureContext): Map<string, Buffer> {
+  let map = sessions.get(context);
+  if (map === undefined) {
+    map = new Map();
+    sessions.set(context, map);
+  }
+  return map;
+}
+
+function keepSession(map: Map<string, Buffer>, key: string, session: Buffer): void {
+  map.delete(key);
+  map.set(key, session);
+  if (map.size > MAX_TLS_SESSIONS) map.delete(map.keys().next().value as string);
+}
+
 /** Dials; calls back once. Returns a function that abandons the attempt. */
 export function dial(o: DialOptions, cb: DialCallback): () => void {
   const e = o.endpoint;
@@ -65,6 +96,8 @@ export function dial(o: DialOptions, cb: DialCallback): () => void {
     return () => {};
   }
   let socket: net.Socket;
+  /** TCP is up and TLS is being negotiated: a failure now is the handshake's. */
+  let handshaking = false;
   if (e.identity === null) {
     socket = net.connect({ host: e.address, port: e.port, allowHalfOpen: true, noDelay: true });
     socket.once('connect', () => {
@@ -74,12 +107,18 @@ export function dial(o: DialOptions, cb: DialCallback): () => void {
   } else {
     const expected = e.identity;
     let identityProblem: string | null = null;
+    const context = (o.tls as TlsContexts).client;
+    const tickets = sessionsOf(context);
+    const sessionKey = `${e.address}|${e.port}|${expected}|${o.alpn}`;
+    const ticket = tickets.get(sessionKey);
+    let verified = false;
     const t = tls.connect({
       // allowHalfOpen reaches the TLSSocket (Node passes it through; the types omit it).
       ...({ allowHalfOpen: true } as tls.ConnectionOptions),
       host: e.address,
       port: e.port,
-      secureContext: (o.tls as TlsContexts).client,
+      secureContext: context,
+      ...(ticket === undefined ? {} : { session: ticket }),
       ALPNProtocols: [o.alpn],
       rejectUnauthorized: true,
       ...MESH_TLS,
@@ -92,6 +131,7 @@ export function dial(o: DialOptions, cb: DialCallback): () => void {
     });
     socket = t;
     t.setNoDelay(true);
+    t.once('connect', () => (handshaking = true));
     t.once('secureConnect', () => {
       t.removeListener('error', onError);
       if (t.alpnProtocol !== o.alpn) {
@@ -99,7 +139,12 @@ export function dial(o: DialOptions, cb: DialCallback): () => void {
         finish(new DialFailure('tls', `the endpoint did not accept ALPN ${o.alpn}`), null);
         return;
       }
+      verified = true;
       finish(null, t);
+    });
+    // TLS 1.3 tickets come after the handshake; only those of a checked connection are kept.
+    t.on('session', (session: Buffer) => {
+      if (verified) keepSession(tickets, sessionKey, session);
     });
     t.once('error', () => {
       if (identityProblem !== null) finish(new DialFailure('identity', identityProblem), null);
@@ -107,8 +152,12 @@ export function dial(o: DialOptions, cb: DialCallback): () => void {
   }
   const onError = (err: NodeJS.ErrnoException): void => {
     socket.destroy();
+    // A chain OpenSSL could not verify has codes of its own (UNABLE_TO_VERIFY_LEAF_SIGNATURE,
+    // CERT_HAS_EXPIRED...): whatever fails once TCP is up is a TLS failure.
     const tlsError =
-      err.code?.startsWith('ERR_SSL') === true || err.code?.startsWith('ERR_TLS') === true;
+      handshaking ||
+      err.code?.startsWith('ERR_SSL') === true ||
+      err.code?.startsWith('ERR_TLS') === true;
     finish(new DialFailure(tlsError ? 'tls' : 'connect-failure', err.message), null);
   };
   socket.once('error', onError);
