@@ -3,14 +3,41 @@
 //                                                state, as Envoy's admin port has it (loopback only:
 //                                                it shows the mesh the proxy knows)
 //                            GET /ready          200 when the proxy carries traffic, else 503
+//                            GET /memory         where the process's memory is (Envoy's /memory):
+//                                                V8's heap by space, Buffers, handles by kind
 //   stats   :15090           GET /stats/prometheus  Istio's standard metrics (Prometheus text)
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import v8 from 'node:v8';
 
 export const CONFIG_DUMP_PATH = '/config_dump';
 export const PROXY_READY_PATH = '/ready';
 export const PROXY_STATS_PATH = '/stats/prometheus';
+export const MEMORY_PATH = '/memory';
+
+/**
+ * The process's memory, in bytes: resident (`rss`; the Node binary's pages included), V8's heap
+ * (`heapTotal`, `heapUsed`, and per space), memory held outside it for JS objects (`external`,
+ * of which `arrayBuffers`: socket and TLS buffers), the peak resident size, and the open
+ * handles by kind (sockets, timers...). Resident minus heap and external is the native side
+ * (OpenSSL, libuv, the allocator's free lists).
+ */
+export function memoryReport(): Record<string, unknown> {
+  const usage = process.memoryUsage();
+  const handles: Record<string, number> = {};
+  for (const kind of process.getActiveResourcesInfo()) handles[kind] = (handles[kind] ?? 0) + 1;
+  return {
+    ...usage,
+    maxRss: process.resourceUsage().maxRSS * 1024,
+    heapSpaces: Object.fromEntries(
+      v8
+        .getHeapSpaceStatistics()
+        .map((s) => [s.space_name, { size: s.space_size, used: s.space_used_size }]),
+    ),
+    handles,
+  };
+}
 
 export interface AdminSource {
   configDump(): Record<string, unknown>;
@@ -60,6 +87,8 @@ export function createProxyAdminServer(source: AdminSource): http.Server {
   return serve({
     [CONFIG_DUMP_PATH]: (_req, res) =>
       reply(res, 200, 'application/json', `${JSON.stringify(source.configDump(), null, 2)}\n`),
+    [MEMORY_PATH]: (_req, res) =>
+      reply(res, 200, 'application/json', `${JSON.stringify(memoryReport(), null, 2)}\n`),
     [PROXY_READY_PATH]: (_req, res) =>
       source.ready()
         ? reply(res, 200, 'text/plain; charset=utf-8', 'LIVE\n')
