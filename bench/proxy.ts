@@ -660,10 +660,22 @@ async function main(): Promise<void> {
     if (nginxPair !== null)
       results.nginx?.push(await measure(url(nginxPair.port), nginxPair.procs));
   }
+  /** Per proxy at RATE/s: CPU µs per request, and the memory after the run. */
+  const atRate: Record<string, { cpu: number[]; rss: string[] }> = {};
+  const fixedOn = async (name: string, port: number, procs: ChildProcess[]): Promise<void> => {
+    const before = procs.map((p) => cpuSeconds(pidOf(p)));
+    latency[name] = await fixedRate(url(port));
+    atRate[name] = {
+      cpu: procs.map((p, i) =>
+        Math.round(((cpuSeconds(pidOf(p)) - (before[i] as number)) / (RATE * DURATION)) * 1e6),
+      ),
+      rss: procs.map((p) => rssMiB(pidOf(p))),
+    };
+  };
   if (ONLY.has('direct')) latency.direct = await fixedRate(url(backend.port));
-  if (mooring !== null) latency.mooring = await fixedRate(url(mooring.port));
-  if (mooringRules !== null) latency['mooring-rules'] = await fixedRate(url(mooringRules.port));
-  if (nginxPair !== null) latency.nginx = await fixedRate(url(nginxPair.port));
+  if (mooring !== null) await fixedOn('mooring', mooring.port, mooring.procs);
+  if (mooringRules !== null) await fixedOn('mooring-rules', mooringRules.port, mooringRules.procs);
+  if (nginxPair !== null) await fixedOn('nginx', nginxPair.port, nginxPair.procs);
 
   rows.push(
     `### HTTP/1.1, 1 KB answers, keep-alive, wrk -t1 -c${CONNECTIONS} -d${DURATION}s (${ROUNDS} round(s))`,
@@ -698,19 +710,19 @@ async function main(): Promise<void> {
   }
   rows.push('', `### Latency at a fixed ${RATE} requests/s (vegeta, keep-alive, ${DURATION}s)`, '');
   rows.push(
-    '| setup | rate | p50 ms | p99 ms | errors | added p50 ms | added p99 ms |',
-    '|---|---|---|---|---|---|---|',
+    '| setup | rate | p50 ms | p99 ms | errors | added p50 ms | added p99 ms | CPU µs/request per proxy (A, B) | RSS MiB (own) after (A, B) |',
+    '|---|---|---|---|---|---|---|---|---|',
   );
   const d = latency.direct;
   for (const [name, l] of Object.entries(latency)) {
     if (l === null) {
-      rows.push(`| ${name} | (vegeta missing: make bench-tools) | | | | | |`);
+      rows.push(`| ${name} | (vegeta missing: make bench-tools) | | | | | | | |`);
       continue;
     }
     const added = (x: number, y: number | undefined): string =>
       y === undefined || name === 'direct' ? '-' : (x - y).toFixed(2);
     rows.push(
-      `| ${name} | ${l.rate} | ${l.p50ms} | ${l.p99ms} | ${l.errors} | ${added(l.p50ms, d?.p50ms)} | ${added(l.p99ms, d?.p99ms)} |`,
+      `| ${name} | ${l.rate} | ${l.p50ms} | ${l.p99ms} | ${l.errors} | ${added(l.p50ms, d?.p50ms)} | ${added(l.p99ms, d?.p99ms)} | ${atRate[name]?.cpu.join(', ') ?? '-'} | ${atRate[name]?.rss.join(', ') ?? '-'} |`,
     );
   }
   await stopAll([

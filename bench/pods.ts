@@ -1,0 +1,377 @@
+// The sidecar in real Pods (the node harness of test/e2e-node): memory as Kubernetes accounts a
+// container, and the latency and CPU of a fixed request rate through two sidecars, beside the
+// same requests sent directly between the same two Pods.
+//
+// A client Pod and a server Pod of the echo app, injected; vegeta runs in the client Pod's
+// network namespace (nsenter):
+//   - mooring: as root, to the Service's ClusterIP: captured by the client's sidecar, mTLS to
+//     the server's sidecar, then the app;
+//   - direct: as UID 1337 (not captured) to the server Pod's port 8081 (excluded from the
+//     inbound capture): the same app, the same bridge, no sidecar.
+// Then, per mooring-proxy container: its memory cgroup's usage and working set (usage minus
+// inactive files: what the kubelet, cAdvisor, `kubectl top` and Istio's published figures use),
+// its anonymous and page-cache parts, and the process's VmRSS, RssAnon and Pss.
+//
+//   make bench-pods        (root; make build harness images first, as the node tests need)
+//   node .cache/bench/bench/pods.js [--rate 1000] [--duration 10] [--rounds 2]
+
+import { execFile, execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { PROXY_CONTAINER_NAME } from '../src/constants';
+import { createNamespace, kubectl, kubectlJson } from '../test/e2e/harness/kube';
+import { startNodeCluster, type NodeCluster } from '../test/e2e/harness/node';
+import { installMooring } from '../test/e2e/harness/node-mooring';
+import type { MooringServer } from '../test/e2e/support/mooring';
+
+const args = process.argv.slice(2);
+const flag = (name: string, fallback: string): string => {
+  const i = args.indexOf(`--${name}`);
+  return i === -1 ? fallback : (args[i + 1] ?? fallback);
+};
+const RATE = Number(flag('rate', '1000'));
+const DURATION = Number(flag('duration', '10'));
+const ROUNDS = Number(flag('rounds', '2'));
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const VEGETA = path.join(ROOT, '.cache', 'bin', 'vegeta');
+const NS = 'bench-pods';
+const HTTP_PORT = 8080;
+const DIRECT_PORT = 8081;
+const PROXY_UID = 1337;
+const MIB = 1024 * 1024;
+
+interface PodJson {
+  metadata: { name: string };
+  status: {
+    podIP?: string;
+    conditions?: { type: string; status: string }[];
+    containerStatuses?: { name: string; containerID?: string }[];
+    initContainerStatuses?: { name: string; containerID?: string }[];
+  };
+}
+
+function echoPod(name: string, cluster: NodeCluster): object {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name,
+      labels: { app: name },
+      annotations: { 'traffic.mooring.dev/exclude-inbound-ports': String(DIRECT_PORT) },
+    },
+    spec: {
+      containers: [
+        {
+          name: 'echo',
+          image: cluster.images.echo,
+          imagePullPolicy: 'Never',
+          env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+          ports: [{ name: 'http', containerPort: HTTP_PORT }],
+          readinessProbe: { httpGet: { path: '/healthz', port: HTTP_PORT }, periodSeconds: 1 },
+        },
+      ],
+    },
+  };
+}
+
+async function readyPod(cluster: NodeCluster, name: string): Promise<PodJson> {
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    const pod = (await kubectlJson(cluster.controlPlane, [
+      'get',
+      'pod',
+      name,
+      '-n',
+      NS,
+    ])) as PodJson;
+    if (pod.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) return pod;
+    if (Date.now() > deadline)
+      throw new Error(`pod ${name} not Ready: ${JSON.stringify(pod.status)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** The host PID of a container's first process, from containerd's task list. */
+function containerPid(cluster: NodeCluster, containerID: string | undefined): number {
+  const id = containerID?.replace(/^containerd:\/\//, '');
+  if (id === undefined) throw new Error('a container without an ID');
+  const out = execFileSync('ctr', ['-a', cluster.containerdSocket, '-n', 'k8s.io', 'task', 'ls'], {
+    encoding: 'utf8',
+  });
+  for (const line of out.split('\n')) {
+    const [task, pid] = line.trim().split(/\s+/);
+    if (task === id) return Number(pid);
+  }
+  throw new Error(`no running task for container ${id}`);
+}
+
+const sidecarOf = (pod: PodJson) =>
+  [...(pod.status.initContainerStatuses ?? []), ...(pod.status.containerStatuses ?? [])].find(
+    (c) => c.name === PROXY_CONTAINER_NAME,
+  );
+const appOf = (pod: PodJson) => pod.status.containerStatuses?.find((c) => c.name === 'echo');
+
+interface Memory {
+  /** memory.usage_in_bytes of the container's cgroup. */
+  usage: number;
+  /** usage − total_inactive_file: the kubelet's and cAdvisor's working set. */
+  workingSet: number;
+  /** total_rss (anonymous) and total_cache (page cache charged to this cgroup). */
+  anon: number;
+  cache: number;
+  /** Of the container's processes, summed: VmRSS, RssAnon and Pss. */
+  vmRss: number;
+  rssAnon: number;
+  pss: number;
+}
+
+function kib(text: string, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
+  return Number(m?.[1] ?? 0) * 1024;
+}
+
+function memoryOf(pid: number): Memory {
+  const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+    .split('\n')
+    .find((l) => /:memory:/.test(l));
+  if (line === undefined) throw new Error(`pid ${pid} has no memory cgroup (cgroup v1 needed)`);
+  const dir = path.join('/sys/fs/cgroup/memory', line.slice(line.indexOf(':memory:') + 8));
+  const stat = new Map(
+    readFileSync(path.join(dir, 'memory.stat'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' ') as [string, string])
+      .map(([k, v]) => [k, Number(v)]),
+  );
+  const usage = Number(readFileSync(path.join(dir, 'memory.usage_in_bytes'), 'utf8'));
+  const procs = readFileSync(path.join(dir, 'cgroup.procs'), 'utf8')
+    .trim()
+    .split('\n')
+    .filter((p) => p !== '')
+    .map(Number);
+  let vmRss = 0;
+  let rssAnon = 0;
+  let pss = 0;
+  for (const p of procs) {
+    const status = readFileSync(`/proc/${p}/status`, 'utf8');
+    vmRss += kib(status, 'VmRSS');
+    rssAnon += kib(status, 'RssAnon');
+    pss += kib(readFileSync(`/proc/${p}/smaps_rollup`, 'utf8'), 'Pss');
+  }
+  return {
+    usage,
+    workingSet: usage - (stat.get('total_inactive_file') ?? 0),
+    anon: stat.get('total_rss') ?? 0,
+    cache: stat.get('total_cache') ?? 0,
+    vmRss,
+    rssAnon,
+    pss,
+  };
+}
+
+/** user + system CPU seconds of a process (its threads included). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+interface Latency {
+  p50ms: number;
+  p99ms: number;
+  maxMs: number;
+  rate: number;
+  errors: number;
+}
+
+/** vegeta at RATE/s for `seconds` from inside a Pod's network namespace, as `uid`. */
+async function attack(netnsPid: number, uid: number, url: string, seconds: number) {
+  const targets = `/tmp/mooring-bench-pods-${process.pid}.txt`;
+  writeFileSync(targets, `GET ${url}\n`);
+  const { stdout } = await promisify(execFile)(
+    'nsenter',
+    [
+      ...['-t', String(netnsPid), '-n', '-S', String(uid), '-G', String(uid), '--'],
+      ...[VEGETA, 'attack', `-targets=${targets}`, `-rate=${RATE}/s`, `-duration=${seconds}s`],
+      ...['-keepalive=true', '-connections=16'],
+    ],
+    { maxBuffer: 1 << 30, encoding: 'buffer' },
+  );
+  const report = JSON.parse(
+    execFileSync(VEGETA, ['report', '-type=json'], {
+      input: stdout,
+      maxBuffer: 1 << 28,
+    }).toString(),
+  ) as {
+    latencies: { '50th': number; '99th': number; max: number };
+    rate: number;
+    status_codes: Record<string, number>;
+  };
+  const ok = report.status_codes['200'] ?? 0;
+  const total = Object.values(report.status_codes).reduce((a, b) => a + b, 0);
+  const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
+  return {
+    p50ms: ms(report.latencies['50th']),
+    p99ms: ms(report.latencies['99th']),
+    maxMs: ms(report.latencies.max),
+    rate: Math.round(report.rate),
+    errors: total - ok,
+  } satisfies Latency;
+}
+
+const mib = (n: number): string => (n / MIB).toFixed(1);
+
+/** MOORING_BENCH_DIAG=1: what a sidecar process is made of (flags, threads, where its anonymous memory lies). */
+function diagnose(label: string, pid: number): string {
+  const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const regions = new Map<string, { count: number; rss: number }>();
+  let current = '';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head !== null) {
+      const size = (parseInt(head[2] as string, 16) - parseInt(head[1] as string, 16)) / 1024;
+      const name =
+        head[4] === ''
+          ? `anon ${size >= 65536 ? '>=64MiB' : size >= 1024 ? '1-64MiB' : size >= 256 ? '256K-1MiB' : '<256K'}`
+          : (head[4] as string);
+      current = name.includes('/') ? path.basename(name) : name;
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss !== null) {
+      const r = regions.get(current) ?? { count: 0, rss: 0 };
+      r.count++;
+      r.rss += Number(rss[1]) * 1024;
+      regions.set(current, r);
+    }
+  }
+  const top = [...regions.entries()]
+    .sort((a, b) => b[1].rss - a[1].rss)
+    .slice(0, 8)
+    .map(([k, v]) => `${k} x${v.count}: ${mib(v.rss)}`)
+    .join('; ');
+  return `${label} pid ${pid}: ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ')}| ${environ.filter((e) => e.startsWith('NODE_OPTIONS') || e.startsWith('MALLOC')).join(' ')} | threads ${/Threads:\s+(\d+)/.exec(status)?.[1]} | ${top}`;
+}
+
+async function main(): Promise<void> {
+  execFileSync(VEGETA, ['-version'], { stdio: 'ignore' });
+  const cluster = await startNodeCluster();
+  let mooring: MooringServer | null = null;
+  try {
+    mooring = await installMooring(cluster);
+    await createNamespace(cluster.controlPlane, NS, { 'mooring.dev/inject': 'enabled' });
+    const service = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'server' },
+      spec: {
+        selector: { app: 'server' },
+        ports: [{ name: 'http', port: HTTP_PORT, appProtocol: 'http' }],
+      },
+    };
+    const list = {
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [service, ...['server', 'client'].map((n) => echoPod(n, cluster))],
+    };
+    await kubectl(cluster.controlPlane, ['apply', '-n', NS, '-f', '-'], JSON.stringify(list));
+    const [server, client] = await Promise.all([
+      readyPod(cluster, 'server'),
+      readyPod(cluster, 'client'),
+    ]);
+    const svc = (await kubectlJson(cluster.controlPlane, [
+      'get',
+      'service',
+      'server',
+      '-n',
+      NS,
+    ])) as {
+      spec: { clusterIP: string };
+    };
+    const clientApp = containerPid(cluster, appOf(client)?.containerID);
+    const sidecars = {
+      client: containerPid(cluster, sidecarOf(client)?.containerID),
+      server: containerPid(cluster, sidecarOf(server)?.containerID),
+    };
+    const mooringUrl = `http://${svc.spec.clusterIP}:${HTTP_PORT}/`;
+    const directUrl = `http://${server.status.podIP}:${DIRECT_PORT}/`;
+    const idle = { client: memoryOf(sidecars.client), server: memoryOf(sidecars.server) };
+    // CPU at rest: what a sidecar spends with no request (timers, probes, the mesh stream).
+    const restStart = { client: cpuSeconds(sidecars.client), server: cpuSeconds(sidecars.server) };
+    await new Promise((r) => setTimeout(r, 10_000));
+    const rest = (who: 'client' | 'server'): string =>
+      ((cpuSeconds(sidecars[who]) - restStart[who]) * 100).toFixed(1);
+    const restLine = `CPU at rest over 10 s, ms per second: client sidecar ${rest('client')}, server sidecar ${rest('server')}.`;
+    // Warm-up: the JIT compiles the request path in the first seconds.
+    await attack(clientApp, 0, mooringUrl, 5);
+
+    const rows: string[] = [];
+    const memRows: string[] = [];
+    const memRow = (label: string, m: Memory): string =>
+      `| ${label} | ${mib(m.workingSet)} | ${mib(m.usage)} | ${mib(m.anon)} | ${mib(m.cache)} | ${mib(m.vmRss)} | ${mib(m.rssAnon)} | ${mib(m.pss)} |`;
+    memRows.push(
+      memRow('client sidecar, idle', idle.client),
+      memRow('server sidecar, idle', idle.server),
+    );
+    for (let round = 1; round <= ROUNDS; round++) {
+      const direct = await attack(clientApp, PROXY_UID, directUrl, DURATION);
+      const before = { client: cpuSeconds(sidecars.client), server: cpuSeconds(sidecars.server) };
+      const meshed = await attack(clientApp, 0, mooringUrl, DURATION);
+      const sent = meshed.rate * DURATION;
+      const cpu = (who: 'client' | 'server') =>
+        Math.round(((cpuSeconds(sidecars[who]) - before[who]) / sent) * 1e6);
+      const loaded = { client: memoryOf(sidecars.client), server: memoryOf(sidecars.server) };
+      rows.push(
+        `| ${round} | ${direct.rate} | ${direct.p50ms} / ${direct.p99ms} / ${direct.maxMs} | ${direct.errors} | ${meshed.rate} | ${meshed.p50ms} / ${meshed.p99ms} / ${meshed.maxMs} | ${meshed.errors} | ${(meshed.p50ms - direct.p50ms).toFixed(2)} / ${(meshed.p99ms - direct.p99ms).toFixed(2)} | ${cpu('client')}, ${cpu('server')} |`,
+      );
+      if (process.env.MOORING_BENCH_DIAG !== undefined) {
+        for (const who of ['client', 'server'] as const) {
+          const dump = execFileSync('nsenter', [
+            ...['-t', String(sidecars[who]), '-n', 'curl', '-s'],
+            'http://127.0.0.1:15000/config_dump',
+          ]).toString();
+          const { connections } = JSON.parse(dump) as { connections: unknown };
+          const memory = execFileSync('nsenter', [
+            ...['-t', String(sidecars[who]), '-n', 'curl', '-s'],
+            'http://127.0.0.1:15000/memory',
+          ]).toString();
+          process.stderr.write(`${who} memory ${JSON.stringify(JSON.parse(memory))}\n`);
+          process.stderr.write(
+            `${diagnose(who, sidecars[who])}\n${who} connections ${JSON.stringify(connections)}\n`,
+          );
+        }
+      }
+      memRows.push(
+        memRow(`client sidecar, after round ${round}`, loaded.client),
+        memRow(`server sidecar, after round ${round}`, loaded.server),
+      );
+    }
+    process.stdout.write(
+      [
+        `Two injected Pods on the harness's node; vegeta at ${RATE}/s for ${DURATION}s, keep-alive, 16 connections, from the client Pod's network namespace.`,
+        '',
+        restLine,
+        '',
+        '| round | direct req/s | direct p50 / p99 / max ms | errors | mooring req/s | mooring p50 / p99 / max ms | errors | added p50 / p99 ms | CPU µs/request (client, server sidecar) |',
+        '| ----- | -----------: | ------------------------- | -----: | ------------: | -------------------------- | -----: | ------------------ | --------------------------------------- |',
+        ...rows,
+        '',
+        'Memory of each mooring-proxy container, MiB: its cgroup (working set = usage − inactive files, as the kubelet and `kubectl top` report it; anonymous; page cache charged to it) and its processes (VmRSS, RssAnon, Pss):',
+        '',
+        '| container | working set | usage | anon | cache | VmRSS | RssAnon | Pss |',
+        '| --------- | ----------: | ----: | ---: | ----: | ----: | ------: | --: |',
+        ...memRows,
+        '',
+      ].join('\n'),
+    );
+  } finally {
+    await mooring?.stop();
+    await cluster.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
