@@ -23,7 +23,7 @@ describe('the proxy admin port', () => {
   let port: number;
   beforeAll(async () => {
     server = createProxyAdminServer({ configDump: () => ({}), ready: () => true });
-    port = ((await listenOn(server, '127.0.0.1', 0))).port;
+    port = (await listenOn(server, '127.0.0.1', 0)).port;
   });
   afterAll(() => closeServer(server));
 
