@@ -10,6 +10,11 @@
 //     destination that is the socket's own local address (tracked, but never translated);
 //   - a negative errno when a system call failed (src/agent/proxy/l4/original-dst.ts names it).
 // Nothing is allocated but the answer's string. Linux only.
+//
+// And trimMemory(): glibc's malloc_trim(0), which gives the pages of freed C heap memory back to
+// the system (true when some were). A proxy's connections come and go in bursts, each leaving
+// TLS and socket memory freed in the middle of the heap that glibc keeps otherwise
+// (src/agent/proxy/memory-trim.ts decides when). false where the C library is not glibc.
 #define NAPI_VERSION 8
 #include <node_api.h>
 
@@ -19,6 +24,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 // <linux/netfilter_ipv4.h> and <linux/netfilter_ipv6/ip6_tables.h>; defined here because those
 // headers clash with <netinet/in.h>.
@@ -109,11 +117,25 @@ not_redirected:
   return result;
 }
 
+static napi_value trim_memory(napi_env env, napi_callback_info info) {
+  (void)info;
+  int released = 0;
+#ifdef __GLIBC__
+  released = malloc_trim(0);
+#endif
+  napi_value result;
+  napi_get_boolean(env, released != 0, &result);
+  return result;
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_value fn;
   if (napi_create_function(env, "originalDst", NAPI_AUTO_LENGTH, original_dst, NULL, &fn) !=
           napi_ok ||
-      napi_set_named_property(env, exports, "originalDst", fn) != napi_ok) {
+      napi_set_named_property(env, exports, "originalDst", fn) != napi_ok ||
+      napi_create_function(env, "trimMemory", NAPI_AUTO_LENGTH, trim_memory, NULL, &fn) !=
+          napi_ok ||
+      napi_set_named_property(env, exports, "trimMemory", fn) != napi_ok) {
     return NULL;
   }
   return exports;

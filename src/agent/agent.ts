@@ -43,7 +43,8 @@ import {
   createProxyStatsServer,
   listenOn,
 } from './proxy/admin';
-import { loadOriginalDestination } from './proxy/l4/original-dst';
+import { loadMemoryTrim, loadOriginalDestination } from './proxy/l4/original-dst';
+import { MemoryTrimmer, TRIM_INTERVAL_MS } from './proxy/memory-trim';
 import { podMetrics } from './health/merged-metrics';
 import { IstioMetrics } from './proxy/metrics';
 import { SIDECAR_DEFAULTS, Sidecar } from './proxy/sidecar';
@@ -66,6 +67,8 @@ interface ProxyParts {
   /** The proxy's scrape (15090, and its part of 15020): Istio's metrics and the telemetry's own. */
   readonly renderStats: () => string;
   readonly servers: http.Server[];
+  /** Looks every TRIM_INTERVAL_MS whether freed C heap memory is to be given back. */
+  readonly trimTimer: NodeJS.Timeout | null;
 }
 
 /** Time allowed for one call to the CA. */
@@ -271,6 +274,11 @@ async function startProxy(
   const { log, clock } = deps;
   const p = options.proxy;
   const originalDestination = loadOriginalDestination();
+  const trim = loadMemoryTrim();
+  const trimmer =
+    trim === null
+      ? null
+      : new MemoryTrimmer({ trim, rss: () => process.memoryUsage.rss(), nowMs: () => Date.now() });
   const istio = new IstioMetrics();
   const sidecar = new Sidecar(
     {
@@ -314,6 +322,7 @@ async function startProxy(
     const admin = createProxyAdminServer({
       configDump: () => ({ ...sidecar.configDump(), meshClient: mesh.status() }),
       ready: () => sidecar.ready(),
+      memory: () => ({ trim: trimmer?.stats() ?? null }),
     });
     servers.push(admin);
     await listenOn(admin, '127.0.0.1', p.adminPort);
@@ -336,10 +345,13 @@ async function startProxy(
   }
   mesh.onChange(({ state }) => sidecar.setMesh(state));
   mesh.start();
-  return { sidecar, mesh, metrics: istio, renderStats, servers };
+  const trimTimer = trimmer === null ? null : setInterval(() => trimmer.check(), TRIM_INTERVAL_MS);
+  trimTimer?.unref();
+  return { sidecar, mesh, metrics: istio, renderStats, servers, trimTimer };
 }
 
 async function stopProxy(proxy: ProxyParts): Promise<void> {
+  if (proxy.trimTimer !== null) clearInterval(proxy.trimTimer);
   await proxy.mesh.stop();
   await proxy.sidecar.close();
   await Promise.all(proxy.servers.map(closeServer));

@@ -464,6 +464,13 @@ export class MeshRig {
     return JSON.parse(r.stdout) as Record<string, unknown>;
   }
 
+  /** The proxy's /memory (127.0.0.1:15000 in the Pod). */
+  async memory(name: string): Promise<Record<string, unknown>> {
+    const r = await this.exec(this.pod(name).ns, ['curl', '-sf', 'http://127.0.0.1:15000/memory']);
+    if (r.code !== 0) throw new Error(`no /memory from ${name}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  }
+
   /** The proxy's Istio metrics (15090 in the Pod). */
   async stats(name: string): Promise<string> {
     const r = await this.exec(this.pod(name).ns, [

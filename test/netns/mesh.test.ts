@@ -317,6 +317,15 @@ describe('the proxy under the app', () => {
     expect(dump.mesh.services.map((s) => s.key)).toEqual(
       expect.arrayContaining(['default/api', 'default/legacy']),
     );
+    // Where its memory is, with the C heap trimmer of the real addon watching it.
+    const memory = (await rig.memory('web')) as {
+      rss: number;
+      heapUsed: number;
+      trim: { trims: number; baselineBytes: number } | null;
+    };
+    expect(memory.heapUsed).toBeGreaterThan(0);
+    expect(memory.trim?.baselineBytes).toBeGreaterThan(memory.heapUsed);
+    expect(memory.trim?.baselineBytes).toBeLessThanOrEqual(memory.rss * 2);
     // Not reachable from another Pod.
     expect(
       (

@@ -42,6 +42,8 @@ export function memoryReport(): Record<string, unknown> {
 export interface AdminSource {
   configDump(): Record<string, unknown>;
   ready(): boolean;
+  /** More of /memory (the C heap trimmer's counts). */
+  memory?(): Record<string, unknown>;
 }
 
 type Route = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -88,7 +90,12 @@ export function createProxyAdminServer(source: AdminSource): http.Server {
     [CONFIG_DUMP_PATH]: (_req, res) =>
       reply(res, 200, 'application/json', `${JSON.stringify(source.configDump(), null, 2)}\n`),
     [MEMORY_PATH]: (_req, res) =>
-      reply(res, 200, 'application/json', `${JSON.stringify(memoryReport(), null, 2)}\n`),
+      reply(
+        res,
+        200,
+        'application/json',
+        `${JSON.stringify({ ...memoryReport(), ...source.memory?.() }, null, 2)}\n`,
+      ),
     [PROXY_READY_PATH]: (_req, res) =>
       source.ready()
         ? reply(res, 200, 'text/plain; charset=utf-8', 'LIVE\n')

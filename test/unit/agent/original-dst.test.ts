@@ -8,6 +8,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  loadMemoryTrim,
   loadOriginalDestination,
   ORIGINAL_DST_ADDON,
   OriginalDstAddonError,
@@ -85,6 +86,38 @@ describe('loading the addon', () => {
     const file = join(dir, 'copy.node');
     copyFileSync(ORIGINAL_DST_ADDON, file);
     expect(typeof loadOriginalDestination(file)).toBe('function');
+  });
+});
+
+describe('giving freed C heap memory back (malloc_trim)', () => {
+  it('returns to the system the pages of memory freed below memory still in use', () => {
+    expect(typeof loadMemoryTrim()).toBe('function');
+    // A child: 60 MiB of Buffers from the C heap (48 KiB each: below glibc's mmap threshold),
+    // one more kept above them, the 60 MiB freed: the heap cannot shrink from its top, and
+    // the freed pages stay resident until the trim.
+    const script = `
+      const fs = require('node:fs');
+      const m = { exports: {} };
+      process.dlopen(m, process.argv[1]);
+      const anon = () => Number(/RssAnon:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
+      let many = Array.from({ length: 1280 }, () => Buffer.allocUnsafeSlow(48 * 1024).fill(1));
+      const kept = Buffer.allocUnsafeSlow(48 * 1024).fill(2);
+      many = null;
+      globalThis.gc();
+      setTimeout(() => {
+        globalThis.gc();
+        const before = anon();
+        const released = m.exports.trimMemory();
+        const after = anon();
+        process.stdout.write(JSON.stringify({ before, after, released, kept: kept[0] }));
+      }, 300);
+    `;
+    const out = execFileSync(process.execPath, ['--expose-gc', '-e', script, ORIGINAL_DST_ADDON], {
+      encoding: 'utf8',
+    });
+    const r = JSON.parse(out) as { before: number; after: number; released: boolean };
+    expect(r.released).toBe(true);
+    expect(r.before - r.after).toBeGreaterThan(40 * 1024 * 1024);
   });
 });
 

@@ -3,7 +3,8 @@
 // kernel sent it to the proxy. Node has no getsockopt, so a small N-API addon of our own
 // (native/original-dst/original_dst.c) reads SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST, as Envoy's
 // original_dst listener filter does. It needs no capability (the proxy runs as UID 1337 with every
-// capability dropped). This module is the only one that loads the addon.
+// capability dropped). This module is the only one that loads the addon (which also gives freed C
+// heap memory back to the system: loadMemoryTrim, for memory-trim.ts).
 
 import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -89,6 +90,8 @@ export class OriginalDstError extends Error {
 interface Addon {
   /** The address (port and family in out[0], out[1]), null if not redirected, or -errno. */
   originalDst(fd: number, out: Int32Array): string | null | number;
+  /** glibc's malloc_trim(0): true when pages were given back (absent from older builds). */
+  trimMemory?: () => boolean;
 }
 
 function isAddon(value: unknown): value is Addon {
@@ -99,7 +102,11 @@ function isAddon(value: unknown): value is Addon {
   );
 }
 
+const loaded = new Map<string, Addon>();
+
 function loadAddon(file: string): Addon {
+  const known = loaded.get(file);
+  if (known !== undefined) return known;
   if (!existsSync(file)) {
     throw new OriginalDstAddonError(
       file,
@@ -128,7 +135,17 @@ function loadAddon(file: string): Addon {
         `originalDst function); ${BUILD_HINT}`,
     );
   }
+  loaded.set(file, module.exports);
   return module.exports;
+}
+
+/**
+ * The addon's malloc_trim(0) (true when pages were given back), or null when the addon was
+ * built before it had one. Loads the addon like loadOriginalDestination (and fails like it).
+ */
+export function loadMemoryTrim(file: string = ORIGINAL_DST_ADDON): (() => boolean) | null {
+  const trim = loadAddon(file).trimMemory;
+  return typeof trim === 'function' ? trim : null;
 }
 
 const HINTS: Record<string, string> = {
