@@ -13,7 +13,7 @@
 // its anonymous and page-cache parts, and the process's VmRSS, RssAnon and Pss.
 //
 //   make bench-pods        (root; make build harness images first, as the node tests need)
-//   node .cache/bench/bench/pods.js [--rate 1000] [--duration 10] [--rounds 2]
+//   node .cache/bench/bench/pods.js [--rate 1000] [--duration 10] [--rounds 2] [--max-connections N]
 
 import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -33,6 +33,8 @@ const flag = (name: string, fallback: string): string => {
 const RATE = Number(flag('rate', '1000'));
 const DURATION = Number(flag('duration', '10'));
 const ROUNDS = Number(flag('rounds', '2'));
+/** vegeta's -max-connections: 0 = as many as a burst needs (vegeta's default); 16 = a fixed set, as fortio -c 16 in Istio's benchmark. */
+const MAX_CONNECTIONS = Number(flag('max-connections', '0'));
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const VEGETA = path.join(ROOT, '.cache', 'bin', 'vegeta');
 const NS = 'bench-pods';
@@ -172,8 +174,14 @@ function memoryOf(pid: number): Memory {
 
 /** user + system CPU seconds of a process (its threads included). */
 function cpuSeconds(pid: number): number {
+  const { user, system } = cpuSplit(pid);
+  return user + system;
+}
+
+/** user and system CPU seconds of a process: system is where the kernel's network path is paid. */
+function cpuSplit(pid: number): { user: number; system: number } {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }
 
 interface Latency {
@@ -194,6 +202,7 @@ async function attack(netnsPid: number, uid: number, url: string, seconds: numbe
       ...['-t', String(netnsPid), '-n', '-S', String(uid), '-G', String(uid), '--'],
       ...[VEGETA, 'attack', `-targets=${targets}`, `-rate=${RATE}/s`, `-duration=${seconds}s`],
       ...['-keepalive=true', '-connections=16'],
+      ...(MAX_CONNECTIONS > 0 ? [`-max-connections=${MAX_CONNECTIONS}`] : []),
     ],
     { maxBuffer: 1 << 30, encoding: 'buffer' },
   );
@@ -316,11 +325,16 @@ async function main(): Promise<void> {
     );
     for (let round = 1; round <= ROUNDS; round++) {
       const direct = await attack(clientApp, PROXY_UID, directUrl, DURATION);
-      const before = { client: cpuSeconds(sidecars.client), server: cpuSeconds(sidecars.server) };
+      const before = { client: cpuSplit(sidecars.client), server: cpuSplit(sidecars.server) };
       const meshed = await attack(clientApp, 0, mooringUrl, DURATION);
       const sent = meshed.rate * DURATION;
-      const cpu = (who: 'client' | 'server') =>
-        Math.round(((cpuSeconds(sidecars[who]) - before[who]) / sent) * 1e6);
+      const cpu = (who: 'client' | 'server'): string => {
+        const now = cpuSplit(sidecars[who]);
+        const us = (s: number): number => Math.round((s / sent) * 1e6);
+        const user = us(now.user - before[who].user);
+        const system = us(now.system - before[who].system);
+        return `${user + system} (${user} + ${system})`;
+      };
       const loaded = { client: memoryOf(sidecars.client), server: memoryOf(sidecars.server) };
       rows.push(
         `| ${round} | ${direct.rate} | ${direct.p50ms} / ${direct.p99ms} / ${direct.maxMs} | ${direct.errors} | ${meshed.rate} | ${meshed.p50ms} / ${meshed.p99ms} / ${meshed.maxMs} | ${meshed.errors} | ${(meshed.p50ms - direct.p50ms).toFixed(2)} / ${(meshed.p99ms - direct.p99ms).toFixed(2)} | ${cpu('client')}, ${cpu('server')} |`,
@@ -340,6 +354,20 @@ async function main(): Promise<void> {
           process.stderr.write(
             `${diagnose(who, sidecars[who])}\n${who} connections ${JSON.stringify(connections)}\n`,
           );
+          // Is the C heap in use, or freed memory the allocator keeps? glibc's malloc_trim(0)
+          // gives free pages back; what it takes away was not in use.
+          if (process.env.MOORING_BENCH_TRIM !== undefined) {
+            const before = memoryOf(sidecars[who]).rssAnon;
+            execFileSync(
+              'gdb',
+              [...['-p', String(sidecars[who]), '-batch', '-ex', 'call (int) malloc_trim(0)']],
+              { stdio: 'ignore' },
+            );
+            const after = memoryOf(sidecars[who]).rssAnon;
+            process.stderr.write(
+              `${who} malloc_trim(0): RssAnon ${mib(before)} -> ${mib(after)} MiB\n`,
+            );
+          }
         }
       }
       memRows.push(
@@ -349,11 +377,11 @@ async function main(): Promise<void> {
     }
     process.stdout.write(
       [
-        `Two injected Pods on the harness's node; vegeta at ${RATE}/s for ${DURATION}s, keep-alive, 16 connections, from the client Pod's network namespace.`,
+        `Two injected Pods on the harness's node; vegeta at ${RATE}/s for ${DURATION}s, keep-alive, 16 idle connections${MAX_CONNECTIONS > 0 ? `, at most ${MAX_CONNECTIONS}` : ''}, from the client Pod's network namespace.`,
         '',
         restLine,
         '',
-        '| round | direct req/s | direct p50 / p99 / max ms | errors | mooring req/s | mooring p50 / p99 / max ms | errors | added p50 / p99 ms | CPU µs/request (client, server sidecar) |',
+        '| round | direct req/s | direct p50 / p99 / max ms | errors | mooring req/s | mooring p50 / p99 / max ms | errors | added p50 / p99 ms | CPU µs/request (user + system), client, server sidecar |',
         '| ----- | -----------: | ------------------------- | -----: | ------------: | -------------------------- | -----: | ------------------ | --------------------------------------- |',
         ...rows,
         '',
