@@ -23,6 +23,7 @@ import { PROXY_CONTAINER_NAME } from '../src/constants';
 import { createNamespace, kubectl, kubectlJson } from '../test/e2e/harness/kube';
 import { startNodeCluster, type NodeCluster } from '../test/e2e/harness/node';
 import { installMooring } from '../test/e2e/harness/node-mooring';
+import { VEGETA, vegetaReport } from './vegeta';
 import type { MooringServer } from '../test/e2e/support/mooring';
 
 const args = process.argv.slice(2);
@@ -35,8 +36,6 @@ const DURATION = Number(flag('duration', '10'));
 const ROUNDS = Number(flag('rounds', '2'));
 /** vegeta's -max-connections: 0 = as many as a burst needs (vegeta's default); 16 = a fixed set, as fortio -c 16 in Istio's benchmark. */
 const MAX_CONNECTIONS = Number(flag('max-connections', '0'));
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const VEGETA = path.join(ROOT, '.cache', 'bin', 'vegeta');
 const NS = 'bench-pods';
 const HTTP_PORT = 8080;
 const DIRECT_PORT = 8081;
@@ -184,14 +183,6 @@ function cpuSplit(pid: number): { user: number; system: number } {
   return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }
 
-interface Latency {
-  p50ms: number;
-  p99ms: number;
-  maxMs: number;
-  rate: number;
-  errors: number;
-}
-
 /** vegeta at RATE/s for `seconds` from inside a Pod's network namespace, as `uid`. */
 async function attack(netnsPid: number, uid: number, url: string, seconds: number) {
   const targets = `/tmp/mooring-bench-pods-${process.pid}.txt`;
@@ -206,26 +197,7 @@ async function attack(netnsPid: number, uid: number, url: string, seconds: numbe
     ],
     { maxBuffer: 1 << 30, encoding: 'buffer' },
   );
-  const report = JSON.parse(
-    execFileSync(VEGETA, ['report', '-type=json'], {
-      input: stdout,
-      maxBuffer: 1 << 28,
-    }).toString(),
-  ) as {
-    latencies: { '50th': number; '99th': number; max: number };
-    rate: number;
-    status_codes: Record<string, number>;
-  };
-  const ok = report.status_codes['200'] ?? 0;
-  const total = Object.values(report.status_codes).reduce((a, b) => a + b, 0);
-  const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
-  return {
-    p50ms: ms(report.latencies['50th']),
-    p99ms: ms(report.latencies['99th']),
-    maxMs: ms(report.latencies.max),
-    rate: Math.round(report.rate),
-    errors: total - ok,
-  } satisfies Latency;
+  return vegetaReport(stdout);
 }
 
 const mib = (n: number): string => (n / MIB).toFixed(1);

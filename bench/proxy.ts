@@ -38,6 +38,7 @@ import {
 import { PROXY_NODE_OPTIONS } from '../src/constants';
 import { makeCa, makeLeaf, withDns, withUri } from '../test/fixtures/agent-pki';
 import { roundRobinSubsetsPolicy } from '../test/fixtures/mesh';
+import { VEGETA, vegetaReport, type Latency } from './vegeta';
 import { runWrk, type WrkResult } from './wrk';
 
 const args = process.argv.slice(2);
@@ -54,8 +55,6 @@ const ONLY = new Set(flag('only', 'direct,mooring,nginx').split(','));
 const TELEMETRY = flag('telemetry', '')
   .split(',')
   .filter((m) => m !== '');
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const VEGETA = path.join(ROOT, '.cache', 'bin', 'vegeta');
 const CLK_TCK = 100;
 
 const dir = mkdtempSync(path.join(tmpdir(), 'mooring-bench-proxy-'));
@@ -415,13 +414,6 @@ async function measure(url: string, procs: ChildProcess[]): Promise<Measured> {
   };
 }
 
-interface Latency {
-  p50ms: number;
-  p99ms: number;
-  rate: number;
-  errors: number;
-}
-
 async function fixedRate(url: string): Promise<Latency | null> {
   try {
     execFileSync(VEGETA, ['-version'], { stdio: 'ignore' });
@@ -444,24 +436,7 @@ async function fixedRate(url: string): Promise<Latency | null> {
     ],
     { maxBuffer: 1 << 30, encoding: 'buffer' },
   );
-  const report = JSON.parse(
-    execFileSync(VEGETA, ['report', '-type=json'], {
-      input: attack,
-      maxBuffer: 1 << 28,
-    }).toString(),
-  ) as {
-    latencies: { '50th': number; '99th': number };
-    rate: number;
-    status_codes: Record<string, number>;
-  };
-  const ok = report.status_codes['200'] ?? 0;
-  const total = Object.values(report.status_codes).reduce((a, b) => a + b, 0);
-  return {
-    p50ms: Math.round(report.latencies['50th'] / 1e4) / 100,
-    p99ms: Math.round(report.latencies['99th'] / 1e4) / 100,
-    rate: Math.round(report.rate),
-    errors: total - ok,
-  };
+  return vegetaReport(attack);
 }
 
 /** Sends `mib` MiB through `port` and waits for the sink to have them all. */

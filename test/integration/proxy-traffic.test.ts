@@ -6,7 +6,12 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net, { type AddressInfo, type Socket } from 'node:net';
-import type { ConnectionPoolPolicy, HttpRouteRule, MeshService } from '../../src/api/mesh';
+import type {
+  ConnectionPoolPolicy,
+  HttpRouteRule,
+  MeshService,
+  ServicePort,
+} from '../../src/api/mesh';
 import { endpoint, meshState, port, proxyScope, service } from '../fixtures/mesh';
 import { ProxyTelemetry } from '../../src/agent/proxy/telemetry/telemetry';
 import {
@@ -86,6 +91,15 @@ const withPool =
     ...s,
     policy: { source: { namespace: 'default', name: s.name }, trafficPolicy: { connectionPool } },
   });
+
+/** A DestinationRule of round robin for the service (the order of attempts is known). */
+const roundRobin = (s: MeshService): MeshService => ({
+  ...s,
+  policy: {
+    source: { namespace: 'default', name: s.name },
+    trafficPolicy: { loadBalancer: 'ROUND_ROBIN' },
+  },
+});
 
 /** The count of the client's istio_requests_total series with these response flags. */
 function requestsFlagged(flags: string): number {
@@ -346,14 +360,6 @@ describe('a connection opened before a configuration change', () => {
     await new Promise((r) => second.close(r));
   });
 
-  const roundRobin = (s: MeshService): MeshService => ({
-    ...s,
-    policy: {
-      source: { namespace: 'default', name: 'web' },
-      trafficPolicy: { loadBalancer: 'ROUND_ROBIN' },
-    },
-  });
-
   /** A connection to the outbound listener, accepted by the sidecar, no request yet. */
   async function openConnection(): Promise<Socket> {
     const socket = net.connect(client.outbound, '127.0.0.1');
@@ -447,6 +453,30 @@ describe('what the proxy tells of its upstream attempts', () => {
   });
   afterEach(() => debugClient.close());
 
+  /**
+   * The debug client's only service: `name` at `ip`, round robin over the closed port first,
+   * then `livePort`; its outbound connections go there.
+   */
+  function closedThenLive(name: string, ip: string, p: ServicePort, livePort: number): void {
+    debugClient.outboundTarget = destination(ip, p.port);
+    debugClient.sidecar.setMesh(
+      meshState(
+        proxyScope('client'),
+        roundRobin(
+          service(
+            name,
+            ip,
+            [p],
+            [
+              endpoint('127.0.0.1', { [p.port]: closedPort }),
+              endpoint('127.0.0.1', { [p.port]: livePort }),
+            ],
+          ),
+        ),
+      ),
+    );
+  }
+
   const endpointsOf = (s: LoopbackSidecar) =>
     (
       s.sidecar.configDump() as {
@@ -455,21 +485,7 @@ describe('what the proxy tells of its upstream attempts', () => {
     ).endpoints;
 
   it('counts attempts and failures per endpoint in its config dump, lists its balanced sets, and logs each failed attempt at debug', async () => {
-    debugClient.outboundTarget = destination(CLUSTER_IP, 80);
-    debugClient.sidecar.setMesh(
-      meshState(proxyScope('client'), {
-        ...service(
-          'web',
-          CLUSTER_IP,
-          [port(80, 'http')],
-          [endpoint('127.0.0.1', { 80: closedPort }), endpoint('127.0.0.1', { 80: appPort })],
-        ),
-        policy: {
-          source: { namespace: 'default', name: 'web' },
-          trafficPolicy: { loadBalancer: 'ROUND_ROBIN' },
-        },
-      }),
-    );
+    closedThenLive('web', CLUSTER_IP, port(80, 'http'), appPort);
     // Round robin: the 1st and 3rd requests try the closed port first, then (Istio's default
     // retry on connect-failure) the app.
     for (let i = 0; i < 4; i++) {
@@ -499,21 +515,7 @@ describe('what the proxy tells of its upstream attempts', () => {
     const h2Port = (h2app.address() as AddressInfo).port;
     const session = http2.connect(`http://127.0.0.1:${debugClient.outbound}`);
     try {
-      debugClient.outboundTarget = destination(H2_IP, 80);
-      debugClient.sidecar.setMesh(
-        meshState(proxyScope('client'), {
-          ...service(
-            'grpcish',
-            H2_IP,
-            [port(80, 'http2')],
-            [endpoint('127.0.0.1', { 80: closedPort }), endpoint('127.0.0.1', { 80: h2Port })],
-          ),
-          policy: {
-            source: { namespace: 'default', name: 'grpcish' },
-            trafficPolicy: { loadBalancer: 'ROUND_ROBIN' },
-          },
-        }),
-      );
+      closedThenLive('grpcish', H2_IP, port(80, 'http2'), h2Port);
       const one = (): Promise<string> =>
         new Promise((resolve, reject) => {
           const req = session.request({ ':path': '/', ':authority': 'grpcish' });
@@ -547,24 +549,7 @@ describe('what the proxy tells of its upstream attempts', () => {
     await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
     const echoPort = (echo.address() as AddressInfo).port;
     try {
-      debugClient.outboundTarget = destination(TCP_IP, 5000);
-      debugClient.sidecar.setMesh(
-        meshState(proxyScope('client'), {
-          ...service(
-            'db',
-            TCP_IP,
-            [port(5000, 'tcp')],
-            [
-              endpoint('127.0.0.1', { 5000: closedPort }),
-              endpoint('127.0.0.1', { 5000: echoPort }),
-            ],
-          ),
-          policy: {
-            source: { namespace: 'default', name: 'db' },
-            trafficPolicy: { loadBalancer: 'ROUND_ROBIN' },
-          },
-        }),
-      );
+      closedThenLive('db', TCP_IP, port(5000, 'tcp'), echoPort);
       const exchange = (): Promise<string> =>
         new Promise((resolve, reject) => {
           const socket = net.connect(debugClient.outbound, '127.0.0.1', () => socket.end('ping'));
