@@ -64,7 +64,8 @@ function sessionsOf(context: tls.SecureContext): Map<string, Buffer> {
   return map;
 }
 
-function keepSession(map: Map<string, Buffer>, key: string, session: Buffer): void {
+/** Keeps the newest ticket for `key`; beyond MAX_TLS_SESSIONS, the least recently kept goes. */
+export function keepSession(map: Map<string, Buffer>, key: string, session: Buffer): void {
   map.delete(key);
   map.set(key, session);
   if (map.size > MAX_TLS_SESSIONS) map.delete(map.keys().next().value as string);
