@@ -183,6 +183,35 @@ function cpuSplit(pid: number): { user: number; system: number } {
   return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }
 
+interface PoolStats {
+  opened: number;
+  reused: number;
+  closed: Record<string, number>;
+}
+type Connections = Record<'outboundPool' | 'inboundPool', PoolStats>;
+
+/** The connection counters of a sidecar's /config_dump (its pools: opened, reused, closed by reason). */
+function connectionsOf(pid: number): Connections {
+  const dump = execFileSync('nsenter', [
+    ...['-t', String(pid), '-n', 'curl', '-s'],
+    'http://127.0.0.1:15000/config_dump',
+  ]).toString();
+  return (JSON.parse(dump) as { connections: Connections }).connections;
+}
+
+function poolDelta(before: Connections, after: Connections, pool: keyof Connections): string {
+  const b = before[pool];
+  const a = after[pool];
+  const closed = Object.entries(a.closed)
+    .map(([reason, n]) => [reason, n - (b.closed[reason] ?? 0)] as const)
+    .filter(([, n]) => n > 0)
+    .map(([reason, n]) => `${reason} ${n}`);
+  return `opened ${a.opened - b.opened}, reused ${a.reused - b.reused}, closed: ${closed.join(', ') || 'none'}`;
+}
+
+const poolsLine = (before: Connections, after: Connections): string =>
+  `outbound ${poolDelta(before, after, 'outboundPool')}; inbound ${poolDelta(before, after, 'inboundPool')}`;
+
 /** vegeta at RATE/s for `seconds` from inside a Pod's network namespace, as `uid`. */
 async function attack(netnsPid: number, uid: number, url: string, seconds: number) {
   const targets = `/tmp/mooring-bench-pods-${process.pid}.txt`;
@@ -285,7 +314,18 @@ async function main(): Promise<void> {
       ((cpuSeconds(sidecars[who]) - restStart[who]) * 100).toFixed(1);
     const restLine = `CPU at rest over 10 s, ms per second: client sidecar ${rest('client')}, server sidecar ${rest('server')}.`;
     // Warm-up: the JIT compiles the request path in the first seconds.
+    const diag = process.env.MOORING_BENCH_DIAG !== undefined;
+    const coldPools = diag
+      ? { client: connectionsOf(sidecars.client), server: connectionsOf(sidecars.server) }
+      : null;
     await attack(clientApp, 0, mooringUrl, 5);
+    if (coldPools !== null) {
+      for (const who of ['client', 'server'] as const) {
+        process.stderr.write(
+          `${who} pools in the warm-up: ${poolsLine(coldPools[who], connectionsOf(sidecars[who]))}\n`,
+        );
+      }
+    }
 
     const rows: string[] = [];
     const memRows: string[] = [];
@@ -297,6 +337,9 @@ async function main(): Promise<void> {
     );
     for (let round = 1; round <= ROUNDS; round++) {
       const direct = await attack(clientApp, PROXY_UID, directUrl, DURATION);
+      const poolsBefore = diag
+        ? { client: connectionsOf(sidecars.client), server: connectionsOf(sidecars.server) }
+        : null;
       const before = { client: cpuSplit(sidecars.client), server: cpuSplit(sidecars.server) };
       const meshed = await attack(clientApp, 0, mooringUrl, DURATION);
       const sent = meshed.rate * DURATION;
@@ -311,13 +354,13 @@ async function main(): Promise<void> {
       rows.push(
         `| ${round} | ${direct.rate} | ${direct.p50ms} / ${direct.p99ms} / ${direct.maxMs} | ${direct.errors} | ${meshed.rate} | ${meshed.p50ms} / ${meshed.p99ms} / ${meshed.maxMs} | ${meshed.errors} | ${(meshed.p50ms - direct.p50ms).toFixed(2)} / ${(meshed.p99ms - direct.p99ms).toFixed(2)} | ${cpu('client')}, ${cpu('server')} |`,
       );
-      if (process.env.MOORING_BENCH_DIAG !== undefined) {
+      if (poolsBefore !== null) {
         for (const who of ['client', 'server'] as const) {
-          const dump = execFileSync('nsenter', [
-            ...['-t', String(sidecars[who]), '-n', 'curl', '-s'],
-            'http://127.0.0.1:15000/config_dump',
-          ]).toString();
-          const { connections } = JSON.parse(dump) as { connections: unknown };
+          const connections = connectionsOf(sidecars[who]);
+          // What the measured round alone did to the pools (the warm-up and earlier rounds out).
+          process.stderr.write(
+            `${who} pools in this round: ${poolsLine(poolsBefore[who], connections)}\n`,
+          );
           const memory = execFileSync('nsenter', [
             ...['-t', String(sidecars[who]), '-n', 'curl', '-s'],
             'http://127.0.0.1:15000/memory',

@@ -35,7 +35,10 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
   requests = 0;
   /** Bytes received for the current lease (a retry on a reused connection needs 0). */
   received = 0;
+  /** Armed while idle; kept (and re-armed) across leases, so a request does not make a timer. */
   private idleTimer: NodeJS.Timeout | null = null;
+  /** Why the proxy itself closes this connection (null: the peer or an error closed it). */
+  private closing: LocalClose | null = null;
 
   constructor(
     readonly socket: net.Socket,
@@ -54,7 +57,6 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
   }
 
   lease(events: ConnectionEvents): void {
-    this.clearIdle();
     this.events = events;
     this.leased = true;
     this.received = 0;
@@ -77,6 +79,12 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
   discard(): void {
     this.events = IDLE;
     this.leased = false;
+    this.close('discarded');
+  }
+
+  /** Closes the connection for a reason of the proxy's own (counted by the pool). */
+  close(reason: LocalClose): void {
+    this.closing ??= reason;
     this.clearIdle();
     this.socket.destroy();
   }
@@ -100,9 +108,16 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
     this.breaker.pump(this.pool.openCount(this.poolKey) === 0 ? this.poolKey : undefined);
   }
 
+  /** Arms the idle timer: the connection closes once idle for `ms`. */
   startIdleTimer(ms: number): void {
-    this.clearIdle();
-    this.idleTimer = setTimeout(() => this.socket.destroy(), ms);
+    if (this.idleTimer !== null) {
+      this.idleTimer.refresh();
+      return;
+    }
+    this.idleTimer = setTimeout(() => {
+      // Leased since it was armed: the next release re-arms it.
+      if (!this.leased) this.close('idleTimeout');
+    }, ms);
     this.idleTimer.unref();
   }
 
@@ -116,7 +131,7 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
   private onData(chunk: Buffer): void {
     if (!this.leased) {
       // Nothing is expected on an idle connection (a 408 before closing, say): drop it.
-      this.socket.destroy();
+      this.close('unexpectedData');
       return;
     }
     this.received += chunk.length;
@@ -138,6 +153,7 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
     this.closed = true;
     this.clearIdle();
     this.pool.forget(this);
+    this.pool.counted(this.closing ?? (err === null ? 'peer' : 'error'));
     this.freeSlot();
     if (this.leased) {
       const events = this.events;
@@ -168,6 +184,19 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
   }
 }
 
+/** Why the proxy closes a pooled connection itself. */
+export type LocalClose = 'idleTimeout' | 'overflow' | 'discarded' | 'unexpectedData' | 'shutdown';
+
+/**
+ * What a pool did, as Envoy's upstream_cx_* counters: connections opened, requests that found
+ * an idle one, and closes by reason (the peer's, an error, or the proxy's own).
+ */
+export interface PoolCounters {
+  opened: number;
+  reused: number;
+  closed: Record<LocalClose | 'peer' | 'error', number>;
+}
+
 export interface PoolOptions {
   /** How long an idle connection is kept. */
   readonly idleTimeoutMs: number;
@@ -178,6 +207,19 @@ export interface PoolOptions {
 export class ConnectionPool {
   private readonly idle = new Map<string, UpstreamConnection[]>();
   private readonly open = new Map<string, number>();
+  private readonly counters: PoolCounters = {
+    opened: 0,
+    reused: 0,
+    closed: {
+      peer: 0,
+      error: 0,
+      idleTimeout: 0,
+      overflow: 0,
+      discarded: 0,
+      unexpectedData: 0,
+      shutdown: 0,
+    },
+  };
 
   constructor(private readonly options: PoolOptions) {}
 
@@ -187,7 +229,10 @@ export class ConnectionPool {
     if (list === undefined) return null;
     while (list.length > 0) {
       const conn = list.pop() as UpstreamConnection;
-      if (!conn.closed && !conn.socket.destroyed) return conn;
+      if (!conn.closed && !conn.socket.destroyed) {
+        this.counters.reused++;
+        return conn;
+      }
     }
     this.idle.delete(key);
     return null;
@@ -203,6 +248,7 @@ export class ConnectionPool {
     breaker: CircuitBreaker<UpstreamConnection> | null = null,
   ): UpstreamConnection {
     this.open.set(key, (this.open.get(key) ?? 0) + 1);
+    this.counters.opened++;
     return new UpstreamConnection(socket, key, this, breaker);
   }
 
@@ -218,7 +264,7 @@ export class ConnectionPool {
       this.idle.set(conn.poolKey, list);
     }
     if (list.length >= this.options.maxIdlePerKey) {
-      conn.socket.destroy();
+      conn.close('overflow');
       return;
     }
     list.push(conn);
@@ -238,15 +284,26 @@ export class ConnectionPool {
 
   /** Closes every idle connection (shutdown). */
   closeIdle(): void {
-    for (const list of this.idle.values()) for (const conn of list) conn.socket.destroy();
+    for (const list of this.idle.values()) for (const conn of list) conn.close('shutdown');
     this.idle.clear();
   }
 
-  stats(): { endpoints: number; idle: number; open: number } {
+  /** A connection of this pool closed, for this reason. */
+  counted(reason: LocalClose | 'peer' | 'error'): void {
+    this.counters.closed[reason]++;
+  }
+
+  stats(): { endpoints: number; idle: number; open: number } & PoolCounters {
     let idle = 0;
     for (const list of this.idle.values()) idle += list.length;
     let open = 0;
     for (const n of this.open.values()) open += n;
-    return { endpoints: this.open.size, idle, open };
+    return {
+      endpoints: this.open.size,
+      idle,
+      open,
+      ...this.counters,
+      closed: { ...this.counters.closed },
+    };
   }
 }

@@ -1,0 +1,143 @@
+import net from 'node:net';
+import {
+  ConnectionPool,
+  type ConnectionEvents,
+  type UpstreamConnection,
+} from '../../../src/agent/proxy/l7/pool';
+
+// The pool over real loopback sockets: a server that keeps every connection it accepts.
+let server: net.Server;
+let port = 0;
+const accepted: net.Socket[] = [];
+const clients: net.Socket[] = [];
+
+beforeAll(async () => {
+  server = net.createServer((s) => {
+    accepted.push(s);
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as net.AddressInfo).port;
+});
+
+afterEach(() => {
+  for (const s of [...accepted.splice(0), ...clients.splice(0)]) s.destroy();
+});
+
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+async function connect(): Promise<net.Socket> {
+  const s = net.connect(port, '127.0.0.1');
+  clients.push(s);
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', resolve);
+    s.once('error', reject);
+  });
+  return s;
+}
+
+const events: ConnectionEvents = {
+  onHead: () => {},
+  onBody: () => {},
+  onMessageEnd: () => {},
+  onUpstreamClose: () => {},
+  downstreamSocket: null,
+};
+
+/** Resolves once the pool has seen the connection close. */
+async function closed(conn: UpstreamConnection): Promise<void> {
+  while (!conn.closed) await sleep(5);
+}
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('the upstream connection pool', () => {
+  it('reuses a released connection, and counts what it opened and reused', async () => {
+    const pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 4 });
+    const socket = await connect();
+    const conn = pool.adopt(socket, 'e1');
+    conn.lease(events);
+    conn.release();
+    expect(pool.take('e2')).toBeNull();
+    const again = pool.take('e1');
+    expect(again).toBe(conn);
+    expect(again?.socket).toBe(socket);
+    expect(pool.take('e1')).toBeNull();
+    const stats = pool.stats();
+    expect(stats).toMatchObject({ opened: 1, reused: 1, open: 1, idle: 0 });
+  });
+
+  it('closes a connection idle for its timeout, but not one leased across it', async () => {
+    const pool = new ConnectionPool({ idleTimeoutMs: 150, maxIdlePerKey: 4 });
+    const kept = pool.adopt(await connect(), 'e');
+    const idle = pool.adopt(await connect(), 'e');
+    for (const c of [kept, idle]) {
+      c.lease(events);
+      c.release();
+    }
+    // The most recently released is taken first: `idle` is leased through its timer.
+    expect(pool.take('e')).toBe(idle);
+    idle.lease(events);
+    await closed(kept);
+    await sleep(100);
+    expect(idle.closed).toBe(false);
+    expect(pool.stats().closed.idleTimeout).toBe(1);
+    // Released again, its timer starts over, and it closes once idle for the whole timeout.
+    idle.release();
+    const since = Date.now();
+    await closed(idle);
+    expect(Date.now() - since).toBeGreaterThanOrEqual(140);
+    expect(pool.stats()).toMatchObject({ open: 0, idle: 0 });
+    expect(pool.stats().closed).toMatchObject({ idleTimeout: 2, peer: 0 });
+  });
+
+  it('keeps at most maxIdlePerKey idle connections per endpoint, and counts the rest as overflow', async () => {
+    const pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 1 });
+    const a = pool.adopt(await connect(), 'e');
+    const b = pool.adopt(await connect(), 'e');
+    const c = pool.adopt(await connect(), 'other');
+    for (const conn of [a, b, c]) conn.lease(events);
+    for (const conn of [a, b, c]) conn.release();
+    await closed(b);
+    expect(a.closed).toBe(false);
+    expect(pool.stats()).toMatchObject({ opened: 3, open: 2, idle: 2 });
+    expect(pool.stats().closed.overflow).toBe(1);
+  });
+
+  it('tells a close by the peer from its own (a discarded connection, a shutdown)', async () => {
+    const pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 4 });
+    const byPeer = pool.adopt(await connect(), 'e');
+    const discarded = pool.adopt(await connect(), 'e');
+    const atShutdown = pool.adopt(await connect(), 'e');
+    for (const conn of [byPeer, discarded, atShutdown]) conn.lease(events);
+    byPeer.release();
+    atShutdown.release();
+    discarded.discard();
+    // The server ends the first connection it accepted (byPeer's).
+    accepted[0]?.end();
+    await closed(byPeer);
+    await closed(discarded);
+    pool.closeIdle();
+    await closed(atShutdown);
+    expect(pool.stats().closed).toEqual({
+      peer: 1,
+      error: 0,
+      idleTimeout: 0,
+      overflow: 0,
+      discarded: 1,
+      unexpectedData: 0,
+      shutdown: 1,
+    });
+    expect(pool.stats()).toMatchObject({ open: 0, idle: 0 });
+  });
+
+  it('drops an idle connection that receives bytes nobody asked for', async () => {
+    const pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 4 });
+    const conn = pool.adopt(await connect(), 'e');
+    conn.lease(events);
+    conn.release();
+    accepted[0]?.write('HTTP/1.1 408 Request Timeout\r\n\r\n');
+    await closed(conn);
+    expect(pool.take('e')).toBeNull();
+    expect(pool.stats().closed.unexpectedData).toBe(1);
+  });
+});
