@@ -10,6 +10,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { MeshState } from '../../src/api/mesh';
 import type { WorkloadCredentials } from '../../src/agent/proxy/l4/tls';
+import { ConnectionPool, MAX_DIALS_PER_KEY } from '../../src/agent/proxy/l7/pool';
 import { IstioMetrics } from '../../src/agent/proxy/metrics';
 import { Sidecar, type OriginalDestination } from '../../src/agent/proxy/sidecar';
 import { makeCa, makeLeaf, withUri, type Issuer } from '../fixtures/agent-pki';
@@ -85,6 +86,16 @@ function serverService(
     CLUSTER_IP,
     [port(80, 'http')],
     [endpoint(address, { 80: bPorts.inbound.port }, meshedAs(expected)), ...extraEndpoints],
+  );
+}
+
+/** The server's service with one endpoint, at a port of 127.0.0.1 other than B's. */
+function serverOnlyAt(p: number) {
+  return service(
+    'server',
+    CLUSTER_IP,
+    [port(80, 'http')],
+    [endpoint('127.0.0.1', { 80: p }, meshedAs('server'))],
   );
 }
 
@@ -322,6 +333,99 @@ describe('HTTP/1.1 between two sidecars', () => {
   });
 });
 
+describe('a burst of requests', () => {
+  afterEach(() => {
+    jest.restoreAllMocks();
+    a.setMesh(meshForA());
+  });
+
+  it('opens at most MAX_DIALS_PER_KEY connections to an endpoint at once; the other requests wait for one', async () => {
+    // B behind a relay that holds each new connection 100 ms before passing it on: every
+    // connection A opens takes that long, so the whole burst arrives while the first are opening.
+    const relay = net.createServer((c) => {
+      c.pause();
+      c.on('error', () => {});
+      setTimeout(() => {
+        const up = net.connect(bPorts.inbound.port, '127.0.0.1', () => {
+          c.pipe(up).pipe(c);
+          c.resume();
+        });
+        up.on('error', () => c.destroy());
+        c.on('close', () => up.destroy());
+      }, 100);
+    });
+    const relayPort = await listen(relay);
+    a.setMesh(meshForA(serverOnlyAt(relayPort)));
+    // Connections being opened, per pool (B's to the app count apart), and the most at once.
+    const dialing = new Map<ConnectionPool, number>();
+    let peak = 0;
+    const started = ConnectionPool.prototype.dialStarted;
+    const ended = ConnectionPool.prototype.dialEnded;
+    jest.spyOn(ConnectionPool.prototype, 'dialStarted').mockImplementation(function (
+      this: ConnectionPool,
+      key,
+    ) {
+      const n = (dialing.get(this) ?? 0) + 1;
+      dialing.set(this, n);
+      peak = Math.max(peak, n);
+      started.call(this, key);
+    });
+    jest.spyOn(ConnectionPool.prototype, 'dialEnded').mockImplementation(function (
+      this: ConnectionPool,
+      key,
+    ) {
+      dialing.set(this, (dialing.get(this) ?? 0) - 1);
+      ended.call(this, key);
+    });
+    type Pool = {
+      opened: number;
+      reused: number;
+      waited: number;
+      dialing: number;
+      waiting: number;
+    };
+    const pool = (): Pool =>
+      (a.configDump() as { connections: { outboundPool: Pool } }).connections.outboundPool;
+    const before = pool();
+    // Each request on a client connection of its own, connected first, then all sent in one
+    // tick: the proxy reads the 100 heads before any connection it opens can be up.
+    const n = 100;
+    const sockets = await Promise.all(
+      Array.from(
+        { length: n },
+        () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const s = net.connect(aPorts.outbound.port, '127.0.0.1', () => resolve(s));
+            s.on('error', reject);
+          }),
+      ),
+    );
+    const answers = sockets.map(
+      (s) =>
+        new Promise<string>((resolve) => {
+          let text = '';
+          s.on('data', (d: Buffer) => (text += d.toString()));
+          s.on('close', () => resolve(text));
+        }),
+    );
+    sockets.forEach((s, i) =>
+      s.write(`GET /burst/${i} HTTP/1.1\r\nHost: server\r\nConnection: close\r\n\r\n`),
+    );
+    const texts = await Promise.all(answers);
+    expect(texts.map((t) => t.split(' ')[1])).toEqual(Array(n).fill('200'));
+    // The app's answer (chunked) names the path it got.
+    expect(texts.map((t, i) => t.includes(`"url":"/burst/${i}"`))).toEqual(Array(n).fill(true));
+    const after = pool();
+    expect(peak).toBe(MAX_DIALS_PER_KEY);
+    expect(after.waited - before.waited).toBeGreaterThan(0);
+    // Every request got one connection: a new one, or one that came free (idle or handed over).
+    expect(after.opened - before.opened + (after.reused - before.reused)).toBe(n);
+    expect(after.opened - before.opened).toBeLessThan(n);
+    expect(after).toMatchObject({ dialing: 0, waiting: 0 });
+    relay.close();
+  });
+});
+
 describe('identity between sidecars', () => {
   afterEach(() => {
     a.setMesh(meshForA());
@@ -472,16 +576,7 @@ describe('outbound destinations', () => {
     );
     const results = await Promise.all(Array.from({ length: 10 }, () => request('/retry')));
     expect(results.map((r) => r.status)).toEqual(Array(10).fill(200));
-    a.setMesh(
-      meshForA(
-        service(
-          'server',
-          CLUSTER_IP,
-          [port(80, 'http')],
-          [endpoint('127.0.0.1', { 80: deadPort }, meshedAs('server'))],
-        ),
-      ),
-    );
+    a.setMesh(meshForA(serverOnlyAt(deadPort)));
     const failed = await request('/retry');
     expect(failed.status).toBe(503);
     expect(failed.text).toContain('connection failure');

@@ -1,7 +1,9 @@
 import net from 'node:net';
 import {
   ConnectionPool,
+  MAX_DIALS_PER_KEY,
   type ConnectionEvents,
+  type ConnectionWaiter,
   type UpstreamConnection,
 } from '../../../src/agent/proxy/l7/pool';
 
@@ -139,5 +141,39 @@ describe('the upstream connection pool', () => {
     await closed(conn);
     expect(pool.take('e')).toBeNull();
     expect(pool.stats().closed.unexpectedData).toBe(1);
+  });
+
+  it('paces dials per endpoint: beyond MAX_DIALS_PER_KEY a request waits, in order, for a connection that comes free or a dial that ends', async () => {
+    const pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 4 });
+    for (let i = 0; i < MAX_DIALS_PER_KEY; i++) {
+      expect(pool.mayDial('e')).toBe(true);
+      pool.dialStarted('e');
+    }
+    expect(pool.mayDial('e')).toBe(false);
+    expect(pool.mayDial('other')).toBe(true);
+    const woken: string[] = [];
+    const waiter = (name: string): ConnectionWaiter => ({
+      wake: (conn) => woken.push(`${name}:${conn === null ? 'dial' : 'conn'}`),
+    });
+    const [w1, w2, w3] = [waiter('w1'), waiter('w2'), waiter('w3')];
+    pool.wait('e', w1);
+    pool.wait('e', w2);
+    pool.wait('e', w3);
+    pool.cancelWait('e', w2);
+    // A connection released for 'e' goes to the first waiting request, not to the idle list.
+    const conn = pool.adopt(await connect(), 'e');
+    conn.lease(events);
+    conn.release();
+    expect(woken).toEqual(['w1:conn']);
+    expect(pool.stats()).toMatchObject({ idle: 0, waiting: 1, waited: 3, reused: 1 });
+    // A dial that ends makes room for the next one to dial.
+    pool.dialEnded('e');
+    expect(woken).toEqual(['w1:conn', 'w3:dial']);
+    expect(pool.stats()).toMatchObject({ dialing: MAX_DIALS_PER_KEY - 1, waiting: 0 });
+    expect(pool.mayDial('e')).toBe(true);
+    // Nobody waits: a released connection is idle again.
+    conn.lease(events);
+    conn.release();
+    expect(pool.stats().idle).toBe(1);
   });
 });

@@ -23,7 +23,12 @@ import {
 } from './http1-codec';
 import type { ExchangePlan, LocalReply, ResponseFlag } from './exchange-plan';
 import { ExchangePolicy, failureFlag, resetReply } from './exchange-policy';
-import type { ConnectionPool, ConnectionEvents, UpstreamConnection } from './pool';
+import type {
+  ConnectionEvents,
+  ConnectionPool,
+  ConnectionWaiter,
+  UpstreamConnection,
+} from './pool';
 
 /** Request bodies up to this size are kept for a retry (Envoy keeps up to its buffer limit). */
 export const RETRY_BUFFER_BYTES = 64 * 1024;
@@ -371,8 +376,27 @@ export class Exchange implements ConnectionEvents {
       this.send(pooled, true);
       return;
     }
-    if (breaker === undefined || breaker.mayConnect(this.down.pool.openCount(key))) {
-      this.connect(plan, endpoint, key, breaker ?? null);
+    if (breaker === undefined) {
+      const pool = this.down.pool;
+      if (pool.mayDial(key)) {
+        this.connect(plan, endpoint, key, null);
+        return;
+      }
+      // Enough connections are being opened to this endpoint: the first that comes free, or
+      // room to open one, is this request's (a burst makes no handshake per waiting request).
+      const paced: ConnectionWaiter = {
+        wake: (conn) => {
+          this.cancelDial = null;
+          if (conn === null) this.connect(plan, endpoint, key, null);
+          else this.send(conn, true);
+        },
+      };
+      pool.wait(key, paced);
+      this.cancelDial = () => pool.cancelWait(key, paced);
+      return;
+    }
+    if (breaker.mayConnect(this.down.pool.openCount(key))) {
+      this.connect(plan, endpoint, key, breaker);
       return;
     }
     // Pending: the next connection to this endpoint that comes free, or room to open one.
@@ -408,10 +432,19 @@ export class Exchange implements ConnectionEvents {
       breaker.connectionClosed();
       breaker.pump();
     };
+    const pool = this.down.pool;
+    pool.dialStarted(key);
+    let dialing = true;
+    const dialEnded = (): void => {
+      if (!dialing) return;
+      dialing = false;
+      pool.dialEnded(key);
+    };
     const cancel = dial(
       { endpoint, alpn: plan.alpn, tls: plan.tls, connectTimeoutMs: plan.connectTimeoutMs },
       (err, socket) => {
         this.cancelDial = null;
+        dialEnded();
         breaker?.leave();
         if (this.done) {
           socket?.destroy();
@@ -424,14 +457,18 @@ export class Exchange implements ConnectionEvents {
           this.attemptFailed(kind === 'connect-failure' ? 'connect-failure' : 'tls', err, 0);
           return;
         }
-        this.send(this.down.pool.adopt(socket, key, breaker), false);
+        this.send(pool.adopt(socket, key, breaker), false);
       },
     );
     this.cancelDial =
       breaker === null
-        ? cancel
+        ? () => {
+            cancel();
+            dialEnded();
+          }
         : () => {
             cancel();
+            dialEnded();
             breaker.leave();
             unslot();
           };
