@@ -312,7 +312,9 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 10_000));
     const rest = (who: 'client' | 'server'): string =>
       ((cpuSeconds(sidecars[who]) - restStart[who]) * 100).toFixed(1);
-    const restLine = `CPU at rest over 10 s, ms per second: client sidecar ${rest('client')}, server sidecar ${rest('server')}.`;
+    const restLine = `CPU just after start, over 10 s, ms per second: client sidecar ${rest('client')}, server sidecar ${rest('server')}.`;
+    // At rest once warm: during each direct round no request passes a sidecar.
+    const warmRest: string[] = [];
     // Warm-up: the JIT compiles the request path in the first seconds.
     const diag = process.env.MOORING_BENCH_DIAG !== undefined;
     const coldPools = diag
@@ -336,7 +338,11 @@ async function main(): Promise<void> {
       memRow('server sidecar, idle', idle.server),
     );
     for (let round = 1; round <= ROUNDS; round++) {
+      const restFrom = { client: cpuSeconds(sidecars.client), server: cpuSeconds(sidecars.server) };
       const direct = await attack(clientApp, PROXY_UID, directUrl, DURATION);
+      const restMs = (who: 'client' | 'server'): string =>
+        (((cpuSeconds(sidecars[who]) - restFrom[who]) * 1000) / DURATION).toFixed(1);
+      warmRest.push(`round ${round}: ${restMs('client')}, ${restMs('server')}`);
       const poolsBefore = diag
         ? { client: connectionsOf(sidecars.client), server: connectionsOf(sidecars.server) }
         : null;
@@ -395,6 +401,7 @@ async function main(): Promise<void> {
         `Two injected Pods on the harness's node; vegeta at ${RATE}/s for ${DURATION}s, keep-alive, 16 idle connections${MAX_CONNECTIONS > 0 ? `, at most ${MAX_CONNECTIONS}` : ''}, from the client Pod's network namespace.`,
         '',
         restLine,
+        `CPU at rest once warm (during the direct round), ms per second, client and server sidecar: ${warmRest.join('; ')}.`,
         '',
         '| round | direct req/s | direct p50 / p99 / max ms | errors | mooring req/s | mooring p50 / p99 / max ms | errors | added p50 / p99 ms | CPU µs/request (user + system), client, server sidecar |',
         '| ----- | -----------: | ------------------------- | -----: | ------------: | -------------------------- | -----: | ------------------ | --------------------------------------- |',
