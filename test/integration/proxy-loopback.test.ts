@@ -340,7 +340,7 @@ describe('a burst of requests', () => {
   });
 
   it('opens at most MAX_DIALS_PER_KEY connections to an endpoint at once; the other requests wait for one', async () => {
-    // B behind a relay that holds each new connection 100 ms before passing it on: every
+    // B behind a relay that holds each new connection 300 ms before passing it on: every
     // connection A opens takes that long, so the whole burst arrives while the first are opening.
     const relay = net.createServer((c) => {
       c.pause();
@@ -352,7 +352,7 @@ describe('a burst of requests', () => {
         });
         up.on('error', () => c.destroy());
         c.on('close', () => up.destroy());
-      }, 100);
+      }, 300);
     });
     const relayPort = await listen(relay);
     a.setMesh(meshForA(serverOnlyAt(relayPort)));

@@ -171,6 +171,13 @@ describe('the upstream connection pool', () => {
     expect(woken).toEqual(['w1:conn', 'w3:dial']);
     expect(pool.stats()).toMatchObject({ dialing: MAX_DIALS_PER_KEY - 1, waiting: 0 });
     expect(pool.mayDial('e')).toBe(true);
+    // Room that a woken request does not use goes on to the next one waiting.
+    const w4 = waiter('w4');
+    pool.wait('e', w4);
+    pool.passOn('e');
+    expect(woken).toEqual(['w1:conn', 'w3:dial', 'w4:dial']);
+    pool.passOn('e');
+    expect(woken).toHaveLength(3);
     // Nobody waits: a released connection is idle again.
     conn.lease(events);
     conn.release();

@@ -387,6 +387,12 @@ export class Exchange implements ConnectionEvents {
       const paced: ConnectionWaiter = {
         wake: (conn) => {
           this.cancelDial = null;
+          if (this.done) {
+            // Over meanwhile: what it was given goes to the next request waiting.
+            if (conn === null) pool.passOn(key);
+            else conn.release();
+            return;
+          }
           if (conn === null) this.connect(plan, endpoint, key, null);
           else this.send(conn, true);
         },

@@ -328,6 +328,11 @@ export class ConnectionPool {
     const n = (this.dialing.get(key) ?? 1) - 1;
     if (n <= 0) this.dialing.delete(key);
     else this.dialing.set(key, n);
+    this.passOn(key);
+  }
+
+  /** Room to open a connection to `key`: the first waiting request takes it. */
+  passOn(key: string): void {
     this.shift(key)?.wake(null);
   }
 
