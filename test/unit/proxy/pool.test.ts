@@ -46,6 +46,17 @@ const events: ConnectionEvents = {
   downstreamSocket: null,
 };
 
+/** New connections the pool adopts for `keys`, each leased (as a request's). */
+async function leased(pool: ConnectionPool, ...keys: string[]): Promise<UpstreamConnection[]> {
+  const conns: UpstreamConnection[] = [];
+  for (const key of keys) {
+    const conn = pool.adopt(await connect(), key);
+    conn.lease(events);
+    conns.push(conn);
+  }
+  return conns;
+}
+
 /** Resolves once the pool has seen the connection close. */
 async function closed(conn: UpstreamConnection): Promise<void> {
   while (!conn.closed) await sleep(5);
@@ -94,10 +105,11 @@ describe('the upstream connection pool', () => {
 
   it('keeps at most maxIdlePerKey idle connections per endpoint, and counts the rest as overflow', async () => {
     const pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 1 });
-    const a = pool.adopt(await connect(), 'e');
-    const b = pool.adopt(await connect(), 'e');
-    const c = pool.adopt(await connect(), 'other');
-    for (const conn of [a, b, c]) conn.lease(events);
+    const [a, b, c] = (await leased(pool, 'e', 'e', 'other')) as [
+      UpstreamConnection,
+      UpstreamConnection,
+      UpstreamConnection,
+    ];
     for (const conn of [a, b, c]) conn.release();
     await closed(b);
     expect(a.closed).toBe(false);
@@ -107,10 +119,11 @@ describe('the upstream connection pool', () => {
 
   it('tells a close by the peer from its own (a discarded connection, a shutdown)', async () => {
     const pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 4 });
-    const byPeer = pool.adopt(await connect(), 'e');
-    const discarded = pool.adopt(await connect(), 'e');
-    const atShutdown = pool.adopt(await connect(), 'e');
-    for (const conn of [byPeer, discarded, atShutdown]) conn.lease(events);
+    const [byPeer, discarded, atShutdown] = (await leased(pool, 'e', 'e', 'e')) as [
+      UpstreamConnection,
+      UpstreamConnection,
+      UpstreamConnection,
+    ];
     byPeer.release();
     atShutdown.release();
     discarded.discard();
