@@ -47,7 +47,11 @@ interface RepeatAnswer {
 }
 
 /** Requests from web's app (a new connection to its sidecar each), for `durationMs`. */
-async function httpLoad(path: string, durationMs: number): Promise<RepeatAnswer> {
+/** Requests to the API from the web Pod for `durationMs`, or exactly one (a duration of 1 ms could
+ * end before the first request on a loaded machine). */
+async function httpLoad(path: string, load: number | 'once'): Promise<RepeatAnswer> {
+  const durationMs = load === 'once' ? 0 : load;
+  const repeat = load === 'once' ? { count: 1 } : { durationMs, intervalMs: 10 };
   const r = await rig.exec(
     web.ns,
     [
@@ -58,7 +62,7 @@ async function httpLoad(path: string, durationMs: number): Promise<RepeatAnswer>
       '-H',
       'content-type: application/json',
       '-d',
-      JSON.stringify({ url: `http://${API_IP}${path}`, durationMs, intervalMs: 10 }),
+      JSON.stringify({ url: `http://${API_IP}${path}`, ...repeat }),
       'http://127.0.0.1:8081/repeat',
     ],
     undefined,
@@ -198,12 +202,12 @@ describe('a root rotation of the CA', () => {
 
 describe('SIGTERM', () => {
   it('stops inbound: a request in flight finishes, a new one is refused, and the agent exits once it is done', async () => {
-    const slow = httpLoad('/delay/3000', 1);
+    const slow = httpLoad('/delay/3000', 'once');
     await new Promise((r) => setTimeout(r, 800));
     const started = Date.now();
     const exited = rig.stopAgent('api');
     await new Promise((r) => setTimeout(r, 300));
-    const refused = await httpLoad('/after-sigterm', 1);
+    const refused = await httpLoad('/after-sigterm', 'once');
     // Its inbound listener is closed: the caller's sidecar answers 503 (no healthy upstream).
     expect(refused.ok).toBe(0);
     expect(refused.failures).toEqual([expect.objectContaining({ status: 503 })]);
@@ -219,12 +223,12 @@ describe('SIGTERM', () => {
   it("keeps outbound working while it drains, until the app's calls are done", async () => {
     rig.startAgent(api);
     await rig.waitReady('api');
-    const slow = httpLoad('/delay/4000', 1);
+    const slow = httpLoad('/delay/4000', 'once');
     await new Promise((r) => setTimeout(r, 800));
     const exited = rig.stopAgent('web');
     await new Promise((r) => setTimeout(r, 300));
     // The app, shutting down too, still calls out through its draining sidecar.
-    const during = await httpLoad('/during-drain', 1);
+    const during = await httpLoad('/during-drain', 'once');
     expect(during.failures).toEqual([]);
     expect(during.ok).toBe(1);
     expect((await slow).ok).toBe(1);
