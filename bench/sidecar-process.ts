@@ -14,6 +14,7 @@ import {
 } from '../src/api/mesh';
 import { IstioMetrics } from '../src/agent/proxy/metrics';
 import { Sidecar } from '../src/agent/proxy/sidecar';
+import { applyProxyV8Flags } from '../src/agent/proxy/v8-flags';
 
 interface Setup {
   /** Where every redirected connection "was sent". */
@@ -25,6 +26,9 @@ interface Setup {
   inboundPort?: number;
 }
 
+// As `mooring agent` does; MOORING_BENCH_V8_FLAGS (space-separated, may be empty) replaces them.
+const v8Flags = process.env.MOORING_BENCH_V8_FLAGS;
+applyProxyV8Flags(v8Flags === undefined ? undefined : v8Flags.split(' ').filter(Boolean));
 const setup = JSON.parse(process.argv[2] ?? '{}') as Setup;
 const snapshot = JSON.parse(readFileSync(setup.meshFile, 'utf8')) as MeshMessage;
 if (snapshot.apiVersion !== MESH_API_VERSION) throw new Error('not a mesh snapshot');

@@ -48,6 +48,7 @@ import { MemoryTrimmer, TRIM_INTERVAL_MS } from './proxy/memory-trim';
 import { podMetrics } from './health/merged-metrics';
 import { IstioMetrics } from './proxy/metrics';
 import { SIDECAR_DEFAULTS, Sidecar } from './proxy/sidecar';
+import { applyProxyV8Flags } from './proxy/v8-flags';
 
 export interface AgentRuntime {
   readonly log: Logger;
@@ -273,6 +274,7 @@ async function startProxy(
 ): Promise<ProxyParts> {
   const { log, clock } = deps;
   const p = options.proxy;
+  applyProxyV8Flags();
   const originalDestination = loadOriginalDestination();
   const trim = loadMemoryTrim();
   const trimmer =

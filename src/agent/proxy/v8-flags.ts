@@ -1,0 +1,22 @@
+// V8 flags of a process that runs the proxy, which it sets itself as it starts: NODE_OPTIONS (the
+// injected PROXY_NODE_OPTIONS) accepts only a few of V8's flags, and these are not among them.
+//
+// A collection of the young generation (a scavenge) stops the event loop, and V8 shares it with
+// background threads: the copying in parallel tasks, and the freeing of dead ArrayBuffers (each
+// socket read is one) in a concurrent job that the next scavenge waits for. A sidecar's young
+// generation is 1 MiB with little in it that survives (PROXY_NODE_OPTIONS), and its node's cores
+// are busy: the loop then waits for those threads to be given a core, not for the work. Measured
+// on loopback at the goals' load (bench/RESULTS.md): a scavenge stopped the loop 1-1.8 ms on
+// average, mostly waiting; done by the loop's own thread alone, 0.3-0.5 ms.
+
+import { setFlagsFromString } from 'node:v8';
+
+export const PROXY_V8_FLAGS: readonly string[] = [
+  '--no-parallel-scavenge',
+  '--no-concurrent-array-buffer-sweeping',
+];
+
+/** Sets PROXY_V8_FLAGS (or the flags given) in this process; the next collection uses them. */
+export function applyProxyV8Flags(flags: readonly string[] = PROXY_V8_FLAGS): void {
+  for (const flag of flags) setFlagsFromString(flag);
+}

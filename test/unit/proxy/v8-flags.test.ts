@@ -1,0 +1,65 @@
+// The proxy's V8 flags are set by the running process (NODE_OPTIONS refuses them): this checks, on
+// this Node binary, that flags set that way do change how the young generation is collected.
+// V8's GC trace (--trace-gc-nvp) gives, for each scavenge, the time its background tasks spent.
+
+import { execFileSync } from 'node:child_process';
+import { PROXY_V8_FLAGS } from '../../../src/agent/proxy/v8-flags';
+
+// Sets the flags given as JSON the way applyProxyV8Flags does, then makes garbage with survivors
+// (objects kept for a while, each holding an ArrayBuffer of its own, as socket reads do).
+const script = `
+  const v8 = require('node:v8');
+  for (const flag of JSON.parse(process.argv[1])) v8.setFlagsFromString(flag);
+  const kept = [];
+  for (let i = 0; i < 200000; i++) {
+    kept.push({ i, buffer: Buffer.allocUnsafeSlow(64), text: 'x' + i });
+    if (kept.length > 20000) kept.splice(0, 10000);
+  }
+`;
+
+interface Scavenge {
+  readonly backgroundMs: number;
+}
+
+function scavenges(flags: readonly string[]): Scavenge[] {
+  const out = execFileSync(
+    process.execPath,
+    // A young generation of 8 MiB: room for several parallel tasks when they are allowed.
+    [
+      '--trace-gc-nvp',
+      '--min-semi-space-size=8',
+      '--max-semi-space-size=8',
+      '-e',
+      script,
+      JSON.stringify(flags),
+    ],
+    { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+  );
+  return out
+    .split('\n')
+    .filter((line) => line.includes(' gc=s '))
+    .map((line) => {
+      const m = / background\.scavenge\.parallel=([\d.]+)/.exec(line);
+      if (m === null) throw new Error(`no background time in the GC trace line: ${line}`);
+      return { backgroundMs: Number(m[1]) };
+    });
+}
+
+describe("the proxy's V8 flags, set by the process itself", () => {
+  it('make every scavenge run on the main thread alone, where without them background tasks help', () => {
+    const without = scavenges([]);
+    const withFlags = scavenges(PROXY_V8_FLAGS);
+    expect(without.length).toBeGreaterThan(3);
+    expect(withFlags.length).toBeGreaterThan(3);
+    // The control: V8's default shares scavenges with background tasks on this machine.
+    expect(without.filter((s) => s.backgroundMs > 0).length).toBeGreaterThan(0);
+    expect(withFlags.filter((s) => s.backgroundMs > 0)).toEqual([]);
+  });
+
+  it('are flags this V8 knows (an unknown one would be ignored without a word)', () => {
+    const out = execFileSync(process.execPath, ['--v8-options'], { encoding: 'utf8' });
+    for (const flag of PROXY_V8_FLAGS) {
+      expect(out).toContain(`  --${flag.replace(/^--no-/, '')} (`);
+    }
+  });
+});
