@@ -11,6 +11,7 @@
 //
 //   node .cache/bench/bench/proxy.js [--duration 10] [--connections 50] [--rate 1000] [--rounds 1]
 //                                     [--tcp-mib 1024] [--only direct,mooring,nginx]
+//                                     [--rate-warmup 0] (seconds at the rate before the measured)
 //
 // With --telemetry off,trace1,trace100,log the run compares the Mooring pair with itself instead:
 // everything off, tracing at 1% and at 100% (spans exported over OTLP/HTTP to a collector in this
@@ -50,6 +51,8 @@ const DURATION = Number(flag('duration', '10'));
 const CONNECTIONS = Number(flag('connections', '50'));
 const RATE = Number(flag('rate', '1000'));
 const ROUNDS = Number(flag('rounds', '1'));
+// Seconds of the same fixed-rate load, not measured, before the measured one (0: none).
+const RATE_WARMUP = Number(flag('rate-warmup', '0'));
 const TCP_MIB = Number(flag('tcp-mib', '1024'));
 const ONLY = new Set(flag('only', 'direct,mooring,nginx').split(','));
 const TELEMETRY = flag('telemetry', '')
@@ -414,7 +417,7 @@ async function measure(url: string, procs: ChildProcess[]): Promise<Measured> {
   };
 }
 
-async function fixedRate(url: string): Promise<Latency | null> {
+async function fixedRate(url: string, seconds = DURATION): Promise<Latency | null> {
   try {
     execFileSync(VEGETA, ['-version'], { stdio: 'ignore' });
   } catch {
@@ -430,7 +433,7 @@ async function fixedRate(url: string): Promise<Latency | null> {
       'attack',
       `-targets=${target}`,
       `-rate=${RATE}/s`,
-      `-duration=${DURATION}s`,
+      `-duration=${seconds}s`,
       '-keepalive=true',
       '-connections=16',
     ],
@@ -637,7 +640,11 @@ async function main(): Promise<void> {
   }
   /** Per proxy at RATE/s: CPU µs per request, and the memory after the run. */
   const atRate: Record<string, { cpu: number[]; rss: string[] }> = {};
+  const warm = async (port: number): Promise<void> => {
+    if (RATE_WARMUP > 0) await fixedRate(url(port), RATE_WARMUP);
+  };
   const fixedOn = async (name: string, port: number, procs: ChildProcess[]): Promise<void> => {
+    await warm(port);
     const before = procs.map((p) => cpuSeconds(pidOf(p)));
     latency[name] = await fixedRate(url(port));
     atRate[name] = {
@@ -647,7 +654,10 @@ async function main(): Promise<void> {
       rss: procs.map((p) => rssMiB(pidOf(p))),
     };
   };
-  if (ONLY.has('direct')) latency.direct = await fixedRate(url(backend.port));
+  if (ONLY.has('direct')) {
+    await warm(backend.port);
+    latency.direct = await fixedRate(url(backend.port));
+  }
   if (mooring !== null) await fixedOn('mooring', mooring.port, mooring.procs);
   if (mooringRules !== null) await fixedOn('mooring-rules', mooringRules.port, mooringRules.procs);
   if (nginxPair !== null) await fixedOn('nginx', nginxPair.port, nginxPair.procs);
@@ -683,7 +693,11 @@ async function main(): Promise<void> {
   if (results.mooring?.length && results.direct?.length) {
     rows.push(`Mooring pair / direct: ${(best('mooring') / best('direct')).toFixed(2)}`);
   }
-  rows.push('', `### Latency at a fixed ${RATE} requests/s (vegeta, keep-alive, ${DURATION}s)`, '');
+  rows.push(
+    '',
+    `### Latency at a fixed ${RATE} requests/s (vegeta, keep-alive, ${DURATION}s${RATE_WARMUP > 0 ? ` after ${RATE_WARMUP}s of the same, not measured` : ''})`,
+    '',
+  );
   rows.push(
     '| setup | rate | p50 ms | p99 ms | errors | added p50 ms | added p99 ms | CPU µs/request per proxy (A, B) | RSS MiB (own) after (A, B) |',
     '|---|---|---|---|---|---|---|---|---|',
