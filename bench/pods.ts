@@ -19,6 +19,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { PoolCounters } from '../src/agent/proxy/l7/pool';
 import { PROXY_CONTAINER_NAME } from '../src/constants';
 import { createNamespace, kubectl, kubectlJson } from '../test/e2e/harness/kube';
 import { startNodeCluster, type NodeCluster } from '../test/e2e/harness/node';
@@ -183,12 +184,7 @@ function cpuSplit(pid: number): { user: number; system: number } {
   return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }
 
-interface PoolStats {
-  opened: number;
-  reused: number;
-  closed: Record<string, number>;
-}
-type Connections = Record<'outboundPool' | 'inboundPool', PoolStats>;
+type Connections = Record<'outboundPool' | 'inboundPool', PoolCounters>;
 
 /** The connection counters of a sidecar's /config_dump (its pools: opened, reused, closed by reason). */
 function connectionsOf(pid: number): Connections {
@@ -202,8 +198,8 @@ function connectionsOf(pid: number): Connections {
 function poolDelta(before: Connections, after: Connections, pool: keyof Connections): string {
   const b = before[pool];
   const a = after[pool];
-  const closed = Object.entries(a.closed)
-    .map(([reason, n]) => [reason, n - (b.closed[reason] ?? 0)] as const)
+  const closed = (Object.keys(a.closed) as (keyof PoolCounters['closed'])[])
+    .map((reason) => [reason, a.closed[reason] - (b.closed[reason] ?? 0)] as const)
     .filter(([, n]) => n > 0)
     .map(([reason, n]) => `${reason} ${n}`);
   return `opened ${a.opened - b.opened}, reused ${a.reused - b.reused}, closed: ${closed.join(', ') || 'none'}`;
@@ -304,11 +300,16 @@ async function main(): Promise<void> {
       client: containerPid(cluster, sidecarOf(client)?.containerID),
       server: containerPid(cluster, sidecarOf(server)?.containerID),
     };
+    /** What `read` gives for each sidecar. */
+    const both = <T>(read: (pid: number) => T): Record<'client' | 'server', T> => ({
+      client: read(sidecars.client),
+      server: read(sidecars.server),
+    });
     const mooringUrl = `http://${svc.spec.clusterIP}:${HTTP_PORT}/`;
     const directUrl = `http://${server.status.podIP}:${DIRECT_PORT}/`;
-    const idle = { client: memoryOf(sidecars.client), server: memoryOf(sidecars.server) };
+    const idle = both(memoryOf);
     // CPU at rest: what a sidecar spends with no request (timers, probes, the mesh stream).
-    const restStart = { client: cpuSeconds(sidecars.client), server: cpuSeconds(sidecars.server) };
+    const restStart = both(cpuSeconds);
     await new Promise((r) => setTimeout(r, 10_000));
     const rest = (who: 'client' | 'server'): string =>
       ((cpuSeconds(sidecars[who]) - restStart[who]) * 100).toFixed(1);
@@ -317,9 +318,7 @@ async function main(): Promise<void> {
     const warmRest: string[] = [];
     // Warm-up: the JIT compiles the request path in the first seconds.
     const diag = process.env.MOORING_BENCH_DIAG !== undefined;
-    const coldPools = diag
-      ? { client: connectionsOf(sidecars.client), server: connectionsOf(sidecars.server) }
-      : null;
+    const coldPools = diag ? both(connectionsOf) : null;
     await attack(clientApp, 0, mooringUrl, 5);
     if (coldPools !== null) {
       for (const who of ['client', 'server'] as const) {
@@ -338,15 +337,13 @@ async function main(): Promise<void> {
       memRow('server sidecar, idle', idle.server),
     );
     for (let round = 1; round <= ROUNDS; round++) {
-      const restFrom = { client: cpuSeconds(sidecars.client), server: cpuSeconds(sidecars.server) };
+      const restFrom = both(cpuSeconds);
       const direct = await attack(clientApp, PROXY_UID, directUrl, DURATION);
       const restMs = (who: 'client' | 'server'): string =>
         (((cpuSeconds(sidecars[who]) - restFrom[who]) * 1000) / DURATION).toFixed(1);
       warmRest.push(`round ${round}: ${restMs('client')}, ${restMs('server')}`);
-      const poolsBefore = diag
-        ? { client: connectionsOf(sidecars.client), server: connectionsOf(sidecars.server) }
-        : null;
-      const before = { client: cpuSplit(sidecars.client), server: cpuSplit(sidecars.server) };
+      const poolsBefore = diag ? both(connectionsOf) : null;
+      const before = both(cpuSplit);
       const meshed = await attack(clientApp, 0, mooringUrl, DURATION);
       const sent = meshed.rate * DURATION;
       const cpu = (who: 'client' | 'server'): string => {
@@ -356,7 +353,7 @@ async function main(): Promise<void> {
         const system = us(now.system - before[who].system);
         return `${user + system} (${user} + ${system})`;
       };
-      const loaded = { client: memoryOf(sidecars.client), server: memoryOf(sidecars.server) };
+      const loaded = both(memoryOf);
       rows.push(
         `| ${round} | ${direct.rate} | ${direct.p50ms} / ${direct.p99ms} / ${direct.maxMs} | ${direct.errors} | ${meshed.rate} | ${meshed.p50ms} / ${meshed.p99ms} / ${meshed.maxMs} | ${meshed.errors} | ${(meshed.p50ms - direct.p50ms).toFixed(2)} / ${(meshed.p99ms - direct.p99ms).toFixed(2)} | ${cpu('client')}, ${cpu('server')} |`,
       );
