@@ -7,7 +7,7 @@
 // generation is 1 MiB with little in it that survives (PROXY_NODE_OPTIONS), and its node's cores
 // are busy: the loop then waits for those threads to be given a core, not for the work. Measured
 // on loopback at the goals' load (bench/RESULTS.md): a scavenge stopped the loop 1-1.8 ms on
-// average, mostly waiting; done by the loop's own thread alone, 0.3-0.5 ms.
+// average, mostly waiting; done by the loop's own thread alone, 0.25-0.3 ms.
 
 import { setFlagsFromString } from 'node:v8';
 
