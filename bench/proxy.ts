@@ -23,7 +23,7 @@
 
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -237,6 +237,7 @@ function meshFile(
 
 /** Lines each sidecar printed after its ports (the access log), by pid. */
 const stdoutLines = new Map<number, number>();
+const stdoutDir = process.env.MOORING_BENCH_STDOUT;
 
 async function sidecar(
   setup: object,
@@ -263,13 +264,17 @@ async function sidecar(
     let out: string | null = '';
     let lines = -1;
     proc.stdout?.on('data', (d: Buffer) => {
-      // The first line holds the ports; the rest (the access log) is counted, not kept.
+      // One line holds the ports (the first, but for what V8's tracing flags print before it);
+      // the rest (the access log) is counted, not kept, unless MOORING_BENCH_STDOUT names a
+      // directory to append it to (<pid>.out: e.g. V8's --trace-gc-nvp).
+      if (stdoutDir !== undefined) appendFileSync(path.join(stdoutDir, `${proc.pid}.out`), d);
       for (let i = d.indexOf(10); i !== -1; i = d.indexOf(10, i + 1)) lines++;
       stdoutLines.set(proc.pid as number, lines);
       if (out === null) return;
       out += d.toString();
-      if (out.includes('\n')) {
-        resolve(out.split('\n')[0] as string);
+      const ports = /^\{"outbound".*$/m.exec(out);
+      if (ports !== null) {
+        resolve(ports[0]);
         out = null;
       }
     });
