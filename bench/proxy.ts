@@ -264,15 +264,16 @@ async function sidecar(
     let out: string | null = '';
     let lines = -1;
     proc.stdout?.on('data', (d: Buffer) => {
-      // One line holds the ports (the first, but for what V8's tracing flags print before it);
-      // the rest (the access log) is counted, not kept, unless MOORING_BENCH_STDOUT names a
-      // directory to append it to (<pid>.out: e.g. V8's --trace-gc-nvp).
+      // One write holds the ports (the first, but for what V8's tracing flags print, whose
+      // buffered output may end in the middle of a line before it); the rest (the access log)
+      // is counted, not kept, unless MOORING_BENCH_STDOUT names a directory to append it to
+      // (<pid>.out: e.g. V8's --trace-gc-nvp).
       if (stdoutDir !== undefined) appendFileSync(path.join(stdoutDir, `${proc.pid}.out`), d);
       for (let i = d.indexOf(10); i !== -1; i = d.indexOf(10, i + 1)) lines++;
       stdoutLines.set(proc.pid as number, lines);
       if (out === null) return;
       out += d.toString();
-      const ports = /^\{"outbound".*$/m.exec(out);
+      const ports = /\{"outbound":\d+,"inbound":\d+\}/.exec(out);
       if (ports !== null) {
         resolve(ports[0]);
         out = null;
