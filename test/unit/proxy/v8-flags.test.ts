@@ -1,6 +1,7 @@
 // The proxy's V8 flags are set by the running process (NODE_OPTIONS refuses them): this checks, on
 // this Node binary, that flags set that way do change how the young generation is collected.
-// V8's GC trace (--trace-gc-nvp) gives, for each scavenge, the time its background tasks spent.
+// V8's GC trace (--trace-gc-nvp) gives, for each scavenge, the time its background tasks spent;
+// its pretenuring statistics, which allocation sites it moved to the old generation.
 
 import { execFileSync } from 'node:child_process';
 import { PROXY_V8_FLAGS } from '../../../src/agent/proxy/v8-flags';
@@ -54,6 +55,38 @@ describe("the proxy's V8 flags, set by the process itself", () => {
     // The control: V8's default shares scavenges with background tasks on this machine.
     expect(without.filter((s) => s.backgroundMs > 0).length).toBeGreaterThan(0);
     expect(withFlags.filter((s) => s.backgroundMs > 0)).toEqual([]);
+  });
+
+  it("keep V8 from allocating a site's objects in the old generation after a burst of survivors", () => {
+    // Objects of one literal site that all live a while, then die: as a request's head during
+    // a slow start. V8's trace of its pretenuring statistics says when it tenures a site.
+    const burst = `
+      const v8 = require('node:v8');
+      for (const flag of JSON.parse(process.argv[1])) v8.setFlagsFromString(flag);
+      const make = (i) => ({ i, headers: ['host', 'x' + i] });
+      let kept = [];
+      for (let round = 0; round < 20; round++) {
+        for (let i = 0; i < 50000; i++) kept.push(make(i));
+        kept = [];
+      }
+    `;
+    const tenured = (flags: readonly string[]): number =>
+      execFileSync(
+        process.execPath,
+        [
+          '--max-semi-space-size=1',
+          '--trace-pretenuring-statistics',
+          '-e',
+          burst,
+          JSON.stringify(flags),
+        ],
+        { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+      )
+        .split('\n')
+        .filter((line) => line.endsWith('=> tenure')).length;
+    // The control: V8's default tenures the site.
+    expect(tenured([])).toBeGreaterThan(0);
+    expect(tenured(PROXY_V8_FLAGS)).toBe(0);
   });
 
   it('are flags this V8 knows (an unknown one would be ignored without a word)', () => {
