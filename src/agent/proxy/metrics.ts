@@ -2,7 +2,9 @@
 // `/stats/prometheus`. The request path does one Map lookup and a few additions per request:
 // the labels that describe an edge (who talks to whom, how) are rendered once into an `Edge`,
 // and each (edge, response code, gRPC status, flags) is one `Series` of counters and histograms
-// with Envoy's default buckets.
+// with Envoy's default buckets. A series is known by its labels' text, so that an Edge made
+// again (for a new configuration, or for each TCP connection) counts into the same series; each
+// Edge keeps the series it has met, by the short rest of their key.
 
 export const ENVOY_DEFAULT_BUCKETS: readonly number[] = [
   0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000,
@@ -49,6 +51,10 @@ export class Edge {
   /** `reporter="...",source_workload="...",...,connection_security_policy="..."` */
   readonly text: string;
   readonly tcpText: string;
+  /** The request series of this edge met so far, by `${code}|${grpcStatus}|${flags}`. */
+  readonly requestSeries = new Map<string, RequestSeries>();
+  /** The TCP series of this edge, once met. */
+  tcpSeries: TcpSeries | null = null;
 
   constructor(readonly labels: EdgeLabels) {
     const l = labels;
@@ -107,8 +113,9 @@ interface TcpSeries {
 }
 
 export class IstioMetrics {
+  /** By their labels' text. */
   private readonly requests = new Map<string, RequestSeries>();
-  private readonly tcp = new Map<Edge, TcpSeries>();
+  private readonly tcp = new Map<string, TcpSeries>();
 
   /** One HTTP or gRPC request, at its end. */
   request(
@@ -120,20 +127,25 @@ export class IstioMetrics {
     requestBytes: number,
     responseBytes: number,
   ): void {
-    const protocol = edge.labels.protocol === 'grpc' ? 'grpc' : 'http';
-    const key = `${edge.text}|${code}|${grpcStatus}|${flags}|${protocol}`;
-    let s = this.requests.get(key);
+    const key = `${code}|${grpcStatus}|${flags}`;
+    let s = edge.requestSeries.get(key);
     if (s === undefined) {
-      s = {
-        labels:
-          `${edge.text},request_protocol="${protocol}",response_code="${code}",` +
-          `grpc_response_status="${escapeLabel(grpcStatus)}",response_flags="${escapeLabel(flags)}"`,
-        count: 0,
-        duration: new Histogram(),
-        requestBytes: new Histogram(),
-        responseBytes: new Histogram(),
-      };
-      this.requests.set(key, s);
+      const protocol = edge.labels.protocol === 'grpc' ? 'grpc' : 'http';
+      const labels =
+        `${edge.text},request_protocol="${protocol}",response_code="${code}",` +
+        `grpc_response_status="${escapeLabel(grpcStatus)}",response_flags="${escapeLabel(flags)}"`;
+      s = this.requests.get(labels);
+      if (s === undefined) {
+        s = {
+          labels,
+          count: 0,
+          duration: new Histogram(),
+          requestBytes: new Histogram(),
+          responseBytes: new Histogram(),
+        };
+        this.requests.set(labels, s);
+      }
+      edge.requestSeries.set(key, s);
     }
     s.count++;
     s.duration.observe(durationMs);
@@ -142,11 +154,13 @@ export class IstioMetrics {
   }
 
   private tcpSeries(edge: Edge): TcpSeries {
-    let s = this.tcp.get(edge);
+    if (edge.tcpSeries !== null) return edge.tcpSeries;
+    let s = this.tcp.get(edge.tcpText);
     if (s === undefined) {
       s = { labels: edge.tcpText, opened: 0, closed: 0, sent: 0, received: 0 };
-      this.tcp.set(edge, s);
+      this.tcp.set(edge.tcpText, s);
     }
+    edge.tcpSeries = s;
     return s;
   }
 

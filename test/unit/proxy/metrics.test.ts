@@ -1,0 +1,110 @@
+// Istio's standard metrics as the proxy keeps them: one series per set of labels, whichever Edge
+// object (made again for each configuration, and for each TCP connection) counts into it.
+
+import { Edge, IstioMetrics, type EdgeLabels } from '../../../src/agent/proxy/metrics';
+
+const labels = (over: Partial<EdgeLabels> = {}): EdgeLabels => ({
+  reporter: 'source',
+  source: {
+    workload: 'client',
+    namespace: 'default',
+    principal: 'spiffe://a',
+    app: 'client',
+    version: 'v1',
+  },
+  destination: {
+    workload: 'server',
+    namespace: 'default',
+    principal: 'spiffe://b',
+    app: 'server',
+    version: 'v1',
+  },
+  service: 'server.default.svc.cluster.local',
+  serviceName: 'server',
+  serviceNamespace: 'default',
+  protocol: 'http',
+  security: 'mutual_tls',
+  ...over,
+});
+
+/** The exposition's lines of one metric, as `{labels} value` rows. */
+const lines = (text: string, metric: string): string[] =>
+  text.split('\n').filter((l) => l.startsWith(`${metric}{`));
+
+describe('IstioMetrics', () => {
+  it('counts TCP connections of equal labels into one series, whatever Edge each was given', () => {
+    const m = new IstioMetrics();
+    const tcp = labels({ protocol: 'tcp' });
+    for (const [sent, received] of [
+      [100, 10],
+      [200, 20],
+      [300, 30],
+    ] as const) {
+      const edge = new Edge(tcp); // as the proxy makes one per connection
+      m.tcpOpened(edge);
+      m.tcpBytes(edge, sent, received);
+      m.tcpClosed(edge);
+    }
+    const other = new Edge(labels({ protocol: 'tcp', security: 'none' }));
+    m.tcpOpened(other);
+    const text = m.render();
+    const opened = lines(text, 'istio_tcp_connections_opened_total');
+    expect(opened).toHaveLength(2);
+    expect(opened.filter((l) => l.includes('connection_security_policy="mutual_tls"'))).toEqual([
+      expect.stringMatching(/\} 3$/),
+    ]);
+    expect(opened.filter((l) => l.includes('connection_security_policy="none"'))).toEqual([
+      expect.stringMatching(/\} 1$/),
+    ]);
+    expect(lines(text, 'istio_tcp_sent_bytes_total')).toContainEqual(
+      expect.stringMatching(
+        /connection_security_policy="mutual_tls",request_protocol="tcp"\} 600$/,
+      ),
+    );
+    expect(lines(text, 'istio_tcp_received_bytes_total')).toContainEqual(
+      expect.stringMatching(/connection_security_policy="mutual_tls",request_protocol="tcp"\} 60$/),
+    );
+    expect(lines(text, 'istio_tcp_connections_closed_total')).toContainEqual(
+      expect.stringMatching(/connection_security_policy="mutual_tls",request_protocol="tcp"\} 3$/),
+    );
+  });
+
+  it('keeps counting a request series across Edges made again, and splits it by code and flags', () => {
+    const m = new IstioMetrics();
+    const first = new Edge(labels());
+    m.request(first, 200, '', '-', 3, 100, 1000);
+    m.request(first, 200, '', '-', 30, 100, 1000);
+    const again = new Edge(labels()); // a new configuration's edge, the same labels
+    m.request(again, 200, '', '-', 300, 100, 1000);
+    m.request(again, 503, '', 'UH', 1, 100, 0);
+    const text = m.render();
+    const total = lines(text, 'istio_requests_total');
+    expect(total).toHaveLength(2);
+    expect(total.filter((l) => l.includes('response_code="200"'))).toEqual([
+      expect.stringMatching(/response_flags="-"\} 3$/),
+    ]);
+    expect(total.filter((l) => l.includes('response_code="503"'))).toEqual([
+      expect.stringMatching(/response_flags="UH"\} 1$/),
+    ]);
+    const buckets = lines(text, 'istio_request_duration_milliseconds_bucket').filter((l) =>
+      l.includes('response_code="200"'),
+    );
+    // 3 ms, 30 ms and 300 ms: one each in the buckets of 5, 50 and 500 (cumulative).
+    expect(buckets.find((l) => l.includes('le="5"'))).toMatch(/\} 1$/);
+    expect(buckets.find((l) => l.includes('le="50"'))).toMatch(/\} 2$/);
+    expect(buckets.find((l) => l.includes('le="500"'))).toMatch(/\} 3$/);
+    expect(lines(text, 'istio_request_duration_milliseconds_sum')).toContainEqual(
+      expect.stringMatching(/response_code="200".*\} 333$/),
+    );
+  });
+
+  it('reports gRPC requests with request_protocol="grpc" and their status', () => {
+    const m = new IstioMetrics();
+    m.request(new Edge(labels({ protocol: 'grpc' })), 200, '14', '-', 1, 10, 10);
+    expect(lines(m.render(), 'istio_requests_total')).toEqual([
+      expect.stringMatching(
+        /request_protocol="grpc",response_code="200",grpc_response_status="14",/,
+      ),
+    ]);
+  });
+});
