@@ -51,7 +51,10 @@ export class Edge {
   /** `reporter="...",source_workload="...",...,connection_security_policy="..."` */
   readonly text: string;
   readonly tcpText: string;
-  /** The request series of this edge met so far, by `${code}|${grpcStatus}|${flags}`. */
+  /**
+   * The request series of this edge met so far, by `${code}|${grpcStatus}|${flags}`: those of
+   * the one IstioMetrics it is counted into (a sidecar's handlers make their edges for theirs).
+   */
   readonly requestSeries = new Map<string, RequestSeries>();
   /** The TCP series of this edge, once met. */
   tcpSeries: TcpSeries | null = null;
