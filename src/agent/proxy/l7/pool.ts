@@ -91,7 +91,7 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
    */
   release(): void {
     this.events = IDLE;
-    if (this.state === ConnState.Closed) return;
+    if (this.closed) return;
     this.state = ConnState.Idle;
     if (this.breaker?.handOver(this.poolKey, this) === true) return;
     if (this.pool.handOver(this)) return;
@@ -101,7 +101,7 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
   /** The exchange is over and the connection cannot be reused. */
   discard(): void {
     this.events = IDLE;
-    if (this.state === ConnState.Leased) this.state = ConnState.Idle;
+    if (this.leased) this.state = ConnState.Idle;
     this.close('discarded');
   }
 
@@ -151,7 +151,7 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.state !== ConnState.Leased) {
+    if (!this.leased) {
       // Nothing is expected on an idle connection (a 408 before closing, say): drop it.
       this.close('unexpectedData');
       return;
@@ -171,8 +171,8 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
   }
 
   private onClose(err: Error | null): void {
-    if (this.state === ConnState.Closed) return;
-    const leased = this.state === ConnState.Leased;
+    if (this.closed) return;
+    const leased = this.leased;
     this.state = ConnState.Closed;
     this.clearIdle();
     this.pool.forget(this);
