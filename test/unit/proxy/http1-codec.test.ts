@@ -1,6 +1,9 @@
 import {
   forwardHeaderLines,
+  hasBadValueChar,
+  hasBareLf,
   Http1ParseError,
+  isToken,
   RequestParser,
   ResponseParser,
   type RequestHead,
@@ -293,5 +296,54 @@ describe('forwardHeaderLines', () => {
       },
     );
     expect(lines).toBe('Host: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n');
+  });
+});
+
+describe('the character classes of a head (loops over char codes)', () => {
+  const every = Array.from({ length: 256 }, (_, c) => String.fromCharCode(c));
+  const TCHARS = "!#$%&'*+-.^_`|~";
+  const isAlnum = (c: string): boolean =>
+    (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+
+  it('takes as a token character exactly the tchars of RFC 9110 5.6.2', () => {
+    const tokens = every.filter((c) => isToken(`a${c}z`));
+    expect(tokens.join('')).toBe(every.filter((c) => isAlnum(c) || TCHARS.includes(c)).join(''));
+    expect(isToken('')).toBe(false);
+    expect(isToken('Content-Type')).toBe(true);
+    expect(isToken('x\u0100')).toBe(false);
+  });
+
+  it('refuses in a value every control character but tab, and DEL; keeps obs-text', () => {
+    const bad = every.filter((c) => hasBadValueChar(`ok ${c} ok`)).map((c) => c.charCodeAt(0));
+    const expected = [...Array.from({ length: 32 }, (_, i) => i).filter((i) => i !== 9), 0x7f];
+    expect(bad).toEqual(expected);
+    expect(hasBadValueChar('')).toBe(false);
+  });
+
+  it('finds an LF without its CR anywhere in a head', () => {
+    expect(hasBareLf('GET / HTTP/1.1\r\nHost: a\r\nX: 1')).toBe(false);
+    expect(hasBareLf('\nGET / HTTP/1.1')).toBe(true);
+    expect(hasBareLf('GET / HTTP/1.1\r\nHost: a\nX: 1')).toBe(true);
+    expect(hasBareLf('GET / HTTP/1.1\r\nX: 1\r\n\n')).toBe(true);
+  });
+
+  it('answers a response with a status code that is not three digits from 100 as a parse error', () => {
+    for (const code of ['099', '1000', '20x', ' 20', '2']) {
+      expect(() => frame('response', `HTTP/1.1 ${code} X\r\nContent-Length: 0\r\n\r\n`)).toThrow(
+        Http1ParseError,
+      );
+    }
+    expect(
+      frame<ResponseHead>('response', 'HTTP/1.1 100 Continue\r\n\r\n')[0]?.head.statusCode,
+    ).toBe(100);
+  });
+
+  it('refuses a request target with a control character, a space or DEL', () => {
+    for (const c of ['\x00', '\x1f', ' ', '\x7f']) {
+      expect(() => frame('request', `GET /a${c}b HTTP/1.1\r\nHost: a\r\n\r\n`)).toThrow(
+        Http1ParseError,
+      );
+    }
+    expect(frame('request', 'GET /a\x80b HTTP/1.1\r\nHost: a\r\n\r\n')).toHaveLength(1);
   });
 });

@@ -50,6 +50,12 @@ describe('traceparent', () => {
     ['an all-zero trace id', `00-${'0'.repeat(32)}-${SPAN}-01`],
     ['an all-zero span id', `00-${TRACE}-${'0'.repeat(16)}-01`],
     ['upper-case hex', `00-${TRACE.toUpperCase()}-${SPAN}-01`],
+    // The characters next to the hex digits' ranges.
+    ...['/', ':', '`', 'g'].map((c): [string, string] => [
+      `a trace id with "${c}"`,
+      `00-${c}${TRACE.slice(1)}-${SPAN}-01`,
+    ]),
+    ['a span id with "g"', `00-${TRACE}-${SPAN.slice(1)}g-01`],
     ['a short trace id', `00-${TRACE.slice(1)}-${SPAN}-01`],
     ['version 00 with a suffix', `00-${TRACE}-${SPAN}-01-x`],
     ['garbage', 'hello'],

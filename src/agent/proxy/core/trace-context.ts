@@ -136,8 +136,15 @@ export interface IncomingTrace {
   readonly traceState: string | null;
 }
 
-const HEX = /^[0-9a-f]+$/;
-const isHex = (s: string, length: number): boolean => s.length === length && HEX.test(s);
+/** `length` lowercase hex digits (a loop: cheaper per request than a regular expression). */
+function isHex(s: string, length: number): boolean {
+  if (s.length !== length) return false;
+  for (let i = 0; i < length; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return false;
+  }
+  return true;
+}
 const ZERO_TRACE = '0'.repeat(32);
 const ZERO_SPAN = '0'.repeat(16);
 
