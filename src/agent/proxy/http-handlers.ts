@@ -170,21 +170,44 @@ function requestFacts(
 const planSpan = (plan: ExchangePlan | LocalReply): SpanContext | null =>
   plan.kind === 'forward' ? (plan.span ?? null) : null;
 
-/** The edges of one configuration by key: a new configuration starts afresh. */
+/** What an edge's key is made of, in order (unused parts null). */
+type EdgeParts = [unknown, unknown, unknown, unknown, unknown];
+
+/**
+ * The edges of one configuration by key: a new configuration starts afresh. The last edge found
+ * is kept with the parts its key was made of: requests in a row between the same two workloads
+ * (the usual case) find it by comparing those parts, without making and hashing the key's text
+ * (a peer's metadata header is a few hundred characters).
+ */
 class EdgeCache {
   private edges = new Map<string, Edge>();
   private version = -1;
+  private last: Edge | null = null;
+  private lastParts: EdgeParts = [null, null, null, null, null];
 
-  get(version: number, key: string): Edge | undefined {
+  /** The last edge found, if it was for these parts in this configuration. */
+  recall(version: number, a: unknown, b: unknown, c: unknown, d: unknown, e: unknown): Edge | null {
+    const p = this.lastParts;
+    return version === this.version &&
+      a === p[0] &&
+      b === p[1] &&
+      c === p[2] &&
+      d === p[3] &&
+      e === p[4]
+      ? this.last
+      : null;
+  }
+
+  /** The edge of `key`, made by `make` the first time; kept as the last one, for these parts. */
+  find(version: number, key: string, parts: EdgeParts, make: () => Edge): Edge {
     if (version !== this.version) {
       this.edges = new Map();
       this.version = version;
     }
-    return this.edges.get(key);
-  }
-
-  add(key: string, edge: Edge): Edge {
-    this.edges.set(key, edge);
+    let edge = this.edges.get(key);
+    if (edge === undefined) this.edges.set(key, (edge = make()));
+    this.last = edge;
+    this.lastParts = parts;
     return edge;
   }
 }
@@ -520,11 +543,16 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
     service: MeshService,
     protocol: 'http' | 'grpc' = 'http',
   ): Edge {
+    const version = this.ctx.index()?.version ?? -1;
+    const known = this.edges.recall(version, endpoint, service, protocol, null, null);
+    if (known !== null) return known;
     const key = `${endpoint?.key ?? '-'}|${service.key}|${protocol}`;
-    return (
-      this.edges.get(this.ctx.index()?.version ?? -1, key) ??
-      this.edges.add(
-        key,
+    const parts: EdgeParts = [endpoint, service, protocol, null, null];
+    return this.edges.find(
+      version,
+      key,
+      parts,
+      () =>
         new Edge({
           reporter: 'source',
           source: peerLabels(this.ctx.ownWorkload(), this.ctx.ownIdentity()),
@@ -536,7 +564,6 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
           protocol,
           security: endpoint?.identity != null ? 'mutual_tls' : 'none',
         }),
-      )
     );
   }
 }
@@ -609,14 +636,20 @@ export class InboundHttp extends HttpSide implements Http1Handler {
     protocol: 'http' | 'grpc' | 'tcp',
   ): Edge {
     const index = this.ctx.index();
-    const key = `${info.peer ?? '-'}|${peerValue ?? '-'}|${info.app.port}|${protocol}|${peerValue === null ? (host ?? '') : ''}`;
-    let edge = this.edges.get(index?.version ?? -1, key);
-    if (edge === undefined) {
+    const version = index?.version ?? -1;
+    // The host names the service only without peer metadata.
+    const hostPart = peerValue === null ? host : null;
+    const port = info.app.port;
+    const known = this.edges.recall(version, info.peer, peerValue, port, protocol, hostPart);
+    if (known !== null) return known;
+    const key = `${info.peer ?? '-'}|${peerValue ?? '-'}|${port}|${protocol}|${hostPart ?? ''}`;
+    const parts: EdgeParts = [info.peer, peerValue, port, protocol, hostPart];
+    return this.edges.find(version, key, parts, () => {
       const meta = peerValue === null ? null : parsePeerHeader(peerValue);
-      const service = meta?.service ?? inboundService(index, info.app.port, host);
+      const service = meta?.service ?? inboundService(index, port, host);
       const svc = service === null ? null : findService(index, service);
       const own = this.ctx.ownWorkload();
-      edge = new Edge({
+      return new Edge({
         reporter: 'destination',
         source: peerLabels(meta?.workload ?? null, info.peer),
         destination: peerLabels(own, info.peer !== null ? this.ctx.ownIdentity() : null),
@@ -626,9 +659,7 @@ export class InboundHttp extends HttpSide implements Http1Handler {
         protocol,
         security: info.peer !== null ? 'mutual_tls' : 'none',
       });
-      this.edges.add(key, edge);
-    }
-    return edge;
+    });
   }
 }
 
