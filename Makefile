@@ -16,7 +16,7 @@ LISTEN ?= 127.0.0.1:8443
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
 PHONY_NODE := node-binaries images harness e2e-node cluster-up cluster-down
-.PHONY: $(PHONY_NODE) help deps addon build run demo test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh bench-pods bench-proxy bench-telemetry bench-traffic crds chart-crds
+.PHONY: $(PHONY_NODE) help deps addon build run demo test unit e2e netns verify lint format golden webhook-config control-plane jaeger bench-build bench-tools bench-inject bench-ca bench-webhook bench-agent bench-cluster bench-original-dst bench-mesh bench-pods bench-proxy bench-http2 bench-telemetry bench-traffic crds chart-crds
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -133,6 +133,9 @@ bench-mesh: bench-build ## the mesh push: 1,000 Services x 10 endpoints, 1,000 p
 
 bench-proxy: bench-build bench-tools ## the sidecar pair with mTLS beside direct and a pair of nginx (needs wrk, nginx, libnginx-mod-stream)
 	node .cache/bench/bench/proxy.js --rounds 2 --duration 10
+
+bench-http2: bench-build ## Node's own HTTP/2 server against its HTTP/1.1 one over TLS: CPU per request at fixed rates (would HTTP/2 between sidecars help?)
+	node .cache/bench/bench/http2-cost.js --rates 1000,4000 --seconds 10 --rounds 2
 
 bench-pods: bench-build bench-tools $(ECHO_JS) control-plane node-binaries images harness ## (root) sidecars in real Pods on the harness's node: container memory as the kubelet counts it, latency and CPU at 1,000 requests/s beside direct
 	node .cache/bench/bench/pods.js --rounds 2 --duration 10
