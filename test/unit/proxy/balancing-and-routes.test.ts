@@ -156,6 +156,24 @@ describe('MeshIndex', () => {
     expect(third.endpointSet(stale, 80).endpoints).toEqual([]);
   });
 
+  it('hands out one set per service port and subset, whichever object of the service asks', () => {
+    const first = webIndex(['10.0.0.1', '10.0.0.2']);
+    const second = webIndex(['10.0.0.1', '10.0.0.3'], first);
+    const set = second.endpointSet(webOf(second), 80);
+    // The balancer's state (its next index, each endpoint's load) lives on the set: every
+    // request to the service port must share it.
+    expect(second.endpointSet(webOf(second), 80)).toBe(set);
+    expect(second.endpointSet(webOf(first), 80)).toBe(set);
+    expect(second.endpointSet(webOf(first), 80)).toBe(set);
+    expect(second.endpointSet(webOf(second), 80, 'v1')).not.toBe(set);
+    expect(second.endpointSet(webOf(second), 81)).not.toBe(set);
+    expect([...second.endpointSets()].map(([key]) => key).sort()).toEqual([
+      'default/web|80|',
+      'default/web|80|v1',
+      'default/web|81|',
+    ]);
+  });
+
   it('an endpoint on a plain-text port of a meshed Pod is dialled without TLS', () => {
     const e = {
       ...endpoint('10.0.0.1', { 80: 80, 81: 81 }, meshedAs('web')),

@@ -62,6 +62,8 @@ export class MeshIndex {
   readonly version: number;
   private readonly byDestination = new Map<string, Target>();
   private readonly sets = new Map<string, EndpointSet>();
+  /** The same sets without a subset, by service object and port. */
+  private readonly setsByService = new Map<MeshService, Map<number, EndpointSet>>();
   private readonly records = new Map<string, UpstreamEndpoint>();
   private readonly inboundProtocols = new Map<number, Protocol>();
 
@@ -137,11 +139,29 @@ export class MeshIndex {
    * an empty set, not cached.
    */
   endpointSet(service: MeshService, servicePort: number, subset?: string): EndpointSet {
-    const key = `${service.key}|${servicePort}|${subset ?? ''}`;
-    let set = this.sets.get(key);
+    // Without a subset (most requests), found by the service object and the port: no key text
+    // is made and hashed for each request.
+    const byPort = subset === undefined ? this.setsByService.get(service) : undefined;
+    let set = byPort?.get(servicePort);
     if (set !== undefined) return set;
+    const key = `${service.key}|${servicePort}|${subset ?? ''}`;
+    set = this.sets.get(key) ?? this.newEndpointSet(service, servicePort, subset, key);
+    if (set !== undefined && subset === undefined) {
+      if (byPort === undefined) this.setsByService.set(service, new Map([[servicePort, set]]));
+      else byPort.set(servicePort, set);
+    }
+    return set ?? { endpoints: [], next: 0 };
+  }
+
+  /** A set made and kept under `key`; undefined for a service this configuration has not. */
+  private newEndpointSet(
+    service: MeshService,
+    servicePort: number,
+    subset: string | undefined,
+    key: string,
+  ): EndpointSet | undefined {
     const current = this.state.services.get(service.key);
-    if (current === undefined) return { endpoints: [], next: 0 };
+    if (current === undefined) return undefined;
     const endpoints: UpstreamEndpoint[] = [];
     for (const e of current.endpoints) {
       const port = e.ports[String(servicePort)];
@@ -151,7 +171,7 @@ export class MeshIndex {
       const record = this.records.get(endpointKey(e.address, port, plaintext ? null : e.identity));
       if (record !== undefined) endpoints.push(record);
     }
-    set = { endpoints, next: 0 };
+    const set = { endpoints, next: 0 };
     this.sets.set(key, set);
     return set;
   }
