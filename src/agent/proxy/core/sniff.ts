@@ -27,7 +27,8 @@ const MAX_REQUEST_LINE = 8192;
 /** A ClientHello larger than this (post-quantum key shares are ~1.2 KB) is not waited for. */
 const MAX_CLIENT_HELLO = 16 * 1024;
 
-const isTokenChar = (c: number): boolean =>
+/** A char code of RFC 9110's tchar (a method's, a header name's), for bytes or a latin1 string. */
+export const isTokenChar = (c: number): boolean =>
   // RFC 9110 tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~"
   (c >= 0x41 && c <= 0x5a) ||
   (c >= 0x61 && c <= 0x7a) ||
@@ -43,6 +44,9 @@ const isTokenChar = (c: number): boolean =>
   c === 0x60 ||
   c === 0x7c ||
   c === 0x7e;
+
+/** A char code allowed in a request target: no control character, space or DEL. */
+export const isTargetChar = (c: number): boolean => c > 0x20 && c !== 0x7f;
 
 export function sniff(buf: Buffer): Sniffed {
   if (buf.length === 0) return MORE;
@@ -66,8 +70,7 @@ function sniffHttp1(buf: Buffer): Sniffed {
   const limit = lineEnd === -1 ? buf.length : lineEnd;
   let j = i + 1;
   while (j < limit && buf[j] !== 0x20) {
-    const c = buf[j] as number;
-    if (c < 0x21 || c === 0x7f) return OTHER;
+    if (!isTargetChar(buf[j] as number)) return OTHER;
     j++;
   }
   if (j === i + 1 && j < limit) return OTHER; // empty target

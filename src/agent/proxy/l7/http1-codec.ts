@@ -8,6 +8,8 @@
 // chunk sizes, bare LF in a head, obsolete line folding, control characters in values: each is
 // a parse error (the proxy answers 400 and closes).
 
+import { isTargetChar, isTokenChar } from '../core/sniff';
+
 export class Http1ParseError extends Error {
   override readonly name = 'Http1ParseError';
   constructor(
@@ -64,18 +66,12 @@ const DIGITS = /^[0-9]{1,15}$/;
 // expressions: a head has a dozen names and values, and a regular expression's call costs more
 // than the loop over a short string (4% of a sidecar's CPU under load was these tests).
 
-/** tchar (RFC 9110 5.6.2), by char code below 128. */
-const TCHAR = new Uint8Array(128);
-for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-  TCHAR[c.charCodeAt(0)] = 1;
-
 /** A token: one or more tchars (a method, a header name). */
 export function isToken(s: string): boolean {
   const n = s.length;
   if (n === 0) return false;
   for (let i = 0; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 128 || TCHAR[c] === 0) return false;
+    if (!isTokenChar(s.charCodeAt(i))) return false;
   }
   return true;
 }
@@ -94,10 +90,7 @@ export function hasBadValueChar(s: string): boolean {
 
 /** A request target holds a control character, a space or DEL. */
 function hasBadTargetChar(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c <= 0x20 || c === 0x7f) return true;
-  }
+  for (let i = 0; i < s.length; i++) if (!isTargetChar(s.charCodeAt(i))) return true;
   return false;
 }
 
