@@ -7,7 +7,10 @@
 //   - mooring: as root, to the Service's ClusterIP: captured by the client's sidecar, mTLS to
 //     the server's sidecar, then the app;
 //   - direct: as UID 1337 (not captured) to the server Pod's port 8081 (excluded from the
-//     inbound capture): the same app, the same bridge, no sidecar.
+//     inbound capture): the same app, the same bridge, no sidecar;
+//   - nginx: as UID 1337 to a pair of nginx proxies run in the two Pods' network namespaces (A on
+//     the client's loopback, mutual TLS to B on the server Pod's port 8443, also excluded, then
+//     the app's 8081): the peer of bench/proxy.ts on the same network path and the same cores.
 // Then, per mooring-proxy container: its memory cgroup's usage and working set (usage minus
 // inactive files: what the kubelet, cAdvisor, `kubectl top` and Istio's published figures use),
 // its anonymous and page-cache parts, and the process's VmRSS, RssAnon and Pss.
@@ -15,8 +18,10 @@
 //   make bench-pods        (root; make build harness images first, as the node tests need)
 //   node .cache/bench/bench/pods.js [--rate 1000] [--duration 10] [--rounds 2] [--max-connections N]
 
-import { execFile, execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { PoolCounters } from '../src/agent/proxy/l7/pool';
@@ -24,6 +29,8 @@ import { PROXY_CONTAINER_NAME } from '../src/constants';
 import { createNamespace, kubectl, kubectlJson } from '../test/e2e/harness/kube';
 import { startNodeCluster, type NodeCluster } from '../test/e2e/harness/node';
 import { installMooring } from '../test/e2e/harness/node-mooring';
+import { makeCa, makeLeaf, withDns } from '../test/fixtures/agent-pki';
+import { nginxInboundConfig, nginxOutboundConfig, type MtlsFiles } from './nginx';
 import { VEGETA, vegetaReport } from './vegeta';
 import type { MooringServer } from '../test/e2e/support/mooring';
 
@@ -40,6 +47,10 @@ const MAX_CONNECTIONS = Number(flag('max-connections', '0'));
 const NS = 'bench-pods';
 const HTTP_PORT = 8080;
 const DIRECT_PORT = 8081;
+/** nginx B's TLS port in the server Pod, excluded from the inbound capture as DIRECT_PORT is. */
+const NGINX_TLS_PORT = 8443;
+/** nginx A's plain port on the client Pod's loopback (traffic to `lo` is never captured). */
+const NGINX_FRONT_PORT = 18080;
 const PROXY_UID = 1337;
 const MIB = 1024 * 1024;
 
@@ -60,7 +71,9 @@ function echoPod(name: string, cluster: NodeCluster): object {
     metadata: {
       name,
       labels: { app: name },
-      annotations: { 'traffic.mooring.dev/exclude-inbound-ports': String(DIRECT_PORT) },
+      annotations: {
+        'traffic.mooring.dev/exclude-inbound-ports': `${DIRECT_PORT},${NGINX_TLS_PORT}`,
+      },
     },
     spec: {
       containers: [
@@ -184,6 +197,19 @@ function cpuSplit(pid: number): { user: number; system: number } {
   return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }
 
+/** CPU µs per request of a process since `before` (a cpuSplit), as "total (user + system)". */
+function cpuPerRequest(
+  pid: number,
+  before: { user: number; system: number },
+  requests: number,
+): string {
+  const now = cpuSplit(pid);
+  const us = (s: number): number => Math.round((s / requests) * 1e6);
+  const user = us(now.user - before.user);
+  const system = us(now.system - before.system);
+  return `${user + system} (${user} + ${system})`;
+}
+
 type Connections = Record<'outboundPool' | 'inboundPool', PoolCounters>;
 
 /** The connection counters of a sidecar's /config_dump (its pools: opened, reused, closed by reason). */
@@ -227,6 +253,105 @@ async function attack(netnsPid: number, uid: number, url: string, seconds: numbe
 
 const mib = (n: number): string => (n / MIB).toFixed(1);
 
+interface NginxPair {
+  readonly url: string;
+  /** Host PIDs of A (in the client Pod's network namespace) and B (in the server's). */
+  readonly pids: Record<'client' | 'server', number>;
+  stop(): void;
+}
+
+/**
+ * bench/proxy.ts's nginx pair, in the two Pods' network namespaces: the same network path as the
+ * sidecars (veth, bridge, conntrack) and the same cores, unpinned. Its processes are the bench's
+ * (no container, no cgroup of a Pod): their CPU is read from /proc as the sidecars' is. Both run
+ * as the proxy's UID, so that A's connections to B are not captured by the client's sidecar; B
+ * listens on a port the server Pod excludes from the inbound capture and proxies to the app's
+ * DIRECT_PORT on loopback.
+ */
+async function startNginxPair(
+  clientNs: number,
+  serverNs: number,
+  serverIp: string,
+): Promise<NginxPair> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mooring-bench-pods-nginx-'));
+  const children: ChildProcess[] = [];
+  const stop = (): void => {
+    for (const child of children) child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    chownSync(dir, PROXY_UID, PROXY_UID);
+    const file = (name: string, text: string): string => {
+      const p = path.join(dir, name);
+      writeFileSync(p, text, { mode: 0o600 });
+      chownSync(p, PROXY_UID, PROXY_UID);
+      return p;
+    };
+    const root = makeCa('Mooring Bench Root');
+    const leaf = (name: string): [cert: string, key: string] => {
+      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      return [
+        file(`${name}.pem`, makeLeaf(root, publicKey, withDns(`${name}.mesh`))),
+        file(`${name}-key.pem`, privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()),
+      ];
+    };
+    const [clientCert, clientKey] = leaf('client');
+    const [serverCert, serverKey] = leaf('server');
+    const files: MtlsFiles = {
+      root: file('root.pem', root.pem),
+      clientCert,
+      clientKey,
+      serverCert,
+      serverKey,
+    };
+    const run = (name: string, netnsPid: number, config: string): number => {
+      const prefix = path.join(dir, name);
+      mkdirSync(prefix);
+      chownSync(prefix, PROXY_UID, PROXY_UID);
+      const conf = file(`${name}.conf`, config.replace(/PREFIX/g, prefix));
+      const uid = String(PROXY_UID);
+      const child = spawn(
+        'nsenter',
+        [
+          ...['-t', String(netnsPid), '-n', '-S', uid, '-G', uid, '--'],
+          ...['nginx', '-p', prefix, '-c', conf, '-e', path.join(prefix, 'error.log')],
+        ],
+        { stdio: 'inherit' },
+      );
+      children.push(child);
+      if (child.pid === undefined) throw new Error(`nginx ${name} did not start`);
+      return child.pid;
+    };
+    const server = run(
+      'nginx-b',
+      serverNs,
+      nginxInboundConfig(`${serverIp}:${NGINX_TLS_PORT}`, `127.0.0.1:${DIRECT_PORT}`, files),
+    );
+    const client = run(
+      'nginx-a',
+      clientNs,
+      nginxOutboundConfig(`127.0.0.1:${NGINX_FRONT_PORT}`, `${serverIp}:${NGINX_TLS_PORT}`, files),
+    );
+    const url = `http://127.0.0.1:${NGINX_FRONT_PORT}/`;
+    for (let i = 0; ; i++) {
+      const code = await promisify(execFile)('nsenter', [
+        ...['-t', String(clientNs), '-n', 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}'],
+        url,
+      ]).then(
+        (r) => r.stdout,
+        () => '',
+      );
+      if (code === '200') break;
+      if (i === 100) throw new Error(`the nginx pair does not answer 200 (last: "${code}")`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return { url, pids: { client, server }, stop };
+  } catch (err) {
+    stop();
+    throw err;
+  }
+}
+
 /** MOORING_BENCH_DIAG=1: what a sidecar process is made of (flags, threads, where its anonymous memory lies). */
 function diagnose(label: string, pid: number): string {
   const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
@@ -264,6 +389,7 @@ async function main(): Promise<void> {
   execFileSync(VEGETA, ['-version'], { stdio: 'ignore' });
   const cluster = await startNodeCluster();
   let mooring: MooringServer | null = null;
+  let nginxPair: NginxPair | null = null;
   try {
     mooring = await installMooring(cluster);
     await createNamespace(cluster.controlPlane, NS, { 'mooring.dev/inject': 'enabled' });
@@ -296,6 +422,8 @@ async function main(): Promise<void> {
       spec: { clusterIP: string };
     };
     const clientApp = containerPid(cluster, appOf(client)?.containerID);
+    const serverApp = containerPid(cluster, appOf(server)?.containerID);
+    nginxPair = await startNginxPair(clientApp, serverApp, server.status.podIP ?? '');
     const sidecars = {
       client: containerPid(cluster, sidecarOf(client)?.containerID),
       server: containerPid(cluster, sidecarOf(server)?.containerID),
@@ -320,6 +448,7 @@ async function main(): Promise<void> {
     const diag = process.env.MOORING_BENCH_DIAG !== undefined;
     const coldPools = diag ? both(connectionsOf) : null;
     await attack(clientApp, 0, mooringUrl, 5);
+    await attack(clientApp, PROXY_UID, nginxPair.url, 5);
     if (coldPools !== null) {
       for (const who of ['client', 'server'] as const) {
         process.stderr.write(
@@ -329,6 +458,7 @@ async function main(): Promise<void> {
     }
 
     const rows: string[] = [];
+    const nginxRows: string[] = [];
     const memRows: string[] = [];
     const memRow = (label: string, m: Memory): string =>
       `| ${label} | ${mib(m.workingSet)} | ${mib(m.usage)} | ${mib(m.anon)} | ${mib(m.cache)} | ${mib(m.vmRss)} | ${mib(m.rssAnon)} | ${mib(m.pss)} |`;
@@ -346,14 +476,18 @@ async function main(): Promise<void> {
       const before = both(cpuSplit);
       const meshed = await attack(clientApp, 0, mooringUrl, DURATION);
       const sent = meshed.rate * DURATION;
-      const cpu = (who: 'client' | 'server'): string => {
-        const now = cpuSplit(sidecars[who]);
-        const us = (s: number): number => Math.round((s / sent) * 1e6);
-        const user = us(now.user - before[who].user);
-        const system = us(now.system - before[who].system);
-        return `${user + system} (${user} + ${system})`;
-      };
+      const cpu = (who: 'client' | 'server'): string =>
+        cpuPerRequest(sidecars[who], before[who], sent);
       const loaded = both(memoryOf);
+      const pair = nginxPair.pids;
+      const nginxBefore = { client: cpuSplit(pair.client), server: cpuSplit(pair.server) };
+      const viaNginx = await attack(clientApp, PROXY_UID, nginxPair.url, DURATION);
+      const nginxSent = viaNginx.rate * DURATION;
+      const nginxCpu = (who: 'client' | 'server'): string =>
+        cpuPerRequest(pair[who], nginxBefore[who], nginxSent);
+      nginxRows.push(
+        `| ${round} | ${viaNginx.rate} | ${viaNginx.p50ms} / ${viaNginx.p99ms} / ${viaNginx.maxMs} | ${viaNginx.errors} | ${(viaNginx.p50ms - direct.p50ms).toFixed(2)} / ${(viaNginx.p99ms - direct.p99ms).toFixed(2)} | ${nginxCpu('client')}, ${nginxCpu('server')} |`,
+      );
       rows.push(
         `| ${round} | ${direct.rate} | ${direct.p50ms} / ${direct.p99ms} / ${direct.maxMs} | ${direct.errors} | ${meshed.rate} | ${meshed.p50ms} / ${meshed.p99ms} / ${meshed.maxMs} | ${meshed.errors} | ${(meshed.p50ms - direct.p50ms).toFixed(2)} / ${(meshed.p99ms - direct.p99ms).toFixed(2)} | ${cpu('client')}, ${cpu('server')} |`,
       );
@@ -404,6 +538,12 @@ async function main(): Promise<void> {
         '| ----- | -----------: | ------------------------- | -----: | ------------: | -------------------------- | -----: | ------------------ | --------------------------------------- |',
         ...rows,
         '',
+        `The nginx pair in the same two Pods' network namespaces, unpinned (A in the client Pod, B in the server Pod, mutual TLS 1.3 between them), right after the Mooring run of each round; added latency against the same round's direct run:`,
+        '',
+        '| round | nginx req/s | nginx p50 / p99 / max ms | errors | added p50 / p99 ms | CPU µs/request (user + system), A, B |',
+        '| ----- | ----------: | ------------------------ | -----: | ------------------ | ------------------------------------ |',
+        ...nginxRows,
+        '',
         'Memory of each mooring-proxy container, MiB: its cgroup (working set = usage − inactive files, as the kubelet and `kubectl top` report it; anonymous; page cache charged to it) and its processes (VmRSS, RssAnon, Pss):',
         '',
         '| container | working set | usage | anon | cache | VmRSS | RssAnon | Pss |',
@@ -413,6 +553,7 @@ async function main(): Promise<void> {
       ].join('\n'),
     );
   } finally {
+    nginxPair?.stop();
     await mooring?.stop();
     await cluster.stop();
   }

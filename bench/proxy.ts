@@ -40,6 +40,7 @@ import { PROXY_NODE_OPTIONS } from '../src/constants';
 import { makeCa, makeLeaf, withDns, withUri } from '../test/fixtures/agent-pki';
 import { roundRobinSubsetsPolicy } from '../test/fixtures/mesh';
 import { VEGETA, vegetaReport, type Latency } from './vegeta';
+import { NGINX_HEAD, nginxInboundConfig, nginxOutboundConfig, type MtlsFiles } from './nginx';
 import { runWrk, type WrkResult } from './wrk';
 
 const args = process.argv.slice(2);
@@ -91,6 +92,13 @@ const CLIENT_CERT = file('client.pem', client.cert);
 const CLIENT_KEY = file('client-key.pem', client.key);
 const SERVER_CERT = file('server.pem', server.cert);
 const SERVER_KEY = file('server-key.pem', server.key);
+const PKI: MtlsFiles = {
+  root: ROOT_PEM,
+  clientCert: CLIENT_CERT,
+  clientKey: CLIENT_KEY,
+  serverCert: SERVER_CERT,
+  serverKey: SERVER_KEY,
+};
 
 // --- processes -----------------------------------------------------------------------------
 
@@ -132,10 +140,6 @@ function nginx(name: string, config: string): ChildProcess {
   return child;
 }
 
-const NGINX_HEAD = `
-daemon off; master_process off; worker_processes 1; pid PREFIX/nginx.pid; error_log PREFIX/error.log warn;
-events { worker_connections 4096; }
-`;
 const BODY = 'x'.repeat(1024);
 
 async function startBackend(): Promise<{ port: number; proc: ChildProcess }> {
@@ -151,27 +155,8 @@ async function startBackend(): Promise<{ port: number; proc: ChildProcess }> {
 
 async function startNginxPair(backend: number): Promise<{ port: number; procs: ChildProcess[] }> {
   const [front, back] = [await freePort(), await freePort()];
-  const tls = 'ssl_protocols TLSv1.3;';
-  const b = nginx(
-    'nginx-b',
-    `${NGINX_HEAD} http { access_log off; keepalive_requests 1000000;
-      upstream app { server 127.0.0.1:${backend}; keepalive 64; }
-      server { listen 127.0.0.1:${back} ssl; ${tls}
-        ssl_certificate ${SERVER_CERT}; ssl_certificate_key ${SERVER_KEY};
-        ssl_verify_client on; ssl_client_certificate ${ROOT_PEM}; ssl_verify_depth 2;
-        location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }`,
-  );
-  const a = nginx(
-    'nginx-a',
-    `${NGINX_HEAD} http { access_log off; keepalive_requests 1000000;
-      upstream peer { server 127.0.0.1:${back}; keepalive 64; }
-      server { listen 127.0.0.1:${front};
-        location / { proxy_pass https://peer; proxy_http_version 1.1; proxy_set_header Connection "";
-          proxy_ssl_protocols TLSv1.3; proxy_ssl_session_reuse on;
-          proxy_ssl_certificate ${CLIENT_CERT}; proxy_ssl_certificate_key ${CLIENT_KEY};
-          proxy_ssl_trusted_certificate ${ROOT_PEM}; proxy_ssl_verify on; proxy_ssl_verify_depth 2;
-          proxy_ssl_name server.mesh; } } }`,
-  );
+  const b = nginx('nginx-b', nginxInboundConfig(`127.0.0.1:${back}`, `127.0.0.1:${backend}`, PKI));
+  const a = nginx('nginx-a', nginxOutboundConfig(`127.0.0.1:${front}`, `127.0.0.1:${back}`, PKI));
   await waitPort(front);
   await waitPort(back);
   return { port: front, procs: [a, b] };
