@@ -35,6 +35,7 @@ import {
   type TraceHeaders,
 } from './core/trace-context';
 import type { TlsContexts } from './l4/tls';
+import { forwardPlan } from './l7/exchange-plan';
 import { headerValue, type RequestHead } from './l7/http1-codec';
 import {
   flagsText,
@@ -368,30 +369,26 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
     if (index === null) return localReply(503, 'no mesh configuration yet', ['UH']);
     const add: string[] = [];
     const { span, requestId } = traceRequest(this.ctx.telemetry, th, add);
-    const base = {
-      kind: 'forward' as const,
-      alpn,
-      tls: this.ctx.tls(),
-      connectTimeoutMs: this.ctx.connectTimeoutMs,
-      removeHeaders: OUTBOUND_REMOVE,
-      addHeaders: add,
-      attemptCountHeader: true,
-      span,
-      requestId,
-    };
     if (target.kind === 'endpoint') {
       const endpoint = target.endpoint;
-      return {
-        ...base,
+      return forwardPlan({
+        pick: () => endpoint,
+        alpn,
+        tls: this.ctx.tls(),
+        connectTimeoutMs: this.ctx.connectTimeoutMs,
+        removeHeaders: OUTBOUND_REMOVE,
+        addHeaders: add,
         addHeadersMeshed: [
           PEER_HEADER,
           peerHeaderValue(this.ctx.ownPeerValue(), target.service.hostname),
         ],
-        pick: () => endpoint,
         retries: NO_RETRIES,
         timeoutMs: null,
+        attemptCountHeader: true,
         service: target.service,
-      };
+        span,
+        requestId,
+      });
     }
     const random = this.ctx.random;
     const decision = routeRequest(
@@ -454,42 +451,43 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
     const nowMs = (): number => this.ctx.nowMs();
     const onFailure = this.ctx.onAttemptFailure;
     const headers = requestHeaderChanges(decision.requestHeaders, decision.rewrite?.authority);
-    return {
-      ...base,
-      ...(headers === null
-        ? {}
-        : { removeHeaders: headers.remove, addHeaders: [...headers.add, ...add] }),
-      ...(decision.rewrite === undefined ||
-      (decision.rewrite.prefix === undefined && decision.rewrite.fullPath === undefined)
-        ? {}
-        : { target: rewritePath(view.path, decision.match, decision.rewrite) }),
-      ...(delayMs > 0 ? { delayMs } : {}),
+    const rewrite = decision.rewrite;
+    return forwardPlan({
+      pick: (tried) => pickEndpoint(set, lb, random, nowMs(), tried.size === 0 ? null : tried),
+      alpn,
+      tls: this.ctx.tls(),
+      connectTimeoutMs: policy.connectionPool?.tcp?.connectTimeoutMs ?? this.ctx.connectTimeoutMs,
+      removeHeaders: headers === null ? OUTBOUND_REMOVE : headers.remove,
+      addHeaders: headers === null ? add : [...headers.add, ...add],
       addHeadersMeshed: [
         PEER_HEADER,
         peerHeaderValue(this.ctx.ownPeerValue(), decision.service.hostname),
       ],
-      pick: (tried) => pickEndpoint(set, lb, random, nowMs(), tried.size === 0 ? null : tried),
       retries: decision.retries,
       timeoutMs: decision.timeoutMs,
-      service: decision.service,
-      canRetry,
-      onDone,
-      connectTimeoutMs: policy.connectionPool?.tcp?.connectTimeoutMs ?? this.ctx.connectTimeoutMs,
-      ...(http?.maxRequestsPerConnection === undefined
-        ? {}
-        : { maxRequestsPerConnection: http.maxRequestsPerConnection }),
-      ...(breaker === undefined ? {} : { breaker }),
-      ...(outlier === undefined && onFailure === undefined
-        ? {}
-        : {
-            onAttempt: (endpoint: UpstreamEndpoint, outcome: AttemptOutcome) => {
+      attemptCountHeader: true,
+      onAttempt:
+        outlier === undefined && onFailure === undefined
+          ? undefined
+          : (endpoint: UpstreamEndpoint, outcome: AttemptOutcome) => {
               if (outcome.kind === 'failure') onFailure?.(decision.service, endpoint, outcome);
               if (outlier === undefined) return;
               const d = recordOutcome(endpoint, set.endpoints, outlier, outcome, nowMs());
               if (d.ejected) this.ctx.onEjection?.(decision.service, endpoint, d.until ?? 0);
             },
-          }),
-    };
+      canRetry,
+      onDone,
+      delayMs: delayMs > 0 ? delayMs : undefined,
+      target:
+        rewrite === undefined || (rewrite.prefix === undefined && rewrite.fullPath === undefined)
+          ? undefined
+          : rewritePath(view.path, decision.match, rewrite),
+      maxRequestsPerConnection: http?.maxRequestsPerConnection,
+      breaker,
+      service: decision.service,
+      span,
+      requestId,
+    });
   }
 
   /**
@@ -604,20 +602,19 @@ export class InboundHttp extends HttpSide implements Http1Handler {
     }
     const { span, requestId } = traceRequest(this.ctx.telemetry, th, add);
     const app = info.app;
-    return {
-      kind: 'forward',
+    return forwardPlan({
+      pick: () => app,
       alpn: ALPN.http1,
       tls: null,
       connectTimeoutMs: this.ctx.connectTimeoutMs,
       removeHeaders: INBOUND_REMOVE,
       addHeaders: add,
-      attemptCountHeader: false,
-      pick: () => app,
       retries: NO_RETRIES,
       timeoutMs: null,
+      attemptCountHeader: false,
       span,
       requestId,
-    };
+    });
   }
 
   finished(r: ExchangeRecord, down: Http1Downstream): void {

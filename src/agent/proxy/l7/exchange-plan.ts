@@ -76,6 +76,37 @@ export interface ExchangePlan {
   readonly requestId?: string;
 }
 
+/**
+ * An ExchangePlan with every field present (undefined when unused), always in the same order:
+ * the plans of every route and side then share one shape, so that V8 reads their fields from one
+ * place in the exchanges that run them, instead of looking each field up among many shapes.
+ */
+export function forwardPlan(p: Omit<ExchangePlan, 'kind'>): ExchangePlan {
+  return {
+    kind: 'forward',
+    pick: p.pick,
+    alpn: p.alpn,
+    tls: p.tls,
+    connectTimeoutMs: p.connectTimeoutMs,
+    removeHeaders: p.removeHeaders,
+    addHeaders: p.addHeaders,
+    addHeadersMeshed: p.addHeadersMeshed,
+    retries: p.retries,
+    timeoutMs: p.timeoutMs,
+    attemptCountHeader: p.attemptCountHeader,
+    onAttempt: p.onAttempt,
+    canRetry: p.canRetry,
+    onDone: p.onDone,
+    delayMs: p.delayMs,
+    target: p.target,
+    maxRequestsPerConnection: p.maxRequestsPerConnection,
+    breaker: p.breaker,
+    service: p.service,
+    span: p.span,
+    requestId: p.requestId,
+  };
+}
+
 /** An attempt that failed before any answer. */
 export interface AttemptFailure {
   readonly kind: 'failure';
