@@ -137,7 +137,7 @@ bench-proxy: bench-build bench-tools ## the sidecar pair with mTLS beside direct
 bench-http2: bench-build ## Node's own HTTP/2 server against its HTTP/1.1 one over TLS: CPU per request at fixed rates (would HTTP/2 between sidecars help?)
 	node .cache/bench/bench/http2-cost.js --rates 1000,4000 --seconds 10 --rounds 2
 
-bench-pods: bench-build bench-tools $(ECHO_JS) control-plane node-binaries images harness ## (root) sidecars in real Pods on the harness's node: container memory as the kubelet counts it, latency and CPU at 1,000 requests/s beside direct
+bench-pods: bench-build bench-tools $(ECHO_JS) control-plane node-binaries images harness ## (root) sidecars in real Pods on the harness's node: container memory as the kubelet counts it, latency and CPU at 1,000 requests/s beside direct and beside the nginx pair in the same network namespaces (needs nginx)
 	node .cache/bench/bench/pods.js --rounds 2 --duration 10
 
 bench-traffic: bench-build ## traffic management in the proxy: route selection over 1,000 rules, memory of 1,000 Services with rules
