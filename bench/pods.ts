@@ -8,9 +8,10 @@
 //     the server's sidecar, then the app;
 //   - direct: as UID 1337 (not captured) to the server Pod's port 8081 (excluded from the
 //     inbound capture): the same app, the same bridge, no sidecar;
-//   - nginx: as UID 1337 to a pair of nginx proxies run in the two Pods' network namespaces (A on
-//     the client's loopback, mutual TLS to B on the server Pod's port 8443, also excluded, then
-//     the app's 8081): the peer of bench/proxy.ts on the same network path and the same cores.
+//   - peers: as UID 1337 to pairs of proxies run in the two Pods' network namespaces (A on the
+//     client's loopback, mutual TLS to B on a server Pod's port also excluded, then the app's
+//     8081): nginx, the peer of bench/proxy.ts, and node-pipe, Node.js's own floor
+//     (bench/node-pipe.ts), on the same network path and the same cores.
 // Then, per mooring-proxy container: its memory cgroup's usage and working set (usage minus
 // inactive files: what the kubelet, cAdvisor, `kubectl top` and Istio's published figures use),
 // its anonymous and page-cache parts, and the process's VmRSS, RssAnon and Pss.
@@ -47,10 +48,15 @@ const MAX_CONNECTIONS = Number(flag('max-connections', '0'));
 const NS = 'bench-pods';
 const HTTP_PORT = 8080;
 const DIRECT_PORT = 8081;
-/** nginx B's TLS port in the server Pod, excluded from the inbound capture as DIRECT_PORT is. */
-const NGINX_TLS_PORT = 8443;
-/** nginx A's plain port on the client Pod's loopback (traffic to `lo` is never captured). */
-const NGINX_FRONT_PORT = 18080;
+/**
+ * The peer pairs run beside the sidecars: B's TLS port in the server Pod (excluded from the
+ * inbound capture, as DIRECT_PORT is), A's plain port on the client Pod's loopback (traffic to `lo`
+ * is never captured).
+ */
+const PEERS = [
+  { name: 'nginx', tlsPort: 8443, frontPort: 18080 },
+  { name: 'node-pipe', tlsPort: 8444, frontPort: 18081 },
+] as const;
 const PROXY_UID = 1337;
 const MIB = 1024 * 1024;
 
@@ -72,7 +78,10 @@ function echoPod(name: string, cluster: NodeCluster): object {
       name,
       labels: { app: name },
       annotations: {
-        'traffic.mooring.dev/exclude-inbound-ports': `${DIRECT_PORT},${NGINX_TLS_PORT}`,
+        'traffic.mooring.dev/exclude-inbound-ports': [
+          DIRECT_PORT,
+          ...PEERS.map((p) => p.tlsPort),
+        ].join(','),
       },
     },
     spec: {
@@ -253,27 +262,29 @@ async function attack(netnsPid: number, uid: number, url: string, seconds: numbe
 
 const mib = (n: number): string => (n / MIB).toFixed(1);
 
-interface NginxPair {
+interface PeerPair {
+  readonly name: (typeof PEERS)[number]['name'];
   readonly url: string;
   /** Host PIDs of A (in the client Pod's network namespace) and B (in the server's). */
   readonly pids: Record<'client' | 'server', number>;
-  stop(): void;
 }
 
 /**
- * bench/proxy.ts's nginx pair, in the two Pods' network namespaces: the same network path as the
- * sidecars (veth, bridge, conntrack) and the same cores, unpinned. Its processes are the bench's
- * (no container, no cgroup of a Pod): their CPU is read from /proc as the sidecars' is. Both run
- * as the proxy's UID, so that A's connections to B are not captured by the client's sidecar; B
- * listens on a port the server Pod excludes from the inbound capture and proxies to the app's
- * DIRECT_PORT on loopback.
+ * The peers of the sidecars, each a pair A → mutual TLS 1.3 → B → the app, in the two Pods'
+ * network namespaces: the same network path as the sidecars (veth, bridge, conntrack) and the
+ * same cores, unpinned. Their processes are the bench's (no container, no cgroup of a Pod): their
+ * CPU is read from /proc as the sidecars' is. They run as the proxy's UID, so that A's connections
+ * to B are not captured by the client's sidecar; B proxies to the app's DIRECT_PORT on loopback.
+ *   - nginx: bench/proxy.ts's pair, the stand-in for a proxy written in C;
+ *   - node-pipe: bench/node-pipe.ts, what Node.js itself costs to carry the same bytes with the
+ *     same TLS, with none of a proxy's work (no HTTP, one upstream connection per connection).
  */
-async function startNginxPair(
+async function startPeers(
   clientNs: number,
   serverNs: number,
   serverIp: string,
-): Promise<NginxPair> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'mooring-bench-pods-nginx-'));
+): Promise<{ pairs: PeerPair[]; stop(): void }> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mooring-bench-pods-peers-'));
   const children: ChildProcess[] = [];
   const stop = (): void => {
     for (const child of children) child.kill('SIGKILL');
@@ -304,48 +315,72 @@ async function startNginxPair(
       serverCert,
       serverKey,
     };
-    const run = (name: string, netnsPid: number, config: string): number => {
+    /** A process in a Pod's network namespace, as the proxy's UID; its host PID. */
+    const run = (netnsPid: number, argv: string[]): number => {
+      const uid = String(PROXY_UID);
+      const child = spawn(
+        'nsenter',
+        [...['-t', String(netnsPid), '-n', '-S', uid, '-G', uid, '--'], ...argv],
+        { stdio: 'inherit' },
+      );
+      children.push(child);
+      if (child.pid === undefined) throw new Error(`${argv[0]} did not start`);
+      return child.pid;
+    };
+    const nginx = (name: string, netnsPid: number, config: string): number => {
       const prefix = path.join(dir, name);
       mkdirSync(prefix);
       chownSync(prefix, PROXY_UID, PROXY_UID);
       const conf = file(`${name}.conf`, config.replace(/PREFIX/g, prefix));
-      const uid = String(PROXY_UID);
-      const child = spawn(
-        'nsenter',
-        [
-          ...['-t', String(netnsPid), '-n', '-S', uid, '-G', uid, '--'],
-          ...['nginx', '-p', prefix, '-c', conf, '-e', path.join(prefix, 'error.log')],
-        ],
-        { stdio: 'inherit' },
-      );
-      children.push(child);
-      if (child.pid === undefined) throw new Error(`nginx ${name} did not start`);
-      return child.pid;
+      return run(netnsPid, [
+        'nginx',
+        '-p',
+        prefix,
+        '-c',
+        conf,
+        '-e',
+        path.join(prefix, 'error.log'),
+      ]);
     };
-    const server = run(
-      'nginx-b',
-      serverNs,
-      nginxInboundConfig(`${serverIp}:${NGINX_TLS_PORT}`, `127.0.0.1:${DIRECT_PORT}`, files),
-    );
-    const client = run(
-      'nginx-a',
-      clientNs,
-      nginxOutboundConfig(`127.0.0.1:${NGINX_FRONT_PORT}`, `${serverIp}:${NGINX_TLS_PORT}`, files),
-    );
-    const url = `http://127.0.0.1:${NGINX_FRONT_PORT}/`;
-    for (let i = 0; ; i++) {
-      const code = await promisify(execFile)('nsenter', [
-        ...['-t', String(clientNs), '-n', 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}'],
-        url,
-      ]).then(
-        (r) => r.stdout,
-        () => '',
-      );
-      if (code === '200') break;
-      if (i === 100) throw new Error(`the nginx pair does not answer 200 (last: "${code}")`);
-      await new Promise((r) => setTimeout(r, 100));
+    const nodePipe = (netnsPid: number, setup: object): number =>
+      run(netnsPid, [
+        process.execPath,
+        `--max-semi-space-size=1`,
+        path.join(__dirname, 'node-pipe.js'),
+        JSON.stringify({ ...setup, files }),
+      ]);
+    const pairs: PeerPair[] = PEERS.map((peer) => {
+      const front = `127.0.0.1:${peer.frontPort}`;
+      const back = `${serverIp}:${peer.tlsPort}`;
+      const app = `127.0.0.1:${DIRECT_PORT}`;
+      const pids =
+        peer.name === 'nginx'
+          ? {
+              server: nginx('nginx-b', serverNs, nginxInboundConfig(back, app, files)),
+              client: nginx('nginx-a', clientNs, nginxOutboundConfig(front, back, files)),
+            }
+          : {
+              server: nodePipe(serverNs, { role: 'b', listen: back, target: app }),
+              client: nodePipe(clientNs, { role: 'a', listen: front, target: back }),
+            };
+      return { name: peer.name, url: `http://${front}/`, pids };
+    });
+    for (const pair of pairs) {
+      for (let i = 0; ; i++) {
+        const code = await promisify(execFile)('nsenter', [
+          ...['-t', String(clientNs), '-n', 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}'],
+          pair.url,
+        ]).then(
+          (r) => r.stdout,
+          () => '',
+        );
+        if (code === '200') break;
+        if (i === 100)
+          throw new Error(`the ${pair.name} pair does not answer 200 (last: "${code}")`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
-    return { url, pids: { client, server }, stop };
+    return { pairs, stop };
   } catch (err) {
     stop();
     throw err;
@@ -389,7 +424,7 @@ async function main(): Promise<void> {
   execFileSync(VEGETA, ['-version'], { stdio: 'ignore' });
   const cluster = await startNodeCluster();
   let mooring: MooringServer | null = null;
-  let nginxPair: NginxPair | null = null;
+  let peers: { pairs: PeerPair[]; stop(): void } | null = null;
   try {
     mooring = await installMooring(cluster);
     await createNamespace(cluster.controlPlane, NS, { 'mooring.dev/inject': 'enabled' });
@@ -423,7 +458,7 @@ async function main(): Promise<void> {
     };
     const clientApp = containerPid(cluster, appOf(client)?.containerID);
     const serverApp = containerPid(cluster, appOf(server)?.containerID);
-    nginxPair = await startNginxPair(clientApp, serverApp, server.status.podIP ?? '');
+    peers = await startPeers(clientApp, serverApp, server.status.podIP ?? '');
     const sidecars = {
       client: containerPid(cluster, sidecarOf(client)?.containerID),
       server: containerPid(cluster, sidecarOf(server)?.containerID),
@@ -448,7 +483,7 @@ async function main(): Promise<void> {
     const diag = process.env.MOORING_BENCH_DIAG !== undefined;
     const coldPools = diag ? both(connectionsOf) : null;
     await attack(clientApp, 0, mooringUrl, 5);
-    await attack(clientApp, PROXY_UID, nginxPair.url, 5);
+    for (const pair of peers.pairs) await attack(clientApp, PROXY_UID, pair.url, 5);
     if (coldPools !== null) {
       for (const who of ['client', 'server'] as const) {
         process.stderr.write(
@@ -458,7 +493,7 @@ async function main(): Promise<void> {
     }
 
     const rows: string[] = [];
-    const nginxRows: string[] = [];
+    const peerRows: string[] = [];
     const memRows: string[] = [];
     const memRow = (label: string, m: Memory): string =>
       `| ${label} | ${mib(m.workingSet)} | ${mib(m.usage)} | ${mib(m.anon)} | ${mib(m.cache)} | ${mib(m.vmRss)} | ${mib(m.rssAnon)} | ${mib(m.pss)} |`;
@@ -479,15 +514,16 @@ async function main(): Promise<void> {
       const cpu = (who: 'client' | 'server'): string =>
         cpuPerRequest(sidecars[who], before[who], sent);
       const loaded = both(memoryOf);
-      const pair = nginxPair.pids;
-      const nginxBefore = { client: cpuSplit(pair.client), server: cpuSplit(pair.server) };
-      const viaNginx = await attack(clientApp, PROXY_UID, nginxPair.url, DURATION);
-      const nginxSent = viaNginx.rate * DURATION;
-      const nginxCpu = (who: 'client' | 'server'): string =>
-        cpuPerRequest(pair[who], nginxBefore[who], nginxSent);
-      nginxRows.push(
-        `| ${round} | ${viaNginx.rate} | ${viaNginx.p50ms} / ${viaNginx.p99ms} / ${viaNginx.maxMs} | ${viaNginx.errors} | ${(viaNginx.p50ms - direct.p50ms).toFixed(2)} / ${(viaNginx.p99ms - direct.p99ms).toFixed(2)} | ${nginxCpu('client')}, ${nginxCpu('server')} |`,
-      );
+      for (const pair of peers.pairs) {
+        const pids = pair.pids;
+        const peerBefore = { client: cpuSplit(pids.client), server: cpuSplit(pids.server) };
+        const via = await attack(clientApp, PROXY_UID, pair.url, DURATION);
+        const peerCpu = (who: 'client' | 'server'): string =>
+          cpuPerRequest(pids[who], peerBefore[who], via.rate * DURATION);
+        peerRows.push(
+          `| ${round} | ${pair.name} | ${via.rate} | ${via.p50ms} / ${via.p99ms} / ${via.maxMs} | ${via.errors} | ${(via.p50ms - direct.p50ms).toFixed(2)} / ${(via.p99ms - direct.p99ms).toFixed(2)} | ${peerCpu('client')}, ${peerCpu('server')} |`,
+        );
+      }
       rows.push(
         `| ${round} | ${direct.rate} | ${direct.p50ms} / ${direct.p99ms} / ${direct.maxMs} | ${direct.errors} | ${meshed.rate} | ${meshed.p50ms} / ${meshed.p99ms} / ${meshed.maxMs} | ${meshed.errors} | ${(meshed.p50ms - direct.p50ms).toFixed(2)} / ${(meshed.p99ms - direct.p99ms).toFixed(2)} | ${cpu('client')}, ${cpu('server')} |`,
       );
@@ -538,11 +574,11 @@ async function main(): Promise<void> {
         '| ----- | -----------: | ------------------------- | -----: | ------------: | -------------------------- | -----: | ------------------ | --------------------------------------- |',
         ...rows,
         '',
-        `The nginx pair in the same two Pods' network namespaces, unpinned (A in the client Pod, B in the server Pod, mutual TLS 1.3 between them), right after the Mooring run of each round; added latency against the same round's direct run:`,
+        `Peer pairs in the same two Pods' network namespaces, unpinned (A in the client Pod, B in the server Pod, mutual TLS 1.3 between them), each after the Mooring run of each round: nginx, and node-pipe (Node.js carrying the same bytes with no proxy's work: its floor); added latency against the same round's direct run:`,
         '',
-        '| round | nginx req/s | nginx p50 / p99 / max ms | errors | added p50 / p99 ms | CPU µs/request (user + system), A, B |',
-        '| ----- | ----------: | ------------------------ | -----: | ------------------ | ------------------------------------ |',
-        ...nginxRows,
+        '| round | pair | req/s | p50 / p99 / max ms | errors | added p50 / p99 ms | CPU µs/request (user + system), A, B |',
+        '| ----- | ---- | ----: | ------------------ | -----: | ------------------ | ------------------------------------ |',
+        ...peerRows,
         '',
         'Memory of each mooring-proxy container, MiB: its cgroup (working set = usage − inactive files, as the kubelet and `kubectl top` report it; anonymous; page cache charged to it) and its processes (VmRSS, RssAnon, Pss):',
         '',
@@ -553,7 +589,7 @@ async function main(): Promise<void> {
       ].join('\n'),
     );
   } finally {
-    nginxPair?.stop();
+    peers?.stop();
     await mooring?.stop();
     await cluster.stop();
   }
