@@ -174,8 +174,30 @@ describe('RequestParser', () => {
       /invalid value/,
     ],
     ['201 header lines', `GET / HTTP/1.1\r\nHost: a\r\n${'X: 1\r\n'.repeat(200)}\r\n`, /too many/],
+    [
+      'a CR alone in a value',
+      'GET / HTTP/1.1\r\nHost: a\r\nX: 1\r2\r\n\r\n',
+      /invalid value of header X/,
+    ],
+    [
+      'a DEL in a value',
+      'GET / HTTP/1.1\r\nHost: a\r\nX: 1\x7f\r\n\r\n',
+      /invalid value of header X/,
+    ],
+    ['a CR alone in a name', 'GET / HTTP/1.1\r\nHost: a\r\nX\rY: 1\r\n\r\n', /invalid header name/],
+    [
+      'a control character after a bad name',
+      'GET / HTTP/1.1\r\nHost: a\r\nX Y: 1\x01\r\n\r\n',
+      /invalid header name "X Y"/,
+    ],
   ])('refuses %s with a message that says so', (_name, input, message) => {
     expect(() => requests(input)).toThrow(message);
+  });
+
+  it('ends a name at its first colon; later colons and tabs belong to the value', () => {
+    const [m] = requests('GET / HTTP/1.1\r\nHost: a:8080\r\nX-Time: 12:30:00\tZ\r\n\r\n');
+    expect(m?.head.host).toBe('a:8080');
+    expect(m?.head.headers).toEqual(['Host', 'a:8080', 'X-Time', '12:30:00\tZ']);
   });
 
   it('takes 200 header lines, and a request line with no header at all (HTTP/1.0)', () => {
