@@ -58,6 +58,10 @@ describe('traceparent', () => {
     ['a span id with "g"', `00-${TRACE}-${SPAN.slice(1)}g-01`],
     ['a short trace id', `00-${TRACE.slice(1)}-${SPAN}-01`],
     ['version 00 with a suffix', `00-${TRACE}-${SPAN}-01-x`],
+    ['a later version whose fifth field does not follow a dash', `01-${TRACE}-${SPAN}-01x`],
+    ['a version with "g"', `0g-${TRACE}-${SPAN}-01`],
+    ['flags with "g"', `00-${TRACE}-${SPAN}-0g`],
+    ['no dash before the span id', `00-${TRACE}x${SPAN}-01`],
     ['garbage', 'hello'],
   ])('refuses %s (a new trace starts)', (_name, value) => {
     expect(parseTraceparent(value, 'k=v')).toBeNull();

@@ -156,23 +156,38 @@ const ZERO_SPAN = '0'.repeat(16);
 export function parseTraceparent(value: string, traceState: string | null): IncomingTrace | null {
   const v = value.trim();
   if (v.length < 55) return null;
-  const version = v.slice(0, 2);
-  if (!isHex(version, 2) || version === 'ff') return null;
-  if (version === '00' && v.length !== 55) return null;
-  if (version !== '00' && v.length > 55 && v[55] !== '-') return null;
-  if (v[2] !== '-' || v[35] !== '-' || v[52] !== '-') return null;
-  const traceId = v.slice(3, 35);
-  const spanId = v.slice(36, 52);
-  const flags = v.slice(53, 55);
-  if (!isHex(traceId, 32) || traceId === ZERO_TRACE) return null;
-  if (!isHex(spanId, 16) || spanId === ZERO_SPAN) return null;
-  if (!isHex(flags, 2)) return null;
+  // One pass over the four fields' characters, without a string per field until all are valid.
+  const c0 = v.charCodeAt(0);
+  const c1 = v.charCodeAt(1);
+  if (!isHexCode(c0) || !isHexCode(c1) || (c0 === 0x66 && c1 === 0x66)) return null;
+  const version00 = c0 === 0x30 && c1 === 0x30;
+  if (version00 ? v.length !== 55 : v.length > 55 && v.charCodeAt(55) !== 0x2d) return null;
+  if (v.charCodeAt(2) !== 0x2d || v.charCodeAt(35) !== 0x2d || v.charCodeAt(52) !== 0x2d) {
+    return null;
+  }
+  if (!hexRun(v, 3, 35) || !hexRun(v, 36, 52) || !hexRun(v, 53, 55)) return null;
+  if (allZero(v, 3, 35) || allZero(v, 36, 52)) return null;
   return {
-    traceId,
-    spanId,
-    sampled: (parseInt(flags, 16) & 1) === 1,
+    traceId: v.slice(3, 35),
+    spanId: v.slice(36, 52),
+    // The flags' low bit (sampled) is the low bit of their last hex digit.
+    sampled: (hexValue(v.charCodeAt(54)) & 1) === 1,
     traceState: traceState === null || traceState.trim() === '' ? null : traceState,
   };
+}
+
+/** A lowercase hex digit's char code. */
+const isHexCode = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66);
+const hexValue = (c: number): number => (c <= 0x39 ? c - 0x30 : c - 0x57);
+
+function hexRun(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (!isHexCode(s.charCodeAt(i))) return false;
+  return true;
+}
+
+function allZero(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (s.charCodeAt(i) !== 0x30) return false;
+  return true;
 }
 
 /** A B3 trace id of 16 or 32 hex digits, as 32 (a 64-bit id is left-padded with zeros). */
