@@ -290,6 +290,17 @@ describe('forwardHeaderLines', () => {
     expect(lines).toBe('Host: a\r\nX-Keep: yes\r\nx-request-id: r1\r\n');
   });
 
+  it('reads a Connection of one token (any case) and one naming a header in two lines alike', () => {
+    const lines = forwardHeaderLines(
+      [
+        ...['Host', 'a', 'Connection', 'Keep-Alive', 'X-Kept', '1', 'Connection', 'CLOSE'],
+        ...['Connection', 'x-hop', 'X-Hop', '2', 'Connection', 'keep-alive-x', 'Keep-Alive-X', '3'],
+      ],
+      { connection: 'close' },
+    );
+    expect(lines).toBe('Host: a\r\nX-Kept: 1\r\nConnection: close\r\n');
+  });
+
   it('matches hop-by-hop, removed and Connection-named headers whatever their case', () => {
     const lines = forwardHeaderLines(
       [

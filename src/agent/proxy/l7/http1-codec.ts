@@ -684,7 +684,12 @@ export function forwardHeaderLines(headers: RawHeaders, rewrite: HeadRewrite): s
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i] as string;
     if (sameName(name, 'connection')) {
-      for (const t of (headers[i + 1] as string).split(',')) {
+      const value = headers[i + 1] as string;
+      // The usual value is one of the three tokens the proxy handles itself: nothing to split.
+      if (sameName(value, 'keep-alive') || sameName(value, 'close') || sameName(value, 'upgrade')) {
+        continue;
+      }
+      for (const t of value.split(',')) {
         const token = t.trim().toLowerCase();
         if (token !== '' && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade') {
           (connectionTokens ??= []).push(token);
