@@ -136,15 +136,18 @@ export interface IncomingTrace {
   readonly traceState: string | null;
 }
 
-/** `length` lowercase hex digits (a loop: cheaper per request than a regular expression). */
-function isHex(s: string, length: number): boolean {
-  if (s.length !== length) return false;
-  for (let i = 0; i < length; i++) {
-    const c = s.charCodeAt(i);
-    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return false;
-  }
+/** A lowercase hex digit's char code. */
+const isHexCode = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66);
+const hexValue = (c: number): number => (c <= 0x39 ? c - 0x30 : c - 0x57);
+
+/** Lowercase hex digits from `from` to `to` (excluded). */
+function hexRun(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (!isHexCode(s.charCodeAt(i))) return false;
   return true;
 }
+
+/** `length` lowercase hex digits (a loop: cheaper per request than a regular expression). */
+const isHex = (s: string, length: number): boolean => s.length === length && hexRun(s, 0, length);
 const ZERO_TRACE = '0'.repeat(32);
 const ZERO_SPAN = '0'.repeat(16);
 
@@ -174,15 +177,6 @@ export function parseTraceparent(value: string, traceState: string | null): Inco
     sampled: (hexValue(v.charCodeAt(54)) & 1) === 1,
     traceState: traceState === null || traceState.trim() === '' ? null : traceState,
   };
-}
-
-/** A lowercase hex digit's char code. */
-const isHexCode = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66);
-const hexValue = (c: number): number => (c <= 0x39 ? c - 0x30 : c - 0x57);
-
-function hexRun(s: string, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) if (!isHexCode(s.charCodeAt(i))) return false;
-  return true;
 }
 
 function allZero(s: string, from: number, to: number): boolean {

@@ -225,14 +225,8 @@ function parseFields(text: string, start: number, headers: RawHeaders): ParsedFi
     const c0 = text.charCodeAt(lineStart);
     if (c0 === 0x20 || c0 === 0x09) throw new Http1ParseError('obsolete line folding');
     if (colon <= lineStart) throw new Http1ParseError('a header line without a name');
-    for (let i = lineStart; i < colon; i++) {
-      if (!isTokenChar(text.charCodeAt(i))) {
-        throw new Http1ParseError(
-          `invalid header name "${text.slice(lineStart, colon).slice(0, 64)}"`,
-        );
-      }
-    }
     const name = text.slice(lineStart, colon);
+    if (!isToken(name)) throw new Http1ParseError(`invalid header name "${name.slice(0, 64)}"`);
     let vs = colon + 1;
     let ve = eol;
     while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
@@ -678,6 +672,10 @@ export interface HeadRewrite {
   readonly upgrade?: string | null;
 }
 
+/** A Connection token the proxy handles itself (any case): it names no header to drop. */
+const isOwnConnectionToken = (token: string): boolean =>
+  sameName(token, 'keep-alive') || sameName(token, 'close') || sameName(token, 'upgrade');
+
 /** Header lines to forward: hop-by-hop ones and `remove` dropped, `add` appended. */
 export function forwardHeaderLines(headers: RawHeaders, rewrite: HeadRewrite): string {
   let connectionTokens: string[] | null = null;
@@ -685,14 +683,12 @@ export function forwardHeaderLines(headers: RawHeaders, rewrite: HeadRewrite): s
     const name = headers[i] as string;
     if (sameName(name, 'connection')) {
       const value = headers[i + 1] as string;
-      // The usual value is one of the three tokens the proxy handles itself: nothing to split.
-      if (sameName(value, 'keep-alive') || sameName(value, 'close') || sameName(value, 'upgrade')) {
-        continue;
-      }
+      // The usual value is one of the proxy's own tokens: nothing to split.
+      if (isOwnConnectionToken(value)) continue;
       for (const t of value.split(',')) {
-        const token = t.trim().toLowerCase();
-        if (token !== '' && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade') {
-          (connectionTokens ??= []).push(token);
+        const token = t.trim();
+        if (token !== '' && !isOwnConnectionToken(token)) {
+          (connectionTokens ??= []).push(token.toLowerCase());
         }
       }
     }
