@@ -9,7 +9,7 @@
 // The same file is the server (`serve h1|h2`) and the client (`load h1|h2 <port> <rate> <s>`).
 
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -142,11 +142,15 @@ async function main(): Promise<void> {
   const rounds = Number(flag('rounds', '2'));
   console.log('| server | requests/s | answers 200 | server CPU µs/request |');
   console.log('| ------ | ---------: | ----------: | --------------------: |');
-  for (const rate of rates) {
-    for (let r = 0; r < rounds; r++) {
-      for (const mode of ['h1', 'h2'] as const)
-        console.log(await measure(mode, dir, rate, seconds));
+  try {
+    for (const rate of rates) {
+      for (let r = 0; r < rounds; r++) {
+        for (const mode of ['h1', 'h2'] as const)
+          console.log(await measure(mode, dir, rate, seconds));
+      }
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

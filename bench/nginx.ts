@@ -1,7 +1,13 @@
 // The nginx pair that stands in for a C proxy beside the sidecars (bench/proxy.ts on loopback,
 // bench/pods.ts in real Pods): A takes plain HTTP/1.1 and proxies it with mutual TLS 1.3 to B,
 // which checks the client certificate against the same root and proxies to the app. Both keep
-// their upstream connections alive, as the sidecars' pools do.
+// their upstream connections alive, as the sidecars' pools do. Also the certificates the benches
+// give both pairs.
+
+import { generateKeyPairSync } from 'node:crypto';
+import { chownSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { makeCa, makeLeaf, withDns, withUri } from '../test/fixtures/agent-pki';
 
 /** One process, no daemon, its files under PREFIX (replaced by the caller). */
 export const NGINX_HEAD = `
@@ -22,6 +28,51 @@ export interface MtlsFiles {
   readonly clientKey: string;
   readonly serverCert: string;
   readonly serverKey: string;
+}
+
+export interface BenchLeaf {
+  readonly cert: string;
+  readonly key: string;
+  readonly spiffe: string;
+}
+
+/**
+ * One root and two leaves, client and server: a URI SAN (their SPIFFE ID) for Mooring's sidecars
+ * and a DNS SAN (`client.mesh`, `server.mesh`) for nginx.
+ */
+export function makeBenchPki(): { rootPem: string; client: BenchLeaf; server: BenchLeaf } {
+  const root = makeCa('Mooring Bench Root');
+  const leaf = (name: string): BenchLeaf => {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const spiffe = `spiffe://cluster.local/ns/default/sa/${name}`;
+    return {
+      cert: makeLeaf(root, publicKey, withUri(spiffe), withDns(`${name}.mesh`)),
+      key: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+      spiffe,
+    };
+  };
+  return { rootPem: root.pem, client: leaf('client'), server: leaf('server') };
+}
+
+/** The PKI's PEM files in `dir` (mode 0600; owned by `owner` when given, e.g. the proxy's UID). */
+export function writeMtlsFiles(
+  dir: string,
+  pki: ReturnType<typeof makeBenchPki>,
+  owner?: number,
+): MtlsFiles {
+  const file = (name: string, text: string): string => {
+    const p = path.join(dir, name);
+    writeFileSync(p, text, { mode: 0o600 });
+    if (owner !== undefined) chownSync(p, owner, owner);
+    return p;
+  };
+  return {
+    root: file('root.pem', pki.rootPem),
+    clientCert: file('client.pem', pki.client.cert),
+    clientKey: file('client-key.pem', pki.client.key),
+    serverCert: file('server.pem', pki.server.cert),
+    serverKey: file('server-key.pem', pki.server.key),
+  };
 }
 
 /** B: TLS 1.3 on `listen` ("address:port"), a client certificate required, then `app`. */

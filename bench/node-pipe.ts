@@ -26,7 +26,14 @@ const hostPort = (s: string): { host: string; port: number } => {
 };
 const listen = hostPort(setup.listen);
 const target = hostPort(setup.target);
-const pem = (file: string): Buffer => readFileSync(file);
+// Read once: a connection costs the pipe its handshake, not a read of the files as well.
+const [root, clientCert, clientKey, serverCert, serverKey] = [
+  setup.files.root,
+  setup.files.clientCert,
+  setup.files.clientKey,
+  setup.files.serverCert,
+  setup.files.serverKey,
+].map((file) => readFileSync(file));
 
 /** Each side's bytes written to the other; either closing closes both. */
 function pipe(a: net.Socket, b: net.Socket): void {
@@ -43,9 +50,9 @@ const server =
     ? net.createServer({ noDelay: true }, (down) => {
         const up = tls.connect({
           ...target,
-          ca: pem(setup.files.root),
-          cert: pem(setup.files.clientCert),
-          key: pem(setup.files.clientKey),
+          ca: root,
+          cert: clientCert,
+          key: clientKey,
           servername: 'server.mesh',
           minVersion: 'TLSv1.3',
         });
@@ -54,9 +61,9 @@ const server =
       })
     : tls.createServer(
         {
-          ca: pem(setup.files.root),
-          cert: pem(setup.files.serverCert),
-          key: pem(setup.files.serverKey),
+          ca: root,
+          cert: serverCert,
+          key: serverKey,
           requestCert: true,
           rejectUnauthorized: true,
           minVersion: 'TLSv1.3',

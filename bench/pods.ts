@@ -20,7 +20,6 @@
 //   node .cache/bench/bench/pods.js [--rate 1000] [--duration 10] [--rounds 2] [--max-connections N]
 
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
 import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -30,8 +29,7 @@ import { PROXY_CONTAINER_NAME } from '../src/constants';
 import { createNamespace, kubectl, kubectlJson } from '../test/e2e/harness/kube';
 import { startNodeCluster, type NodeCluster } from '../test/e2e/harness/node';
 import { installMooring } from '../test/e2e/harness/node-mooring';
-import { makeCa, makeLeaf, withDns } from '../test/fixtures/agent-pki';
-import { nginxInboundConfig, nginxOutboundConfig, type MtlsFiles } from './nginx';
+import { makeBenchPki, nginxInboundConfig, nginxOutboundConfig, writeMtlsFiles } from './nginx';
 import { VEGETA, vegetaReport } from './vegeta';
 import type { MooringServer } from '../test/e2e/support/mooring';
 
@@ -298,23 +296,8 @@ async function startPeers(
       chownSync(p, PROXY_UID, PROXY_UID);
       return p;
     };
-    const root = makeCa('Mooring Bench Root');
-    const leaf = (name: string): [cert: string, key: string] => {
-      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      return [
-        file(`${name}.pem`, makeLeaf(root, publicKey, withDns(`${name}.mesh`))),
-        file(`${name}-key.pem`, privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()),
-      ];
-    };
-    const [clientCert, clientKey] = leaf('client');
-    const [serverCert, serverKey] = leaf('server');
-    const files: MtlsFiles = {
-      root: file('root.pem', root.pem),
-      clientCert,
-      clientKey,
-      serverCert,
-      serverKey,
-    };
+    const files = writeMtlsFiles(dir, makeBenchPki(), PROXY_UID);
+
     /** A process in a Pod's network namespace, as the proxy's UID; its host PID. */
     const run = (netnsPid: number, argv: string[]): number => {
       const uid = String(PROXY_UID);

@@ -22,7 +22,6 @@
 //   route, retries, a timeout and outlier detection (bench/RESULTS.md, traffic management)
 
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -37,10 +36,15 @@ import {
   type ProxyScope,
 } from '../src/api/mesh';
 import { PROXY_NODE_OPTIONS } from '../src/constants';
-import { makeCa, makeLeaf, withDns, withUri } from '../test/fixtures/agent-pki';
 import { roundRobinSubsetsPolicy } from '../test/fixtures/mesh';
 import { VEGETA, vegetaReport, type Latency } from './vegeta';
-import { NGINX_HEAD, nginxInboundConfig, nginxOutboundConfig, type MtlsFiles } from './nginx';
+import {
+  NGINX_HEAD,
+  makeBenchPki,
+  nginxInboundConfig,
+  nginxOutboundConfig,
+  writeMtlsFiles,
+} from './nginx';
 import { runWrk, type WrkResult } from './wrk';
 
 const args = process.argv.slice(2);
@@ -70,35 +74,14 @@ process.on('exit', () => {
 
 // --- certificates: one root, a client and a server leaf (URI SAN for Mooring, DNS for nginx) --
 
-const root = makeCa('Mooring Bench Root');
-function leaf(name: string): { cert: string; key: string; spiffe: string } {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const spiffe = `spiffe://cluster.local/ns/default/sa/${name}`;
-  return {
-    cert: makeLeaf(root, publicKey, withUri(spiffe), withDns(`${name}.mesh`)),
-    key: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
-    spiffe,
-  };
-}
-const client = leaf('client');
-const server = leaf('server');
+const pki = makeBenchPki();
+const { client, server } = pki;
 const file = (name: string, text: string): string => {
   const p = path.join(dir, name);
   writeFileSync(p, text, { mode: 0o600 });
   return p;
 };
-const ROOT_PEM = file('root.pem', root.pem);
-const CLIENT_CERT = file('client.pem', client.cert);
-const CLIENT_KEY = file('client-key.pem', client.key);
-const SERVER_CERT = file('server.pem', server.cert);
-const SERVER_KEY = file('server-key.pem', server.key);
-const PKI: MtlsFiles = {
-  root: ROOT_PEM,
-  clientCert: CLIENT_CERT,
-  clientKey: CLIENT_KEY,
-  serverCert: SERVER_CERT,
-  serverKey: SERVER_KEY,
-};
+const PKI = writeMtlsFiles(dir, pki);
 
 // --- processes -----------------------------------------------------------------------------
 
@@ -168,14 +151,14 @@ async function startNginxTcpPair(sink: number): Promise<{ port: number; procs: C
   const b = nginx(
     'nginx-tcp-b',
     `${load} ${NGINX_HEAD} stream { server { listen 127.0.0.1:${back} ssl; ssl_protocols TLSv1.3;
-      ssl_certificate ${SERVER_CERT}; ssl_certificate_key ${SERVER_KEY};
-      ssl_verify_client on; ssl_client_certificate ${ROOT_PEM}; proxy_pass 127.0.0.1:${sink}; } }`,
+      ssl_certificate ${PKI.serverCert}; ssl_certificate_key ${PKI.serverKey};
+      ssl_verify_client on; ssl_client_certificate ${PKI.root}; proxy_pass 127.0.0.1:${sink}; } }`,
   );
   const a = nginx(
     'nginx-tcp-a',
     `${load} ${NGINX_HEAD} stream { server { listen 127.0.0.1:${front}; proxy_pass 127.0.0.1:${back};
-      proxy_ssl on; proxy_ssl_protocols TLSv1.3; proxy_ssl_certificate ${CLIENT_CERT};
-      proxy_ssl_certificate_key ${CLIENT_KEY}; proxy_ssl_trusted_certificate ${ROOT_PEM};
+      proxy_ssl on; proxy_ssl_protocols TLSv1.3; proxy_ssl_certificate ${PKI.clientCert};
+      proxy_ssl_certificate_key ${PKI.clientKey}; proxy_ssl_trusted_certificate ${PKI.root};
       proxy_ssl_verify on; proxy_ssl_name server.mesh; } }`,
   );
   await waitPort(front);
@@ -318,7 +301,7 @@ async function startMooringPair(
     credentials: {
       chainPem: server.cert,
       keyPem: server.key,
-      roots: [root.pem],
+      roots: [pki.rootPem],
       spiffeId: server.spiffe,
     },
   });
@@ -351,7 +334,7 @@ async function startMooringPair(
     credentials: {
       chainPem: client.cert,
       keyPem: client.key,
-      roots: [root.pem],
+      roots: [pki.rootPem],
       spiffeId: client.spiffe,
     },
   });
