@@ -253,6 +253,11 @@ describe('ResponseParser', () => {
 
   it.each([
     ['a status that is not three digits', 'HTTP/1.1 20 OK\r\n\r\n'],
+    ['a CR in the reason phrase', 'HTTP/1.1 200 OK\rX-Injected: 1\r\nContent-Length: 0\r\n\r\n'],
+    [
+      'a control character in the reason phrase',
+      'HTTP/1.1 200 O\x00K\r\nContent-Length: 0\r\n\r\n',
+    ],
     [
       'Transfer-Encoding with Content-Length',
       'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n',
@@ -263,24 +268,25 @@ describe('ResponseParser', () => {
 });
 
 describe('forwardHeaderLines', () => {
+  /** The head of a request with these lines after its request line, as the parser reads it. */
+  const head = (...lines: string[]): RequestHead =>
+    (
+      requests(
+        `GET / HTTP/1.1\r\n${lines.map((l) => `${l}\r\n`).join('')}\r\n`,
+      )[0] as Message<RequestHead>
+    ).head;
+
   it('drops hop-by-hop headers and those Connection names, and adds the proxy own', () => {
     const lines = forwardHeaderLines(
-      [
-        'Host',
-        'a',
-        'Connection',
-        'keep-alive, X-Hop',
-        'X-Hop',
-        '1',
-        'Keep-Alive',
-        'timeout=5',
-        'TE',
-        'trailers',
-        'X-Forwarded-Client-Cert',
-        'forged',
-        'X-Keep',
-        'yes',
-      ],
+      head(
+        'Host: a',
+        'Connection: keep-alive, X-Hop',
+        'X-Hop: 1',
+        'Keep-Alive: timeout=5',
+        'TE: trailers',
+        'X-Forwarded-Client-Cert: forged',
+        'X-Keep: yes',
+      ),
       {
         remove: new Set(['x-forwarded-client-cert']),
         add: ['x-request-id', 'r1'],
@@ -292,10 +298,10 @@ describe('forwardHeaderLines', () => {
 
   it('reads a Connection of one token (any case) and one naming a header in two lines alike', () => {
     const lines = forwardHeaderLines(
-      [
-        ...['Host', 'a', 'Connection', 'Keep-Alive', 'X-Kept', '1', 'Connection', 'CLOSE'],
-        ...['Connection', 'x-hop', 'X-Hop', '2', 'Connection', 'keep-alive-x', 'Keep-Alive-X', '3'],
-      ],
+      head(
+        ...['Host: a', 'Connection: Keep-Alive', 'X-Kept: 1', 'Connection: CLOSE'],
+        ...['Connection: x-hop', 'X-Hop: 2', 'Connection: keep-alive-x', 'Keep-Alive-X: 3'],
+      ),
       { connection: 'close' },
     );
     expect(lines).toBe('Host: a\r\nX-Kept: 1\r\nConnection: close\r\n');
@@ -303,17 +309,17 @@ describe('forwardHeaderLines', () => {
 
   it('matches hop-by-hop, removed and Connection-named headers whatever their case', () => {
     const lines = forwardHeaderLines(
-      [
-        ...['HOST', 'a', 'CONNECTION', 'x-HOP', 'X-hop', '1', 'KEEP-ALIVE', 't'],
-        ...['x-forwarded-CLIENT-cert', 'forged', 'X-Hope', 'kept', 'Proxy-Connection', 'x'],
-      ],
+      head(
+        ...['HOST: a', 'CONNECTION: x-HOP', 'X-hop: 1', 'KEEP-ALIVE: t'],
+        ...['x-forwarded-CLIENT-cert: forged', 'X-Hope: kept', 'Proxy-Connection: x'],
+      ),
       { remove: new Set(['x-forwarded-client-cert']), connection: 'keep-alive' },
     );
     expect(lines).toBe('HOST: a\r\nX-Hope: kept\r\nConnection: keep-alive\r\n');
   });
 
   it('does not take a name for another that differs only outside the letters (^ and ~)', () => {
-    const lines = forwardHeaderLines(['Host', 'a', 'x^', '1', 'x~', '2'], {
+    const lines = forwardHeaderLines(head('Host: a', 'x^: 1', 'x~: 2'), {
       remove: new Set(['x~']),
       connection: null,
     });
@@ -321,14 +327,42 @@ describe('forwardHeaderLines', () => {
   });
 
   it('keeps Upgrade and sets Connection for an upgrade', () => {
-    const lines = forwardHeaderLines(
-      ['Host', 'a', 'Upgrade', 'websocket', 'Connection', 'Upgrade'],
-      {
-        connection: 'upgrade',
-        upgrade: 'websocket',
-      },
-    );
+    const lines = forwardHeaderLines(head('Host: a', 'Upgrade: websocket', 'Connection: Upgrade'), {
+      connection: 'upgrade',
+      upgrade: 'websocket',
+    });
     expect(lines).toBe('Host: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n');
+  });
+
+  it('copies the lines it keeps as they came, whichever lines around them it drops', () => {
+    const remove = new Set(['x-drop']);
+    const kept = ['Host:  a ', 'X-A:\tb\tc', 'x-b:d'];
+    const all = (...l: string[]): string =>
+      forwardHeaderLines(head(...l), { remove, connection: null });
+    // the first line, the last, two in a row, a kept line between two dropped ones
+    expect(all('X-Drop: 1', ...kept)).toBe(`${kept.join('\r\n')}\r\n`);
+    expect(all(...kept, 'X-Drop: 1')).toBe(`${kept.join('\r\n')}\r\n`);
+    expect(
+      all(kept[0] as string, 'X-Drop: 1', 'Connection: close', kept[1] as string, 'x-b:d'),
+    ).toBe(`${kept.join('\r\n')}\r\n`);
+    expect(all('X-Drop: 1', kept[0] as string, 'X-Drop: 2', kept[1] as string, 'X-Drop: 3')).toBe(
+      `${kept[0] as string}\r\n${kept[1] as string}\r\n`,
+    );
+    // nothing kept, nothing dropped
+    expect(
+      forwardHeaderLines(head('Host: a', 'X-Drop: 1'), {
+        remove: new Set(['host', 'x-drop']),
+        connection: null,
+      }),
+    ).toBe('');
+    expect(all(...kept)).toBe(`${kept.join('\r\n')}\r\n`);
+  });
+
+  it('forwards a head without header lines (HTTP/1.0) with only what it adds', () => {
+    const h = (requests('GET / HTTP/1.0\r\n\r\n')[0] as Message<RequestHead>).head;
+    expect(forwardHeaderLines(h, { add: ['x-request-id', 'r1'], connection: 'keep-alive' })).toBe(
+      'Connection: keep-alive\r\nx-request-id: r1\r\n',
+    );
   });
 });
 

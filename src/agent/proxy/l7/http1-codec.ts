@@ -34,6 +34,10 @@ interface HeadCommon {
   readonly close: boolean;
   /** The Upgrade header (lowercase) when Connection names `upgrade`, else null. */
   readonly upgrade: string | null;
+  /** The head's text without its final CRLFCRLF: the lines forwarded as they came are its slices. */
+  readonly text: string;
+  /** Where its first header line starts in `text` (text.length when it has none). */
+  readonly fieldsStart: number;
 }
 
 export interface RequestHead extends HeadCommon {
@@ -578,7 +582,8 @@ export class RequestParser extends Http1Framer<RequestHead> {
       throw new Http1ParseError('invalid request target');
     const versionMinor = parseVersion(line.slice(sp2 + 1));
     const headers: RawHeaders = [];
-    const f = parseFields(text, eol === -1 ? text.length : eol + 2, headers);
+    const fieldsStart = eol === -1 ? text.length : eol + 2;
+    const f = parseFields(text, fieldsStart, headers);
     if (versionMinor === 1 && f.host === null)
       throw new Http1ParseError('an HTTP/1.1 request without Host');
     const head: RequestHead = {
@@ -592,6 +597,8 @@ export class RequestParser extends Http1Framer<RequestHead> {
       upgrade: f.connectionUpgrade && f.upgrade !== null ? f.upgrade : null,
       host: f.host,
       expectContinue: f.expectContinue,
+      text,
+      fieldsStart,
     };
     const body = f.chunked ? 'chunked' : f.contentLength > 0 ? 'length' : 'none';
     return { head, body };
@@ -617,17 +624,23 @@ export class ResponseParser extends Http1Framer<ResponseHead> {
     const statusCode = Number(codeText);
     const rest = line.slice(sp1 + 4);
     if (rest !== '' && !rest.startsWith(' ')) throw new Http1ParseError('invalid status line');
+    const reason = rest.slice(1);
+    // Forwarded as it came: a CR in it would end the line for a lenient client.
+    if (hasBadValueChar(reason)) throw new Http1ParseError('invalid reason phrase');
     const headers: RawHeaders = [];
-    const f = parseFields(text, eol === -1 ? text.length : eol + 2, headers);
+    const fieldsStart = eol === -1 ? text.length : eol + 2;
+    const f = parseFields(text, fieldsStart, headers);
     const head: ResponseHead = {
       statusCode,
-      reason: rest.slice(1),
+      reason,
       versionMinor,
       headers,
       contentLength: f.contentLength,
       chunked: f.chunked,
       close: f.close || (versionMinor === 0 && !f.keepAlive),
       upgrade: f.connectionUpgrade && f.upgrade !== null ? f.upgrade : null,
+      text,
+      fieldsStart,
     };
     let body: 'none' | 'length' | 'chunked' | 'close';
     if (
@@ -676,8 +689,17 @@ export interface HeadRewrite {
 const isOwnConnectionToken = (token: string): boolean =>
   sameName(token, 'keep-alive') || sameName(token, 'close') || sameName(token, 'upgrade');
 
-/** Header lines to forward: hop-by-hop ones and `remove` dropped, `add` appended. */
-export function forwardHeaderLines(headers: RawHeaders, rewrite: HeadRewrite): string {
+/** What `forwardHeaderLines` reads of a parsed head. */
+export type HeadLines = Pick<HeadCommon, 'headers' | 'text' | 'fieldsStart'>;
+
+/**
+ * Header lines to forward: hop-by-hop ones and `remove` dropped, `add` appended. The lines kept
+ * are copied from the head's text in runs, as they came (one slice for each run between two
+ * dropped lines), not rebuilt line by line: a third of a sidecar's allocation per request was
+ * these lines rebuilt.
+ */
+export function forwardHeaderLines(head: HeadLines, rewrite: HeadRewrite): string {
+  const { headers, text } = head;
   let connectionTokens: string[] | null = null;
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i] as string;
@@ -694,14 +716,27 @@ export function forwardHeaderLines(headers: RawHeaders, rewrite: HeadRewrite): s
     }
   }
   const remove = rewrite.remove === undefined ? null : namesByLength(rewrite.remove);
+  const end = text.length;
   let out = '';
+  // Header i is the head's line i: a head holds no empty line before its end.
+  let run = head.fieldsStart; // the start of the kept lines not copied yet
+  let line = head.fieldsStart;
   for (let i = 0; i < headers.length; i += 2) {
+    const crlf = text.indexOf('\r\n', line);
+    const next = crlf === -1 ? end + 2 : crlf + 2;
     const name = headers[i] as string;
-    if (hasName(HOP_BY_HOP, name)) continue;
-    if (remove !== null && hasName(remove, name)) continue;
-    if (connectionTokens?.some((t) => sameName(name, t)) === true) continue;
-    out += `${name}: ${headers[i + 1] as string}\r\n`;
+    if (
+      hasName(HOP_BY_HOP, name) ||
+      (remove !== null && hasName(remove, name)) ||
+      connectionTokens?.some((t) => sameName(name, t)) === true
+    ) {
+      if (line > run) out += text.slice(run, line);
+      run = next;
+    }
+    line = next;
   }
+  // The last line has no CRLF in the text.
+  if (run < end) out += `${text.slice(run)}\r\n`;
   if (rewrite.upgrade) out += `Upgrade: ${rewrite.upgrade}\r\n`;
   if (rewrite.connection !== null) out += `Connection: ${rewrite.connection}\r\n`;
   const add = rewrite.add;

@@ -503,7 +503,7 @@ export class Exchange implements ConnectionEvents {
     const connection = h.upgrade !== null ? 'upgrade' : h.versionMinor === 0 ? 'keep-alive' : null;
     const text =
       `${h.method} ${plan.target ?? h.target} HTTP/1.${h.versionMinor}\r\n` +
-      forwardHeaderLines(h.headers, {
+      forwardHeaderLines(h, {
         remove: plan.removeHeaders,
         add,
         connection,
@@ -784,7 +784,7 @@ function isIdempotent(method: string): boolean {
 function responseHeadText(head: ResponseHead, connection: string | null, upgrade = false): string {
   return (
     `HTTP/1.1 ${head.statusCode} ${head.reason}\r\n` +
-    forwardHeaderLines(head.headers, {
+    forwardHeaderLines(head, {
       remove: RESPONSE_REMOVE,
       connection,
       upgrade: upgrade ? head.upgrade : null,
