@@ -92,6 +92,10 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
   private readonly parser = new RequestParser(this);
   private exchange: Exchange | null = null;
   private ended = false;
+  /** A read is being framed. */
+  private reading = false;
+  /** The upstream socket a request head was written to in this read, corked until its end. */
+  private uncorkAfterRead: net.Socket | null = null;
   closed = false;
   /** Requests served on this connection. */
   requests = 0;
@@ -117,13 +121,37 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
     // What one read produces for the upstream leaves in one write.
     const up = this.exchange?.upstreamSocket ?? null;
     up?.cork();
+    this.reading = true;
     try {
       this.parser.execute(chunk);
     } catch (err) {
       this.parseFailed(err as Error);
     } finally {
+      this.reading = false;
       up?.uncork();
+      this.releaseHeld();
     }
+  }
+
+  /**
+   * Keeps `socket` corked until the read being framed ends, so that a request head written now
+   * and the body bytes that came with it leave in one write. False outside a read.
+   */
+  holdUntilRead(socket: net.Socket): boolean {
+    if (!this.reading) return false;
+    if (this.uncorkAfterRead !== socket) {
+      this.releaseHeld();
+      socket.cork();
+      this.uncorkAfterRead = socket;
+    }
+    return true;
+  }
+
+  private releaseHeld(): void {
+    const held = this.uncorkAfterRead;
+    if (held === null) return;
+    this.uncorkAfterRead = null;
+    held.uncork();
   }
 
   private parseFailed(err: Error): void {
@@ -511,10 +539,19 @@ export class Exchange implements ConnectionEvents {
       }) +
       '\r\n';
     const socket = up.socket;
-    socket.cork();
-    socket.write(text, 'latin1');
-    for (const chunk of this.body) socket.write(chunk);
-    socket.uncork();
+    // Body bytes that came in the same read as the head follow it in the same write.
+    const bodyToCome =
+      (h.contentLength > 0 || h.chunked) &&
+      !this.requestComplete &&
+      this.down.holdUntilRead(socket);
+    if (this.body.length === 0) {
+      socket.write(text, 'latin1');
+    } else {
+      if (!bodyToCome) socket.cork();
+      socket.write(text, 'latin1');
+      for (const chunk of this.body) socket.write(chunk);
+      if (!bodyToCome) socket.uncork();
+    }
     if (!this.replayable) this.body = [];
     this.resumeDownstream();
     if (socket.writableNeedDrain) this.backpressure(up);
