@@ -1,6 +1,7 @@
-// How many writes a request makes on its way upstream: the head and the body bytes that came with
-// it in one read leave in one write (one TLS record between sidecars, one system call), whether
-// the connection was waiting in the pool or is opened for the request.
+// How many writes a message makes through the proxy: a head and the body bytes that came with it
+// in one read leave in one write (one TLS record between sidecars, one system call), a request on
+// its way upstream (on a connection opened for it or found in the pool) as a response on its way
+// back; a head that came alone is not held back waiting for its body.
 
 import net from 'node:net';
 import { ALPN } from '../../../src/agent/proxy/core/identity';
@@ -11,15 +12,18 @@ import { ConnectionPool } from '../../../src/agent/proxy/l7/pool';
 
 type WriteMethod = (this: net.Socket, ...args: unknown[]) => unknown;
 
-/** Writes made on sockets to `port` (Writable's _write and _writev, each one write). */
-function countWrites(port: number): { readonly count: () => number; readonly restore: () => void } {
+/** Writes made on sockets whose peer is `match` (Writable's _write and _writev, each one write). */
+function countWrites(match: (s: net.Socket) => boolean): {
+  readonly count: () => number;
+  readonly restore: () => void;
+} {
   const proto = net.Socket.prototype as unknown as Record<'_write' | '_writev', WriteMethod>;
   const original = { _write: proto._write, _writev: proto._writev };
   let n = 0;
   for (const name of ['_write', '_writev'] as const) {
     const write = original[name];
     proto[name] = function (this: net.Socket, ...args: unknown[]): unknown {
-      if (this.remotePort === port) n++;
+      if (match(this)) n++;
       return write.apply(this, args);
     };
   }
@@ -29,11 +33,23 @@ function countWrites(port: number): { readonly count: () => number; readonly res
   };
 }
 
-describe('writes of a request to its upstream', () => {
+const until = async (done: () => boolean): Promise<void> => {
+  while (!done()) await new Promise((r) => setTimeout(r, 5));
+};
+
+describe('writes of a message through the proxy', () => {
   let app: net.Server;
   let port: number;
   /** What the app received, per request (it answers once it has the whole body). */
   const received: string[] = [];
+  /** `/slow`: the head of the answer now, its body once `sendBody` is called. */
+  let sendBody: (() => void) | null = null;
+
+  let proxy: net.Server;
+  let pool: ConnectionPool;
+  let client: net.Socket;
+  /** What the client received. */
+  let answer = '';
 
   beforeAll(async () => {
     app = net.createServer((s) => {
@@ -43,17 +59,19 @@ describe('writes of a request to its upstream', () => {
         const end = text.indexOf('\r\n\r\n');
         const length = Number(/content-length: (\d+)/i.exec(text)?.[1] ?? 0);
         if (end === -1 || text.length < end + 4 + length) return;
-        received.push(text.slice(0, end + 4 + length));
+        const request = text.slice(0, end + 4 + length);
+        received.push(request);
         text = text.slice(end + 4 + length);
-        s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+        if (request.startsWith('GET /slow ')) {
+          s.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n');
+          sendBody = () => s.write('late');
+        } else {
+          s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+        }
       });
     });
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
     port = (app.address() as net.AddressInfo).port;
-  });
-  afterAll(() => new Promise<void>((r) => app.close(() => r())));
-
-  it('sends a head and the body that came in the same read in one write, opened or pooled', async () => {
     const endpoint: UpstreamEndpoint = {
       key: endpointKey('127.0.0.1', port, null),
       address: '127.0.0.1',
@@ -85,27 +103,36 @@ describe('writes of a request to its upstream', () => {
         }),
       finished: () => {},
     };
-    const pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 4 });
-    const proxy = net.createServer((s) => new Http1Downstream(s, handler, pool, {}, null));
+    pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 4 });
+    proxy = net.createServer((s) => new Http1Downstream(s, handler, pool, {}, null));
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    const client = net.connect((proxy.address() as net.AddressInfo).port, '127.0.0.1');
+    client = net.connect((proxy.address() as net.AddressInfo).port, '127.0.0.1');
     await new Promise((r) => client.once('connect', r));
-    const answers: string[] = [];
-    client.on('data', (d: Buffer) => answers.push(d.toString('latin1')));
-    const writes = countWrites(port);
+    client.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+  });
+
+  afterAll(async () => {
+    client.destroy();
+    await new Promise<void>((r) => proxy.close(() => r()));
+    pool.closeIdle();
+    await new Promise<void>((r) => app.close(() => r()));
+  });
+
+  const answers = (): number => answer.split('HTTP/1.1 200').length - 1;
+
+  it('sends a request head and the body read with it in one write, opened or pooled', async () => {
+    const writes = countWrites((s) => s.remotePort === port);
     try {
-      const post = (body: string) =>
-        `POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
       const perRequest: number[] = [];
       for (const body of ['first', 'second', 'third']) {
         const before = writes.count();
         const n = received.length;
-        client.write(post(body));
-        while (received.length === n) await new Promise((r) => setTimeout(r, 5));
+        client.write(
+          `POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+        );
+        await until(() => received.length > n);
         perRequest.push(writes.count() - before);
-        while (answers.join('').split('HTTP/1.1 200').length - 1 < received.length) {
-          await new Promise((r) => setTimeout(r, 5));
-        }
+        await until(() => answers() === received.length);
       }
       // The first request waits for its connection (the body is kept, then sent with the head);
       // the next ones find it in the pool and are written while their read is framed.
@@ -119,9 +146,36 @@ describe('writes of a request to its upstream', () => {
       expect(pool.stats()).toMatchObject({ opened: 1, reused: 2 });
     } finally {
       writes.restore();
-      client.destroy();
-      await new Promise<void>((r) => proxy.close(() => r()));
-      pool.closeIdle();
     }
+  });
+
+  it('answers with the response head and the body read with it in one write', async () => {
+    const writes = countWrites((s) => s.remotePort === client.localPort);
+    try {
+      const perAnswer: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const before = writes.count();
+        answer = '';
+        client.write('GET /p HTTP/1.1\r\nHost: a\r\n\r\n');
+        await until(() => answer.endsWith('ok') && answers() === 1);
+        perAnswer.push(writes.count() - before);
+      }
+      expect(perAnswer).toEqual([1, 1, 1]);
+      expect(answer).toBe('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    } finally {
+      writes.restore();
+    }
+  });
+
+  it('writes a response head that came alone at once, without waiting for its body', async () => {
+    answer = '';
+    sendBody = null;
+    client.write('GET /slow HTTP/1.1\r\nHost: a\r\n\r\n');
+    await until(() => answer.includes('\r\n\r\n'));
+    expect(answer).toBe('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n');
+    expect(sendBody).not.toBeNull();
+    (sendBody as unknown as () => void)();
+    await until(() => answer.endsWith('late'));
+    expect(answer).toBe('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate');
   });
 });

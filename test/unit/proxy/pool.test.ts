@@ -43,7 +43,7 @@ const events: ConnectionEvents = {
   onBody: () => {},
   onMessageEnd: () => {},
   onUpstreamClose: () => {},
-  downstreamSocket: null,
+  onReadDone: () => {},
 };
 
 /** New connections the pool adopts for `keys`, each leased (as a request's). */

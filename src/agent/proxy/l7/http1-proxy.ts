@@ -260,12 +260,14 @@ function writeLocal(socket: net.Socket, reply: LocalReply, close: boolean, head:
 
 const RESPONSE_REMOVE = new Set<string>();
 
+/**
+ * A response head and body bytes up to this size, read together, are copied into one buffer and
+ * written once (one TLS record, no corked write list); a larger body goes after the head.
+ */
+const MERGED_BODY_BYTES = 16 * 1024;
+
 /** One request and its response. */
 export class Exchange implements ConnectionEvents {
-  get downstreamSocket(): net.Socket {
-    return this.down.socket;
-  }
-
   get upstreamSocket(): net.Socket | null {
     return this.upstream?.socket ?? null;
   }
@@ -284,6 +286,8 @@ export class Exchange implements ConnectionEvents {
   private requestComplete = false;
   private responseStarted = false;
   private responseHead: ResponseHead | null = null;
+  /** The response head, not written yet: it leaves with the body bytes read with it. */
+  private headText: string | null = null;
   private closeDownstream = false;
   private status = 0;
   private readonly flags: ResponseFlag[] = [];
@@ -716,13 +720,25 @@ export class Exchange implements ConnectionEvents {
       : this.head.versionMinor === 0
         ? 'keep-alive'
         : null;
-    if (!this.down.closed) this.down.socket.write(responseHeadText(head, connection), 'latin1');
+    if (!this.down.closed) this.headText = responseHeadText(head, connection);
   }
 
   onBody(chunk: Buffer): void {
     this.responseBytes += chunk.length;
     if (this.down.closed) return;
-    if (!this.down.socket.write(chunk)) {
+    const head = this.headText;
+    let data = chunk;
+    if (head !== null) {
+      this.headText = null;
+      if (chunk.length <= MERGED_BODY_BYTES) {
+        data = Buffer.allocUnsafe(head.length + chunk.length);
+        data.write(head, 0, 'latin1');
+        chunk.copy(data, head.length);
+      } else {
+        this.down.socket.write(head, 'latin1');
+      }
+    }
+    if (!this.down.socket.write(data)) {
       const up = this.upstream;
       if (up !== null) {
         up.socket.pause();
@@ -731,12 +747,21 @@ export class Exchange implements ConnectionEvents {
     }
   }
 
+  /** The end of a read from the upstream: a head that came without body bytes goes now. */
+  onReadDone(): void {
+    const head = this.headText;
+    if (head === null) return;
+    this.headText = null;
+    if (!this.down.closed) this.down.socket.write(head, 'latin1');
+  }
+
   onMessageEnd(): void {
     if (this.upgraded) {
       this.startTunnel();
       return;
     }
     if (this.responseHead === null) return; // the end of a 1xx
+    this.onReadDone();
     const up = this.upstream as UpstreamConnection;
     const plan = this.plan as ExchangePlan;
     this.policy?.close({ kind: 'response', status: this.status });
@@ -771,6 +796,7 @@ export class Exchange implements ConnectionEvents {
   abort(flag: ResponseFlag | null): void {
     if (this.done) return;
     this.done = true;
+    this.headText = null;
     if (flag !== null) this.flags.push(flag);
     if (flag === 'DC' && !this.responseStarted) this.status = 0;
     this.policy?.clear();

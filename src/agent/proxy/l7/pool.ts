@@ -11,10 +11,10 @@ export interface ConnectionEvents extends ParserHandler<ResponseHead> {
   /** The connection closed or failed while leased. */
   onUpstreamClose(err: Error | null): void;
   /**
-   * The socket the response goes to: corked while one read is framed, so that a head and the
-   * body that came with it leave in one write (one TLS record, one system call).
+   * One read is framed: what it held is written on. A response head waits for it, so that the
+   * head and the body that came with it leave in one write (one TLS record, one system call).
    */
-  readonly downstreamSocket: net.Socket | null;
+  onReadDone(): void;
 }
 
 const IDLE: ConnectionEvents = {
@@ -22,7 +22,7 @@ const IDLE: ConnectionEvents = {
   onBody: () => {},
   onMessageEnd: () => {},
   onUpstreamClose: () => {},
-  downstreamSocket: null,
+  onReadDone: () => {},
 };
 
 /**
@@ -157,17 +157,15 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
       return;
     }
     this.received += chunk.length;
-    const down = this.events.downstreamSocket;
-    down?.cork();
+    const events = this.events;
     try {
       this.parser.execute(chunk);
     } catch (err) {
-      const events = this.events;
       this.discard();
       events.onUpstreamClose(err as Error);
-    } finally {
-      down?.uncork();
+      return;
     }
+    events.onReadDone();
   }
 
   private onClose(err: Error | null): void {
