@@ -28,13 +28,17 @@ let client: LoopbackSidecar;
 let app: http.Server;
 let appPort: number;
 const connections: Socket[] = [];
-const seen: { url: string; host: string | undefined }[] = [];
+const seen: { url: string; host: string | undefined; attempt?: string | string[] }[] = [];
 /** The client's access log lines (on when a test's mesh turns it on). */
 const accessLog: string[] = [];
 
 beforeAll(async () => {
   app = http.createServer((req, res) => {
-    seen.push({ url: req.url ?? '', host: req.headers.host });
+    seen.push({
+      url: req.url ?? '',
+      host: req.headers.host,
+      attempt: req.headers['x-envoy-attempt-count'],
+    });
     req.resume();
     // /slow/<ms>: answered after that long (requests that hold their connection).
     const slow = /^\/slow\/(\d+)/.exec(req.url ?? '');
@@ -339,7 +343,7 @@ describe('rewrites as the app receives them', () => {
     );
     seen.length = 0;
     expect((await get(client.outbound, '/old/a?q=1')).status).toBe(200);
-    expect(seen).toEqual([{ url: '/new/a?q=1', host: 'web.internal' }]);
+    expect(seen).toEqual([{ url: '/new/a?q=1', host: 'web.internal', attempt: '1' }]);
     expect((await get(client.outbound, '/other')).status).toBe(404);
   });
 });
@@ -491,6 +495,13 @@ describe('what the proxy tells of its upstream attempts', () => {
     for (let i = 0; i < 4; i++) {
       expect((await get(debugClient.outbound, `/a/${i}`)).status).toBe(200);
     }
+    // Each attempt says which it is (Envoy's x-envoy-attempt-count).
+    expect(seen.filter((r) => r.url.startsWith('/a/')).map((r) => [r.url, r.attempt])).toEqual([
+      ['/a/0', '2'],
+      ['/a/1', '1'],
+      ['/a/2', '2'],
+      ['/a/3', '1'],
+    ]);
     const dump = debugClient.sidecar.configDump() as { endpointSets: Record<string, string[]> };
     const byPort = (p: number) => endpointsOf(debugClient).find((e) => e.port === p);
     expect(byPort(closedPort)).toMatchObject({ attempts: 2, failures: 2, active: 0 });

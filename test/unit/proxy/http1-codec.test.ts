@@ -289,11 +289,13 @@ describe('forwardHeaderLines', () => {
       ),
       {
         remove: new Set(['x-forwarded-client-cert']),
-        add: ['x-request-id', 'r1'],
+        add: [['x-request-id', 'r1', 'x-b', '2'], [], ['x-envoy-attempt-count', '1']],
         connection: null,
       },
     );
-    expect(lines).toBe('Host: a\r\nX-Keep: yes\r\nx-request-id: r1\r\n');
+    expect(lines).toBe(
+      'Host: a\r\nX-Keep: yes\r\nx-request-id: r1\r\nx-b: 2\r\nx-envoy-attempt-count: 1\r\n',
+    );
   });
 
   it('reads a Connection of one token (any case) and one naming a header in two lines alike', () => {
@@ -360,7 +362,7 @@ describe('forwardHeaderLines', () => {
 
   it('forwards a head without header lines (HTTP/1.0) with only what it adds', () => {
     const h = (requests('GET / HTTP/1.0\r\n\r\n')[0] as Message<RequestHead>).head;
-    expect(forwardHeaderLines(h, { add: ['x-request-id', 'r1'], connection: 'keep-alive' })).toBe(
+    expect(forwardHeaderLines(h, { add: [['x-request-id', 'r1']], connection: 'keep-alive' })).toBe(
       'Connection: keep-alive\r\nx-request-id: r1\r\n',
     );
   });

@@ -677,8 +677,8 @@ const HOP_BY_HOP: NamesByLength = namesByLength(
 export interface HeadRewrite {
   /** Lowercase names to drop (in addition to hop-by-hop ones). */
   readonly remove?: ReadonlySet<string>;
-  /** Lines to add at the end, as [name, value, name, value...]. */
-  readonly add?: readonly string[];
+  /** Lines to add at the end: lists of [name, value, name, value...], in order. */
+  readonly add?: readonly (readonly string[])[];
   /** The Connection header to send (e.g. 'keep-alive', 'close', 'upgrade'), or null for none. */
   readonly connection: string | null;
   /** For an upgrade: the Upgrade header to keep. */
@@ -739,10 +739,12 @@ export function forwardHeaderLines(head: HeadLines, rewrite: HeadRewrite): strin
   if (run < end) out += `${text.slice(run)}\r\n`;
   if (rewrite.upgrade) out += `Upgrade: ${rewrite.upgrade}\r\n`;
   if (rewrite.connection !== null) out += `Connection: ${rewrite.connection}\r\n`;
-  const add = rewrite.add;
-  if (add !== undefined) {
-    for (let i = 0; i < add.length; i += 2)
-      out += `${add[i] as string}: ${add[i + 1] as string}\r\n`;
+  const lists = rewrite.add;
+  if (lists !== undefined) {
+    for (const add of lists) {
+      for (let i = 0; i < add.length; i += 2)
+        out += `${add[i] as string}: ${add[i + 1] as string}\r\n`;
+    }
   }
   return out;
 }

@@ -521,17 +521,15 @@ export class Exchange implements ConnectionEvents {
     up.lease(this);
     up.parser.requestMethod = this.head.method;
     const h = this.head;
-    let add = plan.addHeaders;
-    if (
-      (endpoint.identity !== null && plan.addHeadersMeshed !== undefined) ||
-      plan.attemptCountHeader
-    ) {
-      const lines = [...plan.addHeaders];
-      if (endpoint.identity !== null && plan.addHeadersMeshed !== undefined)
-        lines.push(...plan.addHeadersMeshed);
-      if (plan.attemptCountHeader) lines.push('x-envoy-attempt-count', String(policy.attempts));
-      add = lines;
-    }
+    const meshed = endpoint.identity !== null ? plan.addHeadersMeshed : undefined;
+    const add =
+      meshed === undefined
+        ? plan.attemptCountHeader
+          ? [plan.addHeaders, attemptCountLine(policy.attempts)]
+          : [plan.addHeaders]
+        : plan.attemptCountHeader
+          ? [plan.addHeaders, meshed, attemptCountLine(policy.attempts)]
+          : [plan.addHeaders, meshed];
     const connection = h.upgrade !== null ? 'upgrade' : h.versionMinor === 0 ? 'keep-alive' : null;
     const text =
       `${h.method} ${plan.target ?? h.target} HTTP/1.${h.versionMinor}\r\n` +
@@ -832,6 +830,15 @@ export class Exchange implements ConnectionEvents {
     this.down.recordTunnel(this);
   }
 }
+
+/** `x-envoy-attempt-count` for the first attempts, made once. */
+const ATTEMPT_COUNT_LINES: readonly (readonly string[])[] = Array.from({ length: 8 }, (_, i) => [
+  'x-envoy-attempt-count',
+  String(i),
+]);
+
+const attemptCountLine = (attempt: number): readonly string[] =>
+  ATTEMPT_COUNT_LINES[attempt] ?? ['x-envoy-attempt-count', String(attempt)];
 
 function isIdempotent(method: string): boolean {
   return (
