@@ -7,9 +7,11 @@ import { generateKeyPairSync } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import http from 'node:http';
 import net from 'node:net';
+import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { MeshState } from '../../src/api/mesh';
 import type { WorkloadCredentials } from '../../src/agent/proxy/l4/tls';
+import { ALPN } from '../../src/agent/proxy/core/identity';
 import { ConnectionPool, MAX_DIALS_PER_KEY } from '../../src/agent/proxy/l7/pool';
 import { IstioMetrics } from '../../src/agent/proxy/metrics';
 import { Sidecar, type OriginalDestination } from '../../src/agent/proxy/sidecar';
@@ -251,6 +253,76 @@ function request(
 }
 
 const echoOf = (text: string): Echo => JSON.parse(text) as Echo;
+
+describe('trace headers on each hop', () => {
+  afterEach(() => a.setMesh(meshForA()));
+
+  it('sends the next sidecar the W3C trace headers and not B3, which it makes for its app itself', async () => {
+    // What a sidecar receives: a TLS server with the server's identity, as B would present it.
+    const own = credentials('server');
+    const heads: string[] = [];
+    const sockets: tls.TLSSocket[] = [];
+    const peer = tls.createServer(
+      {
+        cert: own.chainPem,
+        key: own.keyPem,
+        ca: [...own.roots],
+        requestCert: true,
+        rejectUnauthorized: true,
+        ALPNProtocols: [ALPN.http1],
+      },
+      (s) => {
+        sockets.push(s);
+        let text = '';
+        s.on('data', (d: Buffer) => {
+          text += d.toString('latin1');
+          const end = text.indexOf('\r\n\r\n');
+          if (end === -1) return;
+          heads.push(text.slice(0, end + 4));
+          text = text.slice(end + 4);
+          s.write('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+        });
+      },
+    );
+    const peerPort = await listen(peer);
+    try {
+      a.setMesh(meshForA(serverOnlyAt(peerPort)));
+      expect((await request('/hop')).status).toBe(200);
+      const head = heads[0] as string;
+      expect(head).toMatch(/\r\ntraceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]\r\n/);
+      expect(head).toMatch(/\r\nx-request-id: [0-9a-f-]{36}\r\n/);
+      expect(head).toMatch(/\r\nx-mooring-peer: /);
+      expect(head.toLowerCase()).not.toContain('x-b3-');
+      // Through B, the app still gets both forms, of B's span.
+      a.setMesh(meshForA());
+      const echo = echoOf((await request('/app')).text);
+      const tp = /^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/.exec(String(echo.headers.traceparent));
+      expect(echo.headers['x-b3-traceid']).toBe(tp?.[1]);
+      expect(echo.headers['x-b3-spanid']).toBe(tp?.[2]);
+    } finally {
+      // A's pooled connections to it go too (the next tests count A's connections).
+      for (const s of sockets) s.destroy();
+      peer.close();
+    }
+  });
+
+  it('sends B3 with traceparent to an endpoint outside the mesh, and no peer metadata', async () => {
+    a.setMesh(
+      meshForA(
+        service('server', CLUSTER_IP, [port(80, 'http')], [endpoint('127.0.0.1', { 80: appPort })]),
+      ),
+    );
+    const echo = echoOf((await request('/plain')).text);
+    const tp = /^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/.exec(String(echo.headers.traceparent));
+    expect(tp).not.toBeNull();
+    expect(echo.headers['x-b3-traceid']).toBe(tp?.[1]);
+    expect(echo.headers['x-b3-spanid']).toBe(tp?.[2]);
+    expect(echo.headers['x-b3-sampled']).toMatch(/^[01]$/);
+    expect(echo.headers['x-mooring-peer']).toBeUndefined();
+    // A's pooled connection to the app goes (the next tests count A's connections).
+    app.closeIdleConnections();
+  });
+});
 
 describe('HTTP/1.1 between two sidecars', () => {
   it('carries a request to the app with the caller identity in x-forwarded-client-cert', async () => {

@@ -89,12 +89,13 @@ export interface HandlerContext {
 
 /**
  * The `x-request-id` (made when absent) and this sidecar's span, added to `add` with the trace
- * headers of the next hop (the incoming ones are in the remove sets).
+ * headers of the next hop, its B3 ones to `b3` (the incoming ones are in the remove sets).
  */
 function traceRequest(
   telemetry: ProxyTelemetry,
   th: TraceHeaders,
   add: string[],
+  b3: string[] = add,
 ): { span: SpanContext; requestId: string } {
   let requestId = th.requestId;
   if (requestId === null) {
@@ -102,7 +103,7 @@ function traceRequest(
     add.push(REQUEST_ID_HEADER, requestId);
   }
   const span = telemetry.open(th);
-  propagationHeaders(span, add);
+  propagationHeaders(span, add, b3);
   return { span, requestId };
 }
 
@@ -368,7 +369,10 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
     const index = this.ctx.index();
     if (index === null) return localReply(503, 'no mesh configuration yet', ['UH']);
     const add: string[] = [];
-    const { span, requestId } = traceRequest(this.ctx.telemetry, th, add);
+    // B3 goes only to an endpoint outside the mesh: the next sidecar reads traceparent, and makes
+    // the app's trace headers itself.
+    const b3: string[] = [];
+    const { span, requestId } = traceRequest(this.ctx.telemetry, th, add, b3);
     if (target.kind === 'endpoint') {
       const endpoint = target.endpoint;
       return forwardPlan({
@@ -382,6 +386,7 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
           PEER_HEADER,
           peerHeaderValue(this.ctx.ownPeerValue(), target.service.hostname),
         ],
+        addHeadersPlain: b3,
         retries: NO_RETRIES,
         timeoutMs: null,
         attemptCountHeader: true,
@@ -463,6 +468,7 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
         PEER_HEADER,
         peerHeaderValue(this.ctx.ownPeerValue(), decision.service.hostname),
       ],
+      addHeadersPlain: b3,
       retries: decision.retries,
       timeoutMs: decision.timeoutMs,
       attemptCountHeader: true,

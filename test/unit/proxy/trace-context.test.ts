@@ -226,4 +226,21 @@ describe('opening a span and the headers sent on', () => {
     expect(root).toHaveLength(8); // no tracestate, no parent
     expect(root[1]).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
   });
+
+  it('puts the B3 form in a list of its own when given one', () => {
+    const span = openSpan(
+      parseTraceparent(`00-${TRACE}-${SPAN}-00`, null),
+      countingIds(),
+      1,
+      () => 1,
+    );
+    const w3c: string[] = [];
+    const b3: string[] = [];
+    propagationHeaders(span, w3c, b3);
+    expect(w3c).toEqual(['traceparent', `00-${TRACE}-${span.spanId}-00`]);
+    expect(b3).toEqual([
+      ...['x-b3-traceid', TRACE, 'x-b3-spanid', span.spanId],
+      ...['x-b3-parentspanid', SPAN, 'x-b3-sampled', '0'],
+    ]);
+  });
 });

@@ -290,14 +290,15 @@ export function openSpan(
 }
 
 /**
- * Appends to `out` ([name, value, ...]) the trace headers of the request sent on: this span as
- * the parent of the next hop, in W3C and B3 form. The incoming ones are removed (TRACE_HEADERS).
+ * Appends the trace headers of the request sent on ([name, value, ...]), this span as the parent
+ * of the next hop: the W3C ones to `out`, the B3 ones to `b3` (the same list unless the caller
+ * sends them only to some hops). The incoming ones are removed (TRACE_HEADERS).
  */
-export function propagationHeaders(span: SpanContext, out: string[]): void {
+export function propagationHeaders(span: SpanContext, out: string[], b3: string[] = out): void {
   const sampled = span.sampled ? '1' : '0';
   out.push(TRACEPARENT, `00-${span.traceId}-${span.spanId}-0${sampled}`);
   if (span.traceState !== null) out.push(TRACESTATE, span.traceState);
-  out.push(B3.traceId, span.traceId, B3.spanId, span.spanId);
-  if (span.parentSpanId !== null) out.push(B3.parentSpanId, span.parentSpanId);
-  out.push(B3.sampled, sampled);
+  b3.push(B3.traceId, span.traceId, B3.spanId, span.spanId);
+  if (span.parentSpanId !== null) b3.push(B3.parentSpanId, span.parentSpanId);
+  b3.push(B3.sampled, sampled);
 }

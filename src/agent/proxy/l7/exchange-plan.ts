@@ -48,6 +48,8 @@ export interface ExchangePlan {
   readonly addHeaders: readonly string[];
   /** Header lines added to the request only when the endpoint is meshed (peer metadata). */
   readonly addHeadersMeshed?: readonly string[];
+  /** Header lines added only when the endpoint is outside the mesh (B3's trace headers). */
+  readonly addHeadersPlain?: readonly string[];
   readonly retries: RetryPolicy;
   readonly timeoutMs: number | null;
   /** Set `x-envoy-attempt-count` on each attempt (Istio does on outbound). */
@@ -91,6 +93,7 @@ export function forwardPlan(p: Omit<ExchangePlan, 'kind'>): ExchangePlan {
     removeHeaders: p.removeHeaders,
     addHeaders: p.addHeaders,
     addHeadersMeshed: p.addHeadersMeshed,
+    addHeadersPlain: p.addHeadersPlain,
     retries: p.retries,
     timeoutMs: p.timeoutMs,
     attemptCountHeader: p.attemptCountHeader,

@@ -521,15 +521,15 @@ export class Exchange implements ConnectionEvents {
     up.lease(this);
     up.parser.requestMethod = this.head.method;
     const h = this.head;
-    const meshed = endpoint.identity !== null ? plan.addHeadersMeshed : undefined;
+    const only = endpoint.identity !== null ? plan.addHeadersMeshed : plan.addHeadersPlain;
     const add =
-      meshed === undefined
+      only === undefined
         ? plan.attemptCountHeader
           ? [plan.addHeaders, attemptCountLine(policy.attempts)]
           : [plan.addHeaders]
         : plan.attemptCountHeader
-          ? [plan.addHeaders, meshed, attemptCountLine(policy.attempts)]
-          : [plan.addHeaders, meshed];
+          ? [plan.addHeaders, only, attemptCountLine(policy.attempts)]
+          : [plan.addHeaders, only];
     const connection = h.upgrade !== null ? 'upgrade' : h.versionMinor === 0 ? 'keep-alive' : null;
     const text =
       `${h.method} ${plan.target ?? h.target} HTTP/1.${h.versionMinor}\r\n` +

@@ -340,8 +340,8 @@ class H2Exchange {
     };
     if (plan.target !== undefined) out[':path'] = plan.target;
     add(plan.addHeaders);
-    if (endpoint.identity !== null && plan.addHeadersMeshed !== undefined)
-      add(plan.addHeadersMeshed);
+    const only = endpoint.identity !== null ? plan.addHeadersMeshed : plan.addHeadersPlain;
+    if (only !== undefined) add(only);
     if (plan.attemptCountHeader) out['x-envoy-attempt-count'] = String(policy.attempts);
     let up: http2.ClientHttp2Stream;
     try {
