@@ -56,6 +56,11 @@ export class Edge {
    * the one IstioMetrics it is counted into (a sidecar's handlers make their edges for theirs).
    */
   readonly requestSeries = new Map<string, RequestSeries>();
+  /** The series of the last request counted on this edge, and what it was for: most repeat it. */
+  lastSeries: RequestSeries | null = null;
+  lastCode = 0;
+  lastGrpcStatus = '';
+  lastFlags = '';
   /** The TCP series of this edge, once met. */
   tcpSeries: TcpSeries | null = null;
 
@@ -130,6 +135,26 @@ export class IstioMetrics {
     requestBytes: number,
     responseBytes: number,
   ): void {
+    let s = edge.lastSeries;
+    if (
+      s === null ||
+      code !== edge.lastCode ||
+      grpcStatus !== edge.lastGrpcStatus ||
+      flags !== edge.lastFlags
+    ) {
+      s = this.series(edge, code, grpcStatus, flags);
+      edge.lastSeries = s;
+      edge.lastCode = code;
+      edge.lastGrpcStatus = grpcStatus;
+      edge.lastFlags = flags;
+    }
+    s.count++;
+    s.duration.observe(durationMs);
+    s.requestBytes.observe(requestBytes);
+    s.responseBytes.observe(responseBytes);
+  }
+
+  private series(edge: Edge, code: number, grpcStatus: string, flags: string): RequestSeries {
     const key = `${code}|${grpcStatus}|${flags}`;
     let s = edge.requestSeries.get(key);
     if (s === undefined) {
@@ -150,10 +175,7 @@ export class IstioMetrics {
       }
       edge.requestSeries.set(key, s);
     }
-    s.count++;
-    s.duration.observe(durationMs);
-    s.requestBytes.observe(requestBytes);
-    s.responseBytes.observe(responseBytes);
+    return s;
   }
 
   private tcpSeries(edge: Edge): TcpSeries {

@@ -98,6 +98,37 @@ describe('IstioMetrics', () => {
     );
   });
 
+  it('counts each request into its own series when codes, gRPC statuses and flags alternate on one edge', () => {
+    const m = new IstioMetrics();
+    const edge = new Edge(labels());
+    const requests: [number, string, string][] = [
+      [200, '', '-'],
+      [200, '', '-'],
+      [503, '', 'UF,URX'],
+      [200, '', '-'],
+      [200, '14', '-'],
+      [503, '', 'UF,URX'],
+      [200, '', 'DC'],
+      [200, '', '-'],
+    ];
+    for (const [code, grpc, flags] of requests) m.request(edge, code, grpc, flags, 1, 1, 1);
+    const count = (code: number, grpc: string, flags: string): string | undefined =>
+      lines(m.render(), 'istio_requests_total')
+        .find(
+          (l) =>
+            l.includes(`response_code="${code}"`) &&
+            l.includes(`grpc_response_status="${grpc}"`) &&
+            l.includes(`response_flags="${flags}"`),
+        )
+        ?.split(' ')
+        .pop();
+    expect(lines(m.render(), 'istio_requests_total')).toHaveLength(4);
+    expect(count(200, '', '-')).toBe('4');
+    expect(count(503, '', 'UF,URX')).toBe('2');
+    expect(count(200, '14', '-')).toBe('1');
+    expect(count(200, '', 'DC')).toBe('1');
+  });
+
   it('reports gRPC requests with request_protocol="grpc" and their status', () => {
     const m = new IstioMetrics();
     m.request(new Edge(labels({ protocol: 'grpc' })), 200, '14', '-', 1, 10, 10);
