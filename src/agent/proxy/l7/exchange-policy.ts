@@ -26,9 +26,14 @@ export const resetReply = (why: string): string =>
 export const failureFlag = (reason: AttemptFailure): ResponseFlag =>
   reason === 'reset' || reason === 'refused-stream' ? 'UC' : reason === 'timeout' ? 'UT' : 'UF';
 
+const NONE_TRIED: ReadonlySet<UpstreamEndpoint> = new Set();
+
 export class ExchangePolicy {
-  /** The endpoints of the attempts so far. */
-  readonly tried = new Set<UpstreamEndpoint>();
+  /**
+   * The endpoints of the attempts so far, made when a second attempt is planned (most requests
+   * make one): before, the only endpoint tried is `endpoint`.
+   */
+  private tried: Set<UpstreamEndpoint> | null = null;
   /** The endpoint of the current (or last) attempt. */
   endpoint: UpstreamEndpoint | null = null;
   attempts = 0;
@@ -82,7 +87,9 @@ export class ExchangePolicy {
    * none, the request then answered 503 (UH, or URX after attempts).
    */
   next(): UpstreamEndpoint | null {
-    const endpoint = this.plan.pick(this.tried);
+    let tried: ReadonlySet<UpstreamEndpoint> = NONE_TRIED;
+    if (this.attempts > 0) tried = this.tried ??= new Set([this.endpoint as UpstreamEndpoint]);
+    const endpoint = this.plan.pick(tried);
     if (endpoint === null) {
       this.events.fail(503, 'no healthy upstream', this.attempts === 0 ? 'UH' : 'URX');
     }
@@ -106,7 +113,7 @@ export class ExchangePolicy {
   open(endpoint: UpstreamEndpoint): number {
     this.attempts++;
     this.endpoint = endpoint;
-    this.tried.add(endpoint);
+    this.tried?.add(endpoint);
     endpoint.active++;
     endpoint.attempts++;
     this.attemptOpen = true;
@@ -140,6 +147,11 @@ export class ExchangePolicy {
    */
   mayRetry(): boolean {
     return this.attempts <= this.plan.retries.attempts && (this.plan.canRetry?.() ?? true);
+  }
+
+  /** `endpoint` may be picked again (its attempt failed on a connection the peer was closing). */
+  untry(endpoint: UpstreamEndpoint): void {
+    (this.tried ??= new Set([this.endpoint as UpstreamEndpoint])).delete(endpoint);
   }
 
   /** Stops every timer (the exchange is over). */

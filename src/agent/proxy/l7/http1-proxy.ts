@@ -580,7 +580,7 @@ export class Exchange implements ConnectionEvents {
       isIdempotent(this.head.method);
     if (!this.responseStarted && this.replayable) {
       if (stale) {
-        if (endpoint !== null) policy.tried.delete(endpoint);
+        if (endpoint !== null) policy.untry(endpoint);
         this.reusedConnection = false;
         this.attempt();
         return;

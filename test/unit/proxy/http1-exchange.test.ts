@@ -1,14 +1,16 @@
-// How many writes a message makes through the proxy: a head and the body bytes that came with it
-// in one read leave in one write (one TLS record between sidecars, one system call), a request on
-// its way upstream (on a connection opened for it or found in the pool) as a response on its way
-// back; a head that came alone is not held back waiting for its body.
+// HTTP/1.1 exchanges through the proxy's mechanics. How many writes a message makes: a head and the
+// body bytes that came with it in one read leave in one write (one TLS record between sidecars, one
+// system call), a request on its way upstream (on a connection opened for it or found in the pool)
+// as a response on its way back; a head that came alone is not held back waiting for its body. And
+// a pooled connection the app closes as a request reaches it: the request goes again on a new one.
 
 import net from 'node:net';
 import { ALPN } from '../../../src/agent/proxy/core/identity';
-import { endpointKey, type UpstreamEndpoint } from '../../../src/agent/proxy/core/endpoints';
+import { newUpstreamEndpoint } from '../../../src/agent/proxy/core/endpoints';
 import { forwardPlan } from '../../../src/agent/proxy/l7/exchange-plan';
 import { Http1Downstream, type Http1Handler } from '../../../src/agent/proxy/l7/http1-proxy';
 import { ConnectionPool } from '../../../src/agent/proxy/l7/pool';
+import { endpoint as fixtureEndpoint } from '../../fixtures/mesh';
 
 type WriteMethod = (this: net.Socket, ...args: unknown[]) => unknown;
 
@@ -33,11 +35,16 @@ function countWrites(match: (s: net.Socket) => boolean): {
   };
 }
 
+/** Waits for `done`, failing after 5 s (a test that fails does not hang the run). */
 const until = async (done: () => boolean): Promise<void> => {
-  while (!done()) await new Promise((r) => setTimeout(r, 5));
+  const deadline = Date.now() + 5000;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('not done within 5 s');
+    await new Promise((r) => setTimeout(r, 5));
+  }
 };
 
-describe('writes of a message through the proxy', () => {
+describe('HTTP/1.1 exchanges: their writes, and a pooled connection closed under a request', () => {
   let app: net.Server;
   let port: number;
   /** What the app received, per request (it answers once it has the whole body). */
@@ -54,6 +61,7 @@ describe('writes of a message through the proxy', () => {
   beforeAll(async () => {
     app = net.createServer((s) => {
       let text = '';
+      let served = 0;
       s.on('data', (d: Buffer) => {
         text += d.toString('latin1');
         const end = text.indexOf('\r\n\r\n');
@@ -62,6 +70,12 @@ describe('writes of a message through the proxy', () => {
         const request = text.slice(0, end + 4 + length);
         received.push(request);
         text = text.slice(end + 4 + length);
+        // `/stale`: a kept-alive connection closed as the request arrives (an idle timeout's race).
+        if (request.startsWith('GET /stale ') && served > 0) {
+          s.destroy();
+          return;
+        }
+        served++;
         if (request.startsWith('GET /slow ')) {
           s.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n');
           sendBody = () => s.write('late');
@@ -72,22 +86,11 @@ describe('writes of a message through the proxy', () => {
     });
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
     port = (app.address() as net.AddressInfo).port;
-    const endpoint: UpstreamEndpoint = {
-      key: endpointKey('127.0.0.1', port, null),
-      address: '127.0.0.1',
+    const endpoint = newUpstreamEndpoint(
+      fixtureEndpoint('127.0.0.1', { [port]: port }),
       port,
-      identity: null,
-      workload: null,
-      pod: null,
-      ready: true,
-      active: 0,
-      attempts: 0,
-      failures: 0,
-      ejectedUntil: 0,
-      ejections: 0,
-      consecutive5xx: 0,
-      consecutiveGatewayErrors: 0,
-    };
+      true,
+    );
     const handler: Http1Handler = {
       plan: () =>
         forwardPlan({
@@ -165,6 +168,21 @@ describe('writes of a message through the proxy', () => {
     } finally {
       writes.restore();
     }
+  });
+
+  it('sends again, on a new connection, a request whose pooled connection closes before answering', async () => {
+    const opened = pool.stats().opened;
+    const n = received.length;
+    answer = '';
+    client.write('GET /stale HTTP/1.1\r\nHost: a\r\n\r\n');
+    await until(() => answer.endsWith('ok'));
+    expect(answer).toBe('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    // Received twice: on the pooled connection, which closed, then on a new one.
+    expect(received.slice(n).map((r) => r.split('\r\n')[0])).toEqual([
+      'GET /stale HTTP/1.1',
+      'GET /stale HTTP/1.1',
+    ]);
+    expect(pool.stats().opened).toBe(opened + 1);
   });
 
   it('writes a response head that came alone at once, without waiting for its body', async () => {
