@@ -88,7 +88,7 @@ export class ExchangePolicy {
    */
   next(): UpstreamEndpoint | null {
     let tried: ReadonlySet<UpstreamEndpoint> = NONE_TRIED;
-    if (this.attempts > 0) tried = this.tried ??= new Set([this.endpoint as UpstreamEndpoint]);
+    if (this.attempts > 0) tried = this.triedSet();
     const endpoint = this.plan.pick(tried);
     if (endpoint === null) {
       this.events.fail(503, 'no healthy upstream', this.attempts === 0 ? 'UH' : 'URX');
@@ -151,7 +151,12 @@ export class ExchangePolicy {
 
   /** `endpoint` may be picked again (its attempt failed on a connection the peer was closing). */
   untry(endpoint: UpstreamEndpoint): void {
-    (this.tried ??= new Set([this.endpoint as UpstreamEndpoint])).delete(endpoint);
+    this.triedSet().delete(endpoint);
+  }
+
+  /** `tried`, made from the one endpoint tried so far if it is not made yet. */
+  private triedSet(): Set<UpstreamEndpoint> {
+    return (this.tried ??= new Set([this.endpoint as UpstreamEndpoint]));
   }
 
   /** Stops every timer (the exchange is over). */

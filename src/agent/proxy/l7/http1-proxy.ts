@@ -94,7 +94,7 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
   private ended = false;
   /** A read is being framed. */
   private reading = false;
-  /** The upstream socket a request head was written to in this read, corked until its end. */
+  /** The upstream socket written to in this read, corked until its end. */
   private uncorkAfterRead: net.Socket | null = null;
   closed = false;
   /** Requests served on this connection. */
@@ -120,15 +120,14 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
   private onData(chunk: Buffer): void {
     // What one read produces for the upstream leaves in one write.
     const up = this.exchange?.upstreamSocket ?? null;
-    up?.cork();
     this.reading = true;
+    if (up !== null) this.holdUntilRead(up);
     try {
       this.parser.execute(chunk);
     } catch (err) {
       this.parseFailed(err as Error);
     } finally {
       this.reading = false;
-      up?.uncork();
       this.releaseHeld();
     }
   }
