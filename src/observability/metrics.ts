@@ -1,4 +1,5 @@
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 
 /**
  * How often the event loop's delay is sampled for `nodejs_eventloop_lag_*`. prom-client's default
@@ -8,14 +9,115 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
  */
 export const EVENT_LOOP_SAMPLE_MS = 100;
 
+/**
+ * The resolution prom-client's own delay histogram is given: it is replaced by the one below, and
+ * a timer this long apart (about 24.8 days, the largest a timer takes) never wakes the process.
+ */
+const UNUSED_RESOLUTION_MS = 2 ** 31 - 1;
+
+type DelayHistogram = ReturnType<typeof monitorEventLoopDelay>;
+
+interface DelayGauge {
+  /** Which statistic: the gauge is `nodejs_eventloop_lag_<stat>_seconds`, as prom-client's. */
+  readonly stat: string;
+  readonly help: string;
+  /** Its value in a delay histogram, in ns. */
+  readonly read: (h: DelayHistogram) => number;
+  /** How `--workers` combines the workers' values (prom-client's AggregatorRegistry). */
+  readonly aggregator: 'min' | 'max' | 'average';
+}
+
+const DELAY_GAUGES: readonly DelayGauge[] = [
+  {
+    stat: 'min',
+    help: 'The minimum recorded event loop delay.',
+    read: (h) => h.min,
+    aggregator: 'min',
+  },
+  {
+    stat: 'max',
+    help: 'The maximum recorded event loop delay.',
+    read: (h) => h.max,
+    aggregator: 'max',
+  },
+  {
+    stat: 'mean',
+    help: 'The mean of the recorded event loop delays.',
+    read: (h) => h.mean,
+    aggregator: 'average',
+  },
+  {
+    stat: 'stddev',
+    help: 'The standard deviation of the recorded event loop delays.',
+    read: (h) => h.stddev,
+    aggregator: 'average',
+  },
+  {
+    stat: 'p50',
+    help: 'The 50th percentile of the recorded event loop delays.',
+    read: (h) => h.percentile(50),
+    aggregator: 'average',
+  },
+  {
+    stat: 'p90',
+    help: 'The 90th percentile of the recorded event loop delays.',
+    read: (h) => h.percentile(90),
+    aggregator: 'average',
+  },
+  {
+    stat: 'p99',
+    help: 'The 99th percentile of the recorded event loop delays.',
+    read: (h) => h.percentile(99),
+    aggregator: 'average',
+  },
+];
+
+/**
+ * The event loop's delay since the last scrape, as prom-client names it, but without the sampling
+ * interval. Node's histogram records the time between two runs of its sampling timer, so
+ * prom-client's gauges read the interval itself on an idle loop (0.1 s here). What a user wants
+ * is how late the timer ran: the recorded time minus the interval, never below zero.
+ */
+function registerEventLoopDelay(registry: Registry, sampleMs: number): void {
+  const histogram = monitorEventLoopDelay({ resolution: sampleMs });
+  histogram.enable();
+  const intervalNs = sampleMs * 1e6;
+  const seconds = (ns: number): number => Math.max(0, ns - intervalNs) / 1e9;
+  // One gauge's collect sets them all from the same samples, then starts afresh (as prom-client).
+  const gauges: { gauge: Gauge; read: DelayGauge['read']; spread: boolean }[] = [];
+  const collect = (): void => {
+    const sampled = histogram.count > 0;
+    for (const { gauge, read, spread } of gauges) {
+      const ns = sampled ? read(histogram) : 0;
+      // The stddev is a spread, not a delay: the interval is not taken from it.
+      gauge.set(spread ? ns / 1e9 : seconds(ns));
+    }
+    histogram.reset();
+  };
+  for (const { stat, help, read, aggregator } of DELAY_GAUGES) {
+    const name = `nodejs_eventloop_lag_${stat}_seconds`;
+    registry.removeSingleMetric(name);
+    const first = gauges.length === 0;
+    const gauge = new Gauge({
+      name,
+      help,
+      registers: [registry],
+      aggregator,
+      ...(first ? { collect } : {}),
+    });
+    gauges.push({ gauge, read, spread: stat === 'stddev' });
+  }
+}
+
 /** A fresh registry with process metrics. Each process (and each test) builds its own. */
 export function createRegistry(options: { processMetrics?: boolean } = {}): Registry {
   const registry = new Registry();
   if (options.processMetrics ?? true) {
     collectDefaultMetrics({
       register: registry,
-      eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS,
+      eventLoopMonitoringPrecision: UNUSED_RESOLUTION_MS,
     });
+    registerEventLoopDelay(registry, EVENT_LOOP_SAMPLE_MS);
   }
   return registry;
 }
