@@ -96,6 +96,52 @@ describe('RequestParser', () => {
       'PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n',
     );
     expect(expect100?.head.expectContinue).toBe(true);
+    const [listed] = requests(
+      'GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive ,\tUPGRADE\r\nUpgrade: websocket\r\n\r\n',
+    );
+    expect(listed?.head.upgrade).toBe('websocket');
+    expect(listed?.head.close).toBe(false);
+    const [closeListed] = requests('GET / HTTP/1.1\r\nHost: a\r\nConnection: x-a, close\r\n\r\n');
+    expect(closeListed?.head.close).toBe(true);
+  });
+
+  // A parser that frames these as a length (or as chunked) and one that refuses them would see
+  // different bodies: refused in the head, whatever follows it.
+  it.each([
+    ['an empty Content-Length', 'Content-Length: ', 'abc', /invalid Content-Length/],
+    ['16 digits', 'Content-Length: 1000000000000000', 'abc', /invalid Content-Length/],
+    ['a list of differing lengths', 'Content-Length: 3, 4', 'abc', /differing Content-Length/],
+    // Optional whitespace is space and tab: a no-break space is not trimmed away.
+    [
+      'a length ending in a no-break space',
+      'Content-Length: 3\xa0',
+      'abc',
+      /invalid Content-Length/,
+    ],
+    ['a list with a no-break space', 'Content-Length: 3,\xa03', 'abc', /invalid Content-Length/],
+    [
+      'chunked ending in a no-break space',
+      'Transfer-Encoding: chunked\xa0',
+      '0\r\n\r\n',
+      /does not end with chunked/,
+    ],
+  ])('refuses %s', (_name, field, body, message) => {
+    expect(() => requests(`POST / HTTP/1.1\r\nHost: a\r\n${field}\r\n\r\n${body}`)).toThrow(
+      message,
+    );
+  });
+
+  it('takes a list of identical Content-Lengths as one, and reads up to 15 digits', () => {
+    const [same] = requests('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3 ,\t3\r\n\r\nabc');
+    expect(same?.head.contentLength).toBe(3);
+    expect(same?.body).toBe('abc');
+    // A HEAD's answer has no body to wait for: its length is only read.
+    const [large] = responses(
+      'HTTP/1.1 200 OK\r\nContent-Length: 999999999999999\r\n\r\n',
+      undefined,
+      'HEAD',
+    );
+    expect(large?.head.contentLength).toBe(999_999_999_999_999);
   });
 
   // Each of these lets a request hide inside another when two parsers disagree (smuggling).

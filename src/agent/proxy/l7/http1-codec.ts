@@ -64,7 +64,8 @@ export const MAX_HEAD_BYTES = 60 * 1024;
 const MAX_HEADERS = 200;
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 
-const DIGITS = /^[0-9]{1,15}$/;
+/** Digits a Content-Length may have: 15 keep it exact in a number (and is far beyond any body). */
+const MAX_LENGTH_DIGITS = 15;
 
 // The character classes of a head are checked by loops over char codes, not regular
 // expressions: a head has a dozen names and values, and a regular expression's call costs more
@@ -185,6 +186,43 @@ function hasName(index: NamesByLength, name: string): boolean {
 /** Optional whitespace around a field value (RFC 9110 5.6.3): space and tab only. */
 const isOws = (c: number): boolean => c === 0x20 || c === 0x09;
 
+/** `s` without optional whitespace at either end (String's trim also takes other spaces). */
+function trimOws(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && isOws(s.charCodeAt(a))) a++;
+  while (b > a && isOws(s.charCodeAt(b - 1))) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
+}
+
+/** A token of a Connection field (lowercase, trimmed). */
+function connectionToken(f: ParsedFields, t: string): void {
+  if (t === 'close') f.close = true;
+  else if (t === 'keep-alive') f.keepAlive = true;
+  else if (t === 'upgrade') f.connectionUpgrade = true;
+}
+
+/** One value of a Content-Length field (`field`, for the error): 1-15 digits, as the others. */
+function contentLength(f: ParsedFields, v: string, field: string): void {
+  const len = v.length;
+  let n = 0;
+  for (let i = 0; i < len; i++) {
+    const d = v.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) {
+      n = -1;
+      break;
+    }
+    n = n * 10 + d;
+  }
+  if (len === 0 || len > MAX_LENGTH_DIGITS || n < 0) {
+    throw new Http1ParseError(`invalid Content-Length "${field.slice(0, 32)}"`);
+  }
+  if (f.contentLength !== -1 && f.contentLength !== n) {
+    throw new Http1ParseError('differing Content-Length values');
+  }
+  f.contentLength = n;
+}
+
 /**
  * The header lines of a head's text from `start` (the first line's end) to the end, read in
  * place: only each field's name and value become strings.
@@ -255,27 +293,20 @@ function parseFields(text: string, start: number, headers: RawHeaders): ParsedFi
         break;
       case 10:
         if (sameName(name, 'connection')) {
-          for (const token of value.toLowerCase().split(',')) {
-            const t = token.trim();
-            if (t === 'close') f.close = true;
-            else if (t === 'keep-alive') f.keepAlive = true;
-            else if (t === 'upgrade') f.connectionUpgrade = true;
-          }
+          const lower = value.toLowerCase();
+          // One token (the usual case) is the whole value, already trimmed.
+          if (lower.includes(','))
+            for (const token of lower.split(',')) connectionToken(f, trimOws(token));
+          else connectionToken(f, lower);
         }
         break;
       case 14:
         if (sameName(name, 'content-length')) {
-          // A list of identical values is allowed (RFC 9110 8.6); anything else is refused.
-          for (const part of value.split(',')) {
-            const v = part.trim();
-            if (!DIGITS.test(v))
-              throw new Http1ParseError(`invalid Content-Length "${value.slice(0, 32)}"`);
-            const n = Number(v);
-            if (f.contentLength !== -1 && f.contentLength !== n) {
-              throw new Http1ParseError('differing Content-Length values');
-            }
-            f.contentLength = n;
-          }
+          // A list of identical values is allowed (RFC 9110 8.6); anything else is refused. One
+          // value (the usual case) is the whole field value, already trimmed.
+          if (value.includes(','))
+            for (const part of value.split(',')) contentLength(f, trimOws(part), value);
+          else contentLength(f, value, value);
         }
         break;
       case 17:
@@ -294,7 +325,7 @@ function parseFields(text: string, start: number, headers: RawHeaders): ParsedFi
     if (f.contentLength !== -1) {
       throw new Http1ParseError('both Transfer-Encoding and Content-Length');
     }
-    const codings = transferEncoding.split(',').map((s) => s.trim());
+    const codings = transferEncoding.split(',').map(trimOws);
     if (codings[codings.length - 1] !== 'chunked') {
       throw new Http1ParseError(
         `Transfer-Encoding "${transferEncoding.slice(0, 64)}" does not end with chunked`,
