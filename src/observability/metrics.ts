@@ -5,7 +5,7 @@ import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
  * How often the event loop's delay is sampled for `nodejs_eventloop_lag_*`. prom-client's default
  * is 10 ms: a timer that wakes the process 100 times a second with nothing else to do. Measured
  * on the sidecars of real Pods at rest: 200 wake-ups and 7-16 ms of CPU per second (bench/RESULTS.md).
- * A stall still shows in full: it delays the next sample by its length.
+ * A stall still shows in full: the sample that falls due during it runs that much late.
  */
 export const EVENT_LOOP_SAMPLE_MS = 100;
 
@@ -26,6 +26,14 @@ interface DelayGauge {
   /** How `--workers` combines the workers' values (prom-client's AggregatorRegistry). */
   readonly aggregator: 'min' | 'max' | 'average';
 }
+
+/** A percentile of the recorded delays (prom-client's p50, p90 and p99). */
+const percentile = (p: number): DelayGauge => ({
+  stat: `p${p}`,
+  help: `The ${p}th percentile of the recorded event loop delays.`,
+  read: (h) => h.percentile(p),
+  aggregator: 'average',
+});
 
 const DELAY_GAUGES: readonly DelayGauge[] = [
   {
@@ -52,24 +60,9 @@ const DELAY_GAUGES: readonly DelayGauge[] = [
     read: (h) => h.stddev,
     aggregator: 'average',
   },
-  {
-    stat: 'p50',
-    help: 'The 50th percentile of the recorded event loop delays.',
-    read: (h) => h.percentile(50),
-    aggregator: 'average',
-  },
-  {
-    stat: 'p90',
-    help: 'The 90th percentile of the recorded event loop delays.',
-    read: (h) => h.percentile(90),
-    aggregator: 'average',
-  },
-  {
-    stat: 'p99',
-    help: 'The 99th percentile of the recorded event loop delays.',
-    read: (h) => h.percentile(99),
-    aggregator: 'average',
-  },
+  percentile(50),
+  percentile(90),
+  percentile(99),
 ];
 
 /**
