@@ -56,11 +56,8 @@ export class Edge {
    * the one IstioMetrics it is counted into (a sidecar's handlers make their edges for theirs).
    */
   readonly requestSeries = new Map<string, RequestSeries>();
-  /** The series of the last request counted on this edge, and what it was for: most repeat it. */
+  /** The series of the last request counted on this edge: most requests repeat it. */
   lastSeries: RequestSeries | null = null;
-  lastCode = 0;
-  lastGrpcStatus = '';
-  lastFlags = '';
   /** The TCP series of this edge, once met. */
   tcpSeries: TcpSeries | null = null;
 
@@ -106,6 +103,10 @@ class Histogram {
 
 interface RequestSeries {
   readonly labels: string;
+  /** What its labels say of the request (the rest is its edge's). */
+  readonly code: number;
+  readonly grpcStatus: string;
+  readonly flags: string;
   count: number;
   readonly duration: Histogram;
   readonly requestBytes: Histogram;
@@ -136,17 +137,9 @@ export class IstioMetrics {
     responseBytes: number,
   ): void {
     let s = edge.lastSeries;
-    if (
-      s === null ||
-      code !== edge.lastCode ||
-      grpcStatus !== edge.lastGrpcStatus ||
-      flags !== edge.lastFlags
-    ) {
+    if (s === null || code !== s.code || grpcStatus !== s.grpcStatus || flags !== s.flags) {
       s = this.series(edge, code, grpcStatus, flags);
       edge.lastSeries = s;
-      edge.lastCode = code;
-      edge.lastGrpcStatus = grpcStatus;
-      edge.lastFlags = flags;
     }
     s.count++;
     s.duration.observe(durationMs);
@@ -166,6 +159,9 @@ export class IstioMetrics {
       if (s === undefined) {
         s = {
           labels,
+          code,
+          grpcStatus,
+          flags,
           count: 0,
           duration: new Histogram(),
           requestBytes: new Histogram(),

@@ -87,9 +87,7 @@ export class ExchangePolicy {
    * none, the request then answered 503 (UH, or URX after attempts).
    */
   next(): UpstreamEndpoint | null {
-    let tried: ReadonlySet<UpstreamEndpoint> = NONE_TRIED;
-    if (this.attempts > 0) tried = this.triedSet();
-    const endpoint = this.plan.pick(tried);
+    const endpoint = this.plan.pick(this.attempts === 0 ? NONE_TRIED : this.triedSet());
     if (endpoint === null) {
       this.events.fail(503, 'no healthy upstream', this.attempts === 0 ? 'UH' : 'URX');
     }
