@@ -10,18 +10,24 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { splitPemCertificates } from './chain';
 
-export type RootsResult =
-  | { readonly ok: true; readonly roots: readonly string[] }
-  | { readonly ok: false; readonly reason: string };
+export type RootsResult = { readonly ok: true; readonly roots: readonly string[] } | RootsFailure;
+type RootsFailure = { readonly ok: false; readonly reason: string };
 
 /** Reads and checks the root file: every CERTIFICATE block must parse, and there must be one. */
 export async function readRootFile(file: string): Promise<RootsResult> {
-  let text: string;
+  const read = await readText(file);
+  return typeof read === 'string' ? parseRoots(read) : read;
+}
+
+async function readText(file: string): Promise<string | RootsFailure> {
   try {
-    text = await fs.readFile(file, 'utf8');
+    return await fs.readFile(file, 'utf8');
   } catch (err) {
     return { ok: false, reason: `the root file cannot be read: ${(err as Error).message}` };
   }
+}
+
+function parseRoots(text: string): RootsResult {
   const roots = splitPemCertificates(text);
   if (roots.length === 0) return { ok: false, reason: 'the root file holds no certificate' };
   for (const [i, pem] of roots.entries()) {
@@ -47,6 +53,8 @@ export interface RootWatcherOptions {
 
 export class RootFileWatcher {
   private last = '';
+  /** The file's text at the last check (null: not read yet, or unreadable). */
+  private lastText: string | null = null;
   private watcher: FSWatcher | null = null;
   private poller: NodeJS.Timeout | null = null;
   private debounce: NodeJS.Timeout | null = null;
@@ -110,7 +118,16 @@ export class RootFileWatcher {
   }
 
   private async checkOnce(): Promise<void> {
-    const result = await readRootFile(this.file);
+    const read = await readText(this.file);
+    // The same text as at the last check has been handled already (taken, or reported as
+    // unusable): it is not parsed again at every poll.
+    if (typeof read === 'string') {
+      if (read === this.lastText) return;
+      this.lastText = read;
+    } else {
+      this.lastText = null;
+    }
+    const result = typeof read === 'string' ? parseRoots(read) : read;
     if (!result.ok) {
       if (result.reason !== this.lastProblem) {
         this.options.log.warn(

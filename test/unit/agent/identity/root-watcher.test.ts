@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { promises as fs, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -125,6 +126,39 @@ describe('RootFileWatcher', () => {
       expect(seen).toEqual([[rootB]]);
     } finally {
       w.stop();
+    }
+  });
+
+  it('parses the file again only when its text has changed', async () => {
+    const v = await configMapVolume(rootA);
+    const { X509Certificate } = crypto;
+    const parsed = jest
+      .spyOn(crypto, 'X509Certificate')
+      .mockImplementation((pem) => new X509Certificate(pem));
+    const seen: (readonly string[])[] = [];
+    const w = new RootFileWatcher(v.file, {
+      pollMs: 20,
+      log,
+      onChange: (r) => void seen.push(r),
+      watch: false,
+    });
+    w.start([rootA]);
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      // About ten polls of one unchanged certificate: parsed at the first only.
+      expect(parsed).toHaveBeenCalledTimes(1);
+      await v.update(rootA + rootB);
+      await within(
+        (async () => {
+          while (seen.length === 0) await new Promise((r) => setTimeout(r, 10));
+        })(),
+        3000,
+      );
+      expect(seen).toEqual([[rootA, rootB]]);
+      expect(parsed).toHaveBeenCalledTimes(3);
+    } finally {
+      w.stop();
+      parsed.mockRestore();
     }
   });
 
