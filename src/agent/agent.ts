@@ -287,7 +287,8 @@ async function startProxy(
       log,
       originalDestination,
       random: Math.random,
-      nowMs: () => clock.now().getTime(),
+      // Read per request: the system clock's milliseconds without a Date object each time.
+      nowMs: clock === systemClock ? Date.now : () => clock.now().getTime(),
       metrics: istio,
     },
     {
