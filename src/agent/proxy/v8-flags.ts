@@ -16,13 +16,6 @@
 // every request left its garbage in the old generation: a full collection every 1-2 s under load
 // (of 5-15 ms of steps on the loop) and 25-30 MiB more memory per sidecar, measured. A proxy's
 // long-lived objects (connections, the mesh) are few; its short-lived ones are the traffic.
-//
-// A new sidecar's first requests run code that has never run: V8 interprets a function's
-// bytecode until it has been called often enough for its baseline compiler (Sparkplug), then its
-// optimizing ones. Compiled to baseline code at its first call instead, the request path is
-// faster from the first request, for a few milliseconds of compiling at start: measured in the
-// network-namespace rig at 1,000 requests/s, the slowest request of a fresh pair of sidecars'
-// first half second took 37-50 ms instead of 72-99 (bench/RESULTS.md).
 
 import { setFlagsFromString } from 'node:v8';
 
@@ -30,7 +23,6 @@ export const PROXY_V8_FLAGS: readonly string[] = [
   '--no-parallel-scavenge',
   '--no-concurrent-array-buffer-sweeping',
   '--no-allocation-site-pretenuring',
-  '--always-sparkplug',
 ];
 
 /** Sets PROXY_V8_FLAGS (or the flags given) in this process; the next collection uses them. */
