@@ -50,6 +50,29 @@ async function within<T>(p: Promise<T>, ms: number): Promise<T> {
   }
 }
 
+/** A watcher that polls every 20 ms (no notifications), what it reported, and its first report. */
+function pollingWatcher(file: string): {
+  watcher: RootFileWatcher;
+  seen: (readonly string[])[];
+  firstChange(): Promise<void>;
+} {
+  const seen: (readonly string[])[] = [];
+  const watcher = new RootFileWatcher(file, {
+    pollMs: 20,
+    log,
+    onChange: (r) => void seen.push(r),
+    watch: false,
+  });
+  const firstChange = (): Promise<void> =>
+    within(
+      (async () => {
+        while (seen.length === 0) await new Promise((r) => setTimeout(r, 10));
+      })(),
+      3000,
+    );
+  return { watcher, seen, firstChange };
+}
+
 describe('readRootFile', () => {
   it('reads every root of a bundle', async () => {
     const v = await configMapVolume(rootA + rootB);
@@ -104,25 +127,14 @@ describe('RootFileWatcher', () => {
 
   it('keeps the last roots while the file is unusable, then takes the next good content', async () => {
     const v = await configMapVolume(rootA);
-    const seen: (readonly string[])[] = [];
-    const w = new RootFileWatcher(v.file, {
-      pollMs: 20,
-      log,
-      onChange: (r) => void seen.push(r),
-      watch: false,
-    });
+    const { watcher: w, seen, firstChange } = pollingWatcher(v.file);
     w.start([rootA]);
     try {
       await v.update('garbage');
       await new Promise((r) => setTimeout(r, 150));
       expect(seen).toEqual([]);
       await v.update(rootB);
-      await within(
-        (async () => {
-          while (seen.length === 0) await new Promise((r) => setTimeout(r, 10));
-        })(),
-        3000,
-      );
+      await firstChange();
       expect(seen).toEqual([[rootB]]);
     } finally {
       w.stop();
@@ -135,25 +147,14 @@ describe('RootFileWatcher', () => {
     const parsed = jest
       .spyOn(crypto, 'X509Certificate')
       .mockImplementation((pem) => new X509Certificate(pem));
-    const seen: (readonly string[])[] = [];
-    const w = new RootFileWatcher(v.file, {
-      pollMs: 20,
-      log,
-      onChange: (r) => void seen.push(r),
-      watch: false,
-    });
+    const { watcher: w, seen, firstChange } = pollingWatcher(v.file);
     w.start([rootA]);
     try {
       await new Promise((r) => setTimeout(r, 200));
       // About ten polls of one unchanged certificate: parsed at the first only.
       expect(parsed).toHaveBeenCalledTimes(1);
       await v.update(rootA + rootB);
-      await within(
-        (async () => {
-          while (seen.length === 0) await new Promise((r) => setTimeout(r, 10));
-        })(),
-        3000,
-      );
+      await firstChange();
       expect(seen).toEqual([[rootA, rootB]]);
       expect(parsed).toHaveBeenCalledTimes(3);
     } finally {
