@@ -25,44 +25,35 @@ interface DelayGauge {
   readonly read: (h: DelayHistogram) => number;
   /** How `--workers` combines the workers' values (prom-client's AggregatorRegistry). */
   readonly aggregator: 'min' | 'max' | 'average';
+  /** A spread, not a delay (the stddev): the sampling interval is not taken from it. */
+  readonly spread: boolean;
 }
 
-/** A percentile of the recorded delays (prom-client's p50, p90 and p99). */
-const percentile = (p: number): DelayGauge => ({
-  stat: `p${p}`,
-  help: `The ${p}th percentile of the recorded event loop delays.`,
-  read: (h) => h.percentile(p),
-  aggregator: 'average',
-});
+const delayGauge = (
+  stat: string,
+  help: string,
+  read: DelayGauge['read'],
+  aggregator: DelayGauge['aggregator'] = 'average',
+  spread = false,
+): DelayGauge => ({ stat, help, read, aggregator, spread });
 
 const DELAY_GAUGES: readonly DelayGauge[] = [
-  {
-    stat: 'min',
-    help: 'The minimum recorded event loop delay.',
-    read: (h) => h.min,
-    aggregator: 'min',
-  },
-  {
-    stat: 'max',
-    help: 'The maximum recorded event loop delay.',
-    read: (h) => h.max,
-    aggregator: 'max',
-  },
-  {
-    stat: 'mean',
-    help: 'The mean of the recorded event loop delays.',
-    read: (h) => h.mean,
-    aggregator: 'average',
-  },
-  {
-    stat: 'stddev',
-    help: 'The standard deviation of the recorded event loop delays.',
-    read: (h) => h.stddev,
-    aggregator: 'average',
-  },
-  percentile(50),
-  percentile(90),
-  percentile(99),
+  delayGauge('min', 'The minimum recorded event loop delay.', (h) => h.min, 'min'),
+  delayGauge('max', 'The maximum recorded event loop delay.', (h) => h.max, 'max'),
+  delayGauge('mean', 'The mean of the recorded event loop delays.', (h) => h.mean),
+  delayGauge(
+    'stddev',
+    'The standard deviation of the recorded event loop delays.',
+    (h) => h.stddev,
+    'average',
+    true,
+  ),
+  // prom-client's percentiles.
+  ...[50, 90, 99].map((p) =>
+    delayGauge(`p${p}`, `The ${p}th percentile of the recorded event loop delays.`, (h) =>
+      h.percentile(p),
+    ),
+  ),
 ];
 
 /**
@@ -82,12 +73,11 @@ function registerEventLoopDelay(registry: Registry, sampleMs: number): void {
     const sampled = histogram.count > 0;
     for (const { gauge, read, spread } of gauges) {
       const ns = sampled ? read(histogram) : 0;
-      // The stddev is a spread, not a delay: the interval is not taken from it.
       gauge.set(spread ? ns / 1e9 : seconds(ns));
     }
     histogram.reset();
   };
-  for (const { stat, help, read, aggregator } of DELAY_GAUGES) {
+  for (const { stat, help, read, aggregator, spread } of DELAY_GAUGES) {
     const name = `nodejs_eventloop_lag_${stat}_seconds`;
     registry.removeSingleMetric(name);
     const first = gauges.length === 0;
@@ -98,7 +88,7 @@ function registerEventLoopDelay(registry: Registry, sampleMs: number): void {
       aggregator,
       ...(first ? { collect } : {}),
     });
-    gauges.push({ gauge, read, spread: stat === 'stddev' });
+    gauges.push({ gauge, read, spread });
   }
 }
 
