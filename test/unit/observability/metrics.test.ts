@@ -39,6 +39,9 @@ describe('the process metrics', () => {
     const max = sample(stalled, 'nodejs_eventloop_lag_max_seconds');
     expect(max).toBeGreaterThanOrEqual((EVENT_LOOP_SAMPLE_MS * 1.4) / 1000);
     expect(max).toBeLessThan(1);
+    // The stddev is a spread of the recorded times, not a delay: the interval is not taken from
+    // it (which would leave 0 here, a spread of about 0.1 s being no larger than the interval).
+    expect(sample(stalled, 'nodejs_eventloop_lag_stddev_seconds')).toBeGreaterThan(0.02);
 
     await sleep(EVENT_LOOP_SAMPLE_MS * 3.5);
     const after = await registry.metrics();
