@@ -810,6 +810,45 @@ describe('metrics', () => {
   });
 });
 
+describe('a request whose head cannot be read', () => {
+  /** Sends `bytes` on a new connection to `port`; what came back once the proxy closed it. */
+  const raw = (port: number, bytes: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      let got = '';
+      const s = net.connect(port, '127.0.0.1', () => s.write(bytes));
+      s.setTimeout(5000, () => s.destroy(new Error('no answer within 5 s')));
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      s.on('end', () => {
+        s.destroy();
+        resolve(got);
+      });
+      s.on('error', reject);
+    });
+  const count = (text: string, re: RegExp): number =>
+    text
+      .split('\n')
+      .filter((l) => re.test(l))
+      .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+
+  it('is answered 400 and counted with flag DPE, as Envoy does, on both sides', async () => {
+    const source =
+      /^istio_requests_total\{reporter="source".*destination_service="server\.default\.svc\.cluster\.local".*response_code="400",grpc_response_status="",response_flags="DPE"\}/;
+    const destination =
+      /^istio_requests_total\{reporter="destination".*response_code="400",grpc_response_status="",response_flags="DPE"\}/;
+    const before = [count(aMetrics.render(), source), count(bMetrics.render(), destination)];
+    // Lines that end in bare LFs (never a CRLFCRLF): answered at once, not left waiting.
+    const out = await raw(aPorts.outbound.port, 'GET /x HTTP/1.1\nHost: server\n\n');
+    expect(out).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    // A space before a colon, in plain text to the inbound side (PERMISSIVE).
+    const inb = await raw(bPorts.inbound.port, 'GET /x HTTP/1.1\r\nHost : server\r\n\r\n');
+    expect(inb).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect([count(aMetrics.render(), source), count(bMetrics.render(), destination)]).toEqual([
+      (before[0] as number) + 1,
+      (before[1] as number) + 1,
+    ]);
+  });
+});
+
 describe('drain', () => {
   it('stops taking inbound connections, finishes the request in flight with Connection: close, and counts it down', async () => {
     const slow = http.createServer((req, res) => setTimeout(() => res.end(`slow ${req.url}`), 300));

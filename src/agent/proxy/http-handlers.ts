@@ -27,6 +27,7 @@ import { recordOutcome } from './core/outlier';
 import { RetryBudget } from './core/retry-budget';
 import { rewritePath, routeRequest, type RequestView } from './core/route';
 import {
+  noTraceHeaders,
   propagationHeaders,
   readH2TraceHeaders,
   readTraceHeaders,
@@ -134,8 +135,9 @@ function requestFacts(
   },
   req: {
     readonly protocol: 'HTTP/1.1' | 'HTTP/2';
-    readonly method: string;
-    readonly path: string;
+    /** null for a request whose head could not be read. */
+    readonly method: string | null;
+    readonly path: string | null;
     readonly authority: string | null;
     readonly requestId: string | null;
     readonly userAgent: string | null;
@@ -239,7 +241,8 @@ function recordHttp1(
   const flags = countRequest(metrics, edge, r, '');
   const span = planSpan(r.plan);
   if (!telemetry.wants(span)) return;
-  const th = readTraceHeaders(r.head.headers);
+  const head = r.head;
+  const th = head === null ? noTraceHeaders() : readTraceHeaders(head.headers);
   telemetry.finished(
     span,
     requestFacts(
@@ -250,9 +253,9 @@ function recordHttp1(
       { ...r, grpcStatus: '', flags },
       {
         protocol: 'HTTP/1.1',
-        method: r.head.method,
-        path: requestView(r.head).path,
-        authority: r.head.host,
+        method: head === null ? null : head.method,
+        path: head === null ? null : requestView(head).path,
+        authority: head === null ? null : head.host,
         requestId: (r.plan.kind === 'forward' ? r.plan.requestId : undefined) ?? th.requestId,
         userAgent: th.userAgent,
         downstreamRemote: remoteOf(down.socket),
@@ -536,6 +539,15 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
   finished(r: ExchangeRecord, down: Http1Downstream): void {
     this.ctx.load.requests--;
     if (r.plan.kind === 'forward') r.plan.onDone?.();
+    this.count(r, down);
+  }
+
+  refused(r: ExchangeRecord, down: Http1Downstream): void {
+    this.count(r, down);
+  }
+
+  /** A request's metrics, span and access log line. */
+  private count(r: ExchangeRecord, down: Http1Downstream): void {
     const { target } = down.info as unknown as OutboundInfo;
     const service = (r.plan.kind === 'forward' ? r.plan.service : undefined) ?? target.service;
     const edge = this.edge(r.endpoint, service);
@@ -625,10 +637,21 @@ export class InboundHttp extends HttpSide implements Http1Handler {
 
   finished(r: ExchangeRecord, down: Http1Downstream): void {
     this.ctx.load.requests--;
+    this.count(r, down);
+  }
+
+  refused(r: ExchangeRecord, down: Http1Downstream): void {
+    this.count(r, down);
+  }
+
+  /** A request's metrics, span and access log line. */
+  private count(r: ExchangeRecord, down: Http1Downstream): void {
     const info = down.info as unknown as InboundInfo;
+    const head = r.head;
     // Peer metadata only from a verified sidecar.
-    const peerValue = info.peer === null ? null : headerValue(r.head.headers, PEER_HEADER);
-    const edge = this.edge(info, peerValue, r.head.host, 'http');
+    const peerValue =
+      info.peer === null || head === null ? null : headerValue(head.headers, PEER_HEADER);
+    const edge = this.edge(info, peerValue, head === null ? null : head.host, 'http');
     recordHttp1(this.metrics, this.ctx.telemetry, r, down, edge, 'inbound', info.app.port);
   }
 

@@ -182,6 +182,26 @@ describe('RequestParser', () => {
     expect(() => requests(input)).toThrow(Http1ParseError);
   });
 
+  it.each([
+    ['a request', () => new RequestParser({} as never), 'GET / HTTP/1.1\nHost: a\n\n'],
+    ['a response', () => new ResponseParser({} as never), 'HTTP/1.1 200 OK\nContent-Length: 0\n\n'],
+  ])('refuses %s whose lines end in bare LFs as it arrives, not at its end', (_k, make, head) => {
+    // Such a head never holds a CRLFCRLF: the parser must not wait for one.
+    expect(() => make().execute(Buffer.from(head, 'latin1'))).toThrow(/a bare LF in the head/);
+  });
+
+  it('takes a CRLF split between two reads as a line end, not a bare LF', () => {
+    const seen: string[] = [];
+    const p = new RequestParser({
+      onHead: (h: RequestHead) => seen.push(h.target),
+      onBody: () => undefined,
+      onMessageEnd: () => undefined,
+    });
+    for (const piece of ['GET /x HTTP/1.1\r', '\nHost: a\r', '\n\r', '\n'])
+      p.execute(Buffer.from(piece, 'latin1'));
+    expect(seen).toEqual(['/x']);
+  });
+
   it('refuses a head over the limit as "too large" (431), even when it never ends', () => {
     const huge = `GET / HTTP/1.1\r\nHost: a\r\nX: ${'a'.repeat(70_000)}`;
     try {

@@ -8,7 +8,11 @@ import net from 'node:net';
 import { ALPN } from '../../../src/agent/proxy/core/identity';
 import { newUpstreamEndpoint } from '../../../src/agent/proxy/core/endpoints';
 import { forwardPlan } from '../../../src/agent/proxy/l7/exchange-plan';
-import { Http1Downstream, type Http1Handler } from '../../../src/agent/proxy/l7/http1-proxy';
+import {
+  Http1Downstream,
+  type ExchangeRecord,
+  type Http1Handler,
+} from '../../../src/agent/proxy/l7/http1-proxy';
 import { ConnectionPool } from '../../../src/agent/proxy/l7/pool';
 import { endpoint as fixtureEndpoint } from '../../fixtures/mesh';
 
@@ -57,6 +61,8 @@ describe('HTTP/1.1 exchanges: their writes, and a pooled connection closed under
   let client: net.Socket;
   /** What the client received. */
   let answer = '';
+  /** What the handler learnt of each exchange. */
+  const records: ExchangeRecord[] = [];
 
   beforeAll(async () => {
     app = net.createServer((s) => {
@@ -104,7 +110,8 @@ describe('HTTP/1.1 exchanges: their writes, and a pooled connection closed under
           timeoutMs: null,
           attemptCountHeader: false,
         }),
-      finished: () => {},
+      finished: (record) => records.push(record),
+      refused: (record) => records.push(record),
     };
     pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 4 });
     proxy = net.createServer((s) => new Http1Downstream(s, handler, pool, {}, null));
@@ -195,5 +202,41 @@ describe('HTTP/1.1 exchanges: their writes, and a pooled connection closed under
     (sendBody as unknown as () => void)();
     await until(() => answer.endsWith('late'));
     expect(answer).toBe('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate');
+  });
+
+  /** Sends `bytes` on a connection of its own; what came back once the proxy ended it. */
+  const alone = async (bytes: string): Promise<string> => {
+    const other = net.connect((proxy.address() as net.AddressInfo).port, '127.0.0.1');
+    let got = '';
+    let ended = false;
+    other.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    other.on('end', () => (ended = true));
+    await new Promise((r) => other.once('connect', r));
+    other.write(bytes);
+    await until(() => ended);
+    other.destroy();
+    return got;
+  };
+
+  it('answers 400 and closes when a request body cannot be framed after its head went on (DPE)', async () => {
+    const n = records.length;
+    // The head is framed and sent on; the chunk size that follows is not hexadecimal.
+    const got = await alone(
+      'POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n',
+    );
+    expect(got).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(got).toContain('\r\nconnection: close\r\n');
+    expect(records.slice(n).map((r) => [r.status, r.flags])).toEqual([[400, ['DPE']]]);
+  });
+
+  it('answers a head over the limit 431 by itself, with no plan, and tells the handler (DPE)', async () => {
+    const n = records.length;
+    const sent = received.length;
+    const got = await alone(`GET /big HTTP/1.1\r\nHost: a\r\nX: ${'a'.repeat(70_000)}\r\n\r\n`);
+    expect(got).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    expect(records.slice(n).map((r) => [r.head, r.status, r.flags])).toEqual([
+      [null, 431, ['DPE']],
+    ]);
+    expect(received.length).toBe(sent);
   });
 });

@@ -20,6 +20,7 @@ export type ResponseFlag =
   | 'NR' // no route
   | 'NC' // no cluster: the route's destination is not known
   | 'DC' // downstream connection termination
+  | 'DPE' // downstream protocol error: the request could not be framed
   | 'UO' // upstream overflow (circuit breaker)
   | 'FI' // fault injected: abort
   | 'DI' // fault injected: delay

@@ -418,6 +418,10 @@ abstract class Http1Framer<H extends HeadCommon> {
           if (end === -1) {
             if (buf.length > MAX_HEAD_BYTES)
               throw new Http1ParseError('the head is too large', true);
+            // A head whose lines end in a bare LF never holds a CRLFCRLF: refused now, not left
+            // waiting for an end that will not come. (Only a head split across reads gets here.)
+            if (hasBareLf(buf.toString('latin1')))
+              throw new Http1ParseError('a bare LF in the head');
             this.pending = buf;
             return;
           }

@@ -43,7 +43,8 @@ export type {
 
 /** What the handler learns when an exchange is over (metrics, access log). */
 export interface ExchangeRecord {
-  readonly head: RequestHead;
+  /** null for a request whose head could not be read (the connection answered it itself). */
+  readonly head: RequestHead | null;
   readonly plan: ExchangePlan | LocalReply;
   /** The endpoint of the last attempt, if any. */
   readonly endpoint: UpstreamEndpoint | null;
@@ -60,6 +61,11 @@ export interface ExchangeRecord {
 export interface Http1Handler {
   plan(head: RequestHead, downstream: Http1Downstream): ExchangePlan | LocalReply;
   finished(record: ExchangeRecord, downstream: Http1Downstream): void;
+  /**
+   * A request the connection answered itself, 400 or 431 with flag DPE, as its head could not be
+   * read: no plan was made for it. Counted as Envoy counts it.
+   */
+  refused(record: ExchangeRecord, downstream: Http1Downstream): void;
   /** True while the proxy drains this side: each response closes its connection. */
   draining?(): boolean;
 }
@@ -156,15 +162,26 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
   private parseFailed(err: Error): void {
     const tooLarge = err instanceof Http1ParseError && err.tooLarge;
     if (this.exchange !== null) {
-      this.exchange.abort('DC');
-      this.socket.destroy();
+      this.exchange.requestMalformed();
       return;
     }
-    writeLocal(
-      this.socket,
-      localReply(tooLarge ? 431 : 400, tooLarge ? 'headers too large' : 'bad request'),
-      true,
-      false,
+    const status = tooLarge ? 431 : 400;
+    const reply = localReply(status, tooLarge ? 'headers too large' : 'bad request', ['DPE']);
+    const responseBytes = writeLocal(this.socket, reply, true, false);
+    this.handler.refused(
+      {
+        head: null,
+        plan: reply,
+        endpoint: null,
+        status,
+        flags: reply.flags,
+        startNs: process.hrtime.bigint(),
+        durationMs: 0,
+        requestBytes: 0,
+        responseBytes,
+        attempts: 0,
+      },
+      this,
     );
   }
 
@@ -652,19 +669,43 @@ export class Exchange implements ConnectionEvents {
 
   /** The route timeout passed. */
   onTimeout(): void {
+    this.giveUp('UT', 504, 'upstream request timeout', 'timeout');
+  }
+
+  /**
+   * The rest of the request cannot be framed (a malformed chunked body, after its head went on).
+   * As Envoy: a 400 that closes the connection (flag DPE). The upstream connection, holding a
+   * partial request, is dropped.
+   */
+  requestMalformed(): void {
+    this.giveUp('DPE', 400, 'bad request', 'reset');
+  }
+
+  /** Ends the exchange with `flag`: a local reply if no response has begun, else a cut one. */
+  private giveUp(
+    flag: ResponseFlag,
+    status: number,
+    text: string,
+    reason: 'timeout' | 'reset',
+  ): void {
     if (this.done) return;
     if (this.responseStarted) {
-      this.flags.push('UT');
+      this.flags.push(flag);
       this.abort(null);
       return;
     }
+    this.dropUpstream(reason);
+    this.fail(status, text, flag);
+  }
+
+  /** The attempt in flight, dialing or sent, is given up and its connection discarded. */
+  private dropUpstream(reason: 'timeout' | 'reset'): void {
     this.cancelDial?.();
     this.cancelDial = null;
     const up = this.upstream;
     this.upstream = null;
     up?.discard();
-    this.policy?.close({ kind: 'failure', reason: 'timeout' });
-    this.fail(504, 'upstream request timeout', 'UT');
+    this.policy?.close({ kind: 'failure', reason });
   }
 
   // --- the response, from the upstream connection -----------------------------------------
@@ -797,12 +838,7 @@ export class Exchange implements ConnectionEvents {
     if (flag !== null) this.flags.push(flag);
     if (flag === 'DC' && !this.responseStarted) this.status = 0;
     this.policy?.clear();
-    this.cancelDial?.();
-    this.cancelDial = null;
-    const up = this.upstream;
-    this.upstream = null;
-    up?.discard();
-    this.policy?.close({ kind: 'failure', reason: 'reset' });
+    this.dropUpstream('reset');
     this.down.socket.destroy();
     this.down.exchangeDone(this, false);
   }
