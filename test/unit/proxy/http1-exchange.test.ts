@@ -82,7 +82,10 @@ describe('HTTP/1.1 exchanges: their writes, and a pooled connection closed under
           return;
         }
         served++;
-        if (request.startsWith('GET /slow ')) {
+        if (request.startsWith('GET /malformed ')) {
+          // Two Content-Lengths that differ: no proxy may guess which one frames the body.
+          s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok');
+        } else if (request.startsWith('GET /slow ')) {
           s.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n');
           sendBody = () => s.write('late');
         } else {
@@ -238,5 +241,15 @@ describe('HTTP/1.1 exchanges: their writes, and a pooled connection closed under
       [null, 431, ['DPE']],
     ]);
     expect(received.length).toBe(sent);
+  });
+
+  it('answers 502 with flag UPE, as Envoy does, to a response that cannot be read', async () => {
+    const n = records.length;
+    const got = await alone('GET /malformed HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+    expect(got).toMatch(/^HTTP\/1\.1 502 Bad Gateway\r\n/);
+    expect(got).toMatch(
+      /\r\n\r\nupstream connect error or disconnect\/reset before headers\. reset reason: protocol error$/,
+    );
+    expect(records.slice(n).map((r) => [r.status, r.flags])).toEqual([[502, ['UPE']]]);
   });
 });

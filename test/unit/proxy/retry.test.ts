@@ -15,6 +15,11 @@ describe('retry conditions', () => {
     ['reset', ['reset', '5xx', 'gateway-error'], ['connect-failure', 'refused-stream']],
     ['refused-stream', ['refused-stream', 'reset', '5xx'], ['gateway-error', 'connect-failure']],
     ['timeout', ['reset', '5xx', 'gateway-error'], ['connect-failure', 'unavailable']],
+    [
+      'protocol-error',
+      ['reset', '5xx', 'gateway-error'],
+      ['connect-failure', 'refused-stream', 'unavailable'],
+    ],
   ])('an attempt failing with %s is retried under %j, not under %j', (reason, yes, no) => {
     for (const c of yes) expect(retriableFailure([c], reason)).toBe(true);
     for (const c of no) expect(retriableFailure([c], reason)).toBe(false);

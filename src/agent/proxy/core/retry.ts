@@ -3,8 +3,9 @@
 
 import type { RetryPolicy } from '../../../api/mesh';
 
-/** How an attempt failed before any response. */
-export type AttemptFailure = 'connect-failure' | 'tls' | 'reset' | 'refused-stream' | 'timeout';
+/** How an attempt failed before any response (`protocol-error`: a response that cannot be read). */
+export type AttemptFailure =
+  'connect-failure' | 'tls' | 'reset' | 'refused-stream' | 'timeout' | 'protocol-error';
 
 /** Whether `retryOn` covers an attempt that failed this way. */
 export function retriableFailure(retryOn: readonly string[], reason: AttemptFailure): boolean {
@@ -16,7 +17,8 @@ export function retriableFailure(retryOn: readonly string[], reason: AttemptFail
     case 'refused-stream':
       return any('refused-stream', '5xx', 'reset');
     default:
-      // A reset, or a per-try timeout (Envoy retries it like a reset).
+      // A reset, a response that cannot be read, or a per-try timeout (Envoy retries them like
+      // a reset).
       return any('reset', '5xx', 'gateway-error');
   }
 }

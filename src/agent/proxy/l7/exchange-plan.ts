@@ -6,6 +6,7 @@ import type { MeshService, RetryPolicy } from '../../../api/mesh';
 import type { CircuitBreaker } from '../core/circuit-breaker';
 import type { UpstreamEndpoint } from '../core/endpoints';
 import type { MooringAlpn } from '../core/identity';
+import type { AttemptFailure as RetryAttemptFailure } from '../core/retry';
 import type { SpanContext } from '../core/trace-context';
 import type { TlsContexts } from '../l4/tls';
 import type { UpstreamConnection } from './pool';
@@ -15,6 +16,7 @@ export type ResponseFlag =
   | 'UH' // no healthy upstream
   | 'UF' // upstream connection failure
   | 'UC' // upstream connection termination
+  | 'UPE' // upstream protocol error: a response that cannot be read
   | 'UT' // upstream request timeout
   | 'URX' // retry limit exceeded
   | 'NR' // no route
@@ -114,7 +116,7 @@ export function forwardPlan(p: Omit<ExchangePlan, 'kind'>): ExchangePlan {
 /** An attempt that failed before any answer. */
 export interface AttemptFailure {
   readonly kind: 'failure';
-  readonly reason: 'connect-failure' | 'reset' | 'timeout' | 'tls' | 'refused-stream';
+  readonly reason: RetryAttemptFailure;
   /** What the socket or TLS said, when known (a debug log line). */
   readonly detail?: string;
 }

@@ -24,7 +24,13 @@ export const resetReply = (why: string): string =>
 
 /** The response flag of an answer to a failed attempt. */
 export const failureFlag = (reason: AttemptFailure): ResponseFlag =>
-  reason === 'reset' || reason === 'refused-stream' ? 'UC' : reason === 'timeout' ? 'UT' : 'UF';
+  reason === 'reset' || reason === 'refused-stream'
+    ? 'UC'
+    : reason === 'timeout'
+      ? 'UT'
+      : reason === 'protocol-error'
+        ? 'UPE'
+        : 'UF';
 
 const NONE_TRIED: ReadonlySet<UpstreamEndpoint> = new Set();
 

@@ -576,7 +576,7 @@ export class Exchange implements ConnectionEvents {
   }
 
   private attemptFailed(
-    reason: 'connect-failure' | 'reset' | 'timeout' | 'tls',
+    reason: 'connect-failure' | 'reset' | 'timeout' | 'tls' | 'protocol-error',
     err: Error | null,
     received: number,
   ): void {
@@ -620,10 +620,12 @@ export class Exchange implements ConnectionEvents {
         ? 'connection termination'
         : reason === 'tls'
           ? 'TLS error'
-          : 'connection failure';
+          : reason === 'protocol-error'
+            ? 'protocol error'
+            : 'connection failure';
     const detail = err !== null && reason === 'tls' ? `, ${err.message}` : '';
     if (reason === 'timeout') this.fail(504, 'upstream request timeout', flag);
-    else this.fail(503, resetReply(`${why}${detail}`), flag);
+    else this.fail(reason === 'protocol-error' ? 502 : 503, resetReply(`${why}${detail}`), flag);
   }
 
   /** Envoy's backoff: a random wait up to base x 2^(retries so far - 1), capped at 10 x base. */
@@ -820,7 +822,8 @@ export class Exchange implements ConnectionEvents {
   onUpstreamClose(err: Error | null): void {
     if (this.done || this.upgraded) return;
     const received = this.upstream?.received ?? 0;
-    this.attemptFailed('reset', err, received);
+    // A response that cannot be read is Envoy's protocol error (502, flag UPE), not a reset.
+    this.attemptFailed(err instanceof Http1ParseError ? 'protocol-error' : 'reset', err, received);
   }
 
   // --- ends -------------------------------------------------------------------------------
