@@ -403,6 +403,20 @@ describe('HTTP/1.1 between two sidecars', () => {
     expect(received.toLowerCase()).toContain('upgrade: echo');
     expect(received).toContain('PING');
   });
+
+  it('makes no h2c upgrade: the app gets the request as HTTP/1.1, without its upgrade headers', async () => {
+    const { status, text } = await request('/h2c', {
+      headers: { connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c', 'http2-settings': 'AAM' },
+    });
+    // The app upgrades any request that asks (101): it answered a plain request.
+    expect(status).toBe(200);
+    const seen = echoOf(text).headers;
+    expect([seen.upgrade, seen['http2-settings'], seen.connection]).toEqual([
+      undefined,
+      undefined,
+      undefined,
+    ]);
+  });
 });
 
 describe('a burst of requests', () => {

@@ -402,6 +402,15 @@ describe('forwardHeaderLines', () => {
     expect(lines).toBe('Host: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n');
   });
 
+  it('makes no h2c upgrade, as Envoy: the request goes on as HTTP/1.1 without its upgrade headers', () => {
+    // HTTP2-Settings dropped even when Connection does not name it.
+    for (const connection of ['Upgrade, HTTP2-Settings', 'Upgrade']) {
+      const h = head('Host: a', `Connection: ${connection}`, 'Upgrade: h2c', 'HTTP2-Settings: AAM');
+      expect(h.upgrade).toBeNull();
+      expect(forwardHeaderLines(h, { connection: null })).toBe('Host: a\r\n');
+    }
+  });
+
   it('copies the lines it keeps as they came, whichever lines around them it drops', () => {
     const remove = new Set(['x-drop']);
     const kept = ['Host:  a ', 'X-A:\tb\tc', 'x-b:d'];

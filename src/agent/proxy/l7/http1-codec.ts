@@ -629,7 +629,9 @@ export class RequestParser extends Http1Framer<RequestHead> {
       contentLength: f.contentLength,
       chunked: f.chunked,
       close: f.close || (versionMinor === 0 && !f.keepAlive),
-      upgrade: f.connectionUpgrade && f.upgrade !== null ? f.upgrade : null,
+      // An h2c upgrade is not made, as Envoy does not make it: the request goes on as HTTP/1.1,
+      // its Upgrade and HTTP2-Settings dropped (both hop-by-hop).
+      upgrade: f.connectionUpgrade && f.upgrade !== null && f.upgrade !== 'h2c' ? f.upgrade : null,
       host: f.host,
       expectContinue: f.expectContinue,
       text,
@@ -706,6 +708,8 @@ const HOP_BY_HOP: NamesByLength = namesByLength(
     'proxy-authorization',
     'te',
     'upgrade',
+    // HTTP/2's settings for an h2c upgrade, which is never made: of this connection only.
+    'http2-settings',
   ]),
 );
 
