@@ -110,11 +110,11 @@ function tcpService() {
   );
 }
 
-function grpcService() {
+function grpcService(protocol: 'grpc' | 'http' = 'grpc') {
   return service(
     'grpc-echo',
     GRPC_IP,
-    [port(7070, 'grpc')],
+    [port(7070, protocol)],
     [endpoint('127.0.0.1', { 7070: bPorts.inbound.port }, meshedAs('server'))],
   );
 }
@@ -402,6 +402,15 @@ describe('HTTP/1.1 between two sidecars', () => {
     expect(received).toMatch(/^HTTP\/1.1 101 /);
     expect(received.toLowerCase()).toContain('upgrade: echo');
     expect(received).toContain('PING');
+  });
+
+  it('closes a connection to an http port whose client ends it before saying anything', async () => {
+    const s = net.connect(aPorts.outbound.port, '127.0.0.1', () => s.end());
+    s.resume();
+    await new Promise<void>((resolve, reject) => {
+      s.setTimeout(5000, () => reject(new Error('still open after 5 s')));
+      s.on('close', () => resolve());
+    });
   });
 
   it('makes no h2c upgrade: the app gets the request as HTTP/1.1, without its upgrade headers', async () => {
@@ -776,6 +785,28 @@ describe('gRPC between two sidecars', () => {
     expect(bMetrics.render()).toMatch(
       /istio_requests_total\{reporter="destination",source_workload="client".*request_protocol="grpc",response_code="200",grpc_response_status="5"/,
     );
+  });
+
+  it('carries gRPC to a port declared http: the client speaks HTTP/2 from its first byte', async () => {
+    a.setMesh(meshForA(serverService(), tcpService(), grpcService('http')));
+    // A new channel: a connection is dispatched by the port's protocol when it opens.
+    const Client = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo');
+    const other = new Client(
+      `127.0.0.1:${aPorts.outbound.port}`,
+      grpc.credentials.createInsecure(),
+    ) as typeof client;
+    try {
+      const reply = await new Promise<Buffer>((resolve, reject) =>
+        (other.echo as (b: Buffer, cb: (e: grpc.ServiceError | null, r: Buffer) => void) => void)(
+          Buffer.from('on http'),
+          (err, r) => (err ? reject(err) : resolve(r)),
+        ),
+      );
+      expect(reply.toString()).toBe(`on http|By=${spiffe('server')};URI=${spiffe('client')}`);
+    } finally {
+      other.close();
+      a.setMesh(meshForA());
+    }
   });
 
   it('streams server messages', async () => {

@@ -380,7 +380,15 @@ export class Sidecar {
   private dispatchOutbound(socket: net.Socket, target: Target, protocol: Protocol): void {
     switch (protocol) {
       case 'http':
-        new Http1Downstream(socket, this.outboundHttp, this.outboundPool, { target }, null);
+        // A client may speak HTTP/2 from its first byte to a port declared http (a gRPC client
+        // to a misnamed port, say): carried as HTTP/2, as Linkerd does, not refused.
+        this.sniffFirst(socket, this.options.handshakeTimeoutMs, (first, kind) => {
+          if (kind.kind === 'http2') {
+            serveH2(socket, first, this.outboundH2, this.outboundH2Pool, { target });
+          } else {
+            new Http1Downstream(socket, this.outboundHttp, this.outboundPool, { target }, first);
+          }
+        });
         return;
       case 'http2':
       case 'grpc':

@@ -119,8 +119,10 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
     socket.on('close', () => this.onClose());
     socket.on('error', () => socket.destroy());
     if (first !== null && first.length > 0) this.onData(first);
-    // The socket may have been paused while its first bytes were sniffed.
-    socket.resume();
+    // The socket may have been paused while its first bytes were sniffed, and the client may
+    // have ended its side meanwhile.
+    if (socket.readableEnded) this.onEnd();
+    else socket.resume();
   }
 
   private onData(chunk: Buffer): void {
