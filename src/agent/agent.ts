@@ -165,6 +165,8 @@ export async function runAgent(options: AgentOptions, runtime: AgentRuntime): Pr
   const proxyStats = proxy?.renderStats ?? null;
 
   const readinessServer = createReadinessServer({ readiness, log });
+  /** Set by the supervision: what a quit request (POST /quitquitquit) does. */
+  let quit: () => void = () => undefined;
   const agentServer = createAgentServer({
     registry,
     probes: options.appProbes,
@@ -178,6 +180,7 @@ export async function runAgent(options: AgentOptions, runtime: AgentRuntime): Pr
       registry,
       log,
     }),
+    quit: () => quit(),
   });
   try {
     const addresses = {
@@ -254,6 +257,9 @@ export async function runAgent(options: AgentOptions, runtime: AgentRuntime): Pr
       proxy?.sidecar.drainInbound();
     },
     inFlight: () => proxy?.sidecar.inFlight() ?? 0,
+    onQuitRequest: (q) => {
+      quit = q;
+    },
   });
 
   lifecycle.stop();

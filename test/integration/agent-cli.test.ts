@@ -273,6 +273,23 @@ describe('mooring agent (CLI)', () => {
     expect(agent.stderr()).toContain('nothing in flight: the drain ends now');
   });
 
+  it('on POST /quitquitquit from loopback (a Job done): stops the command at once, no drain, and exits with its code', async () => {
+    const agent = await runAgentCli({
+      args: ['--drain', '120s'],
+      env: { CHILD_TERM_CODE: '0' },
+      command: childCommand,
+    });
+    await agent.waitReady();
+    const res = await fetch(`http://127.0.0.1:${agent.agentPort}/quitquitquit`, {
+      method: 'POST',
+    });
+    expect([res.status, await res.text()]).toEqual([200, 'OK\n']);
+    // Within the test's timeout, far below the 120 s of --drain.
+    expect(await agent.exited).toBe(0);
+    expect(agent.childLines()).toContain('signal SIGTERM');
+    expect(agent.stderr()).toContain('quit requested: no drain');
+  });
+
   it('exits non-zero when the proxy command dies on its own, even with code 0', async () => {
     const agent = await runAgentCli({
       env: { CHILD_EXIT_AFTER_MS: '800', CHILD_EXIT_CODE: '0' },

@@ -337,4 +337,27 @@ describe('the proxy under the app', () => {
       ).code,
     ).not.toBe(0);
   });
+
+  it('refuses a quit request (POST :15020/quitquitquit) from another Pod, and keeps running', async () => {
+    const out = await rig.exec(
+      legacy.ns,
+      [
+        'curl',
+        '-s',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        '--max-time',
+        '2',
+        '-X',
+        'POST',
+      ].concat(`http://${web.spec.ip}:15020/quitquitquit`),
+      APP_USER,
+    );
+    expect(out.stdout).toBe('403');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(web.agent?.exitCode).toBeNull();
+    expect((await httpFrom(web, `http://${API_IP}/after-quit`)).status).toBe(200);
+  });
 });

@@ -4,6 +4,9 @@
 //                      GET /stats/prometheus                        the app's, the proxy's and the
 //                                                                   agent's metrics (merging)
 //                      GET /app-health/<container>/<livez|readyz|startupz>   the app's probe
+//                      POST /quitquitquit                          stops the agent, from
+//                                                                   loopback only (pilot-agent's:
+//                                                                   a Job's last command)
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +24,12 @@ import {
 
 export const READY_PATH = '/healthz/ready';
 export const METRICS_PATH = '/metrics';
+export const QUIT_PATH = '/quitquitquit';
+
+/** A loopback address (IPv4, IPv6, or IPv4 mapped into IPv6): the Pod itself. */
+export const isLoopback = (address: string | undefined): boolean =>
+  address !== undefined &&
+  (address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.'));
 
 export interface Readiness {
   readonly ready: boolean;
@@ -44,19 +53,23 @@ function send(
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
-function sendError(res: http.ServerResponse, status: 404 | 405 | 500, message: string): void {
+function sendError(res: http.ServerResponse, status: 403 | 404 | 405 | 500, message: string): void {
   const code =
-    status === 404
-      ? 'HTTP_ERR_NOT_FOUND'
-      : status === 405
-        ? 'HTTP_ERR_METHOD'
-        : 'HTTP_ERR_INTERNAL';
+    status === 403
+      ? 'HTTP_ERR_FORBIDDEN'
+      : status === 404
+        ? 'HTTP_ERR_NOT_FOUND'
+        : status === 405
+          ? 'HTTP_ERR_METHOD'
+          : 'HTTP_ERR_INTERNAL';
   send(res, status, `${JSON.stringify({ code, message })}\n`, 'application/json');
 }
 
 function server(log: Logger, handle: Handler): http.Server {
   const s = http.createServer((req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
+    // POST is for the quit request alone.
+    const post = req.method === 'POST' && pathOf(req) === QUIT_PATH;
+    if (req.method !== 'GET' && req.method !== 'HEAD' && !post) {
       res.setHeader('allow', 'GET, HEAD');
       sendError(res, 405, 'only GET and HEAD are served');
       return;
@@ -92,6 +105,8 @@ export interface AgentServerDeps {
   readonly log: Logger;
   /** The merged scrape (merged-metrics.ts); absent: the agent's own metrics there. */
   readonly mergedMetrics?: () => Promise<string>;
+  /** What POST /quitquitquit does (the agent's shutdown, no drain); absent: 404. */
+  readonly quit?: () => void;
 }
 
 /** The probe a path names, `undefined` for an unknown one (404). */
@@ -114,6 +129,18 @@ export function probeForPath(path: string, probes: AppProbes): AppProbe | undefi
 export function createAgentServer(deps: AgentServerDeps): http.Server {
   return server(deps.log, async (req, res) => {
     const path = pathOf(req);
+    if (path === QUIT_PATH && deps.quit !== undefined) {
+      if (req.method !== 'POST') {
+        res.setHeader('allow', 'POST');
+        return sendError(res, 405, 'only POST is served');
+      }
+      if (!isLoopback(req.socket.remoteAddress))
+        return sendError(res, 403, 'only requests from localhost are allowed');
+      deps.log.info({}, 'quit requested (POST /quitquitquit)');
+      const quit = deps.quit;
+      res.on('finish', () => quit());
+      return send(res, 200, 'OK\n');
+    }
     if (path === METRICS_PATH) {
       const body = await deps.registry.metrics();
       return send(res, 200, body, deps.registry.contentType);

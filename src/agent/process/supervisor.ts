@@ -121,6 +121,11 @@ export interface SupervisionOptions {
    * Read when the drain starts and every DRAIN_POLL_MS during it.
    */
   readonly inFlight?: () => number;
+  /**
+   * Registers how a quit request (POST /quitquitquit on the agent's port, as pilot-agent has it:
+   * a Job's last command) stops the agent: a shutdown with no drain to wait out.
+   */
+  readonly onQuitRequest?: (quit: () => void) => void;
 }
 
 /** How often a drain looks whether anything is still in flight. */
@@ -156,6 +161,7 @@ export function supervise(options: SupervisionOptions): Promise<number> {
     const nothingInFlight = (): boolean =>
       !(child?.isRunning() ?? false) && (options.inFlight?.() ?? 0) === 0;
     let endDrain: () => void = () => undefined;
+    let drainEnded = false;
     // A command that ignores SIGTERM is killed (as pilot-agent does to Envoy), after
     // killAfterMs or at the next shutdown signal, so that the agent always ends.
     const kill = (why: string): void => {
@@ -187,35 +193,43 @@ export function supervise(options: SupervisionOptions): Promise<number> {
         child?.signal(signal);
       });
     }
-    for (const signal of SHUTDOWN_SIGNALS) {
-      listen(signal, () => {
-        if (!shuttingDown) {
-          shuttingDown = true;
-          log.info({ signal, drainMs: options.drainMs }, 'shutting down: readiness off, draining');
-          options.onDrain();
-          endDrain = () => {
-            endDrain = () => kill('another shutdown signal');
-            clearTimeout(drainTimer);
-            clearInterval(pollTimer);
-            stopChild();
-          };
-          if (nothingInFlight()) {
-            log.info({}, 'nothing in flight: the drain ends now');
-            endDrain();
-            return;
-          }
-          drainTimer = setTimeout(() => endDrain(), options.drainMs);
-          pollTimer = setInterval(() => {
-            if (!nothingInFlight()) return;
-            log.info({}, 'nothing in flight any more: the drain ends now');
-            endDrain();
-          }, DRAIN_POLL_MS);
-        } else {
-          log.info({ signal }, 'second shutdown signal: ending the drain now');
+    /** A shutdown signal or a quit request: the first starts the drain, the next ends it. */
+    const shutdown = (cause: Record<string, string>): void => {
+      if (!shuttingDown) {
+        shuttingDown = true;
+        log.info({ ...cause, drainMs: options.drainMs }, 'shutting down: readiness off, draining');
+        options.onDrain();
+        endDrain = () => {
+          drainEnded = true;
+          endDrain = () => kill('another shutdown signal');
+          clearTimeout(drainTimer);
+          clearInterval(pollTimer);
+          stopChild();
+        };
+        if (nothingInFlight()) {
+          log.info({}, 'nothing in flight: the drain ends now');
           endDrain();
+          return;
         }
-      });
-    }
+        drainTimer = setTimeout(() => endDrain(), options.drainMs);
+        pollTimer = setInterval(() => {
+          if (!nothingInFlight()) return;
+          log.info({}, 'nothing in flight any more: the drain ends now');
+          endDrain();
+        }, DRAIN_POLL_MS);
+      } else {
+        log.info(cause, 'second shutdown signal: ending the drain now');
+        endDrain();
+      }
+    };
+    for (const signal of SHUTDOWN_SIGNALS) listen(signal, () => shutdown({ signal }));
+    options.onQuitRequest?.(() => {
+      const cause = { request: 'POST /quitquitquit' };
+      if (!shuttingDown) shutdown(cause);
+      if (drainEnded) return;
+      log.info(cause, 'quit requested: no drain (as pilot-agent), it ends now');
+      endDrain();
+    });
 
     if (child !== null) {
       void child.exited.then((exit) => {

@@ -7,6 +7,7 @@ import {
   close,
   createAgentServer,
   createReadinessServer,
+  isLoopback,
   listen,
   probeForPath,
   type Readiness,
@@ -69,6 +70,48 @@ describe('agent server /metrics', () => {
     expect(text).toContain('mooring_agent_renewals_total 1');
     expect(text).toContain('mooring_agent_renewal_failures_total{reason="unreachable"} 1');
     expect(text).toContain('mooring_agent_certificate_expiry_timestamp_seconds 1893456000');
+  });
+});
+
+describe('agent server POST /quitquitquit (pilot-agent)', () => {
+  const agentServer = (quit?: () => void): http.Server =>
+    createAgentServer({
+      registry: new Registry(),
+      probes: new Map(),
+      runProbe: () => Promise.resolve({ ok: true, detail: '' }),
+      log,
+      ...(quit === undefined ? {} : { quit }),
+    });
+
+  it('stops the agent once answered, for POST from loopback only', async () => {
+    let quits = 0;
+    const base = await serve(agentServer(() => quits++));
+    const get = await fetch(`${base}/quitquitquit`);
+    expect([get.status, get.headers.get('allow'), quits]).toEqual([405, 'POST', 0]);
+    // POST is for the quit request alone.
+    expect((await fetch(`${base}/metrics`, { method: 'POST' })).status).toBe(405);
+    const res = await fetch(`${base}/quitquitquit`, { method: 'POST' });
+    expect([res.status, await res.text()]).toEqual([200, 'OK\n']);
+    expect(quits).toBe(1);
+  });
+
+  it('is not served by an agent given nothing to do for it', async () => {
+    const base = await serve(agentServer());
+    expect((await fetch(`${base}/quitquitquit`, { method: 'POST' })).status).toBe(404);
+  });
+
+  it.each([
+    ['127.0.0.1', true],
+    ['127.1.2.3', true],
+    ['::1', true],
+    ['::ffff:127.0.0.1', true],
+    ['10.0.0.7', false],
+    ['::ffff:10.0.0.7', false],
+    ['fd00::1', false],
+    ['1270::1', false],
+    [undefined, false],
+  ])('takes %s as loopback: %s', (address, loopback) => {
+    expect(isLoopback(address)).toBe(loopback);
   });
 });
 

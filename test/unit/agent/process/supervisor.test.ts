@@ -262,6 +262,26 @@ describe('supervise', () => {
       expect(await done).toBe(0);
     });
 
+    it('after a quit request: readiness off and no drain at all, connections or not', async () => {
+      let quit: () => void = () => undefined;
+      let drained = false;
+      const done = supervise({
+        child: null,
+        signals: new Signals(),
+        drainMs: 60_000,
+        log,
+        onDrain: () => (drained = true),
+        inFlight: () => 1,
+        onQuitRequest: (q) => (quit = q),
+      });
+      expect(await settled(done)).toBe(false);
+      quit();
+      expect(drained).toBe(true);
+      expect(await settled(done)).toBe(true);
+      expect(await done).toBe(0);
+      expect(jest.getTimerCount()).toBe(0);
+    });
+
     it('with connections that never end: after the drain time', async () => {
       const signals = new Signals();
       const done = supervise({
