@@ -181,6 +181,7 @@ export async function runAgent(options: AgentOptions, runtime: AgentRuntime): Pr
       log,
     }),
     quit: () => quit(),
+    readiness,
   });
   try {
     const addresses = {

@@ -280,6 +280,8 @@ describe('mooring agent (CLI)', () => {
       command: childCommand,
     });
     await agent.waitReady();
+    // Readiness on the agent's port too, where tools written for pilot-agent poll it.
+    expect((await fetch(`http://127.0.0.1:${agent.agentPort}/healthz/ready`)).status).toBe(200);
     const res = await fetch(`http://127.0.0.1:${agent.agentPort}/quitquitquit`, {
       method: 'POST',
     });

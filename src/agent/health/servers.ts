@@ -4,6 +4,8 @@
 //                      GET /stats/prometheus                        the app's, the proxy's and the
 //                                                                   agent's metrics (merging)
 //                      GET /app-health/<container>/<livez|readyz|startupz>   the app's probe
+//                      GET /healthz/ready                          readiness, as on 15021 (pilot-
+//                                                                   agent serves it here too)
 //                      POST /quitquitquit                          stops the agent, from
 //                                                                   loopback only (pilot-agent's:
 //                                                                   a Job's last command)
@@ -87,14 +89,19 @@ function server(log: Logger, handle: Handler): http.Server {
 
 const pathOf = (req: http.IncomingMessage): string => (req.url ?? '/').split('?')[0] ?? '/';
 
+/** 200 `ready`, or 503 with the reasons. */
+function sendReadiness(res: http.ServerResponse, readiness: () => Readiness): void {
+  const { ready, reasons } = readiness();
+  send(res, ready ? 200 : 503, ready ? 'ready\n' : `not ready: ${reasons.join('; ')}\n`);
+}
+
 export function createReadinessServer(deps: {
   readiness: () => Readiness;
   log: Logger;
 }): http.Server {
   return server(deps.log, (req, res) => {
     if (pathOf(req) !== READY_PATH) return sendError(res, 404, `no route ${pathOf(req)}`);
-    const { ready, reasons } = deps.readiness();
-    send(res, ready ? 200 : 503, ready ? 'ready\n' : `not ready: ${reasons.join('; ')}\n`);
+    sendReadiness(res, deps.readiness);
   });
 }
 
@@ -107,6 +114,8 @@ export interface AgentServerDeps {
   readonly mergedMetrics?: () => Promise<string>;
   /** What POST /quitquitquit does (the agent's shutdown, no drain); absent: 404. */
   readonly quit?: () => void;
+  /** GET /healthz/ready here too (tools written for pilot-agent poll it on 15020); absent: 404. */
+  readonly readiness?: () => Readiness;
 }
 
 /** The probe a path names, `undefined` for an unknown one (404). */
@@ -129,6 +138,8 @@ export function probeForPath(path: string, probes: AppProbes): AppProbe | undefi
 export function createAgentServer(deps: AgentServerDeps): http.Server {
   return server(deps.log, async (req, res) => {
     const path = pathOf(req);
+    if (path === READY_PATH && deps.readiness !== undefined)
+      return sendReadiness(res, deps.readiness);
     if (path === QUIT_PATH && deps.quit !== undefined) {
       if (req.method !== 'POST') {
         res.setHeader('allow', 'POST');

@@ -73,7 +73,7 @@ describe('agent server /metrics', () => {
   });
 });
 
-describe('agent server POST /quitquitquit (pilot-agent)', () => {
+describe("agent server: pilot-agent's /quitquitquit and /healthz/ready", () => {
   const agentServer = (quit?: () => void): http.Server =>
     createAgentServer({
       registry: new Registry(),
@@ -93,6 +93,24 @@ describe('agent server POST /quitquitquit (pilot-agent)', () => {
     const res = await fetch(`${base}/quitquitquit`, { method: 'POST' });
     expect([res.status, await res.text()]).toEqual([200, 'OK\n']);
     expect(quits).toBe(1);
+  });
+
+  it('answers readiness on /healthz/ready too, as pilot-agent on 15020', async () => {
+    let state: Readiness = { ready: false, reasons: ['no mesh configuration yet'] };
+    const base = await serve(
+      createAgentServer({
+        registry: new Registry(),
+        probes: new Map(),
+        runProbe: () => Promise.resolve({ ok: true, detail: '' }),
+        log,
+        readiness: () => state,
+      }),
+    );
+    let res = await fetch(`${base}/healthz/ready`);
+    expect([res.status, await res.text()]).toEqual([503, 'not ready: no mesh configuration yet\n']);
+    state = { ready: true, reasons: [] };
+    res = await fetch(`${base}/healthz/ready`);
+    expect(res.status).toBe(200);
   });
 
   it('is not served by an agent given nothing to do for it', async () => {
