@@ -2,7 +2,7 @@
 // environment the injector sets, supervising a stand-in proxy command (test/fixtures/agent-child.js),
 // next to a real `mooring serve` in local mode. Plus `mooring agent wait` and usage errors.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -290,6 +290,34 @@ describe('mooring agent (CLI)', () => {
     expect(await agent.exited).toBe(0);
     expect(agent.childLines()).toContain('signal SIGTERM');
     expect(agent.stderr()).toContain('quit requested: no drain');
+  });
+
+  it("loads the agent's modules alone: not the other commands' (YAML, JSON Schema, injector, CA)", () => {
+    /** The modules `node bin/mooring.js ARGS` has loaded when it exits. */
+    const modules = (...args: string[]): string[] => {
+      const run = spawnSync(
+        process.execPath,
+        [
+          '-e',
+          `process.on('exit', () => process.stderr.write(JSON.stringify(Object.keys(require.cache))));
+           process.argv = [process.argv[0], ${JSON.stringify(BIN)}, ...${JSON.stringify(args)}];
+           require(${JSON.stringify(BIN)});`,
+        ],
+        { encoding: 'utf8' },
+      );
+      return JSON.parse(run.stderr) as string[];
+    };
+    const others = (list: string[]): string[] =>
+      list.filter((m) =>
+        /node_modules\/(yaml|ajv)\/|dist\/(injector|admission|config)\/|dist\/ca\/authority/.test(
+          m,
+        ),
+      );
+    const agent = modules('agent', '--help');
+    expect(agent.some((m) => m.endsWith('dist/cli/agent.js'))).toBe(true);
+    expect(others(agent)).toEqual([]);
+    // The whole CLI does load them (what the test would see if the agent did).
+    expect(others(modules('inject', '--help')).length).toBeGreaterThan(0);
   });
 
   it('exits non-zero when the proxy command dies on its own, even with code 0', async () => {
