@@ -333,6 +333,7 @@ async function startProxy(
       configDump: () => ({ ...sidecar.configDump(), meshClient: mesh.status() }),
       ready: () => sidecar.ready(),
       memory: () => ({ trim: trimmer?.stats() ?? null }),
+      logger: log,
     });
     servers.push(admin);
     await listenOn(admin, '127.0.0.1', p.adminPort);

@@ -434,11 +434,14 @@ describe('a connection opened before a configuration change', () => {
 describe('what the proxy tells of its upstream attempts', () => {
   let lines: { obj: Record<string, unknown>; msg: string }[];
   let debugClient: LoopbackSidecar;
+  /** The debug client's log level, which a test may change while it runs (/logging). */
+  let level: string;
   /** A port nothing listens on: connection refused. */
   let closedPort: number;
 
   beforeEach(async () => {
     lines = [];
+    level = 'debug';
     const record = (obj: object, msg: string): void => {
       lines.push({ obj: obj as Record<string, unknown>, msg });
     };
@@ -447,7 +450,7 @@ describe('what the proxy tells of its upstream attempts', () => {
       info: record,
       warn: record,
       error: record,
-      isLevelEnabled: (level: string) => level === 'debug',
+      isLevelEnabled: (asked: string) => asked === 'debug' && level === 'debug',
     };
     debugClient = await startSidecar('client', undefined, 'default', debugLog);
     const closed = http.createServer();
@@ -517,6 +520,20 @@ describe('what the proxy tells of its upstream attempts', () => {
       reason: 'connect-failure',
     });
     expect(String(failed[0]?.obj.detail)).toContain('ECONNREFUSED');
+  });
+
+  it('logs failed attempts only at debug, its level read at each failure (/logging changes it)', async () => {
+    closedThenLive('web', CLUSTER_IP, port(80, 'http'), appPort);
+    const failedLines = (): number =>
+      lines.filter((l) => l.msg === 'upstream attempt failed').length;
+    level = 'info';
+    // Round robin: the 1st request tries the closed port first.
+    expect((await get(debugClient.outbound, '/quiet/0')).status).toBe(200);
+    expect((await get(debugClient.outbound, '/quiet/1')).status).toBe(200);
+    expect(failedLines()).toBe(0);
+    level = 'debug';
+    expect((await get(debugClient.outbound, '/loud/0')).status).toBe(200);
+    expect(failedLines()).toBe(1);
   });
 
   it('logs a failed HTTP/2 attempt with its reason and detail, then the retry answers', async () => {

@@ -5,6 +5,8 @@
 //                            GET /ready          200 when the proxy carries traffic, else 503
 //                            GET /memory         where the process's memory is (Envoy's /memory):
 //                                                V8's heap by space, Buffers, handles by kind
+//                            GET /logging        the log level; POST /logging?level=debug sets
+//                                                it at run time (Envoy's /logging)
 //   stats   :15090           GET /stats/prometheus  Istio's standard metrics (Prometheus text)
 
 import http from 'node:http';
@@ -15,6 +17,23 @@ export const CONFIG_DUMP_PATH = '/config_dump';
 export const PROXY_READY_PATH = '/ready';
 export const PROXY_STATS_PATH = '/stats/prometheus';
 export const MEMORY_PATH = '/memory';
+export const LOGGING_PATH = '/logging';
+
+/** Envoy's log levels (`warning`, `critical`) and the agent's own names, to the logger's. */
+const LOG_LEVEL_NAMES: Readonly<Record<string, string>> = {
+  trace: 'trace',
+  debug: 'debug',
+  info: 'info',
+  warning: 'warn',
+  warn: 'warn',
+  error: 'error',
+  critical: 'fatal',
+  off: 'silent',
+};
+
+/** The logger's level as Envoy's /logging lists its loggers (one logger: `mooring`). */
+const loggingText = (level: string): string =>
+  `active loggers:\n  mooring: ${level === 'silent' ? 'off' : level}\n`;
 
 /**
  * The process's memory, in bytes: resident (`rss`; the Node binary's pages included), V8's heap
@@ -44,6 +63,8 @@ export interface AdminSource {
   ready(): boolean;
   /** More of /memory (the C heap trimmer's counts). */
   memory?(): Record<string, unknown>;
+  /** The agent's logger, whose level /logging reads and sets (absent: no /logging). */
+  readonly logger?: { level: string };
 }
 
 type Route = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -61,15 +82,17 @@ function jsonError(res: http.ServerResponse, status: number, code: string, messa
   reply(res, status, 'application/json', `${JSON.stringify({ code, message })}\n`);
 }
 
-function serve(routes: Record<string, Route>): http.Server {
+/** GET and HEAD `routes`, and POST `postRoutes` (changes, as Envoy's admin asks). */
+function serve(routes: Record<string, Route>, postRoutes: Record<string, Route> = {}): http.Server {
   const server = http.createServer((req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const post = req.method === 'POST' ? postRoutes[path] : undefined;
+    if (req.method !== 'GET' && req.method !== 'HEAD' && post === undefined) {
       res.setHeader('allow', 'GET, HEAD');
       jsonError(res, 405, 'HTTP_ERR_METHOD', 'only GET and HEAD are served');
       return;
     }
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
-    const route = routes[path];
+    const route = post ?? routes[path];
     if (route === undefined) {
       jsonError(res, 404, 'HTTP_ERR_NOT_FOUND', `no route ${path.slice(0, 128)}`);
       return;
@@ -85,22 +108,46 @@ function serve(routes: Record<string, Route>): http.Server {
   return server;
 }
 
+/** Envoy's /logging on `logger`: GET lists its level, POST `?level=` sets it. */
+function loggingRoutes(logger: { level: string }): { get: Route; post: Route } {
+  return {
+    get: (_req, res) => reply(res, 200, 'text/plain; charset=utf-8', loggingText(logger.level)),
+    post: (req, res) => {
+      const asked = new URL(req.url ?? '/', 'http://admin').searchParams.get('level');
+      const level = asked === null ? undefined : LOG_LEVEL_NAMES[asked];
+      if (level === undefined) {
+        const known = Object.keys(LOG_LEVEL_NAMES).join(', ');
+        const what = asked === null ? 'no level given' : `unknown level '${asked.slice(0, 32)}'`;
+        jsonError(res, 400, 'HTTP_ERR_QUERY', `${what}: ?level= one of ${known}`);
+        return;
+      }
+      logger.level = level;
+      reply(res, 200, 'text/plain; charset=utf-8', loggingText(level));
+    },
+  };
+}
+
 export function createProxyAdminServer(source: AdminSource): http.Server {
-  return serve({
-    [CONFIG_DUMP_PATH]: (_req, res) =>
-      reply(res, 200, 'application/json', `${JSON.stringify(source.configDump(), null, 2)}\n`),
-    [MEMORY_PATH]: (_req, res) =>
-      reply(
-        res,
-        200,
-        'application/json',
-        `${JSON.stringify({ ...memoryReport(), ...source.memory?.() }, null, 2)}\n`,
-      ),
-    [PROXY_READY_PATH]: (_req, res) =>
-      source.ready()
-        ? reply(res, 200, 'text/plain; charset=utf-8', 'LIVE\n')
-        : reply(res, 503, 'text/plain; charset=utf-8', 'not ready\n'),
-  });
+  const logging = source.logger === undefined ? null : loggingRoutes(source.logger);
+  return serve(
+    {
+      ...(logging === null ? {} : { [LOGGING_PATH]: logging.get }),
+      [CONFIG_DUMP_PATH]: (_req, res) =>
+        reply(res, 200, 'application/json', `${JSON.stringify(source.configDump(), null, 2)}\n`),
+      [MEMORY_PATH]: (_req, res) =>
+        reply(
+          res,
+          200,
+          'application/json',
+          `${JSON.stringify({ ...memoryReport(), ...source.memory?.() }, null, 2)}\n`,
+        ),
+      [PROXY_READY_PATH]: (_req, res) =>
+        source.ready()
+          ? reply(res, 200, 'text/plain; charset=utf-8', 'LIVE\n')
+          : reply(res, 503, 'text/plain; charset=utf-8', 'not ready\n'),
+    },
+    logging === null ? {} : { [LOGGING_PATH]: logging.post },
+  );
 }
 
 /** `render` returns the whole Prometheus text (Istio's metrics and the proxy's own). */

@@ -153,16 +153,21 @@ export class Sidecar {
     noOriginalDestination: 0,
   };
 
-  /** At debug level only: one log line per failed upstream attempt (HTTP or TCP). */
+  /**
+   * At debug level only (read at each failure: /logging may change it at run time): one log line
+   * per failed upstream attempt (HTTP or TCP).
+   */
   private readonly onAttemptFailure: HandlerContext['onAttemptFailure'];
 
   constructor(
     private readonly deps: SidecarDeps,
     private readonly options: SidecarOptions,
   ) {
-    if (deps.log.isLevelEnabled?.('debug') === true) {
-      this.onAttemptFailure = (service, endpoint, failure) =>
-        deps.log.debug(
+    const log = deps.log;
+    if (log.isLevelEnabled !== undefined) {
+      this.onAttemptFailure = (service, endpoint, failure) => {
+        if (log.isLevelEnabled?.('debug') !== true) return;
+        log.debug(
           {
             service: service.key,
             endpoint: `${endpoint.address}:${endpoint.port}`,
@@ -171,6 +176,7 @@ export class Sidecar {
           },
           'upstream attempt failed',
         );
+      };
     }
     this.telemetry = deps.telemetry ?? new ProxyTelemetry();
     const ctx: HandlerContext = {
