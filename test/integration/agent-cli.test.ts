@@ -280,6 +280,8 @@ describe('mooring agent (CLI)', () => {
       command: childCommand,
     });
     await agent.waitReady();
+    // Its handlers in place: a SIGTERM before them would kill it (143), not let it exit 0.
+    await eventually('the command started', () => agent.childLines().length >= 1);
     // Readiness on the agent's port too, where tools written for pilot-agent poll it.
     expect((await fetch(`http://127.0.0.1:${agent.agentPort}/healthz/ready`)).status).toBe(200);
     const res = await fetch(`http://127.0.0.1:${agent.agentPort}/quitquitquit`, {
