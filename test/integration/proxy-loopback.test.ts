@@ -413,6 +413,29 @@ describe('HTTP/1.1 between two sidecars', () => {
     });
   });
 
+  it('carries HTTP/1.1 to a port declared http2, as the client speaks it (curl to an h2 port)', async () => {
+    const H2_PORT_IP = '10.96.0.13';
+    a.setMesh(
+      meshForA(
+        serverService(),
+        service(
+          'either',
+          H2_PORT_IP,
+          [port(8080, 'http2')],
+          [endpoint('127.0.0.1', { 8080: bPorts.inbound.port }, meshedAs('server'))],
+        ),
+      ),
+    );
+    aTarget = dst(H2_PORT_IP, 8080);
+    try {
+      const { status, text } = await request('/on-h2-port');
+      expect(status).toBe(200);
+      expect(echoOf(text).url).toBe('/on-h2-port');
+    } finally {
+      a.setMesh(meshForA());
+    }
+  });
+
   it('makes no h2c upgrade: the app gets the request as HTTP/1.1, without its upgrade headers', async () => {
     const { status, text } = await request('/h2c', {
       headers: { connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c', 'http2-settings': 'AAM' },

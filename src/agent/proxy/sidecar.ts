@@ -386,19 +386,17 @@ export class Sidecar {
   private dispatchOutbound(socket: net.Socket, target: Target, protocol: Protocol): void {
     switch (protocol) {
       case 'http':
-        // A client may speak HTTP/2 from its first byte to a port declared http (a gRPC client
-        // to a misnamed port, say): carried as HTTP/2, as Linkerd does, not refused.
-        this.sniffFirst(socket, this.options.handshakeTimeoutMs, (first, kind) => {
-          if (kind.kind === 'http2') {
-            serveH2(socket, first, this.outboundH2, this.outboundH2Pool, { target });
-          } else {
-            new Http1Downstream(socket, this.outboundHttp, this.outboundPool, { target }, first);
-          }
-        });
-        return;
       case 'http2':
       case 'grpc':
-        serveH2(socket, null, this.outboundH2, this.outboundH2Pool, { target });
+        // A port declared HTTP carries the version its client speaks, as it came (as Linkerd
+        // does): HTTP/2 from the first byte to a port declared http (a gRPC client to a misnamed
+        // port), HTTP/1.1 to one declared http2 or grpc (curl). Anything else is the declared
+        // version's to refuse.
+        this.sniffFirst(socket, this.options.handshakeTimeoutMs, (first, kind) => {
+          const h2 = kind.kind === 'http2' || (kind.kind !== 'http1' && protocol !== 'http');
+          if (h2) serveH2(socket, first, this.outboundH2, this.outboundH2Pool, { target });
+          else new Http1Downstream(socket, this.outboundHttp, this.outboundPool, { target }, first);
+        });
         return;
       case 'tcp':
         this.outboundTcp(socket, target, null);
