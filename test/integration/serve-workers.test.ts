@@ -107,6 +107,11 @@ describe('mooring serve --workers 2', () => {
   it('is ready once both workers are, and says so on the admin port', async () => {
     const ready = lines(s).find((l) => l.msg === 'mooring serve is ready');
     expect(ready).toMatchObject({ role: 'primary', workers: 2 });
+    // A worker's own log line may reach stderr after the primary has heard, over IPC, that it is
+    // ready (each process writes its log asynchronously).
+    await waitFor('both workers to log that they are ready', () =>
+      workerPids(s).length >= 2 ? true : undefined,
+    );
     expect(workerPids(s)).toHaveLength(2);
     expect(workerPids(s)).not.toContain(s.child.pid);
     const readyz = await httpGet(ports.admin, '/readyz');
