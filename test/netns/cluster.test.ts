@@ -109,6 +109,19 @@ beforeAll(async () => {
   await applySlice([api]);
   await rig.waitReady('web');
   await rig.waitReady('api');
+  // Readiness needs a first configuration, which may be one from before the EndpointSlice (the
+  // server pushes changes after a short debounce): the test starts once web knows api's endpoint.
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const dump = (await rig.configDump('web')) as {
+      mesh?: { services?: { key: string; endpoints: unknown[] }[] };
+    };
+    const apiService = dump.mesh?.services?.find((svc) => svc.key === `${NS}/api`);
+    if ((apiService?.endpoints.length ?? 0) > 0) break;
+    if (Date.now() > deadline)
+      throw new Error(`web never saw api's endpoint: ${JSON.stringify(dump)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }, 240_000);
 
 afterAll(async () => {
