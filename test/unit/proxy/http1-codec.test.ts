@@ -190,6 +190,14 @@ describe('RequestParser', () => {
     expect(() => make().execute(Buffer.from(head, 'latin1'))).toThrow(/a bare LF in the head/);
   });
 
+  it('refuses a bare LF at the read that brings it, the earlier reads of the head scanned once', () => {
+    const head = 'GET / HTTP/1.1\r\nHost: a\r\nX: 1\nY: 2\r\n\r\n';
+    const p = new RequestParser({} as never);
+    const at = head.indexOf('1\n') + 1;
+    for (let i = 0; i < at; i++) p.execute(Buffer.from(head[i] ?? '', 'latin1'));
+    expect(() => p.execute(Buffer.from('\n', 'latin1'))).toThrow(/a bare LF in the head/);
+  });
+
   it('takes a CRLF split between two reads as a line end, not a bare LF', () => {
     const seen: string[] = [];
     const p = new RequestParser({

@@ -107,6 +107,14 @@ export function hasBareLf(text: string): boolean {
   return false;
 }
 
+/** An LF not preceded by CR at or after `from` in a head's bytes. */
+function hasBareLfFrom(buf: Buffer, from: number): boolean {
+  for (let i = buf.indexOf(0x0a, from); i !== -1; i = buf.indexOf(0x0a, i + 1)) {
+    if (i === 0 || buf[i - 1] !== 0x0d) return true;
+  }
+  return false;
+}
+
 /** Three digits, the first not 0 (a status code). */
 function isStatusCode(s: string): boolean {
   if (s.length !== 3) return false;
@@ -410,18 +418,20 @@ abstract class Http1Framer<H extends HeadCommon> {
           return;
         }
         if (this.inHead) {
+          // Bytes of the head already scanned at an earlier read are not scanned again.
+          let scanned = 0;
           if (this.pending !== null) {
+            scanned = this.pending.length;
             buf = Buffer.concat([this.pending, buf]);
             this.pending = null;
           }
-          const end = buf.indexOf(CRLFCRLF);
+          const end = buf.indexOf(CRLFCRLF, Math.max(0, scanned - 3));
           if (end === -1) {
             if (buf.length > MAX_HEAD_BYTES)
               throw new Http1ParseError('the head is too large', true);
             // A head whose lines end in a bare LF never holds a CRLFCRLF: refused now, not left
             // waiting for an end that will not come. (Only a head split across reads gets here.)
-            if (hasBareLf(buf.toString('latin1')))
-              throw new Http1ParseError('a bare LF in the head');
+            if (hasBareLfFrom(buf, scanned)) throw new Http1ParseError('a bare LF in the head');
             this.pending = buf;
             return;
           }
