@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 'use strict';
-// The `mooring` command: the compiled CLI in dist/ (npm run build). `mooring agent`, in every
-// meshed Pod, loads the agent's command alone (dist/cli/agent-main.js).
-require(process.argv[2] === 'agent' ? '../dist/cli/agent-main.js' : '../dist/cli/main.js')
+// The `mooring` command: the compiled CLI in dist/ (npm run build).
+require('../dist/cli/main.js')
   .main(process.argv)
   .then(
     (code) => {
