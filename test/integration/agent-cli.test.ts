@@ -318,8 +318,10 @@ describe('mooring agent (CLI)', () => {
     const agent = modules('agent', '--help');
     expect(agent.some((m) => m.endsWith('dist/cli/agent.js'))).toBe(true);
     expect(others(agent)).toEqual([]);
-    // The whole CLI does load them (what the test would see if the agent did).
+    // The command that needs them, and the whole CLI's help, do load them (what the test would
+    // see if the agent did).
     expect(others(modules('inject', '--help')).length).toBeGreaterThan(0);
+    expect(others(modules('--help')).length).toBeGreaterThan(0);
   });
 
   it('exits non-zero when the proxy command dies on its own, even with code 0', async () => {
