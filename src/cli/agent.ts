@@ -137,9 +137,9 @@ export const registerAgent: RegisterCommand = (program, io, setExit) => {
           throw new UsageError(err.message);
         throw err;
       }
-      const { createLogger } = await import('../observability/logger');
+      const { createLogger, LOG_LEVEL_NAMES } = await import('../observability/logger');
       const { runAgent } = await import('../agent/agent');
-      const log = createLogger(options.logLevel === 'off' ? 'silent' : options.logLevel);
+      const log = createLogger(LOG_LEVEL_NAMES[options.logLevel] ?? 'info');
       setExit(await runAgent(options, { log, signals: process }));
     });
   registerWait(agent, io, setExit);

@@ -94,6 +94,21 @@ export function serializeError(err: Error): Record<string, unknown> {
   return { ...out, message };
 }
 
+/**
+ * The log levels a user may name (the agent's, and Envoy's `warning`, `critical` and `off` as its
+ * /logging takes them), to the logger's.
+ */
+export const LOG_LEVEL_NAMES: Readonly<Record<string, string>> = {
+  trace: 'trace',
+  debug: 'debug',
+  info: 'info',
+  warning: 'warn',
+  warn: 'warn',
+  error: 'error',
+  critical: 'fatal',
+  off: 'silent',
+};
+
 export function loggerOptions(level: string): LoggerOptions {
   return {
     level,

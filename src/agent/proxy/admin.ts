@@ -12,24 +12,13 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import v8 from 'node:v8';
+import { LOG_LEVEL_NAMES } from '../../observability/logger';
 
 export const CONFIG_DUMP_PATH = '/config_dump';
 export const PROXY_READY_PATH = '/ready';
 export const PROXY_STATS_PATH = '/stats/prometheus';
 export const MEMORY_PATH = '/memory';
 export const LOGGING_PATH = '/logging';
-
-/** Envoy's log levels (`warning`, `critical`) and the agent's own names, to the logger's. */
-const LOG_LEVEL_NAMES: Readonly<Record<string, string>> = {
-  trace: 'trace',
-  debug: 'debug',
-  info: 'info',
-  warning: 'warn',
-  warn: 'warn',
-  error: 'error',
-  critical: 'fatal',
-  off: 'silent',
-};
 
 /** The logger's level as Envoy's /logging lists its loggers (one logger: `mooring`). */
 const loggingText = (level: string): string =>

@@ -341,6 +341,14 @@ abstract class HttpSide {
   get telemetry(): ProxyTelemetry {
     return this.ctx.telemetry;
   }
+
+  /** A request the proxy answered itself, its head unreadable: counted as any other. */
+  refused(r: ExchangeRecord, down: Http1Downstream): void {
+    this.count(r, down);
+  }
+
+  /** A request's metrics, span and access log line. */
+  protected abstract count(r: ExchangeRecord, down: Http1Downstream): void;
 }
 
 export class OutboundHttp extends HttpSide implements Http1Handler {
@@ -542,12 +550,7 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
     this.count(r, down);
   }
 
-  refused(r: ExchangeRecord, down: Http1Downstream): void {
-    this.count(r, down);
-  }
-
-  /** A request's metrics, span and access log line. */
-  private count(r: ExchangeRecord, down: Http1Downstream): void {
+  protected count(r: ExchangeRecord, down: Http1Downstream): void {
     const { target } = down.info as unknown as OutboundInfo;
     const service = (r.plan.kind === 'forward' ? r.plan.service : undefined) ?? target.service;
     const edge = this.edge(r.endpoint, service);
@@ -640,12 +643,7 @@ export class InboundHttp extends HttpSide implements Http1Handler {
     this.count(r, down);
   }
 
-  refused(r: ExchangeRecord, down: Http1Downstream): void {
-    this.count(r, down);
-  }
-
-  /** A request's metrics, span and access log line. */
-  private count(r: ExchangeRecord, down: Http1Downstream): void {
+  protected count(r: ExchangeRecord, down: Http1Downstream): void {
     const info = down.info as unknown as InboundInfo;
     const head = r.head;
     // Peer metadata only from a verified sidecar.
