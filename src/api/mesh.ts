@@ -170,7 +170,12 @@ export interface HttpRouteTable {
 export type LoadBalancer = 'LEAST_REQUEST' | 'ROUND_ROBIN' | 'RANDOM';
 
 export interface ConnectionPoolPolicy {
-  readonly tcp?: { readonly maxConnections?: number; readonly connectTimeoutMs?: number };
+  readonly tcp?: {
+    readonly maxConnections?: number;
+    readonly connectTimeoutMs?: number;
+    /** An opaque TCP connection with no bytes either way for this long is closed; 0: never. */
+    readonly idleTimeoutMs?: number;
+  };
   readonly http?: {
     readonly http1MaxPendingRequests?: number;
     readonly maxRequestsPerConnection?: number;

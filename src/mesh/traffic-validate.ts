@@ -611,7 +611,7 @@ function readTrafficPolicy(f: Fields, raw: unknown, field: string): TrafficPolic
       unsupported(
         f,
         tcp,
-        ['tcpKeepalive', 'maxConnectionDuration', 'idleTimeout'],
+        ['tcpKeepalive', 'maxConnectionDuration'],
         `${field}.connectionPool.tcp`,
         false,
       );
@@ -631,9 +631,12 @@ function readTrafficPolicy(f: Fields, raw: unknown, field: string): TrafficPolic
           min: 1,
         },
       );
+      // Istio: 1 hour when unset, 0 turns it off.
+      const idleTimeoutMs = duration(f, tcp.idleTimeout, `${field}.connectionPool.tcp.idleTimeout`);
       pool.tcp = {
         ...(maxConnections === undefined ? {} : { maxConnections }),
         ...(connectTimeoutMs === undefined ? {} : { connectTimeoutMs }),
+        ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }),
       };
     }
     if (http !== undefined) {

@@ -12,7 +12,7 @@ import type {
   MeshService,
   ServicePort,
 } from '../../src/api/mesh';
-import { endpoint, meshState, port, proxyScope, service } from '../fixtures/mesh';
+import { endpoint, meshedAs, meshState, port, proxyScope, service } from '../fixtures/mesh';
 import { ProxyTelemetry } from '../../src/agent/proxy/telemetry/telemetry';
 import {
   destination,
@@ -604,4 +604,138 @@ describe('what the proxy tells of its upstream attempts', () => {
       await new Promise((r) => echo.close(r));
     }
   });
+});
+
+describe('opaque TCP timeouts (connectionPool.tcp)', () => {
+  const IDLE_IP = '10.96.0.53';
+  /** An app that writes a byte every 100 ms for 1 s, unasked, then says nothing more. */
+  let ticker: net.Server;
+  const tickerSockets: Socket[] = [];
+
+  beforeAll(async () => {
+    ticker = net.createServer((s) => {
+      tickerSockets.push(s);
+      s.on('error', () => {});
+      let n = 0;
+      const timer = setInterval(() => {
+        if (++n > 10 || s.destroyed) clearInterval(timer);
+        else s.write('x');
+      }, 100);
+    });
+    await new Promise<void>((resolve) => ticker.listen(0, '127.0.0.1', resolve));
+  });
+
+  afterAll(async () => {
+    for (const s of tickerSockets) s.destroy();
+    await new Promise((r) => ticker.close(r));
+    client.outboundTarget = destination(CLUSTER_IP, 80);
+  });
+
+  function useIdle(tcp: ConnectionPoolPolicy['tcp']): void {
+    client.sidecar.setMesh(
+      meshState(
+        proxyScope('client'),
+        withPool(tcp === undefined ? {} : { tcp })(
+          service(
+            'ticker',
+            IDLE_IP,
+            [port(5000, 'tcp')],
+            [endpoint('127.0.0.1', { 5000: (ticker.address() as AddressInfo).port })],
+          ),
+        ),
+      ),
+    );
+    client.outboundTarget = destination(IDLE_IP, 5000);
+  }
+
+  /** A connection that sends nothing: the bytes it got, and when it closed (ms after opening). */
+  const listen = (): Promise<{ got: string; closedAfterMs: number | null }> =>
+    new Promise((resolve, reject) => {
+      const t0 = Date.now();
+      let got = '';
+      const socket = net.connect(client.outbound, '127.0.0.1');
+      socket.on('data', (d: Buffer) => (got += d.toString()));
+      socket.on('error', reject);
+      socket.on('close', () => resolve({ got, closedAfterMs: Date.now() - t0 }));
+      // Long after the app's last byte: still open means never closed for idleness.
+      setTimeout(() => {
+        if (socket.destroyed) return;
+        socket.destroy();
+        resolve({ got, closedAfterMs: null });
+      }, 2500);
+    });
+
+  it('keeps a connection open while bytes flow either way, and closes both ends once none has for the idle timeout', async () => {
+    useIdle({ idleTimeoutMs: 400 });
+    tickerSockets.length = 0;
+    const { got, closedAfterMs } = await listen();
+    // Ten bytes over 1 s, each from the app alone, kept it open past 400 ms.
+    expect(got).toBe('x'.repeat(10));
+    expect(closedAfterMs).toBeGreaterThanOrEqual(1400);
+    expect(closedAfterMs).toBeLessThan(2400);
+    // The app's end was closed as well.
+    expect(tickerSockets).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(tickerSockets[0]?.destroyed || tickerSockets[0]?.readableEnded).toBe(true);
+
+    // The client's own bytes keep it open too (the app echoes nothing).
+    const socket = net.connect(client.outbound, '127.0.0.1');
+    socket.resume();
+    const closed = new Promise<number>((r) => socket.on('close', () => r(Date.now())));
+    let lastWrite = 0;
+    const sending = setInterval(() => {
+      socket.write('.');
+      lastWrite = Date.now();
+    }, 150);
+    await new Promise((r) => setTimeout(r, 1800));
+    expect(socket.destroyed).toBe(false);
+    clearInterval(sending);
+    const quietFor = (await closed) - lastWrite;
+    expect(quietFor).toBeGreaterThanOrEqual(390);
+    expect(quietFor).toBeLessThan(1400);
+  }, 15_000);
+
+  it('gives up a meshed endpoint that never answers the handshake at connectTimeout (the sidecar has 2 s)', async () => {
+    // Takes the connection, never says a word: the TLS handshake to it never ends.
+    const mute = net.createServer((s) => s.on('error', () => {}));
+    await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve));
+    const mutePort = (mute.address() as AddressInfo).port;
+    const closedAfter = async (tcp: ConnectionPoolPolicy['tcp']): Promise<number> => {
+      client.sidecar.setMesh(
+        meshState(
+          proxyScope('client'),
+          withPool(tcp === undefined ? {} : { tcp })(
+            service(
+              'mute',
+              IDLE_IP,
+              [port(5000, 'tcp')],
+              [endpoint('127.0.0.1', { 5000: mutePort }, meshedAs('mute'))],
+            ),
+          ),
+        ),
+      );
+      client.outboundTarget = destination(IDLE_IP, 5000);
+      const t0 = Date.now();
+      const socket = net.connect(client.outbound, '127.0.0.1', () => socket.write('ping'));
+      socket.resume();
+      return new Promise((resolve) => socket.on('close', () => resolve(Date.now() - t0)));
+    };
+    try {
+      const withRule = await closedAfter({ connectTimeoutMs: 300 });
+      expect(withRule).toBeGreaterThanOrEqual(290);
+      expect(withRule).toBeLessThan(1500);
+      expect(await closedAfter(undefined)).toBeGreaterThanOrEqual(1990);
+    } finally {
+      mute.close();
+    }
+  }, 15_000);
+
+  it('never closes an idle connection with idleTimeout 0, nor (within a test) by default', async () => {
+    for (const tcp of [{ idleTimeoutMs: 0 }, undefined]) {
+      useIdle(tcp);
+      const { got, closedAfterMs } = await listen();
+      expect(got).toBe('x'.repeat(10));
+      expect(closedAfterMs).toBeNull();
+    }
+  }, 15_000);
 });

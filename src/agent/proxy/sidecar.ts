@@ -11,7 +11,13 @@
 import type http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
-import { meshConfigDump, type MeshState, type Protocol, type WorkloadInfo } from '../../api/mesh';
+import {
+  meshConfigDump,
+  type ConnectionPoolPolicy,
+  type MeshState,
+  type Protocol,
+  type WorkloadInfo,
+} from '../../api/mesh';
 import {
   newUpstreamEndpoint,
   pickEndpoint,
@@ -25,7 +31,7 @@ import { encodeWorkload, MAX_PEER_LINE, PEER_LINE_PREFIX, decodeWorkload } from 
 import { clusterName, hostPort } from './core/request-facts';
 import { sniff, type Sniffed } from './core/sniff';
 import { dial } from './l4/dial';
-import { relayTcp, type TcpReport } from './l4/tcp';
+import { relayTcp, TCP_IDLE_TIMEOUT_MS, type TcpReport } from './l4/tcp';
 import { createTlsContexts, MESH_TLS, type TlsContexts, type WorkloadCredentials } from './l4/tls';
 import { Http1Downstream } from './l7/http1-proxy';
 import { ConnectionPool } from './l7/pool';
@@ -425,11 +431,14 @@ export class Sidecar {
     const index = this.index as MeshIndex;
     let endpoint: UpstreamEndpoint | null;
     let breaker: CircuitBreaker | undefined;
+    // A DestinationRule's connectionPool.tcp, for a Service's address.
+    let tcpPool: ConnectionPoolPolicy['tcp'];
     if (target.kind === 'endpoint') {
       endpoint = target.endpoint;
     } else {
       const service = index.current(target.service);
       const policy = effectivePolicy(service, undefined);
+      tcpPool = policy.connectionPool?.tcp;
       breaker = this.outboundHttp.breaker(
         service,
         target.port.port,
@@ -470,7 +479,7 @@ export class Sidecar {
         endpoint: chosen,
         alpn: ALPN.tcp,
         tls: this.tlsContexts,
-        connectTimeoutMs: this.options.connectTimeoutMs,
+        connectTimeoutMs: tcpPool?.connectTimeoutMs ?? this.options.connectTimeoutMs,
       },
       (err, upstream) => {
         if (err !== null || upstream === null) {
@@ -500,6 +509,7 @@ export class Sidecar {
           first,
           this.tcpReport(tcpEdge, 'outbound', target.port.port, chosen, socket, done),
           true,
+          tcpPool?.idleTimeoutMs ?? TCP_IDLE_TIMEOUT_MS,
         );
         socket.resume();
       },
@@ -554,7 +564,7 @@ export class Sidecar {
       this.load.tcp++;
       const report = this.tcpReport(edge, direction, dst.port, dst, socket);
       // The plain-text side: the client going out, the app coming in.
-      relayTcp(socket, upstream, first, report, direction === 'outbound');
+      relayTcp(socket, upstream, first, report, direction === 'outbound', TCP_IDLE_TIMEOUT_MS);
       socket.resume();
     });
   }

@@ -477,7 +477,7 @@ describe('DestinationRule: policies with Istio defaults', () => {
           loadBalancer: { simple: 'LEAST_CONN' },
           outlierDetection: {},
           connectionPool: {
-            tcp: { maxConnections: 10, connectTimeout: '250ms' },
+            tcp: { maxConnections: 10, connectTimeout: '250ms', idleTimeout: '30m' },
             http: { http1MaxPendingRequests: 5, maxRequestsPerConnection: 0, maxRetries: 3 },
           },
         },
@@ -485,7 +485,10 @@ describe('DestinationRule: policies with Istio defaults', () => {
           {
             name: 'v2',
             labels: { version: 'v2' },
-            trafficPolicy: { loadBalancer: { simple: 'RANDOM' } },
+            trafficPolicy: {
+              loadBalancer: { simple: 'RANDOM' },
+              connectionPool: { tcp: { idleTimeout: '0s' } },
+            },
           },
         ],
       }),
@@ -494,7 +497,7 @@ describe('DestinationRule: policies with Istio defaults', () => {
     expect(s.policy?.trafficPolicy).toEqual({
       loadBalancer: 'LEAST_REQUEST',
       connectionPool: {
-        tcp: { maxConnections: 10, connectTimeoutMs: 250 },
+        tcp: { maxConnections: 10, connectTimeoutMs: 250, idleTimeoutMs: 1_800_000 },
         http: { http1MaxPendingRequests: 5, maxRetries: 3 },
       },
       outlierDetection: {
@@ -505,7 +508,13 @@ describe('DestinationRule: policies with Istio defaults', () => {
         maxEjectionPercent: 10,
       },
     });
-    expect(s.policy?.subsets).toEqual([{ name: 'v2', trafficPolicy: { loadBalancer: 'RANDOM' } }]);
+    // An idle timeout of 0 is kept: it turns Istio's 1 hour off.
+    expect(s.policy?.subsets).toEqual([
+      {
+        name: 'v2',
+        trafficPolicy: { loadBalancer: 'RANDOM', connectionPool: { tcp: { idleTimeoutMs: 0 } } },
+      },
+    ]);
     expect(s.endpoints.map((e) => e.subsets)).toEqual([undefined, ['v2'], undefined]);
   });
 });
@@ -783,6 +792,12 @@ describe('bad objects: the field and what is wrong', () => {
       dr({ trafficPolicy: { outlierDetection: { maxEjectionPercent: 101 } } }),
       'spec.trafficPolicy.outlierDetection.maxEjectionPercent',
       /from 0 to 100/,
+    ],
+    [
+      'an idle timeout that is not a duration',
+      dr({ trafficPolicy: { connectionPool: { tcp: { idleTimeout: '1 hour' } } } }),
+      'spec.trafficPolicy.connectionPool.tcp.idleTimeout',
+      /"1 hour" is not a duration/,
     ],
     ['a DestinationRule without host', dr({ host: '' }), 'spec.host', /required/],
     [

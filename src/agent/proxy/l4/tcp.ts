@@ -13,9 +13,13 @@ export interface TcpReport {
 /** How often an open connection's bytes are added to the metrics (Envoy: periodic TCP stats). */
 export const TCP_REPORT_MS = 10_000;
 
+/** Envoy's TCP proxy, and Istio's `connectionPool.tcp.idleTimeout` when unset: 1 hour. */
+export const TCP_IDLE_TIMEOUT_MS = 3_600_000;
+
 /**
  * Joins `client` and `upstream`. `first` holds bytes already read from the client (sniffing).
- * `plain` is the socket whose byte counts are the app's own bytes (the unencrypted side).
+ * `plain` is the socket whose byte counts are the app's own bytes (the unencrypted side). With no
+ * byte either way for `idleTimeoutMs` (0: never), both are closed.
  */
 export function relayTcp(
   client: net.Socket,
@@ -23,6 +27,7 @@ export function relayTcp(
   first: Buffer | null,
   report: TcpReport,
   plainIsClient: boolean,
+  idleTimeoutMs: number,
 ): void {
   if (first !== null && first.length > 0) upstream.write(first);
   client.pipe(upstream);
@@ -60,6 +65,11 @@ export function relayTcp(
   };
   client.on('error', destroyBoth);
   upstream.on('error', destroyBoth);
+  if (idleTimeoutMs > 0) {
+    // The client's socket sees every byte: it reads what goes up and writes what comes down.
+    client.setTimeout(idleTimeoutMs);
+    client.once('timeout', destroyBoth);
+  }
   // When one side is fully closed and the other has finished both ways, release both.
   const settle = (): void => {
     if (client.destroyed && upstream.destroyed) {
