@@ -739,3 +739,136 @@ describe('opaque TCP timeouts (connectionPool.tcp)', () => {
     }
   }, 15_000);
 });
+
+describe("idle client connections (Envoy's idle_timeout, 1 hour by default; 400 ms here)", () => {
+  const H2_IP = '10.96.0.54';
+  let quiet: LoopbackSidecar;
+  let h2app: http2.Http2Server;
+  /** The app's ends of upgraded connections (the HTTP server no longer tracks them). */
+  const upgraded: Socket[] = [];
+
+  beforeAll(async () => {
+    quiet = await startSidecar('client', undefined, 'default', undefined, 400);
+    h2app = http2.createServer();
+    h2app.on('stream', (stream, headers) => {
+      const slow = /^\/slow\/(\d+)/.exec(String(headers[':path']));
+      stream.respond({ ':status': 200 });
+      setTimeout(() => stream.end('h2 ok'), slow === null ? 0 : Number(slow[1]));
+    });
+    await new Promise<void>((resolve) => h2app.listen(0, '127.0.0.1', resolve));
+    // An upgrade the app accepts, then echoes.
+    app.on('upgrade', (_req, socket: Socket) => {
+      socket.write(
+        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n',
+      );
+      socket.on('data', (d) => socket.write(d));
+      socket.on('end', () => socket.end());
+      socket.on('error', () => {});
+      upgraded.push(socket);
+    });
+    quiet.sidecar.setMesh(
+      meshState(
+        proxyScope('client'),
+        service('web', CLUSTER_IP, [port(80, 'http')], [endpoint('127.0.0.1', { 80: appPort })]),
+        service(
+          'h2',
+          H2_IP,
+          [port(80, 'http2')],
+          [endpoint('127.0.0.1', { 80: (h2app.address() as AddressInfo).port })],
+        ),
+      ),
+    );
+  });
+
+  afterAll(async () => {
+    app.removeAllListeners('upgrade');
+    for (const s of upgraded) s.destroy();
+    await quiet?.close();
+    await new Promise((r) => h2app.close(r));
+  });
+
+  /** Resolves to the time `emitter` emits 'close', in ms since `since`. */
+  const closedAt = (emitter: { once(e: 'close', f: () => void): unknown }): Promise<number> =>
+    new Promise((resolve) => emitter.once('close', () => resolve(Date.now())));
+
+  it('closes a kept-alive HTTP/1.1 connection once it has carried no request for that long, never one in the middle of a slow answer', async () => {
+    quiet.outboundTarget = destination(CLUSTER_IP, 80);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const ask = (path: string): Promise<{ status: number; socket: Socket }> =>
+      new Promise((resolve, reject) => {
+        const req = http.get({ port: quiet.outbound, host: '127.0.0.1', path, agent }, (res) => {
+          res.resume();
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, socket: req.socket as Socket }),
+          );
+        });
+        req.on('error', reject);
+      });
+    try {
+      const first = await ask('/a');
+      const closed = closedAt(first.socket);
+      // 250 ms apart, then one answered after 700 ms: the same connection all along.
+      await new Promise((r) => setTimeout(r, 250));
+      const second = await ask('/b');
+      const slow = await ask('/slow/700');
+      expect([first.status, second.status, slow.status]).toEqual([200, 200, 200]);
+      expect(second.socket).toBe(first.socket);
+      expect(slow.socket).toBe(first.socket);
+      const answered = Date.now();
+      const quietFor = (await closed) - answered;
+      expect(quietFor).toBeGreaterThanOrEqual(350);
+      expect(quietFor).toBeLessThan(1400);
+    } finally {
+      agent.destroy();
+    }
+  }, 15_000);
+
+  it('closes an HTTP/2 session with no stream for that long with a GOAWAY, never one with a stream open', async () => {
+    quiet.outboundTarget = destination(H2_IP, 80);
+    const session = http2.connect(`http://127.0.0.1:${quiet.outbound}`);
+    const goaway = new Promise<number>((resolve) =>
+      session.once('goaway', () => resolve(Date.now())),
+    );
+    const closed = closedAt(session);
+    const get = (path: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const req = session.request({ ':path': path, ':authority': 'h2' });
+        req.on('response', (h) => {
+          req.resume();
+          req.on('end', () => resolve(Number(h[':status'])));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    expect(await get('/a')).toBe(200);
+    expect(await get('/slow/700')).toBe(200);
+    const answered = Date.now();
+    expect((await goaway) - answered).toBeGreaterThanOrEqual(350);
+    expect((await closed) - answered).toBeLessThan(1400);
+  }, 15_000);
+
+  it('closes an upgraded connection once no byte has passed either way for that long, at both ends', async () => {
+    quiet.outboundTarget = destination(CLUSTER_IP, 80);
+    const socket = net.connect(quiet.outbound, '127.0.0.1');
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    const closed = closedAt(socket);
+    socket.write('GET /ws HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n');
+    // Echoed bytes every 150 ms for 900 ms keep it open.
+    let lastWrite = 0;
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 150));
+      socket.write(`m${i};`);
+      lastWrite = Date.now();
+    }
+    const quietFor = (await closed) - lastWrite;
+    expect(got).toContain('101 Switching Protocols');
+    expect(got).toContain('m0;m1;m2;m3;m4;m5;');
+    expect(quietFor).toBeGreaterThanOrEqual(350);
+    expect(quietFor).toBeLessThan(1400);
+    // The app's end was closed too.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(upgraded).toHaveLength(1);
+    expect(upgraded[0]?.destroyed).toBe(true);
+  }, 15_000);
+});

@@ -31,7 +31,7 @@ import { encodeWorkload, MAX_PEER_LINE, PEER_LINE_PREFIX, decodeWorkload } from 
 import { clusterName, hostPort } from './core/request-facts';
 import { sniff, type Sniffed } from './core/sniff';
 import { dial } from './l4/dial';
-import { relayTcp, TCP_IDLE_TIMEOUT_MS, type TcpReport } from './l4/tcp';
+import { relayTcp, type TcpReport } from './l4/tcp';
 import { createTlsContexts, MESH_TLS, type TlsContexts, type WorkloadCredentials } from './l4/tls';
 import { Http1Downstream } from './l7/http1-proxy';
 import { ConnectionPool } from './l7/pool';
@@ -89,11 +89,17 @@ export interface SidecarOptions {
   readonly handshakeTimeoutMs: number;
   /** Ports of the proxy and agent themselves: a redirected connection to one is a loop. */
   readonly ownPorts: readonly number[];
+  /**
+   * A client connection with no request in flight (HTTP), or no byte either way (opaque TCP, an
+   * upgraded connection), for this long is closed. Envoy's idle timeouts: 1 hour by default.
+   */
+  readonly idleTimeoutMs?: number;
 }
 
 export const SIDECAR_DEFAULTS = {
   connectTimeoutMs: 10_000,
   handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 3_600_000,
   protocolDetectionTimeoutMs: 100,
 } as const;
 
@@ -164,11 +170,13 @@ export class Sidecar {
    * per failed upstream attempt (HTTP or TCP).
    */
   private readonly onAttemptFailure: HandlerContext['onAttemptFailure'];
+  private readonly idleTimeoutMs: number;
 
   constructor(
     private readonly deps: SidecarDeps,
     private readonly options: SidecarOptions,
   ) {
+    this.idleTimeoutMs = options.idleTimeoutMs ?? SIDECAR_DEFAULTS.idleTimeoutMs;
     const log = deps.log;
     if (log.isLevelEnabled !== undefined) {
       this.onAttemptFailure = (service, endpoint, failure) => {
@@ -328,14 +336,39 @@ export class Sidecar {
       this.inboundPool,
       info as unknown as Record<string, unknown>,
       first,
+      this.idleTimeoutMs,
     );
     this.inboundHttp1.add(conn);
     socket.once('close', () => this.inboundHttp1.delete(conn));
     if (this.inboundDraining) conn.closeIfIdle();
   }
 
+  private serveOutboundHttp1(socket: net.Socket, first: Buffer | null, target: Target): void {
+    const info = { target };
+    new Http1Downstream(
+      socket,
+      this.outboundHttp,
+      this.outboundPool,
+      info,
+      first,
+      this.idleTimeoutMs,
+    );
+  }
+
+  private serveOutboundH2(socket: net.Socket, first: Buffer | null, target: Target): void {
+    const info = { target };
+    serveH2(socket, first, this.outboundH2, this.outboundH2Pool, info, this.idleTimeoutMs);
+  }
+
   private serveInboundH2(socket: net.Socket, first: Buffer | null, info: InboundInfo): void {
-    const session = serveH2(socket, first, this.inboundH2, this.inboundH2Pool, info);
+    const session = serveH2(
+      socket,
+      first,
+      this.inboundH2,
+      this.inboundH2Pool,
+      info,
+      this.idleTimeoutMs,
+    );
     this.inboundSessions.add(session);
     session.once('close', () => this.inboundSessions.delete(session));
     if (this.inboundDraining) session.close();
@@ -400,8 +433,8 @@ export class Sidecar {
         // version's to refuse.
         this.sniffFirst(socket, this.options.handshakeTimeoutMs, (first, kind) => {
           const h2 = kind.kind === 'http2' || (kind.kind !== 'http1' && protocol !== 'http');
-          if (h2) serveH2(socket, first, this.outboundH2, this.outboundH2Pool, { target });
-          else new Http1Downstream(socket, this.outboundHttp, this.outboundPool, { target }, first);
+          if (h2) this.serveOutboundH2(socket, first, target);
+          else this.serveOutboundHttp1(socket, first, target);
         });
         return;
       case 'tcp':
@@ -410,9 +443,9 @@ export class Sidecar {
       default:
         this.sniffFirst(socket, this.detectionTimeoutMs(), (first, kind) => {
           if (kind.kind === 'http1') {
-            new Http1Downstream(socket, this.outboundHttp, this.outboundPool, { target }, first);
+            this.serveOutboundHttp1(socket, first, target);
           } else if (kind.kind === 'http2') {
-            serveH2(socket, first, this.outboundH2, this.outboundH2Pool, { target });
+            this.serveOutboundH2(socket, first, target);
           } else {
             this.outboundTcp(socket, target, first);
           }
@@ -509,7 +542,7 @@ export class Sidecar {
           first,
           this.tcpReport(tcpEdge, 'outbound', target.port.port, chosen, socket, done),
           true,
-          tcpPool?.idleTimeoutMs ?? TCP_IDLE_TIMEOUT_MS,
+          tcpPool?.idleTimeoutMs ?? this.idleTimeoutMs,
         );
         socket.resume();
       },
@@ -564,7 +597,7 @@ export class Sidecar {
       this.load.tcp++;
       const report = this.tcpReport(edge, direction, dst.port, dst, socket);
       // The plain-text side: the client going out, the app coming in.
-      relayTcp(socket, upstream, first, report, direction === 'outbound', TCP_IDLE_TIMEOUT_MS);
+      relayTcp(socket, upstream, first, report, direction === 'outbound', this.idleTimeoutMs);
       socket.resume();
     });
   }

@@ -117,7 +117,7 @@ describe('HTTP/1.1 exchanges: their writes, and a pooled connection closed under
       refused: (record) => records.push(record),
     };
     pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 4 });
-    proxy = net.createServer((s) => new Http1Downstream(s, handler, pool, {}, null));
+    proxy = net.createServer((s) => new Http1Downstream(s, handler, pool, {}, null, 0));
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
     client = net.connect((proxy.address() as net.AddressInfo).port, '127.0.0.1');
     await new Promise((r) => client.once('connect', r));

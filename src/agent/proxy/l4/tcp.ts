@@ -13,9 +13,6 @@ export interface TcpReport {
 /** How often an open connection's bytes are added to the metrics (Envoy: periodic TCP stats). */
 export const TCP_REPORT_MS = 10_000;
 
-/** Envoy's TCP proxy, and Istio's `connectionPool.tcp.idleTimeout` when unset: 1 hour. */
-export const TCP_IDLE_TIMEOUT_MS = 3_600_000;
-
 /**
  * Joins `client` and `upstream`. `first` holds bytes already read from the client (sniffing).
  * `plain` is the socket whose byte counts are the app's own bytes (the unencrypted side). With no

@@ -113,17 +113,29 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
     /** The connection's own facts, for the handler (peer identity, original destination...). */
     readonly info: Readonly<Record<string, unknown>>,
     first: Buffer | null,
+    /** No request in flight and no byte for this long: the connection is closed (0: never). */
+    readonly idleTimeoutMs: number,
   ) {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
     socket.on('close', () => this.onClose());
     socket.on('error', () => socket.destroy());
+    if (idleTimeoutMs > 0) {
+      // Node's socket timer restarts at each read and write: it fires after that long quiet.
+      socket.setTimeout(idleTimeoutMs);
+      socket.on('timeout', this.onIdle);
+    }
     if (first !== null && first.length > 0) this.onData(first);
     // The socket may have been paused while its first bytes were sniffed, and the client may
     // have ended its side meanwhile.
     if (socket.readableEnded) this.onEnd();
     else socket.resume();
   }
+
+  /** Envoy's idle_timeout: only with no request in flight (a slow answer is not idleness). */
+  private readonly onIdle = (): void => {
+    if (this.exchange === null) this.socket.destroy();
+  };
 
   private onData(chunk: Buffer): void {
     // What one read produces for the upstream leaves in one write.
@@ -247,6 +259,7 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
   takeForTunnel(): Buffer | null {
     this.socket.removeAllListeners('data');
     this.socket.removeAllListeners('end');
+    this.socket.removeListener('timeout', this.onIdle);
     return this.parser.takeRest();
   }
 
@@ -866,7 +879,7 @@ export class Exchange implements ConnectionEvents {
     );
     if (upRest !== null) downSocket.write(upRest);
     if (downRest !== null) upSocket.write(downRest);
-    pipeBoth(downSocket, upSocket);
+    pipeBoth(downSocket, upSocket, this.down.idleTimeoutMs);
     this.down.recordTunnel(this);
   }
 }
@@ -904,7 +917,7 @@ function responseHeadText(head: ResponseHead, connection: string | null, upgrade
 }
 
 /** Bytes both ways between two sockets, with half-close, until both are done. */
-export function pipeBoth(a: net.Socket, b: net.Socket): void {
+export function pipeBoth(a: net.Socket, b: net.Socket, idleTimeoutMs: number): void {
   a.pipe(b);
   b.pipe(a);
   const destroyBoth = (): void => {
@@ -913,6 +926,11 @@ export function pipeBoth(a: net.Socket, b: net.Socket): void {
   };
   a.on('error', destroyBoth);
   b.on('error', destroyBoth);
+  if (idleTimeoutMs > 0) {
+    // As opaque TCP: no byte either way for that long (`a` reads one way and writes the other).
+    a.setTimeout(idleTimeoutMs);
+    a.once('timeout', destroyBoth);
+  }
   a.on('close', () => {
     if (!b.destroyed && b.writableEnded && b.readableEnded) b.destroy();
   });

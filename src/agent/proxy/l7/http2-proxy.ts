@@ -170,11 +170,24 @@ export function serveH2(
   handler: H2Handler,
   pool: H2SessionPool,
   info: unknown,
+  /** No stream open and no frame for this long: the session is closed with a GOAWAY (0: never). */
+  idleTimeoutMs: number,
 ): http2.ServerHttp2Session {
   const transport = first !== null && first.length > 0 ? prepend(socket, first) : socket;
   const session = http2.performServerHandshake(transport, { settings: { enablePush: false } });
   session.on('error', () => session.destroy());
+  let open = 0;
+  if (idleTimeoutMs > 0) {
+    // Envoy's idle_timeout: a session quiet for that long, with no stream in flight.
+    // (A callback given to setTimeout would be called once only: the listener stays.)
+    session.setTimeout(idleTimeoutMs);
+    session.on('timeout', () => {
+      if (open === 0) session.close();
+    });
+  }
   session.on('stream', (stream, headers) => {
+    open++;
+    stream.once('close', () => open--);
     new H2Exchange(
       stream,
       headers,
