@@ -122,6 +122,8 @@ export interface HttpRouteRule {
   readonly retries?: RetryPolicy;
   readonly fault?: FaultPolicy;
   readonly requestHeaders?: HeaderOperations;
+  /** On the upstream's answer (not on the proxy's own replies), before it reaches the client. */
+  readonly responseHeaders?: HeaderOperations;
   /** Path and authority rewrite, after the match and before the request leaves. */
   readonly rewrite?: RouteRewrite;
 }

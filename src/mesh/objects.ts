@@ -174,6 +174,7 @@ export interface VirtualServiceRoute {
   readonly retries?: RetryPolicy;
   readonly fault?: FaultPolicy;
   readonly requestHeaders?: HeaderOperations;
+  readonly responseHeaders?: HeaderOperations;
   readonly rewrite?: RouteRewrite;
 }
 
@@ -219,6 +220,7 @@ export interface HttpRouteRuleSpec {
     readonly backoffMs?: number;
   };
   readonly requestHeaders?: HeaderOperations;
+  readonly responseHeaders?: HeaderOperations;
   readonly rewrite?: RouteRewrite;
 }
 

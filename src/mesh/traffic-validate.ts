@@ -160,6 +160,41 @@ function percentage(f: Fields, obj: Json, field: string): number {
   return f.number(obj.percent, `${field}.percent`, { min: 0, max: 100, integer: true }) ?? 100;
 }
 
+/** Headers that frame the message or the connection: the proxy writes them, a route cannot. */
+const FRAMING_HEADERS: ReadonlySet<string> = new Set([
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'upgrade',
+  'te',
+  'trailer',
+]);
+
+/** A header name a route may set, add or remove (lower-cased), or null with a problem. */
+function opName(f: Fields, name: string, field: string): string | null {
+  const n = headerName(f, name, field, true);
+  if (n !== null && FRAMING_HEADERS.has(n)) {
+    f.problem(
+      field,
+      `${JSON.stringify(n)} frames the message: the proxy writes it, a route cannot`,
+    );
+    return null;
+  }
+  return n;
+}
+
+/** A header value a route may write: no control character but tab (a CR or LF would end it). */
+function opValue(f: Fields, value: string, field: string): string | null {
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
+    f.problem(field, 'a header value cannot hold a control character (CR, LF...)');
+    return null;
+  }
+  return value;
+}
+
 function headerOps(
   f: Fields,
   raw: Json | undefined,
@@ -177,14 +212,16 @@ function headerOps(
         const value = f.string(e.value, `${field}.${key}[${i}].value`) ?? '';
         if (name === undefined) f.problem(`${field}.${key}[${i}].name`, 'is required');
         else {
-          const n = headerName(f, name, `${field}.${key}[${i}].name`, true);
-          if (n !== null) out.push({ name: n, value });
+          const n = opName(f, name, `${field}.${key}[${i}].name`);
+          const v = opValue(f, value, `${field}.${key}[${i}].value`);
+          if (n !== null && v !== null) out.push({ name: n, value: v });
         }
       }
     } else {
       for (const [name, value] of Object.entries(f.stringMap(raw[key], `${field}.${key}`))) {
-        const n = headerName(f, name, `${field}.${key}.${name}`, true);
-        if (n !== null) out.push({ name: n, value });
+        const n = opName(f, name, `${field}.${key}.${name}`);
+        const v = opValue(f, value, `${field}.${key}.${name}`);
+        if (n !== null && v !== null) out.push({ name: n, value: v });
       }
     }
     return out;
@@ -195,7 +232,7 @@ function headerOps(
   for (const [i, item] of f.array(raw.remove, `${field}.remove`).entries()) {
     const name = f.string(item, `${field}.remove[${i}]`);
     if (name === undefined) continue;
-    const n = headerName(f, name, `${field}.remove[${i}]`, true);
+    const n = opName(f, name, `${field}.remove[${i}]`);
     if (n !== null) remove.push(n);
   }
   if (set.length + add.length + remove.length === 0) return undefined;
@@ -484,12 +521,13 @@ function readVsRoute(
   const retries = readRetries(f, r.retries, `${field}.retries`, timeoutMs);
   const fault = readFault(f, r.fault, `${field}.fault`);
   const headers = f.object(r.headers, `${field}.headers`);
-  if (headers !== undefined) unsupported(f, headers, ['response'], `${field}.headers`, false);
-  const requestHeaders = headerOps(
-    f,
-    headers === undefined ? undefined : f.object(headers.request, `${field}.headers.request`),
-    `${field}.headers.request`,
-    false,
+  const [requestHeaders, responseHeaders] = (['request', 'response'] as const).map((side) =>
+    headerOps(
+      f,
+      headers === undefined ? undefined : f.object(headers[side], `${field}.headers.${side}`),
+      `${field}.headers.${side}`,
+      false,
+    ),
   );
   let rewrite: RouteRewrite | undefined;
   const rw = f.object(r.rewrite, `${field}.rewrite`);
@@ -514,6 +552,7 @@ function readVsRoute(
     ...(retries === undefined ? {} : { retries }),
     ...(fault === undefined ? {} : { fault }),
     ...(requestHeaders === undefined ? {} : { requestHeaders }),
+    ...(responseHeaders === undefined ? {} : { responseHeaders }),
     ...(rewrite === undefined ? {} : { rewrite }),
   };
 }
@@ -860,8 +899,16 @@ function readFilters(
   f: Fields,
   raw: unknown,
   field: string,
-): { requestHeaders?: HeaderOperations; rewrite?: RouteRewrite } {
-  const out: { requestHeaders?: HeaderOperations; rewrite?: RouteRewrite } = {};
+): {
+  requestHeaders?: HeaderOperations;
+  responseHeaders?: HeaderOperations;
+  rewrite?: RouteRewrite;
+} {
+  const out: {
+    requestHeaders?: HeaderOperations;
+    responseHeaders?: HeaderOperations;
+    rewrite?: RouteRewrite;
+  } = {};
   for (const [i, item] of f.array(raw, field).entries()) {
     const filter = f.object(item, `${field}[${i}]`);
     if (filter === undefined) continue;
@@ -874,6 +921,14 @@ function readFilters(
         true,
       );
       if (ops !== undefined) out.requestHeaders = ops;
+    } else if (type === 'ResponseHeaderModifier') {
+      const ops = headerOps(
+        f,
+        f.object(filter.responseHeaderModifier, `${field}[${i}].responseHeaderModifier`),
+        `${field}[${i}].responseHeaderModifier`,
+        true,
+      );
+      if (ops !== undefined) out.responseHeaders = ops;
     } else if (type === 'URLRewrite') {
       const u = f.object(filter.urlRewrite, `${field}[${i}].urlRewrite`) ?? {};
       const rewrite: { prefix?: string; fullPath?: string; authority?: string } = {};
@@ -906,7 +961,7 @@ function readFilters(
     } else {
       f.problem(
         `${field}[${i}].type`,
-        `${JSON.stringify(type)} is not supported by Mooring yet (RequestHeaderModifier and URLRewrite are)`,
+        `${JSON.stringify(type)} is not supported by Mooring yet (RequestHeaderModifier, ResponseHeaderModifier and URLRewrite are)`,
       );
     }
   }

@@ -74,6 +74,7 @@ function virtualServiceTable(
     ...(r.retries === undefined ? {} : { retries: r.retries }),
     ...(r.fault === undefined ? {} : { fault: r.fault }),
     ...(r.requestHeaders === undefined ? {} : { requestHeaders: r.requestHeaders }),
+    ...(r.responseHeaders === undefined ? {} : { responseHeaders: r.responseHeaders }),
     ...(r.rewrite === undefined ? {} : { rewrite: r.rewrite }),
   }));
   return {
@@ -155,6 +156,7 @@ function httpRoutesTable(serviceKey: string, routes: readonly HttpRouteObject[])
       ...(rule.timeoutMs === undefined ? {} : { timeoutMs: rule.timeoutMs }),
       ...(retries === undefined ? {} : { retries }),
       ...(rule.requestHeaders === undefined ? {} : { requestHeaders: rule.requestHeaders }),
+      ...(rule.responseHeaders === undefined ? {} : { responseHeaders: rule.responseHeaders }),
       ...(rule.rewrite === undefined ? {} : { rewrite: rule.rewrite }),
     };
   });

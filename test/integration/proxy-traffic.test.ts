@@ -348,6 +348,119 @@ describe('rewrites as the app receives them', () => {
   });
 });
 
+describe("a route's response header operations (headers.response, ResponseHeaderModifier)", () => {
+  const H2_IP = '10.96.0.55';
+  let h2app: http2.Http2Server;
+  /** The app's own answer headers: one to drop, one to replace, one to add to. */
+  const APP_HEADERS = { 'x-drop': '1', 'x-replace': 'old', 'x-more': 'a' };
+  const responseHeaders = {
+    set: [{ name: 'x-replace', value: 'new' }],
+    add: [
+      { name: 'x-more', value: 'b' },
+      { name: 'x-added', value: 'yes' },
+    ],
+    remove: ['x-drop'],
+  };
+  const withAppHeaders = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
+    for (const [name, value] of Object.entries(APP_HEADERS)) res.setHeader(name, value);
+  };
+  const routed = (s: MeshService): MeshService => ({
+    ...s,
+    routes: {
+      source: { kind: 'VirtualService', namespace: 'default', name: s.name },
+      rules: [
+        {
+          matches: [{ uri: { prefix: '/changed' } }],
+          destinations: [{ service: s.key, weight: 1 }],
+          responseHeaders,
+        },
+        { matches: [], destinations: [{ service: s.key, weight: 1 }] },
+      ],
+    },
+  });
+
+  beforeAll(async () => {
+    h2app = http2.createServer();
+    h2app.on('stream', (stream) => {
+      stream.respond({ ':status': 200, ...APP_HEADERS });
+      stream.end('h2 ok');
+    });
+    await new Promise<void>((resolve) => h2app.listen(0, '127.0.0.1', resolve));
+    app.prependListener('request', withAppHeaders);
+    client.sidecar.setMesh(
+      meshState(
+        proxyScope('client'),
+        routed(
+          service('web', CLUSTER_IP, [port(80, 'http')], [endpoint('127.0.0.1', { 80: appPort })]),
+        ),
+        routed(
+          service(
+            'h2',
+            H2_IP,
+            [port(80, 'http2')],
+            [endpoint('127.0.0.1', { 80: (h2app.address() as AddressInfo).port })],
+          ),
+        ),
+      ),
+    );
+  });
+
+  afterAll(async () => {
+    app.removeListener('request', withAppHeaders);
+    await new Promise((r) => h2app.close(r));
+    client.outboundTarget = destination(CLUSTER_IP, 80);
+  });
+
+  /** The headers the test cares about, as the client got them. */
+  const seenHeaders = (h: Record<string, unknown>): Record<string, unknown> => ({
+    'x-drop': h['x-drop'],
+    'x-replace': h['x-replace'],
+    'x-more': h['x-more'],
+    'x-added': h['x-added'],
+  });
+
+  it('drops, replaces and adds headers of the HTTP/1.1 answer on the matching route only', async () => {
+    client.outboundTarget = destination(CLUSTER_IP, 80);
+    const changed = await get(client.outbound, '/changed');
+    expect(changed.status).toBe(200);
+    expect(seenHeaders(changed.headers)).toEqual({
+      'x-drop': undefined,
+      'x-replace': 'new',
+      // Node's client joins a repeated header with a comma.
+      'x-more': 'a, b',
+      'x-added': 'yes',
+    });
+    const other = await get(client.outbound, '/other');
+    expect(seenHeaders(other.headers)).toEqual({ ...APP_HEADERS, 'x-added': undefined });
+  });
+
+  it('does the same to an HTTP/2 answer', async () => {
+    client.outboundTarget = destination(H2_IP, 80);
+    const session = http2.connect(`http://127.0.0.1:${client.outbound}`);
+    const ask = (path: string): Promise<http2.IncomingHttpHeaders> =>
+      new Promise((resolve, reject) => {
+        const req = session.request({ ':path': path, ':authority': 'h2' });
+        req.on('response', (h) => {
+          req.resume();
+          req.on('end', () => resolve(h));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      expect(seenHeaders(await ask('/changed'))).toEqual({
+        'x-drop': undefined,
+        'x-replace': 'new',
+        'x-more': 'a, b',
+        'x-added': 'yes',
+      });
+      expect(seenHeaders(await ask('/other'))).toEqual({ ...APP_HEADERS, 'x-added': undefined });
+    } finally {
+      session.close();
+    }
+  });
+});
+
 describe('a connection opened before a configuration change', () => {
   let second: http.Server;
   let secondPort: number;

@@ -36,7 +36,7 @@ import {
   type TraceHeaders,
 } from './core/trace-context';
 import type { TlsContexts } from './l4/tls';
-import { forwardPlan } from './l7/exchange-plan';
+import { forwardPlan, type HeaderChanges } from './l7/exchange-plan';
 import { headerValue, type RequestHead } from './l7/http1-codec';
 import {
   flagsText,
@@ -313,7 +313,20 @@ export function requestHeaderChanges(
   authority: string | undefined,
 ): { remove: ReadonlySet<string>; add: string[] } | null {
   if (ops === undefined && authority === undefined) return null;
-  const remove = new Set(OUTBOUND_REMOVE);
+  const changes = headerChanges(ops, OUTBOUND_REMOVE);
+  if (authority !== undefined) {
+    changes.remove.add('host');
+    changes.add.push('host', authority);
+  }
+  return changes;
+}
+
+/** `set` replaces, `add` appends, `remove` drops; `base` names are dropped too. */
+function headerChanges(
+  ops: HeaderOperations | undefined,
+  base: Iterable<string>,
+): { remove: Set<string>; add: string[] } {
+  const remove = new Set(base);
   const add: string[] = [];
   for (const { name, value } of ops?.set ?? []) {
     remove.add(name);
@@ -321,11 +334,16 @@ export function requestHeaderChanges(
   }
   for (const name of ops?.remove ?? []) remove.add(name);
   for (const { name, value } of ops?.add ?? []) add.push(name, value);
-  if (authority !== undefined) {
-    remove.add('host');
-    add.push('host', authority);
-  }
   return { remove, add };
+}
+
+/** A route's response header operations, made once per configuration's rule. */
+const RESPONSE_CHANGES = new WeakMap<HeaderOperations, HeaderChanges>();
+function responseHeaderChanges(ops: HeaderOperations | undefined): HeaderChanges | undefined {
+  if (ops === undefined) return undefined;
+  let changes = RESPONSE_CHANGES.get(ops);
+  if (changes === undefined) RESPONSE_CHANGES.set(ops, (changes = headerChanges(ops, [])));
+  return changes;
 }
 
 /** What both sides hold: the proxy's context, the edges of this configuration, the telemetry. */
@@ -500,6 +518,7 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
           ? undefined
           : rewritePath(view.path, decision.match, rewrite),
       maxRequestsPerConnection: http?.maxRequestsPerConnection,
+      responseHeaders: responseHeaderChanges(decision.rule?.responseHeaders),
       breaker,
       service: decision.service,
       span,

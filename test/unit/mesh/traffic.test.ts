@@ -378,7 +378,10 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
       vs([
         {
           route: [to('reviews')],
-          headers: { request: { set: { 'x-a': '1' }, add: { 'x-b': '2' }, remove: ['x-c'] } },
+          headers: {
+            request: { set: { 'x-a': '1' }, add: { 'x-b': '2' }, remove: ['x-c'] },
+            response: { set: { 'Cache-Control': 'no-store' }, remove: ['server'] },
+          },
           rewrite: { uri: '/v2', authority: 'reviews.internal' },
         },
       ]),
@@ -388,6 +391,10 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
       set: [{ name: 'x-a', value: '1' }],
       add: [{ name: 'x-b', value: '2' }],
       remove: ['x-c'],
+    });
+    expect(rule?.responseHeaders).toEqual({
+      set: [{ name: 'cache-control', value: 'no-store' }],
+      remove: ['server'],
     });
     expect(rule?.rewrite).toEqual({ prefix: '/v2', authority: 'reviews.internal' });
   });
@@ -632,7 +639,7 @@ describe('HTTPRoute for a Service (GAMMA): defaults and Gateway API precedence',
     });
   });
 
-  it('reads URLRewrite and RequestHeaderModifier filters', () => {
+  it('reads URLRewrite, RequestHeaderModifier and ResponseHeaderModifier filters', () => {
     const raws = reviewsMesh(
       httpRoute('r', [
         {
@@ -649,6 +656,10 @@ describe('HTTPRoute for a Service (GAMMA): defaults and Gateway API precedence',
               type: 'RequestHeaderModifier',
               requestHeaderModifier: { set: [{ name: 'X-Set', value: 'v' }], remove: ['x-gone'] },
             },
+            {
+              type: 'ResponseHeaderModifier',
+              responseHeaderModifier: { add: [{ name: 'X-Served-By', value: 'reviews' }] },
+            },
           ],
           backendRefs: [{ name: 'reviews', port: 9080 }],
         },
@@ -660,6 +671,7 @@ describe('HTTPRoute for a Service (GAMMA): defaults and Gateway API precedence',
       set: [{ name: 'x-set', value: 'v' }],
       remove: ['x-gone'],
     });
+    expect(rule?.responseHeaders).toEqual({ add: [{ name: 'x-served-by', value: 'reviews' }] });
   });
 });
 
@@ -740,6 +752,18 @@ describe('bad objects: the field and what is wrong', () => {
       vs([{ match: [{ uri: { prefix: '/' } }] }]),
       'spec.http[0].route',
       /at least one destination/,
+    ],
+    [
+      'a response header operation on a header that frames the message',
+      vs([{ route: [to('reviews')], headers: { response: { set: { 'Content-Length': '0' } } } }]),
+      'spec.http[0].headers.response.set.Content-Length',
+      /frames the message/,
+    ],
+    [
+      'a header value with a line break (it would end the header)',
+      vs([{ route: [to('reviews')], headers: { request: { add: { 'x-a': 'b\r\nx-evil: 1' } } } }]),
+      'spec.http[0].headers.request.add.x-a',
+      /control character/,
     ],
     [
       'a redirect (not supported yet)',

@@ -28,6 +28,12 @@ export type ResponseFlag =
   | 'DI' // fault injected: delay
   | 'UAEX'; // (unused) external authorization
 
+/** Header operations as a head re-write takes them: names dropped, lines added (name, value...). */
+export interface HeaderChanges {
+  readonly remove: ReadonlySet<string>;
+  readonly add: readonly string[];
+}
+
 export interface LocalReply {
   readonly kind: 'local';
   readonly status: number;
@@ -69,6 +75,8 @@ export interface ExchangePlan {
   readonly target?: string;
   /** DestinationRule `connectionPool.http.maxRequestsPerConnection`: then a new connection. */
   readonly maxRequestsPerConnection?: number;
+  /** The route's response header operations: the headers dropped and the lines added. */
+  readonly responseHeaders?: HeaderChanges;
   /**
    * The cluster's circuit breaker (`connectionPool.tcp.maxConnections`,
    * `http.http1MaxPendingRequests`); absent when the rule sets neither (nothing is counted).
@@ -106,6 +114,7 @@ export function forwardPlan(p: Omit<ExchangePlan, 'kind'>): ExchangePlan {
     delayMs: p.delayMs,
     target: p.target,
     maxRequestsPerConnection: p.maxRequestsPerConnection,
+    responseHeaders: p.responseHeaders,
     breaker: p.breaker,
     service: p.service,
     span: p.span,

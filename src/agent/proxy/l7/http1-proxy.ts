@@ -21,7 +21,7 @@ import {
   type RequestHead,
   type ResponseHead,
 } from './http1-codec';
-import type { ExchangePlan, LocalReply, ResponseFlag } from './exchange-plan';
+import type { ExchangePlan, HeaderChanges, LocalReply, ResponseFlag } from './exchange-plan';
 import { ExchangePolicy, failureFlag, resetReply } from './exchange-policy';
 import type {
   ConnectionEvents,
@@ -775,7 +775,10 @@ export class Exchange implements ConnectionEvents {
       : this.head.versionMinor === 0
         ? 'keep-alive'
         : null;
-    if (!this.down.closed) this.headText = responseHeadText(head, connection);
+    if (!this.down.closed) {
+      const changes = (this.plan as ExchangePlan).responseHeaders;
+      this.headText = responseHeadText(head, connection, false, changes);
+    }
   }
 
   onBody(chunk: Buffer): void {
@@ -904,11 +907,17 @@ function isIdempotent(method: string): boolean {
   );
 }
 
-function responseHeadText(head: ResponseHead, connection: string | null, upgrade = false): string {
+function responseHeadText(
+  head: ResponseHead,
+  connection: string | null,
+  upgrade = false,
+  changes?: HeaderChanges,
+): string {
   return (
     `HTTP/1.1 ${head.statusCode} ${head.reason}\r\n` +
     forwardHeaderLines(head, {
-      remove: RESPONSE_REMOVE,
+      remove: changes?.remove ?? RESPONSE_REMOVE,
+      ...(changes === undefined ? {} : { add: [changes.add] }),
       connection,
       upgrade: upgrade ? head.upgrade : null,
     }) +

@@ -163,6 +163,16 @@ export class H2SessionPool {
 
 // ---------------------------------------------------------------------------------------------
 
+/** Adds `lines` (name, value...) to HTTP/2 headers: a name already there gets one more value. */
+function addHeaderLines(out: http2.OutgoingHttpHeaders, lines: readonly string[]): void {
+  for (let i = 0; i < lines.length; i += 2) {
+    const name = lines[i] as string;
+    const value = lines[i + 1] as string;
+    const had = out[name];
+    out[name] = had === undefined ? value : [...(Array.isArray(had) ? had : [String(had)]), value];
+  }
+}
+
 /** Serves HTTP/2 on a client connection. `first`: bytes already read from it (sniffing). */
 export function serveH2(
   socket: net.Socket,
@@ -412,10 +422,17 @@ class H2Exchange {
     if (grpcStatus !== undefined) this.grpcStatus = String(grpcStatus);
     this.responded = true;
     const out: http2.OutgoingHttpHeaders = {};
+    const changes = policy.plan.responseHeaders;
     for (const [name, value] of Object.entries(headers)) {
-      if (value === undefined || CONNECTION_SPECIFIC.has(name)) continue;
+      if (
+        value === undefined ||
+        CONNECTION_SPECIFIC.has(name) ||
+        changes?.remove.has(name) === true
+      )
+        continue;
       out[name] = value;
     }
+    if (changes !== undefined) addHeaderLines(out, changes.add);
     if (this.down.destroyed) return;
     if (endStream) {
       this.down.respond(out, { endStream: true });
