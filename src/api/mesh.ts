@@ -111,6 +111,30 @@ export interface HeaderOperations {
   readonly remove?: readonly string[];
 }
 
+/**
+ * A route the proxy answers itself: Istio's `redirect` and `directResponse`, Gateway API's
+ * `RequestRedirect` filter.
+ */
+export type RouteReply =
+  | {
+      readonly kind: 'redirect';
+      /** 301, 302, 303, 307 or 308. */
+      readonly status: number;
+      /** The Location's scheme; absent: the request's (`http`, as the app sent it). */
+      readonly scheme?: string;
+      /** The Location's host; absent: the request's. */
+      readonly host?: string;
+      /**
+       * The Location's port: a number; `scheme`, the scheme's own (80, 443: then none is
+       * written); `request`, the request's Host as it came (kept only with the request's host);
+       * `service`, the Service port (Gateway API's listener port, for a mesh).
+       */
+      readonly port: number | 'scheme' | 'request' | 'service';
+      /** The path, as a rewrite replaces it (the query is kept); absent: the request's. */
+      readonly path?: RouteRewrite;
+    }
+  | { readonly kind: 'direct'; readonly status: number; readonly body: string };
+
 export interface HttpRouteRule {
   /** For logs, metrics and the config dump. */
   readonly name?: string;
@@ -124,6 +148,8 @@ export interface HttpRouteRule {
   readonly requestHeaders?: HeaderOperations;
   /** On the upstream's answer (not on the proxy's own replies), before it reaches the client. */
   readonly responseHeaders?: HeaderOperations;
+  /** The proxy answers itself, and no destination gets the request. */
+  readonly reply?: RouteReply;
   /** Path and authority rewrite, after the match and before the request leaves. */
   readonly rewrite?: RouteRewrite;
 }

@@ -9,6 +9,7 @@ import type {
   MtlsMode,
   RequestMatch,
   RetryPolicy,
+  RouteReply,
   RouteRewrite,
   TrafficPolicy,
 } from '../api/mesh';
@@ -176,6 +177,7 @@ export interface VirtualServiceRoute {
   readonly requestHeaders?: HeaderOperations;
   readonly responseHeaders?: HeaderOperations;
   readonly rewrite?: RouteRewrite;
+  readonly reply?: RouteReply;
 }
 
 export interface VirtualServiceObject {
@@ -222,6 +224,7 @@ export interface HttpRouteRuleSpec {
   readonly requestHeaders?: HeaderOperations;
   readonly responseHeaders?: HeaderOperations;
   readonly rewrite?: RouteRewrite;
+  readonly reply?: RouteReply;
 }
 
 export interface HttpRouteObject {

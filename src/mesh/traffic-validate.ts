@@ -13,6 +13,7 @@ import type {
   OutlierDetectionPolicy,
   RequestMatch,
   RetryPolicy,
+  RouteReply,
   RouteRewrite,
   StringMatch,
   TrafficPolicy,
@@ -490,7 +491,7 @@ function readVsRoute(
 ): VirtualServiceRoute | null {
   const r = f.object(raw, field);
   if (r === undefined) return null;
-  unsupported(f, r, ['redirect', 'directResponse', 'delegate', 'mirror', 'mirrors'], field, true);
+  unsupported(f, r, ['delegate', 'mirror', 'mirrors'], field, true);
   unsupported(f, r, ['corsPolicy', 'mirrorPercentage'], field, false);
   const name = f.string(r.name, `${field}.name`);
   const rawMatches = f.array(r.match, `${field}.match`);
@@ -504,6 +505,13 @@ function readVsRoute(
     return null;
   }
   const rawRoute = f.array(r.route, `${field}.route`);
+  const reply = readVsReply(f, r, field);
+  if (reply !== undefined && rawRoute.length > 0) {
+    f.problem(
+      field,
+      `a rule with a ${reply.kind === 'redirect' ? 'redirect' : 'directResponse'} has no route`,
+    );
+  }
   if (rawRoute.length === 0 && r.redirect === undefined && r.directResponse === undefined) {
     f.problem(`${field}.route`, 'needs at least one destination');
   }
@@ -554,7 +562,69 @@ function readVsRoute(
     ...(requestHeaders === undefined ? {} : { requestHeaders }),
     ...(responseHeaders === undefined ? {} : { responseHeaders }),
     ...(rewrite === undefined ? {} : { rewrite }),
+    ...(reply === undefined ? {} : { reply }),
   };
+}
+
+/** The redirect statuses Envoy makes (Istio's `redirectCode`, Gateway API's `statusCode`). */
+const REDIRECT_CODES: readonly number[] = [301, 302, 303, 307, 308];
+
+function redirectCode(f: Fields, value: unknown, field: string): number {
+  const code = f.number(value, field, { integer: true });
+  if (code === undefined) return 301;
+  if (!REDIRECT_CODES.includes(code)) {
+    f.problem(field, `must be one of ${REDIRECT_CODES.join(', ')}, not ${code}`);
+  }
+  return code;
+}
+
+/** Istio's `redirect` or `directResponse` of a VirtualService rule (one of them at most). */
+function readVsReply(f: Fields, r: Json, field: string): RouteReply | undefined {
+  const redirect = f.object(r.redirect, `${field}.redirect`);
+  const direct = f.object(r.directResponse, `${field}.directResponse`);
+  if (redirect !== undefined && direct !== undefined) {
+    f.problem(field, 'a rule has a redirect or a directResponse, not both');
+  }
+  if (redirect !== undefined) {
+    const at = `${field}.redirect`;
+    const uri = f.string(redirect.uri, `${at}.uri`);
+    if (uri !== undefined && !uri.startsWith('/')) f.problem(`${at}.uri`, 'must start with "/"');
+    const authority = f.string(redirect.authority, `${at}.authority`);
+    const scheme = f.string(redirect.scheme, `${at}.scheme`);
+    if (scheme !== undefined && !/^[a-z][a-z0-9+.-]*$/i.test(scheme)) {
+      f.problem(`${at}.scheme`, `${JSON.stringify(scheme)} is not a URL scheme`);
+    }
+    const port = f.number(redirect.port, `${at}.port`, { min: 1, max: 65535, integer: true });
+    const derive = f.string(redirect.derivePort, `${at}.derivePort`);
+    if (
+      derive !== undefined &&
+      derive !== 'FROM_PROTOCOL_DEFAULT' &&
+      derive !== 'FROM_REQUEST_PORT'
+    ) {
+      f.problem(
+        `${at}.derivePort`,
+        `must be FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT, not ${JSON.stringify(derive)}`,
+      );
+    }
+    return {
+      kind: 'redirect',
+      status: redirectCode(f, redirect.redirectCode, `${at}.redirectCode`),
+      ...(scheme === undefined || scheme === '' ? {} : { scheme: scheme.toLowerCase() }),
+      ...(authority === undefined || authority === '' ? {} : { host: authority }),
+      port: port ?? (derive === 'FROM_PROTOCOL_DEFAULT' ? 'scheme' : 'request'),
+      ...(uri === undefined || uri === '' ? {} : { path: { fullPath: uri } }),
+    };
+  }
+  if (direct !== undefined) {
+    const at = `${field}.directResponse`;
+    const status = f.number(direct.status, `${at}.status`, { min: 200, max: 599, integer: true });
+    if (status === undefined) f.problem(`${at}.status`, 'is required');
+    const body = f.object(direct.body, `${at}.body`);
+    if (body !== undefined) unsupported(f, body, ['bytes'], `${at}.body`, true);
+    const text = body === undefined ? '' : (f.string(body.string, `${at}.body.string`) ?? '');
+    return { kind: 'direct', status: status ?? 200, body: text };
+  }
+  return undefined;
 }
 
 export function readVirtualService(raw: Json, f: Fields, meta: Meta): VirtualServiceObject {
@@ -895,20 +965,61 @@ function readGatewayMatch(f: Fields, raw: unknown, field: string): RequestMatch 
   return out;
 }
 
-function readFilters(
-  f: Fields,
-  raw: unknown,
-  field: string,
-): {
+/** What a Gateway API rule's filters make of it. */
+interface GatewayFilters {
   requestHeaders?: HeaderOperations;
   responseHeaders?: HeaderOperations;
   rewrite?: RouteRewrite;
-} {
-  const out: {
-    requestHeaders?: HeaderOperations;
-    responseHeaders?: HeaderOperations;
-    rewrite?: RouteRewrite;
-  } = {};
+  reply?: RouteReply;
+}
+
+/** Gateway API's HTTPPathModifier (URLRewrite's and RequestRedirect's `path`). */
+function gatewayPath(
+  f: Fields,
+  raw: unknown,
+  field: string,
+): { prefix?: string; fullPath?: string } {
+  const p = f.object(raw, field);
+  if (p === undefined) return {};
+  const pt = f.string(p.type, `${field}.type`);
+  if (pt === 'ReplaceFullPath' || pt === 'ReplacePrefixMatch') {
+    const key = pt === 'ReplaceFullPath' ? 'replaceFullPath' : 'replacePrefixMatch';
+    const v = f.string(p[key], `${field}.${key}`);
+    if (v === undefined) {
+      f.problem(`${field}.${key}`, 'is required');
+      return {};
+    }
+    return pt === 'ReplaceFullPath' ? { fullPath: v } : { prefix: v };
+  }
+  f.problem(
+    `${field}.type`,
+    `must be ReplaceFullPath or ReplacePrefixMatch, not ${JSON.stringify(pt)}`,
+  );
+  return {};
+}
+
+/** Gateway API's RequestRedirect filter: the port, when absent, is the scheme's or the Service's. */
+function gatewayRedirect(f: Fields, raw: unknown, field: string): RouteReply {
+  const r = f.object(raw, field) ?? {};
+  const scheme = f.string(r.scheme, `${field}.scheme`);
+  if (scheme !== undefined && scheme !== 'http' && scheme !== 'https') {
+    f.problem(`${field}.scheme`, `must be http or https, not ${JSON.stringify(scheme)}`);
+  }
+  const hostname = f.string(r.hostname, `${field}.hostname`);
+  const port = f.number(r.port, `${field}.port`, { min: 1, max: 65535, integer: true });
+  const path = gatewayPath(f, r.path, `${field}.path`);
+  return {
+    kind: 'redirect',
+    status: redirectCode(f, r.statusCode, `${field}.statusCode`),
+    ...(scheme === undefined ? {} : { scheme }),
+    ...(hostname === undefined || hostname === '' ? {} : { host: hostname }),
+    port: port ?? (scheme === undefined ? 'service' : 'scheme'),
+    ...(Object.keys(path).length === 0 ? {} : { path }),
+  };
+}
+
+function readFilters(f: Fields, raw: unknown, field: string): GatewayFilters {
+  const out: GatewayFilters = {};
   for (const [i, item] of f.array(raw, field).entries()) {
     const filter = f.object(item, `${field}[${i}]`);
     if (filter === undefined) continue;
@@ -929,41 +1040,24 @@ function readFilters(
         true,
       );
       if (ops !== undefined) out.responseHeaders = ops;
+    } else if (type === 'RequestRedirect') {
+      out.reply = gatewayRedirect(f, filter.requestRedirect, `${field}[${i}].requestRedirect`);
     } else if (type === 'URLRewrite') {
       const u = f.object(filter.urlRewrite, `${field}[${i}].urlRewrite`) ?? {};
       const rewrite: { prefix?: string; fullPath?: string; authority?: string } = {};
       const hostname = f.string(u.hostname, `${field}[${i}].urlRewrite.hostname`);
       if (hostname !== undefined) rewrite.authority = hostname;
-      const p = f.object(u.path, `${field}[${i}].urlRewrite.path`);
-      if (p !== undefined) {
-        const pt = f.string(p.type, `${field}[${i}].urlRewrite.path.type`);
-        if (pt === 'ReplaceFullPath') {
-          const v = f.string(p.replaceFullPath, `${field}[${i}].urlRewrite.path.replaceFullPath`);
-          if (v === undefined)
-            f.problem(`${field}[${i}].urlRewrite.path.replaceFullPath`, 'is required');
-          else rewrite.fullPath = v;
-        } else if (pt === 'ReplacePrefixMatch') {
-          const v = f.string(
-            p.replacePrefixMatch,
-            `${field}[${i}].urlRewrite.path.replacePrefixMatch`,
-          );
-          if (v === undefined)
-            f.problem(`${field}[${i}].urlRewrite.path.replacePrefixMatch`, 'is required');
-          else rewrite.prefix = v;
-        } else {
-          f.problem(
-            `${field}[${i}].urlRewrite.path.type`,
-            `must be ReplaceFullPath or ReplacePrefixMatch, not ${JSON.stringify(pt)}`,
-          );
-        }
-      }
+      Object.assign(rewrite, gatewayPath(f, u.path, `${field}[${i}].urlRewrite.path`));
       out.rewrite = rewrite;
     } else {
       f.problem(
         `${field}[${i}].type`,
-        `${JSON.stringify(type)} is not supported by Mooring yet (RequestHeaderModifier, ResponseHeaderModifier and URLRewrite are)`,
+        `${JSON.stringify(type)} is not supported by Mooring yet (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect and URLRewrite are)`,
       );
     }
+  }
+  if (out.reply !== undefined && out.rewrite !== undefined) {
+    f.problem(field, 'RequestRedirect and URLRewrite cannot be in one rule');
   }
   return out;
 }
@@ -1072,8 +1166,9 @@ export function readHttpRoute(raw: Json, f: Fields, meta: Meta): HttpRouteObject
     }
     unsupported(f, rule, ['sessionPersistence'], at, false);
     const filters = readFilters(f, rule.filters, `${at}.filters`);
+    const redirectPath = filters.reply?.kind === 'redirect' ? filters.reply.path : undefined;
     if (
-      filters.rewrite?.prefix !== undefined &&
+      (filters.rewrite?.prefix !== undefined || redirectPath?.prefix !== undefined) &&
       !matches.every((m) => m.pathPrefix !== undefined)
     ) {
       f.problem(

@@ -76,6 +76,7 @@ function virtualServiceTable(
     ...(r.requestHeaders === undefined ? {} : { requestHeaders: r.requestHeaders }),
     ...(r.responseHeaders === undefined ? {} : { responseHeaders: r.responseHeaders }),
     ...(r.rewrite === undefined ? {} : { rewrite: r.rewrite }),
+    ...(r.reply === undefined ? {} : { reply: r.reply }),
   }));
   return {
     source: { kind: 'VirtualService', ...ref(vs) },
@@ -158,6 +159,7 @@ function httpRoutesTable(serviceKey: string, routes: readonly HttpRouteObject[])
       ...(rule.requestHeaders === undefined ? {} : { requestHeaders: rule.requestHeaders }),
       ...(rule.responseHeaders === undefined ? {} : { responseHeaders: rule.responseHeaders }),
       ...(rule.rewrite === undefined ? {} : { rewrite: rule.rewrite }),
+      ...(rule.reply === undefined ? {} : { reply: rule.reply }),
     };
   });
   const first = routes[0] as HttpRouteObject;

@@ -461,6 +461,71 @@ describe("a route's response header operations (headers.response, ResponseHeader
   });
 });
 
+describe('routes the proxy answers itself (redirect, directResponse, RequestRedirect)', () => {
+  const replies = (s: MeshService): MeshService => ({
+    ...s,
+    routes: {
+      source: { kind: 'VirtualService', namespace: 'default', name: 'web' },
+      rules: [
+        {
+          matches: [{ uri: { prefix: '/old' } }],
+          destinations: [],
+          reply: { kind: 'redirect', status: 301, port: 'request', path: { fullPath: '/new' } },
+        },
+        {
+          matches: [{ uri: { exact: '/gone' } }],
+          destinations: [],
+          reply: { kind: 'direct', status: 410, body: 'gone for good' },
+        },
+        { matches: [], destinations: [{ service: 'default/web', weight: 1 }] },
+      ],
+    },
+  });
+
+  it('answers a redirect with its Location and a direct response with its body, the app seeing neither; both counted, with no flag', async () => {
+    useMesh(replies);
+    seen.length = 0;
+    const moved = await get(client.outbound, '/old/page?x=1', { host: 'web:8080' });
+    expect(moved.status).toBe(301);
+    expect(moved.headers.location).toBe('http://web:8080/new?x=1');
+    const gone = await get(client.outbound, '/gone');
+    expect([gone.status, gone.text]).toEqual([410, 'gone for good']);
+    expect(seen).toEqual([]);
+    expect((await get(client.outbound, '/other')).status).toBe(200);
+    expect(seen.map((s) => s.url)).toEqual(['/other']);
+    const counted = (code: string): number =>
+      clientMetricsText()
+        .split('\n')
+        .filter(
+          (l) =>
+            l.startsWith('istio_requests_total{') &&
+            l.includes(`response_code="${code}"`) &&
+            l.includes('response_flags="-"'),
+        )
+        .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    expect([counted('301'), counted('410')]).toEqual([1, 1]);
+  });
+
+  it('answers an HTTP/2 request the same way', async () => {
+    useMesh(replies);
+    const session = http2.connect(`http://127.0.0.1:${client.outbound}`);
+    try {
+      const headers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+        const req = session.request({ ':path': '/old', ':authority': 'web' });
+        req.on('response', (h) => {
+          req.resume();
+          req.on('end', () => resolve(h));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect([headers[':status'], headers.location]).toEqual([301, 'http://web/new']);
+    } finally {
+      session.close();
+    }
+  });
+});
+
 describe('a connection opened before a configuration change', () => {
   let second: http.Server;
   let secondPort: number;

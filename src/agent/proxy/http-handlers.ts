@@ -25,7 +25,13 @@ import { PEER_HEADER, parsePeerHeader, peerHeaderValue } from './core/peer';
 import { clusterName, hostPort, type RequestFacts } from './core/request-facts';
 import { recordOutcome } from './core/outlier';
 import { RetryBudget } from './core/retry-budget';
-import { rewritePath, routeRequest, type RequestView } from './core/route';
+import {
+  redirectLocation,
+  rewritePath,
+  routeRequest,
+  type RequestView,
+  type RouteReplyDecision,
+} from './core/route';
 import {
   noTraceHeaders,
   propagationHeaders,
@@ -346,6 +352,13 @@ function responseHeaderChanges(ops: HeaderOperations | undefined): HeaderChanges
   return changes;
 }
 
+/** A route's own answer, as Envoy's: a redirect (its Location) or a direct response; no flag. */
+function routeReply(d: RouteReplyDecision, view: RequestView, port: number): LocalReply {
+  const r = d.reply;
+  if (r.kind === 'direct') return localReply(r.status, r.body);
+  return localReply(r.status, '', [], ['location', redirectLocation(r, view, d.match, port)]);
+}
+
 /** What both sides hold: the proxy's context, the edges of this configuration, the telemetry. */
 abstract class HttpSide {
   /** Edges (metric labels) by who talks to whom, for this configuration. */
@@ -436,6 +449,7 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
     if (decision.kind === 'failure') {
       return localReply(decision.status, decision.reason, [decision.status === 503 ? 'NC' : 'NR']);
     }
+    if (decision.kind === 'reply') return routeReply(decision, view, target.port.port);
     // Fault injection, as Envoy's fault filter: the abort first, then the delay.
     const fault = decision.fault;
     if (fault?.abort !== undefined && random() * 100 < fault.abort.percent) {

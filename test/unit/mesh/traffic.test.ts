@@ -399,6 +399,43 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
     expect(rule?.rewrite).toEqual({ prefix: '/v2', authority: 'reviews.internal' });
   });
 
+  it("reads a redirect and a direct response, Istio's defaults filled (301, the request's port)", () => {
+    const raws = reviewsMesh(
+      vs([
+        {
+          match: [{ uri: { prefix: '/old' } }],
+          redirect: {
+            uri: '/new',
+            authority: 'shop.example',
+            scheme: 'HTTPS',
+            derivePort: 'FROM_PROTOCOL_DEFAULT',
+          },
+        },
+        { match: [{ uri: { exact: '/moved' } }], redirect: { uri: '/here', redirectCode: 308 } },
+        {
+          match: [{ uri: { exact: '/gone' } }],
+          directResponse: { status: 410, body: { string: 'gone' } },
+        },
+        { route: [to('reviews')] },
+      ]),
+    );
+    const rules = built(raws).routes?.rules ?? [];
+    expect(rules.map((r) => r.reply)).toEqual([
+      {
+        kind: 'redirect',
+        status: 301,
+        scheme: 'https',
+        host: 'shop.example',
+        port: 'scheme',
+        path: { fullPath: '/new' },
+      },
+      { kind: 'redirect', status: 308, port: 'request', path: { fullPath: '/here' } },
+      { kind: 'direct', status: 410, body: 'gone' },
+      undefined,
+    ]);
+    expect(rules.slice(0, 3).map((r) => r.destinations)).toEqual([[], [], []]);
+  });
+
   it('leaves a VirtualService bound to gateways only out of the mesh', () => {
     const raws = reviewsMesh(vs([{ route: [to('reviews')] }], { gateways: ['ingress'] }));
     expect(built(raws).routes).toBeUndefined();
@@ -673,6 +710,24 @@ describe('HTTPRoute for a Service (GAMMA): defaults and Gateway API precedence',
     });
     expect(rule?.responseHeaders).toEqual({ add: [{ name: 'x-served-by', value: 'reviews' }] });
   });
+
+  it("reads a RequestRedirect filter: without a scheme the port is the Service's, with one the scheme's", () => {
+    const redirectRule = (requestRedirect: object): object => ({
+      matches: [{ path: { type: 'PathPrefix', value: '/old' } }],
+      filters: [{ type: 'RequestRedirect', requestRedirect }],
+    });
+    const raws = reviewsMesh(
+      httpRoute('r', [
+        redirectRule({ path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' } }),
+        redirectRule({ scheme: 'https', hostname: 'shop.example', statusCode: 302 }),
+      ]),
+    );
+    const replies = (built(raws).routes?.rules ?? []).map((r) => r.reply);
+    expect(replies).toEqual([
+      { kind: 'redirect', status: 301, port: 'service', path: { prefix: '/new' } },
+      { kind: 'redirect', status: 302, scheme: 'https', host: 'shop.example', port: 'scheme' },
+    ]);
+  });
 });
 
 describe('the model follows changes', () => {
@@ -766,9 +821,27 @@ describe('bad objects: the field and what is wrong', () => {
       /control character/,
     ],
     [
-      'a redirect (not supported yet)',
-      vs([{ redirect: { uri: '/x' } }]),
-      'spec.http[0].redirect',
+      'a redirect beside a route',
+      vs([{ redirect: { uri: '/x' }, route: [to('reviews')] }]),
+      'spec.http[0]',
+      /a rule with a redirect has no route/,
+    ],
+    [
+      'a redirect code that is not a redirect',
+      vs([{ redirect: { uri: '/x', redirectCode: 304 } }]),
+      'spec.http[0].redirect.redirectCode',
+      /one of 301, 302, 303, 307, 308/,
+    ],
+    [
+      'a direct response without status',
+      vs([{ directResponse: { body: { string: 'x' } } }]),
+      'spec.http[0].directResponse.status',
+      /required/,
+    ],
+    [
+      'a mirror (not supported yet)',
+      vs([{ route: [to('reviews')], mirror: { host: 'reviews' } }]),
+      'spec.http[0].mirror',
       /not supported by Mooring yet/,
     ],
     [
@@ -829,6 +902,19 @@ describe('bad objects: the field and what is wrong', () => {
       httpRoute('r', [{ backendRefs: [{ name: 'reviews' }] }]),
       'spec.rules[0].backendRefs[0].port',
       /required/,
+    ],
+    [
+      'a RequestRedirect beside a URLRewrite',
+      httpRoute('r', [
+        {
+          filters: [
+            { type: 'RequestRedirect', requestRedirect: { hostname: 'a' } },
+            { type: 'URLRewrite', urlRewrite: { hostname: 'b' } },
+          ],
+        },
+      ]),
+      'spec.rules[0].filters',
+      /RequestRedirect and URLRewrite cannot be in one rule/,
     ],
     [
       'an unsupported filter',

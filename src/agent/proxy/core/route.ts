@@ -10,6 +10,7 @@ import type {
   HttpRouteTable,
   MeshService,
   RequestMatch,
+  RouteReply,
   RetryPolicy,
   RouteRewrite,
   StringMatch,
@@ -38,6 +39,14 @@ export interface RouteDecision {
   readonly fault: FaultPolicy | undefined;
   readonly requestHeaders: HeaderOperations | undefined;
   readonly rewrite: RouteRewrite | undefined;
+}
+
+/** A rule the proxy answers itself (a redirect, a direct response). */
+export interface RouteReplyDecision {
+  readonly kind: 'reply';
+  readonly rule: HttpRouteRule;
+  readonly match: RequestMatch | null;
+  readonly reply: RouteReply;
 }
 
 /**
@@ -280,6 +289,44 @@ export function rewritePath(
   return (p.startsWith(matched) ? to + p.slice(matched.length) : to) + query;
 }
 
+const DEFAULT_PORTS: Readonly<Record<string, number>> = { http: 80, https: 443 };
+
+/** `host`, `host:port`, `[v6]`, `[v6]:port` into the host and the port (null: none). */
+function splitHostPort(value: string): { host: string; port: number | null } {
+  const m = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec(value);
+  if (m === null) return { host: value, port: null };
+  return { host: m[1] as string, port: m[2] === undefined ? null : Number(m[2]) };
+}
+
+/**
+ * A redirect's Location for this request, as Envoy writes it: the scheme, host, port and path
+ * the rule sets, the request's otherwise (its query kept); no port where it is the scheme's own.
+ * `servicePort` is the port the request was sent to (Gateway API's listener port in a mesh).
+ */
+export function redirectLocation(
+  reply: Extract<RouteReply, { kind: 'redirect' }>,
+  req: RequestView,
+  match: RequestMatch | null,
+  servicePort: number,
+): string {
+  const scheme = reply.scheme ?? 'http';
+  const asked = splitHostPort(req.header('host') ?? '');
+  const host =
+    reply.host === undefined
+      ? asked.host
+      : reply.host.includes(':')
+        ? `[${reply.host}]`
+        : reply.host;
+  let port: number | null;
+  if (reply.port === 'scheme') port = null;
+  else if (reply.port === 'request') port = reply.host === undefined ? asked.port : null;
+  else if (reply.port === 'service') port = servicePort;
+  else port = reply.port;
+  if (port !== null && DEFAULT_PORTS[scheme] === port) port = null;
+  const path = reply.path === undefined ? req.path : rewritePath(req.path, match, reply.path);
+  return `${scheme}://${host}${port === null ? '' : `:${port}`}${path}`;
+}
+
 /**
  * Where a request to `service`:`port` goes. null: a table exists and no rule matches (Envoy
  * answers 404 with the NR flag), or the chosen destination is not a known service.
@@ -290,7 +337,7 @@ export function routeRequest(
   req: RequestView,
   random: Random,
   lookupService: (key: string) => MeshService | null,
-): RouteDecision | RouteFailure | null {
+): RouteDecision | RouteReplyDecision | RouteFailure | null {
   const table = service.routes;
   if (table === undefined || (table.ports !== undefined && !table.ports.includes(port))) {
     return {
@@ -310,6 +357,7 @@ export function routeRequest(
   const found = firstMatch(table, req, port);
   if (found === null) return null;
   const { rule, match } = found;
+  if (rule.reply !== undefined) return { kind: 'reply', rule, match, reply: rule.reply };
   let total = 0;
   for (const d of rule.destinations) total += d.weight;
   if (rule.destinations.length === 0 || (rule.destinations.length > 1 && total <= 0)) {

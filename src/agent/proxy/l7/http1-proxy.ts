@@ -8,6 +8,7 @@
 // Retries happen only while nothing has reached the client and the request body was small
 // enough to be kept (RETRY_BUFFER_BYTES); a request whose body streamed past it is not retried.
 
+import { STATUS_CODES } from 'node:http';
 import type net from 'node:net';
 import { OVERLOADED_HEADER, type CircuitBreaker, type Waiter } from '../core/circuit-breaker';
 import type { UpstreamEndpoint } from '../core/endpoints';
@@ -69,18 +70,6 @@ export interface Http1Handler {
   /** True while the proxy drains this side: each response closes its connection. */
   draining?(): boolean;
 }
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  403: 'Forbidden',
-  404: 'Not Found',
-  408: 'Request Timeout',
-  431: 'Request Header Fields Too Large',
-  500: 'Internal Server Error',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-  504: 'Gateway Timeout',
-};
 
 export const localReply = (
   status: number,
@@ -279,7 +268,7 @@ function writeLocal(socket: net.Socket, reply: LocalReply, close: boolean, head:
     }
   }
   const text =
-    `HTTP/1.1 ${reply.status} ${STATUS_TEXT[reply.status] ?? 'Unknown'}\r\n` +
+    `HTTP/1.1 ${reply.status} ${STATUS_CODES[reply.status] ?? 'Unknown'}\r\n` +
     `content-length: ${Buffer.byteLength(reply.body)}\r\ncontent-type: text/plain\r\n${extra}` +
     (close ? 'connection: close\r\n' : '') +
     `\r\n${body}`;

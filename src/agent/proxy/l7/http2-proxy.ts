@@ -281,7 +281,7 @@ class H2Exchange {
     down.on('error', () => {});
     if (plan.kind === 'local') {
       this.flags.push(...plan.flags);
-      this.localReply(plan.status, plan.body);
+      this.localReply(plan.status, plan.body, plan.headers);
       return;
     }
     this.policy?.begin(
