@@ -219,8 +219,25 @@ export interface OutlierDetectionPolicy {
   readonly maxEjectionPercent?: number;
 }
 
+/**
+ * Istio's `loadBalancer.consistentHash`: what a request is hashed on (one of them). Requests with
+ * the same value go to the same endpoint while the endpoints stay; without one, any endpoint.
+ */
+export interface ConsistentHash {
+  /** `httpHeaderName`, lower-cased. */
+  readonly header?: string;
+  /** `httpCookie`; with a `ttlMs`, a request without the cookie is given one (0: a session cookie). */
+  readonly cookie?: { readonly name: string; readonly path?: string; readonly ttlMs?: number };
+  /** `useSourceIp`: the client's address (for a sidecar, its own Pod's: one endpoint per caller). */
+  readonly sourceIp?: boolean;
+  /** `httpQueryParameterName`. */
+  readonly queryParameter?: string;
+}
+
 export interface TrafficPolicy {
   readonly loadBalancer?: LoadBalancer;
+  /** In place of `loadBalancer` (Istio's `simple` and `consistentHash` are one or the other). */
+  readonly consistentHash?: ConsistentHash;
   readonly connectionPool?: ConnectionPoolPolicy;
   readonly outlierDetection?: OutlierDetectionPolicy;
 }

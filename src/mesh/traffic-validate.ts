@@ -18,6 +18,7 @@ import type {
   StringMatch,
   TrafficPolicy,
   ConnectionPoolPolicy,
+  ConsistentHash,
 } from '../api/mesh';
 import { isObject, isPort, type Fields, type Json } from './fields';
 import type {
@@ -680,12 +681,58 @@ export const OUTLIER_DEFAULTS = {
   maxEjectionPercent: 10,
 } as const;
 
+/** Istio's consistentHash: one key to hash on (the ring's own settings tune nothing here). */
+function readConsistentHash(f: Fields, ch: Json, field: string): ConsistentHash | undefined {
+  const keys = ['httpHeaderName', 'httpCookie', 'useSourceIp', 'httpQueryParameterName'];
+  const given = keys.filter((k) => ch[k] !== undefined && ch[k] !== null && ch[k] !== false);
+  if (given.length !== 1) {
+    f.problem(
+      field,
+      `needs exactly one of ${keys.join(', ')}${given.length > 1 ? `, not ${given.join(' and ')}` : ''}`,
+    );
+    return undefined;
+  }
+  const header = f.string(ch.httpHeaderName, `${field}.httpHeaderName`);
+  if (header !== undefined) {
+    const name = headerName(f, header, `${field}.httpHeaderName`, true);
+    return name === null ? undefined : { header: name };
+  }
+  const query = f.string(ch.httpQueryParameterName, `${field}.httpQueryParameterName`);
+  if (query !== undefined) return { queryParameter: query };
+  if (ch.useSourceIp === true) return { sourceIp: true };
+  const c = f.object(ch.httpCookie, `${field}.httpCookie`);
+  if (c === undefined) return undefined;
+  const name = f.string(c.name, `${field}.httpCookie.name`);
+  if (name === undefined || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) {
+    f.problem(
+      `${field}.httpCookie.name`,
+      name === undefined ? 'is required' : `${JSON.stringify(name)} is not a cookie name`,
+    );
+    return undefined;
+  }
+  const path = f.string(c.path, `${field}.httpCookie.path`);
+  // eslint-disable-next-line no-control-regex
+  if (path !== undefined && /[;\x00-\x1f\x7f]/.test(path)) {
+    f.problem(`${field}.httpCookie.path`, 'cannot hold a ";" or a control character');
+    return undefined;
+  }
+  const ttlMs = duration(f, c.ttl, `${field}.httpCookie.ttl`);
+  return {
+    cookie: {
+      name,
+      ...(path === undefined || path === '' ? {} : { path }),
+      ...(ttlMs === undefined ? {} : { ttlMs }),
+    },
+  };
+}
+
 function readTrafficPolicy(f: Fields, raw: unknown, field: string): TrafficPolicy | undefined {
   const tp = f.object(raw, field);
   if (tp === undefined) return undefined;
   unsupported(f, tp, ['tls', 'portLevelSettings', 'tunnel', 'proxyProtocol'], field, false);
   const out: {
     loadBalancer?: LoadBalancer;
+    consistentHash?: ConsistentHash;
     connectionPool?: ConnectionPoolPolicy;
     outlierDetection?: OutlierDetectionPolicy;
   } = {};
@@ -694,10 +741,18 @@ function readTrafficPolicy(f: Fields, raw: unknown, field: string): TrafficPolic
     unsupported(
       f,
       lb,
-      ['consistentHash', 'localityLbSetting', 'warmupDurationSecs', 'warmup'],
+      ['localityLbSetting', 'warmupDurationSecs', 'warmup'],
       `${field}.loadBalancer`,
       false,
     );
+    const ch = f.object(lb.consistentHash, `${field}.loadBalancer.consistentHash`);
+    if (ch !== undefined) {
+      if (lb.simple !== undefined) {
+        f.problem(`${field}.loadBalancer`, 'sets simple or consistentHash, not both');
+      }
+      const hash = readConsistentHash(f, ch, `${field}.loadBalancer.consistentHash`);
+      if (hash !== undefined) out.consistentHash = hash;
+    }
     const simple = f.string(lb.simple, `${field}.loadBalancer.simple`);
     if (simple !== undefined && simple !== 'UNSPECIFIED') {
       const value = LOAD_BALANCERS[simple];

@@ -526,6 +526,78 @@ describe('routes the proxy answers itself (redirect, directResponse, RequestRedi
   });
 });
 
+describe('consistent hashing through the proxy (DestinationRule consistentHash)', () => {
+  const STICKY_IP = '10.96.0.56';
+  const apps: http.Server[] = [];
+
+  beforeAll(async () => {
+    for (let i = 0; i < 3; i++) {
+      const s = http.createServer((req, res) => {
+        req.resume();
+        res.end(`app-${i}`);
+      });
+      await new Promise<void>((resolve) => s.listen(0, `127.0.0.${i + 1}`, resolve));
+      apps.push(s);
+    }
+  });
+
+  afterAll(async () => {
+    for (const s of apps) s.closeAllConnections();
+    await Promise.all(apps.map((s) => new Promise((r) => s.close(r))));
+    client.outboundTarget = destination(CLUSTER_IP, 80);
+  });
+
+  function useHash(consistentHash: object): void {
+    client.sidecar.setMesh(
+      meshState(proxyScope('client'), {
+        ...service(
+          'sticky',
+          STICKY_IP,
+          [port(80, 'http')],
+          apps.map((s, i) =>
+            endpoint(`127.0.0.${i + 1}`, { 80: (s.address() as AddressInfo).port }),
+          ),
+        ),
+        policy: {
+          source: { namespace: 'default', name: 'sticky' },
+          trafficPolicy: { consistentHash },
+        },
+      }),
+    );
+    client.outboundTarget = destination(STICKY_IP, 80);
+  }
+
+  it('sends every request of one header value to one app, and different values to several', async () => {
+    useHash({ header: 'x-user' });
+    const answers = async (user: string, n: number): Promise<Set<string>> => {
+      const got = new Set<string>();
+      for (let i = 0; i < n; i++)
+        got.add((await get(client.outbound, '/', { 'x-user': user })).text);
+      return got;
+    };
+    expect((await answers('alice', 12)).size).toBe(1);
+    expect((await answers('bob', 12)).size).toBe(1);
+    const spread = new Set<string>();
+    for (let u = 0; u < 30; u++) for (const a of await answers(`user-${u}`, 1)) spread.add(a);
+    expect(spread.size).toBeGreaterThanOrEqual(2);
+  });
+
+  it('gives a client without the cookie one, and keeps it on one app while it sends it back', async () => {
+    useHash({ cookie: { name: 'sticky', ttlMs: 600_000 } });
+    const first = await get(client.outbound, '/');
+    const setCookie = first.headers['set-cookie']?.[0] ?? '';
+    expect(setCookie).toMatch(/^sticky="[0-9a-f]{16}"; Max-Age=600; Path=\/; HttpOnly$/);
+    const cookie = setCookie.split(';')[0] as string;
+    const again = new Set<string>();
+    for (let i = 0; i < 12; i++) {
+      const r = await get(client.outbound, '/', { cookie });
+      expect(r.headers['set-cookie']).toBeUndefined();
+      again.add(r.text);
+    }
+    expect([...again]).toEqual([first.text]);
+  });
+});
+
 describe('a connection opened before a configuration change', () => {
   let second: http.Server;
   let secondPort: number;

@@ -8,12 +8,19 @@ import { randomUUID } from 'node:crypto';
 import type http2 from 'node:http2';
 import type {
   ConnectionPoolPolicy,
+  ConsistentHash,
   HeaderOperations,
   MeshService,
   WorkloadInfo,
 } from '../../api/mesh';
 import { CircuitBreaker, clusterKey, NO_LIMIT, poolLimits } from './core/circuit-breaker';
-import { pickEndpoint, type Random, type UpstreamEndpoint } from './core/endpoints';
+import {
+  hash32,
+  pickByHash,
+  pickEndpoint,
+  type Random,
+  type UpstreamEndpoint,
+} from './core/endpoints';
 import { ALPN, xfccValue, type MooringAlpn } from './core/identity';
 import {
   DEFAULT_LOAD_BALANCER,
@@ -301,6 +308,8 @@ export function requestView(head: RequestHead): RequestView {
 
 export interface OutboundInfo {
   readonly target: Target;
+  /** The app's address on this connection (consistent hashing's `useSourceIp`). */
+  readonly source: string;
 }
 
 const OUTBOUND_REMOVE: ReadonlySet<string> = new Set([
@@ -359,6 +368,62 @@ function routeReply(d: RouteReplyDecision, view: RequestView, port: number): Loc
   return localReply(r.status, '', [], ['location', redirectLocation(r, view, d.match, port)]);
 }
 
+/**
+ * What a request is hashed on under `consistentHash`, as Envoy takes it (null: nothing to hash,
+ * any endpoint); a cookie with a TTL that the request lacks is made here and set on the answer.
+ */
+export function hashKey(
+  ch: ConsistentHash,
+  view: RequestView,
+  source: string,
+  random: () => number,
+): { value: string | null; setCookie?: readonly [string, string] } {
+  if (ch.header !== undefined) return { value: view.header(ch.header) };
+  if (ch.sourceIp === true) return { value: source };
+  if (ch.queryParameter !== undefined) {
+    const q = view.path.indexOf('?');
+    if (q === -1) return { value: null };
+    return { value: new URLSearchParams(view.path.slice(q + 1)).get(ch.queryParameter) };
+  }
+  const cookie = ch.cookie;
+  if (cookie === undefined) return { value: null };
+  const found = cookieValue(view.header('cookie'), cookie.name);
+  if (found !== null || cookie.ttlMs === undefined) return { value: found };
+  let made = '';
+  for (let i = 0; i < 4; i++)
+    made += Math.floor(random() * 0x10000)
+      .toString(16)
+      .padStart(4, '0');
+  const attributes = [
+    `${cookie.name}="${made}"`,
+    ...(cookie.ttlMs > 0 ? [`Max-Age=${Math.floor(cookie.ttlMs / 1000)}`] : []),
+    `Path=${cookie.path ?? '/'}`,
+    'HttpOnly',
+  ];
+  return { value: made, setCookie: ['set-cookie', attributes.join('; ')] };
+}
+
+/** A cookie's value in a Cookie header (quotes taken off), or null. */
+function cookieValue(header: string | null, name: string): string | null {
+  if (header === null) return null;
+  for (const part of header.split(/[;,]/)) {
+    const eq = part.indexOf('=');
+    if (eq === -1 || part.slice(0, eq).trim() !== name) continue;
+    const v = part.slice(eq + 1).trim();
+    return v.length >= 2 && v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1) : v;
+  }
+  return null;
+}
+
+/** `changes` with one more line added (a new object: the rule's own is shared). */
+const withLine = (
+  changes: HeaderChanges | undefined,
+  line: readonly [string, string],
+): HeaderChanges => ({
+  remove: changes?.remove ?? new Set<string>(),
+  add: [...(changes?.add ?? []), ...line],
+});
+
 /** What both sides hold: the proxy's context, the edges of this configuration, the telemetry. */
 abstract class HttpSide {
   /** Edges (metric labels) by who talks to whom, for this configuration. */
@@ -396,17 +461,18 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
   }
 
   plan(head: RequestHead, down: Http1Downstream): ExchangePlan | LocalReply {
-    const { target } = down.info as unknown as OutboundInfo;
-    return this.planRequest(target, requestView(head), readTraceHeaders(head.headers), ALPN.http1);
+    const info = down.info as unknown as OutboundInfo;
+    return this.planRequest(info, requestView(head), readTraceHeaders(head.headers), ALPN.http1);
   }
 
   /** Where a request to `target` goes, for either HTTP version. */
   planRequest(
-    target: Target,
+    info: OutboundInfo,
     view: RequestView,
     th: TraceHeaders,
     alpn: MooringAlpn,
   ): ExchangePlan | LocalReply {
+    const target = info.target;
     this.ctx.load.requests++;
     const index = this.ctx.index();
     if (index === null) return localReply(503, 'no mesh configuration yet', ['UH']);
@@ -500,8 +566,19 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
     const onFailure = this.ctx.onAttemptFailure;
     const headers = requestHeaderChanges(decision.requestHeaders, decision.rewrite?.authority);
     const rewrite = decision.rewrite;
+    let responseHeaders = responseHeaderChanges(decision.rule?.responseHeaders);
+    let pick = (tried: ReadonlySet<UpstreamEndpoint>): UpstreamEndpoint | null =>
+      pickEndpoint(set, lb, random, nowMs(), tried.size === 0 ? null : tried);
+    if (policy.consistentHash !== undefined) {
+      const key = hashKey(policy.consistentHash, view, info.source, random);
+      if (key.setCookie !== undefined) responseHeaders = withLine(responseHeaders, key.setCookie);
+      if (key.value !== null) {
+        const hash = hash32(key.value);
+        pick = (tried) => pickByHash(set, hash, random, nowMs(), tried.size === 0 ? null : tried);
+      }
+    }
     return forwardPlan({
-      pick: (tried) => pickEndpoint(set, lb, random, nowMs(), tried.size === 0 ? null : tried),
+      pick,
       alpn,
       tls: this.ctx.tls(),
       connectTimeoutMs: policy.connectionPool?.tcp?.connectTimeoutMs ?? this.ctx.connectTimeoutMs,
@@ -532,7 +609,7 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
           ? undefined
           : rewritePath(view.path, decision.match, rewrite),
       maxRequestsPerConnection: http?.maxRequestsPerConnection,
-      responseHeaders: responseHeaderChanges(decision.rule?.responseHeaders),
+      responseHeaders,
       breaker,
       service: decision.service,
       span,
@@ -809,12 +886,7 @@ export class OutboundH2 implements H2Handler {
     headers: http2.IncomingHttpHeaders,
     info: unknown,
   ): ExchangePlan | LocalReply {
-    return this.http.planRequest(
-      (info as OutboundInfo).target,
-      view,
-      readH2TraceHeaders(headers),
-      ALPN.h2,
-    );
+    return this.http.planRequest(info as OutboundInfo, view, readH2TraceHeaders(headers), ALPN.h2);
   }
 
   finished(r: H2Record, info: unknown): void {

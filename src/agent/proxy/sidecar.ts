@@ -20,6 +20,8 @@ import {
 } from '../../api/mesh';
 import {
   newUpstreamEndpoint,
+  hash32,
+  pickByHash,
   pickEndpoint,
   type Random,
   type UpstreamEndpoint,
@@ -43,6 +45,7 @@ import {
   remoteOf,
   type HandlerContext,
   type InboundInfo,
+  type OutboundInfo,
   InboundH2,
   OutboundH2,
 } from './http-handlers';
@@ -344,19 +347,19 @@ export class Sidecar {
   }
 
   private serveOutboundHttp1(socket: net.Socket, first: Buffer | null, target: Target): void {
-    const info = { target };
+    const info: OutboundInfo = { target, source: socket.remoteAddress ?? '' };
     new Http1Downstream(
       socket,
       this.outboundHttp,
       this.outboundPool,
-      info,
+      info as unknown as Record<string, unknown>,
       first,
       this.idleTimeoutMs,
     );
   }
 
   private serveOutboundH2(socket: net.Socket, first: Buffer | null, target: Target): void {
-    const info = { target };
+    const info: OutboundInfo = { target, source: socket.remoteAddress ?? '' };
     serveH2(socket, first, this.outboundH2, this.outboundH2Pool, info, this.idleTimeoutMs);
   }
 
@@ -485,7 +488,11 @@ export class Sidecar {
       }
       const set = index.endpointSet(service, target.port.port);
       const lb = policy.loadBalancer ?? DEFAULT_LOAD_BALANCER;
-      endpoint = pickEndpoint(set, lb, this.deps.random, this.deps.nowMs());
+      // Consistent hashing of TCP has the source address only to hash on (Envoy's TCP proxy).
+      endpoint =
+        policy.consistentHash?.sourceIp === true
+          ? pickByHash(set, hash32(socket.remoteAddress ?? ''), this.deps.random, this.deps.nowMs())
+          : pickEndpoint(set, lb, this.deps.random, this.deps.nowMs());
     }
     const edge = this.outboundHttp.edge(endpoint, target.service);
     const tcpEdge = new Edge({ ...edge.labels, protocol: 'tcp' });

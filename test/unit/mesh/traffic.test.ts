@@ -563,6 +563,49 @@ describe('DestinationRule: policies with Istio defaults', () => {
   });
 });
 
+describe('DestinationRule: consistentHash', () => {
+  it.each<[string, object, object]>([
+    ['a header (lower-cased)', { httpHeaderName: 'X-User' }, { header: 'x-user' }],
+    ['the source address', { useSourceIp: true }, { sourceIp: true }],
+    ['a query parameter', { httpQueryParameterName: 'user' }, { queryParameter: 'user' }],
+    [
+      'a cookie with its TTL and path',
+      {
+        httpCookie: { name: 'sticky', path: '/app', ttl: '1h' },
+        ringHash: { minimumRingSize: 4096 },
+      },
+      { cookie: { name: 'sticky', path: '/app', ttlMs: 3_600_000 } },
+    ],
+  ])('reads %s', (_name, consistentHash, expected) => {
+    const s = built(reviewsMesh(dr({ trafficPolicy: { loadBalancer: { consistentHash } } })));
+    expect(s.policy?.trafficPolicy).toEqual({ consistentHash: expected });
+  });
+
+  it.each<[string, object, string, RegExp]>([
+    [
+      'two keys at once',
+      { consistentHash: { httpHeaderName: 'x', useSourceIp: true } },
+      'spec.trafficPolicy.loadBalancer.consistentHash',
+      /exactly one of .* not httpHeaderName and useSourceIp/,
+    ],
+    [
+      'simple beside it',
+      { simple: 'ROUND_ROBIN', consistentHash: { useSourceIp: true } },
+      'spec.trafficPolicy.loadBalancer',
+      /simple or consistentHash, not both/,
+    ],
+    [
+      'a cookie name that is not a token',
+      { consistentHash: { httpCookie: { name: 'a b' } } },
+      'spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name',
+      /not a cookie name/,
+    ],
+  ])('refuses %s', (_name, loadBalancer, field, message) => {
+    const problems = problemsOf(dr({ trafficPolicy: { loadBalancer } }));
+    expect(problems).toContainEqual({ field, message: expect.stringMatching(message) });
+  });
+});
+
 describe('HTTPRoute for a Service (GAMMA): defaults and Gateway API precedence', () => {
   it('fills a rule without matches with PathPrefix /, a backend without weight with 1; Gateway parents are not the mesh', () => {
     const raws = reviewsMesh(

@@ -1,5 +1,8 @@
 import type { HttpRouteTable, MeshService } from '../../../src/api/mesh';
+import { hashKey } from '../../../src/agent/proxy/http-handlers';
 import {
+  hash32,
+  pickByHash,
   pickEndpoint,
   type EndpointSet,
   type UpstreamEndpoint,
@@ -389,5 +392,91 @@ describe("a redirect's Location, as Envoy writes it", () => {
     expect(routeRequest(routed, 80, req('/x', 'web'), Math.random, () => routed)?.kind).toBe(
       undefined,
     );
+  });
+});
+
+describe('consistent hashing (DestinationRule consistentHash)', () => {
+  const many = (n: number) =>
+    endpointsOf(...Array.from({ length: n }, (_, i) => endpoint(`10.0.1.${i + 1}`, { 80: 8080 })));
+  const keys = Array.from({ length: 3000 }, (_, i) => `user-${i}`);
+  const owner = (set: EndpointSet, key: string, exclude: Set<UpstreamEndpoint> | null = null) =>
+    pickByHash(set, hash32(key), Math.random, 0, exclude)?.address;
+
+  it('sends one key to one endpoint, and spreads many keys over all of them', () => {
+    const { set } = many(3);
+    for (let i = 0; i < 20; i++) expect(owner(set, 'alice')).toBe(owner(set, 'alice'));
+    const counts = new Map<string, number>();
+    for (const k of keys)
+      counts.set(owner(set, k) ?? '', (counts.get(owner(set, k) ?? '') ?? 0) + 1);
+    expect(counts.size).toBe(3);
+    for (const n of counts.values()) expect(n / keys.length).toBeGreaterThan(0.2);
+  });
+
+  it('moves only the keys of an endpoint that goes, and keeps every other key where it was', () => {
+    const before = many(4).set;
+    const after = endpointsOf(
+      ...Array.from({ length: 3 }, (_, i) => endpoint(`10.0.1.${i + 1}`, { 80: 8080 })),
+    ).set;
+    let moved = 0;
+    for (const k of keys) {
+      const was = owner(before, k);
+      const now = owner(after, k);
+      if (was === '10.0.1.4') moved++;
+      else expect(now).toBe(was);
+    }
+    expect(moved).toBeGreaterThan(0);
+  });
+
+  it('walks on past an ejected or already tried endpoint to the next on the ring', () => {
+    const { set, records } = many(3);
+    const first = pickByHash(set, hash32('bob'), Math.random, 0) as UpstreamEndpoint;
+    first.ejectedUntil = 10_000;
+    const next = pickByHash(set, hash32('bob'), Math.random, 0);
+    expect(next).not.toBe(first);
+    expect(
+      pickByHash(set, hash32('bob'), Math.random, 0, new Set([next as UpstreamEndpoint])),
+    ).toBe(records.find((e) => e !== first && e !== next));
+    expect(pickByHash({ endpoints: [], next: 0 }, 1, Math.random, 0)).toBeNull();
+  });
+
+  it('hashes on a header, a query parameter, a cookie or the source address; a missing one is nothing to hash', () => {
+    const view = (path: string, headers: Record<string, string>): RequestView => ({
+      method: 'GET',
+      path,
+      header: (n) => headers[n] ?? null,
+    });
+    const r = seeded(7);
+    expect(hashKey({ header: 'x-user' }, view('/', { 'x-user': 'ann' }), '10.0.0.9', r)).toEqual({
+      value: 'ann',
+    });
+    expect(hashKey({ header: 'x-user' }, view('/', {}), '10.0.0.9', r)).toEqual({ value: null });
+    expect(hashKey({ queryParameter: 'u' }, view('/a?x=1&u=bo', {}), '', r)).toEqual({
+      value: 'bo',
+    });
+    expect(hashKey({ sourceIp: true }, view('/', {}), '10.0.0.9', r)).toEqual({
+      value: '10.0.0.9',
+    });
+    const cookie = { cookie: { name: 'sticky', path: '/app', ttlMs: 60_000 } };
+    expect(hashKey(cookie, view('/', { cookie: 'a=1; sticky="v1"' }), '', r)).toEqual({
+      value: 'v1',
+    });
+    expect(hashKey({ cookie: { name: 'sticky' } }, view('/', {}), '', r)).toEqual({ value: null });
+  });
+
+  it('makes the cookie a request lacks when a TTL is set, and sets it on the answer (0: a session cookie)', () => {
+    const view: RequestView = { method: 'GET', path: '/', header: () => null };
+    const made = hashKey(
+      { cookie: { name: 'sticky', path: '/app', ttlMs: 60_000 } },
+      view,
+      '',
+      seeded(1),
+    );
+    expect(made.value).toMatch(/^[0-9a-f]{16}$/);
+    expect(made.setCookie).toEqual([
+      'set-cookie',
+      `sticky="${made.value ?? ''}"; Max-Age=60; Path=/app; HttpOnly`,
+    ]);
+    const session = hashKey({ cookie: { name: 's', ttlMs: 0 } }, view, '', seeded(1));
+    expect(session.setCookie?.[1]).toBe(`s="${session.value ?? ''}"; Path=/; HttpOnly`);
   });
 });

@@ -65,6 +65,76 @@ export interface EndpointSet {
   readonly endpoints: readonly UpstreamEndpoint[];
   /** Round-robin position. */
   next: number;
+  /** Consistent hashing's ring over these endpoints, made at its first use. */
+  ring?: HashRing;
+}
+
+/** Points on a 32-bit circle, sorted, each owned by an endpoint (Envoy's ring hash). */
+export interface HashRing {
+  readonly points: Uint32Array;
+  readonly owners: readonly UpstreamEndpoint[];
+}
+
+/**
+ * Points per endpoint, the same whatever their number (as ketama): an endpoint that comes or goes
+ * moves only its own keys. (Envoy's ring shares a minimum size among its hosts instead, so that
+ * a change of their number moves some keys between the others too.)
+ */
+const POINTS_PER_ENDPOINT = 160;
+
+/** A 32-bit hash of a string (FNV-1a, then murmur3's finalizer to spread it). */
+export function hash32(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+function buildRing(endpoints: readonly UpstreamEndpoint[]): HashRing {
+  const per = POINTS_PER_ENDPOINT;
+  const pairs: [number, UpstreamEndpoint][] = [];
+  // By address and port: the same endpoint keeps its points in every configuration.
+  for (const e of endpoints) {
+    for (let i = 0; i < per; i++) pairs.push([hash32(`${e.address}:${e.port}_${i}`), e]);
+  }
+  pairs.sort((a, b) => a[0] - b[0]);
+  return { points: Uint32Array.from(pairs, (p) => p[0]), owners: pairs.map((p) => p[1]) };
+}
+
+/**
+ * Consistent hashing: the endpoint owning the first point of the ring at or after `hash`,
+ * walking on past endpoints not usable now (ejected, not ready, already tried); when none is,
+ * the rules of `pickEndpoint`.
+ */
+export function pickByHash(
+  set: EndpointSet,
+  hash: number,
+  random: Random,
+  now: number,
+  exclude: ReadonlySet<UpstreamEndpoint> | null = null,
+): UpstreamEndpoint | null {
+  if (set.endpoints.length === 0) return null;
+  const ring = (set.ring ??= buildRing(set.endpoints));
+  const { points, owners } = ring;
+  let lo = 0;
+  let hi = points.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((points[mid] as number) < hash) lo = mid + 1;
+    else hi = mid;
+  }
+  for (let k = 0; k < points.length; k++) {
+    const e = owners[(lo + k) % points.length] as UpstreamEndpoint;
+    if (usable(e, now, exclude)) return e;
+  }
+  return pickEndpoint(set, 'RANDOM', random, now, exclude);
 }
 
 export type Random = () => number;

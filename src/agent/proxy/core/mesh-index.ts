@@ -49,8 +49,12 @@ export function effectivePolicy(service: MeshService, subset: string | undefined
   if (subset === undefined) return host;
   const sub = service.policy?.subsets?.find((s) => s.name === subset)?.trafficPolicy;
   if (sub === undefined) return host;
+  // The balancer is one setting: a subset that sets either kind replaces the host's.
+  const own = sub.loadBalancer !== undefined || sub.consistentHash !== undefined;
+  const balancer = own ? sub : host;
   return {
-    loadBalancer: sub.loadBalancer ?? host.loadBalancer,
+    loadBalancer: balancer.loadBalancer,
+    consistentHash: balancer.consistentHash,
     connectionPool: sub.connectionPool ?? host.connectionPool,
     outlierDetection: sub.outlierDetection ?? host.outlierDetection,
   };
