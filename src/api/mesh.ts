@@ -135,6 +135,19 @@ export type RouteReply =
     }
   | { readonly kind: 'direct'; readonly status: number; readonly body: string };
 
+/**
+ * Istio's `corsPolicy`: a request from an allowed origin gets the CORS headers on its answer; a
+ * preflight from one is answered by the proxy (200), never sent on.
+ */
+export interface CorsPolicy {
+  readonly allowOrigins: readonly StringMatch[];
+  readonly allowMethods: readonly string[];
+  readonly allowHeaders: readonly string[];
+  readonly exposeHeaders: readonly string[];
+  readonly maxAgeSeconds?: number;
+  readonly allowCredentials: boolean;
+}
+
 export interface HttpRouteRule {
   /** For logs, metrics and the config dump. */
   readonly name?: string;
@@ -150,6 +163,8 @@ export interface HttpRouteRule {
   readonly responseHeaders?: HeaderOperations;
   /** The proxy answers itself, and no destination gets the request. */
   readonly reply?: RouteReply;
+  /** Istio's `corsPolicy` (Envoy's CORS filter). */
+  readonly cors?: CorsPolicy;
   /** Path and authority rewrite, after the match and before the request leaves. */
   readonly rewrite?: RouteRewrite;
 }

@@ -4,6 +4,7 @@
 // Pure: types and small helpers, no I/O.
 
 import type {
+  CorsPolicy,
   FaultPolicy,
   HeaderOperations,
   MtlsMode,
@@ -178,6 +179,7 @@ export interface VirtualServiceRoute {
   readonly responseHeaders?: HeaderOperations;
   readonly rewrite?: RouteRewrite;
   readonly reply?: RouteReply;
+  readonly cors?: CorsPolicy;
 }
 
 export interface VirtualServiceObject {

@@ -6,6 +6,7 @@
 // Pure: no I/O.
 
 import type {
+  CorsPolicy,
   FaultPolicy,
   HeaderMatch,
   HeaderOperations,
@@ -493,7 +494,7 @@ function readVsRoute(
   const r = f.object(raw, field);
   if (r === undefined) return null;
   unsupported(f, r, ['delegate', 'mirror', 'mirrors'], field, true);
-  unsupported(f, r, ['corsPolicy', 'mirrorPercentage'], field, false);
+  unsupported(f, r, ['mirrorPercentage'], field, false);
   const name = f.string(r.name, `${field}.name`);
   const rawMatches = f.array(r.match, `${field}.match`);
   const matches: RequestMatch[] = [];
@@ -507,6 +508,7 @@ function readVsRoute(
   }
   const rawRoute = f.array(r.route, `${field}.route`);
   const reply = readVsReply(f, r, field);
+  const cors = readCors(f, r.corsPolicy, `${field}.corsPolicy`);
   if (reply !== undefined && rawRoute.length > 0) {
     f.problem(
       field,
@@ -564,6 +566,47 @@ function readVsRoute(
     ...(responseHeaders === undefined ? {} : { responseHeaders }),
     ...(rewrite === undefined ? {} : { rewrite }),
     ...(reply === undefined ? {} : { reply }),
+    ...(cors === undefined ? {} : { cors }),
+  };
+}
+
+/** Istio's corsPolicy; `allowOrigin` (its old list of exact origins) is read too. */
+function readCors(f: Fields, raw: unknown, field: string): CorsPolicy | undefined {
+  const c = f.object(raw, field);
+  if (c === undefined) return undefined;
+  unsupported(f, c, ['unmatchedPreflights'], field, false);
+  const allowOrigins: StringMatch[] = [];
+  for (const [i, m] of f.array(c.allowOrigins, `${field}.allowOrigins`).entries()) {
+    const match = stringMatch(f, m, `${field}.allowOrigins[${i}]`);
+    if (match !== null && match !== undefined) allowOrigins.push(match);
+  }
+  for (const [i, o] of f.array(c.allowOrigin, `${field}.allowOrigin`).entries()) {
+    const origin = f.string(o, `${field}.allowOrigin[${i}]`);
+    if (origin !== undefined)
+      allowOrigins.push(origin === '*' ? { prefix: '' } : { exact: origin });
+  }
+  const list = (key: string): string[] => {
+    const out: string[] = [];
+    for (const [i, v] of f.array(c[key], `${field}.${key}`).entries()) {
+      const s = f.string(v, `${field}.${key}[${i}]`);
+      if (s === undefined) continue;
+      const value = opValue(f, s, `${field}.${key}[${i}]`);
+      if (value !== null && value.trim() !== '') out.push(value.trim());
+    }
+    return out;
+  };
+  const maxAgeMs = duration(f, c.maxAge, `${field}.maxAge`);
+  const credentials = c.allowCredentials;
+  if (credentials !== undefined && typeof credentials !== 'boolean') {
+    f.problem(`${field}.allowCredentials`, 'must be true or false');
+  }
+  return {
+    allowOrigins,
+    allowMethods: list('allowMethods'),
+    allowHeaders: list('allowHeaders'),
+    exposeHeaders: list('exposeHeaders'),
+    ...(maxAgeMs === undefined ? {} : { maxAgeSeconds: Math.floor(maxAgeMs / 1000) }),
+    allowCredentials: credentials === true,
   };
 }
 

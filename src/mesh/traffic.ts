@@ -77,6 +77,7 @@ function virtualServiceTable(
     ...(r.responseHeaders === undefined ? {} : { responseHeaders: r.responseHeaders }),
     ...(r.rewrite === undefined ? {} : { rewrite: r.rewrite }),
     ...(r.reply === undefined ? {} : { reply: r.reply }),
+    ...(r.cors === undefined ? {} : { cors: r.cors }),
   }));
   return {
     source: { kind: 'VirtualService', ...ref(vs) },

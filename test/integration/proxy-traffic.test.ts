@@ -598,6 +598,87 @@ describe('consistent hashing through the proxy (DestinationRule consistentHash)'
   });
 });
 
+describe("a route's CORS policy through the proxy (corsPolicy)", () => {
+  const withCors = (s: MeshService): MeshService => ({
+    ...s,
+    routes: {
+      source: { kind: 'VirtualService', namespace: 'default', name: 'web' },
+      rules: [
+        {
+          matches: [],
+          destinations: [{ service: 'default/web', weight: 1 }],
+          cors: {
+            allowOrigins: [{ exact: 'https://shop.example' }],
+            allowMethods: ['GET', 'PUT'],
+            allowHeaders: ['x-token'],
+            exposeHeaders: [],
+            maxAgeSeconds: 600,
+            allowCredentials: false,
+          },
+        },
+      ],
+    },
+  });
+  /** The app allows every origin itself: the route's policy replaces that. */
+  const appCors = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
+    res.setHeader('access-control-allow-origin', '*');
+  };
+  beforeAll(() => {
+    app.prependListener('request', appCors);
+  });
+  afterAll(() => {
+    app.removeListener('request', appCors);
+  });
+
+  const ask = (
+    method: string,
+    headers: Record<string, string>,
+  ): Promise<{ status: number; headers: http.IncomingHttpHeaders }> =>
+    new Promise((resolve, reject) => {
+      const req = http.request(
+        { host: '127.0.0.1', port: client.outbound, method, path: '/cors', headers, agent: false },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+
+  it('answers an allowed preflight itself, and sends on one from another origin', async () => {
+    useMesh(withCors);
+    seen.length = 0;
+    const preflight = await ask('OPTIONS', {
+      origin: 'https://shop.example',
+      'access-control-request-method': 'PUT',
+    });
+    expect(preflight.status).toBe(200);
+    expect(preflight.headers).toMatchObject({
+      'access-control-allow-origin': 'https://shop.example',
+      'access-control-allow-methods': 'GET,PUT',
+      'access-control-allow-headers': 'x-token',
+      'access-control-max-age': '600',
+    });
+    expect(seen).toEqual([]);
+    const other = await ask('OPTIONS', {
+      origin: 'https://evil.example',
+      'access-control-request-method': 'PUT',
+    });
+    expect(other.headers['access-control-allow-methods']).toBeUndefined();
+    expect(seen.map((s) => s.url)).toEqual(['/cors']);
+  });
+
+  it("puts the allowed origin on the app's answer, in place of the app's own", async () => {
+    useMesh(withCors);
+    const allowed = await ask('GET', { origin: 'https://shop.example' });
+    expect(allowed.headers['access-control-allow-origin']).toBe('https://shop.example');
+    // Not allowed by the route: the app's answer as it made it.
+    const other = await ask('GET', { origin: 'https://evil.example' });
+    expect(other.headers['access-control-allow-origin']).toBe('*');
+  });
+});
+
 describe('a connection opened before a configuration change', () => {
   let second: http.Server;
   let secondPort: number;

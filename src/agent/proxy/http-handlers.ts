@@ -33,6 +33,7 @@ import { clusterName, hostPort, type RequestFacts } from './core/request-facts';
 import { recordOutcome } from './core/outlier';
 import { RetryBudget } from './core/retry-budget';
 import {
+  corsFor,
   redirectLocation,
   rewritePath,
   routeRequest,
@@ -415,14 +416,23 @@ function cookieValue(header: string | null, name: string): string | null {
   return null;
 }
 
-/** `changes` with one more line added (a new object: the rule's own is shared). */
-const withLine = (
+/**
+ * `changes` with more lines added, replacing the app's own of those names with `replace` (a new
+ * object: the rule's own is shared).
+ */
+function withLines(
   changes: HeaderChanges | undefined,
-  line: readonly [string, string],
-): HeaderChanges => ({
-  remove: changes?.remove ?? new Set<string>(),
-  add: [...(changes?.add ?? []), ...line],
-});
+  lines: readonly string[],
+  replace = false,
+): HeaderChanges {
+  let remove = changes?.remove ?? new Set<string>();
+  if (replace) {
+    const more = new Set(remove);
+    for (let i = 0; i < lines.length; i += 2) more.add(lines[i] as string);
+    remove = more;
+  }
+  return { remove, add: [...(changes?.add ?? []), ...lines] };
+}
 
 /** What both sides hold: the proxy's context, the edges of this configuration, the telemetry. */
 abstract class HttpSide {
@@ -567,11 +577,17 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
     const headers = requestHeaderChanges(decision.requestHeaders, decision.rewrite?.authority);
     const rewrite = decision.rewrite;
     let responseHeaders = responseHeaderChanges(decision.rule?.responseHeaders);
+    const cors = decision.rule?.cors;
+    if (cors !== undefined) {
+      const answer = corsFor(cors, view);
+      if (answer?.kind === 'preflight') return localReply(200, '', [], answer.headers);
+      if (answer !== null) responseHeaders = withLines(responseHeaders, answer.headers, true);
+    }
     let pick = (tried: ReadonlySet<UpstreamEndpoint>): UpstreamEndpoint | null =>
       pickEndpoint(set, lb, random, nowMs(), tried.size === 0 ? null : tried);
     if (policy.consistentHash !== undefined) {
       const key = hashKey(policy.consistentHash, view, info.source, random);
-      if (key.setCookie !== undefined) responseHeaders = withLine(responseHeaders, key.setCookie);
+      if (key.setCookie !== undefined) responseHeaders = withLines(responseHeaders, key.setCookie);
       if (key.value !== null) {
         const hash = hash32(key.value);
         pick = (tried) => pickByHash(set, hash, random, nowMs(), tried.size === 0 ? null : tried);

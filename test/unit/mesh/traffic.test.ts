@@ -436,6 +436,38 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
     expect(rules.slice(0, 3).map((r) => r.destinations)).toEqual([[], [], []]);
   });
 
+  it('reads a corsPolicy, the old allowOrigin list too', () => {
+    const raws = reviewsMesh(
+      vs([
+        {
+          route: [to('reviews')],
+          corsPolicy: {
+            allowOrigins: [{ exact: 'https://a.example' }, { regex: 'https://.*\\.b\\.example' }],
+            allowOrigin: ['https://c.example', '*'],
+            allowMethods: ['GET', 'POST'],
+            allowHeaders: ['x-token'],
+            exposeHeaders: ['x-trace'],
+            maxAge: '24h',
+            allowCredentials: true,
+          },
+        },
+      ]),
+    );
+    expect(built(raws).routes?.rules[0]?.cors).toEqual({
+      allowOrigins: [
+        { exact: 'https://a.example' },
+        { regex: 'https://.*\\.b\\.example' },
+        { exact: 'https://c.example' },
+        { prefix: '' },
+      ],
+      allowMethods: ['GET', 'POST'],
+      allowHeaders: ['x-token'],
+      exposeHeaders: ['x-trace'],
+      maxAgeSeconds: 86400,
+      allowCredentials: true,
+    });
+  });
+
   it('leaves a VirtualService bound to gateways only out of the mesh', () => {
     const raws = reviewsMesh(vs([{ route: [to('reviews')] }], { gateways: ['ingress'] }));
     expect(built(raws).routes).toBeUndefined();

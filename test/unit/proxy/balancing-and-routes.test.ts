@@ -9,6 +9,7 @@ import {
 } from '../../../src/agent/proxy/core/endpoints';
 import { MeshIndex } from '../../../src/agent/proxy/core/mesh-index';
 import {
+  corsFor,
   DEFAULT_RETRIES,
   redirectLocation,
   routeRequest,
@@ -478,5 +479,69 @@ describe('consistent hashing (DestinationRule consistentHash)', () => {
     ]);
     const session = hashKey({ cookie: { name: 's', ttlMs: 0 } }, view, '', seeded(1));
     expect(session.setCookie?.[1]).toBe(`s="${session.value ?? ''}"; Path=/; HttpOnly`);
+  });
+});
+
+describe("a route's CORS policy, as Envoy's CORS filter", () => {
+  const cors = {
+    allowOrigins: [{ exact: 'https://shop.example' }, { regex: 'https://.*\\.dev\\.example' }],
+    allowMethods: ['GET', 'POST'],
+    allowHeaders: ['x-token'],
+    exposeHeaders: ['x-trace'],
+    maxAgeSeconds: 86400,
+    allowCredentials: true,
+  };
+  const req = (method: string, headers: Record<string, string>): RequestView => ({
+    method,
+    path: '/',
+    header: (n) => headers[n] ?? null,
+  });
+
+  it('does nothing without an Origin, or with one it does not allow (the app decides)', () => {
+    expect(corsFor(cors, req('GET', {}))).toBeNull();
+    expect(
+      corsFor(
+        cors,
+        req('OPTIONS', { origin: 'https://evil.example', 'access-control-request-method': 'GET' }),
+      ),
+    ).toBeNull();
+  });
+
+  it('adds the allowed origin, credentials and exposed headers to an answer', () => {
+    expect(corsFor(cors, req('GET', { origin: 'https://a.dev.example' }))).toEqual({
+      kind: 'answer',
+      headers: [
+        'access-control-allow-origin',
+        'https://a.dev.example',
+        'access-control-allow-credentials',
+        'true',
+        'access-control-expose-headers',
+        'x-trace',
+      ],
+    });
+  });
+
+  it('answers a preflight itself with the methods, headers and max age', () => {
+    const preflight = req('OPTIONS', {
+      origin: 'https://shop.example',
+      'access-control-request-method': 'POST',
+    });
+    expect(corsFor(cors, preflight)).toEqual({
+      kind: 'preflight',
+      headers: [
+        'access-control-allow-origin',
+        'https://shop.example',
+        'access-control-allow-credentials',
+        'true',
+        'access-control-allow-methods',
+        'GET,POST',
+        'access-control-allow-headers',
+        'x-token',
+        'access-control-max-age',
+        '86400',
+      ],
+    });
+    // An OPTIONS without Access-Control-Request-Method is no preflight.
+    expect(corsFor(cors, req('OPTIONS', { origin: 'https://shop.example' }))?.kind).toBe('answer');
   });
 });

@@ -4,6 +4,7 @@
 // 2 retries on connect-failure, refused-stream, unavailable, cancelled).
 
 import type {
+  CorsPolicy,
   FaultPolicy,
   HeaderOperations,
   HttpRouteRule,
@@ -83,6 +84,38 @@ export function matchString(m: StringMatch, value: string): boolean {
   if ('exact' in m) return value === m.exact;
   if ('prefix' in m) return value.startsWith(m.prefix);
   return compiled(m).test(value);
+}
+
+/**
+ * What a route's CORS policy does with a request, as Envoy's CORS filter: nothing (no Origin, or
+ * one not allowed: the app decides); a preflight answered by the proxy with these headers; or
+ * these headers added to the app's answer.
+ */
+export function corsFor(
+  cors: CorsPolicy,
+  req: RequestView,
+):
+  | { readonly kind: 'preflight'; readonly headers: readonly string[] }
+  | { readonly kind: 'answer'; readonly headers: readonly string[] }
+  | null {
+  const origin = req.header('origin');
+  if (origin === null || !cors.allowOrigins.some((m) => matchString(m, origin))) return null;
+  const headers = ['access-control-allow-origin', origin];
+  if (cors.allowCredentials) headers.push('access-control-allow-credentials', 'true');
+  const preflight =
+    req.method === 'OPTIONS' && req.header('access-control-request-method') !== null;
+  if (!preflight) {
+    if (cors.exposeHeaders.length > 0)
+      headers.push('access-control-expose-headers', cors.exposeHeaders.join(','));
+    return { kind: 'answer', headers };
+  }
+  if (cors.allowMethods.length > 0)
+    headers.push('access-control-allow-methods', cors.allowMethods.join(','));
+  if (cors.allowHeaders.length > 0)
+    headers.push('access-control-allow-headers', cors.allowHeaders.join(','));
+  if (cors.maxAgeSeconds !== undefined)
+    headers.push('access-control-max-age', String(cors.maxAgeSeconds));
+  return { kind: 'preflight', headers };
 }
 
 const pathOnly = (path: string): string => {
