@@ -1122,22 +1122,12 @@ function readFilters(f: Fields, raw: unknown, field: string): GatewayFilters {
     const filter = f.object(item, `${field}[${i}]`);
     if (filter === undefined) continue;
     const type = f.string(filter.type, `${field}[${i}].type`);
-    if (type === 'RequestHeaderModifier') {
-      const ops = headerOps(
-        f,
-        f.object(filter.requestHeaderModifier, `${field}[${i}].requestHeaderModifier`),
-        `${field}[${i}].requestHeaderModifier`,
-        true,
-      );
-      if (ops !== undefined) out.requestHeaders = ops;
-    } else if (type === 'ResponseHeaderModifier') {
-      const ops = headerOps(
-        f,
-        f.object(filter.responseHeaderModifier, `${field}[${i}].responseHeaderModifier`),
-        `${field}[${i}].responseHeaderModifier`,
-        true,
-      );
-      if (ops !== undefined) out.responseHeaders = ops;
+    if (type === 'RequestHeaderModifier' || type === 'ResponseHeaderModifier') {
+      const request = type === 'RequestHeaderModifier';
+      const key = request ? 'requestHeaderModifier' : 'responseHeaderModifier';
+      const at = `${field}[${i}].${key}`;
+      const ops = headerOps(f, f.object(filter[key], at), at, true);
+      if (ops !== undefined) out[request ? 'requestHeaders' : 'responseHeaders'] = ops;
     } else if (type === 'RequestRedirect') {
       out.reply = gatewayRedirect(f, filter.requestRedirect, `${field}[${i}].requestRedirect`);
     } else if (type === 'URLRewrite') {

@@ -116,6 +116,42 @@ function requestsFlagged(flags: string): number {
 }
 const clientMetricsText = (): string => client.metrics.render();
 
+/** One HTTP/2 request on `session`: the answer's headers, once its body has ended. */
+function h2Ask(
+  session: http2.ClientHttp2Session,
+  path: string,
+  authority = 'h2',
+): Promise<http2.IncomingHttpHeaders> {
+  return new Promise((resolve, reject) => {
+    const req = session.request({ ':path': path, ':authority': authority });
+    req.on('response', (h) => {
+      req.resume();
+      req.on('end', () => resolve(h));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** `web` (the HTTP/1.1 app) at CLUSTER_IP and `h2` (an HTTP/2 app) at `h2Ip`, each through `mod`. */
+function webAndH2(
+  h2Ip: string,
+  h2app: http2.Http2Server,
+  mod: (s: MeshService) => MeshService = (s) => s,
+): MeshService[] {
+  return [
+    mod(service('web', CLUSTER_IP, [port(80, 'http')], [endpoint('127.0.0.1', { 80: appPort })])),
+    mod(
+      service(
+        'h2',
+        h2Ip,
+        [port(80, 'http2')],
+        [endpoint('127.0.0.1', { 80: (h2app.address() as AddressInfo).port })],
+      ),
+    ),
+  ];
+}
+
 async function sequential(n: number): Promise<void> {
   for (let i = 0; i < n; i++) expect((await get(client.outbound, `/r/${i}`)).status).toBe(200);
 }
@@ -387,22 +423,7 @@ describe("a route's response header operations (headers.response, ResponseHeader
     });
     await new Promise<void>((resolve) => h2app.listen(0, '127.0.0.1', resolve));
     app.prependListener('request', withAppHeaders);
-    client.sidecar.setMesh(
-      meshState(
-        proxyScope('client'),
-        routed(
-          service('web', CLUSTER_IP, [port(80, 'http')], [endpoint('127.0.0.1', { 80: appPort })]),
-        ),
-        routed(
-          service(
-            'h2',
-            H2_IP,
-            [port(80, 'http2')],
-            [endpoint('127.0.0.1', { 80: (h2app.address() as AddressInfo).port })],
-          ),
-        ),
-      ),
-    );
+    client.sidecar.setMesh(meshState(proxyScope('client'), ...webAndH2(H2_IP, h2app, routed)));
   });
 
   afterAll(async () => {
@@ -437,16 +458,7 @@ describe("a route's response header operations (headers.response, ResponseHeader
   it('does the same to an HTTP/2 answer', async () => {
     client.outboundTarget = destination(H2_IP, 80);
     const session = http2.connect(`http://127.0.0.1:${client.outbound}`);
-    const ask = (path: string): Promise<http2.IncomingHttpHeaders> =>
-      new Promise((resolve, reject) => {
-        const req = session.request({ ':path': path, ':authority': 'h2' });
-        req.on('response', (h) => {
-          req.resume();
-          req.on('end', () => resolve(h));
-        });
-        req.on('error', reject);
-        req.end();
-      });
+    const ask = (path: string): Promise<http2.IncomingHttpHeaders> => h2Ask(session, path);
     try {
       expect(seenHeaders(await ask('/changed'))).toEqual({
         'x-drop': undefined,
@@ -510,15 +522,7 @@ describe('routes the proxy answers itself (redirect, directResponse, RequestRedi
     useMesh(replies);
     const session = http2.connect(`http://127.0.0.1:${client.outbound}`);
     try {
-      const headers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
-        const req = session.request({ ':path': '/old', ':authority': 'web' });
-        req.on('response', (h) => {
-          req.resume();
-          req.on('end', () => resolve(h));
-        });
-        req.on('error', reject);
-        req.end();
-      });
+      const headers = await h2Ask(session, '/old', 'web');
       expect([headers[':status'], headers.location]).toEqual([301, 'http://web/new']);
     } finally {
       session.close();
@@ -1097,18 +1101,7 @@ describe("idle client connections (Envoy's idle_timeout, 1 hour by default; 400 
       socket.on('error', () => {});
       upgraded.push(socket);
     });
-    quiet.sidecar.setMesh(
-      meshState(
-        proxyScope('client'),
-        service('web', CLUSTER_IP, [port(80, 'http')], [endpoint('127.0.0.1', { 80: appPort })]),
-        service(
-          'h2',
-          H2_IP,
-          [port(80, 'http2')],
-          [endpoint('127.0.0.1', { 80: (h2app.address() as AddressInfo).port })],
-        ),
-      ),
-    );
+    quiet.sidecar.setMesh(meshState(proxyScope('client'), ...webAndH2(H2_IP, h2app)));
   });
 
   afterAll(async () => {
@@ -1161,16 +1154,8 @@ describe("idle client connections (Envoy's idle_timeout, 1 hour by default; 400 
       session.once('goaway', () => resolve(Date.now())),
     );
     const closed = closedAt(session);
-    const get = (path: string): Promise<number> =>
-      new Promise((resolve, reject) => {
-        const req = session.request({ ':path': path, ':authority': 'h2' });
-        req.on('response', (h) => {
-          req.resume();
-          req.on('end', () => resolve(Number(h[':status'])));
-        });
-        req.on('error', reject);
-        req.end();
-      });
+    const get = async (path: string): Promise<number> =>
+      Number((await h2Ask(session, path))[':status']);
     expect(await get('/a')).toBe(200);
     expect(await get('/slow/700')).toBe(200);
     const answered = Date.now();
