@@ -75,6 +75,13 @@ export interface RequestMatch {
   readonly method?: StringMatch;
   readonly headers?: readonly HeaderMatch[];
   readonly queryParams?: readonly { readonly name: string; readonly value?: StringMatch }[];
+  /**
+   * Istio's `sourceLabels` and `sourceNamespace`: the calling Pod's. Each proxy keeps only the
+   * matches its own Pod meets (and drops these conditions from them) when it takes a
+   * configuration: the request path never reads them.
+   */
+  readonly sourceLabels?: Readonly<Record<string, string>>;
+  readonly sourceNamespace?: string;
 }
 
 export interface RouteDestination {
@@ -333,6 +340,8 @@ export interface ProxyScope {
   /** The SPIFFE ID the proxy's own certificate carries. */
   readonly identity: string;
   readonly workload: WorkloadInfo;
+  /** The Pod's labels (a route match's `sourceLabels`). */
+  readonly labels?: Readonly<Record<string, string>>;
   readonly inbound: InboundPolicy;
   /** Per Pod `proxy.mooring.dev/trace-sampling`, overriding the mesh's percentage. */
   readonly traceSamplingPercent?: number;

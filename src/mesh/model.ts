@@ -548,6 +548,7 @@ export class MeshModel {
       pod: { name: pod.meta.name, namespace: pod.meta.namespace, ip: pod.ips[0] ?? null },
       identity,
       workload: workloadInfoOf(pod),
+      labels: pod.meta.labels,
       inbound: {
         mtlsMode: mtls.mode,
         ...(mtls.portMtls === undefined ? {} : { portMtls: mtls.portMtls }),

@@ -1,8 +1,8 @@
 // Raw VirtualService, DestinationRule and HTTPRoute objects into the checked forms of objects.ts,
 // with Istio's and the Gateway API's defaults. Every problem names its field
 // (`spec.http[0].route[1].weight`). What Mooring does not implement yet is a problem when
-// ignoring it would route requests differently from what the object says (a redirect, a mirror,
-// `sourceLabels`), and a warning when it only drops a refinement (`corsPolicy`, response headers).
+// ignoring it would route requests differently from what the object says (a mirror, a delegate),
+// and a warning when it only drops a refinement (`unmatchedPreflights`, `tcpKeepalive`).
 // Pure: no I/O.
 
 import type {
@@ -383,14 +383,6 @@ function readVsMatch(f: Fields, raw: unknown, field: string): RequestMatch | nul
   const m = f.object(raw, field);
   if (m === undefined) return null;
   unsupported(f, m, ['authority', 'scheme'], field, true);
-  // A match that only some clients can meet cannot be told apart per client by Mooring (one
-  // route table per Service): it is dropped, so that it never matches more than it says.
-  for (const key of ['sourceLabels', 'sourceNamespace']) {
-    if (m[key] !== undefined && m[key] !== null) {
-      f.warn(`${field}.${key}`, 'is not supported by Mooring yet: this match is left out');
-      return null;
-    }
-  }
   if (m.ignoreUriCase === true) {
     f.warn(
       `${field}.ignoreUriCase`,
@@ -403,7 +395,14 @@ function readVsMatch(f: Fields, raw: unknown, field: string): RequestMatch | nul
     port?: number;
     headers?: HeaderMatch[];
     queryParams?: { name: string; value?: StringMatch }[];
+    sourceLabels?: Record<string, string>;
+    sourceNamespace?: string;
   } = {};
+  if (m.sourceLabels !== undefined && m.sourceLabels !== null) {
+    out.sourceLabels = f.stringMap(m.sourceLabels, `${field}.sourceLabels`);
+  }
+  const sourceNamespace = f.string(m.sourceNamespace, `${field}.sourceNamespace`);
+  if (sourceNamespace !== undefined && sourceNamespace !== '') out.sourceNamespace = sourceNamespace;
   const uri = stringMatch(f, m.uri, `${field}.uri`);
   if (uri) out.uri = uri;
   const method = stringMatch(f, m.method, `${field}.method`);

@@ -683,6 +683,37 @@ describe("a route's CORS policy through the proxy (corsPolicy)", () => {
   });
 });
 
+describe("a match on the caller's labels (sourceLabels)", () => {
+  it('applies the rule in a proxy whose Pod has the labels, and not in one whose Pod has not', async () => {
+    const withLabels = (labels: Record<string, string>) =>
+      meshState(
+        proxyScope('client', (p) => ({ ...p, labels })),
+        rewriteOld({ rewrite: { prefix: '/for-canary-callers/' } })(
+          service('web', CLUSTER_IP, [port(80, 'http')], [endpoint('127.0.0.1', { 80: appPort })]),
+        ),
+      );
+    const sourced = (state: ReturnType<typeof withLabels>) => {
+      const web = state.services.get('default/web') as MeshService;
+      const table = web.routes as NonNullable<MeshService['routes']>;
+      const rules = table.rules.map((r) => ({
+        ...r,
+        matches: r.matches.map((m) => ({ ...m, sourceLabels: { track: 'canary' } })),
+      }));
+      return {
+        ...state,
+        services: new Map([['default/web', { ...web, routes: { ...table, rules } }]]),
+      };
+    };
+    seen.length = 0;
+    client.sidecar.setMesh(sourced(withLabels({ app: 'client', track: 'canary' })));
+    expect((await get(client.outbound, '/old/a')).status).toBe(200);
+    client.sidecar.setMesh(sourced(withLabels({ app: 'client', track: 'stable' })));
+    // No rule left for this caller: the VirtualService's table answers 404 (NR), as Envoy's.
+    expect((await get(client.outbound, '/old/a')).status).toBe(404);
+    expect(seen.map((s) => s.url)).toEqual(['/for-canary-callers/a']);
+  });
+});
+
 describe('a connection opened before a configuration change', () => {
   let second: http.Server;
   let secondPort: number;

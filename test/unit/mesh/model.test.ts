@@ -295,6 +295,7 @@ describe("a proxy's scope", () => {
       pod: { name: 'web-1', namespace: 'default', ip: '10.0.0.1' },
       identity: WEB_ID,
       workload: { name: 'web-1', namespace: 'default', app: 'web', version: null },
+      labels: { app: 'web' },
       inbound: {
         mtlsMode: 'STRICT',
         ports: [

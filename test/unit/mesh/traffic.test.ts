@@ -436,6 +436,20 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
     expect(rules.slice(0, 3).map((r) => r.destinations)).toEqual([[], [], []]);
   });
 
+  it("keeps a match's sourceLabels and sourceNamespace for each proxy to resolve", () => {
+    const raws = reviewsMesh(
+      vs([
+        {
+          match: [{ sourceLabels: { app: 'productpage', version: 'v2' }, sourceNamespace: 'shop' }],
+          route: [to('reviews')],
+        },
+      ]),
+    );
+    expect(built(raws).routes?.rules[0]?.matches).toEqual([
+      { sourceLabels: { app: 'productpage', version: 'v2' }, sourceNamespace: 'shop' },
+    ]);
+  });
+
   it('reads a corsPolicy, the old allowOrigin list too', () => {
     const raws = reviewsMesh(
       vs([

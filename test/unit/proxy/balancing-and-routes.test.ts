@@ -12,6 +12,7 @@ import {
   corsFor,
   DEFAULT_RETRIES,
   redirectLocation,
+  routesForThisProxy,
   routeRequest,
   type RequestView,
 } from '../../../src/agent/proxy/core/route';
@@ -543,5 +544,60 @@ describe("a route's CORS policy, as Envoy's CORS filter", () => {
     });
     // An OPTIONS without Access-Control-Request-Method is no preflight.
     expect(corsFor(cors, req('OPTIONS', { origin: 'https://shop.example' }))?.kind).toBe('answer');
+  });
+});
+
+describe("a match's source (sourceLabels, sourceNamespace), as each proxy resolves it", () => {
+  const reviews = service('reviews', '10.96.0.5', [port(9080)], []);
+  const routed: MeshService = {
+    ...reviews,
+    routes: {
+      source: { kind: 'VirtualService', namespace: 'default', name: 'reviews' },
+      rules: [
+        {
+          name: 'v2-callers',
+          matches: [
+            { sourceLabels: { app: 'productpage', version: 'v2' }, uri: { prefix: '/a' } },
+            { sourceNamespace: 'canary' },
+          ],
+          destinations: [{ service: reviews.key, subset: 'v2', weight: 1 }],
+        },
+        { name: 'rest', matches: [], destinations: [{ service: reviews.key, weight: 1 }] },
+      ],
+    },
+  };
+  const proxy = (labels: Record<string, string>, namespace = 'default') =>
+    meshState(
+      proxyScope('productpage', (p) => ({ ...p, labels, pod: { ...p.pod, namespace } })),
+      routed,
+    );
+  const rulesOf = (state: ReturnType<typeof meshState>) =>
+    routesForThisProxy(state)
+      .services.get(reviews.key)
+      ?.routes?.rules.map((r) => ({
+        name: r.name,
+        matches: r.matches,
+      }));
+
+  it('keeps, without its source, a match the proxy meets, and drops the others', () => {
+    expect(rulesOf(proxy({ app: 'productpage', version: 'v2', team: 'x' }))).toEqual([
+      { name: 'v2-callers', matches: [{ uri: { prefix: '/a' } }] },
+      { name: 'rest', matches: [] },
+    ]);
+    expect(rulesOf(proxy({ app: 'productpage', version: 'v1' }, 'canary'))).toEqual([
+      { name: 'v2-callers', matches: [{}] },
+      { name: 'rest', matches: [] },
+    ]);
+  });
+
+  it('drops a rule none of whose matches the proxy meets (rather than let it match every request)', () => {
+    expect(rulesOf(proxy({ app: 'productpage', version: 'v1' }))).toEqual([
+      { name: 'rest', matches: [] },
+    ]);
+  });
+
+  it('leaves a configuration that names no source as it is', () => {
+    const plain = meshState(proxyScope('web'), reviews);
+    expect(routesForThisProxy(plain)).toBe(plain);
   });
 });

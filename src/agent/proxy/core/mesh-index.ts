@@ -23,6 +23,7 @@ import {
   type EndpointSet,
   type UpstreamEndpoint,
 } from './endpoints';
+import { routesForThisProxy } from './route';
 
 export interface ServiceTarget {
   readonly kind: 'service';
@@ -71,10 +72,12 @@ export class MeshIndex {
   private readonly records = new Map<string, UpstreamEndpoint>();
   private readonly inboundProtocols = new Map<number, Protocol>();
 
-  constructor(
-    readonly state: MeshState,
-    previous: MeshIndex | null = null,
-  ) {
+  /** The configuration as this proxy applies it (its source-conditioned matches resolved). */
+  readonly state: MeshState;
+
+  constructor(received: MeshState, previous: MeshIndex | null = null) {
+    const state = routesForThisProxy(received);
+    this.state = state;
     this.version = state.version;
     const old = previous?.records ?? null;
     for (const service of state.services.values()) {

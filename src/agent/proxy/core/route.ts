@@ -6,6 +6,7 @@
 import type {
   CorsPolicy,
   FaultPolicy,
+  MeshState,
   HeaderOperations,
   HttpRouteRule,
   HttpRouteTable,
@@ -116,6 +117,41 @@ export function corsFor(
   if (cors.maxAgeSeconds !== undefined)
     headers.push('access-control-max-age', String(cors.maxAgeSeconds));
   return { kind: 'preflight', headers };
+}
+
+const namesSource = (m: RequestMatch): boolean =>
+  m.sourceLabels !== undefined || m.sourceNamespace !== undefined;
+
+/**
+ * The mesh as this proxy routes it: a match naming a source (`sourceLabels`, `sourceNamespace`)
+ * is kept, without those conditions, when this proxy's own Pod meets them, and dropped otherwise;
+ * a rule whose matches are all dropped goes too. The same state when no match names a source.
+ */
+export function routesForThisProxy(state: MeshState): MeshState {
+  let services: Map<string, MeshService> | null = null;
+  const own = state.proxy;
+  const meets = (m: RequestMatch): boolean =>
+    (m.sourceNamespace === undefined || m.sourceNamespace === own.pod.namespace) &&
+    Object.entries(m.sourceLabels ?? {}).every(([k, v]) => own.labels?.[k] === v);
+  for (const [key, service] of state.services) {
+    const table = service.routes;
+    if (table === undefined || !table.rules.some((r) => r.matches.some(namesSource))) continue;
+    const rules: HttpRouteRule[] = [];
+    for (const rule of table.rules) {
+      if (!rule.matches.some(namesSource)) {
+        rules.push(rule);
+        continue;
+      }
+      const matches = rule.matches.filter(meets).map((m) => {
+        const { sourceLabels: _l, sourceNamespace: _n, ...rest } = m;
+        return rest;
+      });
+      if (matches.length > 0) rules.push({ ...rule, matches });
+    }
+    services ??= new Map(state.services);
+    services.set(key, { ...service, routes: { ...table, rules } });
+  }
+  return services === null ? state : { ...state, services };
 }
 
 const pathOnly = (path: string): string => {
