@@ -256,7 +256,18 @@ export interface ConsistentHash {
   readonly queryParameter?: string;
 }
 
+/** One port's part of a traffic policy (Istio's `portLevelSettings`). */
+export interface PortTrafficPolicy {
+  readonly port: number;
+  readonly loadBalancer?: LoadBalancer;
+  readonly consistentHash?: ConsistentHash;
+  readonly connectionPool?: ConnectionPoolPolicy;
+  readonly outlierDetection?: OutlierDetectionPolicy;
+}
+
 export interface TrafficPolicy {
+  /** Per service port: replaces, for requests to that port, the settings it gives. */
+  readonly portLevelSettings?: readonly PortTrafficPolicy[];
   readonly loadBalancer?: LoadBalancer;
   /** In place of `loadBalancer` (Istio's `simple` and `consistentHash` are one or the other). */
   readonly consistentHash?: ConsistentHash;

@@ -20,6 +20,7 @@ import type {
   TrafficPolicy,
   ConnectionPoolPolicy,
   ConsistentHash,
+  PortTrafficPolicy,
 } from '../api/mesh';
 import { isObject, isPort, type Fields, type Json } from './fields';
 import type {
@@ -402,7 +403,8 @@ function readVsMatch(f: Fields, raw: unknown, field: string): RequestMatch | nul
     out.sourceLabels = f.stringMap(m.sourceLabels, `${field}.sourceLabels`);
   }
   const sourceNamespace = f.string(m.sourceNamespace, `${field}.sourceNamespace`);
-  if (sourceNamespace !== undefined && sourceNamespace !== '') out.sourceNamespace = sourceNamespace;
+  if (sourceNamespace !== undefined && sourceNamespace !== '')
+    out.sourceNamespace = sourceNamespace;
   const uri = stringMatch(f, m.uri, `${field}.uri`);
   if (uri) out.uri = uri;
   const method = stringMatch(f, m.method, `${field}.method`);
@@ -768,11 +770,31 @@ function readConsistentHash(f: Fields, ch: Json, field: string): ConsistentHash 
   };
 }
 
-function readTrafficPolicy(f: Fields, raw: unknown, field: string): TrafficPolicy | undefined {
+/** `tls`: Istio's ISTIO_MUTUAL is what Mooring does between meshed Pods; any other mode is not. */
+function readTls(f: Fields, raw: unknown, field: string): void {
+  const tls = f.object(raw, field);
+  if (tls === undefined) return;
+  const mode = f.string(tls.mode, `${field}.mode`);
+  if (mode !== undefined && mode !== 'ISTIO_MUTUAL') {
+    f.warn(
+      `${field}.mode`,
+      `${JSON.stringify(mode)} is not supported by Mooring yet: ignored (mutual TLS with the mesh's certificates between meshed Pods, plain text otherwise)`,
+    );
+  }
+}
+
+function readTrafficPolicy(
+  f: Fields,
+  raw: unknown,
+  field: string,
+  portLevel = false,
+): TrafficPolicy | undefined {
   const tp = f.object(raw, field);
   if (tp === undefined) return undefined;
-  unsupported(f, tp, ['tls', 'portLevelSettings', 'tunnel', 'proxyProtocol'], field, false);
+  unsupported(f, tp, ['tunnel', 'proxyProtocol'], field, false);
+  readTls(f, tp.tls, `${field}.tls`);
   const out: {
+    portLevelSettings?: PortTrafficPolicy[];
     loadBalancer?: LoadBalancer;
     consistentHash?: ConsistentHash;
     connectionPool?: ConnectionPoolPolicy;
@@ -927,6 +949,23 @@ function readTrafficPolicy(f: Fields, raw: unknown, field: string): TrafficPolic
       maxEjectionPercent,
     };
   }
+  if (portLevel) return out;
+  const ports: PortTrafficPolicy[] = [];
+  for (const [i, item] of f.array(tp.portLevelSettings, `${field}.portLevelSettings`).entries()) {
+    const at = `${field}.portLevelSettings[${i}]`;
+    const port = f.object(f.object(item, at)?.port, `${at}.port`)?.number;
+    if (!isPort(port)) {
+      f.problem(`${at}.port.number`, 'must be a port number from 1 to 65535');
+      continue;
+    }
+    if (ports.some((p) => p.port === port)) {
+      f.problem(`${at}.port.number`, `port ${port} has settings already`);
+      continue;
+    }
+    const { portLevelSettings: _none, ...settings } = readTrafficPolicy(f, item, at, true) ?? {};
+    ports.push({ port, ...settings });
+  }
+  if (ports.length > 0) out.portLevelSettings = ports;
   return out;
 }
 

@@ -551,7 +551,8 @@ describe('consistent hashing through the proxy (DestinationRule consistentHash)'
     client.outboundTarget = destination(CLUSTER_IP, 80);
   });
 
-  function useHash(consistentHash: object): void {
+  /** The service's DestinationRule hashing on `consistentHash` (set for its port 80 alone with `portLevel`). */
+  function useHash(consistentHash: object, portLevel = false): void {
     client.sidecar.setMesh(
       meshState(proxyScope('client'), {
         ...service(
@@ -564,7 +565,9 @@ describe('consistent hashing through the proxy (DestinationRule consistentHash)'
         ),
         policy: {
           source: { namespace: 'default', name: 'sticky' },
-          trafficPolicy: { consistentHash },
+          trafficPolicy: portLevel
+            ? { loadBalancer: 'RANDOM', portLevelSettings: [{ port: 80, consistentHash }] }
+            : { consistentHash },
         },
       }),
     );
@@ -587,7 +590,8 @@ describe('consistent hashing through the proxy (DestinationRule consistentHash)'
   });
 
   it('gives a client without the cookie one, and keeps it on one app while it sends it back', async () => {
-    useHash({ cookie: { name: 'sticky', ttlMs: 600_000 } });
+    // Set for the port (portLevelSettings), over the host's RANDOM.
+    useHash({ cookie: { name: 'sticky', ttlMs: 600_000 } }, true);
     const first = await get(client.outbound, '/');
     const setCookie = first.headers['set-cookie']?.[0] ?? '';
     expect(setCookie).toMatch(/^sticky="[0-9a-f]{16}"; Max-Age=600; Path=\/; HttpOnly$/);

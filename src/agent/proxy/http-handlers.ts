@@ -536,7 +536,7 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
         ? fault.delay.fixedDelayMs
         : 0;
     const set = index.endpointSet(decision.service, decision.port, decision.subset);
-    const policy = effectivePolicy(decision.service, decision.subset);
+    const policy = effectivePolicy(decision.service, decision.subset, decision.port);
     const lb = policy.loadBalancer ?? DEFAULT_LOAD_BALANCER;
     const now = this.ctx.nowMs();
     const budget = this.budget(decision.service.key);

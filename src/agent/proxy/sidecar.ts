@@ -473,7 +473,7 @@ export class Sidecar {
       endpoint = target.endpoint;
     } else {
       const service = index.current(target.service);
-      const policy = effectivePolicy(service, undefined);
+      const policy = effectivePolicy(service, undefined, target.port.port);
       tcpPool = policy.connectionPool?.tcp;
       breaker = this.outboundHttp.breaker(
         service,

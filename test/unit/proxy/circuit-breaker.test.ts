@@ -85,6 +85,36 @@ describe('the limits a connectionPool sets', () => {
     expect(poolLimits(effectivePolicy(svc, undefined).connectionPool)?.maxConnections).toBe(10);
     expect(clusterKey(svc.key, 80, 'v1')).not.toBe(clusterKey(svc.key, 80, undefined));
   });
+
+  it('takes a port-level setting over its level, and a subset (with its own ports) over the host', () => {
+    const svc: MeshService = {
+      ...service('web', '10.96.0.1', [port(80, 'http'), port(81, 'http')], []),
+      policy: {
+        source: { namespace: 'default', name: 'web' },
+        trafficPolicy: {
+          loadBalancer: 'ROUND_ROBIN',
+          connectionPool: { tcp: { maxConnections: 10 } },
+          portLevelSettings: [{ port: 81, consistentHash: { header: 'x-user' } }],
+        },
+        subsets: [
+          {
+            name: 'v1',
+            trafficPolicy: {
+              portLevelSettings: [{ port: 80, connectionPool: { tcp: { maxConnections: 3 } } }],
+            },
+          },
+        ],
+      },
+    };
+    const at = (subset: string | undefined, p: number) => {
+      const e = effectivePolicy(svc, subset, p);
+      return [e.loadBalancer, e.consistentHash, e.connectionPool?.tcp?.maxConnections];
+    };
+    expect(at(undefined, 80)).toEqual(['ROUND_ROBIN', undefined, 10]);
+    expect(at(undefined, 81)).toEqual([undefined, { header: 'x-user' }, 10]);
+    expect(at('v1', 80)).toEqual(['ROUND_ROBIN', undefined, 3]);
+    expect(at('v1', 81)).toEqual([undefined, { header: 'x-user' }, 10]);
+  });
 });
 
 describe('pending requests and connections', () => {

@@ -44,20 +44,40 @@ export type Target = ServiceTarget | EndpointTarget;
 export const addressKey = (address: string, port: number): string =>
   address.includes(':') ? `[${address.toLowerCase()}]:${port}` : `${address}:${port}`;
 
-/** The traffic policy for a subset (subset-level fields win over the host's). */
-export function effectivePolicy(service: MeshService, subset: string | undefined): TrafficPolicy {
+/**
+ * The traffic policy of requests to a service port, optionally of a subset, as Istio merges it:
+ * the subset's settings over the host's, each level's `portLevelSettings` for this port over
+ * that level's own. The balancer (simple or consistent hash) is one setting.
+ */
+export function effectivePolicy(
+  service: MeshService,
+  subset: string | undefined,
+  port?: number,
+): TrafficPolicy {
   const host = service.policy?.trafficPolicy ?? {};
-  if (subset === undefined) return host;
-  const sub = service.policy?.subsets?.find((s) => s.name === subset)?.trafficPolicy;
-  if (sub === undefined) return host;
-  // The balancer is one setting: a subset that sets either kind replaces the host's.
-  const own = sub.loadBalancer !== undefined || sub.consistentHash !== undefined;
-  const balancer = own ? sub : host;
+  const sub =
+    subset === undefined
+      ? undefined
+      : service.policy?.subsets?.find((s) => s.name === subset)?.trafficPolicy;
+  // The common case, no subset and no port-level settings: the host's own object.
+  if (sub === undefined && host.portLevelSettings === undefined) return host;
+  const base = atPort(host, port);
+  return sub === undefined ? base : overlay(base, atPort(sub, port));
+}
+
+function atPort(policy: TrafficPolicy, port: number | undefined): TrafficPolicy {
+  const own =
+    port === undefined ? undefined : policy.portLevelSettings?.find((p) => p.port === port);
+  return own === undefined ? policy : overlay(policy, own);
+}
+
+function overlay(base: TrafficPolicy, top: TrafficPolicy): TrafficPolicy {
+  const balancer = top.loadBalancer !== undefined || top.consistentHash !== undefined ? top : base;
   return {
     loadBalancer: balancer.loadBalancer,
     consistentHash: balancer.consistentHash,
-    connectionPool: sub.connectionPool ?? host.connectionPool,
-    outlierDetection: sub.outlierDetection ?? host.outlierDetection,
+    connectionPool: top.connectionPool ?? base.connectionPool,
+    outlierDetection: top.outlierDetection ?? base.outlierDetection,
   };
 }
 
