@@ -225,6 +225,11 @@ export interface ConnectionPoolPolicy {
     readonly connectTimeoutMs?: number;
     /** An opaque TCP connection with no bytes either way for this long is closed; 0: never. */
     readonly idleTimeoutMs?: number;
+    /**
+     * Upstream connections live at most this long: an opaque TCP one is closed, an HTTP one takes
+     * no new request (a new connection is opened).
+     */
+    readonly maxConnectionDurationMs?: number;
   };
   readonly http?: {
     readonly http1MaxPendingRequests?: number;

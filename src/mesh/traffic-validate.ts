@@ -836,13 +836,7 @@ function readTrafficPolicy(
     const http = f.object(cp.http, `${field}.connectionPool.http`);
     const pool: { tcp?: ConnectionPoolPolicy['tcp']; http?: ConnectionPoolPolicy['http'] } = {};
     if (tcp !== undefined) {
-      unsupported(
-        f,
-        tcp,
-        ['tcpKeepalive', 'maxConnectionDuration'],
-        `${field}.connectionPool.tcp`,
-        false,
-      );
+      unsupported(f, tcp, ['tcpKeepalive'], `${field}.connectionPool.tcp`, false);
       const maxConnections = f.number(
         tcp.maxConnections,
         `${field}.connectionPool.tcp.maxConnections`,
@@ -861,10 +855,17 @@ function readTrafficPolicy(
       );
       // Istio: 1 hour when unset, 0 turns it off.
       const idleTimeoutMs = duration(f, tcp.idleTimeout, `${field}.connectionPool.tcp.idleTimeout`);
+      const maxConnectionDurationMs = duration(
+        f,
+        tcp.maxConnectionDuration,
+        `${field}.connectionPool.tcp.maxConnectionDuration`,
+        { min: 1 },
+      );
       pool.tcp = {
         ...(maxConnections === undefined ? {} : { maxConnections }),
         ...(connectTimeoutMs === undefined ? {} : { connectTimeoutMs }),
         ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }),
+        ...(maxConnectionDurationMs === undefined ? {} : { maxConnectionDurationMs }),
       };
     }
     if (http !== undefined) {

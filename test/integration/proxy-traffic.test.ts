@@ -176,6 +176,21 @@ describe('connection pool limits', () => {
     expect(connections.length).toBeGreaterThanOrEqual(2);
     expect(connections.length).toBeLessThanOrEqual(3);
   });
+
+  it('takes no new request on an upstream connection older than maxConnectionDuration', async () => {
+    /** Connections the app saw opened by 3 requests made 350 ms after 3 others. */
+    const openedAfterAPause = async (): Promise<number> => {
+      await sequential(3);
+      connections.length = 0;
+      await new Promise((r) => setTimeout(r, 350));
+      await sequential(3);
+      return connections.length;
+    };
+    useMesh((s) => s);
+    expect(await openedAfterAPause()).toBe(0);
+    useMesh(withPool({ tcp: { maxConnectionDurationMs: 300 } }));
+    expect(await openedAfterAPause()).toBe(1);
+  });
 });
 
 describe('circuit breakers (maxConnections, http1MaxPendingRequests)', () => {
@@ -687,6 +702,35 @@ describe("a route's CORS policy through the proxy (corsPolicy)", () => {
   });
 });
 
+describe('maxConnectionDuration over HTTP/2', () => {
+  it('opens a new session for the streams that come once the session is older than it', async () => {
+    const H2_IP = '10.96.0.57';
+    const h2app = http2.createServer();
+    let sessions = 0;
+    h2app.on('session', () => sessions++);
+    h2app.on('stream', (stream) => {
+      stream.respond({ ':status': 200 });
+      stream.end('ok');
+    });
+    await new Promise<void>((resolve) => h2app.listen(0, '127.0.0.1', resolve));
+    const [, h2] = webAndH2(H2_IP, h2app, withPool({ tcp: { maxConnectionDurationMs: 300 } }));
+    client.sidecar.setMesh(meshState(proxyScope('client'), h2 as MeshService));
+    client.outboundTarget = destination(H2_IP, 80);
+    const session = http2.connect(`http://127.0.0.1:${client.outbound}`);
+    try {
+      for (let i = 0; i < 3; i++) expect((await h2Ask(session, '/'))[':status']).toBe(200);
+      expect(sessions).toBe(1);
+      await new Promise((r) => setTimeout(r, 350));
+      for (let i = 0; i < 3; i++) expect((await h2Ask(session, '/'))[':status']).toBe(200);
+      expect(sessions).toBe(2);
+    } finally {
+      session.close();
+      client.outboundTarget = destination(CLUSTER_IP, 80);
+      await new Promise((r) => h2app.close(r));
+    }
+  });
+});
+
 describe("a match on the caller's labels (sourceLabels)", () => {
   it('applies the rule in a proxy whose Pod has the labels, and not in one whose Pod has not', async () => {
     const withLabels = (labels: Record<string, string>) =>
@@ -1099,6 +1143,15 @@ describe('opaque TCP timeouts (connectionPool.tcp)', () => {
       mute.close();
     }
   }, 15_000);
+
+  it('closes a busy connection at maxConnectionDuration', async () => {
+    useIdle({ maxConnectionDurationMs: 450 });
+    const { got, closedAfterMs } = await listen();
+    // The app writes every 100 ms for 1 s: cut after about 4 of its bytes.
+    expect(closedAfterMs).toBeGreaterThanOrEqual(440);
+    expect(closedAfterMs).toBeLessThan(1000);
+    expect(got.length).toBeLessThan(10);
+  });
 
   it('never closes an idle connection with idleTimeout 0, nor (within a test) by default', async () => {
     for (const tcp of [{ idleTimeoutMs: 0 }, undefined]) {

@@ -626,6 +626,7 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
           : rewritePath(view.path, decision.match, rewrite),
       maxRequestsPerConnection: http?.maxRequestsPerConnection,
       responseHeaders,
+      maxConnectionDurationMs: policy.connectionPool?.tcp?.maxConnectionDurationMs,
       breaker,
       service: decision.service,
       span,

@@ -550,6 +550,7 @@ export class Sidecar {
           this.tcpReport(tcpEdge, 'outbound', target.port.port, chosen, socket, done),
           true,
           tcpPool?.idleTimeoutMs ?? this.idleTimeoutMs,
+          tcpPool?.maxConnectionDurationMs,
         );
         socket.resume();
       },

@@ -567,7 +567,12 @@ describe('DestinationRule: policies with Istio defaults', () => {
           loadBalancer: { simple: 'LEAST_CONN' },
           outlierDetection: {},
           connectionPool: {
-            tcp: { maxConnections: 10, connectTimeout: '250ms', idleTimeout: '30m' },
+            tcp: {
+              maxConnections: 10,
+              connectTimeout: '250ms',
+              idleTimeout: '30m',
+              maxConnectionDuration: '10m',
+            },
             http: { http1MaxPendingRequests: 5, maxRequestsPerConnection: 0, maxRetries: 3 },
           },
         },
@@ -587,7 +592,12 @@ describe('DestinationRule: policies with Istio defaults', () => {
     expect(s.policy?.trafficPolicy).toEqual({
       loadBalancer: 'LEAST_REQUEST',
       connectionPool: {
-        tcp: { maxConnections: 10, connectTimeoutMs: 250, idleTimeoutMs: 1_800_000 },
+        tcp: {
+          maxConnections: 10,
+          connectTimeoutMs: 250,
+          idleTimeoutMs: 1_800_000,
+          maxConnectionDurationMs: 600_000,
+        },
         http: { http1MaxPendingRequests: 5, maxRetries: 3 },
       },
       outlierDetection: {

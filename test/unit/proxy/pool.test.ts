@@ -140,9 +140,23 @@ describe('the upstream connection pool', () => {
       overflow: 0,
       discarded: 1,
       unexpectedData: 0,
+      maxDuration: 0,
       shutdown: 1,
     });
     expect(pool.stats()).toMatchObject({ open: 0, idle: 0 });
+  });
+
+  it('closes, instead of handing it out, an idle connection older than the maximum age asked', async () => {
+    const pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 4 });
+    const [conn] = (await leased(pool, 'e')) as [UpstreamConnection];
+    conn.release();
+    await new Promise((r) => setTimeout(r, 60));
+    // Young enough for 10 s: handed out again.
+    expect(pool.take('e', 10_000)).toBe(conn);
+    conn.release();
+    expect(pool.take('e', 50)).toBeNull();
+    await closed(conn);
+    expect(pool.stats().closed.maxDuration).toBe(1);
   });
 
   it('drops an idle connection that receives bytes nobody asked for', async () => {

@@ -25,6 +25,8 @@ export function relayTcp(
   report: TcpReport,
   plainIsClient: boolean,
   idleTimeoutMs: number,
+  /** The connection is closed this long after it opened, busy or not (0: never). */
+  maxDurationMs = 0,
 ): void {
   if (first !== null && first.length > 0) upstream.write(first);
   client.pipe(upstream);
@@ -66,6 +68,11 @@ export function relayTcp(
     // The client's socket sees every byte: it reads what goes up and writes what comes down.
     client.setTimeout(idleTimeoutMs);
     client.once('timeout', destroyBoth);
+  }
+  if (maxDurationMs > 0) {
+    const lifetime = setTimeout(destroyBoth, maxDurationMs);
+    lifetime.unref();
+    client.once('close', () => clearTimeout(lifetime));
   }
   // When one side is fully closed and the other has finished both ways, release both.
   const settle = (): void => {

@@ -77,6 +77,8 @@ export interface ExchangePlan {
   readonly maxRequestsPerConnection?: number;
   /** The route's response header operations: the headers dropped and the lines added. */
   readonly responseHeaders?: HeaderChanges;
+  /** DestinationRule `connectionPool.tcp.maxConnectionDuration`: older connections take no request. */
+  readonly maxConnectionDurationMs?: number;
   /**
    * The cluster's circuit breaker (`connectionPool.tcp.maxConnections`,
    * `http.http1MaxPendingRequests`); absent when the rule sets neither (nothing is counted).
@@ -115,6 +117,7 @@ export function forwardPlan(p: Omit<ExchangePlan, 'kind'>): ExchangePlan {
     target: p.target,
     maxRequestsPerConnection: p.maxRequestsPerConnection,
     responseHeaders: p.responseHeaders,
+    maxConnectionDurationMs: p.maxConnectionDurationMs,
     breaker: p.breaker,
     service: p.service,
     span: p.span,

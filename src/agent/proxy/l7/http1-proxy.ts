@@ -420,7 +420,7 @@ export class Exchange implements ConnectionEvents {
     const { plan } = policy;
     const breaker = plan.breaker;
     const key = breaker === undefined ? endpoint.key : breaker.poolKey(endpoint.key);
-    const pooled = this.down.pool.take(key);
+    const pooled = this.down.pool.take(key, plan.maxConnectionDurationMs);
     // No ready connection and no room to wait: answered at once.
     if (!policy.admit(endpoint, pooled !== null)) return;
     policy.open(endpoint);
@@ -817,7 +817,10 @@ export class Exchange implements ConnectionEvents {
     this.done = true;
     // The connection is reusable when the server did not close it and it got the whole request.
     const spent =
-      plan.maxRequestsPerConnection !== undefined && up.requests >= plan.maxRequestsPerConnection;
+      (plan.maxRequestsPerConnection !== undefined &&
+        up.requests >= plan.maxRequestsPerConnection) ||
+      (plan.maxConnectionDurationMs !== undefined &&
+        performance.now() - up.openedAt >= plan.maxConnectionDurationMs);
     if (!this.responseHead.close && this.requestComplete && !up.closed && !spent) up.release();
     else up.discard();
     // The server answered before the request ended: the rest of its body cannot be told from

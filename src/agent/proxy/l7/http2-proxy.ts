@@ -82,6 +82,8 @@ export function h2RequestView(h: http2.IncomingHttpHeaders): RequestView {
  */
 export class H2SessionPool {
   private readonly sessions = new Map<string, http2.ClientHttp2Session>();
+  /** When each session was opened (performance.now()): `maxConnectionDuration` retires it. */
+  private readonly openedAt = new WeakMap<http2.ClientHttp2Session, number>();
   private readonly waiting = new Map<
     string,
     ((err: DialFailure | null, s: http2.ClientHttp2Session | null) => void)[]
@@ -100,12 +102,19 @@ export class H2SessionPool {
     connectTimeoutMs: number,
     cb: (err: DialFailure | null, session: http2.ClientHttp2Session | null) => void,
     breaker: CircuitBreaker | null = null,
+    maxAgeMs?: number,
   ): void {
     const key = breaker === null ? endpoint.key : breaker.poolKey(endpoint.key);
     const existing = this.sessions.get(key);
     if (existing !== undefined && !existing.closed && !existing.destroyed) {
-      cb(null, existing);
-      return;
+      const opened = this.openedAt.get(existing) ?? 0;
+      if (maxAgeMs === undefined || performance.now() - opened < maxAgeMs) {
+        cb(null, existing);
+        return;
+      }
+      // Too old for new streams: its own finish on it (GOAWAY), the next ones get a new session.
+      this.sessions.delete(key);
+      existing.close();
     }
     const waiter =
       breaker === null
@@ -146,6 +155,7 @@ export class H2SessionPool {
         session.destroy();
       });
       session.unref();
+      this.openedAt.set(session, performance.now());
       this.sessions.set(key, session);
       for (const c of callbacks) c(null, session);
     });
@@ -340,6 +350,7 @@ class H2Exchange {
         this.send(session);
       },
       breaker,
+      plan.maxConnectionDurationMs,
     );
   }
 

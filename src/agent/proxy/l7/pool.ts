@@ -51,6 +51,8 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
   private idleTimer: NodeJS.Timeout | null = null;
   /** Why the proxy itself closes this connection (null: the peer or an error closed it). */
   private closing: LocalClose | null = null;
+  /** When it was opened (performance.now()): `maxConnectionDuration` retires it. */
+  readonly openedAt = performance.now();
 
   constructor(
     readonly socket: net.Socket,
@@ -205,7 +207,8 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
 }
 
 /** Why the proxy closes a pooled connection itself. */
-export type LocalClose = 'idleTimeout' | 'overflow' | 'discarded' | 'unexpectedData' | 'shutdown';
+export type LocalClose =
+  'idleTimeout' | 'overflow' | 'discarded' | 'unexpectedData' | 'maxDuration' | 'shutdown';
 
 /**
  * What a pool did, as Envoy's upstream_cx_* counters: connections opened, requests that found
@@ -257,18 +260,24 @@ export class ConnectionPool {
       overflow: 0,
       discarded: 0,
       unexpectedData: 0,
+      maxDuration: 0,
       shutdown: 0,
     },
   };
 
   constructor(private readonly options: PoolOptions) {}
 
-  /** An idle connection to reuse, or null. */
-  take(key: string): UpstreamConnection | null {
+  /** An idle connection to reuse, or null; one older than `maxAgeMs` is closed instead. */
+  take(key: string, maxAgeMs?: number): UpstreamConnection | null {
     const list = this.idle.get(key);
     if (list === undefined) return null;
+    const bornAfter = maxAgeMs === undefined ? -Infinity : performance.now() - maxAgeMs;
     while (list.length > 0) {
       const conn = list.pop() as UpstreamConnection;
+      if (conn.openedAt <= bornAfter) {
+        conn.close('maxDuration');
+        continue;
+      }
       if (!conn.closed && !conn.socket.destroyed) {
         this.counters.reused++;
         return conn;
