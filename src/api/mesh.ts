@@ -73,6 +73,10 @@ export interface RequestMatch {
   /** The service port the request came in on (Istio's `match.port`, a HTTPRoute parentRef's port). */
   readonly port?: number;
   readonly method?: StringMatch;
+  /** Istio's `authority`: the Host header (`:authority`) as the client sent it. */
+  readonly authority?: StringMatch;
+  /** Istio's `scheme`: `http` for what an app sends through its sidecar. */
+  readonly scheme?: StringMatch;
   readonly headers?: readonly HeaderMatch[];
   readonly queryParams?: readonly { readonly name: string; readonly value?: StringMatch }[];
   /**
@@ -185,6 +189,11 @@ export interface HttpRouteRule {
 export interface RouteRewrite {
   readonly prefix?: string;
   readonly fullPath?: string;
+  /**
+   * Istio's `uriRegexRewrite`: every match of `match` in the path (not the query) replaced by
+   * `rewrite`, which names groups `\\1`, `\\2`... (RE2's, Envoy's regex_rewrite).
+   */
+  readonly regex?: { readonly match: string; readonly rewrite: string };
   /** The new `Host` / `:authority`. */
   readonly authority?: string;
 }

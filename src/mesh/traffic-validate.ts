@@ -383,7 +383,6 @@ function readFault(f: Fields, raw: unknown, field: string): FaultPolicy | undefi
 function readVsMatch(f: Fields, raw: unknown, field: string): RequestMatch | null {
   const m = f.object(raw, field);
   if (m === undefined) return null;
-  unsupported(f, m, ['authority', 'scheme'], field, true);
   if (m.ignoreUriCase === true) {
     f.warn(
       `${field}.ignoreUriCase`,
@@ -393,6 +392,8 @@ function readVsMatch(f: Fields, raw: unknown, field: string): RequestMatch | nul
   const out: {
     uri?: StringMatch;
     method?: StringMatch;
+    authority?: StringMatch;
+    scheme?: StringMatch;
     port?: number;
     headers?: HeaderMatch[];
     queryParams?: { name: string; value?: StringMatch }[];
@@ -409,6 +410,10 @@ function readVsMatch(f: Fields, raw: unknown, field: string): RequestMatch | nul
   if (uri) out.uri = uri;
   const method = stringMatch(f, m.method, `${field}.method`);
   if (method) out.method = method;
+  const authority = stringMatch(f, m.authority, `${field}.authority`);
+  if (authority) out.authority = authority;
+  const scheme = stringMatch(f, m.scheme, `${field}.scheme`);
+  if (scheme) out.scheme = scheme;
   if (m.port !== undefined && m.port !== null) {
     if (isPort(m.port)) out.port = m.port;
     else f.problem(`${field}.port`, 'must be a port number from 1 to 65535');
@@ -544,14 +549,26 @@ function readVsRoute(
   let rewrite: RouteRewrite | undefined;
   const rw = f.object(r.rewrite, `${field}.rewrite`);
   if (rw !== undefined) {
-    unsupported(f, rw, ['uriRegexRewrite'], `${field}.rewrite`, true);
     const uri = f.string(rw.uri, `${field}.rewrite.uri`);
+    const rr = f.object(rw.uriRegexRewrite, `${field}.rewrite.uriRegexRewrite`);
+    let regexRewrite: { match: string; rewrite: string } | undefined;
+    if (rr !== undefined) {
+      const at = `${field}.rewrite.uriRegexRewrite`;
+      const match = regex(f, rr.match, `${at}.match`);
+      const to = f.string(rr.rewrite, `${at}.rewrite`);
+      if (rr.match === undefined) f.problem(`${at}.match`, 'is required');
+      if (to === undefined) f.problem(`${at}.rewrite`, 'is required');
+      if (uri !== undefined && uri !== '')
+        f.problem(at, 'a rewrite has uri or uriRegexRewrite, not both');
+      if (match !== undefined && to !== undefined) regexRewrite = { match, rewrite: to };
+    }
     const authority = f.string(rw.authority, `${field}.rewrite.authority`);
     if (uri !== undefined && uri !== '' && !uri.startsWith('/')) {
       f.problem(`${field}.rewrite.uri`, 'must start with "/"');
     }
     rewrite = {
       ...(uri === undefined || uri === '' ? {} : { prefix: uri }),
+      ...(regexRewrite === undefined ? {} : { regex: regexRewrite }),
       ...(authority === undefined || authority === '' ? {} : { authority }),
     };
     if (Object.keys(rewrite).length === 0) rewrite = undefined;

@@ -397,6 +397,29 @@ describe('rewrites as the app receives them', () => {
     expect(seen).toEqual([{ url: '/new/a?q=1', host: 'web.internal', attempt: '1' }]);
     expect((await get(client.outbound, '/other')).status).toBe(404);
   });
+
+  it('rewrites the path by a regex (uriRegexRewrite), on a Host match (authority)', async () => {
+    useMesh((s) => ({
+      ...s,
+      routes: {
+        source: { kind: 'VirtualService', namespace: 'default', name: 'web' },
+        rules: [
+          {
+            matches: [{ authority: { exact: 'web' }, uri: { prefix: '/service/' } }],
+            destinations: [{ service: 'default/web', weight: 1 }],
+            rewrite: { regex: { match: '^/service/([^/]+)(/.*)$', rewrite: '\\2/instance/\\1' } },
+          },
+        ],
+      },
+    }));
+    seen.length = 0;
+    expect((await get(client.outbound, '/service/foo/v1/api?x=1', { host: 'web' })).status).toBe(
+      200,
+    );
+    // Another Host: no rule matches.
+    expect((await get(client.outbound, '/service/foo/v1', { host: 'other' })).status).toBe(404);
+    expect(seen.map((s) => s.url)).toEqual(['/v1/api/instance/foo?x=1']);
+  });
 });
 
 describe("a route's response header operations (headers.response, ResponseHeaderModifier)", () => {

@@ -621,7 +621,10 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
       onDone,
       delayMs: delayMs > 0 ? delayMs : undefined,
       target:
-        rewrite === undefined || (rewrite.prefix === undefined && rewrite.fullPath === undefined)
+        rewrite === undefined ||
+        (rewrite.prefix === undefined &&
+          rewrite.fullPath === undefined &&
+          rewrite.regex === undefined)
           ? undefined
           : rewritePath(view.path, decision.match, rewrite),
       maxRequestsPerConnection: http?.maxRequestsPerConnection,

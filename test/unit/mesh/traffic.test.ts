@@ -436,6 +436,27 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
     expect(rules.slice(0, 3).map((r) => r.destinations)).toEqual([[], [], []]);
   });
 
+  it('reads authority and scheme matches and a uriRegexRewrite', () => {
+    const raws = reviewsMesh(
+      vs([
+        {
+          match: [{ authority: { prefix: 'reviews.' }, scheme: { exact: 'http' } }],
+          rewrite: {
+            uriRegexRewrite: { match: '^/service/([^/]+)(/.*)$', rewrite: '\\2/instance/\\1' },
+          },
+          route: [to('reviews')],
+        },
+      ]),
+    );
+    const rule = built(raws).routes?.rules[0];
+    expect(rule?.matches).toEqual([
+      { authority: { prefix: 'reviews.' }, scheme: { exact: 'http' } },
+    ]);
+    expect(rule?.rewrite).toEqual({
+      regex: { match: '^/service/([^/]+)(/.*)$', rewrite: '\\2/instance/\\1' },
+    });
+  });
+
   it("keeps a match's sourceLabels and sourceNamespace for each proxy to resolve", () => {
     const raws = reviewsMesh(
       vs([

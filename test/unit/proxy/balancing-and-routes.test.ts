@@ -11,7 +11,9 @@ import { MeshIndex } from '../../../src/agent/proxy/core/mesh-index';
 import {
   corsFor,
   DEFAULT_RETRIES,
+  matchRequest,
   redirectLocation,
+  rewritePath,
   routesForThisProxy,
   routeRequest,
   type RequestView,
@@ -599,5 +601,26 @@ describe("a match's source (sourceLabels, sourceNamespace), as each proxy resolv
   it('leaves a configuration that names no source as it is', () => {
     const plain = meshState(proxyScope('web'), reviews);
     expect(routesForThisProxy(plain)).toBe(plain);
+  });
+});
+
+describe('authority and scheme matches, and a regex rewrite of the path', () => {
+  const req = (path: string, host: string): RequestView => ({
+    method: 'GET',
+    path,
+    header: (n) => (n === 'host' ? host : null),
+  });
+
+  it('matches the Host as sent, and the scheme http of what comes through a sidecar', () => {
+    expect(matchRequest({ authority: { prefix: 'reviews' } }, req('/', 'reviews:9080'))).toBe(true);
+    expect(matchRequest({ authority: { exact: 'reviews' } }, req('/', 'reviews:9080'))).toBe(false);
+    expect(matchRequest({ scheme: { exact: 'http' } }, req('/', 'a'))).toBe(true);
+    expect(matchRequest({ scheme: { exact: 'https' } }, req('/', 'a'))).toBe(false);
+  });
+
+  it("replaces every match in the path with the rewrite's groups, keeping the query (Istio's example)", () => {
+    const rewrite = { regex: { match: '^/service/([^/]+)(/.*)$', rewrite: '\\2/instance/\\1' } };
+    expect(rewritePath('/service/foo/v1/api?x=1', null, rewrite)).toBe('/v1/api/instance/foo?x=1');
+    expect(rewritePath('/a-b-c', null, { regex: { match: '-', rewrite: '$' } })).toBe('/a$b$c');
   });
 });

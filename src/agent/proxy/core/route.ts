@@ -119,6 +119,23 @@ export function corsFor(
   return { kind: 'preflight', headers };
 }
 
+const rewriteCache = new WeakMap<object, { re: RegExp; replacement: string }>();
+
+/** Envoy's regex_rewrite: every match replaced; `\\N` in the rewrite is group N. */
+function regexRewrite(
+  r: { readonly match: string; readonly rewrite: string },
+  path: string,
+): string {
+  let c = rewriteCache.get(r);
+  if (c === undefined) {
+    // A `$` is literal in RE2's rewrite; `\\N` is JavaScript's `$N`.
+    const replacement = r.rewrite.replace(/\$/g, '$$$$').replace(/\\(\d)/g, '$$$1');
+    c = { re: new RegExp(r.match, 'gsu'), replacement };
+    rewriteCache.set(r, c);
+  }
+  return path.replace(c.re, c.replacement);
+}
+
 const namesSource = (m: RequestMatch): boolean =>
   m.sourceLabels !== undefined || m.sourceNamespace !== undefined;
 
@@ -188,6 +205,9 @@ export function matchPathPrefix(prefix: string, path: string): boolean {
 export function matchRequest(m: RequestMatch, req: RequestView, port?: number): boolean {
   if (m.port !== undefined && port !== undefined && m.port !== port) return false;
   if (m.method !== undefined && !matchString(m.method, req.method)) return false;
+  if (m.authority !== undefined && !matchString(m.authority, req.header('host') ?? ''))
+    return false;
+  if (m.scheme !== undefined && !matchString(m.scheme, 'http')) return false;
   if (m.uri !== undefined && !matchUri(m.uri, req.path)) return false;
   if (m.pathPrefix !== undefined && !matchPathPrefix(m.pathPrefix, req.path)) return false;
   if (m.headers !== undefined) {
@@ -335,6 +355,7 @@ export function rewritePath(
   const p = q === -1 ? path : path.slice(0, q);
   const query = q === -1 ? '' : path.slice(q);
   if (rewrite.fullPath !== undefined) return rewrite.fullPath + query;
+  if (rewrite.regex !== undefined) return regexRewrite(rewrite.regex, p) + query;
   if (rewrite.prefix === undefined) return path;
   const to = rewrite.prefix;
   let matched: string;
