@@ -199,6 +199,29 @@ export interface RouteRewrite {
 }
 
 /** The routes of one host (one service), in order: the first rule that matches wins. */
+/**
+ * A VirtualService's `tcp` routes for a Service: an opaque TCP connection goes to the
+ * destinations of the first rule one of whose matches it meets, by weight.
+ */
+export interface TcpRouteTable {
+  readonly source: {
+    readonly kind: 'VirtualService';
+    readonly namespace: string;
+    readonly name: string;
+  };
+  readonly rules: readonly TcpRouteRule[];
+}
+
+export interface TcpRouteRule {
+  /** Any one matches; empty: every connection. `sourceLabels`/`sourceNamespace` as for HTTP. */
+  readonly matches: readonly {
+    readonly port?: number;
+    readonly sourceLabels?: Readonly<Record<string, string>>;
+    readonly sourceNamespace?: string;
+  }[];
+  readonly destinations: readonly RouteDestination[];
+}
+
 export interface HttpRouteTable {
   /** Where the rules come from, for the config dump and logs. */
   readonly source: {
@@ -343,6 +366,7 @@ export interface MeshService {
   readonly ports: readonly ServicePort[];
   readonly endpoints: readonly Endpoint[];
   readonly routes?: HttpRouteTable;
+  readonly tcpRoutes?: TcpRouteTable;
   readonly policy?: DestinationPolicy;
 }
 

@@ -692,6 +692,7 @@ export class MeshModel {
       ports,
       endpoints,
       ...(traffic.routes === undefined ? {} : { routes: traffic.routes }),
+      ...(traffic.tcpRoutes === undefined ? {} : { tcpRoutes: traffic.tcpRoutes }),
       ...(traffic.policy === undefined ? {} : { policy: traffic.policy }),
     };
   }

@@ -12,6 +12,7 @@ import type {
   RetryPolicy,
   RouteReply,
   RouteRewrite,
+  TcpRouteRule,
   TrafficPolicy,
 } from '../api/mesh';
 
@@ -188,6 +189,7 @@ export interface VirtualServiceObject {
   /** The Services its hosts name (hosts outside the mesh's Services are left out, with a warning). */
   readonly hosts: readonly string[];
   readonly http: readonly VirtualServiceRoute[];
+  readonly tcp: readonly TcpRouteRule[];
 }
 
 export interface DestinationRuleObject {

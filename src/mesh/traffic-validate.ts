@@ -14,9 +14,11 @@ import type {
   OutlierDetectionPolicy,
   RequestMatch,
   RetryPolicy,
+  RouteDestination,
   RouteReply,
   RouteRewrite,
   StringMatch,
+  TcpRouteRule,
   TrafficPolicy,
   ConnectionPoolPolicy,
   ConsistentHash,
@@ -691,7 +693,7 @@ function readVsReply(f: Fields, r: Json, field: string): RouteReply | undefined 
 
 export function readVirtualService(raw: Json, f: Fields, meta: Meta): VirtualServiceObject {
   const spec = f.object(raw.spec, 'spec') ?? {};
-  unsupported(f, spec, ['tcp', 'tls'], 'spec', false);
+  unsupported(f, spec, ['tls'], 'spec', false);
   const hosts: string[] = [];
   const rawHosts = f.array(spec.hosts, 'spec.hosts');
   if (rawHosts.length === 0) f.problem('spec.hosts', 'needs at least one host');
@@ -722,7 +724,60 @@ export function readVirtualService(raw: Json, f: Fields, meta: Meta): VirtualSer
     const route = readVsRoute(f, r, `spec.http[${i}]`, meta.namespace);
     if (route !== null) http.push(route);
   }
-  return { kind: 'VirtualService', meta, hosts: forMesh ? hosts : [], http };
+  const tcp: TcpRouteRule[] = [];
+  for (const [i, r] of f.array(spec.tcp, 'spec.tcp').entries()) {
+    const rule = readTcpRoute(f, r, `spec.tcp[${i}]`, meta.namespace);
+    if (rule !== null) tcp.push(rule);
+  }
+  return { kind: 'VirtualService', meta, hosts: forMesh ? hosts : [], http, tcp };
+}
+
+/** A `tcp` rule: matches on the port and the calling Pod, weighted destinations. */
+function readTcpRoute(
+  f: Fields,
+  raw: unknown,
+  field: string,
+  namespace: string,
+): TcpRouteRule | null {
+  const r = f.object(raw, field);
+  if (r === undefined) return null;
+  const matches: TcpRouteRule['matches'][number][] = [];
+  const rawMatches = f.array(r.match, `${field}.match`);
+  for (const [i, item] of rawMatches.entries()) {
+    const at = `${field}.match[${i}]`;
+    const m = f.object(item, at);
+    if (m === undefined) continue;
+    unsupported(f, m, ['destinationSubnets', 'sourceSubnet'], at, true);
+    const out: { port?: number; sourceLabels?: Record<string, string>; sourceNamespace?: string } =
+      {};
+    if (m.port !== undefined && m.port !== null) {
+      if (isPort(m.port)) out.port = m.port;
+      else f.problem(`${at}.port`, 'must be a port number from 1 to 65535');
+    }
+    if (m.sourceLabels !== undefined && m.sourceLabels !== null) {
+      out.sourceLabels = f.stringMap(m.sourceLabels, `${at}.sourceLabels`);
+    }
+    const ns = f.string(m.sourceNamespace, `${at}.sourceNamespace`);
+    if (ns !== undefined && ns !== '') out.sourceNamespace = ns;
+    matches.push(out);
+  }
+  const rawRoute = f.array(r.route, `${field}.route`);
+  if (rawRoute.length === 0) f.problem(`${field}.route`, 'needs at least one destination');
+  const destinations: RouteDestination[] = [];
+  for (const [i, d] of rawRoute.entries()) {
+    const t = readDestination(f, d, `${field}.route[${i}]`, namespace, rawRoute.length === 1);
+    if (t === null) continue;
+    destinations.push({
+      service: t.service,
+      ...(t.port === undefined ? {} : { port: t.port }),
+      ...(t.subset === undefined ? {} : { subset: t.subset }),
+      weight: t.weight,
+    });
+  }
+  if (destinations.length > 1 && destinations.every((d) => d.weight === 0)) {
+    f.problem(`${field}.route`, 'the weights add up to 0: no destination can receive a connection');
+  }
+  return { matches, destinations };
 }
 
 // --- DestinationRule ---------------------------------------------------------------------------

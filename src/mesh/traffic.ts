@@ -17,6 +17,7 @@ import type {
   DestinationPolicy,
   HttpRouteRule,
   HttpRouteTable,
+  TcpRouteTable,
   RequestMatch,
   RetryPolicy,
   TrafficPolicy,
@@ -44,6 +45,7 @@ export function olderFirst(a: { readonly meta: Meta }, b: { readonly meta: Meta 
 
 export interface ServiceTraffic {
   readonly routes?: HttpRouteTable;
+  readonly tcpRoutes?: TcpRouteTable;
   readonly policy?: DestinationPolicy;
   /** The subsets of the DestinationRule used, by name, with their labels. */
   readonly subsets: readonly {
@@ -183,6 +185,7 @@ export function serviceTraffic(
   const vss = [...virtualServices].sort(olderFirst);
   const hrs = [...httpRoutes].sort(olderFirst);
   let routes: HttpRouteTable | undefined;
+  let tcpRoutes: TcpRouteTable | undefined;
   const winner = vss[0];
   if (winner !== undefined) {
     const shadowed: NonNullable<HttpRouteTable['shadowed']>[number][] = [
@@ -197,7 +200,12 @@ export function serviceTraffic(
         reason: `VirtualService ${nameKey(winner.meta)} names the same host: a VirtualService wins over an HTTPRoute`,
       })),
     ];
-    routes = virtualServiceTable(winner, shadowed);
+    // A VirtualService of `tcp` routes only leaves HTTP to the default (or to HTTPRoutes).
+    if (winner.http.length > 0) routes = virtualServiceTable(winner, shadowed);
+    else if (hrs.length > 0) routes = httpRoutesTable(serviceKey, hrs);
+    if (winner.tcp.length > 0) {
+      tcpRoutes = { source: { kind: 'VirtualService', ...ref(winner) }, rules: winner.tcp };
+    }
   } else if (hrs.length > 0) {
     routes = httpRoutesTable(serviceKey, hrs);
   }
@@ -220,6 +228,7 @@ export function serviceTraffic(
   }
   return {
     ...(routes === undefined ? {} : { routes }),
+    ...(tcpRoutes === undefined ? {} : { tcpRoutes }),
     ...(policy === undefined ? {} : { policy }),
     subsets: dr?.subsets.map((s) => ({ name: s.name, labels: s.labels })) ?? [],
   };

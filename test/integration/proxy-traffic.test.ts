@@ -754,6 +754,73 @@ describe('maxConnectionDuration over HTTP/2', () => {
   });
 });
 
+describe("a VirtualService's tcp routes through the proxy", () => {
+  const DB_IP = '10.96.0.58';
+  const servers: net.Server[] = [];
+  /** Two TCP apps that write their name and close. */
+  beforeAll(async () => {
+    for (const name of ['db-v1', 'db-v2']) {
+      const s = net.createServer((socket) => {
+        socket.on('error', () => {});
+        socket.end(name);
+      });
+      await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+      servers.push(s);
+    }
+  });
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    client.outboundTarget = destination(CLUSTER_IP, 80);
+  });
+
+  const answer = (): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const socket = net.connect(client.outbound, '127.0.0.1');
+      let got = '';
+      socket.on('data', (d: Buffer) => (got += d.toString()));
+      socket.on('close', () => resolve(got));
+      socket.on('error', reject);
+    });
+
+  it('sends connections to the destinations of the rule, by weight, another Service included', async () => {
+    const port5432 = (s: net.Server) => ({ 5432: (s.address() as AddressInfo).port });
+    const db = service(
+      'db',
+      DB_IP,
+      [port(5432, 'tcp')],
+      [endpoint('127.0.0.1', port5432(servers[0] as net.Server))],
+    );
+    const next = service(
+      'db-next',
+      '10.96.0.59',
+      [port(5432, 'tcp')],
+      [endpoint('127.0.0.1', port5432(servers[1] as net.Server))],
+    );
+    const withRoutes = (weights: [number, number]): MeshService => ({
+      ...db,
+      tcpRoutes: {
+        source: { kind: 'VirtualService', namespace: 'default', name: 'db' },
+        rules: [
+          {
+            matches: [{ port: 5432 }],
+            destinations: [
+              { service: 'default/db', weight: weights[0] },
+              { service: 'default/db-next', weight: weights[1] },
+            ],
+          },
+        ],
+      },
+    });
+    client.outboundTarget = destination(DB_IP, 5432);
+    client.sidecar.setMesh(meshState(proxyScope('client'), withRoutes([0, 100]), next));
+    expect([await answer(), await answer()]).toEqual(['db-v2', 'db-v2']);
+    client.sidecar.setMesh(meshState(proxyScope('client'), withRoutes([50, 50]), next));
+    const seenNames = new Set<string>();
+    for (let i = 0; i < 30; i++) seenNames.add(await answer());
+    expect([...seenNames].sort()).toEqual(['db-v1', 'db-v2']);
+  });
+});
+
 describe("a match on the caller's labels (sourceLabels)", () => {
   it('applies the rule in a proxy whose Pod has the labels, and not in one whose Pod has not', async () => {
     const withLabels = (labels: Record<string, string>) =>

@@ -29,6 +29,7 @@ import {
 import { ALPN, MOORING_ALPNS, offersMooring, peerSpiffeId } from './core/identity';
 import type { CircuitBreaker } from './core/circuit-breaker';
 import { DEFAULT_LOAD_BALANCER, effectivePolicy, MeshIndex, type Target } from './core/mesh-index';
+import { tcpRoute } from './core/route';
 import { encodeWorkload, MAX_PEER_LINE, PEER_LINE_PREFIX, decodeWorkload } from './core/peer';
 import { clusterName, hostPort } from './core/request-facts';
 import { sniff, type Sniffed } from './core/sniff';
@@ -469,24 +470,33 @@ export class Sidecar {
     let breaker: CircuitBreaker | undefined;
     // A DestinationRule's connectionPool.tcp, for a Service's address.
     let tcpPool: ConnectionPoolPolicy['tcp'];
+    // The Service the connection goes to: the target's, or a VirtualService's tcp route's.
+    let destination = target.service;
     if (target.kind === 'endpoint') {
       endpoint = target.endpoint;
     } else {
-      const service = index.current(target.service);
-      const policy = effectivePolicy(service, undefined, target.port.port);
+      const routed = tcpRoute(index.current(target.service), target.port.port, this.deps.random);
+      if (routed !== null && routed.service !== target.service.key) {
+        const other = index.service(routed.service);
+        if (other === null) {
+          // A destination the mesh does not know: Envoy's missing cluster.
+          this.tcpRefused(socket, target, 'NC');
+          return;
+        }
+        destination = other;
+      }
+      const service = index.current(destination);
+      const port = routed?.port ?? target.port.port;
+      const subset = routed?.subset;
+      const policy = effectivePolicy(service, subset, port);
       tcpPool = policy.connectionPool?.tcp;
-      breaker = this.outboundHttp.breaker(
-        service,
-        target.port.port,
-        undefined,
-        policy.connectionPool,
-      );
+      breaker = this.outboundHttp.breaker(service, port, subset, policy.connectionPool);
       if (breaker !== undefined && !breaker.mayConnectTcp()) {
         // Envoy's TCP proxy: beyond maxConnections a new connection is closed at once (UO).
         this.tcpRefused(socket, target, 'UO');
         return;
       }
-      const set = index.endpointSet(service, target.port.port);
+      const set = index.endpointSet(service, port, subset);
       const lb = policy.loadBalancer ?? DEFAULT_LOAD_BALANCER;
       // Consistent hashing of TCP has the source address only to hash on (Envoy's TCP proxy).
       endpoint =
@@ -494,7 +504,7 @@ export class Sidecar {
           ? pickByHash(set, hash32(socket.remoteAddress ?? ''), this.deps.random, this.deps.nowMs())
           : pickEndpoint(set, lb, this.deps.random, this.deps.nowMs());
     }
-    const edge = this.outboundHttp.edge(endpoint, target.service);
+    const edge = this.outboundHttp.edge(endpoint, destination);
     const tcpEdge = new Edge({ ...edge.labels, protocol: 'tcp' });
     if (endpoint === null) {
       this.deps.metrics.tcpOpened(tcpEdge);

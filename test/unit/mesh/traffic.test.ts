@@ -436,6 +436,48 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
     expect(rules.slice(0, 3).map((r) => r.destinations)).toEqual([[], [], []]);
   });
 
+  it('reads tcp routes by port and caller, and leaves HTTP to the default when it has no http', () => {
+    const raws = reviewsMesh(
+      vs([], {
+        tcp: [
+          {
+            match: [{ port: 9080, sourceLabels: { app: 'ratings' } }],
+            route: [
+              { destination: { host: 'reviews', subset: 'v1' }, weight: 80 },
+              {
+                destination: { host: 'reviews', subset: 'v2', port: { number: 9081 } },
+                weight: 20,
+              },
+            ],
+          },
+        ],
+      }),
+    );
+    const s = built(raws);
+    expect(s.routes).toBeUndefined();
+    expect(s.tcpRoutes).toEqual({
+      source: { kind: 'VirtualService', namespace: 'default', name: 'reviews' },
+      rules: [
+        {
+          matches: [{ port: 9080, sourceLabels: { app: 'ratings' } }],
+          destinations: [
+            { service: 'default/reviews', subset: 'v1', weight: 80 },
+            { service: 'default/reviews', subset: 'v2', port: 9081, weight: 20 },
+          ],
+        },
+      ],
+    });
+    expect(
+      problemsOf(vs([], { tcp: [{ match: [{ destinationSubnets: ['10.0.0.0/8'] }], route: [] }] })),
+    ).toEqual([
+      {
+        field: 'spec.tcp[0].match[0].destinationSubnets',
+        message: 'is not supported by Mooring yet',
+      },
+      { field: 'spec.tcp[0].route', message: 'needs at least one destination' },
+    ]);
+  });
+
   it('reads authority and scheme matches and a uriRegexRewrite', () => {
     const raws = reviewsMesh(
       vs([

@@ -15,6 +15,7 @@ import {
   redirectLocation,
   rewritePath,
   routesForThisProxy,
+  tcpRoute,
   routeRequest,
   type RequestView,
 } from '../../../src/agent/proxy/core/route';
@@ -622,5 +623,65 @@ describe('authority and scheme matches, and a regex rewrite of the path', () => 
     const rewrite = { regex: { match: '^/service/([^/]+)(/.*)$', rewrite: '\\2/instance/\\1' } };
     expect(rewritePath('/service/foo/v1/api?x=1', null, rewrite)).toBe('/v1/api/instance/foo?x=1');
     expect(rewritePath('/a-b-c', null, { regex: { match: '-', rewrite: '$' } })).toBe('/a$b$c');
+  });
+});
+
+describe("a VirtualService's tcp routes", () => {
+  const db = service('db', '10.96.0.7', [port(5432, 'tcp'), port(6432, 'tcp')], []);
+  const routed: MeshService = {
+    ...db,
+    tcpRoutes: {
+      source: { kind: 'VirtualService', namespace: 'default', name: 'db' },
+      rules: [
+        {
+          matches: [{ port: 5432 }],
+          destinations: [
+            { service: 'default/db', subset: 'v1', weight: 75 },
+            { service: 'default/db-next', weight: 25 },
+          ],
+        },
+        {
+          matches: [{ sourceNamespace: 'batch' }],
+          destinations: [{ service: 'default/db', subset: 'v2', weight: 1 }],
+        },
+      ],
+    },
+  };
+
+  it('sends a connection by the first rule its port meets, by weight', () => {
+    const random = seeded(3);
+    let next = 0;
+    for (let i = 0; i < 4000; i++) {
+      if (tcpRoute(routed, 5432, random)?.service === 'default/db-next') next++;
+    }
+    expect(Math.abs(next / 4000 - 0.25)).toBeLessThan(0.03);
+    // 6432 meets no port match; the caller rule is not resolved yet (no proxy took it): none.
+    expect(
+      tcpRoute(
+        {
+          ...routed,
+          tcpRoutes: { ...routed.tcpRoutes!, rules: routed.tcpRoutes!.rules.slice(0, 1) },
+        },
+        6432,
+        random,
+      ),
+    ).toBeNull();
+    expect(tcpRoute(db, 5432, random)).toBeNull();
+  });
+
+  it("resolves a caller's conditions in each proxy, as for HTTP", () => {
+    const inBatch = routesForThisProxy(
+      meshState(
+        proxyScope('job', (p) => ({ ...p, pod: { ...p.pod, namespace: 'batch' } })),
+        routed,
+      ),
+    );
+    expect(tcpRoute(inBatch.services.get('default/db')!, 6432, Math.random)).toEqual({
+      service: 'default/db',
+      subset: 'v2',
+      weight: 1,
+    });
+    const elsewhere = routesForThisProxy(meshState(proxyScope('web'), routed));
+    expect(elsewhere.services.get('default/db')?.tcpRoutes?.rules).toHaveLength(1);
   });
 });

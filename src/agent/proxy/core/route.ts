@@ -12,10 +12,12 @@ import type {
   HttpRouteTable,
   MeshService,
   RequestMatch,
+  RouteDestination,
   RouteReply,
   RetryPolicy,
   RouteRewrite,
   StringMatch,
+  TcpRouteTable,
 } from '../../../api/mesh';
 import type { Random } from './endpoints';
 
@@ -136,37 +138,100 @@ function regexRewrite(
   return path.replace(c.re, c.replacement);
 }
 
-const namesSource = (m: RequestMatch): boolean =>
+/**
+ * Where a VirtualService's `tcp` routes send a connection to `port` of `service`: the first rule
+ * one of whose matches it meets, a destination drawn by weight. null: no table, or no rule.
+ */
+export function tcpRoute(
+  service: MeshService,
+  port: number,
+  random: Random,
+): RouteDestination | null {
+  const rules = service.tcpRoutes?.rules;
+  if (rules === undefined) return null;
+  for (const rule of rules) {
+    if (
+      rule.matches.length > 0 &&
+      !rule.matches.some((m) => m.port === undefined || m.port === port)
+    )
+      continue;
+    return drawDestination(rule.destinations, random);
+  }
+  return null;
+}
+
+/** One of `destinations` by weight (the only one whatever its weight). */
+function drawDestination(
+  destinations: readonly RouteDestination[],
+  random: Random,
+): RouteDestination | null {
+  if (destinations.length <= 1) return destinations[0] ?? null;
+  let total = 0;
+  for (const d of destinations) total += d.weight;
+  if (total <= 0) return null;
+  let draw = random() * total;
+  for (const d of destinations) {
+    draw -= d.weight;
+    if (draw < 0) return d;
+  }
+  return destinations[destinations.length - 1] ?? null;
+}
+
+type SourceCondition = {
+  readonly sourceLabels?: Readonly<Record<string, string>>;
+  readonly sourceNamespace?: string;
+};
+
+const namesSource = (m: SourceCondition): boolean =>
   m.sourceLabels !== undefined || m.sourceNamespace !== undefined;
 
+/** `rules` with each match that names a source kept without it when `meets` it, else dropped; a
+ * rule left without matches is dropped. null: no match of them names a source. */
+function resolveSources<R extends { readonly matches: readonly SourceCondition[] }>(
+  rules: readonly R[],
+  meets: (m: SourceCondition) => boolean,
+): R[] | null {
+  if (!rules.some((r) => r.matches.some(namesSource))) return null;
+  const out: R[] = [];
+  for (const rule of rules) {
+    if (!rule.matches.some(namesSource)) {
+      out.push(rule);
+      continue;
+    }
+    const matches = rule.matches.filter(meets).map((m) => {
+      const { sourceLabels: _l, sourceNamespace: _n, ...rest } = m;
+      return rest;
+    });
+    if (matches.length > 0) out.push({ ...rule, matches });
+  }
+  return out;
+}
+
 /**
- * The mesh as this proxy routes it: a match naming a source (`sourceLabels`, `sourceNamespace`)
- * is kept, without those conditions, when this proxy's own Pod meets them, and dropped otherwise;
- * a rule whose matches are all dropped goes too. The same state when no match names a source.
+ * The mesh as this proxy routes it: a match naming a source (`sourceLabels`, `sourceNamespace`),
+ * HTTP or TCP, is kept, without those conditions, when this proxy's own Pod meets them, and
+ * dropped otherwise; a rule whose matches are all dropped goes too. The same state when no match
+ * names a source.
  */
 export function routesForThisProxy(state: MeshState): MeshState {
   let services: Map<string, MeshService> | null = null;
   const own = state.proxy;
-  const meets = (m: RequestMatch): boolean =>
+  const meets = (m: SourceCondition): boolean =>
     (m.sourceNamespace === undefined || m.sourceNamespace === own.pod.namespace) &&
     Object.entries(m.sourceLabels ?? {}).every(([k, v]) => own.labels?.[k] === v);
   for (const [key, service] of state.services) {
-    const table = service.routes;
-    if (table === undefined || !table.rules.some((r) => r.matches.some(namesSource))) continue;
-    const rules: HttpRouteRule[] = [];
-    for (const rule of table.rules) {
-      if (!rule.matches.some(namesSource)) {
-        rules.push(rule);
-        continue;
-      }
-      const matches = rule.matches.filter(meets).map((m) => {
-        const { sourceLabels: _l, sourceNamespace: _n, ...rest } = m;
-        return rest;
-      });
-      if (matches.length > 0) rules.push({ ...rule, matches });
-    }
+    const http = service.routes === undefined ? null : resolveSources(service.routes.rules, meets);
+    const tcp =
+      service.tcpRoutes === undefined ? null : resolveSources(service.tcpRoutes.rules, meets);
+    if (http === null && tcp === null) continue;
     services ??= new Map(state.services);
-    services.set(key, { ...service, routes: { ...table, rules } });
+    services.set(key, {
+      ...service,
+      ...(http === null ? {} : { routes: { ...(service.routes as HttpRouteTable), rules: http } }),
+      ...(tcp === null
+        ? {}
+        : { tcpRoutes: { ...(service.tcpRoutes as TcpRouteTable), rules: tcp } }),
+    });
   }
   return services === null ? state : { ...state, services };
 }
