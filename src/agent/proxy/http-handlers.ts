@@ -11,6 +11,7 @@ import type {
   ConsistentHash,
   HeaderOperations,
   MeshService,
+  TrafficPolicy,
   WorkloadInfo,
 } from '../../api/mesh';
 import { CircuitBreaker, clusterKey, NO_LIMIT, poolLimits } from './core/circuit-breaker';
@@ -18,6 +19,7 @@ import {
   hash32,
   pickByHash,
   pickEndpoint,
+  type EndpointSet,
   type Random,
   type UpstreamEndpoint,
 } from './core/endpoints';
@@ -404,6 +406,36 @@ export function hashKey(
   return { value: made, setCookie: ['set-cookie', attributes.join('; ')] };
 }
 
+/**
+ * How a request's endpoint is picked from `set` (a retry passes the endpoints it tried): by the
+ * policy's balancer, or by its consistent hash when the request has the value to hash (and the
+ * cookie to set on the answer when one was made for it).
+ */
+function endpointPicker(
+  set: EndpointSet,
+  policy: TrafficPolicy,
+  view: RequestView,
+  source: string,
+  random: Random,
+  nowMs: () => number,
+): {
+  pick: (tried: ReadonlySet<UpstreamEndpoint>) => UpstreamEndpoint | null;
+  setCookie?: readonly [string, string];
+} {
+  const lb = policy.loadBalancer ?? DEFAULT_LOAD_BALANCER;
+  const balanced = (tried: ReadonlySet<UpstreamEndpoint>): UpstreamEndpoint | null =>
+    pickEndpoint(set, lb, random, nowMs(), tried.size === 0 ? null : tried);
+  if (policy.consistentHash === undefined) return { pick: balanced };
+  const key = hashKey(policy.consistentHash, view, source, random);
+  const cookie = key.setCookie === undefined ? {} : { setCookie: key.setCookie };
+  if (key.value === null) return { pick: balanced, ...cookie };
+  const hash = hash32(key.value);
+  return {
+    pick: (tried) => pickByHash(set, hash, random, nowMs(), tried.size === 0 ? null : tried),
+    ...cookie,
+  };
+}
+
 /** A cookie's value in a Cookie header (quotes taken off), or null. */
 function cookieValue(header: string | null, name: string): string | null {
   if (header === null) return null;
@@ -537,7 +569,6 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
         : 0;
     const set = index.endpointSet(decision.service, decision.port, decision.subset);
     const policy = effectivePolicy(decision.service, decision.subset, decision.port);
-    const lb = policy.loadBalancer ?? DEFAULT_LOAD_BALANCER;
     const now = this.ctx.nowMs();
     const budget = this.budget(decision.service.key);
     budget.request(now);
@@ -583,16 +614,8 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
       if (answer?.kind === 'preflight') return localReply(200, '', [], answer.headers);
       if (answer !== null) responseHeaders = withLines(responseHeaders, answer.headers, true);
     }
-    let pick = (tried: ReadonlySet<UpstreamEndpoint>): UpstreamEndpoint | null =>
-      pickEndpoint(set, lb, random, nowMs(), tried.size === 0 ? null : tried);
-    if (policy.consistentHash !== undefined) {
-      const key = hashKey(policy.consistentHash, view, info.source, random);
-      if (key.setCookie !== undefined) responseHeaders = withLines(responseHeaders, key.setCookie);
-      if (key.value !== null) {
-        const hash = hash32(key.value);
-        pick = (tried) => pickByHash(set, hash, random, nowMs(), tried.size === 0 ? null : tried);
-      }
-    }
+    const { pick, setCookie } = endpointPicker(set, policy, view, info.source, random, nowMs);
+    if (setCookie !== undefined) responseHeaders = withLines(responseHeaders, setCookie);
     return forwardPlan({
       pick,
       alpn,

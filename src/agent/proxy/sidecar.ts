@@ -14,6 +14,7 @@ import tls from 'node:tls';
 import {
   meshConfigDump,
   type ConnectionPoolPolicy,
+  type MeshService,
   type MeshState,
   type Protocol,
   type WorkloadInfo,
@@ -28,7 +29,13 @@ import {
 } from './core/endpoints';
 import { ALPN, MOORING_ALPNS, offersMooring, peerSpiffeId } from './core/identity';
 import type { CircuitBreaker } from './core/circuit-breaker';
-import { DEFAULT_LOAD_BALANCER, effectivePolicy, MeshIndex, type Target } from './core/mesh-index';
+import {
+  DEFAULT_LOAD_BALANCER,
+  effectivePolicy,
+  MeshIndex,
+  type ServiceTarget,
+  type Target,
+} from './core/mesh-index';
 import { tcpRoute } from './core/route';
 import { encodeWorkload, MAX_PEER_LINE, PEER_LINE_PREFIX, decodeWorkload } from './core/peer';
 import { clusterName, hostPort } from './core/request-facts';
@@ -464,6 +471,23 @@ export class Sidecar {
     );
   }
 
+  /**
+   * Where an opaque TCP connection to a Service goes: the Service port itself, or the destination
+   * a VirtualService's tcp route draws (another port, a subset, another Service). null: a route to
+   * a Service this configuration does not have.
+   */
+  private tcpCluster(
+    index: MeshIndex,
+    target: ServiceTarget,
+  ): { service: MeshService; port: number; subset: string | undefined } | null {
+    const own = index.current(target.service);
+    const routed = tcpRoute(own, target.port.port, this.deps.random);
+    if (routed === null) return { service: own, port: target.port.port, subset: undefined };
+    const service = routed.service === own.key ? own : index.service(routed.service);
+    if (service === null) return null;
+    return { service, port: routed.port ?? target.port.port, subset: routed.subset };
+  }
+
   private outboundTcp(socket: net.Socket, target: Target, first: Buffer | null): void {
     const index = this.index as MeshIndex;
     let endpoint: UpstreamEndpoint | null;
@@ -475,19 +499,14 @@ export class Sidecar {
     if (target.kind === 'endpoint') {
       endpoint = target.endpoint;
     } else {
-      const routed = tcpRoute(index.current(target.service), target.port.port, this.deps.random);
-      if (routed !== null && routed.service !== target.service.key) {
-        const other = index.service(routed.service);
-        if (other === null) {
-          // A destination the mesh does not know: Envoy's missing cluster.
-          this.tcpRefused(socket, target, 'NC');
-          return;
-        }
-        destination = other;
+      const cluster = this.tcpCluster(index, target);
+      if (cluster === null) {
+        // A tcp route to a Service the mesh does not know: Envoy's missing cluster.
+        this.tcpRefused(socket, target, 'NC');
+        return;
       }
-      const service = index.current(destination);
-      const port = routed?.port ?? target.port.port;
-      const subset = routed?.subset;
+      const { service, port, subset } = cluster;
+      destination = service;
       const policy = effectivePolicy(service, subset, port);
       tcpPool = policy.connectionPool?.tcp;
       breaker = this.outboundHttp.breaker(service, port, subset, policy.connectionPool);
