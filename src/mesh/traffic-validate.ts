@@ -382,6 +382,26 @@ function readFault(f: Fields, raw: unknown, field: string): FaultPolicy | undefi
   return out;
 }
 
+/** A VirtualService match's `port`, `sourceLabels` and `sourceNamespace` (HTTP and tcp alike). */
+function readPortAndSource(
+  f: Fields,
+  m: Json,
+  field: string,
+): { port?: number; sourceLabels?: Record<string, string>; sourceNamespace?: string } {
+  const out: { port?: number; sourceLabels?: Record<string, string>; sourceNamespace?: string } =
+    {};
+  if (m.port !== undefined && m.port !== null) {
+    if (isPort(m.port)) out.port = m.port;
+    else f.problem(`${field}.port`, 'must be a port number from 1 to 65535');
+  }
+  if (m.sourceLabels !== undefined && m.sourceLabels !== null) {
+    out.sourceLabels = f.stringMap(m.sourceLabels, `${field}.sourceLabels`);
+  }
+  const namespace = f.string(m.sourceNamespace, `${field}.sourceNamespace`);
+  if (namespace !== undefined && namespace !== '') out.sourceNamespace = namespace;
+  return out;
+}
+
 function readVsMatch(f: Fields, raw: unknown, field: string): RequestMatch | null {
   const m = f.object(raw, field);
   if (m === undefined) return null;
@@ -402,12 +422,7 @@ function readVsMatch(f: Fields, raw: unknown, field: string): RequestMatch | nul
     sourceLabels?: Record<string, string>;
     sourceNamespace?: string;
   } = {};
-  if (m.sourceLabels !== undefined && m.sourceLabels !== null) {
-    out.sourceLabels = f.stringMap(m.sourceLabels, `${field}.sourceLabels`);
-  }
-  const sourceNamespace = f.string(m.sourceNamespace, `${field}.sourceNamespace`);
-  if (sourceNamespace !== undefined && sourceNamespace !== '')
-    out.sourceNamespace = sourceNamespace;
+  Object.assign(out, readPortAndSource(f, m, field));
   const uri = stringMatch(f, m.uri, `${field}.uri`);
   if (uri) out.uri = uri;
   const method = stringMatch(f, m.method, `${field}.method`);
@@ -416,10 +431,6 @@ function readVsMatch(f: Fields, raw: unknown, field: string): RequestMatch | nul
   if (authority) out.authority = authority;
   const scheme = stringMatch(f, m.scheme, `${field}.scheme`);
   if (scheme) out.scheme = scheme;
-  if (m.port !== undefined && m.port !== null) {
-    if (isPort(m.port)) out.port = m.port;
-    else f.problem(`${field}.port`, 'must be a port number from 1 to 65535');
-  }
   const headers: HeaderMatch[] = [];
   for (const [key, invert] of [
     ['headers', false],
@@ -748,18 +759,7 @@ function readTcpRoute(
     const m = f.object(item, at);
     if (m === undefined) continue;
     unsupported(f, m, ['destinationSubnets', 'sourceSubnet'], at, true);
-    const out: { port?: number; sourceLabels?: Record<string, string>; sourceNamespace?: string } =
-      {};
-    if (m.port !== undefined && m.port !== null) {
-      if (isPort(m.port)) out.port = m.port;
-      else f.problem(`${at}.port`, 'must be a port number from 1 to 65535');
-    }
-    if (m.sourceLabels !== undefined && m.sourceLabels !== null) {
-      out.sourceLabels = f.stringMap(m.sourceLabels, `${at}.sourceLabels`);
-    }
-    const ns = f.string(m.sourceNamespace, `${at}.sourceNamespace`);
-    if (ns !== undefined && ns !== '') out.sourceNamespace = ns;
-    matches.push(out);
+    matches.push(readPortAndSource(f, m, at));
   }
   const rawRoute = f.array(r.route, `${field}.route`);
   if (rawRoute.length === 0) f.problem(`${field}.route`, 'needs at least one destination');
