@@ -113,7 +113,15 @@ export interface RetryPolicy {
 
 export interface FaultPolicy {
   readonly delay?: { readonly fixedDelayMs: number; readonly percent: number };
-  readonly abort?: { readonly httpStatus: number; readonly percent: number };
+  /**
+   * With `grpcStatus` (Istio's `abort.grpcStatus`), a gRPC request gets that status in a
+   * trailers-only answer, any other the HTTP status gRPC maps it to (`httpStatus`).
+   */
+  readonly abort?: {
+    readonly httpStatus: number;
+    readonly percent: number;
+    readonly grpcStatus?: number;
+  };
 }
 
 export interface HeaderOperations {

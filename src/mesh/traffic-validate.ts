@@ -347,6 +347,32 @@ function readRetries(
   };
 }
 
+/** gRPC's status codes by number, as Istio names them in `abort.grpcStatus`. */
+const GRPC_CODES: readonly string[] = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+];
+
+/** The HTTP status of each gRPC status, by number (Envoy's grpcToHttpStatus). */
+const GRPC_TO_HTTP: readonly number[] = [
+  200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401,
+];
+
 function readFault(f: Fields, raw: unknown, field: string): FaultPolicy | undefined {
   const fault = f.object(raw, field);
   if (fault === undefined) return undefined;
@@ -363,17 +389,31 @@ function readFault(f: Fields, raw: unknown, field: string): FaultPolicy | undefi
   }
   const abort = f.object(fault.abort, `${field}.abort`);
   if (abort !== undefined) {
-    unsupported(f, abort, ['grpcStatus', 'http2Error'], `${field}.abort`, true);
-    const status = f.number(abort.httpStatus, `${field}.abort.httpStatus`, {
-      min: 200,
-      max: 599,
-      integer: true,
-    });
-    if (abort.httpStatus === undefined && abort.grpcStatus === undefined) {
-      f.problem(`${field}.abort.httpStatus`, 'is required');
-    }
+    unsupported(f, abort, ['http2Error'], `${field}.abort`, true);
     const percent = percentage(f, abort, `${field}.abort`);
-    if (status !== undefined) out.abort = { httpStatus: status, percent };
+    if (abort.grpcStatus !== undefined && abort.grpcStatus !== null) {
+      if (abort.httpStatus !== undefined) {
+        f.problem(`${field}.abort`, 'has httpStatus or grpcStatus, not both');
+      }
+      const name = f.string(abort.grpcStatus, `${field}.abort.grpcStatus`);
+      const code = name === undefined ? undefined : GRPC_CODES.indexOf(name);
+      if (code === -1) {
+        f.problem(
+          `${field}.abort.grpcStatus`,
+          `${JSON.stringify(name)} is not a gRPC status (${GRPC_CODES.join(', ')})`,
+        );
+      } else if (code !== undefined) {
+        out.abort = { httpStatus: GRPC_TO_HTTP[code] ?? 500, percent, grpcStatus: code };
+      }
+    } else {
+      const status = f.number(abort.httpStatus, `${field}.abort.httpStatus`, {
+        min: 200,
+        max: 599,
+        integer: true,
+      });
+      if (abort.httpStatus === undefined) f.problem(`${field}.abort.httpStatus`, 'is required');
+      if (status !== undefined) out.abort = { httpStatus: status, percent };
+    }
   }
   if (out.delay === undefined && out.abort === undefined) {
     if (delay === undefined && abort === undefined) f.problem(field, 'needs delay or abort');

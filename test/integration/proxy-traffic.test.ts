@@ -725,6 +725,45 @@ describe("a route's CORS policy through the proxy (corsPolicy)", () => {
   });
 });
 
+describe('a fault that aborts with a gRPC status (abort.grpcStatus)', () => {
+  it('answers a gRPC request trailers-only with that status, and an HTTP/1.1 one with its HTTP status', async () => {
+    useMesh((s) => ({
+      ...s,
+      routes: {
+        source: { kind: 'VirtualService', namespace: 'default', name: 'web' },
+        rules: [
+          {
+            matches: [],
+            destinations: [{ service: 'default/web', weight: 1 }],
+            fault: { abort: { httpStatus: 503, percent: 100, grpcStatus: 14 } },
+          },
+        ],
+      },
+    }));
+    const session = http2.connect(`http://127.0.0.1:${client.outbound}`);
+    try {
+      const headers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+        const req = session.request({
+          ':path': '/pkg.Svc/Call',
+          ':method': 'POST',
+          ':authority': 'web',
+          'content-type': 'application/grpc',
+        });
+        req.on('response', (h) => {
+          req.resume();
+          req.on('end', () => resolve(h));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect([headers[':status'], headers['grpc-status']]).toEqual([200, '14']);
+    } finally {
+      session.close();
+    }
+    expect((await get(client.outbound, '/plain')).status).toBe(503);
+  });
+});
+
 describe('maxConnectionDuration over HTTP/2', () => {
   it('opens a new session for the streams that come once the session is older than it', async () => {
     const H2_IP = '10.96.0.57';

@@ -561,7 +561,9 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
     // Fault injection, as Envoy's fault filter: the abort first, then the delay.
     const fault = decision.fault;
     if (fault?.abort !== undefined && random() * 100 < fault.abort.percent) {
-      return localReply(fault.abort.httpStatus, 'fault filter abort', ['FI']);
+      const reply = localReply(fault.abort.httpStatus, 'fault filter abort', ['FI']);
+      const grpcStatus = fault.abort.grpcStatus;
+      return grpcStatus === undefined ? reply : { ...reply, grpcStatus };
     }
     const delayMs =
       fault?.delay !== undefined && random() * 100 < fault.delay.percent

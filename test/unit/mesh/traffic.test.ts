@@ -355,6 +355,20 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
     expect(rules[1]?.timeoutMs).toBeUndefined();
   });
 
+  it('reads an abort with a gRPC status, and the HTTP status gRPC maps it to for other clients', () => {
+    const raws = reviewsMesh(
+      vs([
+        {
+          route: [to('reviews')],
+          fault: { abort: { grpcStatus: 'UNAVAILABLE', percentage: { value: 50 } } },
+        },
+      ]),
+    );
+    expect(built(raws).routes?.rules[0]?.fault).toEqual({
+      abort: { httpStatus: 503, percent: 50, grpcStatus: 14 },
+    });
+  });
+
   it('reads a fault: a delay and an abort, each for a percentage (100 when absent)', () => {
     const raws = reviewsMesh(
       vs([
@@ -1065,6 +1079,12 @@ describe('bad objects: the field and what is wrong', () => {
       vs([{ route: [to('reviews')], fault: { abort: { httpStatus: 99 } } }]),
       'spec.http[0].fault.abort.httpStatus',
       /from 200 to 599/,
+    ],
+    [
+      'an abort with a gRPC status that does not exist',
+      vs([{ route: [to('reviews')], fault: { abort: { grpcStatus: 'BROKEN' } } }]),
+      'spec.http[0].fault.abort.grpcStatus',
+      /"BROKEN" is not a gRPC status/,
     ],
     [
       'a fault percentage over 100',

@@ -40,6 +40,8 @@ export interface LocalReply {
   readonly body: string;
   readonly flags: ResponseFlag[];
   readonly headers?: readonly string[];
+  /** For a gRPC request: this status (else one made from `status`). */
+  readonly grpcStatus?: number;
 }
 
 /** How one request is sent. The handler makes it from the head; the exchange runs it. */

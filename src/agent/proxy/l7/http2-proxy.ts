@@ -291,7 +291,7 @@ class H2Exchange {
     down.on('error', () => {});
     if (plan.kind === 'local') {
       this.flags.push(...plan.flags);
-      this.localReply(plan.status, plan.body, plan.headers);
+      this.localReply(plan.status, plan.body, plan.headers, plan.grpcStatus);
       return;
     }
     this.policy?.begin(
@@ -544,7 +544,12 @@ class H2Exchange {
   }
 
   /** Envoy's local replies; for gRPC, the status in a trailers-only answer (UNAVAILABLE, ...). */
-  private localReply(status: number, text: string, headers?: readonly string[]): void {
+  private localReply(
+    status: number,
+    text: string,
+    headers?: readonly string[],
+    grpcStatus?: number,
+  ): void {
     if (this.done) return;
     this.status = status;
     if (!this.down.destroyed && !this.down.headersSent) {
@@ -552,7 +557,14 @@ class H2Exchange {
       const lines = headers ?? [];
       for (let i = 0; i + 1 < lines.length; i += 2) extra[lines[i] as string] = lines[i + 1];
       if (this.grpc) {
-        this.grpcStatus = status === 504 ? '4' : status === 404 ? '12' : '14';
+        this.grpcStatus =
+          grpcStatus !== undefined
+            ? String(grpcStatus)
+            : status === 504
+              ? '4'
+              : status === 404
+                ? '12'
+                : '14';
         this.down.respond(
           {
             ':status': 200,
