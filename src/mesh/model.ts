@@ -286,7 +286,8 @@ export class MeshModel {
       virtualServiceFor: (key) => {
         const vss = this.trafficObjects('VirtualService', key, this.virtualServices);
         const oldest = vss.sort(olderFirst)[0];
-        return oldest === undefined ? null : nameKey(oldest.meta);
+        // One with `tcp` routes only leaves HTTP to the routes (serviceTraffic).
+        return oldest === undefined || oldest.http.length === 0 ? null : nameKey(oldest.meta);
       },
     };
   }

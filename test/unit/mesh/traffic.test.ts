@@ -619,6 +619,24 @@ describe('conflicting objects: which one wins', () => {
     ]);
   });
 
+  it('a VirtualService with tcp routes only leaves HTTP to the HTTPRoutes, in the model and in their status', () => {
+    const raws = reviewsMesh(
+      createdAt('2026-01-01T00:00:00Z')(
+        vs([], { tcp: [{ route: [{ destination: { host: 'reviews' } }] }] }),
+      ),
+      createdAt('2026-06-01T00:00:00Z')(
+        httpRoute('route', [{ backendRefs: [{ name: 'reviews', port: 9080 }] }]),
+      ),
+    );
+    const model = modelOf(raws);
+    expect(model.service('default/reviews')?.service.routes?.source).toEqual({
+      kind: 'HTTPRoute',
+      namespace: 'default',
+      name: 'route',
+    });
+    expect(model.routeFacts().virtualServiceFor('default/reviews')).toBeNull();
+  });
+
   it('of two DestinationRules for one host, the older one is used', () => {
     const raws = reviewsMesh(
       createdAt('2026-06-01T00:00:00Z')(
