@@ -9,6 +9,7 @@ import net, { type AddressInfo, type Socket } from 'node:net';
 import type {
   ConnectionPoolPolicy,
   HttpRouteRule,
+  RequestMatch,
   MeshService,
   ServicePort,
 } from '../../src/api/mesh';
@@ -73,21 +74,24 @@ function useMesh(mods: (s: MeshService) => MeshService): void {
 }
 
 /** A VirtualService of one rule: `/old/...` to web itself, with `more` (its rewrite...). */
-const rewriteOld =
-  (more: Partial<HttpRouteRule>) =>
+/** The service's VirtualService (named after it) with these rules. */
+const vsRules =
+  (...rules: HttpRouteRule[]) =>
   (s: MeshService): MeshService => ({
     ...s,
-    routes: {
-      source: { kind: 'VirtualService', namespace: 'default', name: 'web' },
-      rules: [
-        {
-          matches: [{ uri: { prefix: '/old/' } }],
-          destinations: [{ service: 'default/web', weight: 1 }],
-          ...more,
-        },
-      ],
-    },
+    routes: { source: { kind: 'VirtualService', namespace: 'default', name: s.name }, rules },
   });
+
+/** A rule of `matches` (every request when none) to web itself, with `more`. */
+const toWeb = (more: Partial<HttpRouteRule> = {}, ...matches: RequestMatch[]): HttpRouteRule => ({
+  matches,
+  destinations: [{ service: 'default/web', weight: 1 }],
+  ...more,
+});
+
+/** A VirtualService of one rule: `/old/...` to web itself, with `more` (its rewrite...). */
+const rewriteOld = (more: Partial<HttpRouteRule>): ((s: MeshService) => MeshService) =>
+  vsRules(toWeb(more, { uri: { prefix: '/old/' } }));
 
 const withPool =
   (connectionPool: ConnectionPoolPolicy) =>
@@ -121,9 +125,10 @@ function h2Ask(
   session: http2.ClientHttp2Session,
   path: string,
   authority = 'h2',
+  extra: http2.OutgoingHttpHeaders = {},
 ): Promise<http2.IncomingHttpHeaders> {
   return new Promise((resolve, reject) => {
-    const req = session.request({ ':path': path, ':authority': authority });
+    const req = session.request({ ':path': path, ':authority': authority, ...extra });
     req.on('response', (h) => {
       req.resume();
       req.on('end', () => resolve(h));
@@ -399,19 +404,14 @@ describe('rewrites as the app receives them', () => {
   });
 
   it('rewrites the path by a regex (uriRegexRewrite), on a Host match (authority)', async () => {
-    useMesh((s) => ({
-      ...s,
-      routes: {
-        source: { kind: 'VirtualService', namespace: 'default', name: 'web' },
-        rules: [
-          {
-            matches: [{ authority: { exact: 'web' }, uri: { prefix: '/service/' } }],
-            destinations: [{ service: 'default/web', weight: 1 }],
-            rewrite: { regex: { match: '^/service/([^/]+)(/.*)$', rewrite: '\\2/instance/\\1' } },
-          },
-        ],
-      },
-    }));
+    useMesh(
+      vsRules(
+        toWeb(
+          { rewrite: { regex: { match: '^/service/([^/]+)(/.*)$', rewrite: '\\2/instance/\\1' } } },
+          { authority: { exact: 'web' }, uri: { prefix: '/service/' } },
+        ),
+      ),
+    );
     seen.length = 0;
     expect((await get(client.outbound, '/service/foo/v1/api?x=1', { host: 'web' })).status).toBe(
       200,
@@ -512,25 +512,19 @@ describe("a route's response header operations (headers.response, ResponseHeader
 });
 
 describe('routes the proxy answers itself (redirect, directResponse, RequestRedirect)', () => {
-  const replies = (s: MeshService): MeshService => ({
-    ...s,
-    routes: {
-      source: { kind: 'VirtualService', namespace: 'default', name: 'web' },
-      rules: [
-        {
-          matches: [{ uri: { prefix: '/old' } }],
-          destinations: [],
-          reply: { kind: 'redirect', status: 301, port: 'request', path: { fullPath: '/new' } },
-        },
-        {
-          matches: [{ uri: { exact: '/gone' } }],
-          destinations: [],
-          reply: { kind: 'direct', status: 410, body: 'gone for good' },
-        },
-        { matches: [], destinations: [{ service: 'default/web', weight: 1 }] },
-      ],
+  const replies = vsRules(
+    {
+      matches: [{ uri: { prefix: '/old' } }],
+      destinations: [],
+      reply: { kind: 'redirect', status: 301, port: 'request', path: { fullPath: '/new' } },
     },
-  });
+    {
+      matches: [{ uri: { exact: '/gone' } }],
+      destinations: [],
+      reply: { kind: 'direct', status: 410, body: 'gone for good' },
+    },
+    toWeb(),
+  );
 
   it('answers a redirect with its Location and a direct response with its body, the app seeing neither; both counted, with no flag', async () => {
     useMesh(replies);
@@ -645,26 +639,18 @@ describe('consistent hashing through the proxy (DestinationRule consistentHash)'
 });
 
 describe("a route's CORS policy through the proxy (corsPolicy)", () => {
-  const withCors = (s: MeshService): MeshService => ({
-    ...s,
-    routes: {
-      source: { kind: 'VirtualService', namespace: 'default', name: 'web' },
-      rules: [
-        {
-          matches: [],
-          destinations: [{ service: 'default/web', weight: 1 }],
-          cors: {
-            allowOrigins: [{ exact: 'https://shop.example' }],
-            allowMethods: ['GET', 'PUT'],
-            allowHeaders: ['x-token'],
-            exposeHeaders: [],
-            maxAgeSeconds: 600,
-            allowCredentials: false,
-          },
-        },
-      ],
-    },
-  });
+  const withCors = vsRules(
+    toWeb({
+      cors: {
+        allowOrigins: [{ exact: 'https://shop.example' }],
+        allowMethods: ['GET', 'PUT'],
+        allowHeaders: ['x-token'],
+        exposeHeaders: [],
+        maxAgeSeconds: 600,
+        allowCredentials: false,
+      },
+    }),
+  );
   /** The app allows every origin itself: the route's policy replaces that. */
   const appCors = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
     res.setHeader('access-control-allow-origin', '*');
@@ -727,34 +713,14 @@ describe("a route's CORS policy through the proxy (corsPolicy)", () => {
 
 describe('a fault that aborts with a gRPC status (abort.grpcStatus)', () => {
   it('answers a gRPC request trailers-only with that status, and an HTTP/1.1 one with its HTTP status', async () => {
-    useMesh((s) => ({
-      ...s,
-      routes: {
-        source: { kind: 'VirtualService', namespace: 'default', name: 'web' },
-        rules: [
-          {
-            matches: [],
-            destinations: [{ service: 'default/web', weight: 1 }],
-            fault: { abort: { httpStatus: 503, percent: 100, grpcStatus: 14 } },
-          },
-        ],
-      },
-    }));
+    useMesh(
+      vsRules(toWeb({ fault: { abort: { httpStatus: 503, percent: 100, grpcStatus: 14 } } })),
+    );
     const session = http2.connect(`http://127.0.0.1:${client.outbound}`);
     try {
-      const headers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
-        const req = session.request({
-          ':path': '/pkg.Svc/Call',
-          ':method': 'POST',
-          ':authority': 'web',
-          'content-type': 'application/grpc',
-        });
-        req.on('response', (h) => {
-          req.resume();
-          req.on('end', () => resolve(h));
-        });
-        req.on('error', reject);
-        req.end();
+      const headers = await h2Ask(session, '/pkg.Svc/Call', 'web', {
+        ':method': 'POST',
+        'content-type': 'application/grpc',
       });
       expect([headers[':status'], headers['grpc-status']]).toEqual([200, '14']);
     } finally {
