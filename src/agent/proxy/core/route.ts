@@ -160,7 +160,8 @@ export function tcpRoute(
   return null;
 }
 
-/** One of `destinations` by weight (the only one whatever its weight). */
+/** One of `destinations` by weight (the only one whatever its weight); null: none, or weights
+ * that add up to 0. HTTP and tcp routes alike. */
 function drawDestination(
   destinations: readonly RouteDestination[],
   random: Random,
@@ -513,23 +514,10 @@ export function routeRequest(
   if (found === null) return null;
   const { rule, match } = found;
   if (rule.reply !== undefined) return { kind: 'reply', rule, match, reply: rule.reply };
-  let total = 0;
-  for (const d of rule.destinations) total += d.weight;
-  if (rule.destinations.length === 0 || (rule.destinations.length > 1 && total <= 0)) {
+  const chosen = drawDestination(rule.destinations, random);
+  if (chosen === null) {
     return { kind: 'failure', status: 500, reason: 'no backend: the weights add up to 0', rule };
   }
-  let chosen = rule.destinations[0];
-  if (rule.destinations.length > 1) {
-    let draw = random() * total;
-    for (const d of rule.destinations) {
-      draw -= d.weight;
-      if (draw < 0) {
-        chosen = d;
-        break;
-      }
-    }
-  }
-  if (chosen === undefined) return null;
   const dest = chosen.service === service.key ? service : lookupService(chosen.service);
   if (dest === null) {
     return {
