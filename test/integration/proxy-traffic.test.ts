@@ -824,6 +824,30 @@ describe("a VirtualService's tcp routes through the proxy", () => {
     for (let i = 0; i < 30; i++) seenNames.add(await answer());
     expect([...seenNames].sort()).toEqual(['db-v1', 'db-v2']);
   });
+
+  it('closes at once a connection whose route names a Service the mesh does not have (NC)', async () => {
+    const db = service('db', DB_IP, [port(5432, 'tcp')], []);
+    client.outboundTarget = destination(DB_IP, 5432);
+    client.sidecar.setMesh(
+      withSettings(
+        meshState(proxyScope('client'), {
+          ...db,
+          tcpRoutes: {
+            source: { kind: 'VirtualService', namespace: 'default', name: 'db' },
+            rules: [{ matches: [], destinations: [{ service: 'default/nowhere', weight: 1 }] }],
+          },
+        }),
+        { accessLog: true },
+      ),
+    );
+    accessLog.length = 0;
+    expect(await answer()).toBe('');
+    // (A line of the previous test's last connection may come in too.)
+    const refused = accessLog
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.response_flags !== '-');
+    expect(refused).toEqual([expect.objectContaining({ protocol: 'TCP', response_flags: 'NC' })]);
+  });
 });
 
 describe("a match on the caller's labels (sourceLabels)", () => {
