@@ -395,6 +395,16 @@ describe('the telemetry of a proxy', () => {
   });
 });
 
+describe('the clock of spans and access log lines', () => {
+  afterEach(() => jest.restoreAllMocks());
+
+  it('is the wall clock, not the monotonic clock, which drifts from it when the wall clock is set', () => {
+    const set = Date.now() + 3_600_000;
+    jest.spyOn(Date, 'now').mockReturnValue(set);
+    expect(new ProxyTelemetry().nowMs()).toBe(set);
+  });
+});
+
 describe('ids', () => {
   it('are hex of the right length and do not repeat', () => {
     const ids = new RandomIds();

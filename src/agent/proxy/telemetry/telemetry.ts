@@ -38,7 +38,7 @@ export interface TelemetryDeps {
   readonly ids?: IdSource;
   /** Uniform in [0, 1): the sampling decision. */
   readonly random?: () => number;
-  /** Wall clock in milliseconds (fractions welcome). */
+  /** Wall clock in milliseconds: the start of a span or of an access log line (default: Date.now). */
   readonly nowMs?: () => number;
   /** Where access log lines go; default: stdout (fd 1), never blocking. */
   readonly accessLog?: { write(line: string): void; readonly dropped: number };
@@ -95,7 +95,9 @@ export class ProxyTelemetry {
   constructor(private readonly deps: TelemetryDeps = {}) {
     this.ids = deps.ids ?? new RandomIds();
     this.random = deps.random ?? Math.random;
-    this.nowMs = deps.nowMs ?? (() => performance.timeOrigin + performance.now());
+    // The system's wall clock, read each time: the monotonic clock (performance.now) drifts from it
+    // when the wall clock is stepped or slewed, which put start times seconds in the past.
+    this.nowMs = deps.nowMs ?? Date.now;
     this.log = deps.accessLog ?? new LineSink(1);
   }
 
