@@ -1395,3 +1395,56 @@ describe("idle client connections (Envoy's idle_timeout, 1 hour by default; 400 
     expect(upgraded[0]?.destroyed).toBe(true);
   }, 15_000);
 });
+
+describe('a client that ends its side in the middle of a request body', () => {
+  it("has its request given up at once (DC), the app's connection cut, instead of a wait for an answer that cannot come", async () => {
+    const IP = '10.96.0.64';
+    let appClosed: (complete: boolean) => void = () => {};
+    const cut = new Promise<boolean>((resolve) => (appClosed = resolve));
+    const waiting = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end('whole'));
+      req.socket.on('close', () => appClosed(req.complete));
+    });
+    await new Promise<void>((resolve) => waiting.listen(0, '127.0.0.1', resolve));
+    try {
+      client.outboundTarget = destination(IP, 80);
+      client.sidecar.setMesh(
+        withSettings(
+          meshState(
+            proxyScope('client'),
+            service(
+              'waiting',
+              IP,
+              [port(80, 'http')],
+              [endpoint('127.0.0.1', { 80: (waiting.address() as AddressInfo).port })],
+            ),
+          ),
+          { accessLog: true },
+        ),
+      );
+      accessLog.length = 0;
+      const socket = net.connect(client.outbound, '127.0.0.1');
+      socket.on('error', () => {});
+      let answer = '';
+      socket.on('data', (d: Buffer) => (answer += d.toString()));
+      const closed = new Promise((r) => socket.on('close', r));
+      socket.write('POST /upload HTTP/1.1\r\nHost: waiting\r\nContent-Length: 1000\r\n\r\n');
+      socket.write('x'.repeat(300));
+      await new Promise((r) => setTimeout(r, 100));
+      // Half-closed: the 700 bytes still owed can never come.
+      socket.end();
+      expect(await cut).toBe(false);
+      await closed;
+      expect(answer).toBe('');
+      const lines = accessLog.map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines).toEqual([
+        expect.objectContaining({ path: '/upload', response_code: 0, response_flags: 'DC' }),
+      ]);
+    } finally {
+      waiting.closeAllConnections();
+      await new Promise((r) => waiting.close(r));
+      client.outboundTarget = destination(CLUSTER_IP, 80);
+    }
+  });
+});

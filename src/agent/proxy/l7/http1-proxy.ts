@@ -193,7 +193,10 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
     try {
       this.parser.finish();
     } catch {
-      // A request cut in the middle: the exchange learns it from 'close'.
+      // A request cut in the middle of its body cannot come whole: it is given up (flag DC),
+      // as Envoy resets it, instead of waiting for an answer to a request nobody can finish.
+      this.exchange?.downstreamClosed();
+      return;
     }
     if (this.exchange === null) this.socket.end();
   }
