@@ -186,6 +186,23 @@ export interface HttpRouteRule {
   readonly cors?: CorsPolicy;
   /** Path and authority rewrite, after the match and before the request leaves. */
   readonly rewrite?: RouteRewrite;
+  /** Copies of the request sent to these destinations too, their answers dropped. */
+  readonly mirrors?: readonly RouteMirror[];
+}
+
+/**
+ * Istio's `mirror` / `mirrors` and Gateway API's `RequestMirror`: a share of a rule's requests is
+ * also sent, fire and forget, to another destination (Envoy's request mirror policy: the copy's
+ * `Host` / `:authority` gets `-shadow` after its host name).
+ */
+export interface RouteMirror {
+  /** The Service's key, `<namespace>/<name>`. */
+  readonly service: string;
+  /** The service port; absent: the port the request came in on. */
+  readonly port?: number;
+  readonly subset?: string;
+  /** The share of requests copied, 0 to 100 (fractions allowed). */
+  readonly percent: number;
 }
 
 /**

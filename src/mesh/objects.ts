@@ -10,6 +10,7 @@ import type {
   MtlsMode,
   RequestMatch,
   RetryPolicy,
+  RouteMirror,
   RouteReply,
   RouteRewrite,
   TcpRouteRule,
@@ -181,6 +182,7 @@ export interface VirtualServiceRoute {
   readonly rewrite?: RouteRewrite;
   readonly reply?: RouteReply;
   readonly cors?: CorsPolicy;
+  readonly mirrors?: readonly RouteMirror[];
 }
 
 export interface VirtualServiceObject {
@@ -229,6 +231,8 @@ export interface HttpRouteRuleSpec {
   readonly responseHeaders?: HeaderOperations;
   readonly rewrite?: RouteRewrite;
   readonly reply?: RouteReply;
+  /** `RequestMirror` filters. */
+  readonly mirrors?: readonly RouteMirror[];
 }
 
 export interface HttpRouteObject {

@@ -1,7 +1,7 @@
 // Raw VirtualService, DestinationRule and HTTPRoute objects into the checked forms of objects.ts,
 // with Istio's and the Gateway API's defaults. Every problem names its field
 // (`spec.http[0].route[1].weight`). What Mooring does not implement yet is a problem when
-// ignoring it would route requests differently from what the object says (a mirror, a delegate),
+// ignoring it would route requests differently from what the object says (a delegate),
 // and a warning when it only drops a refinement (`unmatchedPreflights`, `tcpKeepalive`).
 // Pure: no I/O.
 
@@ -15,6 +15,7 @@ import type {
   RequestMatch,
   RetryPolicy,
   RouteDestination,
+  RouteMirror,
   RouteReply,
   RouteRewrite,
   StringMatch,
@@ -157,13 +158,17 @@ export function serviceKeyOfHost(host: string, namespace: string): string | null
   return null;
 }
 
+/** A fault's `percentage`, or its deprecated integer `percent`; neither: 100. */
 function percentage(f: Fields, obj: Json, field: string): number {
-  const p = f.object(obj.percentage, `${field}.percentage`);
-  if (p !== undefined) {
-    return f.number(p.value, `${field}.percentage.value`, { min: 0, max: 100 }) ?? 100;
-  }
-  // The deprecated integer `percent`.
-  return f.number(obj.percent, `${field}.percent`, { min: 0, max: 100, integer: true }) ?? 100;
+  const legacy = f.number(obj.percent, `${field}.percent`, { min: 0, max: 100, integer: true });
+  return percentValue(f, obj.percentage, `${field}.percentage`, legacy ?? 100);
+}
+
+/** Istio's `Percent` (`{value}`, 0 to 100); absent: `absent`. */
+function percentValue(f: Fields, raw: unknown, field: string, absent: number): number {
+  const p = f.object(raw, field);
+  if (p === undefined) return absent;
+  return f.number(p.value, `${field}.value`, { min: 0, max: 100 }) ?? absent;
 }
 
 /** Headers that frame the message or the connection: the proxy writes them, a route cannot. */
@@ -505,43 +510,91 @@ function readDestination(
 ): RouteTarget | null {
   const d = f.object(raw, field);
   if (d === undefined) return null;
-  const dest = f.object(d.destination, `${field}.destination`);
-  if (dest === undefined) {
-    f.problem(`${field}.destination`, 'is required');
-    return null;
-  }
-  const host = f.string(dest.host, `${field}.destination.host`);
-  if (host === undefined || host === '') {
-    f.problem(`${field}.destination.host`, 'is required');
-    return null;
-  }
-  const service = serviceKeyOfHost(host, namespace);
-  if (service === null) {
-    f.problem(
-      `${field}.destination.host`,
-      `${JSON.stringify(host)} is not a Kubernetes Service (name, name.namespace or name.namespace.svc.<domain>): Mooring routes to Services only`,
-    );
-    return null;
-  }
-  let port: number | undefined;
-  const p = f.object(dest.port, `${field}.destination.port`);
-  if (p !== undefined) {
-    if (isPort(p.number)) port = p.number;
-    else f.problem(`${field}.destination.port.number`, 'must be a port number from 1 to 65535');
-  }
-  const subset = f.string(dest.subset, `${field}.destination.subset`);
+  const dest = readServiceDestination(f, d.destination, `${field}.destination`, namespace);
+  if (dest === null) return null;
   // One destination takes every request whatever its weight (Istio); among several, an absent
   // weight is 0.
   const weight =
     f.number(d.weight, `${field}.weight`, { min: 0, integer: true }) ?? (single ? 100 : 0);
   unsupported(f, d, ['headers'], field, false);
+  return { ...dest, weight: single ? Math.max(weight, 1) : weight };
+}
+
+/** Istio's `Destination` (host, subset, port), its host a Service of the mesh. */
+function readServiceDestination(
+  f: Fields,
+  raw: unknown,
+  field: string,
+  namespace: string,
+): Omit<RouteTarget, 'weight'> | null {
+  if (raw === undefined || raw === null) {
+    f.problem(field, 'is required');
+    return null;
+  }
+  const dest = f.object(raw, field);
+  if (dest === undefined) return null;
+  const host = f.string(dest.host, `${field}.host`);
+  if (host === undefined || host === '') {
+    f.problem(`${field}.host`, 'is required');
+    return null;
+  }
+  const service = serviceKeyOfHost(host, namespace);
+  if (service === null) {
+    f.problem(
+      `${field}.host`,
+      `${JSON.stringify(host)} is not a Kubernetes Service (name, name.namespace or name.namespace.svc.<domain>): Mooring routes to Services only`,
+    );
+    return null;
+  }
+  let port: number | undefined;
+  const p = f.object(dest.port, `${field}.port`);
+  if (p !== undefined) {
+    if (isPort(p.number)) port = p.number;
+    else f.problem(`${field}.port.number`, 'must be a port number from 1 to 65535');
+  }
+  const subset = f.string(dest.subset, `${field}.subset`);
   return {
     service,
     host,
     ...(port === undefined ? {} : { port }),
     ...(subset === undefined || subset === '' ? {} : { subset }),
-    weight: single ? Math.max(weight, 1) : weight,
   };
+}
+
+/**
+ * A rule's `mirror` (with `mirrorPercentage`, or the older `mirrorPercent`) or `mirrors`; absent
+ * percentages are 100 (Istio).
+ */
+function readVsMirrors(f: Fields, r: Json, field: string, namespace: string): RouteMirror[] {
+  const out: RouteMirror[] = [];
+  const given = (key: string): boolean => r[key] !== undefined && r[key] !== null;
+  const one = given('mirror');
+  const many = f.array(r.mirrors, `${field}.mirrors`);
+  if (one && many.length > 0) f.problem(field, 'a rule has mirror or mirrors, not both');
+  for (const key of ['mirrorPercentage', 'mirrorPercent']) {
+    if (!one && given(key)) f.warn(`${field}.${key}`, 'has no effect without mirror: ignored');
+  }
+  const toMirror = (dest: Omit<RouteTarget, 'weight'>, percent: number): RouteMirror => ({
+    service: dest.service,
+    ...(dest.port === undefined ? {} : { port: dest.port }),
+    ...(dest.subset === undefined ? {} : { subset: dest.subset }),
+    percent,
+  });
+  if (one) {
+    const dest = readServiceDestination(f, r.mirror, `${field}.mirror`, namespace);
+    const legacy = f.number(r.mirrorPercent, `${field}.mirrorPercent`, { min: 0, max: 100 });
+    const percent = percentValue(f, r.mirrorPercentage, `${field}.mirrorPercentage`, legacy ?? 100);
+    if (dest !== null) out.push(toMirror(dest, percent));
+  }
+  for (const [i, m] of many.entries()) {
+    const at = `${field}.mirrors[${i}]`;
+    const policy = f.object(m, at);
+    if (policy === undefined) continue;
+    const dest = readServiceDestination(f, policy.destination, `${at}.destination`, namespace);
+    const percent = percentValue(f, policy.percentage, `${at}.percentage`, 100);
+    if (dest !== null) out.push(toMirror(dest, percent));
+  }
+  return out;
 }
 
 function readVsRoute(
@@ -552,8 +605,7 @@ function readVsRoute(
 ): VirtualServiceRoute | null {
   const r = f.object(raw, field);
   if (r === undefined) return null;
-  unsupported(f, r, ['delegate', 'mirror', 'mirrors'], field, true);
-  unsupported(f, r, ['mirrorPercentage'], field, false);
+  unsupported(f, r, ['delegate'], field, true);
   const name = f.string(r.name, `${field}.name`);
   const rawMatches = f.array(r.match, `${field}.match`);
   const matches: RequestMatch[] = [];
@@ -568,6 +620,7 @@ function readVsRoute(
   const rawRoute = f.array(r.route, `${field}.route`);
   const reply = readVsReply(f, r, field);
   const cors = readCors(f, r.corsPolicy, `${field}.corsPolicy`);
+  const mirrors = readVsMirrors(f, r, field, namespace);
   if (reply !== undefined && rawRoute.length > 0) {
     f.problem(
       field,
@@ -638,6 +691,7 @@ function readVsRoute(
     ...(rewrite === undefined ? {} : { rewrite }),
     ...(reply === undefined ? {} : { reply }),
     ...(cors === undefined ? {} : { cors }),
+    ...(mirrors.length === 0 ? {} : { mirrors }),
   };
 }
 
@@ -1220,6 +1274,7 @@ interface GatewayFilters {
   responseHeaders?: HeaderOperations;
   rewrite?: RouteRewrite;
   reply?: RouteReply;
+  mirrors?: RouteMirror[];
 }
 
 /** Gateway API's HTTPPathModifier (URLRewrite's and RequestRedirect's `path`). */
@@ -1267,7 +1322,49 @@ function gatewayRedirect(f: Fields, raw: unknown, field: string): RouteReply {
   };
 }
 
-function readFilters(f: Fields, raw: unknown, field: string): GatewayFilters {
+/**
+ * Gateway API's RequestMirror filter: a Service backend (its port required), `percent` or
+ * `fraction` of the requests (all when neither).
+ */
+function gatewayMirror(
+  f: Fields,
+  raw: unknown,
+  field: string,
+  namespace: string,
+): RouteMirror | null {
+  const m = f.object(raw, field);
+  if (m === undefined) {
+    f.problem(field, 'is required');
+    return null;
+  }
+  const backend = gatewayBackend(f, m.backendRef, `${field}.backendRef`, namespace);
+  if (
+    m.percent !== undefined &&
+    m.percent !== null &&
+    m.fraction !== undefined &&
+    m.fraction !== null
+  ) {
+    f.problem(field, 'has percent or fraction, not both');
+  }
+  let percent = f.number(m.percent, `${field}.percent`, { min: 0, max: 100, integer: true });
+  const fr = f.object(m.fraction, `${field}.fraction`);
+  if (fr !== undefined) {
+    const numerator = f.number(fr.numerator, `${field}.fraction.numerator`, {
+      min: 0,
+      integer: true,
+    });
+    const denominator =
+      f.number(fr.denominator, `${field}.fraction.denominator`, { min: 1, integer: true }) ?? 100;
+    if (numerator === undefined) f.problem(`${field}.fraction.numerator`, 'is required');
+    else if (numerator > denominator) {
+      f.problem(`${field}.fraction`, 'numerator must not be greater than denominator');
+    } else percent = (100 * numerator) / denominator;
+  }
+  if (backend === null) return null;
+  return { service: backend.service, port: backend.port, percent: percent ?? 100 };
+}
+
+function readFilters(f: Fields, raw: unknown, field: string, namespace: string): GatewayFilters {
   const out: GatewayFilters = {};
   for (const [i, item] of f.array(raw, field).entries()) {
     const filter = f.object(item, `${field}[${i}]`);
@@ -1288,10 +1385,14 @@ function readFilters(f: Fields, raw: unknown, field: string): GatewayFilters {
       if (hostname !== undefined) rewrite.authority = hostname;
       Object.assign(rewrite, gatewayPath(f, u.path, `${field}[${i}].urlRewrite.path`));
       out.rewrite = rewrite;
+    } else if (type === 'RequestMirror') {
+      const at = `${field}[${i}].requestMirror`;
+      const mirror = gatewayMirror(f, filter.requestMirror, at, namespace);
+      if (mirror !== null) (out.mirrors ??= []).push(mirror);
     } else {
       f.problem(
         `${field}[${i}].type`,
-        `${JSON.stringify(type)} is not supported by Mooring yet (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect and URLRewrite are)`,
+        `${JSON.stringify(type)} is not supported by Mooring yet (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite and RequestMirror are)`,
       );
     }
   }
@@ -1299,6 +1400,41 @@ function readFilters(f: Fields, raw: unknown, field: string): GatewayFilters {
     f.problem(field, 'RequestRedirect and URLRewrite cannot be in one rule');
   }
   return out;
+}
+
+/** A Gateway API BackendObjectReference to a Service, with its port (required for a Service). */
+function gatewayBackend(
+  f: Fields,
+  raw: unknown,
+  field: string,
+  namespace: string,
+): { service: string; port: number } | null {
+  if (raw === undefined || raw === null) {
+    f.problem(field, 'is required');
+    return null;
+  }
+  const ref = f.object(raw, field);
+  if (ref === undefined) return null;
+  const group = f.string(ref.group, `${field}.group`) ?? '';
+  const kind = f.string(ref.kind, `${field}.kind`) ?? 'Service';
+  if (!(CORE_GROUPS.includes(group) && kind === 'Service')) {
+    f.problem(
+      `${field}.kind`,
+      `only Services are supported as backends, not ${group === '' ? '' : `${group}/`}${kind}`,
+    );
+    return null;
+  }
+  const name = f.string(ref.name, `${field}.name`);
+  if (name === undefined || name === '') {
+    f.problem(`${field}.name`, 'is required');
+    return null;
+  }
+  const ns = f.string(ref.namespace, `${field}.namespace`) || namespace;
+  if (!isPort(ref.port)) {
+    f.problem(`${field}.port`, 'is required for a Service backend (a port number from 1 to 65535)');
+    return null;
+  }
+  return { service: `${ns}/${name}`, port: ref.port };
 }
 
 export function readHttpRoute(raw: Json, f: Fields, meta: Meta): HttpRouteObject {
@@ -1349,32 +1485,12 @@ export function readHttpRoute(raw: Json, f: Fields, meta: Meta): HttpRouteObject
       const bt = `${at}.backendRefs[${j}]`;
       const ref = f.object(b, bt);
       if (ref === undefined) continue;
-      const group = f.string(ref.group, `${bt}.group`) ?? '';
-      const kind = f.string(ref.kind, `${bt}.kind`) ?? 'Service';
-      if (!(CORE_GROUPS.includes(group) && kind === 'Service')) {
-        f.problem(
-          `${bt}.kind`,
-          `only Services are supported as backends, not ${group === '' ? '' : `${group}/`}${kind}`,
-        );
-        continue;
-      }
       if (ref.filters !== undefined) f.problem(`${bt}.filters`, 'is not supported by Mooring yet');
-      const bname = f.string(ref.name, `${bt}.name`);
-      if (bname === undefined || bname === '') {
-        f.problem(`${bt}.name`, 'is required');
-        continue;
-      }
-      const ns = f.string(ref.namespace, `${bt}.namespace`) || meta.namespace;
-      if (!isPort(ref.port)) {
-        f.problem(
-          `${bt}.port`,
-          'is required for a Service backend (a port number from 1 to 65535)',
-        );
-        continue;
-      }
+      const backend = gatewayBackend(f, ref, bt, meta.namespace);
+      if (backend === null) continue;
       const weight =
         f.number(ref.weight, `${bt}.weight`, { min: 0, max: 1_000_000, integer: true }) ?? 1;
-      backends.push({ service: `${ns}/${bname}`, port: ref.port, weight });
+      backends.push({ ...backend, weight });
     }
     const timeouts = f.object(rule.timeouts, `${at}.timeouts`) ?? {};
     const timeoutMs = duration(f, timeouts.request, `${at}.timeouts.request`);
@@ -1404,7 +1520,7 @@ export function readHttpRoute(raw: Json, f: Fields, meta: Meta): HttpRouteObject
       };
     }
     unsupported(f, rule, ['sessionPersistence'], at, false);
-    const filters = readFilters(f, rule.filters, `${at}.filters`);
+    const filters = readFilters(f, rule.filters, `${at}.filters`, meta.namespace);
     const redirectPath = filters.reply?.kind === 'redirect' ? filters.reply.path : undefined;
     if (
       (filters.rewrite?.prefix !== undefined || redirectPath?.prefix !== undefined) &&

@@ -80,6 +80,7 @@ function virtualServiceTable(
     ...(r.rewrite === undefined ? {} : { rewrite: r.rewrite }),
     ...(r.reply === undefined ? {} : { reply: r.reply }),
     ...(r.cors === undefined ? {} : { cors: r.cors }),
+    ...(r.mirrors === undefined ? {} : { mirrors: r.mirrors }),
   }));
   return {
     source: { kind: 'VirtualService', ...ref(vs) },
@@ -163,6 +164,7 @@ function httpRoutesTable(serviceKey: string, routes: readonly HttpRouteObject[])
       ...(rule.responseHeaders === undefined ? {} : { responseHeaders: rule.responseHeaders }),
       ...(rule.rewrite === undefined ? {} : { rewrite: rule.rewrite }),
       ...(rule.reply === undefined ? {} : { reply: rule.reply }),
+      ...(rule.mirrors === undefined ? {} : { mirrors: rule.mirrors }),
     };
   });
   const first = routes[0] as HttpRouteObject;

@@ -1448,3 +1448,257 @@ describe('a client that ends its side in the middle of a request body', () => {
     }
   });
 });
+
+describe('mirrors (mirror, mirrors, RequestMirror) through the proxy', () => {
+  const ORDERS_IP = '10.96.0.63';
+  const SHADOW_IP = '10.96.0.60';
+  const H2_IP = '10.96.0.61';
+  const H2_SHADOW_IP = '10.96.0.62';
+  /** What a mirror's app received: one entry per request, once it ended or was cut. */
+  interface Copy {
+    method: string;
+    path: string;
+    host: string;
+    body: Buffer;
+    complete: boolean;
+    xfcc: string | undefined;
+  }
+  const copies: Copy[] = [];
+  /** The mirror's answers, held until the test lets them go. */
+  const held: (() => void)[] = [];
+  let shadowApp: http.Server;
+  let ordersApp: http.Server;
+  let shadowSide: LoopbackSidecar;
+  let h2Main: http2.Http2Server;
+  let h2Shadow: http2.Http2Server;
+  const h2Sessions: http2.ServerHttp2Session[] = [];
+
+  /** orders: an app that answers once it has read the whole request. */
+  const orders = (): MeshService =>
+    service(
+      'orders',
+      ORDERS_IP,
+      [port(80, 'http')],
+      [endpoint('127.0.0.1', { 80: (ordersApp.address() as AddressInfo).port })],
+    );
+  /** web-v2: the shadow app behind its own sidecar (mutual TLS from the client's). */
+  const webV2 = (): MeshService =>
+    service(
+      'web-v2',
+      SHADOW_IP,
+      [port(80, 'http')],
+      [endpoint('127.0.0.1', { 80: shadowSide.inbound }, meshedAs('shadow'))],
+    );
+  const h2Service = (name: string, ip: string, server: http2.Http2Server): MeshService =>
+    service(
+      name,
+      ip,
+      [port(80, 'http2')],
+      [endpoint('127.0.0.1', { 80: (server.address() as AddressInfo).port })],
+    );
+
+  beforeAll(async () => {
+    ordersApp = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    });
+    await new Promise<void>((resolve) => ordersApp.listen(0, '127.0.0.1', resolve));
+    shadowApp = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      let recorded = false;
+      const record = (): void => {
+        if (recorded) return;
+        recorded = true;
+        copies.push({
+          method: req.method ?? '',
+          path: req.url ?? '',
+          host: req.headers.host ?? '',
+          body: Buffer.concat(chunks),
+          complete: req.complete,
+          xfcc: req.headers['x-forwarded-client-cert'] as string | undefined,
+        });
+      };
+      req.on('close', record);
+      // (A request cut in its body shows as its connection's close.)
+      req.socket.on('close', record);
+      req.on('end', () => held.push(() => res.end('from the mirror')));
+    });
+    await new Promise<void>((resolve) => shadowApp.listen(0, '127.0.0.1', resolve));
+    shadowSide = await startSidecar('shadow');
+    shadowSide.inboundTarget = destination('127.0.0.1', (shadowApp.address() as AddressInfo).port);
+    shadowSide.sidecar.setMesh(meshState(proxyScope('shadow')));
+    h2Main = http2.createServer();
+    h2Main.on('stream', (stream) => {
+      stream.resume();
+      stream.on('end', () => {
+        stream.respond({ ':status': 200 });
+        stream.end('h2 main');
+      });
+    });
+    h2Shadow = http2.createServer();
+    h2Shadow.on('stream', (stream, headers) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        copies.push({
+          method: String(headers[':method']),
+          path: String(headers[':path']),
+          host: String(headers[':authority']),
+          body: Buffer.concat(chunks),
+          complete: true,
+          xfcc: undefined,
+        });
+        held.push(() => {
+          if (!stream.destroyed) stream.respond({ ':status': 500 });
+          stream.end();
+        });
+      });
+    });
+    for (const s of [h2Main, h2Shadow]) {
+      s.on('session', (session: http2.ServerHttp2Session) => h2Sessions.push(session));
+      await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    }
+  });
+
+  afterEach(() => {
+    for (const release of held.splice(0)) release();
+    copies.length = 0;
+  });
+
+  afterAll(async () => {
+    await shadowSide.close();
+    for (const server of [shadowApp, ordersApp]) {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+    // The client's sidecar keeps its sessions to them open.
+    for (const session of h2Sessions) session.destroy();
+    await Promise.all([h2Main, h2Shadow].map((s) => new Promise((r) => s.close(r))));
+    client.outboundTarget = destination(CLUSTER_IP, 80);
+  });
+
+  /** The client's mesh: orders' rules mirror `/none/...` at 0% and the rest at 100% to web-v2. */
+  function mirrored(): void {
+    const toOrders = (percent: number, ...matches: RequestMatch[]): HttpRouteRule => ({
+      matches,
+      destinations: [{ service: 'default/orders', weight: 1 }],
+      mirrors: [{ service: 'default/web-v2', percent }],
+    });
+    client.outboundTarget = destination(ORDERS_IP, 80);
+    client.sidecar.setMesh(
+      meshState(
+        proxyScope('client'),
+        vsRules(toOrders(0, { uri: { prefix: '/none/' } }), toOrders(100))(orders()),
+        webV2(),
+      ),
+    );
+  }
+
+  /** Copies received so far once `n` are there (the copies go on after the answers). */
+  async function copiesWhen(n: number): Promise<Copy[]> {
+    for (let i = 0; i < 200 && copies.length < n; i++) await new Promise((r) => setTimeout(r, 20));
+    return [...copies];
+  }
+
+  /** A POST with `body` in two chunks (chunked framing): the status and text of the answer. */
+  function post(path: string, body: Buffer): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        { host: '127.0.0.1', port: client.outbound, path, method: 'POST', agent: false },
+        (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        },
+      );
+      req.setHeader('host', 'server');
+      req.on('error', reject);
+      req.write(body.subarray(0, 1000));
+      setTimeout(() => req.end(body.subarray(1000)), 20);
+    });
+  }
+
+  it('copies an HTTP/1.1 request, body and all, to the mirror over mutual TLS, with the -shadow host, and answers without waiting for the copy', async () => {
+    mirrored();
+    // Past the 64 KiB kept for a retry: the copy is fed as the body comes.
+    const body = Buffer.alloc(100 * 1024, 'mirror body ');
+    const answer = await post('/orders/7?x=1', body);
+    // The mirror's answer is still held: the client's came from orders.
+    expect(answer).toEqual({ status: 200, text: 'ok' });
+    const [copy, ...more] = await copiesWhen(1);
+    expect(more).toEqual([]);
+    expect(copy).toMatchObject({
+      method: 'POST',
+      path: '/orders/7?x=1',
+      host: 'server-shadow',
+      complete: true,
+      xfcc: expect.stringContaining(`URI=spiffe://cluster.local/ns/default/sa/client`),
+    });
+    expect(copy?.body.equals(body)).toBe(true);
+  });
+
+  it('copies only the share of requests its percentage gives (0%: none)', async () => {
+    mirrored();
+    for (let i = 0; i < 5; i++) expect((await get(client.outbound, `/none/${i}`)).status).toBe(200);
+    expect((await get(client.outbound, '/marker')).status).toBe(200);
+    const seenCopies = await copiesWhen(1);
+    await new Promise((r) => setTimeout(r, 100));
+    expect([...seenCopies, ...copies.slice(seenCopies.length)].map((c) => c.path)).toEqual([
+      '/marker',
+    ]);
+  });
+
+  it('drops the copy of a request that does not come whole (the client went away)', async () => {
+    mirrored();
+    const socket = net.connect(client.outbound, '127.0.0.1');
+    socket.on('error', () => {});
+    await new Promise((r) => socket.once('connect', r));
+    socket.write('POST /cut HTTP/1.1\r\nHost: server\r\nContent-Length: 1000\r\n\r\n');
+    socket.write('x'.repeat(400));
+    await new Promise((r) => setTimeout(r, 200));
+    socket.destroy();
+    const [copy] = await copiesWhen(1);
+    expect(copy).toMatchObject({ path: '/cut', complete: false });
+    expect(copy?.body.length).toBeLessThan(1000);
+  });
+
+  it('copies an HTTP/2 request to an HTTP/2 mirror, its :authority with -shadow', async () => {
+    client.outboundTarget = destination(H2_IP, 80);
+    client.sidecar.setMesh(
+      meshState(
+        proxyScope('client'),
+        vsRules({
+          matches: [],
+          destinations: [{ service: 'default/h2', weight: 1 }],
+          mirrors: [{ service: 'default/h2-v2', percent: 100 }],
+        })(h2Service('h2', H2_IP, h2Main)),
+        h2Service('h2-v2', H2_SHADOW_IP, h2Shadow),
+      ),
+    );
+    const session = http2.connect(`http://127.0.0.1:${client.outbound}`);
+    try {
+      const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = session.request({
+          ':method': 'PUT',
+          ':path': '/items/3',
+          ':authority': 'h2:80',
+        });
+        let text = '';
+        req.on('response', (h) =>
+          req.on('end', () => resolve({ status: Number(h[':status']), text })),
+        );
+        req.on('data', (d: Buffer) => (text += d.toString()));
+        req.on('error', reject);
+        req.write('first,');
+        setTimeout(() => req.end('second'), 20);
+      });
+      expect(answer).toEqual({ status: 200, text: 'h2 main' });
+      const [copy] = await copiesWhen(1);
+      expect(copy).toMatchObject({ method: 'PUT', path: '/items/3', host: 'h2-shadow:80' });
+      expect(copy?.body.toString()).toBe('first,second');
+    } finally {
+      session.close();
+    }
+  });
+});

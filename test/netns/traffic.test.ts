@@ -252,6 +252,28 @@ describe('routing', () => {
   });
 });
 
+describe('mirroring', () => {
+  it('answers every request from v1 and sends a copy of each to v2 (mirror.yaml as written)', async () => {
+    rig.removeMesh('example-dark-launch.yaml');
+    applyExample('mirror.yaml');
+    await routesApplied('reviews', 'reviews-mirror');
+    const [v1Before, v2Before] = [await received('reviews-v1'), await received('reviews-v2')];
+    const got = await load(`http://${REVIEWS_IP}/`, 30);
+    expect(got.byVersion).toEqual({ v1: 30 });
+    // The copies are sent beside the requests, not before their answers: they may come later.
+    await rig.waitFor(
+      '30 copies received by reviews-v2',
+      async () => {
+        return (await received('reviews-v2')) - v2Before >= 30;
+      },
+      10_000,
+    );
+    expect((await received('reviews-v2')) - v2Before).toBe(30);
+    expect((await received('reviews-v1')) - v1Before).toBe(30);
+    rig.removeMesh('example-mirror.yaml');
+  });
+});
+
 describe('resiliency', () => {
   beforeAll(async () => {
     await setHealth('flaky', false);

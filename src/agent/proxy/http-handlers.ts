@@ -11,6 +11,7 @@ import type {
   ConsistentHash,
   HeaderOperations,
   MeshService,
+  RouteMirror,
   TrafficPolicy,
   WorkloadInfo,
 } from '../../api/mesh';
@@ -66,6 +67,7 @@ import {
   type LocalReply,
 } from './l7/http1-proxy';
 import type { H2Handler, H2Record } from './l7/http2-proxy';
+import type { MirrorTarget } from './l7/mirror';
 import type { UpstreamConnection } from './l7/pool';
 import { Edge, UNKNOWN, UNKNOWN_PEER, type IstioMetrics, type PeerLabels } from './metrics';
 import type { ProxyTelemetry } from './telemetry/telemetry';
@@ -616,6 +618,10 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
       if (answer?.kind === 'preflight') return localReply(200, '', [], answer.headers);
       if (answer !== null) responseHeaders = withLines(responseHeaders, answer.headers, true);
     }
+    const mirrors =
+      decision.rule?.mirrors === undefined
+        ? undefined
+        : this.mirrorTargets(index, decision.rule.mirrors, target.port.port);
     const { pick, setCookie } = endpointPicker(set, policy, view, info.source, random, nowMs);
     if (setCookie !== undefined) responseHeaders = withLines(responseHeaders, setCookie);
     return forwardPlan({
@@ -656,10 +662,39 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
       responseHeaders,
       maxConnectionDurationMs: policy.connectionPool?.tcp?.maxConnectionDurationMs,
       breaker,
+      mirrors,
       service: decision.service,
       span,
       requestId,
     });
+  }
+
+  /**
+   * Where this request's copies go: each mirror drawn by its percentage, to an endpoint of its
+   * destination picked by that destination's balancer. A mirror to a Service the mesh does not
+   * know, or with no endpoint, is left out (the request itself goes on).
+   */
+  private mirrorTargets(
+    index: MeshIndex,
+    mirrors: readonly RouteMirror[],
+    requestPort: number,
+  ): MirrorTarget[] | undefined {
+    let out: MirrorTarget[] | undefined;
+    for (const m of mirrors) {
+      if (this.ctx.random() * 100 >= m.percent) continue;
+      const service = index.service(m.service);
+      if (service === null) continue;
+      const port = m.port ?? requestPort;
+      const lb = effectivePolicy(service, m.subset, port).loadBalancer ?? DEFAULT_LOAD_BALANCER;
+      const set = index.endpointSet(service, port, m.subset);
+      const endpoint = pickEndpoint(set, lb, this.ctx.random, this.ctx.nowMs());
+      if (endpoint === null) continue;
+      (out ??= []).push({
+        endpoint,
+        addHeadersMeshed: [PEER_HEADER, peerHeaderValue(this.ctx.ownPeerValue(), service.hostname)],
+      });
+    }
+    return out;
   }
 
   /**

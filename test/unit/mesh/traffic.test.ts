@@ -142,6 +142,20 @@ describe('the seed examples, as written in examples/traffic', () => {
     ]);
   });
 
+  it('mirror.yaml: every request to v1, and a copy of each to v2', () => {
+    const raws = [
+      ...example('mirror.yaml'),
+      ...ofKind(example('canary-95-5.yaml'), 'DestinationRule'),
+    ];
+    expect(built(reviewsMesh(...raws)).routes?.rules).toEqual([
+      {
+        matches: [],
+        destinations: [{ service: 'default/reviews', subset: 'v1', weight: 100 }],
+        mirrors: [{ service: 'default/reviews', subset: 'v2', percent: 100 }],
+      },
+    ]);
+  });
+
   it('retries-timeout.yaml: 3 retries of 2 s each on connect-failure and refused-stream, 10 s in all', () => {
     const raws = [service('ratings', withPort(9080, 'http')), ...example('retries-timeout.yaml')];
     expect(built(raws, 'default/ratings').routes?.rules).toEqual([
@@ -557,6 +571,49 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
       maxAgeSeconds: 86400,
       allowCredentials: true,
     });
+  });
+
+  it('reads mirror with mirrorPercentage (and the older mirrorPercent), and mirrors, each 100% by default', () => {
+    const raws = reviewsMesh(
+      vs([
+        {
+          match: [{ uri: { prefix: '/a' } }],
+          route: [to('reviews')],
+          mirror: { host: 'reviews', subset: 'v2' },
+          mirrorPercentage: { value: 12.5 },
+        },
+        {
+          match: [{ uri: { prefix: '/b' } }],
+          route: [to('reviews')],
+          mirror: { host: 'ratings.shop' },
+          mirrorPercent: 30,
+        },
+        {
+          route: [to('reviews')],
+          mirrors: [
+            { destination: { host: 'reviews', port: { number: 9080 } } },
+            { destination: { host: 'ratings' }, percentage: { value: 0 } },
+          ],
+        },
+      ]),
+    );
+    expect(built(raws).routes?.rules.map((r) => r.mirrors)).toEqual([
+      [{ service: 'default/reviews', subset: 'v2', percent: 12.5 }],
+      [{ service: 'shop/ratings', percent: 30 }],
+      [
+        { service: 'default/reviews', port: 9080, percent: 100 },
+        { service: 'default/ratings', percent: 0 },
+      ],
+    ]);
+  });
+
+  it('warns that a mirrorPercentage without mirror does nothing', () => {
+    expect(warningsOf(vs([{ route: [to('reviews')], mirrorPercentage: { value: 5 } }]))).toEqual([
+      {
+        field: 'spec.http[0].mirrorPercentage',
+        message: 'has no effect without mirror: ignored',
+      },
+    ]);
   });
 
   it('leaves a VirtualService bound to gateways only out of the mesh', () => {
@@ -978,6 +1035,30 @@ describe('HTTPRoute for a Service (GAMMA): defaults and Gateway API precedence',
   });
 });
 
+describe('RequestMirror filters', () => {
+  it('read into mirrors: every request without percent, else percent or fraction (of 100 by default)', () => {
+    const mirror = (extra: Raw): object => ({
+      type: 'RequestMirror',
+      requestMirror: { backendRef: { name: 'reviews', namespace: 'shop', port: 9080 }, ...extra },
+    });
+    const raws = reviewsMesh(
+      httpRoute('r', [
+        {
+          filters: [
+            mirror({}),
+            mirror({ percent: 25 }),
+            mirror({ fraction: { numerator: 1 } }),
+            mirror({ fraction: { numerator: 1, denominator: 1000 } }),
+          ],
+          backendRefs: [{ name: 'reviews', port: 9080 }],
+        },
+      ]),
+    );
+    const m = (percent: number): object => ({ service: 'shop/reviews', port: 9080, percent });
+    expect(built(raws).routes?.rules[0]?.mirrors).toEqual([m(100), m(25), m(1), m(0.1)]);
+  });
+});
+
 describe('the model follows changes', () => {
   it('takes the routes away when the VirtualService goes, and a DestinationRule change re-labels endpoints', () => {
     const model = modelOf(reviewsMesh(...example('canary-95-5.yaml')));
@@ -1087,10 +1168,36 @@ describe('bad objects: the field and what is wrong', () => {
       /required/,
     ],
     [
-      'a mirror (not supported yet)',
-      vs([{ route: [to('reviews')], mirror: { host: 'reviews' } }]),
-      'spec.http[0].mirror',
-      /not supported by Mooring yet/,
+      'a mirror beside mirrors',
+      vs([
+        {
+          route: [to('reviews')],
+          mirror: { host: 'reviews' },
+          mirrors: [{ destination: { host: 'reviews' } }],
+        },
+      ]),
+      'spec.http[0]',
+      /mirror or mirrors, not both/,
+    ],
+    [
+      'a mirror to a host that is not a Service',
+      vs([{ route: [to('reviews')], mirror: { host: 'api.example.com' } }]),
+      'spec.http[0].mirror.host',
+      /not a Kubernetes Service/,
+    ],
+    [
+      'a mirrors entry without destination',
+      vs([{ route: [to('reviews')], mirrors: [{ percentage: { value: 5 } }] }]),
+      'spec.http[0].mirrors[0].destination',
+      /required/,
+    ],
+    [
+      'a mirror percentage over 100',
+      vs([
+        { route: [to('reviews')], mirror: { host: 'reviews' }, mirrorPercentage: { value: 101 } },
+      ]),
+      'spec.http[0].mirrorPercentage.value',
+      /from 0 to 100/,
     ],
     [
       'an abort status out of range',
@@ -1173,10 +1280,68 @@ describe('bad objects: the field and what is wrong', () => {
     [
       'an unsupported filter',
       httpRoute('r', [
-        { filters: [{ type: 'RequestMirror' }], backendRefs: [{ name: 'reviews', port: 9080 }] },
+        { filters: [{ type: 'CORS' }], backendRefs: [{ name: 'reviews', port: 9080 }] },
       ]),
       'spec.rules[0].filters[0].type',
       /not supported/,
+    ],
+    [
+      'a RequestMirror without its backendRef',
+      httpRoute('r', [{ filters: [{ type: 'RequestMirror', requestMirror: {} }] }]),
+      'spec.rules[0].filters[0].requestMirror.backendRef',
+      /required/,
+    ],
+    [
+      'a RequestMirror to a backend that is not a Service',
+      httpRoute('r', [
+        {
+          filters: [
+            {
+              type: 'RequestMirror',
+              requestMirror: { backendRef: { kind: 'ServiceImport', name: 'x', port: 80 } },
+            },
+          ],
+        },
+      ]),
+      'spec.rules[0].filters[0].requestMirror.backendRef.kind',
+      /only Services/,
+    ],
+    [
+      'a RequestMirror with percent and fraction',
+      httpRoute('r', [
+        {
+          filters: [
+            {
+              type: 'RequestMirror',
+              requestMirror: {
+                backendRef: { name: 'reviews', port: 9080 },
+                percent: 5,
+                fraction: { numerator: 1 },
+              },
+            },
+          ],
+        },
+      ]),
+      'spec.rules[0].filters[0].requestMirror',
+      /percent or fraction, not both/,
+    ],
+    [
+      'a RequestMirror fraction over 1',
+      httpRoute('r', [
+        {
+          filters: [
+            {
+              type: 'RequestMirror',
+              requestMirror: {
+                backendRef: { name: 'reviews', port: 9080 },
+                fraction: { numerator: 3, denominator: 2 },
+              },
+            },
+          ],
+        },
+      ]),
+      'spec.rules[0].filters[0].requestMirror.fraction',
+      /numerator must not be greater than denominator/,
     ],
     [
       'a path type that does not exist',

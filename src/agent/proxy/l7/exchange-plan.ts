@@ -9,6 +9,7 @@ import type { MooringAlpn } from '../core/identity';
 import type { AttemptFailure as RetryAttemptFailure } from '../core/retry';
 import type { SpanContext } from '../core/trace-context';
 import type { TlsContexts } from '../l4/tls';
+import type { MirrorTarget } from './mirror';
 import type { UpstreamConnection } from './pool';
 
 /** Envoy's response flags (the access log's %RESPONSE_FLAGS%). */
@@ -86,6 +87,8 @@ export interface ExchangePlan {
    * `http.http1MaxPendingRequests`); absent when the rule sets neither (nothing is counted).
    */
   readonly breaker?: CircuitBreaker<UpstreamConnection>;
+  /** Copies of the request to send too (the route's mirrors drawn for this request). */
+  readonly mirrors?: readonly MirrorTarget[];
   /** The destination service (outbound), for the handler's records. */
   readonly service?: MeshService;
   /** This sidecar's span of the request, and its `x-request-id`, for the handler's records. */
@@ -121,6 +124,7 @@ export function forwardPlan(p: Omit<ExchangePlan, 'kind'>): ExchangePlan {
     responseHeaders: p.responseHeaders,
     maxConnectionDurationMs: p.maxConnectionDurationMs,
     breaker: p.breaker,
+    mirrors: p.mirrors,
     service: p.service,
     span: p.span,
     requestId: p.requestId,

@@ -24,6 +24,7 @@ import {
 } from './http1-codec';
 import type { ExchangePlan, HeaderChanges, LocalReply, ResponseFlag } from './exchange-plan';
 import { ExchangePolicy, failureFlag, resetReply } from './exchange-policy';
+import { Http1Mirror, MIRROR_TIMEOUT_MS, shadowHost, type MirrorTarget } from './mirror';
 import type {
   ConnectionEvents,
   ConnectionPool,
@@ -238,6 +239,7 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
   exchangeDone(ex: Exchange, keepAlive: boolean): void {
     if (this.exchange !== ex) return;
     this.exchange = null;
+    ex.settleMirrors();
     this.handler.finished(ex.record(), this);
     if (this.closed) return;
     if (!keepAlive || this.ended || this.closing) {
@@ -319,6 +321,8 @@ export class Exchange implements ConnectionEvents {
   private done = false;
   private upgraded = false;
   private downstreamPaused = false;
+  /** The copies of this request being sent (a route's mirrors), or null. */
+  private mirrors: Http1Mirror[] | null = null;
 
   constructor(
     private readonly down: Http1Downstream,
@@ -338,6 +342,19 @@ export class Exchange implements ConnectionEvents {
    * upstream, an overflow) must find it there to be recorded.
    */
   begin(): void {
+    const plan = this.plan;
+    // An upgrade is not copied: its bytes after the answer are not HTTP.
+    if (plan.kind === 'forward' && plan.mirrors !== undefined && this.head.upgrade === null) {
+      this.mirrors = plan.mirrors.map(
+        (target) =>
+          new Http1Mirror(target, mirrorHeadText(this.head, plan, target), {
+            alpn: plan.alpn,
+            tls: plan.tls,
+            connectTimeoutMs: plan.connectTimeoutMs,
+            timeoutMs: plan.timeoutMs ?? MIRROR_TIMEOUT_MS,
+          }),
+      );
+    }
     this.policy?.begin(
       this.flags,
       () => this.done,
@@ -364,6 +381,8 @@ export class Exchange implements ConnectionEvents {
 
   requestBody(chunk: Buffer): void {
     this.requestBytes += chunk.length;
+    const mirrors = this.mirrors;
+    if (mirrors !== null) for (const m of mirrors) m.write(chunk);
     if (this.plan.kind === 'local' || this.done) return;
     const up = this.upstream;
     if (this.replayable || up === null) {
@@ -383,7 +402,15 @@ export class Exchange implements ConnectionEvents {
 
   requestEnd(): void {
     this.requestComplete = true;
+    const mirrors = this.mirrors;
+    if (mirrors !== null) for (const m of mirrors) m.end();
     if (this.plan.kind === 'local') this.finishLocal(this.plan);
+  }
+
+  /** The exchange is over: a copy of a request that did not come whole is dropped. */
+  settleMirrors(): void {
+    const mirrors = this.mirrors;
+    if (mirrors !== null) for (const m of mirrors) m.requestOver();
   }
 
   private pauseDownstream(): void {
@@ -843,6 +870,7 @@ export class Exchange implements ConnectionEvents {
 
   /** The client went away. */
   downstreamClosed(): void {
+    this.settleMirrors();
     if (this.done) return;
     this.abort('DC');
   }
@@ -890,6 +918,31 @@ const ATTEMPT_COUNT_LINES: readonly (readonly string[])[] = Array.from({ length:
 
 const attemptCountLine = (attempt: number): readonly string[] =>
   ATTEMPT_COUNT_LINES[attempt] ?? ['x-envoy-attempt-count', String(attempt)];
+
+/**
+ * The head of a copy of `h` for a mirror: the plan's header changes, the host with `-shadow`
+ * (after a rewrite of it), on a connection that closes after the answer.
+ */
+function mirrorHeadText(h: RequestHead, plan: ExchangePlan, target: MirrorTarget): string {
+  let host = h.host ?? '';
+  const add: string[] = [];
+  const lines = plan.addHeaders;
+  for (let i = 0; i < lines.length; i += 2) {
+    const name = lines[i] as string;
+    if (name.toLowerCase() === 'host') host = lines[i + 1] as string;
+    else add.push(name, lines[i + 1] as string);
+  }
+  const only = target.endpoint.identity !== null ? target.addHeadersMeshed : plan.addHeadersPlain;
+  return (
+    `${h.method} ${plan.target ?? h.target} HTTP/1.${h.versionMinor}\r\n` +
+    forwardHeaderLines(h, {
+      remove: new Set([...plan.removeHeaders, 'host']),
+      add: [add, only ?? [], ['host', shadowHost(host)]],
+      connection: 'close',
+    }) +
+    '\r\n'
+  );
+}
 
 function isIdempotent(method: string): boolean {
   return (

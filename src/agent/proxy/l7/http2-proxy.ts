@@ -15,6 +15,7 @@ import type { RequestView } from '../core/route';
 import { dial, type DialFailure } from '../l4/dial';
 import type { TlsContexts } from '../l4/tls';
 import { ExchangePolicy, failureFlag, resetReply } from './exchange-policy';
+import { H2Mirror, MIRROR_TIMEOUT_MS, shadowHost } from './mirror';
 import {
   RETRY_BUFFER_BYTES,
   type AttemptOutcome,
@@ -183,6 +184,35 @@ function addHeaderLines(out: http2.OutgoingHttpHeaders, lines: readonly string[]
   }
 }
 
+/**
+ * The headers of a request as sent upstream: the plan's changes (and `only`, the lines for this
+ * endpoint: meshed or not), connection-specific headers dropped.
+ */
+function upstreamHeaders(
+  headers: http2.IncomingHttpHeaders,
+  plan: ExchangePlan,
+  only: readonly string[] | undefined,
+): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || CONNECTION_SPECIFIC.has(name) || plan.removeHeaders.has(name))
+      continue;
+    if (name === 'te' && value !== 'trailers') continue;
+    out[name] = value;
+  }
+  const add = (lines: readonly string[]): void => {
+    for (let i = 0; i < lines.length; i += 2) {
+      const name = (lines[i] as string).toLowerCase();
+      // An authority rewrite comes as `host`: HTTP/2 carries it in :authority.
+      out[name === 'host' ? ':authority' : name] = lines[i + 1];
+    }
+  };
+  if (plan.target !== undefined) out[':path'] = plan.target;
+  add(plan.addHeaders);
+  if (only !== undefined) add(only);
+  return out;
+}
+
 /** Serves HTTP/2 on a client connection. `first`: bytes already read from it (sniffing). */
 export function serveH2(
   socket: net.Socket,
@@ -273,6 +303,8 @@ class H2Exchange {
   private done = false;
   private trailers: http2.IncomingHttpHeaders | null = null;
   private readonly grpc: boolean;
+  /** The copies of this request being sent (a route's mirrors), or null. */
+  private readonly mirrors: H2Mirror[] | null;
 
   constructor(
     private readonly down: http2.ServerHttp2Stream,
@@ -285,6 +317,25 @@ class H2Exchange {
     this.policy = plan.kind === 'local' ? null : new ExchangePolicy(plan, this);
     const ct = headers['content-type'];
     this.grpc = typeof ct === 'string' && ct.startsWith('application/grpc');
+    this.mirrors =
+      plan.kind === 'forward' && plan.mirrors !== undefined
+        ? plan.mirrors.map((target) => {
+            const meshed = target.endpoint.identity !== null;
+            const out = upstreamHeaders(
+              headers,
+              plan,
+              meshed ? target.addHeadersMeshed : plan.addHeadersPlain,
+            );
+            out[':authority'] = shadowHost(String(out[':authority'] ?? headers.host ?? ''));
+            delete out.host;
+            return new H2Mirror(target, out, pool, {
+              alpn: plan.alpn,
+              tls: plan.tls,
+              connectTimeoutMs: plan.connectTimeoutMs,
+              timeoutMs: plan.timeoutMs ?? MIRROR_TIMEOUT_MS,
+            });
+          })
+        : null;
     down.on('data', (chunk: Buffer) => this.onRequestData(chunk));
     down.on('end', () => this.onRequestEnd());
     down.on('close', () => this.onDownstreamClose());
@@ -303,6 +354,8 @@ class H2Exchange {
 
   private onRequestData(chunk: Buffer): void {
     this.requestBytes += chunk.length;
+    const mirrors = this.mirrors;
+    if (mirrors !== null) for (const m of mirrors) m.write(chunk);
     if (this.done) return;
     if (this.replayable || this.upstream === null) {
       this.body.push(chunk);
@@ -320,6 +373,8 @@ class H2Exchange {
 
   private onRequestEnd(): void {
     this.requestEnded = true;
+    const mirrors = this.mirrors;
+    if (mirrors !== null) for (const m of mirrors) m.end();
     const up = this.upstream;
     if (up !== null && !up.destroyed) up.end();
   }
@@ -358,24 +413,8 @@ class H2Exchange {
     const policy = this.policy as ExchangePolicy;
     const plan = policy.plan;
     const endpoint = policy.endpoint as UpstreamEndpoint;
-    const out: http2.OutgoingHttpHeaders = {};
-    for (const [name, value] of Object.entries(this.headers)) {
-      if (value === undefined || CONNECTION_SPECIFIC.has(name) || plan.removeHeaders.has(name))
-        continue;
-      if (name === 'te' && value !== 'trailers') continue;
-      out[name] = value;
-    }
-    const add = (lines: readonly string[]): void => {
-      for (let i = 0; i < lines.length; i += 2) {
-        const name = (lines[i] as string).toLowerCase();
-        // An authority rewrite comes as `host`: HTTP/2 carries it in :authority.
-        out[name === 'host' ? ':authority' : name] = lines[i + 1];
-      }
-    };
-    if (plan.target !== undefined) out[':path'] = plan.target;
-    add(plan.addHeaders);
     const only = endpoint.identity !== null ? plan.addHeadersMeshed : plan.addHeadersPlain;
-    if (only !== undefined) add(only);
+    const out = upstreamHeaders(this.headers, plan, only);
     if (plan.attemptCountHeader) out['x-envoy-attempt-count'] = String(policy.attempts);
     let up: http2.ClientHttp2Stream;
     try {
@@ -590,6 +629,8 @@ class H2Exchange {
   }
 
   private onDownstreamClose(): void {
+    const mirrors = this.mirrors;
+    if (mirrors !== null) for (const m of mirrors) m.requestOver();
     if (this.done) {
       return;
     }
