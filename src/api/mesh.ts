@@ -292,6 +292,11 @@ export interface ConnectionPoolPolicy {
     readonly http1MaxPendingRequests?: number;
     readonly maxRequestsPerConnection?: number;
     readonly maxRetries?: number;
+    /**
+     * An upstream HTTP/1.1 connection or HTTP/2 session with no request on it for this long is
+     * closed; 0: never. Unset: the proxy's own (60 s).
+     */
+    readonly idleTimeoutMs?: number;
   };
 }
 

@@ -1038,13 +1038,7 @@ function readTrafficPolicy(
       unsupported(
         f,
         http,
-        [
-          'http2MaxRequests',
-          'idleTimeout',
-          'h2UpgradePolicy',
-          'useClientProtocol',
-          'maxConcurrentStreams',
-        ],
+        ['http2MaxRequests', 'h2UpgradePolicy', 'useClientProtocol', 'maxConcurrentStreams'],
         `${field}.connectionPool.http`,
         false,
       );
@@ -1066,12 +1060,15 @@ function readTrafficPolicy(
         },
       );
       const maxRetries = f.number(http.maxRetries, `${at}.maxRetries`, { min: 0, integer: true });
+      // 0s: never (Envoy's idle_timeout of 0).
+      const idleTimeoutMs = duration(f, http.idleTimeout, `${at}.idleTimeout`);
       pool.http = {
         ...(http1MaxPendingRequests === undefined ? {} : { http1MaxPendingRequests }),
         ...(maxRequestsPerConnection === undefined || maxRequestsPerConnection === 0
           ? {}
           : { maxRequestsPerConnection }),
         ...(maxRetries === undefined ? {} : { maxRetries }),
+        ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }),
       };
     }
     out.connectionPool = pool;

@@ -196,6 +196,73 @@ describe('connection pool limits', () => {
     useMesh(withPool({ tcp: { maxConnectionDurationMs: 300 } }));
     expect(await openedAfterAPause()).toBe(1);
   });
+
+  it('closes an upstream connection idle for http.idleTimeout, and keeps it past that without', async () => {
+    /** Whether the connection of one request to the app is still open 600 ms after it. */
+    const openAfterAPause = async (mod: (s: MeshService) => MeshService): Promise<boolean> => {
+      useMesh(mod);
+      // (A connection left from an earlier test is not this one: it is closed first.)
+      for (const c of connections) c.destroy();
+      await new Promise((r) => setTimeout(r, 50));
+      connections.length = 0;
+      await sequential(1);
+      const conn = connections[0] as Socket;
+      await new Promise((r) => setTimeout(r, 600));
+      return !conn.destroyed;
+    };
+    expect(await openAfterAPause((s) => s)).toBe(true);
+    expect(await openAfterAPause(withPool({ http: { idleTimeoutMs: 300 } }))).toBe(false);
+  });
+
+  it('closes an upstream HTTP/2 session idle for http.idleTimeout (GOAWAY), and keeps it past that without', async () => {
+    const H2_IP = '10.96.0.65';
+    const h2app = http2.createServer((_req, res) => res.end('h2 ok'));
+    const closedSessions: number[] = [];
+    const sessions: http2.ServerHttp2Session[] = [];
+    h2app.on('session', (s: http2.ServerHttp2Session) => {
+      sessions.push(s);
+      s.on('close', () => closedSessions.push(Date.now()));
+    });
+    await new Promise<void>((resolve) => h2app.listen(0, '127.0.0.1', resolve));
+    client.outboundTarget = destination(H2_IP, 80);
+    const h2 = (mod: (s: MeshService) => MeshService): MeshService =>
+      mod(
+        service(
+          'h2',
+          H2_IP,
+          [port(80, 'http2')],
+          [endpoint('127.0.0.1', { 80: (h2app.address() as AddressInfo).port })],
+        ),
+      );
+    const session = http2.connect(`http://127.0.0.1:${client.outbound}`);
+    try {
+      client.sidecar.setMesh(
+        meshState(
+          proxyScope('client'),
+          h2((s) => s),
+        ),
+      );
+      await h2Ask(session, '/a');
+      await new Promise((r) => setTimeout(r, 600));
+      expect([sessions.length, closedSessions.length]).toEqual([1, 0]);
+      sessions[0]?.destroy();
+      await new Promise((r) => setTimeout(r, 50));
+      client.sidecar.setMesh(
+        meshState(proxyScope('client'), h2(withPool({ http: { idleTimeoutMs: 300 } }))),
+      );
+      await h2Ask(session, '/b');
+      const asked = Date.now();
+      await new Promise((r) => setTimeout(r, 600));
+      expect(sessions.length).toBe(2);
+      expect(closedSessions.length).toBe(2);
+      expect((closedSessions[1] as number) - asked).toBeGreaterThanOrEqual(250);
+    } finally {
+      session.close();
+      for (const s of sessions) s.destroy();
+      await new Promise((r) => h2app.close(r));
+      client.outboundTarget = destination(CLUSTER_IP, 80);
+    }
+  });
 });
 
 describe('circuit breakers (maxConnections, http1MaxPendingRequests)', () => {

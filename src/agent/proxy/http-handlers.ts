@@ -661,6 +661,7 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
       maxRequestsPerConnection: http?.maxRequestsPerConnection,
       responseHeaders,
       maxConnectionDurationMs: policy.connectionPool?.tcp?.maxConnectionDurationMs,
+      upstreamIdleTimeoutMs: http?.idleTimeoutMs,
       breaker,
       mirrors,
       service: decision.service,

@@ -725,7 +725,12 @@ describe('DestinationRule: policies with Istio defaults', () => {
               idleTimeout: '30m',
               maxConnectionDuration: '10m',
             },
-            http: { http1MaxPendingRequests: 5, maxRequestsPerConnection: 0, maxRetries: 3 },
+            http: {
+              http1MaxPendingRequests: 5,
+              maxRequestsPerConnection: 0,
+              maxRetries: 3,
+              idleTimeout: '45s',
+            },
           },
         },
         subsets: [
@@ -734,7 +739,7 @@ describe('DestinationRule: policies with Istio defaults', () => {
             labels: { version: 'v2' },
             trafficPolicy: {
               loadBalancer: { simple: 'RANDOM' },
-              connectionPool: { tcp: { idleTimeout: '0s' } },
+              connectionPool: { tcp: { idleTimeout: '0s' }, http: { idleTimeout: '0s' } },
             },
           },
         ],
@@ -750,7 +755,7 @@ describe('DestinationRule: policies with Istio defaults', () => {
           idleTimeoutMs: 1_800_000,
           maxConnectionDurationMs: 600_000,
         },
-        http: { http1MaxPendingRequests: 5, maxRetries: 3 },
+        http: { http1MaxPendingRequests: 5, maxRetries: 3, idleTimeoutMs: 45_000 },
       },
       outlierDetection: {
         consecutive5xxErrors: 5,
@@ -764,7 +769,10 @@ describe('DestinationRule: policies with Istio defaults', () => {
     expect(s.policy?.subsets).toEqual([
       {
         name: 'v2',
-        trafficPolicy: { loadBalancer: 'RANDOM', connectionPool: { tcp: { idleTimeoutMs: 0 } } },
+        trafficPolicy: {
+          loadBalancer: 'RANDOM',
+          connectionPool: { tcp: { idleTimeoutMs: 0 }, http: { idleTimeoutMs: 0 } },
+        },
       },
     ]);
     expect(s.endpoints.map((e) => e.subsets)).toEqual([undefined, ['v2'], undefined]);

@@ -103,6 +103,26 @@ describe('the upstream connection pool', () => {
     expect(pool.stats().closed).toMatchObject({ idleTimeout: 2, peer: 0 });
   });
 
+  it("takes a connection's own idle timeout over the pool's, 0 keeping it for ever (a DestinationRule's http.idleTimeout)", async () => {
+    const pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 4 });
+    const short = pool.adopt(await connect(), 'e');
+    const never = pool.adopt(await connect(), 'e');
+    short.idleTimeoutMs = 100;
+    never.idleTimeoutMs = 0;
+    const poolLong = new ConnectionPool({ idleTimeoutMs: 100, maxIdlePerKey: 4 });
+    const forever = poolLong.adopt(await connect(), 'f');
+    forever.idleTimeoutMs = 0;
+    for (const c of [short, never, forever]) {
+      c.lease(events);
+      c.release();
+    }
+    await closed(short);
+    await sleep(200);
+    expect([never.closed, forever.closed]).toEqual([false, false]);
+    never.close('shutdown');
+    forever.close('shutdown');
+  });
+
   it('keeps at most maxIdlePerKey idle connections per endpoint, and counts the rest as overflow', async () => {
     const pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 1 });
     const [a, b, c] = (await leased(pool, 'e', 'e', 'other')) as [

@@ -82,6 +82,8 @@ export interface ExchangePlan {
   readonly responseHeaders?: HeaderChanges;
   /** DestinationRule `connectionPool.tcp.maxConnectionDuration`: older connections take no request. */
   readonly maxConnectionDurationMs?: number;
+  /** DestinationRule `connectionPool.http.idleTimeout` of the connections this plan opens (0: never). */
+  readonly upstreamIdleTimeoutMs?: number;
   /**
    * The cluster's circuit breaker (`connectionPool.tcp.maxConnections`,
    * `http.http1MaxPendingRequests`); absent when the rule sets neither (nothing is counted).
@@ -123,6 +125,7 @@ export function forwardPlan(p: Omit<ExchangePlan, 'kind'>): ExchangePlan {
     maxRequestsPerConnection: p.maxRequestsPerConnection,
     responseHeaders: p.responseHeaders,
     maxConnectionDurationMs: p.maxConnectionDurationMs,
+    upstreamIdleTimeoutMs: p.upstreamIdleTimeoutMs,
     breaker: p.breaker,
     mirrors: p.mirrors,
     service: p.service,

@@ -545,7 +545,9 @@ export class Exchange implements ConnectionEvents {
           this.attemptFailed(kind === 'connect-failure' ? 'connect-failure' : 'tls', err, 0);
           return;
         }
-        this.send(pool.adopt(socket, key, breaker), false);
+        const conn = pool.adopt(socket, key, breaker);
+        conn.idleTimeoutMs = plan.upstreamIdleTimeoutMs;
+        this.send(conn, false);
       },
     );
     this.cancelDial =

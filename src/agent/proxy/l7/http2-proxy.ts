@@ -104,6 +104,8 @@ export class H2SessionPool {
     cb: (err: DialFailure | null, session: http2.ClientHttp2Session | null) => void,
     breaker: CircuitBreaker | null = null,
     maxAgeMs?: number,
+    /** For a session it opens: closed after this long with no frame (0 or absent: never). */
+    idleTimeoutMs?: number,
   ): void {
     const key = breaker === null ? endpoint.key : breaker.poolKey(endpoint.key);
     const existing = this.sessions.get(key);
@@ -155,6 +157,15 @@ export class H2SessionPool {
         forget();
         session.destroy();
       });
+      if (idleTimeoutMs !== undefined && idleTimeoutMs > 0) {
+        // A DestinationRule's http.idleTimeout: a quiet session goes (GOAWAY); a stream still
+        // open on it finishes there, and the next requests get a new session.
+        session.setTimeout(idleTimeoutMs);
+        session.on('timeout', () => {
+          forget();
+          session.close();
+        });
+      }
       session.unref();
       this.openedAt.set(session, performance.now());
       this.sessions.set(key, session);
@@ -406,6 +417,7 @@ class H2Exchange {
       },
       breaker,
       plan.maxConnectionDurationMs,
+      plan.upstreamIdleTimeoutMs,
     );
   }
 

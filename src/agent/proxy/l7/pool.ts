@@ -53,6 +53,8 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
   private closing: LocalClose | null = null;
   /** When it was opened (performance.now()): `maxConnectionDuration` retires it. */
   readonly openedAt = performance.now();
+  /** How long it may stay idle (a DestinationRule's `http.idleTimeout`; 0: for ever), else the pool's. */
+  idleTimeoutMs: number | undefined = undefined;
 
   constructor(
     readonly socket: net.Socket,
@@ -132,8 +134,9 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
     this.breaker.pump(this.pool.openCount(this.poolKey) === 0 ? this.poolKey : undefined);
   }
 
-  /** Arms the idle timer: the connection closes once idle for `ms`. */
+  /** Arms the idle timer: the connection closes once idle for `ms` (0: never). */
   startIdleTimer(ms: number): void {
+    if (ms === 0) return;
     if (this.idleTimer !== null) {
       this.idleTimer.refresh();
       return;
@@ -317,7 +320,7 @@ export class ConnectionPool {
       return;
     }
     list.push(conn);
-    conn.startIdleTimer(this.options.idleTimeoutMs);
+    conn.startIdleTimer(conn.idleTimeoutMs ?? this.options.idleTimeoutMs);
   }
 
   forget(conn: UpstreamConnection): void {
