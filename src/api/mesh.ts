@@ -165,6 +165,12 @@ export interface CorsPolicy {
   readonly exposeHeaders: readonly string[];
   readonly maxAgeSeconds?: number;
   readonly allowCredentials: boolean;
+  /**
+   * Istio's `unmatchedPreflights: IGNORE` (Envoy's `forward_not_matching_preflights: false`): a
+   * preflight from an origin not allowed is answered 200 by the proxy, without CORS headers,
+   * instead of going to the app.
+   */
+  readonly ignoreUnmatchedPreflights?: true;
 }
 
 export interface HttpRouteRule {

@@ -2,7 +2,7 @@
 // with Istio's and the Gateway API's defaults. Every problem names its field
 // (`spec.http[0].route[1].weight`). What Mooring does not implement yet is a problem when
 // ignoring it would route requests differently from what the object says (a delegate),
-// and a warning when it only drops a refinement (`unmatchedPreflights`, `tcpKeepalive`).
+// and a warning when it only drops a refinement (`tcpKeepalive`).
 // Pure: no I/O.
 
 import type {
@@ -699,7 +699,13 @@ function readVsRoute(
 function readCors(f: Fields, raw: unknown, field: string): CorsPolicy | undefined {
   const c = f.object(raw, field);
   if (c === undefined) return undefined;
-  unsupported(f, c, ['unmatchedPreflights'], field, false);
+  const unmatched = f.string(c.unmatchedPreflights, `${field}.unmatchedPreflights`);
+  if (unmatched !== undefined && !['UNSPECIFIED', 'FORWARD', 'IGNORE'].includes(unmatched)) {
+    f.problem(
+      `${field}.unmatchedPreflights`,
+      `must be FORWARD or IGNORE, not ${JSON.stringify(unmatched)}`,
+    );
+  }
   const allowOrigins: StringMatch[] = [];
   for (const [i, m] of f.array(c.allowOrigins, `${field}.allowOrigins`).entries()) {
     const match = stringMatch(f, m, `${field}.allowOrigins[${i}]`);
@@ -732,6 +738,7 @@ function readCors(f: Fields, raw: unknown, field: string): CorsPolicy | undefine
     exposeHeaders: list('exposeHeaders'),
     ...(maxAgeMs === undefined ? {} : { maxAgeSeconds: Math.floor(maxAgeMs / 1000) }),
     allowCredentials: credentials === true,
+    ...(unmatched === 'IGNORE' ? { ignoreUnmatchedPreflights: true as const } : {}),
   };
 }
 

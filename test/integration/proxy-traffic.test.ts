@@ -8,6 +8,7 @@ import http2 from 'node:http2';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import type {
   ConnectionPoolPolicy,
+  CorsPolicy,
   HttpRouteRule,
   RequestMatch,
   MeshService,
@@ -775,6 +776,23 @@ describe("a route's CORS policy through the proxy (corsPolicy)", () => {
     // Not allowed by the route: the app's answer as it made it.
     const other = await ask('GET', { origin: 'https://evil.example' });
     expect(other.headers['access-control-allow-origin']).toBe('*');
+  });
+
+  it('answers a preflight from another origin itself, without CORS headers, with unmatchedPreflights IGNORE', async () => {
+    useMesh((s) => {
+      const routed = withCors(s);
+      const rule = routed.routes?.rules[0] as HttpRouteRule;
+      const cors = { ...(rule.cors as CorsPolicy), ignoreUnmatchedPreflights: true as const };
+      return vsRules({ ...rule, cors })(s);
+    });
+    seen.length = 0;
+    const other = await ask('OPTIONS', {
+      origin: 'https://evil.example',
+      'access-control-request-method': 'PUT',
+    });
+    expect(other.status).toBe(200);
+    expect(other.headers['access-control-allow-origin']).toBeUndefined();
+    expect(seen).toEqual([]);
   });
 });
 

@@ -554,6 +554,7 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
             exposeHeaders: ['x-trace'],
             maxAge: '24h',
             allowCredentials: true,
+            unmatchedPreflights: 'IGNORE',
           },
         },
       ]),
@@ -570,6 +571,7 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
       exposeHeaders: ['x-trace'],
       maxAgeSeconds: 86400,
       allowCredentials: true,
+      ignoreUnmatchedPreflights: true,
     });
   });
 
@@ -1174,6 +1176,12 @@ describe('bad objects: the field and what is wrong', () => {
       vs([{ directResponse: { body: { string: 'x' } } }]),
       'spec.http[0].directResponse.status',
       /required/,
+    ],
+    [
+      'an unmatchedPreflights that does not exist',
+      vs([{ route: [to('reviews')], corsPolicy: { unmatchedPreflights: 'DROP' } }]),
+      'spec.http[0].corsPolicy.unmatchedPreflights',
+      /must be FORWARD or IGNORE, not "DROP"/,
     ],
     [
       'a mirror beside mirrors',

@@ -548,6 +548,17 @@ describe("a route's CORS policy, as Envoy's CORS filter", () => {
     // An OPTIONS without Access-Control-Request-Method is no preflight.
     expect(corsFor(cors, req('OPTIONS', { origin: 'https://shop.example' }))?.kind).toBe('answer');
   });
+
+  it('answers a preflight from an origin not allowed itself, without CORS headers, with unmatchedPreflights IGNORE', () => {
+    const ignoring = { ...cors, ignoreUnmatchedPreflights: true as const };
+    const evil = { origin: 'https://evil.example', 'access-control-request-method': 'GET' };
+    expect(corsFor(ignoring, req('OPTIONS', evil))).toEqual({ kind: 'preflight', headers: [] });
+    // Only preflights: any other request from that origin is the app's, as without the policy.
+    expect(corsFor(ignoring, req('GET', { origin: 'https://evil.example' }))).toBeNull();
+    expect(
+      corsFor(ignoring, req('OPTIONS', { 'access-control-request-method': 'GET' })),
+    ).toBeNull();
+  });
 });
 
 describe("a match's source (sourceLabels, sourceNamespace), as each proxy resolves it", () => {

@@ -91,8 +91,9 @@ export function matchString(m: StringMatch, value: string): boolean {
 
 /**
  * What a route's CORS policy does with a request, as Envoy's CORS filter: nothing (no Origin, or
- * one not allowed: the app decides); a preflight answered by the proxy with these headers; or
- * these headers added to the app's answer.
+ * one not allowed: the app decides); a preflight answered by the proxy with these headers (none
+ * for an origin not allowed, when the policy does not forward those); or these headers added to
+ * the app's answer.
  */
 export function corsFor(
   cors: CorsPolicy,
@@ -102,11 +103,16 @@ export function corsFor(
   | { readonly kind: 'answer'; readonly headers: readonly string[] }
   | null {
   const origin = req.header('origin');
-  if (origin === null || !cors.allowOrigins.some((m) => matchString(m, origin))) return null;
-  const headers = ['access-control-allow-origin', origin];
-  if (cors.allowCredentials) headers.push('access-control-allow-credentials', 'true');
+  if (origin === null) return null;
   const preflight =
     req.method === 'OPTIONS' && req.header('access-control-request-method') !== null;
+  if (!cors.allowOrigins.some((m) => matchString(m, origin))) {
+    return preflight && cors.ignoreUnmatchedPreflights === true
+      ? { kind: 'preflight', headers: [] }
+      : null;
+  }
+  const headers = ['access-control-allow-origin', origin];
+  if (cors.allowCredentials) headers.push('access-control-allow-credentials', 'true');
   if (!preflight) {
     if (cors.exposeHeaders.length > 0)
       headers.push('access-control-expose-headers', cors.exposeHeaders.join(','));
