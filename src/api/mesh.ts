@@ -152,7 +152,13 @@ export type RouteReply =
       /** The path, as a rewrite replaces it (the query is kept); absent: the request's. */
       readonly path?: RouteRewrite;
     }
-  | { readonly kind: 'direct'; readonly status: number; readonly body: string };
+  | {
+      readonly kind: 'direct';
+      readonly status: number;
+      readonly body: string;
+      /** `base64`: `body` is Istio's `body.bytes`, the bytes sent as they are. */
+      readonly encoding?: 'base64';
+    };
 
 /**
  * Istio's `corsPolicy`: a request from an allowed origin gets the CORS headers on its answer; a

@@ -796,9 +796,20 @@ function readVsReply(f: Fields, r: Json, field: string): RouteReply | undefined 
     const status = f.number(direct.status, `${at}.status`, { min: 200, max: 599, integer: true });
     if (status === undefined) f.problem(`${at}.status`, 'is required');
     const body = f.object(direct.body, `${at}.body`);
-    if (body !== undefined) unsupported(f, body, ['bytes'], `${at}.body`, true);
-    const text = body === undefined ? '' : (f.string(body.string, `${at}.body.string`) ?? '');
-    return { kind: 'direct', status: status ?? 200, body: text };
+    const text = body === undefined ? undefined : f.string(body.string, `${at}.body.string`);
+    const bytes = body === undefined ? undefined : f.string(body.bytes, `${at}.body.bytes`);
+    if (text !== undefined && bytes !== undefined) {
+      f.problem(`${at}.body`, 'has string or bytes, not both');
+    }
+    if (bytes !== undefined) {
+      // Protobuf's JSON form of bytes: standard or URL-safe base64, padded or not.
+      if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(bytes) || bytes.replace(/=+$/, '').length % 4 === 1) {
+        f.problem(`${at}.body.bytes`, 'must be base64');
+      }
+      const normalized = Buffer.from(bytes, 'base64').toString('base64');
+      return { kind: 'direct', status: status ?? 200, body: normalized, encoding: 'base64' };
+    }
+    return { kind: 'direct', status: status ?? 200, body: text ?? '' };
   }
   return undefined;
 }

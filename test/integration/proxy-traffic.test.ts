@@ -158,6 +158,22 @@ function webAndH2(
   ];
 }
 
+/** A GET's answer as bytes. */
+function getBytes(
+  port: number,
+  path: string,
+): Promise<{ body: Buffer; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ body: Buffer.concat(chunks), headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 async function sequential(n: number): Promise<void> {
   for (let i = 0; i < n; i++) expect((await get(client.outbound, `/r/${i}`)).status).toBe(200);
 }
@@ -591,8 +607,15 @@ describe('routes the proxy answers itself (redirect, directResponse, RequestRedi
       destinations: [],
       reply: { kind: 'direct', status: 410, body: 'gone for good' },
     },
+    {
+      matches: [{ uri: { exact: '/pixel' } }],
+      destinations: [],
+      // Bytes that are not UTF-8: 0xff 0x00 0x80.
+      reply: { kind: 'direct', status: 200, body: '/wCA', encoding: 'base64' },
+    },
     toWeb(),
   );
+  const PIXEL = Buffer.from([0xff, 0x00, 0x80]);
 
   it('answers a redirect with its Location and a direct response with its body, the app seeing neither; both counted, with no flag', async () => {
     useMesh(replies);
@@ -602,6 +625,9 @@ describe('routes the proxy answers itself (redirect, directResponse, RequestRedi
     expect(moved.headers.location).toBe('http://web:8080/new?x=1');
     const gone = await get(client.outbound, '/gone');
     expect([gone.status, gone.text]).toEqual([410, 'gone for good']);
+    const pixel = await getBytes(client.outbound, '/pixel');
+    expect(pixel.body.equals(PIXEL)).toBe(true);
+    expect(pixel.headers['content-length']).toBe('3');
     expect(seen).toEqual([]);
     expect((await get(client.outbound, '/other')).status).toBe(200);
     expect(seen.map((s) => s.url)).toEqual(['/other']);
@@ -624,6 +650,15 @@ describe('routes the proxy answers itself (redirect, directResponse, RequestRedi
     try {
       const headers = await h2Ask(session, '/old', 'web');
       expect([headers[':status'], headers.location]).toEqual([301, 'http://web/new']);
+      const body = await new Promise<Buffer>((resolve, reject) => {
+        const req = session.request({ ':path': '/pixel', ':authority': 'web' });
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => resolve(Buffer.concat(chunks)));
+        req.on('error', reject);
+        req.end();
+      });
+      expect(body.equals(PIXEL)).toBe(true);
     } finally {
       session.close();
     }

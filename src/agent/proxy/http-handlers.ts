@@ -369,7 +369,9 @@ function responseHeaderChanges(ops: HeaderOperations | undefined): HeaderChanges
 /** A route's own answer, as Envoy's: a redirect (its Location) or a direct response; no flag. */
 function routeReply(d: RouteReplyDecision, view: RequestView, port: number): LocalReply {
   const r = d.reply;
-  if (r.kind === 'direct') return localReply(r.status, r.body);
+  if (r.kind === 'direct') {
+    return localReply(r.status, r.encoding === 'base64' ? Buffer.from(r.body, 'base64') : r.body);
+  }
   return localReply(r.status, '', [], ['location', redirectLocation(r, view, d.match, port)]);
 }
 

@@ -444,6 +444,11 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
           match: [{ uri: { exact: '/gone' } }],
           directResponse: { status: 410, body: { string: 'gone' } },
         },
+        {
+          match: [{ uri: { exact: '/pixel' } }],
+          // URL-safe base64 without padding, as protobuf's JSON also takes.
+          directResponse: { status: 200, body: { bytes: '_wCA' } },
+        },
         { route: [to('reviews')] },
       ]),
     );
@@ -459,9 +464,10 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
       },
       { kind: 'redirect', status: 308, port: 'request', path: { fullPath: '/here' } },
       { kind: 'direct', status: 410, body: 'gone' },
+      { kind: 'direct', status: 200, body: '/wCA', encoding: 'base64' },
       undefined,
     ]);
-    expect(rules.slice(0, 3).map((r) => r.destinations)).toEqual([[], [], []]);
+    expect(rules.slice(0, 4).map((r) => r.destinations)).toEqual([[], [], [], []]);
   });
 
   it('reads tcp routes by port and caller, and leaves HTTP to the default when it has no http', () => {
@@ -1182,6 +1188,18 @@ describe('bad objects: the field and what is wrong', () => {
       vs([{ route: [to('reviews')], corsPolicy: { unmatchedPreflights: 'DROP' } }]),
       'spec.http[0].corsPolicy.unmatchedPreflights',
       /must be FORWARD or IGNORE, not "DROP"/,
+    ],
+    [
+      'a direct response body with string and bytes',
+      vs([{ directResponse: { status: 200, body: { string: 'a', bytes: 'YQ==' } } }]),
+      'spec.http[0].directResponse.body',
+      /string or bytes, not both/,
+    ],
+    [
+      'a direct response body of bytes that are not base64',
+      vs([{ directResponse: { status: 200, body: { bytes: 'not base64!' } } }]),
+      'spec.http[0].directResponse.body.bytes',
+      /must be base64/,
     ],
     [
       'a mirror beside mirrors',

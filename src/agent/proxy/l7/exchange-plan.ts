@@ -38,7 +38,8 @@ export interface HeaderChanges {
 export interface LocalReply {
   readonly kind: 'local';
   readonly status: number;
-  readonly body: string;
+  /** Text (UTF-8), or bytes as they are (a direct response's `body.bytes`). */
+  readonly body: string | Buffer;
   readonly flags: ResponseFlag[];
   readonly headers?: readonly string[];
   /** For a gRPC request: this status (else one made from `status`). */

@@ -74,7 +74,7 @@ export interface Http1Handler {
 
 export const localReply = (
   status: number,
-  body: string,
+  body: string | Buffer,
   flags: ResponseFlag[] = [],
   headers?: readonly string[],
 ): LocalReply => ({ kind: 'local', status, body, flags, ...(headers ? { headers } : {}) });
@@ -265,22 +265,27 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
 }
 
 function writeLocal(socket: net.Socket, reply: LocalReply, close: boolean, head: boolean): number {
-  const body = head ? '' : reply.body;
+  const length = Buffer.byteLength(reply.body);
   let extra = '';
   if (reply.headers !== undefined) {
     for (let i = 0; i < reply.headers.length; i += 2) {
       extra += `${reply.headers[i] as string}: ${reply.headers[i + 1] as string}\r\n`;
     }
   }
-  const text =
+  const headText =
     `HTTP/1.1 ${reply.status} ${STATUS_CODES[reply.status] ?? 'Unknown'}\r\n` +
-    `content-length: ${Buffer.byteLength(reply.body)}\r\ncontent-type: text/plain\r\n${extra}` +
+    `content-length: ${length}\r\ncontent-type: text/plain\r\n${extra}` +
     (close ? 'connection: close\r\n' : '') +
-    `\r\n${body}`;
+    '\r\n';
   if (socket.destroyed) return 0;
-  if (close) socket.end(text);
-  else socket.write(text);
-  return Buffer.byteLength(body);
+  const body = head ? '' : reply.body;
+  const data =
+    typeof body === 'string'
+      ? headText + body
+      : Buffer.concat([Buffer.from(headText, 'latin1'), body]);
+  if (close) socket.end(data);
+  else socket.write(data);
+  return head ? 0 : length;
 }
 
 const RESPONSE_REMOVE = new Set<string>();

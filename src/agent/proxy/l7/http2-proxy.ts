@@ -597,7 +597,7 @@ class H2Exchange {
   /** Envoy's local replies; for gRPC, the status in a trailers-only answer (UNAVAILABLE, ...). */
   private localReply(
     status: number,
-    text: string,
+    text: string | Buffer,
     headers?: readonly string[],
     grpcStatus?: number,
   ): void {
@@ -621,7 +621,7 @@ class H2Exchange {
             ':status': 200,
             'content-type': 'application/grpc',
             'grpc-status': this.grpcStatus,
-            'grpc-message': text,
+            'grpc-message': typeof text === 'string' ? text : '',
             ...extra,
           },
           { endStream: true },
