@@ -1,13 +1,15 @@
 // The status Mooring writes on an HTTPRoute attached to Services (GAMMA), one entry in
 // `status.parents` per Service parent with `controllerName: mooring.dev/mesh` (entries of other
 // controllers are kept as they are):
-//   Accepted      True / Accepted; False / NoMatchingParent when the Service does not exist
+//   Accepted      True / Accepted; False / NoMatchingParent when the Service does not exist, or has
+//                 no port of the sectionName
 //   ResolvedRefs  True / ResolvedRefs; False / BackendNotFound naming the missing Services
 // A VirtualService for the same Service wins over the route (README "Traffic management"): the
 // route stays Accepted and its message says so. `lastTransitionTime` moves only when a
 // condition's status changes. Pure: the adapter reads the objects and writes the status.
 
 import { nameKey, type HttpRouteObject } from './objects';
+import { parentPort } from './traffic';
 
 export const MESH_CONTROLLER_NAME = 'mooring.dev/mesh';
 
@@ -27,6 +29,7 @@ export interface RouteParentStatus {
     readonly namespace: string;
     readonly name: string;
     readonly port?: number;
+    readonly sectionName?: string;
   };
   readonly controllerName: string;
   readonly conditions: readonly RouteCondition[];
@@ -35,6 +38,8 @@ export interface RouteParentStatus {
 export interface RouteFacts {
   /** Whether a Service of that key exists. */
   serviceExists(key: string): boolean;
+  /** The port of that Service with that name, or null. */
+  portNamed(key: string, name: string): number | null;
   /** The VirtualService (`namespace/name`) that wins over routes for a Service, if any. */
   virtualServiceFor(key: string): string | null;
 }
@@ -52,8 +57,14 @@ function ourParents(route: HttpRouteObject, facts: RouteFacts): Omit<RouteParent
     const [namespace, name] = parent.service.split('/') as [string, string];
     const exists = facts.serviceExists(parent.service);
     const vs = exists ? facts.virtualServiceFor(parent.service) : null;
+    const noPort =
+      exists && parentPort(parent, (n) => facts.portNamed(parent.service, n)) === null
+        ? parent.port === undefined
+          ? `Service ${parent.service} has no port named ${JSON.stringify(parent.sectionName)}`
+          : `Service ${parent.service} has no port ${parent.port} named ${JSON.stringify(parent.sectionName)}`
+        : null;
     const conditions: RouteCondition[] = [
-      exists
+      exists && noPort === null
         ? {
             type: 'Accepted',
             status: 'True',
@@ -69,7 +80,7 @@ function ourParents(route: HttpRouteObject, facts: RouteFacts): Omit<RouteParent
             type: 'Accepted',
             status: 'False',
             reason: 'NoMatchingParent',
-            message: `Service ${parent.service} does not exist`,
+            message: noPort ?? `Service ${parent.service} does not exist`,
             observedGeneration: route.generation,
             lastTransitionTime: '',
           },
@@ -98,6 +109,7 @@ function ourParents(route: HttpRouteObject, facts: RouteFacts): Omit<RouteParent
         namespace,
         name,
         ...(parent.port === undefined ? {} : { port: parent.port }),
+        ...(parent.sectionName === undefined ? {} : { sectionName: parent.sectionName }),
       },
       controllerName: MESH_CONTROLLER_NAME,
       conditions,
@@ -111,7 +123,8 @@ const sameRef = (a: unknown, b: RouteParentStatus['parentRef']): boolean =>
   a.name === b.name &&
   (a.namespace ?? b.namespace) === b.namespace &&
   (a.kind ?? 'Gateway') === 'Service' &&
-  (a.port ?? undefined) === b.port;
+  (a.port ?? undefined) === b.port &&
+  (a.sectionName ?? undefined) === b.sectionName;
 
 /**
  * `status.parents` for a route given the current one (`previous`, raw): null when it already

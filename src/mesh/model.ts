@@ -283,6 +283,7 @@ export class MeshModel {
   routeFacts(): RouteFacts {
     return {
       serviceExists: (key) => this.services.has(key),
+      portNamed: (key, name) => this.portNamed(key, name),
       virtualServiceFor: (key) => {
         const vss = this.trafficObjects('VirtualService', key, this.virtualServices);
         const oldest = vss.sort(olderFirst)[0];
@@ -299,7 +300,13 @@ export class MeshModel {
       this.trafficObjects('VirtualService', serviceKey, this.virtualServices),
       this.trafficObjects('DestinationRule', serviceKey, this.destinationRules),
       this.trafficObjects('HTTPRoute', serviceKey, this.httpRoutes),
+      (name) => this.portNamed(serviceKey, name),
     );
+  }
+
+  /** The port of Service `serviceKey` named `name`, or null. */
+  private portNamed(serviceKey: string, name: string): number | null {
+    return this.services.get(serviceKey)?.ports.find((p) => p.name === name)?.port ?? null;
   }
 
   /** `mesh.mtlsMode` changed: every Pod's mode may have. */

@@ -242,6 +242,8 @@ export interface HttpRouteObject {
   readonly parents: readonly {
     readonly service: string;
     readonly port?: number;
+    /** GAMMA: the name of one of the Service's ports (the route applies to that port only). */
+    readonly sectionName?: string;
     readonly index: number;
   }[];
   readonly rules: readonly HttpRouteRuleSpec[];

@@ -1474,13 +1474,13 @@ export function readHttpRoute(raw: Json, f: Fields, meta: Meta): HttpRouteObject
       if (isPort(ref.port)) port = ref.port;
       else f.problem(`spec.parentRefs[${i}].port`, 'must be a port number from 1 to 65535');
     }
-    if (ref.sectionName !== undefined) {
-      f.warn(
-        `spec.parentRefs[${i}].sectionName`,
-        'is not supported by Mooring yet: the route applies to every port',
-      );
-    }
-    parents.push({ service: `${ns}/${name}`, ...(port === undefined ? {} : { port }), index: i });
+    const sectionName = f.string(ref.sectionName, `spec.parentRefs[${i}].sectionName`);
+    parents.push({
+      service: `${ns}/${name}`,
+      ...(port === undefined ? {} : { port }),
+      ...(sectionName === undefined || sectionName === '' ? {} : { sectionName }),
+      index: i,
+    });
   }
   const rules: HttpRouteRuleSpec[] = [];
   const rawRules = f.array(spec.rules, 'spec.rules');

@@ -121,7 +121,26 @@ function httpRouteRetries(rule: HttpRouteRuleSpec): RetryPolicy | undefined {
   };
 }
 
-function httpRoutesTable(serviceKey: string, routes: readonly HttpRouteObject[]): HttpRouteTable {
+/**
+ * The port a Service parent reference attaches to: its `port`, or the port its `sectionName`
+ * names; undefined for every port; null for none (no such port name, or a port and a
+ * sectionName that do not agree).
+ */
+export function parentPort(
+  parent: HttpRouteObject['parents'][number],
+  portNamed: (name: string) => number | null,
+): number | undefined | null {
+  if (parent.sectionName === undefined) return parent.port;
+  const named = portNamed(parent.sectionName);
+  if (named === null || (parent.port !== undefined && parent.port !== named)) return null;
+  return named;
+}
+
+function httpRoutesTable(
+  serviceKey: string,
+  routes: readonly HttpRouteObject[],
+  portNamed: (name: string) => number | null,
+): HttpRouteTable {
   const entries: {
     order: number;
     match: RequestMatch;
@@ -129,7 +148,10 @@ function httpRoutesTable(serviceKey: string, routes: readonly HttpRouteObject[])
   }[] = [];
   let order = 0;
   for (const route of routes) {
-    const ports = route.parents.filter((p) => p.service === serviceKey).map((p) => p.port);
+    const ports = route.parents
+      .filter((p) => p.service === serviceKey)
+      .map((p) => parentPort(p, portNamed))
+      .filter((p) => p !== null);
     // A parentRef without a port covers every port.
     const portSet = ports.includes(undefined) ? [undefined] : [...new Set(ports)];
     for (const rule of route.rules) {
@@ -183,9 +205,16 @@ export function serviceTraffic(
   virtualServices: readonly VirtualServiceObject[],
   destinationRules: readonly DestinationRuleObject[],
   httpRoutes: readonly HttpRouteObject[],
+  /** The Service's port of that name (a parent's `sectionName`), or null. */
+  portNamed: (name: string) => number | null = () => null,
 ): ServiceTraffic {
   const vss = [...virtualServices].sort(olderFirst);
-  const hrs = [...httpRoutes].sort(olderFirst);
+  // A route whose references to this Service name none of its ports does not apply to it.
+  const hrs = httpRoutes
+    .filter((h) =>
+      h.parents.some((p) => p.service === serviceKey && parentPort(p, portNamed) !== null),
+    )
+    .sort(olderFirst);
   let routes: HttpRouteTable | undefined;
   let tcpRoutes: TcpRouteTable | undefined;
   const winner = vss[0];
@@ -204,12 +233,12 @@ export function serviceTraffic(
     ];
     // A VirtualService of `tcp` routes only leaves HTTP to the default (or to HTTPRoutes).
     if (winner.http.length > 0) routes = virtualServiceTable(winner, shadowed);
-    else if (hrs.length > 0) routes = httpRoutesTable(serviceKey, hrs);
+    else if (hrs.length > 0) routes = httpRoutesTable(serviceKey, hrs, portNamed);
     if (winner.tcp.length > 0) {
       tcpRoutes = { source: { kind: 'VirtualService', ...ref(winner) }, rules: winner.tcp };
     }
   } else if (hrs.length > 0) {
-    routes = httpRoutesTable(serviceKey, hrs);
+    routes = httpRoutesTable(serviceKey, hrs, portNamed);
   }
 
   const drs = [...destinationRules].sort(olderFirst);

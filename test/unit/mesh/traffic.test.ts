@@ -884,6 +884,28 @@ describe('DestinationRule: consistentHash', () => {
   });
 });
 
+describe('HTTPRoute parentRefs by sectionName (a port name of the Service)', () => {
+  const twoPorts = (): Raw[] =>
+    reviewsMesh().map((r) => (r.kind === 'Service' ? withPort(9090, 'admin')(r) : r));
+  const bySection = (sectionName: string, port?: number): Raw =>
+    httpRoute(
+      'r',
+      [{ backendRefs: [{ name: 'reviews', port: 9080 }] }],
+      [{ group: '', kind: 'Service', name: 'reviews', sectionName, ...(port ? { port } : {}) }],
+    );
+
+  it('applies the route to the port of that name only', () => {
+    const routes = built([...twoPorts(), bySection('admin')]).routes;
+    expect(routes?.rules.map((r) => r.matches)).toEqual([[{ pathPrefix: '/', port: 9090 }]]);
+  });
+
+  it('leaves the Service alone when no port has that name, or the port does not agree', () => {
+    expect(built([...twoPorts(), bySection('metrics')]).routes).toBeUndefined();
+    expect(built([...twoPorts(), bySection('admin', 9080)]).routes).toBeUndefined();
+    expect(built([...twoPorts(), bySection('admin', 9090)]).routes?.rules).toHaveLength(1);
+  });
+});
+
 describe('HTTPRoute for a Service (GAMMA): defaults and Gateway API precedence', () => {
   it('fills a rule without matches with PathPrefix /, a backend without weight with 1; Gateway parents are not the mesh', () => {
     const raws = reviewsMesh(
@@ -1445,6 +1467,7 @@ describe('HTTPRoute status (cluster mode)', () => {
   };
   const facts = (services: string[], vs: string | null = null) => ({
     serviceExists: (k: string) => services.includes(k),
+    portNamed: (k: string, name: string) => (services.includes(k) && name === 'http' ? 9080 : null),
     virtualServiceFor: () => vs,
   });
   const r = route(
@@ -1518,6 +1541,22 @@ describe('HTTPRoute status (cluster mode)', () => {
       conditions: { reason: string }[];
     }[];
     expect(missing[0]?.conditions[0]?.reason).toBe('NoMatchingParent');
+    const bySection = route(
+      httpRoute(
+        's',
+        [{ backendRefs: [{ name: 'reviews', port: 9080 }] }],
+        [{ group: '', kind: 'Service', name: 'reviews', sectionName: 'grpc' }],
+      ),
+    );
+    const noPort = httpRouteStatusParents(bySection, [], facts(['default/reviews']), NOW) as {
+      parentRef: Record<string, unknown>;
+      conditions: { reason: string; message: string }[];
+    }[];
+    expect(noPort[0]?.parentRef).toMatchObject({ name: 'reviews', sectionName: 'grpc' });
+    expect(noPort[0]?.conditions[0]).toMatchObject({
+      reason: 'NoMatchingParent',
+      message: 'Service default/reviews has no port named "grpc"',
+    });
     const shadowed = httpRouteStatusParents(
       r,
       [],
