@@ -4,6 +4,7 @@
 // to nginx on loopback without root. Reads its setup as JSON from argv[2]; prints its ports.
 
 import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Session } from 'node:inspector';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import {
@@ -12,6 +13,8 @@ import {
   type MeshMessage,
   type MeshState,
 } from '../src/api/mesh';
+import { loadDropPages } from '../src/agent/proxy/l4/original-dst';
+import { dropColdPagesLater } from '../src/agent/proxy/memory-trim';
 import { IstioMetrics } from '../src/agent/proxy/metrics';
 import { Sidecar } from '../src/agent/proxy/sidecar';
 import { applyProxyV8Flags } from '../src/agent/proxy/v8-flags';
@@ -54,6 +57,19 @@ const sidecar = new Sidecar(
 );
 sidecar.setCredentials(setup.credentials, new Date());
 sidecar.setMesh(state);
+// As `mooring agent` does: the pages of the binary only the start used are dropped 10 s after
+// (MOORING_BENCH_NO_DROP=1: not, to compare). (Compiled into .cache/bench/bench: the addon is
+// the repository's.)
+const dropPages = loadDropPages(
+  join(__dirname, '..', '..', '..', 'native/original-dst/build/Release/original_dst.node'),
+);
+if (dropPages !== null && process.env.MOORING_BENCH_NO_DROP === undefined) {
+  dropColdPagesLater(
+    dropPages,
+    () => readFileSync('/proc/self/smaps', 'utf8'),
+    (r) => process.stderr.write(`pid ${process.pid} cold pages: ${JSON.stringify(r)}\n`),
+  );
+}
 void sidecar.start().then((ports) => {
   process.stdout.write(
     `${JSON.stringify({ outbound: ports.outbound.port, inbound: ports.inbound.port })}\n`,

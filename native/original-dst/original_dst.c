@@ -15,6 +15,9 @@
 // the system (true when some were). A proxy's connections come and go in bursts, each leaving
 // TLS and socket memory freed in the middle of the heap that glibc keeps otherwise
 // (src/agent/proxy/memory-trim.ts decides when). false where the C library is not glibc.
+//
+// And dropPages(start, length): madvise(MADV_DONTNEED), for the pages of Node's binary that only
+// its start used (src/agent/proxy/memory-trim.ts chooses the ranges).
 #define NAPI_VERSION 8
 #include <node_api.h>
 
@@ -23,6 +26,7 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -128,6 +132,26 @@ static napi_value trim_memory(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// dropPages(start, length): madvise(MADV_DONTNEED) on that range of this process's address space:
+// its pages leave the process's resident set (a clean file-backed page stays in the page cache,
+// and comes back on the next touch). 0, or a negative errno. The caller gives only ranges of
+// read-only file mappings that hold no private copy of a page: for those, nothing is lost.
+static napi_value drop_pages(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  double start, length;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_double(env, argv[0], &start) != napi_ok ||
+      napi_get_value_double(env, argv[1], &length) != napi_ok || start < 0 || length <= 0) {
+    napi_throw_type_error(env, NULL, "dropPages(start, length): two positive numbers expected");
+    return NULL;
+  }
+  napi_value result;
+  int rc = madvise((void *)(uintptr_t)start, (size_t)length, MADV_DONTNEED);
+  napi_create_int32(env, rc == 0 ? 0 : -errno, &result);
+  return result;
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_value fn;
   if (napi_create_function(env, "originalDst", NAPI_AUTO_LENGTH, original_dst, NULL, &fn) !=
@@ -135,7 +159,10 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       napi_set_named_property(env, exports, "originalDst", fn) != napi_ok ||
       napi_create_function(env, "trimMemory", NAPI_AUTO_LENGTH, trim_memory, NULL, &fn) !=
           napi_ok ||
-      napi_set_named_property(env, exports, "trimMemory", fn) != napi_ok) {
+      napi_set_named_property(env, exports, "trimMemory", fn) != napi_ok ||
+      napi_create_function(env, "dropPages", NAPI_AUTO_LENGTH, drop_pages, NULL, &fn) !=
+          napi_ok ||
+      napi_set_named_property(env, exports, "dropPages", fn) != napi_ok) {
     return NULL;
   }
   return exports;

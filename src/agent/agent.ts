@@ -13,7 +13,7 @@
 // options.ts turns flags and environment into the options every part reads.
 
 import { randomInt } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -43,8 +43,13 @@ import {
   createProxyStatsServer,
   listenOn,
 } from './proxy/admin';
-import { loadMemoryTrim, loadOriginalDestination } from './proxy/l4/original-dst';
-import { MemoryTrimmer, TRIM_INTERVAL_MS } from './proxy/memory-trim';
+import { loadDropPages, loadMemoryTrim, loadOriginalDestination } from './proxy/l4/original-dst';
+import {
+  dropColdPagesLater,
+  MemoryTrimmer,
+  TRIM_INTERVAL_MS,
+  type ColdPagesReport,
+} from './proxy/memory-trim';
 import { podMetrics } from './health/merged-metrics';
 import { IstioMetrics } from './proxy/metrics';
 import { SIDECAR_DEFAULTS, Sidecar } from './proxy/sidecar';
@@ -70,6 +75,8 @@ interface ProxyParts {
   readonly servers: http.Server[];
   /** Looks every TRIM_INTERVAL_MS whether freed C heap memory is to be given back. */
   readonly trimTimer: NodeJS.Timeout | null;
+  /** Drops the pages of Node's binary only the start used, COLD_PAGES_AFTER_MS after listening. */
+  readonly coldTimer: NodeJS.Timeout | null;
 }
 
 /** Time allowed for one call to the CA. */
@@ -284,6 +291,8 @@ async function startProxy(
   applyProxyV8Flags();
   const originalDestination = loadOriginalDestination();
   const trim = loadMemoryTrim();
+  const dropPages = loadDropPages();
+  let coldPages: ColdPagesReport | null = null;
   const trimmer =
     trim === null
       ? null
@@ -332,7 +341,7 @@ async function startProxy(
     const admin = createProxyAdminServer({
       configDump: () => ({ ...sidecar.configDump(), meshClient: mesh.status() }),
       ready: () => sidecar.ready(),
-      memory: () => ({ trim: trimmer?.stats() ?? null }),
+      memory: () => ({ trim: trimmer?.stats() ?? null, coldPages }),
       logger: log,
     });
     servers.push(admin);
@@ -358,11 +367,31 @@ async function startProxy(
   mesh.start();
   const trimTimer = trimmer === null ? null : setInterval(() => trimmer.check(), TRIM_INTERVAL_MS);
   trimTimer?.unref();
-  return { sidecar, mesh, metrics: istio, renderStats, servers, trimTimer };
+  const coldTimer =
+    dropPages === null
+      ? null
+      : dropColdPagesLater(
+          dropPages,
+          () => readFileSync('/proc/self/smaps', 'utf8'),
+          (report, err) => {
+            coldPages = report;
+            if (report === null) {
+              log.debug({ err }, 'cannot read /proc/self/smaps: no page dropped');
+              return;
+            }
+            const droppedMiB = Math.round(report.droppedBytes / 1048576);
+            log.info(
+              { ...report, droppedMiB },
+              'dropped the pages of the binary only the start used',
+            );
+          },
+        );
+  return { sidecar, mesh, metrics: istio, renderStats, servers, trimTimer, coldTimer };
 }
 
 async function stopProxy(proxy: ProxyParts): Promise<void> {
   if (proxy.trimTimer !== null) clearInterval(proxy.trimTimer);
+  if (proxy.coldTimer !== null) clearTimeout(proxy.coldTimer);
   await proxy.mesh.stop();
   await proxy.sidecar.close();
   await Promise.all(proxy.servers.map(closeServer));

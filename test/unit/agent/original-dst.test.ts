@@ -2,18 +2,21 @@
 // The answers for redirected connections are proven in network namespaces with mooring's own
 // iptables rules: test/netns/original-dst.test.ts.
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  loadDropPages,
   loadMemoryTrim,
   loadOriginalDestination,
   ORIGINAL_DST_ADDON,
   OriginalDstAddonError,
   OriginalDstError,
 } from '../../../src/agent/proxy/l4/original-dst';
+import { dropColdPages } from '../../../src/agent/proxy/memory-trim';
 
 let dir: string;
 beforeAll(() => {
@@ -118,6 +121,71 @@ describe('giving freed C heap memory back (malloc_trim)', () => {
     const r = JSON.parse(out) as { before: number; after: number; released: boolean };
     expect(r.released).toBe(true);
     expect(r.before - r.after).toBeGreaterThan(40 * 1024 * 1024);
+  });
+});
+
+describe("dropping the pages of Node's binary only the start used (madvise)", () => {
+  it("takes a real process's read-only file pages out of its resident set, and the process goes on", async () => {
+    expect(typeof loadDropPages()).toBe('function');
+    // A child prints its smaps, drops the ranges chosen from them, then works (crypto, zlib,
+    // code of the binary it had not run): the pages it needs come back from the page cache.
+    const script = `
+      const fs = require('node:fs');
+      const m = { exports: {} };
+      process.dlopen(m, process.argv[1]);
+      const file = () => Number(/RssFile:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
+      process.stdout.write(JSON.stringify(fs.readFileSync('/proc/self/smaps', 'utf8')) + '\\n');
+      let input = '';
+      process.stdin.on('data', (d) => {
+        input += d;
+        if (!input.endsWith('\\n')) return;
+        const before = file();
+        const rcs = JSON.parse(input).map(([start, length]) => m.exports.dropPages(start, length));
+        const after = file();
+        const digest = require('node:crypto').createHash('sha256').update('mooring').digest('hex');
+        const zipped = require('node:zlib').gunzipSync(require('node:zlib').gzipSync('x'.repeat(1000))).length;
+        process.stdout.write(JSON.stringify({ before, after, rcs, digest, zipped }) + '\\n');
+        process.exit(0);
+      });
+    `;
+    const child = spawn(process.execPath, ['-e', script, ORIGINAL_DST_ADDON]);
+    const lines: string[] = [];
+    let buffered = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) !== -1) {
+        lines.push(buffered.slice(0, nl));
+        buffered = buffered.slice(nl + 1);
+        if (lines.length === 1) {
+          const ranges: [number, number][] = [];
+          const report = dropColdPages(
+            JSON.parse(lines[0] as string) as string,
+            (start, length) => {
+              ranges.push([start, length]);
+              return 0;
+            },
+          );
+          expect(report.mappings).toBe(ranges.length);
+          child.stdin.write(`${JSON.stringify(ranges)}\n`);
+        }
+      }
+    });
+    const code = await new Promise((resolve) => child.on('exit', resolve));
+    expect(code).toBe(0);
+    const r = JSON.parse(lines[1] as string) as {
+      before: number;
+      after: number;
+      rcs: number[];
+      digest: string;
+      zipped: number;
+    };
+    expect(r.rcs.length).toBeGreaterThan(0);
+    expect(r.rcs.every((rc) => rc === 0)).toBe(true);
+    // Most of a fresh Node's file pages were the start's (about 40 of 45 MiB here).
+    expect(r.before - r.after).toBeGreaterThan(10 * 1024 * 1024);
+    expect(r.digest).toBe(createHash('sha256').update('mooring').digest('hex'));
+    expect(r.zipped).toBe(1000);
   });
 });
 

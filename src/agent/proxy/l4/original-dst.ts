@@ -4,7 +4,8 @@
 // (native/original-dst/original_dst.c) reads SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST, as Envoy's
 // original_dst listener filter does. It needs no capability (the proxy runs as UID 1337 with every
 // capability dropped). This module is the only one that loads the addon (which also gives freed C
-// heap memory back to the system: loadMemoryTrim, for memory-trim.ts).
+// heap memory back to the system, and drops the pages only the start used: loadMemoryTrim and
+// loadDropPages, for memory-trim.ts).
 
 import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -92,6 +93,8 @@ interface Addon {
   originalDst(fd: number, out: Int32Array): string | null | number;
   /** glibc's malloc_trim(0): true when pages were given back (absent from older builds). */
   trimMemory?: () => boolean;
+  /** madvise(MADV_DONTNEED) on a range: 0 or a negative errno (absent from older builds). */
+  dropPages?: (start: number, length: number) => number;
 }
 
 function isAddon(value: unknown): value is Addon {
@@ -146,6 +149,17 @@ function loadAddon(file: string): Addon {
 export function loadMemoryTrim(file: string = ORIGINAL_DST_ADDON): (() => boolean) | null {
   const trim = loadAddon(file).trimMemory;
   return typeof trim === 'function' ? trim : null;
+}
+
+/**
+ * The addon's madvise(MADV_DONTNEED) of a range (0 or a negative errno), or null when the addon
+ * was built before it had one. Loads the addon like loadOriginalDestination (and fails like it).
+ */
+export function loadDropPages(
+  file: string = ORIGINAL_DST_ADDON,
+): ((start: number, length: number) => number) | null {
+  const drop = loadAddon(file).dropPages;
+  return typeof drop === 'function' ? drop : null;
 }
 
 const HINTS: Record<string, string> = {
