@@ -17,13 +17,16 @@
 // (src/agent/proxy/memory-trim.ts decides when). false where the C library is not glibc.
 //
 // And dropPages(start, length): madvise(MADV_DONTNEED), for the pages of Node's binary that only
-// its start used (src/agent/proxy/memory-trim.ts chooses the ranges).
+// its start used (src/agent/proxy/memory-trim.ts chooses the ranges). And setKeepalive and
+// keepaliveOf: TCP keepalive with its three settings (a DestinationRule's tcpKeepalive; Node's
+// setKeepAlive sets only the first).
 #define NAPI_VERSION 8
 #include <node_api.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -152,6 +155,55 @@ static napi_value drop_pages(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// setKeepalive(fd, idle, interval, probes): SO_KEEPALIVE on, and each of TCP_KEEPIDLE,
+// TCP_KEEPINTVL (seconds) and TCP_KEEPCNT that is above 0 (0 leaves the system's). 0, or a
+// negative errno. keepaliveOf(fd): [on, idle, interval, probes] as the kernel has them.
+static napi_value set_keepalive(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t v[4];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) {
+    napi_throw_type_error(env, NULL, "setKeepalive(fd, idle, interval, probes): four numbers");
+    return NULL;
+  }
+  for (int i = 0; i < 4; i++) {
+    if (napi_get_value_int32(env, argv[i], &v[i]) != napi_ok || v[i] < 0) {
+      napi_throw_type_error(env, NULL, "setKeepalive(fd, idle, interval, probes): four numbers");
+      return NULL;
+    }
+  }
+  const int on = 1;
+  int rc = setsockopt(v[0], SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  if (rc == 0 && v[1] > 0) rc = setsockopt(v[0], IPPROTO_TCP, TCP_KEEPIDLE, &v[1], sizeof v[1]);
+  if (rc == 0 && v[2] > 0) rc = setsockopt(v[0], IPPROTO_TCP, TCP_KEEPINTVL, &v[2], sizeof v[2]);
+  if (rc == 0 && v[3] > 0) rc = setsockopt(v[0], IPPROTO_TCP, TCP_KEEPCNT, &v[3], sizeof v[3]);
+  return negative_errno(env, rc == 0 ? 0 : errno);
+}
+
+static napi_value keepalive_of(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "keepaliveOf(fd): a number expected");
+    return NULL;
+  }
+  int values[4];
+  socklen_t len = sizeof(int);
+  const int levels[4] = {SOL_SOCKET, IPPROTO_TCP, IPPROTO_TCP, IPPROTO_TCP};
+  const int names[4] = {SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT};
+  napi_value result, item;
+  napi_create_array_with_length(env, 4, &result);
+  for (int i = 0; i < 4; i++) {
+    len = sizeof(int);
+    if (getsockopt(fd, levels[i], names[i], &values[i], &len) != 0) return negative_errno(env, errno);
+    napi_create_int32(env, values[i], &item);
+    napi_set_element(env, result, (uint32_t)i, item);
+  }
+  return result;
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_value fn;
   if (napi_create_function(env, "originalDst", NAPI_AUTO_LENGTH, original_dst, NULL, &fn) !=
@@ -162,7 +214,13 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       napi_set_named_property(env, exports, "trimMemory", fn) != napi_ok ||
       napi_create_function(env, "dropPages", NAPI_AUTO_LENGTH, drop_pages, NULL, &fn) !=
           napi_ok ||
-      napi_set_named_property(env, exports, "dropPages", fn) != napi_ok) {
+      napi_set_named_property(env, exports, "dropPages", fn) != napi_ok ||
+      napi_create_function(env, "setKeepalive", NAPI_AUTO_LENGTH, set_keepalive, NULL, &fn) !=
+          napi_ok ||
+      napi_set_named_property(env, exports, "setKeepalive", fn) != napi_ok ||
+      napi_create_function(env, "keepaliveOf", NAPI_AUTO_LENGTH, keepalive_of, NULL, &fn) !=
+          napi_ok ||
+      napi_set_named_property(env, exports, "keepaliveOf", fn) != napi_ok) {
     return NULL;
   }
   return exports;

@@ -15,8 +15,9 @@
 import { randomInt } from 'node:crypto';
 import { promises as fs, readFileSync } from 'node:fs';
 import type http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
+import type { TcpKeepalive } from '../api/mesh';
 import { systemClock } from '../adapters/system-clock';
 import { generateKeyPair as generateKey } from '../ca/keys';
 import type { Clock } from '../ca/ports';
@@ -43,7 +44,12 @@ import {
   createProxyStatsServer,
   listenOn,
 } from './proxy/admin';
-import { loadDropPages, loadMemoryTrim, loadOriginalDestination } from './proxy/l4/original-dst';
+import {
+  loadDropPages,
+  loadMemoryTrim,
+  loadOriginalDestination,
+  loadTcpKeepalive,
+} from './proxy/l4/original-dst';
 import {
   dropColdPagesLater,
   MemoryTrimmer,
@@ -292,6 +298,7 @@ async function startProxy(
   const originalDestination = loadOriginalDestination();
   const trim = loadMemoryTrim();
   const dropPages = loadDropPages();
+  const keepalive = loadTcpKeepalive();
   let coldPages: ColdPagesReport | null = null;
   const trimmer =
     trim === null
@@ -306,6 +313,14 @@ async function startProxy(
       // Read per request: the system clock's milliseconds without a Date object each time.
       nowMs: clock === systemClock ? Date.now : () => clock.now().getTime(),
       metrics: istio,
+      ...(keepalive === null
+        ? {}
+        : {
+            tcpKeepalive: (socket: Socket, k: TcpKeepalive) => {
+              const rc = keepalive.set(socket, k);
+              if (rc < 0) log.debug({ errno: -rc }, 'cannot set TCP keepalive on a connection');
+            },
+          }),
     },
     {
       outboundPort: p.outboundPort,

@@ -299,6 +299,8 @@ export interface ConnectionPoolPolicy {
      * no new request (a new connection is opened).
      */
     readonly maxConnectionDurationMs?: number;
+    /** Istio's `tcpKeepalive`: TCP keepalive on upstream connections. */
+    readonly keepalive?: TcpKeepalive;
   };
   readonly http?: {
     readonly http1MaxPendingRequests?: number;
@@ -310,6 +312,17 @@ export interface ConnectionPoolPolicy {
      */
     readonly idleTimeoutMs?: number;
   };
+}
+
+/**
+ * TCP keepalive (SO_KEEPALIVE) with, when set, the idle time before the first probe
+ * (TCP_KEEPIDLE), the time between probes (TCP_KEEPINTVL) and how many go unanswered before the
+ * connection is dropped (TCP_KEEPCNT); unset: the system's (Linux: 7200 s, 75 s, 9).
+ */
+export interface TcpKeepalive {
+  readonly timeS?: number;
+  readonly intervalS?: number;
+  readonly probes?: number;
 }
 
 export interface OutlierDetectionPolicy {

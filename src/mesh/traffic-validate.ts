@@ -2,7 +2,7 @@
 // with Istio's and the Gateway API's defaults. Every problem names its field
 // (`spec.http[0].route[1].weight`). What Mooring does not implement yet is a problem when
 // ignoring it would route requests differently from what the object says (a delegate),
-// and a warning when it only drops a refinement (`tcpKeepalive`).
+// and a warning when it only drops a refinement (a destination's `headers`, `tunnel`).
 // Pure: no I/O.
 
 import type {
@@ -19,6 +19,7 @@ import type {
   RouteReply,
   RouteRewrite,
   StringMatch,
+  TcpKeepalive,
   TcpRouteRule,
   TrafficPolicy,
   ConnectionPoolPolicy,
@@ -695,6 +696,24 @@ function readVsRoute(
   };
 }
 
+/** Istio's `tcpKeepalive`: `time` and `interval` in whole seconds (Envoy's), `probes`. */
+function readKeepalive(f: Fields, raw: unknown, field: string): TcpKeepalive | undefined {
+  const k = f.object(raw, field);
+  if (k === undefined) return undefined;
+  const seconds = (key: 'time' | 'interval'): number | undefined => {
+    const ms = duration(f, k[key], `${field}.${key}`, { min: 1000 });
+    return ms === undefined ? undefined : Math.floor(ms / 1000);
+  };
+  const timeS = seconds('time');
+  const intervalS = seconds('interval');
+  const probes = f.number(k.probes, `${field}.probes`, { min: 1, max: 127, integer: true });
+  return {
+    ...(timeS === undefined ? {} : { timeS }),
+    ...(intervalS === undefined ? {} : { intervalS }),
+    ...(probes === undefined ? {} : { probes }),
+  };
+}
+
 /** Istio's corsPolicy; `allowOrigin` (its old list of exact origins) is read too. */
 function readCors(f: Fields, raw: unknown, field: string): CorsPolicy | undefined {
   const c = f.object(raw, field);
@@ -1020,7 +1039,6 @@ function readTrafficPolicy(
     const http = f.object(cp.http, `${field}.connectionPool.http`);
     const pool: { tcp?: ConnectionPoolPolicy['tcp']; http?: ConnectionPoolPolicy['http'] } = {};
     if (tcp !== undefined) {
-      unsupported(f, tcp, ['tcpKeepalive'], `${field}.connectionPool.tcp`, false);
       const maxConnections = f.number(
         tcp.maxConnections,
         `${field}.connectionPool.tcp.maxConnections`,
@@ -1045,7 +1063,13 @@ function readTrafficPolicy(
         `${field}.connectionPool.tcp.maxConnectionDuration`,
         { min: 1 },
       );
+      const keepalive = readKeepalive(
+        f,
+        tcp.tcpKeepalive,
+        `${field}.connectionPool.tcp.tcpKeepalive`,
+      );
       pool.tcp = {
+        ...(keepalive === undefined ? {} : { keepalive }),
         ...(maxConnections === undefined ? {} : { maxConnections }),
         ...(connectTimeoutMs === undefined ? {} : { connectTimeoutMs }),
         ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }),

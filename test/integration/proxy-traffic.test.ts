@@ -3,6 +3,7 @@
 // `connectionPool.http.maxRequestsPerConnection` makes the proxy open, its circuit breakers
 // (`tcp.maxConnections`, `http.http1MaxPendingRequests`) over HTTP/1.1, HTTP/2 and opaque TCP,
 // and the route rewrite of the path and authority as the app receives them.
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net, { type AddressInfo, type Socket } from 'node:net';
@@ -229,6 +230,27 @@ describe('connection pool limits', () => {
     };
     expect(await openAfterAPause((s) => s)).toBe(true);
     expect(await openAfterAPause(withPool({ http: { idleTimeoutMs: 300 } }))).toBe(false);
+  });
+
+  it('turns TCP keepalive on for the upstream connections of a rule with tcpKeepalive, with its idle time', async () => {
+    /** The kernel's timers of the proxy's connections to the app (ss: timer:(keepalive,...)). */
+    const timers = (): string[] =>
+      execFileSync('ss', ['-tnoH', 'state', 'established', 'dst', `127.0.0.1:${appPort}`], {
+        encoding: 'utf8',
+      })
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => /timer:\((\w+),([^,]+),/.exec(l)?.slice(1, 3).join(' ') ?? 'none');
+    const fresh = async (mod: (s: MeshService) => MeshService): Promise<string[]> => {
+      useMesh(mod);
+      for (const c of connections) c.destroy();
+      await new Promise((r) => setTimeout(r, 50));
+      await sequential(1);
+      return timers();
+    };
+    expect(await fresh((s) => s)).toEqual(['none']);
+    const kept = await fresh(withPool({ tcp: { keepalive: { timeS: 600 } } }));
+    expect(kept).toEqual([expect.stringMatching(/^keepalive (9min5\dsec|10min)$/)]);
   });
 
   it('closes an upstream HTTP/2 session idle for http.idleTimeout (GOAWAY), and keeps it past that without', async () => {

@@ -6,12 +6,14 @@
 
 import { randomUUID } from 'node:crypto';
 import type http2 from 'node:http2';
+import type net from 'node:net';
 import type {
   ConnectionPoolPolicy,
   ConsistentHash,
   HeaderOperations,
   MeshService,
   RouteMirror,
+  TcpKeepalive,
   TrafficPolicy,
   WorkloadInfo,
 } from '../../api/mesh';
@@ -83,6 +85,8 @@ export interface HandlerContext {
   nowMs(): number;
   readonly metrics: IstioMetrics;
   readonly connectTimeoutMs: number;
+  /** The tuning of an upstream socket for a rule's TCP keepalive (one function per setting). */
+  keepalive(k: TcpKeepalive): (socket: net.Socket) => void;
   /** Own workload metadata, encoded once per configuration (peer header value prefix). */
   ownPeerValue(): string;
   ownWorkload(): WorkloadInfo | null;
@@ -663,6 +667,10 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
       maxRequestsPerConnection: http?.maxRequestsPerConnection,
       responseHeaders,
       maxConnectionDurationMs: policy.connectionPool?.tcp?.maxConnectionDurationMs,
+      tune:
+        policy.connectionPool?.tcp?.keepalive === undefined
+          ? undefined
+          : this.ctx.keepalive(policy.connectionPool.tcp.keepalive),
       upstreamIdleTimeoutMs: http?.idleTimeoutMs,
       breaker,
       mirrors,

@@ -17,6 +17,7 @@ import {
   type MeshService,
   type MeshState,
   type Protocol,
+  type TcpKeepalive,
   type WorkloadInfo,
 } from '../../api/mesh';
 import {
@@ -87,7 +88,17 @@ export interface SidecarDeps {
   readonly metrics: IstioMetrics;
   /** Tracing and the access log (default: configured by the mesh, access log on stdout). */
   readonly telemetry?: ProxyTelemetry;
+  /**
+   * Sets TCP keepalive on an upstream socket (a DestinationRule's tcpKeepalive): the agent's
+   * addon sets all three settings; without it, Node's setKeepAlive sets the idle time only.
+   */
+  readonly tcpKeepalive?: (socket: net.Socket, k: TcpKeepalive) => void;
 }
+
+/** Node's own keepalive: the idle time (interval 1 s and 10 probes are Node's, not the rule's). */
+const nodeKeepalive = (socket: net.Socket, k: TcpKeepalive): void => {
+  socket.setKeepAlive(true, (k.timeS ?? 0) * 1000);
+};
 
 export interface SidecarOptions {
   readonly outboundPort: number;
@@ -182,6 +193,17 @@ export class Sidecar {
    */
   private readonly onAttemptFailure: HandlerContext['onAttemptFailure'];
   private readonly idleTimeoutMs: number;
+  /** The socket tuning of each keepalive setting (one function per rule's setting, kept). */
+  private readonly keepaliveTuners = new WeakMap<TcpKeepalive, (socket: net.Socket) => void>();
+  private readonly keepalive = (k: TcpKeepalive): ((socket: net.Socket) => void) => {
+    let tune = this.keepaliveTuners.get(k);
+    if (tune === undefined) {
+      const set = this.deps.tcpKeepalive ?? nodeKeepalive;
+      tune = (socket) => set(socket, k);
+      this.keepaliveTuners.set(k, tune);
+    }
+    return tune;
+  };
 
   constructor(
     private readonly deps: SidecarDeps,
@@ -211,6 +233,7 @@ export class Sidecar {
       nowMs: deps.nowMs,
       metrics: deps.metrics,
       connectTimeoutMs: options.connectTimeoutMs,
+      keepalive: this.keepalive,
       ownPeerValue: () => this.ownPeer,
       ownWorkload: () => this.index?.state.proxy.workload ?? null,
       ownIdentity: () => this.tlsContexts?.spiffeId ?? this.index?.state.proxy.identity ?? null,
@@ -549,6 +572,7 @@ export class Sidecar {
         alpn: ALPN.tcp,
         tls: this.tlsContexts,
         connectTimeoutMs: tcpPool?.connectTimeoutMs ?? this.options.connectTimeoutMs,
+        ...(tcpPool?.keepalive === undefined ? {} : { tune: this.keepalive(tcpPool.keepalive) }),
       },
       (err, upstream) => {
         if (err !== null || upstream === null) {

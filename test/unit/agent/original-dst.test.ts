@@ -5,13 +5,14 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   loadDropPages,
   loadMemoryTrim,
   loadOriginalDestination,
+  loadTcpKeepalive,
   ORIGINAL_DST_ADDON,
   OriginalDstAddonError,
   OriginalDstError,
@@ -186,6 +187,31 @@ describe("dropping the pages of Node's binary only the start used (madvise)", ()
     expect(r.before - r.after).toBeGreaterThan(10 * 1024 * 1024);
     expect(r.digest).toBe(createHash('sha256').update('mooring').digest('hex'));
     expect(r.zipped).toBe(1000);
+  });
+});
+
+describe("TCP keepalive with its three settings (a DestinationRule's tcpKeepalive)", () => {
+  it('sets SO_KEEPALIVE, the idle time, the interval and the probes on a socket, and reads them back', async () => {
+    const control = loadTcpKeepalive();
+    expect(control).not.toBeNull();
+    const server = createServer((s) => s.on('error', () => {}));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    try {
+      const before = control?.read(socket) as number[];
+      expect(before[0]).toBe(0);
+      expect(control?.set(socket, { timeS: 600, intervalS: 75, probes: 3 })).toBe(0);
+      expect(control?.read(socket)).toEqual([1, 600, 75, 3]);
+      // Unset settings stay the system's.
+      expect(control?.set(socket, { timeS: 30 })).toBe(0);
+      expect(control?.read(socket)).toEqual([1, 30, 75, 3]);
+    } finally {
+      socket.destroy();
+      await new Promise((r) => server.close(r));
+    }
+    // A closed socket has no descriptor: EBADF, nothing thrown.
+    expect(control?.set(socket, { timeS: 5 })).toBe(-9);
   });
 });
 

@@ -732,6 +732,7 @@ describe('DestinationRule: policies with Istio defaults', () => {
               connectTimeout: '250ms',
               idleTimeout: '30m',
               maxConnectionDuration: '10m',
+              tcpKeepalive: { time: '600s', interval: '75s', probes: 3 },
             },
             http: {
               http1MaxPendingRequests: 5,
@@ -762,6 +763,7 @@ describe('DestinationRule: policies with Istio defaults', () => {
           connectTimeoutMs: 250,
           idleTimeoutMs: 1_800_000,
           maxConnectionDurationMs: 600_000,
+          keepalive: { timeS: 600, intervalS: 75, probes: 3 },
         },
         http: { http1MaxPendingRequests: 5, maxRetries: 3, idleTimeoutMs: 45_000 },
       },
@@ -1222,6 +1224,12 @@ describe('bad objects: the field and what is wrong', () => {
       vs([{ directResponse: { status: 200, body: { bytes: 'not base64!' } } }]),
       'spec.http[0].directResponse.body.bytes',
       /must be base64/,
+    ],
+    [
+      'a keepalive time under a second',
+      dr({ trafficPolicy: { connectionPool: { tcp: { tcpKeepalive: { time: '500ms' } } } } }),
+      'spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.time',
+      /at least 1000ms/,
     ],
     [
       'a mirror beside mirrors',

@@ -35,6 +35,8 @@ export interface DialOptions {
   readonly alpn: MooringAlpn;
   readonly tls: TlsContexts | null;
   readonly connectTimeoutMs: number;
+  /** Called with the socket once TCP is up (TCP keepalive, a DestinationRule's tcpKeepalive). */
+  readonly tune?: (socket: net.Socket) => void;
 }
 
 export type DialCallback = (err: DialFailure | null, socket: net.Socket | null) => void;
@@ -103,6 +105,7 @@ export function dial(o: DialOptions, cb: DialCallback): () => void {
     socket = net.connect({ host: e.address, port: e.port, allowHalfOpen: true, noDelay: true });
     socket.once('connect', () => {
       socket.removeListener('error', onError);
+      o.tune?.(socket);
       finish(null, socket);
     });
   } else {
@@ -132,7 +135,10 @@ export function dial(o: DialOptions, cb: DialCallback): () => void {
     });
     socket = t;
     t.setNoDelay(true);
-    t.once('connect', () => (handshaking = true));
+    t.once('connect', () => {
+      handshaking = true;
+      o.tune?.(t);
+    });
     t.once('secureConnect', () => {
       t.removeListener('error', onError);
       if (t.alpnProtocol !== o.alpn) {

@@ -11,6 +11,7 @@ import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { getSystemErrorMessage, getSystemErrorName } from 'node:util';
+import type { TcpKeepalive } from '../../../api/mesh';
 
 export interface OriginalDestination {
   readonly address: string;
@@ -95,6 +96,10 @@ interface Addon {
   trimMemory?: () => boolean;
   /** madvise(MADV_DONTNEED) on a range: 0 or a negative errno (absent from older builds). */
   dropPages?: (start: number, length: number) => number;
+  /** SO_KEEPALIVE and the three TCP_KEEP* (0: the system's): 0 or a negative errno. */
+  setKeepalive?: (fd: number, idleS: number, intervalS: number, probes: number) => number;
+  /** [on, idle, interval, probes], or a negative errno. */
+  keepaliveOf?: (fd: number) => number[] | number;
 }
 
 function isAddon(value: unknown): value is Addon {
@@ -162,6 +167,40 @@ export function loadDropPages(
   return typeof drop === 'function' ? drop : null;
 }
 
+/** TCP keepalive with its three settings, through the addon. */
+export interface KeepaliveControl {
+  /** Sets it on the socket: 0, or a negative errno (a socket without descriptor: -EBADF). */
+  set(socket: Socket, k: TcpKeepalive): number;
+  /** [on, idle s, interval s, probes] as the kernel has them, or a negative errno. */
+  read(socket: Socket): readonly number[] | number;
+}
+
+const EBADF = 9;
+
+/** The descriptor of a TCP socket or of a TLS socket over one, or null (closed). */
+function fdOf(socket: Socket): number | null {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : null;
+}
+
+/** The addon's keepalive control, or null when it was built before it had one. */
+export function loadTcpKeepalive(file: string = ORIGINAL_DST_ADDON): KeepaliveControl | null {
+  const addon = loadAddon(file);
+  const set = addon.setKeepalive;
+  const of = addon.keepaliveOf;
+  if (typeof set !== 'function' || typeof of !== 'function') return null;
+  return {
+    set: (socket, k) => {
+      const fd = fdOf(socket);
+      return fd === null ? -EBADF : set(fd, k.timeS ?? 0, k.intervalS ?? 0, k.probes ?? 0);
+    },
+    read: (socket) => {
+      const fd = fdOf(socket);
+      return fd === null ? -EBADF : of(fd);
+    },
+  };
+}
+
 const HINTS: Record<string, string> = {
   ENOPROTOOPT:
     "the kernel's connection tracking (nf_conntrack) is not loaded for this address family, so " +
@@ -185,8 +224,8 @@ function failure(socket: Socket, errno: number): OriginalDstError {
 
 /** The socket's file descriptor; Node keeps it on the TCP handle. */
 function descriptor(socket: Socket): number {
-  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) {
+  const fd = fdOf(socket);
+  if (fd === null) {
     throw new OriginalDstError(
       'EBADF',
       'cannot read the original destination of a socket that has no file descriptor (it is ' +

@@ -2,6 +2,7 @@
 // request (where it goes, which headers change, the route's policies), or the answer the proxy
 // gives itself; Envoy's response flags; what an attempt ended with.
 
+import type net from 'node:net';
 import type { MeshService, RetryPolicy } from '../../../api/mesh';
 import type { CircuitBreaker } from '../core/circuit-breaker';
 import type { UpstreamEndpoint } from '../core/endpoints';
@@ -85,6 +86,8 @@ export interface ExchangePlan {
   readonly maxConnectionDurationMs?: number;
   /** DestinationRule `connectionPool.http.idleTimeout` of the connections this plan opens (0: never). */
   readonly upstreamIdleTimeoutMs?: number;
+  /** Called with each upstream socket this plan opens once TCP is up (tcpKeepalive). */
+  readonly tune?: (socket: net.Socket) => void;
   /**
    * The cluster's circuit breaker (`connectionPool.tcp.maxConnections`,
    * `http.http1MaxPendingRequests`); absent when the rule sets neither (nothing is counted).
@@ -127,6 +130,7 @@ export function forwardPlan(p: Omit<ExchangePlan, 'kind'>): ExchangePlan {
     responseHeaders: p.responseHeaders,
     maxConnectionDurationMs: p.maxConnectionDurationMs,
     upstreamIdleTimeoutMs: p.upstreamIdleTimeoutMs,
+    tune: p.tune,
     breaker: p.breaker,
     mirrors: p.mirrors,
     service: p.service,

@@ -534,7 +534,13 @@ export class Exchange implements ConnectionEvents {
       pool.dialEnded(key);
     };
     const cancel = dial(
-      { endpoint, alpn: plan.alpn, tls: plan.tls, connectTimeoutMs: plan.connectTimeoutMs },
+      {
+        endpoint,
+        alpn: plan.alpn,
+        tls: plan.tls,
+        connectTimeoutMs: plan.connectTimeoutMs,
+        tune: plan.tune,
+      },
       (err, socket) => {
         this.cancelDial = null;
         dialEnded();

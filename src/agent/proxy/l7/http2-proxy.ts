@@ -106,6 +106,8 @@ export class H2SessionPool {
     maxAgeMs?: number,
     /** For a session it opens: closed after this long with no frame (0 or absent: never). */
     idleTimeoutMs?: number,
+    /** For a session it opens: its socket once TCP is up (tcpKeepalive). */
+    tune?: (socket: net.Socket) => void,
   ): void {
     const key = breaker === null ? endpoint.key : breaker.poolKey(endpoint.key);
     const existing = this.sessions.get(key);
@@ -133,7 +135,7 @@ export class H2SessionPool {
     }
     this.waiting.set(key, [waiter]);
     breaker?.connectionOpened();
-    dial({ endpoint, alpn, tls, connectTimeoutMs }, (err, socket) => {
+    dial({ endpoint, alpn, tls, connectTimeoutMs, tune }, (err, socket) => {
       const callbacks = this.waiting.get(key) ?? [];
       this.waiting.delete(key);
       if (err !== null || socket === null) {
@@ -418,6 +420,7 @@ class H2Exchange {
       breaker,
       plan.maxConnectionDurationMs,
       plan.upstreamIdleTimeoutMs,
+      plan.tune,
     );
   }
 
