@@ -24,7 +24,7 @@ import {
 } from './http1-codec';
 import type { ExchangePlan, HeaderChanges, LocalReply, ResponseFlag } from './exchange-plan';
 import { ExchangePolicy, failureFlag, resetReply } from './exchange-policy';
-import { Http1Mirror, MIRROR_TIMEOUT_MS, shadowHost, type MirrorTarget } from './mirror';
+import { Http1Mirror, mirrorOptions, shadowHost, type MirrorTarget } from './mirror';
 import type {
   ConnectionEvents,
   ConnectionPool,
@@ -350,14 +350,9 @@ export class Exchange implements ConnectionEvents {
     const plan = this.plan;
     // An upgrade is not copied: its bytes after the answer are not HTTP.
     if (plan.kind === 'forward' && plan.mirrors !== undefined && this.head.upgrade === null) {
+      const options = mirrorOptions(plan);
       this.mirrors = plan.mirrors.map(
-        (target) =>
-          new Http1Mirror(target, mirrorHeadText(this.head, plan, target), {
-            alpn: plan.alpn,
-            tls: plan.tls,
-            connectTimeoutMs: plan.connectTimeoutMs,
-            timeoutMs: plan.timeoutMs ?? MIRROR_TIMEOUT_MS,
-          }),
+        (target) => new Http1Mirror(target, mirrorHeadText(this.head, plan, target), options),
       );
     }
     this.policy?.begin(

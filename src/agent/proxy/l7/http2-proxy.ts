@@ -15,7 +15,7 @@ import type { RequestView } from '../core/route';
 import { dial, type DialFailure } from '../l4/dial';
 import type { TlsContexts } from '../l4/tls';
 import { ExchangePolicy, failureFlag, resetReply } from './exchange-policy';
-import { H2Mirror, MIRROR_TIMEOUT_MS, shadowHost } from './mirror';
+import { H2Mirror, mirrorOptions, shadowHost, type MirrorTarget } from './mirror';
 import {
   RETRY_BUFFER_BYTES,
   type AttemptOutcome,
@@ -226,6 +226,24 @@ function upstreamHeaders(
   return out;
 }
 
+/** A copy of a request to a mirror: its headers as sent upstream, the authority with -shadow. */
+function h2Mirror(
+  target: MirrorTarget,
+  headers: http2.IncomingHttpHeaders,
+  plan: ExchangePlan,
+  pool: H2SessionPool,
+): H2Mirror {
+  const meshed = target.endpoint.identity !== null;
+  const out = upstreamHeaders(
+    headers,
+    plan,
+    meshed ? target.addHeadersMeshed : plan.addHeadersPlain,
+  );
+  out[':authority'] = shadowHost(String(out[':authority'] ?? headers.host ?? ''));
+  delete out.host;
+  return new H2Mirror(target, out, pool, mirrorOptions(plan));
+}
+
 /** Serves HTTP/2 on a client connection. `first`: bytes already read from it (sniffing). */
 export function serveH2(
   socket: net.Socket,
@@ -332,22 +350,7 @@ class H2Exchange {
     this.grpc = typeof ct === 'string' && ct.startsWith('application/grpc');
     this.mirrors =
       plan.kind === 'forward' && plan.mirrors !== undefined
-        ? plan.mirrors.map((target) => {
-            const meshed = target.endpoint.identity !== null;
-            const out = upstreamHeaders(
-              headers,
-              plan,
-              meshed ? target.addHeadersMeshed : plan.addHeadersPlain,
-            );
-            out[':authority'] = shadowHost(String(out[':authority'] ?? headers.host ?? ''));
-            delete out.host;
-            return new H2Mirror(target, out, pool, {
-              alpn: plan.alpn,
-              tls: plan.tls,
-              connectTimeoutMs: plan.connectTimeoutMs,
-              timeoutMs: plan.timeoutMs ?? MIRROR_TIMEOUT_MS,
-            });
-          })
+        ? plan.mirrors.map((target) => h2Mirror(target, headers, plan, pool))
         : null;
     down.on('data', (chunk: Buffer) => this.onRequestData(chunk));
     down.on('end', () => this.onRequestEnd());

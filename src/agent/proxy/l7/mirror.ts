@@ -12,6 +12,7 @@ import type { UpstreamEndpoint } from '../core/endpoints';
 import type { MooringAlpn } from '../core/identity';
 import { dial } from '../l4/dial';
 import type { TlsContexts } from '../l4/tls';
+import type { ExchangePlan } from './exchange-plan';
 import type { H2SessionPool } from './http2-proxy';
 
 /** Where one copy of a request goes. */
@@ -33,6 +34,16 @@ export interface MirrorOptions {
 export const MIRROR_BUFFER_BYTES = 1024 * 1024;
 /** A copy and its answer are cut after this long when the route sets no timeout. */
 export const MIRROR_TIMEOUT_MS = 60_000;
+
+/** How the copies of a request under `plan` connect, and the time they have. */
+export function mirrorOptions(plan: ExchangePlan): MirrorOptions {
+  return {
+    alpn: plan.alpn,
+    tls: plan.tls,
+    connectTimeoutMs: plan.connectTimeoutMs,
+    timeoutMs: plan.timeoutMs ?? MIRROR_TIMEOUT_MS,
+  };
+}
 
 /** Envoy's shadow host: `-shadow` after the host name, before a port. */
 export function shadowHost(authority: string): string {
