@@ -10,7 +10,6 @@ import type { MooringAlpn } from '../core/identity';
 import type { AttemptFailure as RetryAttemptFailure } from '../core/retry';
 import type { SpanContext } from '../core/trace-context';
 import type { TlsContexts } from '../l4/tls';
-import type { MirrorTarget } from './mirror';
 import type { UpstreamConnection } from './pool';
 
 /** Envoy's response flags (the access log's %RESPONSE_FLAGS%). */
@@ -45,6 +44,13 @@ export interface LocalReply {
   readonly headers?: readonly string[];
   /** For a gRPC request: this status (else one made from `status`). */
   readonly grpcStatus?: number;
+}
+
+/** Where one copy of a request goes (a route's mirror, l7/mirror.ts). */
+export interface MirrorTarget {
+  readonly endpoint: UpstreamEndpoint;
+  /** Header lines added when the endpoint is meshed (the peer metadata for its service). */
+  readonly addHeadersMeshed: readonly string[];
 }
 
 /** How one request is sent. The handler makes it from the head; the exchange runs it. */

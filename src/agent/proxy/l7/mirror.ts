@@ -10,16 +10,21 @@ import type http2 from 'node:http2';
 import type net from 'node:net';
 import type { UpstreamEndpoint } from '../core/endpoints';
 import type { MooringAlpn } from '../core/identity';
-import { dial } from '../l4/dial';
+import { dial, type DialFailure } from '../l4/dial';
 import type { TlsContexts } from '../l4/tls';
-import type { ExchangePlan } from './exchange-plan';
-import type { H2SessionPool } from './http2-proxy';
+import type { ExchangePlan, MirrorTarget } from './exchange-plan';
 
-/** Where one copy of a request goes. */
-export interface MirrorTarget {
-  readonly endpoint: UpstreamEndpoint;
-  /** Header lines added when the endpoint is meshed (the peer metadata for its service). */
-  readonly addHeadersMeshed: readonly string[];
+export type { MirrorTarget };
+
+/** Where an HTTP/2 copy gets its session (http2-proxy's H2SessionPool). */
+export interface H2Sessions {
+  get(
+    endpoint: UpstreamEndpoint,
+    alpn: MooringAlpn,
+    tls: TlsContexts | null,
+    connectTimeoutMs: number,
+    cb: (err: DialFailure | null, session: http2.ClientHttp2Session | null) => void,
+  ): void;
 }
 
 /** How a copy connects, and how long it may take (its route's timeout, else the default). */
@@ -173,7 +178,7 @@ export class H2Mirror extends Mirror<http2.ClientHttp2Stream> {
     private readonly target: MirrorTarget,
     /** The copy's headers: the request's as sent upstream to this endpoint, `-shadow` host. */
     private readonly headers: http2.OutgoingHttpHeaders,
-    private readonly pool: H2SessionPool,
+    private readonly pool: H2Sessions,
     private readonly options: MirrorOptions,
   ) {
     super(options.timeoutMs);
