@@ -255,6 +255,11 @@ export interface TcpRouteRule {
     readonly port?: number;
     readonly sourceLabels?: Readonly<Record<string, string>>;
     readonly sourceNamespace?: string;
+    /**
+     * A `tls` rule's server names (SNI of the ClientHello): `example.com`, `*.example.com` (any
+     * name under it) or `*` (any).
+     */
+    readonly sniHosts?: readonly string[];
   }[];
   readonly destinations: readonly RouteDestination[];
 }
@@ -422,6 +427,11 @@ export interface MeshService {
   readonly endpoints: readonly Endpoint[];
   readonly routes?: HttpRouteTable;
   readonly tcpRoutes?: TcpRouteTable;
+  /**
+   * A VirtualService's `tls` routes: a TLS connection whose server name a rule's match names goes
+   * to that rule's destinations; any other connection follows the tcp routes (or the Service).
+   */
+  readonly tlsRoutes?: TcpRouteTable;
   readonly policy?: DestinationPolicy;
 }
 

@@ -701,6 +701,7 @@ export class MeshModel {
       endpoints,
       ...(traffic.routes === undefined ? {} : { routes: traffic.routes }),
       ...(traffic.tcpRoutes === undefined ? {} : { tcpRoutes: traffic.tcpRoutes }),
+      ...(traffic.tlsRoutes === undefined ? {} : { tlsRoutes: traffic.tlsRoutes }),
       ...(traffic.policy === undefined ? {} : { policy: traffic.policy }),
     };
   }

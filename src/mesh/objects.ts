@@ -192,6 +192,8 @@ export interface VirtualServiceObject {
   readonly hosts: readonly string[];
   readonly http: readonly VirtualServiceRoute[];
   readonly tcp: readonly TcpRouteRule[];
+  /** `tls` rules: matches with `sniHosts`. */
+  readonly tls: readonly TcpRouteRule[];
 }
 
 export interface DestinationRuleObject {

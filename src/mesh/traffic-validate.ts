@@ -835,7 +835,6 @@ function readVsReply(f: Fields, r: Json, field: string): RouteReply | undefined 
 
 export function readVirtualService(raw: Json, f: Fields, meta: Meta): VirtualServiceObject {
   const spec = f.object(raw.spec, 'spec') ?? {};
-  unsupported(f, spec, ['tls'], 'spec', false);
   const hosts: string[] = [];
   const rawHosts = f.array(spec.hosts, 'spec.hosts');
   if (rawHosts.length === 0) f.problem('spec.hosts', 'needs at least one host');
@@ -866,31 +865,58 @@ export function readVirtualService(raw: Json, f: Fields, meta: Meta): VirtualSer
     const route = readVsRoute(f, r, `spec.http[${i}]`, meta.namespace);
     if (route !== null) http.push(route);
   }
-  const tcp: TcpRouteRule[] = [];
-  for (const [i, r] of f.array(spec.tcp, 'spec.tcp').entries()) {
-    const rule = readTcpRoute(f, r, `spec.tcp[${i}]`, meta.namespace);
-    if (rule !== null) tcp.push(rule);
-  }
-  return { kind: 'VirtualService', meta, hosts: forMesh ? hosts : [], http, tcp };
+  const [tcp, tls] = (['tcp', 'tls'] as const).map((kind) => {
+    const rules: TcpRouteRule[] = [];
+    for (const [i, r] of f.array(spec[kind], `spec.${kind}`).entries()) {
+      const rule = readTcpRoute(f, r, `spec.${kind}[${i}]`, meta.namespace, kind === 'tls');
+      if (rule !== null) rules.push(rule);
+    }
+    return rules;
+  }) as [TcpRouteRule[], TcpRouteRule[]];
+  return { kind: 'VirtualService', meta, hosts: forMesh ? hosts : [], http, tcp, tls };
 }
 
-/** A `tcp` rule: matches on the port and the calling Pod, weighted destinations. */
+/**
+ * A `tcp` rule: matches on the port and the calling Pod, weighted destinations; a `tls` rule
+ * (`tls`): the same, each match naming the server names it takes (`sniHosts`, required).
+ */
 function readTcpRoute(
   f: Fields,
   raw: unknown,
   field: string,
   namespace: string,
+  tls = false,
 ): TcpRouteRule | null {
   const r = f.object(raw, field);
   if (r === undefined) return null;
   const matches: TcpRouteRule['matches'][number][] = [];
   const rawMatches = f.array(r.match, `${field}.match`);
+  if (tls && rawMatches.length === 0) {
+    f.problem(`${field}.match`, 'is required: a tls rule matches on the server name (sniHosts)');
+  }
   for (const [i, item] of rawMatches.entries()) {
     const at = `${field}.match[${i}]`;
     const m = f.object(item, at);
     if (m === undefined) continue;
     unsupported(f, m, ['destinationSubnets', 'sourceSubnet'], at, true);
-    matches.push(readPortAndSource(f, m, at));
+    const match = readPortAndSource(f, m, at);
+    if (!tls) {
+      matches.push(match);
+      continue;
+    }
+    const sniHosts: string[] = [];
+    for (const [j, h] of f.array(m.sniHosts, `${at}.sniHosts`).entries()) {
+      const host = f.string(h, `${at}.sniHosts[${j}]`);
+      if (host === undefined) continue;
+      if (host === '' || (host.includes('*') && host !== '*' && !/^\*\.[^*]+$/.test(host))) {
+        f.problem(
+          `${at}.sniHosts[${j}]`,
+          `${JSON.stringify(host)} is not a server name (name, *.name or *)`,
+        );
+      } else sniHosts.push(host.toLowerCase());
+    }
+    if (sniHosts.length === 0) f.problem(`${at}.sniHosts`, 'needs at least one server name');
+    matches.push({ ...match, sniHosts });
   }
   const rawRoute = f.array(r.route, `${field}.route`);
   if (rawRoute.length === 0) f.problem(`${field}.route`, 'needs at least one destination');

@@ -46,6 +46,7 @@ export function olderFirst(a: { readonly meta: Meta }, b: { readonly meta: Meta 
 export interface ServiceTraffic {
   readonly routes?: HttpRouteTable;
   readonly tcpRoutes?: TcpRouteTable;
+  readonly tlsRoutes?: TcpRouteTable;
   readonly policy?: DestinationPolicy;
   /** The subsets of the DestinationRule used, by name, with their labels. */
   readonly subsets: readonly {
@@ -217,6 +218,7 @@ export function serviceTraffic(
     .sort(olderFirst);
   let routes: HttpRouteTable | undefined;
   let tcpRoutes: TcpRouteTable | undefined;
+  let tlsRoutes: TcpRouteTable | undefined;
   const winner = vss[0];
   if (winner !== undefined) {
     const shadowed: NonNullable<HttpRouteTable['shadowed']>[number][] = [
@@ -236,6 +238,9 @@ export function serviceTraffic(
     else if (hrs.length > 0) routes = httpRoutesTable(serviceKey, hrs, portNamed);
     if (winner.tcp.length > 0) {
       tcpRoutes = { source: { kind: 'VirtualService', ...ref(winner) }, rules: winner.tcp };
+    }
+    if (winner.tls.length > 0) {
+      tlsRoutes = { source: { kind: 'VirtualService', ...ref(winner) }, rules: winner.tls };
     }
   } else if (hrs.length > 0) {
     routes = httpRoutesTable(serviceKey, hrs, portNamed);
@@ -260,6 +265,7 @@ export function serviceTraffic(
   return {
     ...(routes === undefined ? {} : { routes }),
     ...(tcpRoutes === undefined ? {} : { tcpRoutes }),
+    ...(tlsRoutes === undefined ? {} : { tlsRoutes }),
     ...(policy === undefined ? {} : { policy }),
     subsets: dr?.subsets.map((s) => ({ name: s.name, labels: s.labels })) ?? [],
   };

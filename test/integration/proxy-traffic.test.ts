@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net, { type AddressInfo, type Socket } from 'node:net';
+import tls from 'node:tls';
 import type {
   ConnectionPoolPolicy,
   CorsPolicy,
@@ -17,6 +18,7 @@ import type {
 } from '../../src/api/mesh';
 import { endpoint, meshedAs, meshState, port, proxyScope, service } from '../fixtures/mesh';
 import { ProxyTelemetry } from '../../src/agent/proxy/telemetry/telemetry';
+import { makeCa, makeServing } from '../fixtures/agent-pki';
 import {
   destination,
   get,
@@ -1842,5 +1844,83 @@ describe('mirrors (mirror, mirrors, RequestMirror) through the proxy', () => {
     } finally {
       session.close();
     }
+  });
+});
+
+describe("a VirtualService's tls routes through the proxy (by the ClientHello's server name)", () => {
+  const SECURE_IP = '10.96.0.66';
+  /** The apps' own TLS: a CA of theirs, which the clients pin (Mooring never sees inside). */
+  const appCa = makeCa('App CA');
+  const servers: tls.Server[] = [];
+  /** `secure` (the Service itself), `secure-a` and `secure-b`: TLS apps that answer their name. */
+  const apps: Record<string, number> = {};
+
+  beforeAll(async () => {
+    for (const [name, dns] of [
+      ['secure', ['other.example']],
+      ['secure-a', ['a.example']],
+      ['secure-b', ['x.b.example']],
+    ] as const) {
+      const { cert, key } = makeServing(appCa, { dns: [...dns] });
+      const server = tls.createServer({ cert, key }, (s) => {
+        s.on('error', () => {});
+        s.end(name);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      servers.push(server);
+      apps[name] = (server.address() as AddressInfo).port;
+    }
+  });
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    client.outboundTarget = destination(CLUSTER_IP, 80);
+  });
+
+  /** What the app behind the proxy answers a TLS client that asks for `servername`. */
+  const answer = (servername: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const socket = tls.connect({
+        port: client.outbound,
+        host: '127.0.0.1',
+        servername,
+        ca: appCa.pem,
+      });
+      let got = '';
+      socket.on('data', (d: Buffer) => (got += d.toString()));
+      socket.on('end', () => resolve(got));
+      socket.on('error', reject);
+    });
+
+  it('sends each server name to the destination of the rule that names it, any other to the Service', async () => {
+    const svc = (name: string, ip: string): MeshService =>
+      service(name, ip, [port(443, 'tcp')], [endpoint('127.0.0.1', { 443: apps[name] as number })]);
+    const secure: MeshService = {
+      ...svc('secure', SECURE_IP),
+      tlsRoutes: {
+        source: { kind: 'VirtualService', namespace: 'default', name: 'secure' },
+        rules: [
+          {
+            matches: [{ port: 443, sniHosts: ['a.example'] }],
+            destinations: [{ service: 'default/secure-a', weight: 1 }],
+          },
+          {
+            matches: [{ sniHosts: ['*.b.example'] }],
+            destinations: [{ service: 'default/secure-b', weight: 1 }],
+          },
+        ],
+      },
+    };
+    client.outboundTarget = destination(SECURE_IP, 443);
+    client.sidecar.setMesh(
+      meshState(
+        proxyScope('client'),
+        secure,
+        svc('secure-a', '10.96.0.67'),
+        svc('secure-b', '10.96.0.68'),
+      ),
+    );
+    expect(await answer('a.example')).toBe('secure-a');
+    expect(await answer('x.b.example')).toBe('secure-b');
+    expect(await answer('other.example')).toBe('secure');
   });
 });

@@ -472,6 +472,16 @@ export class Sidecar {
         });
         return;
       case 'tcp':
+        // A Service with tls routes: its clients' ClientHello names the server they route on.
+        if (
+          target.kind === 'service' &&
+          this.index?.current(target.service).tlsRoutes !== undefined
+        ) {
+          this.sniffFirst(socket, this.detectionTimeoutMs(), (first, kind) =>
+            this.outboundTcp(socket, target, first, kind.kind === 'tls' ? kind.serverName : null),
+          );
+          return;
+        }
         this.outboundTcp(socket, target, null);
         return;
       default:
@@ -481,7 +491,7 @@ export class Sidecar {
           } else if (kind.kind === 'http2') {
             this.serveOutboundH2(socket, first, target);
           } else {
-            this.outboundTcp(socket, target, first);
+            this.outboundTcp(socket, target, first, kind.kind === 'tls' ? kind.serverName : null);
           }
         });
     }
@@ -502,16 +512,23 @@ export class Sidecar {
   private tcpCluster(
     index: MeshIndex,
     target: ServiceTarget,
+    serverName: string | null,
   ): { service: MeshService; port: number; subset: string | undefined } | null {
     const own = index.current(target.service);
-    const routed = tcpRoute(own, target.port.port, this.deps.random);
+    const routed = tcpRoute(own, target.port.port, this.deps.random, serverName);
     if (routed === null) return { service: own, port: target.port.port, subset: undefined };
     const service = routed.service === own.key ? own : index.service(routed.service);
     if (service === null) return null;
     return { service, port: routed.port ?? target.port.port, subset: routed.subset };
   }
 
-  private outboundTcp(socket: net.Socket, target: Target, first: Buffer | null): void {
+  /** `serverName`: the SNI of a TLS connection's ClientHello, for a VirtualService's tls routes. */
+  private outboundTcp(
+    socket: net.Socket,
+    target: Target,
+    first: Buffer | null,
+    serverName: string | null = null,
+  ): void {
     const index = this.index as MeshIndex;
     let endpoint: UpstreamEndpoint | null;
     let breaker: CircuitBreaker | undefined;
@@ -522,7 +539,7 @@ export class Sidecar {
     if (target.kind === 'endpoint') {
       endpoint = target.endpoint;
     } else {
-      const cluster = this.tcpCluster(index, target);
+      const cluster = this.tcpCluster(index, target, serverName);
       if (cluster === null) {
         // A tcp route to a Service the mesh does not know: Envoy's missing cluster.
         this.tcpRefused(socket, target, 'NC');

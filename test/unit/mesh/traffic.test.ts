@@ -615,6 +615,33 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
     ]);
   });
 
+  it('reads tls routes by server name (sniHosts), with their port and caller, beside tcp routes', () => {
+    const raws = reviewsMesh(
+      vs([], {
+        tls: [
+          {
+            match: [{ port: 443, sniHosts: ['Reviews.Example', '*.shop.example'] }],
+            route: [{ destination: { host: 'reviews', subset: 'v2' } }],
+          },
+          { match: [{ sniHosts: ['*'], sourceLabels: { app: 'web' } }], route: [to('reviews')] },
+        ],
+        tcp: [{ route: [to('reviews')] }],
+      }),
+    );
+    const s = built(raws);
+    expect(s.tlsRoutes?.rules).toEqual([
+      {
+        matches: [{ port: 443, sniHosts: ['reviews.example', '*.shop.example'] }],
+        destinations: [{ service: 'default/reviews', subset: 'v2', weight: 100 }],
+      },
+      {
+        matches: [{ sniHosts: ['*'], sourceLabels: { app: 'web' } }],
+        destinations: [{ service: 'default/reviews', weight: 100 }],
+      },
+    ]);
+    expect(s.tcpRoutes?.rules).toHaveLength(1);
+  });
+
   it('warns that a mirrorPercentage without mirror does nothing', () => {
     expect(warningsOf(vs([{ route: [to('reviews')], mirrorPercentage: { value: 5 } }]))).toEqual([
       {
@@ -1230,6 +1257,24 @@ describe('bad objects: the field and what is wrong', () => {
       dr({ trafficPolicy: { connectionPool: { tcp: { tcpKeepalive: { time: '500ms' } } } } }),
       'spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.time',
       /at least 1000ms/,
+    ],
+    [
+      'a tls rule without match',
+      vs([], { tls: [{ route: [to('reviews')] }] }),
+      'spec.tls[0].match',
+      /is required: a tls rule matches on the server name/,
+    ],
+    [
+      'a tls match without sniHosts',
+      vs([], { tls: [{ match: [{ port: 443 }], route: [to('reviews')] }] }),
+      'spec.tls[0].match[0].sniHosts',
+      /at least one server name/,
+    ],
+    [
+      'a server name with a wildcard inside',
+      vs([], { tls: [{ match: [{ sniHosts: ['a.*.example'] }], route: [to('reviews')] }] }),
+      'spec.tls[0].match[0].sniHosts[0]',
+      /"a\.\*\.example" is not a server name/,
     ],
     [
       'a mirror beside mirrors',

@@ -15,6 +15,7 @@ import {
   redirectLocation,
   rewritePath,
   routesForThisProxy,
+  sniMatches,
   tcpRoute,
   routeRequest,
   type RequestView,
@@ -483,6 +484,41 @@ describe('consistent hashing (DestinationRule consistentHash)', () => {
     ]);
     const session = hashKey({ cookie: { name: 's', ttlMs: 0 } }, view, '', seeded(1));
     expect(session.setCookie?.[1]).toBe(`s="${session.value ?? ''}"; Path=/; HttpOnly`);
+  });
+});
+
+describe("a VirtualService's tls routes, by the TLS server name", () => {
+  it('match a name exactly, under a wildcard, or any with *; case aside', () => {
+    expect(sniMatches(['a.example'], 'A.Example')).toBe(true);
+    expect(sniMatches(['*.example'], 'x.y.example')).toBe(true);
+    expect(sniMatches(['*.example'], 'example')).toBe(false);
+    expect(sniMatches(['*.example'], 'xexample')).toBe(false);
+    expect(sniMatches(['*'], 'anything')).toBe(true);
+    expect(sniMatches(['a.example'], 'b.example')).toBe(false);
+  });
+
+  it('send a TLS connection by its server name, on its port; any other to the tcp routes', () => {
+    const svc: MeshService = {
+      ...service('db', '10.96.0.9', [port(443, 'tcp')], []),
+      tlsRoutes: {
+        source: { kind: 'VirtualService', namespace: 'default', name: 'db' },
+        rules: [
+          {
+            matches: [{ port: 443, sniHosts: ['a.example'] }],
+            destinations: [{ service: 'default/a', weight: 1 }],
+          },
+        ],
+      },
+      tcpRoutes: {
+        source: { kind: 'VirtualService', namespace: 'default', name: 'db' },
+        rules: [{ matches: [], destinations: [{ service: 'default/plain', weight: 1 }] }],
+      },
+    };
+    const random = (): number => 0.5;
+    expect(tcpRoute(svc, 443, random, 'a.example')?.service).toBe('default/a');
+    expect(tcpRoute(svc, 8443, random, 'a.example')?.service).toBe('default/plain');
+    expect(tcpRoute(svc, 443, random, 'b.example')?.service).toBe('default/plain');
+    expect(tcpRoute(svc, 443, random, null)?.service).toBe('default/plain');
   });
 });
 

@@ -144,15 +144,41 @@ function regexRewrite(
   return path.replace(c.re, c.replacement);
 }
 
+/** Whether a TLS server name is one of `hosts` (`name`, `*.name`: a name under it, `*`). */
+export function sniMatches(hosts: readonly string[], serverName: string): boolean {
+  const name = serverName.toLowerCase();
+  for (const h of hosts) {
+    if (h === '*' || h === name) return true;
+    if (h.startsWith('*.') && name.length > h.length - 1 && name.endsWith(h.slice(1))) return true;
+  }
+  return false;
+}
+
 /**
- * Where a VirtualService's `tcp` routes send a connection to `port` of `service`: the first rule
- * one of whose matches it meets, a destination drawn by weight. null: no table, or no rule.
+ * Where a VirtualService's routes send a connection to `port` of `service`: for a TLS connection
+ * with a server name (`serverName`), the first `tls` rule one of whose matches names it; else the
+ * first `tcp` rule one of whose matches it meets; a destination drawn by weight. null: no table,
+ * or no rule.
  */
 export function tcpRoute(
   service: MeshService,
   port: number,
   random: Random,
+  serverName: string | null = null,
 ): RouteDestination | null {
+  const tls = service.tlsRoutes?.rules;
+  if (serverName !== null && tls !== undefined) {
+    for (const rule of tls) {
+      if (
+        rule.matches.some(
+          (m) =>
+            (m.port === undefined || m.port === port) && sniMatches(m.sniHosts ?? [], serverName),
+        )
+      ) {
+        return drawDestination(rule.destinations, random);
+      }
+    }
+  }
   const rules = service.tcpRoutes?.rules;
   if (rules === undefined) return null;
   for (const rule of rules) {
@@ -230,7 +256,9 @@ export function routesForThisProxy(state: MeshState): MeshState {
     const http = service.routes === undefined ? null : resolveSources(service.routes.rules, meets);
     const tcp =
       service.tcpRoutes === undefined ? null : resolveSources(service.tcpRoutes.rules, meets);
-    if (http === null && tcp === null) continue;
+    const tls =
+      service.tlsRoutes === undefined ? null : resolveSources(service.tlsRoutes.rules, meets);
+    if (http === null && tcp === null && tls === null) continue;
     services ??= new Map(state.services);
     services.set(key, {
       ...service,
@@ -238,6 +266,9 @@ export function routesForThisProxy(state: MeshState): MeshState {
       ...(tcp === null
         ? {}
         : { tcpRoutes: { ...(service.tcpRoutes as TcpRouteTable), rules: tcp } }),
+      ...(tls === null
+        ? {}
+        : { tlsRoutes: { ...(service.tlsRoutes as TcpRouteTable), rules: tls } }),
     });
   }
   return services === null ? state : { ...state, services };
