@@ -58,7 +58,8 @@ import {
   InboundH2,
   OutboundH2,
 } from './http-handlers';
-import { H2SessionPool, serveH2 } from './l7/http2-proxy';
+import { H2SessionPool } from './l7/h2-sessions';
+import { serveH2 } from './l7/http2-proxy';
 import { Edge, UNKNOWN, UNKNOWN_PEER, type IstioMetrics } from './metrics';
 import { ProxyTelemetry } from './telemetry/telemetry';
 

@@ -7,14 +7,12 @@
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
-import { OVERLOADED_HEADER, type CircuitBreaker } from '../core/circuit-breaker';
+import { OVERLOADED_HEADER } from '../core/circuit-breaker';
 import type { UpstreamEndpoint } from '../core/endpoints';
-import type { MooringAlpn } from '../core/identity';
 import { grpcRetriable, retriableFailure, retriableStatus } from '../core/retry';
 import type { RequestView } from '../core/route';
-import { dial, type DialFailure } from '../l4/dial';
-import type { TlsContexts } from '../l4/tls';
 import { ExchangePolicy, failureFlag, resetReply } from './exchange-policy';
+import type { H2SessionPool } from './h2-sessions';
 import { H2Mirror, mirrorOptions, shadowHost, type MirrorTarget } from './mirror';
 import {
   RETRY_BUFFER_BYTES,
@@ -70,119 +68,6 @@ export function h2RequestView(h: http2.IncomingHttpHeaders): RequestView {
       return Array.isArray(v) ? v.join(',') : String(v);
     },
   };
-}
-
-// ---------------------------------------------------------------------------------------------
-
-/**
- * One multiplexed session per upstream endpoint (per cluster and endpoint under a circuit
- * breaker). Under a breaker, a request waiting for the session being opened is pending (the
- * caller admitted it) until the session is there or failed; a session counts as a connection
- * until it closes. An endpoint always gets its one session (Envoy's exception to maxConnections
- * for an endpoint without a connection): HTTP/2 meets maxConnections only in the counts.
- */
-export class H2SessionPool {
-  private readonly sessions = new Map<string, http2.ClientHttp2Session>();
-  /** When each session was opened (performance.now()): `maxConnectionDuration` retires it. */
-  private readonly openedAt = new WeakMap<http2.ClientHttp2Session, number>();
-  private readonly waiting = new Map<
-    string,
-    ((err: DialFailure | null, s: http2.ClientHttp2Session | null) => void)[]
-  >();
-
-  /** Whether a live session to this pool key exists (a request on it is not pending). */
-  has(key: string): boolean {
-    const s = this.sessions.get(key);
-    return s !== undefined && !s.closed && !s.destroyed;
-  }
-
-  get(
-    endpoint: UpstreamEndpoint,
-    alpn: MooringAlpn,
-    tls: TlsContexts | null,
-    connectTimeoutMs: number,
-    cb: (err: DialFailure | null, session: http2.ClientHttp2Session | null) => void,
-    breaker: CircuitBreaker | null = null,
-    maxAgeMs?: number,
-    /** For a session it opens: closed after this long with no frame (0 or absent: never). */
-    idleTimeoutMs?: number,
-    /** For a session it opens: its socket once TCP is up (tcpKeepalive). */
-    tune?: (socket: net.Socket) => void,
-  ): void {
-    const key = breaker === null ? endpoint.key : breaker.poolKey(endpoint.key);
-    const existing = this.sessions.get(key);
-    if (existing !== undefined && !existing.closed && !existing.destroyed) {
-      const opened = this.openedAt.get(existing) ?? 0;
-      if (maxAgeMs === undefined || performance.now() - opened < maxAgeMs) {
-        cb(null, existing);
-        return;
-      }
-      // Too old for new streams: its own finish on it (GOAWAY), the next ones get a new session.
-      this.sessions.delete(key);
-      existing.close();
-    }
-    const waiter =
-      breaker === null
-        ? cb
-        : (err: DialFailure | null, session: http2.ClientHttp2Session | null): void => {
-            breaker.leave();
-            cb(err, session);
-          };
-    const queue = this.waiting.get(key);
-    if (queue !== undefined) {
-      queue.push(waiter);
-      return;
-    }
-    this.waiting.set(key, [waiter]);
-    breaker?.connectionOpened();
-    dial({ endpoint, alpn, tls, connectTimeoutMs, tune }, (err, socket) => {
-      const callbacks = this.waiting.get(key) ?? [];
-      this.waiting.delete(key);
-      if (err !== null || socket === null) {
-        breaker?.connectionClosed();
-        for (const c of callbacks) c(err, null);
-        return;
-      }
-      const scheme = endpoint.identity === null ? 'http' : 'https';
-      const host = endpoint.address.includes(':') ? `[${endpoint.address}]` : endpoint.address;
-      const session = http2.connect(`${scheme}://${host}:${endpoint.port}`, {
-        createConnection: () => socket,
-        settings: { enablePush: false },
-      });
-      const forget = (): void => {
-        if (this.sessions.get(key) === session) this.sessions.delete(key);
-      };
-      session.on('close', forget);
-      if (breaker !== null) session.once('close', () => breaker.connectionClosed());
-      session.on('goaway', forget);
-      session.on('error', () => {
-        forget();
-        session.destroy();
-      });
-      if (idleTimeoutMs !== undefined && idleTimeoutMs > 0) {
-        // A DestinationRule's http.idleTimeout: a quiet session goes (GOAWAY); a stream still
-        // open on it finishes there, and the next requests get a new session.
-        session.setTimeout(idleTimeoutMs);
-        session.on('timeout', () => {
-          forget();
-          session.close();
-        });
-      }
-      session.unref();
-      this.openedAt.set(session, performance.now());
-      this.sessions.set(key, session);
-      for (const c of callbacks) c(null, session);
-    });
-  }
-
-  close(): void {
-    for (const s of this.sessions.values()) s.destroy();
-    this.sessions.clear();
-  }
-
-  count(): number {
-    return this.sessions.size;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -408,9 +293,15 @@ class H2Exchange {
     const attempt = policy.open(endpoint);
     this.pool.get(
       endpoint,
-      plan.alpn,
-      plan.tls,
-      plan.connectTimeoutMs,
+      {
+        alpn: plan.alpn,
+        tls: plan.tls,
+        connectTimeoutMs: plan.connectTimeoutMs,
+        breaker,
+        maxAgeMs: plan.maxConnectionDurationMs,
+        idleTimeoutMs: plan.upstreamIdleTimeoutMs,
+        tune: plan.tune,
+      },
       (err, session) => {
         // Done, or this attempt already ended (its per-try timeout) and another one runs.
         if (this.done || attempt !== policy.attempts || !policy.attemptOpen) return;
@@ -420,10 +311,6 @@ class H2Exchange {
         }
         this.send(session);
       },
-      breaker,
-      plan.maxConnectionDurationMs,
-      plan.upstreamIdleTimeoutMs,
-      plan.tune,
     );
   }
 

@@ -8,24 +8,13 @@
 
 import type http2 from 'node:http2';
 import type net from 'node:net';
-import type { UpstreamEndpoint } from '../core/endpoints';
 import type { MooringAlpn } from '../core/identity';
-import { dial, type DialFailure } from '../l4/dial';
+import { dial } from '../l4/dial';
 import type { TlsContexts } from '../l4/tls';
 import type { ExchangePlan, MirrorTarget } from './exchange-plan';
+import type { H2SessionPool } from './h2-sessions';
 
 export type { MirrorTarget };
-
-/** Where an HTTP/2 copy gets its session (http2-proxy's H2SessionPool). */
-export interface H2Sessions {
-  get(
-    endpoint: UpstreamEndpoint,
-    alpn: MooringAlpn,
-    tls: TlsContexts | null,
-    connectTimeoutMs: number,
-    cb: (err: DialFailure | null, session: http2.ClientHttp2Session | null) => void,
-  ): void;
-}
 
 /** How a copy connects, and how long it may take (its route's timeout, else the default). */
 export interface MirrorOptions {
@@ -178,7 +167,7 @@ export class H2Mirror extends Mirror<http2.ClientHttp2Stream> {
     private readonly target: MirrorTarget,
     /** The copy's headers: the request's as sent upstream to this endpoint, `-shadow` host. */
     private readonly headers: http2.OutgoingHttpHeaders,
-    private readonly pool: H2Sessions,
+    private readonly pool: H2SessionPool,
     private readonly options: MirrorOptions,
   ) {
     super(options.timeoutMs);
@@ -187,8 +176,7 @@ export class H2Mirror extends Mirror<http2.ClientHttp2Stream> {
 
   protected open(): () => void {
     let cancelled = false;
-    const { alpn, tls, connectTimeoutMs } = this.options;
-    this.pool.get(this.target.endpoint, alpn, tls, connectTimeoutMs, (err, session) => {
+    this.pool.get(this.target.endpoint, this.options, (err, session) => {
       if (cancelled) return;
       if (err !== null || session === null) {
         this.drop();
