@@ -17,7 +17,6 @@ import type {
   RetryPolicy,
   RouteRewrite,
   StringMatch,
-  TcpRouteTable,
 } from '../../../api/mesh';
 import type { Random } from './endpoints';
 
@@ -166,30 +165,16 @@ export function tcpRoute(
   random: Random,
   serverName: string | null = null,
 ): RouteDestination | null {
-  const tls = service.tlsRoutes?.rules;
-  if (serverName !== null && tls !== undefined) {
-    for (const rule of tls) {
-      if (
-        rule.matches.some(
-          (m) =>
-            (m.port === undefined || m.port === port) && sniMatches(m.sniHosts ?? [], serverName),
-        )
-      ) {
-        return drawDestination(rule.destinations, random);
-      }
-    }
-  }
-  const rules = service.tcpRoutes?.rules;
-  if (rules === undefined) return null;
-  for (const rule of rules) {
-    if (
-      rule.matches.length > 0 &&
-      !rule.matches.some((m) => m.port === undefined || m.port === port)
-    )
-      continue;
-    return drawDestination(rule.destinations, random);
-  }
-  return null;
+  const onPort = (m: { readonly port?: number }): boolean =>
+    m.port === undefined || m.port === port;
+  const rule =
+    (serverName === null
+      ? undefined
+      : service.tlsRoutes?.rules.find((r) =>
+          r.matches.some((m) => onPort(m) && sniMatches(m.sniHosts ?? [], serverName)),
+        )) ??
+    service.tcpRoutes?.rules.find((r) => r.matches.length === 0 || r.matches.some(onPort));
+  return rule === undefined ? null : drawDestination(rule.destinations, random);
 }
 
 /** One of `destinations` by weight (the only one whatever its weight); null: none, or weights
@@ -252,23 +237,26 @@ export function routesForThisProxy(state: MeshState): MeshState {
   const meets = (m: SourceCondition): boolean =>
     (m.sourceNamespace === undefined || m.sourceNamespace === own.pod.namespace) &&
     Object.entries(m.sourceLabels ?? {}).every(([k, v]) => own.labels?.[k] === v);
+  /** The table with its rules resolved, or null when none of its matches names a source. */
+  const resolved = <
+    T extends { readonly rules: readonly { readonly matches: readonly SourceCondition[] }[] },
+  >(
+    table: T | undefined,
+  ): T | null => {
+    const rules = table === undefined ? null : resolveSources(table.rules, meets);
+    return rules === null ? null : { ...(table as T), rules };
+  };
   for (const [key, service] of state.services) {
-    const http = service.routes === undefined ? null : resolveSources(service.routes.rules, meets);
-    const tcp =
-      service.tcpRoutes === undefined ? null : resolveSources(service.tcpRoutes.rules, meets);
-    const tls =
-      service.tlsRoutes === undefined ? null : resolveSources(service.tlsRoutes.rules, meets);
-    if (http === null && tcp === null && tls === null) continue;
+    const routes = resolved(service.routes);
+    const tcpRoutes = resolved(service.tcpRoutes);
+    const tlsRoutes = resolved(service.tlsRoutes);
+    if (routes === null && tcpRoutes === null && tlsRoutes === null) continue;
     services ??= new Map(state.services);
     services.set(key, {
       ...service,
-      ...(http === null ? {} : { routes: { ...(service.routes as HttpRouteTable), rules: http } }),
-      ...(tcp === null
-        ? {}
-        : { tcpRoutes: { ...(service.tcpRoutes as TcpRouteTable), rules: tcp } }),
-      ...(tls === null
-        ? {}
-        : { tlsRoutes: { ...(service.tlsRoutes as TcpRouteTable), rules: tls } }),
+      ...(routes === null ? {} : { routes }),
+      ...(tcpRoutes === null ? {} : { tcpRoutes }),
+      ...(tlsRoutes === null ? {} : { tlsRoutes }),
     });
   }
   return services === null ? state : { ...state, services };
