@@ -177,6 +177,18 @@ function getBytes(
   });
 }
 
+/** The kernel's timers of the proxy's connections to a local port (ss: timer:(keepalive,...)). */
+function keepaliveTimers(to: number): string[] {
+  return execFileSync('ss', ['-tnoH', 'state', 'established', 'dst', `127.0.0.1:${to}`], {
+    encoding: 'utf8',
+  })
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => /timer:\((\w+),([^,]+),/.exec(l)?.slice(1, 3).join(' ') ?? 'none');
+}
+/** A keepalive timer of a 600 s idle time, just set. */
+const TEN_MINUTES = expect.stringMatching(/^keepalive (9min5\dsec|10min)$/);
+
 async function sequential(n: number): Promise<void> {
   for (let i = 0; i < n; i++) expect((await get(client.outbound, `/r/${i}`)).status).toBe(200);
 }
@@ -235,24 +247,72 @@ describe('connection pool limits', () => {
   });
 
   it('turns TCP keepalive on for the upstream connections of a rule with tcpKeepalive, with its idle time', async () => {
-    /** The kernel's timers of the proxy's connections to the app (ss: timer:(keepalive,...)). */
-    const timers = (): string[] =>
-      execFileSync('ss', ['-tnoH', 'state', 'established', 'dst', `127.0.0.1:${appPort}`], {
-        encoding: 'utf8',
-      })
-        .split('\n')
-        .filter((l) => l.trim() !== '')
-        .map((l) => /timer:\((\w+),([^,]+),/.exec(l)?.slice(1, 3).join(' ') ?? 'none');
     const fresh = async (mod: (s: MeshService) => MeshService): Promise<string[]> => {
       useMesh(mod);
       for (const c of connections) c.destroy();
       await new Promise((r) => setTimeout(r, 50));
       await sequential(1);
-      return timers();
+      return keepaliveTimers(appPort);
     };
     expect(await fresh((s) => s)).toEqual(['none']);
     const kept = await fresh(withPool({ tcp: { keepalive: { timeS: 600 } } }));
-    expect(kept).toEqual([expect.stringMatching(/^keepalive (9min5\dsec|10min)$/)]);
+    expect(kept).toEqual([TEN_MINUTES]);
+  });
+
+  it('turns it on for opaque TCP and HTTP/2 upstream connections too', async () => {
+    const [TCP_IP, H2_IP] = ['10.96.0.69', '10.96.0.70'];
+    const held: Socket[] = [];
+    const tcpApp = net.createServer((s) => {
+      held.push(s);
+      s.on('error', () => {});
+      s.write('hi');
+    });
+    const h2app = http2.createServer((_req, res) => res.end('ok'));
+    const h2Sessions: http2.ServerHttp2Session[] = [];
+    h2app.on('session', (x: http2.ServerHttp2Session) => h2Sessions.push(x));
+    await Promise.all(
+      [tcpApp, h2app].map((x) => new Promise<void>((r) => x.listen(0, '127.0.0.1', r))),
+    );
+    const portOf = (x: net.Server): number => (x.address() as AddressInfo).port;
+    const ka = withPool({ tcp: { keepalive: { timeS: 600 } } });
+    client.sidecar.setMesh(
+      meshState(
+        proxyScope('client'),
+        ka(
+          service(
+            'tcp-ka',
+            TCP_IP,
+            [port(5000, 'tcp')],
+            [endpoint('127.0.0.1', { 5000: portOf(tcpApp) })],
+          ),
+        ),
+        ka(
+          service(
+            'h2-ka',
+            H2_IP,
+            [port(80, 'http2')],
+            [endpoint('127.0.0.1', { 80: portOf(h2app) })],
+          ),
+        ),
+      ),
+    );
+    // (The sidecar reads the test's original destination as it accepts each connection.)
+    client.outboundTarget = destination(TCP_IP, 5000);
+    const socket = net.connect(client.outbound, '127.0.0.1');
+    await new Promise((r) => socket.once('data', r));
+    client.outboundTarget = destination(H2_IP, 80);
+    const session = http2.connect(`http://127.0.0.1:${client.outbound}`);
+    try {
+      await h2Ask(session, '/', 'h2-ka');
+      expect(keepaliveTimers(portOf(tcpApp))).toEqual([TEN_MINUTES]);
+      expect(keepaliveTimers(portOf(h2app))).toEqual([TEN_MINUTES]);
+    } finally {
+      socket.destroy();
+      session.close();
+      for (const x of [...held, ...h2Sessions]) x.destroy();
+      await Promise.all([tcpApp, h2app].map((x) => new Promise((r) => x.close(r))));
+      client.outboundTarget = destination(CLUSTER_IP, 80);
+    }
   });
 
   it('closes an upstream HTTP/2 session idle for http.idleTimeout (GOAWAY), and keeps it past that without', async () => {
