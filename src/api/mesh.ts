@@ -185,6 +185,11 @@ export interface HttpRouteRule {
   /** Any one matches (OR); empty: every request. */
   readonly matches: readonly RequestMatch[];
   readonly destinations: readonly RouteDestination[];
+  /**
+   * The answer when the destination drawn is no Service of the mesh, or when the weights add up
+   * to 0: HTTPRoute's 500, GRPCRoute's 503 (UNAVAILABLE); absent: 503 and 500 (VirtualService).
+   */
+  readonly noBackendStatus?: 500 | 503;
   /** Whole-request timeout; absent: none (Istio's default for HTTP). */
   readonly timeoutMs?: number;
   readonly retries?: RetryPolicy;
@@ -267,7 +272,7 @@ export interface TcpRouteRule {
 export interface HttpRouteTable {
   /** Where the rules come from, for the config dump and logs. */
   readonly source: {
-    readonly kind: 'VirtualService' | 'HTTPRoute';
+    readonly kind: 'VirtualService' | 'HTTPRoute' | 'GRPCRoute';
     readonly namespace: string;
     readonly name: string;
   };
@@ -278,13 +283,18 @@ export interface HttpRouteTable {
    * With HTTPRoutes, every route merged into this table (the `source` is the first); the rules
    * are then in Gateway API's precedence order across them.
    */
-  readonly merged?: readonly { readonly namespace: string; readonly name: string }[];
+  readonly merged?: readonly {
+    /** Absent: an HTTPRoute. */
+    readonly kind?: 'HTTPRoute' | 'GRPCRoute';
+    readonly namespace: string;
+    readonly name: string;
+  }[];
   /**
    * Objects that name this host too and lose to `source` (a younger VirtualService, any
    * HTTPRoute when a VirtualService exists), with why: the precedence made visible.
    */
   readonly shadowed?: readonly {
-    readonly kind: 'VirtualService' | 'HTTPRoute';
+    readonly kind: 'VirtualService' | 'HTTPRoute' | 'GRPCRoute';
     readonly namespace: string;
     readonly name: string;
     readonly reason: string;

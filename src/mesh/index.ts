@@ -11,7 +11,7 @@ export {
   type ObjectProblem,
   type ProblemEffect,
 } from './files';
-export { httpRouteStatusParents, MESH_CONTROLLER_NAME, type RouteFacts } from './httproute-status';
+export { routeStatusParents, MESH_CONTROLLER_NAME, type RouteFacts } from './route-status';
 export { MeshModel, type BuiltService, type Commit, type MeshModelOptions } from './model';
 export {
   MESH_API_VERSIONS,

@@ -25,15 +25,18 @@ import {
   type MeshObject,
   type ObjectRef,
   type DestinationRuleObject,
+  type GatewayRouteObject,
+  type GrpcRouteObject,
   type HttpRouteObject,
   type PeerAuthenticationObject,
   type PodObject,
   type ServiceObject,
+  type TrafficObject,
   type VirtualServiceObject,
 } from './objects';
 import { modeOfPort, resolvePeerAuthentication, type ResolvedMtls } from './peer-authentication';
 import { protocolOf } from './protocol';
-import type { RouteFacts } from './httproute-status';
+import type { RouteFacts } from './route-status';
 import { olderFirst, serviceTraffic, subsetsOf, type ServiceTraffic } from './traffic';
 import { isVisible } from './visibility';
 import { workloadInfoOf } from './workload';
@@ -126,6 +129,7 @@ export class MeshModel {
   private readonly virtualServices = new Map<string, VirtualServiceObject>();
   private readonly destinationRules = new Map<string, DestinationRuleObject>();
   private readonly httpRoutes = new Map<string, HttpRouteObject>();
+  private readonly grpcRoutes = new Map<string, GrpcRouteObject>();
   /** Traffic objects by the Service keys they name: `Kind` -> Service key -> object keys. */
   private readonly trafficByService = new Map<string, Set<string>>();
   /** The text of each stored object, to tell a rewrite from a change. */
@@ -175,6 +179,7 @@ export class MeshModel {
       VirtualService: this.virtualServices.size,
       DestinationRule: this.destinationRules.size,
       HTTPRoute: this.httpRoutes.size,
+      GRPCRoute: this.grpcRoutes.size,
     };
   }
 
@@ -226,24 +231,25 @@ export class MeshModel {
         );
       case 'HTTPRoute':
         return this.putTraffic(kind, key, this.httpRoutes, obj as HttpRouteObject | null);
+      case 'GRPCRoute':
+        return this.putTraffic(kind, key, this.grpcRoutes, obj as GrpcRouteObject | null);
     }
   }
 
   /** The Service keys a traffic object names. */
-  private static targetsOf(
-    obj: VirtualServiceObject | DestinationRuleObject | HttpRouteObject,
-  ): string[] {
+  private static targetsOf(obj: TrafficObject): string[] {
     switch (obj.kind) {
       case 'VirtualService':
         return [...obj.hosts];
       case 'DestinationRule':
         return obj.host === null ? [] : [obj.host];
       case 'HTTPRoute':
+      case 'GRPCRoute':
         return [...new Set(obj.parents.map((p) => p.service))];
     }
   }
 
-  private putTraffic<T extends VirtualServiceObject | DestinationRuleObject | HttpRouteObject>(
+  private putTraffic<T extends TrafficObject>(
     kind: T['kind'],
     key: string,
     store: Map<string, T>,
@@ -274,9 +280,9 @@ export class MeshModel {
     return out;
   }
 
-  /** An HTTPRoute as the model holds it (`namespace/name`). */
-  httpRoute(key: string): HttpRouteObject | undefined {
-    return this.httpRoutes.get(key);
+  /** An HTTPRoute or GRPCRoute as the model holds it (`namespace/name`). */
+  gatewayRoute(kind: GatewayRouteObject['kind'], key: string): GatewayRouteObject | undefined {
+    return kind === 'HTTPRoute' ? this.httpRoutes.get(key) : this.grpcRoutes.get(key);
   }
 
   /** What an HTTPRoute's status depends on: which Services exist, which VirtualService wins. */
@@ -290,6 +296,8 @@ export class MeshModel {
         // One with `tcp` routes only leaves HTTP to the routes (serviceTraffic).
         return oldest === undefined || oldest.http.length === 0 ? null : nameKey(oldest.meta);
       },
+      grpcConflict: (key, route) =>
+        this.trafficOf(key).conflicts.find((c) => c.route === route) ?? null,
     };
   }
 
@@ -297,10 +305,13 @@ export class MeshModel {
   trafficOf(serviceKey: string): ServiceTraffic {
     return serviceTraffic(
       serviceKey,
-      this.trafficObjects('VirtualService', serviceKey, this.virtualServices),
-      this.trafficObjects('DestinationRule', serviceKey, this.destinationRules),
-      this.trafficObjects('HTTPRoute', serviceKey, this.httpRoutes),
-      (name) => this.portNamed(serviceKey, name),
+      {
+        virtualServices: this.trafficObjects('VirtualService', serviceKey, this.virtualServices),
+        destinationRules: this.trafficObjects('DestinationRule', serviceKey, this.destinationRules),
+        httpRoutes: this.trafficObjects('HTTPRoute', serviceKey, this.httpRoutes),
+        grpcRoutes: this.trafficObjects('GRPCRoute', serviceKey, this.grpcRoutes),
+      },
+      this.services.get(serviceKey)?.ports ?? [],
     );
   }
 

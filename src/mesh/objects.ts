@@ -6,6 +6,7 @@
 import type {
   CorsPolicy,
   FaultPolicy,
+  HeaderMatch,
   HeaderOperations,
   MtlsMode,
   RequestMatch,
@@ -26,6 +27,7 @@ export const MESH_KINDS = [
   'VirtualService',
   'DestinationRule',
   'HTTPRoute',
+  'GRPCRoute',
 ] as const;
 export type MeshKind = (typeof MESH_KINDS)[number];
 
@@ -38,6 +40,7 @@ export const MESH_API_VERSIONS: Readonly<Record<MeshKind, readonly string[]>> = 
   VirtualService: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
   DestinationRule: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
   HTTPRoute: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'],
+  GRPCRoute: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1alpha2'],
 };
 
 /** Names an object: kind, namespace, name. */
@@ -237,23 +240,56 @@ export interface HttpRouteRuleSpec {
   readonly mirrors?: readonly RouteMirror[];
 }
 
-export interface HttpRouteObject {
-  readonly kind: 'HTTPRoute';
+/** A Service parent of a Gateway API route (GAMMA). */
+export interface RouteParent {
+  readonly service: string;
+  readonly port?: number;
+  /** GAMMA: the name of one of the Service's ports (the route applies to that port only). */
+  readonly sectionName?: string;
+  readonly index: number;
+}
+
+/** A Gateway API route of kind `K` whose rules are `R`. */
+interface GatewayRoute<K extends string, R> {
+  readonly kind: K;
   readonly meta: Meta;
   /** The Service parents (GAMMA); Gateway parents are not the mesh's and are left out. */
-  readonly parents: readonly {
-    readonly service: string;
-    readonly port?: number;
-    /** GAMMA: the name of one of the Service's ports (the route applies to that port only). */
-    readonly sectionName?: string;
-    readonly index: number;
-  }[];
-  readonly rules: readonly HttpRouteRuleSpec[];
+  readonly parents: readonly RouteParent[];
+  readonly rules: readonly R[];
   /** `metadata.generation`, for the status' `observedGeneration`. */
   readonly generation: number;
 }
 
-export type TrafficObject = VirtualServiceObject | DestinationRuleObject | HttpRouteObject;
+export type HttpRouteObject = GatewayRoute<'HTTPRoute', HttpRouteRuleSpec>;
+
+/**
+ * A GRPCRoute's match: the gRPC service and method (`Exact`: a name each, either one may be
+ * absent; `RegularExpression`: a pattern each), and headers.
+ */
+export interface GrpcRouteMatch {
+  readonly type: 'Exact' | 'RegularExpression';
+  readonly service?: string;
+  readonly method?: string;
+  readonly headers?: readonly HeaderMatch[];
+}
+
+export interface GrpcRouteRuleSpec {
+  readonly name?: string;
+  /** A rule without matches has one that takes every request. */
+  readonly matches: readonly GrpcRouteMatch[];
+  readonly backends: readonly HttpRouteBackend[];
+  readonly requestHeaders?: HeaderOperations;
+  readonly responseHeaders?: HeaderOperations;
+  readonly mirrors?: readonly RouteMirror[];
+}
+
+export type GrpcRouteObject = GatewayRoute<'GRPCRoute', GrpcRouteRuleSpec>;
+
+/** The Gateway API routes Mooring reads (their parents and status work alike). */
+export type GatewayRouteObject = HttpRouteObject | GrpcRouteObject;
+
+export type TrafficObject =
+  VirtualServiceObject | DestinationRuleObject | HttpRouteObject | GrpcRouteObject;
 
 export type MeshObject =
   ServiceObject | EndpointSliceObject | PodObject | PeerAuthenticationObject | TrafficObject;

@@ -1,4 +1,4 @@
-// Raw VirtualService, DestinationRule and HTTPRoute objects into the checked forms of objects.ts,
+// Raw VirtualService, DestinationRule, HTTPRoute and GRPCRoute objects into the checked forms of objects.ts,
 // with Istio's and the Gateway API's defaults. Every problem names its field
 // (`spec.http[0].route[1].weight`). What Mooring does not implement yet is a problem when
 // ignoring it would route requests differently from what the object says (a delegate),
@@ -30,8 +30,12 @@ import { isObject, isPort, type Fields, type Json } from './fields';
 import type {
   DestinationRuleObject,
   HttpRouteBackend,
+  GrpcRouteMatch,
+  GrpcRouteObject,
+  GrpcRouteRuleSpec,
   HttpRouteObject,
   HttpRouteRuleSpec,
+  RouteParent,
   Meta,
   RouteTarget,
   VirtualServiceObject,
@@ -1278,6 +1282,21 @@ function readGatewayStringMatch(
   return null;
 }
 
+/** A Gateway API match's `headers`; of several matches on one header name, the first wins. */
+function readGatewayHeaders(f: Fields, raw: unknown, field: string): HeaderMatch[] {
+  const headers: HeaderMatch[] = [];
+  for (const [i, h] of f.array(raw, field).entries()) {
+    const hm = f.object(h, `${field}[${i}]`);
+    if (hm === undefined) continue;
+    const r = readGatewayStringMatch(f, hm, `${field}[${i}]`, 'header');
+    if (r === null) continue;
+    const name = headerName(f, r.name, `${field}[${i}].name`, true);
+    if (name !== null && !headers.some((x) => x.name === name))
+      headers.push({ name, value: r.value });
+  }
+  return headers;
+}
+
 function readGatewayMatch(f: Fields, raw: unknown, field: string): RequestMatch | null {
   const m = f.object(raw, field);
   if (m === undefined) return null;
@@ -1310,17 +1329,7 @@ function readGatewayMatch(f: Fields, raw: unknown, field: string): RequestMatch 
   }
   const method = f.string(m.method, `${field}.method`);
   if (method !== undefined) out.method = { exact: method };
-  const headers: HeaderMatch[] = [];
-  for (const [i, h] of f.array(m.headers, `${field}.headers`).entries()) {
-    const hm = f.object(h, `${field}.headers[${i}]`);
-    if (hm === undefined) continue;
-    const r = readGatewayStringMatch(f, hm, `${field}.headers[${i}]`, 'header');
-    if (r === null) continue;
-    const name = headerName(f, r.name, `${field}.headers[${i}].name`, true);
-    // Gateway API: the first of several matches on one header name wins.
-    if (name !== null && !headers.some((x) => x.name === name))
-      headers.push({ name, value: r.value });
-  }
+  const headers = readGatewayHeaders(f, m.headers, `${field}.headers`);
   if (headers.length > 0) out.headers = headers;
   const params: { name: string; value?: StringMatch }[] = [];
   for (const [i, q] of f.array(m.queryParams, `${field}.queryParams`).entries()) {
@@ -1429,13 +1438,27 @@ function gatewayMirror(
   return { service: backend.service, port: backend.port, percent: percent ?? 100 };
 }
 
-function readFilters(f: Fields, raw: unknown, field: string, namespace: string): GatewayFilters {
+/** The filters of a GRPCRoute rule: those of HTTPRoute's that make sense for gRPC. */
+const GRPC_FILTERS = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror'];
+
+function readFilters(
+  f: Fields,
+  raw: unknown,
+  field: string,
+  namespace: string,
+  kind: 'HTTPRoute' | 'GRPCRoute' = 'HTTPRoute',
+): GatewayFilters {
   const out: GatewayFilters = {};
   for (const [i, item] of f.array(raw, field).entries()) {
     const filter = f.object(item, `${field}[${i}]`);
     if (filter === undefined) continue;
     const type = f.string(filter.type, `${field}[${i}].type`);
-    if (type === 'RequestHeaderModifier' || type === 'ResponseHeaderModifier') {
+    if (kind === 'GRPCRoute' && type !== undefined && !GRPC_FILTERS.includes(type)) {
+      f.problem(
+        `${field}[${i}].type`,
+        `${JSON.stringify(type)} is not supported on a GRPCRoute by Mooring (${GRPC_FILTERS.join(', ')} are)`,
+      );
+    } else if (type === 'RequestHeaderModifier' || type === 'ResponseHeaderModifier') {
       const request = type === 'RequestHeaderModifier';
       const key = request ? 'requestHeaderModifier' : 'responseHeaderModifier';
       const at = `${field}[${i}].${key}`;
@@ -1502,11 +1525,9 @@ function gatewayBackend(
   return { service: `${ns}/${name}`, port: ref.port };
 }
 
-export function readHttpRoute(raw: Json, f: Fields, meta: Meta): HttpRouteObject {
-  const spec = f.object(raw.spec, 'spec') ?? {};
-  const metadata = isObject(raw.metadata) ? raw.metadata : {};
-  const generation = typeof metadata.generation === 'number' ? metadata.generation : 0;
-  const parents: { service: string; port?: number; index: number }[] = [];
+/** A Gateway API route's Service parents (GAMMA); Gateway parents are left out. */
+function readRouteParents(f: Fields, spec: Json, meta: Meta): RouteParent[] {
+  const parents: RouteParent[] = [];
   for (const [i, p] of f.array(spec.parentRefs, 'spec.parentRefs').entries()) {
     const ref = f.object(p, `spec.parentRefs[${i}]`);
     if (ref === undefined) continue;
@@ -1532,7 +1553,55 @@ export function readHttpRoute(raw: Json, f: Fields, meta: Meta): HttpRouteObject
       index: i,
     });
   }
-  const rules: HttpRouteRuleSpec[] = [];
+  return parents;
+}
+
+/** A route rule's `backendRefs`: Services with a port, weighted (1 by default). */
+function readRouteBackends(
+  f: Fields,
+  rule: Json,
+  at: string,
+  namespace: string,
+): HttpRouteBackend[] {
+  const backends: HttpRouteBackend[] = [];
+  for (const [j, b] of f.array(rule.backendRefs, `${at}.backendRefs`).entries()) {
+    const bt = `${at}.backendRefs[${j}]`;
+    const ref = f.object(b, bt);
+    if (ref === undefined) continue;
+    if (ref.filters !== undefined) f.problem(`${bt}.filters`, 'is not supported by Mooring yet');
+    const backend = gatewayBackend(f, ref, bt, namespace);
+    if (backend === null) continue;
+    const weight =
+      f.number(ref.weight, `${bt}.weight`, { min: 0, max: 1_000_000, integer: true }) ?? 1;
+    backends.push({ ...backend, weight });
+  }
+  return backends;
+}
+
+const generationOf = (raw: Json): number => {
+  const metadata = isObject(raw.metadata) ? raw.metadata : {};
+  return typeof metadata.generation === 'number' ? metadata.generation : 0;
+};
+
+/** What every Gateway API route rule has: where it is, its name, matches and backends. */
+interface RouteRuleBase<M> {
+  readonly at: string;
+  readonly rule: Json;
+  readonly name: string | undefined;
+  /** A rule without matches has one, read from `{}` (it takes every request). */
+  readonly matches: M[];
+  readonly backends: HttpRouteBackend[];
+}
+
+/** A route's `spec.rules` (one rule without matches when there is none), each made by `build`. */
+function readRouteRules<M, R>(
+  f: Fields,
+  spec: Json,
+  namespace: string,
+  readMatch: (f: Fields, raw: unknown, field: string) => M | null,
+  build: (base: RouteRuleBase<M>) => R,
+): R[] {
+  const rules: R[] = [];
   const rawRules = f.array(spec.rules, 'spec.rules');
   for (const [i, r] of (rawRules.length === 0 ? [{}] : rawRules).entries()) {
     const at = `spec.rules[${i}]`;
@@ -1540,71 +1609,167 @@ export function readHttpRoute(raw: Json, f: Fields, meta: Meta): HttpRouteObject
     if (rule === undefined) continue;
     const name = f.string(rule.name, `${at}.name`);
     const rawMatches = f.array(rule.matches, `${at}.matches`);
-    const matches: RequestMatch[] = [];
+    const matches: M[] = [];
     for (const [j, m] of (rawMatches.length === 0 ? [{}] : rawMatches).entries()) {
-      const match = readGatewayMatch(f, m, `${at}.matches[${j}]`);
+      const match = readMatch(f, m, `${at}.matches[${j}]`);
       if (match !== null) matches.push(match);
     }
-    const backends: HttpRouteBackend[] = [];
-    for (const [j, b] of f.array(rule.backendRefs, `${at}.backendRefs`).entries()) {
-      const bt = `${at}.backendRefs[${j}]`;
-      const ref = f.object(b, bt);
-      if (ref === undefined) continue;
-      if (ref.filters !== undefined) f.problem(`${bt}.filters`, 'is not supported by Mooring yet');
-      const backend = gatewayBackend(f, ref, bt, meta.namespace);
-      if (backend === null) continue;
-      const weight =
-        f.number(ref.weight, `${bt}.weight`, { min: 0, max: 1_000_000, integer: true }) ?? 1;
-      backends.push({ ...backend, weight });
-    }
-    const timeouts = f.object(rule.timeouts, `${at}.timeouts`) ?? {};
-    const timeoutMs = duration(f, timeouts.request, `${at}.timeouts.request`);
-    const backendTimeoutMs = duration(f, timeouts.backendRequest, `${at}.timeouts.backendRequest`);
-    if (
-      timeoutMs !== undefined &&
-      timeoutMs > 0 &&
-      backendTimeoutMs !== undefined &&
-      backendTimeoutMs > timeoutMs
-    ) {
-      f.problem(`${at}.timeouts.backendRequest`, 'must not be longer than timeouts.request');
-    }
-    let retry: HttpRouteRuleSpec['retry'];
-    const rr = f.object(rule.retry, `${at}.retry`);
-    if (rr !== undefined) {
-      const attempts = f.number(rr.attempts, `${at}.retry.attempts`, { min: 0, integer: true });
-      const codes: number[] = [];
-      for (const [j, c] of f.array(rr.codes, `${at}.retry.codes`).entries()) {
-        const code = f.number(c, `${at}.retry.codes[${j}]`, { min: 400, max: 599, integer: true });
-        if (code !== undefined) codes.push(code);
-      }
-      const backoffMs = duration(f, rr.backoff, `${at}.retry.backoff`);
-      retry = {
-        ...(attempts === undefined ? {} : { attempts }),
-        codes,
-        ...(backoffMs === undefined ? {} : { backoffMs }),
-      };
-    }
-    unsupported(f, rule, ['sessionPersistence'], at, false);
-    const filters = readFilters(f, rule.filters, `${at}.filters`, meta.namespace);
-    const redirectPath = filters.reply?.kind === 'redirect' ? filters.reply.path : undefined;
-    if (
-      (filters.rewrite?.prefix !== undefined || redirectPath?.prefix !== undefined) &&
-      !matches.every((m) => m.pathPrefix !== undefined)
-    ) {
-      f.problem(
-        `${at}.filters`,
-        'ReplacePrefixMatch needs every match of the rule to be a PathPrefix match',
-      );
-    }
-    rules.push({
-      ...(name === undefined ? {} : { name }),
-      matches,
-      backends,
-      ...(timeoutMs === undefined || timeoutMs === 0 ? {} : { timeoutMs }),
-      ...(backendTimeoutMs === undefined || backendTimeoutMs === 0 ? {} : { backendTimeoutMs }),
-      ...(retry === undefined ? {} : { retry }),
-      ...filters,
-    });
+    const backends = readRouteBackends(f, rule, at, namespace);
+    rules.push(build({ at, rule, name, matches, backends }));
   }
-  return { kind: 'HTTPRoute', meta, parents, rules, generation };
+  return rules;
+}
+
+export function readHttpRoute(raw: Json, f: Fields, meta: Meta): HttpRouteObject {
+  const spec = f.object(raw.spec, 'spec') ?? {};
+  const parents = readRouteParents(f, spec, meta);
+  const rules = readRouteRules(
+    f,
+    spec,
+    meta.namespace,
+    readGatewayMatch,
+    ({ at, rule, name, matches, backends }): HttpRouteRuleSpec => {
+      const timeouts = f.object(rule.timeouts, `${at}.timeouts`) ?? {};
+      const timeoutMs = duration(f, timeouts.request, `${at}.timeouts.request`);
+      const backendTimeoutMs = duration(
+        f,
+        timeouts.backendRequest,
+        `${at}.timeouts.backendRequest`,
+      );
+      if (
+        timeoutMs !== undefined &&
+        timeoutMs > 0 &&
+        backendTimeoutMs !== undefined &&
+        backendTimeoutMs > timeoutMs
+      ) {
+        f.problem(`${at}.timeouts.backendRequest`, 'must not be longer than timeouts.request');
+      }
+      let retry: HttpRouteRuleSpec['retry'];
+      const rr = f.object(rule.retry, `${at}.retry`);
+      if (rr !== undefined) {
+        const attempts = f.number(rr.attempts, `${at}.retry.attempts`, { min: 0, integer: true });
+        const codes: number[] = [];
+        for (const [j, c] of f.array(rr.codes, `${at}.retry.codes`).entries()) {
+          const code = f.number(c, `${at}.retry.codes[${j}]`, {
+            min: 400,
+            max: 599,
+            integer: true,
+          });
+          if (code !== undefined) codes.push(code);
+        }
+        const backoffMs = duration(f, rr.backoff, `${at}.retry.backoff`);
+        retry = {
+          ...(attempts === undefined ? {} : { attempts }),
+          codes,
+          ...(backoffMs === undefined ? {} : { backoffMs }),
+        };
+      }
+      unsupported(f, rule, ['sessionPersistence'], at, false);
+      const filters = readFilters(f, rule.filters, `${at}.filters`, meta.namespace);
+      const redirectPath = filters.reply?.kind === 'redirect' ? filters.reply.path : undefined;
+      if (
+        (filters.rewrite?.prefix !== undefined || redirectPath?.prefix !== undefined) &&
+        !matches.every((m) => m.pathPrefix !== undefined)
+      ) {
+        f.problem(
+          `${at}.filters`,
+          'ReplacePrefixMatch needs every match of the rule to be a PathPrefix match',
+        );
+      }
+      return {
+        ...(name === undefined ? {} : { name }),
+        matches,
+        backends,
+        ...(timeoutMs === undefined || timeoutMs === 0 ? {} : { timeoutMs }),
+        ...(backendTimeoutMs === undefined || backendTimeoutMs === 0 ? {} : { backendTimeoutMs }),
+        ...(retry === undefined ? {} : { retry }),
+        ...filters,
+      };
+    },
+  );
+  return { kind: 'HTTPRoute', meta, parents, rules, generation: generationOf(raw) };
+}
+
+// --- GRPCRoute ---------------------------------------------------------------------------------
+
+/** A gRPC service name (`package.Service`) or method name, as the Gateway API allows them. */
+const GRPC_SERVICE = /^\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*$/i;
+const GRPC_METHOD = /^[A-Za-z_][A-Za-z_0-9]*$/;
+
+function readGrpcMatch(f: Fields, raw: unknown, field: string): GrpcRouteMatch | null {
+  const m = f.object(raw, field);
+  if (m === undefined) return null;
+  const out: {
+    type: GrpcRouteMatch['type'];
+    service?: string;
+    method?: string;
+    headers?: HeaderMatch[];
+  } = { type: 'Exact' };
+  const mm = f.object(m.method, `${field}.method`);
+  if (mm !== undefined) {
+    const type = f.string(mm.type, `${field}.method.type`) ?? 'Exact';
+    if (type !== 'Exact' && type !== 'RegularExpression') {
+      f.problem(
+        `${field}.method.type`,
+        `must be Exact or RegularExpression, not ${JSON.stringify(type)}`,
+      );
+      return null;
+    }
+    out.type = type;
+    const service = f.string(mm.service, `${field}.method.service`);
+    const method = f.string(mm.method, `${field}.method.method`);
+    if ((service ?? '') === '' && (method ?? '') === '') {
+      f.problem(`${field}.method`, 'needs a service, a method or both');
+      return null;
+    }
+    for (const [key, value, shape] of [
+      ['service', service, GRPC_SERVICE],
+      ['method', method, GRPC_METHOD],
+    ] as const) {
+      if (value === undefined || value === '') continue;
+      if (type === 'Exact' && !shape.test(value)) {
+        f.problem(
+          `${field}.method.${key}`,
+          `${JSON.stringify(value)} is not a gRPC ${key} name (${key === 'service' ? 'package.Service' : 'a letter or _, then letters, digits or _'})`,
+        );
+        return null;
+      }
+      if (type === 'RegularExpression' && regex(f, value, `${field}.method.${key}`) === undefined)
+        return null;
+      out[key] = value;
+    }
+  }
+  const headers = readGatewayHeaders(f, m.headers, `${field}.headers`);
+  if (headers.length > 0) out.headers = headers;
+  return out;
+}
+
+/**
+ * A GRPCRoute (Gateway API, GAMMA): rules of gRPC service/method and header matches, weighted
+ * Service backends, and the header and mirror filters.
+ */
+export function readGrpcRoute(raw: Json, f: Fields, meta: Meta): GrpcRouteObject {
+  const spec = f.object(raw.spec, 'spec') ?? {};
+  const parents = readRouteParents(f, spec, meta);
+  const rules = readRouteRules(
+    f,
+    spec,
+    meta.namespace,
+    readGrpcMatch,
+    ({ at, rule, name, matches, backends }): GrpcRouteRuleSpec => {
+      unsupported(f, rule, ['sessionPersistence'], at, false);
+      const filters = readFilters(f, rule.filters, `${at}.filters`, meta.namespace, 'GRPCRoute');
+      return {
+        ...(name === undefined ? {} : { name }),
+        matches,
+        backends,
+        ...(filters.requestHeaders === undefined ? {} : { requestHeaders: filters.requestHeaders }),
+        ...(filters.responseHeaders === undefined
+          ? {}
+          : { responseHeaders: filters.responseHeaders }),
+        ...(filters.mirrors === undefined ? {} : { mirrors: filters.mirrors }),
+      };
+    },
+  );
+  return { kind: 'GRPCRoute', meta, parents, rules, generation: generationOf(raw) };
 }

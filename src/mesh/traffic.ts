@@ -1,13 +1,15 @@
-// Traffic management of one Service: the VirtualServices, DestinationRules and HTTPRoutes that
-// name it, compiled into the route table and destination policy of its MeshService (the wire
+// Traffic management of one Service: the VirtualServices, DestinationRules, HTTPRoutes and
+// GRPCRoutes that name it, compiled into the route table and destination policy of its MeshService (the wire
 // contract, src/api/mesh.ts). Pure: no I/O.
 //
 // Precedence, as Istio and the Gateway API define it, and where they leave it open:
 // - Several VirtualServices for one host: the oldest (creationTimestamp, then namespace/name)
 //   gives the routes; the others are listed as shadowed. (Istio merges them only on gateways.)
 // - Several DestinationRules for one host: the oldest wins likewise.
-// - A VirtualService and HTTPRoutes for one host: the VirtualService wins; the HTTPRoutes are
-//   shadowed (and their status says so in cluster mode).
+// - A VirtualService and HTTPRoutes or GRPCRoutes for one host: the VirtualService wins; the
+//   routes are shadowed (and their status says so in cluster mode).
+// - A GRPCRoute and HTTPRoutes on one Service port: the GRPCRoute wins there (GEP-1294); the
+//   HTTPRoutes are shadowed on that port (their status says Conflicted when they lose every one).
 // - HTTPRoutes for one Service are merged: across all their rules, a match wins by Gateway API's
 //   order (exact path, then regex path, then the longest path prefix, then a method, then the
 //   most header matches, then the most query parameter matches), ties broken by the oldest
@@ -26,9 +28,15 @@ import {
   nameKey,
   selectorMatches,
   type DestinationRuleObject,
+  type GatewayRouteObject,
+  type GrpcRouteMatch,
+  type GrpcRouteObject,
+  type GrpcRouteRuleSpec,
+  type HttpRouteBackend,
   type HttpRouteObject,
   type HttpRouteRuleSpec,
   type Meta,
+  type RouteParent,
   type VirtualServiceObject,
 } from './objects';
 import { DEFAULT_RETRY_ON } from './traffic-validate';
@@ -48,6 +56,8 @@ export interface ServiceTraffic {
   readonly tcpRoutes?: TcpRouteTable;
   readonly tlsRoutes?: TcpRouteTable;
   readonly policy?: DestinationPolicy;
+  /** HTTPRoutes that lose Service ports to a GRPCRoute (GEP-1294), for their status. */
+  readonly conflicts: readonly RouteConflict[];
   /** The subsets of the DestinationRule used, by name, with their labels. */
   readonly subsets: readonly {
     readonly name: string;
@@ -128,7 +138,7 @@ function httpRouteRetries(rule: HttpRouteRuleSpec): RetryPolicy | undefined {
  * sectionName that do not agree).
  */
 export function parentPort(
-  parent: HttpRouteObject['parents'][number],
+  parent: RouteParent,
   portNamed: (name: string) => number | null,
 ): number | undefined | null {
   if (parent.sectionName === undefined) return parent.port;
@@ -137,116 +147,282 @@ export function parentPort(
   return named;
 }
 
-function httpRoutesTable(
+/** A port of a Service, as a route's `sectionName` names it. */
+export interface NamedPort {
+  readonly name: string;
+  readonly port: number;
+}
+
+/** The ports of Service `serviceKey` a route attaches to: 'all', or some (none: empty). */
+function attachedPorts(
+  route: GatewayRouteObject,
   serviceKey: string,
-  routes: readonly HttpRouteObject[],
   portNamed: (name: string) => number | null,
-): HttpRouteTable {
-  const entries: {
-    order: number;
-    match: RequestMatch;
-    rule: HttpRouteRuleSpec;
-  }[] = [];
-  let order = 0;
-  for (const route of routes) {
-    const ports = route.parents
-      .filter((p) => p.service === serviceKey)
-      .map((p) => parentPort(p, portNamed))
-      .filter((p) => p !== null);
-    // A parentRef without a port covers every port.
-    const portSet = ports.includes(undefined) ? [undefined] : [...new Set(ports)];
-    for (const rule of route.rules) {
-      for (const match of rule.matches) {
-        for (const port of portSet) {
-          entries.push({
-            order: order++,
-            match: port === undefined ? match : { ...match, port },
-            rule,
-          });
-        }
-      }
+): 'all' | number[] {
+  const ports = route.parents
+    .filter((p) => p.service === serviceKey)
+    .map((p) => parentPort(p, portNamed))
+    .filter((p) => p !== null);
+  // A parentRef without a port covers every port.
+  return ports.includes(undefined) ? 'all' : [...new Set(ports as number[])];
+}
+
+const REGEX_SPECIAL = /[.*+?^${}()|[\]\\]/g;
+
+/**
+ * A GRPCRoute match as a request match: gRPC's path is `/<service>/<method>` (Exact names
+ * escaped, patterns as they are, an absent one any name), a request of any method.
+ */
+export function grpcRequestMatch(m: GrpcRouteMatch): RequestMatch {
+  const headers = m.headers === undefined ? {} : { headers: m.headers };
+  if (m.service === undefined && m.method === undefined) return { pathPrefix: '/', ...headers };
+  if (m.type === 'Exact' && m.service !== undefined && m.method !== undefined)
+    return { uri: { exact: `/${m.service}/${m.method}` }, ...headers };
+  const part = (v: string | undefined): string =>
+    v === undefined ? '[^/]+' : m.type === 'Exact' ? v.replace(REGEX_SPECIAL, '\\$&') : `(?:${v})`;
+  return { uri: { regex: `/${part(m.service)}/${part(m.method)}` }, ...headers };
+}
+
+/** GRPCRoute's match precedence: the most characters of service, then of method, then headers. */
+function compareGrpcMatches(a: GrpcRouteMatch, b: GrpcRouteMatch): number {
+  const service = (m: GrpcRouteMatch): number => m.service?.length ?? 0;
+  if (service(a) !== service(b)) return service(b) - service(a);
+  const method = (m: GrpcRouteMatch): number => m.method?.length ?? 0;
+  if (method(a) !== method(b)) return method(b) - method(a);
+  return (b.headers?.length ?? 0) - (a.headers?.length ?? 0);
+}
+
+const gatewayRouteRef = (r: GatewayRouteObject): GatewayRouteRef => ({ kind: r.kind, ...ref(r) });
+
+interface GatewayRouteRef {
+  readonly kind: GatewayRouteObject['kind'];
+  readonly namespace: string;
+  readonly name: string;
+}
+
+/** An HTTPRoute that loses Service ports (or all of them) to a GRPCRoute. */
+export interface RouteConflict {
+  /** The HTTPRoute, `namespace/name`. */
+  readonly route: string;
+  /** The GRPCRoute that wins, `namespace/name`. */
+  readonly winner: string;
+  readonly ports: 'all' | readonly number[];
+}
+
+/** One table entry: a match on a port (undefined: any) and what a request meeting it gets. */
+interface Entry {
+  readonly order: number;
+  readonly match: RequestMatch;
+  readonly port: number | undefined;
+  readonly rule: HttpRouteRule;
+}
+
+/**
+ * What HTTPRoute and GRPCRoute rules share. `noBackendStatus`: HTTPRoute's 500 for a backend that
+ * is no Service of the mesh (or none), GRPCRoute's UNAVAILABLE, which gRPC reads from a 503.
+ */
+function gatewayRule(
+  rule: HttpRouteRuleSpec | GrpcRouteRuleSpec,
+  noBackendStatus: 500 | 503,
+): HttpRouteRule {
+  return {
+    ...(rule.name === undefined ? {} : { name: rule.name }),
+    matches: [],
+    destinations: gatewayDestinations(rule.backends),
+    noBackendStatus,
+    ...(rule.requestHeaders === undefined ? {} : { requestHeaders: rule.requestHeaders }),
+    ...(rule.responseHeaders === undefined ? {} : { responseHeaders: rule.responseHeaders }),
+    ...(rule.mirrors === undefined ? {} : { mirrors: rule.mirrors }),
+  };
+}
+
+function httpRouteRule(rule: HttpRouteRuleSpec): HttpRouteRule {
+  const retries = httpRouteRetries(rule);
+  return {
+    ...gatewayRule(rule, 500),
+    ...(rule.timeoutMs === undefined ? {} : { timeoutMs: rule.timeoutMs }),
+    ...(retries === undefined ? {} : { retries }),
+    ...(rule.rewrite === undefined ? {} : { rewrite: rule.rewrite }),
+    ...(rule.reply === undefined ? {} : { reply: rule.reply }),
+  };
+}
+
+const grpcRouteRule = (rule: GrpcRouteRuleSpec): HttpRouteRule => gatewayRule(rule, 503);
+
+/** No backend, or weights that add up to 0: none (the proxy answers the rule's status). */
+function gatewayDestinations(backends: readonly HttpRouteBackend[]): HttpRouteRule['destinations'] {
+  const total = backends.reduce((sum, b) => sum + b.weight, 0);
+  if (total === 0) return [];
+  return backends
+    .filter((b) => b.weight > 0)
+    .map((b) => ({ service: b.service, port: b.port, weight: b.weight }));
+}
+
+/** Each match of a route's rules on each of `ports`, in the route's order. */
+function routeEntries<R extends { readonly matches: readonly M[] }, M>(
+  rules: readonly R[],
+  ports: 'all' | readonly number[],
+  toMatch: (m: M) => RequestMatch,
+  toRule: (r: R) => HttpRouteRule,
+  order: () => number,
+  out: (Entry & { readonly source: M })[],
+): void {
+  for (const rule of rules) {
+    const wire = toRule(rule);
+    for (const m of rule.matches) {
+      const match = toMatch(m);
+      for (const port of ports === 'all' ? [undefined] : ports)
+        out.push({ order: order(), match, port, rule: wire, source: m });
     }
   }
-  entries.sort((a, b) => compareGatewayMatches(a.match, b.match) || a.order - b.order);
-  const rules: HttpRouteRule[] = entries.map(({ match, rule }) => {
-    const total = rule.backends.reduce((sum, b) => sum + b.weight, 0);
-    const retries = httpRouteRetries(rule);
-    return {
-      ...(rule.name === undefined ? {} : { name: rule.name }),
-      matches: [match],
-      // No backend, or weights that add up to 0: the proxy answers 500 (Gateway API).
-      destinations:
-        total === 0
-          ? []
-          : rule.backends
-              .filter((b) => b.weight > 0)
-              .map((b) => ({ service: b.service, port: b.port, weight: b.weight })),
-      ...(rule.timeoutMs === undefined ? {} : { timeoutMs: rule.timeoutMs }),
-      ...(retries === undefined ? {} : { retries }),
-      ...(rule.requestHeaders === undefined ? {} : { requestHeaders: rule.requestHeaders }),
-      ...(rule.responseHeaders === undefined ? {} : { responseHeaders: rule.responseHeaders }),
-      ...(rule.rewrite === undefined ? {} : { rewrite: rule.rewrite }),
-      ...(rule.reply === undefined ? {} : { reply: rule.reply }),
-      ...(rule.mirrors === undefined ? {} : { mirrors: rule.mirrors }),
-    };
-  });
-  const first = routes[0] as HttpRouteObject;
+}
+
+/**
+ * The route table of Service `serviceKey` from its GRPCRoutes and HTTPRoutes (oldest first). On
+ * a port a GRPCRoute attaches to, HTTPRoutes do not apply (GEP-1294: GRPCRoute, then HTTPRoute):
+ * they are listed as shadowed. Each kind's matches are ordered by its own precedence.
+ */
+function gatewayRoutesTable(
+  serviceKey: string,
+  grpcRoutes: readonly GrpcRouteObject[],
+  httpRoutes: readonly HttpRouteObject[],
+  servicePorts: readonly NamedPort[],
+): {
+  table: HttpRouteTable | undefined;
+  shadowed: NonNullable<HttpRouteTable['shadowed']>[number][];
+  conflicts: RouteConflict[];
+} {
+  const portNamed = (name: string): number | null =>
+    servicePorts.find((p) => p.name === name)?.port ?? null;
+  let order = 0;
+  const next = (): number => order++;
+  const grpcEntries: (Entry & { readonly source: GrpcRouteMatch })[] = [];
+  let taken: 'all' | Set<number> = new Set();
+  const used: GatewayRouteObject[] = [];
+  for (const route of grpcRoutes) {
+    const ports = attachedPorts(route, serviceKey, portNamed);
+    if (ports !== 'all' && ports.length === 0) continue;
+    used.push(route);
+    if (ports === 'all') taken = 'all';
+    else if (taken !== 'all') for (const p of ports) taken.add(p);
+    routeEntries(route.rules, ports, grpcRequestMatch, grpcRouteRule, next, grpcEntries);
+  }
+  const httpEntries: (Entry & { readonly source: RequestMatch })[] = [];
+  const shadowed: NonNullable<HttpRouteTable['shadowed']>[number][] = [];
+  const conflicts: RouteConflict[] = [];
+  const winner = grpcRoutes.find((g) => used.includes(g));
+  for (const route of httpRoutes) {
+    let ports = attachedPorts(route, serviceKey, portNamed);
+    if (ports !== 'all' && ports.length === 0) continue;
+    let lost: 'all' | number[] = [];
+    if (taken === 'all') lost = 'all';
+    else if (taken.size > 0) {
+      const all = ports === 'all' ? servicePorts.map((p) => p.port) : ports;
+      const kept = all.filter((p) => !taken.has(p));
+      lost = all.filter((p) => taken.has(p));
+      if (lost.length > 0 || ports === 'all') ports = kept;
+      if (kept.length === 0) lost = 'all';
+    }
+    if (lost === 'all' || lost.length > 0) {
+      const where = lost === 'all' ? 'the same Service ports' : `port ${lost.join(', ')}`;
+      const by = nameKey((winner as GrpcRouteObject).meta);
+      shadowed.push({
+        kind: 'HTTPRoute',
+        ...ref(route),
+        reason: `GRPCRoute ${by} attaches to ${where}: a GRPCRoute wins over an HTTPRoute there`,
+      });
+      conflicts.push({ route: nameKey(route.meta), winner: by, ports: lost });
+      if (lost === 'all') continue;
+    }
+    used.push(route);
+    routeEntries(route.rules, ports, (m: RequestMatch) => m, httpRouteRule, next, httpEntries);
+  }
+  if (used.length === 0) return { table: undefined, shadowed, conflicts };
+  grpcEntries.sort((a, b) => compareGrpcMatches(a.source, b.source) || a.order - b.order);
+  httpEntries.sort((a, b) => compareGatewayMatches(a.source, b.source) || a.order - b.order);
+  const entries: Entry[] = [...grpcEntries, ...httpEntries];
+  const rules = entries.map(({ match, port, rule }) => ({
+    ...rule,
+    matches: [port === undefined ? match : { ...match, port }],
+  }));
+  const ports = entries.some((e) => e.port === undefined)
+    ? undefined
+    : [...new Set(entries.map((e) => e.port as number))].sort((a, b) => a - b);
+  const first = used[0] as GatewayRouteObject;
   return {
-    source: { kind: 'HTTPRoute', ...ref(first) },
-    rules,
-    ...(routes.length > 1 ? { merged: routes.map(ref) } : {}),
+    table: {
+      source: gatewayRouteRef(first),
+      ...(ports === undefined ? {} : { ports }),
+      rules,
+      ...(used.length > 1 ? { merged: used.map(gatewayRouteRef) } : {}),
+      ...(shadowed.length > 0 ? { shadowed } : {}),
+    },
+    shadowed,
+    conflicts,
   };
+}
+
+/** The traffic objects that name one Service. */
+export interface ServiceTrafficObjects {
+  readonly virtualServices: readonly VirtualServiceObject[];
+  readonly destinationRules: readonly DestinationRuleObject[];
+  readonly httpRoutes: readonly HttpRouteObject[];
+  readonly grpcRoutes: readonly GrpcRouteObject[];
 }
 
 /**
  * The traffic rules of the Service `serviceKey` from the objects that name it (in any order).
+ * `ports`: the Service's ports (a route's `sectionName`, and the ports a GRPCRoute leaves to
+ * HTTPRoutes).
  */
 export function serviceTraffic(
   serviceKey: string,
-  virtualServices: readonly VirtualServiceObject[],
-  destinationRules: readonly DestinationRuleObject[],
-  httpRoutes: readonly HttpRouteObject[],
-  /** The Service's port of that name (a parent's `sectionName`), or null. */
-  portNamed: (name: string) => number | null = () => null,
+  objects: ServiceTrafficObjects,
+  ports: readonly NamedPort[] = [],
 ): ServiceTraffic {
-  const vss = [...virtualServices].sort(olderFirst);
-  // A route whose references to this Service name none of its ports does not apply to it.
-  const hrs = httpRoutes
-    .filter((h) =>
-      h.parents.some((p) => p.service === serviceKey && parentPort(p, portNamed) !== null),
-    )
-    .sort(olderFirst);
+  const vss = [...objects.virtualServices].sort(olderFirst);
+  const gateway = gatewayRoutesTable(
+    serviceKey,
+    [...objects.grpcRoutes].sort(olderFirst),
+    [...objects.httpRoutes].sort(olderFirst),
+    ports,
+  );
   let routes: HttpRouteTable | undefined;
   let tcpRoutes: TcpRouteTable | undefined;
   let tlsRoutes: TcpRouteTable | undefined;
   const winner = vss[0];
   if (winner !== undefined) {
+    const overRoutes = [
+      ...(gateway.table?.merged ?? (gateway.table === undefined ? [] : [gateway.table.source])),
+    ];
     const shadowed: NonNullable<HttpRouteTable['shadowed']>[number][] = [
       ...vss.slice(1).map((v) => ({
         kind: 'VirtualService' as const,
         ...ref(v),
         reason: `VirtualService ${nameKey(winner.meta)} is older and names the same host`,
       })),
-      ...hrs.map((h) => ({
-        kind: 'HTTPRoute' as const,
-        ...ref(h),
-        reason: `VirtualService ${nameKey(winner.meta)} names the same host: a VirtualService wins over an HTTPRoute`,
+      ...overRoutes.map((h) => ({
+        kind: h.kind ?? ('HTTPRoute' as const),
+        namespace: h.namespace,
+        name: h.name,
+        reason: `VirtualService ${nameKey(winner.meta)} names the same host: a VirtualService wins over ${h.kind === 'GRPCRoute' ? 'a GRPCRoute' : 'an HTTPRoute'}`,
       })),
+      ...gateway.shadowed,
     ];
-    // A VirtualService of `tcp` routes only leaves HTTP to the default (or to HTTPRoutes).
+    // A VirtualService of `tcp` routes only leaves HTTP to the default (or to the routes).
     if (winner.http.length > 0) routes = virtualServiceTable(winner, shadowed);
-    else if (hrs.length > 0) routes = httpRoutesTable(serviceKey, hrs, portNamed);
+    else routes = gateway.table;
     if (winner.tcp.length > 0) {
       tcpRoutes = { source: { kind: 'VirtualService', ...ref(winner) }, rules: winner.tcp };
     }
     if (winner.tls.length > 0) {
       tlsRoutes = { source: { kind: 'VirtualService', ...ref(winner) }, rules: winner.tls };
     }
-  } else if (hrs.length > 0) {
-    routes = httpRoutesTable(serviceKey, hrs, portNamed);
+  } else {
+    routes = gateway.table;
   }
 
-  const drs = [...destinationRules].sort(olderFirst);
+  const drs = [...objects.destinationRules].sort(olderFirst);
   const dr = drs[0];
   let policy: DestinationPolicy | undefined;
   if (dr !== undefined) {
@@ -267,6 +443,7 @@ export function serviceTraffic(
     ...(tcpRoutes === undefined ? {} : { tcpRoutes }),
     ...(tlsRoutes === undefined ? {} : { tlsRoutes }),
     ...(policy === undefined ? {} : { policy }),
+    conflicts: gateway.conflicts,
     subsets: dr?.subsets.map((s) => ({ name: s.name, labels: s.labels })) ?? [],
   };
 }

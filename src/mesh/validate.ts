@@ -23,7 +23,12 @@ import {
   type SliceEndpoint,
   type SlicePort,
 } from './objects';
-import { readDestinationRule, readHttpRoute, readVirtualService } from './traffic-validate';
+import {
+  readDestinationRule,
+  readGrpcRoute,
+  readHttpRoute,
+  readVirtualService,
+} from './traffic-validate';
 import { Fields, isObject, isPort, type FieldProblem, type Json } from './fields';
 
 export type { FieldProblem } from './fields';
@@ -542,6 +547,7 @@ const READERS: {
   VirtualService: readVirtualService,
   DestinationRule: readDestinationRule,
   HTTPRoute: readHttpRoute,
+  GRPCRoute: readGrpcRoute,
 };
 
 /**

@@ -149,7 +149,13 @@ afterAll(async () => {
 describe('traffic management in cluster mode, with the real CRDs', () => {
   it('watches the kinds whose CRDs are installed', () => {
     const log = fs.readFileSync(mooring.logPath, 'utf8');
-    for (const kind of ['VirtualService', 'DestinationRule', 'PeerAuthentication', 'HTTPRoute']) {
+    for (const kind of [
+      'VirtualService',
+      'DestinationRule',
+      'PeerAuthentication',
+      'HTTPRoute',
+      'GRPCRoute',
+    ]) {
       expect(log).toContain(`"${kind} is on"`);
     }
   });
@@ -301,6 +307,7 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
       {
         matches: [{ pathPrefix: '/api', port: 9080 }],
         destinations: [{ service: `${NS}/catalog`, port: 9080, weight: 1 }],
+        noBackendStatus: 500,
         timeoutMs: 4000,
         retries: {
           attempts: 3,
@@ -372,6 +379,104 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
         message: expect.stringContaining(`VirtualService ${NS}/reviews`),
       },
       ResolvedRefs: { status: 'True' },
+    });
+  }, 90_000);
+
+  it('brings a GRPCRoute applied with kubectl to a proxy; an HTTPRoute on its port is Conflicted', async () => {
+    await createObject(cp, {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'greeter', namespace: NS },
+      spec: {
+        selector: { app: 'greeter' },
+        ports: [
+          { name: 'grpc', port: 50051, targetPort: 50051, appProtocol: 'grpc' },
+          { name: 'http', port: 9080, targetPort: 9080 },
+        ],
+      },
+    });
+    const parent = (port?: number) => ({
+      group: '',
+      kind: 'Service',
+      name: 'greeter',
+      ...(port === undefined ? {} : { port }),
+    });
+    await applyObject({
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'GRPCRoute',
+      metadata: { name: 'greeter' },
+      spec: {
+        parentRefs: [parent(50051)],
+        rules: [
+          {
+            matches: [{ method: { service: 'helloworld.Greeter', method: 'SayHello' } }],
+            backendRefs: [{ name: 'greeter', port: 50051 }],
+          },
+        ],
+      },
+    });
+    for (const [name, port] of [
+      ['greeter-grpc-port', 50051],
+      ['greeter-all-ports', undefined],
+    ] as const) {
+      await applyObject({
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'HTTPRoute',
+        metadata: { name },
+        spec: {
+          parentRefs: [parent(port)],
+          rules: [{ backendRefs: [{ name: 'greeter', port: 9080 }] }],
+        },
+      });
+    }
+    await stateWhere(
+      client,
+      (s) => (s.services.get(`${NS}/greeter`)?.routes?.rules.length ?? 0) === 2,
+      60_000,
+    );
+    const routes = service('greeter')?.routes;
+    expect(routes?.source).toEqual({ kind: 'GRPCRoute', namespace: NS, name: 'greeter' });
+    expect(routes?.ports).toEqual([9080, 50051]);
+    expect(routes?.rules.map((r) => r.matches)).toEqual([
+      [{ uri: { exact: '/helloworld.Greeter/SayHello' }, port: 50051 }],
+      [{ pathPrefix: '/', port: 9080 }],
+    ]);
+
+    const conditionsOf = (resource: string, name: string) =>
+      waitFor(
+        `the status of ${resource} ${name}`,
+        async () => {
+          const route = (await kubectlJson(cp, ['get', resource, name, '-n', NS])) as {
+            status?: {
+              parents?: {
+                controllerName: string;
+                conditions: { type: string; status: string; reason: string; message: string }[];
+              }[];
+            };
+          };
+          const mine = route.status?.parents?.find((p) => p.controllerName === 'mooring.dev/mesh');
+          return mine === undefined
+            ? undefined
+            : Object.fromEntries(mine.conditions.map((c) => [c.type, c]));
+        },
+        30_000,
+      );
+    expect(await conditionsOf('grpcroute', 'greeter')).toMatchObject({
+      Accepted: { status: 'True', reason: 'Accepted' },
+      ResolvedRefs: { status: 'True' },
+    });
+    expect(await conditionsOf('httproute', 'greeter-grpc-port')).toMatchObject({
+      Accepted: {
+        status: 'False',
+        reason: 'Conflicted',
+        message: expect.stringContaining(`GRPCRoute ${NS}/greeter`) as unknown,
+      },
+    });
+    expect(await conditionsOf('httproute', 'greeter-all-ports')).toMatchObject({
+      Accepted: {
+        status: 'True',
+        message: expect.stringContaining('except on port 50051') as unknown,
+      },
     });
   }, 90_000);
 

@@ -11,6 +11,7 @@
 //   steady      10.77.0.26  meshed, healthy                                        / backend, details
 //   hang        10.77.0.27  not meshed: accepts connections and never answers     Service hang
 //   Service ratings 10.96.20.6: reviews-v1 alone (a subset with connection pool limits)
+//   Services grpc-reviews 10.96.20.5 (all three), grpc-reviews-v1 .7 and grpc-reviews-v2 .8
 //
 // Statistical checks use bounds of about 4 standard deviations: a correct split fails them far
 // less than once in 10,000 runs.
@@ -38,6 +39,8 @@ const BACKEND_IP = '10.96.20.2';
 const HANG_IP = '10.96.20.3';
 const DETAILS_IP = '10.96.20.4';
 const GRPC_IP = '10.96.20.5';
+const GRPC_V1_IP = '10.96.20.7';
+const GRPC_V2_IP = '10.96.20.8';
 const RATINGS_IP = '10.96.20.6';
 const HTTP: PortSpec[] = [{ name: 'http', port: 80, targetPort: 8080 }];
 const GRPC_PORTS: PortSpec[] = [{ name: 'grpc', port: 50051, targetPort: 50051 }];
@@ -205,6 +208,10 @@ beforeAll(async () => {
     sliceObject('details', HTTP, [pods.flaky, pods.steady]),
     serviceObject('grpc-reviews', GRPC_IP, GRPC_PORTS, { app: 'reviews' }),
     sliceObject('grpc-reviews', GRPC_PORTS, reviews),
+    serviceObject('grpc-reviews-v1', GRPC_V1_IP, GRPC_PORTS, { app: 'reviews', version: 'v1' }),
+    sliceObject('grpc-reviews-v1', GRPC_PORTS, [pods['reviews-v1']!]),
+    serviceObject('grpc-reviews-v2', GRPC_V2_IP, GRPC_PORTS, { app: 'reviews', version: 'v2' }),
+    sliceObject('grpc-reviews-v2', GRPC_PORTS, [pods['reviews-v2']!]),
     serviceObject('ratings', RATINGS_IP, HTTP, { app: 'ratings' }),
     sliceObject('ratings', HTTP, [pods['reviews-v1']!]),
     serviceObject('hang', HANG_IP, HTTP, { app: 'hang' }),
@@ -452,7 +459,7 @@ describe('HTTP/2: gRPC through the same rules', () => {
   const GRPC = `
 const grpc = require('@grpc/grpc-js');
 const json = { serialize: (v) => Buffer.from(JSON.stringify(v)), deserialize: (b) => JSON.parse(b.toString() || '{}') };
-const Client = grpc.makeGenericClientConstructor({ echo: { path: '/mooring.e2e.Echo/Echo', requestStream: false, responseStream: false,
+const Client = grpc.makeGenericClientConstructor({ echo: { path: process.argv[3], requestStream: false, responseStream: false,
   requestSerialize: json.serialize, requestDeserialize: json.deserialize, responseSerialize: json.serialize, responseDeserialize: json.deserialize } }, 'Echo');
 const c = new Client(process.argv[1], grpc.credentials.createInsecure());
 const md = new grpc.Metadata();
@@ -462,9 +469,9 @@ c.echo({ hi: 1 }, md, (err, r) => {
   console.log(JSON.stringify(err ? { code: err.code, details: err.details, ms: Date.now() - t0 } : { ...r, ms: Date.now() - t0 }));
   c.close();
 });`;
-  const call = async (metadata: Record<string, string>) =>
+  const call = async (metadata: Record<string, string>, path = '/mooring.e2e.Echo/Echo') =>
     JSON.parse(
-      await rig.node('client', GRPC, [`${GRPC_IP}:50051`, JSON.stringify(metadata)], 40_000),
+      await rig.node('client', GRPC, [`${GRPC_IP}:50051`, JSON.stringify(metadata), path], 40_000),
     ) as {
       code?: number;
       details?: string;
@@ -514,6 +521,56 @@ c.echo({ hi: 1 }, md, (err, r) => {
     const plain = await call({});
     expect(plain.pod).toBe('reviews-v3');
     expect(plain.metadata?.['x-routed']).toBe('mooring');
+    rig.removeMesh('grpc.yaml');
+  });
+
+  it('routes by a GRPCRoute: service and method, a header, its filter; an unknown method and a missing backend answer gRPC errors', async () => {
+    const backend = (name: string) => [{ name, port: 50051 }];
+    rig.writeMesh('grpcroute.yaml', [
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'GRPCRoute',
+        metadata: { name: 'echo-methods', namespace: 'default' },
+        spec: {
+          parentRefs: [{ group: '', kind: 'Service', name: 'grpc-reviews', port: 50051 }],
+          rules: [
+            {
+              matches: [
+                {
+                  method: { service: 'mooring.e2e.Echo', method: 'Echo' },
+                  headers: [{ name: 'x-user', value: 'ann' }],
+                },
+              ],
+              backendRefs: backend('grpc-reviews-v2'),
+            },
+            {
+              matches: [{ method: { service: 'mooring.e2e.Echo', method: 'Echo' } }],
+              filters: [
+                {
+                  type: 'RequestHeaderModifier',
+                  requestHeaderModifier: { set: [{ name: 'x-routed', value: 'grpcroute' }] },
+                },
+              ],
+              backendRefs: backend('grpc-reviews-v1'),
+            },
+            { matches: [{ method: { method: 'Gone' } }], backendRefs: backend('nowhere') },
+          ],
+        },
+      },
+    ]);
+    await routesApplied('grpc-reviews', 'echo-methods');
+    const ann = await call({ 'x-user': 'ann' });
+    expect(ann.pod).toBe('reviews-v2');
+    for (let i = 0; i < 3; i++) {
+      const plain = await call({});
+      expect(plain.pod).toBe('reviews-v1');
+      expect(plain.metadata?.['x-routed']).toBe('grpcroute');
+    }
+    // No rule for this method: 404, which gRPC reads as UNIMPLEMENTED.
+    expect((await call({}, '/mooring.e2e.Echo/Other')).code).toBe(12);
+    // A backend that is no Service of the mesh: UNAVAILABLE, as GRPCRoute asks.
+    expect((await call({}, '/mooring.e2e.Echo/Gone')).code).toBe(14);
+    rig.removeMesh('grpcroute.yaml');
   });
 });
 

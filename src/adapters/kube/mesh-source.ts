@@ -22,7 +22,7 @@
 // skipped; one that was valid before keeps its last valid version.
 
 import {
-  httpRouteStatusParents,
+  routeStatusParents,
   MESH_API_VERSIONS,
   MESH_KINDS,
   nameKey,
@@ -32,6 +32,7 @@ import {
   type MeshModel,
   type ObjectProblem,
   type ObjectRef,
+  type RouteFacts,
 } from '../../mesh';
 import { groupPath, corePath, isKubeApiError, type KubeApi, type KubeObject } from './api';
 import { Reflector, type ReflectorEventType } from './reflector';
@@ -51,7 +52,14 @@ export const OPTIONAL_KINDS: readonly OptionalKind[] = [
   { kind: 'VirtualService', group: 'networking.istio.io', plural: 'virtualservices' },
   { kind: 'DestinationRule', group: 'networking.istio.io', plural: 'destinationrules' },
   { kind: 'HTTPRoute', group: 'gateway.networking.k8s.io', plural: 'httproutes' },
+  { kind: 'GRPCRoute', group: 'gateway.networking.k8s.io', plural: 'grpcroutes' },
 ];
+
+/** The route kinds whose status Mooring writes, with their resources. */
+const ROUTE_KINDS = [
+  ['HTTPRoute', 'httproutes'],
+  ['GRPCRoute', 'grpcroutes'],
+] as const;
 
 export interface ClusterMeshSourceOptions {
   readonly api: KubeApi;
@@ -62,7 +70,7 @@ export interface ClusterMeshSourceOptions {
   readonly crdRecheckMs?: number;
   /** Every object again to the model this often (repairs a missed event). Default 5 min. */
   readonly resyncMs?: number;
-  /** Write `status.parents` of the HTTPRoutes attached to Services. Default true. */
+  /** Write `status.parents` of the HTTPRoutes and GRPCRoutes attached to Services. Default true. */
   readonly writeRouteStatus?: boolean;
 }
 
@@ -337,7 +345,7 @@ export class ClusterMeshSource {
     return this.options.model.remove(ref);
   }
 
-  /** Soon (after a burst of events), the status of every HTTPRoute that needs a new one. */
+  /** Soon (after a burst of events), the status of every route that needs a new one. */
   private scheduleRouteStatus(): void {
     if (this.options.writeRouteStatus === false || this.statusTimer !== null || this.stopped)
       return;
@@ -349,29 +357,36 @@ export class ClusterMeshSource {
   }
 
   private async writeRouteStatus(): Promise<void> {
-    const watch = this.watches.get('HTTPRoute');
-    if (watch === undefined || this.stopped) return;
     const facts = this.options.model.routeFacts();
+    for (const [kind, plural] of ROUTE_KINDS) {
+      const watch = this.watches.get(kind);
+      if (watch === undefined || this.stopped) continue;
+      if (!(await this.writeStatusOf(kind, plural, watch, facts))) return;
+    }
+  }
+
+  /** Writes the status of every route of `kind` that needs it; false when RBAC forbids it. */
+  private async writeStatusOf(
+    kind: (typeof ROUTE_KINDS)[number][0],
+    plural: string,
+    watch: KindWatch,
+    facts: RouteFacts,
+  ): Promise<boolean> {
     for (const raw of watch.reflector.list()) {
-      const ref = this.refOf('HTTPRoute', raw);
-      const route = this.options.model.httpRoute(nameKey(ref));
+      const ref = this.refOf(kind, raw);
+      const route = this.options.model.gatewayRoute(kind, nameKey(ref));
       if (route === undefined || route.parents.length === 0) continue;
       const status = (raw as { status?: { parents?: unknown } }).status;
-      const parents = httpRouteStatusParents(
-        route,
-        status?.parents,
-        facts,
-        new Date().toISOString(),
-      );
+      const parents = routeStatusParents(route, status?.parents, facts, new Date().toISOString());
       if (parents === null) continue;
       try {
         await this.options.api.request({
           method: 'PUT',
-          path: `${groupPath(watch.apiVersion, 'httproutes', ref.namespace, ref.name)}/status`,
+          path: `${groupPath(watch.apiVersion, plural, ref.namespace, ref.name)}/status`,
           body: {
             ...raw,
             apiVersion: watch.apiVersion,
-            kind: 'HTTPRoute',
+            kind,
             status: { ...status, parents },
           },
         });
@@ -384,22 +399,28 @@ export class ClusterMeshSource {
           if (!this.statusForbiddenLogged) {
             this.statusForbiddenLogged = true;
             this.options.log.warn(
-              { kind: 'HTTPRoute' },
-              'cannot write HTTPRoute status (RBAC: update on httproutes/status): routes still apply',
+              { kind },
+              `cannot write ${kind} status (RBAC: update on ${plural}/status): routes still apply`,
             );
           }
-          return;
+          return false;
         }
         this.options.log.warn(
-          { err, namespace: ref.namespace, name: ref.name },
-          'cannot write HTTPRoute status',
+          { err, kind, namespace: ref.namespace, name: ref.name },
+          `cannot write ${kind} status`,
         );
       }
     }
+    return true;
   }
 
   private onEvent(kind: MeshKind, apiVersion: string, type: ReflectorEventType, obj: Raw): void {
-    if (kind === 'HTTPRoute' || kind === 'Service' || kind === 'VirtualService') {
+    if (
+      kind === 'HTTPRoute' ||
+      kind === 'GRPCRoute' ||
+      kind === 'Service' ||
+      kind === 'VirtualService'
+    ) {
       this.scheduleRouteStatus();
     }
     const ref = this.refOf(kind, obj);

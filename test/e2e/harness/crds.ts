@@ -1,6 +1,6 @@
 // The CRDs of the APIs Mooring reads, installed as a user installs them: Istio's (istio.io/api:
-// PeerAuthentication, VirtualService, DestinationRule...) and the Gateway API's HTTPRoute
-// (standard channel), as fetched by fetch-crds.sh (`make crds`) into .cache/crds.
+// PeerAuthentication, VirtualService, DestinationRule...) and the Gateway API's HTTPRoute and
+// GRPCRoute (standard channel), as fetched by fetch-crds.sh (`make crds`) into .cache/crds.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO_ROOT, type ControlPlane } from './control-plane';
@@ -8,12 +8,17 @@ import { kubectl, kubectlJson } from './kube';
 
 export const CRDS_DIR = path.join(REPO_ROOT, '.cache', 'crds');
 
-const FILES = ['istio.yaml', 'gateway-api-standard/gateway.networking.k8s.io_httproutes.yaml'];
+const FILES = [
+  'istio.yaml',
+  'gateway-api-standard/gateway.networking.k8s.io_httproutes.yaml',
+  'gateway-api-standard/gateway.networking.k8s.io_grpcroutes.yaml',
+];
 const NAMES = [
   'peerauthentications.security.istio.io',
   'virtualservices.networking.istio.io',
   'destinationrules.networking.istio.io',
   'httproutes.gateway.networking.k8s.io',
+  'grpcroutes.gateway.networking.k8s.io',
 ];
 
 /** Applies the CRDs (server-side: Istio's are too large for client-side apply), then waits for them. */

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { HttpRouteTable, MeshService } from '../../../src/api/mesh';
 import {
-  httpRouteStatusParents,
+  routeStatusParents,
   MESH_CONTROLLER_NAME,
   readMeshFile,
   validateMeshObject,
@@ -194,6 +194,8 @@ describe('the seed examples, as written in examples/traffic', () => {
     ];
     expect(built(raws).routes).toEqual({
       source: { kind: 'HTTPRoute', namespace: 'default', name: 'reviews' },
+      // The route attaches to port 9080 only: another port of the Service goes by default.
+      ports: [9080],
       rules: [
         {
           matches: [
@@ -204,6 +206,7 @@ describe('the seed examples, as written in examples/traffic', () => {
             },
           ],
           destinations: [{ service: 'default/reviews-v2', port: 9080, weight: 1 }],
+          noBackendStatus: 500,
         },
         {
           matches: [{ pathPrefix: '/', port: 9080 }],
@@ -211,6 +214,7 @@ describe('the seed examples, as written in examples/traffic', () => {
             { service: 'default/reviews-v1', port: 9080, weight: 90 },
             { service: 'default/reviews-v2', port: 9080, weight: 10 },
           ],
+          noBackendStatus: 500,
           timeoutMs: 5000,
           requestHeaders: { add: [{ name: 'x-routed-by', value: 'mooring' }] },
         },
@@ -948,6 +952,7 @@ describe('HTTPRoute for a Service (GAMMA): defaults and Gateway API precedence',
       {
         matches: [{ pathPrefix: '/' }],
         destinations: [{ service: 'default/reviews', port: 9080, weight: 1 }],
+        noBackendStatus: 500,
       },
     ]);
   });
@@ -990,8 +995,8 @@ describe('HTTPRoute for a Service (GAMMA): defaults and Gateway API precedence',
     const routes = built(raws).routes as HttpRouteTable;
     expect(routes.source.name).toBe('old');
     expect(routes.merged).toEqual([
-      { namespace: 'default', name: 'old' },
-      { namespace: 'default', name: 'new' },
+      { kind: 'HTTPRoute', namespace: 'default', name: 'old' },
+      { kind: 'HTTPRoute', namespace: 'default', name: 'new' },
     ]);
     const strip = ({ port: _, ...m }: Record<string, unknown>) => m;
     expect(routes.rules.map((r) => strip({ ...r.matches[0] }))).toEqual([
@@ -1522,6 +1527,7 @@ describe('HTTPRoute status (cluster mode)', () => {
     serviceExists: (k: string) => services.includes(k),
     portNamed: (k: string, name: string) => (services.includes(k) && name === 'http' ? 9080 : null),
     virtualServiceFor: () => vs,
+    grpcConflict: () => null,
   });
   const r = route(
     httpRoute('r', [
@@ -1540,7 +1546,7 @@ describe('HTTPRoute status (cluster mode)', () => {
       controllerName: 'example.com/gateway',
       conditions: [],
     };
-    const parents = httpRouteStatusParents(r, [other], facts(['default/reviews']), NOW);
+    const parents = routeStatusParents(r, [other], facts(['default/reviews']), NOW);
     expect(parents).toEqual([
       other,
       {
@@ -1571,11 +1577,11 @@ describe('HTTPRoute status (cluster mode)', () => {
   });
 
   it('writes nothing when the status already says it, and keeps the transition time of an unchanged condition', () => {
-    const first = httpRouteStatusParents(r, [], facts(['default/reviews']), NOW);
+    const first = routeStatusParents(r, [], facts(['default/reviews']), NOW);
     expect(
-      httpRouteStatusParents(r, first, facts(['default/reviews']), '2026-12-05T00:00:00Z'),
+      routeStatusParents(r, first, facts(['default/reviews']), '2026-12-05T00:00:00Z'),
     ).toBeNull();
-    const later = httpRouteStatusParents(
+    const later = routeStatusParents(
       r,
       first,
       facts(['default/reviews', 'default/gone']),
@@ -1590,7 +1596,7 @@ describe('HTTPRoute status (cluster mode)', () => {
   });
 
   it('says NoMatchingParent for a missing Service, and names the VirtualService that wins', () => {
-    const missing = httpRouteStatusParents(r, [], facts([]), NOW) as {
+    const missing = routeStatusParents(r, [], facts([]), NOW) as {
       conditions: { reason: string }[];
     }[];
     expect(missing[0]?.conditions[0]?.reason).toBe('NoMatchingParent');
@@ -1601,7 +1607,7 @@ describe('HTTPRoute status (cluster mode)', () => {
         [{ group: '', kind: 'Service', name: 'reviews', sectionName: 'grpc' }],
       ),
     );
-    const noPort = httpRouteStatusParents(bySection, [], facts(['default/reviews']), NOW) as {
+    const noPort = routeStatusParents(bySection, [], facts(['default/reviews']), NOW) as {
       parentRef: Record<string, unknown>;
       conditions: { reason: string; message: string }[];
     }[];
@@ -1610,7 +1616,7 @@ describe('HTTPRoute status (cluster mode)', () => {
       reason: 'NoMatchingParent',
       message: 'Service default/reviews has no port named "grpc"',
     });
-    const shadowed = httpRouteStatusParents(
+    const shadowed = routeStatusParents(
       r,
       [],
       facts(['default/reviews', 'default/gone'], 'default/reviews-vs'),

@@ -71,13 +71,20 @@ describe('path prefixes, ports and rewrites', () => {
 });
 
 describe('route failures', () => {
+  // The mesh gives Gateway API rules their status (HTTPRoute 500, GRPCRoute 503).
   const table = (
-    kind: 'VirtualService' | 'HTTPRoute',
+    kind: 'VirtualService' | 'HTTPRoute' | 'GRPCRoute',
     dest: string,
     weight = 1,
   ): HttpRouteTable => ({
     source: { kind, namespace: 'default', name: 'r' },
-    rules: [{ matches: [], destinations: weight < 0 ? [] : [{ service: dest, weight }] }],
+    rules: [
+      {
+        matches: [],
+        destinations: weight < 0 ? [] : [{ service: dest, weight }],
+        ...(kind === 'VirtualService' ? {} : { noBackendStatus: kind === 'HTTPRoute' ? 500 : 503 }),
+      },
+    ],
   });
   const web = (t: HttpRouteTable) =>
     service('web', '10.96.0.1', [port(80)], [], (s) => ({ ...s, routes: t }));
@@ -89,6 +96,12 @@ describe('route failures', () => {
       500,
     ],
     ['an HTTPRoute backend the mesh does not know', table('HTTPRoute', 'default/nope'), 500],
+    [
+      'a GRPCRoute backend the mesh does not know (UNAVAILABLE)',
+      table('GRPCRoute', 'default/nope'),
+      503,
+    ],
+    ['a GRPCRoute rule whose weights add up to 0', table('GRPCRoute', 'x', -1), 503],
     [
       "a VirtualService host the mesh does not know (Envoy's missing cluster)",
       table('VirtualService', 'default/nope'),

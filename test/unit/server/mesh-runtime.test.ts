@@ -28,6 +28,7 @@ describe('the mesh runtime', () => {
         VirtualService: 0,
         DestinationRule: 0,
         HTTPRoute: 0,
+        GRPCRoute: 0,
       },
       problems: [],
     });

@@ -541,13 +541,18 @@ export function routeRequest(
   if (rule.reply !== undefined) return { kind: 'reply', rule, match, reply: rule.reply };
   const chosen = drawDestination(rule.destinations, random);
   if (chosen === null) {
-    return { kind: 'failure', status: 500, reason: 'no backend: the weights add up to 0', rule };
+    return {
+      kind: 'failure',
+      status: rule.noBackendStatus ?? 500,
+      reason: 'no backend: the weights add up to 0',
+      rule,
+    };
   }
   const dest = chosen.service === service.key ? service : lookupService(chosen.service);
   if (dest === null) {
     return {
       kind: 'failure',
-      status: table.source.kind === 'HTTPRoute' ? 500 : 503,
+      status: rule.noBackendStatus ?? 503,
       reason: `no such service ${chosen.service}`,
       rule,
     };

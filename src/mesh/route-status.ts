@@ -1,15 +1,16 @@
-// The status Mooring writes on an HTTPRoute attached to Services (GAMMA), one entry in
-// `status.parents` per Service parent with `controllerName: mooring.dev/mesh` (entries of other
+// The status Mooring writes on an HTTPRoute or GRPCRoute attached to Services (GAMMA), one entry
+// in `status.parents` per Service parent with `controllerName: mooring.dev/mesh` (entries of other
 // controllers are kept as they are):
 //   Accepted      True / Accepted; False / NoMatchingParent when the Service does not exist, or has
-//                 no port of the sectionName
+//                 no port of the sectionName; False / Conflicted for an HTTPRoute when a GRPCRoute
+//                 takes every port it attaches to (GEP-1294: a GRPCRoute wins there)
 //   ResolvedRefs  True / ResolvedRefs; False / BackendNotFound naming the missing Services
 // A VirtualService for the same Service wins over the route (README "Traffic management"): the
 // route stays Accepted and its message says so. `lastTransitionTime` moves only when a
 // condition's status changes. Pure: the adapter reads the objects and writes the status.
 
-import { nameKey, type HttpRouteObject } from './objects';
-import { parentPort } from './traffic';
+import { nameKey, type GatewayRouteObject } from './objects';
+import { parentPort, type RouteConflict } from './traffic';
 
 export const MESH_CONTROLLER_NAME = 'mooring.dev/mesh';
 
@@ -42,13 +43,18 @@ export interface RouteFacts {
   portNamed(key: string, name: string): number | null;
   /** The VirtualService (`namespace/name`) that wins over routes for a Service, if any. */
   virtualServiceFor(key: string): string | null;
+  /** The GRPCRoute that takes ports of Service `key` from the HTTPRoute `route`, if any. */
+  grpcConflict(key: string, route: string): RouteConflict | null;
 }
 
 type Raw = Record<string, unknown>;
 const isObject = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Our parents' statuses, before timestamps: what decides whether a write is needed. */
-function ourParents(route: HttpRouteObject, facts: RouteFacts): Omit<RouteParentStatus, never>[] {
+function ourParents(
+  route: GatewayRouteObject,
+  facts: RouteFacts,
+): Omit<RouteParentStatus, never>[] {
   const missing = [...new Set(route.rules.flatMap((r) => r.backends.map((b) => b.service)))].filter(
     (k) => !facts.serviceExists(k),
   );
@@ -57,6 +63,10 @@ function ourParents(route: HttpRouteObject, facts: RouteFacts): Omit<RouteParent
     const [namespace, name] = parent.service.split('/') as [string, string];
     const exists = facts.serviceExists(parent.service);
     const vs = exists ? facts.virtualServiceFor(parent.service) : null;
+    const conflict =
+      exists && vs === null && route.kind === 'HTTPRoute'
+        ? facts.grpcConflict(parent.service, nameKey(route.meta))
+        : null;
     const noPort =
       exists && parentPort(parent, (n) => facts.portNamed(parent.service, n)) === null
         ? parent.port === undefined
@@ -64,26 +74,37 @@ function ourParents(route: HttpRouteObject, facts: RouteFacts): Omit<RouteParent
           : `Service ${parent.service} has no port ${parent.port} named ${JSON.stringify(parent.sectionName)}`
         : null;
     const conditions: RouteCondition[] = [
-      exists && noPort === null
+      exists && noPort === null && conflict?.ports === 'all'
         ? {
             type: 'Accepted',
-            status: 'True',
-            reason: 'Accepted',
-            message:
-              vs === null
-                ? 'Mooring routes the requests to this Service by this route'
-                : `VirtualService ${vs} names this Service too and wins: this route is not used while it exists`,
+            status: 'False',
+            reason: 'Conflicted',
+            message: `GRPCRoute ${conflict.winner} attaches to this Service's ports too and wins over an HTTPRoute: this route is not used while it does`,
             observedGeneration: route.generation,
             lastTransitionTime: '',
           }
-        : {
-            type: 'Accepted',
-            status: 'False',
-            reason: 'NoMatchingParent',
-            message: noPort ?? `Service ${parent.service} does not exist`,
-            observedGeneration: route.generation,
-            lastTransitionTime: '',
-          },
+        : exists && noPort === null
+          ? {
+              type: 'Accepted',
+              status: 'True',
+              reason: 'Accepted',
+              message:
+                vs !== null
+                  ? `VirtualService ${vs} names this Service too and wins: this route is not used while it exists`
+                  : conflict !== null
+                    ? `Mooring routes the requests to this Service by this route, except on port ${(conflict.ports as readonly number[]).join(', ')}, where GRPCRoute ${conflict.winner} wins`
+                    : 'Mooring routes the requests to this Service by this route',
+              observedGeneration: route.generation,
+              lastTransitionTime: '',
+            }
+          : {
+              type: 'Accepted',
+              status: 'False',
+              reason: 'NoMatchingParent',
+              message: noPort ?? `Service ${parent.service} does not exist`,
+              observedGeneration: route.generation,
+              lastTransitionTime: '',
+            },
       missing.length === 0
         ? {
             type: 'ResolvedRefs',
@@ -130,8 +151,8 @@ const sameRef = (a: unknown, b: RouteParentStatus['parentRef']): boolean =>
  * `status.parents` for a route given the current one (`previous`, raw): null when it already
  * says what it should (no write needed).
  */
-export function httpRouteStatusParents(
-  route: HttpRouteObject,
+export function routeStatusParents(
+  route: GatewayRouteObject,
   previous: unknown,
   facts: RouteFacts,
   now: string,
@@ -178,4 +199,4 @@ export function httpRouteStatusParents(
 }
 
 /** The route's key, for logs. */
-export const routeKey = (route: HttpRouteObject): string => nameKey(route.meta);
+export const routeKey = (route: GatewayRouteObject): string => nameKey(route.meta);
