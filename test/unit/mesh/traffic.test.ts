@@ -927,9 +927,11 @@ describe('HTTPRoute parentRefs by sectionName (a port name of the Service)', () 
       [{ group: '', kind: 'Service', name: 'reviews', sectionName, ...(port ? { port } : {}) }],
     );
 
-  it('applies the route to the port of that name only', () => {
+  it('applies the route to the port of that name only, the other port going by default', () => {
     const routes = built([...twoPorts(), bySection('admin')]).routes;
     expect(routes?.rules.map((r) => r.matches)).toEqual([[{ pathPrefix: '/', port: 9090 }]]);
+    // The proxy routes a request to 9080 as if there were no route (not 404).
+    expect(routes?.ports).toEqual([9090]);
   });
 
   it('leaves the Service alone when no port has that name, or the port does not agree', () => {
