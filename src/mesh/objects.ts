@@ -236,6 +236,8 @@ export interface HttpRouteRuleSpec {
   readonly responseHeaders?: HeaderOperations;
   readonly rewrite?: RouteRewrite;
   readonly reply?: RouteReply;
+  /** The `CORS` filter (experimental channel). */
+  readonly cors?: CorsPolicy;
   /** `RequestMirror` filters. */
   readonly mirrors?: readonly RouteMirror[];
 }

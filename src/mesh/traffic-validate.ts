@@ -1344,6 +1344,7 @@ function readGatewayMatch(f: Fields, raw: unknown, field: string): RequestMatch 
 
 /** What a Gateway API rule's filters make of it. */
 interface GatewayFilters {
+  cors?: CorsPolicy;
   requestHeaders?: HeaderOperations;
   responseHeaders?: HeaderOperations;
   rewrite?: RouteRewrite;
@@ -1477,10 +1478,12 @@ function readFilters(
       const at = `${field}[${i}].requestMirror`;
       const mirror = gatewayMirror(f, filter.requestMirror, at, namespace);
       if (mirror !== null) (out.mirrors ??= []).push(mirror);
+    } else if (type === 'CORS') {
+      out.cors = gatewayCors(f, filter.cors, `${field}[${i}].cors`);
     } else {
       f.problem(
         `${field}[${i}].type`,
-        `${JSON.stringify(type)} is not supported by Mooring yet (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite and RequestMirror are)`,
+        `${JSON.stringify(type)} is not supported by Mooring yet (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror and CORS are)`,
       );
     }
   }
@@ -1488,6 +1491,79 @@ function readFilters(
     f.problem(field, 'RequestRedirect and URLRewrite cannot be in one rule');
   }
   return out;
+}
+
+/** A CORS origin, `<scheme>://<host>[:<port>]`, whose host may start with `*` (any labels). */
+const CORS_ORIGIN =
+  /^(https?):\/\/(\*|(?:\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)(?::([0-9]{1,5}))?$/i;
+
+/**
+ * Gateway API's CORS filter (experimental channel): origins exact or with a leading `*` in the
+ * host (the scheme's default port written or not), `*` for any; `maxAge` 5 s by default; a
+ * preflight from an origin not allowed is answered by the proxy without CORS headers.
+ */
+function gatewayCors(f: Fields, raw: unknown, field: string): CorsPolicy | undefined {
+  const c = f.object(raw, field);
+  if (c === undefined) {
+    f.problem(field, 'is required');
+    return undefined;
+  }
+  const allowOrigins: StringMatch[] = [];
+  for (const [i, o] of f.array(c.allowOrigins, `${field}.allowOrigins`).entries()) {
+    const origin = f.string(o, `${field}.allowOrigins[${i}]`);
+    if (origin === undefined) continue;
+    if (origin === '*') {
+      allowOrigins.push({ prefix: '' });
+      continue;
+    }
+    const m = CORS_ORIGIN.exec(origin);
+    const port = m?.[5] === undefined ? undefined : Number(m[5]);
+    if (m === null || (port !== undefined && (port < 1 || port > 65535))) {
+      f.problem(
+        `${field}.allowOrigins[${i}]`,
+        `${JSON.stringify(origin)} is not an origin (<scheme>://<host>[:<port>], http or https, the host may start with "*.")`,
+      );
+      continue;
+    }
+    const scheme = (m[1] as string).toLowerCase();
+    const host = (m[2] as string).toLowerCase();
+    // Browsers leave out the scheme's default port.
+    const portText =
+      port === undefined || port === (scheme === 'https' ? 443 : 80) ? '' : `:${port}`;
+    if (!host.includes('*')) {
+      allowOrigins.push({ exact: `${scheme}://${host}${portText}` });
+      continue;
+    }
+    // `*` stands for any labels, dots included (the Gateway API's greedy left match).
+    const rest = host === '*' ? '' : host.slice(1).replace(/[.]/g, '\\.');
+    allowOrigins.push({ regex: `${scheme}://[a-z0-9.-]+${rest}${portText}` });
+  }
+  const list = (key: string, lower: boolean): string[] => {
+    const out: string[] = [];
+    for (const [i, v] of f.array(c[key], `${field}.${key}`).entries()) {
+      const text = f.string(v, `${field}.${key}[${i}]`);
+      if (text === undefined || text === '') continue;
+      if (text === '*' && f.array(c[key], `${field}.${key}`).length > 1) {
+        f.problem(`${field}.${key}`, 'has "*" alongside other values');
+      }
+      out.push(lower ? text.toLowerCase() : text);
+    }
+    return out;
+  };
+  const credentials = c.allowCredentials;
+  if (credentials !== undefined && credentials !== null && typeof credentials !== 'boolean') {
+    f.problem(`${field}.allowCredentials`, 'must be true or false');
+  }
+  const maxAge = f.number(c.maxAge, `${field}.maxAge`, { min: 1, integer: true }) ?? 5;
+  return {
+    allowOrigins,
+    allowMethods: list('allowMethods', false),
+    allowHeaders: list('allowHeaders', true),
+    exposeHeaders: list('exposeHeaders', true),
+    maxAgeSeconds: maxAge,
+    allowCredentials: credentials === true,
+    ignoreUnmatchedPreflights: true,
+  };
 }
 
 /** A Gateway API BackendObjectReference to a Service, with its port (required for a Service). */

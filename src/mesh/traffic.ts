@@ -244,6 +244,7 @@ function httpRouteRule(rule: HttpRouteRuleSpec): HttpRouteRule {
     ...(retries === undefined ? {} : { retries }),
     ...(rule.rewrite === undefined ? {} : { rewrite: rule.rewrite }),
     ...(rule.reply === undefined ? {} : { reply: rule.reply }),
+    ...(rule.cors === undefined ? {} : { cors: rule.cors }),
   };
 }
 

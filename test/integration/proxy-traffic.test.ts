@@ -17,6 +17,7 @@ import type {
   ServicePort,
 } from '../../src/api/mesh';
 import { endpoint, meshedAs, meshState, port, proxyScope, service } from '../fixtures/mesh';
+import { validateMeshObject } from '../../src/mesh';
 import { ProxyTelemetry } from '../../src/agent/proxy/telemetry/telemetry';
 import { makeCa, makeServing } from '../fixtures/agent-pki';
 import {
@@ -908,6 +909,58 @@ describe("a route's CORS policy through the proxy (corsPolicy)", () => {
     const other = await ask('OPTIONS', {
       origin: 'https://evil.example',
       'access-control-request-method': 'PUT',
+    });
+    expect(other.status).toBe(200);
+    expect(other.headers['access-control-allow-origin']).toBeUndefined();
+    expect(seen).toEqual([]);
+  });
+
+  it("applies an HTTPRoute's CORS filter as the mesh reads it: a wildcard origin, `*` echoed with credentials, max age 5", async () => {
+    const v = validateMeshObject({
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name: 'web', namespace: 'default' },
+      spec: {
+        parentRefs: [{ group: '', kind: 'Service', name: 'web' }],
+        rules: [
+          {
+            filters: [
+              {
+                type: 'CORS',
+                cors: {
+                  allowOrigins: ['https://*.shop.example'],
+                  allowMethods: ['*'],
+                  allowHeaders: ['*'],
+                  allowCredentials: true,
+                },
+              },
+            ],
+            backendRefs: [{ name: 'web', port: 80 }],
+          },
+        ],
+      },
+    });
+    if (v.status !== 'valid' || v.object.kind !== 'HTTPRoute') throw new Error('invalid route');
+    const cors = v.object.rules[0]?.cors as CorsPolicy;
+    useMesh(vsRules(toWeb({ cors })));
+    seen.length = 0;
+    const preflight = await ask('OPTIONS', {
+      origin: 'https://eu.cdn.shop.example',
+      'access-control-request-method': 'DELETE',
+      'access-control-request-headers': 'x-token,x-trace',
+    });
+    expect(preflight.status).toBe(200);
+    expect(preflight.headers).toMatchObject({
+      'access-control-allow-origin': 'https://eu.cdn.shop.example',
+      'access-control-allow-credentials': 'true',
+      'access-control-allow-methods': 'DELETE',
+      'access-control-allow-headers': 'x-token,x-trace',
+      'access-control-max-age': '5',
+    });
+    // An origin outside the wildcard: answered by the proxy, without CORS headers (not the app).
+    const other = await ask('OPTIONS', {
+      origin: 'https://shop.example.evil',
+      'access-control-request-method': 'GET',
     });
     expect(other.status).toBe(200);
     expect(other.headers['access-control-allow-origin']).toBeUndefined();

@@ -1109,6 +1109,98 @@ describe('HTTPRoute for a Service (GAMMA): defaults and Gateway API precedence',
   });
 });
 
+describe('HTTPRoute CORS filter (experimental channel)', () => {
+  const corsOf = (cors: Raw) => {
+    const v = validateMeshObject(
+      httpRoute('r', [
+        { filters: [{ type: 'CORS', cors }], backendRefs: [{ name: 'reviews', port: 9080 }] },
+      ]),
+    );
+    if (v.status !== 'valid' || v.object.kind !== 'HTTPRoute') throw new Error(JSON.stringify(v));
+    return v.object.rules[0]?.cors;
+  };
+
+  it('reads origins (exact, a default port left out, a leading wildcard, any), lists and defaults', () => {
+    expect(
+      corsOf({
+        allowOrigins: [
+          'https://Shop.example:443',
+          'http://a.example:8080',
+          'https://*.cdn.example',
+        ],
+        allowMethods: ['GET', 'PUT'],
+        allowHeaders: ['X-Token'],
+        exposeHeaders: ['X-Trace'],
+      }),
+    ).toEqual({
+      allowOrigins: [
+        { exact: 'https://shop.example' },
+        { exact: 'http://a.example:8080' },
+        { regex: 'https://[a-z0-9.-]+\\.cdn\\.example' },
+      ],
+      allowMethods: ['GET', 'PUT'],
+      allowHeaders: ['x-token'],
+      exposeHeaders: ['x-trace'],
+      // The Gateway API's default, and its answer to a preflight from another origin.
+      maxAgeSeconds: 5,
+      allowCredentials: false,
+      ignoreUnmatchedPreflights: true,
+    });
+    expect(corsOf({ allowOrigins: ['*'], maxAge: 60 })).toMatchObject({
+      allowOrigins: [{ prefix: '' }],
+      maxAgeSeconds: 60,
+    });
+  });
+
+  it('names a bad origin or a `*` beside other values', () => {
+    expect(
+      problemsOf(
+        httpRoute('r', [
+          {
+            filters: [
+              {
+                type: 'CORS',
+                cors: { allowOrigins: ['shop.example'], allowMethods: ['*', 'GET'] },
+              },
+            ],
+            backendRefs: [{ name: 'reviews', port: 9080 }],
+          },
+        ]),
+      ),
+    ).toEqual([
+      {
+        field: 'spec.rules[0].filters[0].cors.allowOrigins[0]',
+        message:
+          '"shop.example" is not an origin (<scheme>://<host>[:<port>], http or https, the host may start with "*.")',
+      },
+      {
+        field: 'spec.rules[0].filters[0].cors.allowMethods',
+        message: 'has "*" alongside other values',
+      },
+    ]);
+  });
+
+  it('reaches the route table, and a GRPCRoute refuses it', () => {
+    const raws = reviewsMesh(
+      httpRoute('r', [
+        {
+          filters: [{ type: 'CORS', cors: { allowOrigins: ['https://shop.example'] } }],
+          backendRefs: [{ name: 'reviews', port: 9080 }],
+        },
+      ]),
+    );
+    expect(built(raws).routes?.rules[0]?.cors?.allowOrigins).toEqual([
+      { exact: 'https://shop.example' },
+    ]);
+    expect(
+      problemsOf({
+        ...httpRoute('g', [{ filters: [{ type: 'CORS', cors: {} }] }]),
+        kind: 'GRPCRoute',
+      }).map((p) => p.field),
+    ).toEqual(['spec.rules[0].filters[0].type']);
+  });
+});
+
 describe('RequestMirror filters', () => {
   it('read into mirrors: every request without percent, else percent or fraction (of 100 by default)', () => {
     const mirror = (extra: Raw): object => ({
@@ -1396,10 +1488,21 @@ describe('bad objects: the field and what is wrong', () => {
     [
       'an unsupported filter',
       httpRoute('r', [
-        { filters: [{ type: 'CORS' }], backendRefs: [{ name: 'reviews', port: 9080 }] },
+        {
+          filters: [{ type: 'ExtensionRef', extensionRef: { group: 'x', kind: 'Y', name: 'z' } }],
+          backendRefs: [{ name: 'reviews', port: 9080 }],
+        },
       ]),
       'spec.rules[0].filters[0].type',
       /not supported/,
+    ],
+    [
+      'a CORS filter without its cors',
+      httpRoute('r', [
+        { filters: [{ type: 'CORS' }], backendRefs: [{ name: 'reviews', port: 9080 }] },
+      ]),
+      'spec.rules[0].filters[0].cors',
+      /required/,
     ],
     [
       'a RequestMirror without its backendRef',

@@ -595,6 +595,44 @@ describe("a route's CORS policy, as Envoy's CORS filter", () => {
       corsFor(ignoring, req('OPTIONS', { 'access-control-request-method': 'GET' })),
     ).toBeNull();
   });
+
+  it('echoes what the preflight asks for in place of `*` when credentials are allowed, and exposes no `*`', () => {
+    const any = { ...cors, allowMethods: ['*'], allowHeaders: ['*'], exposeHeaders: ['*'] };
+    const origin = 'https://shop.example';
+    expect(
+      corsFor(
+        any,
+        req('OPTIONS', {
+          origin,
+          'access-control-request-method': 'PATCH',
+          'access-control-request-headers': 'x-a',
+        }),
+      )?.headers,
+    ).toEqual([
+      'access-control-allow-origin',
+      origin,
+      'access-control-allow-credentials',
+      'true',
+      'access-control-allow-methods',
+      'PATCH',
+      'access-control-allow-headers',
+      'x-a',
+      'access-control-max-age',
+      '86400',
+    ]);
+    // No headers asked for: none allowed; the answer exposes nothing rather than `*`.
+    expect(
+      corsFor(any, req('OPTIONS', { origin, 'access-control-request-method': 'GET' }))?.headers,
+    ).not.toContain('access-control-allow-headers');
+    expect(corsFor(any, req('GET', { origin }))?.headers).not.toContain(
+      'access-control-expose-headers',
+    );
+    // Without credentials `*` means any, and goes as it is.
+    const open = { ...any, allowCredentials: false };
+    expect(
+      corsFor(open, req('OPTIONS', { origin, 'access-control-request-method': 'PATCH' }))?.headers,
+    ).toEqual(expect.arrayContaining(['access-control-allow-methods', '*']));
+  });
 });
 
 describe("a match's source (sourceLabels, sourceNamespace), as each proxy resolves it", () => {

@@ -111,16 +111,25 @@ export function corsFor(
       : null;
   }
   const headers = ['access-control-allow-origin', origin];
-  if (cors.allowCredentials) headers.push('access-control-allow-credentials', 'true');
+  const credentials = cors.allowCredentials;
+  if (credentials) headers.push('access-control-allow-credentials', 'true');
+  // With credentials a browser takes `*` literally: the request's own values are echoed instead
+  // (the Gateway API's rule), and nothing for what the request does not name.
+  const any = (list: readonly string[]): boolean => credentials && list.includes('*');
   if (!preflight) {
-    if (cors.exposeHeaders.length > 0)
+    if (cors.exposeHeaders.length > 0 && !any(cors.exposeHeaders))
       headers.push('access-control-expose-headers', cors.exposeHeaders.join(','));
     return { kind: 'answer', headers };
   }
-  if (cors.allowMethods.length > 0)
-    headers.push('access-control-allow-methods', cors.allowMethods.join(','));
-  if (cors.allowHeaders.length > 0)
-    headers.push('access-control-allow-headers', cors.allowHeaders.join(','));
+  const methods = any(cors.allowMethods)
+    ? req.header('access-control-request-method')
+    : cors.allowMethods.join(',');
+  if (methods !== null && methods !== '') headers.push('access-control-allow-methods', methods);
+  const requested = any(cors.allowHeaders)
+    ? req.header('access-control-request-headers')
+    : cors.allowHeaders.join(',');
+  if (requested !== null && requested !== '')
+    headers.push('access-control-allow-headers', requested);
   if (cors.maxAgeSeconds !== undefined)
     headers.push('access-control-max-age', String(cors.maxAgeSeconds));
   return { kind: 'preflight', headers };
