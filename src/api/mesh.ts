@@ -265,6 +265,10 @@ export interface TcpRouteRule {
      * name under it) or `*` (any).
      */
     readonly sniHosts?: readonly string[];
+    /** The connection's original destination address is in one of these CIDRs (canonical). */
+    readonly destinationSubnets?: readonly string[];
+    /** The connection's source address (the app's, in this Pod) is in this CIDR. */
+    readonly sourceSubnet?: string;
   }[];
   readonly destinations: readonly RouteDestination[];
 }

@@ -25,7 +25,7 @@
 // app calling itself reaches itself directly, never through a proxy.
 
 import { PORT } from '../constants';
-import { cidrFamily } from './lists';
+import { cidrFamily, ipv4Bytes, ipv6Bytes } from '../ip';
 import type { RedirectSpec } from './redirect';
 
 export type IpFamily = 4 | 6;
@@ -71,27 +71,6 @@ export interface IptablesPlan {
 }
 
 const rule = (chain: string, ...spec: string[]): IptablesRule => ({ chain, spec });
-
-function ipv4Bytes(addr: string): number[] {
-  return addr.split('.').map(Number);
-}
-
-/** The 16 bytes of an IPv6 address (`::` and a trailing dotted IPv4 part allowed). */
-function ipv6Bytes(addr: string): number[] {
-  const groups = (part: string): number[] => {
-    if (part === '') return [];
-    return part.split(':').flatMap((g) => {
-      if (!g.includes('.')) return [parseInt(g, 16)];
-      const [a = 0, b = 0, c = 0, d = 0] = ipv4Bytes(g);
-      return [a * 256 + b, c * 256 + d];
-    });
-  };
-  const [head = '', tail] = addr.split('::');
-  const h = groups(head);
-  const t = tail === undefined ? [] : groups(tail);
-  const all = [...h, ...Array<number>(8 - h.length - t.length).fill(0), ...t];
-  return all.flatMap((g) => [g >> 8, g & 0xff]);
-}
 
 /** RFC 5952 text: lower case, the first longest run of two or more zero groups as `::`. */
 function formatIpv6(bytes: readonly number[]): string {

@@ -1,4 +1,4 @@
-import { isIP } from 'node:net';
+import { parseCidr } from '../ip';
 
 // Parsers for the comma-separated lists of the traffic annotations and of `mooring iptables`
 // flags. Each returns a result instead of throwing so that the caller names the key.
@@ -34,23 +34,6 @@ export function parsePortList(value: string): ParseResult<number[]> {
 export function parsePortListOrWildcard(value: string): ParseResult<number[] | Wildcard> {
   if (value.trim() === '*') return { ok: true, value: '*' };
   return parsePortList(value);
-}
-
-/** Canonical form of an IPv4 or IPv6 CIDR (a bare address gets /32 or /128). */
-export function parseCidr(text: string): string | undefined {
-  const [addr, prefix, ...rest] = text.split('/');
-  // isIP accepts an IPv6 zone (fe80::1%eth0), which iptables does not.
-  if (addr === undefined || rest.length > 0 || addr.includes('%')) return undefined;
-  const family = isIP(addr);
-  if (family === 0) return undefined;
-  const max = family === 4 ? 32 : 128;
-  if (prefix === undefined) return `${addr}/${max}`;
-  if (!/^[0-9]{1,3}$/.test(prefix) || Number(prefix) > max) return undefined;
-  return `${addr}/${Number(prefix)}`;
-}
-
-export function cidrFamily(cidr: string): 4 | 6 {
-  return cidr.includes(':') ? 6 : 4;
 }
 
 export function parseCidrList(value: string): ParseResult<string[]> {

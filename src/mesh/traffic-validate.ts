@@ -26,6 +26,7 @@ import type {
   ConsistentHash,
   PortTrafficPolicy,
 } from '../api/mesh';
+import { parseCidr } from '../ip';
 import { isObject, isPort, type Fields, type Json } from './fields';
 import type {
   DestinationRuleObject,
@@ -880,6 +881,32 @@ export function readVirtualService(raw: Json, f: Fields, meta: Meta): VirtualSer
   return { kind: 'VirtualService', meta, hosts: forMesh ? hosts : [], http, tcp, tls };
 }
 
+/** A tcp or tls match's `destinationSubnets` and `sourceSubnet` (an address, or a CIDR). */
+function readSubnets(
+  f: Fields,
+  m: Json,
+  field: string,
+): { destinationSubnets?: string[]; sourceSubnet?: string } {
+  const cidr = (value: unknown, at: string): string | undefined => {
+    const text = f.string(value, at);
+    if (text === undefined || text === '') return undefined;
+    const parsed = parseCidr(text);
+    if (parsed === undefined)
+      f.problem(at, `${JSON.stringify(text)} is not an IPv4 or IPv6 address or CIDR`);
+    return parsed;
+  };
+  const destinationSubnets: string[] = [];
+  for (const [i, v] of f.array(m.destinationSubnets, `${field}.destinationSubnets`).entries()) {
+    const c = cidr(v, `${field}.destinationSubnets[${i}]`);
+    if (c !== undefined) destinationSubnets.push(c);
+  }
+  const sourceSubnet = cidr(m.sourceSubnet, `${field}.sourceSubnet`);
+  return {
+    ...(destinationSubnets.length === 0 ? {} : { destinationSubnets }),
+    ...(sourceSubnet === undefined ? {} : { sourceSubnet }),
+  };
+}
+
 /**
  * A `tcp` rule: matches on the port and the calling Pod, weighted destinations; a `tls` rule
  * (`tls`): the same, each match naming the server names it takes (`sniHosts`, required).
@@ -902,8 +929,7 @@ function readTcpRoute(
     const at = `${field}.match[${i}]`;
     const m = f.object(item, at);
     if (m === undefined) continue;
-    unsupported(f, m, ['destinationSubnets', 'sourceSubnet'], at, true);
-    const match = readPortAndSource(f, m, at);
+    const match = { ...readPortAndSource(f, m, at), ...readSubnets(f, m, at) };
     if (!tls) {
       matches.push(match);
       continue;

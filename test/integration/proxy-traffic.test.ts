@@ -1044,20 +1044,27 @@ describe("a VirtualService's tcp routes through the proxy", () => {
       socket.on('error', reject);
     });
 
-  it('sends connections to the destinations of the rule, by weight, another Service included', async () => {
+  /** Service db (answering db-v1) and db-next (db-v2), on port 5432. */
+  const dbAndNext = (): { db: MeshService; next: MeshService } => {
     const port5432 = (s: net.Server) => ({ 5432: (s.address() as AddressInfo).port });
-    const db = service(
-      'db',
-      DB_IP,
-      [port(5432, 'tcp')],
-      [endpoint('127.0.0.1', port5432(servers[0] as net.Server))],
-    );
-    const next = service(
-      'db-next',
-      '10.96.0.59',
-      [port(5432, 'tcp')],
-      [endpoint('127.0.0.1', port5432(servers[1] as net.Server))],
-    );
+    return {
+      db: service(
+        'db',
+        DB_IP,
+        [port(5432, 'tcp')],
+        [endpoint('127.0.0.1', port5432(servers[0] as net.Server))],
+      ),
+      next: service(
+        'db-next',
+        '10.96.0.59',
+        [port(5432, 'tcp')],
+        [endpoint('127.0.0.1', port5432(servers[1] as net.Server))],
+      ),
+    };
+  };
+
+  it('sends connections to the destinations of the rule, by weight, another Service included', async () => {
+    const { db, next } = dbAndNext();
     const withRoutes = (weights: [number, number]): MeshService => ({
       ...db,
       tcpRoutes: {
@@ -1080,6 +1087,30 @@ describe("a VirtualService's tcp routes through the proxy", () => {
     const seenNames = new Set<string>();
     for (let i = 0; i < 30; i++) seenNames.add(await answer());
     expect([...seenNames].sort()).toEqual(['db-v1', 'db-v2']);
+  });
+
+  it('matches the original destination and the source on their subnets (destinationSubnets, sourceSubnet)', async () => {
+    const { db, next } = dbAndNext();
+    const routedWhen = (match: object): MeshService => ({
+      ...db,
+      tcpRoutes: {
+        source: { kind: 'VirtualService', namespace: 'default', name: 'db' },
+        rules: [
+          { matches: [match], destinations: [{ service: 'default/db-next', weight: 1 }] },
+          { matches: [], destinations: [{ service: 'default/db', weight: 1 }] },
+        ],
+      },
+    });
+    client.outboundTarget = destination(DB_IP, 5432);
+    const via = async (match: object): Promise<string> => {
+      client.sidecar.setMesh(meshState(proxyScope('client'), routedWhen(match), next));
+      return answer();
+    };
+    expect(await via({ destinationSubnets: [`${DB_IP}/32`] })).toBe('db-v2');
+    expect(await via({ destinationSubnets: ['10.97.0.0/16'] })).toBe('db-v1');
+    // The app connects from loopback here.
+    expect(await via({ sourceSubnet: '127.0.0.0/8' })).toBe('db-v2');
+    expect(await via({ sourceSubnet: '10.0.0.0/8' })).toBe('db-v1');
   });
 
   it('closes at once a connection whose route names a Service the mesh does not have (NC)', async () => {

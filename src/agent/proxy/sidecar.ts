@@ -37,7 +37,7 @@ import {
   type ServiceTarget,
   type Target,
 } from './core/mesh-index';
-import { tcpRoute } from './core/route';
+import { tcpRoute, type TcpConnectionFacts } from './core/route';
 import { encodeWorkload, MAX_PEER_LINE, PEER_LINE_PREFIX, decodeWorkload } from './core/peer';
 import { clusterName, hostPort } from './core/request-facts';
 import { sniff, type Sniffed } from './core/sniff';
@@ -454,10 +454,16 @@ export class Sidecar {
       this.passthrough(socket, dst, null);
       return;
     }
-    this.dispatchOutbound(socket, target, target.port.protocol);
+    this.dispatchOutbound(socket, target, target.port.protocol, dst.address);
   }
 
-  private dispatchOutbound(socket: net.Socket, target: Target, protocol: Protocol): void {
+  /** `destination`: the connection's original destination address. */
+  private dispatchOutbound(
+    socket: net.Socket,
+    target: Target,
+    protocol: Protocol,
+    destination: string,
+  ): void {
     switch (protocol) {
       case 'http':
       case 'http2':
@@ -479,11 +485,14 @@ export class Sidecar {
           this.index?.current(target.service).tlsRoutes !== undefined
         ) {
           this.sniffFirst(socket, this.detectionTimeoutMs(), (first, kind) =>
-            this.outboundTcp(socket, target, first, kind.kind === 'tls' ? kind.serverName : null),
+            this.outboundTcp(socket, target, first, {
+              destination,
+              serverName: kind.kind === 'tls' ? kind.serverName : null,
+            }),
           );
           return;
         }
-        this.outboundTcp(socket, target, null);
+        this.outboundTcp(socket, target, null, { destination });
         return;
       default:
         this.sniffFirst(socket, this.detectionTimeoutMs(), (first, kind) => {
@@ -492,7 +501,10 @@ export class Sidecar {
           } else if (kind.kind === 'http2') {
             this.serveOutboundH2(socket, first, target);
           } else {
-            this.outboundTcp(socket, target, first, kind.kind === 'tls' ? kind.serverName : null);
+            this.outboundTcp(socket, target, first, {
+              destination,
+              serverName: kind.kind === 'tls' ? kind.serverName : null,
+            });
           }
         });
     }
@@ -513,22 +525,22 @@ export class Sidecar {
   private tcpCluster(
     index: MeshIndex,
     target: ServiceTarget,
-    serverName: string | null,
+    conn: TcpConnectionFacts,
   ): { service: MeshService; port: number; subset: string | undefined } | null {
     const own = index.current(target.service);
-    const routed = tcpRoute(own, target.port.port, this.deps.random, serverName);
+    const routed = tcpRoute(own, target.port.port, this.deps.random, conn);
     if (routed === null) return { service: own, port: target.port.port, subset: undefined };
     const service = routed.service === own.key ? own : index.service(routed.service);
     if (service === null) return null;
     return { service, port: routed.port ?? target.port.port, subset: routed.subset };
   }
 
-  /** `serverName`: the SNI of a TLS connection's ClientHello, for a VirtualService's tls routes. */
+  /** `conn`: what a VirtualService's tcp and tls routes match on (the source is the socket's). */
   private outboundTcp(
     socket: net.Socket,
     target: Target,
     first: Buffer | null,
-    serverName: string | null = null,
+    conn: Omit<TcpConnectionFacts, 'source'>,
   ): void {
     const index = this.index as MeshIndex;
     let endpoint: UpstreamEndpoint | null;
@@ -540,7 +552,10 @@ export class Sidecar {
     if (target.kind === 'endpoint') {
       endpoint = target.endpoint;
     } else {
-      const cluster = this.tcpCluster(index, target, serverName);
+      const cluster = this.tcpCluster(index, target, {
+        ...conn,
+        ...(socket.remoteAddress === undefined ? {} : { source: socket.remoteAddress }),
+      });
       if (cluster === null) {
         // A tcp route to a Service the mesh does not know: Envoy's missing cluster.
         this.tcpRefused(socket, target, 'NC');

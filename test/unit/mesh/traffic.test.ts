@@ -507,13 +507,7 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
     });
     expect(
       problemsOf(vs([], { tcp: [{ match: [{ destinationSubnets: ['10.0.0.0/8'] }], route: [] }] })),
-    ).toEqual([
-      {
-        field: 'spec.tcp[0].match[0].destinationSubnets',
-        message: 'is not supported by Mooring yet',
-      },
-      { field: 'spec.tcp[0].route', message: 'needs at least one destination' },
-    ]);
+    ).toEqual([{ field: 'spec.tcp[0].route', message: 'needs at least one destination' }]);
   });
 
   it('reads authority and scheme matches and a uriRegexRewrite', () => {
@@ -1105,6 +1099,35 @@ describe('HTTPRoute for a Service (GAMMA): defaults and Gateway API precedence',
     expect(replies).toEqual([
       { kind: 'redirect', status: 301, port: 'service', path: { prefix: '/new' } },
       { kind: 'redirect', status: 302, scheme: 'https', host: 'shop.example', port: 'scheme' },
+    ]);
+  });
+});
+
+describe('VirtualService tcp and tls matches on subnets', () => {
+  const tcpVs = (match: unknown[]): Raw =>
+    vs([], { tcp: [{ match, route: [{ destination: { host: 'reviews' } }] }] });
+
+  it('reads destinationSubnets and sourceSubnet as CIDRs, a bare address as /32 or /128', () => {
+    const raws = reviewsMesh(
+      tcpVs([{ destinationSubnets: ['10.96.0.20', 'fd00::/64'], sourceSubnet: '10.0.0.0/24' }]),
+    );
+    expect(built(raws).tcpRoutes?.rules[0]?.matches).toEqual([
+      { destinationSubnets: ['10.96.0.20/32', 'fd00::/64'], sourceSubnet: '10.0.0.0/24' },
+    ]);
+  });
+
+  it('names a value that is no address or CIDR', () => {
+    expect(
+      problemsOf(tcpVs([{ destinationSubnets: ['10.0.0.0/40'], sourceSubnet: 'db' }])),
+    ).toEqual([
+      {
+        field: 'spec.tcp[0].match[0].destinationSubnets[0]',
+        message: '"10.0.0.0/40" is not an IPv4 or IPv6 address or CIDR',
+      },
+      {
+        field: 'spec.tcp[0].match[0].sourceSubnet',
+        message: '"db" is not an IPv4 or IPv6 address or CIDR',
+      },
     ]);
   });
 });

@@ -515,10 +515,50 @@ describe("a VirtualService's tls routes, by the TLS server name", () => {
       },
     };
     const random = (): number => 0.5;
-    expect(tcpRoute(svc, 443, random, 'a.example')?.service).toBe('default/a');
-    expect(tcpRoute(svc, 8443, random, 'a.example')?.service).toBe('default/plain');
-    expect(tcpRoute(svc, 443, random, 'b.example')?.service).toBe('default/plain');
-    expect(tcpRoute(svc, 443, random, null)?.service).toBe('default/plain');
+    const to = (p: number, serverName: string | null): string | undefined =>
+      tcpRoute(svc, p, random, { serverName })?.service;
+    expect(to(443, 'a.example')).toBe('default/a');
+    expect(to(8443, 'a.example')).toBe('default/plain');
+    expect(to(443, 'b.example')).toBe('default/plain');
+    expect(to(443, null)).toBe('default/plain');
+  });
+});
+
+describe("a VirtualService's tcp and tls matches on subnets", () => {
+  const svc: MeshService = {
+    ...service('db', '10.96.0.9', [port(5432, 'tcp')], []),
+    tcpRoutes: {
+      source: { kind: 'VirtualService', namespace: 'default', name: 'db' },
+      rules: [
+        {
+          matches: [{ destinationSubnets: ['10.96.0.0/24', 'fd00:96::/64'] }],
+          destinations: [{ service: 'default/by-destination', weight: 1 }],
+        },
+        {
+          matches: [{ sourceSubnet: '10.77.1.0/24' }],
+          destinations: [{ service: 'default/by-source', weight: 1 }],
+        },
+        { matches: [], destinations: [{ service: 'default/rest', weight: 1 }] },
+      ],
+    },
+  };
+  const to = (destination: string, source: string): string | undefined =>
+    tcpRoute(svc, 5432, () => 0.5, { destination, source })?.service;
+
+  it('match the original destination in one of the subnets, IPv4 or IPv6', () => {
+    expect(to('10.96.0.9', '10.77.0.5')).toBe('default/by-destination');
+    expect(to('fd00:96::9', 'fd00:77::5')).toBe('default/by-destination');
+    expect(to('10.96.1.9', '10.77.0.5')).toBe('default/rest');
+  });
+
+  it('match the source in its subnet, an IPv4-mapped IPv6 source as its IPv4 address', () => {
+    expect(to('10.96.1.9', '10.77.1.20')).toBe('default/by-source');
+    expect(to('10.96.1.9', '::ffff:10.77.1.20')).toBe('default/by-source');
+    expect(to('10.96.1.9', '10.77.2.20')).toBe('default/rest');
+  });
+
+  it('match nothing when the address is unknown', () => {
+    expect(tcpRoute(svc, 5432, () => 0.5, {})?.service).toBe('default/rest');
   });
 });
 

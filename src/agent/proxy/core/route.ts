@@ -16,8 +16,10 @@ import type {
   RouteReply,
   RetryPolicy,
   RouteRewrite,
+  TcpRouteRule,
   StringMatch,
 } from '../../../api/mesh';
+import { inCidr } from '../../../ip';
 import type { Random } from './endpoints';
 
 export interface RequestView {
@@ -162,27 +164,42 @@ export function sniMatches(hosts: readonly string[], serverName: string): boolea
   return false;
 }
 
+/** What a VirtualService's tcp and tls matches read of a connection. */
+export interface TcpConnectionFacts {
+  /** The SNI of a TLS connection's ClientHello; null: none (not TLS, or no name). */
+  readonly serverName?: string | null;
+  /** The app's address (the connection's source). */
+  readonly source?: string;
+  /** The connection's original destination address. */
+  readonly destination?: string;
+}
+
 /**
  * Where a VirtualService's routes send a connection to `port` of `service`: for a TLS connection
- * with a server name (`serverName`), the first `tls` rule one of whose matches names it; else the
- * first `tcp` rule one of whose matches it meets; a destination drawn by weight. null: no table,
- * or no rule.
+ * with a server name, the first `tls` rule one of whose matches names it; else the first `tcp`
+ * rule one of whose matches it meets (port, `destinationSubnets`, `sourceSubnet`); a destination
+ * drawn by weight. null: no table, or no rule.
  */
 export function tcpRoute(
   service: MeshService,
   port: number,
   random: Random,
-  serverName: string | null = null,
+  conn: TcpConnectionFacts = {},
 ): RouteDestination | null {
-  const onPort = (m: { readonly port?: number }): boolean =>
-    m.port === undefined || m.port === port;
+  const meets = (m: TcpRouteRule['matches'][number]): boolean =>
+    (m.port === undefined || m.port === port) &&
+    (m.destinationSubnets === undefined ||
+      (conn.destination !== undefined &&
+        m.destinationSubnets.some((c) => inCidr(conn.destination as string, c)))) &&
+    (m.sourceSubnet === undefined ||
+      (conn.source !== undefined && inCidr(conn.source, m.sourceSubnet)));
+  const serverName = conn.serverName ?? null;
   const rule =
     (serverName === null
       ? undefined
       : service.tlsRoutes?.rules.find((r) =>
-          r.matches.some((m) => onPort(m) && sniMatches(m.sniHosts ?? [], serverName)),
-        )) ??
-    service.tcpRoutes?.rules.find((r) => r.matches.length === 0 || r.matches.some(onPort));
+          r.matches.some((m) => meets(m) && sniMatches(m.sniHosts ?? [], serverName)),
+        )) ?? service.tcpRoutes?.rules.find((r) => r.matches.length === 0 || r.matches.some(meets));
   return rule === undefined ? null : drawDestination(rule.destinations, random);
 }
 
