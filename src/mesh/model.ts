@@ -37,7 +37,14 @@ import {
 import { modeOfPort, resolvePeerAuthentication, type ResolvedMtls } from './peer-authentication';
 import { protocolOf } from './protocol';
 import type { RouteFacts } from './route-status';
-import { olderFirst, serviceTraffic, subsetsOf, type ServiceTraffic } from './traffic';
+import {
+  exportViews,
+  olderFirst,
+  serviceTraffic,
+  subsetsOf,
+  type ServiceTraffic,
+  type ServiceTrafficObjects,
+} from './traffic';
 import { isVisible } from './visibility';
 import { workloadInfoOf } from './workload';
 
@@ -65,7 +72,29 @@ export interface BuiltService {
   readonly exportTo: readonly string[] | null;
   /** The model version at which its visibility last changed. */
   readonly exportToVersion: number;
+  /**
+   * What proxies of these namespaces get instead, when a VirtualService's or DestinationRule's
+   * `exportTo` gives them other rules than the rest (absent: all get `service`).
+   */
+  readonly views?: ReadonlyMap<string, ServiceView>;
 }
+
+/** A Service as proxies of one namespace see it. */
+export interface ServiceView {
+  readonly service: MeshService;
+  readonly json: string;
+  readonly bytes: number;
+}
+
+/** `b` as a proxy in `namespace` gets it. */
+const viewOf = (b: BuiltService, namespace: string): BuiltService => {
+  const v = b.views?.get(namespace);
+  return v === undefined ? b : { ...b, service: v.service, json: v.json, bytes: v.bytes };
+};
+
+/** The views' texts, to tell a change. */
+const viewsText = (views: ReadonlyMap<string, ServiceView> | undefined): string =>
+  views === undefined ? '' : [...views].map(([ns, v]) => `${ns}\n${v.json}`).join('\n');
 
 /** What one commit changed. */
 export interface Commit {
@@ -301,18 +330,48 @@ export class MeshModel {
     };
   }
 
-  /** The route table, destination policy and subsets of a Service. */
-  trafficOf(serviceKey: string): ServiceTraffic {
+  /** The traffic objects that name a Service. */
+  private trafficObjectsOf(serviceKey: string): ServiceTrafficObjects {
+    return {
+      virtualServices: this.trafficObjects('VirtualService', serviceKey, this.virtualServices),
+      destinationRules: this.trafficObjects('DestinationRule', serviceKey, this.destinationRules),
+      httpRoutes: this.trafficObjects('HTTPRoute', serviceKey, this.httpRoutes),
+      grpcRoutes: this.trafficObjects('GRPCRoute', serviceKey, this.grpcRoutes),
+    };
+  }
+
+  /**
+   * The route table, destination policy and subsets of a Service, as proxies in `viewer` use
+   * them (null: in a namespace no `exportTo` names).
+   */
+  trafficOf(serviceKey: string, viewer: string | null = null): ServiceTraffic {
     return serviceTraffic(
       serviceKey,
-      {
-        virtualServices: this.trafficObjects('VirtualService', serviceKey, this.virtualServices),
-        destinationRules: this.trafficObjects('DestinationRule', serviceKey, this.destinationRules),
-        httpRoutes: this.trafficObjects('HTTPRoute', serviceKey, this.httpRoutes),
-        grpcRoutes: this.trafficObjects('GRPCRoute', serviceKey, this.grpcRoutes),
-      },
+      this.trafficObjectsOf(serviceKey),
       this.services.get(serviceKey)?.ports ?? [],
+      viewer,
     );
+  }
+
+  /**
+   * The Service as the namespaces an `exportTo` of its rules names see it, where that differs
+   * from `json` (what the others get); undefined when none does.
+   */
+  private viewsOf(
+    key: string,
+    svc: ServiceObject,
+    mtls: Map<string, ResolvedMtls>,
+    json: string,
+  ): ReadonlyMap<string, ServiceView> | undefined {
+    let views: Map<string, ServiceView> | undefined;
+    for (const namespace of exportViews(this.trafficObjectsOf(key))) {
+      const service = this.buildService(key, svc, mtls, namespace);
+      if (service === null) continue;
+      const text = canonicalJson(service);
+      if (text === json) continue;
+      (views ??= new Map()).set(namespace, { service, json: text, bytes: utf8Length(text) });
+    }
+    return views;
   }
 
   /** The port of Service `serviceKey` named `name`, or null. */
@@ -441,7 +500,7 @@ export class MeshModel {
     const rebuilt = this.dirtyServices.size;
     for (const key of this.dirtyServices) {
       const svc = this.services.get(key);
-      const service = svc === undefined ? null : this.buildService(key, svc, mtls);
+      const service = svc === undefined ? null : this.buildService(key, svc, mtls, null);
       const prev = this.built.get(key);
       if (service === null || svc === undefined) {
         if (prev !== undefined) {
@@ -452,9 +511,11 @@ export class MeshModel {
         continue;
       }
       const json = canonicalJson(service);
+      const views = this.viewsOf(key, svc, mtls, json);
       const sameExport =
         prev !== undefined && canonicalJson(prev.exportTo) === canonicalJson(svc.exportTo);
-      if (prev !== undefined && prev.json === json && sameExport) continue;
+      const sameViews = prev !== undefined && viewsText(prev.views) === viewsText(views);
+      if (prev !== undefined && prev.json === json && sameExport && sameViews) continue;
       // A proxy that cannot see it now may have seen it before: an earlier exportTo, or the
       // version that was deleted (its tombstone) before this one came. A new Service was seen
       // by nobody.
@@ -475,6 +536,7 @@ export class MeshModel {
         version: next,
         exportTo: svc.exportTo,
         exportToVersion,
+        ...(views === undefined ? {} : { views }),
       });
       this.tombstones.delete(key);
       changed.push(key);
@@ -516,7 +578,7 @@ export class MeshModel {
   visibleServices(namespace: string): BuiltService[] {
     const out: BuiltService[] = [];
     for (const b of this.built.values()) {
-      if (isVisible(b.exportTo, b.namespace, namespace)) out.push(b);
+      if (isVisible(b.exportTo, b.namespace, namespace)) out.push(viewOf(b, namespace));
     }
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
@@ -544,7 +606,7 @@ export class MeshModel {
         continue;
       }
       if (b.version <= since) continue;
-      if (isVisible(b.exportTo, b.namespace, namespace)) services.push(b);
+      if (isVisible(b.exportTo, b.namespace, namespace)) services.push(viewOf(b, namespace));
       else if (b.exportToVersion > since) removed.push(key);
     }
     services.sort((a, b) => (a.key < b.key ? -1 : 1));
@@ -648,6 +710,7 @@ export class MeshModel {
     key: string,
     svc: ServiceObject,
     mtlsCache: Map<string, ResolvedMtls>,
+    viewer: string | null,
   ): MeshService | null {
     if (svc.type === 'ExternalName') return null;
     const ports: ServicePort[] = [];
@@ -690,7 +753,7 @@ export class MeshModel {
       }
     }
 
-    const traffic = this.trafficOf(key);
+    const traffic = this.trafficOf(key, viewer);
     const endpoints: Endpoint[] = [];
     for (const draft of drafts.values()) {
       const endpoint = this.buildEndpoint(draft, mtlsCache);

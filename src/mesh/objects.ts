@@ -197,6 +197,8 @@ export interface VirtualServiceObject {
   readonly tcp: readonly TcpRouteRule[];
   /** `tls` rules: matches with `sniHosts`. */
   readonly tls: readonly TcpRouteRule[];
+  /** `exportTo`: the namespaces whose proxies use it (`.` its own, `~` none); null: every one. */
+  readonly exportTo: readonly string[] | null;
 }
 
 export interface DestinationRuleObject {
@@ -210,6 +212,8 @@ export interface DestinationRuleObject {
     readonly labels: Readonly<Record<string, string>>;
     readonly trafficPolicy?: TrafficPolicy;
   }[];
+  /** As VirtualService's. */
+  readonly exportTo: readonly string[] | null;
 }
 
 export interface HttpRouteBackend {

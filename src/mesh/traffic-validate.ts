@@ -878,7 +878,41 @@ export function readVirtualService(raw: Json, f: Fields, meta: Meta): VirtualSer
     }
     return rules;
   }) as [TcpRouteRule[], TcpRouteRule[]];
-  return { kind: 'VirtualService', meta, hosts: forMesh ? hosts : [], http, tcp, tls };
+  return {
+    kind: 'VirtualService',
+    meta,
+    hosts: forMesh ? hosts : [],
+    http,
+    tcp,
+    tls,
+    exportTo: readExportTo(f, spec.exportTo),
+  };
+}
+
+const NAMESPACE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/**
+ * `exportTo` of a VirtualService or DestinationRule: `*` (every namespace), `.` (its own), `~`
+ * (none) or namespace names; null when absent or `*` alone (Istio's default: everywhere).
+ */
+function readExportTo(f: Fields, raw: unknown): string[] | null {
+  const out: string[] = [];
+  for (const [i, v] of f.array(raw, 'spec.exportTo').entries()) {
+    const entry = f.string(v, `spec.exportTo[${i}]`);
+    if (entry === undefined) continue;
+    if (entry !== '*' && entry !== '.' && entry !== '~' && !NAMESPACE_NAME.test(entry)) {
+      f.problem(
+        `spec.exportTo[${i}]`,
+        `${JSON.stringify(entry)} is not "*", ".", "~" or a namespace name`,
+      );
+      continue;
+    }
+    if (!out.includes(entry)) out.push(entry);
+  }
+  if (out.includes('~') && out.length > 1) {
+    f.problem('spec.exportTo', '"~" (exported nowhere) cannot be listed with other entries');
+  }
+  return out.length === 0 || out.includes('*') ? null : out;
 }
 
 /** A tcp or tls match's `destinationSubnets` and `sourceSubnet` (an address, or a CIDR). */
@@ -1272,6 +1306,7 @@ export function readDestinationRule(raw: Json, f: Fields, meta: Meta): Destinati
     host,
     ...(trafficPolicy === undefined ? {} : { trafficPolicy }),
     subsets,
+    exportTo: readExportTo(f, spec.exportTo),
   };
 }
 

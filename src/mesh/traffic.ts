@@ -5,6 +5,8 @@
 // Precedence, as Istio and the Gateway API define it, and where they leave it open:
 // - Several VirtualServices for one host: the oldest (creationTimestamp, then namespace/name)
 //   gives the routes; the others are listed as shadowed. (Istio merges them only on gateways.)
+//   `exportTo` first decides which a proxy sees, those exported to its namespace alone before
+//   those exported everywhere (Istio's order): proxies of different namespaces may differ.
 // - Several DestinationRules for one host: the oldest wins likewise.
 // - A VirtualService and HTTPRoutes or GRPCRoutes for one host: the VirtualService wins; the
 //   routes are shadowed (and their status says so in cluster mode).
@@ -363,6 +365,43 @@ function gatewayRoutesTable(
   };
 }
 
+type Exported = { readonly meta: Meta; readonly exportTo: readonly string[] | null };
+
+/**
+ * The VirtualServices or DestinationRules a proxy in namespace `viewer` uses, in Istio's order:
+ * those exported to its namespace alone first (`.` from its own namespace, or naming it), then
+ * those exported everywhere; the oldest first within each. `viewer` null: a proxy in a namespace
+ * no `exportTo` names, which sees only those exported everywhere.
+ */
+export function forViewer<T extends Exported>(objects: readonly T[], viewer: string | null): T[] {
+  const tier = (o: T): number => {
+    if (o.exportTo === null) return 1;
+    if (viewer === null) return -1;
+    const local = o.exportTo.includes('.') && o.meta.namespace === viewer;
+    return local || o.exportTo.includes(viewer) ? 0 : -1;
+  };
+  return objects
+    .map((o) => ({ o, t: tier(o) }))
+    .filter(({ t }) => t >= 0)
+    .sort((a, b) => a.t - b.t || olderFirst(a.o, b.o))
+    .map(({ o }) => o);
+}
+
+/**
+ * The namespaces whose proxies may see other rules for this Service than the rest: those an
+ * `exportTo` names, and the own namespace of an object exported with `.`. Sorted.
+ */
+export function exportViews(objects: ServiceTrafficObjects): string[] {
+  const out = new Set<string>();
+  for (const o of [...objects.virtualServices, ...objects.destinationRules]) {
+    for (const entry of o.exportTo ?? []) {
+      if (entry === '.') out.add(o.meta.namespace);
+      else if (entry !== '~' && entry !== '*') out.add(entry);
+    }
+  }
+  return [...out].sort();
+}
+
 /** The traffic objects that name one Service. */
 export interface ServiceTrafficObjects {
   readonly virtualServices: readonly VirtualServiceObject[];
@@ -372,16 +411,17 @@ export interface ServiceTrafficObjects {
 }
 
 /**
- * The traffic rules of the Service `serviceKey` from the objects that name it (in any order).
- * `ports`: the Service's ports (a route's `sectionName`, and the ports a GRPCRoute leaves to
- * HTTPRoutes).
+ * The traffic rules of the Service `serviceKey` from the objects that name it (in any order), as
+ * proxies in namespace `viewer` use them (null: in a namespace no `exportTo` names). `ports`: the
+ * Service's ports (a route's `sectionName`, and the ports a GRPCRoute leaves to HTTPRoutes).
  */
 export function serviceTraffic(
   serviceKey: string,
   objects: ServiceTrafficObjects,
   ports: readonly NamedPort[] = [],
+  viewer: string | null = null,
 ): ServiceTraffic {
-  const vss = [...objects.virtualServices].sort(olderFirst);
+  const vss = forViewer(objects.virtualServices, viewer);
   const gateway = gatewayRoutesTable(
     serviceKey,
     [...objects.grpcRoutes].sort(olderFirst),
@@ -423,7 +463,7 @@ export function serviceTraffic(
     routes = gateway.table;
   }
 
-  const drs = [...objects.destinationRules].sort(olderFirst);
+  const drs = forViewer(objects.destinationRules, viewer);
   const dr = drs[0];
   let policy: DestinationPolicy | undefined;
   if (dr !== undefined) {

@@ -480,6 +480,29 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     });
   }, 90_000);
 
+  it('applies a VirtualService of another namespace only where its exportTo sends it', async () => {
+    const other = `exports-${suffix()}`;
+    await createNamespace(cp, other);
+    await createObject(cp, serviceOf('ledger', { app: 'ledger' }));
+    const host = `ledger.${NS}.svc.cluster.local`;
+    const ledgerVs = (name: string, exportTo: string[], timeout: string) => ({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name, namespace: other },
+      spec: { hosts: [host], exportTo, http: [{ route: [{ destination: { host } }], timeout }] },
+    });
+    // The older one, were exportTo ignored, would win for every proxy.
+    await kubectl(cp, ['apply', '-f', '-'], JSON.stringify(ledgerVs('own-namespace', ['.'], '1s')));
+    await kubectl(cp, ['apply', '-f', '-'], JSON.stringify(ledgerVs('to-bookinfo', [NS], '2s')));
+    await stateWhere(client, (s) => s.services.get(`${NS}/ledger`)?.routes !== undefined, 60_000);
+    expect(service('ledger')?.routes?.source).toEqual({
+      kind: 'VirtualService',
+      namespace: other,
+      name: 'to-bookinfo',
+    });
+    expect(service('ledger')?.routes?.rules[0]?.timeoutMs).toBe(2000);
+  }, 90_000);
+
   it('reports an invalid VirtualService the CRD lets through, skips it, and keeps the rest working', async () => {
     await applyObject({
       apiVersion: 'networking.istio.io/v1',
