@@ -374,6 +374,15 @@ export interface PortTrafficPolicy {
   readonly consistentHash?: ConsistentHash;
   readonly connectionPool?: ConnectionPoolPolicy;
   readonly outlierDetection?: OutlierDetectionPolicy;
+  readonly tls?: TlsPolicy;
+}
+
+/**
+ * A DestinationRule's `tls`: `ISTIO_MUTUAL`, mutual TLS with the mesh's certificates to a meshed
+ * endpoint (what Mooring does anyway), or `DISABLE`, plain text to every endpoint.
+ */
+export interface TlsPolicy {
+  readonly mode: 'ISTIO_MUTUAL' | 'DISABLE';
 }
 
 export interface TrafficPolicy {
@@ -384,6 +393,7 @@ export interface TrafficPolicy {
   readonly consistentHash?: ConsistentHash;
   readonly connectionPool?: ConnectionPoolPolicy;
   readonly outlierDetection?: OutlierDetectionPolicy;
+  readonly tls?: TlsPolicy;
 }
 
 export interface DestinationPolicy {

@@ -21,6 +21,7 @@ import type {
   StringMatch,
   TcpKeepalive,
   TcpRouteRule,
+  TlsPolicy,
   TrafficPolicy,
   ConnectionPoolPolicy,
   ConsistentHash,
@@ -1063,17 +1064,22 @@ function readConsistentHash(f: Fields, ch: Json, field: string): ConsistentHash 
   };
 }
 
-/** `tls`: Istio's ISTIO_MUTUAL is what Mooring does between meshed Pods; any other mode is not. */
-function readTls(f: Fields, raw: unknown, field: string): void {
+/**
+ * `tls`: `ISTIO_MUTUAL` (what Mooring does between meshed Pods) and `DISABLE` (plain text); the
+ * modes that originate TLS with other certificates (`SIMPLE`, `MUTUAL`) are not supported yet.
+ */
+function readTls(f: Fields, raw: unknown, field: string): TlsPolicy | undefined {
   const tls = f.object(raw, field);
-  if (tls === undefined) return;
+  if (tls === undefined) return undefined;
   const mode = f.string(tls.mode, `${field}.mode`);
-  if (mode !== undefined && mode !== 'ISTIO_MUTUAL') {
+  if (mode === 'ISTIO_MUTUAL' || mode === 'DISABLE') return { mode };
+  if (mode !== undefined) {
     f.warn(
       `${field}.mode`,
       `${JSON.stringify(mode)} is not supported by Mooring yet: ignored (mutual TLS with the mesh's certificates between meshed Pods, plain text otherwise)`,
     );
   }
+  return undefined;
 }
 
 function readTrafficPolicy(
@@ -1085,14 +1091,16 @@ function readTrafficPolicy(
   const tp = f.object(raw, field);
   if (tp === undefined) return undefined;
   unsupported(f, tp, ['tunnel', 'proxyProtocol'], field, false);
-  readTls(f, tp.tls, `${field}.tls`);
   const out: {
     portLevelSettings?: PortTrafficPolicy[];
     loadBalancer?: LoadBalancer;
     consistentHash?: ConsistentHash;
     connectionPool?: ConnectionPoolPolicy;
     outlierDetection?: OutlierDetectionPolicy;
+    tls?: TlsPolicy;
   } = {};
+  const tls = readTls(f, tp.tls, `${field}.tls`);
+  if (tls !== undefined) out.tls = tls;
   const lb = f.object(tp.loadBalancer, `${field}.loadBalancer`);
   if (lb !== undefined) {
     unsupported(

@@ -667,10 +667,70 @@ describe('inbound modes', () => {
     expect(res.status).toBe(200);
   });
 
+  it('closes the kept-alive plain-text connections of a port when it turns STRICT', async () => {
+    const socket = net.connect(bPorts.inbound.port, '127.0.0.1');
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString()));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write('GET /kept HTTP/1.1\r\nHost: server\r\n\r\n');
+    await new Promise<void>((resolve, reject) => {
+      const t0 = Date.now();
+      const poll = (): void => {
+        if (got.includes('"/kept"')) resolve();
+        else if (Date.now() - t0 > 5000) reject(new Error(`no answer: ${got}`));
+        else setTimeout(poll, 10);
+      };
+      poll();
+    });
+    expect(got).toMatch(/^HTTP\/1\.1 200/);
+    // Kept alive, idle: the change of mode ends it.
+    b.setMesh(meshState(proxyScope('server', inboundMode('STRICT'))));
+    await closed;
+    expect(socket.destroyed).toBe(true);
+  });
+
   it('a port-level PERMISSIVE opens one port of a STRICT workload', async () => {
     b.setMesh(meshState(proxyScope('server', inboundMode('STRICT', { [appPort]: 'PERMISSIVE' }))));
     const res = await plain();
     expect(res.status).toBe(200);
+  });
+});
+
+describe("a DestinationRule's tls mode", () => {
+  const withTls = (tls: object, portLevel?: object) => {
+    const server = serverService();
+    return meshState(proxyScope('client'), {
+      ...server,
+      policy: {
+        source: { namespace: 'default', name: 'server' },
+        trafficPolicy: {
+          tls,
+          ...(portLevel === undefined ? {} : { portLevelSettings: [{ port: 80, tls: portLevel }] }),
+        },
+      },
+    } as typeof server);
+  };
+  afterEach(() => {
+    a.setMesh(meshForA());
+    b.setMesh(meshState(proxyScope('server')));
+  });
+
+  it('DISABLE sends plain text to a meshed endpoint: PERMISSIVE takes it without a caller identity, STRICT refuses it', async () => {
+    a.setMesh(withTls({ mode: 'DISABLE' }));
+    const plain = await request('/disabled');
+    expect(plain.status).toBe(200);
+    expect(echoOf(plain.text).headers['x-forwarded-client-cert']).toBeUndefined();
+    // The plain-text connection the client's sidecar keeps is closed by the server's.
+    b.setMesh(meshState(proxyScope('server', inboundMode('STRICT'))));
+    expect((await request('/disabled')).status).toBe(503);
+  });
+
+  it('a port-level ISTIO_MUTUAL brings mutual TLS back on that port', async () => {
+    a.setMesh(withTls({ mode: 'DISABLE' }, { mode: 'ISTIO_MUTUAL' }));
+    const res = await request('/mutual');
+    expect(echoOf(res.text).headers['x-forwarded-client-cert']).toBe(
+      `By=${spiffe('server')};URI=${spiffe('client')}`,
+    );
   });
 });
 

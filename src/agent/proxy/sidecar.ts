@@ -173,6 +173,11 @@ export class Sidecar {
   /** Inbound HTTP/1.1 connections and HTTP/2 sessions, closed when the drain starts. */
   private readonly inboundHttp1 = new Set<Http1Downstream>();
   private readonly inboundSessions = new Set<http2.ServerHttp2Session>();
+  /**
+   * Plain-text inbound connections, by socket: their port, and how each ends when that port
+   * turns STRICT (HTTP drains, opaque TCP closes), as Envoy drains a filter chain removed.
+   */
+  private readonly plaintextInbound = new Map<net.Socket, { port: number; stop: () => void }>();
   readonly telemetry: ProxyTelemetry;
   readonly counters: ProxyCounters = {
     outbound: 0,
@@ -262,7 +267,13 @@ export class Sidecar {
   // --- state ------------------------------------------------------------------------------
 
   setMesh(state: MeshState): void {
-    this.index = new MeshIndex(state, this.index);
+    const index = new MeshIndex(state, this.index);
+    this.index = index;
+    for (const [socket, { port, stop }] of this.plaintextInbound) {
+      if (index.inboundMode(port) !== 'STRICT') continue;
+      this.plaintextInbound.delete(socket);
+      stop();
+    }
     this.ownPeer = encodeWorkload(state.proxy.workload);
     this.telemetry.configure(state.settings, state.proxy);
   }
@@ -364,7 +375,11 @@ export class Sidecar {
     return this.load.requests + this.load.tcp;
   }
 
-  private serveInboundHttp1(socket: net.Socket, info: InboundInfo, first: Buffer | null): void {
+  private serveInboundHttp1(
+    socket: net.Socket,
+    info: InboundInfo,
+    first: Buffer | null,
+  ): Http1Downstream {
     const conn = new Http1Downstream(
       socket,
       this.inboundHttp,
@@ -376,6 +391,7 @@ export class Sidecar {
     this.inboundHttp1.add(conn);
     socket.once('close', () => this.inboundHttp1.delete(conn));
     if (this.inboundDraining) conn.closeIfIdle();
+    return conn;
   }
 
   private serveOutboundHttp1(socket: net.Socket, first: Buffer | null, target: Target): void {
@@ -395,7 +411,11 @@ export class Sidecar {
     serveH2(socket, first, this.outboundH2, this.outboundH2Pool, info, this.idleTimeoutMs);
   }
 
-  private serveInboundH2(socket: net.Socket, first: Buffer | null, info: InboundInfo): void {
+  private serveInboundH2(
+    socket: net.Socket,
+    first: Buffer | null,
+    info: InboundInfo,
+  ): http2.ServerHttp2Session {
     const session = serveH2(
       socket,
       first,
@@ -407,6 +427,7 @@ export class Sidecar {
     this.inboundSessions.add(session);
     session.once('close', () => this.inboundSessions.delete(session));
     if (this.inboundDraining) session.close();
+    return session;
   }
 
   async close(): Promise<void> {
@@ -788,15 +809,19 @@ export class Sidecar {
         : protocol === 'http2' || protocol === 'grpc'
           ? 'http2'
           : 'other');
+    let stop: () => void;
     if (kind === 'http1' && protocol !== 'tcp') {
-      this.serveInboundHttp1(socket, info, first);
-      return;
+      const conn = this.serveInboundHttp1(socket, info, first);
+      stop = () => conn.drain();
+    } else if (kind === 'http2' && protocol !== 'tcp') {
+      const session = this.serveInboundH2(socket, first, info);
+      stop = () => session.close();
+    } else {
+      this.inboundTcp(socket, app, first, null, null);
+      stop = () => socket.destroy();
     }
-    if (kind === 'http2' && protocol !== 'tcp') {
-      this.serveInboundH2(socket, first, info);
-      return;
-    }
-    this.inboundTcp(socket, app, first, null, null);
+    this.plaintextInbound.set(socket, { port: app.port, stop });
+    socket.once('close', () => this.plaintextInbound.delete(socket));
   }
 
   /**

@@ -831,6 +831,7 @@ describe('DestinationRule: portLevelSettings and tls', () => {
     });
     const raws = reviewsMesh(rule);
     expect(built(raws).policy?.trafficPolicy).toEqual({
+      tls: { mode: 'ISTIO_MUTUAL' },
       loadBalancer: 'ROUND_ROBIN',
       portLevelSettings: [
         {
@@ -841,6 +842,26 @@ describe('DestinationRule: portLevelSettings and tls', () => {
       ],
     });
     expect(warningsOf(rule)).toEqual([]);
+  });
+
+  it('reads tls DISABLE, and warns that SIMPLE and MUTUAL are ignored', () => {
+    const disabled = dr({
+      trafficPolicy: {
+        tls: { mode: 'DISABLE' },
+        portLevelSettings: [{ port: { number: 9080 }, tls: { mode: 'ISTIO_MUTUAL' } }],
+      },
+    });
+    expect(built(reviewsMesh(disabled)).policy?.trafficPolicy).toEqual({
+      tls: { mode: 'DISABLE' },
+      portLevelSettings: [{ port: 9080, tls: { mode: 'ISTIO_MUTUAL' } }],
+    });
+    expect(warningsOf(dr({ trafficPolicy: { tls: { mode: 'SIMPLE' } } }))).toEqual([
+      {
+        field: 'spec.trafficPolicy.tls.mode',
+        message:
+          '"SIMPLE" is not supported by Mooring yet: ignored (mutual TLS with the mesh\'s certificates between meshed Pods, plain text otherwise)',
+      },
+    ]);
   });
 
   it('refuses a port given twice, or none', () => {

@@ -78,6 +78,7 @@ function overlay(base: TrafficPolicy, top: TrafficPolicy): TrafficPolicy {
     consistentHash: balancer.consistentHash,
     connectionPool: top.connectionPool ?? base.connectionPool,
     outlierDetection: top.outlierDetection ?? base.outlierDetection,
+    tls: top.tls ?? base.tls,
   };
 }
 
@@ -90,6 +91,8 @@ export class MeshIndex {
   /** The same sets without a subset, by service object and port. */
   private readonly setsByService = new Map<MeshService, Map<number, EndpointSet>>();
   private readonly records = new Map<string, UpstreamEndpoint>();
+  /** The previous configuration's records: a record made on demand keeps its counters. */
+  private readonly previousRecords: Map<string, UpstreamEndpoint> | null;
   private readonly inboundProtocols = new Map<number, Protocol>();
 
   /** The configuration as this proxy applies it (its source-conditioned matches resolved). */
@@ -100,6 +103,7 @@ export class MeshIndex {
     this.state = state;
     this.version = state.version;
     const old = previous?.records ?? null;
+    this.previousRecords = old;
     for (const service of state.services.values()) {
       for (const port of service.ports) {
         const target: ServiceTarget = { kind: 'service', service, port };
@@ -121,12 +125,15 @@ export class MeshIndex {
     for (const p of state.proxy.inbound.ports ?? []) this.inboundProtocols.set(p.port, p.protocol);
   }
 
+  /** `disabled`: a DestinationRule's `tls.mode: DISABLE` applies (plain text to every endpoint). */
   private record(
     e: MeshService['endpoints'][number],
     port: number,
     old: Map<string, UpstreamEndpoint> | null,
+    disabled = false,
   ): UpstreamEndpoint {
-    const plaintext = e.identity !== null && e.plaintextPorts?.includes(port) === true;
+    const plaintext =
+      e.identity !== null && (disabled || e.plaintextPorts?.includes(port) === true);
     const identity = plaintext ? null : e.identity;
     const key = endpointKey(e.address, port, identity);
     let record = this.records.get(key);
@@ -190,12 +197,17 @@ export class MeshIndex {
     const current = this.state.services.get(service.key);
     if (current === undefined) return undefined;
     const endpoints: UpstreamEndpoint[] = [];
+    const disabled = effectivePolicy(current, subset, servicePort).tls?.mode === 'DISABLE';
     for (const e of current.endpoints) {
       const port = e.ports[String(servicePort)];
       if (port === undefined) continue;
       if (subset !== undefined && e.subsets?.includes(subset) !== true) continue;
-      const plaintext = e.identity !== null && e.plaintextPorts?.includes(port) === true;
-      const record = this.records.get(endpointKey(e.address, port, plaintext ? null : e.identity));
+      // The records of the mutual-TLS dial are made with the index; a plain-text one on demand.
+      const plaintext =
+        e.identity !== null && (disabled || e.plaintextPorts?.includes(port) === true);
+      const record = disabled
+        ? this.record(e, port, this.previousRecords, true)
+        : this.records.get(endpointKey(e.address, port, plaintext ? null : e.identity));
       if (record !== undefined) endpoints.push(record);
     }
     const set = { endpoints, next: 0 };

@@ -96,6 +96,8 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
   /** Requests served on this connection. */
   requests = 0;
 
+  /** This connection drains (its port no longer takes plain text). */
+  private drainRequested = false;
   constructor(
     readonly socket: net.Socket,
     private readonly handler: Http1Handler,
@@ -226,14 +228,22 @@ export class Http1Downstream implements ParserHandler<RequestHead> {
   }
 
   /** The exchange is over: the next request, or the end of the connection. */
-  /** The proxy drains this side: no new request on this connection after the current one. */
+  /**
+   * The proxy drains this side, or this connection: no new request on it after the current one.
+   */
   get closing(): boolean {
-    return this.handler.draining?.() === true;
+    return this.drainRequested || this.handler.draining?.() === true;
   }
 
   /** Ends the connection now if no request is in flight on it (a drain starts). */
   closeIfIdle(): void {
     if (this.exchange === null && !this.closed) this.socket.end();
+  }
+
+  /** This connection alone drains: ended now when idle, else once its request is answered. */
+  drain(): void {
+    this.drainRequested = true;
+    this.closeIfIdle();
   }
 
   exchangeDone(ex: Exchange, keepAlive: boolean): void {
