@@ -379,10 +379,23 @@ export interface PortTrafficPolicy {
 
 /**
  * A DestinationRule's `tls`: `ISTIO_MUTUAL`, mutual TLS with the mesh's certificates to a meshed
- * endpoint (what Mooring does anyway), or `DISABLE`, plain text to every endpoint.
+ * endpoint (what Mooring does anyway); `DISABLE`, plain text to every endpoint; `SIMPLE` and
+ * `MUTUAL`, TLS the proxy originates (the app speaking plain text to it), with a client
+ * certificate for `MUTUAL`.
  */
 export interface TlsPolicy {
-  readonly mode: 'ISTIO_MUTUAL' | 'DISABLE';
+  readonly mode: 'ISTIO_MUTUAL' | 'DISABLE' | 'SIMPLE' | 'MUTUAL';
+  /** The server name sent (SNI); checked on the certificate when no `subjectAltNames`. */
+  readonly sni?: string;
+  /** Names one of which the server's certificate must carry. */
+  readonly subjectAltNames?: readonly string[];
+  /** PEM files in the proxy's container: the roots (absent: Node's bundled ones)... */
+  readonly caCertificates?: string;
+  /** ...and, for MUTUAL, the client's certificate chain and key. */
+  readonly clientCertificate?: string;
+  readonly privateKey?: string;
+  /** No check of the server's chain or name. */
+  readonly insecureSkipVerify?: true;
 }
 
 export interface TrafficPolicy {

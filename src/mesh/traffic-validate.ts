@@ -1065,21 +1065,68 @@ function readConsistentHash(f: Fields, ch: Json, field: string): ConsistentHash 
 }
 
 /**
- * `tls`: `ISTIO_MUTUAL` (what Mooring does between meshed Pods) and `DISABLE` (plain text); the
- * modes that originate TLS with other certificates (`SIMPLE`, `MUTUAL`) are not supported yet.
+ * `tls`: `ISTIO_MUTUAL` (what Mooring does between meshed Pods), `DISABLE` (plain text), and
+ * `SIMPLE` / `MUTUAL` (TLS the proxy originates: `sni`, `subjectAltNames`, `caCertificates`,
+ * `insecureSkipVerify`; MUTUAL's `clientCertificate` and `privateKey`, files in the proxy's
+ * container). `credentialName` (a Secret) is not read by Mooring's sidecar.
  */
 function readTls(f: Fields, raw: unknown, field: string): TlsPolicy | undefined {
   const tls = f.object(raw, field);
   if (tls === undefined) return undefined;
-  const mode = f.string(tls.mode, `${field}.mode`);
+  const mode = f.string(tls.mode, `${field}.mode`) ?? 'DISABLE';
   if (mode === 'ISTIO_MUTUAL' || mode === 'DISABLE') return { mode };
-  if (mode !== undefined) {
-    f.warn(
+  if (mode !== 'SIMPLE' && mode !== 'MUTUAL') {
+    f.problem(
       `${field}.mode`,
-      `${JSON.stringify(mode)} is not supported by Mooring yet: ignored (mutual TLS with the mesh's certificates between meshed Pods, plain text otherwise)`,
+      `must be DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL, not ${JSON.stringify(mode)}`,
+    );
+    return undefined;
+  }
+  if (tls.credentialName !== undefined && tls.credentialName !== null) {
+    f.problem(
+      `${field}.credentialName`,
+      "is not supported by Mooring's sidecar: give caCertificates, clientCertificate and privateKey as files in its container",
     );
   }
-  return undefined;
+  unsupported(f, tls, ['caCrl'], field, false);
+  const path = (key: string): string | undefined => {
+    const v = f.string(tls[key], `${field}.${key}`);
+    if (v === undefined || v === '') return undefined;
+    if (!v.startsWith('/'))
+      f.problem(`${field}.${key}`, `must be an absolute path, not ${JSON.stringify(v)}`);
+    return v;
+  };
+  const caCertificates = path('caCertificates');
+  const clientCertificate = path('clientCertificate');
+  const privateKey = path('privateKey');
+  if (mode === 'MUTUAL' && (clientCertificate === undefined || privateKey === undefined)) {
+    f.problem(field, 'MUTUAL needs clientCertificate and privateKey');
+  }
+  if (mode === 'SIMPLE' && (clientCertificate !== undefined || privateKey !== undefined)) {
+    f.warn(
+      field,
+      'SIMPLE presents no client certificate: clientCertificate and privateKey are ignored',
+    );
+  }
+  const sni = f.string(tls.sni, `${field}.sni`);
+  const subjectAltNames: string[] = [];
+  for (const [i, n] of f.array(tls.subjectAltNames, `${field}.subjectAltNames`).entries()) {
+    const name = f.string(n, `${field}.subjectAltNames[${i}]`);
+    if (name !== undefined && name !== '') subjectAltNames.push(name);
+  }
+  const skip = tls.insecureSkipVerify;
+  if (skip !== undefined && skip !== null && typeof skip !== 'boolean') {
+    f.problem(`${field}.insecureSkipVerify`, 'must be true or false');
+  }
+  return {
+    mode,
+    ...(sni === undefined || sni === '' ? {} : { sni }),
+    ...(subjectAltNames.length === 0 ? {} : { subjectAltNames }),
+    ...(caCertificates === undefined ? {} : { caCertificates }),
+    ...(mode === 'MUTUAL' && clientCertificate !== undefined ? { clientCertificate } : {}),
+    ...(mode === 'MUTUAL' && privateKey !== undefined ? { privateKey } : {}),
+    ...(skip === true ? { insecureSkipVerify: true as const } : {}),
+  };
 }
 
 function readTrafficPolicy(

@@ -4,7 +4,11 @@
 // (`tcp.maxConnections`, `http.http1MaxPendingRequests`) over HTTP/1.1, HTTP/2 and opaque TCP,
 // and the route rewrite of the path and authority as the app receives them.
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import http2 from 'node:http2';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import tls from 'node:tls';
@@ -15,6 +19,7 @@ import type {
   RequestMatch,
   MeshService,
   ServicePort,
+  TlsPolicy,
 } from '../../src/api/mesh';
 import { endpoint, meshedAs, meshState, port, proxyScope, service } from '../fixtures/mesh';
 import { validateMeshObject } from '../../src/mesh';
@@ -2066,5 +2071,165 @@ describe("a VirtualService's tls routes through the proxy (by the ClientHello's 
     expect(await answer('a.example')).toBe('secure-a');
     expect(await answer('x.b.example')).toBe('secure-b');
     expect(await answer('other.example')).toBe('secure');
+  });
+});
+
+describe("TLS the proxy originates (a DestinationRule's tls SIMPLE and MUTUAL)", () => {
+  const API_IP = '10.96.0.70';
+  /** An HTTPS app outside the mesh, its certificate for api.example from a CA of its own. */
+  const apiCa = makeCa('API CA');
+  const clientCa = makeCa('Client CA');
+  const dir = mkdtempSync(join(tmpdir(), 'mooring-originate-'));
+  const files = {
+    ca: join(dir, 'ca.pem'),
+    otherCa: join(dir, 'other-ca.pem'),
+    cert: join(dir, 'client.pem'),
+    key: join(dir, 'client-key.pem'),
+  };
+  let api: https.Server;
+  let apiPort = 0;
+
+  beforeAll(async () => {
+    const serving = makeServing(apiCa, { dns: ['api.example'], ips: [] });
+    const clientCert = makeServing(clientCa, { dns: ['orders.client'], ips: [] });
+    writeFileSync(files.ca, apiCa.pem);
+    writeFileSync(files.otherCa, makeCa('Other CA').pem);
+    writeFileSync(files.cert, clientCert.cert);
+    writeFileSync(files.key, clientCert.key);
+    api = https.createServer(
+      { ...serving, ca: clientCa.pem, requestCert: true, rejectUnauthorized: false },
+      (req, res) => {
+        const socket = req.socket as tls.TLSSocket;
+        const peer = socket.getPeerCertificate();
+        res.end(
+          JSON.stringify({
+            path: req.url,
+            servername: (socket as unknown as { servername?: string }).servername ?? null,
+            alpn: socket.alpnProtocol,
+            client: socket.authorized ? (peer.subjectaltname ?? null) : null,
+          }),
+        );
+      },
+    );
+    await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
+    apiPort = (api.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    api.closeAllConnections();
+    await new Promise((r) => api.close(r));
+    rmSync(dir, { recursive: true, force: true });
+    client.outboundTarget = destination(CLUSTER_IP, 80);
+  });
+
+  const withTls = (tls: TlsPolicy): void => {
+    const svc = service(
+      'api',
+      API_IP,
+      [port(80, 'http')],
+      [endpoint('127.0.0.1', { 80: apiPort })],
+    );
+    client.outboundTarget = destination(API_IP, 80);
+    client.sidecar.setMesh(
+      meshState(proxyScope('client'), {
+        ...svc,
+        policy: { source: { namespace: 'default', name: 'api' }, trafficPolicy: { tls } },
+      }),
+    );
+  };
+  const call = async (): Promise<{ status: number; body: Record<string, unknown> | string }> => {
+    const res = await get(client.outbound, '/v1/orders', { host: 'api' });
+    let body: Record<string, unknown> | string = res.text;
+    try {
+      body = JSON.parse(res.text) as Record<string, unknown>;
+    } catch {
+      // a proxy's own answer
+    }
+    return { status: res.status, body };
+  };
+
+  it('SIMPLE: the app speaks plain HTTP, the server gets TLS with the SNI, its chain and name checked', async () => {
+    withTls({ mode: 'SIMPLE', sni: 'api.example', caCertificates: files.ca });
+    expect(await call()).toEqual({
+      status: 200,
+      body: { path: '/v1/orders', servername: 'api.example', alpn: 'http/1.1', client: null },
+    });
+  });
+
+  it('refuses a server whose chain does not lead to caCertificates, or whose name is not asked for (503)', async () => {
+    withTls({ mode: 'SIMPLE', sni: 'api.example', caCertificates: files.otherCa });
+    expect((await call()).status).toBe(503);
+    withTls({
+      mode: 'SIMPLE',
+      sni: 'api.example',
+      subjectAltNames: ['db.example'],
+      caCertificates: files.ca,
+    });
+    expect((await call()).status).toBe(503);
+    // Without subjectAltNames, the name checked is the SNI's.
+    withTls({ mode: 'SIMPLE', sni: 'db.example', caCertificates: files.ca });
+    expect((await call()).status).toBe(503);
+    // Checks off: the same server goes.
+    withTls({
+      mode: 'SIMPLE',
+      sni: 'api.example',
+      caCertificates: files.otherCa,
+      insecureSkipVerify: true,
+    });
+    expect((await call()).status).toBe(200);
+  });
+
+  it('MUTUAL presents the client certificate of its files', async () => {
+    withTls({
+      mode: 'MUTUAL',
+      sni: 'api.example',
+      caCertificates: files.ca,
+      clientCertificate: files.cert,
+      privateKey: files.key,
+    });
+    expect(await call()).toMatchObject({ status: 200, body: { client: 'DNS:orders.client' } });
+  });
+
+  it('carries opaque TCP over the TLS it originates', async () => {
+    const serving = makeServing(apiCa, { dns: ['db.example'], ips: [] });
+    const db = tls.createServer(serving, (socket) => {
+      socket.on('error', () => {});
+      socket.once('data', (d: Buffer) => socket.end(`db got ${d.toString()}`));
+    });
+    await new Promise<void>((resolve) => db.listen(0, '127.0.0.1', resolve));
+    try {
+      const svc = service(
+        'db',
+        '10.96.0.71',
+        [port(5432, 'tcp')],
+        [endpoint('127.0.0.1', { 5432: (db.address() as AddressInfo).port })],
+      );
+      client.outboundTarget = destination('10.96.0.71', 5432);
+      client.sidecar.setMesh(
+        meshState(proxyScope('client'), {
+          ...svc,
+          policy: {
+            source: { namespace: 'default', name: 'db' },
+            trafficPolicy: { tls: { mode: 'SIMPLE', sni: 'db.example', caCertificates: files.ca } },
+          },
+        }),
+      );
+      const got = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(client.outbound, '127.0.0.1', () => socket.write('hello'));
+        let text = '';
+        socket.on('data', (d: Buffer) => (text += d.toString()));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+      expect(got).toBe('db got hello');
+    } finally {
+      await new Promise((r) => db.close(r));
+    }
+  });
+
+  it('answers 503 naming the file it cannot read', async () => {
+    withTls({ mode: 'SIMPLE', caCertificates: join(dir, 'missing.pem') });
+    const res = await call();
+    expect(res.status).toBe(503);
+    expect(res.body).toEqual(expect.stringContaining('cannot read caCertificates'));
   });
 });

@@ -786,7 +786,7 @@ export class Sidecar {
       e = newUpstreamEndpoint(
         { address: dst.address, ports: {}, ready: true, identity: null, workload: null, pod: null },
         dst.port,
-        true,
+        'plain',
       );
       this.appEndpoints.set(key, e);
     }

@@ -844,7 +844,7 @@ describe('DestinationRule: portLevelSettings and tls', () => {
     expect(warningsOf(rule)).toEqual([]);
   });
 
-  it('reads tls DISABLE, and warns that SIMPLE and MUTUAL are ignored', () => {
+  it('reads tls DISABLE, and SIMPLE and MUTUAL with their files, names and checks', () => {
     const disabled = dr({
       trafficPolicy: {
         tls: { mode: 'DISABLE' },
@@ -855,11 +855,53 @@ describe('DestinationRule: portLevelSettings and tls', () => {
       tls: { mode: 'DISABLE' },
       portLevelSettings: [{ port: 9080, tls: { mode: 'ISTIO_MUTUAL' } }],
     });
-    expect(warningsOf(dr({ trafficPolicy: { tls: { mode: 'SIMPLE' } } }))).toEqual([
+    const mutual = dr({
+      trafficPolicy: {
+        tls: {
+          mode: 'MUTUAL',
+          sni: 'db.example',
+          subjectAltNames: ['db.example', 'db2.example'],
+          caCertificates: '/etc/db/ca.pem',
+          clientCertificate: '/etc/db/cert.pem',
+          privateKey: '/etc/db/key.pem',
+        },
+      },
+    });
+    expect(built(reviewsMesh(mutual)).policy?.trafficPolicy?.tls).toEqual({
+      mode: 'MUTUAL',
+      sni: 'db.example',
+      subjectAltNames: ['db.example', 'db2.example'],
+      caCertificates: '/etc/db/ca.pem',
+      clientCertificate: '/etc/db/cert.pem',
+      privateKey: '/etc/db/key.pem',
+    });
+    expect(
+      problemsOf(
+        dr({
+          trafficPolicy: {
+            tls: { mode: 'MUTUAL', credentialName: 'db-client', caCertificates: 'ca.pem' },
+          },
+        }),
+      ),
+    ).toEqual([
+      {
+        field: 'spec.trafficPolicy.tls.credentialName',
+        message:
+          "is not supported by Mooring's sidecar: give caCertificates, clientCertificate and privateKey as files in its container",
+      },
+      {
+        field: 'spec.trafficPolicy.tls.caCertificates',
+        message: 'must be an absolute path, not "ca.pem"',
+      },
+      {
+        field: 'spec.trafficPolicy.tls',
+        message: 'MUTUAL needs clientCertificate and privateKey',
+      },
+    ]);
+    expect(problemsOf(dr({ trafficPolicy: { tls: { mode: 'TLS' } } }))).toEqual([
       {
         field: 'spec.trafficPolicy.tls.mode',
-        message:
-          '"SIMPLE" is not supported by Mooring yet: ignored (mutual TLS with the mesh\'s certificates between meshed Pods, plain text otherwise)',
+        message: 'must be DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL, not "TLS"',
       },
     ]);
   });
@@ -1844,14 +1886,16 @@ describe('the validating webhook (POST /validate)', () => {
   it('allows a valid one with the ignored fields as warnings, and deletes, status updates and other kinds', () => {
     expect(
       answerMeshValidation(
-        review(dr({ trafficPolicy: { tls: { mode: 'SIMPLE' } } }), {}, 'DestinationRule'),
+        review(
+          dr({ trafficPolicy: { tls: { mode: 'SIMPLE', caCrl: '/etc/crl.pem' } } }),
+          {},
+          'DestinationRule',
+        ),
       ).response,
     ).toEqual({
       uid: 'u-1',
       allowed: true,
-      warnings: [
-        'spec.trafficPolicy.tls.mode: "SIMPLE" is not supported by Mooring yet: ignored (mutual TLS with the mesh\'s certificates between meshed Pods, plain text otherwise)',
-      ],
+      warnings: ['spec.trafficPolicy.tls.caCrl: is not supported by Mooring yet: ignored'],
     });
     expect(answerMeshValidation(review(badVs, { operation: 'DELETE' })).response.allowed).toBe(
       true,

@@ -98,7 +98,7 @@ describe('HTTP/1.1 exchanges: their writes, and a pooled connection closed under
     const endpoint = newUpstreamEndpoint(
       fixtureEndpoint('127.0.0.1', { [port]: port }),
       port,
-      true,
+      'plain',
     );
     const handler: Http1Handler = {
       plan: () =>

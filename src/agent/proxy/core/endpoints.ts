@@ -5,15 +5,17 @@
 // outlier-detection state). Records outlive configuration updates: the index reuses the record
 // of an unchanged endpoint, so a push does not reset its in-flight count or an ejection.
 
-import type { Endpoint, LoadBalancer, WorkloadInfo } from '../../../api/mesh';
+import type { Endpoint, LoadBalancer, TlsPolicy, WorkloadInfo } from '../../../api/mesh';
 
 export interface UpstreamEndpoint {
   /** `<address>|<port>|<identity or ->`: one pool and one record per key. */
   readonly key: string;
   readonly address: string;
   readonly port: number;
-  /** The SPIFFE ID to require (mutual TLS), or null (plain text). */
+  /** The SPIFFE ID to require (mutual TLS), or null (plain text, or `originate`). */
   readonly identity: string | null;
+  /** TLS the proxy originates to it (a DestinationRule's SIMPLE or MUTUAL). */
+  readonly originate?: TlsPolicy;
   readonly workload: WorkloadInfo | null;
   readonly pod: string | null;
   /** From the EndpointSlice: false while terminating (used only when nothing else is left). */
@@ -36,17 +38,34 @@ export const endpointKey = (address: string, port: number, identity: string | nu
   `${address}|${port}|${identity ?? '-'}`;
 
 /** The dial address of an endpoint for net.connect (IPv6 without brackets). */
-export function newUpstreamEndpoint(
-  e: Endpoint,
-  port: number,
-  plaintext: boolean,
-): UpstreamEndpoint {
+/**
+ * How the proxy dials an endpoint: `mesh`, mutual TLS when it is meshed (plain text to a port
+ * its PeerAuthentication DISABLEs); `plain`, plain text (a DestinationRule's DISABLE); or TLS the
+ * proxy originates (SIMPLE, MUTUAL).
+ */
+export type DialAs = 'mesh' | 'plain' | TlsPolicy;
+
+/** The key of an endpoint's record, one per way of dialling it. */
+export function recordKey(e: Endpoint, port: number, as: DialAs): string {
+  if (typeof as === 'object')
+    return `${endpointKey(e.address, port, null)}|tls:${JSON.stringify(as)}`;
+  const plaintext =
+    e.identity !== null && (as === 'plain' || e.plaintextPorts?.includes(port) === true);
+  return endpointKey(e.address, port, plaintext ? null : e.identity);
+}
+
+export function newUpstreamEndpoint(e: Endpoint, port: number, as: DialAs): UpstreamEndpoint {
+  const originate = typeof as === 'object' ? as : undefined;
+  const plaintext =
+    originate !== undefined ||
+    (e.identity !== null && (as === 'plain' || e.plaintextPorts?.includes(port) === true));
   const identity = plaintext ? null : e.identity;
   return {
-    key: endpointKey(e.address, port, identity),
+    key: recordKey(e, port, as),
     address: e.address,
     port,
     identity,
+    ...(originate === undefined ? {} : { originate }),
     workload: e.workload,
     pod: e.pod,
     ready: e.ready,

@@ -15,11 +15,13 @@ import type {
   MtlsMode,
   Protocol,
   ServicePort,
+  TlsPolicy,
   TrafficPolicy,
 } from '../../../api/mesh';
 import {
-  endpointKey,
   newUpstreamEndpoint,
+  recordKey,
+  type DialAs,
   type EndpointSet,
   type UpstreamEndpoint,
 } from './endpoints';
@@ -84,6 +86,12 @@ function overlay(base: TrafficPolicy, top: TrafficPolicy): TrafficPolicy {
 
 export const DEFAULT_LOAD_BALANCER: LoadBalancer = 'LEAST_REQUEST';
 
+/** How a DestinationRule's `tls` has the proxy dial (none, or ISTIO_MUTUAL: the mesh's way). */
+function dialAs(tls: TlsPolicy | undefined): DialAs {
+  if (tls === undefined || tls.mode === 'ISTIO_MUTUAL') return 'mesh';
+  return tls.mode === 'DISABLE' ? 'plain' : tls;
+}
+
 export class MeshIndex {
   readonly version: number;
   private readonly byDestination = new Map<string, Target>();
@@ -125,24 +133,21 @@ export class MeshIndex {
     for (const p of state.proxy.inbound.ports ?? []) this.inboundProtocols.set(p.port, p.protocol);
   }
 
-  /** `disabled`: a DestinationRule's `tls.mode: DISABLE` applies (plain text to every endpoint). */
+  /** The record of endpoint `e` at `port` dialled as `as`, kept from `old` when it was there. */
   private record(
     e: MeshService['endpoints'][number],
     port: number,
     old: Map<string, UpstreamEndpoint> | null,
-    disabled = false,
+    as: DialAs = 'mesh',
   ): UpstreamEndpoint {
-    const plaintext =
-      e.identity !== null && (disabled || e.plaintextPorts?.includes(port) === true);
-    const identity = plaintext ? null : e.identity;
-    const key = endpointKey(e.address, port, identity);
+    const key = recordKey(e, port, as);
     let record = this.records.get(key);
     if (record !== undefined) return record;
     record = old?.get(key);
     if (record !== undefined) {
       record.ready = e.ready;
     } else {
-      record = newUpstreamEndpoint(e, port, plaintext);
+      record = newUpstreamEndpoint(e, port, as);
     }
     this.records.set(key, record);
     return record;
@@ -197,17 +202,16 @@ export class MeshIndex {
     const current = this.state.services.get(service.key);
     if (current === undefined) return undefined;
     const endpoints: UpstreamEndpoint[] = [];
-    const disabled = effectivePolicy(current, subset, servicePort).tls?.mode === 'DISABLE';
+    const as = dialAs(effectivePolicy(current, subset, servicePort).tls);
     for (const e of current.endpoints) {
       const port = e.ports[String(servicePort)];
       if (port === undefined) continue;
       if (subset !== undefined && e.subsets?.includes(subset) !== true) continue;
-      // The records of the mutual-TLS dial are made with the index; a plain-text one on demand.
-      const plaintext =
-        e.identity !== null && (disabled || e.plaintextPorts?.includes(port) === true);
-      const record = disabled
-        ? this.record(e, port, this.previousRecords, true)
-        : this.records.get(endpointKey(e.address, port, plaintext ? null : e.identity));
+      // The records of the mesh's dial are made with the index; another dial's on demand.
+      const record =
+        as === 'mesh'
+          ? this.records.get(recordKey(e, port, as))
+          : this.record(e, port, this.previousRecords, as);
       if (record !== undefined) endpoints.push(record);
     }
     const set = { endpoints, next: 0 };

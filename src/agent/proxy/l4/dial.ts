@@ -1,5 +1,5 @@
-// Connecting to an upstream endpoint: plain TCP, or mutual TLS to a sidecar with the ALPN of the
-// protocol that follows, the endpoint's certificate required to carry exactly the SPIFFE ID the
+// Connecting to an upstream endpoint: plain TCP, TLS the proxy originates (l4/originate.ts), or
+// mutual TLS to a sidecar with the ALPN of the protocol that follows, the endpoint's certificate required to carry exactly the SPIFFE ID the
 // mesh expects for it. Fails closed: a meshed endpoint is never dialled in plain text, and an
 // endpoint that presents another identity is refused before a byte of the request is sent.
 
@@ -7,6 +7,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { checkExpectedIdentity, type MooringAlpn } from '../core/identity';
 import type { UpstreamEndpoint } from '../core/endpoints';
+import { originateOptions } from './originate';
 import { MESH_TLS, type TlsContexts } from './tls';
 
 export type DialFailureKind =
@@ -101,7 +102,35 @@ export function dial(o: DialOptions, cb: DialCallback): () => void {
   let socket: net.Socket;
   /** TCP is up and TLS is being negotiated: a failure now is the handshake's. */
   let handshaking = false;
-  if (e.identity === null) {
+  /** A TLS socket being dialled: no Nagle; once TCP is up, tuned, and its failures TLS's. */
+  const tlsDialled = (t: tls.TLSSocket): tls.TLSSocket => {
+    t.setNoDelay(true);
+    t.once('connect', () => {
+      handshaking = true;
+      o.tune?.(t);
+    });
+    return t;
+  };
+  if (e.originate !== undefined) {
+    let options: tls.ConnectionOptions;
+    try {
+      options = originateOptions(e.originate, o.alpn);
+    } catch (err) {
+      process.nextTick(() => cb(new DialFailure('tls', (err as Error).message), null));
+      return () => {};
+    }
+    const t = tls.connect({
+      ...({ allowHalfOpen: true } as tls.ConnectionOptions),
+      ...options,
+      host: e.address,
+      port: e.port,
+    });
+    socket = tlsDialled(t);
+    t.once('secureConnect', () => {
+      t.removeListener('error', onError);
+      finish(null, t);
+    });
+  } else if (e.identity === null) {
     socket = net.connect({ host: e.address, port: e.port, allowHalfOpen: true, noDelay: true });
     socket.once('connect', () => {
       socket.removeListener('error', onError);
@@ -133,12 +162,7 @@ export function dial(o: DialOptions, cb: DialCallback): () => void {
         return new Error(check.reason);
       },
     });
-    socket = t;
-    t.setNoDelay(true);
-    t.once('connect', () => {
-      handshaking = true;
-      o.tune?.(t);
-    });
+    socket = tlsDialled(t);
     t.once('secureConnect', () => {
       t.removeListener('error', onError);
       if (t.alpnProtocol !== o.alpn) {

@@ -88,7 +88,8 @@ export class H2SessionPool {
         for (const c of callbacks) c(err, null);
         return;
       }
-      const scheme = endpoint.identity === null ? 'http' : 'https';
+      const scheme =
+        endpoint.identity === null && endpoint.originate === undefined ? 'http' : 'https';
       const host = endpoint.address.includes(':') ? `[${endpoint.address}]` : endpoint.address;
       const session = http2.connect(`${scheme}://${host}:${endpoint.port}`, {
         createConnection: () => socket,
