@@ -29,6 +29,7 @@ export const ANNOTATION = {
   nativeSidecar: 'proxy.mooring.dev/native-sidecar',
   holdApplication: 'proxy.mooring.dev/hold-application',
   rewriteProbes: 'proxy.mooring.dev/rewrite-probes',
+  userVolumeMount: 'proxy.mooring.dev/user-volume-mount',
   includeOutboundIPRanges: 'traffic.mooring.dev/include-outbound-ip-ranges',
   excludeOutboundIPRanges: 'traffic.mooring.dev/exclude-outbound-ip-ranges',
   includeInboundPorts: 'traffic.mooring.dev/include-inbound-ports',

@@ -4,7 +4,7 @@
 // key and the value. Unknown keys of Mooring's domains (typos) and misplaced keys are warnings.
 
 import type { InjectorConfig, ProxyLogLevel, ResourceConfig } from '../config/types';
-import { ANNOTATION, INJECT_LABEL, STATUS_ANNOTATION } from '../constants';
+import { ANNOTATION, INJECT_LABEL, MOUNT_PATH, STATUS_ANNOTATION } from '../constants';
 import { MooringError } from '../errors';
 import {
   parseCidrList,
@@ -13,6 +13,7 @@ import {
   parsePortListOrWildcard,
   type ParseResult,
 } from './lists';
+import type { VolumeMount } from './pod';
 import { quantityValue } from './quantity';
 import type { RedirectSpec } from './redirect';
 
@@ -24,6 +25,8 @@ export interface PodSettings {
   readonly nativeSidecar: boolean;
   readonly holdApplication: boolean;
   readonly rewriteProbes: boolean;
+  /** Volumes of the Pod mounted into mooring-proxy (files a DestinationRule's tls names). */
+  readonly userVolumeMounts: readonly VolumeMount[];
   /** The traffic annotations; `excludeInboundPorts` does not yet hold the sidecar's own ports. */
   readonly traffic: Pick<
     RedirectSpec,
@@ -96,6 +99,68 @@ function quantity(field: keyof ResourceConfig): AnnotationDefinition['apply'] {
 }
 
 const onOff = (b: boolean): string => (b ? '"true"' : '"false"');
+
+/** The proxy's own mount paths: a user's mount may not cover one, or lie under one. */
+const OWN_MOUNTS: readonly string[] = Object.values(MOUNT_PATH);
+
+const overlaps = (a: string, b: string): boolean =>
+  a === b || a.startsWith(`${b.replace(/\/$/, '')}/`) || b.startsWith(`${a.replace(/\/$/, '')}/`);
+
+/**
+ * `[{"name": "db-tls", "mountPath": "/etc/db"}]`: mounts of the Pod's volumes (checked against
+ * them by the injector) for mooring-proxy, read-only unless `"readOnly": false`; `subPath` too.
+ */
+function parseVolumeMounts(value: string): ParseResult<VolumeMount[]> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return { ok: false, reason: 'is not JSON (a JSON array of {"name", "mountPath"})' };
+  }
+  if (!Array.isArray(parsed)) return { ok: false, reason: 'must be a JSON array of mounts' };
+  const out: VolumeMount[] = [];
+  for (const [i, item] of (parsed as unknown[]).entries()) {
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+      return { ok: false, reason: `has an entry ${i} that is not an object` };
+    }
+    const m = item as Record<string, unknown>;
+    const extra = Object.keys(m).filter(
+      (k) => !['name', 'mountPath', 'readOnly', 'subPath'].includes(k),
+    );
+    if (extra.length > 0) {
+      return { ok: false, reason: `has an entry ${i} with unknown field ${extra.join(', ')}` };
+    }
+    if (typeof m.name !== 'string' || m.name === '') {
+      return { ok: false, reason: `has an entry ${i} without a name (the Pod's volume)` };
+    }
+    if (typeof m.mountPath !== 'string' || !m.mountPath.startsWith('/')) {
+      return { ok: false, reason: `has an entry ${i} whose mountPath is not an absolute path` };
+    }
+    const mountPath = m.mountPath;
+    if (OWN_MOUNTS.some((own) => overlaps(own, mountPath))) {
+      return {
+        ok: false,
+        reason: `mounts ${mountPath} over one of the proxy's own (${OWN_MOUNTS.join(', ')})`,
+      };
+    }
+    if (out.some((o) => o.mountPath === mountPath)) {
+      return { ok: false, reason: `mounts ${mountPath} twice` };
+    }
+    if (m.readOnly !== undefined && typeof m.readOnly !== 'boolean') {
+      return { ok: false, reason: `has an entry ${i} whose readOnly is not true or false` };
+    }
+    if (m.subPath !== undefined && typeof m.subPath !== 'string') {
+      return { ok: false, reason: `has an entry ${i} whose subPath is not a string` };
+    }
+    out.push({
+      name: m.name,
+      mountPath,
+      readOnly: m.readOnly !== false,
+      ...(m.subPath === undefined ? {} : { subPath: m.subPath }),
+    });
+  }
+  return { ok: true, value: out };
+}
 
 /** Every Pod annotation of PRODUCT.md, in the order of its table. */
 export const ANNOTATIONS: readonly AnnotationDefinition[] = [
@@ -176,6 +241,15 @@ export const ANNOTATIONS: readonly AnnotationDefinition[] = [
     apply: applying(parseBoolean, (d, v) => (d.rewriteProbes = v)),
   },
   {
+    key: ANNOTATION.userVolumeMount,
+    values: 'JSON array of volume mounts',
+    defaultValue: () => '(none)',
+    effect:
+      'volumes of the Pod mounted into mooring-proxy, read-only unless `"readOnly": false` ' +
+      "(e.g. the files of a DestinationRule's tls SIMPLE or MUTUAL)",
+    apply: applying(parseVolumeMounts, (d, v) => (d.userVolumeMounts = v)),
+  },
+  {
     key: ANNOTATION.includeOutboundIPRanges,
     values: 'CIDR list or *',
     defaultValue: () => '*',
@@ -228,6 +302,7 @@ export function defaultSettings(config: InjectorConfig): PodSettings {
     nativeSidecar: config.nativeSidecar,
     holdApplication: config.holdApplication,
     rewriteProbes: config.rewriteProbes,
+    userVolumeMounts: [],
     traffic: {
       includeInboundPorts: '*',
       excludeInboundPorts: [],

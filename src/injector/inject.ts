@@ -28,7 +28,12 @@ import {
   PROXY_CONTAINER_NAME,
   STATUS_ANNOTATION,
 } from '../constants';
-import { resolveSettings, type PodSettings } from './annotations';
+import {
+  describeInvalid,
+  invalidAnnotations,
+  resolveSettings,
+  type PodSettings,
+} from './annotations';
 import { decide, type SkipCode } from './decide';
 import { createPatch } from './patch';
 import {
@@ -162,6 +167,18 @@ export function inject(pod: Pod, ctx: InjectionContext): InjectOutcome {
     injector,
   );
   const spec = pod.spec;
+  const unknownVolumes = settings.userVolumeMounts.filter(
+    (m) => !(spec.volumes ?? []).some((v) => v.name === m.name),
+  );
+  if (unknownVolumes.length > 0) {
+    throw invalidAnnotations([
+      describeInvalid(
+        ANNOTATION.userVolumeMount,
+        podAnnotations(pod)[ANNOTATION.userVolumeMount],
+        `names no volume of the Pod: ${unknownVolumes.map((m) => m.name).join(', ')}`,
+      ),
+    ]);
+  }
   const reserved = Object.values(injector.ports);
   const warnings = [
     ...keyWarnings,

@@ -226,6 +226,7 @@ export function proxyContainer(
       { name: VOLUME.token, mountPath: MOUNT_PATH.token, readOnly: true },
       { name: VOLUME.rootCert, mountPath: MOUNT_PATH.rootCert, readOnly: true },
       { name: VOLUME.certs, mountPath: MOUNT_PATH.certs },
+      ...settings.userVolumeMounts,
     ],
   };
 }

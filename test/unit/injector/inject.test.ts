@@ -27,6 +27,7 @@ import {
   withPort,
   withProbe,
   withSpecField,
+  withVolume,
 } from '../../fixtures/pods';
 
 const ctx: InjectionContext = { config: validateConfig({}), namespace: 'shop', version: '1.2.3' };
@@ -260,6 +261,51 @@ describe('inject: the containers', () => {
     const init = [...(out.spec.initContainers ?? [])].find((c) => c.name === 'mooring-init');
     expect(init?.securityContext).toMatchObject({ readOnlyRootFilesystem: true });
     expect(init?.volumeMounts).toEqual([{ name: 'mooring-xtables-lock', mountPath: '/run' }]);
+  });
+});
+
+describe('inject: volumes of the Pod mounted into the proxy (proxy.mooring.dev/user-volume-mount)', () => {
+  const dbTls = withVolume({ name: 'db-tls', secret: { secretName: 'db-client' } });
+  const mounts = (value: string) => withAnnotation(ANNOTATION.userVolumeMount, value);
+
+  it('mounts them after its own, read-only unless asked otherwise', () => {
+    const p = pod(
+      'orders',
+      dbTls,
+      withVolume({ name: 'scratch', emptyDir: {} }),
+      mounts(
+        '[{"name": "db-tls", "mountPath": "/etc/db-tls"}, {"name": "scratch", "mountPath": "/tmp/x", "readOnly": false, "subPath": "a"}]',
+      ),
+    );
+    const proxy = find(injected(p).pod, 'mooring-proxy');
+    expect(proxy.volumeMounts?.slice(3)).toEqual([
+      { name: 'db-tls', mountPath: '/etc/db-tls', readOnly: true },
+      { name: 'scratch', mountPath: '/tmp/x', readOnly: false, subPath: 'a' },
+    ]);
+    // The app containers are untouched.
+    expect(find(injected(p).pod, 'app').volumeMounts ?? []).toEqual([]);
+  });
+
+  it.each([
+    ['[{"name": "nope", "mountPath": "/etc/x"}]', 'names no volume of the Pod: nope'],
+    ['{"name": "db-tls"}', 'must be a JSON array of mounts'],
+    ['[{"name": "db-tls", "mountPath": "etc"}]', 'whose mountPath is not an absolute path'],
+    [
+      '[{"name": "db-tls", "mountPath": "/var/run/secrets/mooring.dev/certs/x"}]',
+      "over one of the proxy's own",
+    ],
+    ['[{"name": "db-tls", "mountPath": "/etc/a", "mode": 1}]', 'unknown field mode'],
+    ['not json', 'is not JSON'],
+  ])('refuses %s, naming the key', (value, reason) => {
+    let error: unknown;
+    try {
+      inject(pod('orders', dbTls, mounts(value)), ctx);
+    } catch (err) {
+      error = err;
+    }
+    expect(isMooringError(error) && error.code).toBe('INJ_ERR_ANNOTATION');
+    expect((error as Error).message).toContain(`${ANNOTATION.userVolumeMount}: `);
+    expect((error as Error).message).toContain(reason);
   });
 });
 
