@@ -211,6 +211,26 @@ export interface RouteConflict {
   readonly ports: 'all' | readonly number[];
 }
 
+/**
+ * What an HTTPRoute attached to `attached` keeps of them once GRPCRoutes took theirs (`taken`,
+ * by port or `all`), and what it lost to which GRPCRoute (null: nothing).
+ */
+function portsLeft(
+  attached: 'all' | readonly number[],
+  taken: ReadonlyMap<number | 'all', string>,
+  servicePorts: readonly NamedPort[],
+): { ports: 'all' | readonly number[]; lost: { ports: 'all' | number[]; winner: string } | null } {
+  const everywhere = taken.get('all');
+  if (everywhere !== undefined) return { ports: [], lost: { ports: 'all', winner: everywhere } };
+  if (taken.size === 0) return { ports: attached, lost: null };
+  const all = attached === 'all' ? servicePorts.map((p) => p.port) : attached;
+  const kept = all.filter((p) => !taken.has(p));
+  const lost = all.filter((p) => taken.has(p));
+  if (lost.length === 0) return { ports: attached === 'all' ? kept : attached, lost: null };
+  const winner = taken.get(lost[0] as number) as string;
+  return { ports: kept, lost: { ports: kept.length === 0 ? 'all' : lost, winner } };
+}
+
 /** One table entry: a match on a port (undefined: any) and what a request meeting it gets. */
 interface Entry {
   readonly order: number;
@@ -300,42 +320,35 @@ function gatewayRoutesTable(
   let order = 0;
   const next = (): number => order++;
   const grpcEntries: (Entry & { readonly source: GrpcRouteMatch })[] = [];
-  let taken: 'all' | Set<number> = new Set();
+  // The ports GRPCRoutes take, each with the (oldest) one that takes it; `all` every port.
+  const taken = new Map<number | 'all', string>();
   const used: GatewayRouteObject[] = [];
   for (const route of grpcRoutes) {
     const ports = attachedPorts(route, serviceKey, portNamed);
     if (ports !== 'all' && ports.length === 0) continue;
     used.push(route);
-    if (ports === 'all') taken = 'all';
-    else if (taken !== 'all') for (const p of ports) taken.add(p);
+    for (const p of ports === 'all' ? (['all'] as const) : ports) {
+      if (!taken.has(p)) taken.set(p, nameKey(route.meta));
+    }
     routeEntries(route.rules, ports, grpcRequestMatch, grpcRouteRule, next, grpcEntries);
   }
   const httpEntries: (Entry & { readonly source: RequestMatch })[] = [];
   const shadowed: NonNullable<HttpRouteTable['shadowed']>[number][] = [];
   const conflicts: RouteConflict[] = [];
-  const winner = grpcRoutes.find((g) => used.includes(g));
   for (const route of httpRoutes) {
-    let ports = attachedPorts(route, serviceKey, portNamed);
-    if (ports !== 'all' && ports.length === 0) continue;
-    let lost: 'all' | number[] = [];
-    if (taken === 'all') lost = 'all';
-    else if (taken.size > 0) {
-      const all = ports === 'all' ? servicePorts.map((p) => p.port) : ports;
-      const kept = all.filter((p) => !taken.has(p));
-      lost = all.filter((p) => taken.has(p));
-      if (lost.length > 0 || ports === 'all') ports = kept;
-      if (kept.length === 0) lost = 'all';
-    }
-    if (lost === 'all' || lost.length > 0) {
-      const where = lost === 'all' ? 'the same Service ports' : `port ${lost.join(', ')}`;
-      const by = nameKey((winner as GrpcRouteObject).meta);
+    const attached = attachedPorts(route, serviceKey, portNamed);
+    if (attached !== 'all' && attached.length === 0) continue;
+    const { ports, lost } = portsLeft(attached, taken, servicePorts);
+    if (lost !== null) {
+      const where =
+        lost.ports === 'all' ? 'the same Service ports' : `port ${lost.ports.join(', ')}`;
       shadowed.push({
         kind: 'HTTPRoute',
         ...ref(route),
-        reason: `GRPCRoute ${by} attaches to ${where}: a GRPCRoute wins over an HTTPRoute there`,
+        reason: `GRPCRoute ${lost.winner} attaches to ${where}: a GRPCRoute wins over an HTTPRoute there`,
       });
-      conflicts.push({ route: nameKey(route.meta), winner: by, ports: lost });
-      if (lost === 'all') continue;
+      conflicts.push({ route: nameKey(route.meta), winner: lost.winner, ports: lost.ports });
+      if (lost.ports === 'all') continue;
     }
     used.push(route);
     routeEntries(route.rules, ports, (m: RequestMatch) => m, httpRouteRule, next, httpEntries);

@@ -231,6 +231,21 @@ describe('GRPCRoute and HTTPRoute on one Service (GEP-1294)', () => {
     });
   });
 
+  it('names the GRPCRoute that takes the port, of several', () => {
+    const table = built(
+      echoMesh(
+        createdAt('2026-01-01T00:00:00Z')(
+          grpcRoute('on-http-port', [{ backendRefs: toV2 }], [echoParent(8080)]),
+        ),
+        createdAt('2026-02-01T00:00:00Z')(grpcRoute('on-grpc-port', [{ backendRefs: toV2 }])),
+        httpRoute('h', [echoParent(50051)]),
+      ),
+    ).routes as HttpRouteTable;
+    expect(table.shadowed?.map((s) => s.reason)).toEqual([
+      'GRPCRoute default/on-grpc-port attaches to the same Service ports: a GRPCRoute wins over an HTTPRoute there',
+    ]);
+  });
+
   it('a GRPCRoute on every port leaves no port to the HTTPRoutes', () => {
     const table = built(
       echoMesh(
