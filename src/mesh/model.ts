@@ -159,6 +159,8 @@ export class MeshModel {
   private readonly destinationRules = new Map<string, DestinationRuleObject>();
   private readonly httpRoutes = new Map<string, HttpRouteObject>();
   private readonly grpcRoutes = new Map<string, GrpcRouteObject>();
+  /** The VirtualServices delegated to, by key: the keys of those that delegate to each. */
+  private readonly delegatedBy = new Map<string, Set<string>>();
   /** Traffic objects by the Service keys they name: `Kind` -> Service key -> object keys. */
   private readonly trafficByService = new Map<string, Set<string>>();
   /** The text of each stored object, to tell a rewrite from a change. */
@@ -250,7 +252,7 @@ export class MeshModel {
       case 'PeerAuthentication':
         return this.putPeerAuthentication(key, obj as PeerAuthenticationObject | null);
       case 'VirtualService':
-        return this.putTraffic(kind, key, this.virtualServices, obj as VirtualServiceObject | null);
+        return this.putVirtualService(key, obj as VirtualServiceObject | null);
       case 'DestinationRule':
         return this.putTraffic(
           kind,
@@ -263,6 +265,23 @@ export class MeshModel {
       case 'GRPCRoute':
         return this.putTraffic(kind, key, this.grpcRoutes, obj as GrpcRouteObject | null);
     }
+  }
+
+  /**
+   * A VirtualService, with its delegations: a change to one delegated to changes the Services of
+   * those that delegate to it.
+   */
+  private putVirtualService(key: string, obj: VirtualServiceObject | null): void {
+    const delegatesOf = (vs: VirtualServiceObject | undefined | null): string[] =>
+      (vs?.http ?? []).flatMap((r) => (r.delegate === undefined ? [] : [nameKey(r.delegate)]));
+    for (const target of delegatesOf(this.virtualServices.get(key))) {
+      drop(this.delegatedBy, target, key);
+    }
+    for (const root of this.delegatedBy.get(key) ?? []) {
+      for (const host of this.virtualServices.get(root)?.hosts ?? []) this.dirtyServices.add(host);
+    }
+    this.putTraffic('VirtualService', key, this.virtualServices, obj);
+    for (const target of delegatesOf(obj)) add(this.delegatedBy, target, key);
   }
 
   /** The Service keys a traffic object names. */
@@ -337,6 +356,7 @@ export class MeshModel {
       destinationRules: this.trafficObjects('DestinationRule', serviceKey, this.destinationRules),
       httpRoutes: this.trafficObjects('HTTPRoute', serviceKey, this.httpRoutes),
       grpcRoutes: this.trafficObjects('GRPCRoute', serviceKey, this.grpcRoutes),
+      delegate: (namespace, name) => this.virtualServices.get(`${namespace}/${name}`),
     };
   }
 

@@ -176,6 +176,8 @@ export interface VirtualServiceRoute {
   /** Any one matches; empty: every request. */
   readonly matches: readonly RequestMatch[];
   readonly route: readonly RouteTarget[];
+  /** The VirtualService whose rules apply under these matches (then no `route`). */
+  readonly delegate?: { readonly namespace: string; readonly name: string };
   readonly timeoutMs?: number;
   /** Absent: Istio's default policy; `attempts: 0`: none. */
   readonly retries?: RetryPolicy;

@@ -604,6 +604,24 @@ function readVsMirrors(f: Fields, r: Json, field: string, namespace: string): Ro
   return out;
 }
 
+/** `delegate`: the VirtualService (`name`, `namespace`, its own by default) whose rules apply. */
+function readDelegate(
+  f: Fields,
+  raw: unknown,
+  field: string,
+  namespace: string,
+): { namespace: string; name: string } | undefined {
+  const d = f.object(raw, field);
+  if (d === undefined) return undefined;
+  const name = f.string(d.name, `${field}.name`);
+  if (name === undefined || name === '') {
+    f.problem(`${field}.name`, 'is required');
+    return undefined;
+  }
+  const ns = f.string(d.namespace, `${field}.namespace`);
+  return { namespace: ns === undefined || ns === '' ? namespace : ns, name };
+}
+
 function readVsRoute(
   f: Fields,
   raw: unknown,
@@ -612,8 +630,8 @@ function readVsRoute(
 ): VirtualServiceRoute | null {
   const r = f.object(raw, field);
   if (r === undefined) return null;
-  unsupported(f, r, ['delegate'], field, true);
   const name = f.string(r.name, `${field}.name`);
+  const delegate = readDelegate(f, r.delegate, `${field}.delegate`, namespace);
   const rawMatches = f.array(r.match, `${field}.match`);
   const matches: RequestMatch[] = [];
   for (const [i, m] of rawMatches.entries()) {
@@ -634,7 +652,14 @@ function readVsRoute(
       `a rule with a ${reply.kind === 'redirect' ? 'redirect' : 'directResponse'} has no route`,
     );
   }
-  if (rawRoute.length === 0 && r.redirect === undefined && r.directResponse === undefined) {
+  if (delegate !== undefined) {
+    if (rawRoute.length > 0 || reply !== undefined) {
+      f.problem(
+        `${field}.delegate`,
+        'a rule that delegates has no route, redirect or directResponse',
+      );
+    }
+  } else if (rawRoute.length === 0 && r.redirect === undefined && r.directResponse === undefined) {
     f.problem(`${field}.route`, 'needs at least one destination');
   }
   const route: RouteTarget[] = [];
@@ -690,6 +715,7 @@ function readVsRoute(
     ...(name === undefined ? {} : { name }),
     matches,
     route,
+    ...(delegate === undefined ? {} : { delegate }),
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
     ...(retries === undefined ? {} : { retries }),
     ...(fault === undefined ? {} : { fault }),
@@ -843,7 +869,8 @@ export function readVirtualService(raw: Json, f: Fields, meta: Meta): VirtualSer
   const spec = f.object(raw.spec, 'spec') ?? {};
   const hosts: string[] = [];
   const rawHosts = f.array(spec.hosts, 'spec.hosts');
-  if (rawHosts.length === 0) f.problem('spec.hosts', 'needs at least one host');
+  // A VirtualService without hosts is a delegate: it applies only where another delegates to it.
+  const delegateOnly = rawHosts.length === 0;
   for (const [i, h] of rawHosts.entries()) {
     const host = f.string(h, `spec.hosts[${i}]`);
     if (host === undefined) continue;
@@ -869,7 +896,17 @@ export function readVirtualService(raw: Json, f: Fields, meta: Meta): VirtualSer
   const http: VirtualServiceRoute[] = [];
   for (const [i, r] of f.array(spec.http, 'spec.http').entries()) {
     const route = readVsRoute(f, r, `spec.http[${i}]`, meta.namespace);
-    if (route !== null) http.push(route);
+    if (route === null) continue;
+    if (route.delegate !== undefined && delegateOnly) {
+      f.problem(
+        `spec.http[${i}].delegate`,
+        'a delegate VirtualService (no hosts) cannot delegate again',
+      );
+    }
+    http.push(route);
+  }
+  if (delegateOnly && http.length === 0) {
+    f.problem('spec.hosts', 'needs at least one host (or http rules, for a delegate)');
   }
   const [tcp, tls] = (['tcp', 'tls'] as const).map((kind) => {
     const rules: TcpRouteRule[] = [];

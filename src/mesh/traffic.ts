@@ -40,6 +40,7 @@ import {
   type Meta,
   type RouteParent,
   type VirtualServiceObject,
+  type VirtualServiceRoute,
 } from './objects';
 import { DEFAULT_RETRY_ON } from './traffic-validate';
 
@@ -75,10 +76,42 @@ const ref = (o: { readonly meta: Meta }): { namespace: string; name: string } =>
 function virtualServiceTable(
   vs: VirtualServiceObject,
   shadowed: NonNullable<HttpRouteTable['shadowed']>,
+  delegateOf: DelegateLookup,
 ): HttpRouteTable {
-  const rules: HttpRouteRule[] = vs.http.map((r) => ({
+  const rules: HttpRouteRule[] = [];
+  for (const r of vs.http) {
+    if (r.delegate === undefined) {
+      rules.push(vsRule(r, r.matches));
+      continue;
+    }
+    // The delegate's rules, each under the root rule's matches (Istio's one level of delegation).
+    const target = delegateOf(r.delegate.namespace, r.delegate.name);
+    if (target === undefined || !exportedTo(target, vs.meta.namespace)) continue;
+    for (const d of target.http) {
+      if (d.delegate !== undefined) continue;
+      const matches = mergeMatchLists(r.matches, d.matches);
+      if (matches !== null) rules.push(vsRule(d, matches));
+    }
+  }
+  return {
+    source: { kind: 'VirtualService', ...ref(vs) },
+    rules,
+    ...(shadowed.length > 0 ? { shadowed } : {}),
+  };
+}
+
+/** Finds a VirtualService by namespace and name (a delegate). */
+export type DelegateLookup = (namespace: string, name: string) => VirtualServiceObject | undefined;
+
+const exportedTo = (o: Exported, namespace: string): boolean =>
+  o.exportTo === null ||
+  o.exportTo.includes(namespace) ||
+  (o.exportTo.includes('.') && o.meta.namespace === namespace);
+
+function vsRule(r: VirtualServiceRoute, matches: readonly RequestMatch[]): HttpRouteRule {
+  return {
     ...(r.name === undefined ? {} : { name: r.name }),
-    matches: r.matches,
+    matches,
     destinations: r.route.map((t) => ({
       service: t.service,
       ...(t.port === undefined ? {} : { port: t.port }),
@@ -94,12 +127,80 @@ function virtualServiceTable(
     ...(r.reply === undefined ? {} : { reply: r.reply }),
     ...(r.cors === undefined ? {} : { cors: r.cors }),
     ...(r.mirrors === undefined ? {} : { mirrors: r.mirrors }),
-  }));
-  return {
-    source: { kind: 'VirtualService', ...ref(vs) },
-    rules,
-    ...(shadowed.length > 0 ? { shadowed } : {}),
   };
+}
+
+/**
+ * A root rule's matches with a delegate rule's (each with each; no matches is every request):
+ * null when none of the pairs can hold together.
+ */
+export function mergeMatchLists(
+  root: readonly RequestMatch[],
+  delegate: readonly RequestMatch[],
+): RequestMatch[] | null {
+  if (root.length === 0) return [...delegate];
+  if (delegate.length === 0) return [...root];
+  const out: RequestMatch[] = [];
+  for (const r of root) {
+    for (const d of delegate) {
+      const m = mergeMatch(r, d);
+      if (m !== null) out.push(m);
+    }
+  }
+  return out.length === 0 ? null : out;
+}
+
+const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * Both matches at once, as Istio merges a delegate's match into its root's: the delegate's `uri`
+ * must lie within the root's (a prefix under its prefix, an exact path under its prefix, or the
+ * same); other conditions both set must be the same; headers and query parameters add up (one
+ * name twice must agree). null: they conflict.
+ */
+export function mergeMatch(root: RequestMatch, d: RequestMatch): RequestMatch | null {
+  let uri = root.uri ?? d.uri;
+  if (root.uri !== undefined && d.uri !== undefined) {
+    const inside =
+      same(root.uri, d.uri) ||
+      ('prefix' in root.uri &&
+        (('prefix' in d.uri && d.uri.prefix.startsWith(root.uri.prefix)) ||
+          ('exact' in d.uri && d.uri.exact.startsWith(root.uri.prefix))));
+    if (!inside) return null;
+    uri = d.uri;
+  }
+  const out: {
+    -readonly [K in keyof RequestMatch]: RequestMatch[K];
+  } = { ...root, ...d };
+  if (uri !== undefined) out.uri = uri;
+  for (const key of ['port', 'method', 'authority', 'scheme', 'sourceNamespace'] as const) {
+    if (root[key] !== undefined && d[key] !== undefined && !same(root[key], d[key])) return null;
+  }
+  const byName = <T extends { readonly name: string }>(
+    a: readonly T[] | undefined,
+    b: readonly T[] | undefined,
+  ): readonly T[] | null | undefined => {
+    if (a === undefined || b === undefined) return a ?? b;
+    const merged = [...a];
+    for (const x of b) {
+      const twin = merged.find((y) => y.name === x.name);
+      if (twin === undefined) merged.push(x);
+      else if (!same(twin, x)) return null;
+    }
+    return merged;
+  };
+  const headers = byName(root.headers, d.headers);
+  const queryParams = byName(root.queryParams, d.queryParams);
+  if (headers === null || queryParams === null) return null;
+  if (headers !== undefined) out.headers = headers;
+  if (queryParams !== undefined) out.queryParams = queryParams;
+  if (root.sourceLabels !== undefined && d.sourceLabels !== undefined) {
+    for (const [k, v] of Object.entries(d.sourceLabels)) {
+      if (root.sourceLabels[k] !== undefined && root.sourceLabels[k] !== v) return null;
+    }
+    out.sourceLabels = { ...root.sourceLabels, ...d.sourceLabels };
+  }
+  return out;
 }
 
 /** Gateway API's match precedence: negative when `a` comes first. */
@@ -421,6 +522,8 @@ export interface ServiceTrafficObjects {
   readonly destinationRules: readonly DestinationRuleObject[];
   readonly httpRoutes: readonly HttpRouteObject[];
   readonly grpcRoutes: readonly GrpcRouteObject[];
+  /** The VirtualServices a rule delegates to, by namespace and name. */
+  readonly delegate?: DelegateLookup;
 }
 
 /**
@@ -464,7 +567,8 @@ export function serviceTraffic(
       ...gateway.shadowed,
     ];
     // A VirtualService of `tcp` routes only leaves HTTP to the default (or to the routes).
-    if (winner.http.length > 0) routes = virtualServiceTable(winner, shadowed);
+    if (winner.http.length > 0)
+      routes = virtualServiceTable(winner, shadowed, objects.delegate ?? (() => undefined));
     else routes = gateway.table;
     if (winner.tcp.length > 0) {
       tcpRoutes = { source: { kind: 'VirtualService', ...ref(winner) }, rules: winner.tcp };

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { HttpRouteTable, MeshService } from '../../../src/api/mesh';
+import type { HttpRouteTable, MeshService, RequestMatch } from '../../../src/api/mesh';
 import {
   routeStatusParents,
   MESH_CONTROLLER_NAME,
@@ -10,7 +10,7 @@ import {
 import { parseManifests } from '../../../src/injector/manifests';
 import { answerMeshValidation } from '../../../src/admission/validate-mesh';
 import { formatProxyConfig } from '../../../src/cli/proxy-config';
-import { compareGatewayMatches } from '../../../src/mesh/traffic';
+import { compareGatewayMatches, mergeMatch } from '../../../src/mesh/traffic';
 import { parseDuration } from '../../../src/mesh/traffic-validate';
 import {
   createdAt,
@@ -1166,6 +1166,143 @@ describe('HTTPRoute for a Service (GAMMA): defaults and Gateway API precedence',
   });
 });
 
+describe('VirtualService delegate', () => {
+  const root = (http: unknown[], extra: Raw = {}): Raw => vs(http, extra, 'bookinfo');
+  const delegate = (name: string, http: unknown[], extra: Raw = {}): Raw => ({
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name, namespace: 'default' },
+    spec: { http, ...extra },
+  });
+
+  it("applies the delegate's rules under the root rule's matches, in their order", () => {
+    const raws = reviewsMesh(
+      root([
+        { match: [{ uri: { prefix: '/reviews' } }], delegate: { name: 'reviews-rules' } },
+        { route: [to('reviews', { destination: { host: 'reviews', subset: 'v1' } })] },
+      ]),
+      delegate('reviews-rules', [
+        {
+          match: [{ uri: { prefix: '/reviews/v2' } }, { headers: { 'x-canary': { exact: '1' } } }],
+          route: [to('reviews', { destination: { host: 'reviews', subset: 'v2' } })],
+          timeout: '2s',
+        },
+        // Outside the root's /reviews: it never applies.
+        {
+          match: [{ uri: { prefix: '/ratings' } }],
+          route: [to('reviews', { destination: { host: 'reviews', subset: 'v3' } })],
+        },
+        { route: [to('reviews', { destination: { host: 'reviews', subset: 'v3' } })] },
+      ]),
+    );
+    const rules = built(raws).routes?.rules ?? [];
+    expect(rules.map((r) => [r.matches, r.destinations[0]?.subset, r.timeoutMs])).toEqual([
+      [
+        [
+          { uri: { prefix: '/reviews/v2' } },
+          { uri: { prefix: '/reviews' }, headers: [{ name: 'x-canary', value: { exact: '1' } }] },
+        ],
+        'v2',
+        2000,
+      ],
+      [[{ uri: { prefix: '/reviews' } }], 'v3', undefined],
+      [[], 'v1', undefined],
+    ]);
+  });
+
+  it('follows a change of the delegate, and drops the rule when the delegate is gone or not exported to the root', () => {
+    const raws = reviewsMesh(
+      root([{ match: [{ uri: { prefix: '/r' } }], delegate: { name: 'd' } }]),
+      delegate('d', [
+        { route: [to('reviews', { destination: { host: 'reviews', subset: 'v1' } })] },
+      ]),
+    );
+    const model = modelOf(raws);
+    expect(
+      model.service('default/reviews')?.service.routes?.rules[0]?.destinations[0]?.subset,
+    ).toBe('v1');
+    const changed = validateMeshObject(
+      delegate('d', [
+        { route: [to('reviews', { destination: { host: 'reviews', subset: 'v2' } })] },
+      ]),
+    );
+    if (changed.status !== 'valid') throw new Error('invalid');
+    model.upsert(changed.object);
+    expect(model.commit()?.services).toEqual(['default/reviews']);
+    expect(
+      model.service('default/reviews')?.service.routes?.rules[0]?.destinations[0]?.subset,
+    ).toBe('v2');
+    const hidden = validateMeshObject(
+      delegate(
+        'd',
+        [{ route: [to('reviews', { destination: { host: 'reviews', subset: 'v2' } })] }],
+        { exportTo: ['shop'] },
+      ),
+    );
+    if (hidden.status !== 'valid') throw new Error('invalid');
+    model.upsert(hidden.object);
+    model.commit();
+    expect(model.service('default/reviews')?.service.routes?.rules).toEqual([]);
+    model.remove({ kind: 'VirtualService', namespace: 'default', name: 'd' });
+    model.commit();
+    expect(model.service('default/reviews')?.service.routes?.rules).toEqual([]);
+  });
+
+  it('refuses a rule that delegates and routes, and a delegate that delegates again', () => {
+    expect(
+      problemsOf(root([{ delegate: { name: 'd' }, route: [to('reviews')] }])).map((p) => p.field),
+    ).toEqual(['spec.http[0].delegate']);
+    expect(problemsOf(delegate('d', [{ delegate: { name: 'e' } }])).map((p) => p.message)).toEqual([
+      'a delegate VirtualService (no hosts) cannot delegate again',
+    ]);
+  });
+});
+
+describe('merging a delegate match into its root match', () => {
+  it.each<[string, RequestMatch, RequestMatch, RequestMatch | null]>([
+    [
+      'a prefix under the prefix',
+      { uri: { prefix: '/a' } },
+      { uri: { prefix: '/a/b' } },
+      { uri: { prefix: '/a/b' } },
+    ],
+    [
+      'an exact path under the prefix',
+      { uri: { prefix: '/a' } },
+      { uri: { exact: '/a/x' } },
+      { uri: { exact: '/a/x' } },
+    ],
+    ['a prefix outside', { uri: { prefix: '/a' } }, { uri: { prefix: '/b' } }, null],
+    ['another exact path', { uri: { exact: '/a' } }, { uri: { exact: '/b' } }, null],
+    ['two methods', { method: { exact: 'GET' } }, { method: { exact: 'POST' } }, null],
+    [
+      'headers that add up',
+      { headers: [{ name: 'a', value: { exact: '1' } }] },
+      { headers: [{ name: 'b', value: { exact: '2' } }] },
+      {
+        headers: [
+          { name: 'a', value: { exact: '1' } },
+          { name: 'b', value: { exact: '2' } },
+        ],
+      },
+    ],
+    [
+      'one header two ways',
+      { headers: [{ name: 'a', value: { exact: '1' } }] },
+      { headers: [{ name: 'a', value: { exact: '2' } }] },
+      null,
+    ],
+    [
+      'the port of the root kept',
+      { port: 9080 },
+      { uri: { prefix: '/x' } },
+      { port: 9080, uri: { prefix: '/x' } },
+    ],
+  ])('%s', (_, r, d, expected) => {
+    expect(mergeMatch(r, d)).toEqual(expected);
+  });
+});
+
 describe('VirtualService tcp and tls matches on subnets', () => {
   const tcpVs = (match: unknown[]): Raw =>
     vs([], { tcp: [{ match, route: [{ destination: { host: 'reviews' } }] }] });
@@ -1517,8 +1654,8 @@ describe('bad objects: the field and what is wrong', () => {
       /from 0 to 100/,
     ],
     [
-      'no hosts',
-      vs([{ route: [to('reviews')] }], { hosts: [] }),
+      'no hosts and no http rules (not even a delegate)',
+      vs([], { hosts: [] }),
       'spec.hosts',
       /at least one host/,
     ],
