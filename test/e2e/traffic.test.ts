@@ -503,6 +503,52 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     expect(service('ledger')?.routes?.rules[0]?.timeoutMs).toBe(2000);
   }, 90_000);
 
+  it('applies the rules of a delegate VirtualService under its root, and follows a change to the delegate', async () => {
+    await createObject(cp, serviceOf('payments', { app: 'payments' }));
+    const host = `payments.${NS}.svc.cluster.local`;
+    const delegate = (timeout: string) => ({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'payments-api' },
+      spec: {
+        http: [
+          { match: [{ uri: { prefix: '/api/v2' } }], route: [{ destination: { host } }], timeout },
+        ],
+      },
+    });
+    await applyObject(delegate('3s'));
+    await applyObject({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'payments' },
+      spec: {
+        hosts: [host],
+        http: [
+          {
+            match: [{ uri: { prefix: '/api' } }],
+            delegate: { name: 'payments-api', namespace: NS },
+          },
+          { route: [{ destination: { host } }] },
+        ],
+      },
+    });
+    await stateWhere(
+      client,
+      (s) => s.services.get(`${NS}/payments`)?.routes?.rules[0]?.timeoutMs === 3000,
+      60_000,
+    );
+    expect(service('payments')?.routes?.rules.map((r) => r.matches)).toEqual([
+      [{ uri: { prefix: '/api/v2' } }],
+      [],
+    ]);
+    await applyObject(delegate('5s'));
+    await stateWhere(
+      client,
+      (s) => s.services.get(`${NS}/payments`)?.routes?.rules[0]?.timeoutMs === 5000,
+      30_000,
+    );
+  }, 90_000);
+
   it('reports an invalid VirtualService the CRD lets through, skips it, and keeps the rest working', async () => {
     await applyObject({
       apiVersion: 'networking.istio.io/v1',
