@@ -257,6 +257,19 @@ describe('routing', () => {
     const plain = await load(`http://${REVIEWS_IP}/`, 50, { 'custom-header-dark-launch': 'v2' });
     expect(plain.byVersion).toEqual({ v1: 50 });
   });
+
+  it("routes /api by the team's delegate VirtualService (delegate.yaml as written), the rest by the root's", async () => {
+    rig.removeMesh('example-dark-launch.yaml');
+    applyExample('delegate.yaml');
+    // "reviews" is the root's name, and the dark launch's is gone.
+    await routesApplied('reviews', 'reviews');
+    expect((await load(`http://${REVIEWS_IP}/api/v2/items`, 20)).byVersion).toEqual({ v2: 20 });
+    expect((await load(`http://${REVIEWS_IP}/api/v1/items`, 20)).byVersion).toEqual({ v1: 20 });
+    expect((await load(`http://${REVIEWS_IP}/other`, 20)).byVersion).toEqual({ v1: 20 });
+    rig.removeMesh('example-delegate.yaml');
+    applyExample('dark-launch.yaml');
+    await routesApplied('reviews', 'reviews-dark-launch');
+  });
 });
 
 describe('mirroring', () => {

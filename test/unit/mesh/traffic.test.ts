@@ -122,6 +122,28 @@ describe('the seed examples, as written in examples/traffic', () => {
     ]);
   });
 
+  it("delegate.yaml: /api/v2 to v2 and the rest of /api to v1 with 3 s, by the team's rules; the rest to v1", () => {
+    const raws = reviewsMesh(
+      ...ofKind(example('canary-95-5.yaml'), 'DestinationRule'),
+      ...example('delegate.yaml'),
+    );
+    expect(
+      built(raws).routes?.rules.map((r) => [r.matches, r.destinations, r.timeoutMs ?? null]),
+    ).toEqual([
+      [
+        [{ uri: { prefix: '/api/v2' } }],
+        [{ service: 'default/reviews', subset: 'v2', weight: 100 }],
+        null,
+      ],
+      [
+        [{ uri: { prefix: '/api' } }],
+        [{ service: 'default/reviews', subset: 'v1', weight: 100 }],
+        3000,
+      ],
+      [[], [{ service: 'default/reviews', subset: 'v1', weight: 100 }], null],
+    ]);
+  });
+
   it('dark-launch.yaml: the header custom-header-dark-launch: v3 goes to v3, the rest to v1', () => {
     const raws = [
       ...example('dark-launch.yaml'),
