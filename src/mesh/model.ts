@@ -335,6 +335,8 @@ export class MeshModel {
 
   /** What an HTTPRoute's status depends on: which Services exist, which VirtualService wins. */
   routeFacts(): RouteFacts {
+    // One status pass asks for the same Services again (each route, each parent): built once.
+    const conflicts = new Map<string, ServiceTraffic['conflicts']>();
     return {
       serviceExists: (key) => this.services.has(key),
       portNamed: (key, name) => this.portNamed(key, name),
@@ -344,8 +346,11 @@ export class MeshModel {
         // One with `tcp` routes only leaves HTTP to the routes (serviceTraffic).
         return oldest === undefined || oldest.http.length === 0 ? null : nameKey(oldest.meta);
       },
-      grpcConflict: (key, route) =>
-        this.trafficOf(key).conflicts.find((c) => c.route === route) ?? null,
+      grpcConflict: (key, route) => {
+        let list = conflicts.get(key);
+        if (list === undefined) conflicts.set(key, (list = this.trafficOf(key).conflicts));
+        return list.find((c) => c.route === route) ?? null;
+      },
     };
   }
 

@@ -224,11 +224,19 @@ export interface HttpRouteBackend {
   readonly weight: number;
 }
 
-export interface HttpRouteRuleSpec {
+/** What the rules of every Gateway API route have (a rule without matches has one, of any request). */
+export interface GatewayRuleSpec<M> {
   readonly name?: string;
-  /** Defaults filled: a rule without matches has one match, `PathPrefix /`. */
-  readonly matches: readonly RequestMatch[];
+  readonly matches: readonly M[];
   readonly backends: readonly HttpRouteBackend[];
+  readonly requestHeaders?: HeaderOperations;
+  readonly responseHeaders?: HeaderOperations;
+  /** `RequestMirror` filters. */
+  readonly mirrors?: readonly RouteMirror[];
+}
+
+/** Defaults filled: a rule without matches has one match, `PathPrefix /`. */
+export interface HttpRouteRuleSpec extends GatewayRuleSpec<RequestMatch> {
   /** `timeouts.request`. */
   readonly timeoutMs?: number;
   /** `timeouts.backendRequest`: each try's timeout. */
@@ -238,14 +246,10 @@ export interface HttpRouteRuleSpec {
     readonly codes: readonly number[];
     readonly backoffMs?: number;
   };
-  readonly requestHeaders?: HeaderOperations;
-  readonly responseHeaders?: HeaderOperations;
   readonly rewrite?: RouteRewrite;
   readonly reply?: RouteReply;
   /** The `CORS` filter (experimental channel). */
   readonly cors?: CorsPolicy;
-  /** `RequestMirror` filters. */
-  readonly mirrors?: readonly RouteMirror[];
 }
 
 /** A Service parent of a Gateway API route (GAMMA). */
@@ -281,15 +285,7 @@ export interface GrpcRouteMatch {
   readonly headers?: readonly HeaderMatch[];
 }
 
-export interface GrpcRouteRuleSpec {
-  readonly name?: string;
-  /** A rule without matches has one that takes every request. */
-  readonly matches: readonly GrpcRouteMatch[];
-  readonly backends: readonly HttpRouteBackend[];
-  readonly requestHeaders?: HeaderOperations;
-  readonly responseHeaders?: HeaderOperations;
-  readonly mirrors?: readonly RouteMirror[];
-}
+export type GrpcRouteRuleSpec = GatewayRuleSpec<GrpcRouteMatch>;
 
 export type GrpcRouteObject = GatewayRoute<'GRPCRoute', GrpcRouteRuleSpec>;
 

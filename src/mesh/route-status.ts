@@ -73,55 +73,71 @@ function ourParents(
           ? `Service ${parent.service} has no port named ${JSON.stringify(parent.sectionName)}`
           : `Service ${parent.service} has no port ${parent.port} named ${JSON.stringify(parent.sectionName)}`
         : null;
+    const condition = (
+      type: RouteCondition['type'],
+      status: RouteCondition['status'],
+      reason: string,
+      message: string,
+    ): RouteCondition => ({
+      type,
+      status,
+      reason,
+      message,
+      observedGeneration: route.generation,
+      lastTransitionTime: '',
+    });
+    let accepted: RouteCondition;
+    if (!exists || noPort !== null) {
+      accepted = condition(
+        'Accepted',
+        'False',
+        'NoMatchingParent',
+        noPort ?? `Service ${parent.service} does not exist`,
+      );
+    } else if (conflict?.ports === 'all') {
+      accepted = condition(
+        'Accepted',
+        'False',
+        'Conflicted',
+        `GRPCRoute ${conflict.winner} attaches to this Service's ports too and wins over an HTTPRoute: this route is not used while it does`,
+      );
+    } else if (vs !== null) {
+      accepted = condition(
+        'Accepted',
+        'True',
+        'Accepted',
+        `VirtualService ${vs} names this Service too and wins: this route is not used while it exists`,
+      );
+    } else if (conflict !== null) {
+      accepted = condition(
+        'Accepted',
+        'True',
+        'Accepted',
+        `Mooring routes the requests to this Service by this route, except on port ${conflict.ports.join(', ')}, where GRPCRoute ${conflict.winner} wins`,
+      );
+    } else {
+      accepted = condition(
+        'Accepted',
+        'True',
+        'Accepted',
+        'Mooring routes the requests to this Service by this route',
+      );
+    }
     const conditions: RouteCondition[] = [
-      exists && noPort === null && conflict?.ports === 'all'
-        ? {
-            type: 'Accepted',
-            status: 'False',
-            reason: 'Conflicted',
-            message: `GRPCRoute ${conflict.winner} attaches to this Service's ports too and wins over an HTTPRoute: this route is not used while it does`,
-            observedGeneration: route.generation,
-            lastTransitionTime: '',
-          }
-        : exists && noPort === null
-          ? {
-              type: 'Accepted',
-              status: 'True',
-              reason: 'Accepted',
-              message:
-                vs !== null
-                  ? `VirtualService ${vs} names this Service too and wins: this route is not used while it exists`
-                  : conflict !== null
-                    ? `Mooring routes the requests to this Service by this route, except on port ${(conflict.ports as readonly number[]).join(', ')}, where GRPCRoute ${conflict.winner} wins`
-                    : 'Mooring routes the requests to this Service by this route',
-              observedGeneration: route.generation,
-              lastTransitionTime: '',
-            }
-          : {
-              type: 'Accepted',
-              status: 'False',
-              reason: 'NoMatchingParent',
-              message: noPort ?? `Service ${parent.service} does not exist`,
-              observedGeneration: route.generation,
-              lastTransitionTime: '',
-            },
+      accepted,
       missing.length === 0
-        ? {
-            type: 'ResolvedRefs',
-            status: 'True',
-            reason: 'ResolvedRefs',
-            message: 'every backend is a Service of the mesh',
-            observedGeneration: route.generation,
-            lastTransitionTime: '',
-          }
-        : {
-            type: 'ResolvedRefs',
-            status: 'False',
-            reason: 'BackendNotFound',
-            message: `no such Service: ${missing.join(', ')} (its share of the requests is answered 500)`,
-            observedGeneration: route.generation,
-            lastTransitionTime: '',
-          },
+        ? condition(
+            'ResolvedRefs',
+            'True',
+            'ResolvedRefs',
+            'every backend is a Service of the mesh',
+          )
+        : condition(
+            'ResolvedRefs',
+            'False',
+            'BackendNotFound',
+            `no such Service: ${missing.join(', ')} (its share of the requests is answered 500)`,
+          ),
     ];
     out.push({
       parentRef: {

@@ -31,6 +31,7 @@ import {
   selectorMatches,
   type DestinationRuleObject,
   type GatewayRouteObject,
+  type GatewayRuleSpec,
   type GrpcRouteMatch,
   type GrpcRouteObject,
   type GrpcRouteRuleSpec,
@@ -344,10 +345,7 @@ interface Entry {
  * What HTTPRoute and GRPCRoute rules share. `noBackendStatus`: HTTPRoute's 500 for a backend that
  * is no Service of the mesh (or none), GRPCRoute's UNAVAILABLE, which gRPC reads from a 503.
  */
-function gatewayRule(
-  rule: HttpRouteRuleSpec | GrpcRouteRuleSpec,
-  noBackendStatus: 500 | 503,
-): HttpRouteRule {
+function gatewayRule(rule: GatewayRuleSpec<unknown>, noBackendStatus: 500 | 503): HttpRouteRule {
   return {
     ...(rule.name === undefined ? {} : { name: rule.name }),
     matches: [],

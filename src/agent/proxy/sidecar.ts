@@ -130,6 +130,12 @@ export const SIDECAR_DEFAULTS = {
  * servers close idle connections after 5 s, so we let go first). */
 const POOL_IDLE_MS = { sidecar: 60_000, app: 4_000 };
 
+/** What a connection's tcp and tls routes read of it, once its first bytes are sniffed. */
+const tcpFacts = (destination: string, kind: Sniffed): Omit<TcpConnectionFacts, 'source'> => ({
+  destination,
+  serverName: kind.kind === 'tls' ? kind.serverName : null,
+});
+
 interface ProxyCounters {
   outbound: number;
   inbound: number;
@@ -506,10 +512,7 @@ export class Sidecar {
           this.index?.current(target.service).tlsRoutes !== undefined
         ) {
           this.sniffFirst(socket, this.detectionTimeoutMs(), (first, kind) =>
-            this.outboundTcp(socket, target, first, {
-              destination,
-              serverName: kind.kind === 'tls' ? kind.serverName : null,
-            }),
+            this.outboundTcp(socket, target, first, tcpFacts(destination, kind)),
           );
           return;
         }
@@ -522,10 +525,7 @@ export class Sidecar {
           } else if (kind.kind === 'http2') {
             this.serveOutboundH2(socket, first, target);
           } else {
-            this.outboundTcp(socket, target, first, {
-              destination,
-              serverName: kind.kind === 'tls' ? kind.serverName : null,
-            });
+            this.outboundTcp(socket, target, first, tcpFacts(destination, kind));
           }
         });
     }

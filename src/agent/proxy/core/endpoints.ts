@@ -37,7 +37,6 @@ export interface UpstreamEndpoint {
 export const endpointKey = (address: string, port: number, identity: string | null): string =>
   `${address}|${port}|${identity ?? '-'}`;
 
-/** The dial address of an endpoint for net.connect (IPv6 without brackets). */
 /**
  * How the proxy dials an endpoint: `mesh`, mutual TLS when it is meshed (plain text to a port
  * its PeerAuthentication DISABLEs); `plain`, plain text (a DestinationRule's DISABLE); or TLS the
@@ -45,21 +44,21 @@ export const endpointKey = (address: string, port: number, identity: string | nu
  */
 export type DialAs = 'mesh' | 'plain' | TlsPolicy;
 
+/** The SPIFFE ID a dial `as` requires of `e` at `port`: null when it is not mutual TLS. */
+function dialIdentity(e: Endpoint, port: number, as: DialAs): string | null {
+  if (typeof as === 'object' || as === 'plain') return null;
+  return e.plaintextPorts?.includes(port) === true ? null : e.identity;
+}
+
 /** The key of an endpoint's record, one per way of dialling it. */
 export function recordKey(e: Endpoint, port: number, as: DialAs): string {
-  if (typeof as === 'object')
-    return `${endpointKey(e.address, port, null)}|tls:${JSON.stringify(as)}`;
-  const plaintext =
-    e.identity !== null && (as === 'plain' || e.plaintextPorts?.includes(port) === true);
-  return endpointKey(e.address, port, plaintext ? null : e.identity);
+  const key = endpointKey(e.address, port, dialIdentity(e, port, as));
+  return typeof as === 'object' ? `${key}|tls:${JSON.stringify(as)}` : key;
 }
 
 export function newUpstreamEndpoint(e: Endpoint, port: number, as: DialAs): UpstreamEndpoint {
   const originate = typeof as === 'object' ? as : undefined;
-  const plaintext =
-    originate !== undefined ||
-    (e.identity !== null && (as === 'plain' || e.plaintextPorts?.includes(port) === true));
-  const identity = plaintext ? null : e.identity;
+  const identity = dialIdentity(e, port, as);
   return {
     key: recordKey(e, port, as),
     address: e.address,
