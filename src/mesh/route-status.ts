@@ -136,7 +136,7 @@ function ourParents(
             'ResolvedRefs',
             'False',
             'BackendNotFound',
-            `no such Service: ${missing.join(', ')} (its share of the requests is answered 500)`,
+            `no such Service: ${missing.join(', ')} (its share of the requests is answered ${route.kind === 'GRPCRoute' ? '503, UNAVAILABLE' : '500'})`,
           ),
     ];
     out.push({

@@ -229,6 +229,20 @@ describe('GRPCRoute and HTTPRoute on one Service (GEP-1294)', () => {
       status: 'True',
       reason: 'Accepted',
     });
+    // A GRPCRoute's missing backend is answered UNAVAILABLE, and its status says so.
+    const missing = validateMeshObject(
+      grpcRoute('gone', [{ backendRefs: [{ name: 'nowhere', port: 1 }] }]),
+    );
+    if (missing.status !== 'valid') throw new Error('invalid');
+    const parents = routeStatusParents(
+      missing.object as Parameters<typeof routeStatusParents>[0],
+      [],
+      facts,
+      '2026-12-06T00:00:00Z',
+    ) as { conditions: { type: string; message: string }[] }[];
+    expect(parents[0]?.conditions.find((c) => c.type === 'ResolvedRefs')?.message).toBe(
+      'no such Service: default/nowhere (its share of the requests is answered 503, UNAVAILABLE)',
+    );
   });
 
   it('names the GRPCRoute that takes the port, of several', () => {
