@@ -19,8 +19,7 @@ const contexts = new WeakMap<
 >();
 
 /** The secure context of `policy` (its files read, or read again when older than a minute). */
-function contextOf(policy: TlsPolicy): tls.SecureContext {
-  const now = performance.now();
+function contextOf(policy: TlsPolicy, now: number): tls.SecureContext {
   const kept = contexts.get(policy);
   if (kept !== undefined && now - kept.at < ORIGINATE_REREAD_MS) return kept.context;
   const read = (field: string, path: string | undefined): string | undefined => {
@@ -59,11 +58,16 @@ const ALPN_OUTSIDE: Readonly<Record<MooringAlpn, string[] | undefined>> = {
  * The server name is checked against `subjectAltNames` (any one), else `sni`; with neither, the
  * chain alone is checked (Istio's default without them).
  */
-export function originateOptions(policy: TlsPolicy, alpn: MooringAlpn): tls.ConnectionOptions {
+/** `now`: the proxy's clock (ms), which decides when the files are read again. */
+export function originateOptions(
+  policy: TlsPolicy,
+  alpn: MooringAlpn,
+  now: number = performance.now(),
+): tls.ConnectionOptions {
   const names = policy.subjectAltNames ?? (policy.sni === undefined ? [] : [policy.sni]);
   const protocols = ALPN_OUTSIDE[alpn];
   return {
-    secureContext: contextOf(policy),
+    secureContext: contextOf(policy, now),
     ...(policy.sni === undefined ? {} : { servername: policy.sni }),
     ...(protocols === undefined ? {} : { ALPNProtocols: protocols }),
     rejectUnauthorized: policy.insecureSkipVerify !== true,
