@@ -13,8 +13,12 @@ import {
   type MeshMessage,
   type MeshState,
 } from '../src/api/mesh';
-import { loadDropPages } from '../src/agent/proxy/l4/original-dst';
-import { dropColdPagesLater } from '../src/agent/proxy/memory-trim';
+import { loadDropPages, loadMemoryTrim } from '../src/agent/proxy/l4/original-dst';
+import {
+  dropColdPagesLater,
+  MemoryTrimmer,
+  TRIM_INTERVAL_MS,
+} from '../src/agent/proxy/memory-trim';
 import { IstioMetrics } from '../src/agent/proxy/metrics';
 import { Sidecar } from '../src/agent/proxy/sidecar';
 import { applyProxyV8Flags } from '../src/agent/proxy/v8-flags';
@@ -60,9 +64,14 @@ sidecar.setMesh(state);
 // As `mooring agent` does: the pages of the binary only the start used are dropped 10 s after
 // (MOORING_BENCH_NO_DROP=1: not, to compare). (Compiled into .cache/bench/bench: the addon is
 // the repository's.)
-const dropPages = loadDropPages(
-  join(__dirname, '..', '..', '..', 'native/original-dst/build/Release/original_dst.node'),
+const addon = join(
+  __dirname,
+  '..',
+  '..',
+  '..',
+  'native/original-dst/build/Release/original_dst.node',
 );
+const dropPages = loadDropPages(addon);
 if (dropPages !== null && process.env.MOORING_BENCH_NO_DROP === undefined) {
   dropColdPagesLater(
     dropPages,
@@ -70,6 +79,18 @@ if (dropPages !== null && process.env.MOORING_BENCH_NO_DROP === undefined) {
     (r) => process.stderr.write(`pid ${process.pid} cold pages: ${JSON.stringify(r)}\n`),
   );
 }
+// As `mooring agent` does: freed C heap pages given back when the resident size grew
+// (MOORING_BENCH_NO_TRIM=1: not, to compare); its counts printed at exit.
+const trim = process.env.MOORING_BENCH_NO_TRIM === undefined ? loadMemoryTrim(addon) : null;
+const trimmer =
+  trim === null
+    ? null
+    : new MemoryTrimmer({
+        trim,
+        rss: () => process.memoryUsage.rss(),
+        nowMs: () => performance.now(),
+      });
+if (trimmer !== null) setInterval(() => trimmer.check(), TRIM_INTERVAL_MS).unref();
 void sidecar.start().then((ports) => {
   process.stdout.write(
     `${JSON.stringify({ outbound: ports.outbound.port, inbound: ports.inbound.port })}\n`,
@@ -83,6 +104,9 @@ const pauses = process.env.MOORING_BENCH_PAUSES === undefined ? null : startPaus
 const allocations = process.env.MOORING_BENCH_ALLOC === undefined ? null : startAllocationProfile();
 process.on('SIGTERM', () => {
   pauses?.();
+  if (trimmer !== null) {
+    process.stderr.write(`pid ${process.pid} C heap trims: ${JSON.stringify(trimmer.stats())}\n`);
+  }
   void (async () => {
     await (
       await allocations
