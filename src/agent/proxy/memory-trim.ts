@@ -1,16 +1,18 @@
 // Giving freed C heap memory back to the system. A proxy's connections come and go in bursts
 // (a client opening dozens for a moment, the pool to a sidecar growing and shrinking with them);
-// what each one allocated outside V8 (TLS state, socket buffers) is freed when it closes, but
-// glibc keeps freed memory in the middle of its heap: measured in real Pods at 1,000 requests/s,
-// 22-32 MiB of a sidecar's resident memory were such free pages (bench/RESULTS.md). Every
-// TRIM_INTERVAL_MS the trimmer looks at the resident size and, when it has grown by
-// TRIM_GROWTH_BYTES since the last trim, calls malloc_trim(0), which returns those pages (a few
-// milliseconds at most, at most once per interval). Pure but for the two functions it is given.
+// what each one allocated outside V8 (TLS state, socket buffers, V8's compilers' zones on their
+// own threads, each with its glibc arena) is freed when it is done, but glibc keeps freed memory
+// in the middle of its heaps: measured in real Pods at 1,000 requests/s, 22-32 MiB of a
+// sidecar's resident memory were such free pages, and 5-8 MiB of a loaded sidecar's on loopback
+// (bench/RESULTS.md). Every TRIM_INTERVAL_MS the trimmer looks at the resident size and, when it
+// has grown by TRIM_GROWTH_BYTES since the last trim, calls malloc_trim(0), which returns those
+// pages (0.2-1.5 ms measured under load, at most once per interval). A process at rest does not
+// grow and is not trimmed. Pure but for the two functions it is given.
 
 /** How often the resident size is looked at. */
-export const TRIM_INTERVAL_MS = 10_000;
+export const TRIM_INTERVAL_MS = 5_000;
 /** Growth of the resident size since the last trim (or the start) that calls for one. */
-export const TRIM_GROWTH_BYTES = 8 * 1024 * 1024;
+export const TRIM_GROWTH_BYTES = 1024 * 1024;
 
 export interface TrimDeps {
   /** malloc_trim(0): true when pages were given back. */
