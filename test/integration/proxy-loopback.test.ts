@@ -6,6 +6,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
@@ -687,6 +688,97 @@ describe('inbound modes', () => {
     b.setMesh(meshState(proxyScope('server', inboundMode('STRICT'))));
     await closed;
     expect(socket.destroyed).toBe(true);
+  });
+
+  it('ends a plain-text HTTP/2 connection by GOAWAY when its port turns STRICT, its open request still answered', async () => {
+    // An app that speaks HTTP/2 in plain text, as a client that sends it must find.
+    const h2App = http2.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => res.end(`${req.url} ${body}`));
+    });
+    bTarget = dst('127.0.0.1', await listen(h2App));
+    const session = http2.connect(`http://127.0.0.1:${bPorts.inbound.port}`);
+    const goaway = new Promise<number>((resolve) =>
+      session.once('goaway', (code: number) => resolve(code)),
+    );
+    const closed = new Promise<void>((resolve) => session.once('close', () => resolve()));
+    try {
+      const first = session.request({ ':method': 'GET', ':path': '/h2-first' });
+      const [status] = await Promise.all([
+        new Promise<number>((resolve) => first.once('response', (h) => resolve(h[':status'] ?? 0))),
+        new Promise<void>((resolve) => first.on('end', resolve).resume()),
+      ]);
+      expect(status).toBe(200);
+      // A request whose body has not ended: the app answers once it has it all.
+      const open = session.request({ ':method': 'POST', ':path': '/h2-open' });
+      let answer = '';
+      open.on('data', (d: Buffer) => (answer += d.toString()));
+      const answered = new Promise<number>((resolve, reject) => {
+        open.once('response', (h) => open.once('end', () => resolve(h[':status'] ?? 0)));
+        open.once('error', reject);
+      });
+      open.write('part one, ');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      b.setMesh(meshState(proxyScope('server', inboundMode('STRICT'))));
+      expect(await goaway).toBe(http2.constants.NGHTTP2_NO_ERROR);
+      open.end('part two');
+      expect(await answered).toBe(200);
+      expect(answer).toBe('/h2-open part one, part two');
+      await closed;
+    } finally {
+      session.destroy();
+      h2App.close();
+    }
+  });
+
+  it('closes a plain-text opaque TCP connection at once when its port turns STRICT', async () => {
+    bTarget = dst('127.0.0.1', tcpAppPort);
+    const taken = b.counters.inboundPlaintext;
+    const socket = net.connect({
+      host: '127.0.0.1',
+      port: bPorts.inbound.port,
+      allowHalfOpen: true,
+    });
+    let reply = '';
+    socket.on('data', (d: Buffer) => (reply += d.toString()));
+    // Half-open allowed: the proxy's end arrives as 'end' (or a reset as 'close').
+    const ended = new Promise<void>((resolve) => {
+      socket.once('end', () => resolve());
+      socket.once('close', () => resolve());
+    });
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    // Not HTTP: once the sniffer has it, the connection is opaque TCP to the app.
+    socket.write('\x00\x01 not http, held open ');
+    const t0 = Date.now();
+    while (b.counters.inboundPlaintext === taken) {
+      if (Date.now() - t0 > 5000) throw new Error('the inbound side never took the connection');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(socket.destroyed).toBe(false);
+    b.setMesh(meshState(proxyScope('server', inboundMode('STRICT'))));
+    try {
+      await ended;
+    } finally {
+      socket.destroy();
+    }
+    // The app never saw the end of its input: it never answered.
+    expect(reply).toBe('');
+  });
+
+  it('refuses the first bytes of a connection accepted before its port turned STRICT', async () => {
+    const refused = b.counters.refusedPlaintext;
+    const socket = net.connect(bPorts.inbound.port, '127.0.0.1');
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', () => {});
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    // Accepted under PERMISSIVE, waiting for its first bytes; then the port turns STRICT.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    b.setMesh(meshState(proxyScope('server', inboundMode('STRICT'))));
+    socket.write('GET /late HTTP/1.1\r\nHost: server\r\n\r\n');
+    await ended;
+    expect(b.counters.refusedPlaintext).toBe(refused + 1);
   });
 
   it('a port-level PERMISSIVE opens one port of a STRICT workload', async () => {

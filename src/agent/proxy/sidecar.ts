@@ -769,7 +769,8 @@ export class Sidecar {
         this.inboundMtls(socket, first, app);
         return;
       }
-      if (mode === 'STRICT') {
+      // The mode when the bytes came: a port that turned STRICT meanwhile refuses them too.
+      if ((this.index?.inboundMode(dst.port) ?? 'PERMISSIVE') === 'STRICT') {
         this.counters.refusedPlaintext++;
         this.deps.log.debug({ port: dst.port }, 'STRICT: plain-text connection refused');
         socket.destroy();
