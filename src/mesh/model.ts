@@ -74,7 +74,8 @@ export interface BuiltService {
   readonly exportToVersion: number;
   /**
    * What proxies of these namespaces get instead, when a VirtualService's or DestinationRule's
-   * `exportTo` gives them other rules than the rest (absent: all get `service`).
+   * `exportTo`, or a DestinationRule in their own namespace, gives them other rules than the
+   * rest (absent: all get `service`).
    */
   readonly views?: ReadonlyMap<string, ServiceView>;
 }
@@ -367,20 +368,20 @@ export class MeshModel {
 
   /**
    * The route table, destination policy and subsets of a Service, as proxies in `viewer` use
-   * them (null: in a namespace no `exportTo` names).
+   * them (null: in a namespace no rule names or lives in).
    */
   trafficOf(serviceKey: string, viewer: string | null = null): ServiceTraffic {
-    return serviceTraffic(
-      serviceKey,
-      this.trafficObjectsOf(serviceKey),
-      this.services.get(serviceKey)?.ports ?? [],
+    return serviceTraffic(serviceKey, this.trafficObjectsOf(serviceKey), {
+      ports: this.services.get(serviceKey)?.ports ?? [],
       viewer,
-    );
+      rootNamespace: this.options.rootNamespace,
+    });
   }
 
   /**
-   * The Service as the namespaces an `exportTo` of its rules names see it, where that differs
-   * from `json` (what the others get); undefined when none does.
+   * The Service as the namespaces an `exportTo` of its rules names, or a DestinationRule of it
+   * lives in, see it, where that differs from `json` (what the others get); undefined when none
+   * does.
    */
   private viewsOf(
     key: string,

@@ -486,12 +486,7 @@ type Exported = { readonly meta: Meta; readonly exportTo: readonly string[] | nu
  * no `exportTo` names, which sees only those exported everywhere.
  */
 export function forViewer<T extends Exported>(objects: readonly T[], viewer: string | null): T[] {
-  const tier = (o: T): number => {
-    if (o.exportTo === null) return 1;
-    if (viewer === null) return -1;
-    const local = o.exportTo.includes('.') && o.meta.namespace === viewer;
-    return local || o.exportTo.includes(viewer) ? 0 : -1;
-  };
+  const tier = (o: T): number => (!visibleTo(o, viewer) ? -1 : o.exportTo === null ? 1 : 0);
   return objects
     .map((o) => ({ o, t: tier(o) }))
     .filter(({ t }) => t >= 0)
@@ -499,12 +494,42 @@ export function forViewer<T extends Exported>(objects: readonly T[], viewer: str
     .map(({ o }) => o);
 }
 
+/** Whether `exportTo` lets the proxies of namespace `viewer` see `o` (null: everything exported). */
+function visibleTo(o: Exported, viewer: string | null): boolean {
+  if (o.exportTo === null) return true;
+  if (viewer === null) return false;
+  return (o.exportTo.includes('.') && o.meta.namespace === viewer) || o.exportTo.includes(viewer);
+}
+
+/**
+ * The DestinationRules a proxy in namespace `viewer` uses for a Service of `serviceNamespace`, in
+ * Istio's lookup order: the rules of the proxy's own namespace, then those of the Service's, then
+ * those of the root namespace, each as its `exportTo` lets the proxy see it, the oldest first
+ * within each. A rule in any other namespace is never used, exported or not (as in Istio: a rule
+ * there is for its own namespace's proxies). `viewer` null: a namespace no rule lives in or names.
+ */
+export function destinationRulesFor<T extends Exported>(
+  rules: readonly T[],
+  viewer: string | null,
+  serviceNamespace: string,
+  rootNamespace: string | null,
+): T[] {
+  const lookup = [viewer, serviceNamespace, rootNamespace];
+  return rules
+    .map((o) => ({ o, t: lookup.indexOf(o.meta.namespace) }))
+    .filter(({ o, t }) => t >= 0 && visibleTo(o, viewer))
+    .sort((a, b) => a.t - b.t || olderFirst(a.o, b.o))
+    .map(({ o }) => o);
+}
+
 /**
  * The namespaces whose proxies may see other rules for this Service than the rest: those an
- * `exportTo` names, and the own namespace of an object exported with `.`. Sorted.
+ * `exportTo` names, the own namespace of an object exported with `.`, and the namespace of each
+ * DestinationRule (its proxies look there first). Sorted.
  */
 export function exportViews(objects: ServiceTrafficObjects): string[] {
-  const out = new Set<string>();
+  // A DestinationRule's own namespace looks it up first.
+  const out = new Set<string>(objects.destinationRules.map((o) => o.meta.namespace));
   for (const o of [...objects.virtualServices, ...objects.destinationRules]) {
     for (const entry of o.exportTo ?? []) {
       if (entry === '.') out.add(o.meta.namespace);
@@ -524,17 +549,27 @@ export interface ServiceTrafficObjects {
   readonly delegate?: DelegateLookup;
 }
 
+/** Who looks at a Service's traffic, and what the lookup of its DestinationRules needs. */
+export interface TrafficViewer {
+  /** The Service's ports (a route's `sectionName`, the ports a GRPCRoute leaves to HTTPRoutes). */
+  readonly ports?: readonly NamedPort[];
+  /** The proxies' namespace; null: a namespace that no rule names and no rule lives in. */
+  readonly viewer?: string | null;
+  /** The mesh's root namespace (the last one a DestinationRule is looked up in). */
+  readonly rootNamespace?: string | null;
+}
+
 /**
  * The traffic rules of the Service `serviceKey` from the objects that name it (in any order), as
- * proxies in namespace `viewer` use them (null: in a namespace no `exportTo` names). `ports`: the
- * Service's ports (a route's `sectionName`, and the ports a GRPCRoute leaves to HTTPRoutes).
+ * proxies in `at.viewer` use them.
  */
 export function serviceTraffic(
   serviceKey: string,
   objects: ServiceTrafficObjects,
-  ports: readonly NamedPort[] = [],
-  viewer: string | null = null,
+  at: TrafficViewer = {},
 ): ServiceTraffic {
+  const ports = at.ports ?? [];
+  const viewer = at.viewer ?? null;
   const vss = forViewer(objects.virtualServices, viewer);
   const gateway = gatewayRoutesTable(
     serviceKey,
@@ -578,7 +613,12 @@ export function serviceTraffic(
     routes = gateway.table;
   }
 
-  const drs = forViewer(objects.destinationRules, viewer);
+  const drs = destinationRulesFor(
+    objects.destinationRules,
+    viewer,
+    serviceKey.slice(0, serviceKey.indexOf('/')),
+    at.rootNamespace ?? null,
+  );
   const dr = drs[0];
   let policy: DestinationPolicy | undefined;
   if (dr !== undefined) {

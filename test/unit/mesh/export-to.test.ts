@@ -120,6 +120,55 @@ describe('DestinationRule exportTo', () => {
   });
 });
 
+describe("a DestinationRule's lookup: the proxy's namespace, the Service's, the root", () => {
+  const policyOf = (s: MeshService | undefined): string | undefined =>
+    s?.policy === undefined ? undefined : `${s.policy.source.namespace}/${s.policy.source.name}`;
+  const older = createdAt('2026-01-01T00:00:00Z');
+  const newer = createdAt('2026-06-01T00:00:00Z');
+
+  it("a rule of the proxy's namespace wins there over an older one of the Service's, which the others use", () => {
+    const raws = mesh(
+      older(dr('in-service-ns', { version: 'v1' })),
+      newer(inNamespace('shop')(dr('in-client-ns', { version: 'v2' }))),
+    );
+    expect(policyOf(seenFrom(raws, 'shop'))).toBe('shop/in-client-ns');
+    expect(seenFrom(raws, 'shop')?.policy?.shadowed).toEqual([
+      { namespace: 'default', name: 'in-service-ns' },
+    ]);
+    expect(policyOf(seenFrom(raws, 'default'))).toBe('default/in-service-ns');
+    expect(policyOf(seenFrom(raws, 'other'))).toBe('default/in-service-ns');
+    // Its subsets too, down to the endpoints that shop's proxies send to.
+    const chosen = (s: MeshService | undefined): string[] =>
+      (s?.endpoints ?? []).filter((e) => e.subsets?.includes('chosen')).map((e) => e.address);
+    expect(chosen(seenFrom(raws, 'shop'))).toEqual(['10.0.0.2']);
+    expect(chosen(seenFrom(raws, 'other'))).toEqual(['10.0.0.1']);
+  });
+
+  it("a rule of the Service's namespace wins over an older one of the root namespace, used where there is no other", () => {
+    const root = older(inNamespace('mooring-system')(dr('mesh-wide', { version: 'v1' })));
+    expect(policyOf(seenFrom(mesh(root), 'shop'))).toBe('mooring-system/mesh-wide');
+    const both = mesh(root, newer(dr('own', { version: 'v2' })));
+    expect(policyOf(seenFrom(both, 'shop'))).toBe('default/own');
+    expect(policyOf(seenFrom(both, 'mooring-system'))).toBe('mooring-system/mesh-wide');
+  });
+
+  it('a rule of any other namespace, even exported everywhere, is for its own proxies alone', () => {
+    const raws = mesh(older(inNamespace('ops')(dr('ops-view', { version: 'v2' }))));
+    expect(policyOf(seenFrom(raws, 'ops'))).toBe('ops/ops-view');
+    expect(seenFrom(raws, 'shop')?.policy).toBeUndefined();
+    expect(seenFrom(raws, 'default')?.policy).toBeUndefined();
+    // Exported to shop by name: still not on shop's lookup path (as in Istio).
+    const named = mesh(older(inNamespace('ops')(dr('ops-view', { version: 'v2' }, ['shop']))));
+    expect(seenFrom(named, 'shop')?.policy).toBeUndefined();
+  });
+
+  it("a rule of the Service's namespace exported away from the proxy's is not used there", () => {
+    const raws = mesh(dr('private', { version: 'v1' }, ['.']));
+    expect(policyOf(seenFrom(raws, 'default'))).toBe('default/private');
+    expect(seenFrom(raws, 'shop')?.policy).toBeUndefined();
+  });
+});
+
 describe('the model: a view per namespace only where it differs', () => {
   it('keeps one view when no exportTo names anyone, and sends a change of a view as a change', () => {
     const model = modelOf(mesh(vs('public', 'v1')));
