@@ -734,6 +734,10 @@ describe('inbound modes', () => {
 
   it('closes a plain-text opaque TCP connection at once when its port turns STRICT', async () => {
     bTarget = dst('127.0.0.1', tcpAppPort);
+    const appConnections = (): Promise<number> =>
+      new Promise((resolve, reject) =>
+        tcpApp.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+      );
     const taken = b.counters.inboundPlaintext;
     const socket = net.connect({
       host: '127.0.0.1',
@@ -763,8 +767,13 @@ describe('inbound modes', () => {
     } finally {
       socket.destroy();
     }
-    // The app never saw the end of its input: it never answered.
+    // The app never saw the end of its input: it never answered; its connection is closed too.
     expect(reply).toBe('');
+    const t1 = Date.now();
+    while ((await appConnections()) > 0) {
+      if (Date.now() - t1 > 5000) throw new Error('the connection to the app was left open');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   });
 
   it('refuses the first bytes of a connection accepted before its port turned STRICT', async () => {

@@ -87,13 +87,25 @@ export function relayTcp(
       upstream.destroy();
     }
   };
+  // A side that closed takes no more bytes, and sends none (a client the proxy closed, one that
+  // went away without ending): the other sends on what it holds, then closes (Envoy's flush
+  // write), with no time limit of its own: a slow reader still gets all of it.
+  const closeAfterFlush = (s: net.Socket): void => {
+    if (s.destroyed) return;
+    if (s.writableFinished) {
+      s.destroy();
+      return;
+    }
+    s.once('finish', () => s.destroy());
+    s.end();
+  };
   client.on('close', () => {
-    if (!upstream.destroyed && upstream.writableFinished) upstream.destroy();
+    closeAfterFlush(upstream);
     settle();
     if (upstream.destroyed) finish();
   });
   upstream.on('close', () => {
-    if (!client.destroyed && client.writableFinished) client.destroy();
+    closeAfterFlush(client);
     settle();
     if (client.destroyed) finish();
   });
