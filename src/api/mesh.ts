@@ -411,7 +411,12 @@ export interface TrafficPolicy {
 
 export interface DestinationPolicy {
   readonly source: { readonly namespace: string; readonly name: string };
-  /** Younger DestinationRules for the same host, not used (the oldest one wins). */
+  /**
+   * Younger DestinationRules of the source's namespace, exported alike, merged into it (their
+   * subsets added, the host-wide policy the first one's that has it).
+   */
+  readonly merged?: readonly { readonly namespace: string; readonly name: string }[];
+  /** DestinationRules for the same host not used (later in the lookup, or not merged). */
   readonly shadowed?: readonly { readonly namespace: string; readonly name: string }[];
   /** The host-wide policy. */
   readonly trafficPolicy?: TrafficPolicy;

@@ -122,7 +122,9 @@ export function formatProxyConfig(answer: ConfigDumpAnswer, from: string): strin
             : `${s.routes.source.kind} ${s.routes.source.namespace}/${s.routes.source.name} (${s.routes.rules.length} rules)`,
           s.policy === undefined
             ? '-'
-            : `DestinationRule ${s.policy.source.namespace}/${s.policy.source.name}`,
+            : [s.policy.source, ...(s.policy.merged ?? [])]
+                .map((x) => `DestinationRule ${x.namespace}/${x.name}`)
+                .join(' + '),
           [
             ...(s.routes?.shadowed ?? []).map((x) => `${x.kind} ${x.namespace}/${x.name}`),
             ...(s.policy?.shadowed ?? []).map((x) => `DestinationRule ${x.namespace}/${x.name}`),

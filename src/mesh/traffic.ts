@@ -494,6 +494,12 @@ export function forViewer<T extends Exported>(objects: readonly T[], viewer: str
     .map(({ o }) => o);
 }
 
+/** Two `exportTo`s naming the same namespaces (in any order). */
+function sameExport(a: readonly string[] | null, b: readonly string[] | null): boolean {
+  if (a === null || b === null) return a === b;
+  return [...a].sort().join(' ') === [...b].sort().join(' ');
+}
+
 /** Whether `exportTo` lets the proxies of namespace `viewer` see `o` (null: everything exported). */
 function visibleTo(o: Exported, viewer: string | null): boolean {
   if (o.exportTo === null) return true;
@@ -620,16 +626,36 @@ export function serviceTraffic(
     at.rootNamespace ?? null,
   );
   const dr = drs[0];
+  // Istio merges the rules of the winner's namespace exported alike: their subsets added (a
+  // name already there keeps the older one's), the first host-wide policy kept.
+  const merged =
+    dr === undefined
+      ? []
+      : drs.filter(
+          (o) =>
+            o === dr ||
+            (o.meta.namespace === dr.meta.namespace && sameExport(o.exportTo, dr.exportTo)),
+        );
+  const subsetRules: DestinationRuleObject['subsets'][number][] = [];
+  for (const o of merged) {
+    for (const s of o.subsets) {
+      if (!subsetRules.some((t) => t.name === s.name)) subsetRules.push(s);
+    }
+  }
   let policy: DestinationPolicy | undefined;
   if (dr !== undefined) {
-    const subsets = dr.subsets.map((s) => ({
+    const subsets = subsetRules.map((s) => ({
       name: s.name,
       ...(s.trafficPolicy === undefined ? {} : { trafficPolicy: s.trafficPolicy }),
     }));
-    const tp: TrafficPolicy | undefined = dr.trafficPolicy;
+    const tp: TrafficPolicy | undefined = merged.find(
+      (o) => o.trafficPolicy !== undefined,
+    )?.trafficPolicy;
+    const shadowed = drs.filter((o) => !merged.includes(o));
     policy = {
       source: ref(dr),
-      ...(drs.length > 1 ? { shadowed: drs.slice(1).map(ref) } : {}),
+      ...(merged.length > 1 ? { merged: merged.slice(1).map(ref) } : {}),
+      ...(shadowed.length > 0 ? { shadowed: shadowed.map(ref) } : {}),
       ...(tp === undefined ? {} : { trafficPolicy: tp }),
       ...(subsets.length > 0 ? { subsets } : {}),
     };
@@ -640,7 +666,7 @@ export function serviceTraffic(
     ...(tlsRoutes === undefined ? {} : { tlsRoutes }),
     ...(policy === undefined ? {} : { policy }),
     conflicts: gateway.conflicts,
-    subsets: dr?.subsets.map((s) => ({ name: s.name, labels: s.labels })) ?? [],
+    subsets: subsetRules.map((s) => ({ name: s.name, labels: s.labels })),
   };
 }
 

@@ -162,6 +162,44 @@ describe("a DestinationRule's lookup: the proxy's namespace, the Service's, the 
     expect(seenFrom(named, 'shop')?.policy).toBeUndefined();
   });
 
+  it('merges the rules of one namespace exported alike: subsets added, the oldest name and host-wide policy kept', () => {
+    const withPolicy = (raw: Raw, policy: object, subsets: object[]): Raw => ({
+      ...raw,
+      spec: { ...(raw.spec as object), trafficPolicy: policy, subsets },
+    });
+    const raws = mesh(
+      older(
+        withPolicy(dr('first', {}), { loadBalancer: { simple: 'ROUND_ROBIN' } }, [
+          { name: 'v1', labels: { version: 'v1' } },
+        ]),
+      ),
+      newer(
+        withPolicy(dr('second', {}), { loadBalancer: { simple: 'RANDOM' } }, [
+          { name: 'v1', labels: { version: 'v2' } },
+          { name: 'v2', labels: { version: 'v2' } },
+        ]),
+      ),
+      newer(inNamespace('default')(dr('private', { version: 'v2' }, ['.']))),
+    );
+    const policy = seenFrom(raws, 'shop')?.policy;
+    expect(policyOf(seenFrom(raws, 'shop'))).toBe('default/first');
+    expect(policy?.merged).toEqual([{ namespace: 'default', name: 'second' }]);
+    expect(policy?.subsets?.map((x) => x.name)).toEqual(['v1', 'v2']);
+    expect(policy?.trafficPolicy).toMatchObject({ loadBalancer: 'ROUND_ROBIN' });
+    // The younger rule's v1 is dropped: v1 keeps the first rule's labels.
+    const inSubset = (name: string): string[] =>
+      (seenFrom(raws, 'shop')?.endpoints ?? [])
+        .filter((e) => e.subsets?.includes(name))
+        .map((e) => e.address);
+    expect(inSubset('v1')).toEqual(['10.0.0.1']);
+    expect(inSubset('v2')).toEqual(['10.0.0.2']);
+    // Exported otherwise: not merged, shadowed (for the proxies of its namespace it comes after).
+    expect(seenFrom(raws, 'default')?.policy?.shadowed).toEqual([
+      { namespace: 'default', name: 'private' },
+    ]);
+    expect(seenFrom(raws, 'shop')?.policy?.shadowed).toBeUndefined();
+  });
+
   it("a rule of the Service's namespace exported away from the proxy's is not used there", () => {
     const raws = mesh(dr('private', { version: 'v1' }, ['.']));
     expect(policyOf(seenFrom(raws, 'default'))).toBe('default/private');

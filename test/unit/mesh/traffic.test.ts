@@ -749,7 +749,7 @@ describe('conflicting objects: which one wins', () => {
     expect(model.routeFacts().virtualServiceFor('default/reviews')).toBeNull();
   });
 
-  it('of two DestinationRules for one host, the older one is used', () => {
+  it("of two DestinationRules for one host in one namespace, the older one's policy is used, the younger merged in", () => {
     const raws = reviewsMesh(
       createdAt('2026-06-01T00:00:00Z')(
         dr({ trafficPolicy: { loadBalancer: { simple: 'RANDOM' } } }, 'young'),
@@ -760,7 +760,7 @@ describe('conflicting objects: which one wins', () => {
     );
     expect(built(raws).policy).toEqual({
       source: { namespace: 'default', name: 'old' },
-      shadowed: [{ namespace: 'default', name: 'young' }],
+      merged: [{ namespace: 'default', name: 'young' }],
       trafficPolicy: { loadBalancer: 'ROUND_ROBIN' },
     });
   });
@@ -1987,6 +1987,8 @@ describe('mooring proxy-config shows the traffic rules', () => {
         ...example('canary-95-5.yaml'),
         // No timestamps: the name decides.
         vs([{ route: [to('reviews')] }], {}, 'reviews-later'),
+        // Merged into the older one of its namespace.
+        dr({ subsets: [{ name: 'v3', labels: { version: 'v3' } }] }, 'reviews-more'),
       ),
     );
     const reviews = model.service('default/reviews')?.service as MeshService;
@@ -2003,7 +2005,7 @@ describe('mooring proxy-config shows the traffic rules', () => {
       'the proxy at test',
     );
     expect(text).toContain(
-      'default/reviews  VirtualService default/reviews (1 rules)  DestinationRule default/reviews  VirtualService default/reviews-later',
+      'default/reviews  VirtualService default/reviews (1 rules)  DestinationRule default/reviews + DestinationRule default/reviews-more  VirtualService default/reviews-later',
     );
   });
 });
