@@ -24,7 +24,6 @@ import type {
   TcpRouteTable,
   RequestMatch,
   RetryPolicy,
-  TrafficPolicy,
 } from '../api/mesh';
 import {
   nameKey,
@@ -625,47 +624,52 @@ export function serviceTraffic(
     serviceKey.slice(0, serviceKey.indexOf('/')),
     at.rootNamespace ?? null,
   );
-  const dr = drs[0];
-  // Istio merges the rules of the winner's namespace exported alike: their subsets added (a
-  // name already there keeps the older one's), the first host-wide policy kept.
-  const merged =
-    dr === undefined
-      ? []
-      : drs.filter(
-          (o) =>
-            o === dr ||
-            (o.meta.namespace === dr.meta.namespace && sameExport(o.exportTo, dr.exportTo)),
-        );
-  const subsetRules: DestinationRuleObject['subsets'][number][] = [];
-  for (const o of merged) {
-    for (const s of o.subsets) {
-      if (!subsetRules.some((t) => t.name === s.name)) subsetRules.push(s);
-    }
-  }
-  let policy: DestinationPolicy | undefined;
-  if (dr !== undefined) {
-    const subsets = subsetRules.map((s) => ({
-      name: s.name,
-      ...(s.trafficPolicy === undefined ? {} : { trafficPolicy: s.trafficPolicy }),
-    }));
-    const tp: TrafficPolicy | undefined = merged.find(
-      (o) => o.trafficPolicy !== undefined,
-    )?.trafficPolicy;
-    const shadowed = drs.filter((o) => !merged.includes(o));
-    policy = {
-      source: ref(dr),
-      ...(merged.length > 1 ? { merged: merged.slice(1).map(ref) } : {}),
-      ...(shadowed.length > 0 ? { shadowed: shadowed.map(ref) } : {}),
-      ...(tp === undefined ? {} : { trafficPolicy: tp }),
-      ...(subsets.length > 0 ? { subsets } : {}),
-    };
-  }
+  const { policy, subsets } = destinationPolicy(drs);
   return {
     ...(routes === undefined ? {} : { routes }),
     ...(tcpRoutes === undefined ? {} : { tcpRoutes }),
     ...(tlsRoutes === undefined ? {} : { tlsRoutes }),
     ...(policy === undefined ? {} : { policy }),
     conflicts: gateway.conflicts,
+    subsets,
+  };
+}
+
+/**
+ * The policy of the DestinationRule a lookup gave first (`drs`, in lookup order), with those Istio
+ * merges into it: the younger rules of its namespace exported alike, their subsets added (a name
+ * already there keeps the older one's), the first host-wide policy kept. The others are shadowed.
+ */
+function destinationPolicy(drs: readonly DestinationRuleObject[]): {
+  policy?: DestinationPolicy;
+  subsets: ServiceTraffic['subsets'];
+} {
+  const dr = drs[0];
+  if (dr === undefined) return { subsets: [] };
+  const merged = drs.filter(
+    (o) =>
+      o === dr || (o.meta.namespace === dr.meta.namespace && sameExport(o.exportTo, dr.exportTo)),
+  );
+  const subsetRules: DestinationRuleObject['subsets'][number][] = [];
+  for (const o of merged) {
+    for (const s of o.subsets) {
+      if (!subsetRules.some((t) => t.name === s.name)) subsetRules.push(s);
+    }
+  }
+  const subsets = subsetRules.map((s) => ({
+    name: s.name,
+    ...(s.trafficPolicy === undefined ? {} : { trafficPolicy: s.trafficPolicy }),
+  }));
+  const tp = merged.find((o) => o.trafficPolicy !== undefined)?.trafficPolicy;
+  const shadowed = drs.filter((o) => !merged.includes(o));
+  return {
+    policy: {
+      source: ref(dr),
+      ...(merged.length > 1 ? { merged: merged.slice(1).map(ref) } : {}),
+      ...(shadowed.length > 0 ? { shadowed: shadowed.map(ref) } : {}),
+      ...(tp === undefined ? {} : { trafficPolicy: tp }),
+      ...(subsets.length > 0 ? { subsets } : {}),
+    },
     subsets: subsetRules.map((s) => ({ name: s.name, labels: s.labels })),
   };
 }
