@@ -503,6 +503,41 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     expect(service('ledger')?.routes?.rules[0]?.timeoutMs).toBe(2000);
   }, 90_000);
 
+  it("looks a DestinationRule up in the proxy's namespace, then the Service's, merges those of one namespace, and leaves another namespace's to its own proxies", async () => {
+    const other = `lookup-${suffix()}`;
+    await createNamespace(cp, other);
+    await createObject(cp, serviceOf('inventory', { app: 'inventory' }));
+    const host = `inventory.${NS}.svc.cluster.local`;
+    const inventoryDr = (namespace: string, name: string, spec: object) => ({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'DestinationRule',
+      metadata: { name, namespace },
+      spec: { host, ...spec },
+    });
+    const apply = (o: object) => kubectl(cp, ['apply', '-f', '-'], JSON.stringify(o));
+    // Exported everywhere, but in neither the proxy's namespace nor the Service's.
+    await apply(
+      inventoryDr(other, 'elsewhere', { trafficPolicy: { loadBalancer: { simple: 'RANDOM' } } }),
+    );
+    await apply(
+      inventoryDr(NS, 'own', { trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } } }),
+    );
+    await apply(
+      inventoryDr(NS, 'own-subsets', { subsets: [{ name: 'v1', labels: { version: 'v1' } }] }),
+    );
+    await stateWhere(
+      client,
+      (s) => (s.services.get(`${NS}/inventory`)?.policy?.merged?.length ?? 0) > 0,
+      60_000,
+    );
+    const policy = service('inventory')?.policy;
+    expect(policy?.source).toEqual({ namespace: NS, name: 'own' });
+    expect(policy?.merged).toEqual([{ namespace: NS, name: 'own-subsets' }]);
+    expect(policy?.shadowed).toBeUndefined();
+    expect(policy?.trafficPolicy?.loadBalancer).toBe('ROUND_ROBIN');
+    expect(policy?.subsets?.map((x) => x.name)).toEqual(['v1']);
+  }, 90_000);
+
   it('applies the rules of a delegate VirtualService under its root, and follows a change to the delegate', async () => {
     await createObject(cp, serviceOf('payments', { app: 'payments' }));
     const host = `payments.${NS}.svc.cluster.local`;
