@@ -18,9 +18,13 @@ export interface Result {
   stderr: string;
 }
 
+/** The most output a command may give (a proxy's metrics page grows past Node's 1 MiB default). */
+const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+
 export function run(command: string, args: readonly string[], timeout = 20_000): Promise<Result> {
   return new Promise((resolve) => {
-    execFile(command, [...args], { timeout, encoding: 'utf8' }, (err, stdout, stderr) => {
+    const options = { timeout, encoding: 'utf8' as const, maxBuffer: MAX_OUTPUT_BYTES };
+    execFile(command, [...args], options, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
       resolve({ code, stdout, stderr: err !== null && stderr === '' ? err.message : stderr });
     });
