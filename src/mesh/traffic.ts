@@ -485,7 +485,11 @@ type Exported = { readonly meta: Meta; readonly exportTo: readonly string[] | nu
  * no `exportTo` names, which sees only those exported everywhere.
  */
 export function forViewer<T extends Exported>(objects: readonly T[], viewer: string | null): T[] {
-  const tier = (o: T): number => (!visibleTo(o, viewer) ? -1 : o.exportTo === null ? 1 : 0);
+  return byTier(objects, (o) => (!visibleTo(o, viewer) ? -1 : o.exportTo === null ? 1 : 0));
+}
+
+/** `objects` by their tier (lowest first; a negative one left out), the oldest first within one. */
+function byTier<T extends Exported>(objects: readonly T[], tier: (o: T) => number): T[] {
   return objects
     .map((o) => ({ o, t: tier(o) }))
     .filter(({ t }) => t >= 0)
@@ -520,11 +524,7 @@ export function destinationRulesFor<T extends Exported>(
   rootNamespace: string | null,
 ): T[] {
   const lookup = [viewer, serviceNamespace, rootNamespace];
-  return rules
-    .map((o) => ({ o, t: lookup.indexOf(o.meta.namespace) }))
-    .filter(({ o, t }) => t >= 0 && visibleTo(o, viewer))
-    .sort((a, b) => a.t - b.t || olderFirst(a.o, b.o))
-    .map(({ o }) => o);
+  return byTier(rules, (o) => (visibleTo(o, viewer) ? lookup.indexOf(o.meta.namespace) : -1));
 }
 
 /**

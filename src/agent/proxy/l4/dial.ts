@@ -1,7 +1,8 @@
 // Connecting to an upstream endpoint: plain TCP, TLS the proxy originates (l4/originate.ts), or
 // mutual TLS to a sidecar with the ALPN of the protocol that follows, the endpoint's certificate
-// required to carry exactly the SPIFFE ID the mesh expects for it. Fails closed: a meshed endpoint is never dialled in plain text, and an
-// endpoint that presents another identity is refused before a byte of the request is sent.
+// required to carry exactly the SPIFFE ID the mesh expects for it. Fails closed: a meshed
+// endpoint is never dialled in plain text, and an endpoint that presents another identity is
+// refused before a byte of the request is sent.
 
 import net from 'node:net';
 import tls from 'node:tls';

@@ -56,9 +56,9 @@ const ALPN_OUTSIDE: Readonly<Record<MooringAlpn, string[] | undefined>> = {
 /**
  * The options of `tls.connect` for `policy` (throws, naming the file, when one cannot be read).
  * The server name is checked against `subjectAltNames` (any one), else `sni`; with neither, the
- * chain alone is checked (Istio's default without them).
+ * chain alone is checked (Istio's default without them). `now`: the proxy's clock (ms), which
+ * decides when the files are read again.
  */
-/** `now`: the proxy's clock (ms), which decides when the files are read again. */
 export function originateOptions(
   policy: TlsPolicy,
   alpn: MooringAlpn,
