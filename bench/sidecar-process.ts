@@ -21,7 +21,7 @@ import {
 } from '../src/agent/proxy/memory-trim';
 import { IstioMetrics } from '../src/agent/proxy/metrics';
 import { Sidecar } from '../src/agent/proxy/sidecar';
-import { applyProxyV8Flags } from '../src/agent/proxy/v8-flags';
+import { applyProxyBufferPool, applyProxyV8Flags } from '../src/agent/proxy/v8-flags';
 
 interface Setup {
   /** Where every redirected connection "was sent". */
@@ -36,6 +36,12 @@ interface Setup {
 // As `mooring agent` does; MOORING_BENCH_V8_FLAGS (space-separated, may be empty) replaces them.
 const v8Flags = process.env.MOORING_BENCH_V8_FLAGS;
 applyProxyV8Flags(v8Flags === undefined ? undefined : v8Flags.split(' ').filter(Boolean));
+// As `mooring agent` does; MOORING_BENCH_BUFFER_POOL (bytes) replaces its size, to compare.
+const pool = process.env.MOORING_BENCH_BUFFER_POOL;
+if (pool !== undefined && !(Number(pool) > 0)) {
+  throw new Error(`MOORING_BENCH_BUFFER_POOL=${pool}: a number of bytes above 0`);
+}
+applyProxyBufferPool(pool === undefined ? undefined : Number(pool));
 const setup = JSON.parse(process.argv[2] ?? '{}') as Setup;
 const snapshot = JSON.parse(readFileSync(setup.meshFile, 'utf8')) as MeshMessage;
 if (snapshot.apiVersion !== MESH_API_VERSION) throw new Error('not a mesh snapshot');

@@ -59,7 +59,7 @@ import {
 import { podMetrics } from './health/merged-metrics';
 import { IstioMetrics } from './proxy/metrics';
 import { SIDECAR_DEFAULTS, Sidecar } from './proxy/sidecar';
-import { applyProxyV8Flags } from './proxy/v8-flags';
+import { applyProxyBufferPool, applyProxyV8Flags } from './proxy/v8-flags';
 
 export interface AgentRuntime {
   readonly log: Logger;
@@ -295,6 +295,7 @@ async function startProxy(
   const { log, clock } = deps;
   const p = options.proxy;
   applyProxyV8Flags();
+  applyProxyBufferPool();
   const originalDestination = loadOriginalDestination();
   const trim = loadMemoryTrim();
   const dropPages = loadDropPages();

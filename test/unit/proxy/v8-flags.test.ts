@@ -4,7 +4,7 @@
 // its pretenuring statistics, which allocation sites it moved to the old generation.
 
 import { execFileSync } from 'node:child_process';
-import { PROXY_V8_FLAGS } from '../../../src/agent/proxy/v8-flags';
+import { PROXY_BUFFER_POOL_BYTES, PROXY_V8_FLAGS } from '../../../src/agent/proxy/v8-flags';
 
 // Sets the flags given as JSON the way applyProxyV8Flags does, then makes garbage with survivors
 // (objects kept for a while, each holding an ArrayBuffer of its own, as socket reads do).
@@ -94,5 +94,35 @@ describe("the proxy's V8 flags, set by the process itself", () => {
     for (const flag of PROXY_V8_FLAGS) {
       expect(out).toContain(`  --${flag.replace(/^--no-/, '')} (`);
     }
+  });
+});
+
+describe("the proxy's Buffer pool", () => {
+  // 50 connections, each keeping one small slice made among its requests' Buffers (as a TLS
+  // socket keeps its ALPN list), which die; then a full collection: what is left is what the kept
+  // slices pin. The pool's size is set the way applyProxyBufferPool does.
+  const script = `
+    Buffer.poolSize = Number(process.argv[1]);
+    const before = (gc(), process.memoryUsage().arrayBuffers);
+    const kept = [];
+    for (let c = 0; c < 50; c++) {
+      kept.push(Buffer.from([8, 109, 111, 111, 114, 105, 110, 103]));
+      for (let r = 0; r < 50; r++) Buffer.allocUnsafe(1200).fill(c);
+    }
+    gc();
+    process.stdout.write(String(process.memoryUsage().arrayBuffers - before));
+  `;
+  const pinned = (poolBytes: number): number =>
+    Number(
+      execFileSync(process.execPath, ['--expose-gc', '-e', script, String(poolBytes)], {
+        encoding: 'utf8',
+      }),
+    );
+
+  it('lets a slice a connection keeps pin 8 KiB, where Node 24 pins 64 KiB', () => {
+    expect(PROXY_BUFFER_POOL_BYTES).toBe(8 * 1024);
+    // The control: with Node's own pool, nearly every connection pins a slab of 64 KiB.
+    expect(pinned(64 * 1024)).toBeGreaterThan(40 * 64 * 1024);
+    expect(pinned(PROXY_BUFFER_POOL_BYTES)).toBeLessThanOrEqual(51 * PROXY_BUFFER_POOL_BYTES);
   });
 });
