@@ -13,10 +13,14 @@ import {
   type MeshMessage,
   type MeshState,
 } from '../src/api/mesh';
-import { loadDropPages, loadMemoryTrim } from '../src/agent/proxy/l4/original-dst';
+import {
+  loadDropPages,
+  loadHeapFreeBytes,
+  loadMemoryTrim,
+} from '../src/agent/proxy/l4/original-dst';
 import {
   dropColdPagesLater,
-  MemoryTrimmer,
+  processTrimmer,
   TRIM_INTERVAL_MS,
 } from '../src/agent/proxy/memory-trim';
 import { IstioMetrics } from '../src/agent/proxy/metrics';
@@ -85,17 +89,16 @@ if (dropPages !== null && process.env.MOORING_BENCH_NO_DROP === undefined) {
     (r) => process.stderr.write(`pid ${process.pid} cold pages: ${JSON.stringify(r)}\n`),
   );
 }
-// As `mooring agent` does: freed C heap pages given back when the resident size grew
-// (MOORING_BENCH_NO_TRIM=1: not, to compare); its counts printed at exit.
-const trim = process.env.MOORING_BENCH_NO_TRIM === undefined ? loadMemoryTrim(addon) : null;
+// As `mooring agent` does: freed C heap pages given back when the resident size or the free C
+// heap grew (MOORING_BENCH_NO_TRIM=1: not, to compare; MOORING_BENCH_TRIM_RSS_ONLY=1: on growth
+// of the resident size alone, as before 2026-12-07); its counts printed at exit.
 const trimmer =
-  trim === null
-    ? null
-    : new MemoryTrimmer({
-        trim,
-        rss: () => process.memoryUsage.rss(),
-        nowMs: () => performance.now(),
-      });
+  process.env.MOORING_BENCH_NO_TRIM === undefined
+    ? processTrimmer(
+        loadMemoryTrim(addon),
+        process.env.MOORING_BENCH_TRIM_RSS_ONLY === undefined ? loadHeapFreeBytes(addon) : null,
+      )
+    : null;
 if (trimmer !== null) setInterval(() => trimmer.check(), TRIM_INTERVAL_MS).unref();
 void sidecar.start().then((ports) => {
   process.stdout.write(

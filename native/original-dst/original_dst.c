@@ -14,7 +14,10 @@
 // And trimMemory(): glibc's malloc_trim(0), which gives the pages of freed C heap memory back to
 // the system (true when some were). A proxy's connections come and go in bursts, each leaving
 // TLS and socket memory freed in the middle of the heap that glibc keeps otherwise
-// (src/agent/proxy/memory-trim.ts decides when). false where the C library is not glibc.
+// (src/agent/proxy/memory-trim.ts decides when). false where the C library is not glibc. And
+// heapFreeBytes(): the bytes glibc holds free in its heaps (mallinfo2's fordblks, every arena),
+// what memory-trim.ts watches to know that a trim has something to give back; -1 where the C
+// library is not glibc 2.33 or later.
 //
 // And dropPages(start, length): madvise(MADV_DONTNEED), for the pages of Node's binary that only
 // its start used (src/agent/proxy/memory-trim.ts chooses the ranges). And setKeepalive and
@@ -135,6 +138,17 @@ static napi_value trim_memory(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value heap_free_bytes(napi_env env, napi_callback_info info) {
+  (void)info;
+  double free_bytes = -1;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  free_bytes = (double)mallinfo2().fordblks;
+#endif
+  napi_value result;
+  napi_create_double(env, free_bytes, &result);
+  return result;
+}
+
 // dropPages(start, length): madvise(MADV_DONTNEED) on that range of this process's address space:
 // its pages leave the process's resident set (a clean file-backed page stays in the page cache,
 // and comes back on the next touch). 0, or a negative errno. The caller gives only ranges of
@@ -212,6 +226,9 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       napi_create_function(env, "trimMemory", NAPI_AUTO_LENGTH, trim_memory, NULL, &fn) !=
           napi_ok ||
       napi_set_named_property(env, exports, "trimMemory", fn) != napi_ok ||
+      napi_create_function(env, "heapFreeBytes", NAPI_AUTO_LENGTH, heap_free_bytes, NULL, &fn) !=
+          napi_ok ||
+      napi_set_named_property(env, exports, "heapFreeBytes", fn) != napi_ok ||
       napi_create_function(env, "dropPages", NAPI_AUTO_LENGTH, drop_pages, NULL, &fn) !=
           napi_ok ||
       napi_set_named_property(env, exports, "dropPages", fn) != napi_ok ||

@@ -46,13 +46,14 @@ import {
 } from './proxy/admin';
 import {
   loadDropPages,
+  loadHeapFreeBytes,
   loadMemoryTrim,
   loadOriginalDestination,
   loadTcpKeepalive,
 } from './proxy/l4/original-dst';
 import {
   dropColdPagesLater,
-  MemoryTrimmer,
+  processTrimmer,
   TRIM_INTERVAL_MS,
   type ColdPagesReport,
 } from './proxy/memory-trim';
@@ -297,14 +298,10 @@ async function startProxy(
   applyProxyV8Flags();
   applyProxyBufferPool();
   const originalDestination = loadOriginalDestination();
-  const trim = loadMemoryTrim();
   const dropPages = loadDropPages();
   const keepalive = loadTcpKeepalive();
   let coldPages: ColdPagesReport | null = null;
-  const trimmer =
-    trim === null
-      ? null
-      : new MemoryTrimmer({ trim, rss: () => process.memoryUsage.rss(), nowMs: () => Date.now() });
+  const trimmer = processTrimmer(loadMemoryTrim(), loadHeapFreeBytes());
   const istio = new IstioMetrics();
   const sidecar = new Sidecar(
     {

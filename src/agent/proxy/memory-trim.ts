@@ -4,10 +4,12 @@
 // own threads, each with its glibc arena) is freed when it is done, but glibc keeps freed memory
 // in the middle of its heaps: measured in real Pods at 1,000 requests/s, 22-32 MiB of a
 // sidecar's resident memory were such free pages, and 5-8 MiB of a loaded sidecar's on loopback
-// (bench/RESULTS.md). Every TRIM_INTERVAL_MS the trimmer looks at the resident size and, when it
-// has grown by TRIM_GROWTH_BYTES since the last trim, calls malloc_trim(0), which returns those
-// pages (0.2-1.5 ms measured under load, at most once per interval). A process at rest does not
-// grow and is not trimmed. Pure but for the two functions it is given.
+// (bench/RESULTS.md). Every TRIM_INTERVAL_MS the trimmer looks at the resident size and at the
+// bytes glibc holds free (mallinfo2, where the C library tells) and, when either has grown by
+// TRIM_GROWTH_BYTES since the last trim, calls malloc_trim(0), which returns those pages (0.2-1.5
+// ms measured under load, at most once per interval). The free bytes tell of memory freed
+// without the process growing, as when a burst's connections close; a process at rest neither
+// grows nor frees and is not trimmed. Pure but for the functions it is given.
 
 /** How often the resident size is looked at. */
 export const TRIM_INTERVAL_MS = 5_000;
@@ -19,6 +21,8 @@ export interface TrimDeps {
   trim(): boolean;
   /** The resident size now, in bytes. */
   rss(): number;
+  /** The bytes the C heap holds free now (absent where the C library cannot tell). */
+  freeBytes?: () => number;
   nowMs(): number;
 }
 
@@ -34,6 +38,8 @@ export interface TrimStats {
 
 export class MemoryTrimmer {
   private baseline: number;
+  /** The free bytes after the last trim (or at the start), or their lowest since. */
+  private freeBaseline: number;
   private trims = 0;
   private released = 0;
   private lastTrimMs = 0;
@@ -43,14 +49,20 @@ export class MemoryTrimmer {
     private readonly growthBytes: number = TRIM_GROWTH_BYTES,
   ) {
     this.baseline = deps.rss();
+    this.freeBaseline = deps.freeBytes?.() ?? 0;
   }
 
-  /** One look: trims when the resident size grew enough; true when it trimmed. */
+  /** One look: trims when the resident size or the free bytes grew enough; true when it trimmed. */
   check(): boolean {
     const before = this.deps.rss();
-    // Memory the process gave back by itself lowers the mark growth is measured from.
+    // Memory the process gave back by itself lowers the mark growth is measured from; free
+    // memory used again, the mark new frees are measured from.
     if (before < this.baseline) this.baseline = before;
-    if (before - this.baseline < this.growthBytes) return false;
+    const free = this.deps.freeBytes?.();
+    if (free !== undefined && free < this.freeBaseline) this.freeBaseline = free;
+    const grew = before - this.baseline >= this.growthBytes;
+    const freed = free !== undefined && free - this.freeBaseline >= this.growthBytes;
+    if (!grew && !freed) return false;
     const start = this.deps.nowMs();
     this.deps.trim();
     this.lastTrimMs = this.deps.nowMs() - start;
@@ -58,6 +70,8 @@ export class MemoryTrimmer {
     this.trims++;
     this.released += Math.max(0, before - after);
     this.baseline = after;
+    // A trim leaves the free chunks free (their pages given back): new frees count from here.
+    this.freeBaseline = this.deps.freeBytes?.() ?? 0;
     return true;
   }
 
@@ -69,6 +83,20 @@ export class MemoryTrimmer {
       baselineBytes: this.baseline,
     };
   }
+}
+
+/** This process's trimmer, from the addon's functions (null: no malloc_trim here). */
+export function processTrimmer(
+  trim: (() => boolean) | null,
+  freeBytes: (() => number) | null,
+): MemoryTrimmer | null {
+  if (trim === null) return null;
+  return new MemoryTrimmer({
+    trim,
+    rss: () => process.memoryUsage.rss(),
+    nowMs: () => performance.now(),
+    ...(freeBytes === null ? {} : { freeBytes }),
+  });
 }
 
 // Pages of Node's binary that only the start used. A Node process maps its 100 MiB binary, and

@@ -59,6 +59,27 @@ describe('the C heap trimmer', () => {
     expect(t.check()).toBe(true);
   });
 
+  it('trims once the C heap holds the threshold more free bytes, the resident size unchanged (a burst gone)', () => {
+    const { p, deps } = fakeProcess(30);
+    let free = 2 * MIB;
+    const t = new MemoryTrimmer({ ...deps, freeBytes: () => free });
+    free += TRIM_GROWTH_BYTES - 1;
+    expect(t.check()).toBe(false);
+    free += 1;
+    p.freed = 1 * MIB;
+    expect(t.check()).toBe(true);
+    expect(t.stats()).toMatchObject({ trims: 1, releasedBytes: MIB, baselineBytes: 29 * MIB });
+    // The chunks stay free after the trim (their pages given back): only new frees count.
+    p.freed = 0;
+    expect(t.check()).toBe(false);
+    // Free memory used again, then as much freed: measured from the lowest mark.
+    free -= 3 * MIB;
+    expect(t.check()).toBe(false);
+    free += TRIM_GROWTH_BYTES;
+    expect(t.check()).toBe(true);
+    expect(p.trims).toBe(2);
+  });
+
   it('counts no bytes released when a trim found nothing to give back', () => {
     const { p, deps } = fakeProcess(30);
     const t = new MemoryTrimmer(deps, MIB);

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   loadDropPages,
+  loadHeapFreeBytes,
   loadMemoryTrim,
   loadOriginalDestination,
   loadTcpKeepalive,
@@ -122,6 +123,34 @@ describe('giving freed C heap memory back (malloc_trim)', () => {
     const r = JSON.parse(out) as { before: number; after: number; released: boolean };
     expect(r.released).toBe(true);
     expect(r.before - r.after).toBeGreaterThan(40 * 1024 * 1024);
+  });
+
+  it('tells how many bytes the C heap holds free: the memory freed, before and after a trim', () => {
+    expect(typeof loadHeapFreeBytes()).toBe('function');
+    // The same child as above, reading the free bytes: none of the 60 MiB before they are
+    // freed; all of them once freed, and still after the trim (free, their pages given back).
+    const script = `
+      const m = { exports: {} };
+      process.dlopen(m, process.argv[1]);
+      let many = Array.from({ length: 1280 }, () => Buffer.allocUnsafeSlow(48 * 1024).fill(1));
+      const kept = Buffer.allocUnsafeSlow(48 * 1024).fill(2);
+      const inUse = m.exports.heapFreeBytes();
+      many = null;
+      globalThis.gc();
+      setTimeout(() => {
+        globalThis.gc();
+        const freed = m.exports.heapFreeBytes();
+        m.exports.trimMemory();
+        const trimmed = m.exports.heapFreeBytes();
+        process.stdout.write(JSON.stringify({ inUse, freed, trimmed, kept: kept[0] }));
+      }, 300);
+    `;
+    const out = execFileSync(process.execPath, ['--expose-gc', '-e', script, ORIGINAL_DST_ADDON], {
+      encoding: 'utf8',
+    });
+    const r = JSON.parse(out) as { inUse: number; freed: number; trimmed: number };
+    expect(r.freed - r.inUse).toBeGreaterThan(55 * 1024 * 1024);
+    expect(Math.abs(r.trimmed - r.freed)).toBeLessThan(4 * 1024 * 1024);
   });
 });
 

@@ -94,6 +94,8 @@ interface Addon {
   originalDst(fd: number, out: Int32Array): string | null | number;
   /** glibc's malloc_trim(0): true when pages were given back (absent from older builds). */
   trimMemory?: () => boolean;
+  /** The bytes glibc holds free in its heaps, or -1 (absent from older builds). */
+  heapFreeBytes?: () => number;
   /** madvise(MADV_DONTNEED) on a range: 0 or a negative errno (absent from older builds). */
   dropPages?: (start: number, length: number) => number;
   /** SO_KEEPALIVE and the three TCP_KEEP* (0: the system's): 0 or a negative errno. */
@@ -154,6 +156,16 @@ function loadAddon(file: string): Addon {
 export function loadMemoryTrim(file: string = ORIGINAL_DST_ADDON): (() => boolean) | null {
   const trim = loadAddon(file).trimMemory;
   return typeof trim === 'function' ? trim : null;
+}
+
+/**
+ * The addon's count of the bytes glibc holds free in its heaps (mallinfo2), or null when the
+ * addon was built before it had one or the C library cannot tell (not glibc 2.33 or later).
+ * Loads the addon like loadOriginalDestination (and fails like it).
+ */
+export function loadHeapFreeBytes(file: string = ORIGINAL_DST_ADDON): (() => number) | null {
+  const free = loadAddon(file).heapFreeBytes;
+  return typeof free === 'function' && free() >= 0 ? free : null;
 }
 
 /**
