@@ -126,11 +126,9 @@ export const SIDECAR_DEFAULTS = {
   protocolDetectionTimeoutMs: 100,
 } as const;
 
-/** Idle keep-alive connections: to a sidecar (ours, long-lived; beyond the few most recently
- * used to a sidecar, spares close sooner) and to an app (Node's own servers close idle
- * connections after 5 s, so we let go first). */
+/** Idle keep-alive connections: to a sidecar (ours, long-lived) and to an app (Node's own
+ * servers close idle connections after 5 s, so we let go first). */
 const POOL_IDLE_MS = { sidecar: 60_000, app: 4_000 };
-const SIDECAR_SPARE = { afterMs: 5_000, keep: 4 };
 
 /** What a connection's tcp and tls routes read of it, once its first bytes are sniffed. */
 const tcpFacts = (destination: string, kind: Sniffed): Omit<TcpConnectionFacts, 'source'> => ({
@@ -162,7 +160,6 @@ export class Sidecar {
   private readonly outboundPool = new ConnectionPool({
     idleTimeoutMs: POOL_IDLE_MS.sidecar,
     maxIdlePerKey: 64,
-    spare: SIDECAR_SPARE,
   });
   private readonly inboundPool = new ConnectionPool({
     idleTimeoutMs: POOL_IDLE_MS.app,

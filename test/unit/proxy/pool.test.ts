@@ -123,50 +123,6 @@ describe('the upstream connection pool', () => {
     forever.close('shutdown');
   });
 
-  it('closes the spare connections of a burst once idle a short while, keeping the most recently used for the whole timeout', async () => {
-    const pool = new ConnectionPool({
-      idleTimeoutMs: 700,
-      maxIdlePerKey: 8,
-      spare: { afterMs: 100, keep: 2 },
-    });
-    const burst = await leased(pool, 'e', 'e', 'e', 'e', 'e');
-    // A connection with a timeout of its own (a DestinationRule's) keeps it.
-    const own = pool.adopt(await connect(), 'e');
-    own.idleTimeoutMs = 1_000;
-    own.lease(events);
-    for (const c of burst) c.release();
-    own.release();
-    const since = Date.now();
-    const [b1, b2, b3, b4, b5] = burst as [
-      UpstreamConnection,
-      UpstreamConnection,
-      UpstreamConnection,
-      UpstreamConnection,
-      UpstreamConnection,
-    ];
-    await Promise.all([closed(b1), closed(b2), closed(b3)]);
-    expect(Date.now() - since).toBeLessThan(500);
-    // b5 and own were the two released last; b4 was a spare as well.
-    await closed(b4);
-    expect([b5.closed, own.closed]).toEqual([false, false]);
-    expect(pool.stats()).toMatchObject({ open: 2, idle: 2 });
-    // Leased again and released, b5 is checked again after the short wait, and kept.
-    expect(pool.take('e')).toBe(own);
-    expect(pool.take('e')).toBe(b5);
-    b5.lease(events);
-    b5.release();
-    own.lease(events);
-    own.release();
-    await sleep(250);
-    expect(b5.closed).toBe(false);
-    // It closes once idle for the pool's whole timeout.
-    const kept = Date.now();
-    await closed(b5);
-    expect(Date.now() - kept).toBeGreaterThanOrEqual(300);
-    expect(pool.stats().closed.idleTimeout).toBe(5);
-    own.close('shutdown');
-  });
-
   it('keeps at most maxIdlePerKey idle connections per endpoint, and counts the rest as overflow', async () => {
     const pool = new ConnectionPool({ idleTimeoutMs: 10_000, maxIdlePerKey: 1 });
     const [a, b, c] = (await leased(pool, 'e', 'e', 'other')) as [

@@ -1,9 +1,7 @@
 // Pools of upstream HTTP/1.1 connections, one list of idle keep-alive connections per endpoint.
 // A connection is leased to one exchange at a time and comes back when its response ended
 // cleanly; an idle connection that closes, errors or sends anything leaves the pool at once.
-// The most recently used connection is reused first (warm, least likely closed by the peer), so
-// after a burst the ones below the few in use stay idle: with `spare`, those close sooner than
-// the pool's idle timeout.
+// The most recently used connection is reused first (warm, least likely closed by the peer).
 
 import type net from 'node:net';
 import type { CircuitBreaker } from '../core/circuit-breaker';
@@ -51,9 +49,6 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
   received = 0;
   /** Armed while idle; kept (and re-armed) across leases, so a request does not make a timer. */
   private idleTimer: NodeJS.Timeout | null = null;
-  /** The idle timer's duration, and whether it checks for a spare (else it closes). */
-  private idleTimerMs = 0;
-  private idleTimerChecks = false;
   /** Why the proxy itself closes this connection (null: the peer or an error closed it). */
   private closing: LocalClose | null = null;
   /** When it was opened (performance.now()): `maxConnectionDuration` retires it. */
@@ -139,26 +134,16 @@ export class UpstreamConnection implements ParserHandler<ResponseHead> {
     this.breaker.pump(this.pool.openCount(this.poolKey) === 0 ? this.poolKey : undefined);
   }
 
-  /**
-   * Arms the idle timer: once idle for `ms` (0: never) the connection closes, or with
-   * `checksSpare` the pool is asked whether it is a spare.
-   */
-  startIdleTimer(ms: number, checksSpare = false): void {
+  /** Arms the idle timer: the connection closes once idle for `ms` (0: never). */
+  startIdleTimer(ms: number): void {
     if (ms === 0) return;
     if (this.idleTimer !== null) {
-      if (this.idleTimerMs === ms && this.idleTimerChecks === checksSpare) {
-        this.idleTimer.refresh();
-        return;
-      }
-      clearTimeout(this.idleTimer);
+      this.idleTimer.refresh();
+      return;
     }
-    this.idleTimerMs = ms;
-    this.idleTimerChecks = checksSpare;
     this.idleTimer = setTimeout(() => {
       // Leased since it was armed: the next release re-arms it.
-      if (this.state !== ConnState.Idle) return;
-      if (checksSpare) this.pool.checkSpare(this);
-      else this.close('idleTimeout');
+      if (this.state === ConnState.Idle) this.close('idleTimeout');
     }, ms);
     this.idleTimer.unref();
   }
@@ -245,14 +230,6 @@ export interface PoolOptions {
   readonly idleTimeoutMs: number;
   /** Idle connections kept per endpoint at most. */
   readonly maxIdlePerKey: number;
-  /**
-   * Spare connections: once idle `afterMs`, a connection that is not among the `keep` most
-   * recently used idle ones to its endpoint closes; the others stay for the whole idleTimeoutMs.
-   * A burst's connections then go within seconds, while a few stay warm for the next requests: a
-   * sidecar's mTLS connection holds 60-100 KB of TLS state and buffers. Not for a connection with
-   * a timeout of its own (a DestinationRule's `http.idleTimeout` is kept as written).
-   */
-  readonly spare?: { readonly afterMs: number; readonly keep: number };
 }
 
 /**
@@ -343,23 +320,7 @@ export class ConnectionPool {
       return;
     }
     list.push(conn);
-    const spare = this.options.spare;
-    if (conn.idleTimeoutMs !== undefined) conn.startIdleTimer(conn.idleTimeoutMs);
-    else if (spare !== undefined && spare.afterMs < this.options.idleTimeoutMs) {
-      conn.startIdleTimer(spare.afterMs, true);
-    } else conn.startIdleTimer(this.options.idleTimeoutMs);
-  }
-
-  /**
-   * A connection idle for `spare.afterMs`: closed if it is not among the `spare.keep` most
-   * recently used idle ones to its endpoint, else kept for the rest of the pool's timeout.
-   */
-  checkSpare(conn: UpstreamConnection): void {
-    const spare = this.options.spare;
-    if (spare === undefined) return;
-    const list = this.idle.get(conn.poolKey) ?? [];
-    if (list.indexOf(conn) < list.length - spare.keep) conn.close('idleTimeout');
-    else conn.startIdleTimer(this.options.idleTimeoutMs - spare.afterMs);
+    conn.startIdleTimer(conn.idleTimeoutMs ?? this.options.idleTimeoutMs);
   }
 
   forget(conn: UpstreamConnection): void {
