@@ -32,14 +32,14 @@ export function applyProxyV8Flags(flags: readonly string[] = PROXY_V8_FLAGS): vo
 
 // Node's pool for small Buffers. A Buffer under half the pool's size (a request head re-written,
 // an answer's head and first bytes joined into one write, each TLS socket's ALPN list) is a slice
-// of a shared slab of Buffer.poolSize bytes, 64 KiB in Node 24, and the whole slab lives as long as
-// its longest-lived slice: a slice a connection keeps pins 64 KiB. And a slab that lives across two
-// scavenges (a few of a busy proxy's requests are enough) moves to the old generation, where only a
-// full collection frees it, which a sidecar's small heap seldom needs: measured on loopback after
-// the saturated run, 2.5-4 MiB of such dead slabs per sidecar (process.memoryUsage().arrayBuffers
-// 4-4.7 MiB, 0.5 after a full collection). With 8 KiB slabs (Node's size until Node 22), 0.6-1.8
-// MiB, and the loaded sidecar's resident size 1-1.5 MiB lower, the CPU per request the same
-// (bench/RESULTS.md, 2026-12-07).
+// of a shared slab of Buffer.poolSize bytes, 64 KiB in Node 24 (8 KiB until 2026:
+// nodejs/node#63597), and the whole slab lives as long as its longest-lived slice: a slice a
+// connection keeps pins 64 KiB. And a slab that lives across two scavenges (a few of a busy
+// proxy's requests are enough) moves to the old generation, where only a full collection frees
+// it, which a sidecar's small heap seldom needs: measured on loopback after the saturated run,
+// 3.5-4.2 MiB of such dead slabs per sidecar (process.memoryUsage().arrayBuffers 4-4.7 MiB, 0.5
+// after a full collection). With 8 KiB slabs, 0.3-1.4 MiB, and the loaded sidecar's resident
+// size 1-1.5 MiB lower, the CPU per request the same (bench/RESULTS.md, 2026-12-07).
 
 /** The proxy process's Buffer.poolSize. */
 export const PROXY_BUFFER_POOL_BYTES = 8 * 1024;
