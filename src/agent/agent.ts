@@ -301,7 +301,8 @@ async function startProxy(
   const dropPages = loadDropPages();
   const keepalive = loadTcpKeepalive();
   let coldPages: ColdPagesReport | null = null;
-  const trimmer = processTrimmer(loadMemoryTrim(), loadHeapFreeBytes());
+  const heapFreeBytes = loadHeapFreeBytes();
+  const trimmer = processTrimmer(loadMemoryTrim(), heapFreeBytes);
   const istio = new IstioMetrics();
   const sidecar = new Sidecar(
     {
@@ -354,7 +355,11 @@ async function startProxy(
     const admin = createProxyAdminServer({
       configDump: () => ({ ...sidecar.configDump(), meshClient: mesh.status() }),
       ready: () => sidecar.ready(),
-      memory: () => ({ trim: trimmer?.stats() ?? null, coldPages }),
+      memory: () => ({
+        trim: trimmer?.stats() ?? null,
+        cHeapFreeBytes: heapFreeBytes?.() ?? null,
+        coldPages,
+      }),
       logger: log,
     });
     servers.push(admin);

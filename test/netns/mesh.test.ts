@@ -23,6 +23,7 @@ import {
   type Pod,
   type PortSpec,
 } from './mesh-rig';
+import { PROXY_BUFFER_POOL_BYTES } from '../../src/agent/proxy/v8-flags';
 import { run } from './support';
 
 jest.setTimeout(120_000);
@@ -317,15 +318,21 @@ describe('the proxy under the app', () => {
     expect(dump.mesh.services.map((s) => s.key)).toEqual(
       expect.arrayContaining(['default/api', 'default/legacy']),
     );
-    // Where its memory is, with the C heap trimmer of the real addon watching it.
+    // Where its memory is, with the C heap trimmer of the real addon watching it, and the
+    // proxy's small Buffer slabs.
     const memory = (await rig.memory('web')) as {
       rss: number;
       heapUsed: number;
+      bufferPoolBytes: number;
+      cHeapFreeBytes: number | null;
       trim: { trims: number; baselineBytes: number } | null;
     };
     expect(memory.heapUsed).toBeGreaterThan(0);
     expect(memory.trim?.baselineBytes).toBeGreaterThan(memory.heapUsed);
     expect(memory.trim?.baselineBytes).toBeLessThanOrEqual(memory.rss * 2);
+    expect(memory.bufferPoolBytes).toBe(PROXY_BUFFER_POOL_BYTES);
+    expect(memory.cHeapFreeBytes).toBeGreaterThan(0);
+    expect(memory.cHeapFreeBytes).toBeLessThan(memory.rss);
     // 10 s after it listens, the proxy (UID 1337, no capability) drops the pages of Node's
     // binary only its start used; the tests after this one go through it.
     let cold: { mappings: number; droppedBytes: number; failed: number } | null = null;

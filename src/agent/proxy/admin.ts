@@ -27,9 +27,10 @@ const loggingText = (level: string): string =>
 /**
  * The process's memory, in bytes: resident (`rss`; the Node binary's pages included), V8's heap
  * (`heapTotal`, `heapUsed`, and per space), memory held outside it for JS objects (`external`,
- * of which `arrayBuffers`: socket and TLS buffers), the peak resident size, and the open
- * handles by kind (sockets, timers...). Resident minus heap and external is the native side
- * (OpenSSL, libuv, the allocator's free lists).
+ * of which `arrayBuffers`: socket and TLS buffers, and the slabs of small Buffers, each
+ * `bufferPoolBytes`), the peak resident size, and the open handles by kind (sockets, timers...).
+ * Resident minus heap and external is the native side (OpenSSL, libuv, the allocator's free
+ * lists).
  */
 export function memoryReport(): Record<string, unknown> {
   const usage = process.memoryUsage();
@@ -38,6 +39,7 @@ export function memoryReport(): Record<string, unknown> {
   return {
     ...usage,
     maxRss: process.resourceUsage().maxRSS * 1024,
+    bufferPoolBytes: Buffer.poolSize,
     heapSpaces: Object.fromEntries(
       v8
         .getHeapSpaceStatistics()
@@ -50,7 +52,7 @@ export function memoryReport(): Record<string, unknown> {
 export interface AdminSource {
   configDump(): Record<string, unknown>;
   ready(): boolean;
-  /** More of /memory (the C heap trimmer's counts). */
+  /** More of /memory (the C heap trimmer's counts, the C heap's free bytes). */
   memory?(): Record<string, unknown>;
   /** The agent's logger, whose level /logging reads and sets (absent: no /logging). */
   readonly logger?: { level: string };
