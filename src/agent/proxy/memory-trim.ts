@@ -9,9 +9,10 @@
 // TRIM_GROWTH_BYTES since the last trim, calls malloc_trim(0), which returns those pages (0.2-1.5
 // ms measured under load, at most once per interval). The free bytes tell of memory freed
 // without the process growing, as when a burst's connections close; a process at rest neither
-// grows nor frees and is not trimmed. Pure but for the functions it is given.
+// grows nor frees and is not trimmed. Pure but for the functions it is given (processTrimmer
+// gives this process's).
 
-/** How often the resident size is looked at. */
+/** How often the resident size and the free bytes are looked at. */
 export const TRIM_INTERVAL_MS = 5_000;
 /** Growth of the resident size since the last trim (or the start) that calls for one. */
 export const TRIM_GROWTH_BYTES = 1024 * 1024;
