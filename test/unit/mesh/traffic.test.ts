@@ -1665,6 +1665,18 @@ describe('bad objects: the field and what is wrong', () => {
       /"BROKEN" is not a gRPC status/,
     ],
     [
+      'an abort with an HTTP/2 error (Istio refuses it too)',
+      vs([{ route: [to('reviews')], fault: { abort: { http2Error: 'CANCEL' } } }]),
+      'spec.http[0].fault.abort.http2Error',
+      /not supported by Mooring yet/,
+    ],
+    [
+      'an exponential delay (Istio refuses it too)',
+      vs([{ route: [to('reviews')], fault: { delay: { exponentialDelay: '1s' } } }]),
+      'spec.http[0].fault.delay.exponentialDelay',
+      /not supported by Mooring yet/,
+    ],
+    [
       'a fault percentage over 100',
       vs([
         {
