@@ -391,6 +391,8 @@ export interface TlsPolicy {
   readonly subjectAltNames?: readonly string[];
   /** PEM files in the proxy's container: the roots (absent: Node's bundled ones)... */
   readonly caCertificates?: string;
+  /** ...revocation lists, one for each CA of the server's chain (a certificate listed fails)... */
+  readonly caCrl?: string;
   /** ...and, for MUTUAL, the client's certificate chain and key. */
   readonly clientCertificate?: string;
   readonly privateKey?: string;

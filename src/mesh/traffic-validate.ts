@@ -1125,7 +1125,6 @@ function readTls(f: Fields, raw: unknown, field: string): TlsPolicy | undefined 
       "is not supported by Mooring's sidecar: give caCertificates, clientCertificate and privateKey as files in its container",
     );
   }
-  unsupported(f, tls, ['caCrl'], field, false);
   const path = (key: string): string | undefined => {
     const v = f.string(tls[key], `${field}.${key}`);
     if (v === undefined || v === '') return undefined;
@@ -1134,6 +1133,7 @@ function readTls(f: Fields, raw: unknown, field: string): TlsPolicy | undefined 
     return v;
   };
   const caCertificates = path('caCertificates');
+  const caCrl = path('caCrl');
   const clientCertificate = path('clientCertificate');
   const privateKey = path('privateKey');
   if (mode === 'MUTUAL' && (clientCertificate === undefined || privateKey === undefined)) {
@@ -1160,6 +1160,7 @@ function readTls(f: Fields, raw: unknown, field: string): TlsPolicy | undefined 
     ...(sni === undefined || sni === '' ? {} : { sni }),
     ...(subjectAltNames.length === 0 ? {} : { subjectAltNames }),
     ...(caCertificates === undefined ? {} : { caCertificates }),
+    ...(caCrl === undefined ? {} : { caCrl }),
     ...(mode === 'MUTUAL' && clientCertificate !== undefined ? { clientCertificate } : {}),
     ...(mode === 'MUTUAL' && privateKey !== undefined ? { privateKey } : {}),
     ...(skip === true ? { insecureSkipVerify: true as const } : {}),

@@ -2085,17 +2085,55 @@ describe("TLS the proxy originates (a DestinationRule's tls SIMPLE and MUTUAL)",
     otherCa: join(dir, 'other-ca.pem'),
     cert: join(dir, 'client.pem'),
     key: join(dir, 'client-key.pem'),
+    /** Revocation lists of the API CA: none listed, the server's certificate listed. */
+    crlNone: join(dir, 'none.crl'),
+    crlRevoked: join(dir, 'revoked.crl'),
+    /** Another CA's list, none listed: no list of the server's own CA. */
+    crlOtherCa: join(dir, 'other-ca.crl'),
   };
   let api: https.Server;
   let apiPort = 0;
 
+  /** A CRL of `issuer` listing `revoke` (PEM certificates), made by `openssl ca`. */
+  const makeCrl = (
+    issuer: ReturnType<typeof makeCa>,
+    revoke: string[],
+    out: string,
+    name: string,
+  ): void => {
+    const at = join(dir, name);
+    execFileSync('mkdir', ['-p', at]);
+    writeFileSync(join(at, 'ca.pem'), issuer.pem);
+    writeFileSync(
+      join(at, 'ca-key.pem'),
+      issuer.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    );
+    writeFileSync(join(at, 'index.txt'), '');
+    const config = join(at, 'ca.cnf');
+    writeFileSync(
+      config,
+      `[ca]\ndefault_ca = d\n[d]\ndatabase = ${join(at, 'index.txt')}\ndefault_md = sha256\ndefault_crl_days = 1\n`,
+    );
+    const ca = ['-config', config, '-cert', join(at, 'ca.pem'), '-keyfile', join(at, 'ca-key.pem')];
+    revoke.forEach((pem, i) => {
+      const file = join(at, `revoke-${i}.pem`);
+      writeFileSync(file, pem);
+      execFileSync('openssl', ['ca', ...ca, '-revoke', file], { stdio: 'pipe' });
+    });
+    execFileSync('openssl', ['ca', ...ca, '-gencrl', '-out', out], { stdio: 'pipe' });
+  };
+
   beforeAll(async () => {
     const serving = makeServing(apiCa, { dns: ['api.example'], ips: [] });
     const clientCert = makeServing(clientCa, { dns: ['orders.client'], ips: [] });
+    const otherCa = makeCa('Other CA');
     writeFileSync(files.ca, apiCa.pem);
-    writeFileSync(files.otherCa, makeCa('Other CA').pem);
+    writeFileSync(files.otherCa, otherCa.pem);
     writeFileSync(files.cert, clientCert.cert);
     writeFileSync(files.key, clientCert.key);
+    makeCrl(apiCa, [], files.crlNone, 'crl-none');
+    makeCrl(apiCa, [serving.cert], files.crlRevoked, 'crl-revoked');
+    makeCrl(otherCa, [], files.crlOtherCa, 'crl-other');
     api = https.createServer(
       { ...serving, ca: clientCa.pem, requestCert: true, rejectUnauthorized: false },
       (req, res) => {
@@ -2176,6 +2214,16 @@ describe("TLS the proxy originates (a DestinationRule's tls SIMPLE and MUTUAL)",
       insecureSkipVerify: true,
     });
     expect((await call()).status).toBe(200);
+  });
+
+  it("refuses a server whose certificate caCrl lists, or whose CA has no list there (503); goes when its CA's list does not name it", async () => {
+    const simple = { mode: 'SIMPLE', sni: 'api.example', caCertificates: files.ca } as const;
+    withTls({ ...simple, caCrl: files.crlRevoked });
+    expect((await call()).status).toBe(503);
+    withTls({ ...simple, caCrl: files.crlOtherCa });
+    expect((await call()).status).toBe(503);
+    withTls({ ...simple, caCrl: files.crlNone });
+    expect(await call()).toMatchObject({ status: 200, body: { path: '/v1/orders' } });
   });
 
   it('MUTUAL presents the client certificate of its files', async () => {

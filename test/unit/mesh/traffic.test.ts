@@ -884,6 +884,7 @@ describe('DestinationRule: portLevelSettings and tls', () => {
           sni: 'db.example',
           subjectAltNames: ['db.example', 'db2.example'],
           caCertificates: '/etc/db/ca.pem',
+          caCrl: '/etc/db/crl.pem',
           clientCertificate: '/etc/db/cert.pem',
           privateKey: '/etc/db/key.pem',
         },
@@ -894,6 +895,7 @@ describe('DestinationRule: portLevelSettings and tls', () => {
       sni: 'db.example',
       subjectAltNames: ['db.example', 'db2.example'],
       caCertificates: '/etc/db/ca.pem',
+      caCrl: '/etc/db/crl.pem',
       clientCertificate: '/etc/db/cert.pem',
       privateKey: '/etc/db/key.pem',
     });
@@ -901,7 +903,12 @@ describe('DestinationRule: portLevelSettings and tls', () => {
       problemsOf(
         dr({
           trafficPolicy: {
-            tls: { mode: 'MUTUAL', credentialName: 'db-client', caCertificates: 'ca.pem' },
+            tls: {
+              mode: 'MUTUAL',
+              credentialName: 'db-client',
+              caCertificates: 'ca.pem',
+              caCrl: 'crl.pem',
+            },
           },
         }),
       ),
@@ -914,6 +921,10 @@ describe('DestinationRule: portLevelSettings and tls', () => {
       {
         field: 'spec.trafficPolicy.tls.caCertificates',
         message: 'must be an absolute path, not "ca.pem"',
+      },
+      {
+        field: 'spec.trafficPolicy.tls.caCrl',
+        message: 'must be an absolute path, not "crl.pem"',
       },
       {
         field: 'spec.trafficPolicy.tls',
@@ -2060,7 +2071,9 @@ describe('the validating webhook (POST /validate)', () => {
     expect(
       answerMeshValidation(
         review(
-          dr({ trafficPolicy: { tls: { mode: 'SIMPLE', caCrl: '/etc/crl.pem' } } }),
+          dr({
+            trafficPolicy: { tunnel: { protocol: 'CONNECT', targetHost: 'db', targetPort: 5432 } },
+          }),
           {},
           'DestinationRule',
         ),
@@ -2068,7 +2081,7 @@ describe('the validating webhook (POST /validate)', () => {
     ).toEqual({
       uid: 'u-1',
       allowed: true,
-      warnings: ['spec.trafficPolicy.tls.caCrl: is not supported by Mooring yet: ignored'],
+      warnings: ['spec.trafficPolicy.tunnel: is not supported by Mooring yet: ignored'],
     });
     expect(answerMeshValidation(review(badVs, { operation: 'DELETE' })).response.allowed).toBe(
       true,

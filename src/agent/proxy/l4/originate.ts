@@ -1,9 +1,11 @@
 // TLS the proxy originates itself (a DestinationRule's `tls.mode` SIMPLE or MUTUAL): to an
 // endpoint outside the mesh that speaks TLS while the app speaks plain text to its sidecar.
 // The server's chain is checked against `caCertificates` (a PEM file in the proxy's container)
-// or, without it, Node's bundled roots; its name against `subjectAltNames`, else `sni`; MUTUAL
-// presents `clientCertificate` and `privateKey`. Files are read when a connection first needs
-// them, then again once a minute (a certificate renewed on disk is picked up).
+// or, without it, Node's bundled roots, and with `caCrl` against revocation lists (OpenSSL's
+// check of every certificate of the chain, as Envoy's default: a CA without its list there
+// fails too); its name against `subjectAltNames`, else `sni`; MUTUAL presents
+// `clientCertificate` and `privateKey`. Files are read when a connection first needs them, then
+// again once a minute (a certificate renewed or a list updated on disk is picked up).
 
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
@@ -34,10 +36,12 @@ function contextOf(policy: TlsPolicy, now: number): tls.SecureContext {
     }
   };
   const ca = read('caCertificates', policy.caCertificates);
+  const crl = read('caCrl', policy.caCrl);
   const cert = read('clientCertificate', policy.clientCertificate);
   const key = read('privateKey', policy.privateKey);
   const context = tls.createSecureContext({
     ...(ca === undefined ? {} : { ca }),
+    ...(crl === undefined ? {} : { crl }),
     ...(cert === undefined ? {} : { cert }),
     ...(key === undefined ? {} : { key }),
     minVersion: 'TLSv1.2',
