@@ -353,13 +353,15 @@ function cpuSeconds(pid: number): number {
 
 /** Resident memory: the whole (VmRSS), then in parentheses the process's own (RssAnon: not the
  * pages of the executable and libraries, which every process of the same binary shares). */
-function rssMiB(pid: number): string {
+/** A field of /proc/<pid>/status in MiB, to one decimal. */
+function statusMiB(pid: number, name: string): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const mib = (name: string): number => {
-    const m = new RegExp(`${name}:\\s+(\\d+) kB`).exec(status);
-    return Math.round((Number(m?.[1] ?? 0) / 1024) * 10) / 10;
-  };
-  return `${mib('VmRSS')} (${mib('RssAnon')})`;
+  const m = new RegExp(`${name}:\\s+(\\d+) kB`).exec(status);
+  return Math.round((Number(m?.[1] ?? 0) / 1024) * 10) / 10;
+}
+
+function rssMiB(pid: number): string {
+  return `${statusMiB(pid, 'VmRSS')} (${statusMiB(pid, 'RssAnon')})`;
 }
 
 /** The process doing the work: taskset execs it, so the child's pid is the process itself. */
@@ -613,19 +615,26 @@ async function main(): Promise<void> {
       results.nginx?.push(await measure(url(nginxPair.port), nginxPair.procs));
   }
   /** Per proxy at RATE/s: CPU µs per request, and the memory after the run. */
-  const atRate: Record<string, { cpu: number[]; rss: string[] }> = {};
+  const atRate: Record<string, { cpu: number[]; rss: string[]; peak: number[] }> = {};
   const warm = async (port: number): Promise<void> => {
     if (RATE_WARMUP > 0) await fixedRate(url(port), RATE_WARMUP);
   };
   const fixedOn = async (name: string, port: number, procs: ChildProcess[]): Promise<void> => {
     await warm(port);
     const before = procs.map((p) => cpuSeconds(pidOf(p)));
+    // The resident size each second of the run: its peak, beside the one at the end.
+    const peak = procs.map(() => 0);
+    const sample = setInterval(() => {
+      procs.forEach((p, i) => (peak[i] = Math.max(peak[i] ?? 0, statusMiB(pidOf(p), 'VmRSS'))));
+    }, 1000);
     latency[name] = await fixedRate(url(port));
+    clearInterval(sample);
     atRate[name] = {
       cpu: procs.map((p, i) =>
         Math.round(((cpuSeconds(pidOf(p)) - (before[i] as number)) / (RATE * DURATION)) * 1e6),
       ),
       rss: procs.map((p) => rssMiB(pidOf(p))),
+      peak,
     };
   };
   if (ONLY.has('direct')) {
@@ -673,19 +682,19 @@ async function main(): Promise<void> {
     '',
   );
   rows.push(
-    '| setup | rate | p50 ms | p99 ms | errors | added p50 ms | added p99 ms | CPU µs/request per proxy (A, B) | RSS MiB (own) after (A, B) |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| setup | rate | p50 ms | p99 ms | errors | added p50 ms | added p99 ms | CPU µs/request per proxy (A, B) | RSS MiB (own) after (A, B) | RSS MiB peak, each second (A, B) |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   );
   const d = latency.direct;
   for (const [name, l] of Object.entries(latency)) {
     if (l === null) {
-      rows.push(`| ${name} | (vegeta missing: make bench-tools) | | | | | | | |`);
+      rows.push(`| ${name} | (vegeta missing: make bench-tools) | | | | | | | | |`);
       continue;
     }
     const added = (x: number, y: number | undefined): string =>
       y === undefined || name === 'direct' ? '-' : (x - y).toFixed(2);
     rows.push(
-      `| ${name} | ${l.rate} | ${l.p50ms} | ${l.p99ms} | ${l.errors} | ${added(l.p50ms, d?.p50ms)} | ${added(l.p99ms, d?.p99ms)} | ${atRate[name]?.cpu.join(', ') ?? '-'} | ${atRate[name]?.rss.join(', ') ?? '-'} |`,
+      `| ${name} | ${l.rate} | ${l.p50ms} | ${l.p99ms} | ${l.errors} | ${added(l.p50ms, d?.p50ms)} | ${added(l.p99ms, d?.p99ms)} | ${atRate[name]?.cpu.join(', ') ?? '-'} | ${atRate[name]?.rss.join(', ') ?? '-'} | ${atRate[name]?.peak.join(', ') ?? '-'} |`,
     );
   }
   await stopAll([
