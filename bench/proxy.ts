@@ -351,8 +351,6 @@ function cpuSeconds(pid: number): number {
   return ticks / CLK_TCK;
 }
 
-/** Resident memory: the whole (VmRSS), then in parentheses the process's own (RssAnon: not the
- * pages of the executable and libraries, which every process of the same binary shares). */
 /** A field of /proc/<pid>/status in MiB, to one decimal. */
 function statusMiB(pid: number, name: string): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -360,6 +358,8 @@ function statusMiB(pid: number, name: string): number {
   return Math.round((Number(m?.[1] ?? 0) / 1024) * 10) / 10;
 }
 
+/** Resident memory: the whole (VmRSS), then in parentheses the process's own (RssAnon: not the
+ * pages of the executable and libraries, which every process of the same binary shares). */
 function rssMiB(pid: number): string {
   return `${statusMiB(pid, 'VmRSS')} (${statusMiB(pid, 'RssAnon')})`;
 }
@@ -614,7 +614,7 @@ async function main(): Promise<void> {
     if (nginxPair !== null)
       results.nginx?.push(await measure(url(nginxPair.port), nginxPair.procs));
   }
-  /** Per proxy at RATE/s: CPU µs per request, and the memory after the run. */
+  /** Per proxy at RATE/s: CPU µs per request, the memory after the run and its peak (MiB). */
   const atRate: Record<string, { cpu: number[]; rss: string[]; peak: number[] }> = {};
   const warm = async (port: number): Promise<void> => {
     if (RATE_WARMUP > 0) await fixedRate(url(port), RATE_WARMUP);
