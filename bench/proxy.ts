@@ -11,6 +11,7 @@
 //
 //   node .cache/bench/bench/proxy.js [--duration 10] [--connections 50] [--rate 1000] [--rounds 1]
 //                                     [--tcp-mib 1024] [--only direct,mooring,nginx]
+//                                     (also node-pipe: Node.js's own floor, bench/node-pipe.ts)
 //                                     [--rate-warmup 0] (seconds at the rate before the measured)
 //
 // With --telemetry off,trace1,trace100,log the run compares the Mooring pair with itself instead:
@@ -376,6 +377,36 @@ interface Measured extends WrkResult {
 }
 
 /** wrk against `url`, the CPU of `procs` read around it (this process' event loop stays free). */
+/**
+ * Node.js's own floor on the same path (`--only node-pipe`): bench/node-pipe.ts, two processes on
+ * CPU 1 carrying the bytes with the same mutual TLS and none of a proxy's work (no parsing,
+ * routing, pool or metrics), a TLS connection per client connection.
+ */
+async function startNodePipe(backend: number): Promise<{ port: number; procs: ChildProcess[] }> {
+  const [front, back] = [await freePort(), await freePort()];
+  const pipeProcess = (setup: object): ChildProcess => {
+    const child = spawn(
+      'taskset',
+      [
+        '-c',
+        '1',
+        process.execPath,
+        '--max-semi-space-size=1',
+        path.join(__dirname, 'node-pipe.js'),
+        JSON.stringify({ ...setup, files: PKI }),
+      ],
+      { stdio: 'inherit' },
+    );
+    children.push(child);
+    return child;
+  };
+  const b = pipeProcess({ role: 'b', listen: `127.0.0.1:${back}`, target: `127.0.0.1:${backend}` });
+  const a = pipeProcess({ role: 'a', listen: `127.0.0.1:${front}`, target: `127.0.0.1:${back}` });
+  await waitPort(front);
+  await waitPort(back);
+  return { port: front, procs: [a, b] };
+}
+
 async function measure(url: string, procs: ChildProcess[]): Promise<Measured> {
   const warm = await runWrk(url, { connections: CONNECTIONS, duration: 3 }); // warm-up
   const before = procs.map((p) => cpuSeconds(pidOf(p)));
@@ -598,6 +629,7 @@ async function main(): Promise<void> {
     mooring: [],
     'mooring-rules': [],
     nginx: [],
+    'node-pipe': [],
   };
   const latency: Record<string, Latency | null> = {};
   const mooring = ONLY.has('mooring') ? await startMooringPair(backend.port, 'http') : null;
@@ -605,6 +637,7 @@ async function main(): Promise<void> {
     ? await startMooringPair(backend.port, 'http', TELEMETRY_OFF, '', true)
     : null;
   const nginxPair = ONLY.has('nginx') ? await startNginxPair(backend.port) : null;
+  const nodePipe = ONLY.has('node-pipe') ? await startNodePipe(backend.port) : null;
   for (let round = 0; round < ROUNDS; round++) {
     if (ONLY.has('direct')) results.direct?.push(await measure(url(backend.port), [backend.proc]));
     if (mooring !== null) results.mooring?.push(await measure(url(mooring.port), mooring.procs));
@@ -613,6 +646,8 @@ async function main(): Promise<void> {
     }
     if (nginxPair !== null)
       results.nginx?.push(await measure(url(nginxPair.port), nginxPair.procs));
+    if (nodePipe !== null)
+      results['node-pipe']?.push(await measure(url(nodePipe.port), nodePipe.procs));
   }
   /** Per proxy at RATE/s: CPU µs per request, the memory after the run and its peak (MiB). */
   const atRate: Record<string, { cpu: number[]; rss: string[]; peak: number[] }> = {};
@@ -644,6 +679,7 @@ async function main(): Promise<void> {
   if (mooring !== null) await fixedOn('mooring', mooring.port, mooring.procs);
   if (mooringRules !== null) await fixedOn('mooring-rules', mooringRules.port, mooringRules.procs);
   if (nginxPair !== null) await fixedOn('nginx', nginxPair.port, nginxPair.procs);
+  if (nodePipe !== null) await fixedOn('node-pipe', nodePipe.port, nodePipe.procs);
 
   rows.push(
     `### HTTP/1.1, 1 KB answers, keep-alive, wrk -t1 -c${CONNECTIONS} -d${DURATION}s (${ROUNDS} round(s))`,
@@ -701,6 +737,7 @@ async function main(): Promise<void> {
     ...(mooring?.procs ?? []),
     ...(mooringRules?.procs ?? []),
     ...(nginxPair?.procs ?? []),
+    ...(nodePipe?.procs ?? []),
   ]);
 
   if (TCP_MIB > 0) {
