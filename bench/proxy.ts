@@ -6,7 +6,7 @@
 // Mooring: two `Sidecar`s, each in its own process (bench/sidecar-process.ts), the original
 // destination fixed (as one iptables redirect gives) so that everything runs on loopback.
 // nginx: the same topology with proxy_pass / proxy_ssl_certificate and the same certificates.
-// The load generator runs on CPU 0, proxies and backend on CPU 1. CPU per request is read from
+// The load generator (and this process) runs on CPU 0, proxies and backend on CPU 1. CPU per request is read from
 // /proc (user + system time of each proxy's processes) over the measured interval.
 //
 //   node .cache/bench/bench/proxy.js [--duration 10] [--connections 50] [--rate 1000] [--rounds 1]
@@ -65,6 +65,10 @@ const TELEMETRY = flag('telemetry', '')
   .split(',')
   .filter((m) => m !== '');
 const CLK_TCK = 100;
+
+// This process reads /proc and vegeta's results between runs: on CPU 0 with the load generators,
+// away from the proxies' CPU (its threads too, and what it spawns unpinned).
+execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
 
 const dir = mkdtempSync(path.join(tmpdir(), 'mooring-bench-proxy-'));
 const children: ChildProcess[] = [];
@@ -431,22 +435,22 @@ async function fixedRate(url: string, seconds = DURATION): Promise<Latency | nul
     return null;
   }
   const target = file('targets.txt', `GET ${url}\n`);
-  const { stdout: attack } = await promisify(execFile)(
-    'taskset',
-    [
-      '-c',
-      '0',
-      VEGETA,
-      'attack',
-      `-targets=${target}`,
-      `-rate=${RATE}/s`,
-      `-duration=${seconds}s`,
-      '-keepalive=true',
-      '-connections=16',
-    ],
-    { maxBuffer: 1 << 30, encoding: 'buffer' },
-  );
-  return vegetaReport(attack);
+  // The results go to a file, read once the attack is over: streamed to this process, they woke
+  // it a thousand times a second during the measured run.
+  const results = path.join(dir, 'vegeta-results.bin');
+  await promisify(execFile)('taskset', [
+    '-c',
+    '0',
+    VEGETA,
+    'attack',
+    `-targets=${target}`,
+    `-rate=${RATE}/s`,
+    `-duration=${seconds}s`,
+    '-keepalive=true',
+    '-connections=16',
+    `-output=${results}`,
+  ]);
+  return vegetaReport(readFileSync(results));
 }
 
 /** Sends `mib` MiB through `port` and waits for the sink to have them all. */
