@@ -30,7 +30,7 @@ import { createNamespace, kubectl, kubectlJson } from '../test/e2e/harness/kube'
 import { startNodeCluster, type NodeCluster } from '../test/e2e/harness/node';
 import { installMooring } from '../test/e2e/harness/node-mooring';
 import { makeBenchPki, nginxInboundConfig, nginxOutboundConfig, writeMtlsFiles } from './nginx';
-import { VEGETA, vegetaReport } from './vegeta';
+import { VEGETA, attack } from './vegeta';
 import type { MooringServer } from '../test/e2e/support/mooring';
 
 const args = process.argv.slice(2);
@@ -242,20 +242,17 @@ const poolsLine = (before: Connections, after: Connections): string =>
   `outbound ${poolDelta(before, after, 'outboundPool')}; inbound ${poolDelta(before, after, 'inboundPool')}`;
 
 /** vegeta at RATE/s for `seconds` from inside a Pod's network namespace, as `uid`. */
-async function attack(netnsPid: number, uid: number, url: string, seconds: number) {
+async function attackFrom(netnsPid: number, uid: number, url: string, seconds: number) {
   const targets = `/tmp/mooring-bench-pods-${process.pid}.txt`;
   writeFileSync(targets, `GET ${url}\n`);
-  const { stdout } = await promisify(execFile)(
-    'nsenter',
+  return attack(
+    ['nsenter', '-t', String(netnsPid), '-n', '-S', String(uid), '-G', String(uid), '--'],
     [
-      ...['-t', String(netnsPid), '-n', '-S', String(uid), '-G', String(uid), '--'],
-      ...[VEGETA, 'attack', `-targets=${targets}`, `-rate=${RATE}/s`, `-duration=${seconds}s`],
+      ...[`-targets=${targets}`, `-rate=${RATE}/s`, `-duration=${seconds}s`],
       ...['-keepalive=true', '-connections=16'],
       ...(MAX_CONNECTIONS > 0 ? [`-max-connections=${MAX_CONNECTIONS}`] : []),
     ],
-    { maxBuffer: 1 << 30, encoding: 'buffer' },
   );
-  return vegetaReport(stdout);
 }
 
 const mib = (n: number): string => (n / MIB).toFixed(1);
@@ -465,8 +462,8 @@ async function main(): Promise<void> {
     // Warm-up: the JIT compiles the request path in the first seconds.
     const diag = process.env.MOORING_BENCH_DIAG !== undefined;
     const coldPools = diag ? both(connectionsOf) : null;
-    await attack(clientApp, 0, mooringUrl, 5);
-    for (const pair of peers.pairs) await attack(clientApp, PROXY_UID, pair.url, 5);
+    await attackFrom(clientApp, 0, mooringUrl, 5);
+    for (const pair of peers.pairs) await attackFrom(clientApp, PROXY_UID, pair.url, 5);
     if (coldPools !== null) {
       for (const who of ['client', 'server'] as const) {
         process.stderr.write(
@@ -486,13 +483,13 @@ async function main(): Promise<void> {
     );
     for (let round = 1; round <= ROUNDS; round++) {
       const restFrom = both(cpuSeconds);
-      const direct = await attack(clientApp, PROXY_UID, directUrl, DURATION);
+      const direct = await attackFrom(clientApp, PROXY_UID, directUrl, DURATION);
       const restMs = (who: 'client' | 'server'): string =>
         (((cpuSeconds(sidecars[who]) - restFrom[who]) * 1000) / DURATION).toFixed(1);
       warmRest.push(`round ${round}: ${restMs('client')}, ${restMs('server')}`);
       const poolsBefore = diag ? both(connectionsOf) : null;
       const before = both(cpuSplit);
-      const meshed = await attack(clientApp, 0, mooringUrl, DURATION);
+      const meshed = await attackFrom(clientApp, 0, mooringUrl, DURATION);
       const sent = meshed.rate * DURATION;
       const cpu = (who: 'client' | 'server'): string =>
         cpuPerRequest(sidecars[who], before[who], sent);
@@ -500,7 +497,7 @@ async function main(): Promise<void> {
       for (const pair of peers.pairs) {
         const pids = pair.pids;
         const peerBefore = { client: cpuSplit(pids.client), server: cpuSplit(pids.server) };
-        const via = await attack(clientApp, PROXY_UID, pair.url, DURATION);
+        const via = await attackFrom(clientApp, PROXY_UID, pair.url, DURATION);
         const peerCpu = (who: 'client' | 'server'): string =>
           cpuPerRequest(pids[who], peerBefore[who], via.rate * DURATION);
         peerRows.push(

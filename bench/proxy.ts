@@ -22,13 +22,12 @@
 //   --only mooring,mooring-rules: the pair without rules against the same pair with a weighted
 //   route, retries, a timeout and outlier detection (bench/RESULTS.md, traffic management)
 
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import {
   MESH_API_VERSION,
   type MeshMessage,
@@ -38,7 +37,7 @@ import {
 } from '../src/api/mesh';
 import { PROXY_NODE_OPTIONS } from '../src/constants';
 import { roundRobinSubsetsPolicy } from '../test/fixtures/mesh';
-import { VEGETA, vegetaReport, type Latency } from './vegeta';
+import { VEGETA, attack, type Latency } from './vegeta';
 import {
   NGINX_HEAD,
   makeBenchPki,
@@ -435,22 +434,16 @@ async function fixedRate(url: string, seconds = DURATION): Promise<Latency | nul
     return null;
   }
   const target = file('targets.txt', `GET ${url}\n`);
-  // The results go to a file, read once the attack is over: streamed to this process, they woke
-  // it a thousand times a second during the measured run.
-  const results = path.join(dir, 'vegeta-results.bin');
-  await promisify(execFile)('taskset', [
-    '-c',
-    '0',
-    VEGETA,
-    'attack',
-    `-targets=${target}`,
-    `-rate=${RATE}/s`,
-    `-duration=${seconds}s`,
-    '-keepalive=true',
-    '-connections=16',
-    `-output=${results}`,
-  ]);
-  return vegetaReport(readFileSync(results));
+  return attack(
+    ['taskset', '-c', '0'],
+    [
+      `-targets=${target}`,
+      `-rate=${RATE}/s`,
+      `-duration=${seconds}s`,
+      '-keepalive=true',
+      '-connections=16',
+    ],
+  );
 }
 
 /** Sends `mib` MiB through `port` and waits for the sink to have them all. */

@@ -1,8 +1,11 @@
 // vegeta (constant-rate load, `make bench-tools`): its report of one attack, shared by the
 // benchmarks that drive a fixed request rate (bench/proxy.ts, bench/pods.ts).
 
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 
 export const VEGETA = path.join(__dirname, '..', '..', '..', '.cache', 'bin', 'vegeta');
 
@@ -38,4 +41,22 @@ export function vegetaReport(attack: Buffer): Latency {
     rate: Math.round(report.rate),
     errors: total - ok,
   };
+}
+
+let attacks = 0;
+
+/**
+ * One `vegeta attack` (its `args`), run through `prefix` (taskset, nsenter), and its report. The
+ * results go to a file, read once the attack is over: streamed to this process, they would wake it
+ * a thousand times a second, on the CPUs the run measures.
+ */
+export async function attack(prefix: readonly string[], args: readonly string[]): Promise<Latency> {
+  const results = path.join(tmpdir(), `mooring-vegeta-${process.pid}-${attacks++}.bin`);
+  try {
+    const [command = VEGETA, ...rest] = prefix;
+    await promisify(execFile)(command, [...rest, VEGETA, 'attack', ...args, `-output=${results}`]);
+    return vegetaReport(readFileSync(results));
+  } finally {
+    rmSync(results, { force: true });
+  }
 }
