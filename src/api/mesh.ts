@@ -418,8 +418,12 @@ export interface DestinationPolicy {
    * subsets added, the host-wide policy the first one's that has it).
    */
   readonly merged?: readonly { readonly namespace: string; readonly name: string }[];
-  /** DestinationRules for the same host not used (later in the lookup, or not merged). */
-  readonly shadowed?: readonly { readonly namespace: string; readonly name: string }[];
+  /** DestinationRules for the same host not used (later in the lookup, or not merged), with why. */
+  readonly shadowed?: readonly {
+    readonly namespace: string;
+    readonly name: string;
+    readonly reason: string;
+  }[];
   /** The host-wide policy. */
   readonly trafficPolicy?: TrafficPolicy;
   /** Subsets by name; each endpoint lists the subsets it belongs to (`Endpoint.subsets`). */

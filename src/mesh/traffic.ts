@@ -661,12 +661,20 @@ function destinationPolicy(drs: readonly DestinationRuleObject[]): {
     ...(s.trafficPolicy === undefined ? {} : { trafficPolicy: s.trafficPolicy }),
   }));
   const tp = merged.find((o) => o.trafficPolicy !== undefined)?.trafficPolicy;
-  const shadowed = drs.filter((o) => !merged.includes(o));
+  const shadowed = drs
+    .filter((o) => !merged.includes(o))
+    .map((o) => ({
+      ...ref(o),
+      reason:
+        o.meta.namespace === dr.meta.namespace
+          ? `DestinationRule ${nameKey(dr.meta)} is older and exported otherwise: only the rules of its namespace exported alike are merged into it`
+          : `DestinationRule ${nameKey(dr.meta)} comes first in the lookup: namespace ${dr.meta.namespace} is read before ${o.meta.namespace} (the proxy's namespace, then the Service's, then the root namespace)`,
+    }));
   return {
     policy: {
       source: ref(dr),
       ...(merged.length > 1 ? { merged: merged.slice(1).map(ref) } : {}),
-      ...(shadowed.length > 0 ? { shadowed: shadowed.map(ref) } : {}),
+      ...(shadowed.length > 0 ? { shadowed } : {}),
       ...(tp === undefined ? {} : { trafficPolicy: tp }),
       ...(subsets.length > 0 ? { subsets } : {}),
     },

@@ -199,7 +199,6 @@ export class MeshPush {
         ...(policy?.shadowed ?? []).map((s) => ({
           kind: 'DestinationRule',
           ...s,
-          reason: `DestinationRule ${policy?.source.namespace}/${policy?.source.name} comes first in the lookup (the proxy's namespace, the Service's, the root; the oldest in one, those exported alike merged)`,
           winner: { kind: 'DestinationRule', ...policy?.source },
         })),
       ];

@@ -133,7 +133,12 @@ describe("a DestinationRule's lookup: the proxy's namespace, the Service's, the 
     );
     expect(policyOf(seenFrom(raws, 'shop'))).toBe('shop/in-client-ns');
     expect(seenFrom(raws, 'shop')?.policy?.shadowed).toEqual([
-      { namespace: 'default', name: 'in-service-ns' },
+      {
+        namespace: 'default',
+        name: 'in-service-ns',
+        reason:
+          "DestinationRule shop/in-client-ns comes first in the lookup: namespace shop is read before default (the proxy's namespace, then the Service's, then the root namespace)",
+      },
     ]);
     expect(policyOf(seenFrom(raws, 'default'))).toBe('default/in-service-ns');
     expect(policyOf(seenFrom(raws, 'other'))).toBe('default/in-service-ns');
@@ -195,7 +200,12 @@ describe("a DestinationRule's lookup: the proxy's namespace, the Service's, the 
     expect(inSubset('v2')).toEqual(['10.0.0.2']);
     // Exported otherwise: not merged, shadowed (for the proxies of its namespace it comes after).
     expect(seenFrom(raws, 'default')?.policy?.shadowed).toEqual([
-      { namespace: 'default', name: 'private' },
+      {
+        namespace: 'default',
+        name: 'private',
+        reason:
+          'DestinationRule default/first is older and exported otherwise: only the rules of its namespace exported alike are merged into it',
+      },
     ]);
     expect(seenFrom(raws, 'shop')?.policy?.shadowed).toBeUndefined();
   });

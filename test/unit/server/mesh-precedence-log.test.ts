@@ -55,7 +55,7 @@ it('logs a shadowed DestinationRule once, naming the rule used and the lookup', 
         shadowed: { kind: 'DestinationRule', namespace: 'mooring-system', name: 'mesh-wide' },
       },
       message:
-        "traffic rules for default/reviews not used: DestinationRule default/own comes first in the lookup (the proxy's namespace, the Service's, the root; the oldest in one, those exported alike merged)",
+        "traffic rules for default/reviews not used: DestinationRule default/own comes first in the lookup: namespace default is read before mooring-system (the proxy's namespace, then the Service's, then the root namespace)",
     },
   ]);
 });
