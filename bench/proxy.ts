@@ -6,8 +6,9 @@
 // Mooring: two `Sidecar`s, each in its own process (bench/sidecar-process.ts), the original
 // destination fixed (as one iptables redirect gives) so that everything runs on loopback.
 // nginx: the same topology with proxy_pass / proxy_ssl_certificate and the same certificates.
-// The load generator (and this process) runs on CPU 0, proxies and backend on CPU 1. CPU per request is read from
-// /proc (user + system time of each proxy's processes) over the measured interval.
+// The load generator (and this process) runs on CPU 0, proxies and backend on CPU 1. CPU per
+// request is read from /proc (user + system time of each proxy's processes) over the measured
+// interval.
 //
 //   node .cache/bench/bench/proxy.js [--duration 10] [--connections 50] [--rate 1000] [--rounds 1]
 //                                     [--tcp-mib 1024] [--only direct,mooring,nginx]
@@ -379,7 +380,6 @@ interface Measured extends WrkResult {
   rssMiB: string[];
 }
 
-/** wrk against `url`, the CPU of `procs` read around it (this process' event loop stays free). */
 /**
  * Node.js's own floor on the same path (`--only node-pipe`): bench/node-pipe.ts, two processes on
  * CPU 1 carrying the bytes with the same mutual TLS and none of a proxy's work (no parsing,
@@ -410,6 +410,7 @@ async function startNodePipe(backend: number): Promise<{ port: number; procs: Ch
   return { port: front, procs: [a, b] };
 }
 
+/** wrk against `url`, the CPU of `procs` read around it (this process' event loop stays free). */
 async function measure(url: string, procs: ChildProcess[]): Promise<Measured> {
   const warm = await runWrk(url, { connections: CONNECTIONS, duration: 3 }); // warm-up
   const before = procs.map((p) => cpuSeconds(pidOf(p)));
