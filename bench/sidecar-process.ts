@@ -23,7 +23,6 @@ import {
   processTrimmer,
   TRIM_INTERVAL_MS,
 } from '../src/agent/proxy/memory-trim';
-import { processIdleCollector } from '../src/agent/proxy/idle-gc';
 import { IstioMetrics } from '../src/agent/proxy/metrics';
 import { Sidecar } from '../src/agent/proxy/sidecar';
 import { applyProxyBufferPool, applyProxyV8Flags } from '../src/agent/proxy/v8-flags';
@@ -101,10 +100,6 @@ const trimmer =
       )
     : null;
 if (trimmer !== null) setInterval(() => trimmer.check(), TRIM_INTERVAL_MS).unref();
-// As `mooring agent` does: a full collection once the loop has been quiet for a look and the old
-// generation grew (MOORING_BENCH_NO_IDLE_GC=1: not, to compare); its counts printed at exit.
-const idleGc =
-  process.env.MOORING_BENCH_NO_IDLE_GC === undefined ? processIdleCollector().collector : null;
 void sidecar.start().then((ports) => {
   process.stdout.write(
     `${JSON.stringify({ outbound: ports.outbound.port, inbound: ports.inbound.port })}\n`,
@@ -120,11 +115,6 @@ process.on('SIGTERM', () => {
   pauses?.();
   if (trimmer !== null) {
     process.stderr.write(`pid ${process.pid} C heap trims: ${JSON.stringify(trimmer.stats())}\n`);
-  }
-  if (idleGc !== null) {
-    process.stderr.write(
-      `pid ${process.pid} idle collections: ${JSON.stringify(idleGc.stats())}\n`,
-    );
   }
   void (async () => {
     await (

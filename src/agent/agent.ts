@@ -58,7 +58,6 @@ import {
   type ColdPagesReport,
 } from './proxy/memory-trim';
 import { podMetrics } from './health/merged-metrics';
-import { processIdleCollector, type IdleCollector } from './proxy/idle-gc';
 import { IstioMetrics } from './proxy/metrics';
 import { SIDECAR_DEFAULTS, Sidecar } from './proxy/sidecar';
 import { applyProxyBufferPool, applyProxyV8Flags } from './proxy/v8-flags';
@@ -83,8 +82,6 @@ interface ProxyParts {
   readonly servers: http.Server[];
   /** Looks every TRIM_INTERVAL_MS whether freed C heap memory is to be given back. */
   readonly trimTimer: NodeJS.Timeout | null;
-  /** Looks every IDLE_GC_LOOK_MS whether the quiet proxy's heap is to be collected. */
-  readonly idleGcTimer: NodeJS.Timeout;
   /** Drops the pages of Node's binary only the start used, COLD_PAGES_AFTER_MS after listening. */
   readonly coldTimer: NodeJS.Timeout | null;
 }
@@ -304,7 +301,6 @@ async function startProxy(
   const dropPages = loadDropPages();
   const keepalive = loadTcpKeepalive();
   let coldPages: ColdPagesReport | null = null;
-  let idleGc: IdleCollector | null = null;
   const heapFreeBytes = loadHeapFreeBytes();
   const trimmer = processTrimmer(loadMemoryTrim(), heapFreeBytes);
   const istio = new IstioMetrics();
@@ -363,7 +359,6 @@ async function startProxy(
         trim: trimmer?.stats() ?? null,
         cHeapFreeBytes: heapFreeBytes?.() ?? null,
         coldPages,
-        idleGc: idleGc?.stats() ?? null,
       }),
       logger: log,
     });
@@ -390,8 +385,6 @@ async function startProxy(
   mesh.start();
   const trimTimer = trimmer === null ? null : setInterval(() => trimmer.check(), TRIM_INTERVAL_MS);
   trimTimer?.unref();
-  const idle = processIdleCollector();
-  idleGc = idle.collector;
   const coldTimer =
     dropPages === null
       ? null
@@ -411,21 +404,11 @@ async function startProxy(
             );
           },
         );
-  return {
-    sidecar,
-    mesh,
-    metrics: istio,
-    renderStats,
-    servers,
-    trimTimer,
-    idleGcTimer: idle.timer,
-    coldTimer,
-  };
+  return { sidecar, mesh, metrics: istio, renderStats, servers, trimTimer, coldTimer };
 }
 
 async function stopProxy(proxy: ProxyParts): Promise<void> {
   if (proxy.trimTimer !== null) clearInterval(proxy.trimTimer);
-  clearInterval(proxy.idleGcTimer);
   if (proxy.coldTimer !== null) clearTimeout(proxy.coldTimer);
   await proxy.mesh.stop();
   await proxy.sidecar.close();
