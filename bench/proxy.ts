@@ -394,7 +394,7 @@ async function startNodePipe(backend: number): Promise<{ port: number; procs: Ch
         '-c',
         '1',
         process.execPath,
-        '--max-semi-space-size=1',
+        ...PROXY_NODE_OPTIONS.split(' '),
         path.join(__dirname, 'node-pipe.js'),
         JSON.stringify({ ...setup, files: PKI }),
       ],

@@ -105,12 +105,16 @@ export const PLUGIN_CA_FILES = {
 } as const;
 
 /**
- * NODE_OPTIONS of the injected mooring-proxy: a young generation of 1 MiB semi-spaces instead of
- * V8's default of up to 16 MiB. The proxy's garbage is short-lived and small; under load this
- * took its own memory (RssAnon) from about 40 to 26 MiB per sidecar with no measurable CPU cost
- * (bench/RESULTS.md, the sidecar proxy).
+ * NODE_OPTIONS of the injected mooring-proxy (bench/RESULTS.md, the sidecar proxy):
+ * - a young generation of 1 MiB semi-spaces instead of V8's default of up to 16 MiB. The proxy's
+ *   garbage is short-lived and small; under load this took its own memory (RssAnon) from about
+ *   40 to 26 MiB per sidecar with no measurable CPU cost;
+ * - one V8 worker thread instead of four (compiling, marking and sweeping in the background; the
+ *   scavenges are on the loop's own thread, src/agent/proxy/v8-flags.ts): each worker that
+ *   compiles keeps a C heap arena of its own. Peak VmRSS at 1,000 requests/s 0.3-1 MiB lower per
+ *   sidecar, the CPU per request the same.
  */
-export const PROXY_NODE_OPTIONS = '--max-semi-space-size=1';
+export const PROXY_NODE_OPTIONS = '--max-semi-space-size=1 --v8-pool-size=1';
 
 /** Environment variables that configure `mooring agent` inside the injected proxy container. */
 export const AGENT_ENV = {

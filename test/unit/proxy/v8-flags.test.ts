@@ -4,6 +4,7 @@
 // its pretenuring statistics, which allocation sites it moved to the old generation.
 
 import { execFileSync } from 'node:child_process';
+import { PROXY_NODE_OPTIONS } from '../../../src/constants';
 import { PROXY_BUFFER_POOL_BYTES, PROXY_V8_FLAGS } from '../../../src/agent/proxy/v8-flags';
 
 // Sets the flags given as JSON the way applyProxyV8Flags does, then makes garbage with survivors
@@ -124,5 +125,27 @@ describe("the proxy's Buffer pool", () => {
     // The control: with Node's own pool, nearly every connection pins a slab of 64 KiB.
     expect(pinned(64 * 1024)).toBeGreaterThan(40 * 64 * 1024);
     expect(pinned(PROXY_BUFFER_POOL_BYTES)).toBeLessThanOrEqual(51 * PROXY_BUFFER_POOL_BYTES);
+  });
+});
+
+describe("the proxy's NODE_OPTIONS", () => {
+  // The V8 platform's worker threads of a Node process, by their name (Node 24 names them).
+  const workers = (nodeOptions: string | undefined): number => {
+    const env = { ...process.env };
+    delete env.NODE_OPTIONS;
+    if (nodeOptions !== undefined) env.NODE_OPTIONS = nodeOptions;
+    const script = `
+      const fs = require('node:fs');
+      const names = fs.readdirSync('/proc/self/task')
+        .map((t) => fs.readFileSync('/proc/self/task/' + t + '/comm', 'utf8').trim());
+      process.stdout.write(String(names.filter((n) => n === 'V8Worker').length));
+    `;
+    return Number(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', env }));
+  };
+
+  it('give the proxy one V8 worker thread, where Node starts four', () => {
+    // The control: Node's own pool (4 on this machine's Node; at least 2 anywhere).
+    expect(workers(undefined)).toBeGreaterThanOrEqual(2);
+    expect(workers(PROXY_NODE_OPTIONS)).toBe(1);
   });
 });
