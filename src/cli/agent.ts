@@ -128,6 +128,8 @@ export const registerAgent: RegisterCommand = (program, io, setExit) => {
     )
     .option('--stats-port <port>', "the proxy's metrics port, /stats/prometheus (default 15090)")
     .action(async (command: string[], flags: AgentFlags) => {
+      const { keepInspectorClosed } = await import('../agent/process/supervisor');
+      keepInspectorClosed(process);
       const { resolveAgentOptions } = await import('../agent/options');
       let options;
       try {

@@ -239,6 +239,51 @@ describe('mooring agent (CLI)', () => {
     await agent.exited;
   });
 
+  it("never opens Node's inspector on SIGUSR1, from its first log line on (the app shares its loopback)", async () => {
+    const inspectPort = await freePort();
+    const nodeOptions = `--inspect-port=127.0.0.1:${inspectPort}`;
+    const inspectorOpen = (): Promise<boolean> =>
+      new Promise((resolve) => {
+        const s = net.connect(inspectPort, '127.0.0.1');
+        s.once('connect', () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.once('error', () => resolve(false));
+      });
+    // The control: a Node process with the same options and no listener opens it.
+    const plain = spawn(
+      process.execPath,
+      ['-e', "process.stdout.write('up'); setTimeout(() => {}, 30000)"],
+      { env: { PATH: process.env.PATH, NODE_OPTIONS: nodeOptions }, stdio: 'pipe' },
+    );
+    spawned.push(plain);
+    let plainOut = '';
+    let plainErr = '';
+    plain.stdout?.on('data', (c: Buffer) => (plainOut += c.toString()));
+    plain.stderr?.on('data', (c: Buffer) => (plainErr += c.toString()));
+    await eventually('the plain process started', () => plainOut === 'up');
+    plain.kill('SIGUSR1');
+    await eventually('its inspector opened', () => plainErr.includes('Debugger listening'));
+    expect(await inspectorOpen()).toBe(true);
+    plain.kill('SIGKILL');
+    await eventually('its inspector closed', async () => !(await inspectorOpen()));
+
+    const agent = await runAgentCli({ env: { NODE_OPTIONS: nodeOptions } });
+    await eventually('the agent logged', () => agent.stderr().length > 0);
+    agent.process.kill('SIGUSR1');
+    await agent.waitReady();
+    agent.process.kill('SIGUSR1');
+    await eventually('the signal was taken', () =>
+      agent.stderr().includes('no proxy command to forward the signal to: ignored'),
+    );
+    expect(agent.stderr()).not.toContain('Debugger listening');
+    expect(await inspectorOpen()).toBe(false);
+    expect(agent.process.exitCode).toBeNull();
+    agent.process.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+  });
+
   it('on SIGTERM: readiness false at once, the command keeps running through the drain, then stops; its code is the exit code', async () => {
     const agent = await runAgentCli({
       args: ['--drain', '1500ms'],

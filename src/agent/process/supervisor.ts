@@ -18,6 +18,19 @@ export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = [
   'SIGQUIT',
   'SIGWINCH',
 ];
+/**
+ * Keeps Node's inspector closed for the agent's whole life. A Node process with no 'SIGUSR1'
+ * listener opens its inspector when it gets SIGUSR1: a debugger that runs any code it is sent,
+ * without authentication, on 127.0.0.1:9229, which in a Pod is the app's loopback too, in the
+ * process that holds the workload's private key. A listener, from the agent command's first
+ * line, makes the signal an ordinary one (forwarded to the proxy command by `supervise`, or
+ * ignored). Node's `--disable-sigusr1` would close the inspector too, but it also keeps the
+ * signal from the agent's listeners: nothing could be forwarded.
+ */
+export function keepInspectorClosed(signals: SignalSource): void {
+  signals.on('SIGUSR1', () => undefined);
+}
+
 /** Signals that start a graceful shutdown (a second one cuts the drain short). */
 export const SHUTDOWN_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
 
@@ -189,8 +202,12 @@ export function supervise(options: SupervisionOptions): Promise<number> {
 
     for (const signal of FORWARDED_SIGNALS) {
       listen(signal, () => {
+        if (child === null) {
+          log.info({ signal }, 'no proxy command to forward the signal to: ignored');
+          return;
+        }
         log.info({ signal }, 'forwarding signal to the proxy command');
-        child?.signal(signal);
+        child.signal(signal);
       });
     }
     /** A shutdown signal or a quit request: the first starts the drain, the next ends it. */
