@@ -9,6 +9,7 @@ import tls from 'node:tls';
 import { checkExpectedIdentity, type MooringAlpn } from '../core/identity';
 import type { UpstreamEndpoint } from '../core/endpoints';
 import { originateOptions } from './originate';
+import { copyingReads } from './read-copies';
 import { MESH_TLS, type TlsContexts } from './tls';
 
 export type DialFailureKind =
@@ -121,7 +122,7 @@ export function dial(o: DialOptions, cb: DialCallback): () => void {
       return () => {};
     }
     const t = tls.connect({
-      ...({ allowHalfOpen: true } as tls.ConnectionOptions),
+      ...({ allowHalfOpen: true, onread: copyingReads() } as tls.ConnectionOptions),
       ...options,
       host: e.address,
       port: e.port,
@@ -147,8 +148,9 @@ export function dial(o: DialOptions, cb: DialCallback): () => void {
     const ticket = tickets.get(sessionKey);
     let verified = false;
     const t = tls.connect({
-      // allowHalfOpen reaches the TLSSocket (Node passes it through; the types omit it).
-      ...({ allowHalfOpen: true } as tls.ConnectionOptions),
+      // allowHalfOpen and onread reach the TLSSocket (Node passes them through; the types omit
+      // them). onread: l4/read-copies.ts.
+      ...({ allowHalfOpen: true, onread: copyingReads() } as tls.ConnectionOptions),
       host: e.address,
       port: e.port,
       secureContext: context,
