@@ -212,6 +212,11 @@ function meshFile(
 const stdoutLines = new Map<number, number>();
 const stdoutDir = process.env.MOORING_BENCH_STDOUT;
 
+/** Node's flags for a sidecar (and node-pipe): the injector's, unless MOORING_BENCH_NODE_FLAGS. */
+function sidecarNodeFlags(): string[] {
+  return (process.env.MOORING_BENCH_NODE_FLAGS ?? PROXY_NODE_OPTIONS).split(' ').filter(Boolean);
+}
+
 async function sidecar(
   setup: object,
 ): Promise<{ proc: ChildProcess; outbound: number; inbound: number }> {
@@ -220,14 +225,10 @@ async function sidecar(
     process.env.MOORING_BENCH_PROF === undefined
       ? []
       : ['--cpu-prof', `--cpu-prof-dir=${process.env.MOORING_BENCH_PROF}`];
-  // As the injector runs the sidecar, unless MOORING_BENCH_NODE_FLAGS says otherwise.
-  const nodeFlags = (process.env.MOORING_BENCH_NODE_FLAGS ?? PROXY_NODE_OPTIONS)
-    .split(' ')
-    .filter(Boolean);
   const proc = spawn(
     'taskset',
     // MOORING_BENCH_NODE_FLAGS: Node/V8 flags of the sidecars (e.g. --max-semi-space-size=2).
-    ['-c', '1', process.execPath, ...prof, ...nodeFlags, script, JSON.stringify(setup)],
+    ['-c', '1', process.execPath, ...prof, ...sidecarNodeFlags(), script, JSON.stringify(setup)],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },
@@ -394,7 +395,7 @@ async function startNodePipe(backend: number): Promise<{ port: number; procs: Ch
         '-c',
         '1',
         process.execPath,
-        ...PROXY_NODE_OPTIONS.split(' '),
+        ...sidecarNodeFlags(),
         path.join(__dirname, 'node-pipe.js'),
         JSON.stringify({ ...setup, files: PKI }),
       ],

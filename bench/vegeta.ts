@@ -53,13 +53,7 @@ let attacks = 0;
 export async function attack(prefix: readonly string[], args: readonly string[]): Promise<Latency> {
   const results = path.join(tmpdir(), `mooring-vegeta-${process.pid}-${attacks++}.bin`);
   try {
-    const [command = VEGETA, ...rest] = [
-      ...prefix,
-      VEGETA,
-      'attack',
-      ...args,
-      `-output=${results}`,
-    ];
+    const [command, ...rest] = [...prefix, VEGETA, 'attack', ...args, `-output=${results}`];
     await promisify(execFile)(command, rest);
     return vegetaReport(readFileSync(results));
   } finally {
