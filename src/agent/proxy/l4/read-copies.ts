@@ -5,15 +5,16 @@
 // and a plain socket's read reserves what is left of the slab (then copies a small read out): a
 // proxy alternating the two (the app's plain request, the other sidecar's TLS answer) starts a
 // new slab for nearly every request, each kept alive by its one view until the next scavenge.
-// Measured in a loaded outbound sidecar at 1,000 requests/s: 950 slabs a second, up to 6 MiB of
-// them alive between two scavenges; with the dialled TLS side reading here, none (the plain side
-// reuses one slab), and the sidecar's peak resident size about 1 MiB lower (bench/RESULTS.md,
-// 2026-12-07, midday).
+// Measured in a loaded outbound sidecar at 1,000 requests/s: 909-955 slabs a second, up to 6 MiB
+// of them alive between two scavenges; with the dialled TLS side reading here, none (the plain
+// side reuses one slab), and the sidecar's peak resident size about 1 MiB lower
+// (bench/RESULTS.md, 2026-12-07, midday).
 //
 // Plain sockets the proxy dials (the inbound side's app) keep Node's reads: with them reading
 // here, the slab serves the inbound TLS reads (accepted sockets cannot be given `onread`) one
 // after the other, lives through two scavenges, is promoted, and waits for a full collection
-// with its neighbours: 0.3-0.4 MiB more each second in the same bench, 2-8 MiB more at the peak.
+// with its neighbours: 0.3-0.4 MiB more each second in the same bench, the inbound sidecar's
+// peak 2.6-7.1 MiB higher in two runs.
 
 import type tls from 'node:tls';
 
