@@ -394,6 +394,14 @@ describe('forwardHeaderLines', () => {
     expect(lines).toBe('HOST: a\r\nX-Hope: kept\r\nConnection: keep-alive\r\n');
   });
 
+  it('drops the names of a removal set given in any case, and only those', () => {
+    const lines = forwardHeaderLines(head('Host: a', 'x-drop: 1', 'X-Dropped: 2', 'X-DROP: 3'), {
+      remove: new Set(['X-Drop']),
+      connection: null,
+    });
+    expect(lines).toBe('Host: a\r\nX-Dropped: 2\r\n');
+  });
+
   it('does not take a name for another that differs only outside the letters (^ and ~)', () => {
     const lines = forwardHeaderLines(head('Host: a', 'x^: 1', 'x~: 2'), {
       remove: new Set(['x~']),

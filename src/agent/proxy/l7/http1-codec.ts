@@ -166,33 +166,6 @@ function sameName(name: string, lower: string): boolean {
   return true;
 }
 
-/** Lowercase names grouped by length, so that a lookup compares only names of the same length. */
-type NamesByLength = ReadonlyMap<number, readonly string[]>;
-const byLengthOf = new WeakMap<ReadonlySet<string>, NamesByLength>();
-
-function namesByLength(set: ReadonlySet<string>): NamesByLength {
-  let index = byLengthOf.get(set);
-  if (index === undefined) {
-    const m = new Map<number, string[]>();
-    for (const name of set) {
-      const lower = name.toLowerCase();
-      const list = m.get(lower.length);
-      if (list === undefined) m.set(lower.length, [lower]);
-      else list.push(lower);
-    }
-    index = m;
-    byLengthOf.set(set, index);
-  }
-  return index;
-}
-
-function hasName(index: NamesByLength, name: string): boolean {
-  const candidates = index.get(name.length);
-  if (candidates === undefined) return false;
-  for (const lower of candidates) if (sameName(name, lower)) return true;
-  return false;
-}
-
 /** Optional whitespace around a field value (RFC 9110 5.6.3): space and tab only. */
 const isOws = (c: number): boolean => c === 0x20 || c === 0x09;
 
@@ -722,19 +695,45 @@ export class ResponseParser extends Http1Framer<ResponseHead> {
 }
 
 /** Lowercase names whose lines a proxy does not forward (RFC 9110 7.6.1), plus those named by Connection. */
-const HOP_BY_HOP: NamesByLength = namesByLength(
-  new Set([
-    'connection',
-    'keep-alive',
-    'proxy-connection',
-    'proxy-authenticate',
-    'proxy-authorization',
-    'te',
-    'upgrade',
-    // HTTP/2's settings for an h2c upgrade, which is never made: of this connection only.
-    'http2-settings',
-  ]),
-);
+const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'upgrade',
+  // HTTP/2's settings for an h2c upgrade, which is never made: of this connection only.
+  'http2-settings',
+]);
+
+/** Lowercase names, with their lengths: a name of another length is not lowercased to look. */
+interface NameSet {
+  readonly names: ReadonlySet<string>;
+  readonly lengths: ReadonlySet<number>;
+}
+
+function nameSet(names: Iterable<string>): NameSet {
+  const lower = new Set([...names].map((n) => n.toLowerCase()));
+  return { names: lower, lengths: new Set([...lower].map((n) => n.length)) };
+}
+
+const HOP_BY_HOP_SET = nameSet(HOP_BY_HOP);
+const nameSets = new WeakMap<ReadonlySet<string>, NameSet>();
+
+/** `set`'s names lowercased, with their lengths, made once per set. */
+function nameSetOf(set: ReadonlySet<string>): NameSet {
+  let s = nameSets.get(set);
+  if (s === undefined) {
+    s = nameSet(set);
+    nameSets.set(set, s);
+  }
+  return s;
+}
+
+/** `name` (any case) is in `s`. */
+const inSet = (s: NameSet, name: string): boolean =>
+  s.lengths.has(name.length) && s.names.has(name.toLowerCase());
 
 export interface HeadRewrite {
   /** Lowercase names to drop (in addition to hop-by-hop ones). */
@@ -754,30 +753,35 @@ const isOwnConnectionToken = (token: string): boolean =>
 /** What `forwardHeaderLines` reads of a parsed head. */
 export type HeadLines = Pick<HeadCommon, 'headers' | 'text' | 'fieldsStart'>;
 
+/** The names the Connection fields list besides the proxy's own tokens; null: none. */
+function namedByConnection(headers: RawHeaders): NameSet | null {
+  let named: string[] | null = null;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (!sameName(headers[i] as string, 'connection')) continue;
+    const value = headers[i + 1] as string;
+    // The usual value is one of the proxy's own tokens: nothing to split.
+    if (isOwnConnectionToken(value)) continue;
+    for (const t of value.split(',')) {
+      const token = t.trim();
+      if (token !== '' && !isOwnConnectionToken(token)) (named ??= []).push(token);
+    }
+  }
+  return named === null ? null : nameSet(named);
+}
+
 /**
  * Header lines to forward: hop-by-hop ones and `remove` dropped, `add` appended. The lines kept
  * are copied from the head's text in runs, as they came (one slice for each run between two
  * dropped lines), not rebuilt line by line (a sixth of what a sidecar allocated per request was
- * these lines rebuilt).
+ * these lines rebuilt). A name of a length some dropped name has is lowercased and looked up in a
+ * set: comparisons in place (a loop per candidate name) made V8 take 27-30 ms to optimize this
+ * function, on every recompile, and 3.3 MiB of its memory (bench/RESULTS.md, 2026-12-07,
+ * midday).
  */
 export function forwardHeaderLines(head: HeadLines, rewrite: HeadRewrite): string {
   const { headers, text } = head;
-  let connectionTokens: string[] | null = null;
-  for (let i = 0; i < headers.length; i += 2) {
-    const name = headers[i] as string;
-    if (sameName(name, 'connection')) {
-      const value = headers[i + 1] as string;
-      // The usual value is one of the proxy's own tokens: nothing to split.
-      if (isOwnConnectionToken(value)) continue;
-      for (const t of value.split(',')) {
-        const token = t.trim();
-        if (token !== '' && !isOwnConnectionToken(token)) {
-          (connectionTokens ??= []).push(token.toLowerCase());
-        }
-      }
-    }
-  }
-  const remove = rewrite.remove === undefined ? null : namesByLength(rewrite.remove);
+  const named = namedByConnection(headers);
+  const remove = rewrite.remove === undefined ? null : nameSetOf(rewrite.remove);
   const end = text.length;
   let out = '';
   // Header i is the head's line i: a head holds no empty line before its end.
@@ -788,9 +792,9 @@ export function forwardHeaderLines(head: HeadLines, rewrite: HeadRewrite): strin
     const next = crlf === -1 ? end + 2 : crlf + 2;
     const name = headers[i] as string;
     if (
-      hasName(HOP_BY_HOP, name) ||
-      (remove !== null && hasName(remove, name)) ||
-      connectionTokens?.some((t) => sameName(name, t)) === true
+      inSet(HOP_BY_HOP_SET, name) ||
+      (remove !== null && inSet(remove, name)) ||
+      (named !== null && inSet(named, name))
     ) {
       if (line > run) out += text.slice(run, line);
       run = next;
