@@ -364,6 +364,11 @@ function statusMiB(pid: number, name: string): number {
   return Math.round((Number(m?.[1] ?? 0) / 1024) * 10) / 10;
 }
 
+/** Makes VmHWM, the process's peak resident size, its resident size now (Linux 4.0 and later). */
+function resetPeakRss(pid: number): void {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+}
+
 /** Resident memory: the whole (VmRSS), then in parentheses the process's own (RssAnon: not the
  * pages of the executable and libraries, which every process of the same binary shares). */
 function rssMiB(pid: number): string {
@@ -648,15 +653,20 @@ async function main(): Promise<void> {
     if (nodePipe !== null)
       results['node-pipe']?.push(await measure(url(nodePipe.port), nodePipe.procs));
   }
-  /** Per proxy at RATE/s: CPU µs per request, the memory after the run and its peak (MiB). */
-  const atRate: Record<string, { cpu: number[]; rss: string[]; peak: number[] }> = {};
+  /** Per proxy at RATE/s: CPU µs per request, the memory after the run and its peaks (MiB). */
+  const atRate: Record<string, { cpu: number[]; rss: string[]; peak: number[]; hwm: number[] }> =
+    {};
   const warm = async (port: number): Promise<void> => {
     if (RATE_WARMUP > 0) await fixedRate(url(port), RATE_WARMUP);
   };
   const fixedOn = async (name: string, port: number, procs: ChildProcess[]): Promise<void> => {
     await warm(port);
     const before = procs.map((p) => cpuSeconds(pidOf(p)));
-    // The resident size each second of the run: its peak, beside the one at the end.
+    // The resident size each second of the run: its peak, beside the one at the end; and the
+    // kernel's own peak (VmHWM) from the run's start, which a second's sample can miss: a
+    // compile of V8's at the load's start (bench/RESULTS.md, 2026-12-07, midday). VmHWM agreed
+    // with a sample every 20 ms within 0.1 MiB in eight sidecars.
+    for (const p of procs) resetPeakRss(pidOf(p));
     const peak = procs.map(() => 0);
     const sample = setInterval(() => {
       procs.forEach((p, i) => (peak[i] = Math.max(peak[i] ?? 0, statusMiB(pidOf(p), 'VmRSS'))));
@@ -669,6 +679,7 @@ async function main(): Promise<void> {
       ),
       rss: procs.map((p) => rssMiB(pidOf(p))),
       peak,
+      hwm: procs.map((p) => statusMiB(pidOf(p), 'VmHWM')),
     };
   };
   if (ONLY.has('direct')) {
@@ -717,19 +728,19 @@ async function main(): Promise<void> {
     '',
   );
   rows.push(
-    '| setup | rate | p50 ms | p99 ms | errors | added p50 ms | added p99 ms | CPU µs/request per proxy (A, B) | RSS MiB (own) after (A, B) | RSS MiB peak, each second (A, B) |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| setup | rate | p50 ms | p99 ms | errors | added p50 ms | added p99 ms | CPU µs/request per proxy (A, B) | RSS MiB (own) after (A, B) | RSS MiB peak, each second (A, B) | RSS MiB peak, VmHWM (A, B) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
   );
   const d = latency.direct;
   for (const [name, l] of Object.entries(latency)) {
     if (l === null) {
-      rows.push(`| ${name} | (vegeta missing: make bench-tools) | | | | | | | | |`);
+      rows.push(`| ${name} | (vegeta missing: make bench-tools) | | | | | | | | | |`);
       continue;
     }
     const added = (x: number, y: number | undefined): string =>
       y === undefined || name === 'direct' ? '-' : (x - y).toFixed(2);
     rows.push(
-      `| ${name} | ${l.rate} | ${l.p50ms} | ${l.p99ms} | ${l.errors} | ${added(l.p50ms, d?.p50ms)} | ${added(l.p99ms, d?.p99ms)} | ${atRate[name]?.cpu.join(', ') ?? '-'} | ${atRate[name]?.rss.join(', ') ?? '-'} | ${atRate[name]?.peak.join(', ') ?? '-'} |`,
+      `| ${name} | ${l.rate} | ${l.p50ms} | ${l.p99ms} | ${l.errors} | ${added(l.p50ms, d?.p50ms)} | ${added(l.p99ms, d?.p99ms)} | ${atRate[name]?.cpu.join(', ') ?? '-'} | ${atRate[name]?.rss.join(', ') ?? '-'} | ${atRate[name]?.peak.join(', ') ?? '-'} | ${atRate[name]?.hwm.join(', ') ?? '-'} |`,
     );
   }
   await stopAll([
