@@ -19,7 +19,7 @@
 import type tls from 'node:tls';
 
 /** The largest read: libuv's, four TLS records. */
-export const READ_BUFFER_BYTES = 64 * 1024;
+const READ_BUFFER_BYTES = 64 * 1024;
 
 let shared: Buffer | null = null;
 

@@ -166,6 +166,27 @@ function sameName(name: string, lower: string): boolean {
   return true;
 }
 
+/** Lowercase names, with their lengths: a name of another length is not lowercased to look. */
+interface NameSet {
+  readonly names: ReadonlySet<string>;
+  readonly lengths: ReadonlySet<number>;
+}
+
+function nameSet(names: Iterable<string>): NameSet {
+  const lower = new Set([...names].map((n) => n.toLowerCase()));
+  return { names: lower, lengths: new Set([...lower].map((n) => n.length)) };
+}
+
+/** The fields that frame a message, read by `noteField`. */
+const FRAMING = nameSet([
+  'host',
+  'expect',
+  'upgrade',
+  'connection',
+  'content-length',
+  'transfer-encoding',
+]);
+
 /** Optional whitespace around a field value (RFC 9110 5.6.3): space and tab only. */
 const isOws = (c: number): boolean => c === 0x20 || c === 0x09;
 
@@ -264,9 +285,7 @@ function parseFields(text: string, start: number, headers: RawHeaders): ParsedFi
     const value = text.slice(vs, ve);
     if (badValue) throw new Http1ParseError(`invalid value of header ${name}`);
     headers.push(name, value);
-    const n = name.length;
-    if (n === 4 || n === 6 || n === 7 || n === 10 || n === 14 || n === 17)
-      noteField(f, name, value);
+    if (FRAMING.lengths.has(name.length)) noteField(f, name, value);
   }
   if (f.transferEncoding !== null) endTransferEncoding(f, f.transferEncoding);
   return f;
@@ -695,7 +714,7 @@ export class ResponseParser extends Http1Framer<ResponseHead> {
 }
 
 /** Lowercase names whose lines a proxy does not forward (RFC 9110 7.6.1), plus those named by Connection. */
-const HOP_BY_HOP: ReadonlySet<string> = new Set([
+const HOP_BY_HOP = nameSet([
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -707,18 +726,6 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'http2-settings',
 ]);
 
-/** Lowercase names, with their lengths: a name of another length is not lowercased to look. */
-interface NameSet {
-  readonly names: ReadonlySet<string>;
-  readonly lengths: ReadonlySet<number>;
-}
-
-function nameSet(names: Iterable<string>): NameSet {
-  const lower = new Set([...names].map((n) => n.toLowerCase()));
-  return { names: lower, lengths: new Set([...lower].map((n) => n.length)) };
-}
-
-const HOP_BY_HOP_SET = nameSet(HOP_BY_HOP);
 const nameSets = new WeakMap<ReadonlySet<string>, NameSet>();
 
 /** `set`'s names lowercased, with their lengths, made once per set. */
@@ -736,7 +743,7 @@ const inSet = (s: NameSet, name: string): boolean =>
   s.lengths.has(name.length) && s.names.has(name.toLowerCase());
 
 export interface HeadRewrite {
-  /** Lowercase names to drop (in addition to hop-by-hop ones). */
+  /** Names to drop, any case (in addition to hop-by-hop ones). */
   readonly remove?: ReadonlySet<string>;
   /** Lines to add at the end: lists of [name, value, name, value...], in order. */
   readonly add?: readonly (readonly string[])[];
@@ -792,7 +799,7 @@ export function forwardHeaderLines(head: HeadLines, rewrite: HeadRewrite): strin
     const next = crlf === -1 ? end + 2 : crlf + 2;
     const name = headers[i] as string;
     if (
-      inSet(HOP_BY_HOP_SET, name) ||
+      inSet(HOP_BY_HOP, name) ||
       (remove !== null && inSet(remove, name)) ||
       (named !== null && inSet(named, name))
     ) {
