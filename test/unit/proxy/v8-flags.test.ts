@@ -92,6 +92,33 @@ describe("the proxy's V8 flags, set by the process itself", () => {
     expect(tenured(PROXY_V8_FLAGS)).toBe(0);
   });
 
+  it('leave a hot function to TurboFan alone, where V8 first compiles it with Maglev', () => {
+    // V8's trace of its optimizing compilers names each compile's target.
+    const hot = `
+      const v8 = require('node:v8');
+      for (const flag of JSON.parse(process.argv[1])) v8.setFlagsFromString(flag);
+      function work(s) { let n = 0; for (let i = 0; i < s.length; i++) n += s.charCodeAt(i) * (i & 7); return n; }
+      let total = 0;
+      for (let i = 0; i < 300000; i++) total += work('abcdefghijklmnop' + (i & 255));
+      process.stdout.write(String(total > 0));
+    `;
+    const targets = (flags: readonly string[]): string[] =>
+      execFileSync(process.execPath, ['--trace-opt', '-e', hot, JSON.stringify(flags)], {
+        encoding: 'utf8',
+        maxBuffer: 64 * 1024 * 1024,
+      })
+        .split('\n')
+        .filter(
+          (line) => line.startsWith('[compiling method') && line.includes('<JSFunction work '),
+        )
+        .map((line) => /\(target (\w+)\)/.exec(line)?.[1] ?? line);
+    // The control: V8's default compiles it with Maglev first.
+    expect(targets([])).toContain('MAGLEV');
+    const withFlags = targets(PROXY_V8_FLAGS);
+    expect(withFlags).toContain('TURBOFAN_JS');
+    expect(withFlags).not.toContain('MAGLEV');
+  });
+
   it('are flags this V8 knows (an unknown one would be ignored without a word)', () => {
     const out = execFileSync(process.execPath, ['--v8-options'], { encoding: 'utf8' });
     for (const flag of PROXY_V8_FLAGS) {
