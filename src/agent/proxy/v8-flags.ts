@@ -22,7 +22,9 @@
 // function of it is compiled twice, and compiled again by both after a deoptimization (a new kind
 // of request). Maglev's own code in Node's binary (1.7 MiB of pages a sidecar maps), its zones
 // and its code objects cost a loaded sidecar about 2 MiB of its peak resident size on loopback
-// (54.3-56.1 MiB against 56.1-58.8, five runs each, alternated), for the same CPU per request.
+// (54.3-56.1 MiB against 56.1-58.8, five runs each, alternated), for the same CPU per request once
+// compiled. What it costs is a sidecar's first seconds of load, which wait longer for optimized
+// code: 20-25 µs more per request over the first 10 s in real Pods (bench/RESULTS.md).
 
 import { setFlagsFromString } from 'node:v8';
 

@@ -1,5 +1,6 @@
 // The proxy's V8 flags are set by the running process (NODE_OPTIONS refuses them): this checks, on
-// this Node binary, that flags set that way do change how the young generation is collected.
+// this Node binary, that flags set that way do change how the young generation is collected and
+// which of V8's compilers optimizes hot code.
 // V8's GC trace (--trace-gc-nvp) gives, for each scavenge, the time its background tasks spent;
 // its pretenuring statistics, which allocation sites it moved to the old generation. Then the
 // proxy's Buffer pool (how much a kept slice pins), and the NODE_OPTIONS the injector gives the
