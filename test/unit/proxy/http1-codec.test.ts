@@ -410,6 +410,12 @@ describe('forwardHeaderLines', () => {
     expect(lines).toBe('Host: a\r\nx^: 1\r\n');
   });
 
+  it('reads the names Connection lists once, as the head is parsed, without the proxy own tokens', () => {
+    const h = head('Host: a', 'Connection: Keep-Alive, X-A , ,x-b', 'Connection: close, UPGRADE');
+    expect([...(h.connectionNamed?.names ?? [])]).toEqual(['x-a', 'x-b']);
+    expect(head('Host: a', 'Connection: keep-alive').connectionNamed).toBeNull();
+  });
+
   it('keeps Upgrade and sets Connection for an upgrade', () => {
     const lines = forwardHeaderLines(head('Host: a', 'Upgrade: websocket', 'Connection: Upgrade'), {
       connection: 'upgrade',

@@ -34,6 +34,8 @@ interface HeadCommon {
   readonly close: boolean;
   /** The Upgrade header (lowercase) when Connection names `upgrade`, else null. */
   readonly upgrade: string | null;
+  /** The names Connection lists besides close, keep-alive and upgrade (not forwarded); null: none. */
+  readonly connectionNamed: NameSet | null;
   /** The head's text without its final CRLFCRLF: the lines forwarded as they came are its slices. */
   readonly text: string;
   /** Where its first header line starts in `text` (text.length when it has none). */
@@ -152,6 +154,8 @@ interface ParsedFields {
   expectContinue: boolean;
   /** The Transfer-Encoding fields' values, lowercase, joined; null when there is none. */
   transferEncoding: string | null;
+  /** The other tokens of the Connection fields (lowercase): the names of hop-by-hop fields. */
+  connectionNamed: string[] | null;
 }
 
 /** `name` equals `lower` (lowercase) with ASCII case ignored: no lowercased copy is made. */
@@ -204,6 +208,7 @@ function connectionToken(f: ParsedFields, t: string): void {
   if (t === 'close') f.close = true;
   else if (t === 'keep-alive') f.keepAlive = true;
   else if (t === 'upgrade') f.connectionUpgrade = true;
+  else if (t !== '') (f.connectionNamed ??= []).push(t);
 }
 
 /** One value of a Content-Length field (`field`, for the error): 1-15 digits, as the others. */
@@ -247,6 +252,7 @@ function parseFields(text: string, start: number, headers: RawHeaders): ParsedFi
     host: null,
     expectContinue: false,
     transferEncoding: null,
+    connectionNamed: null,
   };
   let count = 0;
   const end = text.length;
@@ -649,6 +655,7 @@ export class RequestParser extends Http1Framer<RequestHead> {
       upgrade: f.connectionUpgrade && f.upgrade !== null && f.upgrade !== 'h2c' ? f.upgrade : null,
       host: f.host,
       expectContinue: f.expectContinue,
+      connectionNamed: f.connectionNamed === null ? null : nameSet(f.connectionNamed),
       text,
       fieldsStart,
     };
@@ -691,6 +698,7 @@ export class ResponseParser extends Http1Framer<ResponseHead> {
       chunked: f.chunked,
       close: f.close || (versionMinor === 0 && !f.keepAlive),
       upgrade: f.connectionUpgrade && f.upgrade !== null ? f.upgrade : null,
+      connectionNamed: f.connectionNamed === null ? null : nameSet(f.connectionNamed),
       text,
       fieldsStart,
     };
@@ -753,28 +761,8 @@ export interface HeadRewrite {
   readonly upgrade?: string | null;
 }
 
-/** A Connection token the proxy handles itself (any case): it names no header to drop. */
-const isOwnConnectionToken = (token: string): boolean =>
-  sameName(token, 'keep-alive') || sameName(token, 'close') || sameName(token, 'upgrade');
-
 /** What `forwardHeaderLines` reads of a parsed head. */
-export type HeadLines = Pick<HeadCommon, 'headers' | 'text' | 'fieldsStart'>;
-
-/** The names the Connection fields list besides the proxy's own tokens; null: none. */
-function namedByConnection(headers: RawHeaders): NameSet | null {
-  let named: string[] | null = null;
-  for (let i = 0; i < headers.length; i += 2) {
-    if (!sameName(headers[i] as string, 'connection')) continue;
-    const value = headers[i + 1] as string;
-    // The usual value is one of the proxy's own tokens: nothing to split.
-    if (isOwnConnectionToken(value)) continue;
-    for (const t of value.split(',')) {
-      const token = t.trim();
-      if (token !== '' && !isOwnConnectionToken(token)) (named ??= []).push(token);
-    }
-  }
-  return named === null ? null : nameSet(named);
-}
+export type HeadLines = Pick<HeadCommon, 'headers' | 'text' | 'fieldsStart' | 'connectionNamed'>;
 
 /**
  * Header lines to forward: hop-by-hop ones and `remove` dropped, `add` appended. The lines kept
@@ -786,8 +774,7 @@ function namedByConnection(headers: RawHeaders): NameSet | null {
  * midday).
  */
 export function forwardHeaderLines(head: HeadLines, rewrite: HeadRewrite): string {
-  const { headers, text } = head;
-  const named = namedByConnection(headers);
+  const { headers, text, connectionNamed: named } = head;
   const remove = rewrite.remove === undefined ? null : nameSetOf(rewrite.remove);
   const end = text.length;
   let out = '';
