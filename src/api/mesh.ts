@@ -486,6 +486,66 @@ export interface MeshService {
 // ---------------------------------------------------------------------------------------------
 // What one proxy is, and mesh-wide settings.
 
+// ---------------------------------------------------------------------------------------------
+// Authorization (Istio's AuthorizationPolicy), as the proxy enforces it on its inbound side.
+// Every list is an "any of" its entries; every field given in one entry must match; an absent or
+// empty field matches anything. Strings match as Istio's do: exact, `prefix*`, `*suffix`, or `*`
+// (any value, but not none: a principal needs a verified peer).
+
+/** `rules[].from[].source`. Principals are SPIFFE IDs without `spiffe://`. */
+export interface AuthorizationSource {
+  readonly principals?: readonly string[];
+  readonly notPrincipals?: readonly string[];
+  readonly namespaces?: readonly string[];
+  readonly notNamespaces?: readonly string[];
+  /** CIDRs (canonical): the connection's source address. */
+  readonly ipBlocks?: readonly string[];
+  readonly notIpBlocks?: readonly string[];
+  /** CIDRs: the original client's address (the connection's: no trusted proxy in front). */
+  readonly remoteIpBlocks?: readonly string[];
+  readonly notRemoteIpBlocks?: readonly string[];
+}
+
+/** `rules[].to[].operation`. `hosts`, `methods` and `paths` are HTTP only. */
+export interface AuthorizationOperation {
+  readonly hosts?: readonly string[];
+  readonly notHosts?: readonly string[];
+  /** The workload's own ports (the connections' original destination port). */
+  readonly ports?: readonly number[];
+  readonly notPorts?: readonly number[];
+  readonly methods?: readonly string[];
+  readonly notMethods?: readonly string[];
+  readonly paths?: readonly string[];
+  readonly notPaths?: readonly string[];
+}
+
+/**
+ * `rules[].when[]`: `source.ip`, `remote.ip`, `destination.ip` (CIDRs), `destination.port`,
+ * `source.namespace`, `source.principal`, or `request.headers[<name>]` (HTTP only; the name
+ * lowercase).
+ */
+export interface AuthorizationCondition {
+  readonly key: string;
+  readonly values?: readonly string[];
+  readonly notValues?: readonly string[];
+}
+
+export interface AuthorizationRule {
+  readonly from?: readonly AuthorizationSource[];
+  readonly to?: readonly AuthorizationOperation[];
+  /** Every condition must match. */
+  readonly when?: readonly AuthorizationCondition[];
+}
+
+/** One AuthorizationPolicy that applies to this workload. */
+export interface AuthorizationPolicyRules {
+  /** `namespace/name`, for the config dump and the logs. */
+  readonly name: string;
+  readonly action: 'ALLOW' | 'DENY';
+  /** Any one matches; none: the policy matches no request. */
+  readonly rules: readonly AuthorizationRule[];
+}
+
 export interface InboundPolicy {
   /** The resolved PeerAuthentication mode of this workload. */
   readonly mtlsMode: MtlsMode;
@@ -495,6 +555,11 @@ export interface InboundPolicy {
   readonly ports?: readonly { readonly port: number; readonly protocol: Protocol }[];
   /** Where the mode comes from, for the config dump. */
   readonly source?: string;
+  /**
+   * The AuthorizationPolicies of this workload, by name: a request a DENY policy matches is
+   * refused; with an ALLOW policy, only what one of them matches is let through. Absent: none.
+   */
+  readonly authorization?: readonly AuthorizationPolicyRules[];
 }
 
 export interface ProxyScope {

@@ -7,6 +7,7 @@
 // Pure: no I/O, no clock; the caller decides when to commit.
 
 import type {
+  AuthorizationPolicyRules,
   Endpoint,
   MeshService,
   MeshSettings,
@@ -29,11 +30,13 @@ import {
   type GrpcRouteObject,
   type HttpRouteObject,
   type PeerAuthenticationObject,
+  type AuthorizationPolicyObject,
   type PodObject,
   type ServiceObject,
   type TrafficObject,
   type VirtualServiceObject,
 } from './objects';
+import { resolveAuthorization } from './authorization';
 import { modeOfPort, resolvePeerAuthentication, type ResolvedMtls } from './peer-authentication';
 import { protocolOf } from './protocol';
 import type { RouteFacts } from './route-status';
@@ -154,8 +157,8 @@ export class MeshModel {
   private readonly slicesByPod = new Map<string, Set<string>>();
   private readonly pods = new Map<string, PodObject>();
   private readonly podsByNamespace = new Map<string, Set<string>>();
-  private readonly peerAuthentications = new Map<string, PeerAuthenticationObject>();
-  private readonly peerAuthenticationsByNamespace = new Map<string, Set<string>>();
+  private readonly peerAuthentications = new PolicyStore<PeerAuthenticationObject>();
+  private readonly authorizationPolicies = new PolicyStore<AuthorizationPolicyObject>();
   private readonly virtualServices = new Map<string, VirtualServiceObject>();
   private readonly destinationRules = new Map<string, DestinationRuleObject>();
   private readonly httpRoutes = new Map<string, HttpRouteObject>();
@@ -208,6 +211,7 @@ export class MeshModel {
       EndpointSlice: this.slices.size,
       Pod: this.pods.size,
       PeerAuthentication: this.peerAuthentications.size,
+      AuthorizationPolicy: this.authorizationPolicies.size,
       VirtualService: this.virtualServices.size,
       DestinationRule: this.destinationRules.size,
       HTTPRoute: this.httpRoutes.size,
@@ -252,6 +256,8 @@ export class MeshModel {
         return this.putPod(key, obj as PodObject | null);
       case 'PeerAuthentication':
         return this.putPeerAuthentication(key, obj as PeerAuthenticationObject | null);
+      case 'AuthorizationPolicy':
+        return this.putAuthorizationPolicy(key, obj as AuthorizationPolicyObject | null);
       case 'VirtualService':
         return this.putVirtualService(key, obj as VirtualServiceObject | null);
       case 'DestinationRule':
@@ -487,21 +493,23 @@ export class MeshModel {
   }
 
   private putPeerAuthentication(key: string, pa: PeerAuthenticationObject | null): void {
-    const old = this.peerAuthentications.get(key);
-    const namespace = (pa ?? old)?.meta.namespace;
+    const namespace = this.peerAuthentications.put(key, pa);
+    if (namespace !== undefined)
+      for (const podKey of this.podsUnder(namespace)) this.touchPod(podKey);
+  }
+
+  /** Only the scopes of the Pods it may apply to change (no Service's endpoints do). */
+  private putAuthorizationPolicy(key: string, ap: AuthorizationPolicyObject | null): void {
+    const namespace = this.authorizationPolicies.put(key, ap);
     if (namespace === undefined) return;
-    if (pa === null) {
-      this.peerAuthentications.delete(key);
-      drop(this.peerAuthenticationsByNamespace, namespace, key);
-    } else {
-      this.peerAuthentications.set(key, pa);
-      add(this.peerAuthenticationsByNamespace, namespace, key);
-    }
-    const affected =
-      namespace === this.options.rootNamespace
-        ? this.pods.keys()
-        : (this.podsByNamespace.get(namespace) ?? []);
-    for (const podKey of affected) this.touchPod(podKey);
+    for (const podKey of this.podsUnder(namespace)) this.dirtyPods.add(podKey);
+  }
+
+  /** The Pods a policy of `namespace` may apply to: every one for the root namespace. */
+  private podsUnder(namespace: string): Iterable<string> {
+    return namespace === this.options.rootNamespace
+      ? this.pods.keys()
+      : (this.podsByNamespace.get(namespace) ?? []);
   }
 
   /** A Pod changed: its scope, and every Service with it as an endpoint. */
@@ -651,6 +659,7 @@ export class MeshModel {
     }
     const mtls = this.mtlsOf(pod);
     const ports = this.inboundPorts(pod);
+    const authorization = this.authorizationOf(pod);
     return {
       pod: { name: pod.meta.name, namespace: pod.meta.namespace, ip: pod.ips[0] ?? null },
       identity,
@@ -661,6 +670,7 @@ export class MeshModel {
         ...(mtls.portMtls === undefined ? {} : { portMtls: mtls.portMtls }),
         ...(ports.length === 0 ? {} : { ports }),
         source: mtls.source,
+        ...(authorization.length === 0 ? {} : { authorization }),
       },
       ...(pod.traceSamplingPercent === null
         ? {}
@@ -687,21 +697,23 @@ export class MeshModel {
     const key = nameKey(pod.meta);
     const cached = cache?.get(key);
     if (cached !== undefined) return cached;
-    const candidates: PeerAuthenticationObject[] = [];
-    for (const ns of new Set([this.options.rootNamespace, pod.meta.namespace])) {
-      for (const paKey of this.peerAuthenticationsByNamespace.get(ns) ?? []) {
-        const pa = this.peerAuthentications.get(paKey);
-        if (pa !== undefined) candidates.push(pa);
-      }
-    }
     const resolved = resolvePeerAuthentication(
       pod.meta,
-      candidates,
+      this.peerAuthentications.of([this.options.rootNamespace, pod.meta.namespace]),
       this.options.rootNamespace,
       this.defaultMtlsMode,
     );
     cache?.set(key, resolved);
     return resolved;
+  }
+
+  private authorizationOf(pod: PodObject): AuthorizationPolicyRules[] {
+    const root = this.options.rootNamespace;
+    return resolveAuthorization(
+      pod.meta,
+      this.authorizationPolicies.of([root, pod.meta.namespace]),
+      root,
+    );
   }
 
   /** The protocols of the Pod's ports, from the Services that select it (Istio's targetPort). */
@@ -838,5 +850,41 @@ export class MeshModel {
       workload: pod === undefined ? null : workloadInfoOf(pod),
       pod: draft.podName,
     };
+  }
+}
+
+/** The objects of one policy kind by key, and the keys of each namespace's. */
+class PolicyStore<T extends { readonly meta: { readonly namespace: string } }> {
+  private readonly all = new Map<string, T>();
+  private readonly byNamespace = new Map<string, Set<string>>();
+
+  get size(): number {
+    return this.all.size;
+  }
+
+  /** Stores (with null, deletes) the object of `key`; its namespace, undefined when nothing was. */
+  put(key: string, obj: T | null): string | undefined {
+    const namespace = (obj ?? this.all.get(key))?.meta.namespace;
+    if (namespace === undefined) return undefined;
+    if (obj === null) {
+      this.all.delete(key);
+      drop(this.byNamespace, namespace, key);
+    } else {
+      this.all.set(key, obj);
+      add(this.byNamespace, namespace, key);
+    }
+    return namespace;
+  }
+
+  /** The objects of these namespaces (each namespace once). */
+  of(namespaces: readonly string[]): T[] {
+    const out: T[] = [];
+    for (const ns of new Set(namespaces)) {
+      for (const key of this.byNamespace.get(ns) ?? []) {
+        const obj = this.all.get(key);
+        if (obj !== undefined) out.push(obj);
+      }
+    }
+    return out;
   }
 }

@@ -4,6 +4,7 @@
 // Pure: types and small helpers, no I/O.
 
 import type {
+  AuthorizationRule,
   CorsPolicy,
   FaultPolicy,
   HeaderMatch,
@@ -24,6 +25,7 @@ export const MESH_KINDS = [
   'EndpointSlice',
   'Pod',
   'PeerAuthentication',
+  'AuthorizationPolicy',
   'VirtualService',
   'DestinationRule',
   'HTTPRoute',
@@ -37,6 +39,7 @@ export const MESH_API_VERSIONS: Readonly<Record<MeshKind, readonly string[]>> = 
   EndpointSlice: ['discovery.k8s.io/v1'],
   Pod: ['v1'],
   PeerAuthentication: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
+  AuthorizationPolicy: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
   VirtualService: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
   DestinationRule: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
   HTTPRoute: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'],
@@ -154,6 +157,22 @@ export interface PeerAuthenticationObject {
   readonly mode: PeerAuthMode;
   /** spec.portLevelMtls by container port. */
   readonly portLevel: Readonly<Record<string, PeerAuthMode>>;
+}
+
+/**
+ * An AuthorizationPolicy. A policy the validator cannot read whole is not dropped, which would
+ * open what it closes: it stands in as `failClosed` (see validate.ts).
+ */
+export interface AuthorizationPolicyObject {
+  readonly kind: 'AuthorizationPolicy';
+  readonly meta: Meta;
+  /** spec.selector.matchLabels; null or empty: every workload of its namespace (or the mesh). */
+  readonly selector: Readonly<Record<string, string>> | null;
+  /** AUDIT decides nothing (Istio's needs a logging plugin): it is read and has no effect. */
+  readonly action: 'ALLOW' | 'DENY' | 'AUDIT';
+  readonly rules: readonly AuthorizationRule[];
+  /** Why the policy stands in closed (it had problems), or absent. */
+  readonly failClosed?: string;
 }
 
 // --- traffic management ------------------------------------------------------------------------
@@ -296,7 +315,12 @@ export type TrafficObject =
   VirtualServiceObject | DestinationRuleObject | HttpRouteObject | GrpcRouteObject;
 
 export type MeshObject =
-  ServiceObject | EndpointSliceObject | PodObject | PeerAuthenticationObject | TrafficObject;
+  | ServiceObject
+  | EndpointSliceObject
+  | PodObject
+  | PeerAuthenticationObject
+  | AuthorizationPolicyObject
+  | TrafficObject;
 
 export const refOf = (obj: MeshObject): ObjectRef => ({
   kind: obj.kind,

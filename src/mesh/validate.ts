@@ -23,6 +23,7 @@ import {
   type SliceEndpoint,
   type SlicePort,
 } from './objects';
+import { failClosedPolicy, readAuthorizationPolicy } from './authorization-validate';
 import {
   readDestinationRule,
   readGrpcRoute,
@@ -61,6 +62,11 @@ export type Validation =
       readonly status: 'invalid';
       readonly identity: ObjectIdentity;
       readonly problems: readonly FieldProblem[];
+      /**
+       * What the mesh uses in its place, where dropping it would open what it closes (an
+       * AuthorizationPolicy): sources use it whatever they held before.
+       */
+      readonly failClosed?: MeshObject;
     }
   /** A kind the mesh does not read (a Deployment in the same directory, say). */
   | { readonly status: 'ignored'; readonly identity: ObjectIdentity };
@@ -544,6 +550,7 @@ const READERS: {
   EndpointSlice: readEndpointSlice,
   Pod: readPod,
   PeerAuthentication: readPeerAuthentication,
+  AuthorizationPolicy: readAuthorizationPolicy,
   VirtualService: readVirtualService,
   DestinationRule: readDestinationRule,
   HTTPRoute: readHttpRoute,
@@ -578,8 +585,21 @@ export function validateMeshObject(raw: unknown, defaultNamespace = 'default'): 
     );
   }
   const meta = readMeta(raw, kind, f, defaultNamespace);
+  const problemsOfMeta = f.problems.length;
   const object = READERS[kind](raw, f, meta);
-  if (f.problems.length > 0) return { status: 'invalid', identity, problems: f.problems };
+  if (f.problems.length > 0) {
+    // An AuthorizationPolicy that names itself well stands in closed (authorization-validate.ts).
+    const failClosed =
+      kind === 'AuthorizationPolicy' && problemsOfMeta === 0
+        ? failClosedPolicy(raw, meta, f.problems)
+        : undefined;
+    return {
+      status: 'invalid',
+      identity,
+      problems: f.problems,
+      ...(failClosed === undefined ? {} : { failClosed }),
+    };
+  }
   return { status: 'valid', object, warnings: f.warnings };
 }
 
