@@ -10,7 +10,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import type { MeshState } from '../../src/api/mesh';
+import type { AuthorizationPolicyRules, MeshState } from '../../src/api/mesh';
 import type { WorkloadCredentials } from '../../src/agent/proxy/l4/tls';
 import { ALPN } from '../../src/agent/proxy/core/identity';
 import { ConnectionPool, MAX_DIALS_PER_KEY } from '../../src/agent/proxy/l7/pool';
@@ -797,6 +797,100 @@ describe('inbound modes', () => {
   });
 });
 
+/** B's scope with these AuthorizationPolicies. */
+const serverWithPolicies = (...authorization: AuthorizationPolicyRules[]): MeshState =>
+  meshState(proxyScope('server', (p) => ({ ...p, inbound: { ...p.inbound, authorization } })));
+
+describe('AuthorizationPolicy on the inbound side', () => {
+  afterEach(() => b.setMesh(meshState(proxyScope('server'))));
+
+  const plainTo = (p: number, path: string): Promise<{ status: number; text: string }> =>
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: p, path, agent: false }, (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+
+  it('an ALLOW of a principal lets that sidecar through and answers anyone else 403, plain text too', async () => {
+    const allowClient = { from: [{ principals: ['cluster.local/ns/default/sa/client'] }] };
+    b.setMesh(
+      serverWithPolicies({ name: 'default/client-only', action: 'ALLOW', rules: [allowClient] }),
+    );
+    const ok = await request('/allowed');
+    expect(ok.status).toBe(200);
+    expect(echoOf(ok.text).url).toBe('/allowed');
+    const plain = await plainTo(bPorts.inbound.port, '/plain');
+    expect(plain).toEqual({ status: 403, text: 'RBAC: access denied' });
+
+    b.setMesh(
+      serverWithPolicies({
+        name: 'default/other-only',
+        action: 'ALLOW',
+        rules: [{ from: [{ principals: ['cluster.local/ns/default/sa/other'] }] }],
+      }),
+    );
+    const refused = await request('/refused');
+    expect(refused).toMatchObject({ status: 403, text: 'RBAC: access denied' });
+    expect(bMetrics.render()).toMatch(
+      /istio_requests_total\{reporter="destination",source_workload="client".*response_code="403"/,
+    );
+  });
+
+  it('a DENY of a path refuses it however it is spelled, on a kept-alive connection, and lets the rest through', async () => {
+    b.setMesh(
+      serverWithPolicies({
+        name: 'default/no-admin',
+        action: 'DENY',
+        rules: [{ to: [{ paths: ['/admin*'] }] }],
+      }),
+    );
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (const path of ['/admin', '/public/../admin/users', '/%61dmin']) {
+        expect(await request(path, { agent })).toMatchObject({ status: 403 });
+      }
+      const ok = await request('/public/x?admin', { agent });
+      expect(ok.status).toBe(200);
+      expect(echoOf(ok.text).url).toBe('/public/x?admin');
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('refuses an opaque TCP connection no ALLOW rule matches; an HTTP-only field makes an ALLOW rule match nothing', async () => {
+    aTarget = dst(TCP_IP, 5000);
+    bTarget = dst('127.0.0.1', tcpAppPort);
+    const exchange = (): Promise<string> =>
+      new Promise((resolve) => {
+        const socket = net.connect({
+          host: '127.0.0.1',
+          port: aPorts.outbound.port,
+          allowHalfOpen: true,
+        });
+        let reply = '';
+        socket.on('data', (d: Buffer) => (reply += d.toString()));
+        socket.on('error', () => {});
+        socket.on('close', () => resolve(reply));
+        socket.end('ping');
+      });
+    const onPort = (methods?: string[]): AuthorizationPolicyRules => ({
+      name: 'default/tcp',
+      action: 'ALLOW',
+      rules: [{ to: [{ ports: [tcpAppPort], ...(methods ? { methods } : {}) }] }],
+    });
+    b.setMesh(serverWithPolicies(onPort()));
+    expect(await exchange()).toBe('got PING');
+    const before = b.counters.refusedAuthorization;
+    b.setMesh(serverWithPolicies(onPort(['GET'])));
+    expect(await exchange()).toBe('');
+    expect(b.counters.refusedAuthorization).toBe(before + 1);
+  });
+});
+
 describe("a DestinationRule's tls mode", () => {
   const withTls = (tls: object, portLevel?: object) => {
     const server = serverService();
@@ -969,6 +1063,24 @@ describe('gRPC between two sidecars', () => {
     expect(bMetrics.render()).toMatch(
       /istio_requests_total\{reporter="destination",source_workload="client".*request_protocol="grpc",response_code="200",grpc_response_status="5"/,
     );
+  });
+
+  it('answers a call an AuthorizationPolicy refuses with PERMISSION_DENIED, and carries the others', async () => {
+    b.setMesh(
+      serverWithPolicies({
+        name: 'default/no-fail',
+        action: 'DENY',
+        rules: [{ to: [{ paths: ['/test.Echo/Fail'], methods: ['POST'] }] }],
+      }),
+    );
+    try {
+      await expect(unary('fail', 'x')).rejects.toMatchObject({
+        code: grpc.status.PERMISSION_DENIED,
+      });
+      expect((await unary('echo', 'still')).toString()).toMatch(/^still\|/);
+    } finally {
+      b.setMesh(meshState(proxyScope('server')));
+    }
   });
 
   it('carries gRPC to a port declared http: the client speaks HTTP/2 from its first byte', async () => {

@@ -17,6 +17,7 @@ import type {
   TrafficPolicy,
   WorkloadInfo,
 } from '../../api/mesh';
+import { authorize } from './core/authorization';
 import { CircuitBreaker, clusterKey, NO_LIMIT, poolLimits } from './core/circuit-breaker';
 import {
   hash32,
@@ -795,6 +796,34 @@ export interface InboundInfo {
   readonly app: UpstreamEndpoint;
   /** The verified peer's SPIFFE ID, or null for plain text. */
   readonly peer: string | null;
+  /** The connection's source address. */
+  readonly source: string;
+}
+
+/** Envoy's answer to a request its RBAC filter refuses. */
+const ACCESS_DENIED = 'RBAC: access denied';
+
+/**
+ * The workload's AuthorizationPolicies on one inbound request or connection (`request` null: an
+ * opaque TCP connection): null when it may go on, else the policy that refused it ('' when no
+ * ALLOW policy matched). `request` is a function: a view of the head is made only when the
+ * workload has policies.
+ */
+export function inboundRefusal(
+  index: MeshIndex | null,
+  info: InboundInfo,
+  request: (() => RequestView) | null,
+): string | null {
+  const policies = index?.state.proxy.inbound.authorization;
+  if (policies === undefined || policies.length === 0) return null;
+  const decision = authorize(policies, {
+    peer: info.peer,
+    sourceIp: info.source,
+    destinationIp: info.app.address,
+    destinationPort: info.app.port,
+    request: request === null ? null : request(),
+  });
+  return decision.allowed ? null : (decision.policy ?? '');
 }
 
 const INBOUND_REMOVE: ReadonlySet<string> = new Set([XFCC_HEADER, PEER_HEADER, ...TRACE_HEADERS]);
@@ -809,14 +838,20 @@ export class InboundHttp extends HttpSide implements Http1Handler {
     this.ctx.load.requests--;
   }
 
-  plan(head: RequestHead, down: Http1Downstream): ExchangePlan {
+  plan(head: RequestHead, down: Http1Downstream): ExchangePlan | LocalReply {
     const info = down.info as unknown as InboundInfo;
-    return this.planRequest(info, readTraceHeaders(head.headers));
+    return this.planRequest(info, () => requestView(head), readTraceHeaders(head.headers));
   }
 
-  /** To the app, for either HTTP version. */
-  planRequest(info: InboundInfo, th: TraceHeaders): ExchangePlan {
+  /** To the app, for either HTTP version, unless an AuthorizationPolicy refuses it (403). */
+  planRequest(
+    info: InboundInfo,
+    view: () => RequestView,
+    th: TraceHeaders,
+  ): ExchangePlan | LocalReply {
     this.ctx.load.requests++;
+    if (inboundRefusal(this.ctx.index(), info, view) !== null)
+      return localReply(403, ACCESS_DENIED);
     const add: string[] = [];
     if (info.peer !== null) {
       const own = this.ctx.ownIdentity();
@@ -994,8 +1029,12 @@ export class OutboundH2 implements H2Handler {
 export class InboundH2 implements H2Handler {
   constructor(private readonly http: InboundHttp) {}
 
-  plan(_view: RequestView, headers: http2.IncomingHttpHeaders, info: unknown): ExchangePlan {
-    return this.http.planRequest(info as InboundInfo, readH2TraceHeaders(headers));
+  plan(
+    view: RequestView,
+    headers: http2.IncomingHttpHeaders,
+    info: unknown,
+  ): ExchangePlan | LocalReply {
+    return this.http.planRequest(info as InboundInfo, () => view, readH2TraceHeaders(headers));
   }
 
   finished(r: H2Record, info: unknown): void {

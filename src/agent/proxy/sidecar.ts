@@ -48,6 +48,7 @@ import { Http1Downstream } from './l7/http1-proxy';
 import { ConnectionPool } from './l7/pool';
 import {
   InboundHttp,
+  inboundRefusal,
   OutboundHttp,
   peerLabels,
   principalOf,
@@ -147,6 +148,8 @@ interface ProxyCounters {
   refusedPlaintext: number;
   refusedHandshake: number;
   refusedIdentity: number;
+  /** Opaque TCP connections an AuthorizationPolicy refused (HTTP requests get a 403, counted as such). */
+  refusedAuthorization: number;
   loops: number;
   noOriginalDestination: number;
 }
@@ -195,6 +198,7 @@ export class Sidecar {
     refusedPlaintext: 0,
     refusedHandshake: 0,
     refusedIdentity: 0,
+    refusedAuthorization: 0,
     loops: 0,
     noOriginalDestination: 0,
   };
@@ -802,7 +806,7 @@ export class Sidecar {
     sniffed: Sniffed | null,
   ): void {
     this.counters.inboundPlaintext++;
-    const info: InboundInfo = { app, peer: null };
+    const info: InboundInfo = { app, peer: null, source: socket.remoteAddress ?? '' };
     const kind =
       sniffed?.kind ??
       (protocol === 'http'
@@ -892,7 +896,7 @@ export class Sidecar {
     }
     this.counters.inboundMtls++;
     if (socket.isSessionReused()) this.counters.inboundMtlsResumed++;
-    const info: InboundInfo = { app, peer: peer.id };
+    const info: InboundInfo = { app, peer: peer.id, source: socket.remoteAddress ?? '' };
     switch (socket.alpnProtocol) {
       case ALPN.http1:
         this.serveInboundHttp1(socket, info, null);
@@ -945,6 +949,18 @@ export class Sidecar {
   ): void {
     socket.pause();
     const index = this.index;
+    const refusal = inboundRefusal(index, { app, peer, source: socket.remoteAddress ?? '' }, null);
+    if (refusal !== null) {
+      this.counters.refusedAuthorization++;
+      this.deps.log.debug(
+        { port: app.port, policy: refusal === '' ? null : refusal },
+        refusal === ''
+          ? 'inbound TCP refused: no ALLOW AuthorizationPolicy matches'
+          : 'inbound TCP refused by a DENY AuthorizationPolicy',
+      );
+      socket.destroy();
+      return;
+    }
     const own = index?.state.proxy.workload ?? null;
     const edge = new Edge({
       reporter: 'destination',

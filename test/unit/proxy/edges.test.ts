@@ -43,6 +43,7 @@ const peer = (name: string): string =>
 const info = (peerId: string | null, port = 8080): InboundInfo => ({
   app: { key: `127.0.0.1:${port}`, address: '127.0.0.1', port } as unknown as UpstreamEndpoint,
   peer: peerId,
+  source: '127.0.0.1',
 });
 
 describe('InboundHttp edges', () => {

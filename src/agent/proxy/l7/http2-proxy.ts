@@ -487,7 +487,10 @@ class H2Exchange {
     this.localReply(status, text, flag === 'UO' ? OVERLOADED_HEADER : undefined);
   }
 
-  /** Envoy's local replies; for gRPC, the status in a trailers-only answer (UNAVAILABLE, ...). */
+  /**
+   * Envoy's local replies; for gRPC, the status in a trailers-only answer (UNAVAILABLE, ...;
+   * PERMISSION_DENIED for an AuthorizationPolicy's 403).
+   */
   private localReply(
     status: number,
     text: string | Buffer,
@@ -508,7 +511,9 @@ class H2Exchange {
               ? '4'
               : status === 404
                 ? '12'
-                : '14';
+                : status === 403
+                  ? '7'
+                  : '14';
         this.down.respond(
           {
             ':status': 200,
