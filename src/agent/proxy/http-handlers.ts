@@ -803,16 +803,19 @@ export interface InboundInfo {
 /** Envoy's answer to a request its RBAC filter refuses. */
 const ACCESS_DENIED = 'RBAC: access denied';
 
+/** The workload has AuthorizationPolicies (else a request needs no view to be checked). */
+const hasAuthorization = (index: MeshIndex | null): boolean =>
+  (index?.state.proxy.inbound.authorization?.length ?? 0) > 0;
+
 /**
  * The workload's AuthorizationPolicies on one inbound request or connection (`request` null: an
  * opaque TCP connection): null when it may go on, else the policy that refused it ('' when no
- * ALLOW policy matched). `request` is a function: a view of the head is made only when the
- * workload has policies.
+ * ALLOW policy matched).
  */
 export function inboundRefusal(
   index: MeshIndex | null,
   info: InboundInfo,
-  request: (() => RequestView) | null,
+  request: RequestView | null,
 ): string | null {
   const policies = index?.state.proxy.inbound.authorization;
   if (policies === undefined || policies.length === 0) return null;
@@ -821,7 +824,7 @@ export function inboundRefusal(
     sourceIp: info.source,
     destinationIp: info.app.address,
     destinationPort: info.app.port,
-    request: request === null ? null : request(),
+    request,
   });
   return decision.allowed ? null : (decision.policy ?? '');
 }
@@ -840,18 +843,21 @@ export class InboundHttp extends HttpSide implements Http1Handler {
 
   plan(head: RequestHead, down: Http1Downstream): ExchangePlan | LocalReply {
     const info = down.info as unknown as InboundInfo;
-    return this.planRequest(info, () => requestView(head), readTraceHeaders(head.headers));
+    // A view of the head only for a workload with policies: none is made per request otherwise.
+    const view = hasAuthorization(this.ctx.index()) ? requestView(head) : null;
+    return this.planRequest(info, view, readTraceHeaders(head.headers));
   }
 
   /** To the app, for either HTTP version, unless an AuthorizationPolicy refuses it (403). */
   planRequest(
     info: InboundInfo,
-    view: () => RequestView,
+    view: RequestView | null,
     th: TraceHeaders,
   ): ExchangePlan | LocalReply {
     this.ctx.load.requests++;
-    if (inboundRefusal(this.ctx.index(), info, view) !== null)
+    if (view !== null && inboundRefusal(this.ctx.index(), info, view) !== null) {
       return localReply(403, ACCESS_DENIED);
+    }
     const add: string[] = [];
     if (info.peer !== null) {
       const own = this.ctx.ownIdentity();
@@ -1034,7 +1040,7 @@ export class InboundH2 implements H2Handler {
     headers: http2.IncomingHttpHeaders,
     info: unknown,
   ): ExchangePlan | LocalReply {
-    return this.http.planRequest(info as InboundInfo, () => view, readH2TraceHeaders(headers));
+    return this.http.planRequest(info as InboundInfo, view, readH2TraceHeaders(headers));
   }
 
   finished(r: H2Record, info: unknown): void {
