@@ -283,6 +283,50 @@ describe('PeerAuthentication', () => {
   });
 });
 
+describe('AuthorizationPolicy', () => {
+  afterAll(async () => {
+    rig.writeMesh('mesh.yaml', meshObjects());
+    await rig.waitFor(
+      'the policy gone',
+      async () => (await httpFrom(web, `http://${API_IP}/no`)).status === 200,
+      10_000,
+    );
+  });
+
+  it("lets through only what an ALLOW policy names, pushed from the mesh's files: the caller's principal and the path", async () => {
+    rig.writeMesh(
+      'mesh.yaml',
+      meshObjects([
+        {
+          apiVersion: 'security.istio.io/v1',
+          kind: 'AuthorizationPolicy',
+          metadata: { name: 'api-from-web', namespace: 'default' },
+          spec: {
+            selector: { matchLabels: { app: 'api' } },
+            rules: [
+              {
+                from: [{ source: { principals: ['*/ns/default/sa/web'] } }],
+                to: [{ operation: { paths: ['/ok*'] } }],
+              },
+            ],
+          },
+        },
+      ]),
+    );
+    await rig.waitFor(
+      'the policy in force',
+      async () => (await httpFrom(web, `http://${API_IP}/no`)).status === 403,
+      10_000,
+    );
+    const denied = await httpFrom(web, `http://${API_IP}/no/ok`);
+    expect(denied).toMatchObject({ status: 403, body: 'RBAC: access denied' });
+    const ok = await httpFrom(web, `http://${API_IP}/ok/1`);
+    expect(ok.status).toBe(200);
+    // Plain text from outside the mesh has no principal.
+    expect((await httpFrom(legacy, `http://${api.spec.ip}:8080/ok/1`)).status).toBe(403);
+  });
+});
+
 describe('metrics', () => {
   it('counts known traffic on both sides with Istio labels', async () => {
     const count = (text: string, re: RegExp): number =>
