@@ -3,8 +3,9 @@
 # istio.io/api and sigs.k8s.io/gateway-api, versions in .cache/crds/stamp) into
 # charts/mooring/charts/crds/crd-files/, text for text: a chart cannot read .cache, so the copies are
 # committed, and test/chart/crds.test.ts fails when they differ from upstream.
-#   crd-files/istio/<name>.yaml        the VirtualService, DestinationRule and PeerAuthentication
-#                                      documents of kubernetes/customresourcedefinitions.gen.yaml
+#   crd-files/istio/<name>.yaml        the VirtualService, DestinationRule, PeerAuthentication and
+#                                      AuthorizationPolicy documents of
+#                                      kubernetes/customresourcedefinitions.gen.yaml
 #   crd-files/gateway-api/<file>.yaml  every CRD of the standard channel (config/crd/standard,
 #                                      what standard-install.yaml bundles, without its
 #                                      ValidatingAdmissionPolicy safe-upgrades)
@@ -13,7 +14,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="$ROOT/.cache/crds"
 DEST="$ROOT/charts/mooring/charts/crds/crd-files"
-ISTIO_CRDS=(virtualservices.networking.istio.io destinationrules.networking.istio.io peerauthentications.security.istio.io)
+ISTIO_CRDS=(virtualservices.networking.istio.io destinationrules.networking.istio.io peerauthentications.security.istio.io authorizationpolicies.security.istio.io)
 
 die() {
   printf '[chart-crds] ERROR: %s\n' "$*" >&2
@@ -24,7 +25,7 @@ die() {
 rm -rf "$DEST.tmp"
 mkdir -p "$DEST.tmp/istio" "$DEST.tmp/gateway-api"
 # One file per document of Istio's multi-document file (documents end at a line `---`), kept for
-# the three CRDs Mooring reads, named after metadata.name (the first line `  name: ` of a CRD).
+# the Istio CRDs Mooring reads, named after metadata.name (the first line `  name: ` of a CRD).
 awk -v dir="$DEST.tmp/istio" -v want="${ISTIO_CRDS[*]}" '
   BEGIN { n = split(want, names, " "); for (i = 1; i <= n; i++) wanted[names[i]] = 1 }
   function flush() {

@@ -5,9 +5,9 @@
 //   object.*:    Pod labelled "true", namespace labelled neither enabled nor disabled.
 // System namespaces are excluded by selector in both.
 // `mooring webhook-config --validating`: prints the ValidatingWebhookConfiguration that sends the
-// traffic kinds the mesh reads (VirtualService, DestinationRule, PeerAuthentication, HTTPRoute,
-// GRPCRoute; CREATE and UPDATE, in the API versions of src/mesh/objects.ts) to POST /validate,
-// failurePolicy Ignore unless told.
+// traffic kinds the mesh reads (VirtualService, DestinationRule, PeerAuthentication,
+// AuthorizationPolicy, HTTPRoute, GRPCRoute; CREATE and UPDATE, in the API versions of
+// src/mesh/objects.ts) to POST /validate, failurePolicy Ignore unless told.
 
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
@@ -40,6 +40,7 @@ const VALIDATED_KINDS: readonly (readonly [MeshKind, string])[] = [
   ['VirtualService', 'virtualservices'],
   ['DestinationRule', 'destinationrules'],
   ['PeerAuthentication', 'peerauthentications'],
+  ['AuthorizationPolicy', 'authorizationpolicies'],
   ['HTTPRoute', 'httproutes'],
   ['GRPCRoute', 'grpcroutes'],
 ];
@@ -284,7 +285,8 @@ export function registerWebhookConfig(program: Command, io: CliIO): void {
     .option(
       '--validating',
       'print the ValidatingWebhookConfiguration that sends VirtualServices, DestinationRules, ' +
-        'PeerAuthentications, HTTPRoutes and GRPCRoutes (CREATE, UPDATE) to /validate',
+        'PeerAuthentications, AuthorizationPolicies, HTTPRoutes and GRPCRoutes (CREATE, UPDATE) ' +
+        'to /validate',
     )
     .option(
       '--url <url>',

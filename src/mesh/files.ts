@@ -5,9 +5,10 @@
 //
 // What is wrong is reported with the file, kind, name and field, and skipped; the rest keeps
 // working. An object that was valid before and is now invalid keeps its last valid version (an
-// edit with a typo never takes a Service or a STRICT policy away); a file that is not YAML at all
-// keeps every object it last gave. An object defined in two files is taken from the first in
-// name order. Pure: the adapter (src/adapters/mesh-dir.ts) reads the files.
+// edit with a typo never takes a Service or a STRICT policy away), but an invalid
+// AuthorizationPolicy, which stands in closed instead (the validator's `failClosed`); a file that
+// is not YAML at all keeps every object it last gave. An object defined in two files is taken
+// from the first in name order. Pure: the adapter (src/adapters/mesh-dir.ts) reads the files.
 
 import { parseManifests } from '../injector/manifests';
 import { yamlErrorSummary } from '../json';
@@ -21,7 +22,11 @@ import {
 } from './objects';
 import { validateMeshObject, type FieldProblem, type ObjectIdentity } from './validate';
 
-export type ProblemEffect = 'skipped' | 'kept-last-valid' | 'field-ignored';
+/**
+ * What became of an object with problems: `fail-closed` is an invalid AuthorizationPolicy, which
+ * stands in closed (the validator's `failClosed`) instead of being skipped or kept.
+ */
+export type ProblemEffect = 'skipped' | 'kept-last-valid' | 'field-ignored' | 'fail-closed';
 
 /** One thing wrong with one object, as the log line and the debug view show it. */
 export interface ObjectProblem {
@@ -160,6 +165,12 @@ export function readMeshFile(
             namespace: v.identity.namespace,
             name: v.identity.name,
           });
+    if (key !== null && v.failClosed !== undefined && !objects.has(key)) {
+      // Dropping it, or keeping its last valid version, would open what it closes.
+      objects.set(key, v.failClosed);
+      problems.push(...problemsOf(file, v.identity, v.problems, 'fail-closed'));
+      continue;
+    }
     const last = key === null ? undefined : previous?.objects.get(key);
     if (key !== null && last !== undefined && !objects.has(key)) {
       objects.set(key, last);

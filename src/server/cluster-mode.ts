@@ -340,8 +340,8 @@ export async function buildClusterMode(ctx: ModeContext): Promise<ModeAdapters> 
       observer: metrics.tokenReviewObserver,
     }),
     servingNames: clusterServingNames(config.cluster.serviceName, namespace, listen.host),
-    // Services, EndpointSlices, Pods and PeerAuthentications of the cluster; watches are taken
-    // once they are listed (the CA and the webhook do not wait for them).
+    // Services, EndpointSlices, Pods, PeerAuthentications and AuthorizationPolicies of the
+    // cluster; watches are taken once they are listed (the CA and the webhook do not wait for them).
     mesh: {
       rootNamespace: namespace,
       source: (deps) => new ClusterMeshSource({ api, ...deps }),

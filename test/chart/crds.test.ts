@@ -15,6 +15,7 @@ const STALE = 'the chart copies differ from upstream: run `make chart-crds` and 
 const KEEP = 'helm.sh/resource-policy';
 
 const ISTIO = [
+  'authorizationpolicies.security.istio.io',
   'destinationrules.networking.istio.io',
   'peerauthentications.security.istio.io',
   'virtualservices.networking.istio.io',
@@ -69,7 +70,7 @@ describe('the CRDs the chart installs (crds.install)', () => {
       );
     });
 
-    it("are Istio's VirtualService, DestinationRule and PeerAuthentication documents, text for text", () => {
+    it("are Istio's VirtualService, DestinationRule, PeerAuthentication and AuthorizationPolicy documents, text for text", () => {
       const upstream = new Map(
         documents(readFileSync(join(CACHE, 'istio.yaml'), 'utf8')).map((d) => [nameOf(d), d]),
       );

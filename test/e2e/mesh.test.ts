@@ -2,8 +2,9 @@
 // Services, EndpointSlices and Pods; a mesh client (the agent's, in this process) authenticated
 // with a TokenRequest token bound to its Pod gets them as they are created; refusals for another
 // service account or audience; PeerAuthentication off while its CRD is missing (one log line),
-// on once the CRD is installed. No controller runs here: EndpointSlices are created by hand, as
-// the EndpointSlice controller would.
+// on once the CRD is installed; an AuthorizationPolicy in the apiserver reaches the client's
+// scope, stands in closed while it is invalid, and leaves with its deletion. No controller runs
+// here: EndpointSlices are created by hand, as the EndpointSlice controller would.
 import * as fs from 'node:fs';
 import type { MeshClient } from '../../src/agent/mesh-client';
 import { openWatch } from '../fixtures/mesh-stream';
@@ -11,7 +12,14 @@ import { startControlPlane, type ControlPlane } from './harness/control-plane';
 import { waitForCrds } from './harness/crds';
 import { createNamespace, createObject, createServiceAccount, kubectl } from './harness/kube';
 import { meshClients, stateWhere } from './support/mesh-client';
-import { startMooring, suffix, tokenFor, waitFor, type MooringServer } from './support/mooring';
+import {
+  request,
+  startMooring,
+  suffix,
+  tokenFor,
+  waitFor,
+  type MooringServer,
+} from './support/mooring';
 
 const MOORING_NS = `mooring-${suffix()}`;
 const NS = `shop-${suffix()}`;
@@ -91,6 +99,31 @@ afterAll(async () => {
   await mooring?.stop();
   await cp?.stop();
 }, 60_000);
+
+/** A security.istio.io CRD (v1 and v1beta1, any spec), installed and served. */
+async function installIstioCrd(kind: string, plural: string): Promise<void> {
+  const schema = {
+    openAPIV3Schema: {
+      type: 'object',
+      properties: { spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+    },
+  };
+  await createObject(cp, {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${plural}.security.istio.io` },
+    spec: {
+      group: 'security.istio.io',
+      names: { kind, listKind: `${kind}List`, plural, singular: kind.toLowerCase() },
+      scope: 'Namespaced',
+      versions: [
+        { name: 'v1', served: true, storage: true, schema },
+        { name: 'v1beta1', served: true, storage: false, schema },
+      ],
+    },
+  });
+  await waitForCrds(cp, [`${plural}.security.istio.io`], 60_000);
+}
 
 describe('the mesh in cluster mode', () => {
   let client: MeshClient;
@@ -196,32 +229,7 @@ describe('the mesh in cluster mode', () => {
         .split('\n')
         .filter((l) => l.includes('PeerAuthentication is off'));
     expect(offLines()).toHaveLength(1);
-    const schema = {
-      openAPIV3Schema: {
-        type: 'object',
-        properties: { spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
-      },
-    };
-    await createObject(cp, {
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: 'peerauthentications.security.istio.io' },
-      spec: {
-        group: 'security.istio.io',
-        names: {
-          kind: 'PeerAuthentication',
-          listKind: 'PeerAuthenticationList',
-          plural: 'peerauthentications',
-          singular: 'peerauthentication',
-        },
-        scope: 'Namespaced',
-        versions: [
-          { name: 'v1', served: true, storage: true, schema },
-          { name: 'v1beta1', served: true, storage: false, schema },
-        ],
-      },
-    });
-    await waitForCrds(cp, ['peerauthentications.security.istio.io'], 60_000);
+    await installIstioCrd('PeerAuthentication', 'peerauthentications');
     await createObject(cp, {
       apiVersion: 'security.istio.io/v1',
       kind: 'PeerAuthentication',
@@ -241,5 +249,49 @@ describe('the mesh in cluster mode', () => {
       ),
     );
     expect(offLines()).toHaveLength(1);
+  }, 90_000);
+
+  it('brings an AuthorizationPolicy to the scope, closed while it is invalid, and takes it away when deleted', async () => {
+    await installIstioCrd('AuthorizationPolicy', 'authorizationpolicies');
+    const policy = (paths: string[]) => ({
+      apiVersion: 'security.istio.io/v1',
+      kind: 'AuthorizationPolicy',
+      metadata: { name: 'deny-admin', namespace: NS },
+      spec: {
+        selector: { matchLabels: { app: 'web' } },
+        action: 'DENY',
+        rules: [{ to: [{ operation: { paths, methods: ['POST'] } }] }],
+      },
+    });
+    const name = `${NS}/deny-admin`;
+    const authorization = () => client.state()?.proxy.inbound.authorization;
+    await createObject(cp, policy(['/admin*']));
+    // The CRD is looked for every 30 s.
+    await stateWhere(client, (s) => s.proxy.inbound.authorization !== undefined, 60_000);
+    expect(authorization()).toEqual([
+      { name, action: 'DENY', rules: [{ to: [{ methods: ['POST'], paths: ['/admin*'] }] }] },
+    ]);
+
+    // A path template Mooring cannot match: the policy denies every request of web-1 instead.
+    await kubectl(cp, ['apply', '-f', '-'], JSON.stringify(policy(['/admin/{*}'])));
+    await stateWhere(
+      client,
+      (s) => JSON.stringify(s.proxy.inbound.authorization?.[0]?.rules) === '[{}]',
+    );
+    expect(authorization()).toEqual([{ name, action: 'DENY', rules: [{}] }]);
+    const objects = JSON.parse((await request(`${mooring.adminUrl}/debug/mesh/objects`)).body) as {
+      problems: { kind: string; name: string; field: string; effect: string }[];
+    };
+    expect(objects.problems.filter((p) => p.kind === 'AuthorizationPolicy')).toEqual([
+      expect.objectContaining({
+        name: 'deny-admin',
+        field: 'spec.rules[0].to[0].operation.paths[0]',
+        effect: 'fail-closed',
+      }),
+    ]);
+
+    await kubectl(cp, ['delete', 'authorizationpolicy', 'deny-admin', '-n', NS]);
+    await stateWhere(client, (s) => s.proxy.inbound.authorization === undefined);
+    expect(authorization()).toBeUndefined();
   }, 90_000);
 });

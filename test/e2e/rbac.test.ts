@@ -8,7 +8,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { CHART_DIR, runHelm } from '../chart/helm';
 import { startControlPlane, type ControlPlane } from './harness/control-plane';
-import { createNamespace, createServiceAccount, kubectl, kubectlJson } from './harness/kube';
+import {
+  createNamespace,
+  createObject,
+  createServiceAccount,
+  kubectl,
+  kubectlJson,
+} from './harness/kube';
 import {
   createIdlePod,
   kubeconfigWithToken,
@@ -211,8 +217,33 @@ describe("mooring serve with the chart's RBAC", () => {
         ? body
         : undefined;
     });
-    // No Istio CRD in this cluster: PeerAuthentication is off, not forbidden.
+    // No Istio CRD in this cluster: PeerAuthentication and AuthorizationPolicy are off, not
+    // forbidden.
     expect(objects.source.kinds.PeerAuthentication).toBe('off');
+    expect(objects.source.kinds.AuthorizationPolicy).toBe('off');
+    // Once their CRDs are installed, the ServiceAccount may list and watch them everywhere (a
+    // SubjectAccessReview: `kubectl auth can-i` cannot name a resource the server does not serve).
+    const answers: string[] = [];
+    for (const resource of ['peerauthentications', 'authorizationpolicies']) {
+      for (const verb of ['list', 'watch']) {
+        const review = (await createObject(cp, {
+          apiVersion: 'authorization.k8s.io/v1',
+          kind: 'SubjectAccessReview',
+          spec: {
+            user: `system:serviceaccount:${NS}:${RELEASE}`,
+            groups: ['system:serviceaccounts', `system:serviceaccounts:${NS}`],
+            resourceAttributes: { group: 'security.istio.io', resource, verb },
+          },
+        })) as { status?: { allowed?: boolean } };
+        answers.push(`${verb} ${resource}: ${String(review.status?.allowed === true)}`);
+      }
+    }
+    expect(answers).toEqual([
+      'list peerauthentications: true',
+      'watch peerauthentications: true',
+      'list authorizationpolicies: true',
+      'watch authorizationpolicies: true',
+    ]);
   }, 30_000);
 
   it('never met a 403 from the apiserver', async () => {

@@ -118,7 +118,7 @@ beforeAll(async () => {
   }
   cp = await startControlPlane();
   // The CRDs as the chart installs them (crds.install: Istio's VirtualService, DestinationRule,
-  // PeerAuthentication and the Gateway API's standard channel): a CRD the template breaks fails
+  // PeerAuthentication, AuthorizationPolicy and the Gateway API's standard channel): a CRD the template breaks fails
   // here. Server-side: Istio's are too large for client-side apply.
   const crds = await chartTemplate('charts/crds/templates/crds.yaml', ['crds.install=true']);
   await kubectl(cp, ['apply', '--server-side', '-f', '-'], crds);
@@ -126,6 +126,7 @@ beforeAll(async () => {
     'virtualservices.networking.istio.io',
     'destinationrules.networking.istio.io',
     'peerauthentications.security.istio.io',
+    'authorizationpolicies.security.istio.io',
     'httproutes.gateway.networking.k8s.io',
   ]);
   await createNamespace(cp, MOORING_NS);
@@ -153,6 +154,7 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
       'VirtualService',
       'DestinationRule',
       'PeerAuthentication',
+      'AuthorizationPolicy',
       'HTTPRoute',
       'GRPCRoute',
     ]) {

@@ -1,25 +1,28 @@
 // Cluster mode's mesh source: Services, EndpointSlices and Pods of every namespace, and
-// PeerAuthentications (security.istio.io), VirtualServices and DestinationRules
-// (networking.istio.io), HTTPRoutes (gateway.networking.k8s.io), each at the first version of
-// MESH_API_VERSIONS the apiserver serves, when its CRD is installed; each through a Reflector
-// (list, then watch; relist after a failure). Every object goes through the
-// validator that --mesh-dir files go through, so the same objects make the same model.
+// PeerAuthentications and AuthorizationPolicies (security.istio.io), VirtualServices and
+// DestinationRules (networking.istio.io), HTTPRoutes and GRPCRoutes (gateway.networking.k8s.io),
+// each at the first version of MESH_API_VERSIONS the apiserver serves, when its CRD is
+// installed; each through a Reflector (list, then watch; relist after a failure). Every object
+// goes through the validator that --mesh-dir files go through, so the same objects make the same
+// model.
 //
 // A kind whose CRD is not installed is off, said in one log line, and looked for again every
 // `crdRecheckMs`: installed later, it comes on (and goes off again if the CRD is deleted). When
 // the CRD is there at start, start() waits for its first list like the others': a proxy must
-// never get a PERMISSIVE scope before a STRICT policy was read, nor the default routes before
-// the VirtualService.
+// never get a PERMISSIVE scope before a STRICT policy was read, no scope without the
+// AuthorizationPolicies that deny, nor the default routes before the VirtualService.
 //
 // A CRD whose schema changes (the Gateway API's standard channel replaced by the experimental
 // one, say) is noticed by its generation at the same recheck: its kind is listed again (twice:
 // at once and CRD_SETTLE_MS later, for the apiserver's handlers take a moment to serve the new
 // schema), because until then the watch hands on objects pruned by the old schema, and their
 // resourceVersion does not move when the new schema keeps more of them. Reading CRDs needs `get`
-// on them (the chart grants it for these four); without it, the next resync repairs this.
+// on them (the chart grants it for each of them); without it, the next resync repairs this.
 //
 // An invalid object (an admission webhook or a CRD schema let it through) is logged once and
-// skipped; one that was valid before keeps its last valid version.
+// skipped; one that was valid before keeps its last valid version. An invalid AuthorizationPolicy
+// is neither: what the validator puts in its place (`failClosed`: it denies, or allows nothing)
+// goes into the model whatever it held before, for dropping a policy would open what it closes.
 
 import {
   routeStatusParents,
@@ -49,6 +52,11 @@ interface OptionalKind {
 
 export const OPTIONAL_KINDS: readonly OptionalKind[] = [
   { kind: 'PeerAuthentication', group: PEER_AUTHENTICATION_GROUP, plural: 'peerauthentications' },
+  {
+    kind: 'AuthorizationPolicy',
+    group: PEER_AUTHENTICATION_GROUP,
+    plural: 'authorizationpolicies',
+  },
   { kind: 'VirtualService', group: 'networking.istio.io', plural: 'virtualservices' },
   { kind: 'DestinationRule', group: 'networking.istio.io', plural: 'destinationrules' },
   { kind: 'HTTPRoute', group: 'gateway.networking.k8s.io', plural: 'httproutes' },
@@ -440,6 +448,12 @@ export class ClusterMeshSource {
       return;
     }
     if (v.status === 'invalid') {
+      if (v.failClosed !== undefined) {
+        // Its closed stand-in, whatever the model held before (a last valid version included).
+        this.record(key, ref, v.problems, 'fail-closed');
+        if (this.options.model.upsert(v.failClosed)) this.options.onChange();
+        return;
+      }
       // The model keeps the last valid version: it holds the object when it was ever valid.
       const kept = this.options.model.has(ref);
       this.record(key, ref, v.problems, kept ? 'kept-last-valid' : 'skipped');

@@ -1,6 +1,7 @@
 // The CRDs of the APIs Mooring reads, installed as a user installs them: Istio's (istio.io/api:
-// PeerAuthentication, VirtualService, DestinationRule...) and the Gateway API's HTTPRoute and
-// GRPCRoute (standard channel), as fetched by fetch-crds.sh (`make crds`) into .cache/crds.
+// PeerAuthentication, AuthorizationPolicy, VirtualService, DestinationRule...: istio.yaml holds
+// every Istio CRD) and the Gateway API's HTTPRoute and GRPCRoute (standard channel), as fetched
+// by fetch-crds.sh (`make crds`) into .cache/crds.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO_ROOT, type ControlPlane } from './control-plane';
@@ -15,6 +16,7 @@ const FILES = [
 ];
 const NAMES = [
   'peerauthentications.security.istio.io',
+  'authorizationpolicies.security.istio.io',
   'virtualservices.networking.istio.io',
   'destinationrules.networking.istio.io',
   'httproutes.gateway.networking.k8s.io',

@@ -52,7 +52,7 @@ export function nodeMooringConfig(
 /**
  * Starts Mooring for this cluster and registers its webhook; resolves once Pods can use it.
  * Istio's CRDs and the Gateway API's HTTPRoute are installed first, so that the server watches
- * PeerAuthentications and the traffic rules from its start (a CRD installed later is found
+ * PeerAuthentications, AuthorizationPolicies and the traffic rules from its start (a CRD installed later is found
  * within 30 s).
  */
 export async function installMooring(

@@ -1,6 +1,7 @@
 // Cluster mode's mesh source over the in-memory apiserver: lists (items without kind, as the API
 // gives them) and watches into the model, PeerAuthentication off while its CRD is missing and on
-// once it appears, invalid objects logged once and skipped or kept at their last valid version.
+// once it appears, invalid objects logged once and skipped or kept at their last valid version,
+// an invalid AuthorizationPolicy put in closed instead.
 // test/e2e/mesh.test.ts runs it against a real kube-apiserver.
 import { ClusterMeshSource, slimPod } from '../../../src/adapters/kube/mesh-source';
 import { KubeApiError, type KubeApi, type KubeRequest } from '../../../src/adapters/kube/api';
@@ -27,6 +28,15 @@ const SERVICES = '/api/v1/namespaces/shop/services';
 const SLICES = '/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices';
 const PODS = '/api/v1/namespaces/shop/pods';
 const PAS = '/apis/security.istio.io/v1/namespaces/shop/peerauthentications';
+const APS = '/apis/security.istio.io/v1/namespaces/shop/authorizationpolicies';
+
+/** An AuthorizationPolicy of `shop` with one rule on `paths`. */
+const authorizationPolicy = (name: string, action: string, paths: string[]): Raw => ({
+  apiVersion: 'security.istio.io/v1',
+  kind: 'AuthorizationPolicy',
+  metadata: { name, namespace: 'shop' },
+  spec: { action, rules: [{ to: [{ operation: { paths } }] }] },
+});
 
 /** The in-memory apiserver, with the API groups of the CRDs served or not. */
 class Cluster implements KubeApi {
@@ -312,6 +322,101 @@ describe("cluster mode's mesh source", () => {
     await until(
       'the problem gone with its object',
       () => !source.problems().some((p) => p.name === 'bad'),
+    );
+  });
+
+  it('puts an AuthorizationPolicy into the model as it is, and an invalid one in closed, whatever it held before', async () => {
+    const cluster = new Cluster();
+    cluster.istioVersions = ['v1'];
+    const { model, logs, source } = setup(cluster);
+    const upserted: unknown[] = [];
+    const upsert = model.upsert.bind(model);
+    jest.spyOn(model, 'upsert').mockImplementation((obj) => {
+      if (obj.kind === 'AuthorizationPolicy') upserted.push(obj);
+      return upsert(obj);
+    });
+    seedWeb(cluster);
+    put(cluster, APS, authorizationPolicy('deny', 'DENY', ['/admin*']));
+    await source.start();
+    model.commit();
+    expect(logs.filter((l) => l.msg === 'AuthorizationPolicy is on')).toHaveLength(1);
+    expect(upserted).toEqual([
+      {
+        kind: 'AuthorizationPolicy',
+        meta: expect.objectContaining({ namespace: 'shop', name: 'deny' }),
+        selector: null,
+        action: 'DENY',
+        rules: [{ to: [{ paths: ['/admin*'] }] }],
+      },
+    ]);
+    expect(model.proxyScope('shop/web-1')?.inbound.authorization).toEqual([
+      { name: 'shop/deny', action: 'DENY', rules: [{ to: [{ paths: ['/admin*'] }] }] },
+    ]);
+    expect(source.problems()).toEqual([]);
+
+    // A path template: not the last valid version (which lets /admin/x through) but the
+    // validator's closed stand-in, which denies every request.
+    put(cluster, APS, authorizationPolicy('deny', 'DENY', ['/a/{*}']));
+    await until('the problem of deny', () => source.problems().some((p) => p.name === 'deny'));
+    expect(upserted[1]).toEqual({
+      kind: 'AuthorizationPolicy',
+      meta: expect.objectContaining({ namespace: 'shop', name: 'deny' }),
+      selector: null,
+      action: 'DENY',
+      rules: [{}],
+      failClosed: expect.stringContaining('spec.rules[0].to[0].operation.paths[0]'),
+    });
+    expect(model.proxyScope('shop/web-1')?.inbound.authorization).toEqual([
+      { name: 'shop/deny', action: 'DENY', rules: [{}] },
+    ]);
+    expect(source.problems()).toEqual([
+      expect.objectContaining({
+        source: 'cluster',
+        kind: 'AuthorizationPolicy',
+        namespace: 'shop',
+        name: 'deny',
+        field: 'spec.rules[0].to[0].operation.paths[0]',
+        effect: 'fail-closed',
+      }),
+    ]);
+    expect(logs.filter((l) => l.msg === 'invalid mesh object').map((l) => l.fields.effect)).toEqual(
+      ['fail-closed'],
+    );
+
+    // Never valid (CUSTOM: no external authorizer): in closed as well, not skipped.
+    put(cluster, APS, authorizationPolicy('ext', 'CUSTOM', ['/admin*']));
+    await until('the policy ext', () =>
+      model.proxyScope('shop/web-1')?.inbound.authorization?.some((a) => a.name === 'shop/ext'),
+    );
+    expect(upserted[2]).toMatchObject({
+      action: 'DENY',
+      rules: [{}],
+      failClosed: expect.any(String),
+    });
+    expect(model.proxyScope('shop/web-1')?.inbound.authorization).toEqual([
+      { name: 'shop/deny', action: 'DENY', rules: [{}] },
+      { name: 'shop/ext', action: 'DENY', rules: [{}] },
+    ]);
+    expect(source.problems().find((p) => p.name === 'ext')).toMatchObject({
+      field: 'spec.action',
+      effect: 'fail-closed',
+    });
+
+    // Mended, then deleted: the policy as written, then none, and no problem left.
+    put(cluster, APS, authorizationPolicy('deny', 'DENY', ['/admin*']));
+    cluster.fake.remove(`${APS}/ext`);
+    await until(
+      'the mended policy alone',
+      () => model.proxyScope('shop/web-1')?.inbound.authorization?.length === 1,
+    );
+    expect(model.proxyScope('shop/web-1')?.inbound.authorization).toEqual([
+      { name: 'shop/deny', action: 'DENY', rules: [{ to: [{ paths: ['/admin*'] }] }] },
+    ]);
+    expect(source.problems()).toEqual([]);
+    cluster.fake.remove(`${APS}/deny`);
+    await until(
+      'no policy',
+      () => model.proxyScope('shop/web-1')?.inbound.authorization === undefined,
     );
   });
 

@@ -11,6 +11,22 @@ spec:
       port: ${port}
 `;
 
+const POLICY = (name: string, action: string, path: string) => `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: ${name}
+  namespace: shop
+spec:
+  selector:
+    matchLabels:
+      app: web
+  action: ${action}
+  rules:
+    - to:
+        - operation:
+            paths: ["${path}"]
+`;
+
 const keys = (f: FileObjects) => [...f.objects.keys()];
 
 describe('the objects of a mesh file', () => {
@@ -60,6 +76,86 @@ describe('the objects of a mesh file', () => {
     );
     expect(after.problems.map((p) => [p.field, p.effect])).toEqual([
       ['spec.ports[0].port', 'kept-last-valid'],
+    ]);
+  });
+
+  it('puts an invalid AuthorizationPolicy in closed, over its last valid version; a valid one as it is', () => {
+    const KEY = 'AuthorizationPolicy/shop/deny';
+    const valid = readMeshFile('/mesh/ap.yaml', POLICY('deny', 'DENY', '/admin*'), null);
+    expect(valid.problems).toEqual([]);
+    expect(valid.objects.get(KEY)).toEqual({
+      kind: 'AuthorizationPolicy',
+      meta: expect.objectContaining({ namespace: 'shop', name: 'deny' }),
+      selector: { app: 'web' },
+      action: 'DENY',
+      rules: [{ to: [{ paths: ['/admin*'] }] }],
+    });
+    expect(valid.objects.get(KEY)).not.toHaveProperty('failClosed');
+
+    // A path template: not the last valid version (which would let /admin/x through), but the
+    // closed stand-in, which denies every request of the workloads it selects.
+    const broken = readMeshFile('/mesh/ap.yaml', POLICY('deny', 'DENY', '/a/{*}'), valid);
+    expect(broken.objects.get(KEY)).toEqual({
+      kind: 'AuthorizationPolicy',
+      meta: expect.objectContaining({ namespace: 'shop', name: 'deny' }),
+      selector: { app: 'web' },
+      action: 'DENY',
+      rules: [{}],
+      failClosed: expect.stringContaining('spec.rules[0].to[0].operation.paths[0]'),
+    });
+    expect(broken.problems).toEqual([
+      {
+        source: '/mesh/ap.yaml',
+        kind: 'AuthorizationPolicy',
+        namespace: 'shop',
+        name: 'deny',
+        field: 'spec.rules[0].to[0].operation.paths[0]',
+        message: expect.stringContaining('path templates'),
+        effect: 'fail-closed',
+      },
+    ]);
+
+    // Never valid (CUSTOM: no external authorizer): in closed too, not skipped.
+    const custom = readMeshFile('/mesh/ext.yaml', POLICY('ext', 'CUSTOM', '/admin*'), null);
+    expect(custom.objects.get('AuthorizationPolicy/shop/ext')).toMatchObject({
+      action: 'DENY',
+      rules: [{}],
+      failClosed: expect.stringContaining('spec.action'),
+    });
+    expect(custom.problems.map((p) => [p.field, p.effect])).toEqual([
+      ['spec.action', 'fail-closed'],
+    ]);
+
+    // Mended: the policy as written again, and no problem left.
+    const mended = readMeshFile('/mesh/ap.yaml', POLICY('deny', 'DENY', '/admin*'), broken);
+    expect(mended.objects.get(KEY)).toEqual(valid.objects.get(KEY));
+    expect(mended.problems).toEqual([]);
+  });
+
+  it('skips an AuthorizationPolicy whose name cannot be read, and takes the first of two in closed', () => {
+    const nameless = readMeshFile(
+      '/mesh/ap.yaml',
+      POLICY('deny', 'CUSTOM', '/admin*').replace('  name: deny\n', ''),
+      null,
+    );
+    expect(keys(nameless)).toEqual([]);
+    expect(nameless.problems.map((p) => [p.field, p.effect])).toContainEqual([
+      'metadata.name',
+      'skipped',
+    ]);
+    expect(nameless.problems.filter((p) => p.effect !== 'skipped')).toEqual([]);
+    const twice = readMeshFile(
+      '/mesh/ap.yaml',
+      `${POLICY('deny', 'CUSTOM', '/admin*')}---\n${POLICY('deny', 'DENY', '/admin*')}`,
+      null,
+    );
+    expect(twice.objects.get('AuthorizationPolicy/shop/deny')).toMatchObject({
+      action: 'DENY',
+      rules: [{}],
+    });
+    expect(twice.problems.map((p) => [p.field, p.effect])).toEqual([
+      ['spec.action', 'fail-closed'],
+      ['metadata.name', 'skipped'],
     ]);
   });
 

@@ -25,6 +25,7 @@ describe('the mesh runtime', () => {
         EndpointSlice: 0,
         Pod: 0,
         PeerAuthentication: 0,
+        AuthorizationPolicy: 0,
         VirtualService: 0,
         DestinationRule: 0,
         HTTPRoute: 0,
