@@ -64,6 +64,10 @@ const state: MeshState = {
       portMtls: { '9090': 'DISABLE' },
       ports: [{ port: 8080, protocol: 'http' }],
       source: 'PeerAuthentication shop/strict (namespace)',
+      authorization: [
+        { name: 'shop/deny-admin', action: 'DENY', rules: [{ to: [{ paths: ['/admin*'] }] }, {}] },
+        { name: 'shop/from-web', action: 'ALLOW', rules: [{}] },
+      ],
     },
   },
   settings: {
@@ -108,6 +112,7 @@ describe('mooring proxy-config', () => {
         'Workload       web (app web, version v1)',
         'Inbound mTLS   STRICT (PeerAuthentication shop/strict (namespace)); ports 9090 DISABLE',
         'Inbound ports  8080/http',
+        'Authorization  DENY shop/deny-admin (2 rules), ALLOW shop/from-web (1 rule)',
         'Settings       tracing http://collector:4318 (1%), access log off, protocol detection 100 ms',
         '',
         'SERVICE   ADDRESSES   PORTS    ENDPOINTS',
