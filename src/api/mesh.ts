@@ -586,6 +586,11 @@ export interface MeshSettings {
     readonly samplingPercent: number;
   };
   readonly accessLog: boolean;
+  /**
+   * Istio's `outboundTrafficPolicy.mode`: REGISTRY_ONLY closes outbound connections to a
+   * destination the mesh does not know (no passthrough). Absent: ALLOW_ANY.
+   */
+  readonly outboundTrafficPolicy?: 'REGISTRY_ONLY';
 }
 
 export type MeshMessage =

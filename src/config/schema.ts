@@ -234,6 +234,20 @@ export const CONFIG_SCHEMA = {
           default: false,
           description: 'Every proxy writes one JSON line per request or connection on stdout.',
         },
+        outboundTrafficPolicy: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            mode: {
+              type: 'string',
+              enum: ['ALLOW_ANY', 'REGISTRY_ONLY'],
+              default: 'ALLOW_ANY',
+              description:
+                "Outbound connections to a destination the mesh does not know: ALLOW_ANY passes them through, REGISTRY_ONLY closes them (Istio's BlackHoleCluster).",
+            },
+          },
+        },
       },
     },
     ui: {

@@ -72,6 +72,8 @@ export interface MeshConfig {
     readonly samplingPercent: number;
   };
   readonly accessLog: boolean;
+  /** Istio's `outboundTrafficPolicy`: what happens to a destination the mesh does not know. */
+  readonly outboundTrafficPolicy: { readonly mode: 'ALLOW_ANY' | 'REGISTRY_ONLY' };
 }
 
 export interface ClusterConfig {

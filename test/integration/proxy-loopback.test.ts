@@ -937,6 +937,26 @@ describe('outbound destinations', () => {
     expect(res.text).toBe('other /outside');
   });
 
+  it('REGISTRY_ONLY closes a connection to a destination outside the mesh, counted as BlackHoleCluster; mesh Services still work', async () => {
+    const mesh = meshForA();
+    a.setMesh({ ...mesh, settings: { ...mesh.settings, outboundTrafficPolicy: 'REGISTRY_ONLY' } });
+    try {
+      aTarget = dst('127.0.0.1', otherAppPort);
+      const before = a.counters.blackHole;
+      await expect(request('/outside')).rejects.toThrow(/socket hang up|ECONNRESET/);
+      expect(a.counters.blackHole).toBe(before + 1);
+      expect(aMetrics.render()).toMatch(
+        /istio_tcp_connections_closed_total\{reporter="source",source_workload="client".*destination_service="BlackHoleCluster".*\} [1-9]/,
+      );
+      aTarget = dst(CLUSTER_IP, 80);
+      expect((await request('/inside')).status).toBe(200);
+    } finally {
+      a.setMesh(meshForA());
+    }
+    aTarget = dst('127.0.0.1', otherAppPort);
+    expect((await request('/outside')).text).toBe('other /outside');
+  });
+
   it('retries a connect failure on another endpoint (Istio default), and says UH/UF when none works', async () => {
     // A port nothing listens on: take one and close it.
     const closed = net.createServer();

@@ -150,6 +150,8 @@ interface ProxyCounters {
   refusedIdentity: number;
   /** Opaque TCP connections an AuthorizationPolicy refused (HTTP requests get a 403, counted as such). */
   refusedAuthorization: number;
+  /** Outbound connections closed under REGISTRY_ONLY (Istio's BlackHoleCluster). */
+  blackHole: number;
   loops: number;
   noOriginalDestination: number;
 }
@@ -199,6 +201,7 @@ export class Sidecar {
     refusedHandshake: 0,
     refusedIdentity: 0,
     refusedAuthorization: 0,
+    blackHole: 0,
     loops: 0,
     noOriginalDestination: 0,
   };
@@ -681,9 +684,22 @@ export class Sidecar {
   }
 
   private passthrough(socket: net.Socket, dst: OriginalDestination, first: Buffer | null): void {
+    if (this.index?.state.settings.outboundTrafficPolicy === 'REGISTRY_ONLY') {
+      // Istio's BlackHoleCluster: the connection is counted, and closed.
+      this.counters.blackHole++;
+      const edge = this.outsideEdge('BlackHoleCluster');
+      this.deps.metrics.tcpOpened(edge);
+      this.deps.metrics.tcpClosed(edge);
+      this.deps.log.debug(
+        { address: dst.address, port: dst.port },
+        'REGISTRY_ONLY: outbound connection to a destination outside the mesh closed',
+      );
+      socket.destroy();
+      return;
+    }
     this.counters.passthrough++;
     socket.pause();
-    this.relayPlain(socket, dst, first, this.passthroughEdge(), 'outbound');
+    this.relayPlain(socket, dst, first, this.outsideEdge('PassthroughCluster'), 'outbound');
   }
 
   /**
@@ -721,23 +737,25 @@ export class Sidecar {
     });
   }
 
-  private passthroughEdgeCache: { version: number; edge: Edge } | null = null;
+  private readonly outsideEdges = new Map<string, { version: number; edge: Edge }>();
 
-  private passthroughEdge(): Edge {
+  /** The metrics' edge of a connection to a destination outside the mesh, by Istio's cluster. */
+  private outsideEdge(cluster: 'PassthroughCluster' | 'BlackHoleCluster'): Edge {
     const version = this.index?.version ?? -1;
-    if (this.passthroughEdgeCache?.version === version) return this.passthroughEdgeCache.edge;
+    const cached = this.outsideEdges.get(cluster);
+    if (cached?.version === version) return cached.edge;
     const own = this.index?.state.proxy.workload ?? null;
     const edge = new Edge({
       reporter: 'source',
       source: peerLabels(own, this.tlsContexts?.spiffeId ?? null),
       destination: UNKNOWN_PEER,
-      service: 'PassthroughCluster',
-      serviceName: 'PassthroughCluster',
+      service: cluster,
+      serviceName: cluster,
       serviceNamespace: UNKNOWN,
       protocol: 'tcp',
       security: 'none',
     });
-    this.passthroughEdgeCache = { version, edge };
+    this.outsideEdges.set(cluster, { version, edge });
     return edge;
   }
 

@@ -50,6 +50,10 @@ export function meshSettingsOf(config: Config): MeshSettings {
       samplingPercent: config.mesh.tracing.samplingPercent,
     },
     accessLog: config.mesh.accessLog,
+    // Absent for ALLOW_ANY, the default: proxies and settings texts as before.
+    ...(config.mesh.outboundTrafficPolicy.mode === 'REGISTRY_ONLY'
+      ? { outboundTrafficPolicy: 'REGISTRY_ONLY' as const }
+      : {}),
   };
 }
 

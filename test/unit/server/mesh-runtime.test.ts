@@ -48,13 +48,16 @@ describe('the mesh runtime', () => {
         mtlsMode: 'STRICT',
         accessLog: true,
         tracing: { otlpEndpoint: 'http://collector:4318', samplingPercent: 5 },
+        outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' },
       },
     });
+    expect(mesh.model.settings).not.toHaveProperty('outboundTrafficPolicy');
     mesh.applyConfig(next);
     expect(mesh.model.settings).toEqual({
       ...meshSettingsOf(next),
       trustDomain: 'cluster.local',
     });
+    expect(mesh.model.settings.outboundTrafficPolicy).toBe('REGISTRY_ONLY');
     expect(mesh.model.commit()).toMatchObject({ settings: true });
     await mesh.close();
   });
@@ -65,6 +68,9 @@ describe('the mesh runtime', () => {
     );
     expect(() => validateConfig({ mesh: { mtlsMode: 'DISABLE' } })).toThrow(
       /\/mesh\/mtlsMode: must be one of "PERMISSIVE", "STRICT"/,
+    );
+    expect(() => validateConfig({ mesh: { outboundTrafficPolicy: { mode: 'DENY' } } })).toThrow(
+      /\/mesh\/outboundTrafficPolicy\/mode: must be one of "ALLOW_ANY", "REGISTRY_ONLY"/,
     );
   });
 });
