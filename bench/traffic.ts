@@ -6,11 +6,15 @@
 //   memory   the heap of a proxy holding a mesh of 1,000 Services (10 endpoints, a 5-rule route
 //            table, a DestinationRule with subsets each) compiled into its MeshIndex, against the
 //            same mesh without rules
+//   authz    the inbound decision of AuthorizationPolicy (authorize) for a workload with ten
+//            policies: a request let through, one a DENY refuses, one no ALLOW matches
 //
 //   node .cache/bench/bench/traffic.js [--seconds 2]
 
 import { execFileSync } from 'node:child_process';
 import type { HttpRouteTable, MeshService, MeshState } from '../src/api/mesh';
+import type { AuthorizationPolicyRules } from '../src/api/mesh';
+import { authorize, type AuthorizationFacts } from '../src/agent/proxy/core/authorization';
 import { MeshIndex } from '../src/agent/proxy/core/mesh-index';
 import { routeRequest, type RequestView } from '../src/agent/proxy/core/route';
 import { meshState, proxyScope, roundRobinSubsetsPolicy, seeded } from '../test/fixtures/mesh';
@@ -212,10 +216,79 @@ function benchMemory(): void {
   }
 }
 
+/**
+ * Ten policies: four DENYs (admin paths, a header, an address block, a namespace), six ALLOWs of
+ * twenty principals each with methods and path prefixes; the last ALLOW names the caller.
+ */
+function policies(): AuthorizationPolicyRules[] {
+  const deny = (name: string, rule: AuthorizationPolicyRules['rules'][number]) => ({
+    name: `default/${name}`,
+    action: 'DENY' as const,
+    rules: [rule],
+  });
+  const allows = Array.from({ length: 6 }, (_, p) => ({
+    name: `default/allow-${p}`,
+    action: 'ALLOW' as const,
+    rules: [
+      {
+        from: [
+          {
+            principals: Array.from(
+              { length: 20 },
+              (_, i) => `cluster.local/ns/team-${p}/sa/${p === 5 && i === 19 ? 'web' : `svc-${i}`}`,
+            ),
+          },
+        ],
+        to: [{ methods: ['GET', 'POST'], paths: ['/api/*', '/healthz'] }],
+      },
+    ],
+  }));
+  return [
+    deny('admin', { to: [{ paths: ['/admin*', '/debug/*', '*.php'] }] }),
+    deny('header', { when: [{ key: 'request.headers[x-blocked]', values: ['*'] }] }),
+    deny('block', { from: [{ ipBlocks: ['192.168.0.0/16'] }] }),
+    deny('ns', { from: [{ namespaces: ['untrusted'] }] }),
+    ...allows,
+  ];
+}
+
+function benchAuthorize(): void {
+  const all = policies();
+  const facts = (path: string, peer: string): AuthorizationFacts => ({
+    peer,
+    sourceIp: '10.1.2.3',
+    destinationIp: '10.1.2.4',
+    destinationPort: 8080,
+    request: view(path, { 'x-request-id': 'r' }),
+  });
+  const web = 'spiffe://cluster.local/ns/team-5/sa/web';
+  const cases: [string, AuthorizationFacts, boolean][] = [
+    ['let through (the last ALLOW)', facts('/api/v1/items?x=1', web), true],
+    ['refused by a DENY (path)', facts('/x/../admin/users', web), false],
+    ['no ALLOW matches', facts('/api/v1/items', 'spiffe://cluster.local/ns/x/sa/y'), false],
+  ];
+  console.log(`authorization: ten policies, the inbound decision (${SECONDS} s per case)`);
+  for (const [name, f, expected] of cases) {
+    if (authorize(all, f).allowed !== expected) throw new Error(`${name}: wrong decision`);
+    let n = 0;
+    const start = process.hrtime.bigint();
+    const end = start + BigInt(SECONDS * 1e9);
+    let now = start;
+    while (now < end) {
+      for (let i = 0; i < 1000; i++) authorize(all, f);
+      n += 1000;
+      now = process.hrtime.bigint();
+    }
+    const us = Number(now - start) / 1000 / n;
+    console.log(`  ${name.padEnd(28)} ${us.toFixed(2).padStart(7)} µs/request`);
+  }
+}
+
 const memoryVariant = flag('memory', '');
 if (memoryVariant !== '') {
   memoryOf(memoryVariant === 'with');
 } else {
   benchRoute();
   benchMemory();
+  benchAuthorize();
 }
