@@ -1,6 +1,7 @@
 // The built-in proxy inside real Pods on a node: two Deployments behind Services talking through
 // both sidecars with mutual TLS (HTTP and gRPC), a Pod outside the mesh reached in plain text,
-// PERMISSIVE then STRICT (a PeerAuthentication applied with kubectl), a rolling update of the
+// PERMISSIVE then STRICT (a PeerAuthentication applied with kubectl), an AuthorizationPolicy
+// applied with kubectl, a rolling update of the
 // server that drops no request, and Istio's traffic rules (a weighted split, a header route)
 // honoured by real Pods. There is no kube-proxy on this node: a ClusterIP works only
 // through the caller's sidecar, so every call to one below went through it.
@@ -127,6 +128,48 @@ describe('meshed Deployments behind Services, and a Pod outside the mesh', () =>
     await waitFor(
       'plain text taken again',
       async () => ((await httpFrom(outside.pods[0]!, plainUrl)).status === 200 ? true : undefined),
+      60_000,
+    );
+  }, 150_000);
+
+  it('an AuthorizationPolicy applied with kubectl lets through only what it names: the client’s service account on GET /api/*', async () => {
+    const target = server.pods[0]!;
+    const url = (p: string): string => `http://${server.clusterIP}:8080${p}`;
+    await apply(env, ns, {
+      apiVersion: 'security.istio.io/v1',
+      kind: 'AuthorizationPolicy',
+      metadata: { name: 'server-from-client' },
+      spec: {
+        selector: { matchLabels: { app: 'server' } },
+        rules: [
+          {
+            from: [{ source: { principals: [spiffeId(ns, 'client').slice('spiffe://'.length)] } }],
+            to: [{ operation: { methods: ['GET'], paths: ['/api/*'] } }],
+          },
+        ],
+      },
+    });
+    const denied = await waitFor(
+      'the policy in force',
+      async () => {
+        const a = await httpFrom(client.pods[0]!, url('/other'));
+        return a.status === 403 ? a : undefined;
+      },
+      60_000,
+    );
+    expect(denied.body).toBe('RBAC: access denied');
+    expect(echoed(await httpFrom(client.pods[0]!, url('/api/items'))).path).toBe('/api/items');
+    // Plain text from outside the mesh has no principal.
+    const plain = await httpFrom(outside.pods[0]!, `http://${target.status.podIP}:8080/api/items`);
+    expect(plain.status).toBe(403);
+
+    await kubectl(env.cluster.controlPlane, [
+      ...['delete', 'authorizationpolicy', 'server-from-client', '-n', ns],
+    ]);
+    await waitFor(
+      'the policy gone',
+      async () =>
+        (await httpFrom(client.pods[0]!, url('/other'))).status === 200 ? true : undefined,
       60_000,
     );
   }, 150_000);
