@@ -246,11 +246,14 @@ export interface RouteRewrite {
  * destinations of the first rule one of whose matches it meets, by weight.
  */
 export interface TcpRouteTable {
+  /** A VirtualService, or the oldest of the TCPRoutes (TLSRoutes) attached to the Service. */
   readonly source: {
-    readonly kind: 'VirtualService';
+    readonly kind: 'VirtualService' | 'TCPRoute' | 'TLSRoute';
     readonly namespace: string;
     readonly name: string;
   };
+  /** The younger routes whose rules follow the source's. */
+  readonly merged?: readonly { readonly namespace: string; readonly name: string }[];
   readonly rules: readonly TcpRouteRule[];
 }
 

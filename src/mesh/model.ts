@@ -33,6 +33,8 @@ import {
   type AuthorizationPolicyObject,
   type PodObject,
   type ServiceObject,
+  type TcpRouteObject,
+  type TlsRouteObject,
   type TrafficObject,
   type VirtualServiceObject,
 } from './objects';
@@ -163,6 +165,8 @@ export class MeshModel {
   private readonly destinationRules = new Map<string, DestinationRuleObject>();
   private readonly httpRoutes = new Map<string, HttpRouteObject>();
   private readonly grpcRoutes = new Map<string, GrpcRouteObject>();
+  private readonly tcpRoutes = new Map<string, TcpRouteObject>();
+  private readonly tlsRoutes = new Map<string, TlsRouteObject>();
   /** The VirtualServices delegated to, by key: the keys of those that delegate to each. */
   private readonly delegatedBy = new Map<string, Set<string>>();
   /** Traffic objects by the Service keys they name: `Kind` -> Service key -> object keys. */
@@ -216,6 +220,8 @@ export class MeshModel {
       DestinationRule: this.destinationRules.size,
       HTTPRoute: this.httpRoutes.size,
       GRPCRoute: this.grpcRoutes.size,
+      TCPRoute: this.tcpRoutes.size,
+      TLSRoute: this.tlsRoutes.size,
     };
   }
 
@@ -271,6 +277,10 @@ export class MeshModel {
         return this.putTraffic(kind, key, this.httpRoutes, obj as HttpRouteObject | null);
       case 'GRPCRoute':
         return this.putTraffic(kind, key, this.grpcRoutes, obj as GrpcRouteObject | null);
+      case 'TCPRoute':
+        return this.putTraffic(kind, key, this.tcpRoutes, obj as TcpRouteObject | null);
+      case 'TLSRoute':
+        return this.putTraffic(kind, key, this.tlsRoutes, obj as TlsRouteObject | null);
     }
   }
 
@@ -300,6 +310,8 @@ export class MeshModel {
         return obj.host === null ? [] : [obj.host];
       case 'HTTPRoute':
       case 'GRPCRoute':
+      case 'TCPRoute':
+      case 'TLSRoute':
         return [...new Set(obj.parents.map((p) => p.service))];
     }
   }
@@ -335,9 +347,18 @@ export class MeshModel {
     return out;
   }
 
-  /** An HTTPRoute or GRPCRoute as the model holds it (`namespace/name`). */
+  /** A Gateway API route as the model holds it (`namespace/name`). */
   gatewayRoute(kind: GatewayRouteObject['kind'], key: string): GatewayRouteObject | undefined {
-    return kind === 'HTTPRoute' ? this.httpRoutes.get(key) : this.grpcRoutes.get(key);
+    switch (kind) {
+      case 'HTTPRoute':
+        return this.httpRoutes.get(key);
+      case 'GRPCRoute':
+        return this.grpcRoutes.get(key);
+      case 'TCPRoute':
+        return this.tcpRoutes.get(key);
+      case 'TLSRoute':
+        return this.tlsRoutes.get(key);
+    }
   }
 
   /** What an HTTPRoute's status depends on: which Services exist, which VirtualService wins. */
@@ -347,11 +368,14 @@ export class MeshModel {
     return {
       serviceExists: (key) => this.services.has(key),
       portNamed: (key, name) => this.portNamed(key, name),
-      virtualServiceFor: (key) => {
+      virtualServiceFor: (key, kind) => {
         const vss = this.trafficObjects('VirtualService', key, this.virtualServices);
         const oldest = vss.sort(olderFirst)[0];
-        // One with `tcp` routes only leaves HTTP to the routes (serviceTraffic).
-        return oldest === undefined || oldest.http.length === 0 ? null : nameKey(oldest.meta);
+        // A VirtualService wins over the routes of the kinds of traffic it has rules for: one
+        // with `tcp` routes only leaves HTTP to the routes (serviceTraffic).
+        const rules =
+          kind === 'TCPRoute' ? oldest?.tcp : kind === 'TLSRoute' ? oldest?.tls : oldest?.http;
+        return oldest === undefined || (rules?.length ?? 0) === 0 ? null : nameKey(oldest.meta);
       },
       grpcConflict: (key, route) => {
         let list = conflicts.get(key);
@@ -368,6 +392,8 @@ export class MeshModel {
       destinationRules: this.trafficObjects('DestinationRule', serviceKey, this.destinationRules),
       httpRoutes: this.trafficObjects('HTTPRoute', serviceKey, this.httpRoutes),
       grpcRoutes: this.trafficObjects('GRPCRoute', serviceKey, this.grpcRoutes),
+      tcpRoutes: this.trafficObjects('TCPRoute', serviceKey, this.tcpRoutes),
+      tlsRoutes: this.trafficObjects('TLSRoute', serviceKey, this.tlsRoutes),
       delegate: (namespace, name) => this.virtualServices.get(`${namespace}/${name}`),
     };
   }

@@ -30,6 +30,8 @@ export const MESH_KINDS = [
   'DestinationRule',
   'HTTPRoute',
   'GRPCRoute',
+  'TCPRoute',
+  'TLSRoute',
 ] as const;
 export type MeshKind = (typeof MESH_KINDS)[number];
 
@@ -44,6 +46,13 @@ export const MESH_API_VERSIONS: Readonly<Record<MeshKind, readonly string[]>> = 
   DestinationRule: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
   HTTPRoute: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'],
   GRPCRoute: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1alpha2'],
+  // TCPRoute and TLSRoute are v1 in the standard channel (v1.6); their alphas in the experimental.
+  TCPRoute: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1alpha2'],
+  TLSRoute: [
+    'gateway.networking.k8s.io/v1',
+    'gateway.networking.k8s.io/v1alpha3',
+    'gateway.networking.k8s.io/v1alpha2',
+  ],
 };
 
 /** Names an object: kind, namespace, name. */
@@ -308,11 +317,30 @@ export type GrpcRouteRuleSpec = GatewayRuleSpec<GrpcRouteMatch>;
 
 export type GrpcRouteObject = GatewayRoute<'GRPCRoute', GrpcRouteRuleSpec>;
 
+/** A TCPRoute's or TLSRoute's rule: its backends, weighted (no matches, no filters). */
+export interface GatewayTcpRuleSpec {
+  readonly name?: string;
+  readonly backends: readonly HttpRouteBackend[];
+}
+
+export type TcpRouteObject = GatewayRoute<'TCPRoute', GatewayTcpRuleSpec>;
+
+export interface TlsRouteObject extends GatewayRoute<'TLSRoute', GatewayTcpRuleSpec> {
+  /** The server names (SNI) it takes: `example.com`, `*.example.com`; empty: any. */
+  readonly hostnames: readonly string[];
+}
+
 /** The Gateway API routes Mooring reads (their parents and status work alike). */
-export type GatewayRouteObject = HttpRouteObject | GrpcRouteObject;
+export type GatewayRouteObject =
+  HttpRouteObject | GrpcRouteObject | TcpRouteObject | TlsRouteObject;
 
 export type TrafficObject =
-  VirtualServiceObject | DestinationRuleObject | HttpRouteObject | GrpcRouteObject;
+  | VirtualServiceObject
+  | DestinationRuleObject
+  | HttpRouteObject
+  | GrpcRouteObject
+  | TcpRouteObject
+  | TlsRouteObject;
 
 export type MeshObject =
   | ServiceObject

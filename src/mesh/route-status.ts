@@ -1,12 +1,13 @@
-// The status Mooring writes on an HTTPRoute or GRPCRoute attached to Services (GAMMA), one entry
-// in `status.parents` per Service parent with `controllerName: mooring.dev/mesh` (entries of other
-// controllers are kept as they are):
+// The status Mooring writes on an HTTPRoute, GRPCRoute, TCPRoute or TLSRoute attached to Services
+// (GAMMA), one entry in `status.parents` per Service parent with `controllerName:
+// mooring.dev/mesh` (entries of other controllers are kept as they are):
 //   Accepted      True / Accepted; False / NoMatchingParent when the Service does not exist, or has
 //                 no port of the sectionName; False / Conflicted for an HTTPRoute when a GRPCRoute
 //                 takes every port it attaches to (GEP-1294: a GRPCRoute wins there)
 //   ResolvedRefs  True / ResolvedRefs; False / BackendNotFound naming the missing Services
-// A VirtualService for the same Service wins over the route (README "Traffic management"): the
-// route stays Accepted and its message says so. `lastTransitionTime` moves only when a
+// A VirtualService for the same Service with rules for the route's kind of traffic (http, tcp,
+// tls) wins over the route (README "Traffic management"): the route stays Accepted and its
+// message says so. `lastTransitionTime` moves only when a
 // condition's status changes. Pure: the adapter reads the objects and writes the status.
 
 import { nameKey, type GatewayRouteObject } from './objects';
@@ -41,8 +42,11 @@ export interface RouteFacts {
   serviceExists(key: string): boolean;
   /** The port of that Service with that name, or null. */
   portNamed(key: string, name: string): number | null;
-  /** The VirtualService (`namespace/name`) that wins over routes for a Service, if any. */
-  virtualServiceFor(key: string): string | null;
+  /**
+   * The VirtualService (`namespace/name`) that wins over routes of `kind` for a Service, if any:
+   * one with rules for that kind's traffic (http, tcp, tls).
+   */
+  virtualServiceFor(key: string, kind: GatewayRouteObject['kind']): string | null;
   /** The GRPCRoute that takes ports of Service `key` from the HTTPRoute `route`, if any. */
   grpcConflict(key: string, route: string): RouteConflict | null;
 }
@@ -59,10 +63,12 @@ function ourParents(
     (k) => !facts.serviceExists(k),
   );
   const out: RouteParentStatus[] = [];
+  const tcp = route.kind === 'TCPRoute' || route.kind === 'TLSRoute';
+  const what = tcp ? 'connections' : 'requests';
   for (const parent of route.parents) {
     const [namespace, name] = parent.service.split('/') as [string, string];
     const exists = facts.serviceExists(parent.service);
-    const vs = exists ? facts.virtualServiceFor(parent.service) : null;
+    const vs = exists ? facts.virtualServiceFor(parent.service, route.kind) : null;
     const conflict =
       exists && vs === null && route.kind === 'HTTPRoute'
         ? facts.grpcConflict(parent.service, nameKey(route.meta))
@@ -120,7 +126,7 @@ function ourParents(
         'Accepted',
         'True',
         'Accepted',
-        'Mooring routes the requests to this Service by this route',
+        `Mooring routes the ${what} to this Service by this route`,
       );
     }
     const conditions: RouteCondition[] = [
@@ -136,7 +142,7 @@ function ourParents(
             'ResolvedRefs',
             'False',
             'BackendNotFound',
-            `no such Service: ${missing.join(', ')} (its share of the requests is answered ${route.kind === 'GRPCRoute' ? '503, UNAVAILABLE' : '500'})`,
+            `no such Service: ${missing.join(', ')} (${tcp ? 'its share of the connections is closed' : `its share of the requests is answered ${route.kind === 'GRPCRoute' ? '503, UNAVAILABLE' : '500'}`})`,
           ),
     ];
     out.push({

@@ -33,9 +33,12 @@ import type {
   DestinationRuleObject,
   HttpRouteBackend,
   GrpcRouteMatch,
+  GatewayTcpRuleSpec,
   GrpcRouteObject,
   GrpcRouteRuleSpec,
   HttpRouteObject,
+  TcpRouteObject,
+  TlsRouteObject,
   HttpRouteRuleSpec,
   RouteParent,
   Meta,
@@ -2002,4 +2005,54 @@ export function readGrpcRoute(raw: Json, f: Fields, meta: Meta): GrpcRouteObject
     },
   );
   return { kind: 'GRPCRoute', meta, parents, rules, generation: generationOf(raw) };
+}
+
+/** A TCPRoute's or TLSRoute's rules: one, its backends (no matches, no filters). */
+function readTcpKindRules(f: Fields, spec: Json, namespace: string): GatewayTcpRuleSpec[] {
+  if (f.array(spec.rules, 'spec.rules').length > 1) {
+    f.problem('spec.rules', 'takes one rule (a connection has nothing to match a second one on)');
+  }
+  return readRouteRules(
+    f,
+    spec,
+    namespace,
+    () => null,
+    ({ at, rule, name, backends }): GatewayTcpRuleSpec => {
+      unsupported(f, rule, ['matches', 'filters'], at, true);
+      if (backends.length === 0) f.problem(`${at}.backendRefs`, 'needs at least one backend');
+      return { ...(name === undefined ? {} : { name }), backends };
+    },
+  );
+}
+
+/** A TCPRoute attached to Services (GAMMA): every connection to the ports it names. */
+export function readGatewayTcpRoute(raw: Json, f: Fields, meta: Meta): TcpRouteObject {
+  const spec = f.object(raw.spec, 'spec') ?? {};
+  const parents = readRouteParents(f, spec, meta);
+  const rules = readTcpKindRules(f, spec, meta.namespace);
+  return { kind: 'TCPRoute', meta, parents, rules, generation: generationOf(raw) };
+}
+
+/** A TLS server name of a TLSRoute: a DNS name, or `*.` and one (no IP address). */
+const TLS_HOSTNAME = /^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** A TLSRoute attached to Services: the TLS connections whose server name (SNI) it names. */
+export function readGatewayTlsRoute(raw: Json, f: Fields, meta: Meta): TlsRouteObject {
+  const spec = f.object(raw.spec, 'spec') ?? {};
+  const parents = readRouteParents(f, spec, meta);
+  const hostnames: string[] = [];
+  for (const [i, h] of f.array(spec.hostnames, 'spec.hostnames').entries()) {
+    const name = f.string(h, `spec.hostnames[${i}]`);
+    if (name === undefined) continue;
+    if (!TLS_HOSTNAME.test(name) || name.length > 253) {
+      f.problem(
+        `spec.hostnames[${i}]`,
+        `${JSON.stringify(name)} is not a DNS name, or "*." and one (lowercase)`,
+      );
+      continue;
+    }
+    hostnames.push(name);
+  }
+  const rules = readTcpKindRules(f, spec, meta.namespace);
+  return { kind: 'TLSRoute', meta, parents, hostnames, rules, generation: generationOf(raw) };
 }

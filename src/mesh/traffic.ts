@@ -21,6 +21,7 @@ import type {
   DestinationPolicy,
   HttpRouteRule,
   HttpRouteTable,
+  TcpRouteRule,
   TcpRouteTable,
   RequestMatch,
   RetryPolicy,
@@ -39,6 +40,8 @@ import {
   type HttpRouteRuleSpec,
   type Meta,
   type RouteParent,
+  type TcpRouteObject,
+  type TlsRouteObject,
   type VirtualServiceObject,
   type VirtualServiceRoute,
 } from './objects';
@@ -295,10 +298,12 @@ function compareGrpcMatches(a: GrpcRouteMatch, b: GrpcRouteMatch): number {
   return (b.headers?.length ?? 0) - (a.headers?.length ?? 0);
 }
 
-const gatewayRouteRef = (r: GatewayRouteObject): GatewayRouteRef => ({ kind: r.kind, ...ref(r) });
+type HttpKindRoute = HttpRouteObject | GrpcRouteObject;
+
+const gatewayRouteRef = (r: HttpKindRoute): GatewayRouteRef => ({ kind: r.kind, ...ref(r) });
 
 interface GatewayRouteRef {
-  readonly kind: GatewayRouteObject['kind'];
+  readonly kind: HttpKindRoute['kind'];
   readonly namespace: string;
   readonly name: string;
 }
@@ -420,7 +425,7 @@ function gatewayRoutesTable(
   const grpcEntries: (Entry & { readonly source: GrpcRouteMatch })[] = [];
   // The ports GRPCRoutes take, each with the (oldest) one that takes it; `all` every port.
   const taken = new Map<number | 'all', string>();
-  const used: GatewayRouteObject[] = [];
+  const used: HttpKindRoute[] = [];
   for (const route of grpcRoutes) {
     const ports = attachedPorts(route, serviceKey, portNamed);
     if (ports !== 'all' && ports.length === 0) continue;
@@ -462,7 +467,7 @@ function gatewayRoutesTable(
   const ports = entries.some((e) => e.port === undefined)
     ? undefined
     : [...new Set(entries.map((e) => e.port as number))].sort((a, b) => a - b);
-  const first = used[0] as GatewayRouteObject;
+  const first = used[0] as HttpKindRoute;
   return {
     table: {
       source: gatewayRouteRef(first),
@@ -544,12 +549,54 @@ export function exportViews(objects: ServiceTrafficObjects): string[] {
   return [...out].sort();
 }
 
+/**
+ * The tcp (or tls) route table of Service `serviceKey` from its TCPRoutes (TLSRoutes), oldest
+ * first: each route's rule on each Service port it attaches to, its backends weighted; a TLSRoute
+ * takes the server names of its `hostnames` (none: any). undefined: none attaches.
+ */
+function gatewayTcpTable(
+  kind: 'TCPRoute' | 'TLSRoute',
+  serviceKey: string,
+  routes: readonly (TcpRouteObject | TlsRouteObject)[],
+  servicePorts: readonly NamedPort[],
+): TcpRouteTable | undefined {
+  const portNamed = (name: string): number | null =>
+    servicePorts.find((p) => p.name === name)?.port ?? null;
+  const used: (TcpRouteObject | TlsRouteObject)[] = [];
+  const rules: TcpRouteRule[] = [];
+  for (const route of [...routes].sort(olderFirst)) {
+    const ports = attachedPorts(route, serviceKey, portNamed);
+    if (ports !== 'all' && ports.length === 0) continue;
+    used.push(route);
+    const hostnames = route.kind === 'TLSRoute' ? route.hostnames : [];
+    const sni =
+      route.kind === 'TLSRoute' ? { sniHosts: hostnames.length === 0 ? ['*'] : hostnames } : {};
+    const matches = ports === 'all' ? [sni] : ports.map((port) => ({ port, ...sni }));
+    for (const rule of route.rules) {
+      rules.push({
+        // A tcp rule without matches takes every connection; a tls one needs its server names.
+        matches: kind === 'TCPRoute' && ports === 'all' ? [] : matches,
+        destinations: gatewayDestinations(rule.backends),
+      });
+    }
+  }
+  const first = used[0];
+  if (first === undefined) return undefined;
+  return {
+    source: { kind, ...ref(first) },
+    ...(used.length > 1 ? { merged: used.slice(1).map(ref) } : {}),
+    rules,
+  };
+}
+
 /** The traffic objects that name one Service. */
 export interface ServiceTrafficObjects {
   readonly virtualServices: readonly VirtualServiceObject[];
   readonly destinationRules: readonly DestinationRuleObject[];
   readonly httpRoutes: readonly HttpRouteObject[];
   readonly grpcRoutes: readonly GrpcRouteObject[];
+  readonly tcpRoutes?: readonly TcpRouteObject[];
+  readonly tlsRoutes?: readonly TlsRouteObject[];
   /** The VirtualServices a rule delegates to, by namespace and name. */
   readonly delegate?: DelegateLookup;
 }
@@ -617,6 +664,9 @@ export function serviceTraffic(
   } else {
     routes = gateway.table;
   }
+  // TCPRoutes and TLSRoutes where the VirtualService (if any) has no rules of their kind.
+  tcpRoutes ??= gatewayTcpTable('TCPRoute', serviceKey, objects.tcpRoutes ?? [], ports);
+  tlsRoutes ??= gatewayTcpTable('TLSRoute', serviceKey, objects.tlsRoutes ?? [], ports);
 
   const drs = destinationRulesFor(
     objects.destinationRules,

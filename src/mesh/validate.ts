@@ -26,6 +26,8 @@ import {
 import { failClosedPolicy, readAuthorizationPolicy } from './authorization-validate';
 import {
   readDestinationRule,
+  readGatewayTcpRoute,
+  readGatewayTlsRoute,
   readGrpcRoute,
   readHttpRoute,
   readVirtualService,
@@ -555,6 +557,8 @@ const READERS: {
   DestinationRule: readDestinationRule,
   HTTPRoute: readHttpRoute,
   GRPCRoute: readGrpcRoute,
+  TCPRoute: readGatewayTcpRoute,
+  TLSRoute: readGatewayTlsRoute,
 };
 
 /**

@@ -12,6 +12,8 @@
 //   hang        10.77.0.27  not meshed: accepts connections and never answers     Service hang
 //   Service ratings 10.96.20.6: reviews-v1 alone (a subset with connection pool limits)
 //   Services grpc-reviews 10.96.20.5 (all three), grpc-reviews-v1 .7 and grpc-reviews-v2 .8
+//   Services greet 10.96.20.9 (all three) and greet-v3 .10 (reviews-v3): the echo's server-first
+//   TCP greeting (`220 <pod> ready`), for TCPRoute
 //
 // Statistical checks use bounds of about 4 standard deviations: a correct split fails them far
 // less than once in 10,000 runs.
@@ -42,6 +44,9 @@ const GRPC_IP = '10.96.20.5';
 const GRPC_V1_IP = '10.96.20.7';
 const GRPC_V2_IP = '10.96.20.8';
 const RATINGS_IP = '10.96.20.6';
+const GREET_IP = '10.96.20.9';
+const GREET_V3_IP = '10.96.20.10';
+const GREET: PortSpec[] = [{ name: 'tcp-greet', port: 2525, targetPort: 2525 }];
 const HTTP: PortSpec[] = [{ name: 'http', port: 80, targetPort: 8080 }];
 const GRPC_PORTS: PortSpec[] = [{ name: 'grpc', port: 50051, targetPort: 50051 }];
 
@@ -216,6 +221,10 @@ beforeAll(async () => {
     sliceObject('ratings', HTTP, [pods['reviews-v1']!]),
     serviceObject('hang', HANG_IP, HTTP, { app: 'hang' }),
     sliceObject('hang', HTTP, [pods.hang]),
+    serviceObject('greet', GREET_IP, GREET, { app: 'reviews' }),
+    sliceObject('greet', GREET, reviews),
+    serviceObject('greet-v3', GREET_V3_IP, GREET, { app: 'reviews', version: 'v3' }),
+    sliceObject('greet-v3', GREET, [pods['reviews-v3']!]),
     ...Object.values(pods).map(podObject),
   ]);
   for (const name of meshed) await rig.waitReady(name);
@@ -584,6 +593,61 @@ c.echo({ hi: 1 }, md, (err, r) => {
     // A backend that is no Service of the mesh: UNAVAILABLE, as GRPCRoute asks.
     expect((await call({}, '/mooring.e2e.Echo/Gone')).code).toBe(14);
     rig.removeMesh('grpcroute.yaml');
+  });
+});
+
+describe('TCP: a TCPRoute', () => {
+  /** The greetings of `count` connections to `url`'s address and port, from the client Pod. */
+  const GREETINGS = `
+const net = require('net');
+const [host, port, count] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
+const out = {};
+const one = () => new Promise((resolve) => {
+  const s = net.connect(port, host);
+  let text = '';
+  s.setTimeout(10000, () => s.destroy());
+  s.on('data', (d) => { text += d; if (text.includes('\\n')) s.end(); });
+  s.on('error', () => {});
+  s.on('close', () => { const pod = (/^220 (\\S+)/.exec(text) || [])[1] || 'none'; out[pod] = (out[pod] || 0) + 1; resolve(); });
+});
+(async () => { for (let i = 0; i < count; i++) await one(); console.log(JSON.stringify(out)); })();`;
+  const greetings = async (count: number): Promise<Record<string, number>> =>
+    JSON.parse(
+      await rig.node('client', GREETINGS, [GREET_IP, '2525', String(count)], 60_000),
+    ) as Record<string, number>;
+
+  it("sends every connection of the Service port it attaches to its backend; removed, the Service's own endpoints again", async () => {
+    const spread = await greetings(30);
+    expect(Object.keys(spread).sort()).toEqual(['reviews-v1', 'reviews-v2', 'reviews-v3']);
+    rig.writeMesh('tcproute.yaml', [
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1alpha2',
+        kind: 'TCPRoute',
+        metadata: { name: 'greet-to-v3', namespace: 'default' },
+        spec: {
+          parentRefs: [{ group: '', kind: 'Service', name: 'greet', port: 2525 }],
+          rules: [{ backendRefs: [{ name: 'greet-v3', port: 2525 }] }],
+        },
+      },
+    ]);
+    await rig.waitFor(
+      'the TCPRoute in the client proxy',
+      async () => {
+        const dump = (await rig.configDump('client')) as {
+          mesh: { services: { key: string; tcpRoutes?: { source: { kind: string } } }[] };
+        };
+        const greet = dump.mesh.services.find((x) => x.key === 'default/greet');
+        return greet?.tcpRoutes?.source.kind === 'TCPRoute';
+      },
+      30_000,
+    );
+    expect(await greetings(20)).toEqual({ 'reviews-v3': 20 });
+    rig.removeMesh('tcproute.yaml');
+    await rig.waitFor(
+      'the TCPRoute gone',
+      async () => Object.keys(await greetings(12)).length > 1,
+      30_000,
+    );
   });
 });
 

@@ -9,6 +9,8 @@ import {
   createdAt,
   endpointSlice,
   modelOf,
+  builtService,
+  problemsOf,
   service,
   withClusterIP,
   withEndpoint,
@@ -53,17 +55,7 @@ const echoParent = (port?: number): Raw => ({
   ...(port === undefined ? {} : { port }),
 });
 
-const built = (raws: Raw[], key = 'default/echo'): MeshService => {
-  const s = modelOf(raws).service(key)?.service;
-  if (s === undefined) throw new Error(`no service ${key}`);
-  return s;
-};
-
-function problemsOf(raw: Raw): string[] {
-  const v = validateMeshObject(raw);
-  if (v.status !== 'invalid') throw new Error(`expected invalid, got ${JSON.stringify(v)}`);
-  return v.problems.map((p) => `${p.field}: ${p.message}`);
-}
+const built = (raws: Raw[], key = 'default/echo'): MeshService => builtService(raws, key);
 
 const grpcCall = (path: string, headers: Record<string, string> = {}): RequestView => ({
   method: 'POST',

@@ -746,7 +746,7 @@ describe('conflicting objects: which one wins', () => {
       namespace: 'default',
       name: 'route',
     });
-    expect(model.routeFacts().virtualServiceFor('default/reviews')).toBeNull();
+    expect(model.routeFacts().virtualServiceFor('default/reviews', 'HTTPRoute')).toBeNull();
   });
 
   it("of two DestinationRules for one host in one namespace, the older one's policy is used, the younger merged in", () => {
