@@ -6,8 +6,8 @@
 // System namespaces are excluded by selector in both.
 // `mooring webhook-config --validating`: prints the ValidatingWebhookConfiguration that sends the
 // traffic kinds the mesh reads (VirtualService, DestinationRule, PeerAuthentication,
-// AuthorizationPolicy, HTTPRoute, GRPCRoute; CREATE and UPDATE, in the API versions of
-// src/mesh/objects.ts) to POST /validate, failurePolicy Ignore unless told.
+// AuthorizationPolicy, HTTPRoute, GRPCRoute, TCPRoute, TLSRoute; CREATE and UPDATE, each kind in
+// the API versions of src/mesh/objects.ts only) to POST /validate, failurePolicy Ignore unless told.
 
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
@@ -43,6 +43,8 @@ const VALIDATED_KINDS: readonly (readonly [MeshKind, string])[] = [
   ['AuthorizationPolicy', 'authorizationpolicies'],
   ['HTTPRoute', 'httproutes'],
   ['GRPCRoute', 'grpcroutes'],
+  ['TCPRoute', 'tcproutes'],
+  ['TLSRoute', 'tlsroutes'],
 ];
 
 export type FailurePolicy = 'Fail' | 'Ignore';
@@ -151,19 +153,24 @@ export function buildWebhookConfiguration(options: WebhookConfigOptions): Record
   };
 }
 
-/** One rule per API group, CREATE and UPDATE, in the versions the mesh reads. */
+/**
+ * CREATE and UPDATE of each kind in exactly the versions the mesh reads: one rule per API group
+ * and list of versions (kinds that share both share a rule). A rule's resources and versions are
+ * a cross product, so a kind never gets another kind's versions: an object made at a version the
+ * mesh does not read for its kind would be sent as it is and refused; matchPolicy Equivalent sends
+ * it converted to one the mesh reads where its CRD serves that, and not at all where it does not.
+ */
 function validationRules(): Record<string, unknown>[] {
-  const groups = new Map<string, { versions: string[]; resources: string[] }>();
+  const rules = new Map<string, { group: string; versions: string[]; resources: string[] }>();
   for (const [kind, resource] of VALIDATED_KINDS) {
-    for (const apiVersion of MESH_API_VERSIONS[kind]) {
-      const [group = '', version = ''] = apiVersion.split('/');
-      const entry = groups.get(group) ?? { versions: [], resources: [] };
-      if (!entry.versions.includes(version)) entry.versions.push(version);
-      if (!entry.resources.includes(resource)) entry.resources.push(resource);
-      groups.set(group, entry);
-    }
+    const [group = ''] = (MESH_API_VERSIONS[kind][0] ?? '').split('/');
+    const versions = MESH_API_VERSIONS[kind].map((apiVersion) => apiVersion.split('/')[1] ?? '');
+    const key = `${group} ${versions.join(',')}`;
+    const entry = rules.get(key) ?? { group, versions, resources: [] };
+    entry.resources.push(resource);
+    rules.set(key, entry);
   }
-  return [...groups].map(([group, { versions, resources }]) => ({
+  return [...rules.values()].map(({ group, versions, resources }) => ({
     operations: ['CREATE', 'UPDATE'],
     apiGroups: [group],
     apiVersions: versions,
@@ -285,7 +292,8 @@ export function registerWebhookConfig(program: Command, io: CliIO): void {
     .option(
       '--validating',
       'print the ValidatingWebhookConfiguration that sends VirtualServices, DestinationRules, ' +
-        'PeerAuthentications, AuthorizationPolicies, HTTPRoutes and GRPCRoutes (CREATE, UPDATE) ' +
+        'PeerAuthentications, AuthorizationPolicies, HTTPRoutes, GRPCRoutes, TCPRoutes and ' +
+        'TLSRoutes (CREATE, UPDATE) ' +
         'to /validate',
     )
     .option(

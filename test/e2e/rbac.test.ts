@@ -221,21 +221,28 @@ describe("mooring serve with the chart's RBAC", () => {
     // forbidden.
     expect(objects.source.kinds.PeerAuthentication).toBe('off');
     expect(objects.source.kinds.AuthorizationPolicy).toBe('off');
+    expect(objects.source.kinds.TCPRoute).toBe('off');
+    expect(objects.source.kinds.TLSRoute).toBe('off');
     // Once their CRDs are installed, the ServiceAccount may list and watch them everywhere (a
     // SubjectAccessReview: `kubectl auth can-i` cannot name a resource the server does not serve).
+    const can = async (attributes: Record<string, string>): Promise<string> => {
+      const review = (await createObject(cp, {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SubjectAccessReview',
+        spec: {
+          user: `system:serviceaccount:${NS}:${RELEASE}`,
+          groups: ['system:serviceaccounts', `system:serviceaccounts:${NS}`],
+          resourceAttributes: attributes,
+        },
+      })) as { status?: { allowed?: boolean } };
+      const { verb = '', resource = '', subresource, name } = attributes;
+      const what = `${resource}${subresource === undefined ? '' : `/${subresource}`}`;
+      return `${verb} ${what}${name === undefined ? '' : ` ${name}`}: ${String(review.status?.allowed === true)}`;
+    };
     const answers: string[] = [];
     for (const resource of ['peerauthentications', 'authorizationpolicies']) {
       for (const verb of ['list', 'watch']) {
-        const review = (await createObject(cp, {
-          apiVersion: 'authorization.k8s.io/v1',
-          kind: 'SubjectAccessReview',
-          spec: {
-            user: `system:serviceaccount:${NS}:${RELEASE}`,
-            groups: ['system:serviceaccounts', `system:serviceaccounts:${NS}`],
-            resourceAttributes: { group: 'security.istio.io', resource, verb },
-          },
-        })) as { status?: { allowed?: boolean } };
-        answers.push(`${verb} ${resource}: ${String(review.status?.allowed === true)}`);
+        answers.push(await can({ group: 'security.istio.io', resource, verb }));
       }
     }
     expect(answers).toEqual([
@@ -244,7 +251,46 @@ describe("mooring serve with the chart's RBAC", () => {
       'list authorizationpolicies: true',
       'watch authorizationpolicies: true',
     ]);
-  }, 30_000);
+    // The same for the Gateway API's TCPRoute and TLSRoute: list and watch them, write their
+    // status (status.parents), read their CRDs by name; and nothing more on them.
+    const gateway = 'gateway.networking.k8s.io';
+    const routeAnswers: string[] = [];
+    for (const resource of ['tcproutes', 'tlsroutes']) {
+      for (const verb of ['list', 'watch', 'update', 'delete']) {
+        routeAnswers.push(await can({ group: gateway, resource, verb }));
+      }
+      routeAnswers.push(
+        await can({ group: gateway, resource, subresource: 'status', verb: 'update' }),
+      );
+      const crd = `${resource}.${gateway}`;
+      for (const name of [crd, `${resource}.example.com`]) {
+        routeAnswers.push(
+          await can({
+            group: 'apiextensions.k8s.io',
+            resource: 'customresourcedefinitions',
+            verb: 'get',
+            name,
+          }),
+        );
+      }
+    }
+    expect(routeAnswers).toEqual([
+      'list tcproutes: true',
+      'watch tcproutes: true',
+      'update tcproutes: false',
+      'delete tcproutes: false',
+      'update tcproutes/status: true',
+      `get customresourcedefinitions tcproutes.${gateway}: true`,
+      'get customresourcedefinitions tcproutes.example.com: false',
+      'list tlsroutes: true',
+      'watch tlsroutes: true',
+      'update tlsroutes: false',
+      'delete tlsroutes: false',
+      'update tlsroutes/status: true',
+      `get customresourcedefinitions tlsroutes.${gateway}: true`,
+      'get customresourcedefinitions tlsroutes.example.com: false',
+    ]);
+  }, 60_000);
 
   it('never met a 403 from the apiserver', async () => {
     expect(await mooring.metric('mooring_kube_api_requests_total', { code: '403' })).toBe(0);

@@ -1,7 +1,7 @@
 // Cluster mode's mesh source: Services, EndpointSlices and Pods of every namespace, and
 // PeerAuthentications and AuthorizationPolicies (security.istio.io), VirtualServices and
-// DestinationRules (networking.istio.io), HTTPRoutes and GRPCRoutes (gateway.networking.k8s.io),
-// each at the first version of MESH_API_VERSIONS the apiserver serves, when its CRD is
+// DestinationRules (networking.istio.io), HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes
+// (gateway.networking.k8s.io), each at the first version of MESH_API_VERSIONS the apiserver serves, when its CRD is
 // installed; each through a Reflector (list, then watch; relist after a failure). Every object
 // goes through the validator that --mesh-dir files go through, so the same objects make the same
 // model.
@@ -61,13 +61,21 @@ export const OPTIONAL_KINDS: readonly OptionalKind[] = [
   { kind: 'DestinationRule', group: 'networking.istio.io', plural: 'destinationrules' },
   { kind: 'HTTPRoute', group: 'gateway.networking.k8s.io', plural: 'httproutes' },
   { kind: 'GRPCRoute', group: 'gateway.networking.k8s.io', plural: 'grpcroutes' },
+  { kind: 'TCPRoute', group: 'gateway.networking.k8s.io', plural: 'tcproutes' },
+  { kind: 'TLSRoute', group: 'gateway.networking.k8s.io', plural: 'tlsroutes' },
 ];
 
-/** The route kinds whose status Mooring writes, with their resources. */
+/**
+ * The route kinds whose status Mooring writes, with their resources: PUT on `<plural>/status` at
+ * the version the kind is watched at (TCPRoute's v1alpha2, say).
+ */
 const ROUTE_KINDS = [
   ['HTTPRoute', 'httproutes'],
   ['GRPCRoute', 'grpcroutes'],
+  ['TCPRoute', 'tcproutes'],
+  ['TLSRoute', 'tlsroutes'],
 ] as const;
+const STATUS_KINDS: ReadonlySet<MeshKind> = new Set<MeshKind>(ROUTE_KINDS.map(([kind]) => kind));
 
 export interface ClusterMeshSourceOptions {
   readonly api: KubeApi;
@@ -78,7 +86,10 @@ export interface ClusterMeshSourceOptions {
   readonly crdRecheckMs?: number;
   /** Every object again to the model this often (repairs a missed event). Default 5 min. */
   readonly resyncMs?: number;
-  /** Write `status.parents` of the HTTPRoutes and GRPCRoutes attached to Services. Default true. */
+  /**
+   * Write `status.parents` of the HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes attached to
+   * Services. Default true.
+   */
   readonly writeRouteStatus?: boolean;
 }
 
@@ -423,12 +434,8 @@ export class ClusterMeshSource {
   }
 
   private onEvent(kind: MeshKind, apiVersion: string, type: ReflectorEventType, obj: Raw): void {
-    if (
-      kind === 'HTTPRoute' ||
-      kind === 'GRPCRoute' ||
-      kind === 'Service' ||
-      kind === 'VirtualService'
-    ) {
+    // A route's own change, or what its status depends on: its Services, a VirtualService.
+    if (STATUS_KINDS.has(kind) || kind === 'Service' || kind === 'VirtualService') {
       this.scheduleRouteStatus();
     }
     const ref = this.refOf(kind, obj);

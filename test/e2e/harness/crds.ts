@@ -1,7 +1,7 @@
 // The CRDs of the APIs Mooring reads, installed as a user installs them: Istio's (istio.io/api:
 // PeerAuthentication, AuthorizationPolicy, VirtualService, DestinationRule...: istio.yaml holds
-// every Istio CRD) and the Gateway API's HTTPRoute and GRPCRoute (standard channel), as fetched
-// by fetch-crds.sh (`make crds`) into .cache/crds.
+// every Istio CRD) and the Gateway API's HTTPRoute, GRPCRoute, TLSRoute and TCPRoute (standard
+// channel), as fetched by fetch-crds.sh (`make crds`) into .cache/crds.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO_ROOT, type ControlPlane } from './control-plane';
@@ -13,6 +13,8 @@ const FILES = [
   'istio.yaml',
   'gateway-api-standard/gateway.networking.k8s.io_httproutes.yaml',
   'gateway-api-standard/gateway.networking.k8s.io_grpcroutes.yaml',
+  'gateway-api-standard/gateway.networking.k8s.io_tlsroutes.yaml',
+  'gateway-api-standard/gateway.networking.k8s.io_tcproutes.yaml',
 ];
 const NAMES = [
   'peerauthentications.security.istio.io',
@@ -21,6 +23,8 @@ const NAMES = [
   'destinationrules.networking.istio.io',
   'httproutes.gateway.networking.k8s.io',
   'grpcroutes.gateway.networking.k8s.io',
+  'tlsroutes.gateway.networking.k8s.io',
+  'tcproutes.gateway.networking.k8s.io',
 ];
 
 /** Applies the CRDs (server-side: Istio's are too large for client-side apply), then waits for them. */

@@ -495,3 +495,134 @@ describe("cluster mode's mesh source", () => {
     );
   });
 });
+
+describe("cluster mode's mesh source: TCPRoutes and TLSRoutes (GAMMA)", () => {
+  const GATEWAY = '/apis/gateway.networking.k8s.io';
+  const TCP_ROUTES = `${GATEWAY}/v1alpha2/namespaces/shop/tcproutes`;
+  const TLS_ROUTES = `${GATEWAY}/v1alpha2/namespaces/shop/tlsroutes`;
+
+  const route = (kind: string, apiVersion: string, name: string, spec: Raw): Raw => ({
+    apiVersion: `gateway.networking.k8s.io/${apiVersion}`,
+    kind,
+    metadata: { name, namespace: 'shop' },
+    spec,
+  });
+
+  type Parent = {
+    controllerName: string;
+    parentRef: Record<string, unknown>;
+    conditions: { type: string; status: string; reason: string }[];
+  };
+  const parentsOf = (cluster: Cluster, path: string): Parent[] | undefined =>
+    cluster.fake.get<{ status?: { parents?: Parent[] } }>(path)?.status?.parents;
+  const conditions = (parents: Parent[] | undefined) =>
+    Object.fromEntries(
+      (parents?.find((p) => p.controllerName === 'mooring.dev/mesh')?.conditions ?? []).map((c) => [
+        c.type,
+        [c.status, c.reason],
+      ]),
+    );
+
+  it('watches them at a version the apiserver serves (v1alpha2 alone, as an older experimental channel), brings them to the model, and writes their status', async () => {
+    const cluster = new Cluster();
+    cluster.groups.set('gateway.networking.k8s.io', ['v1alpha2']);
+    const { model, logs, source } = setup(cluster);
+    seedWeb(cluster);
+    for (const [name, port, portName] of [
+      ['db', 5432, 'tcp-db'],
+      ['db-v2', 5432, 'tcp-db'],
+      ['vault', 443, 'tls'],
+      ['vault-v2', 443, 'tls'],
+    ] as const) {
+      put(cluster, SERVICES, inShop(service(name, withPort(port, portName))));
+    }
+    await source.start();
+    expect(
+      logs
+        .filter((l) => l.msg === 'TCPRoute is on' || l.msg === 'TLSRoute is on')
+        .map((l) => [l.msg, l.fields.apiVersion])
+        .sort(),
+    ).toEqual([
+      ['TCPRoute is on', 'gateway.networking.k8s.io/v1alpha2'],
+      ['TLSRoute is on', 'gateway.networking.k8s.io/v1alpha2'],
+    ]);
+    // The status written after the Services' events is long done: what follows is written
+    // because the routes' own events ask for it.
+    await new Promise((r) => setTimeout(r, 400));
+
+    put(
+      cluster,
+      TCP_ROUTES,
+      route('TCPRoute', 'v1alpha2', 'db', {
+        parentRefs: [{ group: '', kind: 'Service', name: 'db', port: 5432 }],
+        rules: [{ backendRefs: [{ name: 'db-v2', port: 5432 }] }],
+      }),
+    );
+    put(
+      cluster,
+      TLS_ROUTES,
+      route('TLSRoute', 'v1alpha2', 'vault', {
+        hostnames: ['vault.example.com'],
+        parentRefs: [{ group: '', kind: 'Service', name: 'vault', port: 443 }],
+        rules: [{ backendRefs: [{ name: 'vault-v2', port: 443 }] }],
+      }),
+    );
+    await until('both routes in the model', () => {
+      const db = model.service('shop/db')?.service;
+      const vault = model.service('shop/vault')?.service;
+      return db?.tcpRoutes !== undefined && vault?.tlsRoutes !== undefined;
+    });
+    expect(model.counts()).toMatchObject({ TCPRoute: 1, TLSRoute: 1 });
+    expect(model.service('shop/db')?.service.tcpRoutes).toMatchObject({
+      source: { kind: 'TCPRoute', namespace: 'shop', name: 'db' },
+      rules: [
+        {
+          matches: [{ port: 5432 }],
+          destinations: [{ service: 'shop/db-v2', port: 5432, weight: 1 }],
+        },
+      ],
+    });
+    expect(model.service('shop/vault')?.service.tlsRoutes).toMatchObject({
+      source: { kind: 'TLSRoute', namespace: 'shop', name: 'vault' },
+      rules: [
+        {
+          matches: [{ port: 443, sniHosts: ['vault.example.com'] }],
+          destinations: [{ service: 'shop/vault-v2', port: 443, weight: 1 }],
+        },
+      ],
+    });
+
+    const tcpStatus = await until('the TCPRoute status', () =>
+      parentsOf(cluster, `${TCP_ROUTES}/db`),
+    );
+    const tlsStatus = await until('the TLSRoute status', () =>
+      parentsOf(cluster, `${TLS_ROUTES}/vault`),
+    );
+    for (const parents of [tcpStatus, tlsStatus]) {
+      expect(conditions(parents)).toEqual({
+        Accepted: ['True', 'Accepted'],
+        ResolvedRefs: ['True', 'ResolvedRefs'],
+      });
+    }
+    expect(tcpStatus[0]?.parentRef).toMatchObject({ kind: 'Service', name: 'db', port: 5432 });
+    // Each through its kind's /status subresource, at the version it is watched at.
+    const puts = cluster.fake.calls.filter((c) => c.method === 'PUT').map((c) => c.path);
+    expect(puts).toEqual(
+      expect.arrayContaining([`${TCP_ROUTES}/db/status`, `${TLS_ROUTES}/vault/status`]),
+    );
+    expect(
+      cluster.fake.calls.find((c) => c.path === `${TCP_ROUTES}/db/status`)?.body,
+    ).toMatchObject({ apiVersion: 'gateway.networking.k8s.io/v1alpha2', kind: 'TCPRoute' });
+
+    // A backend gone: the TCPRoute's status says so.
+    cluster.fake.remove(`${SERVICES}/db-v2`);
+    await until(
+      'ResolvedRefs False',
+      () => conditions(parentsOf(cluster, `${TCP_ROUTES}/db`)).ResolvedRefs?.[0] === 'False',
+    );
+    expect(conditions(parentsOf(cluster, `${TCP_ROUTES}/db`)).ResolvedRefs).toEqual([
+      'False',
+      'BackendNotFound',
+    ]);
+  });
+});

@@ -30,6 +30,8 @@ describe('the mesh runtime', () => {
         DestinationRule: 0,
         HTTPRoute: 0,
         GRPCRoute: 0,
+        TCPRoute: 0,
+        TLSRoute: 0,
       },
       problems: [],
     });
