@@ -293,8 +293,7 @@ export function registerWebhookConfig(program: Command, io: CliIO): void {
       '--validating',
       'print the ValidatingWebhookConfiguration that sends VirtualServices, DestinationRules, ' +
         'PeerAuthentications, AuthorizationPolicies, HTTPRoutes, GRPCRoutes, TCPRoutes and ' +
-        'TLSRoutes (CREATE, UPDATE) ' +
-        'to /validate',
+        'TLSRoutes (CREATE, UPDATE) to /validate',
     )
     .option(
       '--url <url>',
