@@ -2020,6 +2020,12 @@ function readTcpKindRules(f: Fields, spec: Json, namespace: string): GatewayTcpR
     ({ at, rule, name, backends }): GatewayTcpRuleSpec => {
       unsupported(f, rule, ['matches', 'filters'], at, true);
       if (backends.length === 0) f.problem(`${at}.backendRefs`, 'needs at least one backend');
+      else if (backends.every((b) => b.weight === 0)) {
+        f.problem(
+          `${at}.backendRefs`,
+          'has weights that add up to 0: no backend takes a connection',
+        );
+      }
       return { ...(name === undefined ? {} : { name }), backends };
     },
   );

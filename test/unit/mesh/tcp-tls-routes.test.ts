@@ -50,6 +50,9 @@ describe('reading TCPRoute and TLSRoute', () => {
     expect(problemsOf(route('TCPRoute', 'r', { rules: [{ backendRefs: [] }] }))).toEqual([
       'spec.rules[0].backendRefs: needs at least one backend',
     ]);
+    expect(problemsOf(route('TLSRoute', 'r', { rules: to(['db-v2', 0], ['db-v3', 0]) }))).toEqual([
+      'spec.rules[0].backendRefs: has weights that add up to 0: no backend takes a connection',
+    ]);
     expect(
       problemsOf(route('TCPRoute', 'r', { rules: [{ ...to(['db-v2', 1])[0], matches: [{}] }] })),
     ).toEqual(['spec.rules[0].matches: is not supported by Mooring yet']);
