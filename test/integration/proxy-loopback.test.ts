@@ -885,9 +885,23 @@ describe('AuthorizationPolicy on the inbound side', () => {
     b.setMesh(serverWithPolicies(onPort()));
     expect(await exchange()).toBe('got PING');
     const before = b.counters.refusedAuthorization;
+    const count = (metric: string): number =>
+      Number(
+        new RegExp(
+          `istio_tcp_connections_${metric}_total\\{reporter="destination",source_workload="client"[^}]*\\} (\\d+)`,
+        ).exec(bMetrics.render())?.[1] ?? 0,
+      );
+    // The allowed connection's close counted first: nothing open in the series.
+    for (let i = 0; i < 100 && count('closed') !== count('opened'); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const closedBefore = count('closed');
     b.setMesh(serverWithPolicies(onPort(['GET'])));
     expect(await exchange()).toBe('');
     expect(b.counters.refusedAuthorization).toBe(before + 1);
+    // Counted in Istio's TCP metrics, as a connection opened and closed.
+    expect(count('closed')).toBe(closedBefore + 1);
+    expect(count('opened')).toBe(closedBefore + 1);
   });
 });
 

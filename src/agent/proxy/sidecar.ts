@@ -967,18 +967,6 @@ export class Sidecar {
   ): void {
     socket.pause();
     const index = this.index;
-    const refusal = inboundRefusal(index, { app, peer, source: socket.remoteAddress ?? '' }, null);
-    if (refusal !== null) {
-      this.counters.refusedAuthorization++;
-      this.deps.log.debug(
-        { port: app.port, policy: refusal === '' ? null : refusal },
-        refusal === ''
-          ? 'inbound TCP refused: no ALLOW AuthorizationPolicy matches'
-          : 'inbound TCP refused by a DENY AuthorizationPolicy',
-      );
-      socket.destroy();
-      return;
-    }
     const own = index?.state.proxy.workload ?? null;
     const edge = new Edge({
       reporter: 'destination',
@@ -990,6 +978,21 @@ export class Sidecar {
       protocol: 'tcp',
       security: peer !== null ? 'mutual_tls' : 'none',
     });
+    const refusal = inboundRefusal(index, { app, peer, source: socket.remoteAddress ?? '' }, null);
+    if (refusal !== null) {
+      // Counted as a connection opened and closed, as Envoy's RBAC network filter leaves it.
+      this.counters.refusedAuthorization++;
+      this.deps.metrics.tcpOpened(edge);
+      this.deps.metrics.tcpClosed(edge);
+      this.deps.log.debug(
+        { port: app.port, policy: refusal === '' ? null : refusal },
+        refusal === ''
+          ? 'inbound TCP refused: no ALLOW AuthorizationPolicy matches'
+          : 'inbound TCP refused by a DENY AuthorizationPolicy',
+      );
+      socket.destroy();
+      return;
+    }
     this.relayPlain(socket, app, first, edge, 'inbound');
   }
 
