@@ -441,6 +441,34 @@ export interface ServicePort {
   /** The Service port's name; '' when the Service has one unnamed port. */
   readonly name: string;
   readonly protocol: Protocol;
+  /**
+   * A ServiceEntry's HTTPS or TLS port: the app's own TLS (carried as `tcp`), told apart by the
+   * ClientHello's server name when the entry has no address.
+   */
+  readonly tls?: true;
+}
+
+/**
+ * What a service from a ServiceEntry has that a Kubernetes Service has not. Its `key` is what
+ * rules naming its host resolve to (the host, or `org/httpbin` for `httpbin.org`), `name` and
+ * `hostname` the host, `namespace` the entry's.
+ */
+export interface ServiceEntryFacts {
+  readonly source: { readonly namespace: string; readonly name: string };
+  /** MESH_EXTERNAL: outside the mesh (plain text unless a DestinationRule originates TLS). */
+  readonly location: 'MESH_EXTERNAL' | 'MESH_INTERNAL';
+  /**
+   * NONE: a connection goes to the address the app dialled (no endpoints); STATIC: to
+   * `endpoints`; DNS: to `endpoints` (the host itself when the entry lists none), whose addresses
+   * the proxy resolves when it connects.
+   */
+  readonly resolution: 'NONE' | 'STATIC' | 'DNS';
+  /**
+   * The entry's CIDRs wider than one address (single addresses are in `addresses`). Without
+   * `addresses` and `subnets`, a connection is matched by its port: the ClientHello's server name
+   * on a `tls` port, the first request's Host on an HTTP one, the port alone on a TCP one.
+   */
+  readonly subnets?: readonly string[];
 }
 
 export interface Endpoint {
@@ -484,6 +512,8 @@ export interface MeshService {
    */
   readonly tlsRoutes?: TcpRouteTable;
   readonly policy?: DestinationPolicy;
+  /** Present for a ServiceEntry's host. */
+  readonly entry?: ServiceEntryFacts;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -86,6 +86,18 @@ export function formatProxyConfig(answer: ConfigDumpAnswer, from: string): strin
       ...services.map((s) => {
         const ready = s.endpoints.filter((e) => e.ready).length;
         const mtls = s.endpoints.filter((e) => e.identity !== null).length;
+        const entry = s.entry;
+        if (entry !== undefined) {
+          return [
+            `${s.hostname} (ServiceEntry ${entry.source.namespace}/${entry.source.name})`,
+            [...s.addresses, ...(entry.subnets ?? [])].join(',') ||
+              '(none: by server name, Host or port)',
+            portsOf(s),
+            entry.resolution === 'NONE'
+              ? 'where the app dialled'
+              : `${s.endpoints.length} (${entry.resolution}), ${mtls} mTLS`,
+          ];
+        }
         return [
           s.key,
           s.addresses.join(',') || '(headless)',

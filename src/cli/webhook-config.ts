@@ -5,7 +5,7 @@
 //   object.*:    Pod labelled "true", namespace labelled neither enabled nor disabled.
 // System namespaces are excluded by selector in both.
 // `mooring webhook-config --validating`: prints the ValidatingWebhookConfiguration that sends the
-// traffic kinds the mesh reads (VirtualService, DestinationRule, PeerAuthentication,
+// traffic kinds the mesh reads (VirtualService, DestinationRule, ServiceEntry, PeerAuthentication,
 // AuthorizationPolicy, HTTPRoute, GRPCRoute, TCPRoute, TLSRoute; CREATE and UPDATE, each kind in
 // the API versions of src/mesh/objects.ts only) to POST /validate, failurePolicy Ignore unless told.
 
@@ -39,6 +39,7 @@ const VALIDATE_TIMEOUT_SECONDS = 5;
 const VALIDATED_KINDS: readonly (readonly [MeshKind, string])[] = [
   ['VirtualService', 'virtualservices'],
   ['DestinationRule', 'destinationrules'],
+  ['ServiceEntry', 'serviceentries'],
   ['PeerAuthentication', 'peerauthentications'],
   ['AuthorizationPolicy', 'authorizationpolicies'],
   ['HTTPRoute', 'httproutes'],
@@ -292,8 +293,8 @@ export function registerWebhookConfig(program: Command, io: CliIO): void {
     .option(
       '--validating',
       'print the ValidatingWebhookConfiguration that sends VirtualServices, DestinationRules, ' +
-        'PeerAuthentications, AuthorizationPolicies, HTTPRoutes, GRPCRoutes, TCPRoutes and ' +
-        'TLSRoutes (CREATE, UPDATE) to /validate',
+        'ServiceEntries, PeerAuthentications, AuthorizationPolicies, HTTPRoutes, GRPCRoutes, ' +
+        'TCPRoutes and TLSRoutes (CREATE, UPDATE) to /validate',
     )
     .option(
       '--url <url>',

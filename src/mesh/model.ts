@@ -32,6 +32,7 @@ import {
   type PeerAuthenticationObject,
   type AuthorizationPolicyObject,
   type PodObject,
+  type ServiceEntryObject,
   type ServiceObject,
   type TcpRouteObject,
   type TlsRouteObject,
@@ -39,6 +40,8 @@ import {
   type VirtualServiceObject,
 } from './objects';
 import { resolveAuthorization } from './authorization';
+import { meshKeyOfHost } from './hosts';
+import { parseCidr } from '../ip';
 import { modeOfPort, resolvePeerAuthentication, type ResolvedMtls } from './peer-authentication';
 import { protocolOf } from './protocol';
 import type { RouteFacts } from './route-status';
@@ -115,6 +118,25 @@ export interface Commit {
   readonly rebuilt: number;
 }
 
+/** A service's routes and destination policy, each when it has one. */
+function trafficParts(
+  traffic: ServiceTraffic,
+): Pick<MeshService, 'routes' | 'tcpRoutes' | 'tlsRoutes' | 'policy'> {
+  return {
+    ...(traffic.routes === undefined ? {} : { routes: traffic.routes }),
+    ...(traffic.tcpRoutes === undefined ? {} : { tcpRoutes: traffic.tcpRoutes }),
+    ...(traffic.tlsRoutes === undefined ? {} : { tlsRoutes: traffic.tlsRoutes }),
+    ...(traffic.policy === undefined ? {} : { policy: traffic.policy }),
+  };
+}
+
+/** What a service key is built from (a Service, or a ServiceEntry's host). */
+interface ServiceSource {
+  readonly namespace: string;
+  readonly exportTo: readonly string[] | null;
+  build(mtls: Map<string, ResolvedMtls>, viewer: string | null): MeshService | null;
+}
+
 export interface ModelChanges {
   readonly services: readonly BuiltService[];
   readonly removed: readonly string[];
@@ -167,6 +189,9 @@ export class MeshModel {
   private readonly grpcRoutes = new Map<string, GrpcRouteObject>();
   private readonly tcpRoutes = new Map<string, TcpRouteObject>();
   private readonly tlsRoutes = new Map<string, TlsRouteObject>();
+  private readonly serviceEntries = new Map<string, ServiceEntryObject>();
+  /** The ServiceEntries naming each service key (a host). */
+  private readonly entriesByService = new Map<string, Set<string>>();
   /** The VirtualServices delegated to, by key: the keys of those that delegate to each. */
   private readonly delegatedBy = new Map<string, Set<string>>();
   /** Traffic objects by the Service keys they name: `Kind` -> Service key -> object keys. */
@@ -222,6 +247,7 @@ export class MeshModel {
       GRPCRoute: this.grpcRoutes.size,
       TCPRoute: this.tcpRoutes.size,
       TLSRoute: this.tlsRoutes.size,
+      ServiceEntry: this.serviceEntries.size,
     };
   }
 
@@ -281,7 +307,68 @@ export class MeshModel {
         return this.putTraffic(kind, key, this.tcpRoutes, obj as TcpRouteObject | null);
       case 'TLSRoute':
         return this.putTraffic(kind, key, this.tlsRoutes, obj as TlsRouteObject | null);
+      case 'ServiceEntry':
+        return this.putServiceEntry(key, obj as ServiceEntryObject | null);
     }
+  }
+
+  /** The service keys of a ServiceEntry's hosts. */
+  private static entryKeys(se: ServiceEntryObject): string[] {
+    return se.hosts.flatMap((h) => meshKeyOfHost(h, se.meta.namespace) ?? []);
+  }
+
+  /** A ServiceEntry: the services of its hosts, before and after, are rebuilt. */
+  private putServiceEntry(key: string, se: ServiceEntryObject | null): void {
+    const old = this.serviceEntries.get(key);
+    for (const serviceKey of old === undefined ? [] : MeshModel.entryKeys(old)) {
+      drop(this.entriesByService, serviceKey, key);
+      this.dirtyServices.add(serviceKey);
+    }
+    if (se === null) {
+      this.serviceEntries.delete(key);
+      return;
+    }
+    this.serviceEntries.set(key, se);
+    for (const serviceKey of MeshModel.entryKeys(se)) {
+      add(this.entriesByService, serviceKey, key);
+      this.dirtyServices.add(serviceKey);
+    }
+  }
+
+  /**
+   * The ServiceEntry a service key is built from: the oldest that names the host (the others
+   * are not used, as a younger VirtualService is not); undefined when none does.
+   */
+  private entryOf(serviceKey: string): { entry: ServiceEntryObject; host: string } | undefined {
+    const entries = [...(this.entriesByService.get(serviceKey) ?? [])]
+      .flatMap((k) => this.serviceEntries.get(k) ?? [])
+      .sort(olderFirst);
+    const entry = entries[0];
+    if (entry === undefined) return undefined;
+    const host = entry.hosts.find((h) => meshKeyOfHost(h, entry.meta.namespace) === serviceKey);
+    return host === undefined ? undefined : { entry, host };
+  }
+
+  /**
+   * What a service key is built from: a Kubernetes Service, else a ServiceEntry's host (a
+   * Service of the same key, `httpbin.org`'s `org/httpbin`, wins); undefined: neither.
+   */
+  private sourceOf(key: string): ServiceSource | undefined {
+    const svc = this.services.get(key);
+    if (svc !== undefined) {
+      return {
+        namespace: svc.meta.namespace,
+        exportTo: svc.exportTo,
+        build: (mtls, viewer) => this.buildService(key, svc, mtls, viewer),
+      };
+    }
+    const found = this.entryOf(key);
+    if (found === undefined) return undefined;
+    return {
+      namespace: found.entry.meta.namespace,
+      exportTo: found.entry.exportTo,
+      build: (_mtls, viewer) => this.buildEntryService(key, found.entry, found.host, viewer),
+    };
   }
 
   /**
@@ -403,10 +490,13 @@ export class MeshModel {
    * them (null: in a namespace no rule names or lives in).
    */
   trafficOf(serviceKey: string, viewer: string | null = null): ServiceTraffic {
+    const svc = this.services.get(serviceKey);
+    const entry = svc === undefined ? this.entryOf(serviceKey)?.entry : undefined;
     return serviceTraffic(serviceKey, this.trafficObjectsOf(serviceKey), {
-      ports: this.services.get(serviceKey)?.ports ?? [],
+      ports: svc?.ports ?? [],
       viewer,
       rootNamespace: this.options.rootNamespace,
+      ...(entry === undefined ? {} : { namespace: entry.meta.namespace }),
     });
   }
 
@@ -417,13 +507,13 @@ export class MeshModel {
    */
   private viewsOf(
     key: string,
-    svc: ServiceObject,
+    source: ServiceSource,
     mtls: Map<string, ResolvedMtls>,
     json: string,
   ): ReadonlyMap<string, ServiceView> | undefined {
     let views: Map<string, ServiceView> | undefined;
     for (const namespace of exportViews(this.trafficObjectsOf(key))) {
-      const service = this.buildService(key, svc, mtls, namespace);
+      const service = source.build(mtls, namespace);
       if (service === null) continue;
       const text = canonicalJson(service);
       if (text === json) continue;
@@ -559,10 +649,10 @@ export class MeshModel {
     const removed: string[] = [];
     const rebuilt = this.dirtyServices.size;
     for (const key of this.dirtyServices) {
-      const svc = this.services.get(key);
-      const service = svc === undefined ? null : this.buildService(key, svc, mtls, null);
+      const source = this.sourceOf(key);
+      const service = source === undefined ? null : source.build(mtls, null);
       const prev = this.built.get(key);
-      if (service === null || svc === undefined) {
+      if (service === null || source === undefined) {
         if (prev !== undefined) {
           this.built.delete(key);
           this.tombstones.set(key, next);
@@ -571,9 +661,9 @@ export class MeshModel {
         continue;
       }
       const json = canonicalJson(service);
-      const views = this.viewsOf(key, svc, mtls, json);
+      const views = this.viewsOf(key, source, mtls, json);
       const sameExport =
-        prev !== undefined && canonicalJson(prev.exportTo) === canonicalJson(svc.exportTo);
+        prev !== undefined && canonicalJson(prev.exportTo) === canonicalJson(source.exportTo);
       const sameViews = prev !== undefined && viewsText(prev.views) === viewsText(views);
       if (prev !== undefined && prev.json === json && sameExport && sameViews) continue;
       // A proxy that cannot see it now may have seen it before: an earlier exportTo, or the
@@ -589,12 +679,12 @@ export class MeshModel {
             : next;
       this.built.set(key, {
         key,
-        namespace: svc.meta.namespace,
+        namespace: source.namespace,
         service,
         json,
         bytes: utf8Length(json),
         version: next,
-        exportTo: svc.exportTo,
+        exportTo: source.exportTo,
         exportToVersion,
         ...(views === undefined ? {} : { views }),
       });
@@ -837,10 +927,84 @@ export class MeshModel {
       addresses: [...svc.clusterIPs],
       ports,
       endpoints,
-      ...(traffic.routes === undefined ? {} : { routes: traffic.routes }),
-      ...(traffic.tcpRoutes === undefined ? {} : { tcpRoutes: traffic.tcpRoutes }),
-      ...(traffic.tlsRoutes === undefined ? {} : { tlsRoutes: traffic.tlsRoutes }),
-      ...(traffic.policy === undefined ? {} : { policy: traffic.policy }),
+      ...trafficParts(traffic),
+    };
+  }
+
+  /** The service of a ServiceEntry's host, as proxies in `viewer` see it (null: every other). */
+  private buildEntryService(
+    key: string,
+    se: ServiceEntryObject,
+    host: string,
+    viewer: string | null,
+  ): MeshService | null {
+    const ports: ServicePort[] = se.ports
+      .map((p) => ({
+        port: p.number,
+        name: p.name,
+        protocol: p.protocol,
+        ...(p.tls ? { tls: true as const } : {}),
+      }))
+      .sort((a, b) => a.port - b.port);
+    if (ports.length === 0) return null;
+    const addresses: string[] = [];
+    const subnets: string[] = [];
+    for (const cidr of se.addresses) {
+      const [address = '', prefix] = cidr.split('/');
+      if (prefix === (address.includes(':') ? '128' : '32')) addresses.push(address);
+      else subnets.push(parseCidr(cidr) ?? cidr);
+    }
+    const traffic = this.trafficOf(key, viewer);
+    const listed =
+      se.resolution === 'NONE'
+        ? []
+        : se.endpoints.length > 0 || host.startsWith('*.')
+          ? se.endpoints
+          : [{ address: host, ports: {}, labels: {}, serviceAccount: null }];
+    const endpoints: Endpoint[] = listed.flatMap((e) => {
+      const subsets = subsetsOf(traffic.subsets, e.labels);
+      let identity: string | null = null;
+      if (se.location === 'MESH_INTERNAL' && e.serviceAccount !== null) {
+        try {
+          identity = spiffeIdOf(this.options.trustDomain, {
+            namespace: se.meta.namespace,
+            serviceAccount: e.serviceAccount,
+          });
+        } catch {
+          // Fail closed: a meshed endpoint whose identity cannot be named is never dialled.
+          return [];
+        }
+      }
+      return {
+        address: e.address,
+        ports: Object.fromEntries(
+          se.ports.map((p) => [
+            String(p.number),
+            (p.name === '' ? undefined : e.ports[p.name]) ?? p.targetPort ?? p.number,
+          ]),
+        ),
+        ready: true,
+        identity,
+        workload: null,
+        pod: null,
+        ...(subsets.length === 0 ? {} : { subsets }),
+      };
+    });
+    return {
+      key,
+      name: host,
+      namespace: se.meta.namespace,
+      hostname: host,
+      addresses: addresses.sort(),
+      ports,
+      endpoints,
+      ...trafficParts(traffic),
+      entry: {
+        source: { namespace: se.meta.namespace, name: se.meta.name },
+        location: se.location,
+        resolution: se.resolution,
+        ...(subnets.length === 0 ? {} : { subnets: subnets.sort() }),
+      },
     };
   }
 

@@ -10,6 +10,7 @@ import type {
   HeaderMatch,
   HeaderOperations,
   MtlsMode,
+  Protocol,
   RequestMatch,
   RetryPolicy,
   RouteMirror,
@@ -32,6 +33,7 @@ export const MESH_KINDS = [
   'GRPCRoute',
   'TCPRoute',
   'TLSRoute',
+  'ServiceEntry',
 ] as const;
 export type MeshKind = (typeof MESH_KINDS)[number];
 
@@ -53,6 +55,7 @@ export const MESH_API_VERSIONS: Readonly<Record<MeshKind, readonly string[]>> = 
     'gateway.networking.k8s.io/v1alpha3',
     'gateway.networking.k8s.io/v1alpha2',
   ],
+  ServiceEntry: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
 };
 
 /** Names an object: kind, namespace, name. */
@@ -342,12 +345,55 @@ export type TrafficObject =
   | TcpRouteObject
   | TlsRouteObject;
 
+/** One of a ServiceEntry's `ports`. */
+export interface ServiceEntryPort {
+  readonly number: number;
+  /** '' when unnamed. */
+  readonly name: string;
+  /** Istio's protocol as the proxy carries it (HTTPS and TLS: `tcp`, with `tls`). */
+  readonly protocol: Protocol;
+  /** HTTPS or TLS: the app's own TLS, told apart by the ClientHello's server name. */
+  readonly tls: boolean;
+  /** The endpoints' port; null: `number` (or an endpoint's own port of this name). */
+  readonly targetPort: number | null;
+}
+
+export interface ServiceEntryEndpoint {
+  /** An IP address (STATIC), or a DNS name or an IP address (DNS). */
+  readonly address: string;
+  /** The endpoint's port by the entry's port name. */
+  readonly ports: Readonly<Record<string, number>>;
+  readonly labels: Readonly<Record<string, string>>;
+  /** MESH_INTERNAL: the endpoint is a meshed workload of this service account (mutual TLS). */
+  readonly serviceAccount: string | null;
+}
+
+/**
+ * Istio's ServiceEntry: hosts the mesh does not learn from Kubernetes (an API outside the
+ * cluster, a VM), each of its `hosts` a service of the mesh with the entry's ports and endpoints.
+ */
+export interface ServiceEntryObject {
+  readonly kind: 'ServiceEntry';
+  readonly meta: Meta;
+  /** Lowercase DNS names, `*.` in front for a wildcard. */
+  readonly hosts: readonly string[];
+  /** Canonical addresses and CIDRs (`10.0.0.1/32`). */
+  readonly addresses: readonly string[];
+  readonly ports: readonly ServiceEntryPort[];
+  readonly location: 'MESH_EXTERNAL' | 'MESH_INTERNAL';
+  readonly resolution: 'NONE' | 'STATIC' | 'DNS';
+  readonly endpoints: readonly ServiceEntryEndpoint[];
+  /** The namespaces whose proxies see it; null: every one. */
+  readonly exportTo: readonly string[] | null;
+}
+
 export type MeshObject =
   | ServiceObject
   | EndpointSliceObject
   | PodObject
   | PeerAuthenticationObject
   | AuthorizationPolicyObject
+  | ServiceEntryObject
   | TrafficObject;
 
 export const refOf = (obj: MeshObject): ObjectRef => ({

@@ -29,6 +29,7 @@ import type {
 } from '../api/mesh';
 import { parseCidr } from '../ip';
 import { isObject, isPort, type Fields, type Json } from './fields';
+import { meshKeyOfHost } from './hosts';
 import type {
   DestinationRuleObject,
   HttpRouteBackend,
@@ -152,20 +153,6 @@ function headerName(f: Fields, name: string, field: string, lowercase: boolean):
     return null;
   }
   return lower;
-}
-
-/**
- * A Kubernetes Service host: `name` (in `namespace`), `name.ns`, `name.ns.svc`, `name.ns.svc.<domain>`;
- * null for anything else (an external host, a wildcard).
- */
-export function serviceKeyOfHost(host: string, namespace: string): string | null {
-  const parts = host.toLowerCase().split('.');
-  const label = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-  if (parts.some((p) => !label.test(p))) return null;
-  if (parts.length === 1) return `${namespace}/${parts[0] as string}`;
-  if (parts.length === 2) return `${parts[1] as string}/${parts[0] as string}`;
-  if (parts[2] === 'svc') return `${parts[1] as string}/${parts[0] as string}`;
-  return null;
 }
 
 /** A fault's `percentage`, or its deprecated integer `percent`; neither: 100. */
@@ -548,11 +535,11 @@ function readServiceDestination(
     f.problem(`${field}.host`, 'is required');
     return null;
   }
-  const service = serviceKeyOfHost(host, namespace);
+  const service = meshKeyOfHost(host, namespace);
   if (service === null) {
     f.problem(
       `${field}.host`,
-      `${JSON.stringify(host)} is not a Kubernetes Service (name, name.namespace or name.namespace.svc.<domain>): Mooring routes to Services only`,
+      `${JSON.stringify(host)} is neither a Kubernetes Service (name, name.namespace or name.namespace.svc.<domain>) nor a ServiceEntry's host (a DNS name)`,
     );
     return null;
   }
@@ -881,9 +868,12 @@ export function readVirtualService(raw: Json, f: Fields, meta: Meta): VirtualSer
       f.problem(`spec.hosts[${i}]`, 'must not be empty');
       continue;
     }
-    const key = serviceKeyOfHost(host, meta.namespace);
+    const key = meshKeyOfHost(host, meta.namespace);
     if (key === null) {
-      f.warn(`spec.hosts[${i}]`, `${JSON.stringify(host)} is not a Kubernetes Service: ignored`);
+      f.warn(
+        `spec.hosts[${i}]`,
+        `${JSON.stringify(host)} is neither a Kubernetes Service nor a ServiceEntry's host: ignored`,
+      );
     } else if (!hosts.includes(key)) {
       hosts.push(key);
     }
@@ -933,10 +923,10 @@ export function readVirtualService(raw: Json, f: Fields, meta: Meta): VirtualSer
 const NAMESPACE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /**
- * `exportTo` of a VirtualService or DestinationRule: `*` (every namespace), `.` (its own), `~`
+ * `exportTo` of a VirtualService, DestinationRule or ServiceEntry: `*` (every namespace), `.` (its own), `~`
  * (none) or namespace names; null when absent or `*` alone (Istio's default: everywhere).
  */
-function readExportTo(f: Fields, raw: unknown): string[] | null {
+export function readExportTo(f: Fields, raw: unknown): string[] | null {
   const out: string[] = [];
   for (const [i, v] of f.array(raw, 'spec.exportTo').entries()) {
     const entry = f.string(v, `spec.exportTo[${i}]`);
@@ -1370,9 +1360,12 @@ export function readDestinationRule(raw: Json, f: Fields, meta: Meta): Destinati
   let host: string | null = null;
   if (hostText === undefined || hostText === '') f.problem('spec.host', 'is required');
   else {
-    host = serviceKeyOfHost(hostText, meta.namespace);
+    host = meshKeyOfHost(hostText, meta.namespace);
     if (host === null)
-      f.warn('spec.host', `${JSON.stringify(hostText)} is not a Kubernetes Service: ignored`);
+      f.warn(
+        'spec.host',
+        `${JSON.stringify(hostText)} is neither a Kubernetes Service nor a ServiceEntry's host: ignored`,
+      );
   }
   const trafficPolicy = readTrafficPolicy(f, spec.trafficPolicy, 'spec.trafficPolicy');
   const subsets: DestinationRuleObject['subsets'][number][] = [];

@@ -609,6 +609,11 @@ export interface TrafficViewer {
   readonly viewer?: string | null;
   /** The mesh's root namespace (the last one a DestinationRule is looked up in). */
   readonly rootNamespace?: string | null;
+  /**
+   * The namespace of what the service comes from (a DestinationRule's second place of lookup):
+   * a ServiceEntry's; absent, the Service key's.
+   */
+  readonly namespace?: string;
 }
 
 /**
@@ -671,7 +676,7 @@ export function serviceTraffic(
   const drs = destinationRulesFor(
     objects.destinationRules,
     viewer,
-    serviceKey.slice(0, serviceKey.indexOf('/')),
+    at.namespace ?? serviceKey.slice(0, serviceKey.indexOf('/')),
     at.rootNamespace ?? null,
   );
   const { policy, subsets } = destinationPolicy(drs);

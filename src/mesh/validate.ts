@@ -24,6 +24,7 @@ import {
   type SlicePort,
 } from './objects';
 import { failClosedPolicy, readAuthorizationPolicy } from './authorization-validate';
+import { readServiceEntry } from './service-entry-validate';
 import {
   readDestinationRule,
   readGatewayTcpRoute,
@@ -559,6 +560,7 @@ const READERS: {
   GRPCRoute: readGrpcRoute,
   TCPRoute: readGatewayTcpRoute,
   TLSRoute: readGatewayTlsRoute,
+  ServiceEntry: readServiceEntry,
 };
 
 /**

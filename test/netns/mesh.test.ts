@@ -283,6 +283,56 @@ describe('PeerAuthentication', () => {
   });
 });
 
+describe('ServiceEntry', () => {
+  const STATIC_IP = '203.0.113.7';
+  const entries = [
+    {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'ServiceEntry',
+      metadata: { name: 'outside', namespace: 'default' },
+      spec: {
+        hosts: ['static.example.com'],
+        addresses: [STATIC_IP],
+        ports: [{ number: 80, name: 'http', protocol: 'HTTP', targetPort: 8080 }],
+        resolution: 'STATIC',
+        endpoints: [{ address: '10.77.0.14' }],
+      },
+    },
+    {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'ServiceEntry',
+      metadata: { name: 'by-host', namespace: 'default' },
+      spec: {
+        hosts: ['outside.example.com'],
+        ports: [{ number: 8080, name: 'http', protocol: 'HTTP' }],
+        resolution: 'NONE',
+      },
+    },
+  ];
+  afterAll(() => rig.writeMesh('mesh.yaml', meshObjects()));
+
+  it("sends an address no network has to the entry's endpoint, and counts a Host the entry names as that host", async () => {
+    rig.writeMesh('mesh.yaml', meshObjects(entries));
+    // Before the push, a connection to the address is passed through (and goes nowhere).
+    await rig.waitFor('the entries pushed', async () =>
+      JSON.stringify((await rig.configDump('web')).mesh).includes('"static.example.com"'),
+    );
+    const answer = await httpFrom(web, `http://${STATIC_IP}/static`);
+    expect(echoed(answer).pod).toBe('outside');
+    const byHost = await httpFrom(web, `http://${outside.spec.ip}:8080/by-host`, {
+      host: 'outside.example.com',
+    });
+    expect(echoed(byHost).pod).toBe('outside');
+    const stats = await rig.stats('web');
+    expect(stats).toMatch(
+      /istio_requests_total\{reporter="source"[^}]*destination_service="static\.example\.com"[^}]*response_code="200"/,
+    );
+    expect(stats).toMatch(
+      /istio_requests_total\{reporter="source"[^}]*destination_service="outside\.example\.com"[^}]*response_code="200"[^}]*\} 1\n/,
+    );
+  });
+});
+
 describe('AuthorizationPolicy', () => {
   afterAll(async () => {
     rig.writeMesh('mesh.yaml', meshObjects());

@@ -532,7 +532,13 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
     // the app's trace headers itself.
     const b3: string[] = [];
     const { span, requestId } = traceRequest(this.ctx.telemetry, th, add, b3);
-    if (target.kind === 'endpoint') {
+    // A Pod's own address is dialled as it is; a ServiceEntry host of resolution NONE is routed,
+    // to the address the app dialled (Envoy's ORIGINAL_DST cluster).
+    const original =
+      target.kind === 'endpoint' && target.service.entry?.resolution === 'NONE'
+        ? target.endpoint
+        : null;
+    if (target.kind === 'endpoint' && original === null) {
       const endpoint = target.endpoint;
       return forwardPlan({
         pick: () => endpoint,
@@ -578,7 +584,10 @@ export class OutboundHttp extends HttpSide implements Http1Handler {
       fault?.delay !== undefined && random() * 100 < fault.delay.percent
         ? fault.delay.fixedDelayMs
         : 0;
-    const set = index.endpointSet(decision.service, decision.port, decision.subset);
+    const set =
+      original !== null && decision.service.key === target.service.key
+        ? { endpoints: [original], next: 0 }
+        : index.endpointSet(decision.service, decision.port, decision.subset);
     const policy = effectivePolicy(decision.service, decision.subset, decision.port);
     const now = this.ctx.nowMs();
     const budget = this.budget(decision.service.key);

@@ -40,7 +40,7 @@ import {
 import { tcpRoute, type TcpConnectionFacts } from './core/route';
 import { encodeWorkload, MAX_PEER_LINE, PEER_LINE_PREFIX, decodeWorkload } from './core/peer';
 import { clusterName, hostPort } from './core/request-facts';
-import { sniff, type Sniffed } from './core/sniff';
+import { headComplete, requestHost, sniff, type Sniffed } from './core/sniff';
 import { dial } from './l4/dial';
 import { relayTcp, type TcpReport } from './l4/tcp';
 import { createTlsContexts, MESH_TLS, type TlsContexts, type WorkloadCredentials } from './l4/tls';
@@ -483,12 +483,42 @@ export class Sidecar {
       socket.destroy();
       return;
     }
-    const target = this.index?.lookup(dst.address, dst.port) ?? null;
-    if (target === null) {
+    const index = this.index;
+    const target = index?.lookup(dst.address, dst.port) ?? null;
+    if (target !== null) {
+      this.dispatchOutbound(socket, target, target.port.protocol, dst.address);
+    } else if (index?.hasPortEntries(dst.port) === true) {
+      this.outboundByPort(socket, dst);
+    } else {
       this.passthrough(socket, dst, null);
-      return;
     }
-    this.dispatchOutbound(socket, target, target.port.protocol, dst.address);
+  }
+
+  /**
+   * A connection to an address the mesh does not know, on a port where ServiceEntry hosts
+   * without address listen: what it says (a server name, a Host) picks one, or it passes through.
+   */
+  private outboundByPort(socket: net.Socket, dst: OriginalDestination): void {
+    const then = (first: Buffer, kind: Sniffed): void => {
+      const host = kind.kind === 'http1' ? requestHost(first) : null;
+      const target = this.index?.byPort(dst.address, dst.port, kind, host) ?? null;
+      if (target === null) {
+        this.passthrough(socket, dst, first);
+      } else if (kind.kind === 'http1' && target.port.protocol !== 'tcp') {
+        this.serveOutboundHttp1(socket, first, target);
+      } else if (kind.kind === 'http2' && target.port.protocol !== 'tcp') {
+        this.serveOutboundH2(socket, first, target);
+      } else {
+        this.outboundTcp(socket, target, first, tcpFacts(dst.address, kind));
+      }
+    };
+    // An HTTP request is read up to the end of its head, for its Host.
+    this.sniffFirst(
+      socket,
+      this.detectionTimeoutMs(),
+      then,
+      (buf, kind) => kind.kind !== 'http1' || headComplete(buf),
+    );
   }
 
   /** `destination`: the connection's original destination address. */
@@ -1078,16 +1108,20 @@ export class Sidecar {
   }
 
   /**
-   * Reads the client's first bytes until `sniff` knows what they are, or `timeoutMs` passes
-   * with nothing (a server-first protocol: `other`, no bytes). The bytes read are handed on.
+   * Reads the client's first bytes until `sniff` knows what they are (and, with `enough`, until
+   * it says they are enough), or `timeoutMs` passes with nothing (a server-first protocol:
+   * `other`, no bytes). The bytes read are handed on.
    */
   private sniffFirst(
     socket: net.Socket,
     timeoutMs: number,
     then: (first: Buffer, kind: Sniffed) => void,
+    enough?: (buffered: Buffer, kind: Sniffed) => boolean,
   ): void {
     let buffered: Buffer = Buffer.alloc(0);
     let done = false;
+    // What the bytes so far are, while `enough` waits for more of them.
+    let known: Sniffed = { kind: 'other' };
     const finish = (kind: Sniffed): void => {
       if (done) return;
       done = true;
@@ -1100,10 +1134,12 @@ export class Sidecar {
     const onData = (chunk: Buffer): void => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
       const kind = sniff(buffered);
-      if (kind.kind !== 'more') finish(kind);
+      if (kind.kind === 'more') return;
+      known = kind;
+      if (enough === undefined || enough(buffered, kind)) finish(kind);
     };
-    const onEnd = (): void => finish({ kind: 'other' });
-    const timer = setTimeout(() => finish({ kind: 'other' }), timeoutMs);
+    const onEnd = (): void => finish(known);
+    const timer = setTimeout(() => finish(known), timeoutMs);
     socket.on('data', onData);
     socket.once('end', onEnd);
   }

@@ -1,7 +1,7 @@
 // Cluster mode's mesh source over the in-memory apiserver: lists (items without kind, as the API
 // gives them) and watches into the model, PeerAuthentication off while its CRD is missing and on
 // once it appears, invalid objects logged once and skipped or kept at their last valid version,
-// an invalid AuthorizationPolicy put in closed instead.
+// an invalid AuthorizationPolicy put in closed instead, a ServiceEntry a service of its host.
 // test/e2e/mesh.test.ts runs it against a real kube-apiserver.
 import { ClusterMeshSource, slimPod } from '../../../src/adapters/kube/mesh-source';
 import { KubeApiError, type KubeApi, type KubeRequest } from '../../../src/adapters/kube/api';
@@ -456,6 +456,78 @@ describe("cluster mode's mesh source", () => {
     expect(logs.filter((l) => l.msg === 'HTTPRoute is on').map((l) => l.fields.apiVersion)).toEqual(
       ['gateway.networking.k8s.io/v1'],
     );
+  });
+
+  it('has ServiceEntry off while its CRD is missing; once served, brings each entry to the model as a service of its host, and takes it away when deleted', async () => {
+    const { cluster, model, logs, source } = setup();
+    seedWeb(cluster);
+    await source.start();
+    expect(logs.map((l) => l.msg)).toContain(
+      'ServiceEntry is off: its CRD (serviceentries.networking.istio.io) is not installed',
+    );
+    expect(source.describe()).toMatchObject({ kinds: { ServiceEntry: 'off' } });
+
+    // The CRD serves v1beta1 only (an older Istio): the entry is read there.
+    const entries = '/apis/networking.istio.io/v1beta1/namespaces/shop/serviceentries';
+    cluster.groups.set('networking.istio.io', ['v1beta1']);
+    put(cluster, entries, {
+      apiVersion: 'networking.istio.io/v1beta1',
+      kind: 'ServiceEntry',
+      metadata: { name: 'external-api', namespace: 'shop' },
+      spec: {
+        hosts: ['api.example.com'],
+        ports: [{ number: 443, name: 'https', protocol: 'HTTPS' }],
+        resolution: 'DNS',
+      },
+    });
+    const built = await until('the entry in the model', () => model.service('api.example.com'));
+    expect(
+      logs.filter((l) => l.msg === 'ServiceEntry is on').map((l) => l.fields.apiVersion),
+    ).toEqual(['networking.istio.io/v1beta1']);
+    expect(model.counts()).toMatchObject({ ServiceEntry: 1 });
+    expect(built.service).toMatchObject({
+      key: 'api.example.com',
+      namespace: 'shop',
+      hostname: 'api.example.com',
+      ports: [{ port: 443, name: 'https', protocol: 'tcp', tls: true }],
+      endpoints: [{ address: 'api.example.com', ports: { '443': 443 } }],
+      entry: {
+        source: { namespace: 'shop', name: 'external-api' },
+        location: 'MESH_EXTERNAL',
+        resolution: 'DNS',
+      },
+    });
+    expect(source.problems()).toEqual([]);
+
+    // An invalid entry (workloadSelector, which the CRD lets through): logged and skipped.
+    put(cluster, entries, {
+      apiVersion: 'networking.istio.io/v1beta1',
+      kind: 'ServiceEntry',
+      metadata: { name: 'by-selector', namespace: 'shop' },
+      spec: {
+        hosts: ['vm.example.com'],
+        ports: [{ number: 80, name: 'http', protocol: 'HTTP' }],
+        resolution: 'STATIC',
+        workloadSelector: { labels: { app: 'vm' } },
+      },
+    });
+    await until('the problem of by-selector', () =>
+      source.problems().some((p) => p.name === 'by-selector'),
+    );
+    expect(source.problems()).toEqual([
+      expect.objectContaining({
+        kind: 'ServiceEntry',
+        namespace: 'shop',
+        name: 'by-selector',
+        field: 'spec.workloadSelector',
+        effect: 'skipped',
+      }),
+    ]);
+    expect(model.service('vm.example.com')).toBeUndefined();
+
+    cluster.fake.remove(`${entries}/external-api`);
+    await until('the entry gone', () => model.service('api.example.com') === undefined);
+    expect(model.counts()).toMatchObject({ ServiceEntry: 0 });
   });
 
   it("reads its objects again when a CRD's schema changes, though their resourceVersion did not move", async () => {

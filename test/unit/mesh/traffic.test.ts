@@ -265,12 +265,21 @@ describe('VirtualService: hosts, matches, weights, retries, faults, with Istio d
     expect(model.service(other)?.service.routes).toBeUndefined();
   });
 
-  it('warns about a host that is no Kubernetes Service and routes the others', () => {
-    expect(
-      warningsOf(vs([{ route: [to('reviews')] }], { hosts: ['reviews', 'www.example.com', '*'] })),
-    ).toEqual([
-      { field: 'spec.hosts[1]', message: '"www.example.com" is not a Kubernetes Service: ignored' },
-      { field: 'spec.hosts[2]', message: '"*" is not a Kubernetes Service: ignored' },
+  it('warns about a host that can be neither a Service nor a ServiceEntry host, and routes the others', () => {
+    const v = validateMeshObject(
+      vs([{ route: [to('reviews')] }], { hosts: ['reviews', 'www.example.com', '*'] }),
+    );
+    if (v.status !== 'valid') throw new Error('expected valid');
+    expect(v.warnings).toEqual([
+      {
+        field: 'spec.hosts[2]',
+        message: '"*" is neither a Kubernetes Service nor a ServiceEntry\'s host: ignored',
+      },
+    ]);
+    // An external name is a ServiceEntry's host, by its own key.
+    expect((v.object as { readonly hosts: readonly string[] }).hosts).toEqual([
+      'default/reviews',
+      'www.example.com',
     ]);
   });
 
@@ -1548,10 +1557,10 @@ describe('bad objects: the field and what is wrong', () => {
       /"sometimes" is not a retry condition/,
     ],
     [
-      'a destination outside the Services',
-      vs([{ route: [to('www.example.com')] }]),
+      'a destination that is neither a Service nor a DNS name',
+      vs([{ route: [to('*.example.com:80')] }]),
       'spec.http[0].route[0].destination.host',
-      /not a Kubernetes Service/,
+      /neither a Kubernetes Service .* nor a ServiceEntry's host/,
     ],
     [
       'a rule without destination',
@@ -1644,10 +1653,10 @@ describe('bad objects: the field and what is wrong', () => {
       /mirror or mirrors, not both/,
     ],
     [
-      'a mirror to a host that is not a Service',
-      vs([{ route: [to('reviews')], mirror: { host: 'api.example.com' } }]),
+      'a mirror to a host that is neither a Service nor a DNS name',
+      vs([{ route: [to('reviews')], mirror: { host: 'api example' } }]),
       'spec.http[0].mirror.host',
-      /not a Kubernetes Service/,
+      /neither a Kubernetes Service .* nor a ServiceEntry's host/,
     ],
     [
       'a mirrors entry without destination',

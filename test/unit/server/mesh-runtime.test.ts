@@ -32,6 +32,7 @@ describe('the mesh runtime', () => {
         GRPCRoute: 0,
         TCPRoute: 0,
         TLSRoute: 0,
+        ServiceEntry: 0,
       },
       problems: [],
     });

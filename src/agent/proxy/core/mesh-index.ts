@@ -25,7 +25,9 @@ import {
   type EndpointSet,
   type UpstreamEndpoint,
 } from './endpoints';
+import { inCidr } from '../../../ip';
 import { routesForThisProxy } from './route';
+import type { Sniffed } from './sniff';
 
 export interface ServiceTarget {
   readonly kind: 'service';
@@ -41,6 +43,35 @@ export interface EndpointTarget {
 }
 
 export type Target = ServiceTarget | EndpointTarget;
+
+/** ServiceEntry hosts without an address on one port: matched by what the connection says. */
+interface PortEntries {
+  /** `tls` ports: by the ClientHello's server name. */
+  readonly sni: ServiceTarget[];
+  /** HTTP ports: by the first request's Host. */
+  readonly http: ServiceTarget[];
+  /** A TCP port (or one of unknown protocol): every connection the others do not take. */
+  any: ServiceTarget | null;
+}
+
+/** `name` is `host`, or under a wildcard host (`*.example.com`: `a.example.com`, not itself). */
+export function hostMatches(host: string, name: string): boolean {
+  if (!host.startsWith('*.')) return host === name;
+  return name.length > host.length - 1 && name.endsWith(host.slice(1));
+}
+
+/** The exact host first, then the longest wildcard that takes `name`. */
+function byHost(targets: readonly ServiceTarget[], name: string): ServiceTarget | null {
+  let best: ServiceTarget | null = null;
+  for (const t of targets) {
+    const host = t.service.hostname;
+    if (host === name) return t;
+    if (hostMatches(host, name) && (best === null || host.length > best.service.hostname.length)) {
+      best = t;
+    }
+  }
+  return best;
+}
 
 /** `ip:port` with IPv6 in brackets: the key of a destination. */
 export const addressKey = (address: string, port: number): string =>
@@ -102,6 +133,10 @@ export class MeshIndex {
   /** The previous configuration's records: a record made on demand keeps its counters. */
   private readonly previousRecords: Map<string, UpstreamEndpoint> | null;
   private readonly inboundProtocols = new Map<number, Protocol>();
+  /** ServiceEntry CIDRs wider than one address: checked when no address matched. */
+  private readonly subnets: { readonly cidr: string; readonly target: ServiceTarget }[] = [];
+  /** ServiceEntry hosts without address, by port. */
+  private readonly portEntries = new Map<number, PortEntries>();
 
   /** The configuration as this proxy applies it (its source-conditioned matches resolved). */
   readonly state: MeshState;
@@ -118,19 +153,37 @@ export class MeshIndex {
         for (const address of service.addresses) {
           this.byDestination.set(addressKey(address, port.port), target);
         }
+        if (service.entry !== undefined) this.indexEntry(target);
         for (const e of service.endpoints) {
           const epPort = e.ports[String(port.port)];
           if (epPort === undefined) continue;
           const record = this.record(e, epPort, old);
           const key = addressKey(e.address, epPort);
-          // A ClusterIP wins over a Pod IP; the first service owning a Pod IP wins.
-          if (!this.byDestination.has(key)) {
+          // A ClusterIP wins over a Pod IP; the first service owning a Pod IP wins. An entry's
+          // endpoints are reached through its hosts only (Istio has no listener at their address).
+          if (service.entry === undefined && !this.byDestination.has(key)) {
             this.byDestination.set(key, { kind: 'endpoint', service, port, endpoint: record });
           }
         }
       }
     }
     for (const p of state.proxy.inbound.ports ?? []) this.inboundProtocols.set(p.port, p.protocol);
+  }
+
+  /** A ServiceEntry's port: by its CIDRs, or, without any address, by its port. */
+  private indexEntry(target: ServiceTarget): void {
+    const { service, port } = target;
+    for (const cidr of service.entry?.subnets ?? []) this.subnets.push({ cidr, target });
+    if (service.addresses.length > 0 || (service.entry?.subnets?.length ?? 0) > 0) return;
+    let entries = this.portEntries.get(port.port);
+    if (entries === undefined) {
+      entries = { sni: [], http: [], any: null };
+      this.portEntries.set(port.port, entries);
+    }
+    if (port.tls === true) entries.sni.push(target);
+    else if (port.protocol === 'http' || port.protocol === 'unknown') entries.http.push(target);
+    // The first entry of a TCP port takes the port (Istio: it must not be shared).
+    if (port.tls !== true && port.protocol !== 'http') entries.any ??= target;
   }
 
   /** The record of endpoint `e` at `port` dialled as `as`, kept from `old` when it was there. */
@@ -153,9 +206,66 @@ export class MeshIndex {
     return record;
   }
 
-  /** What a redirected connection to `address:port` reaches, or null (outside the mesh). */
+  /**
+   * What a redirected connection to `address:port` reaches, or null (outside the mesh, or a
+   * ServiceEntry host matched by what the connection says: `byPort`).
+   */
   lookup(address: string, port: number): Target | null {
-    return this.byDestination.get(addressKey(address, port)) ?? null;
+    let target = this.byDestination.get(addressKey(address, port));
+    if (target === undefined && this.subnets.length > 0) {
+      target = this.subnets.find(
+        (s) => s.target.port.port === port && inCidr(address, s.cidr),
+      )?.target;
+    }
+    if (target === undefined) return null;
+    return target.kind === 'service' ? this.dialled(target, address, port) : target;
+  }
+
+  /** True when ServiceEntry hosts without address listen on `port` (sniff, then `byPort`). */
+  hasPortEntries(port: number): boolean {
+    return this.portEntries.has(port);
+  }
+
+  /**
+   * The ServiceEntry host without address a connection to `address:port` reaches, from its first
+   * bytes: a ClientHello's server name, an HTTP request's Host (`host`), else the port's TCP
+   * entry; null: none (passthrough).
+   */
+  byPort(address: string, port: number, kind: Sniffed, host: string | null): Target | null {
+    const entries = this.portEntries.get(port);
+    if (entries === undefined) return null;
+    let target: ServiceTarget | null = null;
+    if (kind.kind === 'tls' && kind.serverName !== null) {
+      target = byHost(entries.sni, kind.serverName.toLowerCase());
+    } else if (kind.kind === 'http1' && host !== null) {
+      target = byHost(entries.http, host);
+    }
+    target ??= entries.any;
+    return target === null ? null : this.dialled(target, address, port);
+  }
+
+  /**
+   * A ServiceEntry host of resolution NONE is dialled where the app dialled: one endpoint, the
+   * original destination (plain text unless a DestinationRule originates TLS).
+   */
+  private dialled(target: ServiceTarget, address: string, port: number): Target {
+    if (target.service.entry?.resolution !== 'NONE') return target;
+    const { service } = target;
+    const e = {
+      address,
+      ports: { [String(target.port.port)]: port },
+      ready: true,
+      identity: null,
+      workload: null,
+      pod: null,
+    };
+    const as = dialAs(effectivePolicy(service, undefined, target.port.port).tls);
+    return {
+      kind: 'endpoint',
+      service,
+      port: target.port,
+      endpoint: newUpstreamEndpoint(e, port, as),
+    };
   }
 
   service(key: string): MeshService | null {

@@ -176,3 +176,33 @@ function parseClientHello(b: Buffer): Sniffed | null {
   }
   return { kind: 'tls', alpn, serverName };
 }
+
+/** The longest request head waited for to read its Host (a ServiceEntry host without address). */
+export const MAX_REQUEST_HEAD = 16 * 1024;
+
+/** True when `buf` holds a whole request head (or as much of one as is waited for). */
+export const headComplete = (buf: Buffer): boolean =>
+  buf.length >= MAX_REQUEST_HEAD || buf.includes('\r\n\r\n', 0, 'latin1');
+
+/**
+ * The Host of the HTTP/1.x request whose head starts `buf`: lowercase, without its port or a
+ * final dot; null when the head has none (or is not whole).
+ */
+export function requestHost(buf: Buffer): string | null {
+  const end = buf.indexOf('\r\n\r\n', 0, 'latin1');
+  if (end === -1) return null;
+  const head = buf.toString('latin1', 0, end);
+  const m = /\r\nhost:[ \t]*([^\r\n]*)/i.exec(head);
+  if (m === null) return null;
+  const value = (m[1] as string).trim().toLowerCase();
+  let host: string;
+  if (value.startsWith('[')) {
+    const close = value.indexOf(']');
+    host = close === -1 ? '' : value.slice(0, close + 1);
+  } else {
+    const colon = value.indexOf(':');
+    host = colon === -1 ? value : value.slice(0, colon);
+  }
+  host = host.replace(/\.$/, '');
+  return host === '' ? null : host;
+}
