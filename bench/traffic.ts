@@ -6,15 +6,21 @@
 //   memory   the heap of a proxy holding a mesh of 1,000 Services (10 endpoints, a 5-rule route
 //            table, a DestinationRule with subsets each) compiled into its MeshIndex, against the
 //            same mesh without rules
-//   authz    the inbound decision of AuthorizationPolicy (authorize) for a workload with ten
-//            policies: a request let through, one a DENY refuses, one no ALLOW matches
+//   authz    the inbound decision of AuthorizationPolicy (decide, the policies compiled once per
+//            configuration as the proxy's MeshIndex does) for a workload with ten policies: a
+//            request let through, one a DENY refuses, one no ALLOW matches
 //
 //   node .cache/bench/bench/traffic.js [--seconds 2]
 
 import { execFileSync } from 'node:child_process';
 import type { HttpRouteTable, MeshService, MeshState } from '../src/api/mesh';
 import type { AuthorizationPolicyRules } from '../src/api/mesh';
-import { authorize, type AuthorizationFacts } from '../src/agent/proxy/core/authorization';
+import {
+  compileAuthorization,
+  decide,
+  type AuthorizationFacts,
+  type CompiledAuthorization,
+} from '../src/agent/proxy/core/authorization';
 import { MeshIndex } from '../src/agent/proxy/core/mesh-index';
 import { routeRequest, type RequestView } from '../src/agent/proxy/core/route';
 import { meshState, proxyScope, roundRobinSubsetsPolicy, seeded } from '../test/fixtures/mesh';
@@ -253,7 +259,7 @@ function policies(): AuthorizationPolicyRules[] {
 }
 
 function benchAuthorize(): void {
-  const all = policies();
+  const all = compileAuthorization(policies()) as CompiledAuthorization;
   const facts = (path: string, peer: string): AuthorizationFacts => ({
     peer,
     sourceIp: '10.1.2.3',
@@ -269,13 +275,13 @@ function benchAuthorize(): void {
   ];
   console.log(`authorization: ten policies, the inbound decision (${SECONDS} s per case)`);
   for (const [name, f, expected] of cases) {
-    if (authorize(all, f).allowed !== expected) throw new Error(`${name}: wrong decision`);
+    if (decide(all, f).allowed !== expected) throw new Error(`${name}: wrong decision`);
     let n = 0;
     const start = process.hrtime.bigint();
     const end = start + BigInt(SECONDS * 1e9);
     let now = start;
     while (now < end) {
-      for (let i = 0; i < 1000; i++) authorize(all, f);
+      for (let i = 0; i < 1000; i++) decide(all, f);
       n += 1000;
       now = process.hrtime.bigint();
     }

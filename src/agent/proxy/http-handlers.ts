@@ -17,7 +17,7 @@ import type {
   TrafficPolicy,
   WorkloadInfo,
 } from '../../api/mesh';
-import { authorize } from './core/authorization';
+import { decide } from './core/authorization';
 import { CircuitBreaker, clusterKey, NO_LIMIT, poolLimits } from './core/circuit-breaker';
 import {
   hash32,
@@ -812,10 +812,6 @@ export interface InboundInfo {
 /** Envoy's answer to a request its RBAC filter refuses. */
 const ACCESS_DENIED = 'RBAC: access denied';
 
-/** The workload has AuthorizationPolicies (else a request needs no view to be checked). */
-const hasAuthorization = (index: MeshIndex | null): boolean =>
-  (index?.state.proxy.inbound.authorization?.length ?? 0) > 0;
-
 /**
  * The workload's AuthorizationPolicies on one inbound request or connection (`request` null: an
  * opaque TCP connection): null when it may go on, else the policy that refused it ('' when no
@@ -826,9 +822,9 @@ export function inboundRefusal(
   info: InboundInfo,
   request: RequestView | null,
 ): string | null {
-  const policies = index?.state.proxy.inbound.authorization;
-  if (policies === undefined || policies.length === 0) return null;
-  const decision = authorize(policies, {
+  const compiled = index?.authorization ?? null;
+  if (compiled === null) return null;
+  const decision = decide(compiled, {
     peer: info.peer,
     sourceIp: info.source,
     destinationIp: info.app.address,
@@ -853,7 +849,7 @@ export class InboundHttp extends HttpSide implements Http1Handler {
   plan(head: RequestHead, down: Http1Downstream): ExchangePlan | LocalReply {
     const info = down.info as unknown as InboundInfo;
     // A view of the head only for a workload with policies: none is made per request otherwise.
-    const view = hasAuthorization(this.ctx.index()) ? requestView(head) : null;
+    const view = (this.ctx.index()?.authorization ?? null) !== null ? requestView(head) : null;
     return this.planRequest(info, view, readTraceHeaders(head.headers));
   }
 

@@ -103,119 +103,218 @@ interface Seen {
   host?: string | null;
 }
 
-/** A field given (`list`) matches: any of it (`not`: none of it). Absent: matches. */
+/** One compiled check of a request or connection. */
+type Test = (seen: Seen) => boolean;
+type ValueTest = (value: string | null) => boolean;
+
+/**
+ * Istio's string matches of a list, compiled: exact values in a set, then prefixes, suffixes and
+ * `*` (`stringMatches` of any pattern). `lower`: the patterns are lowercased (hosts).
+ */
+function anyString(patterns: readonly string[], lower = false): ValueTest {
+  const exact = new Set<string>();
+  const prefixes: string[] = [];
+  const suffixes: string[] = [];
+  let any = false;
+  for (const raw of patterns) {
+    const p = lower ? raw.toLowerCase() : raw;
+    if (p === '*') any = true;
+    else if (p.endsWith('*')) prefixes.push(p.slice(0, -1));
+    else if (p.startsWith('*')) suffixes.push(p.slice(1));
+    else exact.add(p);
+  }
+  return (value) => {
+    if (value === null) return false;
+    if (exact.has(value) || (any && value !== '')) return true;
+    for (const p of prefixes) if (value.startsWith(p)) return true;
+    for (const s of suffixes) if (value.endsWith(s)) return true;
+    return false;
+  };
+}
+
+/**
+ * A field and its `not` form: any of `list` matches, none of `not` does. null: neither given
+ * (matches anything, nothing to run).
+ */
 function field<T>(
   list: readonly T[] | undefined,
   not: readonly T[] | undefined,
-  test: (item: T) => boolean,
-): boolean {
-  if (list !== undefined && !list.some(test)) return false;
-  if (not !== undefined && not.some(test)) return false;
-  return true;
+  make: (items: readonly T[]) => Test,
+): Test | null {
+  const yes = list === undefined ? null : make(list);
+  const no = not === undefined ? null : make(not);
+  if (yes === null && no === null) return null;
+  if (no === null) return yes;
+  if (yes === null) return (seen) => !no(seen);
+  return (seen) => yes(seen) && !no(seen);
 }
 
-function sourceMatches(s: AuthorizationSource, seen: Seen): boolean {
-  const ip = seen.facts.sourceIp;
-  const inBlock = (c: string): boolean => inCidr(ip, c);
-  return (
-    field(s.principals, s.notPrincipals, (p) => stringMatches(p, seen.principal)) &&
-    field(s.namespaces, s.notNamespaces, (n) => stringMatches(n, seen.namespace)) &&
-    field(s.ipBlocks, s.notIpBlocks, inBlock) &&
-    field(s.remoteIpBlocks, s.notRemoteIpBlocks, inBlock)
-  );
+const strings =
+  (of: (seen: Seen) => string | null, lower = false) =>
+  (patterns: readonly string[]): Test => {
+    const test = anyString(patterns, lower);
+    return (seen) => test(of(seen));
+  };
+
+const cidrs =
+  (of: (seen: Seen) => string) =>
+  (blocks: readonly string[]): Test =>
+  (seen) => {
+    const ip = of(seen);
+    return blocks.some((c) => inCidr(ip, c));
+  };
+
+/** Every test given passes (null: none given, matches). */
+function all(tests: readonly (Test | null)[]): Test | null {
+  const given = tests.filter((t): t is Test => t !== null);
+  if (given.length === 0) return null;
+  if (given.length === 1) return given[0] as Test;
+  return (seen) => given.every((t) => t(seen));
 }
 
-const pathOf = (seen: Seen, request: RequestView): string =>
-  (seen.path ??= normalizedPath(request.path));
+/** HTTP-only fields, on a TCP connection: false in an ALLOW rule, ignored (true) in a DENY one. */
+const httpOnly = (test: Test | null, deny: boolean): Test | null =>
+  test === null ? null : (seen) => (seen.facts.request === null ? deny : test(seen));
 
-const hostOf = (seen: Seen, request: RequestView): string | null => {
+const principal = (seen: Seen): string | null => seen.principal;
+const namespace = (seen: Seen): string | null => seen.namespace;
+const sourceIp = (seen: Seen): string => seen.facts.sourceIp;
+const method = (seen: Seen): string | null => seen.facts.request?.method ?? null;
+const path = (seen: Seen): string | null => {
+  const request = seen.facts.request;
+  return request === null ? null : (seen.path ??= normalizedPath(request.path));
+};
+const host = (seen: Seen): string | null => {
+  const request = seen.facts.request;
+  if (request === null) return null;
   if (seen.host === undefined) seen.host = request.header('host')?.toLowerCase() ?? null;
   return seen.host;
 };
 
-/** HTTP-only fields, on a TCP connection: false in an ALLOW rule, ignored (true) in a DENY one. */
-function httpField(
-  given: boolean,
-  seen: Seen,
-  deny: boolean,
-  test: (request: RequestView) => boolean,
-): boolean {
-  if (!given) return true;
-  const request = seen.facts.request;
-  return request === null ? deny : test(request);
+function sourceTest(s: AuthorizationSource): Test | null {
+  return all([
+    field(s.principals, s.notPrincipals, strings(principal)),
+    field(s.namespaces, s.notNamespaces, strings(namespace)),
+    field(s.ipBlocks, s.notIpBlocks, cidrs(sourceIp)),
+    field(s.remoteIpBlocks, s.notRemoteIpBlocks, cidrs(sourceIp)),
+  ]);
 }
 
-function operationMatches(o: AuthorizationOperation, seen: Seen, deny: boolean): boolean {
-  const port = seen.facts.destinationPort;
-  if (!field(o.ports, o.notPorts, (p) => p === port)) return false;
-  return (
-    httpField(o.methods !== undefined || o.notMethods !== undefined, seen, deny, (r) =>
-      field(o.methods, o.notMethods, (m) => stringMatches(m, r.method)),
-    ) &&
-    httpField(o.paths !== undefined || o.notPaths !== undefined, seen, deny, (r) =>
-      field(o.paths, o.notPaths, (p) => stringMatches(p, pathOf(seen, r))),
-    ) &&
-    httpField(o.hosts !== undefined || o.notHosts !== undefined, seen, deny, (r) =>
-      field(o.hosts, o.notHosts, (h) => stringMatches(h.toLowerCase(), hostOf(seen, r))),
-    )
-  );
+function operationTest(o: AuthorizationOperation, deny: boolean): Test | null {
+  return all([
+    field(o.ports, o.notPorts, (ports) => {
+      const set = new Set(ports);
+      return (seen) => set.has(seen.facts.destinationPort);
+    }),
+    httpOnly(field(o.methods, o.notMethods, strings(method)), deny),
+    httpOnly(field(o.paths, o.notPaths, strings(path)), deny),
+    httpOnly(field(o.hosts, o.notHosts, strings(host, true)), deny),
+  ]);
 }
 
 const HEADER_KEY = /^request\.headers\[(.+)\]$/;
 
-function conditionMatches(c: AuthorizationCondition, seen: Seen, deny: boolean): boolean {
-  const f = seen.facts;
+function conditionTest(c: AuthorizationCondition, deny: boolean): Test | null {
   const header = HEADER_KEY.exec(c.key);
   if (header !== null) {
-    return httpField(true, seen, deny, (r) => {
-      const value = r.header(header[1] as string);
-      return field(c.values, c.notValues, (v) => stringMatches(v, value));
-    });
+    const name = header[1] as string;
+    const value = (seen: Seen): string | null => seen.facts.request?.header(name) ?? null;
+    return httpOnly(field(c.values, c.notValues, strings(value)), deny);
   }
   switch (c.key) {
     case 'source.ip':
     case 'remote.ip':
-      return field(c.values, c.notValues, (v) => inCidr(f.sourceIp, v));
+      return field(c.values, c.notValues, cidrs(sourceIp));
     case 'destination.ip':
-      return field(c.values, c.notValues, (v) => inCidr(f.destinationIp, v));
+      return field(
+        c.values,
+        c.notValues,
+        cidrs((seen) => seen.facts.destinationIp),
+      );
     case 'destination.port':
-      return field(c.values, c.notValues, (v) => v === String(f.destinationPort));
+      return field(c.values, c.notValues, (values) => {
+        const set = new Set(values);
+        return (seen) => set.has(String(seen.facts.destinationPort));
+      });
     case 'source.principal':
-      return field(c.values, c.notValues, (v) => stringMatches(v, seen.principal));
+      return field(c.values, c.notValues, strings(principal));
     case 'source.namespace':
-      return field(c.values, c.notValues, (v) => stringMatches(v, seen.namespace));
+      return field(c.values, c.notValues, strings(namespace));
     default:
       // A key the validator would have refused: an ALLOW rule with it matches nothing, a DENY
       // rule is taken without it.
-      return deny;
+      return deny ? null : () => false;
   }
 }
 
-function ruleMatches(rule: AuthorizationRule, seen: Seen, deny: boolean): boolean {
-  if (rule.from !== undefined && !rule.from.some((s) => sourceMatches(s, seen))) return false;
-  if (rule.to !== undefined && !rule.to.some((o) => operationMatches(o, seen, deny))) return false;
-  if (rule.when !== undefined && !rule.when.every((c) => conditionMatches(c, seen, deny))) {
-    return false;
-  }
-  return true;
+/** Any of the tests passes; a list given empty matches nothing, one absent anything. */
+function some<T>(list: readonly T[] | undefined, make: (item: T) => Test | null): Test | null {
+  if (list === undefined) return null;
+  const tests = list.map(make);
+  // An entry with no field matches anything: so does the list.
+  if (tests.includes(null)) return null;
+  const given = tests as Test[];
+  return (seen) => given.some((t) => t(seen));
 }
 
-/** The decision of a workload's policies on one request or connection. */
-export function authorize(
-  policies: readonly AuthorizationPolicyRules[],
+function ruleTest(rule: AuthorizationRule, deny: boolean): Test {
+  return (
+    all([
+      some(rule.from, sourceTest),
+      some(rule.to, (o) => operationTest(o, deny)),
+      all((rule.when ?? []).map((c) => conditionTest(c, deny))),
+    ]) ?? (() => true)
+  );
+}
+
+interface CompiledPolicy {
+  readonly name: string;
+  /** Any rule matches (none: the policy matches nothing). */
+  readonly rules: readonly Test[];
+}
+
+/** A workload's AuthorizationPolicies compiled once per configuration: no work per request but the checks. */
+export interface CompiledAuthorization {
+  readonly deny: readonly CompiledPolicy[];
+  readonly allow: readonly CompiledPolicy[];
+}
+
+/** null when the workload has no policy (every request goes on, and needs no facts). */
+export function compileAuthorization(
+  policies: readonly AuthorizationPolicyRules[] | undefined,
+): CompiledAuthorization | null {
+  if (policies === undefined || policies.length === 0) return null;
+  const compile = (p: AuthorizationPolicyRules): CompiledPolicy => ({
+    name: p.name,
+    rules: p.rules.map((r) => ruleTest(r, p.action === 'DENY')),
+  });
+  return {
+    deny: policies.filter((p) => p.action === 'DENY').map(compile),
+    allow: policies.filter((p) => p.action === 'ALLOW').map(compile),
+  };
+}
+
+/** The decision of a workload's compiled policies on one request or connection. */
+export function decide(
+  compiled: CompiledAuthorization,
   facts: AuthorizationFacts,
 ): AuthorizationDecision {
   const principal = principalOf(facts.peer);
   const seen: Seen = { principal, namespace: namespaceOf(principal), facts };
-  let allowPolicies = false;
-  for (const p of policies) {
-    if (p.action !== 'DENY') continue;
-    if (p.rules.some((r) => ruleMatches(r, seen, true))) return { allowed: false, policy: p.name };
+  for (const p of compiled.deny) {
+    for (const rule of p.rules) if (rule(seen)) return { allowed: false, policy: p.name };
   }
-  for (const p of policies) {
-    if (p.action !== 'ALLOW') continue;
-    allowPolicies = true;
-    if (p.rules.some((r) => ruleMatches(r, seen, false))) return ALLOWED;
+  for (const p of compiled.allow) {
+    for (const rule of p.rules) if (rule(seen)) return ALLOWED;
   }
-  return allowPolicies ? { allowed: false, policy: null } : ALLOWED;
+  return compiled.allow.length > 0 ? { allowed: false, policy: null } : ALLOWED;
+}
+
+/** The decision of a workload's policies (compiled for this one check). */
+export function authorize(
+  policies: readonly AuthorizationPolicyRules[],
+  facts: AuthorizationFacts,
+): AuthorizationDecision {
+  const compiled = compileAuthorization(policies);
+  return compiled === null ? ALLOWED : decide(compiled, facts);
 }

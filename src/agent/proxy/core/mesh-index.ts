@@ -26,6 +26,7 @@ import {
   type UpstreamEndpoint,
 } from './endpoints';
 import { inCidr } from '../../../ip';
+import { compileAuthorization, type CompiledAuthorization } from './authorization';
 import { routesForThisProxy } from './route';
 import type { Sniffed } from './sniff';
 
@@ -140,6 +141,8 @@ export class MeshIndex {
 
   /** The configuration as this proxy applies it (its source-conditioned matches resolved). */
   readonly state: MeshState;
+  /** The workload's AuthorizationPolicies, compiled; null: none (nothing to check). */
+  readonly authorization: CompiledAuthorization | null;
 
   constructor(received: MeshState, previous: MeshIndex | null = null) {
     const state = routesForThisProxy(received);
@@ -168,6 +171,7 @@ export class MeshIndex {
       }
     }
     for (const p of state.proxy.inbound.ports ?? []) this.inboundProtocols.set(p.port, p.protocol);
+    this.authorization = compileAuthorization(state.proxy.inbound.authorization);
   }
 
   /** A ServiceEntry's port: by its CIDRs, or, without any address, by its port. */
