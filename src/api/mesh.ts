@@ -529,6 +529,9 @@ export interface MeshService {
 export interface AuthorizationSource {
   readonly principals?: readonly string[];
   readonly notPrincipals?: readonly string[];
+  /** The request's JWT, `<iss>/<sub>` (RequestAuthentication): HTTP only. */
+  readonly requestPrincipals?: readonly string[];
+  readonly notRequestPrincipals?: readonly string[];
   readonly namespaces?: readonly string[];
   readonly notNamespaces?: readonly string[];
   /** CIDRs (canonical): the connection's source address. */
@@ -554,8 +557,9 @@ export interface AuthorizationOperation {
 
 /**
  * `rules[].when[]`: `source.ip`, `remote.ip`, `destination.ip` (CIDRs), `destination.port`,
- * `source.namespace`, `source.principal`, or `request.headers[<name>]` (HTTP only; the name
- * lowercase).
+ * `source.namespace`, `source.principal`, or, HTTP only, `request.headers[<name>]` (the name
+ * lowercase) and the request's JWT: `request.auth.principal`, `request.auth.audiences`,
+ * `request.auth.presenter`, `request.auth.claims[<name>]` (`[a][b]` for a nested claim).
  */
 export interface AuthorizationCondition {
   readonly key: string;
@@ -579,6 +583,41 @@ export interface AuthorizationPolicyRules {
   readonly rules: readonly AuthorizationRule[];
 }
 
+// ---------------------------------------------------------------------------------------------
+// Request authentication (Istio's RequestAuthentication): the JWTs the proxy verifies on its
+// inbound side. A request with a token that fails is refused (401); one without is let through
+// with no request principal (an AuthorizationPolicy decides).
+
+/** Where a token is looked for: a header (its value after `prefix`), a query parameter, a cookie. */
+export interface JwtLocations {
+  readonly headers: readonly { readonly name: string; readonly prefix: string }[];
+  readonly params: readonly string[];
+  readonly cookies: readonly string[];
+}
+
+export interface JwtProvider {
+  /** `namespace/name` of the RequestAuthentication, for the config dump and the logs. */
+  readonly source: string;
+  /** The token's `iss` must be this. */
+  readonly issuer: string;
+  /** The token's `aud` must name one of these; absent: not checked. */
+  readonly audiences?: readonly string[];
+  /**
+   * The JSON Web Key Set (its JSON text), inlined by the server (`jwks`, or fetched from
+   * `jwksUri` or the issuer's OpenID configuration); null while it could not be had: every token
+   * of this issuer fails (as Istio's stand-in key does).
+   */
+  readonly jwks: string | null;
+  /** Absent: `Authorization: Bearer <token>` and the `access_token` query parameter. */
+  readonly locations?: JwtLocations;
+  /** Keep the header the token came in (else it is removed before the app). */
+  readonly forwardOriginalToken?: true;
+  /** A header given the verified payload (base64url JSON). */
+  readonly outputPayloadToHeader?: string;
+  /** Headers given a claim's value each. */
+  readonly outputClaimToHeaders?: readonly { readonly header: string; readonly claim: string }[];
+}
+
 export interface InboundPolicy {
   /** The resolved PeerAuthentication mode of this workload. */
   readonly mtlsMode: MtlsMode;
@@ -593,6 +632,8 @@ export interface InboundPolicy {
    * refused; with an ALLOW policy, only what one of them matches is let through. Absent: none.
    */
   readonly authorization?: readonly AuthorizationPolicyRules[];
+  /** The RequestAuthentications of this workload, their rules merged. Absent: none. */
+  readonly jwt?: readonly JwtProvider[];
 }
 
 export interface ProxyScope {

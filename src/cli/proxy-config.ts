@@ -67,6 +67,7 @@ export function formatProxyConfig(answer: ConfigDumpAnswer, from: string): strin
     `Inbound mTLS   ${inbound.mtlsMode}${inbound.source === undefined ? '' : ` (${inbound.source})`}${portModes.length === 0 ? '' : `; ports ${portModes.join(', ')}`}`,
     `Inbound ports  ${(inbound.ports ?? []).map((p) => `${p.port}/${p.protocol}`).join(', ') || '- (sniffed)'}`,
     `Authorization  ${(inbound.authorization ?? []).map((p) => `${p.action} ${p.name} (${p.rules.length} ${p.rules.length === 1 ? 'rule' : 'rules'})`).join(', ') || 'no policy: every caller allowed'}`,
+    `JWT            ${(inbound.jwt ?? []).map((p) => `${p.issuer} (${p.source}${p.jwks === null ? ', keys not fetched: its tokens refused' : ''})`).join(', ') || 'no RequestAuthentication: tokens not read'}`,
     `Settings       tracing ${settings.tracing.otlpEndpoint ?? 'off'} (${proxy.traceSamplingPercent ?? settings.tracing.samplingPercent}%), access log ${(proxy.accessLog ?? settings.accessLog) ? 'on' : 'off'}, protocol detection ${settings.protocolDetectionTimeoutMs} ms`,
   ];
   if (answer.streams !== undefined) {

@@ -6,8 +6,9 @@
 // System namespaces are excluded by selector in both.
 // `mooring webhook-config --validating`: prints the ValidatingWebhookConfiguration that sends the
 // traffic kinds the mesh reads (VirtualService, DestinationRule, ServiceEntry, PeerAuthentication,
-// AuthorizationPolicy, HTTPRoute, GRPCRoute, TCPRoute, TLSRoute; CREATE and UPDATE, each kind in
-// the API versions of src/mesh/objects.ts only) to POST /validate, failurePolicy Ignore unless told.
+// AuthorizationPolicy, RequestAuthentication, HTTPRoute, GRPCRoute, TCPRoute, TLSRoute; CREATE and
+// UPDATE, each kind in the API versions of src/mesh/objects.ts only) to POST /validate,
+// failurePolicy Ignore unless told.
 
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
@@ -42,6 +43,7 @@ const VALIDATED_KINDS: readonly (readonly [MeshKind, string])[] = [
   ['ServiceEntry', 'serviceentries'],
   ['PeerAuthentication', 'peerauthentications'],
   ['AuthorizationPolicy', 'authorizationpolicies'],
+  ['RequestAuthentication', 'requestauthentications'],
   ['HTTPRoute', 'httproutes'],
   ['GRPCRoute', 'grpcroutes'],
   ['TCPRoute', 'tcproutes'],
@@ -293,8 +295,8 @@ export function registerWebhookConfig(program: Command, io: CliIO): void {
     .option(
       '--validating',
       'print the ValidatingWebhookConfiguration that sends VirtualServices, DestinationRules, ' +
-        'ServiceEntries, PeerAuthentications, AuthorizationPolicies, HTTPRoutes, GRPCRoutes, ' +
-        'TCPRoutes and TLSRoutes (CREATE, UPDATE) to /validate',
+        'ServiceEntries, PeerAuthentications, AuthorizationPolicies, RequestAuthentications, ' +
+        'HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes (CREATE, UPDATE) to /validate',
     )
     .option(
       '--url <url>',

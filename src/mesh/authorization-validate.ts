@@ -1,8 +1,8 @@
 // Istio's AuthorizationPolicy (security.istio.io), read into the wire form the proxy enforces
 // (api/mesh.ts "Authorization"). What Mooring cannot enforce is a problem that names the field:
-// CUSTOM (no external authorizer), request principals and `request.auth.*` (no
-// RequestAuthentication), `targetRef(s)` (no Gateway), path templates, and keys of `when` it does
-// not know. A policy with a problem is refused by the admission webhook; one that reaches the
+// CUSTOM (no external authorizer), `targetRef(s)` (no Gateway), path templates, and keys of
+// `when` it does not know. Request principals and `request.auth.*` come from the request's JWT
+// (RequestAuthentication). A policy with a problem is refused by the admission webhook; one that reaches the
 // mesh anyway (no webhook, or a file) is not dropped, which would open what it closes: it stands
 // in closed, as Istio's own fallbacks do: a DENY (or CUSTOM) policy denies every request of the
 // workloads it selects, an ALLOW policy allows none by itself (an AUDIT one decides nothing).
@@ -21,10 +21,15 @@ import type { AuthorizationPolicyObject, Meta } from './objects';
 const ACTIONS = ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'] as const;
 
 /** `source` fields: strings, or CIDRs. */
-const SOURCE_STRINGS = ['principals', 'notPrincipals', 'namespaces', 'notNamespaces'] as const;
+const SOURCE_STRINGS = [
+  'principals',
+  'notPrincipals',
+  'requestPrincipals',
+  'notRequestPrincipals',
+  'namespaces',
+  'notNamespaces',
+] as const;
 const SOURCE_CIDRS = ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks'] as const;
-/** Fields of `source` that need a JWT: RequestAuthentication, which Mooring does not read. */
-const SOURCE_JWT = ['requestPrincipals', 'notRequestPrincipals'] as const;
 const OPERATION_STRINGS = [
   'hosts',
   'notHosts',
@@ -37,8 +42,17 @@ const OPERATION_PORTS = ['ports', 'notPorts'] as const;
 
 /** `when` keys whose values are CIDRs; then the others Mooring knows. */
 const CIDR_KEYS = new Set(['source.ip', 'remote.ip', 'destination.ip']);
-const PLAIN_KEYS = new Set(['source.namespace', 'source.principal', 'destination.port']);
+const PLAIN_KEYS = new Set([
+  'source.namespace',
+  'source.principal',
+  'destination.port',
+  'request.auth.principal',
+  'request.auth.audiences',
+  'request.auth.presenter',
+]);
 const HEADER_KEY = /^request\.headers\[([^\]]+)\]$/;
+/** `request.auth.claims[name]`, `[a][b]` for a nested claim. */
+const CLAIM_KEY = /^request\.auth\.claims(\[[^\]]+\])+$/;
 
 /** An Istio string match: `*` only at one end (or alone), never in the middle. */
 function stringMatch(f: Fields, value: unknown, field: string): string | undefined {
@@ -109,14 +123,6 @@ function readSource(f: Fields, raw: unknown, field: string): AuthorizationSource
   const s = f.object(raw, field);
   if (s === undefined) return undefined;
   const out: Record<string, readonly string[]> = {};
-  for (const key of SOURCE_JWT) {
-    if (s[key] !== undefined && s[key] !== null) {
-      f.problem(
-        `${field}.${key}`,
-        'needs request authentication (JWT), which Mooring does not read: not supported',
-      );
-    }
-  }
   for (const key of SOURCE_STRINGS) {
     const v = list(f, s[key], `${field}.${key}`, stringMatch);
     if (v !== undefined) out[key] = v;
@@ -161,12 +167,10 @@ function readCondition(f: Fields, raw: unknown, field: string): AuthorizationCon
           return n === undefined ? undefined : String(n);
         }
       : stringMatch;
-  if (!CIDR_KEYS.has(key) && !PLAIN_KEYS.has(key) && header === null) {
+  if (!CIDR_KEYS.has(key) && !PLAIN_KEYS.has(key) && header === null && !CLAIM_KEY.test(key)) {
     f.problem(
       `${field}.key`,
-      key.startsWith('request.auth.')
-        ? `${JSON.stringify(key)} needs request authentication (JWT), which Mooring does not read: not supported`
-        : `${JSON.stringify(key)} is not a key Mooring reads: source.ip, remote.ip, source.namespace, source.principal, destination.ip, destination.port, request.headers[<name>]`,
+      `${JSON.stringify(key)} is not a key Mooring reads: source.ip, remote.ip, source.namespace, source.principal, destination.ip, destination.port, request.headers[<name>], request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[<name>]`,
     );
     return undefined;
   }
@@ -208,8 +212,20 @@ function readRule(f: Fields, raw: unknown, field: string): AuthorizationRule | u
   };
 }
 
+/** `targetRef(s)`: a policy attached to a Gateway or Service, which Mooring does not do. */
+export function refuseTargetRefs(f: Fields, spec: Json): void {
+  for (const key of ['targetRef', 'targetRefs'] as const) {
+    if (spec[key] !== undefined && spec[key] !== null) {
+      f.problem(
+        `spec.${key}`,
+        'attaches a policy to a Gateway or Service, which Mooring does not do: use spec.selector',
+      );
+    }
+  }
+}
+
 /** spec.selector.matchLabels, or null (none, or empty). */
-function readSelector(f: Fields, spec: Json): Record<string, string> | null {
+export function readSelector(f: Fields, spec: Json): Record<string, string> | null {
   const selector = f.object(spec.selector, 'spec.selector');
   const labels =
     selector === undefined ? {} : f.stringMap(selector.matchLabels, 'spec.selector.matchLabels');
@@ -223,14 +239,7 @@ export function readAuthorizationPolicy(
 ): AuthorizationPolicyObject {
   const spec = f.object(raw.spec, 'spec') ?? {};
   const selector = readSelector(f, spec);
-  for (const key of ['targetRef', 'targetRefs'] as const) {
-    if (spec[key] !== undefined && spec[key] !== null) {
-      f.problem(
-        `spec.${key}`,
-        'attaches a policy to a Gateway or Service, which Mooring does not do: use spec.selector',
-      );
-    }
-  }
+  refuseTargetRefs(f, spec);
   const actionText = spec.action ?? 'ALLOW';
   const action = ACTIONS.find((a) => a === actionText);
   if (action === undefined) {

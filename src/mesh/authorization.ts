@@ -7,6 +7,20 @@
 import type { AuthorizationPolicyRules } from '../api/mesh';
 import { nameKey, selectorMatches, type AuthorizationPolicyObject } from './objects';
 
+/** Istio's scoping of a policy (AuthorizationPolicy, RequestAuthentication) to a workload. */
+export function appliesTo(
+  policy: {
+    readonly meta: { readonly namespace: string };
+    readonly selector: Readonly<Record<string, string>> | null;
+  },
+  workload: { readonly namespace: string; readonly labels: Readonly<Record<string, string>> },
+  rootNamespace: string,
+): boolean {
+  const ns = policy.meta.namespace;
+  if (ns !== rootNamespace && ns !== workload.namespace) return false;
+  return policy.selector === null || selectorMatches(policy.selector, workload.labels);
+}
+
 export function resolveAuthorization(
   workload: { readonly namespace: string; readonly labels: Readonly<Record<string, string>> },
   candidates: Iterable<AuthorizationPolicyObject>,
@@ -14,10 +28,7 @@ export function resolveAuthorization(
 ): AuthorizationPolicyRules[] {
   const out: AuthorizationPolicyRules[] = [];
   for (const p of candidates) {
-    const ns = p.meta.namespace;
-    if (ns !== rootNamespace && ns !== workload.namespace) continue;
-    if (p.selector !== null && !selectorMatches(p.selector, workload.labels)) continue;
-    if (p.action === 'AUDIT') continue;
+    if (!appliesTo(p, workload, rootNamespace) || p.action === 'AUDIT') continue;
     out.push({ name: nameKey(p.meta), action: p.action, rules: p.rules });
   }
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

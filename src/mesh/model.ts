@@ -9,6 +9,7 @@
 import type {
   AuthorizationPolicyRules,
   Endpoint,
+  JwtProvider,
   MeshService,
   MeshSettings,
   MtlsMode,
@@ -31,6 +32,7 @@ import {
   type HttpRouteObject,
   type PeerAuthenticationObject,
   type AuthorizationPolicyObject,
+  type RequestAuthenticationObject,
   type PodObject,
   type ServiceEntryObject,
   type ServiceObject,
@@ -40,6 +42,7 @@ import {
   type VirtualServiceObject,
 } from './objects';
 import { resolveAuthorization } from './authorization';
+import { jwksSource, resolveJwt } from './request-authentication';
 import { meshKeyOfHost } from './hosts';
 import { parseCidr } from '../ip';
 import { modeOfPort, resolvePeerAuthentication, type ResolvedMtls } from './peer-authentication';
@@ -183,6 +186,9 @@ export class MeshModel {
   private readonly podsByNamespace = new Map<string, Set<string>>();
   private readonly peerAuthentications = new PolicyStore<PeerAuthenticationObject>();
   private readonly authorizationPolicies = new PolicyStore<AuthorizationPolicyObject>();
+  private readonly requestAuthentications = new PolicyStore<RequestAuthenticationObject>();
+  /** JWKS texts the server fetched, by source (`jwksSource`); null: could not be had. */
+  private readonly jwks = new Map<string, string | null>();
   private readonly virtualServices = new Map<string, VirtualServiceObject>();
   private readonly destinationRules = new Map<string, DestinationRuleObject>();
   private readonly httpRoutes = new Map<string, HttpRouteObject>();
@@ -241,6 +247,7 @@ export class MeshModel {
       Pod: this.pods.size,
       PeerAuthentication: this.peerAuthentications.size,
       AuthorizationPolicy: this.authorizationPolicies.size,
+      RequestAuthentication: this.requestAuthentications.size,
       VirtualService: this.virtualServices.size,
       DestinationRule: this.destinationRules.size,
       HTTPRoute: this.httpRoutes.size,
@@ -290,6 +297,8 @@ export class MeshModel {
         return this.putPeerAuthentication(key, obj as PeerAuthenticationObject | null);
       case 'AuthorizationPolicy':
         return this.putAuthorizationPolicy(key, obj as AuthorizationPolicyObject | null);
+      case 'RequestAuthentication':
+        return this.putRequestAuthentication(key, obj as RequestAuthenticationObject | null);
       case 'VirtualService':
         return this.putVirtualService(key, obj as VirtualServiceObject | null);
       case 'DestinationRule':
@@ -621,6 +630,52 @@ export class MeshModel {
     for (const podKey of this.podsUnder(namespace)) this.dirtyPods.add(podKey);
   }
 
+  /** As an AuthorizationPolicy: only the scopes of the Pods it may apply to change. */
+  private putRequestAuthentication(key: string, ra: RequestAuthenticationObject | null): void {
+    const namespace = this.requestAuthentications.put(key, ra);
+    if (namespace === undefined) return;
+    for (const podKey of this.podsUnder(namespace)) this.dirtyPods.add(podKey);
+  }
+
+  /**
+   * Where the server must fetch keys from, for the RequestAuthentications it holds, each with
+   * the shortest timeout a rule gives it (null: the server's default).
+   */
+  jwksSources(): Map<string, number | null> {
+    const out = new Map<string, number | null>();
+    for (const ra of this.requestAuthentications.values()) {
+      for (const rule of ra.jwtRules) {
+        const source = jwksSource(rule);
+        if (source === null) continue;
+        const known = out.get(source) ?? null;
+        const timeout = rule.timeoutMs;
+        out.set(
+          source,
+          known === null ? timeout : timeout === null ? known : Math.min(known, timeout),
+        );
+      }
+    }
+    return out;
+  }
+
+  /** True when keys were fetched from `source` (a failure since keeps them). */
+  hasJwks(source: string): boolean {
+    return (this.jwks.get(source) ?? null) !== null;
+  }
+
+  /**
+   * The keys fetched from `source` (null: it failed, every token it would check fails); the
+   * Pods whose RequestAuthentications use it are pushed again when they changed.
+   */
+  setJwks(source: string, text: string | null): void {
+    if (this.jwks.has(source) && this.jwks.get(source) === text) return;
+    this.jwks.set(source, text);
+    for (const ra of this.requestAuthentications.values()) {
+      if (!ra.jwtRules.some((r) => jwksSource(r) === source)) continue;
+      for (const podKey of this.podsUnder(ra.meta.namespace)) this.dirtyPods.add(podKey);
+    }
+  }
+
   /** The Pods a policy of `namespace` may apply to: every one for the root namespace. */
   private podsUnder(namespace: string): Iterable<string> {
     return namespace === this.options.rootNamespace
@@ -776,6 +831,7 @@ export class MeshModel {
     const mtls = this.mtlsOf(pod);
     const ports = this.inboundPorts(pod);
     const authorization = this.authorizationOf(pod);
+    const jwt = this.jwtOf(pod);
     return {
       pod: { name: pod.meta.name, namespace: pod.meta.namespace, ip: pod.ips[0] ?? null },
       identity,
@@ -787,6 +843,7 @@ export class MeshModel {
         ...(ports.length === 0 ? {} : { ports }),
         source: mtls.source,
         ...(authorization.length === 0 ? {} : { authorization }),
+        ...(jwt.length === 0 ? {} : { jwt }),
       },
       ...(pod.traceSamplingPercent === null
         ? {}
@@ -829,6 +886,16 @@ export class MeshModel {
       pod.meta,
       this.authorizationPolicies.of([root, pod.meta.namespace]),
       root,
+    );
+  }
+
+  private jwtOf(pod: PodObject): JwtProvider[] {
+    const root = this.options.rootNamespace;
+    return resolveJwt(
+      pod.meta,
+      this.requestAuthentications.of([root, pod.meta.namespace]),
+      root,
+      (source) => this.jwks.get(source) ?? null,
     );
   }
 
@@ -1064,6 +1131,10 @@ class PolicyStore<T extends { readonly meta: { readonly namespace: string } }> {
       add(this.byNamespace, namespace, key);
     }
     return namespace;
+  }
+
+  values(): IterableIterator<T> {
+    return this.all.values();
   }
 
   /** The objects of these namespaces (each namespace once). */

@@ -9,6 +9,7 @@ import type {
   FaultPolicy,
   HeaderMatch,
   HeaderOperations,
+  JwtLocations,
   MtlsMode,
   Protocol,
   RequestMatch,
@@ -34,6 +35,7 @@ export const MESH_KINDS = [
   'TCPRoute',
   'TLSRoute',
   'ServiceEntry',
+  'RequestAuthentication',
 ] as const;
 export type MeshKind = (typeof MESH_KINDS)[number];
 
@@ -56,6 +58,7 @@ export const MESH_API_VERSIONS: Readonly<Record<MeshKind, readonly string[]>> = 
     'gateway.networking.k8s.io/v1alpha2',
   ],
   ServiceEntry: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
+  RequestAuthentication: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
 };
 
 /** Names an object: kind, namespace, name. */
@@ -185,6 +188,29 @@ export interface AuthorizationPolicyObject {
   readonly rules: readonly AuthorizationRule[];
   /** Why the policy stands in closed (it had problems), or absent. */
   readonly failClosed?: string;
+}
+
+/** One of a RequestAuthentication's `jwtRules`. */
+export interface JwtRuleSpec {
+  readonly issuer: string;
+  readonly audiences: readonly string[];
+  /** Where the keys come from: inline, a URI, or (neither) the issuer's OpenID configuration. */
+  readonly jwks: string | null;
+  readonly jwksUri: string | null;
+  readonly locations: JwtLocations | null;
+  readonly forwardOriginalToken: boolean;
+  readonly outputPayloadToHeader: string | null;
+  readonly outputClaimToHeaders: readonly { readonly header: string; readonly claim: string }[];
+  /** How long the server waits for the keys; null: its default. */
+  readonly timeoutMs: number | null;
+}
+
+export interface RequestAuthenticationObject {
+  readonly kind: 'RequestAuthentication';
+  readonly meta: Meta;
+  /** spec.selector.matchLabels; null or empty: every workload of its namespace (or the mesh). */
+  readonly selector: Readonly<Record<string, string>> | null;
+  readonly jwtRules: readonly JwtRuleSpec[];
 }
 
 // --- traffic management ------------------------------------------------------------------------
@@ -393,6 +419,7 @@ export type MeshObject =
   | PodObject
   | PeerAuthenticationObject
   | AuthorizationPolicyObject
+  | RequestAuthenticationObject
   | ServiceEntryObject
   | TrafficObject;
 

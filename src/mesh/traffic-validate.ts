@@ -141,7 +141,12 @@ function stringMatch(f: Fields, raw: unknown, field: string): StringMatch | null
 
 const HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
 
-function headerName(f: Fields, name: string, field: string, lowercase: boolean): string | null {
+export function headerName(
+  f: Fields,
+  name: string,
+  field: string,
+  lowercase: boolean,
+): string | null {
   const lower = name.toLowerCase();
   if (!HEADER_NAME.test(lower) || (!lowercase && lower !== name)) {
     f.problem(

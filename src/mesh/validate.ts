@@ -24,6 +24,7 @@ import {
   type SlicePort,
 } from './objects';
 import { failClosedPolicy, readAuthorizationPolicy } from './authorization-validate';
+import { readRequestAuthentication } from './request-authentication-validate';
 import { readServiceEntry } from './service-entry-validate';
 import {
   readDestinationRule,
@@ -561,6 +562,7 @@ const READERS: {
   TCPRoute: readGatewayTcpRoute,
   TLSRoute: readGatewayTlsRoute,
   ServiceEntry: readServiceEntry,
+  RequestAuthentication: readRequestAuthentication,
 };
 
 /**

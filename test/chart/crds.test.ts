@@ -18,6 +18,7 @@ const ISTIO = [
   'authorizationpolicies.security.istio.io',
   'destinationrules.networking.istio.io',
   'peerauthentications.security.istio.io',
+  'requestauthentications.security.istio.io',
   'serviceentries.networking.istio.io',
   'virtualservices.networking.istio.io',
 ];
@@ -71,7 +72,7 @@ describe('the CRDs the chart installs (crds.install)', () => {
       );
     });
 
-    it("are Istio's VirtualService, DestinationRule, ServiceEntry, PeerAuthentication and AuthorizationPolicy documents, text for text", () => {
+    it("are Istio's VirtualService, DestinationRule, ServiceEntry, PeerAuthentication, AuthorizationPolicy and RequestAuthentication documents, text for text", () => {
       const upstream = new Map(
         documents(readFileSync(join(CACHE, 'istio.yaml'), 'utf8')).map((d) => [nameOf(d), d]),
       );

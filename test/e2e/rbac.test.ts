@@ -217,10 +217,11 @@ describe("mooring serve with the chart's RBAC", () => {
         ? body
         : undefined;
     });
-    // No Istio CRD in this cluster: PeerAuthentication and AuthorizationPolicy are off, not
-    // forbidden.
+    // No Istio CRD in this cluster: PeerAuthentication, AuthorizationPolicy and
+    // RequestAuthentication are off, not forbidden.
     expect(objects.source.kinds.PeerAuthentication).toBe('off');
     expect(objects.source.kinds.AuthorizationPolicy).toBe('off');
+    expect(objects.source.kinds.RequestAuthentication).toBe('off');
     expect(objects.source.kinds.TCPRoute).toBe('off');
     expect(objects.source.kinds.TLSRoute).toBe('off');
     // Once their CRDs are installed, the ServiceAccount may list and watch them everywhere (a
@@ -240,16 +241,31 @@ describe("mooring serve with the chart's RBAC", () => {
       return `${verb} ${what}${name === undefined ? '' : ` ${name}`}: ${String(review.status?.allowed === true)}`;
     };
     const answers: string[] = [];
-    for (const resource of ['peerauthentications', 'authorizationpolicies']) {
+    for (const resource of [
+      'peerauthentications',
+      'authorizationpolicies',
+      'requestauthentications',
+    ]) {
       for (const verb of ['list', 'watch']) {
         answers.push(await can({ group: 'security.istio.io', resource, verb }));
       }
     }
+    answers.push(
+      await can({
+        group: 'apiextensions.k8s.io',
+        resource: 'customresourcedefinitions',
+        verb: 'get',
+        name: 'requestauthentications.security.istio.io',
+      }),
+    );
     expect(answers).toEqual([
       'list peerauthentications: true',
       'watch peerauthentications: true',
       'list authorizationpolicies: true',
       'watch authorizationpolicies: true',
+      'list requestauthentications: true',
+      'watch requestauthentications: true',
+      'get customresourcedefinitions requestauthentications.security.istio.io: true',
     ]);
     // The same for the Gateway API's TCPRoute and TLSRoute: list and watch them, write their
     // status (status.parents), read their CRDs by name; and nothing more on them.

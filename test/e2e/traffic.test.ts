@@ -6,7 +6,9 @@
 // reach a proxy's mesh client; an invalid object is reported and skipped while the rest keeps
 // working; the chart's ValidatingWebhookConfiguration makes kubectl refuse it. TCPRoute is read at
 // v1alpha2, which only the experimental channel's CRD serves: its test installs that one. A
-// ServiceEntry (the chart's CRD) reaches a proxy as a service of its host.
+// ServiceEntry (the chart's CRD) reaches a proxy as a service of its host, a RequestAuthentication
+// the scope of the proxies it selects.
+import { generateKeyPairSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import path from 'node:path';
 import type { MeshClient } from '../../src/agent/mesh-client';
@@ -120,7 +122,7 @@ beforeAll(async () => {
   }
   cp = await startControlPlane();
   // The CRDs as the chart installs them (crds.install: Istio's VirtualService, DestinationRule,
-  // ServiceEntry, PeerAuthentication, AuthorizationPolicy and the Gateway API's standard channel): a CRD the template breaks fails
+  // ServiceEntry, PeerAuthentication, AuthorizationPolicy, RequestAuthentication and the Gateway API's standard channel): a CRD the template breaks fails
   // here. Server-side: Istio's are too large for client-side apply.
   const crds = await chartTemplate('charts/crds/templates/crds.yaml', ['crds.install=true']);
   await kubectl(cp, ['apply', '--server-side', '-f', '-'], crds);
@@ -130,6 +132,7 @@ beforeAll(async () => {
     'serviceentries.networking.istio.io',
     'peerauthentications.security.istio.io',
     'authorizationpolicies.security.istio.io',
+    'requestauthentications.security.istio.io',
     'httproutes.gateway.networking.k8s.io',
     'grpcroutes.gateway.networking.k8s.io',
     'tlsroutes.gateway.networking.k8s.io',
@@ -161,6 +164,7 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
       'ServiceEntry',
       'PeerAuthentication',
       'AuthorizationPolicy',
+      'RequestAuthentication',
       'HTTPRoute',
       'GRPCRoute',
       'TLSRoute',
@@ -597,6 +601,40 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     expect(external()).toBeUndefined();
   }, 90_000);
 
+  it('brings a RequestAuthentication (the chart’s CRD, v1) with an inline jwks to the scope of the proxies it selects, and takes it away when deleted', async () => {
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const jwks = JSON.stringify({
+      keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'ES256', use: 'sig' }],
+    });
+    const issuer = 'https://issuer.example.com';
+    await applyObject({
+      apiVersion: 'security.istio.io/v1',
+      kind: 'RequestAuthentication',
+      metadata: { name: 'productpage-jwt' },
+      spec: {
+        selector: { matchLabels: { app: 'productpage' } },
+        jwtRules: [{ issuer, jwks }],
+      },
+    });
+    const jwt = () => client.state()?.proxy.inbound.jwt;
+    await stateWhere(client, (s) => (s.proxy.inbound.jwt?.length ?? 0) > 0, 60_000);
+    expect(jwt()).toEqual([
+      expect.objectContaining({ source: `${NS}/productpage-jwt`, issuer, jwks }),
+    ]);
+    expect(jwt()?.[0]?.issuer).toBe(issuer);
+    expect(jwt()?.[0]?.jwks).toBe(jwks);
+    const on = fs
+      .readFileSync(mooring.logPath, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('"RequestAuthentication is on"'))
+      .map((l) => (JSON.parse(l) as { apiVersion?: string }).apiVersion);
+    expect(on).toEqual(['security.istio.io/v1']);
+
+    await kubectl(cp, ['delete', 'requestauthentication', 'productpage-jwt', '-n', NS]);
+    await stateWhere(client, (s) => (s.proxy.inbound.jwt?.length ?? 0) === 0, 30_000);
+    expect(jwt()).toBeUndefined();
+  }, 90_000);
+
   it('applies a VirtualService of another namespace only where its exportTo sends it', async () => {
     const other = `exports-${suffix()}`;
     await createNamespace(cp, other);
@@ -875,6 +913,23 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
       }),
     ).rejects.toThrow(
       `ServiceEntry ${NS}/by-selector is invalid for Mooring: spec.workloadSelector: is not supported by Mooring yet`,
+    );
+    // A RequestAuthentication (the rule of security.istio.io) attached by targetRef, which the
+    // CRD lets through and Mooring does not do.
+    await expect(
+      applyObject({
+        apiVersion: 'security.istio.io/v1',
+        kind: 'RequestAuthentication',
+        metadata: { name: 'by-target' },
+        spec: {
+          targetRef: { group: '', kind: 'Service', name: 'details' },
+          jwtRules: [
+            { issuer: 'https://issuer.example.com', jwksUri: 'https://issuer.example.com/jwks' },
+          ],
+        },
+      }),
+    ).rejects.toThrow(
+      `RequestAuthentication ${NS}/by-target is invalid for Mooring: spec.targetRef: attaches a policy to a Gateway or Service, which Mooring does not do: use spec.selector`,
     );
     // A valid object still goes in, with the fields Mooring ignores as warnings.
     const out = await applyObject({

@@ -24,7 +24,8 @@ import {
   type PortSpec,
 } from './mesh-rig';
 import { PROXY_BUFFER_POOL_BYTES } from '../../src/agent/proxy/v8-flags';
-import { run } from './support';
+import { NODE, run } from './support';
+import { nowS, testIssuer } from '../fixtures/jwt';
 
 jest.setTimeout(120_000);
 
@@ -374,6 +375,83 @@ describe('AuthorizationPolicy', () => {
     expect(ok.status).toBe(200);
     // Plain text from outside the mesh has no principal.
     expect((await httpFrom(legacy, `http://${api.spec.ip}:8080/ok/1`)).status).toBe(403);
+  });
+});
+
+describe('RequestAuthentication', () => {
+  const ISS = 'https://issuer.example.com';
+  const issuer = testIssuer('ES256');
+  const JWKS_PORT = 18080;
+  afterAll(async () => {
+    rig.writeMesh('mesh.yaml', meshObjects());
+    await rig.waitFor(
+      'the policies gone',
+      async () => (await httpFrom(web, `http://${API_IP}/no`)).status === 200,
+      10_000,
+    );
+  });
+
+  it('the server fetches the jwksUri and pushes the keys: a valid token passes, a forged one gets 401, none 403', async () => {
+    // The issuer's keys, served where the server runs (its network namespace).
+    rig.spawnLogged(
+      [
+        'ip',
+        'netns',
+        'exec',
+        rig.hub,
+        NODE,
+        '-e',
+        `require('http').createServer((q, r) => r.end(process.argv[1])).listen(${JWKS_PORT}, '127.0.0.1')`,
+        issuer.jwks,
+      ],
+      () => {},
+    );
+    rig.writeMesh(
+      'mesh.yaml',
+      meshObjects([
+        {
+          apiVersion: 'security.istio.io/v1',
+          kind: 'RequestAuthentication',
+          metadata: { name: 'api-jwt', namespace: 'default' },
+          spec: {
+            selector: { matchLabels: { app: 'api' } },
+            jwtRules: [{ issuer: ISS, jwksUri: `http://127.0.0.1:${JWKS_PORT}/keys` }],
+          },
+        },
+        {
+          apiVersion: 'security.istio.io/v1',
+          kind: 'AuthorizationPolicy',
+          metadata: { name: 'api-needs-jwt', namespace: 'default' },
+          spec: {
+            selector: { matchLabels: { app: 'api' } },
+            rules: [{ from: [{ source: { requestPrincipals: [`${ISS}/*`] } }] }],
+          },
+        },
+      ]),
+    );
+    await rig.waitFor(
+      'the keys fetched and pushed',
+      async () => {
+        const mesh = (await rig.configDump('api')).mesh as {
+          proxy: { inbound: { jwt?: { jwks: string | null }[] } };
+        };
+        return mesh.proxy.inbound.jwt?.[0]?.jwks === issuer.jwks;
+      },
+      15_000,
+    );
+    const token = issuer.token({ iss: ISS, sub: 'alice', exp: nowS() + 600 });
+    const ok = await httpFrom(web, `http://${API_IP}/jwt`, { authorization: `Bearer ${token}` });
+    expect(ok.status).toBe(200);
+    // The token is not passed on to the app.
+    expect(echoed(ok).headers.authorization).toBeUndefined();
+    const forged = testIssuer('ES256', issuer.kid).token({ iss: ISS, sub: 'alice' });
+    expect(
+      await httpFrom(web, `http://${API_IP}/jwt`, { authorization: `Bearer ${forged}` }),
+    ).toMatchObject({ status: 401, body: 'Jwt verification fails' });
+    expect(await httpFrom(web, `http://${API_IP}/jwt`)).toMatchObject({
+      status: 403,
+      body: 'RBAC: access denied',
+    });
   });
 });
 

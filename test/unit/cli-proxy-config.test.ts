@@ -68,6 +68,10 @@ const state: MeshState = {
         { name: 'shop/deny-admin', action: 'DENY', rules: [{ to: [{ paths: ['/admin*'] }] }, {}] },
         { name: 'shop/from-web', action: 'ALLOW', rules: [{}] },
       ],
+      jwt: [
+        { source: 'shop/jwt', issuer: 'https://issuer.example.com', jwks: '{"keys":[]}' },
+        { source: 'mooring-system/sso', issuer: 'https://sso.example.com', jwks: null },
+      ],
     },
   },
   settings: {
@@ -113,6 +117,7 @@ describe('mooring proxy-config', () => {
         'Inbound mTLS   STRICT (PeerAuthentication shop/strict (namespace)); ports 9090 DISABLE',
         'Inbound ports  8080/http',
         'Authorization  DENY shop/deny-admin (2 rules), ALLOW shop/from-web (1 rule)',
+        'JWT            https://issuer.example.com (shop/jwt), https://sso.example.com (mooring-system/sso, keys not fetched: its tokens refused)',
         'Settings       tracing http://collector:4318 (1%), access log off, protocol detection 100 ms',
         '',
         'SERVICE   ADDRESSES   PORTS    ENDPOINTS',

@@ -1,10 +1,10 @@
 // Cluster mode's mesh source: Services, EndpointSlices and Pods of every namespace, and
-// PeerAuthentications and AuthorizationPolicies (security.istio.io), VirtualServices,
-// DestinationRules and ServiceEntries (networking.istio.io), HTTPRoutes, GRPCRoutes, TCPRoutes and
-// TLSRoutes (gateway.networking.k8s.io), each at the first version of MESH_API_VERSIONS the
-// apiserver serves, when its CRD is installed; each through a Reflector (list, then watch;
-// relist after a failure). Every object goes through the validator that --mesh-dir files go
-// through, so the same objects make the same model.
+// PeerAuthentications, AuthorizationPolicies and RequestAuthentications (security.istio.io),
+// VirtualServices, DestinationRules and ServiceEntries (networking.istio.io), HTTPRoutes,
+// GRPCRoutes, TCPRoutes and TLSRoutes (gateway.networking.k8s.io), each at the first version of
+// MESH_API_VERSIONS the apiserver serves, when its CRD is installed; each through a Reflector
+// (list, then watch; relist after a failure). Every object goes through the validator that
+// --mesh-dir files go through, so the same objects make the same model.
 //
 // A kind whose CRD is not installed is off, said in one log line, and looked for again every
 // `crdRecheckMs`: installed later, it comes on (and goes off again if the CRD is deleted). When
@@ -56,6 +56,11 @@ export const OPTIONAL_KINDS: readonly OptionalKind[] = [
     kind: 'AuthorizationPolicy',
     group: PEER_AUTHENTICATION_GROUP,
     plural: 'authorizationpolicies',
+  },
+  {
+    kind: 'RequestAuthentication',
+    group: PEER_AUTHENTICATION_GROUP,
+    plural: 'requestauthentications',
   },
   { kind: 'VirtualService', group: 'networking.istio.io', plural: 'virtualservices' },
   { kind: 'DestinationRule', group: 'networking.istio.io', plural: 'destinationrules' },

@@ -18,6 +18,7 @@ import type {
   WorkloadInfo,
 } from '../../api/mesh';
 import { decide } from './core/authorization';
+import { authenticate, type RequestAuth } from './core/jwt';
 import { CircuitBreaker, clusterKey, NO_LIMIT, poolLimits } from './core/circuit-breaker';
 import {
   hash32,
@@ -821,6 +822,7 @@ export function inboundRefusal(
   index: MeshIndex | null,
   info: InboundInfo,
   request: RequestView | null,
+  auth: RequestAuth | null = null,
 ): string | null {
   const compiled = index?.authorization ?? null;
   if (compiled === null) return null;
@@ -830,11 +832,33 @@ export function inboundRefusal(
     destinationIp: info.app.address,
     destinationPort: info.app.port,
     request,
+    auth,
   });
   return decision.allowed ? null : (decision.policy ?? '');
 }
 
 const INBOUND_REMOVE: ReadonlySet<string> = new Set([XFCC_HEADER, PEER_HEADER, ...TRACE_HEADERS]);
+
+/** INBOUND_REMOVE and these headers, made once for each list. */
+const removing = new Map<string, ReadonlySet<string>>();
+function inboundRemoveWith(names: readonly string[]): ReadonlySet<string> {
+  if (names.length === 0) return INBOUND_REMOVE;
+  const key = names.join('\n');
+  let set = removing.get(key);
+  if (set === undefined) {
+    set = new Set([...INBOUND_REMOVE, ...names]);
+    if (removing.size > 64) removing.clear();
+    removing.set(key, set);
+  }
+  return set;
+}
+
+/** Envoy's challenge for a refused token (RFC 6750). */
+const bearerChallenge = (view: RequestView): string => {
+  const q = view.path.indexOf('?');
+  const path = q === -1 ? view.path : view.path.slice(0, q);
+  return `Bearer realm="http://${view.header('host') ?? ''}${path}", error="invalid_token"`;
+};
 
 export class InboundHttp extends HttpSide implements Http1Handler {
   draining(): boolean {
@@ -849,21 +873,47 @@ export class InboundHttp extends HttpSide implements Http1Handler {
   plan(head: RequestHead, down: Http1Downstream): ExchangePlan | LocalReply {
     const info = down.info as unknown as InboundInfo;
     // A view of the head only for a workload with policies: none is made per request otherwise.
-    const view = (this.ctx.index()?.authorization ?? null) !== null ? requestView(head) : null;
+    const index = this.ctx.index();
+    const view =
+      index !== null && (index.authorization !== null || index.jwt !== null)
+        ? requestView(head)
+        : null;
     return this.planRequest(info, view, readTraceHeaders(head.headers));
   }
 
-  /** To the app, for either HTTP version, unless an AuthorizationPolicy refuses it (403). */
+  /**
+   * To the app, for either HTTP version, unless its JWT fails (401) or an AuthorizationPolicy
+   * refuses it (403).
+   */
   planRequest(
     info: InboundInfo,
     view: RequestView | null,
     th: TraceHeaders,
   ): ExchangePlan | LocalReply {
     this.ctx.load.requests++;
-    if (view !== null && inboundRefusal(this.ctx.index(), info, view) !== null) {
+    const index = this.ctx.index();
+    const add: string[] = [];
+    let removeHeaders = INBOUND_REMOVE;
+    let auth: RequestAuth | null = null;
+    const jwt = index?.jwt ?? null;
+    if (jwt !== null && view !== null) {
+      const outcome = authenticate(jwt, view, this.ctx.nowMs());
+      if (outcome.kind === 'failed') {
+        return localReply(401, outcome.message, [], ['www-authenticate', bearerChallenge(view)]);
+      }
+      const remove =
+        outcome.kind === 'verified' && outcome.remove !== null
+          ? [...jwt.outputs, outcome.remove]
+          : jwt.outputs;
+      removeHeaders = inboundRemoveWith(remove);
+      if (outcome.kind === 'verified') {
+        auth = outcome.auth;
+        add.push(...outcome.add);
+      }
+    }
+    if (view !== null && inboundRefusal(index, info, view, auth) !== null) {
       return localReply(403, ACCESS_DENIED);
     }
-    const add: string[] = [];
     if (info.peer !== null) {
       const own = this.ctx.ownIdentity();
       if (own !== null) add.push(XFCC_HEADER, xfccValue(own, info.peer));
@@ -875,7 +925,7 @@ export class InboundHttp extends HttpSide implements Http1Handler {
       alpn: ALPN.http1,
       tls: null,
       connectTimeoutMs: this.ctx.connectTimeoutMs,
-      removeHeaders: INBOUND_REMOVE,
+      removeHeaders,
       addHeaders: add,
       retries: NO_RETRIES,
       timeoutMs: null,

@@ -7,6 +7,7 @@ import type { MeshConfigDump, MeshSettings } from '../../api/mesh';
 import type { Config } from '../../config/types';
 import { MooringError } from '../../errors';
 import { MeshModel, type ObjectProblem } from '../../mesh';
+import { JwksFetcher, type JwksFetcherOptions, type JwksLogger } from './jwks';
 import { createMeshMetrics } from './metrics';
 import { MeshPush, type PushLogger, type PushObserver, type StreamView } from './push';
 
@@ -37,7 +38,7 @@ export interface MeshPlan {
   readonly waitForSource: boolean;
 }
 
-export interface MeshLogger extends PushLogger {
+export interface MeshLogger extends PushLogger, JwksLogger {
   error(obj: object, msg: string): void;
 }
 
@@ -90,6 +91,7 @@ export class MeshRuntime implements MeshDebug {
     readonly push: MeshPush,
     private readonly source: MeshSource | null,
     private readonly log: MeshLogger,
+    private readonly jwks: JwksFetcher | null = null,
   ) {}
 
   /**
@@ -138,6 +140,7 @@ export class MeshRuntime implements MeshDebug {
   }
 
   async close(): Promise<void> {
+    this.jwks?.close();
     this.push.close();
     await this.source?.stop();
   }
@@ -148,6 +151,8 @@ export interface StartMeshOptions {
   readonly plan: MeshPlan;
   readonly log: MeshLogger;
   readonly registry?: Registry;
+  /** The JWKS fetcher's timings (tests). */
+  readonly jwks?: Pick<JwksFetcherOptions, 'refreshMs' | 'retryMs' | 'timeoutMs'>;
 }
 
 /** Builds the model and the push, and starts the source. */
@@ -172,13 +177,25 @@ export async function startMesh(options: StartMeshOptions): Promise<MeshRuntime>
         });
   const meshPush = new MeshPush({ model, log, ...(observer === undefined ? {} : { observer }) });
   push = meshPush;
-  const source = plan.source?.({ model, onChange: () => meshPush.changed(), log }) ?? null;
-  runtime = new MeshRuntime(model, meshPush, source, log);
+  // RequestAuthentications' keys: fetched as the rules naming them come and go.
+  const jwks = new JwksFetcher({
+    model,
+    onChange: () => meshPush.changed(),
+    log,
+    ...(options.jwks ?? {}),
+  });
+  const onChange = (): void => {
+    jwks.sync();
+    meshPush.changed();
+  };
+  const source = plan.source?.({ model, onChange, log }) ?? null;
+  runtime = new MeshRuntime(model, meshPush, source, log, jwks);
   if (source === null) {
     meshPush.markSynced();
     return runtime;
   }
   const loading = source.start().then(() => {
+    jwks.sync();
     meshPush.markSynced();
     log.info({ version: model.version, objects: model.counts() }, 'mesh loaded: accepting watches');
   });

@@ -1,6 +1,6 @@
 // The CRDs of the APIs Mooring reads, installed as a user installs them: Istio's (istio.io/api:
-// PeerAuthentication, AuthorizationPolicy, VirtualService, DestinationRule, ServiceEntry...:
-// istio.yaml holds every Istio CRD) and the Gateway API's HTTPRoute, GRPCRoute, TLSRoute and TCPRoute (standard
+// PeerAuthentication, AuthorizationPolicy, RequestAuthentication, VirtualService, DestinationRule,
+// ServiceEntry...: istio.yaml holds every Istio CRD) and the Gateway API's HTTPRoute, GRPCRoute, TLSRoute and TCPRoute (standard
 // channel), as fetched by fetch-crds.sh (`make crds`) into .cache/crds.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -19,6 +19,7 @@ const FILES = [
 const NAMES = [
   'peerauthentications.security.istio.io',
   'authorizationpolicies.security.istio.io',
+  'requestauthentications.security.istio.io',
   'virtualservices.networking.istio.io',
   'destinationrules.networking.istio.io',
   'serviceentries.networking.istio.io',

@@ -1,8 +1,10 @@
 // Cluster mode's mesh source over the in-memory apiserver: lists (items without kind, as the API
 // gives them) and watches into the model, PeerAuthentication off while its CRD is missing and on
 // once it appears, invalid objects logged once and skipped or kept at their last valid version,
-// an invalid AuthorizationPolicy put in closed instead, a ServiceEntry a service of its host.
+// an invalid AuthorizationPolicy put in closed instead, a ServiceEntry a service of its host, a
+// RequestAuthentication the JWT providers of the scopes of the Pods it selects.
 // test/e2e/mesh.test.ts runs it against a real kube-apiserver.
+import { generateKeyPairSync } from 'node:crypto';
 import { ClusterMeshSource, slimPod } from '../../../src/adapters/kube/mesh-source';
 import { KubeApiError, type KubeApi, type KubeRequest } from '../../../src/adapters/kube/api';
 import { MeshModel } from '../../../src/mesh';
@@ -37,6 +39,13 @@ const authorizationPolicy = (name: string, action: string, paths: string[]): Raw
   metadata: { name, namespace: 'shop' },
   spec: { action, rules: [{ to: [{ operation: { paths } }] }] },
 });
+
+/** A JWKS of one P-256 public key, as a RequestAuthentication's inline `jwks` holds it. */
+function jwksText(): string {
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwk = publicKey.export({ format: 'jwk' });
+  return JSON.stringify({ keys: [{ ...jwk, kid: 'k1', alg: 'ES256', use: 'sig' }] });
+}
 
 /** The in-memory apiserver, with the API groups of the CRDs served or not. */
 class Cluster implements KubeApi {
@@ -418,6 +427,90 @@ describe("cluster mode's mesh source", () => {
       'no policy',
       () => model.proxyScope('shop/web-1')?.inbound.authorization === undefined,
     );
+  });
+
+  it('has RequestAuthentication off while its CRD is missing; once served, brings it to the scopes of the Pods it selects, skips an invalid one, and takes it away when deleted', async () => {
+    const { cluster, model, logs, source } = setup();
+    seedWeb(cluster);
+    put(
+      cluster,
+      PODS,
+      inShop(pod('api-1', meshed(), withServiceAccount('api'), withIP('10.0.0.9'))),
+    );
+    await source.start();
+    expect(logs.map((l) => l.msg)).toContain(
+      'RequestAuthentication is off: its CRD (requestauthentications.security.istio.io) is not installed',
+    );
+    expect(source.describe()).toMatchObject({ kinds: { RequestAuthentication: 'off' } });
+
+    // Served at v1beta1 only (an older Istio): read there.
+    const ras = '/apis/security.istio.io/v1beta1/namespaces/shop/requestauthentications';
+    cluster.istioVersions = ['v1beta1'];
+    const jwks = jwksText();
+    put(cluster, ras, {
+      apiVersion: 'security.istio.io/v1beta1',
+      kind: 'RequestAuthentication',
+      metadata: { name: 'web-jwt', namespace: 'shop' },
+      spec: {
+        selector: { matchLabels: { app: 'web' } },
+        jwtRules: [{ issuer: 'https://issuer.example.com', jwks, audiences: ['web'] }],
+      },
+    });
+    await until('the JWT provider in the scope of web-1', () =>
+      model.proxyScope('shop/web-1')?.inbound.jwt?.at(0),
+    );
+    expect(
+      logs.filter((l) => l.msg === 'RequestAuthentication is on').map((l) => l.fields.apiVersion),
+    ).toEqual(['security.istio.io/v1beta1']);
+    expect(model.counts()).toMatchObject({ RequestAuthentication: 1 });
+    expect(model.proxyScope('shop/web-1')?.inbound.jwt).toEqual([
+      expect.objectContaining({
+        source: 'shop/web-jwt',
+        issuer: 'https://issuer.example.com',
+        jwks,
+        audiences: ['web'],
+      }),
+    ]);
+    // Its selector does not match api-1.
+    expect(model.proxyScope('shop/api-1')?.inbound.jwt ?? []).toEqual([]);
+    expect(source.problems()).toEqual([]);
+
+    // spec.targetRef (which the CRD lets through): logged and skipped, the field named.
+    put(cluster, ras, {
+      apiVersion: 'security.istio.io/v1beta1',
+      kind: 'RequestAuthentication',
+      metadata: { name: 'by-target', namespace: 'shop' },
+      spec: {
+        targetRef: { group: '', kind: 'Service', name: 'api' },
+        jwtRules: [{ issuer: 'https://other.example.com', jwks }],
+      },
+    });
+    await until('the problem of by-target', () =>
+      source.problems().some((p) => p.name === 'by-target'),
+    );
+    expect(source.problems()).toEqual([
+      expect.objectContaining({
+        source: 'cluster',
+        kind: 'RequestAuthentication',
+        namespace: 'shop',
+        name: 'by-target',
+        field: 'spec.targetRef',
+        effect: 'skipped',
+      }),
+    ]);
+    model.commit();
+    expect(model.counts()).toMatchObject({ RequestAuthentication: 1 });
+    expect(model.proxyScope('shop/api-1')?.inbound.jwt ?? []).toEqual([]);
+    expect(model.proxyScope('shop/web-1')?.inbound.jwt?.map((j) => j.issuer)).toEqual([
+      'https://issuer.example.com',
+    ]);
+
+    cluster.fake.remove(`${ras}/web-jwt`);
+    await until(
+      'the provider gone',
+      () => (model.proxyScope('shop/web-1')?.inbound.jwt ?? []).length === 0,
+    );
+    expect(model.counts()).toMatchObject({ RequestAuthentication: 0 });
   });
 
   it('watches VirtualServices, DestinationRules and HTTPRoutes once their CRDs are served', async () => {

@@ -99,12 +99,12 @@ describe('reading an AuthorizationPolicy', () => {
     ],
     [{ action: 'deny' }, 'spec.action: must be one of ALLOW, DENY, AUDIT, CUSTOM, not "deny"'],
     [
-      { rules: [{ from: [{ source: { requestPrincipals: ['*'] } }] }] },
-      'spec.rules[0].from[0].source.requestPrincipals: needs request authentication (JWT)',
+      { rules: [{ from: [{ source: { requestPrincipals: ['a*b'] } }] }] },
+      'spec.rules[0].from[0].source.requestPrincipals[0]: "a*b" has "*" inside',
     ],
     [
-      { rules: [{ when: [{ key: 'request.auth.claims[iss]', values: ['x'] }] }] },
-      'spec.rules[0].when[0].key: "request.auth.claims[iss]" needs request authentication (JWT)',
+      { rules: [{ when: [{ key: 'request.auth.claim[iss]', values: ['x'] }] }] },
+      'spec.rules[0].when[0].key: "request.auth.claim[iss]" is not a key Mooring reads',
     ],
     [
       { rules: [{ when: [{ key: 'connection.sni', values: ['x'] }] }] },

@@ -175,4 +175,61 @@ describe('the decision', () => {
       expect(allowed([d])).toBe(true);
     });
   });
+
+  describe("the request's JWT (RequestAuthentication)", () => {
+    const alice = facts({
+      auth: {
+        principal: 'https://issuer.example.com/alice',
+        audiences: ['orders', 'books'],
+        presenter: 'web-app',
+        claims: { groups: ['admins', 'dev'], org: { tier: 'gold' }, email: 'a@example.com' },
+      },
+    });
+    const anonymous = facts();
+
+    it('requestPrincipals needs a verified token; notRequestPrincipals ["*"] takes requests without', () => {
+      const any = [allow('jwt', { from: [{ requestPrincipals: ['*'] }] })];
+      expect(allowed(any, alice)).toBe(true);
+      expect(allowed(any, anonymous)).toBe(false);
+      const issuer = [
+        allow('jwt', { from: [{ requestPrincipals: ['https://issuer.example.com/*'] }] }),
+      ];
+      expect(allowed(issuer, alice)).toBe(true);
+      const noToken = [deny('no-token', { from: [{ notRequestPrincipals: ['*'] }] })];
+      expect(allowed(noToken, anonymous)).toBe(false);
+      expect(allowed(noToken, alice)).toBe(true);
+    });
+
+    it('reads request.auth.principal, audiences, presenter and claims, nested and lists', () => {
+      const when = (...c: NonNullable<AuthorizationRule['when']>): AuthorizationPolicyRules[] => [
+        allow('w', { when: c }),
+      ];
+      expect(allowed(when({ key: 'request.auth.principal', values: ['*/alice'] }), alice)).toBe(
+        true,
+      );
+      expect(allowed(when({ key: 'request.auth.audiences', values: ['books'] }), alice)).toBe(true);
+      expect(allowed(when({ key: 'request.auth.audiences', values: ['pay'] }), alice)).toBe(false);
+      expect(allowed(when({ key: 'request.auth.presenter', values: ['web-app'] }), alice)).toBe(
+        true,
+      );
+      expect(allowed(when({ key: 'request.auth.claims[groups]', values: ['admins'] }), alice)).toBe(
+        true,
+      );
+      expect(
+        allowed(when({ key: 'request.auth.claims[org][tier]', values: ['gold'] }), alice),
+      ).toBe(true);
+      expect(
+        allowed(when({ key: 'request.auth.claims[email]', values: ['*@example.com'] }), alice),
+      ).toBe(true);
+      expect(
+        allowed(when({ key: 'request.auth.claims[groups]', values: ['admins'] }), anonymous),
+      ).toBe(false);
+    });
+
+    it('on a TCP connection: an ALLOW rule with requestPrincipals matches nothing, a DENY rule is taken without it', () => {
+      const tcp = facts({ request: null });
+      expect(allowed([allow('a', { from: [{ requestPrincipals: ['*'] }] })], tcp)).toBe(false);
+      expect(allowed([deny('d', { from: [{ requestPrincipals: ['*'] }] })], tcp)).toBe(false);
+    });
+  });
 });

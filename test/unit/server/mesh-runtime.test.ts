@@ -26,6 +26,7 @@ describe('the mesh runtime', () => {
         Pod: 0,
         PeerAuthentication: 0,
         AuthorizationPolicy: 0,
+        RequestAuthentication: 0,
         VirtualService: 0,
         DestinationRule: 0,
         HTTPRoute: 0,

@@ -17,6 +17,7 @@ import type {
   AuthorizationSource,
 } from '../../../api/mesh';
 import { inCidr } from '../../../ip';
+import type { RequestAuth } from './jwt';
 import type { RequestView } from './route';
 
 export interface AuthorizationFacts {
@@ -29,6 +30,8 @@ export interface AuthorizationFacts {
   readonly destinationPort: number;
   /** The HTTP request; null for an opaque TCP connection. */
   readonly request: RequestView | null;
+  /** The request's verified JWT (RequestAuthentication); absent or null: none. */
+  readonly auth?: RequestAuth | null;
 }
 
 export type AuthorizationDecision =
@@ -177,6 +180,7 @@ const httpOnly = (test: Test | null, deny: boolean): Test | null =>
   test === null ? null : (seen) => (seen.facts.request === null ? deny : test(seen));
 
 const principal = (seen: Seen): string | null => seen.principal;
+const requestPrincipal = (seen: Seen): string | null => seen.facts.auth?.principal ?? null;
 const namespace = (seen: Seen): string | null => seen.namespace;
 const sourceIp = (seen: Seen): string => seen.facts.sourceIp;
 const method = (seen: Seen): string | null => seen.facts.request?.method ?? null;
@@ -191,9 +195,10 @@ const host = (seen: Seen): string | null => {
   return seen.host;
 };
 
-function sourceTest(s: AuthorizationSource): Test | null {
+function sourceTest(s: AuthorizationSource, deny: boolean): Test | null {
   return all([
     field(s.principals, s.notPrincipals, strings(principal)),
+    httpOnly(field(s.requestPrincipals, s.notRequestPrincipals, strings(requestPrincipal)), deny),
     field(s.namespaces, s.notNamespaces, strings(namespace)),
     field(s.ipBlocks, s.notIpBlocks, cidrs(sourceIp)),
     field(s.remoteIpBlocks, s.notRemoteIpBlocks, cidrs(sourceIp)),
@@ -213,6 +218,27 @@ function operationTest(o: AuthorizationOperation, deny: boolean): Test | null {
 }
 
 const HEADER_KEY = /^request\.headers\[(.+)\]$/;
+const CLAIM_KEY = /^request\.auth\.claims((?:\[[^\]]+\])+)$/;
+
+/** Any of the values (a list claim's items, the audiences) matches a pattern. */
+const anyOf =
+  (of: (seen: Seen) => readonly string[]) =>
+  (patterns: readonly string[]): Test => {
+    const test = anyString(patterns);
+    return (seen) => of(seen).some((v) => test(v));
+  };
+
+/** A claim's value as strings: a string, or a list's strings (nested: `[a][b]`). */
+function claimValues(auth: RequestAuth | null | undefined, path: readonly string[]): string[] {
+  let v: unknown = auth?.claims;
+  for (const name of path) {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return [];
+    v = (v as Record<string, unknown>)[name];
+  }
+  if (typeof v === 'string') return [v];
+  if (Array.isArray(v)) return v.filter((x): x is string => typeof x === 'string');
+  return [];
+}
 
 function conditionTest(c: AuthorizationCondition, deny: boolean): Test | null {
   const header = HEADER_KEY.exec(c.key);
@@ -221,7 +247,39 @@ function conditionTest(c: AuthorizationCondition, deny: boolean): Test | null {
     const value = (seen: Seen): string | null => seen.facts.request?.header(name) ?? null;
     return httpOnly(field(c.values, c.notValues, strings(value)), deny);
   }
+  const claim = CLAIM_KEY.exec(c.key);
+  if (claim !== null) {
+    const path = [...(claim[1] as string).matchAll(/\[([^\]]+)\]/g)].map((m) => m[1] as string);
+    return httpOnly(
+      field(
+        c.values,
+        c.notValues,
+        anyOf((seen) => claimValues(seen.facts.auth, path)),
+      ),
+      deny,
+    );
+  }
   switch (c.key) {
+    case 'request.auth.principal':
+      return httpOnly(field(c.values, c.notValues, strings(requestPrincipal)), deny);
+    case 'request.auth.presenter':
+      return httpOnly(
+        field(
+          c.values,
+          c.notValues,
+          strings((seen) => seen.facts.auth?.presenter ?? null),
+        ),
+        deny,
+      );
+    case 'request.auth.audiences':
+      return httpOnly(
+        field(
+          c.values,
+          c.notValues,
+          anyOf((seen) => seen.facts.auth?.audiences ?? []),
+        ),
+        deny,
+      );
     case 'source.ip':
     case 'remote.ip':
       return field(c.values, c.notValues, cidrs(sourceIp));
@@ -260,7 +318,7 @@ function some<T>(list: readonly T[] | undefined, make: (item: T) => Test | null)
 function ruleTest(rule: AuthorizationRule, deny: boolean): Test {
   return (
     all([
-      some(rule.from, sourceTest),
+      some(rule.from, (s) => sourceTest(s, deny)),
       some(rule.to, (o) => operationTest(o, deny)),
       all((rule.when ?? []).map((c) => conditionTest(c, deny))),
     ]) ?? (() => true)

@@ -27,6 +27,7 @@ import {
 } from './endpoints';
 import { inCidr } from '../../../ip';
 import { compileAuthorization, type CompiledAuthorization } from './authorization';
+import { compileJwt, type CompiledJwt } from './jwt';
 import { routesForThisProxy } from './route';
 import type { Sniffed } from './sniff';
 
@@ -143,6 +144,8 @@ export class MeshIndex {
   readonly state: MeshState;
   /** The workload's AuthorizationPolicies, compiled; null: none (nothing to check). */
   readonly authorization: CompiledAuthorization | null;
+  /** The workload's RequestAuthentications, compiled; null: none (no token is looked at). */
+  readonly jwt: CompiledJwt | null;
 
   constructor(received: MeshState, previous: MeshIndex | null = null) {
     const state = routesForThisProxy(received);
@@ -172,6 +175,7 @@ export class MeshIndex {
     }
     for (const p of state.proxy.inbound.ports ?? []) this.inboundProtocols.set(p.port, p.protocol);
     this.authorization = compileAuthorization(state.proxy.inbound.authorization);
+    this.jwt = compileJwt(state.proxy.inbound.jwt);
   }
 
   /** A ServiceEntry's port: by its CIDRs, or, without any address, by its port. */

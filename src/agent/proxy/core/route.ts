@@ -299,7 +299,8 @@ function matchUri(m: StringMatch, path: string): boolean {
   return matchString(m, pathOnly(path));
 }
 
-function queryParam(path: string, name: string): string | null {
+/** A query parameter's value as it is in the target (not decoded), or null. */
+export function queryParam(path: string, name: string): string | null {
   const q = path.indexOf('?');
   if (q === -1) return null;
   for (const pair of path.slice(q + 1).split('&')) {

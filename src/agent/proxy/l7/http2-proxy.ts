@@ -489,7 +489,7 @@ class H2Exchange {
 
   /**
    * Envoy's local replies; for gRPC, the status in a trailers-only answer (UNAVAILABLE, ...;
-   * PERMISSION_DENIED for an AuthorizationPolicy's 403).
+   * PERMISSION_DENIED for an AuthorizationPolicy's 403, UNAUTHENTICATED for a refused JWT's 401).
    */
   private localReply(
     status: number,
@@ -513,7 +513,9 @@ class H2Exchange {
                 ? '12'
                 : status === 403
                   ? '7'
-                  : '14';
+                  : status === 401
+                    ? '16'
+                    : '14';
         this.down.respond(
           {
             ':status': 200,
