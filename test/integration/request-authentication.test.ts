@@ -2,6 +2,8 @@
 // sidecar verifies the request's JWT (401 with Envoy's message and challenge when it fails),
 // removes the token unless told to keep it, writes the claims it is asked for (never a client's
 // own), and an AuthorizationPolicy decides on the request principal and the claims (403).
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import type { JwtProvider, AuthorizationPolicyRules } from '../../src/api/mesh';
 import { endpoint, meshState, meshedAs, port, proxyScope, service } from '../fixtures/mesh';
 import {
@@ -18,12 +20,16 @@ jest.setTimeout(30_000);
 
 const ISS = 'https://issuer.example.com';
 const CLUSTER_IP = '10.96.0.10';
+const GRPC_IP = '10.96.0.12';
 const issuer = testIssuer('ES256');
 const stranger = testIssuer('ES256', issuer.kid);
 
 let a: LoopbackSidecar;
 let b: LoopbackSidecar;
 let app: EchoApp;
+/** An h2c app answering gRPC: status 0 and the caller's x-user. */
+let grpcApp: http2.Http2Server;
+let grpcPort: number;
 
 function serverMesh(jwt: JwtProvider[], authorization: AuthorizationPolicyRules[] = []): void {
   b.sidecar.setMesh(
@@ -56,8 +62,27 @@ beforeAll(async () => {
         [port(80, 'http')],
         [endpoint('127.0.0.1', { 80: b.inbound }, meshedAs('server'))],
       ),
+      service(
+        'grpc',
+        GRPC_IP,
+        [port(7070, 'grpc')],
+        [endpoint('127.0.0.1', { 7070: b.inbound }, meshedAs('server'))],
+      ),
     ),
   );
+  grpcApp = http2.createServer();
+  grpcApp.on('stream', (stream, headers) => {
+    stream.respond(
+      { ':status': 200, 'content-type': 'application/grpc' },
+      { waitForTrailers: true },
+    );
+    stream.on('wantTrailers', () =>
+      stream.sendTrailers({ 'grpc-status': '0', 'x-user': String(headers['x-user'] ?? '') }),
+    );
+    stream.end();
+  });
+  await new Promise<void>((resolve) => grpcApp.listen(0, '127.0.0.1', resolve));
+  grpcPort = (grpcApp.address() as AddressInfo).port;
   a.outboundTarget = destination(CLUSTER_IP, 80);
   b.inboundTarget = destination('127.0.0.1', app.port);
 });
@@ -66,7 +91,38 @@ afterAll(async () => {
   await a.close();
   await b.close();
   await app.close();
+  await new Promise((r) => grpcApp.close(r));
 });
+
+/** A gRPC call (h2c) through the client's sidecar: the status and the app's x-user trailer. */
+function grpcCall(headers: Record<string, string>): Promise<{ status: string; user: string }> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${a.outbound}`);
+    session.on('error', reject);
+    const req = session.request({
+      ':method': 'POST',
+      ':path': '/shop.Orders/List',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      ...headers,
+    });
+    let status = '';
+    req.on('response', (h) => {
+      if (h['grpc-status'] !== undefined) status = String(h['grpc-status']);
+    });
+    let user = '';
+    req.on('trailers', (t) => {
+      status = String(t['grpc-status']);
+      user = String(t['x-user'] ?? '');
+    });
+    req.on('end', () => {
+      session.close();
+      resolve({ status, user });
+    });
+    req.resume();
+    req.end();
+  });
+}
 
 it('lets a request without a token through, verifies a good one (token removed, claims written), refuses a bad one with 401', async () => {
   serverMesh([provider({ outputClaimToHeaders: [{ header: 'x-user', claim: 'sub' }] })]);
@@ -132,4 +188,24 @@ it('with an AuthorizationPolicy: only requests with a principal from the issuer 
   expect([dev.status, dev.text]).toEqual([403, 'RBAC: access denied']);
   const none = await get(a.outbound, '/admin');
   expect([none.status, none.text]).toEqual([403, 'RBAC: access denied']);
+});
+
+it('over gRPC: a refused token is UNAUTHENTICATED (16); a verified one reaches the app with its claim', async () => {
+  serverMesh([provider({ outputClaimToHeaders: [{ header: 'x-user', claim: 'sub' }] })]);
+  a.outboundTarget = destination(GRPC_IP, 7070);
+  b.inboundTarget = destination('127.0.0.1', grpcPort);
+  try {
+    const forged = stranger.token({ iss: ISS, sub: 'alice', exp: nowS() + 300 });
+    expect(await grpcCall({ authorization: `Bearer ${forged}` })).toEqual({
+      status: '16',
+      user: '',
+    });
+    expect(await grpcCall({ authorization: `Bearer ${token()}` })).toEqual({
+      status: '0',
+      user: 'alice',
+    });
+  } finally {
+    a.outboundTarget = destination(CLUSTER_IP, 80);
+    b.inboundTarget = destination('127.0.0.1', app.port);
+  }
 });
