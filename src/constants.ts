@@ -59,8 +59,8 @@ export const INJECT_PATH = '/inject';
 export const MUTATING_WEBHOOK_CONFIG_NAME = 'mooring-sidecar-injector';
 /**
  * The ValidatingWebhookConfiguration that sends the traffic kinds (VirtualService,
- * DestinationRule, ServiceEntry, PeerAuthentication, AuthorizationPolicy, RequestAuthentication,
- * HTTPRoute, GRPCRoute, TCPRoute, TLSRoute) to POST /validate
+ * DestinationRule, ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy,
+ * RequestAuthentication, HTTPRoute, GRPCRoute, TCPRoute, TLSRoute) to POST /validate
  * (config.cluster.validatingWebhookConfigName), and the name of its one webhook.
  */
 export const VALIDATING_WEBHOOK_CONFIG_NAME = 'mooring-traffic-validator';

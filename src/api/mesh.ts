@@ -648,6 +648,8 @@ export interface ProxyScope {
   readonly traceSamplingPercent?: number;
   /** Per Pod `proxy.mooring.dev/access-log`, overriding the mesh's setting. */
   readonly accessLog?: boolean;
+  /** Its namespace's Sidecar's `outboundTrafficPolicy.mode`, over the mesh's. */
+  readonly outboundTrafficPolicy?: 'ALLOW_ANY' | 'REGISTRY_ONLY';
 }
 
 export interface MeshSettings {

@@ -5,10 +5,10 @@
 //   object.*:    Pod labelled "true", namespace labelled neither enabled nor disabled.
 // System namespaces are excluded by selector in both.
 // `mooring webhook-config --validating`: prints the ValidatingWebhookConfiguration that sends the
-// traffic kinds the mesh reads (VirtualService, DestinationRule, ServiceEntry, PeerAuthentication,
-// AuthorizationPolicy, RequestAuthentication, HTTPRoute, GRPCRoute, TCPRoute, TLSRoute; CREATE and
-// UPDATE, each kind in the API versions of src/mesh/objects.ts only) to POST /validate,
-// failurePolicy Ignore unless told.
+// traffic kinds the mesh reads (VirtualService, DestinationRule, ServiceEntry, Sidecar,
+// PeerAuthentication, AuthorizationPolicy, RequestAuthentication, HTTPRoute, GRPCRoute, TCPRoute,
+// TLSRoute; CREATE and UPDATE, each kind in the API versions of src/mesh/objects.ts only) to POST
+// /validate, failurePolicy Ignore unless told.
 
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
@@ -41,6 +41,7 @@ const VALIDATED_KINDS: readonly (readonly [MeshKind, string])[] = [
   ['VirtualService', 'virtualservices'],
   ['DestinationRule', 'destinationrules'],
   ['ServiceEntry', 'serviceentries'],
+  ['Sidecar', 'sidecars'],
   ['PeerAuthentication', 'peerauthentications'],
   ['AuthorizationPolicy', 'authorizationpolicies'],
   ['RequestAuthentication', 'requestauthentications'],
@@ -295,8 +296,9 @@ export function registerWebhookConfig(program: Command, io: CliIO): void {
     .option(
       '--validating',
       'print the ValidatingWebhookConfiguration that sends VirtualServices, DestinationRules, ' +
-        'ServiceEntries, PeerAuthentications, AuthorizationPolicies, RequestAuthentications, ' +
-        'HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes (CREATE, UPDATE) to /validate',
+        'ServiceEntries, Sidecars, PeerAuthentications, AuthorizationPolicies, ' +
+        'RequestAuthentications, HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes (CREATE, UPDATE) ' +
+        'to /validate',
     )
     .option(
       '--url <url>',

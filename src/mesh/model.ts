@@ -35,6 +35,7 @@ import {
   type RequestAuthenticationObject,
   type PodObject,
   type ServiceEntryObject,
+  type SidecarObject,
   type ServiceObject,
   type TcpRouteObject,
   type TlsRouteObject,
@@ -43,6 +44,7 @@ import {
 } from './objects';
 import { resolveAuthorization } from './authorization';
 import { jwksSource, resolveJwt } from './request-authentication';
+import { egressAllows } from './sidecar';
 import { meshKeyOfHost } from './hosts';
 import { parseCidr } from '../ip';
 import { modeOfPort, resolvePeerAuthentication, type ResolvedMtls } from './peer-authentication';
@@ -187,6 +189,14 @@ export class MeshModel {
   private readonly peerAuthentications = new PolicyStore<PeerAuthenticationObject>();
   private readonly authorizationPolicies = new PolicyStore<AuthorizationPolicyObject>();
   private readonly requestAuthentications = new PolicyStore<RequestAuthenticationObject>();
+  private readonly sidecars = new PolicyStore<SidecarObject>();
+  /** Namespaces whose Sidecar changed since the last commit. */
+  private readonly dirtySidecars = new Set<string>();
+  /**
+   * The version at which each namespace's Sidecar changed (the root namespace's: every
+   * namespace's may have): a proxy older than that is told every service it sees, and removed.
+   */
+  private readonly sidecarChanged = new Map<string, number>();
   /** JWKS texts the server fetched, by source (`jwksSource`); null: could not be had. */
   private readonly jwks = new Map<string, string | null>();
   private readonly virtualServices = new Map<string, VirtualServiceObject>();
@@ -248,6 +258,7 @@ export class MeshModel {
       PeerAuthentication: this.peerAuthentications.size,
       AuthorizationPolicy: this.authorizationPolicies.size,
       RequestAuthentication: this.requestAuthentications.size,
+      Sidecar: this.sidecars.size,
       VirtualService: this.virtualServices.size,
       DestinationRule: this.destinationRules.size,
       HTTPRoute: this.httpRoutes.size,
@@ -299,6 +310,8 @@ export class MeshModel {
         return this.putAuthorizationPolicy(key, obj as AuthorizationPolicyObject | null);
       case 'RequestAuthentication':
         return this.putRequestAuthentication(key, obj as RequestAuthenticationObject | null);
+      case 'Sidecar':
+        return this.putSidecar(key, obj as SidecarObject | null);
       case 'VirtualService':
         return this.putVirtualService(key, obj as VirtualServiceObject | null);
       case 'DestinationRule':
@@ -553,7 +566,12 @@ export class MeshModel {
 
   /** True when something awaits a commit. */
   dirty(): boolean {
-    return this.dirtyServices.size > 0 || this.dirtyPods.size > 0 || this.settingsDirty;
+    return (
+      this.dirtyServices.size > 0 ||
+      this.dirtyPods.size > 0 ||
+      this.dirtySidecars.size > 0 ||
+      this.settingsDirty
+    );
   }
 
   private putService(key: string, svc: ServiceObject | null): void {
@@ -635,6 +653,30 @@ export class MeshModel {
     const namespace = this.requestAuthentications.put(key, ra);
     if (namespace === undefined) return;
     for (const podKey of this.podsUnder(namespace)) this.dirtyPods.add(podKey);
+  }
+
+  /** What the proxies of its namespace (the root's: of every namespace) see changes. */
+  private putSidecar(key: string, sidecar: SidecarObject | null): void {
+    const namespace = this.sidecars.put(key, sidecar);
+    if (namespace === undefined) return;
+    this.dirtySidecars.add(namespace);
+    // Their scopes carry its outbound traffic policy.
+    for (const podKey of this.podsUnder(namespace)) this.dirtyPods.add(podKey);
+  }
+
+  /** The Sidecar of a namespace's proxies: its own (the oldest), else the root namespace's. */
+  sidecarOf(namespace: string): SidecarObject | undefined {
+    const own = this.sidecars.of([namespace]).sort(olderFirst)[0];
+    if (own !== undefined || namespace === this.options.rootNamespace) return own;
+    return this.sidecars.of([this.options.rootNamespace]).sort(olderFirst)[0];
+  }
+
+  /** The version at which what a namespace's proxies see last changed by a Sidecar. */
+  private sidecarVersion(namespace: string): number {
+    return Math.max(
+      this.sidecarChanged.get(namespace) ?? 0,
+      this.sidecarChanged.get(this.options.rootNamespace) ?? 0,
+    );
   }
 
   /**
@@ -748,12 +790,21 @@ export class MeshModel {
     }
     const pods = [...this.dirtyPods];
     const settings = this.settingsDirty;
+    const sidecars = [...this.dirtySidecars];
     this.dirtyServices.clear();
     this.dirtyPods.clear();
+    this.dirtySidecars.clear();
     this.settingsDirty = false;
-    if (changed.length === 0 && removed.length === 0 && pods.length === 0 && !settings) {
+    if (
+      changed.length === 0 &&
+      removed.length === 0 &&
+      pods.length === 0 &&
+      sidecars.length === 0 &&
+      !settings
+    ) {
       return null;
     }
+    for (const namespace of sidecars) this.sidecarChanged.set(namespace, next);
     this.versionValue = next;
     if (changed.length > 0 || removed.length > 0) {
       this.log.push({ version: next, keys: [...changed, ...removed] });
@@ -779,11 +830,20 @@ export class MeshModel {
     return this.built.get(key);
   }
 
+  /** Whether a proxy in `namespace` sees `b`: its exportTo, and the namespace's Sidecar. */
+  private sees(b: BuiltService, namespace: string, sidecar: SidecarObject | undefined): boolean {
+    return (
+      isVisible(b.exportTo, b.namespace, namespace) &&
+      egressAllows(sidecar, namespace, { namespace: b.namespace, hostname: b.service.hostname })
+    );
+  }
+
   /** The Services a proxy in `namespace` sees, by key. */
   visibleServices(namespace: string): BuiltService[] {
     const out: BuiltService[] = [];
+    const sidecar = this.sidecarOf(namespace);
     for (const b of this.built.values()) {
-      if (isVisible(b.exportTo, b.namespace, namespace)) out.push(viewOf(b, namespace));
+      if (this.sees(b, namespace, sidecar)) out.push(viewOf(b, namespace));
     }
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
@@ -791,8 +851,11 @@ export class MeshModel {
   /** What a proxy in `namespace` that holds `since` must learn to be at the current version. */
   changesSince(since: number, namespace: string): ModelChanges {
     if (since >= this.versionValue) return { services: [], removed: [] };
+    // A Sidecar changed since: every service it may now show or hide is told again.
+    const rescan = since < this.sidecarVersion(namespace);
+    const sidecar = this.sidecarOf(namespace);
     let keys: Iterable<string>;
-    if (since >= this.logFloor) {
+    if (since >= this.logFloor && !rescan) {
       const set = new Set<string>();
       for (const entry of this.log) {
         if (entry.version > since) for (const key of entry.keys) set.add(key);
@@ -810,8 +873,14 @@ export class MeshModel {
         if (at !== undefined && at > since) removed.push(key);
         continue;
       }
+      const seen = this.sees(b, namespace, sidecar);
+      if (rescan) {
+        if (seen) services.push(viewOf(b, namespace));
+        else removed.push(key);
+        continue;
+      }
       if (b.version <= since) continue;
-      if (isVisible(b.exportTo, b.namespace, namespace)) services.push(viewOf(b, namespace));
+      if (seen) services.push(viewOf(b, namespace));
       else if (b.exportToVersion > since) removed.push(key);
     }
     services.sort((a, b) => (a.key < b.key ? -1 : 1));
@@ -832,6 +901,7 @@ export class MeshModel {
     const ports = this.inboundPorts(pod);
     const authorization = this.authorizationOf(pod);
     const jwt = this.jwtOf(pod);
+    const outbound = this.sidecarOf(pod.meta.namespace)?.outboundTrafficPolicy ?? null;
     return {
       pod: { name: pod.meta.name, namespace: pod.meta.namespace, ip: pod.ips[0] ?? null },
       identity,
@@ -849,6 +919,7 @@ export class MeshModel {
         ? {}
         : { traceSamplingPercent: pod.traceSamplingPercent }),
       ...(pod.accessLog === null ? {} : { accessLog: pod.accessLog }),
+      ...(outbound === null ? {} : { outboundTrafficPolicy: outbound }),
     };
   }
 

@@ -36,6 +36,7 @@ export const MESH_KINDS = [
   'TLSRoute',
   'ServiceEntry',
   'RequestAuthentication',
+  'Sidecar',
 ] as const;
 export type MeshKind = (typeof MESH_KINDS)[number];
 
@@ -59,6 +60,7 @@ export const MESH_API_VERSIONS: Readonly<Record<MeshKind, readonly string[]>> = 
   ],
   ServiceEntry: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
   RequestAuthentication: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
+  Sidecar: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
 };
 
 /** Names an object: kind, namespace, name. */
@@ -211,6 +213,21 @@ export interface RequestAuthenticationObject {
   /** spec.selector.matchLabels; null or empty: every workload of its namespace (or the mesh). */
   readonly selector: Readonly<Record<string, string>> | null;
   readonly jwtRules: readonly JwtRuleSpec[];
+}
+
+/**
+ * Istio's Sidecar for a whole namespace (no workloadSelector; in the root namespace: the mesh's
+ * default): which services its proxies are given, and their outbound traffic policy.
+ */
+export interface SidecarObject {
+  readonly kind: 'Sidecar';
+  readonly meta: Meta;
+  /**
+   * `egress[].hosts` as `namespace/host` patterns (namespace `*`, `.` or a name; host `*`,
+   * `*.suffix` or a name); null: no egress given (every service).
+   */
+  readonly egressHosts: readonly { readonly namespace: string; readonly host: string }[] | null;
+  readonly outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY' | null;
 }
 
 // --- traffic management ------------------------------------------------------------------------
@@ -421,6 +438,7 @@ export type MeshObject =
   | AuthorizationPolicyObject
   | RequestAuthenticationObject
   | ServiceEntryObject
+  | SidecarObject
   | TrafficObject;
 
 export const refOf = (obj: MeshObject): ObjectRef => ({

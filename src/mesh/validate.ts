@@ -26,6 +26,7 @@ import {
 import { failClosedPolicy, readAuthorizationPolicy } from './authorization-validate';
 import { readRequestAuthentication } from './request-authentication-validate';
 import { readServiceEntry } from './service-entry-validate';
+import { readSidecar } from './sidecar-validate';
 import {
   readDestinationRule,
   readGatewayTcpRoute,
@@ -563,6 +564,7 @@ const READERS: {
   TLSRoute: readGatewayTlsRoute,
   ServiceEntry: readServiceEntry,
   RequestAuthentication: readRequestAuthentication,
+  Sidecar: readSidecar,
 };
 
 /**

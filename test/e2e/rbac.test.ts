@@ -217,11 +217,12 @@ describe("mooring serve with the chart's RBAC", () => {
         ? body
         : undefined;
     });
-    // No Istio CRD in this cluster: PeerAuthentication, AuthorizationPolicy and
-    // RequestAuthentication are off, not forbidden.
+    // No Istio CRD in this cluster: PeerAuthentication, AuthorizationPolicy,
+    // RequestAuthentication and Sidecar are off, not forbidden.
     expect(objects.source.kinds.PeerAuthentication).toBe('off');
     expect(objects.source.kinds.AuthorizationPolicy).toBe('off');
     expect(objects.source.kinds.RequestAuthentication).toBe('off');
+    expect(objects.source.kinds.Sidecar).toBe('off');
     expect(objects.source.kinds.TCPRoute).toBe('off');
     expect(objects.source.kinds.TLSRoute).toBe('off');
     // Once their CRDs are installed, the ServiceAccount may list and watch them everywhere (a
@@ -258,6 +259,18 @@ describe("mooring serve with the chart's RBAC", () => {
         name: 'requestauthentications.security.istio.io',
       }),
     );
+    // Sidecar (networking.istio.io): list and watch, its CRD by name; nothing more on it.
+    for (const verb of ['list', 'watch', 'update']) {
+      answers.push(await can({ group: 'networking.istio.io', resource: 'sidecars', verb }));
+    }
+    answers.push(
+      await can({
+        group: 'apiextensions.k8s.io',
+        resource: 'customresourcedefinitions',
+        verb: 'get',
+        name: 'sidecars.networking.istio.io',
+      }),
+    );
     expect(answers).toEqual([
       'list peerauthentications: true',
       'watch peerauthentications: true',
@@ -266,6 +279,10 @@ describe("mooring serve with the chart's RBAC", () => {
       'list requestauthentications: true',
       'watch requestauthentications: true',
       'get customresourcedefinitions requestauthentications.security.istio.io: true',
+      'list sidecars: true',
+      'watch sidecars: true',
+      'update sidecars: false',
+      'get customresourcedefinitions sidecars.networking.istio.io: true',
     ]);
     // The same for the Gateway API's TCPRoute and TLSRoute: list and watch them, write their
     // status (status.parents), read their CRDs by name; and nothing more on them.

@@ -7,7 +7,7 @@
 // working; the chart's ValidatingWebhookConfiguration makes kubectl refuse it. TCPRoute is read at
 // v1alpha2, which only the experimental channel's CRD serves: its test installs that one. A
 // ServiceEntry (the chart's CRD) reaches a proxy as a service of its host, a RequestAuthentication
-// the scope of the proxies it selects.
+// the scope of the proxies it selects, a namespace's Sidecar the services its proxies are given.
 import { generateKeyPairSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import path from 'node:path';
@@ -122,7 +122,7 @@ beforeAll(async () => {
   }
   cp = await startControlPlane();
   // The CRDs as the chart installs them (crds.install: Istio's VirtualService, DestinationRule,
-  // ServiceEntry, PeerAuthentication, AuthorizationPolicy, RequestAuthentication and the Gateway API's standard channel): a CRD the template breaks fails
+  // ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication and the Gateway API's standard channel): a CRD the template breaks fails
   // here. Server-side: Istio's are too large for client-side apply.
   const crds = await chartTemplate('charts/crds/templates/crds.yaml', ['crds.install=true']);
   await kubectl(cp, ['apply', '--server-side', '-f', '-'], crds);
@@ -130,6 +130,7 @@ beforeAll(async () => {
     'virtualservices.networking.istio.io',
     'destinationrules.networking.istio.io',
     'serviceentries.networking.istio.io',
+    'sidecars.networking.istio.io',
     'peerauthentications.security.istio.io',
     'authorizationpolicies.security.istio.io',
     'requestauthentications.security.istio.io',
@@ -162,6 +163,7 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
       'VirtualService',
       'DestinationRule',
       'ServiceEntry',
+      'Sidecar',
       'PeerAuthentication',
       'AuthorizationPolicy',
       'RequestAuthentication',
@@ -635,6 +637,44 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     expect(jwt()).toBeUndefined();
   }, 90_000);
 
+  it("limits the services of its namespace's proxies to a Sidecar's egress hosts (the chart's CRD, v1), and gives them back when it is deleted", async () => {
+    const other = `vault-${suffix()}`;
+    await createNamespace(cp, other);
+    await createObject(cp, {
+      ...serviceOf('vault', { app: 'vault' }),
+      metadata: { name: 'vault', namespace: other },
+    });
+    await createObject(cp, serviceOf('cashier', { app: 'cashier' }));
+    const vault = `${other}/vault`;
+    const cashier = `${NS}/cashier`;
+    await stateWhere(client, (s) => s.services.has(vault) && s.services.has(cashier), 60_000);
+    expect(client.state()?.proxy.outboundTrafficPolicy).toBeUndefined();
+
+    await applyObject({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'Sidecar',
+      metadata: { name: 'default' },
+      spec: { egress: [{ hosts: ['./*'] }], outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } },
+    });
+    try {
+      await stateWhere(client, (s) => !s.services.has(vault), 60_000);
+      // Its own namespace's services stay.
+      expect(client.state()?.services.has(cashier)).toBe(true);
+      expect(client.state()?.proxy.outboundTrafficPolicy).toBe('REGISTRY_ONLY');
+      const on = fs
+        .readFileSync(mooring.logPath, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('"Sidecar is on"'))
+        .map((l) => (JSON.parse(l) as { apiVersion?: string }).apiVersion);
+      expect(on).toEqual(['networking.istio.io/v1']);
+    } finally {
+      await kubectl(cp, ['delete', 'sidecar', 'default', '-n', NS]);
+    }
+    await stateWhere(client, (s) => s.services.has(vault), 30_000);
+    expect(client.state()?.services.has(cashier)).toBe(true);
+    expect(client.state()?.proxy.outboundTrafficPolicy).toBeUndefined();
+  }, 120_000);
+
   it('applies a VirtualService of another namespace only where its exportTo sends it', async () => {
     const other = `exports-${suffix()}`;
     await createNamespace(cp, other);
@@ -930,6 +970,21 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
       }),
     ).rejects.toThrow(
       `RequestAuthentication ${NS}/by-target is invalid for Mooring: spec.targetRef: attaches a policy to a Gateway or Service, which Mooring does not do: use spec.selector`,
+    );
+    // A Sidecar (the rule of networking.istio.io) of some workloads only, which the CRD lets
+    // through and Mooring does not do.
+    await expect(
+      applyObject({
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'Sidecar',
+        metadata: { name: 'by-selector' },
+        spec: {
+          workloadSelector: { labels: { app: 'productpage' } },
+          egress: [{ hosts: ['./*'] }],
+        },
+      }),
+    ).rejects.toThrow(
+      `Sidecar ${NS}/by-selector is invalid for Mooring: spec.workloadSelector: is not supported by Mooring yet`,
     );
     // A valid object still goes in, with the fields Mooring ignores as warnings.
     const out = await applyObject({

@@ -278,3 +278,24 @@ describe('ServiceEntry hosts with addresses and endpoints', () => {
     expect(client.sidecar.counters.passthrough).toBe(passthrough + 1);
   });
 });
+
+describe("a Sidecar's outbound traffic policy in the proxy's scope", () => {
+  it('wins over the mesh setting, either way', async () => {
+    client.outboundTarget = destination('127.0.0.1', web.port);
+    client.sidecar.setMesh(
+      meshState(proxyScope('client', (p) => ({ ...p, outboundTrafficPolicy: 'REGISTRY_ONLY' }))),
+    );
+    const blackHoled = client.sidecar.counters.blackHole;
+    await expect(get(client.outbound, '/locked', { host: 'x.example' })).rejects.toThrow();
+    expect(client.sidecar.counters.blackHole).toBe(blackHoled + 1);
+    client.sidecar.setMesh(
+      withSettings(
+        meshState(proxyScope('client', (p) => ({ ...p, outboundTrafficPolicy: 'ALLOW_ANY' }))),
+        { outboundTrafficPolicy: 'REGISTRY_ONLY' },
+      ),
+    );
+    expect((await get(client.outbound, '/open', { host: 'x.example' })).text).toBe(
+      'hello from /open',
+    );
+  });
+});

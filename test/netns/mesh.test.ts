@@ -378,6 +378,46 @@ describe('AuthorizationPolicy', () => {
   });
 });
 
+describe('Sidecar', () => {
+  afterAll(async () => {
+    rig.writeMesh('mesh.yaml', meshObjects());
+    await rig.waitFor(
+      'the Sidecar gone',
+      async () => (await httpFrom(web, `http://${LEGACY_IP}/back`)).status === 200,
+      10_000,
+    );
+  });
+
+  it("gives the namespace's proxies only the hosts its egress names, and closes the rest with REGISTRY_ONLY", async () => {
+    rig.writeMesh(
+      'mesh.yaml',
+      meshObjects([
+        {
+          apiVersion: 'networking.istio.io/v1',
+          kind: 'Sidecar',
+          metadata: { name: 'default', namespace: 'default' },
+          spec: {
+            egress: [{ hosts: ['./api.default.svc.cluster.local'] }],
+            outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' },
+          },
+        },
+      ]),
+    );
+    await rig.waitFor('the Sidecar pushed', async () => {
+      const mesh = (await rig.configDump('web')).mesh as { services: { key: string }[] };
+      return mesh.services.map((s) => s.key).join(',') === 'default/api';
+    });
+    expect((await httpFrom(web, `http://${API_IP}/still`)).status).toBe(200);
+    // Legacy's ClusterIP is no destination of web's mesh any more, nor is the outside Pod.
+    expect((await httpFrom(web, `http://${LEGACY_IP}/gone`)).error).toMatch(
+      /ECONNRESET|socket hang up/,
+    );
+    expect((await httpFrom(web, `http://${outside.spec.ip}:8080/closed`)).error).toMatch(
+      /ECONNRESET|socket hang up/,
+    );
+  });
+});
+
 describe('RequestAuthentication', () => {
   const ISS = 'https://issuer.example.com';
   const issuer = testIssuer('ES256');

@@ -1,16 +1,17 @@
 // Cluster mode's mesh source: Services, EndpointSlices and Pods of every namespace, and
 // PeerAuthentications, AuthorizationPolicies and RequestAuthentications (security.istio.io),
-// VirtualServices, DestinationRules and ServiceEntries (networking.istio.io), HTTPRoutes,
-// GRPCRoutes, TCPRoutes and TLSRoutes (gateway.networking.k8s.io), each at the first version of
-// MESH_API_VERSIONS the apiserver serves, when its CRD is installed; each through a Reflector
-// (list, then watch; relist after a failure). Every object goes through the validator that
-// --mesh-dir files go through, so the same objects make the same model.
+// VirtualServices, DestinationRules, ServiceEntries and Sidecars (networking.istio.io),
+// HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes (gateway.networking.k8s.io), each at the first
+// version of MESH_API_VERSIONS the apiserver serves, when its CRD is installed; each through a
+// Reflector (list, then watch; relist after a failure). Every object goes through the validator
+// that --mesh-dir files go through, so the same objects make the same model.
 //
 // A kind whose CRD is not installed is off, said in one log line, and looked for again every
 // `crdRecheckMs`: installed later, it comes on (and goes off again if the CRD is deleted). When
 // the CRD is there at start, start() waits for its first list like the others': a proxy must
 // never get a PERMISSIVE scope before a STRICT policy was read, no scope without the
-// AuthorizationPolicies that deny, nor the default routes before the VirtualService.
+// AuthorizationPolicies that deny, the default routes before the VirtualService, nor every
+// service before the Sidecar that limits them.
 //
 // A CRD whose schema changes (the Gateway API's standard channel replaced by the experimental
 // one, say) is noticed by its generation at the same recheck: its kind is listed again (twice:
@@ -65,6 +66,7 @@ export const OPTIONAL_KINDS: readonly OptionalKind[] = [
   { kind: 'VirtualService', group: 'networking.istio.io', plural: 'virtualservices' },
   { kind: 'DestinationRule', group: 'networking.istio.io', plural: 'destinationrules' },
   { kind: 'ServiceEntry', group: 'networking.istio.io', plural: 'serviceentries' },
+  { kind: 'Sidecar', group: 'networking.istio.io', plural: 'sidecars' },
   { kind: 'HTTPRoute', group: 'gateway.networking.k8s.io', plural: 'httproutes' },
   { kind: 'GRPCRoute', group: 'gateway.networking.k8s.io', plural: 'grpcroutes' },
   { kind: 'TCPRoute', group: 'gateway.networking.k8s.io', plural: 'tcproutes' },

@@ -714,7 +714,9 @@ export class Sidecar {
   }
 
   private passthrough(socket: net.Socket, dst: OriginalDestination, first: Buffer | null): void {
-    if (this.index?.state.settings.outboundTrafficPolicy === 'REGISTRY_ONLY') {
+    const state = this.index?.state;
+    const policy = state?.proxy.outboundTrafficPolicy ?? state?.settings.outboundTrafficPolicy;
+    if (policy === 'REGISTRY_ONLY') {
       // Istio's BlackHoleCluster: the connection is counted, and closed.
       this.counters.blackHole++;
       const edge = this.outsideEdge('BlackHoleCluster');

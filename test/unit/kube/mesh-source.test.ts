@@ -2,7 +2,8 @@
 // gives them) and watches into the model, PeerAuthentication off while its CRD is missing and on
 // once it appears, invalid objects logged once and skipped or kept at their last valid version,
 // an invalid AuthorizationPolicy put in closed instead, a ServiceEntry a service of its host, a
-// RequestAuthentication the JWT providers of the scopes of the Pods it selects.
+// RequestAuthentication the JWT providers of the scopes of the Pods it selects, a namespace's
+// Sidecar the services its proxies see.
 // test/e2e/mesh.test.ts runs it against a real kube-apiserver.
 import { generateKeyPairSync } from 'node:crypto';
 import { ClusterMeshSource, slimPod } from '../../../src/adapters/kube/mesh-source';
@@ -621,6 +622,75 @@ describe("cluster mode's mesh source", () => {
     cluster.fake.remove(`${entries}/external-api`);
     await until('the entry gone', () => model.service('api.example.com') === undefined);
     expect(model.counts()).toMatchObject({ ServiceEntry: 0 });
+  });
+
+  it("has Sidecar off while its CRD is missing; once served, limits its namespace's proxies to the services of its egress hosts, skips one with a workloadSelector, and gives them back when deleted", async () => {
+    const { cluster, model, logs, source } = setup();
+    seedWeb(cluster);
+    put(
+      cluster,
+      '/api/v1/namespaces/bank/services',
+      withField('metadata.namespace', 'bank')(service('ledger', withPort(80, 'http', 8080))),
+    );
+    await source.start();
+    model.commit();
+    expect(logs.map((l) => l.msg)).toContain(
+      'Sidecar is off: its CRD (sidecars.networking.istio.io) is not installed',
+    );
+    expect(source.describe()).toMatchObject({ kinds: { Sidecar: 'off' } });
+    const seenFrom = (namespace: string) => model.visibleServices(namespace).map((b) => b.key);
+    expect(seenFrom('shop')).toEqual(['bank/ledger', 'shop/web']);
+
+    // Served at v1beta1 only (an older Istio): read there. Egress to the proxies' own namespace.
+    const sidecars = (ns: string) => `/apis/networking.istio.io/v1beta1/namespaces/${ns}/sidecars`;
+    cluster.groups.set('networking.istio.io', ['v1beta1']);
+    put(cluster, sidecars('shop'), {
+      apiVersion: 'networking.istio.io/v1beta1',
+      kind: 'Sidecar',
+      metadata: { name: 'default', namespace: 'shop' },
+      spec: { egress: [{ hosts: ['./*'] }], outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } },
+    });
+    await until('bank/ledger hidden from shop', () => !seenFrom('shop').includes('bank/ledger'));
+    expect(logs.filter((l) => l.msg === 'Sidecar is on').map((l) => l.fields.apiVersion)).toEqual([
+      'networking.istio.io/v1beta1',
+    ]);
+    expect(model.counts()).toMatchObject({ Sidecar: 1 });
+    expect(seenFrom('shop')).toEqual(['shop/web']);
+    expect(model.proxyScope('shop/web-1')?.outboundTrafficPolicy).toBe('REGISTRY_ONLY');
+    // Another namespace's proxies still see everything.
+    expect(seenFrom('bank')).toEqual(['bank/ledger', 'shop/web']);
+    expect(source.problems()).toEqual([]);
+
+    // spec.workloadSelector (which the CRD lets through): logged and skipped, the field named;
+    // taken, it would hide shop/web from bank.
+    put(cluster, sidecars('bank'), {
+      apiVersion: 'networking.istio.io/v1beta1',
+      kind: 'Sidecar',
+      metadata: { name: 'by-selector', namespace: 'bank' },
+      spec: { workloadSelector: { labels: { app: 'ledger' } }, egress: [{ hosts: ['./*'] }] },
+    });
+    await until('the problem of by-selector', () =>
+      source.problems().some((p) => p.name === 'by-selector'),
+    );
+    expect(source.problems()).toEqual([
+      expect.objectContaining({
+        source: 'cluster',
+        kind: 'Sidecar',
+        namespace: 'bank',
+        name: 'by-selector',
+        field: 'spec.workloadSelector',
+        effect: 'skipped',
+      }),
+    ]);
+    model.commit();
+    expect(model.counts()).toMatchObject({ Sidecar: 1 });
+    expect(seenFrom('bank')).toEqual(['bank/ledger', 'shop/web']);
+
+    cluster.fake.remove(`${sidecars('shop')}/default`);
+    await until('bank/ledger seen from shop again', () => seenFrom('shop').includes('bank/ledger'));
+    expect(model.counts()).toMatchObject({ Sidecar: 0 });
+    expect(seenFrom('shop')).toEqual(['bank/ledger', 'shop/web']);
+    expect(model.proxyScope('shop/web-1')?.outboundTrafficPolicy).toBeUndefined();
   });
 
   it("reads its objects again when a CRD's schema changes, though their resourceVersion did not move", async () => {

@@ -34,6 +34,7 @@ describe('the mesh runtime', () => {
         TCPRoute: 0,
         TLSRoute: 0,
         ServiceEntry: 0,
+        Sidecar: 0,
       },
       problems: [],
     });

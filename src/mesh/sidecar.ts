@@ -1,0 +1,30 @@
+// Istio's Sidecar for a namespace: which services its proxies are given (`egress[].hosts`:
+// `namespace/host`, the namespace `*` any, `.` the proxy's own, `~` none; the host `*`,
+// `*.suffix` or a name). The namespace's own Sidecar (the oldest, when several) wins over the
+// root namespace's, which is the mesh's default. Pure.
+
+import type { SidecarObject } from './objects';
+
+/** Whether `host` (a pattern) takes the hostname. */
+function hostMatches(pattern: string, hostname: string): boolean {
+  if (pattern === '*') return true;
+  if (pattern.startsWith('*.')) return hostname.endsWith(pattern.slice(1));
+  return pattern === hostname;
+}
+
+/** Whether a Sidecar lets the proxies of `proxyNamespace` see a service. */
+export function egressAllows(
+  sidecar: SidecarObject | undefined,
+  proxyNamespace: string,
+  service: { readonly namespace: string; readonly hostname: string },
+): boolean {
+  if (sidecar === undefined || sidecar.egressHosts === null) return true;
+  return sidecar.egressHosts.some((h) => {
+    const ns =
+      h.namespace === '*' ||
+      (h.namespace === '.'
+        ? service.namespace === proxyNamespace
+        : h.namespace === service.namespace);
+    return ns && hostMatches(h.host, service.hostname);
+  });
+}
