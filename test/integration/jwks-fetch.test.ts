@@ -49,11 +49,15 @@ const requestAuthentication = (name: string, rule: Raw): Raw => ({
 
 const silent = { info: () => {}, warn: () => {} };
 
-function start(model: MeshModel, times: { refreshMs: number; retryMs: number }) {
+function start(
+  model: MeshModel,
+  times: { refreshMs: number; retryMs: number },
+  log: { info(o: object, m: string): void; warn(o: object, m: string): void } = silent,
+) {
   const changes: number[] = [];
   const fetcher = new JwksFetcher({
     model,
-    log: silent,
+    log,
     onChange: () => {
       const commit = model.commit();
       if (commit !== null) changes.push(commit.version);
@@ -159,6 +163,24 @@ it('stops fetching a source no rule names any more', async () => {
     const after = hits.get('/c/keys') ?? 0;
     await new Promise((r) => setTimeout(r, 300));
     expect(hits.get('/c/keys')).toBe(after);
+  } finally {
+    fetcher.close();
+  }
+});
+
+it('refuses keys larger than 1 MiB (a JWKS is a few KiB): tokens of the issuer stay refused', async () => {
+  answers.set('/e/keys', JSON.stringify({ keys: [], padding: 'x'.repeat(1_100_000) }));
+  const model = modelOf([
+    pod('web-1', meshed()),
+    requestAuthentication('e', { issuer: 'https://e.example', jwksUri: `${base}/e/keys` }),
+  ]);
+  const warnings: string[] = [];
+  const log = { info: () => {}, warn: (o: object) => warnings.push(JSON.stringify(o)) };
+  const { fetcher } = start(model, { refreshMs: 60_000, retryMs: 60_000 }, log);
+  try {
+    await until('the failed fetch', () => warnings.length > 0);
+    expect(warnings[0]).toContain('more than 1048576 bytes');
+    expect(keysOf(model, 'https://e.example')).toBeNull();
   } finally {
     fetcher.close();
   }

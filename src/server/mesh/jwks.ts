@@ -118,6 +118,11 @@ export class JwksFetcher {
       redirect: 'follow',
     });
     if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
+    // A body announced too large is not read at all.
+    if (Number(res.headers.get('content-length') ?? 0) > MAX_BYTES) {
+      await res.body?.cancel();
+      throw new Error(`GET ${url}: more than ${MAX_BYTES} bytes`);
+    }
     const text = await res.text();
     if (text.length > MAX_BYTES) throw new Error(`GET ${url}: more than ${MAX_BYTES} bytes`);
     return text;
