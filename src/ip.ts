@@ -43,22 +43,54 @@ export function ipv6Bytes(addr: string): number[] {
   return all.flatMap((g) => [g >> 8, g & 0xff]);
 }
 
+/** An address as bytes, to test against several networks with one parse. */
+export interface AddressBytes {
+  readonly family: 4 | 6;
+  readonly bytes: readonly number[];
+}
+
+/** A CIDR parsed once (one that parseCidr accepted). */
+export interface Network extends AddressBytes {
+  readonly bits: number;
+}
+
 /**
- * Whether `address` is in `cidr` (one that parseCidr accepted). An IPv4-mapped IPv6 address
- * (`::ffff:10.0.0.1`, as a dual-stack socket reports an IPv4 peer) counts as its IPv4 address.
+ * An address's bytes; null when it is no IP address. An IPv4-mapped IPv6 address
+ * (`::ffff:10.0.0.1`, as a dual-stack socket reports an IPv4 peer) is its IPv4 address.
  */
-export function inCidr(address: string, cidr: string): boolean {
+export function addressBytes(address: string): AddressBytes | null {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   const addr = mapped === null ? address : (mapped[1] as string);
   const family = isIP(addr);
-  if (family === 0 || family !== cidrFamily(cidr)) return false;
+  if (family === 0) return null;
+  return family === 4
+    ? { family: 4, bytes: ipv4Bytes(addr) }
+    : { family: 6, bytes: ipv6Bytes(addr) };
+}
+
+export function parseNetwork(cidr: string): Network {
   const [net = '', prefixText = ''] = cidr.split('/');
-  const a = family === 4 ? ipv4Bytes(addr) : ipv6Bytes(addr);
-  const n = family === 4 ? ipv4Bytes(net) : ipv6Bytes(net);
-  let bits = Number(prefixText);
+  const family = cidrFamily(cidr);
+  return {
+    family,
+    bytes: family === 4 ? ipv4Bytes(net) : ipv6Bytes(net),
+    bits: Number(prefixText),
+  };
+}
+
+export function inNetwork(address: AddressBytes | null, network: Network): boolean {
+  if (address === null || address.family !== network.family) return false;
+  const a = address.bytes;
+  const n = network.bytes;
+  let bits = network.bits;
   for (let i = 0; bits > 0; i++, bits -= 8) {
     const mask = (0xff << (8 - Math.min(8, bits))) & 0xff;
     if (((a[i] ?? 0) & mask) !== ((n[i] ?? 0) & mask)) return false;
   }
   return true;
+}
+
+/** Whether `address` is in `cidr` (one that parseCidr accepted), IPv4-mapped as its IPv4. */
+export function inCidr(address: string, cidr: string): boolean {
+  return inNetwork(addressBytes(address), parseNetwork(cidr));
 }

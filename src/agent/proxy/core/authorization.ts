@@ -16,7 +16,7 @@ import type {
   AuthorizationRule,
   AuthorizationSource,
 } from '../../../api/mesh';
-import { inCidr } from '../../../ip';
+import { addressBytes, inNetwork, parseNetwork, type AddressBytes } from '../../../ip';
 import type { RequestAuth } from './jwt';
 import type { RequestView } from './route';
 
@@ -104,6 +104,9 @@ interface Seen {
   /** Normalized path, lowercase host: only made for HTTP, and once. */
   path?: string;
   host?: string | null;
+  /** The source and destination addresses' bytes, parsed once for every address block. */
+  sourceBytes?: AddressBytes | null;
+  destinationBytes?: AddressBytes | null;
 }
 
 /** One compiled check of a request or connection. */
@@ -159,12 +162,15 @@ const strings =
     return (seen) => test(of(seen));
   };
 
+/** Address blocks, parsed once; the address (`of`) parsed once per check. */
 const cidrs =
-  (of: (seen: Seen) => string) =>
-  (blocks: readonly string[]): Test =>
-  (seen) => {
-    const ip = of(seen);
-    return blocks.some((c) => inCidr(ip, c));
+  (of: (seen: Seen) => AddressBytes | null) =>
+  (blocks: readonly string[]): Test => {
+    const networks = blocks.map(parseNetwork);
+    return (seen) => {
+      const address = of(seen);
+      return networks.some((n) => inNetwork(address, n));
+    };
   };
 
 /** Every test given passes (null: none given, matches). */
@@ -182,7 +188,14 @@ const httpOnly = (test: Test | null, deny: boolean): Test | null =>
 const principal = (seen: Seen): string | null => seen.principal;
 const requestPrincipal = (seen: Seen): string | null => seen.facts.auth?.principal ?? null;
 const namespace = (seen: Seen): string | null => seen.namespace;
-const sourceIp = (seen: Seen): string => seen.facts.sourceIp;
+const sourceIp = (seen: Seen): AddressBytes | null =>
+  seen.sourceBytes === undefined
+    ? (seen.sourceBytes = addressBytes(seen.facts.sourceIp))
+    : seen.sourceBytes;
+const destinationIp = (seen: Seen): AddressBytes | null =>
+  seen.destinationBytes === undefined
+    ? (seen.destinationBytes = addressBytes(seen.facts.destinationIp))
+    : seen.destinationBytes;
 const method = (seen: Seen): string | null => seen.facts.request?.method ?? null;
 const path = (seen: Seen): string | null => {
   const request = seen.facts.request;
@@ -284,11 +297,7 @@ function conditionTest(c: AuthorizationCondition, deny: boolean): Test | null {
     case 'remote.ip':
       return field(c.values, c.notValues, cidrs(sourceIp));
     case 'destination.ip':
-      return field(
-        c.values,
-        c.notValues,
-        cidrs((seen) => seen.facts.destinationIp),
-      );
+      return field(c.values, c.notValues, cidrs(destinationIp));
     case 'destination.port':
       return field(c.values, c.notValues, (values) => {
         const set = new Set(values);
