@@ -1,7 +1,7 @@
 // The built-in proxy inside real Pods on a node: two Deployments behind Services talking through
 // both sidecars with mutual TLS (HTTP and gRPC), a Pod outside the mesh reached in plain text,
 // PERMISSIVE then STRICT (a PeerAuthentication applied with kubectl), an AuthorizationPolicy
-// applied with kubectl, a rolling update of the
+// applied with kubectl, a RequestAuthentication (JWT) with one, a rolling update of the
 // server that drops no request, and Istio's traffic rules (a weighted split, a header route)
 // honoured by real Pods. There is no kube-proxy on this node: a ClusterIP works only
 // through the caller's sidecar, so every call to one below went through it.
@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { REPO_ROOT } from '../e2e/harness/control-plane';
 import { kubectl } from '../e2e/harness/kube';
 import { request, waitFor } from '../e2e/support/mooring';
+import { nowS, testIssuer } from '../fixtures/jwt';
 import {
   apply,
   deployEcho,
@@ -172,6 +173,102 @@ describe('meshed Deployments behind Services, and a Pod outside the mesh', () =>
         (await httpFrom(client.pods[0]!, url('/other'))).status === 200 ? true : undefined,
       60_000,
     );
+  }, 150_000);
+
+  it('a RequestAuthentication (JWT) with an AuthorizationPolicy on requestPrincipals, applied with kubectl: no token 403, a valid one passes as x-user, a forged one 401', async () => {
+    const issuer = 'https://issuer.example.com';
+    const keys = testIssuer('ES256');
+    // Another key pair under the same kid: its signature cannot verify with the JWKS above.
+    const forger = testIssuer('ES256', keys.kid);
+    const claims = { iss: issuer, sub: 'alice', iat: nowS(), exp: nowS() + 3600 };
+    const url = `http://${server.clusterIP}:8080/jwt`;
+    const call = (token?: string, to = url): ReturnType<typeof httpFrom> =>
+      httpFrom(client.pods[0]!, to, {
+        headers: {
+          // The claim's header is the proxy's alone: one sent by the client is dropped.
+          'x-user': 'mallory',
+          ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+        },
+      });
+    await apply(
+      env,
+      ns,
+      {
+        apiVersion: 'security.istio.io/v1',
+        kind: 'RequestAuthentication',
+        metadata: { name: 'server-jwt' },
+        spec: {
+          selector: { matchLabels: { app: 'server' } },
+          jwtRules: [
+            { issuer, jwks: keys.jwks, outputClaimToHeaders: [{ header: 'x-user', claim: 'sub' }] },
+          ],
+        },
+      },
+      {
+        apiVersion: 'security.istio.io/v1',
+        kind: 'AuthorizationPolicy',
+        metadata: { name: 'server-needs-jwt' },
+        spec: {
+          selector: { matchLabels: { app: 'server' } },
+          rules: [{ from: [{ source: { requestPrincipals: [`${issuer}/*`] } }] }],
+        },
+      },
+    );
+    try {
+      // In force on every server Pod (called at its own address, through the client's sidecar):
+      // no token refused, a valid one taken.
+      await waitFor(
+        'the policies in force on every server Pod',
+        async () => {
+          for (const pod of server.pods) {
+            const at = `http://${pod.status.podIP}:8080/jwt`;
+            if ((await call(undefined, at)).status !== 403) return undefined;
+            if ((await call(keys.token(claims), at)).status !== 200) return undefined;
+          }
+          return true;
+        },
+        60_000,
+      );
+      const denied = await call();
+      expect(denied.status).toBe(403);
+      expect(denied.body).toBe('RBAC: access denied');
+      const answer = echoed(await call(keys.token(claims)));
+      expect(answer.path).toBe('/jwt');
+      expect(answer.headers['x-user']).toBe('alice');
+      expect(answer.headers.authorization).toBeUndefined();
+      for (let i = 0; i < 4; i++) {
+        const again = echoed(await call(keys.token({ ...claims, sub: `user-${i}` })));
+        expect(again.headers['x-user']).toBe(`user-${i}`);
+        expect(again.headers.authorization).toBeUndefined();
+      }
+
+      const forged = await call(forger.token(claims));
+      expect(forged.status).toBe(401);
+      expect(forged.body).toBe('Jwt verification fails');
+      expect(forged.headers?.['www-authenticate']).toMatch(
+        /^Bearer realm=".*", error="invalid_token"$/,
+      );
+      // And still no token: 403.
+      const none = await call();
+      expect(none.status).toBe(403);
+      expect(none.body).toBe('RBAC: access denied');
+    } finally {
+      await kubectl(env.cluster.controlPlane, [
+        ...['delete', '-n', ns, '--ignore-not-found'],
+        ...['requestauthentication/server-jwt', 'authorizationpolicy/server-needs-jwt'],
+      ]);
+      await waitFor(
+        'the policies gone from every server Pod',
+        async () => {
+          for (const pod of server.pods) {
+            const at = `http://${pod.status.podIP}:8080/jwt`;
+            if ((await call(undefined, at)).status !== 200) return undefined;
+          }
+          return true;
+        },
+        60_000,
+      );
+    }
   }, 150_000);
 });
 
