@@ -759,8 +759,12 @@ export class MeshModel {
       }
       const json = canonicalJson(service);
       const views = this.viewsOf(key, source, mtls, json);
+      // Who sees it: its exportTo, and its namespace (`.`, a Sidecar's hosts), which a
+      // ServiceEntry's host changes when the oldest entry naming it is another namespace's.
       const sameExport =
-        prev !== undefined && canonicalJson(prev.exportTo) === canonicalJson(source.exportTo);
+        prev !== undefined &&
+        prev.namespace === source.namespace &&
+        canonicalJson(prev.exportTo) === canonicalJson(source.exportTo);
       const sameViews = prev !== undefined && viewsText(prev.views) === viewsText(views);
       if (prev !== undefined && prev.json === json && sameExport && sameViews) continue;
       // A proxy that cannot see it now may have seen it before: an earlier exportTo, or the

@@ -137,3 +137,27 @@ describe('what the proxies of a namespace see', () => {
     expect(keys(model, 'shop')).toHaveLength(4);
   });
 });
+
+describe('a ServiceEntry host that changes namespace (its oldest entry removed)', () => {
+  it('is removed from the proxies that no longer see it, though its exportTo did not change', () => {
+    const older = {
+      ...serviceEntry('api.example.com', 'shop'),
+      metadata: { name: 'older', namespace: 'shop', creationTimestamp: '2026-01-01T00:00:00Z' },
+    };
+    const younger = {
+      ...serviceEntry('api.example.com', 'payments'),
+      metadata: {
+        name: 'younger',
+        namespace: 'payments',
+        creationTimestamp: '2026-02-01T00:00:00Z',
+      },
+    };
+    const model = modelOf(mesh(older, younger, sidecar('own', { egress: [{ hosts: ['./*'] }] })));
+    expect(keys(model, 'shop')).toContain('api.example.com');
+    const before = model.version;
+    model.remove({ kind: 'ServiceEntry', namespace: 'shop', name: 'older' });
+    model.commit();
+    expect(keys(model, 'shop')).not.toContain('api.example.com');
+    expect(model.changesSince(before, 'shop').removed).toEqual(['api.example.com']);
+  });
+});
