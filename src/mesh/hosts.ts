@@ -34,3 +34,14 @@ export function meshKeyOfHost(host: string, namespace: string): string | null {
   const lower = host.toLowerCase().replace(/\.$/, '');
   return serviceKeyOfHost(lower, namespace) ?? (isDnsHost(lower) ? lower : null);
 }
+
+/**
+ * Whether a host pattern takes a name (both lowercase): `*` any, `*.example.com` a name under it
+ * (not itself), else the same name. Server names, ServiceEntry hosts, a Sidecar's egress hosts.
+ */
+export function hostMatches(pattern: string, name: string): boolean {
+  if (pattern === '*' || pattern === name) return true;
+  return (
+    pattern.startsWith('*.') && name.length > pattern.length - 1 && name.endsWith(pattern.slice(1))
+  );
+}

@@ -197,6 +197,8 @@ export class MeshModel {
    * namespace's may have): a proxy older than that is told every service it sees, and removed.
    */
   private readonly sidecarChanged = new Map<string, number>();
+  /** `sidecarOf` by namespace, until a Sidecar changes. */
+  private readonly sidecarOfNamespace = new Map<string, SidecarObject | undefined>();
   /** JWKS texts the server fetched, by source (`jwksSource`); null: could not be had. */
   private readonly jwks = new Map<string, string | null>();
   private readonly virtualServices = new Map<string, VirtualServiceObject>();
@@ -511,11 +513,15 @@ export class MeshModel {
    * The route table, destination policy and subsets of a Service, as proxies in `viewer` use
    * them (null: in a namespace no rule names or lives in).
    */
-  trafficOf(serviceKey: string, viewer: string | null = null): ServiceTraffic {
-    const svc = this.services.get(serviceKey);
-    const entry = svc === undefined ? this.entryOf(serviceKey)?.entry : undefined;
+  trafficOf(
+    serviceKey: string,
+    viewer: string | null = null,
+    entry: ServiceEntryObject | undefined = this.services.has(serviceKey)
+      ? undefined
+      : this.entryOf(serviceKey)?.entry,
+  ): ServiceTraffic {
     return serviceTraffic(serviceKey, this.trafficObjectsOf(serviceKey), {
-      ports: svc?.ports ?? [],
+      ports: this.services.get(serviceKey)?.ports ?? [],
       viewer,
       rootNamespace: this.options.rootNamespace,
       ...(entry === undefined ? {} : { namespace: entry.meta.namespace }),
@@ -660,15 +666,23 @@ export class MeshModel {
     const namespace = this.sidecars.put(key, sidecar);
     if (namespace === undefined) return;
     this.dirtySidecars.add(namespace);
+    this.sidecarOfNamespace.clear();
     // Their scopes carry its outbound traffic policy.
     for (const podKey of this.podsUnder(namespace)) this.dirtyPods.add(podKey);
   }
 
-  /** The Sidecar of a namespace's proxies: its own (the oldest), else the root namespace's. */
+  /**
+   * The Sidecar of a namespace's proxies: its own (the oldest), else the root namespace's. Kept
+   * until a Sidecar changes: every delta of every proxy asks.
+   */
   sidecarOf(namespace: string): SidecarObject | undefined {
-    const own = this.sidecars.of([namespace]).sort(olderFirst)[0];
-    if (own !== undefined || namespace === this.options.rootNamespace) return own;
-    return this.sidecars.of([this.options.rootNamespace]).sort(olderFirst)[0];
+    if (this.sidecarOfNamespace.has(namespace)) return this.sidecarOfNamespace.get(namespace);
+    let sidecar = this.sidecars.of([namespace]).sort(olderFirst)[0];
+    if (sidecar === undefined && namespace !== this.options.rootNamespace) {
+      sidecar = this.sidecars.of([this.options.rootNamespace]).sort(olderFirst)[0];
+    }
+    this.sidecarOfNamespace.set(namespace, sidecar);
+    return sidecar;
   }
 
   /** The version at which what a namespace's proxies see last changed by a Sidecar. */
@@ -1096,7 +1110,7 @@ export class MeshModel {
       if (prefix === (address.includes(':') ? '128' : '32')) addresses.push(address);
       else subnets.push(parseCidr(cidr) ?? cidr);
     }
-    const traffic = this.trafficOf(key, viewer);
+    const traffic = this.trafficOf(key, viewer, se);
     const listed =
       se.resolution === 'NONE'
         ? []

@@ -3,14 +3,8 @@
 // `*.suffix` or a name). The namespace's own Sidecar (the oldest, when several) wins over the
 // root namespace's, which is the mesh's default. Pure.
 
+import { hostMatches } from './hosts';
 import type { SidecarObject } from './objects';
-
-/** Whether `host` (a pattern) takes the hostname. */
-function hostMatches(pattern: string, hostname: string): boolean {
-  if (pattern === '*') return true;
-  if (pattern.startsWith('*.')) return hostname.endsWith(pattern.slice(1));
-  return pattern === hostname;
-}
 
 /** Whether a Sidecar lets the proxies of `proxyNamespace` see a service. */
 export function egressAllows(

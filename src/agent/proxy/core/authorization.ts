@@ -17,7 +17,7 @@ import type {
   AuthorizationSource,
 } from '../../../api/mesh';
 import { addressBytes, inNetwork, parseNetwork, type AddressBytes } from '../../../ip';
-import type { RequestAuth } from './jwt';
+import { asStrings, claimAt, type RequestAuth } from './jwt';
 import type { RequestView } from './route';
 
 export interface AuthorizationFacts {
@@ -241,18 +241,6 @@ const anyOf =
     return (seen) => of(seen).some((v) => test(v));
   };
 
-/** A claim's value as strings: a string, or a list's strings (nested: `[a][b]`). */
-function claimValues(auth: RequestAuth | null | undefined, path: readonly string[]): string[] {
-  let v: unknown = auth?.claims;
-  for (const name of path) {
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) return [];
-    v = (v as Record<string, unknown>)[name];
-  }
-  if (typeof v === 'string') return [v];
-  if (Array.isArray(v)) return v.filter((x): x is string => typeof x === 'string');
-  return [];
-}
-
 function conditionTest(c: AuthorizationCondition, deny: boolean): Test | null {
   const header = HEADER_KEY.exec(c.key);
   if (header !== null) {
@@ -267,7 +255,7 @@ function conditionTest(c: AuthorizationCondition, deny: boolean): Test | null {
       field(
         c.values,
         c.notValues,
-        anyOf((seen) => claimValues(seen.facts.auth, path)),
+        anyOf((seen) => asStrings(claimAt(seen.facts.auth?.claims ?? {}, path))),
       ),
       deny,
     );

@@ -223,17 +223,21 @@ function signatureOk(alg: string, key: KeyObject, data: Buffer, sig: Buffer): bo
   }
 }
 
-/** A claim by a dotted path (`a.b`), or undefined. */
-function claimAt(claims: Readonly<Record<string, unknown>>, path: string): unknown {
+/** A claim by its path (`['a', 'b']`: nested), or undefined. */
+export function claimAt(
+  claims: Readonly<Record<string, unknown>>,
+  path: readonly string[],
+): unknown {
   let v: unknown = claims;
-  for (const part of path.split('.')) {
+  for (const part of path) {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
     v = (v as Record<string, unknown>)[part];
   }
   return v;
 }
 
-const asStrings = (v: unknown): string[] =>
+/** A claim's value as strings: a string, or a list's strings. */
+export const asStrings = (v: unknown): string[] =>
   typeof v === 'string'
     ? [v]
     : Array.isArray(v)
@@ -278,7 +282,7 @@ function check(c: CompiledJwt, token: string, nowS: number): Verified | string {
   if (provider.spec.outputPayloadToHeader !== undefined)
     add.push(provider.spec.outputPayloadToHeader, p);
   for (const o of provider.spec.outputClaimToHeaders ?? []) {
-    const v = claimAt(payload, o.claim);
+    const v = claimAt(payload, o.claim.split('.'));
     if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean')
       add.push(o.header, String(v));
   }

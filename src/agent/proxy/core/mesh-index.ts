@@ -26,6 +26,7 @@ import {
   type UpstreamEndpoint,
 } from './endpoints';
 import { inCidr } from '../../../ip';
+import { hostMatches } from '../../../mesh/hosts';
 import { compileAuthorization, type CompiledAuthorization } from './authorization';
 import { compileJwt, type CompiledJwt } from './jwt';
 import { routesForThisProxy } from './route';
@@ -54,12 +55,6 @@ interface PortEntries {
   readonly http: ServiceTarget[];
   /** A TCP port (or one of unknown protocol): every connection the others do not take. */
   any: ServiceTarget | null;
-}
-
-/** `name` is `host`, or under a wildcard host (`*.example.com`: `a.example.com`, not itself). */
-export function hostMatches(host: string, name: string): boolean {
-  if (!host.startsWith('*.')) return host === name;
-  return name.length > host.length - 1 && name.endsWith(host.slice(1));
 }
 
 /** The exact host first, then the longest wildcard that takes `name`. */

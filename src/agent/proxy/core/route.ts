@@ -20,6 +20,7 @@ import type {
   StringMatch,
 } from '../../../api/mesh';
 import { inCidr } from '../../../ip';
+import { hostMatches } from '../../../mesh/hosts';
 import type { Random } from './endpoints';
 
 export interface RequestView {
@@ -157,11 +158,7 @@ function regexRewrite(
 /** Whether a TLS server name is one of `hosts` (`name`, `*.name`: a name under it, `*`). */
 export function sniMatches(hosts: readonly string[], serverName: string): boolean {
   const name = serverName.toLowerCase();
-  for (const h of hosts) {
-    if (h === '*' || h === name) return true;
-    if (h.startsWith('*.') && name.length > h.length - 1 && name.endsWith(h.slice(1))) return true;
-  }
-  return false;
+  return hosts.some((h) => hostMatches(h, name));
 }
 
 /** What a VirtualService's tcp and tls matches read of a connection. */
