@@ -2,6 +2,7 @@
 // are given (its own Sidecar over the root namespace's), what a change tells a connected proxy
 // (every service it now sees, the keys of those it no longer sees), and the outbound traffic
 // policy in the proxies' scope.
+import { validateMeshObject } from '../../../src/mesh';
 import {
   meshed,
   modelOf,
@@ -70,6 +71,24 @@ describe('reading Sidecar', () => {
       'spec.egress[2].hosts: is required: at least one "namespace/host"',
       'spec.outboundTrafficPolicy.mode: must be ALLOW_ANY or REGISTRY_ONLY, not "DENY_ALL"',
     ]);
+  });
+});
+
+describe('reading Sidecar, what it ignores', () => {
+  it('warns of inboundConnectionPool, and reads the rest', () => {
+    const v = validateMeshObject(
+      sidecar('s', { inboundConnectionPool: { http: { http1MaxPendingRequests: 10 } } }),
+    );
+    expect(v).toMatchObject({
+      status: 'valid',
+      object: { egressHosts: null, outboundTrafficPolicy: null },
+      warnings: [
+        {
+          field: 'spec.inboundConnectionPool',
+          message: 'is not supported by Mooring yet: ignored',
+        },
+      ],
+    });
   });
 });
 
