@@ -378,6 +378,7 @@ export interface PortTrafficPolicy {
   readonly connectionPool?: ConnectionPoolPolicy;
   readonly outlierDetection?: OutlierDetectionPolicy;
   readonly tls?: TlsPolicy;
+  readonly localityLb?: LocalityLbSetting;
 }
 
 /**
@@ -403,6 +404,31 @@ export interface TlsPolicy {
   readonly insecureSkipVerify?: true;
 }
 
+/**
+ * Istio's `loadBalancer.localityLbSetting`. Localities are `region/zone/subzone`; in `from` and
+ * `to`, a `*` stands for any value of its part and of those after it.
+ */
+export interface LocalityLbSetting {
+  /** false: no locality balancing for this traffic (Istio's mesh default is on). */
+  readonly enabled?: boolean;
+  /**
+   * Weighted distribution: for a caller in a locality the first entry's `from` matches, the share
+   * of traffic (percent) each `to` pattern gets, split evenly among the localities it matches.
+   */
+  readonly distribute?: readonly {
+    readonly from: string;
+    readonly to: Readonly<Record<string, number>>;
+  }[];
+  /** Regions to fail over to, after the caller's own region, for a caller in `from`. */
+  readonly failover?: readonly { readonly from: string; readonly to: string }[];
+  /**
+   * Failover by the topology labels named, in order (`topology.kubernetes.io/region`,
+   * `topology.kubernetes.io/zone`, `topology.istio.io/subzone`, and `topology.istio.io/network`
+   * or `topology.istio.io/cluster`, the same for every endpoint of one cluster).
+   */
+  readonly failoverPriority?: readonly string[];
+}
+
 export interface TrafficPolicy {
   /** Per service port: replaces, for requests to that port, the settings it gives. */
   readonly portLevelSettings?: readonly PortTrafficPolicy[];
@@ -412,6 +438,7 @@ export interface TrafficPolicy {
   readonly connectionPool?: ConnectionPoolPolicy;
   readonly outlierDetection?: OutlierDetectionPolicy;
   readonly tls?: TlsPolicy;
+  readonly localityLb?: LocalityLbSetting;
 }
 
 export interface DestinationPolicy {
@@ -491,6 +518,12 @@ export interface Endpoint {
   readonly pod: string | null;
   /** The DestinationRule subsets whose labels this endpoint's Pod carries. */
   readonly subsets?: readonly string[];
+  /**
+   * `region/zone/subzone` (parts may be empty): the Pod's `istio-locality` label, else its
+   * Node's topology labels (the EndpointSlice's `zone` when the Node is unknown); a
+   * ServiceEntry endpoint's `locality`. Absent: unknown.
+   */
+  readonly locality?: string;
 }
 
 export interface MeshService {
@@ -514,6 +547,11 @@ export interface MeshService {
   readonly policy?: DestinationPolicy;
   /** Present for a ServiceEntry's host. */
   readonly entry?: ServiceEntryFacts;
+  /**
+   * The Service's `trafficDistribution` PreferClose (or PreferSameZone, PreferSameNode): its
+   * endpoints nearest the caller first, the farther ones when none is left, as Istio does.
+   */
+  readonly preferClose?: true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -650,6 +688,8 @@ export interface ProxyScope {
   readonly accessLog?: boolean;
   /** Its namespace's Sidecar's `outboundTrafficPolicy.mode`, over the mesh's. */
   readonly outboundTrafficPolicy?: 'ALLOW_ANY' | 'REGISTRY_ONLY';
+  /** The Pod's `region/zone/subzone` (as an endpoint's `locality`); absent: unknown. */
+  readonly locality?: string;
 }
 
 export interface MeshSettings {

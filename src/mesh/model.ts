@@ -21,8 +21,10 @@ import { spiffeIdOf } from '../ca/identity';
 import { canonicalJson, utf8Length } from './canonical';
 import {
   nameKey,
+  podLocality,
   selectorMatches,
   type EndpointSliceObject,
+  type NodeObject,
   type MeshKind,
   type MeshObject,
   type ObjectRef,
@@ -167,6 +169,13 @@ const podRefsOf = (slice: EndpointSliceObject): string[] => {
   return [...refs];
 };
 
+/** The Nodes a slice's endpoints name. */
+const nodesOf = (slice: EndpointSliceObject): Set<string> => {
+  const out = new Set<string>();
+  for (const e of slice.endpoints) if (e.nodeName !== null) out.add(e.nodeName);
+  return out;
+};
+
 const serviceKeyOf = (slice: EndpointSliceObject): string | null =>
   slice.serviceName === null ? null : `${slice.meta.namespace}/${slice.serviceName}`;
 
@@ -176,6 +185,7 @@ interface EndpointDraft {
   ready: boolean;
   pod: PodObject | undefined;
   podName: string | null;
+  locality: string | null;
 }
 
 export class MeshModel {
@@ -186,6 +196,10 @@ export class MeshModel {
   private readonly slicesByPod = new Map<string, Set<string>>();
   private readonly pods = new Map<string, PodObject>();
   private readonly podsByNamespace = new Map<string, Set<string>>();
+  /** Nodes by name; the Pods and the slices' endpoints on each (their locality is its). */
+  private readonly nodes = new Map<string, NodeObject>();
+  private readonly podsByNode = new Map<string, Set<string>>();
+  private readonly slicesByNode = new Map<string, Set<string>>();
   private readonly peerAuthentications = new PolicyStore<PeerAuthenticationObject>();
   private readonly authorizationPolicies = new PolicyStore<AuthorizationPolicyObject>();
   private readonly requestAuthentications = new PolicyStore<RequestAuthenticationObject>();
@@ -268,6 +282,7 @@ export class MeshModel {
       TCPRoute: this.tcpRoutes.size,
       TLSRoute: this.tlsRoutes.size,
       ServiceEntry: this.serviceEntries.size,
+      Node: this.nodes.size,
     };
   }
 
@@ -333,7 +348,40 @@ export class MeshModel {
         return this.putTraffic(kind, key, this.tlsRoutes, obj as TlsRouteObject | null);
       case 'ServiceEntry':
         return this.putServiceEntry(key, obj as ServiceEntryObject | null);
+      case 'Node':
+        return this.putNode(key, obj as NodeObject | null);
     }
+  }
+
+  /** A Node's locality changed: the Services with endpoints on it, the scopes of its Pods. */
+  private putNode(key: string, node: NodeObject | null): void {
+    const name = key.slice(key.indexOf('/') + 1);
+    if (node === null) this.nodes.delete(name);
+    else this.nodes.set(name, node);
+    for (const podKey of this.podsByNode.get(name) ?? []) this.touchPod(podKey);
+    for (const sliceKey of this.slicesByNode.get(name) ?? []) {
+      const slice = this.slices.get(sliceKey);
+      const service = slice === undefined ? null : serviceKeyOf(slice);
+      if (service !== null) this.dirtyServices.add(service);
+    }
+  }
+
+  /**
+   * Where a Pod runs, `region/zone/subzone`: its `istio-locality` label, else its Node's labels;
+   * `node` and `zone` stand in for an endpoint without a Pod. Null: unknown.
+   */
+  private localityOf(
+    pod: PodObject | undefined,
+    node: string | null,
+    zone: string | null,
+  ): string | null {
+    if (pod !== undefined) {
+      const own = podLocality(pod.meta.labels);
+      if (own !== null) return own;
+    }
+    const known = this.nodes.get(pod?.nodeName ?? node ?? '');
+    if (known !== undefined) return known.locality;
+    return zone === null ? null : `/${zone}/`;
   }
 
   /** The service keys of a ServiceEntry's hosts. */
@@ -613,6 +661,7 @@ export class MeshModel {
         this.dirtyServices.add(oldService);
       }
       for (const podKey of podRefsOf(old)) drop(this.slicesByPod, podKey, key);
+      for (const node of nodesOf(old)) drop(this.slicesByNode, node, key);
     }
     if (slice === null) {
       this.slices.delete(key);
@@ -625,18 +674,23 @@ export class MeshModel {
       this.dirtyServices.add(service);
     }
     for (const podKey of podRefsOf(slice)) add(this.slicesByPod, podKey, key);
+    for (const node of nodesOf(slice)) add(this.slicesByNode, node, key);
   }
 
   private putPod(key: string, pod: PodObject | null): void {
     const old = this.pods.get(key);
     const namespace = (pod ?? old)?.meta.namespace;
     if (namespace === undefined) return;
+    if (old?.nodeName !== undefined && old.nodeName !== null) {
+      drop(this.podsByNode, old.nodeName, key);
+    }
     if (pod === null) {
       this.pods.delete(key);
       drop(this.podsByNamespace, namespace, key);
     } else {
       this.pods.set(key, pod);
       add(this.podsByNamespace, namespace, key);
+      if (pod.nodeName !== null) add(this.podsByNode, pod.nodeName, key);
     }
     this.touchPod(key);
   }
@@ -920,6 +974,7 @@ export class MeshModel {
     const authorization = this.authorizationOf(pod);
     const jwt = this.jwtOf(pod);
     const outbound = this.sidecarOf(pod.meta.namespace)?.outboundTrafficPolicy ?? null;
+    const locality = this.localityOf(pod, null, null);
     return {
       pod: { name: pod.meta.name, namespace: pod.meta.namespace, ip: pod.ips[0] ?? null },
       identity,
@@ -938,6 +993,7 @@ export class MeshModel {
         : { traceSamplingPercent: pod.traceSamplingPercent }),
       ...(pod.accessLog === null ? {} : { accessLog: pod.accessLog }),
       ...(outbound === null ? {} : { outboundTrafficPolicy: outbound }),
+      ...(locality === null ? {} : { locality }),
     };
   }
 
@@ -1054,6 +1110,7 @@ export class MeshModel {
               ready: e.ready,
               pod,
               podName: podRef?.name ?? null,
+              locality: this.localityOf(pod, e.nodeName, e.zone),
             });
           } else {
             for (const [s, t] of mapping) draft.ports[String(s)] ??= t;
@@ -1084,6 +1141,7 @@ export class MeshModel {
       ports,
       endpoints,
       ...trafficParts(traffic),
+      ...(svc.preferClose ? { preferClose: true as const } : {}),
     };
   }
 
@@ -1116,7 +1174,7 @@ export class MeshModel {
         ? []
         : se.endpoints.length > 0 || host.startsWith('*.')
           ? se.endpoints
-          : [{ address: host, ports: {}, labels: {}, serviceAccount: null }];
+          : [{ address: host, ports: {}, labels: {}, serviceAccount: null, locality: null }];
     const endpoints: Endpoint[] = listed.flatMap((e) => {
       const subsets = subsetsOf(traffic.subsets, e.labels);
       let identity: string | null = null;
@@ -1144,6 +1202,7 @@ export class MeshModel {
         workload: null,
         pod: null,
         ...(subsets.length === 0 ? {} : { subsets }),
+        ...(e.locality === null ? {} : { locality: e.locality }),
       };
     });
     return {
@@ -1195,6 +1254,7 @@ export class MeshModel {
       ...(plaintextPorts.length > 0 ? { plaintextPorts } : {}),
       workload: pod === undefined ? null : workloadInfoOf(pod),
       pod: draft.podName,
+      ...(draft.locality === null ? {} : { locality: draft.locality }),
     };
   }
 }

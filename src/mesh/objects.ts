@@ -37,6 +37,7 @@ export const MESH_KINDS = [
   'ServiceEntry',
   'RequestAuthentication',
   'Sidecar',
+  'Node',
 ] as const;
 export type MeshKind = (typeof MESH_KINDS)[number];
 
@@ -61,6 +62,7 @@ export const MESH_API_VERSIONS: Readonly<Record<MeshKind, readonly string[]>> = 
   ServiceEntry: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
   RequestAuthentication: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
   Sidecar: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
+  Node: ['v1'],
 };
 
 /** Names an object: kind, namespace, name. */
@@ -107,6 +109,8 @@ export interface ServiceObject {
   readonly selector: Readonly<Record<string, string>> | null;
   /** The `networking.istio.io/exportTo` annotation's entries; null: exported everywhere. */
   readonly exportTo: readonly string[] | null;
+  /** `spec.trafficDistribution` PreferClose, PreferSameZone or PreferSameNode. */
+  readonly preferClose: boolean;
 }
 
 export interface SliceEndpoint {
@@ -120,6 +124,9 @@ export interface SliceEndpoint {
     readonly namespace: string;
     readonly name: string;
   } | null;
+  /** `nodeName` and `zone`, or null. */
+  readonly nodeName: string | null;
+  readonly zone: string | null;
 }
 
 export interface SlicePort {
@@ -161,6 +168,16 @@ export interface PodObject {
   readonly traceSamplingPercent: number | null;
   /** `proxy.mooring.dev/access-log`, when valid. */
   readonly accessLog: boolean | null;
+  /** `spec.nodeName`, or null before the Pod is scheduled. */
+  readonly nodeName: string | null;
+}
+
+/** A Node (cluster-scoped: `meta.namespace` is ''), for the locality of the Pods it runs. */
+export interface NodeObject {
+  readonly kind: 'Node';
+  readonly meta: Meta;
+  /** `region/zone/subzone` from its topology labels (parts may be empty). */
+  readonly locality: string;
 }
 
 /** PeerAuthentication's mode, UNSET included (it inherits from the level above). */
@@ -409,6 +426,8 @@ export interface ServiceEntryEndpoint {
   readonly labels: Readonly<Record<string, string>>;
   /** MESH_INTERNAL: the endpoint is a meshed workload of this service account (mutual TLS). */
   readonly serviceAccount: string | null;
+  /** `region/zone/subzone`, or null. */
+  readonly locality: string | null;
 }
 
 /**
@@ -439,6 +458,7 @@ export type MeshObject =
   | RequestAuthenticationObject
   | ServiceEntryObject
   | SidecarObject
+  | NodeObject
   | TrafficObject;
 
 export const refOf = (obj: MeshObject): ObjectRef => ({
@@ -446,6 +466,38 @@ export const refOf = (obj: MeshObject): ObjectRef => ({
   namespace: obj.meta.namespace,
   name: obj.meta.name,
 });
+
+/** Istio's locality labels: a Node's topology, and a Pod's own `istio-locality` over it. */
+export const REGION_LABELS = [
+  'topology.kubernetes.io/region',
+  'failure-domain.beta.kubernetes.io/region',
+];
+export const ZONE_LABELS = [
+  'topology.kubernetes.io/zone',
+  'failure-domain.beta.kubernetes.io/zone',
+];
+export const SUBZONE_LABEL = 'topology.istio.io/subzone';
+export const POD_LOCALITY_LABEL = 'istio-locality';
+
+/** `region/zone/subzone` from a Node's labels (the first of each part's labels that is set). */
+export function nodeLocality(labels: Readonly<Record<string, string>>): string {
+  const first = (keys: readonly string[]): string => {
+    for (const k of keys) {
+      const v = labels[k];
+      if (v !== undefined && v !== '') return v;
+    }
+    return '';
+  };
+  return `${first(REGION_LABELS)}/${first(ZONE_LABELS)}/${first([SUBZONE_LABEL])}`;
+}
+
+/** A Pod's `istio-locality` label (`region.zone.subzone`, dots as labels cannot hold `/`). */
+export function podLocality(labels: Readonly<Record<string, string>>): string | null {
+  const value = labels[POD_LOCALITY_LABEL];
+  if (value === undefined || value === '') return null;
+  const [region = '', zone = '', subzone = ''] = value.split('.');
+  return `${region}/${zone}/${subzone}`;
+}
 
 /** True when every label of `selector` is on `labels` with the same value. */
 export function selectorMatches(

@@ -1,6 +1,6 @@
 // Reading Istio's ServiceEntry (networking.istio.io v1, v1beta1) into a `ServiceEntryObject`:
 // every field Mooring reads is checked and named when wrong; what it cannot do yet
-// (`workloadSelector`, an endpoint's `network` or `locality`, `subjectAltNames`) is refused or
+// (`workloadSelector`, an endpoint's `network`, `subjectAltNames`) is refused or
 // warned of by name. Pure.
 
 import { isIP } from 'node:net';
@@ -213,10 +213,12 @@ function readEndpoints(
     const field = `spec.endpoints[${i}]`;
     const endpoint = f.object(e, field);
     if (endpoint === undefined) continue;
-    for (const key of ['network', 'locality'] as const) {
-      if (endpoint[key] !== undefined && endpoint[key] !== null && endpoint[key] !== '') {
-        f.warn(`${field}.${key}`, 'is not supported by Mooring yet: ignored');
-      }
+    if (endpoint.network !== undefined && endpoint.network !== null && endpoint.network !== '') {
+      f.warn(`${field}.network`, 'is not supported by Mooring yet: ignored');
+    }
+    const locality = f.string(endpoint.locality, `${field}.locality`) ?? '';
+    if (locality !== '' && (locality.split('/').length > 3 || locality.includes('*'))) {
+      f.problem(`${field}.locality`, `${JSON.stringify(locality)} is not region/zone/subzone`);
     }
     const text = f.string(endpoint.address, `${field}.address`);
     let address: string | null = null;
@@ -267,6 +269,7 @@ function readEndpoints(
       ports: endpointPorts,
       labels,
       serviceAccount: serviceAccount === '' || location === 'MESH_EXTERNAL' ? null : serviceAccount,
+      locality: locality === '' ? null : locality,
     });
   }
   return out;

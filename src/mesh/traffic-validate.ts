@@ -11,6 +11,7 @@ import type {
   HeaderMatch,
   HeaderOperations,
   LoadBalancer,
+  LocalityLbSetting,
   OutlierDetectionPolicy,
   RequestMatch,
   RetryPolicy,
@@ -30,6 +31,7 @@ import type {
 import { parseCidr } from '../ip';
 import { isObject, isPort, type Fields, type Json } from './fields';
 import { meshKeyOfHost } from './hosts';
+import { localityPatternProblem, TOPOLOGY_LABELS } from './locality';
 import type {
   DestinationRuleObject,
   HttpRouteBackend,
@@ -1165,6 +1167,94 @@ function readTls(f: Fields, raw: unknown, field: string): TlsPolicy | undefined 
   };
 }
 
+/**
+ * Istio's `localityLbSetting`, checked as Istio's validation does: `distribute` or `failover`,
+ * weights from 1 to 100 that add up to 100, failover between two different regions, a warning
+ * when failing over without `outlierDetection` (no endpoint would ever be seen failing).
+ */
+function readLocalityLb(
+  f: Fields,
+  raw: unknown,
+  field: string,
+  hasOutlierDetection: boolean,
+): LocalityLbSetting | undefined {
+  const lb = f.object(raw, field);
+  if (lb === undefined) return undefined;
+  const enabled = f.boolean(lb.enabled, `${field}.enabled`);
+  const distribute: { from: string; to: Record<string, number> }[] = [];
+  for (const [i, item] of f.array(lb.distribute, `${field}.distribute`).entries()) {
+    const at = `${field}.distribute[${i}]`;
+    const entry = f.object(item, at) ?? {};
+    const from = f.string(entry.from, `${at}.from`) ?? '';
+    const fromProblem = localityPatternProblem(from);
+    if (fromProblem !== null) f.problem(`${at}.from`, fromProblem);
+    const to: Record<string, number> = {};
+    let total = 0;
+    for (const [pattern, weight] of Object.entries(f.object(entry.to, `${at}.to`) ?? {})) {
+      const problem = localityPatternProblem(pattern);
+      if (problem !== null) f.problem(`${at}.to`, problem);
+      const w = f.number(weight, `${at}.to[${JSON.stringify(pattern)}]`, {
+        min: 1,
+        max: 100,
+        integer: true,
+      });
+      if (w === undefined) continue;
+      to[pattern] = w;
+      total += w;
+    }
+    if (total !== 100) f.problem(`${at}.to`, `the weights add up to ${total}, not 100`);
+    distribute.push({ from, to });
+  }
+  const failover: { from: string; to: string }[] = [];
+  for (const [i, item] of f.array(lb.failover, `${field}.failover`).entries()) {
+    const at = `${field}.failover[${i}]`;
+    const entry = f.object(item, at) ?? {};
+    const from = f.string(entry.from, `${at}.from`) ?? '';
+    const to = f.string(entry.to, `${at}.to`) ?? '';
+    for (const [key, region] of [
+      ['from', from],
+      ['to', to],
+    ] as const) {
+      if (region === '' || region.includes('/') || region.includes('*')) {
+        f.problem(`${at}.${key}`, `${JSON.stringify(region)} is not a region (no "/" or "*")`);
+      }
+    }
+    if (from === to && from !== '') f.problem(at, 'fails over from a region to itself');
+    failover.push({ from, to });
+  }
+  const failoverPriority: string[] = [];
+  for (const [i, item] of f.array(lb.failoverPriority, `${field}.failoverPriority`).entries()) {
+    const label = f.string(item, `${field}.failoverPriority[${i}]`);
+    if (label === undefined) continue;
+    if (TOPOLOGY_LABELS[label] === undefined) {
+      f.problem(
+        `${field}.failoverPriority[${i}]`,
+        `${JSON.stringify(label)}: Mooring reads only the topology labels yet (${Object.keys(TOPOLOGY_LABELS).join(', ')})`,
+      );
+    } else {
+      failoverPriority.push(label);
+    }
+  }
+  if (distribute.length > 0 && failover.length > 0) {
+    f.problem(field, 'sets distribute or failover, not both');
+  }
+  if (failover.length > 0 && failoverPriority.length > 0) {
+    f.problem(field, 'sets failover or topology labels in failoverPriority, not both');
+  }
+  if ((failover.length > 0 || failoverPriority.length > 0) && !hasOutlierDetection) {
+    f.warn(
+      field,
+      'failover needs outlierDetection beside it: without, it has no effect (as in Istio)',
+    );
+  }
+  return {
+    ...(enabled === undefined ? {} : { enabled }),
+    ...(distribute.length === 0 ? {} : { distribute }),
+    ...(failover.length === 0 ? {} : { failover }),
+    ...(failoverPriority.length === 0 ? {} : { failoverPriority }),
+  };
+}
+
 function readTrafficPolicy(
   f: Fields,
   raw: unknown,
@@ -1181,18 +1271,20 @@ function readTrafficPolicy(
     connectionPool?: ConnectionPoolPolicy;
     outlierDetection?: OutlierDetectionPolicy;
     tls?: TlsPolicy;
+    localityLb?: LocalityLbSetting;
   } = {};
   const tls = readTls(f, tp.tls, `${field}.tls`);
   if (tls !== undefined) out.tls = tls;
   const lb = f.object(tp.loadBalancer, `${field}.loadBalancer`);
   if (lb !== undefined) {
-    unsupported(
+    unsupported(f, lb, ['warmupDurationSecs', 'warmup'], `${field}.loadBalancer`, false);
+    const locality = readLocalityLb(
       f,
-      lb,
-      ['localityLbSetting', 'warmupDurationSecs', 'warmup'],
-      `${field}.loadBalancer`,
-      false,
+      lb.localityLbSetting,
+      `${field}.loadBalancer.localityLbSetting`,
+      tp.outlierDetection !== undefined && tp.outlierDetection !== null,
     );
+    if (locality !== undefined) out.localityLb = locality;
     const ch = f.object(lb.consistentHash, `${field}.loadBalancer.consistentHash`);
     if (ch !== undefined) {
       if (lb.simple !== undefined) {

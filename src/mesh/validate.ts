@@ -10,11 +10,13 @@ import { STATUS_ANNOTATION } from '../constants';
 import {
   MESH_API_VERSIONS,
   MESH_KINDS,
+  nodeLocality,
   type ContainerPortSpec,
   type EndpointSliceObject,
   type MeshKind,
   type MeshObject,
   type Meta,
+  type NodeObject,
   type PeerAuthenticationObject,
   type PeerAuthMode,
   type PodObject,
@@ -119,13 +121,17 @@ export const isIP = (s: string): boolean => isIPv4(s) || isIPv6(s);
 
 function identityOf(raw: Json, defaultNamespace: string): ObjectIdentity {
   const metadata = isObject(raw.metadata) ? raw.metadata : {};
+  const kind = typeof raw.kind === 'string' ? raw.kind : '';
   return {
     apiVersion: typeof raw.apiVersion === 'string' ? raw.apiVersion : '',
-    kind: typeof raw.kind === 'string' ? raw.kind : '',
+    kind,
+    // A Node has no namespace (as readMeta says).
     namespace:
-      typeof metadata.namespace === 'string' && metadata.namespace !== ''
-        ? metadata.namespace
-        : defaultNamespace,
+      kind === 'Node'
+        ? ''
+        : typeof metadata.namespace === 'string' && metadata.namespace !== ''
+          ? metadata.namespace
+          : defaultNamespace,
     name: typeof metadata.name === 'string' ? metadata.name : '',
   };
 }
@@ -147,8 +153,10 @@ function readMeta(raw: Json, kind: MeshKind, f: Fields, defaultNamespace: string
         : `${JSON.stringify(name)} is not a DNS subdomain (lowercase letters, digits, "-" and ".")`,
     );
   }
-  const namespace = f.string(metadata.namespace, 'metadata.namespace') || defaultNamespace;
-  if (!isDnsLabel(namespace)) {
+  // A Node has no namespace.
+  const namespace =
+    kind === 'Node' ? '' : f.string(metadata.namespace, 'metadata.namespace') || defaultNamespace;
+  if (kind !== 'Node' && !isDnsLabel(namespace)) {
     f.problem('metadata.namespace', `${JSON.stringify(namespace)} is not a DNS label`);
   }
   const labels = f.stringMap(metadata.labels, 'metadata.labels');
@@ -275,8 +283,14 @@ function readService(raw: Json, f: Fields, meta: Meta): ServiceObject {
     ports,
     selector: selector !== null && Object.keys(selector).length > 0 ? selector : null,
     exportTo: parseExportTo(annotations[EXPORT_TO_ANNOTATION]),
+    preferClose: PREFER_CLOSE.includes(
+      f.string(spec.trafficDistribution, 'spec.trafficDistribution') ?? '',
+    ),
   };
 }
+
+/** `trafficDistribution` values that prefer the caller's own zone (Kubernetes 1.31 to 1.34). */
+const PREFER_CLOSE = ['PreferClose', 'PreferSameZone', 'PreferSameNode'];
 
 // --- EndpointSlice -----------------------------------------------------------------------------
 
@@ -327,7 +341,16 @@ function readSliceEndpoint(
     if (name === '') f.problem(`${field}.targetRef.name`, 'is required');
     else targetRef = { kind, name, namespace: ns };
   }
-  return { addresses, ready, serving, targetRef };
+  const nodeName = f.string(e.nodeName, `${field}.nodeName`) ?? '';
+  const zone = f.string(e.zone, `${field}.zone`) ?? '';
+  return {
+    addresses,
+    ready,
+    serving,
+    targetRef,
+    nodeName: nodeName === '' ? null : nodeName,
+    zone: zone === '' ? null : zone,
+  };
 }
 
 function readEndpointSlice(raw: Json, f: Fields, meta: Meta): EndpointSliceObject {
@@ -477,6 +500,7 @@ function readPod(raw: Json, f: Fields, meta: Meta): PodObject {
       );
   }
   const generateName = f.string(metadata.generateName, 'metadata.generateName');
+  const nodeName = f.string(spec.nodeName, 'spec.nodeName') ?? '';
   return {
     kind: 'Pod',
     meta,
@@ -488,7 +512,14 @@ function readPod(raw: Json, f: Fields, meta: Meta): PodObject {
     containerPorts,
     traceSamplingPercent,
     accessLog,
+    nodeName: nodeName === '' ? null : nodeName,
   };
+}
+
+// --- Node --------------------------------------------------------------------------------------
+
+function readNode(_raw: Json, _f: Fields, meta: Meta): NodeObject {
+  return { kind: 'Node', meta, locality: nodeLocality(meta.labels) };
 }
 
 // --- PeerAuthentication ------------------------------------------------------------------------
@@ -565,6 +596,7 @@ const READERS: {
   ServiceEntry: readServiceEntry,
   RequestAuthentication: readRequestAuthentication,
   Sidecar: readSidecar,
+  Node: readNode,
 };
 
 /**

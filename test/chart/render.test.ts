@@ -251,6 +251,7 @@ describe('chart rendering', () => {
         'ClusterRole/mooring: core/configmaps: create',
         'ClusterRole/mooring: core/services: list,watch',
         'ClusterRole/mooring: core/pods: list,watch',
+        'ClusterRole/mooring: core/nodes: list,watch',
         'ClusterRole/mooring: discovery.k8s.io/endpointslices: list,watch',
         'ClusterRole/mooring: security.istio.io/peerauthentications: list,watch',
         'ClusterRole/mooring: security.istio.io/authorizationpolicies: list,watch',

@@ -2,7 +2,8 @@
 // ClusterRole and bindings (helm template, applied), and `mooring serve --kubeconfig` running
 // with a token of that ServiceAccount. Everything the cluster adapters do must work without a
 // single 403: the CA Secret, the Lease, trust distribution, TokenReview, SubjectAccessReview,
-// the webhook caBundle, the CSR signer and the auto-approver.
+// the webhook caBundle, the CSR signer and the auto-approver, and the mesh's watches (Nodes
+// included: the locality of the Pods on them).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -204,14 +205,14 @@ describe("mooring serve with the chart's RBAC", () => {
     expect(other.status?.conditions ?? []).toEqual([]);
   }, 30_000);
 
-  it('reads the mesh (Services, EndpointSlices, Pods) with exactly those rights', async () => {
+  it('reads the mesh (Services, EndpointSlices, Pods, Nodes) with exactly those rights', async () => {
     const objects = await waitFor('the mesh loaded', async () => {
       const answer = await request(`${mooring.adminUrl}/debug/mesh/objects`);
       const body = JSON.parse(answer.body) as {
         source: { kinds: Record<string, { synced?: boolean } | 'off'> };
       };
       const { kinds } = body.source;
-      return ['Service', 'EndpointSlice', 'Pod'].every(
+      return ['Service', 'EndpointSlice', 'Pod', 'Node'].every(
         (k) => typeof kinds[k] === 'object' && kinds[k].synced === true,
       )
         ? body
@@ -242,6 +243,11 @@ describe("mooring serve with the chart's RBAC", () => {
       return `${verb} ${what}${name === undefined ? '' : ` ${name}`}: ${String(review.status?.allowed === true)}`;
     };
     const answers: string[] = [];
+    // Nodes (core, cluster-scoped; their labels are the locality of their Pods): list and watch
+    // only, neither get nor any write.
+    for (const verb of ['list', 'watch', 'get', 'update', 'patch', 'delete']) {
+      answers.push(await can({ group: '', resource: 'nodes', verb }));
+    }
     for (const resource of [
       'peerauthentications',
       'authorizationpolicies',
@@ -272,6 +278,12 @@ describe("mooring serve with the chart's RBAC", () => {
       }),
     );
     expect(answers).toEqual([
+      'list nodes: true',
+      'watch nodes: true',
+      'get nodes: false',
+      'update nodes: false',
+      'patch nodes: false',
+      'delete nodes: false',
       'list peerauthentications: true',
       'watch peerauthentications: true',
       'list authorizationpolicies: true',
@@ -324,6 +336,28 @@ describe("mooring serve with the chart's RBAC", () => {
       'get customresourcedefinitions tlsroutes.example.com: false',
     ]);
   }, 60_000);
+
+  it('lists and watches the Nodes: one created, then deleted, reaches the mesh', async () => {
+    const name = `node-${suffix()}`;
+    await createObject(cp, {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name, labels: { 'topology.kubernetes.io/zone': 'zone1' } },
+    });
+    const nodeCount = async (): Promise<number> => {
+      const answer = await request(`${mooring.adminUrl}/debug/mesh/objects`);
+      return (JSON.parse(answer.body) as { counts: Record<string, number> }).counts.Node ?? 0;
+    };
+    await waitFor('the Node in the mesh', async () =>
+      (await nodeCount()) >= 1 ? true : undefined,
+    );
+    await kubectl(cp, ['delete', 'node', name]);
+    await waitFor('the Node gone', async () => ((await nodeCount()) === 0 ? true : undefined));
+    const stats = JSON.parse((await request(`${mooring.adminUrl}/debug/mesh/objects`)).body) as {
+      source: { kinds: { Node: { apiVersion?: string; synced?: boolean; failures?: number } } };
+    };
+    expect(stats.source.kinds.Node).toMatchObject({ apiVersion: 'v1', synced: true, failures: 0 });
+  }, 30_000);
 
   it('never met a 403 from the apiserver', async () => {
     expect(await mooring.metric('mooring_kube_api_requests_total', { code: '403' })).toBe(0);

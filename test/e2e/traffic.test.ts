@@ -8,10 +8,13 @@
 // v1alpha2, which only the experimental channel's CRD serves: its test installs that one. A
 // ServiceEntry (the chart's CRD) reaches a proxy as a service of its host, a RequestAuthentication
 // the scope of the proxies it selects, a namespace's Sidecar the services its proxies are given.
+// A Node's topology labels are the locality of the Pods on it: in their proxies' scope and their
+// endpoints (the server's config dump, and pushed), followed when the Node is relabelled.
 import { generateKeyPairSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import path from 'node:path';
 import type { MeshClient } from '../../src/agent/mesh-client';
+import type { MeshConfigDump } from '../../src/api/mesh';
 import { CHART_DIR, parseObjects, runHelm } from '../chart/helm';
 import { startControlPlane, type ControlPlane } from './harness/control-plane';
 import { waitForCrds } from './harness/crds';
@@ -23,7 +26,7 @@ import {
   kubectlJson,
 } from './harness/kube';
 import { meshClients, stateWhere } from './support/mesh-client';
-import { startMooring, suffix, waitFor, type MooringServer } from './support/mooring';
+import { request, startMooring, suffix, waitFor, type MooringServer } from './support/mooring';
 
 const ROOT = path.join(__dirname, '../..');
 const CRDS = path.join(ROOT, '.cache/crds');
@@ -995,4 +998,114 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     });
     expect(out).toContain('destinationrule.networking.istio.io/details-tls created');
   }, 90_000);
+});
+
+describe('locality in cluster mode: the Nodes the Pods run on', () => {
+  const REGION = 'topology.kubernetes.io/region';
+  const ZONE = 'topology.kubernetes.io/zone';
+  const SUBZONE = 'topology.istio.io/subzone';
+
+  /** What the server would push to Pod `name` of NS (its admin port's config dump). */
+  const configDump = async (name: string): Promise<MeshConfigDump | undefined> => {
+    const answer = await request(`${mooring.adminUrl}/debug/mesh/config_dump?pod=${NS}/${name}`);
+    if (answer.status !== 200) return undefined;
+    return (JSON.parse(answer.body) as { mesh: MeshConfigDump }).mesh;
+  };
+  /** The locality of each endpoint of `service`, by address. */
+  const localities = (
+    services: Iterable<{ key: string; endpoints: readonly object[] }>,
+    key: string,
+  ) => {
+    const svc = [...services].find((s) => s.key === key);
+    return svc === undefined
+      ? undefined
+      : Object.fromEntries(
+          svc.endpoints.map((e) => {
+            const { address, locality } = e as { address: string; locality?: string };
+            return [address, locality ?? null];
+          }),
+        );
+  };
+
+  it("brings the locality of a Pod's Node to its proxy's scope and to its endpoints, and follows the Node's labels", async () => {
+    const node = `node-${suffix()}`;
+    // A Node object without a kubelet: the apiserver stores it as any other.
+    await createObject(cp, {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: node, labels: { [REGION]: 'region1', [ZONE]: 'zone1' } },
+    });
+    const pod = podOf('ratings-loc-1', { app: 'ratings-loc' });
+    await createObject(cp, { ...pod, spec: { ...pod.spec, nodeName: node } });
+    const svc = serviceOf('ratings-loc', { app: 'ratings-loc' });
+    await createObject(cp, { ...svc, spec: { ...svc.spec, trafficDistribution: 'PreferClose' } });
+    // The controller's slice: the Pod's endpoint with its nodeName and zone, and one without a
+    // Pod whose only locality is the slice's zone.
+    const slice = sliceOf('ratings-loc', [['10.1.9.1', 'ratings-loc-1']]);
+    await createObject(cp, {
+      ...slice,
+      endpoints: [
+        { ...slice.endpoints[0], nodeName: node, zone: 'zone1' },
+        { addresses: ['10.1.9.2'], conditions: { ready: true }, zone: 'zone7' },
+      ],
+    });
+    const key = `${NS}/ratings-loc`;
+
+    const first = await waitFor('the locality in the config dump', async () => {
+      const dump = await configDump('ratings-loc-1');
+      return dump?.proxy.locality === 'region1/zone1/' &&
+        localities(dump.services, key)?.['10.1.9.1'] === 'region1/zone1/'
+        ? dump
+        : undefined;
+    });
+    expect(first.proxy.locality).toBe('region1/zone1/');
+    expect(localities(first.services, key)).toEqual({
+      '10.1.9.1': 'region1/zone1/',
+      '10.1.9.2': '/zone7/',
+    });
+    expect(first.services.find((s) => s.key === key)?.preferClose).toBe(true);
+    // Pushed as well: the proxy of productpage-1 (no node: no locality of its own) gets them.
+    await stateWhere(
+      client,
+      (st) => localities(st.services.values(), key)?.['10.1.9.1'] === 'region1/zone1/',
+    );
+    expect(client.state()?.services.get(key)?.preferClose).toBe(true);
+    expect(client.state()?.proxy.locality).toBeUndefined();
+
+    // Moved to another zone, a subzone added: the scope and the endpoint follow.
+    await kubectl(cp, ['label', 'node', node, `${ZONE}=zone2`, `${SUBZONE}=rack-1`, '--overwrite']);
+    // (The dump's scope is the model's as it is; its services are those of the last push,
+    // debounced: wait for both.)
+    const moved = await waitFor('the new locality in the config dump', async () => {
+      const dump = await configDump('ratings-loc-1');
+      return dump?.proxy.locality === 'region1/zone2/rack-1' &&
+        localities(dump.services, key)?.['10.1.9.1'] === 'region1/zone2/rack-1'
+        ? dump
+        : undefined;
+    });
+    expect(localities(moved.services, key)).toEqual({
+      '10.1.9.1': 'region1/zone2/rack-1',
+      '10.1.9.2': '/zone7/',
+    });
+    await stateWhere(
+      client,
+      (st) => localities(st.services.values(), key)?.['10.1.9.1'] === 'region1/zone2/rack-1',
+    );
+
+    // The Node deleted: the Pod's locality is unknown, so absent from its scope; its endpoint
+    // falls back to the slice's zone.
+    await kubectl(cp, ['delete', 'node', node]);
+    const gone = await waitFor('no Node locality in the config dump', async () => {
+      const dump = await configDump('ratings-loc-1');
+      return dump !== undefined &&
+        dump.proxy.locality === undefined &&
+        localities(dump.services, key)?.['10.1.9.1'] === '/zone1/'
+        ? dump
+        : undefined;
+    });
+    expect(localities(gone.services, key)).toEqual({
+      '10.1.9.1': '/zone1/',
+      '10.1.9.2': '/zone7/',
+    });
+  }, 60_000);
 });

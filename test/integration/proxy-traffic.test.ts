@@ -831,6 +831,129 @@ describe('consistent hashing through the proxy (DestinationRule consistentHash)'
   });
 });
 
+describe('locality load balancing through the proxy (localityLbSetting, PreferClose)', () => {
+  const NEAR_IP = '10.96.0.57';
+  const apps: http.Server[] = [];
+  /** app-0 in the caller's zone, app-1 in another zone of its region, app-2 in another region. */
+  const LOCALITIES = ['east/east-a/', 'east/east-b/', 'west/west-a/'];
+  let failing = -1;
+
+  beforeAll(async () => {
+    for (let i = 0; i < 3; i++) {
+      const s = http.createServer((req, res) => {
+        req.resume();
+        res.statusCode = failing === i ? 500 : 200;
+        res.end(`app-${i}`);
+      });
+      await new Promise<void>((resolve) => s.listen(0, `127.0.0.${i + 1}`, resolve));
+      apps.push(s);
+    }
+  });
+
+  afterAll(async () => {
+    for (const s of apps) s.closeAllConnections();
+    await Promise.all(apps.map((s) => new Promise((r) => s.close(r))));
+    client.outboundTarget = destination(CLUSTER_IP, 80);
+  });
+
+  function useLocality(mods: (s: MeshService) => MeshService): void {
+    failing = -1;
+    client.sidecar.setMesh(
+      meshState(
+        proxyScope('client', (p) => ({ ...p, locality: 'east/east-a/' })),
+        mods(
+          service(
+            'near',
+            NEAR_IP,
+            [port(80, 'http')],
+            apps.map((s, i) => ({
+              ...endpoint(`127.0.0.${i + 1}`, { 80: (s.address() as AddressInfo).port }),
+              locality: LOCALITIES[i] as string,
+            })),
+          ),
+        ),
+      ),
+    );
+    client.outboundTarget = destination(NEAR_IP, 80);
+  }
+
+  const answers = async (n: number): Promise<string[]> => {
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const r = await get(client.outbound, '/');
+      out.push(`${r.status} ${r.text}`);
+    }
+    return out;
+  };
+
+  it('spreads requests over every locality without outlierDetection (as Istio), and keeps them near with PreferClose', async () => {
+    useLocality((s) => s);
+    expect(new Set(await answers(40)).size).toBe(3);
+    useLocality((s) => ({ ...s, preferClose: true }));
+    expect(new Set(await answers(20))).toEqual(new Set(['200 app-0']));
+  });
+
+  it('shares requests by `distribute` weights, from the caller’s locality', async () => {
+    useLocality((s) => ({
+      ...s,
+      policy: {
+        source: { namespace: 'default', name: 'near' },
+        trafficPolicy: {
+          localityLb: {
+            distribute: [{ from: 'east/*', to: { 'east/east-b/*': 50, 'west/*': 50 } }],
+          },
+        },
+      },
+    }));
+    const got = await answers(60);
+    expect(got).not.toContain('200 app-0');
+    expect(got.filter((a) => a === '200 app-1').length).toBeGreaterThan(10);
+    expect(got.filter((a) => a === '200 app-2').length).toBeGreaterThan(10);
+  });
+
+  // Last: the ejection it makes outlives a configuration change, as Envoy's does.
+  it('keeps every request in the caller’s zone, then fails over to its region (not another) once the zone’s endpoint is ejected', async () => {
+    useLocality((s) => ({
+      ...s,
+      policy: {
+        source: { namespace: 'default', name: 'near' },
+        trafficPolicy: {
+          outlierDetection: {
+            consecutive5xxErrors: 1,
+            consecutiveGatewayErrors: 0,
+            intervalMs: 10_000,
+            baseEjectionTimeMs: 60_000,
+            maxEjectionPercent: 100,
+          },
+        },
+      },
+    }));
+    expect(new Set(await answers(20))).toEqual(new Set(['200 app-0']));
+    failing = 0;
+    const during = await answers(20);
+    // The one failed answer ejects app-0; every later request goes to app-1, none to app-2.
+    expect(during[0]).toBe('500 app-0');
+    expect(new Set(during.slice(1))).toEqual(new Set(['200 app-1']));
+    const dump = client.sidecar.configDump() as { endpointSets: Record<string, unknown> };
+    expect(dump.endpointSets['default/near|80|']).toEqual({
+      priorities: [
+        {
+          locality: 'east/east-a/',
+          endpoints: [`127.0.0.1:${(apps[0]?.address() as AddressInfo).port}`],
+        },
+        {
+          locality: 'east/east-b/',
+          endpoints: [`127.0.0.2:${(apps[1]?.address() as AddressInfo).port}`],
+        },
+        {
+          locality: 'west/west-a/',
+          endpoints: [`127.0.0.3:${(apps[2]?.address() as AddressInfo).port}`],
+        },
+      ],
+    });
+  });
+});
+
 describe("a route's CORS policy through the proxy (corsPolicy)", () => {
   const withCors = vsRules(
     toWeb({

@@ -334,6 +334,60 @@ describe('ServiceEntry', () => {
   });
 });
 
+describe('locality', () => {
+  const NEAR_IP = '10.96.10.4';
+  const node = (name: string, zone: string): object => ({
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: {
+      name,
+      labels: { 'topology.kubernetes.io/region': 'r1', 'topology.kubernetes.io/zone': zone },
+    },
+  });
+  /**
+   * Service near (trafficDistribution PreferClose) over api and legacy; web on node-a (zone za),
+   * api on node-b and legacy on node-c, in the zones given.
+   */
+  const localityObjects = (zoneB: string, zoneC: string): object[] =>
+    meshObjects([
+      serviceObject('near', NEAR_IP, PORTS.slice(0, 1), { tier: 'near' }),
+      sliceObject('near', PORTS.slice(0, 1), [api, legacy]),
+      node('node-a', 'za'),
+      node('node-b', zoneB),
+      node('node-c', zoneC),
+    ]).map((o) => {
+      const obj = o as { kind: string; metadata: { name: string }; spec: object };
+      if (obj.kind === 'Service' && obj.metadata.name === 'near') {
+        return { ...obj, spec: { ...obj.spec, trafficDistribution: 'PreferClose' } };
+      }
+      const nodeName = { web: 'node-a', api: 'node-b', legacy: 'node-c' }[obj.metadata.name];
+      return obj.kind === 'Pod' && nodeName !== undefined
+        ? { ...obj, spec: { ...obj.spec, nodeName } }
+        : obj;
+    });
+  const answeredBy = async (n: number): Promise<Set<string>> => {
+    const pods = new Set<string>();
+    for (let i = 0; i < n; i++) {
+      pods.add(echoed(await httpFrom(web, `http://${NEAR_IP}/near`)).pod);
+    }
+    return pods;
+  };
+  afterAll(() => rig.writeMesh('mesh.yaml', meshObjects()));
+
+  it("keeps a PreferClose Service's traffic in the caller's zone, and follows its Nodes' labels", async () => {
+    rig.writeMesh('mesh.yaml', localityObjects('za', 'zb'));
+    await rig.waitFor('the localities pushed', async () => {
+      const mesh = (await rig.configDump('web')).mesh as { proxy: { locality?: string } };
+      return mesh.proxy.locality === 'r1/za/';
+    });
+    expect(await answeredBy(12)).toEqual(new Set(['api']));
+    // The Nodes relabelled: legacy's is now in web's zone, api's not.
+    rig.writeMesh('mesh.yaml', localityObjects('zb', 'za'));
+    await rig.waitFor('the new zones pushed', async () => (await answeredBy(1)).has('legacy'));
+    expect(await answeredBy(12)).toEqual(new Set(['legacy']));
+  });
+});
+
 describe('AuthorizationPolicy', () => {
   afterAll(async () => {
     rig.writeMesh('mesh.yaml', meshObjects());

@@ -107,6 +107,21 @@ type Raw = KubeObject & Record<string, unknown>;
 export const CRD_SETTLE_MS = 5_000;
 
 /** Only what the model reads of a Pod: a cache of many Pods stays small. */
+/** A Node as the model reads it: its name and labels (its locality). */
+export function slimNode(node: Raw): Raw {
+  const metadata = (node.metadata ?? {}) as Record<string, unknown>;
+  return {
+    apiVersion: node.apiVersion,
+    kind: node.kind,
+    metadata: {
+      name: metadata.name,
+      resourceVersion: metadata.resourceVersion,
+      creationTimestamp: metadata.creationTimestamp,
+      labels: metadata.labels,
+    },
+  } as Raw;
+}
+
 export function slimPod(pod: Raw): Raw {
   const metadata = (pod.metadata ?? {}) as Record<string, unknown>;
   const spec = (pod.spec ?? {}) as Record<string, unknown>;
@@ -133,6 +148,7 @@ export function slimPod(pod: Raw): Raw {
     spec: {
       serviceAccountName: spec.serviceAccountName,
       serviceAccount: spec.serviceAccount,
+      nodeName: spec.nodeName,
       containers: ports(spec.containers),
       initContainers: ports(spec.initContainers),
     },
@@ -172,6 +188,7 @@ export class ClusterMeshSource {
       ['Service', 'v1', corePath('services')],
       ['EndpointSlice', 'discovery.k8s.io/v1', groupPath('discovery.k8s.io/v1', 'endpointslices')],
       ['Pod', 'v1', corePath('pods'), slimPod],
+      ['Node', 'v1', corePath('nodes'), slimNode],
     ];
     const starting = core.map(([kind, apiVersion, path, transform]) =>
       this.startWatch(kind, apiVersion, path, transform),

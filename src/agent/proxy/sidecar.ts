@@ -1181,7 +1181,18 @@ export class Sidecar {
           : Object.fromEntries(
               [...index.endpointSets()].map(([key, set]) => [
                 key,
-                set.endpoints.map((e) => `${e.address}:${e.port}`),
+                set.groups === undefined
+                  ? set.endpoints.map((e) => `${e.address}:${e.port}`)
+                  : {
+                      [set.groups.kind === 'priority' ? 'priorities' : 'localities']:
+                        set.groups.sets.map((g, i) => ({
+                          locality: set.groups?.localities[i],
+                          ...(set.groups?.weights === undefined
+                            ? {}
+                            : { weight: set.groups.weights[i] }),
+                          endpoints: g.endpoints.map((e) => `${e.address}:${e.port}`),
+                        })),
+                    },
               ]),
             ),
       connections: {

@@ -6,7 +6,7 @@
 // Sidecar the services its proxies see.
 // test/e2e/mesh.test.ts runs it against a real kube-apiserver.
 import { generateKeyPairSync } from 'node:crypto';
-import { ClusterMeshSource, slimPod } from '../../../src/adapters/kube/mesh-source';
+import { ClusterMeshSource, slimNode, slimPod } from '../../../src/adapters/kube/mesh-source';
 import { KubeApiError, type KubeApi, type KubeRequest } from '../../../src/adapters/kube/api';
 import { MeshModel } from '../../../src/mesh';
 import {
@@ -32,6 +32,33 @@ const SLICES = '/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices';
 const PODS = '/api/v1/namespaces/shop/pods';
 const PAS = '/apis/security.istio.io/v1/namespaces/shop/peerauthentications';
 const APS = '/apis/security.istio.io/v1/namespaces/shop/authorizationpolicies';
+const NODES = '/api/v1/nodes';
+
+/** A Node (cluster-scoped) with topology labels and what a kubelet reports, as the API gives it. */
+const node = (name: string, labels: Record<string, string>, heartbeat = 'T0'): Raw => ({
+  apiVersion: 'v1',
+  kind: 'Node',
+  metadata: {
+    name,
+    uid: `uid-${name}`,
+    creationTimestamp: '2026-01-02T03:04:05Z',
+    labels: { 'kubernetes.io/hostname': name, ...labels },
+    annotations: { 'node.alpha.kubernetes.io/ttl': '0' },
+    managedFields: [{ manager: 'kubelet', operation: 'Update', apiVersion: 'v1' }],
+  },
+  spec: { podCIDR: '10.244.1.0/24', taints: [{ key: 'k', effect: 'NoSchedule' }] },
+  status: {
+    capacity: { cpu: '8', memory: '32Gi' },
+    conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: heartbeat }],
+    addresses: [{ type: 'InternalIP', address: '192.168.0.7' }],
+    images: [{ names: ['registry.example/app:1'], sizeBytes: 123456789 }],
+  },
+});
+const zoned = (region: string, zone: string, subzone?: string): Record<string, string> => ({
+  'topology.kubernetes.io/region': region,
+  'topology.kubernetes.io/zone': zone,
+  ...(subzone === undefined ? {} : { 'topology.istio.io/subzone': subzone }),
+});
 
 /** An AuthorizationPolicy of `shop` with one rule on `paths`. */
 const authorizationPolicy = (name: string, action: string, paths: string[]): Raw => ({
@@ -222,13 +249,15 @@ describe("cluster mode's mesh source", () => {
     expect(model.service('shop/web')).toBeDefined();
   });
 
-  it('keeps only what the model reads of a Pod in its cache', () => {
+  it('keeps only what the model reads of a Pod in its cache, its nodeName included', () => {
     const slim = slimPod(
       inShop(
         pod(
           'web-1',
           meshed(),
           withServiceAccount('web'),
+          withField('spec.nodeName', 'node-a'),
+          withField('spec.tolerations', [{ key: 'k', operator: 'Exists' }]),
           withField('spec.containers', [
             {
               name: 'app',
@@ -243,10 +272,128 @@ describe("cluster mode's mesh source", () => {
     expect(slim.spec).toEqual({
       serviceAccountName: 'web',
       serviceAccount: undefined,
+      nodeName: 'node-a',
       containers: [{ ports: [{ containerPort: 8080 }] }],
       initContainers: undefined,
     });
     expect(JSON.stringify(slim)).not.toContain('"image"');
+    expect(JSON.stringify(slim)).not.toContain('tolerations');
+  });
+
+  it('keeps only the name, labels, resourceVersion and creationTimestamp of a Node in its cache', () => {
+    const raw = { ...node('n1', zoned('region1', 'zone1')) };
+    raw.metadata = { ...(raw.metadata as Raw), resourceVersion: '42' };
+    const slim = slimNode(raw);
+    expect(slim).toStrictEqual({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: {
+        name: 'n1',
+        resourceVersion: '42',
+        creationTimestamp: '2026-01-02T03:04:05Z',
+        labels: {
+          'kubernetes.io/hostname': 'n1',
+          'topology.kubernetes.io/region': 'region1',
+          'topology.kubernetes.io/zone': 'zone1',
+        },
+      },
+    });
+    // As a list item (no kind, no apiVersion) it is still the same few fields.
+    const { kind: _kind, apiVersion: _apiVersion, ...item } = raw;
+    expect(Object.keys(slimNode(item).metadata ?? {}).sort()).toEqual([
+      'creationTimestamp',
+      'labels',
+      'name',
+      'resourceVersion',
+    ]);
+    expect(JSON.stringify(slimNode(item))).not.toMatch(/status|spec|managedFields|annotations/);
+  });
+
+  it('lists the Nodes and follows their label changes into the model, with their locality; a heartbeat changes nothing', async () => {
+    const { cluster, model, source, changes } = setup();
+    const nodes: unknown[] = [];
+    const upsert = model.upsert.bind(model);
+    jest.spyOn(model, 'upsert').mockImplementation((obj) => {
+      if (obj.kind === 'Node') nodes.push(obj);
+      return upsert(obj);
+    });
+    const removed: unknown[] = [];
+    const remove = model.remove.bind(model);
+    jest.spyOn(model, 'remove').mockImplementation((ref) => {
+      if (ref.kind === 'Node') removed.push(ref);
+      return remove(ref);
+    });
+    seedWeb(cluster);
+    put(cluster, NODES, node('n1', zoned('region1', 'zone1')));
+    put(cluster, NODES, node('n2', { 'failure-domain.beta.kubernetes.io/zone': 'old-zone' }));
+    await source.start();
+    expect(source.describe()).toMatchObject({
+      kinds: { Node: { apiVersion: 'v1', synced: true } },
+    });
+    expect(nodes).toEqual([
+      {
+        kind: 'Node',
+        meta: expect.objectContaining({ name: 'n1', namespace: '' }),
+        locality: 'region1/zone1/',
+      },
+      {
+        kind: 'Node',
+        meta: expect.objectContaining({ name: 'n2', namespace: '' }),
+        locality: '/old-zone/',
+      },
+    ]);
+    expect(source.problems()).toEqual([]);
+
+    // Relabelled (moved to another zone, a subzone added): through the watch.
+    put(cluster, NODES, node('n1', zoned('region1', 'zone2', 'rack-7')));
+    await until('the new locality', () => nodes.length === 3);
+    expect(nodes[2]).toMatchObject({ meta: { name: 'n1' }, locality: 'region1/zone2/rack-7' });
+
+    // Only its status moved (the kubelet's heartbeat): read, and nothing for the proxies.
+    const before = changes();
+    put(cluster, NODES, node('n1', zoned('region1', 'zone2', 'rack-7'), 'T1'));
+    await until('the heartbeat read', () => nodes.length === 4);
+    expect(nodes[3]).toEqual(nodes[2]);
+    expect(changes()).toBe(before);
+
+    cluster.fake.remove(`${NODES}/n2`);
+    await until('n2 removed', () => removed.length === 1);
+    expect(removed).toEqual([{ kind: 'Node', namespace: '', name: 'n2' }]);
+  });
+
+  it("brings a Node's locality to the scope of the Pods on it and to their endpoints, and follows it", async () => {
+    const { cluster, model, source } = setup();
+    seedWeb(cluster);
+    put(
+      cluster,
+      PODS,
+      inShop(
+        pod(
+          'web-1',
+          meshed(),
+          withServiceAccount('web'),
+          withIP('10.0.0.1'),
+          withField('spec.nodeName', 'n1'),
+        ),
+      ),
+    );
+    put(cluster, NODES, node('n1', zoned('region1', 'zone1')));
+    await source.start();
+    model.commit();
+    expect(model.proxyScope('shop/web-1')?.locality).toBe('region1/zone1/');
+    expect(model.service('shop/web')?.service.endpoints[0]?.locality).toBe('region1/zone1/');
+
+    put(cluster, NODES, node('n1', zoned('region2', 'zone9', 'rack-1')));
+    await until(
+      'the new locality',
+      () => model.proxyScope('shop/web-1')?.locality === 'region2/zone9/rack-1',
+    );
+    expect(model.service('shop/web')?.service.endpoints[0]?.locality).toBe('region2/zone9/rack-1');
+
+    // The Node gone: the locality is unknown, so absent.
+    cluster.fake.remove(`${NODES}/n1`);
+    await until('no locality', () => model.proxyScope('shop/web-1')?.locality === undefined);
+    expect(model.service('shop/web')?.service.endpoints[0]?.locality).toBeUndefined();
   });
 
   it('has PeerAuthentication off, said once, while its CRD is missing, and on once it appears', async () => {

@@ -27,6 +27,16 @@ spec:
             paths: ["${path}"]
 `;
 
+/** A Node (cluster-scoped) with a zone label, and no namespace, as `kubectl get node -o yaml`. */
+const NODE = (name: string, zone: string) => `apiVersion: v1
+kind: Node
+metadata:
+  name: ${name}
+  labels:
+    topology.kubernetes.io/region: region1
+    topology.kubernetes.io/zone: ${zone}
+`;
+
 const keys = (f: FileObjects) => [...f.objects.keys()];
 
 describe('the objects of a mesh file', () => {
@@ -201,6 +211,47 @@ describe('the objects of a mesh file', () => {
         name: 'web',
         message: 'is also defined in /mesh/a.yaml, which is used',
         effect: 'skipped',
+      },
+    ]);
+  });
+
+  it('reads a Node as cluster-scoped (no namespace, not default) with its locality', () => {
+    const f = readMeshFile(
+      '/mesh/nodes.yaml',
+      `${NODE('n1', 'zone1')}---\n${SERVICE('web')}`,
+      null,
+    );
+    expect(keys(f)).toEqual(['Node//n1', 'Service/default/web']);
+    expect(f.objects.get('Node//n1')).toMatchObject({
+      kind: 'Node',
+      meta: { name: 'n1', namespace: '' },
+      locality: 'region1/zone1/',
+    });
+    expect(f.problems).toEqual([]);
+    // A NodeList (`kubectl get nodes -o yaml`), whose items may leave out their kind.
+    const list = JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'NodeList',
+      items: [{ metadata: { name: 'n2', labels: { 'topology.kubernetes.io/zone': 'zone2' } } }],
+    });
+    const listed = readMeshFile('/mesh/nodes.json', list, null);
+    expect(keys(listed)).toEqual(['Node//n2']);
+    expect(listed.objects.get('Node//n2')).toMatchObject({ locality: '/zone2/' });
+  });
+
+  it('keeps the last valid version of a Node an edit broke, and names it without namespace', () => {
+    const before = readMeshFile('/mesh/nodes.yaml', NODE('n1', 'zone1'), null);
+    const after = readMeshFile('/mesh/nodes.yaml', NODE('n1', '[1]'), before);
+    expect(after.objects.get('Node//n1')).toBe(before.objects.get('Node//n1'));
+    expect(after.problems).toEqual([
+      {
+        source: '/mesh/nodes.yaml',
+        kind: 'Node',
+        namespace: '',
+        name: 'n1',
+        field: 'metadata.labels.topology.kubernetes.io/zone',
+        message: 'must be a string',
+        effect: 'kept-last-valid',
       },
     ]);
   });

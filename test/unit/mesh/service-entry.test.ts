@@ -138,7 +138,6 @@ describe('reading ServiceEntry', () => {
     ).toEqual([
       "spec.subjectAltNames: is not supported by Mooring yet: ignored (a MESH_INTERNAL endpoint's identity comes from its serviceAccount)",
       'spec.ports[1].protocol: UDP is not carried by the proxy: the port is ignored',
-      'spec.endpoints[0].locality: is not supported by Mooring yet: ignored',
       'spec.endpoints[0].serviceAccount: is used with MESH_INTERNAL only (an endpoint outside the mesh has no mesh identity): ignored',
     ]);
   });

@@ -13,6 +13,7 @@ import {
   withPort,
   withPortMtls,
   withSlicePort,
+  withSpec,
   type Raw,
 } from '../../fixtures/mesh-objects';
 
@@ -300,6 +301,152 @@ describe('objects the mesh reads are checked field by field', () => {
       status: 'valid',
       object: { traceSamplingPercent: 12.5, accessLog: true, meshed: false },
     });
+  });
+});
+
+describe('what locality load balancing reads', () => {
+  /** A core v1 Node (cluster-scoped) with `labels`, as the apiserver lists it. */
+  const node = (name: string, labels: Record<string, string> = {}, extra: Raw = {}): Raw => ({
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name, labels, resourceVersion: '7', ...extra },
+  });
+  const localityOf = (raw: Raw): unknown => {
+    const v = validateMeshObject(raw);
+    if (v.status !== 'valid') throw new Error(`not valid: ${JSON.stringify(v)}`);
+    return (v.object as { locality?: unknown }).locality;
+  };
+
+  it('reads a Node as cluster-scoped: no namespace, whatever the default or its metadata say', () => {
+    const name = 'ip-10-0-0-1.eu-west-1.compute.internal';
+    for (const v of [
+      validateMeshObject(node(name), 'shop'),
+      validateMeshObject(node(name, {}, { namespace: 'shop' })),
+    ]) {
+      expect(v).toMatchObject({
+        status: 'valid',
+        object: { kind: 'Node', meta: { name, namespace: '' } },
+      });
+    }
+  });
+
+  it.each([
+    [
+      'region, zone and subzone from the topology labels',
+      {
+        'topology.kubernetes.io/region': 'us-east1',
+        'topology.kubernetes.io/zone': 'us-east1-b',
+        'topology.istio.io/subzone': 'rack-7',
+      },
+      'us-east1/us-east1-b/rack-7',
+    ],
+    [
+      'no subzone: the last part empty',
+      { 'topology.kubernetes.io/region': 'region1', 'topology.kubernetes.io/zone': 'zone1' },
+      'region1/zone1/',
+    ],
+    [
+      'the deprecated failure-domain.beta.kubernetes.io labels when the topology ones are absent',
+      {
+        'failure-domain.beta.kubernetes.io/region': 'old-region',
+        'failure-domain.beta.kubernetes.io/zone': 'old-zone',
+      },
+      'old-region/old-zone/',
+    ],
+    [
+      'the topology labels over the deprecated ones',
+      {
+        'topology.kubernetes.io/region': 'new-region',
+        'failure-domain.beta.kubernetes.io/region': 'old-region',
+        'topology.kubernetes.io/zone': 'new-zone',
+        'failure-domain.beta.kubernetes.io/zone': 'old-zone',
+      },
+      'new-region/new-zone/',
+    ],
+    [
+      'a deprecated label where the topology one is empty',
+      {
+        'topology.kubernetes.io/region': '',
+        'failure-domain.beta.kubernetes.io/region': 'old-region',
+        'topology.kubernetes.io/zone': 'zone1',
+      },
+      'old-region/zone1/',
+    ],
+    ['only a zone', { 'topology.kubernetes.io/zone': 'zone1' }, '/zone1/'],
+    ['no topology label: every part empty', { 'kubernetes.io/hostname': 'n1' }, '//'],
+    [
+      'never istio-locality, which is a Pod label, not a Node one',
+      { 'istio-locality': 'r9.z9.s9', 'topology.kubernetes.io/region': 'region1' },
+      'region1//',
+    ],
+  ])("takes a Node's locality: %s", (_sentence, labels, locality) => {
+    expect(localityOf(node('n1', labels))).toBe(locality);
+  });
+
+  it('refuses a Node named badly or of another apiVersion, naming the field', () => {
+    expect(problems(validateMeshObject(node('Node_1')))).toEqual([
+      expect.objectContaining({ field: 'metadata.name' }),
+    ]);
+    expect(problems(validateMeshObject({ ...node('n1'), apiVersion: 'v2' }))).toEqual([
+      expect.objectContaining({ field: 'apiVersion' }),
+    ]);
+    expect(
+      problems(validateMeshObject(node('n1', { 'topology.kubernetes.io/zone': 5 } as never))),
+    ).toEqual([expect.objectContaining({ field: 'metadata.labels.topology.kubernetes.io/zone' })]);
+  });
+
+  it("reads a Pod's spec.nodeName; null before it is scheduled", () => {
+    expect(validateMeshObject(pod('web-1', withSpec({ nodeName: 'n1' })))).toMatchObject({
+      status: 'valid',
+      object: { kind: 'Pod', nodeName: 'n1' },
+    });
+    for (const raw of [pod('web-1'), pod('web-1', withSpec({ nodeName: '' }))]) {
+      expect(validateMeshObject(raw)).toMatchObject({
+        status: 'valid',
+        object: { kind: 'Pod', nodeName: null },
+      });
+    }
+  });
+
+  it("reads an EndpointSlice endpoint's nodeName and zone; null when absent", () => {
+    const v = validateMeshObject(
+      endpointSlice(
+        'web',
+        withSlicePort(8080, 'http'),
+        withField('endpoints', [
+          { addresses: ['10.0.0.1'], nodeName: 'n1', zone: 'zone1' },
+          { addresses: ['10.0.0.2'], nodeName: '', zone: '' },
+          { addresses: ['10.0.0.3'] },
+        ]),
+      ),
+    );
+    expect(v).toMatchObject({
+      status: 'valid',
+      object: {
+        endpoints: [
+          { addresses: ['10.0.0.1'], nodeName: 'n1', zone: 'zone1' },
+          { addresses: ['10.0.0.2'], nodeName: null, zone: null },
+          { addresses: ['10.0.0.3'], nodeName: null, zone: null },
+        ],
+      },
+    });
+  });
+
+  it.each([
+    ['PreferClose', true],
+    ['PreferSameZone', true],
+    ['PreferSameNode', true],
+    ['Prefer', false],
+    ['preferclose', false],
+    ['', false],
+    [undefined, false],
+  ])("reads a Service's trafficDistribution %s as preferClose %s", (value, preferClose) => {
+    const raw = service(
+      'web',
+      withPort(80, 'http'),
+      ...(value === undefined ? [] : [withSpec({ trafficDistribution: value })]),
+    );
+    expect(validateMeshObject(raw)).toMatchObject({ status: 'valid', object: { preferClose } });
   });
 });
 

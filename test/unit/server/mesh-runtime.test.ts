@@ -35,6 +35,7 @@ describe('the mesh runtime', () => {
         TLSRoute: 0,
         ServiceEntry: 0,
         Sidecar: 0,
+        Node: 0,
       },
       problems: [],
     });

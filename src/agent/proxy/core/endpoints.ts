@@ -85,6 +85,93 @@ export interface EndpointSet {
   next: number;
   /** Consistent hashing's ring over these endpoints, made at its first use. */
   ring?: HashRing;
+  /** Locality balancing: the groups a request is sent to first (locality.ts). */
+  readonly groups?: LocalityGroups;
+}
+
+/** Locality balancing's groups of a set (locality.ts makes them). */
+export interface LocalityGroups {
+  readonly kind: 'priority' | 'weighted';
+  /** Nearest first (priority), or in the order of their localities (weighted). */
+  readonly sets: readonly EndpointSet[];
+  /** Weighted: each set's share (any scale). */
+  readonly weights?: readonly number[];
+  /** The locality of each set, for the config dump. */
+  readonly localities: readonly string[];
+}
+
+/** Envoy's overprovisioning factor: a group counts as whole while 1/1.4 of it is healthy. */
+const OVERPROVISIONING = 1.4;
+
+/** The share of a group that counts as healthy (ready and not ejected), overprovisioned. */
+function availability(set: EndpointSet, now: number): number {
+  const all = set.endpoints;
+  if (all.length === 0) return 0;
+  let healthy = 0;
+  for (let i = 0; i < all.length; i++) {
+    const e = all[i] as UpstreamEndpoint;
+    if (e.ready && e.ejectedUntil <= now) healthy++;
+  }
+  return Math.min(1, (OVERPROVISIONING * healthy) / all.length);
+}
+
+/**
+ * The group a request goes to. Priority: Envoy's priority load, each level taking its
+ * availability of what the nearer ones left (normalized when all together are below whole);
+ * weighted: a locality drawn by weight times availability. Null when no group has a healthy
+ * endpoint (the whole set is then balanced over, as Envoy's panic mode).
+ */
+export function chooseGroup(
+  groups: LocalityGroups,
+  random: () => number,
+  now: number,
+): EndpointSet | null {
+  // Two passes, no array per request: the sum, then the draw.
+  const { sets } = groups;
+  const weights = groups.weights;
+  const share = (i: number): number =>
+    availability(sets[i] as EndpointSet, now) * (weights === undefined ? 1 : (weights[i] ?? 0));
+  let sum = 0;
+  for (let i = 0; i < sets.length; i++) sum += share(i);
+  if (sum === 0) return null;
+  if (weights !== undefined) {
+    let r = random() * sum;
+    for (let i = 0; i < sets.length; i++) {
+      r -= share(i);
+      if (r < 0) return sets[i] as EndpointSet;
+    }
+  } else {
+    const total = Math.min(1, sum);
+    let r = random();
+    let left = 1;
+    for (let i = 0; i < sets.length; i++) {
+      const load = Math.min(left, share(i) / total);
+      if (r < load) return sets[i] as EndpointSet;
+      r -= load;
+      left -= load;
+    }
+  }
+  // Rounding: the farthest group with a healthy endpoint.
+  for (let i = sets.length - 1; i >= 0; i--) if (share(i) > 0) return sets[i] as EndpointSet;
+  return null;
+}
+
+/**
+ * The group of `set` a request goes to (locality balancing), or the set itself; a retry's group
+ * must hold an endpoint it has not tried, or the set is balanced over whole.
+ */
+function groupOf(
+  set: EndpointSet,
+  random: Random,
+  now: number,
+  exclude: ReadonlySet<UpstreamEndpoint> | null,
+): EndpointSet {
+  if (set.groups === undefined) return set;
+  const group = chooseGroup(set.groups, random, now);
+  if (group === null) return set;
+  if (exclude === null || group.endpoints.some((e) => usable(e, now, exclude))) return group;
+  // A retry: the nearest group with an endpoint left to try.
+  return set.groups.sets.find((g) => g.endpoints.some((e) => usable(e, now, exclude))) ?? set;
 }
 
 /** Points on a 32-bit circle, sorted, each owned by an endpoint (Envoy's ring hash). */
@@ -132,13 +219,14 @@ function buildRing(endpoints: readonly UpstreamEndpoint[]): HashRing {
  * the rules of `pickEndpoint`.
  */
 export function pickByHash(
-  set: EndpointSet,
+  whole: EndpointSet,
   hash: number,
   random: Random,
   now: number,
   exclude: ReadonlySet<UpstreamEndpoint> | null = null,
 ): UpstreamEndpoint | null {
-  if (set.endpoints.length === 0) return null;
+  if (whole.endpoints.length === 0) return null;
+  const set = groupOf(whole, random, now, exclude);
   const ring = (set.ring ??= buildRing(set.endpoints));
   const { points, owners } = ring;
   let lo = 0;
@@ -174,14 +262,15 @@ const usable = (
  *   RANDOM         uniform
  */
 export function pickEndpoint(
-  set: EndpointSet,
+  whole: EndpointSet,
   lb: LoadBalancer,
   random: Random,
   now: number,
   exclude: ReadonlySet<UpstreamEndpoint> | null = null,
 ): UpstreamEndpoint | null {
+  if (whole.endpoints.length === 0) return null;
+  const set = whole.groups === undefined ? whole : groupOf(whole, random, now, exclude);
   const all = set.endpoints;
-  if (all.length === 0) return null;
   let candidates: readonly UpstreamEndpoint[] = all;
   // Fast path: everything usable (the common case) needs no filtering.
   let allUsable = true;

@@ -29,6 +29,7 @@ import { inCidr } from '../../../ip';
 import { hostMatches } from '../../../mesh/hosts';
 import { compileAuthorization, type CompiledAuthorization } from './authorization';
 import { compileJwt, type CompiledJwt } from './jwt';
+import { localityGroups } from './locality';
 import { routesForThisProxy } from './route';
 import type { Sniffed } from './sniff';
 
@@ -109,6 +110,7 @@ function overlay(base: TrafficPolicy, top: TrafficPolicy): TrafficPolicy {
     connectionPool: top.connectionPool ?? base.connectionPool,
     outlierDetection: top.outlierDetection ?? base.outlierDetection,
     tls: top.tls ?? base.tls,
+    localityLb: top.localityLb ?? base.localityLb,
   };
 }
 
@@ -315,7 +317,9 @@ export class MeshIndex {
     const current = this.state.services.get(service.key);
     if (current === undefined) return undefined;
     const endpoints: UpstreamEndpoint[] = [];
-    const as = dialAs(effectivePolicy(current, subset, servicePort).tls);
+    const localities: { record: UpstreamEndpoint; locality: string }[] = [];
+    const policy = effectivePolicy(current, subset, servicePort);
+    const as = dialAs(policy.tls);
     for (const e of current.endpoints) {
       const port = e.ports[String(servicePort)];
       if (port === undefined) continue;
@@ -325,9 +329,17 @@ export class MeshIndex {
         as === 'mesh'
           ? this.records.get(recordKey(e, port, as))
           : this.record(e, port, this.previousRecords, as);
-      if (record !== undefined) endpoints.push(record);
+      if (record === undefined) continue;
+      endpoints.push(record);
+      localities.push({ record, locality: e.locality ?? '' });
     }
-    const set = { endpoints, next: 0 };
+    const groups = localityGroups(localities, {
+      caller: this.state.proxy.locality,
+      setting: policy.localityLb,
+      outlierDetection: policy.outlierDetection,
+      preferClose: current.preferClose === true,
+    });
+    const set = { endpoints, next: 0, ...(groups === undefined ? {} : { groups }) };
     this.sets.set(key, set);
     return set;
   }
