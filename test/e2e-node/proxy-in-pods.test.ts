@@ -2,12 +2,15 @@
 // both sidecars with mutual TLS (HTTP and gRPC), a Pod outside the mesh reached in plain text,
 // PERMISSIVE then STRICT (a PeerAuthentication applied with kubectl), an AuthorizationPolicy
 // applied with kubectl, a RequestAuthentication (JWT) with one, a rolling update of the
-// server that drops no request, and Istio's traffic rules (a weighted split, a header route)
-// honoured by real Pods. There is no kube-proxy on this node: a ClusterIP works only
-// through the caller's sidecar, so every call to one below went through it.
+// server that drops no request, Istio's traffic rules (a weighted split, a header route)
+// honoured by real Pods, and locality load balancing (a PreferClose Service keeps a caller in
+// its Node's zone, and fails over to the next zone of its region). There is no kube-proxy on
+// this node: a ClusterIP works only through the caller's sidecar, so every call to one below
+// went through it.
 import * as path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { REPO_ROOT } from '../e2e/harness/control-plane';
-import { kubectl } from '../e2e/harness/kube';
+import { kubectl, kubectlJson } from '../e2e/harness/kube';
 import { request, waitFor } from '../e2e/support/mooring';
 import { nowS, testIssuer } from '../fixtures/jwt';
 import {
@@ -16,16 +19,21 @@ import {
   echoed,
   grpcFrom,
   httpFrom,
+  isReady,
   listPods,
   loopFrom,
   meshNamespace,
   plainNamespace,
   proxyConfig,
   repeatFrom,
+  setHealth,
   spiffeId,
   useMeshCluster,
+  waitForPod,
   type Echo,
   type EchoOptions,
+  type Pod,
+  type ProxyConfigDump,
 } from './support/mesh';
 
 const env = useMeshCluster();
@@ -380,4 +388,142 @@ describe('traffic rules applied with kubectl, as written in examples/traffic', (
     });
     expect(others.byVersion).toEqual({ v1: 30 });
   }, 150_000);
+});
+
+describe('locality load balancing: a Service with trafficDistribution PreferClose', () => {
+  // The node is put in region r1, zone za by its topology labels (as a cloud's nodes are): the
+  // client and backend-za run there, with no locality of their own. One node cannot be in two
+  // zones, so the two other backends say where they are by their Pods' istio-locality label:
+  // backend-zb in r1/zb (another zone of the caller's region), backend-r2 in r2/zc (another
+  // region). A third backend makes the failover tell "the same region next" from any balancing.
+  const REGION = 'topology.kubernetes.io/region';
+  const ZONE = 'topology.kubernetes.io/zone';
+  let ns: string;
+  let client: Echo;
+  let backends: { za: Pod; zb: Pod; r2: Pod };
+  let url: string;
+  /** The node's own values of the labels set here (undefined: absent), put back in afterAll. */
+  let nodeLabels: Record<string, string | undefined> | undefined;
+
+  const labelNode = (labels: Record<string, string | undefined>): Promise<string> =>
+    kubectl(env.cluster.controlPlane, [
+      ...['label', 'node', env.cluster.nodeName, '--overwrite'],
+      ...Object.entries(labels).map(([k, v]) => (v === undefined ? `${k}-` : `${k}=${v}`)),
+    ]);
+  /** The client proxy's config dump, and the locality of each backend endpoint in it. */
+  const clientView = async (): Promise<{
+    dump: ProxyConfigDump;
+    localities: Record<string, string | null>;
+  }> => {
+    const dump = await proxyConfig(env, client.pods[0]!);
+    const svc = dump.mesh?.services.find((s) => s.key === `${ns}/backend`);
+    const localities = Object.fromEntries(
+      (svc?.endpoints ?? []).map((e) => [e.address, e.locality ?? null]),
+    );
+    return { dump, localities };
+  };
+  const ip = (pod: Pod): string => pod.status.podIP!;
+
+  beforeAll(async () => {
+    const node = (await kubectlJson(env.cluster.controlPlane, [
+      ...['get', 'node', env.cluster.nodeName],
+    ])) as { metadata: { labels?: Record<string, string> } };
+    nodeLabels = { [REGION]: node.metadata.labels?.[REGION], [ZONE]: node.metadata.labels?.[ZONE] };
+    await labelNode({ [REGION]: 'r1', [ZONE]: 'za' });
+
+    ns = await meshNamespace(env);
+    const backend = (zone: string, locality?: string): EchoOptions => ({
+      app: 'backend',
+      serviceAccount: 'backend',
+      labels: { version: zone, ...(locality === undefined ? {} : { 'istio-locality': locality }) },
+      env: { ECHO_VERSION: zone },
+    });
+    // backend-za first: it creates the shared Service and service account.
+    const za = await deployEcho(env, ns, 'backend-za', backend('za'));
+    const [c, zb, r2] = await Promise.all([
+      deployEcho(env, ns, 'client'),
+      deployEcho(env, ns, 'backend-zb', backend('zb', 'r1.zb')),
+      deployEcho(env, ns, 'backend-r2', backend('r2', 'r2.zc')),
+    ]);
+    client = c;
+    backends = { za: za.pods[0]!, zb: zb.pods[0]!, r2: r2.pods[0]! };
+    url = `http://${za.clusterIP}:8080/near`;
+    // The field is GA in this apiserver (1.33 on); read back below through the proxy's view.
+    await kubectl(env.cluster.controlPlane, [
+      ...['patch', 'service', 'backend', '-n', ns, '--type=merge'],
+      ...['-p', JSON.stringify({ spec: { trafficDistribution: 'PreferClose' } })],
+    ]);
+  }, 300_000);
+
+  afterAll(async () => {
+    if (nodeLabels !== undefined) await labelNode(nodeLabels);
+  }, 60_000);
+
+  it('keeps the client’s requests in its zone, fails over to its region’s other zone when none is ready there, and comes back', async () => {
+    // The client's proxy knows where it is (its Node's labels) and where each backend is (the
+    // Node's, or the Pod's own label), and that the Service prefers close endpoints.
+    const want = {
+      [ip(backends.za)]: 'r1/za/',
+      [ip(backends.zb)]: 'r1/zb/',
+      [ip(backends.r2)]: 'r2/zc/',
+    };
+    const { dump } = await waitFor(
+      'the localities in the client’s proxy',
+      async () => {
+        const view = await clientView();
+        const svc = view.dump.mesh?.services.find((s) => s.key === `${ns}/backend`);
+        return view.dump.mesh?.proxy.locality === 'r1/za/' &&
+          svc?.preferClose === true &&
+          isDeepStrictEqual(view.localities, want)
+          ? view
+          : undefined;
+      },
+      60_000,
+    );
+    expect(dump.mesh?.proxy.locality).toBe('r1/za/');
+
+    // Every request to the zone's own backend, though three are ready (each a new connection).
+    const near = await repeatFrom(client.pods[0]!, url, { count: 20 });
+    expect(near.failures).toEqual([]);
+    expect(near.byVersion).toEqual({ za: 20 });
+    expect(near.byPod).toEqual({ [backends.za.metadata.name]: 20 });
+    // The set the proxy balanced over: three priority levels, nearest first.
+    const balanced = (await proxyConfig(env, client.pods[0]!)).endpointSets[`${ns}/backend|8080|`];
+    expect(balanced).toEqual({
+      priorities: [
+        { locality: 'r1/za/', endpoints: [`${ip(backends.za)}:8080`] },
+        { locality: 'r1/zb/', endpoints: [`${ip(backends.zb)}:8080`] },
+        { locality: 'r2/zc/', endpoints: [`${ip(backends.r2)}:8080`] },
+      ],
+    });
+
+    // backend-za unready (its readiness probe fails; it would still answer): the requests go to
+    // the next zone of the region, none to the other region.
+    await setHealth(backends.za, { http: false });
+    try {
+      await waitForPod(env, ns, backends.za.metadata.name, 'not Ready', (p) => !isReady(p));
+      await waitFor(
+        'backend-za out of the client’s proxy',
+        async () => (ip(backends.za) in (await clientView()).localities ? undefined : true),
+        60_000,
+      );
+      const failover = await repeatFrom(client.pods[0]!, url, { count: 20 });
+      expect(failover.failures).toEqual([]);
+      expect(failover.byVersion).toEqual({ zb: 20 });
+    } finally {
+      await setHealth(backends.za, { http: true });
+    }
+
+    // Ready again: back to the client's zone.
+    await waitForPod(env, ns, backends.za.metadata.name, 'Ready', isReady);
+    await waitFor(
+      'backend-za back in the client’s proxy',
+      async () =>
+        (await clientView()).localities[ip(backends.za)] === 'r1/za/' ? true : undefined,
+      60_000,
+    );
+    const back = await repeatFrom(client.pods[0]!, url, { count: 20 });
+    expect(back.failures).toEqual([]);
+    expect(back.byVersion).toEqual({ za: 20 });
+  }, 180_000);
 });

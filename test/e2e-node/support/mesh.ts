@@ -16,7 +16,7 @@ import { createNamespace, kubectl, kubectlJson } from '../../e2e/harness/kube';
 import { startNodeCluster, type NodeCluster } from '../../e2e/harness/node';
 import { installMooring, MOORING_NAMESPACE } from '../../e2e/harness/node-mooring';
 import { request, suffix, waitFor, type MooringServer } from '../../e2e/support/mooring';
-import type { MeshService } from '../../../src/api/mesh';
+import type { MeshConfigDump } from '../../../src/api/mesh';
 import { MOUNT_PATH } from '../../../src/constants';
 
 export const ECHO_PORTS = { http: 8080, control: 8081, grpc: 50051, tcp: 9000 } as const;
@@ -467,18 +467,35 @@ export function nodeIn(
   ]);
 }
 
+/**
+ * An endpoint set the proxy balanced over, by `<ns>/<service>|<port>|<subset>`: its endpoints
+ * (`address:port`), or its locality groups (priority levels, nearest first, or weighted).
+ */
+export type EndpointSetDump =
+  | readonly string[]
+  | {
+      readonly [form in 'priorities' | 'localities']?: readonly {
+        readonly locality: string;
+        readonly weight?: number;
+        readonly endpoints: readonly string[];
+      }[];
+    };
+
+export interface ProxyConfigDump {
+  readonly mesh: MeshConfigDump | null;
+  /** Only the sets requests were balanced over since the last update. */
+  readonly endpointSets: Readonly<Record<string, EndpointSetDump>>;
+}
+
 /** The proxy's own view of its configuration (GET 127.0.0.1:15000/config_dump, loopback only). */
-export async function proxyConfig(
-  env: ClusterEnv,
-  pod: Pod,
-): Promise<{ mesh: { services: MeshService[] } | null }> {
+export async function proxyConfig(env: ClusterEnv, pod: Pod): Promise<ProxyConfigDump> {
   const out = await nodeIn(
     env,
     pod,
     'mooring-proxy',
     `fetch('http://127.0.0.1:15000/config_dump').then((r) => r.text()).then((t) => process.stdout.write(t))`,
   );
-  return JSON.parse(out) as { mesh: { services: MeshService[] } | null };
+  return JSON.parse(out) as ProxyConfigDump;
 }
 
 /** The files the agent wrote: its certificate chain and the trust bundle it uses. */
