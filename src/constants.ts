@@ -60,7 +60,7 @@ export const MUTATING_WEBHOOK_CONFIG_NAME = 'mooring-sidecar-injector';
 /**
  * The ValidatingWebhookConfiguration that sends the traffic kinds (VirtualService,
  * DestinationRule, ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy,
- * RequestAuthentication, HTTPRoute, GRPCRoute, TCPRoute, TLSRoute) to POST /validate
+ * RequestAuthentication, Telemetry, HTTPRoute, GRPCRoute, TCPRoute, TLSRoute) to POST /validate
  * (config.cluster.validatingWebhookConfigName), and the name of its one webhook.
  */
 export const VALIDATING_WEBHOOK_CONFIG_NAME = 'mooring-traffic-validator';

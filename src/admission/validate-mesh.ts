@@ -1,9 +1,10 @@
 // The validating admission webhook for the traffic kinds (POST /validate): a VirtualService,
 // DestinationRule, ServiceEntry, Sidecar, HTTPRoute, GRPCRoute, TCPRoute, TLSRoute,
-// PeerAuthentication, AuthorizationPolicy or RequestAuthentication that the mesh would skip (or,
-// an AuthorizationPolicy, put in closed) is refused at `kubectl apply` with the same message the server logs (kind, namespace/name, field,
-// what is wrong); warnings (fields Mooring ignores) come back as admission warnings. Deletes,
-// status updates and kinds the mesh does not read are allowed. Pure.
+// PeerAuthentication, AuthorizationPolicy, RequestAuthentication or Telemetry that the mesh would
+// skip (or, an AuthorizationPolicy, put in closed) is refused at `kubectl apply` with the same
+// message the server logs (kind, namespace/name, field, what is wrong); warnings (fields Mooring
+// ignores) come back as admission warnings. Deletes, status updates and kinds the mesh does not
+// read are allowed. Pure.
 
 import { validateMeshObject } from '../mesh/validate';
 import { buildAdmissionReviewResponse, type AdmissionReviewResponse } from './response';

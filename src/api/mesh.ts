@@ -690,6 +690,35 @@ export interface ProxyScope {
   readonly outboundTrafficPolicy?: 'ALLOW_ANY' | 'REGISTRY_ONLY';
   /** The Pod's `region/zone/subzone` (as an endpoint's `locality`); absent: unknown. */
   readonly locality?: string;
+  /** A Telemetry's `accessLogging` `match.mode` CLIENT or SERVER: only that side is logged. */
+  readonly accessLogSide?: 'outbound' | 'inbound';
+  /** Telemetry `metrics.overrides` for this workload, the most specific last. */
+  readonly metricOverrides?: readonly MetricOverride[];
+}
+
+/** Istio's standard metrics, as Telemetry `metrics.overrides[].match.metric` names them. */
+export const ISTIO_METRICS = {
+  REQUEST_COUNT: 'istio_requests_total',
+  REQUEST_DURATION: 'istio_request_duration_milliseconds',
+  REQUEST_SIZE: 'istio_request_bytes',
+  RESPONSE_SIZE: 'istio_response_bytes',
+  TCP_OPENED_CONNECTIONS: 'istio_tcp_connections_opened_total',
+  TCP_CLOSED_CONNECTIONS: 'istio_tcp_connections_closed_total',
+  TCP_SENT_BYTES: 'istio_tcp_sent_bytes_total',
+  TCP_RECEIVED_BYTES: 'istio_tcp_received_bytes_total',
+} as const;
+
+/**
+ * One Telemetry metrics override: for a metric (or all) on one side (`CLIENT`, the reporter
+ * `source`; `SERVER`, `destination`; or both), off, or some of its labels removed (the series
+ * they told apart summed).
+ */
+export interface MetricOverride {
+  readonly metric: keyof typeof ISTIO_METRICS | 'ALL_METRICS';
+  readonly mode: 'CLIENT' | 'SERVER' | 'CLIENT_AND_SERVER';
+  /** true: not reported; false: reported again (over a less specific override). */
+  readonly disabled?: boolean;
+  readonly removeTags?: readonly string[];
 }
 
 export interface MeshSettings {

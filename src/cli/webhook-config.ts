@@ -6,9 +6,9 @@
 // System namespaces are excluded by selector in both.
 // `mooring webhook-config --validating`: prints the ValidatingWebhookConfiguration that sends the
 // traffic kinds the mesh reads (VirtualService, DestinationRule, ServiceEntry, Sidecar,
-// PeerAuthentication, AuthorizationPolicy, RequestAuthentication, HTTPRoute, GRPCRoute, TCPRoute,
-// TLSRoute; CREATE and UPDATE, each kind in the API versions of src/mesh/objects.ts only) to POST
-// /validate, failurePolicy Ignore unless told.
+// PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry, HTTPRoute, GRPCRoute,
+// TCPRoute, TLSRoute; CREATE and UPDATE, each kind in the API versions of src/mesh/objects.ts
+// only) to POST /validate, failurePolicy Ignore unless told.
 
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
@@ -45,6 +45,7 @@ const VALIDATED_KINDS: readonly (readonly [MeshKind, string])[] = [
   ['PeerAuthentication', 'peerauthentications'],
   ['AuthorizationPolicy', 'authorizationpolicies'],
   ['RequestAuthentication', 'requestauthentications'],
+  ['Telemetry', 'telemetries'],
   ['HTTPRoute', 'httproutes'],
   ['GRPCRoute', 'grpcroutes'],
   ['TCPRoute', 'tcproutes'],
@@ -297,8 +298,8 @@ export function registerWebhookConfig(program: Command, io: CliIO): void {
       '--validating',
       'print the ValidatingWebhookConfiguration that sends VirtualServices, DestinationRules, ' +
         'ServiceEntries, Sidecars, PeerAuthentications, AuthorizationPolicies, ' +
-        'RequestAuthentications, HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes (CREATE, UPDATE) ' +
-        'to /validate',
+        'RequestAuthentications, Telemetries, HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes ' +
+        '(CREATE, UPDATE) to /validate',
     )
     .option(
       '--url <url>',

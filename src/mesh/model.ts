@@ -39,6 +39,7 @@ import {
   type ServiceEntryObject,
   type SidecarObject,
   type ServiceObject,
+  type TelemetryObject,
   type TcpRouteObject,
   type TlsRouteObject,
   type TrafficObject,
@@ -47,6 +48,7 @@ import {
 import { resolveAuthorization } from './authorization';
 import { jwksSource, resolveJwt } from './request-authentication';
 import { egressAllows } from './sidecar';
+import { resolveTelemetry } from './telemetry';
 import { meshKeyOfHost } from './hosts';
 import { parseCidr } from '../ip';
 import { modeOfPort, resolvePeerAuthentication, type ResolvedMtls } from './peer-authentication';
@@ -204,6 +206,7 @@ export class MeshModel {
   private readonly authorizationPolicies = new PolicyStore<AuthorizationPolicyObject>();
   private readonly requestAuthentications = new PolicyStore<RequestAuthenticationObject>();
   private readonly sidecars = new PolicyStore<SidecarObject>();
+  private readonly telemetries = new PolicyStore<TelemetryObject>();
   /** Namespaces whose Sidecar changed since the last commit. */
   private readonly dirtySidecars = new Set<string>();
   /**
@@ -283,6 +286,7 @@ export class MeshModel {
       TLSRoute: this.tlsRoutes.size,
       ServiceEntry: this.serviceEntries.size,
       Node: this.nodes.size,
+      Telemetry: this.telemetries.size,
     };
   }
 
@@ -350,6 +354,8 @@ export class MeshModel {
         return this.putServiceEntry(key, obj as ServiceEntryObject | null);
       case 'Node':
         return this.putNode(key, obj as NodeObject | null);
+      case 'Telemetry':
+        return this.putTelemetry(key, obj as TelemetryObject | null);
     }
   }
 
@@ -715,6 +721,13 @@ export class MeshModel {
     for (const podKey of this.podsUnder(namespace)) this.dirtyPods.add(podKey);
   }
 
+  /** As an AuthorizationPolicy: only the scopes of the Pods it may apply to change. */
+  private putTelemetry(key: string, t: TelemetryObject | null): void {
+    const namespace = this.telemetries.put(key, t);
+    if (namespace === undefined) return;
+    for (const podKey of this.podsUnder(namespace)) this.dirtyPods.add(podKey);
+  }
+
   /** What the proxies of its namespace (the root's: of every namespace) see changes. */
   private putSidecar(key: string, sidecar: SidecarObject | null): void {
     const namespace = this.sidecars.put(key, sidecar);
@@ -975,6 +988,16 @@ export class MeshModel {
     const jwt = this.jwtOf(pod);
     const outbound = this.sidecarOf(pod.meta.namespace)?.outboundTrafficPolicy ?? null;
     const locality = this.localityOf(pod, null, null);
+    const root = this.options.rootNamespace;
+    const telemetry = resolveTelemetry(
+      pod.meta,
+      this.telemetries.of([root, pod.meta.namespace]),
+      root,
+    );
+    // A Pod's own annotations over its Telemetries.
+    const sampling = pod.traceSamplingPercent ?? telemetry.samplingPercent;
+    const accessLog = pod.accessLog ?? telemetry.accessLog?.on ?? null;
+    const side = accessLog === true ? (telemetry.accessLog?.side ?? null) : null;
     return {
       pod: { name: pod.meta.name, namespace: pod.meta.namespace, ip: pod.ips[0] ?? null },
       identity,
@@ -988,10 +1011,12 @@ export class MeshModel {
         ...(authorization.length === 0 ? {} : { authorization }),
         ...(jwt.length === 0 ? {} : { jwt }),
       },
-      ...(pod.traceSamplingPercent === null
+      ...(sampling === null ? {} : { traceSamplingPercent: sampling }),
+      ...(accessLog === null ? {} : { accessLog }),
+      ...(side === null ? {} : { accessLogSide: side }),
+      ...(telemetry.metricOverrides.length === 0
         ? {}
-        : { traceSamplingPercent: pod.traceSamplingPercent }),
-      ...(pod.accessLog === null ? {} : { accessLog: pod.accessLog }),
+        : { metricOverrides: telemetry.metricOverrides }),
       ...(outbound === null ? {} : { outboundTrafficPolicy: outbound }),
       ...(locality === null ? {} : { locality }),
     };

@@ -10,6 +10,7 @@ import type {
   HeaderMatch,
   HeaderOperations,
   JwtLocations,
+  MetricOverride,
   MtlsMode,
   Protocol,
   RequestMatch,
@@ -38,6 +39,7 @@ export const MESH_KINDS = [
   'RequestAuthentication',
   'Sidecar',
   'Node',
+  'Telemetry',
 ] as const;
 export type MeshKind = (typeof MESH_KINDS)[number];
 
@@ -63,6 +65,7 @@ export const MESH_API_VERSIONS: Readonly<Record<MeshKind, readonly string[]>> = 
   RequestAuthentication: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
   Sidecar: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
   Node: ['v1'],
+  Telemetry: ['telemetry.istio.io/v1', 'telemetry.istio.io/v1alpha1'],
 };
 
 /** Names an object: kind, namespace, name. */
@@ -230,6 +233,19 @@ export interface RequestAuthenticationObject {
   /** spec.selector.matchLabels; null or empty: every workload of its namespace (or the mesh). */
   readonly selector: Readonly<Record<string, string>> | null;
   readonly jwtRules: readonly JwtRuleSpec[];
+}
+
+/** Istio's Telemetry (telemetry.istio.io): tracing, access logs and metrics of workloads. */
+export interface TelemetryObject {
+  readonly kind: 'Telemetry';
+  readonly meta: Meta;
+  /** spec.selector.matchLabels; null: every workload of its namespace (or the mesh). */
+  readonly selector: Readonly<Record<string, string>> | null;
+  /** `tracing[0]`: `randomSamplingPercentage` (0 with `disableSpanReporting`); null: not set. */
+  readonly samplingPercent: number | null;
+  /** `accessLogging[0]`: on or off, and the side it logs; null: not set. */
+  readonly accessLog: { readonly on: boolean; readonly side: 'outbound' | 'inbound' | null } | null;
+  readonly metricOverrides: readonly MetricOverride[];
 }
 
 /**
@@ -459,6 +475,7 @@ export type MeshObject =
   | ServiceEntryObject
   | SidecarObject
   | NodeObject
+  | TelemetryObject
   | TrafficObject;
 
 export const refOf = (obj: MeshObject): ObjectRef => ({

@@ -29,6 +29,7 @@ import { failClosedPolicy, readAuthorizationPolicy } from './authorization-valid
 import { readRequestAuthentication } from './request-authentication-validate';
 import { readServiceEntry } from './service-entry-validate';
 import { readSidecar } from './sidecar-validate';
+import { readTelemetry } from './telemetry-validate';
 import {
   readDestinationRule,
   readGatewayTcpRoute,
@@ -597,6 +598,7 @@ const READERS: {
   RequestAuthentication: readRequestAuthentication,
   Sidecar: readSidecar,
   Node: readNode,
+  Telemetry: readTelemetry,
 };
 
 /**

@@ -219,11 +219,12 @@ describe("mooring serve with the chart's RBAC", () => {
         : undefined;
     });
     // No Istio CRD in this cluster: PeerAuthentication, AuthorizationPolicy,
-    // RequestAuthentication and Sidecar are off, not forbidden.
+    // RequestAuthentication, Sidecar and Telemetry are off, not forbidden.
     expect(objects.source.kinds.PeerAuthentication).toBe('off');
     expect(objects.source.kinds.AuthorizationPolicy).toBe('off');
     expect(objects.source.kinds.RequestAuthentication).toBe('off');
     expect(objects.source.kinds.Sidecar).toBe('off');
+    expect(objects.source.kinds.Telemetry).toBe('off');
     expect(objects.source.kinds.TCPRoute).toBe('off');
     expect(objects.source.kinds.TLSRoute).toBe('off');
     // Once their CRDs are installed, the ServiceAccount may list and watch them everywhere (a
@@ -277,6 +278,27 @@ describe("mooring serve with the chart's RBAC", () => {
         name: 'sidecars.networking.istio.io',
       }),
     );
+    // Telemetry (telemetry.istio.io): list and watch, its CRD by name; neither a write nor its
+    // status (Mooring writes none).
+    for (const verb of ['list', 'watch', 'update']) {
+      answers.push(await can({ group: 'telemetry.istio.io', resource: 'telemetries', verb }));
+    }
+    answers.push(
+      await can({
+        group: 'telemetry.istio.io',
+        resource: 'telemetries',
+        subresource: 'status',
+        verb: 'update',
+      }),
+    );
+    answers.push(
+      await can({
+        group: 'apiextensions.k8s.io',
+        resource: 'customresourcedefinitions',
+        verb: 'get',
+        name: 'telemetries.telemetry.istio.io',
+      }),
+    );
     expect(answers).toEqual([
       'list nodes: true',
       'watch nodes: true',
@@ -295,6 +317,11 @@ describe("mooring serve with the chart's RBAC", () => {
       'watch sidecars: true',
       'update sidecars: false',
       'get customresourcedefinitions sidecars.networking.istio.io: true',
+      'list telemetries: true',
+      'watch telemetries: true',
+      'update telemetries: false',
+      'update telemetries/status: false',
+      'get customresourcedefinitions telemetries.telemetry.istio.io: true',
     ]);
     // The same for the Gateway API's TCPRoute and TLSRoute: list and watch them, write their
     // status (status.parents), read their CRDs by name; and nothing more on them.

@@ -7,14 +7,17 @@
 // working; the chart's ValidatingWebhookConfiguration makes kubectl refuse it. TCPRoute is read at
 // v1alpha2, which only the experimental channel's CRD serves: its test installs that one. A
 // ServiceEntry (the chart's CRD) reaches a proxy as a service of its host, a RequestAuthentication
-// the scope of the proxies it selects, a namespace's Sidecar the services its proxies are given.
+// the scope of the proxies it selects, a namespace's Sidecar the services its proxies are given,
+// the root namespace's and a namespace's Telemetry the tracing, access log and metrics of their
+// proxies' scope (the server's config dump, and pushed).
 // A Node's topology labels are the locality of the Pods on it: in their proxies' scope and their
 // endpoints (the server's config dump, and pushed), followed when the Node is relabelled.
 import { generateKeyPairSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import type { MeshClient } from '../../src/agent/mesh-client';
-import type { MeshConfigDump } from '../../src/api/mesh';
+import type { MeshConfigDump, ProxyScope } from '../../src/api/mesh';
 import { CHART_DIR, parseObjects, runHelm } from '../chart/helm';
 import { startControlPlane, type ControlPlane } from './harness/control-plane';
 import { waitForCrds } from './harness/crds';
@@ -117,6 +120,13 @@ const applyObject = (object: object): Promise<string> =>
 
 const service = (name: string) => client.state()?.services.get(`${NS}/${name}`);
 
+/** What the server would push to Pod `name` of NS (its admin port's config dump). */
+const configDump = async (name: string): Promise<MeshConfigDump | undefined> => {
+  const answer = await request(`${mooring.adminUrl}/debug/mesh/config_dump?pod=${NS}/${name}`);
+  if (answer.status !== 200) return undefined;
+  return (JSON.parse(answer.body) as { mesh: MeshConfigDump }).mesh;
+};
+
 beforeAll(async () => {
   if (!fs.existsSync(path.join(CRDS, 'istio.yaml'))) {
     throw new Error(
@@ -125,7 +135,7 @@ beforeAll(async () => {
   }
   cp = await startControlPlane();
   // The CRDs as the chart installs them (crds.install: Istio's VirtualService, DestinationRule,
-  // ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication and the Gateway API's standard channel): a CRD the template breaks fails
+  // ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry and the Gateway API's standard channel): a CRD the template breaks fails
   // here. Server-side: Istio's are too large for client-side apply.
   const crds = await chartTemplate('charts/crds/templates/crds.yaml', ['crds.install=true']);
   await kubectl(cp, ['apply', '--server-side', '-f', '-'], crds);
@@ -137,6 +147,7 @@ beforeAll(async () => {
     'peerauthentications.security.istio.io',
     'authorizationpolicies.security.istio.io',
     'requestauthentications.security.istio.io',
+    'telemetries.telemetry.istio.io',
     'httproutes.gateway.networking.k8s.io',
     'grpcroutes.gateway.networking.k8s.io',
     'tlsroutes.gateway.networking.k8s.io',
@@ -170,6 +181,7 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
       'PeerAuthentication',
       'AuthorizationPolicy',
       'RequestAuthentication',
+      'Telemetry',
       'HTTPRoute',
       'GRPCRoute',
       'TLSRoute',
@@ -678,6 +690,90 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     expect(client.state()?.proxy.outboundTrafficPolicy).toBeUndefined();
   }, 120_000);
 
+  it("brings the root namespace's Telemetry (the chart's CRD, v1) and its namespace's to a proxy's scope, and takes them away when deleted", async () => {
+    // The mesh's default, in the root namespace (the server's own), and one of the namespace.
+    await kubectl(
+      cp,
+      ['apply', '-n', MOORING_NS, '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'telemetry.istio.io/v1',
+        kind: 'Telemetry',
+        metadata: { name: 'mesh-default' },
+        spec: { tracing: [{ randomSamplingPercentage: 25 }] },
+      }),
+    );
+    await applyObject({
+      apiVersion: 'telemetry.istio.io/v1',
+      kind: 'Telemetry',
+      metadata: { name: 'bookinfo' },
+      spec: {
+        accessLogging: [{ match: { mode: 'SERVER' } }],
+        metrics: [
+          { overrides: [{ match: { metric: 'REQUEST_COUNT', mode: 'CLIENT' }, disabled: true }] },
+        ],
+      },
+    });
+    const telemetryOf = (scope: ProxyScope | undefined) =>
+      scope === undefined
+        ? undefined
+        : {
+            traceSamplingPercent: scope.traceSamplingPercent,
+            accessLog: scope.accessLog,
+            accessLogSide: scope.accessLogSide,
+            metricOverrides: scope.metricOverrides,
+          };
+    const both = {
+      traceSamplingPercent: 25,
+      accessLog: true,
+      accessLogSide: 'inbound',
+      metricOverrides: [{ metric: 'REQUEST_COUNT', mode: 'CLIENT', disabled: true }],
+    };
+    try {
+      const dumped = await waitFor(
+        'both Telemetries in the config dump',
+        async () => {
+          const dump = await configDump('productpage-1');
+          return dump?.proxy.traceSamplingPercent === 25 && dump.proxy.accessLog === true
+            ? dump
+            : undefined;
+        },
+        60_000,
+      );
+      expect(telemetryOf(dumped.proxy)).toEqual(both);
+      // Pushed as well.
+      await stateWhere(client, (st) => st.proxy.accessLogSide === 'inbound', 30_000);
+      expect(telemetryOf(client.state()?.proxy)).toEqual(both);
+      const on = fs
+        .readFileSync(mooring.logPath, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('"Telemetry is on"'))
+        .map((l) => (JSON.parse(l) as { apiVersion?: string }).apiVersion);
+      expect(on).toEqual(['telemetry.istio.io/v1']);
+    } finally {
+      await kubectl(cp, ['delete', 'telemetry', 'mesh-default', '-n', MOORING_NS]);
+      await kubectl(cp, ['delete', 'telemetry', 'bookinfo', '-n', NS]);
+    }
+    const none = {
+      traceSamplingPercent: undefined,
+      accessLog: undefined,
+      accessLogSide: undefined,
+      metricOverrides: undefined,
+    };
+    const gone = await waitFor(
+      'no Telemetry in the config dump',
+      async () => {
+        const dump = await configDump('productpage-1');
+        return dump !== undefined && isDeepStrictEqual(telemetryOf(dump.proxy), none)
+          ? dump
+          : undefined;
+      },
+      30_000,
+    );
+    expect(telemetryOf(gone.proxy)).toEqual(none);
+    await stateWhere(client, (st) => st.proxy.accessLog === undefined, 30_000);
+    expect(telemetryOf(client.state()?.proxy)).toEqual(none);
+  }, 120_000);
+
   it('applies a VirtualService of another namespace only where its exportTo sends it', async () => {
     const other = `exports-${suffix()}`;
     await createNamespace(cp, other);
@@ -989,6 +1085,21 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     ).rejects.toThrow(
       `Sidecar ${NS}/by-selector is invalid for Mooring: spec.workloadSelector: is not supported by Mooring yet`,
     );
+    // A Telemetry (the rule of telemetry.istio.io) attached by targetRefs, which the CRD lets
+    // through and Mooring does not do.
+    await expect(
+      applyObject({
+        apiVersion: 'telemetry.istio.io/v1',
+        kind: 'Telemetry',
+        metadata: { name: 'by-target' },
+        spec: {
+          targetRefs: [{ group: '', kind: 'Service', name: 'details' }],
+          tracing: [{ randomSamplingPercentage: 100 }],
+        },
+      }),
+    ).rejects.toThrow(
+      `Telemetry ${NS}/by-target is invalid for Mooring: spec.targetRefs: attaches a policy to a Gateway or Service, which Mooring does not do: use spec.selector`,
+    );
     // A valid object still goes in, with the fields Mooring ignores as warnings.
     const out = await applyObject({
       apiVersion: 'networking.istio.io/v1',
@@ -1004,13 +1115,6 @@ describe('locality in cluster mode: the Nodes the Pods run on', () => {
   const REGION = 'topology.kubernetes.io/region';
   const ZONE = 'topology.kubernetes.io/zone';
   const SUBZONE = 'topology.istio.io/subzone';
-
-  /** What the server would push to Pod `name` of NS (its admin port's config dump). */
-  const configDump = async (name: string): Promise<MeshConfigDump | undefined> => {
-    const answer = await request(`${mooring.adminUrl}/debug/mesh/config_dump?pod=${NS}/${name}`);
-    if (answer.status !== 200) return undefined;
-    return (JSON.parse(answer.body) as { mesh: MeshConfigDump }).mesh;
-  };
   /** The locality of each endpoint of `service`, by address. */
   const localities = (
     services: Iterable<{ key: string; endpoints: readonly object[] }>,

@@ -6,6 +6,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import type { ProxyScope } from '../../src/api/mesh';
 import { ProxyTelemetry } from '../../src/agent/proxy/telemetry/telemetry';
 import { endpoint, meshedAs, meshState, port, proxyScope, service, spiffe } from '../fixtures/mesh';
 import {
@@ -57,7 +58,10 @@ const tag = (s: Span, key: string): unknown => {
 const allSpans = (): (Span & { service: string })[] =>
   received.flatMap((e) => e.spans.map((s) => ({ ...s, service: e.service })));
 
-function meshes(settings: { samplingPercent: number; accessLog: boolean }): void {
+function meshes(
+  settings: { samplingPercent: number; accessLog: boolean },
+  scope: { client?: Partial<ProxyScope>; server?: Partial<ProxyScope> } = {},
+): void {
   const s = {
     tracing: { otlpEndpoint: collectorUrl, samplingPercent: settings.samplingPercent },
     accessLog: settings.accessLog,
@@ -65,7 +69,7 @@ function meshes(settings: { samplingPercent: number; accessLog: boolean }): void
   a.sidecar.setMesh(
     withSettings(
       meshState(
-        proxyScope('client'),
+        proxyScope('client', (p) => ({ ...p, ...scope.client })),
         service(
           'server',
           CLUSTER_IP,
@@ -88,7 +92,9 @@ function meshes(settings: { samplingPercent: number; accessLog: boolean }): void
       s,
     ),
   );
-  b.sidecar.setMesh(withSettings(meshState(proxyScope('server')), s));
+  b.sidecar.setMesh(
+    withSettings(meshState(proxyScope('server', (p) => ({ ...p, ...scope.server }))), s),
+  );
 }
 
 async function spansOf(traceId: string, count: number): Promise<Span[]> {
@@ -343,6 +349,47 @@ describe('the access log', () => {
       bytes_sent: 9,
       source_principal: spiffe('client'),
     });
+  });
+
+  it("logs only the side a Telemetry's mode names (SERVER: inbound, CLIENT: outbound)", async () => {
+    meshes(
+      { samplingPercent: 0, accessLog: true },
+      { client: { accessLogSide: 'inbound' }, server: { accessLogSide: 'inbound' } },
+    );
+    await get(a.outbound, '/one');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(aLog).toEqual([]);
+    expect(bLog.map((l) => (JSON.parse(l) as { path: string }).path)).toEqual(['/one']);
+    meshes(
+      { samplingPercent: 0, accessLog: true },
+      { client: { accessLogSide: 'outbound' }, server: { accessLogSide: 'outbound' } },
+    );
+    await get(a.outbound, '/two');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(aLog.map((l) => (JSON.parse(l) as { path: string }).path)).toEqual(['/two']);
+    expect(bLog).toHaveLength(1);
+  });
+
+  it("reports Istio's metrics as a Telemetry's overrides say: a side off, a label removed", async () => {
+    meshes(
+      { samplingPercent: 0, accessLog: false },
+      {
+        client: { metricOverrides: [{ metric: 'REQUEST_COUNT', mode: 'CLIENT', disabled: true }] },
+        server: {
+          metricOverrides: [
+            { metric: 'ALL_METRICS', mode: 'SERVER', removeTags: ['source_principal'] },
+          ],
+        },
+      },
+    );
+    await get(a.outbound, '/counted');
+    await new Promise((r) => setTimeout(r, 50));
+    const client = a.metrics.render();
+    const server = b.metrics.render();
+    expect(client).not.toContain('istio_requests_total{');
+    expect(client).toMatch(/istio_request_duration_milliseconds_count\{reporter="source"/);
+    expect(server).toMatch(/istio_requests_total\{reporter="destination"/);
+    expect(server).not.toContain('source_principal=');
   });
 
   it('writes nothing when off', async () => {

@@ -1,7 +1,8 @@
-// Cluster mode's mesh source: Services, EndpointSlices and Pods of every namespace, and
-// PeerAuthentications, AuthorizationPolicies and RequestAuthentications (security.istio.io),
-// VirtualServices, DestinationRules, ServiceEntries and Sidecars (networking.istio.io),
-// HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes (gateway.networking.k8s.io), each at the first
+// Cluster mode's mesh source: Services, EndpointSlices and Pods of every namespace, the Nodes
+// (their locality), and PeerAuthentications, AuthorizationPolicies and RequestAuthentications
+// (security.istio.io), VirtualServices, DestinationRules, ServiceEntries and Sidecars
+// (networking.istio.io), Telemetries (telemetry.istio.io), HTTPRoutes, GRPCRoutes, TCPRoutes and
+// TLSRoutes (gateway.networking.k8s.io), the Istio and Gateway API kinds each at the first
 // version of MESH_API_VERSIONS the apiserver serves, when its CRD is installed; each through a
 // Reflector (list, then watch; relist after a failure). Every object goes through the validator
 // that --mesh-dir files go through, so the same objects make the same model.
@@ -67,6 +68,7 @@ export const OPTIONAL_KINDS: readonly OptionalKind[] = [
   { kind: 'DestinationRule', group: 'networking.istio.io', plural: 'destinationrules' },
   { kind: 'ServiceEntry', group: 'networking.istio.io', plural: 'serviceentries' },
   { kind: 'Sidecar', group: 'networking.istio.io', plural: 'sidecars' },
+  { kind: 'Telemetry', group: 'telemetry.istio.io', plural: 'telemetries' },
   { kind: 'HTTPRoute', group: 'gateway.networking.k8s.io', plural: 'httproutes' },
   { kind: 'GRPCRoute', group: 'gateway.networking.k8s.io', plural: 'grpcroutes' },
   { kind: 'TCPRoute', group: 'gateway.networking.k8s.io', plural: 'tcproutes' },

@@ -264,7 +264,7 @@ function recordHttp1(
 ): void {
   const flags = countRequest(metrics, edge, r, '');
   const span = planSpan(r.plan);
-  if (!telemetry.wants(span)) return;
+  if (!telemetry.wants(span, direction)) return;
   const head = r.head;
   const th = head === null ? noTraceHeaders() : readTraceHeaders(head.headers);
   telemetry.finished(
@@ -1057,7 +1057,7 @@ function recordH2(
 ): void {
   const flags = countRequest(metrics, edge, r, r.grpcStatus);
   const span = planSpan(r.plan);
-  if (telemetry.wants(span)) {
+  if (telemetry.wants(span, direction)) {
     telemetry.finished(
       span,
       requestFacts(telemetry, edge, direction, port, { ...r, flags }, h2Request(r)),

@@ -6,6 +6,8 @@
 // again (for a new configuration, or for each TCP connection) counts into the same series; each
 // Edge keeps the series it has met, by the short rest of their key.
 
+import { ISTIO_METRICS, type MetricOverride } from '../../api/mesh';
+
 export const ENVOY_DEFAULT_BUCKETS: readonly number[] = [
   0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000,
   1800000, 3600000,
@@ -121,10 +123,59 @@ interface TcpSeries {
   received: number;
 }
 
+/** What Telemetry overrides make of one metric on one side: off, or labels removed. */
+interface MetricView {
+  readonly disabled: boolean;
+  readonly remove: ReadonlySet<string>;
+}
+
+const AS_IS: MetricView = { disabled: false, remove: new Set() };
+
+/** The overrides for `metric` seen by `reporter`, applied in order (the most specific last). */
+export function metricView(
+  overrides: readonly MetricOverride[],
+  metric: string,
+  reporter: Reporter,
+): MetricView {
+  let disabled = false;
+  const remove = new Set<string>();
+  for (const o of overrides) {
+    if (o.metric !== 'ALL_METRICS' && ISTIO_METRICS[o.metric] !== metric) continue;
+    const side = o.mode === 'CLIENT' ? 'source' : o.mode === 'SERVER' ? 'destination' : reporter;
+    if (side !== reporter) continue;
+    if (o.disabled !== undefined) disabled = o.disabled;
+    for (const tag of o.removeTags ?? []) remove.add(tag);
+  }
+  return disabled || remove.size > 0 ? { disabled, remove } : AS_IS;
+}
+
+/** A series' labels without those of `remove` (the text as Edge and series write it). */
+function withoutLabels(labels: string, remove: ReadonlySet<string>): string {
+  const kept: string[] = [];
+  for (const m of labels.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+    if (!remove.has(m[1] as string)) kept.push(m[0]);
+  }
+  return kept.join(',');
+}
+
+/** One rendered series: a counter's value, or a histogram's buckets, sum and count. */
+interface Row {
+  value: number;
+  sum: number;
+  buckets: Float64Array | null;
+}
+
 export class IstioMetrics {
   /** By their labels' text. */
   private readonly requests = new Map<string, RequestSeries>();
   private readonly tcp = new Map<string, TcpSeries>();
+  /** Telemetry's metric overrides of this workload (applied when rendering: no per-request cost). */
+  private overrides: readonly MetricOverride[] = [];
+
+  /** A new configuration's Telemetry overrides. */
+  configure(overrides: readonly MetricOverride[] | undefined): void {
+    this.overrides = overrides ?? [];
+  }
 
   /** One HTTP or gRPC request, at its end. */
   request(
@@ -200,50 +251,100 @@ export class IstioMetrics {
     this.tcpSeries(edge).closed++;
   }
 
-  /** Prometheus text exposition (version 0.0.4). */
+  /**
+   * Prometheus text exposition (version 0.0.4), under the Telemetry overrides: a metric off on a
+   * side leaves that side's series out; a label removed sums the series it alone told apart.
+   */
   render(): string {
     const out: string[] = [];
+    const views = new Map<string, MetricView>();
+    const viewOf = (metric: string, labels: string): MetricView => {
+      if (this.overrides.length === 0) return AS_IS;
+      const reporter: Reporter = labels.startsWith('reporter="source"') ? 'source' : 'destination';
+      const key = `${metric}|${reporter}`;
+      let view = views.get(key);
+      if (view === undefined) views.set(key, (view = metricView(this.overrides, metric, reporter)));
+      return view;
+    };
+    const family = <S extends { readonly labels: string }>(
+      metric: string,
+      type: 'counter' | 'histogram',
+      series: Iterable<S>,
+      value: (s: S) => number,
+      histogram?: (s: S) => Histogram,
+    ): void => {
+      const rows = new Map<string, Row>();
+      for (const s of series) {
+        const view = viewOf(metric, s.labels);
+        if (view.disabled) continue;
+        const labels = view.remove.size === 0 ? s.labels : withoutLabels(s.labels, view.remove);
+        let row = rows.get(labels);
+        if (row === undefined) {
+          row = {
+            value: 0,
+            sum: 0,
+            buckets:
+              histogram === undefined ? null : new Float64Array(ENVOY_DEFAULT_BUCKETS.length),
+          };
+          rows.set(labels, row);
+        }
+        row.value += value(s);
+        if (histogram !== undefined && row.buckets !== null) {
+          const h = histogram(s);
+          row.sum += h.sum;
+          for (let i = 0; i < h.counts.length; i++) {
+            row.buckets[i] = (row.buckets[i] as number) + (h.counts[i] as number);
+          }
+        }
+      }
+      if (rows.size === 0) return;
+      out.push(`# TYPE ${metric} ${type}`);
+      for (const [labels, row] of rows) {
+        if (row.buckets === null) {
+          out.push(`${metric}{${labels}} ${row.value}`);
+          continue;
+        }
+        let cumulative = 0;
+        for (let i = 0; i < ENVOY_DEFAULT_BUCKETS.length; i++) {
+          cumulative += row.buckets[i] as number;
+          out.push(
+            `${metric}_bucket{${labels},le="${ENVOY_DEFAULT_BUCKETS[i] as number}"} ${cumulative}`,
+          );
+        }
+        out.push(`${metric}_bucket{${labels},le="+Inf"} ${row.value}`);
+        out.push(`${metric}_sum{${labels}} ${row.sum}`);
+        out.push(`${metric}_count{${labels}} ${row.value}`);
+      }
+    };
     const reqs = [...this.requests.values()];
-    if (reqs.length > 0) {
-      out.push('# TYPE istio_requests_total counter');
-      for (const s of reqs) out.push(`istio_requests_total{${s.labels}} ${s.count}`);
-      renderHistogram(out, 'istio_request_duration_milliseconds', reqs, (s) => s.duration);
-      renderHistogram(out, 'istio_request_bytes', reqs, (s) => s.requestBytes);
-      renderHistogram(out, 'istio_response_bytes', reqs, (s) => s.responseBytes);
-    }
+    const m = ISTIO_METRICS;
+    family(m.REQUEST_COUNT, 'counter', reqs, (s) => s.count);
+    family(
+      m.REQUEST_DURATION,
+      'histogram',
+      reqs,
+      (s) => s.count,
+      (s) => s.duration,
+    );
+    family(
+      m.REQUEST_SIZE,
+      'histogram',
+      reqs,
+      (s) => s.count,
+      (s) => s.requestBytes,
+    );
+    family(
+      m.RESPONSE_SIZE,
+      'histogram',
+      reqs,
+      (s) => s.count,
+      (s) => s.responseBytes,
+    );
     const tcp = [...this.tcp.values()];
-    if (tcp.length > 0) {
-      out.push('# TYPE istio_tcp_sent_bytes_total counter');
-      for (const s of tcp) out.push(`istio_tcp_sent_bytes_total{${s.labels}} ${s.sent}`);
-      out.push('# TYPE istio_tcp_received_bytes_total counter');
-      for (const s of tcp) out.push(`istio_tcp_received_bytes_total{${s.labels}} ${s.received}`);
-      out.push('# TYPE istio_tcp_connections_opened_total counter');
-      for (const s of tcp) out.push(`istio_tcp_connections_opened_total{${s.labels}} ${s.opened}`);
-      out.push('# TYPE istio_tcp_connections_closed_total counter');
-      for (const s of tcp) out.push(`istio_tcp_connections_closed_total{${s.labels}} ${s.closed}`);
-    }
+    family(m.TCP_SENT_BYTES, 'counter', tcp, (s) => s.sent);
+    family(m.TCP_RECEIVED_BYTES, 'counter', tcp, (s) => s.received);
+    family(m.TCP_OPENED_CONNECTIONS, 'counter', tcp, (s) => s.opened);
+    family(m.TCP_CLOSED_CONNECTIONS, 'counter', tcp, (s) => s.closed);
     return out.length === 0 ? '' : `${out.join('\n')}\n`;
-  }
-}
-
-function renderHistogram(
-  out: string[],
-  name: string,
-  series: readonly RequestSeries[],
-  pick: (s: RequestSeries) => Histogram,
-): void {
-  out.push(`# TYPE ${name} histogram`);
-  for (const s of series) {
-    const h = pick(s);
-    let cumulative = 0;
-    for (let i = 0; i < ENVOY_DEFAULT_BUCKETS.length; i++) {
-      cumulative += h.counts[i] as number;
-      out.push(
-        `${name}_bucket{${s.labels},le="${ENVOY_DEFAULT_BUCKETS[i] as number}"} ${cumulative}`,
-      );
-    }
-    out.push(`${name}_bucket{${s.labels},le="+Inf"} ${s.count}`);
-    out.push(`${name}_sum{${s.labels}} ${h.sum}`);
-    out.push(`${name}_count{${s.labels}} ${s.count}`);
   }
 }

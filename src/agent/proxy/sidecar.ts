@@ -289,6 +289,7 @@ export class Sidecar {
     }
     this.ownPeer = encodeWorkload(state.proxy.workload);
     this.telemetry.configure(state.settings, state.proxy);
+    this.deps.metrics.configure(state.proxy.metricOverrides);
   }
 
   mesh(): MeshIndex | null {
@@ -1053,7 +1054,7 @@ export class Sidecar {
         onClose?.();
         this.load.tcp--;
         this.deps.metrics.tcpClosed(edge);
-        if (!this.telemetry.accessLogOn) return;
+        if (!this.telemetry.logs(direction)) return;
         const l = edge.labels;
         const service = l.service === UNKNOWN ? null : l.service;
         const now = this.telemetry.nowMs();

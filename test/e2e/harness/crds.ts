@@ -1,6 +1,6 @@
 // The CRDs of the APIs Mooring reads, installed as a user installs them: Istio's (istio.io/api:
 // PeerAuthentication, AuthorizationPolicy, RequestAuthentication, VirtualService, DestinationRule,
-// ServiceEntry, Sidecar...: istio.yaml holds every Istio CRD) and the Gateway API's HTTPRoute, GRPCRoute, TLSRoute and TCPRoute (standard
+// ServiceEntry, Sidecar, Telemetry...: istio.yaml holds every Istio CRD) and the Gateway API's HTTPRoute, GRPCRoute, TLSRoute and TCPRoute (standard
 // channel), as fetched by fetch-crds.sh (`make crds`) into .cache/crds.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -24,6 +24,7 @@ const NAMES = [
   'destinationrules.networking.istio.io',
   'serviceentries.networking.istio.io',
   'sidecars.networking.istio.io',
+  'telemetries.telemetry.istio.io',
   'httproutes.gateway.networking.k8s.io',
   'grpcroutes.gateway.networking.k8s.io',
   'tlsroutes.gateway.networking.k8s.io',

@@ -3,7 +3,8 @@
 // once it appears, invalid objects logged once and skipped or kept at their last valid version,
 // an invalid AuthorizationPolicy put in closed instead, a ServiceEntry a service of its host, a
 // RequestAuthentication the JWT providers of the scopes of the Pods it selects, a namespace's
-// Sidecar the services its proxies see.
+// Sidecar the services its proxies see, a Telemetry the tracing, access log and metrics of the
+// scopes of the Pods it applies to.
 // test/e2e/mesh.test.ts runs it against a real kube-apiserver.
 import { generateKeyPairSync } from 'node:crypto';
 import { ClusterMeshSource, slimNode, slimPod } from '../../../src/adapters/kube/mesh-source';
@@ -11,6 +12,7 @@ import { KubeApiError, type KubeApi, type KubeRequest } from '../../../src/adapt
 import { MeshModel } from '../../../src/mesh';
 import {
   endpointSlice,
+  inNamespace,
   meshed,
   MODEL_OPTIONS,
   peerAuthentication,
@@ -838,6 +840,113 @@ describe("cluster mode's mesh source", () => {
     expect(model.counts()).toMatchObject({ Sidecar: 0 });
     expect(seenFrom('shop')).toEqual(['bank/ledger', 'shop/web']);
     expect(model.proxyScope('shop/web-1')?.outboundTrafficPolicy).toBeUndefined();
+  });
+
+  it("has Telemetry off while its CRD is missing; once served, brings the root namespace's and a namespace's to the scopes of their Pods, skips one with targetRefs, and takes them away when deleted", async () => {
+    const { cluster, model, logs, source } = setup();
+    seedWeb(cluster);
+    put(
+      cluster,
+      '/api/v1/namespaces/bank/pods',
+      inNamespace('bank')(
+        pod('ledger-1', meshed(), withServiceAccount('ledger'), withIP('10.0.1.1')),
+      ),
+    );
+    await source.start();
+    model.commit();
+    expect(logs.map((l) => l.msg)).toContain(
+      'Telemetry is off: its CRD (telemetries.telemetry.istio.io) is not installed',
+    );
+    expect(source.describe()).toMatchObject({ kinds: { Telemetry: 'off' } });
+    expect(model.proxyScope('shop/web-1')?.traceSamplingPercent).toBeUndefined();
+
+    // Served at v1alpha1 only (an older Istio): read there. The root namespace's applies to
+    // every Pod of the mesh, shop's to shop's only.
+    const telemetries = (ns: string) =>
+      `/apis/telemetry.istio.io/v1alpha1/namespaces/${ns}/telemetries`;
+    cluster.groups.set('telemetry.istio.io', ['v1alpha1']);
+    put(cluster, telemetries('mooring-system'), {
+      apiVersion: 'telemetry.istio.io/v1alpha1',
+      kind: 'Telemetry',
+      metadata: { name: 'mesh-default', namespace: 'mooring-system' },
+      spec: { tracing: [{ randomSamplingPercentage: 25 }] },
+    });
+    put(cluster, telemetries('shop'), {
+      apiVersion: 'telemetry.istio.io/v1alpha1',
+      kind: 'Telemetry',
+      metadata: { name: 'shop', namespace: 'shop' },
+      spec: {
+        accessLogging: [{ match: { mode: 'SERVER' } }],
+        metrics: [
+          { overrides: [{ match: { metric: 'REQUEST_COUNT', mode: 'CLIENT' }, disabled: true }] },
+        ],
+      },
+    });
+    await until(
+      'both Telemetries in the scope of web-1',
+      () =>
+        model.proxyScope('shop/web-1')?.traceSamplingPercent === 25 &&
+        model.proxyScope('shop/web-1')?.accessLog === true,
+    );
+    expect(logs.filter((l) => l.msg === 'Telemetry is on').map((l) => l.fields.apiVersion)).toEqual(
+      ['telemetry.istio.io/v1alpha1'],
+    );
+    expect(model.counts()).toMatchObject({ Telemetry: 2 });
+    expect(model.proxyScope('shop/web-1')).toMatchObject({
+      traceSamplingPercent: 25,
+      accessLog: true,
+      accessLogSide: 'inbound',
+      metricOverrides: [{ metric: 'REQUEST_COUNT', mode: 'CLIENT', disabled: true }],
+    });
+    const ledger = model.proxyScope('bank/ledger-1');
+    expect(ledger?.traceSamplingPercent).toBe(25);
+    expect([ledger?.accessLog, ledger?.accessLogSide, ledger?.metricOverrides]).toEqual([
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    expect(source.problems()).toEqual([]);
+
+    // spec.targetRefs (which the CRD lets through): logged and skipped, the field named; taken,
+    // it would sample every request of bank.
+    put(cluster, telemetries('bank'), {
+      apiVersion: 'telemetry.istio.io/v1alpha1',
+      kind: 'Telemetry',
+      metadata: { name: 'by-target', namespace: 'bank' },
+      spec: {
+        targetRefs: [{ group: '', kind: 'Service', name: 'ledger' }],
+        tracing: [{ randomSamplingPercentage: 100 }],
+      },
+    });
+    await until('the problem of by-target', () =>
+      source.problems().some((p) => p.name === 'by-target'),
+    );
+    expect(source.problems()).toEqual([
+      expect.objectContaining({
+        source: 'cluster',
+        kind: 'Telemetry',
+        namespace: 'bank',
+        name: 'by-target',
+        field: 'spec.targetRefs',
+        effect: 'skipped',
+      }),
+    ]);
+    model.commit();
+    expect(model.counts()).toMatchObject({ Telemetry: 2 });
+    expect(model.proxyScope('bank/ledger-1')?.traceSamplingPercent).toBe(25);
+
+    cluster.fake.remove(`${telemetries('mooring-system')}/mesh-default`);
+    cluster.fake.remove(`${telemetries('shop')}/shop`);
+    await until(
+      'no Telemetry in the scope of web-1',
+      () =>
+        model.proxyScope('shop/web-1')?.traceSamplingPercent === undefined &&
+        model.proxyScope('shop/web-1')?.accessLog === undefined,
+    );
+    expect(model.counts()).toMatchObject({ Telemetry: 0 });
+    const web = model.proxyScope('shop/web-1');
+    expect([web?.accessLogSide, web?.metricOverrides]).toEqual([undefined, undefined]);
+    expect(model.proxyScope('bank/ledger-1')?.traceSamplingPercent).toBeUndefined();
   });
 
   it("reads its objects again when a CRD's schema changes, though their resourceVersion did not move", async () => {

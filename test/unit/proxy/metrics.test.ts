@@ -139,3 +139,80 @@ describe('IstioMetrics', () => {
     ]);
   });
 });
+
+describe('Telemetry metric overrides', () => {
+  /** Requests on both sides: 2 answered 200 and 1 answered 503, from two source versions. */
+  function counted(): IstioMetrics {
+    const m = new IstioMetrics();
+    for (const reporter of ['source', 'destination'] as const) {
+      for (const [version, code, ms] of [
+        ['v1', 200, 3],
+        ['v2', 200, 30],
+        ['v1', 503, 300],
+      ] as const) {
+        const edge = new Edge(labels({ reporter, source: { ...labels().source, version } }));
+        m.request(edge, code, '', '-', ms, 10, 20);
+      }
+      const tcp = new Edge(labels({ reporter, protocol: 'tcp' }));
+      m.tcpOpened(tcp);
+    }
+    return m;
+  }
+
+  it('renders as without overrides when none applies to a metric and side', () => {
+    const m = counted();
+    const plain = m.render();
+    m.configure([{ metric: 'REQUEST_COUNT', mode: 'CLIENT', disabled: false }]);
+    expect(m.render().split('\n').sort()).toEqual(plain.split('\n').sort());
+  });
+
+  it('leaves out a metric turned off on one side, or all metrics on both', () => {
+    const m = counted();
+    m.configure([{ metric: 'REQUEST_COUNT', mode: 'CLIENT', disabled: true }]);
+    const text = m.render();
+    const count = lines(text, 'istio_requests_total');
+    expect(count).toHaveLength(3);
+    expect(count.every((l) => l.startsWith('istio_requests_total{reporter="destination"'))).toBe(
+      true,
+    );
+    expect(lines(text, 'istio_request_duration_milliseconds_count')).toHaveLength(6);
+    m.configure([{ metric: 'ALL_METRICS', mode: 'CLIENT_AND_SERVER', disabled: true }]);
+    expect(m.render()).toBe('');
+    // A more specific override later turns one back on.
+    m.configure([
+      { metric: 'ALL_METRICS', mode: 'CLIENT_AND_SERVER', disabled: true },
+      { metric: 'TCP_OPENED_CONNECTIONS', mode: 'SERVER', disabled: false },
+    ]);
+    expect(m.render().trim().split('\n')).toEqual([
+      '# TYPE istio_tcp_connections_opened_total counter',
+      expect.stringMatching(/^istio_tcp_connections_opened_total\{reporter="destination".*\} 1$/),
+    ]);
+  });
+
+  it('sums the series a removed label told apart, counters and histograms alike', () => {
+    const m = counted();
+    m.configure([
+      { metric: 'ALL_METRICS', mode: 'SERVER', removeTags: ['source_version', 'response_code'] },
+    ]);
+    const text = m.render();
+    const server = (metric: string): string[] =>
+      lines(text, metric).filter((l) => l.includes('reporter="destination"'));
+    expect(server('istio_requests_total')).toEqual([
+      expect.stringMatching(/^istio_requests_total\{[^}]*\} 3$/),
+    ]);
+    expect(server('istio_requests_total')[0]).not.toMatch(/source_version|response_code/);
+    expect(server('istio_request_duration_milliseconds_sum')).toEqual([
+      expect.stringMatching(/\} 333$/),
+    ]);
+    expect(server('istio_request_duration_milliseconds_bucket')).toContainEqual(
+      expect.stringMatching(/le="5"\} 1$/),
+    );
+    expect(server('istio_request_duration_milliseconds_bucket')).toContainEqual(
+      expect.stringMatching(/le="50"\} 2$/),
+    );
+    // The client side keeps its three series.
+    expect(
+      lines(text, 'istio_requests_total').filter((l) => l.includes('reporter="source"')),
+    ).toHaveLength(3);
+  });
+});

@@ -345,12 +345,33 @@ describe('the telemetry of a proxy', () => {
       samplingPercent: 1,
       otlpEndpoint: null,
       accessLog: false,
+      accessLogSide: null,
     });
     const pod = proxyScope('web', (p) => ({ ...p, traceSamplingPercent: 100, accessLog: true }));
     expect(telemetryConfig({ ...SETTINGS, accessLog: false }, pod)).toMatchObject({
       samplingPercent: 100,
       accessLog: true,
     });
+  });
+
+  it("logs only the side a Telemetry's access log mode names, and gathers nothing for the other", () => {
+    const lines: string[] = [];
+    const t = new ProxyTelemetry({ accessLog: { write: (l) => lines.push(l), dropped: 0 } });
+    t.configure(
+      SETTINGS,
+      proxyScope('web', (p) => ({ ...p, accessLog: true, accessLogSide: 'inbound' })),
+    );
+    expect(t.wants(null, 'outbound')).toBe(false);
+    expect(t.wants(null, 'inbound')).toBe(true);
+    t.finished(null, { ...FACTS, direction: 'outbound' });
+    t.finished(null, { ...FACTS, direction: 'inbound' });
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0] as string)).toMatchObject({ direction: 'inbound' });
+    t.configure(
+      SETTINGS,
+      proxyScope('web', (p) => ({ ...p, accessLog: true })),
+    );
+    expect(t.wants(null, 'outbound') && t.wants(null, 'inbound')).toBe(true);
   });
 
   it.each([
@@ -378,7 +399,7 @@ describe('the telemetry of a proxy', () => {
       proxyScope('web'),
     );
     const span = t.open(noTraceHeaders());
-    expect(t.wants(span)).toBe(true);
+    expect(t.wants(span, 'outbound')).toBe(true);
     t.finished(span, FACTS);
     await t.flush();
     expect(posts.map((p) => p.url)).toEqual(['http://collector:4318/v1/traces']);
@@ -390,7 +411,7 @@ describe('the telemetry of a proxy', () => {
       { ...SETTINGS, tracing: { otlpEndpoint: null, samplingPercent: 0 } },
       proxyScope('web'),
     );
-    expect(t.wants(t.open(noTraceHeaders()))).toBe(false);
+    expect(t.wants(t.open(noTraceHeaders()), 'outbound')).toBe(false);
     await t.close();
   });
 });

@@ -36,6 +36,7 @@ describe('the mesh runtime', () => {
         ServiceEntry: 0,
         Sidecar: 0,
         Node: 0,
+        Telemetry: 0,
       },
       problems: [],
     });

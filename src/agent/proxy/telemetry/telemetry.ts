@@ -52,6 +52,8 @@ export interface TelemetryConfig {
   readonly samplingPercent: number;
   readonly otlpEndpoint: string | null;
   readonly accessLog: boolean;
+  /** The one side logged (a Telemetry's CLIENT or SERVER mode); null: both. */
+  readonly accessLogSide: 'outbound' | 'inbound' | null;
 }
 
 /** What the settings and the Pod's overrides give. */
@@ -60,6 +62,7 @@ export function telemetryConfig(settings: MeshSettings, proxy: ProxyScope): Tele
     samplingPercent: proxy.traceSamplingPercent ?? settings.tracing.samplingPercent,
     otlpEndpoint: settings.tracing.otlpEndpoint,
     accessLog: proxy.accessLog ?? settings.accessLog,
+    accessLogSide: proxy.accessLogSide ?? null,
   };
 }
 
@@ -73,6 +76,7 @@ export class ProxyTelemetry {
   private samplingPercent = DEFAULT_SAMPLING_PERCENT;
   /** True when the access log is on: the handlers gather facts only then (or for a sampled span). */
   accessLogOn = false;
+  private accessLogSide: 'outbound' | 'inbound' | null = null;
   private exporter: OtlpExporter | null = null;
   private node: NodeInfo = nodeInfo(
     { name: 'unknown', namespace: 'unknown', ip: null },
@@ -106,6 +110,7 @@ export class ProxyTelemetry {
     const config = telemetryConfig(settings, proxy);
     this.samplingPercent = config.samplingPercent;
     this.accessLogOn = config.accessLog;
+    this.accessLogSide = config.accessLogSide;
     this.node = nodeInfo(proxy.pod, proxy.workload, settings.trustDomain);
     const url = config.otlpEndpoint === null ? null : tracesUrl(config.otlpEndpoint);
     if (url !== this.exporter?.options.url) {
@@ -129,6 +134,7 @@ export class ProxyTelemetry {
       samplingPercent: this.samplingPercent,
       otlpEndpoint: this.exporter?.options.url ?? null,
       accessLog: this.accessLogOn,
+      accessLogSide: this.accessLogSide,
     };
   }
 
@@ -137,9 +143,14 @@ export class ProxyTelemetry {
     return openSpan(incomingTrace(headers), this.ids, this.samplingPercent, this.random);
   }
 
+  /** True when the access log takes the requests of `direction`. */
+  logs(direction: 'outbound' | 'inbound'): boolean {
+    return this.accessLogOn && (this.accessLogSide === null || this.accessLogSide === direction);
+  }
+
   /** True when `finished` wants the request's facts (a sampled span, or the access log). */
-  wants(span: SpanContext | null): boolean {
-    return this.accessLogOn || (span !== null && span.sampled && this.exporter !== null);
+  wants(span: SpanContext | null, direction: 'outbound' | 'inbound'): boolean {
+    return this.logs(direction) || (span !== null && span.sampled && this.exporter !== null);
   }
 
   /** A request or a TCP connection is over. */
@@ -148,7 +159,7 @@ export class ProxyTelemetry {
       this.sampled++;
       if (this.exporter !== null) this.exporter.add(buildSpan(span, facts, this.node));
     }
-    if (this.accessLogOn) this.log.write(accessLogLine(facts, span?.traceId ?? null));
+    if (this.logs(facts.direction)) this.log.write(accessLogLine(facts, span?.traceId ?? null));
   }
 
   /** Sends the spans still queued. */
