@@ -458,6 +458,16 @@ export interface DestinationPolicy {
   readonly trafficPolicy?: TrafficPolicy;
   /** Subsets by name; each endpoint lists the subsets it belongs to (`Endpoint.subsets`). */
   readonly subsets?: readonly { readonly name: string; readonly trafficPolicy?: TrafficPolicy }[];
+  /**
+   * DestinationRules of the proxy's namespace with a `workloadSelector`, oldest first: a proxy
+   * whose Pod carries a rule's labels takes that rule's host-wide policy in place of `trafficPolicy`
+   * (the first one that selects it).
+   */
+  readonly workloads?: readonly {
+    readonly source: { readonly namespace: string; readonly name: string };
+    readonly selector: Readonly<Record<string, string>>;
+    readonly trafficPolicy?: TrafficPolicy;
+  }[];
 }
 
 // ---------------------------------------------------------------------------------------------

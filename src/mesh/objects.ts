@@ -323,6 +323,11 @@ export interface DestinationRuleObject {
   }[];
   /** As VirtualService's. */
   readonly exportTo: readonly string[] | null;
+  /**
+   * `workloadSelector.matchLabels`: the rule applies only to the proxies of its namespace whose
+   * Pod carries these labels (over the rules without one); null: to every proxy that looks it up.
+   */
+  readonly workloadSelector?: Readonly<Record<string, string>>;
 }
 
 export interface HttpRouteBackend {

@@ -1452,7 +1452,11 @@ const SUBSET_NAME = /^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$/;
 
 export function readDestinationRule(raw: Json, f: Fields, meta: Meta): DestinationRuleObject {
   const spec = f.object(raw.spec, 'spec') ?? {};
-  unsupported(f, spec, ['workloadSelector'], 'spec', true);
+  const selector = f.object(spec.workloadSelector, 'spec.workloadSelector');
+  const workloadSelector =
+    selector === undefined
+      ? {}
+      : f.stringMap(selector.matchLabels, 'spec.workloadSelector.matchLabels');
   const hostText = f.string(spec.host, 'spec.host');
   let host: string | null = null;
   if (hostText === undefined || hostText === '') f.problem('spec.host', 'is required');
@@ -1486,6 +1490,13 @@ export function readDestinationRule(raw: Json, f: Fields, meta: Meta): Destinati
     const tp = readTrafficPolicy(f, subset.trafficPolicy, `spec.subsets[${i}].trafficPolicy`);
     subsets.push({ name, labels, ...(tp === undefined ? {} : { trafficPolicy: tp }) });
   }
+  const selected = Object.keys(workloadSelector).length > 0;
+  if (selected && subsets.length > 0) {
+    f.problem(
+      'spec.subsets',
+      'are not read with a workloadSelector by Mooring yet: define the subsets in a rule without one',
+    );
+  }
   return {
     kind: 'DestinationRule',
     meta,
@@ -1493,6 +1504,7 @@ export function readDestinationRule(raw: Json, f: Fields, meta: Meta): Destinati
     ...(trafficPolicy === undefined ? {} : { trafficPolicy }),
     subsets,
     exportTo: readExportTo(f, spec.exportTo),
+    ...(selected ? { workloadSelector } : {}),
   };
 }
 

@@ -673,13 +673,30 @@ export function serviceTraffic(
   tcpRoutes ??= gatewayTcpTable('TCPRoute', serviceKey, objects.tcpRoutes ?? [], ports);
   tlsRoutes ??= gatewayTcpTable('TLSRoute', serviceKey, objects.tlsRoutes ?? [], ports);
 
+  // Rules with a workloadSelector apply to the selected proxies of their own namespace only.
+  const selecting = (o: DestinationRuleObject): boolean => o.workloadSelector !== undefined;
   const drs = destinationRulesFor(
-    objects.destinationRules,
+    objects.destinationRules.filter((o) => !selecting(o)),
     viewer,
     at.namespace ?? serviceKey.slice(0, serviceKey.indexOf('/')),
     at.rootNamespace ?? null,
   );
-  const { policy, subsets } = destinationPolicy(drs);
+  const { policy: shared, subsets } = destinationPolicy(drs);
+  const own = objects.destinationRules
+    .filter((o) => selecting(o) && o.meta.namespace === viewer)
+    .sort(olderFirst);
+  const policy =
+    own.length === 0
+      ? shared
+      : {
+          // Without a shared rule, the first selecting one names the policy.
+          ...(shared ?? { source: ref(own[0] as DestinationRuleObject) }),
+          workloads: own.map((o) => ({
+            source: ref(o),
+            selector: o.workloadSelector ?? {},
+            ...(o.trafficPolicy === undefined ? {} : { trafficPolicy: o.trafficPolicy }),
+          })),
+        };
   return {
     ...(routes === undefined ? {} : { routes }),
     ...(tcpRoutes === undefined ? {} : { tcpRoutes }),

@@ -220,6 +220,50 @@ describe('connection pool limits', () => {
     expect(connections.length).toBeLessThanOrEqual(3);
   });
 
+  it('applies a DestinationRule with a workloadSelector to the selected proxy only, over the shared rule', async () => {
+    /** The mesh with a shared rule (no limit) and one selecting `app: <selected>` (1 request). */
+    const withRules = (selected: string): void =>
+      client.sidecar.setMesh(
+        meshState(
+          proxyScope('client', (p) => ({ ...p, labels: { app: 'client' } })),
+          {
+            ...service(
+              'web',
+              CLUSTER_IP,
+              [port(80, 'http')],
+              [endpoint('127.0.0.1', { 80: appPort })],
+            ),
+            policy: {
+              source: { namespace: 'default', name: 'web' },
+              trafficPolicy: { connectionPool: { http: { maxRequestsPerConnection: 100 } } },
+              workloads: [
+                {
+                  source: { namespace: 'default', name: 'web-for-client' },
+                  selector: { app: selected },
+                  trafficPolicy: { connectionPool: { http: { maxRequestsPerConnection: 1 } } },
+                },
+              ],
+            },
+          },
+        ),
+      );
+    withRules('other');
+    await sequential(1);
+    connections.length = 0;
+    await sequential(4);
+    expect(connections).toHaveLength(0);
+    withRules('client');
+    connections.length = 0;
+    await sequential(4);
+    expect(connections.length).toBeGreaterThanOrEqual(3);
+    const dump = client.sidecar.configDump() as {
+      mesh: { services: { key: string; policy?: { source: { name: string } } }[] };
+    };
+    expect(dump.mesh.services.find((x) => x.key === 'default/web')?.policy?.source.name).toBe(
+      'web-for-client',
+    );
+  });
+
   it('takes no new request on an upstream connection older than maxConnectionDuration', async () => {
     /** Connections the app saw opened by 3 requests made 350 ms after 3 others. */
     const openedAfterAPause = async (): Promise<number> => {

@@ -5,6 +5,7 @@
 
 import type {
   CorsPolicy,
+  DestinationPolicy,
   FaultPolicy,
   MeshState,
   HeaderOperations,
@@ -254,6 +255,27 @@ function resolveSources<R extends { readonly matches: readonly SourceCondition[]
  * dropped otherwise; a rule whose matches are all dropped goes too. The same state when no match
  * names a source.
  */
+/**
+ * A destination policy as this proxy applies it: the host-wide policy of the first
+ * DestinationRule with a workloadSelector that selects its Pod, in place of the shared one. Null
+ * when none does (the policy as it came).
+ */
+function ownPolicy(
+  policy: DestinationPolicy | undefined,
+  labels: Readonly<Record<string, string>>,
+): DestinationPolicy | null {
+  const chosen = policy?.workloads?.find((w) =>
+    Object.entries(w.selector).every(([k, v]) => labels[k] === v),
+  );
+  if (policy === undefined || chosen === undefined) return null;
+  const { trafficPolicy: _shared, ...rest } = policy;
+  return {
+    ...rest,
+    source: chosen.source,
+    ...(chosen.trafficPolicy === undefined ? {} : { trafficPolicy: chosen.trafficPolicy }),
+  };
+}
+
 export function routesForThisProxy(state: MeshState): MeshState {
   let services: Map<string, MeshService> | null = null;
   const own = state.proxy;
@@ -273,13 +295,15 @@ export function routesForThisProxy(state: MeshState): MeshState {
     const routes = resolved(service.routes);
     const tcpRoutes = resolved(service.tcpRoutes);
     const tlsRoutes = resolved(service.tlsRoutes);
-    if (routes === null && tcpRoutes === null && tlsRoutes === null) continue;
+    const policy = ownPolicy(service.policy, own.labels ?? {});
+    if (routes === null && tcpRoutes === null && tlsRoutes === null && policy === null) continue;
     services ??= new Map(state.services);
     services.set(key, {
       ...service,
       ...(routes === null ? {} : { routes }),
       ...(tcpRoutes === null ? {} : { tcpRoutes }),
       ...(tlsRoutes === null ? {} : { tlsRoutes }),
+      ...(policy === null ? {} : { policy }),
     });
   }
   return services === null ? state : { ...state, services };
