@@ -3,8 +3,9 @@
 // PERMISSIVE then STRICT (a PeerAuthentication applied with kubectl), an AuthorizationPolicy
 // applied with kubectl, a RequestAuthentication (JWT) with one, a rolling update of the
 // server that drops no request, Istio's traffic rules (a weighted split, a header route)
-// honoured by real Pods, and locality load balancing (a PreferClose Service keeps a caller in
-// its Node's zone, and fails over to the next zone of its region). There is no kube-proxy on
+// honoured by real Pods, locality load balancing (a PreferClose Service keeps a caller in its
+// Node's zone, and fails over to the next zone of its region), and Istio's Telemetry API (the
+// access log's side, metric overrides on /stats/prometheus). There is no kube-proxy on
 // this node: a ClusterIP works only through the caller's sidecar, so every call to one below
 // went through it.
 import * as path from 'node:path';
@@ -525,5 +526,211 @@ describe('locality load balancing: a Service with trafficDistribution PreferClos
     const back = await repeatFrom(client.pods[0]!, url, { count: 20 });
     expect(back.failures).toEqual([]);
     expect(back.byVersion).toEqual({ za: 20 });
+  }, 180_000);
+});
+
+describe("Istio's Telemetry API applied with kubectl: the access log's side and metric overrides", () => {
+  // A namespace of its own: a Telemetry there applies to its Pods alone (one in the root
+  // namespace, the server's MOORING_NAMESPACE, would reach every Pod of this file).
+  let ns: string;
+  let server: Echo;
+  let client: Echo;
+
+  const TELEMETRY = {
+    apiVersion: 'telemetry.istio.io/v1',
+    kind: 'Telemetry',
+    metadata: { name: 'telemetry' },
+    spec: {
+      accessLogging: [{ match: { mode: 'SERVER' } }],
+      metrics: [
+        {
+          overrides: [
+            { match: { metric: 'REQUEST_COUNT', mode: 'CLIENT' }, disabled: true },
+            {
+              match: { metric: 'ALL_METRICS', mode: 'SERVER' },
+              tagOverrides: { source_principal: { operation: 'REMOVE' } },
+            },
+          ],
+        },
+      ],
+    },
+  };
+  const deleteTelemetry = (): Promise<string> =>
+    kubectl(env.cluster.controlPlane, [
+      ...['delete', 'telemetry', 'telemetry', '-n', ns, '--ignore-not-found'],
+    ]);
+  /** The Telemetry part of a proxy's scope, as its own config dump has it. */
+  const telemetryScope = async (pod: Pod): Promise<Record<string, unknown>> => {
+    const proxy = (await proxyConfig(env, pod)).mesh?.proxy;
+    return {
+      accessLog: proxy?.accessLog,
+      accessLogSide: proxy?.accessLogSide,
+      metricOverrides: proxy?.metricOverrides,
+    };
+  };
+  const inScope = (want: Record<string, unknown>, what: string): Promise<true> =>
+    waitFor(
+      what,
+      async () => {
+        for (const pod of [client.pods[0]!, server.pods[0]!]) {
+          if (!isDeepStrictEqual(await telemetryScope(pod), want)) return undefined;
+        }
+        return true;
+      },
+      60_000,
+    );
+  /** The access log lines (JSON, with a direction) among the mooring-proxy container's output. */
+  const accessLog = async (pod: Pod): Promise<Record<string, unknown>[]> => {
+    const out = await kubectl(env.cluster.controlPlane, [
+      ...['logs', pod.metadata.name, '-n', ns, '-c', 'mooring-proxy'],
+    ]);
+    return out.split('\n').flatMap((line) => {
+      try {
+        const entry = JSON.parse(line) as Record<string, unknown> | null;
+        return typeof entry === 'object' && entry !== null && 'direction' in entry ? [entry] : [];
+      } catch {
+        return []; // the agent's own log, or a line still being written
+      }
+    });
+  };
+  const logged = async (pod: Pod, path: string): Promise<Record<string, unknown>[]> =>
+    (await accessLog(pod)).filter((l) => l.path === path);
+  /** The series of `metric` on the Pod's 15090 (read by the host at the Pod's address). */
+  const series = async (
+    pod: Pod,
+    metric: string,
+  ): Promise<{ labels: Record<string, string>; value: number }[]> => {
+    const stats = await request(`http://${pod.status.podIP}:15090/stats/prometheus`);
+    expect(stats.status).toBe(200);
+    return stats.body.split('\n').flatMap((line) => {
+      const m = /^([a-z_]+)\{(.*)\} (\S+)$/.exec(line);
+      if (m?.[1] !== metric) return [];
+      const labels = Object.fromEntries(
+        [...m[2]!.matchAll(/([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1]!, l[2]!]),
+      );
+      return [{ labels, value: Number(m[3]) }];
+    });
+  };
+  /** The sum of the series of `metric` whose labels include `where`. */
+  const total = (s: { labels: Record<string, string>; value: number }[], where: object): number =>
+    s
+      .filter((x) => Object.entries(where).every(([k, v]) => x.labels[k] === v))
+      .reduce((n, x) => n + x.value, 0);
+
+  beforeAll(async () => {
+    ns = await meshNamespace(env, 'telemetry');
+    [server, client] = await Promise.all([
+      deployEcho(env, ns, 'server'),
+      deployEcho(env, ns, 'client'),
+    ]);
+  }, 300_000);
+
+  afterAll(async () => {
+    if (ns !== undefined) await deleteTelemetry();
+  }, 60_000);
+
+  it('logs only the server side’s requests, hides the client’s request count and the server’s source_principal label; deleted, back to the defaults', async () => {
+    const url = (p: string): string => `http://${server.clusterIP}:8080${p}`;
+    const fromClient = { source_workload: 'client', destination_workload: 'server' };
+    const ok = { ...fromClient, response_code: '200' };
+    await apply(env, ns, TELEMETRY);
+    // Both proxies resolved it (their own config dump) before a request is made.
+    await inScope(
+      {
+        accessLog: true,
+        accessLogSide: 'inbound',
+        metricOverrides: [
+          { metric: 'REQUEST_COUNT', mode: 'CLIENT', disabled: true },
+          { metric: 'ALL_METRICS', mode: 'SERVER', removeTags: ['source_principal'] },
+        ],
+      },
+      'the Telemetry in both proxies’ scope',
+    );
+    const on = await repeatFrom(client.pods[0]!, url('/telemetry-on'), { count: 5 });
+    expect(on.byStatus).toEqual({ 200: 5 });
+
+    // The access log (off in this mesh's settings) is on, for the server side only: the server's
+    // sidecar logged each request as inbound (the caller's principal still in the line: the
+    // label removal is the metrics' alone)...
+    const inbound = await waitFor(
+      'the server’s access log lines',
+      async () => {
+        const lines = await logged(server.pods[0]!, '/telemetry-on');
+        return lines.length >= 5 ? lines : undefined;
+      },
+      30_000,
+    );
+    expect(inbound).toHaveLength(5);
+    for (const line of inbound) {
+      expect(line).toMatchObject({
+        direction: 'inbound',
+        method: 'GET',
+        response_code: 200,
+        source_principal: spiffeId(ns, 'client'),
+        connection_security_policy: 'mutual_tls',
+      });
+    }
+
+    // ...the client's request count is gone from its side (reporter="source"), its other
+    // metrics stay, its labels whole (the SERVER override is not its side's)...
+    const clientCount = await series(client.pods[0]!, 'istio_requests_total');
+    expect(clientCount.filter((s) => s.labels.reporter === 'source')).toEqual([]);
+    const clientDuration = await series(
+      client.pods[0]!,
+      'istio_request_duration_milliseconds_count',
+    );
+    const sourceDuration = clientDuration.filter(
+      (s) => s.labels.reporter === 'source' && s.labels.destination_workload === 'server',
+    );
+    expect(sourceDuration.length).toBeGreaterThan(0);
+    expect(total(sourceDuration, {})).toBe(5);
+    for (const s of sourceDuration) expect(s.labels.source_principal).toBe(spiffeId(ns, 'client'));
+
+    // ...and the server's metrics (reporter="destination") lost source_principal, the rest of
+    // their labels kept.
+    const serverCount = await series(server.pods[0]!, 'istio_requests_total');
+    const destination = serverCount.filter((s) => s.labels.reporter === 'destination');
+    expect(total(destination, { ...ok, connection_security_policy: 'mutual_tls' })).toBe(5);
+    for (const s of destination) expect(s.labels).not.toHaveProperty('source_principal');
+    const serverDuration = await series(
+      server.pods[0]!,
+      'istio_request_duration_milliseconds_count',
+    );
+    expect(total(serverDuration, ok)).toBe(5);
+    for (const s of serverDuration) expect(s.labels).not.toHaveProperty('source_principal');
+
+    // The client's sidecar logged none of them (read after the checks above: any line of those
+    // requests would have been written by now).
+    expect(await logged(client.pods[0]!, '/telemetry-on')).toEqual([]);
+
+    // Deleted: both scopes back to the mesh's settings, without a restart.
+    await deleteTelemetry();
+    await inScope(
+      { accessLog: undefined, accessLogSide: undefined, metricOverrides: undefined },
+      'the Telemetry gone from both proxies’ scope',
+    );
+    expect((await proxyConfig(env, server.pods[0]!)).mesh?.settings.accessLog).toBe(false);
+    const off = await repeatFrom(client.pods[0]!, url('/telemetry-off'), { count: 5 });
+    expect(off.byStatus).toEqual({ 200: 5 });
+    // The client's request count is back, the requests made while it was hidden counted too (an
+    // override applies when the metrics are read)...
+    expect(
+      total(await series(client.pods[0]!, 'istio_requests_total'), {
+        reporter: 'source',
+        ...ok,
+      }),
+    ).toBe(10);
+    // ...the server's series has source_principal again...
+    const again = (await series(server.pods[0]!, 'istio_requests_total')).filter(
+      (s) => s.labels.reporter === 'destination' && s.labels.source_workload === 'client',
+    );
+    expect(again.length).toBeGreaterThan(0);
+    for (const s of again) expect(s.labels.source_principal).toBe(spiffeId(ns, 'client'));
+    expect(total(again, ok)).toBe(10);
+    // ...and the access log is off on both sides again, as the mesh's settings have it
+    // (mesh.accessLog false): the server logged no new request.
+    expect(await logged(server.pods[0]!, '/telemetry-off')).toEqual([]);
+    expect(await logged(client.pods[0]!, '/telemetry-off')).toEqual([]);
+    expect(await logged(server.pods[0]!, '/telemetry-on')).toHaveLength(5);
   }, 180_000);
 });
