@@ -216,6 +216,8 @@ export class MeshModel {
   private readonly sidecarChanged = new Map<string, number>();
   /** `sidecarOf` by namespace, until a Sidecar changes. */
   private readonly sidecarOfNamespace = new Map<string, SidecarObject | undefined>();
+  /** Namespaces with a Sidecar that has a workloadSelector (their Pods are looked at one by one). */
+  private readonly selectingSidecars = new Set<string>();
   /** JWKS texts the server fetched, by source (`jwksSource`); null: could not be had. */
   private readonly jwks = new Map<string, string | null>();
   private readonly virtualServices = new Map<string, VirtualServiceObject>();
@@ -734,6 +736,9 @@ export class MeshModel {
     if (namespace === undefined) return;
     this.dirtySidecars.add(namespace);
     this.sidecarOfNamespace.clear();
+    const selecting = this.sidecars.of([namespace]).some((s) => s.workloadSelector !== null);
+    if (selecting) this.selectingSidecars.add(namespace);
+    else this.selectingSidecars.delete(namespace);
     // Their scopes carry its outbound traffic policy.
     for (const podKey of this.podsUnder(namespace)) this.dirtyPods.add(podKey);
   }
@@ -744,12 +749,35 @@ export class MeshModel {
    */
   sidecarOf(namespace: string): SidecarObject | undefined {
     if (this.sidecarOfNamespace.has(namespace)) return this.sidecarOfNamespace.get(namespace);
-    let sidecar = this.sidecars.of([namespace]).sort(olderFirst)[0];
+    const whole = (ns: string): SidecarObject | undefined =>
+      this.sidecars
+        .of([ns])
+        .filter((s) => s.workloadSelector === null)
+        .sort(olderFirst)[0];
+    let sidecar = whole(namespace);
     if (sidecar === undefined && namespace !== this.options.rootNamespace) {
-      sidecar = this.sidecars.of([this.options.rootNamespace]).sort(olderFirst)[0];
+      sidecar = whole(this.options.rootNamespace);
     }
     this.sidecarOfNamespace.set(namespace, sidecar);
     return sidecar;
+  }
+
+  /**
+   * The Sidecar of one Pod's proxy: the oldest of its namespace whose workloadSelector takes the
+   * Pod, else its namespace's (`sidecarOf`).
+   */
+  sidecarOfPod(podKey: string): SidecarObject | undefined {
+    const pod = this.pods.get(podKey);
+    if (pod === undefined) return undefined;
+    const namespace = pod.meta.namespace;
+    if (!this.selectingSidecars.has(namespace)) return this.sidecarOf(namespace);
+    const own = this.sidecars
+      .of([namespace])
+      .filter(
+        (s) => s.workloadSelector !== null && selectorMatches(s.workloadSelector, pod.meta.labels),
+      )
+      .sort(olderFirst)[0];
+    return own ?? this.sidecarOf(namespace);
   }
 
   /** The version at which what a namespace's proxies see last changed by a Sidecar. */
@@ -923,22 +951,31 @@ export class MeshModel {
     );
   }
 
-  /** The Services a proxy in `namespace` sees, by key. */
-  visibleServices(namespace: string): BuiltService[] {
+  /** The Services a proxy in `namespace` (under `sidecar`: its Pod's) sees, by key. */
+  visibleServices(
+    namespace: string,
+    sidecar: SidecarObject | undefined = this.sidecarOf(namespace),
+  ): BuiltService[] {
     const out: BuiltService[] = [];
-    const sidecar = this.sidecarOf(namespace);
     for (const b of this.built.values()) {
       if (this.sees(b, namespace, sidecar)) out.push(viewOf(b, namespace));
     }
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
-  /** What a proxy in `namespace` that holds `since` must learn to be at the current version. */
-  changesSince(since: number, namespace: string): ModelChanges {
+  /**
+   * What a proxy in `namespace` (under `sidecar`: its Pod's) that holds `since` must learn to be
+   * at the current version. `moved`: its Pod is now under another Sidecar than before.
+   */
+  changesSince(
+    since: number,
+    namespace: string,
+    sidecar: SidecarObject | undefined = this.sidecarOf(namespace),
+    moved = false,
+  ): ModelChanges {
     if (since >= this.versionValue) return { services: [], removed: [] };
-    // A Sidecar changed since: every service it may now show or hide is told again.
-    const rescan = since < this.sidecarVersion(namespace);
-    const sidecar = this.sidecarOf(namespace);
+    // A Sidecar changed since, or another applies: every service it may show or hide is told again.
+    const rescan = moved || since < this.sidecarVersion(namespace);
     let keys: Iterable<string>;
     if (since >= this.logFloor && !rescan) {
       const set = new Set<string>();
@@ -986,7 +1023,7 @@ export class MeshModel {
     const ports = this.inboundPorts(pod);
     const authorization = this.authorizationOf(pod);
     const jwt = this.jwtOf(pod);
-    const outbound = this.sidecarOf(pod.meta.namespace)?.outboundTrafficPolicy ?? null;
+    const outbound = this.sidecarOfPod(podKey)?.outboundTrafficPolicy ?? null;
     const locality = this.localityOf(pod, null, null);
     const root = this.options.rootNamespace;
     const telemetry = resolveTelemetry(

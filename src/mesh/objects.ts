@@ -261,6 +261,11 @@ export interface SidecarObject {
    */
   readonly egressHosts: readonly { readonly namespace: string; readonly host: string }[] | null;
   readonly outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY' | null;
+  /**
+   * `workloadSelector.labels`: the Sidecar of the Pods of its namespace with these labels (over
+   * the namespace's own); null: of the whole namespace (in the root namespace: the default).
+   */
+  readonly workloadSelector: Readonly<Record<string, string>> | null;
 }
 
 // --- traffic management ------------------------------------------------------------------------

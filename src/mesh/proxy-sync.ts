@@ -10,6 +10,7 @@
 import { MESH_API_VERSION } from '../api/mesh';
 import { canonicalJson, utf8Length } from './canonical';
 import type { MeshModel } from './model';
+import { refKey, refOf } from './objects';
 
 const ENVELOPE = `"apiVersion":${JSON.stringify(MESH_API_VERSION)}`;
 
@@ -56,6 +57,8 @@ export class ProxySync {
   sentVersion = 0;
   private scopeText: string | null = null;
   private settingsText: string | null = null;
+  /** The Sidecar its Pod was under when last told (`Sidecar/ns/name`, or '' for none). */
+  private sidecarKey = '';
 
   constructor(
     private readonly model: MeshModel,
@@ -79,9 +82,11 @@ export class ProxySync {
     this.settingsText = this.model.settingsJson;
     this.version = version;
     this.sentVersion = version;
+    const sidecar = this.model.sidecarOfPod(this.podKey);
+    this.sidecarKey = sidecar === undefined ? '' : refKey(refOf(sidecar));
     const { pieces, bytes } = piecesOf(
       `{${ENVELOPE},"proxy":${this.scopeText},"services":[`,
-      this.model.visibleServices(this.namespace),
+      this.model.visibleServices(this.namespace, sidecar),
       `],"settings":${this.settingsText},"type":"snapshot","version":${version}}\n`,
     );
     return { type: 'snapshot', version, pieces, bytes };
@@ -99,7 +104,15 @@ export class ProxySync {
     const scope = scopeMayHaveChanged ? this.model.proxyScope(this.podKey) : null;
     const scopeText = scope === null ? this.scopeText : canonicalJson(scope);
     if (scopeText !== null && scopeText !== this.scopeText) head.push(`"proxy":${scopeText}`);
-    const { services, removed } = this.model.changesSince(this.version, this.namespace);
+    const sidecar = this.model.sidecarOfPod(this.podKey);
+    const sidecarKey = sidecar === undefined ? '' : refKey(refOf(sidecar));
+    const { services, removed } = this.model.changesSince(
+      this.version,
+      this.namespace,
+      sidecar,
+      sidecarKey !== this.sidecarKey,
+    );
+    this.sidecarKey = sidecarKey;
     if (removed.length > 0) head.push(`"removed":${JSON.stringify(removed)}`);
     const settingsText = this.model.settingsJson;
     if (settingsText !== this.settingsText) head.push(`"settings":${settingsText}`);

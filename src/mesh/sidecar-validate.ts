@@ -1,8 +1,8 @@
-// Istio's Sidecar (networking.istio.io v1, v1beta1) for a whole namespace: `egress[].hosts`
-// (`namespace/host`), which services its proxies are given, and `outboundTrafficPolicy.mode`.
-// What Mooring does not do is refused with the field named: a `workloadSelector` (a Sidecar of
-// some workloads only), `ingress` listeners, an egress listener's `port`, `bind` or
-// `captureMode`, `outboundTrafficPolicy.egressProxy`. Pure.
+// Istio's Sidecar (networking.istio.io v1, v1beta1) for a whole namespace, or with a
+// `workloadSelector` for some of its Pods: `egress[].hosts` (`namespace/host`), which services its
+// proxies are given, and `outboundTrafficPolicy.mode`. What Mooring does not do is refused with
+// the field named: `ingress` listeners, an egress listener's `port`, `bind` or `captureMode`,
+// `outboundTrafficPolicy.egressProxy`. Pure.
 
 import { isObject, type Fields, type Json } from './fields';
 import { isDnsHost } from './hosts';
@@ -35,11 +35,11 @@ function readHost(
 
 export function readSidecar(raw: Json, f: Fields, meta: Meta): SidecarObject {
   const spec = f.object(raw.spec, 'spec') ?? {};
-  if (spec.workloadSelector !== undefined && spec.workloadSelector !== null) {
-    f.problem(
-      'spec.workloadSelector',
-      'is not supported by Mooring yet: a Sidecar applies to its whole namespace (or, in the root namespace, to the mesh)',
-    );
+  const selector = f.object(spec.workloadSelector, 'spec.workloadSelector');
+  const labels =
+    selector === undefined ? {} : f.stringMap(selector.labels, 'spec.workloadSelector.labels');
+  if (selector !== undefined && Object.keys(labels).length === 0) {
+    f.problem('spec.workloadSelector.labels', 'is required: the labels of the Pods it applies to');
   }
   if (f.array(spec.ingress, 'spec.ingress').length > 0) {
     f.problem(
@@ -87,5 +87,11 @@ export function readSidecar(raw: Json, f: Fields, meta: Meta): SidecarObject {
       f.problem('spec.outboundTrafficPolicy.egressProxy', 'is not supported by Mooring yet');
     }
   }
-  return { kind: 'Sidecar', meta, egressHosts, outboundTrafficPolicy };
+  return {
+    kind: 'Sidecar',
+    meta,
+    egressHosts,
+    outboundTrafficPolicy,
+    workloadSelector: Object.keys(labels).length === 0 ? null : labels,
+  };
 }

@@ -1070,7 +1070,7 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     ).rejects.toThrow(
       `RequestAuthentication ${NS}/by-target is invalid for Mooring: spec.targetRef: attaches a policy to a Gateway or Service, which Mooring does not do: use spec.selector`,
     );
-    // A Sidecar (the rule of networking.istio.io) of some workloads only, which the CRD lets
+    // A Sidecar (the rule of networking.istio.io) with ingress listeners, which the CRD lets
     // through and Mooring does not do.
     await expect(
       applyObject({
@@ -1078,12 +1078,12 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
         kind: 'Sidecar',
         metadata: { name: 'by-selector' },
         spec: {
-          workloadSelector: { labels: { app: 'productpage' } },
+          ingress: [{ port: { number: 9080, protocol: 'HTTP' } }],
           egress: [{ hosts: ['./*'] }],
         },
       }),
     ).rejects.toThrow(
-      `Sidecar ${NS}/by-selector is invalid for Mooring: spec.workloadSelector: is not supported by Mooring yet`,
+      `Sidecar ${NS}/by-selector is invalid for Mooring: spec.ingress: is not supported by Mooring yet`,
     );
     // A Telemetry (the rule of telemetry.istio.io) attached by targetRefs, which the CRD lets
     // through and Mooring does not do.

@@ -472,6 +472,39 @@ describe('Sidecar', () => {
   });
 });
 
+describe('Sidecar with a workloadSelector', () => {
+  afterAll(() => rig.writeMesh('mesh.yaml', meshObjects()));
+
+  it("gives the Pods it selects its own egress over the namespace's Sidecar", async () => {
+    const sidecar = (name: string, spec: object): object => ({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'Sidecar',
+      metadata: { name, namespace: 'default', creationTimestamp: '2026-01-01T00:00:00Z' },
+      spec,
+    });
+    rig.writeMesh(
+      'mesh.yaml',
+      meshObjects([
+        sidecar('default', { egress: [{ hosts: ['./api.default.svc.cluster.local'] }] }),
+        sidecar('for-web', {
+          workloadSelector: { labels: { app: 'web' } },
+          egress: [{ hosts: ['./legacy.default.svc.cluster.local'] }],
+        }),
+      ]),
+    );
+    await rig.waitFor('the selecting Sidecar pushed', async () => {
+      const mesh = (await rig.configDump('web')).mesh as { services: { key: string }[] };
+      return mesh.services.map((s) => s.key).join(',') === 'default/legacy';
+    });
+    // web's proxy is given legacy (its Sidecar), not api (the namespace's): api's ClusterIP is
+    // a destination it does not know (passthrough to an address no network has).
+    expect(echoed(await httpFrom(web, `http://${LEGACY_IP}/mine`)).pod).toBe('legacy');
+    expect((await rig.configDump('api')).mesh).toMatchObject({
+      services: [expect.objectContaining({ key: 'default/api' })],
+    });
+  });
+});
+
 describe('RequestAuthentication', () => {
   const ISS = 'https://issuer.example.com';
   const issuer = testIssuer('ES256');

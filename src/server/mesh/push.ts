@@ -478,7 +478,9 @@ export class MeshPush {
       version: model.version,
       proxy,
       settings: model.settings,
-      services: model.visibleServices(proxy.pod.namespace).map((b) => b.service),
+      services: model
+        .visibleServices(proxy.pod.namespace, model.sidecarOfPod(podKey))
+        .map((b) => b.service),
     };
   }
 }

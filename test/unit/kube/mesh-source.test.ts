@@ -773,7 +773,7 @@ describe("cluster mode's mesh source", () => {
     expect(model.counts()).toMatchObject({ ServiceEntry: 0 });
   });
 
-  it("has Sidecar off while its CRD is missing; once served, limits its namespace's proxies to the services of its egress hosts, skips one with a workloadSelector, and gives them back when deleted", async () => {
+  it("has Sidecar off while its CRD is missing; once served, limits its namespace's proxies to the services of its egress hosts, skips one with ingress listeners, and gives them back when deleted", async () => {
     const { cluster, model, logs, source } = setup();
     seedWeb(cluster);
     put(
@@ -810,13 +810,13 @@ describe("cluster mode's mesh source", () => {
     expect(seenFrom('bank')).toEqual(['bank/ledger', 'shop/web']);
     expect(source.problems()).toEqual([]);
 
-    // spec.workloadSelector (which the CRD lets through): logged and skipped, the field named;
-    // taken, it would hide shop/web from bank.
+    // spec.ingress (which the CRD lets through): logged and skipped, the field named; taken, it
+    // would hide shop/web from bank.
     put(cluster, sidecars('bank'), {
       apiVersion: 'networking.istio.io/v1beta1',
       kind: 'Sidecar',
       metadata: { name: 'by-selector', namespace: 'bank' },
-      spec: { workloadSelector: { labels: { app: 'ledger' } }, egress: [{ hosts: ['./*'] }] },
+      spec: { ingress: [{ port: { number: 8080 } }], egress: [{ hosts: ['./*'] }] },
     });
     await until('the problem of by-selector', () =>
       source.problems().some((p) => p.name === 'by-selector'),
@@ -827,7 +827,7 @@ describe("cluster mode's mesh source", () => {
         kind: 'Sidecar',
         namespace: 'bank',
         name: 'by-selector',
-        field: 'spec.workloadSelector',
+        field: 'spec.ingress',
         effect: 'skipped',
       }),
     ]);

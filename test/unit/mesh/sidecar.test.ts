@@ -3,6 +3,7 @@
 // (every service it now sees, the keys of those it no longer sees), and the outbound traffic
 // policy in the proxies' scope.
 import { validateMeshObject } from '../../../src/mesh';
+import { lineText, ProxySync } from '../../../src/mesh/proxy-sync';
 import {
   meshed,
   modelOf,
@@ -10,6 +11,7 @@ import {
   problemsOf,
   service,
   valid,
+  withLabels,
   withPort,
   type Raw,
 } from '../../fixtures/mesh-objects';
@@ -52,7 +54,7 @@ describe('reading Sidecar', () => {
     expect(
       problemsOf(
         sidecar('s', {
-          workloadSelector: { labels: { app: 'web' } },
+          workloadSelector: { labels: {} },
           ingress: [{ port: { number: 8080 } }],
           egress: [
             { port: { number: 80, protocol: 'HTTP' }, hosts: ['./*'] },
@@ -63,7 +65,7 @@ describe('reading Sidecar', () => {
         }),
       ),
     ).toEqual([
-      'spec.workloadSelector: is not supported by Mooring yet: a Sidecar applies to its whole namespace (or, in the root namespace, to the mesh)',
+      'spec.workloadSelector.labels: is required: the labels of the Pods it applies to',
       'spec.ingress: is not supported by Mooring yet: the proxy takes every inbound port',
       'spec.egress[0].port: is not supported by Mooring yet: the egress listener takes every port',
       'spec.egress[1].hosts[0]: "reviews" is not "namespace/host" (namespace "*", "." , "~" or a name; host "*", "*.suffix" or a DNS name)',
@@ -178,5 +180,60 @@ describe('a ServiceEntry host that changes namespace (its oldest entry removed)'
     model.commit();
     expect(keys(model, 'shop')).not.toContain('api.example.com');
     expect(model.changesSince(before, 'shop').removed).toEqual(['api.example.com']);
+  });
+});
+
+describe('a Sidecar with a workloadSelector', () => {
+  const selecting = (labels: Record<string, string>, hosts: string[], created?: string): Raw =>
+    sidecar(
+      `for-${Object.values(labels).join('-')}`,
+      {
+        workloadSelector: { labels },
+        egress: [{ hosts }],
+        outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' },
+      },
+      'shop',
+      created,
+    );
+  const web2 = pod('web-2', meshed(), inNs('shop'), withLabels({ role: 'batch', tier: 'edge' }));
+  const raws = () =>
+    mesh(
+      web2,
+      sidecar('whole', { egress: [{ hosts: ['./*'] }] }),
+      selecting({ tier: 'edge' }, ['payments/*'], '2026-01-01T00:00:00Z'),
+      selecting({ role: 'batch' }, ['egress/*'], '2026-02-01T00:00:00Z'),
+    );
+  const seen = (model: ReturnType<typeof modelOf>, podKey: string): string[] => {
+    const sync = new ProxySync(model, podKey, podKey.split('/')[0] as string);
+    const line = sync.snapshot();
+    return line === null
+      ? []
+      : (JSON.parse(lineText(line)) as { services: { key: string }[] }).services.map((x) => x.key);
+  };
+
+  it("gives the Pods it selects its egress and outbound policy, the oldest first, and the namespace's to the others", () => {
+    const model = modelOf(raws());
+    expect(seen(model, 'shop/web-2')).toEqual(['payments/pay']);
+    expect(model.proxyScope('shop/web-2')?.outboundTrafficPolicy).toBe('REGISTRY_ONLY');
+    expect(seen(model, 'shop/web-1')).toEqual(['shop/cart']);
+    expect(model.proxyScope('shop/web-1')?.outboundTrafficPolicy).toBeUndefined();
+    // Another namespace's Pods are not selected by it.
+    expect(seen(model, 'payments/bank-1')).toHaveLength(4);
+  });
+
+  it('moves a Pod whose labels change to the Sidecar that now selects it, and tells its proxy what it now sees', () => {
+    const model = modelOf(raws());
+    const sync = new ProxySync(model, 'shop/web-1', 'shop');
+    sync.snapshot();
+    model.upsert(valid(pod('web-1', meshed(), inNs('shop'), withLabels({ role: 'batch' }))));
+    model.commit();
+    const line = sync.delta();
+    expect(line).not.toBeNull();
+    const delta = JSON.parse(lineText(line as NonNullable<typeof line>)) as {
+      services?: { key: string }[];
+      removed?: string[];
+    };
+    expect(delta.services?.map((x) => x.key)).toEqual(['api.example.com']);
+    expect(delta.removed).toContain('shop/cart');
   });
 });
