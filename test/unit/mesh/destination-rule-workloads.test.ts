@@ -81,9 +81,20 @@ describe('a DestinationRule with a workloadSelector', () => {
         trafficPolicy: pool(1),
       }),
     );
-    expect(seenFrom(alone, 'default')?.policy?.trafficPolicy).toBeUndefined();
-    expect(seenFrom(alone, 'default')?.policy?.workloads).toHaveLength(1);
+    const own = seenFrom(alone, 'default') as MeshService;
+    expect(own.policy?.trafficPolicy).toBeUndefined();
+    expect(own.policy?.workloads).toHaveLength(1);
     expect(seenFrom(alone, 'other')?.policy).toBeUndefined();
+    // A proxy it does not select has no policy at all; one it selects has its policy.
+    const as = (labels: Record<string, string>) =>
+      routesForThisProxy(
+        meshState(
+          proxyScope('client', (p) => ({ ...p, labels })),
+          own,
+        ),
+      ).services.get('default/web')?.policy;
+    expect(as({ app: 'server' })).toBeUndefined();
+    expect(as({ app: 'client' })?.trafficPolicy).toEqual(pool(1));
   });
 
   it('gives a selected proxy the oldest selecting rule’s policy, and another proxy the shared one', () => {

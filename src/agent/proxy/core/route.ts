@@ -257,20 +257,30 @@ function resolveSources<R extends { readonly matches: readonly SourceCondition[]
  */
 /**
  * A destination policy as this proxy applies it: the host-wide policy of the first
- * DestinationRule with a workloadSelector that selects its Pod, in place of the shared one. Null
- * when none does (the policy as it came).
+ * DestinationRule with a workloadSelector that selects its Pod, in place of the shared one; none
+ * when only such rules make the policy and none selects it. Null: the policy as it came.
  */
 function ownPolicy(
   policy: DestinationPolicy | undefined,
   labels: Readonly<Record<string, string>>,
-): DestinationPolicy | null {
-  const chosen = policy?.workloads?.find((w) =>
+): DestinationPolicy | undefined | null {
+  if (policy?.workloads === undefined) return null;
+  const chosen = policy.workloads.find((w) =>
     Object.entries(w.selector).every(([k, v]) => labels[k] === v),
   );
-  if (policy === undefined || chosen === undefined) return null;
-  const { trafficPolicy: _shared, ...rest } = policy;
+  const { trafficPolicy: shared, workloads, ...rest } = policy;
+  if (chosen === undefined) {
+    // The policy is named after the first selecting rule when no shared rule exists.
+    const onlySelecting =
+      shared === undefined &&
+      policy.subsets === undefined &&
+      policy.source.name === workloads[0]?.source.name &&
+      policy.source.namespace === workloads[0]?.source.namespace;
+    return onlySelecting ? undefined : null;
+  }
   return {
     ...rest,
+    workloads,
     source: chosen.source,
     ...(chosen.trafficPolicy === undefined ? {} : { trafficPolicy: chosen.trafficPolicy }),
   };
@@ -298,12 +308,14 @@ export function routesForThisProxy(state: MeshState): MeshState {
     const policy = ownPolicy(service.policy, own.labels ?? {});
     if (routes === null && tcpRoutes === null && tlsRoutes === null && policy === null) continue;
     services ??= new Map(state.services);
+    const { policy: _received, ...rest } = service;
+    const applied = policy === null ? service.policy : policy;
     services.set(key, {
-      ...service,
+      ...rest,
       ...(routes === null ? {} : { routes }),
       ...(tcpRoutes === null ? {} : { tcpRoutes }),
       ...(tlsRoutes === null ? {} : { tlsRoutes }),
-      ...(policy === null ? {} : { policy }),
+      ...(applied === undefined ? {} : { policy: applied }),
     });
   }
   return services === null ? state : { ...state, services };
