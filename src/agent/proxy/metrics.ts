@@ -158,11 +158,15 @@ function withoutLabels(labels: string, remove: ReadonlySet<string>): string {
   return kept.join(',');
 }
 
-/** One rendered series: a counter's value, or a histogram's buckets, sum and count. */
+/**
+ * One rendered series: a counter's value, or a histogram's buckets, sum and count. The buckets
+ * are the series' own until a second series is summed into the row (then a copy).
+ */
 interface Row {
   value: number;
   sum: number;
   buckets: Float64Array | null;
+  copied: boolean;
 }
 
 export class IstioMetrics {
@@ -278,19 +282,19 @@ export class IstioMetrics {
         const view = viewOf(metric, s.labels);
         if (view.disabled) continue;
         const labels = view.remove.size === 0 ? s.labels : withoutLabels(s.labels, view.remove);
-        let row = rows.get(labels);
+        const h = histogram?.(s);
+        const row = rows.get(labels);
         if (row === undefined) {
-          row = {
-            value: 0,
-            sum: 0,
-            buckets:
-              histogram === undefined ? null : new Float64Array(ENVOY_DEFAULT_BUCKETS.length),
-          };
-          rows.set(labels, row);
+          const buckets = h?.counts ?? null;
+          rows.set(labels, { value: value(s), sum: h?.sum ?? 0, buckets, copied: false });
+          continue;
         }
         row.value += value(s);
-        if (histogram !== undefined && row.buckets !== null) {
-          const h = histogram(s);
+        if (h !== undefined && row.buckets !== null) {
+          if (!row.copied) {
+            row.buckets = Float64Array.from(row.buckets);
+            row.copied = true;
+          }
           row.sum += h.sum;
           for (let i = 0; i < h.counts.length; i++) {
             row.buckets[i] = (row.buckets[i] as number) + (h.counts[i] as number);

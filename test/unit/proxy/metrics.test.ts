@@ -210,6 +210,8 @@ describe('Telemetry metric overrides', () => {
     expect(server('istio_request_duration_milliseconds_bucket')).toContainEqual(
       expect.stringMatching(/le="50"\} 2$/),
     );
+    // Rendering sums into copies: the series themselves are untouched (a second scrape is equal).
+    expect(m.render()).toBe(text);
     // The client side keeps its three series.
     expect(
       lines(text, 'istio_requests_total').filter((l) => l.includes('reporter="source"')),
