@@ -229,6 +229,8 @@ export class MeshModel {
   private readonly serviceEntries = new Map<string, ServiceEntryObject>();
   /** The ServiceEntries naming each service key (a host). */
   private readonly entriesByService = new Map<string, Set<string>>();
+  /** ServiceEntries with a workloadSelector, by namespace: a Pod there may be their endpoint. */
+  private readonly selectingEntries = new Map<string, Set<string>>();
   /** The VirtualServices delegated to, by key: the keys of those that delegate to each. */
   private readonly delegatedBy = new Map<string, Set<string>>();
   /** Traffic objects by the Service keys they name: `Kind` -> Service key -> object keys. */
@@ -404,11 +406,13 @@ export class MeshModel {
       drop(this.entriesByService, serviceKey, key);
       this.dirtyServices.add(serviceKey);
     }
+    if (old !== undefined) drop(this.selectingEntries, old.meta.namespace, key);
     if (se === null) {
       this.serviceEntries.delete(key);
       return;
     }
     this.serviceEntries.set(key, se);
+    if (se.workloadSelector !== null) add(this.selectingEntries, se.meta.namespace, key);
     for (const serviceKey of MeshModel.entryKeys(se)) {
       add(this.entriesByService, serviceKey, key);
       this.dirtyServices.add(serviceKey);
@@ -447,7 +451,7 @@ export class MeshModel {
     return {
       namespace: found.entry.meta.namespace,
       exportTo: found.entry.exportTo,
-      build: (_mtls, viewer) => this.buildEntryService(key, found.entry, found.host, viewer),
+      build: (mtls, viewer) => this.buildEntryService(key, found.entry, found.host, viewer, mtls),
     };
   }
 
@@ -842,6 +846,14 @@ export class MeshModel {
       const service = slice === undefined ? null : serviceKeyOf(slice);
       if (service !== null) this.dirtyServices.add(service);
     }
+    // The hosts of the namespace's ServiceEntries that select Pods (it may be, or have been, one).
+    const namespace = podKey.slice(0, podKey.indexOf('/'));
+    for (const entryKey of this.selectingEntries.get(namespace) ?? []) {
+      const se = this.serviceEntries.get(entryKey);
+      for (const serviceKey of se === undefined ? [] : MeshModel.entryKeys(se)) {
+        this.dirtyServices.add(serviceKey);
+      }
+    }
   }
 
   // --- commit ----------------------------------------------------------------------------------
@@ -1213,6 +1225,7 @@ export class MeshModel {
     se: ServiceEntryObject,
     host: string,
     viewer: string | null,
+    mtlsCache: Map<string, ResolvedMtls>,
   ): MeshService | null {
     const ports: ServicePort[] = se.ports
       .map((p) => ({
@@ -1231,13 +1244,41 @@ export class MeshModel {
       else subnets.push(parseCidr(cidr) ?? cidr);
     }
     const traffic = this.trafficOf(key, viewer, se);
+    const endpoints =
+      se.workloadSelector !== null
+        ? this.selectedEndpoints(se, se.workloadSelector, traffic, mtlsCache)
+        : this.listedEndpoints(se, host, traffic);
+    return {
+      key,
+      name: host,
+      namespace: se.meta.namespace,
+      hostname: host,
+      addresses: addresses.sort(),
+      ports,
+      endpoints,
+      ...trafficParts(traffic),
+      entry: {
+        source: { namespace: se.meta.namespace, name: se.meta.name },
+        location: se.location,
+        resolution: se.resolution,
+        ...(subnets.length === 0 ? {} : { subnets: subnets.sort() }),
+      },
+    };
+  }
+
+  /** The endpoints a ServiceEntry lists (its host itself for DNS without any; none for NONE). */
+  private listedEndpoints(
+    se: ServiceEntryObject,
+    host: string,
+    traffic: ServiceTraffic,
+  ): Endpoint[] {
     const listed =
       se.resolution === 'NONE'
         ? []
         : se.endpoints.length > 0 || host.startsWith('*.')
           ? se.endpoints
           : [{ address: host, ports: {}, labels: {}, serviceAccount: null, locality: null }];
-    const endpoints: Endpoint[] = listed.flatMap((e) => {
+    return listed.flatMap((e) => {
       const subsets = subsetsOf(traffic.subsets, e.labels);
       let identity: string | null = null;
       if (se.location === 'MESH_INTERNAL' && e.serviceAccount !== null) {
@@ -1267,22 +1308,44 @@ export class MeshModel {
         ...(e.locality === null ? {} : { locality: e.locality }),
       };
     });
-    return {
-      key,
-      name: host,
-      namespace: se.meta.namespace,
-      hostname: host,
-      addresses: addresses.sort(),
-      ports,
-      endpoints,
-      ...trafficParts(traffic),
-      entry: {
-        source: { namespace: se.meta.namespace, name: se.meta.name },
-        location: se.location,
-        resolution: se.resolution,
-        ...(subnets.length === 0 ? {} : { subnets: subnets.sort() }),
-      },
-    };
+  }
+
+  /**
+   * A ServiceEntry's workloadSelector: the Pods of its namespace with its labels and an address,
+   * each at the entry's `targetPort` (else its number), with its identity when meshed, as a
+   * Service's endpoint is; a Pod not Ready is kept as terminating (used when nothing else is).
+   */
+  private selectedEndpoints(
+    se: ServiceEntryObject,
+    selector: Readonly<Record<string, string>>,
+    traffic: ServiceTraffic,
+    mtlsCache: Map<string, ResolvedMtls>,
+  ): Endpoint[] {
+    const ports = Object.fromEntries(
+      se.ports.map((p) => [String(p.number), p.targetPort ?? p.number]),
+    );
+    const out: Endpoint[] = [];
+    for (const podKey of [...(this.podsByNamespace.get(se.meta.namespace) ?? [])].sort()) {
+      const pod = this.pods.get(podKey);
+      if (pod === undefined || !selectorMatches(selector, pod.meta.labels)) continue;
+      for (const address of pod.ips) {
+        const endpoint = this.buildEndpoint(
+          {
+            address,
+            ports: { ...ports },
+            ready: pod.ready,
+            pod,
+            podName: pod.meta.name,
+            locality: this.localityOf(pod, null, null),
+          },
+          mtlsCache,
+        );
+        if (endpoint === null) continue;
+        const subsets = subsetsOf(traffic.subsets, pod.meta.labels);
+        out.push(subsets.length === 0 ? endpoint : { ...endpoint, subsets });
+      }
+    }
+    return out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
   }
 
   /** An endpoint: plain text unless its Pod is meshed; null when its identity cannot be named. */

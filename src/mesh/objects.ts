@@ -173,6 +173,8 @@ export interface PodObject {
   readonly accessLog: boolean | null;
   /** `spec.nodeName`, or null before the Pod is scheduled. */
   readonly nodeName: string | null;
+  /** Its `Ready` condition (true when the status has no conditions, as in a file). */
+  readonly ready: boolean;
 }
 
 /** A Node (cluster-scoped: `meta.namespace` is ''), for the locality of the Pods it runs. */
@@ -473,6 +475,11 @@ export interface ServiceEntryObject {
   readonly endpoints: readonly ServiceEntryEndpoint[];
   /** The namespaces whose proxies see it; null: every one. */
   readonly exportTo: readonly string[] | null;
+  /**
+   * `workloadSelector.labels`: the endpoints are the Pods of its namespace with these labels (in
+   * place of `endpoints`); null: none.
+   */
+  readonly workloadSelector: Readonly<Record<string, string>> | null;
 }
 
 export type MeshObject =

@@ -1,6 +1,6 @@
 // Reading Istio's ServiceEntry (networking.istio.io v1, v1beta1) into a `ServiceEntryObject`:
 // every field Mooring reads is checked and named when wrong; what it cannot do yet
-// (`workloadSelector`, an endpoint's `network`, `subjectAltNames`) is refused or
+// (an endpoint's `network`, `subjectAltNames`) is refused or
 // warned of by name. Pure.
 
 import { isIP } from 'node:net';
@@ -35,11 +35,12 @@ const PORT_NAME = /^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$/;
 
 export function readServiceEntry(raw: Json, f: Fields, meta: Meta): ServiceEntryObject {
   const spec = f.object(raw.spec, 'spec') ?? {};
-  if (spec.workloadSelector !== undefined && spec.workloadSelector !== null) {
-    f.problem(
-      'spec.workloadSelector',
-      'is not supported by Mooring yet: list the endpoints in spec.endpoints',
-    );
+  const selector = f.object(spec.workloadSelector, 'spec.workloadSelector');
+  const selectorLabels =
+    selector === undefined ? {} : f.stringMap(selector.labels, 'spec.workloadSelector.labels');
+  const workloadSelector = Object.keys(selectorLabels).length === 0 ? null : selectorLabels;
+  if (selector !== undefined && workloadSelector === null) {
+    f.problem('spec.workloadSelector.labels', 'is required: the labels of the Pods it selects');
   }
   if (f.array(spec.subjectAltNames, 'spec.subjectAltNames').length > 0) {
     f.warn(
@@ -100,7 +101,20 @@ export function readServiceEntry(raw: Json, f: Fields, meta: Meta): ServiceEntry
         );
     });
   }
-  if (resolution === 'STATIC' && endpoints.length === 0) {
+  if (workloadSelector !== null) {
+    if (endpoints.length > 0) {
+      f.problem(
+        'spec.endpoints',
+        'must be empty with a workloadSelector (its Pods are the endpoints)',
+      );
+    }
+    if (resolution !== 'STATIC') {
+      f.problem(
+        'spec.resolution',
+        'must be STATIC with a workloadSelector (its Pods are the endpoints)',
+      );
+    }
+  } else if (resolution === 'STATIC' && endpoints.length === 0) {
     f.warn('spec.endpoints', 'is empty: with resolution STATIC the hosts have no endpoint');
   }
   return {
@@ -113,6 +127,7 @@ export function readServiceEntry(raw: Json, f: Fields, meta: Meta): ServiceEntry
     resolution,
     endpoints,
     exportTo: readExportTo(f, spec.exportTo),
+    workloadSelector,
   };
 }
 

@@ -502,6 +502,9 @@ function readPod(raw: Json, f: Fields, meta: Meta): PodObject {
   }
   const generateName = f.string(metadata.generateName, 'metadata.generateName');
   const nodeName = f.string(spec.nodeName, 'spec.nodeName') ?? '';
+  const conditions = f.array(status.conditions, 'status.conditions');
+  const readyCondition = conditions.find((c) => isObject(c) && c.type === 'Ready');
+  const ready = readyCondition === undefined || (readyCondition as Json).status === 'True';
   return {
     kind: 'Pod',
     meta,
@@ -514,6 +517,7 @@ function readPod(raw: Json, f: Fields, meta: Meta): PodObject {
     traceSamplingPercent,
     accessLog,
     nodeName: nodeName === '' ? null : nodeName,
+    ready,
   };
 }
 

@@ -1036,8 +1036,8 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     expect(await applyObject(tcpAtV1('at-v1', { name: 'postgres-v2', port: 5432 }))).toContain(
       'tcproute.gateway.networking.k8s.io/at-v1 created',
     );
-    // A ServiceEntry (the rule of networking.istio.io) whose endpoints come from a
-    // workloadSelector, which the CRD lets through and Mooring cannot read yet.
+    // A ServiceEntry (the rule of networking.istio.io) with a workloadSelector beside listed
+    // endpoints, which the CRD lets through and Istio's validation refuses too.
     await expect(
       applyObject({
         apiVersion: 'networking.istio.io/v1',
@@ -1048,10 +1048,11 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
           ports: [{ number: 80, name: 'http', protocol: 'HTTP' }],
           resolution: 'STATIC',
           workloadSelector: { labels: { app: 'vm' } },
+          endpoints: [{ address: '192.0.2.1' }],
         },
       }),
     ).rejects.toThrow(
-      `ServiceEntry ${NS}/by-selector is invalid for Mooring: spec.workloadSelector: is not supported by Mooring yet`,
+      `ServiceEntry ${NS}/by-selector is invalid for Mooring: spec.endpoints: must be empty with a workloadSelector`,
     );
     // A RequestAuthentication (the rule of security.istio.io) attached by targetRef, which the
     // CRD lets through and Mooring does not do.

@@ -388,6 +388,41 @@ describe('locality', () => {
   });
 });
 
+describe("a ServiceEntry's workloadSelector", () => {
+  afterAll(() => rig.writeMesh('mesh.yaml', meshObjects()));
+
+  it('sends its address to the Pods it selects, with mutual TLS and their identity', async () => {
+    const SELECTED_IP = '203.0.113.8';
+    rig.writeMesh(
+      'mesh.yaml',
+      meshObjects([
+        {
+          apiVersion: 'networking.istio.io/v1',
+          kind: 'ServiceEntry',
+          metadata: { name: 'selected', namespace: 'default' },
+          spec: {
+            hosts: ['selected.example.com'],
+            addresses: [SELECTED_IP],
+            ports: [{ number: 80, name: 'http', protocol: 'HTTP', targetPort: 8080 }],
+            location: 'MESH_INTERNAL',
+            resolution: 'STATIC',
+            workloadSelector: { labels: { app: 'api' } },
+          },
+        },
+      ]),
+    );
+    await rig.waitFor('the entry pushed', async () =>
+      JSON.stringify((await rig.configDump('web')).mesh).includes('"selected.example.com"'),
+    );
+    const answer = await httpFrom(web, `http://${SELECTED_IP}/selected`);
+    expect(echoed(answer).pod).toBe('api');
+    // The api Pod's proxy saw the caller's identity: the hop was mutual TLS.
+    expect(echoed(answer).headers['x-forwarded-client-cert']).toContain(
+      'URI=spiffe://cluster.local/ns/default/sa/web',
+    );
+  });
+});
+
 describe('AuthorizationPolicy', () => {
   afterAll(async () => {
     rig.writeMesh('mesh.yaml', meshObjects());

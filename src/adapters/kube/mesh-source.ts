@@ -154,7 +154,18 @@ export function slimPod(pod: Raw): Raw {
       containers: ports(spec.containers),
       initContainers: ports(spec.initContainers),
     },
-    status: { podIP: status.podIP, podIPs: status.podIPs },
+    status: {
+      podIP: status.podIP,
+      podIPs: status.podIPs,
+      // Only the Ready condition (a ServiceEntry's workloadSelector endpoints follow it).
+      ...(Array.isArray(status.conditions)
+        ? {
+            conditions: (status.conditions as { type?: unknown }[]).filter(
+              (c) => typeof c === 'object' && c !== null && c.type === 'Ready',
+            ),
+          }
+        : {}),
+    },
   } as Raw;
 }
 

@@ -280,6 +280,23 @@ describe("cluster mode's mesh source", () => {
     });
     expect(JSON.stringify(slim)).not.toContain('"image"');
     expect(JSON.stringify(slim)).not.toContain('tolerations');
+    // Of its status, the addresses and the Ready condition only.
+    const withStatus = slimPod({
+      ...inShop(pod('web-2')),
+      status: {
+        podIP: '10.0.0.2',
+        conditions: [
+          { type: 'PodScheduled', status: 'True' },
+          { type: 'Ready', status: 'False', lastTransitionTime: '2026-01-01T00:00:00Z' },
+        ],
+        containerStatuses: [{ name: 'app', ready: false }],
+      },
+    });
+    expect(withStatus.status).toEqual({
+      podIP: '10.0.0.2',
+      podIPs: undefined,
+      conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: '2026-01-01T00:00:00Z' }],
+    });
   });
 
   it('keeps only the name, labels, resourceVersion and creationTimestamp of a Node in its cache', () => {
@@ -742,7 +759,8 @@ describe("cluster mode's mesh source", () => {
     });
     expect(source.problems()).toEqual([]);
 
-    // An invalid entry (workloadSelector, which the CRD lets through): logged and skipped.
+    // An invalid entry (a workloadSelector beside endpoints, which the CRD lets through): logged
+    // and skipped.
     put(cluster, entries, {
       apiVersion: 'networking.istio.io/v1beta1',
       kind: 'ServiceEntry',
@@ -752,6 +770,7 @@ describe("cluster mode's mesh source", () => {
         ports: [{ number: 80, name: 'http', protocol: 'HTTP' }],
         resolution: 'STATIC',
         workloadSelector: { labels: { app: 'vm' } },
+        endpoints: [{ address: '192.0.2.1' }],
       },
     });
     await until('the problem of by-selector', () =>
@@ -762,7 +781,7 @@ describe("cluster mode's mesh source", () => {
         kind: 'ServiceEntry',
         namespace: 'shop',
         name: 'by-selector',
-        field: 'spec.workloadSelector',
+        field: 'spec.endpoints',
         effect: 'skipped',
       }),
     ]);

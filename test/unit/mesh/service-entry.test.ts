@@ -7,11 +7,19 @@ import { validateMeshObject } from '../../../src/mesh';
 import { meshState, proxyScope } from '../../fixtures/mesh';
 import {
   createdAt,
+  inNamespace,
+  meshed,
   modelOf,
+  pod,
   problemsOf,
   service,
+  valid,
   withClusterIP,
+  withField,
+  withIP,
+  withLabels,
   withPort,
+  withServiceAccount,
   type Raw,
 } from '../../fixtures/mesh-objects';
 
@@ -83,10 +91,10 @@ describe('reading ServiceEntry', () => {
         }),
       ),
     ).toEqual([
-      'spec.workloadSelector: is not supported by Mooring yet: list the endpoints in spec.endpoints',
       'spec.hosts[0]: a wildcard host needs resolution NONE or DNS',
       'spec.endpoints[0].address: "db.example.com" is not an IP address (a DNS name needs resolution DNS)',
       'spec.endpoints[1].ports.grpc: names no port of spec.ports',
+      'spec.endpoints: must be empty with a workloadSelector (its Pods are the endpoints)',
     ]);
     expect(
       problemsOf(
@@ -370,5 +378,90 @@ describe('mooring proxy-config', () => {
     expect(text).toMatch(
       /db\.example\.com \(ServiceEntry egress\/db\) +192\.0\.2\.0\/24 .* 1 \(DNS\), 0 mTLS/,
     );
+  });
+});
+
+describe("a ServiceEntry's workloadSelector", () => {
+  const selecting = serviceEntry(
+    'vm-api',
+    {
+      hosts: ['api.corp.example.com'],
+      ports: [{ number: 80, name: 'http', protocol: 'HTTP', targetPort: 8080 }],
+      location: 'MESH_INTERNAL',
+      resolution: 'STATIC',
+      workloadSelector: { labels: { app: 'api' } },
+    },
+    'shop',
+  );
+  const apiPod = (name: string, ip: string, ...mods: ((r: Raw) => Raw)[]): Raw =>
+    pod(name, meshed(), inNamespace('shop'), withServiceAccount('api'), withIP(ip), ...mods);
+  const endpointsOf = (raws: Raw[]) =>
+    modelOf(raws)
+      .service('api.corp.example.com')
+      ?.service.endpoints.map((e) => ({
+        address: e.address,
+        ports: e.ports,
+        ready: e.ready,
+        identity: e.identity,
+      }));
+
+  it("takes the Pods of its namespace with its labels as endpoints, at the port's targetPort, with their identity", () => {
+    expect(
+      endpointsOf([
+        selecting,
+        apiPod('api-1', '10.0.0.1'),
+        apiPod(
+          'api-2',
+          '10.0.0.2',
+          withField('status.conditions', [{ type: 'Ready', status: 'False' }]),
+        ),
+        pod('web-1', meshed(), inNamespace('shop'), withIP('10.0.0.3')),
+        apiPod('api-9', '10.0.9.9', inNamespace('other')),
+      ]),
+    ).toEqual([
+      {
+        address: '10.0.0.1',
+        ports: { '80': 8080 },
+        ready: true,
+        identity: 'spiffe://cluster.local/ns/shop/sa/api',
+      },
+      // Not Ready: kept as terminating (used only when nothing else is).
+      {
+        address: '10.0.0.2',
+        ports: { '80': 8080 },
+        ready: false,
+        identity: 'spiffe://cluster.local/ns/shop/sa/api',
+      },
+    ]);
+  });
+
+  it('follows its Pods: one that comes, or whose labels stop matching, changes the host', () => {
+    const model = modelOf([selecting, apiPod('api-1', '10.0.0.1')]);
+    model.upsert(valid(apiPod('api-2', '10.0.0.2')));
+    expect(model.commit()?.services).toContain('api.corp.example.com');
+    expect(model.service('api.corp.example.com')?.service.endpoints.map((e) => e.address)).toEqual([
+      '10.0.0.1',
+      '10.0.0.2',
+    ]);
+    model.upsert(valid(apiPod('api-1', '10.0.0.1', withLabels({ app: 'other' }))));
+    model.commit();
+    expect(model.service('api.corp.example.com')?.service.endpoints.map((e) => e.address)).toEqual([
+      '10.0.0.2',
+    ]);
+  });
+
+  it('is refused beside listed endpoints, or with a resolution other than STATIC', () => {
+    expect(
+      problemsOf(
+        serviceEntry('e', {
+          hosts: ['api.corp.example.com'],
+          ports: [https443],
+          resolution: 'DNS',
+          workloadSelector: { labels: { app: 'api' } },
+        }),
+      ),
+    ).toEqual([
+      'spec.resolution: must be STATIC with a workloadSelector (its Pods are the endpoints)',
+    ]);
   });
 });
