@@ -568,6 +568,18 @@ describe('RequestAuthentication', () => {
       ],
       () => {},
     );
+    // Listening before the policy is written: a first fetch that fails is retried a minute later.
+    await rig.waitFor('the keys served', async () => {
+      const probe = await run('ip', [
+        'netns',
+        'exec',
+        rig.hub,
+        NODE,
+        '-e',
+        `require('http').get('http://127.0.0.1:${JWKS_PORT}/keys', (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on('error', () => process.exit(1))`,
+      ]);
+      return probe.code === 0;
+    });
     rig.writeMesh(
       'mesh.yaml',
       meshObjects([
