@@ -4,9 +4,9 @@
 # charts/mooring/charts/crds/crd-files/, text for text: a chart cannot read .cache, so the copies are
 # committed, and test/chart/crds.test.ts fails when they differ from upstream.
 #   crd-files/istio/<name>.yaml        the VirtualService, DestinationRule, ServiceEntry,
-#                                      Sidecar, PeerAuthentication, AuthorizationPolicy,
-#                                      RequestAuthentication and Telemetry documents of
-#                                      kubernetes/customresourcedefinitions.gen.yaml
+#                                      Sidecar, WorkloadEntry, PeerAuthentication,
+#                                      AuthorizationPolicy, RequestAuthentication and Telemetry
+#                                      documents of kubernetes/customresourcedefinitions.gen.yaml
 #   crd-files/gateway-api/<file>.yaml  every CRD of the standard channel (config/crd/standard,
 #                                      what standard-install.yaml bundles, without its
 #                                      ValidatingAdmissionPolicy safe-upgrades)
@@ -15,7 +15,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="$ROOT/.cache/crds"
 DEST="$ROOT/charts/mooring/charts/crds/crd-files"
-ISTIO_CRDS=(virtualservices.networking.istio.io destinationrules.networking.istio.io serviceentries.networking.istio.io sidecars.networking.istio.io peerauthentications.security.istio.io authorizationpolicies.security.istio.io requestauthentications.security.istio.io telemetries.telemetry.istio.io)
+ISTIO_CRDS=(virtualservices.networking.istio.io destinationrules.networking.istio.io serviceentries.networking.istio.io sidecars.networking.istio.io workloadentries.networking.istio.io peerauthentications.security.istio.io authorizationpolicies.security.istio.io requestauthentications.security.istio.io telemetries.telemetry.istio.io)
 
 die() {
   printf '[chart-crds] ERROR: %s\n' "$*" >&2

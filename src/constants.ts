@@ -59,7 +59,7 @@ export const INJECT_PATH = '/inject';
 export const MUTATING_WEBHOOK_CONFIG_NAME = 'mooring-sidecar-injector';
 /**
  * The ValidatingWebhookConfiguration that sends the traffic kinds (VirtualService,
- * DestinationRule, ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy,
+ * DestinationRule, ServiceEntry, Sidecar, WorkloadEntry, PeerAuthentication, AuthorizationPolicy,
  * RequestAuthentication, Telemetry, HTTPRoute, GRPCRoute, TCPRoute, TLSRoute) to POST /validate
  * (config.cluster.validatingWebhookConfigName), and the name of its one webhook.
  */

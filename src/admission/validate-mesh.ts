@@ -1,5 +1,5 @@
 // The validating admission webhook for the traffic kinds (POST /validate): a VirtualService,
-// DestinationRule, ServiceEntry, Sidecar, HTTPRoute, GRPCRoute, TCPRoute, TLSRoute,
+// DestinationRule, ServiceEntry, Sidecar, WorkloadEntry, HTTPRoute, GRPCRoute, TCPRoute, TLSRoute,
 // PeerAuthentication, AuthorizationPolicy, RequestAuthentication or Telemetry that the mesh would
 // skip (or, an AuthorizationPolicy, put in closed) is refused at `kubectl apply` with the same
 // message the server logs (kind, namespace/name, field, what is wrong); warnings (fields Mooring

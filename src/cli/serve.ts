@@ -58,7 +58,7 @@ export function registerServe(program: Command, _io: CliIO, setExit: (code: numb
     .option('--kubeconfig <file>', 'run in cluster mode against this cluster')
     .option(
       '--mesh-dir <dir>',
-      'local mode: read the mesh (Services, EndpointSlices, Pods, PeerAuthentications, AuthorizationPolicies, RequestAuthentications, VirtualServices, DestinationRules, ServiceEntries, Sidecars, Telemetries, HTTPRoutes, GRPCRoutes, TCPRoutes, TLSRoutes) from the YAML and JSON files of this directory',
+      'local mode: read the mesh (Services, EndpointSlices, Pods, PeerAuthentications, AuthorizationPolicies, RequestAuthentications, VirtualServices, DestinationRules, ServiceEntries, Sidecars, WorkloadEntries, Telemetries, HTTPRoutes, GRPCRoutes, TCPRoutes, TLSRoutes) from the YAML and JSON files of this directory',
     )
     .option(
       '--workers <n|auto>',

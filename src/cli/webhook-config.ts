@@ -6,9 +6,9 @@
 // System namespaces are excluded by selector in both.
 // `mooring webhook-config --validating`: prints the ValidatingWebhookConfiguration that sends the
 // traffic kinds the mesh reads (VirtualService, DestinationRule, ServiceEntry, Sidecar,
-// PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry, HTTPRoute, GRPCRoute,
-// TCPRoute, TLSRoute; CREATE and UPDATE, each kind in the API versions of src/mesh/objects.ts
-// only) to POST /validate, failurePolicy Ignore unless told.
+// WorkloadEntry, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry,
+// HTTPRoute, GRPCRoute, TCPRoute, TLSRoute; CREATE and UPDATE, each kind in the API versions of
+// src/mesh/objects.ts only) to POST /validate, failurePolicy Ignore unless told.
 
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
@@ -42,6 +42,7 @@ const VALIDATED_KINDS: readonly (readonly [MeshKind, string])[] = [
   ['DestinationRule', 'destinationrules'],
   ['ServiceEntry', 'serviceentries'],
   ['Sidecar', 'sidecars'],
+  ['WorkloadEntry', 'workloadentries'],
   ['PeerAuthentication', 'peerauthentications'],
   ['AuthorizationPolicy', 'authorizationpolicies'],
   ['RequestAuthentication', 'requestauthentications'],
@@ -297,7 +298,7 @@ export function registerWebhookConfig(program: Command, io: CliIO): void {
     .option(
       '--validating',
       'print the ValidatingWebhookConfiguration that sends VirtualServices, DestinationRules, ' +
-        'ServiceEntries, Sidecars, PeerAuthentications, AuthorizationPolicies, ' +
+        'ServiceEntries, Sidecars, WorkloadEntries, PeerAuthentications, AuthorizationPolicies, ' +
         'RequestAuthentications, Telemetries, HTTPRoutes, GRPCRoutes, TCPRoutes and TLSRoutes ' +
         '(CREATE, UPDATE) to /validate',
     )

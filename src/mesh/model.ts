@@ -40,6 +40,7 @@ import {
   type SidecarObject,
   type ServiceObject,
   type TelemetryObject,
+  type WorkloadEntryObject,
   type TcpRouteObject,
   type TlsRouteObject,
   type TrafficObject,
@@ -63,7 +64,7 @@ import {
   type ServiceTrafficObjects,
 } from './traffic';
 import { isVisible } from './visibility';
-import { workloadInfoOf } from './workload';
+import { workloadInfoOf, workloadInfoOfEntry } from './workload';
 
 export interface MeshModelOptions {
   readonly trustDomain: string;
@@ -207,6 +208,7 @@ export class MeshModel {
   private readonly requestAuthentications = new PolicyStore<RequestAuthenticationObject>();
   private readonly sidecars = new PolicyStore<SidecarObject>();
   private readonly telemetries = new PolicyStore<TelemetryObject>();
+  private readonly workloadEntries = new PolicyStore<WorkloadEntryObject>();
   /** Namespaces whose Sidecar changed since the last commit. */
   private readonly dirtySidecars = new Set<string>();
   /**
@@ -291,6 +293,7 @@ export class MeshModel {
       ServiceEntry: this.serviceEntries.size,
       Node: this.nodes.size,
       Telemetry: this.telemetries.size,
+      WorkloadEntry: this.workloadEntries.size,
     };
   }
 
@@ -360,7 +363,69 @@ export class MeshModel {
         return this.putNode(key, obj as NodeObject | null);
       case 'Telemetry':
         return this.putTelemetry(key, obj as TelemetryObject | null);
+      case 'WorkloadEntry':
+        return this.putWorkloadEntry(key, obj as WorkloadEntryObject | null);
     }
+  }
+
+  /**
+   * A WorkloadEntry: the Services of its namespace whose selector takes its labels (before or
+   * after), and the hosts of the namespace's ServiceEntries that select workloads.
+   */
+  private putWorkloadEntry(key: string, entry: WorkloadEntryObject | null): void {
+    const old = this.workloadEntries.get(key);
+    const namespace = this.workloadEntries.put(key, entry);
+    if (namespace === undefined) return;
+    for (const serviceKey of this.servicesByNamespace.get(namespace) ?? []) {
+      const selector = this.services.get(serviceKey)?.selector ?? null;
+      if (selector === null) continue;
+      if (
+        [old, entry].some(
+          (e) => e !== undefined && e !== null && selectorMatches(selector, e.labels),
+        )
+      ) {
+        this.dirtyServices.add(serviceKey);
+      }
+    }
+    this.touchSelectingEntries(namespace);
+  }
+
+  /** The hosts of a namespace's ServiceEntries that select workloads: one of them changed. */
+  private touchSelectingEntries(namespace: string): void {
+    for (const entryKey of this.selectingEntries.get(namespace) ?? []) {
+      const se = this.serviceEntries.get(entryKey);
+      for (const serviceKey of se === undefined ? [] : MeshModel.entryKeys(se)) {
+        this.dirtyServices.add(serviceKey);
+      }
+    }
+  }
+
+  /** A WorkloadEntry as an endpoint at `ports`; null when its identity cannot be named. */
+  private workloadEntryEndpoint(
+    entry: WorkloadEntryObject,
+    ports: Record<string, number>,
+  ): Endpoint | null {
+    let identity: string | null = null;
+    if (entry.serviceAccount !== null) {
+      try {
+        identity = spiffeIdOf(this.options.trustDomain, {
+          namespace: entry.meta.namespace,
+          serviceAccount: entry.serviceAccount,
+        });
+      } catch {
+        // Fail closed: a meshed endpoint whose identity cannot be named is never dialled.
+        return null;
+      }
+    }
+    return {
+      address: entry.address,
+      ports,
+      ready: true,
+      identity,
+      workload: workloadInfoOfEntry(entry),
+      pod: null,
+      ...(entry.locality === null ? {} : { locality: entry.locality }),
+    };
   }
 
   /** A Node's locality changed: the Services with endpoints on it, the scopes of its Pods. */
@@ -847,13 +912,7 @@ export class MeshModel {
       if (service !== null) this.dirtyServices.add(service);
     }
     // The hosts of the namespace's ServiceEntries that select Pods (it may be, or have been, one).
-    const namespace = podKey.slice(0, podKey.indexOf('/'));
-    for (const entryKey of this.selectingEntries.get(namespace) ?? []) {
-      const se = this.serviceEntries.get(entryKey);
-      for (const serviceKey of se === undefined ? [] : MeshModel.entryKeys(se)) {
-        this.dirtyServices.add(serviceKey);
-      }
-    }
+    this.touchSelectingEntries(podKey.slice(0, podKey.indexOf('/')));
   }
 
   // --- commit ----------------------------------------------------------------------------------
@@ -1205,6 +1264,25 @@ export class MeshModel {
           : subsetsOf(traffic.subsets, draft.pod?.meta.labels ?? null);
       endpoints.push(subsets.length === 0 ? endpoint : { ...endpoint, subsets });
     }
+    // WorkloadEntries the selector takes, at each port's targetPort (a name through their ports).
+    const selector = svc.selector;
+    for (const entry of selector === null ? [] : this.workloadEntries.of([svc.meta.namespace])) {
+      if (selector === null || !selectorMatches(selector, entry.labels)) continue;
+      if (drafts.has(entry.address)) continue;
+      const mapped: Record<string, number> = {};
+      for (const sp of svc.ports) {
+        const target =
+          typeof sp.targetPort === 'number' ? sp.targetPort : entry.ports[sp.targetPort];
+        if (target !== undefined && ports.some((p) => p.port === sp.port)) {
+          mapped[String(sp.port)] = target;
+        }
+      }
+      if (Object.keys(mapped).length === 0) continue;
+      const endpoint = this.workloadEntryEndpoint(entry, mapped);
+      if (endpoint === null) continue;
+      const subsets = subsetsOf(traffic.subsets, entry.labels);
+      endpoints.push(subsets.length === 0 ? endpoint : { ...endpoint, subsets });
+    }
     endpoints.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
     return {
       key,
@@ -1345,6 +1423,20 @@ export class MeshModel {
         out.push(subsets.length === 0 ? endpoint : { ...endpoint, subsets });
       }
     }
+    for (const entry of this.workloadEntries.of([se.meta.namespace])) {
+      if (!selectorMatches(selector, entry.labels)) continue;
+      // Its own port of an entry's port name, else the entry's targetPort or number.
+      const own = Object.fromEntries(
+        se.ports.map((p) => [
+          String(p.number),
+          (p.name === '' ? undefined : entry.ports[p.name]) ?? p.targetPort ?? p.number,
+        ]),
+      );
+      const endpoint = this.workloadEntryEndpoint(entry, own);
+      if (endpoint === null) continue;
+      const subsets = subsetsOf(traffic.subsets, entry.labels);
+      out.push(subsets.length === 0 ? endpoint : { ...endpoint, subsets });
+    }
     return out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
   }
 
@@ -1391,6 +1483,10 @@ class PolicyStore<T extends { readonly meta: { readonly namespace: string } }> {
 
   get size(): number {
     return this.all.size;
+  }
+
+  get(key: string): T | undefined {
+    return this.all.get(key);
   }
 
   /** Stores (with null, deletes) the object of `key`; its namespace, undefined when nothing was. */

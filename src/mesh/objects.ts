@@ -40,6 +40,7 @@ export const MESH_KINDS = [
   'Sidecar',
   'Node',
   'Telemetry',
+  'WorkloadEntry',
 ] as const;
 export type MeshKind = (typeof MESH_KINDS)[number];
 
@@ -66,6 +67,7 @@ export const MESH_API_VERSIONS: Readonly<Record<MeshKind, readonly string[]>> = 
   Sidecar: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
   Node: ['v1'],
   Telemetry: ['telemetry.istio.io/v1', 'telemetry.istio.io/v1alpha1'],
+  WorkloadEntry: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
 };
 
 /** Names an object: kind, namespace, name. */
@@ -235,6 +237,25 @@ export interface RequestAuthenticationObject {
   /** spec.selector.matchLabels; null or empty: every workload of its namespace (or the mesh). */
   readonly selector: Readonly<Record<string, string>> | null;
   readonly jwtRules: readonly JwtRuleSpec[];
+}
+
+/**
+ * Istio's WorkloadEntry: a workload outside Kubernetes (a VM), an endpoint of the Services of its
+ * namespace whose selector its labels match, and of the ServiceEntries whose workloadSelector
+ * does.
+ */
+export interface WorkloadEntryObject {
+  readonly kind: 'WorkloadEntry';
+  readonly meta: Meta;
+  /** An IP address. */
+  readonly address: string;
+  /** Its port for each port name (a Service's or ServiceEntry's `targetPort` name). */
+  readonly ports: Readonly<Record<string, number>>;
+  /** `spec.labels`: what selectors match. */
+  readonly labels: Readonly<Record<string, string>>;
+  /** Meshed (runs a Mooring agent): mutual TLS with this service account's identity. */
+  readonly serviceAccount: string | null;
+  readonly locality: string | null;
 }
 
 /** Istio's Telemetry (telemetry.istio.io): tracing, access logs and metrics of workloads. */
@@ -493,6 +514,7 @@ export type MeshObject =
   | SidecarObject
   | NodeObject
   | TelemetryObject
+  | WorkloadEntryObject
   | TrafficObject;
 
 export const refOf = (obj: MeshObject): ObjectRef => ({

@@ -30,6 +30,7 @@ import { readRequestAuthentication } from './request-authentication-validate';
 import { readServiceEntry } from './service-entry-validate';
 import { readSidecar } from './sidecar-validate';
 import { readTelemetry } from './telemetry-validate';
+import { readWorkloadEntry } from './workload-entry-validate';
 import {
   readDestinationRule,
   readGatewayTcpRoute,
@@ -603,6 +604,7 @@ const READERS: {
   Sidecar: readSidecar,
   Node: readNode,
   Telemetry: readTelemetry,
+  WorkloadEntry: readWorkloadEntry,
 };
 
 /**

@@ -6,7 +6,7 @@
 // workload. No owner is looked up: the Pod's own metadata says it all. Pure.
 
 import type { WorkloadInfo } from '../api/mesh';
-import type { PodObject } from './objects';
+import type { PodObject, WorkloadEntryObject } from './objects';
 
 const CRON_JOB_NAME = /^(.+)-\d{8,10}$/;
 
@@ -41,6 +41,16 @@ const firstLabel = (labels: Readonly<Record<string, string>>, keys: readonly str
   }
   return null;
 };
+
+/** A WorkloadEntry as a workload: its own name, its labels' `app` and `version`. */
+export function workloadInfoOfEntry(entry: WorkloadEntryObject): WorkloadInfo {
+  return {
+    name: entry.meta.name,
+    namespace: entry.meta.namespace,
+    app: firstLabel(entry.labels, ['app', 'app.kubernetes.io/name']),
+    version: firstLabel(entry.labels, ['version', 'app.kubernetes.io/version']),
+  };
+}
 
 /** The Pod's workload with its `app` and `version` labels (or their app.kubernetes.io forms). */
 export function workloadInfoOf(pod: PodObject): WorkloadInfo {

@@ -23,6 +23,7 @@ const ISTIO = [
   'sidecars.networking.istio.io',
   'telemetries.telemetry.istio.io',
   'virtualservices.networking.istio.io',
+  'workloadentries.networking.istio.io',
 ];
 /** The Gateway API's standard channel (config/crd/standard of v1.6.3, the CRDs only). */
 const GATEWAY_API = [
@@ -74,7 +75,7 @@ describe('the CRDs the chart installs (crds.install)', () => {
       );
     });
 
-    it("are Istio's VirtualService, DestinationRule, ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication and Telemetry documents, text for text", () => {
+    it("are Istio's VirtualService, DestinationRule, ServiceEntry, Sidecar, WorkloadEntry, PeerAuthentication, AuthorizationPolicy, RequestAuthentication and Telemetry documents, text for text", () => {
       const upstream = new Map(
         documents(readFileSync(join(CACHE, 'istio.yaml'), 'utf8')).map((d) => [nameOf(d), d]),
       );

@@ -261,6 +261,7 @@ describe('chart rendering', () => {
         'ClusterRole/mooring: networking.istio.io/destinationrules: list,watch',
         'ClusterRole/mooring: networking.istio.io/serviceentries: list,watch',
         'ClusterRole/mooring: networking.istio.io/sidecars: list,watch',
+        'ClusterRole/mooring: networking.istio.io/workloadentries: list,watch',
         'ClusterRole/mooring: gateway.networking.k8s.io/httproutes: list,watch',
         'ClusterRole/mooring: gateway.networking.k8s.io/grpcroutes: list,watch',
         'ClusterRole/mooring: gateway.networking.k8s.io/tcproutes: list,watch',
@@ -269,7 +270,7 @@ describe('chart rendering', () => {
         'ClusterRole/mooring: gateway.networking.k8s.io/grpcroutes/status: update',
         'ClusterRole/mooring: gateway.networking.k8s.io/tcproutes/status: update',
         'ClusterRole/mooring: gateway.networking.k8s.io/tlsroutes/status: update',
-        'ClusterRole/mooring: apiextensions.k8s.io/customresourcedefinitions[peerauthentications.security.istio.io,authorizationpolicies.security.istio.io,requestauthentications.security.istio.io,telemetries.telemetry.istio.io,virtualservices.networking.istio.io,destinationrules.networking.istio.io,serviceentries.networking.istio.io,sidecars.networking.istio.io,httproutes.gateway.networking.k8s.io,grpcroutes.gateway.networking.k8s.io,tcproutes.gateway.networking.k8s.io,tlsroutes.gateway.networking.k8s.io]: get',
+        'ClusterRole/mooring: apiextensions.k8s.io/customresourcedefinitions[peerauthentications.security.istio.io,authorizationpolicies.security.istio.io,requestauthentications.security.istio.io,telemetries.telemetry.istio.io,virtualservices.networking.istio.io,destinationrules.networking.istio.io,serviceentries.networking.istio.io,sidecars.networking.istio.io,workloadentries.networking.istio.io,httproutes.gateway.networking.k8s.io,grpcroutes.gateway.networking.k8s.io,tcproutes.gateway.networking.k8s.io,tlsroutes.gateway.networking.k8s.io]: get',
         'ClusterRole/mooring: authentication.k8s.io/tokenreviews: create',
         'ClusterRole/mooring: authorization.k8s.io/subjectaccessreviews: create',
         'ClusterRole/mooring: admissionregistration.k8s.io/mutatingwebhookconfigurations[mooring-sidecar-injector]: list,watch,update',
@@ -357,7 +358,7 @@ describe('chart rendering', () => {
     const vwcOf = (objects: readonly KubeObject[]): Vwc =>
       one<Vwc>(objects, 'ValidatingWebhookConfiguration');
 
-    it('sends CREATE and UPDATE of the twelve traffic kinds, each in its own versions, to /validate on the Service, Ignore by default', async () => {
+    it('sends CREATE and UPDATE of the thirteen traffic kinds, each in its own versions, to /validate on the Service, Ignore by default', async () => {
       const [webhook, ...more] = vwcOf(await render()).webhooks;
       expect(more).toEqual([]);
       expect(webhook).toMatchObject({
@@ -383,6 +384,7 @@ describe('chart rendering', () => {
         'networking.istio.io/destinationrules v1,v1beta1 CREATE,UPDATE Namespaced',
         'networking.istio.io/serviceentries v1,v1beta1 CREATE,UPDATE Namespaced',
         'networking.istio.io/sidecars v1,v1beta1 CREATE,UPDATE Namespaced',
+        'networking.istio.io/workloadentries v1,v1beta1 CREATE,UPDATE Namespaced',
         'security.istio.io/peerauthentications v1,v1beta1 CREATE,UPDATE Namespaced',
         'security.istio.io/authorizationpolicies v1,v1beta1 CREATE,UPDATE Namespaced',
         'security.istio.io/requestauthentications v1,v1beta1 CREATE,UPDATE Namespaced',

@@ -855,7 +855,7 @@ describe('the Helm chart on the e2e control plane', () => {
 
     it('installs the CRDs that are not there, leaves alone one that is, and keeps them all on uninstall', async () => {
       const names = chartCrds();
-      expect(names).toHaveLength(18);
+      expect(names).toHaveLength(19);
       expect(names).toContain('httproutes.gateway.networking.k8s.io');
       await kubectl(cp, ['create', '-f', path.join(CRD_FILES, 'istio', `${FOREIGN}.yaml`)]);
       const foreign = await crd(FOREIGN);

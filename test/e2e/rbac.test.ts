@@ -219,11 +219,12 @@ describe("mooring serve with the chart's RBAC", () => {
         : undefined;
     });
     // No Istio CRD in this cluster: PeerAuthentication, AuthorizationPolicy,
-    // RequestAuthentication, Sidecar and Telemetry are off, not forbidden.
+    // RequestAuthentication, Sidecar, WorkloadEntry and Telemetry are off, not forbidden.
     expect(objects.source.kinds.PeerAuthentication).toBe('off');
     expect(objects.source.kinds.AuthorizationPolicy).toBe('off');
     expect(objects.source.kinds.RequestAuthentication).toBe('off');
     expect(objects.source.kinds.Sidecar).toBe('off');
+    expect(objects.source.kinds.WorkloadEntry).toBe('off');
     expect(objects.source.kinds.Telemetry).toBe('off');
     expect(objects.source.kinds.TCPRoute).toBe('off');
     expect(objects.source.kinds.TLSRoute).toBe('off');
@@ -278,6 +279,33 @@ describe("mooring serve with the chart's RBAC", () => {
         name: 'sidecars.networking.istio.io',
       }),
     );
+    // WorkloadEntry (networking.istio.io): list and watch, its CRD by name (not its sibling
+    // WorkloadGroup's); neither a write nor its status (Istio's health checks write it, Mooring
+    // does not).
+    for (const verb of ['list', 'watch', 'update', 'delete']) {
+      answers.push(await can({ group: 'networking.istio.io', resource: 'workloadentries', verb }));
+    }
+    answers.push(
+      await can({
+        group: 'networking.istio.io',
+        resource: 'workloadentries',
+        subresource: 'status',
+        verb: 'update',
+      }),
+    );
+    for (const name of [
+      'workloadentries.networking.istio.io',
+      'workloadgroups.networking.istio.io',
+    ]) {
+      answers.push(
+        await can({
+          group: 'apiextensions.k8s.io',
+          resource: 'customresourcedefinitions',
+          verb: 'get',
+          name,
+        }),
+      );
+    }
     // Telemetry (telemetry.istio.io): list and watch, its CRD by name; neither a write nor its
     // status (Mooring writes none).
     for (const verb of ['list', 'watch', 'update']) {
@@ -317,6 +345,13 @@ describe("mooring serve with the chart's RBAC", () => {
       'watch sidecars: true',
       'update sidecars: false',
       'get customresourcedefinitions sidecars.networking.istio.io: true',
+      'list workloadentries: true',
+      'watch workloadentries: true',
+      'update workloadentries: false',
+      'delete workloadentries: false',
+      'update workloadentries/status: false',
+      'get customresourcedefinitions workloadentries.networking.istio.io: true',
+      'get customresourcedefinitions workloadgroups.networking.istio.io: false',
       'list telemetries: true',
       'watch telemetries: true',
       'update telemetries: false',

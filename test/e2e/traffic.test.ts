@@ -9,7 +9,8 @@
 // ServiceEntry (the chart's CRD) reaches a proxy as a service of its host, a RequestAuthentication
 // the scope of the proxies it selects, a namespace's Sidecar the services its proxies are given,
 // the root namespace's and a namespace's Telemetry the tracing, access log and metrics of their
-// proxies' scope (the server's config dump, and pushed).
+// proxies' scope (the server's config dump, and pushed), a WorkloadEntry an endpoint of the
+// Services of its namespace that select its labels (the config dump, and pushed).
 // A Node's topology labels are the locality of the Pods on it: in their proxies' scope and their
 // endpoints (the server's config dump, and pushed), followed when the Node is relabelled.
 import { generateKeyPairSync } from 'node:crypto';
@@ -135,8 +136,9 @@ beforeAll(async () => {
   }
   cp = await startControlPlane();
   // The CRDs as the chart installs them (crds.install: Istio's VirtualService, DestinationRule,
-  // ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry and the Gateway API's standard channel): a CRD the template breaks fails
-  // here. Server-side: Istio's are too large for client-side apply.
+  // ServiceEntry, Sidecar, WorkloadEntry, PeerAuthentication, AuthorizationPolicy,
+  // RequestAuthentication, Telemetry and the Gateway API's standard channel): a CRD the template
+  // breaks fails here. Server-side: Istio's are too large for client-side apply.
   const crds = await chartTemplate('charts/crds/templates/crds.yaml', ['crds.install=true']);
   await kubectl(cp, ['apply', '--server-side', '-f', '-'], crds);
   await waitForCrds(cp, [
@@ -144,6 +146,7 @@ beforeAll(async () => {
     'destinationrules.networking.istio.io',
     'serviceentries.networking.istio.io',
     'sidecars.networking.istio.io',
+    'workloadentries.networking.istio.io',
     'peerauthentications.security.istio.io',
     'authorizationpolicies.security.istio.io',
     'requestauthentications.security.istio.io',
@@ -178,6 +181,7 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
       'DestinationRule',
       'ServiceEntry',
       'Sidecar',
+      'WorkloadEntry',
       'PeerAuthentication',
       'AuthorizationPolicy',
       'RequestAuthentication',
@@ -774,6 +778,102 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     expect(telemetryOf(client.state()?.proxy)).toEqual(none);
   }, 120_000);
 
+  it("makes a WorkloadEntry (the chart's CRD, v1) an endpoint of the Service of its namespace that selects its labels, meshed by its service account, and takes it away when deleted", async () => {
+    // A Service whose targetPort is a name: the entry's port of that name. No Pod has its labels.
+    await createObject(cp, serviceOf('billing', { app: 'billing' }));
+    const key = `${NS}/billing`;
+    const endpointsOf = (services: Iterable<{ key: string; endpoints: readonly object[] }>) =>
+      [...services].find((svc) => svc.key === key)?.endpoints;
+    await stateWhere(client, (st) => st.services.has(key), 60_000);
+    expect(service('billing')?.endpoints).toEqual([]);
+
+    // A VM with a service account (meshed), one without (plain text), and one of another
+    // namespace with the same labels (no endpoint of this Service).
+    const other = `vms-${suffix()}`;
+    await createNamespace(cp, other);
+    const entryOf = (name: string, spec: object) => ({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'WorkloadEntry',
+      metadata: { name },
+      spec,
+    });
+    await applyObject(
+      entryOf('billing-vm-1', {
+        address: '10.9.0.1',
+        labels: { app: 'billing' },
+        ports: { http: 8080 },
+        serviceAccount: 'vm',
+      }),
+    );
+    await applyObject(
+      entryOf('billing-vm-2', {
+        address: '10.9.0.2',
+        labels: { app: 'billing' },
+        ports: { http: 8081 },
+      }),
+    );
+    await kubectl(
+      cp,
+      ['apply', '-n', other, '-f', '-'],
+      JSON.stringify(entryOf('billing-vm-3', { address: '10.9.0.3', labels: { app: 'billing' } })),
+    );
+    const expected = [
+      {
+        address: '10.9.0.1',
+        ports: { '9080': 8080 },
+        identity: `spiffe://cluster.local/ns/${NS}/sa/vm`,
+      },
+      { address: '10.9.0.2', ports: { '9080': 8081 }, identity: null },
+    ];
+    /** How many WorkloadEntries the server's model holds. */
+    const entriesRead = async () => {
+      const answer = await request(`${mooring.adminUrl}/debug/mesh/objects`);
+      return (JSON.parse(answer.body) as { counts: Record<string, number> }).counts.WorkloadEntry;
+    };
+    await waitFor('the three entries read', async () =>
+      (await entriesRead()) === 3 ? true : undefined,
+    );
+    const sorted = (endpoints: readonly object[] | undefined) =>
+      [...((endpoints ?? []) as { address: string }[])].sort((a, b) =>
+        a.address < b.address ? -1 : 1,
+      );
+    try {
+      const dumped = await waitFor(
+        'both entries in the config dump',
+        async () => {
+          const dump = await configDump('productpage-1');
+          return endpointsOf(dump?.services ?? [])?.length === 2 ? dump : undefined;
+        },
+        60_000,
+      );
+      expect(sorted(endpointsOf(dumped.services))).toMatchObject(expected);
+      // Pushed as well.
+      await stateWhere(client, (st) => st.services.get(key)?.endpoints.length === 2, 30_000);
+      expect(sorted(service('billing')?.endpoints)).toMatchObject(expected);
+      const on = fs
+        .readFileSync(mooring.logPath, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('"WorkloadEntry is on"'))
+        .map((l) => (JSON.parse(l) as { apiVersion?: string }).apiVersion);
+      expect(on).toEqual(['networking.istio.io/v1']);
+    } finally {
+      await kubectl(cp, ['delete', 'workloadentry', 'billing-vm-1', '-n', NS]);
+      await kubectl(cp, ['delete', 'workloadentry', 'billing-vm-2', '-n', NS]);
+    }
+    const gone = await waitFor(
+      'no entry in the config dump',
+      async () => {
+        const dump = await configDump('productpage-1');
+        return endpointsOf(dump?.services ?? [])?.length === 0 ? dump : undefined;
+      },
+      30_000,
+    );
+    expect(endpointsOf(gone.services)).toEqual([]);
+    // The other namespace's entry is still read, and still no endpoint of it.
+    expect(await entriesRead()).toBe(1);
+    await stateWhere(client, (st) => st.services.get(key)?.endpoints.length === 0, 30_000);
+  }, 120_000);
+
   it('applies a VirtualService of another namespace only where its exportTo sends it', async () => {
     const other = `exports-${suffix()}`;
     await createNamespace(cp, other);
@@ -1036,8 +1136,9 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     expect(await applyObject(tcpAtV1('at-v1', { name: 'postgres-v2', port: 5432 }))).toContain(
       'tcproute.gateway.networking.k8s.io/at-v1 created',
     );
-    // A ServiceEntry (the rule of networking.istio.io) with a workloadSelector beside listed
-    // endpoints, which the CRD lets through and Istio's validation refuses too.
+    // A ServiceEntry (the rule of networking.istio.io) with a workloadSelector and resolution
+    // DNS, which the CRD lets through (a workloadSelector beside listed endpoints its own CEL rule
+    // refuses: "only one of WorkloadSelector or Endpoints can be set").
     await expect(
       applyObject({
         apiVersion: 'networking.istio.io/v1',
@@ -1046,13 +1147,12 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
         spec: {
           hosts: ['vm.example.com'],
           ports: [{ number: 80, name: 'http', protocol: 'HTTP' }],
-          resolution: 'STATIC',
+          resolution: 'DNS',
           workloadSelector: { labels: { app: 'vm' } },
-          endpoints: [{ address: '192.0.2.1' }],
         },
       }),
     ).rejects.toThrow(
-      `ServiceEntry ${NS}/by-selector is invalid for Mooring: spec.endpoints: must be empty with a workloadSelector`,
+      `ServiceEntry ${NS}/by-selector is invalid for Mooring: spec.resolution: must be STATIC with a workloadSelector`,
     );
     // A RequestAuthentication (the rule of security.istio.io) attached by targetRef, which the
     // CRD lets through and Mooring does not do.
@@ -1086,6 +1186,16 @@ describe('traffic management in cluster mode, with the real CRDs', () => {
     ).rejects.toThrow(
       `Sidecar ${NS}/by-selector is invalid for Mooring: spec.ingress: is not supported by Mooring yet`,
     );
+    // A WorkloadEntry (the rule of networking.istio.io) whose address is a DNS name, which the
+    // CRD lets through and Mooring does not resolve.
+    await expect(
+      applyObject({
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'WorkloadEntry',
+        metadata: { name: 'by-name' },
+        spec: { address: 'vm.example.com', labels: { app: 'details' }, serviceAccount: 'vm' },
+      }),
+    ).rejects.toThrow(`WorkloadEntry ${NS}/by-name is invalid for Mooring: spec.address: `);
     // A Telemetry (the rule of telemetry.istio.io) attached by targetRefs, which the CRD lets
     // through and Mooring does not do.
     await expect(

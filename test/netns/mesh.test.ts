@@ -423,6 +423,31 @@ describe("a ServiceEntry's workloadSelector", () => {
   });
 });
 
+describe('WorkloadEntry', () => {
+  afterAll(() => rig.writeMesh('mesh.yaml', meshObjects()));
+
+  it("is an endpoint of the Service whose selector its labels match: a workload outside Kubernetes' Pods", async () => {
+    const VM_IP = '10.96.10.5';
+    rig.writeMesh(
+      'mesh.yaml',
+      meshObjects([
+        serviceObject('vm', VM_IP, PORTS.slice(0, 1), { app: 'vm' }),
+        {
+          apiVersion: 'networking.istio.io/v1',
+          kind: 'WorkloadEntry',
+          metadata: { name: 'vm-1', namespace: 'default' },
+          // The legacy Pod stands in for a VM: no Pod object of the mesh is at this address.
+          spec: { address: legacy.spec.ip, labels: { app: 'vm' } },
+        },
+      ]),
+    );
+    await rig.waitFor('the entry pushed', async () =>
+      JSON.stringify((await rig.configDump('web')).mesh).includes('"vm-1"'),
+    );
+    expect(echoed(await httpFrom(web, `http://${VM_IP}/vm`)).pod).toBe('legacy');
+  });
+});
+
 describe('AuthorizationPolicy', () => {
   afterAll(async () => {
     rig.writeMesh('mesh.yaml', meshObjects());

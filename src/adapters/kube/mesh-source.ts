@@ -1,10 +1,10 @@
 // Cluster mode's mesh source: Services, EndpointSlices and Pods of every namespace, the Nodes
 // (their locality), and PeerAuthentications, AuthorizationPolicies and RequestAuthentications
-// (security.istio.io), VirtualServices, DestinationRules, ServiceEntries and Sidecars
-// (networking.istio.io), Telemetries (telemetry.istio.io), HTTPRoutes, GRPCRoutes, TCPRoutes and
-// TLSRoutes (gateway.networking.k8s.io), the Istio and Gateway API kinds each at the first
-// version of MESH_API_VERSIONS the apiserver serves, when its CRD is installed; each through a
-// Reflector (list, then watch; relist after a failure). Every object goes through the validator
+// (security.istio.io), VirtualServices, DestinationRules, ServiceEntries, Sidecars and
+// WorkloadEntries (networking.istio.io), Telemetries (telemetry.istio.io), HTTPRoutes, GRPCRoutes,
+// TCPRoutes and TLSRoutes (gateway.networking.k8s.io), the Istio and Gateway API kinds each at the
+// first version of MESH_API_VERSIONS the apiserver serves, when its CRD is installed; each through
+// a Reflector (list, then watch; relist after a failure). Every object goes through the validator
 // that --mesh-dir files go through, so the same objects make the same model.
 //
 // A kind whose CRD is not installed is off, said in one log line, and looked for again every
@@ -68,6 +68,7 @@ export const OPTIONAL_KINDS: readonly OptionalKind[] = [
   { kind: 'DestinationRule', group: 'networking.istio.io', plural: 'destinationrules' },
   { kind: 'ServiceEntry', group: 'networking.istio.io', plural: 'serviceentries' },
   { kind: 'Sidecar', group: 'networking.istio.io', plural: 'sidecars' },
+  { kind: 'WorkloadEntry', group: 'networking.istio.io', plural: 'workloadentries' },
   { kind: 'Telemetry', group: 'telemetry.istio.io', plural: 'telemetries' },
   { kind: 'HTTPRoute', group: 'gateway.networking.k8s.io', plural: 'httproutes' },
   { kind: 'GRPCRoute', group: 'gateway.networking.k8s.io', plural: 'grpcroutes' },

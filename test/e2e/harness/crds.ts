@@ -1,7 +1,8 @@
 // The CRDs of the APIs Mooring reads, installed as a user installs them: Istio's (istio.io/api:
 // PeerAuthentication, AuthorizationPolicy, RequestAuthentication, VirtualService, DestinationRule,
-// ServiceEntry, Sidecar, Telemetry...: istio.yaml holds every Istio CRD) and the Gateway API's HTTPRoute, GRPCRoute, TLSRoute and TCPRoute (standard
-// channel), as fetched by fetch-crds.sh (`make crds`) into .cache/crds.
+// ServiceEntry, Sidecar, Telemetry, WorkloadEntry...: istio.yaml holds every Istio CRD) and the
+// Gateway API's HTTPRoute, GRPCRoute, TLSRoute and TCPRoute (standard channel), as fetched by
+// fetch-crds.sh (`make crds`) into .cache/crds.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO_ROOT, type ControlPlane } from './control-plane';
@@ -25,6 +26,7 @@ const NAMES = [
   'serviceentries.networking.istio.io',
   'sidecars.networking.istio.io',
   'telemetries.telemetry.istio.io',
+  'workloadentries.networking.istio.io',
   'httproutes.gateway.networking.k8s.io',
   'grpcroutes.gateway.networking.k8s.io',
   'tlsroutes.gateway.networking.k8s.io',

@@ -4,7 +4,7 @@
 // an invalid AuthorizationPolicy put in closed instead, a ServiceEntry a service of its host, a
 // RequestAuthentication the JWT providers of the scopes of the Pods it selects, a namespace's
 // Sidecar the services its proxies see, a Telemetry the tracing, access log and metrics of the
-// scopes of the Pods it applies to.
+// scopes of the Pods it applies to, a WorkloadEntry an endpoint of the Services that select it.
 // test/e2e/mesh.test.ts runs it against a real kube-apiserver.
 import { generateKeyPairSync } from 'node:crypto';
 import { ClusterMeshSource, slimNode, slimPod } from '../../../src/adapters/kube/mesh-source';
@@ -966,6 +966,81 @@ describe("cluster mode's mesh source", () => {
     const web = model.proxyScope('shop/web-1');
     expect([web?.accessLogSide, web?.metricOverrides]).toEqual([undefined, undefined]);
     expect(model.proxyScope('bank/ledger-1')?.traceSamplingPercent).toBeUndefined();
+  });
+
+  it('has WorkloadEntry off while its CRD is missing; once served, makes an entry an endpoint of the Services of its namespace that select its labels, skips one whose address is a name, and takes it away when deleted', async () => {
+    const { cluster, model, logs, source } = setup();
+    seedWeb(cluster);
+    await source.start();
+    model.commit();
+    expect(logs.map((l) => l.msg)).toContain(
+      'WorkloadEntry is off: its CRD (workloadentries.networking.istio.io) is not installed',
+    );
+    expect(source.describe()).toMatchObject({ kinds: { WorkloadEntry: 'off' } });
+    const endpoints = () => model.service('shop/web')?.service.endpoints ?? [];
+    const addresses = () => endpoints().map((e) => e.address);
+    expect(addresses()).toEqual(['10.0.0.1']);
+
+    // Served at v1 and v1beta1, as the chart's CRD serves it: read at v1. A VM with web's labels
+    // (shop/web selects app=web, port 80 to targetPort 8080) and a service account: meshed.
+    const entries = (ns: string) => `/apis/networking.istio.io/v1/namespaces/${ns}/workloadentries`;
+    cluster.groups.set('networking.istio.io', ['v1', 'v1beta1']);
+    put(cluster, entries('shop'), {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'WorkloadEntry',
+      metadata: { name: 'vm-1', namespace: 'shop' },
+      spec: { address: '10.9.0.1', labels: { app: 'web' }, serviceAccount: 'vm' },
+    });
+    await until('the VM an endpoint of shop/web', () => addresses().includes('10.9.0.1'));
+    expect(
+      logs.filter((l) => l.msg === 'WorkloadEntry is on').map((l) => l.fields.apiVersion),
+    ).toEqual(['networking.istio.io/v1']);
+    expect(model.counts()).toMatchObject({ WorkloadEntry: 1 });
+    expect(endpoints().find((e) => e.address === '10.9.0.1')).toMatchObject({
+      address: '10.9.0.1',
+      ports: { '80': 8080 },
+      identity: 'spiffe://cluster.local/ns/shop/sa/vm',
+    });
+    // The Pod's endpoint stays beside it.
+    expect(addresses().sort()).toEqual(['10.0.0.1', '10.9.0.1']);
+    expect(source.problems()).toEqual([]);
+
+    // Another namespace's entry with the same labels is read, but is no endpoint of shop/web; an
+    // entry whose address is a DNS name (which the CRD lets through) is logged and skipped, the
+    // field named.
+    put(cluster, entries('bank'), {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'WorkloadEntry',
+      metadata: { name: 'vm-2', namespace: 'bank' },
+      spec: { address: '10.9.0.2', labels: { app: 'web' } },
+    });
+    put(cluster, entries('shop'), {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'WorkloadEntry',
+      metadata: { name: 'by-name', namespace: 'shop' },
+      spec: { address: 'vm.example.com', labels: { app: 'web' } },
+    });
+    await until('the problem of by-name', () =>
+      source.problems().some((p) => p.name === 'by-name'),
+    );
+    expect(source.problems()).toEqual([
+      expect.objectContaining({
+        source: 'cluster',
+        kind: 'WorkloadEntry',
+        namespace: 'shop',
+        name: 'by-name',
+        field: 'spec.address',
+        effect: 'skipped',
+      }),
+    ]);
+    model.commit();
+    expect(model.counts()).toMatchObject({ WorkloadEntry: 2 });
+    expect(addresses().sort()).toEqual(['10.0.0.1', '10.9.0.1']);
+
+    cluster.fake.remove(`${entries('shop')}/vm-1`);
+    await until('the VM gone from shop/web', () => !addresses().includes('10.9.0.1'));
+    expect(model.counts()).toMatchObject({ WorkloadEntry: 1 });
+    expect(addresses()).toEqual(['10.0.0.1']);
   });
 
   it("reads its objects again when a CRD's schema changes, though their resourceVersion did not move", async () => {

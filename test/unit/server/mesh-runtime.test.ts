@@ -37,6 +37,7 @@ describe('the mesh runtime', () => {
         Sidecar: 0,
         Node: 0,
         Telemetry: 0,
+        WorkloadEntry: 0,
       },
       problems: [],
     });
