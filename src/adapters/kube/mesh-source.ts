@@ -109,7 +109,6 @@ type Raw = KubeObject & Record<string, unknown>;
 /** After a CRD's schema changed, the second list of its kind comes this much later. */
 export const CRD_SETTLE_MS = 5_000;
 
-/** Only what the model reads of a Pod: a cache of many Pods stays small. */
 /** A Node as the model reads it: its name and labels (its locality). */
 export function slimNode(node: Raw): Raw {
   const metadata = (node.metadata ?? {}) as Record<string, unknown>;
@@ -125,6 +124,7 @@ export function slimNode(node: Raw): Raw {
   } as Raw;
 }
 
+/** Only what the model reads of a Pod: a cache of many Pods stays small. */
 export function slimPod(pod: Raw): Raw {
   const metadata = (pod.metadata ?? {}) as Record<string, unknown>;
   const spec = (pod.spec ?? {}) as Record<string, unknown>;

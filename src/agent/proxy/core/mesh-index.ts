@@ -317,7 +317,10 @@ export class MeshIndex {
     const current = this.state.services.get(service.key);
     if (current === undefined) return undefined;
     const endpoints: UpstreamEndpoint[] = [];
-    const localities: { record: UpstreamEndpoint; locality: string }[] = [];
+    // Each endpoint's locality, when this proxy knows its own (else no locality balancing).
+    const caller = this.state.proxy.locality;
+    const localities: { record: UpstreamEndpoint; locality: string }[] | null =
+      caller === undefined ? null : [];
     const policy = effectivePolicy(current, subset, servicePort);
     const as = dialAs(policy.tls);
     for (const e of current.endpoints) {
@@ -331,14 +334,17 @@ export class MeshIndex {
           : this.record(e, port, this.previousRecords, as);
       if (record === undefined) continue;
       endpoints.push(record);
-      localities.push({ record, locality: e.locality ?? '' });
+      localities?.push({ record, locality: e.locality ?? '' });
     }
-    const groups = localityGroups(localities, {
-      caller: this.state.proxy.locality,
-      setting: policy.localityLb,
-      outlierDetection: policy.outlierDetection,
-      preferClose: current.preferClose === true,
-    });
+    const groups =
+      localities === null
+        ? undefined
+        : localityGroups(localities, {
+            caller,
+            setting: policy.localityLb,
+            outlierDetection: policy.outlierDetection,
+            preferClose: current.preferClose === true,
+          });
     const set = { endpoints, next: 0, ...(groups === undefined ? {} : { groups }) };
     this.sets.set(key, set);
     return set;
