@@ -1,6 +1,18 @@
 // Localities (`region/zone/subzone`) and the patterns of Istio's `localityLbSetting` that name
 // them. Pure: the server validates with it, the proxy matches with it.
 
+import type { Fields } from './fields';
+
+/** A workload's `locality` field (`region/zone/subzone`, no `*`), or null when unset. */
+export function readLocality(f: Fields, value: unknown, field: string): string | null {
+  const locality = f.string(value, field) ?? '';
+  if (locality === '') return null;
+  if (locality.split('/').length > 3 || locality.includes('*')) {
+    f.problem(field, `${JSON.stringify(locality)} is not region/zone/subzone`);
+  }
+  return locality;
+}
+
 /** The topology labels `failoverPriority` may name, and the part of a locality each is. */
 export const TOPOLOGY_LABELS: Readonly<Record<string, 'region' | 'zone' | 'subzone' | 'mesh'>> = {
   'topology.kubernetes.io/region': 'region',

@@ -172,6 +172,21 @@ const podRefsOf = (slice: EndpointSliceObject): string[] => {
   return [...refs];
 };
 
+/**
+ * A ServiceEntry endpoint's port for each of the entry's ports: its own under the port's name,
+ * else the port's `targetPort`, else its number.
+ */
+const entryPorts = (
+  se: ServiceEntryObject,
+  own: Readonly<Record<string, number>>,
+): Record<string, number> =>
+  Object.fromEntries(
+    se.ports.map((p) => [
+      String(p.number),
+      (p.name === '' ? undefined : own[p.name]) ?? p.targetPort ?? p.number,
+    ]),
+  );
+
 /** The Nodes a slice's endpoints name. */
 const nodesOf = (slice: EndpointSliceObject): Set<string> => {
   const out = new Set<string>();
@@ -400,23 +415,30 @@ export class MeshModel {
     }
   }
 
+  /**
+   * The SPIFFE ID of a service account of `namespace`: null without one (plain text), undefined
+   * when it cannot be named (the endpoint is then never dialled).
+   */
+  private identityOfAccount(
+    namespace: string,
+    serviceAccount: string | null,
+  ): string | null | undefined {
+    if (serviceAccount === null) return null;
+    try {
+      return spiffeIdOf(this.options.trustDomain, { namespace, serviceAccount });
+    } catch {
+      return undefined;
+    }
+  }
+
   /** A WorkloadEntry as an endpoint at `ports`; null when its identity cannot be named. */
   private workloadEntryEndpoint(
     entry: WorkloadEntryObject,
     ports: Record<string, number>,
   ): Endpoint | null {
-    let identity: string | null = null;
-    if (entry.serviceAccount !== null) {
-      try {
-        identity = spiffeIdOf(this.options.trustDomain, {
-          namespace: entry.meta.namespace,
-          serviceAccount: entry.serviceAccount,
-        });
-      } catch {
-        // Fail closed: a meshed endpoint whose identity cannot be named is never dialled.
-        return null;
-      }
-    }
+    const identity = this.identityOfAccount(entry.meta.namespace, entry.serviceAccount);
+    // Fail closed: a meshed endpoint whose identity cannot be named is never dialled.
+    if (identity === undefined) return null;
     return {
       address: entry.address,
       ports,
@@ -1358,26 +1380,15 @@ export class MeshModel {
           : [{ address: host, ports: {}, labels: {}, serviceAccount: null, locality: null }];
     return listed.flatMap((e) => {
       const subsets = subsetsOf(traffic.subsets, e.labels);
-      let identity: string | null = null;
-      if (se.location === 'MESH_INTERNAL' && e.serviceAccount !== null) {
-        try {
-          identity = spiffeIdOf(this.options.trustDomain, {
-            namespace: se.meta.namespace,
-            serviceAccount: e.serviceAccount,
-          });
-        } catch {
-          // Fail closed: a meshed endpoint whose identity cannot be named is never dialled.
-          return [];
-        }
-      }
+      const identity =
+        se.location === 'MESH_INTERNAL'
+          ? this.identityOfAccount(se.meta.namespace, e.serviceAccount)
+          : null;
+      // Fail closed: a meshed endpoint whose identity cannot be named is never dialled.
+      if (identity === undefined) return [];
       return {
         address: e.address,
-        ports: Object.fromEntries(
-          se.ports.map((p) => [
-            String(p.number),
-            (p.name === '' ? undefined : e.ports[p.name]) ?? p.targetPort ?? p.number,
-          ]),
-        ),
+        ports: entryPorts(se, e.ports),
         ready: true,
         identity,
         workload: null,
@@ -1399,9 +1410,8 @@ export class MeshModel {
     traffic: ServiceTraffic,
     mtlsCache: Map<string, ResolvedMtls>,
   ): Endpoint[] {
-    const ports = Object.fromEntries(
-      se.ports.map((p) => [String(p.number), p.targetPort ?? p.number]),
-    );
+    // A Pod has no ports by name: each port's targetPort, else its number.
+    const ports = entryPorts(se, {});
     const out: Endpoint[] = [];
     for (const podKey of [...(this.podsByNamespace.get(se.meta.namespace) ?? [])].sort()) {
       const pod = this.pods.get(podKey);
@@ -1425,14 +1435,7 @@ export class MeshModel {
     }
     for (const entry of this.workloadEntries.of([se.meta.namespace])) {
       if (!selectorMatches(selector, entry.labels)) continue;
-      // Its own port of an entry's port name, else the entry's targetPort or number.
-      const own = Object.fromEntries(
-        se.ports.map((p) => [
-          String(p.number),
-          (p.name === '' ? undefined : entry.ports[p.name]) ?? p.targetPort ?? p.number,
-        ]),
-      );
-      const endpoint = this.workloadEntryEndpoint(entry, own);
+      const endpoint = this.workloadEntryEndpoint(entry, entryPorts(se, entry.ports));
       if (endpoint === null) continue;
       const subsets = subsetsOf(traffic.subsets, entry.labels);
       out.push(subsets.length === 0 ? endpoint : { ...endpoint, subsets });

@@ -8,6 +8,7 @@ import type { Protocol } from '../api/mesh';
 import { parseCidr } from '../ip';
 import { isObject, isPort, type Fields, type Json } from './fields';
 import { isDnsHost } from './hosts';
+import { readLocality } from './locality';
 import type { Meta, ServiceEntryEndpoint, ServiceEntryObject, ServiceEntryPort } from './objects';
 import { readExportTo } from './traffic-validate';
 
@@ -31,6 +32,16 @@ const PROTOCOLS: Readonly<Record<string, { readonly protocol: Protocol; readonly
   };
 
 const SERVICE_ACCOUNT = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+/** A workload's `serviceAccount` field (a service account's name), or null when unset. */
+export function readServiceAccount(f: Fields, value: unknown, field: string): string | null {
+  const name = f.string(value, field) ?? '';
+  if (name === '') return null;
+  if (!SERVICE_ACCOUNT.test(name)) {
+    f.problem(field, `${JSON.stringify(name)} is not a service account name`);
+  }
+  return name;
+}
 const PORT_NAME = /^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$/;
 
 export function readServiceEntry(raw: Json, f: Fields, meta: Meta): ServiceEntryObject {
@@ -231,10 +242,7 @@ function readEndpoints(
     if (endpoint.network !== undefined && endpoint.network !== null && endpoint.network !== '') {
       f.warn(`${field}.network`, 'is not supported by Mooring yet: ignored');
     }
-    const locality = f.string(endpoint.locality, `${field}.locality`) ?? '';
-    if (locality !== '' && (locality.split('/').length > 3 || locality.includes('*'))) {
-      f.problem(`${field}.locality`, `${JSON.stringify(locality)} is not region/zone/subzone`);
-    }
+    const locality = readLocality(f, endpoint.locality, `${field}.locality`);
     const text = f.string(endpoint.address, `${field}.address`);
     let address: string | null = null;
     if (text === undefined || text === '') {
@@ -264,14 +272,12 @@ function readEndpoints(
         endpointPorts[name] = value;
       }
     }
-    const serviceAccount = f.string(endpoint.serviceAccount, `${field}.serviceAccount`) ?? '';
-    if (serviceAccount !== '' && !SERVICE_ACCOUNT.test(serviceAccount)) {
-      f.problem(
-        `${field}.serviceAccount`,
-        `${JSON.stringify(serviceAccount)} is not a service account name`,
-      );
-    }
-    if (serviceAccount !== '' && location === 'MESH_EXTERNAL') {
+    const serviceAccount = readServiceAccount(
+      f,
+      endpoint.serviceAccount,
+      `${field}.serviceAccount`,
+    );
+    if (serviceAccount !== null && location === 'MESH_EXTERNAL') {
       f.warn(
         `${field}.serviceAccount`,
         'is used with MESH_INTERNAL only (an endpoint outside the mesh has no mesh identity): ignored',
@@ -283,8 +289,8 @@ function readEndpoints(
       address,
       ports: endpointPorts,
       labels,
-      serviceAccount: serviceAccount === '' || location === 'MESH_EXTERNAL' ? null : serviceAccount,
-      locality: locality === '' ? null : locality,
+      serviceAccount: location === 'MESH_EXTERNAL' ? null : serviceAccount,
+      locality,
     });
   }
   return out;

@@ -4,9 +4,9 @@
 
 import { isIP } from 'node:net';
 import { isObject, isPort, type Fields, type Json } from './fields';
+import { readLocality } from './locality';
 import type { Meta, WorkloadEntryObject } from './objects';
-
-const SERVICE_ACCOUNT = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+import { readServiceAccount } from './service-entry-validate';
 
 export function readWorkloadEntry(raw: Json, f: Fields, meta: Meta): WorkloadEntryObject {
   const spec = f.object(raw.spec, 'spec') ?? {};
@@ -24,17 +24,8 @@ export function readWorkloadEntry(raw: Json, f: Fields, meta: Meta): WorkloadEnt
     else f.problem(`spec.ports.${name}`, 'must be a port number from 1 to 65535');
   }
   const labels = isObject(spec.labels) ? f.stringMap(spec.labels, 'spec.labels') : {};
-  const serviceAccount = f.string(spec.serviceAccount, 'spec.serviceAccount') ?? '';
-  if (serviceAccount !== '' && !SERVICE_ACCOUNT.test(serviceAccount)) {
-    f.problem(
-      'spec.serviceAccount',
-      `${JSON.stringify(serviceAccount)} is not a service account name`,
-    );
-  }
-  const locality = f.string(spec.locality, 'spec.locality') ?? '';
-  if (locality !== '' && (locality.split('/').length > 3 || locality.includes('*'))) {
-    f.problem('spec.locality', `${JSON.stringify(locality)} is not region/zone/subzone`);
-  }
+  const serviceAccount = readServiceAccount(f, spec.serviceAccount, 'spec.serviceAccount');
+  const locality = readLocality(f, spec.locality, 'spec.locality');
   for (const key of ['network', 'weight'] as const) {
     if (spec[key] !== undefined && spec[key] !== null && spec[key] !== '') {
       f.warn(`spec.${key}`, 'is not supported by Mooring yet: ignored');
@@ -46,7 +37,7 @@ export function readWorkloadEntry(raw: Json, f: Fields, meta: Meta): WorkloadEnt
     address: text.toLowerCase(),
     ports,
     labels,
-    serviceAccount: serviceAccount === '' ? null : serviceAccount,
-    locality: locality === '' ? null : locality,
+    serviceAccount,
+    locality,
   };
 }

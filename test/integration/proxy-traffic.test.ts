@@ -799,26 +799,34 @@ describe('routes the proxy answers itself (redirect, directResponse, RequestRedi
   });
 });
 
-describe('consistent hashing through the proxy (DestinationRule consistentHash)', () => {
-  const STICKY_IP = '10.96.0.56';
+/**
+ * Three apps of a describe block, app-<i> on 127.0.0.<i+1> answering `status(i)`, closed after
+ * it (the client's outbound target put back).
+ */
+function loopbackApps(status: (i: number) => number = () => 200): http.Server[] {
   const apps: http.Server[] = [];
-
   beforeAll(async () => {
     for (let i = 0; i < 3; i++) {
       const s = http.createServer((req, res) => {
         req.resume();
+        res.statusCode = status(i);
         res.end(`app-${i}`);
       });
       await new Promise<void>((resolve) => s.listen(0, `127.0.0.${i + 1}`, resolve));
       apps.push(s);
     }
   });
-
   afterAll(async () => {
     for (const s of apps) s.closeAllConnections();
     await Promise.all(apps.map((s) => new Promise((r) => s.close(r))));
     client.outboundTarget = destination(CLUSTER_IP, 80);
   });
+  return apps;
+}
+
+describe('consistent hashing through the proxy (DestinationRule consistentHash)', () => {
+  const STICKY_IP = '10.96.0.56';
+  const apps = loopbackApps();
 
   /** The service's DestinationRule hashing on `consistentHash` (set for its port 80 alone with `portLevel`). */
   function useHash(consistentHash: object, portLevel = false): void {
@@ -877,28 +885,10 @@ describe('consistent hashing through the proxy (DestinationRule consistentHash)'
 
 describe('locality load balancing through the proxy (localityLbSetting, PreferClose)', () => {
   const NEAR_IP = '10.96.0.57';
-  const apps: http.Server[] = [];
   /** app-0 in the caller's zone, app-1 in another zone of its region, app-2 in another region. */
   const LOCALITIES = ['east/east-a/', 'east/east-b/', 'west/west-a/'];
   let failing = -1;
-
-  beforeAll(async () => {
-    for (let i = 0; i < 3; i++) {
-      const s = http.createServer((req, res) => {
-        req.resume();
-        res.statusCode = failing === i ? 500 : 200;
-        res.end(`app-${i}`);
-      });
-      await new Promise<void>((resolve) => s.listen(0, `127.0.0.${i + 1}`, resolve));
-      apps.push(s);
-    }
-  });
-
-  afterAll(async () => {
-    for (const s of apps) s.closeAllConnections();
-    await Promise.all(apps.map((s) => new Promise((r) => s.close(r))));
-    client.outboundTarget = destination(CLUSTER_IP, 80);
-  });
+  const apps = loopbackApps((i) => (failing === i ? 500 : 200));
 
   function useLocality(mods: (s: MeshService) => MeshService): void {
     failing = -1;
