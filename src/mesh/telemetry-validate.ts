@@ -8,20 +8,13 @@ import { ISTIO_METRICS, type MetricOverride } from '../api/mesh';
 import { readSelector, refuseTargetRefs } from './authorization-validate';
 import type { Fields, Json } from './fields';
 import type { Meta, TelemetryObject } from './objects';
+import { unsupported } from './traffic-validate';
 
 const MODES = ['CLIENT_AND_SERVER', 'CLIENT', 'SERVER'] as const;
 type Mode = (typeof MODES)[number];
 const METRICS = ['ALL_METRICS', ...Object.keys(ISTIO_METRICS)] as MetricOverride['metric'][];
 /** Istio's metrics of gRPC messages: Mooring does not count them. */
 const UNCOUNTED = ['GRPC_REQUEST_MESSAGES', 'GRPC_RESPONSE_MESSAGES'];
-
-function ignored(f: Fields, obj: Json, keys: readonly string[], field: string): void {
-  for (const key of keys) {
-    if (obj[key] !== undefined && obj[key] !== null) {
-      f.warn(`${field}.${key}`, 'is not supported by Mooring yet: ignored');
-    }
-  }
-}
 
 function readMode(f: Fields, raw: Json, field: string): Mode {
   const match = f.object(raw.match, `${field}.match`);
@@ -54,7 +47,7 @@ function readTracing(f: Fields, spec: Json): number | null {
   const tracing = list.length === 0 ? undefined : f.object(list[0], 'spec.tracing[0]');
   if (tracing === undefined) return null;
   const at = 'spec.tracing[0]';
-  ignored(f, tracing, ['customTags', 'useRequestIdForTraceSampling'], at);
+  unsupported(f, tracing, ['customTags', 'useRequestIdForTraceSampling'], at, false);
   if (readMode(f, tracing, at) !== 'CLIENT_AND_SERVER') {
     f.warn(`${at}.match.mode`, 'Mooring samples both sides alike: the mode is ignored');
   }
@@ -72,7 +65,7 @@ function readAccessLog(f: Fields, spec: Json): TelemetryObject['accessLog'] {
   const log = list.length === 0 ? undefined : f.object(list[0], 'spec.accessLogging[0]');
   if (log === undefined) return null;
   const at = 'spec.accessLogging[0]';
-  ignored(f, log, ['filter'], at);
+  unsupported(f, log, ['filter'], at, false);
   const mode = readMode(f, log, at);
   const disabled = f.boolean(log.disabled, `${at}.disabled`) ?? false;
   return {
@@ -87,7 +80,7 @@ function readMetrics(f: Fields, spec: Json): MetricOverride[] {
     const at = `spec.metrics[${i}]`;
     const metrics = f.object(m, at);
     if (metrics === undefined) continue;
-    ignored(f, metrics, ['reportingInterval'], at);
+    unsupported(f, metrics, ['reportingInterval'], at, false);
     for (const [j, o] of f.array(metrics.overrides, `${at}.overrides`).entries()) {
       const oat = `${at}.overrides[${j}]`;
       const override = f.object(o, oat);

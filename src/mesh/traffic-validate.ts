@@ -258,7 +258,8 @@ function headerOps(
   };
 }
 
-function unsupported(
+/** Fields Mooring does not read: a problem each (`problem`), else a warning each. */
+export function unsupported(
   f: Fields,
   obj: Json,
   keys: readonly string[],

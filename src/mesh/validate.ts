@@ -121,19 +121,20 @@ export function isIPv6(s: string): boolean {
 
 export const isIP = (s: string): boolean => isIPv4(s) || isIPv6(s);
 
+/** Kinds without a namespace (their `meta.namespace` is ''). */
+const CLUSTER_SCOPED: ReadonlySet<string> = new Set<MeshKind>(['Node']);
+
 function identityOf(raw: Json, defaultNamespace: string): ObjectIdentity {
   const metadata = isObject(raw.metadata) ? raw.metadata : {};
   const kind = typeof raw.kind === 'string' ? raw.kind : '';
   return {
     apiVersion: typeof raw.apiVersion === 'string' ? raw.apiVersion : '',
     kind,
-    // A Node has no namespace (as readMeta says).
-    namespace:
-      kind === 'Node'
-        ? ''
-        : typeof metadata.namespace === 'string' && metadata.namespace !== ''
-          ? metadata.namespace
-          : defaultNamespace,
+    namespace: CLUSTER_SCOPED.has(kind)
+      ? ''
+      : typeof metadata.namespace === 'string' && metadata.namespace !== ''
+        ? metadata.namespace
+        : defaultNamespace,
     name: typeof metadata.name === 'string' ? metadata.name : '',
   };
 }
@@ -155,10 +156,11 @@ function readMeta(raw: Json, kind: MeshKind, f: Fields, defaultNamespace: string
         : `${JSON.stringify(name)} is not a DNS subdomain (lowercase letters, digits, "-" and ".")`,
     );
   }
-  // A Node has no namespace.
-  const namespace =
-    kind === 'Node' ? '' : f.string(metadata.namespace, 'metadata.namespace') || defaultNamespace;
-  if (kind !== 'Node' && !isDnsLabel(namespace)) {
+  const clusterScoped = CLUSTER_SCOPED.has(kind);
+  const namespace = clusterScoped
+    ? ''
+    : f.string(metadata.namespace, 'metadata.namespace') || defaultNamespace;
+  if (!clusterScoped && !isDnsLabel(namespace)) {
     f.problem('metadata.namespace', `${JSON.stringify(namespace)} is not a DNS label`);
   }
   const labels = f.stringMap(metadata.labels, 'metadata.labels');

@@ -42,23 +42,22 @@ const firstLabel = (labels: Readonly<Record<string, string>>, keys: readonly str
   return null;
 };
 
-/** A WorkloadEntry as a workload: its own name, its labels' `app` and `version`. */
-export function workloadInfoOfEntry(entry: WorkloadEntryObject): WorkloadInfo {
-  return {
-    name: entry.meta.name,
-    namespace: entry.meta.namespace,
-    app: firstLabel(entry.labels, ['app', 'app.kubernetes.io/name']),
-    version: firstLabel(entry.labels, ['version', 'app.kubernetes.io/version']),
-  };
-}
+/** A workload named `name` with the `app` and `version` labels (or their app.kubernetes.io forms). */
+const workloadInfo = (
+  name: string,
+  namespace: string,
+  labels: Readonly<Record<string, string>>,
+): WorkloadInfo => ({
+  name,
+  namespace,
+  app: firstLabel(labels, ['app', 'app.kubernetes.io/name']),
+  version: firstLabel(labels, ['version', 'app.kubernetes.io/version']),
+});
 
-/** The Pod's workload with its `app` and `version` labels (or their app.kubernetes.io forms). */
-export function workloadInfoOf(pod: PodObject): WorkloadInfo {
-  const { labels } = pod.meta;
-  return {
-    name: workloadOf(pod).name,
-    namespace: pod.meta.namespace,
-    app: firstLabel(labels, ['app', 'app.kubernetes.io/name']),
-    version: firstLabel(labels, ['version', 'app.kubernetes.io/version']),
-  };
-}
+/** A WorkloadEntry as a workload: its own name, its labels. */
+export const workloadInfoOfEntry = (entry: WorkloadEntryObject): WorkloadInfo =>
+  workloadInfo(entry.meta.name, entry.meta.namespace, entry.labels);
+
+/** The Pod's workload (its controller's name), with the Pod's labels. */
+export const workloadInfoOf = (pod: PodObject): WorkloadInfo =>
+  workloadInfo(workloadOf(pod).name, pod.meta.namespace, pod.meta.labels);

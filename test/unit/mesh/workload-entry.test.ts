@@ -93,6 +93,21 @@ describe('a WorkloadEntry', () => {
     ]);
   });
 
+  it('carries its locality to its endpoints (locality load balancing), and refuses one with a wildcard', () => {
+    const model = modelOf([
+      web,
+      entry('vm-1', {
+        address: '10.9.0.1',
+        labels: { app: 'web' },
+        ports: { http: 9080 },
+        locality: 'us-east/us-east-1a',
+      }),
+    ]);
+    expect(model.service('shop/web')?.service.endpoints[0]?.locality).toBe('us-east/us-east-1a');
+    const v = validateMeshObject(entry('w', { address: '10.9.0.1', locality: 'us-east/*' }));
+    expect(v.status === 'invalid' ? v.problems.map((p) => p.field) : v).toEqual(['spec.locality']);
+  });
+
   it('is refused with the field named: an address that is not an IP, a bad port, a bad service account', () => {
     const v = validateMeshObject(
       entry('bad', { address: 'vm.example.com', ports: { http: 70000 }, serviceAccount: 'Not_OK' }),

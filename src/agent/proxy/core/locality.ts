@@ -21,12 +21,6 @@ export interface LocalityInput {
   readonly preferClose: boolean;
 }
 
-const PREFER_CLOSE = [
-  'topology.kubernetes.io/region',
-  'topology.kubernetes.io/zone',
-  'topology.istio.io/subzone',
-];
-
 /**
  * The groups of `endpoints` (each with its locality, '' when unknown) for a caller, or undefined
  * when locality balancing does not apply (no caller locality, disabled, nothing to tell apart).
@@ -44,10 +38,9 @@ export function localityGroups(
   let rank: (locality: string) => number;
   if (input.outlierDetection !== undefined && setting?.failoverPriority !== undefined) {
     rank = byLabels(caller, setting.failoverPriority);
-  } else if (input.outlierDetection !== undefined) {
+  } else if (input.outlierDetection !== undefined || (input.preferClose && !failover)) {
+    // PreferClose is Istio's failover by network, region, zone and subzone: the same levels.
     rank = byLocality(caller, setting?.failover ?? []);
-  } else if (input.preferClose && !failover) {
-    rank = byLabels(caller, PREFER_CLOSE);
   } else {
     return undefined;
   }
